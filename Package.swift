@@ -1,0 +1,37 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Layers, bottom-up (DESIGN.md): Tensor -> Autograd -> Core -> megatron.
+// MegatronData (tokenizers, indexed datasets, GPT sample indices) needs no tensors and stands beside them.
+let package = Package(
+    name: "Megatron",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "megatron", targets: ["megatron"]),
+        .library(name: "MegatronCore", targets: ["MegatronCore"]),
+        .library(name: "MegatronData", targets: ["MegatronData"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .target(name: "MegatronTensor"),
+        .target(name: "MegatronAutograd", dependencies: ["MegatronTensor"]),
+        .target(name: "MegatronData"),
+        .target(
+            name: "MegatronCore",
+            dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronData"]),
+        .executableTarget(
+            name: "megatron",
+            dependencies: [
+                "MegatronCore", "MegatronData",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(name: "MegatronTensorTests", dependencies: ["MegatronTensor"]),
+        .testTarget(name: "MegatronAutogradTests", dependencies: ["MegatronTensor", "MegatronAutograd"]),
+        .testTarget(name: "MegatronCoreTests", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore"]),
+        .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"], resources: [.copy("Fixtures")]),
+    ],
+    // Swift 5 mode: kernels hand raw pointers to worker threads, which strict Sendable checking rejects wholesale.
+    swiftLanguageModes: [.v5]
+)

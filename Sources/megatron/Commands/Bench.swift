@@ -1,0 +1,8 @@
+import ArgumentParser
+
+/// `megatron bench ...`: performance programs (not tests).
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks: time kernels and training steps.",
+        subcommands: [])
+}

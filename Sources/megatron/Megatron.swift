@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// The `megatron` program: one subcommand per Megatron-LM tool.
+@main
+struct Megatron: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "megatron",
+        abstract: "Megatron-LM and Megatron Core in Swift: train transformer language models, one static binary.",
+        subcommands: [PretrainGPT.self, PreprocessData.self, Bench.self],
+        defaultSubcommand: nil)
+}
