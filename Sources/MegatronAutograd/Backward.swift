@@ -1,0 +1,136 @@
+import MegatronTensor
+
+extension Tensor {
+    /// Backpropagates from this tensor, accumulating into the `.grad` of every leaf it depends on.
+    ///
+    /// `gradient` seeds the pass (a pipeline stage passes the gradient it received); it defaults to one for
+    /// a single-element tensor. Without `retainGraph` the graph's saved tensors are freed as it goes.
+    ///
+    /// ```swift
+    /// var w = Tensor.normal([4, 4], generator: gen); w.requiresGrad = true
+    /// (x.matmul(w)).sum().backward()
+    /// print(w.grad!.floats())
+    /// ```
+    public func backward(gradient: Tensor? = nil, retainGraph: Bool = false) {
+        if gradient == nil {
+            precondition(count == 1, "backward() without a gradient needs a one-element tensor, got shape \(shape)")
+        }
+        Tensor.backward([self], gradients: [gradient ?? Tensor.ones(shape, dtype: dtype)], retainGraph: retainGraph)
+    }
+
+    /// Backpropagates from several outputs at once (e.g. a pipeline stage's outputs).
+    public static func backward(_ roots: [Tensor], gradients: [Tensor], retainGraph: Bool = false) {
+        precondition(roots.count == gradients.count, "\(roots.count) roots but \(gradients.count) gradients")
+        var engine = BackwardPass(retainGraph: retainGraph)
+        for (root, g) in zip(roots, gradients) {
+            precondition(root.requiresGrad, "backward from a tensor that does not require grad")
+            precondition(root.shape == g.shape, "gradient shape \(g.shape) differs from tensor shape \(root.shape)")
+            engine.seed(root, g)
+        }
+        engine.run()
+    }
+}
+
+/// One backward pass: counts each node's and leaf's incoming gradients, then runs nodes once all have arrived.
+struct BackwardPass {
+    let retainGraph: Bool
+    private var pending: [ObjectIdentifier: Int] = [:]
+    private var buffers: [ObjectIdentifier: [Tensor?]] = [:]
+    private var leafGrads: [ObjectIdentifier: Tensor] = [:]
+    private var ready: [Node] = []
+    private var seeded: [Node] = []
+    private var counted = Set<ObjectIdentifier>()
+
+    init(retainGraph: Bool) { self.retainGraph = retainGraph }
+
+    mutating func seed(_ root: Tensor, _ gradient: Tensor) {
+        let meta = root.autograd!
+        guard let node = meta.gradFunction as? Node else {
+            countLeaf(meta, extra: 1)
+            deliver(to: .leaf(meta), gradient)
+            return
+        }
+        countEdges(from: node)
+        accumulate(node, meta.outputIndex, gradient)
+        seeded.append(node)
+    }
+
+    mutating func run() {
+        for node in seeded where pending[ObjectIdentifier(node), default: 0] == 0 && !ready.contains(where: { $0 === node }) {
+            ready.append(node)
+        }
+        while let node = ready.popLast() {
+            let id = ObjectIdentifier(node)
+            let slots = buffers.removeValue(forKey: id) ?? []
+            let gradOutputs = node.outputShapes.indices.map { i in
+                (i < slots.count ? slots[i] : nil) ?? Tensor.zeros(node.outputShapes[i], dtype: node.outputTypes[i])
+            }
+            let gradInputs = node.apply(gradOutputs, retainGraph: retainGraph)
+            precondition(gradInputs.count == node.edges.count, "\(node.name) returned \(gradInputs.count) gradients for \(node.edges.count) inputs")
+            for (edge, g) in zip(node.edges, gradInputs) {
+                guard let edge else { continue }
+                deliver(to: edge, g)
+            }
+        }
+    }
+
+    /// Hands one gradient contribution along an edge; a node or leaf whose contributions are all in goes next.
+    private mutating func deliver(to edge: Node.Edge, _ gradient: Tensor?) {
+        switch edge {
+        case .node(let next, let index):
+            if let gradient { accumulate(next, index, gradient) }
+            let id = ObjectIdentifier(next)
+            pending[id]! -= 1
+            if pending[id] == 0 { ready.append(next) }
+        case .leaf(let meta):
+            let id = ObjectIdentifier(meta)
+            if let gradient {
+                leafGrads[id] = leafGrads[id].map { Ops.binary($0, gradient, .add) } ?? gradient
+            }
+            pending[id]! -= 1
+            if pending[id] == 0, let total = leafGrads.removeValue(forKey: id) {
+                finish(meta, total)
+            }
+        }
+    }
+
+    private func finish(_ meta: AutogradMeta, _ gradient: Tensor) {
+        let g = gradient.cast(to: meta.grad?.dtype ?? gradient.dtype)
+        if let existing = meta.grad {
+            Ops.copy(Ops.binary(existing, g, .add), into: existing)
+        } else {
+            meta.grad = g.contiguous().detached()
+        }
+        for hook in meta.gradReadyHooks { hook(meta.grad!) }
+    }
+
+    private mutating func accumulate(_ node: Node, _ index: Int, _ gradient: Tensor) {
+        let id = ObjectIdentifier(node)
+        var slots = buffers[id] ?? Array(repeating: nil, count: node.outputShapes.count)
+        slots[index] = slots[index].map { Ops.binary($0, gradient, .add) } ?? gradient
+        buffers[id] = slots
+    }
+
+    /// Counts, for every node and leaf reachable from `root`, how many gradient contributions it will receive.
+    private mutating func countEdges(from root: Node) {
+        guard counted.insert(ObjectIdentifier(root)).inserted else { return }
+        var stack = [root]
+        while let node = stack.popLast() {
+            for edge in node.edges {
+                switch edge {
+                case .node(let next, _)?:
+                    pending[ObjectIdentifier(next), default: 0] += 1
+                    if counted.insert(ObjectIdentifier(next)).inserted { stack.append(next) }
+                case .leaf(let meta)?:
+                    countLeaf(meta, extra: 1)
+                case nil:
+                    break
+                }
+            }
+        }
+    }
+
+    private mutating func countLeaf(_ meta: AutogradMeta, extra: Int) {
+        pending[ObjectIdentifier(meta), default: 0] += extra
+    }
+}

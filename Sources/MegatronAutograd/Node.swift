@@ -1,0 +1,89 @@
+import MegatronTensor
+
+/// One recorded operation of the autograd graph: where its inputs' gradients go, and the rule that turns
+/// the gradients of its outputs into gradients of its inputs.
+public final class Node: GradientFunction {
+    /// Where an input's gradient flows: into another node's output slot, or into a leaf's `.grad`.
+    enum Edge {
+        case node(Node, Int)
+        case leaf(AutogradMeta)
+    }
+
+    public let name: String
+    let edges: [Edge?]
+    let outputShapes: [[Int]]
+    let outputTypes: [DType]
+    /// Gradients of the inputs (nil where an input needs none) from the gradients of all outputs.
+    private(set) var rule: (([Tensor]) -> [Tensor?])?
+
+    init(name: String, edges: [Edge?], outputs: [Tensor], rule: @escaping ([Tensor]) -> [Tensor?]) {
+        self.name = name
+        self.edges = edges
+        self.outputShapes = outputs.map(\.shape)
+        self.outputTypes = outputs.map(\.dtype)
+        self.rule = rule
+    }
+
+    /// Applies the rule; without `retainGraph` it then drops the rule and the tensors it saved.
+    func apply(_ gradOutputs: [Tensor], retainGraph: Bool) -> [Tensor?] {
+        guard let rule else {
+            preconditionFailure("backward through \(name) a second time: its saved tensors were freed; pass retainGraph: true")
+        }
+        if !retainGraph { self.rule = nil }
+        return rule(gradOutputs)
+    }
+}
+
+/// Records `outputs` as made from `inputs` by an operation whose backward is `rule`.
+///
+/// Does nothing (and returns the outputs unchanged) when grad mode is off or no input needs a gradient.
+/// `rule` receives one gradient per output (zeros for outputs not used downstream) and returns one per input.
+public func record(_ name: String, inputs: [Tensor], outputs: [Tensor],
+                   rule: @escaping ([Tensor]) -> [Tensor?]) -> [Tensor] {
+    guard GradMode.isEnabled, inputs.contains(where: \.requiresGrad) else { return outputs }
+    let edges: [Node.Edge?] = inputs.map { input in
+        guard let meta = input.autograd, meta.requiresGrad else { return nil }
+        if let node = meta.gradFunction as? Node { return .node(node, meta.outputIndex) }
+        return .leaf(meta)
+    }
+    let node = Node(name: name, edges: edges, outputs: outputs, rule: rule)
+    return outputs.enumerated().map { i, out in
+        var t = out.detached()
+        t.autograd = AutogradMeta(requiresGrad: true, gradFunction: node, outputIndex: i)
+        return t
+    }
+}
+
+/// `record` for the common one-output case.
+public func record(_ name: String, inputs: [Tensor], output: Tensor, rule: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+    record(name, inputs: inputs, outputs: [output]) { rule($0[0]) }[0]
+}
+
+extension Tensor {
+    /// Whether gradients flow to (or through) this tensor. Setting it on a tensor makes that tensor a leaf.
+    public var requiresGrad: Bool {
+        get { autograd?.requiresGrad ?? false }
+        set {
+            if let meta = autograd, meta.gradFunction == nil {
+                meta.requiresGrad = newValue
+            } else {
+                autograd = newValue ? AutogradMeta(requiresGrad: true) : nil
+            }
+        }
+    }
+
+    /// The gradient accumulated by backward passes (leaves only).
+    public var grad: Tensor? {
+        get { autograd?.grad }
+        nonmutating set { autograd?.grad = newValue }
+    }
+
+    /// True for tensors that need gradients but were not computed by a recorded op (parameters).
+    public var isLeaf: Bool { autograd?.gradFunction == nil }
+
+    /// Registers `hook`, called with this leaf's finished gradient at the end of each backward pass's work on it.
+    public func onGradReady(_ hook: @escaping (Tensor) -> Void) {
+        precondition(isLeaf && requiresGrad, "gradient hooks go on leaves that require grad")
+        autograd!.gradReadyHooks.append(hook)
+    }
+}

@@ -1,0 +1,57 @@
+import MegatronTensor
+
+/// Differentiable reductions.
+extension Tensor {
+    /// Sum over `dims` (all when empty).
+    public func sum(dims: [Int] = [], keepDim: Bool = false) -> Tensor {
+        reduce(dims: dims, keepDim: keepDim, .sum)
+    }
+
+    /// Mean over `dims` (all when empty).
+    public func mean(dims: [Int] = [], keepDim: Bool = false) -> Tensor {
+        reduce(dims: dims, keepDim: keepDim, .mean)
+    }
+
+    /// Largest value along `dim`; the gradient goes to the first position holding it.
+    public func max(dim: Int, keepDim: Bool = false) -> Tensor {
+        let x = detached()
+        let index = Ops.argmax(x, dim: dim, keepDim: true)
+        let values = Ops.gather(x, dim: dim, index: index)
+        let out = keepDim ? values : values.squeezed(dim)
+        return record("max", inputs: [self], output: out) { g in
+            let g = keepDim ? g : g.unsqueezed(dim)
+            return [Ops.scatterAdd(Tensor.zeros(x.shape, dtype: g.dtype), dim: dim, index: index, source: g)]
+        }
+    }
+
+    /// Index of the largest value along `dim` (not differentiable).
+    public func argmax(dim: Int, keepDim: Bool = false) -> Tensor { Ops.argmax(self, dim: dim, keepDim: keepDim) }
+
+    private func reduce(dims: [Int], keepDim: Bool, _ op: ReduceOp) -> Tensor {
+        let inputShape = shape
+        let kept = Ops.reduce(detached(), dims: dims, keepDim: true, op)
+        let keptShape = kept.shape
+        let reduced = Set((dims.isEmpty ? Array(0..<rank) : dims).map { Shape.normalize($0, rank: rank) })
+        let out = keepDim ? kept : kept.reshaped(shape.indices.filter { !reduced.contains($0) }.map { shape[$0] })
+        let scale = op == .mean ? Float(count / Swift.max(kept.count, 1)) : 1
+        return record("\(op)", inputs: [self], output: out) { g in
+            var g = g.reshaped(keptShape)
+            if scale != 1 { g = Ops.binary(g, Tensor(scalar: 1 / scale), .mul) }
+            return [g.expanded(to: inputShape).contiguous()]
+        }
+    }
+}
+
+/// Differentiable matrix product.
+extension Tensor {
+    /// `[..., m, k] x [..., k, n] -> [..., m, n]` with batch dimensions broadcast.
+    public func matmul(_ other: Tensor) -> Tensor {
+        let (a, b) = (detached(), other.detached())
+        let (needA, needB) = (requiresGrad, other.requiresGrad)
+        return record("matmul", inputs: [self, other], output: Ops.matmul(a, b)) { g in
+            let ga = needA ? Ops.sumToShape(Ops.matmul(g, b.transposed(-1, -2)), a.shape) : nil
+            let gb = needB ? Ops.sumToShape(Ops.matmul(a.transposed(-1, -2), g), b.shape) : nil
+            return [ga, gb]
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import MegatronTensor
+
+/// Differentiable views and joins.
+extension Tensor {
+    /// The same elements in a new shape (one `-1` is inferred).
+    public func reshape(_ newShape: [Int]) -> Tensor {
+        let old = shape
+        return record("reshape", inputs: [self], output: detached().reshaped(newShape)) { g in [g.reshaped(old)] }
+    }
+
+    public func transpose(_ d0: Int, _ d1: Int) -> Tensor {
+        record("transpose", inputs: [self], output: detached().transposed(d0, d1)) { g in [g.transposed(d0, d1)] }
+    }
+
+    public func permute(_ order: [Int]) -> Tensor {
+        var inverse = order
+        for (i, o) in order.enumerated() { inverse[o] = i }
+        return record("permute", inputs: [self], output: detached().permuted(order)) { g in [g.permuted(inverse)] }
+    }
+
+    /// Elements `start..<start+length` along `dim`.
+    public func narrow(_ dim: Int, start: Int, length: Int) -> Tensor {
+        let (fullShape, type) = (shape, dtype)
+        return record("narrow", inputs: [self], output: detached().narrowed(dim, start: start, length: length)) { g in
+            let full = Tensor.zeros(fullShape, dtype: type)
+            Ops.copy(g, into: full.narrowed(dim, start: start, length: length))
+            return [full]
+        }
+    }
+
+    public func expand(to target: [Int]) -> Tensor {
+        let old = shape
+        return record("expand", inputs: [self], output: detached().expanded(to: target)) { g in [Ops.sumToShape(g, old)] }
+    }
+
+    public func unsqueeze(_ dim: Int) -> Tensor {
+        let old = shape
+        return record("unsqueeze", inputs: [self], output: detached().unsqueezed(dim)) { g in [g.reshaped(old)] }
+    }
+
+    public func squeeze(_ dim: Int) -> Tensor {
+        let old = shape
+        return record("squeeze", inputs: [self], output: detached().squeezed(dim)) { g in [g.reshaped(old)] }
+    }
+
+    /// Splits along `dim` into pieces of the given sizes (views).
+    public func split(_ sizes: [Int], dim: Int) -> [Tensor] {
+        precondition(sizes.reduce(0, +) == size(dim), "split sizes \(sizes) do not add up to \(size(dim))")
+        var start = 0
+        return sizes.map { length in
+            defer { start += length }
+            return narrow(dim, start: start, length: length)
+        }
+    }
+
+    /// Splits along `dim` into `count` equal pieces.
+    public func chunk(_ count: Int, dim: Int) -> [Tensor] {
+        precondition(size(dim) % count == 0, "size \(size(dim)) of dimension \(dim) does not split into \(count) chunks")
+        return split(Array(repeating: size(dim) / count, count: count), dim: dim)
+    }
+}
+
+/// Joins tensors along an existing dimension.
+public func concat(_ tensors: [Tensor], dim: Int) -> Tensor {
+    let d = dim < 0 ? dim + tensors[0].rank : dim
+    let sizes = tensors.map { $0.shape[d] }
+    return record("concat", inputs: tensors, output: Ops.concat(tensors.map { $0.detached() }, dim: d)) { g in
+        var start = 0
+        return sizes.map { length in
+            defer { start += length }
+            return g.narrowed(d, start: start, length: length)
+        }
+    }
+}
+
+/// Joins tensors of one shape along a new dimension.
+public func stack(_ tensors: [Tensor], dim: Int) -> Tensor {
+    concat(tensors.map { $0.unsqueeze(dim) }, dim: dim)
+}

@@ -1,0 +1,51 @@
+extension Ops {
+    /// Matrix product over the last two dimensions, `[..., m, k] x [..., k, n] -> [..., m, n]`, with the
+    /// leading (batch) dimensions broadcast. Transposed views are read in place, not copied.
+    public static func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
+        requireCPU(a, b, op: "matmul")
+        precondition(a.rank >= 2 && b.rank >= 2, "matmul needs rank >= 2, got \(a.shape) and \(b.shape)")
+        let m = a.shape[a.rank - 2], k = a.shape[a.rank - 1], n = b.shape[b.rank - 1]
+        precondition(b.shape[b.rank - 2] == k, "matmul shapes \(a.shape) and \(b.shape) do not chain")
+        let batch = Shape.broadcast(Array(a.shape.dropLast(2)), Array(b.shape.dropLast(2)))
+        let ea = GemmOperand(a.cast(to: .float32).expanded(to: batch + [m, k]))
+        let eb = GemmOperand(b.cast(to: .float32).expanded(to: batch + [k, n]))
+        let batches = Shape.elementCount(batch)
+        let dtype = resultType(a.dtype, b.dtype)
+        return Tensor.computed(shape: batch + [m, n], dtype: dtype) { out in
+            for i in 0..<batches {
+                cpuSgemm(transA: ea.transposed, transB: eb.transposed, m: m, n: n, k: k, alpha: 1,
+                         a: ea.matrix(i), lda: ea.leading, b: eb.matrix(i), ldb: eb.leading,
+                         beta: 0, c: out.baseAddress! + i * m * n, ldc: n)
+            }
+        }
+    }
+}
+
+/// A batch of fp32 matrices laid out for GEMM: row-major, or row-major of the transpose.
+private struct GemmOperand {
+    let base: Tensor
+    let transposed: Bool
+    let leading: Int
+    let batchOffsets: [Int]
+
+    init(_ t: Tensor) {
+        let r = t.rank
+        let rows = t.shape[r - 2], cols = t.shape[r - 1]
+        let rowStride = t.strides[r - 2], colStride = t.strides[r - 1]
+        if (colStride == 1 || cols == 1) && (rowStride >= cols || rows == 1) {
+            (base, transposed, leading) = (t, false, max(rowStride, cols))
+        } else if (rowStride == 1 || rows == 1) && (colStride >= rows || cols == 1) {
+            (base, transposed, leading) = (t, true, max(colStride, rows))
+        } else {
+            (base, transposed, leading) = (t.contiguous(), false, cols)
+        }
+        let batchShape = Array(t.shape.dropLast(2))
+        let batchStrides = Array(base.strides.dropLast(2))
+        var offsets: [Int] = []
+        offsets.reserveCapacity(Shape.elementCount(batchShape))
+        StridedLoop.forEach(shape: batchShape + [1], strides: [batchStrides + [0]]) { o, _, _ in offsets.append(o[0]) }
+        batchOffsets = offsets
+    }
+
+    func matrix(_ i: Int) -> UnsafePointer<Float> { UnsafePointer(base.pointer(as: Float.self) + batchOffsets[i]) }
+}
