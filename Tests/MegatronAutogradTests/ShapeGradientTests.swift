@@ -1,0 +1,53 @@
+import XCTest
+import MegatronTensor
+@testable import MegatronAutograd
+
+final class ShapeGradientTests: XCTestCase {
+    let x = sample([2, 3, 4], seed: 11)
+
+    func testViews() {
+        checkGradients([x]) { $0[0].reshape([6, 4]) }
+        checkGradients([x]) { $0[0].transpose(0, 2) }
+        checkGradients([x]) { $0[0].permute([1, 2, 0]) }
+        checkGradients([x]) { $0[0].narrow(2, start: 1, length: 2) }
+        checkGradients([sample([3, 1], seed: 12)]) { $0[0].expand(to: [2, 3, 4]) }
+        checkGradients([x]) { $0[0].unsqueeze(1).squeeze(1) }
+    }
+
+    func testJoinsAndSplits() {
+        let y = sample([2, 2, 4], seed: 13)
+        checkGradients([x, y]) { concat([$0[0], $0[1]], dim: 1) }
+        checkGradients([x, x]) { stack([$0[0], $0[1]], dim: 0) }
+        checkGradients([x]) { input in
+            let parts = input[0].split([1, 3], dim: 2)
+            return parts[0] * parts[1].sum(dims: [2], keepDim: true)
+        }
+    }
+
+    func testReductions() {
+        checkGradients([x]) { $0[0].sum() }
+        checkGradients([x]) { $0[0].sum(dims: [0, 2]) }
+        checkGradients([x]) { $0[0].mean(dims: [1], keepDim: true) }
+        checkGradients([x]) { $0[0].max(dim: 2) }
+        checkGradients([x]) { $0[0].max(dim: 0, keepDim: true) }
+    }
+
+    func testReductionValues() {
+        let t = Tensor(shape: [2, 3], values: [1, 5, 3, 4, 2, 6])
+        XCTAssertEqual(t.sum(dims: [1]).floats(), [9, 12])
+        XCTAssertEqual(t.mean(dims: [0]).floats(), [2.5, 3.5, 4.5])
+        XCTAssertEqual(t.max(dim: 1).floats(), [5, 6])
+        XCTAssertEqual(t.argmax(dim: 1).ints(), [1, 2])
+        XCTAssertEqual(t.sum().item(), 21)
+    }
+
+    func testMatmulShapesAndGradients() {
+        let a = sample([3, 5], seed: 14), b = sample([5, 2], seed: 15)
+        checkGradients([a, b]) { $0[0].matmul($0[1]) }
+        checkGradients([sample([2, 3, 5], seed: 16), b]) { $0[0].matmul($0[1]) }
+        checkGradients([a, sample([2, 2, 5], seed: 17)]) { $0[0].matmul($0[1].transpose(-1, -2)) }
+        let m = Tensor(shape: [2, 2], values: [1, 2, 3, 4])
+        XCTAssertEqual(m.matmul(m).floats(), [7, 10, 15, 22])
+        XCTAssertEqual(m.transpose(0, 1).matmul(m).floats(), [10, 14, 14, 20])
+    }
+}
