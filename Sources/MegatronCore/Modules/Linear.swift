@@ -1,0 +1,23 @@
+import MegatronAutograd
+import MegatronTensor
+
+/// `y = x W^T + b` with Megatron's weight layout `[out, in]` and normal(0, std) initialization.
+public final class Linear: Module {
+    public let weight: Tensor
+    public let bias: Tensor?
+
+    public init(inFeatures: Int, outFeatures: Int, bias: Bool = true, initStd: Float = 0.02,
+                dtype: DType = .float32, generator: PhiloxGenerator) {
+        weight = parameter(Tensor.normal([outFeatures, inFeatures], std: initStd, dtype: dtype, generator: generator))
+        self.bias = bias ? parameter(Tensor.zeros([outFeatures], dtype: dtype)) : nil
+    }
+
+    override public var parameters: [(String, Tensor)] {
+        [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let y = x.matmul(weight.transpose(0, 1))
+        return bias.map { y + $0 } ?? y
+    }
+}

@@ -1,0 +1,41 @@
+import MegatronAutograd
+import MegatronTensor
+
+/// The feed-forward block: `linear_fc1`, activation (or SwiGLU when gated), `linear_fc2`.
+public final class MLP: Module {
+    public let config: TransformerConfig
+    public let linearFC1: Linear
+    public let linearFC2: Linear
+
+    public init(config: TransformerConfig, generator: PhiloxGenerator) {
+        self.config = config
+        let fc1Width = config.gatedLinearUnit ? 2 * config.ffnHiddenSize : config.ffnHiddenSize
+        linearFC1 = Linear(inFeatures: config.hiddenSize, outFeatures: fc1Width, bias: config.addBiasLinear,
+                           initStd: config.initMethodStd, dtype: config.paramsDType, generator: generator)
+        linearFC2 = Linear(inFeatures: config.ffnHiddenSize, outFeatures: config.hiddenSize, bias: config.addBiasLinear,
+                           initStd: config.outputLayerInitStd, dtype: config.paramsDType, generator: generator)
+    }
+
+    override public var children: [(String, Module)] { [("linear_fc1", linearFC1), ("linear_fc2", linearFC2)] }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let h = linearFC1(x)
+        let activated: Tensor
+        switch (config.gatedLinearUnit, config.activation) {
+        case (true, .silu): activated = Functional.swiglu(h)
+        case (true, let act):
+            let parts = h.chunk(2, dim: -1)
+            activated = Self.activate(parts[0], act) * parts[1]
+        case (false, let act): activated = Self.activate(h, act)
+        }
+        return linearFC2(activated)
+    }
+
+    static func activate(_ x: Tensor, _ activation: TransformerConfig.Activation) -> Tensor {
+        switch activation {
+        case .gelu: Functional.gelu(x, approximate: true)
+        case .geluExact: Functional.gelu(x, approximate: false)
+        case .silu: Functional.silu(x)
+        }
+    }
+}

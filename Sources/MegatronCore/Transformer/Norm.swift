@@ -1,0 +1,18 @@
+import MegatronTensor
+
+/// Builds the normalization the config names (LayerNorm or RMSNorm) over `dimension` values.
+func makeNorm(_ config: TransformerConfig, dimension: Int? = nil) -> Module & NormLayer {
+    let d = dimension ?? config.hiddenSize
+    switch config.normalization {
+    case .layerNorm: return LayerNorm(d, epsilon: config.layernormEpsilon, dtype: config.paramsDType)
+    case .rmsNorm: return RMSNorm(d, epsilon: config.layernormEpsilon, dtype: config.paramsDType)
+    }
+}
+
+/// A normalization layer, whichever kind.
+public protocol NormLayer {
+    func callAsFunction(_ x: Tensor) -> Tensor
+}
+
+extension LayerNorm: NormLayer {}
+extension RMSNorm: NormLayer {}

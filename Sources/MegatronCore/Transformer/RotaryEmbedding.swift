@@ -1,0 +1,46 @@
+import Foundation
+import MegatronAutograd
+import MegatronTensor
+
+/// Rotary position embedding as Megatron Core applies it (non-interleaved halves, `rotate_half`), on the
+/// first `rotaryPercent` of each head's channels.
+public struct RotaryEmbedding {
+    public let rotaryDim: Int
+    public let base: Float
+
+    public init(kvChannels: Int, rotaryPercent: Float, base: Float) {
+        rotaryDim = Int(Float(kvChannels) * rotaryPercent)
+        self.base = base
+    }
+
+    /// cos and sin tables `[seq, rotaryDim]` for positions `0..<sequenceLength`.
+    func tables(sequenceLength: Int) -> (cos: Tensor, sin: Tensor) {
+        let half = rotaryDim / 2
+        var cosValues = [Float](repeating: 0, count: sequenceLength * rotaryDim)
+        var sinValues = cosValues
+        for pos in 0..<sequenceLength {
+            for i in 0..<half {
+                let inverseFrequency = 1 / Foundation.pow(Double(base), Double(2 * i) / Double(rotaryDim))
+                let angle = Double(pos) * Double(Float(inverseFrequency))
+                for j in [i, i + half] {
+                    cosValues[pos * rotaryDim + j] = Float(Foundation.cos(angle))
+                    sinValues[pos * rotaryDim + j] = Float(Foundation.sin(angle))
+                }
+            }
+        }
+        return (Tensor(shape: [sequenceLength, rotaryDim], values: cosValues),
+                Tensor(shape: [sequenceLength, rotaryDim], values: sinValues))
+    }
+
+    /// Rotates `x [batch, heads, seq, headDim]`.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let seq = x.size(2), headDim = x.size(3)
+        let (cos, sin) = tables(sequenceLength: seq)
+        let rotated = x.narrow(3, start: 0, length: rotaryDim)
+        let halves = rotated.chunk(2, dim: 3)
+        let rotatedHalf = concat([-halves[1], halves[0]], dim: 3)
+        let out = rotated * cos + rotatedHalf * sin
+        if rotaryDim == headDim { return out }
+        return concat([out, x.narrow(3, start: rotaryDim, length: headDim - rotaryDim)], dim: 3)
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import MegatronAutograd
+import MegatronTensor
+
+/// Causal self-attention with a fused QKV projection, grouped-query attention and optional RoPE.
+///
+/// `linear_qkv` produces, for each query group, that group's query heads, then its key head, then its
+/// value head (Megatron's layout), so a checkpoint's weights load unchanged.
+public final class SelfAttention: Module {
+    public let config: TransformerConfig
+    public let linearQKV: Linear
+    public let linearProj: Linear
+    public let qLayernorm: (Module & NormLayer)?
+    public let kLayernorm: (Module & NormLayer)?
+    let rotary: RotaryEmbedding?
+    let attentionDropout: Dropout
+
+    public init(config: TransformerConfig, generator: PhiloxGenerator, dropoutGenerator: PhiloxGenerator) {
+        self.config = config
+        let qkvWidth = (config.numAttentionHeads + 2 * config.numQueryGroups) * config.kvChannels
+        linearQKV = Linear(inFeatures: config.hiddenSize, outFeatures: qkvWidth, bias: config.addQKVBias,
+                           initStd: config.initMethodStd, dtype: config.paramsDType, generator: generator)
+        linearProj = Linear(inFeatures: config.numAttentionHeads * config.kvChannels, outFeatures: config.hiddenSize,
+                            bias: config.addBiasLinear, initStd: config.outputLayerInitStd,
+                            dtype: config.paramsDType, generator: generator)
+        qLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels) : nil
+        kLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels) : nil
+        rotary = config.positionEmbeddingType == .rope
+            ? RotaryEmbedding(kvChannels: config.kvChannels, rotaryPercent: config.rotaryPercent, base: config.rotaryBase)
+            : nil
+        attentionDropout = Dropout(config.attentionDropout, generator: dropoutGenerator)
+    }
+
+    override public var children: [(String, Module)] {
+        var list: [(String, Module)] = [("linear_qkv", linearQKV), ("linear_proj", linearProj)]
+        if let qLayernorm, let kLayernorm { list += [("q_layernorm", qLayernorm), ("k_layernorm", kLayernorm)] }
+        return list
+    }
+
+    /// `x [batch, seq, hidden] -> [batch, seq, hidden]`.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let (b, s) = (x.size(0), x.size(1))
+        let (groups, heads, d) = (config.numQueryGroups, config.numAttentionHeads, config.kvChannels)
+        let perGroup = heads / groups
+        // [b, s, groups, perGroup + 2, d] -> [b, groups, perGroup + 2, s, d]
+        let qkv = linearQKV(x).reshape([b, s, groups, perGroup + 2, d]).permute([0, 2, 3, 1, 4])
+        var q = qkv.narrow(2, start: 0, length: perGroup)           // [b, g, perGroup, s, d]
+        var k = qkv.narrow(2, start: perGroup, length: 1)           // [b, g, 1, s, d]
+        let v = qkv.narrow(2, start: perGroup + 1, length: 1)
+        if let qLayernorm, let kLayernorm {
+            q = qLayernorm(q)
+            k = kLayernorm(k)
+        }
+        if let rotary {
+            q = rotary(q.reshape([b, heads, s, d])).reshape([b, groups, perGroup, s, d])
+            k = rotary(k.reshape([b, groups, s, d])).reshape([b, groups, 1, s, d])
+        }
+        let context = coreAttention(q: q, k: k, v: v)               // [b, g, perGroup, s, d]
+        let merged = context.reshape([b, heads, s, d]).permute([0, 2, 1, 3]).reshape([b, s, heads * d])
+        return linearProj(merged)
+    }
+
+    /// softmax(q k^T / sqrt(d) + causal mask) v, with key/value heads broadcast over their query group.
+    func coreAttention(q: Tensor, k: Tensor, v: Tensor) -> Tensor {
+        let s = q.size(-2), d = q.size(-1)
+        let scores = q.matmul(k.transpose(-1, -2)) * (1 / Float(d).squareRoot())
+        let future = Tensor(shape: [s, s], ints: (0..<(s * s)).map { $0 % s > $0 / s ? 1 : 0 }, dtype: .bool)
+        let probabilities = attentionDropout(Functional.softmax(scores.maskedFill(future, -.infinity)))
+        return probabilities.matmul(v)
+    }
+}

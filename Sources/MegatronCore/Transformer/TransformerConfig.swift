@@ -1,0 +1,99 @@
+import MegatronTensor
+
+/// The shape and options of a transformer stack, with Megatron Core's field names, validated on creation.
+///
+/// ```swift
+/// let config = try TransformerConfig(numLayers: 2, hiddenSize: 64, numAttentionHeads: 4)
+/// ```
+public struct TransformerConfig: Sendable, Equatable {
+    public enum Normalization: String, Sendable { case layerNorm = "LayerNorm", rmsNorm = "RMSNorm" }
+    public enum Activation: String, Sendable { case gelu, geluExact = "gelu_exact", silu }
+    public enum PositionEmbedding: String, Sendable { case learnedAbsolute = "learned_absolute", rope, none }
+
+    public var numLayers: Int
+    public var hiddenSize: Int
+    public var numAttentionHeads: Int
+    /// Key/value head groups (GQA); equal to the head count for plain multi-head attention.
+    public var numQueryGroups: Int
+    /// Width of one attention head.
+    public var kvChannels: Int
+    public var ffnHiddenSize: Int
+    public var normalization: Normalization
+    public var layernormEpsilon: Float
+    /// SwiGLU-style gated MLP (`linear_fc1` then holds gate and up projections).
+    public var gatedLinearUnit: Bool
+    public var activation: Activation
+    public var addBiasLinear: Bool
+    public var addQKVBias: Bool
+    public var qkLayernorm: Bool
+    public var hiddenDropout: Float
+    public var attentionDropout: Float
+    public var positionEmbeddingType: PositionEmbedding
+    public var rotaryBase: Float
+    public var rotaryPercent: Float
+    public var initMethodStd: Float
+    public var paramsDType: DType
+
+    public init(
+        numLayers: Int, hiddenSize: Int, numAttentionHeads: Int, numQueryGroups: Int? = nil,
+        kvChannels: Int? = nil, ffnHiddenSize: Int? = nil, normalization: Normalization = .layerNorm,
+        layernormEpsilon: Float = 1e-5, gatedLinearUnit: Bool = false, activation: Activation = .gelu,
+        addBiasLinear: Bool = true, addQKVBias: Bool? = nil, qkLayernorm: Bool = false,
+        hiddenDropout: Float = 0.1, attentionDropout: Float = 0.1,
+        positionEmbeddingType: PositionEmbedding = .learnedAbsolute, rotaryBase: Float = 10000,
+        rotaryPercent: Float = 1, initMethodStd: Float = 0.02, paramsDType: DType = .float32
+    ) throws {
+        self.numLayers = numLayers
+        self.hiddenSize = hiddenSize
+        self.numAttentionHeads = numAttentionHeads
+        self.numQueryGroups = numQueryGroups ?? numAttentionHeads
+        self.kvChannels = kvChannels ?? (numAttentionHeads > 0 ? hiddenSize / numAttentionHeads : 0)
+        self.ffnHiddenSize = ffnHiddenSize ?? 4 * hiddenSize
+        self.normalization = normalization
+        self.layernormEpsilon = layernormEpsilon
+        self.gatedLinearUnit = gatedLinearUnit
+        self.activation = activation
+        self.addBiasLinear = addBiasLinear
+        self.addQKVBias = addQKVBias ?? addBiasLinear
+        self.qkLayernorm = qkLayernorm
+        self.hiddenDropout = hiddenDropout
+        self.attentionDropout = attentionDropout
+        self.positionEmbeddingType = positionEmbeddingType
+        self.rotaryBase = rotaryBase
+        self.rotaryPercent = rotaryPercent
+        self.initMethodStd = initMethodStd
+        self.paramsDType = paramsDType
+        if kvChannels == nil && numAttentionHeads > 0 && hiddenSize % numAttentionHeads != 0 {
+            throw ConfigError("hidden_size (\(hiddenSize)) must be divisible by num_attention_heads (\(numAttentionHeads)) unless kv_channels is given")
+        }
+        try validate()
+    }
+
+    /// Std of the output projections (`linear_proj`, `linear_fc2`): scaled by 1/sqrt(2 * num_layers).
+    public var outputLayerInitStd: Float { initMethodStd / (2 * Float(numLayers)).squareRoot() }
+
+    private func validate() throws {
+        func require(_ ok: Bool, _ message: String) throws {
+            if !ok { throw ConfigError(message) }
+        }
+        try require(numLayers > 0, "num_layers must be positive, got \(numLayers)")
+        try require(hiddenSize > 0, "hidden_size must be positive, got \(hiddenSize)")
+        try require(numAttentionHeads > 0, "num_attention_heads must be positive, got \(numAttentionHeads)")
+        try require(kvChannels > 0, "kv_channels must be positive; hidden_size \(hiddenSize) / heads \(numAttentionHeads) gives \(kvChannels)")
+        try require(numQueryGroups > 0 && numAttentionHeads % numQueryGroups == 0,
+                    "num_attention_heads (\(numAttentionHeads)) must be a multiple of num_query_groups (\(numQueryGroups))")
+        try require(ffnHiddenSize > 0, "ffn_hidden_size must be positive, got \(ffnHiddenSize)")
+        try require((0..<1).contains(hiddenDropout) && (0..<1).contains(attentionDropout),
+                    "dropout probabilities must lie in [0, 1)")
+        try require(rotaryPercent > 0 && rotaryPercent <= 1, "rotary_percent must lie in (0, 1], got \(rotaryPercent)")
+        let rotaryDim = Int(Float(kvChannels) * rotaryPercent)
+        try require(positionEmbeddingType != .rope || rotaryDim % 2 == 0,
+                    "rotary dimension \(rotaryDim) (kv_channels x rotary_percent) must be even")
+    }
+}
+
+/// An invalid model or training configuration, with the reason.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
