@@ -1,7 +1,7 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Layers, bottom-up (DESIGN.md): Tensor -> Autograd -> Core -> megatron.
+// Layers, bottom-up (DESIGN.md): Tensor -> Autograd -> Core -> Training -> megatron.
 // MegatronData (tokenizers, indexed datasets, GPT sample indices) needs no tensors and stands beside them.
 let package = Package(
     name: "Megatron",
@@ -21,15 +21,17 @@ let package = Package(
         .target(
             name: "MegatronCore",
             dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronData"]),
+        .target(name: "MegatronTraining", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore", "MegatronData"]),
         .executableTarget(
             name: "megatron",
             dependencies: [
-                "MegatronCore", "MegatronData",
+                "MegatronCore", "MegatronData", "MegatronTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "MegatronTensorTests", dependencies: ["MegatronTensor"]),
         .testTarget(name: "MegatronAutogradTests", dependencies: ["MegatronTensor", "MegatronAutograd"]),
         .testTarget(name: "MegatronCoreTests", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore"]),
+        .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronCore", "MegatronTensor"]),
         .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"], resources: [.copy("Fixtures")]),
     ],
     // Swift 5 mode: kernels hand raw pointers to worker threads, which strict Sendable checking rejects wholesale.

@@ -1,0 +1,89 @@
+/// The settings of a `pretrain-gpt` run, named after Megatron-LM's flags (`--num-layers` -> `numLayers`).
+///
+/// Defaults are Megatron's, except where Megatron requires a value (model shape, batch, iterations, lr):
+/// there the embedded default run's small model fills in, so `megatron pretrain-gpt` with no flags trains.
+public struct PretrainArguments: Equatable, Sendable {
+    // Model shape.
+    public var numLayers = 4
+    public var hiddenSize = 128
+    public var ffnHiddenSize: Int?
+    public var numAttentionHeads = 4
+    public var groupQueryAttention = false
+    public var numQueryGroups = 1
+    public var kvChannels: Int?
+    public var seqLength = 128
+    public var maxPositionEmbeddings: Int?
+    public var positionEmbeddingType = "learned_absolute"
+    public var rotaryBase: Float = 10000
+    public var rotaryPercent: Float = 1
+    public var normalization = "LayerNorm"
+    public var normEpsilon: Float = 1e-5
+    public var swiglu = false
+    public var addBiasLinear = true
+    public var addQKVBias = false
+    public var qkLayernorm = false
+    public var untieEmbeddingsAndOutputWeights = false
+    public var makeVocabSizeDivisibleBy = 128
+    public var hiddenDropout: Float = 0.1
+    public var attentionDropout: Float = 0.1
+    public var initMethodStd: Float = 0.02
+
+    // Batch and iterations.
+    public var microBatchSize = 8
+    public var globalBatchSize: Int?
+    public var trainIters: Int?
+    public var trainSamples: Int?
+    public var evalIters = 100
+    public var evalInterval: Int?
+    public var exitInterval: Int?
+    public var seed = 1234
+
+    // Optimizer and learning-rate schedule.
+    public var optimizer = "adam"
+    public var lr: Float?
+    public var minLR: Float = 0
+    public var lrDecayStyle = "linear"
+    public var lrDecayIters: Int?
+    public var lrWarmupIters = 0
+    public var lrWarmupFraction: Float?
+    public var weightDecay: Float = 0.01
+    public var adamBeta1: Float = 0.9
+    public var adamBeta2: Float = 0.999
+    public var adamEps: Float = 1e-8
+    public var sgdMomentum: Float = 0.9
+    public var clipGrad: Float = 1.0
+
+    // Precision and memory.
+    public var bf16 = false
+    public var fp16 = false
+    public var recomputeGranularity: String?
+    public var recomputeMethod: String?
+    public var recomputeNumLayers: Int?
+
+    // Logging.
+    public var logInterval = 100
+    public var logThroughput = false
+
+    // Data.
+    public var mockData = false
+    public var device: String?
+
+    public init() {}
+
+    /// Whether the run uses the built-in synthetic corpus (no data flags given).
+    public var usesEmbeddedCorpus: Bool { !mockData }
+
+    /// The embedded default run: a small GPT for about a minute on the synthetic corpus.
+    public static var embeddedDefault: PretrainArguments {
+        var a = PretrainArguments()
+        a.trainIters = 300
+        a.lr = 1e-3
+        a.minLR = 1e-4
+        a.lrDecayStyle = "cosine"
+        a.lrWarmupIters = 30
+        a.hiddenDropout = 0
+        a.attentionDropout = 0
+        a.logInterval = 25
+        return a
+    }
+}

@@ -1,0 +1,113 @@
+/// One supported command-line flag and how it sets `PretrainArguments`.
+struct Flag {
+    let name: String
+    let takesValue: Bool
+    let apply: (inout PretrainArguments, String?) throws -> Void
+
+    static func int(_ name: String, _ key: WritableKeyPath<PretrainArguments, Int>) -> Flag {
+        Flag(name: name, takesValue: true) { $0[keyPath: key] = try parseInt(name, $1!) }
+    }
+
+    static func int(_ name: String, _ key: WritableKeyPath<PretrainArguments, Int?>) -> Flag {
+        Flag(name: name, takesValue: true) { $0[keyPath: key] = try parseInt(name, $1!) }
+    }
+
+    static func float(_ name: String, _ key: WritableKeyPath<PretrainArguments, Float>) -> Flag {
+        Flag(name: name, takesValue: true) { $0[keyPath: key] = try parseFloat(name, $1!) }
+    }
+
+    static func float(_ name: String, _ key: WritableKeyPath<PretrainArguments, Float?>) -> Flag {
+        Flag(name: name, takesValue: true) { $0[keyPath: key] = try parseFloat(name, $1!) }
+    }
+
+    static func choice(_ name: String, _ key: WritableKeyPath<PretrainArguments, String>, _ choices: [String]) -> Flag {
+        Flag(name: name, takesValue: true) { $0[keyPath: key] = try checked(name, $1!, choices) }
+    }
+
+    static func choice(_ name: String, _ key: WritableKeyPath<PretrainArguments, String?>, _ choices: [String]) -> Flag {
+        Flag(name: name, takesValue: true) { $0[keyPath: key] = try checked(name, $1!, choices) }
+    }
+
+    /// A switch that sets `key` to `value` (`store_true` / `store_false`).
+    static func set(_ name: String, _ key: WritableKeyPath<PretrainArguments, Bool>, to value: Bool = true) -> Flag {
+        Flag(name: name, takesValue: false) { args, _ in args[keyPath: key] = value }
+    }
+
+    private static func checked(_ name: String, _ value: String, _ choices: [String]) throws -> String {
+        guard choices.contains(value) else {
+            throw ArgumentError("\(name) must be one of \(choices.joined(separator: ", ")), got '\(value)'")
+        }
+        return value
+    }
+
+    private static func parseInt(_ name: String, _ text: String) throws -> Int {
+        guard let v = Int(text) else { throw ArgumentError("\(name) needs an integer, got '\(text)'") }
+        return v
+    }
+
+    private static func parseFloat(_ name: String, _ text: String) throws -> Float {
+        guard let v = Float(text), v.isFinite else { throw ArgumentError("\(name) needs a number, got '\(text)'") }
+        return v
+    }
+}
+
+/// The flags `pretrain-gpt` implements, with Megatron's spellings.
+enum PretrainFlags {
+    static let all: [Flag] = [
+        .int("--num-layers", \.numLayers),
+        .int("--hidden-size", \.hiddenSize),
+        .int("--ffn-hidden-size", \.ffnHiddenSize),
+        .int("--num-attention-heads", \.numAttentionHeads),
+        .set("--group-query-attention", \.groupQueryAttention),
+        .int("--num-query-groups", \.numQueryGroups),
+        .int("--kv-channels", \.kvChannels),
+        .int("--seq-length", \.seqLength),
+        .int("--max-position-embeddings", \.maxPositionEmbeddings),
+        .choice("--position-embedding-type", \.positionEmbeddingType, ["learned_absolute", "rope", "none"]),
+        .float("--rotary-base", \.rotaryBase),
+        .float("--rotary-percent", \.rotaryPercent),
+        .choice("--normalization", \.normalization, ["LayerNorm", "RMSNorm"]),
+        .float("--norm-epsilon", \.normEpsilon),
+        .set("--swiglu", \.swiglu),
+        .set("--disable-bias-linear", \.addBiasLinear, to: false),
+        .set("--add-qkv-bias", \.addQKVBias),
+        .set("--qk-layernorm", \.qkLayernorm),
+        .set("--untie-embeddings-and-output-weights", \.untieEmbeddingsAndOutputWeights),
+        .int("--make-vocab-size-divisible-by", \.makeVocabSizeDivisibleBy),
+        .float("--hidden-dropout", \.hiddenDropout),
+        .float("--attention-dropout", \.attentionDropout),
+        .float("--init-method-std", \.initMethodStd),
+        .int("--micro-batch-size", \.microBatchSize),
+        .int("--global-batch-size", \.globalBatchSize),
+        .int("--train-iters", \.trainIters),
+        .int("--train-samples", \.trainSamples),
+        .int("--eval-iters", \.evalIters),
+        .int("--eval-interval", \.evalInterval),
+        .int("--exit-interval", \.exitInterval),
+        .int("--seed", \.seed),
+        .choice("--optimizer", \.optimizer, ["adam", "sgd"]),
+        .float("--lr", \.lr),
+        .float("--min-lr", \.minLR),
+        .choice("--lr-decay-style", \.lrDecayStyle, ["constant", "linear", "cosine", "inverse-square-root", "WSD"]),
+        .int("--lr-decay-iters", \.lrDecayIters),
+        .int("--lr-warmup-iters", \.lrWarmupIters),
+        .float("--lr-warmup-fraction", \.lrWarmupFraction),
+        .float("--weight-decay", \.weightDecay),
+        .float("--adam-beta1", \.adamBeta1),
+        .float("--adam-beta2", \.adamBeta2),
+        .float("--adam-eps", \.adamEps),
+        .float("--sgd-momentum", \.sgdMomentum),
+        .float("--clip-grad", \.clipGrad),
+        .set("--bf16", \.bf16),
+        .set("--fp16", \.fp16),
+        .choice("--recompute-granularity", \.recomputeGranularity, ["full", "selective"]),
+        .choice("--recompute-method", \.recomputeMethod, ["uniform", "block"]),
+        .int("--recompute-num-layers", \.recomputeNumLayers),
+        .int("--log-interval", \.logInterval),
+        .set("--log-throughput", \.logThroughput),
+        .set("--mock-data", \.mockData),
+        .choice("--device", \.device, ["cpu", "cuda"]),
+    ]
+
+    static let byName: [String: Flag] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
+}
