@@ -84,6 +84,8 @@ public struct PretrainArguments: Equatable, Sendable {
         a.hiddenDropout = 0
         a.attentionDropout = 0
         a.logInterval = 25
+        a.evalInterval = 100
+        a.evalIters = 10
         return a
     }
 }

@@ -1,12 +1,37 @@
 import ArgumentParser
+import Foundation
+import MegatronTraining
 
-/// `megatron pretrain-gpt`: Megatron-LM's `pretrain_gpt.py`.
+/// `megatron pretrain-gpt`: Megatron-LM's `pretrain_gpt.py`, with its flag names.
 struct PretrainGPT: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pretrain-gpt",
-        abstract: "Pretrain a GPT model with Megatron-LM's flags.")
+        abstract: "Pretrain a GPT model with Megatron-LM's flags.",
+        discussion: """
+            With no flags, trains a small GPT on a built-in synthetic corpus for about a minute and prints \
+            generated text. Flags use Megatron-LM's names (--num-layers, --hidden-size, --lr, ...); a Megatron \
+            flag this build does not support yet is refused by name.
+            """)
+
+    @Argument(parsing: .captureForPassthrough, help: "Megatron-LM flags.")
+    var flags: [String] = []
 
     func run() throws {
-        throw ValidationError("pretrain-gpt is not implemented yet")
+        let arguments: PretrainArguments
+        do {
+            arguments = try MegatronArgumentParser.parse(flags)
+            try arguments.validate()
+        } catch let error as ArgumentError {
+            throw ValidationError(error.description)
+        }
+        let trainer = try Pretrainer(arguments: arguments) { line in
+            print(line)
+            fflush(stdout)
+        }
+        _ = trainer.run()
+        if arguments.usesEmbeddedCorpus {
+            print("\n> sample from the trained model:\n")
+            print(trainer.sample(prompt: "The cat"))
+        }
     }
 }

@@ -1,0 +1,189 @@
+import Foundation
+import MegatronAutograd
+import MegatronCore
+import MegatronData
+import MegatronTensor
+
+/// Megatron's GPT pretraining loop: micro-batches with gradient accumulation, token-weighted loss,
+/// clipping, the learning-rate schedule, periodic evaluation, and Megatron's log line.
+///
+/// ```swift
+/// let trainer = try Pretrainer(arguments: .embeddedDefault, log: { print($0) })
+/// let summary = trainer.run()
+/// ```
+public final class Pretrainer {
+    public let arguments: PretrainArguments
+    public let model: GPTModel
+    let optimizer: MixedPrecisionOptimizer
+    let schedule: TrainingSchedule
+    let trainData: TokenWindows
+    let validData: TokenWindows
+    let log: (String) -> Void
+
+    /// What a finished run reports.
+    public struct Summary {
+        public var iterations: Int
+        /// Training loss averaged over each logging interval, in order.
+        public var intervalLosses: [Double]
+        public var validationLoss: Double?
+    }
+
+    public init(arguments: PretrainArguments, log: @escaping (String) -> Void) throws {
+        try arguments.validate()
+        self.arguments = arguments
+        self.log = log
+        let config = try arguments.transformerConfig()
+        let vocab = paddedVocabSize(ByteTokens.vocabularySize, divisibleBy: arguments.makeVocabSizeDivisibleBy)
+        model = GPTModel(config: config, vocabSize: vocab, maxSequenceLength: arguments.resolvedMaxPositionEmbeddings,
+                         untieEmbeddingsAndOutputWeights: arguments.untieEmbeddingsAndOutputWeights,
+                         seed: UInt64(arguments.seed))
+        applyRecompute(arguments, to: model.decoder)
+        optimizer = makeOptimizer(arguments, model: model)
+        schedule = try TrainingSchedule(arguments)
+        (trainData, validData) = embeddedCorpusSplits(arguments)
+    }
+
+    /// Trains for the configured iterations and returns the logged losses.
+    public func run() -> Summary {
+        let config = model.config
+        log("> building GPT model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
+            + "\(model.namedParameters().map { $0.1.count }.reduce(0, +)) parameters, vocabulary \(model.vocabSize) (padded)")
+        var summary = Summary(iterations: 0, intervalLosses: [])
+        var interval = IntervalStats()
+        var consumed = 0
+        for iteration in 1...schedule.trainIters {
+            let started = Date()
+            let lr = schedule.learningRate(consumedSamples: consumed)
+            let step = trainStep(consumedSamples: consumed, lr: lr)
+            consumed += schedule.globalBatchSize
+            interval.add(step, seconds: Date().timeIntervalSince(started))
+            if iteration % arguments.logInterval == 0 || iteration == 1 || iteration == schedule.trainIters {
+                log(interval.entry(iteration: iteration, of: schedule, consumed: consumed, lr: lr,
+                                   flops: trainingFLOPs(config: config, vocabSize: model.vocabSize,
+                                                        sequenceLength: arguments.seqLength,
+                                                        batchSize: schedule.globalBatchSize),
+                                   showThroughput: arguments.logThroughput).formatted())
+                summary.intervalLosses.append(interval.meanLoss)
+                interval = IntervalStats(skipped: interval.skipped, nan: interval.nan)
+            }
+            if let every = arguments.evalInterval, iteration % every == 0 {
+                summary.validationLoss = evaluate(iteration: iteration)
+            }
+            summary.iterations = iteration
+            if let exit = arguments.exitInterval, iteration % exit == 0 { break }
+        }
+        summary.validationLoss = evaluate(iteration: summary.iterations)
+        return summary
+    }
+
+    /// One iteration: forward and backward over every micro-batch, then the optimizer step.
+    func trainStep(consumedSamples: Int, lr: Float) -> StepOutcome {
+        model.train()
+        optimizer.zeroGrad()
+        let microBatches = arguments.microBatchesPerIteration()
+        var lossSum = 0.0, tokens = 0
+        for m in 0..<microBatches {
+            let batch = trainData.batch(startingAt: consumedSamples + m * arguments.microBatchSize,
+                                        size: arguments.microBatchSize)
+            let losses = model.loss(tokens: batch.tokens, labels: batch.labels)
+            let count = losses.count
+            // Megatron: each micro-batch's token-mean loss, divided by the number of micro-batches.
+            (losses.sum() * (1 / Float(count * microBatches))).backward()
+            lossSum += Double(withoutGrad { losses.sum().item() })
+            tokens += count
+        }
+        let report = optimizer.step(lr: lr, clipGrad: arguments.clipGrad)
+        return StepOutcome(loss: lossSum / Double(tokens), gradNorm: report.gradNorm, updated: report.updated)
+    }
+
+    /// Mean loss over `eval-iters` validation batches; prints Megatron's validation line.
+    func evaluate(iteration: Int) -> Double {
+        model.eval()
+        defer { model.train() }
+        let batches = max(1, min(arguments.evalIters, validData.count / arguments.microBatchSize))
+        var total = 0.0
+        for b in 0..<batches {
+            let batch = validData.batch(startingAt: b * arguments.microBatchSize, size: arguments.microBatchSize)
+            total += Double(withoutGrad { model.loss(tokens: batch.tokens, labels: batch.labels).mean().item() })
+        }
+        let loss = total / Double(batches)
+        log(String(repeating: "-", count: 100))
+        log(validationLogLine(iteration: iteration, loss: loss))
+        log(String(repeating: "-", count: 100))
+        return loss
+    }
+
+    /// Text the trained model writes after `prompt` (the embedded corpus is byte-tokenized).
+    public func sample(prompt: String, maxNewTokens: Int = 200) -> String {
+        let ids = model.generate(prompt: ByteTokens.encode(prompt), maxNewTokens: maxNewTokens,
+                                 stopToken: ByteTokens.endOfDocument,
+                                 options: SamplingOptions(temperature: 0.7, topK: 10, seed: UInt64(arguments.seed)))
+        return prompt + ByteTokens.decode(ids)
+    }
+}
+
+/// Result of one training iteration.
+struct StepOutcome {
+    var loss: Double
+    var gradNorm: Float
+    var updated: Bool
+}
+
+/// Sums over the iterations between two log lines.
+struct IntervalStats {
+    var iterations = 0
+    var lossTotal = 0.0
+    var seconds = 0.0
+    var gradNorm: Float = 0
+    var skipped = 0
+    var nan = 0
+
+    var meanLoss: Double { lossTotal / Double(max(iterations, 1)) }
+
+    mutating func add(_ step: StepOutcome, seconds: Double) {
+        iterations += 1
+        self.seconds += seconds
+        if step.updated {
+            lossTotal += step.loss
+            gradNorm = step.gradNorm
+        } else {
+            skipped += 1
+            if step.gradNorm.isNaN { nan += 1 }
+        }
+    }
+
+    func entry(iteration: Int, of schedule: TrainingSchedule, consumed: Int, lr: Float, flops: Double,
+               showThroughput: Bool) -> TrainingLogEntry {
+        let perIteration = seconds / Double(max(iterations, 1))
+        return TrainingLogEntry(
+            iteration: iteration, trainIters: schedule.trainIters, consumedSamples: consumed,
+            elapsedMillisecondsPerIteration: perIteration * 1000,
+            throughput: showThroughput ? flops / perIteration / 1e12 : nil, learningRate: lr,
+            globalBatchSize: schedule.globalBatchSize, lmLoss: meanLoss, lossScale: 1, gradNorm: gradNorm,
+            skippedIterations: skipped, nanIterations: nan)
+    }
+}
+
+/// Train and validation samples of the built-in corpus (97% / 3% of its documents).
+func embeddedCorpusSplits(_ arguments: PretrainArguments) -> (TokenWindows, TokenWindows) {
+    let documents = SyntheticCorpus.documents(count: 4000, seed: UInt64(arguments.seed))
+    let cut = documents.count * 97 / 100
+    func stream(_ docs: ArraySlice<String>) -> [Int] {
+        docs.flatMap { ByteTokens.encode($0) + [ByteTokens.endOfDocument] }
+    }
+    return (TokenWindows(tokens: stream(documents[..<cut]), sequenceLength: arguments.seqLength, seed: UInt64(arguments.seed)),
+            TokenWindows(tokens: stream(documents[cut...]), sequenceLength: arguments.seqLength, seed: UInt64(arguments.seed) + 1))
+}
+
+/// Marks the layers `--recompute-granularity full --recompute-method ... --recompute-num-layers N` recomputes.
+func applyRecompute(_ arguments: PretrainArguments, to block: TransformerBlock) {
+    guard arguments.recomputeGranularity == "full", let n = arguments.recomputeNumLayers else { return }
+    let layers = block.layers.count
+    switch arguments.recomputeMethod {
+    case "uniform":
+        // Megatron's uniform method checkpoints every chunk of n layers; at layer granularity, all of them.
+        block.recomputedLayers = Set(0..<layers)
+    default:
+        block.recomputedLayers = Set(0..<min(n, layers))
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+
+/// The numbers of one training log line, averaged over the iterations since the previous line.
+public struct TrainingLogEntry {
+    public var iteration: Int
+    public var trainIters: Int
+    public var consumedSamples: Int
+    public var skippedSamples = 0
+    public var elapsedMillisecondsPerIteration: Double
+    /// TFLOP/s per GPU, printed with `--log-throughput`.
+    public var throughput: Double?
+    public var learningRate: Float
+    public var globalBatchSize: Int
+    public var lmLoss: Double
+    public var lossScale: Float
+    public var gradNorm: Float?
+    public var skippedIterations: Int
+    public var nanIterations: Int
+
+    /// Megatron's line, field for field (`training.py: training_log`).
+    public func formatted(timestamp: Date = Date()) -> String {
+        var line = " [\(Self.timestamp(timestamp))] iteration \(pad(iteration, 8))/\(pad(trainIters, 8)) |"
+        line += " consumed samples: \(pad(consumedSamples, 12)) |"
+        if skippedSamples > 0 { line += " skipped samples: \(pad(skippedSamples, 12)) |" }
+        line += " elapsed time per iteration (ms): \(String(format: "%.1f", elapsedMillisecondsPerIteration)) |"
+        if let throughput { line += " throughput per GPU (TFLOP/s/GPU): \(String(format: "%.1f", throughput)) |" }
+        line += " learning rate: \(Self.scientific(Double(learningRate))) |"
+        line += " global batch size: \(pad(globalBatchSize, 5)) |"
+        line += " lm loss: \(Self.scientific(lmLoss)) |"
+        line += " loss scale: \(String(format: "%.1f", lossScale)) |"
+        if let gradNorm { line += " grad norm: \(String(format: "%.3f", gradNorm)) |" }
+        line += " number of skipped iterations: \(pad(skippedIterations, 3)) |"
+        line += " number of nan iterations: \(pad(nanIterations, 3)) |"
+        return line
+    }
+
+    private func pad(_ value: Int, _ width: Int) -> String {
+        let text = String(value)
+        return String(repeating: " ", count: max(0, width - text.count)) + text
+    }
+
+    /// Python's `{:.6E}`: six decimals and a two-digit signed exponent.
+    static func scientific(_ value: Double) -> String {
+        String(format: "%.6E", value)
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss.SSSSSS"
+        return formatter.string(from: date)
+    }
+}
+
+/// The validation line: loss and perplexity (`exp(min(20, loss))`).
+public func validationLogLine(iteration: Int, loss: Double) -> String {
+    " validation loss at iteration \(iteration) | lm loss value: \(TrainingLogEntry.scientific(loss)) | lm loss PPL: \(TrainingLogEntry.scientific(exp(min(20, loss)))) | "
+}
