@@ -18,6 +18,8 @@ public final class GPTModel: Module {
     public let decoder: TransformerBlock
     public let outputLayer: Linear?
     let embeddingDropout: Dropout
+    /// The generator every dropout mask of this model draws from; its offset is part of the training state.
+    public let dropoutGenerator: PhiloxGenerator
 
     /// `vocabSize` is the padded vocabulary (Megatron pads to a multiple of 128 x TP).
     public init(config: TransformerConfig, vocabSize: Int, maxSequenceLength: Int,
@@ -27,6 +29,7 @@ public final class GPTModel: Module {
         self.maxSequenceLength = maxSequenceLength
         let initRNG = PhiloxGenerator(seed: seed)
         let dropoutRNG = PhiloxGenerator(seed: seed &+ 1)
+        dropoutGenerator = dropoutRNG
         wordEmbeddings = Embedding(count: vocabSize, dimension: config.hiddenSize, initStd: config.initMethodStd,
                                    dtype: config.paramsDType, generator: initRNG)
         positionEmbeddings = config.positionEmbeddingType == .learnedAbsolute

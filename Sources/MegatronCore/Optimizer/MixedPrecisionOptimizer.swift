@@ -95,6 +95,33 @@ public final class MixedPrecisionOptimizer {
         return StepReport(gradNorm: norm, updated: true)
     }
 
+    /// fp32 masters (for non-fp32 parameters) and state buffers by name, for checkpoints:
+    /// `master.<param>` and `state<k>.<param>`.
+    public func stateTensors() -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for (i, (name, p)) in groups.flatMap(\.parameters).enumerated() {
+            if p.dtype != .float32 { out["master." + name] = masters[i] }
+            for (k, s) in states[i].enumerated() { out["state\(k).\(name)"] = s }
+        }
+        return out
+    }
+
+    /// Restores what `stateTensors` saved and the number of steps taken.
+    public func loadState(_ tensors: [String: Tensor], stepCount: Int) throws {
+        for (i, (name, p)) in groups.flatMap(\.parameters).enumerated() {
+            var targets: [(String, Tensor)] = states[i].enumerated().map { ("state\($0.offset).\(name)", $0.element) }
+            if p.dtype != .float32 { targets.append(("master." + name, masters[i])) }
+            for (key, target) in targets {
+                guard let saved = tensors[key] else { throw StateDictError.missingKey(key) }
+                guard saved.shape == target.shape else {
+                    throw StateDictError.shapeMismatch(key: key, expected: target.shape, found: saved.shape)
+                }
+                Ops.copy(saved, into: target)
+            }
+        }
+        self.stepCount = stepCount
+    }
+
     private func apply(_ i: Int, grad: Tensor, lr: Float, weightDecay: Float) {
         let m = masters[i]
         let param = UnsafeMutableBufferPointer(start: m.pointer(as: Float.self), count: m.count)

@@ -2,7 +2,7 @@
 ///
 /// Defaults are Megatron's, except where Megatron requires a value (model shape, batch, iterations, lr):
 /// there the embedded default run's small model fills in, so `megatron pretrain-gpt` with no flags trains.
-public struct PretrainArguments: Equatable, Sendable {
+public struct PretrainArguments: Equatable, Sendable, Codable {
     // Model shape.
     public var numLayers = 4
     public var hiddenSize = 128
@@ -36,6 +36,8 @@ public struct PretrainArguments: Equatable, Sendable {
     public var evalIters = 100
     public var evalInterval: Int?
     public var exitInterval: Int?
+    public var exitDurationInMins: Float?
+    public var exitSignalHandler = false
     public var seed = 1234
 
     // Optimizer and learning-rate schedule.
@@ -63,6 +65,16 @@ public struct PretrainArguments: Equatable, Sendable {
     // Logging.
     public var logInterval = 100
     public var logThroughput = false
+
+    // Checkpoints.
+    public var save: String?
+    public var load: String?
+    public var saveInterval: Int?
+    public var noLoadOptim = false
+    public var noLoadRNG = false
+    public var finetune = false
+    /// Ours, not Megatron's: delete all but the newest K checkpoints after each save.
+    public var keepLastCheckpoints: Int?
 
     // Data.
     public var mockData = false

@@ -20,6 +20,10 @@ struct Flag {
         Flag(name: name, takesValue: true) { $0[keyPath: key] = try parseFloat(name, $1!) }
     }
 
+    static func string(_ name: String, _ key: WritableKeyPath<PretrainArguments, String?>) -> Flag {
+        Flag(name: name, takesValue: true) { $0[keyPath: key] = $1! }
+    }
+
     static func choice(_ name: String, _ key: WritableKeyPath<PretrainArguments, String>, _ choices: [String]) -> Flag {
         Flag(name: name, takesValue: true) { $0[keyPath: key] = try checked(name, $1!, choices) }
     }
@@ -85,6 +89,15 @@ enum PretrainFlags {
         .int("--eval-interval", \.evalInterval),
         .int("--exit-interval", \.exitInterval),
         .int("--seed", \.seed),
+        .float("--exit-duration-in-mins", \.exitDurationInMins),
+        .set("--exit-signal-handler", \.exitSignalHandler),
+        .string("--save", \.save),
+        .string("--load", \.load),
+        .int("--save-interval", \.saveInterval),
+        .set("--no-load-optim", \.noLoadOptim),
+        .set("--no-load-rng", \.noLoadRNG),
+        .set("--finetune", \.finetune),
+        .int("--keep-last-checkpoints", \.keepLastCheckpoints),
         .choice("--optimizer", \.optimizer, ["adam", "sgd"]),
         .float("--lr", \.lr),
         .float("--min-lr", \.minLR),

@@ -29,6 +29,8 @@ extension PretrainArguments {
         try require(recomputeGranularity != "full" || (recomputeMethod != nil && recomputeNumLayers != nil),
                     "--recompute-granularity full needs --recompute-method and --recompute-num-layers")
         try require(lrWarmupFraction == nil || lrWarmupIters == 0, "--lr-warmup-fraction and --lr-warmup-iters are mutually exclusive")
+        try require(save == nil || (saveInterval ?? 0) > 0, "--save-interval is required (and positive) when --save is given")
+        try require(keepLastCheckpoints == nil || keepLastCheckpoints! > 0, "--keep-last-checkpoints must be positive")
         _ = try transformerConfig()
     }
 

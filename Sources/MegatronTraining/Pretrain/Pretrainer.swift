@@ -19,6 +19,9 @@ public final class Pretrainer {
     let trainData: TokenWindows
     let validData: TokenWindows
     let log: (String) -> Void
+    /// Iterations completed so far, including those of a loaded checkpoint.
+    public internal(set) var iteration = 0
+    public internal(set) var consumedSamples = 0
 
     /// What a finished run reports.
     public struct Summary {
@@ -41,24 +44,27 @@ public final class Pretrainer {
         optimizer = makeOptimizer(arguments, model: model)
         schedule = try TrainingSchedule(arguments)
         (trainData, validData) = embeddedCorpusSplits(arguments)
+        if let load = arguments.load { try restore(from: CheckpointDirectory(root: URL(fileURLWithPath: load))) }
     }
 
     /// Trains for the configured iterations and returns the logged losses.
-    public func run() -> Summary {
+    public func run() throws -> Summary {
         let config = model.config
         log("> building GPT model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
             + "\(model.namedParameters().map { $0.1.count }.reduce(0, +)) parameters, vocabulary \(model.vocabSize) (padded)")
-        var summary = Summary(iterations: 0, intervalLosses: [])
+        var summary = Summary(iterations: iteration, intervalLosses: [])
         var interval = IntervalStats()
-        var consumed = 0
-        for iteration in 1...schedule.trainIters {
-            let started = Date()
-            let lr = schedule.learningRate(consumedSamples: consumed)
-            let step = trainStep(consumedSamples: consumed, lr: lr)
-            consumed += schedule.globalBatchSize
-            interval.add(step, seconds: Date().timeIntervalSince(started))
+        let started = Date()
+        let stop = StopRequest(listening: arguments.exitSignalHandler)
+        while iteration < schedule.trainIters {
+            let stepStarted = Date()
+            let lr = schedule.learningRate(consumedSamples: consumedSamples)
+            let step = trainStep(consumedSamples: consumedSamples, lr: lr)
+            consumedSamples += schedule.globalBatchSize
+            iteration += 1
+            interval.add(step, seconds: Date().timeIntervalSince(stepStarted))
             if iteration % arguments.logInterval == 0 || iteration == 1 || iteration == schedule.trainIters {
-                log(interval.entry(iteration: iteration, of: schedule, consumed: consumed, lr: lr,
+                log(interval.entry(iteration: iteration, of: schedule, consumed: consumedSamples, lr: lr,
                                    flops: trainingFLOPs(config: config, vocabSize: model.vocabSize,
                                                         sequenceLength: arguments.seqLength,
                                                         batchSize: schedule.globalBatchSize),
@@ -70,10 +76,25 @@ public final class Pretrainer {
                 summary.validationLoss = evaluate(iteration: iteration)
             }
             summary.iterations = iteration
-            if let exit = arguments.exitInterval, iteration % exit == 0 { break }
+            if let reason = exitReason(started: started, stop: stop) {
+                log("> exiting: \(reason)")
+                if arguments.save != nil { try saveCheckpoint() }
+                return summary
+            }
+            if let every = arguments.saveInterval, arguments.save != nil, iteration % every == 0 { try saveCheckpoint() }
         }
         summary.validationLoss = evaluate(iteration: summary.iterations)
         return summary
+    }
+
+    /// Why training should stop early (exit interval, time budget, a termination signal), if it should.
+    func exitReason(started: Date, stop: StopRequest) -> String? {
+        if let exit = arguments.exitInterval, iteration % exit == 0 { return "reached --exit-interval \(exit) at iteration \(iteration)" }
+        if let minutes = arguments.exitDurationInMins, Date().timeIntervalSince(started) > Double(minutes) * 60 {
+            return "reached --exit-duration-in-mins \(minutes)"
+        }
+        if stop.requested { return "received SIGTERM" }
+        return nil
     }
 
     /// One iteration: forward and backward over every micro-batch, then the optimizer step.

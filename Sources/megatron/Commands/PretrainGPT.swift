@@ -28,7 +28,7 @@ struct PretrainGPT: ParsableCommand {
             print(line)
             fflush(stdout)
         }
-        _ = trainer.run()
+        _ = try trainer.run()
         if arguments.usesEmbeddedCorpus {
             print("\n> sample from the trained model:\n")
             print(trainer.sample(prompt: "The cat"))

@@ -1,0 +1,91 @@
+import Foundation
+import MegatronCore
+import MegatronTensor
+
+extension Pretrainer {
+    /// Saves model, optimizer, RNG and progress as `<save>/iter_XXXXXXX/` and updates the tracker.
+    func saveCheckpoint() throws {
+        guard let save = arguments.save else { return }
+        let store = CheckpointDirectory(root: URL(fileURLWithPath: save))
+        var tensors: [String: Tensor] = [:]
+        for (name, p) in model.namedParameters() { tensors["model." + name] = p }
+        for (name, t) in optimizer.stateTensors() { tensors["optimizer." + name] = t }
+        let argsJSON = try JSONSerialization.jsonObject(with: JSONEncoder().encode(arguments))
+        let metadata: [String: Any] = [
+            "consumed_samples": consumedSamples,
+            "optimizer_steps": optimizer.stepCount,
+            "rng": ["dropout_seed": Int(model.dropoutGenerator.seed), "dropout_offset": Int(model.dropoutGenerator.offset)],
+            "args": argsJSON,
+            "parallel": ["tensor_model_parallel_size": 1, "pipeline_model_parallel_size": 1, "data_parallel_size": 1],
+            "shapes": tensors.mapValues { $0.shape },
+        ]
+        try store.save(iteration: iteration, tensors: tensors, metadata: metadata)
+        if let keep = arguments.keepLastCheckpoints { try store.prune(keep: keep) }
+        log("  successfully saved checkpoint from iteration \(String(format: "%7d", iteration)) to \(save)")
+    }
+
+    /// Loads the checkpoint the tracker in `store` names; with `--finetune` only the model, from iteration 0.
+    func restore(from store: CheckpointDirectory) throws {
+        guard let (loadedIteration, tensors, metadata) = try store.loadLatest() else {
+            log("WARNING: could not find a checkpoint in \(store.root.path): starting from random weights")
+            return
+        }
+        var modelState: [String: Tensor] = [:]
+        for (key, t) in tensors where key.hasPrefix("model.") { modelState[String(key.dropFirst(6))] = t }
+        do {
+            try model.loadStateDict(modelState)
+        } catch let error as StateDictError {
+            throw CheckpointError("\(store.root.path) iteration \(loadedIteration): \(error.description)")
+        }
+        if arguments.finetune {
+            log("  loaded model weights from \(store.root.path) at iteration \(loadedIteration) for finetuning")
+            return
+        }
+        iteration = loadedIteration
+        consumedSamples = metadata["consumed_samples"] as? Int ?? 0
+        if !arguments.noLoadOptim {
+            var optimizerState: [String: Tensor] = [:]
+            for (key, t) in tensors where key.hasPrefix("optimizer.") { optimizerState[String(key.dropFirst(10))] = t }
+            try optimizer.loadState(optimizerState, stepCount: metadata["optimizer_steps"] as? Int ?? 0)
+        }
+        if !arguments.noLoadRNG, let rng = metadata["rng"] as? [String: Int], let offset = rng["dropout_offset"] {
+            model.dropoutGenerator.offset = UInt64(offset)
+        }
+        log("  loaded checkpoint from \(store.root.path) at iteration \(loadedIteration)")
+    }
+}
+
+/// Whether a termination signal asked training to save and stop (`--exit-signal-handler`).
+final class StopRequest: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    private var source: DispatchSourceSignal?
+
+    init(listening: Bool) {
+        guard listening else { return }
+        signal(SIGTERM, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
+        source.setEventHandler { [weak self] in self?.set() }
+        source.resume()
+        self.source = source
+    }
+
+    deinit {
+        if source != nil {
+            source?.cancel()
+            signal(SIGTERM, SIG_DFL)
+        }
+    }
+
+    private func set() {
+        lock.lock()
+        flag = true
+        lock.unlock()
+    }
+
+    var requested: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return flag
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+import XCTest
+import MegatronCore
+@testable import MegatronTraining
+
+final class ResumeTests: XCTestCase {
+    var root: URL!
+
+    override func setUpWithError() throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("resume-\(UUID().uuidString)")
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
+
+    func arguments(_ extra: String) throws -> PretrainArguments {
+        try MegatronArgumentParser.parse(
+            ("--num-layers 2 --hidden-size 16 --num-attention-heads 2 --seq-length 16 --micro-batch-size 2 "
+             + "--global-batch-size 4 --train-iters 6 --lr 1e-2 --lr-warmup-iters 2 --log-interval 1 --eval-iters 1 "
+             + "--hidden-dropout 0.1 --attention-dropout 0.1 " + extra).split(separator: " ").map(String.init))
+    }
+
+    func losses(_ lines: [String]) -> [String] {
+        lines.filter { $0.contains("] iteration ") }.map { line in
+            String(line[line.range(of: "lm loss: ")!.upperBound...].prefix(12))
+        }
+    }
+
+    func testResumeGivesBitwiseIdenticalLosses() throws {
+        var straight: [String] = []
+        _ = try Pretrainer(arguments: try arguments("")) { straight.append($0) }.run()
+
+        var first: [String] = [], second: [String] = []
+        let save = "--save \(root.path) --save-interval 100 --exit-interval 3"
+        _ = try Pretrainer(arguments: try arguments(save)) { first.append($0) }.run()
+        XCTAssertEqual(try CheckpointDirectory(root: root).latestIteration(), 3)
+        _ = try Pretrainer(arguments: try arguments("--load \(root.path)")) { second.append($0) }.run()
+
+        XCTAssertEqual(losses(straight).count, 6)
+        XCTAssertEqual(losses(first) + losses(second), losses(straight))
+        XCTAssertTrue(second.contains { $0.contains("loaded checkpoint from") })
+    }
+
+    func testSaveWithoutIntervalIsRefused() throws {
+        XCTAssertThrowsError(try arguments("--save /tmp/x").validate()) {
+            XCTAssertEqual("\($0)", "--save-interval is required (and positive) when --save is given")
+        }
+    }
+}
