@@ -2,7 +2,7 @@
 ///
 /// Floating-point math on the CPU runs in fp32 whatever the storage type; `bfloat16`, `float16` and the
 /// fp8 formats are storage formats there, converted with round-to-nearest-even.
-public enum DType: String, Sendable, CaseIterable, CustomStringConvertible {
+public enum DType: String, Sendable, CaseIterable, CustomStringConvertible, Codable {
     case float32, bfloat16, float16, float8E4M3, float8E5M2, int32, int64, bool
 
     /// Bytes per element.

@@ -39,8 +39,15 @@ final class CheckpointDirectoryTests: XCTestCase {
         try bytes.prefix(bytes.count - 8).write(to: shard)
         XCTAssertThrowsError(try store.load(iteration: 5)) { XCTAssertTrue("\($0)".contains("bytes, but the checkpoint recorded"), "\($0)") }
         try "garbage".write(to: root.appendingPathComponent("latest_checkpointed_iteration.txt"), atomically: true, encoding: .utf8)
-        XCTAssertThrowsError(try store.latestIteration()) { XCTAssertTrue("\($0)".contains("not an iteration number"), "\($0)") }
+        XCTAssertThrowsError(try store.latestIteration()) { XCTAssertTrue("\($0)".contains("not an iteration number or 'release'"), "\($0)") }
         XCTAssertThrowsError(try store.load(iteration: 7)) { XCTAssertTrue("\($0)".contains("incomplete"), "\($0)") }
+    }
+
+    func testReleaseCheckpointsAsConversionsWriteThem() throws {
+        let store = CheckpointDirectory(root: root)
+        try store.save(iteration: 0, tensors: ["w": Tensor.ones([2])], metadata: [:], release: true)
+        XCTAssertEqual(try String(contentsOf: root.appendingPathComponent("latest_checkpointed_iteration.txt"), encoding: .utf8), "release")
+        XCTAssertEqual(try store.loadLatest()?.tensors["w"]?.floats(), [1, 1])
     }
 
     func testCRC32CKnownValue() {

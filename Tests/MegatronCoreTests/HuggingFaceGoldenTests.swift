@@ -47,3 +47,39 @@ final class HuggingFaceGoldenTests: XCTestCase {
         XCTAssertLessThanOrEqual(worst / scale, tolerance, "\(what): max |diff| \(worst) vs scale \(scale)", file: file, line: line)
     }
 }
+
+final class HuggingFaceExportTests: XCTestCase {
+    func testExportReproducesTheOriginalFilesExactly() throws {
+        for arch in ["gpt2", "llama"] {
+            let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/hf/\(arch)")
+            let target = FileManager.default.temporaryDirectory.appendingPathComponent("hf-\(arch)-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: target) }
+            let loaded = try HuggingFaceGPT.load(directory: source)
+            try HuggingFaceGPT.save(loaded.model, vocabSize: loaded.vocabSize, to: target)
+            let original = try SafeTensors.read(source.appendingPathComponent("model.safetensors")).tensors
+            let exported = try SafeTensors.read(target.appendingPathComponent("model.safetensors")).tensors
+            XCTAssertEqual(Set(exported.keys), Set(original.keys), arch)
+            for (name, t) in original {
+                XCTAssertEqual(exported[name]?.shape, t.shape, "\(arch) \(name)")
+                XCTAssertEqual(exported[name]?.floats(), t.floats(), "\(arch) \(name)")
+            }
+            let reloaded = try HuggingFaceGPT.load(directory: target)
+            XCTAssertEqual(reloaded.model.config, loaded.model.config, arch)
+        }
+    }
+}
+
+final class GPTCheckpointTests: XCTestCase {
+    func testMegatronCheckpointRoundTripKeepsModelAndOutputs() throws {
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/hf/llama")
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("gptckpt-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let loaded = try HuggingFaceGPT.load(directory: source)
+        try GPTCheckpoint.save(loaded.model, vocabSize: loaded.vocabSize, to: CheckpointDirectory(root: root), release: true)
+        let (model, vocab) = try GPTCheckpoint.load(from: CheckpointDirectory(root: root))
+        XCTAssertEqual(vocab, 100)
+        XCTAssertEqual(model.config, loaded.model.config)
+        let tokens = Tensor(shape: [1, 5], ints: [1, 2, 3, 4, 5])
+        XCTAssertEqual(withoutGrad { model(tokens).floats() }, withoutGrad { loaded.model(tokens).floats() })
+    }
+}

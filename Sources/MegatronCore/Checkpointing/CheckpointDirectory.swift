@@ -22,11 +22,14 @@ public struct CheckpointDirectory {
     public static func iterationName(_ iteration: Int) -> String { String(format: "iter_%07d", iteration) }
 
     /// Writes one rank's tensors and the metadata (JSON-serializable values) for `iteration`, then the tracker.
-    public func save(iteration: Int, tensors: [String: Tensor], metadata: [String: Any], rank: Int = 0) throws {
+    /// A `release` checkpoint (what conversions write) goes to `release/` and the tracker says `release`.
+    public func save(iteration: Int, tensors: [String: Tensor], metadata: [String: Any], rank: Int = 0,
+                     release: Bool = false) throws {
         let fm = FileManager.default
         try fm.createDirectory(at: root, withIntermediateDirectories: true)
-        let final = root.appendingPathComponent(Self.iterationName(iteration))
-        let staging = root.appendingPathComponent(".\(Self.iterationName(iteration)).partial")
+        let name = release ? "release" : Self.iterationName(iteration)
+        let final = root.appendingPathComponent(name)
+        let staging = root.appendingPathComponent(".\(name).partial")
         try? fm.removeItem(at: staging)
         try fm.createDirectory(at: staging, withIntermediateDirectories: true)
         let shardName = String(format: "rank_%05d.safetensors", rank)
@@ -41,22 +44,31 @@ public struct CheckpointDirectory {
         guard rename(staging.path, final.path) == 0 else {
             throw CheckpointError("\(final.path): cannot move the finished checkpoint into place")
         }
-        try AtomicFile.write(Data("\(iteration)".utf8), to: root.appendingPathComponent(Self.trackerName))
+        try AtomicFile.write(Data((release ? "release" : "\(iteration)").utf8), to: root.appendingPathComponent(Self.trackerName))
     }
 
-    /// The iteration the tracker names, or nil when there is no checkpoint yet.
-    public func latestIteration() throws -> Int? {
+    /// The iteration the tracker names (0 for `release`), or nil when there is no checkpoint yet.
+    public func latestIteration() throws -> Int? { try latest()?.iteration }
+
+    /// The tracker's checkpoint: its directory name and iteration.
+    func latest() throws -> (directory: String, iteration: Int)? {
         let tracker = root.appendingPathComponent(Self.trackerName)
         guard let text = try? String(contentsOf: tracker, encoding: .utf8) else { return nil }
-        guard let iteration = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw CheckpointError("\(tracker.path): holds '\(text)', not an iteration number")
+        let value = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if value == "release" { return ("release", 0) }
+        guard let iteration = Int(value) else {
+            throw CheckpointError("\(tracker.path): holds '\(text)', not an iteration number or 'release'")
         }
-        return iteration
+        return (Self.iterationName(iteration), iteration)
     }
 
     /// Reads `iteration`'s tensors and metadata, verifying each file's size and checksum first.
     public func load(iteration: Int, rank: Int = 0) throws -> (tensors: [String: Tensor], metadata: [String: Any]) {
-        let directory = root.appendingPathComponent(Self.iterationName(iteration))
+        try load(directory: Self.iterationName(iteration), rank: rank)
+    }
+
+    func load(directory name: String, rank: Int) throws -> (tensors: [String: Tensor], metadata: [String: Any]) {
+        let directory = root.appendingPathComponent(name)
         let metaURL = directory.appendingPathComponent("metadata.json")
         guard let data = try? Data(contentsOf: metaURL),
               let metadata = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
@@ -78,8 +90,8 @@ public struct CheckpointDirectory {
 
     /// Loads the checkpoint the tracker names, or returns nil when there is none.
     public func loadLatest(rank: Int = 0) throws -> (iteration: Int, tensors: [String: Tensor], metadata: [String: Any])? {
-        guard let iteration = try latestIteration() else { return nil }
-        let (tensors, metadata) = try load(iteration: iteration, rank: rank)
+        guard let (name, iteration) = try latest() else { return nil }
+        let (tensors, metadata) = try load(directory: name, rank: rank)
         return (iteration, tensors, metadata)
     }
 

@@ -5,10 +5,10 @@ import MegatronTensor
 /// ```swift
 /// let config = try TransformerConfig(numLayers: 2, hiddenSize: 64, numAttentionHeads: 4)
 /// ```
-public struct TransformerConfig: Sendable, Equatable {
-    public enum Normalization: String, Sendable { case layerNorm = "LayerNorm", rmsNorm = "RMSNorm" }
-    public enum Activation: String, Sendable { case gelu, geluExact = "gelu_exact", silu }
-    public enum PositionEmbedding: String, Sendable { case learnedAbsolute = "learned_absolute", rope, none }
+public struct TransformerConfig: Sendable, Equatable, Codable {
+    public enum Normalization: String, Sendable, Codable { case layerNorm = "LayerNorm", rmsNorm = "RMSNorm" }
+    public enum Activation: String, Sendable, Codable { case gelu, geluExact = "gelu_exact", silu }
+    public enum PositionEmbedding: String, Sendable, Codable { case learnedAbsolute = "learned_absolute", rope, none }
 
     public var numLayers: Int
     public var hiddenSize: Int
@@ -72,7 +72,7 @@ public struct TransformerConfig: Sendable, Equatable {
     /// Std of the output projections (`linear_proj`, `linear_fc2`): scaled by 1/sqrt(2 * num_layers).
     public var outputLayerInitStd: Float { initMethodStd / (2 * Float(numLayers)).squareRoot() }
 
-    private func validate() throws {
+    func validate() throws {
         func require(_ ok: Bool, _ message: String) throws {
             if !ok { throw ConfigError(message) }
         }

@@ -11,7 +11,7 @@ extension Pretrainer {
         for (name, p) in model.namedParameters() { tensors["model." + name] = p }
         for (name, t) in optimizer.stateTensors() { tensors["optimizer." + name] = t }
         let argsJSON = try JSONSerialization.jsonObject(with: JSONEncoder().encode(arguments))
-        let metadata: [String: Any] = [
+        var metadata: [String: Any] = [
             "consumed_samples": consumedSamples,
             "optimizer_steps": optimizer.stepCount,
             "rng": ["dropout_seed": Int(model.dropoutGenerator.seed), "dropout_offset": Int(model.dropoutGenerator.offset)],
@@ -19,6 +19,7 @@ extension Pretrainer {
             "parallel": ["tensor_model_parallel_size": 1, "pipeline_model_parallel_size": 1, "data_parallel_size": 1],
             "shapes": tensors.mapValues { $0.shape },
         ]
+        metadata.merge(try GPTCheckpoint.description(of: model, vocabSize: ByteTokens.vocabularySize)) { a, _ in a }
         try store.save(iteration: iteration, tensors: tensors, metadata: metadata)
         if let keep = arguments.keepLastCheckpoints { try store.prune(keep: keep) }
         log("  successfully saved checkpoint from iteration \(String(format: "%7d", iteration)) to \(save)")
