@@ -1,0 +1,26 @@
+import ArgumentParser
+import MegatronTraining
+
+/// `megatron bench train`: times training iterations of the model that Megatron flags describe.
+struct BenchTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Time training iterations (forward, backward, clip, optimizer) for a model given by Megatron flags.")
+
+    @Option(help: "Untimed iterations first.") var warmup = 2
+    @Option(help: "Timed iterations.") var iterations = 5
+    @Argument(parsing: .captureForPassthrough, help: "Megatron-LM flags describing the model and batch.")
+    var flags: [String] = []
+
+    func run() throws {
+        var arguments = try MegatronArgumentParser.parse(flags)
+        if arguments.lr == nil { arguments.lr = 1e-4 }
+        if arguments.trainIters == nil && arguments.trainSamples == nil { arguments.trainIters = warmup + iterations }
+        let trainer = try Pretrainer(arguments: arguments) { _ in }
+        let result = trainer.benchmark(warmup: warmup, iterations: iterations)
+        let c = trainer.model.config
+        print("model: \(c.numLayers) layers, hidden \(c.hiddenSize), heads \(c.numAttentionHeads), seq \(arguments.seqLength), "
+              + "global batch \(arguments.globalBatchSize ?? arguments.microBatchSize), device cpu")
+        print(result.summary)
+    }
+}
