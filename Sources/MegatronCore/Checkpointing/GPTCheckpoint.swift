@@ -29,6 +29,17 @@ public enum GPTCheckpoint {
                        release: release)
     }
 
+    /// Loads the `model.<name>` tensors of a checkpoint into `model`; errors name `source` and the key.
+    public static func loadWeights(_ tensors: [String: Tensor], into model: GPTModel, source: String) throws {
+        var state: [String: Tensor] = [:]
+        for (key, t) in tensors where key.hasPrefix("model.") { state[String(key.dropFirst(6))] = t }
+        do {
+            try model.loadStateDict(state)
+        } catch let error as StateDictError {
+            throw CheckpointError("\(source): \(error.description)")
+        }
+    }
+
     /// Rebuilds the model the latest checkpoint in `store` describes and loads its weights.
     public static func load(from store: CheckpointDirectory) throws -> (model: GPTModel, vocabSize: Int) {
         guard let (_, tensors, metadata) = try store.loadLatest() else {
@@ -46,13 +57,7 @@ public enum GPTCheckpoint {
         }
         let model = GPTModel(config: config, vocabSize: padded, maxSequenceLength: positions,
                              untieEmbeddingsAndOutputWeights: metadata["untie_embeddings_and_output_weights"] as? Bool ?? false)
-        var state: [String: Tensor] = [:]
-        for (key, t) in tensors where key.hasPrefix("model.") { state[String(key.dropFirst(6))] = t }
-        do {
-            try model.loadStateDict(state)
-        } catch let error as StateDictError {
-            throw CheckpointError("\(store.root.path): \(error.description)")
-        }
+        try loadWeights(tensors, into: model, source: store.root.path)
         return (model, vocab)
     }
 }

@@ -31,13 +31,7 @@ extension Pretrainer {
             log("WARNING: could not find a checkpoint in \(store.root.path): starting from random weights")
             return
         }
-        var modelState: [String: Tensor] = [:]
-        for (key, t) in tensors where key.hasPrefix("model.") { modelState[String(key.dropFirst(6))] = t }
-        do {
-            try model.loadStateDict(modelState)
-        } catch let error as StateDictError {
-            throw CheckpointError("\(store.root.path) iteration \(loadedIteration): \(error.description)")
-        }
+        try GPTCheckpoint.loadWeights(tensors, into: model, source: "\(store.root.path) iteration \(loadedIteration)")
         if arguments.finetune {
             log("  loaded model weights from \(store.root.path) at iteration \(loadedIteration) for finetuning")
             return
