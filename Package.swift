@@ -16,6 +16,11 @@ let package = Package(
     ],
     targets: [
         .target(name: "MegatronTensor"),
+        // CUDA: a C shim that dlopens the driver, NVRTC and cuBLASLt, and a raw-pointer layer over it.
+        .target(name: "CCUDA"),
+        .target(name: "MegatronCUDA", dependencies: ["CCUDA"], plugins: ["EmbedKernels"]),
+        .executableTarget(name: "EmbedKernelsTool", path: "Plugins/EmbedKernelsTool"),
+        .plugin(name: "EmbedKernels", capability: .buildTool(), dependencies: ["EmbedKernelsTool"]),
         .target(name: "MegatronAutograd", dependencies: ["MegatronTensor"]),
         .target(name: "MegatronData"),
         .target(
@@ -25,13 +30,14 @@ let package = Package(
         .executableTarget(
             name: "megatron",
             dependencies: [
-                "MegatronCore", "MegatronData", "MegatronTraining",
+                "MegatronCore", "MegatronData", "MegatronTraining", "MegatronCUDA",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "MegatronTensorTests", dependencies: ["MegatronTensor"]),
         .testTarget(name: "MegatronAutogradTests", dependencies: ["MegatronTensor", "MegatronAutograd"]),
         .testTarget(name: "MegatronCoreTests", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore"]),
         .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronCore", "MegatronTensor"]),
+        .testTarget(name: "MegatronCUDATests", dependencies: ["MegatronCUDA"]),
         .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"], resources: [.copy("Fixtures")]),
     ],
     // Swift 5 mode: kernels hand raw pointers to worker threads, which strict Sendable checking rejects wholesale.
