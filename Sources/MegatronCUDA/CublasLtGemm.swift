@@ -1,0 +1,208 @@
+import CCUDA
+import Foundation
+
+/// GEMMs through cuBLASLt over raw device pointers: bf16/fp16 inputs, fp32 accumulation
+/// (CUBLAS_COMPUTE_32F), fp32/bf16/fp16 outputs, row-major semantics, strided batches and fused
+/// bias/GELU epilogues. The algorithm for each distinct problem is chosen once by cuBLASLt's
+/// heuristic and cached with its descriptors; each stream gets a 32 MiB workspace.
+///
+///     let gemm = try CublasLtGemm(device: device, allocator: allocator)
+///     // Y[T,out] = X[T,in]·W[out,in]ᵀ + b
+///     let problem = GemmProblem(m: T, n: out, k: inF, transposeB: true, epilogue: .bias)
+///     try gemm.run(problem, a: x, b: w, d: y, bias: b, stream: stream)
+public final class CublasLtGemm {
+    public static let workspaceBytes = 32 << 20
+
+    public let device: CUDADevice
+    private let lt: CCUDACublasLt
+    private let handle: cublasLtHandle_t
+    private let allocator: CachingAllocator
+    private let lock = NSLock()
+    private var plans: [PlanKey: GemmPlan] = [:]
+    private var workspaces: [UInt: DeviceAllocation] = [:]
+
+    public init(device: CUDADevice, allocator: CachingAllocator) throws {
+        let lt = try CUDALibraries.cublasLt()
+        try device.makeCurrent()
+        var handle: cublasLtHandle_t?
+        try Self.check(lt, lt.cublasLtCreate(&handle), "cublasLtCreate")
+        self.device = device
+        self.lt = lt
+        self.handle = handle!
+        self.allocator = allocator
+    }
+
+    deinit {
+        plans.removeAll()
+        for workspace in workspaces.values { allocator.free(workspace) }
+        _ = lt.cublasLtDestroy(handle)
+    }
+
+    /// cuBLASLt's version number (e.g. 130100 for 13.1.0).
+    public var version: Int { lt.cublasLtGetVersion() }
+
+    /// Number of distinct problems planned so far (each ran the heuristic once).
+    public var cachedPlanCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return plans.count
+    }
+
+    /// Enqueues D = alpha·op(A)·op(B) + beta·D with `problem`'s epilogue on `stream`.
+    /// `bias` is the bias (or bias-gradient output) and `aux` the GELU aux matrix, for the
+    /// epilogues that use them. With beta != 0, D's old contents are accumulated into.
+    public func run(_ problem: GemmProblem, a: UInt64, b: UInt64, d: UInt64, alpha: Float = 1, beta: Float = 0,
+                    bias: UInt64 = 0, aux: UInt64 = 0, stream: CUDAStream) throws {
+        try problem.validate()
+        if problem.epilogue.usesBiasPointer, bias == 0 {
+            throw CUDAError.invalidArgument("GEMM epilogue \(problem.epilogue) needs a bias pointer")
+        }
+        if problem.epilogue.usesAux, aux == 0 {
+            throw CUDAError.invalidArgument("GEMM epilogue \(problem.epilogue) needs an aux pointer")
+        }
+        try device.makeCurrent()
+        lock.lock()
+        defer { lock.unlock() }
+        let key = PlanKey(problem: problem, alignment: Self.alignment(of: [a, b, d, bias, aux]), accumulate: beta != 0)
+        let plan = try plans[key] ?? makePlan(key, a: a, b: b, d: d, bias: bias, aux: aux)
+        plans[key] = plan
+        try plan.setPointers(bias: bias, aux: aux)
+        let workspace = try workspace(for: stream)
+        var alpha = alpha, beta = beta
+        var algo = plan.algorithm
+        let status = lt.cublasLtMatmul(handle, plan.descriptor, &alpha,
+                                       UnsafeRawPointer(bitPattern: UInt(b))!, plan.layoutA,
+                                       UnsafeRawPointer(bitPattern: UInt(a))!, plan.layoutB,
+                                       &beta, UnsafeRawPointer(bitPattern: UInt(d)), plan.layoutD,
+                                       UnsafeMutableRawPointer(bitPattern: UInt(d))!, plan.layoutD,
+                                       &algo, UnsafeMutableRawPointer(bitPattern: UInt(workspace.address)),
+                                       Self.workspaceBytes, stream.handle)
+        try Self.check(lt, status, "cublasLtMatmul(\(problem.m)x\(problem.n)x\(problem.k))")
+    }
+
+    private func workspace(for stream: CUDAStream) throws -> DeviceAllocation {
+        if let existing = workspaces[stream.allocatorKey] { return existing }
+        let allocation = try allocator.allocate(bytes: Self.workspaceBytes, stream: stream.allocatorKey)
+        workspaces[stream.allocatorKey] = allocation
+        return allocation
+    }
+
+    private func makePlan(_ key: PlanKey, a: UInt64, b: UInt64, d: UInt64, bias: UInt64, aux: UInt64) throws -> GemmPlan {
+        let plan = try GemmPlan(lt: lt, problem: key.problem)
+        try plan.setPointers(bias: bias, aux: aux)   // heuristics look at their alignment
+        plan.algorithm = try bestAlgorithm(plan, problem: key.problem)
+        return plan
+    }
+
+    private func bestAlgorithm(_ plan: GemmPlan, problem: GemmProblem) throws -> cublasLtMatmulAlgo_t {
+        var preference: cublasLtMatmulPreference_t?
+        try Self.check(lt, lt.cublasLtMatmulPreferenceCreate(&preference), "cublasLtMatmulPreferenceCreate")
+        defer { _ = lt.cublasLtMatmulPreferenceDestroy(preference!) }
+        var workspaceLimit = UInt64(Self.workspaceBytes)
+        try Self.check(lt, lt.cublasLtMatmulPreferenceSetAttribute(
+            preference!, Int32(CCUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES), &workspaceLimit, 8), "cublasLtMatmulPreferenceSetAttribute")
+        var result = cublasLtMatmulHeuristicResult_t()
+        var count: Int32 = 0
+        try Self.check(lt, lt.cublasLtMatmulAlgoGetHeuristic(handle, plan.descriptor, plan.layoutA, plan.layoutB,
+                                                              plan.layoutD, plan.layoutD, preference!, 1, &result, &count),
+                       "cublasLtMatmulAlgoGetHeuristic")
+        guard count > 0 else {
+            throw CUDAError.cublas(call: "cublasLtMatmulAlgoGetHeuristic", status: 15,
+                                   message: "no algorithm for \(problem) (unsupported type/epilogue/alignment combination)")
+        }
+        return result.algo
+    }
+
+    /// Largest power of two up to 256 dividing every non-null pointer: heuristics and kernels
+    /// depend on it, so plans are keyed by it.
+    static func alignment(of pointers: [UInt64]) -> Int {
+        pointers.filter { $0 != 0 }.map { min(256, 1 << $0.trailingZeroBitCount) }.min() ?? 256
+    }
+
+    static func check(_ lt: CCUDACublasLt, _ status: cublasStatus_t, _ call: String) throws {
+        guard status != 0 else { return }
+        let message = lt.cublasLtGetStatusString.map { String(cString: $0(status)) } ?? "cuBLAS status \(status)"
+        throw CUDAError.cublas(call: call, status: status, message: message)
+    }
+}
+
+private struct PlanKey: Hashable {
+    var problem: GemmProblem
+    var alignment: Int
+    var accumulate: Bool
+}
+
+/// Descriptors and the chosen algorithm of one problem; destroyed with the cache entry.
+private final class GemmPlan {
+    let lt: CCUDACublasLt
+    let problem: GemmProblem
+    let descriptor: cublasLtMatmulDesc_t
+    let layoutA: cublasLtMatrixLayout_t, layoutB: cublasLtMatrixLayout_t, layoutD: cublasLtMatrixLayout_t
+    var algorithm = cublasLtMatmulAlgo_t()
+
+    init(lt: CCUDACublasLt, problem: GemmProblem) throws {
+        self.lt = lt
+        self.problem = problem
+        let view = ColumnMajorGemm(problem)
+        var descriptor: cublasLtMatmulDesc_t?
+        try CublasLtGemm.check(lt, lt.cublasLtMatmulDescCreate(&descriptor, Int32(CCUBLAS_COMPUTE_32F), Int32(CCUDA_R_32F)),
+                               "cublasLtMatmulDescCreate")
+        self.descriptor = descriptor!
+        func layout(_ l: ColumnMajorGemm.Layout, _ type: GemmDataType) throws -> cublasLtMatrixLayout_t {
+            var layout: cublasLtMatrixLayout_t?
+            try CublasLtGemm.check(lt, lt.cublasLtMatrixLayoutCreate(&layout, type.cudaDataType, UInt64(l.rows), UInt64(l.cols), Int64(l.ld)),
+                                   "cublasLtMatrixLayoutCreate")
+            if problem.batchCount > 1 {
+                var count = Int32(problem.batchCount)
+                var stride = Int64(l.batchStride)
+                try CublasLtGemm.check(lt, lt.cublasLtMatrixLayoutSetAttribute(layout!, Int32(CCUBLASLT_MATRIX_LAYOUT_BATCH_COUNT), &count, 4),
+                                       "cublasLtMatrixLayoutSetAttribute(batch count)")
+                try CublasLtGemm.check(lt, lt.cublasLtMatrixLayoutSetAttribute(layout!, Int32(CCUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET), &stride, 8),
+                                       "cublasLtMatrixLayoutSetAttribute(batch stride)")
+            }
+            return layout!
+        }
+        layoutA = try layout(view.a, problem.inputType)
+        layoutB = try layout(view.b, problem.inputType)
+        layoutD = try layout(view.d, problem.outputType)
+        var transA = Int32(view.transA ? CCUBLAS_OP_T : CCUBLAS_OP_N)
+        var transB = Int32(view.transB ? CCUBLAS_OP_T : CCUBLAS_OP_N)
+        var epilogue = problem.epilogue.cublasValue
+        try set(CCUBLASLT_MATMUL_DESC_TRANSA, &transA, "transA")
+        try set(CCUBLASLT_MATMUL_DESC_TRANSB, &transB, "transB")
+        try set(CCUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, "epilogue")
+        if problem.epilogue.usesAux {
+            var ld = Int64(problem.effectiveAuxLd)
+            try set(CCUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, "aux ld")
+            if problem.batchCount > 1 {
+                var stride = Int64(problem.effectiveAuxLd * problem.m)
+                try set(CCUBLASLT_MATMUL_DESC_EPILOGUE_AUX_BATCH_STRIDE, &stride, "aux batch stride")
+            }
+        }
+    }
+
+    deinit {
+        _ = lt.cublasLtMatrixLayoutDestroy(layoutA)
+        _ = lt.cublasLtMatrixLayoutDestroy(layoutB)
+        _ = lt.cublasLtMatrixLayoutDestroy(layoutD)
+        _ = lt.cublasLtMatmulDescDestroy(descriptor)
+    }
+
+    func setPointers(bias: UInt64, aux: UInt64) throws {
+        if problem.epilogue.usesBiasPointer {
+            var pointer = bias
+            try set(CCUBLASLT_MATMUL_DESC_BIAS_POINTER, &pointer, "bias pointer")
+        }
+        if problem.epilogue.usesAux {
+            var pointer = aux
+            try set(CCUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &pointer, "aux pointer")
+        }
+    }
+
+    private func set<T: BitwiseCopyable>(_ attribute: Int, _ value: inout T, _ label: String) throws {
+        let status = withUnsafeBytes(of: value) {
+            lt.cublasLtMatmulDescSetAttribute(descriptor, Int32(attribute), $0.baseAddress!, $0.count)
+        }
+        try CublasLtGemm.check(lt, status, "cublasLtMatmulDescSetAttribute(\(label))")
+    }
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import MegatronCUDA
+
+/// `megatron bench gemm`: bf16 GEMMs of GPT training shapes through cuBLASLt, timed with CUDA events.
+///
+/// For each linear layer (x[T,in]·W[out,in]ᵀ) it times the forward product and its two backward
+/// products (dgrad dX = dY·W, wgrad dW = dYᵀ·X), with bf16 inputs and outputs and fp32
+/// accumulation, and prints TFLOP/s. scripts/bench_torch_gemm.py times torch.matmul on the same
+/// shapes for comparison.
+struct BenchGemm: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gemm",
+        abstract: "Time bf16 GEMMs of GPT training shapes (forward, dgrad, wgrad) on the GPU.")
+
+    @Option(help: "CUDA device index (default: LOCAL_RANK, else 0).") var device: Int?
+    @Option(help: "Tokens per step (micro-batch x sequence length).") var tokens = 8192
+    @Option(help: "Hidden size.") var hidden = 2048
+    @Option(help: "MLP hidden size (default 4 x hidden).") var ffnHidden: Int?
+    @Option(help: "Vocabulary size (padded).") var vocab = 50304
+    @Option(help: "Untimed runs per shape before timing.") var warmup = 10
+    @Option(help: "Runs per timed trial.") var iterations = 20
+    @Option(help: "Timed trials per shape; the median is reported.") var trials = 5
+
+    func run() throws {
+        let start = Date()
+        let gpu = try CUDADevice.select(index: device)
+        let stream = try CUDAStream(device: gpu)
+        let allocator = CachingAllocator(source: DriverMemorySource(device: gpu))
+        let kernels = try CUDAKernels(device: gpu)
+        let gemm = try CublasLtGemm(device: gpu, allocator: allocator)
+        let report = kernels.loadReport
+        print("device \(gpu.ordinal): \(gpu.properties.name), \(gpu.properties.multiprocessorCount) SMs, "
+              + "\(gpu.properties.architecture), \(formatBytes(gpu.properties.totalMemoryBytes)); cuBLASLt \(gemm.version)")
+        print(String(format: "start-up %.1f ms (kernels %.1f ms: %d compiled, %d from cache)",
+                     Date().timeIntervalSince(start) * 1000, report.milliseconds, report.compiledCount, report.cachedCount))
+        print("shape            M      K      N    ms/iter   TFLOP/s")
+        var total = (flops: 0.0, ms: 0.0)
+        for shape in GemmBenchShape.gptTraining(tokens: tokens, hidden: hidden, ffn: ffnHidden ?? 4 * hidden, vocab: vocab) {
+            let ms = try time(shape, gemm: gemm, kernels: kernels, allocator: allocator, stream: stream)
+            let flops = shape.problem.flops
+            total = (total.flops + flops, total.ms + ms)
+            print(shape.name.padding(toLength: 12, withPad: " ", startingAt: 0)
+                  + String(format: " %6d %6d %6d %10.3f %9.1f", shape.problem.m, shape.problem.k, shape.problem.n,
+                           ms, flops / ms / 1e9))
+        }
+        print(String(format: "all shapes: %.3f ms, %.1f TFLOP/s", total.ms, total.flops / total.ms / 1e9))
+        let stats = allocator.statistics
+        print("allocator: peak \(formatBytes(stats.peakAllocatedBytes)) allocated, \(formatBytes(stats.peakReservedBytes)) reserved, "
+              + "\(stats.deviceAllocations) cuMemAlloc calls, \(stats.cacheHits) cache hits")
+    }
+
+    /// Median milliseconds per GEMM over `trials` event-timed runs of `iterations` GEMMs each.
+    private func time(_ shape: GemmBenchShape, gemm: CublasLtGemm, kernels: CUDAKernels,
+                      allocator: CachingAllocator, stream: CUDAStream) throws -> Double {
+        let p = shape.problem
+        let sizes = [p.m * p.k, p.k * p.n, p.m * p.n]
+        let buffers = try sizes.map { try allocator.allocate(bytes: $0 * 2, stream: stream.allocatorKey) }
+        defer { buffers.forEach(allocator.free) }
+        // Random inputs: zeros run faster than real data on tensor cores.
+        for (index, (buffer, count)) in zip(buffers, sizes).enumerated() {
+            try kernels.uniform(buffer.address, count: count, seed: UInt64(index + 1), low: -1, high: 1,
+                                type: .bfloat16, stream: stream)
+        }
+        let run = { try gemm.run(p, a: buffers[0].address, b: buffers[1].address, d: buffers[2].address, stream: stream) }
+        for _ in 0..<warmup { try run() }
+        let begin = try CUDAEvent(device: stream.device), end = try CUDAEvent(device: stream.device)
+        var samples: [Double] = []
+        for _ in 0..<trials {
+            try begin.record(on: stream)
+            for _ in 0..<iterations { try run() }
+            try end.record(on: stream)
+            try end.synchronize()
+            samples.append(try end.elapsedMilliseconds(since: begin) / Double(iterations))
+        }
+        return samples.sorted()[samples.count / 2]
+    }
+}
+
+/// One benchmarked product: a linear layer's forward, dgrad or wgrad GEMM.
+struct GemmBenchShape {
+    var name: String
+    var problem: GemmProblem
+
+    /// Forward Y[T,out] = X[T,in]·Wᵀ, dgrad dX[T,in] = dY·W, wgrad dW[out,in] = dYᵀ·X, for the
+    /// QKV projection, both MLP layers and the output (logits) layer of a GPT model.
+    static func gptTraining(tokens: Int, hidden: Int, ffn: Int, vocab: Int) -> [GemmBenchShape] {
+        let layers = [("qkv", hidden, 3 * hidden), ("fc1", hidden, ffn), ("fc2", ffn, hidden), ("logits", hidden, vocab)]
+        return layers.flatMap { name, inFeatures, outFeatures in
+            [
+                GemmBenchShape(name: "\(name).fwd", problem: GemmProblem(m: tokens, n: outFeatures, k: inFeatures, transposeB: true)),
+                GemmBenchShape(name: "\(name).dgrad", problem: GemmProblem(m: tokens, n: inFeatures, k: outFeatures)),
+                GemmBenchShape(name: "\(name).wgrad", problem: GemmProblem(m: outFeatures, n: inFeatures, k: tokens, transposeA: true)),
+            ]
+        }
+    }
+}
