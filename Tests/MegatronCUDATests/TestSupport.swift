@@ -1,0 +1,93 @@
+import Foundation
+import XCTest
+@testable import MegatronCUDA
+
+/// One device, stream, allocator and staging pool shared by every GPU test of the process, or
+/// the reason there is none (tests then skip with it).
+final class GPUFixture {
+    let device: CUDADevice
+    let stream: CUDAStream
+    let allocator: CachingAllocator
+    let staging: PinnedStaging
+
+    private static let shared: Result<GPUFixture, Error> = Result {
+        let device = try CUDADevice.select()
+        return GPUFixture(device: device, stream: try CUDAStream(device: device),
+                          allocator: CachingAllocator(source: DriverMemorySource(device: device)),
+                          staging: PinnedStaging(device: device))
+    }
+
+    private init(device: CUDADevice, stream: CUDAStream, allocator: CachingAllocator, staging: PinnedStaging) {
+        (self.device, self.stream, self.allocator, self.staging) = (device, stream, allocator, staging)
+    }
+
+    /// The fixture, or an XCTSkip naming why this machine cannot run GPU tests.
+    static func require() throws -> GPUFixture {
+        switch shared {
+        case .success(let fixture): return fixture
+        case .failure(let error): throw XCTSkip("GPU test skipped, no usable CUDA device: \(error)")
+        }
+    }
+
+    /// Uploads `values` into a fresh allocation.
+    func upload<T>(_ values: [T]) throws -> DeviceAllocation {
+        let allocation = try allocator.allocate(bytes: values.count * MemoryLayout<T>.stride, stream: stream.allocatorKey)
+        try staging.copyToDevice(values, to: allocation.address, stream: stream)
+        return allocation
+    }
+
+    func download<T>(_ allocation: DeviceAllocation, count: Int, as type: T.Type = T.self) throws -> [T] {
+        try staging.copyToHost(from: allocation.address, count: count, stream: stream)
+    }
+
+    func free(_ allocations: DeviceAllocation...) {
+        allocations.forEach(allocator.free)
+    }
+}
+
+/// bfloat16 bits <-> Float, round to nearest even (the reference the GPU results are checked against).
+enum BF16 {
+    static func bits(_ value: Float) -> UInt16 {
+        let u = value.bitPattern
+        if value.isNaN { return UInt16(u >> 16) | 0x40 }
+        return UInt16((u &+ 0x7fff &+ ((u >> 16) & 1)) >> 16)
+    }
+
+    static func value(_ bits: UInt16) -> Float { Float(bitPattern: UInt32(bits) << 16) }
+
+    static func round(_ value: Float) -> Float { Self.value(bits(value)) }
+}
+
+/// SplitMix64: deterministic inputs for tests, different for each seed.
+struct TestRandom {
+    var state: UInt64
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9e3779b97f4a7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58476d1ce4e5b9
+        z = (z ^ (z >> 27)) &* 0x94d049bb133111eb
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in [low, high).
+    mutating func uniform(_ low: Float = -1, _ high: Float = 1) -> Float {
+        low + (high - low) * Float(next() >> 40) / Float(1 << 24)
+    }
+
+    mutating func floats(_ count: Int, _ low: Float = -1, _ high: Float = 1) -> [Float] {
+        (0..<count).map { _ in uniform(low, high) }
+    }
+}
+
+/// ‖x − ref‖ / ‖ref‖, NaN when any value is NaN.
+func relativeError(_ x: [Double], _ reference: [Double]) -> Double {
+    precondition(x.count == reference.count)
+    var difference = 0.0, norm = 0.0
+    for (a, b) in zip(x, reference) {
+        if a.isNaN { return .nan }
+        difference += (a - b) * (a - b)
+        norm += b * b
+    }
+    return (difference / max(norm, 1e-300)).squareRoot()
+}
