@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""torch.matmul (bf16) on the GEMM shapes of `megatron bench gemm`, timed the same way.
+
+For each linear layer y = x @ w.T of a GPT model (QKV, MLP fc1/fc2, logits) it times the forward
+product and the two backward products (dgrad dx = dy @ w, wgrad dw = dy.T @ x) with CUDA events:
+warmup runs, then `trials` timed runs of `iterations` products each, median reported.
+
+    python3 scripts/bench_torch_gemm.py [--ours megatron-output.txt]
+
+With --ours, also prints our TFLOP/s over torch's per shape (the output of `megatron bench gemm`).
+"""
+import argparse
+import statistics
+
+import torch
+
+
+def shapes(tokens, hidden, ffn, vocab):
+    """(name, M, K, N, layer in, layer out, operands) in the order megatron bench gemm prints them."""
+    result = []
+    for name, fan_in, fan_out in [("qkv", hidden, 3 * hidden), ("fc1", hidden, ffn), ("fc2", ffn, hidden),
+                                  ("logits", hidden, vocab)]:
+        result.append((f"{name}.fwd", tokens, fan_in, fan_out, fan_in, fan_out, lambda x, w, dy: (x, w.t())))
+        result.append((f"{name}.dgrad", tokens, fan_out, fan_in, fan_in, fan_out, lambda x, w, dy: (dy, w)))
+        result.append((f"{name}.wgrad", fan_out, tokens, fan_in, fan_in, fan_out, lambda x, w, dy: (dy.t(), x)))
+    return result
+
+
+def time_shape(tokens, fan_in, fan_out, operands, warmup, iterations, trials):
+    # Random data: zeros run faster on tensor cores than real values.
+    x = torch.empty(tokens, fan_in, device="cuda", dtype=torch.bfloat16).uniform_(-1, 1)
+    w = torch.empty(fan_out, fan_in, device="cuda", dtype=torch.bfloat16).uniform_(-1, 1)
+    dy = torch.empty(tokens, fan_out, device="cuda", dtype=torch.bfloat16).uniform_(-1, 1)
+    a, b = operands(x, w, dy)
+    for _ in range(warmup):
+        torch.matmul(a, b)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    samples = []
+    for _ in range(trials):
+        start.record()
+        for _ in range(iterations):
+            torch.matmul(a, b)
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) / iterations)
+    return statistics.median(samples)
+
+
+def read_ours(path):
+    """name -> TFLOP/s from megatron bench gemm's table."""
+    ours = {}
+    with open(path) as lines:
+        for line in lines:
+            fields = line.split()
+            if len(fields) == 6 and "." in fields[0] and fields[1].isdigit():
+                ours[fields[0]] = float(fields[5])
+    return ours
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=8192)
+    parser.add_argument("--hidden", type=int, default=2048)
+    parser.add_argument("--ffn-hidden", type=int, default=None)
+    parser.add_argument("--vocab", type=int, default=50304)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--ours", help="output of `megatron bench gemm` to compare with")
+    args = parser.parse_args()
+
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, torch.matmul (bf16)")
+    ours = read_ours(args.ours) if args.ours else {}
+    print("shape            M      K      N    ms/iter   TFLOP/s" + ("   ours/torch" if ours else ""))
+    total_flops = total_ms = 0.0
+    for name, m, k, n, fan_in, fan_out, operands in shapes(args.tokens, args.hidden, args.ffn_hidden or 4 * args.hidden,
+                                                           args.vocab):
+        ms = time_shape(args.tokens, fan_in, fan_out, operands, args.warmup, args.iterations, args.trials)
+        flops = 2.0 * m * n * k
+        total_flops, total_ms = total_flops + flops, total_ms + ms
+        tflops = flops / ms / 1e9
+        ratio = f"   {ours[name] / tflops:10.3f}" if name in ours else ""
+        print(f"{name:<12} {m:6d} {k:6d} {n:6d} {ms:10.3f} {tflops:9.1f}{ratio}")
+    print(f"all shapes: {total_ms:.3f} ms, {total_flops / total_ms / 1e9:.1f} TFLOP/s")
+
+
+if __name__ == "__main__":
+    main()
