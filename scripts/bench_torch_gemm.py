@@ -5,9 +5,11 @@ For each linear layer y = x @ w.T of a GPT model (QKV, MLP fc1/fc2, logits) it t
 product and the two backward products (dgrad dx = dy @ w, wgrad dw = dy.T @ x) with CUDA events:
 warmup runs, then `trials` timed runs of `iterations` products each, median reported.
 
-    python3 scripts/bench_torch_gemm.py [--ours megatron-output.txt]
+    python3 scripts/bench_torch_gemm.py [--passes 2] [--ours megatron-output.txt ...]
 
-With --ours, also prints our TFLOP/s over torch's per shape (the output of `megatron bench gemm`).
+With --passes P, every shape is timed in P passes over the whole table and the best median kept
+(clocks drift between passes). With --ours, also prints our TFLOP/s over torch's per shape, from
+the outputs of `megatron bench gemm` (the best over the files given, matching --passes).
 """
 import argparse
 import statistics
@@ -46,14 +48,15 @@ def time_shape(tokens, fan_in, fan_out, operands, warmup, iterations, trials):
     return statistics.median(samples)
 
 
-def read_ours(path):
-    """name -> TFLOP/s from megatron bench gemm's table."""
+def read_ours(paths):
+    """name -> best TFLOP/s over the tables of megatron bench gemm in `paths`."""
     ours = {}
-    with open(path) as lines:
-        for line in lines:
-            fields = line.split()
-            if len(fields) == 6 and "." in fields[0] and fields[1].isdigit():
-                ours[fields[0]] = float(fields[5])
+    for path in paths:
+        with open(path) as lines:
+            for line in lines:
+                fields = line.split()
+                if len(fields) == 6 and "." in fields[0] and fields[1].isdigit():
+                    ours[fields[0]] = max(ours.get(fields[0], 0.0), float(fields[5]))
     return ours
 
 
@@ -66,16 +69,22 @@ def main():
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--trials", type=int, default=5)
-    parser.add_argument("--ours", help="output of `megatron bench gemm` to compare with")
+    parser.add_argument("--passes", type=int, default=1)
+    parser.add_argument("--ours", nargs="+", help="outputs of `megatron bench gemm` to compare with")
     args = parser.parse_args()
 
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, torch.matmul (bf16)")
     ours = read_ours(args.ours) if args.ours else {}
     print("shape            M      K      N    ms/iter   TFLOP/s" + ("   ours/torch" if ours else ""))
+    table = shapes(args.tokens, args.hidden, args.ffn_hidden or 4 * args.hidden, args.vocab)
+    best = {}
+    for _ in range(args.passes):
+        for name, m, k, n, fan_in, fan_out, operands in table:
+            ms = time_shape(args.tokens, fan_in, fan_out, operands, args.warmup, args.iterations, args.trials)
+            best[name] = min(best.get(name, float("inf")), ms)
     total_flops = total_ms = 0.0
-    for name, m, k, n, fan_in, fan_out, operands in shapes(args.tokens, args.hidden, args.ffn_hidden or 4 * args.hidden,
-                                                           args.vocab):
-        ms = time_shape(args.tokens, fan_in, fan_out, operands, args.warmup, args.iterations, args.trials)
+    for name, m, k, n, _, _, _ in table:
+        ms = best[name]
         flops = 2.0 * m * n * k
         total_flops, total_ms = total_flops + flops, total_ms + ms
         tflops = flops / ms / 1e9

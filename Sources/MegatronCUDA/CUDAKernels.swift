@@ -93,8 +93,10 @@ public final class CUDAKernels {
     /// Floats of scratch space `sum` needs.
     public var sumScratchCount: Int { Self.sumBlockCount(count: .max, multiprocessors: device.properties.multiprocessorCount) }
 
+    /// One block per 256 elements, at most 4 per SM (each block loops over its grid-stride slice).
     static func sumBlockCount(count: Int, multiprocessors: Int) -> Int {
-        max(1, min(4 * multiprocessors, (count + 255) / 256))
+        let needed = count / 256 + (count % 256 == 0 ? 0 : 1)   // no overflow for count == .max
+        return max(1, min(4 * multiprocessors, needed))
     }
 
     /// A grid-stride launch: enough blocks to cover `count` threads' work, at most 32 per SM.

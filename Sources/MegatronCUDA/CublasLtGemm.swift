@@ -12,6 +12,13 @@ import Foundation
 ///     try gemm.run(problem, a: x, b: w, d: y, bias: b, stream: stream)
 public final class CublasLtGemm {
     public static let workspaceBytes = 32 << 20
+    static let autotuneCandidates = 8
+    static let autotuneRuns = 5
+
+    /// Whether the first call of each problem times the heuristic's top candidates on its own
+    /// operands and keeps the fastest, instead of taking the heuristic's first choice. That first
+    /// call synchronizes its stream; later calls of the problem do not.
+    public let autotune: Bool
 
     public let device: CUDADevice
     private let lt: CCUDACublasLt
@@ -21,7 +28,7 @@ public final class CublasLtGemm {
     private var plans: [PlanKey: GemmPlan] = [:]
     private var workspaces: [UInt: DeviceAllocation] = [:]
 
-    public init(device: CUDADevice, allocator: CachingAllocator) throws {
+    public init(device: CUDADevice, allocator: CachingAllocator, autotune: Bool = false) throws {
         let lt = try CUDALibraries.cublasLt()
         try device.makeCurrent()
         var handle: cublasLtHandle_t?
@@ -30,6 +37,7 @@ public final class CublasLtGemm {
         self.lt = lt
         self.handle = handle!
         self.allocator = allocator
+        self.autotune = autotune
     }
 
     deinit {
@@ -64,20 +72,31 @@ public final class CublasLtGemm {
         lock.lock()
         defer { lock.unlock() }
         let key = PlanKey(problem: problem, alignment: Self.alignment(of: [a, b, d, bias, aux]), accumulate: beta != 0)
-        let plan = try plans[key] ?? makePlan(key, a: a, b: b, d: d, bias: bias, aux: aux)
+        let operands = Operands(a: a, b: b, d: d, workspace: try workspace(for: stream).address, stream: stream)
+        let plan = try plans[key] ?? makePlan(key, operands, bias: bias, aux: aux)
         plans[key] = plan
         try plan.setPointers(bias: bias, aux: aux)
-        let workspace = try workspace(for: stream)
-        var alpha = alpha, beta = beta
-        var algo = plan.algorithm
-        let status = lt.cublasLtMatmul(handle, plan.descriptor, &alpha,
-                                       UnsafeRawPointer(bitPattern: UInt(b))!, plan.layoutA,
-                                       UnsafeRawPointer(bitPattern: UInt(a))!, plan.layoutB,
-                                       &beta, UnsafeRawPointer(bitPattern: UInt(d)), plan.layoutD,
-                                       UnsafeMutableRawPointer(bitPattern: UInt(d))!, plan.layoutD,
-                                       &algo, UnsafeMutableRawPointer(bitPattern: UInt(workspace.address)),
-                                       Self.workspaceBytes, stream.handle)
-        try Self.check(lt, status, "cublasLtMatmul(\(problem.m)x\(problem.n)x\(problem.k))")
+        try Self.check(lt, enqueue(plan, plan.algorithm, operands, alpha: alpha, beta: beta),
+                       "cublasLtMatmul(\(problem.m)x\(problem.n)x\(problem.k))")
+    }
+
+    /// Pointers of one call, and where it runs.
+    private struct Operands {
+        var a: UInt64, b: UInt64, d: UInt64, workspace: UInt64
+        var stream: CUDAStream
+    }
+
+    /// cuBLASLt's A is our B and its B our A (see ColumnMajorGemm); C is D, for accumulation.
+    private func enqueue(_ plan: GemmPlan, _ algorithm: cublasLtMatmulAlgo_t, _ o: Operands,
+                         alpha: Float, beta: Float) -> cublasStatus_t {
+        var alpha = alpha, beta = beta, algorithm = algorithm
+        return lt.cublasLtMatmul(handle, plan.descriptor, &alpha,
+                                 UnsafeRawPointer(bitPattern: UInt(o.b))!, plan.layoutA,
+                                 UnsafeRawPointer(bitPattern: UInt(o.a))!, plan.layoutB,
+                                 &beta, UnsafeRawPointer(bitPattern: UInt(o.d)), plan.layoutD,
+                                 UnsafeMutableRawPointer(bitPattern: UInt(o.d))!, plan.layoutD,
+                                 &algorithm, UnsafeMutableRawPointer(bitPattern: UInt(o.workspace)),
+                                 Self.workspaceBytes, o.stream.handle)
     }
 
     private func workspace(for stream: CUDAStream) throws -> DeviceAllocation {
@@ -87,30 +106,64 @@ public final class CublasLtGemm {
         return allocation
     }
 
-    private func makePlan(_ key: PlanKey, a: UInt64, b: UInt64, d: UInt64, bias: UInt64, aux: UInt64) throws -> GemmPlan {
+    private func makePlan(_ key: PlanKey, _ operands: Operands, bias: UInt64, aux: UInt64) throws -> GemmPlan {
         let plan = try GemmPlan(lt: lt, problem: key.problem)
         try plan.setPointers(bias: bias, aux: aux)   // heuristics look at their alignment
-        plan.algorithm = try bestAlgorithm(plan, problem: key.problem)
+        let candidates = try heuristicAlgorithms(plan, count: autotune ? Self.autotuneCandidates : 1)
+        // Timing candidates overwrites D, so an accumulating call keeps the heuristic's first choice.
+        if autotune, !key.accumulate, candidates.count > 1 {
+            plan.algorithm = try fastest(candidates, plan, operands)
+        } else {
+            plan.algorithm = candidates[0]
+        }
         return plan
     }
 
-    private func bestAlgorithm(_ plan: GemmPlan, problem: GemmProblem) throws -> cublasLtMatmulAlgo_t {
+    /// The heuristic's best `count` algorithms for the plan, best first.
+    private func heuristicAlgorithms(_ plan: GemmPlan, count: Int) throws -> [cublasLtMatmulAlgo_t] {
         var preference: cublasLtMatmulPreference_t?
         try Self.check(lt, lt.cublasLtMatmulPreferenceCreate(&preference), "cublasLtMatmulPreferenceCreate")
         defer { _ = lt.cublasLtMatmulPreferenceDestroy(preference!) }
         var workspaceLimit = UInt64(Self.workspaceBytes)
         try Self.check(lt, lt.cublasLtMatmulPreferenceSetAttribute(
             preference!, Int32(CCUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES), &workspaceLimit, 8), "cublasLtMatmulPreferenceSetAttribute")
-        var result = cublasLtMatmulHeuristicResult_t()
-        var count: Int32 = 0
+        var results = [cublasLtMatmulHeuristicResult_t](repeating: cublasLtMatmulHeuristicResult_t(), count: count)
+        var returned: Int32 = 0
         try Self.check(lt, lt.cublasLtMatmulAlgoGetHeuristic(handle, plan.descriptor, plan.layoutA, plan.layoutB,
-                                                              plan.layoutD, plan.layoutD, preference!, 1, &result, &count),
+                                                              plan.layoutD, plan.layoutD, preference!, Int32(count), &results, &returned),
                        "cublasLtMatmulAlgoGetHeuristic")
-        guard count > 0 else {
+        guard returned > 0 else {
             throw CUDAError.cublas(call: "cublasLtMatmulAlgoGetHeuristic", status: 15,
-                                   message: "no algorithm for \(problem) (unsupported type/epilogue/alignment combination)")
+                                   message: "no algorithm for \(plan.problem) (unsupported type/epilogue/alignment combination)")
         }
-        return result.algo
+        let usable = results.prefix(Int(returned)).filter { $0.state == 0 }.map(\.algo)
+        guard !usable.isEmpty else {
+            throw CUDAError.cublas(call: "cublasLtMatmulAlgoGetHeuristic", status: results[0].state,
+                                   message: "no usable algorithm for \(plan.problem)")
+        }
+        return usable
+    }
+
+    /// Times each candidate on the call's own operands (one warm-up, then the median of a few
+    /// event-timed runs) and returns the fastest; candidates that fail to launch are skipped.
+    /// Runs once per plan, like cuDNN's benchmark mode, and synchronizes the stream.
+    private func fastest(_ candidates: [cublasLtMatmulAlgo_t], _ plan: GemmPlan, _ o: Operands) throws -> cublasLtMatmulAlgo_t {
+        let start = try CUDAEvent(device: device), end = try CUDAEvent(device: device)
+        var best = (algorithm: candidates[0], milliseconds: Double.infinity)
+        for candidate in candidates {
+            guard enqueue(plan, candidate, o, alpha: 1, beta: 0) == 0 else { continue }
+            var samples: [Double] = []
+            for _ in 0..<Self.autotuneRuns {
+                try start.record(on: o.stream)
+                _ = enqueue(plan, candidate, o, alpha: 1, beta: 0)
+                try end.record(on: o.stream)
+                try end.synchronize()
+                samples.append(try end.elapsedMilliseconds(since: start))
+            }
+            let median = samples.sorted()[samples.count / 2]
+            if median < best.milliseconds { best = (candidate, median) }
+        }
+        return best.algorithm
     }
 
     /// Largest power of two up to 256 dividing every non-null pointer: heuristics and kernels

@@ -94,6 +94,22 @@ final class GemmGPUTests: XCTestCase {
         XCTAssertLessThan(relativeError(try read(gpu, d, count: 3 * 32 * 24, type: .float32), reference(p, a.values, b.values)), 1e-5)
     }
 
+    /// Autotuning picks among several algorithms; whichever wins must compute the same product,
+    /// and a later call of the problem reuses it.
+    func testAutotunedAlgorithmIsCorrect() throws {
+        let gpu = try GPUFixture.require()
+        let gemm = try CublasLtGemm(device: gpu.device, allocator: gpu.allocator, autotune: true)
+        let p = GemmProblem(m: 256, n: 192, k: 128, transposeB: true)
+        let a = try bf16Operand(gpu, count: 256 * 128, seed: 20), b = try bf16Operand(gpu, count: 192 * 128, seed: 21)
+        let d = try output(gpu, count: 256 * 192, type: .bfloat16)
+        defer { gpu.free(a.allocation, b.allocation, d) }
+        for _ in 0..<2 {
+            try gemm.run(p, a: a.allocation.address, b: b.allocation.address, d: d.address, stream: gpu.stream)
+            XCTAssertLessThan(relativeError(try read(gpu, d, count: 256 * 192, type: .bfloat16), reference(p, a.values, b.values)), 1e-2)
+        }
+        XCTAssertEqual(gemm.cachedPlanCount, 1)
+    }
+
     func testAccumulateIntoOutput() throws {
         let gpu = try GPUFixture.require()
         let gemm = try CublasLtGemm(device: gpu.device, allocator: gpu.allocator)

@@ -21,6 +21,8 @@ struct BenchGemm: ParsableCommand {
     @Option(help: "Untimed runs per shape before timing.") var warmup = 10
     @Option(help: "Runs per timed trial.") var iterations = 20
     @Option(help: "Timed trials per shape; the median is reported.") var trials = 5
+    @Flag(inversion: .prefixedNo, help: "Time cuBLASLt's top heuristic candidates per shape and keep the fastest.")
+    var autotune = true
 
     func run() throws {
         let start = Date()
@@ -28,10 +30,11 @@ struct BenchGemm: ParsableCommand {
         let stream = try CUDAStream(device: gpu)
         let allocator = CachingAllocator(source: DriverMemorySource(device: gpu))
         let kernels = try CUDAKernels(device: gpu)
-        let gemm = try CublasLtGemm(device: gpu, allocator: allocator)
+        let gemm = try CublasLtGemm(device: gpu, allocator: allocator, autotune: autotune)
         let report = kernels.loadReport
         print("device \(gpu.ordinal): \(gpu.properties.name), \(gpu.properties.multiprocessorCount) SMs, "
-              + "\(gpu.properties.architecture), \(formatBytes(gpu.properties.totalMemoryBytes)); cuBLASLt \(gemm.version)")
+              + "\(gpu.properties.architecture), \(formatBytes(gpu.properties.totalMemoryBytes)); cuBLASLt \(gemm.version), "
+              + (autotune ? "autotuned algorithms" : "heuristic's first algorithm"))
         print(String(format: "start-up %.1f ms (kernels %.1f ms: %d compiled, %d from cache)",
                      Date().timeIntervalSince(start) * 1000, report.milliseconds, report.compiledCount, report.cachedCount))
         print("shape            M      K      N    ms/iter   TFLOP/s")
