@@ -5,14 +5,16 @@ For each linear layer y = x @ w.T of a GPT model (QKV, MLP fc1/fc2, logits) it t
 product and the two backward products (dgrad dx = dy @ w, wgrad dw = dy.T @ x) with CUDA events:
 warmup runs, then `trials` timed runs of `iterations` products each, median reported.
 
-    python3 scripts/bench_torch_gemm.py [--passes 2] [--ours megatron-output.txt ...]
+    python3 scripts/bench_torch_gemm.py [--passes 2] [--megatron path/to/megatron]
 
 With --passes P, every shape is timed in P passes over the whole table and the best median kept
-(clocks drift between passes). With --ours, also prints our TFLOP/s over torch's per shape, from
-the outputs of `megatron bench gemm` (the best over the files given, matching --passes).
+(GPU clocks drift with power and temperature). With --megatron, each pass also runs
+`megatron bench gemm` with the same settings right after torch's, so both sides see the same
+conditions, and the table adds our TFLOP/s and ours/torch.
 """
 import argparse
 import statistics
+import subprocess
 
 import torch
 
@@ -48,16 +50,21 @@ def time_shape(tokens, fan_in, fan_out, operands, warmup, iterations, trials):
     return statistics.median(samples)
 
 
-def read_ours(paths):
-    """name -> best TFLOP/s over the tables of megatron bench gemm in `paths`."""
-    ours = {}
-    for path in paths:
-        with open(path) as lines:
-            for line in lines:
-                fields = line.split()
-                if len(fields) == 6 and "." in fields[0] and fields[1].isdigit():
-                    ours[fields[0]] = max(ours.get(fields[0], 0.0), float(fields[5]))
-    return ours
+def run_megatron(binary, args):
+    """name -> ms/iter from one run of `megatron bench gemm` with the same shapes and timing."""
+    command = [binary, "bench", "gemm", "--tokens", str(args.tokens), "--hidden", str(args.hidden),
+               "--vocab", str(args.vocab), "--warmup", str(args.warmup), "--iterations", str(args.iterations),
+               "--trials", str(args.trials)]
+    if args.ffn_hidden:
+        command += ["--ffn-hidden", str(args.ffn_hidden)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    print(output, end="")
+    times = {}
+    for line in output.splitlines():
+        fields = line.split()
+        if len(fields) == 6 and "." in fields[0] and fields[1].isdigit():
+            times[fields[0]] = float(fields[4])
+    return times
 
 
 def main():
@@ -70,27 +77,36 @@ def main():
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--passes", type=int, default=1)
-    parser.add_argument("--ours", nargs="+", help="outputs of `megatron bench gemm` to compare with")
+    parser.add_argument("--megatron", help="megatron binary to run in each pass for comparison")
     args = parser.parse_args()
 
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, torch.matmul (bf16)")
-    ours = read_ours(args.ours) if args.ours else {}
-    print("shape            M      K      N    ms/iter   TFLOP/s" + ("   ours/torch" if ours else ""))
     table = shapes(args.tokens, args.hidden, args.ffn_hidden or 4 * args.hidden, args.vocab)
-    best = {}
+    best, ours = {}, {}
     for _ in range(args.passes):
         for name, m, k, n, fan_in, fan_out, operands in table:
             ms = time_shape(args.tokens, fan_in, fan_out, operands, args.warmup, args.iterations, args.trials)
             best[name] = min(best.get(name, float("inf")), ms)
-    total_flops = total_ms = 0.0
+        if args.megatron:
+            for name, ms in run_megatron(args.megatron, args).items():
+                ours[name] = min(ours.get(name, float("inf")), ms)
+    print(f"best of {args.passes} pass(es)")
+    print("shape            M      K      N    ms/iter   TFLOP/s" + ("   ours TFLOP/s  ours/torch" if ours else ""))
+    total_flops = total_ms = total_ours = 0.0
     for name, m, k, n, _, _, _ in table:
         ms = best[name]
         flops = 2.0 * m * n * k
         total_flops, total_ms = total_flops + flops, total_ms + ms
         tflops = flops / ms / 1e9
-        ratio = f"   {ours[name] / tflops:10.3f}" if name in ours else ""
-        print(f"{name:<12} {m:6d} {k:6d} {n:6d} {ms:10.3f} {tflops:9.1f}{ratio}")
-    print(f"all shapes: {total_ms:.3f} ms, {total_flops / total_ms / 1e9:.1f} TFLOP/s")
+        extra = ""
+        if name in ours:
+            total_ours += ours[name]
+            extra = f"   {flops / ours[name] / 1e9:12.1f}  {ms / ours[name]:10.3f}"
+        print(f"{name:<12} {m:6d} {k:6d} {n:6d} {ms:10.3f} {tflops:9.1f}{extra}")
+    summary = f"all shapes: torch {total_ms:.3f} ms, {total_flops / total_ms / 1e9:.1f} TFLOP/s"
+    if ours:
+        summary += f"; ours {total_ours:.3f} ms, {total_flops / total_ours / 1e9:.1f} TFLOP/s"
+    print(summary)
 
 
 if __name__ == "__main__":

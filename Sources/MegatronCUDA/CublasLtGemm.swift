@@ -13,7 +13,8 @@ import Foundation
 public final class CublasLtGemm {
     public static let workspaceBytes = 32 << 20
     static let autotuneCandidates = 8
-    static let autotuneRuns = 5
+    static let autotuneRounds = 3
+    static let autotuneBurst = 10
 
     /// Whether the first call of each problem times the heuristic's top candidates on its own
     /// operands and keeps the fastest, instead of taking the heuristic's first choice. That first
@@ -144,26 +145,28 @@ public final class CublasLtGemm {
         return usable
     }
 
-    /// Times each candidate on the call's own operands (one warm-up, then the median of a few
-    /// event-timed runs) and returns the fastest; candidates that fail to launch are skipped.
-    /// Runs once per plan, like cuDNN's benchmark mode, and synchronizes the stream.
+    /// Times each candidate on the call's own operands and returns the fastest; candidates that
+    /// fail to launch are skipped. Candidates are timed round-robin, each round a burst of
+    /// back-to-back runs (the way training issues them), and each keeps its best round, so clock
+    /// drift during tuning does not favour whoever ran last. Another candidate replaces the
+    /// heuristic's first choice only when at least 1% faster. Runs once per plan, like cuDNN's
+    /// benchmark mode, and synchronizes the stream.
     private func fastest(_ candidates: [cublasLtMatmulAlgo_t], _ plan: GemmPlan, _ o: Operands) throws -> cublasLtMatmulAlgo_t {
         let start = try CUDAEvent(device: device), end = try CUDAEvent(device: device)
-        var best = (algorithm: candidates[0], milliseconds: Double.infinity)
-        for candidate in candidates {
-            guard enqueue(plan, candidate, o, alpha: 1, beta: 0) == 0 else { continue }
-            var samples: [Double] = []
-            for _ in 0..<Self.autotuneRuns {
+        let usable = candidates.filter { enqueue(plan, $0, o, alpha: 1, beta: 0) == 0 }
+        guard let first = usable.first else { return candidates[0] }
+        var best = [Double](repeating: .infinity, count: usable.count)
+        for _ in 0..<Self.autotuneRounds {
+            for (index, candidate) in usable.enumerated() {
                 try start.record(on: o.stream)
-                _ = enqueue(plan, candidate, o, alpha: 1, beta: 0)
+                for _ in 0..<Self.autotuneBurst { _ = enqueue(plan, candidate, o, alpha: 1, beta: 0) }
                 try end.record(on: o.stream)
                 try end.synchronize()
-                samples.append(try end.elapsedMilliseconds(since: start))
+                best[index] = min(best[index], try end.elapsedMilliseconds(since: start))
             }
-            let median = samples.sorted()[samples.count / 2]
-            if median < best.milliseconds { best = (candidate, median) }
         }
-        return best.algorithm
+        let winner = best.indices.min { best[$0] < best[$1] }!
+        return best[winner] < 0.99 * best[0] ? usable[winner] : first
     }
 
     /// Largest power of two up to 256 dividing every non-null pointer: heuristics and kernels

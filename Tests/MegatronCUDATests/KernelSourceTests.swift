@@ -20,6 +20,9 @@ final class KernelSourceTests: XCTestCase {
     func testEmbeddingMatchesTheFilesInTheTree() throws {
         let kernels = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../Sources/MegatronCUDA/Kernels").standardized
+        guard FileManager.default.fileExists(atPath: kernels.path) else {
+            throw XCTSkip("the source tree (\(kernels.path)) is not on this machine")
+        }
         for (name, text) in EmbeddedKernels.sources {
             let onDisk = try String(contentsOf: kernels.appendingPathComponent(name), encoding: .utf8)
             XCTAssertEqual(text, onDisk, name)

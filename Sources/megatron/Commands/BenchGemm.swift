@@ -18,7 +18,7 @@ struct BenchGemm: ParsableCommand {
     @Option(help: "Hidden size.") var hidden = 2048
     @Option(help: "MLP hidden size (default 4 x hidden).") var ffnHidden: Int?
     @Option(help: "Vocabulary size (padded).") var vocab = 50304
-    @Option(help: "Untimed runs per shape before timing.") var warmup = 10
+    @Option(help: "Untimed runs per shape before timing.") var warmup = 50
     @Option(help: "Runs per timed trial.") var iterations = 20
     @Option(help: "Timed trials per shape; the median is reported.") var trials = 5
     @Flag(inversion: .prefixedNo, help: "Time cuBLASLt's top heuristic candidates per shape and keep the fastest.")
