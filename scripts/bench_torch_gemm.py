@@ -3,7 +3,7 @@
 
 For each linear layer y = x @ w.T of a GPT model (QKV, MLP fc1/fc2, logits) it times the forward
 product and the two backward products (dgrad dx = dy @ w, wgrad dw = dy.T @ x) with CUDA events:
-warmup runs, then `trials` timed runs of `iterations` products each, median reported.
+warm-up for --warmup-ms, then --trials timed trials of about --trial-ms each, median reported.
 
     python3 scripts/bench_torch_gemm.py [--passes 2] [--megatron path/to/megatron]
 
@@ -13,6 +13,7 @@ With --passes P, every shape is timed in P passes over the whole table and the b
 conditions, and the table adds our TFLOP/s and ours/torch.
 """
 import argparse
+import math
 import statistics
 import subprocess
 
@@ -30,31 +31,34 @@ def shapes(tokens, hidden, ffn, vocab):
     return result
 
 
-def time_shape(tokens, fan_in, fan_out, operands, warmup, iterations, trials):
+def time_shape(tokens, fan_in, fan_out, operands, warmup_ms, trial_ms, trials):
     # Random data: zeros run faster on tensor cores than real values.
     x = torch.empty(tokens, fan_in, device="cuda", dtype=torch.bfloat16).uniform_(-1, 1)
     w = torch.empty(fan_out, fan_in, device="cuda", dtype=torch.bfloat16).uniform_(-1, 1)
     dy = torch.empty(tokens, fan_out, device="cuda", dtype=torch.bfloat16).uniform_(-1, 1)
     a, b = operands(x, w, dy)
-    for _ in range(warmup):
-        torch.matmul(a, b)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    samples = []
-    for _ in range(trials):
+
+    def timed(runs):
         start.record()
-        for _ in range(iterations):
+        for _ in range(runs):
             torch.matmul(a, b)
         end.record()
         end.synchronize()
-        samples.append(start.elapsed_time(end) / iterations)
-    return statistics.median(samples)
+        return start.elapsed_time(end) / runs
+
+    # Same schedule as megatron bench gemm: warm up for warmup_ms, then trials of about trial_ms.
+    single = max(timed(3), 1e-3)
+    timed(math.ceil(warmup_ms / single))
+    iterations = max(5, math.ceil(trial_ms / single))
+    return statistics.median([timed(iterations) for _ in range(trials)])
 
 
-def run_megatron(binary, args):
+def run_megatron(binary, args, extra):
     """name -> ms/iter from one run of `megatron bench gemm` with the same shapes and timing."""
     command = [binary, "bench", "gemm", "--tokens", str(args.tokens), "--hidden", str(args.hidden),
-               "--vocab", str(args.vocab), "--warmup", str(args.warmup), "--iterations", str(args.iterations),
-               "--trials", str(args.trials)]
+               "--vocab", str(args.vocab), "--warmup-ms", str(args.warmup_ms), "--trial-ms", str(args.trial_ms),
+               "--trials", str(args.trials)] + extra
     if args.ffn_hidden:
         command += ["--ffn-hidden", str(args.ffn_hidden)]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -73,25 +77,31 @@ def main():
     parser.add_argument("--hidden", type=int, default=2048)
     parser.add_argument("--ffn-hidden", type=int, default=None)
     parser.add_argument("--vocab", type=int, default=50304)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--warmup-ms", type=float, default=200.0)
+    parser.add_argument("--trial-ms", type=float, default=20.0)
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--passes", type=int, default=1)
     parser.add_argument("--megatron", help="megatron binary to run in each pass for comparison")
+    parser.add_argument("--also-heuristic", action="store_true",
+                        help="also run megatron with --no-autotune each pass and add its column")
     args = parser.parse_args()
 
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, torch.matmul (bf16)")
     table = shapes(args.tokens, args.hidden, args.ffn_hidden or 4 * args.hidden, args.vocab)
-    best, ours = {}, {}
+    best, ours, heuristic = {}, {}, {}
     for _ in range(args.passes):
         for name, m, k, n, fan_in, fan_out, operands in table:
-            ms = time_shape(args.tokens, fan_in, fan_out, operands, args.warmup, args.iterations, args.trials)
+            ms = time_shape(args.tokens, fan_in, fan_out, operands, args.warmup_ms, args.trial_ms, args.trials)
             best[name] = min(best.get(name, float("inf")), ms)
         if args.megatron:
-            for name, ms in run_megatron(args.megatron, args).items():
+            for name, ms in run_megatron(args.megatron, args, []).items():
                 ours[name] = min(ours.get(name, float("inf")), ms)
+            if args.also_heuristic:
+                for name, ms in run_megatron(args.megatron, args, ["--no-autotune"]).items():
+                    heuristic[name] = min(heuristic.get(name, float("inf")), ms)
     print(f"best of {args.passes} pass(es)")
-    print("shape            M      K      N    ms/iter   TFLOP/s" + ("   ours TFLOP/s  ours/torch" if ours else ""))
+    print("shape            M      K      N    ms/iter   TFLOP/s" + ("   ours TFLOP/s  ours/torch" if ours else "")
+          + ("   heuristic-only/torch" if heuristic else ""))
     total_flops = total_ms = total_ours = 0.0
     for name, m, k, n, _, _, _ in table:
         ms = best[name]
@@ -102,6 +112,8 @@ def main():
         if name in ours:
             total_ours += ours[name]
             extra = f"   {flops / ours[name] / 1e9:12.1f}  {ms / ours[name]:10.3f}"
+        if name in heuristic:
+            extra += f"   {ms / heuristic[name]:20.3f}"
         print(f"{name:<12} {m:6d} {k:6d} {n:6d} {ms:10.3f} {tflops:9.1f}{extra}")
     summary = f"all shapes: torch {total_ms:.3f} ms, {total_flops / total_ms / 1e9:.1f} TFLOP/s"
     if ours:

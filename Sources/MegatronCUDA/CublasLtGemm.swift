@@ -14,7 +14,8 @@ public final class CublasLtGemm {
     public static let workspaceBytes = 32 << 20
     static let autotuneCandidates = 8
     static let autotuneRounds = 3
-    static let autotuneBurst = 10
+    static let autotuneBurstMilliseconds = 5.0
+    static let autotuneWarmupMilliseconds = 50.0
 
     /// Whether the first call of each problem times the heuristic's top candidates on its own
     /// operands and keeps the fastest, instead of taking the heuristic's first choice. That first
@@ -155,14 +156,21 @@ public final class CublasLtGemm {
         let start = try CUDAEvent(device: device), end = try CUDAEvent(device: device)
         let usable = candidates.filter { enqueue(plan, $0, o, alpha: 1, beta: 0) == 0 }
         guard let first = usable.first else { return candidates[0] }
+        func burst(_ algorithm: cublasLtMatmulAlgo_t, runs: Int) throws -> Double {
+            try start.record(on: o.stream)
+            for _ in 0..<runs { _ = enqueue(plan, algorithm, o, alpha: 1, beta: 0) }
+            try end.record(on: o.stream)
+            try end.synchronize()
+            return try end.elapsedMilliseconds(since: start)
+        }
+        // Size bursts by the problem: long enough that clocks settle under load, as in training.
+        let single = max(try burst(first, runs: 1), 1e-3)
+        _ = try burst(first, runs: Int((Self.autotuneWarmupMilliseconds / single).rounded(.up)))
+        let runs = max(3, Int((Self.autotuneBurstMilliseconds / single).rounded(.up)))
         var best = [Double](repeating: .infinity, count: usable.count)
         for _ in 0..<Self.autotuneRounds {
             for (index, candidate) in usable.enumerated() {
-                try start.record(on: o.stream)
-                for _ in 0..<Self.autotuneBurst { _ = enqueue(plan, candidate, o, alpha: 1, beta: 0) }
-                try end.record(on: o.stream)
-                try end.synchronize()
-                best[index] = min(best[index], try end.elapsedMilliseconds(since: start))
+                best[index] = min(best[index], try burst(candidate, runs: runs))
             }
         }
         let winner = best.indices.min { best[$0] < best[$1] }!

@@ -18,8 +18,8 @@ struct BenchGemm: ParsableCommand {
     @Option(help: "Hidden size.") var hidden = 2048
     @Option(help: "MLP hidden size (default 4 x hidden).") var ffnHidden: Int?
     @Option(help: "Vocabulary size (padded).") var vocab = 50304
-    @Option(help: "Untimed runs per shape before timing.") var warmup = 50
-    @Option(help: "Runs per timed trial.") var iterations = 20
+    @Option(help: "Untimed warm-up per shape, in milliseconds (clocks settle under load).") var warmupMs = 200.0
+    @Option(help: "Length of each timed trial, in milliseconds (at least 5 runs).") var trialMs = 20.0
     @Option(help: "Timed trials per shape; the median is reported.") var trials = 5
     @Flag(inversion: .prefixedNo, help: "Time cuBLASLt's top heuristic candidates per shape and keep the fastest.")
     var autotune = true
@@ -53,7 +53,8 @@ struct BenchGemm: ParsableCommand {
               + "\(stats.deviceAllocations) cuMemAlloc calls, \(stats.cacheHits) cache hits")
     }
 
-    /// Median milliseconds per GEMM over `trials` event-timed runs of `iterations` GEMMs each.
+    /// Median milliseconds per GEMM over `trials` event-timed trials of about `trialMs` each,
+    /// after `warmupMs` of untimed runs.
     private func time(_ shape: GemmBenchShape, gemm: CublasLtGemm, kernels: CUDAKernels,
                       allocator: CachingAllocator, stream: CUDAStream) throws -> Double {
         let p = shape.problem
@@ -66,16 +67,18 @@ struct BenchGemm: ParsableCommand {
                                 type: .bfloat16, stream: stream)
         }
         let run = { try gemm.run(p, a: buffers[0].address, b: buffers[1].address, d: buffers[2].address, stream: stream) }
-        for _ in 0..<warmup { try run() }
         let begin = try CUDAEvent(device: stream.device), end = try CUDAEvent(device: stream.device)
-        var samples: [Double] = []
-        for _ in 0..<trials {
+        func timed(_ runs: Int) throws -> Double {
             try begin.record(on: stream)
-            for _ in 0..<iterations { try run() }
+            for _ in 0..<runs { try run() }
             try end.record(on: stream)
             try end.synchronize()
-            samples.append(try end.elapsedMilliseconds(since: begin) / Double(iterations))
+            return try end.elapsedMilliseconds(since: begin) / Double(runs)
         }
+        let single = max(try timed(3), 1e-3)    // also plans (and autotunes) the problem
+        _ = try timed(Int((warmupMs / single).rounded(.up)))
+        let iterations = max(5, Int((trialMs / single).rounded(.up)))
+        let samples = try (0..<trials).map { _ in try timed(iterations) }
         return samples.sorted()[samples.count / 2]
     }
 }
