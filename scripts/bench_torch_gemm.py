@@ -5,12 +5,12 @@ For each linear layer y = x @ w.T of a GPT model (QKV, MLP fc1/fc2, logits) it t
 product and the two backward products (dgrad dx = dy @ w, wgrad dw = dy.T @ x) with CUDA events:
 warm-up for --warmup-ms, then --trials timed trials of about --trial-ms each, median reported.
 
-    python3 scripts/bench_torch_gemm.py [--passes 2] [--megatron path/to/megatron]
+    python3 scripts/bench_torch_gemm.py [--passes 3] [--megatron path/to/megatron [--megatron-args "--autotune"]]
 
-With --passes P, every shape is timed in P passes over the whole table and the best median kept
-(GPU clocks drift with power and temperature). With --megatron, each pass also runs
-`megatron bench gemm` with the same settings right after torch's, so both sides see the same
-conditions, and the table adds our TFLOP/s and ours/torch.
+GPU clocks drift with power and temperature by several percent over a run, so each shape is timed
+--passes times and the best median kept. With --megatron, every torch pass of a shape is followed
+at once by `megatron bench gemm --only SHAPE` with the same settings, so both sides of each
+ratio see the same conditions; the table adds our TFLOP/s and ours/torch.
 """
 import argparse
 import math
@@ -54,11 +54,11 @@ def time_shape(tokens, fan_in, fan_out, operands, warmup_ms, trial_ms, trials):
     return statistics.median([timed(iterations) for _ in range(trials)])
 
 
-def run_megatron(binary, args, extra):
+def run_megatron(binary, args, shape, extra):
     """name -> ms/iter from one run of `megatron bench gemm` with the same shapes and timing."""
     command = [binary, "bench", "gemm", "--tokens", str(args.tokens), "--hidden", str(args.hidden),
                "--vocab", str(args.vocab), "--warmup-ms", str(args.warmup_ms), "--trial-ms", str(args.trial_ms),
-               "--trials", str(args.trials)] + extra
+               "--trials", str(args.trials), "--only", shape] + extra
     if args.ffn_hidden:
         command += ["--ffn-hidden", str(args.ffn_hidden)]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -81,27 +81,22 @@ def main():
     parser.add_argument("--trial-ms", type=float, default=20.0)
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--passes", type=int, default=1)
-    parser.add_argument("--megatron", help="megatron binary to run in each pass for comparison")
-    parser.add_argument("--also-heuristic", action="store_true",
-                        help="also run megatron with --no-autotune each pass and add its column")
+    parser.add_argument("--megatron", help="megatron binary to run after each torch pass of a shape")
+    parser.add_argument("--megatron-args", default="", help="extra arguments for megatron bench gemm")
     args = parser.parse_args()
 
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, torch.matmul (bf16)")
     table = shapes(args.tokens, args.hidden, args.ffn_hidden or 4 * args.hidden, args.vocab)
-    best, ours, heuristic = {}, {}, {}
-    for _ in range(args.passes):
-        for name, m, k, n, fan_in, fan_out, operands in table:
+    best, ours = {}, {}
+    for name, m, k, n, fan_in, fan_out, operands in table:
+        for _ in range(args.passes):
             ms = time_shape(args.tokens, fan_in, fan_out, operands, args.warmup_ms, args.trial_ms, args.trials)
             best[name] = min(best.get(name, float("inf")), ms)
-        if args.megatron:
-            for name, ms in run_megatron(args.megatron, args, []).items():
+            if args.megatron:
+                ms = run_megatron(args.megatron, args, name, args.megatron_args.split())[name]
                 ours[name] = min(ours.get(name, float("inf")), ms)
-            if args.also_heuristic:
-                for name, ms in run_megatron(args.megatron, args, ["--no-autotune"]).items():
-                    heuristic[name] = min(heuristic.get(name, float("inf")), ms)
     print(f"best of {args.passes} pass(es)")
-    print("shape            M      K      N    ms/iter   TFLOP/s" + ("   ours TFLOP/s  ours/torch" if ours else "")
-          + ("   heuristic-only/torch" if heuristic else ""))
+    print("shape            M      K      N    ms/iter   TFLOP/s" + ("   ours TFLOP/s  ours/torch" if ours else ""))
     total_flops = total_ms = total_ours = 0.0
     for name, m, k, n, _, _, _ in table:
         ms = best[name]
@@ -112,8 +107,6 @@ def main():
         if name in ours:
             total_ours += ours[name]
             extra = f"   {flops / ours[name] / 1e9:12.1f}  {ms / ours[name]:10.3f}"
-        if name in heuristic:
-            extra += f"   {ms / heuristic[name]:20.3f}"
         print(f"{name:<12} {m:6d} {k:6d} {n:6d} {ms:10.3f} {tflops:9.1f}{extra}")
     summary = f"all shapes: torch {total_ms:.3f} ms, {total_flops / total_ms / 1e9:.1f} TFLOP/s"
     if ours:

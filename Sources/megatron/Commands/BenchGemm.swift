@@ -21,10 +21,18 @@ struct BenchGemm: ParsableCommand {
     @Option(help: "Untimed warm-up per shape, in milliseconds (clocks settle under load).") var warmupMs = 200.0
     @Option(help: "Length of each timed trial, in milliseconds (at least 5 runs).") var trialMs = 20.0
     @Option(help: "Timed trials per shape; the median is reported.") var trials = 5
-    @Flag(inversion: .prefixedNo, help: "Time cuBLASLt's top heuristic candidates per shape and keep the fastest.")
-    var autotune = true
+    @Flag(help: "Time cuBLASLt's top heuristic candidates per shape and keep the fastest (default: the heuristic's first).")
+    var autotune = false
+    @Option(help: "Comma-separated shape names to run (e.g. fc1.fwd,logits.wgrad); default all.") var only: String?
 
     func run() throws {
+        let selected = only.map { Set($0.split(separator: ",").map(String.init)) }
+        let shapes = GemmBenchShape.gptTraining(tokens: tokens, hidden: hidden, ffn: ffnHidden ?? 4 * hidden, vocab: vocab)
+            .filter { selected?.contains($0.name) ?? true }
+        if let selected, shapes.count != selected.count {
+            throw ValidationError("--only names unknown shapes; known: "
+                + GemmBenchShape.gptTraining(tokens: 1, hidden: 1, ffn: 1, vocab: 1).map(\.name).joined(separator: ","))
+        }
         let start = Date()
         let gpu = try CUDADevice.select(index: device)
         let stream = try CUDAStream(device: gpu)
@@ -39,7 +47,7 @@ struct BenchGemm: ParsableCommand {
                      Date().timeIntervalSince(start) * 1000, report.milliseconds, report.compiledCount, report.cachedCount))
         print("shape            M      K      N    ms/iter   TFLOP/s")
         var total = (flops: 0.0, ms: 0.0)
-        for shape in GemmBenchShape.gptTraining(tokens: tokens, hidden: hidden, ffn: ffnHidden ?? 4 * hidden, vocab: vocab) {
+        for shape in shapes {
             let ms = try time(shape, gemm: gemm, kernels: kernels, allocator: allocator, stream: stream)
             let flops = shape.problem.flops
             total = (total.flops + flops, total.ms + ms)
