@@ -16,6 +16,7 @@ import argparse
 import math
 import statistics
 import subprocess
+import time
 
 import torch
 
@@ -82,6 +83,7 @@ def main():
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--passes", type=int, default=1)
     parser.add_argument("--megatron", help="megatron binary to run after each torch pass of a shape")
+    parser.add_argument("--pause-s", type=float, default=0.5, help="idle pause before each torch measurement")
     parser.add_argument("--megatron-args", default="", help="extra arguments for megatron bench gemm")
     args = parser.parse_args()
 
@@ -90,6 +92,9 @@ def main():
     best, ours = {}, {}
     for name, m, k, n, fan_in, fan_out, operands in table:
         for _ in range(args.passes):
+            # Each megatron run starts after a process start-up pause, in which the GPU cools and
+            # boosts; give torch the same pause so neither side gets the cooler card.
+            time.sleep(args.pause_s)
             ms = time_shape(args.tokens, fan_in, fan_out, operands, args.warmup_ms, args.trial_ms, args.trials)
             best[name] = min(best.get(name, float("inf")), ms)
             if args.megatron:
