@@ -16,11 +16,15 @@ public struct TokenizerOptions: Sendable, Equatable {
     public var tiktokenPattern: String?
     public var tiktokenNumSpecialTokens: Int
     public var tiktokenSpecialTokens: [String]?
+    /// `--null-tokenizer-eod-id` (default `vocabSize - 1`).
+    public var nullTokenizerEodId: Int?
+    /// `--null-tokenizer-pad-id` (default -1: none).
+    public var nullTokenizerPadId: Int
 
     public init(
         type: Kind, vocabFile: String? = nil, mergeFile: String? = nil, tokenizerModel: String? = nil,
         vocabSize: Int? = nil, tiktokenPattern: String? = nil, tiktokenNumSpecialTokens: Int = 1000,
-        tiktokenSpecialTokens: [String]? = nil
+        tiktokenSpecialTokens: [String]? = nil, nullTokenizerEodId: Int? = nil, nullTokenizerPadId: Int = -1
     ) {
         self.type = type
         self.vocabFile = vocabFile
@@ -30,6 +34,8 @@ public struct TokenizerOptions: Sendable, Equatable {
         self.tiktokenPattern = tiktokenPattern
         self.tiktokenNumSpecialTokens = tiktokenNumSpecialTokens
         self.tiktokenSpecialTokens = tiktokenSpecialTokens
+        self.nullTokenizerEodId = nullTokenizerEodId
+        self.nullTokenizerPadId = nullTokenizerPadId
     }
 }
 
@@ -40,8 +46,31 @@ public struct TokenizerError: Error, CustomStringConvertible {
 }
 
 /// Builds the tokenizer that `options` names, reading its files.
+///
+/// ```swift
+/// let tok = try buildTokenizer(TokenizerOptions(type: .huggingFace, tokenizerModel: "/models/llama3"))
+/// ```
 public func buildTokenizer(_ options: TokenizerOptions) throws -> any Tokenizer {
-    throw TokenizerError("tokenizer type \(options.type.rawValue) is not implemented yet")
+    func required(_ value: String?, _ flag: String) throws -> String {
+        guard let value else { throw TokenizerError("\(options.type.rawValue) needs \(flag)") }
+        return value
+    }
+    switch options.type {
+    case .gpt2BPE:
+        return try GPT2BPETokenizer(
+            vocabFile: required(options.vocabFile, "--vocab-file"),
+            mergeFile: required(options.mergeFile, "--merge-file"))
+    case .huggingFace:
+        return try HuggingFaceTokenizer(path: required(options.tokenizerModel, "--tokenizer-model"))
+    case .tikToken:
+        return try TikTokenizer(
+            rankFile: required(options.tokenizerModel, "--tokenizer-model"),
+            pattern: options.tiktokenPattern ?? "v2", vocabSize: options.vocabSize ?? TikTokenizer.defaultVocabSize,
+            numSpecialTokens: options.tiktokenNumSpecialTokens, specialTokens: options.tiktokenSpecialTokens)
+    case .null:
+        guard let vocabSize = options.vocabSize else { throw TokenizerError("NullTokenizer needs --vocab-size") }
+        return NullTokenizer(vocabSize: vocabSize, eod: options.nullTokenizerEodId, pad: options.nullTokenizerPadId)
+    }
 }
 
 /// Megatron's vocabulary padding: the smallest multiple of `divisibleBy * tensorParallelSize` at least `vocabSize`.
