@@ -26,10 +26,11 @@ final class TokenizerHuggingFaceTests: XCTestCase {
         for c in cases { XCTAssertEqual(tok.decode(c.ids), c.text) }
     }
 
-    /// LLaMA-3 and Qwen-2 style: a Split regex then ByteLevel without its own regex (Qwen-2 adds NFC).
+    /// LLaMA-3 and Qwen-2 style: a Split regex then ByteLevel without its own regex (Qwen-2 adds NFC); and
+    /// ByteLevel with `add_prefix_space`.
     func testSplitRegexPreTokenizersMatchTokenizers() throws {
         let path = try TokenizerFixtures.shared("bytelevel-bpe-8k/tokenizer.json")
-        for style in ["llama3", "qwen2"] {
+        for style in ["llama3", "qwen2", "prefix_space"] {
             let fixture = try TokenizerFixtures.object("hf_bytelevel_8k_\(style).json")
             var spec = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
             spec["pre_tokenizer"] = fixture["pre_tokenizer"]

@@ -14,6 +14,14 @@ final class TokenizerTikTokenTests: XCTestCase {
         for c in cases { XCTAssertEqual(encoding.decode(c.ids), c.text) }
     }
 
+    func testO200kPatternMatchesTiktoken() throws {
+        let fixture = try TokenizerFixtures.object("tiktoken_o200k_pattern.json")
+        let specials = (fixture["special_tokens"] as! [String: Int]).map { ($0.key, $0.value) }
+        let encoding = try TikTokenEncoding(
+            rankFile: TokenizerFixtures.shared("cl100k_base.tiktoken"), pattern: .o200k, specialTokens: specials)
+        TokenizerFixtures.assertMatches(TokenizerFixtures.cases(fixture), "o200k pattern", encode: encoding.encode)
+    }
+
     func testMegatronPatternsMatchTiktoken() throws {
         let rankFile = try TokenizerFixtures.shared("cl100k_base.tiktoken")
         for name in ["v1", "v2"] {

@@ -25,6 +25,8 @@ public struct PreTokenizerPattern: Sendable, Equatable {
     let slashesAfterPunctuation: Bool
     /// `\s*[\r\n]+`: a whitespace run ends after its last newline.
     let splitsAfterNewline: Bool
+    /// o200k: a word may end in a contraction, `(?i:'s|'t|'re|'ve|'m|'ll|'d)?`.
+    var contractionSuffix = false
 
     /// GPT-2: `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`.
     public static let gpt2 = PreTokenizerPattern(
@@ -52,6 +54,16 @@ public struct PreTokenizerPattern: Sendable, Equatable {
         maxDigits: 1, spaceBeforeDigits: false, newlinesAfterPunctuation: true, slashesAfterPunctuation: true,
         splitsAfterNewline: true)
 
+    /// o200k_base: Megatron v2's letter classes with contraction suffixes and digits in threes.
+    public static let o200k: PreTokenizerPattern = {
+        var pattern = PreTokenizerPattern(
+            name: "o200k", contractions: .none, letterPrefix: .anyNonLetterNonNumberNonNewline,
+            letterShape: .caseSplit, maxDigits: 3, spaceBeforeDigits: false, newlinesAfterPunctuation: true,
+            slashesAfterPunctuation: true, splitsAfterNewline: true)
+        pattern.contractionSuffix = true
+        return pattern
+    }()
+
     /// The regex sources each pattern stands for, as tokenizer.json files spell them.
     static let knownRegexes: [(String, PreTokenizerPattern)] = [
         (#"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#, .gpt2),
@@ -60,6 +72,7 @@ public struct PreTokenizerPattern: Sendable, Equatable {
         (#"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#, .qwen2),
         (#"[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"#, .megatronV1),
         (#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"#, .megatronV2),
+        (#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"#, .o200k),
     ]
 
     /// The pattern a regex source stands for, or nil when it is not one of the known ones.
@@ -95,7 +108,7 @@ public struct PreTokenizerPattern: Sendable, Equatable {
     /// `'s|'t|'re|'ve|'m|'ll|'d`, case-folded for cl100k-style patterns (`ſ` folds to `s`).
     private func contractionEnd(_ text: ScalarCursor, _ i: Int) -> Int? {
         guard i < text.end else { return nil }
-        let folding = contractions == .caseInsensitive
+        let folding = contractions == .caseInsensitive || contractionSuffix
         func fold(_ v: UInt32) -> UInt32 {
             guard folding else { return v }
             if v == 0x17F { return 0x73 }
@@ -130,10 +143,27 @@ public struct PreTokenizerPattern: Sendable, Equatable {
             }
             return nil
         case .caseSplit:
-            if prefixAllowed, let end = upperThenLowerEnd(text, afterFirst) { return end }
-            if let end = upperThenLowerEnd(text, i) { return end }
-            if prefixAllowed, let end = upperRunThenLowerEnd(text, afterFirst) { return end }
-            return upperRunThenLowerEnd(text, i)
+            let end: Int?
+            if prefixAllowed, let e = upperThenLowerEnd(text, afterFirst) {
+                end = e
+            } else if let e = upperThenLowerEnd(text, i) {
+                end = e
+            } else if prefixAllowed, let e = upperRunThenLowerEnd(text, afterFirst) {
+                end = e
+            } else {
+                end = upperRunThenLowerEnd(text, i)
+            }
+            return end.map(withContractionSuffix(text))
+        }
+    }
+
+    /// o200k's optional contraction after a word.
+    private func withContractionSuffix(_ text: ScalarCursor) -> (Int) -> Int {
+        { end in
+            guard contractionSuffix, end < text.end, text.base[end] == 0x27,
+                let suffixEnd = contractionEnd(text, end + 1)
+            else { return end }
+            return suffixEnd
         }
     }
 
