@@ -35,7 +35,7 @@ struct BPEModel: Sendable {
         }
     }
 
-    /// Appends the ids of `piece` (`n` bytes at `p`) plus `offset` to `out`; `symbols` and `ranks` are scratch.
+    /// Appends the ids of `piece` (`n` bytes at `p`) plus `offset` to `out`, using and filling `scratch`.
     func encode(
         _ p: UnsafePointer<UInt8>, _ n: Int, offset: Int, into out: inout [Int], scratch: inout BPEScratch
     ) {
@@ -43,9 +43,11 @@ struct BPEModel: Sendable {
             out.append(Int(id) + offset)
             return
         }
+        if scratch.cache.lookup(p, n, offset: offset, into: &out) { return }
         scratch.symbols.removeAll(keepingCapacity: true)
         startSymbols(p, n, &scratch.symbols)
         mergeAll(&scratch)
+        scratch.cache.store(p, n, scratch.symbols)
         for s in scratch.symbols { out.append(Int(s) + offset) }
     }
 
@@ -101,11 +103,14 @@ struct BPEModel: Sendable {
     }
 }
 
-/// Reusable buffers for `BPEModel.encode`, so that merging a piece allocates nothing.
+/// Reusable buffers for `BPEModel.encode`, so that merging a piece allocates nothing, and the cache of pieces
+/// already merged during one `encode` call (per call, so tokenizers stay immutable and shareable across threads).
 struct BPEScratch {
     var symbols: [Int32] = []
     var ranks: [UInt64] = []
-    init() {
+    var cache: WordCache
+    init(textBytes: Int) {
+        cache = WordCache(textBytes: textBytes)
         symbols.reserveCapacity(64)
         ranks.reserveCapacity(64)
     }

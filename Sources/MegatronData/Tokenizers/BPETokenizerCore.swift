@@ -15,7 +15,7 @@ struct BPETokenizerCore: Sendable {
     func encode(_ text: String) -> [Int] {
         var out = prefixIds
         out.reserveCapacity(text.utf8.count / 3)
-        var scratch = BPEScratch()
+        var scratch = BPEScratch(textBytes: text.utf8.count)
         var isFirst = true
         text.withUTF8Buffer { bytes in
             addedTokens.segment(

@@ -78,7 +78,7 @@ public struct TikTokenEncoding: Sendable {
     public func encode(_ text: String) -> [Int] {
         var out: [Int] = []
         out.reserveCapacity(text.utf8.count / 3)
-        var scratch = BPEScratch()
+        var scratch = BPEScratch(textBytes: text.utf8.count)
         text.withUTF8Buffer { bytes in
             specials.segment(
                 bytes,
