@@ -4,7 +4,8 @@ import XCTest
 @testable import MegatronData
 
 /// Every document of the shared 3 MB corpus, encoded one by one, against the reference tokenizers' token count
-/// and FNV-1a digest of the ids (scripts/fixtures/make_tokenizer_fixtures.py, `corpus_digests`).
+/// and FNV-1a digest of the ids (scripts/fixtures/make_tokenizer_fixtures.py, `corpus_digests`); likewise for
+/// a few texts that are one very long piece each.
 final class TokenizerCorpusTests: XCTestCase {
     private func documents() throws -> [String] {
         let tokenizers = try TokenizerFixtures.shared("cl100k_base.tiktoken")
@@ -25,9 +26,18 @@ final class TokenizerCorpusTests: XCTestCase {
     }
 
     private func check(_ name: String, _ encode: (String) -> [Int], _ decode: ([Int]) -> String) throws {
+        try check(name, documents(), encode, decode)
+        // Thousands of symbols in one piece: the heap merge, against the same references.
+        let longPieces = try TokenizerFixtures.object("corpus_digests.json")["long_pieces"] as! [String]
+        try check(name + " long_pieces", longPieces, encode, decode)
+    }
+
+    private func check(
+        _ name: String, _ texts: [String], _ encode: (String) -> [Int], _ decode: ([Int]) -> String
+    ) throws {
         let want = try TokenizerFixtures.object("corpus_digests.json")[name] as! [String: Any]
         var all: [Int] = []
-        for document in try documents() {
+        for document in texts {
             let ids = encode(document)
             XCTAssertEqual(decode(ids), document)
             all += ids

@@ -80,6 +80,10 @@ struct BPEModel: Sendable {
     private func mergeAll(_ scratch: inout BPEScratch) {
         let count = scratch.symbols.count
         guard count > 1 else { return }
+        if count > LongPieceMerge.threshold {
+            LongPieceMerge.run(&scratch.symbols, merges)
+            return
+        }
         scratch.ranks.removeAll(keepingCapacity: true)
         for k in 0..<(count - 1) { scratch.ranks.append(merges.lookup(scratch.symbols[k], scratch.symbols[k + 1])) }
         while true {
