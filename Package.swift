@@ -35,7 +35,9 @@ let package = Package(
             ]),
         .testTarget(name: "MegatronTensorTests", dependencies: ["MegatronTensor"]),
         .testTarget(name: "MegatronAutogradTests", dependencies: ["MegatronTensor", "MegatronAutograd"]),
-        .testTarget(name: "MegatronCoreTests", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore"]),
+        .testTarget(
+            name: "MegatronCoreTests", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronCore", "MegatronTensor"]),
         .testTarget(name: "MegatronCUDATests", dependencies: ["MegatronCUDA"]),
         .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"], resources: [.copy("Fixtures")]),
