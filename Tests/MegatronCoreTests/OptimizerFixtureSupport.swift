@@ -28,15 +28,17 @@ enum OptimizerFixtureProblem {
 }
 
 /// Fails when `actual` and `expected` differ by more than `relative` of `expected` plus `absolute`,
-/// and returns the largest relative difference seen (for the report).
+/// and returns the largest relative and absolute differences seen (for the report).
 @discardableResult
 func assertClose(_ actual: [Float], _ expected: [Double], relative: Double, absolute: Double = 0,
-                 _ message: String, file: StaticString = #filePath, line: UInt = #line) -> Double {
+                 _ message: String, file: StaticString = #filePath,
+                 line: UInt = #line) -> (relative: Double, absolute: Double) {
     XCTAssertEqual(actual.count, expected.count, "\(message): length", file: file, line: line)
-    var worst = 0.0
+    var worst = (relative: 0.0, absolute: 0.0)
     for (i, (a, e)) in zip(actual, expected).enumerated() {
         let difference = abs(Double(a) - e)
-        if e != 0 { worst = max(worst, difference / abs(e)) }
+        if e != 0 { worst.relative = max(worst.relative, difference / abs(e)) }
+        worst.absolute = max(worst.absolute, difference)
         if difference > relative * abs(e) + absolute {
             XCTFail("\(message)[\(i)]: \(a) vs expected \(e)", file: file, line: line)
             return worst

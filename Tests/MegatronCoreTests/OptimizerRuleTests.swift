@@ -3,6 +3,8 @@ import XCTest
 
 /// SGD, Adam and AdamW against torch.optim (single-tensor path) over 20 steps of the fixture problem,
 /// with lr and weight decay from the scheduler each step, as Megatron's training loop sets them.
+/// Tolerance: 1e-6 relative plus 1e-7 absolute (about one fp32 ulp at 1), since torch's CPU kernels
+/// fuse multiply-adds and ours do not; an element that cancels to near zero keeps that one-ulp error.
 final class OptimizerRuleTests: XCTestCase {
     struct Fixture: Decodable {
         struct Parameter: Decodable { var name: String; var shape: [Int] }
@@ -23,13 +25,17 @@ final class OptimizerRuleTests: XCTestCase {
     func testRulesMatchTorchOptimOverTwentySteps() throws {
         let fixture = try loadOptimFixture("optimizers", as: Fixture.self)
         XCTAssertEqual(Set(fixture.cases.map(\.name)), ["sgd", "sgd_momentum", "sgd_nesterov", "adam", "adamw"])
-        var worst = 0.0
-        for c in fixture.cases { worst = max(worst, try run(c, fixture)) }
-        print("OptimizerRuleTests: largest relative difference from torch over all cases and steps: \(worst)")
+        var worst = (relative: 0.0, absolute: 0.0)
+        for c in fixture.cases {
+            let w = try run(c, fixture)
+            worst = (max(worst.relative, w.relative), max(worst.absolute, w.absolute))
+        }
+        print("OptimizerRuleTests: largest difference from torch over all cases and steps: "
+              + "relative \(worst.relative), absolute \(worst.absolute)")
     }
 
-    /// Runs one case; returns the largest relative difference from torch.
-    private func run(_ c: Fixture.Case, _ fixture: Fixture) throws -> Double {
+    /// Runs one case; returns the largest relative and absolute differences from torch.
+    private func run(_ c: Fixture.Case, _ fixture: Fixture) throws -> (relative: Double, absolute: Double) {
         let rule = try makeRule(c)
         let descriptors = fixture.parameters.map { ParamDescriptor(name: $0.name, shape: $0.shape) }
         let groups = try ParamGroupRule().groups(descriptors)
@@ -46,7 +52,7 @@ final class OptimizerRuleTests: XCTestCase {
         var states = params.map { p in (0..<rule.stateCount).map { _ in [Float](repeating: 0, count: p.count) } }
         let groupOf = Dictionary(uniqueKeysWithValues: groups.enumerated().flatMap { g, spec in
             spec.parameterIndices.map { ($0, g) } })
-        var worst = 0.0
+        var worst = (relative: 0.0, absolute: 0.0)
         for step in 1...fixture.steps {
             assertClose(scheduler.learningRate(group: 0), c.lr[step - 1], relative: 1e-12, "\(c.name) lr at step \(step)")
             for g in 0..<2 {
@@ -62,8 +68,9 @@ final class OptimizerRuleTests: XCTestCase {
             scheduler.step(fixture.globalBatchSize)
             if let expected = c.params[String(step)] {
                 for k in params.indices {
-                    worst = max(worst, assertClose(params[k], expected[k], relative: 1e-6, absolute: 1e-7,
-                                                   "\(c.name) \(fixture.parameters[k].name) after step \(step)"))
+                    let w = assertClose(params[k], expected[k], relative: 1e-6, absolute: 1e-7,
+                                        "\(c.name) \(fixture.parameters[k].name) after step \(step)")
+                    worst = (max(worst.relative, w.relative), max(worst.absolute, w.absolute))
                 }
             }
         }

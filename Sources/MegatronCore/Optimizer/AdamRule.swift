@@ -1,7 +1,8 @@
 import Foundation
 
-/// Adam and AdamW with bias correction, with the operation order of `torch.optim.Adam` / `AdamW`
-/// (single-tensor path, `foreach=False`, no amsgrad):
+/// Adam and AdamW with bias correction, with the operation order and fp32 roundings of
+/// `torch.optim.Adam` / `AdamW` (single-tensor path, `foreach=False`, no amsgrad; multiply-adds
+/// unfused, see `FloatLanes`):
 ///
 ///     param *= 1 - lr * weightDecay              (AdamW: decoupled weight decay)
 ///     g = grad + weightDecay * param             (Adam: L2 weight decay added to the gradient)
@@ -62,11 +63,11 @@ public struct AdamRule: UpdateRule {
         let m = state[0].baseAddress!, v = state[1].baseAddress!
         forEachLaneBlock(param.count) { i, n in
             let pv = loadLanes(p, i, n) * s.paramScale
-            let gv = loadLanes(g, i, n).addingProduct(pv, s.l2)
+            let gv = loadLanes(g, i, n) + pv * s.l2
             var mv = loadLanes(m, i, n)
             // torch's lerp: start + w * (end - start) for w < 0.5, else end + (w - 1) * (end - start).
-            mv = (s.lerpFromStart ? mv : gv).addingProduct(s.lerpCoefficient, gv - mv)
-            let vv = (loadLanes(v, i, n) * s.beta2).addingProduct(s.oneMinusBeta2 * gv, gv)
+            mv = (s.lerpFromStart ? mv : gv) + s.lerpCoefficient * (gv - mv)
+            let vv = loadLanes(v, i, n) * s.beta2 + s.oneMinusBeta2 * gv * gv
             let denominator = vv.squareRoot() / s.biasCorrection2Sqrt + s.eps
             storeLanes(pv + (s.negStepSize * mv) / denominator, p, i, n)
             storeLanes(mv, m, i, n)

@@ -1,5 +1,6 @@
-/// SGD with momentum, dampening, Nesterov momentum and L2 weight decay, with the operation order of
-/// `torch.optim.SGD` (single-tensor path, `foreach=False`):
+/// SGD with momentum, dampening, Nesterov momentum and L2 weight decay, with the operation order and
+/// fp32 roundings of `torch.optim.SGD` (single-tensor path, `foreach=False`; multiply-adds unfused, see
+/// `FloatLanes`):
 ///
 ///     g = grad + weightDecay * param
 ///     buf = g                                    (first step)
@@ -49,14 +50,14 @@ public struct SGDRule: UpdateRule {
         let hasMomentum = momentum != 0, nesterov = self.nesterov
         forEachLaneBlock(param.count) { i, n in
             var pv = loadLanes(p, i, n)
-            let gv = loadLanes(g, i, n).addingProduct(pv, decay)
+            let gv = loadLanes(g, i, n) + pv * decay
             var direction = gv
             if hasMomentum, let buffer {
-                let bv = (loadLanes(buffer, i, n) * keep).addingProduct(gv, take)
+                let bv = loadLanes(buffer, i, n) * keep + gv * take
                 storeLanes(bv, buffer, i, n)
-                direction = nesterov ? gv.addingProduct(bv, mu) : bv
+                direction = nesterov ? gv + bv * mu : bv
             }
-            pv = pv.addingProduct(direction, negLR)
+            pv = pv + direction * negLR
             storeLanes(pv, p, i, n)
         }
     }
