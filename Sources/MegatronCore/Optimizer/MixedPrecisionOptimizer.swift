@@ -10,16 +10,23 @@ public protocol UpdateRule {
                 state: [UnsafeMutableBufferPointer<Float>], step: Int, lr: Float, weightDecay: Float)
 }
 
-/// Parameters that share a learning-rate multiplier and weight decay.
+/// Parameters that share the scheduler's per-group overrides (Megatron's `param_groups`).
 public struct ParamGroup {
     public var parameters: [(name: String, tensor: Tensor)]
-    public var weightDecay: Float
-    public var lrMultiplier: Float
+    public var override: ParamGroupOverride
 
-    public init(parameters: [(name: String, tensor: Tensor)], weightDecay: Float, lrMultiplier: Float = 1) {
+    public init(parameters: [(name: String, tensor: Tensor)], override: ParamGroupOverride = ParamGroupOverride()) {
         self.parameters = parameters
-        self.weightDecay = weightDecay
-        self.lrMultiplier = lrMultiplier
+        self.override = override
+    }
+
+    /// Megatron's default grouping of `parameters` (no weight decay on biases and norm weights, ...).
+    public static func megatronDefault(_ parameters: [(String, Tensor)], rule: ParamGroupRule = ParamGroupRule()) throws -> [ParamGroup] {
+        let specs = try rule.groups(parameters.map { ParamDescriptor(name: $0.0, shape: $0.1.shape) })
+        return specs.map { spec in
+            ParamGroup(parameters: spec.parameterIndices.map { (name: parameters[$0].0, tensor: parameters[$0].1) },
+                       override: spec.override)
+        }
     }
 }
 
@@ -27,10 +34,11 @@ public struct ParamGroup {
 /// gradient clipping by global L2 norm, loss-scale handling and skipped steps on inf/NaN.
 ///
 /// ```swift
-/// let opt = MixedPrecisionOptimizer(groups: groups, rule: AdamWRule(...))
+/// let opt = MixedPrecisionOptimizer(groups: try ParamGroup.megatronDefault(model.namedParameters()),
+///                                   rule: try AdamRule.adamW())
 /// opt.zeroGrad()
 /// loss.backward()
-/// let report = opt.step(lr: 3e-4, clipGrad: 1.0)
+/// let report = opt.step(scheduler: scheduler, clipGrad: 1.0)
 /// ```
 public final class MixedPrecisionOptimizer {
     public let groups: [ParamGroup]
@@ -65,34 +73,35 @@ public final class MixedPrecisionOptimizer {
 
     /// What one `step` did.
     public struct StepReport {
-        /// Global L2 norm of the (unscaled) gradients before clipping.
+        /// Global L2 norm of the (unscaled) gradients before clipping; infinite when the step was skipped.
         public var gradNorm: Float
         /// False when an inf/NaN gradient made the step be skipped.
         public var updated: Bool
     }
 
     /// Unscales the gradients by `1 / lossScale`, skips the update if any is inf/NaN, clips to `clipGrad`
-    /// (0: no clipping) and applies the rule with `lr` times each group's multiplier.
+    /// (0: no clipping) and applies the rule with each group's learning rate and weight decay from `scheduler`.
     @discardableResult
-    public func step(lr: Float, clipGrad: Float = 0, lossScale: Float = 1) -> StepReport {
+    public func step(scheduler: OptimizerParamScheduler, clipGrad: Float = 0, lossScale: Float = 1) -> StepReport {
         let grads = parameters.map { $0.grad ?? Tensor.zeros($0.shape) }.map { $0.cast(to: .float32).contiguous() }
-        if lossScale != 1 { for g in grads { scale(g, by: 1 / lossScale) } }
-        let norm = globalNorm(grads)
-        guard norm.isFinite else { return StepReport(gradNorm: norm, updated: false) }
-        if clipGrad > 0 {
-            let coefficient = clipGrad / (norm + 1e-6)
-            if coefficient < 1 { for g in grads { scale(g, by: coefficient) } }
-        }
+        let buffers = grads.map { UnsafeMutableBufferPointer(start: $0.pointer(as: Float.self), count: $0.count) }
+        let foundNonFinite = lossScale != 1
+            ? NonFiniteGradients.unscaleAndCheck(buffers, inverseScale: 1 / lossScale)
+            : NonFiniteGradients.containsNonFinite(buffers.map { UnsafeBufferPointer($0) })
+        if foundNonFinite { return StepReport(gradNorm: .infinity, updated: false) }
+        let norm = GradientNorm.globalL2Norm(buffers.map { UnsafeBufferPointer($0) })
+        if clipGrad > 0 { _ = GradientNorm.clip(buffers, maxNorm: Double(clipGrad), totalNorm: norm) }
         stepCount += 1
         var index = 0
-        for group in groups {
+        for (g, group) in groups.enumerated() {
+            let lr = Float(scheduler.learningRate(group: g)), wd = Float(scheduler.weightDecay(group: g))
             for (_, p) in group.parameters {
-                apply(index, grad: grads[index], lr: lr * group.lrMultiplier, weightDecay: group.weightDecay)
+                apply(index, grad: grads[index], lr: lr, weightDecay: wd)
                 if p.dtype != .float32 { withoutGrad { Ops.copy(masters[index], into: p) } }
                 index += 1
             }
         }
-        return StepReport(gradNorm: norm, updated: true)
+        return StepReport(gradNorm: Float(norm), updated: true)
     }
 
     /// fp32 masters (for non-fp32 parameters) and state buffers by name, for checkpoints:
@@ -128,19 +137,5 @@ public final class MixedPrecisionOptimizer {
         let g = UnsafeBufferPointer(start: grad.pointer(as: Float.self), count: grad.count)
         let state = states[i].map { UnsafeMutableBufferPointer(start: $0.pointer(as: Float.self), count: $0.count) }
         rule.update(param: param, grad: g, state: state, step: stepCount, lr: lr, weightDecay: weightDecay)
-    }
-
-    private func scale(_ t: Tensor, by factor: Float) {
-        let p = t.pointer(as: Float.self)
-        for i in 0..<t.count { p[i] *= factor }
-    }
-
-    private func globalNorm(_ grads: [Tensor]) -> Float {
-        var total: Double = 0
-        for g in grads {
-            let p = g.pointer(as: Float.self)
-            for i in 0..<g.count { total += Double(p[i]) * Double(p[i]) }
-        }
-        return Float(total.squareRoot())
     }
 }

@@ -48,6 +48,17 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var lrDecayIters: Int?
     public var lrWarmupIters = 0
     public var lrWarmupFraction: Float?
+    public var lrWarmupSamples = 0
+    public var lrWarmupInit: Float = 0
+    public var lrDecaySamples: Int?
+    public var lrWSDDecayStyle = "exponential"
+    public var lrWSDDecayIters: Int?
+    public var lrWSDDecaySamples: Int?
+    public var startWeightDecay: Float?
+    public var endWeightDecay: Float?
+    public var weightDecayIncrStyle = "constant"
+    public var useCheckpointOptParamScheduler = false
+    public var overrideOptParamScheduler = false
     public var weightDecay: Float = 0.01
     public var adamBeta1: Float = 0.9
     public var adamBeta2: Float = 0.999
@@ -58,6 +69,12 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     // Precision and memory.
     public var bf16 = false
     public var fp16 = false
+    /// A constant loss scale for fp16; dynamic scaling when nil.
+    public var lossScale: Float?
+    public var initialLossScale: Float = 4_294_967_296
+    public var minLossScale: Float = 1
+    public var lossScaleWindow = 1000
+    public var hysteresis = 2
     public var recomputeGranularity: String?
     public var recomputeMethod: String?
     public var recomputeNumLayers: Int?

@@ -19,6 +19,10 @@ extension Pretrainer {
             "parallel": ["tensor_model_parallel_size": 1, "pipeline_model_parallel_size": 1, "data_parallel_size": 1],
             "shapes": tensors.mapValues { $0.shape },
         ]
+        metadata["opt_param_scheduler"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(schedule.scheduler.state()))
+        if let dynamic = gradScaler as? DynamicGradScaler {
+            metadata["grad_scaler"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(dynamic.state()))
+        }
         metadata.merge(try GPTCheckpoint.description(of: model, vocabSize: ByteTokens.vocabularySize)) { a, _ in a }
         try store.save(iteration: iteration, tensors: tensors, metadata: metadata)
         if let keep = arguments.keepLastCheckpoints { try store.prune(keep: keep) }
@@ -42,11 +46,37 @@ extension Pretrainer {
             var optimizerState: [String: Tensor] = [:]
             for (key, t) in tensors where key.hasPrefix("optimizer.") { optimizerState[String(key.dropFirst(10))] = t }
             try optimizer.loadState(optimizerState, stepCount: metadata["optimizer_steps"] as? Int ?? 0)
+            try restoreSchedulerAndScaler(metadata, source: store.root.path)
         }
         if !arguments.noLoadRNG, let rng = metadata["rng"] as? [String: Int], let offset = rng["dropout_offset"] {
             model.dropoutGenerator.offset = UInt64(offset)
         }
         log("  loaded checkpoint from \(store.root.path) at iteration \(loadedIteration)")
+    }
+}
+
+extension Pretrainer {
+    /// Loads the scheduler's state (Megatron's override / use-checkpoint rules) and the dynamic loss scale.
+    func restoreSchedulerAndScaler(_ metadata: [String: Any], source: String) throws {
+        func decode<T: Decodable>(_ type: T.Type, _ key: String) throws -> T? {
+            guard let object = metadata[key] else { return nil }
+            do {
+                return try JSONDecoder().decode(type, from: JSONSerialization.data(withJSONObject: object))
+            } catch {
+                throw CheckpointError("\(source): unreadable \(key) state: \(error)")
+            }
+        }
+        if let state = try decode(OptimizerParamScheduler.State.self, "opt_param_scheduler") {
+            do {
+                try schedule.scheduler.load(state)
+            } catch let error as OptimizerSetupError {
+                throw CheckpointError("\(source): \(error.description)")
+            }
+        }
+        if var dynamic = gradScaler as? DynamicGradScaler, let state = try decode(DynamicGradScaler.State.self, "grad_scaler") {
+            try dynamic.load(state)
+            gradScaler = dynamic
+        }
     }
 }
 

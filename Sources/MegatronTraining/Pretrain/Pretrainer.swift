@@ -15,7 +15,8 @@ public final class Pretrainer {
     public let arguments: PretrainArguments
     public let model: GPTModel
     let optimizer: MixedPrecisionOptimizer
-    let schedule: TrainingSchedule
+    var schedule: TrainingSchedule
+    var gradScaler: (any GradScaler)?
     let trainData: TokenWindows
     let validData: TokenWindows
     let log: (String) -> Void
@@ -41,8 +42,9 @@ public final class Pretrainer {
                          untieEmbeddingsAndOutputWeights: arguments.untieEmbeddingsAndOutputWeights,
                          seed: UInt64(arguments.seed))
         applyRecompute(arguments, to: model.decoder)
-        optimizer = makeOptimizer(arguments, model: model)
-        schedule = try TrainingSchedule(arguments)
+        optimizer = try makeOptimizer(arguments, model: model)
+        schedule = try TrainingSchedule(arguments, groups: optimizer.groups)
+        gradScaler = try makeGradScaler(arguments)
         (trainData, validData) = embeddedCorpusSplits(arguments)
         if let load = arguments.load { try restore(from: CheckpointDirectory(root: URL(fileURLWithPath: load))) }
     }
@@ -58,19 +60,20 @@ public final class Pretrainer {
         let stop = StopRequest(listening: arguments.exitSignalHandler)
         while iteration < schedule.trainIters {
             let stepStarted = Date()
-            let lr = schedule.learningRate(consumedSamples: consumedSamples)
-            let step = trainStep(consumedSamples: consumedSamples, lr: lr)
+            let lr = schedule.loggedLearningRate
+            let step = trainStep(consumedSamples: consumedSamples)
             consumedSamples += schedule.globalBatchSize
             iteration += 1
             interval.add(step, seconds: Date().timeIntervalSince(stepStarted))
             if iteration % arguments.logInterval == 0 || iteration == 1 || iteration == schedule.trainIters {
                 log(interval.entry(iteration: iteration, of: schedule, consumed: consumedSamples, lr: lr,
+                                   lossScale: gradScaler?.scale ?? 1,
                                    flops: trainingFLOPs(config: config, vocabSize: model.vocabSize,
                                                         sequenceLength: arguments.seqLength,
                                                         batchSize: schedule.globalBatchSize),
                                    showThroughput: arguments.logThroughput).formatted())
                 summary.intervalLosses.append(interval.meanLoss)
-                interval = IntervalStats(skipped: interval.skipped, nan: interval.nan)
+                interval = IntervalStats()
             }
             if let every = arguments.evalInterval, iteration % every == 0 {
                 summary.validationLoss = evaluate(iteration: iteration)
@@ -97,11 +100,13 @@ public final class Pretrainer {
         return nil
     }
 
-    /// One iteration: forward and backward over every micro-batch, then the optimizer step.
-    func trainStep(consumedSamples: Int, lr: Float) -> StepOutcome {
+    /// One iteration: forward and backward over every micro-batch, then the optimizer step (skipped on
+    /// inf/NaN gradients, which also backs off the fp16 loss scale); the scheduler advances on success.
+    func trainStep(consumedSamples: Int) -> StepOutcome {
         model.train()
         optimizer.zeroGrad()
         let microBatches = arguments.microBatchesPerIteration()
+        let lossScale = gradScaler?.scale ?? 1
         var lossSum = 0.0, tokens = 0
         for m in 0..<microBatches {
             let batch = trainData.batch(startingAt: consumedSamples + m * arguments.microBatchSize,
@@ -109,11 +114,13 @@ public final class Pretrainer {
             let losses = model.loss(tokens: batch.tokens, labels: batch.labels)
             let count = losses.count
             // Megatron: each micro-batch's token-mean loss, divided by the number of micro-batches.
-            (losses.sum() * (1 / Float(count * microBatches))).backward()
+            (losses.sum() * (lossScale / Float(count * microBatches))).backward()
             lossSum += Double(withoutGrad { losses.sum().item() })
             tokens += count
         }
-        let report = optimizer.step(lr: lr, clipGrad: arguments.clipGrad)
+        let report = optimizer.step(scheduler: schedule.scheduler, clipGrad: arguments.clipGrad, lossScale: lossScale)
+        gradScaler?.update(foundInf: !report.updated)
+        if report.updated { schedule.scheduler.step(schedule.globalBatchSize) }
         return StepOutcome(loss: lossSum / Double(tokens), gradNorm: report.gradNorm, updated: report.updated)
     }
 
@@ -150,37 +157,42 @@ struct StepOutcome {
     var updated: Bool
 }
 
-/// Sums over the iterations between two log lines.
+/// Sums over the iterations between two log lines, reset after each line as Megatron's `total_loss_dict`.
 struct IntervalStats {
     var iterations = 0
+    var advanced = 0
     var lossTotal = 0.0
     var seconds = 0.0
-    var gradNorm: Float = 0
+    /// The last iteration's grad norm; nil when it was skipped (Megatron then prints none).
+    var gradNorm: Float?
     var skipped = 0
     var nan = 0
 
-    var meanLoss: Double { lossTotal / Double(max(iterations, 1)) }
+    /// Loss averaged over the iterations that updated the model.
+    var meanLoss: Double { lossTotal / Double(max(advanced, 1)) }
 
     mutating func add(_ step: StepOutcome, seconds: Double) {
         iterations += 1
         self.seconds += seconds
+        if !step.loss.isFinite { nan += 1 }
         if step.updated {
+            advanced += 1
             lossTotal += step.loss
             gradNorm = step.gradNorm
         } else {
             skipped += 1
-            if step.gradNorm.isNaN { nan += 1 }
+            gradNorm = nil
         }
     }
 
-    func entry(iteration: Int, of schedule: TrainingSchedule, consumed: Int, lr: Float, flops: Double,
-               showThroughput: Bool) -> TrainingLogEntry {
+    func entry(iteration: Int, of schedule: TrainingSchedule, consumed: Int, lr: Float, lossScale: Float,
+               flops: Double, showThroughput: Bool) -> TrainingLogEntry {
         let perIteration = seconds / Double(max(iterations, 1))
         return TrainingLogEntry(
             iteration: iteration, trainIters: schedule.trainIters, consumedSamples: consumed,
             elapsedMillisecondsPerIteration: perIteration * 1000,
             throughput: showThroughput ? flops / perIteration / 1e12 : nil, learningRate: lr,
-            globalBatchSize: schedule.globalBatchSize, lmLoss: meanLoss, lossScale: 1, gradNorm: gradNorm,
+            globalBatchSize: schedule.globalBatchSize, lmLoss: meanLoss, lossScale: lossScale, gradNorm: gradNorm,
             skippedIterations: skipped, nanIterations: nan)
     }
 }

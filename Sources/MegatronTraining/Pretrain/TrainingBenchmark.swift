@@ -21,7 +21,7 @@ extension Pretrainer {
     public func benchmark(warmup: Int, iterations: Int) -> TrainingBenchmark {
         var consumed = 0
         func step() {
-            _ = trainStep(consumedSamples: consumed, lr: schedule.learningRate(consumedSamples: consumed))
+            _ = trainStep(consumedSamples: consumed)
             consumed += schedule.globalBatchSize
         }
         for _ in 0..<warmup { step() }
