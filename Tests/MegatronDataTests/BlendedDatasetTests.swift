@@ -91,6 +91,7 @@ final class BlendedDatasetTests: XCTestCase {
     func testPerSplitDataPaths() throws {
         var config = GPTDatasetConfig(sequenceLength: 16, tokenizer: DatasetFixtures.tokenizer)
         config.blendPerSplit = [DataBlend(prefixes: ["./corpus_a"]), DataBlend(prefixes: ["./corpus_b"]), nil]
+        config.pathToCache = try DatasetFixtures.scratch(self)
         let built = try builder(config, sizes: [20, 5, 0]).build()
         let train = try XCTUnwrap(built[0] as? GPTDataset)
         let valid = try XCTUnwrap(built[1] as? GPTDataset)

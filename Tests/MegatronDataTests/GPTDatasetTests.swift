@@ -86,9 +86,6 @@ final class GPTDatasetTests: XCTestCase {
 
     func testSeparateFinalEpochCaseIsCovered() throws {
         // multi_epoch_separate: 150 samples of 32 tokens from 54 documents needs several epochs and a short last one.
-        let c = try XCTUnwrap(try cases().first { $0["name"] as? String == "multi_epoch_separate" })
-        var cfg = try config(c, cache: nil)
-        cfg.blend = DataBlend(prefixes: ["./corpus_a"])
         let source = try IndexedDataset(pathPrefix: DatasetFixtures.path("corpus_a"))
         let plan = GPTIndexPlan(sequenceLengths: source.sequenceLengths, indices: 0..<54, numSamples: 150, sequenceLength: 32,
                                 seed: 5, addExtraToken: true, dropLastPartialSequence: true, label: "test")
@@ -148,6 +145,7 @@ final class GPTDatasetTests: XCTestCase {
     func testEmptySplitIsAnErrorNotAHang() throws {
         var cfg = GPTDatasetConfig(sequenceLength: 16, tokenizer: DatasetFixtures.tokenizer)
         cfg.blend = DataBlend(prefixes: ["./corpus_a"])
+        cfg.pathToCache = try DatasetFixtures.scratch(self)
         cfg.split = "969,30,1"   // 60 sequences: round(0.999 * 60) = 60, so the test split is empty
         XCTAssertThrowsError(try builder(cfg, sizes: [10, 2, 4]).build()) { error in
             XCTAssertTrue("\(error)".contains("test split of ./corpus_a"), "\(error)")
