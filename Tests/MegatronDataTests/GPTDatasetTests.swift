@@ -172,3 +172,20 @@ final class GPTDatasetTests: XCTestCase {
         XCTAssertEqual(value.dumps(), "{\n    \"a\": [\n        0,\n        0.8999999999999999,\n        1.0\n    ],\n    \"b\": null,\n    \"c\": \"\\u00e9\\\"\\n\",\n    \"d\": [],\n    \"e\": 1e-05\n}")
     }
 }
+
+/// Cache hashes include the tokenizer's identifiers; ours must print as Megatron's build_tokenizer makes them.
+final class TokenizerIdentifierTests: XCTestCase {
+    func testIdentifiersMatchMegatronsBuildTokenizer() throws {
+        let expected = try DatasetFixtures.json("tokenizer_identifiers.json") as! [String: String]
+        let cases: [String: TokenizerOptions] = [
+            "gpt2": TokenizerOptions(type: .gpt2BPE, vocabFile: "/data/vocab.json", mergeFile: "/data/merges.txt"),
+            "hf": TokenizerOptions(type: .huggingFace, tokenizerModel: "/data/tok"),
+            "tiktoken": TokenizerOptions(type: .tikToken, tokenizerModel: "/data/tt.json", tiktokenPattern: "v2"),
+            "null": TokenizerOptions(type: .null, vocabSize: 1000),
+        ]
+        XCTAssertEqual(Set(cases.keys), Set(expected.keys))
+        for (name, options) in cases {
+            XCTAssertEqual(megatronTokenizerIdentifiers(options).dumps(), expected[name], name)
+        }
+    }
+}

@@ -62,7 +62,8 @@ public struct DatasetTokenizerInfo: Sendable, Equatable {
 }
 
 /// The `unique_identifiers` Megatron's `build_tokenizer` gives a tokenizer, so cache hashes agree with
-/// Megatron's for the same files and flags (Megatron's flag defaults assumed for flags we do not have).
+/// Megatron's for the same files and flags (its defaults assumed for its tokenizer flags we do not have).
+/// Checked against Megatron's own `build_tokenizer` by scripts/fixtures/make_dataset_fixtures.py.
 public func megatronTokenizerIdentifiers(_ options: TokenizerOptions) -> PythonJSON {
     let textClass = PythonJSON.string("megatron.core.tokenizers.text.text_tokenizer.MegatronTokenizerText")
     func str(_ s: String?) -> PythonJSON { .string(s ?? "None") }
@@ -70,6 +71,8 @@ public func megatronTokenizerIdentifiers(_ options: TokenizerOptions) -> PythonJ
     case .null:
         var pairs: [(String, PythonJSON)] = [("class", textClass), ("tokenizer_path", .null)]
         if let v = options.vocabSize { pairs.append(("vocab_size", .string(String(v)))) }
+        // --null-tokenizer-pad-id defaults to -1 and is always passed; --null-tokenizer-eod-id only when set.
+        pairs.append(("pad_id", .string("-1")))
         return .object(pairs)
     case .gpt2BPE:
         return .object([("class", textClass), ("tokenizer_path", .string("GPT2BPETokenizer")),
