@@ -59,7 +59,7 @@ public struct Preprocessor {
     let encoder: DocumentEncoder
     let dtype: TokenDType
     /// Lines handed to a worker at a time.
-    static let chunkLines = 64
+    static let chunkLines = 16
 
     public init(options: PreprocessOptions, tokenizer: any Tokenizer) throws {
         guard !options.inputs.isEmpty else { throw DatasetError("preprocess-data: no --input file") }
@@ -128,7 +128,7 @@ public struct Preprocessor {
     /// Reads every input, encodes chunks of lines on `workers` threads, and hands the documents to
     /// `consume` in input order. Memory stays bounded: one wave of chunks is in flight at a time.
     private func forEachEncoded(_ skipped: inout [String], _ consume: (EncodedDocument) throws -> Void) throws {
-        let wave = options.workers * 4
+        let wave = options.workers * 8
         for path in options.inputs {
             let reader = try LineReader(path: path)
             var finished = false
