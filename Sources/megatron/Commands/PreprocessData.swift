@@ -25,7 +25,7 @@ struct PreprocessData: ParsableCommand {
     @Flag(name: .customLong("append-eod"), help: "Append the end-of-document token to each document.")
     var appendEOD = false
 
-    @Option(name: .customLong("workers"), help: "Tokenizing threads (default: all cores).")
+    @Option(name: .customLong("workers"), help: "Tokenizing threads; the default is every core.")
     var workers: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Option(name: .customLong("partitions"), help: "Megatron's input partitions; reproduces its document order.")
