@@ -81,7 +81,7 @@ public final class BlendedDataset: GPTSampleSource, @unchecked Sendable {
     static func description(datasets: [GPTDataset], weights: [Double], countsAreIntegers: Bool, size: Int?, split: DatasetSplit) -> PythonJSON {
         .object([
             ("class", .string("BlendedDataset")),
-            ("datasets", .array(datasets.map { (try? GPTDataset.description(datasetPath: $0.datasetPath, numSamples: $0.numSamples, split: $0.split, config: $0.config)) ?? .null })),
+            ("datasets", .array(datasets.map(\.uniqueIdentifiers))),
             ("split", .string(split.name)),
             ("weights", .array(weights.map { countsAreIntegers ? .int(Int($0)) : .float($0) })),
             ("size", size.map(PythonJSON.int) ?? .null),

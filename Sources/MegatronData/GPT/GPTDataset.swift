@@ -19,6 +19,8 @@ public final class GPTDataset: @unchecked Sendable {
     public let split: DatasetSplit
     public let config: GPTDatasetConfig
     public let indexes: GPTIndices
+    /// Megatron's `unique_identifiers` of this dataset (a blend's description embeds them).
+    public let uniqueIdentifiers: PythonJSON
     /// Megatron's `unique_description` (its MD5 names the cache files).
     public let uniqueDescription: String
     /// True when the indices came from existing cache files.
@@ -36,7 +38,8 @@ public final class GPTDataset: @unchecked Sendable {
         self.numSamples = numSamples
         self.split = split
         self.config = config
-        let description = try Self.description(datasetPath: datasetPath, numSamples: numSamples, split: split, config: config).dumps()
+        uniqueIdentifiers = try Self.description(datasetPath: datasetPath, numSamples: numSamples, split: split, config: config)
+        let description = uniqueIdentifiers.dumps()
         uniqueDescription = description
         let plan = GPTIndexPlan(
             sequenceLengths: source.sequenceLengths, indices: indices, numSamples: numSamples,

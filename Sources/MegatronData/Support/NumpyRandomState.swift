@@ -41,7 +41,12 @@ public struct NumpyRandomState: Sendable {
     public mutating func interval(_ max: UInt64) -> UInt64 {
         if max == 0 { return 0 }
         var mask = max
-        for shift in [1, 2, 4, 8, 16, 32] as [UInt64] { mask |= mask >> shift }
+        mask |= mask >> 1
+        mask |= mask >> 2
+        mask |= mask >> 4
+        mask |= mask >> 8
+        mask |= mask >> 16
+        mask |= mask >> 32
         if max <= 0xFFFF_FFFF {
             while true {
                 let value = UInt64(next32()) & mask
