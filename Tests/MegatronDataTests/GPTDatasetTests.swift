@@ -17,6 +17,7 @@ final class GPTDatasetTests: XCTestCase {
         config.resetPositionIDs = flags["reset_position_ids"] ?? false
         config.resetAttentionMask = flags["reset_attention_mask"] ?? false
         config.eodMaskLoss = flags["eod_mask_loss"] ?? false
+        config.dropLastPartialValidationSequence = flags["drop_last_partial_validation_sequence"] ?? true
         return config
     }
 
@@ -94,6 +95,21 @@ final class GPTDatasetTests: XCTestCase {
         let indices = try plan.build()
         // The last epoch's documents are shuffled on their own: the tail of the document index is one permutation of 0..<54.
         XCTAssertEqual(Set(indices.documentIndex.suffix(54)), Set((0..<54).map(Int32.init)))
+    }
+
+    /// Keeping the last partial validation sample (helpers.cpp's float `ceil`) pads it: pad id −1 becomes
+    /// token 0 with a zero loss mask.
+    func testPartialValidationSampleIsPaddedAsMegatron() throws {
+        let c = try XCTUnwrap(try cases().first { $0["name"] as? String == "valid_partial" })
+        var cfg = try config(c, cache: try DatasetFixtures.scratch(self))
+        XCTAssertFalse(cfg.dropLastPartialValidationSequence)
+        cfg.blend = DataBlend(prefixes: ["./corpus_a"])
+        let valid = try XCTUnwrap(try builder(cfg, sizes: [20, nil, 3]).build()[1] as? GPTDataset)
+        let expected = (c["splits"] as! [Any])[1] as! [String: Any]
+        XCTAssertEqual(valid.count, expected["length"] as? Int)
+        let padded = (expected["samples"] as! [[String: Any]]).filter { ($0["loss_mask"] as! [Double]).contains(0) }
+        XCTAssertFalse(padded.isEmpty, "the fixture holds the padded sample")
+        for s in padded { assertSample(valid[s["index"] as! Int], s, "padded[\(s["index"]!)]") }
     }
 
     /// A cache Megatron wrote is used as is (no rebuild), and gives the same samples.
