@@ -125,76 +125,101 @@ public struct Preprocessor {
         return report
     }
 
-    /// Reads every input, encodes chunks of lines on `workers` threads, and hands the documents to
-    /// `consume` in input order. Memory stays bounded: one wave of chunks is in flight at a time.
+    /// Reads every input and hands the documents to `consume` in input order, while `workers` threads
+    /// encode the chunks ahead of it. At most `workers × 4` chunks are in flight, so memory stays bounded.
     private func forEachEncoded(_ skipped: inout [String], _ consume: (EncodedDocument) throws -> Void) throws {
-        let wave = options.workers * 8
+        let pipeline = EncodingPipeline(encoder: encoder, workers: options.workers)
+        defer { pipeline.close() }
+        let window = options.workers * 4
+        var submitted = 0, consumed = 0
+        func consumeNext() throws {
+            for result in pipeline.take(consumed) {
+                switch result {
+                case .success(let document): try consume(document)
+                case .failure(let error):
+                    guard options.skipMalformed else { throw error }
+                    skipped.append(error.description)
+                }
+            }
+            consumed += 1
+        }
         for path in options.inputs {
             let reader = try LineReader(path: path)
-            var finished = false
-            while !finished {
-                var chunks: [[(line: [UInt8], number: Int)]] = []
-                while chunks.count < wave {
-                    var chunk: [(line: [UInt8], number: Int)] = []
-                    while chunk.count < Self.chunkLines, let line = try reader.next() { chunk.append((line, reader.lineNumber)) }
-                    if chunk.isEmpty { finished = true; break }
-                    chunks.append(chunk)
-                }
-                let results = encode(chunks, path: path)
-                for chunkResult in results {
-                    for result in chunkResult {
-                        switch result {
-                        case .success(let document): try consume(document)
-                        case .failure(let error):
-                            guard options.skipMalformed else { throw error }
-                            skipped.append(error.description)
+            while true {
+                var lines: [(line: [UInt8], number: Int)] = []
+                while lines.count < Self.chunkLines, let line = try reader.next() { lines.append((line, reader.lineNumber)) }
+                if lines.isEmpty { break }
+                pipeline.submit(EncodingPipeline.Chunk(sequence: submitted, path: path, lines: lines))
+                submitted += 1
+                if submitted - consumed >= window { try consumeNext() }
+            }
+        }
+        while consumed < submitted { try consumeNext() }
+    }
+}
+
+/// Worker threads that encode chunks of lines; results are collected by chunk sequence number.
+private final class EncodingPipeline: @unchecked Sendable {
+    struct Chunk {
+        var sequence: Int
+        var path: String
+        var lines: [(line: [UInt8], number: Int)]
+    }
+    typealias Results = [Result<EncodedDocument, DatasetError>]
+
+    private let condition = NSCondition()
+    private var pending: [Chunk] = []
+    private var done: [Int: Results] = [:]
+    private var closed = false
+
+    init(encoder: DocumentEncoder, workers: Int) {
+        for _ in 0..<workers {
+            let thread = Thread { [self] in
+                while let chunk = nextChunk() {
+                    let results: Results = chunk.lines.map { item in
+                        Result { try encoder.encode(item.line, lineNumber: item.number, path: chunk.path) }.mapError {
+                            $0 as? DatasetError ?? DatasetError("\(chunk.path) line \(item.number): \($0)")
                         }
                     }
+                    condition.lock()
+                    done[chunk.sequence] = results
+                    condition.broadcast()
+                    condition.unlock()
                 }
             }
+            thread.name = "megatron-preprocess-worker"
+            thread.start()
         }
     }
 
-    /// Encodes the chunks on up to `workers` threads; results keep the chunks' order.
-    private func encode(_ chunks: [[(line: [UInt8], number: Int)]], path: String) -> [[Result<EncodedDocument, DatasetError>]] {
-        let results = ResultSlots(count: chunks.count)
-        let encoder = self.encoder
-        let next = Counter()
-        DispatchQueue.concurrentPerform(iterations: min(options.workers, chunks.count)) { _ in
-            while let c = next.take(below: chunks.count) {
-                results.set(c, chunks[c].map { item in
-                    Result { try encoder.encode(item.line, lineNumber: item.number, path: path) }.mapError {
-                        $0 as? DatasetError ?? DatasetError("\(path) line \(item.number): \($0)")
-                    }
-                })
-            }
-        }
-        return results.values
+    private func nextChunk() -> Chunk? {
+        condition.lock()
+        defer { condition.unlock() }
+        while pending.isEmpty && !closed { condition.wait() }
+        return closed ? nil : pending.removeFirst()
     }
-}
 
-/// A shared "next index" for worker threads.
-private final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-    func take(below limit: Int) -> Int? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard value < limit else { return nil }
-        value += 1
-        return value - 1
+    func submit(_ chunk: Chunk) {
+        condition.lock()
+        pending.append(chunk)
+        condition.broadcast()
+        condition.unlock()
     }
-}
 
-/// One result slot per chunk, filled by worker threads.
-private final class ResultSlots: @unchecked Sendable {
-    private let lock = NSLock()
-    private var slots: [[Result<EncodedDocument, DatasetError>]]
-    init(count: Int) { slots = Array(repeating: [], count: count) }
-    func set(_ i: Int, _ value: [Result<EncodedDocument, DatasetError>]) {
-        lock.lock()
-        slots[i] = value
-        lock.unlock()
+    /// Waits for chunk `sequence` and removes its results.
+    func take(_ sequence: Int) -> Results {
+        condition.lock()
+        defer { condition.unlock() }
+        while done[sequence] == nil { condition.wait() }
+        return done.removeValue(forKey: sequence)!
     }
-    var values: [[Result<EncodedDocument, DatasetError>]] { lock.lock(); defer { lock.unlock() }; return slots }
+
+    /// Stops the workers (they finish the chunk in hand) and drops unstarted work.
+    func close() {
+        condition.lock()
+        closed = true
+        pending.removeAll()
+        condition.broadcast()
+        condition.unlock()
+    }
 }
