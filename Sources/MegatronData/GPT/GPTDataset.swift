@@ -1,0 +1,133 @@
+import Foundation
+
+/// Megatron's `GPTDataset`: fixed-length samples cut across shuffled documents of one split.
+///
+/// ```swift
+/// let source = try IndexedDataset(pathPrefix: "my-gpt2_text_document")
+/// let train = try GPTDataset(source: source, datasetPath: "my-gpt2_text_document", indices: 0..<source.sequenceCount,
+///                            numSamples: 1000, split: .train, config: config)
+/// let sample = train[0]   // tokens, labels, loss mask, position ids
+/// ```
+///
+/// Indices are built as Megatron builds them (same seed → same samples in the same order) and cached in
+/// Megatron's file layout; a cache written by either program is reused by the other.
+public final class GPTDataset: @unchecked Sendable {
+    public let source: any TokenSource
+    public let datasetPath: String?
+    public let indices: Range<Int>
+    public let numSamples: Int?
+    public let split: DatasetSplit
+    public let config: GPTDatasetConfig
+    public let indexes: GPTIndices
+    /// Megatron's `unique_identifiers` of this dataset (a blend's description embeds them).
+    public let uniqueIdentifiers: PythonJSON
+    /// Megatron's `unique_description` (its MD5 names the cache files).
+    public let uniqueDescription: String
+    /// True when the indices came from existing cache files.
+    public let loadedFromCache: Bool
+
+    public var uniqueDescriptionHash: String { MD5.hexDigest(uniqueDescription) }
+    /// `len(dataset)`: the number of samples.
+    public var count: Int { indexes.sampleCount }
+
+    public init(source: any TokenSource, datasetPath: String?, indices: Range<Int>, numSamples: Int?,
+                split: DatasetSplit, config: GPTDatasetConfig) throws {
+        self.source = source
+        self.datasetPath = datasetPath
+        self.indices = indices
+        self.numSamples = numSamples
+        self.split = split
+        self.config = config
+        uniqueIdentifiers = try Self.description(datasetPath: datasetPath, numSamples: numSamples, split: split, config: config)
+        let description = uniqueIdentifiers.dumps()
+        uniqueDescription = description
+        let plan = GPTIndexPlan(
+            sequenceLengths: source.sequenceLengths, indices: indices, numSamples: numSamples,
+            sequenceLength: config.sequenceLength, seed: config.randomSeed, addExtraToken: config.addExtraTokenToSequence,
+            dropLastPartialSequence: split == .valid ? config.dropLastPartialValidationSequence : true,
+            label: "GPTDataset \(split.name) split of \(datasetPath ?? "mock data")")
+        let cache = Self.cacheDirectory(datasetPath: datasetPath, config: config).map {
+            IndexCache(directory: $0, description: description, className: "GPTDataset", split: split)
+        }
+        let arrays = ["document_index", "sample_index", "shuffle_index"]
+        if let cache, cache.isComplete(arrays) {
+            indexes = try Self.load(cache)
+            loadedFromCache = true
+        } else {
+            indexes = try plan.build()
+            loadedFromCache = false
+            try cache?.save([
+                ("document_index", NPYFile.Array(descr: "<i4", shape: [indexes.documentIndex.count], values: indexes.documentIndex.map(Int64.init))),
+                ("sample_index", NPYFile.Array(descr: indexes.sampleIndexDType, shape: [indexes.sampleIndex.count / 2, 2], values: indexes.sampleIndex)),
+                ("shuffle_index", NPYFile.Array(descr: indexes.shuffleIndexDType, shape: [indexes.shuffleIndex.count], values: indexes.shuffleIndex)),
+            ])
+        }
+    }
+
+    /// Megatron's `unique_identifiers` of a GPTDataset, in its key order.
+    static func description(datasetPath: String?, numSamples: Int?, split: DatasetSplit, config: GPTDatasetConfig) throws -> PythonJSON {
+        .object([
+            ("class", .string(config.usesMockData ? "MockGPTDataset" : "GPTDataset")),
+            ("dataset_path", datasetPath.map(PythonJSON.string) ?? .null),
+            ("num_samples", numSamples.map(PythonJSON.int) ?? .null),
+            ("index_split", .string(split.name)),
+            ("random_seed", .int(config.randomSeed)),
+            ("sequence_length", .int(config.sequenceLength)),
+            ("split", config.effectiveSplit.map(PythonJSON.string) ?? .null),
+            ("split_matrix", try config.splitMatrix()?.json ?? .null),
+            ("tokenizer", config.tokenizer.identifiers),
+        ])
+    }
+
+    /// `--data-cache-path`, else `<prefix>/cache/GPTDataset_indices`; mock data is never cached.
+    static func cacheDirectory(datasetPath: String?, config: GPTDatasetConfig) -> String? {
+        if config.usesMockData { return nil }
+        if let dir = config.pathToCache { return dir }
+        guard let datasetPath else { return nil }
+        return ((datasetPath as NSString).appendingPathComponent("cache") as NSString).appendingPathComponent("GPTDataset_indices")
+    }
+
+    private static func load(_ cache: IndexCache) throws -> GPTIndices {
+        let document = try cache.load("document_index")
+        let sample = try cache.load("sample_index")
+        let shuffle = try cache.load("shuffle_index")
+        guard sample.shape.count == 2, sample.shape[1] == 2 else {
+            throw DatasetError("\(cache.path("sample_index.npy")): expected shape [n, 2], found \(sample.shape)")
+        }
+        guard shuffle.values.allSatisfy({ $0 >= 0 && $0 < Int64(sample.shape[0] - 1) }) else {
+            throw DatasetError("\(cache.path("shuffle_index.npy")): entries outside 0..<\(sample.shape[0] - 1)")
+        }
+        return GPTIndices(documentIndex: document.values.map { Int32(truncatingIfNeeded: $0) }, sampleIndex: sample.values,
+                          sampleIndexDType: sample.descr, shuffleIndex: shuffle.values, shuffleIndexDType: shuffle.descr)
+    }
+
+    /// The `S + add` raw tokens of sample `idx` after shuffling, padded with the pad id.
+    public func text(_ idx: Int) -> [Int32] {
+        let i = Int(indexes.shuffleIndex[idx])
+        let (d0, o0) = (Int(indexes.sampleIndex[2 * i]), Int(indexes.sampleIndex[2 * i + 1]))
+        let (d1, o1) = (Int(indexes.sampleIndex[2 * i + 2]), Int(indexes.sampleIndex[2 * i + 3]))
+        let add = config.addExtraTokenToSequence ? 1 : 0
+        var text: [Int32] = []
+        if d0 == d1 {
+            text = source.sequence(Int(indexes.documentIndex[d0]), offset: o0, length: o1 - o0 + add)
+        } else {
+            for d in d0...d1 {
+                let offset = d == d0 ? o0 : 0
+                let length: Int? = d < d1 ? nil : o1 + add
+                text += source.sequence(Int(indexes.documentIndex[d]), offset: offset, length: length)
+            }
+        }
+        let want = config.sequenceLength + add
+        if text.count < want {
+            text += [Int32](repeating: Int32(truncatingIfNeeded: config.tokenizer.padID), count: want - text.count)
+        }
+        return text
+    }
+
+    /// Sample `idx`; `nil` gives Megatron's batch-padding sample (sample 0 with a zero loss mask).
+    public func sample(_ idx: Int?) -> GPTSample {
+        GPTSample.make(text: text(idx ?? 0), config: config, padID: config.tokenizer.padID, isPaddingSample: idx == nil)
+    }
+
+    public subscript(_ idx: Int) -> GPTSample { sample(idx) }
+}
