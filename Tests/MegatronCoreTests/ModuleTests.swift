@@ -75,6 +75,18 @@ final class ModuleTests: XCTestCase {
         XCTAssertThrowsError(try TransformerConfig(numLayers: 0, hiddenSize: 32, numAttentionHeads: 4))
     }
 
+    func testEvalTurnsOffEveryDropout() throws {
+        let config = try TransformerConfig(numLayers: 2, hiddenSize: 16, numAttentionHeads: 4, hiddenDropout: 0.5,
+                                           attentionDropout: 0.5)
+        let model = GPTModel(config: config, vocabSize: 32, maxSequenceLength: 8)
+        let tokens = Tensor(shape: [1, 6], ints: [3, 1, 4, 1, 5, 9])
+        model.eval()
+        let (a, b) = withoutGrad { (model(tokens).floats(), model(tokens).floats()) }
+        XCTAssertEqual(a, b, "no dropout in eval mode")
+        model.train()
+        XCTAssertNotEqual(withoutGrad { model(tokens).floats() }, a, "dropout in training mode")
+    }
+
     func testCausalityAndVariantsRun() throws {
         let variants: [(inout TransformerConfig) -> Void] = [
             { _ in },

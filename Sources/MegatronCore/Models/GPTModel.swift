@@ -45,7 +45,8 @@ public final class GPTModel: Module {
     }
 
     override public var children: [(String, Module)] {
-        var embedding: [(String, Module)] = [("embedding.word_embeddings", wordEmbeddings)]
+        var embedding: [(String, Module)] = [("embedding.word_embeddings", wordEmbeddings),
+                                             ("embedding.embedding_dropout", embeddingDropout)]
         if let positionEmbeddings { embedding.append(("embedding.position_embeddings", positionEmbeddings)) }
         return embedding + [("decoder", decoder)] + (outputLayer.map { [("output_layer", $0)] } ?? [])
     }

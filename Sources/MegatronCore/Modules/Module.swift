@@ -19,7 +19,7 @@ open class Module {
     /// This module's own parameters, by local name.
     open var parameters: [(String, Tensor)] { [] }
 
-    /// This module's direct children, by local name.
+    /// This module's direct children, by local name; parameterless ones (dropout) too, so `train` / `eval` reach them.
     open var children: [(String, Module)] { [] }
 
     /// Every parameter below this module with its dotted path, depth first in declaration order.

@@ -32,7 +32,8 @@ public final class SelfAttention: Module {
     }
 
     override public var children: [(String, Module)] {
-        var list: [(String, Module)] = [("linear_qkv", linearQKV), ("linear_proj", linearProj)]
+        var list: [(String, Module)] = [("linear_qkv", linearQKV), ("linear_proj", linearProj),
+                                        ("attention_dropout", attentionDropout)]
         if let qLayernorm, let kLayernorm { list += [("q_layernorm", qLayernorm), ("k_layernorm", kLayernorm)] }
         return list
     }

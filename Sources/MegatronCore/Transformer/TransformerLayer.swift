@@ -19,7 +19,7 @@ public final class TransformerLayer: Module {
 
     override public var children: [(String, Module)] {
         [("input_layernorm", inputLayernorm), ("self_attention", selfAttention),
-         ("pre_mlp_layernorm", preMLPLayernorm), ("mlp", mlp)]
+         ("pre_mlp_layernorm", preMLPLayernorm), ("mlp", mlp), ("hidden_dropout", hiddenDropout)]
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {

@@ -21,7 +21,15 @@ public enum MegatronArgumentParser {
             guard name.hasPrefix("--") else { throw ArgumentError("unexpected argument '\(argv[i])': flags start with --") }
             guard let flag = PretrainFlags.byName[name] else { throw unknown(name) }
             var value: String?
-            if flag.takesValue {
+            if flag.takesList {
+                var words = inlineValue.map { [$0] } ?? []
+                while i + 1 < argv.count, !argv[i + 1].hasPrefix("--") {
+                    i += 1
+                    words.append(argv[i])
+                }
+                guard !words.isEmpty else { throw ArgumentError("\(name) needs at least one value") }
+                value = words.joined(separator: "\n")
+            } else if flag.takesValue {
                 if let inlineValue {
                     value = inlineValue
                 } else {

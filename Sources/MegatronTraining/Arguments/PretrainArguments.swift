@@ -93,14 +93,31 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     /// Ours, not Megatron's: delete all but the newest K checkpoints after each save.
     public var keepLastCheckpoints: Int?
 
-    // Data.
+    // Data and tokenizer.
     public var mockData = false
+    public var dataPath: [String]?
+    public var trainDataPath: [String]?
+    public var validDataPath: [String]?
+    public var testDataPath: [String]?
+    public var split: String?
+    public var dataCachePath: String?
+    public var eodMaskLoss = false
+    public var tokenizerType: String?
+    public var vocabFile: String?
+    public var mergeFile: String?
+    public var tokenizerModel: String?
+    public var vocabSize: Int?
+    public var tiktokenPattern: String?
+    public var tiktokenNumSpecialTokens = 1000
     public var device: String?
 
     public init() {}
 
-    /// Whether the run uses the built-in synthetic corpus (no data flags given).
-    public var usesEmbeddedCorpus: Bool { !mockData }
+    /// Whether the run uses the built-in synthetic corpus: no data files, no `--mock-data`, no tokenizer.
+    public var usesEmbeddedCorpus: Bool {
+        !mockData && dataPath == nil && trainDataPath == nil && validDataPath == nil && testDataPath == nil
+            && tokenizerType == nil
+    }
 
     /// The embedded default run: a small GPT for about a minute on the synthetic corpus.
     public static var embeddedDefault: PretrainArguments {

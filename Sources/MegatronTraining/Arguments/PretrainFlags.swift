@@ -1,7 +1,11 @@
+import MegatronData
+
 /// One supported command-line flag and how it sets `PretrainArguments`.
 struct Flag {
     let name: String
     let takesValue: Bool
+    /// Takes every following word up to the next flag (argparse's `nargs='*'`).
+    var takesList = false
     let apply: (inout PretrainArguments, String?) throws -> Void
 
     static func int(_ name: String, _ key: WritableKeyPath<PretrainArguments, Int>) -> Flag {
@@ -18,6 +22,13 @@ struct Flag {
 
     static func float(_ name: String, _ key: WritableKeyPath<PretrainArguments, Float?>) -> Flag {
         Flag(name: name, takesValue: true) { $0[keyPath: key] = try parseFloat(name, $1!) }
+    }
+
+    /// Words up to the next flag, joined by the parser with newlines.
+    static func list(_ name: String, _ key: WritableKeyPath<PretrainArguments, [String]?>) -> Flag {
+        Flag(name: name, takesValue: true, takesList: true) { args, value in
+            args[keyPath: key] = value!.split(separator: "\n").map(String.init)
+        }
     }
 
     static func string(_ name: String, _ key: WritableKeyPath<PretrainArguments, String?>) -> Flag {
@@ -137,6 +148,20 @@ enum PretrainFlags {
         .int("--log-interval", \.logInterval),
         .set("--log-throughput", \.logThroughput),
         .set("--mock-data", \.mockData),
+        .list("--data-path", \.dataPath),
+        .list("--train-data-path", \.trainDataPath),
+        .list("--valid-data-path", \.validDataPath),
+        .list("--test-data-path", \.testDataPath),
+        .string("--split", \.split),
+        .string("--data-cache-path", \.dataCachePath),
+        .set("--eod-mask-loss", \.eodMaskLoss),
+        .choice("--tokenizer-type", \.tokenizerType, TokenizerOptions.Kind.allCases.map(\.rawValue)),
+        .string("--vocab-file", \.vocabFile),
+        .string("--merge-file", \.mergeFile),
+        .string("--tokenizer-model", \.tokenizerModel),
+        .int("--vocab-size", \.vocabSize),
+        .string("--tiktoken-pattern", \.tiktokenPattern),
+        .int("--tiktoken-num-special-tokens", \.tiktokenNumSpecialTokens),
         .choice("--device", \.device, ["cpu", "cuda"]),
     ]
 

@@ -17,8 +17,10 @@ public final class Pretrainer {
     let optimizer: MixedPrecisionOptimizer
     var schedule: TrainingSchedule
     var gradScaler: (any GradScaler)?
-    let trainData: TokenWindows
-    let validData: TokenWindows
+    let trainData: TrainingData
+    let validData: TrainingData?
+    /// The tokenizer of a run on Megatron datasets; nil on the embedded corpus (byte tokens).
+    let tokenizer: (any Tokenizer)?
     let log: (String) -> Void
     /// Iterations completed so far, including those of a loaded checkpoint.
     public internal(set) var iteration = 0
@@ -37,7 +39,10 @@ public final class Pretrainer {
         self.arguments = arguments
         self.log = log
         let config = try arguments.transformerConfig()
-        let vocab = paddedVocabSize(ByteTokens.vocabularySize, divisibleBy: arguments.makeVocabSizeDivisibleBy)
+        let tokenizerAndOptions = try runTokenizer(arguments)
+        tokenizer = tokenizerAndOptions?.0
+        let vocab = paddedVocabSize(tokenizer?.vocabSize ?? ByteTokens.vocabularySize,
+                                    divisibleBy: arguments.makeVocabSizeDivisibleBy)
         model = GPTModel(config: config, vocabSize: vocab, maxSequenceLength: arguments.resolvedMaxPositionEmbeddings,
                          untieEmbeddingsAndOutputWeights: arguments.untieEmbeddingsAndOutputWeights,
                          seed: UInt64(arguments.seed))
@@ -45,7 +50,13 @@ public final class Pretrainer {
         optimizer = try makeOptimizer(arguments, model: model)
         schedule = try TrainingSchedule(arguments, groups: optimizer.groups)
         gradScaler = try makeGradScaler(arguments)
-        (trainData, validData) = embeddedCorpusSplits(arguments)
+        if let (tokenizer, options) = tokenizerAndOptions {
+            (trainData, validData) = try megatronDatasetSplits(arguments, tokenizer: tokenizer, options: options,
+                                                               trainIters: schedule.trainIters,
+                                                               globalBatchSize: schedule.globalBatchSize)
+        } else {
+            (trainData, validData) = embeddedCorpusSplits(arguments)
+        }
         if let load = arguments.load { try restore(from: CheckpointDirectory(root: URL(fileURLWithPath: load))) }
     }
 
@@ -86,7 +97,8 @@ public final class Pretrainer {
             }
             if let every = arguments.saveInterval, arguments.save != nil, iteration % every == 0 { try saveCheckpoint() }
         }
-        summary.validationLoss = evaluate(iteration: summary.iterations)
+        let evaluatedLast = arguments.evalInterval.map { iteration % $0 == 0 } ?? false
+        if !evaluatedLast { summary.validationLoss = evaluate(iteration: iteration) }
         return summary
     }
 
@@ -111,11 +123,10 @@ public final class Pretrainer {
         for m in 0..<microBatches {
             let batch = trainData.batch(startingAt: consumedSamples + m * arguments.microBatchSize,
                                         size: arguments.microBatchSize)
-            let losses = model.loss(tokens: batch.tokens, labels: batch.labels)
-            let count = losses.count
-            // Megatron: each micro-batch's token-mean loss, divided by the number of micro-batches.
-            (losses.sum() * (lossScale / Float(count * microBatches))).backward()
-            lossSum += Double(withoutGrad { losses.sum().item() })
+            let (lossTotal, count) = maskedLoss(batch)
+            // Megatron: each micro-batch's loss averaged over its unmasked tokens, divided by the micro-batches.
+            (lossTotal * (lossScale / Float(max(count, 1) * microBatches))).backward()
+            lossSum += Double(withoutGrad { lossTotal.item() })
             tokens += count
         }
         let report = optimizer.step(scheduler: schedule.scheduler, clipGrad: arguments.clipGrad, lossScale: lossScale)
@@ -124,17 +135,27 @@ public final class Pretrainer {
         return StepOutcome(loss: lossSum / Double(tokens), gradNorm: report.gradNorm, updated: report.updated)
     }
 
-    /// Mean loss over `eval-iters` validation batches; prints Megatron's validation line.
-    func evaluate(iteration: Int) -> Double {
+    /// Sum of the per-token losses under the loss mask, and the number of tokens it keeps.
+    func maskedLoss(_ batch: TrainingBatch) -> (Tensor, Int) {
+        let losses = model.loss(tokens: batch.tokens, labels: batch.labels)
+        guard let mask = batch.lossMask else { return (losses.sum(), losses.count) }
+        return ((losses * mask).sum(), Int(mask.sum().item()))
+    }
+
+    /// Token-weighted loss over `eval-iters` validation batches; prints Megatron's validation line.
+    func evaluate(iteration: Int) -> Double? {
+        guard let validData else { return nil }
         model.eval()
         defer { model.train() }
         let batches = max(1, min(arguments.evalIters, validData.count / arguments.microBatchSize))
-        var total = 0.0
+        var total = 0.0, tokens = 0
         for b in 0..<batches {
             let batch = validData.batch(startingAt: b * arguments.microBatchSize, size: arguments.microBatchSize)
-            total += Double(withoutGrad { model.loss(tokens: batch.tokens, labels: batch.labels).mean().item() })
+            let (sum, count) = withoutGrad { maskedLoss(batch) }
+            total += Double(sum.item())
+            tokens += count
         }
-        let loss = total / Double(batches)
+        let loss = total / Double(max(tokens, 1))
         log(String(repeating: "-", count: 100))
         log(validationLogLine(iteration: iteration, loss: loss))
         log(String(repeating: "-", count: 100))

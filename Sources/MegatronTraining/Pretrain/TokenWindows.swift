@@ -3,7 +3,7 @@ import MegatronTensor
 /// Fixed-length training samples cut from one token stream, GPTDataset-style: each sample holds
 /// `sequenceLength + 1` tokens and overlaps the next by one (its last token is the next one's first).
 /// Sample order is a seeded permutation, so runs and resumes see the same batches.
-public struct TokenWindows {
+public struct TokenWindows: TrainingData {
     public let tokens: [Int]
     public let sequenceLength: Int
     let order: [Int]
@@ -20,7 +20,7 @@ public struct TokenWindows {
 
     /// Tokens `[batch, seq]` and labels (the tokens shifted by one) for global samples `first..<first+batch`,
     /// wrapping around the epoch.
-    public func batch(startingAt first: Int, size: Int) -> (tokens: Tensor, labels: Tensor) {
+    func batch(startingAt first: Int, size: Int) -> TrainingBatch {
         var input: [Int] = [], labels: [Int] = []
         for k in 0..<size {
             let start = order[(first + k) % count] * sequenceLength
@@ -28,7 +28,8 @@ public struct TokenWindows {
             input += window.dropLast()
             labels += window.dropFirst()
         }
-        return (Tensor(shape: [size, sequenceLength], ints: input), Tensor(shape: [size, sequenceLength], ints: labels))
+        return TrainingBatch(tokens: Tensor(shape: [size, sequenceLength], ints: input),
+                             labels: Tensor(shape: [size, sequenceLength], ints: labels), lossMask: nil)
     }
 
     /// A Fisher-Yates shuffle of `0..<n` driven by Philox.

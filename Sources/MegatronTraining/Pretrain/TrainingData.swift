@@ -1,0 +1,69 @@
+import MegatronCore
+import MegatronData
+import MegatronTensor
+
+/// One micro-batch as tensors: token ids and next-token labels `[batch, seq]`, and the loss mask (nil: all ones).
+struct TrainingBatch {
+    var tokens: Tensor
+    var labels: Tensor
+    var lossMask: Tensor?
+}
+
+/// Where a run's micro-batches come from: global sample ids in order, as Megatron's pretraining sampler.
+protocol TrainingData {
+    var count: Int { get }
+    func batch(startingAt first: Int, size: Int) -> TrainingBatch
+}
+
+/// Samples of a Megatron dataset split (GPTDataset, BlendedDataset or mock) as training batches.
+struct DatasetSplitData: TrainingData {
+    let source: any GPTSampleSource
+
+    var count: Int { source.count }
+
+    func batch(startingAt first: Int, size: Int) -> TrainingBatch {
+        let ids = (first..<(first + size)).map { $0 % source.count }
+        let b = GPTBatch(sampleIDs: ids, samples: ids.map { source.sample($0) })
+        return TrainingBatch(tokens: Tensor(shape: b.shape, ints: b.tokens.map(Int.init)),
+                             labels: Tensor(shape: b.shape, ints: b.labels.map(Int.init)),
+                             lossMask: Tensor(shape: b.shape, values: b.lossMask))
+    }
+}
+
+/// The tokenizer the run's flags name, with its options (nil for the embedded corpus).
+func runTokenizer(_ a: PretrainArguments) throws -> (any Tokenizer, TokenizerOptions)? {
+    guard let name = a.tokenizerType else {
+        if a.usesEmbeddedCorpus { return nil }
+        throw ArgumentError("--tokenizer-type is required with --data-path, --mock-data or the per-split data paths")
+    }
+    let options = TokenizerOptions(type: TokenizerOptions.Kind(rawValue: name)!, vocabFile: a.vocabFile,
+                                   mergeFile: a.mergeFile, tokenizerModel: a.tokenizerModel, vocabSize: a.vocabSize,
+                                   tiktokenPattern: a.tiktokenPattern, tiktokenNumSpecialTokens: a.tiktokenNumSpecialTokens)
+    do {
+        return (try buildTokenizer(options), options)
+    } catch let error as TokenizerError {
+        throw ArgumentError(error.description)
+    }
+}
+
+/// Train and validation splits of Megatron datasets for this run, sized as Megatron sizes them.
+func megatronDatasetSplits(_ a: PretrainArguments, tokenizer: any Tokenizer, options: TokenizerOptions,
+                           trainIters: Int, globalBatchSize: Int) throws -> (TrainingData, TrainingData?) {
+    var config = GPTDatasetConfig(sequenceLength: a.seqLength, tokenizer: DatasetTokenizerInfo(tokenizer, options: options),
+                                  randomSeed: a.seed)
+    config.mock = a.mockData
+    config.blend = try a.dataPath.map { try DataBlend(arguments: $0) }
+    if a.trainDataPath != nil || a.validDataPath != nil || a.testDataPath != nil {
+        config.blendPerSplit = try [a.trainDataPath, a.validDataPath, a.testDataPath].map { try $0.map { try DataBlend(arguments: $0) } }
+    }
+    config.split = a.split
+    config.pathToCache = a.dataCachePath
+    config.eodMaskLoss = a.eodMaskLoss
+    let evalInterval = a.evalInterval ?? trainIters
+    let sizes = [a.trainSamples ?? trainIters * globalBatchSize,
+                 (trainIters / evalInterval + 1) * a.evalIters * globalBatchSize,
+                 a.evalIters * globalBatchSize]
+    let (train, valid, _) = try BlendedDatasetBuilder(config: config, sizes: sizes).buildSplits()
+    guard let train else { throw ArgumentError("the data flags give an empty training split") }
+    return (DatasetSplitData(source: train), valid.map { DatasetSplitData(source: $0) })
+}
