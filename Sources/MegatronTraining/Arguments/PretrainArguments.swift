@@ -82,6 +82,7 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     // Logging.
     public var logInterval = 100
     public var logThroughput = false
+    public var tensorboardDir: String?
 
     // Checkpoints.
     public var save: String?

@@ -147,6 +147,7 @@ enum PretrainFlags {
         .int("--recompute-num-layers", \.recomputeNumLayers),
         .int("--log-interval", \.logInterval),
         .set("--log-throughput", \.logThroughput),
+        .string("--tensorboard-dir", \.tensorboardDir),
         .set("--mock-data", \.mockData),
         .list("--data-path", \.dataPath),
         .list("--train-data-path", \.trainDataPath),

@@ -22,6 +22,7 @@ public final class Pretrainer {
     /// The tokenizer of a run on Megatron datasets; nil on the embedded corpus (byte tokens).
     let tokenizer: (any Tokenizer)?
     let log: (String) -> Void
+    let metrics: MetricsLog?
     /// Iterations completed so far, including those of a loaded checkpoint.
     public internal(set) var iteration = 0
     public internal(set) var consumedSamples = 0
@@ -38,6 +39,7 @@ public final class Pretrainer {
         try arguments.validate()
         self.arguments = arguments
         self.log = log
+        metrics = try arguments.tensorboardDir.map { try MetricsLog(directory: $0) }
         let config = try arguments.transformerConfig()
         let tokenizerAndOptions = try runTokenizer(arguments)
         tokenizer = tokenizerAndOptions?.0
@@ -75,7 +77,9 @@ public final class Pretrainer {
             let step = trainStep(consumedSamples: consumedSamples)
             consumedSamples += schedule.globalBatchSize
             iteration += 1
-            interval.add(step, seconds: Date().timeIntervalSince(stepStarted))
+            let seconds = Date().timeIntervalSince(stepStarted)
+            interval.add(step, seconds: seconds)
+            recordMetrics(step, lr: lr, seconds: seconds)
             if iteration % arguments.logInterval == 0 || iteration == 1 || iteration == schedule.trainIters {
                 log(interval.entry(iteration: iteration, of: schedule, consumed: consumedSamples, lr: lr,
                                    lossScale: gradScaler?.scale ?? 1,
@@ -100,6 +104,22 @@ public final class Pretrainer {
         let evaluatedLast = arguments.evalInterval.map { iteration % $0 == 0 } ?? false
         if !evaluatedLast { summary.validationLoss = evaluate(iteration: iteration) }
         return summary
+    }
+
+    /// Megatron's per-iteration TensorBoard scalars (and the same in metrics.jsonl).
+    func recordMetrics(_ step: StepOutcome, lr: Float, seconds: Double) {
+        guard let metrics else { return }
+        var values: [(String, Double)] = [("learning-rate", Double(lr)), ("batch-size", Double(schedule.globalBatchSize)),
+                                          ("loss-scale", Double(gradScaler?.scale ?? 1)), ("iteration-time", seconds)]
+        if step.updated { values += [("lm loss", step.loss), ("grad-norm", Double(step.gradNorm))] }
+        let flops = trainingFLOPs(config: model.config, vocabSize: model.vocabSize, sequenceLength: arguments.seqLength,
+                                  batchSize: schedule.globalBatchSize)
+        values.append(("throughput", flops / seconds / 1e12))
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        values.append(("mem-max-allocated-bytes", Double(usage.ru_maxrss) * 1024))
+        metrics.record(values, iteration: iteration)
+        metrics.flush()
     }
 
     /// Why training should stop early (exit interval, time budget, a termination signal), if it should.
@@ -158,6 +178,8 @@ public final class Pretrainer {
         let loss = total / Double(max(tokens, 1))
         log(String(repeating: "-", count: 100))
         log(validationLogLine(iteration: iteration, loss: loss))
+        metrics?.record([("lm loss validation", loss), ("lm loss validation ppl", exp(min(20, loss)))], iteration: iteration)
+        metrics?.flush()
         log(String(repeating: "-", count: 100))
         return loss
     }
