@@ -134,6 +134,7 @@ final class CPUGemmTests: XCTestCase {
         check(Case(m: 200, n: 130, k: 600, beta: 0.5))
         check(Case(transA: true, transB: true, m: 101, n: 250, k: 260, alpha: -1, beta: 1))
         check(Case(transB: true, m: 7, n: 2100, k: 9, beta: 2, path: .blocked))
+        check(Case(transA: true, m: 7, n: 2100, k: 300, alpha: 0.5, beta: -1, padA: 1, path: .blocked))
         check(Case(transA: true, m: 2061, n: 9, k: 11, padC: 3, path: .blocked))
     }
 

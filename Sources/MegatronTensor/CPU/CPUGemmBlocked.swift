@@ -11,48 +11,45 @@ enum GemmBlocking {
 }
 
 extension GemmProblem {
-    /// Splits C into one block of rows (or columns, when C is wide) per worker; each worker packs its
-    /// own panels, so workers share nothing but read-only A and B.
+    /// The packed loop nest. For each `kc x nc` B panel, the workers first pack it together, then claim
+    /// (A block, column slab) items from a shared counter: a worker slowed by other processes on its
+    /// core takes fewer items instead of holding up the others at the end.
     func runBlocked() {
-        let splitRows = m >= n
-        let tile = splitRows ? GemmTile.rows : GemmTile.cols
-        let tiles = ((splitRows ? m : n) + tile - 1) / tile
-        let flopsPerTile = 2 * tile * (splitRows ? n : m) * k
-        let grain = max(1, Self.minFlopsPerWorker / max(1, flopsPerTile))
-        parallelChunks(tiles, grain: grain) { chunk in
-            let lo = chunk.lowerBound * tile
-            if splitRows {
-                runBlocked(rows: lo..<min(m, chunk.upperBound * tile), cols: 0..<n)
-            } else {
-                runBlocked(rows: 0..<m, cols: lo..<min(n, chunk.upperBound * tile))
-            }
-        }
-    }
-
-    /// The blocked loop nest over one block of C, single-threaded.
-    func runBlocked(rows: Range<Int>, cols: Range<Int>) {
+        let workers = max(1, min(availableCores, flops / Self.minFlopsPerWorker))
         let kc = min(GemmBlocking.kc, k)
-        let mc = min(GemmBlocking.mc, roundUp(rows.count, GemmTile.rows))
-        let nc = min(GemmBlocking.nc, roundUp(cols.count, GemmTile.cols))
-        let packedA = alignedFloats(mc * kc * 4)
+        let mc = min(GemmBlocking.mc, roundUp(m, GemmTile.rows))
+        let nc = min(GemmBlocking.nc, roundUp(n, GemmTile.cols))
         let packedB = alignedFloats(nc * kc)
+        let packedA = (0..<workers).map { _ in alignedFloats(mc * kc * 4) }
         defer {
-            packedA.deallocate()
             packedB.deallocate()
+            packedA.forEach { $0.deallocate() }
         }
-        for j0 in stride(from: cols.lowerBound, to: cols.upperBound, by: nc) {
-            let width = min(nc, cols.upperBound - j0)
+        for j0 in stride(from: 0, to: n, by: nc) {
+            let width = min(nc, n - j0)
+            let items = GemmWorkItems(m: m, mc: mc, width: width, workers: workers)
             for p0 in stride(from: 0, to: k, by: kc) {
                 let depth = min(kc, k - p0)
-                packGemmB(b, row0: p0, col0: j0, depth: depth, cols: width, into: packedB)
+                onWorkers(workers) { w in
+                    let panels = (width + GemmTile.cols - 1) / GemmTile.cols
+                    let first = panels * w / workers, end = panels * (w + 1) / workers
+                    guard first < end else { return }
+                    let col = first * GemmTile.cols
+                    packGemmB(b, row0: p0, col0: j0 + col, depth: depth,
+                              cols: min(width, end * GemmTile.cols) - col, into: packedB + col * depth)
+                }
                 // Later k blocks add onto what the first one stored.
                 let blockBeta: Float = p0 == 0 ? beta : 1
-                for i0 in stride(from: rows.lowerBound, to: rows.upperBound, by: mc) {
-                    let height = min(mc, rows.upperBound - i0)
-                    packGemmA(a, row0: i0, col0: p0, rows: height, depth: depth, into: packedA)
-                    multiplyPackedBlock(
-                        packedA, packedB, rows: height, cols: width, depth: depth,
-                        c: c + i0 * ldc + j0, beta: blockBeta)
+                let counter = WorkCounter(items.count)
+                onWorkers(workers) { w in
+                    while let item = counter.next() {
+                        let (rows, cols) = items[item]
+                        packGemmA(a, row0: rows.lowerBound, col0: p0, rows: rows.count, depth: depth,
+                                  into: packedA[w])
+                        multiplyPackedBlock(
+                            packedA[w], packedB + cols.lowerBound * depth, rows: rows.count, cols: cols.count,
+                            depth: depth, c: c + rows.lowerBound * ldc + j0 + cols.lowerBound, beta: blockBeta)
+                    }
                 }
             }
         }
@@ -73,6 +70,55 @@ extension GemmProblem {
                     rows: min(GemmTile.rows, rows - ir), cols: tileCols, alpha: alpha, beta: beta)
             }
         }
+    }
+}
+
+/// The units of work over one `m x width` block of C: every `mc`-row A block times a slab of columns.
+/// Columns are split into slabs only when there are too few A blocks to keep every worker busy.
+private struct GemmWorkItems {
+    let m: Int, mc: Int, width: Int
+    let rowBlocks: Int, slabs: Int, slabWidth: Int
+
+    init(m: Int, mc: Int, width: Int, workers: Int) {
+        (self.m, self.mc, self.width) = (m, mc, width)
+        rowBlocks = (m + mc - 1) / mc
+        let wanted = workers == 1 ? 1 : (3 * workers + rowBlocks - 1) / rowBlocks
+        slabWidth = roundUp((width + wanted - 1) / wanted, GemmTile.cols)
+        slabs = (width + slabWidth - 1) / slabWidth
+    }
+
+    var count: Int { rowBlocks * slabs }
+
+    /// Rows of C and columns within the block, for item `i`.
+    subscript(i: Int) -> (rows: Range<Int>, cols: Range<Int>) {
+        let i0 = (i / slabs) * mc, s0 = (i % slabs) * slabWidth
+        return (i0..<min(m, i0 + mc), s0..<min(width, s0 + slabWidth))
+    }
+}
+
+/// Hands out `0..<count` one index at a time to whichever worker asks first.
+private final class WorkCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var nextIndex = 0
+    private let count: Int
+
+    init(_ count: Int) { self.count = count }
+
+    func next() -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard nextIndex < count else { return nil }
+        nextIndex += 1
+        return nextIndex - 1
+    }
+}
+
+/// Runs `body(w)` for `w` in `0..<workers`, concurrently when `workers > 1`, and returns when all are done.
+private func onWorkers(_ workers: Int, _ body: (Int) -> Void) {
+    if workers == 1 {
+        body(0)
+    } else {
+        DispatchQueue.concurrentPerform(iterations: workers, execute: body)
     }
 }
 

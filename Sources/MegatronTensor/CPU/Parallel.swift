@@ -2,7 +2,7 @@ import Foundation
 
 /// Cores available to this process, read once: Foundation answers `activeProcessorCount` by reading
 /// cgroup files on Linux, which costs more than a small kernel does.
-private let availableCores = ProcessInfo.processInfo.activeProcessorCount
+let availableCores = ProcessInfo.processInfo.activeProcessorCount
 
 /// Splits `0..<count` into contiguous chunks and runs `body` on each chunk from several threads.
 ///
