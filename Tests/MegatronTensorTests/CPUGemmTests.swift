@@ -34,7 +34,7 @@ final class CPUGemmTests: XCTestCase {
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
                 c.withUnsafeMutableBufferPointer { pc in
-                    let problem = GemmProblem(
+                    let problem = CPUGemmProblem(
                         m: t.m, n: t.n, k: t.k, alpha: t.alpha, beta: t.beta,
                         a: GemmOperandView(pa.baseAddress!, ld: lda, transposed: t.transA),
                         b: GemmOperandView(pb.baseAddress!, ld: ldb, transposed: t.transB),

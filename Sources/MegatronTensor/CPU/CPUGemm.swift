@@ -28,7 +28,7 @@ public func cpuSgemm(
                  "cpuSgemm: ldb=\(ldb) is smaller than B's row width \(transB ? k : n)")
     precondition(ldc >= max(1, n), "cpuSgemm: ldc=\(ldc) is smaller than C's row width \(n)")
     if m == 0 || n == 0 { return }
-    let problem = GemmProblem(
+    let problem = CPUGemmProblem(
         m: m, n: n, k: k, alpha: alpha, beta: beta,
         a: GemmOperandView(a, ld: lda, transposed: transA),
         b: GemmOperandView(b, ld: ldb, transposed: transB), c: c, ldc: ldc)
@@ -42,7 +42,7 @@ public func cpuSgemm(
 }
 
 /// One GEMM call's operands and the choices of how to run it.
-struct GemmProblem {
+struct CPUGemmProblem {
     let m: Int, n: Int, k: Int
     let alpha: Float, beta: Float
     let a: GemmOperandView

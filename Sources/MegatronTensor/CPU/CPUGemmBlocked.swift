@@ -10,7 +10,7 @@ enum GemmBlocking {
     static let nc = 2048 // a multiple of GemmTile.cols
 }
 
-extension GemmProblem {
+extension CPUGemmProblem {
     /// The packed loop nest. For each `kc x nc` B panel, the workers first pack it together, then claim
     /// (A block, column slab) items from a shared counter: a worker slowed by other processes on its
     /// core takes fewer items instead of holding up the others at the end.

@@ -1,6 +1,6 @@
 /// The unpacked GEMM path for small and skinny products: one row of C at a time, from a contiguous,
 /// alpha-scaled copy of the matching row of `op(A)`.
-extension GemmProblem {
+extension CPUGemmProblem {
     func runDirect() {
         parallelChunks(m, grain: max(1, Self.minFlopsPerWorker / max(1, 2 * n * k))) { rows in
             let aRow = UnsafeMutablePointer<Float>.allocate(capacity: k)
