@@ -57,7 +57,8 @@ struct CPUGemmProblem {
     static let directMaxFlops = 2 * 7 * 7 * 7
     static let directMaxRows = 4
 
-    /// A thread hop costs tens of microseconds; give each worker at least this much arithmetic.
+    /// Each worker gets at least this much arithmetic (about 100 us of one core), so that waking and
+    /// joining threads stays a small part of the call.
     static let minFlopsPerWorker = 4_000_000
 
     var flops: Int { 2 * m * n * k }
