@@ -72,6 +72,7 @@ def time_numpy(shape_list, repeat):
 
 
 def blas_description():
+    import numpy  # noqa: F401  (threadpoolctl lists only libraries already loaded)
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
