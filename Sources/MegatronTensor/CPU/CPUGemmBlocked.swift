@@ -17,7 +17,7 @@ extension CPUGemmProblem {
     func runBlocked() {
         let workers = max(1, min(availableCores, flops / Self.minFlopsPerWorker))
         let kc = min(GemmBlocking.kc, k)
-        let mc = min(GemmBlocking.mc, roundUp(m, GemmTile.rows))
+        let mc = GemmWorkItems.maxRows(m: m, workers: workers)
         let nc = min(GemmBlocking.nc, roundUp(n, GemmTile.cols))
         let packedB = alignedFloats(nc * kc)
         let packedA = (0..<workers).map { _ in alignedFloats(mc * kc * 4) }
@@ -27,7 +27,7 @@ extension CPUGemmProblem {
         }
         for j0 in stride(from: 0, to: n, by: nc) {
             let width = min(nc, n - j0)
-            let items = GemmWorkItems(m: m, mc: mc, width: width, workers: workers)
+            let items = GemmWorkItems(m: m, width: width, workers: workers)
             for p0 in stride(from: 0, to: k, by: kc) {
                 let depth = min(kc, k - p0)
                 onWorkers(workers) { w in
@@ -73,26 +73,45 @@ extension CPUGemmProblem {
     }
 }
 
-/// The units of work over one `m x width` block of C: every `mc`-row A block times a slab of columns.
-/// Columns are split into slabs only when there are too few A blocks to keep every worker busy.
+/// The units of work over one `m x width` block of C: a block of rows (at most `GemmBlocking.mc`) times
+/// a slab of columns.
+///
+/// Row blocks hold whole micro-tiles, spread evenly, and their number is a multiple of the worker
+/// count: 1024 rows in 96-row blocks would make 11 items, so one of 2 workers would do 6 while the
+/// other waited after 5. Columns are split into slabs only when there are too few row blocks to keep
+/// every worker busy.
 private struct GemmWorkItems {
-    let m: Int, mc: Int, width: Int
-    let rowBlocks: Int, slabs: Int, slabWidth: Int
+    let m: Int, width: Int
+    let tiles: Int, rowBlocks: Int, slabs: Int, slabWidth: Int
 
-    init(m: Int, mc: Int, width: Int, workers: Int) {
-        (self.m, self.mc, self.width) = (m, mc, width)
-        rowBlocks = (m + mc - 1) / mc
+    init(m: Int, width: Int, workers: Int) {
+        (self.m, self.width) = (m, width)
+        tiles = (m + GemmTile.rows - 1) / GemmTile.rows
+        rowBlocks = Self.rowBlocks(tiles: tiles, workers: workers)
         let wanted = workers == 1 ? 1 : (3 * workers + rowBlocks - 1) / rowBlocks
         slabWidth = roundUp((width + wanted - 1) / wanted, GemmTile.cols)
         slabs = (width + slabWidth - 1) / slabWidth
+    }
+
+    static func rowBlocks(tiles: Int, workers: Int) -> Int {
+        let tilesPerBlock = GemmBlocking.mc / GemmTile.rows
+        return min(tiles, roundUp((tiles + tilesPerBlock - 1) / tilesPerBlock, workers))
+    }
+
+    /// The most rows an item has: the height of a packed A buffer.
+    static func maxRows(m: Int, workers: Int) -> Int {
+        let tiles = (m + GemmTile.rows - 1) / GemmTile.rows
+        let blocks = rowBlocks(tiles: tiles, workers: workers)
+        return (tiles + blocks - 1) / blocks * GemmTile.rows
     }
 
     var count: Int { rowBlocks * slabs }
 
     /// Rows of C and columns within the block, for item `i`.
     subscript(i: Int) -> (rows: Range<Int>, cols: Range<Int>) {
-        let i0 = (i / slabs) * mc, s0 = (i % slabs) * slabWidth
-        return (i0..<min(m, i0 + mc), s0..<min(width, s0 + slabWidth))
+        let block = i / slabs, s0 = (i % slabs) * slabWidth
+        let firstTile = tiles * block / rowBlocks, endTile = tiles * (block + 1) / rowBlocks
+        return (firstTile * GemmTile.rows..<min(m, endTile * GemmTile.rows), s0..<min(width, s0 + slabWidth))
     }
 }
 
