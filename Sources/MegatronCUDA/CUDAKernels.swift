@@ -1,9 +1,11 @@
 import Foundation
 
-/// Element types the built-in kernels handle.
-public enum KernelElementType: String, Sendable {
+/// Element types the built-in kernels handle. `CUDAKernels` (fill, uniform, axpby) has fp32 and
+/// bf16 versions; `NeuralKernels` has all three.
+public enum KernelElementType: String, Sendable, CaseIterable {
     case float32 = "f32"
     case bfloat16 = "bf16"
+    case float16 = "f16"
 
     public var byteCount: Int { self == .float32 ? 4 : 2 }
 }

@@ -1,0 +1,105 @@
+// GeLU (tanh approximation and exact erf), SiLU and SwiGLU, forward and backward, computed in
+// fp32 with 16-byte loads and stores where the pointers allow (the host passes `vec`).
+
+struct GeluTanh {
+    static __device__ __forceinline__ float forward(float x) {
+        const float k = 0.7978845608028654f;   // sqrt(2 / pi)
+        return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+    }
+    static __device__ __forceinline__ float derivative(float x) {
+        const float k = 0.7978845608028654f;
+        const float t = tanhf(k * (x + 0.044715f * x * x * x));
+        return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * 0.044715f * x * x);
+    }
+};
+
+struct GeluErf {
+    static __device__ __forceinline__ float forward(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
+    static __device__ __forceinline__ float derivative(float x) {
+        const float density = 0.3989422804014327f * expf(-0.5f * x * x);   // standard normal pdf
+        return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) + x * density;
+    }
+};
+
+struct Silu {
+    static __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+    static __device__ __forceinline__ float forward(float x) { return x * sigmoid(x); }
+    static __device__ __forceinline__ float derivative(float x) {
+        const float s = sigmoid(x);
+        return s * (1.0f + x * (1.0f - s));
+    }
+};
+
+// SwiGLU on [rows, 2 * half] -> [rows, half]: out = silu(a) * b with a = in[:, :half], b = in[:, half:]
+// (Megatron's chunk of the fc1 output). Backward writes d_in = [g * b * silu'(a), g * silu(a)].
+// Vectorized when half % 8 == 0 and the pointers are 16-byte aligned.
+template <class T>
+__device__ void swiglu_forward(T *out, const T *in, long long rows, int half, int vectorized) {
+    const int step = vectorized ? 8 : 1;
+    const long long per_row = half / step;
+    for (long long i = global_thread_index(); i < rows * per_row; i += grid_stride()) {
+        const long long row = i / per_row, column = (i % per_row) * step;
+        const T *a = in + row * 2 * half + column, *b = a + half;
+        T *y = out + row * half + column;
+        if (vectorized) {
+            float av[8], bv[8];
+            load8(a, av);
+            load8(b, bv);
+#pragma unroll
+            for (int k = 0; k < 8; k++) av[k] = Silu::forward(av[k]) * bv[k];
+            store8(y, av);
+        } else {
+            *y = from_float<T>(Silu::forward(to_float(*a)) * to_float(*b));
+        }
+    }
+}
+
+template <class T>
+__device__ void swiglu_backward(T *din, const T *grad, const T *in, long long rows, int half, int vectorized) {
+    const int step = vectorized ? 8 : 1;
+    const long long per_row = half / step;
+    for (long long i = global_thread_index(); i < rows * per_row; i += grid_stride()) {
+        const long long row = i / per_row, column = (i % per_row) * step;
+        const long long a_index = row * 2 * half + column;
+        const T *g = grad + row * half + column;
+        if (vectorized) {
+            float av[8], bv[8], gv[8];
+            load8(in + a_index, av);
+            load8(in + a_index + half, bv);
+            load8(g, gv);
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                const float silu = Silu::forward(av[k]);
+                av[k] = gv[k] * bv[k] * Silu::derivative(av[k]);
+                bv[k] = gv[k] * silu;
+            }
+            store8(din + a_index, av);
+            store8(din + a_index + half, bv);
+        } else {
+            const float a = to_float(in[a_index]), b = to_float(in[a_index + half]), gv = to_float(*g);
+            din[a_index] = from_float<T>(gv * b * Silu::derivative(a));
+            din[a_index + half] = from_float<T>(gv * Silu::forward(a));
+        }
+    }
+}
+
+// For each activation F and type: F_forward_T(out, x, n, vec) and F_backward_T(dx, g, x, n, vec) (dx = g * F'(x)).
+#define ACTIVATION_KERNELS_FOR(NAME, FUNCTOR, SUFFIX, TYPE)                                                       \
+    extern "C" __global__ void NAME##_forward_##SUFFIX(TYPE *out, const TYPE *x, long long n, int vec) {         \
+        map_unary(out, x, n, vec, [](float v) { return FUNCTOR::forward(v); });                                  \
+    }                                                                                                             \
+    extern "C" __global__ void NAME##_backward_##SUFFIX(TYPE *dx, const TYPE *g, const TYPE *x, long long n, int vec) { \
+        map_binary(dx, g, x, n, vec, [](float gv, float v) { return gv * FUNCTOR::derivative(v); });             \
+    }
+
+#define ACTIVATION_KERNELS(SUFFIX, TYPE)                                                                          \
+    ACTIVATION_KERNELS_FOR(gelu_tanh, GeluTanh, SUFFIX, TYPE)                                                     \
+    ACTIVATION_KERNELS_FOR(gelu_erf, GeluErf, SUFFIX, TYPE)                                                       \
+    ACTIVATION_KERNELS_FOR(silu, Silu, SUFFIX, TYPE)                                                              \
+    extern "C" __global__ void swiglu_forward_##SUFFIX(TYPE *out, const TYPE *in, long long rows, int half, int vec) { \
+        swiglu_forward<TYPE>(out, in, rows, half, vec);                                                          \
+    }                                                                                                             \
+    extern "C" __global__ void swiglu_backward_##SUFFIX(TYPE *din, const TYPE *g, const TYPE *in, long long rows, int half, int vec) { \
+        swiglu_backward<TYPE>(din, g, in, rows, half, vec);                                                      \
+    }
+FOR_EACH_FLOAT_TYPE(ACTIVATION_KERNELS)

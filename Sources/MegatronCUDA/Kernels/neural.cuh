@@ -1,0 +1,186 @@
+// Shared helpers of the neural-network kernels (NeuralKernels.swift): storage types, 8-wide
+// vector access, block reductions and row loops. Prepended after common.cuh. Activations are
+// stored as fp32, bf16 or fp16 and always computed in fp32.
+#pragma once
+
+// No math headers under NVRTC: infinity and NaN from their bits.
+#define NEG_INFINITY __int_as_float(0xff800000)
+#define QUIET_NAN __int_as_float(0x7fc00000)
+
+// Distinct wrapper types for the two 16-bit formats, so overloads can tell them apart.
+struct bf16 { unsigned short bits; };
+struct f16 { unsigned short bits; };
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(bf16 x) { return bf16_to_float(x.bits); }
+__device__ __forceinline__ float to_float(f16 x) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x.bits));
+    return f;
+}
+
+// Round to nearest even in each format.
+template <class T> __device__ __forceinline__ T from_float(float x);
+template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
+template <> __device__ __forceinline__ bf16 from_float<bf16>(float x) { bf16 r; r.bits = float_to_bf16(x); return r; }
+template <> __device__ __forceinline__ f16 from_float<f16>(float x) {
+    f16 r;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r.bits) : "f"(x));
+    return r;
+}
+
+// Eight consecutive elements as floats, with 16-byte accesses: `p` must be 16-byte aligned.
+template <class T> __device__ __forceinline__ void load8(const T *p, float (&v)[8]) {
+    if constexpr (sizeof(T) == 4) {
+        const float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];
+        v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+    } else {
+        union { uint4 vector; T lanes[8]; } pack;
+        pack.vector = *reinterpret_cast<const uint4 *>(p);
+#pragma unroll
+        for (int k = 0; k < 8; k++) v[k] = to_float(pack.lanes[k]);
+    }
+}
+
+template <class T> __device__ __forceinline__ void store8(T *p, const float (&v)[8]) {
+    if constexpr (sizeof(T) == 4) {
+        reinterpret_cast<float4 *>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+        reinterpret_cast<float4 *>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+    } else {
+        union { uint4 vector; T lanes[8]; } pack;
+#pragma unroll
+        for (int k = 0; k < 8; k++) pack.lanes[k] = from_float<T>(v[k]);
+        *reinterpret_cast<uint4 *>(p) = pack.vector;
+    }
+}
+
+// out[i] = op(in[i]) over n elements, 8 at a time with 16-byte accesses when `vectorized`
+// (both pointers 16-byte aligned; the host checks), the tail element by element.
+template <class In, class Out, class Op>
+__device__ __forceinline__ void map_unary(Out *out, const In *in, long long n, int vectorized, Op op) {
+    long long start = 0;
+    if (vectorized) {
+        const long long groups = n / 8;
+        for (long long g = global_thread_index(); g < groups; g += grid_stride()) {
+            float v[8];
+            load8(in + g * 8, v);
+#pragma unroll
+            for (int k = 0; k < 8; k++) v[k] = op(v[k]);
+            store8(out + g * 8, v);
+        }
+        start = groups * 8;
+    }
+    for (long long i = start + global_thread_index(); i < n; i += grid_stride()) out[i] = from_float<Out>(op(to_float(in[i])));
+}
+
+// out[i] = op(a[i], b[i]), vectorized like map_unary.
+template <class T, class Op>
+__device__ __forceinline__ void map_binary(T *out, const T *a, const T *b, long long n, int vectorized, Op op) {
+    long long start = 0;
+    if (vectorized) {
+        const long long groups = n / 8;
+        for (long long g = global_thread_index(); g < groups; g += grid_stride()) {
+            float x[8], y[8];
+            load8(a + g * 8, x);
+            load8(b + g * 8, y);
+#pragma unroll
+            for (int k = 0; k < 8; k++) x[k] = op(x[k], y[k]);
+            store8(out + g * 8, x);
+        }
+        start = groups * 8;
+    }
+    for (long long i = start + global_thread_index(); i < n; i += grid_stride())
+        out[i] = from_float<T>(op(to_float(a[i]), to_float(b[i])));
+}
+
+// Running (max, sum of exp(x - max)) of a row: the online-softmax state. Combining is
+// symmetric in its arguments, so every lane of a butterfly reduction ends with the same bits.
+struct MaxSum { float max, sum; };
+
+__device__ __forceinline__ MaxSum max_sum_add(MaxSum a, float x) {
+    if (x > a.max) return MaxSum{x, a.sum * __expf(a.max - x) + 1.0f};
+    return MaxSum{a.max, a.sum + __expf(x - a.max)};
+}
+
+__device__ __forceinline__ MaxSum max_sum_combine(MaxSum a, MaxSum b) {
+    const float m = fmaxf(a.max, b.max);
+    if (m == NEG_INFINITY) return MaxSum{m, 0.0f};
+    return MaxSum{m, a.sum * __expf(a.max - m) + b.sum * __expf(b.max - m)};
+}
+
+__device__ __forceinline__ float shuffle_xor(float v, int mask) { return __shfl_xor_sync(0xffffffffu, v, mask); }
+__device__ __forceinline__ double shuffle_xor(double v, int mask) { return __shfl_xor_sync(0xffffffffu, v, mask); }
+__device__ __forceinline__ float2 shuffle_xor(float2 v, int mask) { return make_float2(shuffle_xor(v.x, mask), shuffle_xor(v.y, mask)); }
+__device__ __forceinline__ MaxSum shuffle_xor(MaxSum v, int mask) { return MaxSum{shuffle_xor(v.max, mask), shuffle_xor(v.sum, mask)}; }
+
+// Reduces `value` over the block and returns the result in every thread, in a fixed order
+// (warp butterflies, then the warp totals in warp order): the same inputs give the same bits.
+// blockDim.x must be a multiple of 32. Safe to call repeatedly in one kernel.
+template <class V, class Op> __device__ V block_all_reduce(V value, Op op) {
+    __shared__ V warp_totals[32];
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) value = op(value, shuffle_xor(value, offset));
+    __syncthreads();   // an earlier call may still be reading warp_totals
+    if (threadIdx.x % 32 == 0) warp_totals[threadIdx.x / 32] = value;
+    __syncthreads();
+    value = warp_totals[0];
+    for (int w = 1; w < (int)(blockDim.x / 32); w++) value = op(value, warp_totals[w]);
+    return value;
+}
+
+struct Add {
+    template <class V> __device__ __forceinline__ V operator()(V a, V b) const { return a + b; }
+};
+struct Add2 {
+    __device__ __forceinline__ float2 operator()(float2 a, float2 b) const { return make_float2(a.x + b.x, a.y + b.y); }
+};
+
+// Calls f(column, value) for this thread's share of a row of `cols` elements (8 at a time when
+// `vectorized`: cols % 8 == 0 and the row 16-byte aligned). Each thread always gets the same
+// columns, so per-column state needs no synchronization.
+template <class T, class F> __device__ __forceinline__ void row_read(const T *x, int cols, int vectorized, F f) {
+    if (vectorized) {
+        for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) {
+            float v[8];
+            load8(x + c, v);
+#pragma unroll
+            for (int k = 0; k < 8; k++) f(c + k, v[k]);
+        }
+    } else {
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) f(c, to_float(x[c]));
+    }
+}
+
+// Two rows side by side: f(column, a, b).
+template <class T, class F> __device__ __forceinline__ void row_read2(const T *a, const T *b, int cols, int vectorized, F f) {
+    if (vectorized) {
+        for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) {
+            float x[8], y[8];
+            load8(a + c, x);
+            load8(b + c, y);
+#pragma unroll
+            for (int k = 0; k < 8; k++) f(c + k, x[k], y[k]);
+        }
+    } else {
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) f(c, to_float(a[c]), to_float(b[c]));
+    }
+}
+
+// out[c] = f(column, a[c], b[c]) over a row (b may equal a when one input is enough).
+template <class T, class F> __device__ __forceinline__ void row_map2(T *out, const T *a, const T *b, int cols, int vectorized, F f) {
+    if (vectorized) {
+        for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) {
+            float x[8], y[8];
+            load8(a + c, x);
+            load8(b + c, y);
+#pragma unroll
+            for (int k = 0; k < 8; k++) x[k] = f(c + k, x[k], y[k]);
+            store8(out + c, x);
+        }
+    } else {
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) out[c] = from_float<T>(f(c, to_float(a[c]), to_float(b[c])));
+    }
+}
+
+// Instantiates MACRO(suffix, type) for each activation storage type.
+#define FOR_EACH_FLOAT_TYPE(MACRO) MACRO(f32, float) MACRO(bf16, bf16) MACRO(f16, f16)

@@ -1,0 +1,31 @@
+extension NeuralKernels {
+    /// Softmax (or log-softmax with `log: true`) over the last dimension of a [rows, columns]
+    /// tensor: `out` and `input` have `type` elements and may be the same buffer.
+    ///
+    ///     try nn.softmaxForward(probs, input: scores, rows: batch * heads * queries, columns: keys,
+    ///                           type: .bfloat16, stream: stream)
+    public func softmaxForward(_ out: UInt64, input: UInt64, rows: Int, columns: Int, log: Bool = false,
+                               type: KernelElementType, stream: CUDAStream) throws {
+        let kernel = (log ? "log_softmax_forward_" : "softmax_forward_") + type.rawValue
+        try Self.requireShape(kernel, rows: rows, columns: columns)
+        try Self.requirePointers(kernel, ["out": out, "input": input])
+        let vectorized = Self.vectorizable(columns: columns, out, input)
+        try launch("softmax.cu", kernel, grid: .init(rowBlocks(rows)), block: Self.rowBlock(columns: columns, vectorized: vectorized),
+                   stream: stream, [.pointer(out), .pointer(input), .int64(Int64(rows)), .int32(Int32(columns)),
+                                    .int32(vectorized ? 1 : 0)])
+    }
+
+    /// Backward of `softmaxForward` from its output `output` (y) and the output gradient:
+    /// softmax dx = y * (g - sum(g * y)); log-softmax dx = g - exp(y) * sum(g), per row.
+    /// `dx` may alias `gradient`.
+    public func softmaxBackward(_ dx: UInt64, gradient: UInt64, output: UInt64, rows: Int, columns: Int, log: Bool = false,
+                                type: KernelElementType, stream: CUDAStream) throws {
+        let kernel = (log ? "log_softmax_backward_" : "softmax_backward_") + type.rawValue
+        try Self.requireShape(kernel, rows: rows, columns: columns)
+        try Self.requirePointers(kernel, ["dx": dx, "gradient": gradient, "output": output])
+        let vectorized = Self.vectorizable(columns: columns, dx, gradient, output)
+        try launch("softmax.cu", kernel, grid: .init(rowBlocks(rows)), block: Self.rowBlock(columns: columns, vectorized: vectorized),
+                   stream: stream, [.pointer(dx), .pointer(gradient), .pointer(output), .int64(Int64(rows)),
+                                    .int32(Int32(columns)), .int32(vectorized ? 1 : 0)])
+    }
+}

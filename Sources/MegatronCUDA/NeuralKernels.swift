@@ -1,0 +1,101 @@
+import Foundation
+
+/// The fused neural-network kernels (Kernels/softmax.cu, norm.cu, cross_entropy.cu,
+/// embedding.cu, dropout.cu, activation.cu, cast.cu, optimizer.cu), compiled for the device at
+/// construction and launched over raw device pointers on a stream. Activations may be fp32, bf16
+/// or fp16 (`KernelElementType`); arithmetic is fp32 throughout. Launchers validate sizes and
+/// throw `CUDAError.invalidArgument` naming the problem; they never synchronize.
+///
+///     let nn = try NeuralKernels(device: device)
+///     try nn.softmaxForward(y, input: x, rows: 8, columns: 1024, type: .bfloat16, stream: stream)
+///     try nn.layerNormForward(y, mean: mean, rstd: rstd, input: x, weight: w, bias: b,
+///                             rows: tokens, columns: hidden, epsilon: 1e-5, type: .bfloat16, stream: stream)
+///
+/// Row kernels (softmax, norms, cross-entropy) run one block per row; where `columns % 8 == 0`
+/// and every pointer is 16-byte aligned they move 8 elements per access (16 bytes for 16-bit
+/// types), else one element at a time.
+public final class NeuralKernels {
+    public let device: CUDADevice
+    public let loadReport: KernelLoadReport
+    private let modules: [String: CUDAModule]
+
+    /// The kernel files, each compiled into its own module.
+    public static let files = ["softmax.cu", "norm.cu", "cross_entropy.cu", "embedding.cu", "dropout.cu",
+                               "activation.cu", "cast.cu", "optimizer.cu"]
+
+    public init(device: CUDADevice, cache: KernelCache? = KernelCache.defaultCache()) throws {
+        let start = Date()
+        let compiler = try KernelCompiler(architecture: device.properties.architecture, cache: cache)
+        var modules: [String: CUDAModule] = [:]
+        var cached = 0
+        for file in Self.files {
+            let image = try compiler.compile(source: try Self.source(file), name: file)
+            if image.fromCache { cached += 1 }
+            modules[file] = try CUDAModule(device: device, image: image)
+        }
+        self.device = device
+        self.modules = modules
+        self.loadReport = KernelLoadReport(milliseconds: Date().timeIntervalSince(start) * 1000,
+                                           compiledCount: Self.files.count - cached, cachedCount: cached)
+    }
+
+    /// A kernel file as NVRTC compiles it: common.cuh, then neural.cuh, then the file.
+    public static func source(_ file: String) throws -> String {
+        let parts = ["common.cuh", "neural.cuh", file].map { EmbeddedKernels.sources[$0] }
+        guard let texts = parts as? [String] else {
+            throw CUDAError.invalidArgument("no embedded kernel source named \(file); have \(EmbeddedKernels.sources.keys.sorted())")
+        }
+        return texts.joined(separator: "\n")
+    }
+
+    // MARK: Launch helpers shared by the extensions.
+
+    /// Threads per block for grid-stride elementwise kernels.
+    static let elementwiseBlock = 256
+
+    func launch(_ file: String, _ name: String, grid: LaunchDimensions, block: Int, sharedMemoryBytes: Int = 0,
+                stream: CUDAStream, _ arguments: [KernelArgument]) throws {
+        guard let module = modules[file] else { throw CUDAError.invalidArgument("no kernel module \(file)") }
+        let function = try module.function(named: name)
+        // Past 48 KiB of static plus dynamic shared memory the kernel must opt in; 32 KiB leaves room for static buffers.
+        if sharedMemoryBytes > 32 << 10 { try function.setMaxDynamicSharedMemory(bytes: sharedMemoryBytes) }
+        try function.launch(grid: grid, block: .init(block), sharedMemoryBytes: sharedMemoryBytes, stream: stream,
+                            arguments: arguments)
+    }
+
+    /// Blocks for a grid-stride loop over `work` thread-items: enough to cover it, at most 32 per SM.
+    func gridStrideBlocks(_ work: Int) -> Int {
+        max(1, min((work + Self.elementwiseBlock - 1) / Self.elementwiseBlock, 32 * device.properties.multiprocessorCount))
+    }
+
+    /// One block per row up to 32 per SM; the blocks stride over the remaining rows.
+    func rowBlocks(_ rows: Int) -> Int { max(1, min(rows, 32 * device.properties.multiprocessorCount)) }
+
+    /// Threads per block for a row kernel: one per 8-element vector (or element) of the row,
+    /// rounded up to whole warps, between 64 and 512; wider rows loop.
+    static func rowBlock(columns: Int, vectorized: Bool) -> Int {
+        let lanes = vectorized ? columns / 8 : columns
+        return min(512, max(64, (lanes + 31) / 32 * 32))
+    }
+
+    /// Whether 16-byte vector access is possible: `columns` a multiple of 8 (so every row starts
+    /// aligned) and every non-null pointer 16-byte aligned.
+    static func vectorizable(columns: Int, _ pointers: UInt64...) -> Bool {
+        columns % 8 == 0 && pointers.allSatisfy { $0 % 16 == 0 }
+    }
+
+    static func require(_ condition: Bool, _ message: @autoclosure () -> String) throws {
+        if !condition { throw CUDAError.invalidArgument(message()) }
+    }
+
+    static func requireShape(_ kernel: String, rows: Int, columns: Int) throws {
+        try require(rows > 0 && columns > 0, "\(kernel): rows (\(rows)) and columns (\(columns)) must be positive")
+        try require(columns <= Int(Int32.max), "\(kernel): \(columns) columns exceed the kernel's 32-bit column index")
+    }
+
+    static func requirePointers(_ kernel: String, _ named: KeyValuePairs<String, UInt64>) throws {
+        for (name, pointer) in named where pointer == 0 {
+            throw CUDAError.invalidArgument("\(kernel): \(name) is a null device pointer")
+        }
+    }
+}
