@@ -39,7 +39,7 @@ let package = Package(
             name: "MegatronCoreTests", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronCore", "MegatronTensor"]),
-        .testTarget(name: "MegatronCUDATests", dependencies: ["MegatronCUDA"]),
+        .testTarget(name: "MegatronCUDATests", dependencies: ["MegatronCUDA", "MegatronTensor"]),
         .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"], resources: [.copy("Fixtures")]),
     ],
     // Swift 5 mode: kernels hand raw pointers to worker threads, which strict Sendable checking rejects wholesale.

@@ -5,7 +5,7 @@ import XCTest
 final class KernelSourceTests: XCTestCase {
     /// The plugin embedded every .cu file with the kernel names the launchers call.
     func testEmbeddedSourcesHoldTheLaunchedKernels() throws {
-        XCTAssertEqual(Set(EmbeddedKernels.sources.keys), ["common.cuh", "elementwise.cu", "reduce.cu"])
+        XCTAssertTrue(Set(EmbeddedKernels.sources.keys).isSuperset(of: ["common.cuh", "elementwise.cu", "reduce.cu"]))
         let elementwise = try CUDAKernels.source("elementwise.cu")
         XCTAssertTrue(elementwise.hasPrefix(EmbeddedKernels.sources["common.cuh"]!), "the shared header comes first")
         for name in ["fill_f32", "fill_bf16", "uniform_bf16", "uniform_f32", "axpby_f32", "axpby_bf16"] {

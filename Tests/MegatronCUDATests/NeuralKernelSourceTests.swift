@@ -1,0 +1,72 @@
+import XCTest
+@testable import MegatronCUDA
+
+/// What the neural-network launchers rely on, checked without a GPU.
+final class NeuralKernelSourceTests: XCTestCase {
+    func testEverySourceIsEmbeddedWithBothHeadersInFront() throws {
+        for file in NeuralKernels.files {
+            let source = try NeuralKernels.source(file)
+            XCTAssertTrue(source.hasPrefix(EmbeddedKernels.sources["common.cuh"]! + "\n" + EmbeddedKernels.sources["neural.cuh"]!), file)
+            XCTAssertTrue(source.hasSuffix(EmbeddedKernels.sources[file]!), file)
+        }
+        XCTAssertThrowsError(try NeuralKernels.source("missing.cu")) { XCTAssertTrue("\($0)".contains("missing.cu")) }
+    }
+
+    /// The launchers' kernel names exist: either spelled out or made by a macro whose pattern is in the file.
+    func testKernelNamesTheLaunchersUseAreDefined() throws {
+        let expected: [String: [String]] = [
+            "softmax.cu": ["softmax_forward_##SUFFIX", "log_softmax_forward_##SUFFIX", "softmax_backward_##SUFFIX",
+                           "log_softmax_backward_##SUFFIX"],
+            "norm.cu": ["layer_norm_forward_##SUFFIX", "rms_norm_forward_##SUFFIX", "layer_norm_backward_##SUFFIX",
+                        "rms_norm_backward_##SUFFIX", "column_sum_##SUFFIX"],
+            "cross_entropy.cu": ["cross_entropy_forward_##SUFFIX", "cross_entropy_backward_##SUFFIX"],
+            "embedding.cu": ["embedding_forward_##SUFFIX", "index_add_##SUFFIX"],
+            "dropout.cu": ["dropout_##SUFFIX"],
+            "activation.cu": ["NAME##_forward_##SUFFIX", "NAME##_backward_##SUFFIX", "swiglu_forward_##SUFFIX",
+                              "swiglu_backward_##SUFFIX"] + Activation.allCases.map { "(\($0.rawValue)," },
+            "cast.cu": ["cast_##FROM_SUFFIX##_##TO_SUFFIX", "CAST_KERNEL(f32, float, bf16, bf16)", "CAST_KERNEL(f16, f16, bf16, bf16)"],
+            "optimizer.cu": ["adamw_##SUFFIX", "grad_norm_partials(", "grad_norm_final("],
+        ]
+        XCTAssertEqual(Set(expected.keys), Set(NeuralKernels.files))
+        for (file, names) in expected {
+            let source = EmbeddedKernels.sources[file]!
+            for name in names { XCTAssertTrue(source.contains(name), "\(file) defines \(name)") }
+        }
+        XCTAssertTrue(EmbeddedKernels.sources["neural.cuh"]!.contains("MACRO(f32, float) MACRO(bf16, bf16) MACRO(f16, f16)"))
+        XCTAssertEqual(KernelElementType.allCases.map(\.rawValue), ["f32", "bf16", "f16"])
+    }
+
+    func testRowBlockSizeFollowsTheRowWidth() {
+        XCTAssertEqual(NeuralKernels.rowBlock(columns: 1, vectorized: false), 64)
+        XCTAssertEqual(NeuralKernels.rowBlock(columns: 1000, vectorized: true), 128)     // 125 vectors -> 4 warps
+        XCTAssertEqual(NeuralKernels.rowBlock(columns: 4096, vectorized: true), 512)
+        XCTAssertEqual(NeuralKernels.rowBlock(columns: 50304, vectorized: true), 512)
+        XCTAssertEqual(NeuralKernels.rowBlock(columns: 77, vectorized: false), 96)
+    }
+
+    func testVectorizationNeedsWholeVectorsAndAlignedPointers() {
+        XCTAssertTrue(NeuralKernels.vectorizable(columns: 1024, 0x1000, 0x2010, 0))
+        XCTAssertFalse(NeuralKernels.vectorizable(columns: 1020, 0x1000))
+        XCTAssertFalse(NeuralKernels.vectorizable(columns: 1024, 0x1000, 0x2008))
+    }
+
+    /// Bias corrections as torch computes them (in double from the fp32 hyperparameters), e.g.
+    /// step 10 with betas (0.9, 0.95): lr / (1 - 0.9^10) = 3e-4 / 0.65132.
+    func testAdamWStepBiasCorrections() {
+        let step = AdamWStep(learningRate: 3e-4, beta1: 0.9, beta2: 0.95, step: 10)
+        let (lr, b1, b2) = (Double(Float(3e-4)), Double(Float(0.9)), Double(Float(0.95)))
+        XCTAssertEqual(step.stepSize, Float(lr / (1 - pow(b1, 10))))
+        XCTAssertEqual(step.biasCorrection2Sqrt, Float((1 - pow(b2, 10)).squareRoot()))
+        XCTAssertEqual(Double(step.stepSize), 4.6060e-4, accuracy: 1e-7)
+    }
+
+    /// Table words follow optimizer.cu's AdamWSlot (param, grad, exp_avg, exp_avg_sq, copy, count) and NormSlot.
+    func testDeviceTablesLayout() {
+        let tensors = [AdamWTensor(param: 1, gradient: 2, expAvg: 3, expAvgSq: 4, copy: 5, count: 6),
+                       AdamWTensor(param: 7, gradient: 8, expAvg: 9, expAvgSq: 10, count: 11)]
+        XCTAssertEqual(AdamWTensor.table(tensors), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 11])
+        XCTAssertEqual(NeuralKernels.normTable([(address: 0x100, count: 3), (address: 0x200, count: 5)]), [0x100, 3, 0x200, 5])
+        let source = EmbeddedKernels.sources["optimizer.cu"]!
+        XCTAssertTrue(source.contains("float *param;\n    const void *grad;\n    float *exp_avg;\n    float *exp_avg_sq;\n    bf16 *copy;\n    long long count;"))
+    }
+}

@@ -1,0 +1,186 @@
+import XCTest
+@testable import MegatronCUDA
+
+/// Softmax and layer / RMS norm kernels against float64 CPU references, for every storage type,
+/// on shapes that take the vectorized path (columns % 8 == 0), the scalar path, and rows wider
+/// than one pass of the block.
+final class RowKernelGPUTests: XCTestCase {
+    private let shapes = [(rows: 37, columns: 1000), (rows: 5, columns: 77), (rows: 3, columns: 12288), (rows: 1, columns: 1)]
+
+    func testSoftmaxAndLogSoftmaxForwardBackward() throws {
+        let (gpu, nn) = try NeuralFixture.require()
+        var random = TestRandom(state: 21)
+        for type in KernelElementType.allCases {
+            for (rows, columns) in shapes {
+                let count = rows * columns
+                let x = random.values(count, type, -4, 4), g = random.values(count, type)
+                for log in [false, true] {
+                    let label = "\(log ? "log_" : "")softmax \(type) [\(rows), \(columns)]"
+                    let dx = try gpu.upload(x, as: type), out = try gpu.poisoned(count, as: type)
+                    try nn.softmaxForward(out.address, input: dx.address, rows: rows, columns: columns, log: log,
+                                          type: type, stream: gpu.stream)
+                    let y = try gpu.download(out, count: count, as: type)
+                    let reference = Self.softmax(x, columns: columns, log: log)
+                    assertClose(y, reference, type.tolerance, label + " forward")
+
+                    // Backward from the stored forward output.
+                    let dg = try gpu.upload(g, as: type), grad = try gpu.poisoned(count, as: type)
+                    try nn.softmaxBackward(grad.address, gradient: dg.address, output: out.address, rows: rows, columns: columns,
+                                           log: log, type: type, stream: gpu.stream)
+                    let expected = Self.softmaxBackward(g, y: y, columns: columns, log: log)
+                    assertClose(try gpu.download(grad, count: count, as: type), expected, type.tolerance, label + " backward")
+                    gpu.free(dx, out, dg, grad)
+                }
+            }
+        }
+    }
+
+    func testLayerNormForwardBackwardWithAndWithoutBias() throws {
+        let (gpu, nn) = try NeuralFixture.require()
+        var random = TestRandom(state: 22)
+        for type in KernelElementType.allCases {
+            for (rows, columns) in shapes where columns > 1 {
+                for withBias in [true, false] {
+                    let label = "layer norm \(type) [\(rows), \(columns)] bias \(withBias)"
+                    let x = random.values(rows * columns, type, -3, 5), g = random.values(rows * columns, type)
+                    let w = random.values(columns, type, 0.5, 1.5), b = random.values(columns, type)
+                    let result = try runNorm(gpu, nn, rms: false, type: type, rows: rows, columns: columns, x: x, g: g, w: w,
+                                             b: withBias ? b : nil)
+                    let reference = Self.normReference(rms: false, x: x, g: g, w: w, b: withBias ? b : nil, columns: columns,
+                                                       epsilon: 1e-5)
+                    assertClose(result.y, reference.y, type.tolerance, label + " y")
+                    assertClose(result.mean, reference.mean, 1e-5, label + " mean")
+                    assertClose(result.rstd, reference.rstd, 1e-5, label + " rstd")
+                    assertClose(result.dx, reference.dx, type.tolerance, label + " dx")
+                    assertClose(result.dw, reference.dw, type.tolerance, label + " dweight")
+                    if withBias { assertClose(result.db, reference.db, type.tolerance, label + " dbias") }
+                }
+            }
+        }
+    }
+
+    func testRMSNormForwardBackward() throws {
+        let (gpu, nn) = try NeuralFixture.require()
+        var random = TestRandom(state: 23)
+        for type in KernelElementType.allCases {
+            for (rows, columns) in shapes where columns > 1 {
+                let label = "rms norm \(type) [\(rows), \(columns)]"
+                let x = random.values(rows * columns, type, -3, 5), g = random.values(rows * columns, type)
+                let w = random.values(columns, type, 0.5, 1.5)
+                let result = try runNorm(gpu, nn, rms: true, type: type, rows: rows, columns: columns, x: x, g: g, w: w, b: nil)
+                let reference = Self.normReference(rms: true, x: x, g: g, w: w, b: nil, columns: columns, epsilon: 1e-5)
+                assertClose(result.y, reference.y, type.tolerance, label + " y")
+                assertClose(result.rstd, reference.rstd, 1e-5, label + " rstd")
+                assertClose(result.dx, reference.dx, type.tolerance, label + " dx")
+                assertClose(result.dw, reference.dw, type.tolerance, label + " dweight")
+            }
+        }
+    }
+
+    /// Parameter gradients are reduced in a fixed order: two runs give the same bits.
+    func testNormBackwardParameterGradientsAreDeterministic() throws {
+        let (gpu, nn) = try NeuralFixture.require()
+        var random = TestRandom(state: 24)
+        let (rows, columns) = (4099, 1024)   // more rows than blocks: each block sums several rows
+        let x = random.values(rows * columns, .float32), g = random.values(rows * columns, .float32)
+        let w = random.values(columns, .float32), b = random.values(columns, .float32)
+        let first = try runNorm(gpu, nn, rms: false, type: .float32, rows: rows, columns: columns, x: x, g: g, w: w, b: b)
+        let second = try runNorm(gpu, nn, rms: false, type: .float32, rows: rows, columns: columns, x: x, g: g, w: w, b: b)
+        XCTAssertEqual(first.dw.map(\.bitPattern), second.dw.map(\.bitPattern))
+        XCTAssertEqual(first.db.map(\.bitPattern), second.db.map(\.bitPattern))
+        let reference = Self.normReference(rms: false, x: x, g: g, w: w, b: b, columns: columns, epsilon: 1e-5)
+        assertClose(first.dw, reference.dw, 1e-5, "dweight over 4099 rows")
+        assertClose(first.db, reference.db, 1e-5, "dbias over 4099 rows")
+    }
+
+    func testNormRejectsRowsWiderThanSharedMemory() throws {
+        let (gpu, nn) = try NeuralFixture.require()
+        let columns = gpu.device.properties.maxSharedMemoryPerBlockOptin   // 4 bytes each: 4x too many
+        XCTAssertThrowsError(try nn.rmsNormBackward(16, weightGradient: 16, gradient: 16, input: 16, weight: 16, rstd: 16,
+                                                    rows: 1, columns: columns, scratch: 16, type: .float32, stream: gpu.stream)) {
+            XCTAssertTrue("\($0)".contains("shared memory"), "\($0)")
+        }
+    }
+
+    // MARK: Running and references
+
+    private struct NormResult { var y, mean, rstd, dx, dw, db: [Float] }
+
+    private func runNorm(_ gpu: GPUFixture, _ nn: NeuralKernels, rms: Bool, type: KernelElementType, rows: Int, columns: Int,
+                         x: [Float], g: [Float], w: [Float], b: [Float]?) throws -> NormResult {
+        let count = rows * columns
+        let dx = try gpu.upload(x, as: type), dg = try gpu.upload(g, as: type), dw = try gpu.upload(w, as: type)
+        let db = try b.map { try gpu.upload($0, as: type) }
+        let y = try gpu.poisoned(count, as: type), grad = try gpu.poisoned(count, as: type)
+        let mean = try gpu.poisoned(rows), rstd = try gpu.poisoned(rows)
+        let wGrad = try gpu.poisoned(columns, as: type), bGrad = try gpu.poisoned(columns, as: type)
+        let scratch = try gpu.poisoned(nn.normBackwardScratchCount(rows: rows, columns: columns, withBias: b != nil))
+        defer { gpu.free(dx, dg, dw, y, grad, mean, rstd, wGrad, bGrad, scratch); db.map { gpu.free($0) } }
+        if rms {
+            try nn.rmsNormForward(y.address, rstd: rstd.address, input: dx.address, weight: dw.address, rows: rows, columns: columns,
+                                  epsilon: 1e-5, type: type, stream: gpu.stream)
+            try nn.rmsNormBackward(grad.address, weightGradient: wGrad.address, gradient: dg.address, input: dx.address,
+                                   weight: dw.address, rstd: rstd.address, rows: rows, columns: columns, scratch: scratch.address,
+                                   type: type, stream: gpu.stream)
+        } else {
+            try nn.layerNormForward(y.address, mean: mean.address, rstd: rstd.address, input: dx.address, weight: dw.address,
+                                    bias: db?.address ?? 0, rows: rows, columns: columns, epsilon: 1e-5, type: type, stream: gpu.stream)
+            try nn.layerNormBackward(grad.address, weightGradient: wGrad.address, biasGradient: b == nil ? 0 : bGrad.address,
+                                     gradient: dg.address, input: dx.address, weight: dw.address, mean: mean.address,
+                                     rstd: rstd.address, rows: rows, columns: columns, scratch: scratch.address, type: type,
+                                     stream: gpu.stream)
+        }
+        return NormResult(y: try gpu.download(y, count: count, as: type), mean: try gpu.download(mean, count: rows, as: .float32),
+                          rstd: try gpu.download(rstd, count: rows, as: .float32), dx: try gpu.download(grad, count: count, as: type),
+                          dw: try gpu.download(wGrad, count: columns, as: type), db: try gpu.download(bGrad, count: columns, as: type))
+    }
+
+    static func softmax(_ x: [Float], columns: Int, log: Bool) -> [Double] {
+        stride(from: 0, to: x.count, by: columns).flatMap { start -> [Double] in
+            let row = x[start..<start + columns].map(Double.init)
+            let max = row.max()!
+            let logSum = Foundation.log(row.reduce(0) { $0 + exp($1 - max) })
+            return row.map { log ? $0 - max - logSum : exp($0 - max - logSum) }
+        }
+    }
+
+    static func softmaxBackward(_ g: [Float], y: [Float], columns: Int, log: Bool) -> [Double] {
+        stride(from: 0, to: g.count, by: columns).flatMap { start -> [Double] in
+            let range = start..<start + columns
+            let gs = g[range].map(Double.init), ys = y[range].map(Double.init)
+            if log {
+                let sum = gs.reduce(0, +)
+                return zip(gs, ys).map { $0 - exp($1) * sum }
+            }
+            let dot = zip(gs, ys).reduce(0) { $0 + $1.0 * $1.1 }
+            return zip(gs, ys).map { $1 * ($0 - dot) }
+        }
+    }
+
+    static func normReference(rms: Bool, x: [Float], g: [Float], w: [Float], b: [Float]?, columns: Int, epsilon: Double)
+        -> (y: [Double], mean: [Double], rstd: [Double], dx: [Double], dw: [Double], db: [Double])
+    {
+        var result = (y: [Double](), mean: [Double](), rstd: [Double](), dx: [Double](),
+                      dw: [Double](repeating: 0, count: columns), db: [Double](repeating: 0, count: columns))
+        let n = Double(columns)
+        for start in stride(from: 0, to: x.count, by: columns) {
+            let xs = x[start..<start + columns].map(Double.init), gs = g[start..<start + columns].map(Double.init)
+            let mean = rms ? 0 : xs.reduce(0, +) / n
+            let variance = xs.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / n
+            let rstd = 1 / (variance + epsilon).squareRoot()
+            let xhat = xs.map { ($0 - mean) * rstd }
+            let gw = (0..<columns).map { gs[$0] * Double(w[$0]) }
+            let meanGw = rms ? 0 : gw.reduce(0, +) / n
+            let meanGwXhat = zip(gw, xhat).reduce(0) { $0 + $1.0 * $1.1 } / n
+            result.mean.append(mean)
+            result.rstd.append(rstd)
+            for c in 0..<columns {
+                result.y.append(xhat[c] * Double(w[c]) + (b.map { Double($0[c]) } ?? 0))
+                result.dx.append(rstd * (gw[c] - meanGw - xhat[c] * meanGwXhat))
+                result.dw[c] += gs[c] * xhat[c]
+                result.db[c] += gs[c]
+            }
+        }
+        return result
+    }
+}
