@@ -71,9 +71,10 @@ extension NeuralKernels {
         guard try checkCount(kernel, count) else { return }
         try Self.requirePointers(kernel, ["out": out, "input": input])
         let scale = 1 / (1 - probability)   // in fp32, as the CPU computes it
-        try launch("dropout.cu", kernel, grid: .init(gridStrideBlocks((count + 3) / 4)), block: Self.elementwiseBlock,
+        let vectorized = Self.vectorizable(columns: 8, out, input) && mask % 8 == 0
+        try launch("dropout.cu", kernel, grid: .init(gridStrideBlocks(count / (vectorized ? 8 : 1))), block: Self.elementwiseBlock,
                    stream: stream, [.pointer(out), .pointer(mask), .pointer(input), .int64(Int64(count)), .float32(probability),
-                                    .float32(scale), .uint64(seed), .uint64(offset)])
+                                    .float32(scale), .uint64(seed), .uint64(offset), .int32(vectorized ? 1 : 0)])
     }
 
     /// Converts `count` elements from one floating type to another, rounding to nearest even.

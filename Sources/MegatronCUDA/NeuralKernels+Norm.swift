@@ -93,7 +93,8 @@ extension NeuralKernels {
 
     private func columnSum(_ out: UInt64, partials: UInt64, blocks: Int, columns: Int, type: KernelElementType,
                            stream: CUDAStream) throws {
-        try launch("norm.cu", "column_sum_" + type.rawValue, grid: .init(gridStrideBlocks(columns)), block: Self.elementwiseBlock,
+        // 32 columns x 16 slices of the partial rows per block (norm.cu's COLUMN_SUM_SLICES).
+        try launch("norm.cu", "column_sum_" + type.rawValue, grid: .init((columns + 31) / 32), block: .init(32, 16),
                    stream: stream, [.pointer(out), .pointer(partials), .int32(Int32(blocks)), .int32(Int32(columns))])
     }
 }

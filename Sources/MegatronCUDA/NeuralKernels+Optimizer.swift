@@ -93,7 +93,7 @@ extension NeuralKernels {
         let blocks = gradNormBlocks(largestCount: table.largestCount)
         try launch("optimizer.cu", "grad_norm_partials", grid: .init(blocks, table.tensorCount), block: Self.elementwiseBlock,
                    stream: stream, [.pointer(scratch), .pointer(table.address)])
-        try launch("optimizer.cu", "grad_norm_final", grid: .init(1), block: 1024, stream: stream,
+        try launch("optimizer.cu", "grad_norm_final", grid: .init(1), block: .init(1024), stream: stream,
                    [.pointer(out), .pointer(scratch), .int32(Int32(blocks * table.tensorCount))])
     }
 

@@ -51,21 +51,21 @@ public final class NeuralKernels {
     // MARK: Launch helpers shared by the extensions.
 
     /// Threads per block for grid-stride elementwise kernels.
-    static let elementwiseBlock = 256
+    static let elementwiseBlock = LaunchDimensions(256)
 
-    func launch(_ file: String, _ name: String, grid: LaunchDimensions, block: Int, sharedMemoryBytes: Int = 0,
+    func launch(_ file: String, _ name: String, grid: LaunchDimensions, block: LaunchDimensions, sharedMemoryBytes: Int = 0,
                 stream: CUDAStream, _ arguments: [KernelArgument]) throws {
         guard let module = modules[file] else { throw CUDAError.invalidArgument("no kernel module \(file)") }
         let function = try module.function(named: name)
         // Past 48 KiB of static plus dynamic shared memory the kernel must opt in; 32 KiB leaves room for static buffers.
         if sharedMemoryBytes > 32 << 10 { try function.setMaxDynamicSharedMemory(bytes: sharedMemoryBytes) }
-        try function.launch(grid: grid, block: .init(block), sharedMemoryBytes: sharedMemoryBytes, stream: stream,
+        try function.launch(grid: grid, block: block, sharedMemoryBytes: sharedMemoryBytes, stream: stream,
                             arguments: arguments)
     }
 
     /// Blocks for a grid-stride loop over `work` thread-items: enough to cover it, at most 32 per SM.
     func gridStrideBlocks(_ work: Int) -> Int {
-        max(1, min((work + Self.elementwiseBlock - 1) / Self.elementwiseBlock, 32 * device.properties.multiprocessorCount))
+        max(1, min((work + Self.elementwiseBlock.x - 1) / Self.elementwiseBlock.x, 32 * device.properties.multiprocessorCount))
     }
 
     /// One block per row up to 32 per SM; the blocks stride over the remaining rows.
@@ -73,9 +73,9 @@ public final class NeuralKernels {
 
     /// Threads per block for a row kernel: one per 8-element vector (or element) of the row,
     /// rounded up to whole warps, between 64 and 512; wider rows loop.
-    static func rowBlock(columns: Int, vectorized: Bool) -> Int {
+    static func rowBlock(columns: Int, vectorized: Bool) -> LaunchDimensions {
         let lanes = vectorized ? columns / 8 : columns
-        return min(512, max(64, (lanes + 31) / 32 * 32))
+        return LaunchDimensions(min(512, max(64, (lanes + 31) / 32 * 32)))
     }
 
     /// Whether 16-byte vector access is possible: `columns` a multiple of 8 (so every row starts

@@ -37,11 +37,11 @@ final class NeuralKernelSourceTests: XCTestCase {
     }
 
     func testRowBlockSizeFollowsTheRowWidth() {
-        XCTAssertEqual(NeuralKernels.rowBlock(columns: 1, vectorized: false), 64)
-        XCTAssertEqual(NeuralKernels.rowBlock(columns: 1000, vectorized: true), 128)     // 125 vectors -> 4 warps
-        XCTAssertEqual(NeuralKernels.rowBlock(columns: 4096, vectorized: true), 512)
-        XCTAssertEqual(NeuralKernels.rowBlock(columns: 50304, vectorized: true), 512)
-        XCTAssertEqual(NeuralKernels.rowBlock(columns: 77, vectorized: false), 96)
+        XCTAssertEqual(NeuralKernels.rowBlock(columns: 1, vectorized: false).x, 64)
+        XCTAssertEqual(NeuralKernels.rowBlock(columns: 1000, vectorized: true).x, 128)     // 125 vectors -> 4 warps
+        XCTAssertEqual(NeuralKernels.rowBlock(columns: 4096, vectorized: true).x, 512)
+        XCTAssertEqual(NeuralKernels.rowBlock(columns: 50304, vectorized: true).x, 512)
+        XCTAssertEqual(NeuralKernels.rowBlock(columns: 77, vectorized: false).x, 96)
     }
 
     func testVectorizationNeedsWholeVectorsAndAlignedPointers() {

@@ -72,13 +72,23 @@ __device__ void norm_backward(T *dx, float *weight_partials, float *bias_partial
     });
 }
 
-// out[c] = sum over blocks of partials[block, c], in block order; one thread per column.
+// out[c] = sum over blocks of partials[block, c]. Block (32, 16): threadIdx.x picks one of 32
+// adjacent columns (coalesced reads), threadIdx.y one of 16 interleaved slices of the blocks;
+// the 16 slice sums are then added in slice order. Fixed order: deterministic.
+#define COLUMN_SUM_SLICES 16
 template <class T>
 __device__ void column_sum(T *out, const float *partials, int blocks, int cols) {
-    for (long long c = global_thread_index(); c < cols; c += grid_stride()) {
-        float sum = 0.0f;
-        for (int b = 0; b < blocks; b++) sum += partials[(long long)b * cols + c];
-        out[c] = from_float<T>(sum);
+    __shared__ float slices[COLUMN_SUM_SLICES][33];
+    const int c = blockIdx.x * 32 + threadIdx.x;
+    float sum = 0.0f;
+    if (c < cols)
+        for (int b = threadIdx.y; b < blocks; b += COLUMN_SUM_SLICES) sum += partials[(long long)b * cols + c];
+    slices[threadIdx.y][threadIdx.x] = sum;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < cols) {
+        float total = 0.0f;
+        for (int s = 0; s < COLUMN_SUM_SLICES; s++) total += slices[s][threadIdx.x];
+        out[c] = from_float<T>(total);
     }
 }
 
