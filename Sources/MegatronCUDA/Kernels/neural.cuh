@@ -98,6 +98,7 @@ __device__ __forceinline__ void map_binary(T *out, const T *a, const T *b, long 
 struct MaxSum { float max, sum; };
 
 __device__ __forceinline__ MaxSum max_sum_add(MaxSum a, float x) {
+    if (x == NEG_INFINITY) return a;   // a masked entry adds nothing (and must not make exp(-inf + inf))
     if (x > a.max) return MaxSum{x, a.sum * __expf(a.max - x) + 1.0f};
     return MaxSum{a.max, a.sum + __expf(x - a.max)};
 }
