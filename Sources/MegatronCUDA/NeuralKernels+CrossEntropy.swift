@@ -15,7 +15,7 @@ extension NeuralKernels {
         try Self.requirePointers(kernel, ["loss": loss, "logSumExp": logSumExp, "logits": logits, "labels": labels])
         let vectorized = Self.vectorizable(columns: vocabulary, logits)
         try launch("cross_entropy.cu", kernel, grid: .init(rowBlocks(rows)),
-                   block: Self.rowBlock(columns: vocabulary, vectorized: vectorized), stream: stream,
+                   block: rowBlock(columns: vocabulary, vectorized: vectorized), stream: stream,
                    [.pointer(loss), .pointer(logSumExp), .pointer(logits), .pointer(labels), .int64(Int64(rows)),
                     .int32(Int32(vocabulary)), .int64(Int64(ignoreIndex)), .float32(labelSmoothing), .int32(vectorized ? 1 : 0)])
     }
@@ -33,7 +33,7 @@ extension NeuralKernels {
         try Self.require(gradientStride >= 0, "\(kernel): gradientStride \(gradientStride) is negative")
         let vectorized = Self.vectorizable(columns: vocabulary, dlogits, logits)
         try launch("cross_entropy.cu", kernel, grid: .init(rowBlocks(rows)),
-                   block: Self.rowBlock(columns: vocabulary, vectorized: vectorized), stream: stream,
+                   block: rowBlock(columns: vocabulary, vectorized: vectorized), stream: stream,
                    [.pointer(dlogits), .pointer(gradient), .int64(Int64(gradientStride)), .pointer(logits), .pointer(logSumExp),
                     .pointer(labels), .int64(Int64(rows)), .int32(Int32(vocabulary)), .int64(Int64(ignoreIndex)),
                     .float32(labelSmoothing), .int32(vectorized ? 1 : 0)])

@@ -11,8 +11,8 @@ extension NeuralKernels {
         let kernel = "layer_norm_forward_" + type.rawValue
         try Self.requireShape(kernel, rows: rows, columns: columns)
         try Self.requirePointers(kernel, ["y": y, "mean": mean, "rstd": rstd, "input": input, "weight": weight])
-        let vectorized = Self.vectorizable(columns: columns, y, input, weight)
-        try launch("norm.cu", kernel, grid: .init(rowBlocks(rows)), block: Self.rowBlock(columns: columns, vectorized: vectorized),
+        let vectorized = Self.vectorizable(columns: columns, y, input, weight, bias)
+        try launch("norm.cu", kernel, grid: .init(rowBlocks(rows)), block: rowBlock(columns: columns, vectorized: vectorized),
                    stream: stream, [.pointer(y), .pointer(mean), .pointer(rstd), .pointer(input), .pointer(weight), .pointer(bias),
                                     .int64(Int64(rows)), .int32(Int32(columns)), .float32(epsilon), .int32(vectorized ? 1 : 0)])
     }
@@ -24,7 +24,7 @@ extension NeuralKernels {
         try Self.requireShape(kernel, rows: rows, columns: columns)
         try Self.requirePointers(kernel, ["y": y, "rstd": rstd, "input": input, "weight": weight])
         let vectorized = Self.vectorizable(columns: columns, y, input, weight)
-        try launch("norm.cu", kernel, grid: .init(rowBlocks(rows)), block: Self.rowBlock(columns: columns, vectorized: vectorized),
+        try launch("norm.cu", kernel, grid: .init(rowBlocks(rows)), block: rowBlock(columns: columns, vectorized: vectorized),
                    stream: stream, [.pointer(y), .pointer(rstd), .pointer(input), .pointer(weight), .int64(Int64(rows)),
                                     .int32(Int32(columns)), .float32(epsilon), .int32(vectorized ? 1 : 0)])
     }
@@ -50,8 +50,8 @@ extension NeuralKernels {
         let blocks = try normBackwardPlan(kernel, rows: rows, columns: columns, withBias: withBias)
         let biasPartials = withBias ? scratch + UInt64(blocks * columns * 4) : 0
         let vectorized = Self.vectorizable(columns: columns, dx, gradient, input, weight)
-        try launch("norm.cu", kernel, grid: .init(blocks), block: Self.rowBlock(columns: columns, vectorized: vectorized),
-                   sharedMemoryBytes: columns * 4 * (withBias ? 2 : 1), stream: stream,
+        try launch("norm.cu", kernel, grid: .init(blocks),
+                   block: Self.rowBlock(columns: columns, vectorized: vectorized, limit: normBackwardThreads), sharedMemoryBytes: columns * 4 * (withBias ? 2 : 1), stream: stream,
                    [.pointer(dx), .pointer(scratch), .pointer(biasPartials), .pointer(gradient), .pointer(input), .pointer(weight),
                     .pointer(mean), .pointer(rstd), .int64(Int64(rows)), .int32(Int32(columns)), .int32(vectorized ? 1 : 0)])
         try columnSum(weightGradient, partials: scratch, blocks: blocks, columns: columns, type: type, stream: stream)
@@ -67,8 +67,8 @@ extension NeuralKernels {
                                           "weight": weight, "rstd": rstd, "scratch": scratch])
         let blocks = try normBackwardPlan(kernel, rows: rows, columns: columns, withBias: false)
         let vectorized = Self.vectorizable(columns: columns, dx, gradient, input, weight)
-        try launch("norm.cu", kernel, grid: .init(blocks), block: Self.rowBlock(columns: columns, vectorized: vectorized),
-                   sharedMemoryBytes: columns * 4, stream: stream,
+        try launch("norm.cu", kernel, grid: .init(blocks),
+                   block: Self.rowBlock(columns: columns, vectorized: vectorized, limit: normBackwardThreads), sharedMemoryBytes: columns * 4, stream: stream,
                    [.pointer(dx), .pointer(scratch), .pointer(gradient), .pointer(input), .pointer(weight), .pointer(rstd),
                     .int64(Int64(rows)), .int32(Int32(columns)), .int32(vectorized ? 1 : 0)])
         try columnSum(weightGradient, partials: scratch, blocks: blocks, columns: columns, type: type, stream: stream)

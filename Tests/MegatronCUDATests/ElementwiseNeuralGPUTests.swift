@@ -139,10 +139,12 @@ final class ElementwiseNeuralGPUTests: XCTestCase {
     static func activation(_ activation: Activation, _ x: Double) -> (value: Double, derivative: Double) {
         switch activation {
         case .geluTanh:
-            let k = (2 / Double.pi).squareRoot(), t = tanh(k * (x + 0.044715 * x * x * x))
-            return (0.5 * x * (1 + t), 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x))
+            // 0.5 (1 + tanh u) written as sigmoid(2u): no cancellation in the negative tail, even in float64.
+            let k = (2 / Double.pi).squareRoot(), u = k * (x + 0.044715 * x * x * x)
+            let s = 1 / (1 + exp(-2 * u))
+            return (x * s, s + x * 2 * s * (1 - s) * k * (1 + 3 * 0.044715 * x * x))
         case .geluErf:
-            let cdf = 0.5 * (1 + erf(x / 2.0.squareRoot())), pdf = exp(-0.5 * x * x) / (2 * Double.pi).squareRoot()
+            let cdf = 0.5 * erfc(-x / 2.0.squareRoot()), pdf = exp(-0.5 * x * x) / (2 * Double.pi).squareRoot()
             return (x * cdf, cdf + x * pdf)
         case .silu:
             let s = 1 / (1 + exp(-x))

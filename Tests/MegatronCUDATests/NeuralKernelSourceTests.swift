@@ -40,8 +40,10 @@ final class NeuralKernelSourceTests: XCTestCase {
         XCTAssertEqual(NeuralKernels.rowBlock(columns: 1, vectorized: false).x, 64)
         XCTAssertEqual(NeuralKernels.rowBlock(columns: 1000, vectorized: true).x, 128)     // 125 vectors -> 4 warps
         XCTAssertEqual(NeuralKernels.rowBlock(columns: 4096, vectorized: true).x, 512)
-        XCTAssertEqual(NeuralKernels.rowBlock(columns: 50304, vectorized: true).x, 512)
+        XCTAssertEqual(NeuralKernels.rowBlock(columns: 4096, vectorized: true, limit: 128).x, 128)
+        XCTAssertEqual(NeuralKernels.rowBlock(columns: 50304, vectorized: true, limit: 1000).x, 992)   // whole warps
         XCTAssertEqual(NeuralKernels.rowBlock(columns: 77, vectorized: false).x, 96)
+        XCTAssertEqual(NeuralKernels.rowBlock(columns: 77, vectorized: false, limit: 40).x, 64)       // at least 2 warps
     }
 
     func testVectorizationNeedsWholeVectorsAndAlignedPointers() {

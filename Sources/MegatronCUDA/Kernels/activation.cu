@@ -1,23 +1,29 @@
 // GeLU (tanh approximation and exact erf), SiLU and SwiGLU, forward and backward, computed in
 // fp32 with 16-byte loads and stores where the pointers allow (the host passes `vec`).
 
+// Both GeLUs write 0.5 (1 + f) in forms that keep their accuracy in the far negative tail,
+// where 1 + tanh or 1 + erf would cancel to 0 in fp32: 0.5 (1 + tanh u) = sigmoid(2u) and
+// 0.5 (1 + erf z) = 0.5 erfc(-z).
 struct GeluTanh {
-    static __device__ __forceinline__ float forward(float x) {
+    static __device__ __forceinline__ float inner(float x) {
         const float k = 0.7978845608028654f;   // sqrt(2 / pi)
-        return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+        return k * (x + 0.044715f * x * x * x);
     }
+    static __device__ __forceinline__ float forward(float x) { return x / (1.0f + expf(-2.0f * inner(x))); }
+    // d/dx [x s(2u)] = s + x * 2 s (1 - s) * u',  u' = k (1 + 3 * 0.044715 x^2)
     static __device__ __forceinline__ float derivative(float x) {
         const float k = 0.7978845608028654f;
-        const float t = tanhf(k * (x + 0.044715f * x * x * x));
-        return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * 0.044715f * x * x);
+        const float s = 1.0f / (1.0f + expf(-2.0f * inner(x)));
+        return s + x * 2.0f * s * (1.0f - s) * k * (1.0f + 3.0f * 0.044715f * x * x);
     }
 };
 
 struct GeluErf {
-    static __device__ __forceinline__ float forward(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
+    static __device__ __forceinline__ float cdf(float x) { return 0.5f * erfcf(-x * 0.7071067811865476f); }
+    static __device__ __forceinline__ float forward(float x) { return x * cdf(x); }
     static __device__ __forceinline__ float derivative(float x) {
         const float density = 0.3989422804014327f * expf(-0.5f * x * x);   // standard normal pdf
-        return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) + x * density;
+        return cdf(x) + x * density;
     }
 };
 

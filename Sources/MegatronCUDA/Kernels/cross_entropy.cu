@@ -19,10 +19,7 @@ __device__ void cross_entropy_forward(float *loss, float *lse_out, const T *logi
     for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
         const T *x = logits + row * vocab;
         CrossEntropyState state{{NEG_INFINITY, 0.0f}, 0.0f};
-        row_read(x, vocab, vectorized, [&](int, float v) {
-            state.softmax = max_sum_add(state.softmax, v);
-            state.sum += v;
-        });
+        state.softmax = row_max_sum(x, vocab, vectorized, state.sum);   // one pass over the row
         state = block_all_reduce(state, [](CrossEntropyState a, CrossEntropyState b) {
             return CrossEntropyState{max_sum_combine(a.softmax, b.softmax), a.sum + b.sum};
         });

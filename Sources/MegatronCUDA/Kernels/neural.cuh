@@ -103,6 +103,19 @@ __device__ __forceinline__ MaxSum max_sum_add(MaxSum a, float x) {
     return MaxSum{a.max, a.sum + __expf(x - a.max)};
 }
 
+// Adds eight values at once: one rescale of the running sum at most, then eight exponentials,
+// instead of a compare-and-branch per element.
+__device__ __forceinline__ MaxSum max_sum_add8(MaxSum a, const float (&v)[8]) {
+    float m = a.max;
+#pragma unroll
+    for (int k = 0; k < 8; k++) m = fmaxf(m, v[k]);
+    if (m == NEG_INFINITY) return a;
+    float sum = a.max == NEG_INFINITY ? 0.0f : a.sum * __expf(a.max - m);
+#pragma unroll
+    for (int k = 0; k < 8; k++) sum += __expf(v[k] - m);   // exp(-inf) = 0 for masked entries
+    return MaxSum{m, sum};
+}
+
 __device__ __forceinline__ MaxSum max_sum_combine(MaxSum a, MaxSum b) {
     const float m = fmaxf(a.max, b.max);
     if (m == NEG_INFINITY) return MaxSum{m, 0.0f};
@@ -181,6 +194,62 @@ template <class T, class F> __device__ __forceinline__ void row_map2(T *out, con
     } else {
         for (int c = threadIdx.x; c < cols; c += blockDim.x) out[c] = from_float<T>(f(c, to_float(a[c]), to_float(b[c])));
     }
+}
+
+// Three rows side by side, f(column, a, b, c); `c` may be null (reads as zeros), e.g. a bias.
+template <class T, class F> __device__ __forceinline__ void row_read3(const T *a, const T *b, const T *c3, int cols, int vectorized, F f) {
+    if (vectorized) {
+        for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) {
+            float x[8], y[8], z[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+            load8(a + c, x);
+            load8(b + c, y);
+            if (c3) load8(c3 + c, z);
+#pragma unroll
+            for (int k = 0; k < 8; k++) f(c + k, x[k], y[k], z[k]);
+        }
+    } else {
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) f(c, to_float(a[c]), to_float(b[c]), c3 ? to_float(c3[c]) : 0.0f);
+    }
+}
+
+// out[c] = f(column, a[c], b[c], c3[c]) over a row; `c3` may be null (reads as zeros).
+template <class T, class F> __device__ __forceinline__ void row_map3(T *out, const T *a, const T *b, const T *c3, int cols, int vectorized, F f) {
+    if (vectorized) {
+        for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) {
+            float x[8], y[8], z[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+            load8(a + c, x);
+            load8(b + c, y);
+            if (c3) load8(c3 + c, z);
+#pragma unroll
+            for (int k = 0; k < 8; k++) x[k] = f(c + k, x[k], y[k], z[k]);
+            store8(out + c, x);
+        }
+    } else {
+        for (int c = threadIdx.x; c < cols; c += blockDim.x)
+            out[c] = from_float<T>(f(c, to_float(a[c]), to_float(b[c]), c3 ? to_float(c3[c]) : 0.0f));
+    }
+}
+
+// The online-softmax state of this thread's share of a row (8 values at a time when
+// vectorized); also adds those values to `sum` in the same pass (cross-entropy's smoothing term).
+template <class T> __device__ __forceinline__ MaxSum row_max_sum(const T *x, int cols, int vectorized, float &sum) {
+    MaxSum state{NEG_INFINITY, 0.0f};
+    if (vectorized) {
+        for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) {
+            float v[8];
+            load8(x + c, v);
+            state = max_sum_add8(state, v);
+#pragma unroll
+            for (int k = 0; k < 8; k++) sum += v[k];
+        }
+    } else {
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+            const float v = to_float(x[c]);
+            state = max_sum_add(state, v);
+            sum += v;
+        }
+    }
+    return state;
 }
 
 // Instantiates MACRO(suffix, type) for each activation storage type.

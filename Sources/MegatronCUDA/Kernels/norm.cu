@@ -25,10 +25,8 @@ __device__ void norm_forward(T *y, float *mean_out, float *rstd_out, const T *x,
             rstd_out[row] = rstd;
             if (!RMS && mean_out) mean_out[row] = mean;
         }
-        row_map2(y + row * cols, xr, weight, cols, vectorized, [&](int c, float v, float w) {
-            const float out = (v - mean) * rstd * w;
-            return (!RMS && bias) ? out + to_float(bias[c]) : out;
-        });
+        row_map3(y + row * cols, xr, weight, RMS ? nullptr : bias, cols, vectorized,
+                 [&](int, float v, float w, float b) { return (v - mean) * rstd * w + b; });
     }
 }
 
@@ -52,8 +50,8 @@ __device__ void norm_backward(T *dx, float *weight_partials, float *bias_partial
         const T *g = grad + row * cols, *xr = x + row * cols;
         const float mean = RMS ? 0.0f : mean_in[row], rstd = rstd_in[row];
         float2 sums = make_float2(0.0f, 0.0f);   // (sum gw, sum gw * xhat)
-        row_read2(g, xr, cols, vectorized, [&](int c, float gv, float xv) {
-            const float gw = gv * to_float(weight[c]), xhat = (xv - mean) * rstd;
+        row_read3(g, xr, weight, cols, vectorized, [&](int c, float gv, float xv, float w) {
+            const float gw = gv * w, xhat = (xv - mean) * rstd;
             sums.x += gw;
             sums.y += gw * xhat;
             dw[slot(c)] += gv * xhat;
@@ -61,9 +59,9 @@ __device__ void norm_backward(T *dx, float *weight_partials, float *bias_partial
         });
         sums = block_all_reduce(sums, Add2());
         const float mean_gw = RMS ? 0.0f : sums.x / cols, mean_gw_xhat = sums.y / cols;
-        row_map2(dx + row * cols, g, xr, cols, vectorized, [&](int c, float gv, float xv) {
+        row_map3(dx + row * cols, g, xr, weight, cols, vectorized, [&](int, float gv, float xv, float w) {
             const float xhat = (xv - mean) * rstd;
-            return rstd * (gv * to_float(weight[c]) - mean_gw - xhat * mean_gw_xhat);
+            return rstd * (gv * w - mean_gw - xhat * mean_gw_xhat);
         });
     }
     row_read(weight, cols, vectorized, [&](int c, float) {

@@ -7,8 +7,8 @@ template <class T, bool LOG>
 __device__ void softmax_forward(T *out, const T *in, long long rows, int cols, int vectorized) {
     for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
         const T *x = in + row * cols;
-        MaxSum state{NEG_INFINITY, 0.0f};
-        row_read(x, cols, vectorized, [&](int, float v) { state = max_sum_add(state, v); });
+        float unused_sum = 0.0f;
+        MaxSum state = row_max_sum(x, cols, vectorized, unused_sum);
         state = block_all_reduce(state, [](MaxSum a, MaxSum b) { return max_sum_combine(a, b); });
         const float max = state.max, log_sum = logf(state.sum), inverse_sum = 1.0f / state.sum;
         row_map2(out + row * cols, x, x, cols, vectorized, [&](int, float v, float) {

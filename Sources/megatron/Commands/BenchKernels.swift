@@ -16,6 +16,8 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Size of each kernel's main tensor in MiB (at least 64).") var megabytes = 256
     @Option(help: "Row width (hidden size) of the norm and softmax cases.") var columns = 4096
     @Option(help: "Vocabulary of the cross-entropy case.") var vocab = 50304
+    @Option(help: "Comma-separated thread counts per row block to compare for the row kernels (norms, softmax, cross-entropy); default: the library's.")
+    var rowThreads: String?
     @Option(help: "Untimed warm-up per kernel, in milliseconds.") var warmupMs = 100.0
     @Option(help: "Length of each timed trial, in milliseconds (at least 5 runs).") var trialMs = 20.0
     @Option(help: "Timed trials per kernel; the median is reported.") var trials = 5
@@ -37,7 +39,26 @@ struct BenchKernels: ParsableCommand {
         let copy = try bench.copy(bytes: size)
         print(String(format: "device-to-device copy of %d MiB: %.3f ms, %.0f GB/s (read + write)", megabytes, copy.ms, copy.gbPerSecond))
         print("kernel                      shape                 ms      GB/s   of copy")
-        for result in try bench.cases(bytes: size, columns: columns, vocab: vocab) {
+        let threadCounts = try rowThreads.map { list in
+            try list.split(separator: ",").map { item -> Int in
+                guard let value = Int(item), value >= 32, value <= 1024 else {
+                    throw ValidationError("--row-threads takes thread counts in 32...1024, got '\(item)'")
+                }
+                return value
+            }
+        } ?? [bench.nn.rowThreads]
+        var results: [KernelBenchResult] = []
+        for threads in threadCounts {
+            bench.nn.rowThreads = threads
+            bench.nn.normBackwardThreads = threads
+            results += try bench.rowCases(bytes: size, columns: columns, vocab: vocab).map {
+                var result = $0
+                if threadCounts.count > 1 { result.name += " t\(threads)" }
+                return result
+            }
+        }
+        results += try bench.elementwiseCases(bytes: size, columns: columns)
+        for result in results {
             print(result.name.padding(toLength: 27, withPad: " ", startingAt: 0) + " "
                   + result.shape.padding(toLength: 18, withPad: " ", startingAt: 0)
                   + String(format: " %8.3f %8.0f %8.1f%%", result.ms, result.gbPerSecond, 100 * result.gbPerSecond / copy.gbPerSecond))
@@ -82,14 +103,14 @@ final class KernelBench {
         }
     }
 
-    /// Every case with its main tensor about `bytes` large.
-    func cases(bytes: Int, columns: Int, vocab: Int) throws -> [KernelBenchResult] {
+    /// The row kernels (norms, softmax, cross-entropy), main tensors about `bytes` large.
+    func rowCases(bytes: Int, columns: Int, vocab: Int) throws -> [KernelBenchResult] {
         var results: [KernelBenchResult] = []
         let bf16 = KernelElementType.bfloat16
         let rows = bytes / (columns * 2), n = rows * columns   // bf16 [rows, columns]
         let shape = "[\(rows), \(columns)]"
         let s = n * 2
-        do {   // layer norm and RMS norm, bf16
+        do {   // layer norm, RMS norm and softmax, bf16
             let x = try buffer(n, bf16), y = try buffer(n, bf16), g = try buffer(n, bf16), dx = try buffer(n, bf16)
             let w = try buffer(columns, bf16), b = try buffer(columns, bf16), dw = try buffer(columns, bf16), db = try buffer(columns, bf16)
             let mean = try buffer(rows, .float32), rstd = try buffer(rows, .float32)
@@ -120,6 +141,36 @@ final class KernelBench {
                 try nn.softmaxBackward(dx.address, gradient: g.address, output: y.address, rows: rows, columns: columns,
                                        type: bf16, stream: stream)
             })
+        }
+        do {   // fused cross-entropy on bf16 logits
+            let rows = max(1, bytes / (vocab * 2)), count = rows * vocab
+            let logits = try buffer(count, bf16), dlogits = try buffer(count, bf16)
+            let labels = try buffer(rows * 2, .float32)   // int64 labels: zeroed below, all class 0
+            let loss = try buffer(rows, .float32), lse = try buffer(rows, .float32), grad = try buffer(rows, .float32)
+            defer { free(logits, dlogits, labels, loss, lse, grad) }
+            try kernels.fill(labels.address, count: rows * 2, value: 0, type: .float32, stream: stream)
+            results.append(try measure("cross_entropy fwd bf16", "[\(rows), \(vocab)]", traffic: count * 2 + rows * 16) {
+                try nn.crossEntropyForward(loss: loss.address, logSumExp: lse.address, logits: logits.address, labels: labels.address,
+                                           rows: rows, vocabulary: vocab, labelSmoothing: 0.1, type: bf16, stream: stream)
+            })
+            results.append(try measure("cross_entropy bwd bf16", "[\(rows), \(vocab)]", traffic: count * 4 + rows * 16) {
+                try nn.crossEntropyBackward(dlogits.address, gradient: grad.address, logits: logits.address, logSumExp: lse.address,
+                                            labels: labels.address, rows: rows, vocabulary: vocab, labelSmoothing: 0.1, type: bf16,
+                                            stream: stream)
+            })
+        }
+        return results
+    }
+
+    /// The elementwise kernels (activations, dropout, casts) and AdamW, main tensors about `bytes` large.
+    func elementwiseCases(bytes: Int, columns: Int) throws -> [KernelBenchResult] {
+        var results: [KernelBenchResult] = []
+        let bf16 = KernelElementType.bfloat16
+        let rows = bytes / (columns * 2), n = rows * columns
+        let s = n * 2
+        do {   // activations and dropout, bf16
+            let x = try buffer(n, bf16), y = try buffer(n, bf16), g = try buffer(n, bf16), dx = try buffer(n, bf16)
+            defer { free(x, y, g, dx) }
             results.append(try measure("gelu_tanh fwd bf16", "[\(n)]", traffic: 2 * s) {
                 try nn.activationForward(.geluTanh, out: y.address, input: x.address, count: n, type: bf16, stream: stream)
             })
@@ -143,23 +194,6 @@ final class KernelBench {
             })
             results.append(try measure("cast bf16->f32", "[\(count)]", traffic: count * 6) {
                 try nn.cast(wide.address, to: .float32, input: narrow.address, from: bf16, count: count, stream: stream)
-            })
-        }
-        do {   // fused cross-entropy on bf16 logits
-            let rows = max(1, bytes / (vocab * 2)), count = rows * vocab
-            let logits = try buffer(count, bf16), dlogits = try buffer(count, bf16)
-            let labels = try buffer(rows * 2, .float32)   // int64 labels: zeroed below, all class 0
-            let loss = try buffer(rows, .float32), lse = try buffer(rows, .float32), grad = try buffer(rows, .float32)
-            defer { free(logits, dlogits, labels, loss, lse, grad) }
-            try kernels.fill(labels.address, count: rows * 2, value: 0, type: .float32, stream: stream)
-            results.append(try measure("cross_entropy fwd bf16", "[\(rows), \(vocab)]", traffic: count * 2 + rows * 16) {
-                try nn.crossEntropyForward(loss: loss.address, logSumExp: lse.address, logits: logits.address, labels: labels.address,
-                                           rows: rows, vocabulary: vocab, labelSmoothing: 0.1, type: bf16, stream: stream)
-            })
-            results.append(try measure("cross_entropy bwd bf16", "[\(rows), \(vocab)]", traffic: count * 4 + rows * 16) {
-                try nn.crossEntropyBackward(dlogits.address, gradient: grad.address, logits: logits.address, logSumExp: lse.address,
-                                            labels: labels.address, rows: rows, vocabulary: vocab, labelSmoothing: 0.1, type: bf16,
-                                            stream: stream)
             })
         }
         do {   // AdamW: fp32 params of `bytes`, fp32 grads and moments, bf16 copy, as 4 tensors in one launch
