@@ -33,7 +33,7 @@ extension NeuralKernels {
         try Self.require(gradientStride >= 0, "\(kernel): gradientStride \(gradientStride) is negative")
         let vectorized = Self.vectorizable(columns: vocabulary, dlogits, logits)
         try launch("cross_entropy.cu", kernel, grid: .init(rowBlocks(rows)),
-                   block: rowBlock(columns: vocabulary, vectorized: vectorized), stream: stream,
+                   block: rowBlock(columns: vocabulary, vectorized: vectorized, backward: true), stream: stream,
                    [.pointer(dlogits), .pointer(gradient), .int64(Int64(gradientStride)), .pointer(logits), .pointer(logSumExp),
                     .pointer(labels), .int64(Int64(rows)), .int32(Int32(vocabulary)), .int64(Int64(ignoreIndex)),
                     .float32(labelSmoothing), .int32(vectorized ? 1 : 0)])

@@ -24,7 +24,7 @@ extension NeuralKernels {
         try Self.requireShape(kernel, rows: rows, columns: columns)
         try Self.requirePointers(kernel, ["dx": dx, "gradient": gradient, "output": output])
         let vectorized = Self.vectorizable(columns: columns, dx, gradient, output)
-        try launch("softmax.cu", kernel, grid: .init(rowBlocks(rows)), block: rowBlock(columns: columns, vectorized: vectorized),
+        try launch("softmax.cu", kernel, grid: .init(rowBlocks(rows)), block: rowBlock(columns: columns, vectorized: vectorized, backward: true),
                    stream: stream, [.pointer(dx), .pointer(gradient), .pointer(output), .int64(Int64(rows)),
                                     .int32(Int32(columns)), .int32(vectorized ? 1 : 0)])
     }

@@ -19,11 +19,17 @@ public final class NeuralKernels {
     public let loadReport: KernelLoadReport
     private let modules: [String: CUDAModule]
 
-    /// Most threads a row kernel's block gets (softmax, norm forward, cross-entropy); fewer
-    /// threads per row mean more rows in flight per SM and cheaper block reductions.
-    /// 128 measured best on H100 for 4096-wide bf16 rows (`megatron bench kernels --row-threads`).
-    public var rowThreads = 128
-    /// Threads per block of the norm backward kernels (which also keep per-column sums in shared memory).
+    /// Most threads a row kernel's block gets (softmax forward, norm forward, cross-entropy
+    /// forward). On an H100 with [32768, 4096] bf16 rows (`megatron bench kernels --row-threads
+    /// 64,128,256,512`), 256 was fastest for these: 512 makes the block reductions long (16 warp
+    /// totals combined serially), 64 and 128 leave too few bytes in flight per row.
+    public var rowThreads = 256
+    /// Threads per block of the backward row kernels without an online-softmax reduction
+    /// (softmax and cross-entropy backward): 512 (one 16-byte vector per thread of a 4096-wide
+    /// bf16 row) measured 98% of copy bandwidth for softmax backward against 79% at 256.
+    public var rowBackwardThreads = 512
+    /// Threads per block of the norm backward kernels (which also keep per-column sums in
+    /// shared memory): 256 measured best of 64...512.
     public var normBackwardThreads = 256
 
     /// The kernel files, each compiled into its own module.
@@ -85,8 +91,8 @@ public final class NeuralKernels {
         return LaunchDimensions(min(max(64, limit / 32 * 32), max(64, (lanes + 31) / 32 * 32)))
     }
 
-    func rowBlock(columns: Int, vectorized: Bool) -> LaunchDimensions {
-        Self.rowBlock(columns: columns, vectorized: vectorized, limit: rowThreads)
+    func rowBlock(columns: Int, vectorized: Bool, backward: Bool = false) -> LaunchDimensions {
+        Self.rowBlock(columns: columns, vectorized: vectorized, limit: backward ? rowBackwardThreads : rowThreads)
     }
 
     /// Whether 16-byte vector access is possible: `columns` a multiple of 8 (so every row starts

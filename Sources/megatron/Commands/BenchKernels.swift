@@ -16,7 +16,7 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Size of each kernel's main tensor in MiB (at least 64).") var megabytes = 256
     @Option(help: "Row width (hidden size) of the norm and softmax cases.") var columns = 4096
     @Option(help: "Vocabulary of the cross-entropy case.") var vocab = 50304
-    @Option(help: "Comma-separated thread counts per row block to compare for the row kernels (norms, softmax, cross-entropy); default: the library's.")
+    @Option(help: "Comma-separated thread counts per row block to compare for all row kernels (norms, softmax, cross-entropy, forward and backward); default: the library's per-kernel choices.")
     var rowThreads: String?
     @Option(help: "Untimed warm-up per kernel, in milliseconds.") var warmupMs = 100.0
     @Option(help: "Length of each timed trial, in milliseconds (at least 5 runs).") var trialMs = 20.0
@@ -50,6 +50,7 @@ struct BenchKernels: ParsableCommand {
         var results: [KernelBenchResult] = []
         for threads in threadCounts {
             bench.nn.rowThreads = threads
+            bench.nn.rowBackwardThreads = threads
             bench.nn.normBackwardThreads = threads
             results += try bench.rowCases(bytes: size, columns: columns, vocab: vocab).map {
                 var result = $0
