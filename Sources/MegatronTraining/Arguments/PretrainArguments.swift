@@ -123,11 +123,11 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     /// The embedded default run: a small GPT for about a minute on the synthetic corpus.
     public static var embeddedDefault: PretrainArguments {
         var a = PretrainArguments()
-        a.trainIters = 300
+        a.trainIters = 200
         a.lr = 1e-3
         a.minLR = 1e-4
         a.lrDecayStyle = "cosine"
-        a.lrWarmupIters = 30
+        a.lrWarmupIters = 20
         a.hiddenDropout = 0
         a.attentionDropout = 0
         a.logInterval = 25
