@@ -51,16 +51,17 @@ public final class GPTModel: Module {
         return embedding + [("decoder", decoder)] + (outputLayer.map { [("output_layer", $0)] } ?? [])
     }
 
-    /// Logits `[batch, seq, vocab]` for integer `tokens [batch, seq]`.
-    public func callAsFunction(_ tokens: Tensor) -> Tensor {
-        let seq = tokens.size(1)
-        precondition(seq <= maxSequenceLength || positionEmbeddings == nil,
-                     "sequence length \(seq) exceeds max_position_embeddings \(maxSequenceLength)")
+    /// Logits `[batch, seq, vocab]` for integer `tokens [batch, seq]`. With a `cache` (inference), `tokens`
+    /// continue the cached sequence and the cache grows by them.
+    public func callAsFunction(_ tokens: Tensor, cache: KVCache? = nil) -> Tensor {
+        let seq = tokens.size(1), offset = cache?.length ?? 0
+        precondition(offset + seq <= maxSequenceLength || positionEmbeddings == nil,
+                     "sequence length \(offset + seq) exceeds max_position_embeddings \(maxSequenceLength)")
         var h = wordEmbeddings(tokens)
         if let positionEmbeddings {
-            h = h + positionEmbeddings(Tensor.arange(0, seq))
+            h = h + positionEmbeddings(Tensor.arange(offset, offset + seq))
         }
-        h = decoder(embeddingDropout(h))
+        h = decoder(embeddingDropout(h), cache: cache)
         return h.matmul((outputLayer?.weight ?? wordEmbeddings.weight).transpose(0, 1))
     }
 

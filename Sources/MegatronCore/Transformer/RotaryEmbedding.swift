@@ -13,18 +13,19 @@ public struct RotaryEmbedding {
         self.base = base
     }
 
-    /// cos and sin tables `[seq, rotaryDim]` for positions `0..<sequenceLength`.
-    func tables(sequenceLength: Int) -> (cos: Tensor, sin: Tensor) {
+    /// cos and sin tables `[seq, rotaryDim]` for positions `offset..<offset + sequenceLength`.
+    func tables(sequenceLength: Int, offset: Int = 0) -> (cos: Tensor, sin: Tensor) {
         let half = rotaryDim / 2
         var cosValues = [Float](repeating: 0, count: sequenceLength * rotaryDim)
         var sinValues = cosValues
-        for pos in 0..<sequenceLength {
+        for row in 0..<sequenceLength {
+            let pos = row + offset
             for i in 0..<half {
                 let inverseFrequency = 1 / Foundation.pow(Double(base), Double(2 * i) / Double(rotaryDim))
                 let angle = Double(pos) * Double(Float(inverseFrequency))
                 for j in [i, i + half] {
-                    cosValues[pos * rotaryDim + j] = Float(Foundation.cos(angle))
-                    sinValues[pos * rotaryDim + j] = Float(Foundation.sin(angle))
+                    cosValues[row * rotaryDim + j] = Float(Foundation.cos(angle))
+                    sinValues[row * rotaryDim + j] = Float(Foundation.sin(angle))
                 }
             }
         }
@@ -32,10 +33,10 @@ public struct RotaryEmbedding {
                 Tensor(shape: [sequenceLength, rotaryDim], values: sinValues))
     }
 
-    /// Rotates `x [batch, heads, seq, headDim]`.
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    /// Rotates `x [batch, heads, seq, headDim]` whose first position is `offset`.
+    public func callAsFunction(_ x: Tensor, offset: Int = 0) -> Tensor {
         let seq = x.size(2), headDim = x.size(3)
-        let (cos, sin) = tables(sequenceLength: seq)
+        let (cos, sin) = tables(sequenceLength: seq, offset: offset)
         let rotated = x.narrow(3, start: 0, length: rotaryDim)
         let halves = rotated.chunk(2, dim: 3)
         let rotatedHalf = concat([-halves[1], halves[0]], dim: 3)

@@ -38,8 +38,9 @@ public final class SelfAttention: Module {
         return list
     }
 
-    /// `x [batch, seq, hidden] -> [batch, seq, hidden]`.
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    /// `x [batch, seq, hidden] -> [batch, seq, hidden]`. With a `cache`, `x` continues the cached sequence:
+    /// its keys and values are appended and its queries attend to everything before them.
+    public func callAsFunction(_ x: Tensor, cache: KVCache.Layer? = nil) -> Tensor {
         let (b, s) = (x.size(0), x.size(1))
         let (groups, heads, d) = (config.numQueryGroups, config.numAttentionHeads, config.kvChannels)
         let perGroup = heads / groups
@@ -52,20 +53,24 @@ public final class SelfAttention: Module {
             q = qLayernorm(q)
             k = kLayernorm(k)
         }
+        let offset = cache?.length ?? 0
         if let rotary {
-            q = rotary(q.reshape([b, heads, s, d])).reshape([b, groups, perGroup, s, d])
-            k = rotary(k.reshape([b, groups, s, d])).reshape([b, groups, 1, s, d])
+            q = rotary(q.reshape([b, heads, s, d]), offset: offset).reshape([b, groups, perGroup, s, d])
+            k = rotary(k.reshape([b, groups, s, d]), offset: offset).reshape([b, groups, 1, s, d])
         }
-        let context = coreAttention(q: q, k: k, v: v)               // [b, g, perGroup, s, d]
+        var (keys, values) = (k, v)
+        if let cache { (keys, values) = cache.append(keys: k, values: v) }
+        let context = coreAttention(q: q, k: keys, v: values)       // [b, g, perGroup, s, d]
         let merged = context.reshape([b, heads, s, d]).permute([0, 2, 1, 3]).reshape([b, s, heads * d])
         return linearProj(merged)
     }
 
     /// softmax(q k^T / sqrt(d) + causal mask) v, with key/value heads broadcast over their query group.
+    /// The `s` queries are the last `s` of the `t` key positions (t > s when earlier keys are cached).
     func coreAttention(q: Tensor, k: Tensor, v: Tensor) -> Tensor {
-        let s = q.size(-2), d = q.size(-1)
+        let s = q.size(-2), t = k.size(-2), d = q.size(-1)
         let scores = q.matmul(k.transpose(-1, -2)) * (1 / Float(d).squareRoot())
-        let future = Tensor(shape: [s, s], ints: (0..<(s * s)).map { $0 % s > $0 / s ? 1 : 0 }, dtype: .bool)
+        let future = Tensor(shape: [s, t], ints: (0..<(s * t)).map { $0 % t > $0 / t + (t - s) ? 1 : 0 }, dtype: .bool)
         let probabilities = attentionDropout(Functional.softmax(scores.maskedFill(future, -.infinity)))
         return probabilities.matmul(v)
     }

@@ -22,8 +22,8 @@ public final class TransformerLayer: Module {
          ("pre_mlp_layernorm", preMLPLayernorm), ("mlp", mlp), ("hidden_dropout", hiddenDropout)]
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        let h = x + hiddenDropout(selfAttention(inputLayernorm(x)))
+    public func callAsFunction(_ x: Tensor, cache: KVCache.Layer? = nil) -> Tensor {
+        let h = x + hiddenDropout(selfAttention(inputLayernorm(x), cache: cache))
         return h + hiddenDropout(mlp(preMLPLayernorm(h)))
     }
 }
@@ -48,10 +48,12 @@ public final class TransformerBlock: Module {
         layers.enumerated().map { ("layers.\($0.offset)", $0.element) } + [("final_layernorm", finalLayernorm)]
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    public func callAsFunction(_ x: Tensor, cache: KVCache? = nil) -> Tensor {
         var h = x
         for (i, layer) in layers.enumerated() {
-            if recomputedLayers.contains(i) {
+            if let cache {
+                h = layer(h, cache: cache.layers[i])
+            } else if recomputedLayers.contains(i) {
                 h = checkpoint([h], generators: [dropoutGenerator]) { [layer($0[0])] }[0]
             } else {
                 h = layer(h)

@@ -189,7 +189,7 @@ public final class Pretrainer {
         let ids = model.generate(prompt: ByteTokens.encode(prompt), maxNewTokens: maxNewTokens,
                                  stopToken: ByteTokens.endOfDocument,
                                  options: SamplingOptions(temperature: 0.7, topK: 10, seed: UInt64(arguments.seed)))
-        return prompt + ByteTokens.decode(ids)
+        return prompt + ByteTokens.decode(ids.tokens)
     }
 }
 
