@@ -15,15 +15,18 @@ public enum Ops {
     }
 
     /// The CUDA device the op's tensors live on, or nil when all are on the CPU; tensors on different
-    /// devices stop the op with a message naming both.
+    /// devices stop the op with a message naming both. Elementwise ops pass `allowingCPUScalars`: a
+    /// rank-0 CPU tensor then joins a GPU operation as a scalar (PyTorch's rule, which lets
+    /// `x * Tensor(scalar: 2)` work for a GPU `x`).
     @inline(__always)
-    static func cudaDevice(_ tensors: Tensor?..., op: String) -> Device? {
-        cudaDevice(tensors.compactMap { $0 }, op: op)
+    static func cudaDevice(_ tensors: Tensor?..., op: String, allowingCPUScalars: Bool = false) -> Device? {
+        cudaDevice(tensors.compactMap { $0 }, op: op, allowingCPUScalars: allowingCPUScalars)
     }
 
-    static func cudaDevice(_ present: [Tensor], op: String) -> Device? {
+    static func cudaDevice(_ present: [Tensor], op: String, allowingCPUScalars: Bool = false) -> Device? {
         guard present.contains(where: { $0.device != .cpu }) else { return nil }
-        return CUDAOps.device(of: present, op: op)
+        let placed = allowingCPUScalars ? present.filter { !($0.device == .cpu && $0.rank == 0) } : present
+        return CUDAOps.device(of: placed, op: op)
     }
 
     /// Copies `source` into `destination` (same shape), converting dtype; `destination` may be any view.

@@ -77,9 +77,12 @@ final class GPUOpsTests: XCTestCase {
                 assertParity(Ops.compare(a.to(gpu), b.to(gpu), op), Ops.compare(a, b, op), "\(op) \(ta) \(tb)")
             }
         }
-        // Strided (transposed) operands and a scalar.
+        // Strided (transposed) operands and a scalar, on the GPU or a CPU scalar joining a GPU op.
         let a = randomTensor([6, 4], seed: 9), s = Tensor(scalar: 0.25)
         assertParity(Ops.binary(a.to(gpu).transposed(0, 1), s.to(gpu), .mul), Ops.binary(a.transposed(0, 1), s, .mul), "scalar")
+        let lifted = Ops.binary(s, a.to(gpu), .sub)
+        XCTAssertEqual(lifted.device, gpu)
+        assertParity(lifted, Ops.binary(s, a, .sub), "CPU scalar with a GPU tensor")
         let nan = Tensor(shape: [3], values: [.nan, 1, 2]), other = Tensor(shape: [3], values: [0, .nan, 5])
         assertParity(Ops.binary(nan.to(gpu), other.to(gpu), .maximum), Ops.binary(nan, other, .maximum), "NaN maximum")
         let condition = Ops.compare(randomTensor([4, 1], seed: 10), Tensor(scalar: 0), .greater)
@@ -241,18 +244,20 @@ final class GPUOpsTests: XCTestCase {
             for _ in 0..<runs { body() }
             try context.synchronize()
             let seconds = Date().timeIntervalSince(start) / Double(runs)
-            var line = String(format: "TIMING %@: %.3f ms", label, seconds * 1000)
+            var line = "TIMING \(label): " + String(format: "%.3f ms", seconds * 1000)
             if bytes > 0 { line += String(format: ", %.0f GB/s", bytes / seconds / 1e9) }
             if flops > 0 { line += String(format: ", %.1f TFLOP/s", flops / seconds / 1e12) }
             print(line)
         }
+        // Random data, not zeros: zeros can run faster than real data (METHOD.md).
         let n = 1 << 24
-        let a = Tensor(zeros: [n], dtype: .bfloat16, device: gpu), b = Tensor(zeros: [n], dtype: .bfloat16, device: gpu)
+        let a = randomTensor([n], dtype: .bfloat16, seed: 40).to(gpu), b = randomTensor([n], dtype: .bfloat16, seed: 41).to(gpu)
         try time("add bf16 16M contiguous", bytes: Double(n) * 6) { _ = Ops.binary(a, b, .add) }
         let m = a.reshaped([4096, 4096])
         try time("transpose copy bf16 4096^2", bytes: Double(n) * 4) { _ = m.transposed(0, 1).contiguous() }
+        try time("broadcast add bf16 4096^2 + row", bytes: Double(n) * 4) { _ = Ops.binary(m, b.narrowed(0, start: 0, length: 4096), .add) }
         try time("sum rows bf16 4096x4096", bytes: Double(n) * 2) { _ = Ops.reduce(m, dims: [1], .sum) }
-        let x = Ops.binary(Tensor(shape: [], values: [0.01]).to(gpu), m, .add).cast(to: .bfloat16)
+        let x = m
         try time("matmul bf16 4096^3", flops: 2 * pow(4096, 3)) { _ = Ops.matmul(x, x) }
         let xf = x.cast(to: .float32)
         try time("matmul fp32 4096^3", flops: 2 * pow(4096, 3)) { _ = Ops.matmul(xf, xf) }

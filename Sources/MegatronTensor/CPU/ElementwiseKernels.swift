@@ -99,7 +99,7 @@ extension Ops {
     public static func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp) -> Tensor {
         let outShape = Shape.broadcast(a.shape, b.shape)
         let dtype = resultType(a.dtype, b.dtype).isFloatingPoint ? resultType(a.dtype, b.dtype) : .float32
-        if cudaDevice(a, b, op: "\(op)") != nil { return CUDAOps.binary(a, b, op, dtype: dtype) }
+        if cudaDevice(a, b, op: "\(op)", allowingCPUScalars: true) != nil { return CUDAOps.binary(a, b, op, dtype: dtype) }
         let af = a.cast(to: .float32), bf = b.cast(to: .float32)
         if af.shape == bf.shape && af.isContiguous && bf.isContiguous {
             let pa = af.pointer(as: Float.self), pb = bf.pointer(as: Float.self)
@@ -114,7 +114,7 @@ extension Ops {
 
     /// `a op b` elementwise with broadcasting, as a bool tensor.
     public static func compare(_ a: Tensor, _ b: Tensor, _ op: CompareOp) -> Tensor {
-        if cudaDevice(a, b, op: "\(op)") != nil { return CUDAOps.compare(a, b, op) }
+        if cudaDevice(a, b, op: "\(op)", allowingCPUScalars: true) != nil { return CUDAOps.compare(a, b, op) }
         let outShape = Shape.broadcast(a.shape, b.shape)
         let values = Tensor.computed(shape: outShape) { out in
             zipBroadcast(a.cast(to: .float32), b.cast(to: .float32), outShape, out) { op.apply($0, $1) ? 1 : 0 }
@@ -149,7 +149,7 @@ extension Ops {
     public static func `where`(_ condition: Tensor, _ a: Tensor, _ b: Tensor) -> Tensor {
         let outShape = Shape.broadcast(condition.shape, Shape.broadcast(a.shape, b.shape))
         let dtype = resultType(a.dtype, b.dtype)
-        if cudaDevice(condition, a, b, op: "where") != nil { return CUDAOps.where(condition, a, b, dtype: dtype) }
+        if cudaDevice(condition, a, b, op: "where", allowingCPUScalars: true) != nil { return CUDAOps.where(condition, a, b, dtype: dtype) }
         let c = condition.cast(to: .float32).expanded(to: outShape).contiguous()
         let av = a.cast(to: .float32).expanded(to: outShape).contiguous()
         let bv = b.cast(to: .float32).expanded(to: outShape).contiguous()

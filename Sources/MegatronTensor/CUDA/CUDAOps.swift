@@ -13,6 +13,13 @@ enum CUDAOps {
         return device
     }
 
+    /// The device of an elementwise op, whose rank-0 CPU operands are scalars moved to it.
+    static func elementwiseDevice(_ tensors: inout [Tensor], op: String) -> Device {
+        let device = Ops.cudaDevice(tensors, op: op, allowingCPUScalars: true)!
+        for i in tensors.indices where tensors[i].device == .cpu { tensors[i] = tensors[i].to(device) }
+        return device
+    }
+
     static func launch(_ name: String, elements: Int, on device: Device, _ parameters: [TensorKernelParameter]) {
         let context = CUDAContext.of(device)
         cudaCheck(name) { try context.kernels.launch(name, elements: elements, stream: context.stream, parameters) }
@@ -24,7 +31,7 @@ enum CUDAOps {
     static func copy(_ source: Tensor, into destination: Tensor) {
         _ = device(of: [source, destination], op: "copy")
         launch("tensor_copy", elements: destination.count, on: destination.device,
-               [.tensor(destination.kernelArgument), .tensor(source.kernelArgument), .int64(Int64(destination.count))])
+               CollapsedLayout.arguments([destination, source]) + [.int64(Int64(destination.count))])
     }
 
     /// A contiguous copy of `x` as `dtype`.
@@ -37,29 +44,33 @@ enum CUDAOps {
     // MARK: - Elementwise
 
     static func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp, dtype: DType) -> Tensor {
-        let device = device(of: [a, b], op: "\(op)")
+        var operands = [a, b]
+        let device = elementwiseDevice(&operands, op: "\(op)")
+        let (a, b) = (operands[0], operands[1])
         let shape = Shape.broadcast(a.shape, b.shape)
         let out = Tensor.empty(shape, dtype: dtype, device: device)
         launch("tensor_binary", elements: out.count, on: device,
-               [.tensor(out.kernelArgument), .tensor(a.expanded(to: shape).kernelArgument),
-                .tensor(b.expanded(to: shape).kernelArgument), .int32(op.kernelCode), .int64(Int64(out.count))])
+               CollapsedLayout.arguments([out, a.expanded(to: shape), b.expanded(to: shape)])
+                   + [.int32(op.kernelCode), .int64(Int64(out.count))])
         return out
     }
 
     static func compare(_ a: Tensor, _ b: Tensor, _ op: CompareOp) -> Tensor {
-        let device = device(of: [a, b], op: "\(op)")
+        var operands = [a, b]
+        let device = elementwiseDevice(&operands, op: "\(op)")
+        let (a, b) = (operands[0], operands[1])
         let shape = Shape.broadcast(a.shape, b.shape)
         let out = Tensor.empty(shape, dtype: .bool, device: device)
         launch("tensor_compare", elements: out.count, on: device,
-               [.tensor(out.kernelArgument), .tensor(a.expanded(to: shape).kernelArgument),
-                .tensor(b.expanded(to: shape).kernelArgument), .int32(op.kernelCode), .int64(Int64(out.count))])
+               CollapsedLayout.arguments([out, a.expanded(to: shape), b.expanded(to: shape)])
+                   + [.int32(op.kernelCode), .int64(Int64(out.count))])
         return out
     }
 
     static func unary(_ x: Tensor, _ op: UnaryOp, dtype: DType) -> Tensor {
         let out = Tensor.empty(x.shape, dtype: dtype, device: x.device)
         launch("tensor_unary", elements: out.count, on: x.device,
-               [.tensor(out.kernelArgument), .tensor(x.kernelArgument), .int32(op.kernelCode), .int64(Int64(out.count))])
+               CollapsedLayout.arguments([out, x]) + [.int32(op.kernelCode), .int64(Int64(out.count))])
         return out
     }
 
@@ -67,19 +78,19 @@ enum CUDAOps {
         let device = device(of: [x, gradOutput], op: "\(op) backward")
         let out = Tensor.empty(x.shape, dtype: gradOutput.dtype, device: device)
         launch("tensor_unary_backward", elements: out.count, on: device,
-               [.tensor(out.kernelArgument), .tensor(x.kernelArgument), .tensor(gradOutput.kernelArgument),
-                .int32(op.kernelCode), .int64(Int64(out.count))])
+               CollapsedLayout.arguments([out, x, gradOutput]) + [.int32(op.kernelCode), .int64(Int64(out.count))])
         return out
     }
 
     static func `where`(_ condition: Tensor, _ a: Tensor, _ b: Tensor, dtype: DType) -> Tensor {
-        let device = device(of: [condition, a, b], op: "where")
+        var operands = [condition, a, b]
+        let device = elementwiseDevice(&operands, op: "where")
+        let (condition, a, b) = (operands[0], operands[1], operands[2])
         let shape = Shape.broadcast(condition.shape, Shape.broadcast(a.shape, b.shape))
         let out = Tensor.empty(shape, dtype: dtype, device: device)
         launch("tensor_where", elements: out.count, on: device,
-               [.tensor(out.kernelArgument), .tensor(condition.expanded(to: shape).kernelArgument),
-                .tensor(a.expanded(to: shape).kernelArgument), .tensor(b.expanded(to: shape).kernelArgument),
-                .int64(Int64(out.count))])
+               CollapsedLayout.arguments([out, condition.expanded(to: shape), a.expanded(to: shape), b.expanded(to: shape)])
+                   + [.int64(Int64(out.count))])
         return out
     }
 
