@@ -20,6 +20,9 @@ final class GPUOpsTests: XCTestCase {
         XCTAssertEqual(ints.to(gpu).ints(), [-3, 0, 7, 1 << 40, 9])
         XCTAssertEqual(Tensor(shape: [3], ints: [1, 0, 1], dtype: .bool).to(gpu).ints(), [1, 0, 1])
         XCTAssertEqual(Tensor(scalar: 2.5).to(gpu).item(), 2.5)
+        XCTAssertEqual(Tensor.full([2, 3], -1.5, dtype: .float16, device: gpu).floats(), [Float](repeating: -1.5, count: 6))
+        XCTAssertEqual(Tensor.ones([4], dtype: .int32, device: gpu).ints(), [1, 1, 1, 1])
+        XCTAssertEqual(Tensor.arange(2, 9, step: 3, device: gpu).ints(), [2, 5, 8])
         // A transposed GPU view reads back in its logical order.
         let m = Tensor(shape: [2, 3], values: [1, 2, 3, 4, 5, 6]).to(gpu)
         XCTAssertEqual(m.transposed(0, 1).floats(), [1, 4, 2, 5, 3, 6])
