@@ -22,7 +22,7 @@ public struct TensorKernelArgument {
     }
 
     /// The 144 bytes of `struct TensorArg { void *data; long long shape[8], strides[8]; int rank, dtype; }`.
-    func bytes() throws -> [UInt8] {
+    public func bytes() throws -> [UInt8] {
         guard shape.count <= Self.maxRank, shape.count == strides.count else {
             throw CUDAError.invalidArgument("tensor kernels take at most \(Self.maxRank) dimensions, got shape \(shape)")
         }
