@@ -59,12 +59,13 @@ public final class CUDAContext: @unchecked Sendable {
 
     /// The context of device `ordinal`, created on first use. Throws the CUDA layer's error (no
     /// driver, no such device, NVRTC missing, ...) naming what is missing; the first failure is kept.
-    public static func shared(ordinal: Int,
-                              environment: [String: String] = ProcessInfo.processInfo.environment) throws -> CUDAContext {
+    /// `environment` (default: the process's) is read only when the context is created; every op
+    /// looks its context up here, so the lookup must not copy the environment each time.
+    public static func shared(ordinal: Int, environment: [String: String]? = nil) throws -> CUDAContext {
         registry.lock.lock()
         defer { registry.lock.unlock() }
         if let existing = registry.contexts[ordinal] { return try existing.get() }
-        let made = Result { try CUDAContext(ordinal: ordinal, environment: environment) }
+        let made = Result { try CUDAContext(ordinal: ordinal, environment: environment ?? ProcessInfo.processInfo.environment) }
         registry.contexts[ordinal] = made
         return try made.get()
     }
