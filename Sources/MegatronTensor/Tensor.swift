@@ -48,10 +48,12 @@ public struct Tensor: @unchecked Sendable {
     /// The size of dimension `dim` (negative counts from the end).
     public func size(_ dim: Int) -> Int { shape[Shape.normalize(dim, rank: rank)] }
 
-    /// Pointer to element [0, 0, ...] typed as `T` (CPU only).
+    /// Pointer to element [0, 0, ...] typed as `T` (CPU only: a GPU tensor's memory is not host-addressable;
+    /// read it with `floats()` / `ints()` or move it with `to(.cpu)`).
     @inline(__always)
     public func pointer<T>(as type: T.Type) -> UnsafeMutablePointer<T> {
-        (storage.pointer + offset * dtype.byteSize).assumingMemoryBound(to: T.self)
+        precondition(storage.device == .cpu, "host pointer to a tensor on \(storage.device); use to(.cpu) first")
+        return (storage.pointer + offset * dtype.byteSize).assumingMemoryBound(to: T.self)
     }
 
     /// A tensor sharing this one's data with autograd bookkeeping dropped.
