@@ -164,6 +164,9 @@ enum CUDAOps {
         return out
     }
 
+    /// One thread per row making k passes over it: O(k * width) per row, which suits MoE routing (a
+    /// row per token over a few dozen experts) and small k; a vocabulary-wide top-k for sampling wants
+    /// a block-per-row selection kernel instead.
     static func topk(_ x: Tensor, k: Int, largest: Bool) -> (values: Tensor, indices: Tensor) {
         let width = x.shape.last!, rows = x.count / max(width, 1)
         let source = x.isContiguous ? x : x.contiguous()
