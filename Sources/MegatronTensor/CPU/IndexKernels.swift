@@ -138,7 +138,8 @@ extension Ops {
     public static func dropout(_ x: Tensor, p: Float, seed: UInt64, offset: UInt64) -> Tensor {
         precondition(p >= 0 && p < 1, "dropout probability \(p) outside [0, 1)")
         if let device = cudaDevice(x, op: "dropout") {
-            // CPU round trip until the fused CUDA dropout kernel is wired in; the same Philox draw either way.
+            if let y = CUDAFusedOps.dropout(x, p: p, seed: seed, offset: offset) { return y }
+            // Dtypes the fused kernel lacks: the CPU implementation on a host copy (the same Philox draw).
             return dropout(x.to(.cpu), p: p, seed: seed, offset: offset).to(device)
         }
         let scale = 1 / (1 - p)

@@ -4,7 +4,8 @@ extension Ops {
         -> (output: Tensor, mean: Tensor, rstd: Tensor)
     {
         if let device = cudaDevice(x, weight, bias, op: "layerNorm") {
-            // CPU round trip until the fused CUDA kernel is wired in (correct, not fast).
+            if let r = CUDAFusedOps.layerNorm(x, weight: weight, bias: bias, epsilon: epsilon) { return r }
+            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
             let r = layerNorm(x.to(.cpu), weight: weight?.to(.cpu), bias: bias?.to(.cpu), epsilon: epsilon)
             return (r.output.to(device), r.mean.to(device), r.rstd.to(device))
         }
@@ -41,7 +42,8 @@ extension Ops {
         -> (gradInput: Tensor, gradWeight: Tensor, gradBias: Tensor)
     {
         if let device = cudaDevice(gradOutput, x, mean, rstd, weight, op: "layerNormBackward") {
-            // CPU round trip until the fused CUDA kernel is wired in (correct, not fast).
+            if let r = CUDAFusedOps.layerNormBackward(gradOutput, x: x, mean: mean, rstd: rstd, weight: weight) { return r }
+            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
             let r = layerNormBackward(gradOutput.to(.cpu), x: x.to(.cpu), mean: mean.to(.cpu), rstd: rstd.to(.cpu),
                                       weight: weight?.to(.cpu))
             return (r.gradInput.to(device), r.gradWeight.to(device), r.gradBias.to(device))
@@ -52,7 +54,8 @@ extension Ops {
     /// RMS norm over the last dimension: `x / sqrt(mean(x^2) + eps) * weight`. Returns 1/rms per row too.
     public static func rmsNorm(_ x: Tensor, weight: Tensor?, epsilon: Float) -> (output: Tensor, rstd: Tensor) {
         if let device = cudaDevice(x, weight, op: "rmsNorm") {
-            // CPU round trip until the fused CUDA kernel is wired in (correct, not fast).
+            if let r = CUDAFusedOps.rmsNorm(x, weight: weight, epsilon: epsilon) { return r }
+            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
             let r = rmsNorm(x.to(.cpu), weight: weight?.to(.cpu), epsilon: epsilon)
             return (r.output.to(device), r.rstd.to(device))
         }
@@ -81,7 +84,8 @@ extension Ops {
         -> (gradInput: Tensor, gradWeight: Tensor)
     {
         if let device = cudaDevice(gradOutput, x, rstd, weight, op: "rmsNormBackward") {
-            // CPU round trip until the fused CUDA kernel is wired in (correct, not fast).
+            if let r = CUDAFusedOps.rmsNormBackward(gradOutput, x: x, rstd: rstd, weight: weight) { return r }
+            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
             let r = rmsNormBackward(gradOutput.to(.cpu), x: x.to(.cpu), rstd: rstd.to(.cpu), weight: weight?.to(.cpu))
             return (r.gradInput.to(device), r.gradWeight.to(device))
         }

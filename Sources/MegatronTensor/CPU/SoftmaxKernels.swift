@@ -4,7 +4,8 @@ extension Ops {
     /// Softmax along the last dimension (`log: true` gives log-softmax).
     public static func softmax(_ x: Tensor, log: Bool = false) -> Tensor {
         if let device = cudaDevice(x, op: "softmax") {
-            // CPU round trip until the fused CUDA kernel is wired in (correct, not fast).
+            if let y = CUDAFusedOps.softmax(x, log: log) { return y }
+            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
             return softmax(x.to(.cpu), log: log).to(device)
         }
         let width = x.shape.last ?? 1
@@ -22,7 +23,8 @@ extension Ops {
     /// Backward of softmax (`log: false`, `y` the softmax) or log-softmax (`log: true`, `y` the log-softmax).
     public static func softmaxBackward(_ y: Tensor, gradOutput: Tensor, log: Bool = false) -> Tensor {
         if let device = cudaDevice(y, gradOutput, op: "softmaxBackward") {
-            // CPU round trip until the fused CUDA kernel is wired in (correct, not fast).
+            if let dx = CUDAFusedOps.softmaxBackward(y, gradOutput: gradOutput, log: log) { return dx }
+            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
             return softmaxBackward(y.to(.cpu), gradOutput: gradOutput.to(.cpu), log: log).to(device)
         }
         let width = y.shape.last ?? 1
@@ -54,7 +56,10 @@ extension Ops {
     public static func crossEntropy(_ logits: Tensor, labels: Tensor, ignoreIndex: Int = -100,
                                     labelSmoothing: Float = 0) -> (loss: Tensor, logSumExp: Tensor) {
         if let device = cudaDevice(logits, labels, op: "crossEntropy") {
-            // CPU round trip until the fused CUDA kernel is wired in (correct, not fast).
+            if let r = CUDAFusedOps.crossEntropy(logits, labels: labels, ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing) {
+                return r
+            }
+            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
             let r = crossEntropy(logits.to(.cpu), labels: labels.to(.cpu), ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing)
             return (r.loss.to(device), r.logSumExp.to(device))
         }
@@ -91,7 +96,11 @@ extension Ops {
     public static func crossEntropyBackward(_ logits: Tensor, labels: Tensor, logSumExp: Tensor, gradLoss: Tensor,
                                             ignoreIndex: Int = -100, labelSmoothing: Float = 0) -> Tensor {
         if let device = cudaDevice(logits, labels, logSumExp, gradLoss, op: "crossEntropyBackward") {
-            // CPU round trip until the fused CUDA kernel is wired in (correct, not fast).
+            if let d = CUDAFusedOps.crossEntropyBackward(logits, labels: labels, logSumExp: logSumExp, gradLoss: gradLoss,
+                                                         ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing) {
+                return d
+            }
+            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
             return crossEntropyBackward(logits.to(.cpu), labels: labels.to(.cpu), logSumExp: logSumExp.to(.cpu),
                                         gradLoss: gradLoss.to(.cpu), ignoreIndex: ignoreIndex,
                                         labelSmoothing: labelSmoothing).to(device)

@@ -20,8 +20,9 @@ public final class CUDAContext: @unchecked Sendable {
     /// True when MEGATRON_DETERMINISTIC=1: kernels that have an order-dependent fast variant
     /// (atomic scatter-add) take their ordered, run-to-run identical one instead.
     public let deterministic: Bool
-    private let gemmLock = NSLock()
+    private let lazyLock = NSLock()
     private var gemmHandle: CublasLtGemm?
+    private var neuralKernels: NeuralKernels?
 
     init(ordinal: Int, environment: [String: String]) throws {
         device = try CUDADevice(ordinal: ordinal)
@@ -34,11 +35,21 @@ public final class CUDAContext: @unchecked Sendable {
 
     /// cuBLASLt, opened on the first matmul (a process that never multiplies needs no cuBLASLt).
     public func gemm() throws -> CublasLtGemm {
-        gemmLock.lock()
-        defer { gemmLock.unlock() }
+        lazyLock.lock()
+        defer { lazyLock.unlock() }
         if let gemmHandle { return gemmHandle }
         let made = try CublasLtGemm(device: device, allocator: allocator)
         gemmHandle = made
+        return made
+    }
+
+    /// The fused neural-network kernels (softmax, norms, cross-entropy, dropout), compiled on first use.
+    public func neural() throws -> NeuralKernels {
+        lazyLock.lock()
+        defer { lazyLock.unlock() }
+        if let neuralKernels { return neuralKernels }
+        let made = try NeuralKernels(device: device)
+        neuralKernels = made
         return made
     }
 
