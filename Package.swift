@@ -15,7 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
-        .target(name: "MegatronTensor"),
+        .target(name: "MegatronTensor", dependencies: ["MegatronCUDA"]),
         // CUDA: a C shim that dlopens the driver, NVRTC and cuBLASLt, and a raw-pointer layer over it.
         .target(name: "CCUDA"),
         .target(name: "MegatronCUDA", dependencies: ["CCUDA"], plugins: ["EmbedKernels"]),

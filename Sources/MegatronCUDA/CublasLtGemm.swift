@@ -1,7 +1,7 @@
 import CCUDA
 import Foundation
 
-/// GEMMs through cuBLASLt over raw device pointers: bf16/fp16 inputs, fp32 accumulation
+/// GEMMs through cuBLASLt over raw device pointers: bf16/fp16 (or fp32) inputs, fp32 accumulation
 /// (CUBLAS_COMPUTE_32F), fp32/bf16/fp16 outputs, row-major semantics, strided batches and fused
 /// bias/GELU epilogues. The algorithm for each distinct problem is chosen once by cuBLASLt's
 /// heuristic and cached with its descriptors; each stream gets a 32 MiB workspace.

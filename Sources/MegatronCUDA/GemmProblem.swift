@@ -107,7 +107,8 @@ public struct GemmProblem: Hashable, Sendable {
     func validate() throws {
         func fail(_ message: String) -> CUDAError { .invalidArgument("GEMM \(m)x\(n)x\(k): \(message)") }
         guard m > 0, n > 0, k > 0, batchCount > 0 else { throw fail("sizes and batch count must be positive") }
-        guard inputType != .float32 else { throw fail("inputs must be bf16 or fp16 (fp32 accumulation)") }
+        // fp32 inputs run as a plain SGEMM (CUBLAS_COMPUTE_32F, no TF32), which cuBLASLt supports for fp32 output only.
+        guard inputType != .float32 || outputType == .float32 else { throw fail("fp32 inputs need an fp32 output") }
         guard effectiveLda >= storedA.cols else { throw fail("lda \(lda) < \(storedA.cols) columns of A") }
         guard effectiveLdb >= storedB.cols else { throw fail("ldb \(ldb) < \(storedB.cols) columns of B") }
         guard effectiveLdd >= n else { throw fail("ldd \(ldd) < N = \(n)") }

@@ -1,8 +1,9 @@
 /// The raw (non-differentiable) operations on tensors.
 ///
 /// Every function takes and returns tensors; floating-point math runs in fp32 and results keep the input's
-/// floating dtype. MegatronAutograd builds the differentiable API on these. Today every op runs on the
-/// CPU; a device backend plugs in here by dispatching on `Tensor.device`.
+/// floating dtype. MegatronAutograd builds the differentiable API on these. Each op dispatches on
+/// `Tensor.device`: CPU tensors run the CPU kernels (the reference), `.cuda(i)` tensors enqueue
+/// CUDA kernels on that device's stream (CUDA/CUDAOps.swift). Inputs on different devices are an error.
 public enum Ops {
     /// The dtype of a result of mixing `a` and `b`: the wider float wins, then floats over ints.
     static func resultType(_ a: DType, _ b: DType) -> DType {
@@ -13,17 +14,25 @@ public enum Ops {
         return a == .int64 || b == .int64 ? .int64 : a
     }
 
-    /// Checks that a tensor lives where the kernels of this build can reach it.
+    /// The CUDA device the op's tensors live on, or nil when all are on the CPU; tensors on different
+    /// devices stop the op with a message naming both. Elementwise ops pass `allowingCPUScalars`: a
+    /// rank-0 CPU tensor then joins a GPU operation as a scalar (PyTorch's rule, which lets
+    /// `x * Tensor(scalar: 2)` work for a GPU `x`).
     @inline(__always)
-    static func requireCPU(_ tensors: Tensor..., op: String) {
-        for t in tensors where t.device != .cpu {
-            preconditionFailure("\(op): tensor on \(t.device) but this build runs \(op) on the CPU only")
-        }
+    static func cudaDevice(_ tensors: Tensor?..., op: String, allowingCPUScalars: Bool = false) -> Device? {
+        cudaDevice(tensors.compactMap { $0 }, op: op, allowingCPUScalars: allowingCPUScalars)
+    }
+
+    static func cudaDevice(_ present: [Tensor], op: String, allowingCPUScalars: Bool = false) -> Device? {
+        guard present.contains(where: { $0.device != .cpu }) else { return nil }
+        let placed = allowingCPUScalars ? present.filter { !($0.device == .cpu && $0.rank == 0) } : present
+        return CUDAOps.device(of: placed, op: op)
     }
 
     /// Copies `source` into `destination` (same shape), converting dtype; `destination` may be any view.
     public static func copy(_ source: Tensor, into destination: Tensor) {
         precondition(source.shape == destination.shape, "copy of shape \(source.shape) into \(destination.shape)")
+        if cudaDevice(source, destination, op: "copy") != nil { return CUDAOps.copy(source, into: destination) }
         let converted = source.cast(to: destination.dtype)
         StridedCopy.copy(from: converted, to: destination)
     }

@@ -28,12 +28,16 @@ public struct Tensor: @unchecked Sendable {
         self.dtype = dtype
     }
 
-    /// A new zero-filled contiguous tensor on `device`.
+    /// A new zero-filled contiguous tensor on `device`; `.cuda(i)` memory comes from that device's caching
+    /// allocator (and traps with a message naming what is missing when there is no GPU or driver).
     public init(zeros shape: [Int], dtype: DType = .float32, device: Device = .cpu) {
-        let count = Shape.elementCount(shape)
-        precondition(device == .cpu, "device \(device) has no allocator in this build")
-        self.init(storage: Storage(cpuByteCount: count * dtype.byteSize), shape: shape,
-                  strides: Shape.contiguousStrides(shape), dtype: dtype)
+        let bytes = Shape.elementCount(shape) * dtype.byteSize
+        let storage: Storage
+        switch device {
+        case .cpu: storage = Storage(cpuByteCount: bytes)
+        case .cuda(let ordinal): storage = Storage.cuda(byteCount: bytes, ordinal: ordinal, zeroed: true)
+        }
+        self.init(storage: storage, shape: shape, strides: Shape.contiguousStrides(shape), dtype: dtype)
     }
 
     public var rank: Int { shape.count }
@@ -44,10 +48,12 @@ public struct Tensor: @unchecked Sendable {
     /// The size of dimension `dim` (negative counts from the end).
     public func size(_ dim: Int) -> Int { shape[Shape.normalize(dim, rank: rank)] }
 
-    /// Pointer to element [0, 0, ...] typed as `T` (CPU only).
+    /// Pointer to element [0, 0, ...] typed as `T` (CPU only: a GPU tensor's memory is not host-addressable;
+    /// read it with `floats()` / `ints()` or move it with `to(.cpu)`).
     @inline(__always)
     public func pointer<T>(as type: T.Type) -> UnsafeMutablePointer<T> {
-        (storage.pointer + offset * dtype.byteSize).assumingMemoryBound(to: T.self)
+        precondition(storage.device == .cpu, "host pointer to a tensor on \(storage.device); use to(.cpu) first")
+        return (storage.pointer + offset * dtype.byteSize).assumingMemoryBound(to: T.self)
     }
 
     /// A tensor sharing this one's data with autograd bookkeeping dropped.

@@ -33,22 +33,24 @@ extension Tensor {
         self.init(shape: [], values: [scalar], dtype: dtype)
     }
 
-    public static func zeros(_ shape: [Int], dtype: DType = .float32) -> Tensor {
-        Tensor(zeros: shape, dtype: dtype)
+    public static func zeros(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu) -> Tensor {
+        Tensor(zeros: shape, dtype: dtype, device: device)
     }
 
-    public static func ones(_ shape: [Int], dtype: DType = .float32) -> Tensor {
-        full(shape, 1, dtype: dtype)
+    public static func ones(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu) -> Tensor {
+        full(shape, 1, dtype: dtype, device: device)
     }
 
-    public static func full(_ shape: [Int], _ value: Float, dtype: DType = .float32) -> Tensor {
-        computed(shape: shape, dtype: dtype) { $0.update(repeating: value) }
+    /// `value` everywhere; on a GPU one kernel broadcasts the scalar (no host buffer of `shape`).
+    public static func full(_ shape: [Int], _ value: Float, dtype: DType = .float32, device: Device = .cpu) -> Tensor {
+        if device != .cpu { return Tensor(scalar: value, dtype: dtype).to(device).expanded(to: shape).contiguous() }
+        return computed(shape: shape, dtype: dtype) { $0.update(repeating: value) }
     }
 
     /// `start, start + step, ...` below `end`.
-    public static func arange(_ start: Int, _ end: Int, step: Int = 1, dtype: DType = .int64) -> Tensor {
+    public static func arange(_ start: Int, _ end: Int, step: Int = 1, dtype: DType = .int64, device: Device = .cpu) -> Tensor {
         let values = Array(stride(from: start, to: end, by: step))
-        return Tensor(shape: [values.count], ints: values, dtype: dtype)
+        return Tensor(shape: [values.count], ints: values, dtype: dtype).to(device)
     }
 
     /// Uniform values in [low, high) from the generator's next draw.

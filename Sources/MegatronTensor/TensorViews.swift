@@ -79,6 +79,7 @@ extension Tensor {
     /// This tensor, or a row-major copy of it when its layout is not row-major.
     public func contiguous() -> Tensor {
         if isContiguous { return self }
+        if device != .cpu { return CUDAOps.contiguousCopy(self, dtype: dtype) }
         let out = Tensor(zeros: shape, dtype: dtype, device: device)
         StridedCopy.copy(from: self, to: out)
         return out

@@ -59,6 +59,7 @@ enum Conversion {
 extension Tensor {
     /// All elements in row-major order as Float (any dtype, any layout).
     public func floats() -> [Float] {
+        if device != .cpu { return to(.cpu).floats() }
         let c = contiguous()
         var out = [Float](repeating: 0, count: count)
         out.withUnsafeMutableBufferPointer { Conversion.toFloat(c.pointer(as: UInt8.self), dtype, $0.baseAddress!, count) }
@@ -67,6 +68,7 @@ extension Tensor {
 
     /// All elements in row-major order as Int (floats truncate toward zero).
     public func ints() -> [Int] {
+        if device != .cpu { return to(.cpu).ints() }
         let c = contiguous()
         return Conversion.toInt(c.pointer(as: UInt8.self), dtype, count)
     }
@@ -79,6 +81,7 @@ extension Tensor {
 
     /// Calls `body` with the elements as contiguous fp32, without a copy when the tensor already is one.
     public func withFloats<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        if device != .cpu { return try floats().withUnsafeBufferPointer(body) }
         if dtype == .float32 && isContiguous {
             return try body(UnsafeBufferPointer(start: pointer(as: Float.self), count: count))
         }
@@ -88,6 +91,7 @@ extension Tensor {
     /// A copy converted to `dtype`, rounding to nearest even. Returns `self` when the dtype already matches.
     public func cast(to target: DType) -> Tensor {
         if target == dtype { return self }
+        if device != .cpu { return CUDAOps.contiguousCopy(self, dtype: target) }
         let out = Tensor(zeros: shape, dtype: target, device: device)
         withFloats { Conversion.fromFloat($0.baseAddress!, out.storage.pointer, target, count) }
         return out

@@ -97,9 +97,9 @@ enum GELU {
 extension Ops {
     /// `a op b` with broadcasting.
     public static func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp) -> Tensor {
-        requireCPU(a, b, op: "\(op)")
         let outShape = Shape.broadcast(a.shape, b.shape)
         let dtype = resultType(a.dtype, b.dtype).isFloatingPoint ? resultType(a.dtype, b.dtype) : .float32
+        if cudaDevice(a, b, op: "\(op)", allowingCPUScalars: true) != nil { return CUDAOps.binary(a, b, op, dtype: dtype) }
         let af = a.cast(to: .float32), bf = b.cast(to: .float32)
         if af.shape == bf.shape && af.isContiguous && bf.isContiguous {
             let pa = af.pointer(as: Float.self), pb = bf.pointer(as: Float.self)
@@ -114,7 +114,7 @@ extension Ops {
 
     /// `a op b` elementwise with broadcasting, as a bool tensor.
     public static func compare(_ a: Tensor, _ b: Tensor, _ op: CompareOp) -> Tensor {
-        requireCPU(a, b, op: "\(op)")
+        if cudaDevice(a, b, op: "\(op)", allowingCPUScalars: true) != nil { return CUDAOps.compare(a, b, op) }
         let outShape = Shape.broadcast(a.shape, b.shape)
         let values = Tensor.computed(shape: outShape) { out in
             zipBroadcast(a.cast(to: .float32), b.cast(to: .float32), outShape, out) { op.apply($0, $1) ? 1 : 0 }
@@ -124,7 +124,7 @@ extension Ops {
 
     /// `f(x)` elementwise.
     public static func unary(_ x: Tensor, _ op: UnaryOp) -> Tensor {
-        requireCPU(x, op: "\(op)")
+        if cudaDevice(x, op: "\(op)") != nil { return CUDAOps.unary(x, op, dtype: x.dtype.isFloatingPoint ? x.dtype : .float32) }
         return x.withFloats { src in
             Tensor.computed(shape: x.shape, dtype: x.dtype.isFloatingPoint ? x.dtype : .float32) { out in
                 parallelChunks(out.count, grain: 8192) { r in for i in r { out[i] = op.apply(src[i]) } }
@@ -135,6 +135,7 @@ extension Ops {
     /// `gradOutput * f'(x)` elementwise: the backward of `unary(x, op)`.
     public static func unaryBackward(_ x: Tensor, gradOutput: Tensor, _ op: UnaryOp) -> Tensor {
         precondition(x.shape == gradOutput.shape, "unary backward shapes \(x.shape) and \(gradOutput.shape)")
+        if cudaDevice(x, gradOutput, op: "\(op) backward") != nil { return CUDAOps.unaryBackward(x, gradOutput: gradOutput, op) }
         return x.withFloats { src in
             gradOutput.withFloats { g in
                 Tensor.computed(shape: x.shape, dtype: gradOutput.dtype) { out in
@@ -148,6 +149,7 @@ extension Ops {
     public static func `where`(_ condition: Tensor, _ a: Tensor, _ b: Tensor) -> Tensor {
         let outShape = Shape.broadcast(condition.shape, Shape.broadcast(a.shape, b.shape))
         let dtype = resultType(a.dtype, b.dtype)
+        if cudaDevice(condition, a, b, op: "where", allowingCPUScalars: true) != nil { return CUDAOps.where(condition, a, b, dtype: dtype) }
         let c = condition.cast(to: .float32).expanded(to: outShape).contiguous()
         let av = a.cast(to: .float32).expanded(to: outShape).contiguous()
         let bv = b.cast(to: .float32).expanded(to: outShape).contiguous()

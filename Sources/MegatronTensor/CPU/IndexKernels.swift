@@ -1,8 +1,8 @@
 extension Ops {
     /// Rows of `weight [V, H]` picked by integer `ids [...]`: the result is `[..., H]`.
     public static func embedding(_ weight: Tensor, ids: Tensor) -> Tensor {
-        requireCPU(weight, ids, op: "embedding")
         precondition(weight.rank == 2, "embedding weight must be [vocab, hidden], got \(weight.shape)")
+        if cudaDevice(weight, ids, op: "embedding") != nil { return CUDAOps.embedding(weight, ids: ids) }
         let (v, h) = (weight.shape[0], weight.shape[1])
         let rows = ids.ints()
         return weight.withFloats { w in
@@ -20,6 +20,9 @@ extension Ops {
     /// in a fixed order, so the result is deterministic.
     public static func indexAdd(_ x: Tensor, dim: Int, index: Tensor, source: Tensor) -> Tensor {
         let d = Shape.normalize(dim, rank: x.rank)
+        precondition(index.rank == 1 && source.shape[d] == index.count,
+                     "index_add: index \(index.shape) and source \(source.shape) disagree along dimension \(dim)")
+        if cudaDevice(x, index, source, op: "indexAdd") != nil { return CUDAOps.indexAdd(x, dim: d, index: index, source: source) }
         let idx = index.ints()
         precondition(index.rank == 1 && source.shape[d] == idx.count,
                      "index_add: index \(index.shape) and source \(source.shape) disagree along dimension \(dim)")
@@ -45,6 +48,7 @@ extension Ops {
     /// `out[i][j]... = x[index[i][j]...]` along `dim` (`torch.gather`); `index` has `x`'s rank.
     public static func gather(_ x: Tensor, dim: Int, index: Tensor) -> Tensor {
         let d = Shape.normalize(dim, rank: x.rank)
+        if cudaDevice(x, index, op: "gather") != nil { return CUDAOps.gather(x, dim: d, index: index) }
         let xs = x.contiguous().floats(), idx = index.ints()
         let xStrides = Shape.contiguousStrides(x.shape), iStrides = Shape.contiguousStrides(index.shape)
         return Tensor.computed(shape: index.shape, dtype: x.dtype) { out in
@@ -63,6 +67,9 @@ extension Ops {
     /// `x` plus `source` scattered along `dim` at `index` (`torch.Tensor.scatter_add`).
     public static func scatterAdd(_ x: Tensor, dim: Int, index: Tensor, source: Tensor) -> Tensor {
         let d = Shape.normalize(dim, rank: x.rank)
+        if cudaDevice(x, index, source, op: "scatterAdd") != nil {
+            return CUDAOps.scatterAdd(x, dim: d, index: index, source: source)
+        }
         let idx = index.ints(), src = source.contiguous().floats()
         let xStrides = Shape.contiguousStrides(x.shape), iStrides = Shape.contiguousStrides(index.shape)
         let sStrides = Shape.contiguousStrides(source.shape)
@@ -91,7 +98,8 @@ extension Ops {
         var shape = first.shape
         shape[d] = tensors.map { $0.shape[d] }.reduce(0, +)
         let dtype = tensors.map(\.dtype).reduce(first.dtype, resultType)
-        let out = Tensor(zeros: shape, dtype: dtype)
+        let device = cudaDevice(tensors, op: "concat") ?? .cpu
+        let out = Tensor.empty(shape, dtype: dtype, device: device)
         var start = 0
         for t in tensors {
             precondition(t.rank == first.rank, "concat of ranks \(first.rank) and \(t.rank)")
@@ -105,6 +113,7 @@ extension Ops {
     public static func topk(_ x: Tensor, k: Int, largest: Bool = true) -> (values: Tensor, indices: Tensor) {
         let width = x.shape.last!, rows = x.count / width
         precondition(k >= 0 && k <= width, "topk k=\(k) out of range for size \(width)")
+        if cudaDevice(x, op: "topk") != nil { return CUDAOps.topk(x, k: k, largest: largest) }
         var indices = [Int](repeating: 0, count: rows * k)
         var values = [Float](repeating: 0, count: rows * k)
         x.withFloats { xs in
@@ -128,6 +137,11 @@ extension Ops {
     /// rest by `1 / (1 - p)`. The same draw applied to the output gradient is the backward pass.
     public static func dropout(_ x: Tensor, p: Float, seed: UInt64, offset: UInt64) -> Tensor {
         precondition(p >= 0 && p < 1, "dropout probability \(p) outside [0, 1)")
+        if let device = cudaDevice(x, op: "dropout") {
+            if let y = CUDAFusedOps.dropout(x, p: p, seed: seed, offset: offset) { return y }
+            // Dtypes the fused kernel lacks: the CPU implementation on a host copy (the same Philox draw).
+            return dropout(x.to(.cpu), p: p, seed: seed, offset: offset).to(device)
+        }
         let scale = 1 / (1 - p)
         var uniform = [Float](repeating: 0, count: x.count)
         uniform.withUnsafeMutableBufferPointer { Philox.fillUniform($0, seed: seed, offset: offset) }

@@ -3,7 +3,12 @@ extension Ops {
     public static func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Float)
         -> (output: Tensor, mean: Tensor, rstd: Tensor)
     {
-        requireCPU(x, op: "layerNorm")
+        if let device = cudaDevice(x, weight, bias, op: "layerNorm") {
+            if let r = CUDAFusedOps.layerNorm(x, weight: weight, bias: bias, epsilon: epsilon) { return r }
+            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
+            let r = layerNorm(x.to(.cpu), weight: weight?.to(.cpu), bias: bias?.to(.cpu), epsilon: epsilon)
+            return (r.output.to(device), r.mean.to(device), r.rstd.to(device))
+        }
         let width = x.shape.last!, rows = x.count / width
         var means = [Float](repeating: 0, count: rows), rstds = [Float](repeating: 0, count: rows)
         let w = weight?.floats(), b = bias?.floats()
@@ -36,12 +41,24 @@ extension Ops {
     public static func layerNormBackward(_ gradOutput: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor?)
         -> (gradInput: Tensor, gradWeight: Tensor, gradBias: Tensor)
     {
-        normBackward(gradOutput, x: x, mean: mean.floats(), rstd: rstd.floats(), weight: weight)
+        if let device = cudaDevice(gradOutput, x, mean, rstd, weight, op: "layerNormBackward") {
+            if let r = CUDAFusedOps.layerNormBackward(gradOutput, x: x, mean: mean, rstd: rstd, weight: weight) { return r }
+            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
+            let r = layerNormBackward(gradOutput.to(.cpu), x: x.to(.cpu), mean: mean.to(.cpu), rstd: rstd.to(.cpu),
+                                      weight: weight?.to(.cpu))
+            return (r.gradInput.to(device), r.gradWeight.to(device), r.gradBias.to(device))
+        }
+        return normBackward(gradOutput, x: x, mean: mean.floats(), rstd: rstd.floats(), weight: weight)
     }
 
     /// RMS norm over the last dimension: `x / sqrt(mean(x^2) + eps) * weight`. Returns 1/rms per row too.
     public static func rmsNorm(_ x: Tensor, weight: Tensor?, epsilon: Float) -> (output: Tensor, rstd: Tensor) {
-        requireCPU(x, op: "rmsNorm")
+        if let device = cudaDevice(x, weight, op: "rmsNorm") {
+            if let r = CUDAFusedOps.rmsNorm(x, weight: weight, epsilon: epsilon) { return r }
+            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
+            let r = rmsNorm(x.to(.cpu), weight: weight?.to(.cpu), epsilon: epsilon)
+            return (r.output.to(device), r.rstd.to(device))
+        }
         let width = x.shape.last!, rows = x.count / width
         var rstds = [Float](repeating: 0, count: rows)
         let w = weight?.floats()
@@ -66,6 +83,12 @@ extension Ops {
     public static func rmsNormBackward(_ gradOutput: Tensor, x: Tensor, rstd: Tensor, weight: Tensor?)
         -> (gradInput: Tensor, gradWeight: Tensor)
     {
+        if let device = cudaDevice(gradOutput, x, rstd, weight, op: "rmsNormBackward") {
+            if let r = CUDAFusedOps.rmsNormBackward(gradOutput, x: x, rstd: rstd, weight: weight) { return r }
+            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
+            let r = rmsNormBackward(gradOutput.to(.cpu), x: x.to(.cpu), rstd: rstd.to(.cpu), weight: weight?.to(.cpu))
+            return (r.gradInput.to(device), r.gradWeight.to(device))
+        }
         let rows = x.count / x.shape.last!
         let r = normBackward(gradOutput, x: x, mean: [Float](repeating: .nan, count: rows),
                              rstd: rstd.floats(), weight: weight)

@@ -7,6 +7,9 @@ extension Ops {
         let (moved, outShape, keptShape, width) = rowsOver(x, dims: dims)
         let rows = width == 0 ? Shape.elementCount(keptShape) : moved.count / width
         let dtype = x.dtype.isFloatingPoint ? x.dtype : (op == .mean ? .float32 : x.dtype)
+        if moved.device != .cpu {
+            return CUDAOps.reduceRows(moved, rows: rows, width: width, shape: keepDim ? keptShape : outShape, dtype: dtype, op)
+        }
         return moved.withFloats { src in
             Tensor.computed(shape: keepDim ? keptShape : outShape, dtype: dtype) { out in
                 parallelChunks(rows, grain: max(1, 16384 / max(width, 1))) { r in
@@ -20,6 +23,7 @@ extension Ops {
     public static func argmax(_ x: Tensor, dim: Int, keepDim: Bool = false) -> Tensor {
         let (moved, outShape, keptShape, width) = rowsOver(x, dims: [dim])
         let rows = moved.count / max(width, 1)
+        if moved.device != .cpu { return CUDAOps.argmaxRows(moved, rows: rows, width: width, shape: keepDim ? keptShape : outShape) }
         var result = [Int](repeating: 0, count: rows)
         moved.withFloats { src in
             for row in 0..<rows {

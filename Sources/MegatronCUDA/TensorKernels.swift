@@ -1,0 +1,130 @@
+import CCUDA
+import Foundation
+
+/// A tensor operand of the kernels in Kernels/tensor_ops.cu: device address of element [0, 0, ...],
+/// dtype code, and shape and strides (in elements) of up to `maxRank` dimensions. Passed to the
+/// kernel by value as `struct TensorArg`, so views are read and written in place.
+public struct TensorKernelArgument {
+    public static let maxRank = 8
+
+    /// Dtype codes shared with tensor_ops.cu (`enum DTypeCode`).
+    public enum DTypeCode: Int32 {
+        case float32 = 0, bfloat16 = 1, float16 = 2, int32 = 5, int64 = 6, bool = 7
+    }
+
+    public var address: UInt64
+    public var shape: [Int]
+    public var strides: [Int]
+    public var dtype: DTypeCode
+
+    public init(address: UInt64, shape: [Int], strides: [Int], dtype: DTypeCode) {
+        (self.address, self.shape, self.strides, self.dtype) = (address, shape, strides, dtype)
+    }
+
+    /// The 144 bytes of `struct TensorArg { void *data; long long shape[8], strides[8]; int rank, dtype; }`.
+    public func bytes() throws -> [UInt8] {
+        guard shape.count <= Self.maxRank, shape.count == strides.count else {
+            throw CUDAError.invalidArgument("tensor kernels take at most \(Self.maxRank) dimensions, got shape \(shape)")
+        }
+        var words: [Int64] = [Int64(bitPattern: address)]
+        words += (0..<Self.maxRank).map { $0 < shape.count ? Int64(shape[$0]) : 1 }
+        words += (0..<Self.maxRank).map { $0 < strides.count ? Int64(strides[$0]) : 0 }
+        var out = words.withUnsafeBytes { Array($0) }
+        withUnsafeBytes(of: Int32(shape.count)) { out += $0 }
+        withUnsafeBytes(of: dtype.rawValue) { out += $0 }
+        return out
+    }
+}
+
+/// One kernel parameter as the bytes the kernel's parameter list declares (a scalar, a pointer or
+/// a struct passed by value).
+public enum TensorKernelParameter {
+    case tensor(TensorKernelArgument)
+    case pointer(UInt64)
+    case int32(Int32)
+    case int64(Int64)
+
+    func bytes() throws -> [UInt8] {
+        switch self {
+        case .tensor(let t): return try t.bytes()
+        case .pointer(let v): return withUnsafeBytes(of: v) { Array($0) }
+        case .int32(let v): return withUnsafeBytes(of: v) { Array($0) }
+        case .int64(let v): return withUnsafeBytes(of: v) { Array($0) }
+        }
+    }
+}
+
+/// The kernels of Kernels/tensor_ops.cu compiled for one device, and a launcher that passes
+/// struct parameters by value (CUDAFunction.launch passes 8-byte scalars only).
+///
+///     let kernels = try TensorKernels(device: device)
+///     try kernels.launch("tensor_copy", elements: n, stream: stream,
+///                        [.tensor(out), .tensor(input), .int64(Int64(n))])
+public final class TensorKernels {
+    public let device: CUDADevice
+    public let fromCache: Bool
+    private let module: CUDAModule
+    private let lock = NSLock()
+    private var functions: [String: CUDAFunction] = [:]
+    public static let blockSize = 256
+
+    public init(device: CUDADevice, cache: KernelCache? = KernelCache.defaultCache()) throws {
+        let compiler = try KernelCompiler(architecture: device.properties.architecture, cache: cache)
+        let image = try compiler.compile(source: try CUDAKernels.source("tensor_ops.cu"), name: "tensor_ops.cu")
+        self.device = device
+        self.fromCache = image.fromCache
+        self.module = try CUDAModule(device: device, image: image)
+    }
+
+    /// A grid-stride launch of `name` over `elements` work items (threads), at most 32 blocks per SM.
+    public func launch(_ name: String, elements: Int, stream: CUDAStream, _ parameters: [TensorKernelParameter]) throws {
+        guard elements > 0 else { return }
+        let blocks = min((elements + Self.blockSize - 1) / Self.blockSize, 32 * device.properties.multiprocessorCount)
+        try launch(name, grid: blocks, block: Self.blockSize, stream: stream, parameters)
+    }
+
+    /// Enqueues `name` with explicit grid and block sizes.
+    public func launch(_ name: String, grid: Int, block: Int, stream: CUDAStream, _ parameters: [TensorKernelParameter]) throws {
+        let function = try self.function(name)
+        // The driver copies each parameter's bytes from its pointer; keep them in one block, each 8-byte aligned.
+        let buffers = try parameters.map { try $0.bytes() }
+        let offsets = buffers.reduce(into: [0]) { $0.append($0.last! + ($1.count + 7) / 8 * 8) }
+        let packed = UnsafeMutableRawPointer.allocate(byteCount: max(offsets.last!, 8), alignment: 16)
+        defer { packed.deallocate() }
+        for (buffer, offset) in zip(buffers, offsets) {
+            buffer.withUnsafeBytes { (packed + offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        }
+        var pointers: [UnsafeMutableRawPointer?] = offsets.dropLast().map { packed + $0 }
+        try device.makeCurrent()
+        let status = pointers.withUnsafeMutableBufferPointer {
+            device.driver.cuLaunchKernel(function.handle, UInt32(grid), 1, 1, UInt32(block), 1, 1, 0,
+                                         stream.handle, $0.baseAddress, nil)
+        }
+        try check(status, "cuLaunchKernel(\(name))")
+    }
+
+    private func function(_ name: String) throws -> CUDAFunction {
+        lock.lock()
+        defer { lock.unlock() }
+        if let cached = functions[name] { return cached }
+        let function = try module.function(named: name)
+        functions[name] = function
+        return function
+    }
+}
+
+extension CUDADevice {
+    /// Sets `bytes` bytes at `address` to zero, asynchronously on `stream`.
+    public func zero(_ address: UInt64, bytes: Int, stream: CUDAStream) throws {
+        guard bytes > 0 else { return }
+        try makeCurrent()
+        try check(driver.cuMemsetD8Async(address, 0, bytes, stream.handle), "cuMemsetD8Async(\(bytes) bytes)")
+    }
+
+    /// Copies `bytes` bytes between device addresses, asynchronously on `stream`.
+    public func copy(from source: UInt64, to destination: UInt64, bytes: Int, stream: CUDAStream) throws {
+        guard bytes > 0 else { return }
+        try makeCurrent()
+        try check(driver.cuMemcpyDtoDAsync(destination, source, bytes, stream.handle), "cuMemcpyDtoDAsync(\(bytes) bytes)")
+    }
+}

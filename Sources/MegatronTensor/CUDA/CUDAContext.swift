@@ -1,0 +1,119 @@
+import Foundation
+import MegatronCUDA
+
+/// Everything tensors on one GPU share: the device, its default stream (all ops on `.cuda(i)` are
+/// enqueued there, in program order, so no op needs to synchronize), the caching allocator their
+/// storage comes from, pinned staging for host copies, the compiled kernels and the GEMM handle.
+///
+/// Created on first use of `.cuda(i)`; ask for one explicitly to get a thrown error instead of a
+/// trap when there is no GPU:
+///
+///     let context = try CUDAContext.shared(ordinal: 0)      // or: try Device.localCUDA()
+///     let x = Tensor(shape: [2, 2], values: [1, 2, 3, 4]).to(.cuda(0))
+///     print(Ops.matmul(x, x).floats())                      // the only host sync: reading values
+public final class CUDAContext: @unchecked Sendable {
+    public let device: CUDADevice
+    public let stream: CUDAStream
+    public let allocator: CachingAllocator
+    public let staging: PinnedStaging
+    public let kernels: TensorKernels
+    /// True when MEGATRON_DETERMINISTIC=1: kernels that have an order-dependent fast variant
+    /// (atomic scatter-add) take their ordered, run-to-run identical one instead.
+    public let deterministic: Bool
+    private let lazyLock = NSLock()
+    private var gemmHandle: CublasLtGemm?
+    private var neuralKernels: NeuralKernels?
+
+    init(ordinal: Int, environment: [String: String]) throws {
+        device = try CUDADevice(ordinal: ordinal)
+        stream = try CUDAStream(device: device)
+        allocator = CachingAllocator(source: DriverMemorySource(device: device))
+        staging = PinnedStaging(device: device)
+        kernels = try TensorKernels(device: device)
+        deterministic = environment["MEGATRON_DETERMINISTIC"] == "1"
+    }
+
+    /// cuBLASLt, opened on the first matmul (a process that never multiplies needs no cuBLASLt).
+    public func gemm() throws -> CublasLtGemm {
+        lazyLock.lock()
+        defer { lazyLock.unlock() }
+        if let gemmHandle { return gemmHandle }
+        let made = try CublasLtGemm(device: device, allocator: allocator)
+        gemmHandle = made
+        return made
+    }
+
+    /// The fused neural-network kernels (softmax, norms, cross-entropy, dropout), compiled on first use.
+    public func neural() throws -> NeuralKernels {
+        lazyLock.lock()
+        defer { lazyLock.unlock() }
+        if let neuralKernels { return neuralKernels }
+        let made = try NeuralKernels(device: device)
+        neuralKernels = made
+        return made
+    }
+
+    /// Waits until every op enqueued on this device has finished (timing, tests).
+    public func synchronize() throws { try stream.synchronize() }
+
+    // One registry per process, because a device's context is a process-wide fact: every tensor on
+    // `.cuda(i)` must share one stream (ordering is what makes the eager ops correct without
+    // synchronization) and one allocator (a block freed by one tensor is reused by the next). A
+    // `Device` value is a plain enum that cannot carry the context, so the ops find it here. The
+    // registry only grows, each entry is made once under the lock, and nothing else is global.
+    private static let registry = Registry()
+
+    private final class Registry: @unchecked Sendable {
+        let lock = NSLock()
+        var contexts: [Int: Result<CUDAContext, Error>] = [:]
+    }
+
+    /// The context of device `ordinal`, created on first use. Throws the CUDA layer's error (no
+    /// driver, no such device, NVRTC missing, ...) naming what is missing; the first failure is kept.
+    /// `environment` (default: the process's) is read only when the context is created; every op
+    /// looks its context up here, so the lookup must not copy the environment each time.
+    public static func shared(ordinal: Int, environment: [String: String]? = nil) throws -> CUDAContext {
+        registry.lock.lock()
+        defer { registry.lock.unlock() }
+        if let existing = registry.contexts[ordinal] { return try existing.get() }
+        let made = Result { try CUDAContext(ordinal: ordinal, environment: environment ?? ProcessInfo.processInfo.environment) }
+        registry.contexts[ordinal] = made
+        return try made.get()
+    }
+
+    /// The context of `device`, trapping with the CUDA layer's message when it cannot be made;
+    /// the non-throwing tensor API (`Tensor(zeros:device:)`, ops) goes through here.
+    static func of(_ device: Device) -> CUDAContext {
+        guard case .cuda(let ordinal) = device else { preconditionFailure("\(device) is not a CUDA device") }
+        do {
+            return try shared(ordinal: ordinal)
+        } catch {
+            preconditionFailure("cannot use \(device): \(error)")
+        }
+    }
+
+    /// Whether a CUDA device with this ordinal can be used (driver, device, NVRTC all present).
+    public static func isAvailable(ordinal: Int = 0) -> Bool {
+        (try? shared(ordinal: ordinal)) != nil
+    }
+}
+
+extension Device {
+    /// The GPU this process should use: `.cuda(LOCAL_RANK)` (one process per GPU under torchrun-style
+    /// launchers), else `.cuda(0)`; its context is created here, so a missing GPU or driver throws.
+    public static func localCUDA(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Device {
+        let ordinal = try CUDADevice.ordinal(index: nil, environment: environment)
+        _ = try CUDAContext.shared(ordinal: ordinal, environment: environment)
+        return .cuda(ordinal)
+    }
+}
+
+/// Turns a CUDA-layer error inside a non-throwing op into a trap that names the op.
+@inline(__always)
+func cudaCheck<R>(_ op: @autoclosure () -> String, _ body: () throws -> R) -> R {
+    do {
+        return try body()
+    } catch {
+        preconditionFailure("\(op()) on CUDA failed: \(error)")
+    }
+}

@@ -1,0 +1,164 @@
+import MegatronCUDA
+
+/// The fused `Ops` (softmax, norms, cross-entropy, dropout) on CUDA tensors through MegatronCUDA's
+/// NeuralKernels. Each returns nil where those kernels do not apply (a dtype they lack, operands of
+/// different dtypes); `Ops` then runs the CPU implementation on host copies, which is correct but slow.
+enum CUDAFusedOps {
+    static func softmax(_ x: Tensor, log: Bool) -> Tensor? {
+        guard x.rank >= 1, x.count > 0, let type = x.dtype.kernelElementType else { return nil }
+        let width = x.shape[x.rank - 1]
+        let input = x.contiguous()
+        let out = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
+        run("softmax", on: x.device) { nn, stream in
+            try nn.softmaxForward(out.deviceAddress, input: input.deviceAddress, rows: x.count / width, columns: width,
+                                  log: log, type: type, stream: stream)
+        }
+        return out
+    }
+
+    static func softmaxBackward(_ y: Tensor, gradOutput: Tensor, log: Bool) -> Tensor? {
+        guard y.rank >= 1, y.count > 0, y.dtype == gradOutput.dtype, let type = y.dtype.kernelElementType else { return nil }
+        let width = y.shape[y.rank - 1]
+        let (output, gradient) = (y.contiguous(), gradOutput.contiguous())
+        let dx = Tensor.empty(y.shape, dtype: gradOutput.dtype, device: y.device)
+        run("softmaxBackward", on: y.device) { nn, stream in
+            try nn.softmaxBackward(dx.deviceAddress, gradient: gradient.deviceAddress, output: output.deviceAddress,
+                                   rows: y.count / width, columns: width, log: log, type: type, stream: stream)
+        }
+        return dx
+    }
+
+    static func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Float) -> (output: Tensor, mean: Tensor, rstd: Tensor)? {
+        guard let (type, width, rows) = rowShape(x, sameType: [weight, bias]) else { return nil }
+        let input = x.contiguous()
+        let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).contiguous()
+        let b = bias?.contiguous()
+        let y = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
+        let mean = Tensor.empty([rows], dtype: .float32, device: x.device)
+        let rstd = Tensor.empty([rows], dtype: .float32, device: x.device)
+        run("layerNorm", on: x.device) { nn, stream in
+            try nn.layerNormForward(y.deviceAddress, mean: mean.deviceAddress, rstd: rstd.deviceAddress, input: input.deviceAddress,
+                                    weight: w.deviceAddress, bias: b?.deviceAddress ?? 0, rows: rows, columns: width,
+                                    epsilon: epsilon, type: type, stream: stream)
+        }
+        return (y, mean, rstd)
+    }
+
+    static func layerNormBackward(_ gradOutput: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor?)
+        -> (gradInput: Tensor, gradWeight: Tensor, gradBias: Tensor)?
+    {
+        guard let (type, width, rows) = rowShape(x, sameType: [gradOutput, weight]) else { return nil }
+        let (input, gradient) = (x.contiguous(), gradOutput.contiguous())
+        let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).contiguous()
+        let (m, r) = (mean.cast(to: .float32).contiguous(), rstd.cast(to: .float32).contiguous())
+        let dx = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
+        let dw = Tensor.empty([width], dtype: x.dtype, device: x.device)
+        let db = Tensor.empty([width], dtype: x.dtype, device: x.device)
+        run("layerNormBackward", on: x.device) { nn, stream in
+            let scratch = Tensor.empty([nn.normBackwardScratchCount(rows: rows, columns: width, withBias: true)],
+                                       dtype: .float32, device: x.device)
+            try nn.layerNormBackward(dx.deviceAddress, weightGradient: dw.deviceAddress, biasGradient: db.deviceAddress,
+                                     gradient: gradient.deviceAddress, input: input.deviceAddress, weight: w.deviceAddress,
+                                     mean: m.deviceAddress, rstd: r.deviceAddress, rows: rows, columns: width,
+                                     scratch: scratch.deviceAddress, type: type, stream: stream)
+        }
+        return (dx, dw, db)
+    }
+
+    static func rmsNorm(_ x: Tensor, weight: Tensor?, epsilon: Float) -> (output: Tensor, rstd: Tensor)? {
+        guard let (type, width, rows) = rowShape(x, sameType: [weight]) else { return nil }
+        let input = x.contiguous()
+        let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).contiguous()
+        let y = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
+        let rstd = Tensor.empty([rows], dtype: .float32, device: x.device)
+        run("rmsNorm", on: x.device) { nn, stream in
+            try nn.rmsNormForward(y.deviceAddress, rstd: rstd.deviceAddress, input: input.deviceAddress, weight: w.deviceAddress,
+                                  rows: rows, columns: width, epsilon: epsilon, type: type, stream: stream)
+        }
+        return (y, rstd)
+    }
+
+    static func rmsNormBackward(_ gradOutput: Tensor, x: Tensor, rstd: Tensor, weight: Tensor?) -> (gradInput: Tensor, gradWeight: Tensor)? {
+        guard let (type, width, rows) = rowShape(x, sameType: [gradOutput, weight]) else { return nil }
+        let (input, gradient) = (x.contiguous(), gradOutput.contiguous())
+        let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).contiguous()
+        let r = rstd.cast(to: .float32).contiguous()
+        let dx = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
+        let dw = Tensor.empty([width], dtype: x.dtype, device: x.device)
+        run("rmsNormBackward", on: x.device) { nn, stream in
+            let scratch = Tensor.empty([nn.normBackwardScratchCount(rows: rows, columns: width, withBias: false)],
+                                       dtype: .float32, device: x.device)
+            try nn.rmsNormBackward(dx.deviceAddress, weightGradient: dw.deviceAddress, gradient: gradient.deviceAddress,
+                                   input: input.deviceAddress, weight: w.deviceAddress, rstd: r.deviceAddress, rows: rows,
+                                   columns: width, scratch: scratch.deviceAddress, type: type, stream: stream)
+        }
+        return (dx, dw)
+    }
+
+    static func crossEntropy(_ logits: Tensor, labels: Tensor, ignoreIndex: Int, labelSmoothing: Float) -> (loss: Tensor, logSumExp: Tensor)? {
+        guard logits.rank == 2, logits.count > 0, let type = logits.dtype.kernelElementType else { return nil }
+        let (rows, vocabulary) = (logits.shape[0], logits.shape[1])
+        let (input, ids) = (logits.contiguous(), labels.cast(to: .int64).contiguous())
+        let loss = Tensor.empty([rows], dtype: .float32, device: logits.device)
+        let lse = Tensor.empty([rows], dtype: .float32, device: logits.device)
+        run("crossEntropy", on: logits.device) { nn, stream in
+            try nn.crossEntropyForward(loss: loss.deviceAddress, logSumExp: lse.deviceAddress, logits: input.deviceAddress,
+                                       labels: ids.deviceAddress, rows: rows, vocabulary: vocabulary, ignoreIndex: ignoreIndex,
+                                       labelSmoothing: labelSmoothing, type: type, stream: stream)
+        }
+        return (loss, lse)
+    }
+
+    static func crossEntropyBackward(_ logits: Tensor, labels: Tensor, logSumExp: Tensor, gradLoss: Tensor,
+                                     ignoreIndex: Int, labelSmoothing: Float) -> Tensor? {
+        guard logits.rank == 2, logits.count > 0, let type = logits.dtype.kernelElementType else { return nil }
+        let (rows, vocabulary) = (logits.shape[0], logits.shape[1])
+        let (input, ids) = (logits.contiguous(), labels.cast(to: .int64).contiguous())
+        let (lse, g) = (logSumExp.cast(to: .float32).contiguous(), gradLoss.cast(to: .float32).contiguous())
+        let dlogits = Tensor.empty(logits.shape, dtype: logits.dtype, device: logits.device)
+        run("crossEntropyBackward", on: logits.device) { nn, stream in
+            try nn.crossEntropyBackward(dlogits.deviceAddress, gradient: g.deviceAddress, gradientStride: g.count == 1 ? 0 : 1,
+                                        logits: input.deviceAddress, logSumExp: lse.deviceAddress, labels: ids.deviceAddress,
+                                        rows: rows, vocabulary: vocabulary, ignoreIndex: ignoreIndex,
+                                        labelSmoothing: labelSmoothing, type: type, stream: stream)
+        }
+        return dlogits
+    }
+
+    /// Inverted dropout drawing the same Philox numbers as the CPU, element for element.
+    static func dropout(_ x: Tensor, p: Float, seed: UInt64, offset: UInt64) -> Tensor? {
+        guard let type = x.dtype.kernelElementType else { return nil }
+        let input = x.contiguous()
+        let out = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
+        run("dropout", on: x.device) { nn, stream in
+            try nn.dropout(out.deviceAddress, input: input.deviceAddress, count: x.count, probability: p, seed: seed,
+                           offset: offset, type: type, stream: stream)
+        }
+        return out
+    }
+
+    /// Element type, row width and row count of a row kernel over `x`, when every given tensor shares x's dtype.
+    private static func rowShape(_ x: Tensor, sameType others: [Tensor?]) -> (KernelElementType, Int, Int)? {
+        guard x.rank >= 1, x.count > 0, let type = x.dtype.kernelElementType,
+              others.allSatisfy({ $0 == nil || $0!.dtype == x.dtype }) else { return nil }
+        let width = x.shape[x.rank - 1]
+        return (type, width, x.count / width)
+    }
+
+    private static func run(_ op: String, on device: Device, _ body: (NeuralKernels, CUDAStream) throws -> Void) {
+        let context = CUDAContext.of(device)
+        cudaCheck(op) { try body(try context.neural(), context.stream) }
+    }
+}
+
+extension DType {
+    /// The NeuralKernels element type of this dtype, if those kernels take it.
+    var kernelElementType: KernelElementType? {
+        switch self {
+        case .float32: .float32
+        case .bfloat16: .bfloat16
+        case .float16: .float16
+        default: nil
+        }
+    }
+}

@@ -1,0 +1,111 @@
+import MegatronCUDA
+
+extension CUDAOps {
+    /// `[..., m, k] x [..., k, n]` through cuBLASLt with fp32 accumulation: bf16 / fp16 operands give
+    /// a bf16 / fp16 result, fp32 operands run as a full-precision SGEMM (no TF32), so results match
+    /// the CPU's fp32 product within rounding. Transposed views are read in place; batches become
+    /// one strided-batch call where their offsets allow, one call each otherwise.
+    static func matmul(_ a: Tensor, _ b: Tensor, batch: [Int], m: Int, k: Int, n: Int, dtype: DType) -> Tensor {
+        let device = device(of: [a, b], op: "matmul")
+        let gemmType = dtype.isFloatingPoint ? dtype : .float32
+        guard let dataType = gemmType.gemmDataType else {
+            preconditionFailure("matmul on CUDA takes fp32, bf16 or fp16 operands, got \(a.dtype) and \(b.dtype)")
+        }
+        let out = Tensor.empty(batch + [m, n], dtype: gemmType, device: device)
+        if out.count > 0 {
+            let context = CUDAContext.of(device)
+            if k == 0 {
+                cudaCheck("matmul") { try context.device.zero(out.deviceAddress, bytes: out.count * gemmType.byteSize, stream: context.stream) }
+            } else {
+                let ea = DeviceGemmOperand(a.cast(to: gemmType).expanded(to: batch + [m, k]))
+                let eb = DeviceGemmOperand(b.cast(to: gemmType).expanded(to: batch + [k, n]))
+                var problem = GemmProblem(m: m, n: n, k: k, transposeA: ea.transposed, transposeB: eb.transposed,
+                                          inputType: dataType, outputType: dataType)
+                (problem.lda, problem.ldb) = (ea.leading, eb.leading)
+                cudaCheck("matmul \(a.shape) x \(b.shape)") {
+                    try runBatches(problem, ea, eb, out, gemm: try context.gemm(), stream: context.stream)
+                }
+            }
+        }
+        return gemmType == dtype ? out : contiguousCopy(out, dtype: dtype)
+    }
+
+    private static func runBatches(_ problem: GemmProblem, _ a: DeviceGemmOperand, _ b: DeviceGemmOperand, _ out: Tensor,
+                                   gemm: CublasLtGemm, stream: CUDAStream) throws {
+        let batches = a.batchOffsets.count
+        let size = out.dtype.byteSize
+        let outStride = problem.m * problem.n
+        func address(_ t: Tensor, _ elementOffset: Int) -> UInt64 { t.deviceAddress + UInt64(elementOffset * size) }
+        var p = problem
+        if batches == 1 {
+            try gemm.run(p, a: address(a.base, a.batchOffsets[0]), b: address(b.base, b.batchOffsets[0]),
+                         d: out.deviceAddress, stream: stream)
+            return
+        }
+        if let sa = a.uniformBatchStride, let sb = b.uniformBatchStride, sa > 0, sb > 0 {
+            (p.batchCount, p.strideA, p.strideB, p.strideD) = (batches, sa, sb, outStride)
+            try gemm.run(p, a: address(a.base, a.batchOffsets[0]), b: address(b.base, b.batchOffsets[0]),
+                         d: out.deviceAddress, stream: stream)
+            return
+        }
+        if let sa = a.uniformBatchStride, b.uniformBatchStride == 0, !a.transposed, sa == problem.m * a.leading {
+            // A shared right operand (a linear layer's weight): the batches of A are one tall matrix.
+            p.m = problem.m * batches
+            try gemm.run(p, a: address(a.base, a.batchOffsets[0]), b: address(b.base, b.batchOffsets[0]),
+                         d: out.deviceAddress, stream: stream)
+            return
+        }
+        for i in 0..<batches {
+            try gemm.run(p, a: address(a.base, a.batchOffsets[i]), b: address(b.base, b.batchOffsets[i]),
+                         d: out.deviceAddress + UInt64(i * outStride * size), stream: stream)
+        }
+    }
+}
+
+/// A batch of device matrices as cuBLASLt reads them: row-major, or row-major of the transpose
+/// (a transposed view), else a contiguous copy. Mirrors the CPU path's GemmOperand.
+private struct DeviceGemmOperand {
+    let base: Tensor
+    let transposed: Bool
+    let leading: Int
+    let batchOffsets: [Int]
+
+    init(_ t: Tensor) {
+        let r = t.rank
+        let rows = t.shape[r - 2], cols = t.shape[r - 1]
+        let rowStride = t.strides[r - 2], colStride = t.strides[r - 1]
+        if (colStride == 1 || cols == 1) && (rowStride >= cols || rows == 1) {
+            (base, transposed, leading) = (t, false, max(rowStride, cols))
+        } else if (rowStride == 1 || rows == 1) && (colStride >= rows || cols == 1) {
+            (base, transposed, leading) = (t, true, max(colStride, rows))
+        } else {
+            (base, transposed, leading) = (t.contiguous(), false, cols)
+        }
+        let batchShape = Array(t.shape.dropLast(2))
+        let batchStrides = Array(base.strides.dropLast(2))
+        var offsets: [Int] = []
+        offsets.reserveCapacity(Shape.elementCount(batchShape))
+        StridedLoop.forEach(shape: batchShape + [1], strides: [batchStrides + [0]]) { o, _, _ in offsets.append(o[0]) }
+        batchOffsets = offsets
+    }
+
+    /// The stride s with offset(i) = offset(0) + i * s for every batch, if there is one.
+    var uniformBatchStride: Int? {
+        guard batchOffsets.count > 1 else { return 0 }
+        let s = batchOffsets[1] - batchOffsets[0]
+        for i in 1..<batchOffsets.count where batchOffsets[i] - batchOffsets[i - 1] != s { return nil }
+        return s
+    }
+}
+
+extension DType {
+    /// The cuBLASLt element type of this dtype, if GEMMs take it.
+    var gemmDataType: GemmDataType? {
+        switch self {
+        case .float32: .float32
+        case .bfloat16: .bfloat16
+        case .float16: .float16
+        default: nil
+        }
+    }
+}

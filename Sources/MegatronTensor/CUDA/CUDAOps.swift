@@ -1,0 +1,243 @@
+import MegatronCUDA
+
+/// The CUDA implementations of `Ops`: each enqueues kernels on the device's stream and returns at
+/// once (no synchronization). Same dtype rules and results as the CPU implementations, which are
+/// the reference the GPU parity tests compare against.
+enum CUDAOps {
+    /// The one device all `tensors` live on; mixed devices are a caller error, named here.
+    static func device(of tensors: [Tensor], op: String) -> Device {
+        let device = tensors[0].device
+        for t in tensors where t.device != device {
+            preconditionFailure("\(op): tensors on different devices (\(device) and \(t.device)); move them with .to(_:) first")
+        }
+        return device
+    }
+
+    /// The device of an elementwise op, whose rank-0 CPU operands are scalars moved to it.
+    static func elementwiseDevice(_ tensors: inout [Tensor], op: String) -> Device {
+        let device = Ops.cudaDevice(tensors, op: op, allowingCPUScalars: true)!
+        for i in tensors.indices where tensors[i].device == .cpu { tensors[i] = tensors[i].to(device) }
+        return device
+    }
+
+    static func launch(_ name: String, elements: Int, on device: Device, _ parameters: [TensorKernelParameter]) {
+        let context = CUDAContext.of(device)
+        cudaCheck(name) { try context.kernels.launch(name, elements: elements, stream: context.stream, parameters) }
+    }
+
+    // MARK: - Copies
+
+    /// Writes `source` into `destination` (same shape, any layouts, any dtypes) on the device.
+    static func copy(_ source: Tensor, into destination: Tensor) {
+        _ = device(of: [source, destination], op: "copy")
+        launch("tensor_copy", elements: destination.count, on: destination.device,
+               CollapsedLayout.arguments([destination, source]) + [.int64(Int64(destination.count))])
+    }
+
+    /// A contiguous copy of `x` as `dtype`.
+    static func contiguousCopy(_ x: Tensor, dtype: DType) -> Tensor {
+        let out = Tensor.empty(x.shape, dtype: dtype, device: x.device)
+        copy(x, into: out)
+        return out
+    }
+
+    // MARK: - Elementwise
+
+    static func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp, dtype: DType) -> Tensor {
+        var operands = [a, b]
+        let device = elementwiseDevice(&operands, op: "\(op)")
+        let (a, b) = (operands[0], operands[1])
+        let shape = Shape.broadcast(a.shape, b.shape)
+        let out = Tensor.empty(shape, dtype: dtype, device: device)
+        launch("tensor_binary", elements: out.count, on: device,
+               CollapsedLayout.arguments([out, a.expanded(to: shape), b.expanded(to: shape)])
+                   + [.int32(op.kernelCode), .int64(Int64(out.count))])
+        return out
+    }
+
+    static func compare(_ a: Tensor, _ b: Tensor, _ op: CompareOp) -> Tensor {
+        var operands = [a, b]
+        let device = elementwiseDevice(&operands, op: "\(op)")
+        let (a, b) = (operands[0], operands[1])
+        let shape = Shape.broadcast(a.shape, b.shape)
+        let out = Tensor.empty(shape, dtype: .bool, device: device)
+        launch("tensor_compare", elements: out.count, on: device,
+               CollapsedLayout.arguments([out, a.expanded(to: shape), b.expanded(to: shape)])
+                   + [.int32(op.kernelCode), .int64(Int64(out.count))])
+        return out
+    }
+
+    static func unary(_ x: Tensor, _ op: UnaryOp, dtype: DType) -> Tensor {
+        let out = Tensor.empty(x.shape, dtype: dtype, device: x.device)
+        launch("tensor_unary", elements: out.count, on: x.device,
+               CollapsedLayout.arguments([out, x]) + [.int32(op.kernelCode), .int64(Int64(out.count))])
+        return out
+    }
+
+    static func unaryBackward(_ x: Tensor, gradOutput: Tensor, _ op: UnaryOp) -> Tensor {
+        let device = device(of: [x, gradOutput], op: "\(op) backward")
+        let out = Tensor.empty(x.shape, dtype: gradOutput.dtype, device: device)
+        launch("tensor_unary_backward", elements: out.count, on: device,
+               CollapsedLayout.arguments([out, x, gradOutput]) + [.int32(op.kernelCode), .int64(Int64(out.count))])
+        return out
+    }
+
+    static func `where`(_ condition: Tensor, _ a: Tensor, _ b: Tensor, dtype: DType) -> Tensor {
+        var operands = [condition, a, b]
+        let device = elementwiseDevice(&operands, op: "where")
+        let (condition, a, b) = (operands[0], operands[1], operands[2])
+        let shape = Shape.broadcast(condition.shape, Shape.broadcast(a.shape, b.shape))
+        let out = Tensor.empty(shape, dtype: dtype, device: device)
+        launch("tensor_where", elements: out.count, on: device,
+               CollapsedLayout.arguments([out, condition.expanded(to: shape), a.expanded(to: shape), b.expanded(to: shape)])
+                   + [.int64(Int64(out.count))])
+        return out
+    }
+
+    // MARK: - Reductions
+
+    /// Reduces each of `rows` contiguous rows of `width` elements of `moved` into `out`'s shape.
+    static func reduceRows(_ moved: Tensor, rows: Int, width: Int, shape: [Int], dtype: DType, _ op: ReduceOp) -> Tensor {
+        let out = Tensor.empty(shape, dtype: dtype, device: moved.device)
+        if width == 0 {
+            // Empty rows: sum and mean of nothing as the CPU gives them (0 and 0/0), max of nothing is -inf.
+            let fill: Float = op == .sum ? 0 : (op == .mean ? .nan : -.infinity)
+            return Tensor.full(shape, fill, dtype: dtype).to(moved.device)
+        }
+        launch("tensor_reduce_rows", elements: rows * 32, on: moved.device,
+               [.tensor(out.kernelArgument), .tensor(moved.kernelArgument), .int64(Int64(rows)), .int64(Int64(width)),
+                .int32(op.kernelCode)])
+        return out
+    }
+
+    static func argmaxRows(_ moved: Tensor, rows: Int, width: Int, shape: [Int]) -> Tensor {
+        let out = Tensor.empty(shape, dtype: .int64, device: moved.device)
+        launch("tensor_argmax_rows", elements: rows * 32, on: moved.device,
+               [.pointer(out.deviceAddress), .tensor(moved.kernelArgument), .int64(Int64(rows)), .int64(Int64(width))])
+        return out
+    }
+
+    // MARK: - Indexing
+
+    static func gather(_ x: Tensor, dim: Int, index: Tensor) -> Tensor {
+        let device = device(of: [x, index], op: "gather")
+        let out = Tensor.empty(index.shape, dtype: x.dtype, device: device)
+        launch("tensor_gather", elements: out.count, on: device,
+               [.tensor(out.kernelArgument), .tensor(x.kernelArgument), .tensor(index.kernelArgument),
+                .int32(Int32(dim)), .int64(Int64(out.count))])
+        return out
+    }
+
+    static func scatterAdd(_ x: Tensor, dim: Int, index: Tensor, source: Tensor) -> Tensor {
+        let device = device(of: [x, index, source], op: "scatterAdd")
+        let context = CUDAContext.of(device)
+        // Accumulate in fp32 (as the CPU does), then round once to x's dtype.
+        let accumulator = contiguousCopy(x, dtype: .float32)
+        let ordered = context.deterministic
+        let threads = ordered ? index.count / max(index.shape[dim], 1) : index.count
+        if index.count > 0 {
+            launch("tensor_scatter_add", elements: threads, on: device,
+                   [.pointer(accumulator.deviceAddress), .tensor(accumulator.kernelArgument), .tensor(index.kernelArgument),
+                    .tensor(source.kernelArgument), .int32(Int32(dim)), .int64(Int64(threads)), .int32(ordered ? 1 : 0)])
+        }
+        return x.dtype == .float32 ? accumulator : contiguousCopy(accumulator, dtype: x.dtype)
+    }
+
+    static func indexAdd(_ x: Tensor, dim: Int, index: Tensor, source: Tensor) -> Tensor {
+        let device = device(of: [x, index, source], op: "indexAdd")
+        let accumulator = contiguousCopy(x, dtype: .float32)
+        let src = source.dtype == .float32 && source.isContiguous ? source : contiguousCopy(source, dtype: .float32)
+        let outer = x.shape[..<dim].reduce(1, *), inner = x.shape[(dim + 1)...].reduce(1, *)
+        launch("tensor_index_add", elements: outer * inner, on: device,
+               [.pointer(accumulator.deviceAddress), .pointer(src.deviceAddress), .tensor(index.kernelArgument),
+                .int64(Int64(outer)), .int64(Int64(x.shape[dim])), .int64(Int64(index.count)), .int64(Int64(inner))])
+        return x.dtype == .float32 ? accumulator : contiguousCopy(accumulator, dtype: x.dtype)
+    }
+
+    static func embedding(_ weight: Tensor, ids: Tensor) -> Tensor {
+        let device = device(of: [weight, ids], op: "embedding")
+        let hidden = weight.shape[1]
+        let out = Tensor.empty(ids.shape + [hidden], dtype: weight.dtype, device: device)
+        launch("tensor_embedding", elements: out.count, on: device,
+               [.tensor(out.kernelArgument), .tensor(weight.kernelArgument), .tensor(ids.kernelArgument),
+                .int64(Int64(ids.count)), .int64(Int64(hidden))])
+        return out
+    }
+
+    /// One thread per row making k passes over it: O(k * width) per row, which suits MoE routing (a
+    /// row per token over a few dozen experts) and small k; a vocabulary-wide top-k for sampling wants
+    /// a block-per-row selection kernel instead.
+    static func topk(_ x: Tensor, k: Int, largest: Bool) -> (values: Tensor, indices: Tensor) {
+        let width = x.shape.last!, rows = x.count / max(width, 1)
+        let source = x.isContiguous ? x : x.contiguous()
+        let shape = Array(x.shape.dropLast()) + [k]
+        let values = Tensor.empty(shape, dtype: x.dtype, device: x.device)
+        let indices = Tensor.empty(shape, dtype: .int64, device: x.device)
+        if k > 0 {
+            launch("tensor_topk_rows", elements: rows, on: x.device,
+                   [.tensor(values.kernelArgument), .pointer(indices.deviceAddress), .tensor(source.kernelArgument),
+                    .int64(Int64(rows)), .int64(Int64(width)), .int64(Int64(k)), .int32(largest ? 1 : 0)])
+        }
+        return (values, indices)
+    }
+}
+
+extension BinaryOp {
+    /// The op's code in tensor_ops.cu (`binary_apply`).
+    var kernelCode: Int32 {
+        switch self {
+        case .add: 0
+        case .sub: 1
+        case .mul: 2
+        case .div: 3
+        case .maximum: 4
+        case .minimum: 5
+        case .pow: 6
+        }
+    }
+}
+
+extension CompareOp {
+    /// The op's code in tensor_ops.cu (`compare_apply`).
+    var kernelCode: Int32 {
+        switch self {
+        case .equal: 0
+        case .notEqual: 1
+        case .less: 2
+        case .lessEqual: 3
+        case .greater: 4
+        case .greaterEqual: 5
+        }
+    }
+}
+
+extension UnaryOp {
+    /// The op's code in tensor_ops.cu (`unary_apply`, `unary_derivative`).
+    var kernelCode: Int32 {
+        switch self {
+        case .neg: 0
+        case .exp: 1
+        case .log: 2
+        case .tanh: 3
+        case .sqrt: 4
+        case .rsqrt: 5
+        case .abs: 6
+        case .sigmoid: 7
+        case .relu: 8
+        case .silu: 9
+        case .geluTanh: 10
+        case .geluErf: 11
+        }
+    }
+}
+
+extension ReduceOp {
+    /// The op's code in tensor_ops.cu (`tensor_reduce_rows`).
+    var kernelCode: Int32 {
+        switch self {
+        case .sum: 0
+        case .mean: 1
+        case .max: 2
+        }
+    }
+}

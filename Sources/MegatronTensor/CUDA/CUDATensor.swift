@@ -1,0 +1,87 @@
+import MegatronCUDA
+
+/// Device storage, moving tensors between host and device, and the views kernels read.
+extension Storage {
+    /// `byteCount` bytes of device memory from the context's caching allocator, returned to it when
+    /// the storage dies. Enqueued work that still uses the block is safe: the allocator hands it
+    /// out again only to work enqueued later on the same stream.
+    static func cuda(byteCount: Int, ordinal: Int, zeroed: Bool) -> Storage {
+        let context = CUDAContext.of(.cuda(ordinal))
+        return cudaCheck("allocating \(byteCount) bytes on cuda:\(ordinal)") {
+            let allocation = try context.allocator.allocate(bytes: byteCount, stream: context.stream.allocatorKey)
+            if zeroed { try context.device.zero(allocation.address, bytes: byteCount, stream: context.stream) }
+            return Storage(pointer: UnsafeMutableRawPointer(bitPattern: UInt(allocation.address))!, byteCount: byteCount,
+                           device: .cuda(ordinal), deallocate: { _ in context.allocator.free(allocation) })
+        }
+    }
+}
+
+extension Tensor {
+    /// A contiguous tensor whose contents are unspecified on a GPU (every op output is fully written
+    /// by its kernel, so zeroing would be wasted work) and zero on the CPU.
+    static func empty(_ shape: [Int], dtype: DType, device: Device) -> Tensor {
+        guard case .cuda(let ordinal) = device else { return Tensor(zeros: shape, dtype: dtype) }
+        let storage = Storage.cuda(byteCount: Shape.elementCount(shape) * dtype.byteSize, ordinal: ordinal, zeroed: false)
+        return Tensor(storage: storage, shape: shape, strides: Shape.contiguousStrides(shape), dtype: dtype)
+    }
+
+    /// Device address of element [0, 0, ...].
+    var deviceAddress: UInt64 { UInt64(UInt(bitPattern: storage.pointer)) + UInt64(offset * dtype.byteSize) }
+
+    /// This view as a kernel operand.
+    var kernelArgument: TensorKernelArgument {
+        TensorKernelArgument(address: deviceAddress, shape: shape, strides: strides, dtype: dtype.kernelCode)
+    }
+
+    /// This tensor's data on `target`: the same value when it is already there, else a contiguous copy
+    /// (through pinned host buffers). Copies to the device are asynchronous; to the host they wait
+    /// for the device's stream, since the values must be there on return.
+    ///
+    ///     let x = Tensor(shape: [3], values: [1, 2, 3]).to(.cuda(0))
+    ///     let back = x.to(.cpu)
+    public func to(_ target: Device) -> Tensor {
+        if target == device { return self }
+        switch (device, target) {
+        case (.cpu, .cuda(let ordinal)):
+            let source = contiguous()
+            let out = Tensor.empty(shape, dtype: dtype, device: target)
+            let context = CUDAContext.of(.cuda(ordinal))
+            cudaCheck("copy to \(target)") {
+                try context.staging.copyToDevice(UnsafeRawBufferPointer(start: source.pointer(as: UInt8.self),
+                                                                        count: count * dtype.byteSize),
+                                                 to: out.deviceAddress, stream: context.stream)
+            }
+            return out
+        case (.cuda, .cpu):
+            let source = contiguous()
+            let context = CUDAContext.of(device)
+            let bytes: [UInt8] = cudaCheck("copy from \(device)") {
+                try context.staging.copyToHost(from: source.deviceAddress, count: count * dtype.byteSize, stream: context.stream)
+            }
+            let out = Tensor(zeros: shape, dtype: dtype)
+            if !bytes.isEmpty {
+                bytes.withUnsafeBytes { out.storage.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            }
+            return out
+        default:
+            // GPU to GPU goes through the host: correct, and rare outside communication (which has its own path).
+            return to(.cpu).to(target)
+        }
+    }
+}
+
+extension DType {
+    /// The dtype code of tensor_ops.cu; fp8 has no CUDA kernels yet.
+    var kernelCode: TensorKernelArgument.DTypeCode {
+        switch self {
+        case .float32: .float32
+        case .bfloat16: .bfloat16
+        case .float16: .float16
+        case .int32: .int32
+        case .int64: .int64
+        case .bool: .bool
+        case .float8E4M3, .float8E5M2:
+            preconditionFailure("\(self) tensors have no CUDA kernels yet; cast on the CPU (tensor.to(.cpu).cast(to:))")
+        }
+    }
+}
