@@ -15,7 +15,7 @@ extension Tensor {
         if gradient == nil {
             precondition(count == 1, "backward() without a gradient needs a one-element tensor, got shape \(shape)")
         }
-        Tensor.backward([self], gradients: [gradient ?? Tensor.ones(shape, dtype: dtype)], retainGraph: retainGraph)
+        Tensor.backward([self], gradients: [gradient ?? Tensor.ones(shape, dtype: dtype, device: device)], retainGraph: retainGraph)
     }
 
     /// Backpropagates from several outputs at once (e.g. a pipeline stage's outputs).
@@ -63,7 +63,7 @@ struct BackwardPass {
             let id = ObjectIdentifier(node)
             let slots = buffers.removeValue(forKey: id) ?? []
             let gradOutputs = node.outputShapes.indices.map { i in
-                (i < slots.count ? slots[i] : nil) ?? Tensor.zeros(node.outputShapes[i], dtype: node.outputTypes[i])
+                (i < slots.count ? slots[i] : nil) ?? Tensor.zeros(node.outputShapes[i], dtype: node.outputTypes[i], device: node.outputDevices[i])
             }
             let gradInputs = node.apply(gradOutputs, retainGraph: retainGraph)
             precondition(gradInputs.count == node.edges.count, "\(node.name) returned \(gradInputs.count) gradients for \(node.edges.count) inputs")

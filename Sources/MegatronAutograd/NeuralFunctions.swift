@@ -54,7 +54,7 @@ public enum Functional {
         let w = weight.detached()
         return record("embedding", inputs: [weight], output: Ops.embedding(w, ids: ids)) { g in
             let flat = g.reshaped([-1, w.shape[1]])
-            return [Ops.indexAdd(Tensor.zeros(w.shape, dtype: g.dtype), dim: 0, index: ids.reshaped([-1]), source: flat)]
+            return [Ops.indexAdd(Tensor.zeros(w.shape, dtype: g.dtype, device: g.device), dim: 0, index: ids.reshaped([-1]), source: flat)]
         }
     }
 
@@ -87,7 +87,7 @@ public enum Functional {
     public static func gather(_ x: Tensor, dim: Int, index: Tensor) -> Tensor {
         let shape = x.shape
         return record("gather", inputs: [x], output: Ops.gather(x.detached(), dim: dim, index: index)) { g in
-            [Ops.scatterAdd(Tensor.zeros(shape, dtype: g.dtype), dim: dim, index: index, source: g)]
+            [Ops.scatterAdd(Tensor.zeros(shape, dtype: g.dtype, device: g.device), dim: dim, index: index, source: g)]
         }
     }
 
@@ -114,7 +114,7 @@ public enum Functional {
         let r = Ops.topk(x.detached(), k: k, largest: largest)
         let shape = x.shape
         let values = record("topk", inputs: [x], output: r.values) { g in
-            [Ops.scatterAdd(Tensor.zeros(shape, dtype: g.dtype), dim: -1, index: r.indices, source: g)]
+            [Ops.scatterAdd(Tensor.zeros(shape, dtype: g.dtype, device: g.device), dim: -1, index: r.indices, source: g)]
         }
         return (values, r.indices)
     }

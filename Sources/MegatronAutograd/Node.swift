@@ -13,6 +13,7 @@ public final class Node: GradientFunction {
     let edges: [Edge?]
     let outputShapes: [[Int]]
     let outputTypes: [DType]
+    let outputDevices: [Device]
     /// Gradients of the inputs (nil where an input needs none) from the gradients of all outputs.
     private(set) var rule: (([Tensor]) -> [Tensor?])?
 
@@ -21,6 +22,7 @@ public final class Node: GradientFunction {
         self.edges = edges
         self.outputShapes = outputs.map(\.shape)
         self.outputTypes = outputs.map(\.dtype)
+        self.outputDevices = outputs.map(\.device)
         self.rule = rule
     }
 

@@ -20,7 +20,7 @@ extension Tensor {
         let out = keepDim ? values : values.squeezed(dim)
         return record("max", inputs: [self], output: out) { g in
             let g = keepDim ? g : g.unsqueezed(dim)
-            return [Ops.scatterAdd(Tensor.zeros(x.shape, dtype: g.dtype), dim: dim, index: index, source: g)]
+            return [Ops.scatterAdd(Tensor.zeros(x.shape, dtype: g.dtype, device: g.device), dim: dim, index: index, source: g)]
         }
     }
 

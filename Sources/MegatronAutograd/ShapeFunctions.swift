@@ -22,7 +22,7 @@ extension Tensor {
     public func narrow(_ dim: Int, start: Int, length: Int) -> Tensor {
         let (fullShape, type) = (shape, dtype)
         return record("narrow", inputs: [self], output: detached().narrowed(dim, start: start, length: length)) { g in
-            let full = Tensor.zeros(fullShape, dtype: type)
+            let full = Tensor.zeros(fullShape, dtype: type, device: g.device)
             Ops.copy(g, into: full.narrowed(dim, start: start, length: length))
             return [full]
         }

@@ -32,6 +32,8 @@ public enum Ops {
     /// Copies `source` into `destination` (same shape), converting dtype; `destination` may be any view.
     public static func copy(_ source: Tensor, into destination: Tensor) {
         precondition(source.shape == destination.shape, "copy of shape \(source.shape) into \(destination.shape)")
+        // Across devices: move the data first, as PyTorch's copy_ does.
+        if source.device != destination.device { return copy(source.to(destination.device), into: destination) }
         if cudaDevice(source, destination, op: "copy") != nil { return CUDAOps.copy(source, into: destination) }
         let converted = source.cast(to: destination.dtype)
         StridedCopy.copy(from: converted, to: destination)

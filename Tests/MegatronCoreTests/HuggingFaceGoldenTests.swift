@@ -15,11 +15,22 @@ final class HuggingFaceGoldenTests: XCTestCase {
 
     func testLlamaWithGQAAndRoPEMatchesTransformers() throws { try compare("llama") }
 
-    func compare(_ arch: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    /// The same on the GPU (fp32): parameters placed with `onDevice`, every kernel on the device.
+    func testGPT2AndLlamaMatchTransformersOnTheGPU() throws {
+        do {
+            _ = try CUDAContext.shared(ordinal: 0)
+        } catch {
+            throw XCTSkip("no usable CUDA device here, GPU golden test skipped: \(error)")
+        }
+        try compare("gpt2", device: .cuda(0))
+        try compare("llama", device: .cuda(0))
+    }
+
+    func compare(_ arch: String, device: Device = .cpu, file: StaticString = #filePath, line: UInt = #line) throws {
         let directory = fixture(arch)
-        let loaded = try HuggingFaceGPT.load(directory: directory)
+        let loaded = try onDevice(device) { try HuggingFaceGPT.load(directory: directory) }
         let golden = try SafeTensors.read(directory.appendingPathComponent("golden.safetensors")).tensors
-        let ids = golden["input_ids"]!, labels = golden["labels"]!
+        let ids = golden["input_ids"]!.to(device), labels = golden["labels"]!.to(device)
         let logits = loaded.model(ids).narrow(-1, start: 0, length: loaded.vocabSize)
         assertClose(logits.floats(), golden["logits"]!.floats(), tolerance: 1e-4, "\(arch) logits", file: file, line: line)
         let loss = Functional.crossEntropy(logits, labels: labels).mean()

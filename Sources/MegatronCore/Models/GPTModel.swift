@@ -59,7 +59,7 @@ public final class GPTModel: Module {
                      "sequence length \(offset + seq) exceeds max_position_embeddings \(maxSequenceLength)")
         var h = wordEmbeddings(tokens)
         if let positionEmbeddings {
-            h = h + positionEmbeddings(Tensor.arange(offset, offset + seq))
+            h = h + positionEmbeddings(Tensor.arange(offset, offset + seq, device: tokens.device))
         }
         h = decoder(embeddingDropout(h), cache: cache)
         return h.matmul((outputLayer?.weight ?? wordEmbeddings.weight).transpose(0, 1))

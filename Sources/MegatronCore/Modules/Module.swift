@@ -81,9 +81,9 @@ public enum StateDictError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// A fresh leaf tensor that requires grad: a trainable parameter.
+/// A fresh leaf tensor that requires grad: a trainable parameter, on the device of the enclosing `onDevice`.
 public func parameter(_ t: Tensor) -> Tensor {
-    var p = t.contiguous().detached()
+    var p = t.contiguous().detached().to(DevicePlacement.current)
     p.requiresGrad = true
     return p
 }

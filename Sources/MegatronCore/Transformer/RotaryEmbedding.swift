@@ -36,7 +36,8 @@ public struct RotaryEmbedding {
     /// Rotates `x [batch, heads, seq, headDim]` whose first position is `offset`.
     public func callAsFunction(_ x: Tensor, offset: Int = 0) -> Tensor {
         let seq = x.size(2), headDim = x.size(3)
-        let (cos, sin) = tables(sequenceLength: seq, offset: offset)
+        let (cosCPU, sinCPU) = tables(sequenceLength: seq, offset: offset)
+        let (cos, sin) = (cosCPU.to(x.device), sinCPU.to(x.device))
         let rotated = x.narrow(3, start: 0, length: rotaryDim)
         let halves = rotated.chunk(2, dim: 3)
         let rotatedHalf = concat([-halves[1], halves[0]], dim: 3)

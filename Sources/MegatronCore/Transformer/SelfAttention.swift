@@ -71,6 +71,7 @@ public final class SelfAttention: Module {
         let s = q.size(-2), t = k.size(-2), d = q.size(-1)
         let scores = q.matmul(k.transpose(-1, -2)) * (1 / Float(d).squareRoot())
         let future = Tensor(shape: [s, t], ints: (0..<(s * t)).map { $0 % t > $0 / t + (t - s) ? 1 : 0 }, dtype: .bool)
+            .to(q.device)
         let probabilities = attentionDropout(Functional.softmax(scores.maskedFill(future, -.infinity)))
         return probabilities.matmul(v)
     }
