@@ -41,7 +41,8 @@ extension GPTModel {
         var output = GeneratedSequence(tokens: [], logProbabilities: [])
         var step = Array(prompt.suffix(maxSequenceLength))
         while output.tokens.count < maxNewTokens && cache.length + step.count <= maxSequenceLength {
-            let logits = withoutGrad { self(Tensor(shape: [1, step.count], ints: step), cache: cache) }
+            let input = Tensor(shape: [1, step.count], ints: step).to(wordEmbeddings.weight.device)
+            let logits = withoutGrad { self(input, cache: cache) }
             let last = logits.selected(1, step.count - 1).floats()
             let next = Self.sample(last, options: options, uniform: Tensor.uniform([1], generator: rng).item())
             output.tokens.append(next)

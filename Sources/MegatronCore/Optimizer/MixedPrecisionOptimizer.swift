@@ -54,10 +54,18 @@ public final class MixedPrecisionOptimizer {
         self.groups = groups
         self.rule = rule
         for (_, p) in groups.flatMap(\.parameters) {
-            masters.append(p.dtype == .float32 ? p : p.cast(to: .float32))
-            states.append((0..<rule.stateCount).map { _ in Tensor.zeros(p.shape) })
-            mainGrads.append(Tensor.zeros(p.shape))
+            precondition(p.device == .cpu || rule is DeviceUpdateRule,
+                         "\(type(of: rule)) has no GPU update yet; parameters on \(p.device) need AdamW")
+            masters.append(p.dtype == .float32 ? p : Self.fp32Copy(p))
+            states.append((0..<rule.stateCount).map { _ in Tensor.zeros(p.shape, device: p.device) })
+            mainGrads.append(Tensor.zeros(p.shape, device: p.device))
         }
+    }
+
+    static func fp32Copy(_ t: Tensor) -> Tensor {
+        let out = Tensor.zeros(t.shape, device: t.device)
+        Ops.copy(t, into: out)
+        return out
     }
 
     /// Every parameter of every group, in order.
@@ -65,9 +73,13 @@ public final class MixedPrecisionOptimizer {
 
     /// Points every parameter's `.grad` at a zeroed fp32 main-grad buffer, so backward accumulates in fp32.
     public func zeroGrad() {
-        for (p, g) in zip(parameters, mainGrads) {
-            g.pointer(as: Float.self).update(repeating: 0, count: g.count)
-            p.grad = g
+        for (i, p) in parameters.enumerated() {
+            if p.device == .cpu {
+                mainGrads[i].pointer(as: Float.self).update(repeating: 0, count: mainGrads[i].count)
+            } else {
+                mainGrads[i] = Tensor.zeros(p.shape, device: p.device)
+            }
+            p.grad = mainGrads[i]
         }
     }
 
@@ -83,6 +95,9 @@ public final class MixedPrecisionOptimizer {
     /// (0: no clipping) and applies the rule with each group's learning rate and weight decay from `scheduler`.
     @discardableResult
     public func step(scheduler: OptimizerParamScheduler, clipGrad: Float = 0, lossScale: Float = 1) -> StepReport {
+        if parameters.first?.device ?? .cpu != .cpu {
+            return stepOnDevice(scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale)
+        }
         let grads = parameters.map { $0.grad ?? Tensor.zeros($0.shape) }.map { $0.cast(to: .float32).contiguous() }
         let buffers = grads.map { UnsafeMutableBufferPointer(start: $0.pointer(as: Float.self), count: $0.count) }
         let foundNonFinite = lossScale != 1
@@ -102,6 +117,34 @@ public final class MixedPrecisionOptimizer {
             }
         }
         return StepReport(gradNorm: Float(norm), updated: true)
+    }
+
+    /// The same step with tensor ops on the parameters' device: one host sync, for the global norm.
+    private func stepOnDevice(scheduler: OptimizerParamScheduler, clipGrad: Float, lossScale: Float) -> StepReport {
+        withoutGrad {
+            var grads = parameters.map { p in (p.grad ?? Tensor.zeros(p.shape, device: p.device)) }
+            if lossScale != 1 { grads = grads.map { Ops.binary($0, Tensor(scalar: 1 / lossScale), .mul) } }
+            let squares = grads.map { Ops.reduce(Ops.binary($0, $0, .mul), dims: [], .sum).reshaped([1]) }
+            let norm = Ops.reduce(Ops.concat(squares, dim: 0), dims: [], .sum).item().squareRoot()
+            guard norm.isFinite else { return StepReport(gradNorm: .infinity, updated: false) }
+            let coefficient = GradientNorm.clipCoefficient(maxNorm: Double(clipGrad), totalNorm: Double(norm))
+            if clipGrad > 0 && coefficient < 1 {
+                grads = grads.map { Ops.binary($0, Tensor(scalar: Float(coefficient)), .mul) }
+            }
+            stepCount += 1
+            let deviceRule = rule as! DeviceUpdateRule
+            var index = 0
+            for (g, group) in groups.enumerated() {
+                let lr = Float(scheduler.learningRate(group: g)), wd = Float(scheduler.weightDecay(group: g))
+                for (_, p) in group.parameters {
+                    deviceRule.update(param: masters[index], grad: grads[index], state: states[index],
+                                      step: stepCount, lr: lr, weightDecay: wd)
+                    if p.dtype != .float32 { Ops.copy(masters[index], into: p) }
+                    index += 1
+                }
+            }
+            return StepReport(gradNorm: norm, updated: true)
+        }
     }
 
     /// fp32 masters (for non-fp32 parameters) and state buffers by name, for checkpoints:

@@ -1,3 +1,5 @@
+import Foundation
+import MegatronTensor
 import MegatronCore
 
 extension PretrainArguments {
@@ -35,6 +37,23 @@ extension PretrainArguments {
     }
 
     public var resolvedMaxPositionEmbeddings: Int { maxPositionEmbeddings ?? seqLength }
+
+    /// `--device cpu|cuda`; without it, the GPU `LOCAL_RANK` names (else 0) when one is usable, else the CPU.
+    public func resolvedDevice() throws -> Device {
+        let ordinal = ProcessInfo.processInfo.environment["LOCAL_RANK"].flatMap(Int.init) ?? 0
+        switch device {
+        case "cpu": return .cpu
+        case "cuda":
+            do {
+                _ = try CUDAContext.shared(ordinal: ordinal)
+            } catch {
+                throw ArgumentError("--device cuda: \(error)")
+            }
+            return .cuda(ordinal)
+        default:
+            return (try? CUDAContext.shared(ordinal: ordinal)) != nil ? .cuda(ordinal) : .cpu
+        }
+    }
 
     /// The model configuration these flags describe.
     public func transformerConfig() throws -> TransformerConfig {

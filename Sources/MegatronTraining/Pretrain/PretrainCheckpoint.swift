@@ -24,7 +24,7 @@ extension Pretrainer {
             metadata["grad_scaler"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(dynamic.state()))
         }
         metadata.merge(try GPTCheckpoint.description(of: model, vocabSize: tokenizer?.vocabSize ?? ByteTokens.vocabularySize)) { a, _ in a }
-        try store.save(iteration: iteration, tensors: tensors, metadata: metadata)
+        try store.save(iteration: iteration, tensors: tensors.mapValues { $0.to(.cpu) }, metadata: metadata)
         if let keep = arguments.keepLastCheckpoints { try store.prune(keep: keep) }
         log("  successfully saved checkpoint from iteration \(String(format: "%7d", iteration)) to \(save)")
     }

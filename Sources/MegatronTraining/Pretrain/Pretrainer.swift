@@ -14,6 +14,8 @@ import MegatronTensor
 public final class Pretrainer {
     public let arguments: PretrainArguments
     public let model: GPTModel
+    /// Where the model and its batches live (`--device`, else a GPU when one is found).
+    public let device: Device
     let optimizer: MixedPrecisionOptimizer
     var schedule: TrainingSchedule
     var gradScaler: (any GradScaler)?
@@ -45,9 +47,12 @@ public final class Pretrainer {
         tokenizer = tokenizerAndOptions?.0
         let vocab = paddedVocabSize(tokenizer?.vocabSize ?? ByteTokens.vocabularySize,
                                     divisibleBy: arguments.makeVocabSizeDivisibleBy)
-        model = GPTModel(config: config, vocabSize: vocab, maxSequenceLength: arguments.resolvedMaxPositionEmbeddings,
-                         untieEmbeddingsAndOutputWeights: arguments.untieEmbeddingsAndOutputWeights,
-                         seed: UInt64(arguments.seed))
+        device = try arguments.resolvedDevice()
+        model = onDevice(device) {
+            GPTModel(config: config, vocabSize: vocab, maxSequenceLength: arguments.resolvedMaxPositionEmbeddings,
+                     untieEmbeddingsAndOutputWeights: arguments.untieEmbeddingsAndOutputWeights,
+                     seed: UInt64(arguments.seed))
+        }
         applyRecompute(arguments, to: model.decoder)
         optimizer = try makeOptimizer(arguments, model: model)
         schedule = try TrainingSchedule(arguments, groups: optimizer.groups)
@@ -65,7 +70,7 @@ public final class Pretrainer {
     /// Trains for the configured iterations and returns the logged losses.
     public func run() throws -> Summary {
         let config = model.config
-        log("> building GPT model: \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
+        log("> building GPT model on \(device): \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
             + "\(model.namedParameters().map { $0.1.count }.reduce(0, +)) parameters, vocabulary \(model.vocabSize) (padded)")
         var summary = Summary(iterations: iteration, intervalLosses: [])
         var interval = IntervalStats()
@@ -142,7 +147,7 @@ public final class Pretrainer {
         var lossSum = 0.0, tokens = 0
         for m in 0..<microBatches {
             let batch = trainData.batch(startingAt: consumedSamples + m * arguments.microBatchSize,
-                                        size: arguments.microBatchSize)
+                                        size: arguments.microBatchSize).to(device)
             let (lossTotal, count) = maskedLoss(batch)
             // Megatron: each micro-batch's loss averaged over its unmasked tokens, divided by the micro-batches.
             (lossTotal * (lossScale / Float(max(count, 1) * microBatches))).backward()
@@ -170,7 +175,7 @@ public final class Pretrainer {
         let batches = max(1, min(arguments.evalIters, validData.count / arguments.microBatchSize))
         var total = 0.0, tokens = 0
         for b in 0..<batches {
-            let batch = validData.batch(startingAt: b * arguments.microBatchSize, size: arguments.microBatchSize)
+            let batch = validData.batch(startingAt: b * arguments.microBatchSize, size: arguments.microBatchSize).to(device)
             let (sum, count) = withoutGrad { maskedLoss(batch) }
             total += Double(sum.item())
             tokens += count

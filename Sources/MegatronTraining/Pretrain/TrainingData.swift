@@ -9,6 +9,13 @@ struct TrainingBatch {
     var lossMask: Tensor?
 }
 
+extension TrainingBatch {
+    /// The batch's tensors on `device`.
+    func to(_ device: Device) -> TrainingBatch {
+        TrainingBatch(tokens: tokens.to(device), labels: labels.to(device), lossMask: lossMask?.to(device))
+    }
+}
+
 /// Where a run's micro-batches come from: global sample ids in order, as Megatron's pretraining sampler.
 protocol TrainingData {
     var count: Int { get }

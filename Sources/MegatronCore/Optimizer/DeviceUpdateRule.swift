@@ -1,0 +1,34 @@
+import Foundation
+import MegatronTensor
+
+/// An update rule that can also run on accelerator tensors, written with tensor ops (each a device kernel).
+public protocol DeviceUpdateRule: UpdateRule {
+    /// Updates the fp32 `param` and `state` tensors in place on their device; `step` counts from 1.
+    func update(param: Tensor, grad: Tensor, state: [Tensor], step: Int, lr: Float, weightDecay: Float)
+}
+
+extension AdamRule: DeviceUpdateRule {
+    /// torch's Adam / AdamW formula (`p *= 1 - lr wd`; moments; `p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)`),
+    /// with the moments blended as `b m + (1 - b) g` rather than torch's `lerp` (equal up to rounding).
+    public func update(param: Tensor, grad: Tensor, state: [Tensor], step: Int, lr: Float, weightDecay: Float) {
+        func scalar(_ x: Double) -> Tensor { Tensor(scalar: Float(x)) }
+        let (m, v) = (state[0], state[1])
+        var p = param
+        var g = grad
+        if decoupledWeightDecay {
+            if weightDecay != 0 { p = Ops.binary(p, scalar(1 - Double(lr) * Double(weightDecay)), .mul) }
+        } else if weightDecay != 0 {
+            g = Ops.binary(g, Ops.binary(p, scalar(Double(weightDecay)), .mul), .add)
+        }
+        let newM = Ops.binary(Ops.binary(m, scalar(beta1), .mul), Ops.binary(g, scalar(1 - beta1), .mul), .add)
+        let newV = Ops.binary(Ops.binary(v, scalar(beta2), .mul),
+                              Ops.binary(Ops.binary(g, g, .mul), scalar(1 - beta2), .mul), .add)
+        let biasCorrection1 = 1 - Foundation.pow(beta1, Double(step))
+        let biasCorrection2Sqrt = (1 - Foundation.pow(beta2, Double(step))).squareRoot()
+        let denominator = Ops.binary(Ops.binary(Ops.unary(newV, .sqrt), scalar(biasCorrection2Sqrt), .div), scalar(eps), .add)
+        let stepTensor = Ops.binary(Ops.binary(newM, denominator, .div), scalar(Double(lr) / biasCorrection1), .mul)
+        Ops.copy(Ops.binary(p, stepTensor, .sub), into: param)
+        Ops.copy(newM, into: m)
+        Ops.copy(newV, into: v)
+    }
+}
