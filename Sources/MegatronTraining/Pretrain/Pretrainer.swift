@@ -21,10 +21,13 @@ public final class Pretrainer {
     var gradScaler: (any GradScaler)?
     let trainData: TrainingData
     let validData: TrainingData?
+    let testData: TrainingData?
     /// The tokenizer of a run on Megatron datasets; nil on the embedded corpus (byte tokens).
     let tokenizer: (any Tokenizer)?
     let log: (String) -> Void
     let metrics: MetricsLog?
+    /// Called after every iteration with (iteration, total, loss, milliseconds): a live progress display.
+    public var onIteration: ((Int, Int, Double, Double) -> Void)?
     /// Iterations completed so far, including those of a loaded checkpoint.
     public internal(set) var iteration = 0
     public internal(set) var consumedSamples = 0
@@ -35,6 +38,7 @@ public final class Pretrainer {
         /// Training loss averaged over each logging interval, in order.
         public var intervalLosses: [Double]
         public var validationLoss: Double?
+        public var testLoss: Double?
     }
 
     public init(arguments: PretrainArguments, log: @escaping (String) -> Void) throws {
@@ -58,11 +62,12 @@ public final class Pretrainer {
         schedule = try TrainingSchedule(arguments, groups: optimizer.groups)
         gradScaler = try makeGradScaler(arguments)
         if let (tokenizer, options) = tokenizerAndOptions {
-            (trainData, validData) = try megatronDatasetSplits(arguments, tokenizer: tokenizer, options: options,
-                                                               trainIters: schedule.trainIters,
-                                                               globalBatchSize: schedule.globalBatchSize)
+            (trainData, validData, testData) = try megatronDatasetSplits(arguments, tokenizer: tokenizer, options: options,
+                                                                         trainIters: schedule.trainIters,
+                                                                         globalBatchSize: schedule.globalBatchSize)
         } else {
             (trainData, validData) = embeddedCorpusSplits(arguments)
+            testData = nil
         }
         if let load = arguments.load { try restore(from: CheckpointDirectory(root: URL(fileURLWithPath: load))) }
     }
@@ -85,6 +90,7 @@ public final class Pretrainer {
             let seconds = Date().timeIntervalSince(stepStarted)
             interval.add(step, seconds: seconds)
             recordMetrics(step, lr: lr, seconds: seconds)
+            onIteration?(iteration, schedule.trainIters, step.loss, seconds * 1000)
             if iteration % arguments.logInterval == 0 || iteration == 1 || iteration == schedule.trainIters {
                 log(interval.entry(iteration: iteration, of: schedule, consumed: consumedSamples, lr: lr,
                                    lossScale: gradScaler?.scale ?? 1,
@@ -96,7 +102,7 @@ public final class Pretrainer {
                 interval = IntervalStats()
             }
             if let every = arguments.evalInterval, iteration % every == 0 {
-                summary.validationLoss = evaluate(iteration: iteration)
+                summary.validationLoss = evaluate(validData, name: "validation", prefix: "iteration \(iteration)")
             }
             summary.iterations = iteration
             if let reason = exitReason(started: started, stop: stop) {
@@ -106,8 +112,9 @@ public final class Pretrainer {
             }
             if let every = arguments.saveInterval, arguments.save != nil, iteration % every == 0 { try saveCheckpoint() }
         }
-        let evaluatedLast = arguments.evalInterval.map { iteration % $0 == 0 } ?? false
-        if !evaluatedLast { summary.validationLoss = evaluate(iteration: iteration) }
+        // As Megatron: after training, the validation and test sets once more, named in the line.
+        summary.validationLoss = evaluate(validData, name: "validation", prefix: "iteration \(iteration) on validation set")
+        summary.testLoss = evaluate(testData, name: "test", prefix: "iteration \(iteration) on test set")
         return summary
     }
 
@@ -168,22 +175,22 @@ public final class Pretrainer {
     }
 
     /// Token-weighted loss over `eval-iters` validation batches; prints Megatron's validation line.
-    func evaluate(iteration: Int) -> Double? {
-        guard let validData else { return nil }
+    func evaluate(_ data: TrainingData?, name: String, prefix: String) -> Double? {
+        guard let data else { return nil }
         model.eval()
         defer { model.train() }
-        let batches = max(1, min(arguments.evalIters, validData.count / arguments.microBatchSize))
+        let batches = max(1, min(arguments.evalIters, data.count / arguments.microBatchSize))
         var total = 0.0, tokens = 0
         for b in 0..<batches {
-            let batch = validData.batch(startingAt: b * arguments.microBatchSize, size: arguments.microBatchSize).to(device)
+            let batch = data.batch(startingAt: b * arguments.microBatchSize, size: arguments.microBatchSize).to(device)
             let (sum, count) = withoutGrad { maskedLoss(batch) }
             total += Double(sum.item())
             tokens += count
         }
         let loss = total / Double(max(tokens, 1))
         log(String(repeating: "-", count: 100))
-        log(validationLogLine(iteration: iteration, loss: loss))
-        metrics?.record([("lm loss validation", loss), ("lm loss validation ppl", exp(min(20, loss)))], iteration: iteration)
+        log(validationLogLine(prefix: prefix, loss: loss))
+        metrics?.record([("lm loss \(name)", loss), ("lm loss \(name) ppl", exp(min(20, loss)))], iteration: iteration)
         metrics?.flush()
         log(String(repeating: "-", count: 100))
         return loss

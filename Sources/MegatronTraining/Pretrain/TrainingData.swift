@@ -55,7 +55,7 @@ func runTokenizer(_ a: PretrainArguments) throws -> (any Tokenizer, TokenizerOpt
 
 /// Train and validation splits of Megatron datasets for this run, sized as Megatron sizes them.
 func megatronDatasetSplits(_ a: PretrainArguments, tokenizer: any Tokenizer, options: TokenizerOptions,
-                           trainIters: Int, globalBatchSize: Int) throws -> (TrainingData, TrainingData?) {
+                           trainIters: Int, globalBatchSize: Int) throws -> (TrainingData, TrainingData?, TrainingData?) {
     var config = GPTDatasetConfig(sequenceLength: a.seqLength, tokenizer: DatasetTokenizerInfo(tokenizer, options: options),
                                   randomSeed: a.seed)
     config.mock = a.mockData
@@ -70,7 +70,7 @@ func megatronDatasetSplits(_ a: PretrainArguments, tokenizer: any Tokenizer, opt
     let sizes = [a.trainSamples ?? trainIters * globalBatchSize,
                  (trainIters / evalInterval + 1) * a.evalIters * globalBatchSize,
                  a.evalIters * globalBatchSize]
-    let (train, valid, _) = try BlendedDatasetBuilder(config: config, sizes: sizes).buildSplits()
+    let (train, valid, test) = try BlendedDatasetBuilder(config: config, sizes: sizes).buildSplits()
     guard let train else { throw ArgumentError("the data flags give an empty training split") }
-    return (DatasetSplitData(source: train), valid.map { DatasetSplitData(source: $0) })
+    return (DatasetSplitData(source: train), valid.map { DatasetSplitData(source: $0) }, test.map { DatasetSplitData(source: $0) })
 }

@@ -52,7 +52,8 @@ public struct TrainingLogEntry {
     }
 }
 
-/// The validation line: loss and perplexity (`exp(min(20, loss))`).
-public func validationLogLine(iteration: Int, loss: Double) -> String {
-    " validation loss at iteration \(iteration) | lm loss value: \(TrainingLogEntry.scientific(loss)) | lm loss PPL: \(TrainingLogEntry.scientific(exp(min(20, loss)))) | "
+/// Megatron's evaluation line: loss and perplexity (`exp(min(20, loss))`); `prefix` is `iteration N`, or
+/// `iteration N on validation set` / `on test set` after training.
+public func validationLogLine(prefix: String, loss: Double) -> String {
+    " validation loss at \(prefix) | lm loss value: \(TrainingLogEntry.scientific(loss)) | lm loss PPL: \(TrainingLogEntry.scientific(exp(min(20, loss)))) | "
 }

@@ -24,11 +24,22 @@ struct PretrainGPT: ParsableCommand {
         } catch let error as ArgumentError {
             throw ValidationError(error.description)
         }
+        // On a terminal, a progress line redrawn in place between Megatron's log lines.
+        let live = isatty(STDOUT_FILENO) != 0
+        let clear = live ? "\r\u{1B}[K" : ""
         let trainer = try Pretrainer(arguments: arguments) { line in
-            print(line)
+            print(clear + line)
             fflush(stdout)
         }
+        if live {
+            trainer.onIteration = { iteration, total, loss, milliseconds in
+                print(String(format: "\r\u{1B}[K iteration %d/%d | lm loss %.4f | %.1f ms/iter", iteration, total, loss, milliseconds),
+                      terminator: "")
+                fflush(stdout)
+            }
+        }
         _ = try trainer.run()
+        if live { print(clear, terminator: "") }
         if arguments.usesEmbeddedCorpus {
             print("\n> sample from the trained model:\n")
             print(trainer.sample(prompt: "The cat"))
