@@ -13,6 +13,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .target(name: "MegatronTensor", dependencies: ["MegatronCUDA"]),
@@ -26,7 +27,9 @@ let package = Package(
         .target(
             name: "MegatronCore",
             dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronData"]),
-        .target(name: "MegatronTraining", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore", "MegatronData"]),
+        .target(
+            name: "MegatronTraining",
+            dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore", "MegatronData", "Yams"]),
         .executableTarget(
             name: "megatron",
             dependencies: [

@@ -1,14 +1,15 @@
 /// Parses Megatron-LM command lines into `PretrainArguments`.
 ///
-/// Accepts `--flag value` and `--flag=value`. A flag Megatron has but this program does not support yet is
+/// Accepts `--flag value` and `--flag=value`, and `--config FILE` (YAML; later flags override it). A flag Megatron has but this program does not support yet is
 /// refused by name; an unknown flag is answered with the nearest known spellings.
 ///
 /// ```swift
 /// let args = try MegatronArgumentParser.parse(["--num-layers", "2", "--lr", "3e-4", "--train-iters", "10"])
 /// ```
 public enum MegatronArgumentParser {
-    public static func parse(_ argv: [String]) throws -> PretrainArguments {
-        if argv.isEmpty { return .embeddedDefault }
+    public static func parse(_ commandLine: [String]) throws -> PretrainArguments {
+        if commandLine.isEmpty { return .embeddedDefault }
+        let argv = try ConfigFile.expand(commandLine)
         var args = PretrainArguments()
         var i = 0
         while i < argv.count {
