@@ -23,31 +23,7 @@ extension Ops {
     }
 }
 
-/// A batch of fp32 matrices laid out for GEMM: row-major, or row-major of the transpose.
-private struct GemmOperand {
-    let base: Tensor
-    let transposed: Bool
-    let leading: Int
-    let batchOffsets: [Int]
-
-    init(_ t: Tensor) {
-        let r = t.rank
-        let rows = t.shape[r - 2], cols = t.shape[r - 1]
-        let rowStride = t.strides[r - 2], colStride = t.strides[r - 1]
-        if (colStride == 1 || cols == 1) && (rowStride >= cols || rows == 1) {
-            (base, transposed, leading) = (t, false, max(rowStride, cols))
-        } else if (rowStride == 1 || rows == 1) && (colStride >= rows || cols == 1) {
-            (base, transposed, leading) = (t, true, max(colStride, rows))
-        } else {
-            (base, transposed, leading) = (t.contiguous(), false, cols)
-        }
-        let batchShape = Array(t.shape.dropLast(2))
-        let batchStrides = Array(base.strides.dropLast(2))
-        var offsets: [Int] = []
-        offsets.reserveCapacity(Shape.elementCount(batchShape))
-        StridedLoop.forEach(shape: batchShape + [1], strides: [batchStrides + [0]]) { o, _, _ in offsets.append(o[0]) }
-        batchOffsets = offsets
-    }
-
+extension GemmOperand {
+    /// Matrix `i` of the batch in host memory (fp32).
     func matrix(_ i: Int) -> UnsafePointer<Float> { UnsafePointer(base.pointer(as: Float.self) + batchOffsets[i]) }
 }

@@ -17,8 +17,8 @@ extension CUDAOps {
             if k == 0 {
                 cudaCheck("matmul") { try context.device.zero(out.deviceAddress, bytes: out.count * gemmType.byteSize, stream: context.stream) }
             } else {
-                let ea = DeviceGemmOperand(a.cast(to: gemmType).expanded(to: batch + [m, k]))
-                let eb = DeviceGemmOperand(b.cast(to: gemmType).expanded(to: batch + [k, n]))
+                let ea = GemmOperand(a.cast(to: gemmType).expanded(to: batch + [m, k]))
+                let eb = GemmOperand(b.cast(to: gemmType).expanded(to: batch + [k, n]))
                 var problem = GemmProblem(m: m, n: n, k: k, transposeA: ea.transposed, transposeB: eb.transposed,
                                           inputType: dataType, outputType: dataType)
                 (problem.lda, problem.ldb) = (ea.leading, eb.leading)
@@ -30,7 +30,7 @@ extension CUDAOps {
         return gemmType == dtype ? out : contiguousCopy(out, dtype: dtype)
     }
 
-    private static func runBatches(_ problem: GemmProblem, _ a: DeviceGemmOperand, _ b: DeviceGemmOperand, _ out: Tensor,
+    private static func runBatches(_ problem: GemmProblem, _ a: GemmOperand, _ b: GemmOperand, _ out: Tensor,
                                    gemm: CublasLtGemm, stream: CUDAStream) throws {
         let batches = a.batchOffsets.count
         let size = out.dtype.byteSize
@@ -59,42 +59,6 @@ extension CUDAOps {
             try gemm.run(p, a: address(a.base, a.batchOffsets[i]), b: address(b.base, b.batchOffsets[i]),
                          d: out.deviceAddress + UInt64(i * outStride * size), stream: stream)
         }
-    }
-}
-
-/// A batch of device matrices as cuBLASLt reads them: row-major, or row-major of the transpose
-/// (a transposed view), else a contiguous copy. Mirrors the CPU path's GemmOperand.
-private struct DeviceGemmOperand {
-    let base: Tensor
-    let transposed: Bool
-    let leading: Int
-    let batchOffsets: [Int]
-
-    init(_ t: Tensor) {
-        let r = t.rank
-        let rows = t.shape[r - 2], cols = t.shape[r - 1]
-        let rowStride = t.strides[r - 2], colStride = t.strides[r - 1]
-        if (colStride == 1 || cols == 1) && (rowStride >= cols || rows == 1) {
-            (base, transposed, leading) = (t, false, max(rowStride, cols))
-        } else if (rowStride == 1 || rows == 1) && (colStride >= rows || cols == 1) {
-            (base, transposed, leading) = (t, true, max(colStride, rows))
-        } else {
-            (base, transposed, leading) = (t.contiguous(), false, cols)
-        }
-        let batchShape = Array(t.shape.dropLast(2))
-        let batchStrides = Array(base.strides.dropLast(2))
-        var offsets: [Int] = []
-        offsets.reserveCapacity(Shape.elementCount(batchShape))
-        StridedLoop.forEach(shape: batchShape + [1], strides: [batchStrides + [0]]) { o, _, _ in offsets.append(o[0]) }
-        batchOffsets = offsets
-    }
-
-    /// The stride s with offset(i) = offset(0) + i * s for every batch, if there is one.
-    var uniformBatchStride: Int? {
-        guard batchOffsets.count > 1 else { return 0 }
-        let s = batchOffsets[1] - batchOffsets[0]
-        for i in 1..<batchOffsets.count where batchOffsets[i] - batchOffsets[i - 1] != s { return nil }
-        return s
     }
 }
 
