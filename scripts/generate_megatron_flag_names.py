@@ -17,7 +17,15 @@ lines = [
     "/// Every long flag Megatron-LM's `pretrain_gpt.py` accepts.",
     "let megatronFlagNames: Set<String> = [",
 ]
-lines += [f'    "{name}",' for name in names]
+# Several names a line, wrapped near 120 columns, so the generated file stays short.
+line = "   "
+for name in names:
+    item = f' "{name}",'
+    if len(line) + len(item) > 120:
+        lines.append(line)
+        line = "   "
+    line += item
+lines.append(line)
 lines += ["]", ""]
 out = root / "Sources/MegatronTraining/Arguments/MegatronFlagNames.swift"
 out.write_text("\n".join(lines))
