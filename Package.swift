@@ -23,10 +23,12 @@ let package = Package(
         .executableTarget(name: "EmbedKernelsTool", path: "Plugins/EmbedKernelsTool"),
         .plugin(name: "EmbedKernels", capability: .buildTool(), dependencies: ["EmbedKernelsTool"]),
         .target(name: "MegatronAutograd", dependencies: ["MegatronTensor"]),
+        // Communicators (in-process thread ranks, NCCL) and process groups.
+        .target(name: "MegatronParallel", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCUDA"]),
         .target(name: "MegatronData"),
         .target(
             name: "MegatronCore",
-            dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronData"]),
+            dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronData", "MegatronParallel"]),
         .target(
             name: "MegatronTraining",
             dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore", "MegatronData", "Yams"]),
@@ -42,6 +44,7 @@ let package = Package(
             name: "MegatronCoreTests", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronCore", "MegatronTensor"]),
+        .testTarget(name: "MegatronParallelTests", dependencies: ["MegatronParallel", "MegatronTensor", "MegatronAutograd"]),
         .testTarget(name: "MegatronCUDATests", dependencies: ["MegatronCUDA", "MegatronTensor"]),
         .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"], resources: [.copy("Fixtures")]),
     ],

@@ -1,0 +1,79 @@
+import MegatronTensor
+
+/// How a collective combines the ranks' values.
+public enum ReduceOp: Sendable, CustomStringConvertible {
+    case sum, average, max
+
+    public var description: String {
+        switch self {
+        case .sum: "sum"
+        case .average: "avg"
+        case .max: "max"
+        }
+    }
+}
+
+/// A collective or point-to-point operation in flight. `wait()` returns once its result may be read
+/// (on the GPU: once the caller's stream is ordered after it); it rethrows the operation's failure.
+public protocol CollectiveWork: AnyObject {
+    func wait() throws
+}
+
+/// A group of ranks that run collectives together (a `torch.distributed` process group).
+///
+/// Every rank of the group calls the same collectives in the same order with tensors of the same shape
+/// and dtype, all on the same kind of device. Tensors are contiguous. Results are written in place
+/// (`allReduce`, `broadcast`, `recv`) or into a given output tensor, never allocated by the backend.
+///
+/// Backends: `ThreadCommunicator` (ranks are threads of one process; CPU tensors) and `NCCLCommunicator`
+/// (one process per GPU; CUDA tensors).
+///
+/// ```swift
+/// let work = try group.allReduce(grads, op: .sum)   // starts the reduction
+/// try work.wait()                                    // grads now holds the sum over the group
+/// ```
+public protocol Communicator: AnyObject {
+    /// This rank's index in the group, 0..<size.
+    var rank: Int { get }
+    /// Number of ranks in the group.
+    var size: Int { get }
+
+    /// Reduces `tensor` over the group, in place on every rank.
+    func allReduce(_ tensor: Tensor, op: ReduceOp) throws -> CollectiveWork
+    /// Concatenates every rank's `input` along dimension 0 into `output` (`size` times as many rows), in rank order.
+    func allGather(_ input: Tensor, into output: Tensor) throws -> CollectiveWork
+    /// Reduces `input` over the group and leaves rank r the r-th of `size` equal row blocks of it in `output`.
+    func reduceScatter(_ input: Tensor, into output: Tensor, op: ReduceOp) throws -> CollectiveWork
+    /// Copies `root`'s `tensor` into every rank's `tensor`.
+    func broadcast(_ tensor: Tensor, root: Int) throws -> CollectiveWork
+    /// Sends `tensor` to group rank `peer`, which must call `recv` with a tensor of the same shape.
+    func send(_ tensor: Tensor, to peer: Int) throws -> CollectiveWork
+    /// Receives into `tensor` what group rank `peer` sends.
+    func recv(into tensor: Tensor, from peer: Int) throws -> CollectiveWork
+    /// Rank r's j-th row block of `input` (of `size` equal blocks) becomes rank j's r-th row block of `output`.
+    func allToAll(_ input: Tensor, into output: Tensor) throws -> CollectiveWork
+    /// Returns once every rank of the group has called it.
+    func barrier() throws
+
+    /// Splits the group as `MPI_Comm_split` / `ncclCommSplit`: every rank calls it; ranks passing the same
+    /// `color` form one new group, ordered by `key` (then by their rank here).
+    func split(color: Int, key: Int) throws -> Communicator
+}
+
+extension CollectiveWork {
+    /// Waits and discards: for callers that need the result before going on.
+    public func complete() throws { try wait() }
+}
+
+/// A collective that failed or could not start: names the operation, the group and the cause.
+public struct CommunicatorError: Error, CustomStringConvertible {
+    public var operation: String
+    public var message: String
+
+    public init(_ operation: String, _ message: String) {
+        self.operation = operation
+        self.message = message
+    }
+
+    public var description: String { "\(operation) failed: \(message)" }
+}
