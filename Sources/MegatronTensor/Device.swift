@@ -10,3 +10,11 @@ public enum Device: Hashable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+extension Device {
+    /// The GPU ordinal of a CUDA device; nil for the CPU.
+    public var ordinal: Int? {
+        if case .cuda(let i) = self { return i }
+        return nil
+    }
+}

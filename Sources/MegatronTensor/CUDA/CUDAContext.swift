@@ -20,6 +20,8 @@ public final class CUDAContext: @unchecked Sendable {
     /// True when MEGATRON_DETERMINISTIC=1: kernels that have an order-dependent fast variant
     /// (atomic scatter-add) take their ordered, run-to-run identical one instead.
     public let deterministic: Bool
+    /// Per-op timings when MEGATRON_PROFILE=1 (see `OpProfile`); nil otherwise, at no cost.
+    public let profile: OpProfile?
     private let lazyLock = NSLock()
     private var gemmHandle: CublasLtGemm?
     private var neuralKernels: NeuralKernels?
@@ -31,6 +33,19 @@ public final class CUDAContext: @unchecked Sendable {
         staging = PinnedStaging(device: device)
         kernels = try TensorKernels(device: device)
         deterministic = environment["MEGATRON_DETERMINISTIC"] == "1"
+        profile = environment["MEGATRON_PROFILE"] == "1" ? OpProfile() : nil
+    }
+
+    /// Runs one op's enqueueing `body`, trapping with the op's label on a CUDA error; when profiling,
+    /// the op's time (stream drained before and after) is added to its label.
+    func run<R>(_ label: @autoclosure () -> String, _ body: () throws -> R) -> R {
+        guard let profile else { return cudaCheck(label(), body) }
+        try? stream.synchronize()
+        let start = DispatchTime.now().uptimeNanoseconds
+        let result = cudaCheck(label(), body)
+        try? stream.synchronize()
+        profile.add(label(), seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        return result
     }
 
     /// cuBLASLt, opened on the first matmul (a process that never multiplies needs no cuBLASLt).

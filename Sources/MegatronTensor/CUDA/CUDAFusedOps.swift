@@ -147,7 +147,7 @@ enum CUDAFusedOps {
 
     private static func run(_ op: String, on device: Device, _ body: (NeuralKernels, CUDAStream) throws -> Void) {
         let context = CUDAContext.of(device)
-        cudaCheck(op) { try body(try context.neural(), context.stream) }
+        context.run("fused \(op)") { try body(try context.neural(), context.stream) }
     }
 }
 

@@ -15,14 +15,14 @@ extension CUDAOps {
         if out.count > 0 {
             let context = CUDAContext.of(device)
             if k == 0 {
-                cudaCheck("matmul") { try context.device.zero(out.deviceAddress, bytes: out.count * gemmType.byteSize, stream: context.stream) }
+                context.run("matmul k=0") { try context.device.zero(out.deviceAddress, bytes: out.count * gemmType.byteSize, stream: context.stream) }
             } else {
                 let ea = GemmOperand(a.cast(to: gemmType).expanded(to: batch + [m, k]))
                 let eb = GemmOperand(b.cast(to: gemmType).expanded(to: batch + [k, n]))
                 var problem = GemmProblem(m: m, n: n, k: k, transposeA: ea.transposed, transposeB: eb.transposed,
                                           inputType: dataType, outputType: dataType)
                 (problem.lda, problem.ldb) = (ea.leading, eb.leading)
-                cudaCheck("matmul \(a.shape) x \(b.shape)") {
+                context.run("matmul \(gemmType) \(batch)x\(m)x\(k)x\(n) \(ea.transposed ? "T" : "N")\(eb.transposed ? "T" : "N")") {
                     try runBatches(problem, ea, eb, out, gemm: try context.gemm(), stream: context.stream)
                 }
             }

@@ -20,9 +20,10 @@ enum CUDAOps {
         return device
     }
 
-    static func launch(_ name: String, elements: Int, on device: Device, _ parameters: [TensorKernelParameter]) {
+    static func launch(_ name: String, elements: Int, on device: Device, _ parameters: [TensorKernelParameter],
+                       label: @autoclosure () -> String = "") {
         let context = CUDAContext.of(device)
-        cudaCheck(name) { try context.kernels.launch(name, elements: elements, stream: context.stream, parameters) }
+        context.run("\(name)\(label().isEmpty ? "" : " " + label())") { try context.kernels.launch(name, elements: elements, stream: context.stream, parameters) }
     }
 
     // MARK: - Copies
@@ -31,7 +32,8 @@ enum CUDAOps {
     static func copy(_ source: Tensor, into destination: Tensor) {
         _ = device(of: [source, destination], op: "copy")
         launch("tensor_copy", elements: destination.count, on: destination.device,
-               CollapsedLayout.arguments([destination, source]) + [.int64(Int64(destination.count))])
+               CollapsedLayout.arguments([destination, source]) + [.int64(Int64(destination.count))],
+               label: "\(source.dtype)->\(destination.dtype) \(destination.shape)\(source.isContiguous ? "" : " strided")")
     }
 
     /// A contiguous copy of `x` as `dtype`.
@@ -51,7 +53,8 @@ enum CUDAOps {
         let out = Tensor.empty(shape, dtype: dtype, device: device)
         launch("tensor_binary", elements: out.count, on: device,
                CollapsedLayout.arguments([out, a.expanded(to: shape), b.expanded(to: shape)])
-                   + [.int32(op.kernelCode), .int64(Int64(out.count))])
+                   + [.int32(op.kernelCode), .int64(Int64(out.count))],
+               label: "\(op) \(a.dtype),\(b.dtype)->\(dtype) \(shape)")
         return out
     }
 
@@ -70,7 +73,8 @@ enum CUDAOps {
     static func unary(_ x: Tensor, _ op: UnaryOp, dtype: DType) -> Tensor {
         let out = Tensor.empty(x.shape, dtype: dtype, device: x.device)
         launch("tensor_unary", elements: out.count, on: x.device,
-               CollapsedLayout.arguments([out, x]) + [.int32(op.kernelCode), .int64(Int64(out.count))])
+               CollapsedLayout.arguments([out, x]) + [.int32(op.kernelCode), .int64(Int64(out.count))],
+               label: "\(op) \(x.dtype)->\(dtype) \(x.shape)")
         return out
     }
 

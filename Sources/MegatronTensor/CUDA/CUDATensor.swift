@@ -46,7 +46,7 @@ extension Tensor {
             let source = contiguous()
             let out = Tensor.empty(shape, dtype: dtype, device: target)
             let context = CUDAContext.of(.cuda(ordinal))
-            cudaCheck("copy to \(target)") {
+            context.run("copy host to \(target), \(count * dtype.byteSize) bytes") {
                 try context.staging.copyToDevice(UnsafeRawBufferPointer(start: source.pointer(as: UInt8.self),
                                                                         count: count * dtype.byteSize),
                                                  to: out.deviceAddress, stream: context.stream)
@@ -55,7 +55,7 @@ extension Tensor {
         case (.cuda, .cpu):
             let source = contiguous()
             let context = CUDAContext.of(device)
-            let bytes: [UInt8] = cudaCheck("copy from \(device)") {
+            let bytes: [UInt8] = context.run("copy \(device) to host, \(count * dtype.byteSize) bytes") {
                 try context.staging.copyToHost(from: source.deviceAddress, count: count * dtype.byteSize, stream: context.stream)
             }
             let out = Tensor(zeros: shape, dtype: dtype)

@@ -20,7 +20,7 @@ struct BenchTrain: ParsableCommand {
         let result = trainer.benchmark(warmup: warmup, iterations: iterations)
         let c = trainer.model.config
         print("model: \(c.numLayers) layers, hidden \(c.hiddenSize), heads \(c.numAttentionHeads), seq \(arguments.seqLength), "
-              + "global batch \(arguments.globalBatchSize ?? arguments.microBatchSize), device \(trainer.device)")
+              + "global batch \(arguments.globalBatchSize ?? arguments.microBatchSize), params \(c.paramsDType), device \(trainer.device)")
         print(result.summary)
     }
 }
