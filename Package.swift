@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "MegatronData"),
         .target(
             name: "MegatronCore",
-            dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronData", "MegatronParallel"]),
+            dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronData", "MegatronParallel", "MegatronCUDA"]),
         .target(
             name: "MegatronTraining",
             dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore", "MegatronData", "Yams"]),

@@ -43,6 +43,7 @@ public enum TensorKernelParameter {
     case pointer(UInt64)
     case int32(Int32)
     case int64(Int64)
+    case float32(Float)
 
     func bytes() throws -> [UInt8] {
         switch self {
@@ -50,6 +51,7 @@ public enum TensorKernelParameter {
         case .pointer(let v): return withUnsafeBytes(of: v) { Array($0) }
         case .int32(let v): return withUnsafeBytes(of: v) { Array($0) }
         case .int64(let v): return withUnsafeBytes(of: v) { Array($0) }
+        case .float32(let v): return withUnsafeBytes(of: v) { Array($0) }
         }
     }
 }

@@ -14,6 +14,15 @@ public enum Ops {
         return a == .int64 || b == .int64 ? .int64 : a
     }
 
+    /// The dtype of an elementwise result of `a` and `b`, by PyTorch's rule for scalars: a rank-0
+    /// operand (a scalar such as the `0.125` of `scores * 0.125`) does not widen a shaped operand of
+    /// its own kind, so bf16 activations stay bf16; otherwise as `resultType(_:_:)` on the dtypes.
+    static func resultType(_ a: Tensor, _ b: Tensor) -> DType {
+        if a.rank == 0, b.rank > 0, a.dtype.isFloatingPoint == b.dtype.isFloatingPoint { return b.dtype }
+        if b.rank == 0, a.rank > 0, a.dtype.isFloatingPoint == b.dtype.isFloatingPoint { return a.dtype }
+        return resultType(a.dtype, b.dtype)
+    }
+
     /// The CUDA device the op's tensors live on, or nil when all are on the CPU; tensors on different
     /// devices stop the op with a message naming both. Elementwise ops pass `allowingCPUScalars`: a
     /// rank-0 CPU tensor then joins a GPU operation as a scalar (PyTorch's rule, which lets

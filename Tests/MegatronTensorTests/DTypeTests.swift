@@ -48,4 +48,16 @@ final class DTypeTests: XCTestCase {
         XCTAssertEqual(x.cast(to: .int32).ints(), [1, -2, 1000, 0])
         XCTAssertEqual(Tensor(shape: [3], ints: [0, 2, 0]).cast(to: .bool).ints(), [0, 1, 0])
     }
+
+    /// PyTorch's promotion: a scalar does not widen a tensor of its own kind, but a float scalar makes ints float,
+    /// and two shaped tensors promote to the wider.
+    func testScalarsDoNotPromoteTensors() {
+        let h = Tensor(shape: [2], values: [1, 2], dtype: .bfloat16), s = Tensor(scalar: 0.5)
+        XCTAssertEqual(Ops.binary(h, s, .mul).dtype, .bfloat16)
+        XCTAssertEqual(Ops.binary(s, h, .div).dtype, .bfloat16)
+        XCTAssertEqual(Ops.binary(h, s, .mul).floats(), [0.5, 1])
+        XCTAssertEqual(Ops.binary(Tensor(shape: [2], ints: [1, 2], dtype: .int64), s, .mul).dtype, .float32)
+        XCTAssertEqual(Ops.binary(h, Tensor(shape: [1], values: [2]), .mul).dtype, .float32)
+        XCTAssertEqual(Ops.where(Tensor(shape: [2], ints: [1, 0], dtype: .bool), h, Tensor(scalar: 0)).dtype, .bfloat16)
+    }
 }

@@ -86,6 +86,15 @@ final class GPUOpsTests: XCTestCase {
         let lifted = Ops.binary(s, a.to(gpu), .sub)
         XCTAssertEqual(lifted.device, gpu)
         assertParity(lifted, Ops.binary(s, a, .sub), "CPU scalar with a GPU tensor")
+        for dtype in [DType.bfloat16, .float16] {
+            let h = randomTensor([5, 7], dtype: dtype, seed: 13).transposed(0, 1)
+            for op in [BinaryOp.mul, .div, .sub, .pow] {
+                let (first, second) = (Ops.binary(s, h.to(gpu), op), Ops.binary(h.to(gpu), s, op))
+                XCTAssertEqual([first.dtype, second.dtype], [dtype, dtype], "a scalar keeps \(dtype)")
+                assertParity(first, Ops.binary(s, h, op), "scalar \(op) \(dtype)")
+                assertParity(second, Ops.binary(h, s, op), "\(dtype) \(op) scalar")
+            }
+        }
         let nan = Tensor(shape: [3], values: [.nan, 1, 2]), other = Tensor(shape: [3], values: [0, .nan, 5])
         assertParity(Ops.binary(nan.to(gpu), other.to(gpu), .maximum), Ops.binary(nan, other, .maximum), "NaN maximum")
         let condition = Ops.compare(randomTensor([4, 1], seed: 10), Tensor(scalar: 0), .greater)
@@ -132,6 +141,17 @@ final class GPUOpsTests: XCTestCase {
         let wide = randomTensor([3, 50_000], seed: 16)
         assertParity(Ops.reduce(wide.to(gpu), dims: [1], .sum), Ops.reduce(wide, dims: [1], .sum), "wide sum", tolerance: (1e-4, 1e-3))
         assertParity(Ops.argmax(wide.to(gpu), dim: 1), Ops.argmax(wide, dim: 1), "wide argmax", tolerance: (0, 0))
+        // Rows long enough to be split into pieces (two passes), with a NaN in one piece of one row.
+        var long = randomTensor([2, 70_001], seed: 18).floats()
+        long[70_001 + 40_000] = .nan
+        let longRows = Tensor(shape: [2, 70_001], values: long)
+        for op in [ReduceOp.sum, .mean, .max] {
+            assertParity(Ops.reduce(longRows.to(gpu), dims: [1], op), Ops.reduce(longRows, dims: [1], op), "long rows \(op)",
+                         tolerance: (1e-4, 1e-3))
+        }
+        let whole = randomTensor([300, 1000], seed: 19)
+        assertParity(Ops.reduce(whole.to(gpu), dims: [], .mean), Ops.reduce(whole, dims: [], .mean), "whole mean",
+                     tolerance: (1e-5, 1e-4))
         let withNaN = Tensor(shape: [2, 4], values: [1, .nan, 3, 2, 4, 4, 1, 0])
         assertParity(Ops.reduce(withNaN.to(gpu), dims: [1], .max), Ops.reduce(withNaN, dims: [1], .max), "NaN max")
         assertParity(Ops.argmax(withNaN.to(gpu), dim: 1), Ops.argmax(withNaN, dim: 1), "NaN and tie argmax", tolerance: (0, 0))

@@ -210,6 +210,18 @@ extern "C" __global__ void tensor_binary(TensorArg out, TensorArg a, TensorArg b
     }
 }
 
+// `a op scalar` (or `scalar op a` with scalar_first): a host scalar passed by value, so scalar
+// operands cost no host-to-device copy.
+extern "C" __global__ void tensor_binary_scalar(TensorArg out, TensorArg a, float scalar, int scalar_first, int op,
+                                                long long n) {
+    long long coords[TENSOR_MAX_RANK];
+    for (long long i = global_thread_index(); i < n; i += grid_stride()) {
+        unravel(i, out.shape, out.rank, coords);
+        const float x = load_float(a, offset_of(a, coords));
+        store_float(out, offset_of(out, coords), scalar_first ? binary_apply(op, scalar, x) : binary_apply(op, x, scalar));
+    }
+}
+
 extern "C" __global__ void tensor_compare(TensorArg out, TensorArg a, TensorArg b, int op, long long n) {
     long long coords[TENSOR_MAX_RANK];
     for (long long i = global_thread_index(); i < n; i += grid_stride()) {
@@ -251,28 +263,47 @@ extern "C" __global__ void tensor_where(TensorArg out, TensorArg condition, Tens
 
 // One warp per row of `width` contiguous elements of `x` (rows one after another); lane partials
 // combine in a fixed shuffle tree, so results do not depend on timing. op: 0 sum, 1 mean, 2 max.
-extern "C" __global__ void tensor_reduce_rows(TensorArg out, TensorArg x, long long rows, long long width, int op) {
+// Sum (op 0), sum / divisor (op 1: a mean, divisor = the row's full width) or max (op 2, NaN wins)
+// of `width` elements starting at `base`, by the 32 lanes of one warp; every lane gets the result.
+__device__ __forceinline__ float warp_reduce_span(const TensorArg &x, long long base, long long width, int op) {
     const int lane = threadIdx.x & 31;
+    float acc = op == 2 ? -__int_as_float(0x7f800000) : 0.0f;
+    bool nan = false;
+    for (long long j = lane; j < width; j += 32) {
+        const float v = load_float(x, base + j);
+        if (op == 2) { nan |= is_nan(v); acc = fmaxf(acc, v); } else { acc += v; }
+    }
+    for (int step = 16; step > 0; step >>= 1) {
+        const float other = __shfl_xor_sync(0xffffffffu, acc, step);
+        nan |= __shfl_xor_sync(0xffffffffu, (int)nan, step) != 0;
+        acc = op == 2 ? fmaxf(acc, other) : acc + other;
+    }
+    return op == 2 && nan ? __int_as_float(0x7fc00000) : acc;
+}
+
+// One warp per contiguous row of `width` elements.
+extern "C" __global__ void tensor_reduce_rows(TensorArg out, TensorArg x, long long rows, long long width, int op,
+                                              long long divisor) {
     const long long warps = ((long long)gridDim.x * blockDim.x) >> 5;
     for (long long row = global_thread_index() >> 5; row < rows; row += warps) {
-        const long long base = row * width;
-        float acc = op == 2 ? -__int_as_float(0x7f800000) : 0.0f;
-        bool nan = false;
-        for (long long j = lane; j < width; j += 32) {
-            const float v = load_float(x, base + j);
-            if (op == 2) { nan |= is_nan(v); acc = fmaxf(acc, v); } else { acc += v; }
-        }
-        for (int step = 16; step > 0; step >>= 1) {
-            const float other = __shfl_xor_sync(0xffffffffu, acc, step);
-            nan |= __shfl_xor_sync(0xffffffffu, (int)nan, step) != 0;
-            acc = op == 2 ? fmaxf(acc, other) : acc + other;
-        }
-        if (lane == 0) {
-            float r = acc;
-            if (op == 1) r = acc / (float)width;
-            if (op == 2 && nan) r = __int_as_float(0x7fc00000);
-            store_float(out, row, r);
-        }
+        const float r = warp_reduce_span(x, row * width, width, op);
+        if ((threadIdx.x & 31) == 0) store_float(out, row, op == 1 ? r / (float)divisor : r);
+    }
+}
+
+// First pass for rows too long for one warp each: fp32 `partial[row * chunks + c]` reduces elements
+// [c * chunk, (c + 1) * chunk) of its row (sum for sums and means, max for max), one warp per piece;
+// tensor_reduce_rows then reduces the [rows, chunks] partials in a fixed order, so results are
+// run-to-run identical.
+extern "C" __global__ void tensor_reduce_rows_partial(float *partial, TensorArg x, long long rows, long long width,
+                                                      long long chunk, int op) {
+    const long long chunks = (width + chunk - 1) / chunk;
+    const long long warps = ((long long)gridDim.x * blockDim.x) >> 5;
+    for (long long piece = global_thread_index() >> 5; piece < rows * chunks; piece += warps) {
+        const long long row = piece / chunks, c = piece % chunks;
+        const long long start = c * chunk, length = min(chunk, width - start);
+        const float r = warp_reduce_span(x, row * width + start, length, op == 1 ? 0 : op);
+        if ((threadIdx.x & 31) == 0) partial[piece] = r;
     }
 }
 

@@ -1,4 +1,5 @@
 import MegatronAutograd
+import MegatronCUDA
 import MegatronTensor
 
 /// How one optimizer (SGD, Adam, AdamW) changes fp32 parameters from fp32 gradients and its state buffers.
@@ -119,9 +120,14 @@ public final class MixedPrecisionOptimizer {
         return StepReport(gradNorm: Float(norm), updated: true)
     }
 
-    /// The same step with tensor ops on the parameters' device: one host sync, for the global norm.
+    /// The same step on the parameters' GPU: one host sync, for the global norm. AdamW over fp32 / bf16
+    /// parameters takes the multi-tensor kernels (a launch per group); other rules run as tensor ops.
     private func stepOnDevice(scheduler: OptimizerParamScheduler, clipGrad: Float, lossScale: Float) -> StepReport {
-        withoutGrad {
+        if let adam = rule as? AdamRule, adam.decoupledWeightDecay,
+           parameters.allSatisfy({ $0.dtype == .float32 || $0.dtype == .bfloat16 }) {
+            return fusedAdamWStep(adam, scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale)
+        }
+        return withoutGrad {
             var grads = parameters.map { p in (p.grad ?? Tensor.zeros(p.shape, device: p.device)) }
             if lossScale != 1 { grads = grads.map { Ops.binary($0, Tensor(scalar: 1 / lossScale), .mul) } }
             let squares = grads.map { Ops.reduce(Ops.binary($0, $0, .mul), dims: [], .sum).reshaped([1]) }
@@ -142,6 +148,34 @@ public final class MixedPrecisionOptimizer {
                     if p.dtype != .float32 { Ops.copy(masters[index], into: p) }
                     index += 1
                 }
+            }
+            return StepReport(gradNorm: norm, updated: true)
+        }
+    }
+
+    private func fusedAdamWStep(_ adam: AdamRule, scheduler: OptimizerParamScheduler, clipGrad: Float,
+                                lossScale: Float) -> StepReport {
+        withoutGrad {
+            let grads = parameters.map { p in
+                (p.grad ?? Tensor.zeros(p.shape, device: p.device)).cast(to: .float32).contiguous()
+            }
+            let normAndFlag = MultiTensorOps.globalNorm(grads).floats()
+            let norm = normAndFlag[0] / lossScale
+            guard normAndFlag[1] == 0, norm.isFinite else { return StepReport(gradNorm: .infinity, updated: false) }
+            let coefficient = clipGrad > 0 ? min(1, GradientNorm.clipCoefficient(maxNorm: Double(clipGrad), totalNorm: Double(norm))) : 1
+            stepCount += 1
+            var first = 0
+            for (g, group) in groups.enumerated() {
+                let range = first..<(first + group.parameters.count)
+                first = range.upperBound
+                let step = AdamWStep(learningRate: Float(scheduler.learningRate(group: g)), beta1: Float(adam.beta1),
+                                     beta2: Float(adam.beta2), epsilon: Float(adam.eps),
+                                     weightDecay: Float(scheduler.weightDecay(group: g)), step: stepCount,
+                                     gradientScale: Float(coefficient) / lossScale)
+                MultiTensorOps.adamW(params: Array(masters[range]), grads: Array(grads[range]),
+                                     expAvg: range.map { states[$0][0] }, expAvgSq: range.map { states[$0][1] },
+                                     copies: range.map { parameters[$0].dtype == .float32 ? nil : parameters[$0] },
+                                     step: step)
             }
             return StepReport(gradNorm: norm, updated: true)
         }

@@ -70,8 +70,9 @@ public final class SelfAttention: Module {
     func coreAttention(q: Tensor, k: Tensor, v: Tensor) -> Tensor {
         let s = q.size(-2), t = k.size(-2), d = q.size(-1)
         let scores = q.matmul(k.transpose(-1, -2)) * (1 / Float(d).squareRoot())
-        let future = Tensor(shape: [s, t], ints: (0..<(s * t)).map { $0 % t > $0 / t + (t - s) ? 1 : 0 }, dtype: .bool)
-            .to(q.device)
+        // Key j is in query i's future when j > i + (t - s); built where the scores are.
+        let future = Ops.compare(Tensor.arange(0, t, device: q.device).reshaped([1, t]),
+                                 Tensor.arange(t - s, t, device: q.device).reshaped([s, 1]), .greater)
         let probabilities = attentionDropout(Functional.softmax(scores.maskedFill(future, -.infinity)))
         return probabilities.matmul(v)
     }

@@ -98,7 +98,8 @@ extension Ops {
     /// `a op b` with broadcasting.
     public static func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp) -> Tensor {
         let outShape = Shape.broadcast(a.shape, b.shape)
-        let dtype = resultType(a.dtype, b.dtype).isFloatingPoint ? resultType(a.dtype, b.dtype) : .float32
+        let promoted = resultType(a, b)
+        let dtype = promoted.isFloatingPoint ? promoted : .float32
         if cudaDevice(a, b, op: "\(op)", allowingCPUScalars: true) != nil { return CUDAOps.binary(a, b, op, dtype: dtype) }
         let af = a.cast(to: .float32), bf = b.cast(to: .float32)
         if af.shape == bf.shape && af.isContiguous && bf.isContiguous {
@@ -148,7 +149,7 @@ extension Ops {
     /// `condition ? a : b` elementwise with broadcasting of all three.
     public static func `where`(_ condition: Tensor, _ a: Tensor, _ b: Tensor) -> Tensor {
         let outShape = Shape.broadcast(condition.shape, Shape.broadcast(a.shape, b.shape))
-        let dtype = resultType(a.dtype, b.dtype)
+        let dtype = resultType(a, b)
         if cudaDevice(condition, a, b, op: "where", allowingCPUScalars: true) != nil { return CUDAOps.where(condition, a, b, dtype: dtype) }
         let c = condition.cast(to: .float32).expanded(to: outShape).contiguous()
         let av = a.cast(to: .float32).expanded(to: outShape).contiguous()

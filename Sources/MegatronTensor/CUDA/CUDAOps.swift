@@ -46,6 +46,8 @@ enum CUDAOps {
     // MARK: - Elementwise
 
     static func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp, dtype: DType) -> Tensor {
+        if let scalar = hostScalar(b), a.device != .cpu { return binaryScalar(a, scalar, scalarFirst: false, op, dtype: dtype) }
+        if let scalar = hostScalar(a), b.device != .cpu { return binaryScalar(b, scalar, scalarFirst: true, op, dtype: dtype) }
         var operands = [a, b]
         let device = elementwiseDevice(&operands, op: "\(op)")
         let (a, b) = (operands[0], operands[1])
@@ -55,6 +57,20 @@ enum CUDAOps {
                CollapsedLayout.arguments([out, a.expanded(to: shape), b.expanded(to: shape)])
                    + [.int32(op.kernelCode), .int64(Int64(out.count))],
                label: "\(op) \(a.dtype),\(b.dtype)->\(dtype) \(shape)")
+        return out
+    }
+
+    /// The value of a rank-0 CPU tensor, which joins a GPU op as a kernel argument.
+    private static func hostScalar(_ t: Tensor) -> Float? {
+        t.device == .cpu && t.rank == 0 ? t.floats()[0] : nil
+    }
+
+    private static func binaryScalar(_ a: Tensor, _ scalar: Float, scalarFirst: Bool, _ op: BinaryOp, dtype: DType) -> Tensor {
+        let out = Tensor.empty(a.shape, dtype: dtype, device: a.device)
+        launch("tensor_binary_scalar", elements: out.count, on: a.device,
+               CollapsedLayout.arguments([out, a])
+                   + [.float32(scalar), .int32(scalarFirst ? 1 : 0), .int32(op.kernelCode), .int64(Int64(out.count))],
+               label: "\(op) \(a.dtype) scalar->\(dtype) \(a.shape)")
         return out
     }
 
@@ -108,9 +124,26 @@ enum CUDAOps {
             let fill: Float = op == .sum ? 0 : (op == .mean ? .nan : -.infinity)
             return Tensor.full(shape, fill, dtype: dtype).to(moved.device)
         }
+        // A warp per row leaves the GPU idle when a few long rows are reduced (a whole-tensor sum):
+        // split such rows into pieces first.
+        let chunk = 4096
+        if width > 4 * chunk && rows < 4096 {
+            let chunks = (width + chunk - 1) / chunk
+            let partial = Tensor.empty([rows, chunks], dtype: .float32, device: moved.device)
+            launch("tensor_reduce_rows_partial", elements: rows * chunks * 32, on: moved.device,
+                   [.pointer(partial.deviceAddress), .tensor(moved.kernelArgument), .int64(Int64(rows)),
+                    .int64(Int64(width)), .int64(Int64(chunk)), .int32(op.kernelCode)],
+                   label: "\(op) \(rows)x\(width)")
+            launch("tensor_reduce_rows", elements: rows * 32, on: moved.device,
+                   [.tensor(out.kernelArgument), .tensor(partial.kernelArgument), .int64(Int64(rows)), .int64(Int64(chunks)),
+                    .int32(op.kernelCode), .int64(Int64(width))],
+                   label: "\(op) partials \(rows)x\(chunks)")
+            return out
+        }
         launch("tensor_reduce_rows", elements: rows * 32, on: moved.device,
                [.tensor(out.kernelArgument), .tensor(moved.kernelArgument), .int64(Int64(rows)), .int64(Int64(width)),
-                .int32(op.kernelCode)])
+                .int32(op.kernelCode), .int64(Int64(width))],
+               label: "\(op) \(rows)x\(width)")
         return out
     }
 

@@ -1,0 +1,68 @@
+import XCTest
+import MegatronAutograd
+import MegatronTensor
+@testable import MegatronCore
+
+/// The GPU optimizer step (multi-tensor AdamW and global norm) against the CPU step.
+final class OptimizerGPUTests: XCTestCase {
+    /// bf16 and fp32 parameters in two groups (weight decay on one), a loss scale, and clipping that
+    /// engages: 3 steps leave the same parameters, masters and norms as the CPU, within fp32 rounding.
+    func testFusedAdamWMatchesCPUStep() throws {
+        guard CUDAContext.isAvailable() else { throw XCTSkip("no usable CUDA GPU (driver, device, NVRTC)") }
+        let gpu = Device.cuda(0)
+        let config = OptimizerParamScheduler.Configuration(maxLR: 1e-2, lrDecaySteps: 10, lrDecayStyle: .constant,
+                                                           startWD: 0.1, endWD: 0.1, wdIncrSteps: 10)
+        let scheduler = try OptimizerParamScheduler(config, groups: [ParamGroupOverride(), ParamGroupOverride(wdMult: 0)])
+        func make(_ device: Device) -> (MixedPrecisionOptimizer, [Tensor]) {
+            let params = onDevice(device) {
+                [parameter(Tensor.normal([300, 7], generator: PhiloxGenerator(seed: 1)).cast(to: .bfloat16)),
+                 parameter(Tensor.normal([70_000], generator: PhiloxGenerator(seed: 2))),
+                 parameter(Tensor.normal([5], generator: PhiloxGenerator(seed: 3)).cast(to: .bfloat16))]
+            }
+            let groups = [ParamGroup(parameters: [("w", params[0]), ("big", params[1])]),
+                          ParamGroup(parameters: [("b", params[2])], override: ParamGroupOverride(wdMult: 0))]
+            return (MixedPrecisionOptimizer(groups: groups, rule: try! AdamRule.adamW(beta2: 0.95)), params)
+        }
+        let (cpuOptimizer, cpuParams) = make(.cpu)
+        let (gpuOptimizer, gpuParams) = make(gpu)
+        let lossScale: Float = 1024
+        for step in 1...3 {
+            cpuOptimizer.zeroGrad()
+            gpuOptimizer.zeroGrad()
+            for (i, (c, g)) in zip(cpuParams, gpuParams).enumerated() {
+                let grad = Tensor.normal(c.shape, std: 3 * lossScale, generator: PhiloxGenerator(seed: UInt64(100 * step + i)))
+                Ops.copy(grad, into: c.grad!)
+                Ops.copy(grad.to(gpu), into: g.grad!)
+            }
+            let expected = cpuOptimizer.step(scheduler: scheduler, clipGrad: 1, lossScale: lossScale)
+            let found = gpuOptimizer.step(scheduler: scheduler, clipGrad: 1, lossScale: lossScale)
+            XCTAssertTrue(found.updated)
+            XCTAssertEqual(found.gradNorm, expected.gradNorm, accuracy: 1e-5 * expected.gradNorm, "norm at step \(step)")
+        }
+        for (c, g) in zip(cpuParams, gpuParams) {
+            XCTAssertEqual(g.dtype, c.dtype)
+            let (expected, found) = (c.floats(), g.floats())
+            let tolerance: Float = c.dtype == .bfloat16 ? 8e-3 : 1e-5
+            for (e, f) in zip(expected, found) { XCTAssertEqual(f, e, accuracy: tolerance * max(1, abs(e))) }
+        }
+        let masters = (cpuOptimizer.stateTensors(), gpuOptimizer.stateTensors())
+        for (key, expected) in masters.0 {
+            let found = masters.1[key]!.floats()
+            for (e, f) in zip(expected.floats(), found) { XCTAssertEqual(f, e, accuracy: 1e-5 * max(1, abs(e)), key) }
+        }
+    }
+
+    /// A non-finite gradient on the GPU skips the step and leaves the parameters alone.
+    func testNonFiniteGradientSkipsTheStep() throws {
+        guard CUDAContext.isAvailable() else { throw XCTSkip("no usable CUDA GPU (driver, device, NVRTC)") }
+        let p = onDevice(.cuda(0)) { parameter(Tensor(shape: [3], values: [1, 2, 3]).cast(to: .bfloat16)) }
+        let optimizer = MixedPrecisionOptimizer(groups: [ParamGroup(parameters: [("p", p)])], rule: try AdamRule.adamW())
+        let scheduler = try OptimizerParamScheduler(
+            .init(maxLR: 1, lrDecaySteps: 1, lrDecayStyle: .constant, startWD: 0, endWD: 0, wdIncrSteps: 1))
+        optimizer.zeroGrad()
+        Ops.copy(Tensor(shape: [3], values: [1, .infinity, 0]).to(.cuda(0)), into: p.grad!)
+        let report = optimizer.step(scheduler: scheduler, clipGrad: 1)
+        XCTAssertFalse(report.updated)
+        XCTAssertEqual(p.floats(), [1, 2, 3])
+    }
+}
