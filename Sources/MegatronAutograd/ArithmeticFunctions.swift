@@ -80,8 +80,11 @@ extension Tensor {
 public func select(_ condition: Tensor, _ a: Tensor, _ b: Tensor) -> Tensor {
     let (x, y) = (a.detached(), b.detached())
     let zero = Tensor(scalar: 0)
+    let (needA, needB) = (a.requiresGrad, b.requiresGrad)
     return record("where", inputs: [a, b], output: Ops.where(condition, x, y)) { g in
-        [Ops.sumToShape(Ops.where(condition, g, zero), x.shape), Ops.sumToShape(Ops.where(condition, zero, g), y.shape)]
+        // Only what is needed: a masked fill's constant would otherwise cost a sum over the whole gradient.
+        [needA ? Ops.sumToShape(Ops.where(condition, g, zero), x.shape) : nil,
+         needB ? Ops.sumToShape(Ops.where(condition, zero, g), y.shape) : nil]
     }
 }
 

@@ -95,11 +95,10 @@ struct BackwardPass {
     }
 
     private func finish(_ meta: AutogradMeta, _ gradient: Tensor) {
-        let g = gradient.cast(to: meta.grad?.dtype ?? gradient.dtype)
         if let existing = meta.grad {
-            Ops.copy(Ops.binary(existing, g, .add), into: existing)
+            Ops.accumulate(gradient, into: existing)
         } else {
-            meta.grad = g.contiguous().detached()
+            meta.grad = gradient.contiguous().detached()
         }
         for hook in meta.gradReadyHooks { hook(meta.grad!) }
     }

@@ -50,8 +50,17 @@ extension Tensor {
         let (needA, needB) = (requiresGrad, other.requiresGrad)
         return record("matmul", inputs: [self, other], output: Ops.matmul(a, b)) { g in
             let ga = needA ? Ops.sumToShape(Ops.matmul(g, b.transposed(-1, -2)), a.shape) : nil
-            let gb = needB ? Ops.sumToShape(Ops.matmul(a.transposed(-1, -2), g), b.shape) : nil
+            let gb = needB ? Self.sharedRightGradient(a, g, shape: b.shape) : nil
             return [ga, gb]
         }
+    }
+
+    /// The gradient of the right operand `b` of `a x b` from the output gradient `g`. When `b` is one
+    /// matrix shared by every batch of `a` (a linear layer's weight), the batches fold into the inner
+    /// dimension: one GEMM `[k, batch * m] x [batch * m, n]` instead of a GEMM per batch and a sum.
+    private static func sharedRightGradient(_ a: Tensor, _ g: Tensor, shape: [Int]) -> Tensor {
+        guard shape.count == 2, a.rank > 2 else { return Ops.sumToShape(Ops.matmul(a.transposed(-1, -2), g), shape) }
+        let (k, n) = (a.size(-1), g.size(-1))
+        return Ops.matmul(a.reshaped([-1, k]).transposed(0, 1), g.reshaped([-1, n]))
     }
 }

@@ -47,4 +47,14 @@ public enum Ops {
         let converted = source.cast(to: destination.dtype)
         StridedCopy.copy(from: converted, to: destination)
     }
+
+    /// `destination += source` in place (same shape, any dtypes: a bf16 gradient into an fp32 main
+    /// gradient), one kernel on the GPU.
+    public static func accumulate(_ source: Tensor, into destination: Tensor) {
+        precondition(source.shape == destination.shape, "accumulate of shape \(source.shape) into \(destination.shape)")
+        if cudaDevice(source, destination, op: "accumulate") != nil {
+            return CUDAOps.accumulate(source, into: destination)
+        }
+        copy(binary(destination, source, .add), into: destination)
+    }
 }

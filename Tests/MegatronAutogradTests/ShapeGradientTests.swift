@@ -45,6 +45,8 @@ final class ShapeGradientTests: XCTestCase {
         let a = sample([3, 5], seed: 14), b = sample([5, 2], seed: 15)
         checkGradients([a, b]) { $0[0].matmul($0[1]) }
         checkGradients([sample([2, 3, 5], seed: 16), b]) { $0[0].matmul($0[1]) }
+        // A weight shared by every batch (a linear layer: x W^T), its gradient folded into one product.
+        checkGradients([sample([2, 2, 3, 5], seed: 18), sample([4, 5], seed: 19)]) { $0[0].matmul($0[1].transpose(0, 1)) }
         checkGradients([a, sample([2, 2, 5], seed: 17)]) { $0[0].matmul($0[1].transpose(-1, -2)) }
         let m = Tensor(shape: [2, 2], values: [1, 2, 3, 4])
         XCTAssertEqual(m.matmul(m).floats(), [7, 10, 15, 22])

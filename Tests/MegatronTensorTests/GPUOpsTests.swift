@@ -149,6 +149,17 @@ final class GPUOpsTests: XCTestCase {
             assertParity(Ops.reduce(longRows.to(gpu), dims: [1], op), Ops.reduce(longRows, dims: [1], op), "long rows \(op)",
                          tolerance: (1e-4, 1e-3))
         }
+        // Reductions over leading dimensions (bias gradients) run down the columns in pieces.
+        var tall = randomTensor([5000, 33], dtype: .bfloat16, seed: 20).floats()
+        tall[77 * 33 + 5] = .nan
+        let columns = Tensor(shape: [50, 100, 33], values: tall, dtype: .bfloat16)
+        for op in [ReduceOp.sum, .mean, .max] {
+            for keep in [false, true] {
+                assertParity(Ops.reduce(columns.to(gpu), dims: [0, 1], keepDim: keep, op),
+                             Ops.reduce(columns, dims: [0, 1], keepDim: keep, op), "columns \(op) keep \(keep)",
+                             tolerance: (1e-2, 1e-2))
+            }
+        }
         let whole = randomTensor([300, 1000], seed: 19)
         assertParity(Ops.reduce(whole.to(gpu), dims: [], .mean), Ops.reduce(whole, dims: [], .mean), "whole mean",
                      tolerance: (1e-5, 1e-4))

@@ -307,6 +307,40 @@ extern "C" __global__ void tensor_reduce_rows_partial(float *partial, TensorArg 
     }
 }
 
+// Reductions of a contiguous [rows, columns] tensor over its rows (a bias gradient), in two passes
+// with a fixed order, so results are run-to-run identical: first fp32 `partial[piece * columns + c]`
+// reduces rows [piece * chunk, (piece + 1) * chunk) of column c (sum for sums and means, max for
+// max), threads of a warp on neighbouring columns so loads coalesce; then the pieces of each column.
+extern "C" __global__ void tensor_reduce_columns_partial(float *partial, TensorArg x, long long rows, long long columns,
+                                                         long long chunk, int op) {
+    const long long pieces = (rows + chunk - 1) / chunk;
+    for (long long i = global_thread_index(); i < pieces * columns; i += grid_stride()) {
+        const long long c = i % columns, piece = i / columns;
+        const long long end = min(rows, (piece + 1) * chunk);
+        float acc = op == 2 ? -__int_as_float(0x7f800000) : 0.0f;
+        bool nan = false;
+        for (long long r = piece * chunk; r < end; r++) {
+            const float v = load_float(x, r * columns + c);
+            if (op == 2) { nan |= is_nan(v); acc = fmaxf(acc, v); } else { acc += v; }
+        }
+        partial[i] = nan ? __int_as_float(0x7fc00000) : acc;
+    }
+}
+
+extern "C" __global__ void tensor_reduce_columns_final(TensorArg out, const float *partial, long long pieces,
+                                                       long long columns, int op, long long divisor) {
+    for (long long c = global_thread_index(); c < columns; c += grid_stride()) {
+        float acc = op == 2 ? -__int_as_float(0x7f800000) : 0.0f;
+        bool nan = false;
+        for (long long piece = 0; piece < pieces; piece++) {
+            const float v = partial[piece * columns + c];
+            if (op == 2) { nan |= is_nan(v); acc = fmaxf(acc, v); } else { acc += v; }
+        }
+        if (op == 1) acc /= (float)divisor;
+        store_float(out, c, nan ? __int_as_float(0x7fc00000) : acc);
+    }
+}
+
 // Whether (v, i) comes before (bestV, bestI) in "largest first, NaN first, lower index on ties".
 __device__ __forceinline__ bool argmax_better(float v, long long i, float bestV, long long bestI) {
     const bool vn = is_nan(v), bn = is_nan(bestV);

@@ -4,6 +4,13 @@ public enum ReduceOp: Sendable { case sum, mean, max }
 extension Ops {
     /// Reduces `x` over `dims` (all dimensions when empty); `keepDim` leaves size-1 dimensions in place.
     public static func reduce(_ x: Tensor, dims: [Int], keepDim: Bool = false, _ op: ReduceOp) -> Tensor {
+        if x.device != .cpu, let (rows, columns) = leadingReduction(x, dims: dims) {
+            // A bias gradient (sum over every token): reduce down the columns in place, no transposed copy.
+            let dtype = x.dtype.isFloatingPoint ? x.dtype : (op == .mean ? .float32 : x.dtype)
+            let kept = Array(x.shape.suffix(x.rank - dims.count))
+            let shape = keepDim ? Array(repeating: 1, count: dims.count) + kept : kept
+            return CUDAOps.reduceColumns(x, rows: rows, columns: columns, shape: shape, dtype: dtype, op)
+        }
         let (moved, outShape, keptShape, width) = rowsOver(x, dims: dims)
         let rows = width == 0 ? Shape.elementCount(keptShape) : moved.count / width
         let dtype = x.dtype.isFloatingPoint ? x.dtype : (op == .mean ? .float32 : x.dtype)
@@ -71,6 +78,16 @@ extension Ops {
             }
             return m
         }
+    }
+
+    /// For a contiguous `x` reduced over its leading dimensions only (`[0, 1, ..., j - 1]`, some trailing
+    /// ones kept): the reduced and kept element counts, seen as `[rows, columns]`.
+    static func leadingReduction(_ x: Tensor, dims: [Int]) -> (rows: Int, columns: Int)? {
+        guard x.isContiguous, !dims.isEmpty else { return nil }
+        let reduced = Set(dims.map { Shape.normalize($0, rank: x.rank) })
+        guard reduced.count == dims.count, reduced.count < x.rank, reduced == Set(0..<reduced.count) else { return nil }
+        let rows = x.shape.prefix(reduced.count).reduce(1, *), columns = x.count / Swift.max(rows, 1)
+        return rows > 0 && columns > 1 ? (rows, columns) : nil
     }
 
     /// Moves the reduced dimensions last and makes the tensor contiguous, so each output is one row.

@@ -60,6 +60,14 @@ enum CUDAOps {
         return out
     }
 
+    /// `destination += source`: the elementwise kernel reading and writing `destination` in place.
+    static func accumulate(_ source: Tensor, into destination: Tensor) {
+        launch("tensor_binary", elements: destination.count, on: destination.device,
+               CollapsedLayout.arguments([destination, destination, source])
+                   + [.int32(BinaryOp.add.kernelCode), .int64(Int64(destination.count))],
+               label: "accumulate \(source.dtype) into \(destination.dtype) \(destination.shape)")
+    }
+
     /// The value of a rank-0 CPU tensor, which joins a GPU op as a kernel argument.
     private static func hostScalar(_ t: Tensor) -> Float? {
         t.device == .cpu && t.rank == 0 ? t.floats()[0] : nil
@@ -144,6 +152,24 @@ enum CUDAOps {
                [.tensor(out.kernelArgument), .tensor(moved.kernelArgument), .int64(Int64(rows)), .int64(Int64(width)),
                 .int32(op.kernelCode), .int64(Int64(width))],
                label: "\(op) \(rows)x\(width)")
+        return out
+    }
+
+    /// Reduces a contiguous `[rows, columns]` view of `x` over its rows into `shape` (`columns` elements).
+    static func reduceColumns(_ x: Tensor, rows: Int, columns: Int, shape: [Int], dtype: DType, _ op: ReduceOp) -> Tensor {
+        let out = Tensor.empty(shape, dtype: dtype, device: x.device)
+        // Enough (column, piece) threads to fill the GPU, pieces of at least 8 rows.
+        let pieces = Swift.max(1, Swift.min((rows + 7) / 8, (1 << 18) / columns))
+        let chunk = (rows + pieces - 1) / pieces
+        let used = (rows + chunk - 1) / chunk
+        let partial = Tensor.empty([used, columns], dtype: .float32, device: x.device)
+        launch("tensor_reduce_columns_partial", elements: used * columns, on: x.device,
+               [.pointer(partial.deviceAddress), .tensor(x.kernelArgument), .int64(Int64(rows)), .int64(Int64(columns)),
+                .int64(Int64(chunk)), .int32(op.kernelCode)],
+               label: "\(op) \(rows)x\(columns) \(x.dtype)")
+        launch("tensor_reduce_columns_final", elements: columns, on: x.device,
+               [.tensor(out.kernelArgument), .pointer(partial.deviceAddress), .int64(Int64(used)), .int64(Int64(columns)),
+                .int32(op.kernelCode), .int64(Int64(rows))])
         return out
     }
 
