@@ -119,3 +119,27 @@ public enum Functional {
         return (values, r.indices)
     }
 }
+
+extension Functional {
+    /// A linear layer, `x W^T + bias` with `weight [out, in]` (Megatron's layout): one GEMM over all
+    /// tokens forward (bias in its epilogue on the GPU); backward one GEMM each for the input and the
+    /// weight gradient, and a column sum for the bias.
+    ///
+    /// ```swift
+    /// let y = Functional.linear(x, weight: w, bias: b)   // x [batch, seq, in] -> [batch, seq, out]
+    /// ```
+    public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        let (xs, ws) = (x.detached(), weight.detached())
+        let (needX, needW, needB) = (x.requiresGrad, weight.requiresGrad, bias?.requiresGrad ?? false)
+        let y = Ops.linear(xs, weight: ws, bias: bias?.detached())
+        let inputs = [x, weight] + (bias.map { [$0] } ?? [])
+        return record("linear", inputs: inputs, output: y) { g in
+            let (inFeatures, out) = (ws.shape[1], ws.shape[0])
+            let flat = g.reshaped([-1, out])
+            let gx = needX ? Ops.matmul(g, ws) : nil
+            let gw = needW ? Ops.matmul(flat.transposed(0, 1), xs.reshaped([-1, inFeatures])) : nil
+            let gb = needB ? Ops.reduce(flat, dims: [0], .sum) : nil
+            return [gx, gw] + (bias == nil ? [] : [gb])
+        }
+    }
+}

@@ -29,6 +29,12 @@ final class NeuralGradientTests: XCTestCase {
         checkGradients([x]) { Functional.gelu($0[0]) }
     }
 
+    func testLinearOverBatchedTokens() {
+        let x = sample([2, 3, 5], seed: 40), w = sample([4, 5], seed: 41), b = sample([4], seed: 42)
+        checkGradients([x, w, b]) { Functional.linear($0[0], weight: $0[1], bias: $0[2]) }
+        checkGradients([x, w]) { Functional.linear($0[0], weight: $0[1], bias: nil) }
+    }
+
     func testEmbeddingAccumulatesRepeatedIds() {
         let table = sample([4, 3], seed: 25)
         let ids = Tensor(shape: [2, 3], ints: [1, 3, 1, 0, 1, 2])

@@ -195,6 +195,12 @@ final class GPUOpsTests: XCTestCase {
                 let (x, y) = make(ac, bc, wc), (xg, yg) = make(ag, bg, wg)
                 assertParity(Ops.matmul(xg, yg), Ops.matmul(x, y), "matmul \(label) \(dtype)", tolerance: tol)
             }
+            // A linear layer: one GEMM with the bias in cuBLASLt's epilogue (16-bit), or multiply and add (fp32).
+            let bias = randomTensor([19], dtype: dtype, seed: 22)
+            assertParity(Ops.linear(ag, weight: wg, bias: bias.to(gpu)), Ops.linear(ac, weight: wc, bias: bias),
+                         "linear with bias \(dtype)", tolerance: tol)
+            assertParity(Ops.linear(ag, weight: wg, bias: nil), Ops.linear(ac, weight: wc, bias: nil), "linear \(dtype)",
+                         tolerance: tol)
         }
         let mixed = Ops.matmul(a.cast(to: .bfloat16).to(gpu), b.to(gpu))
         assertParity(mixed, Ops.matmul(a.cast(to: .bfloat16), b), "bf16 x fp32 gives fp32", tolerance: (1e-4, 1e-4))

@@ -27,3 +27,16 @@ extension GemmOperand {
     /// Matrix `i` of the batch in host memory (fp32).
     func matrix(_ i: Int) -> UnsafePointer<Float> { UnsafePointer(base.pointer(as: Float.self) + batchOffsets[i]) }
 }
+
+extension Ops {
+    /// A linear layer's forward, `x W^T + bias` for `x [..., in]` and `weight [out, in]`: on the GPU one
+    /// cuBLASLt GEMM over all tokens with the bias added in its epilogue.
+    public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        precondition(weight.rank == 2 && x.shape.last == weight.shape[1],
+                     "linear: input \(x.shape) does not match weight \(weight.shape) ([out, in])")
+        precondition(bias == nil || bias!.shape == [weight.shape[0]], "linear: bias \(bias!.shape) for weight \(weight.shape)")
+        if cudaDevice(x, weight, bias, op: "linear") != nil, let y = CUDAOps.linear(x, weight: weight, bias: bias) { return y }
+        let y = matmul(x, weight.transposed(0, 1))
+        return bias.map { binary(y, $0, .add) } ?? y
+    }
+}

@@ -73,3 +73,25 @@ extension DType {
         }
     }
 }
+
+extension CUDAOps {
+    /// `x W^T + bias` as one GEMM with cuBLASLt's bias epilogue, for bf16 / fp16 operands of one dtype;
+    /// nil for what it does not take (the caller then multiplies and adds).
+    static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor? {
+        guard x.dtype == weight.dtype, bias == nil || bias!.dtype == x.dtype, x.dtype != .float32,
+              let dataType = x.dtype.gemmDataType, x.count > 0 else { return nil }
+        let (out, inFeatures) = (weight.shape[0], weight.shape[1])
+        let tokens = x.count / inFeatures
+        let input = x.contiguous(), w = weight.contiguous(), b = bias?.contiguous()
+        let y = Tensor.empty(Array(x.shape.dropLast()) + [out], dtype: x.dtype, device: x.device)
+        var problem = GemmProblem(m: tokens, n: out, k: inFeatures, transposeB: true, inputType: dataType,
+                                  outputType: dataType)
+        problem.epilogue = b == nil ? .none : .bias
+        let context = CUDAContext.of(x.device)
+        context.run("linear \(x.dtype) \(tokens)x\(inFeatures)->\(out)\(b == nil ? "" : " +bias")") {
+            try context.gemm().run(problem, a: input.deviceAddress, b: w.deviceAddress, d: y.deviceAddress,
+                                   bias: b?.deviceAddress ?? 0, stream: context.stream)
+        }
+        return y
+    }
+}
