@@ -49,12 +49,11 @@ public enum Functional {
         return silu(parts[0]) * parts[1]
     }
 
-    /// Rows of `weight [vocab, hidden]` picked by `ids`; the weight's gradient accumulates deterministically.
+    /// Rows of `weight [vocab, hidden]` picked by `ids`; the weight's gradient sums in fp32 (see `Ops.embeddingBackward`).
     public static func embedding(_ ids: Tensor, weight: Tensor) -> Tensor {
         let w = weight.detached()
         return record("embedding", inputs: [weight], output: Ops.embedding(w, ids: ids)) { g in
-            let flat = g.reshaped([-1, w.shape[1]])
-            return [Ops.indexAdd(Tensor.zeros(w.shape, dtype: g.dtype, device: g.device), dim: 0, index: ids.reshaped([-1]), source: flat)]
+            [Ops.embeddingBackward(g.reshaped([-1, w.shape[1]]), ids: ids.reshaped([-1]), vocabulary: w.shape[0])]
         }
     }
 

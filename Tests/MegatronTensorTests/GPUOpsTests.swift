@@ -227,6 +227,13 @@ final class GPUOpsTests: XCTestCase {
         let weight = randomTensor([50, 16], dtype: .bfloat16, seed: 26)
         let ids = Tensor(shape: [2, 3], ints: [49, 0, 7, 7, 3, 1], dtype: .int32)
         assertParity(Ops.embedding(weight.to(gpu), ids: ids.to(gpu)), Ops.embedding(weight, ids: ids), "embedding", tolerance: (0, 0))
+        let tokenIds = Tensor(shape: [600], ints: (0..<600).map { ($0 * 7) % 50 }, dtype: .int32)
+        for dtype in [DType.float32, .bfloat16] {
+            let gradient = randomTensor([600, 16], dtype: dtype, seed: 28)
+            assertParity(Ops.embeddingBackward(gradient.to(gpu), ids: tokenIds.to(gpu), vocabulary: 50),
+                         Ops.embeddingBackward(gradient, ids: tokenIds, vocabulary: 50), "embedding backward \(dtype)",
+                         tolerance: dtype == .float32 ? (1e-5, 1e-5) : (1e-2, 1e-2))
+        }
         let scores = Tensor(shape: [3, 6], values: [1, 5, 5, 2, 0, 3, 9, 8, 7, 6, 5, 4, -1, -1, -1, 0, 0, 2])
         for largest in [true, false] {
             let (v, i) = Ops.topk(scores.to(gpu), k: 3, largest: largest)

@@ -90,7 +90,13 @@ __device__ __forceinline__ int element_bytes(int dtype) {
 }
 
 // Row-major coordinates of linear index `i` in `shape`, written to `coords`.
+// Operands that collapse to one dimension (contiguous ones do) skip the 64-bit divisions, which
+// otherwise bound these memory-bound kernels.
 __device__ __forceinline__ void unravel(long long i, const long long *shape, int rank, long long *coords) {
+    if (rank == 1) {
+        coords[0] = i;
+        return;
+    }
     for (int d = rank - 1; d >= 0; --d) {
         coords[d] = i % shape[d];
         i /= shape[d];
@@ -338,6 +344,23 @@ extern "C" __global__ void tensor_reduce_columns_final(TensorArg out, const floa
         }
         if (op == 1) acc /= (float)divisor;
         store_float(out, c, nan ? __int_as_float(0x7fc00000) : acc);
+    }
+}
+
+// table[ids[t], j] += gradient[t, j] in fp32 by atomics (fast; the order of additions, and so the
+// last bits, vary run to run); ids outside [0, vocabulary) are skipped.
+extern "C" __global__ void tensor_embedding_backward_atomic(float *table, TensorArg gradient, TensorArg ids,
+                                                            long long tokens, long long width, long long vocabulary) {
+    long long coords[TENSOR_MAX_RANK];
+    long long id_coords[1];
+    for (long long i = global_thread_index(); i < tokens * width; i += grid_stride()) {
+        const long long t = i / width, j = i - t * width;
+        id_coords[0] = t;
+        const long long id = load_integer(ids, offset_of(ids, id_coords));
+        if (id < 0 || id >= vocabulary) continue;
+        coords[0] = t;
+        coords[1] = j;
+        atomicAdd(table + id * width + j, load_float(gradient, offset_of(gradient, coords)));
     }
 }
 

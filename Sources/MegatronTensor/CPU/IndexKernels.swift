@@ -18,6 +18,20 @@ extension Ops {
 
     /// `x` with `source` slices added at `index` positions along `dim` (`index_add`): repeated indices accumulate,
     /// in a fixed order, so the result is deterministic.
+    /// The gradient of an embedding table `[vocabulary, width]` from the gradient of its lookups,
+    /// `gradient [tokens, width]` for `ids [tokens]`: row v sums the gradient rows of the tokens with
+    /// id v, in `gradient`'s dtype. On the GPU the sums run in fp32, by atomics (order-dependent in
+    /// the last bits) unless MEGATRON_DETERMINISTIC=1 picks the ordered kernel.
+    public static func embeddingBackward(_ gradient: Tensor, ids: Tensor, vocabulary: Int) -> Tensor {
+        precondition(gradient.rank == 2 && ids.rank == 1 && ids.count == gradient.shape[0],
+                     "embedding backward: gradient \(gradient.shape) and ids \(ids.shape) disagree")
+        if cudaDevice(gradient, ids, op: "embeddingBackward") != nil {
+            return CUDAOps.embeddingBackward(gradient, ids: ids, vocabulary: vocabulary)
+        }
+        let zeros = Tensor.zeros([vocabulary, gradient.shape[1]], dtype: gradient.dtype)
+        return indexAdd(zeros, dim: 0, index: ids, source: gradient)
+    }
+
     public static func indexAdd(_ x: Tensor, dim: Int, index: Tensor, source: Tensor) -> Tensor {
         let d = Shape.normalize(dim, rank: x.rank)
         precondition(index.rank == 1 && source.shape[d] == index.count,

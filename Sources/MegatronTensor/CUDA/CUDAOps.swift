@@ -217,6 +217,30 @@ enum CUDAOps {
         return x.dtype == .float32 ? accumulator : contiguousCopy(accumulator, dtype: x.dtype)
     }
 
+    static func embeddingBackward(_ gradient: Tensor, ids: Tensor, vocabulary: Int) -> Tensor {
+        let device = device(of: [gradient, ids], op: "embedding backward")
+        let width = gradient.shape[1], tokens = ids.count
+        let context = CUDAContext.of(device)
+        let table: Tensor
+        if context.deterministic {
+            // The ordered kernel writes every row (no zeroing first), summing in token order.
+            table = Tensor.empty([vocabulary, width], dtype: .float32, device: device)
+            let (source, index) = (contiguousCopy(gradient, dtype: .float32), ids.cast(to: .int64).contiguous())
+            context.run("embedding backward (ordered) \(tokens)x\(width)") {
+                try context.neural().embeddingBackward(tableGradient: table.deviceAddress, gradient: source.deviceAddress,
+                                                       ids: index.deviceAddress, tokens: tokens, vocabulary: vocabulary,
+                                                       width: width, type: .float32, stream: context.stream)
+            }
+        } else {
+            table = Tensor.zeros([vocabulary, width], device: device)
+            launch("tensor_embedding_backward_atomic", elements: tokens * width, on: device,
+                   [.pointer(table.deviceAddress), .tensor(gradient.kernelArgument), .tensor(ids.kernelArgument),
+                    .int64(Int64(tokens)), .int64(Int64(width)), .int64(Int64(vocabulary))],
+                   label: "\(tokens)x\(width) \(gradient.dtype)")
+        }
+        return gradient.dtype == .float32 ? table : contiguousCopy(table, dtype: gradient.dtype)
+    }
+
     static func embedding(_ weight: Tensor, ids: Tensor) -> Tensor {
         let device = device(of: [weight, ids], op: "embedding")
         let hidden = weight.shape[1]
