@@ -125,7 +125,9 @@ extension Ops {
 
     /// `f(x)` elementwise.
     public static func unary(_ x: Tensor, _ op: UnaryOp) -> Tensor {
-        if cudaDevice(x, op: "\(op)") != nil { return CUDAOps.unary(x, op, dtype: x.dtype.isFloatingPoint ? x.dtype : .float32) }
+        if cudaDevice(x, op: "\(op)") != nil {
+            return CUDAFusedOps.activation(x, op) ?? CUDAOps.unary(x, op, dtype: x.dtype.isFloatingPoint ? x.dtype : .float32)
+        }
         return x.withFloats { src in
             Tensor.computed(shape: x.shape, dtype: x.dtype.isFloatingPoint ? x.dtype : .float32) { out in
                 parallelChunks(out.count, grain: 8192) { r in for i in r { out[i] = op.apply(src[i]) } }
@@ -136,7 +138,9 @@ extension Ops {
     /// `gradOutput * f'(x)` elementwise: the backward of `unary(x, op)`.
     public static func unaryBackward(_ x: Tensor, gradOutput: Tensor, _ op: UnaryOp) -> Tensor {
         precondition(x.shape == gradOutput.shape, "unary backward shapes \(x.shape) and \(gradOutput.shape)")
-        if cudaDevice(x, gradOutput, op: "\(op) backward") != nil { return CUDAOps.unaryBackward(x, gradOutput: gradOutput, op) }
+        if cudaDevice(x, gradOutput, op: "\(op) backward") != nil {
+            return CUDAFusedOps.activationBackward(x, gradOutput: gradOutput, op) ?? CUDAOps.unaryBackward(x, gradOutput: gradOutput, op)
+        }
         return x.withFloats { src in
             gradOutput.withFloats { g in
                 Tensor.computed(shape: x.shape, dtype: gradOutput.dtype) { out in

@@ -137,6 +137,29 @@ enum CUDAFusedOps {
         return out
     }
 
+    /// GeLU / SiLU through the vectorized activation kernels, for contiguous 16- and 32-bit floats.
+    static func activation(_ x: Tensor, _ op: UnaryOp) -> Tensor? {
+        guard let activation = op.activation, x.isContiguous, let type = x.dtype.kernelElementType else { return nil }
+        let out = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
+        run("\(op) \(x.dtype) \(x.shape)", on: x.device) { nn, stream in
+            try nn.activationForward(activation, out: out.deviceAddress, input: x.deviceAddress, count: x.count, type: type,
+                                     stream: stream)
+        }
+        return out
+    }
+
+    static func activationBackward(_ x: Tensor, gradOutput: Tensor, _ op: UnaryOp) -> Tensor? {
+        guard let activation = op.activation, x.dtype == gradOutput.dtype, let type = x.dtype.kernelElementType,
+              x.isContiguous else { return nil }
+        let gradient = gradOutput.contiguous()
+        let dx = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
+        run("\(op) backward \(x.dtype) \(x.shape)", on: x.device) { nn, stream in
+            try nn.activationBackward(activation, dx: dx.deviceAddress, gradient: gradient.deviceAddress, input: x.deviceAddress,
+                                      count: x.count, type: type, stream: stream)
+        }
+        return dx
+    }
+
     /// Element type, row width and row count of a row kernel over `x`, when every given tensor shares x's dtype.
     private static func rowShape(_ x: Tensor, sameType others: [Tensor?]) -> (KernelElementType, Int, Int)? {
         guard x.rank >= 1, x.count > 0, let type = x.dtype.kernelElementType,
@@ -148,6 +171,18 @@ enum CUDAFusedOps {
     private static func run(_ op: String, on device: Device, _ body: (NeuralKernels, CUDAStream) throws -> Void) {
         let context = CUDAContext.of(device)
         context.run("fused \(op)") { try body(try context.neural(), context.stream) }
+    }
+}
+
+extension UnaryOp {
+    /// The activation kernel computing this op, if there is one.
+    var activation: Activation? {
+        switch self {
+        case .geluTanh: .geluTanh
+        case .geluErf: .geluErf
+        case .silu: .silu
+        default: nil
+        }
     }
 }
 
