@@ -8,8 +8,14 @@ import XCTest
 /// the 16-bit type's last place; errors are measured as ‖gpu − cpu‖ / ‖cpu‖ over each tensor.
 final class AttentionGPUTests: XCTestCase {
     struct Case {
-        var batch = 1, groups = 1, perGroup = 1, queries: Int, keys: Int? = nil, headDim = 64
-        var dtype: DType = .bfloat16, causal = true
+        var batch = 1
+        var groups = 1
+        var perGroup = 1
+        var queries: Int
+        var keys: Int? = nil
+        var headDim = 64
+        var dtype: DType = .bfloat16
+        var causal = true
     }
 
     func device() throws -> Device {
