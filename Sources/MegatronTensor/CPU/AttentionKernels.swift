@@ -62,7 +62,7 @@ extension Ops {
 }
 
 /// The attention arithmetic on contiguous fp32 operands in the grouped layout: q `[b, g, p, s, d]`,
-/// k and v `[b, g, t, d]`. Scores are computed one query row at a time, never all at once.
+/// k and v `[b, g, t, d]`. Scores are computed one query row (or one key) at a time, never all at once.
 struct AttentionMath {
     let layout: AttentionLayout
     let causal: Bool
@@ -72,71 +72,85 @@ struct AttentionMath {
     /// Keys query row `i` sees.
     func visibleKeys(_ i: Int) -> Int { causal ? min(layout.keys, i + layout.causalOffset + 1) : layout.keys }
 
-    /// Scaled scores of query row `row` (an index into q's rows) against key/value head `kv`.
-    func scores(row: Int, kv: Int, count: Int) -> [Float] {
-        let d = layout.headDim
-        return (0..<count).map { j in
-            var dot: Float = 0
-            for c in 0..<d { dot += q[row * d + c] * k[(kv * layout.keys + j) * d + c] }
-            return dot * scale
-        }
-    }
+    /// The first query row that sees key `j`.
+    func firstQuery(seeing j: Int) -> Int { causal ? max(0, j - layout.causalOffset) : 0 }
+
+    /// The key/value head of query row `row` (an index into q's rows).
+    func keyHead(ofRow row: Int) -> Int { row / (layout.perGroup * layout.queries) }
 
     /// Writes the output (`[b, s, heads, d]`) and each row's log-sum-exp (`[b, heads, s]`).
     func forward(output: UnsafeMutableBufferPointer<Float>, logSumExp: UnsafeMutableBufferPointer<Float>) {
-        let (s, d, heads) = (layout.queries, layout.headDim, layout.heads)
-        Ops.parallelRows(layout.batch * heads * s, layout.keys * d) { row in
-            let (bh, i) = row.quotientAndRemainder(dividingBy: s)
-            let (b, h) = bh.quotientAndRemainder(dividingBy: heads)
-            let kv = b * layout.groups + h / layout.perGroup
-            let count = visibleKeys(i)
-            let x = scores(row: row, kv: kv, count: count)
-            let lse = x.withUnsafeBufferPointer { Ops.logSumExp($0.baseAddress!, count) }
-            logSumExp[row] = lse
-            let o = output.baseAddress! + ((b * s + i) * heads + h) * d
-            for j in 0..<count {
-                let p = Foundation.exp(x[j] - lse)
-                for c in 0..<d { o[c] += p * v[(kv * layout.keys + j) * d + c] }
+        let (s, t, d, heads) = (layout.queries, layout.keys, layout.headDim, layout.heads)
+        q.withUnsafeBufferPointer { q in k.withUnsafeBufferPointer { k in v.withUnsafeBufferPointer { v in
+            Ops.parallelRows(layout.batch * heads * s, t * d) { row in
+                let (bh, i) = row.quotientAndRemainder(dividingBy: s)
+                let (b, h) = bh.quotientAndRemainder(dividingBy: heads)
+                let kv = keyHead(ofRow: row), count = visibleKeys(i)
+                let qRow = q.baseAddress! + row * d
+                let x = (0..<count).map { j in Self.dot(qRow, k.baseAddress! + (kv * t + j) * d, d) * scale }
+                let lse = x.withUnsafeBufferPointer { Ops.logSumExp($0.baseAddress!, count) }
+                logSumExp[row] = lse
+                let o = output.baseAddress! + ((b * s + i) * heads + h) * d
+                for j in 0..<count {
+                    let p = Foundation.exp(x[j] - lse), value = v.baseAddress! + (kv * t + j) * d
+                    for c in 0..<d { o[c] += p * value[c] }
+                }
             }
-        }
+        } } }
     }
 
-    /// dQ in the grouped query layout, dK and dV `[b, g, t, d]`.
-    func backward(gradOutput dO: [Float], output: [Float], logSumExp: [Float]) -> (dq: [Float], dk: [Float], dv: [Float]) {
+    /// dQ in the grouped query layout, dK and dV `[b, g, t, d]`: one parallel pass over query rows
+    /// for dQ, one over keys for dK and dV (each recomputes the probabilities it needs), so every
+    /// gradient row is summed by one task in a fixed order.
+    func backward(gradOutput: [Float], output: [Float], logSumExp: [Float]) -> (dq: [Float], dk: [Float], dv: [Float]) {
         let (s, t, d, p) = (layout.queries, layout.keys, layout.headDim, layout.perGroup)
+        let rowDot = (0..<q.count / d).map { row in   // D = rowsum(dO * O)
+            (0..<d).reduce(Float(0)) { $0 + gradOutput[row * d + $1] * output[row * d + $1] }
+        }
         var dq = [Float](repeating: 0, count: q.count)
         var dk = [Float](repeating: 0, count: k.count), dv = [Float](repeating: 0, count: v.count)
-        // One task per key/value head: it owns that head's dK and dV rows and its query heads' dQ rows.
-        dq.withUnsafeMutableBufferPointer { dq in
-            dk.withUnsafeMutableBufferPointer { dk in
-                dv.withUnsafeMutableBufferPointer { dv in
-                    let (dqBase, dkBase, dvBase) = (dq.baseAddress!, dk.baseAddress!, dv.baseAddress!)
-                    Ops.parallelRows(layout.batch * layout.groups, p * s * t * d) { kv in
-                        for row in kv * p * s..<(kv + 1) * p * s {
-                            let i = row % s
-                            let count = visibleKeys(i)
-                            let x = scores(row: row, kv: kv, count: count)
-                            var rowDot: Float = 0   // D = rowsum(dO * O)
-                            for c in 0..<d { rowDot += dO[row * d + c] * output[row * d + c] }
-                            for j in 0..<count {
-                                let prob = Foundation.exp(x[j] - logSumExp[row])
-                                let key = (kv * t + j) * d
-                                var dp: Float = 0
-                                for c in 0..<d {
-                                    dp += dO[row * d + c] * v[key + c]
-                                    dvBase[key + c] += prob * dO[row * d + c]
-                                }
-                                let ds = prob * (dp - rowDot) * scale
-                                for c in 0..<d {
-                                    dqBase[row * d + c] += ds * k[key + c]
-                                    dkBase[key + c] += ds * q[row * d + c]
-                                }
+        q.withUnsafeBufferPointer { q in k.withUnsafeBufferPointer { k in v.withUnsafeBufferPointer { v in
+        gradOutput.withUnsafeBufferPointer { dO in
+            let (qb, kb, vb, gb) = (q.baseAddress!, k.baseAddress!, v.baseAddress!, dO.baseAddress!)
+            /// dS of query row `row` and key `j` of head `kv`, and the probability P.
+            func gradScore(_ row: Int, _ kv: Int, _ j: Int) -> (ds: Float, p: Float) {
+                let key = (kv * t + j) * d
+                let prob = Foundation.exp(Self.dot(qb + row * d, kb + key, d) * scale - logSumExp[row])
+                return (prob * (Self.dot(gb + row * d, vb + key, d) - rowDot[row]) * scale, prob)
+            }
+            dq.withUnsafeMutableBufferPointer { dq in
+                Ops.parallelRows(q.count / d, t * d) { row in
+                    let kv = keyHead(ofRow: row), out = dq.baseAddress! + row * d
+                    for j in 0..<visibleKeys(row % s) {
+                        let ds = gradScore(row, kv, j).ds, key = kb + (kv * t + j) * d
+                        for c in 0..<d { out[c] += ds * key[c] }
+                    }
+                }
+            }
+            dk.withUnsafeMutableBufferPointer { dk in dv.withUnsafeMutableBufferPointer { dv in
+                Ops.parallelRows(k.count / d, p * s * d) { keyRow in
+                    let (kv, j) = keyRow.quotientAndRemainder(dividingBy: t)
+                    let (dkRow, dvRow) = (dk.baseAddress! + keyRow * d, dv.baseAddress! + keyRow * d)
+                    for head in 0..<p {
+                        for i in firstQuery(seeing: j)..<s {
+                            let row = (kv * p + head) * s + i
+                            let (ds, prob) = gradScore(row, kv, j)
+                            for c in 0..<d {
+                                dkRow[c] += ds * qb[row * d + c]
+                                dvRow[c] += prob * gb[row * d + c]
                             }
                         }
                     }
                 }
-            }
-        }
+            } }
+        } } } }
         return (dq, dk, dv)
+    }
+
+    @inline(__always)
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var sum: Float = 0
+        for c in 0..<n { sum += a[c] * b[c] }
+        return sum
     }
 }
