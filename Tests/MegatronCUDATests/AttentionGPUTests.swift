@@ -27,6 +27,11 @@ final class AttentionGPUTests: XCTestCase {
         }
     }
 
+    func rmsError(_ gpu: Tensor, _ cpu: Tensor) -> Double {
+        let squares = zip(gpu.floats(), cpu.floats()).map { Double($0 - $1) * Double($0 - $1) }
+        return (squares.reduce(0, +) / Double(max(cpu.count, 1))).squareRoot()
+    }
+
     func relativeError(_ gpu: Tensor, _ cpu: Tensor) -> Double {
         let (g, c) = (gpu.floats(), cpu.floats())
         var difference = 0.0, norm = 0.0
@@ -66,7 +71,10 @@ final class AttentionGPUTests: XCTestCase {
         for (name, g, r, bound) in checks {
             XCTAssertEqual(g.shape, r.shape, "\(name) shape", file: file, line: line)
             XCTAssertFalse(g.floats().contains { !$0.isFinite }, "\(name) finite in \(c)", file: file, line: line)
-            let error = relativeError(g, r)
+            // With one key, dq and dk are zero in exact arithmetic (P = 1, so dP = D): measure them
+            // against the gradient scale of one (absolute RMS error) instead of their rounding noise.
+            let tiny = r.floats().allSatisfy { abs($0) < 1e-3 }
+            let error = tiny ? rmsError(g, r) : relativeError(g, r)
             print("flash attention \(c.dtype) d\(c.headDim) b\(c.batch) \(heads)/\(c.groups) heads s\(c.queries) t\(t) causal \(c.causal): \(name) relative error \(error)")
             XCTAssertLessThan(error, bound, "\(name) of \(c)", file: file, line: line)
         }
