@@ -26,6 +26,10 @@ final class NeuralKernelSourceTests: XCTestCase {
                               "swiglu_backward_##SUFFIX"] + Activation.allCases.map { "(\($0.rawValue)," },
             "cast.cu": ["cast_##FROM_SUFFIX##_##TO_SUFFIX", "CAST_KERNEL(f32, float, bf16, bf16)", "CAST_KERNEL(f16, f16, bf16, bf16)"],
             "optimizer.cu": ["adamw_##SUFFIX", "grad_norm_partials(", "grad_norm_final("],
+            "flash_attention.cu": ["flash_forward_d##D##_##SUFFIX", "flash_backward_dkdv_d##D##_##SUFFIX",
+                                   "flash_backward_dq_d##D##_##SUFFIX", "flash_backward_delta_##SUFFIX",
+                                   "FLASH_ATTENTION_KERNELS(SUFFIX, TYPE, 64, 64)", "FLASH_ATTENTION_KERNELS(SUFFIX, TYPE, 128, 32)",
+                                   "FLASH_ATTENTION_TYPE(bf16, bf16)", "FLASH_ATTENTION_TYPE(f16, f16)"],
         ]
         XCTAssertEqual(Set(expected.keys), Set(NeuralKernels.files))
         for (file, names) in expected {

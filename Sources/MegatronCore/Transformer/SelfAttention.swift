@@ -61,13 +61,28 @@ public final class SelfAttention: Module {
         var (keys, values) = (k, v)
         if let cache { (keys, values) = cache.append(keys: k, values: v) }
         let context = coreAttention(q: q, k: keys, v: values)       // [b, g, perGroup, s, d]
-        let merged = context.reshape([b, heads, s, d]).permute([0, 2, 1, 3]).reshape([b, s, heads * d])
+        // [b, s, g, perGroup, d]: a free view of the fused kernels' output, which is laid out so.
+        let merged = context.permute([0, 3, 1, 2, 4]).reshape([b, s, heads * d])
         return linearProj(merged)
     }
 
     /// softmax(q k^T / sqrt(d) + causal mask) v, with key/value heads broadcast over their query group.
     /// The `s` queries are the last `s` of the `t` key positions (t > s when earlier keys are cached).
+    ///
+    /// On the GPU the fused flash-attention kernels run it (no [s, t] scores in memory) wherever they
+    /// apply: bf16/fp16, head dim 64 or 128, and no attention dropout in training (the fused kernels
+    /// draw no dropout mask). Elsewhere, and always on the CPU (whose golden tests pin the
+    /// materialized rounding), the scores are materialized.
     func coreAttention(q: Tensor, k: Tensor, v: Tensor) -> Tensor {
+        let dropoutActive = attentionDropout.isTraining && attentionDropout.probability > 0
+        if !dropoutActive && q.device != .cpu && Ops.attentionIsFused(q: q, k: k, v: v) {
+            return Functional.scaledDotProductAttention(q, k, v, causal: true)
+        }
+        return materializedAttention(q: q, k: k, v: v)
+    }
+
+    /// The reference path: the full [s, t] probabilities, then their product with v.
+    func materializedAttention(q: Tensor, k: Tensor, v: Tensor) -> Tensor {
         let s = q.size(-2), t = k.size(-2), d = q.size(-1)
         let scores = q.matmul(k.transpose(-1, -2)) * (1 / Float(d).squareRoot())
         // Key j is in query i's future when j > i + (t - s); built where the scores are.

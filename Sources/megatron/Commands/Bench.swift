@@ -4,5 +4,5 @@ import ArgumentParser
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: time kernels and training steps.",
-        subcommands: [BenchTrain.self, BenchGemm.self, BenchTokenizer.self, BenchMatmul.self, BenchKernels.self])
+        subcommands: [BenchTrain.self, BenchGemm.self, BenchTokenizer.self, BenchMatmul.self, BenchKernels.self, BenchAttention.self])
 }

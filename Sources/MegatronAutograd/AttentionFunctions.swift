@@ -1,0 +1,29 @@
+import MegatronTensor
+
+extension Functional {
+    /// Scaled-dot-product attention `softmax(q kᵀ * scale + mask) v` as one differentiable primitive
+    /// whose backward recomputes the probabilities from the saved row log-sum-exp: the `[s, t]`
+    /// scores are never stored. On CUDA with bf16/fp16 and head dim 64 or 128 it runs the fused
+    /// flash-attention kernels (`Ops.attentionIsFused`); elsewhere the CPU reference.
+    ///
+    /// q is `[b, heads, s, d]` or grouped `[b, kvHeads, heads / kvHeads, s, d]`; k and v are
+    /// `[b, kvHeads, t, d]` (or `[b, kvHeads, 1, t, d]`), any strides with the last dim contiguous.
+    /// Query head `h` attends with key/value head `h / (heads / kvHeads)`. With `causal`, the queries
+    /// are the last `s` of the `t` positions (t > s continues a KV cache). The result has q's shape and
+    /// is laid out in memory as `[b, s, heads, d]`, so merging heads for the output projection is free:
+    ///
+    ///     let o = Functional.scaledDotProductAttention(q, k, v, causal: true)       // [b, heads, s, d]
+    ///     let merged = o.permute([0, 2, 1, 3]).reshape([b, s, heads * d])           // no copy
+    public static func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, causal: Bool = true,
+                                                 scale: Float? = nil) -> Tensor {
+        let scale = scale ?? 1 / Float(q.shape.last!).squareRoot()
+        let (qs, ks, vs) = (q.detached(), k.detached(), v.detached())
+        let r = Ops.attention(q: qs, k: ks, v: vs, causal: causal, scale: scale)
+        let output = r.output
+        return record("scaledDotProductAttention", inputs: [q, k, v], output: output) { g in
+            let grads = Ops.attentionBackward(gradOutput: g, q: qs, k: ks, v: vs, output: output, logSumExp: r.logSumExp,
+                                              causal: causal, scale: scale)
+            return [grads.gradQ, grads.gradK, grads.gradV]
+        }
+    }
+}

@@ -1,0 +1,511 @@
+// Flash attention (FlashAttention-2's algorithm) for bf16 and fp16 with head dims 64 and 128:
+// softmax(q kᵀ * scale + causal mask) v without materializing the [s, t] scores, and its backward.
+//
+// Layout (the launcher in NeuralKernels+Attention.swift documents it too): q, o and dO are addressed
+// as [batch, group, headInGroup, row, dim] and k, v as [batch, group, row, dim] through strides in
+// elements, the last dim contiguous (16-byte aligned rows), so the model's slices of its fused QKV
+// projection need no copy. Query head h = group * perGroup + headInGroup reads key/value head `group`
+// (grouped-query attention). Causal: query i (of s) sits at key position i + (t - s).
+//
+// Tensor cores: mma.sync m16n8k16 with fp32 accumulators; fragments come from shared memory tiles
+// (row pitch D + 8 elements, so the eight 16-byte rows of each ldmatrix hit distinct banks)
+// filled by cp.async, double-buffered so the next tile loads while this one is multiplied.
+// Each CTA has 4 warps; each warp owns 16 rows (queries in the forward and dQ kernels, keys in
+// the dK/dV kernel). Softmax runs in the log2 domain (exp2f with the scale folded in); the saved
+// log-sum-exp is natural-log, [batch, heads, s] fp32.
+//
+// Backward is deterministic without atomics: one kernel per key block accumulates dK and dV in
+// registers over every query head of its group and every query block, in a fixed order; a second
+// kernel per query block accumulates dQ over the key blocks. Both recompute P from the saved LSE.
+
+#define FA_THREADS 128
+#define FA_BLOCK_M 64   // query rows per CTA of the forward and dQ kernels (4 warps x 16)
+#define FA_BLOCK_N 64   // key rows per step of the forward and dQ kernels, per CTA of the dK/dV kernel
+#define FA_LOG2E 1.4426950408889634f
+#define FA_LN2 0.6931471805599453f
+#define POS_INFINITY __int_as_float(0x7f800000)
+
+template <class T> constexpr bool fa_is_bf16 = false;
+template <> constexpr bool fa_is_bf16<bf16> = true;
+
+__device__ __forceinline__ unsigned fa_smem_address(const void *p) {
+    unsigned address;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(address) : "l"(p));
+    return address;
+}
+
+// 16 bytes global -> shared without passing through registers; zero-filled when !valid.
+__device__ __forceinline__ void fa_cp_async16(void *shared, const void *global, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(fa_smem_address(shared)), "l"(global),
+                 "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void fa_cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N> __device__ __forceinline__ void fa_cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
+
+// Rows [row0, row0 + ROWS) of a [rows, D] matrix (row stride `stride`) into a tile of pitch D + 8;
+// rows at or past `rows` are zero-filled. All FA_THREADS threads take part.
+template <int D, int ROWS>
+__device__ __forceinline__ void fa_load_tile(unsigned short *tile, const unsigned short *base, long long stride, int row0, int rows) {
+    constexpr int CHUNKS = D / 8, P = D + 8;
+#pragma unroll
+    for (int c = threadIdx.x; c < ROWS * CHUNKS; c += FA_THREADS) {
+        const int r = c / CHUNKS, col = (c % CHUNKS) * 8;
+        const bool valid = row0 + r < rows;
+        fa_cp_async16(tile + r * P + col, valid ? base + (long long)(row0 + r) * stride + col : base, valid);
+    }
+}
+
+__device__ __forceinline__ void fa_ldmatrix_x4(unsigned (&r)[4], const unsigned short *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(fa_smem_address(p)));
+}
+__device__ __forceinline__ void fa_ldmatrix_x4_trans(unsigned (&r)[4], const unsigned short *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(fa_smem_address(p)));
+}
+
+// The A operand (16 x 16, row-major) at rows row0.., columns k0.. of a tile of pitch P.
+template <int P>
+__device__ __forceinline__ void fa_load_a(unsigned (&a)[4], const unsigned short *tile, int row0, int k0) {
+    const int lane = threadIdx.x & 31, m = lane >> 3, r = lane & 7;
+    fa_ldmatrix_x4(a, tile + (row0 + r + (m & 1) * 8) * P + k0 + (m >> 1) * 8);
+}
+
+// B operands of two n-tiles (n0 and n0 + 8) of C = A Xᵀ, X row-major [n][k] in a tile of pitch P:
+// b[0], b[1] for n-tile n0 and b[2], b[3] for n0 + 8, at k-step k0.
+template <int P>
+__device__ __forceinline__ void fa_load_bt(unsigned (&b)[4], const unsigned short *tile, int n0, int k0) {
+    const int lane = threadIdx.x & 31, m = lane >> 3, r = lane & 7;
+    fa_ldmatrix_x4(b, tile + (n0 + r + (m >> 1) * 8) * P + k0 + (m & 1) * 8);
+}
+
+// B operands of two n-tiles of C = A Y, Y row-major [k][n] in a tile of pitch P (transposed load).
+template <int P>
+__device__ __forceinline__ void fa_load_b(unsigned (&b)[4], const unsigned short *tile, int k0, int n0) {
+    const int lane = threadIdx.x & 31, m = lane >> 3, r = lane & 7;
+    fa_ldmatrix_x4_trans(b, tile + (k0 + r + (m & 1) * 8) * P + n0 + (m >> 1) * 8);
+}
+
+template <class T>
+__device__ __forceinline__ void fa_mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    if constexpr (fa_is_bf16<T>) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    } else {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+}
+
+// Two floats rounded to T and packed, `lo` in the low half.
+template <class T> __device__ __forceinline__ unsigned fa_pack(float lo, float hi) {
+    unsigned r;
+    if constexpr (fa_is_bf16<T>) asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    else asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+// The A operand of a product from accumulators: n-tiles 2kk and 2kk + 1 of a 16-row result (C
+// layout) are the 16 x 16 A fragment of k-step kk.
+template <class T, int N>
+__device__ __forceinline__ void fa_accumulator_as_a(unsigned (&a)[4], const float (&c)[N][4], int kk) {
+    a[0] = fa_pack<T>(c[2 * kk][0], c[2 * kk][1]);
+    a[1] = fa_pack<T>(c[2 * kk][2], c[2 * kk][3]);
+    a[2] = fa_pack<T>(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+    a[3] = fa_pack<T>(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+}
+
+// C[16 x N*8] += A[16 x D] Xᵀ: A rows row0.. of tile `a` (pitch P), X rows 0.. of tile `x`.
+template <class T, int D, int N, int P>
+__device__ __forceinline__ void fa_gemm_abt(float (&c)[N][4], const unsigned short *a_tile, int row0, const unsigned short *x_tile) {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+        unsigned a[4];
+        fa_load_a<P>(a, a_tile, row0, kk * 16);
+#pragma unroll
+        for (int nt = 0; nt < N / 2; nt++) {
+            unsigned b[4];
+            fa_load_bt<P>(b, x_tile, nt * 16, kk * 16);
+            fa_mma<T>(c[2 * nt], a, b[0], b[1]);
+            fa_mma<T>(c[2 * nt + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// C[16 x D] += A Y with A = accumulators `p` [16 x K*8] rounded to T, Y rows 0.. of tile `y` [K*8 x D].
+template <class T, int D, int K, int P>
+__device__ __forceinline__ void fa_gemm_pv(float (&c)[D / 8][4], const float (&p)[K][4], const unsigned short *y_tile) {
+#pragma unroll
+    for (int kk = 0; kk < K / 2; kk++) {
+        unsigned a[4];
+        fa_accumulator_as_a<T>(a, p, kk);
+#pragma unroll
+        for (int nt = 0; nt < D / 16; nt++) {
+            unsigned b[4];
+            fa_load_b<P>(b, y_tile, kk * 16, nt * 16);
+            fa_mma<T>(c[2 * nt], a, b[0], b[1]);
+            fa_mma<T>(c[2 * nt + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+__device__ __forceinline__ float fa_quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float fa_quad_sum(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// Writes this warp's 16 accumulator rows (times `scale`) to rows row0.. of a [rows, D] matrix.
+template <class T, int D>
+__device__ __forceinline__ void fa_store_rows(unsigned short *base, long long stride, int row0, int rows,
+                                              const float (&c)[D / 8][4], const float (&scale)[2]) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = row0 + g + r * 8;
+        if (row >= rows) continue;
+        unsigned short *out = base + (long long)row * stride + tq * 2;
+#pragma unroll
+        for (int nt = 0; nt < D / 8; nt++)
+            *reinterpret_cast<unsigned *>(out + nt * 8) = fa_pack<T>(c[nt][2 * r] * scale[r], c[nt][2 * r + 1] * scale[r]);
+    }
+}
+
+// One past the last key any query of [q0, q0 + rows) may see.
+__device__ __forceinline__ int fa_key_end(int q0, int rows, int s, int t, int causal) {
+    return causal ? min(t, min(s - 1, q0 + rows - 1) + (t - s) + 1) : t;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward. Grid (ceil(s / 64), heads, batch); heavy causal query blocks start first.
+template <class T, int D>
+__device__ void flash_forward(const T *q, long long q_b, long long q_g, long long q_p, long long q_s,
+                              const T *k, long long k_b, long long k_g, long long k_s,
+                              const T *v, long long v_b, long long v_g, long long v_s,
+                              T *o, long long o_b, long long o_g, long long o_p, long long o_s,
+                              float *lse, int groups, int per_group, int s, int t, float scale_log2, int causal) {
+    constexpr int P = D + 8, BM = FA_BLOCK_M, BN = FA_BLOCK_N, NT = BN / 8;
+    extern __shared__ __align__(16) unsigned char fa_shared[];
+    unsigned short *qs = reinterpret_cast<unsigned short *>(fa_shared);
+    unsigned short *ks = qs + BM * P;          // [2][BN][P]
+    unsigned short *vs = ks + 2 * BN * P;      // [2][BN][P]
+
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * BM, h = blockIdx.y, b = blockIdx.z;
+    const int group = h / per_group, p = h % per_group, offset = t - s;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+    const unsigned short *qh = reinterpret_cast<const unsigned short *>(q) + b * q_b + group * q_g + p * q_p;
+    const unsigned short *kh = reinterpret_cast<const unsigned short *>(k) + b * k_b + group * k_g;
+    const unsigned short *vh = reinterpret_cast<const unsigned short *>(v) + b * v_b + group * v_g;
+    const int blocks = (fa_key_end(q0, BM, s, t, causal) + BN - 1) / BN;
+
+    fa_load_tile<D, BM>(qs, qh, q_s, q0, s);
+    fa_load_tile<D, BN>(ks, kh, k_s, 0, t);
+    fa_load_tile<D, BN>(vs, vh, v_s, 0, t);
+    fa_cp_async_commit();
+
+    float acc[D / 8][4] = {};
+    float row_max[2] = {NEG_INFINITY, NEG_INFINITY}, row_sum[2] = {0.0f, 0.0f};
+    const int row_a = q0 + warp * 16 + g;   // this thread's query rows: row_a and row_a + 8
+
+    for (int j = 0; j < blocks; j++) {
+        if (j + 1 < blocks) {
+            fa_load_tile<D, BN>(ks + ((j + 1) & 1) * BN * P, kh, k_s, (j + 1) * BN, t);
+            fa_load_tile<D, BN>(vs + ((j + 1) & 1) * BN * P, vh, v_s, (j + 1) * BN, t);
+            fa_cp_async_commit();
+            fa_cp_async_wait<1>();
+        } else {
+            fa_cp_async_wait<0>();
+        }
+        __syncthreads();
+        const unsigned short *kt = ks + (j & 1) * BN * P, *vt = vs + (j & 1) * BN * P;
+
+        float sc[NT][4] = {};
+        fa_gemm_abt<T, D, NT, P>(sc, qs, warp * 16, kt);
+
+        const int k0 = j * BN;
+        const bool edge = k0 + BN > t || (causal && k0 + BN - 1 > q0 + offset);
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float x = sc[nt][e] * scale_log2;
+                if (edge) {
+                    const int key = k0 + nt * 8 + tq * 2 + (e & 1), row = row_a + (e >> 1) * 8;
+                    if (key >= t || (causal && key > row + offset)) x = NEG_INFINITY;
+                }
+                sc[nt][e] = x;
+            }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float m = row_max[r];
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) m = fmaxf(m, fmaxf(sc[nt][2 * r], sc[nt][2 * r + 1]));
+            m = fa_quad_max(m);
+            // A row with nothing visible yet keeps max -inf; exponentiate against 0 so exp2(-inf) = 0, not NaN.
+            const float base = m == NEG_INFINITY ? 0.0f : m;
+            const float rescale = exp2f(row_max[r] - base);
+            row_max[r] = m;
+            row_sum[r] *= rescale;
+#pragma unroll
+            for (int nt = 0; nt < D / 8; nt++) {
+                acc[nt][2 * r] *= rescale;
+                acc[nt][2 * r + 1] *= rescale;
+            }
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                sc[nt][2 * r] = exp2f(sc[nt][2 * r] - base);
+                sc[nt][2 * r + 1] = exp2f(sc[nt][2 * r + 1] - base);
+                row_sum[r] += sc[nt][2 * r] + sc[nt][2 * r + 1];
+            }
+        }
+        fa_gemm_pv<T, D, NT, P>(acc, sc, vt);
+        __syncthreads();   // the next iteration's loads overwrite the tiles just read
+    }
+
+    float inverse[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const float total = fa_quad_sum(row_sum[r]);
+        inverse[r] = total > 0.0f ? 1.0f / total : 0.0f;
+        const int row = row_a + r * 8;
+        if (tq == 0 && row < s)
+            lse[((long long)b * gridDim.y + h) * s + row] = total > 0.0f ? (row_max[r] + log2f(total)) * FA_LN2 : NEG_INFINITY;
+    }
+    unsigned short *oh = reinterpret_cast<unsigned short *>(o) + b * o_b + group * o_g + p * o_p;
+    fa_store_rows<T, D>(oh, o_s, q0 + warp * 16, s, acc, inverse);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward preprocessing: delta[b, h, i] = sum_d dO * O, one warp per row. Grid (ceil(heads * s / 4), batch).
+template <class T>
+__device__ void flash_backward_delta(const T *o, long long o_b, long long o_g, long long o_p, long long o_s,
+                                     const T *dout, long long d_b, long long d_g, long long d_p, long long d_s,
+                                     float *delta, int groups, int per_group, int s, int dim) {
+    const int row = blockIdx.x * (FA_THREADS / 32) + (threadIdx.x >> 5), lane = threadIdx.x & 31, b = blockIdx.y;
+    const int heads = groups * per_group;
+    if (row >= heads * s) return;
+    const int i = row % s, h = row / s, group = h / per_group, p = h % per_group;
+    const T *orow = o + b * o_b + group * o_g + p * o_p + i * o_s;
+    const T *drow = dout + b * d_b + group * d_g + p * d_p + i * d_s;
+    float sum = 0.0f;
+    for (int c = lane; c < dim; c += 32) sum += to_float(orow[c]) * to_float(drow[c]);
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+    if (lane == 0) delta[(long long)b * heads * s + row] = sum;
+}
+
+// ---------------------------------------------------------------------------------------------
+// dK and dV of one block of 64 keys of one key/value head, summed over the group's query heads
+// and every query block that sees these keys. Grid (ceil(t / 64), groups, batch). BQ queries per
+// step (fewer for D = 128, to keep the four accumulators in registers). dk, dv: contiguous
+// [batch, groups, t, D].
+template <class T, int D, int BQ>
+__device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, long long q_p, long long q_s,
+                                    const T *k, long long k_b, long long k_g, long long k_s,
+                                    const T *v, long long v_b, long long v_g, long long v_s,
+                                    const T *dout, long long d_b, long long d_g, long long d_p, long long d_s,
+                                    const float *lse, const float *delta, T *dk, T *dv,
+                                    int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {
+    constexpr int P = D + 8, BN = FA_BLOCK_N, NT = BQ / 8;
+    extern __shared__ __align__(16) unsigned char fa_shared[];
+    unsigned short *ks = reinterpret_cast<unsigned short *>(fa_shared);
+    unsigned short *vs = ks + BN * P;
+    unsigned short *qs = vs + BN * P;          // [2][BQ][P]
+    unsigned short *dos = qs + 2 * BQ * P;     // [2][BQ][P]
+    float *lses = reinterpret_cast<float *>(dos + 2 * BQ * P);   // [2][BQ], log2 domain
+    float *deltas = lses + 2 * BQ;                               // [2][BQ]
+
+    const int k0 = blockIdx.x * BN, group = blockIdx.y, b = blockIdx.z, offset = t - s, heads = groups * per_group;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+    const unsigned short *kh = reinterpret_cast<const unsigned short *>(k) + b * k_b + group * k_g;
+    const unsigned short *vh = reinterpret_cast<const unsigned short *>(v) + b * v_b + group * v_g;
+    // Queries before k0 - offset see none of these keys.
+    const int first = causal ? max(0, k0 - offset) / BQ : 0;
+    const int per_head = max(0, (s + BQ - 1) / BQ - first), steps = per_group * per_head;
+
+    // Queues step `step`'s query tile, output-gradient tile and per-row statistics into buffer `buffer`.
+    auto load_step = [&](int step, int buffer) {
+        const int p = step / per_head, q0 = (first + step % per_head) * BQ;
+        const unsigned short *qh = reinterpret_cast<const unsigned short *>(q) + b * q_b + group * q_g + p * q_p;
+        const unsigned short *dh = reinterpret_cast<const unsigned short *>(dout) + b * d_b + group * d_g + p * d_p;
+        fa_load_tile<D, BQ>(qs + buffer * BQ * P, qh, q_s, q0, s);
+        fa_load_tile<D, BQ>(dos + buffer * BQ * P, dh, d_s, q0, s);
+        const long long rows = ((long long)b * heads + group * per_group + p) * s;
+        for (int r = threadIdx.x; r < BQ; r += FA_THREADS) {
+            const bool valid = q0 + r < s;
+            lses[buffer * BQ + r] = valid ? lse[rows + q0 + r] * FA_LOG2E : POS_INFINITY;
+            deltas[buffer * BQ + r] = valid ? delta[rows + q0 + r] : 0.0f;
+        }
+    };
+
+    fa_load_tile<D, BN>(ks, kh, k_s, k0, t);
+    fa_load_tile<D, BN>(vs, vh, v_s, k0, t);
+    if (steps > 0) load_step(0, 0);
+    fa_cp_async_commit();
+
+    float dk_acc[D / 8][4] = {}, dv_acc[D / 8][4] = {};
+    const int key_a = k0 + warp * 16 + g;   // this thread's keys: key_a and key_a + 8
+
+    for (int step = 0; step < steps; step++) {
+        const int buffer = step & 1;
+        if (step + 1 < steps) {
+            load_step(step + 1, buffer ^ 1);
+            fa_cp_async_commit();
+            fa_cp_async_wait<1>();
+        } else {
+            fa_cp_async_wait<0>();
+        }
+        __syncthreads();
+        const int q0 = (first + step % per_head) * BQ;
+        const unsigned short *qt = qs + buffer * BQ * P, *dt = dos + buffer * BQ * P;
+        const float *lt = lses + buffer * BQ, *deltat = deltas + buffer * BQ;
+
+        float pt[NT][4] = {};   // Pᵀ: this warp's 16 keys x BQ queries
+        fa_gemm_abt<T, D, NT, P>(pt, ks, warp * 16, qt);
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int col = nt * 8 + tq * 2 + (e & 1), key = key_a + (e >> 1) * 8;
+                const bool hidden = causal && key > q0 + col + offset;
+                pt[nt][e] = hidden ? 0.0f : exp2f(pt[nt][e] * scale_log2 - lt[col]);
+            }
+        fa_gemm_pv<T, D, NT, P>(dv_acc, pt, dt);   // dV += Pᵀ dO
+
+        float dpt[NT][4] = {};  // dPᵀ = V dOᵀ
+        fa_gemm_abt<T, D, NT, P>(dpt, vs, warp * 16, dt);
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) pt[nt][e] *= dpt[nt][e] - deltat[nt * 8 + tq * 2 + (e & 1)];   // dSᵀ
+        fa_gemm_pv<T, D, NT, P>(dk_acc, pt, qt);   // dK += dSᵀ Q
+        __syncthreads();
+    }
+
+    const long long head = ((long long)b * groups + group) * t * D;
+    const float dk_scale[2] = {scale, scale}, one[2] = {1.0f, 1.0f};
+    fa_store_rows<T, D>(reinterpret_cast<unsigned short *>(dk) + head, D, k0 + warp * 16, t, dk_acc, dk_scale);
+    fa_store_rows<T, D>(reinterpret_cast<unsigned short *>(dv) + head, D, k0 + warp * 16, t, dv_acc, one);
+}
+
+// ---------------------------------------------------------------------------------------------
+// dQ of one block of 64 query rows of one head, over the key blocks it sees.
+// Grid (ceil(s / 64), heads, batch). dq: contiguous [batch, heads, s, D].
+template <class T, int D>
+__device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long long q_p, long long q_s,
+                                  const T *k, long long k_b, long long k_g, long long k_s,
+                                  const T *v, long long v_b, long long v_g, long long v_s,
+                                  const T *dout, long long d_b, long long d_g, long long d_p, long long d_s,
+                                  const float *lse, const float *delta, T *dq,
+                                  int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {
+    constexpr int P = D + 8, BM = FA_BLOCK_M, BN = FA_BLOCK_N, NT = BN / 8;
+    extern __shared__ __align__(16) unsigned char fa_shared[];
+    unsigned short *qs = reinterpret_cast<unsigned short *>(fa_shared);
+    unsigned short *dos = qs + BM * P;
+    unsigned short *ks = dos + BM * P;          // [2][BN][P]
+    unsigned short *vs = ks + 2 * BN * P;       // [2][BN][P]
+
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * BM, h = blockIdx.y, b = blockIdx.z;
+    const int group = h / per_group, p = h % per_group, offset = t - s;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+    const unsigned short *qh = reinterpret_cast<const unsigned short *>(q) + b * q_b + group * q_g + p * q_p;
+    const unsigned short *dh = reinterpret_cast<const unsigned short *>(dout) + b * d_b + group * d_g + p * d_p;
+    const unsigned short *kh = reinterpret_cast<const unsigned short *>(k) + b * k_b + group * k_g;
+    const unsigned short *vh = reinterpret_cast<const unsigned short *>(v) + b * v_b + group * v_g;
+    const int blocks = (fa_key_end(q0, BM, s, t, causal) + BN - 1) / BN;
+
+    fa_load_tile<D, BM>(qs, qh, q_s, q0, s);
+    fa_load_tile<D, BM>(dos, dh, d_s, q0, s);
+    fa_load_tile<D, BN>(ks, kh, k_s, 0, t);
+    fa_load_tile<D, BN>(vs, vh, v_s, 0, t);
+    fa_cp_async_commit();
+
+    const int row_a = q0 + warp * 16 + g;
+    const long long rows = ((long long)b * gridDim.y + h) * s;
+    float row_lse[2], row_delta[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = row_a + r * 8;
+        row_lse[r] = row < s ? lse[rows + row] * FA_LOG2E : POS_INFINITY;
+        row_delta[r] = row < s ? delta[rows + row] : 0.0f;
+    }
+    float acc[D / 8][4] = {};
+
+    for (int j = 0; j < blocks; j++) {
+        if (j + 1 < blocks) {
+            fa_load_tile<D, BN>(ks + ((j + 1) & 1) * BN * P, kh, k_s, (j + 1) * BN, t);
+            fa_load_tile<D, BN>(vs + ((j + 1) & 1) * BN * P, vh, v_s, (j + 1) * BN, t);
+            fa_cp_async_commit();
+            fa_cp_async_wait<1>();
+        } else {
+            fa_cp_async_wait<0>();
+        }
+        __syncthreads();
+        const unsigned short *kt = ks + (j & 1) * BN * P, *vt = vs + (j & 1) * BN * P;
+        const int k0 = j * BN;
+
+        float pr[NT][4] = {};
+        fa_gemm_abt<T, D, NT, P>(pr, qs, warp * 16, kt);
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = k0 + nt * 8 + tq * 2 + (e & 1), row = row_a + (e >> 1) * 8;
+                const bool hidden = key >= t || (causal && key > row + offset);
+                pr[nt][e] = hidden ? 0.0f : exp2f(pr[nt][e] * scale_log2 - row_lse[e >> 1]);
+            }
+        float dp[NT][4] = {};
+        fa_gemm_abt<T, D, NT, P>(dp, dos, warp * 16, vt);
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) pr[nt][e] *= dp[nt][e] - row_delta[e >> 1];   // dS
+        fa_gemm_pv<T, D, NT, P>(acc, pr, kt);   // dQ += dS K
+        __syncthreads();
+    }
+    const float dq_scale[2] = {scale, scale};
+    unsigned short *out = reinterpret_cast<unsigned short *>(dq) + ((long long)b * gridDim.y + h) * s * D;
+    fa_store_rows<T, D>(out, D, q0 + warp * 16, s, acc, dq_scale);
+}
+
+#define FA_Q_ARGS(T) const T *q, long long q_b, long long q_g, long long q_p, long long q_s
+#define FA_KV_ARGS(T)                                                                                  \
+    const T *k, long long k_b, long long k_g, long long k_s, const T *v, long long v_b, long long v_g, long long v_s
+#define FA_DO_ARGS(T) const T *dout, long long d_b, long long d_g, long long d_p, long long d_s
+#define FA_FORWARD_PASS q, q_b, q_g, q_p, q_s, k, k_b, k_g, k_s, v, v_b, v_g, v_s
+#define FA_BACKWARD_PASS FA_FORWARD_PASS, dout, d_b, d_g, d_p, d_s
+
+#define FLASH_ATTENTION_KERNELS(SUFFIX, TYPE, D, BQ)                                                              \
+    extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_forward_d##D##_##SUFFIX(                        \
+        FA_Q_ARGS(TYPE), FA_KV_ARGS(TYPE), TYPE *o, long long o_b, long long o_g, long long o_p, long long o_s,     \
+        float *lse, int groups, int per_group, int s, int t, float scale_log2, int causal) {                       \
+        flash_forward<TYPE, D>(FA_FORWARD_PASS, o, o_b, o_g, o_p, o_s, lse, groups, per_group, s, t, scale_log2, causal); \
+    }                                                                                                              \
+    extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_backward_dkdv_d##D##_##SUFFIX(                  \
+        FA_Q_ARGS(TYPE), FA_KV_ARGS(TYPE), FA_DO_ARGS(TYPE), const float *lse, const float *delta, TYPE *dk,         \
+        TYPE *dv, int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {              \
+        flash_backward_dkdv<TYPE, D, BQ>(FA_BACKWARD_PASS, lse, delta, dk, dv, groups, per_group, s, t, scale_log2, \
+                                         scale, causal);                                                           \
+    }                                                                                                              \
+    extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_backward_dq_d##D##_##SUFFIX(                    \
+        FA_Q_ARGS(TYPE), FA_KV_ARGS(TYPE), FA_DO_ARGS(TYPE), const float *lse, const float *delta, TYPE *dq,         \
+        int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {                      \
+        flash_backward_dq<TYPE, D>(FA_BACKWARD_PASS, lse, delta, dq, groups, per_group, s, t, scale_log2, scale, causal); \
+    }
+
+#define FLASH_ATTENTION_TYPE(SUFFIX, TYPE)                                                                         \
+    FLASH_ATTENTION_KERNELS(SUFFIX, TYPE, 64, 64)                                                                  \
+    FLASH_ATTENTION_KERNELS(SUFFIX, TYPE, 128, 32)                                                                 \
+    extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_backward_delta_##SUFFIX(                        \
+        const TYPE *o, long long o_b, long long o_g, long long o_p, long long o_s, FA_DO_ARGS(TYPE), float *delta, \
+        int groups, int per_group, int s, int dim) {                                                               \
+        flash_backward_delta<TYPE>(o, o_b, o_g, o_p, o_s, dout, d_b, d_g, d_p, d_s, delta, groups, per_group, s, dim); \
+    }
+
+FLASH_ATTENTION_TYPE(bf16, bf16)
+FLASH_ATTENTION_TYPE(f16, f16)

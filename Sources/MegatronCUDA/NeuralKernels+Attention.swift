@@ -1,0 +1,130 @@
+/// One attention operand on the device: its address and strides in elements. Queries, outputs and
+/// their gradients are addressed as `[batch, group, headInGroup, row, dim]`, keys and values as
+/// `[batch, group, row, dim]` (`head` unused); the last dim is contiguous.
+public struct AttentionOperand: Sendable {
+    public var address: UInt64
+    public var batchStride: Int
+    public var groupStride: Int
+    public var headStride: Int
+    public var rowStride: Int
+
+    public init(address: UInt64, batchStride: Int, groupStride: Int, headStride: Int = 0, rowStride: Int) {
+        (self.address, self.batchStride, self.groupStride, self.headStride, self.rowStride) =
+            (address, batchStride, groupStride, headStride, rowStride)
+    }
+
+    var queryArguments: [KernelArgument] {
+        [.pointer(address), .int64(Int64(batchStride)), .int64(Int64(groupStride)), .int64(Int64(headStride)), .int64(Int64(rowStride))]
+    }
+
+    var keyArguments: [KernelArgument] {
+        [.pointer(address), .int64(Int64(batchStride)), .int64(Int64(groupStride)), .int64(Int64(rowStride))]
+    }
+}
+
+/// The sizes of one attention problem: `groups` key/value heads, each shared by `perGroup` query
+/// heads; `queries` query rows attend to `keys` key rows (the queries are the last positions).
+public struct AttentionProblem: Sendable, Equatable {
+    public var batch: Int, groups: Int, perGroup: Int, queries: Int, keys: Int, headDim: Int
+    public var causal: Bool
+    /// Multiplies q·k before the softmax (usually 1/sqrt(headDim)).
+    public var scale: Float
+
+    public init(batch: Int, groups: Int, perGroup: Int, queries: Int, keys: Int, headDim: Int, causal: Bool, scale: Float) {
+        (self.batch, self.groups, self.perGroup, self.queries, self.keys, self.headDim, self.causal, self.scale) =
+            (batch, groups, perGroup, queries, keys, headDim, causal, scale)
+    }
+
+    public var heads: Int { groups * perGroup }
+}
+
+extension NeuralKernels {
+    /// Head dims the flash-attention kernels are built for.
+    public static let attentionHeadDims: Set<Int> = [64, 128]
+
+    /// Whether the flash-attention kernels take this problem: bf16 or fp16, a head dim of 64 or 128,
+    /// every operand 16-byte aligned with row, head, group and batch strides that keep rows aligned,
+    /// and sizes within the kernels' 32-bit indices and the grid's limits.
+    public static func supportsAttention(_ problem: AttentionProblem, type: KernelElementType, operands: [AttentionOperand]) -> Bool {
+        guard type != .float32, attentionHeadDims.contains(problem.headDim) else { return false }
+        let aligned = operands.allSatisfy { op in
+            op.address % 16 == 0 && [op.batchStride, op.groupStride, op.headStride, op.rowStride].allSatisfy { $0 % 8 == 0 }
+        }
+        return aligned && problem.queries <= problem.keys && problem.keys < Int(Int32.max) / 2
+            && problem.heads <= 65535 && problem.batch <= 65535 && problem.heads * problem.queries < Int(Int32.max)
+    }
+
+    /// Dynamic shared memory of each attention kernel (tiles of pitch headDim + 8 elements).
+    static func attentionSharedBytes(_ kernel: String, headDim d: Int) -> Int {
+        let tile = (d + 8) * 2
+        switch kernel {
+        case "forward": return 64 * tile + 4 * 64 * tile                       // Q, double-buffered K and V
+        case "dq": return 2 * 64 * tile + 4 * 64 * tile                          // Q, dO, double-buffered K and V
+        default:                                                                  // dK/dV: K, V, double-buffered Q, dO, stats
+            let bq = attentionBackwardQueryBlock(headDim: d)
+            return 2 * 64 * tile + 4 * bq * tile + 4 * bq * 4
+        }
+    }
+
+    /// Queries per step of the dK/dV kernel (fewer at head dim 128 so its accumulators stay in registers).
+    static func attentionBackwardQueryBlock(headDim: Int) -> Int { headDim == 128 ? 32 : 64 }
+
+    /// Flash-attention forward: writes `output` (addressed like the queries) and the natural-log
+    /// row log-sum-exp of the scaled scores, `logSumExp` fp32 `[batch, heads, queries]` contiguous.
+    ///
+    ///     try nn.attentionForward(output: o, logSumExp: lse, q: q, k: k, v: v, problem: problem,
+    ///                             type: .bfloat16, stream: stream)
+    public func attentionForward(output: AttentionOperand, logSumExp: UInt64, q: AttentionOperand, k: AttentionOperand,
+                                 v: AttentionOperand, problem: AttentionProblem, type: KernelElementType, stream: CUDAStream) throws {
+        let kernel = "flash_forward_d\(problem.headDim)_\(type.rawValue)"
+        try Self.requireAttention(kernel, problem, type: type, [output, q, k, v])
+        try Self.requirePointers(kernel, ["logSumExp": logSumExp])
+        let p = problem
+        try launch("flash_attention.cu", kernel, grid: .init((p.queries + 63) / 64, p.heads, p.batch), block: .init(128),
+                   sharedMemoryBytes: Self.attentionSharedBytes("forward", headDim: p.headDim), stream: stream,
+                   q.queryArguments + k.keyArguments + v.keyArguments + output.queryArguments
+                       + [.pointer(logSumExp)] + Self.sizeArguments(p) + [.float32(p.scale * Self.log2e), .int32(p.causal ? 1 : 0)])
+    }
+
+    /// Flash-attention backward from the forward's `output` and `logSumExp` and the output gradient
+    /// `gradient` (addressed like the queries). Writes `gradQ` contiguous `[batch, heads, queries, headDim]`
+    /// and `gradK`, `gradV` contiguous `[batch, groups, keys, headDim]` (summed over each group's query
+    /// heads, in a fixed order: the result is run-to-run identical). `delta` is fp32 scratch of
+    /// `batch * heads * queries` elements.
+    public func attentionBackward(gradQ: UInt64, gradK: UInt64, gradV: UInt64, delta: UInt64, gradient: AttentionOperand,
+                                  output: AttentionOperand, logSumExp: UInt64, q: AttentionOperand, k: AttentionOperand,
+                                  v: AttentionOperand, problem p: AttentionProblem, type: KernelElementType,
+                                  stream: CUDAStream) throws {
+        let suffix = "d\(p.headDim)_\(type.rawValue)"
+        try Self.requireAttention("flash_backward_" + suffix, p, type: type, [gradient, output, q, k, v])
+        try Self.requirePointers("flash_backward_" + suffix,
+                                 ["gradQ": gradQ, "gradK": gradK, "gradV": gradV, "delta": delta, "logSumExp": logSumExp])
+        try launch("flash_attention.cu", "flash_backward_delta_\(type.rawValue)",
+                   grid: .init((p.heads * p.queries + 3) / 4, p.batch), block: .init(128), stream: stream,
+                   output.queryArguments + gradient.queryArguments
+                       + [.pointer(delta), .int32(Int32(p.groups)), .int32(Int32(p.perGroup)), .int32(Int32(p.queries)),
+                          .int32(Int32(p.headDim))])
+        let operands = q.queryArguments + k.keyArguments + v.keyArguments + gradient.queryArguments
+            + [.pointer(logSumExp), .pointer(delta)]
+        let tail: [KernelArgument] = Self.sizeArguments(p) + [.float32(p.scale * Self.log2e), .float32(p.scale), .int32(p.causal ? 1 : 0)]
+        try launch("flash_attention.cu", "flash_backward_dkdv_" + suffix, grid: .init((p.keys + 63) / 64, p.groups, p.batch),
+                   block: .init(128), sharedMemoryBytes: Self.attentionSharedBytes("dkdv", headDim: p.headDim), stream: stream,
+                   operands + [.pointer(gradK), .pointer(gradV)] + tail)
+        try launch("flash_attention.cu", "flash_backward_dq_" + suffix, grid: .init((p.queries + 63) / 64, p.heads, p.batch),
+                   block: .init(128), sharedMemoryBytes: Self.attentionSharedBytes("dq", headDim: p.headDim), stream: stream,
+                   operands + [.pointer(gradQ)] + tail)
+    }
+
+    private static let log2e: Float = 1.442_695_040_888_963_4
+
+    private static func sizeArguments(_ p: AttentionProblem) -> [KernelArgument] {
+        [.int32(Int32(p.groups)), .int32(Int32(p.perGroup)), .int32(Int32(p.queries)), .int32(Int32(p.keys))]
+    }
+
+    private static func requireAttention(_ kernel: String, _ p: AttentionProblem, type: KernelElementType, _ operands: [AttentionOperand]) throws {
+        try require(p.batch > 0 && p.groups > 0 && p.perGroup > 0 && p.queries > 0 && p.keys > 0,
+                    "\(kernel): empty problem \(p)")
+        try require(supportsAttention(p, type: type, operands: operands),
+                    "\(kernel): unsupported problem \(p) for \(type) (needs bf16/fp16, head dim 64 or 128, 16-byte aligned rows, queries <= keys)")
+    }
+}

@@ -1,0 +1,156 @@
+import Foundation
+
+extension Ops {
+    /// Scaled-dot-product attention `softmax(q kᵀ * scale + mask) v` without keeping the scores:
+    /// the reference the fused GPU kernels are tested against, and what CPU tensors run.
+    ///
+    /// Shapes and layouts are `AttentionLayout`'s: q `[b, heads, s, d]` (or grouped
+    /// `[b, groups, perGroup, s, d]`), k and v `[b, kvHeads, t, d]`, any strides. With `causal`, query
+    /// `i` sees keys `0...i + (t - s)` (the queries are the last `s` key positions, as with a KV cache).
+    /// Returns the output in q's logical shape (laid out in memory as `[b, s, heads, d]`) and the
+    /// fp32 log-sum-exp of each row's scaled scores, `[b, heads, s]`, for the backward pass.
+    ///
+    ///     let (o, lse) = Ops.attention(q: q, k: k, v: v, causal: true, scale: 1 / 8)
+    public static func attention(q: Tensor, k: Tensor, v: Tensor, causal: Bool, scale: Float) -> (output: Tensor, logSumExp: Tensor) {
+        let layout = AttentionLayout(q: q, k: k, v: v)
+        precondition(q.dtype == k.dtype && q.dtype == v.dtype, "attention: q, k, v dtypes differ (\(q.dtype), \(k.dtype), \(v.dtype))")
+        if let device = cudaDevice(q, k, v, op: "attention") {
+            if let r = CUDAAttention.forward(q: q, k: k, v: v, layout: layout, causal: causal, scale: scale) { return r }
+            // What the fused kernels do not take (fp32, head dims other than 64 and 128, unaligned rows):
+            // the CPU implementation on host copies (correct, not fast).
+            let r = attention(q: q.to(.cpu), k: k.to(.cpu), v: v.to(.cpu), causal: causal, scale: scale)
+            return (r.output.to(device), r.logSumExp.to(device))
+        }
+        let math = AttentionMath(layout: layout, causal: causal, scale: scale,
+                                 q: layout.groupedQueries(q).floats(), k: AttentionLayout.groupedKeys(k).floats(),
+                                 v: AttentionLayout.groupedKeys(v).floats())
+        var lse = [Float](repeating: 0, count: layout.batch * layout.heads * layout.queries)
+        let bshd = Tensor.computed(shape: [layout.batch, layout.queries, layout.heads, layout.headDim], dtype: q.dtype) { out in
+            lse.withUnsafeMutableBufferPointer { lse in math.forward(output: out, logSumExp: lse) }
+        }
+        return (layout.outputView(of: bshd), Tensor(shape: layout.logSumExpShape, values: lse))
+    }
+
+    /// Gradients of `attention` for q, k and v (contiguous, in the shapes and dtype given), from the
+    /// forward's `output` and `logSumExp` and the output's gradient (any strides). Key/value
+    /// gradients sum over the query heads of their group.
+    public static func attentionBackward(gradOutput: Tensor, q: Tensor, k: Tensor, v: Tensor, output: Tensor, logSumExp: Tensor,
+                                         causal: Bool, scale: Float) -> (gradQ: Tensor, gradK: Tensor, gradV: Tensor) {
+        let layout = AttentionLayout(q: q, k: k, v: v)
+        precondition(gradOutput.shape == layout.queryShape && output.shape == layout.queryShape,
+                     "attentionBackward: output \(output.shape) and its gradient \(gradOutput.shape) must have q's shape \(layout.queryShape)")
+        precondition(logSumExp.shape == layout.logSumExpShape, "attentionBackward: logSumExp \(logSumExp.shape) is not \(layout.logSumExpShape)")
+        if let device = cudaDevice(gradOutput, q, k, v, output, logSumExp, op: "attentionBackward") {
+            if let r = CUDAAttention.backward(gradOutput: gradOutput, q: q, k: k, v: v, output: output, logSumExp: logSumExp,
+                                              layout: layout, causal: causal, scale: scale) {
+                return r
+            }
+            let r = attentionBackward(gradOutput: gradOutput.to(.cpu), q: q.to(.cpu), k: k.to(.cpu), v: v.to(.cpu),
+                                      output: output.to(.cpu), logSumExp: logSumExp.to(.cpu), causal: causal, scale: scale)
+            return (r.gradQ.to(device), r.gradK.to(device), r.gradV.to(device))
+        }
+        let math = AttentionMath(layout: layout, causal: causal, scale: scale,
+                                 q: layout.groupedQueries(q).floats(), k: AttentionLayout.groupedKeys(k).floats(),
+                                 v: AttentionLayout.groupedKeys(v).floats())
+        let grouped = math.backward(gradOutput: layout.groupedQueries(gradOutput).floats(),
+                                    output: layout.groupedQueries(output).floats(), logSumExp: logSumExp.floats())
+        func tensor(_ values: [Float], like x: Tensor) -> Tensor {
+            Tensor(shape: x.shape, values: values).cast(to: x.dtype)
+        }
+        return (tensor(grouped.dq, like: q), tensor(grouped.dk, like: k), tensor(grouped.dv, like: v))
+    }
+}
+
+/// The attention arithmetic on contiguous fp32 operands in the grouped layout: q `[b, g, p, s, d]`,
+/// k and v `[b, g, t, d]`. Scores are computed one query row (or one key) at a time, never all at once.
+struct AttentionMath {
+    let layout: AttentionLayout
+    let causal: Bool
+    let scale: Float
+    let q: [Float], k: [Float], v: [Float]
+
+    /// Keys query row `i` sees.
+    func visibleKeys(_ i: Int) -> Int { causal ? min(layout.keys, i + layout.causalOffset + 1) : layout.keys }
+
+    /// The first query row that sees key `j`.
+    func firstQuery(seeing j: Int) -> Int { causal ? max(0, j - layout.causalOffset) : 0 }
+
+    /// The key/value head of query row `row` (an index into q's rows).
+    func keyHead(ofRow row: Int) -> Int { row / (layout.perGroup * layout.queries) }
+
+    /// Writes the output (`[b, s, heads, d]`) and each row's log-sum-exp (`[b, heads, s]`).
+    func forward(output: UnsafeMutableBufferPointer<Float>, logSumExp: UnsafeMutableBufferPointer<Float>) {
+        let (s, t, d, heads) = (layout.queries, layout.keys, layout.headDim, layout.heads)
+        q.withUnsafeBufferPointer { q in k.withUnsafeBufferPointer { k in v.withUnsafeBufferPointer { v in
+            Ops.parallelRows(layout.batch * heads * s, t * d) { row in
+                let (bh, i) = row.quotientAndRemainder(dividingBy: s)
+                let (b, h) = bh.quotientAndRemainder(dividingBy: heads)
+                let kv = keyHead(ofRow: row), count = visibleKeys(i)
+                let qRow = q.baseAddress! + row * d
+                let x = (0..<count).map { j in Self.dot(qRow, k.baseAddress! + (kv * t + j) * d, d) * scale }
+                let lse = x.withUnsafeBufferPointer { Ops.logSumExp($0.baseAddress!, count) }
+                logSumExp[row] = lse
+                let o = output.baseAddress! + ((b * s + i) * heads + h) * d
+                for j in 0..<count {
+                    let p = Foundation.exp(x[j] - lse), value = v.baseAddress! + (kv * t + j) * d
+                    for c in 0..<d { o[c] += p * value[c] }
+                }
+            }
+        } } }
+    }
+
+    /// dQ in the grouped query layout, dK and dV `[b, g, t, d]`: one parallel pass over query rows
+    /// for dQ, one over keys for dK and dV (each recomputes the probabilities it needs), so every
+    /// gradient row is summed by one task in a fixed order.
+    func backward(gradOutput: [Float], output: [Float], logSumExp: [Float]) -> (dq: [Float], dk: [Float], dv: [Float]) {
+        let (s, t, d, p) = (layout.queries, layout.keys, layout.headDim, layout.perGroup)
+        let rowDot = (0..<q.count / d).map { row in   // D = rowsum(dO * O)
+            (0..<d).reduce(Float(0)) { $0 + gradOutput[row * d + $1] * output[row * d + $1] }
+        }
+        var dq = [Float](repeating: 0, count: q.count)
+        var dk = [Float](repeating: 0, count: k.count), dv = [Float](repeating: 0, count: v.count)
+        q.withUnsafeBufferPointer { q in k.withUnsafeBufferPointer { k in v.withUnsafeBufferPointer { v in
+        gradOutput.withUnsafeBufferPointer { dO in
+            let (qb, kb, vb, gb) = (q.baseAddress!, k.baseAddress!, v.baseAddress!, dO.baseAddress!)
+            /// dS of query row `row` and key `j` of head `kv`, and the probability P.
+            func gradScore(_ row: Int, _ kv: Int, _ j: Int) -> (ds: Float, p: Float) {
+                let key = (kv * t + j) * d
+                let prob = Foundation.exp(Self.dot(qb + row * d, kb + key, d) * scale - logSumExp[row])
+                return (prob * (Self.dot(gb + row * d, vb + key, d) - rowDot[row]) * scale, prob)
+            }
+            dq.withUnsafeMutableBufferPointer { dq in
+                Ops.parallelRows(q.count / d, t * d) { row in
+                    let kv = keyHead(ofRow: row), out = dq.baseAddress! + row * d
+                    for j in 0..<visibleKeys(row % s) {
+                        let ds = gradScore(row, kv, j).ds, key = kb + (kv * t + j) * d
+                        for c in 0..<d { out[c] += ds * key[c] }
+                    }
+                }
+            }
+            dk.withUnsafeMutableBufferPointer { dk in dv.withUnsafeMutableBufferPointer { dv in
+                Ops.parallelRows(k.count / d, p * s * d) { keyRow in
+                    let (kv, j) = keyRow.quotientAndRemainder(dividingBy: t)
+                    let (dkRow, dvRow) = (dk.baseAddress! + keyRow * d, dv.baseAddress! + keyRow * d)
+                    for head in 0..<p {
+                        for i in firstQuery(seeing: j)..<s {
+                            let row = (kv * p + head) * s + i
+                            let (ds, prob) = gradScore(row, kv, j)
+                            for c in 0..<d {
+                                dkRow[c] += ds * qb[row * d + c]
+                                dvRow[c] += prob * gb[row * d + c]
+                            }
+                        }
+                    }
+                }
+            } }
+        } } } }
+        return (dq, dk, dv)
+    }
+
+    @inline(__always)
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var sum: Float = 0
+        for c in 0..<n { sum += a[c] * b[c] }
+        return sum
+    }
+}

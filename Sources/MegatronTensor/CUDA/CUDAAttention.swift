@@ -1,0 +1,91 @@
+import MegatronCUDA
+
+/// `Ops.attention` and its backward on CUDA tensors through the flash-attention kernels of
+/// NeuralKernels (bf16 / fp16, head dims 64 and 128). Each returns nil where those kernels do not
+/// apply; `Ops` then runs the CPU reference on host copies.
+enum CUDAAttention {
+    /// Whether the fused kernels take these operands (dtype, head dim, alignment of every row).
+    static func supports(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout) -> Bool {
+        guard q.device != .cpu, q.dtype == k.dtype, q.dtype == v.dtype, let type = q.dtype.kernelElementType,
+              let operands = operands(q: q, k: k, v: v, layout: layout) else { return false }
+        return NeuralKernels.supportsAttention(problem(layout, causal: false, scale: 1), type: type, operands: operands)
+    }
+
+    static func forward(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, causal: Bool, scale: Float)
+        -> (output: Tensor, logSumExp: Tensor)? {
+        guard supports(q: q, k: k, v: v, layout: layout), let type = q.dtype.kernelElementType,
+              let inputs = operands(q: q, k: k, v: v, layout: layout) else { return nil }
+        let bshd = Tensor.empty([layout.batch, layout.queries, layout.heads, layout.headDim], dtype: q.dtype, device: q.device)
+        let output = layout.outputView(of: bshd)
+        let lse = Tensor.empty(layout.logSumExpShape, dtype: .float32, device: q.device)
+        guard let out = queryOperand(layout.groupedQueries(output)) else { return nil }
+        run("attention", on: q.device) { nn, stream in
+            try nn.attentionForward(output: out, logSumExp: lse.deviceAddress, q: inputs[0], k: inputs[1], v: inputs[2],
+                                    problem: problem(layout, causal: causal, scale: scale), type: type, stream: stream)
+        }
+        return (output, lse)
+    }
+
+    static func backward(gradOutput: Tensor, q: Tensor, k: Tensor, v: Tensor, output: Tensor, logSumExp: Tensor,
+                         layout: AttentionLayout, causal: Bool, scale: Float) -> (gradQ: Tensor, gradK: Tensor, gradV: Tensor)? {
+        guard supports(q: q, k: k, v: v, layout: layout), let type = q.dtype.kernelElementType,
+              gradOutput.dtype == q.dtype, output.dtype == q.dtype,
+              let inputs = operands(q: q, k: k, v: v, layout: layout) else { return nil }
+        // The output gradient may arrive with any strides; the kernels want the last dim contiguous.
+        let g = gradOutput.strides.last == 1 ? gradOutput : gradOutput.contiguous()
+        guard let gradient = queryOperand(layout.groupedQueries(g)), let out = queryOperand(layout.groupedQueries(output)),
+              NeuralKernels.supportsAttention(problem(layout, causal: causal, scale: scale), type: type, operands: [gradient, out])
+        else { return nil }
+        let lse = logSumExp.cast(to: .float32).contiguous()
+        let dq = Tensor.empty(q.shape, dtype: q.dtype, device: q.device)
+        let dk = Tensor.empty(k.shape, dtype: k.dtype, device: k.device)
+        let dv = Tensor.empty(v.shape, dtype: v.dtype, device: v.device)
+        let delta = Tensor.empty(layout.logSumExpShape, dtype: .float32, device: q.device)
+        run("attentionBackward", on: q.device) { nn, stream in
+            try nn.attentionBackward(gradQ: dq.deviceAddress, gradK: dk.deviceAddress, gradV: dv.deviceAddress,
+                                     delta: delta.deviceAddress, gradient: gradient, output: out, logSumExp: lse.deviceAddress,
+                                     q: inputs[0], k: inputs[1], v: inputs[2], problem: problem(layout, causal: causal, scale: scale),
+                                     type: type, stream: stream)
+        }
+        return (dq, dk, dv)
+    }
+
+    private static func problem(_ layout: AttentionLayout, causal: Bool, scale: Float) -> AttentionProblem {
+        AttentionProblem(batch: layout.batch, groups: layout.groups, perGroup: layout.perGroup, queries: layout.queries,
+                         keys: layout.keys, headDim: layout.headDim, causal: causal, scale: scale)
+    }
+
+    /// q, k, v as kernel operands, or nil when a last dim is not contiguous.
+    private static func operands(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout) -> [AttentionOperand]? {
+        guard let q = queryOperand(layout.groupedQueries(q)), let k = keyOperand(AttentionLayout.groupedKeys(k)),
+              let v = keyOperand(AttentionLayout.groupedKeys(v)) else { return nil }
+        return [q, k, v]
+    }
+
+    /// A `[b, g, p, s, d]` view as an operand.
+    private static func queryOperand(_ x: Tensor) -> AttentionOperand? {
+        guard x.strides[4] == 1 || x.shape[4] == 1 else { return nil }
+        return AttentionOperand(address: x.deviceAddress, batchStride: x.strides[0], groupStride: x.strides[1],
+                                headStride: x.strides[2], rowStride: x.strides[3])
+    }
+
+    /// A `[b, g, t, d]` view as an operand.
+    private static func keyOperand(_ x: Tensor) -> AttentionOperand? {
+        guard x.strides[3] == 1 || x.shape[3] == 1 else { return nil }
+        return AttentionOperand(address: x.deviceAddress, batchStride: x.strides[0], groupStride: x.strides[1],
+                                rowStride: x.strides[2])
+    }
+
+    private static func run(_ op: String, on device: Device, _ body: (NeuralKernels, CUDAStream) throws -> Void) {
+        let context = CUDAContext.of(device)
+        cudaCheck(op) { try body(try context.neural(), context.stream) }
+    }
+}
+
+extension Ops {
+    /// Whether `attention(q:k:v:...)` runs the fused GPU kernels for these operands (CUDA tensors,
+    /// bf16 or fp16, head dim 64 or 128, aligned rows); elsewhere it runs the CPU reference.
+    public static func attentionIsFused(q: Tensor, k: Tensor, v: Tensor) -> Bool {
+        CUDAAttention.supports(q: q, k: k, v: v, layout: AttentionLayout(q: q, k: k, v: v))
+    }
+}

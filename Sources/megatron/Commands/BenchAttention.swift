@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import MegatronCUDA
+
+/// `megatron bench attention`: the flash-attention kernels, forward and forward + backward, bf16,
+/// on `batch x heads x seq x headDim` shapes, timed with CUDA events (median of trials). TFLOP/s
+/// counts FlashAttention's way: forward 4·b·h·s²·d (halved when causal), backward 2.5 times that.
+/// scripts/bench_torch_attention.py times torch's scaled_dot_product_attention on the same shapes.
+struct BenchAttention: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "attention",
+        abstract: "Time flash attention forward and forward+backward (ms, TFLOP/s).")
+
+    @Option(help: "CUDA device index (default: LOCAL_RANK, else 0).") var device: Int?
+    @Option(help: "Comma-separated shapes BxHxSxD (batch x query heads x sequence x head dim).")
+    var shapes = "16x12x1024x64,4x16x2048x128"
+    @Option(help: "Key/value heads (grouped-query attention); default: as many as query heads.") var kvHeads: Int?
+    @Flag(help: "Attend to every key (default: causal).") var full = false
+    @Option(help: "Untimed warm-up per case, in milliseconds.") var warmupMs = 200.0
+    @Option(help: "Length of each timed trial, in milliseconds (at least 5 runs).") var trialMs = 50.0
+    @Option(help: "Timed trials per case; the median is reported.") var trials = 5
+
+    func run() throws {
+        let gpu = try CUDADevice.select(index: device)
+        let nn = try NeuralKernels(device: gpu)
+        let stream = try CUDAStream(device: gpu)
+        let allocator = CachingAllocator(source: DriverMemorySource(device: gpu))
+        let kernels = try CUDAKernels(device: gpu)
+        print("device \(gpu.ordinal): \(gpu.properties.name), \(gpu.properties.multiprocessorCount) SMs; bf16, "
+              + (full ? "full" : "causal") + " attention")
+        print("shape (b x h x s x d)      kv   fwd ms  fwd TFLOP/s  fwd+bwd ms  fwd+bwd TFLOP/s")
+        for text in shapes.split(separator: ",") {
+            let dims = text.split(separator: "x").compactMap { Int($0) }
+            guard dims.count == 4, dims.allSatisfy({ $0 > 0 }) else {
+                throw ValidationError("--shapes wants BxHxSxD items, got '\(text)'")
+            }
+            let (b, h, s, d) = (dims[0], dims[1], dims[2], dims[3])
+            let kv = kvHeads ?? h
+            guard h % kv == 0 else { throw ValidationError("\(h) heads are not a multiple of --kv-heads \(kv)") }
+            let problem = AttentionProblem(batch: b, groups: kv, perGroup: h / kv, queries: s, keys: s, headDim: d,
+                                           causal: !full, scale: 1 / Float(d).squareRoot())
+            var seed: UInt64 = 0
+            func buffer(_ count: Int, _ type: KernelElementType = .bfloat16) throws -> DeviceAllocation {
+                let allocation = try allocator.allocate(bytes: count * type.byteCount, stream: stream.allocatorKey)
+                seed += 1
+                if type == .bfloat16 {
+                    try kernels.uniform(allocation.address, count: count, seed: seed, low: -1, high: 1, type: type, stream: stream)
+                }
+                return allocation
+            }
+            let qCount = b * h * s * d, kvCount = b * kv * s * d, rows = b * h * s
+            let q = try buffer(qCount), k = try buffer(kvCount), v = try buffer(kvCount), o = try buffer(qCount)
+            let dO = try buffer(qCount), dq = try buffer(qCount), dk = try buffer(kvCount), dv = try buffer(kvCount)
+            let lse = try buffer(rows, .float32), delta = try buffer(rows, .float32)
+            // q, o, dO as [b, s, h, d] (the model's layout); k, v as [b, s, kv, d].
+            func queryOperand(_ a: DeviceAllocation) -> AttentionOperand {
+                AttentionOperand(address: a.address, batchStride: s * h * d, groupStride: (h / kv) * d, headStride: d, rowStride: h * d)
+            }
+            func keyOperand(_ a: DeviceAllocation) -> AttentionOperand {
+                AttentionOperand(address: a.address, batchStride: s * kv * d, groupStride: d, rowStride: kv * d)
+            }
+            func forward() throws {
+                try nn.attentionForward(output: queryOperand(o), logSumExp: lse.address, q: queryOperand(q), k: keyOperand(k),
+                                        v: keyOperand(v), problem: problem, type: .bfloat16, stream: stream)
+            }
+            func backward() throws {
+                try nn.attentionBackward(gradQ: dq.address, gradK: dk.address, gradV: dv.address, delta: delta.address,
+                                         gradient: queryOperand(dO), output: queryOperand(o), logSumExp: lse.address,
+                                         q: queryOperand(q), k: keyOperand(k), v: keyOperand(v), problem: problem,
+                                         type: .bfloat16, stream: stream)
+            }
+            let forwardMs = try time(stream: stream, device: gpu) { try forward() }
+            let bothMs = try time(stream: stream, device: gpu) { try forward(); try backward() }
+            let flops = 4.0 * Double(b * h) * Double(s) * Double(s) * Double(d) * (full ? 1 : 0.5)
+            print("\(b)x\(h)x\(s)x\(d)".padding(toLength: 26, withPad: " ", startingAt: 0)
+                  + String(format: "%3d %8.3f %12.1f %11.3f %16.1f", kv, forwardMs, flops / forwardMs / 1e9, bothMs,
+                           3.5 * flops / bothMs / 1e9))
+            try stream.synchronize()
+            [q, k, v, o, dO, dq, dk, dv, lse, delta].forEach(allocator.free)
+        }
+    }
+
+    /// Median milliseconds per call of `body` over `trials` trials of about `trialMs` each.
+    private func time(stream: CUDAStream, device: CUDADevice, _ body: () throws -> Void) throws -> Double {
+        let begin = try CUDAEvent(device: device), end = try CUDAEvent(device: device)
+        func timed(_ runs: Int) throws -> Double {
+            try begin.record(on: stream)
+            for _ in 0..<runs { try body() }
+            try end.record(on: stream)
+            try end.synchronize()
+            return try end.elapsedMilliseconds(since: begin) / Double(runs)
+        }
+        let single = max(try timed(2), 1e-3)
+        _ = try timed(Int((warmupMs / single).rounded(.up)))
+        let runs = max(5, Int((trialMs / single).rounded(.up)))
+        let samples = try (0..<trials).map { _ in try timed(runs) }
+        return samples.sorted()[samples.count / 2]
+    }
+}

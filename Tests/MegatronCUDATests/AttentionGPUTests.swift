@@ -1,0 +1,141 @@
+import XCTest
+@testable import MegatronCUDA
+@testable import MegatronTensor
+
+/// The flash-attention kernels (through `Ops.attention`) against the CPU reference, on the same
+/// bf16 / fp16 inputs. The kernels round P and dS to the input type before their tensor-core
+/// products (as FlashAttention does), so results differ from the fp32 reference by a few units in
+/// the 16-bit type's last place; errors are measured as ‖gpu − cpu‖ / ‖cpu‖ over each tensor.
+final class AttentionGPUTests: XCTestCase {
+    struct Case {
+        var batch = 1
+        var groups = 1
+        var perGroup = 1
+        var queries: Int
+        var keys: Int? = nil
+        var headDim = 64
+        var dtype: DType = .bfloat16
+        var causal = true
+    }
+
+    func device() throws -> Device {
+        do {
+            _ = try CUDAContext.shared(ordinal: 0)
+            return .cuda(0)
+        } catch {
+            throw XCTSkip("no usable CUDA device here, flash-attention parity tests skipped: \(error)")
+        }
+    }
+
+    func rmsError(_ gpu: Tensor, _ cpu: Tensor) -> Double {
+        let squares = zip(gpu.floats(), cpu.floats()).map { Double($0 - $1) * Double($0 - $1) }
+        return (squares.reduce(0, +) / Double(max(cpu.count, 1))).squareRoot()
+    }
+
+    func relativeError(_ gpu: Tensor, _ cpu: Tensor) -> Double {
+        let (g, c) = (gpu.floats(), cpu.floats())
+        var difference = 0.0, norm = 0.0
+        for (x, y) in zip(g, c) {
+            difference += Double(x - y) * Double(x - y)
+            norm += Double(y) * Double(y)
+        }
+        return (difference / max(norm, 1e-30)).squareRoot()
+    }
+
+    /// Forward, then backward, on both devices; every output within `bound` (relative) of the CPU's.
+    func check(_ c: Case, seed: UInt64 = 1, file: StaticString = #filePath, line: UInt = #line) throws {
+        let gpu = try device()
+        let (t, heads) = (c.keys ?? c.queries, c.groups * c.perGroup)
+        let scale = 1 / Float(c.headDim).squareRoot()
+        let q = Tensor.normal([c.batch, heads, c.queries, c.headDim], dtype: c.dtype, generator: PhiloxGenerator(seed: seed))
+        let k = Tensor.normal([c.batch, c.groups, t, c.headDim], dtype: c.dtype, generator: PhiloxGenerator(seed: seed + 1))
+        let v = Tensor.normal([c.batch, c.groups, t, c.headDim], dtype: c.dtype, generator: PhiloxGenerator(seed: seed + 2))
+        let dO = Tensor.normal([c.batch, heads, c.queries, c.headDim], dtype: c.dtype, generator: PhiloxGenerator(seed: seed + 3))
+        let (qd, kd, vd, gd) = (q.to(gpu), k.to(gpu), v.to(gpu), dO.to(gpu))
+        XCTAssertTrue(Ops.attentionIsFused(q: qd, k: kd, v: vd), "\(c) runs the fused kernels", file: file, line: line)
+
+        let reference = Ops.attention(q: q, k: k, v: v, causal: c.causal, scale: scale)
+        let fused = Ops.attention(q: qd, k: kd, v: vd, causal: c.causal, scale: scale)
+        let referenceGrads = Ops.attentionBackward(gradOutput: dO, q: q, k: k, v: v, output: reference.output,
+                                                   logSumExp: reference.logSumExp, causal: c.causal, scale: scale)
+        let fusedGrads = Ops.attentionBackward(gradOutput: gd, q: qd, k: kd, v: vd, output: fused.output,
+                                               logSumExp: fused.logSumExp, causal: c.causal, scale: scale)
+        let unit: Double = c.dtype == .bfloat16 ? 1.0 / 256 : 1.0 / 2048   // one ulp at 1 (2^-8, 2^-11)
+        let checks: [(String, Tensor, Tensor, Double)] = [
+            ("output", fused.output, reference.output, 2 * unit),
+            ("logSumExp", fused.logSumExp, reference.logSumExp, 1e-4),
+            ("dq", fusedGrads.gradQ, referenceGrads.gradQ, 4 * unit),
+            ("dk", fusedGrads.gradK, referenceGrads.gradK, 4 * unit),
+            ("dv", fusedGrads.gradV, referenceGrads.gradV, 4 * unit),
+        ]
+        for (name, g, r, bound) in checks {
+            XCTAssertEqual(g.shape, r.shape, "\(name) shape", file: file, line: line)
+            XCTAssertFalse(g.floats().contains { !$0.isFinite }, "\(name) finite in \(c)", file: file, line: line)
+            // With one key, dq and dk are zero in exact arithmetic (P = 1, so dP = D): measure them
+            // against the gradient scale of one (absolute RMS error) instead of their rounding noise.
+            let tiny = r.floats().allSatisfy { abs($0) < 1e-3 }
+            let error = tiny ? rmsError(g, r) : relativeError(g, r)
+            print("flash attention \(c.dtype) d\(c.headDim) b\(c.batch) \(heads)/\(c.groups) heads s\(c.queries) t\(t) causal \(c.causal): \(name) relative error \(error)")
+            XCTAssertLessThan(error, bound, "\(name) of \(c)", file: file, line: line)
+        }
+    }
+
+    func testGroupedQueryCausalOddLengths() throws {
+        try check(Case(batch: 2, groups: 2, perGroup: 4, queries: 77))
+        try check(Case(groups: 2, perGroup: 4, queries: 200, headDim: 128, dtype: .float16))
+        try check(Case(groups: 2, perGroup: 4, queries: 1, headDim: 128))
+        try check(Case(batch: 2, groups: 2, perGroup: 4, queries: 77, dtype: .float16))
+    }
+
+    func testNonCausalAndCachedKeys() throws {
+        try check(Case(groups: 2, perGroup: 2, queries: 77, headDim: 128, causal: false))
+        try check(Case(groups: 2, perGroup: 2, queries: 130, dtype: .float16, causal: false))
+        // Five new queries after 72 cached positions, as in generation with a KV cache.
+        try check(Case(groups: 2, perGroup: 3, queries: 5, keys: 77))
+        try check(Case(groups: 1, perGroup: 2, queries: 1, keys: 200, headDim: 128, dtype: .float16))
+    }
+
+    func testLongSequences() throws {
+        try check(Case(groups: 1, perGroup: 2, queries: 1024))
+        try check(Case(groups: 1, perGroup: 1, queries: 2048, headDim: 128))
+        try check(Case(groups: 1, perGroup: 1, queries: 2048, dtype: .float16))
+    }
+
+    /// Views sliced out of a fused QKV projection ([b, s, groups, perGroup + 2, d], permuted) need
+    /// no copy and give the contiguous inputs' results; the backward is run-to-run identical.
+    func testStridedQKVViewsAndDeterministicBackward() throws {
+        let gpu = try device()
+        let (b, s, g, p, d) = (2, 96, 2, 3, 64)
+        let qkv = Tensor.normal([b, s, g, p + 2, d], dtype: .bfloat16, generator: PhiloxGenerator(seed: 9)).to(gpu)
+            .permuted([0, 2, 3, 1, 4])
+        let q = qkv.narrowed(2, start: 0, length: p), k = qkv.narrowed(2, start: p, length: 1), v = qkv.narrowed(2, start: p + 1, length: 1)
+        XCTAssertTrue(Ops.attentionIsFused(q: q, k: k, v: v))
+        let strided = Ops.attention(q: q, k: k, v: v, causal: true, scale: 0.125)
+        let copied = Ops.attention(q: q.contiguous(), k: k.contiguous(), v: v.contiguous(), causal: true, scale: 0.125)
+        XCTAssertEqual(strided.output.floats(), copied.output.floats())
+        XCTAssertEqual(strided.output.shape, [b, g, p, s, d])
+
+        let dO = Tensor.normal([b, g, p, s, d], dtype: .bfloat16, generator: PhiloxGenerator(seed: 10)).to(gpu)
+        func grads() -> [[Float]] {
+            let r = Ops.attentionBackward(gradOutput: dO, q: q, k: k, v: v, output: strided.output, logSumExp: strided.logSumExp,
+                                          causal: true, scale: 0.125)
+            return [r.gradQ.floats(), r.gradK.floats(), r.gradV.floats()]
+        }
+        XCTAssertEqual(grads(), grads(), "the backward is deterministic")
+        let cpu = Ops.attention(q: q.to(.cpu), k: k.to(.cpu), v: v.to(.cpu), causal: true, scale: 0.125)
+        XCTAssertLessThan(relativeError(strided.output, cpu.output), 2.0 / 256)
+    }
+
+    func testUnsupportedProblemsFallBack() throws {
+        let gpu = try device()
+        let q = Tensor.normal([1, 2, 9, 32], dtype: .bfloat16, generator: PhiloxGenerator(seed: 11)).to(gpu)
+        let k = Tensor.normal([1, 1, 9, 32], dtype: .bfloat16, generator: PhiloxGenerator(seed: 12)).to(gpu)
+        XCTAssertFalse(Ops.attentionIsFused(q: q, k: k, v: k), "head dim 32 is not fused")
+        XCTAssertFalse(Ops.attentionIsFused(q: q.cast(to: .float32), k: k.cast(to: .float32), v: k.cast(to: .float32)))
+        // Still correct, through the CPU reference.
+        let r = Ops.attention(q: q, k: k, v: k, causal: true, scale: 0.2)
+        let cpu = Ops.attention(q: q.to(.cpu), k: k.to(.cpu), v: k.to(.cpu), causal: true, scale: 0.2)
+        XCTAssertEqual(r.output.floats(), cpu.output.floats())
+        XCTAssertEqual(r.output.device, gpu)
+    }
+}
