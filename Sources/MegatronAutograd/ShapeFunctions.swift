@@ -43,13 +43,21 @@ extension Tensor {
         return record("squeeze", inputs: [self], output: detached().squeezed(dim)) { g in [g.reshaped(old)] }
     }
 
-    /// Splits along `dim` into pieces of the given sizes (views).
+    /// Splits along `dim` into pieces of the given sizes (views). One node: backward writes each
+    /// piece's gradient into its slice of one buffer (a fused QKV projection gets its gradient without
+    /// padding each piece to the full size and summing).
     public func split(_ sizes: [Int], dim: Int) -> [Tensor] {
         precondition(sizes.reduce(0, +) == size(dim), "split sizes \(sizes) do not add up to \(size(dim))")
-        var start = 0
-        return sizes.map { length in
-            defer { start += length }
-            return narrow(dim, start: start, length: length)
+        let starts = sizes.indices.map { sizes[..<$0].reduce(0, +) }
+        let base = detached()
+        let pieces = sizes.indices.map { base.narrowed(dim, start: starts[$0], length: sizes[$0]) }
+        let (fullShape, type) = (shape, dtype)
+        return record("split", inputs: [self], outputs: pieces) { gradients in
+            let full = Tensor.empty(fullShape, dtype: type, device: gradients[0].device)
+            for (i, g) in gradients.enumerated() {
+                Ops.copy(g, into: full.narrowed(dim, start: starts[i], length: sizes[i]))
+            }
+            return [full]
         }
     }
 

@@ -86,6 +86,13 @@ final class GPUOpsTests: XCTestCase {
         let lifted = Ops.binary(s, a.to(gpu), .sub)
         XCTAssertEqual(lifted.device, gpu)
         assertParity(lifted, Ops.binary(s, a, .sub), "CPU scalar with a GPU tensor")
+        // Same-shape contiguous 16-bit operands take the 128-bit vectorized kernel.
+        for dtype in [DType.bfloat16, .float16] {
+            let (u, w) = (randomTensor([40, 24], dtype: dtype, seed: 14, shift: 2), randomTensor([40, 24], dtype: dtype, seed: 15, shift: 2))
+            for op in [BinaryOp.add, .sub, .mul, .div, .maximum, .minimum] {
+                assertParity(Ops.binary(u.to(gpu), w.to(gpu), op), Ops.binary(u, w, op), "vectorized \(op) \(dtype)")
+            }
+        }
         for dtype in [DType.bfloat16, .float16] {
             let h = randomTensor([5, 7], dtype: dtype, seed: 13).transposed(0, 1)
             for op in [BinaryOp.mul, .div, .sub, .pow] {

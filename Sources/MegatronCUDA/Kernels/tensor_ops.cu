@@ -97,6 +97,16 @@ __device__ __forceinline__ void unravel(long long i, const long long *shape, int
         coords[0] = i;
         return;
     }
+    if (i <= 0x7fffffffLL) {
+        // Below 2^31 elements every size fits 32 bits, whose divisions are several times cheaper.
+        unsigned int j = (unsigned int)i;
+        for (int d = rank - 1; d >= 0; --d) {
+            const unsigned int size = (unsigned int)shape[d];
+            coords[d] = j % size;
+            j /= size;
+        }
+        return;
+    }
     for (int d = rank - 1; d >= 0; --d) {
         coords[d] = i % shape[d];
         i /= shape[d];
@@ -213,6 +223,24 @@ extern "C" __global__ void tensor_binary(TensorArg out, TensorArg a, TensorArg b
         unravel(i, out.shape, out.rank, coords);
         const float r = binary_apply(op, load_float(a, offset_of(a, coords)), load_float(b, offset_of(b, coords)));
         store_float(out, offset_of(out, coords), r);
+    }
+}
+
+// `a op b` for contiguous operands of one 16-bit dtype (bf16 or fp16), 16-byte aligned: eight
+// elements a thread through 128-bit loads and stores, where the generic kernel's 2-byte accesses
+// leave most of the memory bandwidth unused. `groups` counts 8-element groups.
+extern "C" __global__ void tensor_binary_vec8(bf16x8 *out, const bf16x8 *a, const bf16x8 *b, int op, int dtype,
+                                              long long groups) {
+    for (long long g = global_thread_index(); g < groups; g += grid_stride()) {
+        const bf16x8 x = a[g], y = b[g];
+        bf16x8 r;
+        for (int k = 0; k < 8; k++) {
+            const float u = dtype == DT_BF16 ? bf16_to_float(x.lanes[k]) : f16_to_float(x.lanes[k]);
+            const float v = dtype == DT_BF16 ? bf16_to_float(y.lanes[k]) : f16_to_float(y.lanes[k]);
+            const float w = binary_apply(op, u, v);
+            r.lanes[k] = dtype == DT_BF16 ? float_to_bf16(w) : float_to_f16(w);
+        }
+        out[g] = r;
     }
 }
 

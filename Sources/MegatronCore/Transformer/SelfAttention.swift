@@ -45,10 +45,10 @@ public final class SelfAttention: Module {
         let (groups, heads, d) = (config.numQueryGroups, config.numAttentionHeads, config.kvChannels)
         let perGroup = heads / groups
         // [b, s, groups, perGroup + 2, d] -> [b, groups, perGroup + 2, s, d]
-        let qkv = linearQKV(x).reshape([b, s, groups, perGroup + 2, d]).permute([0, 2, 3, 1, 4])
-        var q = qkv.narrow(2, start: 0, length: perGroup)           // [b, g, perGroup, s, d]
-        var k = qkv.narrow(2, start: perGroup, length: 1)           // [b, g, 1, s, d]
-        let v = qkv.narrow(2, start: perGroup + 1, length: 1)
+        let parts = linearQKV(x).reshape([b, s, groups, perGroup + 2, d]).split([perGroup, 1, 1], dim: 3)
+        var q = parts[0].permute([0, 2, 3, 1, 4])                   // [b, g, perGroup, s, d]
+        var k = parts[1].permute([0, 2, 3, 1, 4])                   // [b, g, 1, s, d]
+        let v = parts[2].permute([0, 2, 3, 1, 4])
         if let qLayernorm, let kLayernorm {
             q = qLayernorm(q)
             k = kLayernorm(k)

@@ -53,6 +53,13 @@ enum CUDAOps {
         let (a, b) = (operands[0], operands[1])
         let shape = Shape.broadcast(a.shape, b.shape)
         let out = Tensor.empty(shape, dtype: dtype, device: device)
+        if vectorizable16([out, a, b]) {
+            launch("tensor_binary_vec8", elements: out.count / 8, on: device,
+                   [.pointer(out.deviceAddress), .pointer(a.deviceAddress), .pointer(b.deviceAddress), .int32(op.kernelCode),
+                    .int32(dtype.kernelCode.rawValue), .int64(Int64(out.count / 8))],
+                   label: "\(op) \(dtype) \(shape) vec8")
+            return out
+        }
         launch("tensor_binary", elements: out.count, on: device,
                CollapsedLayout.arguments([out, a.expanded(to: shape), b.expanded(to: shape)])
                    + [.int32(op.kernelCode), .int64(Int64(out.count))],
@@ -66,6 +73,16 @@ enum CUDAOps {
                CollapsedLayout.arguments([destination, destination, source])
                    + [.int32(BinaryOp.add.kernelCode), .int64(Int64(destination.count))],
                label: "accumulate \(source.dtype) into \(destination.dtype) \(destination.shape)")
+    }
+
+    /// Whether `tensor_binary_vec8` takes these operands: one 16-bit float dtype, one shape, contiguous,
+    /// 16-byte aligned, a multiple of 8 elements.
+    private static func vectorizable16(_ tensors: [Tensor]) -> Bool {
+        let first = tensors[0]
+        guard first.dtype == .bfloat16 || first.dtype == .float16, first.count % 8 == 0, first.count > 0 else { return false }
+        return tensors.allSatisfy {
+            $0.dtype == first.dtype && $0.shape == first.shape && $0.isContiguous && $0.deviceAddress % 16 == 0
+        }
     }
 
     /// The value of a rank-0 CPU tensor, which joins a GPU op as a kernel argument.

@@ -18,8 +18,9 @@ extension Storage {
 
 extension Tensor {
     /// A contiguous tensor whose contents are unspecified on a GPU (every op output is fully written
-    /// by its kernel, so zeroing would be wasted work) and zero on the CPU.
-    static func empty(_ shape: [Int], dtype: DType, device: Device) -> Tensor {
+    /// by its kernel, so zeroing would be wasted work) and zero on the CPU. For buffers every element
+    /// of which is written next (a split's gradient).
+    public static func empty(_ shape: [Int], dtype: DType, device: Device) -> Tensor {
         guard case .cuda(let ordinal) = device else { return Tensor(zeros: shape, dtype: dtype) }
         let storage = Storage.cuda(byteCount: Shape.elementCount(shape) * dtype.byteSize, ordinal: ordinal, zeroed: false)
         return Tensor(storage: storage, shape: shape, strides: Shape.contiguousStrides(shape), dtype: dtype)
