@@ -133,12 +133,9 @@ extension Functional {
         let y = Ops.linear(xs, weight: ws, bias: bias?.detached())
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
         return record("linear", inputs: inputs, output: y) { g in
-            let (inFeatures, out) = (ws.shape[1], ws.shape[0])
-            let flat = g.reshaped([-1, out])
             let gx = needX ? Ops.matmul(g, ws) : nil
-            let gw = needW ? Ops.matmul(flat.transposed(0, 1), xs.reshaped([-1, inFeatures])) : nil
-            let gb = needB ? Ops.reduce(flat, dims: [0], .sum) : nil
-            return [gx, gw] + (bias == nil ? [] : [gb])
+            let parameters = needW || needB ? Ops.linearParameterGradients(gradOutput: g, input: xs, withBias: needB) : nil
+            return [gx, parameters?.weight] + (bias == nil ? [] : [parameters?.bias])
         }
     }
 }

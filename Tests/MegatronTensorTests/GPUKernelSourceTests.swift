@@ -6,7 +6,7 @@ import MegatronCUDA
 final class GPUKernelSourceTests: XCTestCase {
     func testTensorOpsSourceHoldsEveryLaunchedKernel() throws {
         let source = try CUDAKernels.source("tensor_ops.cu")
-        for name in ["tensor_copy", "tensor_binary", "tensor_binary_scalar", "tensor_compare", "tensor_unary", "tensor_unary_backward", "tensor_where",
+        for name in ["tensor_copy", "tensor_copy_rows16", "tensor_binary", "tensor_binary_scalar", "tensor_compare", "tensor_unary", "tensor_unary_backward", "tensor_where",
                      "tensor_reduce_rows", "tensor_reduce_rows_partial", "tensor_reduce_columns_partial", "tensor_reduce_columns_final", "tensor_argmax_rows", "tensor_gather", "tensor_scatter_add", "tensor_index_add",
                      "tensor_embedding", "tensor_embedding_backward_atomic", "tensor_topk_rows"] {
             XCTAssertTrue(source.contains("extern \"C\" __global__ void \(name)("), name)

@@ -59,6 +59,17 @@ final class GPUOpsTests: XCTestCase {
         Ops.copy(patch.transposed(0, 1), into: target.narrowed(1, start: 2, length: 3))
         Ops.copy(patch.to(gpu).transposed(0, 1), into: targetGPU.narrowed(1, start: 2, length: 3))
         assertParity(targetGPU, target, "copy into view", tolerance: (0, 0))
+        // Head splits: rows of 64 contiguous 16-bit values, permuted, copied 16 bytes at a time; into a
+        // slice of a fused buffer (a split's gradient) and out of it.
+        for dtype in [DType.bfloat16, .float16, .float32] {
+            let heads = randomTensor([2, 3, 5, 64], dtype: dtype, seed: 7)
+            let fused = Tensor(zeros: [2, 5, 3, 4, 64], dtype: dtype), fusedGPU = Tensor(zeros: [2, 5, 3, 4, 64], dtype: dtype, device: gpu)
+            Ops.copy(heads.permuted([0, 2, 1, 3]), into: fused.narrowed(3, start: 1, length: 1).squeezed(3))
+            Ops.copy(heads.to(gpu).permuted([0, 2, 1, 3]), into: fusedGPU.narrowed(3, start: 1, length: 1).squeezed(3))
+            assertParity(fusedGPU, fused, "head rows into a fused buffer \(dtype)", tolerance: (0, 0))
+            assertParity(fusedGPU.permuted([0, 2, 3, 1, 4]).contiguous(), fused.permuted([0, 2, 3, 1, 4]).contiguous(),
+                         "fused buffer out to heads \(dtype)", tolerance: (0, 0))
+        }
         let parts = [randomTensor([2, 3], seed: 4), randomTensor([2, 1], seed: 5), randomTensor([2, 4], dtype: .bfloat16, seed: 6)]
         assertParity(Ops.concat(parts.map { $0.to(gpu) }, dim: 1), Ops.concat(parts, dim: 1), "concat", tolerance: (0, 0))
     }
@@ -208,6 +219,14 @@ final class GPUOpsTests: XCTestCase {
                          "linear with bias \(dtype)", tolerance: tol)
             assertParity(Ops.linear(ag, weight: wg, bias: nil), Ops.linear(ac, weight: wc, bias: nil), "linear \(dtype)",
                          tolerance: tol)
+            let dy = randomTensor([2, 3, 37, 19], dtype: dtype, seed: 23)
+            for withBias in [true, false] {
+                let (found, expected) = (Ops.linearParameterGradients(gradOutput: dy.to(gpu), input: ag, withBias: withBias),
+                                         Ops.linearParameterGradients(gradOutput: dy, input: ac, withBias: withBias))
+                assertParity(found.weight, expected.weight, "linear weight gradient \(dtype)", tolerance: tol)
+                XCTAssertEqual(found.bias == nil, !withBias)
+                if let b = found.bias { assertParity(b, expected.bias!, "linear bias gradient \(dtype)", tolerance: tol) }
+            }
         }
         let mixed = Ops.matmul(a.cast(to: .bfloat16).to(gpu), b.to(gpu))
         assertParity(mixed, Ops.matmul(a.cast(to: .bfloat16), b), "bf16 x fp32 gives fp32", tolerance: (1e-4, 1e-4))

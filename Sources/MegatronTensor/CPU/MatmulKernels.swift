@@ -40,3 +40,16 @@ extension Ops {
         return bias.map { binary(y, $0, .add) } ?? y
     }
 }
+
+extension Ops {
+    /// A linear layer's weight gradient `gᵀ x` over all tokens (`gradOutput [..., out]`, `input [..., in]`)
+    /// and, with `withBias`, the bias gradient `Σ_tokens g`; on the GPU one GEMM computes both.
+    public static func linearParameterGradients(gradOutput: Tensor, input: Tensor, withBias: Bool) -> (weight: Tensor, bias: Tensor?) {
+        let (out, inFeatures) = (gradOutput.shape.last!, input.shape.last!)
+        let (g, x) = (gradOutput.reshaped([-1, out]), input.reshaped([-1, inFeatures]))
+        if cudaDevice(g, x, op: "linear weight gradient") != nil, let r = CUDAOps.linearParameterGradients(g, x, withBias: withBias) {
+            return r
+        }
+        return (matmul(g.transposed(0, 1), x), withBias ? reduce(g, dims: [0], .sum) : nil)
+    }
+}

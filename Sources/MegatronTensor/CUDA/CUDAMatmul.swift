@@ -95,3 +95,25 @@ extension CUDAOps {
         return y
     }
 }
+
+extension CUDAOps {
+    /// dW = gᵀ x for `g [tokens, out]`, `x [tokens, in]` of one 16-bit dtype, with db = Σ g fused into
+    /// the GEMM (cuBLASLt's BGRADB epilogue); nil for what it does not take.
+    static func linearParameterGradients(_ g: Tensor, _ x: Tensor, withBias: Bool) -> (weight: Tensor, bias: Tensor?)? {
+        guard g.dtype == x.dtype, g.dtype != .float32, let dataType = g.dtype.gemmDataType, g.count > 0, x.count > 0 else {
+            return nil
+        }
+        let (tokens, out, inFeatures) = (g.shape[0], g.shape[1], x.shape[1])
+        let (dy, input) = (g.contiguous(), x.contiguous())
+        let dw = Tensor.empty([out, inFeatures], dtype: g.dtype, device: g.device)
+        let db = withBias ? Tensor.empty([out], dtype: g.dtype, device: g.device) : nil
+        let problem = GemmProblem(m: out, n: inFeatures, k: tokens, transposeA: true, inputType: dataType, outputType: dataType,
+                                  epilogue: withBias ? .biasGradientFromA : .none)
+        let context = CUDAContext.of(g.device)
+        context.run("linear wgrad \(g.dtype) \(out)x\(inFeatures) over \(tokens)\(withBias ? " +bgrad" : "")") {
+            try context.gemm().run(problem, a: dy.deviceAddress, b: input.deviceAddress, d: dw.deviceAddress,
+                                   bias: db?.deviceAddress ?? 0, stream: context.stream)
+        }
+        return (dw, db)
+    }
+}
