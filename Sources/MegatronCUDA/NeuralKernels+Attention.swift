@@ -54,20 +54,38 @@ extension NeuralKernels {
             && problem.heads <= 65535 && problem.batch <= 65535 && problem.heads * problem.queries < Int(Int32.max)
     }
 
-    /// Dynamic shared memory of each attention kernel (tiles of pitch headDim + 8 elements).
-    static func attentionSharedBytes(_ kernel: String, headDim d: Int) -> Int {
-        let tile = (d + 8) * 2
-        switch kernel {
-        case "forward": return 64 * tile + 4 * 64 * tile                       // Q, double-buffered K and V
-        case "dq": return 2 * 64 * tile + 4 * 64 * tile                          // Q, dO, double-buffered K and V
-        default:                                                                  // dK/dV: K, V, double-buffered Q, dO, stats
-            let bq = attentionBackwardQueryBlock(headDim: d)
-            return 2 * 64 * tile + 4 * bq * tile + 4 * bq * 4
+    /// How the flash-attention kernels of one head dim tile their work (FA_TILING_D64 / FA_TILING_D128
+    /// in flash_attention.cu, which must match). Every CTA has 4 warps; a warp owns `tiles` x 16 rows.
+    /// On an H100, two query tiles per warp in the forward (each K/V fragment read from shared
+    /// memory feeds two products) measured faster than one; d128 steps over fewer keys so the
+    /// accumulators stay in registers (NVRTC's -Xptxas=-v shows no spills with these).
+    struct AttentionTiling: Equatable {
+        var forwardTiles: Int, forwardKeys: Int
+        var dkdvTiles: Int, dkdvQueries: Int
+        var dqTiles: Int, dqKeys: Int
+
+        var forwardRows: Int { 64 * forwardTiles }
+        var dkdvKeys: Int { 64 * dkdvTiles }
+        var dqRows: Int { 64 * dqTiles }
+
+        static func forHeadDim(_ d: Int) -> AttentionTiling {
+            d == 128 ? AttentionTiling(forwardTiles: 2, forwardKeys: 32, dkdvTiles: 1, dkdvQueries: 32, dqTiles: 1, dqKeys: 32)
+                : AttentionTiling(forwardTiles: 2, forwardKeys: 64, dkdvTiles: 2, dkdvQueries: 32, dqTiles: 2, dqKeys: 32)
+        }
+
+        /// The kernel file's macro line for this tiling.
+        func macroDefinition(headDim: Int) -> String {
+            "#define FA_TILING_D\(headDim) \(forwardTiles), \(forwardKeys), \(dkdvTiles), \(dkdvQueries), \(dqTiles), \(dqKeys)"
+        }
+
+        /// Dynamic shared memory of each kernel: tiles of pitch headDim + 8 bf16/fp16 elements.
+        func sharedBytes(headDim d: Int) -> (forward: Int, dkdv: Int, dq: Int) {
+            let row = (d + 8) * 2
+            return ((forwardRows + 4 * forwardKeys) * row,                      // Q, double-buffered K and V
+                    (2 * dkdvKeys + 4 * dkdvQueries) * row + 16 * dkdvQueries,   // K, V, double-buffered Q, dO, LSE, delta
+                    (2 * dqRows + 4 * dqKeys) * row)                             // Q, dO, double-buffered K and V
         }
     }
-
-    /// Queries per step of the dK/dV kernel (fewer at head dim 128 so its accumulators stay in registers).
-    static func attentionBackwardQueryBlock(headDim: Int) -> Int { headDim == 128 ? 32 : 64 }
 
     /// Flash-attention forward: writes `output` (addressed like the queries) and the natural-log
     /// row log-sum-exp of the scaled scores, `logSumExp` fp32 `[batch, heads, queries]` contiguous.
@@ -79,9 +97,9 @@ extension NeuralKernels {
         let kernel = "flash_forward_d\(problem.headDim)_\(type.rawValue)"
         try Self.requireAttention(kernel, problem, type: type, [output, q, k, v])
         try Self.requirePointers(kernel, ["logSumExp": logSumExp])
-        let p = problem
-        try launch("flash_attention.cu", kernel, grid: .init((p.queries + 63) / 64, p.heads, p.batch), block: .init(128),
-                   sharedMemoryBytes: Self.attentionSharedBytes("forward", headDim: p.headDim), stream: stream,
+        let p = problem, tiling = AttentionTiling.forHeadDim(p.headDim)
+        try launch("flash_attention.cu", kernel, grid: .init(Self.blocks(p.queries, tiling.forwardRows), p.heads, p.batch),
+                   block: .init(128), sharedMemoryBytes: tiling.sharedBytes(headDim: p.headDim).forward, stream: stream,
                    q.queryArguments + k.keyArguments + v.keyArguments + output.queryArguments
                        + [.pointer(logSumExp)] + Self.sizeArguments(p) + [.float32(p.scale * Self.log2e), .int32(p.causal ? 1 : 0)])
     }
@@ -107,15 +125,16 @@ extension NeuralKernels {
         let operands = q.queryArguments + k.keyArguments + v.keyArguments + gradient.queryArguments
             + [.pointer(logSumExp), .pointer(delta)]
         let tail: [KernelArgument] = Self.sizeArguments(p) + [.float32(p.scale * Self.log2e), .float32(p.scale), .int32(p.causal ? 1 : 0)]
-        try launch("flash_attention.cu", "flash_backward_dkdv_" + suffix, grid: .init((p.keys + 63) / 64, p.groups, p.batch),
-                   block: .init(128), sharedMemoryBytes: Self.attentionSharedBytes("dkdv", headDim: p.headDim), stream: stream,
-                   operands + [.pointer(gradK), .pointer(gradV)] + tail)
-        try launch("flash_attention.cu", "flash_backward_dq_" + suffix, grid: .init((p.queries + 63) / 64, p.heads, p.batch),
-                   block: .init(128), sharedMemoryBytes: Self.attentionSharedBytes("dq", headDim: p.headDim), stream: stream,
-                   operands + [.pointer(gradQ)] + tail)
+        let tiling = AttentionTiling.forHeadDim(p.headDim), shared = tiling.sharedBytes(headDim: p.headDim)
+        try launch("flash_attention.cu", "flash_backward_dkdv_" + suffix, grid: .init(Self.blocks(p.keys, tiling.dkdvKeys), p.groups, p.batch),
+                   block: .init(128), sharedMemoryBytes: shared.dkdv, stream: stream, operands + [.pointer(gradK), .pointer(gradV)] + tail)
+        try launch("flash_attention.cu", "flash_backward_dq_" + suffix, grid: .init(Self.blocks(p.queries, tiling.dqRows), p.heads, p.batch),
+                   block: .init(128), sharedMemoryBytes: shared.dq, stream: stream, operands + [.pointer(gradQ)] + tail)
     }
 
     private static let log2e: Float = 1.442_695_040_888_963_4
+
+    private static func blocks(_ rows: Int, _ perBlock: Int) -> Int { (rows + perBlock - 1) / perBlock }
 
     private static func sizeArguments(_ p: AttentionProblem) -> [KernelArgument] {
         [.int32(Int32(p.groups)), .int32(Int32(p.perGroup)), .int32(Int32(p.queries)), .int32(Int32(p.keys))]

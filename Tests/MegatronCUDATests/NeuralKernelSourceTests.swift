@@ -28,7 +28,10 @@ final class NeuralKernelSourceTests: XCTestCase {
             "optimizer.cu": ["adamw_##SUFFIX", "grad_norm_partials(", "grad_norm_final("],
             "flash_attention.cu": ["flash_forward_d##D##_##SUFFIX", "flash_backward_dkdv_d##D##_##SUFFIX",
                                    "flash_backward_dq_d##D##_##SUFFIX", "flash_backward_delta_##SUFFIX",
-                                   "FLASH_ATTENTION_KERNELS(SUFFIX, TYPE, 64, 64)", "FLASH_ATTENTION_KERNELS(SUFFIX, TYPE, 128, 32)",
+                                   "FA_EXPAND(FLASH_ATTENTION_KERNELS, SUFFIX, TYPE, 64, FA_TILING_D64)",
+                                   "FA_EXPAND(FLASH_ATTENTION_KERNELS, SUFFIX, TYPE, 128, FA_TILING_D128)",
+                                   NeuralKernels.AttentionTiling.forHeadDim(64).macroDefinition(headDim: 64),
+                                   NeuralKernels.AttentionTiling.forHeadDim(128).macroDefinition(headDim: 128),
                                    "FLASH_ATTENTION_TYPE(bf16, bf16)", "FLASH_ATTENTION_TYPE(f16, f16)"],
         ]
         XCTAssertEqual(Set(expected.keys), Set(NeuralKernels.files))

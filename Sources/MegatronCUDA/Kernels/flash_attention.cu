@@ -10,8 +10,9 @@
 // Tensor cores: mma.sync m16n8k16 with fp32 accumulators; fragments come from shared memory tiles
 // (row pitch D + 8 elements, so the eight 16-byte rows of each ldmatrix hit distinct banks)
 // filled by cp.async, double-buffered so the next tile loads while this one is multiplied.
-// Each CTA has 4 warps; each warp owns 16 rows (queries in the forward and dQ kernels, keys in
-// the dK/dV kernel). Softmax runs in the log2 domain (exp2f with the scale folded in); the saved
+// Each CTA has 4 warps; each warp owns MT x 16 rows (queries in the forward and dQ kernels, keys
+// in the dK/dV kernel), so every B fragment read from shared memory feeds MT products.
+// Softmax runs in the log2 domain (one FFMA folds in the scale, then ex2.approx); the saved
 // log-sum-exp is natural-log, [batch, heads, s] fp32.
 //
 // Backward is deterministic without atomics: one kernel per key block accumulates dK and dV in
@@ -19,8 +20,6 @@
 // kernel per query block accumulates dQ over the key blocks. Both recompute P from the saved LSE.
 
 #define FA_THREADS 128
-#define FA_BLOCK_M 64   // query rows per CTA of the forward and dQ kernels (4 warps x 16)
-#define FA_BLOCK_N 64   // key rows per step of the forward and dQ kernels, per CTA of the dK/dV kernel
 #define FA_LOG2E 1.4426950408889634f
 #define FA_LN2 0.6931471805599453f
 #define POS_INFINITY __int_as_float(0x7f800000)
@@ -117,38 +116,56 @@ __device__ __forceinline__ void fa_accumulator_as_a(unsigned (&a)[4], const floa
     a[3] = fa_pack<T>(c[2 * kk + 1][2], c[2 * kk + 1][3]);
 }
 
-// C[16 x N*8] += A[16 x D] Xᵀ: A rows row0.. of tile `a` (pitch P), X rows 0.. of tile `x`.
-template <class T, int D, int N, int P>
-__device__ __forceinline__ void fa_gemm_abt(float (&c)[N][4], const unsigned short *a_tile, int row0, const unsigned short *x_tile) {
+// C[MT x 16 x N*8] += A Xᵀ: A is MT 16-row tiles from rows row0.. of tile `a` (pitch P, D columns),
+// X rows 0.. of tile `x`. Each B fragment loaded feeds MT products, which is what keeps the
+// shared-memory traffic per multiply down.
+template <class T, int D, int N, int P, int MT>
+__device__ __forceinline__ void fa_gemm_abt(float (&c)[MT][N][4], const unsigned short *a_tile, int row0, const unsigned short *x_tile) {
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
-        unsigned a[4];
-        fa_load_a<P>(a, a_tile, row0, kk * 16);
+        unsigned a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) fa_load_a<P>(a[mt], a_tile, row0 + mt * 16, kk * 16);
 #pragma unroll
         for (int nt = 0; nt < N / 2; nt++) {
             unsigned b[4];
             fa_load_bt<P>(b, x_tile, nt * 16, kk * 16);
-            fa_mma<T>(c[2 * nt], a, b[0], b[1]);
-            fa_mma<T>(c[2 * nt + 1], a, b[2], b[3]);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                fa_mma<T>(c[mt][2 * nt], a[mt], b[0], b[1]);
+                fa_mma<T>(c[mt][2 * nt + 1], a[mt], b[2], b[3]);
+            }
         }
     }
 }
 
-// C[16 x D] += A Y with A = accumulators `p` [16 x K*8] rounded to T, Y rows 0.. of tile `y` [K*8 x D].
-template <class T, int D, int K, int P>
-__device__ __forceinline__ void fa_gemm_pv(float (&c)[D / 8][4], const float (&p)[K][4], const unsigned short *y_tile) {
+// C[MT x 16 x D] += A Y with A = accumulators `p` [MT x 16 x K*8] rounded to T, Y rows 0.. of tile `y` [K*8 x D].
+template <class T, int D, int K, int P, int MT>
+__device__ __forceinline__ void fa_gemm_pv(float (&c)[MT][D / 8][4], const float (&p)[MT][K][4], const unsigned short *y_tile) {
 #pragma unroll
     for (int kk = 0; kk < K / 2; kk++) {
-        unsigned a[4];
-        fa_accumulator_as_a<T>(a, p, kk);
+        unsigned a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) fa_accumulator_as_a<T>(a[mt], p[mt], kk);
 #pragma unroll
         for (int nt = 0; nt < D / 16; nt++) {
             unsigned b[4];
             fa_load_b<P>(b, y_tile, kk * 16, nt * 16);
-            fa_mma<T>(c[2 * nt], a, b[0], b[1]);
-            fa_mma<T>(c[2 * nt + 1], a, b[2], b[3]);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                fa_mma<T>(c[mt][2 * nt], a[mt], b[0], b[1]);
+                fa_mma<T>(c[mt][2 * nt + 1], a[mt], b[2], b[3]);
+            }
         }
     }
+}
+
+// 2^x in one MUFU instruction (exp2f adds range fix-ups for denormal results, which the
+// probabilities do not need); 2^-inf = 0.
+__device__ __forceinline__ float fa_exp2(float x) {
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    return r;
 }
 
 __device__ __forceinline__ float fa_quad_max(float v) {
@@ -160,20 +177,24 @@ __device__ __forceinline__ float fa_quad_sum(float v) {
     return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
-// Writes this warp's 16 accumulator rows (times `scale`) to rows row0.. of a [rows, D] matrix.
-template <class T, int D>
+// Writes this warp's MT x 16 accumulator rows (row r of tile mt times scale[mt][r]) to rows row0..
+// of a [rows, D] matrix.
+template <class T, int D, int MT>
 __device__ __forceinline__ void fa_store_rows(unsigned short *base, long long stride, int row0, int rows,
-                                              const float (&c)[D / 8][4], const float (&scale)[2]) {
+                                              const float (&c)[MT][D / 8][4], const float (&scale)[MT][2]) {
     const int lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int row = row0 + g + r * 8;
-        if (row >= rows) continue;
-        unsigned short *out = base + (long long)row * stride + tq * 2;
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int nt = 0; nt < D / 8; nt++)
-            *reinterpret_cast<unsigned *>(out + nt * 8) = fa_pack<T>(c[nt][2 * r] * scale[r], c[nt][2 * r + 1] * scale[r]);
-    }
+        for (int r = 0; r < 2; r++) {
+            const int row = row0 + mt * 16 + g + r * 8;
+            if (row >= rows) continue;
+            unsigned short *out = base + (long long)row * stride + tq * 2;
+#pragma unroll
+            for (int nt = 0; nt < D / 8; nt++)
+                *reinterpret_cast<unsigned *>(out + nt * 8) =
+                    fa_pack<T>(c[mt][nt][2 * r] * scale[mt][r], c[mt][nt][2 * r + 1] * scale[mt][r]);
+        }
 }
 
 // One past the last key any query of [q0, q0 + rows) may see.
@@ -182,14 +203,15 @@ __device__ __forceinline__ int fa_key_end(int q0, int rows, int s, int t, int ca
 }
 
 // ---------------------------------------------------------------------------------------------
-// Forward. Grid (ceil(s / 64), heads, batch); heavy causal query blocks start first.
-template <class T, int D>
+// Forward: each warp owns MT x 16 query rows, the CTA 4 x MT x 16; BN keys per step.
+// Grid (ceil(s / rows per CTA), heads, batch); heavy causal query blocks start first.
+template <class T, int D, int MT, int BN>
 __device__ void flash_forward(const T *q, long long q_b, long long q_g, long long q_p, long long q_s,
                               const T *k, long long k_b, long long k_g, long long k_s,
                               const T *v, long long v_b, long long v_g, long long v_s,
                               T *o, long long o_b, long long o_g, long long o_p, long long o_s,
                               float *lse, int groups, int per_group, int s, int t, float scale_log2, int causal) {
-    constexpr int P = D + 8, BM = FA_BLOCK_M, BN = FA_BLOCK_N, NT = BN / 8;
+    constexpr int P = D + 8, WM = 16 * MT, BM = 4 * WM, NT = BN / 8;
     extern __shared__ __align__(16) unsigned char fa_shared[];
     unsigned short *qs = reinterpret_cast<unsigned short *>(fa_shared);
     unsigned short *ks = qs + BM * P;          // [2][BN][P]
@@ -208,9 +230,11 @@ __device__ void flash_forward(const T *q, long long q_b, long long q_g, long lon
     fa_load_tile<D, BN>(vs, vh, v_s, 0, t);
     fa_cp_async_commit();
 
-    float acc[D / 8][4] = {};
-    float row_max[2] = {NEG_INFINITY, NEG_INFINITY}, row_sum[2] = {0.0f, 0.0f};
-    const int row_a = q0 + warp * 16 + g;   // this thread's query rows: row_a and row_a + 8
+    float acc[MT][D / 8][4] = {};
+    float row_max[MT][2], row_sum[MT][2] = {};
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) row_max[mt][0] = row_max[mt][1] = NEG_INFINITY;
+    const int row_a = q0 + warp * WM + g;   // this thread's query rows: row_a + mt * 16 + r * 8
 
     for (int j = 0; j < blocks; j++) {
         if (j + 1 < blocks) {
@@ -224,60 +248,65 @@ __device__ void flash_forward(const T *q, long long q_b, long long q_g, long lon
         __syncthreads();
         const unsigned short *kt = ks + (j & 1) * BN * P, *vt = vs + (j & 1) * BN * P;
 
-        float sc[NT][4] = {};
-        fa_gemm_abt<T, D, NT, P>(sc, qs, warp * 16, kt);
+        float sc[MT][NT][4] = {};
+        fa_gemm_abt<T, D, NT, P, MT>(sc, qs, warp * WM, kt);
 
+        // Only blocks crossing the diagonal or the end of the keys need a mask (on the raw scores).
         const int k0 = j * BN;
-        const bool edge = k0 + BN > t || (causal && k0 + BN - 1 > q0 + offset);
+        if (k0 + BN > t || (causal && k0 + BN - 1 > q0 + offset)) {
 #pragma unroll
-        for (int nt = 0; nt < NT; nt++)
+            for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float x = sc[nt][e] * scale_log2;
-                if (edge) {
-                    const int key = k0 + nt * 8 + tq * 2 + (e & 1), row = row_a + (e >> 1) * 8;
-                    if (key >= t || (causal && key > row + offset)) x = NEG_INFINITY;
-                }
-                sc[nt][e] = x;
-            }
+                for (int nt = 0; nt < NT; nt++)
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
-            float m = row_max[r];
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) m = fmaxf(m, fmaxf(sc[nt][2 * r], sc[nt][2 * r + 1]));
-            m = fa_quad_max(m);
-            // A row with nothing visible yet keeps max -inf; exponentiate against 0 so exp2(-inf) = 0, not NaN.
-            const float base = m == NEG_INFINITY ? 0.0f : m;
-            const float rescale = exp2f(row_max[r] - base);
-            row_max[r] = m;
-            row_sum[r] *= rescale;
-#pragma unroll
-            for (int nt = 0; nt < D / 8; nt++) {
-                acc[nt][2 * r] *= rescale;
-                acc[nt][2 * r + 1] *= rescale;
-            }
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
-                sc[nt][2 * r] = exp2f(sc[nt][2 * r] - base);
-                sc[nt][2 * r + 1] = exp2f(sc[nt][2 * r + 1] - base);
-                row_sum[r] += sc[nt][2 * r] + sc[nt][2 * r + 1];
-            }
+                    for (int e = 0; e < 4; e++) {
+                        const int key = k0 + nt * 8 + tq * 2 + (e & 1), row = row_a + mt * 16 + (e >> 1) * 8;
+                        if (key >= t || (causal && key > row + offset)) sc[mt][nt][e] = NEG_INFINITY;
+                    }
         }
-        fa_gemm_pv<T, D, NT, P>(acc, sc, vt);
+        // row_max is kept scaled (log2 domain): max(scale * x) = scale * max(x) for scale > 0.
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                float m = NEG_INFINITY;
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) m = fmaxf(m, fmaxf(sc[mt][nt][2 * r], sc[mt][nt][2 * r + 1]));
+                m = fmaxf(row_max[mt][r], fa_quad_max(m) * scale_log2);
+                // A row with nothing visible yet keeps max -inf; exponentiate against 0 so 2^-inf = 0, not NaN.
+                const float base = m == NEG_INFINITY ? 0.0f : m;
+                const float rescale = fa_exp2(row_max[mt][r] - base);
+                row_max[mt][r] = m;
+                row_sum[mt][r] *= rescale;
+#pragma unroll
+                for (int nt = 0; nt < D / 8; nt++) {
+                    acc[mt][nt][2 * r] *= rescale;
+                    acc[mt][nt][2 * r + 1] *= rescale;
+                }
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) {
+                    sc[mt][nt][2 * r] = fa_exp2(fmaf(sc[mt][nt][2 * r], scale_log2, -base));
+                    sc[mt][nt][2 * r + 1] = fa_exp2(fmaf(sc[mt][nt][2 * r + 1], scale_log2, -base));
+                    row_sum[mt][r] += sc[mt][nt][2 * r] + sc[mt][nt][2 * r + 1];
+                }
+            }
+        fa_gemm_pv<T, D, NT, P, MT>(acc, sc, vt);
         __syncthreads();   // the next iteration's loads overwrite the tiles just read
     }
 
-    float inverse[2];
+    float inverse[MT][2];
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const float total = fa_quad_sum(row_sum[r]);
-        inverse[r] = total > 0.0f ? 1.0f / total : 0.0f;
-        const int row = row_a + r * 8;
-        if (tq == 0 && row < s)
-            lse[((long long)b * gridDim.y + h) * s + row] = total > 0.0f ? (row_max[r] + log2f(total)) * FA_LN2 : NEG_INFINITY;
-    }
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const float total = fa_quad_sum(row_sum[mt][r]);
+            inverse[mt][r] = total > 0.0f ? 1.0f / total : 0.0f;
+            const int row = row_a + mt * 16 + r * 8;
+            if (tq == 0 && row < s)
+                lse[((long long)b * gridDim.y + h) * s + row] = total > 0.0f ? (row_max[mt][r] + log2f(total)) * FA_LN2 : NEG_INFINITY;
+        }
     unsigned short *oh = reinterpret_cast<unsigned short *>(o) + b * o_b + group * o_g + p * o_p;
-    fa_store_rows<T, D>(oh, o_s, q0 + warp * 16, s, acc, inverse);
+    fa_store_rows<T, D, MT>(oh, o_s, q0 + warp * WM, s, acc, inverse);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -300,18 +329,18 @@ __device__ void flash_backward_delta(const T *o, long long o_b, long long o_g, l
 }
 
 // ---------------------------------------------------------------------------------------------
-// dK and dV of one block of 64 keys of one key/value head, summed over the group's query heads
-// and every query block that sees these keys. Grid (ceil(t / 64), groups, batch). BQ queries per
-// step (fewer for D = 128, to keep the four accumulators in registers). dk, dv: contiguous
+// dK and dV of one block of 4 x MT x 16 keys of one key/value head (each warp owns MT x 16 keys),
+// summed over the group's query heads and every query block that sees these keys.
+// Grid (ceil(t / keys per CTA), groups, batch). BQ queries per step. dk, dv: contiguous
 // [batch, groups, t, D].
-template <class T, int D, int BQ>
+template <class T, int D, int MT, int BQ>
 __device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, long long q_p, long long q_s,
                                     const T *k, long long k_b, long long k_g, long long k_s,
                                     const T *v, long long v_b, long long v_g, long long v_s,
                                     const T *dout, long long d_b, long long d_g, long long d_p, long long d_s,
                                     const float *lse, const float *delta, T *dk, T *dv,
                                     int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {
-    constexpr int P = D + 8, BN = FA_BLOCK_N, NT = BQ / 8;
+    constexpr int P = D + 8, WN = 16 * MT, BN = 4 * WN, NT = BQ / 8;
     extern __shared__ __align__(16) unsigned char fa_shared[];
     unsigned short *ks = reinterpret_cast<unsigned short *>(fa_shared);
     unsigned short *vs = ks + BN * P;
@@ -348,8 +377,8 @@ __device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, lo
     if (steps > 0) load_step(0, 0);
     fa_cp_async_commit();
 
-    float dk_acc[D / 8][4] = {}, dv_acc[D / 8][4] = {};
-    const int key_a = k0 + warp * 16 + g;   // this thread's keys: key_a and key_a + 8
+    float dk_acc[MT][D / 8][4] = {}, dv_acc[MT][D / 8][4] = {};
+    const int key_a = k0 + warp * WN + g;   // this thread's keys: key_a + mt * 16 + r * 8
 
     for (int step = 0; step < steps; step++) {
         const int buffer = step & 1;
@@ -365,45 +394,54 @@ __device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, lo
         const unsigned short *qt = qs + buffer * BQ * P, *dt = dos + buffer * BQ * P;
         const float *lt = lses + buffer * BQ, *deltat = deltas + buffer * BQ;
 
-        float pt[NT][4] = {};   // Pᵀ: this warp's 16 keys x BQ queries
-        fa_gemm_abt<T, D, NT, P>(pt, ks, warp * 16, qt);
+        float pt[MT][NT][4] = {};   // Pᵀ: this warp's keys x BQ queries
+        fa_gemm_abt<T, D, NT, P, MT>(pt, ks, warp * WN, qt);
+        // Only steps whose first query precedes this warp's last key cross the diagonal.
+        const bool diagonal = causal && k0 + warp * WN + WN - 1 > q0 + offset;
 #pragma unroll
-        for (int nt = 0; nt < NT; nt++)
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int col = nt * 8 + tq * 2 + (e & 1), key = key_a + (e >> 1) * 8;
-                const bool hidden = causal && key > q0 + col + offset;
-                pt[nt][e] = hidden ? 0.0f : exp2f(pt[nt][e] * scale_log2 - lt[col]);
-            }
-        fa_gemm_pv<T, D, NT, P>(dv_acc, pt, dt);   // dV += Pᵀ dO
+            for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int col = nt * 8 + tq * 2 + (e & 1), key = key_a + mt * 16 + (e >> 1) * 8;
+                    const float p = fa_exp2(fmaf(pt[mt][nt][e], scale_log2, -lt[col]));
+                    pt[mt][nt][e] = diagonal && key > q0 + col + offset ? 0.0f : p;
+                }
+        fa_gemm_pv<T, D, NT, P, MT>(dv_acc, pt, dt);   // dV += Pᵀ dO
 
-        float dpt[NT][4] = {};  // dPᵀ = V dOᵀ
-        fa_gemm_abt<T, D, NT, P>(dpt, vs, warp * 16, dt);
+        float dpt[MT][NT][4] = {};  // dPᵀ = V dOᵀ
+        fa_gemm_abt<T, D, NT, P, MT>(dpt, vs, warp * WN, dt);
 #pragma unroll
-        for (int nt = 0; nt < NT; nt++)
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) pt[nt][e] *= dpt[nt][e] - deltat[nt * 8 + tq * 2 + (e & 1)];   // dSᵀ
-        fa_gemm_pv<T, D, NT, P>(dk_acc, pt, qt);   // dK += dSᵀ Q
+            for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) pt[mt][nt][e] *= dpt[mt][nt][e] - deltat[nt * 8 + tq * 2 + (e & 1)];   // dSᵀ
+        fa_gemm_pv<T, D, NT, P, MT>(dk_acc, pt, qt);   // dK += dSᵀ Q
         __syncthreads();
     }
 
     const long long head = ((long long)b * groups + group) * t * D;
-    const float dk_scale[2] = {scale, scale}, one[2] = {1.0f, 1.0f};
-    fa_store_rows<T, D>(reinterpret_cast<unsigned short *>(dk) + head, D, k0 + warp * 16, t, dk_acc, dk_scale);
-    fa_store_rows<T, D>(reinterpret_cast<unsigned short *>(dv) + head, D, k0 + warp * 16, t, dv_acc, one);
+    float dk_scale[MT][2], one[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) dk_scale[mt][0] = dk_scale[mt][1] = scale, one[mt][0] = one[mt][1] = 1.0f;
+    fa_store_rows<T, D, MT>(reinterpret_cast<unsigned short *>(dk) + head, D, k0 + warp * WN, t, dk_acc, dk_scale);
+    fa_store_rows<T, D, MT>(reinterpret_cast<unsigned short *>(dv) + head, D, k0 + warp * WN, t, dv_acc, one);
 }
 
 // ---------------------------------------------------------------------------------------------
-// dQ of one block of 64 query rows of one head, over the key blocks it sees.
-// Grid (ceil(s / 64), heads, batch). dq: contiguous [batch, heads, s, D].
-template <class T, int D>
+// dQ of one block of 4 x MT x 16 query rows of one head (each warp owns MT x 16), over the key
+// blocks (BN keys each) it sees. Grid (ceil(s / rows per CTA), heads, batch). dq: contiguous
+// [batch, heads, s, D].
+template <class T, int D, int MT, int BN>
 __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long long q_p, long long q_s,
                                   const T *k, long long k_b, long long k_g, long long k_s,
                                   const T *v, long long v_b, long long v_g, long long v_s,
                                   const T *dout, long long d_b, long long d_g, long long d_p, long long d_s,
                                   const float *lse, const float *delta, T *dq,
                                   int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {
-    constexpr int P = D + 8, BM = FA_BLOCK_M, BN = FA_BLOCK_N, NT = BN / 8;
+    constexpr int P = D + 8, WM = 16 * MT, BM = 4 * WM, NT = BN / 8;
     extern __shared__ __align__(16) unsigned char fa_shared[];
     unsigned short *qs = reinterpret_cast<unsigned short *>(fa_shared);
     unsigned short *dos = qs + BM * P;
@@ -425,16 +463,18 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
     fa_load_tile<D, BN>(vs, vh, v_s, 0, t);
     fa_cp_async_commit();
 
-    const int row_a = q0 + warp * 16 + g;
+    const int row_a = q0 + warp * WM + g;   // this thread's query rows: row_a + mt * 16 + r * 8
     const long long rows = ((long long)b * gridDim.y + h) * s;
-    float row_lse[2], row_delta[2];
+    float row_lse[MT][2], row_delta[MT][2];
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int row = row_a + r * 8;
-        row_lse[r] = row < s ? lse[rows + row] * FA_LOG2E : POS_INFINITY;
-        row_delta[r] = row < s ? delta[rows + row] : 0.0f;
-    }
-    float acc[D / 8][4] = {};
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const int row = row_a + mt * 16 + r * 8;
+            row_lse[mt][r] = row < s ? lse[rows + row] * FA_LOG2E : POS_INFINITY;
+            row_delta[mt][r] = row < s ? delta[rows + row] : 0.0f;
+        }
+    float acc[MT][D / 8][4] = {};
 
     for (int j = 0; j < blocks; j++) {
         if (j + 1 < blocks) {
@@ -449,28 +489,35 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
         const unsigned short *kt = ks + (j & 1) * BN * P, *vt = vs + (j & 1) * BN * P;
         const int k0 = j * BN;
 
-        float pr[NT][4] = {};
-        fa_gemm_abt<T, D, NT, P>(pr, qs, warp * 16, kt);
+        float pr[MT][NT][4] = {};
+        fa_gemm_abt<T, D, NT, P, MT>(pr, qs, warp * WM, kt);
+        const bool edge = k0 + BN > t || (causal && k0 + BN - 1 > q0 + warp * WM + offset);
 #pragma unroll
-        for (int nt = 0; nt < NT; nt++)
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int key = k0 + nt * 8 + tq * 2 + (e & 1), row = row_a + (e >> 1) * 8;
-                const bool hidden = key >= t || (causal && key > row + offset);
-                pr[nt][e] = hidden ? 0.0f : exp2f(pr[nt][e] * scale_log2 - row_lse[e >> 1]);
-            }
-        float dp[NT][4] = {};
-        fa_gemm_abt<T, D, NT, P>(dp, dos, warp * 16, vt);
+            for (int nt = 0; nt < NT; nt++)
 #pragma unroll
-        for (int nt = 0; nt < NT; nt++)
+                for (int e = 0; e < 4; e++) {
+                    const int key = k0 + nt * 8 + tq * 2 + (e & 1), row = row_a + mt * 16 + (e >> 1) * 8;
+                    const float p = fa_exp2(fmaf(pr[mt][nt][e], scale_log2, -row_lse[mt][e >> 1]));
+                    pr[mt][nt][e] = edge && (key >= t || (causal && key > row + offset)) ? 0.0f : p;
+                }
+        float dp[MT][NT][4] = {};
+        fa_gemm_abt<T, D, NT, P, MT>(dp, dos, warp * WM, vt);
 #pragma unroll
-            for (int e = 0; e < 4; e++) pr[nt][e] *= dp[nt][e] - row_delta[e >> 1];   // dS
-        fa_gemm_pv<T, D, NT, P>(acc, pr, kt);   // dQ += dS K
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) pr[mt][nt][e] *= dp[mt][nt][e] - row_delta[mt][e >> 1];   // dS
+        fa_gemm_pv<T, D, NT, P, MT>(acc, pr, kt);   // dQ += dS K
         __syncthreads();
     }
-    const float dq_scale[2] = {scale, scale};
+    float dq_scale[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) dq_scale[mt][0] = dq_scale[mt][1] = scale;
     unsigned short *out = reinterpret_cast<unsigned short *>(dq) + ((long long)b * gridDim.y + h) * s * D;
-    fa_store_rows<T, D>(out, D, q0 + warp * 16, s, acc, dq_scale);
+    fa_store_rows<T, D, MT>(out, D, q0 + warp * WM, s, acc, dq_scale);
 }
 
 #define FA_Q_ARGS(T) const T *q, long long q_b, long long q_g, long long q_p, long long q_s
@@ -480,27 +527,42 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
 #define FA_FORWARD_PASS q, q_b, q_g, q_p, q_s, k, k_b, k_g, k_s, v, v_b, v_g, v_s
 #define FA_BACKWARD_PASS FA_FORWARD_PASS, dout, d_b, d_g, d_p, d_s
 
-#define FLASH_ATTENTION_KERNELS(SUFFIX, TYPE, D, BQ)                                                              \
+// One head dim's kernels. Tiling per kernel: forward MT x BN, dK/dV MT x BQ, dQ MT x BN (see the
+// kernels above); NeuralKernels.attentionTiling must match (its source test checks these lines).
+#define FLASH_ATTENTION_KERNELS(SUFFIX, TYPE, D, F_MT, F_BN, KV_MT, KV_BQ, Q_MT, Q_BN)                             \
     extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_forward_d##D##_##SUFFIX(                        \
         FA_Q_ARGS(TYPE), FA_KV_ARGS(TYPE), TYPE *o, long long o_b, long long o_g, long long o_p, long long o_s,     \
         float *lse, int groups, int per_group, int s, int t, float scale_log2, int causal) {                       \
-        flash_forward<TYPE, D>(FA_FORWARD_PASS, o, o_b, o_g, o_p, o_s, lse, groups, per_group, s, t, scale_log2, causal); \
+        flash_forward<TYPE, D, F_MT, F_BN>(FA_FORWARD_PASS, o, o_b, o_g, o_p, o_s, lse, groups, per_group, s, t,   \
+                                           scale_log2, causal);                                                    \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_backward_dkdv_d##D##_##SUFFIX(                  \
         FA_Q_ARGS(TYPE), FA_KV_ARGS(TYPE), FA_DO_ARGS(TYPE), const float *lse, const float *delta, TYPE *dk,         \
         TYPE *dv, int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {              \
-        flash_backward_dkdv<TYPE, D, BQ>(FA_BACKWARD_PASS, lse, delta, dk, dv, groups, per_group, s, t, scale_log2, \
-                                         scale, causal);                                                           \
+        flash_backward_dkdv<TYPE, D, KV_MT, KV_BQ>(FA_BACKWARD_PASS, lse, delta, dk, dv, groups, per_group, s, t,   \
+                                                   scale_log2, scale, causal);                                     \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_backward_dq_d##D##_##SUFFIX(                    \
         FA_Q_ARGS(TYPE), FA_KV_ARGS(TYPE), FA_DO_ARGS(TYPE), const float *lse, const float *delta, TYPE *dq,         \
         int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {                      \
-        flash_backward_dq<TYPE, D>(FA_BACKWARD_PASS, lse, delta, dq, groups, per_group, s, t, scale_log2, scale, causal); \
+        flash_backward_dq<TYPE, D, Q_MT, Q_BN>(FA_BACKWARD_PASS, lse, delta, dq, groups, per_group, s, t,          \
+                                               scale_log2, scale, causal);                                         \
     }
 
+// Arguments (forward MT, BN, dK/dV MT, BQ, dQ MT, BN) per head dim: two query tiles per warp in
+// the forward halve its shared-memory reads per product; d128 takes fewer columns per step so its
+// accumulators stay in registers.
+#ifndef FA_TILING_D64
+#define FA_TILING_D64 2, 64, 2, 32, 2, 32
+#endif
+#ifndef FA_TILING_D128
+#define FA_TILING_D128 2, 32, 1, 32, 1, 32
+#endif
+#define FA_EXPAND(MACRO, ...) MACRO(__VA_ARGS__)
+
 #define FLASH_ATTENTION_TYPE(SUFFIX, TYPE)                                                                         \
-    FLASH_ATTENTION_KERNELS(SUFFIX, TYPE, 64, 64)                                                                  \
-    FLASH_ATTENTION_KERNELS(SUFFIX, TYPE, 128, 32)                                                                 \
+    FA_EXPAND(FLASH_ATTENTION_KERNELS, SUFFIX, TYPE, 64, FA_TILING_D64)                                            \
+    FA_EXPAND(FLASH_ATTENTION_KERNELS, SUFFIX, TYPE, 128, FA_TILING_D128)                                          \
     extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_backward_delta_##SUFFIX(                        \
         const TYPE *o, long long o_b, long long o_g, long long o_p, long long o_s, FA_DO_ARGS(TYPE), float *delta, \
         int groups, int per_group, int s, int dim) {                                                               \
