@@ -1,0 +1,50 @@
+import XCTest
+import MegatronAutograd
+import MegatronTensor
+@testable import MegatronCore
+
+/// SelfAttention's fused path (flash attention) against its materialized path, on the GPU, on q, k, v
+/// sliced from a fused QKV tensor as the module slices them: same outputs and same QKV gradients up
+/// to bf16 rounding.
+final class FusedAttentionGPUTests: XCTestCase {
+    func relativeError(_ a: Tensor, _ b: Tensor) -> Double {
+        let (x, y) = (a.floats(), b.floats())
+        let difference = zip(x, y).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +)
+        return (difference / max(y.map { Double($0) * Double($0) }.reduce(0, +), 1e-30)).squareRoot()
+    }
+
+    func testFusedCoreAttentionMatchesMaterializedOnTheGPU() throws {
+        do {
+            _ = try CUDAContext.shared(ordinal: 0)
+        } catch {
+            throw XCTSkip("no usable CUDA device here, fused attention GPU test skipped: \(error)")
+        }
+        let config = try TransformerConfig(numLayers: 1, hiddenSize: 256, numAttentionHeads: 4, numQueryGroups: 2,
+                                           attentionDropout: 0.1, paramsDType: .bfloat16)
+        let attention = onDevice(.cuda(0)) {
+            SelfAttention(config: config, generator: PhiloxGenerator(seed: 1), dropoutGenerator: PhiloxGenerator(seed: 2))
+        }
+        let (b, s, g, p, d) = (2, 77, 2, 2, 64)
+        let weights = Tensor.normal([b, g, p, s, d], dtype: .bfloat16, generator: PhiloxGenerator(seed: 4)).to(.cuda(0))
+        func run(fused: Bool) -> (output: Tensor, grad: Tensor) {
+            var qkv = Tensor.normal([b, s, g, p + 2, d], dtype: .bfloat16, generator: PhiloxGenerator(seed: 3)).to(.cuda(0))
+            qkv.requiresGrad = true
+            let view = qkv.permute([0, 2, 3, 1, 4])
+            let q = view.narrow(2, start: 0, length: p), k = view.narrow(2, start: p, length: 1)
+            let v = view.narrow(2, start: p + 1, length: 1)
+            XCTAssertTrue(Ops.attentionIsFused(q: q, k: k, v: v))
+            let out = fused ? attention.coreAttention(q: q, k: k, v: v) : attention.materializedAttention(q: q, k: k, v: v)
+            (out * weights).sum().backward()
+            return (out, qkv.grad!)
+        }
+        attention.train()
+        let training = run(fused: true)   // attention dropout 0.1 in training: the materialized path
+        attention.eval()
+        let fused = run(fused: true), materialized = run(fused: false)
+        XCTAssertLessThan(relativeError(fused.output, materialized.output), 1e-2)
+        XCTAssertLessThan(relativeError(fused.grad, materialized.grad), 2e-2)
+        XCTAssertGreaterThan(relativeError(training.output, materialized.output), 0.05, "dropout was applied in training")
+        // The fused output is laid out [b, s, heads, d]: merging heads for the projection is a view.
+        XCTAssertTrue(fused.output.permuted([0, 3, 1, 2, 4]).isContiguous)
+    }
+}
