@@ -45,8 +45,8 @@ public enum Functional {
 
     /// SwiGLU as Megatron's gated MLP: the last dimension holds [gate, up]; returns `silu(gate) * up`.
     public static func swiglu(_ x: Tensor) -> Tensor {
-        let parts = x.chunk(2, dim: -1)
-        return silu(parts[0]) * parts[1]
+        let xs = x.detached()
+        return record("swiglu", inputs: [x], output: Ops.swiglu(xs)) { g in [Ops.swigluBackward(xs, gradOutput: g)] }
     }
 
     /// Rows of `weight [vocab, hidden]` picked by `ids`; the weight's gradient sums in fp32 (see `Ops.embeddingBackward`).

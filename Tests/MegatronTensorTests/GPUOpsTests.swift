@@ -281,6 +281,15 @@ final class GPUOpsTests: XCTestCase {
             let tol: (Float, Float) = dtype == .float32 ? (1e-4, 1e-4) : (dtype == .bfloat16 ? (2e-2, 2e-2) : (4e-3, 4e-3))
             let x = randomTensor([6, 40], dtype: dtype, seed: 28), g = randomTensor([6, 40], dtype: dtype, seed: 29)
             let w = randomTensor([40], dtype: dtype, seed: 30, shift: 1), b = randomTensor([40], dtype: dtype, seed: 31)
+            let half = randomTensor([6, 20], dtype: dtype, seed: 32)
+            assertParity(Ops.swiglu(x.to(gpu)), Ops.swiglu(x), "swiglu \(dtype)", tolerance: tol)
+            assertParity(Ops.swigluBackward(x.to(gpu), gradOutput: half.to(gpu)), Ops.swigluBackward(x, gradOutput: half),
+                         "swiglu backward \(dtype)", tolerance: tol)
+            for op in [UnaryOp.geluTanh, .geluErf, .silu] {
+                assertParity(Ops.unary(x.to(gpu), op), Ops.unary(x, op), "\(op) \(dtype)", tolerance: tol)
+                assertParity(Ops.unaryBackward(x.to(gpu), gradOutput: g.to(gpu), op), Ops.unaryBackward(x, gradOutput: g, op),
+                             "\(op) backward \(dtype)", tolerance: tol)
+            }
             for log in [false, true] {
                 let y = Ops.softmax(x, log: log)
                 assertParity(Ops.softmax(x.to(gpu), log: log), y, "softmax log \(log) \(dtype)", tolerance: tol)
