@@ -45,4 +45,81 @@ final class GenerationTests: XCTestCase {
         XCTAssertEqual(sampled, model.generate(prompt: [1, 2, 3], maxNewTokens: 6, options: SamplingOptions(temperature: 1, topK: 0, topP: 0.9, seed: 7)))
         XCTAssertTrue(sampled.logProbabilities.allSatisfy { $0 <= 0 })
     }
+
+    // MARK: batched prompts
+
+    func loadFixtureModel(_ arch: String) throws -> GPTModel {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/hf/\(arch)")
+        return try HuggingFaceGPT.load(directory: dir).model
+    }
+
+    /// Each batched row equals that prompt decoded alone: the same tokens, and log-probabilities equal up to
+    /// fp32 rounding (batch and padding change the GEMM row counts and reduction lengths, hence the order
+    /// of additions, not the math).
+    func assertBatchedMatchesAlone(_ model: GPTModel, prompts: [[Int]], maxNewTokens: Int, stopToken: Int? = nil,
+                                   options: SamplingOptions, _ label: String,
+                                   file: StaticString = #filePath, line: UInt = #line) {
+        let batched = model.generate(prompts: prompts, maxNewTokens: maxNewTokens, stopToken: stopToken, options: options)
+        XCTAssertEqual(batched.count, prompts.count, file: file, line: line)
+        for (i, prompt) in prompts.enumerated() {
+            let alone = model.generate(prompt: prompt, maxNewTokens: maxNewTokens, stopToken: stopToken, options: options)
+            XCTAssertEqual(batched[i].tokens, alone.tokens, "\(label) prompt \(i)", file: file, line: line)
+            XCTAssertEqual(batched[i].logProbabilities.count, alone.logProbabilities.count, file: file, line: line)
+            for (a, b) in zip(batched[i].logProbabilities, alone.logProbabilities) {
+                XCTAssertEqual(a, b, accuracy: 1e-5, "\(label) prompt \(i) log-probability", file: file, line: line)
+            }
+        }
+    }
+
+    /// Prompts of lengths 3, 9, 1 and 6 in one batch, with learned positions (GPT-2) and RoPE with GQA (LLaMA).
+    func testBatchedGreedyGenerationMatchesOneByOne() throws {
+        let prompts = [[5, 17, 42], [8, 99, 3, 61, 20, 11, 7, 64, 30], [13], [71, 2, 55, 9, 38, 90]]
+        for arch in ["gpt2", "llama"] {
+            let model = try loadFixtureModel(arch)
+            assertBatchedMatchesAlone(model, prompts: prompts, maxNewTokens: 8,
+                                      options: SamplingOptions(temperature: 0, topK: 0), "\(arch) greedy")
+        }
+    }
+
+    func testBatchedSamplingDrawsEachRowsOwnStream() throws {
+        let model = try loadFixtureModel("llama")
+        let prompts = [[1, 2, 3, 4, 5], [6, 7]]
+        assertBatchedMatchesAlone(model, prompts: prompts, maxNewTokens: 6,
+                                  options: SamplingOptions(temperature: 1, topK: 0, topP: 0.9, seed: 7), "sampled")
+    }
+
+    /// A row that produces the stop token ends there while the others go on; a row whose prompt nearly
+    /// fills the maximum sequence length (GPT-2's learned positions: 32) stops at it.
+    func testBatchedRowsStopOnTheirOwn() throws {
+        let greedy = SamplingOptions(temperature: 0, topK: 0)
+        for arch in ["gpt2", "llama"] {
+            let model = try loadFixtureModel(arch)
+            let short = [5, 17, 42]
+            let aloneTokens = model.generate(prompt: short, maxNewTokens: 8, options: greedy).tokens
+            let stop = aloneTokens[2]
+            let long = (0..<29).map { ($0 * 37 + 11) % 100 }
+            let prompts = [short, long, [13, 14]]
+            let batched = model.generate(prompts: prompts, maxNewTokens: 8, stopToken: stop, options: greedy)
+            XCTAssertEqual(batched[0].tokens.last, stop, arch)
+            XCTAssertLessThanOrEqual(batched[0].tokens.count, 3, arch)
+            // 29 prompt tokens and 3 fed-back ones fill the 32 positions; the 4th generated token is not fed back.
+            XCTAssertEqual(batched[1].tokens.count, min(4, batched[1].tokens.firstIndex(of: stop).map { $0 + 1 } ?? 4), arch)
+            assertBatchedMatchesAlone(model, prompts: prompts, maxNewTokens: 8, stopToken: stop, options: greedy, arch)
+        }
+    }
+
+    func testLeftPaddingPositionsAndKeyMask() {
+        let padding = LeftPadding(rowLengths: [2, 3])
+        XCTAssertEqual(padding.counts, [1, 0])
+        XCTAssertEqual(padding.positions(from: 0, count: 3), [[0, 0, 1], [0, 1, 2]])
+        XCTAssertEqual(padding.positions(from: 3, count: 1), [[2], [3]])
+        XCTAssertEqual(padding.lastPosition(from: 3, count: 1), 3)
+        // Row 0: its pad query (column 0) sees its pad key; its real queries do not.
+        let mask = padding.keyMask(queries: 3, keys: 3)
+        XCTAssertEqual(mask.shape, [2, 1, 1, 3, 3])
+        XCTAssertEqual(mask.ints(), [0, 0, 0, 1, 0, 0, 1, 0, 0,
+                                     0, 0, 0, 0, 0, 0, 0, 0, 0])
+        // One decode step: a single query (column 3) over 4 keys.
+        XCTAssertEqual(padding.keyMask(queries: 1, keys: 4).ints(), [1, 0, 0, 0, 0, 0, 0, 0])
+    }
 }

@@ -27,30 +27,67 @@ public struct GeneratedSequence: Equatable {
     public var logProbabilities: [Float]
 }
 
+/// One prompt's state while a batch decodes.
+struct DecodingRow {
+    let generator: PhiloxGenerator
+    var output = GeneratedSequence(tokens: [], logProbabilities: [])
+    var finished = false
+}
+
 extension GPTModel {
     /// Continues `prompt` by up to `maxNewTokens` tokens with key/value-cached decoding, stopping early at
     /// `stopToken` or at the model's maximum sequence length. Runs in evaluation mode without gradients.
     public func generate(prompt: [Int], maxNewTokens: Int, stopToken: Int? = nil,
                          options: SamplingOptions = SamplingOptions()) -> GeneratedSequence {
-        precondition(!prompt.isEmpty, "generation needs a prompt of at least one token")
+        generate(prompts: [prompt], maxNewTokens: maxNewTokens, stopToken: stopToken, options: options)[0]
+    }
+
+    /// Continues each prompt as `generate(prompt:)` would alone, decoding all of them in one batch.
+    ///
+    /// Prompts of different lengths are left-padded to the longest; each row keeps its own positions, never
+    /// attends to its padding, draws from its own sampler seeded with `options.seed`, and stops on its own
+    /// (at `stopToken`, after `maxNewTokens`, or at the maximum sequence length) while the others go on.
+    ///
+    /// ```swift
+    /// let outputs = model.generate(prompts: [[1, 2, 3], [7]], maxNewTokens: 16, stopToken: eod,
+    ///                              options: SamplingOptions(temperature: 0))
+    /// outputs[1].tokens   // what model.generate(prompt: [7], ...) gives
+    /// ```
+    public func generate(prompts: [[Int]], maxNewTokens: Int, stopToken: Int? = nil,
+                         options: SamplingOptions = SamplingOptions()) -> [GeneratedSequence] {
+        precondition(!prompts.isEmpty && prompts.allSatisfy { !$0.isEmpty },
+                     "generation needs at least one prompt, each of at least one token")
         let wasTraining = isTraining
         eval()
         defer { train(wasTraining) }
-        let rng = PhiloxGenerator(seed: options.seed)
-        let cache = KVCache(layers: config.numLayers)
-        var output = GeneratedSequence(tokens: [], logProbabilities: [])
-        var step = Array(prompt.suffix(maxSequenceLength))
-        while output.tokens.count < maxNewTokens && cache.length + step.count <= maxSequenceLength {
-            let input = Tensor(shape: [1, step.count], ints: step).to(wordEmbeddings.weight.device)
+        let trimmed = prompts.map { Array($0.suffix(maxSequenceLength)) }
+        let padding = LeftPadding(rowLengths: trimmed.map(\.count))
+        let cache = KVCache(layers: config.numLayers, padding: padding.counts.allSatisfy { $0 == 0 } ? nil : padding)
+        var rows = trimmed.map { _ in DecodingRow(generator: PhiloxGenerator(seed: options.seed)) }
+        var batch = Array(rows.indices)       // the rows still decoding, in cache order
+        var step = zip(padding.counts, trimmed).map { [Int](repeating: 0, count: $0) + $1 }
+        while maxNewTokens > 0 && !batch.isEmpty {
+            let input = Tensor(shape: [batch.count, step[0].count], ints: step.flatMap { $0 })
+                .to(wordEmbeddings.weight.device)
             let logits = withoutGrad { self(input, cache: cache) }
-            let last = logits.selected(1, step.count - 1).floats()
-            let next = Self.sample(last, options: options, uniform: Tensor.uniform([1], generator: rng).item())
-            output.tokens.append(next)
-            output.logProbabilities.append(Self.logProbability(of: next, in: last))
-            if next == stopToken { break }
-            step = [next]
+            let last = logits.selected(1, step[0].count - 1).floats()     // [batch, vocab]
+            let vocab = last.count / batch.count
+            for (slot, r) in batch.enumerated() {
+                let rowLogits = Array(last[slot * vocab..<(slot + 1) * vocab])
+                let next = Self.sample(rowLogits, options: options,
+                                       uniform: Tensor.uniform([1], generator: rows[r].generator).item())
+                rows[r].output.tokens.append(next)
+                rows[r].output.logProbabilities.append(Self.logProbability(of: next, in: rowLogits))
+                let ownLength = cache.length - padding.counts[r]
+                rows[r].finished = next == stopToken || rows[r].output.tokens.count >= maxNewTokens
+                    || ownLength + 1 > maxSequenceLength
+            }
+            let kept = batch.indices.filter { !rows[batch[$0]].finished }
+            if kept.count < batch.count && !kept.isEmpty { cache.retainRows(kept) }
+            batch = kept.map { batch[$0] }
+            step = batch.map { [rows[$0].output.tokens.last!] }
         }
-        return output
+        return rows.map(\.output)
     }
 
     /// log softmax(logits)[token].

@@ -55,11 +55,18 @@ public final class GPTModel: Module {
     /// continue the cached sequence and the cache grows by them.
     public func callAsFunction(_ tokens: Tensor, cache: KVCache? = nil) -> Tensor {
         let seq = tokens.size(1), offset = cache?.length ?? 0
-        precondition(offset + seq <= maxSequenceLength || positionEmbeddings == nil,
-                     "sequence length \(offset + seq) exceeds max_position_embeddings \(maxSequenceLength)")
+        let padding = cache?.padding
+        let lastPosition = padding?.lastPosition(from: offset, count: seq) ?? offset + seq - 1
+        precondition(lastPosition < maxSequenceLength || positionEmbeddings == nil,
+                     "sequence length \(lastPosition + 1) exceeds max_position_embeddings \(maxSequenceLength)")
         var h = wordEmbeddings(tokens)
         if let positionEmbeddings {
-            h = h + positionEmbeddings(Tensor.arange(offset, offset + seq, device: tokens.device))
+            // Left-padded rows (batched prompts) count positions from their own first token.
+            let positions = padding.map {
+                Tensor(shape: [tokens.size(0), seq], ints: $0.positions(from: offset, count: seq).flatMap { $0 })
+                    .to(tokens.device)
+            } ?? Tensor.arange(offset, offset + seq, device: tokens.device)
+            h = h + positionEmbeddings(positions)
         }
         h = decoder(embeddingDropout(h), cache: cache)
         return h.matmul((outputLayer?.weight ?? wordEmbeddings.weight).transpose(0, 1))

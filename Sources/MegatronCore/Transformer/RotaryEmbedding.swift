@@ -13,13 +13,12 @@ public struct RotaryEmbedding {
         self.base = base
     }
 
-    /// cos and sin tables `[seq, rotaryDim]` for positions `offset..<offset + sequenceLength`.
-    func tables(sequenceLength: Int, offset: Int = 0) -> (cos: Tensor, sin: Tensor) {
+    /// cos and sin tables `[positions.count, rotaryDim]` for the given positions.
+    func tables(positions: [Int]) -> (cos: Tensor, sin: Tensor) {
         let half = rotaryDim / 2
-        var cosValues = [Float](repeating: 0, count: sequenceLength * rotaryDim)
+        var cosValues = [Float](repeating: 0, count: positions.count * rotaryDim)
         var sinValues = cosValues
-        for row in 0..<sequenceLength {
-            let pos = row + offset
+        for (row, pos) in positions.enumerated() {
             for i in 0..<half {
                 let inverseFrequency = 1 / Foundation.pow(Double(base), Double(2 * i) / Double(rotaryDim))
                 let angle = Double(pos) * Double(Float(inverseFrequency))
@@ -29,14 +28,29 @@ public struct RotaryEmbedding {
                 }
             }
         }
-        return (Tensor(shape: [sequenceLength, rotaryDim], values: cosValues),
-                Tensor(shape: [sequenceLength, rotaryDim], values: sinValues))
+        return (Tensor(shape: [positions.count, rotaryDim], values: cosValues),
+                Tensor(shape: [positions.count, rotaryDim], values: sinValues))
     }
 
     /// Rotates `x [batch, heads, seq, headDim]` whose first position is `offset`.
     public func callAsFunction(_ x: Tensor, offset: Int = 0) -> Tensor {
-        let seq = x.size(2), headDim = x.size(3)
-        let (cosCPU, sinCPU) = tables(sequenceLength: seq, offset: offset)
+        let (cos, sin) = tables(positions: Array(offset..<offset + x.size(2)))
+        return rotate(x, cos: cos, sin: sin)
+    }
+
+    /// Rotates `x [batch, heads, seq, headDim]` whose batch row `b` sits at `rowPositions[b]` (`seq` each),
+    /// as left-padded batches of prompts need.
+    public func callAsFunction(_ x: Tensor, rowPositions: [[Int]]) -> Tensor {
+        precondition(rowPositions.count == x.size(0) && rowPositions.allSatisfy { $0.count == x.size(2) },
+                     "rotary positions \(rowPositions.map(\.count)) do not match x \(x.shape)")
+        let (cos, sin) = tables(positions: rowPositions.flatMap { $0 })
+        let shape = [x.size(0), 1, x.size(2), rotaryDim]
+        return rotate(x, cos: cos.reshaped(shape), sin: sin.reshaped(shape))
+    }
+
+    /// `x * cos + rotate_half(x) * sin` on the first `rotaryDim` channels; `cos` and `sin` broadcast over `x`.
+    func rotate(_ x: Tensor, cos cosCPU: Tensor, sin sinCPU: Tensor) -> Tensor {
+        let headDim = x.size(3)
         let (cos, sin) = (cosCPU.to(x.device), sinCPU.to(x.device))
         let rotated = x.narrow(3, start: 0, length: rotaryDim)
         let halves = rotated.chunk(2, dim: 3)

@@ -55,12 +55,16 @@ public final class SelfAttention: Module {
         }
         let offset = cache?.length ?? 0
         if let rotary {
-            q = rotary(q.reshape([b, heads, s, d]), offset: offset).reshape([b, groups, perGroup, s, d])
-            k = rotary(k.reshape([b, groups, s, d]), offset: offset).reshape([b, groups, 1, s, d])
+            // Left-padded batches (cache.padding) rotate each row by its own positions.
+            let rows = cache?.padding?.positions(from: offset, count: s)
+            let rope = { (t: Tensor) in rows.map { rotary(t, rowPositions: $0) } ?? rotary(t, offset: offset) }
+            q = rope(q.reshape([b, heads, s, d])).reshape([b, groups, perGroup, s, d])
+            k = rope(k.reshape([b, groups, s, d])).reshape([b, groups, 1, s, d])
         }
         var (keys, values) = (k, v)
         if let cache { (keys, values) = cache.append(keys: k, values: v) }
-        let context = coreAttention(q: q, k: keys, v: values)       // [b, g, perGroup, s, d]
+        let keyMask = cache?.padding.map { $0.keyMask(queries: s, keys: keys.size(3), device: x.device) }
+        let context = coreAttention(q: q, k: keys, v: values, keyMask: keyMask)   // [b, g, perGroup, s, d]
         // [b, s, g, perGroup, d]: a free view of the fused kernels' output, which is laid out so.
         let merged = context.permute([0, 3, 1, 2, 4]).reshape([b, s, heads * d])
         return linearProj(merged)
@@ -73,22 +77,28 @@ public final class SelfAttention: Module {
     /// apply: bf16/fp16, head dim 64 or 128, and no attention dropout in training (the fused kernels
     /// draw no dropout mask). Elsewhere, and always on the CPU (whose golden tests pin the
     /// materialized rounding), the scores are materialized.
-    func coreAttention(q: Tensor, k: Tensor, v: Tensor) -> Tensor {
+    ///
+    /// `keyMask` (true: hidden), broadcast over the scores `[b, g, perGroup, s, t]`, hides more keys per
+    /// batch row: the pad keys of left-padded prompts (`LeftPadding.keyMask`). The fused kernels know
+    /// only the causal mask, so a masked call takes the materialized path.
+    func coreAttention(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor? = nil) -> Tensor {
         let dropoutActive = attentionDropout.isTraining && attentionDropout.probability > 0
-        if !dropoutActive && q.device != .cpu && Ops.attentionIsFused(q: q, k: k, v: v) {
+        if keyMask == nil && !dropoutActive && q.device != .cpu && Ops.attentionIsFused(q: q, k: k, v: v) {
             return Functional.scaledDotProductAttention(q, k, v, causal: true)
         }
-        return materializedAttention(q: q, k: k, v: v)
+        return materializedAttention(q: q, k: k, v: v, keyMask: keyMask)
     }
 
     /// The reference path: the full [s, t] probabilities, then their product with v.
-    func materializedAttention(q: Tensor, k: Tensor, v: Tensor) -> Tensor {
+    func materializedAttention(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor? = nil) -> Tensor {
         let s = q.size(-2), t = k.size(-2), d = q.size(-1)
         let scores = q.matmul(k.transpose(-1, -2)) * (1 / Float(d).squareRoot())
         // Key j is in query i's future when j > i + (t - s); built where the scores are.
         let future = Ops.compare(Tensor.arange(0, t, device: q.device).reshaped([1, t]),
                                  Tensor.arange(t - s, t, device: q.device).reshaped([s, 1]), .greater)
-        let probabilities = attentionDropout(Functional.softmax(scores.maskedFill(future, -.infinity)))
+        var masked = scores.maskedFill(future, -.infinity)
+        if let keyMask { masked = masked.maskedFill(keyMask, -.infinity) }
+        let probabilities = attentionDropout(Functional.softmax(masked))
         return probabilities.matmul(v)
     }
 }

@@ -9,7 +9,8 @@ struct Generate: ParsableCommand {
         abstract: "Generate text from a checkpoint (pretrain-gpt --save or convert --saver megatron).",
         discussion: """
             Tokenizer flags are those of training; without them the checkpoint's byte tokens (the embedded \
-            corpus) are used. Prompts run one after another.
+            corpus) are used. All prompts decode together in one batch (left-padded, each with its own \
+            positions and sampler), each giving what it would alone.
             """)
 
     enum OutputFormat: String, ExpressibleByArgument { case text, json }
@@ -45,11 +46,14 @@ struct Generate: ParsableCommand {
                                                        tokenizerModel: tokenizerModel, vocabSize: vocabSize))
         }
         let options = SamplingOptions(temperature: greedy ? 0 : temperature, topK: topK, topP: topP, seed: seed)
+        let stop = tokenizer?.eod ?? ByteTokens.endOfDocument
+        let ids = prompt.map { tokenizer?.encode($0) ?? ByteTokens.encode($0) }
+        if let empty = ids.firstIndex(where: \.isEmpty) {
+            throw ValidationError("--prompt \(empty + 1) (\"\(prompt[empty])\") encodes to no tokens")
+        }
+        let outputs = model.generate(prompts: ids, maxNewTokens: tokensToGenerate, stopToken: stop, options: options)
         var results: [[String: Any]] = []
-        for text in prompt {
-            let ids = tokenizer?.encode(text) ?? ByteTokens.encode(text)
-            let stop = tokenizer?.eod ?? ByteTokens.endOfDocument
-            let out = model.generate(prompt: ids, maxNewTokens: tokensToGenerate, stopToken: stop, options: options)
+        for (text, out) in zip(prompt, outputs) {
             let generated = tokenizer?.decode(out.tokens) ?? ByteTokens.decode(out.tokens)
             switch outputFormat {
             case .text: print(text + generated)
