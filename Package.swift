@@ -31,7 +31,7 @@ let package = Package(
             dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronData", "MegatronParallel", "MegatronCUDA"]),
         .target(
             name: "MegatronTraining",
-            dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore", "MegatronData", "Yams"]),
+            dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore", "MegatronData", "MegatronCUDA", "Yams"]),
         .executableTarget(
             name: "megatron",
             dependencies: [
@@ -43,7 +43,7 @@ let package = Package(
         .testTarget(
             name: "MegatronCoreTests", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore"],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronCore", "MegatronTensor"]),
+        .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronCore", "MegatronTensor", "MegatronCUDA"]),
         .testTarget(name: "MegatronParallelTests", dependencies: ["MegatronParallel", "MegatronTensor", "MegatronAutograd"]),
         .testTarget(name: "MegatronCUDATests", dependencies: ["MegatronCUDA", "MegatronTensor"]),
         .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"], resources: [.copy("Fixtures")]),

@@ -14,6 +14,8 @@ public struct AllocatorStatistics: Equatable, Sendable {
     public var deviceAllocations = 0
     /// Requests served from a cached block without touching the device.
     public var cacheHits = 0
+
+    public init() {}
 }
 
 /// A block of device memory handed out by `CachingAllocator.allocate`; give it back with `free`.

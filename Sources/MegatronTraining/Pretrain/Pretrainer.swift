@@ -79,6 +79,7 @@ public final class Pretrainer {
             + "\(model.namedParameters().map { $0.1.count }.reduce(0, +)) parameters, vocabulary \(model.vocabSize) (padded)")
         var summary = Summary(iterations: iteration, intervalLosses: [])
         var interval = IntervalStats()
+        var reportedMemory = false
         let started = Date()
         let stop = StopRequest(listening: arguments.exitSignalHandler)
         while iteration < schedule.trainIters {
@@ -100,6 +101,11 @@ public final class Pretrainer {
                                    showThroughput: arguments.logThroughput).formatted())
                 summary.intervalLosses.append(interval.meanLoss)
                 interval = IntervalStats()
+                // As Megatron, once, after the first logged iterations (the optimizer state exists by then).
+                if !reportedMemory, let memory = MemoryReport.current(on: device) {
+                    log(memory.line(rank: 0, iterations: iteration))
+                }
+                reportedMemory = true
             }
             if let every = arguments.evalInterval, iteration % every == 0 {
                 summary.validationLoss = evaluate(validData, name: "validation", prefix: "iteration \(iteration)")
@@ -118,7 +124,7 @@ public final class Pretrainer {
         return summary
     }
 
-    /// Megatron's per-iteration TensorBoard scalars (and the same in metrics.jsonl).
+    /// Megatron's per-iteration TensorBoard scalars (and the same in metrics.jsonl), memory included on a GPU.
     func recordMetrics(_ step: StepOutcome, lr: Float, seconds: Double) {
         guard let metrics else { return }
         var values: [(String, Double)] = [("learning-rate", Double(lr)), ("batch-size", Double(schedule.globalBatchSize)),
@@ -127,9 +133,8 @@ public final class Pretrainer {
         let flops = trainingFLOPs(config: model.config, vocabSize: model.vocabSize, sequenceLength: arguments.seqLength,
                                   batchSize: schedule.globalBatchSize)
         values.append(("throughput", flops / seconds / 1e12))
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        values.append(("mem-max-allocated-bytes", Double(usage.ru_maxrss) * 1024))
+        // GPU memory only: on the CPU nothing counts allocations, and the process's RSS is not the same number.
+        values += MemoryReport.current(on: device)?.scalars ?? []
         metrics.record(values, iteration: iteration)
         metrics.flush()
     }
