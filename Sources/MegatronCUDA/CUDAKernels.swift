@@ -47,12 +47,20 @@ public final class CUDAKernels {
                                            compiledCount: images.count - cached, cachedCount: cached)
     }
 
-    /// A kernel file with the shared header (common.cuh) in front, as NVRTC compiles it.
+    /// A kernel file with the shared headers (common.cuh, then fp8.cuh) in front, as NVRTC compiles it.
     public static func source(_ file: String) throws -> String {
-        guard let common = EmbeddedKernels.sources["common.cuh"], let body = EmbeddedKernels.sources[file] else {
-            throw CUDAError.invalidArgument("no embedded kernel source named \(file); have \(EmbeddedKernels.sources.keys.sorted())")
+        try joinedSources(["common.cuh", "fp8.cuh", file])
+    }
+
+    /// The embedded files `names` joined by newlines; throws naming a missing file.
+    static func joinedSources(_ names: [String]) throws -> String {
+        let parts = names.map { EmbeddedKernels.sources[$0] }
+        guard let texts = parts as? [String] else {
+            let missing = names.filter { EmbeddedKernels.sources[$0] == nil }
+            throw CUDAError.invalidArgument("no embedded kernel source named \(missing.joined(separator: ", ")); "
+                                            + "have \(EmbeddedKernels.sources.keys.sorted())")
         }
-        return common + "\n" + body
+        return texts.joined(separator: "\n")
     }
 
     /// Sets `count` elements at `pointer` to `value` (rounded to the element type).

@@ -92,7 +92,7 @@ extension NeuralKernels {
     }
 
     /// False for an empty tensor (nothing to launch); throws for a negative count.
-    private func checkCount(_ kernel: String, _ count: Int) throws -> Bool {
+    func checkCount(_ kernel: String, _ count: Int) throws -> Bool {
         try Self.require(count >= 0, "\(kernel): negative element count \(count)")
         return count > 0
     }

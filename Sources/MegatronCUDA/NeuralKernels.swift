@@ -1,8 +1,8 @@
 import Foundation
 
 /// The fused neural-network kernels (Kernels/softmax.cu, norm.cu, cross_entropy.cu,
-/// embedding.cu, dropout.cu, activation.cu, cast.cu, optimizer.cu, flash_attention.cu), compiled for the device at
-/// construction and launched over raw device pointers on a stream. Activations may be fp32, bf16
+/// embedding.cu, dropout.cu, activation.cu, cast.cu, optimizer.cu, flash_attention.cu, fp8.cu), compiled for
+/// the device at construction and launched over raw device pointers on a stream. Activations may be fp32, bf16
 /// or fp16 (`KernelElementType`); arithmetic is fp32 throughout. Launchers validate sizes and
 /// throw `CUDAError.invalidArgument` naming the problem; they never synchronize.
 ///
@@ -34,7 +34,7 @@ public final class NeuralKernels {
 
     /// The kernel files, each compiled into its own module.
     public static let files = ["softmax.cu", "norm.cu", "cross_entropy.cu", "embedding.cu", "dropout.cu",
-                               "activation.cu", "cast.cu", "optimizer.cu", "flash_attention.cu"]
+                               "activation.cu", "cast.cu", "optimizer.cu", "flash_attention.cu", "fp8.cu"]
 
     public init(device: CUDADevice, cache: KernelCache? = KernelCache.defaultCache()) throws {
         let start = Date()
@@ -52,13 +52,9 @@ public final class NeuralKernels {
                                            compiledCount: Self.files.count - cached, cachedCount: cached)
     }
 
-    /// A kernel file as NVRTC compiles it: common.cuh, then neural.cuh, then the file.
+    /// A kernel file as NVRTC compiles it: common.cuh, neural.cuh, fp8.cuh, then the file.
     public static func source(_ file: String) throws -> String {
-        let parts = ["common.cuh", "neural.cuh", file].map { EmbeddedKernels.sources[$0] }
-        guard let texts = parts as? [String] else {
-            throw CUDAError.invalidArgument("no embedded kernel source named \(file); have \(EmbeddedKernels.sources.keys.sorted())")
-        }
-        return texts.joined(separator: "\n")
+        try CUDAKernels.joinedSources(["common.cuh", "neural.cuh", "fp8.cuh", file])
     }
 
     // MARK: Launch helpers shared by the extensions.

@@ -9,7 +9,7 @@ public struct TensorKernelArgument {
 
     /// Dtype codes shared with tensor_ops.cu (`enum DTypeCode`).
     public enum DTypeCode: Int32 {
-        case float32 = 0, bfloat16 = 1, float16 = 2, int32 = 5, int64 = 6, bool = 7
+        case float32 = 0, bfloat16 = 1, float16 = 2, float8E4M3 = 3, float8E5M2 = 4, int32 = 5, int64 = 6, bool = 7
     }
 
     public var address: UInt64

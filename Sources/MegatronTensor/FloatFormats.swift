@@ -74,6 +74,17 @@ public enum FloatFormats {
         return negative ? -value : value
     }
 
+    /// The largest finite value of a floating dtype (448 for e4m3, 57344 for e5m2); what saturating casts clamp to.
+    public static func largestFinite(_ dtype: DType) -> Float {
+        switch dtype {
+        case .float8E4M3: 448
+        case .float8E5M2: 57344
+        case .float16: Float(Float16.greatestFiniteMagnitude)
+        case .bfloat16: float(bfloat16Bits: 0x7F7F)
+        default: .greatestFiniteMagnitude
+        }
+    }
+
     public static func float8E4M3Bits(_ x: Float) -> UInt8 {
         float8Bits(x, exponentBits: 4, mantissaBits: 3, hasInfinity: false)
     }

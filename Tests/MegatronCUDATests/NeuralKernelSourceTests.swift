@@ -33,6 +33,8 @@ final class NeuralKernelSourceTests: XCTestCase {
                                    NeuralKernels.AttentionTiling.forHeadDim(64).macroDefinition(headDim: 64),
                                    NeuralKernels.AttentionTiling.forHeadDim(128).macroDefinition(headDim: 128),
                                    "FLASH_ATTENTION_TYPE(bf16, bf16)", "FLASH_ATTENTION_TYPE(f16, f16)"],
+            "fp8.cu": ["cast_##SUFFIX##_e4m3(", "cast_##SUFFIX##_e5m2(", "cast_e4m3_##SUFFIX(", "cast_e5m2_##SUFFIX(",
+                       "amax_##SUFFIX(", "FOR_EACH_FLOAT_TYPE(FP8_CAST_KERNELS)", "FOR_EACH_FLOAT_TYPE(AMAX_KERNEL)"],
         ]
         XCTAssertEqual(Set(expected.keys), Set(NeuralKernels.files))
         for (file, names) in expected {

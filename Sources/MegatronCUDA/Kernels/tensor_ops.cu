@@ -17,7 +17,7 @@ struct TensorArg {
 };
 
 // Matches TensorKernels.DTypeCode (Swift).
-enum DTypeCode { DT_F32 = 0, DT_BF16 = 1, DT_F16 = 2, DT_I32 = 5, DT_I64 = 6, DT_BOOL = 7 };
+enum DTypeCode { DT_F32 = 0, DT_BF16 = 1, DT_F16 = 2, DT_F8E4M3 = 3, DT_F8E5M2 = 4, DT_I32 = 5, DT_I64 = 6, DT_BOOL = 7 };
 
 __device__ __forceinline__ float f16_to_float(unsigned short h) {
     float f;
@@ -44,6 +44,8 @@ __device__ __forceinline__ float load_float(const TensorArg &t, long long offset
     case DT_F32: return ((const float *)t.data)[offset];
     case DT_BF16: return bf16_to_float(((const bf16_t *)t.data)[offset]);
     case DT_F16: return f16_to_float(((const unsigned short *)t.data)[offset]);
+    case DT_F8E4M3: return e4m3_to_float(((const unsigned char *)t.data)[offset]);
+    case DT_F8E5M2: return e5m2_to_float(((const unsigned char *)t.data)[offset]);
     case DT_I32: return (float)((const int *)t.data)[offset];
     case DT_I64: return (float)((const long long *)t.data)[offset];
     default: return ((const unsigned char *)t.data)[offset] != 0 ? 1.0f : 0.0f;
@@ -56,6 +58,8 @@ __device__ __forceinline__ void store_float(const TensorArg &t, long long offset
     case DT_F32: ((float *)t.data)[offset] = value; break;
     case DT_BF16: ((bf16_t *)t.data)[offset] = float_to_bf16(value); break;
     case DT_F16: ((unsigned short *)t.data)[offset] = float_to_f16(value); break;
+    case DT_F8E4M3: ((unsigned char *)t.data)[offset] = float_to_e4m3(value, false); break;
+    case DT_F8E5M2: ((unsigned char *)t.data)[offset] = float_to_e5m2(value, false); break;
     case DT_I32: ((int *)t.data)[offset] = (int)value; break;
     case DT_I64: ((long long *)t.data)[offset] = (long long)value; break;
     default: ((unsigned char *)t.data)[offset] = value != 0.0f ? 1 : 0; break;

@@ -190,7 +190,7 @@ enum CUDAFusedOps {
         return (type, width, x.count / width)
     }
 
-    private static func run(_ op: String, on device: Device, _ body: (NeuralKernels, CUDAStream) throws -> Void) {
+    static func run(_ op: String, on device: Device, _ body: (NeuralKernels, CUDAStream) throws -> Void) {
         let context = CUDAContext.of(device)
         context.run("fused \(op)") { try body(try context.neural(), context.stream) }
     }

@@ -60,6 +60,11 @@ enum CUDAOps {
 
     /// A contiguous copy of `x` as `dtype`.
     static func contiguousCopy(_ x: Tensor, dtype: DType) -> Tensor {
+        // fp8 <-> fp32 / bf16 / fp16 of a contiguous tensor: the vectorized kernels of fp8.cu.
+        if x.isContiguous, x.dtype.fp8Format != nil || dtype.fp8Format != nil,
+           let converted = CUDAFusedOps.fp8Cast(x, to: dtype, scale: nil) {
+            return converted
+        }
         let out = Tensor.empty(x.shape, dtype: dtype, device: x.device)
         copy(x, into: out)
         return out

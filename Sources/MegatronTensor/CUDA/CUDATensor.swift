@@ -72,17 +72,17 @@ extension Tensor {
 }
 
 extension DType {
-    /// The dtype code of tensor_ops.cu; fp8 has no CUDA kernels yet.
+    /// The dtype code of tensor_ops.cu.
     var kernelCode: TensorKernelArgument.DTypeCode {
         switch self {
         case .float32: .float32
         case .bfloat16: .bfloat16
         case .float16: .float16
+        case .float8E4M3: .float8E4M3
+        case .float8E5M2: .float8E5M2
         case .int32: .int32
         case .int64: .int64
         case .bool: .bool
-        case .float8E4M3, .float8E5M2:
-            preconditionFailure("\(self) tensors have no CUDA kernels yet; cast on the CPU (tensor.to(.cpu).cast(to:))")
         }
     }
 }

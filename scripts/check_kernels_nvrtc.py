@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Compiles every kernel source in Sources/MegatronCUDA/Kernels with NVRTC, as the program does at run
+time (same prefix headers, same options), without a GPU: a syntax and type check before a device run.
+
+    pip install nvidia-cuda-nvrtc-cu12     # or -cu13
+    python3 scripts/check_kernels_nvrtc.py [--arch sm_90a] [file.cu ...]
+
+Files compiled by CUDAKernels / TensorKernels get common.cuh and fp8.cuh in front; the NeuralKernels
+files get common.cuh, neural.cuh, then fp8.cuh (CUDAKernels.source, NeuralKernels.source). Exits
+non-zero on any error.
+"""
+import argparse
+import ctypes
+import glob
+import os
+import sys
+
+KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Sources", "MegatronCUDA", "Kernels")
+# Compiled without neural.cuh (CUDAKernels.swift, TensorKernels.swift); every other .cu also gets it.
+COMMON_ONLY = {"elementwise.cu", "reduce.cu", "tensor_ops.cu"}
+OPTIONS = ["--std=c++17", "-default-device", "-lineinfo"]   # KernelCompiler.baseOptions
+
+
+def load_nvrtc():
+    candidates = []
+    try:
+        import nvidia.cuda_nvrtc
+        for root in nvidia.cuda_nvrtc.__path__:
+            candidates += sorted(glob.glob(os.path.join(root, "lib", "libnvrtc.so*")))
+    except ImportError:
+        pass
+    candidates += ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"]
+    for name in candidates:
+        if "builtins" in name or "alt" in name:
+            continue
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    sys.exit("libnvrtc not found: pip install nvidia-cuda-nvrtc-cu12")
+
+
+def source_of(name):
+    parts = ["common.cuh"] + ([] if name in COMMON_ONLY else ["neural.cuh"]) + ["fp8.cuh", name]
+    return "\n".join(open(os.path.join(KERNELS, p), encoding="utf-8").read() for p in parts)
+
+
+def compile_one(nvrtc, name, arch):
+    program = ctypes.c_void_p()
+    source = source_of(name).encode()
+    status = nvrtc.nvrtcCreateProgram(ctypes.byref(program), source, name.encode(), 0, None, None)
+    assert status == 0, f"nvrtcCreateProgram: {status}"
+    options = [o.encode() for o in OPTIONS + [f"--gpu-architecture={arch}"]]
+    status = nvrtc.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
+    size = ctypes.c_size_t()
+    nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    nvrtc.nvrtcGetProgramLog(program, log)
+    nvrtc.nvrtcDestroyProgram(ctypes.byref(program))
+    return status, log.value.decode(errors="replace").strip()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="sm_90a")
+    parser.add_argument("files", nargs="*")
+    args = parser.parse_args()
+    nvrtc = load_nvrtc()
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    nvrtc.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
+    files = args.files or sorted(os.path.basename(p) for p in glob.glob(os.path.join(KERNELS, "*.cu")))
+    failed = 0
+    for name in files:
+        status, log = compile_one(nvrtc, name, args.arch)
+        print(f"{'ok  ' if status == 0 else 'FAIL'} {name} (NVRTC {major.value}.{minor.value}, {args.arch})")
+        if log and (status != 0 or "warning" in log):
+            print("    " + log.replace("\n", "\n    "))
+        failed += status != 0
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
