@@ -18,7 +18,7 @@ extension NeuralKernels {
         let kernel = "cast_\(type.rawValue)_\(format.rawValue)"
         guard try checkCount(kernel, count) else { return }
         try Self.requirePointers(kernel, ["out": out, "input": input])
-        let vectorized = input % 16 == 0 && out % 8 == 0
+        let vectorized = Self.vectorizable(columns: 8, out, input)
         try launch("fp8.cu", kernel, grid: .init(gridStrideBlocks(count / (vectorized ? 8 : 1))), block: Self.elementwiseBlock,
                    stream: stream, [.pointer(out), .pointer(input), .pointer(scale), .int64(Int64(count)),
                                     .int32(vectorized ? 1 : 0), .int32(saturate ? 1 : 0)])
@@ -31,7 +31,7 @@ extension NeuralKernels {
         let kernel = "cast_\(format.rawValue)_\(type.rawValue)"
         guard try checkCount(kernel, count) else { return }
         try Self.requirePointers(kernel, ["out": out, "input": input])
-        let vectorized = out % 16 == 0 && input % 8 == 0
+        let vectorized = Self.vectorizable(columns: 8, out, input)
         try launch("fp8.cu", kernel, grid: .init(gridStrideBlocks(count / (vectorized ? 8 : 1))), block: Self.elementwiseBlock,
                    stream: stream, [.pointer(out), .pointer(input), .pointer(scale), .int64(Int64(count)),
                                     .int32(vectorized ? 1 : 0)])
@@ -45,7 +45,7 @@ extension NeuralKernels {
         try device.zero(out, bytes: 4, stream: stream)
         guard try checkCount(kernel, count) else { return }
         try Self.requirePointers(kernel, ["input": input])
-        let vectorized = input % 16 == 0
+        let vectorized = Self.vectorizable(columns: 8, input)
         try launch("fp8.cu", kernel, grid: .init(gridStrideBlocks(count / (vectorized ? 8 : 1))), block: Self.elementwiseBlock,
                    stream: stream, [.pointer(out), .pointer(input), .int64(Int64(count)), .int32(vectorized ? 1 : 0)])
     }

@@ -33,8 +33,9 @@ final class NeuralKernelSourceTests: XCTestCase {
                                    NeuralKernels.AttentionTiling.forHeadDim(64).macroDefinition(headDim: 64),
                                    NeuralKernels.AttentionTiling.forHeadDim(128).macroDefinition(headDim: 128),
                                    "FLASH_ATTENTION_TYPE(bf16, bf16)", "FLASH_ATTENTION_TYPE(f16, f16)"],
-            "fp8.cu": ["cast_##SUFFIX##_e4m3(", "cast_##SUFFIX##_e5m2(", "cast_e4m3_##SUFFIX(", "cast_e5m2_##SUFFIX(",
-                       "amax_##SUFFIX(", "FOR_EACH_FLOAT_TYPE(FP8_CAST_KERNELS)", "FOR_EACH_FLOAT_TYPE(AMAX_KERNEL)"],
+            "fp8.cu": ["cast_##SUFFIX##_##FORMAT(", "cast_##FORMAT##_##SUFFIX(", "amax_##SUFFIX(",
+                       "FOR_EACH_FLOAT_TYPE(FP8_E4M3_KERNELS)", "FOR_EACH_FLOAT_TYPE(FP8_E5M2_KERNELS)",
+                       "FOR_EACH_FLOAT_TYPE(AMAX_KERNEL)"] + FP8Format.allCases.map { "(SUFFIX, T, \($0.rawValue)," },
         ]
         XCTAssertEqual(Set(expected.keys), Set(NeuralKernels.files))
         for (file, names) in expected {

@@ -1,73 +1,42 @@
 // FP8 with per-tensor scaling (NeuralKernels+FP8.swift): quantize fp32 / bf16 / fp16 to e4m3 / e5m2
 // as fp8(x * scale), dequantize as fp8 * scale, and the amax (largest |x|) that delayed scaling
 // records. `scale` points to one fp32 on the device (null: 1), so a scale computed on the GPU needs no
-// host sync. Conversions are common.cuh's, bit for bit the CPU's. Vectorized: 8 elements per step,
-// 16-byte accesses of the wide side and 8-byte accesses of the fp8 side, when the host has checked
-// alignment.
+// host sync. Conversions are fp8.cuh's, bit for bit the CPU's; 8 elements per step (16-byte accesses
+// of the wide side, 8-byte of the fp8 side) when the host found the pointers aligned.
 
-union fp8x8 {
-    uint2 vector;
-    unsigned char lanes[8];
-};
+// The fp8 formats as storage types of neural.cuh's element helpers (load8, store8, map_unary).
+struct e4m3 { unsigned char bits; };
+struct e5m2 { unsigned char bits; };
+__device__ __forceinline__ float to_float(e4m3 x) { return e4m3_to_float(x.bits); }
+__device__ __forceinline__ float to_float(e5m2 x) { return e5m2_to_float(x.bits); }
+template <> __device__ __forceinline__ e4m3 from_float<e4m3>(float x) { e4m3 r; r.bits = float_to_e4m3(x); return r; }
+template <> __device__ __forceinline__ e5m2 from_float<e5m2>(float x) { e5m2 r; r.bits = float_to_e5m2(x); return r; }
 
-template <class T, class Encode>
-__device__ __forceinline__ void quantize(unsigned char *out, const T *in, const float *scale, long long n, int vectorized,
-                                         Encode encode) {
-    const float s = scale ? *scale : 1.0f;
-    long long start = 0;
-    if (vectorized) {
-        const long long groups = n / 8;
-        for (long long g = global_thread_index(); g < groups; g += grid_stride()) {
-            float v[8];
-            load8(in + g * 8, v);
-            fp8x8 pack;
-#pragma unroll
-            for (int k = 0; k < 8; k++) pack.lanes[k] = encode(v[k] * s);
-            *reinterpret_cast<uint2 *>(out + g * 8) = pack.vector;
-        }
-        start = groups * 8;
-    }
-    for (long long i = start + global_thread_index(); i < n; i += grid_stride()) out[i] = encode(to_float(in[i]) * s);
+// x * scale, and with `saturate` clamped to ±limit (infinities too), as the CPU's Ops.scaledCast:
+// rounding a clamped value gives the largest finite code, the satfinite result. A NaN x is returned
+// as it is: the device's arithmetic would turn it into the positive canonical NaN, where the CPU's
+// keeps its sign (and the sign is in the fp8 code).
+__device__ __forceinline__ float scaled(float x, float scale, int saturate, float limit) {
+    if (x != x) return x;
+    const float v = x * scale;
+    return saturate && v == v ? fminf(fmaxf(v, -limit), limit) : v;
 }
 
-template <class T, class Decode>
-__device__ __forceinline__ void dequantize(T *out, const unsigned char *in, const float *scale, long long n, int vectorized,
-                                           Decode decode) {
-    const float s = scale ? *scale : 1.0f;
-    long long start = 0;
-    if (vectorized) {
-        const long long groups = n / 8;
-        for (long long g = global_thread_index(); g < groups; g += grid_stride()) {
-            fp8x8 pack;
-            pack.vector = *reinterpret_cast<const uint2 *>(in + g * 8);
-            float v[8];
-#pragma unroll
-            for (int k = 0; k < 8; k++) v[k] = decode(pack.lanes[k]) * s;
-            store8(out + g * 8, v);
-        }
-        start = groups * 8;
+#define FP8_CAST_KERNELS(SUFFIX, T, FORMAT, LIMIT)                                                                  \
+    extern "C" __global__ void cast_##SUFFIX##_##FORMAT(FORMAT *out, const T *in, const float *scale, long long n, \
+                                                        int vectorized, int saturate) {                             \
+        const float s = scale ? *scale : 1.0f;                                                                      \
+        map_unary(out, in, n, vectorized, [=](float v) { return scaled(v, s, saturate, LIMIT); });                  \
+    }                                                                                                               \
+    extern "C" __global__ void cast_##FORMAT##_##SUFFIX(T *out, const FORMAT *in, const float *scale, long long n, \
+                                                        int vectorized) {                                           \
+        const float s = scale ? *scale : 1.0f;                                                                      \
+        map_unary(out, in, n, vectorized, [=](float v) { return scaled(v, s, 0, 0.0f); });                           \
     }
-    for (long long i = start + global_thread_index(); i < n; i += grid_stride()) out[i] = from_float<T>(decode(in[i]) * s);
-}
-
-#define FP8_CAST_KERNELS(SUFFIX, T)                                                                                      \
-    extern "C" __global__ void cast_##SUFFIX##_e4m3(unsigned char *out, const T *in, const float *scale, long long n,    \
-                                                    int vectorized, int saturate) {                                      \
-        quantize(out, in, scale, n, vectorized, [=](float v) { return float_to_e4m3(v, saturate != 0); });              \
-    }                                                                                                                    \
-    extern "C" __global__ void cast_##SUFFIX##_e5m2(unsigned char *out, const T *in, const float *scale, long long n,    \
-                                                    int vectorized, int saturate) {                                      \
-        quantize(out, in, scale, n, vectorized, [=](float v) { return float_to_e5m2(v, saturate != 0); });              \
-    }                                                                                                                    \
-    extern "C" __global__ void cast_e4m3_##SUFFIX(T *out, const unsigned char *in, const float *scale, long long n,      \
-                                                  int vectorized) {                                                      \
-        dequantize(out, in, scale, n, vectorized, [](unsigned char b) { return e4m3_to_float(b); });                     \
-    }                                                                                                                    \
-    extern "C" __global__ void cast_e5m2_##SUFFIX(T *out, const unsigned char *in, const float *scale, long long n,      \
-                                                  int vectorized) {                                                      \
-        dequantize(out, in, scale, n, vectorized, [](unsigned char b) { return e5m2_to_float(b); });                     \
-    }
-FOR_EACH_FLOAT_TYPE(FP8_CAST_KERNELS)
+#define FP8_E4M3_KERNELS(SUFFIX, T) FP8_CAST_KERNELS(SUFFIX, T, e4m3, 448.0f)
+#define FP8_E5M2_KERNELS(SUFFIX, T) FP8_CAST_KERNELS(SUFFIX, T, e5m2, 57344.0f)
+FOR_EACH_FLOAT_TYPE(FP8_E4M3_KERNELS)
+FOR_EACH_FLOAT_TYPE(FP8_E5M2_KERNELS)
 
 // |v| as ordered bits: for non-negative floats the integer order is the float order, and every NaN
 // becomes the quiet NaN 0x7fc00000, which sorts above infinity, so a NaN anywhere makes the amax NaN.
@@ -81,18 +50,10 @@ __device__ __forceinline__ unsigned int magnitude_bits(float v) {
 template <class T>
 __device__ __forceinline__ void abs_max(unsigned int *out, const T *in, long long n, int vectorized) {
     unsigned int largest = 0;
-    long long start = 0;
-    if (vectorized) {
-        const long long groups = n / 8;
-        for (long long g = global_thread_index(); g < groups; g += grid_stride()) {
-            float v[8];
-            load8(in + g * 8, v);
-#pragma unroll
-            for (int k = 0; k < 8; k++) largest = max(largest, magnitude_bits(v[k]));
-        }
-        start = groups * 8;
-    }
-    for (long long i = start + global_thread_index(); i < n; i += grid_stride()) largest = max(largest, magnitude_bits(to_float(in[i])));
+    map_unary((float *)nullptr, in, n, vectorized, [&](float v) {
+        largest = max(largest, magnitude_bits(v));
+        return 0.0f;
+    });
 #pragma unroll
     for (int offset = 16; offset > 0; offset >>= 1) largest = max(largest, __shfl_xor_sync(0xffffffffu, largest, offset));
     __shared__ unsigned int warp_largest[32];

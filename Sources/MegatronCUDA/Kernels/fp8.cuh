@@ -6,15 +6,14 @@
 
 // fp8 storage as PyTorch's float8_e4m3fn (E=4, M=3: no infinities, NaN = S.1111.111, max 448) and
 // float8_e5m2 (E=5, M=2: IEEE-like, max 57344), converted exactly as the CPU's FloatFormats: round to
-// nearest even; overflow gives NaN (e4m3) or infinity (e5m2), or with `saturate` the largest finite
-// value of that sign (infinity too, as PTX's satfinite); NaN keeps its sign.
+// nearest even; overflow gives NaN (e4m3) or infinity (e5m2); NaN keeps its sign. (Saturating casts
+// clamp before converting, as the CPU does.)
 template <int EXPONENT_BITS, int MANTISSA_BITS, bool HAS_INFINITY>
-__device__ __forceinline__ unsigned char float_to_fp8(float x, bool saturate) {
+__device__ __forceinline__ unsigned char float_to_fp8(float x) {
     const int bias = (1 << (EXPONENT_BITS - 1)) - 1;
     const int min_normal_exponent = 1 - bias;
     const unsigned char nan_code = HAS_INFINITY ? 0x7e : 0x7f;
-    const unsigned char max_code = HAS_INFINITY ? 0x7b : 0x7e;
-    const unsigned char overflow_code = saturate ? max_code : (HAS_INFINITY ? 0x7c : 0x7f);
+    const unsigned char overflow_code = HAS_INFINITY ? 0x7c : 0x7f;
     const float max_finite = HAS_INFINITY ? 57344.0f : 448.0f;
     const unsigned int bits = __float_as_uint(x);
     const unsigned char sign = (unsigned char)((bits >> 24) & 0x80u);
@@ -61,7 +60,7 @@ __device__ __forceinline__ float fp8_to_float(unsigned char code) {
     return __uint_as_float(sign | magnitude);
 }
 
-__device__ __forceinline__ unsigned char float_to_e4m3(float x, bool saturate) { return float_to_fp8<4, 3, false>(x, saturate); }
-__device__ __forceinline__ unsigned char float_to_e5m2(float x, bool saturate) { return float_to_fp8<5, 2, true>(x, saturate); }
+__device__ __forceinline__ unsigned char float_to_e4m3(float x) { return float_to_fp8<4, 3, false>(x); }
+__device__ __forceinline__ unsigned char float_to_e5m2(float x) { return float_to_fp8<5, 2, true>(x); }
 __device__ __forceinline__ float e4m3_to_float(unsigned char code) { return fp8_to_float<4, 3, false>(code); }
 __device__ __forceinline__ float e5m2_to_float(unsigned char code) { return fp8_to_float<5, 2, true>(code); }

@@ -29,14 +29,21 @@ template <> __device__ __forceinline__ f16 from_float<f16>(float x) {
     return r;
 }
 
-// Eight consecutive elements as floats, with 16-byte accesses: `p` must be 16-byte aligned.
+// One access of eight elements of `BYTES` bytes each (16 bytes for 16-bit types, 8 for fp8).
+template <int BYTES> struct Vector8;
+template <> struct Vector8<1> { typedef uint2 type; };
+template <> struct Vector8<2> { typedef uint4 type; };
+
+// Eight consecutive elements as floats, with one or two 16-byte accesses (8 bytes for fp8): `p` must
+// be aligned to that size.
 template <class T> __device__ __forceinline__ void load8(const T *p, float (&v)[8]) {
     if constexpr (sizeof(T) == 4) {
         const float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];
         v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
     } else {
-        union { uint4 vector; T lanes[8]; } pack;
-        pack.vector = *reinterpret_cast<const uint4 *>(p);
+        typedef typename Vector8<sizeof(T)>::type Vector;
+        union { Vector vector; T lanes[8]; } pack;
+        pack.vector = *reinterpret_cast<const Vector *>(p);
 #pragma unroll
         for (int k = 0; k < 8; k++) v[k] = to_float(pack.lanes[k]);
     }
@@ -47,15 +54,17 @@ template <class T> __device__ __forceinline__ void store8(T *p, const float (&v)
         reinterpret_cast<float4 *>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
         reinterpret_cast<float4 *>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
     } else {
-        union { uint4 vector; T lanes[8]; } pack;
+        typedef typename Vector8<sizeof(T)>::type Vector;
+        union { Vector vector; T lanes[8]; } pack;
 #pragma unroll
         for (int k = 0; k < 8; k++) pack.lanes[k] = from_float<T>(v[k]);
-        *reinterpret_cast<uint4 *>(p) = pack.vector;
+        *reinterpret_cast<Vector *>(p) = pack.vector;
     }
 }
 
 // out[i] = op(in[i]) over n elements, 8 at a time with 16-byte accesses when `vectorized`
-// (both pointers 16-byte aligned; the host checks), the tail element by element.
+// (both pointers 16-byte aligned; the host checks), the tail element by element. A null `out`
+// (passed as a literal, so the checks fold away) stores nothing: a read for op's side effects.
 template <class In, class Out, class Op>
 __device__ __forceinline__ void map_unary(Out *out, const In *in, long long n, int vectorized, Op op) {
     long long start = 0;
@@ -66,11 +75,14 @@ __device__ __forceinline__ void map_unary(Out *out, const In *in, long long n, i
             load8(in + g * 8, v);
 #pragma unroll
             for (int k = 0; k < 8; k++) v[k] = op(v[k]);
-            store8(out + g * 8, v);
+            if (out) store8(out + g * 8, v);
         }
         start = groups * 8;
     }
-    for (long long i = start + global_thread_index(); i < n; i += grid_stride()) out[i] = from_float<Out>(op(to_float(in[i])));
+    for (long long i = start + global_thread_index(); i < n; i += grid_stride()) {
+        const float v = op(to_float(in[i]));
+        if (out) out[i] = from_float<Out>(v);
+    }
 }
 
 // out[i] = op(a[i], b[i]), vectorized like map_unary.
@@ -165,55 +177,12 @@ template <class T, class F> __device__ __forceinline__ void row_read(const T *x,
     }
 }
 
-// Two rows side by side: f(column, a, b).
-template <class T, class F> __device__ __forceinline__ void row_read2(const T *a, const T *b, int cols, int vectorized, F f) {
-    if (vectorized) {
-        for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) {
-            float x[8], y[8];
-            load8(a + c, x);
-            load8(b + c, y);
-#pragma unroll
-            for (int k = 0; k < 8; k++) f(c + k, x[k], y[k]);
-        }
-    } else {
-        for (int c = threadIdx.x; c < cols; c += blockDim.x) f(c, to_float(a[c]), to_float(b[c]));
-    }
-}
-
-// out[c] = f(column, a[c], b[c]) over a row (b may equal a when one input is enough).
-template <class T, class F> __device__ __forceinline__ void row_map2(T *out, const T *a, const T *b, int cols, int vectorized, F f) {
-    if (vectorized) {
-        for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) {
-            float x[8], y[8];
-            load8(a + c, x);
-            load8(b + c, y);
-#pragma unroll
-            for (int k = 0; k < 8; k++) x[k] = f(c + k, x[k], y[k]);
-            store8(out + c, x);
-        }
-    } else {
-        for (int c = threadIdx.x; c < cols; c += blockDim.x) out[c] = from_float<T>(f(c, to_float(a[c]), to_float(b[c])));
-    }
-}
-
-// Three rows side by side, f(column, a, b, c); `c` may be null (reads as zeros), e.g. a bias.
-template <class T, class F> __device__ __forceinline__ void row_read3(const T *a, const T *b, const T *c3, int cols, int vectorized, F f) {
-    if (vectorized) {
-        for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) {
-            float x[8], y[8], z[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-            load8(a + c, x);
-            load8(b + c, y);
-            if (c3) load8(c3 + c, z);
-#pragma unroll
-            for (int k = 0; k < 8; k++) f(c + k, x[k], y[k], z[k]);
-        }
-    } else {
-        for (int c = threadIdx.x; c < cols; c += blockDim.x) f(c, to_float(a[c]), to_float(b[c]), c3 ? to_float(c3[c]) : 0.0f);
-    }
-}
-
-// out[c] = f(column, a[c], b[c], c3[c]) over a row; `c3` may be null (reads as zeros).
-template <class T, class F> __device__ __forceinline__ void row_map3(T *out, const T *a, const T *b, const T *c3, int cols, int vectorized, F f) {
+// The one loop of the row helpers below: out[c] = f(column, a[c], b[c], c3[c]) over a row, 8 columns
+// at a time when `vectorized`. A null `c3` reads as zeros (e.g. no bias); a null `out` stores nothing
+// (a read of the row for f's side effects). Callers pass null as a literal, so after inlining the
+// checks fold away.
+template <class T, class F>
+__device__ __forceinline__ void row_map3(T *out, const T *a, const T *b, const T *c3, int cols, int vectorized, F f) {
     if (vectorized) {
         for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) {
             float x[8], y[8], z[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
@@ -222,12 +191,29 @@ template <class T, class F> __device__ __forceinline__ void row_map3(T *out, con
             if (c3) load8(c3 + c, z);
 #pragma unroll
             for (int k = 0; k < 8; k++) x[k] = f(c + k, x[k], y[k], z[k]);
-            store8(out + c, x);
+            if (out) store8(out + c, x);
         }
     } else {
-        for (int c = threadIdx.x; c < cols; c += blockDim.x)
-            out[c] = from_float<T>(f(c, to_float(a[c]), to_float(b[c]), c3 ? to_float(c3[c]) : 0.0f));
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+            const float v = f(c, to_float(a[c]), to_float(b[c]), c3 ? to_float(c3[c]) : 0.0f);
+            if (out) out[c] = from_float<T>(v);
+        }
     }
+}
+
+// Three rows side by side, f(column, a, b, c); `c3` may be null (reads as zeros).
+template <class T, class F> __device__ __forceinline__ void row_read3(const T *a, const T *b, const T *c3, int cols, int vectorized, F f) {
+    row_map3((T *)nullptr, a, b, c3, cols, vectorized, [&](int c, float x, float y, float z) { f(c, x, y, z); return 0.0f; });
+}
+
+// Two rows side by side: f(column, a, b).
+template <class T, class F> __device__ __forceinline__ void row_read2(const T *a, const T *b, int cols, int vectorized, F f) {
+    row_map3((T *)nullptr, a, b, (const T *)nullptr, cols, vectorized, [&](int c, float x, float y, float) { f(c, x, y); return 0.0f; });
+}
+
+// out[c] = f(column, a[c], b[c]) over a row (b may equal a when one input is enough).
+template <class T, class F> __device__ __forceinline__ void row_map2(T *out, const T *a, const T *b, int cols, int vectorized, F f) {
+    row_map3(out, a, b, (const T *)nullptr, cols, vectorized, [&](int c, float x, float y, float) { return f(c, x, y); });
 }
 
 // The online-softmax state of this thread's share of a row (8 values at a time when

@@ -58,8 +58,8 @@ __device__ __forceinline__ void store_float(const TensorArg &t, long long offset
     case DT_F32: ((float *)t.data)[offset] = value; break;
     case DT_BF16: ((bf16_t *)t.data)[offset] = float_to_bf16(value); break;
     case DT_F16: ((unsigned short *)t.data)[offset] = float_to_f16(value); break;
-    case DT_F8E4M3: ((unsigned char *)t.data)[offset] = float_to_e4m3(value, false); break;
-    case DT_F8E5M2: ((unsigned char *)t.data)[offset] = float_to_e5m2(value, false); break;
+    case DT_F8E4M3: ((unsigned char *)t.data)[offset] = float_to_e4m3(value); break;
+    case DT_F8E5M2: ((unsigned char *)t.data)[offset] = float_to_e5m2(value); break;
     case DT_I32: ((int *)t.data)[offset] = (int)value; break;
     case DT_I64: ((long long *)t.data)[offset] = (long long)value; break;
     default: ((unsigned char *)t.data)[offset] = value != 0.0f ? 1 : 0; break;
