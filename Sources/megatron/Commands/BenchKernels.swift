@@ -3,7 +3,7 @@ import Foundation
 import MegatronCUDA
 
 /// `megatron bench kernels`: the memory-bound neural-network kernels (layer / RMS norm, softmax,
-/// GeLU, SwiGLU, dropout, casts, cross-entropy, AdamW) on tensors of `--megabytes` or more,
+/// GeLU, SwiGLU, dropout, casts, cross-entropy, AdamW, embedding backward) on tensors of `--megabytes` or more,
 /// timed with CUDA events. Each reports its minimum device-memory traffic (every input read
 /// once, every output written once) per second, and that as a share of a device-to-device copy
 /// (cuMemcpyDtoDAsync, bytes read plus written) measured in the same run.
@@ -15,7 +15,7 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "CUDA device index (default: LOCAL_RANK, else 0).") var device: Int?
     @Option(help: "Size of each kernel's main tensor in MiB (at least 64).") var megabytes = 256
     @Option(help: "Row width (hidden size) of the norm and softmax cases.") var columns = 4096
-    @Option(help: "Vocabulary of the cross-entropy case.") var vocab = 50304
+    @Option(help: "Vocabulary of the cross-entropy and embedding-backward cases.") var vocab = 50304
     @Option(help: "Comma-separated thread counts per row block to compare for all row kernels (norms, softmax, cross-entropy, forward and backward); default: the library's per-kernel choices.")
     var rowThreads: String?
     @Option(help: "Untimed warm-up per kernel, in milliseconds.") var warmupMs = 100.0
@@ -59,6 +59,7 @@ struct BenchKernels: ParsableCommand {
             }
         }
         results += try bench.elementwiseCases(bytes: size, columns: columns)
+        results += try bench.embeddingBackwardCases(bytes: size, columns: columns, vocab: vocab)
         for result in results {
             print(result.name.padding(toLength: 27, withPad: " ", startingAt: 0) + " "
                   + result.shape.padding(toLength: 18, withPad: " ", startingAt: 0)
@@ -84,6 +85,7 @@ final class KernelBench {
     let allocator: CachingAllocator
     let kernels: CUDAKernels
     let nn: NeuralKernels
+    let tensorKernels: TensorKernels
     let warmupMs: Double, trialMs: Double, trials: Int
     private var seed: UInt64 = 1
 
@@ -93,6 +95,7 @@ final class KernelBench {
         self.allocator = CachingAllocator(source: DriverMemorySource(device: device))
         self.kernels = try CUDAKernels(device: device)
         self.nn = try NeuralKernels(device: device)
+        self.tensorKernels = try TensorKernels(device: device)
         (self.warmupMs, self.trialMs, self.trials) = (warmupMs, trialMs, trials)
     }
 
@@ -223,7 +226,7 @@ final class KernelBench {
 
     /// A device buffer of `count` elements of `type` holding uniform random values (never zeros:
     /// they hide indexing errors and can run faster than real data).
-    private func buffer(_ count: Int, _ type: KernelElementType, low: Float = -1, high: Float = 1) throws -> DeviceAllocation {
+    func buffer(_ count: Int, _ type: KernelElementType, low: Float = -1, high: Float = 1) throws -> DeviceAllocation {
         let allocation = try allocator.allocate(bytes: max(count, 1) * type.byteCount, stream: stream.allocatorKey)
         seed += 1
         try kernels.uniform(allocation.address, count: count, seed: seed, low: low, high: high, type: type == .float16 ? .bfloat16 : type,
@@ -231,13 +234,13 @@ final class KernelBench {
         return allocation
     }
 
-    private func free(_ allocations: DeviceAllocation...) {
+    func free(_ allocations: DeviceAllocation...) {
         try? stream.synchronize()
         allocations.forEach(allocator.free)
     }
 
     /// Median over `trials` event-timed trials of about `trialMs` each, after `warmupMs` of untimed calls.
-    private func measure(_ name: String, _ shape: String, traffic: Int, _ body: () throws -> Void) throws -> KernelBenchResult {
+    func measure(_ name: String, _ shape: String, traffic: Int, _ body: () throws -> Void) throws -> KernelBenchResult {
         let begin = try CUDAEvent(device: device), end = try CUDAEvent(device: device)
         func timed(_ runs: Int) throws -> Double {
             try begin.record(on: stream)
