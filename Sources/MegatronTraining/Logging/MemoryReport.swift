@@ -19,7 +19,7 @@ public struct MemoryReport: Equatable {
 
     /// The allocator's numbers for `device` now; nil on the CPU, where memory is not tracked.
     public static func current(on device: Device) -> MemoryReport? {
-        guard case .cuda(let ordinal) = device, let context = try? CUDAContext.shared(ordinal: ordinal) else { return nil }
+        guard let ordinal = device.ordinal, let context = try? CUDAContext.shared(ordinal: ordinal) else { return nil }
         return MemoryReport(statistics: context.allocator.statistics)
     }
 
