@@ -32,6 +32,15 @@ struct DecodingRow {
     let generator: PhiloxGenerator
     var output = GeneratedSequence(tokens: [], logProbabilities: [])
     var finished = false
+
+    /// Draws the next token from this row's `logits` with its own generator, records it with its
+    /// log-probability, and returns it.
+    mutating func appendToken(sampledFrom logits: [Float], options: SamplingOptions) -> Int {
+        let next = GPTModel.sample(logits, options: options, uniform: Tensor.uniform([1], generator: generator).item())
+        output.tokens.append(next)
+        output.logProbabilities.append(GPTModel.logProbability(of: next, in: logits))
+        return next
+    }
 }
 
 extension GPTModel {
@@ -73,11 +82,7 @@ extension GPTModel {
             let last = logits.selected(1, step[0].count - 1).floats()     // [batch, vocab]
             let vocab = last.count / batch.count
             for (slot, r) in batch.enumerated() {
-                let rowLogits = Array(last[slot * vocab..<(slot + 1) * vocab])
-                let next = Self.sample(rowLogits, options: options,
-                                       uniform: Tensor.uniform([1], generator: rows[r].generator).item())
-                rows[r].output.tokens.append(next)
-                rows[r].output.logProbabilities.append(Self.logProbability(of: next, in: rowLogits))
+                let next = rows[r].appendToken(sampledFrom: Array(last[slot * vocab..<(slot + 1) * vocab]), options: options)
                 let ownLength = cache.length - padding.counts[r]
                 rows[r].finished = next == stopToken || rows[r].output.tokens.count >= maxNewTokens
                     || ownLength + 1 > maxSequenceLength
