@@ -11,7 +11,7 @@ final class FP8HostConversionTests: XCTestCase {
     /// just around them for both formats), plus 2^16 random bit patterns: encoded to e4m3 and e5m2 against
     /// the CPU's cast.
     func testEncodingMatchesTheCPU() throws {
-        var generator = SplitMix(seed: 8)
+        var generator = TestRandom(state: 8)
         var inputs: [UInt32] = []
         for top in UInt32(0)..<65536 { for low: UInt32 in [0, 1, 0x8000, 0xFFFF] { inputs.append(top << 16 | low) } }
         for _ in 0..<65536 { inputs.append(UInt32(truncatingIfNeeded: generator.next())) }
@@ -117,17 +117,4 @@ private struct HostHarness {
         }
 
         """
-}
-
-/// A tiny deterministic generator for test inputs (SplitMix64).
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
