@@ -46,6 +46,7 @@ final class MemoryReportTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let (lines, metrics) = try train(device: "cpu", metricsDirectory: dir)
         XCTAssertFalse(lines.contains { $0.contains("memory (MB)") }, lines.joined(separator: "\n"))
+        XCTAssertEqual(metrics.filter { $0["learning-rate"] != nil }.count, 3, "one record per iteration")
         XCTAssertFalse(metrics.contains { $0.keys.contains { $0.hasPrefix("mem-") } })
     }
 
