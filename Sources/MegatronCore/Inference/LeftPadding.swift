@@ -36,17 +36,14 @@ public struct LeftPadding: Equatable {
         start + count - 1 - (counts.min() ?? 0)
     }
 
-    /// A bool mask `[batch, 1, 1, queries, keys]` (true: hidden) over attention scores whose queries are the
-    /// columns `keys - queries ..< keys`: a row's real queries may not see its pad keys.
-    public func keyMask(queries: Int, keys: Int) -> Tensor {
+    /// A bool mask `[batch, 1, 1, queries, keys]` (true: hidden) on `device` over attention scores whose
+    /// queries are the columns `keys - queries ..< keys`: a row's real queries may not see its pad keys.
+    /// Only `batch x queries` thresholds are made on the host; the mask itself is one comparison there.
+    public func keyMask(queries: Int, keys: Int, device: Device = .cpu) -> Tensor {
         let firstQuery = keys - queries
-        var hidden: [Int] = []
-        hidden.reserveCapacity(counts.count * queries * keys)
-        for pad in counts {
-            for query in firstQuery..<keys {
-                for key in 0..<keys { hidden.append(key < pad && query >= pad ? 1 : 0) }
-            }
-        }
-        return Tensor(shape: [counts.count, 1, 1, queries, keys], ints: hidden, dtype: .bool)
+        // Query i of a row with `pad` pad columns hides the keys below `pad` once it is a real token.
+        let thresholds = counts.flatMap { pad in (firstQuery..<keys).map { $0 >= pad ? pad : 0 } }
+        let limit = Tensor(shape: [counts.count, 1, 1, queries, 1], ints: thresholds).to(device)
+        return Ops.compare(Tensor.arange(0, keys, device: device).reshaped([1, 1, 1, 1, keys]), limit, .less)
     }
 }
