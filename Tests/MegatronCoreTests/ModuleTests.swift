@@ -11,6 +11,20 @@ final class ModuleTests: XCTestCase {
         return c
     }
 
+    /// RoPE keeps bf16 activations bf16 (tables cast to x's dtype, as Megatron), its cached tables give the
+    /// same result on a second call, and position 0 is the identity.
+    func testRotaryEmbeddingKeepsDTypeAndCachesTables() throws {
+        let rope = RotaryEmbedding(kvChannels: 8, rotaryPercent: 1, base: 10000)
+        let x = Tensor.normal([1, 2, 5, 8], generator: PhiloxGenerator(seed: 3)).cast(to: .bfloat16)
+        let first = rope(x), second = rope(x)
+        XCTAssertEqual(first.dtype, .bfloat16)
+        XCTAssertEqual(first.floats(), second.floats())
+        XCTAssertEqual(first.narrowed(2, start: 0, length: 1).floats(), x.narrowed(2, start: 0, length: 1).floats())
+        XCTAssertNotEqual(first.narrowed(2, start: 1, length: 1).floats(), x.narrowed(2, start: 1, length: 1).floats())
+        let tail = x.narrowed(2, start: 2, length: 3).contiguous()
+        XCTAssertEqual(rope(tail, offset: 2).floats(), first.narrowed(2, start: 2, length: 3).floats())
+    }
+
     func testParameterNamesFollowMegatron() throws {
         let model = GPTModel(config: try tinyConfig(), vocabSize: 32, maxSequenceLength: 8)
         let names = model.namedParameters().map(\.0)
