@@ -36,8 +36,18 @@ final class ArgumentTests: XCTestCase {
     }
 
     func testUnsupportedMegatronFlagIsRefusedByName() {
-        XCTAssertEqual(message("--tensor-model-parallel-size 2"),
-                       "--tensor-model-parallel-size is a Megatron-LM flag that pretrain-gpt does not support yet")
+        XCTAssertEqual(message("--num-experts 8"), "--num-experts is a Megatron-LM flag that pretrain-gpt does not support yet")
+    }
+
+    /// Parallel layouts that cannot work stop before any work, naming the flags at fault.
+    func testImpossibleParallelSettingsAreRefused() {
+        let base = "--lr 1e-3 --train-iters 1 --num-layers 2 --hidden-size 64 --num-attention-heads 6"
+        XCTAssertEqual(message(base + " --tensor-model-parallel-size 4"),
+                       "--num-attention-heads (6) must be divisible by --tensor-model-parallel-size (4)")
+        XCTAssertEqual(message(base + " --pipeline-model-parallel-size 2"),
+                       "--pipeline-model-parallel-size 2: pipeline parallelism is not implemented yet")
+        XCTAssertEqual(message(base + " --overlap-param-gather"), "--overlap-param-gather needs --use-distributed-optimizer")
+        XCTAssertEqual(message(base + " --tensor-model-parallel-size 0"), "--tensor-model-parallel-size must be at least 1, got 0")
     }
 
     func testMisspellingGetsNearestSpellings() {

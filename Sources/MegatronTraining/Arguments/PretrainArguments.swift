@@ -79,6 +79,18 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var recomputeMethod: String?
     public var recomputeNumLayers: Int?
 
+    // Parallelism (the world size comes from the launcher: `megatron launch` or torchrun / SLURM variables).
+    public var tensorModelParallelSize = 1
+    public var pipelineModelParallelSize = 1
+    public var contextParallelSize = 1
+    public var expertModelParallelSize = 1
+    public var sequenceParallel = false
+    public var useDistributedOptimizer = false
+    public var overlapGradReduce = false
+    public var overlapParamGather = false
+    /// Elements per DDP bucket; Megatron's default (max(40M, 1M x data-parallel size)) when nil.
+    public var ddpBucketSize: Int?
+
     // Logging.
     public var logInterval = 100
     public var logThroughput = false

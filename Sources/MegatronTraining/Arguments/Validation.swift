@@ -33,8 +33,37 @@ extension PretrainArguments {
         try require(lrWarmupFraction == nil || lrWarmupIters == 0, "--lr-warmup-fraction and --lr-warmup-iters are mutually exclusive")
         try require(save == nil || (saveInterval ?? 0) > 0, "--save-interval is required (and positive) when --save is given")
         try require(keepLastCheckpoints == nil || keepLastCheckpoints! > 0, "--keep-last-checkpoints must be positive")
+        try validateParallelism()
         _ = try transformerConfig()
     }
+
+    /// The parallel settings on their own (the world size is checked where the world is known).
+    func validateParallelism() throws {
+        func require(_ ok: Bool, _ message: @autoclosure () -> String) throws {
+            if !ok { throw ArgumentError(message()) }
+        }
+        for (flag, value) in [("--tensor-model-parallel-size", tensorModelParallelSize),
+                              ("--pipeline-model-parallel-size", pipelineModelParallelSize),
+                              ("--context-parallel-size", contextParallelSize),
+                              ("--expert-model-parallel-size", expertModelParallelSize)] {
+            try require(value >= 1, "\(flag) must be at least 1, got \(value)")
+        }
+        try require(pipelineModelParallelSize == 1, "--pipeline-model-parallel-size \(pipelineModelParallelSize): pipeline parallelism is not implemented yet")
+        try require(contextParallelSize == 1, "--context-parallel-size \(contextParallelSize): context parallelism is not implemented yet")
+        try require(expertModelParallelSize == 1, "--expert-model-parallel-size \(expertModelParallelSize): expert parallelism is not implemented yet")
+        let tp = tensorModelParallelSize
+        try require(numAttentionHeads % tp == 0,
+                    "--num-attention-heads (\(numAttentionHeads)) must be divisible by --tensor-model-parallel-size (\(tp))")
+        if groupQueryAttention {
+            try require(numQueryGroups % tp == 0,
+                        "--num-query-groups (\(numQueryGroups)) must be divisible by --tensor-model-parallel-size (\(tp))")
+        }
+        try require(!overlapParamGather || useDistributedOptimizer, "--overlap-param-gather needs --use-distributed-optimizer")
+        try require(ddpBucketSize == nil || ddpBucketSize! > 0, "--ddp-bucket-size must be positive")
+    }
+
+    /// `--sequence-parallel` takes effect only with tensor parallelism (Megatron turns it off at TP 1).
+    public var effectiveSequenceParallel: Bool { sequenceParallel && tensorModelParallelSize > 1 }
 
     public var resolvedMaxPositionEmbeddings: Int { maxPositionEmbeddings ?? seqLength }
 
