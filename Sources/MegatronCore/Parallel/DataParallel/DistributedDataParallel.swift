@@ -137,6 +137,12 @@ public final class DistributedDataParallel {
         gradSyncFinished = true
     }
 
+    /// How many buckets' collectives have started this iteration (with overlap: during backward).
+    public var startedReductions: Int { buckets.joined().filter { $0.work != nil }.count }
+
+    /// Number of buckets over all buffers.
+    public var bucketCount: Int { buckets.joined().count }
+
     /// This rank's shard of bucket `bucket` of buffer `buffer` after the reduce-scatter (distributed optimizer).
     public func shardGrad(buffer: Int, bucket: Int) -> Tensor {
         guard let shard = buckets[buffer][bucket].shardGrad else {
