@@ -8,6 +8,7 @@ final class ScratchShared {
     let cond = NSCondition()
     var slots: [Tensor?]
     var arrived = 0, generation = 0
+    var children: [String: ScratchShared] = [:]
     init(size: Int) { self.size = size; slots = Array(repeating: nil, count: size) }
 
     /// Deposits `t`, waits for all, runs `body` with every rank's tensor (each rank), then waits again.
@@ -95,5 +96,19 @@ final class ScratchComm: Communicator {
     func recv(into tensor: Tensor, from peer: Int) throws -> CollectiveWork { fatalError() }
     func allToAll(_ input: Tensor, into output: Tensor) throws -> CollectiveWork { fatalError() }
     func barrier() throws { shared.exchange(rank: rank, Tensor(scalar: 0)) { _ in } }
-    func split(color: Int, key: Int) throws -> Communicator { fatalError() }
+    var splits = 0
+    func split(color: Int, key: Int) throws -> Communicator {
+        var members: [(Int, Int, Int)] = []
+        shared.exchange(rank: rank, Tensor(shape: [2], values: [Float(color), Float(key)])) { all in
+            members = all.enumerated().map { (Int($0.element.floats()[0]), Int($0.element.floats()[1]), $0.offset) }
+        }
+        splits += 1
+        let mine = members.filter { $0.0 == color }.sorted { ($0.1, $0.2) < ($1.1, $1.2) }
+        shared.cond.lock()
+        let id = "\(splits)-\(color)"
+        let child = shared.children[id] ?? ScratchShared(size: mine.count)
+        shared.children[id] = child
+        shared.cond.unlock()
+        return ScratchComm(rank: mine.firstIndex { $0.2 == rank }!, shared: child)
+    }
 }

@@ -215,7 +215,7 @@ public final class DistributedDataParallel {
 
     private func notStarted(buffer b: Int, bucket k: Int) -> DataParallelError {
         let sync = buckets[b][k]
-        let missing = sync.waiting.sorted().map { buffers[b].parameters[$0].name }
+        let missing = sync.waiting.sorted().map { "'\(buffers[b].parameters[$0].name)'" }
         let total = buffers[b].layout.buckets[k].parameterIndices.count
         return .gradSync("bucket \(k) was never reduced: \(missing.count) of its \(total) parameters got no gradient in the last backward (\(missing.prefix(4).joined(separator: ", "))); every parameter must take part in the loss")
     }
