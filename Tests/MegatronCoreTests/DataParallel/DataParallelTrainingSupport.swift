@@ -23,6 +23,8 @@ enum DPTraining {
         /// Elements per bucket; small so the model spreads over several buckets.
         var bucketSize = 4000
         var steps = DPTraining.steps
+        /// Run the distributed optimizer's tensor-op step (the GPU path) on the CPU.
+        var tensorOps = false
     }
 
     /// What one rank saw: the DP-averaged loss and the reported grad norm of every step, its final
@@ -151,6 +153,7 @@ enum DPTraining {
             let groups = try ParamGroup.megatronDefault(named)
             if config.useDistributedOptimizer {
                 distributed = try DistributedOptimizer(ddp: ddp, groups: groups, rule: try adamW())
+                distributed!.useTensorOps = setup.tensorOps
                 plain = nil
             } else {
                 plain = MixedPrecisionOptimizer(groups: groups, rule: try adamW(), ownsMainGrads: false)

@@ -72,6 +72,15 @@ final class DataParallelTrainingTests: XCTestCase {
         try check(DPTraining.Setup(dataParallelSize: 2, ddp: config), reference: reference)
     }
 
+    /// The distributed optimizer's tensor-op step (what GPU parameters run) on the CPU; its Adam blends the
+    /// moments as `b m + (1 - b) g` instead of torch's lerp, equal up to rounding.
+    func testDistributedOptimizerTensorOpPathMatchesSingleRank() throws {
+        let reference = try DPTraining.reference(DPTraining.Setup())
+        var setup = DPTraining.Setup(dataParallelSize: 2, ddp: DistributedDataParallelConfig(overlapGradReduce: true, useDistributedOptimizer: true))
+        setup.tensorOps = true
+        try check(setup, reference: reference)
+    }
+
     /// A checkpoint of a DP2 distributed-optimizer run, gathered into the full state, loads into DP4 (and
     /// into a single rank's plain optimizer) and continues exactly as the uninterrupted single-rank run.
     func testDistributedOptimizerStateReshardsAcrossDataParallelSizes() throws {

@@ -98,43 +98,98 @@ public final class DistributedOptimizer {
     public func step(scheduler: OptimizerParamScheduler, clipGrad: Float = 0,
                      lossScale: Float = 1) throws -> MixedPrecisionOptimizer.StepReport {
         try ddp.finishGradSync()
-        precondition(ddp.buffers.allSatisfy { $0.device == .cpu }, "the distributed optimizer runs on CPU parameters only so far")
-        let grads = shards.indices.map { b in shards[b].indices.map { k in floats(ddp.shardGrad(buffer: b, bucket: k)) } }
-        let all = grads.flatMap { $0 }
-        let localNonFinite = lossScale != 1
-            ? NonFiniteGradients.unscaleAndCheck(all, inverseScale: 1 / lossScale)
-            : NonFiniteGradients.containsNonFinite(all.map { UnsafeBufferPointer($0) })
-        if try gradStats.anyRank(localNonFinite, device: .cpu) {
+        let grads = shards.indices.map { b in shards[b].indices.map { k in ddp.shardGrad(buffer: b, bucket: k) } }
+        let onHost = !useTensorOps && ddp.buffers.allSatisfy { $0.device == .cpu }
+        let local = onHost ? hostStatistics(grads, lossScale: lossScale) : tensorStatistics(grads, lossScale: lossScale)
+        let device = ddp.buffers.first?.device ?? .cpu
+        if try gradStats.anyRank(local.nonFinite, device: device) {
             return MixedPrecisionOptimizer.StepReport(gradNorm: .infinity, updated: false)
         }
-        var localSquares = 0.0
-        for (b, list) in shards.enumerated() {
-            for (k, shard) in list.enumerated() {
-                for piece in shard.pieces where gradStats.countsInNorm(piece.name) {
-                    localSquares += GradientNorm.sumOfSquares(UnsafeBufferPointer(rebasing: grads[b][k][piece.shardRange]))
-                }
-            }
+        let norm = try gradStats.sum(local.squares, device: device).squareRoot()
+        let coefficient = GradientNorm.clipCoefficient(maxNorm: Double(clipGrad), totalNorm: norm)
+        if clipGrad > 0 && coefficient < 1 {
+            for grad in grads.joined() { ParamAndGradBuffer.scale(grad, by: Float(coefficient)) }
         }
-        let norm = try gradStats.sum(localSquares, device: .cpu).squareRoot()
-        if clipGrad > 0 { GradientNorm.clip(all, maxNorm: Double(clipGrad), totalNorm: norm) }
         stepCount += 1
         for (b, list) in shards.enumerated() {
-            for (k, shard) in list.enumerated() { update(shard, grad: grads[b][k], scheduler: scheduler) }
+            for (k, shard) in list.enumerated() {
+                if onHost { hostUpdate(shard, grad: grads[b][k], scheduler: scheduler) }
+                else { tensorUpdate(shard, grad: grads[b][k], scheduler: scheduler) }
+            }
         }
         try gatherParameters()
         return MixedPrecisionOptimizer.StepReport(gradNorm: Float(norm), updated: true)
     }
 
-    private func update(_ shard: OwnedShard, grad: UnsafeMutableBufferPointer<Float>, scheduler: OptimizerParamScheduler) {
-        let master = floats(shard.master)
+    /// Runs the step with tensor ops (the path for GPU parameters) even on the CPU, so tests can check it.
+    var useTensorOps = false
+
+    /// Unscales the shard grads; returns whether any was inf/NaN and this rank's share of the squared norm.
+    private func hostStatistics(_ grads: [[Tensor]], lossScale: Float) -> (nonFinite: Bool, squares: Double) {
+        let all = grads.joined().map(floats)
+        let nonFinite = lossScale != 1
+            ? NonFiniteGradients.unscaleAndCheck(all, inverseScale: 1 / lossScale)
+            : NonFiniteGradients.containsNonFinite(all.map { UnsafeBufferPointer($0) })
+        var squares = 0.0
+        for (b, list) in shards.enumerated() {
+            for (k, shard) in list.enumerated() {
+                let grad = floats(grads[b][k])
+                for piece in shard.pieces where gradStats.countsInNorm(piece.name) {
+                    squares += GradientNorm.sumOfSquares(UnsafeBufferPointer(rebasing: grad[piece.shardRange]))
+                }
+            }
+        }
+        return (nonFinite, squares)
+    }
+
+    /// `hostStatistics` with tensor ops: one host read for both numbers. A non-finite gradient shows as a
+    /// non-finite sum of squares over the whole shard.
+    private func tensorStatistics(_ grads: [[Tensor]], lossScale: Float) -> (nonFinite: Bool, squares: Double) {
+        withoutGrad {
+            if lossScale != 1 { for grad in grads.joined() { ParamAndGradBuffer.scale(grad, by: 1 / lossScale) } }
+            func squares(_ t: Tensor) -> Tensor { Ops.reduce(Ops.binary(t, t, .mul), dims: [], .sum).reshaped([1]) }
+            var all: [Tensor] = [], counted: [Tensor] = []
+            for (b, list) in shards.enumerated() {
+                for (k, shard) in list.enumerated() {
+                    all.append(squares(grads[b][k]))
+                    for piece in shard.pieces where gradStats.countsInNorm(piece.name) {
+                        counted.append(squares(ParamAndGradBuffer.view(grads[b][k], piece.shardRange)))
+                    }
+                }
+            }
+            func total(_ parts: [Tensor]) -> Tensor {
+                parts.isEmpty ? Tensor.zeros([1]) : Ops.reduce(Ops.concat(parts, dim: 0), dims: [], .sum).reshaped([1]).to(.cpu)
+            }
+            let both = Ops.concat([total(all), total(counted)], dim: 0).floats()
+            return (!both[0].isFinite, Double(both[1]))
+        }
+    }
+
+    private func hostUpdate(_ shard: OwnedShard, grad: Tensor, scheduler: OptimizerParamScheduler) {
+        let master = floats(shard.master), g = floats(grad)
         let states = shard.states.map(floats)
         for piece in shard.pieces {
             let r = piece.shardRange
             rule.update(param: UnsafeMutableBufferPointer(rebasing: master[r]),
-                        grad: UnsafeBufferPointer(rebasing: grad[r]),
+                        grad: UnsafeBufferPointer(rebasing: g[r]),
                         state: states.map { UnsafeMutableBufferPointer(rebasing: $0[r]) }, step: stepCount,
                         lr: Float(scheduler.learningRate(group: piece.group)),
                         weightDecay: Float(scheduler.weightDecay(group: piece.group)))
+        }
+    }
+
+    private func tensorUpdate(_ shard: OwnedShard, grad: Tensor, scheduler: OptimizerParamScheduler) {
+        guard let deviceRule = rule as? DeviceUpdateRule else {
+            preconditionFailure("\(type(of: rule)) has no tensor-op update; GPU parameters need AdamW")
+        }
+        withoutGrad {
+            for piece in shard.pieces {
+                let r = piece.shardRange
+                deviceRule.update(param: ParamAndGradBuffer.view(shard.master, r), grad: ParamAndGradBuffer.view(grad, r),
+                                  state: shard.states.map { ParamAndGradBuffer.view($0, r) }, step: stepCount,
+                                  lr: Float(scheduler.learningRate(group: piece.group)),
+                                  weightDecay: Float(scheduler.weightDecay(group: piece.group)))
+            }
         }
     }
 
