@@ -176,9 +176,8 @@ enum DPTraining {
             result.buckets = ddp.bucketCount
             result.startedDuringBackward.append(ddp.startedReductions)
             try ddp.finishGradSync()
-            let loss = Tensor(shape: [1], values: [Float(lossSum / Double(globalBatch / dp.size * sequence))])
-            try dp.allReduce(loss, op: .average).wait()
-            result.losses.append(Double(loss.floats()[0]))
+            let localLoss = Float(lossSum / Double(globalBatch / dp.size * sequence))
+            result.losses.append(Double(try ddp.averageAcrossDataParallelGroup([localLoss])[0]))
             result.lastGrads = reducedGrads()
             let report: MixedPrecisionOptimizer.StepReport
             if let distributed {

@@ -165,4 +165,18 @@ final class DistributedDataParallelTests: XCTestCase {
             XCTAssertEqual(pair[1], Float(50).squareRoot(), accuracy: 1e-6)
         }
     }
+
+    func testBroadcastParametersCopiesRankZerosValuesIntoParametersAndParamBuffer() throws {
+        let results = try Self.runRanks(2) { dp -> ([Float], [Float]) in
+            let model = try DPTraining.model(.float32)
+            if dp.rank == 1 { withoutGrad { for (_, p) in model.namedParameters() { Ops.copy(Tensor.zeros(p.shape), into: p) } } }
+            let ddp = try DistributedDataParallel(parameters: model.namedParameters(),
+                                                  config: DistributedDataParallelConfig(useDistributedOptimizer: true), dataParallelGroup: dp)
+            try ddp.broadcastParameters()
+            return (model.namedParameters().flatMap { $0.1.floats() }, ddp.buffers[0].paramData!.floats())
+        }
+        XCTAssertEqual(results[0].0, results[1].0)
+        XCTAssertEqual(results[0].1, results[1].1)
+        XCTAssertTrue(results[1].0.contains { $0 != 0 }, "rank 1 received rank 0's nonzero weights")
+    }
 }

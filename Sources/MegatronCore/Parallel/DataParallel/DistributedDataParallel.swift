@@ -151,6 +151,15 @@ public final class DistributedDataParallel {
         return shard
     }
 
+    /// The mean of each value over the data-parallel group, for logging the loss as Megatron does
+    /// (`average_losses_across_data_parallel_group`). Every rank must call it.
+    public func averageAcrossDataParallelGroup(_ values: [Float]) throws -> [Float] {
+        let device = buffers.first?.device ?? .cpu
+        let t = Tensor(shape: [values.count], values: values).to(device)
+        try dataParallelGroup.allReduce(t, op: .average).wait()
+        return t.to(.cpu).floats()
+    }
+
     /// Copies rank 0's parameters to every rank of the data-parallel group (Megatron's `broadcast_params`).
     public func broadcastParameters() throws {
         for buffer in buffers {

@@ -11,7 +11,10 @@ public struct DistributedDataParallelConfig: Sendable, Equatable {
     public var overlapGradReduce: Bool
     /// `--use-distributed-optimizer`: grads are reduce-scattered and each rank updates its shard (ZeRO-1).
     public var useDistributedOptimizer: Bool
-    /// `--overlap-param-gather`: the all-gather of updated parameters is waited for lazily, before the next forward.
+    /// `--overlap-param-gather`: the optimizer step only starts every bucket's all-gather of the updated
+    /// parameters; `DistributedDataParallel.zeroGradBuffer` (or `finishParamGather`) waits for them before the
+    /// next forward. Megatron waits per bucket from forward pre-hooks; modules here have no such hooks yet,
+    /// so the wait is for all buckets at once.
     public var overlapParamGather: Bool
     /// `--ddp-average-in-collective`: average inside the collective instead of pre-scaling grads by 1/dp.
     public var averageInCollective: Bool
