@@ -7,7 +7,13 @@ import MegatronTensor
 ///
 /// Gradients are averaged over the group: pre-scaled by `1/dp` before a summing collective, or averaged in
 /// the collective with `averageInCollective`. Without the distributed optimizer each bucket is all-reduced;
-/// with it each bucket is reduce-scattered and rank r keeps the r-th shard (`shardGrad`).
+/// with it each bucket is reduce-scattered and rank r keeps the r-th shard (`shardGrad`). Megatron
+/// reduce-scatters in place into the grad buffer; here the shard lands in its own `[bucket / dp]` tensor, as
+/// not every backend allows an output that aliases the input (this costs 4 / dp bytes per parameter).
+///
+/// A parameter's hook fires once per backward pass that produced its gradient; a parameter whose gradient
+/// arrives in two passes of one iteration (e.g. used both inside and outside a recomputed segment whose
+/// replay runs its own pass) is reported by `finishGradSync` rather than reduced twice.
 ///
 /// With `overlapGradReduce`, a bucket's collective starts from the gradient-ready hooks as soon as its last
 /// gradient is accumulated during backward. Gradient accumulation runs every micro-batch but the last inside
@@ -18,7 +24,7 @@ import MegatronTensor
 /// let ddp = try DistributedDataParallel(parameters: model.namedParameters(),
 ///                                       config: DistributedDataParallelConfig(overlapGradReduce: true),
 ///                                       dataParallelGroup: dp)
-/// ddp.zeroGradBuffer()
+/// try ddp.zeroGradBuffer()
 /// for (m, batch) in microBatches.enumerated() {
 ///     if m < microBatches.count - 1 { ddp.noSync { loss(batch).backward() } } else { loss(batch).backward() }
 /// }
