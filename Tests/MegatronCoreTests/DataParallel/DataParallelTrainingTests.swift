@@ -7,10 +7,10 @@ import MegatronTensor
 /// micro-batches, AdamW with clipping, several buckets) equals the single-rank run on the whole batch.
 final class DataParallelTrainingTests: XCTestCase {
     static func runRanks<T>(_ n: Int, _ body: @escaping (Communicator) throws -> T) throws -> [T] {
-        try ScratchComm.run(worldSize: n, body)
+        try ThreadCommunicator.run(worldSize: n) { try body($0) }
     }
 
-    /// fp32 tolerance on values of order 1 after 3 Adam steps with lr 1e-2 (measured: about 1e-6).
+    /// fp32 tolerance on values of order 1 after 3 Adam steps with lr 1e-2 (measured: up to 6e-6).
     static let fp32Tolerance: Float = 2e-5
     /// One bf16 rounding step of a parameter of magnitude up to 1 (2^-7), for bf16 parameters.
     static let bf16Step: Float = 1.0 / 128
