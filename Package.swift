@@ -41,7 +41,7 @@ let package = Package(
         .testTarget(name: "MegatronTensorTests", dependencies: ["MegatronTensor"]),
         .testTarget(name: "MegatronAutogradTests", dependencies: ["MegatronTensor", "MegatronAutograd"]),
         .testTarget(
-            name: "MegatronCoreTests", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore"],
+            name: "MegatronCoreTests", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore", "MegatronParallel"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronCore", "MegatronTensor", "MegatronCUDA"]),
         .testTarget(name: "MegatronParallelTests", dependencies: ["MegatronParallel", "MegatronTensor", "MegatronAutograd"]),

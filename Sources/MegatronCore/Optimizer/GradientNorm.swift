@@ -38,7 +38,9 @@ public enum GradientNorm {
         }
     }
 
-    private static func sumOfSquares(_ buffer: UnsafeBufferPointer<Float>) -> Double {
+    /// The sum of the squares of `buffer`'s elements, summed as `globalL2Norm` sums them (a rank's share of a
+    /// norm that spans several ranks).
+    public static func sumOfSquares(_ buffer: UnsafeBufferPointer<Float>) -> Double {
         guard let base = buffer.baseAddress else { return 0 }
         let partials = mapBlocks(buffer.count) { range -> Double in
             var acc = SIMD8<Double>()

@@ -51,17 +51,23 @@ public final class MixedPrecisionOptimizer {
     private var states: [[Tensor]] = []
     private var mainGrads: [Tensor] = []
 
-    public init(groups: [ParamGroup], rule: UpdateRule) {
+    /// Without `ownsMainGrads` the parameters' `.grad` tensors are someone else's fp32 buffers (views into
+    /// `DistributedDataParallel`'s grad buffer): none are allocated here and `zeroGrad` zeroes them in place.
+    public init(groups: [ParamGroup], rule: UpdateRule, ownsMainGrads: Bool = true) {
         self.groups = groups
         self.rule = rule
+        self.ownsMainGrads = ownsMainGrads
         for (_, p) in groups.flatMap(\.parameters) {
             precondition(p.device == .cpu || rule is DeviceUpdateRule,
                          "\(type(of: rule)) has no GPU update yet; parameters on \(p.device) need AdamW")
             masters.append(p.dtype == .float32 ? p : Self.fp32Copy(p))
             states.append((0..<rule.stateCount).map { _ in Tensor.zeros(p.shape, device: p.device) })
-            mainGrads.append(Tensor.zeros(p.shape, device: p.device))
+            if ownsMainGrads { mainGrads.append(Tensor.zeros(p.shape, device: p.device)) }
         }
     }
+
+    /// Whether this optimizer allocated the fp32 main grads it points `.grad` at.
+    public let ownsMainGrads: Bool
 
     static func fp32Copy(_ t: Tensor) -> Tensor {
         let out = Tensor.zeros(t.shape, device: t.device)
@@ -74,6 +80,13 @@ public final class MixedPrecisionOptimizer {
 
     /// Points every parameter's `.grad` at a zeroed fp32 main-grad buffer, so backward accumulates in fp32.
     public func zeroGrad() {
+        guard ownsMainGrads else {
+            for p in parameters {
+                precondition(p.grad?.dtype == .float32, "ownsMainGrads is off but a parameter has no fp32 .grad buffer")
+                Ops.copy(Tensor.zeros(p.shape, device: p.device), into: p.grad!)
+            }
+            return
+        }
         for (i, p) in parameters.enumerated() {
             if p.device == .cpu {
                 mainGrads[i].pointer(as: Float.self).update(repeating: 0, count: mainGrads[i].count)
@@ -99,13 +112,30 @@ public final class MixedPrecisionOptimizer {
         if parameters.first?.device ?? .cpu != .cpu {
             return stepOnDevice(scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale)
         }
+        // Without groups no collective runs, so nothing can throw.
+        return try! step(scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale, gradStats: GradientStatsGroups())
+    }
+
+    /// `step` for gradients spread over ranks: the norm and the inf/NaN check span `gradStats`' groups
+    /// (e.g. the model-parallel group), so every rank clips by the same global norm and skips together.
+    @discardableResult
+    public func step(scheduler: OptimizerParamScheduler, clipGrad: Float = 0, lossScale: Float = 1,
+                     gradStats: GradientStatsGroups) throws -> StepReport {
+        precondition(gradStats.groups.isEmpty || parameters.first?.device ?? .cpu == .cpu,
+                     "a grad norm across ranks runs on CPU parameters only so far")
+        if parameters.first?.device ?? .cpu != .cpu {
+            return stepOnDevice(scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale)
+        }
         let grads = parameters.map { $0.grad ?? Tensor.zeros($0.shape) }.map { $0.cast(to: .float32).contiguous() }
         let buffers = grads.map { UnsafeMutableBufferPointer(start: $0.pointer(as: Float.self), count: $0.count) }
-        let foundNonFinite = lossScale != 1
+        let localNonFinite = lossScale != 1
             ? NonFiniteGradients.unscaleAndCheck(buffers, inverseScale: 1 / lossScale)
             : NonFiniteGradients.containsNonFinite(buffers.map { UnsafeBufferPointer($0) })
-        if foundNonFinite { return StepReport(gradNorm: .infinity, updated: false) }
-        let norm = GradientNorm.globalL2Norm(buffers.map { UnsafeBufferPointer($0) })
+        if try gradStats.anyRank(localNonFinite, device: .cpu) { return StepReport(gradNorm: .infinity, updated: false) }
+        let names = groups.flatMap(\.parameters).map(\.name)
+        let counted = zip(names, buffers).filter { gradStats.countsInNorm($0.0) }.map { UnsafeBufferPointer($0.1) }
+        let localSquares = counted.reduce(0.0) { $0 + GradientNorm.sumOfSquares($1) }
+        let norm = try gradStats.sum(localSquares, device: .cpu).squareRoot()
         if clipGrad > 0 { _ = GradientNorm.clip(buffers, maxNorm: Double(clipGrad), totalNorm: norm) }
         stepCount += 1
         var index = 0

@@ -1,0 +1,248 @@
+import MegatronAutograd
+import MegatronParallel
+import MegatronTensor
+
+/// Megatron's `DistributedDataParallel`: the model's parameters bucketed into contiguous fp32 main-grad
+/// buffers (one per parameter dtype), and the gradient reduction over the data-parallel group.
+///
+/// Gradients are averaged over the group: pre-scaled by `1/dp` before a summing collective, or averaged in
+/// the collective with `averageInCollective`. Without the distributed optimizer each bucket is all-reduced;
+/// with it each bucket is reduce-scattered and rank r keeps the r-th shard (`shardGrad`). Megatron
+/// reduce-scatters in place into the grad buffer; here the shard lands in its own `[bucket / dp]` tensor, as
+/// not every backend allows an output that aliases the input (this costs 4 / dp bytes per parameter).
+///
+/// A parameter's hook fires once per backward pass that produced its gradient; a parameter whose gradient
+/// arrives in two passes of one iteration (e.g. used both inside and outside a recomputed segment whose
+/// replay runs its own pass) is reported by `finishGradSync` rather than reduced twice.
+///
+/// With `overlapGradReduce`, a bucket's collective starts from the gradient-ready hooks as soon as its last
+/// gradient is accumulated during backward. Gradient accumulation runs every micro-batch but the last inside
+/// `noSync`, so only the last backward starts collectives. Without overlap every bucket is reduced in
+/// `finishGradSync`.
+///
+/// ```swift
+/// let ddp = try DistributedDataParallel(parameters: model.namedParameters(),
+///                                       config: DistributedDataParallelConfig(overlapGradReduce: true),
+///                                       dataParallelGroup: dp)
+/// try ddp.zeroGradBuffer()
+/// for (m, batch) in microBatches.enumerated() {
+///     if m < microBatches.count - 1 { ddp.noSync { loss(batch).backward() } } else { loss(batch).backward() }
+/// }
+/// try ddp.finishGradSync()        // every rank now holds the averaged gradients
+/// ```
+public final class DistributedDataParallel {
+    public let config: DistributedDataParallelConfig
+    public let dataParallelGroup: Communicator
+    /// One buffer per parameter dtype, in order of first appearance.
+    public let buffers: [ParamAndGradBuffer]
+    private var buckets: [[BucketSync]]
+    private var syncEnabled = true
+    private var gradSyncFinished = false
+    private var hookError: Error?
+    private var paramGathers: [(buffer: Int, bucket: Int, work: CollectiveWork)] = []
+
+    /// What one bucket's reduction has seen this iteration.
+    private final class BucketSync {
+        var waiting: Set<Int>
+        var work: CollectiveWork?
+        /// The reduce-scatter output (distributed optimizer): this rank's shard of the reduced bucket.
+        let shardGrad: Tensor?
+        /// Staging for this rank's shard of the parameters, the all-gather's input.
+        let shardParams: Tensor?
+
+        init(parameterIndices: [Int], shardSize: Int?, paramDType: DType, device: Device) {
+            waiting = Set(parameterIndices)
+            shardGrad = shardSize.map { Tensor.zeros([$0], device: device) }
+            shardParams = shardSize.map { Tensor.zeros([$0], dtype: paramDType, device: device) }
+        }
+    }
+
+    /// - Parameters:
+    ///   - parameters: the model's trainable parameters (leaves) in definition order, as `namedParameters()` gives them.
+    ///   - sharedEmbeddings: names of parameters shared with another pipeline stage; with the distributed
+    ///     optimizer each gets a bucket of its own, as Megatron.
+    ///   - disableBucketing: one bucket whatever the bucket size; Megatron does this on pipeline stages after
+    ///     the first, whose reduction is off the critical path.
+    public init(parameters: [(String, Tensor)], config: DistributedDataParallelConfig, dataParallelGroup: Communicator,
+                sharedEmbeddings: Set<String> = [], disableBucketing: Bool = false) throws {
+        try config.validate()
+        self.config = config
+        self.dataParallelGroup = dataParallelGroup
+        let dp = dataParallelGroup.size
+        var dtypes: [DType] = []
+        for (name, p) in parameters {
+            guard p.isLeaf && p.requiresGrad else {
+                throw DataParallelError.invalidConfig("parameter '\(name)' is not a leaf that requires grad")
+            }
+            if !dtypes.contains(p.dtype) { dtypes.append(p.dtype) }
+        }
+        buffers = dtypes.map { dtype in
+            let members = parameters.filter { $0.1.dtype == dtype }.map { (name: $0.0, tensor: $0.1) }
+            let layout = BufferLayout(
+                elementCounts: members.map(\.tensor.count),
+                bucketSize: disableBucketing ? nil : config.effectiveBucketSize(dataParallelSize: dp),
+                dataParallelSize: dp, padForDistributedOptimizer: config.useDistributedOptimizer,
+                padForHighBusBandwidth: config.padBucketsForHighNCCLBusBandwidth,
+                needsOwnBucket: members.map { sharedEmbeddings.contains($0.name) })
+            return ParamAndGradBuffer(parameters: members, layout: layout, withParamData: config.useDistributedOptimizer)
+        }
+        buckets = buffers.map { buffer in
+            buffer.layout.buckets.map { bucket in
+                BucketSync(parameterIndices: bucket.parameterIndices,
+                           shardSize: config.useDistributedOptimizer ? bucket.range.count / dp : nil,
+                           paramDType: buffer.paramDType, device: buffer.device)
+            }
+        }
+        for (b, buffer) in buffers.enumerated() {
+            buffer.attachGrads()
+            for (i, (_, p)) in buffer.parameters.enumerated() {
+                p.onGradReady { [weak self] _ in self?.gradReady(buffer: b, parameter: i) }
+            }
+        }
+    }
+
+    /// Zeroes the grad buffers and starts a new iteration's bookkeeping. First waits for any parameter
+    /// all-gather still in flight, so the coming forward sees the updated parameters.
+    public func zeroGradBuffer() throws {
+        try finishParamGather()
+        for buffer in buffers { buffer.zeroGrads() }
+        resetBucketState()
+    }
+
+    /// Runs `body` (the forward and backward of a micro-batch that is not the last) without starting any
+    /// gradient collective; the gradients just accumulate (Megatron's `no_sync`).
+    public func noSync<R>(_ body: () throws -> R) rethrows -> R {
+        syncEnabled = false
+        defer { syncEnabled = true }
+        return try body()
+    }
+
+    /// Starts every bucket's collective not yet started (all of them without `overlapGradReduce`).
+    public func startGradSync() throws {
+        for b in buckets.indices {
+            for k in buckets[b].indices where buckets[b][k].work == nil { try launchReduction(buffer: b, bucket: k) }
+        }
+    }
+
+    /// Waits until every bucket's gradients are reduced over the data-parallel group. With overlap, every
+    /// bucket must have been started by the hooks of the last backward; otherwise this starts them all first.
+    public func finishGradSync() throws {
+        if gradSyncFinished { return }
+        if let hookError {
+            self.hookError = nil
+            throw hookError
+        }
+        if config.overlapGradReduce {
+            for (b, list) in buckets.enumerated() {
+                for (k, sync) in list.enumerated() where sync.work == nil { throw notStarted(buffer: b, bucket: k) }
+            }
+        } else {
+            try startGradSync()
+        }
+        for list in buckets { for sync in list { try sync.work?.wait() } }
+        gradSyncFinished = true
+    }
+
+    /// How many buckets' collectives have started this iteration (with overlap: during backward).
+    public var startedReductions: Int { buckets.joined().filter { $0.work != nil }.count }
+
+    /// Number of buckets over all buffers.
+    public var bucketCount: Int { buckets.joined().count }
+
+    /// This rank's shard of bucket `bucket` of buffer `buffer` after the reduce-scatter (distributed optimizer).
+    public func shardGrad(buffer: Int, bucket: Int) -> Tensor {
+        guard let shard = buckets[buffer][bucket].shardGrad else {
+            preconditionFailure("shardGrad needs useDistributedOptimizer")
+        }
+        return shard
+    }
+
+    /// The mean of each value over the data-parallel group, for logging the loss as Megatron does
+    /// (`average_losses_across_data_parallel_group`). Every rank must call it.
+    public func averageAcrossDataParallelGroup(_ values: [Float]) throws -> [Float] {
+        let device = buffers.first?.device ?? .cpu
+        let t = Tensor(shape: [values.count], values: values).to(device)
+        try dataParallelGroup.allReduce(t, op: .average).wait()
+        return t.to(.cpu).floats()
+    }
+
+    /// Copies rank 0's parameters to every rank of the data-parallel group (Megatron's `broadcast_params`).
+    public func broadcastParameters() throws {
+        for buffer in buffers {
+            for (_, p) in buffer.parameters { try dataParallelGroup.broadcast(p.detached(), root: 0).wait() }
+            buffer.copyParametersIntoParamBuffer()
+        }
+    }
+
+    /// Starts the all-gather of every bucket's parameters from each rank's shard of `paramData`
+    /// (distributed optimizer, after the optimizer wrote its updated shard there).
+    public func startParamGather() throws {
+        let dp = dataParallelGroup.size, rank = dataParallelGroup.rank
+        for (b, buffer) in buffers.enumerated() {
+            guard let paramData = buffer.paramData else { continue }
+            for k in buffer.layout.buckets.indices {
+                let shard = buckets[b][k].shardParams!
+                let range = buffer.layout.shard(of: k, rank: rank, dataParallelSize: dp)
+                withoutGrad { Ops.copy(ParamAndGradBuffer.view(paramData, range), into: shard) }
+                let work = try dataParallelGroup.allGather(shard, into: buffer.bucketParams(k))
+                paramGathers.append((b, k, work))
+            }
+        }
+    }
+
+    /// Waits for the parameter all-gathers in flight and copies the gathered values into the parameters.
+    public func finishParamGather() throws {
+        let pending = paramGathers
+        paramGathers = []
+        for (b, k, work) in pending {
+            try work.wait()
+            buffers[b].copyParamBufferIntoParameters(bucket: k)
+        }
+    }
+
+    // MARK: - Reduction
+
+    private func gradReady(buffer b: Int, parameter i: Int) {
+        guard config.overlapGradReduce, syncEnabled, hookError == nil else { return }
+        let k = buffers[b].layout.parameterBuckets[i]
+        let sync = buckets[b][k]
+        guard sync.waiting.remove(i) != nil else {
+            hookError = DataParallelError.gradSync(
+                "gradient of '\(buffers[b].parameters[i].name)' became ready twice before finishGradSync; run every micro-batch but the last inside noSync")
+            return
+        }
+        if sync.waiting.isEmpty {
+            do { try launchReduction(buffer: b, bucket: k) } catch { hookError = error }
+        }
+    }
+
+    private func launchReduction(buffer b: Int, bucket k: Int) throws {
+        let grads = buffers[b].bucketGrad(k)
+        let op: MegatronParallel.ReduceOp = config.averageInCollective ? .average : .sum
+        if !config.averageInCollective { ParamAndGradBuffer.scale(grads, by: 1 / Float(dataParallelGroup.size)) }
+        let sync = buckets[b][k]
+        if let shard = sync.shardGrad {
+            sync.work = try dataParallelGroup.reduceScatter(grads, into: shard, op: op)
+        } else {
+            sync.work = try dataParallelGroup.allReduce(grads, op: op)
+        }
+    }
+
+    private func notStarted(buffer b: Int, bucket k: Int) -> DataParallelError {
+        let sync = buckets[b][k]
+        let missing = sync.waiting.sorted().map { "'\(buffers[b].parameters[$0].name)'" }
+        let total = buffers[b].layout.buckets[k].parameterIndices.count
+        return .gradSync("bucket \(k) was never reduced: \(missing.count) of its \(total) parameters got no gradient in the last backward (\(missing.prefix(4).joined(separator: ", "))); every parameter must take part in the loss")
+    }
+
+    private func resetBucketState() {
+        for (b, list) in buckets.enumerated() {
+            for (k, sync) in list.enumerated() {
+                sync.waiting = Set(buffers[b].layout.buckets[k].parameterIndices)
+                sync.work = nil
+            }
+        }
+        gradSyncFinished = false
+        hookError = nil
+    }
+}

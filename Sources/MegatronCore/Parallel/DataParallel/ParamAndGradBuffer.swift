@@ -1,0 +1,121 @@
+import MegatronAutograd
+import MegatronTensor
+
+/// The contiguous fp32 main-grad buffer of the parameters of one dtype, laid out by a `BufferLayout`, and,
+/// for the distributed optimizer, a parameter buffer of the same layout that the updated shards are
+/// all-gathered into.
+///
+/// Each parameter's `.grad` is a view into `gradData`, so every backward pass accumulates into the buffer in
+/// fp32 and a bucket's gradients are one contiguous range for the collective.
+///
+/// Modules own their parameters' storage (a `Module` holds its tensors as constants), so `paramData` is
+/// not aliased by the parameters: after an all-gather the bucket's values are copied into them
+/// (`copyParamBufferIntoParameters`). That costs one parameter-sized buffer and a copy per step; making the
+/// parameters views needs modules that allocate from a buffer.
+///
+/// ```swift
+/// let buffer = ParamAndGradBuffer(parameters: named, layout: layout, withParamData: false)
+/// buffer.attachGrads()                 // p.grad is now a view into buffer.gradData
+/// loss.backward()                      // accumulates into buffer.gradData
+/// let firstBucketGrads = buffer.bucketGrad(0)
+/// ```
+public final class ParamAndGradBuffer {
+    public let parameters: [(name: String, tensor: Tensor)]
+    public let layout: BufferLayout
+    public let paramDType: DType
+    public let device: Device
+    /// fp32 main grads, `[layout.numel]`.
+    public let gradData: Tensor
+    /// Parameters in the buffer's dtype, `[layout.numel]`; distributed optimizer only.
+    public let paramData: Tensor?
+
+    /// - Parameters:
+    ///   - parameters: in definition order, all of one dtype and device.
+    ///   - layout: built from the parameters' element counts in that order.
+    public init(parameters: [(name: String, tensor: Tensor)], layout: BufferLayout, withParamData: Bool) {
+        precondition(layout.parameterRanges.count == parameters.count,
+                     "layout has \(layout.parameterRanges.count) parameters, buffer got \(parameters.count)")
+        let first = parameters.first?.tensor
+        self.parameters = parameters
+        self.layout = layout
+        paramDType = first?.dtype ?? .float32
+        device = first?.device ?? .cpu
+        for (name, p) in parameters {
+            precondition(p.dtype == paramDType && p.device == device,
+                         "parameter '\(name)' is \(p.dtype) on \(p.device); this buffer holds \(paramDType) on \(device)")
+        }
+        gradData = Tensor.zeros([layout.numel], device: device)
+        paramData = withParamData ? Tensor.zeros([layout.numel], dtype: paramDType, device: device) : nil
+        if withParamData { copyParametersIntoParamBuffer() }
+    }
+
+    /// Parameter `i`'s main grad: a view into `gradData` shaped like the parameter.
+    public func gradView(_ i: Int) -> Tensor {
+        Self.view(gradData, layout.parameterRanges[i]).reshaped(parameters[i].tensor.shape)
+    }
+
+    /// Bucket `b`'s grads, padding included: a 1-D view into `gradData`.
+    public func bucketGrad(_ b: Int) -> Tensor { Self.view(gradData, layout.buckets[b].range) }
+
+    /// Bucket `b`'s parameters, padding included: a 1-D view into `paramData`.
+    public func bucketParams(_ b: Int) -> Tensor {
+        guard let paramData else { preconditionFailure("this buffer has no parameter buffer (no distributed optimizer)") }
+        return Self.view(paramData, layout.buckets[b].range)
+    }
+
+    /// Points every parameter's `.grad` at its view of `gradData`.
+    public func attachGrads() {
+        for i in parameters.indices { parameters[i].tensor.grad = gradView(i) }
+    }
+
+    /// Zeroes the grad buffer (and re-attaches the views, in case something replaced a `.grad`).
+    public func zeroGrads() {
+        Self.fillZero(gradData)
+        attachGrads()
+    }
+
+    /// Copies the parameters' current values into `paramData` (at setup and after loading a checkpoint).
+    public func copyParametersIntoParamBuffer() {
+        guard let paramData else { return }
+        withoutGrad {
+            for (i, (_, p)) in parameters.enumerated() {
+                Ops.copy(p, into: Self.view(paramData, layout.parameterRanges[i]).reshaped(p.shape))
+            }
+        }
+    }
+
+    /// Copies bucket `b`'s part of `paramData` into its parameters (after the bucket's all-gather).
+    public func copyParamBufferIntoParameters(bucket b: Int) {
+        guard let paramData else { return }
+        withoutGrad {
+            for i in layout.buckets[b].parameterIndices {
+                let p = parameters[i].tensor
+                Ops.copy(Self.view(paramData, layout.parameterRanges[i]).reshaped(p.shape), into: p)
+            }
+        }
+    }
+
+    static func view(_ flat: Tensor, _ range: Range<Int>) -> Tensor {
+        flat.narrowed(0, start: range.lowerBound, length: range.count)
+    }
+
+    /// Zeroes a contiguous tensor in place.
+    static func fillZero(_ t: Tensor) {
+        if t.device == .cpu {
+            t.storage.pointer.advanced(by: t.offset * t.dtype.byteSize).initializeMemory(
+                as: UInt8.self, repeating: 0, count: t.count * t.dtype.byteSize)
+        } else {
+            Ops.copy(Tensor.zeros(t.shape, dtype: t.dtype, device: t.device), into: t)
+        }
+    }
+
+    /// Multiplies a tensor by `factor` in place.
+    static func scale(_ t: Tensor, by factor: Float) {
+        guard factor != 1 else { return }
+        if t.device == .cpu && t.dtype == .float32 && t.isContiguous {
+            GradientNorm.scale(UnsafeMutableBufferPointer(start: t.pointer(as: Float.self), count: t.count), by: factor)
+        } else {
+            Ops.copy(Ops.binary(t, Tensor(scalar: factor), .mul), into: t)
+        }
+    }
+}

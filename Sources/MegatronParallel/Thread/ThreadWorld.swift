@@ -1,0 +1,80 @@
+import Foundation
+
+/// State shared by every rank of one `ThreadCommunicator.run`: one lock for all its groups (so an abort wakes
+/// every waiter at once), the abort reason, and the timeout every wait honours.
+final class ThreadWorld: @unchecked Sendable {
+    let condition = NSCondition()
+    let timeout: TimeInterval
+    /// Set (under `condition`) by the first rank whose body throws; every wait then fails with it.
+    private(set) var abortReason: String?
+    /// The first rank failure, reported by `run`.
+    private(set) var firstFailure: ThreadRankFailure?
+
+    init(timeout: TimeInterval) { self.timeout = timeout }
+
+    /// Records `rank`'s failure (the first one wins) and wakes every rank blocked in a collective.
+    func fail(rank: Int, error: Error) {
+        condition.lock()
+        defer { condition.unlock() }
+        if firstFailure == nil {
+            firstFailure = ThreadRankFailure(rank: rank, error: error)
+            abortReason = "rank \(rank) failed: \(error)"
+        }
+        condition.broadcast()
+    }
+
+    /// Blocks (with `condition` held) until `ready()` holds; throws if the world aborts or the timeout passes.
+    /// `waitingFor` describes what is missing, for the timeout message.
+    func wait(operation: String, ready: () -> Bool, waitingFor: () -> String) throws {
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        while !ready() {
+            if let reason = abortReason {
+                throw CommunicatorError(operation, "aborted because \(reason)")
+            }
+            if !condition.wait(until: deadline) && !ready() {
+                if let reason = abortReason { throw CommunicatorError(operation, "aborted because \(reason)") }
+                throw CommunicatorError(operation, "timed out after \(timeout) s waiting for \(waitingFor()) "
+                    + "(every rank of a group must call the same collectives in the same order)")
+            }
+        }
+    }
+}
+
+/// One group's rendezvous state: the collectives in flight (keyed by sequence number, which each rank counts
+/// on its own) and the point-to-point mailboxes. Guarded by the world's lock.
+final class ThreadGroupState {
+    /// World rank of each group rank, for messages and for `ThreadCommunicator.worldRanks`.
+    let worldRanks: [Int]
+    var rounds: [Int: ThreadRound] = [:]
+    /// FIFO of sent messages per (source, destination) group rank pair.
+    var mailboxes: [ThreadMailboxKey: [HostBuffer]] = [:]
+
+    init(worldRanks: [Int]) { self.worldRanks = worldRanks }
+    var size: Int { worldRanks.count }
+}
+
+struct ThreadMailboxKey: Hashable {
+    var source: Int
+    var destination: Int
+}
+
+/// One collective call: what each rank contributed, and objects the ranks create together (split's groups).
+final class ThreadRound {
+    let operation: String
+    var contributions: [Any?]
+    var arrived = 0
+    var departed = 0
+    var shared: [Int: AnyObject] = [:]
+
+    init(operation: String, size: Int) {
+        self.operation = operation
+        contributions = Array(repeating: nil, count: size)
+    }
+}
+
+/// The failure of one rank's body in `ThreadCommunicator.run`.
+public struct ThreadRankFailure: Error, CustomStringConvertible {
+    public var rank: Int
+    public var error: Error
+    public var description: String { "rank \(rank) failed: \(error)" }
+}

@@ -1,0 +1,182 @@
+import XCTest
+import MegatronAutograd
+import MegatronParallel
+import MegatronTensor
+@testable import MegatronCore
+
+/// DDP and distributed-optimizer behaviour beyond the training equality: grad views, accumulation, errors,
+/// skipped steps, and norms across groups.
+final class DistributedDataParallelTests: XCTestCase {
+    static func runRanks<T>(_ n: Int, _ body: @escaping (Communicator) throws -> T) throws -> [T] {
+        try DataParallelTrainingTests.runRanks(n, body)
+    }
+
+    /// Two small parameters whose gradients are `x` (weight) and 1 (bias) per unit of `y = sum(w * x + b)`.
+    struct Toy {
+        let weight: Tensor, bias: Tensor
+        init(dtype: DType = .float32) {
+            var w = Tensor(shape: [3], values: [0.5, -1, 2], dtype: dtype); w.requiresGrad = true
+            var b = Tensor(shape: [1], values: [0.25], dtype: dtype); b.requiresGrad = true
+            weight = w
+            bias = b
+        }
+        var named: [(String, Tensor)] { [("weight", weight), ("bias", bias)] }
+        /// Backward of `sum(w * x) + biasScale * b`.
+        func backward(_ x: [Float], biasScale: Float = 1) {
+            ((weight * Tensor(shape: [3], values: x)).sum() + bias.sum() * Tensor(scalar: biasScale)).backward()
+        }
+    }
+
+    func testGradsAreViewsIntoTheBufferAndAccumulateAcrossMicroBatches() throws {
+        let results = try Self.runRanks(2) { dp -> ([Float], [Float], Bool) in
+            let toy = Toy()
+            let ddp = try DistributedDataParallel(parameters: toy.named, config: DistributedDataParallelConfig(), dataParallelGroup: dp)
+            try ddp.zeroGradBuffer()
+            let sharesStorage = toy.weight.grad!.storage === ddp.buffers[0].gradData.storage
+            let r = Float(dp.rank + 1)
+            ddp.noSync { toy.backward([1 * r, 2 * r, 3 * r]) }
+            toy.backward([10 * r, 20 * r, 30 * r])
+            try ddp.finishGradSync()
+            return (toy.weight.grad!.floats(), toy.bias.grad!.floats(), sharesStorage)
+        }
+        for (weight, bias, shares) in results {
+            XCTAssertTrue(shares, ".grad must be a view into the DDP grad buffer")
+            // Rank r accumulates 11 r (1, 2, 3); the mean over ranks 1 and 2 is 16.5 (1, 2, 3).
+            XCTAssertEqual(weight, [16.5, 33, 49.5])
+            XCTAssertEqual(bias, [2], "two micro-batches on each rank, averaged")
+        }
+    }
+
+    func testOverlapWithoutNoSyncIsReportedAtFinish() throws {
+        let errors = try Self.runRanks(2) { dp -> String in
+            let toy = Toy()
+            let ddp = try DistributedDataParallel(parameters: toy.named, config: DistributedDataParallelConfig(overlapGradReduce: true),
+                                                  dataParallelGroup: dp)
+            try ddp.zeroGradBuffer()
+            toy.backward([1, 1, 1])
+            toy.backward([1, 1, 1])
+            do { try ddp.finishGradSync(); return "" } catch { return "\(error)" }
+        }
+        for message in errors { XCTAssertTrue(message.contains("noSync"), message) }
+    }
+
+    func testOverlapWithAParameterWithoutGradientNamesIt() throws {
+        let errors = try Self.runRanks(2) { dp -> String in
+            let toy = Toy()
+            let ddp = try DistributedDataParallel(parameters: toy.named, config: DistributedDataParallelConfig(overlapGradReduce: true),
+                                                  dataParallelGroup: dp)
+            try ddp.zeroGradBuffer()
+            (toy.weight.sum()).backward()
+            do { try ddp.finishGradSync(); return "" } catch { return "\(error)" }
+        }
+        for message in errors { XCTAssertTrue(message.contains("'bias'"), message) }
+    }
+
+    func testNonLeafParameterIsRejected() throws {
+        _ = try Self.runRanks(1) { dp in
+            let toy = Toy()
+            XCTAssertThrowsError(try DistributedDataParallel(parameters: [("twice", toy.weight * Tensor(scalar: 2))],
+                                                             config: DistributedDataParallelConfig(), dataParallelGroup: dp)) {
+                XCTAssertTrue("\($0)".contains("'twice'"))
+            }
+        }
+    }
+
+    /// A NaN in one rank's local gradient reaches only the rank owning that element after the
+    /// reduce-scatter; every rank must still skip the step and keep its parameters.
+    func testNonFiniteGradientOnOneRankSkipsTheStepEverywhere() throws {
+        let outcomes = try Self.runRanks(2) { dp -> (Bool, Float, [Float]) in
+            let toy = Toy()
+            let config = DistributedDataParallelConfig(useDistributedOptimizer: true)
+            let ddp = try DistributedDataParallel(parameters: toy.named, config: config, dataParallelGroup: dp)
+            let groups = [ParamGroup(parameters: toy.named.map { (name: $0.0, tensor: $0.1) })]
+            let optimizer = try DistributedOptimizer(ddp: ddp, groups: groups, rule: try AdamRule.adamW())
+            let scheduler = try DPTraining.scheduler(groups)
+            try optimizer.zeroGrad()
+            toy.backward([1, 2, 3])
+            if dp.rank == 1 { toy.weight.grad!.pointer(as: Float.self)[0] = .nan }
+            let report = try optimizer.step(scheduler: scheduler, clipGrad: 1)
+            return (report.updated, report.gradNorm, toy.weight.floats())
+        }
+        for (updated, norm, weight) in outcomes {
+            XCTAssertFalse(updated)
+            XCTAssertEqual(norm, .infinity)
+            XCTAssertEqual(weight, [0.5, -1, 2])
+        }
+    }
+
+    /// Loss scaling: gradients of a loss scaled by 8 with `lossScale: 8` give the unscaled step.
+    func testLossScaleIsUndoneBeforeTheUpdate() throws {
+        let weights = try Self.runRanks(2) { dp -> [[Float]] in
+            try [Float(1), 8].map { scale in
+                let toy = Toy()
+                let ddp = try DistributedDataParallel(parameters: toy.named, config: DistributedDataParallelConfig(useDistributedOptimizer: true),
+                                                      dataParallelGroup: dp)
+                let groups = [ParamGroup(parameters: toy.named.map { (name: $0.0, tensor: $0.1) })]
+                let optimizer = try DistributedOptimizer(ddp: ddp, groups: groups, rule: try AdamRule.adam())
+                try optimizer.zeroGrad()
+                toy.backward([scale, 2 * scale, 3 * scale], biasScale: scale)
+                let report = try optimizer.step(scheduler: try DPTraining.scheduler(groups), lossScale: scale)
+                XCTAssertEqual(report.gradNorm, (14 + 1 as Float).squareRoot(), accuracy: 1e-5)
+                return toy.weight.floats()
+            }
+        }
+        for pair in weights { XCTAssertEqual(pair[0], pair[1]) }
+    }
+
+    /// TP 2 x DP 2 (Megatron's order: rank = dp * 2 + tp). Each TP rank holds a different half of `sharded`;
+    /// `norm` is duplicated on both TP ranks and must count once: norm^2 = (1 + 4) + (4 + 16) + (9 + 16) = 50.
+    func testGradNormCountsTensorParallelDuplicatesOnce() throws {
+        let norms = try Self.runRanks(4) { world -> [Float] in
+            let tp = try world.split(color: world.rank / 2, key: world.rank)
+            let dp = try world.split(color: world.rank % 2, key: world.rank)
+            let stats = GradientStatsGroups(groups: [tp], tensorParallelRank: tp.rank, duplicatedParameters: ["norm"])
+            func model() -> [(String, Tensor)] {
+                var sharded = Tensor(shape: [2], values: [0, 0]); sharded.requiresGrad = true
+                var norm = Tensor(shape: [2], values: [0, 0]); norm.requiresGrad = true
+                return [("sharded", sharded), ("norm", norm)]
+            }
+            func backward(_ named: [(String, Tensor)]) {
+                let t = Float(tp.rank + 1)
+                ((named[0].1 * Tensor(shape: [2], values: [t, 2 * t])).sum()
+                    + (named[1].1 * Tensor(shape: [2], values: [3, 4])).sum()).backward()
+            }
+            // Plain optimizer: the norm spans the TP group.
+            let plainModel = model()
+            let groups = [ParamGroup(parameters: plainModel.map { (name: $0.0, tensor: $0.1) })]
+            let plain = MixedPrecisionOptimizer(groups: groups, rule: try AdamRule.adamW())
+            plain.zeroGrad()
+            backward(plainModel)
+            let plainNorm = try plain.step(scheduler: try DPTraining.scheduler(groups), gradStats: stats).gradNorm
+            // Distributed optimizer: the norm spans the DP shards and the TP group.
+            let shardedModel = model()
+            let ddp = try DistributedDataParallel(parameters: shardedModel, config: DistributedDataParallelConfig(useDistributedOptimizer: true),
+                                                  dataParallelGroup: dp)
+            let shardedGroups = [ParamGroup(parameters: shardedModel.map { (name: $0.0, tensor: $0.1) })]
+            let distributed = try DistributedOptimizer(ddp: ddp, groups: shardedGroups, rule: try AdamRule.adamW(),
+                                                       modelParallelStats: stats)
+            try distributed.zeroGrad()
+            backward(shardedModel)
+            let distributedNorm = try distributed.step(scheduler: try DPTraining.scheduler(shardedGroups)).gradNorm
+            return [plainNorm, distributedNorm]
+        }
+        for pair in norms {
+            XCTAssertEqual(pair[0], Float(50).squareRoot(), accuracy: 1e-6)
+            XCTAssertEqual(pair[1], Float(50).squareRoot(), accuracy: 1e-6)
+        }
+    }
+
+    func testBroadcastParametersCopiesRankZerosValuesIntoParametersAndParamBuffer() throws {
+        let results = try Self.runRanks(2) { dp -> ([Float], [Float]) in
+            let model = try DPTraining.model(.float32)
+            if dp.rank == 1 { withoutGrad { for (_, p) in model.namedParameters() { Ops.copy(Tensor.zeros(p.shape), into: p) } } }
+            let ddp = try DistributedDataParallel(parameters: model.namedParameters(),
+                                                  config: DistributedDataParallelConfig(useDistributedOptimizer: true), dataParallelGroup: dp)
+            try ddp.broadcastParameters()
+            return (model.namedParameters().flatMap { $0.1.floats() }, ddp.buffers[0].paramData!.floats())
+        }
+        XCTAssertEqual(results[0].0, results[1].0)
+        XCTAssertEqual(results[0].1, results[1].1)
+        XCTAssertTrue(results[1].0.contains { $0 != 0 }, "rank 1 received rank 0's nonzero weights")
+    }
+}
