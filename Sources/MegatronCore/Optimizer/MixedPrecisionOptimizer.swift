@@ -121,9 +121,12 @@ public final class MixedPrecisionOptimizer {
     @discardableResult
     public func step(scheduler: OptimizerParamScheduler, clipGrad: Float = 0, lossScale: Float = 1,
                      gradStats: GradientStatsGroups) throws -> StepReport {
-        precondition(gradStats.groups.isEmpty || parameters.first?.device ?? .cpu == .cpu,
-                     "a grad norm across ranks runs on CPU parameters only so far")
         if parameters.first?.device ?? .cpu != .cpu {
+            if let adam = rule as? AdamRule, adam.decoupledWeightDecay,
+               parameters.allSatisfy({ $0.dtype == .float32 || $0.dtype == .bfloat16 }) {
+                return try fusedAdamWStep(adam, scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale, gradStats: gradStats)
+            }
+            precondition(gradStats.groups.isEmpty, "a grad norm across ranks on the GPU needs AdamW over fp32 / bf16 parameters")
             return stepOnDevice(scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale)
         }
         let grads = parameters.map { $0.grad ?? Tensor.zeros($0.shape) }.map { $0.cast(to: .float32).contiguous() }
@@ -155,7 +158,9 @@ public final class MixedPrecisionOptimizer {
     private func stepOnDevice(scheduler: OptimizerParamScheduler, clipGrad: Float, lossScale: Float) -> StepReport {
         if let adam = rule as? AdamRule, adam.decoupledWeightDecay,
            parameters.allSatisfy({ $0.dtype == .float32 || $0.dtype == .bfloat16 }) {
-            return fusedAdamWStep(adam, scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale)
+            // Without groups no collective runs, so nothing can throw.
+            return try! fusedAdamWStep(adam, scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale,
+                                       gradStats: GradientStatsGroups())
         }
         return withoutGrad {
             var grads = parameters.map { p in (p.grad ?? Tensor.zeros(p.shape, device: p.device)) }
@@ -183,15 +188,26 @@ public final class MixedPrecisionOptimizer {
         }
     }
 
+    /// The multi-tensor AdamW step. The global norm is one kernel over this rank's counted gradients
+    /// (parameters duplicated across tensor-parallel ranks only on TP rank 0), read on the host, summed
+    /// over `gradStats`' groups: every rank clips by the same norm and skips together.
     private func fusedAdamWStep(_ adam: AdamRule, scheduler: OptimizerParamScheduler, clipGrad: Float,
-                                lossScale: Float) -> StepReport {
-        withoutGrad {
+                                lossScale: Float, gradStats: GradientStatsGroups) throws -> StepReport {
+        try withoutGrad {
             let grads = parameters.map { p in
                 (p.grad ?? Tensor.zeros(p.shape, device: p.device)).cast(to: .float32).contiguous()
             }
-            let normAndFlag = MultiTensorOps.globalNorm(grads).floats()
-            let norm = normAndFlag[0] / lossScale
-            guard normAndFlag[1] == 0, norm.isFinite else { return StepReport(gradNorm: .infinity, updated: false) }
+            let names = groups.flatMap(\.parameters).map(\.name)
+            let counted = zip(names, grads).filter { gradStats.countsInNorm($0.0) }.map(\.1)
+            let local = counted.isEmpty ? [0, 0] : MultiTensorOps.globalNorm(counted).floats()
+            // A non-finite gradient outside the counted set still skips the step.
+            let uncounted = grads.count == counted.count ? false : MultiTensorOps.globalNorm(grads).floats()[1] != 0
+            // The scalars cross ranks on the parameters' device (NCCL takes device tensors only).
+            let device = grads[0].device
+            let nonFinite = try gradStats.anyRank(local[1] != 0 || uncounted || !local[0].isFinite, device: device)
+            if nonFinite { return StepReport(gradNorm: .infinity, updated: false) }
+            let norm = Float(try gradStats.sum(Double(local[0]) * Double(local[0]), device: device).squareRoot()) / lossScale
+            guard norm.isFinite else { return StepReport(gradNorm: .infinity, updated: false) }
             let coefficient = clipGrad > 0 ? min(1, GradientNorm.clipCoefficient(maxNorm: Double(clipGrad), totalNorm: Double(norm))) : 1
             stepCount += 1
             var first = 0
