@@ -43,7 +43,8 @@ let package = Package(
         .testTarget(
             name: "MegatronCoreTests", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore", "MegatronParallel"],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "MegatronTrainingTests", dependencies: ["MegatronTraining", "MegatronCore", "MegatronTensor", "MegatronCUDA"]),
+        .testTarget(name: "MegatronTrainingTests",
+                    dependencies: ["MegatronTraining", "MegatronCore", "MegatronTensor", "MegatronCUDA", "MegatronParallel"]),
         .testTarget(name: "MegatronParallelTests", dependencies: ["MegatronParallel", "MegatronTensor", "MegatronAutograd"]),
         .testTarget(name: "MegatronCUDATests", dependencies: ["MegatronCUDA", "MegatronTensor"]),
         .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"], resources: [.copy("Fixtures")]),

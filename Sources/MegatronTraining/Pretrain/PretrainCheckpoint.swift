@@ -4,19 +4,26 @@ import MegatronTensor
 
 extension Pretrainer {
     /// Saves model, optimizer, RNG and progress as `<save>/iter_XXXXXXX/` and updates the tracker.
+    ///
+    /// In a data-parallel run every rank takes part (the distributed optimizer gathers its shards) and
+    /// world rank 0 writes the whole state, which any data-parallel size loads.
     func saveCheckpoint() throws {
         guard let save = arguments.save else { return }
+        try optimizer.finishParameterUpdates()
+        let optimizerState = try optimizer.stateTensors()
+        guard (groups?.world.rank ?? 0) == 0 else { return }
         let store = CheckpointDirectory(root: URL(fileURLWithPath: save))
         var tensors: [String: Tensor] = [:]
         for (name, p) in model.namedParameters() { tensors["model." + name] = p }
-        for (name, t) in optimizer.stateTensors() { tensors["optimizer." + name] = t }
+        for (name, t) in optimizerState { tensors["optimizer." + name] = t }
         let argsJSON = try JSONSerialization.jsonObject(with: JSONEncoder().encode(arguments))
         var metadata: [String: Any] = [
             "consumed_samples": consumedSamples,
             "optimizer_steps": optimizer.stepCount,
             "rng": ["dropout_seed": Int(model.dropoutGenerator.seed), "dropout_offset": Int(model.dropoutGenerator.offset)],
             "args": argsJSON,
-            "parallel": ["tensor_model_parallel_size": 1, "pipeline_model_parallel_size": 1, "data_parallel_size": 1],
+            "parallel": ["tensor_model_parallel_size": 1, "pipeline_model_parallel_size": 1,
+                         "data_parallel_size": groups?.dataParallelSize ?? 1],
             "shapes": tensors.mapValues { $0.shape },
         ]
         metadata["opt_param_scheduler"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(schedule.scheduler.state()))

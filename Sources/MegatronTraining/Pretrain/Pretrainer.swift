@@ -16,7 +16,9 @@ public final class Pretrainer {
     public let model: GPTModel
     /// Where the model and its batches live (`--device`, else a GPU when one is found).
     public let device: Device
-    let optimizer: MixedPrecisionOptimizer
+    let optimizer: TrainingOptimizer
+    /// The run's parallel groups; nil on one rank.
+    public let groups: TrainingGroups?
     var schedule: TrainingSchedule
     var gradScaler: (any GradScaler)?
     let trainData: TrainingData
@@ -41,11 +43,14 @@ public final class Pretrainer {
         public var testLoss: Double?
     }
 
-    public init(arguments: PretrainArguments, log: @escaping (String) -> Void) throws {
-        try arguments.validate()
+    /// With `groups`, this is one rank of a parallel run: only world rank 0 logs and writes files.
+    public init(arguments: PretrainArguments, groups: TrainingGroups? = nil, log: @escaping (String) -> Void) throws {
+        try arguments.validate(dataParallelSize: groups?.dataParallelSize ?? 1)
         self.arguments = arguments
-        self.log = log
-        metrics = try arguments.tensorboardDir.map { try MetricsLog(directory: $0) }
+        self.groups = groups
+        let logging = (groups?.world.rank ?? 0) == 0
+        self.log = logging ? log : { _ in }
+        metrics = logging ? try arguments.tensorboardDir.map { try MetricsLog(directory: $0) } : nil
         let config = try arguments.transformerConfig()
         let tokenizerAndOptions = try runTokenizer(arguments)
         tokenizer = tokenizerAndOptions?.0
@@ -58,7 +63,7 @@ public final class Pretrainer {
                      seed: UInt64(arguments.seed))
         }
         applyRecompute(arguments, to: model.decoder)
-        optimizer = try makeOptimizer(arguments, model: model)
+        optimizer = try TrainingOptimizer(arguments, model: model, groups: groups, gradStats: GradientStatsGroups())
         schedule = try TrainingSchedule(arguments, groups: optimizer.groups)
         gradScaler = try makeGradScaler(arguments)
         if let (tokenizer, options) = tokenizerAndOptions {
@@ -85,7 +90,7 @@ public final class Pretrainer {
         while iteration < schedule.trainIters {
             let stepStarted = Date()
             let lr = schedule.loggedLearningRate
-            let step = trainStep(consumedSamples: consumedSamples)
+            let step = try trainStep(consumedSamples: consumedSamples)
             consumedSamples += schedule.globalBatchSize
             iteration += 1
             let seconds = Date().timeIntervalSince(stepStarted)
@@ -108,16 +113,20 @@ public final class Pretrainer {
                 reportedMemory = true
             }
             if let every = arguments.evalInterval, iteration % every == 0 {
+                try optimizer.finishParameterUpdates()
                 summary.validationLoss = evaluate(validData, name: "validation", prefix: "iteration \(iteration)")
             }
             summary.iterations = iteration
             if let reason = exitReason(started: started, stop: stop) {
                 log("> exiting: \(reason)")
                 if arguments.save != nil { try saveCheckpoint() }
+                try optimizer.finishParameterUpdates()
                 return summary
             }
             if let every = arguments.saveInterval, arguments.save != nil, iteration % every == 0 { try saveCheckpoint() }
         }
+        // Parameter all-gathers of the last step (--overlap-param-gather) land before anyone reads the weights.
+        try optimizer.finishParameterUpdates()
         // As Megatron: after training, the validation and test sets once more, named in the line.
         summary.validationLoss = evaluate(validData, name: "validation", prefix: "iteration \(iteration) on validation set")
         summary.testLoss = evaluate(testData, name: "test", prefix: "iteration \(iteration) on test set")
@@ -151,25 +160,33 @@ public final class Pretrainer {
 
     /// One iteration: forward and backward over every micro-batch, then the optimizer step (skipped on
     /// inf/NaN gradients, which also backs off the fp16 loss scale); the scheduler advances on success.
-    func trainStep(consumedSamples: Int) -> StepOutcome {
+    ///
+    /// With data parallelism, each rank takes its `1 / dp` of every slice of `micro-batch x dp` samples
+    /// (Megatron's sampler), gradients are averaged over the ranks, and the logged loss is token-weighted
+    /// over all of them.
+    func trainStep(consumedSamples: Int) throws -> StepOutcome {
         model.train()
-        optimizer.zeroGrad()
-        let microBatches = arguments.microBatchesPerIteration()
+        try optimizer.zeroGrad()
+        let (dp, dpRank) = (groups?.dataParallelSize ?? 1, groups?.dataParallelRank ?? 0)
+        let microBatches = arguments.microBatchesPerIteration(dataParallelSize: dp)
         let lossScale = gradScaler?.scale ?? 1
         var lossSum = 0.0, tokens = 0
         for m in 0..<microBatches {
-            let batch = trainData.batch(startingAt: consumedSamples + m * arguments.microBatchSize,
-                                        size: arguments.microBatchSize).to(device)
-            let (lossTotal, count) = maskedLoss(batch)
-            // Megatron: each micro-batch's loss averaged over its unmasked tokens, divided by the micro-batches.
-            (lossTotal * (lossScale / Float(max(count, 1) * microBatches))).backward()
-            lossSum += Double(withoutGrad { lossTotal.item() })
-            tokens += count
+            let start = consumedSamples + (m * dp + dpRank) * arguments.microBatchSize
+            let batch = trainData.batch(startingAt: start, size: arguments.microBatchSize).to(device)
+            try optimizer.microBatch(m, of: microBatches) {
+                let (lossTotal, count) = maskedLoss(batch)
+                // Megatron: each micro-batch's loss averaged over its unmasked tokens, divided by the micro-batches.
+                (lossTotal * (lossScale / Float(max(count, 1) * microBatches))).backward()
+                lossSum += Double(withoutGrad { lossTotal.item() })
+                tokens += count
+            }
         }
-        let report = optimizer.step(scheduler: schedule.scheduler, clipGrad: arguments.clipGrad, lossScale: lossScale)
+        let report = try optimizer.step(scheduler: schedule.scheduler, clipGrad: arguments.clipGrad, lossScale: lossScale)
         gradScaler?.update(foundInf: !report.updated)
         if report.updated { schedule.scheduler.step(schedule.globalBatchSize) }
-        return StepOutcome(loss: lossSum / Double(tokens), gradNorm: report.gradNorm, updated: report.updated)
+        let totals = try optimizer.sumOverDataParallel([lossSum, Double(tokens)])
+        return StepOutcome(loss: totals[0] / totals[1], gradNorm: report.gradNorm, updated: report.updated)
     }
 
     /// Sum of the per-token losses under the loss mask, and the number of tokens it keeps.

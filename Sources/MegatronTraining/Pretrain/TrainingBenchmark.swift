@@ -28,19 +28,19 @@ public struct TrainingBenchmark {
 
 extension Pretrainer {
     /// Runs `warmup` untimed then `iterations` timed training iterations and reports their speed.
-    public func benchmark(warmup: Int, iterations: Int) -> TrainingBenchmark {
+    public func benchmark(warmup: Int, iterations: Int) throws -> TrainingBenchmark {
         var consumed = 0
-        func step() {
-            _ = trainStep(consumedSamples: consumed)
+        func step() throws {
+            _ = try trainStep(consumedSamples: consumed)
             consumed += schedule.globalBatchSize
         }
-        for _ in 0..<warmup { step() }
+        for _ in 0..<warmup { try step() }
         let context = device.ordinal.flatMap { try? CUDAContext.shared(ordinal: $0) }
         try? context?.synchronize()
         context?.allocator.resetPeakStatistics()
         context?.profile?.reset()
         let started = Date()
-        for _ in 0..<iterations { step() }
+        for _ in 0..<iterations { try step() }
         try? context?.synchronize()
         let seconds = Date().timeIntervalSince(started) / Double(max(iterations, 1))
         let tokens = Double(schedule.globalBatchSize * arguments.seqLength)

@@ -32,17 +32,6 @@ struct TrainingSchedule {
     var loggedLearningRate: Float { Float(scheduler.loggedLearningRate ?? scheduler.learningRate(group: 0)) }
 }
 
-/// The optimizer `--optimizer` names over Megatron's default parameter groups.
-func makeOptimizer(_ a: PretrainArguments, model: GPTModel) throws -> MixedPrecisionOptimizer {
-    let groups = try ParamGroup.megatronDefault(model.namedParameters())
-    let rule: UpdateRule
-    switch a.optimizer {
-    case "sgd": rule = try SGDRule(momentum: Double(a.sgdMomentum))
-    default: rule = try AdamRule.adamW(beta1: Double(a.adamBeta1), beta2: Double(a.adamBeta2), eps: Double(a.adamEps))
-    }
-    return MixedPrecisionOptimizer(groups: groups, rule: rule)
-}
-
 /// The fp16 loss scaler: constant with `--loss-scale`, else Megatron's dynamic scaler; nil for fp32 / bf16.
 func makeGradScaler(_ a: PretrainArguments) throws -> (any GradScaler)? {
     guard a.fp16 else { return nil }

@@ -17,7 +17,7 @@ struct BenchTrain: ParsableCommand {
         if arguments.lr == nil { arguments.lr = 1e-4 }
         if arguments.trainIters == nil && arguments.trainSamples == nil { arguments.trainIters = warmup + iterations }
         let trainer = try Pretrainer(arguments: arguments) { _ in }
-        let result = trainer.benchmark(warmup: warmup, iterations: iterations)
+        let result = try trainer.benchmark(warmup: warmup, iterations: iterations)
         let c = trainer.model.config
         print("model: \(c.numLayers) layers, hidden \(c.hiddenSize), heads \(c.numAttentionHeads), seq \(arguments.seqLength), "
               + "global batch \(arguments.globalBatchSize ?? arguments.microBatchSize), params \(c.paramsDType), device \(trainer.device)")

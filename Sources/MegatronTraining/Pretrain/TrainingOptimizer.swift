@@ -1,0 +1,108 @@
+import MegatronCore
+import MegatronParallel
+import MegatronTensor
+
+/// The groups a training rank works with: data-parallel ranks see different samples and reduce
+/// gradients; tensor-parallel ranks hold slices of one model. A single-GPU run has neither.
+public struct TrainingGroups {
+    public var world: Communicator
+    public var tensor: Communicator?
+    public var data: Communicator?
+    public var sequenceParallel: Bool
+
+    public init(world: Communicator, tensor: Communicator? = nil, data: Communicator? = nil, sequenceParallel: Bool = false) {
+        self.world = world
+        self.tensor = tensor
+        self.data = data
+        self.sequenceParallel = sequenceParallel
+    }
+
+    public var dataParallelSize: Int { data?.size ?? 1 }
+    public var dataParallelRank: Int { data?.rank ?? 0 }
+    public var tensorParallelSize: Int { tensor?.size ?? 1 }
+}
+
+/// The optimizer of a training run as the loop drives it, over one of three set-ups: a plain
+/// `MixedPrecisionOptimizer` (one rank), the same over Megatron's DDP gradient buffers (data
+/// parallel, gradients all-reduced), or the `DistributedOptimizer` (gradients reduce-scattered,
+/// state sharded over the data-parallel ranks).
+final class TrainingOptimizer {
+    let groups: [ParamGroup]
+    private let plain: MixedPrecisionOptimizer?
+    private let distributed: DistributedOptimizer?
+    private let ddp: DistributedDataParallel?
+    private let gradStats: GradientStatsGroups
+    /// Parameters whose gradients are partial sums over tensor-parallel ranks (sequence-parallel norms).
+    private let partialGradients: () throws -> Void
+
+    init(_ a: PretrainArguments, model: GPTModel, groups parallel: TrainingGroups?, gradStats: GradientStatsGroups,
+         partialGradients: @escaping () throws -> Void = {}) throws {
+        let named = model.namedParameters()
+        groups = try ParamGroup.megatronDefault(named)
+        let rule: UpdateRule
+        switch a.optimizer {
+        case "sgd": rule = try SGDRule(momentum: Double(a.sgdMomentum))
+        default: rule = try AdamRule.adamW(beta1: Double(a.adamBeta1), beta2: Double(a.adamBeta2), eps: Double(a.adamEps))
+        }
+        self.gradStats = gradStats
+        self.partialGradients = partialGradients
+        guard let dataGroup = parallel?.data, dataGroup.size > 1 else {
+            plain = MixedPrecisionOptimizer(groups: groups, rule: rule)
+            (ddp, distributed) = (nil, nil)
+            return
+        }
+        let config = DistributedDataParallelConfig(overlapGradReduce: a.overlapGradReduce,
+                                                   useDistributedOptimizer: a.useDistributedOptimizer,
+                                                   overlapParamGather: a.overlapParamGather, bucketSize: a.ddpBucketSize)
+        let wrapper = try DistributedDataParallel(parameters: named, config: config, dataParallelGroup: dataGroup)
+        ddp = wrapper
+        if a.useDistributedOptimizer {
+            distributed = try DistributedOptimizer(ddp: wrapper, groups: groups, rule: rule, modelParallelStats: gradStats)
+            plain = nil
+        } else {
+            plain = MixedPrecisionOptimizer(groups: groups, rule: rule, ownsMainGrads: false)
+            distributed = nil
+        }
+    }
+
+    var stepCount: Int { distributed?.stepCount ?? plain!.stepCount }
+
+    func zeroGrad() throws {
+        if let ddp { try ddp.zeroGradBuffer() } else { plain!.zeroGrad() }
+    }
+
+    /// Runs micro-batch `m` of `count`'s forward and backward; with DDP every backward but the last
+    /// skips the gradient reduction (Megatron's `no_sync`).
+    func microBatch<R>(_ m: Int, of count: Int, _ body: () throws -> R) rethrows -> R {
+        guard let ddp, m < count - 1 else { return try body() }
+        return try ddp.noSync(body)
+    }
+
+    func step(scheduler: OptimizerParamScheduler, clipGrad: Float, lossScale: Float) throws -> MixedPrecisionOptimizer.StepReport {
+        try partialGradients()
+        if let distributed { return try distributed.step(scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale) }
+        try ddp?.finishGradSync()
+        return try plain!.step(scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale, gradStats: gradStats)
+    }
+
+    /// The sum of `values` over the data-parallel ranks (one collective; the values as they are with one rank).
+    func sumOverDataParallel(_ values: [Double]) throws -> [Double] {
+        guard let ddp else { return values }
+        let n = Float(ddp.dataParallelGroup.size)
+        return try ddp.averageAcrossDataParallelGroup(values.map(Float.init)).map { Double($0 * n) }
+    }
+
+    /// The whole optimizer state (gathered from every data-parallel shard; a collective then).
+    func stateTensors() throws -> [String: Tensor] {
+        try distributed?.fullStateDict() ?? plain!.stateTensors()
+    }
+
+    func loadState(_ tensors: [String: Tensor], stepCount: Int) throws {
+        if let distributed { try distributed.loadFullStateDict(tensors, stepCount: stepCount) } else {
+            try plain!.loadState(tensors, stepCount: stepCount)
+        }
+    }
+
+    /// Waits for parameter all-gathers still in flight (`--overlap-param-gather`) before parameters are read.
+    func finishParameterUpdates() throws { try ddp?.finishParamGather() }
+}
