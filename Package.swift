@@ -24,7 +24,7 @@ let package = Package(
         .plugin(name: "EmbedKernels", capability: .buildTool(), dependencies: ["EmbedKernelsTool"]),
         .target(name: "MegatronAutograd", dependencies: ["MegatronTensor"]),
         // Communicators (in-process thread ranks, NCCL) and process groups.
-        .target(name: "MegatronParallel", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCUDA"]),
+        .target(name: "MegatronParallel", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCUDA", "CCUDA"]),
         .target(name: "MegatronData"),
         .target(
             name: "MegatronCore",

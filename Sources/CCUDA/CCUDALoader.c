@@ -161,6 +161,41 @@ fail:
     return -1;
 }
 
+static const char *const ncclInstall =
+    "Install NCCL (package libnccl2, or pip install nvidia-nccl-cu12) "
+    "and make sure its lib directory is on LD_LIBRARY_PATH.";
+
+static int load_nccl(CCUDANCCL *table, char *error, size_t errorBytes) {
+    static const char *const candidates[] = {"libnccl.so.2", "libnccl.so", NULL};
+    const char *libraryName = candidates[0];
+    memset(table, 0, sizeof *table);
+    table->library = open_first(candidates, ncclInstall, error, errorBytes);
+    if (table->library == NULL) return -1;
+    RESOLVE(table, ncclGetUniqueId, "ncclGetUniqueId");
+    RESOLVE(table, ncclCommInitRank, "ncclCommInitRank");
+    RESOLVE(table, ncclCommInitAll, "ncclCommInitAll");
+    RESOLVE(table, ncclCommSplit, "ncclCommSplit");
+    RESOLVE(table, ncclAllReduce, "ncclAllReduce");
+    RESOLVE(table, ncclAllGather, "ncclAllGather");
+    RESOLVE(table, ncclReduceScatter, "ncclReduceScatter");
+    RESOLVE(table, ncclBroadcast, "ncclBroadcast");
+    RESOLVE(table, ncclSend, "ncclSend");
+    RESOLVE(table, ncclRecv, "ncclRecv");
+    RESOLVE(table, ncclGroupStart, "ncclGroupStart");
+    RESOLVE(table, ncclGroupEnd, "ncclGroupEnd");
+    RESOLVE(table, ncclCommAbort, "ncclCommAbort");
+    RESOLVE(table, ncclCommDestroy, "ncclCommDestroy");
+    RESOLVE(table, ncclGetErrorString, "ncclGetErrorString");
+    RESOLVE(table, ncclCommGetAsyncError, "ncclCommGetAsyncError");
+    RESOLVE(table, ncclCommCount, "ncclCommCount");
+    RESOLVE(table, ncclCommUserRank, "ncclCommUserRank");
+    return 0;
+fail:
+    dlclose(table->library);
+    table->library = NULL;
+    return -1;
+}
+
 CCUDADriver ccuda_load_driver(char *error, size_t errorBytes) {
     CCUDADriver table;
     if (load_driver(&table, error, errorBytes) != 0) memset(&table, 0, sizeof table);
@@ -176,5 +211,11 @@ CCUDANVRTC ccuda_load_nvrtc(char *error, size_t errorBytes) {
 CCUDACublasLt ccuda_load_cublaslt(char *error, size_t errorBytes) {
     CCUDACublasLt table;
     if (load_cublaslt(&table, error, errorBytes) != 0) memset(&table, 0, sizeof table);
+    return table;
+}
+
+CCUDANCCL ccuda_load_nccl(char *error, size_t errorBytes) {
+    CCUDANCCL table;
+    if (load_nccl(&table, error, errorBytes) != 0) memset(&table, 0, sizeof table);
     return table;
 }

@@ -1,4 +1,4 @@
-// Declarations of the CUDA driver API, NVRTC and cuBLASLt symbols that MegatronCUDA calls.
+// Declarations of the CUDA driver API, NVRTC, cuBLASLt and NCCL symbols that MegatronCUDA calls.
 //
 // Written from the documented ABI (CUDA 12/13): no CUDA header is needed to build, and nothing
 // here links against a CUDA library. The libraries are opened with dlopen at first GPU use
@@ -282,6 +282,79 @@ typedef struct CCUDACublasLt {
     PFN_cublasLtMatmul cublasLtMatmul;
 } CCUDACublasLt;
 
+// MARK: - NCCL
+
+typedef int ncclResult_t;              // ncclSuccess == 0
+typedef struct ncclComm *ncclComm_t;
+typedef struct { char internal[128]; } ncclUniqueId;
+
+// ncclDataType_t values used.
+enum {
+    CNCCL_UINT8 = 1,
+    CNCCL_INT32 = 2,
+    CNCCL_INT64 = 4,
+    CNCCL_FLOAT16 = 6,
+    CNCCL_FLOAT32 = 7,
+    CNCCL_BFLOAT16 = 9,
+    CNCCL_FLOAT8E4M3 = 10,   // NCCL 2.24+
+    CNCCL_FLOAT8E5M2 = 11,   // NCCL 2.24+
+};
+
+// ncclRedOp_t values used.
+enum {
+    CNCCL_SUM = 0,
+    CNCCL_MAX = 2,
+    CNCCL_AVG = 4,           // NCCL 2.10+
+};
+
+typedef ncclResult_t (*PFN_ncclGetUniqueId)(ncclUniqueId *uniqueId);
+typedef ncclResult_t (*PFN_ncclCommInitRank)(ncclComm_t _Nullable *_Nonnull comm, int nranks, ncclUniqueId commId, int rank);
+typedef ncclResult_t (*PFN_ncclCommInitAll)(ncclComm_t _Nullable *_Nonnull comms, int ndev, const int *_Nullable devlist);
+typedef ncclResult_t (*PFN_ncclCommSplit)(ncclComm_t comm, int color, int key, ncclComm_t _Nullable *_Nonnull newcomm,
+    void *_Nullable config);
+typedef ncclResult_t (*PFN_ncclAllReduce)(const void *sendbuff, void *recvbuff, size_t count, int datatype, int op,
+    ncclComm_t comm, CUstream stream);
+typedef ncclResult_t (*PFN_ncclAllGather)(const void *sendbuff, void *recvbuff, size_t sendcount, int datatype,
+    ncclComm_t comm, CUstream stream);
+typedef ncclResult_t (*PFN_ncclReduceScatter)(const void *sendbuff, void *recvbuff, size_t recvcount, int datatype,
+    int op, ncclComm_t comm, CUstream stream);
+typedef ncclResult_t (*PFN_ncclBroadcast)(const void *sendbuff, void *recvbuff, size_t count, int datatype, int root,
+    ncclComm_t comm, CUstream stream);
+typedef ncclResult_t (*PFN_ncclSend)(const void *sendbuff, size_t count, int datatype, int peer, ncclComm_t comm,
+    CUstream stream);
+typedef ncclResult_t (*PFN_ncclRecv)(void *recvbuff, size_t count, int datatype, int peer, ncclComm_t comm,
+    CUstream stream);
+typedef ncclResult_t (*PFN_ncclGroupStart)(void);
+typedef ncclResult_t (*PFN_ncclGroupEnd)(void);
+typedef ncclResult_t (*PFN_ncclCommAbort)(ncclComm_t comm);
+typedef ncclResult_t (*PFN_ncclCommDestroy)(ncclComm_t comm);
+typedef const char *_Nonnull (*PFN_ncclGetErrorString)(ncclResult_t result);
+typedef ncclResult_t (*PFN_ncclCommGetAsyncError)(ncclComm_t comm, ncclResult_t *asyncError);
+typedef ncclResult_t (*PFN_ncclCommCount)(ncclComm_t comm, int *count);
+typedef ncclResult_t (*PFN_ncclCommUserRank)(ncclComm_t comm, int *rank);
+
+typedef struct CCUDANCCL {
+    void *_Nullable library;   // NULL when loading failed
+    PFN_ncclGetUniqueId ncclGetUniqueId;
+    PFN_ncclCommInitRank ncclCommInitRank;
+    PFN_ncclCommInitAll ncclCommInitAll;
+    PFN_ncclCommSplit ncclCommSplit;
+    PFN_ncclAllReduce ncclAllReduce;
+    PFN_ncclAllGather ncclAllGather;
+    PFN_ncclReduceScatter ncclReduceScatter;
+    PFN_ncclBroadcast ncclBroadcast;
+    PFN_ncclSend ncclSend;
+    PFN_ncclRecv ncclRecv;
+    PFN_ncclGroupStart ncclGroupStart;
+    PFN_ncclGroupEnd ncclGroupEnd;
+    PFN_ncclCommAbort ncclCommAbort;
+    PFN_ncclCommDestroy ncclCommDestroy;
+    PFN_ncclGetErrorString ncclGetErrorString;
+    PFN_ncclCommGetAsyncError ncclCommGetAsyncError;
+    PFN_ncclCommCount ncclCommCount;
+    PFN_ncclCommUserRank ncclCommUserRank;
+} CCUDANCCL;
+
 // MARK: - Loader
 
 /// Opens the first of the library's sonames that dlopen finds and resolves every entry point.
@@ -290,6 +363,7 @@ typedef struct CCUDACublasLt {
 CCUDADriver ccuda_load_driver(char *error, size_t errorBytes);
 CCUDANVRTC ccuda_load_nvrtc(char *error, size_t errorBytes);
 CCUDACublasLt ccuda_load_cublaslt(char *error, size_t errorBytes);
+CCUDANCCL ccuda_load_nccl(char *error, size_t errorBytes);
 
 #pragma clang assume_nonnull end
 
