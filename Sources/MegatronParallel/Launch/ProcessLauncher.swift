@@ -1,0 +1,158 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `megatron launch` starts on this node: `processesPerNode` copies of `command`, one per local rank,
+/// each with torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK,
+/// MASTER_ADDR, MASTER_PORT).
+public struct LaunchPlan: Sendable, Equatable {
+    public var processesPerNode: Int
+    public var nodes: Int
+    public var nodeRank: Int
+    public var masterAddress: String
+    public var masterPort: Int
+    /// Executable path and arguments.
+    public var command: [String]
+
+    public init(processesPerNode: Int, nodes: Int = 1, nodeRank: Int = 0, masterAddress: String = "127.0.0.1",
+                masterPort: Int = DistributedEnvironment.defaultPort, command: [String]) throws {
+        guard processesPerNode >= 1, nodes >= 1, (0..<nodes).contains(nodeRank) else {
+            throw RendezvousError("launch needs --nproc-per-node >= 1, --nnodes >= 1 and 0 <= --node-rank < --nnodes; "
+                + "got \(processesPerNode), \(nodes), \(nodeRank)")
+        }
+        guard !command.isEmpty else { throw RendezvousError("launch needs a command after --") }
+        self.processesPerNode = processesPerNode
+        self.nodes = nodes
+        self.nodeRank = nodeRank
+        self.masterAddress = masterAddress
+        self.masterPort = masterPort
+        self.command = command
+    }
+
+    public var worldSize: Int { processesPerNode * nodes }
+
+    /// Local rank `localRank`'s place in the job.
+    public func environment(localRank: Int) -> DistributedEnvironment {
+        DistributedEnvironment(rank: nodeRank * processesPerNode + localRank, worldSize: worldSize,
+                               localRank: localRank, masterAddress: masterAddress, masterPort: masterPort)
+    }
+
+    /// `base` plus the launcher variables of `localRank`.
+    public func variables(localRank: Int, base: [String: String]) -> [String: String] {
+        let env = environment(localRank: localRank)
+        var variables = base
+        variables["RANK"] = String(env.rank)
+        variables["WORLD_SIZE"] = String(worldSize)
+        variables["LOCAL_RANK"] = String(localRank)
+        variables["LOCAL_WORLD_SIZE"] = String(processesPerNode)
+        variables["GROUP_RANK"] = String(nodeRank)
+        variables["MASTER_ADDR"] = masterAddress
+        variables["MASTER_PORT"] = String(masterPort)
+        if variables["NCCL_NVLS_ENABLE"] == nil { variables["NCCL_NVLS_ENABLE"] = "0" }
+        return variables
+    }
+}
+
+/// How a launch ended.
+public enum LaunchOutcome: Equatable, CustomStringConvertible {
+    case succeeded
+    /// The first rank to fail, how (exit status or signal), and the status the launcher exits with
+    /// (the rank's exit status, or 128 + signal).
+    case failed(rank: Int, reason: String, exitCode: Int32)
+
+    public var exitCode: Int32 {
+        switch self {
+        case .succeeded: 0
+        case .failed(_, _, let code): code
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .succeeded: "all ranks succeeded"
+        case .failed(let rank, let reason, _): "rank \(rank) failed: \(reason)"
+        }
+    }
+}
+
+/// Runs a `LaunchPlan`'s processes and watches them: when one fails, the others get SIGTERM, then SIGKILL
+/// after `gracePeriod` seconds, so a crashed rank never leaves the job hanging in a collective. Each child
+/// leads its own process group and signals go to the group, so what a rank started goes with it.
+///
+/// ```swift
+/// let plan = try LaunchPlan(processesPerNode: 8, command: ["/proc/self/exe", "pretrain-gpt", ...])
+/// let outcome = try ProcessLauncher(plan: plan).run()
+/// exit(outcome.exitCode)
+/// ```
+public struct ProcessLauncher {
+    public var plan: LaunchPlan
+    public var gracePeriod: TimeInterval
+    public var pollInterval: TimeInterval = 0.05
+
+    public init(plan: LaunchPlan, gracePeriod: TimeInterval = 10) {
+        self.plan = plan
+        self.gracePeriod = gracePeriod
+    }
+
+    public func run(baseEnvironment: [String: String] = ProcessInfo.processInfo.environment) throws -> LaunchOutcome {
+        var children: [ChildProcess] = []
+        for localRank in 0..<plan.processesPerNode {
+            do {
+                children.append(try ChildProcess(command: plan.command,
+                                                 environment: plan.variables(localRank: localRank, base: baseEnvironment)))
+            } catch {
+                stop(children)
+                throw RendezvousError("cannot start local rank \(localRank): \(error)")
+            }
+        }
+        return watch(children)
+    }
+
+    /// Polls until every child has exited or one has failed; a failure stops the rest.
+    private func watch(_ children: [ChildProcess]) -> LaunchOutcome {
+        while true {
+            for child in children { child.poll() }
+            if let failed = children.firstIndex(where: { $0.status.map { $0 != .exited(0) } ?? false }) {
+                stop(children)
+                let (reason, code) = ProcessLauncher.describe(children[failed].status!)
+                return .failed(rank: plan.environment(localRank: failed).rank, reason: reason, exitCode: code)
+            }
+            if children.allSatisfy({ $0.status != nil }) { return .succeeded }
+            Thread.sleep(forTimeInterval: pollInterval)
+        }
+    }
+
+    /// SIGTERM to every running child's process group, SIGKILL to those still running after the grace period.
+    private func stop(_ children: [ChildProcess]) {
+        for child in children where child.status == nil { child.signal(SIGTERM) }
+        let deadline = Date(timeIntervalSinceNow: gracePeriod)
+        while Date() < deadline {
+            for child in children { child.poll() }
+            if children.allSatisfy({ $0.status != nil }) { break }
+            Thread.sleep(forTimeInterval: pollInterval)
+        }
+        for child in children where child.status == nil { child.signal(SIGKILL) }
+        for child in children { child.waitForExit() }
+    }
+
+    private static func describe(_ status: ChildProcess.Status) -> (String, Int32) {
+        switch status {
+        case .exited(let code): ("exited with status \(code)", code)
+        case .signaled(let signal): ("killed by signal \(signal) (\(signalName(signal)))", 128 + signal)
+        }
+    }
+
+    private static func signalName(_ signal: Int32) -> String {
+        switch signal {
+        case SIGKILL: "SIGKILL"
+        case SIGTERM: "SIGTERM"
+        case SIGSEGV: "SIGSEGV"
+        case SIGABRT: "SIGABRT"
+        case SIGINT: "SIGINT"
+        case SIGBUS: "SIGBUS"
+        case SIGILL: "SIGILL"
+        default: "signal \(signal)"
+        }
+    }
+}
