@@ -6,6 +6,6 @@ struct Megatron: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "megatron",
         abstract: "Megatron-LM and Megatron Core in Swift: train transformer language models, one static binary.",
-        subcommands: [PretrainGPT.self, PreprocessData.self, Generate.self, Convert.self, Bench.self],
+        subcommands: [PretrainGPT.self, PreprocessData.self, Generate.self, Convert.self, Bench.self, Launch.self],
         defaultSubcommand: nil)
 }
