@@ -6,19 +6,25 @@ import XCTest
 /// NCCL collectives on every GPU of this machine (at least 2), one thread per GPU in this process, against
 /// hand-computed results. Skipped without 2 GPUs or without libnccl.so.2.
 final class NCCLCommunicatorTests: XCTestCase {
-    private func communicators() throws -> [NCCLCommunicator] {
+    /// The GPUs of this machine; skips the test below 2 GPUs or without NCCL.
+    private func gpuOrdinals() throws -> [Int] {
         let ordinals = (0..<8).filter { CUDAContext.isAvailable(ordinal: $0) }
         guard ordinals.count >= 2 else { throw XCTSkip("NCCL tests need at least 2 GPUs, found \(ordinals.count)") }
         do {
-            return try NCCLCommunicator.makeAll(ordinals: ordinals)
+            _ = try NCCLUniqueID.make()
         } catch let error as CommunicatorError where error.operation == "loading NCCL" {
             throw XCTSkip("\(error)")
         }
+        return ordinals
+    }
+
+    private func communicators() throws -> [NCCLCommunicator] {
+        try NCCLCommunicator.makeAll(ordinals: gpuOrdinals())
     }
 
     /// Runs `body` for every rank, each on its own thread (NCCL blocks a thread driving one GPU of a
     /// collective until the others join), and returns the results in rank order.
-    private func onEveryRank<T>(_ comms: [NCCLCommunicator], _ body: @escaping (NCCLCommunicator) throws -> T) throws -> [T] {
+    private func onEveryRank<Rank, T>(_ comms: [Rank], _ body: @escaping (Rank) throws -> T) throws -> [T] {
         let results = ResultBox<T>(count: comms.count)
         let done = DispatchGroup()
         for (index, comm) in comms.enumerated() {
@@ -116,6 +122,24 @@ final class NCCLCommunicatorTests: XCTestCase {
         } catch let error as CommunicatorError {
             throw XCTSkip("NCCL loads but cannot make an id here (no GPU): \(error)")
         }
+    }
+
+    /// The multi-process path in one process: each GPU's thread joins through the rendezvous store (rank 0
+    /// serves it on a free port and publishes the NCCL id) and ncclCommInitRank, then all-reduces.
+    func testWorldFromEnvironmentThroughTheRendezvousStore() throws {
+        let ordinals = try gpuOrdinals()
+        // A port just released by a server is almost surely free.
+        let port = try RendezvousStore(host: "127.0.0.1", port: 0, isServer: true).port
+        let n = ordinals.count
+        let sums = try onEveryRank(ordinals) { ordinal -> [Float] in
+            let env = DistributedEnvironment(rank: ordinal, worldSize: n, localRank: ordinal,
+                                             masterAddress: "127.0.0.1", masterPort: port)
+            let world = try NCCLCommunicator.world(environment: env, timeout: 60)
+            let x = Tensor(shape: [1], values: [Float(world.rank + 1)]).to(world.device)
+            try world.allReduce(x, op: .sum).wait()
+            return x.floats()
+        }
+        for sum in sums { XCTAssertEqual(sum, [Float(n * (n + 1) / 2)]) }
     }
 
     func testCPUTensorsAreRejected() throws {
