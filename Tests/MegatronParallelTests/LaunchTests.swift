@@ -42,6 +42,13 @@ final class ProcessLauncherTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(start), 30)
     }
 
+    func testOutcomeWording() {
+        XCTAssertEqual("\(LaunchOutcome.interrupted(signal: 15))", "interrupted by signal 15; the ranks were stopped")
+        XCTAssertEqual(LaunchOutcome.interrupted(signal: 15).exitCode, 143)
+        XCTAssertEqual("\(LaunchOutcome.failed(rank: 2, reason: "exited with status 3", exitCode: 3))",
+                       "rank 2 failed: exited with status 3")
+    }
+
     func testBadPlansAreRejected() {
         XCTAssertThrowsError(try LaunchPlan(processesPerNode: 0, command: ["/bin/true"]))
         XCTAssertThrowsError(try LaunchPlan(processesPerNode: 2, nodes: 2, nodeRank: 2, command: ["/bin/true"]))

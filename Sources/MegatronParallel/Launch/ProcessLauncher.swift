@@ -60,11 +60,14 @@ public enum LaunchOutcome: Equatable, CustomStringConvertible {
     /// The first rank to fail, how (exit status or signal), and the status the launcher exits with
     /// (the rank's exit status, or 128 + signal).
     case failed(rank: Int, reason: String, exitCode: Int32)
+    /// The launcher got SIGINT or SIGTERM and stopped the ranks.
+    case interrupted(signal: Int32)
 
     public var exitCode: Int32 {
         switch self {
         case .succeeded: 0
         case .failed(_, _, let code): code
+        case .interrupted(let signal): 128 + signal
         }
     }
 
@@ -72,6 +75,7 @@ public enum LaunchOutcome: Equatable, CustomStringConvertible {
         switch self {
         case .succeeded: "all ranks succeeded"
         case .failed(let rank, let reason, _): "rank \(rank) failed: \(reason)"
+        case .interrupted(let signal): "interrupted by signal \(signal); the ranks were stopped"
         }
     }
 }
@@ -89,6 +93,9 @@ public struct ProcessLauncher {
     public var plan: LaunchPlan
     public var gracePeriod: TimeInterval
     public var pollInterval: TimeInterval = 0.05
+    /// Whether SIGINT and SIGTERM sent to the launcher stop the ranks (they lead their own process groups,
+    /// so a terminal's Ctrl-C or a scheduler's SIGTERM would not reach them otherwise).
+    public var forwardsInterrupts = true
 
     public init(plan: LaunchPlan, gracePeriod: TimeInterval = 10) {
         self.plan = plan
@@ -96,6 +103,8 @@ public struct ProcessLauncher {
     }
 
     public func run(baseEnvironment: [String: String] = ProcessInfo.processInfo.environment) throws -> LaunchOutcome {
+        let interrupts = forwardsInterrupts ? InterruptWatch(signals: [SIGINT, SIGTERM]) : nil
+        defer { interrupts?.restore() }
         var children: [ChildProcess] = []
         for localRank in 0..<plan.processesPerNode {
             do {
@@ -106,12 +115,16 @@ public struct ProcessLauncher {
                 throw RendezvousError("cannot start local rank \(localRank): \(error)")
             }
         }
-        return watch(children)
+        return watch(children, interrupts: interrupts)
     }
 
     /// Polls until every child has exited or one has failed; a failure stops the rest.
-    private func watch(_ children: [ChildProcess]) -> LaunchOutcome {
+    private func watch(_ children: [ChildProcess], interrupts: InterruptWatch?) -> LaunchOutcome {
         while true {
+            if let signal = interrupts?.received {
+                stop(children)
+                return .interrupted(signal: signal)
+            }
             for child in children { child.poll() }
             if let failed = children.firstIndex(where: { $0.status.map { $0 != .exited(0) } ?? false }) {
                 stop(children)
@@ -154,5 +167,33 @@ public struct ProcessLauncher {
         case SIGILL: "SIGILL"
         default: "signal \(signal)"
         }
+    }
+}
+
+/// Catches `signals` (instead of dying of them) while a launch runs, and remembers the first one received.
+private final class InterruptWatch: @unchecked Sendable {
+    private let lock = NSLock()
+    private var first: Int32?
+    private var sources: [DispatchSourceSignal] = []
+    private let signals: [Int32]
+
+    init(signals: [Int32]) {
+        self.signals = signals
+        for number in signals {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [weak self] in self?.record(number) }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    var received: Int32? { lock.withLock { first } }
+
+    private func record(_ number: Int32) { lock.withLock { if first == nil { first = number } } }
+
+    func restore() {
+        for source in sources { source.cancel() }
+        for number in signals { signal(number, SIG_DFL) }
     }
 }
