@@ -152,11 +152,15 @@ public final class NCCLCommunicator: Communicator {
         var child: ncclComm_t?
         try NCCLLibrary.check(nccl.ncclCommSplit(comm, Int32(color), Int32(key), &child, nil),
                               "ncclCommSplit(color: \(color), key: \(key))")
+        guard let child else {
+            throw CommunicatorError("ncclCommSplit(color: \(color), key: \(key))",
+                                    "NCCL made no communicator (a negative color means no group)")
+        }
         var childRank: Int32 = 0, childSize: Int32 = 0
         // NCCL orders the new group by (key, parent rank), as the protocol specifies, and knows the result.
-        try NCCLLibrary.check(nccl.ncclCommUserRank(child!, &childRank), "ncclCommUserRank")
-        try NCCLLibrary.check(nccl.ncclCommCount(child!, &childSize), "ncclCommCount")
-        return try NCCLCommunicator(nccl: nccl, comm: child!, rank: Int(childRank), size: Int(childSize),
+        try NCCLLibrary.check(nccl.ncclCommUserRank(child, &childRank), "ncclCommUserRank")
+        try NCCLLibrary.check(nccl.ncclCommCount(child, &childSize), "ncclCommCount")
+        return try NCCLCommunicator(nccl: nccl, comm: child, rank: Int(childRank), size: Int(childSize),
                                     context: context)
     }
 
@@ -175,7 +179,8 @@ public final class NCCLCommunicator: Communicator {
         let done = try CUDAEvent(device: context.device, timing: false)
         try done.record(on: stream)
         return NCCLWork(operation: operation, done: done, computeStream: context.stream, tensors: tensors,
-                        asyncError: { [nccl, comm] in
+                        // Holds the communicator: it must outlive the operation it runs.
+                        asyncError: { [self] in
                             var status: ncclResult_t = 0
                             _ = nccl.ncclCommGetAsyncError(comm, &status)
                             return status

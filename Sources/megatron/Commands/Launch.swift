@@ -32,6 +32,7 @@ struct Launch: ParsableCommand {
 
     func validate() throws {
         guard !command.isEmpty else { throw ValidationError("give the subcommand to run after --") }
+        guard nprocPerNode >= 1 else { throw ValidationError("--nproc-per-node must be at least 1, got \(nprocPerNode)") }
         if threads && exec { throw ValidationError("--exec runs programs as processes; it cannot be used with --threads") }
         if threads && nnodes != 1 { throw ValidationError("--threads runs one node; --nnodes must be 1") }
     }
