@@ -2,6 +2,7 @@ import Foundation
 import MegatronAutograd
 import MegatronCore
 import MegatronData
+import MegatronParallel
 import MegatronTensor
 
 /// Megatron's GPT pretraining loop: micro-batches with gradient accumulation, token-weighted loss,
@@ -56,7 +57,16 @@ public final class Pretrainer {
         tokenizer = tokenizerAndOptions?.0
         let vocab = paddedVocabSize(tokenizer?.vocabSize ?? ByteTokens.vocabularySize,
                                     divisibleBy: arguments.makeVocabSizeDivisibleBy)
-        device = try arguments.resolvedDevice()
+        // Thread ranks exchange host memory: they train on the CPU.
+        if groups?.world is ThreadCommunicator {
+            guard arguments.device != "cuda" else {
+                throw ArgumentError("--device cuda: ranks run as threads (megatron launch --threads) train on the CPU; "
+                    + "launch one process per GPU instead")
+            }
+            device = .cpu
+        } else {
+            device = try arguments.resolvedDevice()
+        }
         model = onDevice(device) {
             GPTModel(config: config, vocabSize: vocab, maxSequenceLength: arguments.resolvedMaxPositionEmbeddings,
                      untieEmbeddingsAndOutputWeights: arguments.untieEmbeddingsAndOutputWeights,

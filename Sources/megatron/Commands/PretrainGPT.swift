@@ -24,10 +24,17 @@ struct PretrainGPT: ParsableCommand {
         } catch let error as ArgumentError {
             throw ValidationError(error.description)
         }
-        // On a terminal, a progress line redrawn in place between Megatron's log lines.
-        let live = isatty(STDOUT_FILENO) != 0
+        let world: TrainingWorld?
+        do {
+            world = try TrainingWorld.current(arguments)
+        } catch let error as ArgumentError {
+            throw ValidationError(error.description)
+        }
+        let isRankZero = (world?.groups.world.rank ?? 0) == 0
+        // On a terminal, a progress line redrawn in place between Megatron's log lines (rank 0 only).
+        let live = isatty(STDOUT_FILENO) != 0 && isRankZero
         let clear = live ? "\r\u{1B}[K" : ""
-        let trainer = try Pretrainer(arguments: arguments) { line in
+        let trainer = try Pretrainer(arguments: arguments, groups: world?.groups) { line in
             print(clear + line)
             fflush(stdout)
         }
@@ -40,7 +47,7 @@ struct PretrainGPT: ParsableCommand {
         }
         _ = try trainer.run()
         if live { print(clear, terminator: "") }
-        if arguments.usesEmbeddedCorpus {
+        if arguments.usesEmbeddedCorpus && isRankZero {
             print("\n> sample from the trained model:\n")
             print(trainer.sample(prompt: "The cat"))
         }

@@ -1,0 +1,51 @@
+import Foundation
+import MegatronParallel
+import MegatronTensor
+
+/// Where a training process stands in a parallel job, found the way Megatron's programs find it:
+/// inside `megatron launch --threads` (ranks are threads, on the CPU), or from torchrun / SLURM /
+/// `megatron launch` variables (one process per GPU, NCCL), or alone.
+///
+/// ```swift
+/// let world = try TrainingWorld.current(arguments)   // nil when the job has one rank
+/// let trainer = try Pretrainer(arguments: arguments, groups: world?.groups, log: { print($0) })
+/// ```
+public struct TrainingWorld {
+    public let groups: TrainingGroups
+    public let processGroups: ProcessGroups
+
+    /// The groups of this rank for `arguments`' parallel sizes; nil for a one-rank job.
+    public static func current(_ arguments: PretrainArguments,
+                               environment: [String: String] = ProcessInfo.processInfo.environment) throws -> TrainingWorld? {
+        let world: Communicator
+        if let context = RankContext.current {
+            world = context.world
+        } else {
+            let env = try DistributedEnvironment(environment)
+            guard env.worldSize > 1 else { return nil }
+            guard (try? CUDAContext.shared(ordinal: env.localRank)) != nil, arguments.device != "cpu" else {
+                throw ArgumentError("a job of \(env.worldSize) processes needs one GPU per process (NCCL); on the CPU, "
+                    + "run the ranks as threads: megatron launch --threads --nproc-per-node \(env.worldSize) -- pretrain-gpt ...")
+            }
+            world = try NCCLCommunicator.world(environment: env)
+        }
+        return try make(arguments, world: world)
+    }
+
+    /// The groups of `world` for `arguments`' parallel sizes.
+    public static func make(_ arguments: PretrainArguments, world: Communicator) throws -> TrainingWorld {
+        let layout: ParallelLayout
+        do {
+            layout = try ParallelLayout(worldSize: world.size, tensor: arguments.tensorModelParallelSize,
+                                        pipeline: arguments.pipelineModelParallelSize, context: arguments.contextParallelSize,
+                                        expert: arguments.expertModelParallelSize)
+        } catch let error as ParallelLayoutError {
+            throw ArgumentError(error.description)
+        }
+        let groups = try ProcessGroups(layout: layout, world: world)
+        let training = TrainingGroups(world: world, tensor: layout.tensor > 1 ? groups.tensor : nil,
+                                      data: layout.data > 1 ? groups.data : nil,
+                                      sequenceParallel: arguments.effectiveSequenceParallel)
+        return TrainingWorld(groups: training, processGroups: groups)
+    }
+}
