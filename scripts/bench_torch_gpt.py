@@ -9,7 +9,13 @@
         --position-embedding-type rope --untie-embeddings-and-output-weights --seq-length 2048 --micro-batch-size 4
 
 Prints one line like ours: ms/iter | tokens/s | TFLOP/s (Megatron's formula) | peak GPU memory.
+Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel, one micro-batch per GPU, and rank 0
+prints the job's tokens/s (the weak-scaling figure):
+
+    torchrun --nproc-per-node 4 scripts/bench_torch_gpt.py --num-layers 24 --hidden-size 2048 \
+        --num-attention-heads 16 --seq-length 2048 --micro-batch-size 4
 """
+import os
 import argparse
 import math
 import time
@@ -121,11 +127,19 @@ def megatron_flops(a, batch):
 
 def main():
     a = parse()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        torch.distributed.init_process_group("nccl")
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = True
     model = GPT(a).cuda()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
     step_model = model if a.no_compile else torch.compile(model)
+    if world > 1:
+        step_model = torch.nn.parallel.DistributedDataParallel(step_model, device_ids=[torch.cuda.current_device()])
+    torch.manual_seed(rank + 1)
     tokens = torch.randint(0, a.vocab_size, (a.micro_batch_size, a.seq_length + 1), device="cuda")
     x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
@@ -147,11 +161,14 @@ def main():
         step()
     torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / a.iterations
-    tokens_per_iter = a.micro_batch_size * a.seq_length
+    tokens_per_iter = a.micro_batch_size * a.seq_length * world
     params = sum(p.numel() for p in model.parameters())
-    print(f"torch {torch.__version__} {'compiled' if not a.no_compile else 'eager'}, {params / 1e6:.1f}M params: "
+    if rank != 0:
+        return
+    print(f"torch {torch.__version__} {'compiled' if not a.no_compile else 'eager'}{f' DDP x{world}' if world > 1 else ''}, "
+          f"{params / 1e6:.1f}M params: "
           f"{seconds * 1000:.1f} ms/iter | {tokens_per_iter / seconds:.0f} tokens/s | "
-          f"{megatron_flops(a, a.micro_batch_size) / seconds / 1e12:.3f} TFLOP/s | "
+          f"{megatron_flops(a, a.micro_batch_size) / seconds / 1e12:.3f} TFLOP/s per GPU | "
           f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB allocated, "
           f"{torch.cuda.max_memory_reserved() / 2**20:.0f} MiB reserved")
 
