@@ -1,0 +1,60 @@
+import MegatronTensor
+
+/// Splits a whole (single-rank) state dict into tensor-parallel shards and merges shards back, by each
+/// parameter's `TensorParallelSharding` (fused QKV rows split by whole query groups, SwiGLU `linear_fc1`
+/// per half, the vocabulary by rows). Checkpoints and Hugging Face import and export go through the
+/// single-rank layout and these two steps.
+///
+/// ```swift
+/// let shardings = model.tensorParallelShardings()
+/// let shards = try TensorParallelResharding.split(model.stateDict(), shardings: shardings, size: 4)
+/// let whole = try TensorParallelResharding.merge(shards, shardings: shardings)
+/// ```
+public enum TensorParallelResharding {
+    /// Rank `rank`'s state dict out of the whole `state`.
+    public static func shard(_ state: [String: Tensor], shardings: [String: TensorParallelSharding],
+                             rank: Int, size: Int) throws -> [String: Tensor] {
+        guard size > 0, (0..<size).contains(rank) else {
+            throw ConfigError("tensor-parallel rank \(rank) is outside a group of size \(size)")
+        }
+        var result: [String: Tensor] = [:]
+        for (name, tensor) in state {
+            do {
+                result[name] = try sharding(of: name, shardings).shard(tensor, rank: rank, size: size)
+            } catch let error as ConfigError {
+                throw ConfigError("\(name): \(error.description)")
+            }
+        }
+        return result
+    }
+
+    /// Every rank's state dict, in rank order.
+    public static func split(_ state: [String: Tensor], shardings: [String: TensorParallelSharding],
+                             size: Int) throws -> [[String: Tensor]] {
+        try (0..<size).map { try shard(state, shardings: shardings, rank: $0, size: size) }
+    }
+
+    /// The whole state dict from every rank's state dict, in rank order. All ranks must hold the same keys.
+    public static func merge(_ shards: [[String: Tensor]],
+                             shardings: [String: TensorParallelSharding]) throws -> [String: Tensor] {
+        guard let first = shards.first else { throw ConfigError("merging needs at least one tensor-parallel shard") }
+        var result: [String: Tensor] = [:]
+        for name in first.keys.sorted() {
+            let parts = try shards.enumerated().map { rank, shard in
+                guard let t = shard[name] else { throw ConfigError("tensor-parallel rank \(rank) has no '\(name)'") }
+                return t
+            }
+            do {
+                result[name] = try sharding(of: name, shardings).merge(parts)
+            } catch let error as ConfigError {
+                throw ConfigError("\(name): \(error.description)")
+            }
+        }
+        return result
+    }
+
+    private static func sharding(of name: String, _ shardings: [String: TensorParallelSharding]) throws -> TensorParallelSharding {
+        guard let s = shardings[name] else { throw ConfigError("no tensor-parallel layout is known for '\(name)'") }
+        return s
+    }
+}
