@@ -19,8 +19,9 @@ public enum TensorParallelResharding {
         }
         var result: [String: Tensor] = [:]
         for (name, tensor) in state {
+            let layout = try sharding(of: name, shardings)
             do {
-                result[name] = try sharding(of: name, shardings).shard(tensor, rank: rank, size: size)
+                result[name] = try layout.shard(tensor, rank: rank, size: size)
             } catch let error as ConfigError {
                 throw ConfigError("\(name): \(error.description)")
             }
@@ -44,8 +45,9 @@ public enum TensorParallelResharding {
                 guard let t = shard[name] else { throw ConfigError("tensor-parallel rank \(rank) has no '\(name)'") }
                 return t
             }
+            let layout = try sharding(of: name, shardings)
             do {
-                result[name] = try sharding(of: name, shardings).merge(parts)
+                result[name] = try layout.merge(parts)
             } catch let error as ConfigError {
                 throw ConfigError("\(name): \(error.description)")
             }
