@@ -73,6 +73,19 @@ final class TensorParallelModelTests: XCTestCase {
         try checkForwardAndBackward(TinyGPT.llama(qkLayernorm: true), untied: true, "LLaMA+QK-norm")
     }
 
+    /// Full recomputation replays each layer, collectives included, in backward: same gradients.
+    func testRecomputedLayersMatchSingleRank() throws {
+        let whole = try TinyGPT.model(TinyGPT.llama(), untied: true)
+        let reference = Self.pass(whole)
+        let ranks = try runRanks(2) { comm in
+            let part = try whole.tensorParallelShard(for: TensorParallelGroup(comm, sequenceParallel: true), seed: 7)
+            part.decoder.recomputedLayers = [0, 1]
+            return Self.pass(part).grads
+        }
+        let merged = try TensorParallelResharding.merge(ranks, shardings: whole.tensorParallelShardings())
+        assertClose(merged, reference.grads, tolerance: 2e-5, "recomputed TP=2 +SP gradients")
+    }
+
     /// Three optimizer steps on every rank's shard keep the merged parameters equal to the single-rank run.
     func checkTraining(_ config: TransformerConfig, untied: Bool, rule: @escaping () throws -> UpdateRule,
                        _ label: String) throws {
