@@ -73,6 +73,23 @@ final class TensorParallelModelTests: XCTestCase {
         try checkForwardAndBackward(TinyGPT.llama(qkLayernorm: true), untied: true, "LLaMA+QK-norm")
     }
 
+    /// Gathering a split model's parameters over the group rebuilds the single-rank state dict on every rank.
+    func testGatheredStateDictIsTheSingleRankOne() throws {
+        for (config, untied) in [(try TinyGPT.gpt2(), false), (try TinyGPT.llama(), true)] {
+            let whole = try TinyGPT.model(config, untied: untied)
+            let gathered = try runRanks(4) { comm in
+                let group = TensorParallelGroup(comm)
+                return TensorParallelResharding.gather(try TinyGPT.model(config, untied: untied, group: group), group: group)
+            }
+            for (rank, state) in gathered.enumerated() {
+                assertClose(state, whole.stateDict(), tolerance: 0, "gathered on rank \(rank)")
+            }
+        }
+        let names = try TinyGPT.model(TinyGPT.llama(), untied: true).tensorParallelDuplicatedParameters()
+        XCTAssertTrue(names.contains("decoder.layers.1.pre_mlp_layernorm.weight"))
+        XCTAssertFalse(names.contains("decoder.layers.1.mlp.linear_fc1.weight"))
+    }
+
     /// Full recomputation replays each layer, collectives included, in backward: same gradients.
     func testRecomputedLayersMatchSingleRank() throws {
         let whole = try TinyGPT.model(TinyGPT.llama(), untied: true)

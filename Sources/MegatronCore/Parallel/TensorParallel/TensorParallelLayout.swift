@@ -38,6 +38,12 @@ extension Module {
         return result
     }
 
+    /// Paths of the parameters every rank holds whole: gradient-norm and other statistics over the group
+    /// count them once (`GradientStatsGroups.duplicatedParameters`).
+    public func tensorParallelDuplicatedParameters() -> Set<String> {
+        Set(tensorParallelShardings().filter { $0.value == .duplicated }.keys)
+    }
+
     /// Parameters every rank holds whole but whose gradient each rank computes only in part, so it must be
     /// summed over `group` after backward (Megatron's `sequence_parallel` parameter attribute and the
     /// layer-norm step of `finalize_model_grads`):

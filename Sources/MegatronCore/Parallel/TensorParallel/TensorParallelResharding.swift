@@ -55,6 +55,37 @@ public enum TensorParallelResharding {
         return result
     }
 
+    /// The whole state dict of a model split over `group`, on every rank: each split parameter is
+    /// all-gathered along its dimension (a collective: every rank of the group calls it). A checkpoint saved
+    /// from it is the single-rank layout, which loads at any group size through `shard`.
+    ///
+    /// ```swift
+    /// let whole = TensorParallelResharding.gather(model, group: tp)
+    /// if tp.rank == 0 { try save(whole) }
+    /// ```
+    public static func gather(_ module: Module, group: TensorParallelGroup) -> [String: Tensor] {
+        let shardings = module.tensorParallelShardings()
+        var result: [String: Tensor] = [:]
+        for (name, parameter) in module.namedParameters() {
+            let local = parameter.detached()
+            guard let comm = TensorParallelMappings.multiRank(group) else {
+                result[name] = freshCopy(local)
+                continue
+            }
+            switch shardings[name] ?? .duplicated {
+            case .duplicated:
+                result[name] = freshCopy(local)
+            case .split(let dim):
+                result[name] = comm.allGathered(local, dim: dim)
+            case .splitHalves(let dim):
+                let half = local.size(dim) / 2
+                let halves = [local.narrowed(dim, start: 0, length: half), local.narrowed(dim, start: half, length: half)]
+                result[name] = Ops.concat(halves.map { comm.allGathered($0, dim: dim) }, dim: dim)
+            }
+        }
+        return result
+    }
+
     private static func sharding(of name: String, _ shardings: [String: TensorParallelSharding]) throws -> TensorParallelSharding {
         guard let s = shardings[name] else { throw ConfigError("no tensor-parallel layout is known for '\(name)'") }
         return s
