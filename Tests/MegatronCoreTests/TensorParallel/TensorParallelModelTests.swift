@@ -90,6 +90,22 @@ final class TensorParallelModelTests: XCTestCase {
         XCTAssertFalse(names.contains("decoder.layers.1.mlp.linear_fc1.weight"))
     }
 
+    /// Cached decoding on split models (each rank caches its own key/value groups) continues a prompt as
+    /// the single-rank model does.
+    func testGreedyGenerationMatchesSingleRank() throws {
+        let whole = try TinyGPT.model(TinyGPT.llama(), untied: true)
+        let options = SamplingOptions(temperature: 0)
+        let reference = whole.generate(prompt: [3, 14, 15, 9], maxNewTokens: 6, options: options)
+        let ranks = try runRanks(2) { comm in
+            try whole.tensorParallelShard(for: TensorParallelGroup(comm), seed: 7)
+                .generate(prompt: [3, 14, 15, 9], maxNewTokens: 6, options: options)
+        }
+        for result in ranks {
+            XCTAssertEqual(result.tokens, reference.tokens)
+            for (a, b) in zip(result.logProbabilities, reference.logProbabilities) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+        }
+    }
+
     /// Full recomputation replays each layer, collectives included, in backward: same gradients.
     func testRecomputedLayersMatchSingleRank() throws {
         let whole = try TinyGPT.model(TinyGPT.llama(), untied: true)
