@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 import MegatronAutograd
 import MegatronTensor
@@ -102,6 +103,19 @@ final class TensorParallelLayoutTests: XCTestCase {
         XCTAssertEqual(Array(rows[(16 * 32)...]), [Float](repeating: 0, count: 32 * 32), "rows 64..<96 are padding")
         XCTAssertEqual(Array(rows[..<(16 * 32)]),
                        whole.wordEmbeddings.weight.narrowed(0, start: 48, length: 16).contiguous().floats())
+    }
+
+    func testSavingOneRanksPartIsRefused() throws {
+        let part = try TinyGPT.model(TinyGPT.llama(), untied: true, group: group(1, 2))
+        let target = FileManager.default.temporaryDirectory.appendingPathComponent("tp-refused-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: target) }
+        XCTAssertThrowsError(try HuggingFaceGPT.save(part, vocabSize: 64, to: target)) { error in
+            XCTAssertEqual((error as? CheckpointError)?.description,
+                           "Hugging Face export needs the whole model, but this is rank 1 of a 2-way tensor-parallel split; "
+                           + "merge it first (TensorParallelResharding.gather or GPTModel.mergingTensorParallelShards)")
+        }
+        XCTAssertThrowsError(try GPTCheckpoint.save(part, vocabSize: 64, to: CheckpointDirectory(root: target)))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: target.path), "nothing written")
     }
 
     func testMegatronVocabPaddingRule() {

@@ -44,6 +44,15 @@ extension GPTModel {
         return whole
     }
 
+    /// Throws unless this model is whole: files in the single-rank layout must not receive one rank's slices.
+    func requireWhole(for operation: String) throws {
+        guard tensorParallel.size == 1 else {
+            throw CheckpointError("\(operation) needs the whole model, but this is rank \(tensorParallel.rank) of a "
+                + "\(tensorParallel.size)-way tensor-parallel split; merge it first "
+                + "(TensorParallelResharding.gather or GPTModel.mergingTensorParallelShards)")
+        }
+    }
+
     static func zeroPadRows(_ t: Tensor, to rows: Int) -> Tensor {
         if t.size(0) == rows { return t }
         let padding = Tensor.zeros([rows - t.size(0), t.size(1)], dtype: t.dtype, device: t.device)
