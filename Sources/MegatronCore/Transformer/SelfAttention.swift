@@ -12,10 +12,9 @@ public final class SelfAttention: Module {
     public let linearProj: RowParallelLinear
     public let qLayernorm: (Module & NormLayer)?
     public let kLayernorm: (Module & NormLayer)?
+    public let tensorParallel: TensorParallelGroup
     let rotary: RotaryEmbedding?
     let attentionDropout: Dropout
-
-    public let tensorParallel: TensorParallelGroup
     /// Query heads and key/value groups on this rank (all of them on a single rank).
     let localHeads: Int
     let localGroups: Int

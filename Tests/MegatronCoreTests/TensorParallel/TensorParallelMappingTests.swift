@@ -85,6 +85,30 @@ final class TensorParallelMappingTests: XCTestCase {
         }
     }
 
+    /// With one sequence per batch the sequence blocks are contiguous and skip the transposing copies.
+    func testSequenceParallelMappingsWithABatchOfOne() throws {
+        let ranks = try runRanks(2) { comm in
+            var x = Self.input(rank: comm.rank).narrowed(0, start: 1, length: 1).contiguous()   // [1, 4, 6]
+            x.requiresGrad = true
+            let group = TensorParallelGroup(comm)
+            let gathered = TensorParallelMappings.gatherFromSequenceParallelRegion(x, group)
+            let scattered = TensorParallelMappings.reduceScatterToSequenceParallelRegion(gathered, group)
+            (scattered * Self.gradWeights(scattered.shape, rank: comm.rank)).sum().backward()
+            return (gathered.detached(), scattered.detached(), x.grad!)
+        }
+        let inputs = (0..<2).map { Self.input(rank: $0).narrowed(0, start: 1, length: 1).contiguous() }
+        let whole = concat(inputs, dim: 1)   // [1, 8, 6]
+        for (rank, r) in ranks.enumerated() {
+            XCTAssertEqual(r.0.floats(), whole.floats())
+            XCTAssertEqual(r.1.floats(), Ops.binary(whole, Tensor(scalar: 2), .mul).narrowed(1, start: 4 * rank, length: 4)
+                .contiguous().floats(), "reduce-scatter of the same whole sequence on both ranks")
+            // Backward all-gathers both ranks' [1, 4, 6] weights, then reduce-scatters the two identical
+            // gathered copies: twice this rank's own weights.
+            let expected = Ops.binary(Self.gradWeights([1, 4, 6], rank: rank), Tensor(scalar: 2), .mul)
+            XCTAssertEqual(r.2.floats(), expected.floats())
+        }
+    }
+
     /// Split logits over 2 and 4 ranks give the fused single-rank cross-entropy and its gradient slices.
     func testVocabParallelCrossEntropyMatchesPlain() throws {
         let vocab = 24

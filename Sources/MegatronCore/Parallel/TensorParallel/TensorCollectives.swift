@@ -62,9 +62,12 @@ func freshCopy(_ x: Tensor) -> Tensor {
     return out
 }
 
-/// `x` with dimension `d` first, contiguous (a copy unless `d` is already first and `x` contiguous).
+/// `x` with dimension `d` first, contiguous. A view when every dimension before `d` has size 1 (a micro-batch
+/// of one sequence along the sequence dimension): the blocks along `d` are then already contiguous.
 private func movedToFront(_ x: Tensor, _ d: Int) -> Tensor {
-    if d == 0 { return x.isContiguous ? x : freshCopy(x) }
+    var rest = x.shape
+    rest.remove(at: d)
+    if x.shape[..<d].allSatisfy({ $0 == 1 }) { return (x.isContiguous ? x : freshCopy(x)).reshaped([x.shape[d]] + rest) }
     var order = Array(0..<x.rank)
     order.remove(at: d)
     return freshCopy(x.permuted([d] + order))
@@ -72,7 +75,9 @@ private func movedToFront(_ x: Tensor, _ d: Int) -> Tensor {
 
 /// Undoes `movedToFront`, contiguous.
 private func movedBack(_ x: Tensor, _ d: Int) -> Tensor {
-    if d == 0 { return x }
+    var shape = Array(x.shape.dropFirst())
+    shape.insert(x.shape[0], at: d)
+    if shape[..<d].allSatisfy({ $0 == 1 }) { return x.reshaped(shape) }
     var order = Array(1..<x.rank)
     order.insert(0, at: d)
     return freshCopy(x.permuted(order))
