@@ -119,39 +119,86 @@ final class TensorParallelModelTests: XCTestCase {
         assertClose(merged, reference.grads, tolerance: 2e-5, "recomputed TP=2 +SP gradients")
     }
 
-    /// Three optimizer steps on every rank's shard keep the merged parameters equal to the single-rank run.
-    func checkTraining(_ config: TransformerConfig, untied: Bool, rule: @escaping () throws -> UpdateRule,
-                       _ label: String) throws {
-        func train(_ model: GPTModel) throws -> [String: Tensor] {
+    /// A model with its optimizer (Megatron's default parameter groups) stepping on the fixed batch.
+    final class Trainer {
+        let model: GPTModel
+        let optimizer: MixedPrecisionOptimizer
+        let scheduler: OptimizerParamScheduler
+
+        init(_ model: GPTModel, rule: UpdateRule) throws {
+            self.model = model
             let groups = try ParamGroup.megatronDefault(model.namedParameters())
-            let optimizer = MixedPrecisionOptimizer(groups: groups, rule: try rule())
-            let scheduler = try OptimizerParamScheduler(
+            optimizer = MixedPrecisionOptimizer(groups: groups, rule: rule)
+            scheduler = try OptimizerParamScheduler(
                 .init(maxLR: 1e-2, lrDecaySteps: 10, lrDecayStyle: .constant, startWD: 0.1, endWD: 0.1, wdIncrSteps: 10),
                 groups: groups.map(\.override))
+        }
+
+        func steps(_ count: Int) {
             let (tokens, labels) = TinyGPT.batch()
-            for _ in 0..<3 {
+            for _ in 0..<count {
                 optimizer.zeroGrad()
                 model.loss(tokens: tokens, labels: labels).mean().backward()
                 TensorParallelGradients.allReducePartial(model, group: model.tensorParallel)
                 optimizer.step(scheduler: scheduler)
             }
-            return model.stateDict()
         }
+    }
+
+    /// Three optimizer steps on every rank's shard keep the merged parameters equal to the single-rank run.
+    func checkTraining(_ config: TransformerConfig, untied: Bool, rule: @escaping () throws -> UpdateRule,
+                       _ label: String) throws {
+        let start = try TinyGPT.model(config, untied: untied)
+        let shardings = start.tensorParallelShardings()
         let whole = try TinyGPT.model(config, untied: untied)
-        let shardings = whole.tensorParallelShardings()
-        let start = whole.stateDict().mapValues(freshCopy)
-        let reference = try train(whole)
+        try Trainer(whole, rule: rule()).steps(3)
         for (size, sequenceParallel) in [(2, true), (4, false)] {
             let name = "\(label) TP=\(size)\(sequenceParallel ? " +SP" : "")"
-            let initial = try TinyGPT.model(config, untied: untied)
-            try initial.loadStateDict(start)
             let states = try runRanks(size) { comm in
-                try train(initial.tensorParallelShard(for: TensorParallelGroup(comm, sequenceParallel: sequenceParallel), seed: 7))
+                let part = try start.tensorParallelShard(for: TensorParallelGroup(comm, sequenceParallel: sequenceParallel), seed: 7)
+                try Trainer(part, rule: rule()).steps(3)
+                return part.stateDict()
             }
             assertDuplicatedAgree(states, shardings, name)
             let merged = try TensorParallelResharding.merge(states, shardings: shardings)
-            assertClose(merged, reference, tolerance: 2e-5, "\(name) parameters after 3 steps")
+            assertClose(merged, whole.stateDict(), tolerance: 2e-5, "\(name) parameters after 3 steps")
         }
+    }
+
+    /// Model and AdamW state saved at TP=2 (+SP) after 3 steps, merged, split for TP=4 and loaded there: one
+    /// more step gives the single-rank run's parameters after 4 steps.
+    func testTrainingResumesAfterReshardingFromTP2ToTP4() throws {
+        let config = try TinyGPT.llama()
+        let rule = { try AdamRule.adamW(eps: 1e-6) }
+        let start = try TinyGPT.model(config, untied: true)
+        let whole = try TinyGPT.model(config, untied: true)
+        try Trainer(whole, rule: rule()).steps(4)
+
+        let saved = try runRanks(2) { comm in
+            let part = try start.tensorParallelShard(for: TensorParallelGroup(comm, sequenceParallel: true), seed: 7)
+            let trainer = try Trainer(part, rule: rule())
+            trainer.steps(3)
+            return (model: part.stateDict(), optimizer: trainer.optimizer.stateTensors(), steps: trainer.optimizer.stepCount)
+        }
+        let shardings = start.tensorParallelShardings()
+        let model = try TensorParallelResharding.merge(saved.map(\.model), shardings: shardings)
+        let optimizerShardings = try TensorParallelResharding.optimizerStateShardings(
+            keys: saved[0].optimizer.keys, parameterShardings: shardings)
+        let optimizer = try TensorParallelResharding.merge(saved.map(\.optimizer), shardings: optimizerShardings)
+
+        let resumed = try runRanks(4) { comm in
+            let group = TensorParallelGroup(comm)
+            let part = try TinyGPT.model(config, untied: true, group: group, seed: 99)
+            try part.loadStateDict(TensorParallelResharding.shard(model, shardings: shardings, rank: comm.rank, size: 4))
+            let trainer = try Trainer(part, rule: rule())
+            try trainer.optimizer.loadState(
+                TensorParallelResharding.shard(optimizer, shardings: optimizerShardings, rank: comm.rank, size: 4),
+                stepCount: saved[0].steps)
+            trainer.steps(1)
+            return part.stateDict()
+        }
+        let merged = try TensorParallelResharding.merge(resumed, shardings: shardings)
+        assertClose(merged, whole.stateDict(), tolerance: 2e-5, "TP=2 -> TP=4 resumed parameters after 4 steps")
     }
 
     /// The key biases' true gradient is zero (softmax ignores a shift shared by all keys), so theirs is pure

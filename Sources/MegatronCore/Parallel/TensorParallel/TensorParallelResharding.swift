@@ -55,6 +55,21 @@ public enum TensorParallelResharding {
         return result
     }
 
+    /// Layouts of optimizer state keyed `<role>.<parameter path>` (`MixedPrecisionOptimizer.stateTensors`:
+    /// `master.<param>`, `state0.<param>`, ...): each buffer is laid out as its parameter.
+    public static func optimizerStateShardings(keys: some Sequence<String>,
+                                               parameterShardings: [String: TensorParallelSharding]) throws
+        -> [String: TensorParallelSharding] {
+        var result: [String: TensorParallelSharding] = [:]
+        for key in keys {
+            guard let dot = key.firstIndex(of: "."), let s = parameterShardings[String(key[key.index(after: dot)...])] else {
+                throw ConfigError("optimizer state '\(key)' names no parameter with a known tensor-parallel layout")
+            }
+            result[key] = s
+        }
+        return result
+    }
+
     /// The whole state dict of a model split over `group`, on every rank: each split parameter is
     /// all-gathered along its dimension (a collective: every rank of the group calls it). A checkpoint saved
     /// from it is the single-rank layout, which loads at any group size through `shard`.
