@@ -41,17 +41,20 @@ public final class ColumnParallelLinear: Module {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let y = Self.forward(x, weight: weight, group: group)
-        let biased = bias.map { y + $0 } ?? y
-        return gatherOutput ? TensorParallelMappings.gatherFromRegion(biased, group) : biased
+        let y = Functional.linear(Self.enter(x, group), weight: weight, bias: bias)
+        return gatherOutput ? TensorParallelMappings.gatherFromRegion(y, group) : y
     }
 
     /// The column-parallel product of `x` with a weight held elsewhere (the output layer tied to the
     /// vocabulary-parallel word embeddings).
     public static func forward(_ x: Tensor, weight: Tensor, group: TensorParallelGroup) -> Tensor {
-        let input = group.sequenceParallel
+        enter(x, group).matmul(weight.transpose(0, 1))
+    }
+
+    /// The input as every rank needs it: whole, with its gradient summed over the group on the way back.
+    static func enter(_ x: Tensor, _ group: TensorParallelGroup) -> Tensor {
+        group.sequenceParallel
             ? TensorParallelMappings.gatherFromSequenceParallelRegion(x, group)
             : TensorParallelMappings.copyToRegion(x, group)
-        return input.matmul(weight.transpose(0, 1))
     }
 }

@@ -35,7 +35,9 @@ public final class RowParallelLinear: Module {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let partial = x.matmul(weight.transpose(0, 1))
+        // One rank has nothing to sum, so the bias can ride in the GEMM's epilogue.
+        guard group.size > 1 else { return Functional.linear(x, weight: weight, bias: bias) }
+        let partial = Functional.linear(x, weight: weight, bias: nil)
         let y = group.sequenceParallel
             ? TensorParallelMappings.reduceScatterToSequenceParallelRegion(partial, group)
             : TensorParallelMappings.reduceFromRegion(partial, group)
