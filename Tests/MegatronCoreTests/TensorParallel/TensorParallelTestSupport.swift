@@ -69,6 +69,11 @@ final class LayoutOnlyCommunicator: Communicator {
     func split(color: Int, key: Int) throws -> Communicator { throw unavailable("split") }
 }
 
+/// Runs `body` on `size` thread ranks (par-comm's in-process backend) and returns the results in rank order.
+func runRanks<T>(_ size: Int, _ body: @escaping (Communicator) throws -> T) throws -> [T] {
+    try ThreadCommunicator.run(worldSize: size) { try body($0) }
+}
+
 /// Largest absolute difference between two tensors of the same shape.
 func maxAbsDifference(_ a: Tensor, _ b: Tensor, file: StaticString = #filePath, line: UInt = #line) -> Float {
     XCTAssertEqual(a.shape, b.shape, file: file, line: line)
