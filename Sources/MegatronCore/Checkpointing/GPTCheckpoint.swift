@@ -23,6 +23,7 @@ public enum GPTCheckpoint {
     /// Saves the model's parameters as `model.<name>` tensors.
     public static func save(_ model: GPTModel, vocabSize: Int, to store: CheckpointDirectory, iteration: Int = 0,
                             release: Bool = false) throws {
+        try model.requireWhole(for: "GPTCheckpoint.save")
         var tensors: [String: Tensor] = [:]
         for (name, p) in model.namedParameters() { tensors["model." + name] = p }
         try store.save(iteration: iteration, tensors: tensors, metadata: try description(of: model, vocabSize: vocabSize),

@@ -97,6 +97,7 @@ extension HuggingFaceGPT {
 
     /// Writes `model` as a Hugging Face directory: `config.json` and `model.safetensors`.
     public static func save(_ model: GPTModel, vocabSize: Int, to directory: URL) throws {
+        try model.requireWhole(for: "Hugging Face export")
         let architecture = try architecture(for: model.config)
         let tied = model.outputLayer == nil
         let state = try huggingFaceState(from: model.stateDict(), architecture: architecture, config: model.config,

@@ -4,6 +4,10 @@ import MegatronTensor
 /// A GPT language model as Megatron Core builds it: embeddings, a pre-norm decoder, and an output layer
 /// tied to the word embeddings unless `untieEmbeddingsAndOutputWeights`.
 ///
+/// Built for a tensor-parallel group, each rank holds its slice of the vocabulary, of the attention heads
+/// and of the MLP (see `TensorParallelGroup`); weights are drawn whole from the seed and sliced, so a seed
+/// gives the same model for every group size.
+///
 /// ```swift
 /// let config = try TransformerConfig(numLayers: 2, hiddenSize: 64, numAttentionHeads: 4)
 /// let model = GPTModel(config: config, vocabSize: 256, maxSequenceLength: 128, seed: 1234)
@@ -11,37 +15,56 @@ import MegatronTensor
 /// ```
 public final class GPTModel: Module {
     public let config: TransformerConfig
+    /// The padded vocabulary of the whole model (every rank's slices together).
     public let vocabSize: Int
     public let maxSequenceLength: Int
-    public let wordEmbeddings: Embedding
+    public let tensorParallel: TensorParallelGroup
+    public let wordEmbeddings: VocabParallelEmbedding
     public let positionEmbeddings: Embedding?
     public let decoder: TransformerBlock
-    public let outputLayer: Linear?
+    public let outputLayer: ColumnParallelLinear?
     let embeddingDropout: Dropout
-    /// The generator every dropout mask of this model draws from; its offset is part of the training state.
-    public let dropoutGenerator: PhiloxGenerator
+    /// The dropout generators of this rank; their offsets are part of the training state.
+    public let dropoutRNG: ModelParallelRNG
+    /// The generator of dropout on activations every rank holds whole (all dropout on a single rank).
+    public var dropoutGenerator: PhiloxGenerator { dropoutRNG.duplicated }
 
     /// `vocabSize` is the padded vocabulary (Megatron pads to a multiple of 128 x TP).
+    public convenience init(config: TransformerConfig, vocabSize: Int, maxSequenceLength: Int,
+                            untieEmbeddingsAndOutputWeights: Bool = false, seed: UInt64 = 1234) {
+        // A single rank splits nothing, so no layout can be invalid.
+        try! self.init(config: config, vocabSize: vocabSize, maxSequenceLength: maxSequenceLength,
+                       untieEmbeddingsAndOutputWeights: untieEmbeddingsAndOutputWeights, seed: seed,
+                       tensorParallel: .single)
+    }
+
+    /// This rank's part of the model for `tensorParallel`; throws when heads, query groups, the MLP width or
+    /// the padded vocabulary do not divide by the group size.
     public init(config: TransformerConfig, vocabSize: Int, maxSequenceLength: Int,
-                untieEmbeddingsAndOutputWeights: Bool = false, seed: UInt64 = 1234) {
+                untieEmbeddingsAndOutputWeights: Bool = false, seed: UInt64 = 1234,
+                tensorParallel: TensorParallelGroup) throws {
+        try tensorParallel.validate(config, vocabSize: vocabSize)
         self.config = config
         self.vocabSize = vocabSize
         self.maxSequenceLength = maxSequenceLength
+        self.tensorParallel = tensorParallel
         let initRNG = PhiloxGenerator(seed: seed)
-        let dropoutRNG = PhiloxGenerator(seed: seed &+ 1)
-        dropoutGenerator = dropoutRNG
-        wordEmbeddings = Embedding(count: vocabSize, dimension: config.hiddenSize, initStd: config.initMethodStd,
-                                   dtype: config.paramsDType, generator: initRNG)
+        dropoutRNG = ModelParallelRNG(seed: seed &+ 1, group: tensorParallel)
+        wordEmbeddings = VocabParallelEmbedding(count: vocabSize, dimension: config.hiddenSize,
+                                                initStd: config.initMethodStd, dtype: config.paramsDType,
+                                                group: tensorParallel, generator: initRNG)
         positionEmbeddings = config.positionEmbeddingType == .learnedAbsolute
             ? Embedding(count: maxSequenceLength, dimension: config.hiddenSize, initStd: config.initMethodStd,
                         dtype: config.paramsDType, generator: initRNG)
             : nil
-        decoder = TransformerBlock(config: config, generator: initRNG, dropoutGenerator: dropoutRNG)
+        decoder = TransformerBlock(config: config, generator: initRNG, dropout: dropoutRNG, tensorParallel: tensorParallel)
         outputLayer = untieEmbeddingsAndOutputWeights
-            ? Linear(inFeatures: config.hiddenSize, outFeatures: vocabSize, bias: false,
-                     initStd: config.initMethodStd, dtype: config.paramsDType, generator: initRNG)
+            ? ColumnParallelLinear(inFeatures: config.hiddenSize, outFeatures: vocabSize, bias: false,
+                                   initStd: config.initMethodStd, dtype: config.paramsDType,
+                                   group: tensorParallel, generator: initRNG)
             : nil
-        embeddingDropout = Dropout(config.hiddenDropout, generator: dropoutRNG)
+        embeddingDropout = Dropout(config.hiddenDropout,
+                                   generator: dropoutRNG.generator(split: tensorParallel.sequenceParallel))
     }
 
     override public var children: [(String, Module)] {
@@ -52,28 +75,51 @@ public final class GPTModel: Module {
     }
 
     /// Logits `[batch, seq, vocab]` for integer `tokens [batch, seq]`. With a `cache` (inference), `tokens`
-    /// continue the cached sequence and the cache grows by them.
+    /// continue the cached sequence and the cache grows by them. Under tensor parallelism every rank gets all
+    /// logits (gathered); `localLogits` skips the gather.
     public func callAsFunction(_ tokens: Tensor, cache: KVCache? = nil) -> Tensor {
+        TensorParallelMappings.gatherFromRegion(localLogits(tokens, cache: cache), tensorParallel)
+    }
+
+    /// This rank's slice of the logits `[batch, seq, vocab / size]`.
+    public func localLogits(_ tokens: Tensor, cache: KVCache? = nil) -> Tensor {
         let seq = tokens.size(1), offset = cache?.length ?? 0
-        let padding = cache?.padding
-        let lastPosition = padding?.lastPosition(from: offset, count: seq) ?? offset + seq - 1
+        let lastPosition = cache?.padding?.lastPosition(from: offset, count: seq) ?? offset + seq - 1
         precondition(lastPosition < maxSequenceLength || positionEmbeddings == nil,
                      "sequence length \(lastPosition + 1) exceeds max_position_embeddings \(maxSequenceLength)")
-        var h = wordEmbeddings(tokens)
+        let h = decoder(embed(tokens, offset: offset, cache: cache), cache: cache)
+        return ColumnParallelLinear.forward(h, weight: outputLayer?.weight ?? wordEmbeddings.weight, group: tensorParallel)
+    }
+
+    /// Word plus position embeddings after dropout; under sequence parallelism only this rank's positions.
+    func embed(_ tokens: Tensor, offset: Int, cache: KVCache?) -> Tensor {
+        let sequenceParallel = tensorParallel.sequenceParallel
+        if sequenceParallel {
+            precondition(cache == nil, "sequence parallelism is for training; build the inference model without it")
+            precondition(tokens.size(1) % tensorParallel.size == 0,
+                         "sequence length \(tokens.size(1)) must be divisible by the tensor-parallel size \(tensorParallel.size) under sequence parallelism")
+        }
+        var h: Tensor
         if let positionEmbeddings {
+            let seq = tokens.size(1)
             // Left-padded rows (batched prompts) count positions from their own first token.
-            let positions = padding.map {
+            let positions = cache?.padding.map {
                 Tensor(shape: [tokens.size(0), seq], ints: $0.positions(from: offset, count: seq).flatMap { $0 })
                     .to(tokens.device)
             } ?? Tensor.arange(offset, offset + seq, device: tokens.device)
-            h = h + positionEmbeddings(positions)
+            h = wordEmbeddings(tokens) + positionEmbeddings(positions)
+            if sequenceParallel { h = TensorParallelMappings.scatterToSequenceParallelRegion(h, tensorParallel) }
+        } else {
+            // Without position embeddings the vocabulary sum can land straight on the sequence shards.
+            h = wordEmbeddings(tokens, reduceScatter: sequenceParallel)
         }
-        h = decoder(embeddingDropout(h), cache: cache)
-        return h.matmul((outputLayer?.weight ?? wordEmbeddings.weight).transpose(0, 1))
+        return embeddingDropout(h)
     }
 
-    /// Cross-entropy per token `[batch, seq]` of predicting `labels` from `tokens`.
+    /// Cross-entropy per token `[batch, seq]` of predicting `labels` from `tokens`; under tensor parallelism
+    /// computed from the vocabulary slices without gathering the logits.
     public func loss(tokens: Tensor, labels: Tensor) -> Tensor {
-        Functional.crossEntropy(self(tokens), labels: labels)
+        guard tensorParallel.size > 1 else { return Functional.crossEntropy(self(tokens), labels: labels) }
+        return VocabParallelCrossEntropy.loss(localLogits(tokens), labels: labels, group: tensorParallel)
     }
 }

@@ -8,27 +8,45 @@ import MegatronTensor
 /// value head (Megatron's layout), so a checkpoint's weights load unchanged.
 public final class SelfAttention: Module {
     public let config: TransformerConfig
-    public let linearQKV: Linear
-    public let linearProj: Linear
+    public let linearQKV: ColumnParallelLinear
+    public let linearProj: RowParallelLinear
     public let qLayernorm: (Module & NormLayer)?
     public let kLayernorm: (Module & NormLayer)?
+    public let tensorParallel: TensorParallelGroup
     let rotary: RotaryEmbedding?
     let attentionDropout: Dropout
+    /// Query heads and key/value groups on this rank (all of them on a single rank).
+    let localHeads: Int
+    let localGroups: Int
 
-    public init(config: TransformerConfig, generator: PhiloxGenerator, dropoutGenerator: PhiloxGenerator) {
+    public convenience init(config: TransformerConfig, generator: PhiloxGenerator, dropoutGenerator: PhiloxGenerator) {
+        self.init(config: config, generator: generator, dropout: ModelParallelRNG(single: dropoutGenerator))
+    }
+
+    /// With a tensor-parallel group, each rank holds `heads / size` query heads and `groups / size` key/value
+    /// groups: `linear_qkv` is column-parallel (whole query groups per rank, as Megatron's fused layout
+    /// allows) and `linear_proj` row-parallel. Attention dropout then draws from the split generator.
+    public init(config: TransformerConfig, generator: PhiloxGenerator, dropout: ModelParallelRNG,
+                tensorParallel: TensorParallelGroup = .single) {
+        precondition(config.numAttentionHeads % tensorParallel.size == 0 && config.numQueryGroups % tensorParallel.size == 0,
+                     "num_attention_heads (\(config.numAttentionHeads)) and num_query_groups (\(config.numQueryGroups)) must be divisible by the tensor-parallel size (\(tensorParallel.size))")
         self.config = config
+        self.tensorParallel = tensorParallel
+        localHeads = config.numAttentionHeads / tensorParallel.size
+        localGroups = config.numQueryGroups / tensorParallel.size
         let qkvWidth = (config.numAttentionHeads + 2 * config.numQueryGroups) * config.kvChannels
-        linearQKV = Linear(inFeatures: config.hiddenSize, outFeatures: qkvWidth, bias: config.addQKVBias,
-                           initStd: config.initMethodStd, dtype: config.paramsDType, generator: generator)
-        linearProj = Linear(inFeatures: config.numAttentionHeads * config.kvChannels, outFeatures: config.hiddenSize,
-                            bias: config.addBiasLinear, initStd: config.outputLayerInitStd,
-                            dtype: config.paramsDType, generator: generator)
+        linearQKV = ColumnParallelLinear(inFeatures: config.hiddenSize, outFeatures: qkvWidth, bias: config.addQKVBias,
+                                         initStd: config.initMethodStd, dtype: config.paramsDType,
+                                         group: tensorParallel, generator: generator)
+        linearProj = RowParallelLinear(inFeatures: config.numAttentionHeads * config.kvChannels, outFeatures: config.hiddenSize,
+                                       bias: config.addBiasLinear, initStd: config.outputLayerInitStd,
+                                       dtype: config.paramsDType, group: tensorParallel, generator: generator)
         qLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels) : nil
         kLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels) : nil
         rotary = config.positionEmbeddingType == .rope
             ? RotaryEmbedding(kvChannels: config.kvChannels, rotaryPercent: config.rotaryPercent, base: config.rotaryBase)
             : nil
-        attentionDropout = Dropout(config.attentionDropout, generator: dropoutGenerator)
+        attentionDropout = Dropout(config.attentionDropout, generator: dropout.generator(split: true))
     }
 
     override public var children: [(String, Module)] {
@@ -39,13 +57,15 @@ public final class SelfAttention: Module {
     }
 
     /// `x [batch, seq, hidden] -> [batch, seq, hidden]`. With a `cache`, `x` continues the cached sequence:
-    /// its keys and values are appended and its queries attend to everything before them.
+    /// its keys and values are appended and its queries attend to everything before them. Under sequence
+    /// parallelism `x` and the result hold this rank's `seq / size` positions.
     public func callAsFunction(_ x: Tensor, cache: KVCache.Layer? = nil) -> Tensor {
-        let (b, s) = (x.size(0), x.size(1))
-        let (groups, heads, d) = (config.numQueryGroups, config.numAttentionHeads, config.kvChannels)
+        let qkvOut = linearQKV(x)   // the whole sequence, this rank's query groups
+        let (b, s) = (qkvOut.size(0), qkvOut.size(1))
+        let (groups, heads, d) = (localGroups, localHeads, config.kvChannels)
         let perGroup = heads / groups
         // [b, s, groups, perGroup + 2, d] -> [b, groups, perGroup + 2, s, d]
-        let parts = linearQKV(x).reshape([b, s, groups, perGroup + 2, d]).split([perGroup, 1, 1], dim: 3)
+        let parts = qkvOut.reshape([b, s, groups, perGroup + 2, d]).split([perGroup, 1, 1], dim: 3)
         var q = parts[0].permute([0, 2, 3, 1, 4])                   // [b, g, perGroup, s, d]
         var k = parts[1].permute([0, 2, 3, 1, 4])                   // [b, g, 1, s, d]
         let v = parts[2].permute([0, 2, 3, 1, 4])

@@ -2,6 +2,9 @@ import MegatronAutograd
 import MegatronTensor
 
 /// One pre-norm transformer layer: `x + drop(attn(norm(x)))`, then `h + drop(mlp(norm(h)))`.
+///
+/// Under sequence parallelism the norms, dropouts and residual adds work on this rank's `seq / size`
+/// positions, so the hidden dropout draws from the split generator.
 public final class TransformerLayer: Module {
     public let inputLayernorm: Module & NormLayer
     public let selfAttention: SelfAttention
@@ -9,12 +12,17 @@ public final class TransformerLayer: Module {
     public let mlp: MLP
     let hiddenDropout: Dropout
 
-    public init(config: TransformerConfig, generator: PhiloxGenerator, dropoutGenerator: PhiloxGenerator) {
+    public convenience init(config: TransformerConfig, generator: PhiloxGenerator, dropoutGenerator: PhiloxGenerator) {
+        self.init(config: config, generator: generator, dropout: ModelParallelRNG(single: dropoutGenerator))
+    }
+
+    public init(config: TransformerConfig, generator: PhiloxGenerator, dropout: ModelParallelRNG,
+                tensorParallel: TensorParallelGroup = .single) {
         inputLayernorm = makeNorm(config)
-        selfAttention = SelfAttention(config: config, generator: generator, dropoutGenerator: dropoutGenerator)
+        selfAttention = SelfAttention(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel)
         preMLPLayernorm = makeNorm(config)
-        mlp = MLP(config: config, generator: generator)
-        hiddenDropout = Dropout(config.hiddenDropout, generator: dropoutGenerator)
+        mlp = MLP(config: config, generator: generator, tensorParallel: tensorParallel)
+        hiddenDropout = Dropout(config.hiddenDropout, generator: dropout.generator(split: tensorParallel.sequenceParallel))
     }
 
     override public var children: [(String, Module)] {
@@ -34,14 +42,19 @@ public final class TransformerBlock: Module {
     public let finalLayernorm: Module & NormLayer
     /// Layers whose activations are recomputed in backward (`--recompute-granularity full`).
     public var recomputedLayers: Set<Int> = []
-    let dropoutGenerator: PhiloxGenerator
+    let dropout: ModelParallelRNG
 
-    public init(config: TransformerConfig, generator: PhiloxGenerator, dropoutGenerator: PhiloxGenerator) {
+    public convenience init(config: TransformerConfig, generator: PhiloxGenerator, dropoutGenerator: PhiloxGenerator) {
+        self.init(config: config, generator: generator, dropout: ModelParallelRNG(single: dropoutGenerator))
+    }
+
+    public init(config: TransformerConfig, generator: PhiloxGenerator, dropout: ModelParallelRNG,
+                tensorParallel: TensorParallelGroup = .single) {
         layers = (0..<config.numLayers).map { _ in
-            TransformerLayer(config: config, generator: generator, dropoutGenerator: dropoutGenerator)
+            TransformerLayer(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel)
         }
         finalLayernorm = makeNorm(config)
-        self.dropoutGenerator = dropoutGenerator
+        self.dropout = dropout
     }
 
     override public var children: [(String, Module)] {
@@ -54,7 +67,7 @@ public final class TransformerBlock: Module {
             if let cache {
                 h = layer(h, cache: cache.layers[i])
             } else if recomputedLayers.contains(i) {
-                h = checkpoint([h], generators: [dropoutGenerator]) { [layer($0[0])] }[0]
+                h = checkpoint([h], generators: dropout.all) { [layer($0[0])] }[0]
             } else {
                 h = layer(h)
             }

@@ -1,0 +1,60 @@
+import MegatronAutograd
+import MegatronTensor
+
+/// `y = x A^T + b` with `A`'s rows (output features) split over the tensor-parallel group: each rank
+/// computes its slice of the outputs from the whole input (Megatron's `ColumnParallelLinear`).
+///
+/// The input enters through `copyToRegion` (its gradient is all-reduced), or under sequence parallelism
+/// through `gatherFromSequenceParallelRegion` (the sequence shards are all-gathered). The weight is drawn
+/// whole from `generator` and sliced, so the same seed gives the same model for every group size.
+///
+/// ```swift
+/// let fc1 = ColumnParallelLinear(inFeatures: 64, outFeatures: 256, group: tp, generator: gen)
+/// let h = fc1(x)   // [batch, seq, 256 / tp.size]
+/// ```
+public final class ColumnParallelLinear: Module {
+    /// This rank's rows `[outFeatures / size, inFeatures]`.
+    public let weight: Tensor
+    public let bias: Tensor?
+    public let group: TensorParallelGroup
+    /// `.split(dim: 0)`, or `.splitHalves(dim: 0)` when the outputs are two halves split separately (SwiGLU).
+    public let sharding: TensorParallelSharding
+    /// Whether to all-gather the outputs so every rank gets all of them.
+    public let gatherOutput: Bool
+
+    public init(inFeatures: Int, outFeatures: Int, bias: Bool = true, splitHalves: Bool = false,
+                gatherOutput: Bool = false, initStd: Float = 0.02, dtype: DType = .float32,
+                group: TensorParallelGroup = .single, generator: PhiloxGenerator) {
+        let blocks = splitHalves ? 2 * group.size : group.size
+        precondition(outFeatures % blocks == 0,
+                     "column-parallel output features (\(outFeatures)) must split into \(blocks) equal blocks")
+        self.group = group
+        self.gatherOutput = gatherOutput
+        sharding = splitHalves ? .splitHalves(dim: 0) : .split(dim: 0)
+        let master = Tensor.normal([outFeatures, inFeatures], std: initStd, dtype: dtype, generator: generator)
+        weight = parameter(try! sharding.shard(master, rank: group.rank, size: group.size))
+        self.bias = bias ? parameter(Tensor.zeros([outFeatures / group.size], dtype: dtype)) : nil
+    }
+
+    override public var parameters: [(String, Tensor)] {
+        [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let y = Functional.linear(Self.enter(x, group), weight: weight, bias: bias)
+        return gatherOutput ? TensorParallelMappings.gatherFromRegion(y, group) : y
+    }
+
+    /// The column-parallel product of `x` with a weight held elsewhere (the output layer tied to the
+    /// vocabulary-parallel word embeddings).
+    public static func forward(_ x: Tensor, weight: Tensor, group: TensorParallelGroup) -> Tensor {
+        enter(x, group).matmul(weight.transpose(0, 1))
+    }
+
+    /// The input as every rank needs it: whole, with its gradient summed over the group on the way back.
+    static func enter(_ x: Tensor, _ group: TensorParallelGroup) -> Tensor {
+        group.sequenceParallel
+            ? TensorParallelMappings.gatherFromSequenceParallelRegion(x, group)
+            : TensorParallelMappings.copyToRegion(x, group)
+    }
+}

@@ -1,0 +1,46 @@
+import MegatronAutograd
+import MegatronTensor
+
+/// `y = x A^T + b` with `A`'s columns (input features) split over the tensor-parallel group: each rank
+/// multiplies its slice of an already split input, and the partial products are summed (Megatron's
+/// `RowParallelLinear` with `input_is_parallel`).
+///
+/// The sum is an all-reduce (`reduceFromRegion`), or under sequence parallelism a reduce-scatter along
+/// the sequence. The bias is whole on every rank and added after the sum; under sequence parallelism each
+/// rank adds it to its own positions only, so its gradient must be all-reduced over the group
+/// (`TensorParallelGradients`).
+///
+/// ```swift
+/// let fc2 = RowParallelLinear(inFeatures: 256, outFeatures: 64, group: tp, generator: gen)
+/// let y = fc2(h)   // h: [batch, seq, 256 / tp.size] -> [batch, seq, 64]
+/// ```
+public final class RowParallelLinear: Module {
+    /// This rank's columns `[outFeatures, inFeatures / size]`.
+    public let weight: Tensor
+    public let bias: Tensor?
+    public let group: TensorParallelGroup
+
+    public init(inFeatures: Int, outFeatures: Int, bias: Bool = true, initStd: Float = 0.02,
+                dtype: DType = .float32, group: TensorParallelGroup = .single, generator: PhiloxGenerator) {
+        precondition(inFeatures % group.size == 0,
+                     "row-parallel input features (\(inFeatures)) must split into \(group.size) equal blocks")
+        self.group = group
+        let master = Tensor.normal([outFeatures, inFeatures], std: initStd, dtype: dtype, generator: generator)
+        weight = parameter(try! TensorParallelSharding.split(dim: 1).shard(master, rank: group.rank, size: group.size))
+        self.bias = bias ? parameter(Tensor.zeros([outFeatures], dtype: dtype)) : nil
+    }
+
+    override public var parameters: [(String, Tensor)] {
+        [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        // One rank has nothing to sum, so the bias can ride in the GEMM's epilogue.
+        guard group.size > 1 else { return Functional.linear(x, weight: weight, bias: bias) }
+        let partial = Functional.linear(x, weight: weight, bias: nil)
+        let y = group.sequenceParallel
+            ? TensorParallelMappings.reduceScatterToSequenceParallelRegion(partial, group)
+            : TensorParallelMappings.reduceFromRegion(partial, group)
+        return bias.map { y + $0 } ?? y
+    }
+}
