@@ -10,11 +10,11 @@ extension Pretrainer {
     func saveCheckpoint() throws {
         guard let save = arguments.save else { return }
         try optimizer.finishParameterUpdates()
-        let optimizerState = try optimizer.stateTensors()
+        let (modelState, optimizerState) = try ParallelCheckpoint.gather(model: model, optimizerState: try optimizer.stateTensors())
         guard (groups?.world.rank ?? 0) == 0 else { return }
         let store = CheckpointDirectory(root: URL(fileURLWithPath: save))
         var tensors: [String: Tensor] = [:]
-        for (name, p) in model.namedParameters() { tensors["model." + name] = p }
+        for (name, p) in modelState { tensors["model." + name] = p }
         for (name, t) in optimizerState { tensors["optimizer." + name] = t }
         let argsJSON = try JSONSerialization.jsonObject(with: JSONEncoder().encode(arguments))
         var metadata: [String: Any] = [
@@ -22,8 +22,9 @@ extension Pretrainer {
             "optimizer_steps": optimizer.stepCount,
             "rng": ["dropout_seed": Int(model.dropoutGenerator.seed), "dropout_offset": Int(model.dropoutGenerator.offset)],
             "args": argsJSON,
-            "parallel": ["tensor_model_parallel_size": 1, "pipeline_model_parallel_size": 1,
-                         "data_parallel_size": groups?.dataParallelSize ?? 1],
+            // The state is saved whole (single-rank layout); this records the layout that wrote it.
+            "parallel": ["tensor_model_parallel_size": groups?.tensorParallelSize ?? 1, "pipeline_model_parallel_size": 1,
+                         "data_parallel_size": groups?.dataParallelSize ?? 1, "saved_layout": "whole"],
             "shapes": tensors.mapValues { $0.shape },
         ]
         metadata["opt_param_scheduler"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(schedule.scheduler.state()))
@@ -42,7 +43,11 @@ extension Pretrainer {
             log("WARNING: could not find a checkpoint in \(store.root.path): starting from random weights")
             return
         }
-        try GPTCheckpoint.loadWeights(tensors, into: model, source: "\(store.root.path) iteration \(loadedIteration)")
+        var modelState: [String: Tensor] = [:]
+        for (key, t) in tensors where key.hasPrefix("model.") { modelState[String(key.dropFirst(6))] = t }
+        let slice = try ParallelCheckpoint.modelSlice(modelState, for: model)
+        try GPTCheckpoint.loadWeights(Dictionary(uniqueKeysWithValues: slice.map { ("model." + $0.key, $0.value) }), into: model,
+                                      source: "\(store.root.path) iteration \(loadedIteration)")
         if arguments.finetune {
             log("  loaded model weights from \(store.root.path) at iteration \(loadedIteration) for finetuning")
             return
@@ -52,7 +57,8 @@ extension Pretrainer {
         if !arguments.noLoadOptim {
             var optimizerState: [String: Tensor] = [:]
             for (key, t) in tensors where key.hasPrefix("optimizer.") { optimizerState[String(key.dropFirst(10))] = t }
-            try optimizer.loadState(optimizerState, stepCount: metadata["optimizer_steps"] as? Int ?? 0)
+            try optimizer.loadState(try ParallelCheckpoint.optimizerSlice(optimizerState, for: model),
+                                    stepCount: metadata["optimizer_steps"] as? Int ?? 0)
             try restoreSchedulerAndScaler(metadata, source: store.root.path)
         }
         if !arguments.noLoadRNG, let rng = metadata["rng"] as? [String: Int], let offset = rng["dropout_offset"] {

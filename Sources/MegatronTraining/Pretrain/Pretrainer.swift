@@ -55,8 +55,10 @@ public final class Pretrainer {
         let config = try arguments.transformerConfig()
         let tokenizerAndOptions = try runTokenizer(arguments)
         tokenizer = tokenizerAndOptions?.0
+        // Megatron pads the vocabulary to a multiple of make_vocab_size_divisible_by x TP.
+        let tensorParallel = TensorParallelGroup(groups?.tensor, sequenceParallel: groups?.sequenceParallel ?? false)
         let vocab = paddedVocabSize(tokenizer?.vocabSize ?? ByteTokens.vocabularySize,
-                                    divisibleBy: arguments.makeVocabSizeDivisibleBy)
+                                    divisibleBy: arguments.makeVocabSizeDivisibleBy * tensorParallel.size)
         // Thread ranks exchange host memory: they train on the CPU.
         if groups?.world is ThreadCommunicator {
             guard arguments.device != "cuda" else {
@@ -67,13 +69,22 @@ public final class Pretrainer {
         } else {
             device = try arguments.resolvedDevice()
         }
-        model = onDevice(device) {
-            GPTModel(config: config, vocabSize: vocab, maxSequenceLength: arguments.resolvedMaxPositionEmbeddings,
-                     untieEmbeddingsAndOutputWeights: arguments.untieEmbeddingsAndOutputWeights,
-                     seed: UInt64(arguments.seed))
+        // Every tensor-parallel rank draws the whole weights from the seed and keeps its slice, so any TP size
+        // starts from the single-rank model.
+        let model = try onDevice(device) {
+            try GPTModel(config: config, vocabSize: vocab, maxSequenceLength: arguments.resolvedMaxPositionEmbeddings,
+                         untieEmbeddingsAndOutputWeights: arguments.untieEmbeddingsAndOutputWeights,
+                         seed: UInt64(arguments.seed), tensorParallel: tensorParallel)
         }
+        self.model = model
         applyRecompute(arguments, to: model.decoder)
-        optimizer = try TrainingOptimizer(arguments, model: model, groups: groups, gradStats: GradientStatsGroups())
+        // Duplicated parameters count once in the grad norm; partial gradients (sequence-parallel norms) are
+        // summed over the tensor-parallel ranks before the step.
+        let gradStats = GradientStatsGroups(groups: groups?.tensor.map { [$0] } ?? [], tensorParallelRank: tensorParallel.rank,
+                                            duplicatedParameters: model.tensorParallelDuplicatedParameters())
+        optimizer = try TrainingOptimizer(arguments, model: model, groups: groups, gradStats: gradStats) {
+            TensorParallelGradients.allReducePartial(model, group: tensorParallel)
+        }
         schedule = try TrainingSchedule(arguments, groups: optimizer.groups)
         gradScaler = try makeGradScaler(arguments)
         if let (tokenizer, options) = tokenizerAndOptions {
