@@ -179,11 +179,36 @@ final class ThreadCommunicatorTests: XCTestCase {
     }
 
     func testMismatchedCollectivesTimeOutWithAClearMessage() throws {
+        // Rank 1 is busy (not in a collective), so rank 0's barrier can only end by the timeout.
         XCTAssertThrowsError(try ThreadCommunicator.run(worldSize: 2, timeout: 0.5) { comm -> Void in
-            if comm.rank == 0 { try comm.barrier() }
+            if comm.rank == 0 { try comm.barrier() } else { Thread.sleep(forTimeInterval: 1) }
         }) { error in
             XCTAssertTrue("\(error)".contains("timed out after 0.5 s waiting for group ranks [1]"), "\(error)")
         }
+    }
+
+    func testRankThatReturnedWithoutJoiningEndsTheRunAtOnce() throws {
+        // Rank 1 returns; ranks 0 and 2 wait in a barrier it never joins. No timeout needed to notice.
+        let start = Date()
+        XCTAssertThrowsError(try ThreadCommunicator.run(worldSize: 3, timeout: 60) { comm -> Void in
+            if comm.rank != 1 { try comm.barrier() }
+        }) { error in
+            XCTAssertTrue("\(error)".contains("but world rank(s) [1] already returned"), "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 10)
+    }
+
+    func testRanksWaitingOnEachOtherAfterOneReturnedAreNotADeadlock() throws {
+        // Rank 0 returns at once; ranks 1 and 2 then meet in a subgroup collective, one of them late.
+        let sums = try ThreadCommunicator.run(worldSize: 3, timeout: 60) { comm -> [Float] in
+            let sub = try comm.split(color: comm.rank == 0 ? 0 : 1, key: comm.rank)
+            guard comm.rank != 0 else { return [] }
+            if comm.rank == 2 { Thread.sleep(forTimeInterval: 0.3) }
+            let t = Tensor(shape: [1], values: [Float(comm.rank)])
+            try sub.allReduce(t, op: .sum).wait()
+            return t.floats()
+        }
+        XCTAssertEqual(sums, [[], [3], [3]])
     }
 
     func testShapeMismatchesAreRejected() throws {

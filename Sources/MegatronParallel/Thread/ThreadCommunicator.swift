@@ -39,7 +39,7 @@ public final class ThreadCommunicator: Communicator {
     public static func run<T>(worldSize: Int, timeout: TimeInterval = 300,
                               _ body: @escaping (ThreadCommunicator) throws -> T) throws -> [T] {
         precondition(worldSize >= 1, "world size must be at least 1, got \(worldSize)")
-        let world = ThreadWorld(timeout: timeout)
+        let world = ThreadWorld(size: worldSize, timeout: timeout)
         let group = ThreadGroupState(worldRanks: Array(0..<worldSize))
         let results = ResultSlots<T>(count: worldSize)
         let finished = DispatchGroup()
@@ -49,6 +49,7 @@ public final class ThreadCommunicator: Communicator {
                 defer { finished.leave() }
                 do {
                     results.set(rank, try body(ThreadCommunicator(world: world, group: group, rank: rank)))
+                    world.returned(rank: rank)
                 } catch {
                     world.fail(rank: rank, error: error)
                 }

@@ -10,7 +10,35 @@ final class ThreadWorld: @unchecked Sendable {
     /// The first rank failure, reported by `run`.
     private(set) var firstFailure: ThreadRankFailure?
 
-    init(timeout: TimeInterval) { self.timeout = timeout }
+    /// Ranks whose body has not returned yet.
+    private var running: Int
+    /// The world ranks whose body returned normally.
+    private var returnedRanks: [Int] = []
+    /// The readiness test of every rank blocked in `wait`, by a token per wait.
+    private var blocked: [Int: () -> Bool] = [:]
+    private var nextToken = 0
+
+    init(size: Int, timeout: TimeInterval) {
+        running = size
+        self.timeout = timeout
+    }
+
+    /// Records that `rank`'s body returned normally; wakes the waiters so they can notice a deadlock.
+    func returned(rank: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        running -= 1
+        returnedRanks.append(rank)
+        condition.broadcast()
+    }
+
+    /// Every running rank is blocked and none of their waits can complete: only a rank that returned could
+    /// have released them (a rank skipped a collective), so waiting out the timeout would only delay the error.
+    /// Assumes ranks call collectives only from their own thread (a helper thread posting a `send` for a
+    /// blocked rank would be invisible here).
+    private var isDeadlocked: Bool {
+        !returnedRanks.isEmpty && blocked.count == running && !blocked.values.contains { $0() }
+    }
 
     /// Records `rank`'s failure (the first one wins) and wakes every rank blocked in a collective.
     func fail(rank: Int, error: Error) {
@@ -26,10 +54,26 @@ final class ThreadWorld: @unchecked Sendable {
     /// Blocks (with `condition` held) until `ready()` holds; throws if the world aborts or the timeout passes.
     /// `waitingFor` describes what is missing, for the timeout message.
     func wait(operation: String, ready: () -> Bool, waitingFor: () -> String) throws {
+        try withoutActuallyEscaping(ready) { ready in
+            let token = nextToken
+            nextToken += 1
+            blocked[token] = ready
+            defer { blocked[token] = nil }
+            condition.broadcast()   // other waiters re-check for a deadlock now that this rank blocks too
+            try waitBlocked(operation: operation, ready: ready, waitingFor: waitingFor)
+        }
+    }
+
+    private func waitBlocked(operation: String, ready: () -> Bool, waitingFor: () -> String) throws {
         let deadline = Date(timeIntervalSinceNow: timeout)
         while !ready() {
             if let reason = abortReason {
                 throw CommunicatorError(operation, "aborted because \(reason)")
+            }
+            if isDeadlocked {
+                throw CommunicatorError(operation, "waits for \(waitingFor()), but world rank(s) \(returnedRanks.sorted()) "
+                    + "already returned and every other rank is waiting too "
+                    + "(every rank of a group must call the same collectives in the same order)")
             }
             if !condition.wait(until: deadline) && !ready() {
                 if let reason = abortReason { throw CommunicatorError(operation, "aborted because \(reason)") }
