@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Multi-GPU checks for one device call (see scripts/build-gpu.sh for the bundle): NCCL and tensor-parallel
+# GPU tests, pretrain-gpt over `megatron launch` (DP and TP against one GPU), GPT-1.3B weak scaling against
+# PyTorch DDP + torch.compile, and a killed rank ending the job.
+#   usage (on the device, repository root, bundle unpacked in /tmp/g): bash scripts/device-parallel.sh OUT_DIR
+set -uo pipefail
+out=${1:-/tmp/out}; mkdir -p "$out"
+M=/tmp/g/bin/megatron
+gpus=$(nvidia-smi -L | wc -l)
+export NCCL_NVLS_ENABLE=0
+echo "== $gpus GPUs"
+LD_LIBRARY_PATH=/tmp/g/lib /tmp/g/bin/MegatronPackageTests.xctest \
+    MegatronParallelTests.NCCLCommunicatorTests,MegatronCoreTests.TensorParallelGPUTests > "$out/nccl-tests.log" 2>&1
+grep -E "error:|Executed" "$out/nccl-tests.log" | tail -6
+
+small="--num-layers 4 --hidden-size 512 --num-attention-heads 8 --seq-length 512 --micro-batch-size 4 --global-batch-size 16
+  --train-iters 20 --lr 3e-4 --log-interval 10 --eval-iters 1 --eval-interval 1000 --hidden-dropout 0 --attention-dropout 0
+  --bf16 --mock-data --tokenizer-type NullTokenizer --vocab-size 32767 --seed 3"
+echo "== small model: 1 GPU, then DP=$gpus, then TP=2 x DP, then distributed optimizer"
+timeout 120 $M pretrain-gpt $small 2>&1 | grep -E "iteration +20/|error" | sed 's/.*consumed/consumed/'
+timeout 120 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $small 2>&1 | grep -E "iteration +20/|rror|failed" | sed 's/.*consumed/consumed/'
+timeout 120 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $small --tensor-model-parallel-size 2 --sequence-parallel 2>&1 | grep -E "iteration +20/|rror|failed" | sed 's/.*consumed/consumed/'
+timeout 120 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $small --use-distributed-optimizer --overlap-grad-reduce 2>&1 | grep -E "iteration +20/|rror|failed" | sed 's/.*consumed/consumed/'
+
+big="--num-layers 24 --hidden-size 2048 --num-attention-heads 16 --seq-length 2048 --micro-batch-size 4 --train-iters 8
+  --lr 1e-4 --log-interval 4 --log-throughput --eval-iters 1 --eval-interval 1000 --hidden-dropout 0 --attention-dropout 0
+  --bf16 --mock-data --tokenizer-type NullTokenizer --vocab-size 50257"
+echo "== GPT 1.3B weak scaling: ours 1 GPU, ours DP=$gpus (global batch $((4 * gpus)))"
+timeout 200 $M pretrain-gpt $big --global-batch-size 4 2>&1 | grep -E "iteration +8/|rror" | sed 's/.*elapsed/elapsed/'
+timeout 200 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $big --global-batch-size $((4 * gpus)) --overlap-grad-reduce 2>&1 | grep -E "iteration +8/|rror|failed" | sed 's/.*elapsed/elapsed/'
+echo "== torch 1 GPU, torch DDP x$gpus"
+tb="--num-layers 24 --hidden-size 2048 --num-attention-heads 16 --seq-length 2048 --micro-batch-size 4 --iterations 8 --warmup 3"
+PYTHONUNBUFFERED=1 timeout 200 python3 scripts/bench_torch_gpt.py $tb 2>&1 | tail -1
+PYTHONUNBUFFERED=1 timeout 240 torchrun --nproc-per-node "$gpus" scripts/bench_torch_gpt.py $tb 2>&1 | grep "^torch" | tail -1
+
+echo "== a killed rank ends the job"
+start=$(date +%s)
+( sleep 25; pkill -9 -f "pretrain-gpt" -n ) &
+timeout 120 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $small --train-iters 100000 2>&1 | grep -vE "iteration|^-|validation" | tail -4
+echo "launch rc=$? after $(( $(date +%s) - start )) s (rank killed at ~25 s)"
