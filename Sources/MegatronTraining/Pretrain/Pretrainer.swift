@@ -121,9 +121,7 @@ public final class Pretrainer {
             if iteration % arguments.logInterval == 0 || iteration == 1 || iteration == schedule.trainIters {
                 log(interval.entry(iteration: iteration, of: schedule, consumed: consumedSamples, lr: lr,
                                    lossScale: gradScaler?.scale ?? 1,
-                                   flops: trainingFLOPs(config: config, vocabSize: model.vocabSize,
-                                                        sequenceLength: arguments.seqLength,
-                                                        batchSize: schedule.globalBatchSize),
+                                   flops: flopsPerGPU,
                                    showThroughput: arguments.logThroughput).formatted())
                 summary.intervalLosses.append(interval.meanLoss)
                 interval = IntervalStats()
@@ -154,6 +152,12 @@ public final class Pretrainer {
         return summary
     }
 
+    /// Model FLOPs of one iteration per GPU (Megatron divides the job's FLOPs by the world size).
+    var flopsPerGPU: Double {
+        trainingFLOPs(config: model.config, vocabSize: model.vocabSize, sequenceLength: arguments.seqLength,
+                      batchSize: schedule.globalBatchSize) / Double(groups?.world.size ?? 1)
+    }
+
     /// Megatron's per-iteration TensorBoard scalars (and the same in metrics.jsonl), memory included on a GPU.
     func recordMetrics(_ step: StepOutcome, lr: Float, seconds: Double) {
         guard let metrics else { return }
@@ -162,7 +166,7 @@ public final class Pretrainer {
         if step.updated { values += [("lm loss", step.loss), ("grad-norm", Double(step.gradNorm))] }
         let flops = trainingFLOPs(config: model.config, vocabSize: model.vocabSize, sequenceLength: arguments.seqLength,
                                   batchSize: schedule.globalBatchSize)
-        values.append(("throughput", flops / seconds / 1e12))
+        values.append(("throughput", flops / Double(groups?.world.size ?? 1) / seconds / 1e12))
         // GPU memory only: on the CPU nothing counts allocations, and the process's RSS is not the same number.
         values += MemoryReport.current(on: device)?.scalars ?? []
         metrics.record(values, iteration: iteration)
