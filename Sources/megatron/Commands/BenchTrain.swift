@@ -16,8 +16,11 @@ struct BenchTrain: ParsableCommand {
         var arguments = try MegatronArgumentParser.parse(flags)
         if arguments.lr == nil { arguments.lr = 1e-4 }
         if arguments.trainIters == nil && arguments.trainSamples == nil { arguments.trainIters = warmup + iterations }
-        let trainer = try Pretrainer(arguments: arguments) { _ in }
+        // Under `megatron launch` each rank times its part; rank 0 prints.
+        let world = try TrainingWorld.current(arguments)
+        let trainer = try Pretrainer(arguments: arguments, groups: world?.groups) { _ in }
         let result = try trainer.benchmark(warmup: warmup, iterations: iterations)
+        guard (world?.groups.world.rank ?? 0) == 0 else { return }
         let c = trainer.model.config
         print("model: \(c.numLayers) layers, hidden \(c.hiddenSize), heads \(c.numAttentionHeads), seq \(arguments.seqLength), "
               + "global batch \(arguments.globalBatchSize ?? arguments.microBatchSize), params \(c.paramsDType), device \(trainer.device)")
