@@ -36,7 +36,8 @@ public final class VocabParallelEmbedding: Module {
     public func callAsFunction(_ ids: Tensor, reduceScatter: Bool = false) -> Tensor {
         guard group.size > 1 else { return Functional.embedding(ids, weight: weight) }
         let slice = VocabSlice(start: vocabStart, count: weight.size(0), ids: ids)
-        let partial = Functional.embedding(slice.localIndex, weight: weight) * slice.owned.unsqueezed(-1)
+        // The mask in the weight's dtype: an fp32 mask would widen every activation after it to fp32.
+        let partial = Functional.embedding(slice.localIndex, weight: weight) * slice.owned.cast(to: weight.dtype).unsqueezed(-1)
         return reduceScatter
             ? TensorParallelMappings.reduceScatterToSequenceParallelRegion(partial, group)
             : TensorParallelMappings.reduceFromRegion(partial, group)
