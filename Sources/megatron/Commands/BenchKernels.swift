@@ -242,19 +242,8 @@ final class KernelBench {
 
     /// Median over `trials` event-timed trials of about `trialMs` each, after `warmupMs` of untimed calls.
     func measure(_ name: String, _ shape: String, traffic: Int, _ body: () throws -> Void) throws -> KernelBenchResult {
-        let begin = try CUDAEvent(device: device), end = try CUDAEvent(device: device)
-        func timed(_ runs: Int) throws -> Double {
-            try begin.record(on: stream)
-            for _ in 0..<runs { try body() }
-            try end.record(on: stream)
-            try end.synchronize()
-            return try end.elapsedMilliseconds(since: begin) / Double(runs)
-        }
-        let single = max(try timed(2), 1e-3)
-        _ = try timed(Int((warmupMs / single).rounded(.up)))
-        let runs = max(5, Int((trialMs / single).rounded(.up)))
-        let samples = try (0..<trials).map { _ in try timed(runs) }
-        let ms = samples.sorted()[samples.count / 2]
+        let ms = try medianMilliseconds(stream: stream, device: device, warmupMs: warmupMs, trialMs: trialMs,
+                                        trials: trials, body)
         return KernelBenchResult(name: name, shape: shape, ms: ms, gbPerSecond: Double(traffic) / ms / 1e6)
     }
 }

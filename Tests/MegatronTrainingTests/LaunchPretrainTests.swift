@@ -1,0 +1,50 @@
+import Foundation
+import XCTest
+
+/// `megatron launch --nproc-per-node 4 -- pretrain-gpt ...` on the CPU (thread ranks), checked on its log
+/// against `megatron pretrain-gpt` on one rank.
+final class LaunchPretrainTests: XCTestCase {
+    private func output(_ binary: URL, _ command: String) throws -> String {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = command.split(separator: " ").map(String.init)
+        var environment = ProcessInfo.processInfo.environment
+        environment["CUDA_VISIBLE_DEVICES"] = ""   // thread ranks: the CPU even on a GPU machine
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        XCTAssertEqual(process.terminationStatus, 0, text)
+        return text
+    }
+
+    /// The lm loss values of the log lines, in order.
+    private func losses(_ log: String) -> [String] {
+        log.split(separator: "\n").compactMap { line in
+            line.range(of: "lm loss: ").map { String(line[$0.upperBound...].prefix(12)) }
+        }
+    }
+
+    func testFourThreadRanksLogTheSingleRankLosses() throws {
+        let binary = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("megatron")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw XCTSkip("the megatron executable is not built next to the tests")
+        }
+        let flags = "--num-layers 1 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --micro-batch-size 2 "
+            + "--global-batch-size 8 --train-iters 3 --lr 3e-3 --log-interval 1 --eval-iters 1 --hidden-dropout 0 "
+            + "--attention-dropout 0 --mock-data --tokenizer-type NullTokenizer --vocab-size 511 --device cpu"
+        let single = losses(try output(binary, "pretrain-gpt " + flags))
+        let launched = try output(binary, "launch --threads --nproc-per-node 4 -- pretrain-gpt " + flags
+                                  + " --tensor-model-parallel-size 2 --use-distributed-optimizer")
+        XCTAssertEqual(single.count, 3)
+        XCTAssertEqual(losses(launched).count, 3, "rank 0 alone logs: \(launched)")
+        for (a, b) in zip(losses(launched), single) {
+            XCTAssertEqual(Double(a)!, Double(b)!, accuracy: 2e-5, "launched \(launched)")
+        }
+    }
+}
