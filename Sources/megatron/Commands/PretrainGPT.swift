@@ -47,9 +47,10 @@ struct PretrainGPT: ParsableCommand {
         }
         _ = try trainer.run()
         if live { print(clear, terminator: "") }
-        if arguments.usesEmbeddedCorpus && isRankZero {
-            print("\n> sample from the trained model:\n")
-            print(trainer.sample(prompt: "The cat"))
+        if arguments.usesEmbeddedCorpus {
+            // Every rank decodes (a tensor-parallel model needs all its ranks); rank 0 prints.
+            let text = trainer.sample(prompt: "The cat")
+            if isRankZero { print("\n> sample from the trained model:\n\n" + text) }
         }
     }
 }
