@@ -50,4 +50,16 @@ final class TensorParallelPretrainTests: XCTestCase {
         XCTAssertEqual(resumed.count, 4, "\(first) \(second) \(third)")
         for (i, (x, y)) in zip(resumed, straight).enumerated() { XCTAssertEqual(x, y, accuracy: 2e-5, "iteration \(i + 1)") }
     }
+
+    /// With dropout on split activations (sequence parallelism), stopping and resuming at TP 2 repeats the
+    /// straight run's losses exactly: the tensor-parallel dropout generator's offset is saved too.
+    func testResumeWithTensorParallelDropoutIsExact() throws {
+        let flags = "--train-iters 4 --hidden-dropout 0.2 --tensor-model-parallel-size 2 --sequence-parallel"
+        let straight = try run(world: 2, flags)
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tp-dropout-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let first = try run(world: 2, flags + " --exit-interval 2 --save \(root) --save-interval 2")
+        let second = try run(world: 2, flags + " --load \(root)")
+        XCTAssertEqual(first + second, straight)
+    }
 }

@@ -20,7 +20,10 @@ extension Pretrainer {
         var metadata: [String: Any] = [
             "consumed_samples": consumedSamples,
             "optimizer_steps": optimizer.stepCount,
-            "rng": ["dropout_seed": Int(model.dropoutGenerator.seed), "dropout_offset": Int(model.dropoutGenerator.offset)],
+            // The tensor-parallel generator (split activations) advances as the shared one does on every rank,
+            // so one offset restores it on any rank.
+            "rng": ["dropout_seed": Int(model.dropoutGenerator.seed), "dropout_offset": Int(model.dropoutGenerator.offset),
+                    "tensor_parallel_dropout_offset": Int(model.dropoutRNG.tensorParallel.offset)],
             "args": argsJSON,
             // The state is saved whole (single-rank layout); this records the layout that wrote it.
             "parallel": ["tensor_model_parallel_size": groups?.tensorParallelSize ?? 1, "pipeline_model_parallel_size": 1,
@@ -63,6 +66,9 @@ extension Pretrainer {
         }
         if !arguments.noLoadRNG, let rng = metadata["rng"] as? [String: Int], let offset = rng["dropout_offset"] {
             model.dropoutGenerator.offset = UInt64(offset)
+            if let split = rng["tensor_parallel_dropout_offset"], model.dropoutRNG.tensorParallel !== model.dropoutGenerator {
+                model.dropoutRNG.tensorParallel.offset = UInt64(split)
+            }
         }
         log("  loaded checkpoint from \(store.root.path) at iteration \(loadedIteration)")
     }
