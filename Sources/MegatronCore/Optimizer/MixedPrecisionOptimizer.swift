@@ -109,9 +109,6 @@ public final class MixedPrecisionOptimizer {
     /// (0: no clipping) and applies the rule with each group's learning rate and weight decay from `scheduler`.
     @discardableResult
     public func step(scheduler: OptimizerParamScheduler, clipGrad: Float = 0, lossScale: Float = 1) -> StepReport {
-        if parameters.first?.device ?? .cpu != .cpu {
-            return stepOnDevice(scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale)
-        }
         // Without groups no collective runs, so nothing can throw.
         return try! step(scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale, gradStats: GradientStatsGroups())
     }
@@ -153,16 +150,10 @@ public final class MixedPrecisionOptimizer {
         return StepReport(gradNorm: Float(norm), updated: true)
     }
 
-    /// The same step on the parameters' GPU: one host sync, for the global norm. AdamW over fp32 / bf16
-    /// parameters takes the multi-tensor kernels (a launch per group); other rules run as tensor ops.
+    /// The step on the parameters' GPU for rules without a multi-tensor kernel (AdamW over fp32 / bf16
+    /// parameters takes `fusedAdamWStep`): tensor ops, one host sync for the global norm.
     private func stepOnDevice(scheduler: OptimizerParamScheduler, clipGrad: Float, lossScale: Float) -> StepReport {
-        if let adam = rule as? AdamRule, adam.decoupledWeightDecay,
-           parameters.allSatisfy({ $0.dtype == .float32 || $0.dtype == .bfloat16 }) {
-            // Without groups no collective runs, so nothing can throw.
-            return try! fusedAdamWStep(adam, scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale,
-                                       gradStats: GradientStatsGroups())
-        }
-        return withoutGrad {
+        withoutGrad {
             var grads = parameters.map { p in (p.grad ?? Tensor.zeros(p.shape, device: p.device)) }
             if lossScale != 1 { grads = grads.map { Ops.binary($0, Tensor(scalar: 1 / lossScale), .mul) } }
             let squares = grads.map { Ops.reduce(Ops.binary($0, $0, .mul), dims: [], .sum).reshaped([1]) }

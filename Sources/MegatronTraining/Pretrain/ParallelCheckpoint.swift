@@ -55,9 +55,6 @@ enum ParallelCheckpoint {
 
     /// `t` with `rows` rows: padding rows past the real vocabulary dropped, or zero rows added.
     static func fitRows(_ t: Tensor, to rows: Int) -> Tensor {
-        if t.size(0) == rows { return t }
-        if t.size(0) > rows { return t.narrowed(0, start: 0, length: rows).contiguous() }
-        let padding = Tensor.zeros([rows - t.size(0)] + t.shape.dropFirst(), dtype: t.dtype, device: t.device)
-        return Ops.concat([t, padding], dim: 0)
+        t.size(0) > rows ? t.narrowed(0, start: 0, length: rows).contiguous() : GPTModel.zeroPadRows(t, to: rows)
     }
 }

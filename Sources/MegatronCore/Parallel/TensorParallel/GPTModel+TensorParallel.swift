@@ -53,7 +53,8 @@ extension GPTModel {
         }
     }
 
-    static func zeroPadRows(_ t: Tensor, to rows: Int) -> Tensor {
+    /// `t` with zero rows appended up to `rows` (a vocabulary table padded for more tensor-parallel ranks).
+    public static func zeroPadRows(_ t: Tensor, to rows: Int) -> Tensor {
         if t.size(0) == rows { return t }
         let padding = Tensor.zeros([rows - t.size(0), t.size(1)], dtype: t.dtype, device: t.device)
         return Ops.concat([t, padding], dim: 0)
