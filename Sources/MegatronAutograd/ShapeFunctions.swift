@@ -53,12 +53,26 @@ extension Tensor {
         let pieces = sizes.indices.map { base.narrowed(dim, start: starts[$0], length: sizes[$0]) }
         let (fullShape, type) = (shape, dtype)
         return record("split", inputs: [self], outputs: pieces) { gradients in
+            if let full = Self.tiledBy(gradients, fullShape: fullShape, dim: dim, starts: starts) { return [full] }
             let full = Tensor.empty(fullShape, dtype: type, device: gradients[0].device)
             for (i, g) in gradients.enumerated() {
                 Ops.copy(g, into: full.narrowed(dim, start: starts[i], length: sizes[i]))
             }
             return [full]
         }
+    }
+
+    /// The one tensor of `fullShape` whose slices along `dim` at `starts` are exactly `pieces` (same
+    /// storage, the pieces' strides, consecutive offsets), or nil. Flash attention writes the gradients
+    /// of q, k and v that way into one buffer, so the fused projection's gradient needs no copy.
+    static func tiledBy(_ pieces: [Tensor], fullShape: [Int], dim: Int, starts: [Int]) -> Tensor? {
+        let first = pieces[0]
+        let full = Tensor(storage: first.storage, shape: fullShape, strides: first.strides, offset: first.offset, dtype: first.dtype)
+        for (piece, start) in zip(pieces, starts) {
+            guard piece.storage === first.storage, piece.dtype == first.dtype, piece.strides == first.strides,
+                  piece.offset == first.offset + start * first.strides[dim] else { return nil }
+        }
+        return full
     }
 
     /// Splits along `dim` into `count` equal pieces.

@@ -79,10 +79,12 @@ extension NeuralKernels {
         }
 
         /// Dynamic shared memory of each kernel: tiles of pitch headDim + 8 bf16/fp16 elements.
-        func sharedBytes(headDim d: Int) -> (forward: Int, dkdv: Int, dq: Int) {
+        func sharedBytes(headDim d: Int) -> (forward: Int, dkdv: Int, dkdvWithDQ: Int, dq: Int) {
             let row = (d + 8) * 2
+            let dkdv = (2 * dkdvKeys + 4 * dkdvQueries) * row + 16 * dkdvQueries   // K, V, double-buffered Q, dO, LSE, delta
             return ((forwardRows + 4 * forwardKeys) * row,                      // Q, double-buffered K and V
-                    (2 * dkdvKeys + 4 * dkdvQueries) * row + 16 * dkdvQueries,   // K, V, double-buffered Q, dO, LSE, delta
+                    dkdv,
+                    dkdv + dkdvKeys * (dkdvQueries + 8) * 2,                     // and the staged dSᵀ
                     (2 * dqRows + 4 * dqKeys) * row)                             // Q, dO, double-buffered K and V
         }
     }
@@ -105,18 +107,21 @@ extension NeuralKernels {
     }
 
     /// Flash-attention backward from the forward's `output` and `logSumExp` and the output gradient
-    /// `gradient` (addressed like the queries). Writes `gradQ` contiguous `[batch, heads, queries, headDim]`
-    /// and `gradK`, `gradV` contiguous `[batch, groups, keys, headDim]` (summed over each group's query
-    /// heads, in a fixed order: the result is run-to-run identical). `delta` is fp32 scratch of
-    /// `batch * heads * queries` elements.
-    public func attentionBackward(gradQ: UInt64, gradK: UInt64, gradV: UInt64, delta: UInt64, gradient: AttentionOperand,
-                                  output: AttentionOperand, logSumExp: UInt64, q: AttentionOperand, k: AttentionOperand,
-                                  v: AttentionOperand, problem p: AttentionProblem, type: KernelElementType,
-                                  stream: CUDAStream) throws {
+    /// `gradient` (addressed like the queries). Writes `gradQ` (addressed like the queries) and
+    /// `gradK`, `gradV` (like the keys), dK and dV summed over each group's query heads in a fixed order.
+    /// `delta` is fp32 scratch of `batch * heads * queries` elements.
+    ///
+    /// With `dqAccumulator` (fp32 `[batch, heads, queries, headDim]`, zeroed by the caller) the key-block
+    /// kernel also adds each tile's share of dQ there with atomics and one pass rounds it into `gradQ`:
+    /// five products per tile instead of seven, but dQ's float sums then vary in order from run to run.
+    /// Without it a second kernel accumulates dQ per query block in a fixed order (deterministic).
+    public func attentionBackward(gradQ: AttentionOperand, gradK: AttentionOperand, gradV: AttentionOperand, delta: UInt64,
+                                  dqAccumulator: UInt64?, gradient: AttentionOperand, output: AttentionOperand,
+                                  logSumExp: UInt64, q: AttentionOperand, k: AttentionOperand, v: AttentionOperand,
+                                  problem p: AttentionProblem, type: KernelElementType, stream: CUDAStream) throws {
         let suffix = "d\(p.headDim)_\(type.rawValue)"
-        try Self.requireAttention("flash_backward_" + suffix, p, type: type, [gradient, output, q, k, v])
-        try Self.requirePointers("flash_backward_" + suffix,
-                                 ["gradQ": gradQ, "gradK": gradK, "gradV": gradV, "delta": delta, "logSumExp": logSumExp])
+        try Self.requireAttention("flash_backward_" + suffix, p, type: type, [gradient, output, q, k, v, gradQ, gradK, gradV])
+        try Self.requirePointers("flash_backward_" + suffix, ["delta": delta, "logSumExp": logSumExp])
         try launch("flash_attention.cu", "flash_backward_delta_\(type.rawValue)",
                    grid: .init((p.heads * p.queries + 3) / 4, p.batch), block: .init(128), stream: stream,
                    output.queryArguments + gradient.queryArguments
@@ -126,10 +131,25 @@ extension NeuralKernels {
             + [.pointer(logSumExp), .pointer(delta)]
         let tail: [KernelArgument] = Self.sizeArguments(p) + [.float32(p.scale * Self.log2e), .float32(p.scale), .int32(p.causal ? 1 : 0)]
         let tiling = AttentionTiling.forHeadDim(p.headDim), shared = tiling.sharedBytes(headDim: p.headDim)
-        try launch("flash_attention.cu", "flash_backward_dkdv_" + suffix, grid: .init(Self.blocks(p.keys, tiling.dkdvKeys), p.groups, p.batch),
-                   block: .init(128), sharedMemoryBytes: shared.dkdv, stream: stream, operands + [.pointer(gradK), .pointer(gradV)] + tail)
+        let keyBlocks = LaunchDimensions(Self.blocks(p.keys, tiling.dkdvKeys), p.groups, p.batch)
+        let keyOutputs = gradK.keyArguments + gradV.keyArguments
+        if let accumulator = dqAccumulator {
+            try Self.requirePointers("flash_backward_" + suffix, ["dqAccumulator": accumulator])
+            try launch("flash_attention.cu", "flash_backward_dkdvdq_" + suffix, grid: keyBlocks, block: .init(128),
+                       sharedMemoryBytes: shared.dkdvWithDQ, stream: stream,
+                       operands + keyOutputs + [.pointer(accumulator)] + tail)
+            let chunks = p.heads * p.queries * p.headDim / 8
+            try launch("flash_attention.cu", "flash_backward_dq_finalize_\(type.rawValue)", grid: .init(Self.blocks(chunks, 128), p.batch),
+                       block: .init(128), stream: stream,
+                       [.pointer(accumulator)] + gradQ.queryArguments
+                           + [.int32(Int32(p.groups)), .int32(Int32(p.perGroup)), .int32(Int32(p.queries)),
+                              .int32(Int32(p.headDim)), .float32(p.scale)])
+            return
+        }
+        try launch("flash_attention.cu", "flash_backward_dkdv_" + suffix, grid: keyBlocks, block: .init(128),
+                   sharedMemoryBytes: shared.dkdv, stream: stream, operands + keyOutputs + [.pointer(0)] + tail)
         try launch("flash_attention.cu", "flash_backward_dq_" + suffix, grid: .init(Self.blocks(p.queries, tiling.dqRows), p.heads, p.batch),
-                   block: .init(128), sharedMemoryBytes: shared.dq, stream: stream, operands + [.pointer(gradQ)] + tail)
+                   block: .init(128), sharedMemoryBytes: shared.dq, stream: stream, operands + gradQ.queryArguments + tail)
     }
 
     private static let log2e: Float = 1.442_695_040_888_963_4

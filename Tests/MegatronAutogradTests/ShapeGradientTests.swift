@@ -52,4 +52,23 @@ final class ShapeGradientTests: XCTestCase {
         XCTAssertEqual(m.matmul(m).floats(), [7, 10, 15, 22])
         XCTAssertEqual(m.transpose(0, 1).matmul(m).floats(), [10, 14, 14, 20])
     }
+
+    /// Piece gradients that are exactly the slices of one buffer (as flash attention returns them for a
+    /// fused QKV projection) come back as that buffer, no copy; anything else is not taken for one.
+    func testSplitBackwardTakesTiledGradientsAsTheyStand() {
+        let buffer = Tensor(shape: [2, 6], values: (0..<12).map(Float.init))
+        let pieces = [buffer.narrowed(1, start: 0, length: 3), buffer.narrowed(1, start: 3, length: 2), buffer.narrowed(1, start: 5, length: 1)]
+        let full = Tensor.tiledBy(pieces, fullShape: [2, 6], dim: 1, starts: [0, 3, 5])
+        XCTAssertTrue(full?.storage === buffer.storage)
+        XCTAssertEqual(full?.floats(), buffer.floats())
+        XCTAssertNil(Tensor.tiledBy([pieces[1], pieces[0], pieces[2]], fullShape: [2, 6], dim: 1, starts: [0, 3, 5]), "out of order")
+        XCTAssertNil(Tensor.tiledBy([pieces[0], pieces[1].contiguous(), pieces[2]], fullShape: [2, 6], dim: 1, starts: [0, 3, 5]),
+                     "another buffer")
+
+        var x = Tensor(shape: [2, 6], values: (0..<12).map { Float($0) / 3 })
+        x.requiresGrad = true
+        let parts = x.split([3, 2, 1], dim: 1)
+        (parts[0] * 2 + parts[1].sum() + parts[2] * 3).sum().backward()
+        XCTAssertEqual(x.grad?.floats(), [2, 2, 2, 6, 6, 9, 2, 2, 2, 6, 6, 9], "each piece broadcast over 6 terms or 3 columns")
+    }
 }

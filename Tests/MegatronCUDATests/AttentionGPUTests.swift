@@ -102,7 +102,8 @@ final class AttentionGPUTests: XCTestCase {
     }
 
     /// Views sliced out of a fused QKV projection ([b, s, groups, perGroup + 2, d], permuted) need
-    /// no copy and give the contiguous inputs' results; the backward is run-to-run identical.
+    /// no copy and give the contiguous inputs' results; their gradients come back as the same views of
+    /// one buffer. The deterministic backward is run-to-run identical; the atomic-dQ one agrees with it.
     func testStridedQKVViewsAndDeterministicBackward() throws {
         let gpu = try device()
         let (b, s, g, p, d) = (2, 96, 2, 3, 64)
@@ -116,12 +117,25 @@ final class AttentionGPUTests: XCTestCase {
         XCTAssertEqual(strided.output.shape, [b, g, p, s, d])
 
         let dO = Tensor.normal([b, g, p, s, d], dtype: .bfloat16, generator: PhiloxGenerator(seed: 10)).to(gpu)
-        func grads() -> [[Float]] {
-            let r = Ops.attentionBackward(gradOutput: dO, q: q, k: k, v: v, output: strided.output, logSumExp: strided.logSumExp,
-                                          causal: true, scale: 0.125)
-            return [r.gradQ.floats(), r.gradK.floats(), r.gradV.floats()]
+        func grads(deterministic: Bool) throws -> [Tensor] {
+            let r = try XCTUnwrap(CUDAAttention.backward(gradOutput: dO, q: q, k: k, v: v, output: strided.output,
+                                                         logSumExp: strided.logSumExp, layout: AttentionLayout(q: q, k: k, v: v),
+                                                         causal: true, scale: 0.125, deterministic: deterministic))
+            return [r.gradQ, r.gradK, r.gradV]
         }
-        XCTAssertEqual(grads(), grads(), "the backward is deterministic")
+        let ordered = try grads(deterministic: true), atomic = try grads(deterministic: false)
+        XCTAssertEqual(ordered.map { $0.floats() }, try grads(deterministic: true).map { $0.floats() }, "the backward is deterministic")
+        for (name, x, y) in zip3(["dq", "dk", "dv"], atomic, ordered) {
+            XCTAssertLessThan(relativeError(x, y), 1.0 / 256, "atomic-dQ backward \(name) against the ordered one")
+        }
+        XCTAssertEqual(atomic[1].floats(), ordered[1].floats(), "dK does not depend on how dQ is summed")
+        for g in atomic {
+            XCTAssertTrue(g.storage === atomic[0].storage, "q, k, v gradients share one buffer like q, k, v")
+            XCTAssertEqual(g.storage.byteCount, qkv.storage.byteCount)
+        }
+        let projection = Tensor(storage: atomic[0].storage, shape: [b, s, g, p + 2, d], strides: Shape.contiguousStrides([b, s, g, p + 2, d]),
+                                dtype: .bfloat16)
+        XCTAssertEqual(projection.permuted([0, 2, 3, 1, 4]).narrowed(2, start: p + 1, length: 1).floats(), atomic[2].floats())
         let cpu = Ops.attention(q: q.to(.cpu), k: k.to(.cpu), v: v.to(.cpu), causal: true, scale: 0.125)
         XCTAssertLessThan(relativeError(strided.output, cpu.output), 2.0 / 256)
     }
@@ -138,4 +152,8 @@ final class AttentionGPUTests: XCTestCase {
         XCTAssertEqual(r.output.floats(), cpu.output.floats())
         XCTAssertEqual(r.output.device, gpu)
     }
+}
+
+private func zip3<A, B, C>(_ a: [A], _ b: [B], _ c: [C]) -> [(A, B, C)] {
+    zip(a, zip(b, c)).map { ($0, $1.0, $1.1) }
 }

@@ -27,6 +27,7 @@ final class NeuralKernelSourceTests: XCTestCase {
             "cast.cu": ["cast_##FROM_SUFFIX##_##TO_SUFFIX", "CAST_KERNEL(f32, float, bf16, bf16)", "CAST_KERNEL(f16, f16, bf16, bf16)"],
             "optimizer.cu": ["adamw_##SUFFIX", "grad_norm_partials(", "grad_norm_final("],
             "flash_attention.cu": ["flash_forward_d##D##_##SUFFIX", "flash_backward_dkdv_d##D##_##SUFFIX",
+                                   "flash_backward_dkdvdq_d##D##_##SUFFIX", "flash_backward_dq_finalize_##SUFFIX",
                                    "flash_backward_dq_d##D##_##SUFFIX", "flash_backward_delta_##SUFFIX",
                                    "FA_EXPAND(FLASH_ATTENTION_KERNELS, SUFFIX, TYPE, 64, FA_TILING_D64)",
                                    "FA_EXPAND(FLASH_ATTENTION_KERNELS, SUFFIX, TYPE, 128, FA_TILING_D128)",

@@ -15,9 +15,12 @@
 // Softmax runs in the log2 domain (one FFMA folds in the scale, then ex2.approx); the saved
 // log-sum-exp is natural-log, [batch, heads, s] fp32.
 //
-// Backward is deterministic without atomics: one kernel per key block accumulates dK and dV in
-// registers over every query head of its group and every query block, in a fixed order; a second
-// kernel per query block accumulates dQ over the key blocks. Both recompute P from the saved LSE.
+// Backward: one kernel per key block accumulates dK and dV in registers over every query head of
+// its group and every query block, in a fixed order. dQ comes one of two ways. By default that same
+// kernel also forms dQ's share of its keys (dS K, from dSᵀ staged in shared memory) and adds it to
+// an fp32 accumulator with atomics, which a last pass scales and rounds: five products per tile.
+// Deterministic mode instead runs a second kernel per query block that accumulates dQ over the key
+// blocks in a fixed order, recomputing P and dP: seven products per tile, run-to-run identical.
 
 #define FA_THREADS 128
 #define FA_LOG2E 1.4426950408889634f
@@ -68,6 +71,13 @@ template <int P>
 __device__ __forceinline__ void fa_load_a(unsigned (&a)[4], const unsigned short *tile, int row0, int k0) {
     const int lane = threadIdx.x & 31, m = lane >> 3, r = lane & 7;
     fa_ldmatrix_x4(a, tile + (row0 + r + (m & 1) * 8) * P + k0 + (m >> 1) * 8);
+}
+
+// The A operand (16 x 16) at rows m0.., columns k0.. of Aᵀ stored row-major [k][m] in a tile of pitch P.
+template <int P>
+__device__ __forceinline__ void fa_load_a_trans(unsigned (&a)[4], const unsigned short *tile, int k0, int m0) {
+    const int lane = threadIdx.x & 31, m = lane >> 3, r = lane & 7;
+    fa_ldmatrix_x4_trans(a, tile + (k0 + (m >> 1) * 8 + r) * P + m0 + (m & 1) * 8);
 }
 
 // B operands of two n-tiles (n0 and n0 + 8) of C = A Xᵀ, X row-major [n][k] in a tile of pitch P:
@@ -328,19 +338,72 @@ __device__ void flash_backward_delta(const T *o, long long o_b, long long o_g, l
     if (lane == 0) delta[(long long)b * heads * s + row] = sum;
 }
 
+// dQ's rows for one query head from the staged dSᵀ: dq_acc[q0 + i, :] += sum over the CTA's BN keys
+// of dS[i, key] K[key, :]. Warp w takes query tile w % (BQ / 16) and its share of the D columns.
+template <class T, int D, int BN, int BQ, int P, int PQ>
+__device__ __forceinline__ void fa_add_dq(float *dq_rows, int q0, int s, const unsigned short *dst, const unsigned short *ks) {
+    constexpr int QT = BQ / 16, PARTS = 4 / QT, DC = D / PARTS;
+    static_assert(QT * PARTS == 4 && DC % 16 == 0, "dQ tiles must divide among 4 warps");
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+    const int qt = warp % QT, c0 = (warp / QT) * DC;
+    float acc[DC / 8][4] = {};
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) {
+        unsigned a[4];
+        fa_load_a_trans<PQ>(a, dst, kk * 16, qt * 16);
+#pragma unroll
+        for (int nt = 0; nt < DC / 16; nt++) {
+            unsigned bf[4];
+            fa_load_b<P>(bf, ks, kk * 16, c0 + nt * 16);
+            fa_mma<T>(acc[2 * nt], a, bf[0], bf[1]);
+            fa_mma<T>(acc[2 * nt + 1], a, bf[2], bf[3]);
+        }
+    }
+    // Lane pairs (tq, tq ^ 1) swap halves so each holds four adjacent columns of one row: the even lane
+    // row g, columns 2tq..2tq+3; the odd lane row g + 8, columns 2tq-2..2tq+1. One 16-byte atomic
+    // (sm_90) then does the work of four.
+    const bool odd = tq & 1;
+    const int row = q0 + qt * 16 + g + (odd ? 8 : 0), c = c0 + (tq & 2) * 2;
+#pragma unroll
+    for (int nt = 0; nt < DC / 8; nt++) {
+        const float give0 = odd ? acc[nt][0] : acc[nt][2], give1 = odd ? acc[nt][1] : acc[nt][3];
+        const float got0 = __shfl_xor_sync(0xffffffffu, give0, 1), got1 = __shfl_xor_sync(0xffffffffu, give1, 1);
+        const float4 sum = odd ? make_float4(got0, got1, acc[nt][2], acc[nt][3]) : make_float4(acc[nt][0], acc[nt][1], got0, got1);
+        if (row < s) atomicAdd(reinterpret_cast<float4 *>(dq_rows + (long long)row * D + c + nt * 8), sum);
+    }
+}
+
+// This warp's accumulator rows (MT x 16 keys from row0, NT x 8 query columns) rounded to T into a
+// tile of pitch PQ: the transpose the dQ product reads as its A operand.
+template <class T, int MT, int NT, int PQ>
+__device__ __forceinline__ void fa_stage_transposed(unsigned short *tile, int row0, const float (&c)[MT][NT][4]) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int r = 0; r < 2; r++)
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++)
+                *reinterpret_cast<unsigned *>(tile + (row0 + mt * 16 + g + r * 8) * PQ + nt * 8 + tq * 2) =
+                    fa_pack<T>(c[mt][nt][2 * r], c[mt][nt][2 * r + 1]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // dK and dV of one block of 4 x MT x 16 keys of one key/value head (each warp owns MT x 16 keys),
 // summed over the group's query heads and every query block that sees these keys.
-// Grid (ceil(t / keys per CTA), groups, batch). BQ queries per step. dk, dv: contiguous
-// [batch, groups, t, D].
-template <class T, int D, int MT, int BQ>
+// Grid (ceil(t / keys per CTA), groups, batch). BQ queries per step. dk, dv: addressed like k and v.
+// With ATOMIC_DQ it also adds (dS K) over these keys to dq_acc, fp32 contiguous [batch, heads, s, D]
+// (unscaled; flash_backward_dq_finalize applies the scale).
+template <class T, int D, int MT, int BQ, bool ATOMIC_DQ>
 __device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, long long q_p, long long q_s,
                                     const T *k, long long k_b, long long k_g, long long k_s,
                                     const T *v, long long v_b, long long v_g, long long v_s,
                                     const T *dout, long long d_b, long long d_g, long long d_p, long long d_s,
-                                    const float *lse, const float *delta, T *dk, T *dv,
+                                    const float *lse, const float *delta,
+                                    T *dk, long long dk_b, long long dk_g, long long dk_s,
+                                    T *dv, long long dv_b, long long dv_g, long long dv_s, float *dq_acc,
                                     int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {
-    constexpr int P = D + 8, WN = 16 * MT, BN = 4 * WN, NT = BQ / 8;
+    constexpr int P = D + 8, WN = 16 * MT, BN = 4 * WN, NT = BQ / 8, PQ = BQ + 8;
     extern __shared__ __align__(16) unsigned char fa_shared[];
     unsigned short *ks = reinterpret_cast<unsigned short *>(fa_shared);
     unsigned short *vs = ks + BN * P;
@@ -348,6 +411,7 @@ __device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, lo
     unsigned short *dos = qs + 2 * BQ * P;     // [2][BQ][P]
     float *lses = reinterpret_cast<float *>(dos + 2 * BQ * P);   // [2][BQ], log2 domain
     float *deltas = lses + 2 * BQ;                               // [2][BQ]
+    unsigned short *dst = reinterpret_cast<unsigned short *>(deltas + 2 * BQ);   // dSᵀ [BN][PQ] (ATOMIC_DQ)
 
     const int k0 = blockIdx.x * BN, group = blockIdx.y, b = blockIdx.z, offset = t - s, heads = groups * per_group;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
@@ -419,28 +483,54 @@ __device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, lo
 #pragma unroll
                 for (int e = 0; e < 4; e++) pt[mt][nt][e] *= dpt[mt][nt][e] - deltat[nt * 8 + tq * 2 + (e & 1)];   // dSᵀ
         fa_gemm_pv<T, D, NT, P, MT>(dk_acc, pt, qt);   // dK += dSᵀ Q
+        if constexpr (ATOMIC_DQ) {
+            fa_stage_transposed<T, MT, NT, PQ>(dst, warp * WN, pt);
+            __syncthreads();
+            const int p = step / per_head;
+            fa_add_dq<T, D, BN, BQ, P, PQ>(dq_acc + (((long long)b * heads + group * per_group + p) * s) * D, q0, s, dst, ks);
+        }
         __syncthreads();
     }
 
-    const long long head = ((long long)b * groups + group) * t * D;
     float dk_scale[MT][2], one[MT][2];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) dk_scale[mt][0] = dk_scale[mt][1] = scale, one[mt][0] = one[mt][1] = 1.0f;
-    fa_store_rows<T, D, MT>(reinterpret_cast<unsigned short *>(dk) + head, D, k0 + warp * WN, t, dk_acc, dk_scale);
-    fa_store_rows<T, D, MT>(reinterpret_cast<unsigned short *>(dv) + head, D, k0 + warp * WN, t, dv_acc, one);
+    fa_store_rows<T, D, MT>(reinterpret_cast<unsigned short *>(dk) + b * dk_b + group * dk_g, dk_s, k0 + warp * WN, t, dk_acc, dk_scale);
+    fa_store_rows<T, D, MT>(reinterpret_cast<unsigned short *>(dv) + b * dv_b + group * dv_g, dv_s, k0 + warp * WN, t, dv_acc, one);
+}
+
+// dq = scale * dq_acc, rounded to T: dq_acc fp32 contiguous [batch, heads, s, D], dq addressed like
+// the queries. Each thread converts 8 consecutive elements. Grid (ceil(heads * s * D / 8 / 128), batch).
+template <class T>
+__device__ void flash_backward_dq_finalize(const float *dq_acc, T *dq, long long q_b, long long q_g, long long q_p,
+                                           long long q_s, int groups, int per_group, int s, int dim, float scale) {
+    const long long chunk = (long long)blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
+    const int chunks = dim / 8, heads = groups * per_group;
+    if (chunk >= (long long)heads * s * chunks) return;
+    const int c = (int)(chunk % chunks) * 8;
+    const long long row = chunk / chunks;
+    const int i = (int)(row % s), h = (int)(row / s), group = h / per_group, p = h % per_group;
+    const float4 *in = reinterpret_cast<const float4 *>(dq_acc + ((b * heads + h) * s + i) * (long long)dim + c);
+    const float4 lo = in[0], hi = in[1];
+    uint4 packed;
+    packed.x = fa_pack<T>(lo.x * scale, lo.y * scale);
+    packed.y = fa_pack<T>(lo.z * scale, lo.w * scale);
+    packed.z = fa_pack<T>(hi.x * scale, hi.y * scale);
+    packed.w = fa_pack<T>(hi.z * scale, hi.w * scale);
+    *reinterpret_cast<uint4 *>(dq + b * q_b + group * q_g + p * q_p + i * q_s + c) = packed;
 }
 
 // ---------------------------------------------------------------------------------------------
 // dQ of one block of 4 x MT x 16 query rows of one head (each warp owns MT x 16), over the key
-// blocks (BN keys each) it sees. Grid (ceil(s / rows per CTA), heads, batch). dq: contiguous
-// [batch, heads, s, D].
+// blocks (BN keys each) it sees. Grid (ceil(s / rows per CTA), heads, batch). dq: addressed like
+// the queries.
 template <class T, int D, int MT, int BN>
 __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long long q_p, long long q_s,
                                   const T *k, long long k_b, long long k_g, long long k_s,
                                   const T *v, long long v_b, long long v_g, long long v_s,
                                   const T *dout, long long d_b, long long d_g, long long d_p, long long d_s,
-                                  const float *lse, const float *delta, T *dq,
-                                  int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {
+                                  const float *lse, const float *delta,
+                                  T *dq, long long dq_b, long long dq_g, long long dq_p, long long dq_s, int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {
     constexpr int P = D + 8, WM = 16 * MT, BM = 4 * WM, NT = BN / 8;
     extern __shared__ __align__(16) unsigned char fa_shared[];
     unsigned short *qs = reinterpret_cast<unsigned short *>(fa_shared);
@@ -516,8 +606,8 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
     float dq_scale[MT][2];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) dq_scale[mt][0] = dq_scale[mt][1] = scale;
-    unsigned short *out = reinterpret_cast<unsigned short *>(dq) + ((long long)b * gridDim.y + h) * s * D;
-    fa_store_rows<T, D, MT>(out, D, q0 + warp * WM, s, acc, dq_scale);
+    unsigned short *out = reinterpret_cast<unsigned short *>(dq) + b * dq_b + group * dq_g + p * dq_p;
+    fa_store_rows<T, D, MT>(out, dq_s, q0 + warp * WM, s, acc, dq_scale);
 }
 
 #define FA_Q_ARGS(T) const T *q, long long q_b, long long q_g, long long q_p, long long q_s
@@ -526,6 +616,17 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
 #define FA_DO_ARGS(T) const T *dout, long long d_b, long long d_g, long long d_p, long long d_s
 #define FA_FORWARD_PASS q, q_b, q_g, q_p, q_s, k, k_b, k_g, k_s, v, v_b, v_g, v_s
 #define FA_BACKWARD_PASS FA_FORWARD_PASS, dout, d_b, d_g, d_p, d_s
+
+// dK/dV (and with ATOMIC, dQ's fp32 accumulation) of one head dim under one name.
+#define FA_DKDV_KERNEL(NAME, TYPE, D, MT, BQ, ATOMIC)                                                             \
+    extern "C" __global__ void __launch_bounds__(FA_THREADS) NAME(                                                 \
+        FA_Q_ARGS(TYPE), FA_KV_ARGS(TYPE), FA_DO_ARGS(TYPE), const float *lse, const float *delta, TYPE *dk,         \
+        long long dk_b, long long dk_g, long long dk_s, TYPE *dv, long long dv_b, long long dv_g, long long dv_s,    \
+        float *dq_acc, int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {        \
+        flash_backward_dkdv<TYPE, D, MT, BQ, ATOMIC>(FA_BACKWARD_PASS, lse, delta, dk, dk_b, dk_g, dk_s, dv, dv_b,  \
+                                                     dv_g, dv_s, dq_acc, groups, per_group, s, t, scale_log2,      \
+                                                     scale, causal);                                               \
+    }
 
 // One head dim's kernels. Tiling per kernel: forward MT x BN, dK/dV MT x BQ, dQ MT x BN (see the
 // kernels above); NeuralKernels.attentionTiling must match (its source test checks these lines).
@@ -536,17 +637,14 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
         flash_forward<TYPE, D, F_MT, F_BN>(FA_FORWARD_PASS, o, o_b, o_g, o_p, o_s, lse, groups, per_group, s, t,   \
                                            scale_log2, causal);                                                    \
     }                                                                                                              \
-    extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_backward_dkdv_d##D##_##SUFFIX(                  \
-        FA_Q_ARGS(TYPE), FA_KV_ARGS(TYPE), FA_DO_ARGS(TYPE), const float *lse, const float *delta, TYPE *dk,         \
-        TYPE *dv, int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {              \
-        flash_backward_dkdv<TYPE, D, KV_MT, KV_BQ>(FA_BACKWARD_PASS, lse, delta, dk, dv, groups, per_group, s, t,   \
-                                                   scale_log2, scale, causal);                                     \
-    }                                                                                                              \
+    FA_DKDV_KERNEL(flash_backward_dkdv_d##D##_##SUFFIX, TYPE, D, KV_MT, KV_BQ, false)                               \
+    FA_DKDV_KERNEL(flash_backward_dkdvdq_d##D##_##SUFFIX, TYPE, D, KV_MT, KV_BQ, true)                              \
     extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_backward_dq_d##D##_##SUFFIX(                    \
         FA_Q_ARGS(TYPE), FA_KV_ARGS(TYPE), FA_DO_ARGS(TYPE), const float *lse, const float *delta, TYPE *dq,         \
-        int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {                      \
-        flash_backward_dq<TYPE, D, Q_MT, Q_BN>(FA_BACKWARD_PASS, lse, delta, dq, groups, per_group, s, t,          \
-                                               scale_log2, scale, causal);                                         \
+        long long dq_b, long long dq_g, long long dq_p, long long dq_s, int groups, int per_group, int s, int t,      \
+        float scale_log2, float scale, int causal) {                                                               \
+        flash_backward_dq<TYPE, D, Q_MT, Q_BN>(FA_BACKWARD_PASS, lse, delta, dq, dq_b, dq_g, dq_p, dq_s, groups,    \
+                                               per_group, s, t, scale_log2, scale, causal);                        \
     }
 
 // Arguments (forward MT, BN, dK/dV MT, BQ, dQ MT, BN) per head dim: two query tiles per warp in
@@ -567,6 +665,11 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
         const TYPE *o, long long o_b, long long o_g, long long o_p, long long o_s, FA_DO_ARGS(TYPE), float *delta, \
         int groups, int per_group, int s, int dim) {                                                               \
         flash_backward_delta<TYPE>(o, o_b, o_g, o_p, o_s, dout, d_b, d_g, d_p, d_s, delta, groups, per_group, s, dim); \
+    }                                                                                                              \
+    extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_backward_dq_finalize_##SUFFIX(                  \
+        const float *dq_acc, TYPE *dq, long long q_b, long long q_g, long long q_p, long long q_s, int groups,       \
+        int per_group, int s, int dim, float scale) {                                                              \
+        flash_backward_dq_finalize<TYPE>(dq_acc, dq, q_b, q_g, q_p, q_s, groups, per_group, s, dim, scale);        \
     }
 
 FLASH_ATTENTION_TYPE(bf16, bf16)

@@ -65,12 +65,23 @@ template <class T> __device__ __forceinline__ void store8(T *p, const float (&v)
 // out[i] = op(in[i]) over n elements, 8 at a time with 16-byte accesses when `vectorized`
 // (both pointers 16-byte aligned; the host checks), the tail element by element. A null `out`
 // (passed as a literal, so the checks fold away) stores nothing: a read for op's side effects.
+// Each thread issues two groups' loads before using either: a 16-bit input gives only 16 bytes
+// a load, and with one in flight per thread a widening cast stays well short of bandwidth.
 template <class In, class Out, class Op>
 __device__ __forceinline__ void map_unary(Out *out, const In *in, long long n, int vectorized, Op op) {
     long long start = 0;
     if (vectorized) {
-        const long long groups = n / 8;
-        for (long long g = global_thread_index(); g < groups; g += grid_stride()) {
+        const long long groups = n / 8, stride = grid_stride();
+        long long g = global_thread_index();
+        for (; g + stride < groups; g += 2 * stride) {
+            float v[8], w[8];
+            load8(in + g * 8, v);
+            load8(in + (g + stride) * 8, w);
+#pragma unroll
+            for (int k = 0; k < 8; k++) v[k] = op(v[k]), w[k] = op(w[k]);
+            if (out) store8(out + g * 8, v), store8(out + (g + stride) * 8, w);
+        }
+        if (g < groups) {
             float v[8];
             load8(in + g * 8, v);
 #pragma unroll

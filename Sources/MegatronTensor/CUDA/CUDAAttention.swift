@@ -26,8 +26,11 @@ enum CUDAAttention {
         return (output, lse)
     }
 
+    /// `deterministic` (default: the context's MEGATRON_DETERMINISTIC setting) picks the fixed-order dQ pass
+    /// over the atomic one.
     static func backward(gradOutput: Tensor, q: Tensor, k: Tensor, v: Tensor, output: Tensor, logSumExp: Tensor,
-                         layout: AttentionLayout, causal: Bool, scale: Float) -> (gradQ: Tensor, gradK: Tensor, gradV: Tensor)? {
+                         layout: AttentionLayout, causal: Bool, scale: Float,
+                         deterministic: Bool? = nil) -> (gradQ: Tensor, gradK: Tensor, gradV: Tensor)? {
         guard supports(q: q, k: k, v: v, layout: layout), let type = q.dtype.kernelElementType,
               gradOutput.dtype == q.dtype, output.dtype == q.dtype,
               let inputs = operands(q: q, k: k, v: v, layout: layout) else { return nil }
@@ -37,17 +40,36 @@ enum CUDAAttention {
               NeuralKernels.supportsAttention(problem(layout, causal: causal, scale: scale), type: type, operands: [gradient, out])
         else { return nil }
         let lse = logSumExp.cast(to: .float32).contiguous()
-        let dq = Tensor.empty(q.shape, dtype: q.dtype, device: q.device)
-        let dk = Tensor.empty(k.shape, dtype: k.dtype, device: k.device)
-        let dv = Tensor.empty(v.shape, dtype: v.dtype, device: v.device)
+        let (dq, dk, dv) = gradientBuffers(q: q, k: k, v: v)
+        guard let gq = queryOperand(layout.groupedQueries(dq)), let gk = keyOperand(AttentionLayout.groupedKeys(dk)),
+              let gv = keyOperand(AttentionLayout.groupedKeys(dv)) else { return nil }
         let delta = Tensor.empty(layout.logSumExpShape, dtype: .float32, device: q.device)
+        let accumulator = deterministic ?? CUDAContext.of(q.device).deterministic ? nil
+            : Tensor.zeros([layout.batch, layout.heads, layout.queries, layout.headDim], dtype: .float32, device: q.device)
         run("attentionBackward", on: q.device) { nn, stream in
-            try nn.attentionBackward(gradQ: dq.deviceAddress, gradK: dk.deviceAddress, gradV: dv.deviceAddress,
-                                     delta: delta.deviceAddress, gradient: gradient, output: out, logSumExp: lse.deviceAddress,
-                                     q: inputs[0], k: inputs[1], v: inputs[2], problem: problem(layout, causal: causal, scale: scale),
-                                     type: type, stream: stream)
+            try nn.attentionBackward(gradQ: gq, gradK: gk, gradV: gv, delta: delta.deviceAddress,
+                                     dqAccumulator: accumulator?.deviceAddress, gradient: gradient, output: out,
+                                     logSumExp: lse.deviceAddress, q: inputs[0], k: inputs[1], v: inputs[2],
+                                     problem: problem(layout, causal: causal, scale: scale), type: type, stream: stream)
         }
         return (dq, dk, dv)
+    }
+
+    /// Gradient tensors for q, k and v. When the three are views into one buffer that holds nothing
+    /// else (slices of a fused QKV projection), the gradients are the same views of one new buffer, so
+    /// the projection's gradient is that buffer as it stands (`split`'s backward then copies nothing).
+    static func gradientBuffers(q: Tensor, k: Tensor, v: Tensor) -> (Tensor, Tensor, Tensor) {
+        let storage = q.storage
+        if k.storage === storage, v.storage === storage,
+           storage.byteCount == (q.count + k.count + v.count) * q.dtype.byteSize {
+            let base = Tensor.empty([storage.byteCount / q.dtype.byteSize], dtype: q.dtype, device: q.device)
+            let mirror = { (x: Tensor) in
+                Tensor(storage: base.storage, shape: x.shape, strides: x.strides, offset: x.offset, dtype: x.dtype)
+            }
+            return (mirror(q), mirror(k), mirror(v))
+        }
+        return (Tensor.empty(q.shape, dtype: q.dtype, device: q.device), Tensor.empty(k.shape, dtype: k.dtype, device: k.device),
+                Tensor.empty(v.shape, dtype: v.dtype, device: v.device))
     }
 
     private static func problem(_ layout: AttentionLayout, causal: Bool, scale: Float) -> AttentionProblem {

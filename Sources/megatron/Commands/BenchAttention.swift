@@ -16,6 +16,8 @@ struct BenchAttention: ParsableCommand {
     var shapes = "16x12x1024x64,4x16x2048x128"
     @Option(help: "Key/value heads (grouped-query attention); default: as many as query heads.") var kvHeads: Int?
     @Flag(help: "Attend to every key (default: causal).") var full = false
+    @Flag(help: "Time the deterministic backward (dQ per query block, no atomics), as MEGATRON_DETERMINISTIC=1 runs it.")
+    var deterministic = false
     @Option(help: "Untimed warm-up per case, in milliseconds.") var warmupMs = 200.0
     @Option(help: "Length of each timed trial, in milliseconds (at least 5 runs).") var trialMs = 50.0
     @Option(help: "Timed trials per case; the median is reported.") var trials = 5
@@ -51,7 +53,7 @@ struct BenchAttention: ParsableCommand {
             let qCount = b * h * s * d, kvCount = b * kv * s * d, rows = b * h * s
             let q = try buffer(qCount), k = try buffer(kvCount), v = try buffer(kvCount), o = try buffer(qCount)
             let dO = try buffer(qCount), dq = try buffer(qCount), dk = try buffer(kvCount), dv = try buffer(kvCount)
-            let lse = try buffer(rows, .float32), delta = try buffer(rows, .float32)
+            let lse = try buffer(rows, .float32), delta = try buffer(rows, .float32), dqSum = try buffer(qCount, .float32)
             // q, o, dO as [b, s, h, d] (the model's layout); k, v as [b, s, kv, d].
             func queryOperand(_ a: DeviceAllocation) -> AttentionOperand {
                 AttentionOperand(address: a.address, batchStride: s * h * d, groupStride: (h / kv) * d, headStride: d, rowStride: h * d)
@@ -64,7 +66,9 @@ struct BenchAttention: ParsableCommand {
                                         v: keyOperand(v), problem: problem, type: .bfloat16, stream: stream)
             }
             func backward() throws {
-                try nn.attentionBackward(gradQ: dq.address, gradK: dk.address, gradV: dv.address, delta: delta.address,
+                if !deterministic { try gpu.zero(dqSum.address, bytes: qCount * 4, stream: stream) }
+                try nn.attentionBackward(gradQ: queryOperand(dq), gradK: keyOperand(dk), gradV: keyOperand(dv), delta: delta.address,
+                                         dqAccumulator: deterministic ? nil : dqSum.address,
                                          gradient: queryOperand(dO), output: queryOperand(o), logSumExp: lse.address,
                                          q: queryOperand(q), k: keyOperand(k), v: keyOperand(v), problem: problem,
                                          type: .bfloat16, stream: stream)
@@ -76,7 +80,7 @@ struct BenchAttention: ParsableCommand {
                   + String(format: "%3d %8.3f %12.1f %11.3f %16.1f", kv, forwardMs, flops / forwardMs / 1e9, bothMs,
                            3.5 * flops / bothMs / 1e9))
             try stream.synchronize()
-            [q, k, v, o, dO, dq, dk, dv, lse, delta].forEach(allocator.free)
+            [q, k, v, o, dO, dq, dk, dv, lse, delta, dqSum].forEach(allocator.free)
         }
     }
 
