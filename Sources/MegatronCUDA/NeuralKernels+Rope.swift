@@ -44,7 +44,7 @@ extension NeuralKernels {
         let blocks = max(1, min((p.rows + block.y - 1) / block.y, 32 * device.properties.multiprocessorCount))
         let strides = p.strides.map { KernelArgument.int64(Int64($0)) }
         try launch("rope.cu", kernel, grid: .init(blocks), block: block, stream: stream,
-                   [.pointer(out), .pointer(input), .pointer(cos), .pointer(sin), .int32(Int32(p.outer[1])),
+                   [.pointer(out), .pointer(input), .pointer(cos), .pointer(sin), .int32(Int32(p.outer[0])), .int32(Int32(p.outer[1])),
                     .int32(Int32(p.outer[2])), .int32(Int32(p.sequence)), .int32(Int32(p.headDim)),
                     .int32(Int32(p.rotaryDim)), .int64(Int64(p.rows))] + strides
                    + [.int64(Int64(p.tableStride)), .int32(p.backward ? 1 : 0), .int32(vectorized ? 1 : 0)])
@@ -71,7 +71,7 @@ extension NeuralKernels {
 
     /// `[lanes, rows]` threads: one lane per 8 (or 1) channels of each half plus per 8 (1) copied
     /// channels, at most 256 lanes (wider rows loop), and as many rows as fill 256 threads. With
-    /// head dim 64 that is 4 lanes by 64 rows, so a warp stores 8 whole consecutive rows.
+    /// head dim 64 that is 4 lanes by 64 rows: a warp moves 8 whole rows (8 heads of one position).
     static func rotaryBlock(_ p: RotaryProblem, vectorized: Bool) -> LaunchDimensions {
         let width = vectorized ? 8 : 1
         let lanes = min(256, (p.rotaryDim / 2 + p.headDim - p.rotaryDim) / width)

@@ -11,7 +11,9 @@
 //   backward:  dx_i  = g_i cos_i + g_{i+h} sin_{i+h}  dx_{i+h}  = g_{i+h} cos_{i+h} - g_i sin_i
 // (the backward is the transposed rotation). Each thread handles V channels of both halves of a
 // pair (V = 8: one 16-byte access per operand for 16-bit types), or V pass-through channels.
-// Threads are laid out [rows per block, lanes per row] so a warp writes whole consecutive rows.
+// Threads are laid out [rows per block, lanes per row]. Rows are visited position-major (all heads
+// of position s, then s + 1): a block's rows share one table row, which stays in L1, and the heads
+// of one position sit side by side in the fused QKV layout the input is usually a view of.
 
 template <class T, int V> __device__ __forceinline__ void rope_load(const T *p, float (&v)[V]) {
     if constexpr (V == 8) load8(p, v);
@@ -24,8 +26,8 @@ template <class T, int V> __device__ __forceinline__ void rope_store(T *p, const
 }
 
 template <class T, int V>
-__device__ void rope(T *out, const T *x, const T *cos_table, const T *sin_table, int outer1, int outer2, int seq,
-                     int head_dim, int rotary_dim, long long rows, long long stride0, long long stride1,
+__device__ void rope(T *out, const T *x, const T *cos_table, const T *sin_table, int outer0, int outer1, int outer2,
+                     int seq, int head_dim, int rotary_dim, long long rows, long long stride0, long long stride1,
                      long long stride2, long long stride_seq, long long table_stride, int backward) {
     const int half = rotary_dim / 2;
     const int pair_lanes = half / V, lanes = pair_lanes + (head_dim - rotary_dim) / V;
@@ -33,11 +35,11 @@ __device__ void rope(T *out, const T *x, const T *cos_table, const T *sin_table,
          row += (long long)gridDim.x * blockDim.y) {
         // rows < 2^31 (the host checks), so the decomposition runs in 32-bit arithmetic.
         unsigned r = (unsigned)row;
-        const unsigned s = r % seq; r /= seq;
         const unsigned c = r % outer2; r /= outer2;
-        const unsigned b = r % outer1, a = r / outer1;
+        const unsigned b = r % outer1; r /= outer1;
+        const unsigned a = r % outer0, s = r / outer0;
         const T *in = x + a * stride0 + b * stride1 + c * stride2 + s * stride_seq;
-        T *target = out + row * head_dim;
+        T *target = out + ((((long long)a * outer1 + b) * outer2 + c) * seq + s) * head_dim;
         const long long table_row = a * table_stride + (long long)s * rotary_dim;
         for (int lane = threadIdx.x; lane < lanes; lane += blockDim.x) {
             float u[V], w[V];
@@ -69,14 +71,14 @@ __device__ void rope(T *out, const T *x, const T *cos_table, const T *sin_table,
 
 #define ROPE_KERNELS(SUFFIX, TYPE)                                                                                    \
     extern "C" __global__ void rope_##SUFFIX(TYPE *out, const TYPE *x, const TYPE *cos_table, const TYPE *sin_table,  \
-            int outer1, int outer2, int seq, int head_dim, int rotary_dim, long long rows, long long stride0,       \
-            long long stride1, long long stride2, long long stride_seq, long long table_stride, int backward,       \
-            int vectorized) {                                                                                         \
+            int outer0, int outer1, int outer2, int seq, int head_dim, int rotary_dim, long long rows,                \
+            long long stride0, long long stride1, long long stride2, long long stride_seq, long long table_stride,    \
+            int backward, int vectorized) {                                                                           \
         if (vectorized)                                                                                               \
-            rope<TYPE, 8>(out, x, cos_table, sin_table, outer1, outer2, seq, head_dim, rotary_dim, rows, stride0,   \
-                          stride1, stride2, stride_seq, table_stride, backward);                                     \
+            rope<TYPE, 8>(out, x, cos_table, sin_table, outer0, outer1, outer2, seq, head_dim, rotary_dim, rows,      \
+                          stride0, stride1, stride2, stride_seq, table_stride, backward);                             \
         else                                                                                                          \
-            rope<TYPE, 1>(out, x, cos_table, sin_table, outer1, outer2, seq, head_dim, rotary_dim, rows, stride0,   \
-                          stride1, stride2, stride_seq, table_stride, backward);                                     \
+            rope<TYPE, 1>(out, x, cos_table, sin_table, outer0, outer1, outer2, seq, head_dim, rotary_dim, rows,      \
+                          stride0, stride1, stride2, stride_seq, table_stride, backward);                             \
     }
 FOR_EACH_FLOAT_TYPE(ROPE_KERNELS)
