@@ -3,7 +3,8 @@ import MegatronAutograd
 import MegatronTensor
 
 /// Rotary position embedding as Megatron Core applies it (non-interleaved halves, `rotate_half`), on the
-/// first `rotaryPercent` of each head's channels.
+/// first `rotaryPercent` of each head's channels, through the fused `Functional.rotaryEmbedding`
+/// primitive (one kernel forward and one backward per tensor on the GPU, a loop on the CPU).
 public struct RotaryEmbedding {
     public let rotaryDim: Int
     public let base: Float
