@@ -1,7 +1,7 @@
 import Foundation
 
 /// The fused neural-network kernels (Kernels/softmax.cu, norm.cu, cross_entropy.cu,
-/// embedding.cu, dropout.cu, activation.cu, cast.cu, optimizer.cu, flash_attention.cu, fp8.cu), compiled for
+/// embedding.cu, dropout.cu, activation.cu, cast.cu, optimizer.cu, flash_attention.cu, fp8.cu, rope.cu), compiled for
 /// the device at construction and launched over raw device pointers on a stream. Activations may be fp32, bf16
 /// or fp16 (`KernelElementType`); arithmetic is fp32 throughout. Launchers validate sizes and
 /// throw `CUDAError.invalidArgument` naming the problem; they never synchronize.
@@ -34,7 +34,7 @@ public final class NeuralKernels {
 
     /// The kernel files, each compiled into its own module.
     public static let files = ["softmax.cu", "norm.cu", "cross_entropy.cu", "embedding.cu", "dropout.cu",
-                               "activation.cu", "cast.cu", "optimizer.cu", "flash_attention.cu", "fp8.cu"]
+                               "activation.cu", "cast.cu", "optimizer.cu", "flash_attention.cu", "fp8.cu", "rope.cu"]
 
     public init(device: CUDADevice, cache: KernelCache? = KernelCache.defaultCache()) throws {
         let start = Date()

@@ -37,6 +37,7 @@ final class NeuralKernelSourceTests: XCTestCase {
             "fp8.cu": ["cast_##SUFFIX##_##FORMAT(", "cast_##FORMAT##_##SUFFIX(", "amax_##SUFFIX(",
                        "FOR_EACH_FLOAT_TYPE(FP8_E4M3_KERNELS)", "FOR_EACH_FLOAT_TYPE(FP8_E5M2_KERNELS)",
                        "FOR_EACH_FLOAT_TYPE(AMAX_KERNEL)"] + FP8Format.allCases.map { "(SUFFIX, T, \($0.rawValue)," },
+            "rope.cu": ["rope_##SUFFIX(", "FOR_EACH_FLOAT_TYPE(ROPE_KERNELS)"],
         ]
         XCTAssertEqual(Set(expected.keys), Set(NeuralKernels.files))
         for (file, names) in expected {

@@ -3,7 +3,8 @@ import MegatronAutograd
 import MegatronTensor
 
 /// Rotary position embedding as Megatron Core applies it (non-interleaved halves, `rotate_half`), on the
-/// first `rotaryPercent` of each head's channels.
+/// first `rotaryPercent` of each head's channels, through the fused `Functional.rotaryEmbedding`
+/// primitive (one kernel forward and one backward per tensor on the GPU, a loop on the CPU).
 public struct RotaryEmbedding {
     public let rotaryDim: Int
     public let base: Float
@@ -37,37 +38,29 @@ public struct RotaryEmbedding {
                 Tensor(shape: [positions.count, rotaryDim], values: sinValues))
     }
 
-    /// Rotates `x [batch, heads, seq, headDim]` whose first position is `offset`.
+    /// Rotates `x [batch, ..., seq, headDim]` (rank 3 to 5, any strides: q and k come as views of the
+    /// fused QKV projection) whose first position is `offset`. The result is contiguous.
+    ///
+    ///     let rope = RotaryEmbedding(kvChannels: 64, rotaryPercent: 1, base: 10000)
+    ///     let rotatedQ = rope(q)                       // q [b, groups, perGroup, s, d]
     public func callAsFunction(_ x: Tensor, offset: Int = 0) -> Tensor {
-        let key = TableCache.Key(start: offset, count: x.size(2), dtype: x.dtype, device: x.device)
+        let key = TableCache.Key(start: offset, count: x.size(-2), dtype: x.dtype, device: x.device)
         let (cos, sin) = cache.tables(for: key) {
-            let (cos, sin) = tables(positions: Array(offset..<offset + x.size(2)))
+            let (cos, sin) = tables(positions: Array(offset..<offset + x.size(-2)))
             return (cos.cast(to: x.dtype).to(x.device), sin.cast(to: x.dtype).to(x.device))
         }
-        return rotate(x, cos: cos, sin: sin)
+        return Functional.rotaryEmbedding(x, cos: cos, sin: sin)
     }
 
-    /// Rotates `x [batch, heads, seq, headDim]` whose batch row `b` sits at `rowPositions[b]` (`seq` each),
-    /// as left-padded batches of prompts need.
+    /// Rotates `x [batch, ..., seq, headDim]` whose batch row `b` sits at `rowPositions[b]` (`seq` each),
+    /// as left-padded batches of prompts need: the same fused kernel with a table per batch row.
     public func callAsFunction(_ x: Tensor, rowPositions: [[Int]]) -> Tensor {
-        precondition(rowPositions.count == x.size(0) && rowPositions.allSatisfy { $0.count == x.size(2) },
+        precondition(rowPositions.count == x.size(0) && rowPositions.allSatisfy { $0.count == x.size(-2) },
                      "rotary positions \(rowPositions.map(\.count)) do not match x \(x.shape)")
         let (cos, sin) = tables(positions: rowPositions.flatMap { $0 })
-        let shape = [x.size(0), 1, x.size(2), rotaryDim]
-        return rotate(x, cos: cos.reshaped(shape), sin: sin.reshaped(shape))
-    }
-
-    /// `x * cos + rotate_half(x) * sin` on the first `rotaryDim` channels; `cos` and `sin` broadcast over `x`
-    /// and are cast to x's dtype first, as Megatron does (bf16 activations stay bf16).
-    func rotate(_ x: Tensor, cos cosTable: Tensor, sin sinTable: Tensor) -> Tensor {
-        let headDim = x.size(3)
-        let (cos, sin) = (cosTable.cast(to: x.dtype).to(x.device), sinTable.cast(to: x.dtype).to(x.device))
-        let rotated = x.narrow(3, start: 0, length: rotaryDim)
-        let halves = rotated.chunk(2, dim: 3)
-        let rotatedHalf = concat([-halves[1], halves[0]], dim: 3)
-        let out = rotated * cos + rotatedHalf * sin
-        if rotaryDim == headDim { return out }
-        return concat([out, x.narrow(3, start: rotaryDim, length: headDim - rotaryDim)], dim: 3)
+        let shape = [x.size(0), x.size(-2), rotaryDim]
+        return Functional.rotaryEmbedding(x, cos: cos.reshaped(shape).cast(to: x.dtype).to(x.device),
+                                          sin: sin.reshaped(shape).cast(to: x.dtype).to(x.device))
     }
 }
 

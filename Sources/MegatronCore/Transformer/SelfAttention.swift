@@ -78,8 +78,9 @@ public final class SelfAttention: Module {
             // Left-padded batches (cache.padding) rotate each row by its own positions.
             let rows = cache?.padding?.positions(from: offset, count: s)
             let rope = { (t: Tensor) in rows.map { rotary(t, rowPositions: $0) } ?? rotary(t, offset: offset) }
-            q = rope(q.reshape([b, heads, s, d])).reshape([b, groups, perGroup, s, d])
-            k = rope(k.reshape([b, groups, s, d])).reshape([b, groups, 1, s, d])
+            // The fused kernel reads the strided [b, g, perGroup, s, d] views directly (no reshape copy).
+            q = rope(q)
+            k = rope(k)
         }
         var (keys, values) = (k, v)
         if let cache { (keys, values) = cache.append(keys: k, values: v) }

@@ -3,7 +3,7 @@ import Foundation
 import MegatronCUDA
 
 /// `megatron bench kernels`: the memory-bound neural-network kernels (layer / RMS norm, softmax,
-/// GeLU, SwiGLU, dropout, casts, cross-entropy, AdamW, embedding backward, fp8 casts and amax) on
+/// GeLU, SwiGLU, dropout, casts, cross-entropy, AdamW, embedding backward, fp8 casts and amax, rotary embedding) on
 /// tensors of `--megabytes` or more, timed with CUDA events. Each reports its minimum device-memory traffic (every input read
 /// once, every output written once) per second, and that as a share of a device-to-device copy
 /// (cuMemcpyDtoDAsync, bytes read plus written) measured in the same run.
@@ -61,6 +61,7 @@ struct BenchKernels: ParsableCommand {
         results += try bench.elementwiseCases(bytes: size, columns: columns)
         results += try bench.embeddingBackwardCases(bytes: size, columns: columns, vocab: vocab)
         results += try bench.fp8Cases(bytes: size)
+        results += try bench.rotaryCases(bytes: size)
         for result in results {
             print(result.name.padding(toLength: 27, withPad: " ", startingAt: 0) + " "
                   + result.shape.padding(toLength: 18, withPad: " ", startingAt: 0)

@@ -1,0 +1,145 @@
+import Foundation
+import XCTest
+import MegatronAutograd
+import MegatronTensor
+@testable import MegatronCore
+
+/// The fused rotary kernel (rope.cu) against the CPU loop: forward and backward in fp32, bf16 and
+/// fp16, on strided views of a fused QKV tensor, on the vectorized path (head dims 64 and 128,
+/// full and half rotary dims) and the element-wise one (head dim 12), with shared and per-row tables.
+final class RotaryEmbeddingGPUTests: XCTestCase {
+    func requireGPU() throws -> Device {
+        do {
+            _ = try CUDAContext.shared(ordinal: 0)
+            return .cuda(0)
+        } catch {
+            throw XCTSkip("no usable CUDA device here, fused rotary GPU tests skipped: \(error)")
+        }
+    }
+
+    /// Largest |gpu - cpu| beyond `absolute + relative * |cpu|`, with the index; 0 when all agree.
+    func worstExcess(_ gpu: Tensor, _ cpu: Tensor, relative: Float, absolute: Float) -> (Float, Int) {
+        let (g, c) = (gpu.floats(), cpu.floats())
+        var worst: (Float, Int) = (0, -1)
+        for i in 0..<c.count {
+            let excess = abs(g[i] - c[i]) - (absolute + relative * abs(c[i]))
+            if !(excess <= worst.0) { worst = (excess.isNaN ? .infinity : excess, i) }
+        }
+        return worst
+    }
+
+    /// GPU and CPU differ by the GPU's fused multiply-adds (fp32) and then at most one unit in the
+    /// last place of the result's format.
+    func tolerance(_ dtype: DType) -> Float {
+        switch dtype {
+        case .bfloat16: 1e-2
+        case .float16: 2e-3
+        default: 1e-5
+        }
+    }
+
+    func checkParity(dtype: DType, headDim d: Int, rotaryPercent: Float, perRow: Bool, file: StaticString = #filePath,
+                     line: UInt = #line) throws {
+        let device = try requireGPU()
+        let (b, s, g, p) = (2, 37, 2, 3)
+        let label = "\(dtype) d\(d) rotary \(rotaryPercent)\(perRow ? " per-row" : "")"
+        let rope = RotaryEmbedding(kvChannels: d, rotaryPercent: rotaryPercent, base: 10000)
+        let tables = perRow ? rope.tables(positions: (0..<b).flatMap { Array($0 * 5..<$0 * 5 + s) })
+            : rope.tables(positions: Array(3..<3 + s))
+        let tableShape = perRow ? [b, s, rope.rotaryDim] : [s, rope.rotaryDim]
+        let (cos, sin) = (tables.cos.reshaped(tableShape).cast(to: dtype), tables.sin.reshaped(tableShape).cast(to: dtype))
+        let qkv = Tensor.normal([b, s, g, p + 2, d], dtype: dtype, generator: PhiloxGenerator(seed: 11))
+        let gradient = Tensor.normal([b, g, p, s, d], dtype: dtype, generator: PhiloxGenerator(seed: 12))
+        // q as the attention slices it, on both devices; the gradient as a strided view too.
+        func q(_ t: Tensor) -> Tensor { t.permuted([0, 2, 3, 1, 4]).narrowed(2, start: 0, length: p) }
+        let gradView = gradient.to(device).permuted([0, 1, 3, 2, 4]).contiguous().permuted([0, 1, 3, 2, 4])
+        let forward = (gpu: Ops.rotaryEmbedding(q(qkv.to(device)), cos: cos.to(device), sin: sin.to(device)),
+                       cpu: Ops.rotaryEmbedding(q(qkv), cos: cos, sin: sin))
+        let backward = (gpu: Ops.rotaryEmbedding(gradView, cos: cos.to(device), sin: sin.to(device), backward: true),
+                        cpu: Ops.rotaryEmbedding(gradient, cos: cos, sin: sin, backward: true))
+        for (name, pair) in [("forward", forward), ("backward", backward)] {
+            XCTAssertEqual(pair.gpu.device, device)
+            XCTAssertEqual(pair.gpu.shape, [b, g, p, s, d])
+            XCTAssertEqual(pair.gpu.dtype, dtype)
+            let (excess, index) = worstExcess(pair.gpu, pair.cpu, relative: tolerance(dtype), absolute: tolerance(dtype))
+            XCTAssertLessThanOrEqual(excess, 0, "\(label) \(name): element \(index) differs", file: file, line: line)
+        }
+    }
+
+    func testFloat32ForwardAndBackwardMatchTheCPU() throws {
+        for (d, percent) in [(64, Float(1)), (64, 0.5), (128, 1), (12, 0.5)] {
+            try checkParity(dtype: .float32, headDim: d, rotaryPercent: percent, perRow: false)
+        }
+    }
+
+    func testBFloat16ForwardAndBackwardMatchTheCPU() throws {
+        for (d, percent) in [(64, Float(1)), (64, 0.5), (128, 1), (12, 0.5)] {
+            try checkParity(dtype: .bfloat16, headDim: d, rotaryPercent: percent, perRow: false)
+        }
+    }
+
+    func testFloat16ForwardAndBackwardMatchTheCPU() throws {
+        try checkParity(dtype: .float16, headDim: 64, rotaryPercent: 1, perRow: false)
+    }
+
+    func testPerRowTablesMatchTheCPU() throws {
+        try checkParity(dtype: .bfloat16, headDim: 64, rotaryPercent: 1, perRow: true)
+        try checkParity(dtype: .float32, headDim: 12, rotaryPercent: 0.5, perRow: true)
+    }
+
+    /// The module path end to end: SelfAttention-style q through `RotaryEmbedding` with autograd,
+    /// GPU gradients of the fused QKV tensor equal the CPU's.
+    func testAutogradThroughTheModuleMatchesTheCPU() throws {
+        let device = try requireGPU()
+        let rope = RotaryEmbedding(kvChannels: 64, rotaryPercent: 1, base: 10000)
+        let weights = Tensor.normal([2, 2, 3, 33, 64], generator: PhiloxGenerator(seed: 21)).cast(to: .bfloat16)
+        func run(on target: Device) -> (Tensor, Tensor) {
+            var qkv = Tensor.normal([2, 33, 2, 5, 64], dtype: .bfloat16, generator: PhiloxGenerator(seed: 22)).to(target)
+            qkv.requiresGrad = true
+            let q = qkv.permute([0, 2, 3, 1, 4]).narrow(2, start: 0, length: 3)
+            let out = rope(q, offset: 4)
+            (out * weights.to(target)).sum().backward()
+            return (out, qkv.grad!)
+        }
+        let (gpu, cpu) = (run(on: device), run(on: .cpu))
+        XCTAssertLessThanOrEqual(worstExcess(gpu.0, cpu.0, relative: 1e-2, absolute: 1e-2).0, 0, "output")
+        XCTAssertLessThanOrEqual(worstExcess(gpu.1, cpu.1, relative: 1e-2, absolute: 2e-2).0, 0, "gradient")
+    }
+
+    /// LLaMA-1B's shapes (q [4, 8, 4, 2048, 64] and k [4, 8, 1, 2048, 64], bf16, strided views of the
+    /// fused QKV output): milliseconds per forward + backward of the fused primitive and of the
+    /// unfused composition, wall clock after a device synchronize (host time included). Prints only.
+    func testTimingAtLlamaShapesAgainstTheUnfusedComposition() throws {
+        let device = try requireGPU()
+        let context = try CUDAContext.shared(ordinal: 0)
+        let (b, s, g, p, d) = (4, 2048, 8, 4, 64)
+        let rope = RotaryEmbedding(kvChannels: d, rotaryPercent: 1, base: 10000)
+        let (cosCPU, sinCPU) = rope.tables(positions: Array(0..<s))
+        let (cos, sin) = (cosCPU.cast(to: .bfloat16).to(device), sinCPU.cast(to: .bfloat16).to(device))
+        var qkv = Tensor.normal([b, s, g, p + 2, d], dtype: .bfloat16, generator: PhiloxGenerator(seed: 31)).to(device)
+        qkv.requiresGrad = true
+        let gradQ = Tensor.ones([b, g, p, s, d], dtype: .bfloat16, device: device)
+        let gradK = Tensor.ones([b, g, 1, s, d], dtype: .bfloat16, device: device)
+        func step(_ f: (Tensor) -> Tensor) {
+            let view = qkv.permute([0, 2, 3, 1, 4])
+            let q = f(view.narrow(2, start: 0, length: p)), k = f(view.narrow(2, start: p, length: 1))
+            Tensor.backward([q, k], gradients: [gradQ, gradK])
+            qkv.autograd?.grad = nil
+        }
+        func milliseconds(_ f: @escaping (Tensor) -> Tensor) throws -> Double {
+            for _ in 0..<3 { step(f) }
+            try context.synchronize()
+            let start = Date(), runs = 20
+            for _ in 0..<runs { step(f) }
+            try context.synchronize()
+            return Date().timeIntervalSince(start) * 1000 / Double(runs)
+        }
+        let fused = try milliseconds { Functional.rotaryEmbedding($0, cos: cos, sin: sin) }
+        let unfused = try milliseconds { RotaryEmbeddingTests.unfused($0, cos: cos, sin: sin) }
+        // Each of forward and backward reads and writes q and k once: 2 x 2 x (q + k) bytes.
+        let bytes = Double(4 * b * (g * p + g) * s * d * 2)
+        print(String(format: "rope fwd+bwd per layer (q and k, LLaMA-1B shapes, bf16): fused %.3f ms (%.0f GB/s of minimum traffic), unfused %.3f ms",
+                     fused, bytes / fused / 1e6, unfused))
+        XCTAssertGreaterThan(fused, 0)
+    }
+}
