@@ -142,4 +142,27 @@ final class GradientAccumulationFusionTests: XCTestCase {
         assertClose(Array(values[7..<(7 + outFeatures * inFeatures)]), exactSums([(x, g)]).weight.map { $0 + 0.5 },
                     accuracy: 1e-5, "weight gradient added into the view")
     }
+
+    /// The fused path on the GPU (cuBLASLt accumulating into the fp32 main grads, bias from BGRADB) against
+    /// the CPU, over two micro-batches of a bf16 linear layer.
+    func testGPUFusedLinearMatchesCPU() throws {
+        do { _ = try CUDAContext.shared(ordinal: 0) } catch {
+            throw XCTSkip("no usable CUDA device here, GPU gradient-accumulation fusion test skipped: \(error)")
+        }
+        let batches = microBatches(.bfloat16)
+        func grads(on device: Device) -> ([Float], [Float]) {
+            var w = sample([outFeatures, inFeatures], seed: 1).cast(to: .bfloat16).to(device)
+            var b = sample([outFeatures], seed: 2).cast(to: .bfloat16).to(device)
+            (w.requiresGrad, b.requiresGrad) = (true, true)
+            (w.grad, b.grad) = (Tensor.zeros(w.shape, device: device), Tensor.zeros(b.shape, device: device))
+            let (gw, gb) = run(w, b, batches.map { ($0.x.to(device), $0.g.to(device)) })
+            XCTAssertEqual(gw.device, device)
+            return (gw.floats(), gb.floats())
+        }
+        let (gpu, cpu) = (grads(on: .cuda(0)), grads(on: .cpu))
+        let exact = exactSums(batches)
+        assertClose(gpu.0, cpu.0, accuracy: 1e-4, "weight gradient")
+        assertClose(gpu.0, exact.weight, accuracy: 1e-4, "GPU weight gradient is the fp32 sum")
+        assertClose(gpu.1, cpu.1, accuracy: 1e-4, "bias gradient")
+    }
 }
