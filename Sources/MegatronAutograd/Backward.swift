@@ -47,7 +47,7 @@ struct BackwardPass {
         let meta = root.autograd!
         guard let node = meta.gradFunction as? Node else {
             countLeaf(meta, extra: 1)
-            deliver(to: .leaf(meta), gradient)
+            deliver(to: .leaf(meta), .tensor(gradient))
             return
         }
         countEdges(from: node)
@@ -65,29 +65,56 @@ struct BackwardPass {
             let gradOutputs = node.outputShapes.indices.map { i in
                 (i < slots.count ? slots[i] : nil) ?? Tensor.zeros(node.outputShapes[i], dtype: node.outputTypes[i], device: node.outputDevices[i])
             }
-            let gradInputs = node.apply(gradOutputs, retainGraph: retainGraph)
+            let buffers = leafBuffers(for: node)
+            let gradInputs = node.apply(gradOutputs, buffers: buffers, retainGraph: retainGraph)
             precondition(gradInputs.count == node.edges.count, "\(node.name) returned \(gradInputs.count) gradients for \(node.edges.count) inputs")
-            for (edge, g) in zip(node.edges, gradInputs) {
+            for (i, (edge, g)) in zip(node.edges, gradInputs).enumerated() {
                 guard let edge else { continue }
+                if case .accumulatedInPlace? = g {
+                    precondition(buffers.accumulationTarget(forInput: i) != nil,
+                                 "\(node.name) accumulated input \(i)'s gradient in place, but no buffer was offered for it")
+                }
                 deliver(to: edge, g)
             }
         }
     }
 
+    /// The leaf buffers `node` may accumulate into: for each input, its leaf's fp32 `.grad` when this node's
+    /// contribution is the leaf's only one in the pass (so adding it in place is the whole of `finish`'s work).
+    private func leafBuffers(for node: Node) -> LeafGradientBuffers {
+        guard !retainGraph else { return LeafGradientBuffers(targets: []) }
+        return LeafGradientBuffers(targets: node.edges.map { edge in
+            guard case .leaf(let meta)? = edge, let grad = meta.grad, grad.dtype == .float32, grad.isContiguous else { return nil }
+            let id = ObjectIdentifier(meta)
+            return pending[id] == 1 && leafGrads[id] == nil ? grad : nil
+        })
+    }
+
     /// Hands one gradient contribution along an edge; a node or leaf whose contributions are all in goes next.
-    private mutating func deliver(to edge: Node.Edge, _ gradient: Tensor?) {
+    private mutating func deliver(to edge: Node.Edge, _ gradient: InputGradient?) {
         switch edge {
         case .node(let next, let index):
-            if let gradient { accumulate(next, index, gradient) }
+            switch gradient {
+            case .tensor(let g)?: accumulate(next, index, g)
+            case .accumulatedInPlace?: preconditionFailure("\(next.name)'s input gradient was accumulated in place")
+            case nil: break
+            }
             let id = ObjectIdentifier(next)
             pending[id]! -= 1
             if pending[id] == 0 { ready.append(next) }
         case .leaf(let meta):
             let id = ObjectIdentifier(meta)
-            if let gradient {
-                leafGrads[id] = leafGrads[id].map { Ops.binary($0, gradient, .add) } ?? gradient
-            }
             pending[id]! -= 1
+            switch gradient {
+            case .tensor(let g)?:
+                leafGrads[id] = leafGrads[id].map { Ops.binary($0, g, .add) } ?? g
+            case .accumulatedInPlace?:
+                // Offered only for a leaf's single contribution, so the leaf is finished.
+                gradReady(meta)
+                return
+            case nil:
+                break
+            }
             if pending[id] == 0, let total = leafGrads.removeValue(forKey: id) {
                 finish(meta, total)
             }
@@ -100,6 +127,11 @@ struct BackwardPass {
         } else {
             meta.grad = gradient.contiguous().detached()
         }
+        gradReady(meta)
+    }
+
+    /// Runs the leaf's hooks (DDP's bucket reduction) once its gradient for this pass is in `.grad`.
+    private func gradReady(_ meta: AutogradMeta) {
         for hook in meta.gradReadyHooks { hook(meta.grad!) }
     }
 

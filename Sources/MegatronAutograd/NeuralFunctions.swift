@@ -122,7 +122,11 @@ public enum Functional {
 extension Functional {
     /// A linear layer, `x W^T + bias` with `weight [out, in]` (Megatron's layout): one GEMM over all
     /// tokens forward (bias in its epilogue on the GPU); backward one GEMM each for the input and the
-    /// weight gradient, and a column sum for the bias.
+    /// weight gradient, and a column sum for the bias (on the GPU fused into the weight-gradient GEMM).
+    ///
+    /// When the weight already has an fp32 `.grad` (a main grad set by the optimizer's `zeroGrad` or by
+    /// DDP) and this is its only use in the pass, the weight-gradient GEMM adds straight into that buffer
+    /// (gradient-accumulation fusion, see `Ops.accumulateLinearWeightGradient`).
     ///
     /// ```swift
     /// let y = Functional.linear(x, weight: w, bias: b)   // x [batch, seq, in] -> [batch, seq, out]
@@ -132,10 +136,25 @@ extension Functional {
         let (needX, needW, needB) = (x.requiresGrad, weight.requiresGrad, bias?.requiresGrad ?? false)
         let y = Ops.linear(xs, weight: ws, bias: bias?.detached())
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
-        return record("linear", inputs: inputs, output: y) { g in
+        return recordAccumulating("linear", inputs: inputs, output: y) { g, buffers in
             let gx = needX ? Ops.matmul(g, ws) : nil
-            let parameters = needW || needB ? Ops.linearParameterGradients(gradOutput: g, input: xs, withBias: needB) : nil
-            return [gx, parameters?.weight] + (bias == nil ? [] : [parameters?.bias])
+            let parameters = linearParameterGradients(g, xs, needWeight: needW, needBias: needB, buffers: buffers)
+            return [gx.map(InputGradient.tensor), parameters.weight] + (bias == nil ? [] : [parameters.bias.map(InputGradient.tensor)])
         }
+    }
+
+    /// The weight and bias gradients of `linear` (inputs 1 and 2), the weight's accumulated in place into
+    /// its fp32 main grad when the pass offers it.
+    private static func linearParameterGradients(_ g: Tensor, _ x: Tensor, needWeight: Bool, needBias: Bool,
+                                                 buffers: LeafGradientBuffers) -> (weight: InputGradient?, bias: Tensor?) {
+        guard needWeight || needBias else { return (nil, nil) }
+        guard needWeight, let mainGrad = buffers.accumulationTarget(forInput: 1) else {
+            let r = Ops.linearParameterGradients(gradOutput: g, input: x, withBias: needBias)
+            return (needWeight ? .tensor(r.weight) : nil, r.bias)
+        }
+        let biasGrad = Ops.accumulateLinearWeightGradient(gradOutput: g, input: x, into: mainGrad, withBias: needBias)
+        // The fp32 bias gradient goes as is into an fp32 main grad, else in the gradient's dtype as without fusion.
+        let bias = buffers.accumulationTarget(forInput: 2) == nil ? biasGrad?.cast(to: g.dtype) : biasGrad
+        return (.accumulatedInPlace, bias)
     }
 }

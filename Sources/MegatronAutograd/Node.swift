@@ -14,10 +14,12 @@ public final class Node: GradientFunction {
     let outputShapes: [[Int]]
     let outputTypes: [DType]
     let outputDevices: [Device]
-    /// Gradients of the inputs (nil where an input needs none) from the gradients of all outputs.
-    private(set) var rule: (([Tensor]) -> [Tensor?])?
+    /// Gradients of the inputs (nil where an input needs none) from the gradients of all outputs and the
+    /// leaf buffers the pass lets it accumulate into.
+    private(set) var rule: (([Tensor], LeafGradientBuffers) -> [InputGradient?])?
 
-    init(name: String, edges: [Edge?], outputs: [Tensor], rule: @escaping ([Tensor]) -> [Tensor?]) {
+    init(name: String, edges: [Edge?], outputs: [Tensor],
+         rule: @escaping ([Tensor], LeafGradientBuffers) -> [InputGradient?]) {
         self.name = name
         self.edges = edges
         self.outputShapes = outputs.map(\.shape)
@@ -27,12 +29,46 @@ public final class Node: GradientFunction {
     }
 
     /// Applies the rule; without `retainGraph` it then drops the rule and the tensors it saved.
-    func apply(_ gradOutputs: [Tensor], retainGraph: Bool) -> [Tensor?] {
+    func apply(_ gradOutputs: [Tensor], buffers: LeafGradientBuffers, retainGraph: Bool) -> [InputGradient?] {
         guard let rule else {
             preconditionFailure("backward through \(name) a second time: its saved tensors were freed; pass retainGraph: true")
         }
         if !retainGraph { self.rule = nil }
-        return rule(gradOutputs)
+        return rule(gradOutputs, buffers)
+    }
+}
+
+/// What a node's backward hands one of its inputs.
+public enum InputGradient {
+    /// A contribution to add to the input's gradient.
+    case tensor(Tensor)
+    /// Nothing to add: the backward has already accumulated its contribution into the leaf buffer that
+    /// `LeafGradientBuffers.accumulationTarget(forInput:)` offered for this input.
+    case accumulatedInPlace
+}
+
+/// The leaf gradient buffers a backward pass lets one node write into directly (Megatron's gradient
+/// accumulation fusion: a linear layer's wgrad GEMM adds into the fp32 main grad, so no 16-bit weight
+/// gradient is ever made and no separate accumulate kernel runs).
+///
+/// A buffer is offered for input `i` only when that input is a leaf whose `.grad` is already a contiguous
+/// fp32 tensor (a main grad set by the optimizer or by DDP), this node's contribution is the leaf's only
+/// one in the pass (not a tied weight used twice), and the graph is not retained.
+///
+/// ```swift
+/// record("linear", inputs: [x, w], output: y) { g, buffers in
+///     guard let mainGrad = buffers.accumulationTarget(forInput: 1) else { return [.tensor(gx), .tensor(gw)] }
+///     addWeightGradient(g, into: mainGrad)
+///     return [.tensor(gx), .accumulatedInPlace]
+/// }
+/// ```
+public struct LeafGradientBuffers {
+    let targets: [Tensor?]
+
+    /// The fp32 `.grad` of input `i` when the node may add its contribution straight into it, else nil.
+    /// A node that uses it must return `.accumulatedInPlace` for that input.
+    public func accumulationTarget(forInput i: Int) -> Tensor? {
+        i < targets.count ? targets[i] : nil
     }
 }
 
@@ -42,6 +78,23 @@ public final class Node: GradientFunction {
 /// `rule` receives one gradient per output (zeros for outputs not used downstream) and returns one per input.
 public func record(_ name: String, inputs: [Tensor], outputs: [Tensor],
                    rule: @escaping ([Tensor]) -> [Tensor?]) -> [Tensor] {
+    recordNode(name, inputs: inputs, outputs: outputs, rule: { g, _ in rule(g).map { $0.map(InputGradient.tensor) } })
+}
+
+/// `record` for the common one-output case.
+public func record(_ name: String, inputs: [Tensor], output: Tensor, rule: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+    record(name, inputs: inputs, outputs: [output]) { rule($0[0]) }[0]
+}
+
+/// `record` for one output, with a backward that may accumulate a leaf's gradient in place: `rule` gets
+/// the output's gradient and the buffers the pass offers (see `LeafGradientBuffers`).
+public func recordAccumulating(_ name: String, inputs: [Tensor], output: Tensor,
+                               rule: @escaping (Tensor, LeafGradientBuffers) -> [InputGradient?]) -> Tensor {
+    recordNode(name, inputs: inputs, outputs: [output], rule: { g, buffers in rule(g[0], buffers) })[0]
+}
+
+private func recordNode(_ name: String, inputs: [Tensor], outputs: [Tensor],
+                        rule: @escaping ([Tensor], LeafGradientBuffers) -> [InputGradient?]) -> [Tensor] {
     guard GradMode.isEnabled, inputs.contains(where: \.requiresGrad) else { return outputs }
     let edges: [Node.Edge?] = inputs.map { input in
         guard let meta = input.autograd, meta.requiresGrad else { return nil }
@@ -54,11 +107,6 @@ public func record(_ name: String, inputs: [Tensor], outputs: [Tensor],
         t.autograd = AutogradMeta(requiresGrad: true, gradFunction: node, outputIndex: i)
         return t
     }
-}
-
-/// `record` for the common one-output case.
-public func record(_ name: String, inputs: [Tensor], output: Tensor, rule: @escaping (Tensor) -> [Tensor?]) -> Tensor {
-    record(name, inputs: inputs, outputs: [output]) { rule($0[0]) }[0]
 }
 
 extension Tensor {

@@ -199,6 +199,26 @@ final class GemmGPUTests: XCTestCase {
         gpu.free(dy.allocation, x.allocation)
     }
 
+    /// Gradient-accumulation fusion: wgrad added into an fp32 main grad (C = D, beta 1) while the
+    /// BGRADB epilogue writes the fp32 bias gradient (overwritten, not accumulated).
+    func testWeightGradientAccumulatedIntoFP32WithFusedBiasGradient() throws {
+        let gpu = try GPUFixture.require()
+        let gemm = try CublasLtGemm(device: gpu.device, allocator: gpu.allocator)
+        let (tokens, inFeatures, outFeatures) = (128, 32, 48)
+        let dy = try bf16Operand(gpu, count: tokens * outFeatures, seed: 18), x = try bf16Operand(gpu, count: tokens * inFeatures, seed: 19)
+        var random = TestRandom(state: 20)
+        let initial = random.floats(outFeatures * inFeatures)
+        let dw = try gpu.upload(initial), db = try output(gpu, count: outFeatures, type: .float32)
+        defer { gpu.free(dy.allocation, x.allocation, dw, db) }
+        let p = GemmProblem(m: outFeatures, n: inFeatures, k: tokens, transposeA: true, outputType: .float32,
+                            epilogue: .biasGradientFromA)
+        try gemm.run(p, a: dy.allocation.address, b: x.allocation.address, d: dw.address, beta: 1, bias: db.address, stream: gpu.stream)
+        let expected = zip(reference(p, dy.values, x.values), initial).map { $0 + Double($1) }
+        XCTAssertLessThan(relativeError(try read(gpu, dw, count: outFeatures * inFeatures, type: .float32), expected), 1e-5)
+        let bias = (0..<outFeatures).map { o in (0..<tokens).reduce(0.0) { $0 + dy.values[$1 * outFeatures + o] } }
+        XCTAssertLessThan(relativeError(try read(gpu, db, count: outFeatures, type: .float32), bias), 1e-5, "bias gradient")
+    }
+
     func testMissingEpiloguePointerIsAnError() throws {
         let gpu = try GPUFixture.require()
         let gemm = try CublasLtGemm(device: gpu.device, allocator: gpu.allocator)

@@ -53,3 +53,43 @@ extension Ops {
         return (matmul(g.transposed(0, 1), x), withBias ? reduce(g, dims: [0], .sum) : nil)
     }
 }
+
+extension Ops {
+    /// `weightGradient += gᵀ x` for a linear layer, the wgrad GEMM writing straight into `weightGradient`
+    /// (a contiguous fp32 `[out, in]` buffer: a parameter's main grad), so no 16-bit weight gradient is
+    /// made and no separate accumulate runs (Megatron's gradient-accumulation fusion). With `withBias` it
+    /// returns the bias gradient `Σ_tokens g` in fp32 (on the GPU from the same GEMM's BGRADB epilogue).
+    ///
+    /// ```swift
+    /// // mainGrad [out, in] fp32; g [batch, seq, out], x [batch, seq, in] bf16
+    /// let biasGrad = Ops.accumulateLinearWeightGradient(gradOutput: g, input: x, into: mainGrad, withBias: true)
+    /// ```
+    @discardableResult
+    public static func accumulateLinearWeightGradient(gradOutput: Tensor, input: Tensor, into weightGradient: Tensor,
+                                                      withBias: Bool) -> Tensor? {
+        let (out, inFeatures) = (gradOutput.shape.last!, input.shape.last!)
+        precondition(weightGradient.shape == [out, inFeatures],
+                     "linear weight gradient of shape [\(out), \(inFeatures)] cannot accumulate into \(weightGradient.shape)")
+        precondition(weightGradient.dtype == .float32 && weightGradient.isContiguous,
+                     "linear weight gradient accumulates into a contiguous fp32 buffer, got \(weightGradient.dtype)")
+        let (g, x) = (gradOutput.reshaped([-1, out]), input.reshaped([-1, inFeatures]))
+        precondition(g.shape[0] == x.shape[0], "linear gradient over \(g.shape[0]) tokens but input of \(x.shape[0])")
+        if g.shape[0] == 0 { return withBias ? Tensor.zeros([out], device: weightGradient.device) : nil }
+        if cudaDevice(g, x, weightGradient, op: "linear weight gradient accumulation") != nil {
+            if CUDAOps.acceptsWeightGradientAccumulation(g, x) {
+                return CUDAOps.accumulateLinearWeightGradient(g, x, into: weightGradient, withBias: withBias)
+            }
+            // Operands the fused GEMM does not take (mixed dtypes): compute the gradients, then add.
+            let r = linearParameterGradients(gradOutput: g, input: x, withBias: withBias)
+            accumulate(r.weight, into: weightGradient)
+            return r.bias?.cast(to: .float32)
+        }
+        let (gf, xf) = (g.cast(to: .float32).contiguous(), x.cast(to: .float32).contiguous())
+        withExtendedLifetime((gf, xf, weightGradient)) {
+            cpuSgemm(transA: true, transB: false, m: out, n: inFeatures, k: g.shape[0], alpha: 1,
+                     a: gf.pointer(as: Float.self), lda: out, b: xf.pointer(as: Float.self), ldb: inFeatures,
+                     beta: 1, c: weightGradient.pointer(as: Float.self), ldc: inFeatures)
+        }
+        return withBias ? reduce(gf, dims: [0], .sum) : nil
+    }
+}

@@ -100,20 +100,44 @@ extension CUDAOps {
     /// dW = gᵀ x for `g [tokens, out]`, `x [tokens, in]` of one 16-bit dtype, with db = Σ g fused into
     /// the GEMM (cuBLASLt's BGRADB epilogue); nil for what it does not take.
     static func linearParameterGradients(_ g: Tensor, _ x: Tensor, withBias: Bool) -> (weight: Tensor, bias: Tensor?)? {
-        guard g.dtype == x.dtype, g.dtype != .float32, let dataType = g.dtype.gemmDataType, g.count > 0, x.count > 0 else {
-            return nil
-        }
+        guard g.dtype == x.dtype, g.dtype != .float32, g.dtype.gemmDataType != nil, g.count > 0, x.count > 0 else { return nil }
+        let dw = Tensor.empty([g.shape[1], x.shape[1]], dtype: g.dtype, device: g.device)
+        let db = withBias ? Tensor.empty([g.shape[1]], dtype: g.dtype, device: g.device) : nil
+        weightGradientGemm(g, x, into: dw, accumulate: false, biasGradient: db)
+        return (dw, db)
+    }
+
+    /// Whether `accumulateLinearWeightGradient` takes `g` and `x`: one GEMM dtype, both non-empty.
+    static func acceptsWeightGradientAccumulation(_ g: Tensor, _ x: Tensor) -> Bool {
+        g.dtype == x.dtype && g.dtype.gemmDataType != nil && g.count > 0 && x.count > 0
+    }
+
+    /// mainGrad += gᵀ x as one cuBLASLt GEMM with C = D = `mainGrad` (fp32, contiguous), beta 1 and fp32
+    /// compute. For 16-bit operands the bias gradient Σ g (returned with `withBias`) comes from the same
+    /// GEMM's BGRADB epilogue, in fp32 (the bias vector takes D's type); fp32 operands, whose GEMM runs
+    /// without that epilogue, sum it separately.
+    static func accumulateLinearWeightGradient(_ g: Tensor, _ x: Tensor, into mainGrad: Tensor, withBias: Bool) -> Tensor? {
+        precondition(acceptsWeightGradientAccumulation(g, x) && mainGrad.dtype == .float32 && mainGrad.isContiguous)
+        let epilogueBias = withBias && g.dtype != .float32
+        let db = epilogueBias ? Tensor.empty([g.shape[1]], dtype: .float32, device: g.device) : nil
+        weightGradientGemm(g, x, into: mainGrad, accumulate: true, biasGradient: db)
+        if withBias && !epilogueBias { return Ops.reduce(g, dims: [0], .sum) }
+        return db
+    }
+
+    /// D (= `weightGradient`, [out, in]) = gᵀ x, or D += gᵀ x with `accumulate`; `biasGradient`, when
+    /// given, receives Σ_tokens g from the BGRADB epilogue.
+    private static func weightGradientGemm(_ g: Tensor, _ x: Tensor, into weightGradient: Tensor, accumulate: Bool,
+                                           biasGradient: Tensor?) {
         let (tokens, out, inFeatures) = (g.shape[0], g.shape[1], x.shape[1])
         let (dy, input) = (g.contiguous(), x.contiguous())
-        let dw = Tensor.empty([out, inFeatures], dtype: g.dtype, device: g.device)
-        let db = withBias ? Tensor.empty([out], dtype: g.dtype, device: g.device) : nil
-        let problem = GemmProblem(m: out, n: inFeatures, k: tokens, transposeA: true, inputType: dataType, outputType: dataType,
-                                  epilogue: withBias ? .biasGradientFromA : .none)
+        var problem = GemmProblem(m: out, n: inFeatures, k: tokens, transposeA: true, inputType: g.dtype.gemmDataType!,
+                                  outputType: weightGradient.dtype.gemmDataType!)
+        problem.epilogue = biasGradient == nil ? .none : .biasGradientFromA
         let context = CUDAContext.of(g.device)
-        context.run("linear wgrad \(g.dtype) \(out)x\(inFeatures) over \(tokens)\(withBias ? " +bgrad" : "")") {
-            try context.gemm().run(problem, a: dy.deviceAddress, b: input.deviceAddress, d: dw.deviceAddress,
-                                   bias: db?.deviceAddress ?? 0, stream: context.stream)
+        context.run("linear wgrad \(g.dtype)\(accumulate ? " += fp32" : "") \(out)x\(inFeatures) over \(tokens)\(biasGradient == nil ? "" : " +bgrad")") {
+            try context.gemm().run(problem, a: dy.deviceAddress, b: input.deviceAddress, d: weightGradient.deviceAddress,
+                                   beta: accumulate ? 1 : 0, bias: biasGradient?.deviceAddress ?? 0, stream: context.stream)
         }
-        return (dw, db)
     }
 }

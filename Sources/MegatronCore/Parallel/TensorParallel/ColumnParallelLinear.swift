@@ -46,9 +46,10 @@ public final class ColumnParallelLinear: Module {
     }
 
     /// The column-parallel product of `x` with a weight held elsewhere (the output layer tied to the
-    /// vocabulary-parallel word embeddings).
+    /// vocabulary-parallel word embeddings). A linear layer, so an untied output weight gets the fused
+    /// weight-gradient accumulation into its main grad.
     public static func forward(_ x: Tensor, weight: Tensor, group: TensorParallelGroup) -> Tensor {
-        enter(x, group).matmul(weight.transpose(0, 1))
+        Functional.linear(enter(x, group), weight: weight, bias: nil)
     }
 
     /// The input as every rank needs it: whole, with its gradient summed over the group on the way back.
