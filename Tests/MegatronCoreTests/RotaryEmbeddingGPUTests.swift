@@ -105,41 +105,4 @@ final class RotaryEmbeddingGPUTests: XCTestCase {
         XCTAssertLessThanOrEqual(worstExcess(gpu.0, cpu.0, relative: 1e-2, absolute: 1e-2).0, 0, "output")
         XCTAssertLessThanOrEqual(worstExcess(gpu.1, cpu.1, relative: 1e-2, absolute: 2e-2).0, 0, "gradient")
     }
-
-    /// LLaMA-1B's shapes (q [4, 8, 4, 2048, 64] and k [4, 8, 1, 2048, 64], bf16, strided views of the
-    /// fused QKV output): milliseconds per forward + backward of the fused primitive and of the
-    /// unfused composition, wall clock after a device synchronize (host time included). Prints only.
-    func testTimingAtLlamaShapesAgainstTheUnfusedComposition() throws {
-        let device = try requireGPU()
-        let context = try CUDAContext.shared(ordinal: 0)
-        let (b, s, g, p, d) = (4, 2048, 8, 4, 64)
-        let rope = RotaryEmbedding(kvChannels: d, rotaryPercent: 1, base: 10000)
-        let (cosCPU, sinCPU) = rope.tables(positions: Array(0..<s))
-        let (cos, sin) = (cosCPU.cast(to: .bfloat16).to(device), sinCPU.cast(to: .bfloat16).to(device))
-        var qkv = Tensor.normal([b, s, g, p + 2, d], dtype: .bfloat16, generator: PhiloxGenerator(seed: 31)).to(device)
-        qkv.requiresGrad = true
-        let gradQ = Tensor.ones([b, g, p, s, d], dtype: .bfloat16, device: device)
-        let gradK = Tensor.ones([b, g, 1, s, d], dtype: .bfloat16, device: device)
-        func step(_ f: (Tensor) -> Tensor) {
-            let view = qkv.permute([0, 2, 3, 1, 4])
-            let q = f(view.narrow(2, start: 0, length: p)), k = f(view.narrow(2, start: p, length: 1))
-            Tensor.backward([q, k], gradients: [gradQ, gradK])
-            qkv.autograd?.grad = nil
-        }
-        func milliseconds(_ f: @escaping (Tensor) -> Tensor) throws -> Double {
-            for _ in 0..<3 { step(f) }
-            try context.synchronize()
-            let start = Date(), runs = 20
-            for _ in 0..<runs { step(f) }
-            try context.synchronize()
-            return Date().timeIntervalSince(start) * 1000 / Double(runs)
-        }
-        let fused = try milliseconds { Functional.rotaryEmbedding($0, cos: cos, sin: sin) }
-        let unfused = try milliseconds { RotaryEmbeddingTests.unfused($0, cos: cos, sin: sin) }
-        // Each of forward and backward reads and writes q and k once: 2 x 2 x (q + k) bytes.
-        let bytes = Double(4 * b * (g * p + g) * s * d * 2)
-        print(String(format: "rope fwd+bwd per layer (q and k, LLaMA-1B shapes, bf16): fused %.3f ms (%.0f GB/s of minimum traffic), unfused %.3f ms",
-                     fused, bytes / fused / 1e6, unfused))
-        XCTAssertGreaterThan(fused, 0)
-    }
 }
