@@ -145,7 +145,7 @@ extension Functional {
 
     /// The weight and bias gradients of `linear` (inputs 1 and 2), the weight's accumulated in place into
     /// its fp32 main grad when the pass offers it.
-    private static func linearParameterGradients(_ g: Tensor, _ x: Tensor, needWeight: Bool, needBias: Bool,
+    static func linearParameterGradients(_ g: Tensor, _ x: Tensor, needWeight: Bool, needBias: Bool,
                                                  buffers: LeafGradientBuffers) -> (weight: InputGradient?, bias: Tensor?) {
         guard needWeight || needBias else { return (nil, nil) }
         guard needWeight, let mainGrad = buffers.accumulationTarget(forInput: 1) else {

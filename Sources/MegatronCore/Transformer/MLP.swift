@@ -26,24 +26,24 @@ public final class MLP: Module {
 
     override public var children: [(String, Module)] { [("linear_fc1", linearFC1), ("linear_fc2", linearFC2)] }
 
+    /// The activation's output is not kept for backward: `linear_fc2` recomputes it from `linear_fc1`'s
+    /// output (one elementwise pass), which halves the MLP's activation memory.
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let h = linearFC1(x)
-        let activated: Tensor
         switch (config.gatedLinearUnit, config.activation) {
-        case (true, .silu): activated = Functional.swiglu(h)
+        case (true, .silu): return linearFC2(activationOf: h, .swiglu)
         case (true, let act):
             let parts = h.chunk(2, dim: -1)
-            activated = Self.activate(parts[0], act) * parts[1]
-        case (false, let act): activated = Self.activate(h, act)
+            return linearFC2(parts[0].apply(Self.unaryOp(act)) * parts[1])
+        case (false, let act): return linearFC2(activationOf: h, .unary(Self.unaryOp(act)))
         }
-        return linearFC2(activated)
     }
 
-    static func activate(_ x: Tensor, _ activation: TransformerConfig.Activation) -> Tensor {
+    static func unaryOp(_ activation: TransformerConfig.Activation) -> UnaryOp {
         switch activation {
-        case .gelu: Functional.gelu(x, approximate: true)
-        case .geluExact: Functional.gelu(x, approximate: false)
-        case .silu: Functional.silu(x)
+        case .gelu: .geluTanh
+        case .geluExact: .geluErf
+        case .silu: .silu
         }
     }
 }

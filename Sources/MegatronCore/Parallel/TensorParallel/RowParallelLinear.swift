@@ -35,9 +35,20 @@ public final class RowParallelLinear: Module {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
+        forward { Functional.linear(x, weight: weight, bias: $0) }
+    }
+
+    /// `self(activation(x))` with the activation recomputed in backward rather than kept
+    /// (`Functional.linear(activationOf:)`): the MLP's `linear_fc2` over `linear_fc1`'s output.
+    public func callAsFunction(activationOf x: Tensor, _ activation: RecomputedActivation) -> Tensor {
+        forward { Functional.linear(activationOf: x, activation, weight: weight, bias: $0) }
+    }
+
+    /// The local product `linear(bias)` summed over the group, then the bias.
+    private func forward(_ linear: (Tensor?) -> Tensor) -> Tensor {
         // One rank has nothing to sum, so the bias can ride in the GEMM's epilogue.
-        guard group.size > 1 else { return Functional.linear(x, weight: weight, bias: bias) }
-        let partial = Functional.linear(x, weight: weight, bias: nil)
+        guard group.size > 1 else { return linear(bias) }
+        let partial = linear(nil)
         let y = group.sequenceParallel
             ? TensorParallelMappings.reduceScatterToSequenceParallelRegion(partial, group)
             : TensorParallelMappings.reduceFromRegion(partial, group)

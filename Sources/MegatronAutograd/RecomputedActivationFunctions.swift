@@ -1,0 +1,52 @@
+import MegatronTensor
+
+/// An elementwise activation between two linear layers that `Functional.linear(activationOf:)` computes
+/// again in backward instead of keeping its output: an MLP then holds only `fc1`'s output per layer.
+public enum RecomputedActivation: Equatable, CustomStringConvertible {
+    /// GeLU (tanh or erf form), SiLU, ...: any `UnaryOp` with a backward.
+    case unary(UnaryOp)
+    /// `silu(gate) * up` over `[gate, up]` halves of the last dimension.
+    case swiglu
+
+    public func forward(_ x: Tensor) -> Tensor {
+        switch self {
+        case .unary(let op): Ops.unary(x, op)
+        case .swiglu: Ops.swiglu(x)
+        }
+    }
+
+    public func backward(_ x: Tensor, gradOutput: Tensor) -> Tensor {
+        switch self {
+        case .unary(let op): Ops.unaryBackward(x, gradOutput: gradOutput, op)
+        case .swiglu: Ops.swigluBackward(x, gradOutput: gradOutput)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .unary(let op): "\(op)"
+        case .swiglu: "swiglu"
+        }
+    }
+}
+
+extension Functional {
+    /// `linear(activation(x), weight, bias)` as one primitive that saves `x`, not `activation(x)`:
+    /// backward recomputes the activation (one elementwise pass) for the weight gradient. This is
+    /// what keeps an MLP's activation memory at one `[tokens, ffn]` tensor per layer instead of two.
+    ///
+    ///     let pre = Functional.linear(x, weight: w1, bias: b1)
+    ///     let y = Functional.linear(activationOf: pre, .unary(.geluTanh), weight: w2, bias: b2)
+    public static func linear(activationOf x: Tensor, _ activation: RecomputedActivation, weight: Tensor, bias: Tensor?) -> Tensor {
+        let (xs, ws) = (x.detached(), weight.detached())
+        let (needX, needW, needB) = (x.requiresGrad, weight.requiresGrad, bias?.requiresGrad ?? false)
+        let y = Ops.linear(activation.forward(xs), weight: ws, bias: bias?.detached())
+        let inputs = [x, weight] + (bias.map { [$0] } ?? [])
+        return recordAccumulating("linear(\(activation))", inputs: inputs, output: y) { g, buffers in
+            let gx = needX ? activation.backward(xs, gradOutput: Ops.matmul(g, ws)) : nil
+            let h = needW || needB ? activation.forward(xs) : xs
+            let parameters = linearParameterGradients(g, h, needWeight: needW, needBias: needB, buffers: buffers)
+            return [gx.map(InputGradient.tensor), parameters.weight] + (bias == nil ? [] : [parameters.bias.map(InputGradient.tensor)])
+        }
+    }
+}
