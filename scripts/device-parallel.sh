@@ -28,6 +28,18 @@ big="--num-layers 24 --hidden-size 2048 --num-attention-heads 16 --seq-length 20
 echo "== GPT 1.3B weak scaling: ours 1 GPU, ours DP=$gpus (global batch $((4 * gpus)))"
 timeout 200 $M pretrain-gpt $big --global-batch-size 4 2>&1 | grep -E "iteration +8/|rror" | sed 's/.*elapsed/elapsed/'
 timeout 200 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $big --global-batch-size $((4 * gpus)) --overlap-grad-reduce 2>&1 | grep -E "iteration +8/|rror|failed" | sed 's/.*elapsed/elapsed/'
+echo "== ours DP=$gpus, distributed optimizer with overlapped grad reduce-scatter and param all-gather"
+timeout 200 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $big --global-batch-size $((4 * gpus)) --overlap-grad-reduce \
+    --use-distributed-optimizer --overlap-param-gather 2>&1 | grep -E "iteration +8/|rror|failed" | sed 's/.*elapsed/elapsed/'
+echo "== ours DP=$gpus, NCCL limited to 8 channels (fewer SMs taken from the overlapped backward)"
+NCCL_MAX_NCHANNELS=8 timeout 200 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $big --global-batch-size $((4 * gpus)) \
+    --overlap-grad-reduce 2>&1 | grep -E "iteration +8/|rror|failed" | sed 's/.*elapsed/elapsed/'
+echo "== GPT 1.3B, tensor parallel with sequence parallelism (global batch 4: the 1-GPU run's tokens per step)"
+for tp in 2 4; do
+    [ "$tp" -le "$gpus" ] || continue
+    timeout 200 $M launch --nproc-per-node "$tp" -- pretrain-gpt $big --global-batch-size 4 --tensor-model-parallel-size "$tp" \
+        --sequence-parallel 2>&1 | grep -E "iteration +8/|rror|failed" | sed "s/.*elapsed/TP=$tp SP: elapsed/"
+done
 echo "== torch 1 GPU, torch DDP x$gpus"
 tb="--num-layers 24 --hidden-size 2048 --num-attention-heads 16 --seq-length 2048 --micro-batch-size 4 --iterations 8 --warmup 3"
 PYTHONUNBUFFERED=1 timeout 200 python3 scripts/bench_torch_gpt.py $tb 2>&1 | tail -1
