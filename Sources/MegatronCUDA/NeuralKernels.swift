@@ -11,7 +11,8 @@ import Foundation
 ///     try nn.layerNormForward(y, mean: mean, rstd: rstd, input: x, weight: w, bias: b,
 ///                             rows: tokens, columns: hidden, epsilon: 1e-5, type: .bfloat16, stream: stream)
 ///
-/// Row kernels (softmax, norms, cross-entropy) run one block per row; where `columns % 8 == 0`
+/// Row kernels (softmax, cross-entropy) run one block per row, the norms a team of threads per
+/// row holding it in registers (several rows per block for narrow rows); where `columns % 8 == 0`
 /// and every pointer is 16-byte aligned they move 8 elements per access (16 bytes for 16-bit
 /// types), else one element at a time.
 public final class NeuralKernels {
@@ -19,7 +20,7 @@ public final class NeuralKernels {
     public let loadReport: KernelLoadReport
     private let modules: [String: CUDAModule]
 
-    /// Most threads a row kernel's block gets (softmax forward, norm forward, cross-entropy
+    /// Most threads a row kernel's block gets (softmax forward, cross-entropy
     /// forward). On an H100 with [32768, 4096] bf16 rows (`megatron bench kernels --row-threads
     /// 64,128,256,512`), 256 was fastest for these: 512 makes the block reductions long (16 warp
     /// totals combined serially), 64 and 128 leave too few bytes in flight per row.
@@ -28,9 +29,10 @@ public final class NeuralKernels {
     /// (softmax and cross-entropy backward): 512 (one 16-byte vector per thread of a 4096-wide
     /// bf16 row) measured 98% of copy bandwidth for softmax backward against 79% at 256.
     public var rowBackwardThreads = 512
-    /// Threads per block of the norm backward kernels (which also keep per-column sums in
-    /// shared memory): 256 measured best of 64...512.
-    public var normBackwardThreads = 256
+    /// Threads per block of the norm kernels, forward and backward (rounded down to whole teams
+    /// of the threads that share a row, at least one team; backward at most 512): with 768
+    /// columns, 8 rows of 32 threads each per block.
+    public var normThreads = 256
 
     /// The kernel files, each compiled into its own module.
     public static let files = ["softmax.cu", "norm.cu", "cross_entropy.cu", "embedding.cu", "dropout.cu",

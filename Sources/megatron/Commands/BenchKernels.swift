@@ -51,7 +51,7 @@ struct BenchKernels: ParsableCommand {
         for threads in threadCounts {
             bench.nn.rowThreads = threads
             bench.nn.rowBackwardThreads = threads
-            bench.nn.normBackwardThreads = threads
+            bench.nn.normThreads = threads
             results += try bench.rowCases(bytes: size, columns: columns, vocab: vocab).map {
                 var result = $0
                 if threadCounts.count > 1 { result.name += " t\(threads)" }
