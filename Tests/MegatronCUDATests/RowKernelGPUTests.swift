@@ -3,9 +3,12 @@ import XCTest
 
 /// Softmax and layer / RMS norm kernels against float64 CPU references, for every storage type,
 /// on shapes that take the vectorized path (columns % 8 == 0), the scalar path, and rows wider
-/// than one pass of the block.
+/// than one pass of the block; the norms also on GPT-2's width (a warp per row, several rows per
+/// block) and with the fused residual add.
 final class RowKernelGPUTests: XCTestCase {
     private let shapes = [(rows: 37, columns: 1000), (rows: 5, columns: 77), (rows: 3, columns: 12288), (rows: 1, columns: 1)]
+    private let normShapes = [(rows: 37, columns: 1000), (rows: 5, columns: 77), (rows: 3, columns: 12288),
+                              (rows: 1001, columns: 768), (rows: 70, columns: 4096), (rows: 2, columns: 8)]
 
     func testSoftmaxAndLogSoftmaxForwardBackward() throws {
         let (gpu, nn) = try NeuralFixture.require()
@@ -39,7 +42,7 @@ final class RowKernelGPUTests: XCTestCase {
         let (gpu, nn) = try NeuralFixture.require()
         var random = TestRandom(state: 22)
         for type in KernelElementType.allCases {
-            for (rows, columns) in shapes where columns > 1 {
+            for (rows, columns) in normShapes {
                 for withBias in [true, false] {
                     let label = "layer norm \(type) [\(rows), \(columns)] bias \(withBias)"
                     let x = random.values(rows * columns, type, -3, 5), g = random.values(rows * columns, type)
@@ -63,7 +66,7 @@ final class RowKernelGPUTests: XCTestCase {
         let (gpu, nn) = try NeuralFixture.require()
         var random = TestRandom(state: 23)
         for type in KernelElementType.allCases {
-            for (rows, columns) in shapes where columns > 1 {
+            for (rows, columns) in normShapes {
                 let label = "rms norm \(type) [\(rows), \(columns)]"
                 let x = random.values(rows * columns, type, -3, 5), g = random.values(rows * columns, type)
                 let w = random.values(columns, type, 0.5, 1.5)
@@ -81,7 +84,7 @@ final class RowKernelGPUTests: XCTestCase {
     func testNormBackwardParameterGradientsAreDeterministic() throws {
         let (gpu, nn) = try NeuralFixture.require()
         var random = TestRandom(state: 24)
-        let (rows, columns) = (1100, 1024)   // more rows than blocks (at most 4 per SM): blocks sum several rows
+        let (rows, columns) = (1100, 1024)   // more rows than the backward has teams: each team sums several rows
         let x = random.values(rows * columns, .float32), g = random.values(rows * columns, .float32)
         let w = random.values(columns, .float32), b = random.values(columns, .float32)
         let first = try runNorm(gpu, nn, rms: false, type: .float32, rows: rows, columns: columns, x: x, g: g, w: w, b: b)
@@ -93,44 +96,91 @@ final class RowKernelGPUTests: XCTestCase {
         assertClose(first.db, reference.db, 1e-5, "dbias over 1100 rows")
     }
 
-    func testNormRejectsRowsWiderThanSharedMemory() throws {
+    func testNormRejectsRowsWiderThanRegisters() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        let columns = gpu.device.properties.maxSharedMemoryPerBlockOptin   // 4 bytes each: 4x too many
+        let columns = NeuralKernels.normMaxColumns + 8
         XCTAssertThrowsError(try nn.rmsNormBackward(16, weightGradient: 16, gradient: 16, input: 16, weight: 16, rstd: 16,
                                                     rows: 1, columns: columns, scratch: 16, type: .float32, stream: gpu.stream)) {
-            XCTAssertTrue("\($0)".contains("shared memory"), "\($0)")
+            XCTAssertTrue("\($0)".contains("registers"), "\($0)")
+        }
+    }
+
+    /// The fused residual add: forward normalizes (and writes) x + residual rounded to the storage
+    /// type; backward adds the gradient of the sum to dx. Every block size, so blocks hold one team
+    /// or several (warp-wide teams at 768 columns, 128- and 256-thread teams at 4096).
+    func testNormsWithResidualAddAtEveryBlockSize() throws {
+        let (gpu, nn) = try NeuralFixture.require()
+        let saved = nn.normThreads
+        defer { nn.normThreads = saved }
+        var random = TestRandom(state: 25)
+        for threads in [32, 128, 256, 512, 1024] {
+            nn.normThreads = threads
+            for type in KernelElementType.allCases {
+                for (rows, columns) in [(rows: 1001, columns: 768), (rows: 70, columns: 4096), (rows: 9, columns: 100)] {
+                    for rms in [false, true] {
+                        let label = "\(rms ? "rms" : "layer") norm + residual \(type) [\(rows), \(columns)] \(threads) threads"
+                        let count = rows * columns
+                        let x = random.values(count, type, -3, 5), r = random.values(count, type), g = random.values(count, type)
+                        let gs = random.values(count, type)
+                        let w = random.values(columns, type, 0.5, 1.5), b = random.values(columns, type)
+                        let bias = rms ? nil : b
+                        let result = try runNorm(gpu, nn, rms: rms, type: type, rows: rows, columns: columns, x: x, g: g, w: w,
+                                                 b: bias, residual: r, gradSum: gs)
+                        let sum = zip(x, r).map { type.round($0 + $1) }
+                        XCTAssertEqual(result.sum, sum, label + " sum")
+                        let reference = Self.normReference(rms: rms, x: sum, g: g, w: w, b: bias, columns: columns, epsilon: 1e-5)
+                        assertClose(result.y, reference.y, type.tolerance, label + " y")
+                        assertClose(result.rstd, reference.rstd, 1e-5, label + " rstd")
+                        assertClose(result.dx, zip(reference.dx, gs).map { $0 + Double($1) }, type.tolerance, label + " dx")
+                        assertClose(result.dw, reference.dw, type.tolerance, label + " dweight")
+                        if !rms { assertClose(result.db, reference.db, type.tolerance, label + " dbias") }
+                    }
+                }
+            }
         }
     }
 
     // MARK: Running and references
 
-    private struct NormResult { var y, mean, rstd, dx, dw, db: [Float] }
+    private struct NormResult { var y, sum, mean, rstd, dx, dw, db: [Float] }
 
+    /// Forward then backward of one norm; with `residual` (and then `gradSum`) the fused residual add.
     private func runNorm(_ gpu: GPUFixture, _ nn: NeuralKernels, rms: Bool, type: KernelElementType, rows: Int, columns: Int,
-                         x: [Float], g: [Float], w: [Float], b: [Float]?) throws -> NormResult {
+                         x: [Float], g: [Float], w: [Float], b: [Float]?, residual: [Float]? = nil,
+                         gradSum: [Float]? = nil) throws -> NormResult {
         let count = rows * columns
         let dx = try gpu.upload(x, as: type), dg = try gpu.upload(g, as: type), dw = try gpu.upload(w, as: type)
         let db = try b.map { try gpu.upload($0, as: type) }
+        let dr = try residual.map { try gpu.upload($0, as: type) }, dgs = try gradSum.map { try gpu.upload($0, as: type) }
         let y = try gpu.poisoned(count, as: type), grad = try gpu.poisoned(count, as: type)
+        let sum = try gpu.poisoned(count, as: type)
         let mean = try gpu.poisoned(rows), rstd = try gpu.poisoned(rows)
         let wGrad = try gpu.poisoned(columns, as: type), bGrad = try gpu.poisoned(columns, as: type)
         let scratch = try gpu.poisoned(nn.normBackwardScratchCount(rows: rows, columns: columns, withBias: b != nil))
-        defer { gpu.free(dx, dg, dw, y, grad, mean, rstd, wGrad, bGrad, scratch); db.map { gpu.free($0) } }
+        defer {
+            gpu.free(dx, dg, dw, y, grad, sum, mean, rstd, wGrad, bGrad, scratch)
+            for allocation in [db, dr, dgs].compactMap({ $0 }) { gpu.free(allocation) }
+        }
+        let (residualAddress, sumAddress) = (dr?.address ?? 0, dr == nil ? 0 : sum.address)
+        // Backward normalizes what forward did: the sum when there is a residual.
+        let normInput = dr == nil ? dx.address : sum.address
         if rms {
-            try nn.rmsNormForward(y.address, rstd: rstd.address, input: dx.address, weight: dw.address, rows: rows, columns: columns,
-                                  epsilon: 1e-5, type: type, stream: gpu.stream)
-            try nn.rmsNormBackward(grad.address, weightGradient: wGrad.address, gradient: dg.address, input: dx.address,
-                                   weight: dw.address, rstd: rstd.address, rows: rows, columns: columns, scratch: scratch.address,
-                                   type: type, stream: gpu.stream)
+            try nn.rmsNormForward(y.address, rstd: rstd.address, input: dx.address, weight: dw.address, residual: residualAddress,
+                                  sum: sumAddress, rows: rows, columns: columns, epsilon: 1e-5, type: type, stream: gpu.stream)
+            try nn.rmsNormBackward(grad.address, weightGradient: wGrad.address, gradient: dg.address,
+                                   sumGradient: dgs?.address ?? 0, input: normInput, weight: dw.address, rstd: rstd.address,
+                                   rows: rows, columns: columns, scratch: scratch.address, type: type, stream: gpu.stream)
         } else {
             try nn.layerNormForward(y.address, mean: mean.address, rstd: rstd.address, input: dx.address, weight: dw.address,
-                                    bias: db?.address ?? 0, rows: rows, columns: columns, epsilon: 1e-5, type: type, stream: gpu.stream)
+                                    bias: db?.address ?? 0, residual: residualAddress, sum: sumAddress, rows: rows,
+                                    columns: columns, epsilon: 1e-5, type: type, stream: gpu.stream)
             try nn.layerNormBackward(grad.address, weightGradient: wGrad.address, biasGradient: b == nil ? 0 : bGrad.address,
-                                     gradient: dg.address, input: dx.address, weight: dw.address, mean: mean.address,
-                                     rstd: rstd.address, rows: rows, columns: columns, scratch: scratch.address, type: type,
-                                     stream: gpu.stream)
+                                     gradient: dg.address, sumGradient: dgs?.address ?? 0, input: normInput, weight: dw.address,
+                                     mean: mean.address, rstd: rstd.address, rows: rows, columns: columns,
+                                     scratch: scratch.address, type: type, stream: gpu.stream)
         }
-        return NormResult(y: try gpu.download(y, count: count, as: type), mean: try gpu.download(mean, count: rows, as: .float32),
+        return NormResult(y: try gpu.download(y, count: count, as: type), sum: try gpu.download(sum, count: count, as: type),
+                          mean: try gpu.download(mean, count: rows, as: .float32),
                           rstd: try gpu.download(rstd, count: rows, as: .float32), dx: try gpu.download(grad, count: count, as: type),
                           dw: try gpu.download(wGrad, count: columns, as: type), db: try gpu.download(bGrad, count: columns, as: type))
     }

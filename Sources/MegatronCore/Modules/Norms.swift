@@ -18,6 +18,11 @@ public final class LayerNorm: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         Functional.layerNorm(x, weight: weight, bias: bias, epsilon: epsilon)
     }
+
+    /// `x + residual` and the norm of that sum, in one fused pass (`Functional.addLayerNorm`).
+    public func addNorm(_ x: Tensor, residual: Tensor) -> (sum: Tensor, normed: Tensor) {
+        Functional.addLayerNorm(x, residual: residual, weight: weight, bias: bias, epsilon: epsilon)
+    }
 }
 
 /// RMS norm over the last dimension with a learned scale.
@@ -33,4 +38,9 @@ public final class RMSNorm: Module {
     override public var parameters: [(String, Tensor)] { [("weight", weight)] }
 
     public func callAsFunction(_ x: Tensor) -> Tensor { Functional.rmsNorm(x, weight: weight, epsilon: epsilon) }
+
+    /// `x + residual` and the norm of that sum, in one fused pass (`Functional.addRMSNorm`).
+    public func addNorm(_ x: Tensor, residual: Tensor) -> (sum: Tensor, normed: Tensor) {
+        Functional.addRMSNorm(x, residual: residual, weight: weight, epsilon: epsilon)
+    }
 }

@@ -12,6 +12,8 @@ func makeNorm(_ config: TransformerConfig, dimension: Int? = nil) -> Module & No
 /// A normalization layer, whichever kind.
 public protocol NormLayer {
     func callAsFunction(_ x: Tensor) -> Tensor
+    /// `x + residual` and the norm of that sum (the residual add fused into the norm after it).
+    func addNorm(_ x: Tensor, residual: Tensor) -> (sum: Tensor, normed: Tensor)
 }
 
 extension LayerNorm: NormLayer {}

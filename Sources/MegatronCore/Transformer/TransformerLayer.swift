@@ -3,6 +3,11 @@ import MegatronTensor
 
 /// One pre-norm transformer layer: `x + drop(attn(norm(x)))`, then `h + drop(mlp(norm(h)))`.
 ///
+/// Each residual add runs fused into the norm after it (`NormLayer.addNorm`): the first inside the
+/// layer, the last in the next layer's input norm or the block's final norm, so inside a block a
+/// layer hands on its output as the residual stream plus a still pending branch (`forward`).
+/// Dropout applies to the branch before the add, as unfused.
+///
 /// Under sequence parallelism the norms, dropouts and residual adds work on this rank's `seq / size`
 /// positions, so the hidden dropout draws from the split generator.
 public final class TransformerLayer: Module {
@@ -31,8 +36,17 @@ public final class TransformerLayer: Module {
     }
 
     public func callAsFunction(_ x: Tensor, cache: KVCache.Layer? = nil) -> Tensor {
-        let h = x + hiddenDropout(selfAttention(inputLayernorm(x), cache: cache))
-        return h + hiddenDropout(mlp(preMLPLayernorm(h)))
+        let out = forward(residual: x, pending: nil, cache: cache)
+        return out.residual + out.pending
+    }
+
+    /// The layer on the residual stream `residual + pending` (just `residual` when `pending` is nil).
+    /// Returns the stream after the layer as `residual + pending`, the MLP branch not yet added, so
+    /// that the next norm can fuse that add.
+    func forward(residual: Tensor, pending: Tensor?, cache: KVCache.Layer?) -> (residual: Tensor, pending: Tensor) {
+        let (x, normed) = pending.map { inputLayernorm.addNorm(residual, residual: $0) } ?? (residual, inputLayernorm(residual))
+        let (h, normedH) = preMLPLayernorm.addNorm(x, residual: hiddenDropout(selfAttention(normed, cache: cache)))
+        return (h, hiddenDropout(mlp(normedH)))
     }
 }
 
@@ -62,16 +76,19 @@ public final class TransformerBlock: Module {
     }
 
     public func callAsFunction(_ x: Tensor, cache: KVCache? = nil) -> Tensor {
-        var h = x
+        // The stream between layers is residual + pending (see TransformerLayer.forward).
+        var residual = x, pending: Tensor?
         for (i, layer) in layers.enumerated() {
-            if let cache {
-                h = layer(h, cache: cache.layers[i])
-            } else if recomputedLayers.contains(i) {
-                h = checkpoint([h], generators: dropout.all) { [layer($0[0])] }[0]
+            if cache == nil && recomputedLayers.contains(i) {
+                // A recomputed layer keeps only its one input for backward: the pending add happens here.
+                let input = pending.map { residual + $0 } ?? residual
+                residual = checkpoint([input], generators: dropout.all) { [layer($0[0])] }[0]
+                pending = nil
             } else {
-                h = layer(h)
+                (residual, pending) = layer.forward(residual: residual, pending: pending, cache: cache?.layers[i])
             }
         }
-        return finalLayernorm(h)
+        guard let pending else { return finalLayernorm(residual) }
+        return finalLayernorm.addNorm(residual, residual: pending).normed
     }
 }

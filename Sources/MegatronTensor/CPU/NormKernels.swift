@@ -4,7 +4,7 @@ extension Ops {
         -> (output: Tensor, mean: Tensor, rstd: Tensor)
     {
         if let device = cudaDevice(x, weight, bias, op: "layerNorm") {
-            if let r = CUDAFusedOps.layerNorm(x, weight: weight, bias: bias, epsilon: epsilon) { return r }
+            if let r = CUDAFusedOps.layerNorm(x, weight: weight, bias: bias, epsilon: epsilon) { return (r.output, r.mean, r.rstd) }
             // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
             let r = layerNorm(x.to(.cpu), weight: weight?.to(.cpu), bias: bias?.to(.cpu), epsilon: epsilon)
             return (r.output.to(device), r.mean.to(device), r.rstd.to(device))
@@ -54,7 +54,7 @@ extension Ops {
     /// RMS norm over the last dimension: `x / sqrt(mean(x^2) + eps) * weight`. Returns 1/rms per row too.
     public static func rmsNorm(_ x: Tensor, weight: Tensor?, epsilon: Float) -> (output: Tensor, rstd: Tensor) {
         if let device = cudaDevice(x, weight, op: "rmsNorm") {
-            if let r = CUDAFusedOps.rmsNorm(x, weight: weight, epsilon: epsilon) { return r }
+            if let r = CUDAFusedOps.rmsNorm(x, weight: weight, epsilon: epsilon) { return (r.output, r.rstd) }
             // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
             let r = rmsNorm(x.to(.cpu), weight: weight?.to(.cpu), epsilon: epsilon)
             return (r.output.to(device), r.rstd.to(device))

@@ -28,73 +28,6 @@ enum CUDAFusedOps {
         return dx
     }
 
-    static func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Float) -> (output: Tensor, mean: Tensor, rstd: Tensor)? {
-        guard let (type, width, rows) = rowShape(x, sameType: [weight, bias]) else { return nil }
-        let input = x.contiguous()
-        let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).contiguous()
-        let b = bias?.contiguous()
-        let y = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
-        let mean = Tensor.empty([rows], dtype: .float32, device: x.device)
-        let rstd = Tensor.empty([rows], dtype: .float32, device: x.device)
-        run("layerNorm", on: x.device) { nn, stream in
-            try nn.layerNormForward(y.deviceAddress, mean: mean.deviceAddress, rstd: rstd.deviceAddress, input: input.deviceAddress,
-                                    weight: w.deviceAddress, bias: b?.deviceAddress ?? 0, rows: rows, columns: width,
-                                    epsilon: epsilon, type: type, stream: stream)
-        }
-        return (y, mean, rstd)
-    }
-
-    static func layerNormBackward(_ gradOutput: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor?)
-        -> (gradInput: Tensor, gradWeight: Tensor, gradBias: Tensor)?
-    {
-        guard let (type, width, rows) = rowShape(x, sameType: [gradOutput, weight]) else { return nil }
-        let (input, gradient) = (x.contiguous(), gradOutput.contiguous())
-        let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).contiguous()
-        let (m, r) = (mean.cast(to: .float32).contiguous(), rstd.cast(to: .float32).contiguous())
-        let dx = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
-        let dw = Tensor.empty([width], dtype: x.dtype, device: x.device)
-        let db = Tensor.empty([width], dtype: x.dtype, device: x.device)
-        run("layerNormBackward", on: x.device) { nn, stream in
-            let scratch = Tensor.empty([nn.normBackwardScratchCount(rows: rows, columns: width, withBias: true)],
-                                       dtype: .float32, device: x.device)
-            try nn.layerNormBackward(dx.deviceAddress, weightGradient: dw.deviceAddress, biasGradient: db.deviceAddress,
-                                     gradient: gradient.deviceAddress, input: input.deviceAddress, weight: w.deviceAddress,
-                                     mean: m.deviceAddress, rstd: r.deviceAddress, rows: rows, columns: width,
-                                     scratch: scratch.deviceAddress, type: type, stream: stream)
-        }
-        return (dx, dw, db)
-    }
-
-    static func rmsNorm(_ x: Tensor, weight: Tensor?, epsilon: Float) -> (output: Tensor, rstd: Tensor)? {
-        guard let (type, width, rows) = rowShape(x, sameType: [weight]) else { return nil }
-        let input = x.contiguous()
-        let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).contiguous()
-        let y = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
-        let rstd = Tensor.empty([rows], dtype: .float32, device: x.device)
-        run("rmsNorm", on: x.device) { nn, stream in
-            try nn.rmsNormForward(y.deviceAddress, rstd: rstd.deviceAddress, input: input.deviceAddress, weight: w.deviceAddress,
-                                  rows: rows, columns: width, epsilon: epsilon, type: type, stream: stream)
-        }
-        return (y, rstd)
-    }
-
-    static func rmsNormBackward(_ gradOutput: Tensor, x: Tensor, rstd: Tensor, weight: Tensor?) -> (gradInput: Tensor, gradWeight: Tensor)? {
-        guard let (type, width, rows) = rowShape(x, sameType: [gradOutput, weight]) else { return nil }
-        let (input, gradient) = (x.contiguous(), gradOutput.contiguous())
-        let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).contiguous()
-        let r = rstd.cast(to: .float32).contiguous()
-        let dx = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
-        let dw = Tensor.empty([width], dtype: x.dtype, device: x.device)
-        run("rmsNormBackward", on: x.device) { nn, stream in
-            let scratch = Tensor.empty([nn.normBackwardScratchCount(rows: rows, columns: width, withBias: false)],
-                                       dtype: .float32, device: x.device)
-            try nn.rmsNormBackward(dx.deviceAddress, weightGradient: dw.deviceAddress, gradient: gradient.deviceAddress,
-                                   input: input.deviceAddress, weight: w.deviceAddress, rstd: r.deviceAddress, rows: rows,
-                                   columns: width, scratch: scratch.deviceAddress, type: type, stream: stream)
-        }
-        return (dx, dw)
-    }
-
     static func crossEntropy(_ logits: Tensor, labels: Tensor, ignoreIndex: Int, labelSmoothing: Float) -> (loss: Tensor, logSumExp: Tensor)? {
         guard logits.rank == 2, logits.count > 0, let type = logits.dtype.kernelElementType else { return nil }
         let (rows, vocabulary) = (logits.shape[0], logits.shape[1])
@@ -183,7 +116,7 @@ enum CUDAFusedOps {
     }
 
     /// Element type, row width and row count of a row kernel over `x`, when every given tensor shares x's dtype.
-    private static func rowShape(_ x: Tensor, sameType others: [Tensor?]) -> (KernelElementType, Int, Int)? {
+    static func rowShape(_ x: Tensor, sameType others: [Tensor?]) -> (KernelElementType, Int, Int)? {
         guard x.rank >= 1, x.count > 0, let type = x.dtype.kernelElementType,
               others.allSatisfy({ $0 == nil || $0!.dtype == x.dtype }) else { return nil }
         let width = x.shape[x.rank - 1]
