@@ -1,0 +1,56 @@
+import XCTest
+@testable import MegatronTensor
+
+/// The fused residual add + norm (`Ops.addLayerNorm`, `addRMSNorm` and their backwards) on `.cuda(0)`
+/// against the CPU's unfused add then norm, for each storage type, on GPT-2's width (a warp per
+/// row), a wide row and an odd width (the element-by-element path). Skipped without a GPU.
+final class AddNormGPUTests: XCTestCase {
+    func testAddNormForwardAndBackwardMatchTheCPU() throws {
+        let gpu = try requireGPU()
+        for dtype in [DType.float32, .bfloat16, .float16] {
+            let tol: (Float, Float) = dtype == .float32 ? (1e-4, 1e-4) : (dtype == .bfloat16 ? (2e-2, 2e-2) : (4e-3, 4e-3))
+            for shape in [[4, 33, 768], [5, 4096], [7, 100]] {
+                let width = shape.last!, label = "\(dtype) \(shape)"
+                let x = randomTensor(shape, dtype: dtype, seed: 41), r = randomTensor(shape, dtype: dtype, seed: 42)
+                let g = randomTensor(shape, dtype: dtype, seed: 43), gs = randomTensor(shape, dtype: dtype, seed: 44)
+                let w = randomTensor([width], dtype: dtype, seed: 45, shift: 1), b = randomTensor([width], dtype: dtype, seed: 46)
+
+                let ln = Ops.addLayerNorm(x, residual: r, weight: w, bias: b, epsilon: 1e-5)
+                let lnGPU = Ops.addLayerNorm(x.to(gpu), residual: r.to(gpu), weight: w.to(gpu), bias: b.to(gpu), epsilon: 1e-5)
+                // The sum is one rounding of an fp32 add on both sides: exact.
+                assertParity(lnGPU.sum, ln.sum, "addLayerNorm sum \(label)", tolerance: (0, 0))
+                assertParity(lnGPU.output, ln.output, "addLayerNorm \(label)", tolerance: tol)
+                assertParity(lnGPU.rstd, ln.rstd, "addLayerNorm rstd \(label)", tolerance: (1e-4, 1e-4))
+                let back = Ops.addLayerNormBackward(g, gradSum: gs, sum: ln.sum, mean: ln.mean, rstd: ln.rstd, weight: w)
+                let backGPU = Ops.addLayerNormBackward(g.to(gpu), gradSum: gs.to(gpu), sum: lnGPU.sum, mean: lnGPU.mean,
+                                                       rstd: lnGPU.rstd, weight: w.to(gpu))
+                assertParity(backGPU.gradInput, back.gradInput, "addLayerNorm backward input \(label)", tolerance: tol)
+                assertParity(backGPU.gradWeight, back.gradWeight, "addLayerNorm backward weight \(label)", tolerance: tol)
+                assertParity(backGPU.gradBias, back.gradBias, "addLayerNorm backward bias \(label)", tolerance: tol)
+
+                let rms = Ops.addRMSNorm(x, residual: r, weight: w, epsilon: 1e-5)
+                let rmsGPU = Ops.addRMSNorm(x.to(gpu), residual: r.to(gpu), weight: w.to(gpu), epsilon: 1e-5)
+                assertParity(rmsGPU.sum, rms.sum, "addRMSNorm sum \(label)", tolerance: (0, 0))
+                assertParity(rmsGPU.output, rms.output, "addRMSNorm \(label)", tolerance: tol)
+                let rmsBack = Ops.addRMSNormBackward(g, gradSum: gs, sum: rms.sum, rstd: rms.rstd, weight: w)
+                let rmsBackGPU = Ops.addRMSNormBackward(g.to(gpu), gradSum: gs.to(gpu), sum: rmsGPU.sum, rstd: rmsGPU.rstd,
+                                                        weight: w.to(gpu))
+                assertParity(rmsBackGPU.gradInput, rmsBack.gradInput, "addRMSNorm backward input \(label)", tolerance: tol)
+                assertParity(rmsBackGPU.gradWeight, rmsBack.gradWeight, "addRMSNorm backward weight \(label)", tolerance: tol)
+            }
+        }
+    }
+
+    /// Operands the fused kernel does not take (a bf16 residual on an fp32 stream) fall back to the
+    /// add then the norm, on the GPU, with the add's type promotion.
+    func testMixedTypesFallBackToTheUnfusedOps() throws {
+        let gpu = try requireGPU()
+        let x = randomTensor([3, 64], seed: 47), r = randomTensor([3, 64], dtype: .bfloat16, seed: 48)
+        let w = randomTensor([64], seed: 49, shift: 1)
+        let cpu = Ops.addRMSNorm(x, residual: r, weight: w, epsilon: 1e-5)
+        let onGPU = Ops.addRMSNorm(x.to(gpu), residual: r.to(gpu), weight: w.to(gpu), epsilon: 1e-5)
+        XCTAssertEqual(onGPU.sum.device, gpu)
+        assertParity(onGPU.sum, cpu.sum, "mixed-type sum", tolerance: (0, 0))
+        assertParity(onGPU.output, cpu.output, "mixed-type rms norm", tolerance: (1e-4, 1e-4))
+    }
+}
