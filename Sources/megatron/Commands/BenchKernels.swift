@@ -6,7 +6,9 @@ import MegatronCUDA
 /// GeLU, SwiGLU, dropout, casts, cross-entropy, AdamW, embedding backward, fp8 casts and amax, rotary embedding) on
 /// tensors of `--megabytes` or more, timed with CUDA events. Each reports its minimum device-memory traffic (every input read
 /// once, every output written once) per second, and that as a share of a device-to-device copy
-/// (cuMemcpyDtoDAsync, bytes read plus written) measured in the same run.
+/// (cuMemcpyDtoDAsync, bytes read plus written) measured in the same run. The norms (plain and fused
+/// with the residual add) also run at `--norm-shapes`, by default GPT-2's [16384, 768], whose 24 MiB
+/// tensors partly fit in L2: their share of copy bandwidth can pass 100%.
 struct BenchKernels: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernels",
@@ -16,6 +18,8 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Size of each kernel's main tensor in MiB (at least 64).") var megabytes = 256
     @Option(help: "Row width (hidden size) of the norm and softmax cases.") var columns = 4096
     @Option(help: "Vocabulary of the cross-entropy and embedding-backward cases.") var vocab = 50304
+    @Option(help: "More ROWSxCOLUMNS shapes for the norm cases, comma-separated (default: GPT-2's training step, 16384x768).")
+    var normShapes = "16384x768"
     @Option(help: "Comma-separated thread counts per row block to compare for all row kernels (norms, softmax, cross-entropy, forward and backward); default: the library's per-kernel choices.")
     var rowThreads: String?
     @Option(help: "Untimed warm-up per kernel, in milliseconds.") var warmupMs = 100.0
@@ -26,6 +30,18 @@ struct BenchKernels: ParsableCommand {
         guard megabytes >= 64 else { throw ValidationError("--megabytes must be at least 64 (got \(megabytes)): smaller tensors sit in L2") }
         guard columns > 0, columns % 8 == 0 else { throw ValidationError("--columns must be a positive multiple of 8 (got \(columns))") }
         guard vocab > 0, vocab % 8 == 0 else { throw ValidationError("--vocab must be a positive multiple of 8 (got \(vocab))") }
+        _ = try extraNormShapes()
+    }
+
+    /// `--norm-shapes` as (rows, columns) pairs.
+    func extraNormShapes() throws -> [(rows: Int, columns: Int)] {
+        try normShapes.split(separator: ",").map { item in
+            let parts = item.split(separator: "x").compactMap { Int($0) }
+            guard parts.count == 2, parts[0] > 0, parts[1] > 0, parts[1] % 8 == 0 else {
+                throw ValidationError("--norm-shapes takes ROWSxCOLUMNS items with columns a multiple of 8, got '\(item)'")
+            }
+            return (parts[0], parts[1])
+        }
     }
 
     func run() throws {
@@ -52,7 +68,8 @@ struct BenchKernels: ParsableCommand {
             bench.nn.rowThreads = threads
             bench.nn.rowBackwardThreads = threads
             bench.nn.normThreads = threads
-            results += try bench.rowCases(bytes: size, columns: columns, vocab: vocab).map {
+            let norms = try [(rows: size / (columns * 2), columns: columns)] + extraNormShapes()
+            results += try bench.rowCases(bytes: size, columns: columns, vocab: vocab, normShapes: norms).map {
                 var result = $0
                 if threadCounts.count > 1 { result.name += " t\(threads)" }
                 return result
@@ -109,37 +126,18 @@ final class KernelBench {
         }
     }
 
-    /// The row kernels (norms, softmax, cross-entropy), main tensors about `bytes` large.
-    func rowCases(bytes: Int, columns: Int, vocab: Int) throws -> [KernelBenchResult] {
+    /// The row kernels (norms, softmax, cross-entropy), main tensors about `bytes` large; the norms
+    /// also at each of `normShapes`.
+    func rowCases(bytes: Int, columns: Int, vocab: Int, normShapes: [(rows: Int, columns: Int)]) throws -> [KernelBenchResult] {
         var results: [KernelBenchResult] = []
+        for (rows, width) in normShapes { results += try normCases(rows: rows, columns: width) }
         let bf16 = KernelElementType.bfloat16
         let rows = bytes / (columns * 2), n = rows * columns   // bf16 [rows, columns]
         let shape = "[\(rows), \(columns)]"
         let s = n * 2
-        do {   // layer norm, RMS norm and softmax, bf16
+        do {   // softmax, bf16
             let x = try buffer(n, bf16), y = try buffer(n, bf16), g = try buffer(n, bf16), dx = try buffer(n, bf16)
-            let w = try buffer(columns, bf16), b = try buffer(columns, bf16), dw = try buffer(columns, bf16), db = try buffer(columns, bf16)
-            let mean = try buffer(rows, .float32), rstd = try buffer(rows, .float32)
-            let scratch = try buffer(nn.normBackwardScratchCount(rows: rows, columns: columns, withBias: true), .float32)
-            defer { free(x, y, g, dx, w, b, dw, db, mean, rstd, scratch) }
-            let statistics = rows * 8
-            results.append(try measure("layer_norm fwd bf16", shape, traffic: 2 * s + statistics) {
-                try nn.layerNormForward(y.address, mean: mean.address, rstd: rstd.address, input: x.address, weight: w.address,
-                                        bias: b.address, rows: rows, columns: columns, epsilon: 1e-5, type: bf16, stream: stream)
-            })
-            results.append(try measure("layer_norm bwd bf16", shape, traffic: 3 * s + statistics) {
-                try nn.layerNormBackward(dx.address, weightGradient: dw.address, biasGradient: db.address, gradient: g.address,
-                                         input: x.address, weight: w.address, mean: mean.address, rstd: rstd.address, rows: rows,
-                                         columns: columns, scratch: scratch.address, type: bf16, stream: stream)
-            })
-            results.append(try measure("rms_norm fwd bf16", shape, traffic: 2 * s + rows * 4) {
-                try nn.rmsNormForward(y.address, rstd: rstd.address, input: x.address, weight: w.address, rows: rows, columns: columns,
-                                      epsilon: 1e-5, type: bf16, stream: stream)
-            })
-            results.append(try measure("rms_norm bwd bf16", shape, traffic: 3 * s + rows * 4) {
-                try nn.rmsNormBackward(dx.address, weightGradient: dw.address, gradient: g.address, input: x.address, weight: w.address,
-                                       rstd: rstd.address, rows: rows, columns: columns, scratch: scratch.address, type: bf16, stream: stream)
-            })
+            defer { free(x, y, g, dx) }
             results.append(try measure("softmax fwd bf16", shape, traffic: 2 * s) {
                 try nn.softmaxForward(y.address, input: x.address, rows: rows, columns: columns, type: bf16, stream: stream)
             })
@@ -163,6 +161,47 @@ final class KernelBench {
                 try nn.crossEntropyBackward(dlogits.address, gradient: grad.address, logits: logits.address, logSumExp: lse.address,
                                             labels: labels.address, rows: rows, vocabulary: vocab, labelSmoothing: 0.1, type: bf16,
                                             stream: stream)
+            })
+        }
+        return results
+    }
+
+    /// Layer norm and RMS norm on bf16 [rows, columns], forward and backward, plain and fused with the
+    /// residual add ("add+": forward reads x and the residual and writes their sum and its norm;
+    /// backward also reads the gradient that reached the sum and adds it to dx).
+    func normCases(rows: Int, columns: Int) throws -> [KernelBenchResult] {
+        var results: [KernelBenchResult] = []
+        let bf16 = KernelElementType.bfloat16
+        let n = rows * columns, s = n * 2, shape = "[\(rows), \(columns)]"
+        let x = try buffer(n, bf16), residual = try buffer(n, bf16), sum = try buffer(n, bf16), y = try buffer(n, bf16)
+        let g = try buffer(n, bf16), gs = try buffer(n, bf16), dx = try buffer(n, bf16)
+        let w = try buffer(columns, bf16), b = try buffer(columns, bf16), dw = try buffer(columns, bf16), db = try buffer(columns, bf16)
+        let mean = try buffer(rows, .float32), rstd = try buffer(rows, .float32)
+        let scratch = try buffer(nn.normBackwardScratchCount(rows: rows, columns: columns, withBias: true), .float32)
+        defer { free(x, residual, sum, y, g, gs, dx, w, b, dw, db, mean, rstd, scratch) }
+        for fused in [false, true] {
+            // Row tensors each direction reads and writes: fused forward x, residual -> sum, y; backward g, g_sum, x -> dx.
+            let prefix = fused ? "add+" : "", (forwardTensors, backwardTensors) = fused ? (4, 4) : (2, 3)
+            let (r, out, direct) = fused ? (residual.address, sum.address, gs.address) : (0, 0, 0)
+            results.append(try measure(prefix + "layer_norm fwd bf16", shape, traffic: forwardTensors * s + rows * 8) {
+                try nn.layerNormForward(y.address, mean: mean.address, rstd: rstd.address, input: x.address, weight: w.address,
+                                        bias: b.address, residual: r, sum: out, rows: rows, columns: columns, epsilon: 1e-5,
+                                        type: bf16, stream: stream)
+            })
+            results.append(try measure(prefix + "layer_norm bwd bf16", shape, traffic: backwardTensors * s + rows * 8) {
+                try nn.layerNormBackward(dx.address, weightGradient: dw.address, biasGradient: db.address, gradient: g.address,
+                                         sumGradient: direct, input: x.address, weight: w.address, mean: mean.address,
+                                         rstd: rstd.address, rows: rows, columns: columns, scratch: scratch.address, type: bf16,
+                                         stream: stream)
+            })
+            results.append(try measure(prefix + "rms_norm fwd bf16", shape, traffic: forwardTensors * s + rows * 4) {
+                try nn.rmsNormForward(y.address, rstd: rstd.address, input: x.address, weight: w.address, residual: r, sum: out,
+                                      rows: rows, columns: columns, epsilon: 1e-5, type: bf16, stream: stream)
+            })
+            results.append(try measure(prefix + "rms_norm bwd bf16", shape, traffic: backwardTensors * s + rows * 4) {
+                try nn.rmsNormBackward(dx.address, weightGradient: dw.address, gradient: g.address, sumGradient: direct,
+                                       input: x.address, weight: w.address, rstd: rstd.address, rows: rows, columns: columns,
+                                       scratch: scratch.address, type: bf16, stream: stream)
             })
         }
         return results
