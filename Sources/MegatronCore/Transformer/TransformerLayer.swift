@@ -36,15 +36,15 @@ public final class TransformerLayer: Module {
     }
 
     public func callAsFunction(_ x: Tensor, cache: KVCache.Layer? = nil) -> Tensor {
-        let out = forward(residual: x, pending: nil, cache: cache)
-        return out.residual + out.pending
+        let out = forward(stream: x, pending: nil, cache: cache)
+        return out.stream + out.pending
     }
 
-    /// The layer on the residual stream `residual + pending` (just `residual` when `pending` is nil).
-    /// Returns the stream after the layer as `residual + pending`, the MLP branch not yet added, so
+    /// The layer on the residual stream `stream + pending` (just `stream` when `pending` is nil).
+    /// Returns the stream after the layer as `stream + pending`, the MLP branch not yet added, so
     /// that the next norm can fuse that add.
-    func forward(residual: Tensor, pending: Tensor?, cache: KVCache.Layer?) -> (residual: Tensor, pending: Tensor) {
-        let (x, normed) = pending.map { inputLayernorm.addNorm(residual, residual: $0) } ?? (residual, inputLayernorm(residual))
+    func forward(stream: Tensor, pending: Tensor?, cache: KVCache.Layer?) -> (stream: Tensor, pending: Tensor) {
+        let (x, normed) = pending.map { inputLayernorm.addNorm(stream, residual: $0) } ?? (stream, inputLayernorm(stream))
         let (h, normedH) = preMLPLayernorm.addNorm(x, residual: hiddenDropout(selfAttention(normed, cache: cache)))
         return (h, hiddenDropout(mlp(normedH)))
     }
@@ -76,19 +76,19 @@ public final class TransformerBlock: Module {
     }
 
     public func callAsFunction(_ x: Tensor, cache: KVCache? = nil) -> Tensor {
-        // The stream between layers is residual + pending (see TransformerLayer.forward).
-        var residual = x, pending: Tensor?
+        // The residual stream between layers is stream + pending (see TransformerLayer.forward).
+        var stream = x, pending: Tensor?
         for (i, layer) in layers.enumerated() {
             if cache == nil && recomputedLayers.contains(i) {
                 // A recomputed layer keeps only its one input for backward: the pending add happens here.
-                let input = pending.map { residual + $0 } ?? residual
-                residual = checkpoint([input], generators: dropout.all) { [layer($0[0])] }[0]
+                let input = pending.map { stream + $0 } ?? stream
+                stream = checkpoint([input], generators: dropout.all) { [layer($0[0])] }[0]
                 pending = nil
             } else {
-                (residual, pending) = layer.forward(residual: residual, pending: pending, cache: cache?.layers[i])
+                (stream, pending) = layer.forward(stream: stream, pending: pending, cache: cache?.layers[i])
             }
         }
-        guard let pending else { return finalLayernorm(residual) }
-        return finalLayernorm.addNorm(residual, residual: pending).normed
+        guard let pending else { return finalLayernorm(stream) }
+        return finalLayernorm.addNorm(stream, residual: pending).normed
     }
 }
