@@ -20,10 +20,11 @@ public final class NeuralKernels {
     public let loadReport: KernelLoadReport
     private let modules: [String: CUDAModule]
 
-    /// Most threads a row kernel's block gets (softmax forward, cross-entropy
-    /// forward). On an H100 with [32768, 4096] bf16 rows (`megatron bench kernels --row-threads
-    /// 64,128,256,512`), 256 was fastest for these: 512 makes the block reductions long (16 warp
-    /// totals combined serially), 64 and 128 leave too few bytes in flight per row.
+    /// Most threads a row kernel's block gets (softmax forward, cross-entropy forward). On an H100
+    /// with [32768, 4096] bf16 rows (`megatron bench kernels --row-threads 128,256,512,1024`), 256
+    /// was fastest for cross-entropy (89% of copy bandwidth against 82% at 128): 512 makes the block
+    /// reductions long (16 warp totals combined serially). Softmax forward, which holds its row in
+    /// registers, takes one thread per 32 columns up to this limit.
     public var rowThreads = 256
     /// Threads per block of the backward row kernels without an online-softmax reduction
     /// (softmax and cross-entropy backward): 512 (one 16-byte vector per thread of a 4096-wide
