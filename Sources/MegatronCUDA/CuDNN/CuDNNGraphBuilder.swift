@@ -7,23 +7,42 @@ import CCUDA
 /// NOTE: written without a GPU; never yet run against cuDNN (see the cudnn-sdpa branch report).
 enum CuDNNGraphBuilder {
     static func plan(_ spec: CuDNNGraphSpec, cudnn: CuDNNLibrary, handle: cudnnHandle_t) throws -> CuDNNExecutionPlan {
+        let (graph, keep) = try operationGraph(spec, cudnn: cudnn, handle: handle)
+        let (plan, workspace) = try choosePlan(graph, cudnn: cudnn, handle: handle)
+        return CuDNNExecutionPlan(cudnn: cudnn, plan: plan, workspaceBytes: workspace, spec: spec, keepAlive: keep + [graph])
+    }
+
+    /// The finalized operation graph and every descriptor it refers to (which must outlive it).
+    /// Without a handle only the tensors and operations are finalized (`graph` is nil): cuDNN checks
+    /// those on the host, so tests can run this part with no GPU.
+    static func operationGraph(_ spec: CuDNNGraphSpec, cudnn: CuDNNLibrary, handle: cudnnHandle_t?) throws
+        -> (graph: CuDNNDescriptor, keep: [CuDNNDescriptor]) {
+        let (operations, keep) = try finalizedOperations(spec, cudnn: cudnn)
+        let graph = try CuDNNDescriptor(cudnn, .operationGraph)
+        if let handle { try graph.set(.operationGraphHandle, handle: handle) }
+        try graph.set(.operationGraphOperations, descriptors: operations)
+        try graph.finalize()
+        return (graph, keep + operations)
+    }
+
+    /// Every operation descriptor of `spec`, finalized, and the tensor and settings descriptors they refer to.
+    static func finalizedOperations(_ spec: CuDNNGraphSpec, cudnn: CuDNNLibrary) throws
+        -> (operations: [CuDNNDescriptor], keep: [CuDNNDescriptor]) {
         var tensors: [Int64: CuDNNDescriptor] = [:]
         for tensor in spec.tensors { tensors[tensor.uid] = try makeTensor(tensor, cudnn) }
-        // Descriptors an operation points to (matmul, pointwise, reduction settings) must outlive it.
         var keep: [CuDNNDescriptor] = Array(tensors.values)
         var operations: [CuDNNDescriptor] = []
         for operation in spec.operations {
-            let (made, settings) = try makeOperation(operation, tensors, cudnn)
-            operations.append(made)
-            keep += settings
+            do {
+                let (made, settings) = try makeOperation(operation, tensors, cudnn)
+                operations.append(made)
+                keep += settings
+            } catch var error as CuDNNError {
+                error.call += " in operation \(operation.name)"
+                throw error
+            }
         }
-        let graph = try CuDNNDescriptor(cudnn, .operationGraph)
-        try graph.set(.operationGraphHandle, handle: handle)
-        try graph.set(.operationGraphOperations, descriptors: operations)
-        try graph.finalize()
-        keep += operations + [graph]
-        let (plan, workspace) = try choosePlan(graph, cudnn: cudnn, handle: handle)
-        return CuDNNExecutionPlan(cudnn: cudnn, plan: plan, workspaceBytes: workspace, spec: spec, keepAlive: keep)
+        return (operations, keep)
     }
 
     static func makeTensor(_ tensor: CuDNNGraphSpec.Tensor, _ cudnn: CuDNNLibrary) throws -> CuDNNDescriptor {
