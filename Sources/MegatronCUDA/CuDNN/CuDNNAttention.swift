@@ -50,6 +50,18 @@ public final class CuDNNAttention {
         return plans.count
     }
 
+    /// Why each shape that no cuDNN engine took was refused (those shapes run our kernels instead).
+    public var planFailures: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return plans.compactMap { key, result in
+            guard case .failure(let error) = result else { return nil }
+            let s = key.shape
+            return "\(key.backward ? "backward" : "forward") b\(s.batch) h\(s.heads)/\(s.kvHeads) s\(s.queries) t\(s.keys) "
+                + "d\(s.headDim) \(s.dataType) causal \(s.causal): \(error)"
+        }
+    }
+
     /// The problem as cuDNN's 4-D `[batch, head, row, dim]` tensors, or nil where cuDNN cannot take it:
     /// fp32, a head dim other than 64 or 128, rows not 16-byte aligned, or query heads whose group and
     /// in-group strides do not fold into one head stride (e.g. q interleaved with k and v per group).
