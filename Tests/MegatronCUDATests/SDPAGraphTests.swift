@@ -94,14 +94,22 @@ final class SDPAGraphTests: XCTestCase {
         XCTAssertEqual(x, try output(square, "attn_scale").uid)
         XCTAssertEqual(square.tensor(try XCTUnwrap(b))?.scalar, .float(-.infinity))
         XCTAssertEqual(t, keep.uid)
-        XCTAssertNil(square.tensor(SDPAGraphs.diagonalShiftUID), "no shift when queries == keys")
+        XCTAssertNil(square.tensor(SDPAGraphs.keyCountUID), "no shift when queries == keys")
 
         // Five queries after 72 cached keys: the diagonal moves right by 72 (bottom-right alignment).
         let cached = SDPAGraphs.forward(shape(heads: 6, kvHeads: 2, queries: 5, keys: 77, causal: true), maskValue: -.infinity)
         assertWellFormed(cached)
-        XCTAssertTrue(names(cached).contains("row+shift"))
-        XCTAssertEqual(cached.tensor(SDPAGraphs.diagonalShiftUID)?.scalar, .int32(72))
-        XCTAssertEqual(try output(cached, "row+shift").dataType, .int32)
+        XCTAssertEqual(names(cached), ["bmm1", "attn_scale", "gen_row_index", "gen_col_index", "row+skv", "row+skv-sq", "row>=col",
+                                       "binary_select", "max", "sub", "exp", "sum", "log", "add", "div", "bmm2"])
+        XCTAssertEqual(cached.tensor(SDPAGraphs.keyCountUID)?.scalar, .int32(77))
+        XCTAssertEqual(cached.tensor(SDPAGraphs.queryCountUID)?.scalar, .int32(5))
+        let shifted = try output(cached, "row+skv-sq")
+        XCTAssertEqual(shifted.dataType, .int32)
+        guard case .pointwise(_, .compareGreaterEqual, let left, let right, nil, _, .boolean, nil) = cached.operations[6] else {
+            return XCTFail("row >= column: \(cached.operations[6])")
+        }
+        XCTAssertEqual(left, shifted.uid)
+        XCTAssertEqual(right, try output(cached, "gen_col_index").uid)
     }
 
     func testBackwardGroupedQuery() throws {

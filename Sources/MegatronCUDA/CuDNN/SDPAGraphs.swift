@@ -49,7 +49,9 @@ public enum SDPARole: Int64, CaseIterable, Hashable, Sendable {
 /// NOTE: written without a GPU; never yet finalized by cuDNN (see the cudnn-sdpa branch report).
 public enum SDPAGraphs {
     /// Uids of the by-value scalars (variant-pack entries pointing to host memory).
-    public static let scaleUID: Int64 = 12, oneUID: Int64 = 13, maskValueUID: Int64 = 14, diagonalShiftUID: Int64 = 15
+    public static let scaleUID: Int64 = 12, oneUID: Int64 = 13, maskValueUID: Int64 = 14
+    /// The key and query counts added to / subtracted from the row index for the bottom-right diagonal.
+    public static let keyCountUID: Int64 = 15, queryCountUID: Int64 = 16
     /// Virtual tensors are numbered from here.
     static let firstVirtualUID: Int64 = 100
 
@@ -221,15 +223,18 @@ public enum SDPAGraphs {
             _ = reduction(reductionName, .add, full, into: output)
         }
 
-        /// Keeps score (row i, column j) where i + (keys − queries) ≥ j and sets the rest to
-        /// `maskValue`: cudnn-frontend's diagonal band (right bound 0) of gen-index, compare and
-        /// binary-select, with the bottom-right shift added to the row index when keys ≠ queries.
+        /// Keeps score (row i, column j) where i + keys − queries ≥ j and sets the rest to `maskValue`:
+        /// cudnn-frontend's diagonal band (right bound 0) of gen-index, compare and binary-select. When
+        /// keys ≠ queries the diagonal is aligned bottom-right as cudnn-frontend does it, adding the key
+        /// count to the row index and subtracting the query count (int32 by-value scalars).
         mutating func causalMask(_ scores: Int64, maskValue: Float) -> Int64 {
             var row = pointwise("gen_row_index", .generateIndex, scores, type: .int32, axis: 2)
             let column = pointwise("gen_col_index", .generateIndex, scores, type: .int32, axis: 3)
             if shape.keys != shape.queries {
-                let shift = scalar(SDPAGraphs.diagonalShiftUID, "diagonal_shift", .int32(Int32(shape.keys - shape.queries)))
-                row = pointwise("row+shift", .add, row, shift, type: .int32, computeType: .int32, axis: 3)
+                let keys = scalar(SDPAGraphs.keyCountUID, "seq_len_kv", .int32(Int32(shape.keys)))
+                let queries = scalar(SDPAGraphs.queryCountUID, "seq_len_q", .int32(Int32(shape.queries)))
+                row = pointwise("row+skv", .add, row, keys, type: .int32, computeType: .int32, axis: 3)
+                row = pointwise("row+skv-sq", .sub, row, queries, type: .int32, computeType: .int32, axis: 3)
             }
             let keep = pointwise("row>=col", .compareGreaterEqual, row, column, type: .boolean, computeType: .boolean)
             let fill = scalar(SDPAGraphs.maskValueUID, "mask_value", .float(maskValue))
