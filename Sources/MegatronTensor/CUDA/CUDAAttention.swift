@@ -35,7 +35,7 @@ enum CUDAAttention {
     }
 
     /// `deterministic` (default: the context's MEGATRON_DETERMINISTIC setting) picks the fixed-order dQ pass
-    /// over the atomic one.
+    /// over the atomic one (and our kernels over cuDNN, whose dQ sums are atomic).
     static func backward(gradOutput: Tensor, q: Tensor, k: Tensor, v: Tensor, output: Tensor, logSumExp: Tensor,
                          layout: AttentionLayout, causal: Bool, scale: Float,
                          deterministic: Bool? = nil, backend: AttentionBackend? = nil) -> (gradQ: Tensor, gradK: Tensor, gradV: Tensor)? {
@@ -55,14 +55,16 @@ enum CUDAAttention {
         run("attentionBackward", on: q.device) { context, stream in
             let operands: [SDPARole: AttentionOperand] = [.q: inputs[0], .k: inputs[1], .v: inputs[2], .o: out, .dO: gradient,
                                                           .dQ: gq, .dK: gk, .dV: gv]
-            let onCuDNN = try viaCuDNN(backend, context, p, type, operands) {
+            // cuDNN sums dQ with atomics; a deterministic backward stays on our fixed-order kernels.
+            let wantsDeterministic = deterministic ?? context.deterministic
+            let onCuDNN = try !wantsDeterministic && viaCuDNN(backend, context, p, type, operands) {
                 try $0.attentionBackwardCuDNN(gradQ: gq, gradK: gk, gradV: gv, gradient: gradient, output: out,
                                               logSumExp: lse.deviceAddress, q: inputs[0], k: inputs[1], v: inputs[2],
                                               problem: p, type: type, stream: stream)
             }
             guard !onCuDNN else { return }
             let delta = Tensor.empty(layout.logSumExpShape, dtype: .float32, device: q.device)
-            let accumulator = deterministic ?? context.deterministic ? nil
+            let accumulator = wantsDeterministic ? nil
                 : Tensor.zeros([layout.batch, layout.heads, layout.queries, layout.headDim], dtype: .float32, device: q.device)
             try context.neural().attentionBackward(gradQ: gq, gradK: gk, gradV: gv, delta: delta.deviceAddress,
                                                    dqAccumulator: accumulator?.deviceAddress, gradient: gradient, output: out,
