@@ -21,6 +21,11 @@ public final class CuDNNAttention {
     /// Plans by direction and shape; a shape no engine takes is remembered as its error, so it is not retried.
     private var plans: [PlanKey: Result<CuDNNExecutionPlan, CuDNNError>] = [:]
 
+    /// Shapes planned at most: each new shape costs cuDNN a plan build (often an NVRTC compile, up to
+    /// seconds), so a caller whose shapes keep changing (generation's growing key count) gets
+    /// `isNotSupported` past this many and runs our kernels instead of compiling without end.
+    public static let maxCachedPlans = 64
+
     private struct PlanKey: Hashable {
         var backward: Bool
         var shape: SDPAShape
@@ -152,6 +157,10 @@ public final class CuDNNAttention {
         defer { lock.unlock() }
         let key = PlanKey(backward: backward, shape: shape)
         if let cached = plans[key] { return try cached.get() }
+        guard plans.count < Self.maxCachedPlans else {
+            throw CuDNNError(call: "plan cache", status: CuDNNBackend.statusNotSupported,
+                             message: "\(Self.maxCachedPlans) attention shapes already planned; not planning more")
+        }
         try device.makeCurrent()
         let maskValue = SDPAGraphs.maskValue(cudnnVersion: cudnn.version)
         let spec = backward ? SDPAGraphs.backward(shape, maskValue: maskValue) : SDPAGraphs.forward(shape, maskValue: maskValue)
