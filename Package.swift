@@ -46,7 +46,7 @@ let package = Package(
         .testTarget(name: "MegatronTrainingTests",
                     dependencies: ["MegatronTraining", "MegatronCore", "MegatronTensor", "MegatronCUDA", "MegatronParallel"]),
         .testTarget(name: "MegatronParallelTests", dependencies: ["MegatronParallel", "MegatronTensor", "MegatronAutograd"]),
-        .testTarget(name: "MegatronCUDATests", dependencies: ["MegatronCUDA", "MegatronTensor"]),
+        .testTarget(name: "MegatronCUDATests", dependencies: ["MegatronCUDA", "MegatronTensor"], exclude: ["Fixtures"]),
         .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"], resources: [.copy("Fixtures")]),
     ],
     // Swift 5 mode: kernels hand raw pointers to worker threads, which strict Sendable checking rejects wholesale.

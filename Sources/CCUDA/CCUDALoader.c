@@ -1,4 +1,4 @@
-// dlopen-based loader for the CUDA driver, NVRTC and cuBLASLt (see CCUDA.h).
+// dlopen-based loader for the CUDA driver, NVRTC, cuBLASLt, NCCL and cuDNN (see CCUDA.h).
 #include "CCUDA.h"
 
 #include <dlfcn.h>
@@ -196,6 +196,38 @@ fail:
     return -1;
 }
 
+static const char *const cudnnInstall =
+    "Install cuDNN 9 (package libcudnn9-cuda-12, or pip install nvidia-cudnn-cu12, which PyTorch's wheels also bring) "
+    "and put its lib directory on LD_LIBRARY_PATH, or set MEGATRON_CUDNN_PATH to the full path of libcudnn.so.9.";
+
+static int load_cudnn(CCUDACuDNN *table, const char *path, char *error, size_t errorBytes) {
+    static const char *const defaults[] = {"libcudnn.so.9", "libcudnn.so", NULL};
+    const char *const explicitPath[] = {path, NULL};
+    const char *const *candidates = path != NULL ? explicitPath : defaults;
+    const char *libraryName = candidates[0];
+    memset(table, 0, sizeof *table);
+    table->library = open_first(candidates, cudnnInstall, error, errorBytes);
+    if (table->library == NULL) return -1;
+    RESOLVE(table, cudnnGetVersion, "cudnnGetVersion");
+    RESOLVE(table, cudnnGetErrorString, "cudnnGetErrorString");
+    RESOLVE(table, cudnnCreate, "cudnnCreate");
+    RESOLVE(table, cudnnDestroy, "cudnnDestroy");
+    RESOLVE(table, cudnnSetStream, "cudnnSetStream");
+    RESOLVE(table, cudnnBackendCreateDescriptor, "cudnnBackendCreateDescriptor");
+    RESOLVE(table, cudnnBackendDestroyDescriptor, "cudnnBackendDestroyDescriptor");
+    RESOLVE(table, cudnnBackendFinalize, "cudnnBackendFinalize");
+    RESOLVE(table, cudnnBackendSetAttribute, "cudnnBackendSetAttribute");
+    RESOLVE(table, cudnnBackendGetAttribute, "cudnnBackendGetAttribute");
+    RESOLVE(table, cudnnBackendExecute, "cudnnBackendExecute");
+    // Optional (cuDNN 9.0+): only used to word error messages.
+    table->cudnnGetLastErrorString = (PFN_cudnnGetLastErrorString)dlsym(table->library, "cudnnGetLastErrorString");
+    return 0;
+fail:
+    dlclose(table->library);
+    table->library = NULL;
+    return -1;
+}
+
 CCUDADriver ccuda_load_driver(char *error, size_t errorBytes) {
     CCUDADriver table;
     if (load_driver(&table, error, errorBytes) != 0) memset(&table, 0, sizeof table);
@@ -217,5 +249,11 @@ CCUDACublasLt ccuda_load_cublaslt(char *error, size_t errorBytes) {
 CCUDANCCL ccuda_load_nccl(char *error, size_t errorBytes) {
     CCUDANCCL table;
     if (load_nccl(&table, error, errorBytes) != 0) memset(&table, 0, sizeof table);
+    return table;
+}
+
+CCUDACuDNN ccuda_load_cudnn(const char *path, char *error, size_t errorBytes) {
+    CCUDACuDNN table;
+    if (load_cudnn(&table, path, error, errorBytes) != 0) memset(&table, 0, sizeof table);
     return table;
 }

@@ -1,4 +1,4 @@
-// Declarations of the CUDA driver API, NVRTC, cuBLASLt and NCCL symbols that MegatronCUDA calls.
+// Declarations of the CUDA driver API, NVRTC, cuBLASLt, NCCL and cuDNN symbols that MegatronCUDA calls.
 //
 // Written from the documented ABI (CUDA 12/13): no CUDA header is needed to build, and nothing
 // here links against a CUDA library. The libraries are opened with dlopen at first GPU use
@@ -355,6 +355,49 @@ typedef struct CCUDANCCL {
     PFN_ncclCommUserRank ncclCommUserRank;
 } CCUDANCCL;
 
+// MARK: - cuDNN (backend API only)
+
+// Only the handle and the generic backend-descriptor entry points are declared: the graph (tensors,
+// operations, engine configs, plans, variant packs) is built by setting attributes whose enum values
+// MegatronCUDA spells itself (CuDNNBackendEnums.swift, checked against cuDNN's headers by
+// scripts/fixtures/cudnn_enums.sh). cuDNN's enums are C enums, passed here as int.
+typedef int cudnnStatus_t;             // CUDNN_STATUS_SUCCESS == 0
+typedef struct cudnnContext *cudnnHandle_t;
+typedef void *cudnnBackendDescriptor_t;
+
+typedef size_t (*PFN_cudnnGetVersion)(void);
+typedef const char *_Nonnull (*PFN_cudnnGetErrorString)(cudnnStatus_t status);
+typedef void (*PFN_cudnnGetLastErrorString)(char *message, size_t maxSize);
+typedef cudnnStatus_t (*PFN_cudnnCreate)(cudnnHandle_t _Nullable *_Nonnull handle);
+typedef cudnnStatus_t (*PFN_cudnnDestroy)(cudnnHandle_t handle);
+typedef cudnnStatus_t (*PFN_cudnnSetStream)(cudnnHandle_t handle, CUstream stream);
+typedef cudnnStatus_t (*PFN_cudnnBackendCreateDescriptor)(int descriptorType,
+    cudnnBackendDescriptor_t _Nullable *_Nonnull descriptor);
+typedef cudnnStatus_t (*PFN_cudnnBackendDestroyDescriptor)(cudnnBackendDescriptor_t descriptor);
+typedef cudnnStatus_t (*PFN_cudnnBackendFinalize)(cudnnBackendDescriptor_t descriptor);
+typedef cudnnStatus_t (*PFN_cudnnBackendSetAttribute)(cudnnBackendDescriptor_t descriptor, int attributeName,
+    int attributeType, int64_t elementCount, const void *elements);
+typedef cudnnStatus_t (*PFN_cudnnBackendGetAttribute)(cudnnBackendDescriptor_t descriptor, int attributeName,
+    int attributeType, int64_t requestedElementCount, int64_t *elementCount, void *_Nullable elements);
+typedef cudnnStatus_t (*PFN_cudnnBackendExecute)(cudnnHandle_t handle, cudnnBackendDescriptor_t executionPlan,
+    cudnnBackendDescriptor_t variantPack);
+
+typedef struct CCUDACuDNN {
+    void *_Nullable library;   // NULL when loading failed
+    PFN_cudnnGetVersion cudnnGetVersion;
+    PFN_cudnnGetErrorString cudnnGetErrorString;
+    PFN_cudnnGetLastErrorString _Nullable cudnnGetLastErrorString;   // optional: only words error messages
+    PFN_cudnnCreate cudnnCreate;
+    PFN_cudnnDestroy cudnnDestroy;
+    PFN_cudnnSetStream cudnnSetStream;
+    PFN_cudnnBackendCreateDescriptor cudnnBackendCreateDescriptor;
+    PFN_cudnnBackendDestroyDescriptor cudnnBackendDestroyDescriptor;
+    PFN_cudnnBackendFinalize cudnnBackendFinalize;
+    PFN_cudnnBackendSetAttribute cudnnBackendSetAttribute;
+    PFN_cudnnBackendGetAttribute cudnnBackendGetAttribute;
+    PFN_cudnnBackendExecute cudnnBackendExecute;
+} CCUDACuDNN;
+
 // MARK: - Loader
 
 /// Opens the first of the library's sonames that dlopen finds and resolves every entry point.
@@ -364,6 +407,8 @@ CCUDADriver ccuda_load_driver(char *error, size_t errorBytes);
 CCUDANVRTC ccuda_load_nvrtc(char *error, size_t errorBytes);
 CCUDACublasLt ccuda_load_cublaslt(char *error, size_t errorBytes);
 CCUDANCCL ccuda_load_nccl(char *error, size_t errorBytes);
+/// `path`, when not NULL, is the only file tried (MEGATRON_CUDNN_PATH); otherwise libcudnn.so.9, then libcudnn.so.
+CCUDACuDNN ccuda_load_cudnn(const char *_Nullable path, char *error, size_t errorBytes);
 
 #pragma clang assume_nonnull end
 

@@ -1,8 +1,9 @@
 import MegatronCUDA
 
 /// `Ops.attention` and its backward on CUDA tensors through the flash-attention kernels of
-/// NeuralKernels (bf16 / fp16, head dims 64 and 128). Each returns nil where those kernels do not
-/// apply; `Ops` then runs the CPU reference on host copies.
+/// NeuralKernels (bf16 / fp16, head dims 64 and 128), or cuDNN's fused SDPA when the context's
+/// `attentionBackend` is `.cudnn` (MEGATRON_ATTENTION=cudnn) and cuDNN takes the problem. Each
+/// returns nil where neither applies; `Ops` then runs the CPU reference on host copies.
 enum CUDAAttention {
     /// Whether the fused kernels take these operands (dtype, head dim, alignment of every row).
     static func supports(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout) -> Bool {
@@ -11,26 +12,33 @@ enum CUDAAttention {
         return NeuralKernels.supportsAttention(problem(layout, causal: false, scale: 1), type: type, operands: operands)
     }
 
-    static func forward(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, causal: Bool, scale: Float)
-        -> (output: Tensor, logSumExp: Tensor)? {
+    /// `backend` (default: the context's MEGATRON_ATTENTION setting) picks cuDNN or our kernels.
+    static func forward(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, causal: Bool, scale: Float,
+                        backend: AttentionBackend? = nil) -> (output: Tensor, logSumExp: Tensor)? {
         guard supports(q: q, k: k, v: v, layout: layout), let type = q.dtype.kernelElementType,
               let inputs = operands(q: q, k: k, v: v, layout: layout) else { return nil }
         let bshd = Tensor.empty([layout.batch, layout.queries, layout.heads, layout.headDim], dtype: q.dtype, device: q.device)
         let output = layout.outputView(of: bshd)
         let lse = Tensor.empty(layout.logSumExpShape, dtype: .float32, device: q.device)
         guard let out = queryOperand(layout.groupedQueries(output)) else { return nil }
-        run("attention", on: q.device) { nn, stream in
-            try nn.attentionForward(output: out, logSumExp: lse.deviceAddress, q: inputs[0], k: inputs[1], v: inputs[2],
-                                    problem: problem(layout, causal: causal, scale: scale), type: type, stream: stream)
+        let p = problem(layout, causal: causal, scale: scale)
+        run("attention", on: q.device) { context, stream in
+            let onCuDNN = try viaCuDNN(backend, context, p, type, [.q: inputs[0], .k: inputs[1], .v: inputs[2], .o: out]) {
+                try $0.attentionForwardCuDNN(output: out, logSumExp: lse.deviceAddress, q: inputs[0], k: inputs[1], v: inputs[2],
+                                             problem: p, type: type, stream: stream)
+            }
+            guard !onCuDNN else { return }
+            try context.neural().attentionForward(output: out, logSumExp: lse.deviceAddress, q: inputs[0], k: inputs[1],
+                                                  v: inputs[2], problem: p, type: type, stream: stream)
         }
         return (output, lse)
     }
 
     /// `deterministic` (default: the context's MEGATRON_DETERMINISTIC setting) picks the fixed-order dQ pass
-    /// over the atomic one.
+    /// over the atomic one (and our kernels over cuDNN, whose dQ sums are atomic).
     static func backward(gradOutput: Tensor, q: Tensor, k: Tensor, v: Tensor, output: Tensor, logSumExp: Tensor,
                          layout: AttentionLayout, causal: Bool, scale: Float,
-                         deterministic: Bool? = nil) -> (gradQ: Tensor, gradK: Tensor, gradV: Tensor)? {
+                         deterministic: Bool? = nil, backend: AttentionBackend? = nil) -> (gradQ: Tensor, gradK: Tensor, gradV: Tensor)? {
         guard supports(q: q, k: k, v: v, layout: layout), let type = q.dtype.kernelElementType,
               gradOutput.dtype == q.dtype, output.dtype == q.dtype,
               let inputs = operands(q: q, k: k, v: v, layout: layout) else { return nil }
@@ -43,14 +51,25 @@ enum CUDAAttention {
         let (dq, dk, dv) = gradientBuffers(q: q, k: k, v: v)
         guard let gq = queryOperand(layout.groupedQueries(dq)), let gk = keyOperand(AttentionLayout.groupedKeys(dk)),
               let gv = keyOperand(AttentionLayout.groupedKeys(dv)) else { return nil }
-        let delta = Tensor.empty(layout.logSumExpShape, dtype: .float32, device: q.device)
-        let accumulator = deterministic ?? CUDAContext.of(q.device).deterministic ? nil
-            : Tensor.zeros([layout.batch, layout.heads, layout.queries, layout.headDim], dtype: .float32, device: q.device)
-        run("attentionBackward", on: q.device) { nn, stream in
-            try nn.attentionBackward(gradQ: gq, gradK: gk, gradV: gv, delta: delta.deviceAddress,
-                                     dqAccumulator: accumulator?.deviceAddress, gradient: gradient, output: out,
-                                     logSumExp: lse.deviceAddress, q: inputs[0], k: inputs[1], v: inputs[2],
-                                     problem: problem(layout, causal: causal, scale: scale), type: type, stream: stream)
+        let p = problem(layout, causal: causal, scale: scale)
+        run("attentionBackward", on: q.device) { context, stream in
+            let operands: [SDPARole: AttentionOperand] = [.q: inputs[0], .k: inputs[1], .v: inputs[2], .o: out, .dO: gradient,
+                                                          .dQ: gq, .dK: gk, .dV: gv]
+            // cuDNN sums dQ with atomics; a deterministic backward stays on our fixed-order kernels.
+            let wantsDeterministic = deterministic ?? context.deterministic
+            let onCuDNN = try !wantsDeterministic && viaCuDNN(backend, context, p, type, operands) {
+                try $0.attentionBackwardCuDNN(gradQ: gq, gradK: gk, gradV: gv, gradient: gradient, output: out,
+                                              logSumExp: lse.deviceAddress, q: inputs[0], k: inputs[1], v: inputs[2],
+                                              problem: p, type: type, stream: stream)
+            }
+            guard !onCuDNN else { return }
+            let delta = Tensor.empty(layout.logSumExpShape, dtype: .float32, device: q.device)
+            let accumulator = wantsDeterministic ? nil
+                : Tensor.zeros([layout.batch, layout.heads, layout.queries, layout.headDim], dtype: .float32, device: q.device)
+            try context.neural().attentionBackward(gradQ: gq, gradK: gk, gradV: gv, delta: delta.deviceAddress,
+                                                   dqAccumulator: accumulator?.deviceAddress, gradient: gradient, output: out,
+                                                   logSumExp: lse.deviceAddress, q: inputs[0], k: inputs[1], v: inputs[2],
+                                                   problem: p, type: type, stream: stream)
         }
         return (dq, dk, dv)
     }
@@ -98,9 +117,27 @@ enum CUDAAttention {
                                 rowStride: x.strides[2])
     }
 
-    private static func run(_ op: String, on device: Device, _ body: (NeuralKernels, CUDAStream) throws -> Void) {
+    private static func run(_ op: String, on device: Device, _ body: (CUDAContext, CUDAStream) throws -> Void) {
         let context = CUDAContext.of(device)
-        cudaCheck(op) { try body(try context.neural(), context.stream) }
+        cudaCheck(op) { try body(context, context.stream) }
+    }
+
+    /// Runs `body` on cuDNN when `backend` (default: the context's) is `.cudnn` and returns true; false
+    /// when our kernels should run instead: another backend, operands cuDNN's 4-D tensors cannot
+    /// address, or a problem no cuDNN engine takes. A cuDNN that was asked for but cannot be loaded
+    /// throws (the op then stops with the loader's message naming what to install).
+    private static func viaCuDNN(_ backend: AttentionBackend?, _ context: CUDAContext, _ problem: AttentionProblem,
+                                 _ type: KernelElementType, _ operands: [SDPARole: AttentionOperand],
+                                 _ body: (CuDNNAttention) throws -> Void) throws -> Bool {
+        guard (backend ?? context.attentionBackend) == .cudnn else { return false }
+        let cudnn = try context.cudnnAttention()
+        guard CuDNNAttention.shape(problem, type: type, operands: operands) != nil else { return false }
+        do {
+            try body(cudnn)
+            return true
+        } catch let error as CuDNNError where error.isNotSupported {
+            return false
+        }
     }
 }
 

@@ -22,9 +22,12 @@ public final class CUDAContext: @unchecked Sendable {
     public let deterministic: Bool
     /// Per-op timings when MEGATRON_PROFILE=1 (see `OpProfile`); nil otherwise, at no cost.
     public let profile: OpProfile?
+    /// Which flash attention runs: our kernels, or cuDNN's fused SDPA when MEGATRON_ATTENTION=cudnn.
+    public let attentionBackend: AttentionBackend
     private let lazyLock = NSLock()
     private var gemmHandle: CublasLtGemm?
     private var neuralKernels: NeuralKernels?
+    private var cudnnAttentionHandle: CuDNNAttention?
 
     init(ordinal: Int, environment: [String: String]) throws {
         device = try CUDADevice(ordinal: ordinal)
@@ -34,6 +37,7 @@ public final class CUDAContext: @unchecked Sendable {
         kernels = try TensorKernels(device: device)
         deterministic = environment["MEGATRON_DETERMINISTIC"] == "1"
         profile = environment["MEGATRON_PROFILE"] == "1" ? OpProfile() : nil
+        attentionBackend = try AttentionBackend(environment: environment)
     }
 
     /// Runs one op's enqueueing `body`, trapping with the op's label on a CUDA error; when profiling,
@@ -65,6 +69,17 @@ public final class CUDAContext: @unchecked Sendable {
         if let neuralKernels { return neuralKernels }
         let made = try NeuralKernels(device: device)
         neuralKernels = made
+        return made
+    }
+
+    /// cuDNN's fused attention, opened on first use; throws `CUDAError.libraryUnavailable` naming what
+    /// to install (or MEGATRON_CUDNN_PATH) when cuDNN 9 cannot be loaded.
+    public func cudnnAttention() throws -> CuDNNAttention {
+        lazyLock.lock()
+        defer { lazyLock.unlock() }
+        if let cudnnAttentionHandle { return cudnnAttentionHandle }
+        let made = try CuDNNAttention(device: device, allocator: allocator)
+        cudnnAttentionHandle = made
         return made
     }
 

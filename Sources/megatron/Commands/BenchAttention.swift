@@ -6,6 +6,7 @@ import MegatronCUDA
 /// on `batch x heads x seq x headDim` shapes, timed with CUDA events (median of trials). TFLOP/s
 /// counts FlashAttention's way: forward 4·b·h·s²·d (halved when causal), backward 2.5 times that.
 /// scripts/bench_torch_attention.py times torch's scaled_dot_product_attention on the same shapes.
+/// `--backend cudnn` times cuDNN's fused SDPA instead (libcudnn.so.9 on the loader path, or MEGATRON_CUDNN_PATH).
 struct BenchAttention: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "attention",
@@ -18,6 +19,8 @@ struct BenchAttention: ParsableCommand {
     @Flag(help: "Attend to every key (default: causal).") var full = false
     @Flag(help: "Time the deterministic backward (dQ per query block, no atomics), as MEGATRON_DETERMINISTIC=1 runs it.")
     var deterministic = false
+    @Option(help: "kernels (ours) or cudnn (cuDNN's fused SDPA; its backward ignores --deterministic).")
+    var backend = "kernels"
     @Option(help: "Untimed warm-up per case, in milliseconds.") var warmupMs = 200.0
     @Option(help: "Length of each timed trial, in milliseconds (at least 5 runs).") var trialMs = 50.0
     @Option(help: "Timed trials per case; the median is reported.") var trials = 5
@@ -28,8 +31,10 @@ struct BenchAttention: ParsableCommand {
         let stream = try CUDAStream(device: gpu)
         let allocator = CachingAllocator(source: DriverMemorySource(device: gpu))
         let kernels = try CUDAKernels(device: gpu)
+        guard ["kernels", "cudnn"].contains(backend) else { throw ValidationError("--backend is kernels or cudnn, got '\(backend)'") }
+        let cudnn = backend == "cudnn" ? try CuDNNAttention(device: gpu, allocator: allocator) : nil
         print("device \(gpu.ordinal): \(gpu.properties.name), \(gpu.properties.multiprocessorCount) SMs; bf16, "
-              + (full ? "full" : "causal") + " attention")
+              + (full ? "full" : "causal") + " attention; " + (cudnn.map { "cuDNN \($0.version)" } ?? "our kernels"))
         print("shape (b x h x s x d)      kv   fwd ms  fwd TFLOP/s  fwd+bwd ms  fwd+bwd TFLOP/s")
         for text in shapes.split(separator: ",") {
             let dims = text.split(separator: "x").compactMap { Int($0) }
@@ -62,10 +67,21 @@ struct BenchAttention: ParsableCommand {
                 AttentionOperand(address: a.address, batchStride: s * kv * d, groupStride: d, rowStride: kv * d)
             }
             func forward() throws {
+                if let cudnn {
+                    return try cudnn.attentionForwardCuDNN(output: queryOperand(o), logSumExp: lse.address, q: queryOperand(q),
+                                                           k: keyOperand(k), v: keyOperand(v), problem: problem, type: .bfloat16,
+                                                           stream: stream)
+                }
                 try nn.attentionForward(output: queryOperand(o), logSumExp: lse.address, q: queryOperand(q), k: keyOperand(k),
                                         v: keyOperand(v), problem: problem, type: .bfloat16, stream: stream)
             }
             func backward() throws {
+                if let cudnn {
+                    return try cudnn.attentionBackwardCuDNN(gradQ: queryOperand(dq), gradK: keyOperand(dk), gradV: keyOperand(dv),
+                                                            gradient: queryOperand(dO), output: queryOperand(o), logSumExp: lse.address,
+                                                            q: queryOperand(q), k: keyOperand(k), v: keyOperand(v), problem: problem,
+                                                            type: .bfloat16, stream: stream)
+                }
                 if !deterministic { try gpu.zero(dqSum.address, bytes: qCount * 4, stream: stream) }
                 try nn.attentionBackward(gradQ: queryOperand(dq), gradK: keyOperand(dk), gradV: keyOperand(dv), delta: delta.address,
                                          dqAccumulator: deterministic ? nil : dqSum.address,
