@@ -197,8 +197,9 @@ fail:
 }
 
 static const char *const cudnnInstall =
-    "Install cuDNN 9 (package libcudnn9-cuda-12, or pip install nvidia-cudnn-cu12, which PyTorch's wheels also bring) "
-    "and put its lib directory on LD_LIBRARY_PATH, or set MEGATRON_CUDNN_PATH to the full path of libcudnn.so.9.";
+    "Install cuDNN 9 (package libcudnn9-cuda-12 and its lib directory on LD_LIBRARY_PATH, or pip install nvidia-cudnn-cu12, "
+    "which PyTorch's wheels also bring and which is found under the usual Python prefixes), "
+    "or set MEGATRON_CUDNN_PATH to the full path of libcudnn.so.9.";
 
 static int load_cudnn(CCUDACuDNN *table, const char *path, char *error, size_t errorBytes) {
     static const char *const defaults[] = {"libcudnn.so.9", "libcudnn.so", NULL};

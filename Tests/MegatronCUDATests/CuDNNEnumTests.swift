@@ -64,4 +64,23 @@ final class CuDNNEnumTests: XCTestCase {
         XCTAssertTrue(text.contains("MEGATRON_CUDNN_PATH"), text)
         XCTAssertTrue(text.contains("nvidia-cudnn-cu12"), text)
     }
+
+    func testPipInstalledCuDNNIsFoundUnderPythonPrefixes() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cudnn-find-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let venv = "\(root)/venv", home = "\(root)/home"
+        let inVenv = "\(venv)/lib/python3.12/site-packages/nvidia/cudnn/lib/libcudnn.so.9"
+        let inUserSite = "\(home)/.local/lib/python3.11/site-packages/nvidia/cudnn/lib/libcudnn.so.9"
+        for file in [inVenv, inUserSite] {
+            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            XCTAssertTrue(FileManager.default.createFile(atPath: file, contents: Data()))
+        }
+        let found = CuDNNLibrary.installedCandidates(environment: ["VIRTUAL_ENV": venv, "HOME": home])
+        XCTAssertEqual(Array(found.prefix(2)), [inVenv, inUserSite])
+        // An explicit MEGATRON_CUDNN_PATH is the one file tried: its failure names it, not the candidates.
+        guard case .failure(let error) = CuDNNLibrary.open(environment: ["MEGATRON_CUDNN_PATH": "/nonexistent/x.so", "VIRTUAL_ENV": venv]) else {
+            return XCTFail("a missing explicit path must not load")
+        }
+        XCTAssertTrue("\(error)".contains("/nonexistent/x.so"), "\(error)")
+    }
 }

@@ -2,7 +2,7 @@ import MegatronCUDA
 
 /// `Ops.attention` and its backward on CUDA tensors through the flash-attention kernels of
 /// NeuralKernels (bf16 / fp16, head dims 64 and 128), or cuDNN's fused SDPA when the context's
-/// `attentionBackend` is `.cudnn` (MEGATRON_ATTENTION=cudnn) and cuDNN takes the problem. Each
+/// `attentionBackend` allows it (`AttentionBackend`) and cuDNN takes the problem. Each
 /// returns nil where neither applies; `Ops` then runs the CPU reference on host copies.
 enum CUDAAttention {
     /// Whether the fused kernels take these operands (dtype, head dim, alignment of every row).
@@ -122,15 +122,15 @@ enum CUDAAttention {
         cudaCheck(op) { try body(context, context.stream) }
     }
 
-    /// Runs `body` on cuDNN when `backend` (default: the context's) is `.cudnn` and returns true; false
-    /// when our kernels should run instead: another backend, operands cuDNN's 4-D tensors cannot
-    /// address, or a problem no cuDNN engine takes. A cuDNN that was asked for but cannot be loaded
-    /// throws (the op then stops with the loader's message naming what to install).
+    /// Runs `body` on cuDNN when `backend` (default: the context's) allows it and returns true; false
+    /// when our kernels should run instead: `.kernels`, `.auto` without a loadable cuDNN, operands
+    /// cuDNN's 4-D tensors cannot address, or a problem no cuDNN engine takes. A cuDNN that `.cudnn`
+    /// asked for but cannot be loaded throws (the op then stops with the loader's message naming what to install).
     private static func viaCuDNN(_ backend: AttentionBackend?, _ context: CUDAContext, _ problem: AttentionProblem,
                                  _ type: KernelElementType, _ operands: [SDPARole: AttentionOperand],
                                  _ body: (CuDNNAttention) throws -> Void) throws -> Bool {
-        guard (backend ?? context.attentionBackend) == .cudnn else { return false }
-        let cudnn = try context.cudnnAttention()
+        let chosen = backend ?? context.attentionBackend
+        guard chosen != .kernels, let cudnn = try context.cudnnAttention(required: chosen == .cudnn) else { return false }
         guard CuDNNAttention.shape(problem, type: type, operands: operands) != nil else { return false }
         do {
             try body(cudnn)

@@ -22,12 +22,12 @@ public final class CUDAContext: @unchecked Sendable {
     public let deterministic: Bool
     /// Per-op timings when MEGATRON_PROFILE=1 (see `OpProfile`); nil otherwise, at no cost.
     public let profile: OpProfile?
-    /// Which flash attention runs: our kernels, or cuDNN's fused SDPA when MEGATRON_ATTENTION=cudnn.
+    /// Which flash attention runs (MEGATRON_ATTENTION): cuDNN's fused SDPA where it loads, or our kernels.
     public let attentionBackend: AttentionBackend
     private let lazyLock = NSLock()
     private var gemmHandle: CublasLtGemm?
     private var neuralKernels: NeuralKernels?
-    private var cudnnAttentionHandle: CuDNNAttention?
+    private var cudnnAttentionHandle: Result<CuDNNAttention, Error>?
 
     init(ordinal: Int, environment: [String: String]) throws {
         device = try CUDADevice(ordinal: ordinal)
@@ -77,10 +77,27 @@ public final class CUDAContext: @unchecked Sendable {
     public func cudnnAttention() throws -> CuDNNAttention {
         lazyLock.lock()
         defer { lazyLock.unlock() }
-        if let cudnnAttentionHandle { return cudnnAttentionHandle }
-        let made = try CuDNNAttention(device: device, allocator: allocator)
+        if let cudnnAttentionHandle { return try cudnnAttentionHandle.get() }
+        let made = Result { try CuDNNAttention(device: device, allocator: allocator) }
         cudnnAttentionHandle = made
-        return made
+        return try made.get()
+    }
+
+    /// cuDNN's fused attention, or nil when it is not `required` and cannot be had: no libcudnn.so.9
+    /// (silently), or a cuDNN that fails to start (said once on stderr). The attempt is made once.
+    public func cudnnAttention(required: Bool) throws -> CuDNNAttention? {
+        lazyLock.lock()
+        let firstAttempt = cudnnAttentionHandle == nil
+        lazyLock.unlock()
+        do {
+            return try cudnnAttention()
+        } catch {
+            if required { throw error }
+            if firstAttempt, !(error is CUDAError) {
+                FileHandle.standardError.write(Data("note: cuDNN attention unavailable, using our kernels: \(error)\n".utf8))
+            }
+            return nil
+        }
     }
 
     /// Waits until every op enqueued on this device has finished (timing, tests).
