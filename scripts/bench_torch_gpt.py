@@ -42,6 +42,7 @@ def parse():
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--profile", action="store_true", help="after timing, print the top GPU kernels of 2 steps")
     return p.parse_args()
 
 
@@ -171,6 +172,12 @@ def main():
           f"{megatron_flops(a, a.micro_batch_size) / seconds / 1e12:.3f} TFLOP/s per GPU | "
           f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB allocated, "
           f"{torch.cuda.max_memory_reserved() / 2**20:.0f} MiB reserved")
+    if a.profile:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            for _ in range(2):
+                step()
+            torch.cuda.synchronize()
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=70))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Single-GPU training benchmarks of issue #4 for one device call: GPT-2 124M, GPT 1.3B and a LLaMA-style
 # 1B through `megatron bench train`, and (with --torch) scripts/bench_torch_gpt.py on the same configs in
-# the same call. With --profile the LLaMA run is repeated under MEGATRON_PROFILE=1 (op table).
-#   usage (on the device, repository root, bundle unpacked in /tmp/g): bash scripts/device-train-bench.sh [--torch] [--profile]
+# the same call. With --profile each config is repeated under MEGATRON_PROFILE=1 (op table), and torch's
+# run (with --torch) prints its top kernels. With --timeline each config is repeated under
+# MEGATRON_PROFILE=timeline (where the GPU sat idle, and before which op). --only NAME (gpt2, gpt13, llama;
+# repeatable) picks configs.
+#   usage (on the device, repository root, bundle unpacked in /tmp/g):
+#     bash scripts/device-train-bench.sh [--torch] [--profile] [--timeline] [--only NAME ...]
 set -uo pipefail
 M=${MEGATRON:-/tmp/g/bin/megatron}
 common="--bf16 --mock-data --tokenizer-type NullTokenizer --vocab-size 50257 --hidden-dropout 0 --attention-dropout 0"
@@ -11,20 +15,29 @@ gpt13="--num-layers 24 --hidden-size 2048 --num-attention-heads 16 --seq-length 
 llama="--num-layers 16 --hidden-size 2048 --num-attention-heads 32 --num-query-groups 8 --ffn-hidden-size 8192 --swiglu
   --normalization RMSNorm --position-embedding-type rope --untie-embeddings-and-output-weights --seq-length 2048 --micro-batch-size 4"
 llama_ours="--group-query-attention --disable-bias-linear --max-position-embeddings 2048"
-torch=0; profile=0
-for a in "$@"; do case $a in --torch) torch=1 ;; --profile) profile=1 ;; esac; done
+torch=0; profile=0; timeline=0; names=""
+while [ $# -gt 0 ]; do
+    case $1 in --torch) torch=1 ;; --profile) profile=1 ;; --timeline) timeline=1 ;; --only) names="$names $2"; shift ;; esac
+    shift
+done
+tprofile=""; [ $profile = 1 ] && tprofile=--profile
 
-for name in gpt2 gpt13 llama; do
+for name in ${names:-gpt2 gpt13 llama}; do
     flags=${!name}; extra=""; [ $name = llama ] && extra=$llama_ours
     echo "== $name: ours"
     timeout 150 $M bench train --warmup 3 --iterations 8 $flags $extra $common 2>&1 | tail -1
     if [ $torch = 1 ]; then
         echo "== $name: torch.compile"
         tflags=$(echo $flags | sed 's/--max-position-embeddings [0-9]*//')
-        PYTHONUNBUFFERED=1 timeout 240 python3 scripts/bench_torch_gpt.py $tflags --iterations 10 --warmup 4 2>&1 | tail -1
+        PYTHONUNBUFFERED=1 timeout 240 python3 scripts/bench_torch_gpt.py $tflags --iterations 10 --warmup 4 $tprofile 2>&1 \
+            | grep -v "^\s*$" | tail -$([ $profile = 1 ] && echo 40 || echo 1)
+    fi
+    if [ $profile = 1 ]; then
+        echo "== $name: op profile"
+        MEGATRON_PROFILE=1 timeout 150 $M bench train --warmup 2 --iterations 3 $flags $extra $common 2>&1 | tail -41 | head -34
+    fi
+    if [ $timeline = 1 ]; then
+        echo "== $name: timeline"
+        MEGATRON_PROFILE=timeline timeout 150 $M bench train --warmup 2 --iterations 3 $flags $extra $common 2>&1 | tail -40
     fi
 done
-if [ $profile = 1 ]; then
-    echo "== llama: op profile"
-    MEGATRON_PROFILE=1 timeout 150 $M bench train --warmup 2 --iterations 3 $llama $llama_ours $common 2>&1 | tail -41 | head -30
-fi

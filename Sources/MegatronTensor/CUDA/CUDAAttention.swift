@@ -119,7 +119,7 @@ enum CUDAAttention {
 
     private static func run(_ op: String, on device: Device, _ body: (CUDAContext, CUDAStream) throws -> Void) {
         let context = CUDAContext.of(device)
-        cudaCheck(op) { try body(context, context.stream) }
+        context.run(op) { try body(context, context.stream) }
     }
 
     /// Runs `body` on cuDNN when `backend` (default: the context's) allows it and returns true; false

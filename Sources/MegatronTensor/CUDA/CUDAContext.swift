@@ -20,8 +20,9 @@ public final class CUDAContext: @unchecked Sendable {
     /// True when MEGATRON_DETERMINISTIC=1: kernels that have an order-dependent fast variant
     /// (atomic scatter-add) take their ordered, run-to-run identical one instead.
     public let deterministic: Bool
-    /// Per-op timings when MEGATRON_PROFILE=1 (see `OpProfile`); nil otherwise, at no cost.
-    public let profile: OpProfile?
+    /// Per-op timings (MEGATRON_PROFILE=1, `OpProfile`) or the idle-gap timeline (MEGATRON_PROFILE=timeline,
+    /// `OpTimeline`); nil otherwise, at no cost.
+    public let profile: (any OpProfiler)?
     /// Which flash attention runs (MEGATRON_ATTENTION): cuDNN's fused SDPA where it loads, or our kernels.
     public let attentionBackend: AttentionBackend
     private let lazyLock = NSLock()
@@ -36,20 +37,16 @@ public final class CUDAContext: @unchecked Sendable {
         staging = PinnedStaging(device: device)
         kernels = try TensorKernels(device: device)
         deterministic = environment["MEGATRON_DETERMINISTIC"] == "1"
-        profile = environment["MEGATRON_PROFILE"] == "1" ? OpProfile() : nil
+        profile = makeOpProfiler(environment["MEGATRON_PROFILE"], device: device)
         attentionBackend = try AttentionBackend(environment: environment)
     }
 
     /// Runs one op's enqueueing `body`, trapping with the op's label on a CUDA error; when profiling,
-    /// the op's time (stream drained before and after) is added to its label.
+    /// the profiler observes it under its label.
     func run<R>(_ label: @autoclosure () -> String, _ body: () throws -> R) -> R {
         guard let profile else { return cudaCheck(label(), body) }
-        try? stream.synchronize()
-        let start = DispatchTime.now().uptimeNanoseconds
-        let result = cudaCheck(label(), body)
-        try? stream.synchronize()
-        profile.add(label(), seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        return result
+        let text = label()
+        return profile.measure(text, stream: stream) { cudaCheck(text, body) }
     }
 
     /// cuBLASLt, opened on the first matmul (a process that never multiplies needs no cuBLASLt).

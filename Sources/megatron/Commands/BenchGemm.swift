@@ -24,11 +24,14 @@ struct BenchGemm: ParsableCommand {
     @Flag(help: "Time cuBLASLt's top heuristic candidates per shape and keep the fastest (default: the heuristic's first).")
     var autotune = false
     @Option(help: "Comma-separated shape names to run (e.g. fc1.fwd,logits.wgrad); default all.") var only: String?
+    @Flag(help: "The GEMMs as training runs them: forward with the bias epilogue, wgrad added into an fp32 main grad (beta 1) with the bias-gradient epilogue.")
+    var training = false
 
     func run() throws {
         let selected = only.map { Set($0.split(separator: ",").map(String.init)) }
         let shapes = GemmBenchShape.gptTraining(tokens: tokens, hidden: hidden, ffn: ffnHidden ?? 4 * hidden, vocab: vocab)
             .filter { selected?.contains($0.name) ?? true }
+            .map { training ? $0.asInTraining : $0 }
         if let selected, shapes.count != selected.count {
             throw ValidationError("--only names unknown shapes; known: "
                 + GemmBenchShape.gptTraining(tokens: 1, hidden: 1, ffn: 1, vocab: 1).map(\.name).joined(separator: ","))
@@ -42,7 +45,8 @@ struct BenchGemm: ParsableCommand {
         let report = kernels.loadReport
         print("device \(gpu.ordinal): \(gpu.properties.name), \(gpu.properties.multiprocessorCount) SMs, "
               + "\(gpu.properties.architecture), \(formatBytes(gpu.properties.totalMemoryBytes)); cuBLASLt \(gemm.version), "
-              + (autotune ? "autotuned algorithms" : "heuristic's first algorithm"))
+              + (autotune ? "autotuned algorithms" : "heuristic's first algorithm")
+              + (training ? "; training epilogues (fwd +bias, wgrad += fp32 +bgrad)" : ""))
         print(String(format: "start-up %.1f ms (kernels %.1f ms: %d compiled, %d from cache)",
                      Date().timeIntervalSince(start) * 1000, report.milliseconds, report.compiledCount, report.cachedCount))
         print("shape            M      K      N    ms/iter   TFLOP/s")
@@ -67,14 +71,21 @@ struct BenchGemm: ParsableCommand {
                       allocator: CachingAllocator, stream: CUDAStream) throws -> Double {
         let p = shape.problem
         let sizes = [p.m * p.k, p.k * p.n, p.m * p.n]
-        let buffers = try sizes.map { try allocator.allocate(bytes: $0 * 2, stream: stream.allocatorKey) }
-        defer { buffers.forEach(allocator.free) }
+        let bytes = [2, 2, p.outputType.byteCount]
+        let buffers = try zip(sizes, bytes).map { try allocator.allocate(bytes: $0 * $1, stream: stream.allocatorKey) }
+        // The bias (forward: N values of the output type) or bias gradient (wgrad: M values in fp32).
+        let bias = p.epilogue == .none ? nil : try allocator.allocate(bytes: max(p.m, p.n) * 4, stream: stream.allocatorKey)
+        defer { (buffers + (bias.map { [$0] } ?? [])).forEach(allocator.free) }
         // Random inputs: zeros run faster than real data on tensor cores.
-        for (index, (buffer, count)) in zip(buffers, sizes).enumerated() {
+        for (index, (buffer, count)) in zip(buffers, sizes).enumerated() where bytes[index] == 2 {
             try kernels.uniform(buffer.address, count: count, seed: UInt64(index + 1), low: -1, high: 1,
                                 type: .bfloat16, stream: stream)
         }
-        let run = { try gemm.run(p, a: buffers[0].address, b: buffers[1].address, d: buffers[2].address, stream: stream) }
+        if p.outputType == .float32 { try kernels.fill(buffers[2].address, count: sizes[2], value: 0, type: .float32, stream: stream) }
+        let run = {
+            try gemm.run(p, a: buffers[0].address, b: buffers[1].address, d: buffers[2].address,
+                         beta: shape.accumulates ? 1 : 0, bias: bias?.address ?? 0, stream: stream)
+        }
         let begin = try CUDAEvent(device: stream.device), end = try CUDAEvent(device: stream.device)
         func timed(_ runs: Int) throws -> Double {
             try begin.record(on: stream)
@@ -95,6 +106,21 @@ struct BenchGemm: ParsableCommand {
 struct GemmBenchShape {
     var name: String
     var problem: GemmProblem
+    /// D += product (beta 1), as gradient-accumulation fusion adds a wgrad into the fp32 main grad.
+    var accumulates = false
+
+    /// The product as a training step runs it: the forward adds the bias in its epilogue; the wgrad
+    /// accumulates into fp32 and sums the bias gradient in its epilogue (dgrad is unchanged). The
+    /// logits layer has no bias, and its weight, tied to the embedding, takes a plain bf16 wgrad.
+    var asInTraining: GemmBenchShape {
+        var shape = self
+        guard !name.hasPrefix("logits") else { return shape }
+        if name.hasSuffix(".fwd") { shape.problem.epilogue = .bias }
+        if name.hasSuffix(".wgrad") {
+            (shape.problem.outputType, shape.problem.epilogue, shape.accumulates) = (.float32, .biasGradientFromA, true)
+        }
+        return shape
+    }
 
     /// Forward Y[T,out] = X[T,in]·Wᵀ, dgrad dX[T,in] = dY·W, wgrad dW[out,in] = dYᵀ·X, for the
     /// QKV projection, both MLP layers and the output (logits) layer of a GPT model.
