@@ -7,7 +7,7 @@ final class OpTimelineTests: XCTestCase {
         let spans: [OpTimeline.Span] = [
             .init(label: "matmul", start: 0, end: 1),
             .init(label: "norm", start: 1, end: 1.5),        // back to back: no idle
-            .init(label: "copy to host", start: 3.5, end: 4), // 2 ms idle before it
+            .init(label: "copy to host", start: 3.5, end: 4, hostBefore: 1.75, hostInside: 0.25), // 2 ms idle before it
             .init(label: "norm", start: 4.5, end: 5),         // 0.5 ms idle
             .init(label: "nested", start: 4.6, end: 4.8),     // inside the previous span: no idle, no extra busy
         ]
@@ -17,6 +17,6 @@ final class OpTimelineTests: XCTestCase {
         let lines = text.split(separator: "\n").map(String.init)
         XCTAssertEqual(lines[2], "       1       2.000 ms  copy to host")
         XCTAssertEqual(lines[3], "       1       0.500 ms  norm")
-        XCTAssertTrue(lines.contains("     2.000 ms  before copy to host (after norm)"), text)
+        XCTAssertTrue(lines.contains("     2.000 ms  host 1.750 / 0.000  before copy to host (after norm)"), text)
     }
 }

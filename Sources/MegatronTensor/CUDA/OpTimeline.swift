@@ -69,6 +69,10 @@ public final class OpTimeline: OpProfiler, @unchecked Sendable {
         var label: String
         var start: Double
         var end: Double
+        /// Host milliseconds from the previous op's enqueue returning to this one's beginning (Swift
+        /// work between ops: autograd, optimizer bookkeeping, allocation), and inside this op's enqueue.
+        var hostBefore = 0.0
+        var hostInside = 0.0
     }
 
     public func summary() -> String {
@@ -78,10 +82,14 @@ public final class OpTimeline: OpProfiler, @unchecked Sendable {
         guard let first = taken.first, let last = taken.last, (try? last.end.synchronize()) != nil else {
             return "timeline: no ops recorded"
         }
+        var previousHostEnd = first.hostStart
         let spans = taken.compactMap { record -> Span? in
+            defer { previousHostEnd = record.hostEnd }
             guard let start = try? record.start.elapsedMilliseconds(since: first.start),
                   let end = try? record.end.elapsedMilliseconds(since: first.start) else { return nil }
-            return Span(label: record.label, start: start, end: end)
+            return Span(label: record.label, start: start, end: end,
+                        hostBefore: Double(record.hostStart - previousHostEnd) / 1e6,
+                        hostInside: Double(record.hostEnd - record.hostStart) / 1e6)
         }
         let hostInside = taken.reduce(0.0) { $0 + Double($1.hostEnd - $1.hostStart) } / 1e6
         let hostSpan = Double(last.hostEnd - first.hostStart) / 1e6
@@ -91,18 +99,18 @@ public final class OpTimeline: OpProfiler, @unchecked Sendable {
     /// Busy and idle time of `spans` (in stream order) and the idle time before each label, largest first.
     static func table(_ spans: [Span], hostInside: Double, hostSpan: Double, limit: Int = 25) -> String {
         var idleBefore: [String: (count: Int, ms: Double)] = [:]
-        var largest: [(ms: Double, before: String, after: String)] = []
-        var busy = 0.0, frontier = spans.first?.start ?? 0, previous = "(start)"
+        var largest: [(ms: Double, span: Span, after: Span?)] = []
+        var busy = 0.0, frontier = spans.first?.start ?? 0, previous: Span? = nil
         for span in spans {
             let gap = max(0, span.start - frontier)
             if gap > 0.002 {
                 idleBefore[span.label, default: (0, 0)].count += 1
                 idleBefore[span.label, default: (0, 0)].ms += gap
-                largest.append((gap, span.label, previous))
+                largest.append((gap, span, previous))
             }
             busy += max(0, span.end - max(span.start, frontier))
             frontier = max(frontier, span.end)
-            previous = span.label
+            previous = span
         }
         let total = frontier - (spans.first?.start ?? 0)
         var lines = [String(format: "timeline: %d ops over %.1f ms of device time: busy %.1f ms (%.1f%%), idle %.1f ms; "
@@ -112,9 +120,10 @@ public final class OpTimeline: OpProfiler, @unchecked Sendable {
         for (label, entry) in idleBefore.sorted(by: { $0.value.ms > $1.value.ms }).prefix(limit) {
             lines.append(String(format: "%8d  %10.3f ms  %@", entry.count, entry.ms, label))
         }
-        lines.append("largest gaps:")
+        lines.append("largest gaps (host ms before the op's enqueue, and inside the previous op's enqueue):")
         for gap in largest.sorted(by: { $0.ms > $1.ms }).prefix(10) {
-            lines.append(String(format: "  %8.3f ms  before %@ (after %@)", gap.ms, gap.before, gap.after))
+            lines.append(String(format: "  %8.3f ms  host %.3f / %.3f  before %@ (after %@)", gap.ms, gap.span.hostBefore,
+                                gap.after?.hostInside ?? 0, gap.span.label, gap.after?.label ?? "(start)"))
         }
         return lines.joined(separator: "\n")
     }
