@@ -175,6 +175,7 @@ final class GeluMLPFusionTests: XCTestCase {
             let unfused = run(.composed, o, on: gpu, mainGrads: mainGrads)
             let cpu = run(.composed, o, on: .cpu, mainGrads: mainGrads)
             let reference = run(.composed, exact, on: .cpu, mainGrads: mainGrads)
+            XCTAssertNotEqual(fused[0].1, unfused[0].1, "the epilogues ran (GeLU of the fp32 accumulator rounds differently)")
             for i in fused.indices {
                 let (name, label) = (fused[i].0, "\(fused[i].0), main grads \(mainGrads)")
                 let bound = name == "output" ? 1e-2 : 2e-2
@@ -227,12 +228,14 @@ final class GeluMLPFusionTests: XCTestCase {
                         erf: Ops.unaryBackward(repeated, gradOutput: ones, .geluErf).floats(), at: points, "backward")
     }
 
-    /// Each GPU value within one bf16 ulp (2⁻⁸ relative, plus 1e-6 absolute near zero) of the tanh form,
-    /// and at x = −3 closer to it than to the erf form.
+    /// Each GPU value within one bf16 ulp (2⁻⁸ relative) plus 1e-4 absolute of the tanh form, and at
+    /// x = −3 closer to it than to the erf form. The absolute term allows for the GPU's tanh / exp, which
+    /// may differ from libm where 1 + tanh cancels (x < −2); it is a quarter of the tanh/erf gap at
+    /// x = −3 (4.1e-4 forward, 3.6e-4 for gelu').
     func assertPointwise(_ gpu: [Float], tanh: [Float], erf: [Float], at points: [Float], _ label: String,
                          file: StaticString = #filePath, line: UInt = #line) {
         for i in gpu.indices {
-            XCTAssertEqual(gpu[i], tanh[i], accuracy: abs(tanh[i]) / 256 + 1e-6, "\(label) at x = \(points[i % points.count])",
+            XCTAssertEqual(gpu[i], tanh[i], accuracy: abs(tanh[i]) / 256 + 1e-4, "\(label) at x = \(points[i % points.count])",
                            file: file, line: line)
         }
         let minusThree = points.firstIndex(of: -3)!

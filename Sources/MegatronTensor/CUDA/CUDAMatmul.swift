@@ -164,7 +164,7 @@ extension CUDAOps {
         let pre = Tensor.empty(shape, dtype: x.dtype, device: x.device)
         var problem = GemmProblem(m: tokens, n: features, k: inFeatures, transposeB: true, inputType: dataType, outputType: dataType)
         problem.epilogue = .geluAux(withBias: b != nil)
-        let ran = runGeluEpilogue(problem, on: x.device, label: "linear+gelu \(x.dtype) \(tokens)x\(inFeatures)->\(features)") {
+        let ran = runGeluEpilogue(on: x.device, label: "linear+gelu \(x.dtype) \(tokens)x\(inFeatures)->\(features)") {
             try $0.run(problem, a: input.deviceAddress, b: w.deviceAddress, d: h.deviceAddress,
                        bias: b?.deviceAddress ?? 0, aux: pre.deviceAddress, stream: $1)
         }
@@ -183,7 +183,7 @@ extension CUDAOps {
         let gradient = Tensor.empty(pre.shape, dtype: g.dtype, device: g.device)
         var problem = GemmProblem(m: tokens, n: features, k: out, inputType: dataType, outputType: dataType)
         problem.epilogue = .dgelu(biasGradient: false)
-        let ran = runGeluEpilogue(problem, on: g.device, label: "dgrad+dgelu \(g.dtype) \(tokens)x\(out)->\(features)") {
+        let ran = runGeluEpilogue(on: g.device, label: "dgrad+dgelu \(g.dtype) \(tokens)x\(out)->\(features)") {
             try $0.run(problem, a: dy.deviceAddress, b: w.deviceAddress, d: gradient.deviceAddress,
                        aux: aux.deviceAddress, stream: $1)
         }
@@ -192,10 +192,10 @@ extension CUDAOps {
 
     /// Runs `body` and says whether it ran: false when cuBLASLt's heuristic offers no algorithm for the
     /// epilogue (nothing was enqueued then); any other failure stops as every GEMM's does.
-    private static func runGeluEpilogue(_ problem: GemmProblem, on device: Device, label: String,
+    private static func runGeluEpilogue(on device: Device, label: @autoclosure () -> String,
                                         _ body: (CublasLtGemm, CUDAStream) throws -> Void) -> Bool {
         let context = CUDAContext.of(device)
-        return context.run(label) {
+        return context.run(label()) {
             do {
                 try body(try context.gemm(), context.stream)
                 return true
