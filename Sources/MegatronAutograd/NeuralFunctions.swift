@@ -132,9 +132,14 @@ extension Functional {
     /// let y = Functional.linear(x, weight: w, bias: b)   // x [batch, seq, in] -> [batch, seq, out]
     /// ```
     public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        recordLinear(x, weight: weight, bias: bias, output: Ops.linear(x.detached(), weight: weight.detached(), bias: bias?.detached()))
+    }
+
+    /// Records `y`, which the caller computed as `linear(x, weight, bias)` (possibly fused with what
+    /// follows, as `geluMLP` does), with `linear`'s backward.
+    static func recordLinear(_ x: Tensor, weight: Tensor, bias: Tensor?, output y: Tensor) -> Tensor {
         let (xs, ws) = (x.detached(), weight.detached())
         let (needX, needW, needB) = (x.requiresGrad, weight.requiresGrad, bias?.requiresGrad ?? false)
-        let y = Ops.linear(xs, weight: ws, bias: bias?.detached())
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
         return recordAccumulating("linear", inputs: inputs, output: y) { g, buffers in
             let gx = needX ? Ops.matmul(g, ws) : nil

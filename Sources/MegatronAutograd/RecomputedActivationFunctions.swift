@@ -22,6 +22,16 @@ public enum RecomputedActivation: Equatable, CustomStringConvertible {
         }
     }
 
+    /// The gradient with respect to `x` of `linear(forward(x), weight)`, from the gradient `g` of its
+    /// output: `backward(x, g · weight)`. For tanh GeLU on the GPU that is one GEMM whose DGELU epilogue
+    /// applies gelu' (`Ops.geluLinearInputGradient`), so no elementwise pass reads `g · weight` back.
+    public func linearInputGradient(_ x: Tensor, gradOutput g: Tensor, weight: Tensor) -> Tensor {
+        switch self {
+        case .unary(.geluTanh): Ops.geluLinearInputGradient(gradOutput: g, weight: weight, preActivation: x)
+        default: backward(x, gradOutput: Ops.matmul(g, weight))
+        }
+    }
+
     public var description: String {
         switch self {
         case .unary(let op): "\(op)"
@@ -38,12 +48,20 @@ extension Functional {
     ///     let pre = Functional.linear(x, weight: w1, bias: b1)
     ///     let y = Functional.linear(activationOf: pre, .unary(.geluTanh), weight: w2, bias: b2)
     public static func linear(activationOf x: Tensor, _ activation: RecomputedActivation, weight: Tensor, bias: Tensor?) -> Tensor {
+        let y = Ops.linear(activation.forward(x.detached()), weight: weight.detached(), bias: bias?.detached())
+        return recordLinear(activationOf: x, activation, weight: weight, bias: bias, output: y)
+    }
+
+    /// Records `y`, which the caller computed as `linear(activation(x), weight, bias)` (possibly with
+    /// the activation fused into the GEMM that made `x`, as `geluMLP` does), with the backward of
+    /// `linear(activationOf:)`: it saves `x` only.
+    static func recordLinear(activationOf x: Tensor, _ activation: RecomputedActivation, weight: Tensor, bias: Tensor?,
+                             output y: Tensor) -> Tensor {
         let (xs, ws) = (x.detached(), weight.detached())
         let (needX, needW, needB) = (x.requiresGrad, weight.requiresGrad, bias?.requiresGrad ?? false)
-        let y = Ops.linear(activation.forward(xs), weight: ws, bias: bias?.detached())
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
         return recordAccumulating("linear(\(activation))", inputs: inputs, output: y) { g, buffers in
-            let gx = needX ? activation.backward(xs, gradOutput: Ops.matmul(g, ws)) : nil
+            let gx = needX ? activation.linearInputGradient(xs, gradOutput: g, weight: ws) : nil
             let h = needW || needB ? activation.forward(xs) : xs
             let parameters = linearParameterGradients(g, h, needWeight: needW, needBias: needB, buffers: buffers)
             return [gx.map(InputGradient.tensor), parameters.weight] + (bias == nil ? [] : [parameters.bias.map(InputGradient.tensor)])

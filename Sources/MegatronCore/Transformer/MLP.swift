@@ -27,8 +27,11 @@ public final class MLP: Module {
     override public var children: [(String, Module)] { [("linear_fc1", linearFC1), ("linear_fc2", linearFC2)] }
 
     /// The activation's output is not kept for backward: `linear_fc2` recomputes it from `linear_fc1`'s
-    /// output (one elementwise pass), which halves the MLP's activation memory.
+    /// output (one elementwise pass), which halves the MLP's activation memory. Tanh GeLU runs as one
+    /// primitive (`Functional.geluMLP`) between the layers' communication, so on the GPU the activation
+    /// and its gradient ride in the GEMM epilogues.
     public func callAsFunction(_ x: Tensor) -> Tensor {
+        if !config.gatedLinearUnit, config.activation == .gelu { return geluMLP(x) }
         let h = linearFC1(x)
         switch (config.gatedLinearUnit, config.activation) {
         case (true, .silu): return linearFC2(activationOf: h, .swiglu)
@@ -36,6 +39,18 @@ public final class MLP: Module {
             let parts = h.chunk(2, dim: -1)
             return linearFC2(parts[0].apply(Self.unaryOp(act)) * parts[1])
         case (false, let act): return linearFC2(activationOf: h, .unary(Self.unaryOp(act)))
+        }
+    }
+
+    /// `linear_fc2(gelu(linear_fc1(x)))` with each layer's communication around the fused local product:
+    /// fc1's input is gathered (or copied) as `ColumnParallelLinear` does, fc2's partial output reduced
+    /// (or reduce-scattered) and its bias added as `RowParallelLinear` does.
+    private func geluMLP(_ x: Tensor) -> Tensor {
+        precondition(!linearFC1.gatherOutput, "the MLP's linear_fc1 keeps its outputs split")
+        let input = ColumnParallelLinear.enter(x, linearFC1.group)
+        return linearFC2.forward { fc2Bias in
+            Functional.geluMLP(input, fc1Weight: linearFC1.weight, fc1Bias: linearFC1.bias,
+                               fc2Weight: linearFC2.weight, fc2Bias: fc2Bias)
         }
     }
 

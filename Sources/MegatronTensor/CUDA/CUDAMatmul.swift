@@ -141,3 +141,67 @@ extension CUDAOps {
         }
     }
 }
+
+extension CUDAOps {
+    /// Whether the GELU epilogues take a layer of `features` GELU units in `dtype`: 16-bit operands
+    /// (fp32 runs as a plain SGEMM without them) and a pre-activation row stride cuBLASLt accepts for
+    /// its aux matrix (a multiple of 8 elements, `GemmProblem.validate`).
+    static func geluEpilogueApplies(features: Int, dtype: DType) -> Bool {
+        dtype != .float32 && dtype.gemmDataType != nil && features % 8 == 0
+    }
+
+    /// `h = gelu_tanh(x Wᵀ + b)` and `pre = x Wᵀ + b` from one GEMM with cuBLASLt's GELU_AUX(_BIAS)
+    /// epilogue (D = h, aux = pre); nil for what it does not take, or when cuBLASLt has no algorithm
+    /// for the epilogue (the caller then runs the linear layer and the activation apart).
+    static func linearGelu(_ x: Tensor, weight: Tensor, bias: Tensor?) -> (output: Tensor, preActivation: Tensor)? {
+        let (features, inFeatures) = (weight.shape[0], weight.shape[1])
+        guard x.dtype == weight.dtype, bias == nil || bias!.dtype == x.dtype, x.count > 0,
+              geluEpilogueApplies(features: features, dtype: x.dtype), let dataType = x.dtype.gemmDataType else { return nil }
+        let tokens = x.count / inFeatures
+        let input = x.contiguous(), w = weight.contiguous(), b = bias?.contiguous()
+        let shape = Array(x.shape.dropLast()) + [features]
+        let h = Tensor.empty(shape, dtype: x.dtype, device: x.device)
+        let pre = Tensor.empty(shape, dtype: x.dtype, device: x.device)
+        var problem = GemmProblem(m: tokens, n: features, k: inFeatures, transposeB: true, inputType: dataType, outputType: dataType)
+        problem.epilogue = .geluAux(withBias: b != nil)
+        let ran = runGeluEpilogue(on: x.device, label: "linear+gelu \(x.dtype) \(tokens)x\(inFeatures)->\(features)") {
+            try $0.run(problem, a: input.deviceAddress, b: w.deviceAddress, d: h.deviceAddress,
+                       bias: b?.deviceAddress ?? 0, aux: pre.deviceAddress, stream: $1)
+        }
+        return ran ? (h, pre) : nil
+    }
+
+    /// `(g · W) ⊙ gelu_tanh'(pre)` for `g [tokens, out]`, `W [out, features]`, `pre [tokens, features]`:
+    /// the input gradient of `linear(gelu(pre), W)` as one GEMM with cuBLASLt's DGELU epilogue (aux = pre);
+    /// nil for what it does not take or when cuBLASLt has no algorithm for it.
+    static func geluLinearInputGradient(_ g: Tensor, weight: Tensor, preActivation pre: Tensor) -> Tensor? {
+        let (out, features) = (weight.shape[0], weight.shape[1])
+        guard g.dtype == weight.dtype, pre.dtype == g.dtype, g.count > 0,
+              geluEpilogueApplies(features: features, dtype: g.dtype), let dataType = g.dtype.gemmDataType else { return nil }
+        let tokens = g.count / out
+        let dy = g.contiguous(), w = weight.contiguous(), aux = pre.contiguous()
+        let gradient = Tensor.empty(pre.shape, dtype: g.dtype, device: g.device)
+        var problem = GemmProblem(m: tokens, n: features, k: out, inputType: dataType, outputType: dataType)
+        problem.epilogue = .dgelu(biasGradient: false)
+        let ran = runGeluEpilogue(on: g.device, label: "dgrad+dgelu \(g.dtype) \(tokens)x\(out)->\(features)") {
+            try $0.run(problem, a: dy.deviceAddress, b: w.deviceAddress, d: gradient.deviceAddress,
+                       aux: aux.deviceAddress, stream: $1)
+        }
+        return ran ? gradient : nil
+    }
+
+    /// Runs `body` and says whether it ran: false when cuBLASLt's heuristic offers no algorithm for the
+    /// epilogue (nothing was enqueued then); any other failure stops as every GEMM's does.
+    private static func runGeluEpilogue(on device: Device, label: @autoclosure () -> String,
+                                        _ body: (CublasLtGemm, CUDAStream) throws -> Void) -> Bool {
+        let context = CUDAContext.of(device)
+        return context.run(label()) {
+            do {
+                try body(try context.gemm(), context.stream)
+                return true
+            } catch CUDAError.cublas(call: "cublasLtMatmulAlgoGetHeuristic", _, _) {
+                return false
+            }
+        }
+    }
+}

@@ -44,8 +44,9 @@ public final class RowParallelLinear: Module {
         forward { Functional.linear(activationOf: x, activation, weight: weight, bias: $0) }
     }
 
-    /// The local product `linear(bias)` summed over the group, then the bias.
-    private func forward(_ linear: (Tensor?) -> Tensor) -> Tensor {
+    /// The local product `linear(bias)` summed over the group, then the bias. `linear` gets the bias
+    /// only on one rank (nil otherwise); the MLP passes its fused GeLU MLP here.
+    func forward(_ linear: (Tensor?) -> Tensor) -> Tensor {
         // One rank has nothing to sum, so the bias can ride in the GEMM's epilogue.
         guard group.size > 1 else { return linear(bias) }
         let partial = linear(nil)
