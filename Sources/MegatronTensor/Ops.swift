@@ -48,6 +48,19 @@ public enum Ops {
         StridedCopy.copy(from: converted, to: destination)
     }
 
+    /// Sets every element of the contiguous `tensor` to zero in place: one memset on the GPU, with no
+    /// zero-filled temporary to copy from.
+    public static func zero(_ tensor: Tensor) {
+        precondition(tensor.isContiguous, "zero needs a contiguous tensor, got strides \(tensor.strides) for \(tensor.shape)")
+        let bytes = tensor.count * tensor.dtype.byteSize
+        guard case .cuda = tensor.device else {
+            _ = tensor.storage.pointer.advanced(by: tensor.offset * tensor.dtype.byteSize)
+                .initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+            return
+        }
+        CUDAOps.zero(tensor)
+    }
+
     /// `destination += source` in place (same shape, any dtypes: a bf16 gradient into an fp32 main
     /// gradient), one kernel on the GPU.
     public static func accumulate(_ source: Tensor, into destination: Tensor) {

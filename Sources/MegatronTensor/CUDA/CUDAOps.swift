@@ -94,6 +94,15 @@ enum CUDAOps {
         return out
     }
 
+    /// A contiguous tensor's bytes set to zero with one asynchronous memset.
+    static func zero(_ tensor: Tensor) {
+        let context = CUDAContext.of(tensor.device)
+        let bytes = tensor.count * tensor.dtype.byteSize
+        context.run("zero \(tensor.dtype) \(tensor.shape)") {
+            try context.device.zero(tensor.deviceAddress, bytes: bytes, stream: context.stream)
+        }
+    }
+
     /// `destination += source`: the elementwise kernel reading and writing `destination` in place.
     static func accumulate(_ source: Tensor, into destination: Tensor) {
         launch("tensor_binary", elements: destination.count, on: destination.device,

@@ -195,7 +195,7 @@ public final class Pretrainer {
         let (dp, dpRank) = (groups?.dataParallelSize ?? 1, groups?.dataParallelRank ?? 0)
         let microBatches = arguments.microBatchesPerIteration(dataParallelSize: dp)
         let lossScale = gradScaler?.scale ?? 1
-        var lossSum = 0.0, tokens = 0
+        var lossTotals: [Tensor] = [], tokens = 0
         for m in 0..<microBatches {
             let start = consumedSamples + (m * dp + dpRank) * arguments.microBatchSize
             let batch = trainData.batch(startingAt: start, size: arguments.microBatchSize).to(device)
@@ -203,11 +203,14 @@ public final class Pretrainer {
                 let (lossTotal, count) = maskedLoss(batch)
                 // Megatron: each micro-batch's loss averaged over its unmasked tokens, divided by the micro-batches.
                 (lossTotal * (lossScale / Float(max(count, 1) * microBatches))).backward()
-                lossSum += Double(withoutGrad { lossTotal.item() })
+                lossTotals.append(lossTotal.detached())
                 tokens += count
             }
         }
         let report = try optimizer.step(scheduler: schedule.scheduler, clipGrad: arguments.clipGrad, lossScale: lossScale)
+        // Read back after the step's work is enqueued: a read between backward and the optimizer would
+        // drain the GPU's queue while the host prepares the step.
+        let lossSum = lossTotals.reduce(0.0) { $0 + Double($1.item()) }
         gradScaler?.update(foundInf: !report.updated)
         if report.updated { schedule.scheduler.step(schedule.globalBatchSize) }
         let totals = try optimizer.sumOverDataParallel([lossSum, Double(tokens)])

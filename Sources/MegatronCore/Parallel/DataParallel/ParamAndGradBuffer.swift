@@ -70,7 +70,7 @@ public final class ParamAndGradBuffer {
 
     /// Zeroes the grad buffer (and re-attaches the views, in case something replaced a `.grad`).
     public func zeroGrads() {
-        Self.fillZero(gradData)
+        Ops.zero(gradData)
         attachGrads()
     }
 
@@ -99,15 +99,6 @@ public final class ParamAndGradBuffer {
         flat.narrowed(0, start: range.lowerBound, length: range.count)
     }
 
-    /// Zeroes a contiguous tensor in place.
-    static func fillZero(_ t: Tensor) {
-        if t.device == .cpu {
-            t.storage.pointer.advanced(by: t.offset * t.dtype.byteSize).initializeMemory(
-                as: UInt8.self, repeating: 0, count: t.count * t.dtype.byteSize)
-        } else {
-            Ops.copy(Tensor.zeros(t.shape, dtype: t.dtype, device: t.device), into: t)
-        }
-    }
 
     /// Multiplies a tensor by `factor` in place.
     static func scale(_ t: Tensor, by factor: Float) {
