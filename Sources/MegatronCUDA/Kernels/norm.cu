@@ -14,8 +14,9 @@
 // sum of squares of its own values, and the team merges them pairwise (Chan et al.), which is as
 // accurate as a mean pass followed by a centred variance pass.
 //
-// Backward loops each team over rows (persistent blocks), issuing the loads of its next row before
-// reducing the current one so memory stays busy through the reduction; it keeps each thread's
+// Backward loops each team over rows (persistent blocks); with up to 2 chunks per thread it issues
+// the loads of its next row before reducing the current one, so memory stays busy through the
+// reduction (4096 columns: 512 threads x 1 chunk, two blocks an SM). It keeps each thread's
 // dweight / dbias column sums in registers across all the rows its team handles (a team always owns
 // the same columns), adds the teams of a block in team order in shared memory, writes one fp32
 // partial row per block, and a second kernel sums the partials of each column in block order:
@@ -319,12 +320,14 @@ __device__ void norm_backward(T *dx, float *weight_partials, float *bias_partial
 #pragma unroll
         for (int k = 0; k < 8; k++) dw[s][k] = db[s][k] = 0.0f;
     }
-    long long row = (long long)blockIdx.x * teams + threadIdx.x / team;
     BackwardRow<T, SLOTS> current;
-    if (pipelined)
-        current.load(grad, prefetched_grad_sum, x, mean_or_null, rstd_in, row, rows, cols, vectorized, team);
+    if (pipelined) {
+        current.load(grad, prefetched_grad_sum, x, mean_or_null, rstd_in, (long long)blockIdx.x * teams + threadIdx.x / team,
+                     rows, cols, vectorized, team);
+    }
     // The loop bound is the same for the whole block: inactive teams still join the reductions.
-    for (long long first = (long long)blockIdx.x * teams; first < rows; first += stride, row += stride) {
+    for (long long first = (long long)blockIdx.x * teams; first < rows; first += stride) {
+        const long long row = first + threadIdx.x / team;
         BackwardRow<T, SLOTS> next;   // pipelined: in flight while this row is reduced and written
         if (pipelined)
             next.load(grad, prefetched_grad_sum, x, mean_or_null, rstd_in, row + stride, rows, cols, vectorized, team);
@@ -358,22 +361,24 @@ __device__ void norm_backward(T *dx, float *weight_partials, float *bias_partial
         }
         sums = team_all_reduce(sums, team, Add2());
         const float mean_gw = RMS ? 0.0f : sums.x / cols, mean_gw_xhat = sums.y / cols;
+        if (active) {
 #pragma unroll
-        for (int s = 0; s < SLOTS; s++) {
-            const int j = s * team + lane;
-            if (!active || j >= chunks) continue;
-            float g[8], xv[8], wv[8], out[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-            unpack(current.grad[s], g);
-            unpack(current.x[s], xv);
-            unpack(pipelined ? w[s] : load_chunk(weight, j, cols, vectorized), wv);   // else an L1 hit
-            if (grad_sum) {
-                if (pipelined) unpack(current.grad_sum[s], out);
-                else load_chunk(grad_sum + row * cols, j, cols, vectorized, out);
+            for (int s = 0; s < SLOTS; s++) {
+                const int j = s * team + lane;
+                if (j >= chunks) continue;
+                float g[8], xv[8], wv[8], out[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+                unpack(current.grad[s], g);
+                unpack(current.x[s], xv);
+                unpack(pipelined ? w[s] : load_chunk(weight, j, cols, vectorized), wv);   // else an L1 hit
+                if (grad_sum) {
+                    if (pipelined) unpack(current.grad_sum[s], out);
+                    else load_chunk(grad_sum + row * cols, j, cols, vectorized, out);
+                }
+#pragma unroll
+                for (int k = 0; k < 8; k++)
+                    out[k] += rstd * (g[k] * wv[k] - mean_gw - (xv[k] - mean) * rstd * mean_gw_xhat);
+                store_chunk(dx + row * cols, j, cols, vectorized, out);
             }
-#pragma unroll
-            for (int k = 0; k < 8; k++)
-                out[k] += rstd * (g[k] * wv[k] - mean_gw - (xv[k] - mean) * rstd * mean_gw_xhat);
-            store_chunk(dx + row * cols, j, cols, vectorized, out);
         }
         if (pipelined) current = next;
     }
