@@ -3,7 +3,11 @@
 time (same prefix headers, same options), without a GPU: a syntax and type check before a device run.
 
     pip install nvidia-cuda-nvrtc-cu12     # or -cu13
-    python3 scripts/check_kernels_nvrtc.py [--arch sm_90a] [file.cu ...]
+    python3 scripts/check_kernels_nvrtc.py [--arch sm_90a] [--verbose] [file.cu ...]
+
+--verbose also lists each kernel's registers and spills (ptxas's report; needs a real architecture
+such as sm_90a, which compiles to a CUBIN), e.g. to check that a kernel keeps the occupancy its
+__launch_bounds__ and launcher assume.
 
 Files compiled by CUDAKernels / TensorKernels get common.cuh and fp8.cuh in front; the NeuralKernels
 files get common.cuh, neural.cuh, then fp8.cuh (CUDAKernels.source, NeuralKernels.source). Exits
@@ -13,6 +17,7 @@ import argparse
 import ctypes
 import glob
 import os
+import re
 import sys
 
 KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Sources", "MegatronCUDA", "Kernels")
@@ -45,12 +50,13 @@ def source_of(name):
     return "\n".join(open(os.path.join(KERNELS, p), encoding="utf-8").read() for p in parts)
 
 
-def compile_one(nvrtc, name, arch):
+def compile_one(nvrtc, name, arch, verbose=False):
     program = ctypes.c_void_p()
     source = source_of(name).encode()
     status = nvrtc.nvrtcCreateProgram(ctypes.byref(program), source, name.encode(), 0, None, None)
     assert status == 0, f"nvrtcCreateProgram: {status}"
-    options = [o.encode() for o in OPTIONS + [f"--gpu-architecture={arch}"]]
+    extra = ["--ptxas-options=--verbose"] if verbose else []
+    options = [o.encode() for o in OPTIONS + extra + [f"--gpu-architecture={arch}"]]
     status = nvrtc.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
     size = ctypes.c_size_t()
     nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
@@ -60,9 +66,24 @@ def compile_one(nvrtc, name, arch):
     return status, log.value.decode(errors="replace").strip()
 
 
+def register_report(log):
+    """One line per kernel from ptxas's verbose log: registers, spill stores / loads (bytes)."""
+    lines, kernel, spills = [], None, ""
+    for line in log.splitlines():
+        if match := re.search(r"Compiling entry function '(\w+)'", line):
+            kernel = match.group(1)
+        elif match := re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line):
+            spills = f"spills {match.group(1)}/{match.group(2)} B" if match.group(1) != "0" or match.group(2) != "0" else ""
+        elif kernel and (match := re.search(r"Used (\d+) registers", line)):
+            lines.append(f"{kernel:40s} {int(match.group(1)):4d} registers  {spills}".rstrip())
+            kernel, spills = None, ""
+    return sorted(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="sm_90a")
+    parser.add_argument("--verbose", action="store_true", help="list registers and spills per kernel")
     parser.add_argument("files", nargs="*")
     args = parser.parse_args()
     nvrtc = load_nvrtc()
@@ -71,8 +92,12 @@ def main():
     files = args.files or sorted(os.path.basename(p) for p in glob.glob(os.path.join(KERNELS, "*.cu")))
     failed = 0
     for name in files:
-        status, log = compile_one(nvrtc, name, args.arch)
+        status, log = compile_one(nvrtc, name, args.arch, args.verbose)
         print(f"{'ok  ' if status == 0 else 'FAIL'} {name} (NVRTC {major.value}.{minor.value}, {args.arch})")
+        if args.verbose and status == 0:
+            for line in register_report(log):
+                print("    " + line)
+            log = "\n".join(l for l in log.splitlines() if not l.startswith("ptxas"))
         if log and (status != 0 or "warning" in log):
             print("    " + log.replace("\n", "\n    "))
         failed += status != 0

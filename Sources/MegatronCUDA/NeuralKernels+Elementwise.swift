@@ -87,7 +87,13 @@ extension NeuralKernels {
         guard try checkCount(kernel, count) else { return }
         try Self.requirePointers(kernel, ["out": out, "input": input])
         let vectorized = Self.vectorizable(columns: 8, out, input)
-        try launch("cast.cu", kernel, grid: .init(gridStrideBlocks(count / (vectorized ? 8 : 1))), block: Self.elementwiseBlock,
+        // Widening casts loop over 4 groups of 4 elements per thread (cast.cu) in one wave of blocks:
+        // 8 blocks of 256 threads fill an SM.
+        let blocks = to == .float32
+            ? max(1, min((count / 4 + 4 * Self.elementwiseBlock.x - 1) / (4 * Self.elementwiseBlock.x),
+                         8 * device.properties.multiprocessorCount))
+            : gridStrideBlocks(count / (vectorized ? 8 : 1))
+        try launch("cast.cu", kernel, grid: .init(blocks), block: Self.elementwiseBlock,
                    stream: stream, [.pointer(out), .pointer(input), .int64(Int64(count)), .int32(vectorized ? 1 : 0)])
     }
 

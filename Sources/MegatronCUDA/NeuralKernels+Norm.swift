@@ -1,6 +1,6 @@
 extension NeuralKernels {
     /// Widest rows the norm kernels take: each row lives in the registers of a team of at most 512
-    /// threads, 3 chunks of 8 elements each in the backward (norm.cu, NORM_BACKWARD_SLOTS).
+    /// threads, 3 chunks of 8 elements each in the backward (`NormLaunchPlan.backwardMaxSlots`).
     public static let normMaxColumns = 512 * 3 * 8
 
     /// Layer norm over the last dimension of [rows, columns]:
@@ -20,7 +20,7 @@ extension NeuralKernels {
         try Self.requirePointers(kernel, ["y": y, "mean": mean, "rstd": rstd, "input": input, "weight": weight])
         let plan = try normPlan(kernel, rows: rows, columns: columns, residual: residual, sum: sum, backward: false)
         let vectorized = Self.vectorizable(columns: columns, y, input, weight, bias, residual, sum)
-        try launch("norm.cu", kernel, grid: .init(plan.blocks), block: .init(plan.threads), stream: stream,
+        try launch("norm.cu", "\(kernel)_\(plan.slots)", grid: .init(plan.blocks), block: .init(plan.threads), stream: stream,
                    [.pointer(y), .pointer(sum), .pointer(mean), .pointer(rstd), .pointer(input), .pointer(residual),
                     .pointer(weight), .pointer(bias), .int64(Int64(rows)), .int32(Int32(columns)), .float32(epsilon),
                     .int32(vectorized ? 1 : 0), .int32(Int32(plan.team))])
@@ -35,7 +35,7 @@ extension NeuralKernels {
         try Self.requirePointers(kernel, ["y": y, "rstd": rstd, "input": input, "weight": weight])
         let plan = try normPlan(kernel, rows: rows, columns: columns, residual: residual, sum: sum, backward: false)
         let vectorized = Self.vectorizable(columns: columns, y, input, weight, residual, sum)
-        try launch("norm.cu", kernel, grid: .init(plan.blocks), block: .init(plan.threads), stream: stream,
+        try launch("norm.cu", "\(kernel)_\(plan.slots)", grid: .init(plan.blocks), block: .init(plan.threads), stream: stream,
                    [.pointer(y), .pointer(sum), .pointer(rstd), .pointer(input), .pointer(residual), .pointer(weight),
                     .int64(Int64(rows)), .int32(Int32(columns)), .float32(epsilon), .int32(vectorized ? 1 : 0),
                     .int32(Int32(plan.team))])
@@ -67,7 +67,7 @@ extension NeuralKernels {
         let plan = try normPlan(kernel, rows: rows, columns: columns, backward: true)
         let biasPartials = withBias ? scratch + UInt64(plan.blocks * columns * 4) : 0
         let vectorized = Self.vectorizable(columns: columns, dx, gradient, sumGradient, input, weight)
-        try launch("norm.cu", kernel, grid: .init(plan.blocks), block: .init(plan.threads),
+        try launch("norm.cu", "\(kernel)_\(plan.slots)", grid: .init(plan.blocks), block: .init(plan.threads),
                    sharedMemoryBytes: plan.sharedMemoryBytes, stream: stream,
                    [.pointer(dx), .pointer(scratch), .pointer(biasPartials), .pointer(gradient), .pointer(sumGradient),
                     .pointer(input), .pointer(weight), .pointer(mean), .pointer(rstd), .int64(Int64(rows)),
@@ -85,7 +85,7 @@ extension NeuralKernels {
                                           "weight": weight, "rstd": rstd, "scratch": scratch])
         let plan = try normPlan(kernel, rows: rows, columns: columns, backward: true)
         let vectorized = Self.vectorizable(columns: columns, dx, gradient, sumGradient, input, weight)
-        try launch("norm.cu", kernel, grid: .init(plan.blocks), block: .init(plan.threads),
+        try launch("norm.cu", "\(kernel)_\(plan.slots)", grid: .init(plan.blocks), block: .init(plan.threads),
                    sharedMemoryBytes: plan.sharedMemoryBytes, stream: stream,
                    [.pointer(dx), .pointer(scratch), .pointer(gradient), .pointer(sumGradient), .pointer(input),
                     .pointer(weight), .pointer(rstd), .int64(Int64(rows)), .int32(Int32(columns)),
@@ -94,57 +94,79 @@ extension NeuralKernels {
     }
 }
 
-/// How a norm kernel spreads rows over threads (norm.cu): a team of `team` threads per row, holding
-/// the row in registers, `threads / team` rows per block, `blocks` blocks.
+/// How a norm kernel spreads rows over threads (norm.cu): a team of `team` threads per row, each
+/// holding `slots` chunks of 8 elements in registers (the kernel compiled for that count, name
+/// suffix `_<slots>`), `threads / team` rows per block, `blocks` blocks.
 struct NormLaunchPlan {
-    /// Row chunks (8 elements) each thread holds: NORM_FORWARD_SLOTS and NORM_BACKWARD_SLOTS in norm.cu.
-    static let forwardSlots = 4, backwardSlots = 3
+    /// Most chunks per thread the kernels are compiled for (norm.cu's NORM_KERNELS instantiations).
+    static let forwardMaxSlots = 4, backwardMaxSlots = 3
     /// Most threads per block: the kernels' __launch_bounds__, which keep their registers in budget.
     static let forwardMaxThreads = 1024, backwardMaxThreads = 512
+    /// Blocks of `backwardMaxThreads` threads that each backward kernel's __launch_bounds__ guarantees
+    /// an SM holds, by slot count (norm.cu's NORM_BACKWARD_MIN_BLOCKS_<slots>): the persistent grid's size.
+    static let backwardMinBlocks = [1: 2, 2: 1, 3: 1]
+    /// How many times `normThreads` threads a wide row spreads over in the backward: per element it
+    /// keeps x, dy, the residual gradient and two column sums in registers, about 4x the forward's state.
+    static let backwardSpread = 4
 
     let team: Int
+    let slots: Int
     let threads: Int
     let blocks: Int
     let sharedMemoryBytes: Int
 
-    /// The smallest team of whole warps whose registers hold a row, preferring the most chunks per
-    /// thread among the choices that waste the fewest idle slots (768 columns: 32 threads x 3 chunks;
-    /// 4096: 128 x 4 forward, 256 x 2 backward). Nil when the row does not fit.
-    static func team(columns: Int, slots: Int, maxTeam: Int) -> Int? {
+    /// The team and chunks per thread for a row of `columns`. A row that fits a warp at up to
+    /// `maxSlots` chunks per thread gets a warp (reductions by shuffles only; 768 columns: 3 chunks
+    /// each). A wider row spreads over `spread` threads (rounded to warps, at most one per chunk),
+    /// or more when that many cannot hold it in `maxSlots` chunks each: with `normThreads` 128,
+    /// 4096 columns are 128 threads x 4 chunks forward and 512 x 1 backward. Nil when the row needs
+    /// more than `maxTeam` threads.
+    static func layout(columns: Int, maxSlots: Int, maxTeam: Int, spread: Int) -> (team: Int, slots: Int)? {
         let chunks = (columns + 7) / 8
-        var best: (team: Int, waste: Int)?
-        for perThread in stride(from: slots, through: 1, by: -1) {
-            let team = max(32, ((chunks + perThread - 1) / perThread + 31) / 32 * 32)
-            let waste = team * perThread - chunks
-            if team <= maxTeam, best.map({ waste < $0.waste }) ?? true { best = (team, waste) }
-        }
-        return best?.team
+        let roundUp = { (threads: Int) in (threads + 31) / 32 * 32 }
+        let team = chunks <= 32 * maxSlots
+            ? 32 : max(roundUp((chunks + maxSlots - 1) / maxSlots), min(max(32, spread / 32 * 32), roundUp(chunks)))
+        guard team <= maxTeam else { return nil }
+        return (team, (chunks + team - 1) / team)
+    }
+
+    /// `layout` for one direction, spreading wide rows over `normThreads` (times `backwardSpread` backward).
+    static func layout(columns: Int, backward: Bool, normThreads: Int) -> (team: Int, slots: Int)? {
+        backward
+            ? layout(columns: columns, maxSlots: backwardMaxSlots, maxTeam: backwardMaxThreads,
+                     spread: min(backwardSpread * normThreads, backwardMaxThreads))
+            : layout(columns: columns, maxSlots: forwardMaxSlots, maxTeam: forwardMaxThreads,
+                     spread: min(normThreads, forwardMaxThreads))
     }
 }
 
 extension NeuralKernels {
-    /// Checks the shape (and that `residual` and `sum` come together) and lays out the launch:
-    /// `normThreads` per block (whole teams, at least one), one block per row group forward; backward
-    /// about 16 warps per SM (its threads use ~128 registers), each block looping over row groups,
-    /// so the partial rows of parameter gradients stay few.
+    /// Checks the shape (and that `residual` and `sum` come together) and lays out the launch
+    /// (`NormLaunchPlan.layout`): a row per block for wide rows, `normThreads` per block (whole warps)
+    /// for rows that fit a warp; forward one block per row group; backward as many blocks as its
+    /// __launch_bounds__ guarantee an SM holds at once (a persistent grid whose blocks loop over the
+    /// row groups), so the partial rows of parameter gradients stay few and no block waits for a
+    /// second wave.
     func normPlan(_ kernel: String, rows: Int, columns: Int, residual: UInt64 = 0, sum: UInt64 = 0,
                   backward: Bool) throws -> NormLaunchPlan {
         try Self.requireShape(kernel, rows: rows, columns: columns)
         try Self.require((residual == 0) == (sum == 0), "\(kernel): residual and sum go together (both or neither)")
-        let maxThreads = backward ? NormLaunchPlan.backwardMaxThreads : NormLaunchPlan.forwardMaxThreads
-        let slots = backward ? NormLaunchPlan.backwardSlots : NormLaunchPlan.forwardSlots
         guard columns <= Self.normMaxColumns,
-              let team = NormLaunchPlan.team(columns: columns, slots: slots, maxTeam: maxThreads) else {
+              let (team, slots) = NormLaunchPlan.layout(columns: columns, backward: backward, normThreads: normThreads) else {
             throw CUDAError.invalidArgument("\(kernel): rows of \(columns) columns exceed the \(Self.normMaxColumns) "
                                             + "that a thread team holds in registers")
         }
-        let threads = max(1, min(normThreads, maxThreads) / team) * team
+        let maxThreads = backward ? NormLaunchPlan.backwardMaxThreads : NormLaunchPlan.forwardMaxThreads
+        let threads = team > 32 ? team : max(1, min(normThreads, maxThreads) / 32) * 32
         let rowGroups = (rows + threads / team - 1) / (threads / team)
         if !backward {
-            return NormLaunchPlan(team: team, threads: threads, blocks: min(rowGroups, Int(Int32.max)), sharedMemoryBytes: 0)
+            return NormLaunchPlan(team: team, slots: slots, threads: threads, blocks: min(rowGroups, Int(Int32.max)),
+                                  sharedMemoryBytes: 0)
         }
-        let perSM = max(1, 512 / threads)
-        return NormLaunchPlan(team: team, threads: threads, blocks: min(rowGroups, perSM * device.properties.multiprocessorCount),
+        let guaranteed = NormLaunchPlan.backwardMinBlocks[slots]! * NormLaunchPlan.backwardMaxThreads / threads
+        let perSM = max(1, min(guaranteed, 2048 / threads, 32))
+        return NormLaunchPlan(team: team, slots: slots, threads: threads,
+                              blocks: min(rowGroups, perSM * device.properties.multiprocessorCount),
                               sharedMemoryBytes: threads > team ? columns * 4 : 0)
     }
 

@@ -30,12 +30,14 @@ public final class NeuralKernels {
     /// (softmax and cross-entropy backward): 512 (one 16-byte vector per thread of a 4096-wide
     /// bf16 row) measured 98% of copy bandwidth for softmax backward against 79% at 256.
     public var rowBackwardThreads = 512
-    /// Threads per block of the norm kernels, forward and backward (rounded down to whole teams
-    /// of the threads that share a row, at least one team; backward at most 512): with 768
-    /// columns, 4 rows of 32 threads each per block. On an H100 (`bench kernels --row-threads
-    /// 128,256,512,1024`, bf16) 128 was the best or within 1% of it for every norm case: layer norm
-    /// forward 78% of copy bandwidth at [32768, 4096] against 74% at 256, layer norm backward 52%
-    /// at [16384, 768] against 47%.
+    /// Threads per block of the norm kernels for rows that fit a warp's registers (768 columns: 4
+    /// rows of 32 threads per block), and the threads a wider row spreads over: forward this many
+    /// (4096 columns: 128 threads holding 32 elements each), backward 4x as many, at most 512
+    /// (4096 columns: 512 threads x 8 elements), as its threads also keep x, dy and the column sums
+    /// of the parameter gradients (`NormLaunchPlan.layout`). On an H100 (`bench kernels
+    /// --row-threads 128,256,512,1024`, bf16) 128 was the best or within 1% of it for every norm
+    /// case with the earlier kernels: layer norm forward 78% of copy bandwidth at [32768, 4096]
+    /// against 74% at 256, layer norm backward 52% at [16384, 768] against 47%.
     public var normThreads = 128
 
     /// The kernel files, each compiled into its own module.

@@ -113,7 +113,7 @@ final class RowKernelGPUTests: XCTestCase {
         let saved = nn.normThreads
         defer { nn.normThreads = saved }
         var random = TestRandom(state: 25)
-        for threads in [32, 128, 256, 512, 1024] {
+        for threads in [32, 64, 128, 256, 512, 1024] {
             nn.normThreads = threads
             for type in KernelElementType.allCases {
                 for (rows, columns) in [(rows: 129, columns: 768), (rows: 70, columns: 4096), (rows: 9, columns: 100)] {
@@ -137,6 +137,79 @@ final class RowKernelGPUTests: XCTestCase {
                     }
                 }
             }
+        }
+    }
+
+    /// Each kernel instantiation (chunks per thread, norm.cu's `_<slots>` kernels) on rows that take
+    /// it, vectorized and element by element (columns not a multiple of 8), plain and with the fused
+    /// residual add, with enough rows that the persistent backward blocks loop over several row
+    /// groups (its pipelined variants load the next row while reducing the current one).
+    func testNormsAtEveryChunksPerThreadCount() throws {
+        let (gpu, nn) = try NeuralFixture.require()
+        let saved = nn.normThreads
+        defer { nn.normThreads = saved }
+        // (rows, columns, normThreads): forward / backward [team, slots] in the comments.
+        // More rows than the backward has blocks x teams (on 132 SMs: 264 blocks at [300, 4096], 132 at
+        // [300, 4100], 660 at [700, 1500], 264 x 8 warp teams at [2200, 763]), so they loop.
+        let cases = [(rows: 300, columns: 4096, threads: 128),   // [128, 4] / [512, 1]
+                     (rows: 300, columns: 4100, threads: 128),   // [160, 4] / [512, 2], scalar path
+                     (rows: 700, columns: 1500, threads: 128),   // [128, 2] / [192, 1], scalar path
+                     (rows: 50, columns: 2000, threads: 32),     // [64, 4] / [128, 2]
+                     (rows: 20, columns: 3000, threads: 128),    // [128, 3] / [384, 1]
+                     (rows: 300, columns: 4096, threads: 64),    // [128, 4] / [256, 2]
+                     (rows: 90, columns: 4096, threads: 512),    // [512, 1] / [512, 1]
+                     (rows: 2200, columns: 763, threads: 256),   // [32, 3] / [32, 3], 8 rows per block, scalar path
+                     (rows: 200, columns: 250, threads: 64)]     // [32, 1] / [32, 1], scalar path
+        var covered = Set<String>()
+        for (rows, columns, threads) in cases {
+            for backward in [false, true] {
+                let layout = try XCTUnwrap(NormLaunchPlan.layout(columns: columns, backward: backward, normThreads: threads))
+                covered.insert("\(backward ? "backward" : "forward") \(layout.slots)")
+            }
+        }
+        XCTAssertEqual(covered, ["forward 1", "forward 2", "forward 3", "forward 4", "backward 1", "backward 2", "backward 3"])
+        var random = TestRandom(state: 26)
+        for (rows, columns, threads) in cases {
+            nn.normThreads = threads
+            for type in KernelElementType.allCases {
+                for rms in [false, true] {
+                    for fused in [false, true] {
+                        let label = "\(rms ? "rms" : "layer") norm\(fused ? " + residual" : "") \(type) [\(rows), \(columns)] "
+                            + "\(threads) threads"
+                        let count = rows * columns
+                        let x = random.values(count, type, -3, 5), g = random.values(count, type)
+                        let r = fused ? random.values(count, type) : nil, gs = fused ? random.values(count, type) : nil
+                        let w = random.values(columns, type, 0.5, 1.5), bias = rms ? nil : random.values(columns, type)
+                        let result = try runNorm(gpu, nn, rms: rms, type: type, rows: rows, columns: columns, x: x, g: g, w: w,
+                                                 b: bias, residual: r, gradSum: gs)
+                        let input = r.map { zip(x, $0).map { type.round($0 + $1) } } ?? x
+                        if fused { XCTAssertEqual(result.sum, input, label + " sum") }
+                        let reference = Self.normReference(rms: rms, x: input, g: g, w: w, b: bias, columns: columns, epsilon: 1e-5)
+                        let dx = gs.map { zip(reference.dx, $0).map { $0 + Double($1) } } ?? reference.dx
+                        assertClose(result.y, reference.y, type.tolerance, label + " y")
+                        if !rms { assertClose(result.mean, reference.mean, 1e-5, label + " mean") }
+                        assertClose(result.rstd, reference.rstd, 1e-5, label + " rstd")
+                        assertClose(result.dx, dx, type.tolerance, label + " dx")
+                        assertClose(result.dw, reference.dw, type.tolerance, label + " dweight")
+                        if !rms { assertClose(result.db, reference.db, type.tolerance, label + " dbias") }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The layer norm statistics merge per-thread moments: a row far from zero (mean 1000, spread
+    /// 0.01) keeps its variance, which a sum-of-squares shortcut would lose to cancellation.
+    func testLayerNormVarianceOfRowsFarFromZero() throws {
+        let (gpu, nn) = try NeuralFixture.require()
+        var random = TestRandom(state: 27)
+        for (rows, columns) in [(rows: 8, columns: 4096), (rows: 8, columns: 768), (rows: 5, columns: 1001)] {
+            let x = random.floats(rows * columns, 999.99, 1000.01), g = random.values(rows * columns, .float32)
+            let w = random.values(columns, .float32, 0.5, 1.5)
+            let result = try runNorm(gpu, nn, rms: false, type: .float32, rows: rows, columns: columns, x: x, g: g, w: w, b: nil)
+            let reference = Self.normReference(rms: false, x: x, g: g, w: w, b: nil, columns: columns, epsilon: 1e-5)
+            assertClose(result.rstd, reference.rstd, 1e-3, "rstd [\(rows), \(columns)]")
+            assertClose(result.y, reference.y, 1e-3, "y [\(rows), \(columns)]")
         }
     }
 

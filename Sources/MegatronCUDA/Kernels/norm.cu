@@ -6,63 +6,87 @@
 // blockDim.x / team rows) that keeps the row in registers, so x and dy are read from memory exactly
 // once: chunk j of a row (columns 8j ... 8j + 7, one 16-byte access for 16-bit types when
 // vectorized) lives in thread j % team, slot j / team. A 32-thread team reduces with shuffles only.
-// Statistics are fp32: the mean first, then the centred variance from the registers, for accuracy.
+// Every kernel is compiled for each count of SLOTS (chunks per thread, the suffix _1 ... _4 of its
+// name) and the host launches the one that holds the row: register arrays sized for the widest row
+// would cost every launch the registers (and so the occupancy) of the widest.
 //
-// Backward keeps each thread's dweight / dbias column sums in registers across all the rows its
-// team handles (a team always owns the same columns), adds the teams of a block in team order in
-// shared memory, writes one fp32 partial row per block, and a second kernel sums the partials of
-// each column in block order: deterministic, no atomics, no re-read of x or dy.
+// Forward statistics are fp32 and need one team reduction: each thread takes the mean and centred
+// sum of squares of its own values, and the team merges them pairwise (Chan et al.), which is as
+// accurate as a mean pass followed by a centred variance pass.
+//
+// Backward loops each team over rows (persistent blocks); with up to 2 chunks per thread it issues
+// the loads of its next row before reducing the current one, so memory stays busy through the
+// reduction (4096 columns: 512 threads x 1 chunk, two blocks an SM). It keeps each thread's
+// dweight / dbias column sums in registers across all the rows its team handles (a team always owns
+// the same columns), adds the teams of a block in team order in shared memory, writes one fp32
+// partial row per block, and a second kernel sums the partials of each column in block order:
+// deterministic, no atomics, no re-read of x or dy.
 
-#define NORM_FORWARD_SLOTS 4    // chunks per thread: rows up to 1024 * 4 * 8 = 32768 columns
-#define NORM_BACKWARD_SLOTS 3   // with dw and db also in registers: up to 512 * 3 * 8 = 12288 columns
+// Eight elements of a row kept in registers in their storage format: for 16-bit types 4 words,
+// element 2i in the low half of word i (4 registers instead of 8 floats), so a thread can hold
+// more of its row. No union with an array of 16-bit lanes: the compiler would give each lane a
+// register of its own.
+template <class T> struct Raw8 { uint4 vector; };
+template <> struct Raw8<float> { float4 vector[2]; };
 
-// Eight elements of a row kept in registers in their storage format (4 registers for 16-bit
-// types instead of 8 floats), so a thread can hold more of its row.
-template <class T> struct Raw8 {
-    union { typename Vector8<sizeof(T)>::type vector; T lanes[8]; };
-};
-template <> struct Raw8<float> {
-    union { float4 vector[2]; float lanes[8]; };
-};
+template <class T> __device__ __forceinline__ unsigned int bits_of(T value) { return value.bits; }
+template <class T> __device__ __forceinline__ T from_bits(unsigned int bits) {
+    T value;
+    value.bits = (unsigned short)bits;
+    return value;
+}
+
+template <class T> __device__ __forceinline__ void unpack(const Raw8<T> &raw, float (&v)[8]) {
+    if constexpr (sizeof(T) == 4) {
+        const float4 a = raw.vector[0], b = raw.vector[1];
+        v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+    } else {
+        const unsigned int words[4] = {raw.vector.x, raw.vector.y, raw.vector.z, raw.vector.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            v[2 * i] = to_float(from_bits<T>(words[i] & 0xffffu));
+            v[2 * i + 1] = to_float(from_bits<T>(words[i] >> 16));
+        }
+    }
+}
+
+// Rounds each value to T (to nearest even) and packs them.
+template <class T> __device__ __forceinline__ Raw8<T> pack(const float (&v)[8]) {
+    Raw8<T> raw;
+    if constexpr (sizeof(T) == 4) {
+        raw.vector[0] = make_float4(v[0], v[1], v[2], v[3]);
+        raw.vector[1] = make_float4(v[4], v[5], v[6], v[7]);
+    } else {
+        unsigned int words[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            words[i] = bits_of(from_float<T>(v[2 * i])) | (bits_of(from_float<T>(v[2 * i + 1])) << 16);
+        raw.vector = make_uint4(words[0], words[1], words[2], words[3]);
+    }
+    return raw;
+}
 
 // Chunk j of a row: one vector access when `vectorized` (cols % 8 == 0, row 16-byte aligned),
 // else element by element with zeros past the row's end.
 template <class T> __device__ __forceinline__ Raw8<T> load_chunk(const T *row, int j, int cols, int vectorized) {
-    Raw8<T> raw;
     if (vectorized) {
+        Raw8<T> raw;
         if constexpr (sizeof(T) == 4) {
             raw.vector[0] = reinterpret_cast<const float4 *>(row + 8 * j)[0];
             raw.vector[1] = reinterpret_cast<const float4 *>(row + 8 * j)[1];
         } else {
-            raw.vector = *reinterpret_cast<const typename Vector8<sizeof(T)>::type *>(row + 8 * j);
+            raw.vector = *reinterpret_cast<const uint4 *>(row + 8 * j);
         }
         return raw;
     }
+    float v[8];
 #pragma unroll
-    for (int k = 0; k < 8; k++) raw.lanes[k] = from_float<T>(0.0f);
-#pragma unroll
-    for (int k = 0; k < 8; k++)
-        if (8 * j + k < cols) raw.lanes[k] = row[8 * j + k];
-    return raw;
-}
-
-template <class T> __device__ __forceinline__ void unpack(const Raw8<T> &raw, float (&v)[8]) {
-#pragma unroll
-    for (int k = 0; k < 8; k++) v[k] = to_float(raw.lanes[k]);
+    for (int k = 0; k < 8; k++) v[k] = 8 * j + k < cols ? to_float(row[8 * j + k]) : 0.0f;
+    return pack<T>(v);   // exact: every T value is a float
 }
 
 template <class T> __device__ __forceinline__ void load_chunk(const T *row, int j, int cols, int vectorized, float (&v)[8]) {
     unpack(load_chunk(row, j, cols, vectorized), v);
-}
-
-template <class T> __device__ __forceinline__ void store_chunk(T *row, int j, int cols, int vectorized, const float (&v)[8]) {
-    if (vectorized) {
-        store8(row + 8 * j, v);
-        return;
-    }
-#pragma unroll
-    for (int k = 0; k < 8; k++)
-        if (8 * j + k < cols) row[8 * j + k] = from_float<T>(v[k]);
 }
 
 template <class T> __device__ __forceinline__ void store_chunk(T *row, int j, int cols, int vectorized, const Raw8<T> &raw) {
@@ -71,18 +95,38 @@ template <class T> __device__ __forceinline__ void store_chunk(T *row, int j, in
             reinterpret_cast<float4 *>(row + 8 * j)[0] = raw.vector[0];
             reinterpret_cast<float4 *>(row + 8 * j)[1] = raw.vector[1];
         } else {
-            *reinterpret_cast<typename Vector8<sizeof(T)>::type *>(row + 8 * j) = raw.vector;
+            *reinterpret_cast<uint4 *>(row + 8 * j) = raw.vector;
         }
         return;
     }
+    float v[8];
+    unpack(raw, v);
 #pragma unroll
     for (int k = 0; k < 8; k++)
-        if (8 * j + k < cols) row[8 * j + k] = raw.lanes[k];
+        if (8 * j + k < cols) row[8 * j + k] = from_float<T>(v[k]);
+}
+
+template <class T> __device__ __forceinline__ void store_chunk(T *row, int j, int cols, int vectorized, const float (&v)[8]) {
+    store_chunk(row, j, cols, vectorized, pack<T>(v));
+}
+
+// Hides a chunk's registers from the optimizer, so a later use converts the packed values again
+// instead of the compiler keeping their 8 converted floats alive from an earlier use (across a
+// reduction, or hoisted out of the row loop): that would double the registers of a 16-bit row and
+// cost occupancy. The conversion is one instruction per element.
+template <class T> __device__ __forceinline__ void keep_packed(Raw8<T> &raw) {
+    if constexpr (sizeof(T) == 4) {
+        asm volatile("" : "+f"(raw.vector[0].x), "+f"(raw.vector[0].y), "+f"(raw.vector[0].z), "+f"(raw.vector[0].w),
+                          "+f"(raw.vector[1].x), "+f"(raw.vector[1].y), "+f"(raw.vector[1].z), "+f"(raw.vector[1].w));
+    } else {
+        asm volatile("" : "+r"(raw.vector.x), "+r"(raw.vector.y), "+r"(raw.vector.z), "+r"(raw.vector.w));
+    }
 }
 
 // `value` reduced over the thread's team, in every thread of the team, in a fixed order (warp
 // butterflies, then the team's warp totals in warp order). Teams wider than a warp go through
-// shared memory, so every thread of the block must call it.
+// shared memory, so every thread of the block must call it. `op` must give the same bits for
+// op(a, b) and op(b, a), so both partners of a butterfly step agree.
 template <class V, class Op> __device__ __forceinline__ V team_all_reduce(V value, int team, Op op) {
 #pragma unroll
     for (int offset = 16; offset > 0; offset >>= 1) value = op(value, shuffle_xor(value, offset));
@@ -97,10 +141,29 @@ template <class V, class Op> __device__ __forceinline__ V team_all_reduce(V valu
     return value;
 }
 
+// Count, mean and centred sum of squares (m2) of some values of a row.
+struct Moments { float count, mean, m2; };
+
+__device__ __forceinline__ Moments shuffle_xor(Moments v, int mask) {
+    return Moments{shuffle_xor(v.count, mask), shuffle_xor(v.mean, mask), shuffle_xor(v.m2, mask)};
+}
+
+// The moments of the union of two sets of values (Chan, Golub and LeVeque's pairwise update),
+// written with commutative operations only, so merge(a, b) and merge(b, a) give the same bits.
+struct MergeMoments {
+    __device__ __forceinline__ Moments operator()(Moments a, Moments b) const {
+        const float count = a.count + b.count;
+        if (count == 0.0f) return a;   // both empty: zeros
+        const float inverse = 1.0f / count, delta = b.mean - a.mean;
+        return Moments{count, (a.count * a.mean + b.count * b.mean) * inverse,
+                       (a.m2 + b.m2) + delta * delta * (a.count * b.count) * inverse};
+    }
+};
+
 // y = (x - mean) * rstd * w + b (LN) or x * rstd * w (RMS); bias may be null; mean may be null.
 // With a residual, x + residual (rounded to T, as an unfused add would store it) goes to sum_out
 // and is what gets normalized.
-template <class T, bool RMS>
+template <class T, bool RMS, int SLOTS>
 __device__ void norm_forward(T *y, T *sum_out, float *mean_out, float *rstd_out, const T *x, const T *residual,
                              const T *weight, const T *bias, long long rows, int cols, float eps, int vectorized, int team) {
     const int lane = threadIdx.x % team, teams = blockDim.x / team, chunks = (cols + 7) / 8;
@@ -109,10 +172,11 @@ __device__ void norm_forward(T *y, T *sum_out, float *mean_out, float *rstd_out,
         const long long row = first + threadIdx.x / team;
         const bool active = row < rows;
         const long long offset = row * cols;
-        Raw8<T> raw[NORM_FORWARD_SLOTS];
+        Raw8<T> raw[SLOTS];
         float sum = 0.0f;
+        int count = 0;
 #pragma unroll
-        for (int s = 0; s < NORM_FORWARD_SLOTS; s++) {
+        for (int s = 0; s < SLOTS; s++) {
             const int j = s * team + lane;
             if (!active || j >= chunks) continue;
             raw[s] = load_chunk(x + offset, j, cols, vectorized);
@@ -121,34 +185,49 @@ __device__ void norm_forward(T *y, T *sum_out, float *mean_out, float *rstd_out,
                 unpack(raw[s], v);
                 load_chunk(residual + offset, j, cols, vectorized, r);
 #pragma unroll
-                for (int k = 0; k < 8; k++) raw[s].lanes[k] = from_float<T>(v[k] + r[k]);
+                for (int k = 0; k < 8; k++) v[k] += r[k];
+                raw[s] = pack<T>(v);
                 store_chunk(sum_out + offset, j, cols, vectorized, raw[s]);
             }
             float v[8];
             unpack(raw[s], v);
 #pragma unroll
             for (int k = 0; k < 8; k++) sum += v[k];   // padding is zeros
+            count += vectorized ? 8 : min(8, cols - 8 * j);
         }
-        const float mean = RMS ? 0.0f : team_all_reduce(sum, team, Add()) / cols;
+#pragma unroll
+        for (int s = 0; s < SLOTS; s++) keep_packed(raw[s]);
+        // This thread's values centred on their own mean (LN) or not at all (RMS).
+        const float local_mean = RMS || count == 0 ? 0.0f : sum / count;
         float squares = 0.0f;
 #pragma unroll
-        for (int s = 0; s < NORM_FORWARD_SLOTS; s++) {
+        for (int s = 0; s < SLOTS; s++) {
             const int j = s * team + lane;
             if (!active || j >= chunks) continue;
             float v[8];
             unpack(raw[s], v);
 #pragma unroll
             for (int k = 0; k < 8; k++)
-                if (vectorized || 8 * j + k < cols) squares += (v[k] - mean) * (v[k] - mean);
+                if (vectorized || 8 * j + k < cols) squares += (v[k] - local_mean) * (v[k] - local_mean);
         }
-        const float rstd = rsqrtf(team_all_reduce(squares, team, Add()) / cols + eps);
+#pragma unroll
+        for (int s = 0; s < SLOTS; s++) keep_packed(raw[s]);
+        float mean = 0.0f, variance;
+        if (RMS) {
+            variance = team_all_reduce(squares, team, Add()) / cols;   // the mean square
+        } else {
+            const Moments row_moments = team_all_reduce(Moments{(float)count, local_mean, squares}, team, MergeMoments());
+            mean = row_moments.mean;
+            variance = row_moments.m2 / cols;
+        }
+        const float rstd = rsqrtf(variance + eps);
         if (!active) continue;
         if (lane == 0) {
             rstd_out[row] = rstd;
             if (!RMS && mean_out) mean_out[row] = mean;
         }
 #pragma unroll
-        for (int s = 0; s < NORM_FORWARD_SLOTS; s++) {
+        for (int s = 0; s < SLOTS; s++) {
             const int j = s * team + lane;
             if (j >= chunks) continue;
             float v[8], w[8], b[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
@@ -162,99 +241,146 @@ __device__ void norm_forward(T *y, T *sum_out, float *mean_out, float *rstd_out,
     }
 }
 
-// Writes this block's column sums (`acc`, the thread's own columns) as row blockIdx.x of `partials`;
-// with several teams per block they are first added in team order in shared memory ([cols] floats).
-__device__ __forceinline__ void write_column_partials(float *partials, const float (&acc)[NORM_BACKWARD_SLOTS][8],
+// Writes this block's column sums (`acc`, the thread's own columns) as row blockIdx.x of `partials`.
+// With several teams per block they are first added in team order in shared memory ([cols] floats).
+template <int SLOTS>
+__device__ __forceinline__ void write_column_partials(float *partials, const float (&acc)[SLOTS][8],
                                                       float *column_sums, int cols, int team) {
     const int lane = threadIdx.x % team, teams = blockDim.x / team, chunks = (cols + 7) / 8;
     float *out = partials + (long long)blockIdx.x * cols;
-    if (teams == 1) {
-#pragma unroll
-        for (int s = 0; s < NORM_BACKWARD_SLOTS; s++) {
-            const int j = s * team + lane;
-            if (j >= chunks) continue;
-#pragma unroll
-            for (int k = 0; k < 8; k++)
-                if (8 * j + k < cols) out[8 * j + k] = acc[s][k];
-        }
-        return;
-    }
+    float *target = teams == 1 ? out : column_sums;
     for (int t = 0; t < teams; t++) {
         if (threadIdx.x / team == t) {
 #pragma unroll
-            for (int s = 0; s < NORM_BACKWARD_SLOTS; s++) {
+            for (int s = 0; s < SLOTS; s++) {
                 const int j = s * team + lane;
                 if (j >= chunks) continue;
 #pragma unroll
                 for (int k = 0; k < 8; k++)
-                    if (8 * j + k < cols) column_sums[8 * j + k] = (t == 0 ? 0.0f : column_sums[8 * j + k]) + acc[s][k];
+                    if (8 * j + k < cols) target[8 * j + k] = (t == 0 ? 0.0f : target[8 * j + k]) + acc[s][k];
             }
         }
-        __syncthreads();
+        if (teams > 1) __syncthreads();
     }
+    if (teams == 1) return;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) out[c] = column_sums[c];
     __syncthreads();   // the buffer may be reused right after
 }
+
+// What the backward reads of one row, held in registers: the chunks of dy (and of the gradient
+// reaching the sum, when fused) and x of this thread's slots, and the row's statistics.
+template <class T, int SLOTS> struct BackwardRow {
+    Raw8<T> grad[SLOTS], grad_sum[SLOTS], x[SLOTS];
+    float mean, rstd;
+
+    // An inactive row (past the end) loads nothing and reads as zeros.
+    __device__ __forceinline__ void load(const T *grad_in, const T *grad_sum_in, const T *x_in, const float *mean_in,
+                                         const float *rstd_in, long long row, long long rows, int cols,
+                                         int vectorized, int team) {
+        const int lane = threadIdx.x % team, chunks = (cols + 7) / 8;
+        const bool active = row < rows;
+        const long long offset = row * cols;
+        mean = mean_in && active ? mean_in[row] : 0.0f;
+        rstd = active ? rstd_in[row] : 0.0f;
+#pragma unroll
+        for (int s = 0; s < SLOTS; s++) {
+            const int j = s * team + lane;
+            if (!active || j >= chunks) continue;
+            grad[s] = load_chunk(grad_in + offset, j, cols, vectorized);
+            x[s] = load_chunk(x_in + offset, j, cols, vectorized);
+            if (grad_sum_in) grad_sum[s] = load_chunk(grad_sum_in + offset, j, cols, vectorized);
+        }
+    }
+};
 
 // xhat = (x - mean) * rstd, gw = g * w:
 //   LN:  dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)) + g_sum,  dw += g * xhat, db += g
 //   RMS: dx = rstd * (gw - xhat * mean(gw * xhat)) + g_sum,             dw += g * xhat
 // g_sum (grad_sum, may be null) is the gradient reaching the norm's input by the residual path.
 // partials: [gridDim.x, cols] for dweight, then (LN, when bias_partials is non-null) the same for dbias.
-template <class T, bool RMS>
+template <class T, bool RMS, int SLOTS>
 __device__ void norm_backward(T *dx, float *weight_partials, float *bias_partials, const T *grad, const T *grad_sum,
                               const T *x, const T *weight, const float *mean_in, const float *rstd_in,
                               long long rows, int cols, int vectorized, int team) {
     extern __shared__ float column_sums[];   // [cols] when a block holds several teams
+    // With up to 2 slots the registers hold the next row and the weights as well; with 3 (narrow
+    // rows on a warp, or the widest rows) they would spill, so the row is loaded when its turn comes.
+    constexpr bool pipelined = SLOTS <= 2;
     const bool with_bias = !RMS && bias_partials;
     const int lane = threadIdx.x % team, teams = blockDim.x / team, chunks = (cols + 7) / 8;
-    float dw[NORM_BACKWARD_SLOTS][8], db[NORM_BACKWARD_SLOTS][8];
+    const long long stride = (long long)gridDim.x * teams;
+    const T *prefetched_grad_sum = pipelined ? grad_sum : nullptr;
+    const float *mean_or_null = RMS ? nullptr : mean_in;
+    float dw[SLOTS][8], db[SLOTS][8];
+    Raw8<T> w[SLOTS];   // a team always owns the same columns: pipelined, the weights are read once
 #pragma unroll
-    for (int s = 0; s < NORM_BACKWARD_SLOTS; s++)
+    for (int s = 0; s < SLOTS; s++) {
+        const int j = s * team + lane;
+        if (pipelined && j < chunks) w[s] = load_chunk(weight, j, cols, vectorized);
 #pragma unroll
         for (int k = 0; k < 8; k++) dw[s][k] = db[s][k] = 0.0f;
-    for (long long first = (long long)blockIdx.x * teams; first < rows; first += (long long)gridDim.x * teams) {
+    }
+    BackwardRow<T, SLOTS> current;
+    if (pipelined) {
+        current.load(grad, prefetched_grad_sum, x, mean_or_null, rstd_in, (long long)blockIdx.x * teams + threadIdx.x / team,
+                     rows, cols, vectorized, team);
+    }
+    // The loop bound is the same for the whole block: inactive teams still join the reductions.
+    for (long long first = (long long)blockIdx.x * teams; first < rows; first += stride) {
         const long long row = first + threadIdx.x / team;
+        BackwardRow<T, SLOTS> next;   // pipelined: in flight while this row is reduced and written
+        if (pipelined)
+            next.load(grad, prefetched_grad_sum, x, mean_or_null, rstd_in, row + stride, rows, cols, vectorized, team);
+        else
+            current.load(grad, nullptr, x, mean_or_null, rstd_in, row, rows, cols, vectorized, team);
         const bool active = row < rows;
-        const long long offset = row * cols;
-        const float mean = RMS || !active ? 0.0f : mean_in[row], rstd = active ? rstd_in[row] : 0.0f;
-        Raw8<T> graw[NORM_BACKWARD_SLOTS], xraw[NORM_BACKWARD_SLOTS];   // the row, read once
+        const float mean = current.mean, rstd = current.rstd;
         float2 sums = make_float2(0.0f, 0.0f);   // (sum gw, sum gw * xhat); padding adds zeros
 #pragma unroll
-        for (int s = 0; s < NORM_BACKWARD_SLOTS; s++) {
+        for (int s = 0; s < SLOTS; s++) {
             const int j = s * team + lane;
             if (!active || j >= chunks) continue;
-            graw[s] = load_chunk(grad + offset, j, cols, vectorized);
-            xraw[s] = load_chunk(x + offset, j, cols, vectorized);
-            float g[8], xv[8], w[8];
-            unpack(graw[s], g);
-            unpack(xraw[s], xv);
-            load_chunk(weight, j, cols, vectorized, w);
+            float g[8], xv[8], wv[8];
+            unpack(current.grad[s], g);
+            unpack(current.x[s], xv);
+            unpack(pipelined ? w[s] : load_chunk(weight, j, cols, vectorized), wv);
 #pragma unroll
             for (int k = 0; k < 8; k++) {
-                const float xhat = (xv[k] - mean) * rstd, gw = g[k] * w[k];
+                const float xhat = (xv[k] - mean) * rstd, gw = g[k] * wv[k];
                 sums.x += gw;
                 sums.y += gw * xhat;
                 dw[s][k] += g[k] * xhat;
                 if (with_bias) db[s][k] += g[k];
             }
         }
-        sums = team_all_reduce(sums, team, Add2());
-        if (!active) continue;
-        const float mean_gw = RMS ? 0.0f : sums.x / cols, mean_gw_xhat = sums.y / cols;
 #pragma unroll
-        for (int s = 0; s < NORM_BACKWARD_SLOTS; s++) {
-            const int j = s * team + lane;
-            if (j >= chunks) continue;
-            float g[8], xv[8], w[8], out[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-            unpack(graw[s], g);
-            unpack(xraw[s], xv);
-            load_chunk(weight, j, cols, vectorized, w);   // an L1 hit: the first pass read it
-            if (grad_sum) load_chunk(grad_sum + offset, j, cols, vectorized, out);
-#pragma unroll
-            for (int k = 0; k < 8; k++) out[k] += rstd * (g[k] * w[k] - mean_gw - (xv[k] - mean) * rstd * mean_gw_xhat);
-            store_chunk(dx + offset, j, cols, vectorized, out);
+        for (int s = 0; s < SLOTS; s++) {
+            keep_packed(current.grad[s]);
+            keep_packed(current.x[s]);
+            if (pipelined) keep_packed(w[s]);
         }
+        sums = team_all_reduce(sums, team, Add2());
+        const float mean_gw = RMS ? 0.0f : sums.x / cols, mean_gw_xhat = sums.y / cols;
+        if (active) {
+#pragma unroll
+            for (int s = 0; s < SLOTS; s++) {
+                const int j = s * team + lane;
+                if (j >= chunks) continue;
+                float g[8], xv[8], wv[8], out[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+                unpack(current.grad[s], g);
+                unpack(current.x[s], xv);
+                unpack(pipelined ? w[s] : load_chunk(weight, j, cols, vectorized), wv);   // else an L1 hit
+                if (grad_sum) {
+                    if (pipelined) unpack(current.grad_sum[s], out);
+                    else load_chunk(grad_sum + row * cols, j, cols, vectorized, out);
+                }
+#pragma unroll
+                for (int k = 0; k < 8; k++)
+                    out[k] += rstd * (g[k] * wv[k] - mean_gw - (xv[k] - mean) * rstd * mean_gw_xhat);
+                store_chunk(dx + row * cols, j, cols, vectorized, out);
+            }
+        }
+        if (pipelined) current = next;
     }
     write_column_partials(weight_partials, dw, column_sums, cols, team);
     if (with_bias) write_column_partials(bias_partials, db, column_sums, cols, team);
@@ -285,28 +411,48 @@ __device__ void column_sum(T *out0, T *out1, const float *partials, int blocks, 
     }
 }
 
-// residual / sum and grad_sum may be null (a plain norm).
-#define NORM_KERNELS(SUFFIX, TYPE)                                                                                 \
-    extern "C" __global__ void __launch_bounds__(1024) layer_norm_forward_##SUFFIX(TYPE *y, TYPE *sum,            \
+// Forward kernels, one per slot count: at most 1024 threads, so at most 64 registers a thread.
+// residual / sum may be null (a plain norm).
+#define NORM_FORWARD_KERNELS(SUFFIX, TYPE, SLOTS)                                                                  \
+    extern "C" __global__ void __launch_bounds__(1024) layer_norm_forward_##SUFFIX##_##SLOTS(TYPE *y, TYPE *sum,  \
             float *mean, float *rstd, const TYPE *x, const TYPE *residual, const TYPE *w, const TYPE *b,            \
             long long rows, int cols, float eps, int vec, int team) {                                               \
-        norm_forward<TYPE, false>(y, sum, mean, rstd, x, residual, w, b, rows, cols, eps, vec, team);              \
+        norm_forward<TYPE, false, SLOTS>(y, sum, mean, rstd, x, residual, w, b, rows, cols, eps, vec, team);       \
     }                                                                                                               \
-    extern "C" __global__ void __launch_bounds__(1024) rms_norm_forward_##SUFFIX(TYPE *y, TYPE *sum, float *rstd,  \
-            const TYPE *x, const TYPE *residual, const TYPE *w, long long rows, int cols, float eps, int vec,       \
-            int team) {                                                                                             \
-        norm_forward<TYPE, true>(y, sum, nullptr, rstd, x, residual, w, nullptr, rows, cols, eps, vec, team);      \
-    }                                                                                                               \
-    extern "C" __global__ void __launch_bounds__(512) layer_norm_backward_##SUFFIX(TYPE *dx, float *dw_partials,  \
-            float *db_partials, const TYPE *g, const TYPE *g_sum, const TYPE *x, const TYPE *w, const float *mean, \
-            const float *rstd, long long rows, int cols, int vec, int team) {                                       \
-        norm_backward<TYPE, false>(dx, dw_partials, db_partials, g, g_sum, x, w, mean, rstd, rows, cols, vec, team); \
-    }                                                                                                               \
-    extern "C" __global__ void __launch_bounds__(512) rms_norm_backward_##SUFFIX(TYPE *dx, float *dw_partials,    \
-            const TYPE *g, const TYPE *g_sum, const TYPE *x, const TYPE *w, const float *rstd, long long rows,     \
+    extern "C" __global__ void __launch_bounds__(1024) rms_norm_forward_##SUFFIX##_##SLOTS(TYPE *y, TYPE *sum,    \
+            float *rstd, const TYPE *x, const TYPE *residual, const TYPE *w, long long rows, int cols, float eps,   \
+            int vec, int team) {                                                                                    \
+        norm_forward<TYPE, true, SLOTS>(y, sum, nullptr, rstd, x, residual, w, nullptr, rows, cols, eps, vec, team); \
+    }
+
+// Backward kernels, one per slot count, at most 512 threads, with NORM_BACKWARD_MIN_BLOCKS_<SLOTS>
+// blocks of 512 threads guaranteed to fit an SM (the register cap that sets): the host sizes its
+// persistent grid from it (NormLaunchPlan.backwardMinBlocks). g_sum may be null (a plain norm).
+#define NORM_BACKWARD_MIN_BLOCKS_1 2
+#define NORM_BACKWARD_MIN_BLOCKS_2 1
+#define NORM_BACKWARD_MIN_BLOCKS_3 1
+#define NORM_BACKWARD_KERNELS(SUFFIX, TYPE, SLOTS)                                                                 \
+    extern "C" __global__ void __launch_bounds__(512, NORM_BACKWARD_MIN_BLOCKS_##SLOTS)                            \
+    layer_norm_backward_##SUFFIX##_##SLOTS(TYPE *dx, float *dw_partials, float *db_partials, const TYPE *g,       \
+            const TYPE *g_sum, const TYPE *x, const TYPE *w, const float *mean, const float *rstd, long long rows,  \
             int cols, int vec, int team) {                                                                          \
-        norm_backward<TYPE, true>(dx, dw_partials, nullptr, g, g_sum, x, w, nullptr, rstd, rows, cols, vec, team); \
+        norm_backward<TYPE, false, SLOTS>(dx, dw_partials, db_partials, g, g_sum, x, w, mean, rstd, rows, cols, vec, \
+                                          team);                                                                    \
     }                                                                                                               \
+    extern "C" __global__ void __launch_bounds__(512, NORM_BACKWARD_MIN_BLOCKS_##SLOTS)                            \
+    rms_norm_backward_##SUFFIX##_##SLOTS(TYPE *dx, float *dw_partials, const TYPE *g, const TYPE *g_sum,          \
+            const TYPE *x, const TYPE *w, const float *rstd, long long rows, int cols, int vec, int team) {        \
+        norm_backward<TYPE, true, SLOTS>(dx, dw_partials, nullptr, g, g_sum, x, w, nullptr, rstd, rows, cols, vec, team); \
+    }
+
+#define NORM_KERNELS(SUFFIX, TYPE)                                                                                 \
+    NORM_FORWARD_KERNELS(SUFFIX, TYPE, 1)                                                                          \
+    NORM_FORWARD_KERNELS(SUFFIX, TYPE, 2)                                                                          \
+    NORM_FORWARD_KERNELS(SUFFIX, TYPE, 3)                                                                          \
+    NORM_FORWARD_KERNELS(SUFFIX, TYPE, 4)                                                                          \
+    NORM_BACKWARD_KERNELS(SUFFIX, TYPE, 1)                                                                         \
+    NORM_BACKWARD_KERNELS(SUFFIX, TYPE, 2)                                                                         \
+    NORM_BACKWARD_KERNELS(SUFFIX, TYPE, 3)                                                                         \
     extern "C" __global__ void column_sum_##SUFFIX(TYPE *out0, TYPE *out1, const float *partials, int blocks,       \
             int cols) {                                                                                             \
         column_sum<TYPE>(out0, out1, partials, blocks, cols);                                                      \
