@@ -35,15 +35,20 @@ public struct KernelCache: Sendable {
         return data.isEmpty ? nil : [UInt8](data)
     }
 
-    /// Writes atomically (temporary file, then rename), so a concurrent reader never sees half a file.
+    /// Writes atomically: to a temporary file of its own, then renamed over `key`. A concurrent reader
+    /// sees no file or a whole one, and writers of the same key (threads of one process, or several
+    /// processes sharing the directory) never write into the same temporary file.
     public func store(key: String, image: [UInt8]) {
+        let temporary = directory.appendingPathComponent("\(key).\(UUID().uuidString).tmp")
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            let temporary = directory.appendingPathComponent("\(key).\(ProcessInfo.processInfo.processIdentifier).tmp")
-            try Data(image).write(to: temporary)
-            _ = rename(temporary.path, directory.appendingPathComponent(key).path)
+            try Data(image).write(to: temporary, options: .withoutOverwriting)
+            if rename(temporary.path, directory.appendingPathComponent(key).path) != 0 {
+                try? FileManager.default.removeItem(at: temporary)
+            }
         } catch {
             // Caching is an optimization; a read-only home directory must not stop training.
+            try? FileManager.default.removeItem(at: temporary)
         }
     }
 }

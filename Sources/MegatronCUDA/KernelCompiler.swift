@@ -11,7 +11,8 @@ public struct KernelImage: Sendable {
 }
 
 /// Compiles CUDA C++ with NVRTC for one architecture (the device's own, e.g. `sm_90a`), to CUBIN,
-/// or to PTX when this NVRTC cannot emit CUBIN for it; results are cached on disk.
+/// or to PTX when this NVRTC cannot emit CUBIN for it; results are cached on disk. NVRTC compiles
+/// independent programs in parallel, so several threads may call `compile` at once.
 ///
 ///     let compiler = try KernelCompiler(architecture: device.properties.architecture)
 ///     let image = try compiler.compile(source: src, name: "fill.cu")
@@ -45,7 +46,9 @@ public struct KernelCompiler {
         if let bytes = cache?.load(key: key) {
             return KernelImage(bytes: bytes, format: Self.format(of: bytes), fromCache: true)
         }
-        let image = try compileUncached(source: source, name: name, options: allOptions)
+        let image = try CompilationExitGuard.process.run(prepare: warmUp) {
+            try compileUncached(source: source, name: name, options: allOptions)
+        }
         cache?.store(key: key, image: image.bytes)
         return image
     }
@@ -53,6 +56,16 @@ public struct KernelCompiler {
     /// An ELF image starts with 0x7f 'E' 'L' 'F'; anything else we stored is PTX text.
     static func format(of bytes: [UInt8]) -> KernelImage.Format {
         bytes.starts(with: [0x7f, 0x45, 0x4c, 0x46]) ? .cubin : .ptx
+    }
+
+    /// Compiles a trivial kernel for this architecture (or, failing that, NVRTC's default), so NVRTC
+    /// has set up its process-wide state before `CompilationExitGuard` registers its exit handler.
+    private func warmUp() {
+        for options in [["--gpu-architecture=\(architecture)"], []] {
+            guard let program = try? NVRTCProgram(nvrtc, source: "extern \"C\" __global__ void warm_up() {}", name: "warm_up.cu")
+            else { return }
+            if (try? program.compile(options, kernel: "warm_up.cu")) == true { return }
+        }
     }
 
     private func compileUncached(source: String, name: String, options: [String]) throws -> KernelImage {

@@ -1,8 +1,8 @@
 import Foundation
 
 /// The fused neural-network kernels (Kernels/softmax.cu, norm.cu, cross_entropy.cu,
-/// embedding.cu, dropout.cu, activation.cu, cast.cu, optimizer.cu, flash_attention.cu, fp8.cu, rope.cu), compiled for
-/// the device at construction and launched over raw device pointers on a stream. Activations may be fp32, bf16
+/// embedding.cu, dropout.cu, activation.cu, cast.cu, optimizer.cu, flash_attention.cu, fp8.cu, rope.cu),
+/// compiled for the device and launched over raw device pointers on a stream. Activations may be fp32, bf16
 /// or fp16 (`KernelElementType`); arithmetic is fp32 throughout. Launchers validate sizes and
 /// throw `CUDAError.invalidArgument` naming the problem; they never synchronize.
 ///
@@ -11,14 +11,18 @@ import Foundation
 ///     try nn.layerNormForward(y, mean: mean, rstd: rstd, input: x, weight: w, bias: b,
 ///                             rows: tokens, columns: hidden, epsilon: 1e-5, type: .bfloat16, stream: stream)
 ///
+/// Construction starts compiling every file at once on background threads (NVRTC, or the disk
+/// cache) and returns; a launch waits only for its own file (`KernelLoading`). A cold start then
+/// costs about the slowest file needed rather than the sum of all, and files a run never launches
+/// (flash_attention.cu under cuDNN attention, fp8.cu without FP8) do not hold it up.
+///
 /// Row kernels (softmax, cross-entropy) run one block per row, the norms a team of threads per
 /// row holding it in registers (several rows per block for narrow rows); where `columns % 8 == 0`
 /// and every pointer is 16-byte aligned they move 8 elements per access (16 bytes for 16-bit
 /// types), else one element at a time.
 public final class NeuralKernels {
     public let device: CUDADevice
-    public let loadReport: KernelLoadReport
-    private let modules: [String: CUDAModule]
+    private let modules: KernelModules
 
     /// Most threads a row kernel's block gets (softmax forward, cross-entropy forward). On an H100
     /// with [32768, 4096] bf16 rows (`megatron bench kernels --row-threads 128,256,512,1024`), 256
@@ -44,21 +48,22 @@ public final class NeuralKernels {
     public static let files = ["softmax.cu", "norm.cu", "cross_entropy.cu", "embedding.cu", "dropout.cu",
                                "activation.cu", "cast.cu", "optimizer.cu", "flash_attention.cu", "fp8.cu", "rope.cu"]
 
-    public init(device: CUDADevice, cache: KernelCache? = KernelCache.defaultCache()) throws {
-        let start = Date()
+    /// Starts compiling the kernel files (see `KernelLoading`); throws when NVRTC cannot be loaded,
+    /// and with `.eager`, any file's compile error.
+    public init(device: CUDADevice, cache: KernelCache? = KernelCache.defaultCache(),
+                loading: KernelLoading = .background) throws {
         let compiler = try KernelCompiler(architecture: device.properties.architecture, cache: cache)
-        var modules: [String: CUDAModule] = [:]
-        var cached = 0
-        for file in Self.files {
-            let image = try compiler.compile(source: try Self.source(file), name: file)
-            if image.fromCache { cached += 1 }
-            modules[file] = try CUDAModule(device: device, image: image)
-        }
         self.device = device
-        self.modules = modules
-        self.loadReport = KernelLoadReport(milliseconds: Date().timeIntervalSince(start) * 1000,
-                                           compiledCount: Self.files.count - cached, cachedCount: cached)
+        self.modules = KernelModules(files: Self.files, compiler: compiler, source: Self.source)
+        if case .eager = loading { try modules.loadAll(device: device) }
     }
+
+    /// How long the kernel files took to compile or read from the cache, all of them: waits until
+    /// each has finished. Files that failed to compile are in neither count.
+    public var loadReport: KernelLoadReport { modules.report() }
+
+    /// Per-file compile (or cache read) times, in `files` order; waits like `loadReport`.
+    public var moduleTimings: [KernelModuleTiming] { modules.timings() }
 
     /// A kernel file as NVRTC compiles it: common.cuh, neural.cuh, fp8.cuh, then the file.
     public static func source(_ file: String) throws -> String {
@@ -72,8 +77,7 @@ public final class NeuralKernels {
 
     func launch(_ file: String, _ name: String, grid: LaunchDimensions, block: LaunchDimensions, sharedMemoryBytes: Int = 0,
                 stream: CUDAStream, _ arguments: [KernelArgument]) throws {
-        guard let module = modules[file] else { throw CUDAError.invalidArgument("no kernel module \(file)") }
-        let function = try module.function(named: name)
+        let function = try modules.module(file, device: device).function(named: name)
         // Past 48 KiB of static plus dynamic shared memory the kernel must opt in; 32 KiB leaves room for static buffers.
         if sharedMemoryBytes > 32 << 10 { try function.setMaxDynamicSharedMemory(bytes: sharedMemoryBytes) }
         try function.launch(grid: grid, block: block, sharedMemoryBytes: sharedMemoryBytes, stream: stream,

@@ -57,26 +57,31 @@ public enum TensorKernelParameter {
 }
 
 /// The kernels of Kernels/tensor_ops.cu compiled for one device, and a launcher that passes
-/// struct parameters by value (CUDAFunction.launch passes 8-byte scalars only).
+/// struct parameters by value (CUDAFunction.launch passes 8-byte scalars only). Construction starts
+/// the compilation in the background and returns (`KernelLoading`); the first launch waits for it.
 ///
 ///     let kernels = try TensorKernels(device: device)
 ///     try kernels.launch("tensor_copy", elements: n, stream: stream,
 ///                        [.tensor(out), .tensor(input), .int64(Int64(n))])
 public final class TensorKernels {
     public let device: CUDADevice
-    public let fromCache: Bool
-    private let module: CUDAModule
+    private static let file = "tensor_ops.cu"
+    private let modules: KernelModules
     private let lock = NSLock()
     private var functions: [String: CUDAFunction] = [:]
     public static let blockSize = 256
 
-    public init(device: CUDADevice, cache: KernelCache? = KernelCache.defaultCache()) throws {
+    /// Starts compiling tensor_ops.cu; throws when NVRTC cannot be loaded, and with `.eager`, a compile error.
+    public init(device: CUDADevice, cache: KernelCache? = KernelCache.defaultCache(),
+                loading: KernelLoading = .background) throws {
         let compiler = try KernelCompiler(architecture: device.properties.architecture, cache: cache)
-        let image = try compiler.compile(source: try CUDAKernels.source("tensor_ops.cu"), name: "tensor_ops.cu")
         self.device = device
-        self.fromCache = image.fromCache
-        self.module = try CUDAModule(device: device, image: image)
+        self.modules = KernelModules(files: [Self.file], compiler: compiler, source: CUDAKernels.source)
+        if case .eager = loading { try modules.loadAll(device: device) }
     }
+
+    /// Whether the image came from the disk cache; waits for the compilation (false if it failed).
+    public var fromCache: Bool { modules.timings().first?.fromCache ?? false }
 
     /// A grid-stride launch of `name` over `elements` work items (threads), at most 32 blocks per SM.
     public func launch(_ name: String, elements: Int, stream: CUDAStream, _ parameters: [TensorKernelParameter]) throws {
@@ -109,7 +114,7 @@ public final class TensorKernels {
         lock.lock()
         defer { lock.unlock() }
         if let cached = functions[name] { return cached }
-        let function = try module.function(named: name)
+        let function = try modules.module(Self.file, device: device).function(named: name)
         functions[name] = function
         return function
     }
