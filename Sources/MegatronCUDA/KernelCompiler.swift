@@ -46,11 +46,12 @@ public struct KernelCompiler {
         if let bytes = cache?.load(key: key) {
             return KernelImage(bytes: bytes, format: Self.format(of: bytes), fromCache: true)
         }
-        let image = try CompilationExitGuard.process.run(prepare: warmUp) {
-            try compileUncached(source: source, name: name, options: allOptions)
+        // Storing inside the guard lets a compilation that exit waits for still reach the cache.
+        return try CompilationExitGuard.process.run(prepare: warmUp) {
+            let image = try compileUncached(source: source, name: name, options: allOptions)
+            cache?.store(key: key, image: image.bytes)
+            return image
         }
-        cache?.store(key: key, image: image.bytes)
-        return image
     }
 
     /// An ELF image starts with 0x7f 'E' 'L' 'F'; anything else we stored is PTX text.
