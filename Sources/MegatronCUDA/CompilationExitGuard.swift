@@ -8,11 +8,13 @@ import Foundation
 /// into them aborted almost every time. Background compilation makes this ordinary: a short run
 /// that never launches flash attention ends while that module is still compiling.
 ///
-/// How: exit handlers run in reverse order of registration, and NVRTC registers some destructors
-/// lazily during its first compilation. So the first compilation of the process first runs a
-/// trivial one (`prepare`, tens of milliseconds), then registers `drain` with atexit: it runs before
-/// NVRTC's destructors, refuses new compilations, and waits for the running ones (their images still
-/// reach the disk cache). Only uncached compilations pay any of this; a warm start never arms it.
+/// How: exit handlers run in reverse order of registration, and NVRTC registers some of its
+/// destructors during its first compilation (a handler registered before that did not help; one
+/// registered after a trivial compilation did). So the first compilation of the process first runs
+/// a trivial one (`prepare`, tens of milliseconds), then registers `drain` with atexit: it runs
+/// before NVRTC's destructors, refuses new compilations, and waits for the running ones (their
+/// images still reach the disk cache). Only uncached compilations pay any of this; a warm start
+/// never arms it.
 ///
 ///     let image = try CompilationExitGuard.process.run(prepare: warmUp) { try compileForReal() }
 final class CompilationExitGuard: @unchecked Sendable {
