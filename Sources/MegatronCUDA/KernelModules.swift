@@ -12,6 +12,7 @@ public enum KernelLoading: Sendable {
 
 /// How long one kernel file took to become an image, and where it came from.
 public struct KernelModuleTiming: Sendable {
+    /// The file, or program of a file split by type (`norm.cu[bf16]`, see `NeuralKernels.programs`).
     public var file: String
     /// This file's NVRTC compilation (or disk cache read) alone.
     public var milliseconds: Double

@@ -54,20 +54,54 @@ public final class NeuralKernels {
                 loading: KernelLoading = .background) throws {
         let compiler = try KernelCompiler(architecture: device.properties.architecture, cache: cache)
         self.device = device
-        self.modules = KernelModules(files: Self.files, compiler: compiler, source: Self.source)
+        self.modules = KernelModules(files: Self.programs, compiler: compiler, source: Self.programSource)
         if case .eager = loading { try modules.loadAll(device: device) }
     }
 
-    /// How long the kernel files took to compile or read from the cache, all of them: waits until
-    /// each has finished. Files that failed to compile are in neither count.
+    /// How long the kernel programs (`programs`) took to compile or read from the cache, all of them:
+    /// waits until each has finished. Programs that failed to compile are in neither count.
     public var loadReport: KernelLoadReport { modules.report() }
 
-    /// Per-file compile (or cache read) times, in `files` order; waits like `loadReport`.
+    /// Per-program compile (or cache read) times, in `programs` order; waits like `loadReport`.
     public var moduleTimings: [KernelModuleTiming] { modules.timings() }
 
     /// A kernel file as NVRTC compiles it: common.cuh, neural.cuh, fp8.cuh, then the file.
     public static func source(_ file: String) throws -> String {
         try CUDAKernels.joinedSources(["common.cuh", "neural.cuh", "fp8.cuh", file])
+    }
+
+    /// Files compiled as one NVRTC program per element type, so a cold start waits for one type's
+    /// kernels only, and the three compile in parallel. norm.cu (45 kernels) took 13 s as one
+    /// program on a 2-core dev box (NVRTC 12.9, sm_90a), and 3.2 s (f32), 4.8 s (bf16), 4.0 s (f16)
+    /// split. Only files whose kernels all come from `FOR_EACH_FLOAT_TYPE` with the type as a whole
+    /// `_`-separated token of their names may be listed (cast.cu names carry two types).
+    static let filesSplitByType: Set<String> = ["norm.cu"]
+
+    /// The NVRTC programs: each file, or for a file split by type, `norm.cu[bf16]` and its siblings.
+    public static let programs: [String] = files.flatMap { file in
+        filesSplitByType.contains(file) ? KernelElementType.allCases.map { "\(file)[\($0.rawValue)]" } : [file]
+    }
+
+    /// The program holding kernel `name` of `file`: for a split file, the one of the element type
+    /// named by a token of `name` (`layer_norm_forward_bf16_2` is in `norm.cu[bf16]`).
+    static func program(file: String, kernel name: String) -> String {
+        guard filesSplitByType.contains(file) else { return file }
+        let tokens = name.split(separator: "_")
+        let type = KernelElementType.allCases.first { tokens.contains(Substring($0.rawValue)) } ?? .float32
+        return "\(file)[\(type.rawValue)]"
+    }
+
+    /// A program's source: the file's (`source`), or for `file[type]`, the headers, then
+    /// `FOR_EACH_FLOAT_TYPE` narrowed to that type, then the file.
+    static func programSource(_ program: String) throws -> String {
+        guard let type = KernelElementType.allCases.first(where: { program.hasSuffix("[\($0.rawValue)]") }) else {
+            return try source(program)
+        }
+        let file = String(program.dropLast(type.rawValue.count + 2))
+        let cType = type == .float32 ? "float" : type.rawValue   // neural.cuh's names: float, bf16, f16
+        return try CUDAKernels.joinedSources(["common.cuh", "neural.cuh", "fp8.cuh"])
+            + "\n#undef FOR_EACH_FLOAT_TYPE\n#define FOR_EACH_FLOAT_TYPE(MACRO) MACRO(\(type.rawValue), \(cType))\n"
+            + (try CUDAKernels.joinedSources([file]))
     }
 
     // MARK: Launch helpers shared by the extensions.
@@ -77,7 +111,7 @@ public final class NeuralKernels {
 
     func launch(_ file: String, _ name: String, grid: LaunchDimensions, block: LaunchDimensions, sharedMemoryBytes: Int = 0,
                 stream: CUDAStream, _ arguments: [KernelArgument]) throws {
-        let function = try modules.module(file, device: device).function(named: name)
+        let function = try modules.module(Self.program(file: file, kernel: name), device: device).function(named: name)
         // Past 48 KiB of static plus dynamic shared memory the kernel must opt in; 32 KiB leaves room for static buffers.
         if sharedMemoryBytes > 32 << 10 { try function.setMaxDynamicSharedMemory(bytes: sharedMemoryBytes) }
         try function.launch(grid: grid, block: block, sharedMemoryBytes: sharedMemoryBytes, stream: stream,

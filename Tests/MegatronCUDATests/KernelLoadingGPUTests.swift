@@ -18,22 +18,22 @@ final class KernelLoadingGPUTests: XCTestCase {
         let cold = try NeuralKernels(device: gpu.device, cache: cache, loading: .eager)
         let coldMs = Date().timeIntervalSince(clock) * 1000
         let report = cold.loadReport
-        XCTAssertEqual([report.compiledCount, report.cachedCount], [NeuralKernels.files.count, 0])
+        XCTAssertEqual([report.compiledCount, report.cachedCount], [NeuralKernels.programs.count, 0])
         let timings = cold.moduleTimings
-        XCTAssertEqual(timings.map(\.file), NeuralKernels.files)
+        XCTAssertEqual(timings.map(\.file), NeuralKernels.programs)
         for timing in timings.sorted(by: { $0.milliseconds > $1.milliseconds }) {
             print(String(format: "%@ %@: NVRTC %.0f ms, ready after %.0f ms", gpu.device.properties.architecture,
                          timing.file, timing.milliseconds, timing.readyAfterMilliseconds))
         }
         let sum = timings.map(\.milliseconds).reduce(0, +)
-        print(String(format: "cold start, %d files on %d cores: %.0f ms (compile wall %.0f ms, sum of files %.0f ms)",
+        print(String(format: "cold start, %d programs on %d cores: %.0f ms (compile wall %.0f ms, sum of files %.0f ms)",
                      timings.count, ProcessInfo.processInfo.activeProcessorCount, coldMs, report.milliseconds, sum))
         XCTAssertLessThan(report.milliseconds, sum, "files compiled concurrently")
 
         clock = Date()
         let warm = try NeuralKernels(device: gpu.device, cache: cache, loading: .eager)
         print(String(format: "warm start: %.1f ms", Date().timeIntervalSince(clock) * 1000))
-        XCTAssertEqual([warm.loadReport.compiledCount, warm.loadReport.cachedCount], [0, NeuralKernels.files.count])
+        XCTAssertEqual([warm.loadReport.compiledCount, warm.loadReport.cachedCount], [0, NeuralKernels.programs.count])
     }
 
     /// In background mode the first launch compiles (or waits for) softmax.cu alone and runs correctly.
@@ -54,6 +54,6 @@ final class KernelLoadingGPUTests: XCTestCase {
         assertClose(try gpu.download(out, count: x.count, as: Float.self), expected, 1e-6, "softmax after background load")
         print(String(format: "background: construction %.1f ms, first softmax launch after %.0f ms", constructionMs, firstLaunchMs))
         XCTAssertLessThan(constructionMs, 1000, "construction does not wait for NVRTC")
-        XCTAssertEqual(nn.loadReport.compiledCount, NeuralKernels.files.count, "the other files finished in the background")
+        XCTAssertEqual(nn.loadReport.compiledCount, NeuralKernels.programs.count, "the other files finished in the background")
     }
 }
