@@ -60,16 +60,19 @@ public enum Functional {
     /// Cross-entropy per token of `logits [..., V]` against integer `labels [...]`, fused with the softmax.
     ///
     /// Positions whose label is `ignoreIndex` get loss 0 and no gradient. Reduce the result yourself
-    /// (Megatron averages over the loss mask).
+    /// (Megatron averages over the loss mask). `consumingLogits` lets backward write the logits' gradient
+    /// over the logits themselves on the GPU, saving a vocabulary-sized tensor at the memory peak; pass it
+    /// only for logits that nothing else reads (a model's loss head), and not with `retainGraph`.
     public static func crossEntropy(_ logits: Tensor, labels: Tensor, ignoreIndex: Int = -100,
-                                    labelSmoothing: Float = 0) -> Tensor {
+                                    labelSmoothing: Float = 0, consumingLogits: Bool = false) -> Tensor {
         let v = logits.shape.last!
         let flat = logits.detached().reshaped([-1, v]), flatLabels = labels.reshaped([-1])
         let r = Ops.crossEntropy(flat, labels: flatLabels, ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing)
         let logitsShape = logits.shape
         return record("crossEntropy", inputs: [logits], output: r.loss.reshaped(labels.shape)) { g in
             [Ops.crossEntropyBackward(flat, labels: flatLabels, logSumExp: r.logSumExp, gradLoss: g.reshaped([-1]),
-                                      ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing).reshaped(logitsShape)]
+                                      ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing,
+                                      overwritingLogits: consumingLogits).reshaped(logitsShape)]
         }
     }
 

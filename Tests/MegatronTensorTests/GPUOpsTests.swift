@@ -324,6 +324,14 @@ final class GPUOpsTests: XCTestCase {
                              Ops.crossEntropyBackward(x, labels: labels, logSumExp: ce.logSumExp, gradLoss: gradLoss,
                                                       labelSmoothing: smoothing),
                              "cross entropy backward \(dtype) smoothing \(smoothing)", tolerance: tol)
+                // Overwriting the logits gives the same gradient, in the logits' own storage.
+                let consumed = x.to(gpu)
+                let outOfPlace = Ops.crossEntropyBackward(consumed, labels: labels.to(gpu), logSumExp: ceGPU.logSumExp,
+                                                          gradLoss: gradLoss.to(gpu), labelSmoothing: smoothing)
+                let inPlace = Ops.crossEntropyBackward(consumed, labels: labels.to(gpu), logSumExp: ceGPU.logSumExp,
+                                                       gradLoss: gradLoss.to(gpu), labelSmoothing: smoothing, overwritingLogits: true)
+                XCTAssertTrue(inPlace.storage === consumed.storage, "the in-place gradient must reuse the logits' storage")
+                assertParity(inPlace, outOfPlace, "cross entropy backward over the logits \(dtype)", tolerance: (0, 0))
             }
             assertParity(Ops.dropout(x.to(gpu), p: 0.3, seed: 5, offset: 2), Ops.dropout(x, p: 0.3, seed: 5, offset: 2),
                          "dropout \(dtype)", tolerance: (0, 0))

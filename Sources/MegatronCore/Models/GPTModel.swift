@@ -119,7 +119,7 @@ public final class GPTModel: Module {
     /// Cross-entropy per token `[batch, seq]` of predicting `labels` from `tokens`; under tensor parallelism
     /// computed from the vocabulary slices without gathering the logits.
     public func loss(tokens: Tensor, labels: Tensor) -> Tensor {
-        guard tensorParallel.size > 1 else { return Functional.crossEntropy(self(tokens), labels: labels) }
+        guard tensorParallel.size > 1 else { return Functional.crossEntropy(self(tokens), labels: labels, consumingLogits: true) }
         return VocabParallelCrossEntropy.loss(localLogits(tokens), labels: labels, group: tensorParallel)
     }
 }

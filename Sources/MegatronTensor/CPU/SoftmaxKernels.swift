@@ -93,11 +93,15 @@ extension Ops {
     }
 
     /// Gradient of per-row cross-entropy with respect to the logits, given the per-row loss gradient.
+    /// With `overwritingLogits` the GPU kernel writes it over contiguous `logits` (no second vocabulary-sized
+    /// tensor, as Megatron's fused cross-entropy): only for logits nothing reads afterwards.
     public static func crossEntropyBackward(_ logits: Tensor, labels: Tensor, logSumExp: Tensor, gradLoss: Tensor,
-                                            ignoreIndex: Int = -100, labelSmoothing: Float = 0) -> Tensor {
+                                            ignoreIndex: Int = -100, labelSmoothing: Float = 0,
+                                            overwritingLogits: Bool = false) -> Tensor {
         if let device = cudaDevice(logits, labels, logSumExp, gradLoss, op: "crossEntropyBackward") {
             if let d = CUDAFusedOps.crossEntropyBackward(logits, labels: labels, logSumExp: logSumExp, gradLoss: gradLoss,
-                                                         ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing) {
+                                                         ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing,
+                                                         inPlace: overwritingLogits) {
                 return d
             }
             // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).

@@ -42,13 +42,15 @@ enum CUDAFusedOps {
         return (loss, lse)
     }
 
+    /// `inPlace`: the gradient goes over `logits` when they are contiguous (each element is read, then
+    /// written, by the same thread).
     static func crossEntropyBackward(_ logits: Tensor, labels: Tensor, logSumExp: Tensor, gradLoss: Tensor,
-                                     ignoreIndex: Int, labelSmoothing: Float) -> Tensor? {
+                                     ignoreIndex: Int, labelSmoothing: Float, inPlace: Bool) -> Tensor? {
         guard logits.rank == 2, logits.count > 0, let type = logits.dtype.kernelElementType else { return nil }
         let (rows, vocabulary) = (logits.shape[0], logits.shape[1])
         let (input, ids) = (logits.contiguous(), labels.cast(to: .int64).contiguous())
         let (lse, g) = (logSumExp.cast(to: .float32).contiguous(), gradLoss.cast(to: .float32).contiguous())
-        let dlogits = Tensor.empty(logits.shape, dtype: logits.dtype, device: logits.device)
+        let dlogits = inPlace && logits.isContiguous ? logits : Tensor.empty(logits.shape, dtype: logits.dtype, device: logits.device)
         run("crossEntropyBackward", on: logits.device) { nn, stream in
             try nn.crossEntropyBackward(dlogits.deviceAddress, gradient: g.deviceAddress, gradientStride: g.count == 1 ? 0 : 1,
                                         logits: input.deviceAddress, logSumExp: lse.deviceAddress, labels: ids.deviceAddress,
