@@ -37,6 +37,8 @@ struct BackwardPass {
     private var pending: [ObjectIdentifier: Int] = [:]
     private var buffers: [ObjectIdentifier: [Tensor?]] = [:]
     private var leafGrads: [ObjectIdentifier: Tensor] = [:]
+    /// Leaves a node has added a contribution into in place (their `.grad` holds it already).
+    private var inPlaceLeaves = Set<ObjectIdentifier>()
     private var ready: [Node] = []
     private var seeded: [Node] = []
     private var counted = Set<ObjectIdentifier>()
@@ -79,14 +81,14 @@ struct BackwardPass {
         }
     }
 
-    /// The leaf buffers `node` may accumulate into: for each input, its leaf's fp32 `.grad` when this node's
-    /// contribution is the leaf's only one in the pass (so adding it in place is the whole of `finish`'s work).
+    /// The leaf buffers `node` may accumulate into: for each input, its leaf's fp32 `.grad`. A tied weight's
+    /// other contributions still arrive as tensors and `finish` adds their sum into the same buffer, so
+    /// every contribution lands once whatever the order.
     private func leafBuffers(for node: Node) -> LeafGradientBuffers {
         guard !retainGraph else { return LeafGradientBuffers(targets: []) }
         return LeafGradientBuffers(targets: node.edges.map { edge in
             guard case .leaf(let meta)? = edge, let grad = meta.grad, grad.dtype == .float32, grad.isContiguous else { return nil }
-            let id = ObjectIdentifier(meta)
-            return pending[id] == 1 && leafGrads[id] == nil ? grad : nil
+            return grad
         })
     }
 
@@ -109,14 +111,16 @@ struct BackwardPass {
             case .tensor(let g)?:
                 leafGrads[id] = leafGrads[id].map { Ops.binary($0, g, .add) } ?? g
             case .accumulatedInPlace?:
-                // Offered only for a leaf's single contribution, so the leaf is finished.
-                gradReady(meta)
-                return
+                inPlaceLeaves.insert(id)
             case nil:
                 break
             }
-            if pending[id] == 0, let total = leafGrads.removeValue(forKey: id) {
+            guard pending[id] == 0 else { return }
+            let addedInPlace = inPlaceLeaves.remove(id) != nil
+            if let total = leafGrads.removeValue(forKey: id) {
                 finish(meta, total)
+            } else if addedInPlace {
+                gradReady(meta)
             }
         }
     }

@@ -52,8 +52,8 @@ public enum InputGradient {
 /// gradient is ever made and no separate accumulate kernel runs).
 ///
 /// A buffer is offered for input `i` only when that input is a leaf whose `.grad` is already a contiguous
-/// fp32 tensor (a main grad set by the optimizer or by DDP), this node's contribution is the leaf's only
-/// one in the pass (not a tied weight used twice), and the graph is not retained.
+/// fp32 tensor (a main grad set by the optimizer or by DDP) and the graph is not retained. A tied weight
+/// used twice may take it at each use; contributions returned as tensors are added to it at the end.
 ///
 /// ```swift
 /// record("linear", inputs: [x, w], output: y) { g, buffers in

@@ -97,17 +97,28 @@ final class GradientAccumulationFusionTests: XCTestCase {
                              "the operands are chosen so that bf16 rounding is visible (the test tells the paths apart)")
     }
 
-    /// A weight used twice in one pass (tied) receives two contributions: they are summed and accumulated
-    /// as without fusion, bit for bit.
-    func testTiedWeightUsedTwiceTakesTheUnfusedPath() {
-        func run(mainGrad: Bool) -> [Float] {
+    /// A weight used twice in one pass (tied, as GPT's embedding and output layer) takes both contributions
+    /// into its main grad in place, or one in place and one as a tensor added at the end: every mix sums
+    /// to the unfused result up to the bf16 rounding fusion skips, and DDP's ready hook fires once.
+    func testTiedWeightUsedTwiceAccumulatesEveryUse() {
+        func run(mainGrad: Bool, secondUseFused: Bool) -> (grad: [Float], hookCalls: Int) {
             let w = parameter([inFeatures, inFeatures], dtype: .bfloat16, seed: 3, mainGrad: mainGrad)
+            var calls = 0
+            w.onGradReady { _ in calls += 1 }
             let x = sample([2, 3, inFeatures], seed: 4).cast(to: .bfloat16)
-            let h = Functional.linear(Functional.linear(x, weight: w, bias: nil), weight: w, bias: nil)
+            let first = Functional.linear(x, weight: w, bias: nil)
+            // A plain matmul returns its weight gradient as a tensor: the unfused kind of contribution.
+            let h = secondUseFused ? Functional.linear(first, weight: w, bias: nil) : first.matmul(w.transposed(0, 1))
             h.backward(gradient: sample([2, 3, inFeatures], seed: 5).cast(to: .bfloat16))
-            return w.grad!.floats()
+            return (w.grad!.floats(), calls)
         }
-        XCTAssertEqual(run(mainGrad: true), run(mainGrad: false))
+        for secondUseFused in [true, false] {
+            let fused = run(mainGrad: true, secondUseFused: secondUseFused)
+            let unfused = run(mainGrad: false, secondUseFused: secondUseFused)
+            assertClose(fused.grad, unfused.grad, accuracy: 0.1, "tied weight, second use fused: \(secondUseFused)")
+            XCTAssertEqual(fused.hookCalls, 1, "one ready call per pass")
+            XCTAssertEqual(unfused.hookCalls, 1, "one ready call per pass")
+        }
     }
 
     /// DDP's overlapped reduction hangs off `onGradReady`: it must fire once per pass, after the in-place
