@@ -32,14 +32,9 @@ final class AttentionGPUTests: XCTestCase {
         return (squares.reduce(0, +) / Double(max(cpu.count, 1))).squareRoot()
     }
 
-    func relativeError(_ gpu: Tensor, _ cpu: Tensor) -> Double {
-        let (g, c) = (gpu.floats(), cpu.floats())
-        var difference = 0.0, norm = 0.0
-        for (x, y) in zip(g, c) {
-            difference += Double(x - y) * Double(x - y)
-            norm += Double(y) * Double(y)
-        }
-        return (difference / max(norm, 1e-30)).squareRoot()
+    /// ‖gpu − cpu‖ / ‖cpu‖ over the whole tensor.
+    static func relativeError(_ gpu: Tensor, _ cpu: Tensor) -> Double {
+        MegatronCUDATests.relativeError(gpu.floats().map(Double.init), cpu.floats().map(Double.init))
     }
 
     /// Forward, then backward, on both devices; every output within `bound` (relative) of the CPU's.
@@ -74,7 +69,7 @@ final class AttentionGPUTests: XCTestCase {
             // With one key, dq and dk are zero in exact arithmetic (P = 1, so dP = D): measure them
             // against the gradient scale of one (absolute RMS error) instead of their rounding noise.
             let tiny = r.floats().allSatisfy { abs($0) < 1e-3 }
-            let error = tiny ? rmsError(g, r) : relativeError(g, r)
+            let error = tiny ? rmsError(g, r) : Self.relativeError(g, r)
             print("flash attention \(c.dtype) d\(c.headDim) b\(c.batch) \(heads)/\(c.groups) heads s\(c.queries) t\(t) causal \(c.causal): \(name) relative error \(error)")
             XCTAssertLessThan(error, bound, "\(name) of \(c)", file: file, line: line)
         }
@@ -126,7 +121,7 @@ final class AttentionGPUTests: XCTestCase {
         let ordered = try grads(deterministic: true), atomic = try grads(deterministic: false)
         XCTAssertEqual(ordered.map { $0.floats() }, try grads(deterministic: true).map { $0.floats() }, "the backward is deterministic")
         for (name, x, y) in zip3(["dq", "dk", "dv"], atomic, ordered) {
-            XCTAssertLessThan(relativeError(x, y), 1.0 / 256, "atomic-dQ backward \(name) against the ordered one")
+            XCTAssertLessThan(Self.relativeError(x, y), 1.0 / 256, "atomic-dQ backward \(name) against the ordered one")
         }
         XCTAssertEqual(atomic[1].floats(), ordered[1].floats(), "dK does not depend on how dQ is summed")
         for g in atomic {
@@ -137,7 +132,7 @@ final class AttentionGPUTests: XCTestCase {
                                 dtype: .bfloat16)
         XCTAssertEqual(projection.permuted([0, 2, 3, 1, 4]).narrowed(2, start: p + 1, length: 1).floats(), atomic[2].floats())
         let cpu = Ops.attention(q: q.to(.cpu), k: k.to(.cpu), v: v.to(.cpu), causal: true, scale: 0.125)
-        XCTAssertLessThan(relativeError(strided.output, cpu.output), 2.0 / 256)
+        XCTAssertLessThan(Self.relativeError(strided.output, cpu.output), 2.0 / 256)
     }
 
     func testUnsupportedProblemsFallBack() throws {

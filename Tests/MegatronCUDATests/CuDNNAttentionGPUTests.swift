@@ -6,19 +6,8 @@ import XCTest
 /// Ops.attention / attentionBackward on the same bf16 / fp16 inputs, with AttentionGPUTests'
 /// relative-error bounds. Skips with a message without a GPU or without a loadable cuDNN 9
 /// (set MEGATRON_CUDNN_PATH to torch's site-packages/nvidia/cudnn/lib/libcudnn.so.9).
-///
-/// NOTE: written without a GPU; never yet run.
 final class CuDNNAttentionGPUTests: XCTestCase {
-    struct Case {
-        var batch = 1
-        var groups = 1
-        var perGroup = 1
-        var queries: Int
-        var keys: Int? = nil
-        var headDim = 64
-        var dtype: DType = .bfloat16
-        var causal = true
-    }
+    typealias Case = AttentionGPUTests.Case
 
     func context() throws -> CUDAContext {
         let context: CUDAContext
@@ -34,15 +23,6 @@ final class CuDNNAttentionGPUTests: XCTestCase {
             throw XCTSkip("cuDNN 9 not loadable, cuDNN attention tests skipped: \(error)")
         }
         return context
-    }
-
-    func relativeError(_ gpu: Tensor, _ cpu: Tensor) -> Double {
-        var difference = 0.0, norm = 0.0
-        for (x, y) in zip(gpu.floats(), cpu.floats()) {
-            difference += Double(x - y) * Double(x - y)
-            norm += Double(y) * Double(y)
-        }
-        return (difference / max(norm, 1e-30)).squareRoot()
     }
 
     func check(_ c: Case, seed: UInt64 = 1, file: StaticString = #filePath, line: UInt = #line) throws {
@@ -79,7 +59,7 @@ final class CuDNNAttentionGPUTests: XCTestCase {
         ]
         for (name, g, r, bound) in checks {
             XCTAssertEqual(g.shape, r.shape, "\(name) shape", file: file, line: line)
-            let error = relativeError(g, r)
+            let error = AttentionGPUTests.relativeError(g, r)
             print("cuDNN attention \(c.dtype) d\(c.headDim) b\(c.batch) \(heads)/\(c.groups) heads s\(c.queries) t\(t) causal \(c.causal): \(name) relative error \(error)")
             XCTAssertLessThan(error, bound, "\(name) of \(c)", file: file, line: line)
         }
