@@ -87,7 +87,9 @@ struct BackwardPass {
     private func leafBuffers(for node: Node) -> LeafGradientBuffers {
         guard !retainGraph else { return LeafGradientBuffers(targets: []) }
         return LeafGradientBuffers(targets: node.edges.map { edge in
-            guard case .leaf(let meta)? = edge, let grad = meta.grad, grad.dtype == .float32, grad.isContiguous else { return nil }
+            guard case .leaf(let meta)? = edge, let grad = meta.gradBuffer(), grad.dtype == .float32, grad.isContiguous else {
+                return nil
+            }
             return grad
         })
     }
@@ -126,7 +128,7 @@ struct BackwardPass {
     }
 
     private func finish(_ meta: AutogradMeta, _ gradient: Tensor) {
-        if let existing = meta.grad {
+        if let existing = meta.gradBuffer() {
             Ops.accumulate(gradient, into: existing)
         } else {
             meta.grad = gradient.contiguous().detached()

@@ -76,10 +76,20 @@ public final class AutogradMeta: @unchecked Sendable {
     public var outputIndex: Int
     /// Called with the tensor's finished gradient after each backward pass has accumulated it (leaves only).
     public var gradReadyHooks: [(Tensor) -> Void] = []
+    /// Makes the leaf's gradient buffer when backward first reaches it while `grad` is nil: an optimizer's
+    /// zeroed fp32 main grad, so gradient memory is only held from that point of the backward on (as
+    /// torch's `zero_grad(set_to_none=True)`), not through the forward's activation peak.
+    public var mainGradFactory: (() -> Tensor)?
 
     public init(requiresGrad: Bool, gradFunction: GradientFunction? = nil, outputIndex: Int = 0) {
         self.requiresGrad = requiresGrad
         self.gradFunction = gradFunction
         self.outputIndex = outputIndex
+    }
+
+    /// `grad`, made first by `mainGradFactory` when it is nil and a factory is set.
+    public func gradBuffer() -> Tensor? {
+        if grad == nil, let mainGradFactory { grad = mainGradFactory() }
+        return grad
     }
 }

@@ -31,8 +31,9 @@ final class OptimizerGPUTests: XCTestCase {
             gpuOptimizer.zeroGrad()
             for (i, (c, g)) in zip(cpuParams, gpuParams).enumerated() {
                 let grad = Tensor.normal(c.shape, std: 3 * lossScale, generator: PhiloxGenerator(seed: UInt64(100 * step + i)))
-                Ops.copy(grad, into: c.grad!)
-                Ops.copy(grad.to(gpu), into: g.grad!)
+                // zeroGrad drops the main grads; backward would make them, here the test does.
+                Ops.copy(grad, into: c.autograd!.gradBuffer()!)
+                Ops.copy(grad.to(gpu), into: g.autograd!.gradBuffer()!)
             }
             let expected = cpuOptimizer.step(scheduler: scheduler, clipGrad: 1, lossScale: lossScale)
             let found = gpuOptimizer.step(scheduler: scheduler, clipGrad: 1, lossScale: lossScale)
@@ -60,9 +61,27 @@ final class OptimizerGPUTests: XCTestCase {
         let scheduler = try OptimizerParamScheduler(
             .init(maxLR: 1, lrDecaySteps: 1, lrDecayStyle: .constant, startWD: 0, endWD: 0, wdIncrSteps: 1))
         optimizer.zeroGrad()
-        Ops.copy(Tensor(shape: [3], values: [1, .infinity, 0]).to(.cuda(0)), into: p.grad!)
+        Ops.copy(Tensor(shape: [3], values: [1, .infinity, 0]).to(.cuda(0)), into: p.autograd!.gradBuffer()!)
         let report = optimizer.step(scheduler: scheduler, clipGrad: 1)
         XCTAssertFalse(report.updated)
         XCTAssertEqual(p.floats(), [1, 2, 3])
+    }
+
+    /// The optimizer's main grads exist only from the moment backward reaches each parameter: none after
+    /// `zeroGrad` (nor through the forward), an fp32 one after backward, accumulating over micro-batches.
+    func testMainGradsAreMadeByBackward() {
+        let w = parameter(Tensor.normal([4, 3], generator: PhiloxGenerator(seed: 7)).cast(to: .bfloat16))
+        let optimizer = MixedPrecisionOptimizer(groups: [ParamGroup(parameters: [("w", w)])], rule: try! AdamRule.adamW())
+        let x = Tensor.normal([5, 3], generator: PhiloxGenerator(seed: 8)).cast(to: .bfloat16)
+        optimizer.zeroGrad()
+        XCTAssertNil(w.grad, "no gradient memory before backward")
+        Functional.linear(x, weight: w, bias: nil).sum().backward()
+        let once = w.grad!.floats()
+        XCTAssertEqual(w.grad!.dtype, .float32)
+        XCTAssertEqual(w.grad!.shape, [4, 3])
+        Functional.linear(x, weight: w, bias: nil).sum().backward()
+        XCTAssertEqual(w.grad!.floats(), once.map { 2 * $0 }, "a second micro-batch adds into the same main grad")
+        optimizer.zeroGrad()
+        XCTAssertNil(w.grad)
     }
 }

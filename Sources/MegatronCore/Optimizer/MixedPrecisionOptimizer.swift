@@ -49,10 +49,6 @@ public final class MixedPrecisionOptimizer {
     /// fp32 master copy per parameter (the parameter itself when it is fp32).
     private var masters: [Tensor] = []
     private var states: [[Tensor]] = []
-    /// Views of `mainGradBuffer`, one per parameter, when `ownsMainGrads`.
-    private var mainGrads: [Tensor] = []
-    /// Every main grad in one fp32 buffer, so `zeroGrad` is one memset rather than a buffer per parameter.
-    private var mainGradBuffer: Tensor?
 
     /// Without `ownsMainGrads` the parameters' `.grad` tensors are someone else's fp32 buffers (views into
     /// `DistributedDataParallel`'s grad buffer): none are allocated here and `zeroGrad` zeroes them in place.
@@ -66,23 +62,16 @@ public final class MixedPrecisionOptimizer {
             masters.append(p.dtype == .float32 ? p : Self.fp32Copy(p))
             states.append((0..<rule.stateCount).map { _ in Tensor.zeros(p.shape, device: p.device) })
         }
-        if ownsMainGrads { (mainGradBuffer, mainGrads) = Self.mainGradViews(parameters) }
-    }
-
-    /// One zeroed fp32 buffer on the parameters' device and a contiguous view of it shaped as each parameter.
-    private static func mainGradViews(_ parameters: [Tensor]) -> (Tensor?, [Tensor]) {
-        guard let device = parameters.first?.device else { return (nil, []) }
-        precondition(parameters.allSatisfy { $0.device == device }, "the optimizer's parameters must share one device")
-        let buffer = Tensor.zeros([parameters.reduce(0) { $0 + $1.count }], device: device)
-        var offset = 0
-        let views = parameters.map { p in
-            defer { offset += p.count }
-            return buffer.narrowed(0, start: offset, length: p.count).reshaped(p.shape)
+        if ownsMainGrads {
+            for (_, p) in groups.flatMap(\.parameters) {
+                let (shape, device) = (p.shape, p.device)
+                p.autograd?.mainGradFactory = { Tensor.zeros(shape, device: device) }
+            }
         }
-        return (buffer, views)
     }
 
-    /// Whether this optimizer allocated the fp32 main grads it points `.grad` at.
+    /// Whether this optimizer makes the parameters' fp32 main grads (each when backward first reaches the
+    /// parameter, through `AutogradMeta.mainGradFactory`; `zeroGrad` drops them).
     public let ownsMainGrads: Bool
 
     static func fp32Copy(_ t: Tensor) -> Tensor {
@@ -94,7 +83,8 @@ public final class MixedPrecisionOptimizer {
     /// Every parameter of every group, in order; built on each access, so read it once outside loops.
     public var parameters: [Tensor] { groups.flatMap { $0.parameters.map(\.tensor) } }
 
-    /// Points every parameter's `.grad` at a zeroed fp32 main-grad buffer, so backward accumulates in fp32.
+    /// Drops every parameter's fp32 main grad; the next backward makes a zeroed one when it reaches the
+    /// parameter and accumulates into it in fp32. Without `ownsMainGrads`, zeroes the borrowed buffers in place.
     public func zeroGrad() {
         guard ownsMainGrads else {
             for p in parameters {
@@ -103,8 +93,7 @@ public final class MixedPrecisionOptimizer {
             }
             return
         }
-        if let mainGradBuffer { Ops.zero(mainGradBuffer) }
-        for (p, mainGrad) in zip(parameters, mainGrads) { p.grad = mainGrad }
+        for p in parameters { p.grad = nil }
     }
 
     /// What one `step` did.
