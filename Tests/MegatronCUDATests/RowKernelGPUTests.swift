@@ -161,7 +161,7 @@ final class RowKernelGPUTests: XCTestCase {
                      (rows: 2200, columns: 763, threads: 256),   // [32, 3] / [32, 3], 8 rows per block, scalar path
                      (rows: 200, columns: 250, threads: 64)]     // [32, 1] / [32, 1], scalar path
         var covered = Set<String>()
-        for (rows, columns, threads) in cases {
+        for (_, columns, threads) in cases {
             for backward in [false, true] {
                 let layout = try XCTUnwrap(NormLaunchPlan.layout(columns: columns, backward: backward, normThreads: threads))
                 covered.insert("\(backward ? "backward" : "forward") \(layout.slots)")
