@@ -50,18 +50,33 @@ final class AttentionGPUTests: XCTestCase {
         XCTAssertTrue(Ops.attentionIsFused(q: qd, k: kd, v: vd), "\(c) runs the fused kernels", file: file, line: line)
 
         let reference = Ops.attention(q: q, k: k, v: v, causal: c.causal, scale: scale)
-        let fused = Ops.attention(q: qd, k: kd, v: vd, causal: c.causal, scale: scale)
         let referenceGrads = Ops.attentionBackward(gradOutput: dO, q: q, k: k, v: v, output: reference.output,
                                                    logSumExp: reference.logSumExp, causal: c.causal, scale: scale)
-        let fusedGrads = Ops.attentionBackward(gradOutput: gd, q: qd, k: kd, v: vd, output: fused.output,
-                                               logSumExp: fused.logSumExp, causal: c.causal, scale: scale)
+        // Our kernels, then whatever the default picks (cuDNN where it loads).
+        for backend in [AttentionBackend.kernels, .auto] {
+            let layout = AttentionLayout(q: qd, k: kd, v: vd)
+            let fused = try XCTUnwrap(CUDAAttention.forward(q: qd, k: kd, v: vd, layout: layout, causal: c.causal, scale: scale,
+                                                            backend: backend), file: file, line: line)
+            let fusedGrads = try XCTUnwrap(CUDAAttention.backward(gradOutput: gd, q: qd, k: kd, v: vd, output: fused.output,
+                                                                  logSumExp: fused.logSumExp, layout: layout, causal: c.causal,
+                                                                  scale: scale, backend: backend), file: file, line: line)
+            compare(c, backend, (fused.output, fused.logSumExp, fusedGrads.gradQ, fusedGrads.gradK, fusedGrads.gradV),
+                    (reference.output, reference.logSumExp, referenceGrads.gradQ, referenceGrads.gradK, referenceGrads.gradV),
+                    file: file, line: line)
+        }
+    }
+
+    /// Output, log-sum-exp and the three gradients of `gpu` within a few 16-bit ulps of `cpu` (relative).
+    func compare(_ c: Case, _ backend: AttentionBackend, _ gpu: (Tensor, Tensor, Tensor, Tensor, Tensor),
+                 _ cpu: (Tensor, Tensor, Tensor, Tensor, Tensor), file: StaticString, line: UInt) {
+        let (t, heads) = (c.keys ?? c.queries, c.groups * c.perGroup)
         let unit: Double = c.dtype == .bfloat16 ? 1.0 / 256 : 1.0 / 2048   // one ulp at 1 (2^-8, 2^-11)
         let checks: [(String, Tensor, Tensor, Double)] = [
-            ("output", fused.output, reference.output, 2 * unit),
-            ("logSumExp", fused.logSumExp, reference.logSumExp, 1e-4),
-            ("dq", fusedGrads.gradQ, referenceGrads.gradQ, 4 * unit),
-            ("dk", fusedGrads.gradK, referenceGrads.gradK, 4 * unit),
-            ("dv", fusedGrads.gradV, referenceGrads.gradV, 4 * unit),
+            ("output", gpu.0, cpu.0, 2 * unit),
+            ("logSumExp", gpu.1, cpu.1, 1e-4),
+            ("dq", gpu.2, cpu.2, 4 * unit),
+            ("dk", gpu.3, cpu.3, 4 * unit),
+            ("dv", gpu.4, cpu.4, 4 * unit),
         ]
         for (name, g, r, bound) in checks {
             XCTAssertEqual(g.shape, r.shape, "\(name) shape", file: file, line: line)
@@ -70,8 +85,8 @@ final class AttentionGPUTests: XCTestCase {
             // against the gradient scale of one (absolute RMS error) instead of their rounding noise.
             let tiny = r.floats().allSatisfy { abs($0) < 1e-3 }
             let error = tiny ? rmsError(g, r) : Self.relativeError(g, r)
-            print("flash attention \(c.dtype) d\(c.headDim) b\(c.batch) \(heads)/\(c.groups) heads s\(c.queries) t\(t) causal \(c.causal): \(name) relative error \(error)")
-            XCTAssertLessThan(error, bound, "\(name) of \(c)", file: file, line: line)
+            print("flash attention (\(backend)) \(c.dtype) d\(c.headDim) b\(c.batch) \(heads)/\(c.groups) heads s\(c.queries) t\(t) causal \(c.causal): \(name) relative error \(error)")
+            XCTAssertLessThan(error, bound, "\(name) of \(c) on \(backend)", file: file, line: line)
         }
     }
 
@@ -106,8 +121,13 @@ final class AttentionGPUTests: XCTestCase {
             .permuted([0, 2, 3, 1, 4])
         let q = qkv.narrowed(2, start: 0, length: p), k = qkv.narrowed(2, start: p, length: 1), v = qkv.narrowed(2, start: p + 1, length: 1)
         XCTAssertTrue(Ops.attentionIsFused(q: q, k: k, v: v))
-        let strided = Ops.attention(q: q, k: k, v: v, causal: true, scale: 0.125)
-        let copied = Ops.attention(q: q.contiguous(), k: k.contiguous(), v: v.contiguous(), causal: true, scale: 0.125)
+        // Our kernels (bit-for-bit claims below are theirs; cuDNN picks engines by stride).
+        func forward(_ q: Tensor, _ k: Tensor, _ v: Tensor) throws -> (output: Tensor, logSumExp: Tensor) {
+            try XCTUnwrap(CUDAAttention.forward(q: q, k: k, v: v, layout: AttentionLayout(q: q, k: k, v: v), causal: true,
+                                                scale: 0.125, backend: .kernels))
+        }
+        let strided = try forward(q, k, v)
+        let copied = try forward(q.contiguous(), k.contiguous(), v.contiguous())
         XCTAssertEqual(strided.output.floats(), copied.output.floats())
         XCTAssertEqual(strided.output.shape, [b, g, p, s, d])
 
@@ -115,7 +135,8 @@ final class AttentionGPUTests: XCTestCase {
         func grads(deterministic: Bool) throws -> [Tensor] {
             let r = try XCTUnwrap(CUDAAttention.backward(gradOutput: dO, q: q, k: k, v: v, output: strided.output,
                                                          logSumExp: strided.logSumExp, layout: AttentionLayout(q: q, k: k, v: v),
-                                                         causal: true, scale: 0.125, deterministic: deterministic))
+                                                         causal: true, scale: 0.125, deterministic: deterministic,
+                                                         backend: .kernels))
             return [r.gradQ, r.gradK, r.gradV]
         }
         let ordered = try grads(deterministic: true), atomic = try grads(deterministic: false)
