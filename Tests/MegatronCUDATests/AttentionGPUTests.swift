@@ -27,7 +27,7 @@ final class AttentionGPUTests: XCTestCase {
         }
     }
 
-    func rmsError(_ gpu: Tensor, _ cpu: Tensor) -> Double {
+    static func rmsError(_ gpu: Tensor, _ cpu: Tensor) -> Double {
         let squares = zip(gpu.floats(), cpu.floats()).map { Double($0 - $1) * Double($0 - $1) }
         return (squares.reduce(0, +) / Double(max(cpu.count, 1))).squareRoot()
     }
@@ -60,14 +60,14 @@ final class AttentionGPUTests: XCTestCase {
             let fusedGrads = try XCTUnwrap(CUDAAttention.backward(gradOutput: gd, q: qd, k: kd, v: vd, output: fused.output,
                                                                   logSumExp: fused.logSumExp, layout: layout, causal: c.causal,
                                                                   scale: scale, backend: backend), file: file, line: line)
-            compare(c, backend, (fused.output, fused.logSumExp, fusedGrads.gradQ, fusedGrads.gradK, fusedGrads.gradV),
+            Self.compare(c, backend, (fused.output, fused.logSumExp, fusedGrads.gradQ, fusedGrads.gradK, fusedGrads.gradV),
                     (reference.output, reference.logSumExp, referenceGrads.gradQ, referenceGrads.gradK, referenceGrads.gradV),
                     file: file, line: line)
         }
     }
 
     /// Output, log-sum-exp and the three gradients of `gpu` within a few 16-bit ulps of `cpu` (relative).
-    func compare(_ c: Case, _ backend: AttentionBackend, _ gpu: (Tensor, Tensor, Tensor, Tensor, Tensor),
+    static func compare(_ c: Case, _ backend: AttentionBackend, _ gpu: (Tensor, Tensor, Tensor, Tensor, Tensor),
                  _ cpu: (Tensor, Tensor, Tensor, Tensor, Tensor), file: StaticString, line: UInt) {
         let (t, heads) = (c.keys ?? c.queries, c.groups * c.perGroup)
         let unit: Double = c.dtype == .bfloat16 ? 1.0 / 256 : 1.0 / 2048   // one ulp at 1 (2^-8, 2^-11)
@@ -84,7 +84,7 @@ final class AttentionGPUTests: XCTestCase {
             // With one key, dq and dk are zero in exact arithmetic (P = 1, so dP = D): measure them
             // against the gradient scale of one (absolute RMS error) instead of their rounding noise.
             let tiny = r.floats().allSatisfy { abs($0) < 1e-3 }
-            let error = tiny ? rmsError(g, r) : Self.relativeError(g, r)
+            let error = tiny ? rmsError(g, r) : relativeError(g, r)
             print("flash attention (\(backend)) \(c.dtype) d\(c.headDim) b\(c.batch) \(heads)/\(c.groups) heads s\(c.queries) t\(t) causal \(c.causal): \(name) relative error \(error)")
             XCTAssertLessThan(error, bound, "\(name) of \(c) on \(backend)", file: file, line: line)
         }

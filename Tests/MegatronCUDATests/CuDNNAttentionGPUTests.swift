@@ -49,20 +49,9 @@ final class CuDNNAttentionGPUTests: XCTestCase {
         let failures = try context.cudnnAttention().planFailures
         XCTAssertEqual(failures, [], "cuDNN took every shape (else our kernels ran)", file: file, line: line)
 
-        let unit: Double = c.dtype == .bfloat16 ? 1.0 / 256 : 1.0 / 2048
-        let checks: [(String, Tensor, Tensor, Double)] = [
-            ("output", fused.output, reference.output, 2 * unit),
-            ("logSumExp", fused.logSumExp, reference.logSumExp, 1e-4),
-            ("dq", fusedGrads.gradQ, referenceGrads.gradQ, 4 * unit),
-            ("dk", fusedGrads.gradK, referenceGrads.gradK, 4 * unit),
-            ("dv", fusedGrads.gradV, referenceGrads.gradV, 4 * unit),
-        ]
-        for (name, g, r, bound) in checks {
-            XCTAssertEqual(g.shape, r.shape, "\(name) shape", file: file, line: line)
-            let error = AttentionGPUTests.relativeError(g, r)
-            print("cuDNN attention \(c.dtype) d\(c.headDim) b\(c.batch) \(heads)/\(c.groups) heads s\(c.queries) t\(t) causal \(c.causal): \(name) relative error \(error)")
-            XCTAssertLessThan(error, bound, "\(name) of \(c)", file: file, line: line)
-        }
+        AttentionGPUTests.compare(c, .cudnn, (fused.output, fused.logSumExp, fusedGrads.gradQ, fusedGrads.gradK, fusedGrads.gradV),
+                                  (reference.output, reference.logSumExp, referenceGrads.gradQ, referenceGrads.gradK, referenceGrads.gradV),
+                                  file: file, line: line)
     }
 
     func testCausalGroupedQuery() throws {
