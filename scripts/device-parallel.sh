@@ -2,25 +2,29 @@
 # Multi-GPU checks for one device call (see scripts/build-gpu.sh for the bundle): NCCL and tensor-parallel
 # GPU tests, pretrain-gpt over `megatron launch` (DP and TP against one GPU), GPT-1.3B weak scaling against
 # PyTorch DDP + torch.compile, and a killed rank ending the job.
-#   usage (on the device, repository root, bundle unpacked in /tmp/g): bash scripts/device-parallel.sh OUT_DIR
+# With --scaling only the GPT-1.3B weak-scaling runs (ours 1 GPU, DP, DP + distributed optimizer): a short call.
+#   usage (on the device, repository root, bundle unpacked in /tmp/g): bash scripts/device-parallel.sh OUT_DIR [--scaling]
 set -uo pipefail
 out=${1:-/tmp/out}; mkdir -p "$out"
+scaling_only=0; [ "${2:-}" = --scaling ] && scaling_only=1
 M=/tmp/g/bin/megatron
 gpus=$(nvidia-smi -L | wc -l)
 export NCCL_NVLS_ENABLE=0
 echo "== $gpus GPUs"
-LD_LIBRARY_PATH=/tmp/g/lib /tmp/g/bin/MegatronPackageTests.xctest \
+[ $scaling_only = 1 ] || LD_LIBRARY_PATH=/tmp/g/lib /tmp/g/bin/MegatronPackageTests.xctest \
     MegatronParallelTests.NCCLCommunicatorTests,MegatronCoreTests.TensorParallelGPUTests > "$out/nccl-tests.log" 2>&1
-grep -E "error:|Executed" "$out/nccl-tests.log" | tail -6
+[ $scaling_only = 1 ] || grep -E "error:|Executed" "$out/nccl-tests.log" | tail -6
 
 small="--num-layers 4 --hidden-size 512 --num-attention-heads 8 --seq-length 512 --micro-batch-size 4 --global-batch-size 16
   --train-iters 20 --lr 3e-4 --log-interval 10 --eval-iters 1 --eval-interval 1000 --hidden-dropout 0 --attention-dropout 0
   --bf16 --mock-data --tokenizer-type NullTokenizer --vocab-size 32767 --seed 3"
+if [ $scaling_only = 0 ]; then
 echo "== small model: 1 GPU, then DP=$gpus, then TP=2 x DP, then distributed optimizer"
 timeout 120 $M pretrain-gpt $small 2>&1 | grep -E "iteration +20/|error" | sed 's/.*consumed/consumed/'
 timeout 120 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $small 2>&1 | grep -E "iteration +20/|rror|failed" | sed 's/.*consumed/consumed/'
 timeout 120 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $small --tensor-model-parallel-size 2 --sequence-parallel 2>&1 | grep -E "iteration +20/|rror|failed" | sed 's/.*consumed/consumed/'
 timeout 120 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $small --use-distributed-optimizer --overlap-grad-reduce 2>&1 | grep -E "iteration +20/|rror|failed" | sed 's/.*consumed/consumed/'
+fi
 
 big="--num-layers 24 --hidden-size 2048 --num-attention-heads 16 --seq-length 2048 --micro-batch-size 4 --train-iters 8
   --lr 1e-4 --log-interval 4 --log-throughput --eval-iters 1 --eval-interval 1000 --hidden-dropout 0 --attention-dropout 0
@@ -31,6 +35,7 @@ timeout 200 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $big --global-bat
 echo "== ours DP=$gpus, distributed optimizer with overlapped grad reduce-scatter and param all-gather"
 timeout 200 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $big --global-batch-size $((4 * gpus)) --overlap-grad-reduce \
     --use-distributed-optimizer --overlap-param-gather 2>&1 | grep -E "iteration +8/|rror|failed" | sed 's/.*elapsed/elapsed/'
+[ $scaling_only = 1 ] && exit 0
 echo "== ours DP=$gpus, NCCL limited to 8 channels (fewer SMs taken from the overlapped backward)"
 NCCL_MAX_NCHANNELS=8 timeout 200 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $big --global-batch-size $((4 * gpus)) \
     --overlap-grad-reduce 2>&1 | grep -E "iteration +8/|rror|failed" | sed 's/.*elapsed/elapsed/'
