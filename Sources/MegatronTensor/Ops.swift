@@ -48,10 +48,10 @@ public enum Ops {
         StridedCopy.copy(from: converted, to: destination)
     }
 
-    /// Sets every element of the contiguous `tensor` to zero in place: one memset on the GPU, with no
-    /// zero-filled temporary to copy from.
+    /// Sets every element of `tensor` (any view) to zero in place: a contiguous one with one memset on the
+    /// GPU and no zero-filled temporary to copy from, a strided one by copying zeros in.
     public static func zero(_ tensor: Tensor) {
-        precondition(tensor.isContiguous, "zero needs a contiguous tensor, got strides \(tensor.strides) for \(tensor.shape)")
+        guard tensor.isContiguous else { return copy(Tensor.zeros(tensor.shape, dtype: tensor.dtype, device: tensor.device), into: tensor) }
         let bytes = tensor.count * tensor.dtype.byteSize
         guard case .cuda = tensor.device else {
             _ = tensor.storage.pointer.advanced(by: tensor.offset * tensor.dtype.byteSize)

@@ -89,7 +89,7 @@ public final class MixedPrecisionOptimizer {
         guard ownsMainGrads else {
             for p in parameters {
                 precondition(p.grad?.dtype == .float32, "ownsMainGrads is off but a parameter has no fp32 .grad buffer")
-                if p.grad!.isContiguous { Ops.zero(p.grad!) } else { Ops.copy(Tensor.zeros(p.shape, device: p.device), into: p.grad!) }
+                Ops.zero(p.grad!)
             }
             return
         }

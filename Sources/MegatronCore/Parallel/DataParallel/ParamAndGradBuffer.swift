@@ -99,7 +99,6 @@ public final class ParamAndGradBuffer {
         flat.narrowed(0, start: range.lowerBound, length: range.count)
     }
 
-
     /// Multiplies a tensor by `factor` in place.
     static func scale(_ t: Tensor, by factor: Float) {
         guard factor != 1 else { return }
