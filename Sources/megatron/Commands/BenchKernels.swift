@@ -55,23 +55,26 @@ struct BenchKernels: ParsableCommand {
         let copy = try bench.copy(bytes: size)
         print(String(format: "device-to-device copy of %d MiB: %.3f ms, %.0f GB/s (read + write)", megabytes, copy.ms, copy.gbPerSecond))
         print("kernel                      shape                 ms      GB/s   of copy")
-        let threadCounts = try rowThreads.map { list in
-            try list.split(separator: ",").map { item -> Int in
+        // Without --row-threads one pass with the library's own per-kernel choices (what training runs).
+        let threadCounts: [Int?] = try rowThreads.map { list in
+            try list.split(separator: ",").map { item -> Int? in
                 guard let value = Int(item), value >= 32, value <= 1024 else {
                     throw ValidationError("--row-threads takes thread counts in 32...1024, got '\(item)'")
                 }
                 return value
             }
-        } ?? [bench.nn.rowThreads]
+        } ?? [nil]
         var results: [KernelBenchResult] = []
         for threads in threadCounts {
-            bench.nn.rowThreads = threads
-            bench.nn.rowBackwardThreads = threads
-            bench.nn.normThreads = threads
+            if let threads {
+                bench.nn.rowThreads = threads
+                bench.nn.rowBackwardThreads = threads
+                bench.nn.normThreads = threads
+            }
             let norms = try [(rows: size / (columns * 2), columns: columns)] + extraNormShapes()
             results += try bench.rowCases(bytes: size, columns: columns, vocab: vocab, normShapes: norms).map {
                 var result = $0
-                if threadCounts.count > 1 { result.name += " t\(threads)" }
+                if let threads, threadCounts.count > 1 { result.name += " t\(threads)" }
                 return result
             }
         }
