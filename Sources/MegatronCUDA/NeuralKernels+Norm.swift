@@ -16,7 +16,7 @@ extension NeuralKernels {
     public func layerNormForward(_ y: UInt64, mean: UInt64, rstd: UInt64, input: UInt64, weight: UInt64, bias: UInt64,
                                  residual: UInt64 = 0, sum: UInt64 = 0, rows: Int, columns: Int, epsilon: Float,
                                  type: KernelElementType, stream: CUDAStream) throws {
-        let kernel = "layer_norm_forward_" + type.rawValue
+        let kernel = (residual != 0 ? "add_" : "") + "layer_norm_forward_" + type.rawValue
         try Self.requirePointers(kernel, ["y": y, "mean": mean, "rstd": rstd, "input": input, "weight": weight])
         let plan = try normPlan(kernel, rows: rows, columns: columns, residual: residual, sum: sum, backward: false)
         let vectorized = Self.vectorizable(columns: columns, y, input, weight, bias, residual, sum)
@@ -31,7 +31,7 @@ extension NeuralKernels {
     public func rmsNormForward(_ y: UInt64, rstd: UInt64, input: UInt64, weight: UInt64, residual: UInt64 = 0,
                                sum: UInt64 = 0, rows: Int, columns: Int, epsilon: Float, type: KernelElementType,
                                stream: CUDAStream) throws {
-        let kernel = "rms_norm_forward_" + type.rawValue
+        let kernel = (residual != 0 ? "add_" : "") + "rms_norm_forward_" + type.rawValue
         try Self.requirePointers(kernel, ["y": y, "rstd": rstd, "input": input, "weight": weight])
         let plan = try normPlan(kernel, rows: rows, columns: columns, residual: residual, sum: sum, backward: false)
         let vectorized = Self.vectorizable(columns: columns, y, input, weight, residual, sum)
@@ -60,7 +60,7 @@ extension NeuralKernels {
                                   sumGradient: UInt64 = 0, input: UInt64, weight: UInt64, mean: UInt64, rstd: UInt64,
                                   rows: Int, columns: Int, scratch: UInt64, type: KernelElementType,
                                   stream: CUDAStream) throws {
-        let kernel = "layer_norm_backward_" + type.rawValue
+        let kernel = (sumGradient != 0 ? "add_" : "") + "layer_norm_backward_" + type.rawValue
         try Self.requirePointers(kernel, ["dx": dx, "weightGradient": weightGradient, "gradient": gradient, "input": input,
                                           "weight": weight, "mean": mean, "rstd": rstd, "scratch": scratch])
         let withBias = biasGradient != 0
@@ -80,7 +80,7 @@ extension NeuralKernels {
     public func rmsNormBackward(_ dx: UInt64, weightGradient: UInt64, gradient: UInt64, sumGradient: UInt64 = 0,
                                 input: UInt64, weight: UInt64, rstd: UInt64, rows: Int, columns: Int, scratch: UInt64,
                                 type: KernelElementType, stream: CUDAStream) throws {
-        let kernel = "rms_norm_backward_" + type.rawValue
+        let kernel = (sumGradient != 0 ? "add_" : "") + "rms_norm_backward_" + type.rawValue
         try Self.requirePointers(kernel, ["dx": dx, "weightGradient": weightGradient, "gradient": gradient, "input": input,
                                           "weight": weight, "rstd": rstd, "scratch": scratch])
         let plan = try normPlan(kernel, rows: rows, columns: columns, backward: true)

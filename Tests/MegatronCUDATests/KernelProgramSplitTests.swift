@@ -13,8 +13,8 @@ final class KernelProgramSplitTests: XCTestCase {
 
     func testLaunchedNamesRouteToTheirTypesProgram() {
         for type in KernelElementType.allCases {
-            for name in ["layer_norm_forward_\(type.rawValue)_1", "rms_norm_forward_\(type.rawValue)_4",
-                         "layer_norm_backward_\(type.rawValue)_3", "rms_norm_backward_\(type.rawValue)_2",
+            for name in ["layer_norm_forward_\(type.rawValue)_1", "add_rms_norm_forward_\(type.rawValue)_4",
+                         "layer_norm_backward_\(type.rawValue)_3", "add_rms_norm_backward_\(type.rawValue)_2",
                          "column_sum_\(type.rawValue)"] {
                 XCTAssertEqual(NeuralKernels.program(file: "norm.cu", kernel: name), "norm.cu[\(type.rawValue)]", name)
             }
@@ -44,7 +44,8 @@ final class KernelProgramSplitTests: XCTestCase {
             XCTAssertEqual(image.format, .cubin)
             let text = String(decoding: image.bytes, as: UTF8.self)
             for other in KernelElementType.allCases {
-                for name in ["layer_norm_forward_\(other.rawValue)_4", "rms_norm_backward_\(other.rawValue)_3",
+                for name in ["layer_norm_forward_\(other.rawValue)_4", "add_layer_norm_forward_\(other.rawValue)_4",
+                             "rms_norm_backward_\(other.rawValue)_3", "add_rms_norm_backward_\(other.rawValue)_3",
                              "column_sum_\(other.rawValue)"] {
                     XCTAssertEqual(text.contains(name), other == type, "norm.cu[\(type.rawValue)] holding \(name)")
                 }

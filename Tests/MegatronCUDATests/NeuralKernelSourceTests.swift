@@ -18,7 +18,7 @@ final class NeuralKernelSourceTests: XCTestCase {
             "softmax.cu": ["softmax_forward_##SUFFIX", "log_softmax_forward_##SUFFIX", "softmax_backward_##SUFFIX",
                            "log_softmax_backward_##SUFFIX"],
             "norm.cu": ["layer_norm_forward_##SUFFIX", "rms_norm_forward_##SUFFIX", "layer_norm_backward_##SUFFIX",
-                        "rms_norm_backward_##SUFFIX", "column_sum_##SUFFIX"],
+                        "rms_norm_backward_##SUFFIX", "NORM_KERNELS_OF(add_, true", "column_sum_##SUFFIX"],
             "cross_entropy.cu": ["cross_entropy_forward_##SUFFIX", "cross_entropy_backward_##SUFFIX"],
             "embedding.cu": ["embedding_forward_##SUFFIX", "index_add_##SUFFIX"],
             "dropout.cu": ["dropout_##SUFFIX"],

@@ -160,7 +160,7 @@ template <class V, class Op> __device__ __forceinline__ V team_all_reduce(V valu
 // nearly full precision, where an fp32 mean alone is off by up to half its ulp, 0.5% of the std.
 // Two plain sums (float, then float2) reduce faster than one merge of (count, mean, m2) moments,
 // whose every step divides.
-template <class T, bool RMS, int SLOTS>
+template <class T, bool RMS, bool FUSED, int SLOTS>
 __device__ void norm_forward(T *y, T *sum_out, float *mean_out, float *rstd_out, const T *x, const T *residual,
                              const T *weight, const T *bias, long long rows, int cols, float eps, int vectorized, int team) {
     const int lane = threadIdx.x % team, teams = blockDim.x / team, chunks = (cols + 7) / 8;
@@ -176,7 +176,7 @@ __device__ void norm_forward(T *y, T *sum_out, float *mean_out, float *rstd_out,
             const int j = s * team + lane;
             if (!active || j >= chunks) continue;
             raw[s] = load_chunk(x + offset, j, cols, vectorized);
-            if (residual) {
+            if constexpr (FUSED) {
                 float v[8], r[8];
                 unpack(raw[s], v);
                 load_chunk(residual + offset, j, cols, vectorized, r);
@@ -301,7 +301,7 @@ template <class T, int SLOTS> struct BackwardRow {
 //   RMS: dx = rstd * (gw - xhat * mean(gw * xhat)) + g_sum,             dw += g * xhat
 // g_sum (grad_sum, may be null) is the gradient reaching the norm's input by the residual path.
 // partials: [gridDim.x, cols] for dweight, then (LN, when bias_partials is non-null) the same for dbias.
-template <class T, bool RMS, int SLOTS>
+template <class T, bool RMS, bool FUSED, int SLOTS>
 __device__ void norm_backward(T *dx, float *weight_partials, float *bias_partials, const T *grad, const T *grad_sum,
                               const T *x, const T *weight, const float *mean_in, const float *rstd_in,
                               long long rows, int cols, int vectorized, int team) {
@@ -312,7 +312,7 @@ __device__ void norm_backward(T *dx, float *weight_partials, float *bias_partial
     const bool with_bias = !RMS && bias_partials;
     const int lane = threadIdx.x % team, teams = blockDim.x / team, chunks = (cols + 7) / 8;
     const long long stride = (long long)gridDim.x * teams;
-    const T *prefetched_grad_sum = pipelined ? grad_sum : nullptr;
+    const T *prefetched_grad_sum = pipelined && FUSED ? grad_sum : nullptr;
     const float *mean_or_null = RMS ? nullptr : mean_in;
     float dw[SLOTS][8], db[SLOTS][8];
     Raw8<T> w[SLOTS];   // a team always owns the same columns: pipelined, the weights are read once
@@ -373,7 +373,7 @@ __device__ void norm_backward(T *dx, float *weight_partials, float *bias_partial
                 unpack(current.grad[s], g);
                 unpack(current.x[s], xv);
                 unpack(pipelined ? w[s] : load_chunk(weight, j, cols, vectorized), wv);   // else an L1 hit
-                if (grad_sum) {
+                if constexpr (FUSED) {
                     if (pipelined) unpack(current.grad_sum[s], out);
                     else load_chunk(grad_sum + row * cols, j, cols, vectorized, out);
                 }
@@ -414,48 +414,56 @@ __device__ void column_sum(T *out0, T *out1, const float *partials, int blocks, 
     }
 }
 
-// Forward kernels, one per slot count: at most 1024 threads, so at most 64 registers a thread.
-// residual / sum may be null (a plain norm).
-#define NORM_FORWARD_KERNELS(SUFFIX, TYPE, SLOTS)                                                                  \
-    extern "C" __global__ void __launch_bounds__(1024) layer_norm_forward_##SUFFIX##_##SLOTS(TYPE *y, TYPE *sum,  \
-            float *mean, float *rstd, const TYPE *x, const TYPE *residual, const TYPE *w, const TYPE *b,            \
+// Forward kernels, one per slot count and per residual add (the add_ kernels, FUSED: residual and sum
+// non-null; a plain norm's kernel keeps no registers for them): at most 1024 threads, so at most 64
+// registers a thread.
+#define NORM_FORWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, SLOTS)                                                   \
+    extern "C" __global__ void __launch_bounds__(1024) PREFIX##layer_norm_forward_##SUFFIX##_##SLOTS(TYPE *y,     \
+            TYPE *sum, float *mean, float *rstd, const TYPE *x, const TYPE *residual, const TYPE *w, const TYPE *b, \
             long long rows, int cols, float eps, int vec, int team) {                                               \
-        norm_forward<TYPE, false, SLOTS>(y, sum, mean, rstd, x, residual, w, b, rows, cols, eps, vec, team);       \
+        norm_forward<TYPE, false, FUSED, SLOTS>(y, sum, mean, rstd, x, residual, w, b, rows, cols, eps, vec, team); \
     }                                                                                                               \
-    extern "C" __global__ void __launch_bounds__(1024) rms_norm_forward_##SUFFIX##_##SLOTS(TYPE *y, TYPE *sum,    \
-            float *rstd, const TYPE *x, const TYPE *residual, const TYPE *w, long long rows, int cols, float eps,   \
-            int vec, int team) {                                                                                    \
-        norm_forward<TYPE, true, SLOTS>(y, sum, nullptr, rstd, x, residual, w, nullptr, rows, cols, eps, vec, team); \
+    extern "C" __global__ void __launch_bounds__(1024) PREFIX##rms_norm_forward_##SUFFIX##_##SLOTS(TYPE *y,       \
+            TYPE *sum, float *rstd, const TYPE *x, const TYPE *residual, const TYPE *w, long long rows, int cols,   \
+            float eps, int vec, int team) {                                                                         \
+        norm_forward<TYPE, true, FUSED, SLOTS>(y, sum, nullptr, rstd, x, residual, w, nullptr, rows, cols, eps, vec, \
+                                               team);                                                               \
     }
 
-// Backward kernels, one per slot count, at most 512 threads, with NORM_BACKWARD_MIN_BLOCKS_<SLOTS>
-// blocks of 512 threads guaranteed to fit an SM (the register cap that sets): the host sizes its
-// persistent grid from it (NormLaunchPlan.backwardMinBlocks). g_sum may be null (a plain norm).
+// Backward kernels, one per slot count and per residual gradient (the add_ kernels, FUSED: g_sum
+// non-null), at most 512 threads, with NORM_BACKWARD_MIN_BLOCKS_<SLOTS> blocks of 512 threads
+// guaranteed to fit an SM (the register cap that sets): the host sizes its persistent grid from it
+// (NormLaunchPlan.backwardMinBlocks).
 #define NORM_BACKWARD_MIN_BLOCKS_1 2
 #define NORM_BACKWARD_MIN_BLOCKS_2 1
 #define NORM_BACKWARD_MIN_BLOCKS_3 1
-#define NORM_BACKWARD_KERNELS(SUFFIX, TYPE, SLOTS)                                                                 \
+#define NORM_BACKWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, SLOTS)                                                  \
     extern "C" __global__ void __launch_bounds__(512, NORM_BACKWARD_MIN_BLOCKS_##SLOTS)                            \
-    layer_norm_backward_##SUFFIX##_##SLOTS(TYPE *dx, float *dw_partials, float *db_partials, const TYPE *g,       \
+    PREFIX##layer_norm_backward_##SUFFIX##_##SLOTS(TYPE *dx, float *dw_partials, float *db_partials, const TYPE *g, \
             const TYPE *g_sum, const TYPE *x, const TYPE *w, const float *mean, const float *rstd, long long rows,  \
             int cols, int vec, int team) {                                                                          \
-        norm_backward<TYPE, false, SLOTS>(dx, dw_partials, db_partials, g, g_sum, x, w, mean, rstd, rows, cols, vec, \
-                                          team);                                                                    \
+        norm_backward<TYPE, false, FUSED, SLOTS>(dx, dw_partials, db_partials, g, g_sum, x, w, mean, rstd, rows,   \
+                                                 cols, vec, team);                                                  \
     }                                                                                                               \
     extern "C" __global__ void __launch_bounds__(512, NORM_BACKWARD_MIN_BLOCKS_##SLOTS)                            \
-    rms_norm_backward_##SUFFIX##_##SLOTS(TYPE *dx, float *dw_partials, const TYPE *g, const TYPE *g_sum,          \
+    PREFIX##rms_norm_backward_##SUFFIX##_##SLOTS(TYPE *dx, float *dw_partials, const TYPE *g, const TYPE *g_sum,  \
             const TYPE *x, const TYPE *w, const float *rstd, long long rows, int cols, int vec, int team) {        \
-        norm_backward<TYPE, true, SLOTS>(dx, dw_partials, nullptr, g, g_sum, x, w, nullptr, rstd, rows, cols, vec, team); \
+        norm_backward<TYPE, true, FUSED, SLOTS>(dx, dw_partials, nullptr, g, g_sum, x, w, nullptr, rstd, rows, cols, \
+                                                vec, team);                                                         \
     }
 
+#define NORM_KERNELS_OF(PREFIX, FUSED, SUFFIX, TYPE)                                                               \
+    NORM_FORWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 1)                                                           \
+    NORM_FORWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 2)                                                           \
+    NORM_FORWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 3)                                                           \
+    NORM_FORWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 4)                                                           \
+    NORM_BACKWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 1)                                                          \
+    NORM_BACKWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 2)                                                          \
+    NORM_BACKWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 3)
+
 #define NORM_KERNELS(SUFFIX, TYPE)                                                                                 \
-    NORM_FORWARD_KERNELS(SUFFIX, TYPE, 1)                                                                          \
-    NORM_FORWARD_KERNELS(SUFFIX, TYPE, 2)                                                                          \
-    NORM_FORWARD_KERNELS(SUFFIX, TYPE, 3)                                                                          \
-    NORM_FORWARD_KERNELS(SUFFIX, TYPE, 4)                                                                          \
-    NORM_BACKWARD_KERNELS(SUFFIX, TYPE, 1)                                                                         \
-    NORM_BACKWARD_KERNELS(SUFFIX, TYPE, 2)                                                                         \
-    NORM_BACKWARD_KERNELS(SUFFIX, TYPE, 3)                                                                         \
+    NORM_KERNELS_OF(, false, SUFFIX, TYPE)                                                                         \
+    NORM_KERNELS_OF(add_, true, SUFFIX, TYPE)                                                                      \
     extern "C" __global__ void column_sum_##SUFFIX(TYPE *out0, TYPE *out1, const float *partials, int blocks,       \
             int cols) {                                                                                             \
         column_sum<TYPE>(out0, out1, partials, blocks, cols);                                                      \
