@@ -181,6 +181,8 @@ static int load_nccl(CCUDANCCL *table, char *error, size_t errorBytes) {
     RESOLVE(table, ncclBroadcast, "ncclBroadcast");
     RESOLVE(table, ncclSend, "ncclSend");
     RESOLVE(table, ncclRecv, "ncclRecv");
+    RESOLVE(table, ncclRedOpCreatePreMulSum, "ncclRedOpCreatePreMulSum");
+    RESOLVE(table, ncclRedOpDestroy, "ncclRedOpDestroy");
     RESOLVE(table, ncclGroupStart, "ncclGroupStart");
     RESOLVE(table, ncclGroupEnd, "ncclGroupEnd");
     RESOLVE(table, ncclCommAbort, "ncclCommAbort");

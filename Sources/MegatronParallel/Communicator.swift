@@ -1,14 +1,19 @@
 import MegatronTensor
 
 /// How a collective combines the ranks' values.
-public enum ReduceOp: Sendable, CustomStringConvertible {
+public enum ReduceOp: Sendable, Equatable, CustomStringConvertible {
     case sum, average, max
+    /// Every rank's values multiplied by the factor, then summed (NCCL's PreMulSum): a data-parallel
+    /// gradient average as Megatron takes it (grads scaled by 1/dp, then summed) without a pass of its own.
+    /// Floating-point tensors only.
+    case scaledSum(Float)
 
     public var description: String {
         switch self {
         case .sum: "sum"
         case .average: "avg"
         case .max: "max"
+        case .scaledSum(let factor): "sum of x \(factor)"
         }
     }
 }

@@ -49,6 +49,13 @@ final class NCCLCommunicatorTests: XCTestCase {
                 try comm.allReduce(x, op: op).wait()
                 seen["allReduce \(op)"] = x.floats()
             }
+            let scaled = Tensor(shape: [2], values: [r + 1, -8]).to(device)
+            try comm.allReduce(scaled, op: .scaledSum(0.5)).wait()
+            seen["allReduce scaled"] = scaled.floats()
+            let scaledShard = Tensor.zeros([1], dtype: .bfloat16, device: device)
+            try comm.reduceScatter(Tensor(shape: [n], values: (0..<n).map { Float($0) + r }, dtype: .bfloat16).to(device),
+                                   into: scaledShard, op: .scaledSum(0.25)).wait()
+            seen["reduceScatter scaled bf16"] = scaledShard.floats()
             let bf16 = Tensor(shape: [2], values: [r + 1, 0.5], dtype: .bfloat16).to(device)
             try comm.allReduce(bf16, op: .sum).wait()
             seen["allReduce bf16"] = bf16.floats()
@@ -98,6 +105,9 @@ final class NCCLCommunicatorTests: XCTestCase {
             XCTAssertEqual(seen["allReduce avg"], [triangle / Float(n), 10 * triangle / Float(n)])
             XCTAssertEqual(seen["allReduce max"], [Float(n), Float(10 * n)])
             XCTAssertEqual(seen["allReduce bf16"], [triangle, 0.5 * Float(n)])
+            XCTAssertEqual(seen["allReduce scaled"], [0.5 * triangle, -4 * Float(n)])
+            // Rank j's element `rank` is rank + j: the scaled sum over j is 0.25 (n · rank + n(n-1)/2).
+            XCTAssertEqual(seen["reduceScatter scaled bf16"], [0.25 * Float(n * rank + n * (n - 1) / 2)])
             XCTAssertEqual(seen["allGather"], (0..<n).flatMap { [Float($0), Float($0) + 0.5] })
             let base = Float(n * (n - 1) / 2)
             XCTAssertEqual(seen["reduceScatter"], [base + Float(n * 2 * rank), base + Float(n * (2 * rank + 1))])

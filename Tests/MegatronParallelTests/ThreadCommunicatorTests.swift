@@ -8,6 +8,22 @@ final class ThreadCommunicatorTests: XCTestCase {
         XCTAssertEqual([ReduceOp.sum, .average, .max].map(\.description), ["sum", "avg", "max"])
     }
 
+    /// scaledSum multiplies each rank's values before adding them (NCCL's PreMulSum): 0.25 · (1 + 2 + 3 + 4)
+    /// on 4 ranks in fp32 and bf16; integers are refused with the op named.
+    func testScaledSumScalesEachRankThenSums() throws {
+        for dtype in [DType.float32, .bfloat16] {
+            let results = try ThreadCommunicator.run(worldSize: 4, timeout: 20) { comm -> [Float] in
+                let x = Tensor(shape: [2], values: [Float(comm.rank + 1), -8], dtype: dtype)
+                try comm.allReduce(x, op: .scaledSum(0.25)).wait()
+                return x.floats()
+            }
+            for value in results { XCTAssertEqual(value, [2.5, -8], "\(dtype)") }
+        }
+        XCTAssertThrowsError(try ThreadCommunicator.run(worldSize: 2, timeout: 20) { comm in
+            try comm.allReduce(Tensor(shape: [1], ints: [1], dtype: .int32), op: .scaledSum(0.5)).wait()
+        }) { XCTAssertTrue("\($0)".contains("needs a floating-point tensor"), "\($0)") }
+    }
+
     /// Rank r holds [r+1, 10(r+1)]: the sum over n ranks is [n(n+1)/2, 10 n(n+1)/2], the max [n, 10n].
     func testAllReduceSumAverageMax() throws {
         for n in [1, 2, 4] {

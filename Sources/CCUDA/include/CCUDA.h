@@ -307,6 +307,9 @@ enum {
     CNCCL_AVG = 4,           // NCCL 2.10+
 };
 
+// ncclScalarResidence_t of ncclRedOpCreatePreMulSum: the scalar is read from host memory at the call.
+enum { CNCCL_SCALAR_HOST_IMMEDIATE = 1 };
+
 typedef ncclResult_t (*PFN_ncclGetUniqueId)(ncclUniqueId *uniqueId);
 typedef ncclResult_t (*PFN_ncclCommInitRank)(ncclComm_t _Nullable *_Nonnull comm, int nranks, ncclUniqueId commId, int rank);
 typedef ncclResult_t (*PFN_ncclCommInitAll)(ncclComm_t _Nullable *_Nonnull comms, int ndev, const int *_Nullable devlist);
@@ -324,6 +327,8 @@ typedef ncclResult_t (*PFN_ncclSend)(const void *sendbuff, size_t count, int dat
     CUstream stream);
 typedef ncclResult_t (*PFN_ncclRecv)(void *recvbuff, size_t count, int datatype, int peer, ncclComm_t comm,
     CUstream stream);
+typedef ncclResult_t (*PFN_ncclRedOpCreatePreMulSum)(int *op, void *scalar, int datatype, int residence, ncclComm_t comm);
+typedef ncclResult_t (*PFN_ncclRedOpDestroy)(int op, ncclComm_t comm);
 typedef ncclResult_t (*PFN_ncclGroupStart)(void);
 typedef ncclResult_t (*PFN_ncclGroupEnd)(void);
 typedef ncclResult_t (*PFN_ncclCommAbort)(ncclComm_t comm);
@@ -345,6 +350,8 @@ typedef struct CCUDANCCL {
     PFN_ncclBroadcast ncclBroadcast;
     PFN_ncclSend ncclSend;
     PFN_ncclRecv ncclRecv;
+    PFN_ncclRedOpCreatePreMulSum ncclRedOpCreatePreMulSum;
+    PFN_ncclRedOpDestroy ncclRedOpDestroy;
     PFN_ncclGroupStart ncclGroupStart;
     PFN_ncclGroupEnd ncclGroupEnd;
     PFN_ncclCommAbort ncclCommAbort;

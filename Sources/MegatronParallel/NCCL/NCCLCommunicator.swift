@@ -75,9 +75,12 @@ public final class NCCLCommunicator: Communicator {
     // MARK: Collectives
 
     public func allReduce(_ tensor: Tensor, op: ReduceOp) throws -> CollectiveWork {
-        try enqueue("allReduce(\(op))", [tensor]) { stream in
-            nccl.ncclAllReduce(address(tensor), address(tensor), tensor.count, NCCLLibrary.dataType(tensor.dtype),
-                               NCCLLibrary.reduction(op), comm, stream)
+        try checkReduction(op, tensor.dtype, "allReduce")
+        return try enqueue("allReduce(\(op))", [tensor]) { stream in
+            withReduction(op, tensor.dtype) { reduction in
+                nccl.ncclAllReduce(address(tensor), address(tensor), tensor.count, NCCLLibrary.dataType(tensor.dtype),
+                                   reduction, comm, stream)
+            }
         }
     }
 
@@ -91,9 +94,12 @@ public final class NCCLCommunicator: Communicator {
 
     public func reduceScatter(_ input: Tensor, into output: Tensor, op: ReduceOp) throws -> CollectiveWork {
         try checkBlocks(large: input, small: output, "reduceScatter")
+        try checkReduction(op, output.dtype, "reduceScatter")
         return try enqueue("reduceScatter(\(op))", [input, output]) { stream in
-            nccl.ncclReduceScatter(address(input), address(output), output.count, NCCLLibrary.dataType(output.dtype),
-                                   NCCLLibrary.reduction(op), comm, stream)
+            withReduction(op, output.dtype) { reduction in
+                nccl.ncclReduceScatter(address(input), address(output), output.count, NCCLLibrary.dataType(output.dtype),
+                                       reduction, comm, stream)
+            }
         }
     }
 
@@ -187,6 +193,29 @@ public final class NCCLCommunicator: Communicator {
                         })
     }
 
+    /// Runs `body` with NCCL's operator for `op`. A `scaledSum` gets a PreMulSum operator made for this call
+    /// (its factor in `dtype`, read from the host now) and destroyed once `body` has enqueued the operation,
+    /// which NCCL allows.
+    private func withReduction(_ op: ReduceOp, _ dtype: DType, _ body: (Int32) -> ncclResult_t) -> ncclResult_t {
+        guard case .scaledSum(let factor) = op else { return body(NCCLLibrary.reduction(op)) }
+        var created: Int32 = 0
+        let status: ncclResult_t
+        switch dtype {
+        case .float32:
+            var scalar = factor
+            status = nccl.ncclRedOpCreatePreMulSum(&created, &scalar, NCCLLibrary.dataType(dtype), Int32(CNCCL_SCALAR_HOST_IMMEDIATE), comm)
+        case .bfloat16, .float16:
+            var scalar = dtype == .bfloat16 ? FloatFormats.bfloat16Bits(factor) : FloatFormats.float16Bits(factor)
+            status = nccl.ncclRedOpCreatePreMulSum(&created, &scalar, NCCLLibrary.dataType(dtype), Int32(CNCCL_SCALAR_HOST_IMMEDIATE), comm)
+        default:
+            preconditionFailure("checkReduction admits no \(op) of \(dtype)")
+        }
+        guard status == 0 else { return status }
+        let result = body(created)
+        let destroyed = nccl.ncclRedOpDestroy(created, comm)
+        return result != 0 ? result : destroyed
+    }
+
     private func address(_ tensor: Tensor) -> UnsafeMutableRawPointer {
         tensor.storage.pointer + tensor.offset * tensor.dtype.byteSize
     }
@@ -206,6 +235,11 @@ public final class NCCLCommunicator: Communicator {
             throw CommunicatorError(operation, "expected \(size) × \(small.count) \(small.dtype) elements, got "
                 + "\(large.shape) \(large.dtype)")
         }
+    }
+
+    private func checkReduction(_ op: ReduceOp, _ dtype: DType, _ operation: String) throws {
+        guard case .scaledSum = op, ![.float32, .bfloat16, .float16].contains(dtype) else { return }
+        throw CommunicatorError(operation, "\(op) needs a float32, bfloat16 or float16 tensor, got \(dtype)")
     }
 
     private func checkPeer(_ peer: Int, _ operation: String) throws {

@@ -43,6 +43,7 @@ enum NCCLLibrary {
         case .sum: Int32(CNCCL_SUM)
         case .average: Int32(CNCCL_AVG)
         case .max: Int32(CNCCL_MAX)
+        case .scaledSum: preconditionFailure("scaledSum needs an operator made per communicator (ncclRedOpCreatePreMulSum)")
         }
     }
 }

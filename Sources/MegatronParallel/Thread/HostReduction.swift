@@ -3,12 +3,14 @@ import MegatronTensor
 /// Element-wise reduction of equal-sized host buffers, always in rank order so that every rank computes
 /// bit-identical results. Floating-point types accumulate in fp32 (16-bit and fp8 types are rounded once, at
 /// the end); integer types accumulate in Int64, and `average` divides with truncation as NCCL's ncclAvg does.
+/// `scaledSum` multiplies each rank's values by its factor before adding them, as NCCL's PreMulSum.
 enum HostReduction {
     static func reduce(_ buffers: [HostBuffer], op: ReduceOp, operation: String) throws -> [UInt8] {
         let dtype = buffers[0].dtype
         let count = buffers[0].count
         switch dtype {
         case .int32, .int64:
+            if case .scaledSum = op { throw CommunicatorError(operation, "\(op) needs a floating-point tensor, got \(dtype)") }
             var accumulator = readInts(buffers[0])
             for buffer in buffers.dropFirst() {
                 let values = readInts(buffer)
@@ -19,9 +21,11 @@ enum HostReduction {
         case .bool:
             throw CommunicatorError(operation, "cannot reduce bool tensors (cast to int32 first)")
         default:
-            var accumulator = readFloats(buffers[0])
+            let factor: Float? = if case .scaledSum(let factor) = op { factor } else { nil }
+            let scaled = { (buffer: HostBuffer) in factor.map { f in readFloats(buffer).map { $0 * f } } ?? readFloats(buffer) }
+            var accumulator = scaled(buffers[0])
             for buffer in buffers.dropFirst() {
-                let values = readFloats(buffer)
+                let values = scaled(buffer)
                 for i in 0..<count { accumulator[i] = combine(accumulator[i], values[i], op) }
             }
             if op == .average { for i in 0..<count { accumulator[i] /= Float(buffers.count) } }
@@ -31,7 +35,7 @@ enum HostReduction {
 
     private static func combine<T: Comparable & AdditiveArithmetic>(_ a: T, _ b: T, _ op: ReduceOp) -> T {
         switch op {
-        case .sum, .average: a + b
+        case .sum, .average, .scaledSum: a + b
         case .max: Swift.max(a, b)
         }
     }

@@ -5,8 +5,8 @@ import MegatronTensor
 /// Megatron's `DistributedDataParallel`: the model's parameters bucketed into contiguous fp32 main-grad
 /// buffers (one per parameter dtype), and the gradient reduction over the data-parallel group.
 ///
-/// Gradients are averaged over the group: pre-scaled by `1/dp` before a summing collective, or averaged in
-/// the collective with `averageInCollective`. Without the distributed optimizer each bucket is all-reduced;
+/// Gradients are averaged over the group: pre-scaled by `1/dp` and summed (one `scaledSum` collective, which
+/// scales as it reads), or averaged in the collective with `averageInCollective`. Without the distributed optimizer each bucket is all-reduced;
 /// with it each bucket is reduce-scattered and rank r keeps the r-th shard (`shardGrad`). Megatron
 /// reduce-scatters in place into the grad buffer; here the shard lands in its own `[bucket / dp]` tensor, as
 /// not every backend allows an output that aliases the input (this costs 4 / dp bytes per parameter).
@@ -218,8 +218,8 @@ public final class DistributedDataParallel {
 
     private func launchReduction(buffer b: Int, bucket k: Int) throws {
         let grads = buffers[b].bucketGrad(k)
-        let op: MegatronParallel.ReduceOp = config.averageInCollective ? .average : .sum
-        if !config.averageInCollective { ParamAndGradBuffer.scale(grads, by: 1 / Float(dataParallelGroup.size)) }
+        // Megatron's pre-scaling by 1/dp, done by the collective as it reads each rank's grads: no pass of its own.
+        let op: MegatronParallel.ReduceOp = config.averageInCollective ? .average : .scaledSum(1 / Float(dataParallelGroup.size))
         let sync = buckets[b][k]
         if let shard = sync.shardGrad {
             sync.work = try dataParallelGroup.reduceScatter(grads, into: shard, op: op)
