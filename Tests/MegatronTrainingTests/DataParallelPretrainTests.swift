@@ -30,7 +30,8 @@ final class DataParallelPretrainTests: XCTestCase {
     func testDataParallelRanksMatchOneRank() throws {
         let single = try run(dp: 1)
         for (dp, extra) in [(2, ""), (4, "--use-distributed-optimizer"), (2, "--overlap-grad-reduce"),
-                            (2, "--use-distributed-optimizer --overlap-grad-reduce --overlap-param-gather")] {
+                            (2, "--use-distributed-optimizer --overlap-grad-reduce --overlap-param-gather"),
+                            (4, "--overlap-grad-reduce --ddp-average-in-collective")] {
             let parallel = try run(dp: dp, extra)
             XCTAssertEqual(parallel.losses.count, 3)
             for (a, b) in zip(parallel.losses, single.losses) { XCTAssertEqual(a, b, accuracy: 1e-5, "dp \(dp) \(extra)") }

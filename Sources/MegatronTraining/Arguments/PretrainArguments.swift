@@ -88,6 +88,8 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var useDistributedOptimizer = false
     public var overlapGradReduce = false
     public var overlapParamGather = false
+    /// Average gradients inside the data-parallel collective (NCCL's avg) instead of scaling them by 1/dp first.
+    public var ddpAverageInCollective = false
     /// Elements per DDP bucket; Megatron's default (max(40M, 1M x data-parallel size)) when nil.
     public var ddpBucketSize: Int?
 

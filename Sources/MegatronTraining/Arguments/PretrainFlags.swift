@@ -100,6 +100,7 @@ enum PretrainFlags {
         .set("--use-distributed-optimizer", \.useDistributedOptimizer),
         .set("--overlap-grad-reduce", \.overlapGradReduce),
         .set("--overlap-param-gather", \.overlapParamGather),
+        .set("--ddp-average-in-collective", \.ddpAverageInCollective),
         .int("--ddp-bucket-size", \.ddpBucketSize),
         .int("--micro-batch-size", \.microBatchSize),
         .int("--global-batch-size", \.globalBatchSize),

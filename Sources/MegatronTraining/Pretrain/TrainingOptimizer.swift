@@ -53,7 +53,8 @@ final class TrainingOptimizer {
         }
         let config = DistributedDataParallelConfig(overlapGradReduce: a.overlapGradReduce,
                                                    useDistributedOptimizer: a.useDistributedOptimizer,
-                                                   overlapParamGather: a.overlapParamGather, bucketSize: a.ddpBucketSize)
+                                                   overlapParamGather: a.overlapParamGather,
+                                                   averageInCollective: a.ddpAverageInCollective, bucketSize: a.ddpBucketSize)
         let wrapper = try DistributedDataParallel(parameters: named, config: config, dataParallelGroup: dataGroup)
         ddp = wrapper
         if a.useDistributedOptimizer {
