@@ -57,7 +57,8 @@ public final class NCCLCommunicator: Communicator {
         self.size = size
         self.context = context
         device = .cuda(context.device.ordinal)
-        stream = try CUDAStream(device: context.device)
+        // High priority: the gradient reductions overlapped with backward get SMs as soon as any free up.
+        stream = try CUDAStream(device: context.device, priority: .high)
     }
 
     deinit { _ = nccl.ncclCommDestroy(comm) }
