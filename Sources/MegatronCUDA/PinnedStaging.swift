@@ -60,6 +60,26 @@ public final class PinnedStaging {
         return values
     }
 
+    /// Starts copying `byteCount` bytes from device memory at `address` to the host, in order on `stream`,
+    /// and returns at once: the copy's `bytes()` waits for that copy only, not for what is enqueued after
+    /// it, so a value computed early in a step can be read at its end without draining the queue.
+    public func startCopyToHost(from address: UInt64, byteCount: Int, stream: CUDAStream) throws -> PendingHostCopy {
+        try device.makeCurrent()
+        let buffer = try acquire(bytes: max(byteCount, 1))
+        if byteCount > 0 {
+            try check(device.driver.cuMemcpyDtoHAsync(buffer.pointer, address, byteCount, stream.handle),
+                      "cuMemcpyDtoHAsync(\(byteCount) bytes)")
+        }
+        let done = try CUDAEvent(device: device, timing: false)
+        try done.record(on: stream)
+        return PendingHostCopy { [self] in
+            try done.synchronize()
+            let bytes = Array(UnsafeRawBufferPointer(start: buffer.pointer, count: byteCount))
+            try release(buffer, after: stream)
+            return bytes
+        }
+    }
+
     private func acquire(bytes: Int) throws -> PinnedBuffer {
         lock.lock()
         defer { lock.unlock() }
@@ -84,6 +104,21 @@ public final class PinnedStaging {
         lock.lock()
         buffer.inUse = false
         lock.unlock()
+    }
+}
+
+/// A device-to-host copy in flight (`PinnedStaging.startCopyToHost`); `bytes()` waits for it and may be
+/// called once.
+public final class PendingHostCopy {
+    private var finish: (() throws -> [UInt8])?
+
+    init(finish: @escaping () throws -> [UInt8]) { self.finish = finish }
+
+    /// The copied bytes, once the copy has finished.
+    public func bytes() throws -> [UInt8] {
+        guard let finish else { preconditionFailure("PendingHostCopy.bytes() called twice") }
+        self.finish = nil
+        return try finish()
     }
 }
 

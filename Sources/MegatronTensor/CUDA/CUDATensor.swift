@@ -71,6 +71,61 @@ extension Tensor {
     }
 }
 
+/// A tensor's values on their way to the host (`Tensor.startCopyToHost`).
+public final class PendingHostTensor {
+    private let shape: [Int]
+    private let dtype: DType
+    private var read: (() -> [UInt8])?
+    private var done: Tensor?
+
+    init(_ resolved: Tensor) {
+        shape = resolved.shape
+        dtype = resolved.dtype
+        done = resolved
+    }
+
+    init(shape: [Int], dtype: DType, read: @escaping () -> [UInt8]) {
+        self.shape = shape
+        self.dtype = dtype
+        self.read = read
+    }
+
+    /// The CPU tensor; waits for its own copy only.
+    public func tensor() -> Tensor {
+        if let done { return done }
+        let out = Tensor(zeros: shape, dtype: dtype)
+        let bytes = read!()
+        read = nil
+        if !bytes.isEmpty { bytes.withUnsafeBytes { out.storage.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        done = out
+        return out
+    }
+}
+
+extension Tensor {
+    /// Starts copying this tensor to the host, after the work enqueued so far, and returns at once (on the
+    /// CPU the copy is made now). Reading the result waits for that copy only: a value made early in a step
+    /// (a loss after the forward) is read at the step's end without draining the GPU's queue, which would
+    /// leave the GPU idle while the host prepares the next step.
+    ///
+    ///     let loss = lossTotal.startCopyToHost()   // after the forward
+    ///     ... backward, optimizer step ...
+    ///     print(loss.tensor().item())
+    public func startCopyToHost() -> PendingHostTensor {
+        guard case .cuda = device else { return PendingHostTensor(contiguous().to(.cpu)) }
+        let source = contiguous()
+        let context = CUDAContext.of(device)
+        let byteCount = count * dtype.byteSize
+        let copy = context.run("copy \(device) to host later, \(byteCount) bytes") {
+            try context.staging.startCopyToHost(from: source.deviceAddress, byteCount: byteCount, stream: context.stream)
+        }
+        return PendingHostTensor(shape: shape, dtype: dtype) {
+            // Holding `source` keeps its memory from being reused before the copy has run.
+            withExtendedLifetime(source) { context.run("read host copy of \(byteCount) bytes") { try copy.bytes() } }
+        }
+    }
+}
+
 extension DType {
     /// The dtype code of tensor_ops.cu.
     var kernelCode: TensorKernelArgument.DTypeCode {

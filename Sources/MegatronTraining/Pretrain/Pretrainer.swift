@@ -195,26 +195,26 @@ public final class Pretrainer {
         let (dp, dpRank) = (groups?.dataParallelSize ?? 1, groups?.dataParallelRank ?? 0)
         let microBatches = arguments.microBatchesPerIteration(dataParallelSize: dp)
         let lossScale = gradScaler?.scale ?? 1
-        var lossTotals: [Tensor] = [], tokens = 0
+        var lossSum: Tensor?, tokens = 0, totals: PendingHostTensor?
         for m in 0..<microBatches {
             let start = consumedSamples + (m * dp + dpRank) * arguments.microBatchSize
             let batch = trainData.batch(startingAt: start, size: arguments.microBatchSize).to(device)
             try optimizer.microBatch(m, of: microBatches) {
                 let (lossTotal, count) = maskedLoss(batch)
+                lossSum = lossSum.map { $0 + lossTotal.detached() } ?? lossTotal.detached()
+                tokens += count
+                // Started before the last backward, read after the optimizer step: the read then waits for
+                // nothing else, and the GPU runs the step while the host prepares the next one.
+                if m == microBatches - 1 { totals = try optimizer.startLossTotals(lossSum!, tokens: tokens) }
                 // Megatron: each micro-batch's loss averaged over its unmasked tokens, divided by the micro-batches.
                 (lossTotal * (lossScale / Float(max(count, 1) * microBatches))).backward()
-                lossTotals.append(lossTotal.detached())
-                tokens += count
             }
         }
         let report = try optimizer.step(scheduler: schedule.scheduler, clipGrad: arguments.clipGrad, lossScale: lossScale)
-        // Read back after the step's work is enqueued: a read between backward and the optimizer would
-        // drain the GPU's queue while the host prepares the step.
-        let lossSum = lossTotals.reduce(0.0) { $0 + Double($1.item()) }
         gradScaler?.update(foundInf: !report.updated)
         if report.updated { schedule.scheduler.step(schedule.globalBatchSize) }
-        let totals = try optimizer.sumOverDataParallel([lossSum, Double(tokens)])
-        return StepOutcome(loss: totals[0] / totals[1], gradNorm: report.gradNorm, updated: report.updated)
+        let summed = totals!.tensor().floats()
+        return StepOutcome(loss: Double(summed[0]) / Double(summed[1]), gradNorm: report.gradNorm, updated: report.updated)
     }
 
     /// Sum of the per-token losses under the loss mask, and the number of tokens it keeps.

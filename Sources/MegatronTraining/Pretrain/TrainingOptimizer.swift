@@ -86,11 +86,15 @@ final class TrainingOptimizer {
         return try plain!.step(scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale, gradStats: gradStats)
     }
 
-    /// The sum of `values` over the data-parallel ranks (one collective; the values as they are with one rank).
-    func sumOverDataParallel(_ values: [Double]) throws -> [Double] {
-        guard let ddp else { return values }
-        let n = Float(ddp.dataParallelGroup.size)
-        return try ddp.averageAcrossDataParallelGroup(values.map(Float.init)).map { Double($0 * n) }
+    /// [loss sum, token count] of this rank's micro-batches summed over the data-parallel ranks (one
+    /// collective), on its way to the host: enqueued now, read with `tensor()` when the step is done.
+    func startLossTotals(_ lossSum: Tensor, tokens: Int) throws -> PendingHostTensor {
+        let totals = withoutGrad {
+            Ops.concat([lossSum.cast(to: .float32).reshaped([1]), Tensor(shape: [1], values: [Float(tokens)]).to(lossSum.device)],
+                       dim: 0)
+        }
+        if let ddp { try ddp.dataParallelGroup.allReduce(totals, op: .sum).wait() }
+        return totals.startCopyToHost()
     }
 
     /// The whole optimizer state (gathered from every data-parallel shard; a collective then).
