@@ -78,8 +78,7 @@ static int load_driver(CCUDADriver *table, char *error, size_t errorBytes) {
     RESOLVE(table, cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2");
     RESOLVE(table, cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
     RESOLVE(table, cuMemsetD8Async, "cuMemsetD8Async");
-    RESOLVE(table, cuStreamCreateWithPriority, "cuStreamCreateWithPriority");
-    RESOLVE(table, cuCtxGetStreamPriorityRange, "cuCtxGetStreamPriorityRange");
+    RESOLVE(table, cuStreamCreate, "cuStreamCreate");
     RESOLVE(table, cuStreamDestroy, "cuStreamDestroy_v2");
     RESOLVE(table, cuStreamSynchronize, "cuStreamSynchronize");
     RESOLVE(table, cuStreamWaitEvent, "cuStreamWaitEvent");

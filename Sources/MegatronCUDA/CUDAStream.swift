@@ -10,24 +10,11 @@ public final class CUDAStream {
     public let device: CUDADevice
     public let handle: CUstream
 
-    /// How the block scheduler ranks a stream's pending blocks against other streams' when SMs free up.
-    public enum Priority {
-        case normal
-        /// The device's greatest priority: for communication kernels overlapped with compute, which would
-        /// otherwise wait for SMs until a compute kernel's blocks drain and fall behind.
-        case high
-    }
-
-    public init(device: CUDADevice, priority: Priority = .normal) throws {
+    public init(device: CUDADevice) throws {
         try device.makeCurrent()
         var handle: CUstream?
-        var least: Int32 = 0, greatest: Int32 = 0
-        if priority == .high {
-            try check(device.driver.cuCtxGetStreamPriorityRange(&least, &greatest), "cuCtxGetStreamPriorityRange")
-        }
         // Non-blocking: no implicit synchronization with the legacy default stream.
-        try check(device.driver.cuStreamCreateWithPriority(&handle, UInt32(CCU_STREAM_NON_BLOCKING),
-                                                           priority == .high ? greatest : 0), "cuStreamCreateWithPriority")
+        try check(device.driver.cuStreamCreate(&handle, UInt32(CCU_STREAM_NON_BLOCKING)), "cuStreamCreate")
         self.device = device
         self.handle = handle!
     }

@@ -77,8 +77,7 @@ typedef CUresult (*PFN_cuMemcpyHtoDAsync)(CUdeviceptr dst, const void *src, size
 typedef CUresult (*PFN_cuMemcpyDtoHAsync)(void *dst, CUdeviceptr src, size_t bytes, CUstream stream);
 typedef CUresult (*PFN_cuMemcpyDtoDAsync)(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream);
 typedef CUresult (*PFN_cuMemsetD8Async)(CUdeviceptr dst, unsigned char value, size_t count, CUstream stream);
-typedef CUresult (*PFN_cuStreamCreateWithPriority)(CUstream _Nullable *_Nonnull stream, unsigned int flags, int priority);
-typedef CUresult (*PFN_cuCtxGetStreamPriorityRange)(int *leastPriority, int *greatestPriority);
+typedef CUresult (*PFN_cuStreamCreate)(CUstream _Nullable *_Nonnull stream, unsigned int flags);
 typedef CUresult (*PFN_cuStreamDestroy)(CUstream stream);
 typedef CUresult (*PFN_cuStreamSynchronize)(CUstream stream);
 typedef CUresult (*PFN_cuStreamWaitEvent)(CUstream stream, CUevent event, unsigned int flags);
@@ -123,8 +122,7 @@ typedef struct CCUDADriver {
     PFN_cuMemcpyDtoHAsync cuMemcpyDtoHAsync;
     PFN_cuMemcpyDtoDAsync cuMemcpyDtoDAsync;
     PFN_cuMemsetD8Async cuMemsetD8Async;
-    PFN_cuStreamCreateWithPriority cuStreamCreateWithPriority;
-    PFN_cuCtxGetStreamPriorityRange cuCtxGetStreamPriorityRange;
+    PFN_cuStreamCreate cuStreamCreate;
     PFN_cuStreamDestroy cuStreamDestroy;
     PFN_cuStreamSynchronize cuStreamSynchronize;
     PFN_cuStreamWaitEvent cuStreamWaitEvent;

@@ -57,8 +57,7 @@ public final class NCCLCommunicator: Communicator {
         self.size = size
         self.context = context
         device = .cuda(context.device.ordinal)
-        // High priority: the gradient reductions overlapped with backward get SMs as soon as any free up.
-        stream = try CUDAStream(device: context.device, priority: .high)
+        stream = try CUDAStream(device: context.device)
     }
 
     deinit { _ = nccl.ncclCommDestroy(comm) }
