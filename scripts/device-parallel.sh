@@ -2,7 +2,8 @@
 # Multi-GPU checks for one device call (see scripts/build-gpu.sh for the bundle): NCCL and tensor-parallel
 # GPU tests, pretrain-gpt over `megatron launch` (DP and TP against one GPU), GPT-1.3B weak scaling against
 # PyTorch DDP + torch.compile, and a killed rank ending the job.
-# With --scaling only the GPT-1.3B weak-scaling runs (ours 1 GPU, DP, DP + distributed optimizer): a short call.
+# With --scaling only the GPT-1.3B weak-scaling runs (ours 1 GPU, DP, DP + distributed optimizer, and PyTorch
+# DDP + torch.compile on 1 GPU and all of them): a short call.
 #   usage (on the device, repository root, bundle unpacked in /tmp/g): bash scripts/device-parallel.sh OUT_DIR [--scaling]
 set -uo pipefail
 out=${1:-/tmp/out}; mkdir -p "$out"
@@ -26,30 +27,29 @@ timeout 120 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $small --tensor-m
 timeout 120 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $small --use-distributed-optimizer --overlap-grad-reduce 2>&1 | grep -E "iteration +20/|rror|failed" | sed 's/.*consumed/consumed/'
 fi
 
-big="--num-layers 24 --hidden-size 2048 --num-attention-heads 16 --seq-length 2048 --micro-batch-size 4 --train-iters 8
-  --lr 1e-4 --log-interval 4 --log-throughput --eval-iters 1 --eval-interval 1000 --hidden-dropout 0 --attention-dropout 0
-  --bf16 --mock-data --tokenizer-type NullTokenizer --vocab-size 50257"
-echo "== GPT 1.3B weak scaling: ours 1 GPU, ours DP=$gpus (global batch $((4 * gpus)))"
-timeout 200 $M pretrain-gpt $big --global-batch-size 4 2>&1 | grep -E "iteration +8/|rror" | sed 's/.*elapsed/elapsed/'
-timeout 200 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $big --global-batch-size $((4 * gpus)) --overlap-grad-reduce 2>&1 | grep -E "iteration +8/|rror|failed" | sed 's/.*elapsed/elapsed/'
-echo "== ours DP=$gpus, distributed optimizer with overlapped grad reduce-scatter and param all-gather"
-timeout 200 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $big --global-batch-size $((4 * gpus)) --overlap-grad-reduce \
-    --use-distributed-optimizer --overlap-param-gather 2>&1 | grep -E "iteration +8/|rror|failed" | sed 's/.*elapsed/elapsed/'
+big="--num-layers 24 --hidden-size 2048 --num-attention-heads 16 --seq-length 2048 --max-position-embeddings 2048
+  --micro-batch-size 4 --bf16 --mock-data --tokenizer-type NullTokenizer --vocab-size 50257 --hidden-dropout 0
+  --attention-dropout 0"
+bench() { timeout 200 "$@" 2>&1 | grep -E "ms/iter|rror|failed" | sed 's/ | peak.*//'; }
+echo "== GPT 1.3B weak scaling (bench train, 3 warm-up + 8 timed steps): ours 1 GPU, DP=$gpus, DP=$gpus and DP=2 with the distributed optimizer"
+bench $M bench train --warmup 3 --iterations 8 $big --global-batch-size 4
+bench $M launch --nproc-per-node "$gpus" -- bench train --warmup 3 --iterations 8 $big --global-batch-size $((4 * gpus)) --overlap-grad-reduce
+bench $M launch --nproc-per-node "$gpus" -- bench train --warmup 3 --iterations 8 $big --global-batch-size $((4 * gpus)) \
+    --overlap-grad-reduce --use-distributed-optimizer --overlap-param-gather
+[ "$gpus" -gt 2 ] && bench $M launch --nproc-per-node 2 -- bench train --warmup 3 --iterations 8 $big --global-batch-size 8 \
+    --overlap-grad-reduce --use-distributed-optimizer --overlap-param-gather
+echo "== torch 1 GPU, torch DDP x$gpus (torch.compile)"
+tb="--num-layers 24 --hidden-size 2048 --num-attention-heads 16 --seq-length 2048 --micro-batch-size 4 --iterations 8 --warmup 3"
+PYTHONUNBUFFERED=1 timeout 200 python3 scripts/bench_torch_gpt.py $tb 2>&1 | tail -1
+PYTHONUNBUFFERED=1 timeout 240 torchrun --nproc-per-node "$gpus" scripts/bench_torch_gpt.py $tb 2>&1 | grep "^torch" | tail -1
 [ $scaling_only = 1 ] && exit 0
-echo "== ours DP=$gpus, NCCL limited to 8 channels (fewer SMs taken from the overlapped backward)"
-NCCL_MAX_NCHANNELS=8 timeout 200 $M launch --nproc-per-node "$gpus" -- pretrain-gpt $big --global-batch-size $((4 * gpus)) \
-    --overlap-grad-reduce 2>&1 | grep -E "iteration +8/|rror|failed" | sed 's/.*elapsed/elapsed/'
+big="$big --train-iters 8 --lr 1e-4 --log-interval 4 --eval-iters 1 --eval-interval 1000"
 echo "== GPT 1.3B, tensor parallel with sequence parallelism (global batch 4: the 1-GPU run's tokens per step)"
 for tp in 2 4; do
     [ "$tp" -le "$gpus" ] || continue
     timeout 200 $M launch --nproc-per-node "$tp" -- pretrain-gpt $big --global-batch-size 4 --tensor-model-parallel-size "$tp" \
         --sequence-parallel 2>&1 | grep -E "iteration +8/|rror|failed" | sed "s/.*elapsed/TP=$tp SP: elapsed/"
 done
-echo "== torch 1 GPU, torch DDP x$gpus"
-tb="--num-layers 24 --hidden-size 2048 --num-attention-heads 16 --seq-length 2048 --micro-batch-size 4 --iterations 8 --warmup 3"
-PYTHONUNBUFFERED=1 timeout 200 python3 scripts/bench_torch_gpt.py $tb 2>&1 | tail -1
-PYTHONUNBUFFERED=1 timeout 240 torchrun --nproc-per-node "$gpus" scripts/bench_torch_gpt.py $tb 2>&1 | grep "^torch" | tail -1
-
 echo "== a killed rank ends the job"
 start=$(date +%s)
 ( sleep 25; pkill -9 -f "pretrain-gpt" -n ) &
