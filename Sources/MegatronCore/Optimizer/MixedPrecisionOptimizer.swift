@@ -118,8 +118,7 @@ public final class MixedPrecisionOptimizer {
     public func step(scheduler: OptimizerParamScheduler, clipGrad: Float = 0, lossScale: Float = 1,
                      gradStats: GradientStatsGroups) throws -> StepReport {
         if parameters.first?.device ?? .cpu != .cpu {
-            if let adam = rule as? AdamRule, adam.decoupledWeightDecay,
-               parameters.allSatisfy({ $0.dtype == .float32 || $0.dtype == .bfloat16 }) {
+            if let adam = FusedAdamW.rule(rule, parameterTypes: parameters.map(\.dtype)) {
                 return try fusedAdamWStep(adam, scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale, gradStats: gradStats)
             }
             precondition(gradStats.groups.isEmpty, "a grad norm across ranks on the GPU needs AdamW over fp32 / bf16 parameters")
@@ -178,46 +177,32 @@ public final class MixedPrecisionOptimizer {
         }
     }
 
-    /// The multi-tensor AdamW step. The global norm is one kernel over this rank's counted gradients
-    /// (parameters duplicated across tensor-parallel ranks only on TP rank 0), read on the host, summed
-    /// over `gradStats`' groups: every rank clips by the same norm and skips together.
+    /// The multi-tensor AdamW step (`FusedAdamW`) over whole parameters; parameters duplicated across
+    /// tensor-parallel ranks count in the norm on TP rank 0 only (`gradStats`).
     private func fusedAdamWStep(_ adam: AdamRule, scheduler: OptimizerParamScheduler, clipGrad: Float,
                                 lossScale: Float, gradStats: GradientStatsGroups) throws -> StepReport {
-        try withoutGrad {
-            // `parameters` is rebuilt on every access: read it once (indexing it per tensor made this step
-            // quadratic in the tensor count, 20 ms of host time per step at GPT 1.3B's 292 tensors).
-            let parameters = self.parameters
-            let grads = parameters.map { p in
-                (p.grad ?? Tensor.zeros(p.shape, device: p.device)).cast(to: .float32).contiguous()
-            }
-            let names = groups.flatMap(\.parameters).map(\.name)
-            let counted = zip(names, grads).filter { gradStats.countsInNorm($0.0) }.map(\.1)
-            let local = counted.isEmpty ? [0, 0] : MultiTensorOps.globalNorm(counted).floats()
-            // A non-finite gradient outside the counted set still skips the step.
-            let uncounted = grads.count == counted.count ? false : MultiTensorOps.globalNorm(grads).floats()[1] != 0
-            // The scalars cross ranks on the parameters' device (NCCL takes device tensors only).
-            let device = grads[0].device
-            let nonFinite = try gradStats.anyRank(local[1] != 0 || uncounted || !local[0].isFinite, device: device)
-            if nonFinite { return StepReport(gradNorm: .infinity, updated: false) }
-            let norm = Float(try gradStats.sum(Double(local[0]) * Double(local[0]), device: device).squareRoot()) / lossScale
-            guard norm.isFinite else { return StepReport(gradNorm: .infinity, updated: false) }
-            let coefficient = clipGrad > 0 ? min(1, GradientNorm.clipCoefficient(maxNorm: Double(clipGrad), totalNorm: Double(norm))) : 1
-            stepCount += 1
-            var first = 0
-            for (g, group) in groups.enumerated() {
-                let range = first..<(first + group.parameters.count)
-                first = range.upperBound
-                let step = AdamWStep(learningRate: Float(scheduler.learningRate(group: g)), beta1: Float(adam.beta1),
-                                     beta2: Float(adam.beta2), epsilon: Float(adam.eps),
-                                     weightDecay: Float(scheduler.weightDecay(group: g)), step: stepCount,
-                                     gradientScale: Float(coefficient) / lossScale)
-                MultiTensorOps.adamW(params: Array(masters[range]), grads: Array(grads[range]),
-                                     expAvg: range.map { states[$0][0] }, expAvgSq: range.map { states[$0][1] },
-                                     copies: range.map { parameters[$0].dtype == .float32 ? nil : parameters[$0] },
-                                     step: step)
-            }
-            return StepReport(gradNorm: norm, updated: true)
+        // `parameters` is rebuilt on every access: read it once (indexing it per tensor made this step
+        // quadratic in the tensor count, 20 ms of host time per step at GPT 1.3B's 292 tensors).
+        let parameters = self.parameters
+        let grads = withoutGrad {
+            parameters.map { p in (p.grad ?? Tensor.zeros(p.shape, device: p.device)).cast(to: .float32).contiguous() }
         }
+        let names = groups.flatMap(\.parameters).map(\.name)
+        var operands: [FusedAdamW.Operands] = []
+        var first = 0
+        for group in groups {
+            let range = first..<(first + group.parameters.count)
+            first = range.upperBound
+            operands.append(FusedAdamW.Operands(masters: Array(masters[range]), grads: Array(grads[range]),
+                                                expAvg: range.map { states[$0][0] }, expAvgSq: range.map { states[$0][1] },
+                                                copies: range.map { parameters[$0].dtype == .float32 ? nil : parameters[$0] }))
+        }
+        let fused = FusedAdamW(rule: adam, groups: operands, all: grads,
+                               counted: zip(names, grads).filter { gradStats.countsInNorm($0.0) }.map(\.1))
+        let report = try fused.run(step: stepCount + 1, scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale,
+                                   gradStats: gradStats)
+        if report.updated { stepCount += 1 }
+        return report
     }
 
     /// fp32 masters (for non-fp32 parameters) and state buffers by name, for checkpoints:

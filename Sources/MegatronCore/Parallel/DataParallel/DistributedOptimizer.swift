@@ -99,8 +99,14 @@ public final class DistributedOptimizer {
     public func step(scheduler: OptimizerParamScheduler, clipGrad: Float = 0,
                      lossScale: Float = 1) throws -> MixedPrecisionOptimizer.StepReport {
         try ddp.finishGradSync()
-        if let adam = fusedRule {
-            return try fusedAdamWStep(adam, scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale)
+        if let fused {
+            // AdamW over fp32 / bf16 parameters on a GPU: the multi-tensor kernels over the shard pieces.
+            let report = try fused.run(step: stepCount + 1, scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale,
+                                       gradStats: gradStats)
+            guard report.updated else { return report }
+            stepCount += 1
+            try gatherParameters()
+            return report
         }
         let grads = shards.indices.map { b in shards[b].indices.map { k in ddp.shardGrad(buffer: b, bucket: k) } }
         let onHost = !useTensorOps && ddp.buffers.allSatisfy { $0.device == .cpu }
@@ -130,76 +136,33 @@ public final class DistributedOptimizer {
     /// CPU, so tests can check it.
     var useTensorOps = false
 
-    /// AdamW over fp32 / bf16 parameters on a GPU: the step runs the multi-tensor kernels.
-    private var fusedRule: AdamRule? {
-        guard let adam = rule as? AdamRule, adam.decoupledWeightDecay,
-              ddp.buffers.allSatisfy({ $0.device != .cpu && ($0.paramDType == .float32 || $0.paramDType == .bfloat16) })
-        else { return nil }
-        return adam
-    }
-
-    /// The multi-tensor kernels' tensor lists, one entry per parameter piece of this rank's shards (views
-    /// that stay valid for the optimizer's life): per parameter group the AdamW operands, with the bf16
-    /// copies landing in this rank's shard of the parameter buffer, which the all-gather sends; and the
-    /// shard gradients for the norm, all of them and those counted in it.
-    private struct FusedLists {
-        var groups: [(masters: [Tensor], grads: [Tensor], expAvg: [Tensor], expAvgSq: [Tensor], copies: [Tensor?])]
-        var all: [Tensor] = []
-        var counted: [Tensor] = []
-    }
-
-    private lazy var fusedLists: FusedLists = {
+    /// The multi-tensor step's operands, one entry per parameter piece of this rank's shards (views that stay
+    /// valid for the optimizer's life), built at the first step: the bf16 copies land in this rank's shard of
+    /// the parameter buffer, which the all-gather sends, so no separate copy of the masters is needed.
+    private lazy var fused: FusedAdamW? = {
+        guard ddp.buffers.allSatisfy({ $0.device != .cpu }),
+              let adam = FusedAdamW.rule(rule, parameterTypes: ddp.buffers.map(\.paramDType)) else { return nil }
         let dp = ddp.dataParallelGroup.size, rank = ddp.dataParallelGroup.rank
-        var lists = FusedLists(groups: Array(repeating: ([], [], [], [], []), count: groups.count))
+        var operands = Array(repeating: FusedAdamW.Operands(), count: groups.count)
+        var all: [Tensor] = [], counted: [Tensor] = []
         for (b, buffer) in ddp.buffers.enumerated() {
             for (k, shard) in shards[b].enumerated() {
                 let owned = ParamAndGradBuffer.view(buffer.paramData!, buffer.layout.shard(of: k, rank: rank, dataParallelSize: dp))
                 let shardGrad = ddp.shardGrad(buffer: b, bucket: k)
-                lists.all.append(shardGrad)
+                all.append(shardGrad)
                 for piece in shard.pieces {
                     let r = piece.shardRange, grad = ParamAndGradBuffer.view(shardGrad, r)
-                    if gradStats.countsInNorm(piece.name) { lists.counted.append(grad) }
-                    lists.groups[piece.group].masters.append(ParamAndGradBuffer.view(shard.master, r))
-                    lists.groups[piece.group].grads.append(grad)
-                    lists.groups[piece.group].expAvg.append(ParamAndGradBuffer.view(shard.states[0], r))
-                    lists.groups[piece.group].expAvgSq.append(ParamAndGradBuffer.view(shard.states[1], r))
-                    lists.groups[piece.group].copies.append(buffer.paramDType == .float32 ? nil : ParamAndGradBuffer.view(owned, r))
+                    if gradStats.countsInNorm(piece.name) { counted.append(grad) }
+                    operands[piece.group].masters.append(ParamAndGradBuffer.view(shard.master, r))
+                    operands[piece.group].grads.append(grad)
+                    operands[piece.group].expAvg.append(ParamAndGradBuffer.view(shard.states[0], r))
+                    operands[piece.group].expAvgSq.append(ParamAndGradBuffer.view(shard.states[1], r))
+                    operands[piece.group].copies.append(buffer.paramDType == .float32 ? nil : ParamAndGradBuffer.view(owned, r))
                 }
             }
         }
-        return lists
+        return FusedAdamW(rule: adam, groups: operands, all: all, counted: counted)
     }()
-
-    /// The step with the multi-tensor kernels: one global-norm kernel (one host read), then per parameter
-    /// group one AdamW kernel that unscales and clips through its gradient scale and writes the bf16
-    /// parameters straight into the parameter buffer.
-    private func fusedAdamWStep(_ adam: AdamRule, scheduler: OptimizerParamScheduler, clipGrad: Float,
-                                lossScale: Float) throws -> MixedPrecisionOptimizer.StepReport {
-        try withoutGrad {
-            let (all, counted) = (fusedLists.all, fusedLists.counted)
-            let device = ddp.buffers[0].device
-            let local = counted.isEmpty ? [0, 0] : MultiTensorOps.globalNorm(counted).floats()
-            // A non-finite gradient outside the counted pieces (or in padding) still skips the step.
-            let elsewhere = counted.count == all.count ? false : MultiTensorOps.globalNorm(all).floats()[1] != 0
-            if try gradStats.anyRank(local[1] != 0 || elsewhere || !local[0].isFinite, device: device) {
-                return MixedPrecisionOptimizer.StepReport(gradNorm: .infinity, updated: false)
-            }
-            let norm = Float(try gradStats.sum(Double(local[0]) * Double(local[0]), device: device).squareRoot()) / lossScale
-            guard norm.isFinite else { return MixedPrecisionOptimizer.StepReport(gradNorm: .infinity, updated: false) }
-            let coefficient = clipGrad > 0 ? min(1, GradientNorm.clipCoefficient(maxNorm: Double(clipGrad), totalNorm: Double(norm))) : 1
-            stepCount += 1
-            for (g, list) in fusedLists.groups.enumerated() {
-                let step = AdamWStep(learningRate: Float(scheduler.learningRate(group: g)), beta1: Float(adam.beta1),
-                                     beta2: Float(adam.beta2), epsilon: Float(adam.eps),
-                                     weightDecay: Float(scheduler.weightDecay(group: g)), step: stepCount,
-                                     gradientScale: Float(coefficient) / lossScale)
-                MultiTensorOps.adamW(params: list.masters, grads: list.grads, expAvg: list.expAvg, expAvgSq: list.expAvgSq,
-                                     copies: list.copies, step: step)
-            }
-            try gatherParameters()
-            return MixedPrecisionOptimizer.StepReport(gradNorm: norm, updated: true)
-        }
-    }
 
     /// Unscales the shard grads; returns whether any was inf/NaN and this rank's share of the squared norm.
     private func hostStatistics(_ grads: [[Tensor]], lossScale: Float) -> (nonFinite: Bool, squares: Double) {
