@@ -103,8 +103,8 @@ public final class PendingHostTensor {
 }
 
 extension Tensor {
-    /// Starts copying this tensor to the host, after the work enqueued so far, and returns at once (on the
-    /// CPU the copy is made now). Reading the result waits for that copy only: a value made early in a step
+    /// Starts copying this tensor to the host, after the work enqueued so far, and returns at once (a CPU
+    /// tensor is its own result, contiguous). Reading the result waits for that copy only: a value made early in a step
     /// (a loss after the forward) is read at the step's end without draining the GPU's queue, which would
     /// leave the GPU idle while the host prepares the next step.
     ///

@@ -16,7 +16,8 @@ public struct DistributedDataParallelConfig: Sendable, Equatable {
     /// next forward. Megatron waits per bucket from forward pre-hooks; modules here have no such hooks yet,
     /// so the wait is for all buckets at once.
     public var overlapParamGather: Bool
-    /// `--ddp-average-in-collective`: average inside the collective instead of pre-scaling grads by 1/dp.
+    /// `--ddp-average-in-collective`: the collective averages (NCCL's avg) instead of summing grads it
+    /// pre-scales by 1/dp (a `scaledSum`, Megatron's default). Neither costs a pass of its own.
     public var averageInCollective: Bool
     /// `--ddp-bucket-size` in elements; nil: `max(40M, 1M * dp)`. Used only with `overlapGradReduce`
     /// (Megatron keeps one bucket otherwise).
