@@ -35,6 +35,20 @@ final class GPUOpsTests: XCTestCase {
         XCTAssertEqual(context.allocator.statistics.allocatedBytes, before)
     }
 
+    /// A copy started now reads the values as they are now, in stream order: zeroing the tensor right
+    /// after does not reach the host copy; a transposed view arrives in logical order.
+    func testStartedHostCopyReadsTheValuesOfItsTurn() throws {
+        let gpu = try requireGPU()
+        let x = Tensor(shape: [2, 3], values: [1, 2, 3, 4, 5, 6], dtype: .bfloat16).to(gpu)
+        let pending = x.startCopyToHost(), transposed = x.transposed(0, 1).startCopyToHost()
+        Ops.zero(x)
+        XCTAssertEqual(pending.tensor().floats(), [1, 2, 3, 4, 5, 6])
+        XCTAssertEqual(pending.tensor().dtype, .bfloat16)
+        XCTAssertEqual(transposed.tensor().shape, [3, 2])
+        XCTAssertEqual(transposed.tensor().floats(), [1, 4, 2, 5, 3, 6])
+        XCTAssertEqual(x.floats(), [Float](repeating: 0, count: 6))
+    }
+
     func testStridedCopyCastConcat() throws {
         let gpu = try requireGPU()
         let x = randomTensor([3, 4, 5], seed: 2, scale: 3)
