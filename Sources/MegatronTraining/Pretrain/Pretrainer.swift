@@ -221,7 +221,7 @@ public final class Pretrainer {
     func maskedLoss(_ batch: TrainingBatch) -> (Tensor, Int) {
         let losses = model.loss(tokens: batch.tokens, labels: batch.labels)
         guard let mask = batch.lossMask else { return (losses.sum(), losses.count) }
-        return ((losses * mask).sum(), Int(mask.sum().item()))
+        return ((losses * mask).sum(), batch.maskedTokens)
     }
 
     /// Token-weighted loss over `eval-iters` validation batches; prints Megatron's validation line.

@@ -7,12 +7,23 @@ struct TrainingBatch {
     var tokens: Tensor
     var labels: Tensor
     var lossMask: Tensor?
-}
+    /// Tokens the loss counts (the loss mask's sum; every token without one), counted where the batch is
+    /// made, on the host: reading it back from the GPU in the step would drain the GPU's queue.
+    let maskedTokens: Int
 
-extension TrainingBatch {
+    init(tokens: Tensor, labels: Tensor, lossMask: Tensor?) {
+        self.init(tokens: tokens, labels: labels, lossMask: lossMask,
+                  maskedTokens: lossMask.map { Int($0.sum().item().rounded()) } ?? tokens.count)
+    }
+
+    private init(tokens: Tensor, labels: Tensor, lossMask: Tensor?, maskedTokens: Int) {
+        (self.tokens, self.labels, self.lossMask, self.maskedTokens) = (tokens, labels, lossMask, maskedTokens)
+    }
+
     /// The batch's tensors on `device`.
     func to(_ device: Device) -> TrainingBatch {
-        TrainingBatch(tokens: tokens.to(device), labels: labels.to(device), lossMask: lossMask?.to(device))
+        TrainingBatch(tokens: tokens.to(device), labels: labels.to(device), lossMask: lossMask?.to(device),
+                      maskedTokens: maskedTokens)
     }
 }
 
