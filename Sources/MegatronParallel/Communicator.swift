@@ -13,7 +13,7 @@ public enum ReduceOp: Sendable, Equatable, CustomStringConvertible {
         case .sum: "sum"
         case .average: "avg"
         case .max: "max"
-        case .scaledSum(let factor): "sum of x \(factor)"
+        case .scaledSum(let factor): "premul_sum(\(factor))"
         }
     }
 }

@@ -5,7 +5,8 @@ import XCTest
 /// Every collective of the thread backend against hand-computed results on 1, 2 and 4 ranks.
 final class ThreadCommunicatorTests: XCTestCase {
     func testReduceOpNamesMatchTorchDistributed() {
-        XCTAssertEqual([ReduceOp.sum, .average, .max].map(\.description), ["sum", "avg", "max"])
+        XCTAssertEqual([ReduceOp.sum, .average, .max, .scaledSum(0.25)].map(\.description),
+                       ["sum", "avg", "max", "premul_sum(0.25)"])
     }
 
     /// scaledSum multiplies each rank's values before adding them (NCCL's PreMulSum): 0.25 · (1 + 2 + 3 + 4)
