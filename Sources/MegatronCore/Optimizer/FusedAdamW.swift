@@ -39,10 +39,10 @@ struct FusedAdamW {
             let elsewhere = all.count == counted.count ? false : MultiTensorOps.globalNorm(all).floats()[1] != 0
             // The scalars cross ranks on the gradients' device (NCCL takes device tensors only).
             let device = all.first?.device ?? .cpu
-            if try gradStats.anyRank(local[1] != 0 || elsewhere || !local[0].isFinite, device: device) {
-                return MixedPrecisionOptimizer.StepReport(gradNorm: .infinity, updated: false)
-            }
-            let norm = Float(try gradStats.sum(Double(local[0]) * Double(local[0]), device: device).squareRoot()) / lossScale
+            let total = try gradStats.reduce(squares: Double(local[0]) * Double(local[0]),
+                                             nonFinite: local[1] != 0 || elsewhere || !local[0].isFinite, device: device)
+            if total.nonFinite { return MixedPrecisionOptimizer.StepReport(gradNorm: .infinity, updated: false) }
+            let norm = Float(total.squares.squareRoot()) / lossScale
             guard norm.isFinite else { return MixedPrecisionOptimizer.StepReport(gradNorm: .infinity, updated: false) }
             let coefficient = clipGrad > 0 ? min(1, GradientNorm.clipCoefficient(maxNorm: Double(clipGrad), totalNorm: Double(norm))) : 1
             for (g, operands) in groups.enumerated() {

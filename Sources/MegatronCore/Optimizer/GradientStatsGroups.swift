@@ -12,7 +12,8 @@ import MegatronTensor
 /// ```swift
 /// let stats = GradientStatsGroups(groups: [dp, modelParallel], tensorParallelRank: tp.rank,
 ///                                 duplicatedParameters: ["decoder.final_layernorm.weight"])
-/// let total = try stats.sum(localSumOfSquares, device: .cpu).squareRoot()
+/// let (squares, nonFinite) = try stats.reduce(squares: localSumOfSquares, nonFinite: false, device: .cpu)
+/// let total = squares.squareRoot()
 /// ```
 public struct GradientStatsGroups {
     public var groups: [Communicator]
@@ -31,21 +32,14 @@ public struct GradientStatsGroups {
         tensorParallelRank == 0 || !duplicatedParameters.contains(name)
     }
 
-    /// `value` summed over every group (in fp32, as Megatron's norm tensor); `value` itself when there are none.
-    public func sum(_ value: Double, device: Device) throws -> Double {
-        guard !groups.isEmpty else { return value }
-        return Double(try reduce(Float(value), op: .sum, device: device))
-    }
-
-    /// True when `flag` is true on any rank of any group.
-    public func anyRank(_ flag: Bool, device: Device) throws -> Bool {
-        guard !groups.isEmpty else { return flag }
-        return try reduce(flag ? 1 : 0, op: .max, device: device) > 0
-    }
-
-    private func reduce(_ value: Float, op: MegatronParallel.ReduceOp, device: Device) throws -> Float {
-        let t = Tensor(shape: [1], values: [value]).to(device)
-        for group in groups { try group.allReduce(t, op: op).wait() }
-        return t.to(.cpu).floats()[0]
+    /// This rank's share of the squared norm summed, and its inf/NaN flag OR-ed, over every group: one
+    /// collective per group (in fp32, as Megatron's norm tensor). The sum means nothing where the flag is set.
+    public func reduce(squares: Double, nonFinite: Bool, device: Device) throws -> (squares: Double, nonFinite: Bool) {
+        guard !groups.isEmpty else { return (squares, nonFinite) }
+        // The flag travels as a count: summed over the ranks, it is nonzero where any rank set it.
+        let t = Tensor(shape: [2], values: [Float(squares), nonFinite ? 1 : 0]).to(device)
+        for group in groups { try group.allReduce(t, op: .sum).wait() }
+        let both = t.to(.cpu).floats()
+        return (Double(both[0]), both[1] > 0)
     }
 }

@@ -129,11 +129,12 @@ public final class MixedPrecisionOptimizer {
         let localNonFinite = lossScale != 1
             ? NonFiniteGradients.unscaleAndCheck(buffers, inverseScale: 1 / lossScale)
             : NonFiniteGradients.containsNonFinite(buffers.map { UnsafeBufferPointer($0) })
-        if try gradStats.anyRank(localNonFinite, device: .cpu) { return StepReport(gradNorm: .infinity, updated: false) }
         let names = groups.flatMap(\.parameters).map(\.name)
         let counted = zip(names, buffers).filter { gradStats.countsInNorm($0.0) }.map { UnsafeBufferPointer($0.1) }
         let localSquares = counted.reduce(0.0) { $0 + GradientNorm.sumOfSquares($1) }
-        let norm = try gradStats.sum(localSquares, device: .cpu).squareRoot()
+        let total = try gradStats.reduce(squares: localSquares, nonFinite: localNonFinite, device: .cpu)
+        if total.nonFinite { return StepReport(gradNorm: .infinity, updated: false) }
+        let norm = total.squares.squareRoot()
         if clipGrad > 0 { _ = GradientNorm.clip(buffers, maxNorm: Double(clipGrad), totalNorm: norm) }
         stepCount += 1
         var index = 0

@@ -11,7 +11,8 @@ import MegatronTensor
 /// data-parallel group and the model-parallel groups of `modelParallelStats`, the shard is clipped and
 /// updated, written into the parameter buffer, and every bucket is all-gathered back into the parameters.
 /// With `overlapParamGather` the step only starts the all-gathers; `DistributedDataParallel.zeroGradBuffer`
-/// (or `finishParamGather`) waits for them before the next forward.
+/// (or `finishParamGather`) waits for them before the next forward, or each forward stage for its own
+/// (`DistributedDataParallel.waitForParamGathersInForward`).
 ///
 /// Masters of fp32 parameters are the parameter buffer's shard itself, as in Megatron; bf16 / fp16
 /// parameters get an fp32 copy of the shard.
@@ -112,10 +113,9 @@ public final class DistributedOptimizer {
         let onHost = !useTensorOps && ddp.buffers.allSatisfy { $0.device == .cpu }
         let local = onHost ? hostStatistics(grads, lossScale: lossScale) : tensorStatistics(grads, lossScale: lossScale)
         let device = ddp.buffers.first?.device ?? .cpu
-        if try gradStats.anyRank(local.nonFinite, device: device) {
-            return MixedPrecisionOptimizer.StepReport(gradNorm: .infinity, updated: false)
-        }
-        let norm = try gradStats.sum(local.squares, device: device).squareRoot()
+        let total = try gradStats.reduce(squares: local.squares, nonFinite: local.nonFinite, device: device)
+        if total.nonFinite { return MixedPrecisionOptimizer.StepReport(gradNorm: .infinity, updated: false) }
+        let norm = total.squares.squareRoot()
         let coefficient = GradientNorm.clipCoefficient(maxNorm: Double(clipGrad), totalNorm: norm)
         if clipGrad > 0 && coefficient < 1 {
             for grad in grads.joined() { ParamAndGradBuffer.scale(grad, by: Float(coefficient)) }
