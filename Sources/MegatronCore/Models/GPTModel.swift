@@ -74,6 +74,14 @@ public final class GPTModel: Module {
         return embedding + [("decoder", decoder)] + (outputLayer.map { [("output_layer", $0)] } ?? [])
     }
 
+    /// The modules whose forwards run one after another, in that order, each with `willForward()` called as it
+    /// begins: the embeddings, each decoder layer, the final norm and the output layer. Between them they hold
+    /// every parameter, so `DistributedDataParallel` can wait for each one's parameters just before its forward.
+    public var forwardStages: [Module] {
+        [wordEmbeddings] + (positionEmbeddings.map { [$0] } ?? []) + decoder.layers + [decoder.finalLayernorm]
+            + (outputLayer.map { [$0] } ?? [])
+    }
+
     /// Logits `[batch, seq, vocab]` for integer `tokens [batch, seq]`. With a `cache` (inference), `tokens`
     /// continue the cached sequence and the cache grows by them. Under tensor parallelism every rank gets all
     /// logits (gathered); `localLogits` skips the gather.
@@ -88,6 +96,7 @@ public final class GPTModel: Module {
         precondition(lastPosition < maxSequenceLength || positionEmbeddings == nil,
                      "sequence length \(lastPosition + 1) exceeds max_position_embeddings \(maxSequenceLength)")
         let h = decoder(embed(tokens, offset: offset, cache: cache), cache: cache)
+        outputLayer?.willForward()
         return ColumnParallelLinear.forward(h, weight: outputLayer?.weight ?? wordEmbeddings.weight, group: tensorParallel)
     }
 
@@ -99,6 +108,8 @@ public final class GPTModel: Module {
             precondition(tokens.size(1) % tensorParallel.size == 0,
                          "sequence length \(tokens.size(1)) must be divisible by the tensor-parallel size \(tensorParallel.size) under sequence parallelism")
         }
+        wordEmbeddings.willForward()
+        positionEmbeddings?.willForward()
         var h: Tensor
         if let positionEmbeddings {
             let seq = tokens.size(1)

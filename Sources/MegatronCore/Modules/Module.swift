@@ -14,7 +14,15 @@ open class Module {
     /// Whether dropout and similar train-only behaviour is on; set with `train()` / `eval()`.
     public private(set) var isTraining = true
 
+    /// Runs as this module's forward begins, where its model calls `willForward` (at the forward stages a
+    /// model names, e.g. `GPTModel.forwardStages`). `DistributedDataParallel` sets it with
+    /// `overlapParamGather` to wait for this module's parameters' all-gather there (Megatron's forward pre-hook).
+    public var forwardPreHook: ((Module) -> Void)?
+
     public init() {}
+
+    /// Runs `forwardPreHook`; a model calls it on each of its forward stages before that stage's forward.
+    public func willForward() { forwardPreHook?(self) }
 
     /// This module's own parameters, by local name.
     open var parameters: [(String, Tensor)] { [] }

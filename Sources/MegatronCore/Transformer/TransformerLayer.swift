@@ -44,6 +44,7 @@ public final class TransformerLayer: Module {
     /// Returns the stream after the layer as `stream + pending`, the MLP branch not yet added, so
     /// that the next norm can fuse that add.
     func forward(stream: Tensor, pending: Tensor?, cache: KVCache.Layer?) -> (stream: Tensor, pending: Tensor) {
+        willForward()
         let (x, normed) = pending.map { inputLayernorm.addNorm(stream, residual: $0) } ?? (stream, inputLayernorm(stream))
         let (h, normedH) = preMLPLayernorm.addNorm(x, residual: hiddenDropout(selfAttention(normed, cache: cache)))
         return (h, hiddenDropout(mlp(normedH)))
@@ -88,6 +89,7 @@ public final class TransformerBlock: Module {
                 (stream, pending) = layer.forward(stream: stream, pending: pending, cache: cache?.layers[i])
             }
         }
+        finalLayernorm.willForward()
         guard let pending else { return finalLayernorm(stream) }
         return finalLayernorm.addNorm(stream, residual: pending).normed
     }

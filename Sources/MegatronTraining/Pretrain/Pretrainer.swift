@@ -195,7 +195,7 @@ public final class Pretrainer {
         let (dp, dpRank) = (groups?.dataParallelSize ?? 1, groups?.dataParallelRank ?? 0)
         let microBatches = arguments.microBatchesPerIteration(dataParallelSize: dp)
         let lossScale = gradScaler?.scale ?? 1
-        var lossSum: Tensor?, tokens = 0, totals: PendingHostTensor?
+        var lossSum: Tensor?, tokens = 0, totals: TrainingOptimizer.LossTotals?
         for m in 0..<microBatches {
             let start = consumedSamples + (m * dp + dpRank) * arguments.microBatchSize
             let batch = trainData.batch(startingAt: start, size: arguments.microBatchSize).to(device)
@@ -203,17 +203,19 @@ public final class Pretrainer {
                 let (lossTotal, count) = maskedLoss(batch)
                 lossSum = lossSum.map { $0 + lossTotal.detached() } ?? lossTotal.detached()
                 tokens += count
-                // Started before the last backward, read after the optimizer step: the read then waits for
-                // nothing else, and the GPU runs the step while the host prepares the next one.
+                // Summed over the ranks during the last backward, copied after it and read after the optimizer
+                // step: the read then waits for nothing else, and the GPU runs the step while the host prepares
+                // the next one.
                 if m == microBatches - 1 { totals = try optimizer.startLossTotals(lossSum!, tokens: tokens) }
                 // Megatron: each micro-batch's loss averaged over its unmasked tokens, divided by the micro-batches.
                 (lossTotal * (lossScale / Float(max(count, 1) * microBatches))).backward()
             }
         }
+        let onHost = try totals!.startCopyToHost()
         let report = try optimizer.step(scheduler: schedule.scheduler, clipGrad: arguments.clipGrad, lossScale: lossScale)
         gradScaler?.update(foundInf: !report.updated)
         if report.updated { schedule.scheduler.step(schedule.globalBatchSize) }
-        let summed = totals!.tensor().floats()
+        let summed = onHost.tensor().floats()
         return StepOutcome(loss: Double(summed[0]) / Double(summed[1]), gradNorm: report.gradNorm, updated: report.updated)
     }
 

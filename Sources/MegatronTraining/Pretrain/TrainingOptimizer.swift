@@ -56,6 +56,7 @@ final class TrainingOptimizer {
                                                    overlapParamGather: a.overlapParamGather,
                                                    averageInCollective: a.ddpAverageInCollective, bucketSize: a.ddpBucketSize)
         let wrapper = try DistributedDataParallel(parameters: named, config: config, dataParallelGroup: dataGroup)
+        wrapper.waitForParamGathersInForward(of: model.forwardStages)
         ddp = wrapper
         if a.useDistributedOptimizer {
             distributed = try DistributedOptimizer(ddp: wrapper, groups: groups, rule: rule, modelParallelStats: gradStats)
@@ -86,15 +87,27 @@ final class TrainingOptimizer {
         return try plain!.step(scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale, gradStats: gradStats)
     }
 
-    /// [loss sum, token count] of this rank's micro-batches summed over the data-parallel ranks (one
-    /// collective), on its way to the host: enqueued now, read with `tensor()` when the step is done.
-    func startLossTotals(_ lossSum: Tensor, tokens: Int) throws -> PendingHostTensor {
+    /// [loss sum, token count] of this rank's micro-batches, being summed over the data-parallel ranks.
+    struct LossTotals {
+        let totals: Tensor
+        let reduction: CollectiveWork?
+
+        /// Orders the caller's stream after the sum and starts the copy to the host, read with `tensor()`.
+        func startCopyToHost() throws -> PendingHostTensor {
+            try reduction?.wait()
+            return totals.startCopyToHost()
+        }
+    }
+
+    /// Starts summing [loss sum, token count] over the data-parallel ranks (one collective). Nothing waits
+    /// for it until `LossTotals.startCopyToHost`: waiting at once would hold the compute stream until the
+    /// slowest rank reaches this point.
+    func startLossTotals(_ lossSum: Tensor, tokens: Int) throws -> LossTotals {
         let totals = withoutGrad {
             Ops.concat([lossSum.cast(to: .float32).reshaped([1]), Tensor(shape: [1], values: [Float(tokens)]).to(lossSum.device)],
                        dim: 0)
         }
-        if let ddp { try ddp.dataParallelGroup.allReduce(totals, op: .sum).wait() }
-        return totals.startCopyToHost()
+        return LossTotals(totals: totals, reduction: try ddp?.dataParallelGroup.allReduce(totals, op: .sum))
     }
 
     /// The whole optimizer state (gathered from every data-parallel shard; a collective then).

@@ -179,4 +179,62 @@ final class DistributedDataParallelTests: XCTestCase {
         XCTAssertEqual(results[0].1, results[1].1)
         XCTAssertTrue(results[1].0.contains { $0 != 0 }, "rank 1 received rank 0's nonzero weights")
     }
+
+    /// `overlapParamGather` with forward stages: `zeroGradBuffer` leaves every bucket's all-gather to the
+    /// forward, and each stage's forward waits for exactly the buckets that hold its parameters.
+    func testForwardStagesWaitForTheirOwnBuckets() throws {
+        let results = try Self.runRanks(2) { dp -> [Int] in
+            let model = try DPTraining.model(.float32)
+            let named = model.namedParameters()
+            var config = DistributedDataParallelConfig(overlapGradReduce: true, useDistributedOptimizer: true, overlapParamGather: true)
+            config.bucketSize = 4000
+            let ddp = try DistributedDataParallel(parameters: named, config: config, dataParallelGroup: dp)
+            ddp.waitForParamGathersInForward(of: model.forwardStages)
+            let groups = try ParamGroup.megatronDefault(named)
+            let optimizer = try DistributedOptimizer(ddp: ddp, groups: groups, rule: try DPTraining.adamW())
+            try ddp.zeroGradBuffer()
+            _ = DPTraining.microStep(model, step: 0, samples: DPTraining.microBatch(rank: dp.rank, dataParallelSize: 2, m: 0), of: 1)
+            try optimizer.step(scheduler: try DPTraining.scheduler(groups))
+            try ddp.zeroGradBuffer()
+            let afterZero = ddp.pendingParamGathers
+            model.decoder.layers[1].willForward()
+            let afterLayer = ddp.pendingParamGathers
+            let batch = DPTraining.batch(step: 0, samples: 0..<1)
+            _ = model.loss(tokens: batch.tokens, labels: batch.labels)
+            let layout = ddp.buffers[0].layout
+            let layer1 = Set(ddp.buffers[0].parameters.indices.filter { ddp.buffers[0].parameters[$0].name.hasPrefix("decoder.layers.1.") }
+                .map { layout.parameterBuckets[$0] })
+            return [ddp.bucketCount, afterZero, afterLayer, ddp.pendingParamGathers, layer1.count]
+        }
+        for counts in results {
+            let (buckets, afterZero, afterLayer, afterForward, layer1) = (counts[0], counts[1], counts[2], counts[3], counts[4])
+            XCTAssertGreaterThan(buckets, 3, "the model should span several buckets")
+            XCTAssertEqual(afterZero, buckets, "zeroGradBuffer leaves every gather to the forward stages")
+            XCTAssertEqual(afterLayer, buckets - layer1, "layer 1's forward waits for its own buckets only")
+            XCTAssertEqual(afterForward, 0, "a whole forward waits for every bucket")
+        }
+    }
+
+    /// With the distributed optimizer, parameters that own their storage move into the parameter buffer with
+    /// their values: a write there is a write to the parameter. A parameter that is a view of a larger storage
+    /// keeps its memory and takes the buffer's values by copy.
+    func testParametersLiveInTheParameterBuffer() throws {
+        let whole = Tensor(shape: [2, 3], values: [1, 2, 3, 4, 5, 6])
+        var owner = Tensor(shape: [3], values: [7, 8, 9]); owner.requiresGrad = true
+        var view = whole.narrowed(0, start: 1, length: 1).reshaped([3]); view.requiresGrad = true
+        let ddp = try DistributedDataParallel(parameters: [("owner", owner), ("view", view)],
+                                              config: DistributedDataParallelConfig(useDistributedOptimizer: true),
+                                              dataParallelGroup: try XCTUnwrap(Self.runRanks(1) { $0 }.first))
+        let buffer = ddp.buffers[0]
+        XCTAssertEqual(buffer.parametersInParamData, [0])
+        XCTAssertEqual(owner.floats(), [7, 8, 9], "moving into the buffer keeps the values")
+        XCTAssertEqual(view.floats(), [4, 5, 6])
+        let paramData = try XCTUnwrap(buffer.paramData)
+        withoutGrad { Ops.copy(Tensor(shape: [paramData.count], values: (0..<paramData.count).map { Float(-$0) }), into: paramData) }
+        XCTAssertEqual(owner.floats(), paramData.floats()[buffer.layout.parameterRanges[0]].map { $0 })
+        XCTAssertEqual(view.floats(), [4, 5, 6], "a view parameter changes only by copy")
+        buffer.copyParamBufferIntoParameters(bucket: 0)
+        XCTAssertEqual(view.floats(), paramData.floats()[buffer.layout.parameterRanges[1]].map { $0 })
+        XCTAssertEqual(whole.floats()[0..<3], [1, 2, 3], "the rest of the view's storage is untouched")
+    }
 }

@@ -39,7 +39,15 @@ public final class DistributedDataParallel {
     private var syncEnabled = true
     private var gradSyncFinished = false
     private var hookError: Error?
-    private var paramGathers: [(buffer: Int, bucket: Int, work: CollectiveWork)] = []
+    /// Parameter all-gathers in flight (distributed optimizer), by bucket.
+    private var paramGathers: [BucketID: CollectiveWork] = [:]
+    /// The buckets whose all-gather a forward stage waits for (`waitForParamGathersInForward`); nil: none.
+    private var bucketsWaitedInForward: Set<BucketID>?
+
+    private struct BucketID: Hashable {
+        let buffer: Int
+        let bucket: Int
+    }
 
     /// What one bucket's reduction has seen this iteration.
     private final class BucketSync {
@@ -47,13 +55,10 @@ public final class DistributedDataParallel {
         var work: CollectiveWork?
         /// The reduce-scatter output (distributed optimizer): this rank's shard of the reduced bucket.
         let shardGrad: Tensor?
-        /// Staging for this rank's shard of the parameters, the all-gather's input.
-        let shardParams: Tensor?
 
-        init(parameterIndices: [Int], shardSize: Int?, paramDType: DType, device: Device) {
+        init(parameterIndices: [Int], shardSize: Int?, device: Device) {
             waiting = Set(parameterIndices)
             shardGrad = shardSize.map { Tensor.zeros([$0], device: device) }
-            shardParams = shardSize.map { Tensor.zeros([$0], dtype: paramDType, device: device) }
         }
     }
 
@@ -89,8 +94,7 @@ public final class DistributedDataParallel {
         buckets = buffers.map { buffer in
             buffer.layout.buckets.map { bucket in
                 BucketSync(parameterIndices: bucket.parameterIndices,
-                           shardSize: config.useDistributedOptimizer ? bucket.range.count / dp : nil,
-                           paramDType: buffer.paramDType, device: buffer.device)
+                           shardSize: config.useDistributedOptimizer ? bucket.range.count / dp : nil, device: buffer.device)
             }
         }
         for (b, buffer) in buffers.enumerated() {
@@ -101,12 +105,45 @@ public final class DistributedDataParallel {
         }
     }
 
-    /// Zeroes the grad buffers and starts a new iteration's bookkeeping. First waits for any parameter
-    /// all-gather still in flight, so the coming forward sees the updated parameters.
+    /// Zeroes the grad buffers and starts a new iteration's bookkeeping. Then waits for the parameter
+    /// all-gathers still in flight, so the coming forward sees the updated parameters: all of them, or with
+    /// `waitForParamGathersInForward` those that no forward stage waits for.
     public func zeroGradBuffer() throws {
-        try finishParamGather()
+        // Enqueued before the wait, so the zeroing runs while the all-gathers are in flight.
         for buffer in buffers { buffer.zeroGrads() }
+        if let bucketsWaitedInForward {
+            try finishParamGather(paramGathers.keys.filter { !bucketsWaitedInForward.contains($0) })
+        } else {
+            try finishParamGather()
+        }
         resetBucketState()
+    }
+
+    /// With `overlapParamGather`, makes each of `stages` wait, as its forward begins (`Module.willForward`),
+    /// for the all-gathers of the buckets that hold its parameters, instead of `zeroGradBuffer` waiting for
+    /// all of them: the parameters of later layers then arrive while earlier layers run (Megatron's forward
+    /// pre-hooks). `stages` are modules whose forward calls `willForward()` first, e.g.
+    /// `GPTModel.forwardStages`; buckets holding no stage's parameters are still waited for in
+    /// `zeroGradBuffer`. A failed wait is thrown by the next `finishGradSync`.
+    public func waitForParamGathersInForward(of stages: [Module]) {
+        guard config.overlapParamGather else { return }
+        // Parameters are found by storage, so a stage holding a view of a parameter waits for it too.
+        var bucketsOf: [ObjectIdentifier: Set<BucketID>] = [:]
+        for (b, buffer) in buffers.enumerated() {
+            for (i, (_, p)) in buffer.parameters.enumerated() {
+                bucketsOf[ObjectIdentifier(p.storage), default: []].insert(BucketID(buffer: b, bucket: buffer.layout.parameterBuckets[i]))
+            }
+        }
+        var waited = Set<BucketID>()
+        for stage in stages {
+            let ids = stage.namedParameters().reduce(into: Set<BucketID>()) { $0.formUnion(bucketsOf[ObjectIdentifier($1.1.storage)] ?? []) }
+            waited.formUnion(ids)
+            stage.forwardPreHook = { [weak self] _ in
+                guard let self else { return }
+                do { try finishParamGather(ids) } catch { hookError = hookError ?? error }
+            }
+        }
+        bucketsWaitedInForward = waited
     }
 
     /// Runs `body` (the forward and backward of a micro-batch that is not the last) without starting any
@@ -146,6 +183,9 @@ public final class DistributedDataParallel {
     /// How many buckets' collectives have started this iteration (with overlap: during backward).
     public var startedReductions: Int { buckets.joined().filter { $0.work != nil }.count }
 
+    /// How many buckets' parameter all-gathers have not been waited for yet.
+    public var pendingParamGathers: Int { paramGathers.count }
+
     /// Number of buckets over all buffers.
     public var bucketCount: Int { buckets.joined().count }
 
@@ -175,28 +215,28 @@ public final class DistributedDataParallel {
     }
 
     /// Starts the all-gather of every bucket's parameters from each rank's shard of `paramData`
-    /// (distributed optimizer, after the optimizer wrote its updated shard there).
+    /// (distributed optimizer, after the optimizer wrote its updated shard there), in place: a rank's shard
+    /// is already its block of the gathered bucket.
     public func startParamGather() throws {
         let dp = dataParallelGroup.size, rank = dataParallelGroup.rank
         for (b, buffer) in buffers.enumerated() {
             guard let paramData = buffer.paramData else { continue }
-            for k in buffer.layout.buckets.indices {
-                let shard = buckets[b][k].shardParams!
-                let range = buffer.layout.shard(of: k, rank: rank, dataParallelSize: dp)
-                withoutGrad { Ops.copy(ParamAndGradBuffer.view(paramData, range), into: shard) }
-                let work = try dataParallelGroup.allGather(shard, into: buffer.bucketParams(k))
-                paramGathers.append((b, k, work))
+            // In forward order: buffers are laid out last layer first, so the first layers are in the last bucket.
+            for k in buffer.layout.buckets.indices.reversed() {
+                let shard = ParamAndGradBuffer.view(paramData, buffer.layout.shard(of: k, rank: rank, dataParallelSize: dp))
+                paramGathers[BucketID(buffer: b, bucket: k)] = try dataParallelGroup.allGather(shard, into: buffer.bucketParams(k))
             }
         }
     }
 
     /// Waits for the parameter all-gathers in flight and copies the gathered values into the parameters.
-    public func finishParamGather() throws {
-        let pending = paramGathers
-        paramGathers = []
-        for (b, k, work) in pending {
+    public func finishParamGather() throws { try finishParamGather(Array(paramGathers.keys)) }
+
+    private func finishParamGather(_ ids: some Sequence<BucketID>) throws {
+        for id in ids {
+            guard let work = paramGathers.removeValue(forKey: id) else { continue }
             try work.wait()
-            buffers[b].copyParamBufferIntoParameters(bucket: k)
+            buffers[id.buffer].copyParamBufferIntoParameters(bucket: id.bucket)
         }
     }
 

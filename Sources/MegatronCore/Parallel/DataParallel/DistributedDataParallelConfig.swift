@@ -13,8 +13,8 @@ public struct DistributedDataParallelConfig: Sendable, Equatable {
     public var useDistributedOptimizer: Bool
     /// `--overlap-param-gather`: the optimizer step only starts every bucket's all-gather of the updated
     /// parameters; `DistributedDataParallel.zeroGradBuffer` (or `finishParamGather`) waits for them before the
-    /// next forward. Megatron waits per bucket from forward pre-hooks; modules here have no such hooks yet,
-    /// so the wait is for all buckets at once.
+    /// next forward, or, as Megatron's forward pre-hooks, each forward stage waits for its own buckets
+    /// (`DistributedDataParallel.waitForParamGathersInForward`).
     public var overlapParamGather: Bool
     /// `--ddp-average-in-collective`: the collective averages (NCCL's avg) instead of summing grads it
     /// pre-scales by 1/dp (a `scaledSum`, Megatron's default). Neither costs a pass of its own.

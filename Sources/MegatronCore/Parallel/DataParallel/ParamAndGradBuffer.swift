@@ -8,10 +8,10 @@ import MegatronTensor
 /// Each parameter's `.grad` is a view into `gradData`, so every backward pass accumulates into the buffer in
 /// fp32 and a bucket's gradients are one contiguous range for the collective.
 ///
-/// Modules own their parameters' storage (a `Module` holds its tensors as constants), so `paramData` is
-/// not aliased by the parameters: after an all-gather the bucket's values are copied into them
-/// (`copyParamBufferIntoParameters`). That costs one parameter-sized buffer and a copy per step; making the
-/// parameters views needs modules that allocate from a buffer.
+/// With `paramData`, each parameter that owns its whole storage is moved into its range of `paramData`
+/// (`Storage.alias`, Megatron's `param.data = buffer view`), so an all-gather into the buffer updates the
+/// parameters themselves. A parameter that is a view of a larger storage keeps its own memory, and gets the
+/// gathered values by a copy (`copyParamBufferIntoParameters`).
 ///
 /// ```swift
 /// let buffer = ParamAndGradBuffer(parameters: named, layout: layout, withParamData: false)
@@ -46,7 +46,26 @@ public final class ParamAndGradBuffer {
         }
         gradData = Tensor.zeros([layout.numel], device: device)
         paramData = withParamData ? Tensor.zeros([layout.numel], dtype: paramDType, device: device) : nil
-        if withParamData { copyParametersIntoParamBuffer() }
+        if let paramData {
+            copyParametersIntoParamBuffer()
+            parametersInParamData = Self.moveIntoBuffer(parameters.map(\.tensor), ranges: layout.parameterRanges, buffer: paramData)
+        }
+    }
+
+    /// Indices of the parameters that live in `paramData` (see the type's comment).
+    public private(set) var parametersInParamData: Set<Int> = []
+
+    /// Moves each parameter that is the whole of a storage no other parameter shares into its range of
+    /// `buffer` (which already holds its values); returns their indices.
+    private static func moveIntoBuffer(_ parameters: [Tensor], ranges: [Range<Int>], buffer: Tensor) -> Set<Int> {
+        let owners = Dictionary(grouping: parameters.indices, by: { ObjectIdentifier(parameters[$0].storage) })
+        var moved: Set<Int> = []
+        for (i, p) in parameters.enumerated() where owners[ObjectIdentifier(p.storage)]!.count == 1 {
+            guard p.offset == 0, p.isContiguous, p.storage.byteCount == p.count * p.dtype.byteSize else { continue }
+            p.storage.alias(into: buffer.storage, byteOffset: (buffer.offset + ranges[i].lowerBound) * p.dtype.byteSize)
+            moved.insert(i)
+        }
+        return moved
     }
 
     /// Parameter `i`'s main grad: a view into `gradData` shaped like the parameter.
@@ -74,21 +93,23 @@ public final class ParamAndGradBuffer {
         attachGrads()
     }
 
-    /// Copies the parameters' current values into `paramData` (at setup and after loading a checkpoint).
+    /// Copies the parameters' current values into `paramData` (at setup and after loading a checkpoint); those
+    /// that live there already have nothing to copy.
     public func copyParametersIntoParamBuffer() {
         guard let paramData else { return }
         withoutGrad {
-            for (i, (_, p)) in parameters.enumerated() {
+            for (i, (_, p)) in parameters.enumerated() where !parametersInParamData.contains(i) {
                 Ops.copy(p, into: Self.view(paramData, layout.parameterRanges[i]).reshaped(p.shape))
             }
         }
     }
 
-    /// Copies bucket `b`'s part of `paramData` into its parameters (after the bucket's all-gather).
+    /// Copies bucket `b`'s part of `paramData` into its parameters that do not live there (after the bucket's
+    /// all-gather).
     public func copyParamBufferIntoParameters(bucket b: Int) {
         guard let paramData else { return }
         withoutGrad {
-            for i in layout.buckets[b].parameterIndices {
+            for i in layout.buckets[b].parameterIndices where !parametersInParamData.contains(i) {
                 let p = parameters[i].tensor
                 Ops.copy(Self.view(paramData, layout.parameterRanges[i]).reshaped(p.shape), into: p)
             }
