@@ -1,20 +1,19 @@
 // FP8 with per-tensor scaling (NeuralKernels+FP8.swift): quantize fp32 / bf16 / fp16 to e4m3 / e5m2
 // as fp8(x * scale), dequantize as fp8 * scale, and the amax (largest |x|) that delayed scaling
 // records. `scale` points to one fp32 on the device (null: 1), so a scale computed on the GPU needs no
-// host sync. Conversions are fp8.cuh's, bit for bit the CPU's; 8 elements per step (16-byte accesses
+// host sync. Conversions give fp8.cuh's results, bit for bit the CPU's; 8 elements per step (16-byte accesses
 // of the wide side, 8-byte of the fp8 side) when the host found the pointers aligned.
 
 // The fp8 formats as storage types of neural.cuh's element helpers (load8, store8, map_unary).
 struct e4m3 { unsigned char bits; };
 struct e5m2 { unsigned char bits; };
-__device__ __forceinline__ float to_float(e4m3 x) { return e4m3_to_float(x.bits); }
-__device__ __forceinline__ float to_float(e5m2 x) { return e5m2_to_float(x.bits); }
 
-// fp32 to fp8 by the hardware's conversion (sm_89 on) where it gives fp8.cuh's result: cvt.rn rounds to
-// nearest even as float_to_fp8 does, subnormals included, but it saturates. So NaN and the magnitudes
-// that round past the largest finite value (above 464 for e4m3, where 480 would be its NaN code; from
-// 61440 for e5m2, the tie that rounds up to infinity) take fp8.cuh's path. One instruction instead of
-// about thirty: the software encode held a bf16 -> e4m3 cast to 55% of copy bandwidth.
+// fp32 to fp8 (and back) by the hardware's conversion (sm_89 on) where it gives fp8.cuh's result:
+// cvt.rn rounds to nearest even as float_to_fp8 does, subnormals included, but it saturates. So NaN
+// and the magnitudes that round past the largest finite value (above 464 for e4m3, where 480 would be
+// its NaN code; from 61440 for e5m2, the tie that rounds up to infinity) take fp8.cuh's path. One
+// instruction instead of about thirty: the software encode held a bf16 -> e4m3 cast to 55% of copy
+// bandwidth.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
 #define FP8_HARDWARE_ENCODE(FORMAT, INSTRUCTION, IN_RANGE, FALLBACK)                                    \
     template <> __device__ __forceinline__ FORMAT from_float<FORMAT>(float x) {                         \
@@ -31,7 +30,22 @@ __device__ __forceinline__ float to_float(e5m2 x) { return e5m2_to_float(x.bits)
     }
 FP8_HARDWARE_ENCODE(e4m3, "cvt.rn.satfinite.e4m3x2.f32", m <= 464.0f, float_to_e4m3)
 FP8_HARDWARE_ENCODE(e5m2, "cvt.rn.satfinite.e5m2x2.f32", m < 61440.0f, float_to_e5m2)
+// Decoding through fp16, which holds every fp8 value exactly; NaN codes take fp8.cuh's path, which
+// gives the CPU's canonical NaN (the fp16 route would keep a payload).
+#define FP8_HARDWARE_DECODE(FORMAT, INSTRUCTION, IS_NAN, FALLBACK)                                      \
+    __device__ __forceinline__ float to_float(FORMAT x) {                                               \
+        if (IS_NAN) return FALLBACK(x.bits);                                                            \
+        unsigned int halves;                                                                            \
+        asm(INSTRUCTION " %0, %1;" : "=r"(halves) : "h"((unsigned short)x.bits));                       \
+        f16 h;                                                                                          \
+        h.bits = (unsigned short)(halves & 0xffffu);   /* the low byte's value */                       \
+        return to_float(h);                                                                             \
+    }
+FP8_HARDWARE_DECODE(e4m3, "cvt.rn.f16x2.e4m3x2", (x.bits & 0x7fu) == 0x7fu, e4m3_to_float)
+FP8_HARDWARE_DECODE(e5m2, "cvt.rn.f16x2.e5m2x2", (x.bits & 0x7fu) > 0x7cu, e5m2_to_float)
 #else
+__device__ __forceinline__ float to_float(e4m3 x) { return e4m3_to_float(x.bits); }
+__device__ __forceinline__ float to_float(e5m2 x) { return e5m2_to_float(x.bits); }
 template <> __device__ __forceinline__ e4m3 from_float<e4m3>(float x) { e4m3 r; r.bits = float_to_e4m3(x); return r; }
 template <> __device__ __forceinline__ e5m2 from_float<e5m2>(float x) { e5m2 r; r.bits = float_to_e5m2(x); return r; }
 #endif
