@@ -5,7 +5,7 @@ For each linear layer y = x @ w.T of a GPT model (QKV, MLP fc1/fc2, logits) it t
 product and the two backward products (dgrad dx = dy @ w, wgrad dw = dy.T @ x) with CUDA events:
 warm-up for --warmup-ms, then --trials timed trials of about --trial-ms each, median reported.
 
-    python3 scripts/bench_torch_gemm.py [--passes 3] [--megatron path/to/megatron [--megatron-args "--autotune"]]
+    python3 scripts/bench_torch_gemm.py [--passes 3] [--megatron path/to/megatron [--megatron-args=--autotune]]
 
 GPU clocks drift with power and temperature by several percent over a run, so each shape is timed
 --passes times and the best median kept. With --megatron, every torch pass of a shape is followed
@@ -84,7 +84,8 @@ def main():
     parser.add_argument("--passes", type=int, default=1)
     parser.add_argument("--megatron", help="megatron binary to run after each torch pass of a shape")
     parser.add_argument("--pause-s", type=float, default=0.5, help="idle pause before each torch measurement")
-    parser.add_argument("--megatron-args", default="", help="extra arguments for megatron bench gemm")
+    parser.add_argument("--megatron-args", default="",
+                        help="extra arguments for megatron bench gemm; dash-led, so given with = (--megatron-args=--autotune)")
     args = parser.parse_args()
 
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, torch.matmul (bf16)")
