@@ -46,6 +46,7 @@ public protocol Communicator: AnyObject {
     /// Reduces `tensor` over the group, in place on every rank.
     func allReduce(_ tensor: Tensor, op: ReduceOp) throws -> CollectiveWork
     /// Concatenates every rank's `input` along dimension 0 into `output` (`size` times as many rows), in rank order.
+    /// `input` may be this rank's block of `output` (in place).
     func allGather(_ input: Tensor, into output: Tensor) throws -> CollectiveWork
     /// Reduces `input` over the group and leaves rank r the r-th of `size` equal row blocks of it in `output`.
     func reduceScatter(_ input: Tensor, into output: Tensor, op: ReduceOp) throws -> CollectiveWork

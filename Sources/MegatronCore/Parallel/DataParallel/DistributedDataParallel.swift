@@ -6,8 +6,8 @@ import MegatronTensor
 /// buffers (one per parameter dtype), and the gradient reduction over the data-parallel group.
 ///
 /// Gradients are averaged over the group: pre-scaled by `1/dp` and summed (one `scaledSum` collective, which
-/// scales as it reads), or averaged in the collective with `averageInCollective`. Without the distributed optimizer each bucket is all-reduced;
-/// with it each bucket is reduce-scattered and rank r keeps the r-th shard (`shardGrad`). Megatron
+/// scales as it reads), or averaged in the collective with `averageInCollective`. Without the distributed
+/// optimizer each bucket is all-reduced; with it each bucket is reduce-scattered and rank r keeps the r-th shard (`shardGrad`). Megatron
 /// reduce-scatters in place into the grad buffer; here the shard lands in its own `[bucket / dp]` tensor, as
 /// not every backend allows an output that aliases the input (this costs 4 / dp bytes per parameter).
 ///
@@ -219,17 +219,17 @@ public final class DistributedDataParallel {
     /// is already its block of the gathered bucket.
     public func startParamGather() throws {
         let dp = dataParallelGroup.size, rank = dataParallelGroup.rank
-        for (b, buffer) in buffers.enumerated() {
-            guard let paramData = buffer.paramData else { continue }
+        for (b, buffer) in buffers.enumerated() where buffer.paramData != nil {
             // In forward order: buffers are laid out last layer first, so the first layers are in the last bucket.
             for k in buffer.layout.buckets.indices.reversed() {
-                let shard = ParamAndGradBuffer.view(paramData, buffer.layout.shard(of: k, rank: rank, dataParallelSize: dp))
+                let shard = buffer.shardParams(k, rank: rank, dataParallelSize: dp)
                 paramGathers[BucketID(buffer: b, bucket: k)] = try dataParallelGroup.allGather(shard, into: buffer.bucketParams(k))
             }
         }
     }
 
-    /// Waits for the parameter all-gathers in flight and copies the gathered values into the parameters.
+    /// Waits for the parameter all-gathers in flight and copies the gathered values into the parameters that
+    /// do not live in the parameter buffer (`ParamAndGradBuffer.parametersInParamData`).
     public func finishParamGather() throws { try finishParamGather(Array(paramGathers.keys)) }
 
     private func finishParamGather(_ ids: some Sequence<BucketID>) throws {

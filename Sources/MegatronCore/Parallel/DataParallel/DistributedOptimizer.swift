@@ -47,9 +47,11 @@ public final class DistributedOptimizer {
         let parameterRange: Range<Int>
     }
 
-    /// A rank's shard of one bucket: fp32 masters and state, each `[shardSize]`, and the pieces in it.
+    /// A rank's shard of one bucket: its view of the parameter buffer, fp32 masters and state, each
+    /// `[shardSize]`, and the pieces in it.
     struct OwnedShard {
         let pieces: [Piece]
+        let params: Tensor
         let master: Tensor
         let states: [Tensor]
     }
@@ -82,10 +84,10 @@ public final class DistributedOptimizer {
                     return Piece(parameter: piece.parameterIndex, name: name, group: g, shardRange: piece.shardRange,
                                  parameterRange: piece.parameterRange)
                 }
-                let owned = ParamAndGradBuffer.view(buffer.paramData!, buffer.layout.shard(of: k, rank: rank, dataParallelSize: dp))
+                let owned = buffer.shardParams(k, rank: rank, dataParallelSize: dp)
                 let master = buffer.paramDType == .float32 ? owned : owned.cast(to: .float32).contiguous()
                 let states = (0..<rule.stateCount).map { _ in Tensor.zeros([owned.count], device: buffer.device) }
-                return OwnedShard(pieces: pieces, master: master, states: states)
+                return OwnedShard(pieces: pieces, params: owned, master: master, states: states)
             }
         }
     }
@@ -142,12 +144,10 @@ public final class DistributedOptimizer {
     private lazy var fused: FusedAdamW? = {
         guard ddp.buffers.allSatisfy({ $0.device != .cpu }),
               let adam = FusedAdamW.rule(rule, parameterTypes: ddp.buffers.map(\.paramDType)) else { return nil }
-        let dp = ddp.dataParallelGroup.size, rank = ddp.dataParallelGroup.rank
         var operands = Array(repeating: FusedAdamW.Operands(), count: groups.count)
         var all: [Tensor] = [], counted: [Tensor] = []
         for (b, buffer) in ddp.buffers.enumerated() {
             for (k, shard) in shards[b].enumerated() {
-                let owned = ParamAndGradBuffer.view(buffer.paramData!, buffer.layout.shard(of: k, rank: rank, dataParallelSize: dp))
                 let shardGrad = ddp.shardGrad(buffer: b, bucket: k)
                 all.append(shardGrad)
                 for piece in shard.pieces {
@@ -157,7 +157,7 @@ public final class DistributedOptimizer {
                     operands[piece.group].grads.append(grad)
                     operands[piece.group].expAvg.append(ParamAndGradBuffer.view(shard.states[0], r))
                     operands[piece.group].expAvgSq.append(ParamAndGradBuffer.view(shard.states[1], r))
-                    operands[piece.group].copies.append(buffer.paramDType == .float32 ? nil : ParamAndGradBuffer.view(owned, r))
+                    operands[piece.group].copies.append(buffer.paramDType == .float32 ? nil : ParamAndGradBuffer.view(shard.params, r))
                 }
             }
         }
@@ -235,12 +235,8 @@ public final class DistributedOptimizer {
 
     /// Writes the updated fp32 masters of non-fp32 parameters into the parameter buffer's shards.
     private func writeMastersIntoParameterBuffer() {
-        let dp = ddp.dataParallelGroup.size, rank = ddp.dataParallelGroup.rank
         for (b, buffer) in ddp.buffers.enumerated() where buffer.paramDType != .float32 {
-            for k in buffer.layout.buckets.indices {
-                let owned = ParamAndGradBuffer.view(buffer.paramData!, buffer.layout.shard(of: k, rank: rank, dataParallelSize: dp))
-                withoutGrad { Ops.copy(shards[b][k].master, into: owned) }
-            }
+            for shard in shards[b] { withoutGrad { Ops.copy(shard.master, into: shard.params) } }
         }
     }
 

@@ -82,6 +82,13 @@ public final class ParamAndGradBuffer {
         return Self.view(paramData, layout.buckets[b].range)
     }
 
+    /// Data-parallel rank `rank`'s shard of bucket `b`'s parameters: what that rank updates with the
+    /// distributed optimizer and sends in the bucket's all-gather.
+    public func shardParams(_ b: Int, rank: Int, dataParallelSize: Int) -> Tensor {
+        guard let paramData else { preconditionFailure("this buffer has no parameter buffer (no distributed optimizer)") }
+        return Self.view(paramData, layout.shard(of: b, rank: rank, dataParallelSize: dataParallelSize))
+    }
+
     /// Points every parameter's `.grad` at its view of `gradData`.
     public func attachGrads() {
         for i in parameters.indices { parameters[i].tensor.grad = gradView(i) }
