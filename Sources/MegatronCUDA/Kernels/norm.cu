@@ -270,14 +270,14 @@ __device__ __forceinline__ void write_column_partials(float *partials, const flo
     __syncthreads();   // the buffer may be reused right after
 }
 
-// What the backward reads of one row, held in registers: the chunks of dy (and of the gradient
-// reaching the sum, when fused) and x of this thread's slots, and the row's statistics.
+// What the backward reads of one row, held in registers: the chunks of dy and x of this thread's
+// slots, and the row's statistics.
 template <class T, int SLOTS> struct BackwardRow {
-    Raw8<T> grad[SLOTS], grad_sum[SLOTS], x[SLOTS];
+    Raw8<T> grad[SLOTS], x[SLOTS];
     float mean, rstd;
 
     // An inactive row (past the end) loads nothing and reads as zeros.
-    __device__ __forceinline__ void load(const T *grad_in, const T *grad_sum_in, const T *x_in, const float *mean_in,
+    __device__ __forceinline__ void load(const T *grad_in, const T *x_in, const float *mean_in,
                                          const float *rstd_in, long long row, long long rows, int cols,
                                          int vectorized, int team) {
         const int lane = threadIdx.x % team, chunks = (cols + 7) / 8;
@@ -291,7 +291,6 @@ template <class T, int SLOTS> struct BackwardRow {
             if (!active || j >= chunks) continue;
             grad[s] = load_chunk(grad_in + offset, j, cols, vectorized);
             x[s] = load_chunk(x_in + offset, j, cols, vectorized);
-            if (grad_sum_in) grad_sum[s] = load_chunk(grad_sum_in + offset, j, cols, vectorized);
         }
     }
 };
@@ -308,11 +307,13 @@ __device__ void norm_backward(T *dx, float *weight_partials, float *bias_partial
     extern __shared__ float column_sums[];   // [cols] when a block holds several teams
     // With up to 2 slots the registers hold the next row and the weights as well; with 3 (narrow
     // rows on a warp, or the widest rows) they would spill, so the row is loaded when its turn comes.
+    // The residual path's gradient is never loaded a row ahead: it is only added at the end, so
+    // loading it before the row's reduction hides its latency, and a row ahead it made the fused
+    // layer norm spill at one slot (64 registers).
     constexpr bool pipelined = SLOTS <= 2;
     const bool with_bias = !RMS && bias_partials;
     const int lane = threadIdx.x % team, teams = blockDim.x / team, chunks = (cols + 7) / 8;
     const long long stride = (long long)gridDim.x * teams;
-    const T *prefetched_grad_sum = pipelined && FUSED ? grad_sum : nullptr;
     const float *mean_or_null = RMS ? nullptr : mean_in;
     float dw[SLOTS][8], db[SLOTS][8];
     Raw8<T> w[SLOTS];   // a team always owns the same columns: pipelined, the weights are read once
@@ -325,7 +326,7 @@ __device__ void norm_backward(T *dx, float *weight_partials, float *bias_partial
     }
     BackwardRow<T, SLOTS> current;
     if (pipelined) {
-        current.load(grad, prefetched_grad_sum, x, mean_or_null, rstd_in, (long long)blockIdx.x * teams + threadIdx.x / team,
+        current.load(grad, x, mean_or_null, rstd_in, (long long)blockIdx.x * teams + threadIdx.x / team,
                      rows, cols, vectorized, team);
     }
     // The loop bound is the same for the whole block: inactive teams still join the reductions.
@@ -333,10 +334,16 @@ __device__ void norm_backward(T *dx, float *weight_partials, float *bias_partial
         const long long row = first + threadIdx.x / team;
         BackwardRow<T, SLOTS> next;   // pipelined: in flight while this row is reduced and written
         if (pipelined)
-            next.load(grad, prefetched_grad_sum, x, mean_or_null, rstd_in, row + stride, rows, cols, vectorized, team);
+            next.load(grad, x, mean_or_null, rstd_in, row + stride, rows, cols, vectorized, team);
         else
-            current.load(grad, nullptr, x, mean_or_null, rstd_in, row, rows, cols, vectorized, team);
+            current.load(grad, x, mean_or_null, rstd_in, row, rows, cols, vectorized, team);
         const bool active = row < rows;
+        Raw8<T> g_sum[SLOTS];   // pipelined only; unpipelined it is read where it is added
+#pragma unroll
+        for (int s = 0; s < SLOTS; s++) {
+            const int j = s * team + lane;
+            if (FUSED && pipelined && active && j < chunks) g_sum[s] = load_chunk(grad_sum + row * cols, j, cols, vectorized);
+        }
         const float mean = current.mean, rstd = current.rstd;
         float2 sums = make_float2(0.0f, 0.0f);   // (sum gw, sum gw * xhat); padding adds zeros
 #pragma unroll
@@ -361,6 +368,7 @@ __device__ void norm_backward(T *dx, float *weight_partials, float *bias_partial
             keep_packed(current.grad[s]);
             keep_packed(current.x[s]);
             if (pipelined) keep_packed(w[s]);
+            if (FUSED && pipelined) keep_packed(g_sum[s]);
         }
         sums = team_all_reduce(sums, team, Add2());
         const float mean_gw = RMS ? 0.0f : sums.x / cols, mean_gw_xhat = sums.y / cols;
@@ -374,7 +382,7 @@ __device__ void norm_backward(T *dx, float *weight_partials, float *bias_partial
                 unpack(current.x[s], xv);
                 unpack(pipelined ? w[s] : load_chunk(weight, j, cols, vectorized), wv);   // else an L1 hit
                 if constexpr (FUSED) {
-                    if (pipelined) unpack(current.grad_sum[s], out);
+                    if (pipelined) unpack(g_sum[s], out);
                     else load_chunk(grad_sum + row * cols, j, cols, vectorized, out);
                 }
 #pragma unroll
