@@ -47,10 +47,7 @@ public final class PinnedStaging {
     public func copyToHost<T>(from address: UInt64, count: Int, stream: CUDAStream) throws -> [T] {
         let byteCount = count * MemoryLayout<T>.stride
         guard byteCount > 0 else { return [] }
-        try device.makeCurrent()
-        let buffer = try acquire(bytes: byteCount)
-        try check(device.driver.cuMemcpyDtoHAsync(buffer.pointer, address, byteCount, stream.handle),
-                  "cuMemcpyDtoHAsync(\(byteCount) bytes)")
+        let buffer = try enqueueCopyToHost(from: address, byteCount: byteCount, stream: stream)
         try stream.synchronize()
         let values = [T](unsafeUninitializedCapacity: count) { destination, initialized in
             UnsafeMutableRawPointer(destination.baseAddress!).copyMemory(from: buffer.pointer, byteCount: byteCount)
@@ -64,12 +61,7 @@ public final class PinnedStaging {
     /// and returns at once: the copy's `bytes()` waits for that copy only, not for what is enqueued after
     /// it, so a value computed early in a step can be read at its end without draining the queue.
     public func startCopyToHost(from address: UInt64, byteCount: Int, stream: CUDAStream) throws -> PendingHostCopy {
-        try device.makeCurrent()
-        let buffer = try acquire(bytes: max(byteCount, 1))
-        if byteCount > 0 {
-            try check(device.driver.cuMemcpyDtoHAsync(buffer.pointer, address, byteCount, stream.handle),
-                      "cuMemcpyDtoHAsync(\(byteCount) bytes)")
-        }
+        let buffer = try enqueueCopyToHost(from: address, byteCount: byteCount, stream: stream)
         let done = try CUDAEvent(device: device, timing: false)
         try done.record(on: stream)
         return PendingHostCopy { [self] in
@@ -78,6 +70,17 @@ public final class PinnedStaging {
             try release(buffer, after: stream)
             return bytes
         }
+    }
+
+    /// A pinned buffer that `byteCount` bytes from `address` are being copied into, in order on `stream`.
+    private func enqueueCopyToHost(from address: UInt64, byteCount: Int, stream: CUDAStream) throws -> PinnedBuffer {
+        try device.makeCurrent()
+        let buffer = try acquire(bytes: max(byteCount, 1))
+        if byteCount > 0 {
+            try check(device.driver.cuMemcpyDtoHAsync(buffer.pointer, address, byteCount, stream.handle),
+                      "cuMemcpyDtoHAsync(\(byteCount) bytes)")
+        }
+        return buffer
     }
 
     private func acquire(bytes: Int) throws -> PinnedBuffer {
