@@ -199,16 +199,15 @@ public final class NCCLCommunicator: Communicator {
     private func withReduction(_ op: ReduceOp, _ dtype: DType, _ body: (Int32) -> ncclResult_t) -> ncclResult_t {
         guard case .scaledSum(let factor) = op else { return body(NCCLLibrary.reduction(op)) }
         var created: Int32 = 0
-        let status: ncclResult_t
-        switch dtype {
-        case .float32:
-            var scalar = factor
-            status = nccl.ncclRedOpCreatePreMulSum(&created, &scalar, NCCLLibrary.dataType(dtype), Int32(CNCCL_SCALAR_HOST_IMMEDIATE), comm)
-        case .bfloat16, .float16:
-            var scalar = dtype == .bfloat16 ? FloatFormats.bfloat16Bits(factor) : FloatFormats.float16Bits(factor)
-            status = nccl.ncclRedOpCreatePreMulSum(&created, &scalar, NCCLLibrary.dataType(dtype), Int32(CNCCL_SCALAR_HOST_IMMEDIATE), comm)
-        default:
-            preconditionFailure("checkReduction admits no \(op) of \(dtype)")
+        func create<Scalar>(_ scalar: Scalar) -> ncclResult_t {
+            var scalar = scalar
+            return nccl.ncclRedOpCreatePreMulSum(&created, &scalar, NCCLLibrary.dataType(dtype), Int32(CNCCL_SCALAR_HOST_IMMEDIATE), comm)
+        }
+        let status = switch dtype {
+        case .float32: create(factor)
+        case .bfloat16: create(FloatFormats.bfloat16Bits(factor))
+        case .float16: create(FloatFormats.float16Bits(factor))
+        default: preconditionFailure("checkReduction admits no \(op) of \(dtype)")
         }
         guard status == 0 else { return status }
         let result = body(created)
