@@ -48,6 +48,8 @@ let package = Package(
         .testTarget(name: "MegatronParallelTests", dependencies: ["MegatronParallel", "MegatronTensor", "MegatronAutograd"]),
         .testTarget(name: "MegatronCUDATests", dependencies: ["MegatronCUDA", "MegatronTensor"], exclude: ["Fixtures"]),
         .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"], resources: [.copy("Fixtures")]),
+        // Runs the built `megatron` executable as a user does: bad input must end in a message, never a trap.
+        .testTarget(name: "MegatronCLITests", dependencies: ["megatron"]),
     ],
     // Swift 5 mode: kernels hand raw pointers to worker threads, which strict Sendable checking rejects wholesale.
     swiftLanguageModes: [.v5]
