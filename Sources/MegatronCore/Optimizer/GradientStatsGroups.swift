@@ -42,4 +42,13 @@ public struct GradientStatsGroups {
         let both = t.to(.cpu).floats()
         return (Double(both[0]), both[1] > 0)
     }
+
+    /// `count` summed over every group (in Int64, one collective per group): a statistic such as the number of
+    /// zero gradients, each rank's share counted as `countsInNorm` says.
+    public func sum(count: Int, device: Device) throws -> Int {
+        guard !groups.isEmpty else { return count }
+        let t = Tensor(shape: [1], ints: [count]).to(device)
+        for group in groups { try group.allReduce(t, op: .sum).wait() }
+        return t.to(.cpu).ints()[0]
+    }
 }

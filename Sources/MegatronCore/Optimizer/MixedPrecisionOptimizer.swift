@@ -47,7 +47,7 @@ public final class MixedPrecisionOptimizer {
     /// Updates taken so far (skipped steps excluded).
     public private(set) var stepCount = 0
     /// fp32 master copy per parameter (the parameter itself when it is fp32).
-    private var masters: [Tensor] = []
+    private(set) var masters: [Tensor] = []
     private var states: [[Tensor]] = []
 
     /// Without `ownsMainGrads` the parameters' `.grad` tensors are someone else's fp32 buffers (views into

@@ -36,7 +36,7 @@ public final class DistributedOptimizer {
     /// Updates taken so far (skipped steps excluded).
     public private(set) var stepCount = 0
     /// `[buffer][bucket]`: what this rank owns of each bucket.
-    private let shards: [[OwnedShard]]
+    let shards: [[OwnedShard]]
 
     /// One parameter's slice of a rank's shard.
     struct Piece {
