@@ -5,8 +5,9 @@ import MegatronTensor
 @testable import MegatronTraining
 
 final class MemoryReportTests: XCTestCase {
-    /// Megatron's `report_memory` values are `bytes / 2**20` printed by Python's str(float):
-    /// 123456512 B -> 117.7373046875, 2 MiB -> 2.0, 0 -> 0.0, 512 B -> 0.00048828125.
+    /// Megatron's `report_memory` values are `bytes / 2**20` printed with `{:.2f}`:
+    /// 123456512 B -> 117.74, 2 MiB -> 2.00, 0 -> 0.00, 512 B -> 0.00; `--log-device-memory-used` appends the
+    /// device's used memory.
     func testLineMatchesMegatronsReportMemory() {
         var stats = AllocatorStatistics()
         stats.allocatedBytes = 123_456_512
@@ -16,8 +17,11 @@ final class MemoryReportTests: XCTestCase {
         stats.activeAllocations = 7
         let report = MemoryReport(statistics: stats)
         XCTAssertEqual(report.line(rank: 0, iterations: 10),
-                       "[Rank 0] (after 10 iterations) memory (MB) | allocated: 117.7373046875 | "
-                       + "max allocated: 2.0 | reserved: 0.0 | max reserved: 0.00048828125")
+                       "[Rank 0] (after 10 iterations) memory (MB) | allocated: 117.74 | "
+                       + "max allocated: 2.00 | reserved: 0.00 | max reserved: 0.00")
+        XCTAssertEqual(MemoryReport(statistics: stats, deviceUsedBytes: 3 << 29).line(rank: 3, iterations: 1),
+                       "[Rank 3] (after 1 iterations) memory (MB) | allocated: 117.74 | "
+                       + "max allocated: 2.00 | reserved: 0.00 | max reserved: 0.00 | total device memory used: 1536.00")
         let scalars = Dictionary(uniqueKeysWithValues: report.scalars)
         XCTAssertEqual(scalars, ["mem-reserved-bytes": 0, "mem-allocated-bytes": 123_456_512,
                                  "mem-max-allocated-bytes": 2_097_152, "mem-allocated-count": 7])
@@ -33,7 +37,7 @@ final class MemoryReportTests: XCTestCase {
             #"^\[Rank (\d+)\] \(after (\d+) iterations\) memory \(MB\) \| allocated: ([\d.]+) \| max allocated: ([\d.]+) \| reserved: ([\d.]+) \| max reserved: ([\d.]+)$"#)
         let match = try XCTUnwrap(pattern.firstMatch(in: line, range: NSRange(line.startIndex..., in: line)))
         let fields = (1...6).map { String(line[Range(match.range(at: $0), in: line)!]) }
-        XCTAssertEqual(fields, ["0", "100", "3072.0", "3072.00146484375", "4096.0", "5120.0"])
+        XCTAssertEqual(fields, ["0", "100", "3072.00", "3072.00", "4096.00", "5120.00"])
     }
 
     func testCPUMemoryIsNotReported() {
@@ -50,10 +54,10 @@ final class MemoryReportTests: XCTestCase {
         XCTAssertFalse(metrics.contains { $0.keys.contains { $0.hasPrefix("mem-") } })
     }
 
-    /// On a GPU: one memory line right after the first log line, with the allocator's numbers (model,
-    /// gradients and Adam state are allocated, peaks at least the current values), and `mem-*` metrics
-    /// on every iteration.
-    func testGPURunReportsAllocatorMemoryOnce() throws {
+    /// On a GPU: as Megatron, a memory line right after the first log line and after the next one (with the
+    /// optimizer state), with the allocator's numbers (model, gradients and Adam state are allocated, peaks at
+    /// least the current values), and with `--log-memory-to-tensorboard` `mem-*` metrics on every iteration.
+    func testGPURunReportsAllocatorMemoryAfterTheFirstTwoLogLines() throws {
         do {
             _ = try CUDAContext.shared(ordinal: 0)
         } catch {
@@ -63,7 +67,8 @@ final class MemoryReportTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let (lines, metrics) = try train(device: "cuda", metricsDirectory: dir)
         let memoryLines = lines.enumerated().filter { $0.element.contains("memory (MB)") }
-        XCTAssertEqual(memoryLines.count, 1, lines.joined(separator: "\n"))
+        XCTAssertEqual(memoryLines.count, 2, lines.joined(separator: "\n"))
+        XCTAssertTrue(memoryLines.last?.element.hasPrefix("[Rank 0] (after 2 iterations) memory (MB) | allocated: ") == true)
         let (index, line) = try XCTUnwrap(memoryLines.first)
         XCTAssertTrue(lines[index - 1].contains("iteration        1/"), "memory follows the first log line")
         XCTAssertTrue(line.hasPrefix("[Rank 0] (after 1 iterations) memory (MB) | allocated: "), line)
@@ -86,7 +91,7 @@ final class MemoryReportTests: XCTestCase {
     private func train(device: String, metricsDirectory dir: URL) throws -> ([String], [[String: Double]]) {
         let args = try MegatronArgumentParser.parse(
             ("--num-layers 1 --hidden-size 16 --num-attention-heads 2 --seq-length 16 --micro-batch-size 2 --train-iters 3 "
-             + "--lr 1e-3 --log-interval 2 --eval-iters 1 --device \(device) --tensorboard-dir \(dir.path)")
+             + "--lr 1e-3 --log-interval 2 --eval-iters 1 --device \(device) --tensorboard-dir \(dir.path) --log-memory-to-tensorboard")
                 .split(separator: " ").map(String.init))
         var lines: [String] = []
         _ = try Pretrainer(arguments: args) { lines.append($0) }.run()

@@ -9,7 +9,8 @@ final class TensorBoardTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let args = try MegatronArgumentParser.parse(
             ("--num-layers 1 --hidden-size 16 --num-attention-heads 2 --seq-length 16 --micro-batch-size 2 --train-iters 3 "
-             + "--lr 1e-3 --log-interval 1 --eval-interval 3 --eval-iters 1 --tensorboard-dir \(dir.path)").split(separator: " ").map(String.init))
+             + "--lr 1e-3 --log-interval 1 --eval-interval 3 --eval-iters 1 --tensorboard-dir \(dir.path) "
+             + "--log-timers-to-tensorboard --log-throughput --log-memory-to-tensorboard").split(separator: " ").map(String.init))
         let trainer = try Pretrainer(arguments: args) { _ in }
         _ = try trainer.run()
 
@@ -36,7 +37,8 @@ final class TensorBoardTests: XCTestCase {
         XCTAssertEqual(read["lm loss"]?.map { $0[0] }, [1, 2, 3])
         for (tb, ours) in zip(read["lm loss"]!.map { $0[1] }, losses) { XCTAssertEqual(tb, ours, accuracy: 1e-6 * ours) }
         XCTAssertEqual(read["lm loss validation"]?.first?[0], 3)
-        for tag in ["learning-rate", "grad-norm", "throughput"] { XCTAssertNotNil(read[tag], tag) }
+        for tag in ["learning-rate", "grad-norm", "throughput", "iteration-time", "lm loss vs samples"] { XCTAssertNotNil(read[tag], tag) }
+        XCTAssertEqual(read["lm loss vs samples"]?.map { $0[0] }, [2, 4, 6], "at the consumed samples")
         // Memory is the GPU caching allocator's; a CPU run has none to report.
         let gpu = MemoryReport.current(on: trainer.device) != nil
         for tag in ["mem-allocated-bytes", "mem-max-allocated-bytes", "mem-reserved-bytes", "mem-allocated-count"] {

@@ -50,6 +50,7 @@ public enum MegatronArgumentParser {
     }
 
     static func unknown(_ name: String) -> ArgumentError {
+        if let refusal = LoggingFlags.refusal(name) { return refusal }
         if megatronFlagNames.contains(name) {
             return ArgumentError("\(name) is a Megatron-LM flag that pretrain-gpt does not support yet")
         }

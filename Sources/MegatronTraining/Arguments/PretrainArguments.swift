@@ -97,6 +97,27 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var logInterval = 100
     public var logThroughput = false
     public var tensorboardDir: String?
+    public var logParamsNorm = false
+    public var logNumZerosInGrad = false
+    /// `progress.txt` in the `--save` directory.
+    public var logProgress = false
+    /// 0: the iteration time only; 1: also once-per-iteration phases; 2: also per-micro-batch phases.
+    public var timingLogLevel = 0
+    /// `max`, `minmax` or `all`: what the timer report shows across ranks.
+    public var timingLogOption = "minmax"
+    public var barrierWithL1Time = true
+    public var tensorboardLogInterval = 1
+    public var tensorboardQueueSize = 1000
+    public var logTimersToTensorboard = false
+    public var logLossScaleToTensorboard = true
+    public var logValidationPplToTensorboard = false
+    public var logMemoryToTensorboard = false
+    public var logWorldSizeToTensorboard = false
+    /// Print the memory report every this many iterations (a multiple of `--log-interval`).
+    public var logMemoryInterval: Int?
+    public var logDeviceMemoryUsed = false
+    /// Python's logging level: above INFO (20), Megatron's timer reports (logged at INFO) are not printed.
+    public var loggingLevel: Int?
 
     // Checkpoints.
     public var save: String?

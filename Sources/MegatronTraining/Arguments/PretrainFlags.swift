@@ -174,6 +174,25 @@ enum PretrainFlags {
         .string("--tiktoken-pattern", \.tiktokenPattern),
         .int("--tiktoken-num-special-tokens", \.tiktokenNumSpecialTokens),
         .choice("--device", \.device, ["cpu", "cuda"]),
+        // Logging (cli-logs): Megatron's logging group; --wandb-* and the rest are refused in LoggingFlags.swift.
+        .set("--log-params-norm", \.logParamsNorm),
+        .set("--log-num-zeros-in-grad", \.logNumZerosInGrad),
+        .set("--log-progress", \.logProgress),
+        .int("--timing-log-level", \.timingLogLevel),
+        .choice("--timing-log-option", \.timingLogOption, ["max", "minmax", "all"]),
+        .set("--no-barrier-with-level-1-timing", \.barrierWithL1Time, to: false),
+        .int("--tensorboard-log-interval", \.tensorboardLogInterval),
+        .int("--tensorboard-queue-size", \.tensorboardQueueSize),
+        .set("--log-timers-to-tensorboard", \.logTimersToTensorboard),
+        .set("--no-log-loss-scale-to-tensorboard", \.logLossScaleToTensorboard, to: false),
+        .set("--disable-log-loss-scale-to-tensorboard", \.logLossScaleToTensorboard, to: false),
+        .set("--log-validation-ppl-to-tensorboard", \.logValidationPplToTensorboard),
+        .set("--log-memory-to-tensorboard", \.logMemoryToTensorboard),
+        .set("--log-world-size-to-tensorboard", \.logWorldSizeToTensorboard),
+        .int("--log-memory-interval", \.logMemoryInterval),
+        .set("--log-device-memory-used", \.logDeviceMemoryUsed),
+        .int("--logging-level", \.loggingLevel),
+        LoggingFlags.noOneLogger,
     ]
 
     static let byName: [String: Flag] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })

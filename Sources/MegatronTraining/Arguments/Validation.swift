@@ -34,6 +34,7 @@ extension PretrainArguments {
         try require(save == nil || (saveInterval ?? 0) > 0, "--save-interval is required (and positive) when --save is given")
         try require(keepLastCheckpoints == nil || keepLastCheckpoints! > 0, "--keep-last-checkpoints must be positive")
         try validateParallelism()
+        try validateLogging()
         _ = try transformerConfig()
     }
 

@@ -4,6 +4,9 @@ import MegatronCore
 /// Writes scalars as TensorBoard event files (`events.out.tfevents.<time>.<host>`): TFRecord framing with
 /// masked CRC-32C checksums around hand-encoded `Event` protocol buffers, which TensorBoard reads as is.
 ///
+/// As PyTorch's `SummaryWriter` (`max_queue`, Megatron's `--tensorboard-queue-size`), events wait in memory
+/// until `queueSize` of them are pending, two minutes have passed since the last write, or `flush()`.
+///
 /// ```swift
 /// let tb = try TensorBoardWriter(directory: "runs/gpt")
 /// tb.scalar("lm loss", 3.14, step: 100)
@@ -11,9 +14,14 @@ import MegatronCore
 /// ```
 public final class TensorBoardWriter {
     public let url: URL
+    public let queueSize: Int
     private let handle: FileHandle
+    private var pending = Data()
+    private var pendingEvents = 0
+    private var lastWrite = Date()
 
-    public init(directory: String) throws {
+    public init(directory: String, queueSize: Int = 1000) throws {
+        self.queueSize = max(1, queueSize)
         let dir = URL(fileURLWithPath: directory)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let host = ProcessInfo.processInfo.hostName
@@ -24,9 +32,13 @@ public final class TensorBoardWriter {
         first.double(1, Date().timeIntervalSince1970)
         first.string(3, "brain.Event:2")
         write(first.bytes)
+        drain()
     }
 
-    deinit { try? handle.close() }
+    deinit {
+        drain()
+        try? handle.close()
+    }
 
     /// Appends one scalar summary at `step`.
     public func scalar(_ tag: String, _ value: Double, step: Int) {
@@ -42,9 +54,13 @@ public final class TensorBoardWriter {
         write(event.bytes)
     }
 
-    public func flush() { try? handle.synchronize() }
+    /// Writes the pending events and waits for them to reach the disk.
+    public func flush() {
+        drain()
+        try? handle.synchronize()
+    }
 
-    /// One TFRecord: length, masked CRC of the length, data, masked CRC of the data.
+    /// Queues one TFRecord: length, masked CRC of the length, data, masked CRC of the data.
     private func write(_ data: [UInt8]) {
         var record: [UInt8] = []
         let length = withUnsafeBytes(of: UInt64(data.count).littleEndian) { Array($0) }
@@ -52,7 +68,17 @@ public final class TensorBoardWriter {
         record += withUnsafeBytes(of: Self.maskedCRC(length).littleEndian) { Array($0) }
         record += data
         record += withUnsafeBytes(of: Self.maskedCRC(data).littleEndian) { Array($0) }
-        handle.write(Data(record))
+        pending.append(contentsOf: record)
+        pendingEvents += 1
+        if pendingEvents >= queueSize || Date().timeIntervalSince(lastWrite) >= 120 { drain() }
+    }
+
+    /// Hands the pending events to the file.
+    private func drain() {
+        if !pending.isEmpty { handle.write(pending) }
+        pending.removeAll(keepingCapacity: true)
+        pendingEvents = 0
+        lastWrite = Date()
     }
 
     /// TFRecord's checksum: CRC-32C rotated right by 15 bits plus a constant.

@@ -12,6 +12,7 @@ extension Pretrainer {
         try optimizer.finishParameterUpdates()
         let (modelState, optimizerState) = try ParallelCheckpoint.gather(model: model, optimizerState: try optimizer.stateTensors())
         guard (groups?.world.rank ?? 0) == 0 else { return }
+        log(MegatronLogLines.savingCheckpoint(iteration: iteration, directory: save, format: "safetensors"))
         let store = CheckpointDirectory(root: URL(fileURLWithPath: save))
         var tensors: [String: Tensor] = [:]
         for (name, p) in modelState { tensors["model." + name] = p }
@@ -19,6 +20,7 @@ extension Pretrainer {
         let argsJSON = try JSONSerialization.jsonObject(with: JSONEncoder().encode(arguments))
         var metadata: [String: Any] = [
             "consumed_samples": consumedSamples,
+            "num_floating_point_operations_so_far": reporter.flopsSoFar,
             "optimizer_steps": optimizer.stepCount,
             // The tensor-parallel generator (split activations) advances as the shared one does on every rank,
             // so one offset restores it on any rank.
@@ -37,7 +39,8 @@ extension Pretrainer {
         metadata.merge(try GPTCheckpoint.description(of: model, vocabSize: tokenizer?.vocabSize ?? ByteTokens.vocabularySize)) { a, _ in a }
         try store.save(iteration: iteration, tensors: tensors.mapValues { $0.to(.cpu) }, metadata: metadata)
         if let keep = arguments.keepLastCheckpoints { try store.prune(keep: keep) }
-        log("  successfully saved checkpoint from iteration \(String(format: "%7d", iteration)) to \(save)")
+        log(MegatronLogLines.savedCheckpoint(iteration: iteration, directory: save,
+                                             tensor: (groups?.tensor?.rank ?? 0, groups?.tensorParallelSize ?? 1)))
     }
 
     /// Loads the checkpoint the tracker in `store` names; with `--finetune` only the model, from iteration 0.
@@ -57,6 +60,7 @@ extension Pretrainer {
         }
         iteration = loadedIteration
         consumedSamples = metadata["consumed_samples"] as? Int ?? 0
+        reporter.flopsSoFar = (metadata["num_floating_point_operations_so_far"] as? NSNumber)?.doubleValue ?? 0
         if !arguments.noLoadOptim {
             var optimizerState: [String: Tensor] = [:]
             for (key, t) in tensors where key.hasPrefix("optimizer.") { optimizerState[String(key.dropFirst(10))] = t }
@@ -70,7 +74,8 @@ extension Pretrainer {
                 model.dropoutRNG.tensorParallel.offset = UInt64(split)
             }
         }
-        log("  loaded checkpoint from \(store.root.path) at iteration \(loadedIteration)")
+        log(MegatronLogLines.loadedCheckpoint(directory: store.root.path, iteration: loadedIteration,
+                                              tensor: (groups?.tensor?.rank ?? 0, groups?.tensorParallelSize ?? 1)))
     }
 }
 

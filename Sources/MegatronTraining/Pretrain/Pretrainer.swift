@@ -28,7 +28,8 @@ public final class Pretrainer {
     /// The tokenizer of a run on Megatron datasets; nil on the embedded corpus (byte tokens).
     let tokenizer: (any Tokenizer)?
     let log: (String) -> Void
-    let metrics: MetricsLog?
+    /// The log line, TensorBoard, timers and progress of the run.
+    let reporter: TrainingReporter
     /// Called after every iteration with (iteration, total, loss, milliseconds): a live progress display.
     public var onIteration: ((Int, Int, Double, Double) -> Void)?
     /// Iterations completed so far, including those of a loaded checkpoint.
@@ -51,14 +52,17 @@ public final class Pretrainer {
         self.groups = groups
         let logging = (groups?.world.rank ?? 0) == 0
         self.log = logging ? log : { _ in }
-        metrics = logging ? try arguments.tensorboardDir.map { try MetricsLog(directory: $0) } : nil
+        let world = ArgumentsDump.World(rank: groups?.world.rank ?? 0, size: groups?.world.size ?? 1,
+                                        dataParallelSize: groups?.dataParallelSize ?? 1)
+        for line in ArgumentsDump(arguments, world: world).lines() { self.log(line) }
+        let setupStarted = Date()
         let config = try arguments.transformerConfig()
         let tokenizerAndOptions = try runTokenizer(arguments)
         tokenizer = tokenizerAndOptions?.0
         // Megatron pads the vocabulary to a multiple of make_vocab_size_divisible_by x TP.
         let tensorParallel = TensorParallelGroup(groups?.tensor, sequenceParallel: groups?.sequenceParallel ?? false)
-        let vocab = paddedVocabSize(tokenizer?.vocabSize ?? ByteTokens.vocabularySize,
-                                    divisibleBy: arguments.makeVocabSizeDivisibleBy * tensorParallel.size)
+        let realVocab = tokenizer?.vocabSize ?? ByteTokens.vocabularySize
+        let vocab = paddedVocabSize(realVocab, divisibleBy: arguments.makeVocabSizeDivisibleBy * tensorParallel.size)
         // Thread ranks exchange host memory: they train on the CPU.
         if groups?.world is ThreadCommunicator {
             guard arguments.device != "cuda" else {
@@ -69,6 +73,11 @@ public final class Pretrainer {
         } else {
             device = try arguments.resolvedDevice()
         }
+        reporter = try TrainingReporter(arguments: arguments, log: self.log,
+                                        rankLog: (groups?.dataParallelRank ?? 0) == 0 ? log : { _ in },
+                                        groups: groups, device: device)
+        self.log(MegatronLogLines.paddedVocabulary(size: realVocab, padded: vocab))
+        self.log("building GPT model ...")
         // Every tensor-parallel rank draws the whole weights from the seed and keeps its slice, so any TP size
         // starts from the single-rank model.
         let model = try onDevice(device) {
@@ -77,6 +86,9 @@ public final class Pretrainer {
                          seed: UInt64(arguments.seed), tensorParallel: tensorParallel)
         }
         self.model = model
+        reporter.rankLog(MegatronLogLines.parameterCount(tensorRank: tensorParallel.rank,
+                                                          count: model.namedParameters().map { $0.1.count }.reduce(0, +)))
+        self.log("> device: \(device)")
         applyRecompute(arguments, to: model.decoder)
         // Duplicated parameters count once in the grad norm; partial gradients (sequence-parallel norms) are
         // summed over the tensor-parallel ranks before the step.
@@ -87,6 +99,8 @@ public final class Pretrainer {
         }
         schedule = try TrainingSchedule(arguments, groups: optimizer.groups)
         gradScaler = try makeGradScaler(arguments)
+        let modelSetup = Date().timeIntervalSince(setupStarted)
+        let dataStarted = Date()
         if let (tokenizer, options) = tokenizerAndOptions {
             (trainData, validData, testData) = try megatronDatasetSplits(arguments, tokenizer: tokenizer, options: options,
                                                                          trainIters: schedule.trainIters,
@@ -95,17 +109,29 @@ public final class Pretrainer {
             (trainData, validData) = embeddedCorpusSplits(arguments)
             testData = nil
         }
-        if let load = arguments.load { try restore(from: CheckpointDirectory(root: URL(fileURLWithPath: load))) }
+        reporter.timers.add("train/valid/test-data-iterators-setup", seconds: Date().timeIntervalSince(dataStarted))
+        // Megatron loads the checkpoint with the model, before the data; here the data comes first (loading
+        // needs the whole trainer), and the lines follow Megatron's order.
+        let loadStarted = Date()
+        if let load = arguments.load {
+            try restore(from: CheckpointDirectory(root: URL(fileURLWithPath: load)))
+            reporter.timers.add("load-checkpoint", seconds: Date().timeIntervalSince(loadStarted))
+            try reporter.timerReport(["load-checkpoint"])
+        }
+        reporter.timers.add("model-and-optimizer-setup", seconds: modelSetup + Date().timeIntervalSince(loadStarted))
+        self.log(MegatronLogLines.datetime("after model, optimizer, and learning rate scheduler are built"))
+        self.log(MegatronLogLines.datetime("after dataloaders are built"))
+        self.log("done with setup ...")
+        try reporter.timerReport(["model-and-optimizer-setup", "train/valid/test-data-iterators-setup"])
     }
 
     /// Trains for the configured iterations and returns the logged losses.
     public func run() throws -> Summary {
-        let config = model.config
-        log("> building GPT model on \(device): \(config.numLayers) layers, hidden \(config.hiddenSize), \(config.numAttentionHeads) heads, "
-            + "\(model.namedParameters().map { $0.1.count }.reduce(0, +)) parameters, vocabulary \(model.vocabSize) (padded)")
+        log("training ...")
+        try reporter.trainingStarts(at: iteration)
+        log(MegatronLogLines.datetime("before the start of training step"))
+        defer { reporter.flush() }
         var summary = Summary(iterations: iteration, intervalLosses: [])
-        var interval = IntervalStats()
-        var reportedMemory = false
         let started = Date()
         let stop = StopRequest(listening: arguments.exitSignalHandler)
         while iteration < schedule.trainIters {
@@ -115,21 +141,9 @@ public final class Pretrainer {
             consumedSamples += schedule.globalBatchSize
             iteration += 1
             let seconds = Date().timeIntervalSince(stepStarted)
-            interval.add(step, seconds: seconds)
-            recordMetrics(step, lr: lr, seconds: seconds)
             onIteration?(iteration, schedule.trainIters, step.loss, seconds * 1000)
-            if iteration % arguments.logInterval == 0 || iteration == 1 || iteration == schedule.trainIters {
-                log(interval.entry(iteration: iteration, of: schedule, consumed: consumedSamples, lr: lr,
-                                   lossScale: gradScaler?.scale ?? 1,
-                                   flops: flopsPerGPU,
-                                   showThroughput: arguments.logThroughput).formatted())
-                summary.intervalLosses.append(interval.meanLoss)
-                interval = IntervalStats()
-                // As Megatron, once, after the first logged iterations (the optimizer state exists by then).
-                if !reportedMemory, let memory = MemoryReport.current(on: device) {
-                    log(memory.line(rank: 0, iterations: iteration))
-                }
-                reportedMemory = true
+            if let loss = try reporter.iterationFinished(iterationReport(step, lr: lr, seconds: seconds)) {
+                summary.intervalLosses.append(loss)
             }
             if let every = arguments.evalInterval, iteration % every == 0 {
                 try optimizer.finishParameterUpdates()
@@ -138,39 +152,19 @@ public final class Pretrainer {
             summary.iterations = iteration
             if let reason = exitReason(started: started, stop: stop) {
                 log("> exiting: \(reason)")
-                if arguments.save != nil { try saveCheckpoint() }
+                if arguments.save != nil { try saveCheckpointAndTime() }
                 try optimizer.finishParameterUpdates()
                 return summary
             }
-            if let every = arguments.saveInterval, arguments.save != nil, iteration % every == 0 { try saveCheckpoint() }
+            if let every = arguments.saveInterval, arguments.save != nil, iteration % every == 0 { try saveCheckpointAndTime() }
         }
         // Parameter all-gathers of the last step (--overlap-param-gather) land before anyone reads the weights.
         try optimizer.finishParameterUpdates()
+        log(MegatronLogLines.datetime("after training is done"))
         // As Megatron: after training, the validation and test sets once more, named in the line.
         summary.validationLoss = evaluate(validData, name: "validation", prefix: "iteration \(iteration) on validation set")
         summary.testLoss = evaluate(testData, name: "test", prefix: "iteration \(iteration) on test set")
         return summary
-    }
-
-    /// Model FLOPs of one iteration per GPU (Megatron divides the job's FLOPs by the world size).
-    var flopsPerGPU: Double {
-        trainingFLOPs(config: model.config, vocabSize: model.vocabSize, sequenceLength: arguments.seqLength,
-                      batchSize: schedule.globalBatchSize) / Double(groups?.world.size ?? 1)
-    }
-
-    /// Megatron's per-iteration TensorBoard scalars (and the same in metrics.jsonl), memory included on a GPU.
-    func recordMetrics(_ step: StepOutcome, lr: Float, seconds: Double) {
-        guard let metrics else { return }
-        var values: [(String, Double)] = [("learning-rate", Double(lr)), ("batch-size", Double(schedule.globalBatchSize)),
-                                          ("loss-scale", Double(gradScaler?.scale ?? 1)), ("iteration-time", seconds)]
-        if step.updated { values += [("lm loss", step.loss), ("grad-norm", Double(step.gradNorm))] }
-        let flops = trainingFLOPs(config: model.config, vocabSize: model.vocabSize, sequenceLength: arguments.seqLength,
-                                  batchSize: schedule.globalBatchSize)
-        values.append(("throughput", flops / Double(groups?.world.size ?? 1) / seconds / 1e12))
-        // GPU memory only: on the CPU nothing counts allocations, and the process's RSS is not the same number.
-        values += MemoryReport.current(on: device)?.scalars ?? []
-        metrics.record(values, iteration: iteration)
-        metrics.flush()
     }
 
     /// Why training should stop early (exit interval, time budget, a termination signal), if it should.
@@ -196,11 +190,15 @@ public final class Pretrainer {
         let microBatches = arguments.microBatchesPerIteration(dataParallelSize: dp)
         let lossScale = gradScaler?.scale ?? 1
         var lossSum: Tensor?, tokens = 0, totals: TrainingOptimizer.LossTotals?
+        let timers = reporter.timers
+        let forwardBackward = try timers.start("forward-backward", level: 1)
         for m in 0..<microBatches {
             let start = consumedSamples + (m * dp + dpRank) * arguments.microBatchSize
-            let batch = trainData.batch(startingAt: start, size: arguments.microBatchSize).to(device)
+            let batch = try timers.time("batch-generator", level: 2) {
+                trainData.batch(startingAt: start, size: arguments.microBatchSize).to(device)
+            }
             try optimizer.microBatch(m, of: microBatches) {
-                let (lossTotal, count) = maskedLoss(batch)
+                let (lossTotal, count) = try timers.time("forward-compute", level: 2) { maskedLoss(batch) }
                 lossSum = lossSum.map { $0 + lossTotal.detached() } ?? lossTotal.detached()
                 tokens += count
                 // Summed over the ranks during the last backward, copied after it and read after the optimizer
@@ -208,11 +206,16 @@ public final class Pretrainer {
                 // the next one.
                 if m == microBatches - 1 { totals = try optimizer.startLossTotals(lossSum!, tokens: tokens) }
                 // Megatron: each micro-batch's loss averaged over its unmasked tokens, divided by the micro-batches.
-                (lossTotal * (lossScale / Float(max(count, 1) * microBatches))).backward()
+                try timers.time("backward-compute", level: 2) {
+                    (lossTotal * (lossScale / Float(max(count, 1) * microBatches))).backward()
+                }
             }
         }
+        try timers.stop(forwardBackward)
         let onHost = try totals!.startCopyToHost()
-        let report = try optimizer.step(scheduler: schedule.scheduler, clipGrad: arguments.clipGrad, lossScale: lossScale)
+        let report = try timers.time("optimizer", level: 1) {
+            try optimizer.step(scheduler: schedule.scheduler, clipGrad: arguments.clipGrad, lossScale: lossScale)
+        }
         gradScaler?.update(foundInf: !report.updated)
         if report.updated { schedule.scheduler.step(schedule.globalBatchSize) }
         let summed = onHost.tensor().floats()
@@ -240,11 +243,7 @@ public final class Pretrainer {
             tokens += count
         }
         let loss = total / Double(max(tokens, 1))
-        log(String(repeating: "-", count: 100))
-        log(validationLogLine(prefix: prefix, loss: loss))
-        metrics?.record([("lm loss \(name)", loss), ("lm loss \(name) ppl", exp(min(20, loss)))], iteration: iteration)
-        metrics?.flush()
-        log(String(repeating: "-", count: 100))
+        reporter.evaluationFinished(loss: loss, name: name, prefix: prefix, iteration: iteration, consumedSamples: consumedSamples)
         return loss
     }
 
@@ -262,46 +261,6 @@ struct StepOutcome {
     var loss: Double
     var gradNorm: Float
     var updated: Bool
-}
-
-/// Sums over the iterations between two log lines, reset after each line as Megatron's `total_loss_dict`.
-struct IntervalStats {
-    var iterations = 0
-    var advanced = 0
-    var lossTotal = 0.0
-    var seconds = 0.0
-    /// The last iteration's grad norm; nil when it was skipped (Megatron then prints none).
-    var gradNorm: Float?
-    var skipped = 0
-    var nan = 0
-
-    /// Loss averaged over the iterations that updated the model.
-    var meanLoss: Double { lossTotal / Double(max(advanced, 1)) }
-
-    mutating func add(_ step: StepOutcome, seconds: Double) {
-        iterations += 1
-        self.seconds += seconds
-        if !step.loss.isFinite { nan += 1 }
-        if step.updated {
-            advanced += 1
-            lossTotal += step.loss
-            gradNorm = step.gradNorm
-        } else {
-            skipped += 1
-            gradNorm = nil
-        }
-    }
-
-    func entry(iteration: Int, of schedule: TrainingSchedule, consumed: Int, lr: Float, lossScale: Float,
-               flops: Double, showThroughput: Bool) -> TrainingLogEntry {
-        let perIteration = seconds / Double(max(iterations, 1))
-        return TrainingLogEntry(
-            iteration: iteration, trainIters: schedule.trainIters, consumedSamples: consumed,
-            elapsedMillisecondsPerIteration: perIteration * 1000,
-            throughput: showThroughput ? flops / perIteration / 1e12 : nil, learningRate: lr,
-            globalBatchSize: schedule.globalBatchSize, lmLoss: meanLoss, lossScale: lossScale, gradNorm: gradNorm,
-            skippedIterations: skipped, nanIterations: nan)
-    }
 }
 
 /// Train and validation samples of the built-in corpus (97% / 3% of its documents).

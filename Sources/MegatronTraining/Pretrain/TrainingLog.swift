@@ -14,6 +14,10 @@ public struct TrainingLogEntry {
     public var lmLoss: Double
     public var lossScale: Float
     public var gradNorm: Float?
+    /// Zeros in the main gradients, with `--log-num-zeros-in-grad`.
+    public var numZeros: Int?
+    /// L2 norm of the parameters, with `--log-params-norm`.
+    public var paramsNorm: Double?
     public var skippedIterations: Int
     public var nanIterations: Int
 
@@ -29,27 +33,22 @@ public struct TrainingLogEntry {
         line += " lm loss: \(Self.scientific(lmLoss)) |"
         line += " loss scale: \(String(format: "%.1f", lossScale)) |"
         if let gradNorm { line += " grad norm: \(String(format: "%.3f", gradNorm)) |" }
+        // Megatron's count is a Python float that went through an fp32 tensor: `1234.0`.
+        if let numZeros { line += " num zeros: \(PythonText.float(Double(Float(numZeros)))) |" }
+        if let paramsNorm { line += " params norm: \(String(format: "%.3f", paramsNorm)) |" }
         line += " number of skipped iterations: \(pad(skippedIterations, 3)) |"
         line += " number of nan iterations: \(pad(nanIterations, 3)) |"
         return line
     }
 
-    private func pad(_ value: Int, _ width: Int) -> String {
-        let text = String(value)
-        return String(repeating: " ", count: max(0, width - text.count)) + text
-    }
+    private func pad(_ value: Int, _ width: Int) -> String { MegatronLogLines.padded(value, width) }
 
     /// Python's `{:.6E}`: six decimals and a two-digit signed exponent.
     static func scientific(_ value: Double) -> String {
         String(format: "%.6E", value)
     }
 
-    static func timestamp(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss.SSSSSS"
-        return formatter.string(from: date)
-    }
+    static func timestamp(_ date: Date) -> String { MegatronLogLines.timestamp(date) }
 }
 
 /// Megatron's evaluation line: loss and perplexity (`exp(min(20, loss))`); `prefix` is `iteration N`, or

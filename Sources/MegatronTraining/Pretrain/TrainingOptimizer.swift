@@ -121,6 +121,16 @@ final class TrainingOptimizer {
         }
     }
 
+    /// `--log-params-norm`: the L2 norm of the fp32 master weights over every rank's share (a collective).
+    func parameterNorm() throws -> Double {
+        try distributed?.parameterNorm() ?? plain!.parameterNorm(gradStats: gradStats)
+    }
+
+    /// `--log-num-zeros-in-grad`: zeros in the reduced main gradients of the last step (a collective).
+    func gradientZeroCount() throws -> Int {
+        try distributed?.gradientZeroCount() ?? plain!.gradientZeroCount(gradStats: gradStats)
+    }
+
     /// Waits for parameter all-gathers still in flight (`--overlap-param-gather`) before parameters are read.
     func finishParameterUpdates() throws { try ddp?.finishParamGather() }
 }
