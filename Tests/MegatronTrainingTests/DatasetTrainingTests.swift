@@ -52,9 +52,10 @@ final class DatasetTrainingTests: XCTestCase {
         XCTAssertEqual(summary.iterations, 4)
     }
 
-    func testDataWithoutTokenizerIsRefused() throws {
+    /// Without --tokenizer-type, Megatron data means pretrain_gpt.py's default GPT2BPETokenizer, which needs its files.
+    func testDataWithoutTokenizerMeansGPT2BPE() throws {
         XCTAssertThrowsError(try Pretrainer(arguments: try parse(model + "--train-iters 4 --mock-data")) { _ in }) {
-            XCTAssertEqual("\($0)", "--tokenizer-type is required with --data-path, --mock-data or the per-split data paths")
+            XCTAssertEqual("\($0)", "no --tokenizer-type, so pretrain_gpt.py's default: GPT2BPETokenizer needs --vocab-file")
         }
     }
 }

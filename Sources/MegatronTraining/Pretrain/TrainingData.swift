@@ -48,19 +48,19 @@ struct DatasetSplitData: TrainingData {
     }
 }
 
-/// The tokenizer the run's flags name, with its options (nil for the embedded corpus).
+/// The tokenizer the run's flags name, with its options (nil for the embedded corpus). Without
+/// `--tokenizer-type`, Megatron data means GPT2BPETokenizer, `pretrain_gpt.py`'s default.
 func runTokenizer(_ a: PretrainArguments) throws -> (any Tokenizer, TokenizerOptions)? {
-    guard let name = a.tokenizerType else {
-        if a.usesEmbeddedCorpus { return nil }
-        throw ArgumentError("--tokenizer-type is required with --data-path, --mock-data or the per-split data paths")
-    }
+    if a.usesEmbeddedCorpus { return nil }
+    let name = a.tokenizerType ?? TokenizerOptions.Kind.gpt2BPE.rawValue
     let options = TokenizerOptions(type: TokenizerOptions.Kind(rawValue: name)!, vocabFile: a.vocabFile,
                                    mergeFile: a.mergeFile, tokenizerModel: a.tokenizerModel, vocabSize: a.vocabSize,
                                    tiktokenPattern: a.tiktokenPattern, tiktokenNumSpecialTokens: a.tiktokenNumSpecialTokens)
     do {
         return (try buildTokenizer(options), options)
     } catch let error as TokenizerError {
-        throw ArgumentError(error.description)
+        let implied = a.tokenizerType == nil ? "no --tokenizer-type, so pretrain_gpt.py's default: " : ""
+        throw ArgumentError(implied + error.description)
     }
 }
 
