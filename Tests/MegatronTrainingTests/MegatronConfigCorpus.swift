@@ -1,0 +1,246 @@
+import Foundation
+import XCTest
+import MegatronCore
+
+/// One config of Fixtures/megatron-configs (see its README): the flags as written, where they come from, and
+/// how the acceptance test runs them.
+struct CorpusConfig {
+    enum Kind { case flags, modelConfigYAML }
+
+    let name: String
+    let kind: Kind
+    private(set) var file: URL
+    /// `repository path @ commit`.
+    let source: String
+    /// The config's flags as written, each with its values (`--flag: true` in YAML has none).
+    private(set) var flags: [(name: String, values: [String])]
+    /// Flags a model config lacks for a training run (tokenizer path, data, lr, iterations).
+    let completes: [String]
+    /// Appended after the config's flags: the tiny model, 2 iterations.
+    let scaleDown: [String]
+    /// Thread ranks (`megatron launch --threads`) when above 1.
+    let ranks: Int
+
+    /// Every config of the corpus, by name.
+    static func all(in directory: URL) throws -> [CorpusConfig] {
+        var out: [CorpusConfig] = []
+        for (folder, kind) in [("functional", Kind.modelConfigYAML), ("scripts", .flags)] {
+            let dir = directory.appendingPathComponent(folder)
+            for file in try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() {
+                out.append(try CorpusConfig(file: dir.appendingPathComponent(file), kind: kind))
+            }
+        }
+        return out
+    }
+
+    init(file: URL, kind: Kind) throws {
+        self.file = file
+        self.kind = kind
+        name = file.deletingPathExtension().lastPathComponent
+        let text = try String(contentsOf: file, encoding: .utf8)
+        var directives: [String: [String]] = [:]
+        var body: [String] = []
+        // `# key: value` lines (one lower-case word before the colon) are directives; other comments are notes.
+        for line in text.split(separator: "\n").map(String.init) {
+            if let match = line.range(of: #"^# [a-z-]+: "#, options: .regularExpression) {
+                let key = String(line[line.index(line.startIndex, offsetBy: 2)..<line.index(match.upperBound, offsetBy: -2)])
+                directives[key, default: []].append(String(line[match.upperBound...]))
+            } else if !line.hasPrefix("#") {
+                body.append(line)
+            }
+        }
+        source = try XCTUnwrap(directives["source"]?.first, "\(file.lastPathComponent) has no source line")
+        completes = (directives["completes"] ?? []).flatMap(Self.words)
+        scaleDown = (directives["scale-down"] ?? []).flatMap(Self.words)
+        ranks = Int(directives["ranks"]?.first ?? "1") ?? 1
+        flags = kind == .flags ? Self.flags(ofLines: body) : Self.modelArgs(body)
+    }
+
+    /// The command line as a user runs it, `${VAR}` of a flags file expanded from `variables` (a
+    /// model_config.yaml's are expanded by the program, from its environment).
+    func arguments(variables: [String: String]) -> [String] {
+        let configured: [String]
+        switch kind {
+        case .flags:
+            configured = (flags.flatMap { [$0.name] + $0.values } + completes).map { Self.expand($0, variables) }
+        case .modelConfigYAML:
+            configured = ["--yaml-cfg", file.path]
+        }
+        let command = configured + scaleDown
+        return ranks > 1 ? ["launch", "--threads", "--nproc-per-node", "\(ranks)", "--", "pretrain-gpt"] + command
+            : ["pretrain-gpt"] + command
+    }
+
+    /// This config without `names` (and their values): a model_config.yaml is copied to `directory` without
+    /// their lines.
+    func without(_ names: Set<String>, writingTo directory: URL) throws -> CorpusConfig {
+        var copy = self
+        copy.flags = flags.filter { !names.contains($0.name) }
+        guard kind == .modelConfigYAML else { return copy }
+        let kept = try String(contentsOf: file, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).filter { line in
+            let key = line.trimmingCharacters(in: .whitespaces).prefix { $0 != ":" }
+            return !names.contains(String(key))
+        }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        copy.file = directory.appendingPathComponent(file.lastPathComponent)
+        try kept.joined(separator: "\n").write(to: copy.file, atomically: true, encoding: .utf8)
+        return copy
+    }
+
+    /// Words of a line as the shell splits them (double quotes keep spaces, and are dropped).
+    static func words(_ line: String) -> [String] {
+        var out: [String] = [], word = "", quoted = false, any = false
+        for c in line {
+            if c == "\"" {
+                quoted.toggle()
+                any = true
+            } else if c.isWhitespace && !quoted {
+                if any { out.append(word) }
+                (word, any) = ("", false)
+            } else {
+                word.append(c)
+                any = true
+            }
+        }
+        if any { out.append(word) }
+        return out
+    }
+
+    static func expand(_ word: String, _ variables: [String: String]) -> String {
+        var out = word
+        for (name, value) in variables { out = out.replacingOccurrences(of: "${\(name)}", with: value) }
+        return out
+    }
+
+    private static func flags(ofLines lines: [String]) -> [(name: String, values: [String])] {
+        lines.map(words).filter { !$0.isEmpty }.map { (name: $0[0], values: Array($0.dropFirst())) }
+    }
+
+    /// MODEL_ARGS of a model_config.yaml: `  --flag: value` lines (`true` is a switch; quotes dropped).
+    private static func modelArgs(_ lines: [String]) -> [(name: String, values: [String])] {
+        var section = "", out: [(name: String, values: [String])] = []
+        for line in lines {
+            if let first = line.first, !first.isWhitespace { section = String(line.prefix { $0 != ":" }) }
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard section == "MODEL_ARGS", trimmed.hasPrefix("--"), let colon = trimmed.firstIndex(of: ":") else { continue }
+            let value = trimmed[trimmed.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                .trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+            out.append((String(trimmed[..<colon]), value == "true" ? [] : [value]))
+        }
+        return out
+    }
+}
+
+/// The features issue 17 leaves to other issues (pipeline / context / expert parallelism, MoE, MLA, FP8,
+/// checkpoint formats) and Weights & Biases, which this build refuses by design: a config using any of them
+/// must be refused, naming exactly those flags, in one error.
+enum OutOfScopeFeatures {
+    static let patterns: [(feature: String, pattern: String)] = [
+        ("pipeline parallelism", #"^--(num-layers-per-virtual-pipeline-stage|num-virtual-stages-per-pipeline-rank|virtual-pipeline-model-parallel-size|decoder-(first|last)-pipeline-num-layers|account-for-.*-in-pipeline-split|microbatch-group-size-per-virtual-pipeline-stage|overlap-p2p-communication.*|pipeline-model-parallel-layout)$"#),
+        ("context parallelism", #"^--(cp-comm-type|hierarchical-context-parallel-sizes)$"#),
+        ("mixture of experts", #"^--(num-experts|moe-.*)$"#),
+        ("multi-latent attention", #"^--(multi-latent-attention|q-lora-rank|kv-lora-rank|qk-head-dim|qk-pos-emb-head-dim|v-head-dim|rotary-scaling-factor|mscale|mscale-all-dim|cache-mla-latents)$"#),
+        ("FP8", #"^--fp8-.*$"#),
+        ("checkpoint formats", #"^--(ckpt-format|auto-detect-ckpt-format|dist-ckpt-.*|use-dist-ckpt|async-save|async-strategy|async-ckpt-.*|use-persistent-ckpt-worker|ckpt-fully-parallel-.*|no-ckpt-fully-parallel-save|ckpt-assume-constant-structure|ckpt-convert-.*)$"#),
+        ("Weights & Biases", #"^--wandb-.*$"#),
+    ]
+
+    /// Parallel sizes that ask for a left-out feature only above 1.
+    static let sizes: Set<String> = ["--pipeline-model-parallel-size", "--context-parallel-size",
+                                     "--expert-model-parallel-size", "--expert-tensor-parallel-size"]
+
+    /// The flags of `config` that use a left-out feature.
+    static func flags(of config: CorpusConfig) -> Set<String> {
+        var out: Set<String> = []
+        for (name, values) in config.flags where values != ["false"] {
+            if sizes.contains(name) {
+                if let size = values.first.flatMap({ Int($0) }), size > 1 { out.insert(name) }
+            } else if patterns.contains(where: { name.range(of: $0.pattern, options: .regularExpression) != nil }) {
+                out.insert(name)
+            }
+        }
+        return out
+    }
+}
+
+/// Runs the corpus as a user does: the `megatron` executable, with the paths its configs name made real in a
+/// scratch folder (Megatron's CI layout for the functional tests, ${VAR}s for the scripts), on data preprocessed
+/// from the embedded corpus with the fixture tokenizer.
+struct CorpusWorkspace {
+    let binary: URL
+    let root: URL
+    let tokenizer: URL
+    let prefix: String
+
+    /// What one run printed and how it ended.
+    struct Outcome {
+        var status: Int32
+        var output: String
+    }
+
+    init(binary: URL, fixtures: URL) throws {
+        self.binary = binary
+        tokenizer = fixtures.appendingPathComponent("tokenizer")
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("corpus-\(UUID().uuidString)")
+        let data = root.appendingPathComponent("data/text/common_pile/v01_filtered_data")
+        try FileManager.default.createDirectory(at: data.appendingPathComponent("bpe"), withIntermediateDirectories: true)
+        for file in ["vocab.json", "merges.txt"] {
+            try FileManager.default.copyItem(at: tokenizer.appendingPathComponent(file),
+                                             to: data.appendingPathComponent("bpe/\(file)"))
+        }
+        let jsonl = root.appendingPathComponent("docs.jsonl")
+        let documents = SyntheticCorpus.documents(count: 2000, seed: 17).map { text in
+            String(decoding: try! JSONSerialization.data(withJSONObject: ["text": text]), as: UTF8.self)
+        }
+        try documents.joined(separator: "\n").write(to: jsonl, atomically: true, encoding: .utf8)
+        let made = data.appendingPathComponent("my-gpt3_00").path
+        prefix = made + "_text_document"
+        let preprocess = try Self.run(binary, ["preprocess-data", "--input", jsonl.path, "--output-prefix", made,
+                                               "--tokenizer-type", "GPT2BPETokenizer", "--vocab-file", data.path + "/bpe/vocab.json",
+                                               "--merge-file", data.path + "/bpe/merges.txt", "--append-eod", "--workers", "1"],
+                                      environment: [:])
+        guard preprocess.status == 0 else { throw XCTSkip("preprocess-data failed: \(preprocess.output)") }
+    }
+
+    /// Runs `config` with fresh checkpoint, TensorBoard and cache folders (`attempt` tells runs of one config
+    /// apart).
+    func run(_ config: CorpusConfig, attempt: String = "as-written") throws -> Outcome {
+        let own = root.appendingPathComponent("runs/\(config.name)/\(attempt)")
+        func folder(_ name: String) -> String { own.appendingPathComponent(name).path }
+        let data = root.appendingPathComponent("data").path
+        let variables = ["CHECKPOINT_PATH": folder("checkpoints"), "TENSORBOARD_LOGS_PATH": folder("tensorboard"),
+                         "DATA_CACHE_PATH": folder("cache"), "DATA_PATH": prefix, "CORPUS_PREFIX": prefix,
+                         "VOCAB_FILE": data + "/text/common_pile/v01_filtered_data/bpe/vocab.json",
+                         "MERGE_FILE": data + "/text/common_pile/v01_filtered_data/bpe/merges.txt",
+                         "TOKENIZER_MODEL": tokenizer.path]
+        // Megatron's functional-test launcher exports these for a model_config.yaml.
+        let environment = ["DATA_PATH": data, "DATA_CACHE_PATH": folder("cache"), "CHECKPOINT_SAVE_PATH": folder("checkpoints"),
+                           "CHECKPOINT_LOAD_PATH": folder("checkpoints"), "TENSORBOARD_PATH": folder("tensorboard"),
+                           "DATA_BLEND": prefix, "WANDB_EXPERIMENT": config.name, "WANDB_SAVE_PATH": folder("wandb")]
+        return try Self.run(binary, config.arguments(variables: variables), environment: environment)
+    }
+
+    func remove() { try? FileManager.default.removeItem(at: root) }
+
+    /// `binary arguments...` to completion on the CPU (killed after two minutes), stdout and stderr together.
+    static func run(_ binary: URL, _ arguments: [String], environment: [String: String]) throws -> Outcome {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 120, execute: watchdog)
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        watchdog.cancel()
+        return Outcome(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+    }
+}
