@@ -50,7 +50,7 @@ let package = Package(
         .testTarget(name: "MegatronCUDATests", dependencies: ["MegatronCUDA", "MegatronTensor"], exclude: ["Fixtures"]),
         .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"], resources: [.copy("Fixtures")]),
         // Runs the built `megatron` executable as a user does: bad input must end in a message, never a trap.
-        .testTarget(name: "MegatronCLITests", dependencies: ["megatron"]),
+        .testTarget(name: "MegatronCLITests", dependencies: ["megatron", "MegatronTraining", "MegatronCore"], exclude: ["Fixtures"]),
     ],
     // Swift 5 mode: kernels hand raw pointers to worker threads, which strict Sendable checking rejects wholesale.
     swiftLanguageModes: [.v5]

@@ -167,19 +167,13 @@ enum OutOfScopeFeatures {
 /// scratch folder (Megatron's CI layout for the functional tests, ${VAR}s for the scripts), on data preprocessed
 /// from the embedded corpus with the fixture tokenizer.
 struct CorpusWorkspace {
-    let binary: URL
+    let megatron: MegatronProcess
     let root: URL
     let tokenizer: URL
     let prefix: String
 
-    /// What one run printed and how it ended.
-    struct Outcome {
-        var status: Int32
-        var output: String
-    }
-
-    init(binary: URL, fixtures: URL) throws {
-        self.binary = binary
+    init(megatron: MegatronProcess, fixtures: URL) throws {
+        self.megatron = megatron
         tokenizer = fixtures.appendingPathComponent("tokenizer")
         root = FileManager.default.temporaryDirectory.appendingPathComponent("corpus-\(UUID().uuidString)")
         let data = root.appendingPathComponent("data/text/common_pile/v01_filtered_data")
@@ -195,16 +189,15 @@ struct CorpusWorkspace {
         try documents.joined(separator: "\n").write(to: jsonl, atomically: true, encoding: .utf8)
         let made = data.appendingPathComponent("my-gpt3_00").path
         prefix = made + "_text_document"
-        let preprocess = try Self.run(binary, ["preprocess-data", "--input", jsonl.path, "--output-prefix", made,
-                                               "--tokenizer-type", "GPT2BPETokenizer", "--vocab-file", data.path + "/bpe/vocab.json",
-                                               "--merge-file", data.path + "/bpe/merges.txt", "--append-eod", "--workers", "1"],
-                                      environment: [:])
+        let preprocess = try megatron.run(["preprocess-data", "--input", jsonl.path, "--output-prefix", made,
+                                           "--tokenizer-type", "GPT2BPETokenizer", "--vocab-file", data.path + "/bpe/vocab.json",
+                                           "--merge-file", data.path + "/bpe/merges.txt", "--append-eod", "--workers", "1"])
         guard preprocess.status == 0 else { throw XCTSkip("preprocess-data failed: \(preprocess.output)") }
     }
 
     /// Runs `config` with fresh checkpoint, TensorBoard and cache folders (`attempt` tells runs of one config
     /// apart).
-    func run(_ config: CorpusConfig, attempt: String = "as-written") throws -> Outcome {
+    func run(_ config: CorpusConfig, attempt: String = "as-written") throws -> MegatronProcess.Outcome {
         let own = root.appendingPathComponent("runs/\(config.name)/\(attempt)")
         func folder(_ name: String) -> String { own.appendingPathComponent(name).path }
         let data = root.appendingPathComponent("data").path
@@ -217,30 +210,8 @@ struct CorpusWorkspace {
         let environment = ["DATA_PATH": data, "DATA_CACHE_PATH": folder("cache"), "CHECKPOINT_SAVE_PATH": folder("checkpoints"),
                            "CHECKPOINT_LOAD_PATH": folder("checkpoints"), "TENSORBOARD_PATH": folder("tensorboard"),
                            "DATA_BLEND": prefix, "WANDB_EXPERIMENT": config.name, "WANDB_SAVE_PATH": folder("wandb")]
-        return try Self.run(binary, config.arguments(variables: variables), environment: environment)
+        return try megatron.run(config.arguments(variables: variables), environment: environment)
     }
 
     func remove() { try? FileManager.default.removeItem(at: root) }
-
-    /// `binary arguments...` to completion on the CPU (killed after two minutes), stdout and stderr together.
-    static func run(_ binary: URL, _ arguments: [String], environment: [String: String]) throws -> Outcome {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env["CUDA_VISIBLE_DEVICES"] = ""
-        for (key, value) in environment { env[key] = value }
-        process.environment = env
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 120, execute: watchdog)
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        watchdog.cancel()
-        return Outcome(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
-    }
 }

@@ -143,12 +143,7 @@ final class MegatronConfigCorpusTests: XCTestCase {
     }
 
     func testRealConfigsTrainOrAreRefusedOnlyForFeaturesLeftToOtherIssues() throws {
-        let binary = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("megatron")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            throw XCTSkip("the megatron executable is not built next to the tests")
-        }
-        let workspace = try CorpusWorkspace(binary: binary, fixtures: Self.fixtures)
+        let workspace = try CorpusWorkspace(megatron: try MegatronProcess.built(), fixtures: Self.fixtures)
         defer { workspace.remove() }
         let yamlBlocks = try Self.yamlStillBlocks(in: workspace.root)
         let allAtOnceBlocks = Self.allAtOnceStillBlocks
