@@ -86,15 +86,15 @@ final class TrainingReporter {
         let first = report.iteration == startIteration + 1
         let reset = !first || arguments.logInterval == 1
         let perIteration = interval.seconds / Double(max(interval.iterations, 1))
-        log(interval.entry(report, throughput: arguments.logThroughput ? report.flops / Double(worldSize) / perIteration / 1e12 : nil)
-            .formatted())
+        let throughput = report.flops / Double(worldSize) / perIteration / 1e12
+        log(interval.entry(report, throughput: arguments.logThroughput ? throughput : nil).formatted())
         let meanLoss = interval.meanLoss
         if reset { interval = IntervalStats() }
         reportMemory(after: report.iteration)
         if arguments.logTimersToTensorboard {
             // Megatron leaves the job's first iteration time out of TensorBoard (it carries start-up work).
             var values = first ? [] : [("iteration-time", perIteration)]
-            if arguments.logThroughput { values.append(("throughput", report.flops / Double(worldSize) / perIteration / 1e12)) }
+            if arguments.logThroughput { values.append(("throughput", throughput)) }
             metrics?.record(values, iteration: report.iteration)
         }
         let timed = try timerReport(TrainingTimers.iterationTimers(level: arguments.timingLogLevel),
@@ -102,7 +102,6 @@ final class TrainingReporter {
         if arguments.logTimersToTensorboard, !timed.isEmpty {
             metrics?.record(timed.map { ($0.0 + "-time", $0.1) }, iteration: report.iteration)
         }
-        metrics?.flush()
         return meanLoss
     }
 
@@ -118,11 +117,12 @@ final class TrainingReporter {
         var values = [("lm loss \(name)", loss)]
         if arguments.logValidationPplToTensorboard { values.append(("lm loss \(name) ppl", perplexity)) }
         metrics?.record(values, iteration: iteration, samples: consumedSamples, againstSamples: Set(values.map(\.0)))
-        metrics?.flush()
     }
 
     /// After a checkpoint is saved (every rank): the save timer's report and the progress line.
     func checkpointSaved(iteration: Int, consumedSamples: Int) throws {
+        // What TensorBoard holds reaches the disk with the checkpoint, so a resumed run continues it.
+        metrics?.flush()
         _ = try timerReport(["save-checkpoint"])
         try progress?.appendCheckpoint(iteration: iteration, flops: flopsSoFar, flopsAtJobStart: flopsAtJobStart,
                                        jobStarted: jobStarted, tokens: consumedSamples * arguments.seqLength)
@@ -137,7 +137,8 @@ final class TrainingReporter {
         return maxima
     }
 
-    /// Writes everything still queued for TensorBoard.
+    /// Writes everything still queued for TensorBoard (at the end of a run; otherwise the queue and checkpoints
+    /// decide).
     func flush() { metrics?.flush() }
 
     /// Megatron's per-iteration scalars, each also against the consumed samples.
