@@ -52,15 +52,9 @@ struct MegatronProcess {
         let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
         DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
         // Read both pipes concurrently: a child filling one pipe while we block on the other would hang.
-        var errData = Data()
-        let errRead = DispatchGroup()
-        errRead.enter()
-        DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
-            errRead.leave()
-        }
+        let errRead = ReadInBackground(err.fileHandleForReading)
         let outData = out.fileHandleForReading.readDataToEndOfFile()
-        errRead.wait()
+        let errData = errRead.wait()
         process.waitUntilExit()
         watchdog.cancel()
         return Outcome(status: process.terminationStatus, killedBySignal: process.terminationReason == .uncaughtSignal,
@@ -83,5 +77,24 @@ struct MegatronProcess {
                           file: file, line: line)
         }
         return outcome
+    }
+}
+
+/// A file handle read to its end on another thread.
+private final class ReadInBackground: @unchecked Sendable {
+    private var data = Data()
+    private let done = DispatchGroup()
+
+    init(_ handle: FileHandle) {
+        done.enter()
+        DispatchQueue.global().async { [self] in
+            data = handle.readDataToEndOfFile()
+            done.leave()
+        }
+    }
+
+    func wait() -> Data {
+        done.wait()
+        return data
     }
 }
