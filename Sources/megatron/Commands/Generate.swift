@@ -37,7 +37,8 @@ struct Generate: ParsableCommand {
     }
 
     func run() throws {
-        let (model, _) = try GPTCheckpoint.load(from: CheckpointDirectory(root: URL(fileURLWithPath: load)))
+        let loaded = try GPTCheckpoint.load(from: CheckpointDirectory(root: URL(fileURLWithPath: load)))
+        let model = loaded.model
         let tokenizer = try tokenizerType.map { name -> any Tokenizer in
             guard let kind = TokenizerOptions.Kind(rawValue: name) else {
                 throw ValidationError("--tokenizer-type must be one of \(TokenizerOptions.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -51,7 +52,7 @@ struct Generate: ParsableCommand {
         if let empty = ids.firstIndex(where: \.isEmpty) {
             throw ValidationError("--prompt \(empty + 1) (\"\(prompt[empty])\") encodes to no tokens")
         }
-        let outputs = model.generate(prompts: ids, maxNewTokens: tokensToGenerate, stopToken: stop, options: options)
+        let outputs = model.generate(prompts: ids, vocabSize: loaded.vocabSize, maxNewTokens: tokensToGenerate, stopToken: stop, options: options)
         var results: [[String: Any]] = []
         for (text, out) in zip(prompt, outputs) {
             let generated = tokenizer?.decode(out.tokens) ?? ByteTokens.decode(out.tokens)
