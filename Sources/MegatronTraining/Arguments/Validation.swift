@@ -68,7 +68,10 @@ extension PretrainArguments {
     public var resolvedMaxPositionEmbeddings: Int { maxPositionEmbeddings ?? seqLength }
 
     /// `--device cpu|cuda`; without it, the GPU `LOCAL_RANK` names (else 0) when one is usable, else the CPU.
-    public func resolvedDevice() throws -> Device {
+    public func resolvedDevice() throws -> Device { try Self.resolveDevice(device) }
+
+    /// The device a `--device` value (`cpu`, `cuda` or none) names, as `resolvedDevice()` picks it.
+    public static func resolveDevice(_ device: String?) throws -> Device {
         let ordinal = ProcessInfo.processInfo.environment["LOCAL_RANK"].flatMap(Int.init) ?? 0
         switch device {
         case "cpu": return .cpu
