@@ -44,7 +44,8 @@ public final class SelfAttention: Module {
         qLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels) : nil
         kLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels) : nil
         rotary = config.positionEmbeddingType == .rope
-            ? RotaryEmbedding(kvChannels: config.kvChannels, rotaryPercent: config.rotaryPercent, base: config.rotaryBase)
+            ? RotaryEmbedding(kvChannels: config.kvChannels, rotaryPercent: config.rotaryPercent, base: config.rotaryBase,
+                              scaling: config.ropeScaling)
             : nil
         attentionDropout = Dropout(config.attentionDropout, generator: dropout.generator(split: true))
     }

@@ -33,6 +33,8 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
     public var rotaryPercent: Float
     public var initMethodStd: Float
     public var paramsDType: DType
+    /// Rescaling of the rotary frequencies (Llama 3.x, linear); nil: none.
+    public var ropeScaling: RopeScaling?
 
     public init(
         numLayers: Int, hiddenSize: Int, numAttentionHeads: Int, numQueryGroups: Int? = nil,
@@ -41,7 +43,8 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         addBiasLinear: Bool = true, addQKVBias: Bool? = nil, qkLayernorm: Bool = false,
         hiddenDropout: Float = 0.1, attentionDropout: Float = 0.1,
         positionEmbeddingType: PositionEmbedding = .learnedAbsolute, rotaryBase: Float = 10000,
-        rotaryPercent: Float = 1, initMethodStd: Float = 0.02, paramsDType: DType = .float32
+        rotaryPercent: Float = 1, initMethodStd: Float = 0.02, paramsDType: DType = .float32,
+        ropeScaling: RopeScaling? = nil
     ) throws {
         self.numLayers = numLayers
         self.hiddenSize = hiddenSize
@@ -63,6 +66,7 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         self.rotaryPercent = rotaryPercent
         self.initMethodStd = initMethodStd
         self.paramsDType = paramsDType
+        self.ropeScaling = ropeScaling
         if kvChannels == nil && numAttentionHeads > 0 && hiddenSize % numAttentionHeads != 0 {
             throw ConfigError("hidden_size (\(hiddenSize)) must be divisible by num_attention_heads (\(numAttentionHeads)) unless kv_channels is given")
         }
@@ -89,6 +93,10 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         let rotaryDim = Int(Float(kvChannels) * rotaryPercent)
         try require(positionEmbeddingType != .rope || rotaryDim % 2 == 0,
                     "rotary dimension \(rotaryDim) (kv_channels x rotary_percent) must be even")
+        if let ropeScaling {
+            try require(positionEmbeddingType == .rope, "rope scaling needs position_embedding_type rope")
+            try ropeScaling.validate()
+        }
     }
 }
 

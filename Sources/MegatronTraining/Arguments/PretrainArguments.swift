@@ -27,6 +27,9 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var hiddenDropout: Float = 0.1
     public var attentionDropout: Float = 0.1
     public var initMethodStd: Float = 0.02
+    /// `--use-rope-scaling`: Llama 3.x frequency scaling of RoPE, by `--rope-scaling-factor`.
+    public var useRopeScaling = false
+    public var ropeScalingFactor: Float = 8
 
     // Batch and iterations.
     public var microBatchSize = 8

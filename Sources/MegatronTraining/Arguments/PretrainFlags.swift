@@ -174,6 +174,9 @@ enum PretrainFlags {
         .string("--tiktoken-pattern", \.tiktokenPattern),
         .int("--tiktoken-num-special-tokens", \.tiktokenNumSpecialTokens),
         .choice("--device", \.device, ["cpu", "cuda"]),
+        // rope scaling
+        .set("--use-rope-scaling", \.useRopeScaling),
+        .float("--rope-scaling-factor", \.ropeScalingFactor),
     ]
 
     static let byName: [String: Flag] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })

@@ -68,7 +68,10 @@ extension PretrainArguments {
     public var resolvedMaxPositionEmbeddings: Int { maxPositionEmbeddings ?? seqLength }
 
     /// `--device cpu|cuda`; without it, the GPU `LOCAL_RANK` names (else 0) when one is usable, else the CPU.
-    public func resolvedDevice() throws -> Device {
+    public func resolvedDevice() throws -> Device { try Self.resolveDevice(device) }
+
+    /// The device a `--device` value (`cpu`, `cuda` or none) names, as `resolvedDevice()` picks it.
+    public static func resolveDevice(_ device: String?) throws -> Device {
         let ordinal = ProcessInfo.processInfo.environment["LOCAL_RANK"].flatMap(Int.init) ?? 0
         switch device {
         case "cpu": return .cpu
@@ -84,6 +87,16 @@ extension PretrainArguments {
         }
     }
 
+    /// `--use-rope-scaling` as Megatron applies it: Llama 3 scaling by `--rope-scaling-factor`, on RoPE only.
+    func ropeScaling() throws -> RopeScaling? {
+        guard useRopeScaling else { return nil }
+        guard positionEmbeddingType == "rope" else {
+            throw ArgumentError("--use-rope-scaling scales rotary embeddings: it needs --position-embedding-type rope, not \(positionEmbeddingType)")
+        }
+        guard ropeScalingFactor > 0 else { throw ArgumentError("--rope-scaling-factor must be positive, got \(ropeScalingFactor)") }
+        return .megatron(factor: ropeScalingFactor)
+    }
+
     /// The model configuration these flags describe.
     public func transformerConfig() throws -> TransformerConfig {
         let ffn = ffnHiddenSize ?? (swiglu ? Int(Float(8 * hiddenSize) / 3 / 64) * 64 : 4 * hiddenSize)
@@ -97,7 +110,8 @@ extension PretrainArguments {
                 hiddenDropout: hiddenDropout, attentionDropout: attentionDropout,
                 positionEmbeddingType: TransformerConfig.PositionEmbedding(rawValue: positionEmbeddingType) ?? .none,
                 rotaryBase: rotaryBase, rotaryPercent: rotaryPercent, initMethodStd: initMethodStd,
-                paramsDType: bf16 ? .bfloat16 : (fp16 ? .float16 : .float32))
+                paramsDType: bf16 ? .bfloat16 : (fp16 ? .float16 : .float32),
+                ropeScaling: try ropeScaling())
         } catch let error as ConfigError {
             throw ArgumentError(error.description)
         }

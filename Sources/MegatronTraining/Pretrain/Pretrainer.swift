@@ -250,7 +250,7 @@ public final class Pretrainer {
 
     /// Text the trained model writes after `prompt` (the embedded corpus is byte-tokenized).
     public func sample(prompt: String, maxNewTokens: Int = 200) -> String {
-        let ids = model.generate(prompt: ByteTokens.encode(prompt), maxNewTokens: maxNewTokens,
+        let ids = model.generate(prompt: ByteTokens.encode(prompt), vocabSize: ByteTokens.vocabularySize, maxNewTokens: maxNewTokens,
                                  stopToken: ByteTokens.endOfDocument,
                                  options: SamplingOptions(temperature: 0.7, topK: 10, seed: UInt64(arguments.seed)))
         return prompt + ByteTokens.decode(ids.tokens)
