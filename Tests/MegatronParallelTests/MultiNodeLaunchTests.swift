@@ -36,9 +36,10 @@ final class MultiNodeLaunchTests: XCTestCase {
                                            gracePeriod: gracePeriod)
             launcher.forwardsInterrupts = false
             launcher.joinTimeout = joinTimeout
+            let configured = launcher
             done.enter()
             Thread {
-                outcomes.set(node, Result { try launcher.run(baseEnvironment: ["PATH": "/usr/bin:/bin"]) })
+                outcomes.set(node, Result { try configured.run(baseEnvironment: ["PATH": "/usr/bin:/bin"]) })
                 done.leave()
             }.start()
         }

@@ -106,7 +106,8 @@ final class RendezvousServer: @unchecked Sendable {
     private var stopped = false
 
     init(port: Int) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // Close-on-exec: a rank or program a launcher starts must not hold the launcher's sockets open.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw RendezvousError("socket(): \(String(cString: strerror(errno)))") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -149,6 +150,7 @@ final class RendezvousServer: @unchecked Sendable {
                 if errno == EINTR { continue }
                 return
             }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             let connection = Socket(descriptor: fd)
             Thread { [self] in serve(connection) }.start()
         }
