@@ -91,6 +91,9 @@ public final class CollectiveWatchdog: @unchecked Sendable {
         return try body()
     }
 
+    /// Operations being watched (completed ones leave at the next check).
+    var pendingCount: Int { lock.withLock { pending.count } }
+
     /// One round of checks at `now`: drops completed operations and returns why the job must end, if it must.
     func check(now: Date = Date()) -> String? {
         let (operations, communicators, limit) = lock.withLock { (pending, watched.compactMap(\.communicator), timeoutSeconds) }
