@@ -32,7 +32,7 @@ final class DatasetTrainingTests: XCTestCase {
         let builder = try IndexedDatasetBuilder(binPath: prefix + ".bin", dtype: .optimal(vocabSize: tokenizer.vocabSize))
         for doc in docs {
             let text = doc.components(separatedBy: "\"text\": \"")[1].dropLast(2)
-            let ids = tokenizer.encode(String(text)) + [tokenizer.eod]
+            let ids = try tokenizer.encode(String(text)) + [tokenizer.eod]
             try builder.addDocument(ids, lengths: [ids.count])
         }
         try builder.finalize(idxPath: prefix + ".idx")

@@ -47,7 +47,7 @@ struct Generate: ParsableCommand {
         }
         let options = SamplingOptions(temperature: greedy ? 0 : temperature, topK: topK, topP: topP, seed: seed)
         let stop = tokenizer?.eod ?? ByteTokens.endOfDocument
-        let ids = prompt.map { tokenizer?.encode($0) ?? ByteTokens.encode($0) }
+        let ids = try prompt.map { try tokenizer?.encode($0) ?? ByteTokens.encode($0) }
         if let empty = ids.firstIndex(where: \.isEmpty) {
             throw ValidationError("--prompt \(empty + 1) (\"\(prompt[empty])\") encodes to no tokens")
         }
