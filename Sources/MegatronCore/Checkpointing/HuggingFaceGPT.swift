@@ -22,6 +22,7 @@ public enum HuggingFaceGPT {
     /// Reads `config.json` and the weights in `directory` into a new `GPTModel` (vocabulary padded as Megatron).
     public static func load(directory: URL, makeVocabSizeDivisibleBy: Int = 128) throws -> Loaded {
         let config = try readConfig(directory)
+        try HuggingFaceConfigSizes.check(config, path: directory.appendingPathComponent("config.json").path)
         let (architecture, transformer, vocab, positions, tied) = try modelShape(config)
         let padded = (vocab + makeVocabSizeDivisibleBy - 1) / makeVocabSizeDivisibleBy * makeVocabSizeDivisibleBy
         let model = GPTModel(config: transformer, vocabSize: padded, maxSequenceLength: positions,
