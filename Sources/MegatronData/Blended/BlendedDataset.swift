@@ -6,6 +6,8 @@ public protocol GPTSampleSource: AnyObject, Sendable {
     var count: Int { get }
     /// Sample `idx`; `nil` gives a batch-padding sample with a zero loss mask.
     func sample(_ idx: Int?) -> GPTSample
+    /// The raw tokens of sample `idx` by the dataset sequence they come from (for error messages).
+    func pieces(ofSample idx: Int) -> [SamplePiece]
 }
 
 extension GPTDataset: GPTSampleSource {}
@@ -123,6 +125,10 @@ public final class BlendedDataset: GPTSampleSource, @unchecked Sendable {
     public func sample(_ idx: Int?) -> GPTSample {
         guard let idx else { return datasets[Int(datasetIndex[0])].sample(nil) }
         return sampleWithSource(idx).sample
+    }
+
+    public func pieces(ofSample idx: Int) -> [SamplePiece] {
+        datasets[Int(datasetIndex[idx])].pieces(ofSample: Int(datasetSampleIndex[idx]))
     }
 }
 

@@ -106,25 +106,27 @@ public final class GPTDataset: @unchecked Sendable {
 
     /// The `S + add` raw tokens of sample `idx` after shuffling, padded with the pad id.
     public func text(_ idx: Int) -> [Int32] {
-        let i = Int(indexes.shuffleIndex[idx])
-        let (d0, o0) = (Int(indexes.sampleIndex[2 * i]), Int(indexes.sampleIndex[2 * i + 1]))
-        let (d1, o1) = (Int(indexes.sampleIndex[2 * i + 2]), Int(indexes.sampleIndex[2 * i + 3]))
-        let add = config.addExtraTokenToSequence ? 1 : 0
-        var text: [Int32] = []
-        if d0 == d1 {
-            text = source.sequence(Int(indexes.documentIndex[d0]), offset: o0, length: o1 - o0 + add)
-        } else {
-            for d in d0...d1 {
-                let offset = d == d0 ? o0 : 0
-                let length: Int? = d < d1 ? nil : o1 + add
-                text += source.sequence(Int(indexes.documentIndex[d]), offset: offset, length: length)
-            }
-        }
-        let want = config.sequenceLength + add
+        var text = pieces(ofSample: idx).flatMap(\.tokens)
+        let want = config.sequenceLength + (config.addExtraTokenToSequence ? 1 : 0)
         if text.count < want {
             text += [Int32](repeating: Int32(truncatingIfNeeded: config.tokenizer.padID), count: want - text.count)
         }
         return text
+    }
+
+    /// The raw tokens of sample `idx` (before padding), by the sequence of the dataset they come from.
+    public func pieces(ofSample idx: Int) -> [SamplePiece] {
+        let i = Int(indexes.shuffleIndex[idx])
+        let (d0, o0) = (Int(indexes.sampleIndex[2 * i]), Int(indexes.sampleIndex[2 * i + 1]))
+        let (d1, o1) = (Int(indexes.sampleIndex[2 * i + 2]), Int(indexes.sampleIndex[2 * i + 3]))
+        let add = config.addExtraTokenToSequence ? 1 : 0
+        return (d0...d1).map { d in
+            let sequence = Int(indexes.documentIndex[d])
+            let offset = d == d0 ? o0 : 0
+            let end: Int? = d < d1 ? nil : o1 + add
+            return SamplePiece(datasetPath: datasetPath, sequence: sequence,
+                               tokens: source.sequence(sequence, offset: offset, length: end.map { $0 - offset }))
+        }
     }
 
     /// Sample `idx`; `nil` gives Megatron's batch-padding sample (sample 0 with a zero loss mask).
@@ -133,4 +135,13 @@ public final class GPTDataset: @unchecked Sendable {
     }
 
     public subscript(_ idx: Int) -> GPTSample { sample(idx) }
+}
+
+/// Tokens of one sample taken from one sequence of a dataset: where a bad token id is reported from.
+public struct SamplePiece: Equatable, Sendable {
+    /// The dataset prefix (nil for mock data).
+    public var datasetPath: String?
+    /// The sequence (document) of the dataset.
+    public var sequence: Int
+    public var tokens: [Int32]
 }
