@@ -31,6 +31,16 @@ final class DatasetCacheTests: XCTestCase {
         return train
     }
 
+    /// A 50-document corpus with its train split built once: the prefix, the dataset, and its cache files'
+    /// common path (`<prefix>/cache/GPTDataset_indices/<hash>-GPTDataset-train-`).
+    private func cachedCorpus(seed: Int) throws -> (prefix: String, dataset: GPTDataset, cacheBase: String) {
+        let prefix = try DatasetFixtures.scratch(self) + "/corpus"
+        try writeCorpus(prefix, documents: 50, seed: seed)
+        var notes: [String] = []
+        let dataset = try XCTUnwrap(try build(config([prefix]), samples: 30, notes: &notes) as? GPTDataset)
+        return (prefix, dataset, prefix + "/cache/GPTDataset_indices/\(dataset.uniqueDescriptionHash)-GPTDataset-train-")
+    }
+
     /// The cache beside the prefix (Megatron's `<prefix>/cache/GPTDataset_indices`) made for the first contents
     /// is rebuilt for the second: samples equal a fresh build's, and the next run uses the new cache.
     func testCacheOfRewrittenDatasetIsRebuilt() throws {
@@ -63,12 +73,8 @@ final class DatasetCacheTests: XCTestCase {
 
     /// Each cached array edited so that it no longer fits is caught; the rebuild gives the original indices.
     func testEditedCacheArraysAreRebuilt() throws {
-        let dir = try DatasetFixtures.scratch(self)
-        let prefix = dir + "/corpus"
-        try writeCorpus(prefix, documents: 50, seed: 4)
+        let (prefix, original, base) = try cachedCorpus(seed: 4)
         var notes: [String] = []
-        let original = try XCTUnwrap(try build(config([prefix]), samples: 30, notes: &notes) as? GPTDataset)
-        let base = prefix + "/cache/GPTDataset_indices/\(original.uniqueDescriptionHash)-GPTDataset-train-"
         let edits: [(String, String, (inout NPYFile.Array) -> Void)] = [
             ("document_index", "outside the split", { $0.values[3] = 10_000 }),
             ("document_index", "every sequence", { $0.values[3] = $0.values[4] }),
@@ -119,12 +125,9 @@ final class DatasetCacheTests: XCTestCase {
 
     /// A cache file that is not a readable `.npy` stops the run, naming the file and how to recover.
     func testUnreadableCacheFileIsAnErrorNamingIt() throws {
-        let dir = try DatasetFixtures.scratch(self)
-        let prefix = dir + "/corpus"
-        try writeCorpus(prefix, documents: 50, seed: 7)
+        let (prefix, _, base) = try cachedCorpus(seed: 7)
         var notes: [String] = []
-        let original = try XCTUnwrap(try build(config([prefix]), samples: 30, notes: &notes) as? GPTDataset)
-        let path = prefix + "/cache/GPTDataset_indices/\(original.uniqueDescriptionHash)-GPTDataset-train-sample_index.npy"
+        let path = base + "sample_index.npy"
         let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         try bytes.prefix(bytes.count - 3).write(to: URL(fileURLWithPath: path))
         XCTAssertThrowsError(try build(config([prefix]), samples: 30, notes: &notes)) { error in

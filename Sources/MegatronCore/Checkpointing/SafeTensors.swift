@@ -1,4 +1,5 @@
 import Foundation
+import MegatronData
 import MegatronTensor
 
 /// Reads and writes the safetensors format: an 8-byte little-endian header length, a JSON header naming
@@ -91,14 +92,8 @@ public enum SafeTensors {
             guard let dtype = SafeTensors.dtypeCodes.first(where: { $0.1 == code })?.0 else {
                 throw fail("tensor '\(name)' has dtype \(code), which this build does not read")
             }
-            // Checked products bounded by the file: a crafted shape cannot overflow into a small size.
-            var elements = 1
-            for n in shape {
-                let (product, overflow) = elements.multipliedReportingOverflow(by: n)
-                guard n >= 0, !overflow, product <= dataBytes else {
-                    throw fail("tensor '\(name)' has shape \(shape), which the file's \(dataBytes) data bytes cannot hold")
-                }
-                elements = product
+            guard let elements = boundedElementCount(shape, atMost: dataBytes) else {
+                throw fail("tensor '\(name)' has shape \(shape), which the file's \(dataBytes) data bytes cannot hold")
             }
             let (begin, end) = (offsets[0], offsets[1])
             let size = elements * dtype.byteSize

@@ -68,14 +68,8 @@ public enum NPYFile {
         let shape = try parseShape(header, path: path)
         let dataStart = headerStart + headerLength
         let dataBytes = raw.count - dataStart
-        // Checked products: a crafted shape must not overflow into a small count that passes the size test.
-        var count = 1
-        for n in shape {
-            let (product, overflow) = count.multipliedReportingOverflow(by: n)
-            guard n >= 0, !overflow, product <= dataBytes else {
-                throw DatasetError("\(path): shape \(shape) of \(descr) does not fit the file's \(dataBytes) data bytes")
-            }
-            count = product
+        guard let count = boundedElementCount(shape, atMost: dataBytes) else {
+            throw DatasetError("\(path): shape \(shape) of \(descr) does not fit the file's \(dataBytes) data bytes")
         }
         guard dataBytes == count * size else {
             throw DatasetError("\(path): holds \(dataBytes) data bytes, shape \(shape) of \(descr) needs \(count * size)")
