@@ -40,13 +40,13 @@ public struct GPTIndexPlan: Sendable {
         guard tokensPerEpoch > 0 else {
             throw DatasetError("\(label): the split holds no tokens (\(indices.count) sequences) but \(numSamples) samples are requested; adjust --split or add data")
         }
-        let requested = numSamples * sequenceLength + add
-        var epochs = 1, tokens = tokensPerEpoch
-        while tokens < requested {
-            epochs += 1
-            tokens += tokensPerEpoch
+        // The loop's answer (the fewest epochs holding the requested tokens) by division, with checked products.
+        let (product, overflow) = numSamples.multipliedReportingOverflow(by: sequenceLength)
+        guard numSamples >= 0, !overflow, product < Int.max - add else {
+            throw DatasetError("\(label): \(numSamples) samples of \(sequenceLength) tokens is more than this build can index")
         }
-        return epochs
+        let requested = product + add
+        return max(1, (requested + tokensPerEpoch - 1) / tokensPerEpoch)
     }
 
     /// Builds the indices exactly as Megatron (same numbers for the same seed).
