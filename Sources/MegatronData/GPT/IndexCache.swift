@@ -38,11 +38,14 @@ struct IndexCache {
     func reuse<T>(_ arrays: [String], load: (IndexCache) throws -> T, problem: (T) throws -> String?)
         throws -> (value: T?, rebuildNote: String?)
     {
+        func rebuild(_ reason: String) -> (T?, String?) {
+            (nil, "> the cached \(className) \(split.name) indices \(path("*")) do not fit the dataset (\(reason)): "
+                + "building them again (was the dataset written again by preprocess-data?)")
+        }
         guard isComplete(arrays) else { return (nil, nil) }
+        guard descriptionMatches else { return rebuild("its description.txt differs") }
         let cached = try load(self)
-        guard let reason = descriptionMatches ? try problem(cached) : "its description.txt differs" else { return (cached, nil) }
-        return (nil, "> the cached \(className) \(split.name) indices \(path("*")) do not fit the dataset (\(reason)): "
-            + "building them again (was the dataset written again by preprocess-data?)")
+        return try problem(cached).map(rebuild) ?? (cached, nil)
     }
 
     /// Writes each file under a temporary name first and renames it, so a crash never leaves a
