@@ -69,7 +69,7 @@ final class ConvertGenerateInputTests: XCTestCase {
             ("llama", { $0["head_dim"] = NSNull(); $0["num_attention_heads"] = 3 }, ["head_dim", "num_attention_heads 3"]),
             ("llama", { $0["quantization_config"] = ["quant_method": "gptq"] }, ["quantization_config"]),
             ("llama", { $0["model_type"] = "falcon" }, ["model_type 'falcon'"]),
-            ("llama", { $0["num_hidden_layers"] = "two" }, ["num_hidden_layers", "not an integer"]),
+            ("llama", { $0["num_hidden_layers"] = "two" }, ["num_hidden_layers", "must be a positive integer"]),
             ("llama", { $0["hidden_size"] = 32 }, ["embed_tokens.weight", "[100, 16]", "[100, 32]"]),
         ]
         for (index, (arch, edit, mentions)) in rows.enumerated() {

@@ -32,7 +32,7 @@ final class DatasetTrainingTests: XCTestCase {
         let builder = try IndexedDatasetBuilder(binPath: prefix + ".bin", dtype: .optimal(vocabSize: tokenizer.vocabSize))
         for doc in docs {
             let text = doc.components(separatedBy: "\"text\": \"")[1].dropLast(2)
-            let ids = tokenizer.encode(String(text)) + [tokenizer.eod]
+            let ids = try tokenizer.encode(String(text)) + [tokenizer.eod]
             try builder.addDocument(ids, lengths: [ids.count])
         }
         try builder.finalize(idxPath: prefix + ".idx")
@@ -55,6 +55,37 @@ final class DatasetTrainingTests: XCTestCase {
     func testDataWithoutTokenizerIsRefused() throws {
         XCTAssertThrowsError(try Pretrainer(arguments: try parse(model + "--train-iters 4 --mock-data")) { _ in }) {
             XCTAssertEqual("\($0)", "--tokenizer-type is required with --data-path, --mock-data or the per-split data paths")
+        }
+    }
+
+    /// A dataset id at or above the model's vocabulary stops training with the document and id (the CPU's
+    /// embedding trapped on it); a dataset rewritten under the same prefix rebuilds its cache, saying so.
+    func testDatasetIdsOutsideTheVocabularyAndRewrittenDataAreReported() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dv-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let prefix = dir.appendingPathComponent("ids_text_document").path
+        func write(documents: Int, badID: Int?) throws {
+            let builder = try IndexedDatasetBuilder(binPath: prefix + ".bin", dtype: .uint16)
+            for d in 0..<documents {
+                var ids = (0..<40).map { ($0 * 3 + d) % 99 } + [99]
+                if let badID { ids[7] = badID }
+                try builder.addDocument(ids, lengths: [ids.count])
+            }
+            try builder.finalize(idxPath: prefix + ".idx")
+        }
+        let flags = model + "--train-iters 3 --data-path \(prefix) --split 1,0,0 --tokenizer-type NullTokenizer --vocab-size 100 "
+        try write(documents: 40, badID: nil)
+        _ = try Pretrainer(arguments: try parse(flags)) { _ in }.run()
+        // Written again with fewer documents, every one holding id 300 (the model's vocabulary is 128 padded).
+        try write(documents: 20, badID: 300)
+        var lines: [String] = []
+        let trainer = try Pretrainer(arguments: try parse(flags)) { lines.append($0) }
+        XCTAssertTrue(lines.contains { $0.contains("do not fit the dataset") }, "\(lines)")
+        XCTAssertThrowsError(try trainer.run()) { error in
+            for text in ["token id 300", "of \(prefix)", "training data", "vocabulary 0..<128"] {
+                XCTAssertTrue("\(error)".contains(text), "\(error) should say \(text)")
+            }
         }
     }
 }

@@ -31,6 +31,8 @@ public struct HuggingFaceConfig {
 
     /// Checks and converts a parsed `config.json`; errors name `file` and the field.
     public init(json: [String: Any], file: String) throws {
+        // Sizes first: nothing may be built from values that would ask for terabytes.
+        try HuggingFaceConfigSizes.check(json, path: file)
         let fields = ConfigFields(json: json, file: file)
         let type = try fields.string("model_type", default: "")
         guard let architecture = HuggingFaceGPT.Architecture(rawValue: type) else {

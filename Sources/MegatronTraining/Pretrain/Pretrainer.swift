@@ -90,7 +90,8 @@ public final class Pretrainer {
         if let (tokenizer, options) = tokenizerAndOptions {
             (trainData, validData, testData) = try megatronDatasetSplits(arguments, tokenizer: tokenizer, options: options,
                                                                          trainIters: schedule.trainIters,
-                                                                         globalBatchSize: schedule.globalBatchSize)
+                                                                         globalBatchSize: schedule.globalBatchSize,
+                                                                         vocabularySize: vocab, log: logging ? log : { _ in })
         } else {
             (trainData, validData) = embeddedCorpusSplits(arguments)
             testData = nil
@@ -133,7 +134,7 @@ public final class Pretrainer {
             }
             if let every = arguments.evalInterval, iteration % every == 0 {
                 try optimizer.finishParameterUpdates()
-                summary.validationLoss = evaluate(validData, name: "validation", prefix: "iteration \(iteration)")
+                summary.validationLoss = try evaluate(validData, name: "validation", prefix: "iteration \(iteration)")
             }
             summary.iterations = iteration
             if let reason = exitReason(started: started, stop: stop) {
@@ -147,8 +148,8 @@ public final class Pretrainer {
         // Parameter all-gathers of the last step (--overlap-param-gather) land before anyone reads the weights.
         try optimizer.finishParameterUpdates()
         // As Megatron: after training, the validation and test sets once more, named in the line.
-        summary.validationLoss = evaluate(validData, name: "validation", prefix: "iteration \(iteration) on validation set")
-        summary.testLoss = evaluate(testData, name: "test", prefix: "iteration \(iteration) on test set")
+        summary.validationLoss = try evaluate(validData, name: "validation", prefix: "iteration \(iteration) on validation set")
+        summary.testLoss = try evaluate(testData, name: "test", prefix: "iteration \(iteration) on test set")
         return summary
     }
 
@@ -198,7 +199,7 @@ public final class Pretrainer {
         var lossSum: Tensor?, tokens = 0, totals: TrainingOptimizer.LossTotals?
         for m in 0..<microBatches {
             let start = consumedSamples + (m * dp + dpRank) * arguments.microBatchSize
-            let batch = trainData.batch(startingAt: start, size: arguments.microBatchSize).to(device)
+            let batch = try trainData.batch(startingAt: start, size: arguments.microBatchSize).to(device)
             try optimizer.microBatch(m, of: microBatches) {
                 let (lossTotal, count) = maskedLoss(batch)
                 lossSum = lossSum.map { $0 + lossTotal.detached() } ?? lossTotal.detached()
@@ -227,14 +228,14 @@ public final class Pretrainer {
     }
 
     /// Token-weighted loss over `eval-iters` validation batches; prints Megatron's validation line.
-    func evaluate(_ data: TrainingData?, name: String, prefix: String) -> Double? {
+    func evaluate(_ data: TrainingData?, name: String, prefix: String) throws -> Double? {
         guard let data else { return nil }
         model.eval()
         defer { model.train() }
         let batches = max(1, min(arguments.evalIters, data.count / arguments.microBatchSize))
         var total = 0.0, tokens = 0
         for b in 0..<batches {
-            let batch = data.batch(startingAt: b * arguments.microBatchSize, size: arguments.microBatchSize).to(device)
+            let batch = try data.batch(startingAt: b * arguments.microBatchSize, size: arguments.microBatchSize).to(device)
             let (sum, count) = withoutGrad { maskedLoss(batch) }
             total += Double(sum.item())
             tokens += count

@@ -57,7 +57,7 @@ struct Generate: ParsableCommand {
         let model = loaded.model
         let tokenizer = try checkpointTokenizer(loaded.metadata, root: root, vocab: loaded.vocabSize)
         let ids = try prompt.enumerated().map { index, text in
-            try fitted(tokenizer?.encode(text) ?? ByteTokens.encode(text), prompt: index, vocab: loaded.vocabSize,
+            try fitted(try tokenizer?.encode(text) ?? ByteTokens.encode(text), prompt: index, vocab: loaded.vocabSize,
                        limit: model.maxSequenceLength)
         }
         let options = SamplingOptions(temperature: greedy ? 0 : temperature, topK: topK, topP: topP, seed: seed)
