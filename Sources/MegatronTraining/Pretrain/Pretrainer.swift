@@ -85,14 +85,15 @@ public final class Pretrainer {
         optimizer = try TrainingOptimizer(arguments, model: model, groups: groups, gradStats: gradStats) {
             TensorParallelGradients.allReducePartial(model, group: tensorParallel)
         }
-        schedule = try TrainingSchedule(arguments, groups: optimizer.groups)
+        schedule = try TrainingSchedule(arguments, groups: optimizer.groups, dataParallelSize: groups?.dataParallelSize ?? 1)
         gradScaler = try makeGradScaler(arguments)
         if let (tokenizer, options) = tokenizerAndOptions {
             (trainData, validData, testData) = try megatronDatasetSplits(arguments, tokenizer: tokenizer, options: options,
                                                                          trainIters: schedule.trainIters,
                                                                          globalBatchSize: schedule.globalBatchSize)
         } else {
-            (trainData, validData) = embeddedCorpusSplits(arguments)
+            (trainData, validData) = EmbeddedCorpus(seed: arguments.seed).splits(sequenceLength: arguments.seqLength,
+                                                                                  seed: arguments.seed)
             testData = nil
         }
         if let load = arguments.load { try restore(from: CheckpointDirectory(root: URL(fileURLWithPath: load))) }
@@ -302,17 +303,6 @@ struct IntervalStats {
             globalBatchSize: schedule.globalBatchSize, lmLoss: meanLoss, lossScale: lossScale, gradNorm: gradNorm,
             skippedIterations: skipped, nanIterations: nan)
     }
-}
-
-/// Train and validation samples of the built-in corpus (97% / 3% of its documents).
-func embeddedCorpusSplits(_ arguments: PretrainArguments) -> (TokenWindows, TokenWindows) {
-    let documents = SyntheticCorpus.documents(count: 4000, seed: UInt64(arguments.seed))
-    let cut = documents.count * 97 / 100
-    func stream(_ docs: ArraySlice<String>) -> [Int] {
-        docs.flatMap { ByteTokens.encode($0) + [ByteTokens.endOfDocument] }
-    }
-    return (TokenWindows(tokens: stream(documents[..<cut]), sequenceLength: arguments.seqLength, seed: UInt64(arguments.seed)),
-            TokenWindows(tokens: stream(documents[cut...]), sequenceLength: arguments.seqLength, seed: UInt64(arguments.seed) + 1))
 }
 
 /// Marks the layers `--recompute-granularity full --recompute-method ... --recompute-num-layers N` recomputes.
