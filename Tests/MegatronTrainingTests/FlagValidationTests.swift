@@ -115,4 +115,42 @@ final class FlagValidationTests: XCTestCase {
         XCTAssertEqual(arguments.microBatchesPerIteration(dataParallelSize: 4), 1)
         XCTAssertEqual(try TrainingSchedule(arguments, groups: [], dataParallelSize: 4).globalBatchSize, 8)
     }
+
+    func testValuesThatWouldOverflowAreRefused() {
+        assertRefused([
+            ("--hidden-size 100000000000", "--hidden-size 100000000000 is too large: at most 2147483647"),
+            ("--global-batch-size 9223372036854775806", "--global-batch-size 9223372036854775806 is too large: at most 2147483647"),
+            ("--train-iters 4611686018427387904",
+             "--train-iters 4611686018427387904 is too large: 4611686018427387904 iterations of 2 samples overflow a 64-bit sample count"),
+            ("--eval-interval 5 --eval-iters 4611686018427387904",
+             "--eval-iters 4611686018427387904 is too large: 3 evaluations of 4611686018427387904 batches of 2 samples overflow a 64-bit sample count"),
+        ])
+    }
+
+    /// GPT-2 124M: its matrices and embeddings are 124.3M weights, 16 bytes each with fp32 Adam, plus one
+    /// micro-batch's fp32 logits; that fits 80 GiB, not 2 GiB, and the refusal names the flags that shrink it.
+    func testModelThatCannotFitTheDeviceIsRefusedBeforeItIsBuilt() throws {
+        let arguments = try MegatronArgumentParser.parse([
+            "--num-layers", "12", "--hidden-size", "768", "--num-attention-heads", "12", "--seq-length", "1024",
+            "--max-position-embeddings", "1024", "--micro-batch-size", "8", "--train-iters", "1", "--lr", "1e-4"])
+        let floor = TrainingMemoryFloor(arguments, config: try arguments.transformerConfig(), vocabSize: 50304)
+        let layer: Double = 768 * 2304 + 768 * 768 + 2 * 768 * 3072
+        let embeddings: Double = 50304 * 768 + 1024 * 768
+        XCTAssertEqual(floor.parameters, 12 * layer + embeddings)
+        let logits: Double = 8 * 1024 * 50304 * 4
+        XCTAssertEqual(floor.bytes, floor.parameters * 16 + logits)
+        XCTAssertNoThrow(try floor.check(capacity: 80 << 30, on: "cuda:0"))
+        XCTAssertThrowsError(try floor.check(capacity: 2 << 30, on: "cuda:0")) {
+            let message = "\($0)"
+            XCTAssertTrue(message.hasPrefix("the model does not fit: training it needs at least 3.39 GiB per rank on cuda:0 "
+                                            + "(1.24e+08 weights"), message)
+            for flag in ["--num-layers", "--hidden-size", "--micro-batch-size", "--tensor-model-parallel-size"] {
+                XCTAssertTrue(message.contains(flag), flag)
+            }
+        }
+        let split = TrainingMemoryFloor(arguments, config: try arguments.transformerConfig(), vocabSize: 50304,
+                                        tensorParallelSize: 2)
+        let positions: Double = 1024 * 768
+        XCTAssertEqual(split.parameters, (floor.parameters - positions) / 2 + positions, "all but the positions split over TP")
+    }
 }

@@ -51,7 +51,23 @@ extension PretrainArguments {
                                               decay: lrDecaySamples.map { ("--lr-decay-samples", $0) }
                                                   ?? ("the lr decay length, --train-samples", samples))
         }
-        _ = try TrainingSchedule.scheduler(self, globalBatchSize: globalBatchSize ?? microBatchSize * dataParallelSize)
+        let batch = globalBatchSize ?? microBatchSize * dataParallelSize
+        for case let (flag, iterations?) in [("--train-iters", trainIters), ("--lr-decay-iters", lrDecayIters),
+                                             ("--lr-warmup-iters", lrWarmupIters), ("--lr-wsd-decay-iters", lrWSDDecayIters)] {
+            guard !iterations.multipliedReportingOverflow(by: batch).overflow else {
+                throw ArgumentError("\(flag) \(iterations) is too large: \(iterations) iterations of \(batch) samples "
+                    + "overflow a 64-bit sample count")
+            }
+        }
+        // The validation and test sets hold eval-iters global batches per evaluation (Megatron's sizes).
+        let iterations = trainIters ?? (trainSamples ?? 0) / batch
+        let evaluations = iterations / (evalInterval ?? max(iterations, 1)) + 1
+        let perEvaluation = evalIters.multipliedReportingOverflow(by: batch)
+        guard !perEvaluation.overflow, !perEvaluation.partialValue.multipliedReportingOverflow(by: evaluations).overflow else {
+            throw ArgumentError("--eval-iters \(evalIters) is too large: \(evaluations) evaluations of \(evalIters) batches of "
+                + "\(batch) samples overflow a 64-bit sample count")
+        }
+        _ = try TrainingSchedule.scheduler(self, globalBatchSize: batch)
     }
 
     private func requireWarmupShorterThanDecay(warmup: (String, Int), decay: (String, Int)) throws {

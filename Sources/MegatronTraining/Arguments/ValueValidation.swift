@@ -1,25 +1,31 @@
 extension PretrainArguments {
+    /// The largest model size or batch dimension a flag may give: sizes are tensor dimensions, multiplied
+    /// together when memory is reserved, so a larger one only ever overflows or fails to allocate.
+    static let largestSize = Int(Int32.max)
+
     /// Each flag's value on its own: sizes, counts and intervals positive, rates and coefficients in their
     /// ranges. Checked first, so a zero interval or a negative size is named here rather than found later as
-    /// a division by zero or an empty tensor.
+    /// a division by zero, an overflow or an empty tensor.
     func validateValues() throws {
-        for (flag, value) in [("--num-layers", numLayers), ("--hidden-size", hiddenSize),
-                              ("--num-attention-heads", numAttentionHeads), ("--seq-length", seqLength),
-                              ("--micro-batch-size", microBatchSize), ("--log-interval", logInterval),
-                              ("--make-vocab-size-divisible-by", makeVocabSizeDivisibleBy)] {
+        let sizes: [(String, Int?)] = [
+            ("--num-layers", numLayers), ("--hidden-size", hiddenSize), ("--num-attention-heads", numAttentionHeads),
+            ("--num-query-groups", groupQueryAttention ? numQueryGroups : nil), ("--kv-channels", kvChannels),
+            ("--ffn-hidden-size", ffnHiddenSize), ("--seq-length", seqLength),
+            ("--max-position-embeddings", maxPositionEmbeddings), ("--micro-batch-size", microBatchSize),
+            ("--global-batch-size", globalBatchSize), ("--vocab-size", vocabSize),
+            ("--make-vocab-size-divisible-by", makeVocabSizeDivisibleBy)]
+        for case let (flag, value?) in sizes {
             try requirePositive(flag, value)
+            guard value <= Self.largestSize else {
+                throw ArgumentError("\(flag) \(value) is too large: at most \(Self.largestSize)")
+            }
         }
-        for (flag, value) in [("--ffn-hidden-size", ffnHiddenSize), ("--kv-channels", kvChannels),
-                              ("--max-position-embeddings", maxPositionEmbeddings),
-                              ("--global-batch-size", globalBatchSize), ("--train-iters", trainIters),
-                              ("--train-samples", trainSamples), ("--eval-interval", evalInterval),
-                              ("--save-interval", saveInterval), ("--exit-interval", exitInterval),
-                              ("--lr-decay-iters", lrDecayIters), ("--lr-decay-samples", lrDecaySamples),
-                              ("--recompute-num-layers", recomputeNumLayers), ("--vocab-size", vocabSize),
-                              ("--ddp-bucket-size", ddpBucketSize)] {
-            if let value { try requirePositive(flag, value) }
-        }
-        if groupQueryAttention { try requirePositive("--num-query-groups", numQueryGroups) }
+        let counts: [(String, Int?)] = [
+            ("--log-interval", logInterval), ("--train-iters", trainIters), ("--train-samples", trainSamples),
+            ("--eval-interval", evalInterval), ("--save-interval", saveInterval), ("--exit-interval", exitInterval),
+            ("--lr-decay-iters", lrDecayIters), ("--lr-decay-samples", lrDecaySamples),
+            ("--recompute-num-layers", recomputeNumLayers), ("--ddp-bucket-size", ddpBucketSize)]
+        for case let (flag, value?) in counts { try requirePositive(flag, value) }
         for (flag, value) in [("--eval-iters", evalIters), ("--seed", seed), ("--lr-warmup-iters", lrWarmupIters),
                               ("--lr-warmup-samples", lrWarmupSamples),
                               ("--lr-wsd-decay-iters", lrWSDDecayIters ?? 0),

@@ -69,6 +69,7 @@ public final class Pretrainer {
         } else {
             device = try arguments.resolvedDevice()
         }
+        try TrainingMemoryFloor.check(arguments, config: config, vocabSize: vocab, device: device, groups: groups)
         // Every tensor-parallel rank draws the whole weights from the seed and keeps its slice, so any TP size
         // starts from the single-rank model.
         let model = try onDevice(device) {
