@@ -17,11 +17,13 @@ struct Generate: ParsableCommand {
 
     @Option(help: "Checkpoint directory.") var load: String
     @Option(help: "A prompt; repeat for several.") var prompt: [String] = []
-    @Option(help: "Tokens to generate per prompt.") var tokensToGenerate = 64
+    // Numbers are parsed `.unconditional`ly so that a negative one reaches `validate` and is named there.
+    @Option(parsing: .unconditional, help: "Tokens to generate per prompt.") var tokensToGenerate = 64
     @Flag(help: "Always take the most likely token.") var greedy = false
-    @Option(help: "Sampling temperature.") var temperature: Float = 1.0
-    @Option(help: "Sample among the k most likely tokens (0: all).") var topK = 0
-    @Option(help: "Sample among the most likely tokens holding this probability mass (0: all).") var topP: Float = 0
+    @Option(parsing: .unconditional, help: "Sampling temperature.") var temperature: Float = 1.0
+    @Option(parsing: .unconditional, help: "Sample among the k most likely tokens (0: all).") var topK = 0
+    @Option(parsing: .unconditional, help: "Sample among the most likely tokens holding this probability mass (0: all).")
+    var topP: Float = 0
     @Option(help: "Random seed of the sampling.") var seed: UInt64 = 1234
     @Option(help: "text or json (per prompt: ids, text and each token's log-probability).") var outputFormat = OutputFormat.text
     @Option(help: "Megatron's --tokenizer-type.") var tokenizerType: String?
@@ -32,8 +34,10 @@ struct Generate: ParsableCommand {
 
     func validate() throws {
         guard !prompt.isEmpty else { throw ValidationError("give at least one --prompt") }
-        guard tokensToGenerate > 0 else { throw ValidationError("--tokens-to-generate must be positive") }
-        guard topP >= 0 && topP <= 1 else { throw ValidationError("--top-p must lie in [0, 1]") }
+        guard tokensToGenerate > 0 else { throw ValidationError("--tokens-to-generate must be positive, got \(tokensToGenerate)") }
+        guard temperature.isFinite && temperature >= 0 else { throw ValidationError("--temperature must be >= 0, got \(temperature)") }
+        guard topK >= 0 else { throw ValidationError("--top-k must be >= 0 (0: all tokens), got \(topK)") }
+        guard topP >= 0 && topP <= 1 else { throw ValidationError("--top-p must lie in [0, 1], got \(topP)") }
     }
 
     func run() throws {
@@ -50,6 +54,12 @@ struct Generate: ParsableCommand {
         let ids = prompt.map { tokenizer?.encode($0) ?? ByteTokens.encode($0) }
         if let empty = ids.firstIndex(where: \.isEmpty) {
             throw ValidationError("--prompt \(empty + 1) (\"\(prompt[empty])\") encodes to no tokens")
+        }
+        for (index, tokens) in ids.enumerated() {
+            if let id = tokens.first(where: { !(0..<model.vocabSize).contains($0) }) {
+                throw ValidationError("--prompt \(index + 1) (\"\(prompt[index])\") has token id \(id), outside the "
+                    + "checkpoint's vocabulary of \(model.vocabSize) (padded): give the tokenizer flags the model was trained with")
+            }
         }
         let outputs = model.generate(prompts: ids, maxNewTokens: tokensToGenerate, stopToken: stop, options: options)
         var results: [[String: Any]] = []
