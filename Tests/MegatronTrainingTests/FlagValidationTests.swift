@@ -73,6 +73,8 @@ final class FlagValidationTests: XCTestCase {
             ("--group-query-attention --num-query-groups 3", "--num-attention-heads (4) must be divisible by --num-query-groups (3)"),
             ("--recompute-granularity full --recompute-method block --recompute-num-layers 3",
              "--recompute-num-layers (3) must be between 1 and --num-layers (2)"),
+            ("--position-embedding-type rope --hidden-size 36",
+             "--position-embedding-type rope rotates pairs of channels, but the head size 9 x --rotary-percent 1.0 gives 9"),
             ("--swiglu --hidden-size 16",
              "the default --ffn-hidden-size with --swiglu, int(8 x --hidden-size 16 / 3 / 64) x 64, is 0 for so small a model; give --ffn-hidden-size"),
         ])
@@ -89,12 +91,18 @@ final class FlagValidationTests: XCTestCase {
         XCTAssertEqual(message("--tensor-model-parallel-size 2 --seq-length 15"), "no error", "no sequence split without --sequence-parallel")
     }
 
-    func testScheduleIsCheckedInTheFlagsOwnUnits() {
+    func testScheduleIsCheckedInTheFlagsOwnUnits() throws {
         assertRefused([
             ("--lr-warmup-iters 10", "--lr-warmup-iters (10) must be less than the lr decay length, --train-iters (10)"),
             ("--lr-warmup-iters 5 --lr-decay-iters 4", "--lr-warmup-iters (5) must be less than --lr-decay-iters (4)"),
+            ("--lr-decay-style WSD --lr-wsd-decay-iters 11", "--lr-wsd-decay-iters (11) must not exceed the lr decay length, --train-iters (10)"),
         ])
         XCTAssertEqual(message("--lr-warmup-iters 9 --lr-decay-iters 20"), "no error")
+        var samples = try MegatronArgumentParser.parse(base + ["--train-samples", "40", "--lr-warmup-samples", "50"])
+        samples.trainIters = nil
+        XCTAssertThrowsError(try samples.validate()) {
+            XCTAssertEqual("\($0)", "--lr-warmup-samples (50) must be less than the lr decay length, --train-samples (40)")
+        }
         XCTAssertEqual(message("--min-lr 0.1"), "--min-lr (0.1) must not exceed --lr (0.001)")
         XCTAssertEqual(message("--lr-decay-style WSD"), "--lr-decay-style WSD needs --lr-wsd-decay-iters or --lr-wsd-decay-samples",
                        "the scheduler's own checks, before the model is built")
