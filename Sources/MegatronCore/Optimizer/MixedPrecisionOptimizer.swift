@@ -165,7 +165,8 @@ public final class MixedPrecisionOptimizer {
             let names = groups.flatMap(\.parameters).map(\.name)
             let counted = zip(names, grads).filter { gradStats.countsInNorm($0.0) }.map(\.1)
             // Every gradient decides inf/NaN; those counted on this rank make its share of the norm.
-            let local = Ops.concat([sumOfSquares(grads), sumOfSquares(counted)], dim: 0).floats()
+            let all = sumOfSquares(grads)
+            let local = Ops.concat([all, counted.count == grads.count ? all : sumOfSquares(counted)], dim: 0).floats()
             let total = try gradStats.reduce(squares: Double(local[1]), nonFinite: !local[0].isFinite, device: device)
             let norm = total.squares.squareRoot()
             guard !total.nonFinite, norm.isFinite else { return StepReport(gradNorm: .infinity, updated: false) }
