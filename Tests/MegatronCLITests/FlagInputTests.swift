@@ -29,25 +29,18 @@ final class FlagInputTests: XCTestCase {
             "--hidden-size", "--num-attention-heads", "--seq-length", "--ffn-hidden-size", "--kv-channels",
             "--micro-batch-size", "--train-iters", "--exit-interval", "--lr-decay-iters", "--make-vocab-size-divisible-by",
         ].map { Case(flags: "\($0) 0", mentions: [$0, "got 0"]) } + [
+            ("--train-iters", "-5"), ("--eval-iters", "-1"), ("--seed", "-1"),
+        ].map { Case(flags: "\($0) \($1)", mentions: [$0, $1]) } + [
             Case(flags: "--group-query-attention --num-query-groups 0", mentions: ["--num-query-groups", "got 0"]),
-            Case(flags: "--train-iters -5", mentions: ["--train-iters", "-5"]),
-            Case(flags: "--eval-iters -1", mentions: ["--eval-iters", "-1"]),
-            Case(flags: "--seed -1", mentions: ["--seed", "-1"]),
         ])
     }
 
     func testRatesAndCoefficientsOutOfRange() throws {
         try assertRefused([
-            Case(flags: "--lr -1", mentions: ["--lr", "-1"]),
-            Case(flags: "--min-lr -0.5", mentions: ["--min-lr", "-0.5"]),
-            Case(flags: "--hidden-dropout 1", mentions: ["--hidden-dropout", "1"]),
-            Case(flags: "--attention-dropout -0.1", mentions: ["--attention-dropout", "-0.1"]),
-            Case(flags: "--clip-grad -1", mentions: ["--clip-grad", "-1"]),
-            Case(flags: "--adam-beta1 1", mentions: ["--adam-beta1", "1"]),
-            Case(flags: "--adam-beta2 1.5", mentions: ["--adam-beta2", "1.5"]),
-            Case(flags: "--adam-eps 0", mentions: ["--adam-eps", "0"]),
-            Case(flags: "--init-method-std -0.02", mentions: ["--init-method-std", "-0.02"]),
-        ])
+            ("--lr", "-1"), ("--min-lr", "-0.5"), ("--hidden-dropout", "1"), ("--attention-dropout", "-0.1"),
+            ("--clip-grad", "-1"), ("--adam-beta1", "1"), ("--adam-beta2", "1.5"), ("--adam-eps", "0"),
+            ("--init-method-std", "-0.02"),
+        ].map { Case(flags: "\($0) \($1)", mentions: [$0, $1]) })
     }
 
     func testShapesThatDoNotFitTogether() throws {
