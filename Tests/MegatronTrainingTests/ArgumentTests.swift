@@ -58,7 +58,7 @@ final class ArgumentTests: XCTestCase {
     func testInconsistentValuesStopBeforeWork() {
         XCTAssertEqual(message("--lr 1e-3 --train-iters 5 --micro-batch-size 4 --global-batch-size 10"),
                        "--global-batch-size (10) must be a multiple of --micro-batch-size (4) x data-parallel size (1)")
-        XCTAssertTrue(message("--lr 1e-3 --train-iters 5 --hidden-size 100 --num-attention-heads 3").contains("divisible by num_attention_heads"))
+        XCTAssertTrue(message("--lr 1e-3 --train-iters 5 --hidden-size 100 --num-attention-heads 3").contains("divisible by --num-attention-heads"))
         XCTAssertEqual(message("--train-iters 5"), "--lr is required")
         XCTAssertEqual(message("--lr 1e-3 --train-iters 5 --bf16 --fp16"), "--bf16 and --fp16 cannot both be set")
         XCTAssertEqual(message("--lr 1e-3 --train-iters x"), "--train-iters needs an integer, got 'x'")

@@ -1,6 +1,7 @@
 import Foundation
 import MegatronTensor
 import MegatronCore
+import MegatronCUDA
 
 extension PretrainArguments {
     /// Number of micro-batches per iteration on one data-parallel rank.
@@ -16,12 +17,11 @@ extension PretrainArguments {
         try require(lr != nil, "--lr is required")
         try require(trainIters != nil || trainSamples != nil, "one of --train-iters or --train-samples is required")
         try require(trainIters == nil || trainSamples == nil, "--train-iters and --train-samples are mutually exclusive")
-        try require(microBatchSize > 0, "--micro-batch-size must be positive")
+        try validateValues()
         let global = globalBatchSize ?? microBatchSize * dataParallelSize
         try require(global % (microBatchSize * dataParallelSize) == 0,
                     "--global-batch-size (\(global)) must be a multiple of --micro-batch-size (\(microBatchSize)) x data-parallel size (\(dataParallelSize))")
         try require(!(bf16 && fp16), "--bf16 and --fp16 cannot both be set")
-        try require(seqLength > 0, "--seq-length must be positive")
         if positionEmbeddingType == "learned_absolute" {
             try require(seqLength <= resolvedMaxPositionEmbeddings,
                         "--seq-length (\(seqLength)) exceeds --max-position-embeddings (\(resolvedMaxPositionEmbeddings))")
@@ -34,6 +34,8 @@ extension PretrainArguments {
         try require(save == nil || (saveInterval ?? 0) > 0, "--save-interval is required (and positive) when --save is given")
         try require(keepLastCheckpoints == nil || keepLastCheckpoints! > 0, "--keep-last-checkpoints must be positive")
         try validateParallelism()
+        try validateModelShape()
+        try validateSchedule(dataParallelSize: dataParallelSize)
         _ = try transformerConfig()
     }
 
@@ -59,7 +61,6 @@ extension PretrainArguments {
                         "--num-query-groups (\(numQueryGroups)) must be divisible by --tensor-model-parallel-size (\(tp))")
         }
         try require(!overlapParamGather || useDistributedOptimizer, "--overlap-param-gather needs --use-distributed-optimizer")
-        try require(ddpBucketSize == nil || ddpBucketSize! > 0, "--ddp-bucket-size must be positive")
     }
 
     /// `--sequence-parallel` takes effect only with tensor parallelism (Megatron turns it off at TP 1).
@@ -72,7 +73,12 @@ extension PretrainArguments {
 
     /// The device a `--device` value (`cpu`, `cuda` or none) names, as `resolvedDevice()` picks it.
     public static func resolveDevice(_ device: String?) throws -> Device {
-        let ordinal = ProcessInfo.processInfo.environment["LOCAL_RANK"].flatMap(Int.init) ?? 0
+        let ordinal: Int
+        do {
+            ordinal = try CUDADevice.ordinal(index: nil, environment: ProcessInfo.processInfo.environment)
+        } catch {
+            throw ArgumentError("\(error)")
+        }
         switch device {
         case "cpu": return .cpu
         case "cuda":
@@ -99,12 +105,11 @@ extension PretrainArguments {
 
     /// The model configuration these flags describe.
     public func transformerConfig() throws -> TransformerConfig {
-        let ffn = ffnHiddenSize ?? (swiglu ? Int(Float(8 * hiddenSize) / 3 / 64) * 64 : 4 * hiddenSize)
         do {
             return try TransformerConfig(
                 numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
                 numQueryGroups: groupQueryAttention ? numQueryGroups : nil, kvChannels: kvChannels,
-                ffnHiddenSize: ffn, normalization: normalization == "RMSNorm" ? .rmsNorm : .layerNorm,
+                ffnHiddenSize: resolvedFFNHiddenSize, normalization: normalization == "RMSNorm" ? .rmsNorm : .layerNorm,
                 layernormEpsilon: normEpsilon, gatedLinearUnit: swiglu, activation: swiglu ? .silu : .gelu,
                 addBiasLinear: addBiasLinear, addQKVBias: addQKVBias || addBiasLinear, qkLayernorm: qkLayernorm,
                 hiddenDropout: hiddenDropout, attentionDropout: attentionDropout,

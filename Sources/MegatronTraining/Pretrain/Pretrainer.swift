@@ -69,6 +69,7 @@ public final class Pretrainer {
         } else {
             device = try arguments.resolvedDevice()
         }
+        try TrainingMemoryFloor.check(arguments, config: config, vocabSize: vocab, device: device, groups: groups)
         // Every tensor-parallel rank draws the whole weights from the seed and keeps its slice, so any TP size
         // starts from the single-rank model.
         let model = try onDevice(device) {
@@ -85,7 +86,7 @@ public final class Pretrainer {
         optimizer = try TrainingOptimizer(arguments, model: model, groups: groups, gradStats: gradStats) {
             TensorParallelGradients.allReducePartial(model, group: tensorParallel)
         }
-        schedule = try TrainingSchedule(arguments, groups: optimizer.groups)
+        schedule = try TrainingSchedule(arguments, groups: optimizer.groups, dataParallelSize: groups?.dataParallelSize ?? 1)
         gradScaler = try makeGradScaler(arguments)
         if let (tokenizer, options) = tokenizerAndOptions {
             (trainData, validData, testData) = try megatronDatasetSplits(arguments, tokenizer: tokenizer, options: options,
@@ -93,7 +94,8 @@ public final class Pretrainer {
                                                                          globalBatchSize: schedule.globalBatchSize,
                                                                          vocabularySize: vocab, log: logging ? log : { _ in })
         } else {
-            (trainData, validData) = embeddedCorpusSplits(arguments)
+            (trainData, validData) = EmbeddedCorpus(seed: arguments.seed).splits(sequenceLength: arguments.seqLength,
+                                                                                  seed: arguments.seed)
             testData = nil
         }
         if let load = arguments.load { try restore(from: CheckpointDirectory(root: URL(fileURLWithPath: load))) }
@@ -303,17 +305,6 @@ struct IntervalStats {
             globalBatchSize: schedule.globalBatchSize, lmLoss: meanLoss, lossScale: lossScale, gradNorm: gradNorm,
             skippedIterations: skipped, nanIterations: nan)
     }
-}
-
-/// Train and validation samples of the built-in corpus (97% / 3% of its documents).
-func embeddedCorpusSplits(_ arguments: PretrainArguments) -> (TokenWindows, TokenWindows) {
-    let documents = SyntheticCorpus.documents(count: 4000, seed: UInt64(arguments.seed))
-    let cut = documents.count * 97 / 100
-    func stream(_ docs: ArraySlice<String>) -> [Int] {
-        docs.flatMap { ByteTokens.encode($0) + [ByteTokens.endOfDocument] }
-    }
-    return (TokenWindows(tokens: stream(documents[..<cut]), sequenceLength: arguments.seqLength, seed: UInt64(arguments.seed)),
-            TokenWindows(tokens: stream(documents[cut...]), sequenceLength: arguments.seqLength, seed: UInt64(arguments.seed) + 1))
 }
 
 /// Marks the layers `--recompute-granularity full --recompute-method ... --recompute-num-layers N` recomputes.

@@ -6,9 +6,17 @@ struct TrainingSchedule {
     let globalBatchSize: Int
     var scheduler: OptimizerParamScheduler
 
-    init(_ a: PretrainArguments, groups: [ParamGroup]) throws {
-        globalBatchSize = a.globalBatchSize ?? a.microBatchSize
+    /// Megatron's default global batch is one micro-batch per data-parallel rank.
+    init(_ a: PretrainArguments, groups: [ParamGroup], dataParallelSize: Int = 1) throws {
+        globalBatchSize = a.globalBatchSize ?? a.microBatchSize * dataParallelSize
         trainIters = a.trainIters ?? (a.trainSamples! + globalBatchSize - 1) / globalBatchSize
+        scheduler = try Self.scheduler(a, globalBatchSize: globalBatchSize, groups: groups.map(\.override))
+    }
+
+    /// The scheduler the flags describe, or the reason Megatron's scheduler refuses them (checked again at
+    /// start-up, before the model is built, with the default parameter group).
+    static func scheduler(_ a: PretrainArguments, globalBatchSize: Int,
+                          groups: [ParamGroupOverride] = [ParamGroupOverride()]) throws -> OptimizerParamScheduler {
         let arguments = ScheduleArguments(
             trainIters: a.trainIters, trainSamples: a.trainSamples, globalBatchSize: globalBatchSize,
             lr: Double(a.lr!), minLR: Double(a.minLR), lrWarmupInit: Double(a.lrWarmupInit),
@@ -22,7 +30,7 @@ struct TrainingSchedule {
             useCheckpointOptParamScheduler: a.useCheckpointOptParamScheduler,
             overrideOptParamScheduler: a.overrideOptParamScheduler)
         do {
-            scheduler = try OptimizerParamScheduler(try arguments.configuration(), groups: groups.map(\.override))
+            return try OptimizerParamScheduler(try arguments.configuration(), groups: groups)
         } catch let error as OptimizerSetupError {
             throw ArgumentError(error.description)
         }

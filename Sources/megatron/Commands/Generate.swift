@@ -23,11 +23,13 @@ struct Generate: ParsableCommand {
 
     @Option(help: "Checkpoint directory.") var load: String
     @Option(help: "A prompt; repeat for several.") var prompt: [String] = []
-    @Option(help: "Tokens to generate per prompt.") var tokensToGenerate = 64
+    // Numbers are parsed `.unconditional`ly so that a negative one reaches `validate` and is named there.
+    @Option(parsing: .unconditional, help: "Tokens to generate per prompt.") var tokensToGenerate = 64
     @Flag(help: "Always take the most likely token.") var greedy = false
-    @Option(help: "Sampling temperature.") var temperature: Float = 1.0
-    @Option(help: "Sample among the k most likely tokens (0: all).") var topK = 0
-    @Option(help: "Sample among the most likely tokens holding this probability mass (0: all).") var topP: Float = 0
+    @Option(parsing: .unconditional, help: "Sampling temperature.") var temperature: Float = 1.0
+    @Option(parsing: .unconditional, help: "Sample among the k most likely tokens (0: all).") var topK = 0
+    @Option(parsing: .unconditional, help: "Sample among the most likely tokens holding this probability mass (0: all).")
+    var topP: Float = 0
     @Option(help: "Random seed of the sampling.") var seed: UInt64 = 1234
     @Option(help: "text (each prompt, then its continuation) or json (per prompt: ids, text and each token's log-probability).")
     var outputFormat = OutputFormat.text
@@ -40,10 +42,10 @@ struct Generate: ParsableCommand {
 
     func validate() throws {
         guard !prompt.isEmpty else { throw ValidationError("give at least one --prompt") }
-        guard tokensToGenerate > 0 else { throw ValidationError("--tokens-to-generate must be positive") }
-        guard temperature >= 0 && temperature.isFinite else { throw ValidationError("--temperature must be a number >= 0") }
-        guard topK >= 0 else { throw ValidationError("--top-k must not be negative") }
-        guard topP >= 0 && topP <= 1 else { throw ValidationError("--top-p must lie in [0, 1]") }
+        guard tokensToGenerate > 0 else { throw ValidationError("--tokens-to-generate must be positive, got \(tokensToGenerate)") }
+        guard temperature.isFinite && temperature >= 0 else { throw ValidationError("--temperature must be >= 0, got \(temperature)") }
+        guard topK >= 0 else { throw ValidationError("--top-k must be >= 0 (0: all tokens), got \(topK)") }
+        guard topP >= 0 && topP <= 1 else { throw ValidationError("--top-p must lie in [0, 1], got \(topP)") }
         if tokenizerType == nil, let flag = [("--vocab-file", vocabFile), ("--merge-file", mergeFile), ("--tokenizer-model", tokenizerModel)]
             .first(where: { $0.1 != nil })?.0 ?? (vocabSize != nil ? "--vocab-size" : nil) {
             throw ValidationError("\(flag) needs --tokenizer-type")

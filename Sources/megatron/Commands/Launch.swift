@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MegatronCUDA
 import MegatronParallel
 import MegatronTensor
 
@@ -19,12 +20,15 @@ struct Launch: ParsableCommand {
             program per rank instead of a megatron subcommand.
             """)
 
-    @Option(help: "Ranks (processes, one per GPU) on this node.") var nprocPerNode = 1
-    @Option(help: "Number of nodes.") var nnodes = 1
-    @Option(help: "This node's index, 0..<nnodes.") var nodeRank = 0
+    // Numbers are parsed `.unconditional`ly so that a negative one reaches `validate` and is named there,
+    // rather than read as a missing value.
+    @Option(parsing: .unconditional, help: "Ranks (processes, one per GPU) on this node.") var nprocPerNode = 1
+    @Option(parsing: .unconditional, help: "Number of nodes.") var nnodes = 1
+    @Option(parsing: .unconditional, help: "This node's index, 0..<nnodes.") var nodeRank = 0
     @Option(help: "Address of node 0, where rank 0 serves the rendezvous store.") var masterAddr = "127.0.0.1"
-    @Option(help: "Port of the rendezvous store.") var masterPort = DistributedEnvironment.defaultPort
-    @Option(help: "Seconds between SIGTERM and SIGKILL when stopping the ranks after a failure.") var gracePeriod = 10.0
+    @Option(parsing: .unconditional, help: "Port of the rendezvous store.") var masterPort = DistributedEnvironment.defaultPort
+    @Option(parsing: .unconditional, help: "Seconds between SIGTERM and SIGKILL when stopping the ranks after a failure.")
+    var gracePeriod = 10.0
     @Flag(help: "Run the ranks as threads of this process (the default when there is no GPU).") var threads = false
     @Flag(help: "The command after -- is a program to run per rank, not a megatron subcommand.") var exec = false
     @Argument(parsing: .postTerminator, help: "The subcommand (or, with --exec, the program) and its arguments.")
@@ -33,6 +37,19 @@ struct Launch: ParsableCommand {
     func validate() throws {
         guard !command.isEmpty else { throw ValidationError("give the subcommand to run after --") }
         guard nprocPerNode >= 1 else { throw ValidationError("--nproc-per-node must be at least 1, got \(nprocPerNode)") }
+        guard nnodes >= 1 else { throw ValidationError("--nnodes must be at least 1, got \(nnodes)") }
+        guard (0..<nnodes).contains(nodeRank) else {
+            throw ValidationError("--node-rank must be in 0..<--nnodes (\(nnodes)), got \(nodeRank)")
+        }
+        guard (1...65535).contains(masterPort) else {
+            throw ValidationError("--master-port must be a port number in 1...65535, got \(masterPort)")
+        }
+        guard !masterAddr.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw ValidationError("--master-addr is empty; give the host of node 0")
+        }
+        guard gracePeriod.isFinite && gracePeriod >= 0 else {
+            throw ValidationError("--grace-period must be a number of seconds >= 0, got \(gracePeriod)")
+        }
         if threads && exec { throw ValidationError("--exec runs programs as processes; it cannot be used with --threads") }
         if threads && nnodes != 1 { throw ValidationError("--threads runs one node; --nnodes must be 1") }
     }
@@ -40,6 +57,10 @@ struct Launch: ParsableCommand {
     func run() throws {
         let useThreads = threads || (!exec && nnodes == 1 && !CUDAContext.isAvailable(ordinal: 0))
         if useThreads { return try runThreads() }
+        if !exec, let gpus = try? CUDADevice.count(), nprocPerNode > gpus {
+            throw ValidationError("--nproc-per-node \(nprocPerNode) starts one process per GPU, but this node has \(gpus); "
+                + "use --nproc-per-node \(gpus) or less (or --threads to run the ranks as threads on the CPU)")
+        }
         let executable = exec ? [] : [Launch.ownExecutable()]
         let plan = try LaunchPlan(processesPerNode: nprocPerNode, nodes: nnodes, nodeRank: nodeRank,
                                   masterAddress: masterAddr, masterPort: masterPort, command: executable + command)
