@@ -3,11 +3,6 @@ import MegatronTensor
 import MegatronCore
 
 extension PretrainArguments {
-    /// Number of micro-batches per iteration on one data-parallel rank.
-    public func microBatchesPerIteration(dataParallelSize: Int = 1) -> Int {
-        (globalBatchSize ?? microBatchSize * dataParallelSize) / (microBatchSize * dataParallelSize)
-    }
-
     /// Checks the settings against each other as Megatron's `validate_args` does, before any work starts.
     public func validate(dataParallelSize: Int = 1) throws {
         func require(_ ok: Bool, _ message: @autoclosure () -> String) throws {
@@ -26,14 +21,11 @@ extension PretrainArguments {
             try require(seqLength <= resolvedMaxPositionEmbeddings,
                         "--seq-length (\(seqLength)) exceeds --max-position-embeddings (\(resolvedMaxPositionEmbeddings))")
         }
-        try require(recomputeMethod == nil || recomputeGranularity == "full",
-                    "--recompute-method needs --recompute-granularity full")
-        try require(recomputeGranularity != "full" || (recomputeMethod != nil && recomputeNumLayers != nil),
-                    "--recompute-granularity full needs --recompute-method and --recompute-num-layers")
         try require(lrWarmupFraction == nil || lrWarmupIters == 0, "--lr-warmup-fraction and --lr-warmup-iters are mutually exclusive")
         try require(save == nil || (saveInterval ?? 0) > 0, "--save-interval is required (and positive) when --save is given")
         try require(keepLastCheckpoints == nil || keepLastCheckpoints! > 0, "--keep-last-checkpoints must be positive")
         try validateParallelism()
+        try validateModelFeatures(dataParallelSize: dataParallelSize)
         _ = try transformerConfig()
     }
 
@@ -92,12 +84,14 @@ extension PretrainArguments {
                 numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
                 numQueryGroups: groupQueryAttention ? numQueryGroups : nil, kvChannels: kvChannels,
                 ffnHiddenSize: ffn, normalization: normalization == "RMSNorm" ? .rmsNorm : .layerNorm,
-                layernormEpsilon: normEpsilon, gatedLinearUnit: swiglu, activation: swiglu ? .silu : .gelu,
+                layernormEpsilon: normEpsilon, gatedLinearUnit: swiglu, activation: mlpActivation,
                 addBiasLinear: addBiasLinear, addQKVBias: addQKVBias || addBiasLinear, qkLayernorm: qkLayernorm,
                 hiddenDropout: hiddenDropout, attentionDropout: attentionDropout,
                 positionEmbeddingType: TransformerConfig.PositionEmbedding(rawValue: positionEmbeddingType) ?? .none,
                 rotaryBase: rotaryBase, rotaryPercent: rotaryPercent, initMethodStd: initMethodStd,
-                paramsDType: bf16 ? .bfloat16 : (fp16 ? .float16 : .float32))
+                paramsDType: bf16 ? .bfloat16 : (fp16 ? .float16 : .float32),
+                layernormZeroCenteredGamma: applyLayernorm1p, embeddingInitMethodStd: embeddingInitMethodStd,
+                initMethodXavierUniform: initMethodXavierUniform)
         } catch let error as ConfigError {
             throw ArgumentError(error.description)
         }
