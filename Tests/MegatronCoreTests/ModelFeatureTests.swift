@@ -43,6 +43,16 @@ final class ModelFeatureTests: XCTestCase {
         }
     }
 
+    /// Hugging Face's GPT-2 and LLaMA norms apply their weight as is: a zero-centred model has no export.
+    func testZeroCenteredNormsHaveNoHuggingFaceArchitecture() throws {
+        var llama = try TransformerConfig(numLayers: 2, hiddenSize: 64, numAttentionHeads: 4, normalization: .rmsNorm,
+                                          gatedLinearUnit: true, activation: .silu, addBiasLinear: false,
+                                          positionEmbeddingType: .rope)
+        XCTAssertEqual(try HuggingFaceGPT.architecture(for: llama), .llama)
+        llama.layernormZeroCenteredGamma = true
+        XCTAssertThrowsError(try HuggingFaceGPT.architecture(for: llama)) { XCTAssertTrue("\($0)".contains("--apply-layernorm-1p")) }
+    }
+
     /// The gradient of a zero-centred norm's weight is that of the plain norm's weight at 1 + w.
     func testZeroCenteredNormWeightGradientIsTheScalesGradient() {
         let x = Tensor.normal([3, 16], generator: PhiloxGenerator(seed: 1))

@@ -4,6 +4,9 @@ import MegatronTensor
 extension HuggingFaceGPT {
     /// Which Hugging Face architecture holds a model of this configuration, if any.
     public static func architecture(for config: TransformerConfig) throws -> Architecture {
+        guard !config.layernormZeroCenteredGamma else {
+            throw CheckpointError("no Hugging Face architecture matches this model: its norms are zero-centred (--apply-layernorm-1p, weights applied as 1 + w)")
+        }
         switch (config.normalization, config.gatedLinearUnit, config.positionEmbeddingType) {
         case (.layerNorm, false, .learnedAbsolute) where config.addBiasLinear && config.activation == .gelu:
             return .gpt2
