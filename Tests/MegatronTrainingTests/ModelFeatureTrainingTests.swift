@@ -137,6 +137,23 @@ final class ModelFeatureTrainingTests: XCTestCase {
         for (a, b) in zip(plain, recomputed) { XCTAssertEqual(a, b, accuracy: 1e-6) }
     }
 
+    /// Selective recompute on tensor-parallel ranks with sequence parallelism and dropout: the replayed MLP repeats
+    /// its collectives and the attention its split dropout mask, so the run trains as without recompute.
+    func testSelectiveRecomputeUnderTensorParallelism() throws {
+        func losses(_ extra: String) throws -> [Double] {
+            let args = try parse(model + "--global-batch-size 4 --train-iters 2 --hidden-dropout 0.2 --attention-dropout 0.1 "
+                                 + "--tensor-model-parallel-size 2 --sequence-parallel " + extra)
+            return try ThreadCommunicator.run(worldSize: 2) { comm -> [Double] in
+                let training = try TrainingWorld.make(args, world: comm)
+                return try Pretrainer(arguments: args, groups: training.groups) { _ in }.run().intervalLosses
+            }[0]
+        }
+        let plain = try losses("")
+        let recomputed = try losses("--recompute-activations --recompute-modules core_attn mlp")
+        XCTAssertEqual(plain.count, 2)
+        for (a, b) in zip(plain, recomputed) { XCTAssertEqual(a, b, accuracy: 1e-6) }
+    }
+
     /// `--exit-signal SIGUSR1` with `--exit-signal-handler`: the signal stops the run after the iteration in flight.
     func testExitSignalStopsTraining() throws {
         let args = try parse(model + "--global-batch-size 2 --train-iters 200 --exit-signal-handler --exit-signal SIGUSR1")
