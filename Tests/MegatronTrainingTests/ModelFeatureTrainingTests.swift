@@ -168,6 +168,18 @@ final class ModelFeatureTrainingTests: XCTestCase {
         XCTAssertTrue(lines.contains("> exiting: received SIGUSR1"), lines.suffix(3).joined(separator: "\n"))
     }
 
+    /// `--exit-duration-in-mins` counts from each rank's start-up; the ranks agree to stop together. Rank 1 starts
+    /// 2 s after rank 0 here, so only rank 0 is past the 1.5 s budget after the first iteration: both stop there.
+    func testExitDurationIsAgreedOverTheRanks() throws {
+        let args = try parse(model + "--global-batch-size 4 --train-iters 50 --exit-duration-in-mins 0.025")
+        let iterations = try ThreadCommunicator.run(worldSize: 2) { world -> Int in
+            if world.rank == 1 { Thread.sleep(forTimeInterval: 2) }
+            let trainer = try Pretrainer(arguments: args, groups: TrainingGroups(world: world, data: world)) { _ in }
+            return try trainer.run().iterations
+        }
+        XCTAssertEqual(iterations, [1, 1])
+    }
+
     func testExitOnMissingCheckpoint() throws {
         let empty = FileManager.default.temporaryDirectory.appendingPathComponent("no-ckpt-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)

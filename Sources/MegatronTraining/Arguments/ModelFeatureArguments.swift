@@ -25,7 +25,7 @@ extension PretrainArguments {
     /// `core_attn`). Megatron's other modules belong to features this implementation lacks and are refused.
     public func selectiveRecomputeModules() throws -> Set<RecomputedModule> {
         let unavailable = [
-            "layernorm": "the norms here run fused with the residual add and their outputs are kept by the next linear layer, so recomputing them would free nothing",
+            "layernorm": "not implemented: each norm's output is kept by the linear layer after it, so freeing it needs a fused norm + linear primitive this build lacks",
             "moe_act": "mixture of experts is not implemented", "moe": "mixture of experts is not implemented",
             "shared_experts": "mixture of experts is not implemented",
             "mla_up_proj": "multi-latent attention is not implemented",

@@ -31,6 +31,8 @@ public final class Pretrainer {
     let metrics: MetricsLog?
     /// Called after every iteration with (iteration, total, loss, milliseconds): a live progress display.
     public var onIteration: ((Int, Int, Double, Double) -> Void)?
+    /// When this trainer was made: `--exit-duration-in-mins` counts from here, start-up included, as Megatron.
+    let createdAt = Date()
     /// Iterations completed so far, including those of a loaded checkpoint.
     public internal(set) var iteration = 0
     public internal(set) var consumedSamples = 0
@@ -106,7 +108,6 @@ public final class Pretrainer {
         var summary = Summary(iterations: iteration, intervalLosses: [])
         var interval = IntervalStats()
         var reportedMemory = false
-        let started = Date()
         let stop = StopRequest(listening: arguments.exitSignalHandler, signal: ExitSignal.numbers[arguments.exitSignal] ?? SIGTERM)
         var batchSize = schedule.batchSize(consumedSamples: consumedSamples)
         while iteration < schedule.trainIters {
@@ -141,7 +142,7 @@ public final class Pretrainer {
                 summary.validationLoss = evaluate(validData, name: "validation", prefix: "iteration \(iteration)")
             }
             summary.iterations = iteration
-            if let reason = exitReason(started: started, stop: stop) {
+            if let reason = try exitReason(stop: stop) {
                 log("> exiting: \(reason)")
                 if arguments.save != nil { try saveCheckpoint() }
                 try optimizer.finishParameterUpdates()
@@ -176,13 +177,21 @@ public final class Pretrainer {
         metrics.flush()
     }
 
-    /// Why training should stop early (exit interval, time budget, a termination signal), if it should.
-    func exitReason(started: Date, stop: StopRequest) -> String? {
+    /// Why training should stop early (exit interval, time budget, a termination signal), if it should. The
+    /// time and signal checks are agreed over the world, as Megatron's all-reduce of them: every rank then
+    /// stops after the same iteration, none left waiting in a collective.
+    func exitReason(stop: StopRequest) throws -> String? {
         if let exit = arguments.exitInterval, iteration % exit == 0 { return "reached --exit-interval \(exit) at iteration \(iteration)" }
-        if let minutes = arguments.exitDurationInMins, Date().timeIntervalSince(started) > Double(minutes) * 60 {
-            return "reached --exit-duration-in-mins \(minutes)"
+        guard arguments.exitDurationInMins != nil || arguments.exitSignalHandler else { return nil }
+        let minutes = arguments.exitDurationInMins ?? .infinity
+        var flags: [Float] = [Date().timeIntervalSince(createdAt) > Double(minutes) * 60 ? 1 : 0, stop.requested ? 1 : 0]
+        if let world = groups?.world, world.size > 1 {
+            let agreed = Tensor(shape: [2], values: flags).to(device)
+            try world.allReduce(agreed, op: .max).wait()
+            flags = agreed.floats()
         }
-        if stop.requested { return "received \(arguments.exitSignal)" }
+        if flags[0] > 0 { return "reached --exit-duration-in-mins \(minutes)" }
+        if flags[1] > 0 { return "received \(arguments.exitSignal)" }
         return nil
     }
 
