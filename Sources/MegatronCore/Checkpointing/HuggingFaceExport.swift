@@ -17,6 +17,8 @@ extension HuggingFaceGPT {
     static func differences(_ c: TransformerConfig, _ architecture: Architecture) -> [String] {
         var found: [String] = []
         func require(_ ok: Bool, _ what: String) { if !ok { found.append(what) } }
+        // Every architecture applies norm weights as stored.
+        require(!c.layernormZeroCenteredGamma, "zero-centred norms (--apply-layernorm-1p: weights applied as 1 + w)")
         switch architecture {
         case .gpt2:
             require(c.normalization == .layerNorm, "RMSNorm instead of LayerNorm")

@@ -21,9 +21,13 @@ public struct ParamGroup {
         self.override = override
     }
 
-    /// Megatron's default grouping of `parameters` (no weight decay on biases and norm weights, ...).
-    public static func megatronDefault(_ parameters: [(String, Tensor)], rule: ParamGroupRule = ParamGroupRule()) throws -> [ParamGroup] {
-        let specs = try rule.groups(parameters.map { ParamDescriptor(name: $0.0, shape: $0.1.shape) })
+    /// Megatron's default grouping of `parameters` (no weight decay on biases and norm weights, ...);
+    /// `embeddingOrOutput` names the parameters `rule.decoupledLR` applies to.
+    public static func megatronDefault(_ parameters: [(String, Tensor)], rule: ParamGroupRule = ParamGroupRule(),
+                                       embeddingOrOutput: Set<String> = []) throws -> [ParamGroup] {
+        let specs = try rule.groups(parameters.map {
+            ParamDescriptor(name: $0.0, shape: $0.1.shape, isEmbeddingOrOutput: embeddingOrOutput.contains($0.0))
+        })
         return specs.map { spec in
             ParamGroup(parameters: spec.parameterIndices.map { (name: parameters[$0].0, tensor: parameters[$0].1) },
                        override: spec.override)

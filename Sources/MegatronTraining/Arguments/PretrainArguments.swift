@@ -30,6 +30,15 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     /// `--use-rope-scaling`: Llama 3.x frequency scaling of RoPE, by `--rope-scaling-factor`.
     public var useRopeScaling = false
     public var ropeScalingFactor: Float = 8
+    /// Norm weights applied as `1 + w` and initialized to zero (`--apply-layernorm-1p`).
+    public var applyLayernorm1p = false
+    public var squaredRelu = false
+    /// Megatron's fused bias + tanh-approximated GeLU; off (`--no-bias-gelu-fusion`, or no bias), the MLP uses the exact erf GeLU.
+    public var biasGeluFusion = true
+    /// Off with `--no-position-embedding`, which Megatron accepts only with rotary embeddings.
+    public var addPositionEmbedding = true
+    public var embeddingInitMethodStd: Float?
+    public var initMethodXavierUniform = false
 
     // Batch and iterations.
     public var microBatchSize = 8
@@ -42,6 +51,13 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var exitDurationInMins: Float?
     public var exitSignalHandler = false
     public var seed = 1234
+    /// `<start batch size> <increment> <ramp-up samples>` (`--rampup-batch-size`), as the words were given.
+    public var rampupBatchSize: [String]?
+    /// Gradients of the token-summed loss divided by the tokens of the whole global batch, not averaged per micro-batch.
+    public var calculatePerTokenLoss = false
+    public var exitOnMissingCheckpoint = false
+    /// The signal `--exit-signal-handler` listens for, by name.
+    public var exitSignal = "SIGTERM"
 
     // Optimizer and learning-rate schedule.
     public var optimizer = "adam"
@@ -68,6 +84,9 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var adamEps: Float = 1e-8
     public var sgdMomentum: Float = 0.9
     public var clipGrad: Float = 1.0
+    /// Learning rate (and minimum) of the word embeddings and the output layer.
+    public var decoupledLR: Float?
+    public var decoupledMinLR: Float?
 
     // Precision and memory.
     public var bf16 = false
@@ -81,6 +100,10 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var recomputeGranularity: String?
     public var recomputeMethod: String?
     public var recomputeNumLayers: Int?
+    /// Submodules `--recompute-granularity selective` recomputes; Megatron's default `core_attn` when nil.
+    public var recomputeModules: [String]?
+    /// `--recompute-activations`: Megatron's alias for `--recompute-granularity selective` (it wins over that flag).
+    public var recomputeActivations = false
 
     // Parallelism (the world size comes from the launcher: `megatron launch` or torchrun / SLURM variables).
     public var tensorModelParallelSize = 1

@@ -177,6 +177,21 @@ enum PretrainFlags {
         // rope scaling
         .set("--use-rope-scaling", \.useRopeScaling),
         .float("--rope-scaling-factor", \.ropeScalingFactor),
+        // model features
+        .set("--apply-layernorm-1p", \.applyLayernorm1p),
+        .set("--squared-relu", \.squaredRelu),
+        .set("--no-bias-gelu-fusion", \.biasGeluFusion, to: false),
+        .set("--no-position-embedding", \.addPositionEmbedding, to: false),
+        .float("--embedding-init-method-std", \.embeddingInitMethodStd),
+        .set("--init-method-xavier-uniform", \.initMethodXavierUniform),
+        .float("--decoupled-lr", \.decoupledLR),
+        .float("--decoupled-min-lr", \.decoupledMinLR),
+        .set("--calculate-per-token-loss", \.calculatePerTokenLoss),
+        .list("--rampup-batch-size", \.rampupBatchSize),
+        .list("--recompute-modules", \.recomputeModules),
+        .set("--recompute-activations", \.recomputeActivations),
+        .set("--exit-on-missing-checkpoint", \.exitOnMissingCheckpoint),
+        .choice("--exit-signal", \.exitSignal, ExitSignal.names),
     ]
 
     static let byName: [String: Flag] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })

@@ -4,11 +4,6 @@ import MegatronCore
 import MegatronCUDA
 
 extension PretrainArguments {
-    /// Number of micro-batches per iteration on one data-parallel rank.
-    public func microBatchesPerIteration(dataParallelSize: Int = 1) -> Int {
-        (globalBatchSize ?? microBatchSize * dataParallelSize) / (microBatchSize * dataParallelSize)
-    }
-
     /// Checks the settings against each other as Megatron's `validate_args` does, before any work starts.
     public func validate(dataParallelSize: Int = 1) throws {
         func require(_ ok: Bool, _ message: @autoclosure () -> String) throws {
@@ -26,16 +21,13 @@ extension PretrainArguments {
             try require(seqLength <= resolvedMaxPositionEmbeddings,
                         "--seq-length (\(seqLength)) exceeds --max-position-embeddings (\(resolvedMaxPositionEmbeddings))")
         }
-        try require(recomputeMethod == nil || recomputeGranularity == "full",
-                    "--recompute-method needs --recompute-granularity full")
-        try require(recomputeGranularity != "full" || (recomputeMethod != nil && recomputeNumLayers != nil),
-                    "--recompute-granularity full needs --recompute-method and --recompute-num-layers")
         try require(lrWarmupFraction == nil || lrWarmupIters == 0, "--lr-warmup-fraction and --lr-warmup-iters are mutually exclusive")
         try require(save == nil || (saveInterval ?? 0) > 0, "--save-interval is required (and positive) when --save is given")
         try require(keepLastCheckpoints == nil || keepLastCheckpoints! > 0, "--keep-last-checkpoints must be positive")
         try validateParallelism()
         try validateModelShape()
         try validateSchedule(dataParallelSize: dataParallelSize)
+        try validateModelFeatures(dataParallelSize: dataParallelSize)
         _ = try transformerConfig()
     }
 
@@ -110,13 +102,15 @@ extension PretrainArguments {
                 numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
                 numQueryGroups: groupQueryAttention ? numQueryGroups : nil, kvChannels: kvChannels,
                 ffnHiddenSize: resolvedFFNHiddenSize, normalization: normalization == "RMSNorm" ? .rmsNorm : .layerNorm,
-                layernormEpsilon: normEpsilon, gatedLinearUnit: swiglu, activation: swiglu ? .silu : .gelu,
+                layernormEpsilon: normEpsilon, gatedLinearUnit: swiglu, activation: mlpActivation,
                 addBiasLinear: addBiasLinear, addQKVBias: addQKVBias || addBiasLinear, qkLayernorm: qkLayernorm,
                 hiddenDropout: hiddenDropout, attentionDropout: attentionDropout,
                 positionEmbeddingType: TransformerConfig.PositionEmbedding(rawValue: positionEmbeddingType) ?? .none,
                 rotaryBase: rotaryBase, rotaryPercent: rotaryPercent, initMethodStd: initMethodStd,
                 paramsDType: bf16 ? .bfloat16 : (fp16 ? .float16 : .float32),
-                ropeScaling: try ropeScaling())
+                ropeScaling: try ropeScaling(),
+                layernormZeroCenteredGamma: applyLayernorm1p, embeddingInitMethodStd: embeddingInitMethodStd,
+                initMethodXavierUniform: initMethodXavierUniform)
         } catch let error as ConfigError {
             throw ArgumentError(error.description)
         }

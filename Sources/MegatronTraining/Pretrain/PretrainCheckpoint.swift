@@ -43,6 +43,9 @@ extension Pretrainer {
     /// Loads the checkpoint the tracker in `store` names; with `--finetune` only the model, from iteration 0.
     func restore(from store: CheckpointDirectory) throws {
         guard let (loadedIteration, tensors, metadata) = try store.loadLatest() else {
+            if arguments.exitOnMissingCheckpoint {
+                throw CheckpointError("--exit-on-missing-checkpoint: no checkpoint in --load \(store.root.path) (no latest_checkpointed_iteration.txt)")
+            }
             log("WARNING: could not find a checkpoint in \(store.root.path): starting from random weights")
             return
         }
@@ -104,11 +107,14 @@ final class StopRequest: @unchecked Sendable {
     private let lock = NSLock()
     private var flag = false
     private var source: DispatchSourceSignal?
+    private let signalNumber: Int32
 
-    init(listening: Bool) {
+    /// With `listening`, `signalNumber` (SIGTERM unless `--exit-signal` names another) sets `requested`.
+    init(listening: Bool, signal signalNumber: Int32 = SIGTERM) {
+        self.signalNumber = signalNumber
         guard listening else { return }
-        signal(SIGTERM, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
+        signal(signalNumber, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
         source.setEventHandler { [weak self] in self?.set() }
         source.resume()
         self.source = source
@@ -117,7 +123,7 @@ final class StopRequest: @unchecked Sendable {
     deinit {
         if source != nil {
             source?.cancel()
-            signal(SIGTERM, SIG_DFL)
+            signal(signalNumber, SIG_DFL)
         }
     }
 

@@ -31,6 +31,8 @@ public final class Pretrainer {
     let metrics: MetricsLog?
     /// Called after every iteration with (iteration, total, loss, milliseconds): a live progress display.
     public var onIteration: ((Int, Int, Double, Double) -> Void)?
+    /// When this trainer was made: `--exit-duration-in-mins` counts from here, start-up included, as Megatron.
+    let createdAt = Date()
     /// Iterations completed so far, including those of a loaded checkpoint.
     public internal(set) var iteration = 0
     public internal(set) var consumedSamples = 0
@@ -78,7 +80,7 @@ public final class Pretrainer {
                          seed: UInt64(arguments.seed), tensorParallel: tensorParallel)
         }
         self.model = model
-        applyRecompute(arguments, to: model.decoder)
+        try applyRecompute(arguments, to: model.decoder)
         // Duplicated parameters count once in the grad norm; partial gradients (sequence-parallel norms) are
         // summed over the tensor-parallel ranks before the step.
         let gradStats = GradientStatsGroups(groups: groups?.tensor.map { [$0] } ?? [], tensorParallelRank: tensorParallel.rank,
@@ -109,22 +111,26 @@ public final class Pretrainer {
         var summary = Summary(iterations: iteration, intervalLosses: [])
         var interval = IntervalStats()
         var reportedMemory = false
-        let started = Date()
-        let stop = StopRequest(listening: arguments.exitSignalHandler)
+        let stop = StopRequest(listening: arguments.exitSignalHandler, signal: ExitSignal.numbers[arguments.exitSignal] ?? SIGTERM)
+        var batchSize = schedule.batchSize(consumedSamples: consumedSamples)
         while iteration < schedule.trainIters {
+            // As Megatron: a checkpoint before the first iteration of each larger batch of the ramp-up.
+            let previousBatchSize = batchSize
+            batchSize = schedule.batchSize(consumedSamples: consumedSamples)
+            if batchSize != previousBatchSize, iteration > 0, arguments.save != nil { try saveCheckpoint() }
             let stepStarted = Date()
             let lr = schedule.loggedLearningRate
-            let step = try trainStep(consumedSamples: consumedSamples)
-            consumedSamples += schedule.globalBatchSize
+            let step = try trainStep(consumedSamples: consumedSamples, batchSize: batchSize)
+            consumedSamples += batchSize
             iteration += 1
             let seconds = Date().timeIntervalSince(stepStarted)
             interval.add(step, seconds: seconds)
-            recordMetrics(step, lr: lr, seconds: seconds)
+            recordMetrics(step, lr: lr, seconds: seconds, batchSize: batchSize)
             onIteration?(iteration, schedule.trainIters, step.loss, seconds * 1000)
             if iteration % arguments.logInterval == 0 || iteration == 1 || iteration == schedule.trainIters {
-                log(interval.entry(iteration: iteration, of: schedule, consumed: consumedSamples, lr: lr,
+                log(interval.entry(iteration: iteration, of: schedule, batchSize: batchSize, consumed: consumedSamples, lr: lr,
                                    lossScale: gradScaler?.scale ?? 1,
-                                   flops: flopsPerGPU,
+                                   flops: flopsPerGPU(batchSize: batchSize),
                                    showThroughput: arguments.logThroughput).formatted())
                 summary.intervalLosses.append(interval.meanLoss)
                 interval = IntervalStats()
@@ -139,7 +145,7 @@ public final class Pretrainer {
                 summary.validationLoss = try evaluate(validData, name: "validation", prefix: "iteration \(iteration)")
             }
             summary.iterations = iteration
-            if let reason = exitReason(started: started, stop: stop) {
+            if let reason = try exitReason(stop: stop) {
                 log("> exiting: \(reason)")
                 if arguments.save != nil { try saveCheckpoint() }
                 try optimizer.finishParameterUpdates()
@@ -155,48 +161,56 @@ public final class Pretrainer {
         return summary
     }
 
-    /// Model FLOPs of one iteration per GPU (Megatron divides the job's FLOPs by the world size).
-    var flopsPerGPU: Double {
+    /// Model FLOPs of one iteration of `batchSize` samples per GPU (Megatron divides the job's FLOPs by the world size).
+    func flopsPerGPU(batchSize: Int) -> Double {
         trainingFLOPs(config: model.config, vocabSize: model.vocabSize, sequenceLength: arguments.seqLength,
-                      batchSize: schedule.globalBatchSize) / Double(groups?.world.size ?? 1)
+                      batchSize: batchSize) / Double(groups?.world.size ?? 1)
     }
 
     /// Megatron's per-iteration TensorBoard scalars (and the same in metrics.jsonl), memory included on a GPU.
-    func recordMetrics(_ step: StepOutcome, lr: Float, seconds: Double) {
+    func recordMetrics(_ step: StepOutcome, lr: Float, seconds: Double, batchSize: Int) {
         guard let metrics else { return }
-        var values: [(String, Double)] = [("learning-rate", Double(lr)), ("batch-size", Double(schedule.globalBatchSize)),
+        var values: [(String, Double)] = [("learning-rate", Double(lr)), ("batch-size", Double(batchSize)),
                                           ("loss-scale", Double(gradScaler?.scale ?? 1)), ("iteration-time", seconds)]
         if step.updated { values += [("lm loss", step.loss), ("grad-norm", Double(step.gradNorm))] }
-        let flops = trainingFLOPs(config: model.config, vocabSize: model.vocabSize, sequenceLength: arguments.seqLength,
-                                  batchSize: schedule.globalBatchSize)
-        values.append(("throughput", flops / Double(groups?.world.size ?? 1) / seconds / 1e12))
+        values.append(("throughput", flopsPerGPU(batchSize: batchSize) / seconds / 1e12))
         // GPU memory only: on the CPU nothing counts allocations, and the process's RSS is not the same number.
         values += MemoryReport.current(on: device)?.scalars ?? []
         metrics.record(values, iteration: iteration)
         metrics.flush()
     }
 
-    /// Why training should stop early (exit interval, time budget, a termination signal), if it should.
-    func exitReason(started: Date, stop: StopRequest) -> String? {
+    /// Why training should stop early (exit interval, time budget, a termination signal), if it should. The
+    /// time and signal checks are agreed over the world, as Megatron's all-reduce of them: every rank then
+    /// stops after the same iteration, none left waiting in a collective.
+    func exitReason(stop: StopRequest) throws -> String? {
         if let exit = arguments.exitInterval, iteration % exit == 0 { return "reached --exit-interval \(exit) at iteration \(iteration)" }
-        if let minutes = arguments.exitDurationInMins, Date().timeIntervalSince(started) > Double(minutes) * 60 {
-            return "reached --exit-duration-in-mins \(minutes)"
+        guard arguments.exitDurationInMins != nil || arguments.exitSignalHandler else { return nil }
+        let minutes = arguments.exitDurationInMins ?? .infinity
+        var flags: [Float] = [Date().timeIntervalSince(createdAt) > Double(minutes) * 60 ? 1 : 0, stop.requested ? 1 : 0]
+        if let world = groups?.world, world.size > 1 {
+            let agreed = Tensor(shape: [2], values: flags).to(device)
+            try world.allReduce(agreed, op: .max).wait()
+            flags = agreed.floats()
         }
-        if stop.requested { return "received SIGTERM" }
+        if flags[0] > 0 { return "reached --exit-duration-in-mins \(minutes)" }
+        if flags[1] > 0 { return "received \(arguments.exitSignal)" }
         return nil
     }
 
-    /// One iteration: forward and backward over every micro-batch, then the optimizer step (skipped on
-    /// inf/NaN gradients, which also backs off the fp16 loss scale); the scheduler advances on success.
+    /// One iteration of `batchSize` samples: forward and backward over every micro-batch, then the optimizer
+    /// step (skipped on inf/NaN gradients, which also backs off the fp16 loss scale); the scheduler advances
+    /// on success.
     ///
     /// With data parallelism, each rank takes its `1 / dp` of every slice of `micro-batch x dp` samples
     /// (Megatron's sampler), gradients are averaged over the ranks, and the logged loss is token-weighted
     /// over all of them.
-    func trainStep(consumedSamples: Int) throws -> StepOutcome {
+    func trainStep(consumedSamples: Int, batchSize: Int) throws -> StepOutcome {
         model.train()
         try optimizer.zeroGrad()
         let (dp, dpRank) = (groups?.dataParallelSize ?? 1, groups?.dataParallelRank ?? 0)
-        let microBatches = arguments.microBatchesPerIteration(dataParallelSize: dp)
+        let microBatches = batchSize / (arguments.microBatchSize * dp)
+        let perTokenLoss = arguments.calculatePerTokenLoss
         let lossScale = gradScaler?.scale ?? 1
         var lossSum: Tensor?, tokens = 0, totals: TrainingOptimizer.LossTotals?
         for m in 0..<microBatches {
@@ -210,14 +224,23 @@ public final class Pretrainer {
                 // step: the read then waits for nothing else, and the GPU runs the step while the host prepares
                 // the next one.
                 if m == microBatches - 1 { totals = try optimizer.startLossTotals(lossSum!, tokens: tokens) }
-                // Megatron: each micro-batch's loss averaged over its unmasked tokens, divided by the micro-batches.
-                (lossTotal * (lossScale / Float(max(count, 1) * microBatches))).backward()
+                // Megatron: each micro-batch's loss averaged over its unmasked tokens, divided by the micro-batches;
+                // with --calculate-per-token-loss the token sum itself (the step divides by the tokens).
+                let divisor = perTokenLoss ? 1 : Float(max(count, 1) * microBatches)
+                (lossTotal * (lossScale / divisor)).backward()
             }
         }
         let onHost = try totals!.startCopyToHost()
-        let report = try optimizer.step(scheduler: schedule.scheduler, clipGrad: arguments.clipGrad, lossScale: lossScale)
+        // Per-token loss: Megatron divides the reduced gradients by the global batch's unmasked tokens (summed
+        // over the data-parallel ranks) before clipping. The reduction here already divided them by dp, and
+        // the step divides by this factor as it unscales.
+        let gradientDivisor = perTokenLoss
+            ? max(dp == 1 ? Float(tokens) : onHost.tensor().floats()[1], 1) / Float(dp)
+            : 1
+        let report = try optimizer.step(scheduler: schedule.scheduler, clipGrad: arguments.clipGrad,
+                                        lossScale: lossScale * gradientDivisor)
         gradScaler?.update(foundInf: !report.updated)
-        if report.updated { schedule.scheduler.step(schedule.globalBatchSize) }
+        if report.updated { schedule.scheduler.step(batchSize) }
         let summed = onHost.tensor().floats()
         return StepOutcome(loss: Double(summed[0]) / Double(summed[1]), gradNorm: report.gradNorm, updated: report.updated)
     }
@@ -295,21 +318,26 @@ struct IntervalStats {
         }
     }
 
-    func entry(iteration: Int, of schedule: TrainingSchedule, consumed: Int, lr: Float, lossScale: Float,
+    func entry(iteration: Int, of schedule: TrainingSchedule, batchSize: Int, consumed: Int, lr: Float, lossScale: Float,
                flops: Double, showThroughput: Bool) -> TrainingLogEntry {
         let perIteration = seconds / Double(max(iterations, 1))
         return TrainingLogEntry(
             iteration: iteration, trainIters: schedule.trainIters, consumedSamples: consumed,
             elapsedMillisecondsPerIteration: perIteration * 1000,
             throughput: showThroughput ? flops / perIteration / 1e12 : nil, learningRate: lr,
-            globalBatchSize: schedule.globalBatchSize, lmLoss: meanLoss, lossScale: lossScale, gradNorm: gradNorm,
+            globalBatchSize: batchSize, lmLoss: meanLoss, lossScale: lossScale, gradNorm: gradNorm,
             skippedIterations: skipped, nanIterations: nan)
     }
 }
 
-/// Marks the layers `--recompute-granularity full --recompute-method ... --recompute-num-layers N` recomputes.
-func applyRecompute(_ arguments: PretrainArguments, to block: TransformerBlock) {
-    guard arguments.recomputeGranularity == "full", let n = arguments.recomputeNumLayers else { return }
+/// Marks the layers `--recompute-granularity full --recompute-method ... --recompute-num-layers N` recomputes,
+/// or the submodules of every layer `--recompute-granularity selective` (`--recompute-modules`) recomputes.
+func applyRecompute(_ arguments: PretrainArguments, to block: TransformerBlock) throws {
+    if arguments.resolvedRecomputeGranularity == "selective" {
+        block.recomputedModules = try arguments.selectiveRecomputeModules()
+        return
+    }
+    guard arguments.resolvedRecomputeGranularity == "full", let n = arguments.recomputeNumLayers else { return }
     let layers = block.layers.count
     switch arguments.recomputeMethod {
     case "uniform":

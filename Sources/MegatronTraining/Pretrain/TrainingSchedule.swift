@@ -1,15 +1,23 @@
 import MegatronCore
 
-/// Iteration count, global batch size and Megatron's learning-rate / weight-decay scheduler of a run.
+/// Iteration count, global batch size (ramped up with `--rampup-batch-size`) and Megatron's learning-rate /
+/// weight-decay scheduler of a run.
 struct TrainingSchedule {
     let trainIters: Int
+    /// The global batch size after any ramp-up.
     let globalBatchSize: Int
+    let rampup: BatchSizeRampup?
     var scheduler: OptimizerParamScheduler
 
     /// Megatron's default global batch is one micro-batch per data-parallel rank.
     init(_ a: PretrainArguments, groups: [ParamGroup], dataParallelSize: Int = 1) throws {
         globalBatchSize = a.globalBatchSize ?? a.microBatchSize * dataParallelSize
-        trainIters = a.trainIters ?? (a.trainSamples! + globalBatchSize - 1) / globalBatchSize
+        rampup = try a.batchSizeRampup(dataParallelSize: dataParallelSize)
+        if let rampup, let samples = a.trainSamples {
+            trainIters = rampup.iterations(trainSamples: samples)
+        } else {
+            trainIters = a.trainIters ?? (a.trainSamples! + globalBatchSize - 1) / globalBatchSize
+        }
         scheduler = try Self.scheduler(a, globalBatchSize: globalBatchSize, groups: groups.map(\.override))
     }
 
@@ -34,6 +42,11 @@ struct TrainingSchedule {
         } catch let error as OptimizerSetupError {
             throw ArgumentError(error.description)
         }
+    }
+
+    /// The global batch size of the iteration that starts after `consumedSamples` samples.
+    func batchSize(consumedSamples: Int) -> Int {
+        rampup?.batchSize(consumedSamples: consumedSamples) ?? globalBatchSize
     }
 
     /// The learning rate Megatron logs for the coming update.
