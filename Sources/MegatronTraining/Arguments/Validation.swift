@@ -74,13 +74,17 @@ extension PretrainArguments {
         case "cpu": return .cpu
         case "cuda":
             do {
-                _ = try CUDAContext.shared(ordinal: ordinal)
+                try checkKernelChoices(CUDAContext.shared(ordinal: ordinal, environment: cudaEnvironment()))
+            } catch let error as ArgumentError {
+                throw error
             } catch {
                 throw ArgumentError("--device cuda: \(error)")
             }
             return .cuda(ordinal)
         default:
-            return (try? CUDAContext.shared(ordinal: ordinal)) != nil ? .cuda(ordinal) : .cpu
+            guard let context = try? CUDAContext.shared(ordinal: ordinal, environment: cudaEnvironment()) else { return .cpu }
+            try checkKernelChoices(context)
+            return .cuda(ordinal)
         }
     }
 

@@ -108,7 +108,7 @@ public final class Pretrainer {
         var reportedMemory = false
         let started = Date()
         let stop = StopRequest(listening: arguments.exitSignalHandler)
-        while iteration < schedule.trainIters {
+        while !arguments.skipTrain && iteration < schedule.trainIters {
             let stepStarted = Date()
             let lr = schedule.loggedLearningRate
             let step = try trainStep(consumedSamples: consumedSamples)
@@ -226,9 +226,10 @@ public final class Pretrainer {
         return ((losses * mask).sum(), batch.maskedTokens)
     }
 
-    /// Token-weighted loss over `eval-iters` validation batches; prints Megatron's validation line.
+    /// Token-weighted loss over `eval-iters` validation batches; prints Megatron's validation line. None with
+    /// `--eval-iters 0`, as in Megatron.
     func evaluate(_ data: TrainingData?, name: String, prefix: String) -> Double? {
-        guard let data else { return nil }
+        guard let data, arguments.evalIters > 0 else { return nil }
         model.eval()
         defer { model.train() }
         let batches = max(1, min(arguments.evalIters, data.count / arguments.microBatchSize))
