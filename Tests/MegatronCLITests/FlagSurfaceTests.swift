@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 
 /// Megatron command lines as users paste them: refused flags named together with their features, required
-/// flags, tensor parallelism without a launcher, YAML files, and --help.
+/// flags, tensor parallelism without a launcher, YAML files, torchrun's spellings on `launch`, and --help.
 final class FlagSurfaceTests: XCTestCase {
     let required = ["--num-layers", "2", "--hidden-size", "32", "--num-attention-heads", "4", "--seq-length", "16",
                     "--max-position-embeddings", "16", "--micro-batch-size", "2", "--lr", "1e-3", "--train-iters", "2"]
@@ -38,6 +38,25 @@ final class FlagSurfaceTests: XCTestCase {
         let broken = dir.appendingPathComponent("broken.yaml")
         try "language_model: [unclosed\n".write(to: broken, atomically: true, encoding: .utf8)
         try process.assertCleanFailure(["pretrain-gpt", "--config", broken.path], mentions: ["broken.yaml", "not valid YAML"])
+    }
+
+    func testLaunchRefusesWhatItCannotDoByOption() throws {
+        let process = try MegatronProcess.built()
+        try process.assertCleanFailure(["launch", "--nnodes", "1:2", "pretrain-gpt"], mentions: ["--nnodes 1:2"])
+        try process.assertCleanFailure(["launch", "--max_restarts", "3", "pretrain-gpt"], mentions: ["--max-restarts 3"])
+        try process.assertCleanFailure(["launch", "--rdzv_endpoint", "node0:port", "pretrain-gpt"], mentions: ["--rdzv-endpoint node0:port"])
+        try process.assertCleanFailure(["launch", "--rdzv_backend", "etcd", "pretrain-gpt"], mentions: ["--rdzv-backend etcd"])
+        try process.assertCleanFailure(["launch", "--nproc_per_node", "2"], mentions: ["subcommand"])
+    }
+
+    /// A torchrun line with `torchrun` replaced: underscore options, no `--`, the script's name.
+    func testLaunchTakesATorchrunLine() throws {
+        let outcome = try MegatronProcess.built().run(["launch", "--nproc_per_node", "2", "--master_port", "29561", "--nnodes", "1",
+                                                       "--node_rank", "0", "pretrain_gpt.py"] + required
+                                                      + ["--global-batch-size", "4", "--log-interval", "1", "--eval-iters", "1"])
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        XCTAssertTrue(outcome.stdout.contains("> launch: 2 ranks as threads of this process"), outcome.output)
+        XCTAssertTrue(outcome.stdout.contains("iteration        2/       2"), outcome.output)
     }
 
     /// `pretrain-gpt --help`, `-h` and `megatron help pretrain-gpt` print the same list of flags.
