@@ -234,6 +234,10 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertThrowsError(try parse(["--config", typo])) {
             XCTAssertTrue("\($0)".hasPrefix("unknown flag --num-layer; did you mean --num-layers"), "\($0)")
         }
+        let section = try write("training: {lr: 1.0e-3}\n")
+        XCTAssertThrowsError(try parse(["--config", section])) {
+            XCTAssertEqual("\($0)", "--config \(section): training: a mapping is no flag value")
+        }
         let notSwitch = try write("swiglu: maybe\n")
         XCTAssertThrowsError(try parse(["--config", notSwitch])) {
             XCTAssertEqual("\($0)", "--config \(notSwitch): swiglu: --swiglu is a switch; give true or false, not 'maybe'")

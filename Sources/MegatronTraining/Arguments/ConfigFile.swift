@@ -112,6 +112,7 @@ enum ConfigFile {
     /// `num_layers`) or one of Megatron's argparse dests (`add_bias_linear: false` is `--disable-bias-linear`).
     static func words(key: String, value: Any) throws -> [String] {
         let (name, megatron, isDest) = flag(forKey: key)
+        if value is [String: Any] { throw ArgumentError("\(key): a mapping is no flag value") }
         guard let text = text(value) else { return [] }
         let isSwitch = PretrainFlags.byName[name].map { !$0.takesValue } ?? megatron?.isSwitch ?? (value is Bool)
         if isSwitch {
@@ -152,7 +153,7 @@ enum ConfigFile {
 /// remembers the names the environment lacks.
 struct VariableExpander {
     let environment: [String: String]
-    var missing: [String] = []
+    var missing: Set<String> = []
 
     mutating func expand(_ value: Any) -> Any {
         switch value {
@@ -171,7 +172,7 @@ struct VariableExpander {
             if let value = environment[name] {
                 result += value
             } else {
-                if !missing.contains(name) { missing.append(name) }
+                missing.insert(name)
                 result += "${\(name)}"
             }
             rest = rest[rest.index(after: close)...]
@@ -183,6 +184,6 @@ struct VariableExpander {
     func check() throws {
         guard !missing.isEmpty else { return }
         throw ArgumentError("environment variable\(missing.count == 1 ? "" : "s") "
-            + missing.map { "${\($0)}" }.joined(separator: ", ") + " not set")
+            + missing.sorted().map { "${\($0)}" }.joined(separator: ", ") + " not set")
     }
 }
