@@ -35,49 +35,12 @@ public enum MegatronArgumentParser {
                                         environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ParsedCommandLine {
         if commandLine.isEmpty { return ParsedCommandLine(arguments: .embeddedDefault) }
         let expansion = try ConfigFile.expand(commandLine, environment: environment)
-        var reader = FlagReader(words: expansion.words)
-        var args = PretrainArguments()
-        var problems = Problems()
-        var given: Set<String> = []
-        var notes: [(usage: String, text: String)] = []
-        while let word = reader.next() {
-            let (name, inline) = split(word)
-            guard name.hasPrefix("--") else {
-                problems.other.append("unexpected argument '\(word)': flags start with --")
-                continue
-            }
-            if let flag = PretrainFlags.byName[name] {
-                do {
-                    let value = try reader.value(of: name, inline: inline, kind: flag.takesList ? .list : flag.takesValue ? .value : .none)
-                    try flag.apply(&args, value)
-                    given.insert(flag.name)
-                    if let text = flag.note(value) { notes.append((flag.takesValue ? "\(name) \(value!)" : name, text)) }
-                } catch let unsupported as UnsupportedFeature {
-                    problems.unsupported.append(unsupported)
-                } catch {
-                    problems.other.append("\(error)")
-                }
-            } else if let megatron = MegatronFlagCatalog.byName[name] {
-                let value = try? reader.value(of: name, inline: inline, kind: megatron.isSwitch ? .none : megatron.action == .list ? .list : .value)
-                if let replacement = retiredFlags[name] {
-                    problems.other.append("\(name) is no longer accepted by Megatron-LM: \(replacement)")
-                } else {
-                    let usage = [name, value.map { $0.replacingOccurrences(of: "\n", with: " ") } ?? ""].joined(separator: " ")
-                    problems.unsupported.append(UnsupportedFeature(feature: megatron.feature, usage: usage.trimmingCharacters(in: .whitespaces)))
-                }
-            } else {
-                reader.skipValues()
-                problems.other.append(unknown(name).description)
-            }
-        }
-        let missing = requiredFlags.filter { !given.contains($0) }
-            + (given.contains("--train-iters") || given.contains("--train-samples") ? [] : ["--train-iters (or --train-samples)"])
-        if !missing.isEmpty {
-            problems.other.append("missing \(missing.count == 1 ? "a flag" : "flags") Megatron-LM requires: "
-                + missing.joined(separator: ", ") + " (with no flags at all, pretrain-gpt trains its built-in demo model)")
-        }
-        if let error = problems.error { throw error }
-        return ParsedCommandLine(arguments: args, notes: expansion.notes + groupedNotes(notes), environment: expansion.environment)
+        var parse = CommandLineParse(reader: FlagReader(words: expansion.words))
+        while let word = parse.reader.next() { parse.read(word) }
+        parse.checkRequired()
+        if let error = parse.problems.error { throw error }
+        return ParsedCommandLine(arguments: parse.arguments, notes: expansion.notes + groupedNotes(parse.notes),
+                                 environment: expansion.environment)
     }
 
     /// `--name=value` split at the first `=`.
@@ -137,6 +100,66 @@ public struct EnvironmentVariable: Equatable, Sendable {
 public struct ArgumentError: Error, CustomStringConvertible, Equatable {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// One command line being parsed: the settings so far, what is wrong with it, which flags it gave.
+struct CommandLineParse {
+    var reader: FlagReader
+    var arguments = PretrainArguments()
+    var problems = Problems()
+    /// The flags given, by their main spelling.
+    var given: Set<String> = []
+    var notes: [(usage: String, text: String)] = []
+
+    /// Reads `word` (and the value words that follow it).
+    mutating func read(_ word: String) {
+        let (name, inline) = MegatronArgumentParser.split(word)
+        if !name.hasPrefix("--") {
+            problems.other.append("unexpected argument '\(word)': flags start with --")
+        } else if let flag = PretrainFlags.byName[name] {
+            apply(flag, as: name, inline: inline)
+        } else if let megatron = MegatronFlagCatalog.byName[name] {
+            refuse(megatron, as: name, inline: inline)
+        } else {
+            reader.skipValues()
+            problems.other.append(MegatronArgumentParser.unknown(name).description)
+        }
+    }
+
+    /// A supported flag: sets its value, or records why it cannot.
+    mutating func apply(_ flag: Flag, as name: String, inline: String?) {
+        do {
+            let value = try reader.value(of: name, inline: inline, kind: flag.takesList ? .list : flag.takesValue ? .value : .none)
+            try flag.apply(&arguments, value)
+            given.insert(flag.name)
+            if let text = flag.note(value) { notes.append((flag.takesValue ? "\(name) \(value!)" : name, text)) }
+        } catch let unsupported as UnsupportedFeature {
+            problems.unsupported.append(unsupported)
+        } catch {
+            problems.other.append("\(error)")
+        }
+    }
+
+    /// One of Megatron's flags this build lacks: skips its value and records it with its feature (or, for a
+    /// flag Megatron itself retired, with its replacement).
+    mutating func refuse(_ megatron: MegatronFlag, as name: String, inline: String?) {
+        let value = try? reader.value(of: name, inline: inline, kind: megatron.isSwitch ? .none : megatron.action == .list ? .list : .value)
+        if let replacement = MegatronArgumentParser.retiredFlags[name] {
+            problems.other.append("\(name) is no longer accepted by Megatron-LM: \(replacement)")
+        } else {
+            let usage = ([name] + (value.map { [$0.replacingOccurrences(of: "\n", with: " ")] } ?? [])).joined(separator: " ")
+            problems.unsupported.append(UnsupportedFeature(feature: megatron.feature, usage: usage))
+        }
+    }
+
+    /// Records the flags Megatron requires that were not given.
+    mutating func checkRequired() {
+        let missing = MegatronArgumentParser.requiredFlags.filter { !given.contains($0) }
+            + (given.contains("--train-iters") || given.contains("--train-samples") ? [] : ["--train-iters (or --train-samples)"])
+        guard !missing.isEmpty else { return }
+        problems.other.append("missing \(missing.count == 1 ? "a flag" : "flags") Megatron-LM requires: "
+            + missing.joined(separator: ", ") + " (with no flags at all, pretrain-gpt trains its built-in demo model)")
+    }
 }
 
 /// The words of a command line, read flag by flag.

@@ -6,10 +6,8 @@ import MegatronTraining
 /// `megatron pretrain-gpt`: Megatron-LM's `pretrain_gpt.py`, with its flag names.
 struct PretrainGPT: ParsableCommand {
     // `megatron help pretrain-gpt` shows the discussion: the flag list itself.
-    static var configuration: CommandConfiguration {
-        CommandConfiguration(commandName: "pretrain-gpt", abstract: "Pretrain a GPT model with Megatron-LM's flags.",
-                             discussion: PretrainHelp.text())
-    }
+    static let configuration = CommandConfiguration(commandName: "pretrain-gpt", abstract: "Pretrain a GPT model with Megatron-LM's flags.",
+                                                    discussion: PretrainHelp.text())
 
     @Argument(parsing: .captureForPassthrough, help: "Megatron-LM flags.")
     var flags: [String] = []
