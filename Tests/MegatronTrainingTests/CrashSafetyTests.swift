@@ -16,7 +16,7 @@ final class CrashSafetyTests: XCTestCase {
             defer { try? FileManager.default.removeItem(at: root) }
             let process = Process()
             process.executableURL = binary
-            process.arguments = ("pretrain-gpt --num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 16 "
+            process.arguments = ("pretrain-gpt --num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 16 --max-position-embeddings 16 "
                 + "--micro-batch-size 2 --train-iters 1000 --lr 1e-3 --log-interval 1000 --save \(root.path) --save-interval 1")
                 .split(separator: " ").map(String.init)
             process.standardOutput = FileHandle.nullDevice
@@ -31,7 +31,7 @@ final class CrashSafetyTests: XCTestCase {
             let latest = try XCTUnwrap(try store.loadLatest(), "a checkpoint survives")
             XCTAssertGreaterThanOrEqual(latest.iteration, 3)
             let args = try MegatronArgumentParser.parse(
-                ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 16 --micro-batch-size 2 "
+                ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 16 --max-position-embeddings 16 --micro-batch-size 2 "
                  + "--train-iters 1000 --exit-interval \(latest.iteration + 1) --lr 1e-3 --log-interval 1 --eval-iters 1 --load \(root.path)")
                     .split(separator: " ").map(String.init))
             let summary = try Pretrainer(arguments: args) { _ in }.run()

@@ -11,7 +11,7 @@ final class DatasetTrainingTests: XCTestCase {
         try MegatronArgumentParser.parse(line.split(separator: " ").map(String.init))
     }
 
-    let model = "--num-layers 1 --hidden-size 32 --num-attention-heads 4 --seq-length 32 --micro-batch-size 2 "
+    let model = "--num-layers 1 --hidden-size 32 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 --micro-batch-size 2 "
         + "--global-batch-size 4 --lr 3e-3 --log-interval 5 --eval-iters 2 --hidden-dropout 0 --attention-dropout 0 "
 
     func testTrainsOnPreprocessedData() throws {

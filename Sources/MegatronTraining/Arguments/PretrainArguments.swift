@@ -58,6 +58,8 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var exitOnMissingCheckpoint = false
     /// The signal `--exit-signal-handler` listens for, by name.
     public var exitSignal = "SIGTERM"
+    /// Evaluate on the validation and test sets without training (`--skip-train`).
+    public var skipTrain = false
 
     // Optimizer and learning-rate schedule.
     public var optimizer = "adam"
@@ -104,6 +106,12 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var recomputeModules: [String]?
     /// `--recompute-activations`: Megatron's alias for `--recompute-granularity selective` (it wins over that flag).
     public var recomputeActivations = false
+    /// Run-to-run identical kernels where a faster order-dependent one exists (`--deterministic-mode`).
+    public var deterministicMode = false
+    /// Megatron's layer implementation (`--transformer-impl`); the layers here are the same either way.
+    public var transformerImpl = "transformer_engine"
+    /// Transformer Engine's attention choice (`--attention-backend`): flash picks our flash kernels, fused cuDNN's.
+    public var attentionBackend = "auto"
 
     // Parallelism (the world size comes from the launcher: `megatron launch` or torchrun / SLURM variables).
     public var tensorModelParallelSize = 1
@@ -118,11 +126,15 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var ddpAverageInCollective = false
     /// Elements per DDP bucket; Megatron's default (max(40M, 1M x data-parallel size)) when nil.
     public var ddpBucketSize: Int?
+    /// Minutes a collective may wait before the job is failed (`--distributed-timeout-minutes`).
+    public var distributedTimeoutMinutes = 10
 
     // Logging.
     public var logInterval = 100
     public var logThroughput = false
     public var tensorboardDir: String?
+    /// Megatron's timer detail (`--timing-log-level` 0, 1 or 2).
+    public var timingLogLevel = 0
 
     // Checkpoints.
     public var save: String?

@@ -61,10 +61,7 @@ extension PretrainArguments {
     public var resolvedMaxPositionEmbeddings: Int { maxPositionEmbeddings ?? seqLength }
 
     /// `--device cpu|cuda`; without it, the GPU `LOCAL_RANK` names (else 0) when one is usable, else the CPU.
-    public func resolvedDevice() throws -> Device { try Self.resolveDevice(device) }
-
-    /// The device a `--device` value (`cpu`, `cuda` or none) names, as `resolvedDevice()` picks it.
-    public static func resolveDevice(_ device: String?) throws -> Device {
+    public func resolvedDevice() throws -> Device {
         let ordinal: Int
         do {
             ordinal = try CUDADevice.ordinal(index: nil, environment: ProcessInfo.processInfo.environment)
@@ -75,14 +72,26 @@ extension PretrainArguments {
         case "cpu": return .cpu
         case "cuda":
             do {
-                _ = try CUDAContext.shared(ordinal: ordinal)
+                try checkKernelChoices(CUDAContext.shared(ordinal: ordinal, environment: cudaEnvironment()))
+            } catch let error as ArgumentError {
+                throw error
             } catch {
                 throw ArgumentError("--device cuda: \(error)")
             }
             return .cuda(ordinal)
         default:
-            return (try? CUDAContext.shared(ordinal: ordinal)) != nil ? .cuda(ordinal) : .cpu
+            guard let context = try? CUDAContext.shared(ordinal: ordinal, environment: cudaEnvironment()) else { return .cpu }
+            try checkKernelChoices(context)
+            return .cuda(ordinal)
         }
+    }
+
+    /// The device a `--device` value (`cpu`, `cuda` or none) names, as `resolvedDevice()` picks it with no
+    /// other flags.
+    public static func resolveDevice(_ device: String?) throws -> Device {
+        var arguments = PretrainArguments()
+        arguments.device = device
+        return try arguments.resolvedDevice()
     }
 
     /// `--use-rope-scaling` as Megatron applies it: Llama 3 scaling by `--rope-scaling-factor`, on RoPE only.

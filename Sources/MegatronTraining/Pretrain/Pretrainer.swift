@@ -113,7 +113,7 @@ public final class Pretrainer {
         var reportedMemory = false
         let stop = StopRequest(listening: arguments.exitSignalHandler, signal: ExitSignal.numbers[arguments.exitSignal] ?? SIGTERM)
         var batchSize = schedule.batchSize(consumedSamples: consumedSamples)
-        while iteration < schedule.trainIters {
+        while !arguments.skipTrain && iteration < schedule.trainIters {
             // As Megatron: a checkpoint before the first iteration of each larger batch of the ramp-up.
             let previousBatchSize = batchSize
             batchSize = schedule.batchSize(consumedSamples: consumedSamples)
@@ -252,9 +252,10 @@ public final class Pretrainer {
         return ((losses * mask).sum(), batch.maskedTokens)
     }
 
-    /// Token-weighted loss over `eval-iters` validation batches; prints Megatron's validation line.
+    /// Token-weighted loss over `eval-iters` validation batches; prints Megatron's validation line. None with
+    /// `--eval-iters 0`, as in Megatron.
     func evaluate(_ data: TrainingData?, name: String, prefix: String) throws -> Double? {
-        guard let data else { return nil }
+        guard let data, arguments.evalIters > 0 else { return nil }
         model.eval()
         defer { model.train() }
         let batches = max(1, min(arguments.evalIters, data.count / arguments.microBatchSize))
