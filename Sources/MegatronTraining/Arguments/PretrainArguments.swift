@@ -107,6 +107,8 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var finetune = false
     /// Ours, not Megatron's: delete all but the newest K checkpoints after each save.
     public var keepLastCheckpoints: Int?
+    /// With --load, stop (an error) when there is no checkpoint to load instead of starting from random weights.
+    public var exitOnMissingCheckpoint = false
 
     // Data and tokenizer.
     public var mockData = false

@@ -174,6 +174,8 @@ enum PretrainFlags {
         .string("--tiktoken-pattern", \.tiktokenPattern),
         .int("--tiktoken-num-special-tokens", \.tiktokenNumSpecialTokens),
         .choice("--device", \.device, ["cpu", "cuda"]),
+        // checkpoint safety
+        .set("--exit-on-missing-checkpoint", \.exitOnMissingCheckpoint),
     ]
 
     static let byName: [String: Flag] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })

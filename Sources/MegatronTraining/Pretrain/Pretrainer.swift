@@ -34,6 +34,10 @@ public final class Pretrainer {
     /// Iterations completed so far, including those of a loaded checkpoint.
     public internal(set) var iteration = 0
     public internal(set) var consumedSamples = 0
+    /// World rank 0's hold on `--save` (nil elsewhere, or without --save).
+    let saveLock: SaveDirectoryLock?
+    /// The iteration the `--save` directory last received (saved, or loaded from it), so none is saved twice.
+    var lastSavedIteration: Int?
 
     /// What a finished run reports.
     public struct Summary {
@@ -51,6 +55,9 @@ public final class Pretrainer {
         self.groups = groups
         let logging = (groups?.world.rank ?? 0) == 0
         self.log = logging ? log : { _ in }
+        // An unusable --save or --load stops here, before the model and the data are built.
+        saveLock = logging ? try Self.lockSaveDirectory(arguments.save) : nil
+        try Self.requireCheckpointDirectory(arguments.load)
         metrics = logging ? try arguments.tensorboardDir.map { try MetricsLog(directory: $0) } : nil
         let config = try arguments.transformerConfig()
         let tokenizerAndOptions = try runTokenizer(arguments)
@@ -136,16 +143,18 @@ public final class Pretrainer {
                 summary.validationLoss = evaluate(validData, name: "validation", prefix: "iteration \(iteration)")
             }
             summary.iterations = iteration
-            if let reason = exitReason(started: started, stop: stop) {
+            if let every = arguments.saveInterval, arguments.save != nil, iteration % every == 0 { try saveCheckpoint() }
+            if let reason = try exitReason(started: started, stop: stop) {
                 log("> exiting: \(reason)")
-                if arguments.save != nil { try saveCheckpoint() }
+                if lastSavedIteration != iteration { try saveCheckpoint() }
                 try optimizer.finishParameterUpdates()
                 return summary
             }
-            if let every = arguments.saveInterval, arguments.save != nil, iteration % every == 0 { try saveCheckpoint() }
         }
         // Parameter all-gathers of the last step (--overlap-param-gather) land before anyone reads the weights.
         try optimizer.finishParameterUpdates()
+        // As Megatron: the last iteration is saved too, before the final evaluation.
+        if iteration != 0, lastSavedIteration != iteration { try saveCheckpoint() }
         // As Megatron: after training, the validation and test sets once more, named in the line.
         summary.validationLoss = evaluate(validData, name: "validation", prefix: "iteration \(iteration) on validation set")
         summary.testLoss = evaluate(testData, name: "test", prefix: "iteration \(iteration) on test set")
@@ -174,13 +183,24 @@ public final class Pretrainer {
     }
 
     /// Why training should stop early (exit interval, time budget, a termination signal), if it should.
-    func exitReason(started: Date, stop: StopRequest) -> String? {
+    ///
+    /// The time budget and the signal can differ between ranks; as Megatron, the ranks agree (any rank's reason
+    /// stops all of them), so all of them save and stop at the same iteration.
+    func exitReason(started: Date, stop: StopRequest) throws -> String? {
         if let exit = arguments.exitInterval, iteration % exit == 0 { return "reached --exit-interval \(exit) at iteration \(iteration)" }
-        if let minutes = arguments.exitDurationInMins, Date().timeIntervalSince(started) > Double(minutes) * 60 {
-            return "reached --exit-duration-in-mins \(minutes)"
+        var code = 0  // 1: out of time, 2: signalled
+        if let minutes = arguments.exitDurationInMins, Date().timeIntervalSince(started) > Double(minutes) * 60 { code = 1 }
+        if stop.requested { code = 2 }
+        if let world = groups?.world, world.size > 1, arguments.exitDurationInMins != nil || arguments.exitSignalHandler {
+            let agreed = Tensor(shape: [1], values: [Float(code)]).to(device)
+            try world.allReduce(agreed, op: .max).wait()
+            code = Int(agreed.to(.cpu).floats()[0])
         }
-        if stop.requested { return "received SIGTERM" }
-        return nil
+        switch code {
+        case 0: return nil
+        case 1: return "reached --exit-duration-in-mins \(arguments.exitDurationInMins ?? 0)"
+        default: return "received SIGTERM"
+        }
     }
 
     /// One iteration: forward and backward over every micro-batch, then the optimizer step (skipped on
