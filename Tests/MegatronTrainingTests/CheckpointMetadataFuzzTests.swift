@@ -22,10 +22,10 @@ final class CheckpointMetadataFuzzTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
 
-    /// Everything a resume reads from the metadata, as strictly as `restore` reads it.
+    /// Everything a resume (and `megatron generate` / `convert`) reads from the metadata, as strictly as they read it.
     func readEverything() throws {
         guard let checkpoint = try store.loadLatest() else { return }
-        _ = try GPTCheckpoint.ModelDescription(of: checkpoint)
+        _ = try GPTCheckpoint.model(of: checkpoint)
         try Pretrainer.requireRecordedShapes(checkpoint)
         let progress = try checkpoint.metadata.decode(SavedProgress.self)
         let optimizer = try checkpoint.metadata.decode(SavedOptimizer.self)

@@ -9,9 +9,32 @@ import MegatronTensor
 /// let (model, vocab) = try GPTCheckpoint.load(from: CheckpointDirectory(root: dir))
 /// ```
 public enum GPTCheckpoint {
+    /// The fields of `model_config` that decide the parameters' shapes (the ones a resume must match). Read apart
+    /// from the whole `TransformerConfig`, so checkpoints written before a field was added to it still compare.
+    public struct ModelShape: Decodable, Equatable {
+        public var numLayers: Int
+        public var hiddenSize: Int
+        public var numAttentionHeads: Int
+        public var numQueryGroups: Int
+        public var kvChannels: Int
+        public var ffnHiddenSize: Int
+        public var normalization: TransformerConfig.Normalization
+        public var gatedLinearUnit: Bool
+        public var addBiasLinear: Bool
+        public var addQKVBias: Bool
+        public var qkLayernorm: Bool
+        public var positionEmbeddingType: TransformerConfig.PositionEmbedding
+
+        public init(_ c: TransformerConfig) {
+            (numLayers, hiddenSize, numAttentionHeads, numQueryGroups) = (c.numLayers, c.hiddenSize, c.numAttentionHeads, c.numQueryGroups)
+            (kvChannels, ffnHiddenSize, normalization, gatedLinearUnit) = (c.kvChannels, c.ffnHiddenSize, c.normalization, c.gatedLinearUnit)
+            (addBiasLinear, addQKVBias, qkLayernorm, positionEmbeddingType) = (c.addBiasLinear, c.addQKVBias, c.qkLayernorm, c.positionEmbeddingType)
+        }
+    }
+
     /// The model a checkpoint holds, as its metadata describes it.
     public struct ModelDescription: Decodable {
-        public var config: TransformerConfig
+        public var shape: ModelShape
         /// The tokenizer's vocabulary, before padding.
         public var vocabSize: Int
         /// Rows of the embedding as saved (padded).
@@ -20,7 +43,7 @@ public enum GPTCheckpoint {
         public var untieEmbeddingsAndOutputWeights: Bool
 
         enum CodingKeys: String, CodingKey {
-            case config = "model_config", vocabSize = "vocab_size", paddedVocabSize = "padded_vocab_size"
+            case shape = "model_config", vocabSize = "vocab_size", paddedVocabSize = "padded_vocab_size"
             case maxPositionEmbeddings = "max_position_embeddings"
             case untieEmbeddingsAndOutputWeights = "untie_embeddings_and_output_weights"
         }
@@ -31,11 +54,6 @@ public enum GPTCheckpoint {
             self = try metadata.decode(Self.self)
             // Sizes first: they bound every value by the shard's real tensors before anything computes with them.
             try requireSizes(of: checkpoint)
-            do {
-                try config.validate()
-            } catch let error as ConfigError {
-                throw metadata.invalid("model_config", "is invalid: \(error.description)")
-            }
             guard vocabSize > 0, paddedVocabSize >= vocabSize else {
                 throw metadata.invalid("vocab_size", "is \(vocabSize) with padded_vocab_size \(paddedVocabSize)")
             }
@@ -46,7 +64,7 @@ public enum GPTCheckpoint {
         /// that does not fit its weights is refused before anything is allocated. (In floating point: a corrupt size
         /// must not overflow.)
         func requireSizes(of checkpoint: LoadedCheckpoint) throws {
-            let c = config
+            let c = shape
             let (hidden, heads, groups) = (Double(c.hiddenSize), Double(c.numAttentionHeads), Double(c.numQueryGroups))
             var expected: [(String, [Double])] = [
                 ("embedding.word_embeddings.weight", [Double(paddedVocabSize), hidden]),
@@ -113,11 +131,28 @@ public enum GPTCheckpoint {
         guard let checkpoint = try store.loadLatest() else {
             throw CheckpointError("\(store.root.path): no checkpoint (no \(CheckpointDirectory.trackerName))")
         }
+        return try model(of: checkpoint)
+    }
+
+    /// The model `checkpoint` describes, with its weights.
+    static func model(of checkpoint: LoadedCheckpoint) throws -> (model: GPTModel, vocabSize: Int) {
         let description = try ModelDescription(of: checkpoint)
-        let model = GPTModel(config: description.config, vocabSize: description.paddedVocabSize,
+        let config = try checkpoint.metadata.decode(WholeConfig.self).config
+        do {
+            try config.validate()
+        } catch let error as ConfigError {
+            throw checkpoint.metadata.invalid("model_config", "is invalid: \(error.description)")
+        }
+        let model = GPTModel(config: config, vocabSize: description.paddedVocabSize,
                              maxSequenceLength: description.maxPositionEmbeddings,
                              untieEmbeddingsAndOutputWeights: description.untieEmbeddingsAndOutputWeights)
         try loadWeights(checkpoint.tensors, into: model, source: checkpoint.directory.path)
         return (model, description.vocabSize)
+    }
+
+    /// The whole `model_config`, to rebuild the model.
+    struct WholeConfig: Decodable {
+        var config: TransformerConfig
+        enum CodingKeys: String, CodingKey { case config = "model_config" }
     }
 }

@@ -119,8 +119,9 @@ extension Pretrainer {
 
     /// Refuses a checkpoint of another model, naming every flag whose value differs from the checkpoint's.
     func requireSameModel(_ saved: GPTCheckpoint.ModelDescription, checkpoint: LoadedCheckpoint) throws {
+        let ourShape = GPTCheckpoint.ModelShape(model.config)
         var differences = Self.shapeFlags.compactMap { flag, field -> String? in
-            let (theirs, ours) = ("\(saved.config[keyPath: field])", "\(model.config[keyPath: field])")
+            let (theirs, ours) = ("\(saved.shape[keyPath: field])", "\(ourShape[keyPath: field])")
             return theirs == ours ? nil : "\(flag): checkpoint \(theirs), flags \(ours)"
         }
         if saved.untieEmbeddingsAndOutputWeights != arguments.untieEmbeddingsAndOutputWeights {
@@ -142,7 +143,7 @@ extension Pretrainer {
     }
 
     /// The flags that decide a parameter's shape, and the model field each sets.
-    static let shapeFlags: [(String, PartialKeyPath<TransformerConfig>)] = [
+    static let shapeFlags: [(String, PartialKeyPath<GPTCheckpoint.ModelShape>)] = [
         ("--num-layers", \.numLayers), ("--hidden-size", \.hiddenSize), ("--num-attention-heads", \.numAttentionHeads),
         ("--num-query-groups", \.numQueryGroups), ("--kv-channels", \.kvChannels), ("--ffn-hidden-size", \.ffnHiddenSize),
         ("--normalization", \.normalization), ("--swiglu", \.gatedLinearUnit), ("bias in linear layers (--disable-bias-linear)", \.addBiasLinear),
