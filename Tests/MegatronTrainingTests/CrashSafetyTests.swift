@@ -88,12 +88,12 @@ final class CrashSafetyTests: XCTestCase {
             }
             let before = tracker
             let child = try start(binary, flags)
-            // Kill at a random instant of a save (from its staging directory to the prune after the tracker),
-            // the span measured on the child's first save.
+            // Kill at a random instant of a save (from its staging directory to the tracker), the span measured
+            // on the child's first save.
             wait { saving }
             let started = Date()
             wait { tracker != before }
-            let span = max(1000, Int(Date().timeIntervalSince(started) * 1_300_000))
+            let span = max(1000, Int(Date().timeIntervalSince(started) * 1_000_000))
             wait { saving }
             let delay = generator.next(below: span)
             usleep(useconds_t(delay))
@@ -103,7 +103,7 @@ final class CrashSafetyTests: XCTestCase {
             // Hidden names left behind: the kill landed inside a save or a prune.
             if try FileManager.default.contentsOfDirectory(atPath: root.path).contains(where: { $0.hasPrefix(".") }) { interrupted += 1 }
         }
-        XCTAssertGreaterThan(interrupted, 5, "kills that landed inside a save or a prune")
+        XCTAssertGreaterThan(interrupted, 2, "kills that landed inside a save or a prune (timing decides how many)")
         // The lock of the last killed child names a dead process: a new run takes it over and resumes.
         let resumedFrom = try requireLoadable("after the kills")
         let args = try MegatronArgumentParser.parse(
@@ -116,39 +116,23 @@ final class CrashSafetyTests: XCTestCase {
 
     func testKillsWhileReSavingTheIterationTheTrackerNamesLoseNothing() throws {
         let binary = try megatron()
-        let source = root.appendingPathComponent("source").path, target = root.appendingPathComponent("target").path
+        let source = root.appendingPathComponent("source").path, target = root.appendingPathComponent("target")
         let args = try MegatronArgumentParser.parse((model + " --train-iters 2 --lr 1e-3 --eval-iters 1 --device cpu --save \(source) "
             + "--save-interval 2").split(separator: " ").map(String.init))
         _ = try Pretrainer(arguments: args) { _ in }.run()
         // A finished run loaded from elsewhere saves its iteration into --save at the end: over the one there.
-        let flags = "pretrain-gpt \(model) --train-iters 2 --lr 1e-3 --eval-iters 1 --load \(source) --save \(target) --save-interval 2"
-        let staged = { (try? FileManager.default.contentsOfDirectory(atPath: target))?.contains(".iter_0000002.partial") ?? false }
-        // The first one runs to the end; its save, from staging to tracker, is timed.
-        let first = try start(binary, flags)
-        wait(until: staged)
-        let started = Date()
-        first.waitUntilExit()
-        XCTAssertEqual(first.terminationStatus, 0)
-        let span = max(1000, Int(Date().timeIntervalSince(started) * 1_000_000))
-        let store = CheckpointDirectory(root: URL(fileURLWithPath: target))
-        var generator = SeededGenerator(seed: 18)
-        var interrupted = 0
-        for round in 0..<12 {
-            let child = try start(binary, flags)
-            wait(until: staged)
-            let delay = generator.next(below: span)
-            usleep(useconds_t(delay))
-            killed(child)
+        let flags = "pretrain-gpt \(model) --train-iters 2 --lr 1e-3 --eval-iters 1 --load \(source) --save \(target.path) --save-interval 2"
+        let store = CheckpointDirectory(root: target)
+        let interrupted = try killDuringSaves(binary, flags, into: target, staging: ".iter_0000002.partial", seed: 18) { context in
             do {
                 let checkpoint = try XCTUnwrap(try store.loadLatest())
-                XCTAssertEqual(checkpoint.iteration, 2)
+                XCTAssertEqual(checkpoint.iteration, 2, context)
                 _ = try checkpoint.metadata.decode(SavedProgress.self)
             } catch {
-                XCTFail("round \(round), killed \(delay) µs into the save: \(error)")
+                XCTFail("\(context): \(error)")
             }
-            if try FileManager.default.contentsOfDirectory(atPath: target).contains(where: { $0.hasPrefix(".") }) { interrupted += 1 }
         }
-        XCTAssertGreaterThan(interrupted, 4, "kills that landed inside the save")
+        XCTAssertGreaterThan(interrupted, 2, "kills that landed inside the save (timing decides how many)")
     }
 
     func testKillsWhileConvertRewritesTheReleaseCheckpointLoseNothing() throws {
@@ -157,30 +141,44 @@ final class CrashSafetyTests: XCTestCase {
         let source = try Pretrainer(arguments: args) { _ in }
         try GPTCheckpoint.save(source.model, vocabSize: source.vocabularySize, to: store, release: true)
         let convert = "convert --loader megatron --saver megatron --load-dir \(root.path) --save-dir \(root.path)"
-        // How long one conversion takes here: the kills fall anywhere in it.
+        let interrupted = try killDuringSaves(binary, convert, into: root, staging: ".release.partial", seed: 17) { context in
+            XCTAssertEqual(tracker, "release", context)
+            do {
+                _ = try GPTCheckpoint.load(from: store)
+            } catch {
+                XCTFail("\(context): \(error)")
+            }
+        }
+        XCTAssertGreaterThan(interrupted, 2, "kills that landed inside the save (timing decides how many)")
+    }
+
+    /// Runs `command` (one save into `directory`, over the checkpoint the tracker names) to its end, timing its save
+    /// from the `staging` directory's appearance to the tracker's replacement; then 16 more times, each killed at a
+    /// random instant of that span and checked by `verify`. Returns how many kills landed inside the save.
+    func killDuringSaves(_ binary: URL, _ command: String, into directory: URL, staging: String, seed: UInt64,
+                         verify: (String) -> Void) throws -> Int {
+        let staged = { (try? FileManager.default.contentsOfDirectory(atPath: directory.path))?.contains(staging) ?? false }
+        let tracker = directory.appendingPathComponent(CheckpointDirectory.trackerName).path
+        let trackerFile = { (try? FileManager.default.attributesOfItem(atPath: tracker))?[.systemFileNumber] as? UInt64 }
+        let before = trackerFile()
+        let first = try start(binary, command)
+        wait(until: staged)
         let started = Date()
-        let first = try start(binary, convert)
+        wait { trackerFile() != before }
+        let span = max(1000, Int(Date().timeIntervalSince(started) * 1_000_000))
         first.waitUntilExit()
         XCTAssertEqual(first.terminationStatus, 0)
-        let span = Int(Date().timeIntervalSince(started) * 1_000_000)
-        var generator = SeededGenerator(seed: 17)
-        for round in 0..<10 {
-            let child = try start(binary, convert)
+        var generator = SeededGenerator(seed: seed)
+        var interrupted = 0
+        for round in 0..<16 {
+            let child = try start(binary, command)
+            wait(until: staged)
             let delay = generator.next(below: span)
             usleep(useconds_t(delay))
             killed(child)
-            XCTAssertEqual(try requireReleaseLoadable("round \(round), killed after \(delay) of \(span) µs"), 0)
+            verify("round \(round), killed \(delay) µs into a save of about \(span) µs")
+            if try FileManager.default.contentsOfDirectory(atPath: directory.path).contains(where: { $0.hasPrefix(".") }) { interrupted += 1 }
         }
-    }
-
-    func requireReleaseLoadable(_ context: String) throws -> Int {
-        XCTAssertEqual(tracker, "release", context)
-        do {
-            let (model, _) = try GPTCheckpoint.load(from: store)
-            return model.config.numLayers - 1
-        } catch {
-            XCTFail("\(context): \(error)")
-            throw error
-        }
+        return interrupted
     }
 }
