@@ -174,24 +174,6 @@ struct MappedFile {
     }
 }
 
-/// Writes files so a crash leaves either the old file or the new one, never a torn one.
-enum AtomicFile {
-    static func write(_ data: Data, to url: URL) throws {
-        let temporary = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
-        try data.write(to: temporary)
-        let fd = open(temporary.path, O_RDONLY)
-        if fd >= 0 {
-            fsync(fd)
-            close(fd)
-        }
-        guard rename(temporary.path, url.path) == 0 else {
-            try? FileManager.default.removeItem(at: temporary)
-            throw CheckpointError("\(url.path): cannot rename into place (\(String(cString: strerror(errno))))")
-        }
-    }
-}
-
 /// A checkpoint that cannot be read or written, with the file and the reason.
 public struct CheckpointError: Error, CustomStringConvertible, Equatable {
     public let description: String

@@ -36,6 +36,10 @@ public final class Pretrainer {
     /// Iterations completed so far, including those of a loaded checkpoint.
     public internal(set) var iteration = 0
     public internal(set) var consumedSamples = 0
+    /// World rank 0's hold on `--save` (nil elsewhere, or without --save).
+    let saveLock: SaveDirectoryLock?
+    /// The iteration the `--save` directory last received (saved, or loaded from it), so none is saved twice.
+    var lastSavedIteration: Int?
 
     /// What a finished run reports.
     public struct Summary {
@@ -53,6 +57,9 @@ public final class Pretrainer {
         self.groups = groups
         let logging = (groups?.world.rank ?? 0) == 0
         self.log = logging ? log : { _ in }
+        // An unusable --save or --load stops here, before the model and the data are built.
+        saveLock = logging ? try Self.lockSaveDirectory(arguments.save) : nil
+        try Self.requireCheckpointDirectory(arguments.load)
         metrics = logging ? try arguments.tensorboardDir.map { try MetricsLog(directory: $0) } : nil
         let config = try arguments.transformerConfig()
         let tokenizerAndOptions = try runTokenizer(arguments)
@@ -145,16 +152,18 @@ public final class Pretrainer {
                 summary.validationLoss = try evaluate(validData, name: "validation", prefix: "iteration \(iteration)")
             }
             summary.iterations = iteration
+            if let every = arguments.saveInterval, arguments.save != nil, iteration % every == 0 { try saveCheckpoint() }
             if let reason = try exitReason(stop: stop) {
                 log("> exiting: \(reason)")
-                if arguments.save != nil { try saveCheckpoint() }
+                if lastSavedIteration != iteration { try saveCheckpoint() }
                 try optimizer.finishParameterUpdates()
                 return summary
             }
-            if let every = arguments.saveInterval, arguments.save != nil, iteration % every == 0 { try saveCheckpoint() }
         }
         // Parameter all-gathers of the last step (--overlap-param-gather) land before anyone reads the weights.
         try optimizer.finishParameterUpdates()
+        // As Megatron: the last iteration is saved too, before the final evaluation.
+        if iteration != 0, lastSavedIteration != iteration { try saveCheckpoint() }
         // As Megatron: after training, the validation and test sets once more, named in the line.
         summary.validationLoss = try evaluate(validData, name: "validation", prefix: "iteration \(iteration) on validation set")
         summary.testLoss = try evaluate(testData, name: "test", prefix: "iteration \(iteration) on test set")
