@@ -23,8 +23,11 @@ let package = Package(
         .executableTarget(name: "EmbedKernelsTool", path: "Plugins/EmbedKernelsTool"),
         .plugin(name: "EmbedKernels", capability: .buildTool(), dependencies: ["EmbedKernelsTool"]),
         .target(name: "MegatronAutograd", dependencies: ["MegatronTensor"]),
-        // Communicators (in-process thread ranks, NCCL) and process groups.
-        .target(name: "MegatronParallel", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCUDA", "CCUDA"]),
+        // Process controls Swift cannot call directly (prctl).
+        .target(name: "CProcess"),
+        // Communicators (in-process thread ranks, NCCL), process groups and the launcher.
+        .target(name: "MegatronParallel",
+                dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCUDA", "CCUDA", "CProcess"]),
         .target(name: "MegatronData"),
         .target(
             name: "MegatronCore",

@@ -24,7 +24,7 @@ if want tests; then
     grep -E "error:|Executed" "$out/nccl-tests.log" | tail -6
 fi
 
-small="--num-layers 4 --hidden-size 512 --num-attention-heads 8 --seq-length 512 --micro-batch-size 4 --global-batch-size 16
+small="--num-layers 4 --hidden-size 512 --num-attention-heads 8 --seq-length 512 --max-position-embeddings 512 --micro-batch-size 4 --global-batch-size 16
   --train-iters 20 --lr 3e-4 --log-interval 10 --eval-iters 1 --eval-interval 1000 --hidden-dropout 0 --attention-dropout 0
   --bf16 --mock-data --tokenizer-type NullTokenizer --vocab-size 32767 --seed 3"
 if want small; then

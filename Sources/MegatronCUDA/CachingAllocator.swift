@@ -62,8 +62,10 @@ public final class CachingAllocator {
 
     deinit { _ = try? emptyCache() }
 
-    /// Hands out at least `bytes` bytes (rounded up to 512) for use on the stream `stream`.
-    /// Throws `CUDAError.outOfMemory` naming the request, what is allocated and what is reserved.
+    /// Hands out at least `bytes` bytes (rounded up to 512) for use on the stream `stream`. When the device has
+    /// no room, gives the cached segments back and tries once more, then throws `CUDAError.outOfMemory`
+    /// (`OutOfMemoryReport`: the request, the device's free and total memory, what the cache holds, the flags
+    /// that need less memory).
     public func allocate(bytes: Int, stream: UInt) throws -> DeviceAllocation {
         guard bytes >= 0 else { throw CUDAError.invalidArgument("cannot allocate \(bytes) bytes") }
         lock.lock()
@@ -146,11 +148,10 @@ public final class CachingAllocator {
             address = try source.allocate(bytes: segmentBytes)
         }
         guard let address else {
-            throw CUDAError.outOfMemory(
-                "CUDA out of memory: tried to allocate \(formatBytes(requested)) "
-                    + "(a \(formatBytes(segmentBytes)) segment); \(formatBytes(stats.allocatedBytes)) is allocated "
-                    + "and \(formatBytes(stats.reservedBytes)) reserved by the caching allocator"
-                    + source.capacityDescription())
+            let report = OutOfMemoryReport(requestedBytes: requested, segmentBytes: segmentBytes,
+                                           heldBytes: stats.reservedBytes, inUseBytes: stats.allocatedBytes,
+                                           capacity: source.deviceCapacity())
+            throw CUDAError.outOfMemory(report.description)
         }
         let block = MemoryBlock(address: address, size: segmentBytes, stream: stream, isSmallPool: small)
         segments.append(block)

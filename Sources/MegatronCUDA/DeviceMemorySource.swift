@@ -7,8 +7,23 @@ public protocol DeviceMemorySource: AnyObject {
     func allocate(bytes: Int) throws -> UInt64?
     /// Returns memory obtained from `allocate`.
     func free(address: UInt64) throws
-    /// Extra words for out-of-memory messages (e.g. the device's free and total memory).
-    func capacityDescription() -> String
+    /// The device's name and its free and total memory, for out-of-memory messages; nil when unknown.
+    /// Asked only after an allocation failed.
+    func deviceCapacity() -> DeviceCapacity?
+}
+
+/// A device's memory as the driver reports it (`cuMemGetInfo`).
+public struct DeviceCapacity: Equatable, Sendable {
+    /// How the device is named in messages: "device 0 (NVIDIA H100 80GB HBM3)".
+    public var name: String
+    public var freeBytes: Int
+    public var totalBytes: Int
+
+    public init(name: String, freeBytes: Int, totalBytes: Int) {
+        self.name = name
+        self.freeBytes = freeBytes
+        self.totalBytes = totalBytes
+    }
 }
 
 /// Device memory straight from the driver (cuMemAlloc_v2 / cuMemFree_v2).
@@ -31,9 +46,9 @@ public final class DriverMemorySource: DeviceMemorySource {
         try check(device.driver.cuMemFree(address), "cuMemFree")
     }
 
-    public func capacityDescription() -> String {
-        guard let info = try? device.memoryInfo() else { return "" }
-        return "; device \(device.ordinal) (\(device.properties.name)) has \(formatBytes(info.total)) in total, "
-            + "\(formatBytes(info.free)) free"
+    public func deviceCapacity() -> DeviceCapacity? {
+        guard let info = try? device.memoryInfo() else { return nil }
+        return DeviceCapacity(name: "device \(device.ordinal) (\(device.properties.name))", freeBytes: info.free,
+                              totalBytes: info.total)
     }
 }

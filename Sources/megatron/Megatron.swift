@@ -1,4 +1,5 @@
 import ArgumentParser
+import MegatronParallel
 
 /// The `megatron` program: one subcommand per Megatron-LM tool.
 @main
@@ -8,4 +9,10 @@ struct Megatron: ParsableCommand {
         abstract: "Megatron-LM and Megatron Core in Swift: train transformer language models, one static binary.",
         subcommands: [PretrainGPT.self, PreprocessData.self, Generate.self, Convert.self, Bench.self, Launch.self],
         defaultSubcommand: nil)
+
+    static func main() {
+        // A rank that `megatron launch` started ends with it, even when the launcher is killed with SIGKILL.
+        LauncherLink.followLauncher()
+        main(nil)
+    }
 }

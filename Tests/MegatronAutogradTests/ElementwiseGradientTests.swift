@@ -24,7 +24,7 @@ final class ElementwiseGradientTests: XCTestCase {
     }
 
     func testUnaryFunctions() {
-        for op: UnaryOp in [.neg, .exp, .tanh, .abs, .sigmoid, .relu, .silu, .geluTanh, .geluErf] {
+        for op: UnaryOp in [.neg, .exp, .tanh, .abs, .sigmoid, .relu, .silu, .geluTanh, .geluErf, .squaredRelu] {
             checkGradients([a]) { $0[0].apply(op) }
         }
         for op: UnaryOp in [.log, .sqrt, .rsqrt] {

@@ -8,7 +8,7 @@ final class RecomputedActivationTests: XCTestCase {
     let bias = sample([6], seed: 23)
 
     func testGradientsAgainstFiniteDifferences() {
-        for activation in [RecomputedActivation.unary(.geluTanh), .unary(.geluErf), .unary(.silu)] {
+        for activation in [RecomputedActivation.unary(.geluTanh), .unary(.geluErf), .unary(.silu), .unary(.squaredRelu)] {
             checkGradients([x, weight, bias]) { Functional.linear(activationOf: $0[0], activation, weight: $0[1], bias: $0[2]) }
         }
         checkGradients([x, sample([6, 4], seed: 24)]) { Functional.linear(activationOf: $0[0], .swiglu, weight: $0[1], bias: nil) }

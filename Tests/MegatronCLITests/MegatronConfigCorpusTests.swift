@@ -61,8 +61,8 @@ final class MegatronConfigCorpusTests: XCTestCase {
     static let allAtOnceBlocker = "cli-flags: all unsupported flags in one error"
 
     /// A tiny valid run that a blocker's flags are added to, to see whether they still fail on their own.
-    static let probeBase = "--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --micro-batch-size 1 "
-        + "--train-iters 2 --lr 1e-4"
+    static let probeBase = "--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
+        + "--micro-batch-size 1 --train-iters 2 --lr 1e-4"
 
     /// Whether `words` still fail to parse and validate on a tiny valid run.
     static func stillFails(_ words: [String]) -> Bool {

@@ -28,10 +28,37 @@ struct MegatronProcess {
         return MegatronProcess(binary: binary)
     }
 
-    /// Runs `megatron arguments...` to completion (killed after `timeout` seconds). The CPU is used even on a
-    /// GPU machine unless `environment` sets `CUDA_VISIBLE_DEVICES`.
-    func run(_ arguments: [String], environment: [String: String] = [:], directory: URL? = nil,
-             stdin: Data? = nil, timeout: TimeInterval = 120) throws -> Outcome {
+    /// A started `megatron` process whose output is being collected.
+    final class Running {
+        let process: Process
+        private let out: ReadInBackground
+        private let err: ReadInBackground
+
+        fileprivate init(process: Process, out: ReadInBackground, err: ReadInBackground) {
+            self.process = process
+            self.out = out
+            self.err = err
+        }
+
+        var pid: Int32 { process.processIdentifier }
+
+        /// Waits for the process to end (terminating it after `timeout` seconds) and returns how it ended.
+        func finish(timeout: TimeInterval = 120) -> Outcome {
+            let process = self.process
+            let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
+            let (outData, errData) = (out.wait(), err.wait())
+            process.waitUntilExit()
+            watchdog.cancel()
+            return Outcome(status: process.terminationStatus, killedBySignal: process.terminationReason == .uncaughtSignal,
+                           stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+        }
+    }
+
+    /// Starts `megatron arguments...`. The CPU is used even on a GPU machine unless `environment` sets
+    /// `CUDA_VISIBLE_DEVICES`.
+    func start(_ arguments: [String], environment: [String: String] = [:], directory: URL? = nil,
+               stdin: Data? = nil) throws -> Running {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
@@ -49,22 +76,15 @@ struct MegatronProcess {
             input.fileHandleForWriting.write(stdin)
             try input.fileHandleForWriting.close()
         }
-        let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
-        // Read both pipes concurrently: a child filling one pipe while we block on the other would hang.
-        var errData = Data()
-        let errRead = DispatchGroup()
-        errRead.enter()
-        DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
-            errRead.leave()
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        errRead.wait()
-        process.waitUntilExit()
-        watchdog.cancel()
-        return Outcome(status: process.terminationStatus, killedBySignal: process.terminationReason == .uncaughtSignal,
-                       stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+        // Both pipes are read on their own threads: a child filling one while we block on the other would hang.
+        return Running(process: process, out: ReadInBackground(out.fileHandleForReading),
+                       err: ReadInBackground(err.fileHandleForReading))
+    }
+
+    /// Runs `megatron arguments...` to completion (killed after `timeout` seconds).
+    func run(_ arguments: [String], environment: [String: String] = [:], directory: URL? = nil,
+             stdin: Data? = nil, timeout: TimeInterval = 120) throws -> Outcome {
+        try start(arguments, environment: environment, directory: directory, stdin: stdin).finish(timeout: timeout)
     }
 
     /// Runs `megatron arguments...` and asserts that it failed cleanly: it exited (no signal), non-zero, and its
@@ -83,5 +103,24 @@ struct MegatronProcess {
                           file: file, line: line)
         }
         return outcome
+    }
+}
+
+/// A file handle read to its end on another thread.
+private final class ReadInBackground: @unchecked Sendable {
+    private var data = Data()
+    private let done = DispatchGroup()
+
+    init(_ handle: FileHandle) {
+        done.enter()
+        DispatchQueue.global().async { [self] in
+            data = handle.readDataToEndOfFile()
+            done.leave()
+        }
+    }
+
+    func wait() -> Data {
+        done.wait()
+        return data
     }
 }

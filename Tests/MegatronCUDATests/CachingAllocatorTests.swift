@@ -25,7 +25,9 @@ private final class FakeMemory: DeviceMemorySource {
         inUse -= live.removeValue(forKey: address)!
     }
 
-    func capacityDescription() -> String { "; fake device of \(formatBytes(capacity))" }
+    func deviceCapacity() -> DeviceCapacity? {
+        DeviceCapacity(name: "fake device", freeBytes: capacity - inUse, totalBytes: capacity)
+    }
 }
 
 final class CachingAllocatorTests: XCTestCase {
@@ -126,16 +128,35 @@ final class CachingAllocatorTests: XCTestCase {
         allocator.free(onB)
     }
 
-    func testOutOfMemoryMessageStatesRequestAllocatedAndReserved() throws {
-        let allocator = CachingAllocator(source: FakeMemory(capacity: 30 << 20))
-        let held = try allocator.allocate(bytes: 16 << 20, stream: streamA)
-        XCTAssertThrowsError(try allocator.allocate(bytes: 16 << 20, stream: streamA)) { error in
+    func testOutOfMemoryFreesTheCacheRetriesThenReportsLikePyTorch() throws {
+        let memory = FakeMemory(capacity: 50 << 20)
+        let allocator = CachingAllocator(source: memory)
+        let held = try allocator.allocate(bytes: 4 << 20, stream: streamA)
+        // 4 MiB in use from a 20 MiB segment (requests under 10 MiB share one), and a cached 12 MiB segment on
+        // stream B: the failing request must give it back and retry first.
+        allocator.free(try allocator.allocate(bytes: 12 << 20, stream: streamB))
+        memory.allocateCalls = 0
+        XCTAssertThrowsError(try allocator.allocate(bytes: 40 << 20, stream: streamA)) { error in
             guard case .outOfMemory(let message) = error as? CUDAError else { return XCTFail("\(error)") }
-            XCTAssertTrue(message.contains("tried to allocate 16.00 MiB"), message)
-            XCTAssertTrue(message.contains("16.00 MiB is allocated"), message)
-            XCTAssertTrue(message.contains("16.00 MiB reserved"), message)
-            XCTAssertTrue(message.contains("fake device of 30.00 MiB"), message)
+            XCTAssertEqual(memory.allocateCalls, 2, "one try, the cache released, one retry")
+            XCTAssertEqual(
+                message,
+                "CUDA out of memory: tried to allocate 40.00 MiB; fake device has 30.00 MiB free of 50.00 MiB total, "
+                    + "20.00 MiB held by the cache (4.00 MiB in use by tensors). " + OutOfMemoryReport.advice)
+            for flag in ["--micro-batch-size", "--recompute-activations", "--recompute-granularity",
+                         "--use-distributed-optimizer", "--tensor-model-parallel-size"] {
+                XCTAssertTrue(message.contains(flag), flag)
+            }
         }
+        XCTAssertEqual(allocator.statistics.reservedBytes, 20 << 20, "only the live segment is still held")
         allocator.free(held)
+    }
+
+    func testOutOfMemoryNamesTheSegmentWhenLargerThanTheRequest() {
+        let report = OutOfMemoryReport(requestedBytes: 3 << 20, segmentBytes: 20 << 20, heldBytes: 0, inUseBytes: 0,
+                                       capacity: nil)
+        XCTAssertTrue(report.description.hasPrefix(
+            "CUDA out of memory: tried to allocate 3.00 MiB (a 20.00 MiB segment); 0 B held by the cache (0 B in use by tensors)."),
+            report.description)
     }
 }

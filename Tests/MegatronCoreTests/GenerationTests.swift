@@ -6,11 +6,10 @@ import MegatronTensor
 
 final class GenerationTests: XCTestCase {
     /// Step-by-step decoding with the key/value cache gives the logits of a full forward pass, position by
-    /// position, for GPT-2 (learned positions) and LLaMA (RoPE, GQA).
+    /// position, for every architecture (learned positions, RoPE with and without scaling, GQA, biases, q/k norm).
     func testCachedDecodingMatchesFullForward() throws {
-        for arch in ["gpt2", "llama"] {
-            let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/hf/\(arch)")
-            let model = try HuggingFaceGPT.load(directory: dir).model
+        for arch in HuggingFaceFixtures.architectures {
+            let model = try loadFixtureModel(arch)
             let ids = [5, 17, 42, 8, 99, 3, 61, 20]
             let full = withoutGrad { model(Tensor(shape: [1, ids.count], ints: ids)) }
             let cache = KVCache(layers: model.config.numLayers)
@@ -29,28 +28,46 @@ final class GenerationTests: XCTestCase {
     }
 
     func testGreedyGenerationIsDeterministicAndReportsLogProbabilities() throws {
-        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/hf/llama")
-        let model = try HuggingFaceGPT.load(directory: dir).model
+        let model = try loadFixtureModel("llama")
         let greedy = SamplingOptions(temperature: 0, topK: 0)
-        let a = model.generate(prompt: [1, 2, 3], maxNewTokens: 6, options: greedy)
-        XCTAssertEqual(a, model.generate(prompt: [1, 2, 3], maxNewTokens: 6, options: greedy))
+        let a = model.generate(prompt: [1, 2, 3], vocabSize: 100, maxNewTokens: 6, options: greedy)
+        XCTAssertEqual(a, model.generate(prompt: [1, 2, 3], vocabSize: 100, maxNewTokens: 6, options: greedy))
         XCTAssertEqual(a.tokens.count, 6)
-        // The first greedy token is the argmax of the full forward's last logits, with its log-softmax.
-        let logits = withoutGrad { model(Tensor(shape: [1, 3], ints: [1, 2, 3])) }.selected(1, 2).floats()
+        // The first greedy token is the argmax of the full forward's last real logits, with their log-softmax.
+        let logits = Array(withoutGrad { model(Tensor(shape: [1, 3], ints: [1, 2, 3])) }.selected(1, 2).floats().prefix(100))
         let best = logits.indices.max { logits[$0] < logits[$1] }!
         XCTAssertEqual(a.tokens[0], best)
         let logSumExp = logits.max()! + Foundation.log(logits.map { Foundation.exp($0 - logits.max()!) }.reduce(0, +))
         XCTAssertEqual(a.logProbabilities[0], logits[best] - logSumExp, accuracy: 1e-5)
-        let sampled = model.generate(prompt: [1, 2, 3], maxNewTokens: 6, options: SamplingOptions(temperature: 1, topK: 0, topP: 0.9, seed: 7))
-        XCTAssertEqual(sampled, model.generate(prompt: [1, 2, 3], maxNewTokens: 6, options: SamplingOptions(temperature: 1, topK: 0, topP: 0.9, seed: 7)))
+        let sampling = SamplingOptions(temperature: 1, topK: 0, topP: 0.9, seed: 7)
+        let sampled = model.generate(prompt: [1, 2, 3], vocabSize: 100, maxNewTokens: 6, options: sampling)
+        XCTAssertEqual(sampled, model.generate(prompt: [1, 2, 3], vocabSize: 100, maxNewTokens: 6, options: sampling))
         XCTAssertTrue(sampled.logProbabilities.allSatisfy { $0 <= 0 })
+    }
+
+    /// GPT-2's real logits are all negative (as a trained GPT-2's are) while Megatron's padding rows give 0:
+    /// neither greedy nor sampled decoding may ever pick a padding id, and log-probabilities are over the
+    /// real vocabulary (the padded one would put mass on the padding).
+    func testGenerationNeverDrawsPaddingIds() throws {
+        let model = try loadFixtureModel("gpt2")
+        XCTAssertEqual(model.vocabSize, 128)
+        let last = withoutGrad { model(Tensor(shape: [1, 3], ints: [5, 17, 42])) }.selected(1, 2).floats()
+        XCTAssertLessThan(last.prefix(100).max()!, 0, "the fixture's real logits are negative")
+        XCTAssertEqual(last.suffix(28).max()!, 0, "the padding rows give logit 0")
+        for options in [SamplingOptions(temperature: 0), SamplingOptions(temperature: 1.5, topK: 0, seed: 3),
+                        SamplingOptions(temperature: 1, topK: 50, topP: 0.95, seed: 4)] {
+            let out = model.generate(prompts: [[5, 17, 42], [9]], vocabSize: 100, maxNewTokens: 20, options: options)
+            for row in out {
+                XCTAssertTrue(row.tokens.allSatisfy { $0 < 100 }, "\(row.tokens)")
+                XCTAssertTrue(row.logProbabilities.allSatisfy { $0 <= 0 && $0 > -20 }, "\(row.logProbabilities)")
+            }
+        }
     }
 
     // MARK: batched prompts
 
     func loadFixtureModel(_ arch: String) throws -> GPTModel {
-        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/hf/\(arch)")
-        return try HuggingFaceGPT.load(directory: dir).model
+        try HuggingFaceGPT.load(directory: HuggingFaceFixtures.directory(arch)).model
     }
 
     /// Each batched row equals that prompt decoded alone: the same tokens, and log-probabilities equal up to
@@ -59,10 +76,10 @@ final class GenerationTests: XCTestCase {
     func assertBatchedMatchesAlone(_ model: GPTModel, prompts: [[Int]], maxNewTokens: Int, stopToken: Int? = nil,
                                    options: SamplingOptions, _ label: String, accuracy: Float = 1e-5,
                                    file: StaticString = #filePath, line: UInt = #line) {
-        let batched = model.generate(prompts: prompts, maxNewTokens: maxNewTokens, stopToken: stopToken, options: options)
+        let batched = model.generate(prompts: prompts, vocabSize: 100, maxNewTokens: maxNewTokens, stopToken: stopToken, options: options)
         XCTAssertEqual(batched.count, prompts.count, file: file, line: line)
         for (i, prompt) in prompts.enumerated() {
-            let alone = model.generate(prompt: prompt, maxNewTokens: maxNewTokens, stopToken: stopToken, options: options)
+            let alone = model.generate(prompt: prompt, vocabSize: 100, maxNewTokens: maxNewTokens, stopToken: stopToken, options: options)
             XCTAssertEqual(batched[i].tokens, alone.tokens, "\(label) prompt \(i)", file: file, line: line)
             XCTAssertEqual(batched[i].logProbabilities.count, alone.logProbabilities.count, file: file, line: line)
             for (a, b) in zip(batched[i].logProbabilities, alone.logProbabilities) {
@@ -95,11 +112,11 @@ final class GenerationTests: XCTestCase {
         for arch in ["gpt2", "llama"] {
             let model = try loadFixtureModel(arch)
             let short = [5, 17, 42]
-            let aloneTokens = model.generate(prompt: short, maxNewTokens: 8, options: greedy).tokens
+            let aloneTokens = model.generate(prompt: short, vocabSize: 100, maxNewTokens: 8, options: greedy).tokens
             let stop = aloneTokens[2]
             let long = (0..<29).map { ($0 * 37 + 11) % 100 }
             let prompts = [short, long, [13, 14]]
-            let batched = model.generate(prompts: prompts, maxNewTokens: 8, stopToken: stop, options: greedy)
+            let batched = model.generate(prompts: prompts, vocabSize: 100, maxNewTokens: 8, stopToken: stop, options: greedy)
             XCTAssertEqual(batched[0].tokens.last, stop, arch)
             XCTAssertLessThanOrEqual(batched[0].tokens.count, 3, arch)
             // 29 prompt tokens and 3 fed-back ones fill the 32 positions; the 4th generated token is not fed back.

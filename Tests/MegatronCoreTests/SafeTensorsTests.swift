@@ -55,4 +55,50 @@ final class SafeTensorsTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("cannot open"), "\($0)")
         }
     }
+
+    /// A file of `header` (JSON text) and `data` bytes, as a crafted file would be laid out.
+    private func crafted(_ header: String, data: Int = 16, declaredLength: UInt64? = nil) throws -> URL {
+        let url = directory.appendingPathComponent("crafted.safetensors")
+        var bytes = Data()
+        withUnsafeBytes(of: (declaredLength ?? UInt64(header.utf8.count)).littleEndian) { bytes.append(contentsOf: $0) }
+        bytes.append(Data(header.utf8))
+        bytes.append(Data(count: data))
+        try bytes.write(to: url)
+        return url
+    }
+
+    private func assertRefused(_ url: URL, _ text: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try SafeTensors.read(url), file: file, line: line) { error in
+            XCTAssertTrue("\(error)".contains(text) && "\(error)".contains(url.path), "\(error) should say \(text)", file: file, line: line)
+        }
+    }
+
+    /// Crafted headers are refused before anything is allocated for them, never trapped on or read past.
+    func testCraftedHeadersAreRefused() throws {
+        let w = #""w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}"#
+        XCTAssertEqual(try SafeTensors.read(try crafted("{" + w + "}")).tensors["w"]?.shape, [2, 2])
+        assertRefused(try crafted("{" + w + "}", declaredLength: UInt64.max), "exceeds the file size")
+        assertRefused(try crafted("{" + w + "}", declaredLength: 1 << 63), "exceeds the file size")
+        assertRefused(try crafted("not json"), "header is not a JSON object")
+        assertRefused(try crafted("[1, 2]"), "header is not a JSON object")
+        assertRefused(try crafted(#"{"w": 5}"#), "entry 'w' lacks dtype")
+        assertRefused(try crafted(#"{"w": {"dtype": "F64", "shape": [2], "data_offsets": [0, 16]}}"#), "dtype F64")
+        assertRefused(try crafted(#"{"w": {"dtype": "F32", "shape": [-2, -2], "data_offsets": [0, 16]}}"#), "shape [-2, -2]")
+        assertRefused(try crafted(#"{"w": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 16]}}"#),
+                      "cannot hold")
+        assertRefused(try crafted(#"{"w": {"dtype": "F32", "shape": [0, 9223372036854775807], "data_offsets": [0, 0]}}"#),
+                      "cover 0 of the 16")
+        assertRefused(try crafted(#"{"w": {"dtype": "F32", "shape": [2], "data_offsets": [-9223372036854775808, 8]}}"#),
+                      "claims bytes")
+        assertRefused(try crafted(#"{"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 9223372036854775807]}}"#),
+                      "claims bytes")
+        assertRefused(try crafted(#"{"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}}"#), "needs 16")
+        assertRefused(try crafted(#"{"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [8, 24]}}"#), "claims bytes 8..<24")
+        assertRefused(try crafted(#"{"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]}, "#
+            + #""b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}}"#), "overlaps")
+        assertRefused(try crafted(#"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "#
+            + #""b": {"dtype": "F32", "shape": [1], "data_offsets": [12, 16]}}"#), "leaves a gap")
+        assertRefused(try crafted(#"{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}"#), "cover 8 of the 16")
+        assertRefused(try crafted(#"{"__metadata__": {"format": 1}, "# + w + "}"), "__metadata__ must map strings")
+    }
 }

@@ -86,6 +86,15 @@ final class BlendedDatasetTests: XCTestCase {
         XCTAssertEqual(try DataBlend(arguments: ["a", "b"]), DataBlend(prefixes: ["a", "b"], weights: nil))
         XCTAssertEqual(try DataBlend(arguments: ["a"]), DataBlend(prefixes: ["a"], weights: nil))
         XCTAssertThrowsError(try DataBlend(arguments: ["0.3", "a", "b", "c"]))
+        // Weights that would turn into NaN sample counts (a trap) are refused by value.
+        for weight in ["inf", "nan", "-1", "0"] {
+            XCTAssertThrowsError(try DataBlend(arguments: [weight, "a", "0.7", "b"])) {
+                XCTAssertTrue("\($0)".contains("is not a positive number"), "\($0)")
+            }
+        }
+        XCTAssertThrowsError(try SplitMatrix(parsing: String(repeating: "9", count: 400) + ",1")) {
+            XCTAssertTrue("\($0)".contains("finite"), "\($0)")
+        }
     }
 
     func testPerSplitDataPaths() throws {

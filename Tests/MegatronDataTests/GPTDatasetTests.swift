@@ -158,6 +158,18 @@ final class GPTDatasetTests: XCTestCase {
         XCTAssertThrowsError(try SplitMatrix(parsing: "0,0,0"))
     }
 
+    /// Epochs come from a division, not a loop: a sample count far beyond the data is an error, not a hang or
+    /// an overflow trap.
+    func testEpochCountIsComputedAndBounded() throws {
+        var plan = GPTIndexPlan(sequenceLengths: [10, 20, 30], indices: 0..<3, numSamples: 7, sequenceLength: 16, seed: 1,
+                                addExtraToken: true, dropLastPartialSequence: true, label: "plan")
+        XCTAssertEqual(try plan.epochs(tokensPerEpoch: 60), 2)   // 7 * 16 + 1 = 113 tokens
+        plan.numSamples = 3
+        XCTAssertEqual(try plan.epochs(tokensPerEpoch: 60), 1)   // 49
+        plan.numSamples = 1 << 60
+        XCTAssertThrowsError(try plan.epochs(tokensPerEpoch: 60)) { XCTAssertTrue("\($0)".contains("more than this build can index"), "\($0)") }
+    }
+
     func testEmptySplitIsAnErrorNotAHang() throws {
         var cfg = GPTDatasetConfig(sequenceLength: 16, tokenizer: DatasetFixtures.tokenizer)
         cfg.blend = DataBlend(prefixes: ["./corpus_a"])

@@ -101,10 +101,19 @@ final class IndexedDatasetTests: XCTestCase {
         assertOpenFails(try corrupt { $0[0] = 0x41 }, containing: "bad magic")
         assertOpenFails(try corrupt { $0[9] = 2 }, containing: "unsupported index version 2")
         assertOpenFails(try corrupt { $0[17] = 9 }, containing: "unknown dtype code 9")
+        // Float dtypes are valid in Megatron's format but never token ids: refused on open, not trapped on read.
+        assertOpenFails(try corrupt { $0[17] = 7 }, containing: "dtype code 7 is float32, but token ids must be integers")
+        assertOpenFails(try corrupt { $0[17] = 6 }, containing: "float64")
+        // A pointer past the .bin, and a length that would need more bytes than the .bin holds.
+        assertOpenFails(try corrupt { $0[34 + 4 * 14 + 8 * 3] &+= 2 }, containing: "sequence 3 starts at byte")
+        assertOpenFails(try corrupt({ _ in }, binEdit: { $0.append(contentsOf: [0, 0]) }), containing: "holds 90 bytes")
         assertOpenFails(try corrupt({ _ in }, binEdit: { $0.removeLast(2) }), containing: "holds 86 bytes")
         // First sequence length changed: pointers no longer agree with lengths.
         assertOpenFails(try corrupt { $0[34] &+= 1 }, containing: "expected")
         assertOpenFails(try corrupt { $0.append(0) }, containing: "trailing bytes")
         XCTAssertThrowsError(try IndexedDataset(pathPrefix: "/nonexistent/x")) { XCTAssertTrue("\($0)".contains("/nonexistent/x.idx")) }
+        let noBin = try corrupt { _ in }
+        try FileManager.default.removeItem(atPath: noBin + ".bin")
+        assertOpenFails(noBin, containing: "cannot open \(noBin).bin")
     }
 }

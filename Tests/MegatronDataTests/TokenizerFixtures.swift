@@ -40,11 +40,11 @@ enum TokenizerFixtures {
     /// Asserts that `encode` gives the reference ids for every case, naming the first few failures.
     static func assertMatches(
         _ cases: [Case], _ label: String, file: StaticString = #filePath, line: UInt = #line,
-        encode: (String) -> [Int]
-    ) {
+        encode: (String) throws -> [Int]
+    ) rethrows {
         var failures = 0
         for c in cases {
-            let got = encode(c.text)
+            let got = try encode(c.text)
             if got != c.ids {
                 failures += 1
                 if failures <= 5 {

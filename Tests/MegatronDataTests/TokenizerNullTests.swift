@@ -8,7 +8,7 @@ final class TokenizerNullTests: XCTestCase {
         XCTAssertEqual(tok.vocabSize, 1000)
         XCTAssertEqual(tok.eod, 999)
         XCTAssertNil(tok.pad)
-        XCTAssertEqual(tok.encode("5 7 9"), [5, 7, 9])
+        XCTAssertEqual(try tok.encode("5 7 9"), [5, 7, 9])
         XCTAssertEqual(tok.decode([5, 7, 9]), "5 7 9")
         let custom = NullTokenizer(vocabSize: 10, eod: 3, pad: 4)
         XCTAssertEqual(custom.eod, 3)

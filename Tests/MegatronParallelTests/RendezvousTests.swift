@@ -81,12 +81,29 @@ final class DistributedEnvironmentTests: XCTestCase {
         XCTAssertThrowsError(try DistributedEnvironment(["RANK": "x", "WORLD_SIZE": "2"])) {
             XCTAssertEqual("\($0)", "environment variable RANK must be a non-negative integer, got 'x'")
         }
-        XCTAssertThrowsError(try DistributedEnvironment(["RANK": "2", "WORLD_SIZE": "2"])) {
-            XCTAssertEqual("\($0)", "rank 2 is outside a world of 2 processes")
-        }
         XCTAssertThrowsError(try DistributedEnvironment(["RANK": "0"])) {
             XCTAssertEqual("\($0)", "environment variable WORLD_SIZE is not set")
         }
+        let cases: [([String: String], String)] = [
+            (["RANK": "2", "WORLD_SIZE": "2"], "RANK (2) must be less than WORLD_SIZE (2)"),
+            (["RANK": "0", "WORLD_SIZE": "0"], "environment variable WORLD_SIZE must be at least 1, got 0"),
+            (["SLURM_PROCID": "4", "SLURM_NTASKS": "4"], "SLURM_PROCID (4) must be less than SLURM_NTASKS (4)"),
+            (["SLURM_PROCID": "0", "SLURM_NTASKS": "2", "SLURM_LOCALID": "-1"],
+             "environment variable SLURM_LOCALID must be a non-negative integer, got '-1'"),
+            (["RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "2"],
+             "LOCAL_RANK (2) must be less than LOCAL_WORLD_SIZE (2)"),
+            (["RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "3"], "LOCAL_RANK (3) must be less than WORLD_SIZE (2)"),
+            (["RANK": "0", "WORLD_SIZE": "2", "MASTER_PORT": "99999"],
+             "environment variable MASTER_PORT must be a port number in 1...65535, got 99999"),
+            (["RANK": "0", "WORLD_SIZE": "2", "MASTER_PORT": "0"],
+             "environment variable MASTER_PORT must be a port number in 1...65535, got 0"),
+            (["RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": " "], "environment variable MASTER_ADDR is empty; set it to the host of rank 0"),
+            (["LOCAL_RANK": "gpu1"], "environment variable LOCAL_RANK must be a non-negative integer, got 'gpu1'"),
+        ]
+        for (environment, message) in cases {
+            XCTAssertThrowsError(try DistributedEnvironment(environment), "\(environment)") { XCTAssertEqual("\($0)", message) }
+        }
+        XCTAssertEqual(try DistributedEnvironment(["LOCAL_RANK": "3"]).localRank, 3, "a single process on the GPU LOCAL_RANK names")
     }
 }
 

@@ -136,7 +136,8 @@ final class GPUOpsTests: XCTestCase {
 
     func testUnaryAndBackward() throws {
         let gpu = try requireGPU()
-        let ops: [UnaryOp] = [.neg, .exp, .log, .tanh, .sqrt, .rsqrt, .abs, .sigmoid, .relu, .silu, .geluTanh, .geluErf]
+        let ops: [UnaryOp] = [.neg, .exp, .log, .tanh, .sqrt, .rsqrt, .abs, .sigmoid, .relu, .silu, .geluTanh, .geluErf,
+                              .squaredRelu]
         for dtype in floatTypes {
             let signed = randomTensor([5, 33], dtype: dtype, seed: 13, scale: 2)
             let positive = Ops.binary(Ops.unary(signed, .abs), Tensor(scalar: 0.1, dtype: dtype), .add)

@@ -8,7 +8,7 @@ import MegatronParallel
 final class DataParallelPretrainTests: XCTestCase {
     private func arguments(_ extra: String = "") throws -> PretrainArguments {
         try MegatronArgumentParser.parse(
-            ("--num-layers 2 --hidden-size 32 --num-attention-heads 4 --seq-length 32 --micro-batch-size 2 "
+            ("--num-layers 2 --hidden-size 32 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 --micro-batch-size 2 "
              + "--global-batch-size 8 --train-iters 3 --lr 3e-3 --log-interval 1 --eval-iters 1 --eval-interval 100 "
              + "--hidden-dropout 0 --attention-dropout 0 --device cpu --ddp-bucket-size 3000 " + extra)
                 .split(separator: " ").map(String.init))

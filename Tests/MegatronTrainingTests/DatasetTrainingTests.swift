@@ -11,7 +11,7 @@ final class DatasetTrainingTests: XCTestCase {
         try MegatronArgumentParser.parse(line.split(separator: " ").map(String.init))
     }
 
-    let model = "--num-layers 1 --hidden-size 32 --num-attention-heads 4 --seq-length 32 --micro-batch-size 2 "
+    let model = "--num-layers 1 --hidden-size 32 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 --micro-batch-size 2 "
         + "--global-batch-size 4 --lr 3e-3 --log-interval 5 --eval-iters 2 --hidden-dropout 0 --attention-dropout 0 "
 
     func testTrainsOnPreprocessedData() throws {
@@ -32,7 +32,7 @@ final class DatasetTrainingTests: XCTestCase {
         let builder = try IndexedDatasetBuilder(binPath: prefix + ".bin", dtype: .optimal(vocabSize: tokenizer.vocabSize))
         for doc in docs {
             let text = doc.components(separatedBy: "\"text\": \"")[1].dropLast(2)
-            let ids = tokenizer.encode(String(text)) + [tokenizer.eod]
+            let ids = try tokenizer.encode(String(text)) + [tokenizer.eod]
             try builder.addDocument(ids, lengths: [ids.count])
         }
         try builder.finalize(idxPath: prefix + ".idx")
@@ -56,6 +56,37 @@ final class DatasetTrainingTests: XCTestCase {
     func testDataWithoutTokenizerMeansGPT2BPE() throws {
         XCTAssertThrowsError(try Pretrainer(arguments: try parse(model + "--train-iters 4 --mock-data")) { _ in }) {
             XCTAssertEqual("\($0)", "no --tokenizer-type, so pretrain_gpt.py's default: GPT2BPETokenizer needs --vocab-file")
+        }
+    }
+
+    /// A dataset id at or above the model's vocabulary stops training with the document and id (the CPU's
+    /// embedding trapped on it); a dataset rewritten under the same prefix rebuilds its cache, saying so.
+    func testDatasetIdsOutsideTheVocabularyAndRewrittenDataAreReported() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dv-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let prefix = dir.appendingPathComponent("ids_text_document").path
+        func write(documents: Int, badID: Int?) throws {
+            let builder = try IndexedDatasetBuilder(binPath: prefix + ".bin", dtype: .uint16)
+            for d in 0..<documents {
+                var ids = (0..<40).map { ($0 * 3 + d) % 99 } + [99]
+                if let badID { ids[7] = badID }
+                try builder.addDocument(ids, lengths: [ids.count])
+            }
+            try builder.finalize(idxPath: prefix + ".idx")
+        }
+        let flags = model + "--train-iters 3 --data-path \(prefix) --split 1,0,0 --tokenizer-type NullTokenizer --vocab-size 100 "
+        try write(documents: 40, badID: nil)
+        _ = try Pretrainer(arguments: try parse(flags)) { _ in }.run()
+        // Written again with fewer documents, every one holding id 300 (the model's vocabulary is 128 padded).
+        try write(documents: 20, badID: 300)
+        var lines: [String] = []
+        let trainer = try Pretrainer(arguments: try parse(flags)) { lines.append($0) }
+        XCTAssertTrue(lines.contains { $0.contains("do not fit the dataset") }, "\(lines)")
+        XCTAssertThrowsError(try trainer.run()) { error in
+            for text in ["token id 300", "of \(prefix)", "training data", "vocabulary 0..<128"] {
+                XCTAssertTrue("\(error)".contains(text), "\(error) should say \(text)")
+            }
         }
     }
 }

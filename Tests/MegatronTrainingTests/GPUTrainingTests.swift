@@ -13,7 +13,7 @@ final class GPUTrainingTests: XCTestCase {
         }
         func losses(_ device: String) throws -> [Double] {
             let args = try MegatronArgumentParser.parse(
-                ("--num-layers 2 --hidden-size 32 --num-attention-heads 4 --seq-length 32 --micro-batch-size 4 "
+                ("--num-layers 2 --hidden-size 32 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 --micro-batch-size 4 "
                  + "--train-iters 8 --lr 3e-3 --log-interval 1 --eval-iters 1 --device " + device).split(separator: " ").map(String.init))
             return try Pretrainer(arguments: args) { _ in }.run().intervalLosses
         }

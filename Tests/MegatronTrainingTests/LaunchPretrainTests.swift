@@ -35,7 +35,7 @@ final class LaunchPretrainTests: XCTestCase {
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw XCTSkip("the megatron executable is not built next to the tests")
         }
-        let flags = "--num-layers 1 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --micro-batch-size 2 "
+        let flags = "--num-layers 1 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --max-position-embeddings 16 --micro-batch-size 2 "
             + "--global-batch-size 8 --train-iters 3 --lr 3e-3 --log-interval 1 --eval-iters 1 --hidden-dropout 0 "
             + "--attention-dropout 0 --mock-data --tokenizer-type NullTokenizer --vocab-size 511 --device cpu"
         let single = losses(try output(binary, "pretrain-gpt " + flags))

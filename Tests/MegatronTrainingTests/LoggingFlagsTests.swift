@@ -12,8 +12,8 @@ final class LoggingFlagsTests: XCTestCase {
     /// The embedded corpus (byte tokens; quick to set up). Untied embeddings: rows of tokens a batch does not
     /// use get no gradient, so the zero count is large and the same in every layout. The vocabulary (257) pads
     /// to 512 at TP 1 and 2 alike.
-    private let base = "--num-layers 1 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --micro-batch-size 2 "
-        + "--global-batch-size 8 --lr 3e-3 --eval-iters 1 --hidden-dropout 0 --attention-dropout 0 --device cpu "
+    private let base = "--num-layers 1 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --max-position-embeddings 16 "
+        + "--micro-batch-size 2 --global-batch-size 8 --lr 3e-3 --eval-iters 1 --hidden-dropout 0 --attention-dropout 0 --device cpu "
         + "--seed 7 --untie-embeddings-and-output-weights --make-vocab-size-divisible-by 256"
 
     private var root: URL!
@@ -183,7 +183,11 @@ final class LoggingFlagsTests: XCTestCase {
     /// a resumed job too.
     func testProgressLogRecordsJobsAndCheckpoints() throws {
         let flags = "--train-iters 4 --log-interval 2 --log-progress --save \(root.path) --save-interval 2"
-        let (_, trainer) = try train(flags + " --exit-interval 2")
+        // The first trainer goes before the second starts: it holds the --save directory's lock while it lives.
+        let perIteration = try {
+            let (_, trainer) = try train(flags + " --exit-interval 2")
+            return trainingFLOPs(config: trainer.model.config, vocabSize: trainer.model.vocabSize, sequenceLength: 16, batchSize: 8)
+        }()
         _ = try train(flags + " --load \(root.path)")
         let lines = try String(contentsOf: root.appendingPathComponent("progress.txt"), encoding: .utf8)
             .split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
@@ -193,8 +197,6 @@ final class LoggingFlagsTests: XCTestCase {
             XCTAssertEqual(fields[1], "Job ID: " + (ProcessInfo.processInfo.environment["SLURM_JOB_ID"] ?? ""))
             XCTAssertEqual(fields[2], "# GPUs: 1")
         }
-        let perIteration = trainingFLOPs(config: trainer.model.config, vocabSize: trainer.model.vocabSize, sequenceLength: 16,
-                                         batchSize: 8)
         XCTAssertEqual(lines[1][4], "Iteration: 2")
         XCTAssertEqual(lines[3][4], "Iteration: 4")
         XCTAssertTrue(lines[1][5].hasPrefix("Job throughput: ") && lines[1][5].hasSuffix(" TFLOP/s/GPU"), lines[1][5])
@@ -209,17 +211,18 @@ final class LoggingFlagsTests: XCTestCase {
     }
 
     func testRefusedAndInconsistentLoggingFlagsSayWhy() throws {
-        for flag in ["--wandb-project", "--wandb-exp-name", "--wandb-save-dir", "--wandb-entity"] {
-            XCTAssertThrowsError(try arguments("--train-iters 1 \(flag) x")) {
-                XCTAssertEqual("\($0)", "\(flag): Weights & Biases logging is not available in this build; use --tensorboard-dir")
-            }
+        let refusal = "pretrain-gpt does not support these Megatron-LM features yet (remove their flags or run them in Megatron-LM):\n"
+        XCTAssertThrowsError(try arguments("--train-iters 1 --wandb-project p --wandb-exp-name e --wandb-save-dir d --wandb-entity x --log-energy")) {
+            XCTAssertEqual("\($0)", refusal + "  Weights & Biases logging (use --tensorboard-dir): --wandb-project p, --wandb-exp-name e, "
+                + "--wandb-save-dir d, --wandb-entity x\n  energy logging (NVML energy counters): --log-energy")
         }
-        XCTAssertThrowsError(try arguments("--train-iters 1 --log-energy")) { XCTAssertTrue("\($0)".hasPrefix("--log-energy: ")) }
         XCTAssertNoThrow(try arguments("--train-iters 1 --no-one-logger"))
         for (flags, message) in [("--log-interval 2 --log-memory-interval 3", "--log-memory-interval (3) must be a positive multiple of --log-interval (2)"),
-                                 ("--timing-log-level 3", "--timing-log-level must be 0, 1 or 2, got 3"),
                                  ("--tensorboard-log-interval 0", "--tensorboard-log-interval must be positive, got 0")] {
             XCTAssertThrowsError(try arguments("--train-iters 1 " + flags).validate()) { XCTAssertEqual("\($0)", message) }
+        }
+        XCTAssertThrowsError(try arguments("--train-iters 1 --timing-log-level 3")) {
+            XCTAssertEqual("\($0)", "--timing-log-level must be one of 0, 1, 2, got 3")
         }
         XCTAssertThrowsError(try arguments("--train-iters 1 --timing-log-option some")) {
             XCTAssertEqual("\($0)", "--timing-log-option must be one of max, minmax, all, got 'some'")

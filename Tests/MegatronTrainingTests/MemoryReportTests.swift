@@ -90,7 +90,7 @@ final class MemoryReportTests: XCTestCase {
     /// A 3-iteration run's log lines and metrics.jsonl records.
     private func train(device: String, metricsDirectory dir: URL) throws -> ([String], [[String: Double]]) {
         let args = try MegatronArgumentParser.parse(
-            ("--num-layers 1 --hidden-size 16 --num-attention-heads 2 --seq-length 16 --micro-batch-size 2 --train-iters 3 "
+            ("--num-layers 1 --hidden-size 16 --num-attention-heads 2 --seq-length 16 --max-position-embeddings 16 --micro-batch-size 2 --train-iters 3 "
              + "--lr 1e-3 --log-interval 2 --eval-iters 1 --device \(device) --tensorboard-dir \(dir.path) --log-memory-to-tensorboard")
                 .split(separator: " ").map(String.init))
         var lines: [String] = []

@@ -4,7 +4,7 @@ import XCTest
 final class MixedPrecisionTrainingTests: XCTestCase {
     func run(_ extra: String) throws -> (Pretrainer.Summary, [String]) {
         let args = try MegatronArgumentParser.parse(
-            ("--num-layers 2 --hidden-size 32 --num-attention-heads 4 --seq-length 32 --micro-batch-size 4 "
+            ("--num-layers 2 --hidden-size 32 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 --micro-batch-size 4 "
              + "--train-iters 30 --lr 3e-3 --log-interval 1 --eval-iters 1 --hidden-dropout 0 --attention-dropout 0 "
              + extra).split(separator: " ").map(String.init))
         var lines: [String] = []

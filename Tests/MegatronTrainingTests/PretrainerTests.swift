@@ -6,7 +6,7 @@ import MegatronCore
 final class PretrainerTests: XCTestCase {
     func testTwoLayerTransformerLossFallsOnCPU() throws {
         let args = try MegatronArgumentParser.parse(
-            ("--num-layers 2 --hidden-size 32 --num-attention-heads 4 --seq-length 32 --micro-batch-size 4 "
+            ("--num-layers 2 --hidden-size 32 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 --micro-batch-size 4 "
              + "--global-batch-size 8 --train-iters 40 --lr 3e-3 --lr-warmup-iters 5 --log-interval 10 "
              + "--eval-iters 2 --hidden-dropout 0 --attention-dropout 0").split(separator: " ").map(String.init))
         var lines: [String] = []

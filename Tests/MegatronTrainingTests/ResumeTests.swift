@@ -14,7 +14,7 @@ final class ResumeTests: XCTestCase {
 
     func arguments(_ extra: String) throws -> PretrainArguments {
         try MegatronArgumentParser.parse(
-            ("--num-layers 2 --hidden-size 16 --num-attention-heads 2 --seq-length 16 --micro-batch-size 2 "
+            ("--num-layers 2 --hidden-size 16 --num-attention-heads 2 --seq-length 16 --max-position-embeddings 16 --micro-batch-size 2 "
              + "--global-batch-size 4 --train-iters 6 --lr 1e-2 --lr-warmup-iters 2 --log-interval 1 --eval-iters 1 "
              + "--hidden-dropout 0.1 --attention-dropout 0.1 " + extra).split(separator: " ").map(String.init))
     }

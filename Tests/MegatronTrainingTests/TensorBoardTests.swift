@@ -8,7 +8,7 @@ final class TensorBoardTests: XCTestCase {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tb-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         let args = try MegatronArgumentParser.parse(
-            ("--num-layers 1 --hidden-size 16 --num-attention-heads 2 --seq-length 16 --micro-batch-size 2 --train-iters 3 "
+            ("--num-layers 1 --hidden-size 16 --num-attention-heads 2 --seq-length 16 --max-position-embeddings 16 --micro-batch-size 2 --train-iters 3 "
              + "--lr 1e-3 --log-interval 1 --eval-interval 3 --eval-iters 1 --tensorboard-dir \(dir.path) "
              + "--log-timers-to-tensorboard --log-throughput --log-memory-to-tensorboard").split(separator: " ").map(String.init))
         let trainer = try Pretrainer(arguments: args) { _ in }

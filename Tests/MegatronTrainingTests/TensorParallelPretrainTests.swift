@@ -9,7 +9,7 @@ import MegatronParallel
 final class TensorParallelPretrainTests: XCTestCase {
     /// A vocabulary of 512 (NullTokenizer 511 + EOD) needs no padding at TP 1, 2 or 4, so every layout
     /// computes the same function.
-    private let base = "--num-layers 1 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --micro-batch-size 2 "
+    private let base = "--num-layers 1 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --max-position-embeddings 16 --micro-batch-size 2 "
         + "--global-batch-size 8 --lr 3e-3 --log-interval 1 --eval-iters 1 --eval-interval 1000 --hidden-dropout 0 "
         + "--attention-dropout 0 --device cpu --mock-data --tokenizer-type NullTokenizer --vocab-size 511 --seed 7"
 

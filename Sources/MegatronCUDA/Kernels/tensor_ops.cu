@@ -208,6 +208,7 @@ __device__ __forceinline__ float unary_apply(int op, float x) {
     case 8: return x > 0.0f ? x : 0.0f;
     case 9: return x * sigmoid(x);
     case 10: return 0.5f * x * (1.0f + tanhf(GELU_K0 * (x + GELU_K1 * x * x * x)));
+    case 12: return x > 0.0f ? x * x : 0.0f;
     default: return 0.5f * x * (1.0f + erff(x * INV_SQRT2));
     }
 }
@@ -228,6 +229,7 @@ __device__ __forceinline__ float unary_derivative(int op, float x) {
         const float t = tanhf(GELU_K0 * (x + GELU_K1 * x * x * x));
         return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_K0 * (1.0f + 3.0f * GELU_K1 * x * x);
     }
+    case 12: return x > 0.0f ? 2.0f * x : 0.0f;
     default: return 0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
     }
 }

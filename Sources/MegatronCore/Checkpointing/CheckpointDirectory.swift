@@ -3,111 +3,229 @@ import MegatronTensor
 
 /// Megatron's checkpoint directory layout: `<save>/iter_0000100/` holding each rank's tensors as
 /// `rank_00000.safetensors` plus `metadata.json`, and `<save>/latest_checkpointed_iteration.txt` naming the
-/// newest complete one.
+/// newest complete one (an iteration number, or `release` for `<save>/release/`).
 ///
-/// Saves are atomic: the iteration directory is written under a temporary name, its files are synced and it is
-/// renamed into place, and only then is the tracker file updated. A crash leaves the previous checkpoint usable.
+/// A kill or power loss at any instant leaves the tracker naming a complete checkpoint:
+/// - a checkpoint is written under a hidden staging name (`.iter_0000100.partial`), its files and the directory are
+///   synced, and it is renamed into place; the tracker is replaced (atomically, synced) only after that;
+/// - re-saving an iteration that exists moves the old one aside (`.iter_0000100.old`) and removes it only once the
+///   new one is in place; a reader that finds the tracker's directory missing reads the one set aside, and the
+///   next writer's `repairInterruptedSave` puts it back;
+/// - pruning renames a checkpoint to a hidden name before deleting it, so a half-deleted one is never visible.
+///
+/// One writer at a time: `SaveDirectoryLock` guards a directory across processes.
 ///
 /// ```swift
 /// let store = CheckpointDirectory(root: URL(fileURLWithPath: "checkpoints"))
 /// try store.save(iteration: 100, tensors: state, metadata: ["consumed_samples": 800])
-/// let (iteration, tensors, metadata) = try store.loadLatest()!
+/// let latest = try store.loadLatest()!   // latest.iteration, latest.tensors, latest.metadata
 /// ```
 public struct CheckpointDirectory {
     public let root: URL
     public static let trackerName = "latest_checkpointed_iteration.txt"
+    public static let releaseName = "release"
 
     public init(root: URL) { self.root = root }
 
     public static func iterationName(_ iteration: Int) -> String { String(format: "iter_%07d", iteration) }
 
-    /// Writes one rank's tensors and the metadata (JSON-serializable values) for `iteration`, then the tracker.
-    /// A `release` checkpoint (what conversions write) goes to `release/` and the tracker says `release`.
+    /// The iteration of an `iter_<digits>` directory name, read numerically (`iter_10000000` follows `iter_9999999`).
+    public static func iteration(ofDirectory name: String) -> Int? {
+        guard name.hasPrefix("iter_"), name.count > 5, name.dropFirst(5).allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            return nil
+        }
+        return Int(name.dropFirst(5))
+    }
+
+    /// Hidden names of a checkpoint's directory while it is written, replaced or deleted.
+    static func stagingName(_ name: String) -> String { ".\(name).partial" }
+    static func replacedName(_ name: String) -> String { ".\(name).old" }
+    static func deletingName(_ name: String) -> String { ".\(name).deleting" }
+    static func shardName(rank: Int) -> String { String(format: "rank_%05d.safetensors", rank) }
+
+    /// Writes one rank's tensors and the metadata (JSON-serializable values) for `iteration`, publishes it, then
+    /// points the tracker at it. A `release` checkpoint (what conversions write) goes to `release/`.
     public func save(iteration: Int, tensors: [String: Tensor], metadata: [String: Any], rank: Int = 0,
                      release: Bool = false) throws {
         let fm = FileManager.default
         try fm.createDirectory(at: root, withIntermediateDirectories: true)
-        let name = release ? "release" : Self.iterationName(iteration)
-        let final = root.appendingPathComponent(name)
-        let staging = root.appendingPathComponent(".\(name).partial")
+        let name = release ? Self.releaseName : Self.iterationName(iteration)
+        let staging = root.appendingPathComponent(Self.stagingName(name))
         try? fm.removeItem(at: staging)
-        try fm.createDirectory(at: staging, withIntermediateDirectories: true)
-        let shardName = String(format: "rank_%05d.safetensors", rank)
+        try fm.createDirectory(at: staging, withIntermediateDirectories: false)
+        let shardName = Self.shardName(rank: rank)
         try SafeTensors.write(tensors, to: staging.appendingPathComponent(shardName))
         var meta = metadata
         meta["iteration"] = iteration
         meta["checkpoint_version"] = 3.0
-        meta["files"] = [shardName: try Self.fingerprint(staging.appendingPathComponent(shardName))]
-        let json = try JSONSerialization.data(withJSONObject: meta, options: [.sortedKeys, .prettyPrinted])
-        try AtomicFile.write(json, to: staging.appendingPathComponent("metadata.json"))
-        if fm.fileExists(atPath: final.path) { try fm.removeItem(at: final) }
-        guard rename(staging.path, final.path) == 0 else {
-            throw CheckpointError("\(final.path): cannot move the finished checkpoint into place")
+        meta["files"] = [shardName: try Self.fingerprint(staging.appendingPathComponent(shardName)).json]
+        try AtomicFile.writeSynced(try CheckpointMetadata.encode(meta), to: staging.appendingPathComponent("metadata.json"))
+        try AtomicFile.syncDirectory(staging)
+        try publish(staging, as: name)
+        try AtomicFile.write(Data((release ? Self.releaseName : "\(iteration)").utf8), to: root.appendingPathComponent(Self.trackerName))
+    }
+
+    /// Renames the finished `staging` directory to `name`, never leaving a moment without a complete `name` or its
+    /// set-aside copy.
+    func publish(_ staging: URL, as name: String) throws {
+        let fm = FileManager.default
+        let final = root.appendingPathComponent(name), replaced = root.appendingPathComponent(Self.replacedName(name))
+        if fm.fileExists(atPath: final.path) {
+            try? fm.removeItem(at: replaced)
+            try AtomicFile.move(final, to: replaced)
         }
-        try AtomicFile.write(Data((release ? "release" : "\(iteration)").utf8), to: root.appendingPathComponent(Self.trackerName))
+        try AtomicFile.move(staging, to: final)
+        try AtomicFile.syncDirectory(root)
+        try? fm.removeItem(at: replaced)
+    }
+
+    /// Finishes or undoes what a killed writer left: a checkpoint set aside by an interrupted re-save goes back in
+    /// place, staging, set-aside and half-deleted copies are removed. Call it holding the directory's lock.
+    public func repairInterruptedSave() throws {
+        let fm = FileManager.default
+        guard let names = try? fm.contentsOfDirectory(atPath: root.path) else { return }
+        for name in names where name.hasPrefix(".") {
+            let url = root.appendingPathComponent(name)
+            if name.hasSuffix(".old") {
+                let original = root.appendingPathComponent(String(name.dropFirst().dropLast(4)))
+                if fm.fileExists(atPath: original.path) { try fm.removeItem(at: url) } else { try AtomicFile.move(url, to: original) }
+            } else if name.hasSuffix(".partial") || name.hasSuffix(".deleting") || name.hasPrefix(".\(Self.trackerName).tmp-") {
+                try fm.removeItem(at: url)
+            }
+        }
+        try AtomicFile.syncDirectory(root)
+    }
+
+    /// The checkpoint the tracker names, or nil when there is no tracker.
+    public func latest() throws -> CheckpointName? {
+        let tracker = root.appendingPathComponent(Self.trackerName)
+        guard FileManager.default.fileExists(atPath: tracker.path) else { return nil }
+        guard let data = try? Data(contentsOf: tracker) else {
+            throw CheckpointError("\(tracker.path): cannot be read")
+        }
+        let value = String(decoding: data.prefix(64), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if value == Self.releaseName { return CheckpointName(directory: Self.releaseName, iteration: 0, isRelease: true) }
+        guard data.count <= 64, !value.isEmpty, value.allSatisfy({ $0.isASCII && $0.isNumber }), let iteration = Int(value) else {
+            throw CheckpointError("\(tracker.path): holds '\(value.prefix(40))', not an iteration number or 'release'")
+        }
+        return CheckpointName(directory: Self.iterationName(iteration), iteration: iteration, isRelease: false)
     }
 
     /// The iteration the tracker names (0 for `release`), or nil when there is no checkpoint yet.
     public func latestIteration() throws -> Int? { try latest()?.iteration }
 
-    /// The tracker's checkpoint: its directory name and iteration.
-    func latest() throws -> (directory: String, iteration: Int)? {
-        let tracker = root.appendingPathComponent(Self.trackerName)
-        guard let text = try? String(contentsOf: tracker, encoding: .utf8) else { return nil }
-        let value = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        if value == "release" { return ("release", 0) }
-        guard let iteration = Int(value) else {
-            throw CheckpointError("\(tracker.path): holds '\(text)', not an iteration number or 'release'")
-        }
-        return (Self.iterationName(iteration), iteration)
-    }
-
     /// Reads `iteration`'s tensors and metadata, verifying each file's size and checksum first.
-    public func load(iteration: Int, rank: Int = 0) throws -> (tensors: [String: Tensor], metadata: [String: Any]) {
-        try load(directory: Self.iterationName(iteration), rank: rank)
+    public func load(iteration: Int, rank: Int = 0) throws -> LoadedCheckpoint {
+        let name = CheckpointName(directory: Self.iterationName(iteration), iteration: iteration, isRelease: false)
+        guard let directory = existingDirectory(name) else {
+            throw CheckpointError("\(root.appendingPathComponent(name.directory).path): does not exist")
+        }
+        return try load(name, from: directory, rank: rank)
     }
 
-    func load(directory name: String, rank: Int) throws -> (tensors: [String: Tensor], metadata: [String: Any]) {
-        let directory = root.appendingPathComponent(name)
+    /// Loads the checkpoint the tracker names, or returns nil when there is no tracker.
+    public func loadLatest(rank: Int = 0) throws -> LoadedCheckpoint? {
+        guard let name = try latest() else { return nil }
+        guard let directory = existingDirectory(name) else {
+            throw CheckpointError("\(root.appendingPathComponent(Self.trackerName).path) names "
+                + "\(name.isRelease ? "release" : "iteration \(name.iteration)"), but "
+                + "\(root.appendingPathComponent(name.directory).path) does not exist")
+        }
+        return try load(name, from: directory, rank: rank)
+    }
+
+    func load(_ name: CheckpointName, from directory: URL, rank: Int) throws -> LoadedCheckpoint {
         let metaURL = directory.appendingPathComponent("metadata.json")
-        guard let data = try? Data(contentsOf: metaURL),
-              let metadata = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { throw CheckpointError("\(metaURL.path): missing or unreadable; the checkpoint is incomplete") }
-        let shardName = String(format: "rank_%05d.safetensors", rank)
+        guard let data = try? Data(contentsOf: metaURL) else {
+            throw CheckpointError("\(metaURL.path): missing or unreadable; the checkpoint is incomplete")
+        }
+        let metadata = try CheckpointMetadata.decode(data, file: metaURL)
+        let header = try metadata.decode(Header.self)
+        guard name.isRelease ? header.iteration >= 0 : header.iteration == name.iteration else {
+            throw metadata.invalid("iteration", "is \(header.iteration), but the directory is \(name.directory)")
+        }
+        let shardName = Self.shardName(rank: rank)
+        guard let expected = header.files[shardName] else {
+            throw metadata.invalid("files", "lists no \(shardName)")
+        }
         let shard = directory.appendingPathComponent(shardName)
-        guard let files = metadata["files"] as? [String: [String: Any]], let expected = files[shardName] else {
-            throw CheckpointError("\(metaURL.path): lists no file \(shardName)")
-        }
         let actual = try Self.fingerprint(shard)
-        guard actual["bytes"] as? Int == expected["bytes"] as? Int else {
-            throw CheckpointError("\(shard.path): \(actual["bytes"]!) bytes, but the checkpoint recorded \(expected["bytes"]!)")
+        guard actual.bytes == expected.bytes else {
+            throw CheckpointError("\(shard.path): \(actual.bytes) bytes, but the checkpoint recorded \(expected.bytes)")
         }
-        guard actual["crc32c"] as? Int == expected["crc32c"] as? Int else {
+        guard actual.crc32c == expected.crc32c else {
             throw CheckpointError("\(shard.path): checksum differs from the one recorded; the file is corrupt")
         }
-        return (try SafeTensors.read(shard).tensors, metadata)
+        return LoadedCheckpoint(name: name, directory: directory, tensors: try SafeTensors.read(shard).tensors, metadata: metadata)
     }
 
-    /// Loads the checkpoint the tracker names, or returns nil when there is none.
-    public func loadLatest(rank: Int = 0) throws -> (iteration: Int, tensors: [String: Tensor], metadata: [String: Any])? {
-        guard let (name, iteration) = try latest() else { return nil }
-        let (tensors, metadata) = try load(directory: name, rank: rank)
-        return (iteration, tensors, metadata)
+    /// The directory of `name`, or the copy an interrupted re-save set aside; nil when neither exists.
+    func existingDirectory(_ name: CheckpointName) -> URL? {
+        [name.directory, Self.replacedName(name.directory)].map(root.appendingPathComponent).first { url in
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) && isDirectory.boolValue
+        }
     }
 
-    /// Deletes all but the newest `keep` complete checkpoints.
-    public func prune(keep: Int) throws {
-        let names = try FileManager.default.contentsOfDirectory(atPath: root.path)
-            .filter { $0.hasPrefix("iter_") }.sorted()
-        for name in names.dropLast(keep) { try FileManager.default.removeItem(at: root.appendingPathComponent(name)) }
+    /// The `iter_*` checkpoints present, by iteration.
+    public func iterations() throws -> [Int] {
+        try FileManager.default.contentsOfDirectory(atPath: root.path).compactMap(Self.iteration(ofDirectory:)).sorted()
     }
 
-    static func fingerprint(_ url: URL) throws -> [String: Any] {
+    /// Keeps the newest `keep` checkpoints at or below `newest` (the iteration just written) and deletes older
+    /// ones; never the one the tracker names. Checkpoints above `newest` are left alone: they belong to a run that
+    /// was resumed from an earlier iteration, and saves replace them as training reaches them again.
+    public func prune(keep: Int, newest: Int) throws {
+        precondition(keep > 0, "prune keeps at least one checkpoint")
+        let protected = try latest()?.iteration
+        let candidates = try iterations().filter { $0 <= newest }
+        for iteration in candidates.dropLast(keep) where iteration != protected && iteration != newest {
+            let name = Self.iterationName(iteration)
+            let doomed = root.appendingPathComponent(Self.deletingName(name))
+            try AtomicFile.move(root.appendingPathComponent(name), to: doomed)
+            try FileManager.default.removeItem(at: doomed)
+        }
+    }
+
+    /// A file's size and CRC-32C, as metadata.json records them.
+    struct Fingerprint: Codable, Equatable {
+        var bytes: Int
+        var crc32c: Int
+        var json: [String: Int] { ["bytes": bytes, "crc32c": crc32c] }
+    }
+
+    /// The members every checkpoint's metadata.json has.
+    struct Header: Decodable {
+        var iteration: Int
+        var checkpoint_version: Double
+        var files: [String: Fingerprint]
+    }
+
+    static func fingerprint(_ url: URL) throws -> Fingerprint {
         guard let data = try? Data(contentsOf: url, options: .alwaysMapped) else {
             throw CheckpointError("\(url.path): missing")
         }
-        return ["bytes": data.count, "crc32c": Int(data.withUnsafeBytes { CRC32C.checksum($0) })]
+        return Fingerprint(bytes: data.count, crc32c: Int(data.withUnsafeBytes { CRC32C.checksum($0) }))
     }
+}
+
+/// A checkpoint's place in a directory: `iter_0000100` (iteration 100) or `release` (iteration 0).
+public struct CheckpointName: Equatable {
+    public let directory: String
+    public let iteration: Int
+    public let isRelease: Bool
+}
+
+/// A checkpoint read and verified: its tensors (this rank's shard) and metadata.
+public struct LoadedCheckpoint {
+    public let name: CheckpointName
+    /// Where it was read from, for messages.
+    public let directory: URL
+    public let tensors: [String: Tensor]
+    public let metadata: CheckpointMetadata
+
+    public var iteration: Int { name.iteration }
+    public var isRelease: Bool { name.isRelease }
 }
 
 /// CRC-32C (Castagnoli), the checksum TensorBoard's records and our checkpoints use.

@@ -6,9 +6,92 @@ import MegatronTensor
 ///
 /// ```swift
 /// try GPTCheckpoint.save(model, vocabSize: 50257, to: CheckpointDirectory(root: dir), release: true)
-/// let (model, vocab) = try GPTCheckpoint.load(from: CheckpointDirectory(root: dir))
+/// let loaded = try GPTCheckpoint.load(from: CheckpointDirectory(root: dir), device: .cuda(0))
+/// print(loaded.vocabSize, loaded.model.config.numLayers)
 /// ```
 public enum GPTCheckpoint {
+    /// The fields of `model_config` that decide the parameters' shapes (the ones a resume must match). Read apart
+    /// from the whole `TransformerConfig`, so checkpoints written before a field was added to it still compare.
+    public struct ModelShape: Decodable, Equatable {
+        public var numLayers: Int
+        public var hiddenSize: Int
+        public var numAttentionHeads: Int
+        public var numQueryGroups: Int
+        public var kvChannels: Int
+        public var ffnHiddenSize: Int
+        public var normalization: TransformerConfig.Normalization
+        public var gatedLinearUnit: Bool
+        public var addBiasLinear: Bool
+        public var addQKVBias: Bool
+        public var qkLayernorm: Bool
+        public var positionEmbeddingType: TransformerConfig.PositionEmbedding
+
+        public init(_ c: TransformerConfig) {
+            (numLayers, hiddenSize, numAttentionHeads, numQueryGroups) = (c.numLayers, c.hiddenSize, c.numAttentionHeads, c.numQueryGroups)
+            (kvChannels, ffnHiddenSize, normalization, gatedLinearUnit) = (c.kvChannels, c.ffnHiddenSize, c.normalization, c.gatedLinearUnit)
+            (addBiasLinear, addQKVBias, qkLayernorm, positionEmbeddingType) = (c.addBiasLinear, c.addQKVBias, c.qkLayernorm, c.positionEmbeddingType)
+        }
+    }
+
+    /// The model a checkpoint holds, as its metadata describes it.
+    public struct ModelDescription: Decodable {
+        public var shape: ModelShape
+        /// The tokenizer's vocabulary, before padding.
+        public var vocabSize: Int
+        /// Rows of the embedding as saved (padded).
+        public var paddedVocabSize: Int
+        public var maxPositionEmbeddings: Int
+        public var untieEmbeddingsAndOutputWeights: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case shape = "model_config", vocabSize = "vocab_size", paddedVocabSize = "padded_vocab_size"
+            case maxPositionEmbeddings = "max_position_embeddings"
+            case untieEmbeddingsAndOutputWeights = "untie_embeddings_and_output_weights"
+        }
+
+        /// The description in `checkpoint`'s metadata; missing or impossible values are errors naming the field.
+        public init(of checkpoint: LoadedCheckpoint) throws {
+            let metadata = checkpoint.metadata
+            self = try metadata.decode(Self.self)
+            // Sizes first: they bound every value by the shard's real tensors before anything computes with them.
+            try requireSizes(of: checkpoint)
+            guard vocabSize > 0, paddedVocabSize >= vocabSize else {
+                throw metadata.invalid("vocab_size", "is \(vocabSize) with padded_vocab_size \(paddedVocabSize)")
+            }
+            guard maxPositionEmbeddings > 0 else { throw metadata.invalid("max_position_embeddings", "is \(maxPositionEmbeddings)") }
+        }
+
+        /// The sizes that decide how much a rebuilt model allocates agree with the shard's tensors, so a description
+        /// that does not fit its weights is refused before anything is allocated. (In floating point: a corrupt size
+        /// must not overflow.)
+        func requireSizes(of checkpoint: LoadedCheckpoint) throws {
+            let c = shape
+            let (hidden, heads, groups) = (Double(c.hiddenSize), Double(c.numAttentionHeads), Double(c.numQueryGroups))
+            var expected: [(String, [Double])] = [
+                ("embedding.word_embeddings.weight", [Double(paddedVocabSize), hidden]),
+                ("decoder.layers.0.self_attention.linear_qkv.weight", [(heads + 2 * groups) * Double(c.kvChannels), hidden]),
+                ("decoder.layers.0.mlp.linear_fc1.weight", [(c.gatedLinearUnit ? 2 : 1) * Double(c.ffnHiddenSize), hidden]),
+            ]
+            if c.positionEmbeddingType == .learnedAbsolute {
+                expected.append(("embedding.position_embeddings.weight", [Double(maxPositionEmbeddings), hidden]))
+            }
+            for (name, shape) in expected {
+                let found = checkpoint.tensors["model." + name]?.shape
+                guard found?.map(Double.init) == shape else {
+                    throw checkpoint.metadata.invalid("model_config", "describes model.\(name) as \(shape.map { Int(exactly: $0) ?? -1 }), "
+                        + "but the shard holds " + (found.map { "\($0)" } ?? "no such tensor"))
+                }
+            }
+            let layers = Set(checkpoint.tensors.keys.compactMap { key -> Int? in
+                guard key.hasPrefix("model.decoder.layers.") else { return nil }
+                return Int(key.dropFirst("model.decoder.layers.".count).prefix { $0 != "." })
+            })
+            guard layers.count == c.numLayers, layers.allSatisfy({ (0..<c.numLayers).contains($0) }) else {
+                throw checkpoint.metadata.invalid("model_config", "describes \(c.numLayers) layers, but the shard holds \(layers.count)")
+            }
+        }
+    }
+
     /// Metadata describing `model`; pretraining checkpoints carry it too.
     public static func description(of model: GPTModel, vocabSize: Int) throws -> [String: Any] {
         [
@@ -20,14 +103,30 @@ public enum GPTCheckpoint {
         ]
     }
 
-    /// Saves the model's parameters as `model.<name>` tensors.
+    /// Saves the model's parameters as `model.<name>` tensors, with `extraMetadata` (the recorded tokenizer,
+    /// the Hugging Face architecture it came from) beside its description, holding the directory's
+    /// `SaveDirectoryLock` meanwhile.
     public static func save(_ model: GPTModel, vocabSize: Int, to store: CheckpointDirectory, iteration: Int = 0,
-                            release: Bool = false) throws {
+                            release: Bool = false, extraMetadata: [String: Any] = [:]) throws {
         try model.requireWhole(for: "GPTCheckpoint.save")
+        let lock = try SaveDirectoryLock(directory: store.root)
+        defer { lock.release() }
+        try store.repairInterruptedSave()
         var tensors: [String: Tensor] = [:]
         for (name, p) in model.namedParameters() { tensors["model." + name] = p }
-        try store.save(iteration: iteration, tensors: tensors, metadata: try description(of: model, vocabSize: vocabSize),
-                       release: release)
+        let metadata = try description(of: model, vocabSize: vocabSize).merging(extraMetadata) { own, _ in own }
+        try store.save(iteration: iteration, tensors: tensors, metadata: metadata, release: release)
+    }
+
+    /// The metadata key naming the Hugging Face architecture (`model_type`) a converted checkpoint came from,
+    /// so that exporting it again writes the same one.
+    public static let huggingFaceArchitectureKey = "huggingface_architecture"
+
+    /// A checkpoint's model with its unpadded vocabulary size and the checkpoint's metadata.
+    public struct Loaded {
+        public let model: GPTModel
+        public let vocabSize: Int
+        public let metadata: [String: Any]
     }
 
     /// Loads the `model.<name>` tensors of a checkpoint into `model`; errors name `source` and the key.
@@ -41,24 +140,35 @@ public enum GPTCheckpoint {
         }
     }
 
-    /// Rebuilds the model the latest checkpoint in `store` describes and loads its weights.
-    public static func load(from store: CheckpointDirectory) throws -> (model: GPTModel, vocabSize: Int) {
-        guard let (_, tensors, metadata) = try store.loadLatest() else {
-            throw CheckpointError("\(store.root.path): no checkpoint (no latest_checkpointed_iteration.txt)")
+    /// Rebuilds the model the latest checkpoint in `store` describes on `device` and loads its weights.
+    public static func load(from store: CheckpointDirectory, device: Device = .cpu) throws -> Loaded {
+        guard let checkpoint = try store.loadLatest() else {
+            throw CheckpointError("\(store.root.path): no checkpoint (no \(CheckpointDirectory.trackerName))")
         }
-        guard let configObject = metadata["model_config"],
-              let config = try? JSONDecoder().decode(TransformerConfig.self, from: JSONSerialization.data(withJSONObject: configObject)),
-              let vocab = metadata["vocab_size"] as? Int, let padded = metadata["padded_vocab_size"] as? Int,
-              let positions = metadata["max_position_embeddings"] as? Int
-        else { throw CheckpointError("\(store.root.path): metadata lacks the model description (model_config, vocab sizes)") }
+        return try model(of: checkpoint, device: device)
+    }
+
+    /// The model `checkpoint` describes, on `device`, with its weights.
+    static func model(of checkpoint: LoadedCheckpoint, device: Device = .cpu) throws -> Loaded {
+        let description = try ModelDescription(of: checkpoint)
+        let config = try checkpoint.metadata.decode(WholeConfig.self).config
         do {
             try config.validate()
         } catch let error as ConfigError {
-            throw CheckpointError("\(store.root.path): model_config is invalid: \(error.description)")
+            throw checkpoint.metadata.invalid("model_config", "is invalid: \(error.description)")
         }
-        let model = GPTModel(config: config, vocabSize: padded, maxSequenceLength: positions,
-                             untieEmbeddingsAndOutputWeights: metadata["untie_embeddings_and_output_weights"] as? Bool ?? false)
-        try loadWeights(tensors, into: model, source: store.root.path)
-        return (model, vocab)
+        let model = onDevice(device) {
+            GPTModel(config: config, vocabSize: description.paddedVocabSize,
+                     maxSequenceLength: description.maxPositionEmbeddings,
+                     untieEmbeddingsAndOutputWeights: description.untieEmbeddingsAndOutputWeights)
+        }
+        try loadWeights(checkpoint.tensors, into: model, source: checkpoint.directory.path)
+        return Loaded(model: model, vocabSize: description.vocabSize, metadata: checkpoint.metadata.values)
+    }
+
+    /// The whole `model_config`, to rebuild the model.
+    struct WholeConfig: Decodable {
+        var config: TransformerConfig
+        enum CodingKeys: String, CodingKey { case config = "model_config" }
     }
 }

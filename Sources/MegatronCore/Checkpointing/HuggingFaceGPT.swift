@@ -2,15 +2,30 @@ import Foundation
 import MegatronAutograd
 import MegatronTensor
 
-/// Hugging Face GPT-2 and LLaMA-architecture checkpoints (`config.json` + `model.safetensors`, also sharded
-/// with `model.safetensors.index.json`) mapped to and from `GPTModel`'s Megatron parameter names.
+/// Hugging Face checkpoints of GPT-2, LLaMA (2 and 3.x, with its `rope_scaling`), Mistral, Qwen2 and Qwen3
+/// (`config.json` + `model.safetensors`, or shards listed by `model.safetensors.index.json`) mapped to and
+/// from `GPTModel`'s Megatron parameter names.
 ///
 /// ```swift
 /// let hf = try HuggingFaceGPT.load(directory: URL(fileURLWithPath: "llama-tiny"))
 /// let logits = hf.model(tokens)
 /// ```
 public enum HuggingFaceGPT {
-    public enum Architecture: String { case gpt2, llama }
+    /// The Hugging Face architectures (`model_type`) this build reads and writes.
+    public enum Architecture: String, CaseIterable, Sendable {
+        case gpt2, llama, mistral, qwen2, qwen3
+
+        /// The class `architectures` names in `config.json`.
+        public var modelClass: String {
+            switch self {
+            case .gpt2: "GPT2LMHeadModel"
+            case .llama: "LlamaForCausalLM"
+            case .mistral: "MistralForCausalLM"
+            case .qwen2: "Qwen2ForCausalLM"
+            case .qwen3: "Qwen3ForCausalLM"
+            }
+        }
+    }
 
     /// A model built from a Hugging Face directory, with the unpadded vocabulary size.
     public struct Loaded {
@@ -21,137 +36,136 @@ public enum HuggingFaceGPT {
 
     /// Reads `config.json` and the weights in `directory` into a new `GPTModel` (vocabulary padded as Megatron).
     public static func load(directory: URL, makeVocabSizeDivisibleBy: Int = 128) throws -> Loaded {
-        let config = try readConfig(directory)
-        let (architecture, transformer, vocab, positions, tied) = try modelShape(config)
-        let padded = (vocab + makeVocabSizeDivisibleBy - 1) / makeVocabSizeDivisibleBy * makeVocabSizeDivisibleBy
-        let model = GPTModel(config: transformer, vocabSize: padded, maxSequenceLength: positions,
-                             untieEmbeddingsAndOutputWeights: !tied)
-        let weights = try readWeights(directory)
-        var state = try megatronState(from: weights, architecture: architecture, config: transformer, tied: tied)
-        let word = state["embedding.word_embeddings.weight"]!
-        state["embedding.word_embeddings.weight"] = padRows(word, to: padded)
-        if let out = state["output_layer.weight"] { state["output_layer.weight"] = padRows(out, to: padded) }
+        let config = try HuggingFaceConfig.read(directory)
+        let padded = TensorParallelGroup.paddedVocabSize(config.vocabSize, makeVocabSizeDivisibleBy: makeVocabSizeDivisibleBy,
+                                                         tensorParallelSize: 1)
+        let model = GPTModel(config: config.transformer, vocabSize: padded, maxSequenceLength: config.maxPositionEmbeddings,
+                             untieEmbeddingsAndOutputWeights: !config.tiedEmbeddings)
+        var state = try megatronState(from: try readWeights(directory), config: config, source: directory.path)
+        for name in ["embedding.word_embeddings.weight", "output_layer.weight"] {
+            if let t = state[name] { state[name] = padRows(t, to: padded) }
+        }
         let own = model.stateDict()
         for (name, t) in state where own[name]?.dtype != t.dtype { state[name] = t.cast(to: own[name]?.dtype ?? t.dtype) }
-        try model.loadStateDict(state)
-        return Loaded(model: model, architecture: architecture, vocabSize: vocab)
+        do {
+            try model.loadStateDict(state)
+        } catch let error as StateDictError {
+            throw CheckpointError("\(directory.path): the weights do not fit config.json: \(error.description)")
+        }
+        return Loaded(model: model, architecture: config.architecture, vocabSize: config.vocabSize)
     }
 
-    static func readConfig(_ directory: URL) throws -> [String: Any] {
-        let url = directory.appendingPathComponent("config.json")
-        guard let data = try? Data(contentsOf: url),
-              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { throw CheckpointError("\(url.path): missing or not a JSON object") }
-        return json
-    }
-
-    /// All tensors of `model.safetensors`, or of every shard that `model.safetensors.index.json` lists.
+    /// All tensors of `model.safetensors`, or of every shard that `model.safetensors.index.json` lists; each
+    /// tensor the index maps must be in its shard.
     static func readWeights(_ directory: URL) throws -> [String: Tensor] {
         let single = directory.appendingPathComponent("model.safetensors")
         if FileManager.default.fileExists(atPath: single.path) { return try SafeTensors.read(single).tensors }
         let indexURL = directory.appendingPathComponent("model.safetensors.index.json")
+        guard FileManager.default.fileExists(atPath: indexURL.path) else {
+            throw CheckpointError("\(directory.path): neither model.safetensors nor model.safetensors.index.json is there")
+        }
         guard let data = try? Data(contentsOf: indexURL),
               let index = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let map = index["weight_map"] as? [String: String]
-        else { throw CheckpointError("\(directory.path): no model.safetensors and no readable model.safetensors.index.json") }
+        else { throw CheckpointError("\(indexURL.path): not a JSON object with a weight_map of tensor names to shard files") }
         var tensors: [String: Tensor] = [:]
         for shard in Set(map.values).sorted() {
-            tensors.merge(try SafeTensors.read(directory.appendingPathComponent(shard)).tensors) { a, _ in a }
+            guard !shard.isEmpty, !shard.contains("/"), shard != "..", shard != "." else {
+                throw CheckpointError("\(indexURL.path): shard '\(shard)' is not a file name in the checkpoint's directory")
+            }
+            let shardURL = directory.appendingPathComponent(shard)
+            guard FileManager.default.fileExists(atPath: shardURL.path) else {
+                throw CheckpointError("\(indexURL.path): lists shard \(shard), which is not in the directory")
+            }
+            let file = try SafeTensors.read(shardURL).tensors
+            for (name, owner) in map where owner == shard {
+                guard let t = file[name] else {
+                    throw CheckpointError("\(indexURL.path): maps tensor '\(name)' to \(shard), which does not hold it")
+                }
+                tensors[name] = t
+            }
         }
         return tensors
     }
 
-    static func modelShape(_ c: [String: Any]) throws
-        -> (Architecture, TransformerConfig, vocab: Int, positions: Int, tied: Bool)
-    {
-        func int(_ key: String) throws -> Int {
-            guard let v = c[key] as? Int else { throw CheckpointError("config.json lacks integer '\(key)'") }
-            return v
+    /// Hugging Face tensors renamed and rearranged into Megatron's names and layouts (fused QKV by query
+    /// group). Each tensor must have the shape `config.json` implies, and a tensor that the mapping does not
+    /// use is refused: it would mean the weights hold more than `config.json` describes.
+    static func megatronState(from hf: [String: Tensor], config: HuggingFaceConfig, source: String) throws -> [String: Tensor] {
+        var weights = HuggingFaceTensors(hf, source: source)
+        var out: [String: Tensor] = [:]
+        switch config.architecture {
+        case .gpt2:
+            try gpt2State(&weights, config, into: &out)
+        case .llama, .mistral, .qwen2, .qwen3:
+            try llamaState(&weights, config, into: &out)
         }
-        let type = c["model_type"] as? String ?? ""
-        switch type {
-        case "gpt2":
-            let h = try int("n_embd")
-            let config = try TransformerConfig(
-                numLayers: try int("n_layer"), hiddenSize: h, numAttentionHeads: try int("n_head"),
-                ffnHiddenSize: (c["n_inner"] as? Int) ?? 4 * h,
-                layernormEpsilon: Float((c["layer_norm_epsilon"] as? Double) ?? 1e-5),
-                hiddenDropout: 0, attentionDropout: 0)
-            return (.gpt2, config, try int("vocab_size"), try int("n_positions"), (c["tie_word_embeddings"] as? Bool) ?? true)
-        case "llama", "mistral", "qwen2":
-            let heads = try int("num_attention_heads")
-            let config = try TransformerConfig(
-                numLayers: try int("num_hidden_layers"), hiddenSize: try int("hidden_size"), numAttentionHeads: heads,
-                numQueryGroups: (c["num_key_value_heads"] as? Int) ?? heads, kvChannels: c["head_dim"] as? Int,
-                ffnHiddenSize: try int("intermediate_size"), normalization: .rmsNorm,
-                layernormEpsilon: Float((c["rms_norm_eps"] as? Double) ?? 1e-6), gatedLinearUnit: true,
-                activation: .silu, addBiasLinear: false, addQKVBias: type == "qwen2",
-                hiddenDropout: 0, attentionDropout: 0, positionEmbeddingType: .rope,
-                rotaryBase: Float((c["rope_theta"] as? Double) ?? 10000))
-            return (.llama, config, try int("vocab_size"), try int("max_position_embeddings"),
-                    (c["tie_word_embeddings"] as? Bool) ?? false)
-        default:
-            throw CheckpointError("config.json model_type '\(type)' is not one this build converts (gpt2, llama, mistral, qwen2)")
+        if !config.tiedEmbeddings {
+            out["output_layer.weight"] = try weights.take("lm_head.weight", [config.vocabSize, config.transformer.hiddenSize],
+                                                          prefixed: false)
+        } else {
+            weights.ignore("lm_head.weight")   // transformers ties it to the embeddings whatever the file holds
         }
+        try weights.requireAllUsed()
+        return out
     }
 
-    /// Hugging Face tensors renamed and rearranged into Megatron's names and layouts (fused QKV by query group).
-    static func megatronState(from hf: [String: Tensor], architecture: Architecture, config: TransformerConfig,
-                              tied: Bool) throws -> [String: Tensor] {
-        func get(_ name: String) throws -> Tensor {
-            guard let t = hf[name] ?? hf["transformer." + name] ?? hf["model." + name] else {
-                throw CheckpointError("checkpoint has no tensor '\(name)'")
-            }
-            return t
+    static func gpt2State(_ w: inout HuggingFaceTensors, _ hf: HuggingFaceConfig, into out: inout [String: Tensor]) throws {
+        let config = hf.transformer
+        let (h, ffn) = (config.hiddenSize, config.ffnHiddenSize)
+        out["embedding.word_embeddings.weight"] = try w.take("wte.weight", [hf.vocabSize, h])
+        out["embedding.position_embeddings.weight"] = try w.take("wpe.weight", [hf.maxPositionEmbeddings, h])
+        for i in 0..<config.numLayers {
+            let (p, m) = ("h.\(i).", "decoder.layers.\(i).")
+            out[m + "input_layernorm.weight"] = try w.take(p + "ln_1.weight", [h])
+            out[m + "input_layernorm.bias"] = try w.take(p + "ln_1.bias", [h])
+            // GPT-2's Conv1D stores [in, out]; c_attn's output is [q | k | v].
+            let qkv = try w.take(p + "attn.c_attn.weight", [h, 3 * h]).transposed(0, 1)
+            out[m + "self_attention.linear_qkv.weight"] = fuseQKV(qkv.chunkRows(3), config)
+            out[m + "self_attention.linear_qkv.bias"] = fuseQKV(try w.take(p + "attn.c_attn.bias", [3 * h]).chunkRows(3), config)
+            out[m + "self_attention.linear_proj.weight"] = try w.take(p + "attn.c_proj.weight", [h, h]).transposed(0, 1).contiguous()
+            out[m + "self_attention.linear_proj.bias"] = try w.take(p + "attn.c_proj.bias", [h])
+            out[m + "pre_mlp_layernorm.weight"] = try w.take(p + "ln_2.weight", [h])
+            out[m + "pre_mlp_layernorm.bias"] = try w.take(p + "ln_2.bias", [h])
+            out[m + "mlp.linear_fc1.weight"] = try w.take(p + "mlp.c_fc.weight", [h, ffn]).transposed(0, 1).contiguous()
+            out[m + "mlp.linear_fc1.bias"] = try w.take(p + "mlp.c_fc.bias", [ffn])
+            out[m + "mlp.linear_fc2.weight"] = try w.take(p + "mlp.c_proj.weight", [ffn, h]).transposed(0, 1).contiguous()
+            out[m + "mlp.linear_fc2.bias"] = try w.take(p + "mlp.c_proj.bias", [h])
+            // Causal-mask buffers that older GPT-2 checkpoints saved.
+            w.ignore(p + "attn.bias")
+            w.ignore(p + "attn.masked_bias")
         }
-        var out: [String: Tensor] = [:]
-        let L = config.numLayers
-        switch architecture {
-        case .gpt2:
-            out["embedding.word_embeddings.weight"] = try get("wte.weight")
-            out["embedding.position_embeddings.weight"] = try get("wpe.weight")
-            for i in 0..<L {
-                let (p, m) = ("h.\(i).", "decoder.layers.\(i).")
-                out[m + "input_layernorm.weight"] = try get(p + "ln_1.weight")
-                out[m + "input_layernorm.bias"] = try get(p + "ln_1.bias")
-                // GPT-2's Conv1D stores [in, out]; c_attn's output is [q | k | v].
-                let qkv = try get(p + "attn.c_attn.weight").transposed(0, 1)
-                out[m + "self_attention.linear_qkv.weight"] = fuseQKV(qkv.chunkRows(3), config)
-                out[m + "self_attention.linear_qkv.bias"] = fuseQKV(try get(p + "attn.c_attn.bias").chunkRows(3), config)
-                out[m + "self_attention.linear_proj.weight"] = try get(p + "attn.c_proj.weight").transposed(0, 1).contiguous()
-                out[m + "self_attention.linear_proj.bias"] = try get(p + "attn.c_proj.bias")
-                out[m + "pre_mlp_layernorm.weight"] = try get(p + "ln_2.weight")
-                out[m + "pre_mlp_layernorm.bias"] = try get(p + "ln_2.bias")
-                out[m + "mlp.linear_fc1.weight"] = try get(p + "mlp.c_fc.weight").transposed(0, 1).contiguous()
-                out[m + "mlp.linear_fc1.bias"] = try get(p + "mlp.c_fc.bias")
-                out[m + "mlp.linear_fc2.weight"] = try get(p + "mlp.c_proj.weight").transposed(0, 1).contiguous()
-                out[m + "mlp.linear_fc2.bias"] = try get(p + "mlp.c_proj.bias")
+        out["decoder.final_layernorm.weight"] = try w.take("ln_f.weight", [h])
+        out["decoder.final_layernorm.bias"] = try w.take("ln_f.bias", [h])
+    }
+
+    static func llamaState(_ w: inout HuggingFaceTensors, _ hf: HuggingFaceConfig, into out: inout [String: Tensor]) throws {
+        let config = hf.transformer
+        let (h, ffn, d) = (config.hiddenSize, config.ffnHiddenSize, config.kvChannels)
+        let rows = ["q_proj": config.numAttentionHeads * d, "k_proj": config.numQueryGroups * d, "v_proj": config.numQueryGroups * d]
+        out["embedding.word_embeddings.weight"] = try w.take("embed_tokens.weight", [hf.vocabSize, h])
+        for i in 0..<config.numLayers {
+            let (p, m) = ("layers.\(i).", "decoder.layers.\(i).")
+            out[m + "input_layernorm.weight"] = try w.take(p + "input_layernorm.weight", [h])
+            let projections = ["q_proj", "k_proj", "v_proj"]
+            out[m + "self_attention.linear_qkv.weight"] = fuseQKV(
+                try projections.map { try w.take(p + "self_attn.\($0).weight", [rows[$0]!, h]) }, config)
+            if config.addQKVBias {
+                out[m + "self_attention.linear_qkv.bias"] = fuseQKV(
+                    try projections.map { try w.take(p + "self_attn.\($0).bias", [rows[$0]!]) }, config)
             }
-            out["decoder.final_layernorm.weight"] = try get("ln_f.weight")
-            out["decoder.final_layernorm.bias"] = try get("ln_f.bias")
-        case .llama:
-            out["embedding.word_embeddings.weight"] = try get("embed_tokens.weight")
-            for i in 0..<L {
-                let (p, m) = ("layers.\(i).", "decoder.layers.\(i).")
-                out[m + "input_layernorm.weight"] = try get(p + "input_layernorm.weight")
-                let parts = try ["q_proj", "k_proj", "v_proj"].map { try get(p + "self_attn.\($0).weight") }
-                out[m + "self_attention.linear_qkv.weight"] = fuseQKV(parts, config)
-                if config.addQKVBias {
-                    out[m + "self_attention.linear_qkv.bias"] = fuseQKV(
-                        try ["q_proj", "k_proj", "v_proj"].map { try get(p + "self_attn.\($0).bias") }, config)
-                }
-                out[m + "self_attention.linear_proj.weight"] = try get(p + "self_attn.o_proj.weight")
-                out[m + "pre_mlp_layernorm.weight"] = try get(p + "post_attention_layernorm.weight")
-                out[m + "mlp.linear_fc1.weight"] = Ops.concat([try get(p + "mlp.gate_proj.weight"), try get(p + "mlp.up_proj.weight")], dim: 0)
-                out[m + "mlp.linear_fc2.weight"] = try get(p + "mlp.down_proj.weight")
+            if config.qkLayernorm {
+                out[m + "self_attention.q_layernorm.weight"] = try w.take(p + "self_attn.q_norm.weight", [d])
+                out[m + "self_attention.k_layernorm.weight"] = try w.take(p + "self_attn.k_norm.weight", [d])
             }
-            out["decoder.final_layernorm.weight"] = try get("norm.weight")
+            out[m + "self_attention.linear_proj.weight"] = try w.take(p + "self_attn.o_proj.weight", [h, rows["q_proj"]!])
+            out[m + "pre_mlp_layernorm.weight"] = try w.take(p + "post_attention_layernorm.weight", [h])
+            out[m + "mlp.linear_fc1.weight"] = Ops.concat([try w.take(p + "mlp.gate_proj.weight", [ffn, h]),
+                                                           try w.take(p + "mlp.up_proj.weight", [ffn, h])], dim: 0)
+            out[m + "mlp.linear_fc2.weight"] = try w.take(p + "mlp.down_proj.weight", [h, ffn])
+            w.ignore(p + "self_attn.rotary_emb.inv_freq")   // a buffer older checkpoints saved
         }
-        if !tied {
-            guard let head = hf["lm_head.weight"] else { throw CheckpointError("checkpoint has no tensor 'lm_head.weight'") }
-            out["output_layer.weight"] = head
-        }
-        return out
+        out["decoder.final_layernorm.weight"] = try w.take("norm.weight", [h])
     }
 
     /// Interleaves separate Q, K, V (rows = output features) into Megatron's per-group [q heads, k, v] rows.
@@ -170,6 +184,46 @@ public enum HuggingFaceGPT {
     static func padRows(_ t: Tensor, to rows: Int) -> Tensor {
         if t.shape[0] == rows { return t }
         return Ops.concat([t, Tensor.zeros([rows - t.shape[0]] + Array(t.shape.dropFirst()), dtype: t.dtype)], dim: 0)
+    }
+}
+
+/// A checkpoint's tensors as the mapping takes them: by name, with or without the `transformer.` /
+/// `model.` prefix, keeping count of which were used.
+struct HuggingFaceTensors {
+    private let tensors: [String: Tensor]
+    private let source: String
+    private var unused: Set<String>
+
+    init(_ tensors: [String: Tensor], source: String) {
+        self.tensors = tensors
+        self.source = source
+        unused = Set(tensors.keys)
+    }
+
+    private func key(_ name: String, prefixed: Bool) -> String? {
+        (prefixed ? [name, "transformer." + name, "model." + name] : [name]).first { tensors[$0] != nil }
+    }
+
+    /// The tensor `name`, which must have `shape`.
+    mutating func take(_ name: String, _ shape: [Int], prefixed: Bool = true) throws -> Tensor {
+        guard let key = key(name, prefixed: prefixed) else { throw CheckpointError("\(source): checkpoint has no tensor '\(name)'") }
+        guard tensors[key]!.shape == shape else {
+            throw CheckpointError("\(source): tensor '\(key)' has shape \(tensors[key]!.shape) where config.json implies \(shape)")
+        }
+        unused.remove(key)
+        return tensors[key]!
+    }
+
+    /// Marks `name` as used if present: buffers and duplicates the model has no place for and needs none.
+    mutating func ignore(_ name: String) {
+        if let key = key(name, prefixed: true) { unused.remove(key) }
+    }
+
+    func requireAllUsed() throws {
+        guard unused.isEmpty else {
+            let names = unused.sorted()
+            throw CheckpointError("\(source): the checkpoint holds tensors that config.json gives no place to: \(names.prefix(5).joined(separator: ", "))\(names.count > 5 ? " and \(names.count - 5) more" : "")")
+        }
     }
 }
 

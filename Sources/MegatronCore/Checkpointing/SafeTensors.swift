@@ -1,4 +1,5 @@
 import Foundation
+import MegatronData
 import MegatronTensor
 
 /// Reads and writes the safetensors format: an 8-byte little-endian header length, a JSON header naming
@@ -23,49 +24,99 @@ public enum SafeTensors {
         (.float8E5M2, "F8_E5M2"), (.int32, "I32"), (.int64, "I64"), (.bool, "BOOL"),
     ]
 
+    /// The reference reader's limit on the JSON header (100 MB): a length field beyond it is damage, not a model.
+    static let maxHeaderBytes = 100_000_000
+
+    /// Reads `url`, refusing anything the reference reader refuses (before allocating for it): a header
+    /// length beyond the file or 100 MB, a header that is not a JSON object of entries, an unknown dtype,
+    /// negative dimensions, byte ranges that do not match shape x dtype size, overlap, leave gaps or run
+    /// past the file.
     public static func read(_ url: URL) throws -> File {
         let mapping = try MappedFile(url)
         let bytes = mapping.bytes
         func fail(_ why: String) -> CheckpointError { CheckpointError("\(url.path): \(why)") }
         guard bytes.count >= 8 else { throw fail("file of \(bytes.count) bytes is too short for a safetensors header") }
-        let headerLength = Int(UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self)))
-        guard headerLength <= bytes.count - 8 else { throw fail("header length \(headerLength) exceeds the file size \(bytes.count)") }
+        let declaredLength = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+        guard declaredLength <= UInt64(bytes.count - 8) else {
+            throw fail("header length \(declaredLength) exceeds the file size \(bytes.count)")
+        }
+        guard declaredLength <= UInt64(maxHeaderBytes) else {
+            throw fail("header length \(declaredLength) is above the format's limit of \(maxHeaderBytes) bytes")
+        }
+        let headerLength = Int(declaredLength)
         let headerData = Data(bytes[8..<(8 + headerLength)])
-        guard let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any] else {
+        guard let header = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any] else {
             throw fail("header is not a JSON object")
         }
         let dataStart = 8 + headerLength
-        let storage = mapping.storage
-        var tensors: [String: Tensor] = [:]
         var metadata: [String: String] = [:]
+        var entries: [Entry] = []
         for (name, value) in header {
             if name == "__metadata__" {
-                metadata = (value as? [String: String]) ?? [:]
-                continue
+                guard let strings = value as? [String: String] else { throw fail("__metadata__ must map strings to strings") }
+                metadata = strings
+            } else {
+                entries.append(try Entry(name: name, value: value, dataBytes: bytes.count - dataStart, fail: fail))
             }
-            guard let entry = value as? [String: Any], let code = entry["dtype"] as? String,
-                  let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2
-            else { throw fail("entry '\(name)' lacks dtype, shape or data_offsets") }
-            guard let dtype = dtypeCodes.first(where: { $0.1 == code })?.0 else {
-                throw fail("tensor '\(name)' has dtype \(code), which this build does not read")
-            }
-            let (begin, end) = (offsets[0], offsets[1])
-            let expected = Shape.elementCount(shape) * dtype.byteSize
-            guard begin >= 0, end - begin == expected, dataStart + end <= bytes.count else {
-                throw fail("tensor '\(name)' claims bytes \(begin)..<\(end) but shape \(shape) of \(code) needs \(expected) within \(bytes.count - dataStart)")
-            }
-            if (dataStart + begin) % dtype.byteSize == 0 {
-                tensors[name] = Tensor(storage: storage, shape: shape, strides: Shape.contiguousStrides(shape),
-                                       offset: (dataStart + begin) / dtype.byteSize, dtype: dtype)
+        }
+        try Entry.checkLayout(entries, dataBytes: bytes.count - dataStart, fail: fail)
+        var tensors: [String: Tensor] = [:]
+        for entry in entries {
+            let (begin, dtype, shape) = (dataStart + entry.begin, entry.dtype, entry.shape)
+            if begin % dtype.byteSize == 0 {
+                tensors[entry.name] = Tensor(storage: mapping.storage, shape: shape, strides: Shape.contiguousStrides(shape),
+                                             offset: begin / dtype.byteSize, dtype: dtype)
             } else {
                 // Misaligned data cannot be viewed in place: copy it out.
                 let copy = Tensor(zeros: shape, dtype: dtype)
-                copy.pointer(as: UInt8.self).update(from: bytes.baseAddress!.assumingMemoryBound(to: UInt8.self) + dataStart + begin,
-                                                    count: expected)
-                tensors[name] = copy
+                copy.pointer(as: UInt8.self).update(from: bytes.baseAddress!.assumingMemoryBound(to: UInt8.self) + begin,
+                                                    count: entry.end - entry.begin)
+                tensors[entry.name] = copy
             }
         }
         return File(tensors: tensors, metadata: metadata)
+    }
+
+    /// One tensor's header entry, checked against the data section's size.
+    struct Entry {
+        let name: String
+        let dtype: DType
+        let shape: [Int]
+        /// Byte range in the data section.
+        let begin: Int, end: Int
+
+        init(name: String, value: Any, dataBytes: Int, fail: (String) -> CheckpointError) throws {
+            guard let entry = value as? [String: Any], let code = entry["dtype"] as? String,
+                  let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2
+            else { throw fail("entry '\(name)' lacks dtype, shape or data_offsets") }
+            guard let dtype = SafeTensors.dtypeCodes.first(where: { $0.1 == code })?.0 else {
+                throw fail("tensor '\(name)' has dtype \(code), which this build does not read")
+            }
+            guard let elements = boundedElementCount(shape, atMost: dataBytes) else {
+                throw fail("tensor '\(name)' has shape \(shape), which the file's \(dataBytes) data bytes cannot hold")
+            }
+            let (begin, end) = (offsets[0], offsets[1])
+            let size = elements * dtype.byteSize
+            guard begin >= 0, begin <= end, end <= dataBytes, end - begin == size else {
+                throw fail("tensor '\(name)' claims bytes \(begin)..<\(end) but shape \(shape) of \(code) needs \(size) within \(dataBytes)")
+            }
+            (self.name, self.dtype, self.shape, self.begin, self.end) = (name, dtype, shape, begin, end)
+        }
+
+        /// The reference reader's rule: the tensors tile the data section, in offset order, without gaps.
+        static func checkLayout(_ entries: [Entry], dataBytes: Int, fail: (String) -> CheckpointError) throws {
+            var position = 0
+            for entry in entries.sorted(by: { ($0.begin, $0.end) < ($1.begin, $1.end) }) {
+                guard entry.begin == position else {
+                    let problem = entry.begin < position ? "overlaps the tensor before it" : "leaves a gap before it"
+                    throw fail("tensor '\(entry.name)' at bytes \(entry.begin)..<\(entry.end) \(problem) (which ends at \(position))")
+                }
+                position = entry.end
+            }
+            guard position == dataBytes else {
+                throw fail("the tensors cover \(position) of the \(dataBytes) data bytes")
+            }
+        }
     }
 
     /// Writes `tensors` to `url` through a temporary file renamed into place. Wider elements come first (then
@@ -120,24 +171,6 @@ struct MappedFile {
         }
         storage = Storage(pointer: base, byteCount: size, device: .cpu) { munmap($0, size) }
         bytes = UnsafeRawBufferPointer(start: base, count: size)
-    }
-}
-
-/// Writes files so a crash leaves either the old file or the new one, never a torn one.
-enum AtomicFile {
-    static func write(_ data: Data, to url: URL) throws {
-        let temporary = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
-        try data.write(to: temporary)
-        let fd = open(temporary.path, O_RDONLY)
-        if fd >= 0 {
-            fsync(fd)
-            close(fd)
-        }
-        guard rename(temporary.path, url.path) == 0 else {
-            try? FileManager.default.removeItem(at: temporary)
-            throw CheckpointError("\(url.path): cannot rename into place (\(String(cString: strerror(errno))))")
-        }
     }
 }
 

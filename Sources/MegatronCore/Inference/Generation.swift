@@ -46,9 +46,13 @@ struct DecodingRow {
 extension GPTModel {
     /// Continues `prompt` by up to `maxNewTokens` tokens with key/value-cached decoding, stopping early at
     /// `stopToken` or at the model's maximum sequence length. Runs in evaluation mode without gradients.
-    public func generate(prompt: [Int], maxNewTokens: Int, stopToken: Int? = nil,
+    ///
+    /// Only ids below `vocabSize`, the tokenizer's unpadded vocabulary, are ever drawn: the rows Megatron pads
+    /// the vocabulary with (`self.vocabSize`) are no tokens, and their logits, zero for an imported model,
+    /// would otherwise beat the real ones whenever those are all negative.
+    public func generate(prompt: [Int], vocabSize: Int, maxNewTokens: Int, stopToken: Int? = nil,
                          options: SamplingOptions = SamplingOptions()) -> GeneratedSequence {
-        generate(prompts: [prompt], maxNewTokens: maxNewTokens, stopToken: stopToken, options: options)[0]
+        generate(prompts: [prompt], vocabSize: vocabSize, maxNewTokens: maxNewTokens, stopToken: stopToken, options: options)[0]
     }
 
     /// Continues each prompt as `generate(prompt:)` would alone, decoding all of them in one batch.
@@ -56,16 +60,20 @@ extension GPTModel {
     /// Prompts of different lengths are left-padded to the longest; each row keeps its own positions, never
     /// attends to its padding, draws from its own sampler seeded with `options.seed`, and stops on its own
     /// (at `stopToken`, after `maxNewTokens`, or at the maximum sequence length) while the others go on.
+    /// Prompt ids must lie below `vocabSize` (the unpadded vocabulary), and only such ids are drawn.
     ///
     /// ```swift
-    /// let outputs = model.generate(prompts: [[1, 2, 3], [7]], maxNewTokens: 16, stopToken: eod,
+    /// let outputs = model.generate(prompts: [[1, 2, 3], [7]], vocabSize: 50257, maxNewTokens: 16, stopToken: eod,
     ///                              options: SamplingOptions(temperature: 0))
     /// outputs[1].tokens   // what model.generate(prompt: [7], ...) gives
     /// ```
-    public func generate(prompts: [[Int]], maxNewTokens: Int, stopToken: Int? = nil,
+    public func generate(prompts: [[Int]], vocabSize real: Int, maxNewTokens: Int, stopToken: Int? = nil,
                          options: SamplingOptions = SamplingOptions()) -> [GeneratedSequence] {
         precondition(!prompts.isEmpty && prompts.allSatisfy { !$0.isEmpty },
                      "generation needs at least one prompt, each of at least one token")
+        precondition(real > 0 && real <= vocabSize, "the unpadded vocabulary (\(real)) must lie in 1...\(vocabSize)")
+        precondition(prompts.allSatisfy { $0.allSatisfy { (0..<real).contains($0) } },
+                     "prompt token ids must lie in the vocabulary 0..<\(real)")
         let wasTraining = isTraining
         eval()
         defer { train(wasTraining) }
@@ -82,7 +90,7 @@ extension GPTModel {
             let last = logits.selected(1, step[0].count - 1).floats()     // [batch, vocab]
             let vocab = last.count / batch.count
             for (slot, r) in batch.enumerated() {
-                let next = rows[r].appendToken(sampledFrom: Array(last[slot * vocab..<(slot + 1) * vocab]), options: options)
+                let next = rows[r].appendToken(sampledFrom: Array(last[slot * vocab..<slot * vocab + real]), options: options)
                 let ownLength = cache.length - padding.counts[r]
                 rows[r].finished = next == stopToken || rows[r].output.tokens.count >= maxNewTokens
                     || ownLength + 1 > maxSequenceLength

@@ -51,16 +51,16 @@ public final class GPTModel: Module {
         let initRNG = PhiloxGenerator(seed: seed)
         dropoutRNG = ModelParallelRNG(seed: seed &+ 1, group: tensorParallel)
         wordEmbeddings = VocabParallelEmbedding(count: vocabSize, dimension: config.hiddenSize,
-                                                initStd: config.initMethodStd, dtype: config.paramsDType,
+                                                initMethod: config.embeddingInitMethod, dtype: config.paramsDType,
                                                 group: tensorParallel, generator: initRNG)
         positionEmbeddings = config.positionEmbeddingType == .learnedAbsolute
-            ? Embedding(count: maxSequenceLength, dimension: config.hiddenSize, initStd: config.initMethodStd,
+            ? Embedding(count: maxSequenceLength, dimension: config.hiddenSize, initMethod: config.embeddingInitMethod,
                         dtype: config.paramsDType, generator: initRNG)
             : nil
         decoder = TransformerBlock(config: config, generator: initRNG, dropout: dropoutRNG, tensorParallel: tensorParallel)
         outputLayer = untieEmbeddingsAndOutputWeights
             ? ColumnParallelLinear(inFeatures: config.hiddenSize, outFeatures: vocabSize, bias: false,
-                                   initStd: config.initMethodStd, dtype: config.paramsDType,
+                                   initMethod: config.initMethod, dtype: config.paramsDType,
                                    group: tensorParallel, generator: initRNG)
             : nil
         embeddingDropout = Dropout(config.hiddenDropout,
@@ -72,6 +72,12 @@ public final class GPTModel: Module {
                                              ("embedding.embedding_dropout", embeddingDropout)]
         if let positionEmbeddings { embedding.append(("embedding.position_embeddings", positionEmbeddings)) }
         return embedding + [("decoder", decoder)] + (outputLayer.map { [("output_layer", $0)] } ?? [])
+    }
+
+    /// The parameters Megatron marks `is_embedding_or_output_parameter`, which `--decoupled-lr` applies to: the
+    /// word embeddings and the untied output layer's weight (not the position embeddings).
+    public var embeddingOrOutputParameterNames: Set<String> {
+        outputLayer == nil ? ["embedding.word_embeddings.weight"] : ["embedding.word_embeddings.weight", "output_layer.weight"]
     }
 
     /// The modules whose forwards run one after another, in that order, each with `willForward()` called as it

@@ -5,9 +5,9 @@ import MegatronTensor
 public final class Embedding: Module {
     public let weight: Tensor
 
-    public init(count: Int, dimension: Int, initStd: Float = 0.02, dtype: DType = .float32,
+    public init(count: Int, dimension: Int, initMethod: InitMethod = .normal(std: 0.02), dtype: DType = .float32,
                 generator: PhiloxGenerator) {
-        weight = parameter(Tensor.normal([count, dimension], std: initStd, dtype: dtype, generator: generator))
+        weight = parameter(initMethod.draw([count, dimension], dtype: dtype, generator: generator))
     }
 
     override public var parameters: [(String, Tensor)] { [("weight", weight)] }

@@ -2,45 +2,58 @@ import MegatronAutograd
 import MegatronTensor
 
 /// Layer norm over the last dimension with a learned scale and shift.
+///
+/// With `zeroCenteredGamma` (Megatron's `--apply-layernorm-1p`) the scale is stored as `w`, starts at zero
+/// and applies as `1 + w`, so weight decay pulls it towards one.
 public final class LayerNorm: Module {
     public let weight: Tensor
     public let bias: Tensor
     public let epsilon: Float
+    public let zeroCenteredGamma: Bool
 
-    public init(_ dimension: Int, epsilon: Float = 1e-5, dtype: DType = .float32) {
-        weight = parameter(Tensor.ones([dimension], dtype: dtype))
+    public init(_ dimension: Int, epsilon: Float = 1e-5, dtype: DType = .float32, zeroCenteredGamma: Bool = false) {
+        weight = parameter(zeroCenteredGamma ? Tensor.zeros([dimension], dtype: dtype) : Tensor.ones([dimension], dtype: dtype))
         bias = parameter(Tensor.zeros([dimension], dtype: dtype))
         self.epsilon = epsilon
+        self.zeroCenteredGamma = zeroCenteredGamma
     }
 
     override public var parameters: [(String, Tensor)] { [("weight", weight), ("bias", bias)] }
 
+    /// The scale the norm applies: `weight`, or `1 + weight` when zero-centered.
+    public var gamma: Tensor { zeroCenteredGamma ? weight + 1 : weight }
+
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        Functional.layerNorm(x, weight: weight, bias: bias, epsilon: epsilon)
+        Functional.layerNorm(x, weight: gamma, bias: bias, epsilon: epsilon)
     }
 
     /// `x + residual` and the norm of that sum, in one fused pass (`Functional.addLayerNorm`).
     public func addNorm(_ x: Tensor, residual: Tensor) -> (sum: Tensor, normed: Tensor) {
-        Functional.addLayerNorm(x, residual: residual, weight: weight, bias: bias, epsilon: epsilon)
+        Functional.addLayerNorm(x, residual: residual, weight: gamma, bias: bias, epsilon: epsilon)
     }
 }
 
-/// RMS norm over the last dimension with a learned scale.
+/// RMS norm over the last dimension with a learned scale; `zeroCenteredGamma` as `LayerNorm`'s.
 public final class RMSNorm: Module {
     public let weight: Tensor
     public let epsilon: Float
+    public let zeroCenteredGamma: Bool
 
-    public init(_ dimension: Int, epsilon: Float = 1e-5, dtype: DType = .float32) {
-        weight = parameter(Tensor.ones([dimension], dtype: dtype))
+    public init(_ dimension: Int, epsilon: Float = 1e-5, dtype: DType = .float32, zeroCenteredGamma: Bool = false) {
+        weight = parameter(zeroCenteredGamma ? Tensor.zeros([dimension], dtype: dtype) : Tensor.ones([dimension], dtype: dtype))
         self.epsilon = epsilon
+        self.zeroCenteredGamma = zeroCenteredGamma
     }
 
     override public var parameters: [(String, Tensor)] { [("weight", weight)] }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { Functional.rmsNorm(x, weight: weight, epsilon: epsilon) }
+    /// The scale the norm applies: `weight`, or `1 + weight` when zero-centered.
+    public var gamma: Tensor { zeroCenteredGamma ? weight + 1 : weight }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { Functional.rmsNorm(x, weight: gamma, epsilon: epsilon) }
 
     /// `x + residual` and the norm of that sum, in one fused pass (`Functional.addRMSNorm`).
     public func addNorm(_ x: Tensor, residual: Tensor) -> (sum: Tensor, normed: Tensor) {
-        Functional.addRMSNorm(x, residual: residual, weight: weight, epsilon: epsilon)
+        Functional.addRMSNorm(x, residual: residual, weight: gamma, epsilon: epsilon)
     }
 }

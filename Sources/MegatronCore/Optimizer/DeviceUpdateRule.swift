@@ -32,3 +32,21 @@ extension AdamRule: DeviceUpdateRule {
         Ops.copy(newV, into: v)
     }
 }
+
+extension SGDRule: DeviceUpdateRule {
+    /// torch's SGD (see the type's formula) in tensor ops: L2 weight decay into the gradient, the momentum
+    /// buffer set to the gradient on step 1 and blended after, Nesterov's look-ahead, then `p -= lr d`.
+    public func update(param: Tensor, grad: Tensor, state: [Tensor], step: Int, lr: Float, weightDecay: Float) {
+        func scalar(_ x: Double) -> Tensor { Tensor(scalar: Float(x)) }
+        var g = grad
+        if weightDecay != 0 { g = Ops.binary(g, Ops.binary(param, scalar(Double(weightDecay)), .mul), .add) }
+        var direction = g
+        if let buffer = state.first {
+            let blended = step == 1 ? g : Ops.binary(Ops.binary(buffer, scalar(momentum), .mul),
+                                                     Ops.binary(g, scalar(1 - dampening), .mul), .add)
+            Ops.copy(blended, into: buffer)
+            direction = nesterov ? Ops.binary(g, Ops.binary(blended, scalar(momentum), .mul), .add) : blended
+        }
+        Ops.copy(Ops.binary(param, Ops.binary(direction, scalar(Double(lr)), .mul), .sub), into: param)
+    }
+}

@@ -21,9 +21,13 @@ public struct ParamGroup {
         self.override = override
     }
 
-    /// Megatron's default grouping of `parameters` (no weight decay on biases and norm weights, ...).
-    public static func megatronDefault(_ parameters: [(String, Tensor)], rule: ParamGroupRule = ParamGroupRule()) throws -> [ParamGroup] {
-        let specs = try rule.groups(parameters.map { ParamDescriptor(name: $0.0, shape: $0.1.shape) })
+    /// Megatron's default grouping of `parameters` (no weight decay on biases and norm weights, ...);
+    /// `embeddingOrOutput` names the parameters `rule.decoupledLR` applies to.
+    public static func megatronDefault(_ parameters: [(String, Tensor)], rule: ParamGroupRule = ParamGroupRule(),
+                                       embeddingOrOutput: Set<String> = []) throws -> [ParamGroup] {
+        let specs = try rule.groups(parameters.map {
+            ParamDescriptor(name: $0.0, shape: $0.1.shape, isEmbeddingOrOutput: embeddingOrOutput.contains($0.0))
+        })
         return specs.map { spec in
             ParamGroup(parameters: spec.parameterIndices.map { (name: parameters[$0].0, tensor: parameters[$0].1) },
                        override: spec.override)
@@ -58,7 +62,7 @@ public final class MixedPrecisionOptimizer {
         self.ownsMainGrads = ownsMainGrads
         for (_, p) in groups.flatMap(\.parameters) {
             precondition(p.device == .cpu || rule is DeviceUpdateRule,
-                         "\(type(of: rule)) has no GPU update yet; parameters on \(p.device) need AdamW")
+                         "\(type(of: rule)) has no tensor-op update; parameters on \(p.device) need a DeviceUpdateRule")
             masters.append(p.dtype == .float32 ? p : Self.fp32Copy(p))
             states.append((0..<rule.stateCount).map { _ in Tensor.zeros(p.shape, device: p.device) })
         }
@@ -121,8 +125,7 @@ public final class MixedPrecisionOptimizer {
             if let adam = FusedAdamW.rule(rule, parameterTypes: parameters.map(\.dtype)) {
                 return try fusedAdamWStep(adam, scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale, gradStats: gradStats)
             }
-            precondition(gradStats.groups.isEmpty, "a grad norm across ranks on the GPU needs AdamW over fp32 / bf16 parameters")
-            return stepOnDevice(scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale)
+            return try stepWithTensorOps(scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale, gradStats: gradStats)
         }
         let grads = parameters.map { $0.grad ?? Tensor.zeros($0.shape) }.map { $0.cast(to: .float32).contiguous() }
         let buffers = grads.map { UnsafeMutableBufferPointer(start: $0.pointer(as: Float.self), count: $0.count) }
@@ -149,16 +152,29 @@ public final class MixedPrecisionOptimizer {
         return StepReport(gradNorm: Float(norm), updated: true)
     }
 
-    /// The step on the parameters' GPU for rules without a multi-tensor kernel (AdamW over fp32 / bf16
-    /// parameters takes `fusedAdamWStep`): tensor ops, one host sync for the global norm.
-    private func stepOnDevice(scheduler: OptimizerParamScheduler, clipGrad: Float, lossScale: Float) -> StepReport {
-        withoutGrad {
+    /// The step on the parameters' device for rules without a multi-tensor kernel (SGD; Adam over fp16
+    /// parameters; AdamW over fp32 / bf16 takes `fusedAdamWStep`): tensor ops and one host sync for the norm,
+    /// which spans `gradStats`' ranks (parameters duplicated across tensor-parallel ranks count on rank 0 only).
+    func stepWithTensorOps(scheduler: OptimizerParamScheduler, clipGrad: Float, lossScale: Float,
+                           gradStats: GradientStatsGroups) throws -> StepReport {
+        let parameters = self.parameters
+        let device = parameters.first?.device ?? .cpu
+        return try withoutGrad {
             var grads = parameters.map { p in (p.grad ?? Tensor.zeros(p.shape, device: p.device)) }
             if lossScale != 1 { grads = grads.map { Ops.binary($0, Tensor(scalar: 1 / lossScale), .mul) } }
-            let squares = grads.map { Ops.reduce(Ops.binary($0, $0, .mul), dims: [], .sum).reshaped([1]) }
-            let norm = Ops.reduce(Ops.concat(squares, dim: 0), dims: [], .sum).item().squareRoot()
-            guard norm.isFinite else { return StepReport(gradNorm: .infinity, updated: false) }
-            let coefficient = GradientNorm.clipCoefficient(maxNorm: Double(clipGrad), totalNorm: Double(norm))
+            func sumOfSquares(_ tensors: [Tensor]) -> Tensor {
+                let each = tensors.map { Ops.reduce(Ops.binary($0, $0, .mul), dims: [], .sum).reshaped([1]) }
+                return each.isEmpty ? Tensor.zeros([1], device: device) : Ops.reduce(Ops.concat(each, dim: 0), dims: [], .sum).reshaped([1])
+            }
+            let names = groups.flatMap(\.parameters).map(\.name)
+            let counted = zip(names, grads).filter { gradStats.countsInNorm($0.0) }.map(\.1)
+            // Every gradient decides inf/NaN; those counted on this rank make its share of the norm.
+            let all = sumOfSquares(grads)
+            let local = Ops.concat([all, counted.count == grads.count ? all : sumOfSquares(counted)], dim: 0).floats()
+            let total = try gradStats.reduce(squares: Double(local[1]), nonFinite: !local[0].isFinite, device: device)
+            let norm = total.squares.squareRoot()
+            guard !total.nonFinite, norm.isFinite else { return StepReport(gradNorm: .infinity, updated: false) }
+            let coefficient = GradientNorm.clipCoefficient(maxNorm: Double(clipGrad), totalNorm: norm)
             if clipGrad > 0 && coefficient < 1 {
                 grads = grads.map { Ops.binary($0, Tensor(scalar: Float(coefficient)), .mul) }
             }
@@ -174,7 +190,7 @@ public final class MixedPrecisionOptimizer {
                     index += 1
                 }
             }
-            return StepReport(gradNorm: norm, updated: true)
+            return StepReport(gradNorm: Float(norm), updated: true)
         }
     }
 

@@ -17,10 +17,10 @@ public final class MLP: Module {
         self.config = config
         let fc1Width = config.gatedLinearUnit ? 2 * config.ffnHiddenSize : config.ffnHiddenSize
         linearFC1 = ColumnParallelLinear(inFeatures: config.hiddenSize, outFeatures: fc1Width, bias: config.addBiasLinear,
-                                         splitHalves: config.gatedLinearUnit, initStd: config.initMethodStd,
+                                         splitHalves: config.gatedLinearUnit, initMethod: config.initMethod,
                                          dtype: config.paramsDType, group: tensorParallel, generator: generator)
         linearFC2 = RowParallelLinear(inFeatures: config.ffnHiddenSize, outFeatures: config.hiddenSize,
-                                      bias: config.addBiasLinear, initStd: config.outputLayerInitStd,
+                                      bias: config.addBiasLinear, initMethod: config.outputLayerInitMethod,
                                       dtype: config.paramsDType, group: tensorParallel, generator: generator)
     }
 
@@ -59,6 +59,7 @@ public final class MLP: Module {
         case .gelu: .geluTanh
         case .geluExact: .geluErf
         case .silu: .silu
+        case .squaredRelu: .squaredRelu
         }
     }
 }

@@ -1,11 +1,16 @@
 import MegatronTensor
 
-/// Builds the normalization the config names (LayerNorm or RMSNorm) over `dimension` values.
+/// Builds the normalization the config names (LayerNorm or RMSNorm) over `dimension` values; zero-centered
+/// (`1 + w`) for every norm of the model with `layernormZeroCenteredGamma`, as Transformer Engine's norms.
 func makeNorm(_ config: TransformerConfig, dimension: Int? = nil) -> Module & NormLayer {
     let d = dimension ?? config.hiddenSize
     switch config.normalization {
-    case .layerNorm: return LayerNorm(d, epsilon: config.layernormEpsilon, dtype: config.paramsDType)
-    case .rmsNorm: return RMSNorm(d, epsilon: config.layernormEpsilon, dtype: config.paramsDType)
+    case .layerNorm:
+        return LayerNorm(d, epsilon: config.layernormEpsilon, dtype: config.paramsDType,
+                         zeroCenteredGamma: config.layernormZeroCenteredGamma)
+    case .rmsNorm:
+        return RMSNorm(d, epsilon: config.layernormEpsilon, dtype: config.paramsDType,
+                       zeroCenteredGamma: config.layernormZeroCenteredGamma)
     }
 }
 

@@ -4,17 +4,26 @@ import MegatronTensor
 
 /// Rotary position embedding as Megatron Core applies it (non-interleaved halves, `rotate_half`), on the
 /// first `rotaryPercent` of each head's channels, through the fused `Functional.rotaryEmbedding`
-/// primitive (one kernel forward and one backward per tensor on the GPU, a loop on the CPU).
+/// primitive (one kernel forward and one backward per tensor on the GPU, a loop on the CPU). The
+/// frequencies, rescaled by `scaling` when given (Llama 3.x), are turned into cos / sin tables on the host,
+/// so the GPU kernel needs to know nothing of the scaling.
 public struct RotaryEmbedding {
     public let rotaryDim: Int
     public let base: Float
+    public let scaling: RopeScaling?
+    /// One inverse frequency per pair of rotated channels, in fp32 as PyTorch makes them.
+    let inverseFrequencies: [Float]
     /// Tables of the last position range asked for, per dtype and device: every training step asks for
     /// the same `0..<seq`, so they are computed and uploaded once.
     private let cache = TableCache()
 
-    public init(kvChannels: Int, rotaryPercent: Float, base: Float) {
+    public init(kvChannels: Int, rotaryPercent: Float, base: Float, scaling: RopeScaling? = nil) {
         rotaryDim = Int(Float(kvChannels) * rotaryPercent)
         self.base = base
+        self.scaling = scaling
+        let dim = rotaryDim
+        let plain = (0..<dim / 2).map { i in Float(1 / Foundation.pow(Double(base), Double(2 * i) / Double(dim))) }
+        inverseFrequencies = scaling?.apply(to: plain) ?? plain
     }
 
     /// cos and sin tables `[positions.count, rotaryDim]` for the given positions.
@@ -22,12 +31,9 @@ public struct RotaryEmbedding {
         let half = rotaryDim / 2
         var cosValues = [Float](repeating: 0, count: positions.count * rotaryDim)
         var sinValues = cosValues
-        let inverseFrequencies = (0..<half).map { i in
-            Double(Float(1 / Foundation.pow(Double(base), Double(2 * i) / Double(rotaryDim))))
-        }
         for (row, pos) in positions.enumerated() {
             for i in 0..<half {
-                let angle = Double(pos) * inverseFrequencies[i]
+                let angle = Double(pos) * Double(inverseFrequencies[i])
                 for j in [i, i + half] {
                     cosValues[row * rotaryDim + j] = Float(Foundation.cos(angle))
                     sinValues[row * rotaryDim + j] = Float(Foundation.sin(angle))

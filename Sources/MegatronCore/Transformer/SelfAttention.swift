@@ -18,6 +18,8 @@ public final class SelfAttention: Module {
     /// Query heads and key/value groups on this rank (all of them on a single rank).
     let localHeads: Int
     let localGroups: Int
+    /// Recompute the core attention in backward instead of keeping its activations (selective `core_attn`).
+    public var recomputeCoreAttention = false
 
     public convenience init(config: TransformerConfig, generator: PhiloxGenerator, dropoutGenerator: PhiloxGenerator) {
         self.init(config: config, generator: generator, dropout: ModelParallelRNG(single: dropoutGenerator))
@@ -36,15 +38,16 @@ public final class SelfAttention: Module {
         localGroups = config.numQueryGroups / tensorParallel.size
         let qkvWidth = (config.numAttentionHeads + 2 * config.numQueryGroups) * config.kvChannels
         linearQKV = ColumnParallelLinear(inFeatures: config.hiddenSize, outFeatures: qkvWidth, bias: config.addQKVBias,
-                                         initStd: config.initMethodStd, dtype: config.paramsDType,
+                                         initMethod: config.initMethod, dtype: config.paramsDType,
                                          group: tensorParallel, generator: generator)
         linearProj = RowParallelLinear(inFeatures: config.numAttentionHeads * config.kvChannels, outFeatures: config.hiddenSize,
-                                       bias: config.addBiasLinear, initStd: config.outputLayerInitStd,
+                                       bias: config.addBiasLinear, initMethod: config.outputLayerInitMethod,
                                        dtype: config.paramsDType, group: tensorParallel, generator: generator)
         qLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels) : nil
         kLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels) : nil
         rotary = config.positionEmbeddingType == .rope
-            ? RotaryEmbedding(kvChannels: config.kvChannels, rotaryPercent: config.rotaryPercent, base: config.rotaryBase)
+            ? RotaryEmbedding(kvChannels: config.kvChannels, rotaryPercent: config.rotaryPercent, base: config.rotaryBase,
+                              scaling: config.ropeScaling)
             : nil
         attentionDropout = Dropout(config.attentionDropout, generator: dropout.generator(split: true))
     }
@@ -85,7 +88,11 @@ public final class SelfAttention: Module {
         var (keys, values) = (k, v)
         if let cache { (keys, values) = cache.append(keys: k, values: v) }
         let keyMask = cache?.padding.map { $0.keyMask(queries: s, keys: keys.size(3), device: x.device) }
-        let context = coreAttention(q: q, k: keys, v: values, keyMask: keyMask)   // [b, g, perGroup, s, d]
+        let context = recomputeCoreAttention
+            ? checkpoint([q, keys, values], generators: [attentionDropout.generator]) {
+                [self.coreAttention(q: $0[0], k: $0[1], v: $0[2], keyMask: keyMask)]
+            }[0]
+            : coreAttention(q: q, k: keys, v: values, keyMask: keyMask)   // [b, g, perGroup, s, d]
         // [b, s, g, perGroup, d]: a free view of the fused kernels' output, which is laid out so.
         let merged = context.permute([0, 3, 1, 2, 4]).reshape([b, s, heads * d])
         return linearProj(merged)

@@ -7,7 +7,9 @@ import MegatronTensor
 /// ```
 public struct TransformerConfig: Sendable, Equatable, Codable {
     public enum Normalization: String, Sendable, Codable { case layerNorm = "LayerNorm", rmsNorm = "RMSNorm" }
-    public enum Activation: String, Sendable, Codable { case gelu, geluExact = "gelu_exact", silu }
+    /// The MLP's non-linearity: `gelu` is the tanh approximation (Megatron's fused bias-GeLU), `geluExact`
+    /// the erf form (`F.gelu`, used when that fusion is off), `squaredRelu` relu(x)² (`--squared-relu`).
+    public enum Activation: String, Sendable, Codable { case gelu, geluExact = "gelu_exact", silu, squaredRelu = "squared_relu" }
     public enum PositionEmbedding: String, Sendable, Codable { case learnedAbsolute = "learned_absolute", rope, none }
 
     public var numLayers: Int
@@ -33,6 +35,14 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
     public var rotaryPercent: Float
     public var initMethodStd: Float
     public var paramsDType: DType
+    /// Rescaling of the rotary frequencies (Llama 3.x, linear); nil: none.
+    public var ropeScaling: RopeScaling?
+    /// Norm weights stored as `w` and applied as `1 + w`, initialized to zero (`--apply-layernorm-1p`).
+    public var layernormZeroCenteredGamma: Bool
+    /// Std of the embeddings' normal init; `initMethodStd` when nil (`--embedding-init-method-std`).
+    public var embeddingInitMethodStd: Float?
+    /// Xavier-uniform instead of normal init for every weight matrix (`--init-method-xavier-uniform`).
+    public var initMethodXavierUniform: Bool
 
     public init(
         numLayers: Int, hiddenSize: Int, numAttentionHeads: Int, numQueryGroups: Int? = nil,
@@ -41,7 +51,10 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         addBiasLinear: Bool = true, addQKVBias: Bool? = nil, qkLayernorm: Bool = false,
         hiddenDropout: Float = 0.1, attentionDropout: Float = 0.1,
         positionEmbeddingType: PositionEmbedding = .learnedAbsolute, rotaryBase: Float = 10000,
-        rotaryPercent: Float = 1, initMethodStd: Float = 0.02, paramsDType: DType = .float32
+        rotaryPercent: Float = 1, initMethodStd: Float = 0.02, paramsDType: DType = .float32,
+        ropeScaling: RopeScaling? = nil,
+        layernormZeroCenteredGamma: Bool = false, embeddingInitMethodStd: Float? = nil,
+        initMethodXavierUniform: Bool = false
     ) throws {
         self.numLayers = numLayers
         self.hiddenSize = hiddenSize
@@ -63,14 +76,32 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         self.rotaryPercent = rotaryPercent
         self.initMethodStd = initMethodStd
         self.paramsDType = paramsDType
+        self.ropeScaling = ropeScaling
+        self.layernormZeroCenteredGamma = layernormZeroCenteredGamma
+        self.embeddingInitMethodStd = embeddingInitMethodStd
+        self.initMethodXavierUniform = initMethodXavierUniform
         if kvChannels == nil && numAttentionHeads > 0 && hiddenSize % numAttentionHeads != 0 {
             throw ConfigError("hidden_size (\(hiddenSize)) must be divisible by num_attention_heads (\(numAttentionHeads)) unless kv_channels is given")
         }
         try validate()
     }
 
-    /// Std of the output projections (`linear_proj`, `linear_fc2`): scaled by 1/sqrt(2 * num_layers).
-    public var outputLayerInitStd: Float { initMethodStd / (2 * Float(numLayers)).squareRoot() }
+    /// The init of every weight matrix but the output projections and the embeddings (`linear_qkv`,
+    /// `linear_fc1`, the untied `output_layer`).
+    public var initMethod: InitMethod { initMethodXavierUniform ? .xavierUniform : .normal(std: initMethodStd) }
+
+    /// The init of the output projections (`linear_proj`, `linear_fc2`): the std scaled by 1/sqrt(2 * num_layers),
+    /// Megatron's `scaled_init_method_normal`; xavier uniform as every other matrix with that flag.
+    public var outputLayerInitMethod: InitMethod {
+        initMethodXavierUniform ? .xavierUniform : .normal(std: initMethodStd / (2 * Float(numLayers)).squareRoot())
+    }
+
+    /// The init of the word and position embeddings: `initMethod`, unless `embeddingInitMethodStd` asks for
+    /// another std (Megatron's rule: an embedding std equal to `initMethodStd` keeps `initMethod`).
+    public var embeddingInitMethod: InitMethod {
+        let std = embeddingInitMethodStd ?? initMethodStd
+        return std == initMethodStd ? initMethod : .normal(std: std)
+    }
 
     func validate() throws {
         func require(_ ok: Bool, _ message: String) throws {
@@ -87,8 +118,12 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
                     "dropout probabilities must lie in [0, 1)")
         try require(rotaryPercent > 0 && rotaryPercent <= 1, "rotary_percent must lie in (0, 1], got \(rotaryPercent)")
         let rotaryDim = Int(Float(kvChannels) * rotaryPercent)
-        try require(positionEmbeddingType != .rope || rotaryDim % 2 == 0,
-                    "rotary dimension \(rotaryDim) (kv_channels x rotary_percent) must be even")
+        try require(positionEmbeddingType != .rope || (rotaryDim > 0 && rotaryDim % 2 == 0),
+                    "rotary dimension \(rotaryDim) (kv_channels \(kvChannels) x rotary_percent \(rotaryPercent)) must be even and positive")
+        if let ropeScaling {
+            try require(positionEmbeddingType == .rope, "rope scaling needs position_embedding_type rope")
+            try ropeScaling.validate()
+        }
     }
 }
 
@@ -96,4 +131,43 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+extension TransformerConfig {
+    enum CodingKeys: String, CodingKey {
+        case numLayers, hiddenSize, numAttentionHeads, numQueryGroups, kvChannels, ffnHiddenSize, normalization
+        case layernormEpsilon, gatedLinearUnit, activation, addBiasLinear, addQKVBias, qkLayernorm, hiddenDropout
+        case attentionDropout, positionEmbeddingType, rotaryBase, rotaryPercent, initMethodStd, paramsDType
+        case ropeScaling, layernormZeroCenteredGamma, embeddingInitMethodStd, initMethodXavierUniform
+    }
+
+    /// Decodes a config as encoded; the fields added after checkpoints first recorded it (RoPE scaling,
+    /// zero-centered norms, the init variants) take their defaults when absent, so those checkpoints still load.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        numLayers = try c.decode(Int.self, forKey: .numLayers)
+        hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
+        numAttentionHeads = try c.decode(Int.self, forKey: .numAttentionHeads)
+        numQueryGroups = try c.decode(Int.self, forKey: .numQueryGroups)
+        kvChannels = try c.decode(Int.self, forKey: .kvChannels)
+        ffnHiddenSize = try c.decode(Int.self, forKey: .ffnHiddenSize)
+        normalization = try c.decode(Normalization.self, forKey: .normalization)
+        layernormEpsilon = try c.decode(Float.self, forKey: .layernormEpsilon)
+        gatedLinearUnit = try c.decode(Bool.self, forKey: .gatedLinearUnit)
+        activation = try c.decode(Activation.self, forKey: .activation)
+        addBiasLinear = try c.decode(Bool.self, forKey: .addBiasLinear)
+        addQKVBias = try c.decode(Bool.self, forKey: .addQKVBias)
+        qkLayernorm = try c.decode(Bool.self, forKey: .qkLayernorm)
+        hiddenDropout = try c.decode(Float.self, forKey: .hiddenDropout)
+        attentionDropout = try c.decode(Float.self, forKey: .attentionDropout)
+        positionEmbeddingType = try c.decode(PositionEmbedding.self, forKey: .positionEmbeddingType)
+        rotaryBase = try c.decode(Float.self, forKey: .rotaryBase)
+        rotaryPercent = try c.decode(Float.self, forKey: .rotaryPercent)
+        initMethodStd = try c.decode(Float.self, forKey: .initMethodStd)
+        paramsDType = try c.decode(DType.self, forKey: .paramsDType)
+        ropeScaling = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeScaling)
+        layernormZeroCenteredGamma = try c.decodeIfPresent(Bool.self, forKey: .layernormZeroCenteredGamma) ?? false
+        embeddingInitMethodStd = try c.decodeIfPresent(Float.self, forKey: .embeddingInitMethodStd)
+        initMethodXavierUniform = try c.decodeIfPresent(Bool.self, forKey: .initMethodXavierUniform) ?? false
+    }
 }

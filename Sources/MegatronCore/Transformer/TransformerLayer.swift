@@ -16,6 +16,10 @@ public final class TransformerLayer: Module {
     public let preMLPLayernorm: Module & NormLayer
     public let mlp: MLP
     let hiddenDropout: Dropout
+    /// Submodules recomputed in backward (selective recompute).
+    public var recomputedModules: Set<RecomputedModule> = [] {
+        didSet { selfAttention.recomputeCoreAttention = recomputedModules.contains(.coreAttention) }
+    }
 
     public convenience init(config: TransformerConfig, generator: PhiloxGenerator, dropoutGenerator: PhiloxGenerator) {
         self.init(config: config, generator: generator, dropout: ModelParallelRNG(single: dropoutGenerator))
@@ -47,7 +51,8 @@ public final class TransformerLayer: Module {
         willForward()
         let (x, normed) = pending.map { inputLayernorm.addNorm(stream, residual: $0) } ?? (stream, inputLayernorm(stream))
         let (h, normedH) = preMLPLayernorm.addNorm(x, residual: hiddenDropout(selfAttention(normed, cache: cache)))
-        return (h, hiddenDropout(mlp(normedH)))
+        let mlpOut = recomputedModules.contains(.mlp) ? checkpoint([normedH]) { [self.mlp($0[0])] }[0] : mlp(normedH)
+        return (h, hiddenDropout(mlpOut))
     }
 }
 
@@ -57,6 +62,10 @@ public final class TransformerBlock: Module {
     public let finalLayernorm: Module & NormLayer
     /// Layers whose activations are recomputed in backward (`--recompute-granularity full`).
     public var recomputedLayers: Set<Int> = []
+    /// Submodules of every layer recomputed in backward (`--recompute-granularity selective`).
+    public var recomputedModules: Set<RecomputedModule> = [] {
+        didSet { for layer in layers { layer.recomputedModules = recomputedModules } }
+    }
     let dropout: ModelParallelRNG
 
     public convenience init(config: TransformerConfig, generator: PhiloxGenerator, dropoutGenerator: PhiloxGenerator) {

@@ -6,6 +6,8 @@ public protocol GPTSampleSource: AnyObject, Sendable {
     var count: Int { get }
     /// Sample `idx`; `nil` gives a batch-padding sample with a zero loss mask.
     func sample(_ idx: Int?) -> GPTSample
+    /// The raw tokens of sample `idx` by the dataset sequence they come from (for error messages).
+    func pieces(ofSample idx: Int) -> [SamplePiece]
 }
 
 extension GPTDataset: GPTSampleSource {}
@@ -24,6 +26,8 @@ public final class BlendedDataset: GPTSampleSource, @unchecked Sendable {
     public let datasetSampleIndex: [Int64]
     public let uniqueDescription: String
     public let loadedFromCache: Bool
+    /// Set when cache files existed but did not fit and were rebuilt: a line for the log.
+    public let cacheRebuildNote: String?
 
     public var uniqueDescriptionHash: String { MD5.hexDigest(uniqueDescription) }
     public var count: Int { datasetIndex.count }
@@ -47,9 +51,14 @@ public final class BlendedDataset: GPTSampleSource, @unchecked Sendable {
         let description = Self.description(datasets: datasets, weights: weights, countsAreIntegers: size == nil, size: size, split: split).dumps()
         uniqueDescription = description
         let cache = cacheDirectory.map { IndexCache(directory: $0, description: description, className: "BlendedDataset", split: split) }
-        if let cache, cache.isComplete(["dataset_index", "dataset_sample_index"]) {
-            datasetIndex = try cache.load("dataset_index").values.map { Int16(truncatingIfNeeded: $0) }
-            datasetSampleIndex = try cache.load("dataset_sample_index").values
+        let expectedSize = size ?? weights.reduce(0) { $0 + Int($1) }
+        let reuse = try cache?.reuse(["dataset_index", "dataset_sample_index"], load: Self.load) {
+            Self.inconsistency(datasetIndex: $0.datasetIndex, sampleIndex: $0.sampleIndex, datasets: datasets.count, size: expectedSize)
+        }
+        cacheRebuildNote = reuse?.rebuildNote
+        if let cached = reuse?.value {
+            datasetIndex = cached.datasetIndex.map { Int16($0) }
+            datasetSampleIndex = cached.sampleIndex
             loadedFromCache = true
         } else {
             let built = size.map { BlendingIndices.weighted(weights: weights, size: $0) }
@@ -65,6 +74,25 @@ public final class BlendedDataset: GPTSampleSource, @unchecked Sendable {
                 ("dataset_sample_index", NPYFile.Array(descr: "<i8", shape: [datasetSampleIndex.count], values: datasetSampleIndex)),
             ])
         }
+    }
+
+    private static func load(_ cache: IndexCache) throws -> (datasetIndex: [Int64], sampleIndex: [Int64]) {
+        (try cache.load("dataset_index").values, try cache.load("dataset_sample_index").values)
+    }
+
+    /// Why cached blending indices are not what the build gives, or nil: `size` entries, each naming one of
+    /// the `datasets`, each dataset's samples taken in order 0, 1, 2, ... (as both builders take them).
+    static func inconsistency(datasetIndex: [Int64], sampleIndex: [Int64], datasets: Int, size: Int) -> String? {
+        guard datasetIndex.count == size, sampleIndex.count == size else {
+            return "it holds \(datasetIndex.count) and \(sampleIndex.count) entries for a blend of \(size) samples"
+        }
+        var taken = [Int64](repeating: 0, count: datasets)
+        for (d, sample) in zip(datasetIndex, sampleIndex) {
+            guard d >= 0 && d < Int64(datasets) else { return "dataset_index names dataset \(d) of \(datasets)" }
+            guard sample == taken[Int(d)] else { return "dataset_sample_index is not each dataset's samples in order" }
+            taken[Int(d)] += 1
+        }
+        return nil
     }
 
     private func checkNotOversampled() throws {
@@ -97,6 +125,10 @@ public final class BlendedDataset: GPTSampleSource, @unchecked Sendable {
     public func sample(_ idx: Int?) -> GPTSample {
         guard let idx else { return datasets[Int(datasetIndex[0])].sample(nil) }
         return sampleWithSource(idx).sample
+    }
+
+    public func pieces(ofSample idx: Int) -> [SamplePiece] {
+        datasets[Int(datasetIndex[idx])].pieces(ofSample: Int(datasetSampleIndex[idx]))
     }
 }
 

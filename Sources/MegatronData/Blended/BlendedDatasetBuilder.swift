@@ -15,6 +15,8 @@ public struct BlendedDatasetBuilder {
     public var sizes: [Int?]
     /// Opens a dataset prefix; tests and tools may substitute their own.
     public var open: (String) throws -> any TokenSource = { try IndexedDataset(pathPrefix: $0) }
+    /// Receives a line when a cache that no longer fits its dataset is built again.
+    public var log: (String) -> Void = { _ in }
 
     public init(config: GPTDatasetConfig, sizes: [Int?]) {
         precondition(sizes.count == 3, "one size per split (train, valid, test)")
@@ -77,13 +79,17 @@ public struct BlendedDatasetBuilder {
             let s = split.rawValue
             guard matrix.bookends[s] != nil else { return nil }
             let parts = mids.map { $0[s]! }
+            let blend: BlendedDataset
             if let weights, let targets {
-                return try BlendedDataset(datasets: parts, weights: weights, size: targets.reduce(0) { $0 + ($1[s] ?? 0) },
-                                          cacheDirectory: config.pathToCache)
+                blend = try BlendedDataset(datasets: parts, weights: weights, size: targets.reduce(0) { $0 + ($1[s] ?? 0) },
+                                           cacheDirectory: config.pathToCache)
+            } else {
+                let lengths = parts.map { Double($0.count) }
+                let size = sizes[s].map { min($0, parts.reduce(0) { $0 + $1.count }) }
+                blend = try BlendedDataset(datasets: parts, weights: lengths, size: size, cacheDirectory: config.pathToCache)
             }
-            let lengths = parts.map { Double($0.count) }
-            let size = sizes[s].map { min($0, parts.reduce(0) { $0 + $1.count }) }
-            return try BlendedDataset(datasets: parts, weights: lengths, size: size, cacheDirectory: config.pathToCache)
+            blend.cacheRebuildNote.map(log)
+            return blend
         }
     }
 
@@ -92,8 +98,10 @@ public struct BlendedDatasetBuilder {
         let n = source.sequenceCount
         return try DatasetSplit.allCases.map { split -> (any GPTSampleSource)? in
             guard let range = matrix.range(split, count: n) else { return nil }
-            return try GPTDataset(source: source, datasetPath: path, indices: range, numSamples: sizes[split.rawValue],
-                                  split: split, config: config)
+            let dataset = try GPTDataset(source: source, datasetPath: path, indices: range, numSamples: sizes[split.rawValue],
+                                         split: split, config: config)
+            dataset.cacheRebuildNote.map(log)
+            return dataset
         }
     }
 }

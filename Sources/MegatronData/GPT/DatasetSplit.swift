@@ -35,7 +35,7 @@ public struct SplitMatrix: Equatable, Sendable {
         guard weights.count <= 3 else { throw DatasetError("--split \(split): at most 3 weights (train, valid, test), got \(weights.count)") }
         weights += Array(repeating: 0, count: 3 - weights.count)
         let sum = weights.reduce(0, +)
-        guard sum > 0 else { throw DatasetError("--split \(split): weights must not all be zero") }
+        guard sum > 0, sum.isFinite else { throw DatasetError("--split \(split): weights must be finite and not all zero") }
         self.init(fractions: weights.map { $0 / sum })
     }
 

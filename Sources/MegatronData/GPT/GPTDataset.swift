@@ -25,6 +25,9 @@ public final class GPTDataset: @unchecked Sendable {
     public let uniqueDescription: String
     /// True when the indices came from existing cache files.
     public let loadedFromCache: Bool
+    /// Set when cache files existed but did not fit the dataset (made for other `.bin/.idx` contents) and
+    /// were rebuilt: a line for the log.
+    public let cacheRebuildNote: String?
 
     public var uniqueDescriptionHash: String { MD5.hexDigest(uniqueDescription) }
     /// `len(dataset)`: the number of samples.
@@ -49,13 +52,15 @@ public final class GPTDataset: @unchecked Sendable {
         let cache = Self.cacheDirectory(datasetPath: datasetPath, config: config).map {
             IndexCache(directory: $0, description: description, className: "GPTDataset", split: split)
         }
-        let arrays = ["document_index", "sample_index", "shuffle_index"]
-        if let cache, cache.isComplete(arrays) {
-            indexes = try Self.load(cache)
-            loadedFromCache = true
+        let reuse = try cache?.reuse(["document_index", "sample_index", "shuffle_index"], load: Self.load,
+                                     problem: plan.inconsistency)
+        let cached = reuse?.value
+        cacheRebuildNote = reuse?.rebuildNote
+        loadedFromCache = cached != nil
+        if let cached {
+            indexes = cached
         } else {
             indexes = try plan.build()
-            loadedFromCache = false
             try cache?.save([
                 ("document_index", NPYFile.Array(descr: "<i4", shape: [indexes.documentIndex.count], values: indexes.documentIndex.map(Int64.init))),
                 ("sample_index", NPYFile.Array(descr: indexes.sampleIndexDType, shape: [indexes.sampleIndex.count / 2, 2], values: indexes.sampleIndex)),
@@ -87,6 +92,7 @@ public final class GPTDataset: @unchecked Sendable {
         return ((datasetPath as NSString).appendingPathComponent("cache") as NSString).appendingPathComponent("GPTDataset_indices")
     }
 
+    /// The cached arrays as read; whether they fit the dataset is `GPTIndexPlan.inconsistency`'s question.
     private static func load(_ cache: IndexCache) throws -> GPTIndices {
         let document = try cache.load("document_index")
         let sample = try cache.load("sample_index")
@@ -94,34 +100,33 @@ public final class GPTDataset: @unchecked Sendable {
         guard sample.shape.count == 2, sample.shape[1] == 2 else {
             throw DatasetError("\(cache.path("sample_index.npy")): expected shape [n, 2], found \(sample.shape)")
         }
-        guard shuffle.values.allSatisfy({ $0 >= 0 && $0 < Int64(sample.shape[0] - 1) }) else {
-            throw DatasetError("\(cache.path("shuffle_index.npy")): entries outside 0..<\(sample.shape[0] - 1)")
-        }
-        return GPTIndices(documentIndex: document.values.map { Int32(truncatingIfNeeded: $0) }, sampleIndex: sample.values,
+        return GPTIndices(documentIndex: document.values.map { Int32(clamping: $0) }, sampleIndex: sample.values,
                           sampleIndexDType: sample.descr, shuffleIndex: shuffle.values, shuffleIndexDType: shuffle.descr)
     }
 
     /// The `S + add` raw tokens of sample `idx` after shuffling, padded with the pad id.
     public func text(_ idx: Int) -> [Int32] {
-        let i = Int(indexes.shuffleIndex[idx])
-        let (d0, o0) = (Int(indexes.sampleIndex[2 * i]), Int(indexes.sampleIndex[2 * i + 1]))
-        let (d1, o1) = (Int(indexes.sampleIndex[2 * i + 2]), Int(indexes.sampleIndex[2 * i + 3]))
-        let add = config.addExtraTokenToSequence ? 1 : 0
-        var text: [Int32] = []
-        if d0 == d1 {
-            text = source.sequence(Int(indexes.documentIndex[d0]), offset: o0, length: o1 - o0 + add)
-        } else {
-            for d in d0...d1 {
-                let offset = d == d0 ? o0 : 0
-                let length: Int? = d < d1 ? nil : o1 + add
-                text += source.sequence(Int(indexes.documentIndex[d]), offset: offset, length: length)
-            }
-        }
-        let want = config.sequenceLength + add
+        var text = pieces(ofSample: idx).flatMap(\.tokens)
+        let want = config.sequenceLength + (config.addExtraTokenToSequence ? 1 : 0)
         if text.count < want {
             text += [Int32](repeating: Int32(truncatingIfNeeded: config.tokenizer.padID), count: want - text.count)
         }
         return text
+    }
+
+    /// The raw tokens of sample `idx` (before padding), by the sequence of the dataset they come from.
+    public func pieces(ofSample idx: Int) -> [SamplePiece] {
+        let i = Int(indexes.shuffleIndex[idx])
+        let (d0, o0) = (Int(indexes.sampleIndex[2 * i]), Int(indexes.sampleIndex[2 * i + 1]))
+        let (d1, o1) = (Int(indexes.sampleIndex[2 * i + 2]), Int(indexes.sampleIndex[2 * i + 3]))
+        let add = config.addExtraTokenToSequence ? 1 : 0
+        return (d0...d1).map { d in
+            let sequence = Int(indexes.documentIndex[d])
+            let offset = d == d0 ? o0 : 0
+            let end: Int? = d < d1 ? nil : o1 + add
+            return SamplePiece(datasetPath: datasetPath, sequence: sequence,
+                               tokens: source.sequence(sequence, offset: offset, length: end.map { $0 - offset }))
+        }
     }
 
     /// Sample `idx`; `nil` gives Megatron's batch-padding sample (sample 0 with a zero loss mask).
@@ -130,4 +135,13 @@ public final class GPTDataset: @unchecked Sendable {
     }
 
     public subscript(_ idx: Int) -> GPTSample { sample(idx) }
+}
+
+/// Tokens of one sample taken from one sequence of a dataset: where a bad token id is reported from.
+public struct SamplePiece: Equatable, Sendable {
+    /// The dataset prefix (nil for mock data).
+    public var datasetPath: String?
+    /// The sequence (document) of the dataset.
+    public var sequence: Int
+    public var tokens: [Int32]
 }

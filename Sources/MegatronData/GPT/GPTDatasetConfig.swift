@@ -16,7 +16,11 @@ public struct DataBlend: Equatable, Sendable {
             let pairs = stride(from: 0, to: arguments.count, by: 2).map { (arguments[$0], arguments[$0 + 1]) }
             let weights = pairs.map { Double($0.0) }
             if weights.allSatisfy({ $0 != nil }) {
-                self.init(prefixes: pairs.map { $0.1.trimmingWhitespace }, weights: weights.map { $0! })
+                let values = weights.map { $0! }
+                if let bad = values.first(where: { !($0.isFinite && $0 > 0) }) {
+                    throw DatasetError("--data-path \(arguments.joined(separator: " ")): weight \(bad) is not a positive number")
+                }
+                self.init(prefixes: pairs.map { $0.1.trimmingWhitespace }, weights: values)
                 return
             }
             if weights.contains(where: { $0 != nil }) {

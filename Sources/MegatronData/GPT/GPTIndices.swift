@@ -40,13 +40,13 @@ public struct GPTIndexPlan: Sendable {
         guard tokensPerEpoch > 0 else {
             throw DatasetError("\(label): the split holds no tokens (\(indices.count) sequences) but \(numSamples) samples are requested; adjust --split or add data")
         }
-        let requested = numSamples * sequenceLength + add
-        var epochs = 1, tokens = tokensPerEpoch
-        while tokens < requested {
-            epochs += 1
-            tokens += tokensPerEpoch
+        // The loop's answer (the fewest epochs holding the requested tokens) by division, with checked products.
+        let (product, overflow) = numSamples.multipliedReportingOverflow(by: sequenceLength)
+        guard numSamples >= 0, !overflow, product < Int.max - add else {
+            throw DatasetError("\(label): \(numSamples) samples of \(sequenceLength) tokens is more than this build can index")
         }
-        return epochs
+        let requested = product + add
+        return max(1, (requested + tokensPerEpoch - 1) / tokensPerEpoch)
     }
 
     /// Builds the indices exactly as Megatron (same numbers for the same seed).
@@ -132,5 +132,43 @@ public struct GPTIndexPlan: Sendable {
             out += [Int64(d), Int64(offset)]
         }
         return out
+    }
+}
+
+extension GPTIndexPlan {
+    /// Why `cached` is not what `build()` gives for the current sequence lengths, or nil when it is: a cache
+    /// made before the dataset was written again (same prefix, other contents) must not be used, and no
+    /// index in it may point past the data. One pass over the indices (the sample index is recomputed from
+    /// the cached document order, the shuffle is checked to be a permutation); the tokens are never read.
+    func inconsistency(_ cached: GPTIndices) throws -> String? {
+        let tokensPerEpoch = tokensPerEpoch()
+        let epochs = try epochs(tokensPerEpoch: tokensPerEpoch)
+        let expected = epochs * indices.count
+        guard cached.documentIndex.count == expected else {
+            return "document_index holds \(cached.documentIndex.count) entries; \(epochs) epoch(s) of the split's "
+                + "\(indices.count) sequences make \(expected)"
+        }
+        var timesSeen = [Int](repeating: 0, count: indices.count)
+        for id in cached.documentIndex {
+            guard indices.contains(Int(id)) else {
+                return "document_index names sequence \(id), outside the split's sequences \(indices.lowerBound)..<\(indices.upperBound)"
+            }
+            timesSeen[Int(id) - indices.lowerBound] += 1
+        }
+        guard timesSeen.allSatisfy({ $0 == epochs }) else {
+            return "document_index does not hold every sequence of the split \(epochs) time(s)"
+        }
+        guard cached.sampleIndex == buildSampleIndex(cached.documentIndex, epochs: epochs, tokensPerEpoch: tokensPerEpoch) else {
+            return "sample_index does not match the sequence lengths in the .idx"
+        }
+        var isTaken = [Bool](repeating: false, count: cached.sampleCount)
+        guard cached.shuffleIndex.count == cached.sampleCount, cached.shuffleIndex.allSatisfy({ sample in
+            guard sample >= 0 && sample < Int64(isTaken.count) && !isTaken[Int(sample)] else { return false }
+            isTaken[Int(sample)] = true
+            return true
+        }) else {
+            return "shuffle_index is not a permutation of the \(cached.sampleCount) samples"
+        }
+        return nil
     }
 }

@@ -15,12 +15,37 @@ struct IndexCache {
     }
 
     /// True when the description and every named array are present (Megatron's cache-hit rule).
-    func isComplete(_ arrays: [String]) -> Bool {
+    private func isComplete(_ arrays: [String]) -> Bool {
         (["description.txt"] + arrays.map { $0 + ".npy" }).allSatisfy { FileManager.default.fileExists(atPath: path($0)) }
     }
 
+    /// Whether `description.txt` holds this cache's description (another text under the same hash is damage).
+    var descriptionMatches: Bool {
+        FileManager.default.contents(atPath: path("description.txt")) == Data(description.utf8)
+    }
+
+    /// A cached array; a file that is not a readable `.npy` is an error naming it.
     func load(_ name: String) throws -> NPYFile.Array {
-        try NPYFile.read(path(name + ".npy"))
+        do {
+            return try NPYFile.read(path(name + ".npy"))
+        } catch let error as DatasetError {
+            throw DatasetError("\(error.description); delete it (or the whole cache directory \(directory)) to rebuild the cache")
+        }
+    }
+
+    /// The cached arrays when they are all there and `problem` finds them fitting the dataset; else nil, with
+    /// a line for the log when cached files existed but did not fit (they are then built again).
+    func reuse<T>(_ arrays: [String], load: (IndexCache) throws -> T, problem: (T) throws -> String?)
+        throws -> (value: T?, rebuildNote: String?)
+    {
+        func rebuild(_ reason: String) -> (T?, String?) {
+            (nil, "> the cached \(className) \(split.name) indices \(path("*")) do not fit the dataset (\(reason)): "
+                + "building them again (was the dataset written again by preprocess-data?)")
+        }
+        guard isComplete(arrays) else { return (nil, nil) }
+        guard descriptionMatches else { return rebuild("its description.txt differs") }
+        let cached = try load(self)
+        return try problem(cached).map(rebuild) ?? (cached, nil)
     }
 
     /// Writes each file under a temporary name first and renames it, so a crash never leaves a

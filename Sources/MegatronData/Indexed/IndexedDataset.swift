@@ -54,6 +54,10 @@ public struct IndexedDataset: @unchecked Sendable {
         guard let dtype = TokenDType(rawValue: code) else {
             throw DatasetError("\(path): unknown dtype code \(code) (expected 1...8)")
         }
+        guard dtype.holdsTokens else {
+            throw DatasetError("\(path): dtype code \(code) is \(dtype), but token ids must be integers; "
+                + "this is not a token dataset (make one with megatron preprocess-data)")
+        }
         let n = index.load(UInt64.self, at: 18)
         let d = index.load(UInt64.self, at: 26)
         guard n < UInt64(Int.max / 16), d < UInt64(Int.max / 16) else {
@@ -132,8 +136,9 @@ public struct IndexedDataset: @unchecked Sendable {
         case .uint8: return (0..<count).map { Int32(raw[byteOffset + $0]) }
         case .int8: return (0..<count).map { Int32(Int8(bitPattern: raw[byteOffset + $0])) }
         case .int16: return (0..<count).map { Int32(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: byteOffset + 2 * $0, as: Int16.self))) }
-        case .int64: return (0..<count).map { Int32(truncatingIfNeeded: Int64(littleEndian: raw.loadUnaligned(fromByteOffset: byteOffset + 8 * $0, as: Int64.self))) }
-        case .float32, .float64: preconditionFailure("\(data.path) holds \(dtype) values, not token ids")
+        // Clamped, not truncated: an id beyond int32 stays out of every vocabulary, so the batch check reports it.
+        case .int64: return (0..<count).map { Int32(clamping: Int64(littleEndian: raw.loadUnaligned(fromByteOffset: byteOffset + 8 * $0, as: Int64.self))) }
+        case .float32, .float64: preconditionFailure("unreachable: float dtypes are refused on open")
         }
     }
 

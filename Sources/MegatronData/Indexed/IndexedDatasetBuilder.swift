@@ -17,15 +17,16 @@ public final class IndexedDatasetBuilder {
     private let bin: BinaryWriter
 
     public init(binPath: String, dtype: TokenDType) throws {
-        precondition(dtype.holdsTokens, "token datasets use an integer dtype, not \(dtype)")
+        guard dtype.holdsTokens else { throw DatasetError("\(binPath): token datasets use an integer dtype, not \(dtype)") }
         self.dtype = dtype
         bin = try BinaryWriter(path: binPath)
     }
 
     /// Appends one sequence (Megatron's `add_item`); call `endDocument()` to close the document.
     public func addItem<C: Collection>(_ tokens: C) throws where C.Element: BinaryInteger {
+        let length = try sequenceLength(tokens.count)
         try writeTokens(tokens)
-        sequenceLengths.append(Int32(tokens.count))
+        sequenceLengths.append(length)
     }
 
     /// Closes the current document after `addItem` calls (Megatron's `end_document`).
@@ -35,9 +36,12 @@ public final class IndexedDatasetBuilder {
 
     /// Appends one document whose tokens split into sequences of `lengths` (Megatron's `add_document`).
     public func addDocument<C: Collection>(_ tokens: C, lengths: [Int]) throws where C.Element: BinaryInteger {
-        precondition(lengths.reduce(0, +) == tokens.count, "sequence lengths \(lengths) do not add up to \(tokens.count) tokens")
+        guard lengths.allSatisfy({ $0 >= 0 }), lengths.reduce(0, +) == tokens.count else {
+            throw DatasetError("\(bin.path): sequence lengths \(lengths) do not add up to the document's \(tokens.count) tokens")
+        }
+        let lengths32 = try lengths.map(sequenceLength)
         try writeTokens(tokens)
-        sequenceLengths.append(contentsOf: lengths.map { Int32($0) })
+        sequenceLengths.append(contentsOf: lengths32)
         endDocument()
     }
 
@@ -84,6 +88,14 @@ public final class IndexedDatasetBuilder {
         case .int64: try bin.write(littleEndian: tokens.map { try checked(Int64.self, $0) })
         case .float32, .float64: preconditionFailure("unreachable: checked in init")
         }
+    }
+
+    /// The `.idx` stores lengths as int32, as Megatron's does.
+    private func sequenceLength(_ count: Int) throws -> Int32 {
+        guard let length = Int32(exactly: count) else {
+            throw DatasetError("\(bin.path): a sequence of \(count) tokens is longer than the .idx format's int32 lengths allow")
+        }
+        return length
     }
 
     private func checked<T: FixedWidthInteger, V: BinaryInteger>(_ type: T.Type, _ value: V) throws -> T {

@@ -15,7 +15,12 @@ final class LineReader {
 
     init(path: String) throws {
         self.path = path
-        guard FileManager.default.isReadableFile(atPath: path) else { throw DatasetError("cannot read input \(path)") }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw DatasetError("--input \(path) does not exist")
+        }
+        guard !isDirectory.boolValue else { throw DatasetError("--input \(path) is a directory, not a JSONL file") }
+        guard FileManager.default.isReadableFile(atPath: path) else { throw DatasetError("--input \(path) is not readable") }
         if path.hasSuffix(".gz") {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -42,14 +47,19 @@ final class LineReader {
         if let gzip, gzip.isRunning { gzip.terminate() }
     }
 
-    /// The next line with its newline, or nil at the end (after checking that gzip succeeded).
+    /// The next line with its newline, or nil at the end (after checking that the read, and gzip, succeeded).
     func next() throws -> [UInt8]? {
         let n = getline(&buffer, &capacity, file)
         guard n >= 0, let buffer else {
+            if ferror(file) != 0 {
+                throw DatasetError("\(path): read failed after line \(lineNumber): \(String(cString: strerror(errno)))")
+            }
             if let gzip {
                 gzip.waitUntilExit()
-                if gzip.terminationStatus != 0 {
-                    throw DatasetError("\(path): gzip failed (exit \(gzip.terminationStatus)) after line \(lineNumber); the archive may be corrupt")
+                let status = gzip.terminationStatus
+                if status == 127 { throw DatasetError("\(path): cannot run gzip to decompress it; install gzip or pass the file uncompressed") }
+                if status != 0 {
+                    throw DatasetError("\(path): gzip failed (exit \(status)) after line \(lineNumber): the archive is corrupt or truncated")
                 }
             }
             return nil

@@ -72,8 +72,10 @@ public struct Preprocessor {
         dtype = .optimal(vocabSize: tokenizer.vocabSize)
     }
 
-    /// Runs the whole conversion; `log` receives progress lines.
+    /// Runs the whole conversion; `log` receives progress lines. Input with no document (empty files,
+    /// blank lines only, or every line skipped as malformed) is an error, and nothing is written.
     public func run(log: (String) -> Void = { _ in }) throws -> PreprocessReport {
+        try checkOutputDirectory()
         let token = "tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let roundRobin = options.partitions > 1 && !options.keepSequentialSamples
         let parts = roundRobin ? options.partitions : 1
@@ -103,6 +105,11 @@ public struct Preprocessor {
             }
         }
         report.skippedLines = skipped
+        guard report.documents > 0 else {
+            let inputs = options.inputs.joined(separator: ", ")
+            throw DatasetError("--input \(inputs): no documents to write"
+                + (skipped.isEmpty ? " (the input is empty or holds only blank lines)" : " (all \(skipped.count) lines were malformed and skipped)"))
+        }
         for (k, key) in options.jsonKeys.enumerated() {
             for (p, builder) in builders[k].enumerated() { try builder.finalize(idxPath: partPrefixes[k][p] + ".idx") }
             let final = options.outputPrefix(for: key)
@@ -125,6 +132,19 @@ public struct Preprocessor {
         return report
     }
 
+    /// The directory `--output-prefix` writes into must exist and be writable: checked before reading any input.
+    private func checkOutputDirectory() throws {
+        let directory = (options.outputPrefix as NSString).deletingLastPathComponent
+        let path = directory.isEmpty ? "." : directory
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw DatasetError("--output-prefix \(options.outputPrefix): the directory \(path) does not exist; create it first")
+        }
+        guard access(path, W_OK) == 0 else {
+            throw DatasetError("--output-prefix \(options.outputPrefix): the directory \(path) is not writable")
+        }
+    }
+
     /// Reads every input and hands the documents to `consume` in input order, while `workers` threads
     /// encode the chunks ahead of it. At most `workers × 4` chunks are in flight, so memory stays bounded.
     private func forEachEncoded(_ skipped: inout [String], _ consume: (EncodedDocument) throws -> Void) throws {
@@ -135,7 +155,7 @@ public struct Preprocessor {
         func consumeNext() throws {
             for result in pipeline.take(consumed) {
                 switch result {
-                case .success(let document): try consume(document)
+                case .success(let document): try document.map(consume)
                 case .failure(let error):
                     guard options.skipMalformed else { throw error }
                     skipped.append(error.description)
@@ -165,7 +185,8 @@ private final class EncodingPipeline: @unchecked Sendable {
         var path: String
         var lines: [(line: [UInt8], number: Int)]
     }
-    typealias Results = [Result<EncodedDocument, DatasetError>]
+    /// Per line: its document, nil for a blank line, or why it is malformed.
+    typealias Results = [Result<EncodedDocument?, DatasetError>]
 
     private let condition = NSCondition()
     private var pending: [Chunk] = []

@@ -38,7 +38,8 @@ public enum NPYFile {
         }
     }
 
-    /// Reads an integer `.npy` file written by numpy or by `write`.
+    /// Reads an integer `.npy` file written by numpy or by `write`; anything else (another format, a
+    /// truncated file, a shape the bytes do not hold) is an error naming the file.
     public static func read(_ path: String) throws -> Array {
         let file = try MappedFile(path: path)
         let raw = file.bytes
@@ -47,13 +48,16 @@ public enum NPYFile {
         }
         let major = raw[6]
         let headerLength: Int, headerStart: Int
-        if major == 1 {
+        switch major {
+        case 1:
             headerLength = Int(raw[8]) | Int(raw[9]) << 8
             headerStart = 10
-        } else {
+        case 2, 3:
             guard raw.count >= 12 else { throw DatasetError("\(path): truncated .npy header") }
             headerLength = (0..<4).reduce(0) { $0 | Int(raw[8 + $1]) << (8 * $1) }
             headerStart = 12
+        default:
+            throw DatasetError("\(path): unsupported .npy format version \(major)")
         }
         guard raw.count >= headerStart + headerLength else { throw DatasetError("\(path): truncated .npy header") }
         let header = String(decoding: raw[headerStart..<(headerStart + headerLength)], as: UTF8.self)
@@ -62,10 +66,13 @@ public enum NPYFile {
         }
         guard header.contains("'fortran_order': False") else { throw DatasetError("\(path): Fortran-ordered .npy is not supported") }
         let shape = try parseShape(header, path: path)
-        let count = shape.reduce(1, *)
         let dataStart = headerStart + headerLength
-        guard raw.count == dataStart + count * size else {
-            throw DatasetError("\(path): holds \(raw.count - dataStart) data bytes, shape \(shape) of \(descr) needs \(count * size)")
+        let dataBytes = raw.count - dataStart
+        guard let count = boundedElementCount(shape, atMost: dataBytes) else {
+            throw DatasetError("\(path): shape \(shape) of \(descr) does not fit the file's \(dataBytes) data bytes")
+        }
+        guard dataBytes == count * size else {
+            throw DatasetError("\(path): holds \(dataBytes) data bytes, shape \(shape) of \(descr) needs \(count * size)")
         }
         let values: [Int64] = (0..<count).map { i in
             let at = dataStart + i * size

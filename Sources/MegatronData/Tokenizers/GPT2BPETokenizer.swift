@@ -17,23 +17,25 @@ public struct GPT2BPETokenizer: Tokenizer {
     public var pad: Int? { nil }
 
     public init(vocabFile: String, mergeFile: String) throws {
-        guard let vocabData = FileManager.default.contents(atPath: vocabFile),
-            let vocab = try JSONSerialization.jsonObject(with: vocabData) as? [String: Int]
-        else { throw TokenizerError("cannot read --vocab-file \(vocabFile) as a JSON token-to-id map") }
-        guard let mergeData = FileManager.default.contents(atPath: mergeFile) else {
-            throw TokenizerError("cannot read --merge-file \(mergeFile)")
-        }
+        let vocab = try TokenizerFile.vocabulary(TokenizerFile.json(vocabFile, flag: "--vocab-file"), "--vocab-file \(vocabFile)")
+        let mergeData = try TokenizerFile.contents(mergeFile, flag: "--merge-file")
         guard let eod = vocab[GPT2BPETokenizer.endOfText] else {
-            throw TokenizerError("\(vocabFile) has no \(GPT2BPETokenizer.endOfText) token")
+            throw TokenizerError("--vocab-file \(vocabFile) has no \(GPT2BPETokenizer.endOfText) token")
         }
         let merges = try GPT2BPETokenizer.merges(String(decoding: mergeData, as: UTF8.self), mergeFile)
         let vocabulary = BPEVocabulary(vocab: vocab, merges: merges, byteLevel: true)
+        let model: BPEModel
+        do {
+            model = try vocabulary.model()
+        } catch let error as TokenizerError {
+            throw TokenizerError("--merge-file \(mergeFile): \(error.description) in --vocab-file \(vocabFile)")
+        }
         let added = [(GPT2BPETokenizer.endOfText, eod)]
         var preTokenizer = PreTokenizer()
         preTokenizer.splits = [.pattern(.gpt2)]
         core = BPETokenizerCore(
             addedTokens: SpecialTokenMatcher(added), normalizers: [], preTokenizer: preTokenizer,
-            model: try vocabulary.model(), prefixIds: [], suffixIds: [],
+            model: model, prefixIds: [], suffixIds: [],
             tokenStrings: vocabulary.tokenStrings(added: added), decoder: [.byteLevel])
         vocabSize = vocab.count
         self.eod = eod
@@ -45,7 +47,7 @@ public struct GPT2BPETokenizer: Tokenizer {
         for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
             if number == 0 && line.hasPrefix("#version") { continue }
             let parts = line.split(separator: " ", omittingEmptySubsequences: false)
-            guard parts.count == 2 else { throw TokenizerError("\(path): line \(number + 1) is not `left right`") }
+            guard parts.count == 2 else { throw TokenizerError("--merge-file \(path): line \(number + 1) is not `left right`") }
             result.append((String(parts[0]), String(parts[1])))
         }
         return result

@@ -74,6 +74,7 @@ enum HuggingFaceJSON {
             result.splits.append(.pattern(known))
         case "Metaspace":
             let replacement = Array((object["replacement"] as? String ?? "\u{2581}").utf8)
+            guard !replacement.isEmpty else { throw unsupported("pre_tokenizer", "Metaspace with an empty replacement") }
             result.metaspace = (replacement, try prependScheme(object))
             if object["split"] as? Bool ?? true { result.splits.append(.before(replacement)) }
         case let other:
@@ -149,6 +150,7 @@ enum HuggingFaceJSON {
                 guard let ids = specials[name]?["ids"] as? [Int] else {
                     throw TokenizerError("tokenizer.json: TemplateProcessing names special token \(name) without ids")
                 }
+                for id in ids { _ = try TokenizerFile.checkedID(id, "TemplateProcessing special token \(name)") }
                 if seenSequence { suffix += ids } else { prefix += ids }
             }
         }

@@ -25,9 +25,9 @@ public struct HuggingFaceTokenizer: Tokenizer {
         }
         let file = isDirectory.boolValue ? (path as NSString).appendingPathComponent("tokenizer.json") : path
         let directory = (file as NSString).deletingLastPathComponent
-        guard let data = FileManager.default.contents(atPath: file),
-            let spec = try JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { throw TokenizerError("cannot read \(file) as a tokenizer.json object") }
+        guard let spec = try TokenizerFile.json(file, flag: "--tokenizer-model") as? [String: Any] else {
+            throw TokenizerError("--tokenizer-model \(file) is not a tokenizer.json object")
+        }
         do {
             try self.init(spec: spec, config: HuggingFaceTokenizer.specialTokenConfig(directory))
         } catch let error as TokenizerError {
@@ -81,6 +81,7 @@ public struct HuggingFaceTokenizer: Tokenizer {
             guard let id = entry["id"] as? Int, let content = entry["content"] as? String else {
                 throw TokenizerError("added_tokens entry without id and content")
             }
+            _ = try TokenizerFile.checkedID(id, "added token \(content.debugDescription)")
             for flag in ["lstrip", "rstrip", "single_word"] where entry[flag] as? Bool == true {
                 throw TokenizerError("added token \(content) has \(flag): true, which is not supported")
             }
@@ -106,7 +107,7 @@ public struct HuggingFaceTokenizer: Tokenizer {
                 throw HuggingFaceJSON.unsupported("model", "BPE \(field)")
             }
         }
-        guard let vocab = model["vocab"] as? [String: Int] else { throw TokenizerError("model has no vocab") }
+        let vocab = try TokenizerFile.vocabulary(model["vocab"], "model.vocab")
         let merges: [(String, String)] = try (model["merges"] as? [Any] ?? []).map { merge in
             if let pair = merge as? [String], pair.count == 2 { return (pair[0], pair[1]) }
             if let line = merge as? String {

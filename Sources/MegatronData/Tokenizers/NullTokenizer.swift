@@ -1,8 +1,10 @@
+import Foundation
+
 /// Megatron's `NullTokenizer`: text is token ids written as integers separated by single spaces.
 ///
 /// ```swift
 /// let tok = NullTokenizer(vocabSize: 1000)
-/// tok.encode("5 7 9")  // [5, 7, 9]; tok.eod == 999
+/// try tok.encode("5 7 9")  // [5, 7, 9]; tok.eod == 999
 /// ```
 public struct NullTokenizer: Tokenizer {
     public let vocabSize: Int
@@ -18,11 +20,18 @@ public struct NullTokenizer: Tokenizer {
         self.pad = pad < 0 ? nil : pad
     }
 
-    /// Splits on single spaces like Python's `text.split(' ')`; a field that is not an integer stops the
-    /// program with its text, as Megatron's `int(x)` raises.
-    public func encode(_ text: String) -> [Int] {
-        text.split(separator: " ", omittingEmptySubsequences: false).map { field in
-            guard let id = Int(field) else { preconditionFailure("NullTokenizer: \"\(field)\" is not an integer id") }
+    /// Splits on single spaces like Python's `text.split(' ')` and reads each field as `int(x)` does
+    /// (surrounding whitespace allowed). A field that is not an integer, or an id outside the vocabulary,
+    /// is an error naming it: Megatron raises on the first and writes the second into the dataset, where
+    /// it fails training much later.
+    public func encode(_ text: String) throws -> [Int] {
+        try text.split(separator: " ", omittingEmptySubsequences: false).map { field in
+            guard let id = Int(field.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                throw TokenizerError("NullTokenizer: \"\(field.prefix(40))\" in \"\(text.prefix(80))\" is not an integer token id")
+            }
+            guard id >= 0 && id < vocabSize else {
+                throw TokenizerError("NullTokenizer: token id \(id) in \"\(text.prefix(80))\" is outside the vocabulary 0..<\(vocabSize) (--vocab-size)")
+            }
             return id
         }
     }

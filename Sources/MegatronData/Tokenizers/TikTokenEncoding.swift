@@ -113,15 +113,14 @@ public struct TikTokenEncoding: Sendable {
 enum TikTokenRankFile {
     /// Megatron's JSON list (`.json`) or tiktoken's `base64 rank` lines; `result[i]` is rank `i`'s bytes.
     static func read(_ path: String) throws -> [[UInt8]] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw TokenizerError("cannot read the tiktoken rank file \(path)")
-        }
-        return path.hasSuffix(".json") ? try readJSON(data, path) : try readText(data, path)
+        let ranks = try path.hasSuffix(".json") ? readJSON(path) : readText(TokenizerFile.contents(path, flag: "--tokenizer-model"), path)
+        guard !ranks.isEmpty else { throw TokenizerError("--tokenizer-model \(path) holds no ranks") }
+        return ranks
     }
 
     /// `[{"rank": i, "token_bytes": base64, "token_str": ...}, ...]`, ranks in order, ranks < 256 single bytes.
-    private static func readJSON(_ data: Data, _ path: String) throws -> [[UInt8]] {
-        guard let list = try JSONSerialization.jsonObject(with: data) as? [[String: Any]] else {
+    private static func readJSON(_ path: String) throws -> [[UInt8]] {
+        guard let list = try TokenizerFile.json(path, flag: "--tokenizer-model") as? [[String: Any]] else {
             throw TokenizerError("\(path): expected a JSON list of {rank, token_bytes, token_str}")
         }
         return try list.enumerated().map { index, entry in

@@ -29,9 +29,9 @@ public struct TikTokenizer: Tokenizer {
         guard Set(named).count == named.count else {
             throw TokenizerError("tiktoken special tokens must be unique: \(named)")
         }
-        guard named.count <= numSpecialTokens, numSpecialTokens < vocabSize else {
+        guard named.count <= numSpecialTokens, numSpecialTokens < vocabSize, vocabSize <= TokenizerFile.maxTokenID else {
             throw TokenizerError(
-                "need len(special tokens) \(named.count) <= --tiktoken-num-special-tokens \(numSpecialTokens) < vocab size \(vocabSize)")
+                "need len(special tokens) \(named.count) <= --tiktoken-num-special-tokens \(numSpecialTokens) < --vocab-size \(vocabSize) <= \(TokenizerFile.maxTokenID)")
         }
         let missing = TikTokenizer.requiredSpecialTokens.filter { !named.contains($0) }
         guard missing.isEmpty else { throw TokenizerError("tiktoken special tokens must include \(missing)") }

@@ -4,7 +4,7 @@
 ///
 /// ```swift
 /// let tok = try buildTokenizer(TokenizerOptions(type: .gpt2BPE, vocabFile: "vocab.json", mergeFile: "merges.txt"))
-/// let ids = tok.encode("Hello world")
+/// let ids = try tok.encode("Hello world")
 /// print(tok.decode(ids))
 /// ```
 public protocol Tokenizer: Sendable {
@@ -16,6 +16,7 @@ public protocol Tokenizer: Sendable {
     var bos: Int? { get }
     /// Padding id, where the vocabulary has one.
     var pad: Int? { get }
-    func encode(_ text: String) -> [Int]
+    /// The ids of `text`; throws where the text cannot be tokenized (NullTokenizer text that is not ids).
+    func encode(_ text: String) throws -> [Int]
     func decode(_ ids: [Int]) -> String
 }

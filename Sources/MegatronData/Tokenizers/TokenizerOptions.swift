@@ -69,6 +69,7 @@ public func buildTokenizer(_ options: TokenizerOptions) throws -> any Tokenizer 
             numSpecialTokens: options.tiktokenNumSpecialTokens, specialTokens: options.tiktokenSpecialTokens)
     case .null:
         guard let vocabSize = options.vocabSize else { throw TokenizerError("NullTokenizer needs --vocab-size") }
+        guard vocabSize >= 1 else { throw TokenizerError("NullTokenizer needs a positive --vocab-size, got \(vocabSize)") }
         return NullTokenizer(vocabSize: vocabSize, eod: options.nullTokenizerEodId, pad: options.nullTokenizerPadId)
     }
 }

@@ -35,7 +35,8 @@ final class ChildProcess {
         let variables = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (arguments + variables).forEach { free($0) } }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, command[0], nil, &attributes, arguments, variables)
+        // posix_spawnp: a program named without a slash is looked up on PATH, as torchrun's --no-python does.
+        let result = posix_spawnp(&pid, command[0], nil, &attributes, arguments, variables)
         guard result == 0 else {
             throw RendezvousError("cannot run \(command[0]): \(String(cString: strerror(result)))")
         }

@@ -32,6 +32,10 @@ public struct LaunchPlan: Sendable, Equatable {
 
     public var worldSize: Int { processesPerNode * nodes }
 
+    /// Where node 0's launcher serves the store the launchers of a job of several nodes share (the ranks' own
+    /// store is at `masterPort`).
+    public var controlPort: Int { masterPort + 1 }
+
     /// Local rank `localRank`'s place in the job.
     public func environment(localRank: Int) -> DistributedEnvironment {
         DistributedEnvironment(rank: nodeRank * processesPerNode + localRank, worldSize: worldSize,
@@ -62,12 +66,16 @@ public enum LaunchOutcome: Equatable, CustomStringConvertible {
     case failed(rank: Int, reason: String, exitCode: Int32)
     /// The launcher got SIGINT or SIGTERM and stopped the ranks.
     case interrupted(signal: Int32)
+    /// Another node's launcher reported why the job must end (or could no longer be reached), and this node's
+    /// ranks were stopped.
+    case stoppedByJob(reason: String)
 
     public var exitCode: Int32 {
         switch self {
         case .succeeded: 0
         case .failed(_, _, let code): code
         case .interrupted(let signal): 128 + signal
+        case .stoppedByJob: 1
         }
     }
 
@@ -76,13 +84,16 @@ public enum LaunchOutcome: Equatable, CustomStringConvertible {
         case .succeeded: "all ranks succeeded"
         case .failed(let rank, let reason, _): "rank \(rank) failed: \(reason)"
         case .interrupted(let signal): "interrupted by signal \(signal); the ranks were stopped"
+        case .stoppedByJob(let reason): "the job ended on another node (\(reason)); this node's ranks were stopped"
         }
     }
 }
 
 /// Runs a `LaunchPlan`'s processes and watches them: when one fails, the others get SIGTERM, then SIGKILL
 /// after `gracePeriod` seconds, so a crashed rank never leaves the job hanging in a collective. Each child
-/// leads its own process group and signals go to the group, so what a rank started goes with it.
+/// leads its own process group and signals go to the group, so what a rank started goes with it; a rank that
+/// is a `megatron` subcommand also dies with its launcher (`LauncherLink`). With several nodes, the launchers
+/// end the job together through a `JobCoordinator`: a failure on one node stops the ranks of all of them.
 ///
 /// ```swift
 /// let plan = try LaunchPlan(processesPerNode: 8, command: ["/proc/self/exe", "pretrain-gpt", ...])
@@ -93,6 +104,10 @@ public struct ProcessLauncher {
     public var plan: LaunchPlan
     public var gracePeriod: TimeInterval
     public var pollInterval: TimeInterval = 0.05
+    /// How often a launcher of a several-node job asks the others' news.
+    public var jobPollInterval: TimeInterval = 0.25
+    /// Seconds every node's launcher has to join a several-node job (as the ranks' rendezvous allows).
+    public var joinTimeout: TimeInterval = 300
     /// Whether SIGINT and SIGTERM sent to the launcher stop the ranks (they lead their own process groups,
     /// so a terminal's Ctrl-C or a scheduler's SIGTERM would not reach them otherwise).
     public var forwardsInterrupts = true
@@ -105,33 +120,52 @@ public struct ProcessLauncher {
     public func run(baseEnvironment: [String: String] = ProcessInfo.processInfo.environment) throws -> LaunchOutcome {
         let interrupts = forwardsInterrupts ? InterruptWatch(signals: [SIGINT, SIGTERM]) : nil
         defer { interrupts?.restore() }
+        let job = plan.nodes > 1 ? try JobCoordinator(plan: plan, joinTimeout: joinTimeout) : nil
+        var base = baseEnvironment
+        base[LauncherLink.variable] = String(getpid())
         var children: [ChildProcess] = []
         for localRank in 0..<plan.processesPerNode {
             do {
-                children.append(try ChildProcess(command: plan.command,
-                                                 environment: plan.variables(localRank: localRank, base: baseEnvironment)))
+                children.append(try ChildProcess(command: plan.command, environment: plan.variables(localRank: localRank, base: base)))
             } catch {
+                let reason = "cannot start local rank \(localRank) of node \(plan.nodeRank): \(error)"
+                job?.post(reason)
                 stop(children)
-                throw RendezvousError("cannot start local rank \(localRank): \(error)")
+                job?.finish(grace: gracePeriod, pollInterval: jobPollInterval)
+                throw RendezvousError(reason)
             }
         }
-        return watch(children, interrupts: interrupts)
+        let outcome = watch(children, interrupts: interrupts, job: job)
+        job?.finish(grace: gracePeriod + 2 * jobPollInterval, pollInterval: jobPollInterval)
+        return outcome
     }
 
-    /// Polls until every child has exited or one has failed; a failure stops the rest.
-    private func watch(_ children: [ChildProcess], interrupts: InterruptWatch?) -> LaunchOutcome {
+    /// Polls until every child has exited, one has failed, or (several nodes) the job ended elsewhere; a
+    /// failure here is posted to the other nodes, and the rest of this node's ranks are stopped.
+    private func watch(_ children: [ChildProcess], interrupts: InterruptWatch?, job: JobCoordinator?) -> LaunchOutcome {
+        var lastJobPoll = Date.distantPast
         while true {
             if let signal = interrupts?.received {
+                job?.post("the launcher of node \(plan.nodeRank) was interrupted by signal \(signal)")
                 stop(children)
                 return .interrupted(signal: signal)
             }
             for child in children { child.poll() }
             if let failed = children.firstIndex(where: { $0.status.map { $0 != .exited(0) } ?? false }) {
-                stop(children)
                 let (reason, code) = ProcessLauncher.describe(children[failed].status!)
-                return .failed(rank: plan.environment(localRank: failed).rank, reason: reason, exitCode: code)
+                let rank = plan.environment(localRank: failed).rank
+                job?.post("rank \(rank) (node \(plan.nodeRank)) \(reason)")
+                stop(children)
+                return .failed(rank: rank, reason: reason, exitCode: code)
             }
             if children.allSatisfy({ $0.status != nil }) { return .succeeded }
+            if let job, Date().timeIntervalSince(lastJobPoll) >= jobPollInterval {
+                lastJobPoll = Date()
+                if let reason = job.failure() {
+                    stop(children)
+                    return .stoppedByJob(reason: reason)
+                }
+            }
             Thread.sleep(forTimeInterval: pollInterval)
         }
     }

@@ -9,12 +9,15 @@ import MegatronTensor
 /// compute stream (`CUDAContext.stream`); its work handle's `wait()` makes the compute stream wait for it
 /// (no host wait), so compute enqueued after `wait()` sees the result. The handle keeps the tensors alive.
 ///
+/// With a `CollectiveWatchdog`, every operation is watched until it completes, and the communicator (with
+/// those split from it) is aborted when one does not complete within the timeout or NCCL reports a failure.
+///
 /// ```swift
 /// // one process per GPU (see `megatron launch`); rank 0 makes the id, the rendezvous store shares it
 /// let comm = try NCCLCommunicator(id: id, rank: env.rank, size: env.worldSize, device: .cuda(env.localRank))
 /// try comm.allReduce(grads, op: .average).wait()
 /// ```
-public final class NCCLCommunicator: Communicator {
+public final class NCCLCommunicator: Communicator, AbortableCommunicator {
     public let rank: Int
     public let size: Int
     public let device: Device
@@ -22,9 +25,12 @@ public final class NCCLCommunicator: Communicator {
     private let comm: ncclComm_t
     private let context: CUDAContext
     private let stream: CUDAStream
+    /// Watches this communicator's operations (and those of the groups split from it); nil: none.
+    public let watchdog: CollectiveWatchdog?
 
-    /// Joins the communicator `id` as `rank` of `size` ranks on `device`; blocks until every rank has joined.
-    public convenience init(id: NCCLUniqueID, rank: Int, size: Int, device: Device) throws {
+    /// Joins the communicator `id` as `rank` of `size` ranks on `device`; blocks until every rank has joined
+    /// (held to `watchdog`'s timeout when one is given).
+    public convenience init(id: NCCLUniqueID, rank: Int, size: Int, device: Device, watchdog: CollectiveWatchdog? = nil) throws {
         guard (0..<size).contains(rank) else {
             throw CommunicatorError("ncclCommInitRank", "rank \(rank) is outside a world of \(size) ranks")
         }
@@ -32,9 +38,11 @@ public final class NCCLCommunicator: Communicator {
         let context = try NCCLCommunicator.context(of: device)
         try context.device.makeCurrent()
         var comm: ncclComm_t?
-        try NCCLLibrary.check(nccl.ncclCommInitRank(&comm, Int32(size), id.raw, Int32(rank)),
-                              "ncclCommInitRank(rank \(rank) of \(size) on \(device))")
-        try self.init(nccl: nccl, comm: comm!, rank: rank, size: size, context: context)
+        let operation = "ncclCommInitRank(rank \(rank) of \(size) on \(device))"
+        let status = watchdog.map { $0.withDeadline(operation) { nccl.ncclCommInitRank(&comm, Int32(size), id.raw, Int32(rank)) } }
+            ?? nccl.ncclCommInitRank(&comm, Int32(size), id.raw, Int32(rank))
+        try NCCLLibrary.check(status, operation)
+        try self.init(nccl: nccl, comm: comm!, rank: rank, size: size, context: context, watchdog: watchdog)
     }
 
     /// One communicator per listed GPU of this process (ncclCommInitAll); rank i drives `ordinals[i]`.
@@ -46,24 +54,37 @@ public final class NCCLCommunicator: Communicator {
         try NCCLLibrary.check(nccl.ncclCommInitAll(&comms, Int32(ordinals.count), ordinals.map(Int32.init)),
                               "ncclCommInitAll(\(ordinals))")
         return try ordinals.indices.map {
-            try NCCLCommunicator(nccl: nccl, comm: comms[$0]!, rank: $0, size: ordinals.count, context: contexts[$0])
+            try NCCLCommunicator(nccl: nccl, comm: comms[$0]!, rank: $0, size: ordinals.count, context: contexts[$0],
+                                 watchdog: nil)
         }
     }
 
-    private init(nccl: CCUDANCCL, comm: ncclComm_t, rank: Int, size: Int, context: CUDAContext) throws {
+    private init(nccl: CCUDANCCL, comm: ncclComm_t, rank: Int, size: Int, context: CUDAContext,
+                 watchdog: CollectiveWatchdog?) throws {
         self.nccl = nccl
         self.comm = comm
         self.rank = rank
         self.size = size
         self.context = context
+        self.watchdog = watchdog
         device = .cuda(context.device.ordinal)
         stream = try CUDAStream(device: context.device)
+        watchdog?.watch(self)
     }
 
     deinit { _ = nccl.ncclCommDestroy(comm) }
 
     /// Aborts every operation in flight on this communicator (after a peer failed); it is unusable afterwards.
     public func abort() { _ = nccl.ncclCommAbort(comm) }
+
+    /// NCCL's asynchronous error (a peer that died, a network failure), if it has one.
+    public func asyncFailure() -> String? {
+        var status: ncclResult_t = 0
+        _ = nccl.ncclCommGetAsyncError(comm, &status)
+        // 7 is ncclInProgress: a non-blocking operation still running, not a failure.
+        guard status != 0, status != 7 else { return nil }
+        return "NCCL communicator (rank \(rank) of \(size)) failed: \(String(cString: nccl.ncclGetErrorString(status)))"
+    }
 
     private static func context(of device: Device) throws -> CUDAContext {
         guard case .cuda(let ordinal) = device else {
@@ -167,7 +188,7 @@ public final class NCCLCommunicator: Communicator {
         try NCCLLibrary.check(nccl.ncclCommUserRank(child, &childRank), "ncclCommUserRank")
         try NCCLLibrary.check(nccl.ncclCommCount(child, &childSize), "ncclCommCount")
         return try NCCLCommunicator(nccl: nccl, comm: child, rank: Int(childRank), size: Int(childSize),
-                                    context: context)
+                                    context: context, watchdog: watchdog)
     }
 
     // MARK: Enqueueing
@@ -184,6 +205,7 @@ public final class NCCLCommunicator: Communicator {
         try NCCLLibrary.check(body(stream.handle), "\(operation) on rank \(rank) of \(size)")
         let done = try CUDAEvent(device: context.device, timing: false)
         try done.record(on: stream)
+        watchdog?.track("NCCL \(operation) on rank \(rank) of \(size)") { try done.isComplete() }
         return NCCLWork(operation: operation, done: done, computeStream: context.stream, tensors: tensors,
                         // Holds the communicator: it must outlive the operation it runs.
                         asyncError: { [self] in

@@ -29,7 +29,8 @@ public struct DistributedEnvironment: Sendable, Equatable {
     public static let single = DistributedEnvironment(rank: 0, worldSize: 1, localRank: 0,
                                                       masterAddress: "127.0.0.1", masterPort: defaultPort)
 
-    /// Parses `environment`; with neither torchrun's nor SLURM's variables, a single process.
+    /// Parses `environment`; with neither torchrun's nor SLURM's variables, a single process (on the GPU
+    /// `LOCAL_RANK` names, if set). Every malformed or inconsistent variable is an error naming it.
     public init(_ environment: [String: String]) throws {
         func integer(_ name: String, default value: Int? = nil) throws -> Int {
             guard let text = environment[name] else {
@@ -41,12 +42,15 @@ public struct DistributedEnvironment: Sendable, Equatable {
             }
             return number
         }
+        let names: (rank: String, world: String, local: String)
         if environment["RANK"] != nil || environment["WORLD_SIZE"] != nil {
+            names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
             self.init(rank: try integer("RANK"), worldSize: try integer("WORLD_SIZE"),
                       localRank: try integer("LOCAL_RANK", default: 0),
                       masterAddress: environment["MASTER_ADDR"] ?? "127.0.0.1",
                       masterPort: try integer("MASTER_PORT", default: Self.defaultPort))
         } else if environment["SLURM_PROCID"] != nil {
+            names = ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
             let master = try environment["MASTER_ADDR"]
                 ?? environment["SLURM_NODELIST"].map { try Self.firstHost(ofNodeList: $0) }
                 ?? "127.0.0.1"
@@ -55,9 +59,31 @@ public struct DistributedEnvironment: Sendable, Equatable {
                       masterPort: try integer("MASTER_PORT", default: Self.defaultPort))
         } else {
             self = .single
+            localRank = try integer("LOCAL_RANK", default: 0)
+            return
         }
-        guard worldSize >= 1, rank < worldSize else {
-            throw RendezvousError("rank \(rank) is outside a world of \(worldSize) processes")
+        try check(names, localWorldSize: environment["LOCAL_WORLD_SIZE"] == nil ? nil : try integer("LOCAL_WORLD_SIZE"))
+    }
+
+    /// The variables against each other, each named as it was read.
+    private func check(_ names: (rank: String, world: String, local: String), localWorldSize: Int?) throws {
+        guard worldSize >= 1 else { throw RendezvousError("environment variable \(names.world) must be at least 1, got 0") }
+        guard rank < worldSize else {
+            throw RendezvousError("\(names.rank) (\(rank)) must be less than \(names.world) (\(worldSize))")
+        }
+        if let localWorldSize {
+            guard localWorldSize >= 1, localRank < localWorldSize else {
+                throw RendezvousError("\(names.local) (\(localRank)) must be less than LOCAL_WORLD_SIZE (\(localWorldSize))")
+            }
+        }
+        guard localRank < worldSize else {
+            throw RendezvousError("\(names.local) (\(localRank)) must be less than \(names.world) (\(worldSize))")
+        }
+        guard (1...65535).contains(masterPort) else {
+            throw RendezvousError("environment variable MASTER_PORT must be a port number in 1...65535, got \(masterPort)")
+        }
+        guard !masterAddress.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw RendezvousError("environment variable MASTER_ADDR is empty; set it to the host of rank 0")
         }
     }
 

@@ -46,8 +46,40 @@ public final class RendezvousStore {
         Int(Int64(bigEndianBytes: try request(.add, key, Int64(delta).bigEndianBytes, waitingFor: "add '\(key)'")))
     }
 
+    /// The value of `key` now, or nil when no rank has set it (no waiting).
+    public func value(of key: String) throws -> [UInt8]? {
+        try exchange(.get, key, UInt64(0).bigEndianBytes, waitingFor: "key '\(key)'")
+    }
+
+    /// Sets `key` to `value` unless some rank set it first, and returns the value it holds now: the first
+    /// writer wins.
+    public func setIfAbsent(_ key: String, _ value: [UInt8]) throws -> [UInt8] {
+        try request(.setIfAbsent, key, value, waitingFor: "set '\(key)' if absent")
+    }
+
+    /// Makes the server set `key` to `value` (unless `key` is set by then) when this client's connection ends
+    /// before `clearOnDisconnect(key)`: a process that dies, or whose host does, leaves a mark the others can
+    /// read, as an ephemeral node of ZooKeeper does.
+    public func setOnDisconnect(_ key: String, _ value: [UInt8]) throws {
+        _ = try request(.setOnDisconnect, key, value, waitingFor: "set '\(key)' on disconnect")
+    }
+
+    /// Withdraws `setOnDisconnect(key, ...)`: ending the connection now leaves `key` as it is.
+    public func clearOnDisconnect(_ key: String) throws {
+        _ = try request(.clearOnDisconnect, key, [], waitingFor: "clear '\(key)' on disconnect")
+    }
+
     private func request(_ op: RendezvousServer.Operation, _ key: String, _ value: [UInt8],
                          waitingFor: String) throws -> [UInt8] {
+        guard let reply = try exchange(op, key, value, waitingFor: waitingFor) else {
+            throw RendezvousError("rendezvous store at \(host):\(port): timed out waiting for \(waitingFor)")
+        }
+        return reply
+    }
+
+    /// Sends one request and returns the reply's value, or nil when the server answered "timed out".
+    private func exchange(_ op: RendezvousServer.Operation, _ key: String, _ value: [UInt8],
+                          waitingFor: String) throws -> [UInt8]? {
         try lock.withLock {
             let reply: [UInt8]
             do {
@@ -56,10 +88,7 @@ public final class RendezvousStore {
             } catch let error as RendezvousError {
                 throw RendezvousError("rendezvous store at \(host):\(port): \(waitingFor): \(error.message)")
             }
-            guard reply.first == 0 else {
-                throw RendezvousError("rendezvous store at \(host):\(port): timed out waiting for \(waitingFor)")
-            }
-            return Array(reply.dropFirst())
+            return reply.first == 0 ? Array(reply.dropFirst()) : nil
         }
     }
 }
@@ -68,7 +97,7 @@ public final class RendezvousStore {
 /// Frames are a 4-byte big-endian length and a payload: requests [op][key length: 4][key][argument],
 /// replies [status (0 ok, 1 timeout)][value].
 final class RendezvousServer: @unchecked Sendable {
-    enum Operation: UInt8 { case set = 1, get = 2, add = 3 }
+    enum Operation: UInt8 { case set = 1, get = 2, add = 3, setOnDisconnect = 4, clearOnDisconnect = 5, setIfAbsent = 6 }
 
     let port: Int
     private let listener: Int32
@@ -77,7 +106,8 @@ final class RendezvousServer: @unchecked Sendable {
     private var stopped = false
 
     init(port: Int) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // Close-on-exec: a rank or program a launcher starts must not hold the launcher's sockets open.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw RendezvousError("socket(): \(String(cString: strerror(errno)))") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -120,23 +150,34 @@ final class RendezvousServer: @unchecked Sendable {
                 if errno == EINTR { continue }
                 return
             }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             let connection = Socket(descriptor: fd)
             Thread { [self] in serve(connection) }.start()
         }
     }
 
     private func serve(_ connection: Socket) {
+        // What this connection asked to be set when it ends (setOnDisconnect), applied however it ends.
+        var onDisconnect: [String: [UInt8]] = [:]
+        defer {
+            condition.withLock {
+                for (key, value) in onDisconnect where values[key] == nil { values[key] = value }
+                condition.broadcast()
+            }
+        }
         while let request = try? connection.readFrame(), request.count >= 5,
               let op = Operation(rawValue: request[0]) {
             let keyLength = Int(UInt32(bigEndianBytes: Array(request[1..<5])))
             guard request.count >= 5 + keyLength else { return }
             let key = String(decoding: request[5..<(5 + keyLength)], as: UTF8.self)
             let argument = Array(request[(5 + keyLength)...])
-            guard (try? connection.writeFrame(handle(op, key, argument))) != nil else { return }
+            let reply = handle(op, key, argument, onDisconnect: &onDisconnect)
+            guard (try? connection.writeFrame(reply)) != nil else { return }
         }
     }
 
-    private func handle(_ op: Operation, _ key: String, _ argument: [UInt8]) -> [UInt8] {
+    private func handle(_ op: Operation, _ key: String, _ argument: [UInt8],
+                        onDisconnect: inout [String: [UInt8]]) -> [UInt8] {
         condition.lock()
         defer { condition.unlock() }
         switch op {
@@ -156,6 +197,18 @@ final class RendezvousServer: @unchecked Sendable {
                 if !condition.wait(until: deadline) && values[key] == nil { return [1] }
             }
             return values[key].map { [0] + $0 } ?? [1]
+        case .setIfAbsent:
+            if values[key] == nil {
+                values[key] = argument
+                condition.broadcast()
+            }
+            return [0] + values[key]!
+        case .setOnDisconnect:
+            onDisconnect[key] = argument
+            return [0]
+        case .clearOnDisconnect:
+            onDisconnect[key] = nil
+            return [0]
         }
     }
 }

@@ -34,7 +34,8 @@ final class Socket {
             throw RendezvousError("cannot resolve \(host): \(String(cString: gai_strerror(status)))")
         }
         defer { freeaddrinfo(info) }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // Close-on-exec: a rank or program a launcher starts must not hold the launcher's connection open.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw RendezvousError("socket(): \(String(cString: strerror(errno)))") }
         let socket = Socket(descriptor: fd)
         guard Glibc.connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0 else {

@@ -38,6 +38,8 @@ public enum CompareOp: Sendable {
 /// Unary elementwise functions, each with its derivative for the backward pass.
 public enum UnaryOp: Sendable {
     case neg, exp, log, tanh, sqrt, rsqrt, abs, sigmoid, relu, silu, geluTanh, geluErf
+    /// relu(x)², Megatron's `squared_relu`.
+    case squaredRelu
 
     @inline(__always)
     func apply(_ x: Float) -> Float {
@@ -54,6 +56,7 @@ public enum UnaryOp: Sendable {
         case .silu: x / (1 + Foundation.exp(-x))
         case .geluTanh: 0.5 * x * (1 + Foundation.tanh(GELU.k0 * (x + GELU.k1 * x * x * x)))
         case .geluErf: 0.5 * x * (1 + erf(x * GELU.invSqrt2))
+        case .squaredRelu: x > 0 ? x * x : 0
         }
     }
 
@@ -83,6 +86,7 @@ public enum UnaryOp: Sendable {
             return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU.k0 * (1 + 3 * GELU.k1 * x * x)
         case .geluErf:
             return 0.5 * (1 + erf(x * GELU.invSqrt2)) + x * GELU.invSqrt2PI * Foundation.exp(-0.5 * x * x)
+        case .squaredRelu: return x > 0 ? 2 * x : 0
         }
     }
 }

@@ -125,14 +125,15 @@ public final class CUDAContext: @unchecked Sendable {
         return try made.get()
     }
 
-    /// The context of `device`, trapping with the CUDA layer's message when it cannot be made;
-    /// the non-throwing tensor API (`Tensor(zeros:device:)`, ops) goes through here.
+    /// The context of `device`; the non-throwing tensor API (`Tensor(zeros:device:)`, ops) goes through
+    /// here. When it cannot be made the process ends with the CUDA layer's message (entry points make the
+    /// context with `shared(ordinal:)` first, so a missing GPU is a thrown error there).
     static func of(_ device: Device) -> CUDAContext {
         guard case .cuda(let ordinal) = device else { preconditionFailure("\(device) is not a CUDA device") }
         do {
             return try shared(ordinal: ordinal)
         } catch {
-            preconditionFailure("cannot use \(device): \(error)")
+            exitWithError("cannot use \(device): \(error)")
         }
     }
 
@@ -152,12 +153,20 @@ extension Device {
     }
 }
 
-/// Turns a CUDA-layer error inside a non-throwing op into a trap that names the op.
+/// Ends the process with a message naming the op when a CUDA-layer error (a kernel launch, the driver,
+/// cuBLASLt, device memory exhausted) happens inside a non-throwing op; printed in release builds too.
 @inline(__always)
 func cudaCheck<R>(_ op: @autoclosure () -> String, _ body: () throws -> R) -> R {
     do {
         return try body()
     } catch {
-        preconditionFailure("\(op()) on CUDA failed: \(error)")
+        exitWithError(cudaFailureMessage(op(), error))
     }
+}
+
+/// What `cudaCheck` prints: an out-of-memory report as it is (it names the request and what to change),
+/// any other error after the op it stopped.
+func cudaFailureMessage(_ op: String, _ error: Error) -> String {
+    if case .outOfMemory(let report)? = error as? CUDAError { return report }
+    return "\(op) on CUDA failed: \(error)"
 }

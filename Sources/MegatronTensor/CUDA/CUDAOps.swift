@@ -367,6 +367,7 @@ extension UnaryOp {
         case .silu: 9
         case .geluTanh: 10
         case .geluErf: 11
+        case .squaredRelu: 12
         }
     }
 }

@@ -27,6 +27,18 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var hiddenDropout: Float = 0.1
     public var attentionDropout: Float = 0.1
     public var initMethodStd: Float = 0.02
+    /// `--use-rope-scaling`: Llama 3.x frequency scaling of RoPE, by `--rope-scaling-factor`.
+    public var useRopeScaling = false
+    public var ropeScalingFactor: Float = 8
+    /// Norm weights applied as `1 + w` and initialized to zero (`--apply-layernorm-1p`).
+    public var applyLayernorm1p = false
+    public var squaredRelu = false
+    /// Megatron's fused bias + tanh-approximated GeLU; off (`--no-bias-gelu-fusion`, or no bias), the MLP uses the exact erf GeLU.
+    public var biasGeluFusion = true
+    /// Off with `--no-position-embedding`, which Megatron accepts only with rotary embeddings.
+    public var addPositionEmbedding = true
+    public var embeddingInitMethodStd: Float?
+    public var initMethodXavierUniform = false
 
     // Batch and iterations.
     public var microBatchSize = 8
@@ -39,6 +51,15 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var exitDurationInMins: Float?
     public var exitSignalHandler = false
     public var seed = 1234
+    /// `<start batch size> <increment> <ramp-up samples>` (`--rampup-batch-size`), as the words were given.
+    public var rampupBatchSize: [String]?
+    /// Gradients of the token-summed loss divided by the tokens of the whole global batch, not averaged per micro-batch.
+    public var calculatePerTokenLoss = false
+    public var exitOnMissingCheckpoint = false
+    /// The signal `--exit-signal-handler` listens for, by name.
+    public var exitSignal = "SIGTERM"
+    /// Evaluate on the validation and test sets without training (`--skip-train`).
+    public var skipTrain = false
 
     // Optimizer and learning-rate schedule.
     public var optimizer = "adam"
@@ -65,6 +86,9 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var adamEps: Float = 1e-8
     public var sgdMomentum: Float = 0.9
     public var clipGrad: Float = 1.0
+    /// Learning rate (and minimum) of the word embeddings and the output layer.
+    public var decoupledLR: Float?
+    public var decoupledMinLR: Float?
 
     // Precision and memory.
     public var bf16 = false
@@ -78,6 +102,16 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var recomputeGranularity: String?
     public var recomputeMethod: String?
     public var recomputeNumLayers: Int?
+    /// Submodules `--recompute-granularity selective` recomputes; Megatron's default `core_attn` when nil.
+    public var recomputeModules: [String]?
+    /// `--recompute-activations`: Megatron's alias for `--recompute-granularity selective` (it wins over that flag).
+    public var recomputeActivations = false
+    /// Run-to-run identical kernels where a faster order-dependent one exists (`--deterministic-mode`).
+    public var deterministicMode = false
+    /// Megatron's layer implementation (`--transformer-impl`); the layers here are the same either way.
+    public var transformerImpl = "transformer_engine"
+    /// Transformer Engine's attention choice (`--attention-backend`): flash picks our flash kernels, fused cuDNN's.
+    public var attentionBackend = "auto"
 
     // Parallelism (the world size comes from the launcher: `megatron launch` or torchrun / SLURM variables).
     public var tensorModelParallelSize = 1
@@ -92,6 +126,8 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var ddpAverageInCollective = false
     /// Elements per DDP bucket; Megatron's default (max(40M, 1M x data-parallel size)) when nil.
     public var ddpBucketSize: Int?
+    /// Minutes a collective may wait before the job is failed (`--distributed-timeout-minutes`).
+    public var distributedTimeoutMinutes = 10
 
     // Logging.
     public var logInterval = 100
@@ -101,7 +137,8 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var logNumZerosInGrad = false
     /// `progress.txt` in the `--save` directory.
     public var logProgress = false
-    /// 0: the iteration time only; 1: also once-per-iteration phases; 2: also per-micro-batch phases.
+    /// Megatron's timer detail (`--timing-log-level`): 0 the iteration time only, 1 also once-per-iteration
+    /// phases, 2 also per-micro-batch phases.
     public var timingLogLevel = 0
     /// `max`, `minmax` or `all`: what the timer report shows across ranks.
     public var timingLogOption = "minmax"

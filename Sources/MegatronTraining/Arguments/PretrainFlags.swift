@@ -1,46 +1,72 @@
 import MegatronData
 
-/// One supported command-line flag and how it sets `PretrainArguments`.
+/// One supported command-line flag: how it sets `PretrainArguments`, and what `--help` and the start-up log say
+/// about it.
 struct Flag {
     let name: String
     let takesValue: Bool
     /// Takes every following word up to the next flag (argparse's `nargs='*'`).
     var takesList = false
     let apply: (inout PretrainArguments, String?) throws -> Void
+    /// The value's placeholder in `--help` (`N`, `X`, `a|b`); nil for a switch.
+    var metavar: String?
+    /// The default `--help` shows, read from `PretrainArguments()`; nil when there is none to show.
+    var defaultText: (PretrainArguments) -> String? = { _ in nil }
+    /// What the start-up log says after a given flag whose meaning here differs from Megatron's (an
+    /// implementation choice or a no-op), from its value; nil when it means what it means in Megatron.
+    var note: (String?) -> String? = { _ in nil }
 
     static func int(_ name: String, _ key: WritableKeyPath<PretrainArguments, Int>) -> Flag {
-        Flag(name: name, takesValue: true) { $0[keyPath: key] = try parseInt(name, $1!) }
+        Flag(name: name, takesValue: true, apply: { $0[keyPath: key] = try parseInt(name, $1!) },
+             metavar: "N", defaultText: { String($0[keyPath: key]) })
     }
 
     static func int(_ name: String, _ key: WritableKeyPath<PretrainArguments, Int?>) -> Flag {
-        Flag(name: name, takesValue: true) { $0[keyPath: key] = try parseInt(name, $1!) }
+        Flag(name: name, takesValue: true, apply: { $0[keyPath: key] = try parseInt(name, $1!) },
+             metavar: "N", defaultText: { $0[keyPath: key].map(String.init) })
+    }
+
+    /// An integer that must lie in `range` (argparse's integer `choices`).
+    static func int(_ name: String, _ key: WritableKeyPath<PretrainArguments, Int>, in range: ClosedRange<Int>) -> Flag {
+        Flag(name: name, takesValue: true, apply: { args, value in
+            let number = try parseInt(name, value!)
+            guard range.contains(number) else {
+                throw ArgumentError("\(name) must be one of \(range.map(String.init).joined(separator: ", ")), got \(number)")
+            }
+            args[keyPath: key] = number
+        }, metavar: "N", defaultText: { String($0[keyPath: key]) })
     }
 
     static func float(_ name: String, _ key: WritableKeyPath<PretrainArguments, Float>) -> Flag {
-        Flag(name: name, takesValue: true) { $0[keyPath: key] = try parseFloat(name, $1!) }
+        Flag(name: name, takesValue: true, apply: { $0[keyPath: key] = try parseFloat(name, $1!) },
+             metavar: "X", defaultText: { shown($0[keyPath: key]) })
     }
 
     static func float(_ name: String, _ key: WritableKeyPath<PretrainArguments, Float?>) -> Flag {
-        Flag(name: name, takesValue: true) { $0[keyPath: key] = try parseFloat(name, $1!) }
+        Flag(name: name, takesValue: true, apply: { $0[keyPath: key] = try parseFloat(name, $1!) },
+             metavar: "X", defaultText: { $0[keyPath: key].map(shown) })
     }
 
     /// Words up to the next flag, joined by the parser with newlines.
     static func list(_ name: String, _ key: WritableKeyPath<PretrainArguments, [String]?>) -> Flag {
-        Flag(name: name, takesValue: true, takesList: true) { args, value in
+        Flag(name: name, takesValue: true, takesList: true, apply: { args, value in
             args[keyPath: key] = value!.split(separator: "\n").map(String.init)
-        }
+        }, metavar: "WORD ...")
     }
 
     static func string(_ name: String, _ key: WritableKeyPath<PretrainArguments, String?>) -> Flag {
-        Flag(name: name, takesValue: true) { $0[keyPath: key] = $1! }
+        Flag(name: name, takesValue: true, apply: { $0[keyPath: key] = $1! }, metavar: "TEXT",
+             defaultText: { $0[keyPath: key] })
     }
 
     static func choice(_ name: String, _ key: WritableKeyPath<PretrainArguments, String>, _ choices: [String]) -> Flag {
-        Flag(name: name, takesValue: true) { $0[keyPath: key] = try checked(name, $1!, choices) }
+        Flag(name: name, takesValue: true, apply: { $0[keyPath: key] = try checked(name, $1!, choices) },
+             metavar: choices.joined(separator: "|"), defaultText: { $0[keyPath: key] })
     }
 
     static func choice(_ name: String, _ key: WritableKeyPath<PretrainArguments, String?>, _ choices: [String]) -> Flag {
-        Flag(name: name, takesValue: true) { $0[keyPath: key] = try checked(name, $1!, choices) }
+        Flag(name: name, takesValue: true, apply: { $0[keyPath: key] = try checked(name, $1!, choices) },
+             metavar: choices.joined(separator: "|"), defaultText: { $0[keyPath: key] })
     }
 
     /// A switch that sets `key` to `value` (`store_true` / `store_false`).
@@ -48,8 +74,49 @@ struct Flag {
         Flag(name: name, takesValue: false) { args, _ in args[keyPath: key] = value }
     }
 
+    /// A switch that sets `key` to `value`: Megatron's legacy spellings of a setting
+    /// (`--use-rotary-position-embeddings` is `--position-embedding-type rope`).
+    static func set<Value>(_ name: String, _ key: WritableKeyPath<PretrainArguments, Value>, to value: Value) -> Flag {
+        Flag(name: name, takesValue: false) { args, _ in args[keyPath: key] = value }
+    }
+
+    /// A switch accepted and ignored: one of Megatron's implementation choices with nothing to choose here.
+    static func ignored(_ name: String, note: String? = nil) -> Flag {
+        Flag(name: name, takesValue: false, apply: { _, _ in }, note: { _ in note })
+    }
+
+    /// A value flag accepted and ignored, its value checked against `choices` (any integer when nil).
+    static func ignored(_ name: String, choices: [String]?, note: String? = nil) -> Flag {
+        Flag(name: name, takesValue: true, apply: { _, value in
+            if let choices { _ = try checked(name, value!, choices) } else { _ = try parseInt(name, value!) }
+        }, metavar: choices?.joined(separator: "|") ?? "N", note: { _ in note })
+    }
+
+    /// This flag, with `note` printed at start-up when it is given.
+    func noting(_ note: @escaping (String?) -> String?) -> Flag {
+        var flag = self
+        flag.note = note
+        return flag
+    }
+
+    /// This integer flag, with values above `limit` refused as `feature`, a feature this build lacks
+    /// (reported with the other unsupported flags of the command line).
+    func unsupported(above limit: Int, _ feature: String) -> Flag {
+        let (name, apply) = (self.name, self.apply)
+        return Flag(name: name, takesValue: takesValue, takesList: takesList, apply: { args, value in
+            let number = try Flag.parseInt(name, value!)
+            if number > limit { throw UnsupportedFeature(feature: feature, usage: "\(name) \(number)") }
+            try apply(&args, value)
+        }, metavar: metavar, defaultText: defaultText, note: note)
+    }
+
+    /// `value` if it is one of `choices`. One of Megatron's other choices is a feature this build lacks.
     private static func checked(_ name: String, _ value: String, _ choices: [String]) throws -> String {
         guard choices.contains(value) else {
+            if MegatronFlagCatalog.byName[name]?.choices.contains(value) == true {
+                throw UnsupportedFeature(feature: "\(name) other than \(choices.joined(separator: ", "))",
+                                         usage: "\(name) \(value)")
+            }
             throw ArgumentError("\(name) must be one of \(choices.joined(separator: ", ")), got '\(value)'")
         }
         return value
@@ -64,6 +131,19 @@ struct Flag {
         guard let v = Float(text), v.isFinite else { throw ArgumentError("\(name) needs a number, got '\(text)'") }
         return v
     }
+
+    /// A float default as `--help` shows it: whole numbers without a fraction (2^32 as 4294967296).
+    private static func shown(_ value: Float) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : "\(value)"
+    }
+}
+
+/// A flag (or a value of one) that asks for a feature this build does not have yet.
+struct UnsupportedFeature: Error {
+    /// What is missing: "pipeline parallelism", "mixture of experts".
+    let feature: String
+    /// The flag as given, with its value when that is what asks for the feature.
+    let usage: String
 }
 
 /// The flags `pretrain-gpt` implements, with Megatron's spellings.
@@ -93,9 +173,9 @@ enum PretrainFlags {
         .float("--attention-dropout", \.attentionDropout),
         .float("--init-method-std", \.initMethodStd),
         .int("--tensor-model-parallel-size", \.tensorModelParallelSize),
-        .int("--pipeline-model-parallel-size", \.pipelineModelParallelSize),
-        .int("--context-parallel-size", \.contextParallelSize),
-        .int("--expert-model-parallel-size", \.expertModelParallelSize),
+        .int("--pipeline-model-parallel-size", \.pipelineModelParallelSize).unsupported(above: 1, "pipeline parallelism"),
+        .int("--context-parallel-size", \.contextParallelSize).unsupported(above: 1, "context parallelism"),
+        .int("--expert-model-parallel-size", \.expertModelParallelSize).unsupported(above: 1, "mixture of experts"),
         .set("--sequence-parallel", \.sequenceParallel),
         .set("--use-distributed-optimizer", \.useDistributedOptimizer),
         .set("--overlap-grad-reduce", \.overlapGradReduce),
@@ -136,9 +216,7 @@ enum PretrainFlags {
         .float("--end-weight-decay", \.endWeightDecay),
         .choice("--weight-decay-incr-style", \.weightDecayIncrStyle, ["constant", "linear", "cosine"]),
         .set("--use-checkpoint-opt_param-scheduler", \.useCheckpointOptParamScheduler),
-        .set("--use-checkpoint-opt-param-scheduler", \.useCheckpointOptParamScheduler),
         .set("--override-opt_param-scheduler", \.overrideOptParamScheduler),
-        .set("--override-opt-param-scheduler", \.overrideOptParamScheduler),
         .float("--loss-scale", \.lossScale),
         .float("--initial-loss-scale", \.initialLossScale),
         .float("--min-loss-scale", \.minLossScale),
@@ -174,26 +252,98 @@ enum PretrainFlags {
         .string("--tiktoken-pattern", \.tiktokenPattern),
         .int("--tiktoken-num-special-tokens", \.tiktokenNumSpecialTokens),
         .choice("--device", \.device, ["cpu", "cuda"]),
-        // Logging (cli-logs): Megatron's logging group; --wandb-* and the rest are refused in LoggingFlags.swift.
+        // rope scaling
+        .set("--use-rope-scaling", \.useRopeScaling),
+        .float("--rope-scaling-factor", \.ropeScalingFactor),
+        // model features
+        .set("--apply-layernorm-1p", \.applyLayernorm1p),
+        .set("--squared-relu", \.squaredRelu),
+        .set("--no-bias-gelu-fusion", \.biasGeluFusion, to: false),
+        .set("--no-position-embedding", \.addPositionEmbedding, to: false),
+        .float("--embedding-init-method-std", \.embeddingInitMethodStd),
+        .set("--init-method-xavier-uniform", \.initMethodXavierUniform),
+        .float("--decoupled-lr", \.decoupledLR),
+        .float("--decoupled-min-lr", \.decoupledMinLR),
+        .set("--calculate-per-token-loss", \.calculatePerTokenLoss),
+        .list("--rampup-batch-size", \.rampupBatchSize),
+        .list("--recompute-modules", \.recomputeModules),
+        .set("--recompute-activations", \.recomputeActivations),
+        .set("--exit-on-missing-checkpoint", \.exitOnMissingCheckpoint),
+        .choice("--exit-signal", \.exitSignal, ExitSignal.names),
+        // cli-flags: Megatron's legacy spellings.
+        .set("--use-rotary-position-embeddings", \.positionEmbeddingType, to: "rope"),
+        // cli-flags: implementation choices and no-ops, with a start-up note where the meaning differs from Megatron's.
+        .ignored("--use-mcore-models"),
+        .choice("--transformer-impl", \.transformerImpl, ["transformer_engine", "local"]).noting { _ in
+            "the layers run on this build's own kernels; the model is the same"
+        },
+        .choice("--attention-backend", \.attentionBackend, ["auto", "flash", "fused", "unfused", "local"]).noting(attentionNote),
+        .ignored("--use-flash-attn", note: attentionNote("flash")),
+        .ignored("--distributed-backend", choices: ["nccl"]),
+        .ignored("--no-gradient-accumulation-fusion", note: fusionNote),
+        .ignored("--no-masked-softmax-fusion", note: fusionNote),
+        .ignored("--no-bias-swiglu-fusion", note: fusionNote),
+        .ignored("--no-bias-dropout-fusion", note: fusionNote),
+        .ignored("--no-rope-fusion", note: fusionNote),
+        .ignored("--no-persist-layer-norm", note: fusionNote),
+        .ignored("--cross-entropy-loss-fusion", note: fusionNote),
+        .ignored("--cross-entropy-fusion-impl", choices: ["native", "te"], note: fusionNote),
+        .ignored("--disable-jit-fuser", note: fusionNote),
+        .ignored("--attention-softmax-in-fp32"),
+        .ignored("--apply-query-key-layer-scaling"),
+        .set("--deterministic-mode", \.deterministicMode),
+        .ignored("--no-mmap-bin-files", note: ".bin files are read through mmap all the same (same data)"),
+        .ignored("--num-workers", choices: nil, note: "batches are made in the training process, without worker processes"),
+        .ignored("--no-create-attention-mask-in-dataloader"),
+        .ignored("--manual-gc", note: gcNote),
+        .ignored("--manual-gc-interval", choices: nil, note: gcNote),
+        .ignored("--no-manual-gc-eval", note: gcNote),
+        .ignored("--no-align-grad-reduce"),
+        .ignored("--no-align-param-gather"),
+        .ignored("--empty-unused-memory-level", choices: ["0", "1", "2"],
+                 note: "no effect: the caching allocator keeps freed GPU memory for reuse"),
+        .int("--distributed-timeout-minutes", \.distributedTimeoutMinutes),
+        .int("--timing-log-level", \.timingLogLevel, in: 0...2),
+        .set("--skip-train", \.skipTrain),
+        // Logging (cli-logs): Megatron's logging group; --wandb-* and the rest are refused by feature (MegatronFlagCatalog).
         .set("--log-params-norm", \.logParamsNorm),
         .set("--log-num-zeros-in-grad", \.logNumZerosInGrad),
         .set("--log-progress", \.logProgress),
-        .int("--timing-log-level", \.timingLogLevel),
         .choice("--timing-log-option", \.timingLogOption, ["max", "minmax", "all"]),
         .set("--no-barrier-with-level-1-timing", \.barrierWithL1Time, to: false),
         .int("--tensorboard-log-interval", \.tensorboardLogInterval),
         .int("--tensorboard-queue-size", \.tensorboardQueueSize),
         .set("--log-timers-to-tensorboard", \.logTimersToTensorboard),
         .set("--no-log-loss-scale-to-tensorboard", \.logLossScaleToTensorboard, to: false),
-        .set("--disable-log-loss-scale-to-tensorboard", \.logLossScaleToTensorboard, to: false),
         .set("--log-validation-ppl-to-tensorboard", \.logValidationPplToTensorboard),
         .set("--log-memory-to-tensorboard", \.logMemoryToTensorboard),
         .set("--log-world-size-to-tensorboard", \.logWorldSizeToTensorboard),
         .int("--log-memory-interval", \.logMemoryInterval),
         .set("--log-device-memory-used", \.logDeviceMemoryUsed),
         .int("--logging-level", \.loggingLevel),
-        LoggingFlags.noOneLogger,
+        .ignored("--no-one-logger"),
     ]
 
-    static let byName: [String: Flag] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
+    static let fusionNote = "no effect: Megatron's kernel-fusion switches; this build runs its own fused kernels, with the same math"
+    static let gcNote = "no effect: Swift frees memory by reference counting; there is no garbage collector to schedule"
+
+    /// Where `--attention-backend` (Transformer Engine's choice) sends attention here.
+    static func attentionNote(_ value: String?) -> String? {
+        switch value {
+        case "flash": "attention runs on this build's flash-attention kernels (as MEGATRON_ATTENTION=kernels)"
+        case "fused": "attention runs on cuDNN's fused attention (as MEGATRON_ATTENTION=cudnn)"
+        case "unfused", "local": "attention runs fused all the same (same math, without keeping [s, s] scores)"
+        default: nil
+        }
+    }
+
+    /// Supported flags by every spelling, Megatron's aliases included (`--disable-foo` for `--no-foo`).
+    static let byName: [String: Flag] = {
+        var flags = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
+        for megatron in MegatronFlagCatalog.all {
+            guard let flag = megatron.names.lazy.compactMap({ flags[$0] }).first else { continue }
+            for name in megatron.names where flags[name] == nil { flags[name] = flag }
+        }
+        return flags
+    }()
 }

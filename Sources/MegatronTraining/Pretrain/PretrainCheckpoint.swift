@@ -11,6 +11,7 @@ extension Pretrainer {
         guard let save = arguments.save else { return }
         try optimizer.finishParameterUpdates()
         let (modelState, optimizerState) = try ParallelCheckpoint.gather(model: model, optimizerState: try optimizer.stateTensors())
+        lastSavedIteration = iteration
         guard (groups?.world.rank ?? 0) == 0 else { return }
         log(MegatronLogLines.savingCheckpoint(iteration: iteration, directory: save, format: "safetensors"))
         let store = CheckpointDirectory(root: URL(fileURLWithPath: save))
@@ -36,72 +37,224 @@ extension Pretrainer {
         if let dynamic = gradScaler as? DynamicGradScaler {
             metadata["grad_scaler"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(dynamic.state()))
         }
-        metadata.merge(try GPTCheckpoint.description(of: model, vocabSize: tokenizer?.vocabSize ?? ByteTokens.vocabularySize)) { a, _ in a }
+        metadata.merge(try GPTCheckpoint.description(of: model, vocabSize: vocabularySize)) { a, _ in a }
         try store.save(iteration: iteration, tensors: tensors.mapValues { $0.to(.cpu) }, metadata: metadata)
-        if let keep = arguments.keepLastCheckpoints { try store.prune(keep: keep) }
+        if let keep = arguments.keepLastCheckpoints { try store.prune(keep: keep, newest: iteration) }
         log(MegatronLogLines.savedCheckpoint(iteration: iteration, directory: save,
                                              tensor: (groups?.tensor?.rank ?? 0, groups?.tensorParallelSize ?? 1)))
     }
 
-    /// Loads the checkpoint the tracker in `store` names; with `--finetune` only the model, from iteration 0.
+    /// The tokenizer's vocabulary before padding (byte tokens on the embedded corpus).
+    var vocabularySize: Int { tokenizer?.vocabSize ?? ByteTokens.vocabularySize }
+
+    /// Loads the checkpoint the tracker in `store` names, as Megatron does: `--finetune` and `release` checkpoints
+    /// (what `megatron convert` writes) give the weights only, from iteration 0; `--no-load-optim` keeps the
+    /// iteration but starts a fresh optimizer and scheduler; `--no-load-rng` keeps this run's dropout stream.
     func restore(from store: CheckpointDirectory) throws {
-        guard let (loadedIteration, tensors, metadata) = try store.loadLatest() else {
-            log("WARNING: could not find a checkpoint in \(store.root.path): starting from random weights")
+        guard let checkpoint = try store.loadLatest() else {
+            if arguments.exitOnMissingCheckpoint {
+                throw CheckpointError("--load \(store.root.path): no checkpoint to load (no \(CheckpointDirectory.trackerName)), "
+                    + "and --exit-on-missing-checkpoint is set")
+            }
+            log("WARNING: could not find a checkpoint in \(store.root.path): starting from random weights"
+                + Self.orphanedCheckpointsNote(store))
             return
         }
+        try requireSameModel(try GPTCheckpoint.ModelDescription(of: checkpoint), checkpoint: checkpoint)
+        let source = "\(checkpoint.directory.path)"
+        // Conversions write no shapes (and no training state); pretraining checkpoints always do.
+        if !checkpoint.isRelease { try Self.requireRecordedShapes(checkpoint) }
         var modelState: [String: Tensor] = [:]
-        for (key, t) in tensors where key.hasPrefix("model.") { modelState[String(key.dropFirst(6))] = t }
+        for (key, t) in checkpoint.tensors where key.hasPrefix("model.") { modelState[String(key.dropFirst(6))] = t }
         let slice = try ParallelCheckpoint.modelSlice(modelState, for: model)
         try GPTCheckpoint.loadWeights(Dictionary(uniqueKeysWithValues: slice.map { ("model." + $0.key, $0.value) }), into: model,
-                                      source: "\(store.root.path) iteration \(loadedIteration)")
-        if arguments.finetune {
-            log("  loaded model weights from \(store.root.path) at iteration \(loadedIteration) for finetuning")
+                                      source: source)
+        if arguments.finetune || checkpoint.isRelease {
+            let why = arguments.finetune ? "for finetuning" : "(a release checkpoint: weights only)"
+            log("  loaded model weights from \(store.root.path) at iteration \(checkpoint.iteration) \(why); starting at iteration 0")
             return
         }
-        iteration = loadedIteration
-        consumedSamples = metadata["consumed_samples"] as? Int ?? 0
-        reporter.flopsSoFar = (metadata["num_floating_point_operations_so_far"] as? NSNumber)?.doubleValue ?? 0
-        if !arguments.noLoadOptim {
-            var optimizerState: [String: Tensor] = [:]
-            for (key, t) in tensors where key.hasPrefix("optimizer.") { optimizerState[String(key.dropFirst(10))] = t }
-            try optimizer.loadState(try ParallelCheckpoint.optimizerSlice(optimizerState, for: model),
-                                    stepCount: metadata["optimizer_steps"] as? Int ?? 0)
-            try restoreSchedulerAndScaler(metadata, source: store.root.path)
+        let progress = try checkpoint.metadata.decode(SavedProgress.self)
+        guard progress.consumedSamples >= 0 else { throw checkpoint.metadata.invalid("consumed_samples", "is \(progress.consumedSamples)") }
+        if let flops = progress.floatingPointOperationsSoFar, flops < 0 {
+            throw checkpoint.metadata.invalid("num_floating_point_operations_so_far", "is \(flops)")
         }
-        if !arguments.noLoadRNG, let rng = metadata["rng"] as? [String: Int], let offset = rng["dropout_offset"] {
-            model.dropoutGenerator.offset = UInt64(offset)
-            if let split = rng["tensor_parallel_dropout_offset"], model.dropoutRNG.tensorParallel !== model.dropoutGenerator {
-                model.dropoutRNG.tensorParallel.offset = UInt64(split)
+        if !arguments.noLoadOptim { try restoreOptimizer(checkpoint) }
+        if !arguments.noLoadRNG { try restoreRNG(checkpoint) }
+        iteration = checkpoint.iteration
+        consumedSamples = progress.consumedSamples
+        // Checkpoints written before the count was recorded start it again at 0.
+        reporter.flopsSoFar = progress.floatingPointOperationsSoFar ?? 0
+        if store.root.standardizedFileURL.path == arguments.save.map({ URL(fileURLWithPath: $0).standardizedFileURL.path }) {
+            lastSavedIteration = iteration
+        }
+        log(MegatronLogLines.loadedCheckpoint(directory: store.root.path, iteration: checkpoint.iteration,
+                                              tensor: (groups?.tensor?.rank ?? 0, groups?.tensorParallelSize ?? 1))
+            + (arguments.noLoadOptim ? " (model only: --no-load-optim)" : ""))
+    }
+
+    /// Optimizer state, its step count, the scheduler and the dynamic loss scale.
+    func restoreOptimizer(_ checkpoint: LoadedCheckpoint) throws {
+        let saved = try checkpoint.metadata.decode(SavedOptimizer.self)
+        guard saved.optimizerSteps >= 0 else { throw checkpoint.metadata.invalid("optimizer_steps", "is \(saved.optimizerSteps)") }
+        var optimizerState: [String: Tensor] = [:]
+        for (key, t) in checkpoint.tensors where key.hasPrefix("optimizer.") { optimizerState[String(key.dropFirst(10))] = t }
+        let source = checkpoint.directory.path
+        do {
+            try optimizer.loadState(try ParallelCheckpoint.optimizerSlice(optimizerState, for: model), stepCount: saved.optimizerSteps)
+            try schedule.scheduler.load(saved.scheduler)
+            if var dynamic = gradScaler as? DynamicGradScaler, let state = saved.gradScaler {
+                try dynamic.load(state)
+                gradScaler = dynamic
             }
+        } catch let error as StateDictError {
+            throw CheckpointError("\(source): optimizer state: \(error.description) (--no-load-optim starts a fresh optimizer)")
+        } catch let error as OptimizerSetupError {
+            throw CheckpointError("\(source): \(error.description)")
         }
-        log(MegatronLogLines.loadedCheckpoint(directory: store.root.path, iteration: loadedIteration,
-                                              tensor: (groups?.tensor?.rank ?? 0, groups?.tensorParallelSize ?? 1)))
+    }
+
+    /// The dropout generators' positions.
+    func restoreRNG(_ checkpoint: LoadedCheckpoint) throws {
+        let rng = try checkpoint.metadata.decode(SavedRNG.self).rng
+        guard rng.dropoutOffset >= 0, rng.tensorParallelDropoutOffset >= 0 else {
+            throw checkpoint.metadata.invalid("rng", "holds a negative offset")
+        }
+        model.dropoutGenerator.offset = UInt64(rng.dropoutOffset)
+        if model.dropoutRNG.tensorParallel !== model.dropoutGenerator {
+            model.dropoutRNG.tensorParallel.offset = UInt64(rng.tensorParallelDropoutOffset)
+        }
+    }
+
+    /// Refuses a checkpoint of another model, naming every flag whose value differs from the checkpoint's.
+    func requireSameModel(_ saved: GPTCheckpoint.ModelDescription, checkpoint: LoadedCheckpoint) throws {
+        let ourShape = GPTCheckpoint.ModelShape(model.config)
+        var differences = Self.shapeFlags.compactMap { flag, field -> String? in
+            let (theirs, ours) = ("\(saved.shape[keyPath: field])", "\(ourShape[keyPath: field])")
+            return theirs == ours ? nil : "\(flag): checkpoint \(theirs), flags \(ours)"
+        }
+        if saved.untieEmbeddingsAndOutputWeights != arguments.untieEmbeddingsAndOutputWeights {
+            differences.append("--untie-embeddings-and-output-weights: checkpoint \(saved.untieEmbeddingsAndOutputWeights), "
+                + "flags \(arguments.untieEmbeddingsAndOutputWeights)")
+        }
+        if model.config.positionEmbeddingType == .learnedAbsolute, saved.maxPositionEmbeddings != model.maxSequenceLength {
+            differences.append("--max-position-embeddings: checkpoint \(saved.maxPositionEmbeddings), flags \(model.maxSequenceLength)")
+        }
+        // A converted Hugging Face model (release) may have more embedding rows than its tokenizer has tokens.
+        let vocabularyFits = checkpoint.isRelease ? saved.vocabSize >= vocabularySize : saved.vocabSize == vocabularySize
+        if !vocabularyFits {
+            differences.append("vocabulary size (the tokenizer's): checkpoint \(saved.vocabSize), flags \(vocabularySize)")
+        }
+        guard differences.isEmpty else {
+            throw CheckpointError("\(checkpoint.directory.path) holds another model than the flags describe:\n  "
+                + differences.joined(separator: "\n  ") + "\nGive the flags the checkpoint was trained with.")
+        }
+    }
+
+    /// The flags that decide a parameter's shape, and the model field each sets.
+    static let shapeFlags: [(String, PartialKeyPath<GPTCheckpoint.ModelShape>)] = [
+        ("--num-layers", \.numLayers), ("--hidden-size", \.hiddenSize), ("--num-attention-heads", \.numAttentionHeads),
+        ("--num-query-groups", \.numQueryGroups), ("--kv-channels", \.kvChannels), ("--ffn-hidden-size", \.ffnHiddenSize),
+        ("--normalization", \.normalization), ("--swiglu", \.gatedLinearUnit), ("bias in linear layers (--disable-bias-linear)", \.addBiasLinear),
+        ("--add-qkv-bias", \.addQKVBias), ("--qk-layernorm", \.qkLayernorm), ("--position-embedding-type", \.positionEmbeddingType),
+    ]
+
+    /// The `shapes` the metadata records match the shard's tensors.
+    static func requireRecordedShapes(_ checkpoint: LoadedCheckpoint) throws {
+        let shapes = try checkpoint.metadata.decode(SavedShapes.self).shapes
+        for (name, tensor) in checkpoint.tensors where shapes[name] != tensor.shape {
+            throw checkpoint.metadata.invalid("shapes", "gives \(name) as \(shapes[name].map { "\($0)" } ?? "nothing"), "
+                + "but the shard holds \(tensor.shape)")
+        }
+        if let extra = Set(shapes.keys).subtracting(checkpoint.tensors.keys).sorted().first {
+            throw checkpoint.metadata.invalid("shapes", "lists \(extra), which the shard does not hold")
+        }
+    }
+
+    /// A hint when `store` has no tracker but holds iteration directories.
+    static func orphanedCheckpointsNote(_ store: CheckpointDirectory) -> String {
+        guard let found = try? store.iterations(), let newest = found.last else { return "" }
+        return " (it holds \(found.count) iter_* directories but no \(CheckpointDirectory.trackerName); write an iteration, "
+            + "e.g. \(newest), into that file to resume from it)"
     }
 }
 
 extension Pretrainer {
-    /// Loads the scheduler's state (Megatron's override / use-checkpoint rules) and the dynamic loss scale.
-    func restoreSchedulerAndScaler(_ metadata: [String: Any], source: String) throws {
-        func decode<T: Decodable>(_ type: T.Type, _ key: String) throws -> T? {
-            guard let object = metadata[key] else { return nil }
-            do {
-                return try JSONDecoder().decode(type, from: JSONSerialization.data(withJSONObject: object))
-            } catch {
-                throw CheckpointError("\(source): unreadable \(key) state: \(error)")
-            }
-        }
-        if let state = try decode(OptimizerParamScheduler.State.self, "opt_param_scheduler") {
-            do {
-                try schedule.scheduler.load(state)
-            } catch let error as OptimizerSetupError {
-                throw CheckpointError("\(source): \(error.description)")
-            }
-        }
-        if var dynamic = gradScaler as? DynamicGradScaler, let state = try decode(DynamicGradScaler.State.self, "grad_scaler") {
-            try dynamic.load(state)
-            gradScaler = dynamic
+    /// Takes `--save`'s lock (creating the directory), finishing what an interrupted save left: a path that cannot
+    /// hold checkpoints (a file, no permission, a read-only file system, another run's directory) fails here, at
+    /// start-up, not at the first save.
+    static func lockSaveDirectory(_ save: String?) throws -> SaveDirectoryLock? {
+        guard let save else { return nil }
+        let store = CheckpointDirectory(root: URL(fileURLWithPath: save))
+        do {
+            let lock = try SaveDirectoryLock(directory: store.root)
+            try store.repairInterruptedSave()
+            return lock
+        } catch let error as CheckpointError {
+            throw CheckpointError("--save \(save): \(error.description)")
         }
     }
+
+    /// `--load` names a directory of checkpoints. A missing directory or one without a tracker only warns later
+    /// (Megatron starts from random weights); a file, one checkpoint's own directory or a Hugging Face model is
+    /// refused with what to pass instead.
+    static func requireCheckpointDirectory(_ load: String?) throws {
+        guard let load else { return }
+        let fm = FileManager.default
+        let root = URL(fileURLWithPath: load)
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: load, isDirectory: &isDirectory) else { return }
+        guard isDirectory.boolValue else {
+            throw CheckpointError("--load \(load): is a file; give the directory --save wrote (the one holding "
+                + "\(CheckpointDirectory.trackerName))")
+        }
+        guard !fm.fileExists(atPath: root.appendingPathComponent(CheckpointDirectory.trackerName).path) else { return }
+        if fm.fileExists(atPath: root.appendingPathComponent("metadata.json").path) {
+            throw CheckpointError("--load \(load): is one checkpoint's directory; give the directory that holds it and "
+                + "\(CheckpointDirectory.trackerName): --load \(root.deletingLastPathComponent().path)")
+        }
+        if fm.fileExists(atPath: root.appendingPathComponent("config.json").path) {
+            throw CheckpointError("--load \(load): is a Hugging Face model; convert it first: megatron convert --model-type GPT "
+                + "--loader hf --saver megatron --load-dir \(load) --save-dir <megatron checkpoint directory>")
+        }
+    }
+}
+
+/// Training progress in a pretraining checkpoint's metadata.
+struct SavedProgress: Decodable {
+    var consumedSamples: Int
+    /// Absent in checkpoints written before it was recorded.
+    var floatingPointOperationsSoFar: Double?
+    enum CodingKeys: String, CodingKey {
+        case consumedSamples = "consumed_samples", floatingPointOperationsSoFar = "num_floating_point_operations_so_far"
+    }
+}
+
+/// Each tensor's shape, as the save recorded it.
+struct SavedShapes: Decodable {
+    var shapes: [String: [Int]]
+}
+
+/// What the optimizer, the scheduler and the loss scaler resume from.
+struct SavedOptimizer: Decodable {
+    var optimizerSteps: Int
+    var scheduler: OptimizerParamScheduler.State
+    var gradScaler: DynamicGradScaler.State?
+    enum CodingKeys: String, CodingKey {
+        case optimizerSteps = "optimizer_steps", scheduler = "opt_param_scheduler", gradScaler = "grad_scaler"
+    }
+}
+
+/// Where the dropout generators stood.
+struct SavedRNG: Decodable {
+    struct Offsets: Decodable {
+        var dropoutOffset: Int
+        var tensorParallelDropoutOffset: Int
+        enum CodingKeys: String, CodingKey {
+            case dropoutOffset = "dropout_offset", tensorParallelDropoutOffset = "tensor_parallel_dropout_offset"
+        }
+    }
+    var rng: Offsets
 }
 
 /// Whether a termination signal asked training to save and stop (`--exit-signal-handler`).
@@ -109,11 +262,14 @@ final class StopRequest: @unchecked Sendable {
     private let lock = NSLock()
     private var flag = false
     private var source: DispatchSourceSignal?
+    private let signalNumber: Int32
 
-    init(listening: Bool) {
+    /// With `listening`, `signalNumber` (SIGTERM unless `--exit-signal` names another) sets `requested`.
+    init(listening: Bool, signal signalNumber: Int32 = SIGTERM) {
+        self.signalNumber = signalNumber
         guard listening else { return }
-        signal(SIGTERM, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
+        signal(signalNumber, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
         source.setEventHandler { [weak self] in self?.set() }
         source.resume()
         self.source = source
@@ -122,7 +278,7 @@ final class StopRequest: @unchecked Sendable {
     deinit {
         if source != nil {
             source?.cancel()
-            signal(SIGTERM, SIG_DFL)
+            signal(signalNumber, SIG_DFL)
         }
     }
 

@@ -6,17 +6,18 @@ extension Pretrainer {
     /// and the zeros in the gradients (`--log-num-zeros-in-grad`) are measured only on the iterations whose
     /// line or TensorBoard scalars show them, by every rank (their sums span the ranks); a skipped step has no
     /// zero count, as in Megatron.
-    func iterationReport(_ step: StepOutcome, lr: Float, seconds: Double) throws -> IterationReport {
+    /// `batchSize` is the iteration's global batch (smaller during `--rampup-batch-size`).
+    func iterationReport(_ step: StepOutcome, lr: Float, seconds: Double, batchSize: Int) throws -> IterationReport {
         let measured = reporter.measuresStatistics(iteration, of: schedule.trainIters)
         let paramsNorm = arguments.logParamsNorm && measured ? try optimizer.parameterNorm() : nil
         let zeros = arguments.logNumZerosInGrad && measured && step.updated
             ? try reporter.timers.time("optimizer-count-zeros", level: 1) { try optimizer.gradientZeroCount() } : nil
         return IterationReport(
             iteration: iteration, trainIters: schedule.trainIters, consumedSamples: consumedSamples,
-            globalBatchSize: schedule.globalBatchSize, step: step, learningRate: lr, lossScale: gradScaler?.scale ?? 1,
+            globalBatchSize: batchSize, step: step, learningRate: lr, lossScale: gradScaler?.scale ?? 1,
             seconds: seconds,
             flops: trainingFLOPs(config: model.config, vocabSize: model.vocabSize, sequenceLength: arguments.seqLength,
-                                 batchSize: schedule.globalBatchSize),
+                                 batchSize: batchSize),
             paramsNorm: paramsNorm, numZeros: zeros)
     }
 

@@ -32,9 +32,15 @@ public final class Pretrainer {
     let reporter: TrainingReporter
     /// Called after every iteration with (iteration, total, loss, milliseconds): a live progress display.
     public var onIteration: ((Int, Int, Double, Double) -> Void)?
+    /// When this trainer was made: `--exit-duration-in-mins` counts from here, start-up included, as Megatron.
+    let createdAt = Date()
     /// Iterations completed so far, including those of a loaded checkpoint.
     public internal(set) var iteration = 0
     public internal(set) var consumedSamples = 0
+    /// World rank 0's hold on `--save` (nil elsewhere, or without --save).
+    let saveLock: SaveDirectoryLock?
+    /// The iteration the `--save` directory last received (saved, or loaded from it), so none is saved twice.
+    var lastSavedIteration: Int?
 
     /// What a finished run reports.
     public struct Summary {
@@ -55,6 +61,9 @@ public final class Pretrainer {
         let world = ArgumentsDump.World(rank: groups?.world.rank ?? 0, size: groups?.world.size ?? 1,
                                         dataParallelSize: groups?.dataParallelSize ?? 1)
         for line in ArgumentsDump(arguments, world: world).lines() { self.log(line) }
+        // An unusable --save or --load stops here, before the model and the data are built.
+        saveLock = logging ? try Self.lockSaveDirectory(arguments.save) : nil
+        try Self.requireCheckpointDirectory(arguments.load)
         let setupStarted = Date()
         let config = try arguments.transformerConfig()
         let tokenizerAndOptions = try runTokenizer(arguments)
@@ -73,6 +82,7 @@ public final class Pretrainer {
         } else {
             device = try arguments.resolvedDevice()
         }
+        try TrainingMemoryFloor.check(arguments, config: config, vocabSize: vocab, device: device, groups: groups)
         reporter = try TrainingReporter(arguments: arguments, log: self.log,
                                         rankLog: (groups?.dataParallelRank ?? 0) == 0 ? log : { _ in },
                                         groups: groups, device: device)
@@ -89,7 +99,7 @@ public final class Pretrainer {
         reporter.rankLog(MegatronLogLines.parameterCount(tensorRank: tensorParallel.rank,
                                                           count: model.namedParameters().map { $0.1.count }.reduce(0, +)))
         self.log("> device: \(device)")
-        applyRecompute(arguments, to: model.decoder)
+        try applyRecompute(arguments, to: model.decoder)
         // Duplicated parameters count once in the grad norm; partial gradients (sequence-parallel norms) are
         // summed over the tensor-parallel ranks before the step.
         let gradStats = GradientStatsGroups(groups: groups?.tensor.map { [$0] } ?? [], tensorParallelRank: tensorParallel.rank,
@@ -97,16 +107,18 @@ public final class Pretrainer {
         optimizer = try TrainingOptimizer(arguments, model: model, groups: groups, gradStats: gradStats) {
             TensorParallelGradients.allReducePartial(model, group: tensorParallel)
         }
-        schedule = try TrainingSchedule(arguments, groups: optimizer.groups)
+        schedule = try TrainingSchedule(arguments, groups: optimizer.groups, dataParallelSize: groups?.dataParallelSize ?? 1)
         gradScaler = try makeGradScaler(arguments)
         let modelSetup = Date().timeIntervalSince(setupStarted)
         let dataStarted = Date()
         if let (tokenizer, options) = tokenizerAndOptions {
             (trainData, validData, testData) = try megatronDatasetSplits(arguments, tokenizer: tokenizer, options: options,
                                                                          trainIters: schedule.trainIters,
-                                                                         globalBatchSize: schedule.globalBatchSize)
+                                                                         globalBatchSize: schedule.globalBatchSize,
+                                                                         vocabularySize: vocab, log: logging ? log : { _ in })
         } else {
-            (trainData, validData) = embeddedCorpusSplits(arguments)
+            (trainData, validData) = EmbeddedCorpus(seed: arguments.seed).splits(sequenceLength: arguments.seqLength,
+                                                                                  seed: arguments.seed)
             testData = nil
         }
         reporter.timers.add("train/valid/test-data-iterators-setup", seconds: Date().timeIntervalSince(dataStarted))
@@ -127,67 +139,86 @@ public final class Pretrainer {
 
     /// Trains for the configured iterations and returns the logged losses.
     public func run() throws -> Summary {
-        log("training ...")
+        log(arguments.skipTrain ? "skipping training (--skip-train is on) ..." : "training ...")
         try reporter.trainingStarts(at: iteration)
         log(MegatronLogLines.datetime("before the start of training step"))
         defer { reporter.flush() }
         var summary = Summary(iterations: iteration, intervalLosses: [])
-        let started = Date()
-        let stop = StopRequest(listening: arguments.exitSignalHandler)
-        while iteration < schedule.trainIters {
+        let stop = StopRequest(listening: arguments.exitSignalHandler, signal: ExitSignal.numbers[arguments.exitSignal] ?? SIGTERM)
+        var batchSize = schedule.batchSize(consumedSamples: consumedSamples)
+        while !arguments.skipTrain && iteration < schedule.trainIters {
+            // As Megatron: a checkpoint before the first iteration of each larger batch of the ramp-up.
+            let previousBatchSize = batchSize
+            batchSize = schedule.batchSize(consumedSamples: consumedSamples)
+            if batchSize != previousBatchSize, iteration > 0, arguments.save != nil { try saveCheckpointAndTime() }
             let stepStarted = Date()
             let lr = schedule.loggedLearningRate
-            let step = try trainStep(consumedSamples: consumedSamples)
-            consumedSamples += schedule.globalBatchSize
+            let step = try trainStep(consumedSamples: consumedSamples, batchSize: batchSize)
+            consumedSamples += batchSize
             iteration += 1
             let seconds = Date().timeIntervalSince(stepStarted)
             onIteration?(iteration, schedule.trainIters, step.loss, seconds * 1000)
-            if let loss = try reporter.iterationFinished(iterationReport(step, lr: lr, seconds: seconds)) {
+            if let loss = try reporter.iterationFinished(iterationReport(step, lr: lr, seconds: seconds, batchSize: batchSize)) {
                 summary.intervalLosses.append(loss)
             }
             if let every = arguments.evalInterval, iteration % every == 0 {
                 try optimizer.finishParameterUpdates()
-                summary.validationLoss = evaluate(validData, name: "validation", prefix: "iteration \(iteration)")
+                summary.validationLoss = try evaluate(validData, name: "validation", prefix: "iteration \(iteration)")
             }
             summary.iterations = iteration
-            if let reason = exitReason(started: started, stop: stop) {
+            if let every = arguments.saveInterval, arguments.save != nil, iteration % every == 0 { try saveCheckpointAndTime() }
+            if let reason = try exitReason(stop: stop) {
                 log("> exiting: \(reason)")
-                if arguments.save != nil { try saveCheckpointAndTime() }
+                if lastSavedIteration != iteration { try saveCheckpointAndTime() }
                 try optimizer.finishParameterUpdates()
                 return summary
             }
-            if let every = arguments.saveInterval, arguments.save != nil, iteration % every == 0 { try saveCheckpointAndTime() }
         }
         // Parameter all-gathers of the last step (--overlap-param-gather) land before anyone reads the weights.
         try optimizer.finishParameterUpdates()
-        log(MegatronLogLines.datetime("after training is done"))
+        if !arguments.skipTrain {
+            log(MegatronLogLines.datetime("after training is done"))
+            // As Megatron: the last iteration is saved too (without the save timer's report), before the final
+            // evaluation.
+            if iteration != 0, lastSavedIteration != iteration { try saveCheckpoint() }
+        }
         // As Megatron: after training, the validation and test sets once more, named in the line.
-        summary.validationLoss = evaluate(validData, name: "validation", prefix: "iteration \(iteration) on validation set")
-        summary.testLoss = evaluate(testData, name: "test", prefix: "iteration \(iteration) on test set")
+        summary.validationLoss = try evaluate(validData, name: "validation", prefix: "iteration \(iteration) on validation set")
+        summary.testLoss = try evaluate(testData, name: "test", prefix: "iteration \(iteration) on test set")
         return summary
     }
 
-    /// Why training should stop early (exit interval, time budget, a termination signal), if it should.
-    func exitReason(started: Date, stop: StopRequest) -> String? {
+    /// Why training should stop early (exit interval, time budget, a termination signal), if it should. The
+    /// time and signal checks are agreed over the world, as Megatron's all-reduce of them: every rank then
+    /// stops after the same iteration, none left waiting in a collective.
+    func exitReason(stop: StopRequest) throws -> String? {
         if let exit = arguments.exitInterval, iteration % exit == 0 { return "reached --exit-interval \(exit) at iteration \(iteration)" }
-        if let minutes = arguments.exitDurationInMins, Date().timeIntervalSince(started) > Double(minutes) * 60 {
-            return "reached --exit-duration-in-mins \(minutes)"
+        guard arguments.exitDurationInMins != nil || arguments.exitSignalHandler else { return nil }
+        let minutes = arguments.exitDurationInMins ?? .infinity
+        var flags: [Float] = [Date().timeIntervalSince(createdAt) > Double(minutes) * 60 ? 1 : 0, stop.requested ? 1 : 0]
+        if let world = groups?.world, world.size > 1 {
+            let agreed = Tensor(shape: [2], values: flags).to(device)
+            try world.allReduce(agreed, op: .max).wait()
+            flags = agreed.floats()
         }
-        if stop.requested { return "received SIGTERM" }
+        if flags[0] > 0 { return "reached --exit-duration-in-mins \(minutes)" }
+        if flags[1] > 0 { return "received \(arguments.exitSignal)" }
         return nil
     }
 
-    /// One iteration: forward and backward over every micro-batch, then the optimizer step (skipped on
-    /// inf/NaN gradients, which also backs off the fp16 loss scale); the scheduler advances on success.
+    /// One iteration of `batchSize` samples: forward and backward over every micro-batch, then the optimizer
+    /// step (skipped on inf/NaN gradients, which also backs off the fp16 loss scale); the scheduler advances
+    /// on success.
     ///
     /// With data parallelism, each rank takes its `1 / dp` of every slice of `micro-batch x dp` samples
     /// (Megatron's sampler), gradients are averaged over the ranks, and the logged loss is token-weighted
     /// over all of them.
-    func trainStep(consumedSamples: Int) throws -> StepOutcome {
+    func trainStep(consumedSamples: Int, batchSize: Int) throws -> StepOutcome {
         model.train()
         try optimizer.zeroGrad()
         let (dp, dpRank) = (groups?.dataParallelSize ?? 1, groups?.dataParallelRank ?? 0)
-        let microBatches = arguments.microBatchesPerIteration(dataParallelSize: dp)
+        let microBatches = batchSize / (arguments.microBatchSize * dp)
+        let perTokenLoss = arguments.calculatePerTokenLoss
         let lossScale = gradScaler?.scale ?? 1
         var lossSum: Tensor?, tokens = 0, totals: TrainingOptimizer.LossTotals?
         let timers = reporter.timers
@@ -195,7 +226,7 @@ public final class Pretrainer {
         for m in 0..<microBatches {
             let start = consumedSamples + (m * dp + dpRank) * arguments.microBatchSize
             let batch = try timers.time("batch-generator", level: 2) {
-                trainData.batch(startingAt: start, size: arguments.microBatchSize).to(device)
+                try trainData.batch(startingAt: start, size: arguments.microBatchSize).to(device)
             }
             try optimizer.microBatch(m, of: microBatches) {
                 let (lossTotal, count) = try timers.time("forward-compute", level: 2) { maskedLoss(batch) }
@@ -205,19 +236,25 @@ public final class Pretrainer {
                 // step: the read then waits for nothing else, and the GPU runs the step while the host prepares
                 // the next one.
                 if m == microBatches - 1 { totals = try optimizer.startLossTotals(lossSum!, tokens: tokens) }
-                // Megatron: each micro-batch's loss averaged over its unmasked tokens, divided by the micro-batches.
-                try timers.time("backward-compute", level: 2) {
-                    (lossTotal * (lossScale / Float(max(count, 1) * microBatches))).backward()
-                }
+                // Megatron: each micro-batch's loss averaged over its unmasked tokens, divided by the micro-batches;
+                // with --calculate-per-token-loss the token sum itself (the step divides by the tokens).
+                let divisor = perTokenLoss ? 1 : Float(max(count, 1) * microBatches)
+                try timers.time("backward-compute", level: 2) { (lossTotal * (lossScale / divisor)).backward() }
             }
         }
         try timers.stop(forwardBackward)
         let onHost = try totals!.startCopyToHost()
+        // Per-token loss: Megatron divides the reduced gradients by the global batch's unmasked tokens (summed
+        // over the data-parallel ranks) before clipping. The reduction here already divided them by dp, and
+        // the step divides by this factor as it unscales.
+        let gradientDivisor = perTokenLoss
+            ? max(dp == 1 ? Float(tokens) : onHost.tensor().floats()[1], 1) / Float(dp)
+            : 1
         let report = try timers.time("optimizer", level: 1) {
-            try optimizer.step(scheduler: schedule.scheduler, clipGrad: arguments.clipGrad, lossScale: lossScale)
+            try optimizer.step(scheduler: schedule.scheduler, clipGrad: arguments.clipGrad, lossScale: lossScale * gradientDivisor)
         }
         gradScaler?.update(foundInf: !report.updated)
-        if report.updated { schedule.scheduler.step(schedule.globalBatchSize) }
+        if report.updated { schedule.scheduler.step(batchSize) }
         let summed = onHost.tensor().floats()
         return StepOutcome(loss: Double(summed[0]) / Double(summed[1]), gradNorm: report.gradNorm, updated: report.updated)
     }
@@ -229,15 +266,16 @@ public final class Pretrainer {
         return ((losses * mask).sum(), batch.maskedTokens)
     }
 
-    /// Token-weighted loss over `eval-iters` validation batches; prints Megatron's validation line.
-    func evaluate(_ data: TrainingData?, name: String, prefix: String) -> Double? {
-        guard let data else { return nil }
+    /// Token-weighted loss over `eval-iters` validation batches; prints Megatron's validation line. None with
+    /// `--eval-iters 0`, as in Megatron.
+    func evaluate(_ data: TrainingData?, name: String, prefix: String) throws -> Double? {
+        guard let data, arguments.evalIters > 0 else { return nil }
         model.eval()
         defer { model.train() }
         let batches = max(1, min(arguments.evalIters, data.count / arguments.microBatchSize))
         var total = 0.0, tokens = 0
         for b in 0..<batches {
-            let batch = data.batch(startingAt: b * arguments.microBatchSize, size: arguments.microBatchSize).to(device)
+            let batch = try data.batch(startingAt: b * arguments.microBatchSize, size: arguments.microBatchSize).to(device)
             let (sum, count) = withoutGrad { maskedLoss(batch) }
             total += Double(sum.item())
             tokens += count
@@ -249,7 +287,7 @@ public final class Pretrainer {
 
     /// Text the trained model writes after `prompt` (the embedded corpus is byte-tokenized).
     public func sample(prompt: String, maxNewTokens: Int = 200) -> String {
-        let ids = model.generate(prompt: ByteTokens.encode(prompt), maxNewTokens: maxNewTokens,
+        let ids = model.generate(prompt: ByteTokens.encode(prompt), vocabSize: ByteTokens.vocabularySize, maxNewTokens: maxNewTokens,
                                  stopToken: ByteTokens.endOfDocument,
                                  options: SamplingOptions(temperature: 0.7, topK: 10, seed: UInt64(arguments.seed)))
         return prompt + ByteTokens.decode(ids.tokens)
@@ -263,20 +301,14 @@ struct StepOutcome {
     var updated: Bool
 }
 
-/// Train and validation samples of the built-in corpus (97% / 3% of its documents).
-func embeddedCorpusSplits(_ arguments: PretrainArguments) -> (TokenWindows, TokenWindows) {
-    let documents = SyntheticCorpus.documents(count: 4000, seed: UInt64(arguments.seed))
-    let cut = documents.count * 97 / 100
-    func stream(_ docs: ArraySlice<String>) -> [Int] {
-        docs.flatMap { ByteTokens.encode($0) + [ByteTokens.endOfDocument] }
+/// Marks the layers `--recompute-granularity full --recompute-method ... --recompute-num-layers N` recomputes,
+/// or the submodules of every layer `--recompute-granularity selective` (`--recompute-modules`) recomputes.
+func applyRecompute(_ arguments: PretrainArguments, to block: TransformerBlock) throws {
+    if arguments.resolvedRecomputeGranularity == "selective" {
+        block.recomputedModules = try arguments.selectiveRecomputeModules()
+        return
     }
-    return (TokenWindows(tokens: stream(documents[..<cut]), sequenceLength: arguments.seqLength, seed: UInt64(arguments.seed)),
-            TokenWindows(tokens: stream(documents[cut...]), sequenceLength: arguments.seqLength, seed: UInt64(arguments.seed) + 1))
-}
-
-/// Marks the layers `--recompute-granularity full --recompute-method ... --recompute-num-layers N` recomputes.
-func applyRecompute(_ arguments: PretrainArguments, to block: TransformerBlock) {
-    guard arguments.recomputeGranularity == "full", let n = arguments.recomputeNumLayers else { return }
+    guard arguments.resolvedRecomputeGranularity == "full", let n = arguments.recomputeNumLayers else { return }
     let layers = block.layers.count
     switch arguments.recomputeMethod {
     case "uniform":

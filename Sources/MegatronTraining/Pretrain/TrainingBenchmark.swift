@@ -27,11 +27,12 @@ public struct TrainingBenchmark {
 }
 
 extension Pretrainer {
-    /// Runs `warmup` untimed then `iterations` timed training iterations and reports their speed.
+    /// Runs `warmup` untimed then `iterations` timed training iterations of the whole global batch (no
+    /// ramp-up) and reports their speed.
     public func benchmark(warmup: Int, iterations: Int) throws -> TrainingBenchmark {
         var consumed = 0
         func step() throws {
-            _ = try trainStep(consumedSamples: consumed)
+            _ = try trainStep(consumedSamples: consumed, batchSize: schedule.globalBatchSize)
             consumed += schedule.globalBatchSize
         }
         for _ in 0..<warmup { try step() }

@@ -38,7 +38,9 @@ final class TrainingOptimizer {
     init(_ a: PretrainArguments, model: GPTModel, groups parallel: TrainingGroups?, gradStats: GradientStatsGroups,
          partialGradients: @escaping () throws -> Void = {}) throws {
         let named = model.namedParameters()
-        groups = try ParamGroup.megatronDefault(named)
+        // --decoupled-lr / --decoupled-min-lr: the word embeddings and the untied output layer follow their own schedule bounds.
+        let groupRule = ParamGroupRule(decoupledLR: a.decoupledLR.map(Double.init), decoupledMinLR: a.decoupledMinLR.map(Double.init))
+        groups = try ParamGroup.megatronDefault(named, rule: groupRule, embeddingOrOutput: model.embeddingOrOutputParameterNames)
         let rule: UpdateRule
         switch a.optimizer {
         case "sgd": rule = try SGDRule(momentum: Double(a.sgdMomentum))

@@ -1,14 +1,30 @@
 import MegatronCore
 
-/// Iteration count, global batch size and Megatron's learning-rate / weight-decay scheduler of a run.
+/// Iteration count, global batch size (ramped up with `--rampup-batch-size`) and Megatron's learning-rate /
+/// weight-decay scheduler of a run.
 struct TrainingSchedule {
     let trainIters: Int
+    /// The global batch size after any ramp-up.
     let globalBatchSize: Int
+    let rampup: BatchSizeRampup?
     var scheduler: OptimizerParamScheduler
 
-    init(_ a: PretrainArguments, groups: [ParamGroup]) throws {
-        globalBatchSize = a.globalBatchSize ?? a.microBatchSize
-        trainIters = a.trainIters ?? (a.trainSamples! + globalBatchSize - 1) / globalBatchSize
+    /// Megatron's default global batch is one micro-batch per data-parallel rank.
+    init(_ a: PretrainArguments, groups: [ParamGroup], dataParallelSize: Int = 1) throws {
+        globalBatchSize = a.globalBatchSize ?? a.microBatchSize * dataParallelSize
+        rampup = try a.batchSizeRampup(dataParallelSize: dataParallelSize)
+        if let rampup, let samples = a.trainSamples {
+            trainIters = rampup.iterations(trainSamples: samples)
+        } else {
+            trainIters = a.trainIters ?? (a.trainSamples! + globalBatchSize - 1) / globalBatchSize
+        }
+        scheduler = try Self.scheduler(a, globalBatchSize: globalBatchSize, groups: groups.map(\.override))
+    }
+
+    /// The scheduler the flags describe, or the reason Megatron's scheduler refuses them (checked again at
+    /// start-up, before the model is built, with the default parameter group).
+    static func scheduler(_ a: PretrainArguments, globalBatchSize: Int,
+                          groups: [ParamGroupOverride] = [ParamGroupOverride()]) throws -> OptimizerParamScheduler {
         let arguments = ScheduleArguments(
             trainIters: a.trainIters, trainSamples: a.trainSamples, globalBatchSize: globalBatchSize,
             lr: Double(a.lr!), minLR: Double(a.minLR), lrWarmupInit: Double(a.lrWarmupInit),
@@ -22,10 +38,15 @@ struct TrainingSchedule {
             useCheckpointOptParamScheduler: a.useCheckpointOptParamScheduler,
             overrideOptParamScheduler: a.overrideOptParamScheduler)
         do {
-            scheduler = try OptimizerParamScheduler(try arguments.configuration(), groups: groups.map(\.override))
+            return try OptimizerParamScheduler(try arguments.configuration(), groups: groups)
         } catch let error as OptimizerSetupError {
             throw ArgumentError(error.description)
         }
+    }
+
+    /// The global batch size of the iteration that starts after `consumedSamples` samples.
+    func batchSize(consumedSamples: Int) -> Int {
+        rampup?.batchSize(consumedSamples: consumedSamples) ?? globalBatchSize
     }
 
     /// The learning rate Megatron logs for the coming update.

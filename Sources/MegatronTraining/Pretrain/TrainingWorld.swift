@@ -22,8 +22,16 @@ public struct TrainingWorld {
             world = context.world
         } else {
             let env = try DistributedEnvironment(environment)
-            guard env.worldSize > 1 else { return nil }
-            guard (try? CUDAContext.shared(ordinal: env.localRank)) != nil, arguments.device != "cpu" else {
+            guard env.worldSize > 1 else {
+                let tp = arguments.tensorModelParallelSize
+                guard tp == 1 else {
+                    throw ArgumentError("--tensor-model-parallel-size \(tp) needs \(tp) ranks, but this process runs alone: start it "
+                        + "with megatron launch --nproc-per-node \(tp) -- pretrain-gpt ... (on a CPU the ranks are threads), or torchrun")
+                }
+                return nil
+            }
+            let context = try? CUDAContext.shared(ordinal: env.localRank, environment: arguments.cudaEnvironment(environment))
+            guard context != nil, arguments.device != "cpu" else {
                 throw ArgumentError("a job of \(env.worldSize) processes needs one GPU per process (NCCL); on the CPU, "
                     + "run the ranks as threads: megatron launch --threads --nproc-per-node \(env.worldSize) -- pretrain-gpt ...")
             }

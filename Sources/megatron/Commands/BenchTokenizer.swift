@@ -35,7 +35,7 @@ struct BenchTokenizer: ParsableCommand {
         for _ in 0..<max(repeats, 1) {
             let start = DispatchTime.now().uptimeNanoseconds
             tokens = 0
-            for document in documents { tokens += encode(document).count }
+            for document in documents { tokens += try encode(document).count }
             best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
         print(
@@ -45,7 +45,7 @@ struct BenchTokenizer: ParsableCommand {
                 Double(bytes) / 1e6 / best))
     }
 
-    private func encoder() throws -> (String, (String) -> [Int]) {
+    private func encoder() throws -> (String, (String) throws -> [Int]) {
         if let tiktokenFile {
             let encoding = try TikTokenEncoding(
                 rankFile: tiktokenFile, pattern: .cl100k, specialTokens: [("<|endoftext|>", 100257)])

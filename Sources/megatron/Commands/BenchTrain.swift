@@ -13,9 +13,12 @@ struct BenchTrain: ParsableCommand {
     var flags: [String] = []
 
     func run() throws {
-        var arguments = try MegatronArgumentParser.parse(flags)
-        if arguments.lr == nil { arguments.lr = 1e-4 }
-        if arguments.trainIters == nil && arguments.trainSamples == nil { arguments.trainIters = warmup + iterations }
+        // A benchmark needs no learning rate or length of its own: defaults go first, so given flags override them.
+        var defaults = ["--lr", "1e-4"]
+        if !flags.contains(where: { $0.hasPrefix("--train-iters") || $0.hasPrefix("--train-samples") }) {
+            defaults += ["--train-iters", String(warmup + iterations)]
+        }
+        let arguments = try MegatronArgumentParser.parse(flags.isEmpty ? [] : defaults + flags)
         // Under `megatron launch` each rank times its part; rank 0 prints.
         let world = try TrainingWorld.current(arguments)
         let trainer = try Pretrainer(arguments: arguments, groups: world?.groups) { _ in }

@@ -8,9 +8,11 @@ struct Convert: ParsableCommand {
         abstract: "Convert GPT checkpoints between Hugging Face and Megatron layouts.",
         discussion: """
             --loader hf reads a Hugging Face directory (config.json and model.safetensors, or sharded with \
-            model.safetensors.index.json; GPT-2 and LLaMA / Mistral / Qwen-2 architectures). --saver megatron \
-            writes a release checkpoint that pretrain-gpt --load reads; --saver hf writes config.json and \
-            model.safetensors.
+            model.safetensors.index.json) of GPT-2, LLaMA (2, 3.x with rope_scaling), Mistral, Qwen2 or Qwen3; \
+            config.json fields that would change the model and are not supported are refused by name. \
+            --saver megatron writes a release checkpoint that pretrain-gpt --load and generate read, with the \
+            directory's tokenizer files copied into its tokenizer/ folder; --saver hf writes config.json and \
+            model.safetensors in the architecture the model came from (else the one that holds it).
             """)
 
     enum Format: String, ExpressibleByArgument { case hf, megatron }
@@ -34,20 +36,42 @@ struct Convert: ParsableCommand {
 
     func run() throws {
         let source = URL(fileURLWithPath: loadDir), target = URL(fileURLWithPath: saveDir)
-        let (model, vocab): (GPTModel, Int)
+        let model: GPTModel, vocab: Int
+        // What travels with the weights: the Hugging Face architecture and the tokenizer's files.
+        var architecture: HuggingFaceGPT.Architecture?
+        var tokenizerFolder: URL?
+        var carried: [String: Any] = [:]
         switch loader {
         case .hf:
             let loaded = try HuggingFaceGPT.load(directory: source)
-            (model, vocab) = (loaded.model, loaded.vocabSize)
+            (model, vocab, architecture) = (loaded.model, loaded.vocabSize, loaded.architecture)
+            tokenizerFolder = source
         case .megatron:
-            (model, vocab) = try GPTCheckpoint.load(from: CheckpointDirectory(root: source))
+            let loaded = try GPTCheckpoint.load(from: CheckpointDirectory(root: source))
+            (model, vocab) = (loaded.model, loaded.vocabSize)
+            architecture = (loaded.metadata[GPTCheckpoint.huggingFaceArchitectureKey] as? String).flatMap(HuggingFaceGPT.Architecture.init)
+            tokenizerFolder = CheckpointTokenizer.huggingFaceFolder(recordedIn: loaded.metadata, root: source)
+            carried["args"] = loaded.metadata["args"]
         }
         let parameters = model.namedParameters().map { $0.1.count }.reduce(0, +)
         print("> loaded \(parameters) parameters (\(model.config.numLayers) layers, vocabulary \(vocab)) from \(loadDir)")
         switch saver {
-        case .hf: try HuggingFaceGPT.save(model, vocabSize: vocab, to: target)
-        case .megatron: try GPTCheckpoint.save(model, vocabSize: vocab, to: CheckpointDirectory(root: target), release: true)
+        case .hf:
+            let written = try HuggingFaceGPT.save(model, vocabSize: vocab, to: target, preferring: architecture)
+            let copied = try tokenizerFolder.map { try CheckpointTokenizer.copyHuggingFaceFiles(from: $0, to: target) } ?? false
+            print("> saved hf checkpoint (\(written.modelClass)\(copied ? ", with its tokenizer" : "")) to \(saveDir)")
+        case .megatron:
+            if let tokenizerFolder,
+               let record = try CheckpointTokenizer.recordHuggingFaceTokenizer(from: tokenizerFolder, checkpointRoot: target) {
+                carried.merge(record) { _, new in new }
+                print("> copied the tokenizer into \(target.appendingPathComponent(CheckpointTokenizer.folderName).path)")
+            } else if loader == .hf {
+                print("> \(loadDir) has no tokenizer.json: generate will need the tokenizer flags")
+            }
+            carried[GPTCheckpoint.huggingFaceArchitectureKey] = architecture?.rawValue
+            try GPTCheckpoint.save(model, vocabSize: vocab, to: CheckpointDirectory(root: target), release: true,
+                                   extraMetadata: carried)
+            print("> saved megatron checkpoint to \(saveDir)")
         }
-        print("> saved \(saver.rawValue) checkpoint to \(saveDir)")
     }
 }

@@ -1,29 +1,33 @@
 import ArgumentParser
 import Foundation
+import MegatronParallel
 import MegatronTraining
 
 /// `megatron pretrain-gpt`: Megatron-LM's `pretrain_gpt.py`, with its flag names.
 struct PretrainGPT: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "pretrain-gpt",
-        abstract: "Pretrain a GPT model with Megatron-LM's flags.",
-        discussion: """
-            With no flags, trains a small GPT on a built-in synthetic corpus for about a minute and prints \
-            generated text. Flags use Megatron-LM's names (--num-layers, --hidden-size, --lr, ...); a Megatron \
-            flag this build does not support yet is refused by name.
-            """)
+    // `megatron help pretrain-gpt` shows the discussion: the flag list itself.
+    static let configuration = CommandConfiguration(commandName: "pretrain-gpt", abstract: "Pretrain a GPT model with Megatron-LM's flags.",
+                                                    discussion: PretrainHelp.text())
 
     @Argument(parsing: .captureForPassthrough, help: "Megatron-LM flags.")
     var flags: [String] = []
 
     func run() throws {
-        let arguments: PretrainArguments
+        // The flags are captured whole, so -h / --help arrive here (argparse takes them anywhere).
+        if flags.contains("--help") || flags.contains("-h") {
+            print(Megatron.helpMessage(for: Self.self))
+            return
+        }
+        let parsed: ParsedCommandLine
         do {
-            arguments = try MegatronArgumentParser.parse(flags)
-            try arguments.validate()
+            parsed = try MegatronArgumentParser.parseCommandLine(flags)
+            try parsed.arguments.validate()
         } catch let error as ArgumentError {
             throw ValidationError(error.description)
         }
+        let arguments = parsed.arguments
+        // Thread ranks share one environment and train on the CPU, which reads none of these variables.
+        let environmentNotes = RankContext.current == nil ? Self.apply(parsed.environment) : []
         let world: TrainingWorld?
         do {
             world = try TrainingWorld.current(arguments)
@@ -31,6 +35,7 @@ struct PretrainGPT: ParsableCommand {
             throw ValidationError(error.description)
         }
         let isRankZero = (world?.groups.world.rank ?? 0) == 0
+        if isRankZero { (parsed.notes + environmentNotes).forEach { print($0) } }
         // On a terminal, a progress line redrawn in place between Megatron's log lines (rank 0 only).
         let live = isatty(STDOUT_FILENO) != 0 && isRankZero
         let clear = live ? "\r\u{1B}[K" : ""
@@ -52,5 +57,14 @@ struct PretrainGPT: ParsableCommand {
             let text = trainer.sample(prompt: "The cat")
             if isRankZero { print("\n> sample from the trained model:\n\n" + text) }
         }
+    }
+
+    /// Sets a config file's `ENV_VARS` that the environment does not set yet (the environment wins, as the
+    /// command line wins over the file), before anything reads them (NCCL, the CUDA context); says which it kept.
+    static func apply(_ variables: [EnvironmentVariable]) -> [String] {
+        let environment = ProcessInfo.processInfo.environment
+        let kept = variables.filter { environment[$0.name] != nil && environment[$0.name] != $0.value }
+        for variable in variables where environment[variable.name] == nil { setenv(variable.name, variable.value, 0) }
+        return kept.map { "> ENV_VARS: kept \($0.name)=\(environment[$0.name]!) from the environment (the file has \($0.value))" }
     }
 }

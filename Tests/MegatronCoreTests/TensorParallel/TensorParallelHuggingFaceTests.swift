@@ -8,10 +8,7 @@ import MegatronTensor
 /// Megatron's rule) and run on thread ranks, against the transformers golden values of
 /// scripts/fixtures/make_hf_golden.py: logits, loss and every merged parameter gradient.
 final class TensorParallelHuggingFaceTests: XCTestCase {
-    func fixture(_ arch: String) -> URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/hf/\(arch)")
-    }
+    func fixture(_ arch: String) -> URL { HuggingFaceFixtures.directory(arch) }
 
     func testGPT2MatchesTransformersAtTP4WithSequenceParallelism() throws {
         try compare("gpt2", size: 4, sequenceParallel: true)
@@ -22,9 +19,15 @@ final class TensorParallelHuggingFaceTests: XCTestCase {
         try compare("llama", size: 2, sequenceParallel: true)
     }
 
+    /// Qwen2's q/k/v biases split with their query groups; Qwen3's q/k norm weights duplicated on every rank.
+    func testQwen2AndQwen3MatchTransformersAtTP2() throws {
+        try compare("qwen2", size: 2, sequenceParallel: true)
+        try compare("qwen3", size: 2, sequenceParallel: true)
+    }
+
     /// Import, split over 2 ranks (vocabulary padded to 256), merge, export: the original weights come back.
     func testSplitMergeExportReproducesTheOriginalWeights() throws {
-        for arch in ["gpt2", "llama"] {
+        for arch in ["gpt2", "llama", "qwen2", "qwen3"] {
             let target = FileManager.default.temporaryDirectory.appendingPathComponent("tp-hf-\(arch)-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: target) }
             let loaded = try HuggingFaceGPT.load(directory: fixture(arch))
@@ -35,7 +38,7 @@ final class TensorParallelHuggingFaceTests: XCTestCase {
             }
             let merged = try GPTModel.mergingTensorParallelShards(parts)
             XCTAssertEqual(merged.vocabSize, 256, arch)
-            try HuggingFaceGPT.save(merged, vocabSize: loaded.vocabSize, to: target)
+            try HuggingFaceGPT.save(merged, vocabSize: loaded.vocabSize, to: target, preferring: loaded.architecture)
             let original = try SafeTensors.read(fixture(arch).appendingPathComponent("model.safetensors")).tensors
             let exported = try SafeTensors.read(target.appendingPathComponent("model.safetensors")).tensors
             XCTAssertEqual(Set(exported.keys), Set(original.keys), arch)
@@ -78,8 +81,7 @@ final class TensorParallelHuggingFaceTests: XCTestCase {
         }
         var hfGrads: [String: Tensor] = [:]
         for (name, g) in golden where name.hasPrefix("grad.") { hfGrads[String(name.dropFirst(5))] = g }
-        let (_, config, _, _, tied) = try HuggingFaceGPT.modelShape(try HuggingFaceGPT.readConfig(directory))
-        let expected = try HuggingFaceGPT.megatronState(from: hfGrads, architecture: loaded.architecture, config: config, tied: tied)
+        let expected = try HuggingFaceGPT.megatronState(from: hfGrads, config: try HuggingFaceConfig.read(directory), source: "golden")
         XCTAssertEqual(Set(expected.keys), Set(merged.keys), file: file, line: line)
         for (name, want) in expected {
             let scale = want.floats().map(abs).max() ?? 1

@@ -95,10 +95,10 @@ final class TensorParallelModelTests: XCTestCase {
     func testGreedyGenerationMatchesSingleRank() throws {
         let whole = try TinyGPT.model(TinyGPT.llama(), untied: true)
         let options = SamplingOptions(temperature: 0)
-        let reference = whole.generate(prompt: [3, 14, 15, 9], maxNewTokens: 6, options: options)
+        let reference = whole.generate(prompt: [3, 14, 15, 9], vocabSize: TinyGPT.vocabSize, maxNewTokens: 6, options: options)
         let ranks = try runRanks(2) { comm in
             try whole.tensorParallelShard(for: TensorParallelGroup(comm), seed: 7)
-                .generate(prompt: [3, 14, 15, 9], maxNewTokens: 6, options: options)
+                .generate(prompt: [3, 14, 15, 9], vocabSize: TinyGPT.vocabSize, maxNewTokens: 6, options: options)
         }
         for result in ranks {
             XCTAssertEqual(result.tokens, reference.tokens)

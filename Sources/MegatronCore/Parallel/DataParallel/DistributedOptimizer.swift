@@ -220,7 +220,7 @@ public final class DistributedOptimizer {
 
     private func tensorUpdate(_ shard: OwnedShard, grad: Tensor, scheduler: OptimizerParamScheduler) {
         guard let deviceRule = rule as? DeviceUpdateRule else {
-            preconditionFailure("\(type(of: rule)) has no tensor-op update; GPU parameters need AdamW")
+            preconditionFailure("\(type(of: rule)) has no tensor-op update; GPU parameters need a DeviceUpdateRule")
         }
         withoutGrad {
             for piece in shard.pieces {

@@ -23,7 +23,7 @@ public final class ColumnParallelLinear: Module {
     public let gatherOutput: Bool
 
     public init(inFeatures: Int, outFeatures: Int, bias: Bool = true, splitHalves: Bool = false,
-                gatherOutput: Bool = false, initStd: Float = 0.02, dtype: DType = .float32,
+                gatherOutput: Bool = false, initMethod: InitMethod = .normal(std: 0.02), dtype: DType = .float32,
                 group: TensorParallelGroup = .single, generator: PhiloxGenerator) {
         let blocks = splitHalves ? 2 * group.size : group.size
         precondition(outFeatures % blocks == 0,
@@ -31,7 +31,7 @@ public final class ColumnParallelLinear: Module {
         self.group = group
         self.gatherOutput = gatherOutput
         sharding = splitHalves ? .splitHalves(dim: 0) : .split(dim: 0)
-        let master = Tensor.normal([outFeatures, inFeatures], std: initStd, dtype: dtype, generator: generator)
+        let master = initMethod.draw([outFeatures, inFeatures], dtype: dtype, generator: generator)
         weight = parameter(try! sharding.shard(master, rank: group.rank, size: group.size))
         self.bias = bias ? parameter(Tensor.zeros([outFeatures / group.size], dtype: dtype)) : nil
     }

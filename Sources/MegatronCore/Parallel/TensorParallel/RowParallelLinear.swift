@@ -20,12 +20,12 @@ public final class RowParallelLinear: Module {
     public let bias: Tensor?
     public let group: TensorParallelGroup
 
-    public init(inFeatures: Int, outFeatures: Int, bias: Bool = true, initStd: Float = 0.02,
+    public init(inFeatures: Int, outFeatures: Int, bias: Bool = true, initMethod: InitMethod = .normal(std: 0.02),
                 dtype: DType = .float32, group: TensorParallelGroup = .single, generator: PhiloxGenerator) {
         precondition(inFeatures % group.size == 0,
                      "row-parallel input features (\(inFeatures)) must split into \(group.size) equal blocks")
         self.group = group
-        let master = Tensor.normal([outFeatures, inFeatures], std: initStd, dtype: dtype, generator: generator)
+        let master = initMethod.draw([outFeatures, inFeatures], dtype: dtype, generator: generator)
         weight = parameter(try! TensorParallelSharding.split(dim: 1).shard(master, rank: group.rank, size: group.size))
         self.bias = bias ? parameter(Tensor.zeros([outFeatures], dtype: dtype)) : nil
     }

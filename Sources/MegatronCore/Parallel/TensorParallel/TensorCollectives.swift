@@ -1,11 +1,12 @@
+import MegatronCUDA
 import MegatronParallel
 import MegatronTensor
 
 /// Collectives on whole tensors along any dimension, returning new tensors (never touching the input).
 ///
 /// The communicator works on contiguous row blocks (dimension 0); other dimensions are moved to the front
-/// and back. A failed collective stops the process: the ranks can no longer agree on what was computed,
-/// and these calls sit inside forward and backward passes that have no error path.
+/// and back. A failed collective ends the process with its message (`exitWithError`): the ranks can no longer
+/// agree on what was computed, and these calls sit inside forward and backward passes that have no error path.
 extension Communicator {
     /// The sum (or max) of `x` over the group.
     func allReduced(_ x: Tensor, _ op: MegatronParallel.ReduceOp = .sum) -> Tensor {
@@ -50,7 +51,7 @@ extension Communicator {
         do {
             try start().wait()
         } catch {
-            fatalError("tensor-parallel \(operation) over \(size) ranks (rank \(rank)) failed: \(error)")
+            exitWithError("tensor-parallel \(operation) over \(size) ranks (rank \(rank)) failed: \(error)")
         }
     }
 }

@@ -19,13 +19,13 @@ public final class VocabParallelEmbedding: Module {
     /// The first token id of this rank's slice.
     public let vocabStart: Int
 
-    public init(count: Int, dimension: Int, initStd: Float = 0.02, dtype: DType = .float32,
+    public init(count: Int, dimension: Int, initMethod: InitMethod = .normal(std: 0.02), dtype: DType = .float32,
                 group: TensorParallelGroup = .single, generator: PhiloxGenerator) {
         precondition(count % group.size == 0,
                      "vocabulary size (\(count)) must be divisible by the tensor-parallel size (\(group.size))")
         self.group = group
         vocabStart = group.rank * (count / group.size)
-        let master = Tensor.normal([count, dimension], std: initStd, dtype: dtype, generator: generator)
+        let master = initMethod.draw([count, dimension], dtype: dtype, generator: generator)
         weight = parameter(try! TensorParallelSharding.split(dim: 0).shard(master, rank: group.rank, size: group.size))
     }
 

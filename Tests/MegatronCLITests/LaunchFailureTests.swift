@@ -1,0 +1,117 @@
+import Foundation
+import XCTest
+
+/// Two `megatron launch` processes as the launchers of a two-node job on one machine, and a launcher killed
+/// outright: the job never outlives a dead part of it.
+final class LaunchFailureTests: XCTestCase {
+    /// A master port whose neighbour (the launchers' control port) was free a moment ago.
+    private func freeMasterPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &address) {
+            try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                guard bind(fd, $0, length) == 0, getsockname(fd, $0, &length) == 0 else { throw XCTSkip("no free port") }
+            }
+        }
+        return Int(UInt16(bigEndian: address.sin_port)) - 1
+    }
+
+    private func node(_ rank: Int, port: Int, _ megatron: MegatronProcess, program: [String]) throws -> MegatronProcess.Running {
+        try megatron.start(["launch", "--nnodes", "2", "--node-rank", "\(rank)", "--nproc-per-node", "1",
+                            "--master-port", "\(port)", "--grace-period", "2", "--exec", "--"] + program)
+    }
+
+    /// Node 1's launcher is killed with SIGKILL (it can tell no one): node 0 notices its dropped connection,
+    /// stops its own rank and exits non-zero, naming node 1, within seconds.
+    func testAKilledLauncherOnOneNodeEndsTheJobOnTheOther() throws {
+        let megatron = try MegatronProcess.built()
+        let port = try freeMasterPort()
+        // A program, not a megatron rank, so it outlives its killed launcher; its odd duration finds it afterwards.
+        let orphan = ["/bin/sleep", "59.\(Int.random(in: 100_000...999_999))"]
+        let node0 = try node(0, port: port, megatron, program: ["/bin/sleep", "60"])
+        let node1 = try node(1, port: port, megatron, program: orphan)
+        defer {
+            for pid in processes(mentioning: orphan[1]) { kill(pid, SIGKILL) }
+            _ = node1.finish()
+        }
+        Thread.sleep(forTimeInterval: 1)
+        let killed = Date()
+        kill(node1.pid, SIGKILL)
+        let outcome = node0.finish(timeout: 30)
+        XCTAssertLessThan(Date().timeIntervalSince(killed), 10, outcome.output)
+        XCTAssertFalse(outcome.killedBySignal, outcome.output)
+        XCTAssertEqual(outcome.status, 1, outcome.output)
+        XCTAssertTrue(outcome.stderr.contains("the launcher of node 1 stopped answering"), outcome.output)
+    }
+
+    /// A scheduler's SIGTERM to node 1's launcher stops node 1's rank, and node 0's, naming the signal.
+    func testAnInterruptedLauncherEndsTheJobOnEveryNode() throws {
+        let megatron = try MegatronProcess.built()
+        let port = try freeMasterPort()
+        let node0 = try node(0, port: port, megatron, program: ["/bin/sleep", "60"])
+        let node1 = try node(1, port: port, megatron, program: ["/bin/sleep", "60"])
+        Thread.sleep(forTimeInterval: 1)
+        kill(node1.pid, SIGTERM)
+        let (first, second) = (node0.finish(timeout: 30), node1.finish(timeout: 30))
+        XCTAssertEqual(second.status, 128 + SIGTERM, second.output)
+        XCTAssertEqual(first.status, 1, first.output)
+        XCTAssertTrue(first.stderr.contains("the launcher of node 1 was interrupted by signal 15"), first.output)
+    }
+
+    /// A rank on node 0 fails: node 1's launcher stops its rank and says which rank failed where.
+    func testAFailedRankIsNamedOnTheOtherNode() throws {
+        let megatron = try MegatronProcess.built()
+        let port = try freeMasterPort()
+        let script = "if [ $RANK = 0 ]; then sleep 0.5; exit 7; fi; sleep 60"
+        let node0 = try node(0, port: port, megatron, program: ["/bin/sh", "-c", script])
+        let node1 = try node(1, port: port, megatron, program: ["/bin/sh", "-c", script])
+        let (first, second) = (node0.finish(timeout: 30), node1.finish(timeout: 30))
+        XCTAssertEqual(first.status, 7, first.output)
+        XCTAssertTrue(first.stderr.contains("rank 0 failed: exited with status 7"), first.output)
+        XCTAssertEqual(second.status, 1, second.output)
+        XCTAssertTrue(second.stderr.contains("rank 0 (node 0) exited with status 7"), second.output)
+    }
+
+    /// `megatron launch` killed with SIGKILL takes its `megatron` rank with it (the rank asked the kernel for
+    /// that at start), so no rank is left training, and holding its GPU, without a launcher.
+    func testARankDiesWithItsKilledLauncher() throws {
+        let megatron = try MegatronProcess.built()
+        let marker = "launcher-link-\(UUID().uuidString)"
+        let launcher = try megatron.start(["launch", "--nproc-per-node", "1", "--exec", "--", megatron.binary.path,
+                                           "pretrain-gpt", "--num-layers", "1", "--hidden-size", "32", "--num-attention-heads", "4",
+                                           "--seq-length", "16", "--micro-batch-size", "2", "--train-iters", "100000",
+                                           "--lr", "1e-3", "--log-interval", "100000", "--device", "cpu",
+                                           "--tensorboard-dir", NSTemporaryDirectory() + marker])
+        defer { try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + marker) }
+        let deadline = Date().addingTimeInterval(30)
+        var rank: Int32?
+        while rank == nil && Date() < deadline {
+            rank = processes(mentioning: marker).first { $0 != launcher.pid }
+            if rank == nil { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        let trainer = try XCTUnwrap(rank, "the rank started")
+        kill(launcher.pid, SIGKILL)
+        _ = launcher.finish()
+        let gone = Date().addingTimeInterval(10)
+        while kill(trainer, 0) == 0 && !isZombie(trainer) && Date() < gone { Thread.sleep(forTimeInterval: 0.05) }
+        XCTAssertTrue(kill(trainer, 0) != 0 || isZombie(trainer), "rank \(trainer) outlived its launcher")
+    }
+
+    /// Processes whose command line contains `text`.
+    private func processes(mentioning text: String) -> [Int32] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []
+        return pids.filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return String(decoding: data, as: UTF8.self).contains(text)
+        }
+    }
+
+    private func isZombie(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+        return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+    }
+}
