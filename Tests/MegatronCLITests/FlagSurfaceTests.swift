@@ -10,7 +10,7 @@ final class FlagSurfaceTests: XCTestCase {
     func testUnsupportedFlagsAreRefusedTogetherWithTheirFeatures() throws {
         try MegatronProcess.built().assertCleanFailure(
             ["pretrain-gpt"] + required + ["--num-experts", "8", "--fp8-format", "hybrid", "--ckpt-format", "torch_dist",
-                                           "--wandb-project", "x", "--context-parallel-size", "2"],
+                                           "--wandb-project", "x", "--context-parallel-size", "2", "--save", "ckpt", "--save-interval", "1"],
             mentions: ["mixture of experts: --num-experts 8", "FP8: --fp8-format hybrid",
                        "checkpoint formats (--ckpt-format): --ckpt-format torch_dist", "Weights & Biases logging (use --tensorboard-dir): --wandb-project x",
                        "context parallelism: --context-parallel-size 2"])

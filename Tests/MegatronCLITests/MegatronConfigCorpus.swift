@@ -133,7 +133,9 @@ struct CorpusConfig {
 
 /// The features issue 17 leaves to other issues (pipeline / context / expert parallelism, MoE, MLA, FP8,
 /// checkpoint formats) and Weights & Biases, which this build refuses by design: a config using any of them
-/// must be refused, naming exactly those flags, in one error.
+/// must be refused, naming exactly those flags, in one error. Checkpoint-format flags count only in a config that
+/// saves or loads (without `--save` / `--load` nothing is written or read, and they are accepted); a conversion
+/// (`--ckpt-convert-*`) writes a checkpoint by itself and always counts.
 enum OutOfScopeFeatures {
     static let patterns: [(feature: String, pattern: String)] = [
         ("pipeline parallelism", #"^--(num-layers-per-virtual-pipeline-stage|num-virtual-stages-per-pipeline-rank|virtual-pipeline-model-parallel-size|decoder-(first|last)-pipeline-num-layers|account-for-.*-in-pipeline-split|microbatch-group-size-per-virtual-pipeline-stage|overlap-p2p-communication.*|pipeline-model-parallel-layout)$"#),
@@ -141,7 +143,8 @@ enum OutOfScopeFeatures {
         ("mixture of experts", #"^--(num-experts|moe-.*)$"#),
         ("multi-latent attention", #"^--(multi-latent-attention|q-lora-rank|kv-lora-rank|qk-head-dim|qk-pos-emb-head-dim|v-head-dim|rotary-scaling-factor|mscale|mscale-all-dim|cache-mla-latents)$"#),
         ("FP8", #"^--fp8-.*$"#),
-        ("checkpoint formats", #"^--(ckpt-format|auto-detect-ckpt-format|dist-ckpt-.*|use-dist-ckpt|async-save|async-strategy|async-ckpt-.*|use-persistent-ckpt-worker|ckpt-fully-parallel-.*|no-ckpt-fully-parallel-save|ckpt-assume-constant-structure|ckpt-convert-.*)$"#),
+        (checkpointFormats, #"^--(ckpt-format|auto-detect-ckpt-format|dist-ckpt-.*|use-dist-ckpt|async-save|async-strategy|async-ckpt-.*|use-persistent-ckpt-worker|ckpt-fully-parallel-.*|no-ckpt-fully-parallel-save|ckpt-assume-constant-structure|non-persistent-.*)$"#),
+        ("checkpoint conversion", #"^--ckpt-convert-.*$"#),
         ("Weights & Biases", #"^--wandb-.*$"#),
     ]
 
@@ -149,13 +152,17 @@ enum OutOfScopeFeatures {
     static let sizes: Set<String> = ["--pipeline-model-parallel-size", "--context-parallel-size",
                                      "--expert-model-parallel-size", "--expert-tensor-parallel-size"]
 
+    static let checkpointFormats = "checkpoint formats"
+
     /// The flags of `config` that use a left-out feature.
     static func flags(of config: CorpusConfig) -> Set<String> {
+        let checkpoints = config.flags.contains { $0.name == "--save" || $0.name == "--load" }
         var out: Set<String> = []
         for (name, values) in config.flags where values != ["false"] {
             if sizes.contains(name) {
                 if let size = values.first.flatMap({ Int($0) }), size > 1 { out.insert(name) }
-            } else if patterns.contains(where: { name.range(of: $0.pattern, options: .regularExpression) != nil }) {
+            } else if let feature = patterns.first(where: { name.range(of: $0.pattern, options: .regularExpression) != nil })?.feature,
+                      feature != checkpointFormats || checkpoints {
                 out.insert(name)
             }
         }

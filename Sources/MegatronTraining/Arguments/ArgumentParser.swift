@@ -37,6 +37,7 @@ public enum MegatronArgumentParser {
         let expansion = try ConfigFile.expand(commandLine, environment: environment)
         var parse = CommandLineParse(reader: FlagReader(words: expansion.words))
         while let word = parse.reader.next() { parse.read(word) }
+        parse.settleCheckpointFormatFlags()
         parse.checkRequired()
         if let error = parse.problems.error { throw error }
         return ParsedCommandLine(arguments: parse.arguments, notes: expansion.notes + groupedNotes(parse.notes),
@@ -110,6 +111,8 @@ struct CommandLineParse {
     /// The flags given, by their main spelling.
     var given: Set<String> = []
     var notes: [(usage: String, text: String)] = []
+    /// Where the checkpoint-format flags given sit in `problems.unsupported`, until the whole line is read.
+    var checkpointFormatFlags: [Int] = []
 
     /// Reads `word` (and the value words that follow it).
     mutating func read(_ word: String) {
@@ -148,6 +151,13 @@ struct CommandLineParse {
             problems.other.append("\(name) is no longer accepted by Megatron-LM: \(replacement)")
         } else {
             let usage = ([name] + (value.map { [$0.replacingOccurrences(of: "\n", with: " ")] } ?? [])).joined(separator: " ")
+            if Self.onlyShapesCheckpoints(megatron, as: name) {
+                if let value, !megatron.choices.isEmpty, !megatron.choices.contains(value) {
+                    problems.other.append("\(name) must be one of \(megatron.choices.joined(separator: ", ")), got '\(value)'")
+                    return
+                }
+                checkpointFormatFlags.append(problems.unsupported.count)
+            }
             problems.unsupported.append(UnsupportedFeature(feature: megatron.feature, usage: usage))
         }
     }
