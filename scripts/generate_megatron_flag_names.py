@@ -36,6 +36,8 @@ FEATURES = [
     (r"--log-energy", "energy logging (NVML energy counters)"),
     (r"--log-max-attention-logit", "maximum attention logit logging"),
     (r"--log-straggler", "straggler detection"),
+    (r"--grad-reduce-in-bf16", "bf16 gradient accumulation and reduction"),
+    (r"--disable-bf16-reduced-precision-matmul", "cuBLAS reduced-precision bf16 accumulation control"),
     (r"--(tp-comm|no-tp-comm|disable-tp-comm)", "tensor-parallel communication overlap"),
     (r"--(enable-cuda-graph|external-cuda-graph|cuda-graph|optimizer-cuda-graph|inference-cuda-graph"
      r"|decode-only-cuda-graphs)", "CUDA graphs"),

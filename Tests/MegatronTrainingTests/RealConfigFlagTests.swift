@@ -4,7 +4,8 @@ import XCTest
 @testable import MegatronTraining
 
 /// Flags real Megatron configs carry that pretrain-gpt honours as Megatron does, or accepts where they cannot
-/// matter: the checkpoint-format flags without `--save` / `--load`.
+/// matter: the checkpoint-format flags without `--save` / `--load`, `--save-retain-interval`,
+/// `--padded-vocab-size`, and the profiling and fp32-reduction flags that change nothing here.
 final class RealConfigFlagTests: XCTestCase {
     static let required = "--num-layers 1 --hidden-size 16 --num-attention-heads 2 --seq-length 16 --max-position-embeddings 16 "
         + "--micro-batch-size 2 --lr 1e-2 --train-iters 2"
@@ -59,5 +60,45 @@ final class RealConfigFlagTests: XCTestCase {
         XCTAssertEqual(try parse("--yaml-cfg \(file.path)").notes.count, 1)
         XCTAssertEqual(message("--yaml-cfg \(file.path) --save ckpt --save-interval 1"),
                        Self.refusal + "  checkpoint formats (--ckpt-format): --async-save, --ckpt-format torch_dist")
+    }
+
+    func testProfilingAndFP32ReductionFlagsAreAcceptedWithWhatTheyDoHere() throws {
+        let parsed = try parse("--profile --profile-step-start 4 --profile-step-end 6 --accumulate-allreduce-grads-in-fp32")
+        XCTAssertEqual(parsed.notes, ["> --profile, --profile-step-start 4, --profile-step-end 6: " + PretrainFlags.profileNote,
+                                      "> --accumulate-allreduce-grads-in-fp32: no effect: gradients are always accumulated and reduced "
+                                          + "in fp32 here, as the flag asks"])
+        XCTAssertEqual(parsed.arguments, try parse("").arguments)
+        XCTAssertEqual(message("--profile-step-start x"), "--profile-step-start needs an integer, got 'x'")
+        XCTAssertEqual(message("--grad-reduce-in-bf16"), Self.refusal + "  bf16 gradient accumulation and reduction: --grad-reduce-in-bf16")
+    }
+
+    /// As Megatron's `save_checkpoint`: after each save, the checkpoint the tracker named before goes unless its
+    /// iteration is a multiple of the interval; the newest always stays.
+    func testSaveRetainIntervalKeepsMultiplesAndTheNewest() throws {
+        var lines: [String] = []
+        let args = try parse("--train-iters 7 --global-batch-size 2 --eval-iters 1 --device cpu --save \(root.path) --save-interval 1 "
+            + "--save-retain-interval 3").arguments
+        _ = try Pretrainer(arguments: args) { lines.append($0) }.run()
+        XCTAssertEqual(try CheckpointDirectory(root: root).iterations(), [3, 6, 7])
+        let deleted = lines.filter { $0.contains("successfully deleted checkpoint") }
+        XCTAssertEqual(deleted, [1, 2, 4, 5].map { "  successfully deleted checkpoint from iteration \(String(format: "%7d", $0)) at \(root.path)" })
+        XCTAssertThrowsError(try parse("--save ckpt --save-interval 2 --save-retain-interval 3").arguments.validate()) {
+            XCTAssertEqual("\($0)", "--save-retain-interval (3) must be a positive multiple of --save-interval (2)")
+        }
+    }
+
+    /// The model gets exactly `--padded-vocab-size` rows and Megatron's padding line is not printed; a size that
+    /// cannot hold the tokenizer's tokens (257 bytes on the built-in corpus) or split over TP is refused.
+    func testPaddedVocabSizeIsTheModelsVocabulary() throws {
+        var lines: [String] = []
+        let trainer = try Pretrainer(arguments: try parse("--padded-vocab-size 300 --device cpu --eval-iters 1").arguments) { lines.append($0) }
+        XCTAssertEqual(trainer.model.vocabSize, 300)
+        XCTAssertFalse(lines.contains { $0.contains("padded vocab") }, lines.joined(separator: "\n"))
+        XCTAssertThrowsError(try Pretrainer(arguments: try parse("--padded-vocab-size 256 --device cpu").arguments) { _ in }) {
+            XCTAssertEqual("\($0)", "--padded-vocab-size 256 must hold the tokenizer's 257 tokens and be a multiple of the tensor-parallel size (1)")
+        }
+        XCTAssertThrowsError(try parse("--padded-vocab-size 0").arguments.validate()) {
+            XCTAssertEqual("\($0)", "--padded-vocab-size must be a positive integer, got 0")
+        }
     }
 }

@@ -180,11 +180,23 @@ public struct CheckpointDirectory {
         let protected = try latest()?.iteration
         let candidates = try iterations().filter { $0 <= newest }
         for iteration in candidates.dropLast(keep) where iteration != protected && iteration != newest {
-            let name = Self.iterationName(iteration)
-            let doomed = root.appendingPathComponent(Self.deletingName(name))
-            try AtomicFile.move(root.appendingPathComponent(name), to: doomed)
-            try FileManager.default.removeItem(at: doomed)
+            try remove(iteration)
         }
+    }
+
+    /// Deletes the checkpoint of `iteration`, unless the tracker names it.
+    public func delete(iteration: Int) throws {
+        guard try latest()?.iteration != iteration else { return }
+        try remove(iteration)
+    }
+
+    /// Renames `iteration`'s directory aside before deleting it, so that a kill midway leaves no half checkpoint
+    /// under its name.
+    private func remove(_ iteration: Int) throws {
+        let name = Self.iterationName(iteration)
+        let doomed = root.appendingPathComponent(Self.deletingName(name))
+        try AtomicFile.move(root.appendingPathComponent(name), to: doomed)
+        try FileManager.default.removeItem(at: doomed)
     }
 
     /// A file's size and CRC-32C, as metadata.json records them.

@@ -60,6 +60,7 @@ enum FlagDescriptions {
         "--no-load-rng": "Resume without the random-number state.",
         "--finetune": "Load the weights only and start at step 0.",
         "--keep-last-checkpoints": "Delete all but the newest K checkpoints after each save.",
+        "--save-retain-interval": "Keep only the newest checkpoint and those of multiples of this iteration.",
         // Optimizer and schedule.
         "--optimizer": "Optimizer.",
         "--lr": "Peak learning rate.",
@@ -144,6 +145,10 @@ enum FlagDescriptions {
         "--log-device-memory-used": "Add the device's used memory (all processes) to the memory report.",
         "--logging-level": "Python logging level; above 20 (INFO) hides the timer reports.",
         "--no-one-logger": "Accepted; OneLogger telemetry is never used here.",
+        "--profile": "Accepted, no effect (no CUDA profiler range is opened; profile the whole run).",
+        "--profile-step-start": "Accepted, no effect (see --profile).",
+        "--profile-step-end": "Accepted, no effect (see --profile).",
+        "--accumulate-allreduce-grads-in-fp32": "Accepted; gradients are always accumulated and reduced in fp32 here.",
         // Data and tokenizer.
         "--mock-data": "Random tokens instead of a dataset (with a tokenizer, e.g. NullTokenizer).",
         "--data-path": "Dataset prefix, or weight and prefix pairs for a blend, split by --split.",
@@ -158,6 +163,7 @@ enum FlagDescriptions {
         "--merge-file": "BPE merges file (GPT-2's merges.txt).",
         "--tokenizer-model": "Tokenizer model file or directory (SentencePiece, tiktoken, Hugging Face).",
         "--vocab-size": "Vocabulary size (NullTokenizer).",
+        "--padded-vocab-size": "The model's vocabulary (embedding rows), instead of the tokenizer's padded one.",
         "--tiktoken-pattern": "Pre-tokenization pattern of a tiktoken tokenizer (v1 or v2).",
         "--tiktoken-num-special-tokens": "Special tokens reserved ahead of a tiktoken vocabulary.",
         // This program's own.

@@ -111,7 +111,7 @@ extension MegatronFlagCatalog {
         --mup-base-head-dim	mup_base_head_dim	transformer configuration	value			maximal update parametrization (muP)
         --mup-attn-scale-power	mup_attn_scale_power	transformer configuration	value	=1.0		maximal update parametrization (muP)
         --apply-query-key-layer-scaling	apply_query_key_layer_scaling	transformer configuration	true	=false		other transformer configuration options
-        --disable-bf16-reduced-precision-matmul	disable_bf16_reduced_precision_matmul	transformer configuration	true	=false		other transformer configuration options
+        --disable-bf16-reduced-precision-matmul	disable_bf16_reduced_precision_matmul	transformer configuration	true	=false		cuBLAS reduced-precision bf16 accumulation control
         --use-fused-weighted-squared-relu	use_fused_weighted_squared_relu	transformer configuration	true	=false		other transformer configuration options
         --fused-residual-rmsnorm	fused_residual_rmsnorm	transformer configuration	true	=false		other transformer configuration options
         --use-transformer-engine-op-fuser	use_transformer_engine_op_fuser	transformer configuration	true	=false		other transformer configuration options
@@ -483,7 +483,7 @@ extension MegatronFlagCatalog {
         --dist-ckpt-workers	dist_ckpt_workers	checkpointing	value	=1		checkpoint formats (--ckpt-format)
         --ckpt-fully-parallel-save	ckpt_fully_parallel_save_deprecated	checkpointing	true	=false		checkpoint formats (--ckpt-format)
         --ckpt-drop-redundant-extra-state	ckpt_drop_redundant_extra_state	checkpointing	true	=false		checkpoint formats (--ckpt-format)
-        --grad-reduce-in-bf16	grad_reduce_in_bf16	mixed precision	true	=false		other mixed precision options
+        --grad-reduce-in-bf16	grad_reduce_in_bf16	mixed precision	true	=false		bf16 gradient accumulation and reduction
         --loss-scale	loss_scale	mixed precision	value			other mixed precision options
         --initial-loss-scale	initial_loss_scale	mixed precision	value	=4294967296		other mixed precision options
         --min-loss-scale	min_loss_scale	mixed precision	value	=1.0		other mixed precision options

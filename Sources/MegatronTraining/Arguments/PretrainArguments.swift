@@ -165,6 +165,9 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var finetune = false
     /// Ours, not Megatron's: delete all but the newest K checkpoints after each save.
     public var keepLastCheckpoints: Int?
+    /// Keep only the checkpoints of iterations that are multiples of this (and the newest): each save deletes
+    /// the one before it otherwise.
+    public var saveRetainInterval: Int?
 
     // Data and tokenizer.
     public var mockData = false
@@ -180,6 +183,9 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var mergeFile: String?
     public var tokenizerModel: String?
     public var vocabSize: Int?
+    /// The model's vocabulary (embedding rows) as given, instead of the tokenizer's padded to
+    /// `--make-vocab-size-divisible-by` x TP.
+    public var paddedVocabSize: Int?
     public var tiktokenPattern: String?
     public var tiktokenNumSpecialTokens = 1000
     public var device: String?

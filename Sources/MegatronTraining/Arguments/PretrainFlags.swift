@@ -322,9 +322,19 @@ enum PretrainFlags {
         .set("--log-device-memory-used", \.logDeviceMemoryUsed),
         .int("--logging-level", \.loggingLevel),
         .ignored("--no-one-logger"),
+        // cli-logs: flags of real configs that are cheap to honour.
+        .int("--save-retain-interval", \.saveRetainInterval),
+        .int("--padded-vocab-size", \.paddedVocabSize),
+        .ignored("--accumulate-allreduce-grads-in-fp32",
+                 note: "no effect: gradients are always accumulated and reduced in fp32 here, as the flag asks"),
+        .ignored("--profile", note: profileNote),
+        .ignored("--profile-step-start", choices: nil, note: profileNote),
+        .ignored("--profile-step-end", choices: nil, note: profileNote),
     ]
 
     static let fusionNote = "no effect: Megatron's kernel-fusion switches; this build runs its own fused kernels, with the same math"
+    static let profileNote = "no effect: this build opens no CUDA profiler range; profile the whole run (nsys without "
+        + "--capture-range=cudaProfilerApi)"
     static let gcNote = "no effect: Swift frees memory by reference counting; there is no garbage collector to schedule"
 
     /// Where `--attention-backend` (Transformer Engine's choice) sends attention here.

@@ -24,6 +24,10 @@ extension PretrainArguments {
         try require(lrWarmupFraction == nil || lrWarmupIters == 0, "--lr-warmup-fraction and --lr-warmup-iters are mutually exclusive")
         try require(save == nil || (saveInterval ?? 0) > 0, "--save-interval is required (and positive) when --save is given")
         try require(keepLastCheckpoints == nil || keepLastCheckpoints! > 0, "--keep-last-checkpoints must be positive")
+        if let retain = saveRetainInterval, let every = saveInterval, save != nil {
+            try require(retain > 0 && retain % every == 0,
+                        "--save-retain-interval (\(retain)) must be a positive multiple of --save-interval (\(every))")
+        }
         try validateParallelism()
         try validateModelShape()
         try validateSchedule(dataParallelSize: dataParallelSize)

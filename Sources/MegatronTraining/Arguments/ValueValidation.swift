@@ -12,7 +12,7 @@ extension PretrainArguments {
             ("--num-query-groups", groupQueryAttention ? numQueryGroups : nil), ("--kv-channels", kvChannels),
             ("--ffn-hidden-size", ffnHiddenSize), ("--seq-length", seqLength),
             ("--max-position-embeddings", maxPositionEmbeddings), ("--micro-batch-size", microBatchSize),
-            ("--global-batch-size", globalBatchSize), ("--vocab-size", vocabSize),
+            ("--global-batch-size", globalBatchSize), ("--vocab-size", vocabSize), ("--padded-vocab-size", paddedVocabSize),
             ("--make-vocab-size-divisible-by", makeVocabSizeDivisibleBy)]
         for case let (flag, value?) in sizes {
             try requirePositive(flag, value)

@@ -37,6 +37,11 @@ enum MegatronLogLines {
             + "[ t \(tensor.rank + 1)/\(tensor.size), p \(pipeline.rank + 1)/\(pipeline.size) ]"
     }
 
+    /// After `--save-retain-interval` deleted the checkpoint before the one just saved.
+    static func deletedCheckpoint(iteration: Int, directory: String) -> String {
+        "  successfully deleted checkpoint from iteration \(padded(iteration, 7)) at \(directory)"
+    }
+
     /// After a checkpoint is loaded.
     static func loadedCheckpoint(directory: String, iteration: Int, tensor: (rank: Int, size: Int),
                                  pipeline: (rank: Int, size: Int) = (0, 1)) -> String {

@@ -38,10 +38,29 @@ extension Pretrainer {
             metadata["grad_scaler"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(dynamic.state()))
         }
         metadata.merge(try GPTCheckpoint.description(of: model, vocabSize: vocabularySize)) { a, _ in a }
+        let previous = arguments.saveRetainInterval == nil ? nil : try store.latest()
         try store.save(iteration: iteration, tensors: tensors.mapValues { $0.to(.cpu) }, metadata: metadata)
         if let keep = arguments.keepLastCheckpoints { try store.prune(keep: keep, newest: iteration) }
         log(MegatronLogLines.savedCheckpoint(iteration: iteration, directory: save,
                                              tensor: (groups?.tensor?.rank ?? 0, groups?.tensorParallelSize ?? 1)))
+        if let retain = arguments.saveRetainInterval, let previous, !previous.isRelease {
+            try deleteUnretained(previous.iteration, every: retain, from: store)
+        }
+    }
+
+    /// `--save-retain-interval`, as Megatron: the checkpoint the tracker named before this save goes, unless it
+    /// is a multiple of the interval (or this one). A failed deletion is reported, never fatal.
+    func deleteUnretained(_ previous: Int, every retain: Int, from store: CheckpointDirectory) throws {
+        guard previous > 0, previous != iteration, previous % retain != 0 else { return }
+        do {
+            try store.delete(iteration: previous)
+        } catch {
+            log("  encountered exception \"\(error)\" when trying to delete checkpoint from iteration "
+                + "\(String(format: "%7d", previous)) at \(store.root.path)")
+            return
+        }
+        log(MegatronLogLines.deletedCheckpoint(iteration: previous, directory: store.root.path))
+        try reporter.progress?.append("Deleted checkpoint\tIteration: \(previous)")
     }
 
     /// The tokenizer's vocabulary before padding (byte tokens on the embedded corpus).

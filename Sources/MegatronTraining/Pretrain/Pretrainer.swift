@@ -71,7 +71,7 @@ public final class Pretrainer {
         // Megatron pads the vocabulary to a multiple of make_vocab_size_divisible_by x TP.
         let tensorParallel = TensorParallelGroup(groups?.tensor, sequenceParallel: groups?.sequenceParallel ?? false)
         let realVocab = tokenizer?.vocabSize ?? ByteTokens.vocabularySize
-        let vocab = paddedVocabSize(realVocab, divisibleBy: arguments.makeVocabSizeDivisibleBy * tensorParallel.size)
+        let vocab = try Self.modelVocabulary(realVocab, arguments: arguments, tensorParallelSize: tensorParallel.size)
         // Thread ranks exchange host memory: they train on the CPU.
         if groups?.world is ThreadCommunicator {
             guard arguments.device != "cuda" else {
@@ -86,7 +86,7 @@ public final class Pretrainer {
         reporter = try TrainingReporter(arguments: arguments, log: self.log,
                                         rankLog: (groups?.dataParallelRank ?? 0) == 0 ? log : { _ in },
                                         groups: groups, device: device)
-        self.log(MegatronLogLines.paddedVocabulary(size: realVocab, padded: vocab))
+        if arguments.paddedVocabSize == nil { self.log(MegatronLogLines.paddedVocabulary(size: realVocab, padded: vocab)) }
         self.log("building GPT model ...")
         // Every tensor-parallel rank draws the whole weights from the seed and keeps its slice, so any TP size
         // starts from the single-rank model.
@@ -135,6 +135,19 @@ public final class Pretrainer {
         self.log(MegatronLogLines.datetime("after dataloaders are built"))
         self.log("done with setup ...")
         try reporter.timerReport(["model-and-optimizer-setup", "train/valid/test-data-iterators-setup"])
+    }
+
+    /// The model's vocabulary: `--padded-vocab-size` as given (Megatron then pads nothing), else the tokenizer's
+    /// padded to a multiple of make_vocab_size_divisible_by x TP.
+    static func modelVocabulary(_ tokens: Int, arguments: PretrainArguments, tensorParallelSize: Int) throws -> Int {
+        guard let given = arguments.paddedVocabSize else {
+            return paddedVocabSize(tokens, divisibleBy: arguments.makeVocabSizeDivisibleBy * tensorParallelSize)
+        }
+        guard given >= tokens, given % tensorParallelSize == 0 else {
+            throw ArgumentError("--padded-vocab-size \(given) must hold the tokenizer's \(tokens) tokens and be a multiple "
+                + "of the tensor-parallel size (\(tensorParallelSize))")
+        }
+        return given
     }
 
     /// Trains for the configured iterations and returns the logged losses.
