@@ -62,6 +62,37 @@ final class RealConfigFlagTests: XCTestCase {
                        Self.refusal + "  checkpoint formats (--ckpt-format): --async-save, --ckpt-format torch_dist")
     }
 
+    /// PyYAML (Megatron's reader) keeps the last value of a key written twice; so does pretrain-gpt, and says so.
+    func testAKeyWrittenTwiceInAYAMLFileTakesTheLastValue() throws {
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let file = root.appendingPathComponent("model_config.yaml")
+        try """
+            ENV_VARS:
+              NCCL_ALGO: Ring
+            MODEL_ARGS:
+              --num-layers: 3
+              --data-path:
+                - 0.5
+                - a
+              --hidden-size: 32
+              --num-layers: 2
+              --data-path: [1.0, b]
+            """.write(to: file, atomically: true, encoding: .utf8)
+        let parsed = try parse("--yaml-cfg \(file.path)")
+        XCTAssertEqual(parsed.arguments.numLayers, 1, "the command line still wins over the file")
+        XCTAssertEqual(parsed.arguments.hiddenSize, 16)
+        XCTAssertEqual(parsed.arguments.dataPath, ["1.0", "b"], "the earlier key's nested list is dropped with it")
+        XCTAssertEqual(parsed.notes.first, "> --yaml-cfg \(file.path): written twice, the last value counts (as PyYAML reads it): "
+            + "--num-layers, --data-path")
+        let parsedAlone = try MegatronArgumentParser.parseCommandLine(["--yaml-cfg", file.path, "--hidden-size", "16",
+                                                                       "--num-attention-heads", "2", "--seq-length", "16",
+                                                                       "--max-position-embeddings", "16", "--micro-batch-size", "2",
+                                                                       "--lr", "1e-2", "--train-iters", "2"])
+        XCTAssertEqual(parsedAlone.arguments.numLayers, 2)
+        XCTAssertEqual(YAMLDuplicateKeys.keepingLast("a:\n  x: 1\n  x: 2\nb:\n  x: 3\n- x: 4\n").keys, ["x"])
+        XCTAssertEqual(YAMLDuplicateKeys.keepingLast("a:\n  x: 1\n  x: 2\nb:\n  x: 3\n").text, "a:\n  x: 2\nb:\n  x: 3\n")
+    }
+
     func testProfilingAndFP32ReductionFlagsAreAcceptedWithWhatTheyDoHere() throws {
         let parsed = try parse("--profile --profile-step-start 4 --profile-step-end 6 --accumulate-allreduce-grads-in-fp32")
         XCTAssertEqual(parsed.notes, ["> --profile, --profile-step-start 4, --profile-step-end 6: " + PretrainFlags.profileNote,

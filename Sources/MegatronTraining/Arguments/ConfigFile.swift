@@ -64,9 +64,15 @@ enum ConfigFile {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ArgumentError("\(flag): cannot read \(path)")
         }
-        let document: Any?
+        var document: Any?, notes: [String] = []
         do {
             document = try Yams.load(yaml: text)
+        } catch YamlError.duplicatedKeysInMapping {
+            let (lastOnly, keys) = YAMLDuplicateKeys.keepingLast(text)
+            document = try? Yams.load(yaml: lastOnly)
+            guard document != nil else { throw ArgumentError("\(flag) \(path): not valid YAML (a key written twice)") }
+            notes.append("> \(flag) \(path): written twice, the last value counts (as PyYAML reads it): "
+                + keys.joined(separator: ", "))
         } catch {
             throw ArgumentError("\(flag) \(path): not valid YAML (\(error))")
         }
@@ -74,17 +80,24 @@ enum ConfigFile {
             throw ArgumentError("\(flag) \(path): expected a mapping of flag names to values")
         }
         do {
-            if let modelArgs = mapping["MODEL_ARGS"] {
-                return try functionalTestConfig(modelArgs, env: mapping["ENV_VARS"], path: path, environment: environment)
-            }
-            var expander = VariableExpander(environment: environment)
-            let expanded = expander.expand(mapping) as! [String: Any]
-            try expander.check()
-            if MegatronYAML.isNested(expanded) { return Expansion(words: try MegatronYAML.flags(expanded)) }
-            return Expansion(words: try sortedKeys(expanded).flatMap { try words(key: $0, value: expanded[$0]!) })
+            var expansion = try expand(mapping, path: path, environment: environment)
+            expansion.notes = notes + expansion.notes
+            return expansion
         } catch let error as ArgumentError {
             throw ArgumentError("\(flag) \(path): \(error)")
         }
+    }
+
+    /// The flags of a YAML file's top-level mapping: a functional test's, Megatron's nested sections, or flat.
+    static func expand(_ mapping: [String: Any], path: String, environment: [String: String]) throws -> Expansion {
+        if let modelArgs = mapping["MODEL_ARGS"] {
+            return try functionalTestConfig(modelArgs, env: mapping["ENV_VARS"], path: path, environment: environment)
+        }
+        var expander = VariableExpander(environment: environment)
+        let expanded = expander.expand(mapping) as! [String: Any]
+        try expander.check()
+        if MegatronYAML.isNested(expanded) { return Expansion(words: try MegatronYAML.flags(expanded)) }
+        return Expansion(words: try sortedKeys(expanded).flatMap { try words(key: $0, value: expanded[$0]!) })
     }
 
     /// A functional test's `model_config.yaml`: `MODEL_ARGS` holds flags as its harness passes them (a `true`
