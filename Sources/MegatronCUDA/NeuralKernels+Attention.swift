@@ -29,27 +29,13 @@ public struct AttentionProblem: Sendable, Equatable {
     public var causal: Bool
     /// Multiplies q·k before the softmax (usually 1/sqrt(headDim)).
     public var scale: Float
-    /// Dropout on the probabilities, nil for none.
-    public var dropout: Dropout?
-
-    /// Dropout on the attention probabilities: probability (b, h, i, j) of `[batch, heads, queries, keys]`
-    /// is kept iff the Philox uniform of index ((b · heads + h) · queries + i) · keys + j of the draw
-    /// (`seed`, `offset`) is at least `probability` (MegatronTensor's AttentionDropout), kept ones
-    /// scaled by `scale` (1 / (1 - probability) in fp32). cuDNN draws its own numbers from `seed` and
-    /// `offset` instead (`CuDNNAttention`).
-    public struct Dropout: Sendable, Equatable {
-        public var probability: Float, scale: Float
-        public var seed: UInt64, offset: UInt64
-
-        public init(probability: Float, scale: Float, seed: UInt64, offset: UInt64) {
-            (self.probability, self.scale, self.seed, self.offset) = (probability, scale, seed, offset)
-        }
-
-        var arguments: [KernelArgument] { [.float32(probability), .float32(scale), .uint64(seed), .uint64(offset)] }
-    }
+    /// Dropout on the probabilities, nil for none: probability (b, h, i, j) of `[batch, heads, queries,
+    /// keys]` is element ((b · heads + h) · queries + i) · keys + j of the draw (MegatronTensor's
+    /// AttentionDropout). cuDNN draws its own numbers from the draw's seed and offset instead (`CuDNNAttention`).
+    public var dropout: DropoutDraw?
 
     public init(batch: Int, groups: Int, perGroup: Int, queries: Int, keys: Int, headDim: Int, causal: Bool, scale: Float,
-                dropout: Dropout? = nil) {
+                dropout: DropoutDraw? = nil) {
         (self.batch, self.groups, self.perGroup, self.queries, self.keys, self.headDim, self.causal, self.scale) =
             (batch, groups, perGroup, queries, keys, headDim, causal, scale)
         self.dropout = dropout
@@ -206,9 +192,7 @@ extension NeuralKernels {
     }
 
     /// The dropout arguments every flash-attention kernel takes (ignored by the kernels without dropout).
-    private static func dropoutArguments(_ p: AttentionProblem) -> [KernelArgument] {
-        (p.dropout ?? AttentionProblem.Dropout(probability: 0, scale: 1, seed: 0, offset: 0)).arguments
-    }
+    private static func dropoutArguments(_ p: AttentionProblem) -> [KernelArgument] { (p.dropout ?? .none).arguments }
 
     private static func blocks(_ rows: Int, _ perBlock: Int) -> Int { (rows + perBlock - 1) / perBlock }
 

@@ -196,7 +196,7 @@ public final class CuDNNAttention {
     /// the plan on `stream` and returns the block to the allocator (later work on the stream may reuse it).
     /// With `dropout`, 256 more bytes after the scratch hold the generator's seed and offset, written
     /// on the stream just before the plan runs.
-    private func run(_ plan: CuDNNExecutionPlan, stream: CUDAStream, scratchBytes: Int, dropout: AttentionProblem.Dropout?,
+    private func run(_ plan: CuDNNExecutionPlan, stream: CUDAStream, scratchBytes: Int, dropout: DropoutDraw?,
                      addresses: (UInt64) throws -> [Int64: UInt64]) throws {
         try device.makeCurrent()
         let generatorBytes = dropout == nil ? 0 : 256
@@ -222,7 +222,7 @@ public final class CuDNNAttention {
 
     /// cuDNN's generator seed for one dropout draw: our (seed, offset) mixed into one 64-bit value
     /// (SplitMix64's finalizer), so every draw of a generator gets its own stream; cuDNN's offset is 0.
-    static func generatorSeed(_ dropout: AttentionProblem.Dropout) -> Int64 {
+    static func generatorSeed(_ dropout: DropoutDraw) -> Int64 {
         func mix(_ value: UInt64) -> UInt64 {
             var z = value &+ 0x9E37_79B9_7F4A_7C15
             z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

@@ -19,9 +19,10 @@ public final class LayerNorm: Module {
         Functional.layerNorm(x, weight: weight, bias: bias, epsilon: epsilon)
     }
 
-    /// `x + residual` and the norm of that sum, in one fused pass (`Functional.addLayerNorm`).
-    public func addNorm(_ x: Tensor, residual: Tensor) -> (sum: Tensor, normed: Tensor) {
-        Functional.addLayerNorm(x, residual: residual, weight: weight, bias: bias, epsilon: epsilon)
+    /// `x + dropout(residual)` and the norm of that sum, in one fused pass (`Functional.addLayerNorm`).
+    public func addNorm(_ x: Tensor, residual: Tensor, dropout: Dropout?) -> (sum: Tensor, normed: Tensor) {
+        Functional.addLayerNorm(x, residual: residual, weight: weight, bias: bias, epsilon: epsilon,
+                                residualDropout: dropout?.activeDraw)
     }
 }
 
@@ -39,8 +40,8 @@ public final class RMSNorm: Module {
 
     public func callAsFunction(_ x: Tensor) -> Tensor { Functional.rmsNorm(x, weight: weight, epsilon: epsilon) }
 
-    /// `x + residual` and the norm of that sum, in one fused pass (`Functional.addRMSNorm`).
-    public func addNorm(_ x: Tensor, residual: Tensor) -> (sum: Tensor, normed: Tensor) {
-        Functional.addRMSNorm(x, residual: residual, weight: weight, epsilon: epsilon)
+    /// `x + dropout(residual)` and the norm of that sum, in one fused pass (`Functional.addRMSNorm`).
+    public func addNorm(_ x: Tensor, residual: Tensor, dropout: Dropout?) -> (sum: Tensor, normed: Tensor) {
+        Functional.addRMSNorm(x, residual: residual, weight: weight, epsilon: epsilon, residualDropout: dropout?.activeDraw)
     }
 }

@@ -105,9 +105,7 @@ public final class SelfAttention: Module {
     /// only the causal mask, so a masked call (generation, no dropout) takes the materialized path.
     func coreAttention(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor? = nil) -> Tensor {
         if keyMask == nil && q.device != .cpu && Ops.attentionIsFused(q: q, k: k, v: v) {
-            let dropout = attentionDropout.isTraining && attentionDropout.probability > 0
-                ? (attentionDropout.probability, attentionDropout.generator) : nil
-            return Functional.scaledDotProductAttention(q, k, v, causal: true, dropout: dropout)
+            return Functional.scaledDotProductAttention(q, k, v, causal: true, dropout: attentionDropout.activeDraw)
         }
         return materializedAttention(q: q, k: k, v: v, keyMask: keyMask)
     }

@@ -114,9 +114,7 @@ enum CUDAAttention {
     private static func problem(_ layout: AttentionLayout, causal: Bool, scale: Float, dropout: AttentionDropout?) -> AttentionProblem {
         AttentionProblem(batch: layout.batch, groups: layout.groups, perGroup: layout.perGroup, queries: layout.queries,
                          keys: layout.keys, headDim: layout.headDim, causal: causal, scale: scale,
-                         dropout: dropout.flatMap { d in
-                             d.philox.map { AttentionProblem.Dropout(probability: d.probability, scale: d.scale, seed: $0.seed, offset: $0.offset) }
-                         })
+                         dropout: dropout.flatMap { d in d.philox.map { DropoutDraw(probability: d.probability, seed: $0.seed, offset: $0.offset) } })
     }
 
     /// q, k, v as kernel operands, or nil when a last dim is not contiguous.

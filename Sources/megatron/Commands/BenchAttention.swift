@@ -50,7 +50,7 @@ struct BenchAttention: ParsableCommand {
             guard h % kv == 0 else { throw ValidationError("\(h) heads are not a multiple of --kv-heads \(kv)") }
             let problem = AttentionProblem(batch: b, groups: kv, perGroup: h / kv, queries: s, keys: s, headDim: d,
                                            causal: !full, scale: 1 / Float(d).squareRoot(),
-                                           dropout: dropout > 0 ? .init(probability: dropout, scale: 1 / (1 - dropout), seed: 1, offset: 0) : nil)
+                                           dropout: dropout > 0 ? DropoutDraw(probability: dropout, seed: 1, offset: 0) : nil)
             var seed: UInt64 = 0
             func buffer(_ count: Int, _ type: KernelElementType = .bfloat16) throws -> DeviceAllocation {
                 let allocation = try allocator.allocate(bytes: count * type.byteCount, stream: stream.allocatorKey)
