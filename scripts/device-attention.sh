@@ -24,7 +24,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
 if [ $tests = 1 ]; then
     classes=MegatronTensorTests.AddNormGPUTests,MegatronCUDATests.AttentionGPUTests,MegatronCUDATests.CuDNNAttentionGPUTests,MegatronCUDATests.CuDNNDescriptorTests,MegatronCoreTests.FusedAttentionGPUTests
-    LD_LIBRARY_PATH=/tmp/g/lib timeout 300 /tmp/g/bin/MegatronPackageTests.xctest "$classes" > "$OUT/tests.log" 2>&1
+    LD_LIBRARY_PATH=/tmp/g/lib timeout 240 /tmp/g/bin/MegatronPackageTests.xctest "$classes" > "$OUT/tests.log" 2>&1
     echo "tests: $(grep -E "Executed [0-9]+ tests?," "$OUT/tests.log" | tail -1 | sed 's/^[[:space:]]*//')"
     grep -E "error:|Fatal error|kept .* visible" "$OUT/tests.log" | head -12
     MEGATRON_ATTENTION=kernels LD_LIBRARY_PATH=/tmp/g/lib timeout 60 /tmp/g/bin/MegatronPackageTests.xctest \
