@@ -85,7 +85,7 @@ final class CuDNNAttentionGPUTests: XCTestCase {
     /// which reveals the mask: about 1 - p of the visible probabilities kept; then, with a real V and the
     /// same seed and offset, forward and backward match the CPU reference under that mask.
     func testDropoutMaskRevealedThenMatchedByTheReference() throws {
-        _ = try context()
+        let context = try context()
         let gpu = Device.cuda(0)
         let (b, groups, perGroup, s, d) = (2, 2, 2, 64, 64)
         let heads = groups * perGroup, p: Float = 0.2, scale = 1 / Float(d).squareRoot()
@@ -124,6 +124,7 @@ final class CuDNNAttentionGPUTests: XCTestCase {
                                   (fused.output, fused.logSumExp, grads.gradQ, grads.gradK, grads.gradV),
                                   (reference.output, reference.logSumExp, referenceGrads.gradQ, referenceGrads.gradK, referenceGrads.gradV),
                                   file: #filePath, line: #line)
+        XCTAssertEqual(try context.cudnnAttention().planFailures, [], "cuDNN took both directions (else our kernels ran)")
         // Another draw drops other elements.
         let other = try XCTUnwrap(CUDAAttention.forward(q: qd, k: kd, v: identity.to(gpu), layout: layout, causal: true, scale: scale,
                                                         dropout: AttentionDropout(probability: p, seed: 1234, offset: 8), backend: .cudnn))
