@@ -8,6 +8,9 @@
         --num-query-groups 8 --ffn-hidden-size 8192 --swiglu --normalization RMSNorm \
         --position-embedding-type rope --untie-embeddings-and-output-weights --seq-length 2048 --micro-batch-size 4
 
+--hidden-dropout / --attention-dropout (default 0, as the timings so far) drop as Megatron does: the
+embeddings and each residual branch before its add, and the attention probabilities inside SDPA.
+
 Prints one line like ours: ms/iter | tokens/s | TFLOP/s (Megatron's formula) | peak GPU memory.
 Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel, one micro-batch per GPU, and rank 0
 prints the job's tokens/s (the weak-scaling figure):
@@ -39,6 +42,8 @@ def parse():
     p.add_argument("--normalization", default="LayerNorm", choices=["LayerNorm", "RMSNorm"])
     p.add_argument("--position-embedding-type", default="learned_absolute", choices=["learned_absolute", "rope"])
     p.add_argument("--untie-embeddings-and-output-weights", action="store_true")
+    p.add_argument("--hidden-dropout", type=float, default=0.0)
+    p.add_argument("--attention-dropout", type=float, default=0.0)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--no-compile", action="store_true")
@@ -61,6 +66,8 @@ class Block(nn.Module):
         self.fc1 = nn.Linear(h, 2 * ffn if a.swiglu else ffn, bias=not a.swiglu)
         self.fc2 = nn.Linear(ffn, h, bias=not a.swiglu)
         self.rope = a.position_embedding_type == "rope"
+        self.drop = nn.Dropout(a.hidden_dropout)
+        self.attention_dropout = a.attention_dropout
 
     def forward(self, x, cos, sin):
         b, s, _ = x.shape
@@ -71,15 +78,16 @@ class Block(nn.Module):
         v = v.view(b, s, self.groups, self.d).transpose(1, 2)
         if self.rope:
             q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.groups != self.heads)
-        x = x + self.proj(y.transpose(1, 2).reshape(b, s, -1))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.groups != self.heads,
+                                           dropout_p=self.attention_dropout if self.training else 0.0)
+        x = x + self.drop(self.proj(y.transpose(1, 2).reshape(b, s, -1)))
         hidden = self.fc1(self.norm2(x))
         if self.swiglu:
             gate, up = hidden.chunk(2, dim=-1)
             hidden = F.silu(gate) * up
         else:
             hidden = F.gelu(hidden, approximate="tanh")
-        return x + self.fc2(hidden)
+        return x + self.drop(self.fc2(hidden))
 
 
 def rotate(x, cos, sin):
@@ -97,6 +105,7 @@ class GPT(nn.Module):
         norm = nn.LayerNorm if a.normalization == "LayerNorm" else nn.RMSNorm
         self.norm = norm(a.hidden_size)
         self.head = nn.Linear(a.hidden_size, a.vocab_size, bias=False)
+        self.drop = nn.Dropout(a.hidden_dropout)
         if not a.untie_embeddings_and_output_weights:
             self.head.weight = self.embed.weight
         d = a.hidden_size // a.num_attention_heads
@@ -110,6 +119,7 @@ class GPT(nn.Module):
         x = self.embed(tokens)
         if self.positions is not None:
             x = x + self.positions(torch.arange(tokens.shape[1], device=tokens.device))
+        x = self.drop(x)
         for block in self.blocks:
             x = block(x, self.cos, self.sin)
         logits = self.head(self.norm(x))
@@ -167,6 +177,7 @@ def main():
     if rank != 0:
         return
     print(f"torch {torch.__version__} {'compiled' if not a.no_compile else 'eager'}{f' DDP x{world}' if world > 1 else ''}, "
+          f"dropout {a.hidden_dropout}/{a.attention_dropout}, "
           f"{params / 1e6:.1f}M params: "
           f"{seconds * 1000:.1f} ms/iter | {tokens_per_iter / seconds:.0f} tokens/s | "
           f"{megatron_flops(a, a.micro_batch_size) / seconds / 1e12:.3f} TFLOP/s per GPU | "

@@ -3,11 +3,14 @@
 time (same prefix headers, same options), without a GPU: a syntax and type check before a device run.
 
     pip install nvidia-cuda-nvrtc-cu12     # or -cu13
-    python3 scripts/check_kernels_nvrtc.py [--arch sm_90a] [--verbose] [file.cu ...]
+    python3 scripts/check_kernels_nvrtc.py [--arch sm_90a] [--verbose] [--define NAME=VALUE ...] [file.cu ...]
 
 --verbose also lists each kernel's registers and spills (ptxas's report; needs a real architecture
 such as sm_90a, which compiles to a CUBIN), e.g. to check that a kernel keeps the occupancy its
 __launch_bounds__ and launcher assume.
+
+--define passes -D options as a program's source would define them, e.g. flash attention's head dim
+and tiling (NeuralKernels.programSource): --define FA_HEAD_DIM=80 --define "FA_TILING=2, 32, 1, 32, 1, 32".
 
 Files compiled by CUDAKernels / TensorKernels get common.cuh and fp8.cuh in front; the NeuralKernels
 files get common.cuh, neural.cuh, then fp8.cuh (CUDAKernels.source, NeuralKernels.source). Exits
@@ -50,13 +53,13 @@ def source_of(name):
     return "\n".join(open(os.path.join(KERNELS, p), encoding="utf-8").read() for p in parts)
 
 
-def compile_one(nvrtc, name, arch, verbose=False):
+def compile_one(nvrtc, name, arch, verbose=False, defines=()):
     program = ctypes.c_void_p()
     source = source_of(name).encode()
     status = nvrtc.nvrtcCreateProgram(ctypes.byref(program), source, name.encode(), 0, None, None)
     assert status == 0, f"nvrtcCreateProgram: {status}"
     extra = ["--ptxas-options=--verbose"] if verbose else []
-    options = [o.encode() for o in OPTIONS + extra + [f"--gpu-architecture={arch}"]]
+    options = [o.encode() for o in OPTIONS + extra + [f"--gpu-architecture={arch}"] + [f"-D{d}" for d in defines]]
     status = nvrtc.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
     size = ctypes.c_size_t()
     nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
@@ -84,6 +87,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="sm_90a")
     parser.add_argument("--verbose", action="store_true", help="list registers and spills per kernel")
+    parser.add_argument("--define", action="append", default=[], help="NAME=VALUE, passed as -D")
     parser.add_argument("files", nargs="*")
     args = parser.parse_args()
     nvrtc = load_nvrtc()
@@ -92,7 +96,7 @@ def main():
     files = args.files or sorted(os.path.basename(p) for p in glob.glob(os.path.join(KERNELS, "*.cu")))
     failed = 0
     for name in files:
-        status, log = compile_one(nvrtc, name, args.arch, args.verbose)
+        status, log = compile_one(nvrtc, name, args.arch, args.verbose, args.define)
         print(f"{'ok  ' if status == 0 else 'FAIL'} {name} (NVRTC {major.value}.{minor.value}, {args.arch})")
         if args.verbose and status == 0:
             for line in register_report(log):

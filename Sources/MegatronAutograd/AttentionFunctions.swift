@@ -3,8 +3,12 @@ import MegatronTensor
 extension Functional {
     /// Scaled-dot-product attention `softmax(q kᵀ * scale + mask) v` as one differentiable primitive
     /// whose backward recomputes the probabilities from the saved row log-sum-exp: the `[s, t]`
-    /// scores are never stored. On CUDA with bf16/fp16 and head dim 64 or 128 it runs the fused
-    /// flash-attention kernels (`Ops.attentionIsFused`); elsewhere the CPU reference.
+    /// scores are never stored. On CUDA with bf16/fp16 and a head dim that is a multiple of 8 up to 256
+    /// it runs fused flash attention (`Ops.attentionIsFused`); elsewhere the CPU reference.
+    ///
+    /// With `dropout` (a probability and the generator its mask draws from, one draw per call), the
+    /// probabilities are dropped inside the fused kernels (`AttentionDropout` gives the mask); the
+    /// backward reuses the forward's draw.
     ///
     /// q is `[b, heads, s, d]` or grouped `[b, kvHeads, heads / kvHeads, s, d]`; k and v are
     /// `[b, kvHeads, t, d]` (or `[b, kvHeads, 1, t, d]`), any strides with the last dim contiguous.
@@ -15,14 +19,18 @@ extension Functional {
     ///     let o = Functional.scaledDotProductAttention(q, k, v, causal: true)       // [b, heads, s, d]
     ///     let merged = o.permute([0, 2, 1, 3]).reshape([b, s, heads * d])           // no copy
     public static func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, causal: Bool = true,
-                                                 scale: Float? = nil) -> Tensor {
+                                                 scale: Float? = nil,
+                                                 dropout: (probability: Float, generator: PhiloxGenerator)? = nil) -> Tensor {
         let scale = scale ?? 1 / Float(q.shape.last!).squareRoot()
         let (qs, ks, vs) = (q.detached(), k.detached(), v.detached())
-        let r = Ops.attention(q: qs, k: ks, v: vs, causal: causal, scale: scale)
+        let drop = dropout.flatMap { p, generator in
+            p > 0 ? AttentionDropout(probability: p, seed: generator.seed, offset: generator.nextOffset()) : nil
+        }
+        let r = Ops.attention(q: qs, k: ks, v: vs, causal: causal, scale: scale, dropout: drop)
         let output = r.output
         return record("scaledDotProductAttention", inputs: [q, k, v], output: output) { g in
             let grads = Ops.attentionBackward(gradOutput: g, q: qs, k: ks, v: vs, output: output, logSumExp: r.logSumExp,
-                                              causal: causal, scale: scale)
+                                              causal: causal, scale: scale, dropout: drop)
             return [grads.gradQ, grads.gradK, grads.gradV]
         }
     }

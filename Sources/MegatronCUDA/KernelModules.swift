@@ -22,7 +22,8 @@ public struct KernelModuleTiming: Sendable {
 }
 
 /// A set of kernel files compiled concurrently in the background from construction (through the
-/// disk cache), each loaded into the device the first time a launch asks for it.
+/// disk cache), each loaded into the device the first time a launch asks for it. Programs that
+/// `compilesOnDemand` accepts (flash attention's rarer head dims) are compiled when first asked for.
 ///
 ///     let modules = KernelModules(files: ["softmax.cu", "norm.cu"], compiler: compiler, source: NeuralKernels.source)
 ///     let module = try modules.module("norm.cu", device: device)   // waits for norm.cu only
@@ -41,25 +42,35 @@ final class KernelModules {
         init(_ compilation: BackgroundTask<Compiled>) { self.compilation = compilation }
     }
 
+    /// The programs started at construction (`timings` and `report` cover these).
     let files: [String]
-    private let slots: [String: Slot]
+    private let compiler: KernelCompiler
+    private let source: (String) throws -> String
+    private let compilesOnDemand: (String) -> Bool
+    private let start = DispatchTime.now()
+    private let slotsLock = NSLock()
+    private var slots: [String: Slot] = [:]
 
-    /// Starts compiling every file of `files` (`source(file)` is the text NVRTC compiles).
-    init(files: [String], compiler: KernelCompiler, source: @escaping (String) throws -> String) {
-        let start = DispatchTime.now()
-        let slots = files.map { file in
-            Slot(BackgroundTask {
-                let began = DispatchTime.now()
-                let image = try compiler.compile(source: try source(file), name: file)
-                let end = DispatchTime.now()
-                return Compiled(image: image, timing: KernelModuleTiming(
-                    file: file, milliseconds: Self.milliseconds(from: began, to: end),
-                    readyAfterMilliseconds: Self.milliseconds(from: start, to: end), fromCache: image.fromCache))
-            })
-        }
-        self.files = files
-        self.slots = Dictionary(uniqueKeysWithValues: zip(files, slots))
-        slots.forEach { $0.compilation.start() }
+    /// Starts compiling every file of `files` (`source(file)` is the text NVRTC compiles); another
+    /// program is compiled when first asked for if `compilesOnDemand` accepts its name.
+    init(files: [String], compiler: KernelCompiler, source: @escaping (String) throws -> String,
+         compilesOnDemand: @escaping (String) -> Bool = { _ in false }) {
+        (self.files, self.compiler, self.source, self.compilesOnDemand) = (files, compiler, source, compilesOnDemand)
+        let made = files.map(makeSlot)
+        slots = Dictionary(uniqueKeysWithValues: zip(files, made))
+        made.forEach { $0.compilation.start() }
+    }
+
+    private func makeSlot(_ file: String) -> Slot {
+        let (compiler, source, start) = (self.compiler, self.source, self.start)
+        return Slot(BackgroundTask {
+            let began = DispatchTime.now()
+            let image = try compiler.compile(source: try source(file), name: file)
+            let end = DispatchTime.now()
+            return Compiled(image: image, timing: KernelModuleTiming(
+                file: file, milliseconds: Self.milliseconds(from: began, to: end),
+                readyAfterMilliseconds: Self.milliseconds(from: start, to: end), fromCache: image.fromCache))
+        })
     }
 
     /// The compiled image of `file`, waiting for its compilation; throws its error (NVRTC's log
@@ -88,7 +99,7 @@ final class KernelModules {
     /// Per-file timings, in file order, after waiting for every compilation; files that failed to
     /// compile are left out (their error reaches `image`, `module` and `loadAll`).
     func timings() -> [KernelModuleTiming] {
-        files.compactMap { try? slots[$0]?.compilation.value().timing }
+        files.compactMap { try? slot($0).compilation.value().timing }
     }
 
     /// The whole set, after waiting for every compilation: milliseconds from construction until the
@@ -101,9 +112,14 @@ final class KernelModules {
     }
 
     private func slot(_ file: String) throws -> Slot {
-        guard let slot = slots[file] else {
+        slotsLock.lock()
+        defer { slotsLock.unlock() }
+        if let slot = slots[file] { return slot }
+        guard compilesOnDemand(file) else {
             throw CUDAError.invalidArgument("no kernel module \(file); have \(files.joined(separator: ", "))")
         }
+        let slot = makeSlot(file)   // compiled by the first caller of its value, on that caller's thread
+        slots[file] = slot
         return slot
     }
 

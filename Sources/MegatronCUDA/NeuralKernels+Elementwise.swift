@@ -8,6 +8,24 @@ public enum Activation: String, Sendable, CaseIterable {
     case silu
 }
 
+/// One draw of inverted dropout inside a fused kernel (flash attention, the residual add before a norm):
+/// element i of the draw is kept iff the Philox uniform of index i in (`seed`, `offset`) is at least
+/// `probability` (the numbering of `NeuralKernels.dropout` and the CPU's `Philox.fillUniform`), and kept
+/// elements are multiplied by `scale`, 1 / (1 - probability) in fp32.
+public struct DropoutDraw: Sendable, Equatable {
+    public var probability: Float, scale: Float
+    public var seed: UInt64, offset: UInt64
+
+    public init(probability: Float, seed: UInt64, offset: UInt64) {
+        (self.probability, self.scale, self.seed, self.offset) = (probability, 1 / (1 - probability), seed, offset)
+    }
+
+    /// The kernel arguments (p, scale, seed, offset) of a fused kernel's dropout; `none` for kernels without it.
+    var arguments: [KernelArgument] { [.float32(probability), .float32(scale), .uint64(seed), .uint64(offset)] }
+
+    static let none = DropoutDraw(probability: 0, seed: 0, offset: 0)
+}
+
 extension NeuralKernels {
     /// out = activation(input) over `count` elements (may be in place).
     ///

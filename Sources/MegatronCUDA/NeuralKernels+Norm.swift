@@ -10,35 +10,43 @@ extension NeuralKernels {
     ///
     /// With a `residual` (the fused residual add of a pre-norm transformer), `sum` = input + residual
     /// (rounded to `type`) is written as well and is what gets normalized; both are 0 for a plain norm.
+    /// With `residualDropout` the residual is dropped first (Megatron's bias-dropout-add fusion), element
+    /// i of the `[rows, columns]` residual by element i of the draw, rounded to `type` as an unfused
+    /// `dropout` stores it: the same sum as `dropout` then the add.
     ///
     ///     try nn.layerNormForward(y, mean: mean, rstd: rstd, input: x, weight: gamma, bias: beta,
     ///                             rows: tokens, columns: hidden, epsilon: 1e-5, type: .bfloat16, stream: stream)
     public func layerNormForward(_ y: UInt64, mean: UInt64, rstd: UInt64, input: UInt64, weight: UInt64, bias: UInt64,
-                                 residual: UInt64 = 0, sum: UInt64 = 0, rows: Int, columns: Int, epsilon: Float,
-                                 type: KernelElementType, stream: CUDAStream) throws {
-        let kernel = (residual != 0 ? "add_" : "") + "layer_norm_forward_" + type.rawValue
+                                 residual: UInt64 = 0, sum: UInt64 = 0, residualDropout: DropoutDraw? = nil, rows: Int,
+                                 columns: Int, epsilon: Float, type: KernelElementType, stream: CUDAStream) throws {
+        let kernel = Self.normForwardPrefix(residual: residual, dropout: residualDropout) + "layer_norm_forward_" + type.rawValue
         try Self.requirePointers(kernel, ["y": y, "mean": mean, "rstd": rstd, "input": input, "weight": weight])
         let plan = try normPlan(kernel, rows: rows, columns: columns, residual: residual, sum: sum, backward: false)
         let vectorized = Self.vectorizable(columns: columns, y, input, weight, bias, residual, sum)
         try launch("norm.cu", "\(kernel)_\(plan.slots)", grid: .init(plan.blocks), block: .init(plan.threads), stream: stream,
                    [.pointer(y), .pointer(sum), .pointer(mean), .pointer(rstd), .pointer(input), .pointer(residual),
                     .pointer(weight), .pointer(bias), .int64(Int64(rows)), .int32(Int32(columns)), .float32(epsilon),
-                    .int32(vectorized ? 1 : 0), .int32(Int32(plan.team))])
+                    .int32(vectorized ? 1 : 0), .int32(Int32(plan.team))] + (residualDropout ?? .none).arguments)
+    }
+
+    /// The forward kernel's name prefix: none, `add_` with a residual, `add_dropout_` with its dropout too.
+    private static func normForwardPrefix(residual: UInt64, dropout: DropoutDraw?) -> String {
+        residual == 0 ? "" : dropout == nil ? "add_" : "add_dropout_"
     }
 
     /// RMS norm: y = x * rstd * weight, rstd = 1 / sqrt(mean(x^2) + epsilon); writes `rstd` (fp32 per row).
-    /// `residual` and `sum` as in `layerNormForward`.
+    /// `residual`, `sum` and `residualDropout` as in `layerNormForward`.
     public func rmsNormForward(_ y: UInt64, rstd: UInt64, input: UInt64, weight: UInt64, residual: UInt64 = 0,
-                               sum: UInt64 = 0, rows: Int, columns: Int, epsilon: Float, type: KernelElementType,
-                               stream: CUDAStream) throws {
-        let kernel = (residual != 0 ? "add_" : "") + "rms_norm_forward_" + type.rawValue
+                               sum: UInt64 = 0, residualDropout: DropoutDraw? = nil, rows: Int, columns: Int, epsilon: Float,
+                               type: KernelElementType, stream: CUDAStream) throws {
+        let kernel = Self.normForwardPrefix(residual: residual, dropout: residualDropout) + "rms_norm_forward_" + type.rawValue
         try Self.requirePointers(kernel, ["y": y, "rstd": rstd, "input": input, "weight": weight])
         let plan = try normPlan(kernel, rows: rows, columns: columns, residual: residual, sum: sum, backward: false)
         let vectorized = Self.vectorizable(columns: columns, y, input, weight, residual, sum)
         try launch("norm.cu", "\(kernel)_\(plan.slots)", grid: .init(plan.blocks), block: .init(plan.threads), stream: stream,
                    [.pointer(y), .pointer(sum), .pointer(rstd), .pointer(input), .pointer(residual), .pointer(weight),
                     .int64(Int64(rows)), .int32(Int32(columns)), .float32(epsilon), .int32(vectorized ? 1 : 0),
-                    .int32(Int32(plan.team))])
+                    .int32(Int32(plan.team))] + (residualDropout ?? .none).arguments)
     }
 
     /// fp32 elements of scratch the norm backward needs: one partial row of parameter gradients

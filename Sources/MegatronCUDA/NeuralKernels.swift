@@ -54,7 +54,8 @@ public final class NeuralKernels {
                 loading: KernelLoading = .background) throws {
         let compiler = try KernelCompiler(architecture: device.properties.architecture, cache: cache)
         self.device = device
-        self.modules = KernelModules(files: Self.programs, compiler: compiler, source: Self.programSource)
+        self.modules = KernelModules(files: Self.programs, compiler: compiler, source: Self.programSource,
+                                     compilesOnDemand: Self.isAttentionProgram)
         if case .eager = loading { try modules.loadAll(device: device) }
     }
 
@@ -77,23 +78,57 @@ public final class NeuralKernels {
     /// `_`-separated token of their names may be listed (cast.cu names carry two types).
     static let filesSplitByType: Set<String> = ["norm.cu"]
 
-    /// The NVRTC programs: each file, or for a file split by type, `norm.cu[bf16]` and its siblings.
-    public static let programs: [String] = files.flatMap { file in
-        filesSplitByType.contains(file) ? KernelElementType.allCases.map { "\(file)[\($0.rawValue)]" } : [file]
+    /// The NVRTC programs started at construction: each file, or for a file split by type, `norm.cu[bf16]`
+    /// and its siblings; flash_attention.cu is one program per head dim and type (`attentionProgram`), of
+    /// which d64 and d128 start here and the others on first use.
+    public static let programs: [String] = files.flatMap { file -> [String] in
+        if file == "flash_attention.cu" {
+            return [64, 128].flatMap { d in [KernelElementType.bfloat16, .float16].map { attentionProgram(headDim: d, type: $0) } }
+        }
+        return filesSplitByType.contains(file) ? KernelElementType.allCases.map { "\(file)[\($0.rawValue)]" } : [file]
     }
 
+    /// The program of flash_attention.cu's kernels for one head dim and type: `flash_attention.cu[d80_bf16]`.
+    static func attentionProgram(headDim: Int, type: KernelElementType) -> String {
+        "flash_attention.cu[d\(headDim)_\(type.rawValue)]"
+    }
+
+    /// The head dim and type of a flash-attention program name, nil for any other name.
+    static func attentionProgramParts(_ program: String) -> (headDim: Int, type: KernelElementType)? {
+        let prefix = "flash_attention.cu[d"
+        guard program.hasPrefix(prefix), program.hasSuffix("]") else { return nil }
+        let parts = program.dropFirst(prefix.count).dropLast().split(separator: "_")
+        guard parts.count == 2, let d = Int(parts[0]), supportsAttentionHeadDim(d),
+              let type = KernelElementType(rawValue: String(parts[1])), type != .float32 else { return nil }
+        return (d, type)
+    }
+
+    static func isAttentionProgram(_ program: String) -> Bool { attentionProgramParts(program) != nil }
+
     /// The program holding kernel `name` of `file`: for a split file, the one of the element type
-    /// named by a token of `name` (`layer_norm_forward_bf16_2` is in `norm.cu[bf16]`).
+    /// named by a token of `name` (`layer_norm_forward_bf16_2` is in `norm.cu[bf16]`); for
+    /// flash_attention.cu, the one of its head dim and type tokens (`flash_forward_d80_bf16`).
     static func program(file: String, kernel name: String) -> String {
-        guard filesSplitByType.contains(file) else { return file }
         let tokens = name.split(separator: "_")
         let type = KernelElementType.allCases.first { tokens.contains(Substring($0.rawValue)) } ?? .float32
+        if file == "flash_attention.cu",
+           let d = tokens.lazy.compactMap({ $0.first == "d" ? Int($0.dropFirst()) : nil }).first {
+            return attentionProgram(headDim: d, type: type)
+        }
+        guard filesSplitByType.contains(file) else { return file }
         return "\(file)[\(type.rawValue)]"
     }
 
-    /// A program's source: the file's (`source`), or for `file[type]`, the headers, then
-    /// `FOR_EACH_FLOAT_TYPE` narrowed to that type, then the file.
+    /// A program's source: the file's (`source`); for `file[type]`, the headers, then
+    /// `FOR_EACH_FLOAT_TYPE` narrowed to that type, then the file; for a flash-attention program, the
+    /// headers, then its head dim, tiling and type, then the file.
     static func programSource(_ program: String) throws -> String {
+        if let (d, type) = attentionProgramParts(program) {
+            return try CUDAKernels.joinedSources(["common.cuh", "neural.cuh", "fp8.cuh"])
+                + "\n#define FA_HEAD_DIM \(d)\n" + AttentionTiling.forHeadDim(d).macroDefinition + "\n"
+                + "#define FA_TYPES(MACRO) MACRO(\(type.rawValue), \(type.rawValue))\n"
+                + (try CUDAKernels.joinedSources(["flash_attention.cu"]))
+        }
         guard let type = KernelElementType.allCases.first(where: { program.hasSuffix("[\($0.rawValue)]") }) else {
             return try source(program)
         }

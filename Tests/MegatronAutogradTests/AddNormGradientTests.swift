@@ -35,10 +35,31 @@ final class AddNormGradientTests: XCTestCase {
                            unfused: { Functional.rmsNorm($0, weight: $1[0]) })
     }
 
+    /// The residual's dropout fused into the add (`residualDropout`) against `Functional.dropout` then the
+    /// fused add: the same draw of the same generator, so the same outputs and gradients bit for bit.
+    func testResidualDropoutMatchesDropoutThenTheAdd() {
+        compareWithUnfused(parameters: [w, b],
+                           fused: { Functional.addLayerNorm($0, residual: $1, weight: $2[0], bias: $2[1],
+                                                            residualDropout: (0.4, PhiloxGenerator(seed: 7, offset: 2))) },
+                           unfused: { Functional.layerNorm($0, weight: $1[0], bias: $1[1]) },
+                           dropout: (0.4, PhiloxGenerator(seed: 7, offset: 2)))
+        compareWithUnfused(parameters: [w],
+                           fused: { Functional.addRMSNorm($0, residual: $1, weight: $2[0],
+                                                          residualDropout: (0.4, PhiloxGenerator(seed: 7, offset: 3))) },
+                           unfused: { Functional.rmsNorm($0, weight: $1[0]) }, dropout: (0.4, PhiloxGenerator(seed: 7, offset: 3)))
+        checkGradients([x, residual, w, b]) {
+            let r = Functional.addLayerNorm($0[0], residual: $0[1], weight: $0[2], bias: $0[3],
+                                            residualDropout: (0.3, PhiloxGenerator(seed: 8)))
+            return r.normed + r.sum * 0.5
+        }
+    }
+
     /// Runs `out = sum * c + f(normed)` both ways, as a pre-norm layer does (the sum goes on, the
     /// normed value feeds a branch), and compares the outputs and every gradient bit for bit.
+    /// With `dropout`, the unfused way drops the residual with `Functional.dropout` before the add.
     private func compareWithUnfused(parameters: [Tensor], fused: (Tensor, Tensor, [Tensor]) -> (sum: Tensor, normed: Tensor),
-                                    unfused: (Tensor, [Tensor]) -> Tensor, file: StaticString = #filePath, line: UInt = #line) {
+                                    unfused: (Tensor, [Tensor]) -> Tensor, dropout: (Float, PhiloxGenerator)? = nil,
+                                    file: StaticString = #filePath, line: UInt = #line) {
         let c = sample([3, 5], seed: 35), g = sample([3, 5], seed: 36)
         func run(_ isFused: Bool) -> (out: [Float], grads: [[Float]]) {
             let leaves = ([x, residual] + parameters).map { t -> Tensor in
@@ -50,7 +71,7 @@ final class AddNormGradientTests: XCTestCase {
             if isFused {
                 (sum, normed) = fused(leaves[0], leaves[1], Array(leaves[2...]))
             } else {
-                sum = leaves[0] + leaves[1]
+                sum = leaves[0] + (dropout.map { Functional.dropout(leaves[1], p: $0.0, generator: $0.1) } ?? leaves[1])
                 normed = unfused(sum, Array(leaves[2...]))
             }
             let out = sum * c + (normed * normed).apply(.tanh)

@@ -91,4 +91,62 @@ final class AttentionGradientTests: XCTestCase {
         let qk = zip(q.floats()[0..<4], k.floats()[0..<4]).map { $0 * $1 }.reduce(0, +) * 0.5
         XCTAssertEqual(r.logSumExp.floats()[0], qk, accuracy: 1e-5)
     }
+
+    // MARK: Dropout inside attention
+
+    /// The fused primitive's dropout drops exactly what dropout on the materialized probabilities drops
+    /// (same generator, same draw): outputs and gradients equal, grouped heads and a head dim of 12.
+    func testDropoutMatchesDropoutOnMaterializedProbabilities() {
+        let (b, g, p, s, d) = (2, 2, 3, 7, 12)
+        var leaves = [sample([b, g, p, s, d], seed: 21), sample([b, g, 1, s, d], seed: 22), sample([b, g, 1, s, d], seed: 23)]
+        var reference = leaves.map { $0.detached() }
+        for i in 0..<3 {
+            leaves[i].requiresGrad = true
+            reference[i].requiresGrad = true
+        }
+        let scale = 1 / Float(d).squareRoot(), weights = sample([b, g, p, s, d], seed: 24)
+        let fused = Functional.scaledDotProductAttention(leaves[0], leaves[1], leaves[2], causal: true,
+                                                         dropout: (0.3, PhiloxGenerator(seed: 5, offset: 9)))
+        let scores = reference[0].matmul(reference[1].transpose(-1, -2)) * scale
+        let future = Tensor(shape: [s, s], ints: (0..<(s * s)).map { $0 % s > $0 / s ? 1 : 0 }, dtype: .bool)
+        let probabilities = Functional.dropout(Functional.softmax(scores.maskedFill(future, -.infinity)), p: 0.3,
+                                               generator: PhiloxGenerator(seed: 5, offset: 9))
+        let materialized = probabilities.matmul(reference[2])
+        assertClose(fused, materialized, "dropout output")
+        (fused * weights).sum().backward()
+        (materialized * weights).sum().backward()
+        for i in 0..<3 { assertClose(leaves[i].grad!, reference[i].grad!, accuracy: 1e-4, "dropout grad \(i)") }
+        // Something was dropped: without dropout the output differs.
+        let plain = Functional.scaledDotProductAttention(leaves[0].detached(), leaves[1].detached(), leaves[2].detached())
+        XCTAssertGreaterThan(zip(plain.floats(), fused.floats()).map { abs($0 - $1) }.max()!, 0.1)
+    }
+
+    /// The mask numbering: index ((b * heads + h) * s + i) * t + j is kept iff Philox.fillUniform's number
+    /// of that index is at least p, the mask `Ops.dropout` draws on a contiguous tensor.
+    func testDropoutMaskIsOpsDropoutsMaskOfTheProbabilityIndex() {
+        let dropout = AttentionDropout(probability: 0.25, seed: 77, offset: 4)
+        let count = 4 * 3 * 5 * 6
+        let dropped = Ops.dropout(Tensor.ones([count]), p: 0.25, seed: 77, offset: 4).floats()
+        XCTAssertEqual((0..<count).map { dropout.keeps($0) }, dropped.map { $0 != 0 })
+        XCTAssertEqual(dropout.scale, 1 / (1 - 0.25))
+        let kept = (0..<count).filter { dropout.keeps($0) }.count
+        XCTAssertTrue((Double(count) * 0.6...Double(count) * 0.9).contains(Double(kept)), "\(kept) of \(count) kept at p 0.25")
+        // A given mask is taken as it is.
+        let given = AttentionDropout(probability: 0.5, keeping: [true, false, true])
+        XCTAssertEqual((0..<3).map { given.keeps($0) }, [true, false, true])
+        XCTAssertNil(given.philox)
+    }
+
+    /// Gradients of attention with dropout (a fixed draw, so the function is deterministic) against
+    /// central differences, for any head dim (5 here), causal and not, with a cache offset.
+    func testDropoutGradientsByFiniteDifferences() {
+        let q = sample([1, 2, 2, 3, 5], seed: 25, low: -1, high: 1)
+        let k = sample([1, 2, 1, 4, 5], seed: 26, low: -1, high: 1), v = sample([1, 2, 1, 4, 5], seed: 27, low: -1, high: 1)
+        for causal in [true, false] {
+            checkGradients([q, k, v]) {
+                Functional.scaledDotProductAttention($0[0], $0[1], $0[2], causal: causal,
+                                                     dropout: (0.4, PhiloxGenerator(seed: 3, offset: 1)))
+            }
+        }
+    }
 }

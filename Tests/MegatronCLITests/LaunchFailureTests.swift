@@ -101,6 +101,25 @@ final class LaunchFailureTests: XCTestCase {
         XCTAssertTrue(kill(trainer, 0) != 0 || isZombie(trainer), "rank \(trainer) outlived its launcher")
     }
 
+    /// A rank of a two-rank job whose other rank never comes waits in NCCL's join only as long as
+    /// --distributed-timeout-minutes, then says what it waited for and exits 1 (one GPU is enough to see it).
+    func testALoneRankEndsAtTheDistributedTimeout() throws {
+        guard FileManager.default.fileExists(atPath: "/dev/nvidiactl") else { throw XCTSkip("needs a GPU (NCCL)") }
+        let megatron = try MegatronProcess.built()
+        let started = Date()
+        let outcome = try megatron.run(["pretrain-gpt", "--num-layers", "1", "--hidden-size", "32", "--num-attention-heads", "4",
+                                        "--seq-length", "16", "--max-position-embeddings", "16", "--micro-batch-size", "2",
+                                        "--train-iters", "2", "--lr", "1e-3", "--distributed-timeout-minutes", "0.2"],
+                                       environment: ["CUDA_VISIBLE_DEVICES": "0", "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0",
+                                                     "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "\(try freeMasterPort() + 1)"],
+                                       timeout: 120)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 60, outcome.output)
+        XCTAssertFalse(outcome.killedBySignal, outcome.output)
+        XCTAssertEqual(outcome.status, 1, outcome.output)
+        XCTAssertTrue(outcome.stderr.contains("ncclCommInitRank(rank 0 of 2"), outcome.output)
+        XCTAssertTrue(outcome.stderr.contains("has not completed after 12 s"), outcome.output)
+    }
+
     /// Processes whose command line contains `text`.
     private func processes(mentioning text: String) -> [Int32] {
         let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []

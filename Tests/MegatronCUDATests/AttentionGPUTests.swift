@@ -3,7 +3,8 @@ import XCTest
 @testable import MegatronTensor
 
 /// The flash-attention kernels (through `Ops.attention`) against the CPU reference, on the same
-/// bf16 / fp16 inputs. The kernels round P and dS to the input type before their tensor-core
+/// bf16 / fp16 inputs, for head dims from 16 to 256 and with dropout (our kernels draw the reference's
+/// Philox mask bit for bit, so a dropped element the reference keeps would show as an O(1) error). The kernels round P and dS to the input type before their tensor-core
 /// products (as FlashAttention does), so results differ from the fp32 reference by a few units in
 /// the 16-bit type's last place; errors are measured as ‖gpu − cpu‖ / ‖cpu‖ over each tensor.
 final class AttentionGPUTests: XCTestCase {
@@ -16,6 +17,7 @@ final class AttentionGPUTests: XCTestCase {
         var headDim = 64
         var dtype: DType = .bfloat16
         var causal = true
+        var dropout: Float = 0
     }
 
     func device() throws -> Device {
@@ -49,17 +51,20 @@ final class AttentionGPUTests: XCTestCase {
         let (qd, kd, vd, gd) = (q.to(gpu), k.to(gpu), v.to(gpu), dO.to(gpu))
         XCTAssertTrue(Ops.attentionIsFused(q: qd, k: kd, v: vd), "\(c) runs the fused kernels", file: file, line: line)
 
-        let reference = Ops.attention(q: q, k: k, v: v, causal: c.causal, scale: scale)
+        let dropout = c.dropout > 0 ? AttentionDropout(probability: c.dropout, seed: seed &+ 40, offset: 3) : nil
+        let reference = Ops.attention(q: q, k: k, v: v, causal: c.causal, scale: scale, dropout: dropout)
         let referenceGrads = Ops.attentionBackward(gradOutput: dO, q: q, k: k, v: v, output: reference.output,
-                                                   logSumExp: reference.logSumExp, causal: c.causal, scale: scale)
-        // Our kernels, then whatever the default picks (cuDNN where it loads).
-        for backend in [AttentionBackend.kernels, .auto] {
+                                                   logSumExp: reference.logSumExp, causal: c.causal, scale: scale, dropout: dropout)
+        // Our kernels, then whatever the default picks (cuDNN where it loads; its dropout mask is its own,
+        // CuDNNAttentionGPUTests checks it).
+        for backend in dropout == nil ? [AttentionBackend.kernels, .auto] : [.kernels] {
             let layout = AttentionLayout(q: qd, k: kd, v: vd)
             let fused = try XCTUnwrap(CUDAAttention.forward(q: qd, k: kd, v: vd, layout: layout, causal: c.causal, scale: scale,
-                                                            backend: backend), file: file, line: line)
+                                                            dropout: dropout, backend: backend), file: file, line: line)
             let fusedGrads = try XCTUnwrap(CUDAAttention.backward(gradOutput: gd, q: qd, k: kd, v: vd, output: fused.output,
                                                                   logSumExp: fused.logSumExp, layout: layout, causal: c.causal,
-                                                                  scale: scale, backend: backend), file: file, line: line)
+                                                                  scale: scale, dropout: dropout, backend: backend),
+                                           file: file, line: line)
             Self.compare(c, backend, (fused.output, fused.logSumExp, fusedGrads.gradQ, fusedGrads.gradK, fusedGrads.gradV),
                     (reference.output, reference.logSumExp, referenceGrads.gradQ, referenceGrads.gradK, referenceGrads.gradV),
                     file: file, line: line)
@@ -85,7 +90,7 @@ final class AttentionGPUTests: XCTestCase {
             // against the gradient scale of one (absolute RMS error) instead of their rounding noise.
             let tiny = r.floats().allSatisfy { abs($0) < 1e-3 }
             let error = tiny ? rmsError(g, r) : relativeError(g, r)
-            print("flash attention (\(backend)) \(c.dtype) d\(c.headDim) b\(c.batch) \(heads)/\(c.groups) heads s\(c.queries) t\(t) causal \(c.causal): \(name) relative error \(error)")
+            print("flash attention (\(backend)) \(c.dtype) d\(c.headDim) b\(c.batch) \(heads)/\(c.groups) heads s\(c.queries) t\(t) causal \(c.causal) dropout \(c.dropout): \(name) relative error \(error)")
             XCTAssertLessThan(error, bound, "\(name) of \(c) on \(backend)", file: file, line: line)
         }
     }
@@ -103,6 +108,49 @@ final class AttentionGPUTests: XCTestCase {
         // Five new queries after 72 cached positions, as in generation with a KV cache.
         try check(Case(groups: 2, perGroup: 3, queries: 5, keys: 77))
         try check(Case(groups: 1, perGroup: 2, queries: 1, keys: 200, headDim: 128, dtype: .float16))
+    }
+
+    /// Head dims past 64 and 128: a multiple of 16 (80, 96), one that is not (72: the kernels pad to 80),
+    /// the smallest tile (16) and the largest (256).
+    func testHeadDimsUpTo256() throws {
+        try check(Case(batch: 2, groups: 2, perGroup: 2, queries: 77, headDim: 80))
+        try check(Case(groups: 1, perGroup: 3, queries: 130, headDim: 96, dtype: .float16))
+        try check(Case(groups: 2, perGroup: 2, queries: 70, headDim: 72))
+        try check(Case(groups: 2, perGroup: 1, queries: 33, headDim: 16, causal: false))
+        try check(Case(groups: 1, perGroup: 2, queries: 96, headDim: 256))
+    }
+
+    /// Dropout with the reference's mask: sequence lengths that are multiples of 4 (lanes share each
+    /// Philox block) and ones that are not (each probability draws its own), causal and not, GQA.
+    func testDropoutDrawsTheReferenceMask() throws {
+        try check(Case(batch: 2, groups: 2, perGroup: 2, queries: 128, dropout: 0.1))
+        try check(Case(groups: 2, perGroup: 3, queries: 77, headDim: 80, dropout: 0.2))
+        try check(Case(groups: 1, perGroup: 2, queries: 64, headDim: 128, dtype: .float16, causal: false, dropout: 0.3))
+        try check(Case(groups: 1, perGroup: 1, queries: 66, keys: 66, headDim: 96, dropout: 0.1))
+    }
+
+    /// With dropout, the deterministic backward (dQ per query block, its mask drawn in the query
+    /// orientation) and the atomic one (dQ from the key blocks, drawn transposed) agree.
+    func testDropoutBackwardAgreesBetweenDQModes() throws {
+        let gpu = try device()
+        let (b, g, p, s, d) = (1, 2, 2, 100, 64)
+        let q = Tensor.normal([b, g * p, s, d], dtype: .bfloat16, generator: PhiloxGenerator(seed: 30)).to(gpu)
+        let k = Tensor.normal([b, g, s, d], dtype: .bfloat16, generator: PhiloxGenerator(seed: 31)).to(gpu)
+        let v = Tensor.normal([b, g, s, d], dtype: .bfloat16, generator: PhiloxGenerator(seed: 32)).to(gpu)
+        let dO = Tensor.normal([b, g * p, s, d], dtype: .bfloat16, generator: PhiloxGenerator(seed: 33)).to(gpu)
+        let layout = AttentionLayout(q: q, k: k, v: v), dropout = AttentionDropout(probability: 0.15, seed: 8, offset: 2)
+        let forward = try XCTUnwrap(CUDAAttention.forward(q: q, k: k, v: v, layout: layout, causal: true, scale: 0.125,
+                                                          dropout: dropout, backend: .kernels))
+        func grads(deterministic: Bool) throws -> [Tensor] {
+            let r = try XCTUnwrap(CUDAAttention.backward(gradOutput: dO, q: q, k: k, v: v, output: forward.output,
+                                                         logSumExp: forward.logSumExp, layout: layout, causal: true, scale: 0.125,
+                                                         dropout: dropout, deterministic: deterministic, backend: .kernels))
+            return [r.gradQ, r.gradK, r.gradV]
+        }
+        let ordered = try grads(deterministic: true), atomic = try grads(deterministic: false)
+        for (name, x, y) in zip3(["dq", "dk", "dv"], atomic, ordered) {
+            XCTAssertLessThan(Self.relativeError(x, y), 1.0 / 256, "atomic-dQ backward \(name) with dropout against the ordered one")
+        }
     }
 
     func testLongSequences() throws {
@@ -158,9 +206,9 @@ final class AttentionGPUTests: XCTestCase {
 
     func testUnsupportedProblemsFallBack() throws {
         let gpu = try device()
-        let q = Tensor.normal([1, 2, 9, 32], dtype: .bfloat16, generator: PhiloxGenerator(seed: 11)).to(gpu)
-        let k = Tensor.normal([1, 1, 9, 32], dtype: .bfloat16, generator: PhiloxGenerator(seed: 12)).to(gpu)
-        XCTAssertFalse(Ops.attentionIsFused(q: q, k: k, v: k), "head dim 32 is not fused")
+        let q = Tensor.normal([1, 2, 9, 36], dtype: .bfloat16, generator: PhiloxGenerator(seed: 11)).to(gpu)
+        let k = Tensor.normal([1, 1, 9, 36], dtype: .bfloat16, generator: PhiloxGenerator(seed: 12)).to(gpu)
+        XCTAssertFalse(Ops.attentionIsFused(q: q, k: k, v: k), "head dim 36 (not a multiple of 8) is not fused")
         XCTAssertFalse(Ops.attentionIsFused(q: q.cast(to: .float32), k: k.cast(to: .float32), v: k.cast(to: .float32)))
         // Still correct, through the CPU reference.
         let r = Ops.attention(q: q, k: k, v: k, causal: true, scale: 0.2)

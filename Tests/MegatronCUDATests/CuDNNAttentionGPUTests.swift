@@ -73,4 +73,61 @@ final class CuDNNAttentionGPUTests: XCTestCase {
     func testLongSequence() throws {
         try check(Case(groups: 1, perGroup: 2, queries: 1024, headDim: 128))
     }
+
+    /// Head dims other than 64 and 128 run on cuDNN too (GPT-3 2.7B's 80, 96), not on our kernels.
+    func testHeadDims80And96() throws {
+        try check(Case(batch: 2, groups: 2, perGroup: 2, queries: 128, headDim: 80))
+        try check(Case(groups: 2, perGroup: 1, queries: 96, headDim: 96, dtype: .float16))
+    }
+
+    /// cuDNN draws its dropout mask from its own generator, so it cannot equal the reference's bit for
+    /// bit. With V the identity (keys = head dim) the output is the dropped probabilities themselves,
+    /// which reveals the mask: about 1 - p of the visible probabilities kept; then, with a real V and the
+    /// same seed and offset, forward and backward match the CPU reference under that mask.
+    func testDropoutMaskRevealedThenMatchedByTheReference() throws {
+        let context = try context()
+        let gpu = Device.cuda(0)
+        let (b, groups, perGroup, s, d) = (2, 2, 2, 64, 64)
+        let heads = groups * perGroup, p: Float = 0.2, scale = 1 / Float(d).squareRoot()
+        let dropout = AttentionDropout(probability: p, seed: 1234, offset: 7)
+        func normal(_ shape: [Int], _ seed: UInt64) -> Tensor {
+            Tensor.normal(shape, dtype: .bfloat16, generator: PhiloxGenerator(seed: seed)).permuted([0, 2, 1, 3])
+        }
+        let q = normal([b, s, heads, d], 50), k = normal([b, s, groups, d], 51), v = normal([b, s, groups, d], 52)
+        let identity = Tensor(shape: [b, s, groups, d], values: (0..<(b * s * groups * d)).map { index in
+            index % d == (index / (d * groups)) % s ? 1 : 0
+        }, dtype: .bfloat16).permuted([0, 2, 1, 3])
+        let (qd, kd) = (q.to(gpu), k.to(gpu))
+        let layout = AttentionLayout(q: qd, k: kd, v: kd)
+        let probe = try XCTUnwrap(CUDAAttention.forward(q: qd, k: kd, v: identity.to(gpu), layout: layout, causal: true,
+                                                        scale: scale, dropout: dropout, backend: .cudnn))
+        // probe[b, h, i, c] is the dropped probability of key c: its index is the mask index.
+        let kept = probe.output.floats().map { $0 != 0 }
+        let visible = (0..<kept.count).filter { $0 % s <= ($0 / s) % s }
+        let fraction = Double(visible.filter { kept[$0] }.count) / Double(visible.count)
+        print("cuDNN dropout p \(p): kept \(fraction) of \(visible.count) visible probabilities")
+        XCTAssertEqual(fraction, Double(1 - p), accuracy: 0.015, "cuDNN keeps 1 - p of the probabilities")
+
+        let reference = Ops.attention(q: q, k: k, v: v, causal: true, scale: scale,
+                                      dropout: AttentionDropout(probability: p, keeping: kept))
+        let dO = Tensor.normal([b, heads, s, d], dtype: .bfloat16, generator: PhiloxGenerator(seed: 53))
+        let referenceGrads = Ops.attentionBackward(gradOutput: dO, q: q, k: k, v: v, output: reference.output,
+                                                   logSumExp: reference.logSumExp, causal: true, scale: scale,
+                                                   dropout: AttentionDropout(probability: p, keeping: kept))
+        let vd = v.to(gpu)
+        let fused = try XCTUnwrap(CUDAAttention.forward(q: qd, k: kd, v: vd, layout: layout, causal: true, scale: scale,
+                                                        dropout: dropout, backend: .cudnn))
+        let grads = try XCTUnwrap(CUDAAttention.backward(gradOutput: dO.to(gpu), q: qd, k: kd, v: vd, output: fused.output,
+                                                         logSumExp: fused.logSumExp, layout: layout, causal: true, scale: scale,
+                                                         dropout: dropout, backend: .cudnn))
+        AttentionGPUTests.compare(Case(batch: b, groups: groups, perGroup: perGroup, queries: s, dropout: p), .cudnn,
+                                  (fused.output, fused.logSumExp, grads.gradQ, grads.gradK, grads.gradV),
+                                  (reference.output, reference.logSumExp, referenceGrads.gradQ, referenceGrads.gradK, referenceGrads.gradV),
+                                  file: #filePath, line: #line)
+        XCTAssertEqual(try context.cudnnAttention().planFailures, [], "cuDNN took both directions (else our kernels ran)")
+        // Another draw drops other elements.
+        let other = try XCTUnwrap(CUDAAttention.forward(q: qd, k: kd, v: identity.to(gpu), layout: layout, causal: true, scale: scale,
+                                                        dropout: AttentionDropout(probability: p, seed: 1234, offset: 8), backend: .cudnn))
+        XCTAssertNotEqual(other.output.floats().map { $0 != 0 }, kept, "offset 8 draws another mask")
+    }
 }

@@ -17,14 +17,14 @@ final class CuDNNDescriptorTests: XCTestCase {
 
     func shapes() -> [SDPAShape] {
         var result: [SDPAShape] = []
-        for (heads, kvHeads, queries, keys, headDim, causal, type) in [
-            (4, 4, 128, 128, 64, false, CuDNNBackend.DataType.bfloat16), (8, 2, 77, 77, 128, true, .half),
-            (6, 2, 5, 77, 64, true, .bfloat16),
+        for (heads, kvHeads, queries, keys, headDim, causal, type, dropout) in [
+            (4, 4, 128, 128, 64, false, CuDNNBackend.DataType.bfloat16, Float(0)), (8, 2, 77, 77, 128, true, .half, 0),
+            (6, 2, 5, 77, 64, true, .bfloat16, 0), (4, 4, 128, 128, 80, true, .bfloat16, 0.1), (8, 2, 64, 64, 96, true, .half, 0.2),
         ] {
             let query = [queries * heads * headDim, headDim, heads * headDim, 1]
             let key = [keys * kvHeads * headDim, headDim, kvHeads * headDim, 1]
             result.append(SDPAShape(batch: 2, heads: heads, kvHeads: kvHeads, queries: queries, keys: keys, headDim: headDim,
-                                    dataType: type, causal: causal, scale: 0.125,
+                                    dataType: type, causal: causal, scale: 0.125, dropout: dropout,
                                     strides: [.q: query, .o: query, .dO: query, .dQ: query, .k: key, .v: key, .dK: key, .dV: key]))
         }
         return result

@@ -27,10 +27,11 @@ final class CuDNNEnumTests: XCTestCase {
         let h = try headerValues()
         check(CuDNNBackend.DescriptorType.self, ["POINTWISE", "ENGINECFG", "ENGINEHEUR", "EXECUTION_PLAN", "OPERATION_POINTWISE",
                                                  "OPERATIONGRAPH", "VARIANT_PACK", "TENSOR", "MATMUL", "OPERATION_MATMUL",
-                                                 "REDUCTION", "OPERATION_REDUCTION", "OPERATION_RESHAPE"]
+                                                 "REDUCTION", "OPERATION_REDUCTION", "OPERATION_RESHAPE", "RNG", "OPERATION_RNG"]
             .map { "CUDNN_BACKEND_\($0)_DESCRIPTOR" }, h)
-        check(CuDNNBackend.AttributeType.self, ["HANDLE", "DATA_TYPE", "BOOLEAN", "INT64", "FLOAT", "VOID_PTR", "HEUR_MODE",
-                                                "POINTWISE_MODE", "BACKEND_DESCRIPTOR", "REDUCTION_OPERATOR_TYPE", "INT32"]
+        check(CuDNNBackend.AttributeType.self, ["HANDLE", "DATA_TYPE", "BOOLEAN", "INT64", "FLOAT", "DOUBLE", "VOID_PTR", "HEUR_MODE",
+                                                "POINTWISE_MODE", "BACKEND_DESCRIPTOR", "REDUCTION_OPERATOR_TYPE", "INT32",
+                                                "RNG_DISTRIBUTION"]
             .map { "CUDNN_TYPE_\($0)" }, h)
         check(CuDNNBackend.Attribute.self, ["POINTWISE_MODE", "POINTWISE_MATH_PREC", "POINTWISE_AXIS", "ENGINEHEUR_MODE",
                                             "ENGINEHEUR_OPERATION_GRAPH", "ENGINEHEUR_RESULTS", "ENGINECFG_ENGINE",
@@ -44,13 +45,16 @@ final class CuDNNEnumTests: XCTestCase {
                                             "OPERATION_MATMUL_ADESC", "OPERATION_MATMUL_BDESC", "OPERATION_MATMUL_CDESC",
                                             "OPERATION_MATMUL_DESC", "REDUCTION_OPERATOR", "REDUCTION_COMP_TYPE",
                                             "OPERATION_REDUCTION_XDESC", "OPERATION_REDUCTION_YDESC", "OPERATION_REDUCTION_DESC",
-                                            "OPERATION_RESHAPE_XDESC", "OPERATION_RESHAPE_YDESC"]
+                                            "OPERATION_RESHAPE_XDESC", "OPERATION_RESHAPE_YDESC", "RNG_DISTRIBUTION",
+                                            "RNG_BERNOULLI_DIST_PROBABILITY", "OPERATION_RNG_YDESC", "OPERATION_RNG_SEED",
+                                            "OPERATION_RNG_DESC", "OPERATION_RNG_OFFSET_DESC"]
             .map { "CUDNN_ATTR_\($0)" }, h)
-        check(CuDNNBackend.DataType.self, ["FLOAT", "HALF", "INT32", "BFLOAT16", "BOOLEAN"].map { "CUDNN_DATA_\($0)" }, h)
+        check(CuDNNBackend.DataType.self, ["FLOAT", "HALF", "INT32", "BFLOAT16", "INT64", "BOOLEAN"].map { "CUDNN_DATA_\($0)" }, h)
         check(CuDNNBackend.PointwiseMode.self, ["ADD", "MUL", "DIV", "SUB", "EXP", "LOG", "IDENTITY", "CMP_GE", "GEN_INDEX",
                                                 "BINARY_SELECT"].map { "CUDNN_POINTWISE_\($0)" }, h)
         check(CuDNNBackend.ReductionOperator.self, ["CUDNN_REDUCE_TENSOR_ADD", "CUDNN_REDUCE_TENSOR_MAX"], h)
         XCTAssertEqual(CuDNNBackend.heuristicModeA, h["CUDNN_HEUR_MODE_A"])
+        XCTAssertEqual(CuDNNBackend.rngDistributionBernoulli, h["CUDNN_RNG_DISTRIBUTION_BERNOULLI"])
         XCTAssertEqual(CuDNNBackend.statusSuccess, h["CUDNN_STATUS_SUCCESS"])
         XCTAssertEqual(CuDNNBackend.statusNotSupported, h["CUDNN_STATUS_NOT_SUPPORTED"])
     }

@@ -2,13 +2,55 @@ import Foundation
 import XCTest
 @testable import MegatronCUDA
 
-/// norm.cu compiled as one NVRTC program per element type: the program list, the routing of
-/// launched kernel names to their program, and (with libnvrtc, no GPU) each program holding exactly
-/// its type's kernels.
+/// norm.cu compiled as one NVRTC program per element type, flash_attention.cu as one per head dim
+/// and type: the program list, the routing of launched kernel names to their program, and (with
+/// libnvrtc, no GPU) each program holding exactly its kernels.
 final class KernelProgramSplitTests: XCTestCase {
     func testNormIsThreeProgramsAndOtherFilesOne() {
         XCTAssertEqual(NeuralKernels.programs.filter { $0.hasPrefix("norm.cu") }, ["norm.cu[f32]", "norm.cu[bf16]", "norm.cu[f16]"])
-        XCTAssertEqual(NeuralKernels.programs.filter { !$0.hasPrefix("norm.cu") }, NeuralKernels.files.filter { $0 != "norm.cu" })
+        XCTAssertEqual(NeuralKernels.programs.filter { $0.hasPrefix("flash_attention.cu") },
+                       ["flash_attention.cu[d64_bf16]", "flash_attention.cu[d64_f16]", "flash_attention.cu[d128_bf16]",
+                        "flash_attention.cu[d128_f16]"], "the common head dims start compiling at once")
+        XCTAssertEqual(NeuralKernels.programs.filter { !$0.hasPrefix("norm.cu") && !$0.hasPrefix("flash_attention.cu") },
+                       NeuralKernels.files.filter { $0 != "norm.cu" && $0 != "flash_attention.cu" })
+    }
+
+    func testFlashAttentionKernelsRouteToTheirHeadDimsProgram() throws {
+        for name in ["flash_forward_dropout_d80_bf16", "flash_backward_dkdvdq_d80_bf16", "flash_backward_delta_d80_bf16",
+                     "flash_backward_dq_finalize_d80_bf16"] {
+            XCTAssertEqual(NeuralKernels.program(file: "flash_attention.cu", kernel: name), "flash_attention.cu[d80_bf16]", name)
+        }
+        XCTAssertEqual(NeuralKernels.program(file: "flash_attention.cu", kernel: "flash_backward_dq_d256_f16"), "flash_attention.cu[d256_f16]")
+        // Programs of other head dims are compiled on demand: valid names only.
+        XCTAssertTrue(NeuralKernels.isAttentionProgram("flash_attention.cu[d72_f16]"))
+        for invalid in ["flash_attention.cu[d36_bf16]", "flash_attention.cu[d264_bf16]", "flash_attention.cu[d64_f32]", "norm.cu[d64_bf16]"] {
+            XCTAssertFalse(NeuralKernels.isAttentionProgram(invalid), invalid)
+        }
+        let source = try NeuralKernels.programSource("flash_attention.cu[d200_bf16]")
+        XCTAssertTrue(source.hasSuffix(EmbeddedKernels.sources["flash_attention.cu"]!))
+        for line in ["#define FA_HEAD_DIM 200\n", NeuralKernels.AttentionTiling.forHeadDim(200).macroDefinition + "\n",
+                     "#define FA_TYPES(MACRO) MACRO(bf16, bf16)\n"] {
+            XCTAssertTrue(source.contains(line), line)
+        }
+        XCTAssertEqual(NeuralKernels.AttentionTiling.forHeadDim(200).macroDefinition, "#define FA_TILING 1, 32, 1, 16, 1, 16")
+        XCTAssertEqual(NeuralKernels.AttentionTiling.forHeadDim(72), NeuralKernels.AttentionTiling.forHeadDim(128))
+        XCTAssertEqual(NeuralKernels.AttentionTiling.paddedHeadDim(72), 80)
+    }
+
+    /// A head dim's program compiles on first use and holds its type's kernels of that head dim only,
+    /// both variants (with and without dropout).
+    func testAttentionProgramCompilesOnDemand() throws {
+        do { _ = try CUDALibraries.nvrtc() } catch { throw XCTSkip("NVRTC test skipped, libnvrtc not loadable: \(error)") }
+        let modules = KernelModules(files: [], compiler: try KernelCompiler(architecture: "sm_90a", cache: nil),
+                                    source: NeuralKernels.programSource, compilesOnDemand: NeuralKernels.isAttentionProgram)
+        let text = String(decoding: try modules.image("flash_attention.cu[d24_f16]").bytes, as: UTF8.self)
+        for role in ["flash_forward", "flash_backward_dkdv", "flash_backward_dkdvdq", "flash_backward_dq"] {
+            for variant in ["", "_dropout"] {
+                XCTAssertTrue(text.contains("\(role)\(variant)_d24_f16"), "\(role)\(variant)")
+                XCTAssertFalse(text.contains("\(role)\(variant)_d24_bf16"))
+            }
+        }
+        XCTAssertThrowsError(try modules.image("flash_attention.cu[d36_f16]"))
     }
 
     func testLaunchedNamesRouteToTheirTypesProgram() {

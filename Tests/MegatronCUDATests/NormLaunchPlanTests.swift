@@ -61,9 +61,9 @@ final class NormLaunchPlanTests: XCTestCase {
     func testKernelSourceMatchesThePlan() throws {
         let source = try XCTUnwrap(EmbeddedKernels.sources["norm.cu"])
         for slots in 1...NormLaunchPlan.forwardMaxSlots {
-            XCTAssertTrue(source.contains("NORM_FORWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, \(slots))"), "forward, \(slots) slots")
+            XCTAssertTrue(source.contains("NORM_FORWARD_KERNELS(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE, \(slots))"), "forward, \(slots) slots")
         }
-        XCTAssertFalse(source.contains("NORM_FORWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, \(NormLaunchPlan.forwardMaxSlots + 1))"))
+        XCTAssertFalse(source.contains("NORM_FORWARD_KERNELS(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE, \(NormLaunchPlan.forwardMaxSlots + 1))"))
         XCTAssertEqual(Set(NormLaunchPlan.backwardMinBlocks.keys), Set(1...NormLaunchPlan.backwardMaxSlots))
         for (slots, blocks) in NormLaunchPlan.backwardMinBlocks {
             XCTAssertTrue(source.contains("NORM_BACKWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, \(slots))"), "backward, \(slots) slots")

@@ -8,11 +8,11 @@ final class SDPAGraphTests: XCTestCase {
     /// q, o, dO, dQ as `[b, s, h, d]` and k, v, dK, dV as `[b, s, kv, d]` in memory (the model's layout),
     /// seen as `[b, head, row, d]`.
     func shape(batch: Int = 2, heads: Int, kvHeads: Int, queries: Int, keys: Int, headDim: Int = 64,
-               causal: Bool, type: CuDNNBackend.DataType = .bfloat16) -> SDPAShape {
+               causal: Bool, type: CuDNNBackend.DataType = .bfloat16, dropout: Float = 0) -> SDPAShape {
         let query = [queries * heads * headDim, headDim, heads * headDim, 1]
         let key = [keys * kvHeads * headDim, headDim, kvHeads * headDim, 1]
         return SDPAShape(batch: batch, heads: heads, kvHeads: kvHeads, queries: queries, keys: keys, headDim: headDim,
-                         dataType: type, causal: causal, scale: 0.125,
+                         dataType: type, causal: causal, scale: 0.125, dropout: dropout,
                          strides: [.q: query, .o: query, .dO: query, .dQ: query, .k: key, .v: key, .dK: key, .dV: key])
     }
 
@@ -198,10 +198,63 @@ final class SDPAGraphTests: XCTestCase {
         XCTAssertEqual(CuDNNAttention.shape(oneHeadPerGroup, type: .float16, operands: [.q: interleaved])?.strides[.q],
                        [s * g * (p + 2) * d, (p + 2) * d, g * (p + 2) * d, 1], "one head per group: the group stride is the head stride")
         XCTAssertNil(CuDNNAttention.shape(problem, type: .float32, operands: [.q: bshd]), "fp32 is not taken")
-        var d32 = problem
-        d32.headDim = 32
-        XCTAssertNil(CuDNNAttention.shape(d32, type: .bfloat16, operands: [.q: bshd]), "head dim 32 is not taken")
+        var d36 = problem
+        d36.headDim = 36
+        XCTAssertNil(CuDNNAttention.shape(d36, type: .bfloat16, operands: [.q: bshd]), "head dim 36 (not a multiple of 8) is not taken")
+        d36.headDim = 264
+        XCTAssertNil(CuDNNAttention.shape(d36, type: .bfloat16, operands: [.q: bshd]), "head dim 264 is not taken")
+        d36.headDim = 80
+        XCTAssertNotNil(CuDNNAttention.shape(d36, type: .bfloat16, operands: [.q: bshd]), "head dim 80 is")
+        var dropout = problem
+        dropout.dropout = DropoutDraw(probability: 0.1, seed: 1, offset: 2)
+        XCTAssertEqual(CuDNNAttention.shape(dropout, type: .bfloat16, operands: [.q: bshd])?.dropout, 0.1)
+        dropout.keys = 2 * s
+        XCTAssertNil(CuDNNAttention.shape(dropout, type: .bfloat16, operands: [.q: bshd]), "no dropout with cached keys")
         let misaligned = AttentionOperand(address: 258, batchStride: bshd.batchStride, groupStride: p * d, headStride: d, rowStride: g * p * d)
         XCTAssertNil(CuDNNAttention.shape(problem, type: .bfloat16, operands: [.q: misaligned]))
+    }
+
+    /// Dropout as cudnn-frontend expands it: a Bernoulli mask of keep probability 1 - p drawn from the
+    /// int64 seed and offset tensors, multiplied into P (then by 1 / (1 - p)) before P·V.
+    func testForwardDropout() throws {
+        let g = SDPAGraphs.forward(shape(heads: 4, kvHeads: 2, queries: 64, keys: 64, causal: true, dropout: 0.25), maskValue: -.infinity)
+        assertWellFormed(g)
+        XCTAssertEqual(Array(names(g).suffix(5)), ["div", "rng", "dropout_mask_mul", "dropout_scale", "bmm2"])
+        XCTAssertEqual(try output(g, "div").dataType, .float, "P stays fp32 until scaled")
+        XCTAssertEqual(try output(g, "dropout_scale").dataType, .bfloat16)
+        let mask = try output(g, "rng")
+        XCTAssertEqual(mask.dims, [2, 4, 64, 64])
+        XCTAssertEqual(mask.strides, [4 * 64 * 64, 64 * 64, 64, 1])
+        XCTAssertTrue(mask.isVirtual)
+        guard case .bernoulli(_, let probability, let seed, let offset, _) = try XCTUnwrap(g.operations.first { $0.name == "rng" }) else {
+            return XCTFail("rng is a Bernoulli draw")
+        }
+        XCTAssertEqual(probability, 0.75)
+        XCTAssertEqual([seed, offset], [SDPARole.dropoutSeed.rawValue, SDPARole.dropoutOffset.rawValue])
+        for role in [SDPARole.dropoutSeed, .dropoutOffset] {
+            let t = try XCTUnwrap(g.tensor(role.rawValue))
+            XCTAssertEqual(t.dataType, .int64)
+            XCTAssertEqual(t.dims, [1, 1, 1, 1])
+            XCTAssertFalse(t.isVirtual)
+        }
+        XCTAssertEqual(g.tensor(SDPAGraphs.dropoutScaleUID)?.scalar, .float(1 / (1 - 0.25)))
+    }
+
+    /// The backward draws the mask again first, drops P for dV and dP for dS, and scales rowsum(dO ∘ O)
+    /// by 1 - p and dS by 1 / (1 - p).
+    func testBackwardDropout() throws {
+        let g = SDPAGraphs.backward(shape(heads: 4, kvHeads: 4, queries: 64, keys: 64, causal: true, dropout: 0.1), maskValue: -.infinity)
+        assertWellFormed(g)
+        let order = names(g)
+        XCTAssertEqual(order.first, "rng")
+        for (before, after) in [("exp_s", "mul_p_dropout_mask"), ("mul_p_dropout_mask", "mul_p_dropout_scale"),
+                                ("mul_p_dropout_scale", "reshape_p"), ("matmul_dO_VT", "dP_dropout_mask"),
+                                ("dP_dropout_mask", "sub_dP_softmax_sum"), ("mul_dP_exp_s", "mul_dS_dropout_scale"),
+                                ("mul_dS_dropout_scale", "mul_dS_attn_scale")] {
+            XCTAssertLessThan(try XCTUnwrap(order.firstIndex(of: before)), try XCTUnwrap(order.firstIndex(of: after)), "\(before) then \(after)")
+        }
+        XCTAssertEqual(g.tensor(SDPAGraphs.dropoutScaleInverseUID)?.scalar, .float(1 - 0.1))
+        XCTAssertNil(g.tensor(SDPAGraphs.oneUID), "rowsum(dO ∘ O) is scaled by 1 - p, not 1")
+        XCTAssertEqual(g.deviceTensors.map(\.uid).sorted(), Array(1...11) + [17, 18])
     }
 }

@@ -53,4 +53,30 @@ final class AddNormGPUTests: XCTestCase {
         assertParity(onGPU.sum, cpu.sum, "mixed-type sum", tolerance: (0, 0))
         assertParity(onGPU.output, cpu.output, "mixed-type rms norm", tolerance: (1e-4, 1e-4))
     }
+
+    /// With the residual's dropout fused in (`residualDropout`): the same mask as `Ops.dropout` on the
+    /// CPU, so the sum is bit for bit the CPU's dropout then add; rows whose flat index starts a Philox
+    /// block (width % 4 == 0) and ones that do not (width 101).
+    func testResidualDropoutIsOpsDropoutThenTheAdd() throws {
+        let gpu = try requireGPU()
+        for dtype in [DType.bfloat16, .float16, .float32] {
+            for shape in [[4, 33, 768], [5, 4096], [7, 101]] {
+                let width = shape.last!, label = "\(dtype) \(shape)"
+                let x = randomTensor(shape, dtype: dtype, seed: 51), r = randomTensor(shape, dtype: dtype, seed: 52)
+                let w = randomTensor([width], dtype: dtype, seed: 53, shift: 1), b = randomTensor([width], dtype: dtype, seed: 54)
+                let drop: Ops.ResidualDropout = (0.1, 99, 5)
+                let dropped = Ops.dropout(r, p: 0.1, seed: 99, offset: 5)
+                let ln = Ops.addLayerNorm(x, residual: dropped, weight: w, bias: b, epsilon: 1e-5)
+                let lnGPU = Ops.addLayerNorm(x.to(gpu), residual: r.to(gpu), residualDropout: drop, weight: w.to(gpu), bias: b.to(gpu),
+                                             epsilon: 1e-5)
+                assertParity(lnGPU.sum, ln.sum, "addLayerNorm with dropout sum \(label)", tolerance: (0, 0))
+                assertParity(lnGPU.output, ln.output, "addLayerNorm with dropout \(label)", tolerance: (2e-2, 2e-2))
+                let rms = Ops.addRMSNorm(x, residual: dropped, weight: w, epsilon: 1e-5)
+                let rmsGPU = Ops.addRMSNorm(x.to(gpu), residual: r.to(gpu), residualDropout: drop, weight: w.to(gpu), epsilon: 1e-5)
+                assertParity(rmsGPU.sum, rms.sum, "addRMSNorm with dropout sum \(label)", tolerance: (0, 0))
+                XCTAssertNotEqual(rmsGPU.sum.floats(), Ops.addRMSNorm(x, residual: r, weight: w, epsilon: 1e-5).sum.floats(),
+                                  "something was dropped")
+            }
+        }
+    }
 }

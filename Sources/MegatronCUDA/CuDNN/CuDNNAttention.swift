@@ -3,15 +3,18 @@ import Foundation
 
 /// Flash attention through cuDNN's fused SDPA engines (forward with log-sum-exp, and backward),
 /// taking the same operands as `NeuralKernels.attentionForward` / `attentionBackward`: bf16 or fp16,
-/// head dims 64 and 128, causal or not, GQA. One finalized plan is cached per `SDPAShape` (sizes,
-/// strides, type, causal, scale); workspaces come from the caching allocator for each call.
+/// head dims that are multiples of 8 up to 256 (which of them an engine takes depends on the GPU and
+/// cuDNN: a refused shape throws `isNotSupported`), causal or not, GQA, and dropout. One finalized
+/// plan is cached per `SDPAShape` (sizes, strides, type, causal, scale, dropout probability);
+/// workspaces come from the caching allocator for each call.
+///
+/// Dropout draws its mask from cuDNN's own generator, so its bits differ from our kernels' (and the
+/// CPU reference's) Philox mask: the same keep probability, other elements. The backward must run
+/// here too, with the forward's `problem.dropout` (seed and offset), to draw the same mask again.
 ///
 ///     let attention = try CuDNNAttention(device: device, allocator: allocator)
 ///     try attention.attentionForwardCuDNN(output: o, logSumExp: lse, q: q, k: k, v: v, problem: problem,
 ///                                         type: .bfloat16, stream: stream)
-///
-/// NOTE: written without a GPU and never yet run: see the cudnn-sdpa branch report for what the
-/// first device session must check.
 public final class CuDNNAttention {
     public let device: CUDADevice
     private let cudnn: CuDNNLibrary
@@ -68,11 +71,12 @@ public final class CuDNNAttention {
     }
 
     /// The problem as cuDNN's 4-D `[batch, head, row, dim]` tensors, or nil where cuDNN cannot take it:
-    /// fp32, a head dim other than 64 or 128, rows not 16-byte aligned, or query heads whose group and
-    /// in-group strides do not fold into one head stride (e.g. q interleaved with k and v per group).
+    /// fp32, a head dim that is not a multiple of 8 up to 256, rows not 16-byte aligned, query heads
+    /// whose group and in-group strides do not fold into one head stride (e.g. q interleaved with k and
+    /// v per group), or dropout with fewer queries than keys (cuDNN's bottom-right diagonal takes no dropout).
     public static func shape(_ problem: AttentionProblem, type: KernelElementType, operands: [SDPARole: AttentionOperand]) -> SDPAShape? {
-        guard type != .float32, NeuralKernels.attentionHeadDims.contains(problem.headDim),
-              problem.queries <= problem.keys else { return nil }
+        guard type != .float32, NeuralKernels.supportsAttentionHeadDim(problem.headDim),
+              problem.queries <= problem.keys, problem.dropout == nil || problem.queries == problem.keys else { return nil }
         var strides: [SDPARole: [Int]] = [:]
         for (role, operand) in operands {
             guard operand.address % 16 == 0, [operand.batchStride, operand.groupStride, operand.headStride, operand.rowStride]
@@ -83,13 +87,13 @@ public final class CuDNNAttention {
                 strides[role] = [operand.batchStride, head, operand.rowStride, 1]
             case .k, .v, .dK, .dV:
                 strides[role] = [operand.batchStride, operand.groupStride, operand.rowStride, 1]
-            case .stats, .softmaxSum, .dQAccumulator:
+            case .stats, .softmaxSum, .dQAccumulator, .dropoutSeed, .dropoutOffset:
                 return nil
             }
         }
         return SDPAShape(batch: problem.batch, heads: problem.heads, kvHeads: problem.groups, queries: problem.queries,
                          keys: problem.keys, headDim: problem.headDim, dataType: type == .bfloat16 ? .bfloat16 : .half,
-                         causal: problem.causal, scale: problem.scale, strides: strides)
+                         causal: problem.causal, scale: problem.scale, dropout: problem.dropout?.probability ?? 0, strides: strides)
     }
 
     /// Head h = group · perGroup + j is at group · groupStride + j · headStride: one stride when
@@ -108,10 +112,23 @@ public final class CuDNNAttention {
                                       stream: CUDAStream) throws {
         let shape = try Self.require(problem, type: type, [.q: q, .k: k, .v: v, .o: output])
         let plan = try self.plan(backward: false, shape)
-        try run(plan, stream: stream, scratchBytes: 0) { _ in
+        try run(plan, stream: stream, scratchBytes: 0, dropout: problem.dropout) { _ in
             [SDPARole.q.rawValue: q.address, SDPARole.k.rawValue: k.address, SDPARole.v.rawValue: v.address,
              SDPARole.o.rawValue: output.address, SDPARole.stats.rawValue: logSumExp]
         }
+    }
+
+    /// Whether cuDNN runs both directions of `problem`: with dropout the backward must draw the
+    /// forward's mask again, so a forward runs here only when the backward's plan builds too.
+    public func takesForwardAndBackward(_ problem: AttentionProblem, type: KernelElementType,
+                                        operands: [SDPARole: AttentionOperand]) -> Bool {
+        guard var shape = Self.shape(problem, type: type, operands: operands) else { return false }
+        // The backward's gradients are contiguous copies of their operand's layout (CUDAAttention's
+        // gradient buffers); the forward's strides stand in for them when planning.
+        for (gradient, operand) in [(SDPARole.dO, SDPARole.o), (.dQ, .q), (.dK, .k), (.dV, .v)] where shape.strides[gradient] == nil {
+            shape.strides[gradient] = shape.strides[operand]
+        }
+        return (try? plan(backward: false, shape)) != nil && (try? plan(backward: true, shape)) != nil
     }
 
     /// Backward from the forward's `output` and `logSumExp` and the output gradient `gradient`: writes
@@ -125,7 +142,7 @@ public final class CuDNNAttention {
         let plan = try self.plan(backward: true, shape)
         let sumBytes = Self.aligned(p.batch * p.heads * p.queries * 4)
         let accumulatorBytes = Self.aligned(p.batch * p.heads * p.queries * p.headDim * 4)
-        try run(plan, stream: stream, scratchBytes: sumBytes + accumulatorBytes) { scratch in
+        try run(plan, stream: stream, scratchBytes: sumBytes + accumulatorBytes, dropout: p.dropout) { scratch in
             if cudnn.version < 90600 {
                 // Before cuDNN 9.6 the dQ accumulator had to arrive zeroed (cudnn-frontend memsets it).
                 try check(device.driver.cuMemsetD8Async(scratch + UInt64(sumBytes), 0, accumulatorBytes, stream.handle),
@@ -143,8 +160,9 @@ public final class CuDNNAttention {
             throw CUDAError.invalidArgument("cuDNN attention: empty problem \(p)")
         }
         guard let shape = shape(p, type: type, operands: operands) else {
-            throw CUDAError.invalidArgument("cuDNN attention: unsupported problem \(p) for \(type) (needs bf16/fp16, head dim 64 "
-                + "or 128, 16-byte aligned rows, queries <= keys, query heads addressable with one head stride)")
+            throw CUDAError.invalidArgument("cuDNN attention: unsupported problem \(p) for \(type) (needs bf16/fp16, a head dim "
+                + "that is a multiple of 8 up to \(NeuralKernels.maxAttentionHeadDim), 16-byte aligned rows, queries <= keys "
+                + "(equal with dropout), query heads addressable with one head stride)")
         }
         return shape
     }
@@ -176,15 +194,41 @@ public final class CuDNNAttention {
 
     /// Takes a workspace of the plan's size plus `scratchBytes` (scratch first) for the call, enqueues
     /// the plan on `stream` and returns the block to the allocator (later work on the stream may reuse it).
-    private func run(_ plan: CuDNNExecutionPlan, stream: CUDAStream, scratchBytes: Int,
+    /// With `dropout`, 256 more bytes after the scratch hold the generator's seed and offset, written
+    /// on the stream just before the plan runs.
+    private func run(_ plan: CuDNNExecutionPlan, stream: CUDAStream, scratchBytes: Int, dropout: DropoutDraw?,
                      addresses: (UInt64) throws -> [Int64: UInt64]) throws {
         try device.makeCurrent()
-        let total = scratchBytes + plan.workspaceBytes
+        let generatorBytes = dropout == nil ? 0 : 256
+        let total = scratchBytes + generatorBytes + plan.workspaceBytes
         let block = total > 0 ? try allocator.allocate(bytes: total, stream: stream.allocatorKey) : nil
         defer { block.map(allocator.free) }
         let base = block?.address ?? 0
-        let bound = try addresses(base)
+        var bound = try addresses(base)
+        if let dropout {
+            let state = base + UInt64(scratchBytes)
+            // From pageable memory the driver stages the 16 bytes at once and writes them in stream order.
+            let values: [Int64] = [Self.generatorSeed(dropout), 0]
+            try values.withUnsafeBytes {
+                try check(device.driver.cuMemcpyHtoDAsync(state, $0.baseAddress!, 16, stream.handle), "cuMemcpyHtoDAsync(dropout seed)")
+            }
+            bound[SDPARole.dropoutSeed.rawValue] = state
+            bound[SDPARole.dropoutOffset.rawValue] = state + 8
+        }
         try cudnn.check(cudnn.table.cudnnSetStream(handle, stream.handle), "cudnnSetStream")
-        try plan.execute(handle: handle, addresses: bound, workspace: plan.workspaceBytes > 0 ? base + UInt64(scratchBytes) : 0)
+        let workspace = base + UInt64(scratchBytes + generatorBytes)
+        try plan.execute(handle: handle, addresses: bound, workspace: plan.workspaceBytes > 0 ? workspace : 0)
+    }
+
+    /// cuDNN's generator seed for one dropout draw: our (seed, offset) mixed into one 64-bit value
+    /// (SplitMix64's finalizer), so every draw of a generator gets its own stream; cuDNN's offset is 0.
+    static func generatorSeed(_ dropout: DropoutDraw) -> Int64 {
+        func mix(_ value: UInt64) -> UInt64 {
+            var z = value &+ 0x9E37_79B9_7F4A_7C15
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        return Int64(bitPattern: mix(dropout.seed ^ mix(dropout.offset)))
     }
 }

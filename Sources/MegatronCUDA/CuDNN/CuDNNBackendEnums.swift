@@ -18,6 +18,8 @@ public enum CuDNNBackend {
         case reduction = 21                // CUDNN_BACKEND_REDUCTION_DESCRIPTOR
         case operationReduction = 22       // CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR
         case operationReshape = 31         // CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR
+        case rng = 32                      // CUDNN_BACKEND_RNG_DESCRIPTOR
+        case operationRng = 33             // CUDNN_BACKEND_OPERATION_RNG_DESCRIPTOR
     }
 
     /// cudnnBackendAttributeType_t: the element type of an attribute's array.
@@ -27,12 +29,14 @@ public enum CuDNNBackend {
         case boolean = 2                   // CUDNN_TYPE_BOOLEAN
         case int64 = 3                     // CUDNN_TYPE_INT64
         case float = 4                     // CUDNN_TYPE_FLOAT
+        case double = 5                    // CUDNN_TYPE_DOUBLE
         case voidPointer = 6               // CUDNN_TYPE_VOID_PTR
         case heuristicMode = 8             // CUDNN_TYPE_HEUR_MODE
         case pointwiseMode = 14            // CUDNN_TYPE_POINTWISE_MODE
         case backendDescriptor = 15        // CUDNN_TYPE_BACKEND_DESCRIPTOR
         case reductionOperator = 18        // CUDNN_TYPE_REDUCTION_OPERATOR_TYPE
         case int32 = 23                    // CUDNN_TYPE_INT32
+        case rngDistribution = 29          // CUDNN_TYPE_RNG_DISTRIBUTION
     }
 
     /// cudnnBackendAttributeName_t
@@ -76,6 +80,12 @@ public enum CuDNNBackend {
         case operationReductionDescriptor = 1612   // CUDNN_ATTR_OPERATION_REDUCTION_DESC
         case operationReshapeX = 2200              // CUDNN_ATTR_OPERATION_RESHAPE_XDESC
         case operationReshapeY = 2201              // CUDNN_ATTR_OPERATION_RESHAPE_YDESC
+        case rngDistribution = 2300                // CUDNN_ATTR_RNG_DISTRIBUTION
+        case rngBernoulliProbability = 2305        // CUDNN_ATTR_RNG_BERNOULLI_DIST_PROBABILITY
+        case operationRngY = 2310                  // CUDNN_ATTR_OPERATION_RNG_YDESC
+        case operationRngSeed = 2311               // CUDNN_ATTR_OPERATION_RNG_SEED
+        case operationRngDescriptor = 2312         // CUDNN_ATTR_OPERATION_RNG_DESC
+        case operationRngOffset = 2313             // CUDNN_ATTR_OPERATION_RNG_OFFSET_DESC
     }
 
     /// cudnnDataType_t
@@ -84,11 +94,13 @@ public enum CuDNNBackend {
         case half = 2                      // CUDNN_DATA_HALF
         case int32 = 4                     // CUDNN_DATA_INT32
         case bfloat16 = 9                  // CUDNN_DATA_BFLOAT16
+        case int64 = 10                    // CUDNN_DATA_INT64
         case boolean = 11                  // CUDNN_DATA_BOOLEAN
 
         /// Bytes of one element in device memory (booleans only ever appear in virtual tensors).
         public var byteSize: Int {
             switch self {
+            case .int64: return 8
             case .float, .int32: return 4
             case .half, .bfloat16: return 2
             case .boolean: return 1
@@ -115,6 +127,9 @@ public enum CuDNNBackend {
         case add = 0                       // CUDNN_REDUCE_TENSOR_ADD
         case max = 3                       // CUDNN_REDUCE_TENSOR_MAX
     }
+
+    /// cudnnRngDistribution_t's Bernoulli (ones with the descriptor's probability): dropout's keep mask.
+    public static let rngDistributionBernoulli: Int32 = 0     // CUDNN_RNG_DISTRIBUTION_BERNOULLI
 
     /// cudnnBackendHeurMode_t: mode A is the fast heuristic the frontend uses by default.
     public static let heuristicModeA: Int32 = 3                 // CUDNN_HEUR_MODE_A

@@ -105,6 +105,18 @@ enum CuDNNGraphBuilder {
             try op.set(.operationReshapeY, descriptors: t(y))
             try op.finalize()
             return (op, [])
+        case .bernoulli(_, let probability, let seed, let offset, let y):
+            let settings = try CuDNNDescriptor(cudnn, .rng)
+            try settings.set(.rngDistribution, .rngDistribution, [CuDNNBackend.rngDistributionBernoulli])
+            try settings.set(.rngBernoulliProbability, .double, [probability])
+            try settings.finalize()
+            let op = try CuDNNDescriptor(cudnn, .operationRng)
+            try op.set(.operationRngY, descriptors: t(y))
+            try op.set(.operationRngDescriptor, descriptors: [settings])
+            try op.set(.operationRngSeed, descriptors: t(seed))
+            try op.set(.operationRngOffset, descriptors: t(offset))
+            try op.finalize()
+            return (op, [settings])
         }
     }
 

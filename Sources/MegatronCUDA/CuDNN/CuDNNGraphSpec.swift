@@ -39,11 +39,14 @@ public struct CuDNNGraphSpec: Equatable, Sendable {
         case reduction(name: String, op: CuDNNBackend.ReductionOperator, x: Int64, y: Int64)
         /// y is x seen with other dims/strides (used for the transposes Pᵀ, dSᵀ and K).
         case reshape(name: String, x: Int64, y: Int64)
+        /// y = Bernoulli draws, 1 with `probability`, from cuDNN's generator under the int64 tensors
+        /// `seed` and `offset` (dropout's keep mask).
+        case bernoulli(name: String, probability: Double, seed: Int64, offset: Int64, y: Int64)
 
         public var name: String {
             switch self {
             case .matmul(let name, _, _, _), .pointwise(let name, _, _, _, _, _, _, _),
-                 .reduction(let name, _, _, _), .reshape(let name, _, _):
+                 .reduction(let name, _, _, _), .reshape(let name, _, _), .bernoulli(let name, _, _, _, _):
                 return name
             }
         }
@@ -54,6 +57,7 @@ public struct CuDNNGraphSpec: Equatable, Sendable {
             case .matmul(_, let a, let b, let c): return [a, b, c]
             case .pointwise(_, _, let x, let b, let t, let y, _, _): return [x] + [b, t].compactMap { $0 } + [y]
             case .reduction(_, _, let x, let y), .reshape(_, let x, let y): return [x, y]
+            case .bernoulli(_, _, let seed, let offset, let y): return [seed, offset, y]
             }
         }
     }

@@ -9,14 +9,17 @@ public struct SDPAShape: Hashable, Sendable {
     /// of the `keys` positions (bottom-right diagonal, as Ops.attention defines it).
     public var causal: Bool
     public var scale: Float
+    /// Dropout probability on the attention probabilities (0: none); its mask comes from cuDNN's own
+    /// generator under the `dropoutSeed` and `dropoutOffset` tensors.
+    public var dropout: Float
     /// `[batch, head, row, 1]` strides of each operand, keyed by role; the backward's gradients
     /// reuse their forward operand's role name prefixed with "d" (dO, dQ, dK, dV).
     public var strides: [SDPARole: [Int]]
 
     public init(batch: Int, heads: Int, kvHeads: Int, queries: Int, keys: Int, headDim: Int,
-                dataType: CuDNNBackend.DataType, causal: Bool, scale: Float, strides: [SDPARole: [Int]]) {
+                dataType: CuDNNBackend.DataType, causal: Bool, scale: Float, dropout: Float = 0, strides: [SDPARole: [Int]]) {
         (self.batch, self.heads, self.kvHeads, self.queries, self.keys, self.headDim) = (batch, heads, kvHeads, queries, keys, headDim)
-        (self.dataType, self.causal, self.scale, self.strides) = (dataType, causal, scale, strides)
+        (self.dataType, self.causal, self.scale, self.dropout, self.strides) = (dataType, causal, scale, dropout, strides)
     }
 
     func strides(of role: SDPARole) -> [Int64] {
@@ -35,12 +38,14 @@ public enum SDPARole: Int64, CaseIterable, Hashable, Sendable {
     case softmaxSum = 10
     /// Backward scratch in the workspace: fp32 dQ accumulator `[batch, heads, queries, headDim]`.
     case dQAccumulator = 11
+    /// Dropout's generator seed and offset, int64 `[1, 1, 1, 1]` in device memory.
+    case dropoutSeed = 17, dropoutOffset = 18
 }
 
 /// The cuDNN 9 graphs for flash attention, expanded from the pattern cuDNN's fused SDPA engines
 /// recognize (learned from how NVIDIA's cudnn-frontend expands its SDPA forward and backward nodes
-/// for cuDNN 9: matmul, scale, mask, softmax by max/sub/exp/sum, stats, matmul; no dropout, bias,
-/// padding or paged caches).
+/// for cuDNN 9: matmul, scale, mask, softmax by max/sub/exp/sum, stats, dropout by a Bernoulli mask
+/// and its scale, matmul; no bias, padding or paged caches).
 ///
 ///     let shape = SDPAShape(batch: 2, heads: 8, kvHeads: 2, queries: 128, keys: 128, headDim: 64,
 ///                           dataType: .bfloat16, causal: true, scale: 0.125, strides: ...)
@@ -52,6 +57,8 @@ public enum SDPAGraphs {
     public static let scaleUID: Int64 = 12, oneUID: Int64 = 13, maskValueUID: Int64 = 14
     /// The key and query counts added to / subtracted from the row index for the bottom-right diagonal.
     public static let keyCountUID: Int64 = 15, queryCountUID: Int64 = 16
+    /// Dropout's scale 1 / (1 - p) and its inverse 1 - p.
+    public static let dropoutScaleUID: Int64 = 19, dropoutScaleInverseUID: Int64 = 20
     /// Virtual tensors are numbered from here.
     static let firstVirtualUID: Int64 = 100
 
@@ -72,16 +79,22 @@ public enum SDPAGraphs {
         let sum = g.reduction("sum", .add, exp, dims: g.rowDims)
         let log = g.pointwise("log", .log, sum)
         g.pointwise("add", .add, max, log, into: g.input(.stats))
-        let probabilities = g.pointwise("div", .div, exp, sum, type: shape.dataType)
+        var probabilities = g.pointwise("div", .div, exp, sum, type: shape.dropout > 0 ? .float : shape.dataType)
+        if shape.dropout > 0 {
+            let kept = g.pointwise("dropout_mask_mul", .mul, probabilities, g.keepMask())
+            probabilities = g.pointwise("dropout_scale", .mul, kept, g.dropoutScale(), type: shape.dataType)
+        }
         g.matmul("bmm2", probabilities, v, into: g.input(.o))
         return g.graph
     }
 
     /// Backward from Q, K, V, O, dO and the forward's Stats: dQ, dK, dV (dK, dV summed over each
     /// group's query heads). Needs fp32 scratch for rowsum(dO ∘ O) and the dQ accumulator
-    /// (`SDPARole.softmaxSum`, `.dQAccumulator`).
+    /// (`SDPARole.softmaxSum`, `.dQAccumulator`). With dropout the keep mask is drawn again from the
+    /// forward's seed and offset: dV = (P ∘ M s)ᵀ dO, dS = P ∘ (dP ∘ M − Δ (1 − p)) s, s = 1 / (1 − p).
     public static func backward(_ shape: SDPAShape, maskValue: Float) -> CuDNNGraphSpec {
         var g = Builder(shape)
+        let keep = shape.dropout > 0 ? g.keepMask() : nil
         let q = g.input(.q), k = g.transposedKeys(.k), v = g.transposedKeys(.v), o = g.input(.o)
         let stats = g.input(.stats), dO = g.input(.dO)
         let b = Int64(shape.batch), h = Int64(shape.heads), sq = Int64(shape.queries), sk = Int64(shape.keys)
@@ -90,8 +103,9 @@ public enum SDPAGraphs {
         // Δ = rowsum(dO ∘ O), kept in the workspace (cudnn-frontend gives the product these strides).
         let product = g.pointwise("mul_dO_O", .mul, dO, o, dims: [b, h, sq, d], strides: [h * sq * d, sq * d, h * d, 1])
         let rowSum = g.reduction("reduce_dO_o", .add, product, dims: g.rowDims)
-        let softmaxSum = g.pointwise("scale_dropout_inv", .mul, rowSum, g.scalar(SDPAGraphs.oneUID, "one", .float(1)),
-                                     into: g.input(.softmaxSum))
+        let inverse = keep == nil ? g.scalar(SDPAGraphs.oneUID, "one", .float(1))
+            : g.scalar(SDPAGraphs.dropoutScaleInverseUID, "dropout_scale_inv", .float(1 - shape.dropout))
+        let softmaxSum = g.pointwise("scale_dropout_inv", .mul, rowSum, inverse, into: g.input(.softmaxSum))
 
         // P = exp(scale · Q·Kᵀ − Stats), masked.
         let scores = g.matmul("matmul_Q_KT", q, k, dims: g.scoreDims)
@@ -100,15 +114,22 @@ public enum SDPAGraphs {
         let masked = shape.causal ? g.causalMask(shifted, maskValue: maskValue) : shifted
         let p = g.pointwise("exp_s", .exp, masked)
 
-        // dV = Pᵀ·dO.
+        // dV = Pᵀ·dO (P dropped and scaled with dropout).
+        var dropped = p
+        if let keep {
+            dropped = g.pointwise("mul_p_dropout_scale", .mul, g.pointwise("mul_p_dropout_mask", .mul, p, keep), g.dropoutScale())
+        }
         let transposedStrides: [Int64] = [h * sq * sk, sq * sk, 1, sk]
-        let pT = g.reshape("reshape_p", p, dims: [b, h, sk, sq], strides: transposedStrides, type: shape.dataType)
+        let pT = g.reshape("reshape_p", dropped, dims: [b, h, sk, sq], strides: transposedStrides, type: shape.dataType)
         g.headSummedMatmul("matmul_pT_dO", "red_dV_head", pT, dO, into: .dV)
 
-        // dS = scale · P ∘ (dO·Vᵀ − Δ).
-        let dP = g.matmul("matmul_dO_VT", dO, v, dims: g.scoreDims)
+        // dS = scale · P ∘ (dO·Vᵀ − Δ) (dO·Vᵀ dropped, and the product scaled, with dropout).
+        var dP = g.matmul("matmul_dO_VT", dO, v, dims: g.scoreDims)
+        if let keep { dP = g.pointwise("dP_dropout_mask", .mul, dP, keep) }
         let dPShifted = g.pointwise("sub_dP_softmax_sum", .sub, dP, softmaxSum)
-        let dS = g.pointwise("mul_dS_attn_scale", .mul, g.pointwise("mul_dP_exp_s", .mul, dPShifted, p), scale)
+        var dPP = g.pointwise("mul_dP_exp_s", .mul, dPShifted, p)
+        if keep != nil { dPP = g.pointwise("mul_dS_dropout_scale", .mul, dPP, g.dropoutScale()) }
+        let dS = g.pointwise("mul_dS_attn_scale", .mul, dPP, scale)
 
         // dK = dSᵀ·Q.
         let dST = g.reshape("reshape_dS", dS, dims: [b, h, sk, sq], strides: transposedStrides, type: shape.dataType)
@@ -139,8 +160,8 @@ public enum SDPAGraphs {
         /// A device tensor in its natural `[b, h, rows, d]` (or `[b, h, queries, 1]`) form.
         mutating func input(_ role: SDPARole) -> Int64 {
             let (heads, rows, last, type) = dimensions(of: role)
-            let dims = [Int64(shape.batch), heads, rows, last]
-            let strides = role == .stats || role == .softmaxSum || role == .dQAccumulator
+            let dims = [role == .dropoutSeed || role == .dropoutOffset ? 1 : Int64(shape.batch), heads, rows, last]
+            let strides = [.stats, .softmaxSum, .dQAccumulator, .dropoutSeed, .dropoutOffset].contains(role)
                 ? CuDNNGraphSpec.contiguousStrides(dims) : shape.strides(of: role)
             return graph.add(.init(uid: role.rawValue, name: "\(role)", dims: dims, strides: strides, dataType: type,
                                    isVirtual: false, scalar: nil))
@@ -163,7 +184,22 @@ public enum SDPAGraphs {
             case .k, .v, .dK, .dV: return (hk, sk, d, shape.dataType)
             case .stats, .softmaxSum: return (h, sq, 1, .float)
             case .dQAccumulator: return (h, sq, d, .float)
+            case .dropoutSeed, .dropoutOffset: return (1, 1, 1, .int64)
             }
+        }
+
+        /// Dropout's keep mask `[b, heads, queries, keys]` (fp32 ones and zeros), drawn by cuDNN from the
+        /// seed and offset tensors, ones with probability 1 − dropout.
+        mutating func keepMask() -> Int64 {
+            let seed = input(.dropoutSeed), offset = input(.dropoutOffset)
+            let mask = virtual("rng", dims: scoreDims)
+            graph.add(.bernoulli(name: "rng", probability: 1 - Double(shape.dropout), seed: seed, offset: offset, y: mask))
+            return mask
+        }
+
+        /// The by-value scalar 1 / (1 − dropout), in fp32 as cudnn-frontend computes it.
+        mutating func dropoutScale() -> Int64 {
+            scalar(SDPAGraphs.dropoutScaleUID, "dropout_scale", .float(1 / (1 - shape.dropout)))
         }
 
         mutating func scalar(_ uid: Int64, _ name: String, _ value: CuDNNGraphSpec.Scalar) -> Int64 {

@@ -3,27 +3,7 @@
 // (lo(i / 4), hi(i / 4), lo(offset), hi(offset)) under key (lo(seed), hi(seed)); its uniform is
 // (bits >> 8) * 2^-24; it is kept iff uniform >= p, and kept values are scaled by `scale`
 // (the host passes 1 / (1 - p) computed in fp32, as the CPU does). The same call on the output
-// gradient is the backward pass.
-
-__device__ __forceinline__ uint4 philox4x32_10(uint4 counter, uint2 key) {
-#pragma unroll
-    for (int round = 0; round < 10; round++) {
-        const unsigned lo0 = 0xD2511F53u * counter.x, hi0 = __umulhi(0xD2511F53u, counter.x);
-        const unsigned lo1 = 0xCD9E8D57u * counter.z, hi1 = __umulhi(0xCD9E8D57u, counter.z);
-        counter = make_uint4(hi1 ^ counter.y ^ key.x, lo1, hi0 ^ counter.w ^ key.y, lo0);
-        key.x += 0x9E3779B9u;
-        key.y += 0xBB67AE85u;
-    }
-    return counter;
-}
-
-__device__ __forceinline__ uint4 philox_block(long long block, unsigned long long offset, uint2 key) {
-    return philox4x32_10(make_uint4((unsigned)block, (unsigned)(block >> 32), (unsigned)offset, (unsigned)(offset >> 32)), key);
-}
-
-__device__ __forceinline__ bool dropout_keep(unsigned bits, float p) {
-    return (float)(bits >> 8) * (1.0f / 16777216.0f) >= p;
-}
+// gradient is the backward pass. Philox and the keep test are neural.cuh's (flash attention shares them).
 
 // out = keep ? x * scale : 0; mask (optional, may be null) = keep as 1 / 0 bytes. When
 // `vectorized` (out and in 16-byte aligned, mask 8-byte aligned), each thread takes 8 elements,

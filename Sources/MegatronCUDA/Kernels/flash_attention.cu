@@ -1,5 +1,11 @@
-// Flash attention (FlashAttention-2's algorithm) for bf16 and fp16 with head dims 64 and 128:
-// softmax(q kᵀ * scale + causal mask) v without materializing the [s, t] scores, and its backward.
+// Flash attention (FlashAttention-2's algorithm) for bf16 and fp16, any head dim D that is a multiple
+// of 8 up to 256: softmax(q kᵀ * scale + causal mask) v without materializing the [s, t] scores, and
+// its backward, optionally with dropout on the probabilities (the `_dropout` kernels).
+//
+// One NVRTC program per head dim and type (NeuralKernels.programSource): it defines FA_HEAD_DIM, the
+// tiling FA_TILING and FA_TYPES before this file; without them (scripts/check_kernels_nvrtc.py) the
+// file builds D = 64 for both types. A D that is not a multiple of 16 computes on DP = D rounded up to
+// 16: tiles are zero-filled past column D and nothing past it is stored.
 //
 // Layout (the launcher in NeuralKernels+Attention.swift documents it too): q, o and dO are addressed
 // as [batch, group, headInGroup, row, dim] and k, v as [batch, group, row, dim] through strides in
@@ -8,7 +14,7 @@
 // (grouped-query attention). Causal: query i (of s) sits at key position i + (t - s).
 //
 // Tensor cores: mma.sync m16n8k16 with fp32 accumulators; fragments come from shared memory tiles
-// (row pitch D + 8 elements, so the eight 16-byte rows of each ldmatrix hit distinct banks)
+// (row pitch DP + 8 elements, so the eight 16-byte rows of each ldmatrix hit distinct banks)
 // filled by cp.async, double-buffered so the next tile loads while this one is multiplied.
 // Each CTA has 4 warps; each warp owns MT x 16 rows (queries in the forward and dQ kernels, keys
 // in the dK/dV kernel), so every B fragment read from shared memory feeds MT products.
@@ -21,6 +27,12 @@
 // an fp32 accumulator with atomics, which a last pass scales and rounds: five products per tile.
 // Deterministic mode instead runs a second kernel per query block that accumulates dQ over the key
 // blocks in a fixed order, recomputing P and dP: seven products per tile, run-to-run identical.
+//
+// Dropout (AttentionDropout.swift gives the mask): probability (b, h, i, j) of [batch, heads, s, t] has
+// index ((b * heads + h) * s + i) * t + j and is kept iff its Philox uniform is >= p, the numbers of the
+// CPU reference, drawn again in the backward. The forward drops P before P V (the row sums and the
+// log-sum-exp stay undropped) and folds 1 / (1 - p) into the output; the backward forms
+// dV = (P ∘ M)ᵀ dO / (1 - p) and dS = P ∘ (dP ∘ M / (1 - p) - delta).
 
 #define FA_THREADS 128
 #define FA_LOG2E 1.4426950408889634f
@@ -44,15 +56,15 @@ __device__ __forceinline__ void fa_cp_async16(void *shared, const void *global, 
 __device__ __forceinline__ void fa_cp_async_commit() { asm volatile("cp.async.commit_group;"); }
 template <int N> __device__ __forceinline__ void fa_cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
 
-// Rows [row0, row0 + ROWS) of a [rows, D] matrix (row stride `stride`) into a tile of pitch D + 8;
-// rows at or past `rows` are zero-filled. All FA_THREADS threads take part.
-template <int D, int ROWS>
+// Rows [row0, row0 + ROWS) of a [rows, D] matrix (row stride `stride`) into a tile of DP columns and
+// pitch DP + 8; rows at or past `rows` and columns at or past D are zero-filled. All FA_THREADS threads take part.
+template <int D, int DP, int ROWS>
 __device__ __forceinline__ void fa_load_tile(unsigned short *tile, const unsigned short *base, long long stride, int row0, int rows) {
-    constexpr int CHUNKS = D / 8, P = D + 8;
+    constexpr int CHUNKS = DP / 8, P = DP + 8;
 #pragma unroll
     for (int c = threadIdx.x; c < ROWS * CHUNKS; c += FA_THREADS) {
         const int r = c / CHUNKS, col = (c % CHUNKS) * 8;
-        const bool valid = row0 + r < rows;
+        const bool valid = row0 + r < rows && (D == DP || col < D);
         fa_cp_async16(tile + r * P + col, valid ? base + (long long)(row0 + r) * stride + col : base, valid);
     }
 }
@@ -188,10 +200,10 @@ __device__ __forceinline__ float fa_quad_sum(float v) {
 }
 
 // Writes this warp's MT x 16 accumulator rows (row r of tile mt times scale[mt][r]) to rows row0..
-// of a [rows, D] matrix.
-template <class T, int D, int MT>
+// of a [rows, D] matrix (the accumulators' columns past D, DP - D of them, are not stored).
+template <class T, int D, int DP, int MT>
 __device__ __forceinline__ void fa_store_rows(unsigned short *base, long long stride, int row0, int rows,
-                                              const float (&c)[MT][D / 8][4], const float (&scale)[MT][2]) {
+                                              const float (&c)[MT][DP / 8][4], const float (&scale)[MT][2]) {
     const int lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
@@ -213,15 +225,95 @@ __device__ __forceinline__ int fa_key_end(int q0, int rows, int s, int t, int ca
 }
 
 // ---------------------------------------------------------------------------------------------
+// Attention dropout's mask (see the top of the file). `head_rows` is (b * heads + h) * s for the query
+// head at hand, so query row i's probabilities start at index (head_rows + i) * t.
+struct FaDropout {
+    float p, scale;
+    uint2 key;
+    unsigned long long offset;
+    long long head_rows;
+    int t;
+};
+
+__device__ __forceinline__ FaDropout fa_dropout(float p, float scale, unsigned long long seed, unsigned long long offset,
+                                                long long head_rows, int t) {
+    FaDropout d;
+    d.p = p, d.scale = scale, d.key = make_uint2((unsigned)seed, (unsigned)(seed >> 32)), d.offset = offset;
+    d.head_rows = head_rows, d.t = t;
+    return d;
+}
+
+// The keep test of mask index `index`, its Philox block drawn for it alone.
+__device__ __forceinline__ bool fa_keeps(const FaDropout &d, unsigned long long index) {
+    const uint4 r = philox_block((long long)(index >> 2), d.offset, d.key);
+    const int word = (int)(index & 3);
+    return dropout_keep(word == 0 ? r.x : word == 1 ? r.y : word == 2 ? r.z : r.w, d.p);
+}
+
+// Keep bits (bit e for accumulator element e) of a 16 x 8 accumulator tile whose rows are queries
+// (this thread's `row` and row + 8) and columns keys (col0 + tq * 2 + (e & 1)). When t % 4 == 0 a
+// Philox block is keys 4m..4m+3 of one query, which a lane pair (tq, tq ^ 1) holds: the even lane
+// draws row `row`'s block and the odd lane row + 8's, and they swap the halves the other holds, one
+// block per four probabilities. Otherwise each probability draws its own block.
+__device__ __forceinline__ unsigned fa_keep_bits_rows(const FaDropout &d, int row, int col0) {
+    const int tq = threadIdx.x & 3;
+    if ((d.t & 3) == 0) {
+        const bool odd = tq & 1;
+        const unsigned long long index = (unsigned long long)(d.head_rows + row + (odd ? 8 : 0)) * d.t + col0 + (tq >> 1) * 4;
+        const uint4 r = philox_block((long long)(index >> 2), d.offset, d.key);
+        const unsigned got0 = __shfl_xor_sync(0xffffffffu, odd ? r.x : r.z, 1);
+        const unsigned got1 = __shfl_xor_sync(0xffffffffu, odd ? r.y : r.w, 1);
+        const unsigned w0 = odd ? got0 : r.x, w1 = odd ? got1 : r.y, w2 = odd ? r.z : got0, w3 = odd ? r.w : got1;
+        return (unsigned)dropout_keep(w0, d.p) | (unsigned)dropout_keep(w1, d.p) << 1 | (unsigned)dropout_keep(w2, d.p) << 2
+               | (unsigned)dropout_keep(w3, d.p) << 3;
+    }
+    unsigned bits = 0;
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+        bits |= (unsigned)fa_keeps(d, (unsigned long long)(d.head_rows + row + (e >> 1) * 8) * d.t + col0 + tq * 2 + (e & 1)) << e;
+    return bits;
+}
+
+// Keep bits of a 16 x 8 accumulator tile whose rows are keys (this thread's `key` and key + 8) and
+// columns queries (col0 + tq * 2 + (e & 1)), as the dK/dV kernel holds Pᵀ. When t % 4 == 0 a Philox
+// block is keys 4m..4m+3 of one query, which the four lanes g = 4m'..4m'+3 of one tq hold: lane x = g % 4
+// draws the block of element x (key half x / 2, query x % 2) and three shuffles give each lane its
+// word of the other three blocks.
+__device__ __forceinline__ unsigned fa_keep_bits_cols(const FaDropout &d, int key, int col0) {
+    const int lane = threadIdx.x & 31, tq = lane & 3, x = (lane >> 2) & 3;
+    if ((d.t & 3) == 0) {
+        const unsigned long long index = (unsigned long long)(d.head_rows + col0 + tq * 2 + (x & 1)) * d.t + key - x + (x >> 1) * 8;
+        const uint4 r = philox_block((long long)(index >> 2), d.offset, d.key);
+        unsigned bits = 0;
+#pragma unroll
+        for (int round = 0; round < 4; round++) {
+            // Round r: lane x reads lane x ^ r, which hands over word x of its block (its own x ^ r): the
+            // word of lane x's key in the block of element x ^ r.
+            const int word = x ^ round;
+            unsigned w = word == 0 ? r.x : word == 1 ? r.y : word == 2 ? r.z : r.w;
+            if (round) w = __shfl_xor_sync(0xffffffffu, w, round << 2);
+            bits |= (unsigned)dropout_keep(w, d.p) << (x ^ round);
+        }
+        return bits;
+    }
+    unsigned bits = 0;
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+        bits |= (unsigned)fa_keeps(d, (unsigned long long)(d.head_rows + col0 + tq * 2 + (e & 1)) * d.t + key + (e >> 1) * 8) << e;
+    return bits;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Forward: each warp owns MT x 16 query rows, the CTA 4 x MT x 16; BN keys per step.
 // Grid (ceil(s / rows per CTA), heads, batch); heavy causal query blocks start first.
-template <class T, int D, int MT, int BN>
+template <class T, int D, int MT, int BN, bool DROPOUT>
 __device__ void flash_forward(const T *q, long long q_b, long long q_g, long long q_p, long long q_s,
                               const T *k, long long k_b, long long k_g, long long k_s,
                               const T *v, long long v_b, long long v_g, long long v_s,
                               T *o, long long o_b, long long o_g, long long o_p, long long o_s,
-                              float *lse, int groups, int per_group, int s, int t, float scale_log2, int causal) {
-    constexpr int P = D + 8, WM = 16 * MT, BM = 4 * WM, NT = BN / 8;
+                              float *lse, int groups, int per_group, int s, int t, float scale_log2, int causal,
+                              float dropout_p, float dropout_scale, unsigned long long philox_seed, unsigned long long philox_offset) {
+    constexpr int DP = (D + 15) / 16 * 16, P = DP + 8, WM = 16 * MT, BM = 4 * WM, NT = BN / 8;
     extern __shared__ __align__(16) unsigned char fa_shared[];
     unsigned short *qs = reinterpret_cast<unsigned short *>(fa_shared);
     unsigned short *ks = qs + BM * P;          // [2][BN][P]
@@ -234,13 +326,14 @@ __device__ void flash_forward(const T *q, long long q_b, long long q_g, long lon
     const unsigned short *kh = reinterpret_cast<const unsigned short *>(k) + b * k_b + group * k_g;
     const unsigned short *vh = reinterpret_cast<const unsigned short *>(v) + b * v_b + group * v_g;
     const int blocks = (fa_key_end(q0, BM, s, t, causal) + BN - 1) / BN;
+    const FaDropout drop = fa_dropout(dropout_p, dropout_scale, philox_seed, philox_offset, ((long long)b * gridDim.y + h) * s, t);
 
-    fa_load_tile<D, BM>(qs, qh, q_s, q0, s);
-    fa_load_tile<D, BN>(ks, kh, k_s, 0, t);
-    fa_load_tile<D, BN>(vs, vh, v_s, 0, t);
+    fa_load_tile<D, DP, BM>(qs, qh, q_s, q0, s);
+    fa_load_tile<D, DP, BN>(ks, kh, k_s, 0, t);
+    fa_load_tile<D, DP, BN>(vs, vh, v_s, 0, t);
     fa_cp_async_commit();
 
-    float acc[MT][D / 8][4] = {};
+    float acc[MT][DP / 8][4] = {};
     float row_max[MT][2], row_sum[MT][2] = {};
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) row_max[mt][0] = row_max[mt][1] = NEG_INFINITY;
@@ -248,8 +341,8 @@ __device__ void flash_forward(const T *q, long long q_b, long long q_g, long lon
 
     for (int j = 0; j < blocks; j++) {
         if (j + 1 < blocks) {
-            fa_load_tile<D, BN>(ks + ((j + 1) & 1) * BN * P, kh, k_s, (j + 1) * BN, t);
-            fa_load_tile<D, BN>(vs + ((j + 1) & 1) * BN * P, vh, v_s, (j + 1) * BN, t);
+            fa_load_tile<D, DP, BN>(ks + ((j + 1) & 1) * BN * P, kh, k_s, (j + 1) * BN, t);
+            fa_load_tile<D, DP, BN>(vs + ((j + 1) & 1) * BN * P, vh, v_s, (j + 1) * BN, t);
             fa_cp_async_commit();
             fa_cp_async_wait<1>();
         } else {
@@ -259,7 +352,7 @@ __device__ void flash_forward(const T *q, long long q_b, long long q_g, long lon
         const unsigned short *kt = ks + (j & 1) * BN * P, *vt = vs + (j & 1) * BN * P;
 
         float sc[MT][NT][4] = {};
-        fa_gemm_abt<T, D, NT, P, MT>(sc, qs, warp * WM, kt);
+        fa_gemm_abt<T, DP, NT, P, MT>(sc, qs, warp * WM, kt);
 
         // Only blocks crossing the diagonal or the end of the keys need a mask (on the raw scores).
         const int k0 = j * BN;
@@ -289,7 +382,7 @@ __device__ void flash_forward(const T *q, long long q_b, long long q_g, long lon
                 row_max[mt][r] = m;
                 row_sum[mt][r] *= rescale;
 #pragma unroll
-                for (int nt = 0; nt < D / 8; nt++) {
+                for (int nt = 0; nt < DP / 8; nt++) {
                     acc[mt][nt][2 * r] *= rescale;
                     acc[mt][nt][2 * r + 1] *= rescale;
                 }
@@ -300,7 +393,18 @@ __device__ void flash_forward(const T *q, long long q_b, long long q_g, long lon
                     row_sum[mt][r] += sc[mt][nt][2 * r] + sc[mt][nt][2 * r + 1];
                 }
             }
-        fa_gemm_pv<T, D, NT, P, MT>(acc, sc, vt);
+        if constexpr (DROPOUT) {   // after the row sums, which normalize by every probability
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) {
+                    const unsigned keep = fa_keep_bits_rows(drop, row_a + mt * 16, k0 + nt * 8);
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        if (!(keep >> e & 1)) sc[mt][nt][e] = 0.0f;
+                }
+        }
+        fa_gemm_pv<T, DP, NT, P, MT>(acc, sc, vt);
         __syncthreads();   // the next iteration's loads overwrite the tiles just read
     }
 
@@ -310,13 +414,13 @@ __device__ void flash_forward(const T *q, long long q_b, long long q_g, long lon
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             const float total = fa_quad_sum(row_sum[mt][r]);
-            inverse[mt][r] = total > 0.0f ? 1.0f / total : 0.0f;
+            inverse[mt][r] = total > 0.0f ? (DROPOUT ? drop.scale : 1.0f) / total : 0.0f;
             const int row = row_a + mt * 16 + r * 8;
             if (tq == 0 && row < s)
                 lse[((long long)b * gridDim.y + h) * s + row] = total > 0.0f ? (row_max[mt][r] + log2f(total)) * FA_LN2 : NEG_INFINITY;
         }
     unsigned short *oh = reinterpret_cast<unsigned short *>(o) + b * o_b + group * o_g + p * o_p;
-    fa_store_rows<T, D, MT>(oh, o_s, q0 + warp * WM, s, acc, inverse);
+    fa_store_rows<T, D, DP, MT>(oh, o_s, q0 + warp * WM, s, acc, inverse);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -339,37 +443,42 @@ __device__ void flash_backward_delta(const T *o, long long o_b, long long o_g, l
 }
 
 // dQ's rows for one query head from the staged dSᵀ: dq_acc[q0 + i, :] += sum over the CTA's BN keys
-// of dS[i, key] K[key, :]. Warp w takes query tile w % (BQ / 16) and its share of the D columns.
-template <class T, int D, int BN, int BQ, int P, int PQ>
+// of dS[i, key] K[key, :] (dq_acc rows of D floats). Warp w takes query tile w % (BQ / 16) and every
+// (4 / (BQ / 16))-th pair of 8-column tiles from pair w / (BQ / 16) on.
+template <class T, int D, int DP, int BN, int BQ, int P, int PQ>
 __device__ __forceinline__ void fa_add_dq(float *dq_rows, int q0, int s, const unsigned short *dst, const unsigned short *ks) {
-    constexpr int QT = BQ / 16, PARTS = 4 / QT, DC = D / PARTS;
-    static_assert(QT * PARTS == 4 && DC % 16 == 0, "dQ tiles must divide among 4 warps");
+    constexpr int QT = BQ / 16, PARTS = 4 / QT, PAIRS = DP / 16, MINE = (PAIRS + PARTS - 1) / PARTS;
+    static_assert(QT * PARTS == 4, "dQ tiles must divide among 4 warps");
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
-    const int qt = warp % QT, c0 = (warp / QT) * DC;
-    float acc[DC / 8][4] = {};
+    const int qt = warp % QT, part = warp / QT;
+    float acc[2 * MINE][4] = {};
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
         unsigned a[4];
         fa_load_a_trans<PQ>(a, dst, kk * 16, qt * 16);
 #pragma unroll
-        for (int nt = 0; nt < DC / 16; nt++) {
-            unsigned bf[4];
-            fa_load_b<P>(bf, ks, kk * 16, c0 + nt * 16);
-            fa_mma<T>(acc[2 * nt], a, bf[0], bf[1]);
-            fa_mma<T>(acc[2 * nt + 1], a, bf[2], bf[3]);
+        for (int i = 0; i < MINE; i++) {
+            const int pair = part + i * PARTS;
+            if (pair < PAIRS) {   // the same for the whole warp
+                unsigned bf[4];
+                fa_load_b<P>(bf, ks, kk * 16, pair * 16);
+                fa_mma<T>(acc[2 * i], a, bf[0], bf[1]);
+                fa_mma<T>(acc[2 * i + 1], a, bf[2], bf[3]);
+            }
         }
     }
     // Lane pairs (tq, tq ^ 1) swap halves so each holds four adjacent columns of one row: the even lane
     // row g, columns 2tq..2tq+3; the odd lane row g + 8, columns 2tq-2..2tq+1. One 16-byte atomic
     // (sm_90) then does the work of four.
     const bool odd = tq & 1;
-    const int row = q0 + qt * 16 + g + (odd ? 8 : 0), c = c0 + (tq & 2) * 2;
+    const int row = q0 + qt * 16 + g + (odd ? 8 : 0), c = (tq & 2) * 2;
 #pragma unroll
-    for (int nt = 0; nt < DC / 8; nt++) {
+    for (int nt = 0; nt < 2 * MINE; nt++) {
         const float give0 = odd ? acc[nt][0] : acc[nt][2], give1 = odd ? acc[nt][1] : acc[nt][3];
         const float got0 = __shfl_xor_sync(0xffffffffu, give0, 1), got1 = __shfl_xor_sync(0xffffffffu, give1, 1);
         const float4 sum = odd ? make_float4(got0, got1, acc[nt][2], acc[nt][3]) : make_float4(acc[nt][0], acc[nt][1], got0, got1);
-        if (row < s) atomicAdd(reinterpret_cast<float4 *>(dq_rows + (long long)row * D + c + nt * 8), sum);
+        const int column = (part + (nt / 2) * PARTS) * 16 + (nt % 2) * 8;   // DP - D padding columns are not stored
+        if (row < s && column < D) atomicAdd(reinterpret_cast<float4 *>(dq_rows + (long long)row * D + column + c), sum);
     }
 }
 
@@ -393,8 +502,8 @@ __device__ __forceinline__ void fa_stage_transposed(unsigned short *tile, int ro
 // summed over the group's query heads and every query block that sees these keys.
 // Grid (ceil(t / keys per CTA), groups, batch). BQ queries per step. dk, dv: addressed like k and v.
 // With ATOMIC_DQ it also adds (dS K) over these keys to dq_acc, fp32 contiguous [batch, heads, s, D]
-// (unscaled; flash_backward_dq_finalize applies the scale).
-template <class T, int D, int MT, int BQ, bool ATOMIC_DQ>
+// (unscaled; flash_backward_dq_finalize applies the scale). With DROPOUT, P is dropped as the forward did.
+template <class T, int D, int MT, int BQ, bool ATOMIC_DQ, bool DROPOUT>
 __device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, long long q_p, long long q_s,
                                     const T *k, long long k_b, long long k_g, long long k_s,
                                     const T *v, long long v_b, long long v_g, long long v_s,
@@ -402,8 +511,9 @@ __device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, lo
                                     const float *lse, const float *delta,
                                     T *dk, long long dk_b, long long dk_g, long long dk_s,
                                     T *dv, long long dv_b, long long dv_g, long long dv_s, float *dq_acc,
-                                    int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {
-    constexpr int P = D + 8, WN = 16 * MT, BN = 4 * WN, NT = BQ / 8, PQ = BQ + 8;
+                                    int groups, int per_group, int s, int t, float scale_log2, float scale, int causal,
+                                    float dropout_p, float dropout_scale, unsigned long long philox_seed, unsigned long long philox_offset) {
+    constexpr int DP = (D + 15) / 16 * 16, P = DP + 8, WN = 16 * MT, BN = 4 * WN, NT = BQ / 8, PQ = BQ + 8;
     extern __shared__ __align__(16) unsigned char fa_shared[];
     unsigned short *ks = reinterpret_cast<unsigned short *>(fa_shared);
     unsigned short *vs = ks + BN * P;
@@ -426,8 +536,8 @@ __device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, lo
         const int p = step / per_head, q0 = (first + step % per_head) * BQ;
         const unsigned short *qh = reinterpret_cast<const unsigned short *>(q) + b * q_b + group * q_g + p * q_p;
         const unsigned short *dh = reinterpret_cast<const unsigned short *>(dout) + b * d_b + group * d_g + p * d_p;
-        fa_load_tile<D, BQ>(qs + buffer * BQ * P, qh, q_s, q0, s);
-        fa_load_tile<D, BQ>(dos + buffer * BQ * P, dh, d_s, q0, s);
+        fa_load_tile<D, DP, BQ>(qs + buffer * BQ * P, qh, q_s, q0, s);
+        fa_load_tile<D, DP, BQ>(dos + buffer * BQ * P, dh, d_s, q0, s);
         const long long rows = ((long long)b * heads + group * per_group + p) * s;
         for (int r = threadIdx.x; r < BQ; r += FA_THREADS) {
             const bool valid = q0 + r < s;
@@ -436,13 +546,14 @@ __device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, lo
         }
     };
 
-    fa_load_tile<D, BN>(ks, kh, k_s, k0, t);
-    fa_load_tile<D, BN>(vs, vh, v_s, k0, t);
+    fa_load_tile<D, DP, BN>(ks, kh, k_s, k0, t);
+    fa_load_tile<D, DP, BN>(vs, vh, v_s, k0, t);
     if (steps > 0) load_step(0, 0);
     fa_cp_async_commit();
 
-    float dk_acc[MT][D / 8][4] = {}, dv_acc[MT][D / 8][4] = {};
+    float dk_acc[MT][DP / 8][4] = {}, dv_acc[MT][DP / 8][4] = {};
     const int key_a = k0 + warp * WN + g;   // this thread's keys: key_a + mt * 16 + r * 8
+    FaDropout drop = fa_dropout(dropout_p, dropout_scale, philox_seed, philox_offset, 0, t);
 
     for (int step = 0; step < steps; step++) {
         const int buffer = step & 1;
@@ -459,7 +570,7 @@ __device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, lo
         const float *lt = lses + buffer * BQ, *deltat = deltas + buffer * BQ;
 
         float pt[MT][NT][4] = {};   // Pᵀ: this warp's keys x BQ queries
-        fa_gemm_abt<T, D, NT, P, MT>(pt, ks, warp * WN, qt);
+        fa_gemm_abt<T, DP, NT, P, MT>(pt, ks, warp * WN, qt);
         // Only steps whose first query precedes this warp's last key cross the diagonal.
         const bool diagonal = causal && k0 + warp * WN + WN - 1 > q0 + offset;
 #pragma unroll
@@ -472,31 +583,54 @@ __device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, lo
                     const float p = fa_exp2(fmaf(pt[mt][nt][e], scale_log2, -lt[col]));
                     pt[mt][nt][e] = diagonal && key > q0 + col + offset ? 0.0f : p;
                 }
-        fa_gemm_pv<T, D, NT, P, MT>(dv_acc, pt, dt);   // dV += Pᵀ dO
-
         float dpt[MT][NT][4] = {};  // dPᵀ = V dOᵀ
-        fa_gemm_abt<T, D, NT, P, MT>(dpt, vs, warp * WN, dt);
+        if constexpr (DROPOUT) {
+            // dSᵀ = Pᵀ ∘ (dPᵀ ∘ Mᵀ / (1 - p) - delta) first, then Pᵀ ∘ Mᵀ in place for dV (scaled at the end).
+            fa_gemm_abt<T, DP, NT, P, MT>(dpt, vs, warp * WN, dt);
+            drop.head_rows = ((long long)b * heads + group * per_group + step / per_head) * s;
 #pragma unroll
-        for (int mt = 0; mt < MT; mt++)
+            for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-            for (int nt = 0; nt < NT; nt++)
+                for (int nt = 0; nt < NT; nt++) {
+                    const unsigned keep = fa_keep_bits_cols(drop, key_a + mt * 16, q0 + nt * 8);
 #pragma unroll
-                for (int e = 0; e < 4; e++) pt[mt][nt][e] *= dpt[mt][nt][e] - deltat[nt * 8 + tq * 2 + (e & 1)];   // dSᵀ
-        fa_gemm_pv<T, D, NT, P, MT>(dk_acc, pt, qt);   // dK += dSᵀ Q
+                    for (int e = 0; e < 4; e++) {
+                        const bool kept = keep >> e & 1;
+                        dpt[mt][nt][e] = pt[mt][nt][e] * ((kept ? dpt[mt][nt][e] * drop.scale : 0.0f)
+                                                          - deltat[nt * 8 + tq * 2 + (e & 1)]);
+                        if (!kept) pt[mt][nt][e] = 0.0f;
+                    }
+                }
+            fa_gemm_pv<T, DP, NT, P, MT>(dv_acc, pt, dt);    // dV += (Pᵀ ∘ Mᵀ) dO
+            fa_gemm_pv<T, DP, NT, P, MT>(dk_acc, dpt, qt);   // dK += dSᵀ Q
+        } else {
+            fa_gemm_pv<T, DP, NT, P, MT>(dv_acc, pt, dt);   // dV += Pᵀ dO
+            fa_gemm_abt<T, DP, NT, P, MT>(dpt, vs, warp * WN, dt);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) dpt[mt][nt][e] = pt[mt][nt][e] * (dpt[mt][nt][e] - deltat[nt * 8 + tq * 2 + (e & 1)]);   // dSᵀ
+            fa_gemm_pv<T, DP, NT, P, MT>(dk_acc, dpt, qt);   // dK += dSᵀ Q
+        }
         if constexpr (ATOMIC_DQ) {
-            fa_stage_transposed<T, MT, NT, PQ>(dst, warp * WN, pt);
+            fa_stage_transposed<T, MT, NT, PQ>(dst, warp * WN, dpt);
             __syncthreads();
             const int p = step / per_head;
-            fa_add_dq<T, D, BN, BQ, P, PQ>(dq_acc + (((long long)b * heads + group * per_group + p) * s) * D, q0, s, dst, ks);
+            fa_add_dq<T, D, DP, BN, BQ, P, PQ>(dq_acc + (((long long)b * heads + group * per_group + p) * s) * D, q0, s, dst, ks);
         }
         __syncthreads();
     }
 
-    float dk_scale[MT][2], one[MT][2];
+    float dk_scale[MT][2], dv_scale[MT][2];   // dV takes the dropout scale
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++) dk_scale[mt][0] = dk_scale[mt][1] = scale, one[mt][0] = one[mt][1] = 1.0f;
-    fa_store_rows<T, D, MT>(reinterpret_cast<unsigned short *>(dk) + b * dk_b + group * dk_g, dk_s, k0 + warp * WN, t, dk_acc, dk_scale);
-    fa_store_rows<T, D, MT>(reinterpret_cast<unsigned short *>(dv) + b * dv_b + group * dv_g, dv_s, k0 + warp * WN, t, dv_acc, one);
+    for (int mt = 0; mt < MT; mt++) {
+        dk_scale[mt][0] = dk_scale[mt][1] = scale;
+        dv_scale[mt][0] = dv_scale[mt][1] = DROPOUT ? drop.scale : 1.0f;
+    }
+    fa_store_rows<T, D, DP, MT>(reinterpret_cast<unsigned short *>(dk) + b * dk_b + group * dk_g, dk_s, k0 + warp * WN, t, dk_acc, dk_scale);
+    fa_store_rows<T, D, DP, MT>(reinterpret_cast<unsigned short *>(dv) + b * dv_b + group * dv_g, dv_s, k0 + warp * WN, t, dv_acc, dv_scale);
 }
 
 // dq = scale * dq_acc, rounded to T: dq_acc fp32 contiguous [batch, heads, s, D], dq addressed like
@@ -523,15 +657,17 @@ __device__ void flash_backward_dq_finalize(const float *dq_acc, T *dq, long long
 // ---------------------------------------------------------------------------------------------
 // dQ of one block of 4 x MT x 16 query rows of one head (each warp owns MT x 16), over the key
 // blocks (BN keys each) it sees. Grid (ceil(s / rows per CTA), heads, batch). dq: addressed like
-// the queries.
-template <class T, int D, int MT, int BN>
+// the queries. With DROPOUT, dP is dropped as the forward dropped P.
+template <class T, int D, int MT, int BN, bool DROPOUT>
 __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long long q_p, long long q_s,
                                   const T *k, long long k_b, long long k_g, long long k_s,
                                   const T *v, long long v_b, long long v_g, long long v_s,
                                   const T *dout, long long d_b, long long d_g, long long d_p, long long d_s,
                                   const float *lse, const float *delta,
-                                  T *dq, long long dq_b, long long dq_g, long long dq_p, long long dq_s, int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {
-    constexpr int P = D + 8, WM = 16 * MT, BM = 4 * WM, NT = BN / 8;
+                                  T *dq, long long dq_b, long long dq_g, long long dq_p, long long dq_s, int groups, int per_group,
+                                  int s, int t, float scale_log2, float scale, int causal,
+                                  float dropout_p, float dropout_scale, unsigned long long philox_seed, unsigned long long philox_offset) {
+    constexpr int DP = (D + 15) / 16 * 16, P = DP + 8, WM = 16 * MT, BM = 4 * WM, NT = BN / 8;
     extern __shared__ __align__(16) unsigned char fa_shared[];
     unsigned short *qs = reinterpret_cast<unsigned short *>(fa_shared);
     unsigned short *dos = qs + BM * P;
@@ -547,14 +683,15 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
     const unsigned short *vh = reinterpret_cast<const unsigned short *>(v) + b * v_b + group * v_g;
     const int blocks = (fa_key_end(q0, BM, s, t, causal) + BN - 1) / BN;
 
-    fa_load_tile<D, BM>(qs, qh, q_s, q0, s);
-    fa_load_tile<D, BM>(dos, dh, d_s, q0, s);
-    fa_load_tile<D, BN>(ks, kh, k_s, 0, t);
-    fa_load_tile<D, BN>(vs, vh, v_s, 0, t);
+    fa_load_tile<D, DP, BM>(qs, qh, q_s, q0, s);
+    fa_load_tile<D, DP, BM>(dos, dh, d_s, q0, s);
+    fa_load_tile<D, DP, BN>(ks, kh, k_s, 0, t);
+    fa_load_tile<D, DP, BN>(vs, vh, v_s, 0, t);
     fa_cp_async_commit();
 
     const int row_a = q0 + warp * WM + g;   // this thread's query rows: row_a + mt * 16 + r * 8
     const long long rows = ((long long)b * gridDim.y + h) * s;
+    const FaDropout drop = fa_dropout(dropout_p, dropout_scale, philox_seed, philox_offset, rows, t);
     float row_lse[MT][2], row_delta[MT][2];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
@@ -564,12 +701,12 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
             row_lse[mt][r] = row < s ? lse[rows + row] * FA_LOG2E : POS_INFINITY;
             row_delta[mt][r] = row < s ? delta[rows + row] : 0.0f;
         }
-    float acc[MT][D / 8][4] = {};
+    float acc[MT][DP / 8][4] = {};
 
     for (int j = 0; j < blocks; j++) {
         if (j + 1 < blocks) {
-            fa_load_tile<D, BN>(ks + ((j + 1) & 1) * BN * P, kh, k_s, (j + 1) * BN, t);
-            fa_load_tile<D, BN>(vs + ((j + 1) & 1) * BN * P, vh, v_s, (j + 1) * BN, t);
+            fa_load_tile<D, DP, BN>(ks + ((j + 1) & 1) * BN * P, kh, k_s, (j + 1) * BN, t);
+            fa_load_tile<D, DP, BN>(vs + ((j + 1) & 1) * BN * P, vh, v_s, (j + 1) * BN, t);
             fa_cp_async_commit();
             fa_cp_async_wait<1>();
         } else {
@@ -580,7 +717,7 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
         const int k0 = j * BN;
 
         float pr[MT][NT][4] = {};
-        fa_gemm_abt<T, D, NT, P, MT>(pr, qs, warp * WM, kt);
+        fa_gemm_abt<T, DP, NT, P, MT>(pr, qs, warp * WM, kt);
         const bool edge = k0 + BN > t || (causal && k0 + BN - 1 > q0 + warp * WM + offset);
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
@@ -593,21 +730,26 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
                     pr[mt][nt][e] = edge && (key >= t || (causal && key > row + offset)) ? 0.0f : p;
                 }
         float dp[MT][NT][4] = {};
-        fa_gemm_abt<T, D, NT, P, MT>(dp, dos, warp * WM, vt);
+        fa_gemm_abt<T, DP, NT, P, MT>(dp, dos, warp * WM, vt);
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-            for (int nt = 0; nt < NT; nt++)
+            for (int nt = 0; nt < NT; nt++) {
+                const unsigned keep = DROPOUT ? fa_keep_bits_rows(drop, row_a + mt * 16, k0 + nt * 8) : 0xfu;
 #pragma unroll
-                for (int e = 0; e < 4; e++) pr[mt][nt][e] *= dp[mt][nt][e] - row_delta[mt][e >> 1];   // dS
-        fa_gemm_pv<T, D, NT, P, MT>(acc, pr, kt);   // dQ += dS K
+                for (int e = 0; e < 4; e++) {
+                    const float dropped = DROPOUT ? (keep >> e & 1 ? dp[mt][nt][e] * drop.scale : 0.0f) : dp[mt][nt][e];
+                    pr[mt][nt][e] *= dropped - row_delta[mt][e >> 1];   // dS
+                }
+            }
+        fa_gemm_pv<T, DP, NT, P, MT>(acc, pr, kt);   // dQ += dS K
         __syncthreads();
     }
     float dq_scale[MT][2];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) dq_scale[mt][0] = dq_scale[mt][1] = scale;
     unsigned short *out = reinterpret_cast<unsigned short *>(dq) + b * dq_b + group * dq_g + p * dq_p;
-    fa_store_rows<T, D, MT>(out, dq_s, q0 + warp * WM, s, acc, dq_scale);
+    fa_store_rows<T, D, DP, MT>(out, dq_s, q0 + warp * WM, s, acc, dq_scale);
 }
 
 #define FA_Q_ARGS(T) const T *q, long long q_b, long long q_g, long long q_p, long long q_s
@@ -616,61 +758,69 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
 #define FA_DO_ARGS(T) const T *dout, long long d_b, long long d_g, long long d_p, long long d_s
 #define FA_FORWARD_PASS q, q_b, q_g, q_p, q_s, k, k_b, k_g, k_s, v, v_b, v_g, v_s
 #define FA_BACKWARD_PASS FA_FORWARD_PASS, dout, d_b, d_g, d_p, d_s
+// Every kernel takes the dropout arguments; those without dropout ignore them.
+#define FA_DROPOUT_ARGS float dropout_p, float dropout_scale, unsigned long long philox_seed, unsigned long long philox_offset
+#define FA_DROPOUT_PASS dropout_p, dropout_scale, philox_seed, philox_offset
 
 // dK/dV (and with ATOMIC, dQ's fp32 accumulation) of one head dim under one name.
-#define FA_DKDV_KERNEL(NAME, TYPE, D, MT, BQ, ATOMIC)                                                             \
+#define FA_DKDV_KERNEL(NAME, TYPE, D, MT, BQ, ATOMIC, DROPOUT)                                                    \
     extern "C" __global__ void __launch_bounds__(FA_THREADS) NAME(                                                 \
         FA_Q_ARGS(TYPE), FA_KV_ARGS(TYPE), FA_DO_ARGS(TYPE), const float *lse, const float *delta, TYPE *dk,         \
         long long dk_b, long long dk_g, long long dk_s, TYPE *dv, long long dv_b, long long dv_g, long long dv_s,    \
-        float *dq_acc, int groups, int per_group, int s, int t, float scale_log2, float scale, int causal) {        \
-        flash_backward_dkdv<TYPE, D, MT, BQ, ATOMIC>(FA_BACKWARD_PASS, lse, delta, dk, dk_b, dk_g, dk_s, dv, dv_b,  \
-                                                     dv_g, dv_s, dq_acc, groups, per_group, s, t, scale_log2,      \
-                                                     scale, causal);                                               \
+        float *dq_acc, int groups, int per_group, int s, int t, float scale_log2, float scale, int causal,          \
+        FA_DROPOUT_ARGS) {                                                                                         \
+        flash_backward_dkdv<TYPE, D, MT, BQ, ATOMIC, DROPOUT>(FA_BACKWARD_PASS, lse, delta, dk, dk_b, dk_g, dk_s,    \
+                                                              dv, dv_b, dv_g, dv_s, dq_acc, groups, per_group, s,   \
+                                                              t, scale_log2, scale, causal, FA_DROPOUT_PASS);       \
     }
 
-// One head dim's kernels. Tiling per kernel: forward MT x BN, dK/dV MT x BQ, dQ MT x BN (see the
-// kernels above); NeuralKernels.attentionTiling must match (its source test checks these lines).
-#define FLASH_ATTENTION_KERNELS(SUFFIX, TYPE, D, F_MT, F_BN, KV_MT, KV_BQ, Q_MT, Q_BN)                             \
-    extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_forward_d##D##_##SUFFIX(                        \
+// The forward, dK/dV, dK/dV + atomic dQ and dQ kernels of one head dim, named with VARIANT (empty or
+// _dropout) after their role. Tiling: forward MT x BN, dK/dV MT x BQ, dQ MT x BN (see the kernels above).
+#define FA_VARIANT_KERNELS(SUFFIX, TYPE, D, VARIANT, DROPOUT, F_MT, F_BN, KV_MT, KV_BQ, Q_MT, Q_BN)                \
+    extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_forward##VARIANT##_d##D##_##SUFFIX(             \
         FA_Q_ARGS(TYPE), FA_KV_ARGS(TYPE), TYPE *o, long long o_b, long long o_g, long long o_p, long long o_s,     \
-        float *lse, int groups, int per_group, int s, int t, float scale_log2, int causal) {                       \
-        flash_forward<TYPE, D, F_MT, F_BN>(FA_FORWARD_PASS, o, o_b, o_g, o_p, o_s, lse, groups, per_group, s, t,   \
-                                           scale_log2, causal);                                                    \
+        float *lse, int groups, int per_group, int s, int t, float scale_log2, int causal, FA_DROPOUT_ARGS) {      \
+        flash_forward<TYPE, D, F_MT, F_BN, DROPOUT>(FA_FORWARD_PASS, o, o_b, o_g, o_p, o_s, lse, groups, per_group, \
+                                                    s, t, scale_log2, causal, FA_DROPOUT_PASS);                    \
     }                                                                                                              \
-    FA_DKDV_KERNEL(flash_backward_dkdv_d##D##_##SUFFIX, TYPE, D, KV_MT, KV_BQ, false)                               \
-    FA_DKDV_KERNEL(flash_backward_dkdvdq_d##D##_##SUFFIX, TYPE, D, KV_MT, KV_BQ, true)                              \
-    extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_backward_dq_d##D##_##SUFFIX(                    \
+    FA_DKDV_KERNEL(flash_backward_dkdv##VARIANT##_d##D##_##SUFFIX, TYPE, D, KV_MT, KV_BQ, false, DROPOUT)           \
+    FA_DKDV_KERNEL(flash_backward_dkdvdq##VARIANT##_d##D##_##SUFFIX, TYPE, D, KV_MT, KV_BQ, true, DROPOUT)          \
+    extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_backward_dq##VARIANT##_d##D##_##SUFFIX(         \
         FA_Q_ARGS(TYPE), FA_KV_ARGS(TYPE), FA_DO_ARGS(TYPE), const float *lse, const float *delta, TYPE *dq,         \
         long long dq_b, long long dq_g, long long dq_p, long long dq_s, int groups, int per_group, int s, int t,      \
-        float scale_log2, float scale, int causal) {                                                               \
-        flash_backward_dq<TYPE, D, Q_MT, Q_BN>(FA_BACKWARD_PASS, lse, delta, dq, dq_b, dq_g, dq_p, dq_s, groups,    \
-                                               per_group, s, t, scale_log2, scale, causal);                        \
+        float scale_log2, float scale, int causal, FA_DROPOUT_ARGS) {                                              \
+        flash_backward_dq<TYPE, D, Q_MT, Q_BN, DROPOUT>(FA_BACKWARD_PASS, lse, delta, dq, dq_b, dq_g, dq_p, dq_s,    \
+                                                        groups, per_group, s, t, scale_log2, scale, causal,         \
+                                                        FA_DROPOUT_PASS);                                          \
     }
 
-// Arguments (forward MT, BN, dK/dV MT, BQ, dQ MT, BN) per head dim: two query tiles per warp in
-// the forward halve its shared-memory reads per product; d128 takes fewer columns per step so its
-// accumulators stay in registers.
-#ifndef FA_TILING_D64
-#define FA_TILING_D64 2, 64, 2, 32, 2, 32
-#endif
-#ifndef FA_TILING_D128
-#define FA_TILING_D128 2, 32, 1, 32, 1, 32
-#endif
-#define FA_EXPAND(MACRO, ...) MACRO(__VA_ARGS__)
-
-#define FLASH_ATTENTION_TYPE(SUFFIX, TYPE)                                                                         \
-    FA_EXPAND(FLASH_ATTENTION_KERNELS, SUFFIX, TYPE, 64, FA_TILING_D64)                                            \
-    FA_EXPAND(FLASH_ATTENTION_KERNELS, SUFFIX, TYPE, 128, FA_TILING_D128)                                          \
-    extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_backward_delta_##SUFFIX(                        \
+// One head dim's kernels of one type: both variants, and the delta and dQ-rounding passes (named for
+// the head dim too, so every kernel of a program carries its program's d<D>_<type>).
+#define FLASH_ATTENTION_KERNELS(SUFFIX, TYPE, D, F_MT, F_BN, KV_MT, KV_BQ, Q_MT, Q_BN)                             \
+    FA_VARIANT_KERNELS(SUFFIX, TYPE, D, , false, F_MT, F_BN, KV_MT, KV_BQ, Q_MT, Q_BN)                             \
+    FA_VARIANT_KERNELS(SUFFIX, TYPE, D, _dropout, true, F_MT, F_BN, KV_MT, KV_BQ, Q_MT, Q_BN)                      \
+    extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_backward_delta_d##D##_##SUFFIX(                 \
         const TYPE *o, long long o_b, long long o_g, long long o_p, long long o_s, FA_DO_ARGS(TYPE), float *delta, \
         int groups, int per_group, int s, int dim) {                                                               \
         flash_backward_delta<TYPE>(o, o_b, o_g, o_p, o_s, dout, d_b, d_g, d_p, d_s, delta, groups, per_group, s, dim); \
     }                                                                                                              \
-    extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_backward_dq_finalize_##SUFFIX(                  \
+    extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_backward_dq_finalize_d##D##_##SUFFIX(           \
         const float *dq_acc, TYPE *dq, long long q_b, long long q_g, long long q_p, long long q_s, int groups,       \
         int per_group, int s, int dim, float scale) {                                                              \
         flash_backward_dq_finalize<TYPE>(dq_acc, dq, q_b, q_g, q_p, q_s, groups, per_group, s, dim, scale);        \
     }
 
-FLASH_ATTENTION_TYPE(bf16, bf16)
-FLASH_ATTENTION_TYPE(f16, f16)
+// What the program builds (NeuralKernels.programSource defines these before the file): the head dim,
+// its tiling (forward MT, BN, dK/dV MT, BQ, dQ MT, BN; NeuralKernels.AttentionTiling) and the types.
+#ifndef FA_HEAD_DIM
+#define FA_HEAD_DIM 64
+#endif
+#ifndef FA_TILING
+#define FA_TILING 2, 64, 2, 32, 2, 32
+#endif
+#ifndef FA_TYPES
+#define FA_TYPES(MACRO) MACRO(bf16, bf16) MACRO(f16, f16)
+#endif
+#define FA_EXPAND(MACRO, ...) MACRO(__VA_ARGS__)
+#define FA_TYPE_KERNELS(SUFFIX, TYPE) FA_EXPAND(FLASH_ATTENTION_KERNELS, SUFFIX, TYPE, FA_HEAD_DIM, FA_TILING)
+FA_TYPES(FA_TYPE_KERNELS)

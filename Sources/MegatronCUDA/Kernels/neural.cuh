@@ -29,6 +29,28 @@ template <> __device__ __forceinline__ f16 from_float<f16>(float x) {
     return r;
 }
 
+// Philox-4x32-10, the numbers of the CPU's Philox (Sources/MegatronTensor/Philox.swift): the block for
+// counter (lo(block), hi(block), lo(offset), hi(offset)) under key (lo(seed), hi(seed)).
+__device__ __forceinline__ uint4 philox4x32_10(uint4 counter, uint2 key) {
+#pragma unroll
+    for (int round = 0; round < 10; round++) {
+        const unsigned lo0 = 0xD2511F53u * counter.x, hi0 = __umulhi(0xD2511F53u, counter.x);
+        const unsigned lo1 = 0xCD9E8D57u * counter.z, hi1 = __umulhi(0xCD9E8D57u, counter.z);
+        counter = make_uint4(hi1 ^ counter.y ^ key.x, lo1, hi0 ^ counter.w ^ key.y, lo0);
+        key.x += 0x9E3779B9u;
+        key.y += 0xBB67AE85u;
+    }
+    return counter;
+}
+
+__device__ __forceinline__ uint4 philox_block(long long block, unsigned long long offset, uint2 key) {
+    return philox4x32_10(make_uint4((unsigned)block, (unsigned)(block >> 32), (unsigned)offset, (unsigned)(offset >> 32)), key);
+}
+
+__device__ __forceinline__ bool dropout_keep(unsigned bits, float p) {
+    return (float)(bits >> 8) * (1.0f / 16777216.0f) >= p;
+}
+
 // One access of eight elements of `BYTES` bytes each (16 bytes for 16-bit types, 8 for fp8).
 template <int BYTES> struct Vector8;
 template <> struct Vector8<1> { typedef uint2 type; };

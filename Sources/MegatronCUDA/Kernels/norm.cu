@@ -1,6 +1,8 @@
 // Layer norm and RMS norm over the last dimension of [rows, cols], forward and backward, optionally
 // fused with the residual add before the norm (forward: sum = x + residual is written too and
-// normalized; backward: the gradient reaching `sum` directly is added to dx).
+// normalized; backward: the gradient reaching `sum` directly is added to dx), and in the forward
+// optionally with inverted dropout on `residual` first (the add_dropout_ kernels: Megatron's
+// bias-dropout-add, with the numbers Ops.dropout draws on the whole [rows, cols] branch).
 //
 // Each row belongs to a team of `team` threads (a multiple of 32 dividing blockDim.x; a block holds
 // blockDim.x / team rows) that keeps the row in registers, so x and dy are read from memory exactly
@@ -149,9 +151,42 @@ template <class V, class Op> __device__ __forceinline__ V team_all_reduce(V valu
     return value;
 }
 
+// Inverted dropout on chunk j of a residual row (flat index `index` of its first element in [rows, cols]):
+// element i is kept iff the Philox uniform of index i in draw (seed, offset) is >= p (dropout.cu's numbers),
+// kept values scaled and rounded to T as an unfused dropout stores them. Two Philox blocks when the
+// chunk starts a block (cols % 4 == 0), else one block per element.
+struct NormDropout {
+    float p, scale;
+    uint2 key;
+    unsigned long long offset;
+};
+
+__device__ __forceinline__ NormDropout norm_dropout(float p, float scale, unsigned long long seed, unsigned long long offset) {
+    NormDropout d;
+    d.p = p, d.scale = scale, d.key = make_uint2((unsigned)seed, (unsigned)(seed >> 32)), d.offset = offset;
+    return d;
+}
+
+template <class T> __device__ __forceinline__ void drop_chunk(float (&r)[8], long long index, const NormDropout &d) {
+    unsigned words[8];
+    if ((index & 3) == 0) {
+        const uint4 a = philox_block(index >> 2, d.offset, d.key), b = philox_block((index >> 2) + 1, d.offset, d.key);
+        words[0] = a.x, words[1] = a.y, words[2] = a.z, words[3] = a.w, words[4] = b.x, words[5] = b.y, words[6] = b.z, words[7] = b.w;
+    } else {
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const uint4 c = philox_block((index + k) >> 2, d.offset, d.key);
+            const int w = (int)((index + k) & 3);
+            words[k] = w == 0 ? c.x : w == 1 ? c.y : w == 2 ? c.z : c.w;
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < 8; k++) r[k] = dropout_keep(words[k], d.p) ? to_float(from_float<T>(r[k] * d.scale)) : 0.0f;
+}
+
 // y = (x - mean) * rstd * w + b (LN) or x * rstd * w (RMS); bias may be null; mean may be null.
 // With a residual, x + residual (rounded to T, as an unfused add would store it) goes to sum_out
-// and is what gets normalized.
+// and is what gets normalized. With DROPOUT the residual is dropped first (drop_chunk).
 //
 // LN takes the corrected two-pass statistics (Chan, Golub and LeVeque): a first mean m, then from
 // the registers d = mean(x - m) and the centred squares mean((x - m)^2), so mean = m + d and
@@ -160,9 +195,10 @@ template <class V, class Op> __device__ __forceinline__ V team_all_reduce(V valu
 // nearly full precision, where an fp32 mean alone is off by up to half its ulp, 0.5% of the std.
 // Two plain sums (float, then float2) reduce faster than one merge of (count, mean, m2) moments,
 // whose every step divides.
-template <class T, bool RMS, bool FUSED, int SLOTS>
+template <class T, bool RMS, bool FUSED, bool DROPOUT, int SLOTS>
 __device__ void norm_forward(T *y, T *sum_out, float *mean_out, float *rstd_out, const T *x, const T *residual,
-                             const T *weight, const T *bias, long long rows, int cols, float eps, int vectorized, int team) {
+                             const T *weight, const T *bias, long long rows, int cols, float eps, int vectorized, int team,
+                             NormDropout drop) {
     const int lane = threadIdx.x % team, teams = blockDim.x / team, chunks = (cols + 7) / 8;
     // The loop bound is the same for the whole block: inactive teams still join the reductions.
     for (long long first = (long long)blockIdx.x * teams; first < rows; first += (long long)gridDim.x * teams) {
@@ -180,6 +216,7 @@ __device__ void norm_forward(T *y, T *sum_out, float *mean_out, float *rstd_out,
                 float v[8], r[8];
                 unpack(raw[s], v);
                 load_chunk(residual + offset, j, cols, vectorized, r);
+                if constexpr (DROPOUT) drop_chunk<T>(r, offset + 8 * j, drop);
 #pragma unroll
                 for (int k = 0; k < 8; k++) v[k] += r[k];
                 raw[s] = pack<T>(v);
@@ -423,19 +460,22 @@ __device__ void column_sum(T *out0, T *out1, const float *partials, int blocks, 
 }
 
 // Forward kernels, one per slot count and per residual add (the add_ kernels, FUSED: residual and sum
-// non-null; a plain norm's kernel keeps no registers for them): at most 1024 threads, so at most 64
-// registers a thread.
-#define NORM_FORWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, SLOTS)                                                   \
+// non-null; a plain norm's kernel keeps no registers for them; the add_dropout_ kernels drop the
+// residual first): at most 1024 threads, so at most 64 registers a thread. Every forward kernel takes
+// the dropout arguments (p, scale, seed, offset); only the add_dropout_ kernels read them.
+#define NORM_FORWARD_KERNELS(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE, SLOTS)                                          \
     extern "C" __global__ void __launch_bounds__(1024) PREFIX##layer_norm_forward_##SUFFIX##_##SLOTS(TYPE *y,     \
             TYPE *sum, float *mean, float *rstd, const TYPE *x, const TYPE *residual, const TYPE *w, const TYPE *b, \
-            long long rows, int cols, float eps, int vec, int team) {                                               \
-        norm_forward<TYPE, false, FUSED, SLOTS>(y, sum, mean, rstd, x, residual, w, b, rows, cols, eps, vec, team); \
+            long long rows, int cols, float eps, int vec, int team, float p, float scale, unsigned long long seed,  \
+            unsigned long long offset) {                                                                            \
+        norm_forward<TYPE, false, FUSED, DROPOUT, SLOTS>(y, sum, mean, rstd, x, residual, w, b, rows, cols, eps,   \
+                                                         vec, team, norm_dropout(p, scale, seed, offset));          \
     }                                                                                                               \
     extern "C" __global__ void __launch_bounds__(1024) PREFIX##rms_norm_forward_##SUFFIX##_##SLOTS(TYPE *y,       \
             TYPE *sum, float *rstd, const TYPE *x, const TYPE *residual, const TYPE *w, long long rows, int cols,   \
-            float eps, int vec, int team) {                                                                         \
-        norm_forward<TYPE, true, FUSED, SLOTS>(y, sum, nullptr, rstd, x, residual, w, nullptr, rows, cols, eps, vec, \
-                                               team);                                                               \
+            float eps, int vec, int team, float p, float scale, unsigned long long seed, unsigned long long offset) { \
+        norm_forward<TYPE, true, FUSED, DROPOUT, SLOTS>(y, sum, nullptr, rstd, x, residual, w, nullptr, rows, cols, \
+                                                        eps, vec, team, norm_dropout(p, scale, seed, offset));      \
     }
 
 // Backward kernels, one per slot count and per residual gradient (the add_ kernels, FUSED: g_sum
@@ -460,11 +500,14 @@ __device__ void column_sum(T *out0, T *out1, const float *partials, int blocks, 
                                                 vec, team);                                                         \
     }
 
+#define NORM_FORWARD_KERNELS_OF(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE)                                             \
+    NORM_FORWARD_KERNELS(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE, 1)                                                  \
+    NORM_FORWARD_KERNELS(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE, 2)                                                  \
+    NORM_FORWARD_KERNELS(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE, 3)                                                  \
+    NORM_FORWARD_KERNELS(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE, 4)
+
 #define NORM_KERNELS_OF(PREFIX, FUSED, SUFFIX, TYPE)                                                               \
-    NORM_FORWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 1)                                                           \
-    NORM_FORWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 2)                                                           \
-    NORM_FORWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 3)                                                           \
-    NORM_FORWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 4)                                                           \
+    NORM_FORWARD_KERNELS_OF(PREFIX, FUSED, false, SUFFIX, TYPE)                                                    \
     NORM_BACKWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 1)                                                          \
     NORM_BACKWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 2)                                                          \
     NORM_BACKWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 3)
@@ -472,6 +515,7 @@ __device__ void column_sum(T *out0, T *out1, const float *partials, int blocks, 
 #define NORM_KERNELS(SUFFIX, TYPE)                                                                                 \
     NORM_KERNELS_OF(, false, SUFFIX, TYPE)                                                                         \
     NORM_KERNELS_OF(add_, true, SUFFIX, TYPE)                                                                      \
+    NORM_FORWARD_KERNELS_OF(add_dropout_, true, true, SUFFIX, TYPE)                                                \
     extern "C" __global__ void column_sum_##SUFFIX(TYPE *out0, TYPE *out1, const float *partials, int blocks,       \
             int cols) {                                                                                             \
         column_sum<TYPE>(out0, out1, partials, blocks, cols);                                                      \

@@ -15,4 +15,10 @@ public final class Dropout: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         isTraining ? Functional.dropout(x, p: probability, generator: generator) : x
     }
+
+    /// The probability and generator a fused kernel draws this dropout with, nil when it drops nothing
+    /// (evaluation, or probability 0).
+    public var activeDraw: (probability: Float, generator: PhiloxGenerator)? {
+        isTraining && probability > 0 ? (probability, generator) : nil
+    }
 }

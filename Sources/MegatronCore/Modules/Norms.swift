@@ -27,9 +27,10 @@ public final class LayerNorm: Module {
         Functional.layerNorm(x, weight: gamma, bias: bias, epsilon: epsilon)
     }
 
-    /// `x + residual` and the norm of that sum, in one fused pass (`Functional.addLayerNorm`).
-    public func addNorm(_ x: Tensor, residual: Tensor) -> (sum: Tensor, normed: Tensor) {
-        Functional.addLayerNorm(x, residual: residual, weight: gamma, bias: bias, epsilon: epsilon)
+    /// `x + dropout(residual)` and the norm of that sum, in one fused pass (`Functional.addLayerNorm`).
+    public func addNorm(_ x: Tensor, residual: Tensor, dropout: Dropout?) -> (sum: Tensor, normed: Tensor) {
+        Functional.addLayerNorm(x, residual: residual, weight: gamma, bias: bias, epsilon: epsilon,
+                                residualDropout: dropout?.activeDraw)
     }
 }
 
@@ -52,8 +53,8 @@ public final class RMSNorm: Module {
 
     public func callAsFunction(_ x: Tensor) -> Tensor { Functional.rmsNorm(x, weight: gamma, epsilon: epsilon) }
 
-    /// `x + residual` and the norm of that sum, in one fused pass (`Functional.addRMSNorm`).
-    public func addNorm(_ x: Tensor, residual: Tensor) -> (sum: Tensor, normed: Tensor) {
-        Functional.addRMSNorm(x, residual: residual, weight: gamma, epsilon: epsilon)
+    /// `x + dropout(residual)` and the norm of that sum, in one fused pass (`Functional.addRMSNorm`).
+    public func addNorm(_ x: Tensor, residual: Tensor, dropout: Dropout?) -> (sum: Tensor, normed: Tensor) {
+        Functional.addRMSNorm(x, residual: residual, weight: gamma, epsilon: epsilon, residualDropout: dropout?.activeDraw)
     }
 }

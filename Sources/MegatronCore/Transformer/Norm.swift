@@ -17,8 +17,14 @@ func makeNorm(_ config: TransformerConfig, dimension: Int? = nil) -> Module & No
 /// A normalization layer, whichever kind.
 public protocol NormLayer {
     func callAsFunction(_ x: Tensor) -> Tensor
-    /// `x + residual` and the norm of that sum (the residual add fused into the norm after it).
-    func addNorm(_ x: Tensor, residual: Tensor) -> (sum: Tensor, normed: Tensor)
+    /// `x + dropout(residual)` and the norm of that sum (the residual add, and the residual branch's
+    /// dropout when `dropout` is given and training, fused into the norm after it).
+    func addNorm(_ x: Tensor, residual: Tensor, dropout: Dropout?) -> (sum: Tensor, normed: Tensor)
+}
+
+extension NormLayer {
+    /// `x + residual` and the norm of that sum.
+    public func addNorm(_ x: Tensor, residual: Tensor) -> (sum: Tensor, normed: Tensor) { addNorm(x, residual: residual, dropout: nil) }
 }
 
 extension LayerNorm: NormLayer {}

@@ -101,18 +101,18 @@ public final class SelfAttention: Module {
     /// softmax(q k^T / sqrt(d) + causal mask) v, with key/value heads broadcast over their query group.
     /// The `s` queries are the last `s` of the `t` key positions (t > s when earlier keys are cached).
     ///
-    /// On the GPU the fused flash-attention kernels run it (no [s, t] scores in memory) wherever they
-    /// apply: bf16/fp16, head dim 64 or 128, and no attention dropout in training (the fused kernels
-    /// draw no dropout mask). Elsewhere, and always on the CPU (whose golden tests pin the
-    /// materialized rounding), the scores are materialized.
+    /// On the GPU fused flash attention runs it (no [s, t] scores in memory) wherever it applies:
+    /// bf16/fp16 and a head dim that is a multiple of 8 up to 256 (`GPTModel` refuses other head dims
+    /// on the GPU at build), attention dropout included: the fused kernels draw the same mask the
+    /// materialized path's dropout would (`AttentionDropout`). On the CPU, whose golden tests pin the
+    /// materialized rounding, and for fp32 the scores are materialized.
     ///
     /// `keyMask` (true: hidden), broadcast over the scores `[b, g, perGroup, s, t]`, hides more keys per
     /// batch row: the pad keys of left-padded prompts (`LeftPadding.keyMask`). The fused kernels know
-    /// only the causal mask, so a masked call takes the materialized path.
+    /// only the causal mask, so a masked call (generation, no dropout) takes the materialized path.
     func coreAttention(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor? = nil) -> Tensor {
-        let dropoutActive = attentionDropout.isTraining && attentionDropout.probability > 0
-        if keyMask == nil && !dropoutActive && q.device != .cpu && Ops.attentionIsFused(q: q, k: k, v: v) {
-            return Functional.scaledDotProductAttention(q, k, v, causal: true)
+        if keyMask == nil && q.device != .cpu && Ops.attentionIsFused(q: q, k: k, v: v) {
+            return Functional.scaledDotProductAttention(q, k, v, causal: true, dropout: attentionDropout.activeDraw)
         }
         return materializedAttention(q: q, k: k, v: v, keyMask: keyMask)
     }

@@ -6,7 +6,8 @@ import MegatronTensor
 /// Each residual add runs fused into the norm after it (`NormLayer.addNorm`): the first inside the
 /// layer, the last in the next layer's input norm or the block's final norm, so inside a block a
 /// layer hands on its output as the residual stream plus a still pending branch (`forward`).
-/// Dropout applies to the branch before the add, as unfused.
+/// The hidden dropout of each branch runs fused into that same add (Megatron's bias-dropout-add),
+/// drawing its masks in the order an unfused dropout before each add would.
 ///
 /// Under sequence parallelism the norms, dropouts and residual adds work on this rank's `seq / size`
 /// positions, so the hidden dropout draws from the split generator.
@@ -41,18 +42,20 @@ public final class TransformerLayer: Module {
 
     public func callAsFunction(_ x: Tensor, cache: KVCache.Layer? = nil) -> Tensor {
         let out = forward(stream: x, pending: nil, cache: cache)
-        return out.stream + out.pending
+        return out.stream + hiddenDropout(out.pending)
     }
 
-    /// The layer on the residual stream `stream + pending` (just `stream` when `pending` is nil).
-    /// Returns the stream after the layer as `stream + pending`, the MLP branch not yet added, so
-    /// that the next norm can fuse that add.
+    /// The layer on the residual stream `stream + dropout(pending)` (just `stream` when `pending` is nil).
+    /// Returns the stream after the layer as `stream + dropout(pending)`, the MLP branch neither dropped
+    /// nor added yet, so that the next norm can fuse both (every layer's hidden dropout is the same
+    /// probability and generator, so the next layer's drops it).
     func forward(stream: Tensor, pending: Tensor?, cache: KVCache.Layer?) -> (stream: Tensor, pending: Tensor) {
         willForward()
-        let (x, normed) = pending.map { inputLayernorm.addNorm(stream, residual: $0) } ?? (stream, inputLayernorm(stream))
-        let (h, normedH) = preMLPLayernorm.addNorm(x, residual: hiddenDropout(selfAttention(normed, cache: cache)))
+        let (x, normed) = pending.map { inputLayernorm.addNorm(stream, residual: $0, dropout: hiddenDropout) }
+            ?? (stream, inputLayernorm(stream))
+        let (h, normedH) = preMLPLayernorm.addNorm(x, residual: selfAttention(normed, cache: cache), dropout: hiddenDropout)
         let mlpOut = recomputedModules.contains(.mlp) ? checkpoint([normedH]) { [self.mlp($0[0])] }[0] : mlp(normedH)
-        return (h, hiddenDropout(mlpOut))
+        return (h, mlpOut)
     }
 }
 
@@ -90,8 +93,8 @@ public final class TransformerBlock: Module {
         var stream = x, pending: Tensor?
         for (i, layer) in layers.enumerated() {
             if cache == nil && recomputedLayers.contains(i) {
-                // A recomputed layer keeps only its one input for backward: the pending add happens here.
-                let input = pending.map { stream + $0 } ?? stream
+                // A recomputed layer keeps only its one input for backward: the pending dropout and add happen here.
+                let input = pending.map { stream + layer.hiddenDropout($0) } ?? stream
                 stream = checkpoint([input], generators: dropout.all) { [layer($0[0])] }[0]
                 pending = nil
             } else {
@@ -100,6 +103,6 @@ public final class TransformerBlock: Module {
         }
         finalLayernorm.willForward()
         guard let pending else { return finalLayernorm(stream) }
-        return finalLayernorm.addNorm(stream, residual: pending).normed
+        return finalLayernorm.addNorm(stream, residual: pending, dropout: layers.last?.hiddenDropout).normed
     }
 }

@@ -9,19 +9,24 @@ extension Ops {
     /// `i` sees keys `0...i + (t - s)` (the queries are the last `s` key positions, as with a KV cache).
     /// Returns the output in q's logical shape (laid out in memory as `[b, s, heads, d]`) and the
     /// fp32 log-sum-exp of each row's scaled scores, `[b, heads, s]`, for the backward pass.
+    /// With `dropout`, the probabilities are dropped before their product with v (`AttentionDropout`
+    /// says which); the log-sum-exp is that of the undropped scores.
     ///
     ///     let (o, lse) = Ops.attention(q: q, k: k, v: v, causal: true, scale: 1 / 8)
-    public static func attention(q: Tensor, k: Tensor, v: Tensor, causal: Bool, scale: Float) -> (output: Tensor, logSumExp: Tensor) {
+    public static func attention(q: Tensor, k: Tensor, v: Tensor, causal: Bool, scale: Float,
+                                 dropout: AttentionDropout? = nil) -> (output: Tensor, logSumExp: Tensor) {
         let layout = AttentionLayout(q: q, k: k, v: v)
         precondition(q.dtype == k.dtype && q.dtype == v.dtype, "attention: q, k, v dtypes differ (\(q.dtype), \(k.dtype), \(v.dtype))")
         if let device = cudaDevice(q, k, v, op: "attention") {
-            if let r = CUDAAttention.forward(q: q, k: k, v: v, layout: layout, causal: causal, scale: scale) { return r }
-            // What the fused kernels do not take (fp32, head dims other than 64 and 128, unaligned rows):
-            // the CPU implementation on host copies (correct, not fast).
-            let r = attention(q: q.to(.cpu), k: k.to(.cpu), v: v.to(.cpu), causal: causal, scale: scale)
+            if let r = CUDAAttention.forward(q: q, k: k, v: v, layout: layout, causal: causal, scale: scale, dropout: dropout) {
+                return r
+            }
+            // What the fused kernels do not take (fp32, head dims that are not multiples of 8 up to 256,
+            // unaligned rows, a given dropout mask): the CPU implementation on host copies (correct, not fast).
+            let r = attention(q: q.to(.cpu), k: k.to(.cpu), v: v.to(.cpu), causal: causal, scale: scale, dropout: dropout)
             return (r.output.to(device), r.logSumExp.to(device))
         }
-        let math = AttentionMath(layout: layout, causal: causal, scale: scale,
+        let math = AttentionMath(layout: layout, causal: causal, scale: scale, dropout: dropout,
                                  q: layout.groupedQueries(q).floats(), k: AttentionLayout.groupedKeys(k).floats(),
                                  v: AttentionLayout.groupedKeys(v).floats())
         var lse = [Float](repeating: 0, count: layout.batch * layout.heads * layout.queries)
@@ -33,23 +38,25 @@ extension Ops {
 
     /// Gradients of `attention` for q, k and v (contiguous, in the shapes and dtype given), from the
     /// forward's `output` and `logSumExp` and the output's gradient (any strides). Key/value
-    /// gradients sum over the query heads of their group.
+    /// gradients sum over the query heads of their group. `dropout` must be the forward's.
     public static func attentionBackward(gradOutput: Tensor, q: Tensor, k: Tensor, v: Tensor, output: Tensor, logSumExp: Tensor,
-                                         causal: Bool, scale: Float) -> (gradQ: Tensor, gradK: Tensor, gradV: Tensor) {
+                                         causal: Bool, scale: Float,
+                                         dropout: AttentionDropout? = nil) -> (gradQ: Tensor, gradK: Tensor, gradV: Tensor) {
         let layout = AttentionLayout(q: q, k: k, v: v)
         precondition(gradOutput.shape == layout.queryShape && output.shape == layout.queryShape,
                      "attentionBackward: output \(output.shape) and its gradient \(gradOutput.shape) must have q's shape \(layout.queryShape)")
         precondition(logSumExp.shape == layout.logSumExpShape, "attentionBackward: logSumExp \(logSumExp.shape) is not \(layout.logSumExpShape)")
         if let device = cudaDevice(gradOutput, q, k, v, output, logSumExp, op: "attentionBackward") {
             if let r = CUDAAttention.backward(gradOutput: gradOutput, q: q, k: k, v: v, output: output, logSumExp: logSumExp,
-                                              layout: layout, causal: causal, scale: scale) {
+                                              layout: layout, causal: causal, scale: scale, dropout: dropout) {
                 return r
             }
             let r = attentionBackward(gradOutput: gradOutput.to(.cpu), q: q.to(.cpu), k: k.to(.cpu), v: v.to(.cpu),
-                                      output: output.to(.cpu), logSumExp: logSumExp.to(.cpu), causal: causal, scale: scale)
+                                      output: output.to(.cpu), logSumExp: logSumExp.to(.cpu), causal: causal, scale: scale,
+                                      dropout: dropout)
             return (r.gradQ.to(device), r.gradK.to(device), r.gradV.to(device))
         }
-        let math = AttentionMath(layout: layout, causal: causal, scale: scale,
+        let math = AttentionMath(layout: layout, causal: causal, scale: scale, dropout: dropout,
                                  q: layout.groupedQueries(q).floats(), k: AttentionLayout.groupedKeys(k).floats(),
                                  v: AttentionLayout.groupedKeys(v).floats())
         let grouped = math.backward(gradOutput: layout.groupedQueries(gradOutput).floats(),
@@ -63,11 +70,21 @@ extension Ops {
 
 /// The attention arithmetic on contiguous fp32 operands in the grouped layout: q `[b, g, p, s, d]`,
 /// k and v `[b, g, t, d]`. Scores are computed one query row (or one key) at a time, never all at once.
+/// Query rows are numbered `[b, heads, s]` (the grouped layout's order), so with dropout the
+/// probability of row `row` and key `j` has the mask index `row * t + j`.
 struct AttentionMath {
     let layout: AttentionLayout
     let causal: Bool
     let scale: Float
+    let dropout: AttentionDropout?
     let q: [Float], k: [Float], v: [Float]
+
+    /// What the probability of query row `row` and key `j` is multiplied by before its product with v:
+    /// 1 without dropout, else 0 (dropped) or `1 / (1 - p)` (kept).
+    func dropoutFactor(_ row: Int, _ j: Int) -> Float {
+        guard let dropout else { return 1 }
+        return dropout.keeps(row * layout.keys + j) ? dropout.scale : 0
+    }
 
     /// Keys query row `i` sees.
     func visibleKeys(_ i: Int) -> Int { causal ? min(layout.keys, i + layout.causalOffset + 1) : layout.keys }
@@ -92,7 +109,7 @@ struct AttentionMath {
                 logSumExp[row] = lse
                 let o = output.baseAddress! + ((b * s + i) * heads + h) * d
                 for j in 0..<count {
-                    let p = Foundation.exp(x[j] - lse), value = v.baseAddress! + (kv * t + j) * d
+                    let p = Foundation.exp(x[j] - lse) * dropoutFactor(row, j), value = v.baseAddress! + (kv * t + j) * d
                     for c in 0..<d { o[c] += p * value[c] }
                 }
             }
@@ -101,7 +118,8 @@ struct AttentionMath {
 
     /// dQ in the grouped query layout, dK and dV `[b, g, t, d]`: one parallel pass over query rows
     /// for dQ, one over keys for dK and dV (each recomputes the probabilities it needs), so every
-    /// gradient row is summed by one task in a fixed order.
+    /// gradient row is summed by one task in a fixed order. With dropout (`O = (P ∘ M s) V`, s the
+    /// dropout scale): dV = (P ∘ M s)ᵀ dO, dP = (dO Vᵀ) ∘ M s, dS = P ∘ (dP − rowsum(dO ∘ O)).
     func backward(gradOutput: [Float], output: [Float], logSumExp: [Float]) -> (dq: [Float], dk: [Float], dv: [Float]) {
         let (s, t, d, p) = (layout.queries, layout.keys, layout.headDim, layout.perGroup)
         let rowDot = (0..<q.count / d).map { row in   // D = rowsum(dO * O)
@@ -112,11 +130,11 @@ struct AttentionMath {
         q.withUnsafeBufferPointer { q in k.withUnsafeBufferPointer { k in v.withUnsafeBufferPointer { v in
         gradOutput.withUnsafeBufferPointer { dO in
             let (qb, kb, vb, gb) = (q.baseAddress!, k.baseAddress!, v.baseAddress!, dO.baseAddress!)
-            /// dS of query row `row` and key `j` of head `kv`, and the probability P.
+            /// dS of query row `row` and key `j` of head `kv`, and the probability P after dropout.
             func gradScore(_ row: Int, _ kv: Int, _ j: Int) -> (ds: Float, p: Float) {
-                let key = (kv * t + j) * d
+                let key = (kv * t + j) * d, factor = dropoutFactor(row, j)
                 let prob = Foundation.exp(Self.dot(qb + row * d, kb + key, d) * scale - logSumExp[row])
-                return (prob * (Self.dot(gb + row * d, vb + key, d) - rowDot[row]) * scale, prob)
+                return (prob * (Self.dot(gb + row * d, vb + key, d) * factor - rowDot[row]) * scale, prob * factor)
             }
             dq.withUnsafeMutableBufferPointer { dq in
                 Ops.parallelRows(q.count / d, t * d) { row in

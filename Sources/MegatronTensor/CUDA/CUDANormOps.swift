@@ -12,9 +12,10 @@ extension CUDAFusedOps {
         return shape
     }
 
-    /// Layer norm of `x`, or of `x + residual` (returned as `sum`) when a residual is given.
-    static func layerNorm(_ x: Tensor, residual: Tensor? = nil, weight: Tensor?, bias: Tensor?, epsilon: Float)
-        -> (output: Tensor, sum: Tensor?, mean: Tensor, rstd: Tensor)?
+    /// Layer norm of `x`, or of `x + residual` (returned as `sum`) when a residual is given, the residual
+    /// dropped first by `residualDropout`.
+    static func layerNorm(_ x: Tensor, residual: Tensor? = nil, residualDropout: DropoutDraw? = nil, weight: Tensor?, bias: Tensor?,
+                          epsilon: Float) -> (output: Tensor, sum: Tensor?, mean: Tensor, rstd: Tensor)?
     {
         guard let (type, width, rows) = normShape(x, rowsLike: [residual], parameters: [weight, bias]) else { return nil }
         let (input, r) = (x.contiguous(), residual?.contiguous())
@@ -27,8 +28,8 @@ extension CUDAFusedOps {
         run(residual == nil ? "layerNorm" : "addLayerNorm", on: x.device) { nn, stream in
             try nn.layerNormForward(y.deviceAddress, mean: mean.deviceAddress, rstd: rstd.deviceAddress, input: input.deviceAddress,
                                     weight: w.deviceAddress, bias: b?.deviceAddress ?? 0, residual: r?.deviceAddress ?? 0,
-                                    sum: sum?.deviceAddress ?? 0, rows: rows, columns: width, epsilon: epsilon, type: type,
-                                    stream: stream)
+                                    sum: sum?.deviceAddress ?? 0, residualDropout: residualDropout, rows: rows, columns: width,
+                                    epsilon: epsilon, type: type, stream: stream)
         }
         return (y, sum, mean, rstd)
     }
@@ -55,8 +56,9 @@ extension CUDAFusedOps {
         return (dx, dw, db)
     }
 
-    /// RMS norm of `x`, or of `x + residual` (returned as `sum`) when a residual is given.
-    static func rmsNorm(_ x: Tensor, residual: Tensor? = nil, weight: Tensor?, epsilon: Float)
+    /// RMS norm of `x`, or of `x + residual` (returned as `sum`) when a residual is given, the residual
+    /// dropped first by `residualDropout`.
+    static func rmsNorm(_ x: Tensor, residual: Tensor? = nil, residualDropout: DropoutDraw? = nil, weight: Tensor?, epsilon: Float)
         -> (output: Tensor, sum: Tensor?, rstd: Tensor)?
     {
         guard let (type, width, rows) = normShape(x, rowsLike: [residual], parameters: [weight]) else { return nil }
@@ -67,8 +69,8 @@ extension CUDAFusedOps {
         let rstd = Tensor.empty([rows], dtype: .float32, device: x.device)
         run(residual == nil ? "rmsNorm" : "addRMSNorm", on: x.device) { nn, stream in
             try nn.rmsNormForward(y.deviceAddress, rstd: rstd.deviceAddress, input: input.deviceAddress, weight: w.deviceAddress,
-                                  residual: r?.deviceAddress ?? 0, sum: sum?.deviceAddress ?? 0, rows: rows, columns: width,
-                                  epsilon: epsilon, type: type, stream: stream)
+                                  residual: r?.deviceAddress ?? 0, sum: sum?.deviceAddress ?? 0, residualDropout: residualDropout,
+                                  rows: rows, columns: width, epsilon: epsilon, type: type, stream: stream)
         }
         return (y, sum, rstd)
     }

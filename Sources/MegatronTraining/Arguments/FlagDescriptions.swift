@@ -38,7 +38,8 @@ enum FlagDescriptions {
         "--overlap-param-gather": "Gather updated parameters during the next forward (with the distributed optimizer).",
         "--ddp-average-in-collective": "Average gradients inside the collective instead of scaling them first.",
         "--ddp-bucket-size": "Elements per gradient bucket; max(40M, 1M x data-parallel size) when not given.",
-        "--distributed-timeout-minutes": "Minutes a collective may wait before the job fails.",
+        "--distributed-timeout-minutes": "Minutes joining the job or a collective may wait before the rank ends the job (fractions allowed).",
+        "--distributed-timeout-seconds-after-init": "Seconds a collective may wait once the job has started (default: the joining timeout).",
         "--distributed-backend": "Collective library; NCCL between GPUs (the CPU's thread ranks use their own).",
         // Batch and iterations.
         "--micro-batch-size": "Samples per forward/backward on one rank.",

@@ -126,8 +126,12 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var ddpAverageInCollective = false
     /// Elements per DDP bucket; Megatron's default (max(40M, 1M x data-parallel size)) when nil.
     public var ddpBucketSize: Int?
-    /// Minutes a collective may wait before the job is failed (`--distributed-timeout-minutes`).
-    public var distributedTimeoutMinutes = 10
+    /// Minutes joining the job, or any collective, may wait before the job is failed (`--distributed-timeout-minutes`;
+    /// fractions allowed here).
+    public var distributedTimeoutMinutes: Float = 10
+    /// Seconds a collective may wait once the job has started (`--distributed-timeout-seconds-after-init`); the
+    /// joining timeout when nil.
+    public var distributedTimeoutSecondsAfterInit: Int?
 
     // Logging.
     public var logInterval = 100

@@ -302,7 +302,8 @@ enum PretrainFlags {
         .ignored("--no-align-param-gather"),
         .ignored("--empty-unused-memory-level", choices: ["0", "1", "2"],
                  note: "no effect: the caching allocator keeps freed GPU memory for reuse"),
-        .int("--distributed-timeout-minutes", \.distributedTimeoutMinutes),
+        .float("--distributed-timeout-minutes", \.distributedTimeoutMinutes),
+        .int("--distributed-timeout-seconds-after-init", \.distributedTimeoutSecondsAfterInit),
         .int("--timing-log-level", \.timingLogLevel, in: 0...2),
         .set("--skip-train", \.skipTrain),
         // Logging (cli-logs): Megatron's logging group; --wandb-* and the rest are refused by feature (MegatronFlagCatalog).

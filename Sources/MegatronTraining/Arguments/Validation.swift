@@ -47,6 +47,10 @@ extension PretrainArguments {
                               ("--expert-model-parallel-size", expertModelParallelSize)] {
             try require(value >= 1, "\(flag) must be at least 1, got \(value)")
         }
+        try require(distributedTimeoutMinutes > 0, "--distributed-timeout-minutes must be positive, got \(distributedTimeoutMinutes)")
+        if let seconds = distributedTimeoutSecondsAfterInit {
+            try require(seconds > 0, "--distributed-timeout-seconds-after-init must be positive, got \(seconds)")
+        }
         try require(pipelineModelParallelSize == 1, "--pipeline-model-parallel-size \(pipelineModelParallelSize): pipeline parallelism is not implemented yet")
         try require(contextParallelSize == 1, "--context-parallel-size \(contextParallelSize): context parallelism is not implemented yet")
         try require(expertModelParallelSize == 1, "--expert-model-parallel-size \(expertModelParallelSize): expert parallelism is not implemented yet")

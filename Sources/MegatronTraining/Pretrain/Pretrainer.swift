@@ -83,6 +83,7 @@ public final class Pretrainer {
             device = try arguments.resolvedDevice()
         }
         try TrainingMemoryFloor.check(arguments, config: config, vocabSize: vocab, device: device, groups: groups)
+        if let note = try fusedAttentionNote(config, on: device) { self.log(note) }
         reporter = try TrainingReporter(arguments: arguments, log: self.log,
                                         rankLog: (groups?.dataParallelRank ?? 0) == 0 ? log : { _ in },
                                         groups: groups, device: device)
@@ -330,4 +331,18 @@ func applyRecompute(_ arguments: PretrainArguments, to block: TransformerBlock) 
     default:
         block.recomputedLayers = Set(0..<min(n, layers))
     }
+}
+
+/// Checks at start-up that attention runs fused on a GPU: a head dim no fused implementation takes is
+/// refused with the reason (rather than materializing [s, s] scores, or worse); fp32, which fused
+/// attention does not take, trains with materialized scores and gets a line saying so.
+func fusedAttentionNote(_ config: TransformerConfig, on device: Device) throws -> String? {
+    guard device != .cpu else { return nil }
+    let d = config.kvChannels
+    if let problem = Ops.fusedAttentionProblem(headDim: d, dtype: .bfloat16) {
+        throw ArgumentError("head dim \(d) (--kv-channels, or --hidden-size / --num-attention-heads): \(problem); "
+            + "choose such a head dim, or train on the CPU (--device cpu)")
+    }
+    guard let problem = Ops.fusedAttentionProblem(headDim: d, dtype: config.paramsDType) else { return nil }
+    return "> attention: \(problem): each layer materializes its [s, s] scores (--bf16 or --fp16 runs it fused)"
 }

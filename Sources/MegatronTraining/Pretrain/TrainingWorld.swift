@@ -35,7 +35,9 @@ public struct TrainingWorld {
                 throw ArgumentError("a job of \(env.worldSize) processes needs one GPU per process (NCCL); on the CPU, "
                     + "run the ranks as threads: megatron launch --threads --nproc-per-node \(env.worldSize) -- pretrain-gpt ...")
             }
-            world = try NCCLCommunicator.world(environment: env)
+            let nccl = try NCCLCommunicator.world(environment: env, timeout: TimeInterval(arguments.distributedTimeoutMinutes) * 60)
+            if let seconds = arguments.distributedTimeoutSecondsAfterInit { nccl.watchdog?.timeout = TimeInterval(seconds) }
+            world = nccl
         }
         return try make(arguments, world: world)
     }

@@ -7,6 +7,7 @@ import MegatronCUDA
 /// counts FlashAttention's way: forward 4·b·h·s²·d (halved when causal), backward 2.5 times that.
 /// scripts/bench_torch_attention.py times torch's scaled_dot_product_attention on the same shapes.
 /// `--backend cudnn` times cuDNN's fused SDPA instead (libcudnn.so.9 on the loader path, or MEGATRON_CUDNN_PATH).
+/// `--dropout P` drops the probabilities inside the kernels (as `--attention-dropout P` trains).
 struct BenchAttention: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "attention",
@@ -21,6 +22,7 @@ struct BenchAttention: ParsableCommand {
     var deterministic = false
     @Option(help: "kernels (ours) or cudnn (cuDNN's fused SDPA; its backward ignores --deterministic).")
     var backend = "kernels"
+    @Option(help: "Dropout probability on the attention probabilities, inside the kernels.") var dropout: Float = 0
     @Option(help: "Untimed warm-up per case, in milliseconds.") var warmupMs = 200.0
     @Option(help: "Length of each timed trial, in milliseconds (at least 5 runs).") var trialMs = 50.0
     @Option(help: "Timed trials per case; the median is reported.") var trials = 5
@@ -32,9 +34,11 @@ struct BenchAttention: ParsableCommand {
         let allocator = CachingAllocator(source: DriverMemorySource(device: gpu))
         let kernels = try CUDAKernels(device: gpu)
         guard ["kernels", "cudnn"].contains(backend) else { throw ValidationError("--backend is kernels or cudnn, got '\(backend)'") }
+        guard (0..<1).contains(dropout) else { throw ValidationError("--dropout must lie in [0, 1), got \(dropout)") }
         let cudnn = backend == "cudnn" ? try CuDNNAttention(device: gpu, allocator: allocator) : nil
         print("device \(gpu.ordinal): \(gpu.properties.name), \(gpu.properties.multiprocessorCount) SMs; bf16, "
-              + (full ? "full" : "causal") + " attention; " + (cudnn.map { "cuDNN \($0.version)" } ?? "our kernels"))
+              + (full ? "full" : "causal") + " attention; " + (cudnn.map { "cuDNN \($0.version)" } ?? "our kernels")
+              + (dropout > 0 ? "; dropout \(dropout)" : ""))
         print("shape (b x h x s x d)      kv   fwd ms  fwd TFLOP/s  fwd+bwd ms  fwd+bwd TFLOP/s")
         for text in shapes.split(separator: ",") {
             let dims = text.split(separator: "x").compactMap { Int($0) }
@@ -45,7 +49,8 @@ struct BenchAttention: ParsableCommand {
             let kv = kvHeads ?? h
             guard h % kv == 0 else { throw ValidationError("\(h) heads are not a multiple of --kv-heads \(kv)") }
             let problem = AttentionProblem(batch: b, groups: kv, perGroup: h / kv, queries: s, keys: s, headDim: d,
-                                           causal: !full, scale: 1 / Float(d).squareRoot())
+                                           causal: !full, scale: 1 / Float(d).squareRoot(),
+                                           dropout: dropout > 0 ? DropoutDraw(probability: dropout, seed: 1, offset: 0) : nil)
             var seed: UInt64 = 0
             func buffer(_ count: Int, _ type: KernelElementType = .bfloat16) throws -> DeviceAllocation {
                 let allocation = try allocator.allocate(bytes: count * type.byteCount, stream: stream.allocatorKey)
