@@ -10,8 +10,9 @@ import MegatronTensor
 /// Megatron's training features in the loop: per-token loss, batch-size ramp-up, decoupled learning rate,
 /// selective recompute and the exit flags.
 final class ModelFeatureTrainingTests: XCTestCase {
-    let model = "--num-layers 1 --hidden-size 32 --num-attention-heads 4 --seq-length 32 --micro-batch-size 2 "
-        + "--lr 3e-3 --log-interval 1 --eval-iters 1 --eval-interval 1000 --hidden-dropout 0 --attention-dropout 0 --device cpu "
+    let model = "--num-layers 1 --hidden-size 32 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
+        + "--micro-batch-size 2 --lr 3e-3 --log-interval 1 --eval-iters 1 --eval-interval 1000 --hidden-dropout 0 "
+        + "--attention-dropout 0 --device cpu "
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("model-features-\(UUID().uuidString)")
 
     func parse(_ line: String) throws -> PretrainArguments {
