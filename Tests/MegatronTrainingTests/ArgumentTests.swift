@@ -14,13 +14,7 @@ final class ArgumentTests: XCTestCase {
 
     /// The error `line` (after the required flags) gets from parsing and validation, or "no error".
     func message(_ line: String, required: Bool = true) -> String {
-        do {
-            let args = try parse(required ? Self.required + " " + line : line)
-            try args.validate()
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
+        errorText { try parse(required ? Self.required + " " + line : line).validate() }
     }
 
     func testMegatronFlagsSetFields() throws {

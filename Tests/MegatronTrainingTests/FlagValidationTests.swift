@@ -8,12 +8,9 @@ final class FlagValidationTests: XCTestCase {
                         "--max-position-embeddings", "16", "--micro-batch-size", "2", "--train-iters", "10", "--lr", "1e-3"]
 
     private func message(_ flags: String, dataParallelSize: Int = 1) -> String {
-        do {
+        errorText {
             let arguments = try MegatronArgumentParser.parse(base + flags.split(separator: " ").map(String.init))
             try arguments.validate(dataParallelSize: dataParallelSize)
-            return "no error"
-        } catch {
-            return "\(error)"
         }
     }
 

@@ -15,14 +15,7 @@ final class ModelFeatureArgumentTests: XCTestCase {
         return args
     }
 
-    func message(_ line: String) -> String {
-        do {
-            _ = try parse(line)
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
-    }
+    func message(_ line: String) -> String { errorText { _ = try parse(line) } }
 
     /// The MLP's GeLU is Megatron's fused tanh approximation only while the bias-GeLU fusion applies; with
     /// `--no-bias-gelu-fusion`, or without biases (Megatron turns the fusion off), it is the exact erf GeLU.

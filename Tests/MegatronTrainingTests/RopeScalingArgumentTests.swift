@@ -14,14 +14,7 @@ final class RopeScalingArgumentTests: XCTestCase {
         return try args.transformerConfig()
     }
 
-    func message(_ line: String) -> String {
-        do {
-            _ = try config(line)
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
-    }
+    func message(_ line: String) -> String { errorText { _ = try config(line) } }
 
     func testFlagsSetLlama3ScalingWithMegatronsFixedFactors() throws {
         XCTAssertNil(try config(base).ropeScaling)
