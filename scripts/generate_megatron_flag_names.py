@@ -15,6 +15,7 @@ first argument).
 import json
 import pathlib
 import re
+import signal
 import sys
 
 # Feature of a flag by its name; the first match wins. Patterns are anchored at the start of the name.
@@ -124,6 +125,14 @@ def text(value):
     return match.group(1) if match else value
 
 
+def signal_names(entry):
+    """--exit-signal takes a signal.Signals member's name (SIGTERM); the dump holds the members' numbers."""
+    if entry["dest"] != "exit_signal":
+        return entry
+    name = lambda number: signal.Signals(int(number)).name
+    return dict(entry, default=name(entry["default"]), choices=[name(c) for c in entry["choices"]])
+
+
 root = pathlib.Path(__file__).resolve().parent.parent
 if len(sys.argv) > 1:
     dump = pathlib.Path(sys.argv[1])
@@ -132,7 +141,7 @@ else:
                 if (d / "shared/reference/megatron-args.json").exists())
 entries = json.loads(dump.read_text())
 rows = []
-for entry in entries:
+for entry in map(signal_names, entries):
     names = [name for name in entry["flags"] if name.startswith("--")]
     if entry["dest"] == "help":
         continue

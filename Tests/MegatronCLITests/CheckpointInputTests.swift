@@ -6,8 +6,8 @@ import XCTest
 final class CheckpointInputTests: XCTestCase {
     var root: URL!
     let model = ["--num-layers", "1", "--hidden-size", "16", "--num-attention-heads", "2", "--seq-length", "16",
-                 "--micro-batch-size", "2", "--global-batch-size", "2", "--lr", "1e-3", "--train-iters", "2",
-                 "--eval-iters", "1", "--log-interval", "1"]
+                 "--max-position-embeddings", "16", "--micro-batch-size", "2", "--global-batch-size", "2", "--lr", "1e-3",
+                 "--train-iters", "2", "--eval-iters", "1", "--log-interval", "1"]
 
     override func setUpWithError() throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("cli-ckpt-\(UUID().uuidString)")

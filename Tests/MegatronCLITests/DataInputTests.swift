@@ -97,8 +97,8 @@ final class DataInputTests: XCTestCase {
 
     private func pretrain(_ prefix: String, _ extra: [String] = []) -> [String] {
         ["pretrain-gpt", "--num-layers", "1", "--hidden-size", "16", "--num-attention-heads", "2", "--seq-length", "16",
-         "--micro-batch-size", "2", "--global-batch-size", "2", "--train-iters", "2", "--lr", "1e-3", "--split", "1,0,0",
-         "--data-path", prefix] + nullTokenizer + extra
+         "--max-position-embeddings", "16", "--micro-batch-size", "2", "--global-batch-size", "2", "--train-iters", "2", "--lr", "1e-3",
+         "--split", "1,0,0", "--data-path", prefix] + nullTokenizer + extra
     }
 
     /// Rewrites `path` through `edit`.

@@ -7,7 +7,7 @@ import XCTest
 final class FlagInputTests: XCTestCase {
     /// A small model that trains in a second, so each case fails on its own bad value only.
     private static let model = ["--num-layers", "1", "--hidden-size", "32", "--num-attention-heads", "4", "--seq-length", "16",
-                                "--micro-batch-size", "2", "--train-iters", "2", "--lr", "1e-3"]
+                                "--max-position-embeddings", "16", "--micro-batch-size", "2", "--train-iters", "2", "--lr", "1e-3"]
 
     /// One case: flags added to the small model's (later ones win), and what the message must name.
     private struct Case {

@@ -83,8 +83,8 @@ final class LaunchFailureTests: XCTestCase {
         let marker = "launcher-link-\(UUID().uuidString)"
         let launcher = try megatron.start(["launch", "--nproc-per-node", "1", "--exec", "--", megatron.binary.path,
                                            "pretrain-gpt", "--num-layers", "1", "--hidden-size", "32", "--num-attention-heads", "4",
-                                           "--seq-length", "16", "--micro-batch-size", "2", "--train-iters", "100000",
-                                           "--lr", "1e-3", "--log-interval", "100000", "--device", "cpu",
+                                           "--seq-length", "16", "--max-position-embeddings", "16", "--micro-batch-size", "2",
+                                           "--train-iters", "100000", "--lr", "1e-3", "--log-interval", "100000", "--device", "cpu",
                                            "--tensorboard-dir", NSTemporaryDirectory() + marker])
         defer { try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + marker) }
         let deadline = Date().addingTimeInterval(30)

@@ -3,7 +3,7 @@ import XCTest
 /// Model and training feature flags a user gets wrong stop the program with the flag named, not a trap.
 final class ModelFeatureCommandLineTests: XCTestCase {
     let model = ["pretrain-gpt", "--num-layers", "1", "--hidden-size", "32", "--num-attention-heads", "4", "--lr", "1e-3",
-                 "--seq-length", "32", "--device", "cpu"]
+                 "--seq-length", "32", "--max-position-embeddings", "32", "--micro-batch-size", "2", "--device", "cpu"]
 
     func testRecomputeModulesOfAbsentFeaturesAreRefusedByName() throws {
         try MegatronProcess.built().assertCleanFailure(

@@ -2,10 +2,16 @@ import Foundation
 import MegatronParallel
 import XCTest
 
+/// The launcher of node 1 of a two-node job. The test serves node 0's control store (`LaunchPlan.controlPort`),
+/// as node 0's launcher would, so node 1's launcher joins the job and runs its ranks.
 final class ProcessLauncherTests: XCTestCase {
+    private var nodeZeroStore: RendezvousStore?
+
     private func plan(_ script: String, processes: Int = 3) throws -> LaunchPlan {
-        try LaunchPlan(processesPerNode: processes, nodes: 2, nodeRank: 1, masterAddress: "10.1.2.3", masterPort: 7000,
-                       command: ["/bin/sh", "-c", script])
+        let store = try RendezvousStore(host: "127.0.0.1", port: 0, isServer: true)
+        nodeZeroStore = store
+        return try LaunchPlan(processesPerNode: processes, nodes: 2, nodeRank: 1, masterAddress: "127.0.0.1",
+                              masterPort: store.port - 1, command: ["/bin/sh", "-c", script])
     }
 
     func testChildrenGetTorchrunVariables() throws {
@@ -14,11 +20,12 @@ final class ProcessLauncherTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: directory) }
         let script = "echo $RANK $WORLD_SIZE $LOCAL_RANK $LOCAL_WORLD_SIZE $GROUP_RANK $MASTER_ADDR $MASTER_PORT "
             + "> \(directory.path)/$LOCAL_RANK"
-        let outcome = try ProcessLauncher(plan: plan(script)).run(baseEnvironment: ["PATH": "/usr/bin:/bin"])
+        let plan = try plan(script)
+        let outcome = try ProcessLauncher(plan: plan).run(baseEnvironment: ["PATH": "/usr/bin:/bin"])
         XCTAssertEqual(outcome, .succeeded)
         for localRank in 0..<3 {
             let line = try String(contentsOf: directory.appendingPathComponent("\(localRank)"), encoding: .utf8)
-            XCTAssertEqual(line, "\(3 + localRank) 6 \(localRank) 3 1 10.1.2.3 7000\n")
+            XCTAssertEqual(line, "\(3 + localRank) 6 \(localRank) 3 1 127.0.0.1 \(plan.masterPort)\n")
         }
     }
 

@@ -14,13 +14,7 @@ final class ArgumentTests: XCTestCase {
 
     /// The error `line` (after the required flags) gets from parsing and validation, or "no error".
     func message(_ line: String, required: Bool = true) -> String {
-        do {
-            let args = try parse(required ? Self.required + " " + line : line)
-            try args.validate()
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
+        errorText { try parse(required ? Self.required + " " + line : line).validate() }
     }
 
     func testMegatronFlagsSetFields() throws {
@@ -59,13 +53,13 @@ final class ArgumentTests: XCTestCase {
     /// problems of the line; the values of refused flags are skipped, not taken for flags.
     func testUnsupportedFlagsAreReportedTogetherByFeature() {
         XCTAssertEqual(message("--num-experts 8 --fp8-format hybrid --moe-router-topk 2 --ckpt-format torch_dist --async-save "
-                               + "--rampup-batch-size 16 8 300000 --pipeline-model-parallel-size 2 --wandb-project run --multi-latent-attention"),
+                               + "--hierarchical-context-parallel-sizes 2 4 --pipeline-model-parallel-size 2 --wandb-project run --multi-latent-attention"),
                        """
                        pretrain-gpt does not support these Megatron-LM features yet (remove their flags or run them in Megatron-LM):
                          mixture of experts: --num-experts 8, --moe-router-topk 2
                          FP8: --fp8-format hybrid
                          checkpoint formats (--ckpt-format): --ckpt-format torch_dist, --async-save
-                         batch-size ramp-up: --rampup-batch-size 16 8 300000
+                         context parallelism: --hierarchical-context-parallel-sizes 2 4
                          pipeline parallelism: --pipeline-model-parallel-size 2
                          Weights & Biases logging: --wandb-project run
                          multi-latent attention: --multi-latent-attention
@@ -84,7 +78,7 @@ final class ArgumentTests: XCTestCase {
     /// no longer takes are refused with their replacement.
     func testAliasesAndLegacySpellings() throws {
         XCTAssertEqual(try parse(Self.required + " --use-rotary-position-embeddings").positionEmbeddingType, "rope")
-        XCTAssertEqual(try parse(Self.required + " --recompute-activations").recomputeGranularity, "selective")
+        XCTAssertEqual(try parse(Self.required + " --recompute-activations").resolvedRecomputeGranularity, "selective")
         XCTAssertEqual(try parse(Self.required + " --persistent-save-interval 7").saveInterval, 7)
         XCTAssertTrue(try parse(Self.required + " --use-checkpoint-opt-param-scheduler").useCheckpointOptParamScheduler)
         XCTAssertTrue(try parse(Self.required + " --override-opt_param-scheduler").overrideOptParamScheduler)

@@ -5,15 +5,12 @@ import XCTest
 /// value; values at the edge of their range pass.
 final class FlagValidationTests: XCTestCase {
     private let base = ["--num-layers", "2", "--hidden-size", "32", "--num-attention-heads", "4", "--seq-length", "16",
-                        "--micro-batch-size", "2", "--train-iters", "10", "--lr", "1e-3"]
+                        "--max-position-embeddings", "16", "--micro-batch-size", "2", "--train-iters", "10", "--lr", "1e-3"]
 
     private func message(_ flags: String, dataParallelSize: Int = 1) -> String {
-        do {
+        errorText {
             let arguments = try MegatronArgumentParser.parse(base + flags.split(separator: " ").map(String.init))
             try arguments.validate(dataParallelSize: dataParallelSize)
-            return "no error"
-        } catch {
-            return "\(error)"
         }
     }
 

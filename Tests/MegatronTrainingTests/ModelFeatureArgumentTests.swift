@@ -4,7 +4,10 @@ import MegatronCore
 
 /// Megatron's model and training feature flags: what they set and what they refuse, as Megatron.
 final class ModelFeatureArgumentTests: XCTestCase {
-    let base = "--lr 1e-3 --train-iters 1 --num-layers 2 --hidden-size 64 --num-attention-heads 4 "
+    /// The model shape and batch Megatron requires; `base` trains by iterations, `samples` by samples.
+    let shape = "--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
+        + "--micro-batch-size 2 "
+    var base: String { "--lr 1e-3 --train-iters 1 " + shape }
 
     func parse(_ line: String) throws -> PretrainArguments {
         let args = try MegatronArgumentParser.parse(line.split(separator: " ").map(String.init))
@@ -12,14 +15,7 @@ final class ModelFeatureArgumentTests: XCTestCase {
         return args
     }
 
-    func message(_ line: String) -> String {
-        do {
-            _ = try parse(line)
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
-    }
+    func message(_ line: String) -> String { errorText { _ = try parse(line) } }
 
     /// The MLP's GeLU is Megatron's fused tanh approximation only while the bias-GeLU fusion applies; with
     /// `--no-bias-gelu-fusion`, or without biases (Megatron turns the fusion off), it is the exact erf GeLU.
@@ -81,7 +77,7 @@ final class ModelFeatureArgumentTests: XCTestCase {
     }
 
     func testRampupNeedsSamplesAndDivisibleBatches() {
-        let samples = "--lr 1e-3 --train-samples 100 --num-layers 2 --hidden-size 64 --num-attention-heads 4 --micro-batch-size 2 "
+        let samples = "--lr 1e-3 --train-samples 100 " + shape
         XCTAssertEqual(message(samples + "--global-batch-size 8 --rampup-batch-size 2 2 40"), "no error")
         XCTAssertEqual(message(base + "--global-batch-size 8 --rampup-batch-size 2 2 40"),
                        "--rampup-batch-size needs sample-based training (--train-samples), not --train-iters, as in Megatron")

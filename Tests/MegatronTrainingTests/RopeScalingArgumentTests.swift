@@ -5,7 +5,8 @@ import XCTest
 /// `--use-rope-scaling` / `--rope-scaling-factor` with Megatron's meaning: Llama 3 frequency scaling by the
 /// factor (default 8) with the fixed low / high frequency factors 1 and 4 and original context 8192.
 final class RopeScalingArgumentTests: XCTestCase {
-    let base = "--lr 1e-3 --train-iters 1 --num-layers 2 --hidden-size 64 --num-attention-heads 4 --position-embedding-type rope"
+    let base = "--lr 1e-3 --train-iters 1 --num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 "
+        + "--max-position-embeddings 32 --micro-batch-size 2 --position-embedding-type rope"
 
     func config(_ line: String) throws -> TransformerConfig {
         let args = try MegatronArgumentParser.parse(line.split(separator: " ").map(String.init))
@@ -13,14 +14,7 @@ final class RopeScalingArgumentTests: XCTestCase {
         return try args.transformerConfig()
     }
 
-    func message(_ line: String) -> String {
-        do {
-            _ = try config(line)
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
-    }
+    func message(_ line: String) -> String { errorText { _ = try config(line) } }
 
     func testFlagsSetLlama3ScalingWithMegatronsFixedFactors() throws {
         XCTAssertNil(try config(base).ropeScaling)

@@ -317,7 +317,7 @@ extension MegatronFlagCatalog {
         --exit-interval	exit_interval	training	value			training loop options
         --exit-duration-in-mins	exit_duration_in_mins	training	value			training loop options
         --exit-signal-handler	exit_signal_handler	training	true	=false		training loop options
-        --exit-signal	exit_signal	training	value	=15	1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 34 64	training loop options
+        --exit-signal	exit_signal	training	value	=SIGTERM	SIGHUP SIGINT SIGQUIT SIGILL SIGTRAP SIGABRT SIGBUS SIGFPE SIGKILL SIGUSR1 SIGSEGV SIGUSR2 SIGPIPE SIGALRM SIGTERM SIGSTKFLT SIGCHLD SIGCONT SIGSTOP SIGTSTP SIGTTIN SIGTTOU SIGURG SIGXCPU SIGXFSZ SIGVTALRM SIGPROF SIGWINCH SIGIO SIGPWR SIGSYS SIGRTMIN SIGRTMAX	training loop options
         --exit-signal-handler-for-dataloader	exit_signal_handler_for_dataloader	training	true	=false		training loop options
         --exit-signal-handler-for-training	exit_signal_handler_for_training	training	true	=false		training loop options
         --manual-gc	manual_gc	training	true	=false		training loop options
