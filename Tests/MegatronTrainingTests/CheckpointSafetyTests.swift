@@ -31,9 +31,11 @@ final class CheckpointSafetyTests: XCTestCase {
         return lines
     }
 
+    /// The iterations of the save lines (Megatron's `[time] successfully saved checkpoint from iteration N to ...`).
     func saves(_ lines: [String]) -> [Int] {
-        lines.filter { $0.contains("successfully saved checkpoint from iteration") }
-            .compactMap { Int($0.split(separator: " ")[5]) }
+        lines.compactMap { line in
+            line.range(of: "successfully saved checkpoint from iteration").flatMap { Int(line[$0.upperBound...].split(separator: " ")[0]) }
+        }
     }
 
     func testTrainingSavesTheLastIterationOnce() throws {

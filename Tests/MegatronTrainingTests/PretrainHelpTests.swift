@@ -34,9 +34,10 @@ final class PretrainHelpTests: XCTestCase {
         XCTAssertEqual(entry("--save-interval"), "--save-interval, --persistent-save-interval N Save every this many steps (required with --save).")
         XCTAssertEqual(entry("--no-manual-gc-eval"), "--no-manual-gc-eval, --disable-manual-gc-eval Accepted, no effect (there is no garbage collector).")
         let groups = help.split(separator: "\n").filter { !$0.hasPrefix(" ") && $0.hasSuffix(":") }.map(String.init)
-        XCTAssertEqual(groups, ["transformer configuration:", "network size:", "regularization:", "training:", "RNG and initialization:",
-                                "learning rate and weight decay:", "checkpointing:", "mixed precision:", "distributed init:",
-                                "validation:", "data and dataloader:", "tokenizer:", "logging:", "this program's own flags:"])
+        XCTAssertEqual(groups, ["transformer configuration:", "network size:", "regularization:", "profiling:", "training:",
+                                "RNG and initialization:", "learning rate and weight decay:", "checkpointing:", "mixed precision:",
+                                "distributed init:", "validation:", "data and dataloader:", "tokenizer:", "logging:", "one logger:",
+                                "this program's own flags:"])
         let ownGroup = help.components(separatedBy: "this program's own flags:")[1]
         for own in ["--device", "--keep-last-checkpoints", "--config, --yaml-cfg FILE", "-h, --help"] {
             XCTAssertTrue(ownGroup.contains(own), own)

@@ -23,14 +23,7 @@ final class RealConfigFlagTests: XCTestCase {
         try MegatronArgumentParser.parseCommandLine((Self.required + " " + extra).split(separator: " ").map(String.init))
     }
 
-    func message(_ extra: String) -> String {
-        do {
-            _ = try parse(extra)
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
-    }
+    func message(_ extra: String) -> String { errorText { _ = try parse(extra) } }
 
     func testCheckpointFormatFlagsAreAcceptedOnlyWhenNothingIsSavedOrLoaded() throws {
         let formats = "--ckpt-format torch_dist --async-save --use-persistent-ckpt-worker --dist-ckpt-strictness log_all "
