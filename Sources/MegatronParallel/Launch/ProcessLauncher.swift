@@ -209,16 +209,10 @@ private final class InterruptWatch: @unchecked Sendable {
     private let lock = NSLock()
     private var first: Int32?
     private var sources: [DispatchSourceSignal] = []
-    private let signals: [Int32]
 
     init(signals: [Int32]) {
-        self.signals = signals
         for number in signals {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [weak self] in self?.record(number) }
-            source.resume()
-            sources.append(source)
+            sources.append(catchSignal(number) { [weak self] in self?.record(number) })
         }
     }
 
@@ -226,8 +220,8 @@ private final class InterruptWatch: @unchecked Sendable {
 
     private func record(_ number: Int32) { lock.withLock { if first == nil { first = number } } }
 
+    /// Stops watching (the signals stay caught: see `catchSignal`).
     func restore() {
         for source in sources { source.cancel() }
-        for number in signals { signal(number, SIG_DFL) }
     }
 }

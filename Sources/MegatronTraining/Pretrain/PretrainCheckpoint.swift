@@ -1,5 +1,6 @@
 import Foundation
 import MegatronCore
+import MegatronParallel
 import MegatronTensor
 
 extension Pretrainer {
@@ -281,25 +282,14 @@ final class StopRequest: @unchecked Sendable {
     private let lock = NSLock()
     private var flag = false
     private var source: DispatchSourceSignal?
-    private let signalNumber: Int32
 
     /// With `listening`, `signalNumber` (SIGTERM unless `--exit-signal` names another) sets `requested`.
     init(listening: Bool, signal signalNumber: Int32 = SIGTERM) {
-        self.signalNumber = signalNumber
         guard listening else { return }
-        signal(signalNumber, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-        source.setEventHandler { [weak self] in self?.set() }
-        source.resume()
-        self.source = source
+        source = catchSignal(signalNumber) { [weak self] in self?.set() }
     }
 
-    deinit {
-        if source != nil {
-            source?.cancel()
-            signal(signalNumber, SIG_DFL)
-        }
-    }
+    deinit { source?.cancel() }
 
     private func set() {
         lock.lock()
