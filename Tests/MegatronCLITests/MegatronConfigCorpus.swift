@@ -17,7 +17,7 @@ struct CorpusConfig {
     /// Flags a model config lacks for a training run (tokenizer path, data, lr, iterations).
     let completes: [String]
     /// Appended after the config's flags: the tiny model, 2 iterations.
-    let scaleDown: [String]
+    private(set) var scaleDown: [String]
     /// Thread ranks (`megatron launch --threads`) when above 1.
     let ranks: Int
 
@@ -71,11 +71,16 @@ struct CorpusConfig {
             : ["pretrain-gpt"] + command
     }
 
-    /// This config without `names` (and their values): a model_config.yaml is copied to `directory` without
-    /// their lines.
+    /// This config without `names` (and their values, in its scale-down too): a model_config.yaml is copied
+    /// to `directory` without their lines.
     func without(_ names: Set<String>, writingTo directory: URL) throws -> CorpusConfig {
         var copy = self
         copy.flags = flags.filter { !names.contains($0.name) }
+        var dropping = false
+        copy.scaleDown = scaleDown.filter { word in
+            if word.hasPrefix("--") { dropping = names.contains(word) }
+            return !dropping
+        }
         guard kind == .modelConfigYAML else { return copy }
         let kept = try String(contentsOf: file, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).filter { line in
             let key = line.trimmingCharacters(in: .whitespaces).prefix { $0 != ":" }

@@ -148,15 +148,15 @@ final class ConfigFileTests: XCTestCase {
             max_position_embeddings: 16
             lr: 1.0e-3
             train_iters: 2
-            step_batch_size_schedule: "0:32 90B:64"
+            decrease_batch_size_if_needed: true
             """)
         XCTAssertThrowsError(try parse(["--yaml-cfg", path])) {
             XCTAssertEqual("\($0)", """
                 pretrain-gpt does not support these Megatron-LM features yet (remove their flags or run them in Megatron-LM):
+                  batch-size ramp-up: --decrease-batch-size-if-needed
                   FP8: --fp8-format hybrid
                   mixture of experts: --num-experts 8
                   pipeline parallelism: --pipeline-model-parallel-size 2
-                  batch-size ramp-up: --step-batch-size-schedule 0:32 90B:64
                 """)
         }
         let geglu = try write("language_model: {gated_linear_unit: true, activation_func: gelu}\n")

@@ -182,6 +182,8 @@ enum FlagDescriptions {
         "--padded-vocab-size": "The model's vocabulary (embedding rows), instead of the tokenizer's padded one.",
         "--tiktoken-pattern": "Pre-tokenization pattern of a tiktoken tokenizer (v1 or v2).",
         "--tiktoken-num-special-tokens": "Special tokens reserved ahead of a tiktoken vocabulary.",
+        // Batch-size schedule, bf16 gradients, qk-layernorm weight decay, GEMM reductions, TP overlap.
+        "--step-batch-size-schedule": "'THRESHOLD:BATCH ...': the global batch from each token threshold on (K/M/B/T suffixes; first at 0).",
         // This program's own.
         "--device": "Train on cpu or cuda; a GPU when one is found, when not given.",
     ]

@@ -13,9 +13,22 @@ extension PretrainArguments {
         return biasGeluFusion && addBiasLinear ? .gelu : .geluExact
     }
 
-    /// The batch-size ramp of `--rampup-batch-size`, checked against the batch sizes; nil without the flag.
-    func batchSizeRampup(dataParallelSize: Int) throws -> BatchSizeRampup? {
-        try rampupBatchSize.map {
+    /// The batch-size ramp of `--rampup-batch-size` (checked against the batch sizes) or the step schedule of
+    /// `--step-batch-size-schedule` (thresholds in tokens of `--seq-length`); nil without either.
+    func batchSizeSchedule(dataParallelSize: Int) throws -> (any BatchSizeSchedule)? {
+        if let stepBatchSizeSchedule {
+            // Megatron's arguments.py and its calculator refuse these next to a step schedule.
+            if globalBatchSize != nil {
+                throw ArgumentError("Cannot specify both --step-batch-size-schedule and --global-batch-size (as in Megatron: "
+                    + "the schedule's entries are the global batch sizes)")
+            }
+            if rampupBatchSize != nil {
+                throw ArgumentError("--rampup-batch-size and --step-batch-size-schedule cannot both be set (Megatron ignores "
+                    + "the deprecated ramp-up next to a schedule); write the ramp as schedule steps")
+            }
+            return try StepBatchSizeSchedule(stepBatchSizeSchedule, seqLength: seqLength)
+        }
+        return try rampupBatchSize.map {
             try BatchSizeRampup($0, globalBatchSize: globalBatchSize ?? microBatchSize * dataParallelSize,
                                 microBatchTimesDataParallel: microBatchSize * dataParallelSize)
         }
@@ -55,7 +68,7 @@ extension PretrainArguments {
         if rampupBatchSize != nil && trainIters != nil {
             throw ArgumentError("--rampup-batch-size needs sample-based training (--train-samples), not --train-iters, as in Megatron")
         }
-        _ = try batchSizeRampup(dataParallelSize: dataParallelSize)
+        _ = try batchSizeSchedule(dataParallelSize: dataParallelSize)
         switch resolvedRecomputeGranularity {
         case "full":
             if recomputeMethod == nil || recomputeNumLayers == nil {

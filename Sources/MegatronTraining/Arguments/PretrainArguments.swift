@@ -60,6 +60,8 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var exitSignal = "SIGTERM"
     /// Evaluate on the validation and test sets without training (`--skip-train`).
     public var skipTrain = false
+    /// `--step-batch-size-schedule`: `THRESHOLD:BATCH ...`, the global batch from each threshold (tokens) on.
+    public var stepBatchSizeSchedule: String?
 
     // Optimizer and learning-rate schedule.
     public var optimizer = "adam"

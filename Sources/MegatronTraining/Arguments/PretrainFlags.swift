@@ -331,6 +331,8 @@ enum PretrainFlags {
         .ignored("--profile", note: profileNote),
         .ignored("--profile-step-start", choices: nil, note: profileNote),
         .ignored("--profile-step-end", choices: nil, note: profileNote),
+        // train-flags: batch-size schedule, bf16 gradients, qk-layernorm weight decay, GEMM reductions, TP overlap.
+        .string("--step-batch-size-schedule", \.stepBatchSizeSchedule),
     ]
 
     static let fusionNote = "no effect: Megatron's kernel-fusion switches; this build runs its own fused kernels, with the same math"

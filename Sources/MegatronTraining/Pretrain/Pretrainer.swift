@@ -161,9 +161,10 @@ public final class Pretrainer {
         let stop = StopRequest(listening: arguments.exitSignalHandler, signal: ExitSignal.numbers[arguments.exitSignal] ?? SIGTERM)
         var batchSize = schedule.batchSize(consumedSamples: consumedSamples)
         while !arguments.skipTrain && iteration < schedule.trainIters {
-            // As Megatron: a checkpoint before the first iteration of each larger batch of the ramp-up.
+            // As Megatron: a checkpoint before the first iteration of each larger batch of a ramp-up or step schedule.
             let previousBatchSize = batchSize
             batchSize = schedule.batchSize(consumedSamples: consumedSamples)
+            try schedule.check(batchSize, after: iteration > 0 ? previousBatchSize : nil, consumedSamples: consumedSamples)
             if batchSize != previousBatchSize, iteration > 0, arguments.save != nil { try saveCheckpointAndTime() }
             let stepStarted = Date()
             let lr = schedule.loggedLearningRate

@@ -1,20 +1,25 @@
 import MegatronCore
 
-/// Iteration count, global batch size (ramped up with `--rampup-batch-size`) and Megatron's learning-rate /
-/// weight-decay scheduler of a run.
+/// Iteration count, global batch size (ramped up with `--rampup-batch-size`, or stepped with
+/// `--step-batch-size-schedule`) and Megatron's learning-rate / weight-decay scheduler of a run.
 struct TrainingSchedule {
     let trainIters: Int
-    /// The global batch size after any ramp-up.
+    /// `--global-batch-size`: the batch after any ramp-up. With a step schedule, one micro-batch per data-parallel
+    /// rank, as Megatron sets it (the iteration-based learning-rate schedule counts in these samples).
     let globalBatchSize: Int
-    let rampup: BatchSizeRampup?
+    /// The ramp-up or step schedule; nil for a constant global batch.
+    let batchSizes: (any BatchSizeSchedule)?
+    /// Micro-batch size x data-parallel size: what every global batch must be a multiple of.
+    let microBatchTimesDataParallel: Int
     var scheduler: OptimizerParamScheduler
 
     /// Megatron's default global batch is one micro-batch per data-parallel rank.
     init(_ a: PretrainArguments, groups: [ParamGroup], dataParallelSize: Int = 1) throws {
         globalBatchSize = a.globalBatchSize ?? a.microBatchSize * dataParallelSize
-        rampup = try a.batchSizeRampup(dataParallelSize: dataParallelSize)
-        if let rampup, let samples = a.trainSamples {
-            trainIters = rampup.iterations(trainSamples: samples)
+        batchSizes = try a.batchSizeSchedule(dataParallelSize: dataParallelSize)
+        microBatchTimesDataParallel = a.microBatchSize * dataParallelSize
+        if let batchSizes, let samples = a.trainSamples {
+            trainIters = batchSizes.iterations(trainSamples: samples)
         } else {
             trainIters = a.trainIters ?? (a.trainSamples! + globalBatchSize - 1) / globalBatchSize
         }
@@ -46,7 +51,22 @@ struct TrainingSchedule {
 
     /// The global batch size of the iteration that starts after `consumedSamples` samples.
     func batchSize(consumedSamples: Int) -> Int {
-        rampup?.batchSize(consumedSamples: consumedSamples) ?? globalBatchSize
+        batchSizes?.batchSize(consumedSamples: consumedSamples) ?? globalBatchSize
+    }
+
+    /// Megatron's checks of a scheduled batch size as the loop reaches it (`update_num_microbatches` with its
+    /// consistency check): it never shrinks from `previous` (nil on the first iteration), and it splits into
+    /// micro-batches on every data-parallel rank. Earlier entries of a step schedule are not checked, so a run
+    /// resumed on more ranks may skip sizes it could not run.
+    func check(_ batchSize: Int, after previous: Int?, consumedSamples: Int) throws {
+        if let previous, batchSize < previous {
+            throw ArgumentError("--step-batch-size-schedule: the global batch size may not decrease, from \(previous) "
+                + "to \(batchSize) at \(consumedSamples) consumed samples (as in Megatron)")
+        }
+        guard batchSize % microBatchTimesDataParallel == 0 else {
+            throw ArgumentError("--step-batch-size-schedule: the global batch size \(batchSize) (at \(consumedSamples) consumed "
+                + "samples) is not a multiple of --micro-batch-size x data-parallel size (\(microBatchTimesDataParallel))")
+        }
     }
 
     /// The learning rate Megatron logs for the coming update.
