@@ -54,9 +54,11 @@ public final class MixedPrecisionOptimizer {
     private(set) var masters: [Tensor] = []
     private var states: [[Tensor]] = []
 
-    /// Without `ownsMainGrads` the parameters' `.grad` tensors are someone else's fp32 buffers (views into
+    /// Without `ownsMainGrads` the parameters' `.grad` tensors are someone else's buffers (views into
     /// `DistributedDataParallel`'s grad buffer): none are allocated here and `zeroGrad` zeroes them in place.
-    public init(groups: [ParamGroup], rule: UpdateRule, ownsMainGrads: Bool = true) {
+    /// `mainGradDType` is the dtype of the main grads made here: fp32, or the parameters' bf16 to accumulate
+    /// gradients in it (`--grad-reduce-in-bf16` on one rank); the update always reads fp32 copies.
+    public init(groups: [ParamGroup], rule: UpdateRule, ownsMainGrads: Bool = true, mainGradDType: DType = .float32) {
         self.groups = groups
         self.rule = rule
         self.ownsMainGrads = ownsMainGrads
@@ -69,12 +71,12 @@ public final class MixedPrecisionOptimizer {
         if ownsMainGrads {
             for (_, p) in groups.flatMap(\.parameters) {
                 let (shape, device) = (p.shape, p.device)
-                p.autograd?.mainGradFactory = { Tensor.zeros(shape, device: device) }
+                p.autograd?.mainGradFactory = { Tensor.zeros(shape, dtype: mainGradDType, device: device) }
             }
         }
     }
 
-    /// Whether this optimizer makes the parameters' fp32 main grads (each when backward first reaches the
+    /// Whether this optimizer makes the parameters' main grads (each when backward first reaches the
     /// parameter, through `AutogradMeta.mainGradFactory`; `zeroGrad` drops them).
     public let ownsMainGrads: Bool
 
@@ -92,7 +94,7 @@ public final class MixedPrecisionOptimizer {
     public func zeroGrad() {
         guard ownsMainGrads else {
             for p in parameters {
-                precondition(p.grad?.dtype == .float32, "ownsMainGrads is off but a parameter has no fp32 .grad buffer")
+                precondition(p.grad != nil, "ownsMainGrads is off but a parameter has no .grad buffer")
                 Ops.zero(p.grad!)
             }
             return
@@ -160,7 +162,7 @@ public final class MixedPrecisionOptimizer {
         let parameters = self.parameters
         let device = parameters.first?.device ?? .cpu
         return try withoutGrad {
-            var grads = parameters.map { p in (p.grad ?? Tensor.zeros(p.shape, device: p.device)) }
+            var grads = parameters.map { p in (p.grad ?? Tensor.zeros(p.shape, device: p.device)).cast(to: .float32) }
             if lossScale != 1 { grads = grads.map { Ops.binary($0, Tensor(scalar: 1 / lossScale), .mul) } }
             func sumOfSquares(_ tensors: [Tensor]) -> Tensor {
                 let each = tensors.map { Ops.reduce(Ops.binary($0, $0, .mul), dims: [], .sum).reshaped([1]) }

@@ -164,7 +164,7 @@ enum FlagDescriptions {
         "--profile": "Accepted, no effect (no CUDA profiler range is opened; profile the whole run).",
         "--profile-step-start": "Accepted, no effect (see --profile).",
         "--profile-step-end": "Accepted, no effect (see --profile).",
-        "--accumulate-allreduce-grads-in-fp32": "Accepted; gradients are always accumulated and reduced in fp32 here.",
+        "--accumulate-allreduce-grads-in-fp32": "Accepted; gradients are accumulated and reduced in fp32 here unless --grad-reduce-in-bf16.",
         // Data and tokenizer.
         "--mock-data": "Random tokens instead of a dataset (with a tokenizer, e.g. NullTokenizer).",
         "--data-path": "Dataset prefix, or weight and prefix pairs for a blend, split by --split.",
@@ -184,6 +184,7 @@ enum FlagDescriptions {
         "--tiktoken-num-special-tokens": "Special tokens reserved ahead of a tiktoken vocabulary.",
         // Batch-size schedule, bf16 gradients, qk-layernorm weight decay, GEMM reductions, TP overlap.
         "--step-batch-size-schedule": "'THRESHOLD:BATCH ...': the global batch from each token threshold on (K/M/B/T suffixes; first at 0).",
+        "--grad-reduce-in-bf16": "With --bf16: accumulate and reduce gradients in bf16 (the optimizer still updates from fp32).",
         // This program's own.
         "--device": "Train on cpu or cuda; a GPU when one is found, when not given.",
     ]

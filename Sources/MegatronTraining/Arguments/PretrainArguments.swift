@@ -114,6 +114,8 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var transformerImpl = "transformer_engine"
     /// Transformer Engine's attention choice (`--attention-backend`): flash picks our flash kernels, fused cuDNN's.
     public var attentionBackend = "auto"
+    /// `--grad-reduce-in-bf16`: with `--bf16`, gradients are accumulated and reduced in bf16 (the DDP grad buffer).
+    public var gradReduceInBF16 = false
 
     // Parallelism (the world size comes from the launcher: `megatron launch` or torchrun / SLURM variables).
     public var tensorModelParallelSize = 1

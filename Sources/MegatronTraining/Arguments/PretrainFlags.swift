@@ -327,12 +327,13 @@ enum PretrainFlags {
         .int("--save-retain-interval", \.saveRetainInterval),
         .int("--padded-vocab-size", \.paddedVocabSize),
         .ignored("--accumulate-allreduce-grads-in-fp32",
-                 note: "no effect: gradients are always accumulated and reduced in fp32 here, as the flag asks"),
+                 note: "no effect: gradients are accumulated and reduced in fp32 here, as the flag asks (--grad-reduce-in-bf16 wins, as in Megatron)"),
         .ignored("--profile", note: profileNote),
         .ignored("--profile-step-start", choices: nil, note: profileNote),
         .ignored("--profile-step-end", choices: nil, note: profileNote),
         // train-flags: batch-size schedule, bf16 gradients, qk-layernorm weight decay, GEMM reductions, TP overlap.
         .string("--step-batch-size-schedule", \.stepBatchSizeSchedule),
+        .set("--grad-reduce-in-bf16", \.gradReduceInBF16),
     ]
 
     static let fusionNote = "no effect: Megatron's kernel-fusion switches; this build runs its own fused kernels, with the same math"

@@ -48,15 +48,18 @@ final class TrainingOptimizer {
         }
         self.gradStats = gradStats
         self.partialGradients = partialGradients
+        // --grad-reduce-in-bf16 (with --bf16): Megatron's DDP grad buffers hold bf16 (its grad_reduce_in_fp32 off).
+        let gradReduceInFP32 = !(a.bf16 && a.gradReduceInBF16)
         guard let dataGroup = parallel?.data, dataGroup.size > 1 else {
-            plain = MixedPrecisionOptimizer(groups: groups, rule: rule)
+            plain = MixedPrecisionOptimizer(groups: groups, rule: rule, mainGradDType: gradReduceInFP32 ? .float32 : .bfloat16)
             (ddp, distributed) = (nil, nil)
             return
         }
         let config = DistributedDataParallelConfig(overlapGradReduce: a.overlapGradReduce,
                                                    useDistributedOptimizer: a.useDistributedOptimizer,
                                                    overlapParamGather: a.overlapParamGather,
-                                                   averageInCollective: a.ddpAverageInCollective, bucketSize: a.ddpBucketSize)
+                                                   averageInCollective: a.ddpAverageInCollective, bucketSize: a.ddpBucketSize,
+                                                   gradReduceInFP32: gradReduceInFP32)
         let wrapper = try DistributedDataParallel(parameters: named, config: config, dataParallelGroup: dataGroup)
         wrapper.waitForParamGathersInForward(of: model.forwardStages)
         ddp = wrapper

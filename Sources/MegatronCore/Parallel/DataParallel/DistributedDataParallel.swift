@@ -2,8 +2,9 @@ import MegatronAutograd
 import MegatronParallel
 import MegatronTensor
 
-/// Megatron's `DistributedDataParallel`: the model's parameters bucketed into contiguous fp32 main-grad
-/// buffers (one per parameter dtype), and the gradient reduction over the data-parallel group.
+/// Megatron's `DistributedDataParallel`: the model's parameters bucketed into contiguous main-grad buffers
+/// (one per parameter dtype; fp32 unless `gradReduceInFP32` is off), and the gradient reduction over the
+/// data-parallel group.
 ///
 /// Gradients are averaged over the group: pre-scaled by `1/dp` and summed (one `scaledSum` collective, which
 /// scales as it reads), or averaged in the collective with `averageInCollective`. Without the distributed
@@ -56,9 +57,9 @@ public final class DistributedDataParallel {
         /// The reduce-scatter output (distributed optimizer): this rank's shard of the reduced bucket.
         let shardGrad: Tensor?
 
-        init(parameterIndices: [Int], shardSize: Int?, device: Device) {
+        init(parameterIndices: [Int], shardSize: Int?, dtype: DType, device: Device) {
             waiting = Set(parameterIndices)
-            shardGrad = shardSize.map { Tensor.zeros([$0], device: device) }
+            shardGrad = shardSize.map { Tensor.zeros([$0], dtype: dtype, device: device) }
         }
     }
 
@@ -89,12 +90,14 @@ public final class DistributedDataParallel {
                 dataParallelSize: dp, padForDistributedOptimizer: config.useDistributedOptimizer,
                 padForHighBusBandwidth: config.padBucketsForHighNCCLBusBandwidth,
                 needsOwnBucket: members.map { sharedEmbeddings.contains($0.name) })
-            return ParamAndGradBuffer(parameters: members, layout: layout, withParamData: config.useDistributedOptimizer)
+            return ParamAndGradBuffer(parameters: members, layout: layout, withParamData: config.useDistributedOptimizer,
+                                      gradDType: config.gradDType(forParameters: dtype))
         }
         buckets = buffers.map { buffer in
             buffer.layout.buckets.map { bucket in
                 BucketSync(parameterIndices: bucket.parameterIndices,
-                           shardSize: config.useDistributedOptimizer ? bucket.range.count / dp : nil, device: buffer.device)
+                           shardSize: config.useDistributedOptimizer ? bucket.range.count / dp : nil,
+                           dtype: buffer.gradDType, device: buffer.device)
             }
         }
         for (b, buffer) in buffers.enumerated() {

@@ -1,3 +1,5 @@
+import MegatronTensor
+
 /// Megatron's `DistributedDataParallelConfig`: how gradients are bucketed and reduced over the data-parallel group.
 ///
 /// ```swift
@@ -24,16 +26,26 @@ public struct DistributedDataParallelConfig: Sendable, Equatable {
     public var bucketSize: Int?
     /// `--ddp-pad-buckets-for-high-nccl-busbw`: pad buckets to a multiple of 2^16 too.
     public var padBucketsForHighNCCLBusBandwidth: Bool
+    /// Megatron's `grad_reduce_in_fp32`: gradients are accumulated and reduced in fp32 grad buffers; off
+    /// (`--bf16 --grad-reduce-in-bf16`), the buffers hold the parameters' dtype, and the optimizer updates from
+    /// fp32 copies of the reduced gradients.
+    public var gradReduceInFP32: Bool
 
     public init(overlapGradReduce: Bool = false, useDistributedOptimizer: Bool = false,
                 overlapParamGather: Bool = false, averageInCollective: Bool = false, bucketSize: Int? = nil,
-                padBucketsForHighNCCLBusBandwidth: Bool = false) {
+                padBucketsForHighNCCLBusBandwidth: Bool = false, gradReduceInFP32: Bool = true) {
         self.overlapGradReduce = overlapGradReduce
         self.useDistributedOptimizer = useDistributedOptimizer
         self.overlapParamGather = overlapParamGather
         self.averageInCollective = averageInCollective
         self.bucketSize = bucketSize
         self.padBucketsForHighNCCLBusBandwidth = padBucketsForHighNCCLBusBandwidth
+        self.gradReduceInFP32 = gradReduceInFP32
+    }
+
+    /// The grad buffer's dtype for parameters of `paramDType` (Megatron's `grad_dtype`).
+    public func gradDType(forParameters paramDType: DType) -> DType {
+        gradReduceInFP32 ? .float32 : paramDType
     }
 
     /// Megatron's default bucket size: `max(40_000_000, 1_000_000 * dp)` elements.

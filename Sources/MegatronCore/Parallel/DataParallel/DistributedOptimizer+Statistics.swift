@@ -22,9 +22,9 @@ extension DistributedOptimizer {
     /// `view(shard, shard gradient, piece range)` for every piece of this rank's shards that counts in the norm.
     private func countedPieces(_ view: (OwnedShard, Tensor, Range<Int>) -> Tensor) -> [Tensor] {
         var out: [Tensor] = []
-        for (b, list) in shards.enumerated() {
-            for (k, shard) in list.enumerated() {
-                let grad = ddp.shardGrad(buffer: b, bucket: k)
+        for list in shards {
+            for shard in list {
+                let grad = shard.mainGrad
                 for piece in shard.pieces where gradStats.countsInNorm(piece.name) {
                     out.append(view(shard, grad, piece.shardRange))
                 }

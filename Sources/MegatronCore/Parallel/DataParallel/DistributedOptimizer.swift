@@ -47,12 +47,15 @@ public final class DistributedOptimizer {
         let parameterRange: Range<Int>
     }
 
-    /// A rank's shard of one bucket: its view of the parameter buffer, fp32 masters and state, each
-    /// `[shardSize]`, and the pieces in it.
+    /// A rank's shard of one bucket: its view of the parameter buffer, fp32 masters, fp32 main grads and
+    /// state, each `[shardSize]`, and the pieces in it.
     struct OwnedShard {
         let pieces: [Piece]
         let params: Tensor
         let master: Tensor
+        /// The reduced gradients the update reads: DDP's shard itself when it is fp32, else an fp32 copy of it
+        /// made each step (Megatron's `_copy_model_grads_to_main_grads` with `--grad-reduce-in-bf16`).
+        let mainGrad: Tensor
         let states: [Tensor]
     }
 
@@ -74,7 +77,7 @@ public final class DistributedOptimizer {
         var groupOf: [String: Int] = [:]
         for (g, group) in groups.enumerated() { for (name, _) in group.parameters { groupOf[name] = g } }
         let dp = ddp.dataParallelGroup.size, rank = ddp.dataParallelGroup.rank
-        shards = try ddp.buffers.map { buffer in
+        shards = try ddp.buffers.enumerated().map { b, buffer in
             try buffer.layout.buckets.indices.map { k in
                 let pieces = try buffer.layout.shardPieces(bucket: k, rank: rank, dataParallelSize: dp).map { piece in
                     let name = buffer.parameters[piece.parameterIndex].name
@@ -87,7 +90,9 @@ public final class DistributedOptimizer {
                 let owned = buffer.shardParams(k, rank: rank, dataParallelSize: dp)
                 let master = buffer.paramDType == .float32 ? owned : owned.cast(to: .float32).contiguous()
                 let states = (0..<rule.stateCount).map { _ in Tensor.zeros([owned.count], device: buffer.device) }
-                return OwnedShard(pieces: pieces, params: owned, master: master, states: states)
+                let reduced = ddp.shardGrad(buffer: b, bucket: k)
+                let mainGrad = reduced.dtype == .float32 ? reduced : Tensor.zeros([reduced.count], device: buffer.device)
+                return OwnedShard(pieces: pieces, params: owned, master: master, mainGrad: mainGrad, states: states)
             }
         }
     }
@@ -102,6 +107,7 @@ public final class DistributedOptimizer {
     public func step(scheduler: OptimizerParamScheduler, clipGrad: Float = 0,
                      lossScale: Float = 1) throws -> MixedPrecisionOptimizer.StepReport {
         try ddp.finishGradSync()
+        copyReducedGradsToMainGrads()
         if let fused {
             // AdamW over fp32 / bf16 parameters on a GPU: the multi-tensor kernels over the shard pieces.
             let report = try fused.run(step: stepCount + 1, scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale,
@@ -111,7 +117,7 @@ public final class DistributedOptimizer {
             try gatherParameters()
             return report
         }
-        let grads = shards.indices.map { b in shards[b].indices.map { k in ddp.shardGrad(buffer: b, bucket: k) } }
+        let grads = shards.map { $0.map(\.mainGrad) }
         let onHost = !useTensorOps && ddp.buffers.allSatisfy { $0.device == .cpu }
         let local = onHost ? hostStatistics(grads, lossScale: lossScale) : tensorStatistics(grads, lossScale: lossScale)
         let device = ddp.buffers.first?.device ?? .cpu
@@ -147,8 +153,8 @@ public final class DistributedOptimizer {
         var operands = Array(repeating: FusedAdamW.Operands(), count: groups.count)
         var all: [Tensor] = [], counted: [Tensor] = []
         for (b, buffer) in ddp.buffers.enumerated() {
-            for (k, shard) in shards[b].enumerated() {
-                let shardGrad = ddp.shardGrad(buffer: b, bucket: k)
+            for shard in shards[b] {
+                let shardGrad = shard.mainGrad
                 all.append(shardGrad)
                 for piece in shard.pieces {
                     let r = piece.shardRange, grad = ParamAndGradBuffer.view(shardGrad, r)
@@ -163,6 +169,15 @@ public final class DistributedOptimizer {
         }
         return FusedAdamW(rule: adam, groups: operands, all: all, counted: counted)
     }()
+
+    /// Copies the reduced gradient shards into their fp32 main grads where the grad buffers are not fp32.
+    private func copyReducedGradsToMainGrads() {
+        for (b, list) in shards.enumerated() {
+            for (k, shard) in list.enumerated() where shard.mainGrad.dtype != ddp.shardGrad(buffer: b, bucket: k).dtype {
+                withoutGrad { Ops.copy(ddp.shardGrad(buffer: b, bucket: k), into: shard.mainGrad) }
+            }
+        }
+    }
 
     /// Unscales the shard grads; returns whether any was inf/NaN and this rank's share of the squared norm.
     private func hostStatistics(_ grads: [[Tensor]], lossScale: Float) -> (nonFinite: Bool, squares: Double) {

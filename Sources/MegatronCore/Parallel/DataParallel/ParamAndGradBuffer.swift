@@ -1,12 +1,13 @@
 import MegatronAutograd
 import MegatronTensor
 
-/// The contiguous fp32 main-grad buffer of the parameters of one dtype, laid out by a `BufferLayout`, and,
+/// The contiguous main-grad buffer (fp32, or the parameters' dtype with `--grad-reduce-in-bf16`) of the
+/// parameters of one dtype, laid out by a `BufferLayout`, and,
 /// for the distributed optimizer, a parameter buffer of the same layout that the updated shards are
 /// all-gathered into.
 ///
 /// Each parameter's `.grad` is a view into `gradData`, so every backward pass accumulates into the buffer in
-/// fp32 and a bucket's gradients are one contiguous range for the collective.
+/// its dtype and a bucket's gradients are one contiguous range for the collective.
 ///
 /// With `paramData`, each parameter that owns its whole storage is moved into its range of `paramData`
 /// (`Storage.alias`, Megatron's `param.data = buffer view`), so an all-gather into the buffer updates the
@@ -24,15 +25,19 @@ public final class ParamAndGradBuffer {
     public let layout: BufferLayout
     public let paramDType: DType
     public let device: Device
-    /// fp32 main grads, `[layout.numel]`.
+    /// Main grads in `gradDType`, `[layout.numel]`.
     public let gradData: Tensor
+    /// fp32, or the parameters' dtype when gradients are reduced in it (`DistributedDataParallelConfig.gradReduceInFP32`).
+    public var gradDType: DType { gradData.dtype }
     /// Parameters in the buffer's dtype, `[layout.numel]`; distributed optimizer only.
     public let paramData: Tensor?
 
     /// - Parameters:
     ///   - parameters: in definition order, all of one dtype and device.
     ///   - layout: built from the parameters' element counts in that order.
-    public init(parameters: [(name: String, tensor: Tensor)], layout: BufferLayout, withParamData: Bool) {
+    ///   - gradDType: the main grads' dtype.
+    public init(parameters: [(name: String, tensor: Tensor)], layout: BufferLayout, withParamData: Bool,
+                gradDType: DType = .float32) {
         precondition(layout.parameterRanges.count == parameters.count,
                      "layout has \(layout.parameterRanges.count) parameters, buffer got \(parameters.count)")
         let first = parameters.first?.tensor
@@ -44,7 +49,7 @@ public final class ParamAndGradBuffer {
             precondition(p.dtype == paramDType && p.device == device,
                          "parameter '\(name)' is \(p.dtype) on \(p.device); this buffer holds \(paramDType) on \(device)")
         }
-        gradData = Tensor.zeros([layout.numel], device: device)
+        gradData = Tensor.zeros([layout.numel], dtype: gradDType, device: device)
         paramData = withParamData ? Tensor.zeros([layout.numel], dtype: paramDType, device: device) : nil
         if let paramData {
             copyParametersIntoParamBuffer()
