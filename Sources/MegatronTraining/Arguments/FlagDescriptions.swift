@@ -185,6 +185,8 @@ enum FlagDescriptions {
         // Batch-size schedule, bf16 gradients, qk-layernorm weight decay, GEMM reductions, TP overlap.
         "--step-batch-size-schedule": "'THRESHOLD:BATCH ...': the global batch from each token threshold on (K/M/B/T suffixes; first at 0).",
         "--grad-reduce-in-bf16": "With --bf16: accumulate and reduce gradients in bf16 (the optimizer still updates from fp32).",
+        "--apply-wd-to-qk-layernorm": "Apply weight decay to the q/k layer-norm weights too (norms are exempt otherwise).",
+        "--no-weight-decay-cond-type": "Deprecated spelling of --apply-wd-to-qk-layernorm.",
         // This program's own.
         "--device": "Train on cpu or cuda; a GPU when one is found, when not given.",
     ]

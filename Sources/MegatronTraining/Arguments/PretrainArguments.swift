@@ -91,6 +91,8 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     /// Learning rate (and minimum) of the word embeddings and the output layer.
     public var decoupledLR: Float?
     public var decoupledMinLR: Float?
+    /// `--apply-wd-to-qk-layernorm`: the q/k layer-norm weights keep their weight decay.
+    public var applyWDToQKLayernorm = false
 
     // Precision and memory.
     public var bf16 = false

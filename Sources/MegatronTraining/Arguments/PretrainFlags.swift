@@ -111,7 +111,7 @@ struct Flag {
     }
 
     /// `value` if it is one of `choices`. One of Megatron's other choices is a feature this build lacks.
-    private static func checked(_ name: String, _ value: String, _ choices: [String]) throws -> String {
+    static func checked(_ name: String, _ value: String, _ choices: [String]) throws -> String {
         guard choices.contains(value) else {
             if MegatronFlagCatalog.byName[name]?.choices.contains(value) == true {
                 throw UnsupportedFeature(feature: "\(name) other than \(choices.joined(separator: ", "))",
@@ -334,6 +334,11 @@ enum PretrainFlags {
         // train-flags: batch-size schedule, bf16 gradients, qk-layernorm weight decay, GEMM reductions, TP overlap.
         .string("--step-batch-size-schedule", \.stepBatchSizeSchedule),
         .set("--grad-reduce-in-bf16", \.gradReduceInBF16),
+        .set("--apply-wd-to-qk-layernorm", \.applyWDToQKLayernorm),
+        Flag(name: "--no-weight-decay-cond-type", takesValue: true, apply: { args, value in
+            _ = try Flag.checked("--no-weight-decay-cond-type", value!, ["apply_wd_to_qk_layernorm"])
+            args.applyWDToQKLayernorm = true
+        }, metavar: "apply_wd_to_qk_layernorm", note: { _ in "deprecated in Megatron: means --apply-wd-to-qk-layernorm" }),
     ]
 
     static let fusionNote = "no effect: Megatron's kernel-fusion switches; this build runs its own fused kernels, with the same math"

@@ -39,7 +39,9 @@ final class TrainingOptimizer {
          partialGradients: @escaping () throws -> Void = {}) throws {
         let named = model.namedParameters()
         // --decoupled-lr / --decoupled-min-lr: the word embeddings and the untied output layer follow their own schedule bounds.
-        let groupRule = ParamGroupRule(decoupledLR: a.decoupledLR.map(Double.init), decoupledMinLR: a.decoupledMinLR.map(Double.init))
+        // --apply-wd-to-qk-layernorm: the q/k layer-norm weights stay in the weight-decayed group.
+        let groupRule = ParamGroupRule(applyWeightDecayToQKLayerNorm: a.applyWDToQKLayernorm,
+                                       decoupledLR: a.decoupledLR.map(Double.init), decoupledMinLR: a.decoupledMinLR.map(Double.init))
         groups = try ParamGroup.megatronDefault(named, rule: groupRule, embeddingOrOutput: model.embeddingOrOutputParameterNames)
         let rule: UpdateRule
         switch a.optimizer {
