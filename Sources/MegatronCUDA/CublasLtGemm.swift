@@ -21,6 +21,8 @@ public final class CublasLtGemm {
     /// operands and keeps the fastest, instead of taking the heuristic's first choice. That first
     /// call synchronizes its stream; later calls of the problem do not.
     public let autotune: Bool
+    /// Whether bf16 GEMMs may reduce split-K partial sums in bf16 (`--disable-bf16-reduced-precision-matmul`).
+    public let reductionPrecision: GemmReductionPrecision
 
     public let device: CUDADevice
     private let lt: CCUDACublasLt
@@ -30,7 +32,8 @@ public final class CublasLtGemm {
     private var plans: [PlanKey: GemmPlan] = [:]
     private var workspaces: [UInt: DeviceAllocation] = [:]
 
-    public init(device: CUDADevice, allocator: CachingAllocator, autotune: Bool = false) throws {
+    public init(device: CUDADevice, allocator: CachingAllocator, autotune: Bool = false,
+                reductionPrecision: GemmReductionPrecision = .reducedAllowed) throws {
         let lt = try CUDALibraries.cublasLt()
         try device.makeCurrent()
         var handle: cublasLtHandle_t?
@@ -40,6 +43,7 @@ public final class CublasLtGemm {
         self.handle = handle!
         self.allocator = allocator
         self.autotune = autotune
+        self.reductionPrecision = reductionPrecision
     }
 
     deinit {
@@ -129,6 +133,10 @@ public final class CublasLtGemm {
         var workspaceLimit = UInt64(Self.workspaceBytes)
         try Self.check(lt, lt.cublasLtMatmulPreferenceSetAttribute(
             preference!, Int32(CCUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES), &workspaceLimit, 8), "cublasLtMatmulPreferenceSetAttribute")
+        if var schemes = reductionPrecision.reductionSchemeMask(for: plan.problem) {
+            try Self.check(lt, lt.cublasLtMatmulPreferenceSetAttribute(
+                preference!, Int32(CCUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK), &schemes, 4), "cublasLtMatmulPreferenceSetAttribute")
+        }
         var results = [cublasLtMatmulHeuristicResult_t](repeating: cublasLtMatmulHeuristicResult_t(), count: count)
         var returned: Int32 = 0
         try Self.check(lt, lt.cublasLtMatmulAlgoGetHeuristic(handle, plan.descriptor, plan.layoutA, plan.layoutB,

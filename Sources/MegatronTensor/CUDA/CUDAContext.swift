@@ -25,6 +25,9 @@ public final class CUDAContext: @unchecked Sendable {
     public let profile: (any OpProfiler)?
     /// Which flash attention runs (MEGATRON_ATTENTION): cuDNN's fused SDPA where it loads, or our kernels.
     public let attentionBackend: AttentionBackend
+    /// Whether bf16 GEMMs may reduce split-K partial sums in bf16: not when MEGATRON_BF16_REDUCED_PRECISION_REDUCTION=0
+    /// (`--disable-bf16-reduced-precision-matmul`, torch's `allow_bf16_reduced_precision_reduction = False`).
+    public let gemmReductionPrecision: GemmReductionPrecision
     private let lazyLock = NSLock()
     private var gemmHandle: CublasLtGemm?
     private var neuralKernels: NeuralKernels?
@@ -37,6 +40,7 @@ public final class CUDAContext: @unchecked Sendable {
         staging = PinnedStaging(device: device)
         kernels = try TensorKernels(device: device)
         deterministic = environment["MEGATRON_DETERMINISTIC"] == "1"
+        gemmReductionPrecision = Self.gemmReductionPrecision(environment: environment)
         profile = makeOpProfiler(environment["MEGATRON_PROFILE"], device: device)
         attentionBackend = try AttentionBackend(environment: environment)
     }
@@ -54,9 +58,17 @@ public final class CUDAContext: @unchecked Sendable {
         lazyLock.lock()
         defer { lazyLock.unlock() }
         if let gemmHandle { return gemmHandle }
-        let made = try CublasLtGemm(device: device, allocator: allocator)
+        let made = try CublasLtGemm(device: device, allocator: allocator, reductionPrecision: gemmReductionPrecision)
         gemmHandle = made
         return made
+    }
+
+    /// The variable `--disable-bf16-reduced-precision-matmul` sets to 0.
+    public static let bf16ReducedPrecisionReductionVariable = "MEGATRON_BF16_REDUCED_PRECISION_REDUCTION"
+
+    /// The GEMM reduction precision an environment asks for (allowed unless the variable is 0).
+    public static func gemmReductionPrecision(environment: [String: String]) -> GemmReductionPrecision {
+        environment[bf16ReducedPrecisionReductionVariable] == "0" ? .fp32PartialSums : .reducedAllowed
     }
 
     /// The fused neural-network kernels (softmax, norms, cross-entropy, dropout), compiled on first use.

@@ -187,6 +187,7 @@ enum FlagDescriptions {
         "--grad-reduce-in-bf16": "With --bf16: accumulate and reduce gradients in bf16 (the optimizer still updates from fp32).",
         "--apply-wd-to-qk-layernorm": "Apply weight decay to the q/k layer-norm weights too (norms are exempt otherwise).",
         "--no-weight-decay-cond-type": "Deprecated spelling of --apply-wd-to-qk-layernorm.",
+        "--disable-bf16-reduced-precision-matmul": "With --bf16: GEMMs reduce split-K partial sums in fp32, never in bf16.",
         // This program's own.
         "--device": "Train on cpu or cuda; a GPU when one is found, when not given.",
     ]

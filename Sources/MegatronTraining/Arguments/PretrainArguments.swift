@@ -118,6 +118,8 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var attentionBackend = "auto"
     /// `--grad-reduce-in-bf16`: with `--bf16`, gradients are accumulated and reduced in bf16 (the DDP grad buffer).
     public var gradReduceInBF16 = false
+    /// `--disable-bf16-reduced-precision-matmul`: bf16 GEMMs may not reduce split-K partial sums in bf16.
+    public var disableBF16ReducedPrecisionMatmul = false
 
     // Parallelism (the world size comes from the launcher: `megatron launch` or torchrun / SLURM variables).
     public var tensorModelParallelSize = 1

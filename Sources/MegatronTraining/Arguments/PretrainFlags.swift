@@ -339,6 +339,7 @@ enum PretrainFlags {
             _ = try Flag.checked("--no-weight-decay-cond-type", value!, ["apply_wd_to_qk_layernorm"])
             args.applyWDToQKLayernorm = true
         }, metavar: "apply_wd_to_qk_layernorm", note: { _ in "deprecated in Megatron: means --apply-wd-to-qk-layernorm" }),
+        .set("--disable-bf16-reduced-precision-matmul", \.disableBF16ReducedPrecisionMatmul),
     ]
 
     static let fusionNote = "no effect: Megatron's kernel-fusion switches; this build runs its own fused kernels, with the same math"
