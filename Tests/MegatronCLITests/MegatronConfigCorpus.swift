@@ -205,6 +205,20 @@ struct CorpusWorkspace {
                                            "--tokenizer-type", "GPT2BPETokenizer", "--vocab-file", data.path + "/bpe/vocab.json",
                                            "--merge-file", data.path + "/bpe/merges.txt", "--append-eod", "--workers", "1"])
         guard preprocess.status == 0 else { throw XCTSkip("preprocess-data failed: \(preprocess.output)") }
+        try Self.writeUserbufferConfigs(for: try CorpusConfig.all(in: fixtures), under: root)
+    }
+
+    /// A small userbuffers YAML of our own where a config's `--tp-comm-overlap-cfg` points (relative to
+    /// Megatron-LM's root, which the runs take as their working directory).
+    static func writeUserbufferConfigs(for configs: [CorpusConfig], under root: URL) throws {
+        for config in configs {
+            for flag in config.flags where flag.name == "--tp-comm-overlap-cfg" {
+                let file = root.appendingPathComponent(flag.values[0])
+                try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try "qkv_fprop:\n  method: ring_exchange\n  aggregate: 1\nfc2_dgrad:\n  method: bulk\n  num_sm: 2\n"
+                    .write(to: file, atomically: true, encoding: .utf8)
+            }
+        }
     }
 
     /// Runs `config` with fresh checkpoint, TensorBoard and cache folders (`attempt` tells runs of one config
@@ -222,7 +236,7 @@ struct CorpusWorkspace {
         let environment = ["DATA_PATH": data, "DATA_CACHE_PATH": folder("cache"), "CHECKPOINT_SAVE_PATH": folder("checkpoints"),
                            "CHECKPOINT_LOAD_PATH": folder("checkpoints"), "TENSORBOARD_PATH": folder("tensorboard"),
                            "DATA_BLEND": prefix, "WANDB_EXPERIMENT": config.name, "WANDB_SAVE_PATH": folder("wandb")]
-        return try megatron.run(config.arguments(variables: variables), environment: environment)
+        return try megatron.run(config.arguments(variables: variables), environment: environment, directory: root)
     }
 
     func remove() { try? FileManager.default.removeItem(at: root) }

@@ -18,7 +18,6 @@ final class MegatronConfigCorpusTests: XCTestCase {
 
     /// Flag (or flag and value) to what would make it run here; none of this session's helpers owns them.
     static let knownBlockers: [String: String] = [
-        "--tp-comm-overlap": "TP communication overlap", "--tp-comm-overlap-cfg": "TP communication overlap",
         "--tokenizer-type GPTSentencePieceTokenizer": "SentencePiece tokenizers",
         "--tokenizer-type Llama2Tokenizer": "SentencePiece tokenizers",
         "--rope-type": "gpt-oss", "--export-force-local-attention": "gpt-oss", "--quick-geglu": "gpt-oss",
@@ -36,6 +35,9 @@ final class MegatronConfigCorpusTests: XCTestCase {
     static let refusedByMegatron: [String: (flags: Set<String>, drop: String, reason: String)] = [
         "gpt3_175b": (["--step-batch-size-schedule", "--global-batch-size"], "--global-batch-size",
                       "arguments.py: Cannot specify both --step-batch-size-schedule and --global-batch-size"),
+        "gpt3_weekly_mcore_tp2_pp2_current_scaling_native_fp8_tp_pp_sp_tp_overlap": (
+            ["--deterministic-mode", "--tp-comm-overlap"], "--deterministic-mode",
+            "determinism.py: --deterministic-mode requires tp_comm_overlap=False"),
     ]
 
     /// A tiny valid run that a blocker's flags are added to, to see whether they still fail on their own.

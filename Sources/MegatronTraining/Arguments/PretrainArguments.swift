@@ -140,6 +140,10 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     /// Seconds a collective may wait once the job has started (`--distributed-timeout-seconds-after-init`); the
     /// joining timeout when nil.
     public var distributedTimeoutSecondsAfterInit: Int?
+    /// `--tp-comm-overlap`: Megatron's userbuffers TP communication / GEMM overlap (not overlapped here).
+    public var tpCommOverlap = false
+    /// `--tp-comm-overlap-cfg`: the userbuffers YAML of `--tp-comm-overlap`.
+    public var tpCommOverlapCfg: String?
 
     // Logging.
     public var logInterval = 100

@@ -340,6 +340,10 @@ enum PretrainFlags {
             args.applyWDToQKLayernorm = true
         }, metavar: "apply_wd_to_qk_layernorm", note: { _ in "deprecated in Megatron: means --apply-wd-to-qk-layernorm" }),
         .set("--disable-bf16-reduced-precision-matmul", \.disableBF16ReducedPrecisionMatmul),
+        .set("--tp-comm-overlap", \.tpCommOverlap).noting { _ in
+            "tensor-parallel communication is not overlapped with the GEMMs here (no userbuffers); the run is otherwise identical"
+        },
+        .string("--tp-comm-overlap-cfg", \.tpCommOverlapCfg),
     ]
 
     static let fusionNote = "no effect: Megatron's kernel-fusion switches; this build runs its own fused kernels, with the same math"

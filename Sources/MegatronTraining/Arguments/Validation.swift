@@ -33,6 +33,7 @@ extension PretrainArguments {
         try validateSchedule(dataParallelSize: dataParallelSize)
         try validateModelFeatures(dataParallelSize: dataParallelSize)
         try validateLogging()
+        try validateCommunicationOverlap()
         _ = try transformerConfig()
     }
 
