@@ -189,7 +189,7 @@ enum FlagDescriptions {
         "--no-weight-decay-cond-type": "Deprecated spelling of --apply-wd-to-qk-layernorm.",
         "--disable-bf16-reduced-precision-matmul": "With --bf16: GEMMs reduce split-K partial sums in fp32, never in bf16.",
         "--tp-comm-overlap": "Megatron's TP communication / GEMM overlap; accepted, not overlapped here (needs --sequence-parallel).",
-        "--tp-comm-overlap-cfg": "Userbuffers YAML of --tp-comm-overlap; must exist and parse.",
+        "--tp-comm-overlap-cfg": "Userbuffers YAML of --tp-comm-overlap (read only with it, as in Megatron); must exist and parse.",
         // This program's own.
         "--device": "Train on cpu or cuda; a GPU when one is found, when not given.",
     ]
