@@ -52,9 +52,12 @@ struct SentencePieceModelProto {
         while let field = try reader.next() {
             switch field.number {
             case 1: pieces.append(try Self.piece(bytes, try field.bytes("piece \(pieces.count)"), index: pieces.count))
-            case 2: trainer = try Self.trainerSpec(bytes, try field.bytes("trainer_spec"))
-            case 3: normalizer = try Self.normalizerSpec(bytes, try field.bytes("normalizer_spec"), "normalizer_spec")
-            case 5: denormalizer = try Self.normalizerSpec(bytes, try field.bytes("denormalizer_spec"), "denormalizer_spec")
+            // A message field that occurs again is merged into what came before, as protobuf merges it.
+            case 2: trainer = try Self.trainerSpec(bytes, try field.bytes("trainer_spec"), merging: trainer)
+            case 3: normalizer = try Self.normalizerSpec(bytes, try field.bytes("normalizer_spec"), "normalizer_spec", merging: normalizer)
+            case 5:
+                denormalizer = try Self.normalizerSpec(
+                    bytes, try field.bytes("denormalizer_spec"), "denormalizer_spec", merging: denormalizer ?? NormalizerSpec())
             default: continue
             }
         }
@@ -77,8 +80,8 @@ struct SentencePieceModelProto {
         return piece
     }
 
-    private static func trainerSpec(_ bytes: [UInt8], _ range: Range<Int>) throws -> TrainerSpec {
-        var spec = TrainerSpec()
+    private static func trainerSpec(_ bytes: [UInt8], _ range: Range<Int>, merging spec: TrainerSpec) throws -> TrainerSpec {
+        var spec = spec
         var reader = ProtobufReader(bytes, range)
         while let field = try reader.next() {
             switch field.number {
@@ -101,8 +104,10 @@ struct SentencePieceModelProto {
         return spec
     }
 
-    private static func normalizerSpec(_ bytes: [UInt8], _ range: Range<Int>, _ what: String) throws -> NormalizerSpec {
-        var spec = NormalizerSpec()
+    private static func normalizerSpec(
+        _ bytes: [UInt8], _ range: Range<Int>, _ what: String, merging spec: NormalizerSpec
+    ) throws -> NormalizerSpec {
+        var spec = spec
         var reader = ProtobufReader(bytes, range)
         while let field = try reader.next() {
             switch field.number {
