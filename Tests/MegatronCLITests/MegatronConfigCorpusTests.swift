@@ -22,8 +22,6 @@ final class MegatronConfigCorpusTests: XCTestCase {
         "--grad-reduce-in-bf16": "bf16 gradient accumulation and reduction (main gradients are fp32 here)",
         "--disable-bf16-reduced-precision-matmul": "cuBLASLt's reduction-scheme preference for bf16 GEMMs",
         "--tp-comm-overlap": "TP communication overlap", "--tp-comm-overlap-cfg": "TP communication overlap",
-        "--tokenizer-type GPTSentencePieceTokenizer": "SentencePiece tokenizers",
-        "--tokenizer-type Llama2Tokenizer": "SentencePiece tokenizers",
         "--rope-type": "gpt-oss", "--export-force-local-attention": "gpt-oss", "--quick-geglu": "gpt-oss",
         "--glu-linear-offset": "gpt-oss", "--softmax-type": "gpt-oss", "--window-attn-skip-freq": "gpt-oss",
         "--activation-func-clamp-value": "gpt-oss", "--window-size": "gpt-oss", "--enable-gpt-oss": "gpt-oss",

@@ -23,7 +23,6 @@ struct SentencePieceVocabulary: Sendable {
         pieces = proto.pieces.map(\.bytes)
         scores = proto.pieces.map(\.score)
         types = proto.pieces.map(\.type)
-        guard !pieces.isEmpty else { throw TokenizerError("it has no pieces") }
         guard pieces.count <= TokenizerFile.maxTokenID else {
             throw TokenizerError("it has \(pieces.count) pieces, more than \(TokenizerFile.maxTokenID)")
         }
