@@ -5,7 +5,8 @@
 ///
 /// Symbols are a linked list over the text, so a pair's concatenation is always one run of the text's bytes;
 /// candidate pairs wait in a min-heap keyed by (score, left position), and an entry made stale by an earlier
-/// merge is recognized when popped: its pair no longer gives a piece of the same score.
+/// merge is recognized when popped, as SentencePiece recognizes it: the run from its left symbol through that
+/// symbol's right neighbour is no longer the length it was (each merge that touches a pair lengthens it).
 struct SentencePieceBPE: Sendable {
     let vocabulary: SentencePieceVocabulary
     private let hasUnused: Bool
@@ -19,12 +20,14 @@ struct SentencePieceBPE: Sendable {
     func encode(_ text: UnsafeBufferPointer<UInt8>, into out: inout [PieceSpan]) {
         guard let p = text.baseAddress, !text.isEmpty else { return }
         var symbols = Symbols(text: p, count: text.count, userDefined: vocabulary.userDefined)
-        var heap = MinHeap()
+        var heap = MinHeap<Candidate>()
         var lastSplit: [[UInt8]: Int] = [:]
         for left in 0..<symbols.count - 1 { push(left, &symbols, &heap, &lastSplit) }
         while let top = heap.pop() {
-            let left = Int(top & 0xFFFF_FFFF)
-            guard symbols.alive[left], let pair = pairKey(left, symbols), pair.key == top >> 32 else { continue }
+            let left = Int(top.key & 0xFFFF_FFFF)
+            guard symbols.alive[left], symbols.next[left] >= 0,
+                symbols.end(symbols.next[left]) - symbols.start[left] == top.length
+            else { continue }
             symbols.merge(left)
             if symbols.previous[left] >= 0 { push(symbols.previous[left], &symbols, &heap, &lastSplit) }
             push(left, &symbols, &heap, &lastSplit)
@@ -36,23 +39,24 @@ struct SentencePieceBPE: Sendable {
         }
     }
 
-    /// The heap key of merging symbol `left` with its right neighbour (higher scores first), and the piece's id.
-    @inline(__always)
-    private func pairKey(_ left: Int, _ symbols: Symbols) -> (key: UInt64, id: Int)? {
-        let right = symbols.next[left]
-        guard right >= 0, !symbols.frozen[left], !symbols.frozen[right] else { return nil }
-        let start = symbols.start[left]
-        guard let id = vocabulary.ordinary.id(symbols.text + start, symbols.end(right) - start) else { return nil }
-        return (UInt64(Self.descendingKey(vocabulary.scores[Int(id)])), Int(id))
+    /// A pair that may merge: `key` sorts higher scores first, then the left symbol's index (its low 32 bits);
+    /// `length` is the merged piece's byte length.
+    private struct Candidate: Comparable {
+        let key: UInt64
+        let length: Int
+        static func < (a: Candidate, b: Candidate) -> Bool { a.key < b.key }
     }
 
-    private func push(_ left: Int, _ symbols: inout Symbols, _ heap: inout MinHeap, _ lastSplit: inout [[UInt8]: Int]) {
-        guard let pair = pairKey(left, symbols) else { return }
-        heap.push(pair.key << 32 | UInt64(left))
-        if hasUnused && vocabulary.types[pair.id] == .unused {
-            let start = symbols.start[left]
-            let merged = Array(UnsafeBufferPointer(start: symbols.text + start, count: symbols.end(symbols.next[left]) - start))
-            lastSplit[merged] = symbols.end(left) - start
+    /// Queues merging symbol `left` with its right neighbour, when the two make a piece.
+    private func push(_ left: Int, _ symbols: inout Symbols, _ heap: inout MinHeap<Candidate>, _ lastSplit: inout [[UInt8]: Int]) {
+        let right = symbols.next[left]
+        guard right >= 0, !symbols.frozen[left], !symbols.frozen[right] else { return }
+        let start = symbols.start[left]
+        let length = symbols.end(right) - start
+        guard let id = vocabulary.ordinary.id(symbols.text + start, length).map(Int.init) else { return }
+        heap.push(Candidate(key: UInt64(Self.descendingKey(vocabulary.scores[id])) << 32 | UInt64(left), length: length))
+        if hasUnused && vocabulary.types[id] == .unused {
+            lastSplit[Array(UnsafeBufferPointer(start: symbols.text + start, count: length))] = symbols.end(left) - start
         }
     }
 
