@@ -177,17 +177,24 @@ enum OutOfScopeFeatures {
 
 /// Runs the corpus as a user does: the `megatron` executable, with the paths its configs name made real in a
 /// scratch folder (Megatron's CI layout for the functional tests, ${VAR}s for the scripts), on data preprocessed
-/// from the embedded corpus with the fixture tokenizer.
+/// from the embedded corpus with the fixture tokenizer. SentencePiece configs get MegatronDataTests' 512-piece
+/// BPE `.model` (its padded vocabulary holds the fixture tokenizer's 392 ids).
 struct CorpusWorkspace {
     let megatron: MegatronProcess
     let root: URL
     let tokenizer: URL
+    let sentencePieceModel: URL
     let prefix: String
 
     init(megatron: MegatronProcess, fixtures: URL) throws {
         self.megatron = megatron
         tokenizer = fixtures.appendingPathComponent("tokenizer")
+        sentencePieceModel = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("MegatronDataTests/Fixtures/tokenizers/sentencepiece/bpe_llama.model")
         root = FileManager.default.temporaryDirectory.appendingPathComponent("corpus-\(UUID().uuidString)")
+        // gpt3_15b_8t_release's --tokenizer-model ${DATA_PATH}/utils/nemotron_2_256k.model.
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("data/utils"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: sentencePieceModel, to: root.appendingPathComponent("data/utils/nemotron_2_256k.model"))
         let data = root.appendingPathComponent("data/text/common_pile/v01_filtered_data")
         try FileManager.default.createDirectory(at: data.appendingPathComponent("bpe"), withIntermediateDirectories: true)
         for file in ["vocab.json", "merges.txt"] {
@@ -231,12 +238,20 @@ struct CorpusWorkspace {
                          "DATA_CACHE_PATH": folder("cache"), "DATA_PATH": prefix, "CORPUS_PREFIX": prefix,
                          "VOCAB_FILE": data + "/text/common_pile/v01_filtered_data/bpe/vocab.json",
                          "MERGE_FILE": data + "/text/common_pile/v01_filtered_data/bpe/merges.txt",
-                         "TOKENIZER_MODEL": tokenizer.path]
+                         "TOKENIZER_MODEL": usesSentencePiece(config) ? sentencePieceModel.path : tokenizer.path]
         // Megatron's functional-test launcher exports these for a model_config.yaml.
         let environment = ["DATA_PATH": data, "DATA_CACHE_PATH": folder("cache"), "CHECKPOINT_SAVE_PATH": folder("checkpoints"),
                            "CHECKPOINT_LOAD_PATH": folder("checkpoints"), "TENSORBOARD_PATH": folder("tensorboard"),
                            "DATA_BLEND": prefix, "WANDB_EXPERIMENT": config.name, "WANDB_SAVE_PATH": folder("wandb")]
         return try megatron.run(config.arguments(variables: variables), environment: environment, directory: root)
+    }
+
+    /// Whether `config` names a SentencePiece `--tokenizer-type`.
+    private func usesSentencePiece(_ config: CorpusConfig) -> Bool {
+        config.flags.contains { flag in
+            flag.name == "--tokenizer-type"
+                && ["GPTSentencePieceTokenizer", "Llama2Tokenizer", "SentencePieceTokenizer"].contains(flag.values.first ?? "")
+        }
     }
 
     func remove() { try? FileManager.default.removeItem(at: root) }

@@ -7,7 +7,8 @@ import XCTest
 /// and FNV-1a digest of the ids (scripts/fixtures/make_tokenizer_fixtures.py, `corpus_digests`); likewise for
 /// a few texts that are one very long piece each.
 final class TokenizerCorpusTests: XCTestCase {
-    private func documents() throws -> [String] {
+    /// The documents of the shared corpus, or a skip when this machine lacks it.
+    static func documents() throws -> [String] {
         let tokenizers = try TokenizerFixtures.shared("cl100k_base.tiktoken")
         let path = URL(fileURLWithPath: tokenizers).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("corpus/docs-3mb.jsonl")
@@ -17,7 +18,8 @@ final class TokenizerCorpusTests: XCTestCase {
         }
     }
 
-    private func digest(_ ids: [Int]) -> UInt64 {
+    /// FNV-1a over the ids as little-endian 32-bit words: a short digest of a long id list.
+    static func digest(_ ids: [Int]) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for id in ids {
             for k in 0..<4 { h = (h ^ UInt64((UInt32(id) >> (8 * k)) & 0xFF)) &* 0x100_0000_01b3 }
@@ -26,7 +28,7 @@ final class TokenizerCorpusTests: XCTestCase {
     }
 
     private func check(_ name: String, _ encode: (String) -> [Int], _ decode: ([Int]) -> String) throws {
-        try check(name, documents(), encode, decode)
+        try check(name, Self.documents(), encode, decode)
         // Thousands of symbols in one piece: the heap merge, against the same references.
         let longPieces = try TokenizerFixtures.object("corpus_digests.json")["long_pieces"] as! [String]
         try check(name + " long_pieces", longPieces, encode, decode)
@@ -43,7 +45,7 @@ final class TokenizerCorpusTests: XCTestCase {
             all += ids
         }
         XCTAssertEqual(all.count, want["tokens"] as! Int, name)
-        XCTAssertEqual(String(digest(all)), want["fnv64"] as! String, name)
+        XCTAssertEqual(String(Self.digest(all)), want["fnv64"] as! String, name)
     }
 
     func testCl100kOnCorpusMatchesTiktoken() throws {

@@ -98,6 +98,12 @@ public func megatronTokenizerIdentifiers(_ options: TokenizerOptions) -> PythonJ
         pairs.append(("num_special_tokens", .string(String(options.tiktokenNumSpecialTokens))))
         pairs.append(("special_tokens", .string(options.tiktokenSpecialTokens.map { "[" + $0.map { "'\($0)'" }.joined(separator: ", ") + "]" } ?? "None")))
         return .object(pairs)
+    case .gptSentencePiece, .llama2, .sentencePiece:
+        // --chat-template, --no-tokenizer-sentencepiece-ignore-extra-whitespaces, --tokenizer-sentencepiece-legacy
+        // and --tokenizer-special-tokens at their defaults.
+        return .object([("class", textClass), ("tokenizer_path", str(options.tokenizerModel)),
+                        ("chat_template", .string("None")), ("ignore_extra_whitespaces", .string("True")),
+                        ("legacy", .string("False")), ("special_tokens", .string("None"))])
     }
 }
 

@@ -11,7 +11,7 @@ struct LongPieceMerge {
         var previous = Array(-1..<(n - 1))
         next[n - 1] = -1
         var alive = [Bool](repeating: true, count: n)
-        var heap = MinHeap()
+        var heap = MinHeap<UInt64>()
         for k in 0..<(n - 1) { push(k, symbols, next, merges, &heap) }
         while let top = heap.pop() {
             let position = Int(top & 0xFFFF_FFFF)
@@ -39,7 +39,7 @@ struct LongPieceMerge {
 
     @inline(__always)
     private static func push(
-        _ position: Int, _ symbols: [Int32], _ next: [Int], _ merges: PairMergeTable, _ heap: inout MinHeap
+        _ position: Int, _ symbols: [Int32], _ next: [Int], _ merges: PairMergeTable, _ heap: inout MinHeap<UInt64>
     ) {
         guard next[position] >= 0 else { return }
         let merged = merges.lookup(symbols[position], symbols[next[position]])
@@ -47,11 +47,11 @@ struct LongPieceMerge {
     }
 }
 
-/// A binary min-heap of `UInt64`.
-struct MinHeap {
-    private var items: [UInt64] = []
+/// A binary min-heap.
+struct MinHeap<Element: Comparable> {
+    private var items: [Element] = []
 
-    mutating func push(_ value: UInt64) {
+    mutating func push(_ value: Element) {
         items.append(value)
         var child = items.count - 1
         while child > 0 {
@@ -62,7 +62,7 @@ struct MinHeap {
         }
     }
 
-    mutating func pop() -> UInt64? {
+    mutating func pop() -> Element? {
         guard let top = items.first else { return nil }
         let last = items.removeLast()
         if items.isEmpty { return top }

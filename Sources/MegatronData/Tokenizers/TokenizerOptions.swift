@@ -6,6 +6,9 @@ public struct TokenizerOptions: Sendable, Equatable {
         case huggingFace = "HuggingFaceTokenizer"
         case tikToken = "TikTokenizer"
         case null = "NullTokenizer"
+        case gptSentencePiece = "GPTSentencePieceTokenizer"
+        case llama2 = "Llama2Tokenizer"
+        case sentencePiece = "SentencePieceTokenizer"
     }
 
     public var type: Kind
@@ -67,6 +70,8 @@ public func buildTokenizer(_ options: TokenizerOptions) throws -> any Tokenizer 
             rankFile: required(options.tokenizerModel, "--tokenizer-model"),
             pattern: options.tiktokenPattern ?? "v2", vocabSize: options.vocabSize ?? TikTokenizer.defaultVocabSize,
             numSpecialTokens: options.tiktokenNumSpecialTokens, specialTokens: options.tiktokenSpecialTokens)
+    case .gptSentencePiece, .llama2, .sentencePiece:
+        return try SentencePieceTokenizer(modelFile: required(options.tokenizerModel, "--tokenizer-model"))
     case .null:
         guard let vocabSize = options.vocabSize else { throw TokenizerError("NullTokenizer needs --vocab-size") }
         guard vocabSize >= 1 else { throw TokenizerError("NullTokenizer needs a positive --vocab-size, got \(vocabSize)") }

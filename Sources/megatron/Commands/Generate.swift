@@ -37,7 +37,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Megatron's --tokenizer-type (default: the tokenizer the checkpoint records).") var tokenizerType: String?
     @Option(help: "vocab.json of GPT2BPETokenizer.") var vocabFile: String?
     @Option(help: "merges.txt of GPT2BPETokenizer.") var mergeFile: String?
-    @Option(help: "tokenizer.json, its directory, or a tiktoken file.") var tokenizerModel: String?
+    @Option(help: "tokenizer.json, its directory, a tiktoken file, or a SentencePiece .model.") var tokenizerModel: String?
     @Option(help: "Vocabulary size (NullTokenizer, TikTokenizer).") var vocabSize: Int?
 
     func validate() throws {

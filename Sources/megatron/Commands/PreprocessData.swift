@@ -43,7 +43,7 @@ struct PreprocessData: ParsableCommand {
     @Flag(name: .customLong("split-sentences"), help: "Not supported (Megatron uses NLTK punkt).")
     var splitSentences = false
 
-    @Option(name: .customLong("tokenizer-type"), help: "GPT2BPETokenizer, HuggingFaceTokenizer, TikTokenizer or NullTokenizer.")
+    @Option(name: .customLong("tokenizer-type"), help: "GPT2BPETokenizer, HuggingFaceTokenizer, TikTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, SentencePieceTokenizer or NullTokenizer.")
     var tokenizerType: String = TokenizerOptions.Kind.gpt2BPE.rawValue
 
     @Option(name: .customLong("vocab-file")) var vocabFile: String?
