@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "CProcess"),
         // Communicators (in-process thread ranks, NCCL), process groups and the launcher.
         .target(name: "MegatronParallel",
-                dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCUDA", "CCUDA", "CProcess"]),
+                dependencies: ["MegatronTensor", "MegatronCUDA", "CCUDA", "CProcess"]),
         .target(name: "MegatronData"),
         .target(
             name: "MegatronCore",
@@ -49,7 +49,7 @@ let package = Package(
         .testTarget(name: "MegatronTrainingTests",
                     dependencies: ["MegatronTraining", "MegatronCore", "MegatronTensor", "MegatronCUDA", "MegatronParallel"],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "MegatronParallelTests", dependencies: ["MegatronParallel", "MegatronTensor", "MegatronAutograd"]),
+        .testTarget(name: "MegatronParallelTests", dependencies: ["MegatronParallel", "MegatronTensor"]),
         .testTarget(name: "MegatronCUDATests", dependencies: ["MegatronCUDA", "MegatronTensor"], exclude: ["Fixtures"]),
         .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"], resources: [.copy("Fixtures")]),
         // Runs the built `megatron` executable as a user does: bad input must end in a message, never a trap.
