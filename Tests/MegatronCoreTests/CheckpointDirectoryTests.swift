@@ -2,15 +2,12 @@ import Foundation
 import XCTest
 import MegatronTensor
 @testable import MegatronCore
+import MegatronTestSupport
 
 final class CheckpointDirectoryTests: XCTestCase {
     var root: URL!
 
-    override func setUpWithError() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-\(UUID().uuidString)")
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
+    override func setUpWithError() throws { root = scratchPath("ckpt") }
 
     func testSaveWritesMegatronLayoutAndLoadsBack() throws {
         let store = CheckpointDirectory(root: root)
@@ -61,11 +58,7 @@ final class CheckpointDirectorySafetyTests: XCTestCase {
     var root: URL!
     var store: CheckpointDirectory { CheckpointDirectory(root: root) }
 
-    override func setUpWithError() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-safety-\(UUID().uuidString)")
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
+    override func setUpWithError() throws { root = scratchPath("ckpt-safety") }
 
     func save(_ iteration: Int, _ value: Float = 0) throws {
         try store.save(iteration: iteration, tensors: ["w": Tensor(shape: [2], values: [Float(iteration), value])], metadata: ["k": 1])
@@ -195,11 +188,7 @@ final class SaveDirectoryLockTests: XCTestCase {
     var root: URL!
     var lockFile: String { root.appendingPathComponent(SaveDirectoryLock.fileName).path }
 
-    override func setUpWithError() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("lock-\(UUID().uuidString)")
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
+    override func setUpWithError() throws { root = scratchPath("lock") }
 
     func testASecondWriterIsRefusedUntilTheFirstReleases() throws {
         let first = try SaveDirectoryLock(directory: root)
