@@ -172,13 +172,15 @@ final class GPTCheckpointTests: XCTestCase {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("gptckpt-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
         let loaded = try HuggingFaceGPT.load(directory: HuggingFaceFixtures.directory("llama3"))
+        var manifest = CheckpointManifest()
+        manifest.huggingfaceArchitecture = "llama"
         try GPTCheckpoint.save(loaded.model, vocabSize: loaded.vocabSize, to: CheckpointDirectory(root: root), release: true,
-                               extraMetadata: [GPTCheckpoint.huggingFaceArchitectureKey: "llama"])
+                               manifest: manifest)
         let back = try GPTCheckpoint.load(from: CheckpointDirectory(root: root))
         XCTAssertEqual(back.vocabSize, 100)
         XCTAssertEqual(back.model.config, loaded.model.config)
         XCTAssertNotNil(back.model.config.ropeScaling)
-        XCTAssertEqual(back.metadata[GPTCheckpoint.huggingFaceArchitectureKey] as? String, "llama")
+        XCTAssertEqual(back.manifest.huggingfaceArchitecture, "llama")
         let tokens = Tensor(shape: [1, 5], ints: [1, 2, 3, 4, 5])
         XCTAssertEqual(withoutGrad { back.model(tokens).floats() }, withoutGrad { loaded.model(tokens).floats() })
     }

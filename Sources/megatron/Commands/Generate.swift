@@ -57,7 +57,7 @@ struct Generate: ParsableCommand {
         let target = try PretrainArguments.resolveDevice(device?.rawValue)
         let loaded = try GPTCheckpoint.load(from: CheckpointDirectory(root: root), device: target)
         let model = loaded.model
-        let tokenizer = try checkpointTokenizer(loaded.metadata, root: root, vocab: loaded.vocabSize)
+        let tokenizer = try checkpointTokenizer(loaded.manifest, root: root, vocab: loaded.vocabSize)
         let ids = try prompt.enumerated().map { index, text in
             try fitted(try tokenizer?.encode(text) ?? ByteTokens.encode(text), prompt: index, vocab: loaded.vocabSize,
                        limit: model.maxSequenceLength)
@@ -83,7 +83,7 @@ struct Generate: ParsableCommand {
 
     /// The flags' tokenizer, else the one the checkpoint records, else nil for the embedded corpus's bytes
     /// (refused when the checkpoint's vocabulary is not theirs).
-    func checkpointTokenizer(_ metadata: [String: Any], root: URL, vocab: Int) throws -> (any Tokenizer)? {
+    func checkpointTokenizer(_ manifest: CheckpointManifest, root: URL, vocab: Int) throws -> (any Tokenizer)? {
         do {
             if let tokenizerType {
                 guard let kind = TokenizerOptions.Kind(rawValue: tokenizerType) else {
@@ -92,7 +92,7 @@ struct Generate: ParsableCommand {
                 return try buildTokenizer(TokenizerOptions(type: kind, vocabFile: vocabFile, mergeFile: mergeFile,
                                                            tokenizerModel: tokenizerModel, vocabSize: vocabSize))
             }
-            if let options = try CheckpointTokenizer.options(recordedIn: metadata, root: root) {
+            if let options = try CheckpointTokenizer.options(recordedIn: manifest, root: root) {
                 note("> tokenizer: \(options.type.rawValue)\(options.tokenizerModel.map { " from \($0)" } ?? ""), as the checkpoint records")
                 do {
                     return try buildTokenizer(options)
