@@ -19,7 +19,6 @@ struct Generate: ParsableCommand {
             """)
 
     enum OutputFormat: String, ExpressibleByArgument { case text, json }
-    enum DeviceChoice: String, ExpressibleByArgument { case cpu, cuda }
 
     @Option(help: "Checkpoint directory.") var load: String
     @Option(help: "A prompt; repeat for several.") var prompt: [String] = []
@@ -33,7 +32,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Random seed of the sampling.") var seed: UInt64 = 1234
     @Option(help: "text (each prompt, then its continuation) or json (per prompt: ids, text and each token's log-probability).")
     var outputFormat = OutputFormat.text
-    @Option(help: "cpu or cuda (default: the GPU when one is usable, else the CPU).") var device: DeviceChoice?
+    @Option(help: "cpu or cuda (default: the GPU when one is usable, else the CPU).") var device: PretrainArguments.DeviceKind?
     @Option(help: "Megatron's --tokenizer-type (default: the tokenizer the checkpoint records).") var tokenizerType: String?
     @Option(help: "vocab.json of GPT2BPETokenizer.") var vocabFile: String?
     @Option(help: "merges.txt of GPT2BPETokenizer.") var mergeFile: String?
@@ -54,7 +53,7 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         let root = URL(fileURLWithPath: load)
-        let target = try PretrainArguments.resolveDevice(device?.rawValue)
+        let target = try PretrainArguments.resolveDevice(device)
         let loaded = try GPTCheckpoint.load(from: CheckpointDirectory(root: root), device: target)
         let model = loaded.model
         let tokenizer = try checkpointTokenizer(loaded.manifest, root: root, vocab: loaded.vocabSize)
@@ -134,3 +133,5 @@ struct Generate: ParsableCommand {
         FileHandle.standardError.write(Data((text + "\n").utf8))
     }
 }
+
+extension PretrainArguments.DeviceKind: ExpressibleByArgument {}
