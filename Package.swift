@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "CProcess"),
         // Communicators (in-process thread ranks, NCCL), process groups and the launcher.
         .target(name: "MegatronParallel",
-                dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCUDA", "CCUDA", "CProcess"]),
+                dependencies: ["MegatronTensor", "MegatronCUDA", "CCUDA", "CProcess"]),
         .target(name: "MegatronData"),
         .target(
             name: "MegatronCore",
@@ -41,19 +41,25 @@ let package = Package(
                 "MegatronCore", "MegatronData", "MegatronTraining", "MegatronCUDA",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .testTarget(name: "MegatronTensorTests", dependencies: ["MegatronTensor"]),
-        .testTarget(name: "MegatronAutogradTests", dependencies: ["MegatronTensor", "MegatronAutograd"]),
+        // What every test target shares: GPU-or-skip, closeness assertions, seeded inputs, scratch paths.
+        .target(name: "MegatronTestSupport", dependencies: ["MegatronTensor"], path: "Tests/MegatronTestSupport"),
+        .testTarget(name: "MegatronTensorTests", dependencies: ["MegatronTensor", "MegatronTestSupport"]),
+        .testTarget(name: "MegatronAutogradTests", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronTestSupport"]),
         .testTarget(
-            name: "MegatronCoreTests", dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore", "MegatronParallel"],
+            name: "MegatronCoreTests",
+            dependencies: ["MegatronTensor", "MegatronAutograd", "MegatronCore", "MegatronParallel", "MegatronTestSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "MegatronTrainingTests",
-                    dependencies: ["MegatronTraining", "MegatronCore", "MegatronTensor", "MegatronCUDA", "MegatronParallel"],
+                    dependencies: ["MegatronTraining", "MegatronCore", "MegatronTensor", "MegatronCUDA", "MegatronParallel",
+                                   "MegatronTestSupport"],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "MegatronParallelTests", dependencies: ["MegatronParallel", "MegatronTensor", "MegatronAutograd"]),
-        .testTarget(name: "MegatronCUDATests", dependencies: ["MegatronCUDA", "MegatronTensor"], exclude: ["Fixtures"]),
-        .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "MegatronParallelTests", dependencies: ["MegatronParallel", "MegatronTensor", "MegatronTestSupport"]),
+        .testTarget(name: "MegatronCUDATests", dependencies: ["MegatronCUDA", "MegatronTensor", "MegatronTestSupport"],
+                    exclude: ["Fixtures"]),
+        .testTarget(name: "MegatronDataTests", dependencies: ["MegatronData", "MegatronTestSupport"], resources: [.copy("Fixtures")]),
         // Runs the built `megatron` executable as a user does: bad input must end in a message, never a trap.
-        .testTarget(name: "MegatronCLITests", dependencies: ["megatron", "MegatronTraining", "MegatronCore"], exclude: ["Fixtures"]),
+        .testTarget(name: "MegatronCLITests", dependencies: ["megatron", "MegatronTraining", "MegatronCore", "MegatronTestSupport"],
+                    exclude: ["Fixtures"]),
     ],
     // Swift 5 mode: kernels hand raw pointers to worker threads, which strict Sendable checking rejects wholesale.
     swiftLanguageModes: [.v5]

@@ -4,8 +4,7 @@ import Foundation
 ///
 /// Why: when a process exits while another thread is inside nvrtcCompileProgram, exit runs NVRTC's
 /// static destructors under that thread and the process aborts ("LLVM ERROR: out of memory",
-/// SIGSEGV). With NVRTC 12.9 and two background compiles of flash_attention.cu, an exit 0.5-4 s
-/// into them aborted almost every time. Background compilation makes this ordinary: a short run
+/// SIGSEGV). Background compilation makes this ordinary: a short run
 /// that never launches flash attention ends while that module is still compiling.
 ///
 /// How: exit handlers run in reverse order of registration, and NVRTC registers some of its

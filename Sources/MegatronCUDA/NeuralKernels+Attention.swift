@@ -72,12 +72,11 @@ extension NeuralKernels {
     }
 
     /// How the flash-attention kernels of one head dim tile their work (the program's FA_TILING,
-    /// `programSource`). Every CTA has 4 warps; a warp owns `tiles` x 16 rows. On an H100, two query
-    /// tiles per warp in the forward (each K/V fragment read from shared memory feeds two products)
-    /// measured faster than one; past 64 columns the kernels step over fewer keys so the accumulators
-    /// stay in registers (NVRTC's -Xptxas=-v shows no spills up to 128 but for d64's dK/dV, 20-44 bytes).
+    /// `programSource`). Every CTA has 4 warps; a warp owns `tiles` x 16 rows. The forward takes two
+    /// query tiles per warp, so that each K/V fragment read from shared memory feeds two products; past 64 columns the kernels step over fewer keys so the accumulators
+    /// stay in registers (NVRTC's -Xptxas=-v shows almost no spills up to 128).
     /// Past 128 a warp owns one tile and dK/dV takes 16 queries a step; their two D-wide accumulators
-    /// still spill (about 700 bytes at 256): cuDNN is the fast path there.
+    /// still spill: cuDNN is the fast path there.
     struct AttentionTiling: Equatable {
         var forwardTiles: Int, forwardKeys: Int
         var dkdvTiles: Int, dkdvQueries: Int

@@ -30,9 +30,9 @@ extension NeuralKernels {
     }
 
     /// Threads per row, forward and backward. Vectorized rows go into registers, four 8-element vectors a
-    /// thread (SOFTMAX_VECTORS): a 4096-wide bf16 row then takes 128 threads, which measured 95% of copy
-    /// bandwidth on an H100 against 76% at 256 in the forward (fewer warps per row, more rows in flight).
-    /// The backward at the norms' 512 backward threads measured 55% (80 registers a thread: one block an SM).
+    /// thread (SOFTMAX_VECTORS): a 4096-wide bf16 row then takes 128 threads, so fewer warps share a row
+    /// and more rows are in flight. The backward does the same: at the norms' 512 backward threads its
+    /// 80 registers a thread would leave room for one block an SM.
     func softmaxBlock(columns: Int, vectorized: Bool) -> LaunchDimensions {
         vectorized ? rowBlock(columns: (columns + 3) / 4, vectorized: true) : rowBlock(columns: columns, vectorized: false)
     }

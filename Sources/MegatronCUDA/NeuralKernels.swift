@@ -24,24 +24,21 @@ public final class NeuralKernels {
     public let device: CUDADevice
     private let modules: KernelModules
 
-    /// Most threads a row kernel's block gets (softmax forward, cross-entropy forward). On an H100
-    /// with [32768, 4096] bf16 rows (`megatron bench kernels --row-threads 128,256,512,1024`), 256
-    /// was fastest for cross-entropy (89% of copy bandwidth against 82% at 128): 512 makes the block
-    /// reductions long (16 warp totals combined serially). Softmax forward, which holds its row in
+    /// Most threads a row kernel's block gets (softmax forward, cross-entropy forward): 512 would make
+    /// the block reductions long (16 warp totals combined serially); `megatron bench kernels
+    /// --row-threads 128,256,512,1024` compares the choices. Softmax forward, which holds its row in
     /// registers, takes one thread per 32 columns up to this limit.
     public var rowThreads = 256
     /// Threads per block of the backward row kernels without an online-softmax reduction
-    /// (softmax and cross-entropy backward): 512 (one 16-byte vector per thread of a 4096-wide
-    /// bf16 row) measured 98% of copy bandwidth for softmax backward against 79% at 256.
+    /// (softmax and cross-entropy backward): 512, one 16-byte vector per thread of a 4096-wide
+    /// bf16 row.
     public var rowBackwardThreads = 512
     /// Threads per block of the norm kernels for rows that fit a warp's registers (768 columns: 4
     /// rows of 32 threads per block), and the threads a wider row spreads over: forward this many
     /// (4096 columns: 128 threads holding 32 elements each), backward 4x as many, at most 512
     /// (4096 columns: 512 threads x 8 elements), as its threads also keep x, dy and the column sums
-    /// of the parameter gradients (`NormLaunchPlan.layout`). On an H100 (`bench kernels
-    /// --row-threads 128,256,512,1024`, bf16) 128 was the best or within 1% of it for every norm
-    /// case with the earlier kernels: layer norm forward 78% of copy bandwidth at [32768, 4096]
-    /// against 74% at 256, layer norm backward 52% at [16384, 768] against 47%.
+    /// of the parameter gradients (`NormLaunchPlan.layout`). `megatron bench kernels --row-threads`
+    /// compares the choices.
     public var normThreads = 128
 
     /// The kernel files, each compiled into its own module.
@@ -72,9 +69,8 @@ public final class NeuralKernels {
     }
 
     /// Files compiled as one NVRTC program per element type, so a cold start waits for one type's
-    /// kernels only, and the three compile in parallel. norm.cu (45 kernels) took 13 s as one
-    /// program on a 2-core dev box (NVRTC 12.9, sm_90a), and 3.2 s (f32), 4.8 s (bf16), 4.0 s (f16)
-    /// split. Only files whose kernels all come from `FOR_EACH_FLOAT_TYPE` with the type as a whole
+    /// kernels only, and the three compile in parallel: worth it for a file of many kernels (norm.cu).
+    /// Only files whose kernels all come from `FOR_EACH_FLOAT_TYPE` with the type as a whole
     /// `_`-separated token of their names may be listed (cast.cu names carry two types).
     static let filesSplitByType: Set<String> = ["norm.cu"]
 

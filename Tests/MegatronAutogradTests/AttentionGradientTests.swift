@@ -1,6 +1,7 @@
 import XCTest
 import MegatronTensor
 @testable import MegatronAutograd
+import MegatronTestSupport
 
 /// The attention primitive (CPU reference) against attention spelled out with materialized scores.
 final class AttentionGradientTests: XCTestCase {
@@ -15,17 +16,12 @@ final class AttentionGradientTests: XCTestCase {
         return Functional.softmax(scores).matmul(v)
     }
 
-    func assertClose(_ a: Tensor, _ b: Tensor, accuracy: Float = 1e-5, _ message: String, line: UInt = #line) {
-        XCTAssertEqual(a.shape, b.shape, message, line: line)
-        for (x, y) in zip(a.floats(), b.floats()) { XCTAssertEqual(x, y, accuracy: accuracy, message, line: line) }
-    }
-
     func testForwardMatchesMaterializedAttentionWithGroupsCausalAndCache() {
         // 2 key/value heads, 3 query heads each; 5 queries are the last of 7 positions (a KV cache).
         for (s, t, causal) in [(5, 7, true), (5, 5, true), (4, 6, false), (1, 3, true)] {
             let q = sample([2, 2, 3, s, 4], seed: 1), k = sample([2, 2, 1, t, 4], seed: 2), v = sample([2, 2, 1, t, 4], seed: 3)
             let fused = Functional.scaledDotProductAttention(q, k, v, causal: causal, scale: 0.4)
-            assertClose(fused, materialized(q, k, v, causal: causal, scale: 0.4), "s \(s) t \(t) causal \(causal)")
+            assertClose(fused, materialized(q, k, v, causal: causal, scale: 0.4), absolute: 1e-5, "s \(s) t \(t) causal \(causal)")
         }
     }
 
@@ -38,7 +34,7 @@ final class AttentionGradientTests: XCTestCase {
         XCTAssertTrue(o.permuted([0, 2, 1, 3]).isContiguous)
         let grouped = materialized(q.reshaped([b, kvHeads, 2, s, d]), k.unsqueezed(2), v.unsqueezed(2), causal: true,
                                    scale: 1 / Float(d).squareRoot())
-        assertClose(o, grouped.reshaped([b, heads, s, d]), "4-D queries")
+        assertClose(o, grouped.reshaped([b, heads, s, d]), absolute: 1e-5, "4-D queries")
         // The first query sees only the first key: its output is that key's value.
         XCTAssertEqual(Array(o.floats()[0..<d]), Array(v.floats()[0..<d]))
     }
@@ -50,7 +46,7 @@ final class AttentionGradientTests: XCTestCase {
         let q = qkv.narrowed(2, start: 0, length: p), k = qkv.narrowed(2, start: p, length: 1), v = qkv.narrowed(2, start: p + 1, length: 1)
         XCTAssertFalse(q.isContiguous)
         assertClose(Functional.scaledDotProductAttention(q, k, v),
-                    Functional.scaledDotProductAttention(q.contiguous(), k.contiguous(), v.contiguous()), "strided")
+                    Functional.scaledDotProductAttention(q.contiguous(), k.contiguous(), v.contiguous()), absolute: 1e-5, "strided")
     }
 
     func testGradientsByFiniteDifferences() {
@@ -72,7 +68,7 @@ final class AttentionGradientTests: XCTestCase {
             (Functional.scaledDotProductAttention(leaves[0], leaves[1], leaves[2], causal: causal) * weights).sum().backward()
             (materialized(reference[0], reference[1], reference[2], causal: causal, scale: 1 / Float(8).squareRoot()) * weights)
                 .sum().backward()
-            for i in 0..<3 { assertClose(leaves[i].grad!, reference[i].grad!, accuracy: 1e-4, "grad \(i) causal \(causal)") }
+            for i in 0..<3 { assertClose(leaves[i].grad!, reference[i].grad!, absolute: 1e-4, "grad \(i) causal \(causal)") }
         }
     }
 
@@ -84,8 +80,8 @@ final class AttentionGradientTests: XCTestCase {
                                             logSumExp: r.logSumExp, causal: true, scale: 0.5)
         let copied = Ops.attentionBackward(gradOutput: g.permuted([0, 2, 1, 3]).contiguous(), q: q, k: k, v: v, output: r.output,
                                            logSumExp: r.logSumExp, causal: true, scale: 0.5)
-        assertClose(strided.gradQ, copied.gradQ, "dq")
-        assertClose(strided.gradK, copied.gradK, "dk")
+        assertClose(strided.gradQ, copied.gradQ, absolute: 1e-5, "dq")
+        assertClose(strided.gradK, copied.gradK, absolute: 1e-5, "dk")
         XCTAssertEqual(strided.gradK.shape, [1, 1, 3, 4])
         // Row log-sum-exp of the first query: it sees one key, so lse = its scaled score.
         let qk = zip(q.floats()[0..<4], k.floats()[0..<4]).map { $0 * $1 }.reduce(0, +) * 0.5
@@ -112,10 +108,10 @@ final class AttentionGradientTests: XCTestCase {
         let probabilities = Functional.dropout(Functional.softmax(scores.maskedFill(future, -.infinity)), p: 0.3,
                                                generator: PhiloxGenerator(seed: 5, offset: 9))
         let materialized = probabilities.matmul(reference[2])
-        assertClose(fused, materialized, "dropout output")
+        assertClose(fused, materialized, absolute: 1e-5, "dropout output")
         (fused * weights).sum().backward()
         (materialized * weights).sum().backward()
-        for i in 0..<3 { assertClose(leaves[i].grad!, reference[i].grad!, accuracy: 1e-4, "dropout grad \(i)") }
+        for i in 0..<3 { assertClose(leaves[i].grad!, reference[i].grad!, absolute: 1e-4, "dropout grad \(i)") }
         // Something was dropped: without dropout the output differs.
         let plain = Functional.scaledDotProductAttention(leaves[0].detached(), leaves[1].detached(), leaves[2].detached())
         XCTAssertGreaterThan(zip(plain.floats(), fused.floats()).map { abs($0 - $1) }.max()!, 0.1)

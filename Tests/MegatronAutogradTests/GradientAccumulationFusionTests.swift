@@ -1,6 +1,7 @@
 import XCTest
 import MegatronTensor
 @testable import MegatronAutograd
+import MegatronTestSupport
 
 /// Gradient-accumulation fusion: a linear layer whose weight already has an fp32 `.grad` (a main grad)
 /// adds its weight gradient into it straight from the GEMM. The results must equal the unfused path
@@ -47,11 +48,6 @@ final class GradientAccumulationFusionTests: XCTestCase {
         return (w.grad!, b.grad!)
     }
 
-    func assertClose(_ a: [Float], _ b: [Float], accuracy: Float, _ message: String, line: UInt = #line) {
-        XCTAssertEqual(a.count, b.count, message, line: line)
-        for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: accuracy, message, line: line) }
-    }
-
     func testFP32ParametersFusedEqualUnfused() {
         let batches = microBatches(.float32)
         let fused = run(parameter([outFeatures, inFeatures], dtype: .float32, seed: 1, mainGrad: true),
@@ -60,11 +56,11 @@ final class GradientAccumulationFusionTests: XCTestCase {
         let unfused = run(parameter([outFeatures, inFeatures], dtype: .float32, seed: 1, mainGrad: false),
                           parameter([outFeatures], dtype: .float32, seed: 2, mainGrad: false), batches, retainGraph: true)
         XCTAssertEqual(fused.0.dtype, .float32)
-        assertClose(fused.0.floats(), unfused.0.floats(), accuracy: 1e-6, "weight gradient")
-        assertClose(fused.1.floats(), unfused.1.floats(), accuracy: 1e-6, "bias gradient")
+        assertClose(fused.0.floats(), unfused.0.floats(), absolute: 1e-6, "weight gradient")
+        assertClose(fused.1.floats(), unfused.1.floats(), absolute: 1e-6, "bias gradient")
         let exact = exactSums(batches)
-        assertClose(fused.0.floats(), exact.weight, accuracy: 1e-5, "weight gradient against the spelled-out sum")
-        assertClose(fused.1.floats(), exact.bias, accuracy: 1e-5, "bias gradient against the spelled-out sum")
+        assertClose(fused.0.floats(), exact.weight, absolute: 1e-5, "weight gradient against the spelled-out sum")
+        assertClose(fused.1.floats(), exact.bias, absolute: 1e-5, "bias gradient against the spelled-out sum")
     }
 
     /// bf16 parameters with fp32 main grads: the fused GEMM accumulates the exact fp32 product, where the
@@ -78,8 +74,8 @@ final class GradientAccumulationFusionTests: XCTestCase {
         XCTAssertEqual(fused.0.storage === mainGrads.0.storage, true, "the weight's main grad buffer is kept")
         XCTAssertEqual(fused.1.storage === mainGrads.1.storage, true, "the bias's main grad buffer is kept")
         let exact = exactSums(batches)
-        assertClose(fused.0.floats(), exact.weight, accuracy: 1e-5, "fused weight gradient is the fp32 sum")
-        assertClose(fused.1.floats(), exact.bias, accuracy: 1e-5, "fused bias gradient is the fp32 sum")
+        assertClose(fused.0.floats(), exact.weight, absolute: 1e-5, "fused weight gradient is the fp32 sum")
+        assertClose(fused.1.floats(), exact.bias, absolute: 1e-5, "fused bias gradient is the fp32 sum")
 
         // The unfused path (kept under retainGraph) rounds each contribution to bf16 before accumulating.
         let w2 = parameter([outFeatures, inFeatures], dtype: .bfloat16, seed: 1, mainGrad: true)
@@ -92,7 +88,7 @@ final class GradientAccumulationFusionTests: XCTestCase {
             rounded = zip(rounded, contribution.floats()).map(+)
         }
         XCTAssertEqual(unfused.0.floats(), rounded, "unfused: bf16 gradients added into fp32")
-        assertClose(unfused.0.floats(), fused.0.floats(), accuracy: 0.1, "both paths agree to bf16 rounding")
+        assertClose(unfused.0.floats(), fused.0.floats(), absolute: 0.1, "both paths agree to bf16 rounding")
         XCTAssertGreaterThan(zip(unfused.0.floats(), exact.weight).map { abs($0 - $1) }.max()!, 1e-4,
                              "the operands are chosen so that bf16 rounding is visible (the test tells the paths apart)")
     }
@@ -115,7 +111,7 @@ final class GradientAccumulationFusionTests: XCTestCase {
         for secondUseFused in [true, false] {
             let fused = run(mainGrad: true, secondUseFused: secondUseFused)
             let unfused = run(mainGrad: false, secondUseFused: secondUseFused)
-            assertClose(fused.grad, unfused.grad, accuracy: 0.1, "tied weight, second use fused: \(secondUseFused)")
+            assertClose(fused.grad, unfused.grad, absolute: 0.1, "tied weight, second use fused: \(secondUseFused)")
             XCTAssertEqual(fused.hookCalls, 1, "one ready call per pass")
             XCTAssertEqual(unfused.hookCalls, 1, "one ready call per pass")
         }
@@ -151,15 +147,13 @@ final class GradientAccumulationFusionTests: XCTestCase {
         let values = flat.floats()
         XCTAssertEqual(Array(values[..<7]) + Array(values[(7 + outFeatures * inFeatures)...]), [Float](repeating: 0.5, count: 10))
         assertClose(Array(values[7..<(7 + outFeatures * inFeatures)]), exactSums([(x, g)]).weight.map { $0 + 0.5 },
-                    accuracy: 1e-5, "weight gradient added into the view")
+                    absolute: 1e-5, "weight gradient added into the view")
     }
 
     /// The fused path on the GPU (cuBLASLt accumulating into the fp32 main grads, bias from BGRADB) against
     /// the CPU, over two micro-batches of a bf16 linear layer.
     func testGPUFusedLinearMatchesCPU() throws {
-        do { _ = try CUDAContext.shared(ordinal: 0) } catch {
-            throw XCTSkip("no usable CUDA device here, GPU gradient-accumulation fusion test skipped: \(error)")
-        }
+        try requireGPU("GPU gradient-accumulation fusion test")
         let batches = microBatches(.bfloat16)
         func grads(on device: Device) -> ([Float], [Float]) {
             var w = sample([outFeatures, inFeatures], seed: 1).cast(to: .bfloat16).to(device)
@@ -172,8 +166,8 @@ final class GradientAccumulationFusionTests: XCTestCase {
         }
         let (gpu, cpu) = (grads(on: .cuda(0)), grads(on: .cpu))
         let exact = exactSums(batches)
-        assertClose(gpu.0, cpu.0, accuracy: 1e-4, "weight gradient")
-        assertClose(gpu.0, exact.weight, accuracy: 1e-4, "GPU weight gradient is the fp32 sum")
-        assertClose(gpu.1, cpu.1, accuracy: 1e-4, "bias gradient")
+        assertClose(gpu.0, cpu.0, absolute: 1e-4, "weight gradient")
+        assertClose(gpu.0, exact.weight, absolute: 1e-4, "GPU weight gradient is the fp32 sum")
+        assertClose(gpu.1, cpu.1, absolute: 1e-4, "bias gradient")
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MegatronTestSupport
 
 /// Bad checkpoints and checkpoint paths given to `megatron pretrain-gpt`: each one a message naming the file or
 /// flag at fault and a normal non-zero exit, never a trap or a silent start from random weights.
@@ -9,12 +10,7 @@ final class CheckpointInputTests: XCTestCase {
                  "--max-position-embeddings", "16", "--micro-batch-size", "2", "--global-batch-size", "2", "--lr", "1e-3",
                  "--train-iters", "2", "--eval-iters", "1", "--log-interval", "1"]
 
-    override func setUpWithError() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("cli-ckpt-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
+    override func setUpWithError() throws { root = try scratchDirectory("cli-ckpt") }
 
     func pretrain(_ flags: [String], model: [String]? = nil) -> [String] { ["pretrain-gpt"] + (model ?? self.model) + flags }
 

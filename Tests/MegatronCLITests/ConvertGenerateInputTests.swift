@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MegatronTestSupport
 
 /// `megatron convert` and `megatron generate` run as a user runs them, on the tiny Hugging Face models of
 /// scripts/fixtures/make_hf_golden.py: what the import cannot run faithfully is refused by name, and
@@ -12,14 +13,7 @@ final class ConvertGenerateInputTests: XCTestCase {
 
     var scratch: URL!
 
-    override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("convert-generate-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: scratch)
-    }
+    override func setUpWithError() throws { scratch = try scratchDirectory("convert-generate") }
 
     /// A copy of a fixture's directory whose config.json `edit` changed.
     func huggingFaceDirectory(_ arch: String, _ name: String, edit: (inout [String: Any]) -> Void = { _ in }) throws -> URL {

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MegatronTestSupport
 
 /// Broken input files through the real executable: `preprocess-data` with each kind of bad JSONL and tokenizer
 /// file, `pretrain-gpt --data-path` with each kind of damaged `.bin/.idx`, cache and out-of-vocabulary data, and
@@ -9,12 +10,7 @@ final class DataInputTests: XCTestCase {
     private var dir = ""
     private let nullTokenizer = ["--tokenizer-type", "NullTokenizer", "--vocab-size", "100"]
 
-    override func setUpWithError() throws {
-        dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("megatron-cli-data-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
+    override func setUpWithError() throws { dir = try scratchDirectory("megatron-cli-data").path }
 
     @discardableResult
     private func file(_ name: String, _ bytes: Data) throws -> String {

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MegatronTestSupport
 
 /// The built `megatron` executable run as a user runs it: a subprocess with its own arguments, environment and
 /// working directory. Bad-input tests use it to assert a clear message and a normal non-zero exit, never a trap
@@ -19,14 +20,7 @@ struct MegatronProcess {
     let binary: URL
 
     /// The executable SwiftPM builds next to the test bundle; skips the test when it is not there.
-    static func built() throws -> MegatronProcess {
-        let binary = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("megatron")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            throw XCTSkip("the megatron executable is not built next to the tests")
-        }
-        return MegatronProcess(binary: binary)
-    }
+    static func built() throws -> MegatronProcess { MegatronProcess(binary: try builtMegatronExecutable()) }
 
     /// A started `megatron` process whose output is being collected.
     final class Running {

@@ -1,6 +1,7 @@
 import XCTest
 @testable import MegatronCUDA
 @testable import MegatronTensor
+import MegatronTestSupport
 
 /// The flash-attention kernels (through `Ops.attention`) against the CPU reference, on the same
 /// bf16 / fp16 inputs, for head dims from 16 to 256 and with dropout (our kernels draw the reference's
@@ -20,23 +21,11 @@ final class AttentionGPUTests: XCTestCase {
         var dropout: Float = 0
     }
 
-    func device() throws -> Device {
-        do {
-            _ = try CUDAContext.shared(ordinal: 0)
-            return .cuda(0)
-        } catch {
-            throw XCTSkip("no usable CUDA device here, flash-attention parity tests skipped: \(error)")
-        }
-    }
+    func device() throws -> Device { try requireGPU("flash-attention parity tests") }
 
     static func rmsError(_ gpu: Tensor, _ cpu: Tensor) -> Double {
         let squares = zip(gpu.floats(), cpu.floats()).map { Double($0 - $1) * Double($0 - $1) }
         return (squares.reduce(0, +) / Double(max(cpu.count, 1))).squareRoot()
-    }
-
-    /// ‖gpu − cpu‖ / ‖cpu‖ over the whole tensor.
-    static func relativeError(_ gpu: Tensor, _ cpu: Tensor) -> Double {
-        MegatronCUDATests.relativeError(gpu.floats().map(Double.init), cpu.floats().map(Double.init))
     }
 
     /// Forward, then backward, on both devices; every output within `bound` (relative) of the CPU's.
@@ -149,7 +138,7 @@ final class AttentionGPUTests: XCTestCase {
         }
         let ordered = try grads(deterministic: true), atomic = try grads(deterministic: false)
         for (name, x, y) in zip3(["dq", "dk", "dv"], atomic, ordered) {
-            XCTAssertLessThan(Self.relativeError(x, y), 1.0 / 256, "atomic-dQ backward \(name) with dropout against the ordered one")
+            XCTAssertLessThan(relativeError(x, y), 1.0 / 256, "atomic-dQ backward \(name) with dropout against the ordered one")
         }
     }
 
@@ -190,7 +179,7 @@ final class AttentionGPUTests: XCTestCase {
         let ordered = try grads(deterministic: true), atomic = try grads(deterministic: false)
         XCTAssertEqual(ordered.map { $0.floats() }, try grads(deterministic: true).map { $0.floats() }, "the backward is deterministic")
         for (name, x, y) in zip3(["dq", "dk", "dv"], atomic, ordered) {
-            XCTAssertLessThan(Self.relativeError(x, y), 1.0 / 256, "atomic-dQ backward \(name) against the ordered one")
+            XCTAssertLessThan(relativeError(x, y), 1.0 / 256, "atomic-dQ backward \(name) against the ordered one")
         }
         XCTAssertEqual(atomic[1].floats(), ordered[1].floats(), "dK does not depend on how dQ is summed")
         for g in atomic {
@@ -201,7 +190,7 @@ final class AttentionGPUTests: XCTestCase {
                                 dtype: .bfloat16)
         XCTAssertEqual(projection.permuted([0, 2, 3, 1, 4]).narrowed(2, start: p + 1, length: 1).floats(), atomic[2].floats())
         let cpu = Ops.attention(q: q.to(.cpu), k: k.to(.cpu), v: v.to(.cpu), causal: true, scale: 0.125)
-        XCTAssertLessThan(Self.relativeError(strided.output, cpu.output), 2.0 / 256)
+        XCTAssertLessThan(relativeError(strided.output, cpu.output), 2.0 / 256)
     }
 
     func testUnsupportedProblemsFallBack() throws {

@@ -2,6 +2,7 @@ import Foundation
 import MegatronTensor
 import XCTest
 @testable import MegatronCUDA
+import MegatronTestSupport
 
 /// Activations, SwiGLU, casts and Philox dropout against CPU references; counts cover the
 /// vectorized body, scalar tails and misaligned (scalar-only) pointers.
@@ -10,7 +11,7 @@ final class ElementwiseNeuralGPUTests: XCTestCase {
 
     func testActivationsForwardAndBackward() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 41)
+        var random = SplitMix64(seed: 41)
         for type in KernelElementType.allCases {
             for activation in Activation.allCases {
                 for count in counts {
@@ -34,7 +35,7 @@ final class ElementwiseNeuralGPUTests: XCTestCase {
     /// A pointer 4 bytes past an aligned one takes the scalar path and gives the same values.
     func testMisalignedPointersUseTheScalarPath() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 42)
+        var random = SplitMix64(seed: 42)
         let x = random.values(1001, .float32, -3, 3)
         let dx = try gpu.upload(x), out = try gpu.poisoned(1001)
         defer { gpu.free(dx, out) }
@@ -46,7 +47,7 @@ final class ElementwiseNeuralGPUTests: XCTestCase {
 
     func testSwiGLUForwardAndBackward() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 43)
+        var random = SplitMix64(seed: 43)
         for type in KernelElementType.allCases {
             for (rows, half) in [(17, 256), (3, 13)] {
                 let label = "swiglu \(type) [\(rows), 2x\(half)]"
@@ -78,7 +79,7 @@ final class ElementwiseNeuralGPUTests: XCTestCase {
     /// Casts round to nearest even exactly as Swift's conversions do, bit for bit, NaN and infinities included.
     func testCastsRoundToNearestEvenBitExactly() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 44)
+        var random = SplitMix64(seed: 44)
         let special: [Float] = [0, -0, .infinity, -.infinity, 65504, 65520, 1e-8, -3.3895314e38, 1 + 1.0 / 256, 1 + 3.0 / 512]
         for count in counts {
             let values = special + random.floats(count, -1000, 1000) + random.floats(count, -1e-3, 1e-3)
@@ -112,7 +113,7 @@ final class ElementwiseNeuralGPUTests: XCTestCase {
     /// stream) for the same seed and offset, element for element and bit for bit.
     func testDropoutMatchesTheCPUPhiloxStreamExactly() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 45)
+        var random = SplitMix64(seed: 45)
         let cases: [(count: Int, p: Float, seed: UInt64, offset: UInt64)] = [
             (1, 0.5, 1, 0), (7, 0.1, 42, 3), (1003, 0.1, 0x1234_5678_9abc_def0, 0xffff_ffff_0000_0002), (100_000, 0.3, 7, 1),
         ]

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import MegatronCUDA
+import MegatronTestSupport
 
 /// cuBLASLt GEMMs against a float64 CPU reference on bf16-rounded inputs.
 final class GemmGPUTests: XCTestCase {
@@ -20,7 +21,7 @@ final class GemmGPUTests: XCTestCase {
     }
 
     private func bf16Operand(_ gpu: GPUFixture, count: Int, seed: UInt64) throws -> Operand {
-        var random = TestRandom(state: seed)
+        var random = SplitMix64(seed: seed)
         let bits = random.floats(count).map(BF16.bits)
         return Operand(values: bits.map { Double(BF16.value($0)) }, allocation: try gpu.upload(bits))
     }
@@ -115,7 +116,7 @@ final class GemmGPUTests: XCTestCase {
         let gemm = try CublasLtGemm(device: gpu.device, allocator: gpu.allocator)
         let p = GemmProblem(m: 16, n: 32, k: 64, transposeA: true, outputType: .float32)   // wgrad into an fp32 main grad
         let a = try bf16Operand(gpu, count: 16 * 64, seed: 5), b = try bf16Operand(gpu, count: 64 * 32, seed: 6)
-        var random = TestRandom(state: 7)
+        var random = SplitMix64(seed: 7)
         let initial = random.floats(16 * 32)
         let d = try gpu.upload(initial)
         defer { gpu.free(a.allocation, b.allocation, d) }
@@ -206,7 +207,7 @@ final class GemmGPUTests: XCTestCase {
         let gemm = try CublasLtGemm(device: gpu.device, allocator: gpu.allocator)
         let (tokens, inFeatures, outFeatures) = (128, 32, 48)
         let dy = try bf16Operand(gpu, count: tokens * outFeatures, seed: 18), x = try bf16Operand(gpu, count: tokens * inFeatures, seed: 19)
-        var random = TestRandom(state: 20)
+        var random = SplitMix64(seed: 20)
         let initial = random.floats(outFeatures * inFeatures)
         let dw = try gpu.upload(initial), db = try output(gpu, count: outFeatures, type: .float32)
         defer { gpu.free(dy.allocation, x.allocation, dw, db) }

@@ -1,5 +1,6 @@
 import XCTest
 @testable import MegatronCUDA
+import MegatronTestSupport
 
 /// The row-major -> column-major mapping, checked by running a plain column-major GEMM (the
 /// BLAS definition cuBLASLt implements) on the mapped layouts and comparing with a row-major one.
@@ -40,7 +41,7 @@ final class GemmMappingTests: XCTestCase {
     }
 
     func testMappingMatchesRowMajorProductForAllTransposes() {
-        var random = TestRandom(state: 7)
+        var random = SplitMix64(seed: 7)
         for transposeA in [false, true] {
             for transposeB in [false, true] {
                 var p = GemmProblem(m: 5, n: 3, k: 4, transposeA: transposeA, transposeB: transposeB, batchCount: 2)

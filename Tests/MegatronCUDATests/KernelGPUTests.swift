@@ -1,17 +1,13 @@
 import Foundation
 import XCTest
 @testable import MegatronCUDA
+import MegatronTestSupport
 
 /// NVRTC compilation, the disk cache, and the built-in kernels against CPU results.
 final class KernelGPUTests: XCTestCase {
-    private func temporaryCache() -> KernelCache {
-        KernelCache(directory: FileManager.default.temporaryDirectory.appendingPathComponent("kernels-\(UUID().uuidString)"))
-    }
-
     func testCompileCachesAndReloadsTheSameImage() throws {
         let gpu = try GPUFixture.require()
-        let cache = temporaryCache()
-        defer { try? FileManager.default.removeItem(at: cache.directory) }
+        let cache = KernelCache(directory: scratchPath("kernels"))
         let source = try CUDAKernels.source("elementwise.cu")
         let compiler = try KernelCompiler(architecture: gpu.device.properties.architecture, cache: cache)
         var clock = Date()
@@ -63,7 +59,7 @@ final class KernelGPUTests: XCTestCase {
     func testVectorizedAxpbyMatchesCPU() throws {
         let gpu = try GPUFixture.require()
         let kernels = try CUDAKernels(device: gpu.device)
-        var random = TestRandom(state: 3)
+        var random = SplitMix64(seed: 3)
         for count in [1, 7, 8, 1003, 100_000] {   // tails of every length and a multi-block size
             let a = random.floats(count), b = random.floats(count)
             // fp32: out = 0.5 a + 2 b; scale: out = 3 a.
@@ -97,7 +93,7 @@ final class KernelGPUTests: XCTestCase {
     func testBlockReductionSumMatchesCPU() throws {
         let gpu = try GPUFixture.require()
         let kernels = try CUDAKernels(device: gpu.device)
-        var random = TestRandom(state: 11)
+        var random = SplitMix64(seed: 11)
         let scratch = try gpu.allocator.allocate(bytes: kernels.sumScratchCount * 4, stream: gpu.stream.allocatorKey)
         let out = try gpu.allocator.allocate(bytes: 4, stream: gpu.stream.allocatorKey)
         defer { gpu.free(scratch, out) }

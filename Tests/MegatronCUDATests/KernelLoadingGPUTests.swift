@@ -1,19 +1,15 @@
 import Foundation
 import XCTest
 @testable import MegatronCUDA
+import MegatronTestSupport
 
 /// Cold and warm starts of the neural kernels from an empty disk cache: every file compiles (all at
 /// once), loads, and comes from the cache next time; a launch in background mode waits for its own
 /// file only. Prints per-file NVRTC times for the device's architecture.
 final class KernelLoadingGPUTests: XCTestCase {
-    private func temporaryCache() -> KernelCache {
-        KernelCache(directory: FileManager.default.temporaryDirectory.appendingPathComponent("kernels-\(UUID().uuidString)"))
-    }
-
     func testEagerColdStartCompilesEveryFileConcurrentlyThenWarmStartReadsTheCache() throws {
         let gpu = try GPUFixture.require()
-        let cache = temporaryCache()
-        defer { try? FileManager.default.removeItem(at: cache.directory) }
+        let cache = KernelCache(directory: scratchPath("kernels"))
         var clock = Date()
         let cold = try NeuralKernels(device: gpu.device, cache: cache, loading: .eager)
         let coldMs = Date().timeIntervalSince(clock) * 1000
@@ -39,8 +35,7 @@ final class KernelLoadingGPUTests: XCTestCase {
     /// In background mode the first launch compiles (or waits for) softmax.cu alone and runs correctly.
     func testBackgroundLoadingLaunchesOnFirstUse() throws {
         let gpu = try GPUFixture.require()
-        let cache = temporaryCache()
-        defer { try? FileManager.default.removeItem(at: cache.directory) }
+        let cache = KernelCache(directory: scratchPath("kernels"))
         let clock = Date()
         let nn = try NeuralKernels(device: gpu.device, cache: cache)
         let constructionMs = Date().timeIntervalSince(clock) * 1000

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import MegatronCUDA
+import MegatronTestSupport
 
 /// `KernelModules` compiling real sources with NVRTC for sm_90a, without a GPU (compilation needs
 /// only libnvrtc: `pip install nvidia-cuda-nvrtc-cu12` and put its lib folder on LD_LIBRARY_PATH).
@@ -17,16 +18,11 @@ final class KernelModulesNVRTCTests: XCTestCase {
         }
     }
 
-    private func temporaryCache() -> KernelCache {
-        KernelCache(directory: FileManager.default.temporaryDirectory.appendingPathComponent("kernels-\(UUID().uuidString)"))
-    }
-
     /// A compile error in one file reaches whoever asks for that file, with NVRTC's log; the other
     /// files compile, are counted, and come from the cache the second time.
     func testCompileErrorReachesTheCallerAndOtherFilesStillCompile() throws {
         try requireNVRTC()
-        let cache = temporaryCache()
-        defer { try? FileManager.default.removeItem(at: cache.directory) }
+        let cache = KernelCache(directory: scratchPath("kernels"))
         let sources = ["rope.cu": try NeuralKernels.source("rope.cu"), "broken.cu": Self.broken]
         func modules() throws -> KernelModules {
             KernelModules(files: ["rope.cu", "broken.cu"], compiler: try KernelCompiler(architecture: Self.architecture, cache: cache),
@@ -85,8 +81,7 @@ final class KernelModulesNVRTCTests: XCTestCase {
             exit(0)
         }
         try requireNVRTC()
-        let cache = temporaryCache()
-        defer { try? FileManager.default.removeItem(at: cache.directory) }
+        let cache = KernelCache(directory: scratchPath("kernels"))
         let child = Process()
         child.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0])
         child.arguments = ["MegatronCUDATests.KernelModulesNVRTCTests/testExitDuringBackgroundCompileIsClean"]

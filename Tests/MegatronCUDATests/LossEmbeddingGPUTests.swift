@@ -1,11 +1,12 @@
 import XCTest
 @testable import MegatronCUDA
+import MegatronTestSupport
 
 /// Fused cross-entropy, embedding lookup and index-add against float64 CPU references.
 final class LossEmbeddingGPUTests: XCTestCase {
     func testCrossEntropyWithIgnoreIndexAndLabelSmoothing() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 31)
+        var random = SplitMix64(seed: 31)
         for type in KernelElementType.allCases {
             for (rows, vocabulary) in [(13, 1000), (6, 50), (3, 50304)] {
                 for smoothing: Float in [0, 0.1] {
@@ -44,7 +45,7 @@ final class LossEmbeddingGPUTests: XCTestCase {
     /// gradientStride 0 broadcasts one gradient (a mean-reduced loss); in place over the logits.
     func testCrossEntropyBackwardBroadcastGradientInPlace() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 32)
+        var random = SplitMix64(seed: 32)
         let (rows, vocabulary) = (4, 256)
         let logits = random.values(rows * vocabulary, .float32, -3, 3)
         let labels: [Int64] = [3, 0, 255, 17]
@@ -75,7 +76,7 @@ final class LossEmbeddingGPUTests: XCTestCase {
 
     func testEmbeddingForwardGathersRowsAndFlagsBadIds() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 33)
+        var random = SplitMix64(seed: 33)
         for type in KernelElementType.allCases {
             for width in [64, 13] {   // vectorized and scalar
                 let vocabulary = 50, ids: [Int64] = [3, 49, 0, 3, 7, 50, -1]
@@ -101,7 +102,7 @@ final class LossEmbeddingGPUTests: XCTestCase {
     /// Repeated ids sum in token order; accumulate adds to what is there, otherwise unnamed rows become 0.
     func testIndexAddAndEmbeddingBackward() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 34)
+        var random = SplitMix64(seed: 34)
         for type in KernelElementType.allCases {
             for (tokens, rows, width) in [(3000, 40, 96), (9, 5, 13)] {
                 let ids: [Int64] = (0..<tokens).map { $0 % 7 == 0 ? -1 : Int64(random.next() % UInt64(rows - 1)) }   // last row never named

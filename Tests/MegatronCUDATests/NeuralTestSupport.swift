@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import MegatronCUDA
+import MegatronTestSupport
 
 /// One NeuralKernels instance for the test process (compiled once; the disk cache serves later runs).
 enum NeuralFixture {
@@ -71,7 +72,7 @@ func assertClose(_ actual: [Float], _ expected: [Double], _ tolerance: Double, _
     XCTAssertTrue(error <= tolerance, "\(label): relative error \(error) > \(tolerance)", file: file, line: line)
 }
 
-extension TestRandom {
+extension SplitMix64 {
     /// `count` uniform values in [low, high) rounded to `type`, so CPU references see what the GPU reads.
     mutating func values(_ count: Int, _ type: KernelElementType, _ low: Float = -1, _ high: Float = 1) -> [Float] {
         floats(count, low, high).map(type.round)

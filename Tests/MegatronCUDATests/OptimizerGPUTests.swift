@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import MegatronCUDA
+import MegatronTestSupport
 
 /// Multi-tensor AdamW and the global gradient norm against float64 CPU references.
 final class OptimizerGPUTests: XCTestCase {
@@ -8,7 +9,7 @@ final class OptimizerGPUTests: XCTestCase {
     /// fp32 and bf16 gradients, with and without the bf16 parameter copy.
     func testMultiTensorAdamWMatchesTorchFormula() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 51)
+        var random = SplitMix64(seed: 51)
         let counts = [4096, 1001, 333]
         for gradientType in [KernelElementType.float32, .bfloat16] {
             var params = counts.map { random.floats($0) }, m = counts.map { random.floats($0, -0.01, 0.01) }
@@ -66,7 +67,7 @@ final class OptimizerGPUTests: XCTestCase {
 
     func testGradNormOverManyTensorsIsDeterministicAndFlagsNonFinite() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 52)
+        var random = SplitMix64(seed: 52)
         let counts = [1, 1000, 1_000_003, 77, 65_536]
         let values = counts.map { random.floats($0, -2, 2) }
         let buffers = try values.map { try gpu.upload($0) }

@@ -1,5 +1,6 @@
 import XCTest
 @testable import MegatronCUDA
+import MegatronTestSupport
 
 /// Softmax and layer / RMS norm kernels against float64 CPU references, for every storage type,
 /// on shapes that take the vectorized path (columns % 8 == 0), the scalar path, and rows wider
@@ -12,7 +13,7 @@ final class RowKernelGPUTests: XCTestCase {
 
     func testSoftmaxAndLogSoftmaxForwardBackward() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 21)
+        var random = SplitMix64(seed: 21)
         for type in KernelElementType.allCases {
             for (rows, columns) in shapes {
                 let count = rows * columns
@@ -40,7 +41,7 @@ final class RowKernelGPUTests: XCTestCase {
 
     func testLayerNormForwardBackwardWithAndWithoutBias() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 22)
+        var random = SplitMix64(seed: 22)
         for type in KernelElementType.allCases {
             for (rows, columns) in normShapes {
                 for withBias in [true, false] {
@@ -64,7 +65,7 @@ final class RowKernelGPUTests: XCTestCase {
 
     func testRMSNormForwardBackward() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 23)
+        var random = SplitMix64(seed: 23)
         for type in KernelElementType.allCases {
             for (rows, columns) in normShapes {
                 let label = "rms norm \(type) [\(rows), \(columns)]"
@@ -83,7 +84,7 @@ final class RowKernelGPUTests: XCTestCase {
     /// Parameter gradients are reduced in a fixed order: two runs give the same bits.
     func testNormBackwardParameterGradientsAreDeterministic() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 24)
+        var random = SplitMix64(seed: 24)
         let (rows, columns) = (1100, 1024)   // more rows than the backward has teams: each team sums several rows
         let x = random.values(rows * columns, .float32), g = random.values(rows * columns, .float32)
         let w = random.values(columns, .float32), b = random.values(columns, .float32)
@@ -112,7 +113,7 @@ final class RowKernelGPUTests: XCTestCase {
         let (gpu, nn) = try NeuralFixture.require()
         let saved = nn.normThreads
         defer { nn.normThreads = saved }
-        var random = TestRandom(state: 25)
+        var random = SplitMix64(seed: 25)
         for threads in [32, 64, 128, 256, 512, 1024] {
             nn.normThreads = threads
             for type in KernelElementType.allCases {
@@ -168,7 +169,7 @@ final class RowKernelGPUTests: XCTestCase {
             }
         }
         XCTAssertEqual(covered, ["forward 1", "forward 2", "forward 3", "forward 4", "backward 1", "backward 2", "backward 3"])
-        var random = TestRandom(state: 26)
+        var random = SplitMix64(seed: 26)
         for (index, (rows, columns, threads)) in cases.enumerated() {
             nn.normThreads = threads
             // Cases of a million elements take one type each, in turn (the CPU reference is slow in a
@@ -209,7 +210,7 @@ final class RowKernelGPUTests: XCTestCase {
     /// kernel's summation order gives y errors near 6e-8; 1e-5 leaves room for FMA contraction.
     func testLayerNormVarianceOfRowsFarFromZero() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 27)
+        var random = SplitMix64(seed: 27)
         for (rows, columns) in [(rows: 8, columns: 4096), (rows: 8, columns: 768), (rows: 5, columns: 1001)] {
             let x = random.floats(rows * columns, 999.99, 1000.01), g = random.values(rows * columns, .float32)
             let w = random.values(columns, .float32, 0.5, 1.5)

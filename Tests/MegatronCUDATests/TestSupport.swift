@@ -57,37 +57,3 @@ enum BF16 {
 
     static func round(_ value: Float) -> Float { Self.value(bits(value)) }
 }
-
-/// SplitMix64: deterministic inputs for tests, different for each seed.
-struct TestRandom {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9e3779b97f4a7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58476d1ce4e5b9
-        z = (z ^ (z >> 27)) &* 0x94d049bb133111eb
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [low, high).
-    mutating func uniform(_ low: Float = -1, _ high: Float = 1) -> Float {
-        low + (high - low) * Float(next() >> 40) / Float(1 << 24)
-    }
-
-    mutating func floats(_ count: Int, _ low: Float = -1, _ high: Float = 1) -> [Float] {
-        (0..<count).map { _ in uniform(low, high) }
-    }
-}
-
-/// ‖x − ref‖ / ‖ref‖, NaN when any value is NaN.
-func relativeError(_ x: [Double], _ reference: [Double]) -> Double {
-    precondition(x.count == reference.count)
-    var difference = 0.0, norm = 0.0
-    for (a, b) in zip(x, reference) {
-        if a.isNaN { return .nan }
-        difference += (a - b) * (a - b)
-        norm += b * b
-    }
-    return (difference / max(norm, 1e-300)).squareRoot()
-}

@@ -1,5 +1,6 @@
 import XCTest
 @testable import MegatronCUDA
+import MegatronTestSupport
 
 /// The widening casts' own loop (cast.cu: 4 elements per access, 4 accesses in flight per thread,
 /// one wave of blocks): counts large enough that every thread loops several times, with remainders
@@ -7,7 +8,7 @@ import XCTest
 final class WideningCastGPUTests: XCTestCase {
     func testWideningCastsAreExactOverManyGridPasses() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        var random = TestRandom(state: 45)
+        var random = SplitMix64(seed: 45)
         // 8 blocks of 256 threads per SM take 4 x 4 elements each per pass: ~4.3M elements on 132 SMs.
         let n = 13_000_007
         let values = random.floats(n, -1000, 1000)

@@ -2,27 +2,24 @@ import Foundation
 import XCTest
 import MegatronTensor
 @testable import MegatronCore
+import MegatronTestSupport
 
 final class CheckpointDirectoryTests: XCTestCase {
     var root: URL!
 
-    override func setUpWithError() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-\(UUID().uuidString)")
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
+    override func setUpWithError() throws { root = scratchPath("ckpt") }
 
     func testSaveWritesMegatronLayoutAndLoadsBack() throws {
         let store = CheckpointDirectory(root: root)
         XCTAssertNil(try store.loadLatest())
-        try store.save(iteration: 100, tensors: ["w": Tensor(shape: [2], values: [1, 2])], metadata: ["consumed_samples": 800])
-        try store.save(iteration: 200, tensors: ["w": Tensor(shape: [2], values: [3, 4])], metadata: ["consumed_samples": 1600])
+        try store.save(iteration: 100, tensors: ["w": Tensor(shape: [2], values: [1, 2])], manifest: progress(800))
+        try store.save(iteration: 200, tensors: ["w": Tensor(shape: [2], values: [3, 4])], manifest: progress(1600))
         XCTAssertEqual(try String(contentsOf: root.appendingPathComponent("latest_checkpointed_iteration.txt"), encoding: .utf8), "200")
         XCTAssertTrue(FileManager.default.fileExists(atPath: root.appendingPathComponent("iter_0000100/metadata.json").path))
         let latest = try XCTUnwrap(try store.loadLatest())
         XCTAssertEqual(latest.iteration, 200)
         XCTAssertEqual(latest.tensors["w"]!.floats(), [3, 4])
-        XCTAssertEqual(latest.metadata["consumed_samples"] as? Int, 1600)
+        XCTAssertEqual(try latest.metadata.manifest().consumedSamples, 1600)
         try store.prune(keep: 1, newest: 200)
         XCTAssertFalse(FileManager.default.fileExists(atPath: root.appendingPathComponent("iter_0000100").path))
         XCTAssertEqual(try store.load(iteration: 200).tensors["w"]!.floats(), [3, 4])
@@ -30,7 +27,7 @@ final class CheckpointDirectoryTests: XCTestCase {
 
     func testCorruptionIsDetectedWithTheFileNamed() throws {
         let store = CheckpointDirectory(root: root)
-        try store.save(iteration: 5, tensors: ["w": Tensor.ones([64])], metadata: [:])
+        try store.save(iteration: 5, tensors: ["w": Tensor.ones([64])])
         let shard = root.appendingPathComponent("iter_0000005/rank_00000.safetensors")
         var bytes = try Data(contentsOf: shard)
         bytes[bytes.count - 1] ^= 0xFF
@@ -45,7 +42,7 @@ final class CheckpointDirectoryTests: XCTestCase {
 
     func testReleaseCheckpointsAsConversionsWriteThem() throws {
         let store = CheckpointDirectory(root: root)
-        try store.save(iteration: 0, tensors: ["w": Tensor.ones([2])], metadata: [:], release: true)
+        try store.save(iteration: 0, tensors: ["w": Tensor.ones([2])], release: true)
         XCTAssertEqual(try String(contentsOf: root.appendingPathComponent("latest_checkpointed_iteration.txt"), encoding: .utf8), "release")
         XCTAssertEqual(try store.loadLatest()?.tensors["w"]?.floats(), [1, 1])
     }
@@ -61,14 +58,10 @@ final class CheckpointDirectorySafetyTests: XCTestCase {
     var root: URL!
     var store: CheckpointDirectory { CheckpointDirectory(root: root) }
 
-    override func setUpWithError() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-safety-\(UUID().uuidString)")
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
+    override func setUpWithError() throws { root = scratchPath("ckpt-safety") }
 
     func save(_ iteration: Int, _ value: Float = 0) throws {
-        try store.save(iteration: iteration, tensors: ["w": Tensor(shape: [2], values: [Float(iteration), value])], metadata: ["k": 1])
+        try store.save(iteration: iteration, tensors: ["w": Tensor(shape: [2], values: [Float(iteration), value])])
     }
 
     func path(_ name: String) -> String { root.appendingPathComponent(name).path }
@@ -104,8 +97,8 @@ final class CheckpointDirectorySafetyTests: XCTestCase {
         try save(3, 1)
         try save(3, 2)
         XCTAssertEqual(try store.loadLatest()?.tensors["w"]?.floats(), [3, 2])
-        try store.save(iteration: 0, tensors: ["w": Tensor.ones([2])], metadata: [:], release: true)
-        try store.save(iteration: 0, tensors: ["w": Tensor.zeros([2])], metadata: [:], release: true)
+        try store.save(iteration: 0, tensors: ["w": Tensor.ones([2])], release: true)
+        try store.save(iteration: 0, tensors: ["w": Tensor.zeros([2])], release: true)
         XCTAssertEqual(try store.loadLatest()?.tensors["w"]?.floats(), [0, 0])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root.path).filter { $0.hasPrefix(".") }, [])
     }
@@ -136,11 +129,11 @@ final class CheckpointDirectorySafetyTests: XCTestCase {
     }
 
     func testMetadataChecksumDetectsTruncationAndEdits() throws {
-        try store.save(iteration: 4, tensors: ["w": Tensor.ones([2])], metadata: ["consumed_samples": 800])
+        try store.save(iteration: 4, tensors: ["w": Tensor.ones([2])], manifest: progress(800))
         let file = path("iter_0000004/metadata.json")
         let original = try String(contentsOfFile: file, encoding: .utf8)
         XCTAssertTrue(original.hasPrefix("{\n  \"metadata_crc32c\" : \""), original)
-        XCTAssertEqual(try store.load(iteration: 4).metadata["consumed_samples"] as? Int, 800)
+        XCTAssertEqual(try store.load(iteration: 4).metadata.manifest().consumedSamples, 800)
         let edits = [
             ("truncated", String(original.prefix(original.count / 2)), "not valid JSON"),
             ("a value changed", original.replacingOccurrences(of: "800", with: "900"), "checksum differs"),
@@ -157,7 +150,7 @@ final class CheckpointDirectorySafetyTests: XCTestCase {
     }
 
     func testMetadataWithoutChecksumFromEarlierVersionsStillLoads() throws {
-        try store.save(iteration: 2, tensors: ["w": Tensor.ones([2])], metadata: [:])
+        try store.save(iteration: 2, tensors: ["w": Tensor.ones([2])])
         let metadata = try store.load(iteration: 2).metadata
         // The form version 3 of this program wrote: sorted, pretty-printed, no checksum member.
         var legacy = metadata.values
@@ -169,7 +162,7 @@ final class CheckpointDirectorySafetyTests: XCTestCase {
     }
 
     func testMissingHeaderFieldsAreNamed() throws {
-        try store.save(iteration: 2, tensors: ["w": Tensor.ones([2])], metadata: [:])
+        try store.save(iteration: 2, tensors: ["w": Tensor.ones([2])])
         let values = try store.load(iteration: 2).metadata.values
         let cases: [(String, Any?, String)] = [
             ("iteration", nil, "field 'iteration' is missing"), ("iteration", 5, "field 'iteration' is 5"),
@@ -195,11 +188,7 @@ final class SaveDirectoryLockTests: XCTestCase {
     var root: URL!
     var lockFile: String { root.appendingPathComponent(SaveDirectoryLock.fileName).path }
 
-    override func setUpWithError() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("lock-\(UUID().uuidString)")
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
+    override func setUpWithError() throws { root = scratchPath("lock") }
 
     func testASecondWriterIsRefusedUntilTheFirstReleases() throws {
         let first = try SaveDirectoryLock(directory: root)
@@ -251,4 +240,11 @@ final class SaveDirectoryLockTests: XCTestCase {
         }
         #endif
     }
+}
+
+/// A manifest recording only training progress.
+private func progress(_ consumedSamples: Int) -> CheckpointManifest {
+    var manifest = CheckpointManifest()
+    manifest.consumedSamples = consumedSamples
+    return manifest
 }

@@ -2,24 +2,15 @@ import XCTest
 import MegatronAutograd
 import MegatronTensor
 @testable import MegatronCore
+import MegatronTestSupport
 
 /// SelfAttention's fused path (flash attention) against its materialized path, on the GPU, on q, k, v
 /// sliced from a fused QKV tensor as the module slices them: same outputs and same QKV gradients up
 /// to bf16 rounding, in evaluation and, with attention dropout, in training (under our kernels, which
 /// draw the materialized path's mask; run with MEGATRON_ATTENTION=kernels to compare that part).
 final class FusedAttentionGPUTests: XCTestCase {
-    func relativeError(_ a: Tensor, _ b: Tensor) -> Double {
-        let (x, y) = (a.floats(), b.floats())
-        let difference = zip(x, y).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +)
-        return (difference / max(y.map { Double($0) * Double($0) }.reduce(0, +), 1e-30)).squareRoot()
-    }
-
     func testFusedCoreAttentionMatchesMaterializedOnTheGPU() throws {
-        do {
-            _ = try CUDAContext.shared(ordinal: 0)
-        } catch {
-            throw XCTSkip("no usable CUDA device here, fused attention GPU test skipped: \(error)")
-        }
+        try requireGPU("fused attention GPU test")
         let config = try TransformerConfig(numLayers: 1, hiddenSize: 256, numAttentionHeads: 4, numQueryGroups: 2,
                                            attentionDropout: 0.1, paramsDType: .bfloat16)
         let attention = onDevice(.cuda(0)) {

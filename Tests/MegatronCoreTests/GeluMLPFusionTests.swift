@@ -2,6 +2,7 @@ import XCTest
 import MegatronAutograd
 import MegatronTensor
 @testable import MegatronCore
+import MegatronTestSupport
 
 /// `Functional.geluMLP` (fc1 + tanh GeLU + fc2 with the activation in cuBLASLt's GELU_AUX_BIAS and
 /// DGELU epilogues on the GPU) against the plain composition `linear(gelu(linear(x)))`: outputs and the
@@ -57,21 +58,6 @@ final class GeluMLPFusionTests: XCTestCase {
         }
         let parameters = [("dw1", w1), ("db1", b1), ("dw2", w2), ("db2", b2)].compactMap { name, p in p.map { (name, $0.grad!.floats()) } }
         return [("output", output), ("dx", inputGradients)] + parameters
-    }
-
-    /// ‖a − b‖ / ‖b‖.
-    func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-        let difference = zip(a, b).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +)
-        return (difference / max(b.map { Double($0) * Double($0) }.reduce(0, +), 1e-30)).squareRoot()
-    }
-
-    func requireGPU() throws -> Device {
-        do {
-            _ = try CUDAContext.shared(ordinal: 0)
-            return .cuda(0)
-        } catch {
-            throw XCTSkip("no usable CUDA device here, GeLU MLP epilogue GPU test skipped: \(error)")
-        }
     }
 
     // MARK: CPU
@@ -162,7 +148,7 @@ final class GeluMLPFusionTests: XCTestCase {
     /// the other bf16 GPU parity tests use). The fused path must also be no less accurate than the
     /// unfused one against fp32 (within 25%).
     func testGPUFusedMatchesUnfusedAndCPUInBF16() throws {
-        let gpu = try requireGPU()
+        let gpu = try requireGPU("GeLU MLP epilogue GPU test")
         let (hidden, ffn) = (64, 256)
         XCTAssertTrue(Ops.geluEpilogueApplies(features: ffn, dtype: .bfloat16, device: gpu))
         for mainGrads in [false, true] {
@@ -191,7 +177,7 @@ final class GeluMLPFusionTests: XCTestCase {
     /// ffn 100 is not a multiple of 8, so cuBLASLt's aux matrix cannot take it: the primitive falls back
     /// to the unfused kernels, and is then bit for bit the unfused GPU path (fresh grads and main grads).
     func testGPUFallbackShapeEqualsTheUnfusedPath() throws {
-        let gpu = try requireGPU()
+        let gpu = try requireGPU("GeLU MLP epilogue GPU test")
         XCTAssertFalse(Ops.geluEpilogueApplies(features: 100, dtype: .bfloat16, device: gpu))
         for mainGrads in [false, true] {
             let o = Operands(batch: [3, 7], hidden: 40, ffn: 100, dtype: .bfloat16, microBatches: 2, seed: 5)
@@ -208,7 +194,7 @@ final class GeluMLPFusionTests: XCTestCase {
     /// exactly, so the epilogue's h and gelu' can be read off point by point. At x = −3 the tanh form
     /// (−0.00363) and the erf form (−0.00405) differ by 10%, far more than bf16's 0.4%.
     func testGPUEpilogueIsTheTanhGelu() throws {
-        let gpu = try requireGPU()
+        let gpu = try requireGPU("GeLU MLP epilogue GPU test")
         let (tokens, hidden, ffn) = (8, 16, 64)
         let points = (0..<ffn).map { Float($0) / 8 - 4 }   // −4 … 3.875, −3 included
         let pre = Tensor(shape: [ffn], values: points).cast(to: .bfloat16)

@@ -3,6 +3,7 @@ import XCTest
 import MegatronAutograd
 import MegatronTensor
 @testable import MegatronCore
+import MegatronTestSupport
 
 final class GenerationTests: XCTestCase {
     /// Step-by-step decoding with the key/value cache gives the logits of a full forward pass, position by
@@ -127,11 +128,7 @@ final class GenerationTests: XCTestCase {
 
     /// The same on the GPU (padding masks, per-row positions and row retirement as device tensors).
     func testBatchedGenerationOnGPUMatchesOneByOne() throws {
-        do {
-            _ = try CUDAContext.shared(ordinal: 0)
-        } catch {
-            throw XCTSkip("no usable CUDA device here, GPU batched generation test skipped: \(error)")
-        }
+        try requireGPU("GPU batched generation test")
         let prompts = [[5, 17, 42], [8, 99, 3, 61, 20, 11, 7, 64, 30], [13]]
         for arch in ["gpt2", "llama"] {
             let cpu = try loadFixtureModel(arch)

@@ -50,17 +50,25 @@ final class HuggingFaceConfigTests: XCTestCase {
     func testRecordedTokenizerIsRead() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("recorded-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
+        func recording(_ args: [String: JSONValue]) -> CheckpointManifest {
+            var manifest = CheckpointManifest()
+            manifest.args = .object(args)
+            return manifest
+        }
         let pretrained = try CheckpointTokenizer.options(
-            recordedIn: ["args": ["tokenizerType": "NullTokenizer", "vocabSize": 60, "seqLength": 16]], root: root)
+            recordedIn: recording(["tokenizerType": .string("NullTokenizer"), "vocabSize": .int(60), "seqLength": .int(16)]), root: root)
         XCTAssertEqual(pretrained, TokenizerOptions(type: .null, vocabSize: 60))
-        XCTAssertNil(try CheckpointTokenizer.options(recordedIn: ["args": ["seqLength": 16]], root: root))
+        XCTAssertNil(try CheckpointTokenizer.options(recordedIn: recording(["seqLength": .int(16)]), root: root))
         XCTAssertThrowsError(try CheckpointTokenizer.options(
-            recordedIn: ["args": ["tokenizerType": "GPT2BPETokenizer", "vocabFile": "/nowhere/vocab.json"]], root: root)) { error in
+            recordedIn: recording(["tokenizerType": .string("GPT2BPETokenizer"), "vocabFile": .string("/nowhere/vocab.json")]),
+            root: root)) { error in
             XCTAssertTrue("\(error)".contains("/nowhere/vocab.json"), "\(error)")
         }
         let record = try XCTUnwrap(try CheckpointTokenizer.recordHuggingFaceTokenizer(
             from: HuggingFaceFixtures.directory("llama"), checkpointRoot: root))
-        let converted = try XCTUnwrap(try CheckpointTokenizer.options(recordedIn: record, root: root))
+        var converting = CheckpointManifest()
+        converting.tokenizer = record
+        let converted = try XCTUnwrap(try CheckpointTokenizer.options(recordedIn: converting, root: root))
         XCTAssertEqual(converted.type, .huggingFace)
         XCTAssertEqual(converted.tokenizerModel, root.appendingPathComponent("tokenizer").path)
         XCTAssertEqual(try buildTokenizer(converted).eod, 2)

@@ -3,6 +3,7 @@ import XCTest
 import MegatronAutograd
 import MegatronTensor
 @testable import MegatronCore
+import MegatronTestSupport
 
 /// The tiny random Hugging Face models of scripts/fixtures/make_hf_golden.py, one per architecture the import reads.
 enum HuggingFaceFixtures {
@@ -47,25 +48,18 @@ final class HuggingFaceGoldenTests: XCTestCase {
         let config = try HuggingFaceConfig.read(HuggingFaceFixtures.directory("llama3")).transformer
         let fixture = RotaryEmbedding(kvChannels: config.kvChannels, rotaryPercent: 1, base: config.rotaryBase,
                                       scaling: config.ropeScaling)
-        assertRelativelyClose(fixture.inverseFrequencies, golden["inv_freq"]!.floats(), "fixture inv_freq")
+        assertClose(fixture.inverseFrequencies, golden["inv_freq"]!.floats(), relative: 2e-6, "fixture inv_freq")
         let unscaled = RotaryEmbedding(kvChannels: config.kvChannels, rotaryPercent: 1, base: config.rotaryBase)
         let ratios = zip(unscaled.inverseFrequencies, fixture.inverseFrequencies).map { $0 / $1 }
         XCTAssertEqual(ratios[0], 1, accuracy: 1e-6, "the shortest wavelength is kept")
         XCTAssertTrue(ratios[1] > 1.01 && ratios[1] < 7.99, "the middle band is blended, got \(ratios[1])")
         XCTAssertEqual(ratios[3], 8, accuracy: 1e-5, "the longest wavelength is stretched by the factor")
         let megatron = RotaryEmbedding(kvChannels: 128, rotaryPercent: 1, base: 500_000, scaling: .megatron(factor: 8))
-        assertRelativelyClose(megatron.inverseFrequencies, golden["inv_freq_llama31_8b"]!.floats(), "Llama-3.1-8B inv_freq")
+        assertClose(megatron.inverseFrequencies, golden["inv_freq_llama31_8b"]!.floats(), relative: 2e-6, "Llama-3.1-8B inv_freq")
     }
 
     /// Each value within 2e-6 of the reference's, relatively: PyTorch's fp32 `pow` is off by an ulp in a
     /// quarter of the plain frequencies, and the blend of the middle band amplifies that ulp about tenfold.
-    func assertRelativelyClose(_ a: [Float], _ b: [Float], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(a.count, b.count, what, file: file, line: line)
-        for (i, (x, y)) in zip(a, b).enumerated() {
-            XCTAssertEqual(x, y, accuracy: 2e-6 * abs(y), "\(what) [\(i)]", file: file, line: line)
-        }
-    }
-
     /// Weights beyond what config.json describes (here an o_proj bias) are refused by name; buffers older
     /// checkpoints saved (rotary inv_freq) are not weights and pass.
     func testTensorsConfigGivesNoPlaceToAreRefused() throws {
@@ -82,11 +76,7 @@ final class HuggingFaceGoldenTests: XCTestCase {
 
     /// The same on the GPU (fp32): parameters placed with `onDevice`, every kernel on the device.
     func testEveryArchitectureMatchesTransformersOnTheGPU() throws {
-        do {
-            _ = try CUDAContext.shared(ordinal: 0)
-        } catch {
-            throw XCTSkip("no usable CUDA device here, GPU golden test skipped: \(error)")
-        }
+        try requireGPU("GPU golden test")
         for arch in HuggingFaceFixtures.architectures { try compare(arch, device: .cuda(0)) }
     }
 
@@ -120,13 +110,6 @@ final class HuggingFaceGoldenTests: XCTestCase {
 }
 
 /// Max absolute difference within `tolerance` of the reference's largest magnitude.
-func assertScaledClose(_ a: [Float], _ b: [Float], tolerance: Float, _ what: String, file: StaticString, line: UInt) {
-    XCTAssertEqual(a.count, b.count, what, file: file, line: line)
-    let scale = max(b.map(abs).max() ?? 0, 1e-12)
-    let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
-    XCTAssertLessThanOrEqual(worst / scale, tolerance, "\(what): max |diff| \(worst) vs scale \(scale)", file: file, line: line)
-}
-
 /// Export back to Hugging Face: the weights come back bit for bit, and config.json is the one that
 /// scripts/fixtures/make_hf_golden.py saw transformers reload into the same model (export_check.json).
 final class HuggingFaceExportTests: XCTestCase {
@@ -189,13 +172,15 @@ final class GPTCheckpointTests: XCTestCase {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("gptckpt-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
         let loaded = try HuggingFaceGPT.load(directory: HuggingFaceFixtures.directory("llama3"))
+        var manifest = CheckpointManifest()
+        manifest.huggingfaceArchitecture = "llama"
         try GPTCheckpoint.save(loaded.model, vocabSize: loaded.vocabSize, to: CheckpointDirectory(root: root), release: true,
-                               extraMetadata: [GPTCheckpoint.huggingFaceArchitectureKey: "llama"])
+                               manifest: manifest)
         let back = try GPTCheckpoint.load(from: CheckpointDirectory(root: root))
         XCTAssertEqual(back.vocabSize, 100)
         XCTAssertEqual(back.model.config, loaded.model.config)
         XCTAssertNotNil(back.model.config.ropeScaling)
-        XCTAssertEqual(back.metadata[GPTCheckpoint.huggingFaceArchitectureKey] as? String, "llama")
+        XCTAssertEqual(back.manifest.huggingfaceArchitecture, "llama")
         let tokens = Tensor(shape: [1, 5], ints: [1, 2, 3, 4, 5])
         XCTAssertEqual(withoutGrad { back.model(tokens).floats() }, withoutGrad { loaded.model(tokens).floats() })
     }

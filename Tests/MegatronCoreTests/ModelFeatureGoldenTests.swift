@@ -3,6 +3,7 @@ import XCTest
 import MegatronAutograd
 import MegatronTensor
 @testable import MegatronCore
+import MegatronTestSupport
 
 /// GPT variants selected by Megatron's model flags against a plain-PyTorch model written from Megatron's
 /// semantics (fixtures from scripts/fixtures/make_model_feature_golden.py): logits, loss and every gradient.
@@ -29,11 +30,7 @@ final class ModelFeatureGoldenTests: XCTestCase {
 
     /// Both on the GPU (fp32): the squared-ReLU and erf-GeLU kernels, the norms' `1 + w`, partial RoPE.
     func testVariantsMatchPyTorchOnTheGPU() throws {
-        do {
-            _ = try CUDAContext.shared(ordinal: 0)
-        } catch {
-            throw XCTSkip("no usable CUDA device here, GPU golden test skipped: \(error)")
-        }
+        try requireGPU("GPU golden test")
         try compare("layernorm1p_rope_squared_relu", config: Self.layerNorm1pRoPESquaredReLU, untied: true,
                     device: .cuda(0), tolerance: 1e-4)
         try compare("rmsnorm1p_qknorm_gelu_erf", config: Self.rmsNorm1pQKNormGeluErf, untied: false,
@@ -53,21 +50,13 @@ final class ModelFeatureGoldenTests: XCTestCase {
         try model.loadStateDict(state)
 
         let logits = model(golden["input_ids"]!.to(device))
-        assertClose(logits.floats(), golden["logits"]!.floats(), tolerance, "\(name) logits", file: file, line: line)
+        assertScaledClose(logits.floats(), golden["logits"]!.floats(), tolerance: tolerance, "\(name) logits", file: file, line: line)
         let loss = Functional.crossEntropy(logits, labels: golden["labels"]!.to(device)).mean()
         XCTAssertEqual(loss.item(), golden["loss"]!.item(), accuracy: tolerance * golden["loss"]!.item(), name, file: file, line: line)
         loss.backward()
         for (key, parameter) in model.namedParameters() {
-            assertClose(parameter.grad!.floats(), golden["grad." + key]!.floats(), tolerance, "\(name) grad \(key)",
+            assertScaledClose(parameter.grad!.floats(), golden["grad." + key]!.floats(), tolerance: tolerance, "\(name) grad \(key)",
                         file: file, line: line)
         }
-    }
-
-    /// Max absolute difference within `tolerance` of the reference's largest magnitude (the CPU's worst is 1.4e-6).
-    func assertClose(_ a: [Float], _ b: [Float], _ tolerance: Float, _ what: String, file: StaticString, line: UInt) {
-        XCTAssertEqual(a.count, b.count, what, file: file, line: line)
-        let scale = max(b.map(abs).max() ?? 0, 1e-12)
-        let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
-        XCTAssertLessThanOrEqual(worst / scale, tolerance, "\(what): max |diff| \(worst) vs scale \(scale)", file: file, line: line)
     }
 }

@@ -2,6 +2,7 @@ import XCTest
 @testable import MegatronAutograd
 import MegatronTensor
 @testable import MegatronCore
+import MegatronTestSupport
 
 /// Initialization variants, zero-centred norms and selective recompute of `GPTModel` (the math of the
 /// variants is pinned against PyTorch in `ModelFeatureGoldenTests`).
@@ -125,11 +126,7 @@ final class ModelFeatureTests: XCTestCase {
     /// The same on the GPU: fp32 with dropout (materialized attention, GPU dropout masks replayed) and bf16
     /// without (the fused attention kernels run twice; their backward may accumulate in another order).
     func testSelectiveRecomputeMatchesThePlainRunOnTheGPU() throws {
-        do {
-            _ = try CUDAContext.shared(ordinal: 0)
-        } catch {
-            throw XCTSkip("no usable CUDA device here, GPU recompute test skipped: \(error)")
-        }
+        try requireGPU("GPU recompute test")
         try compareSelectiveRecompute(config {
             $0.hiddenDropout = 0.1
             $0.attentionDropout = 0.2

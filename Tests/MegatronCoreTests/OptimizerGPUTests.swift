@@ -2,14 +2,14 @@ import XCTest
 import MegatronAutograd
 import MegatronTensor
 @testable import MegatronCore
+import MegatronTestSupport
 
 /// The GPU optimizer step (multi-tensor AdamW and global norm) against the CPU step.
 final class OptimizerGPUTests: XCTestCase {
     /// bf16 and fp32 parameters in two groups (weight decay on one), a loss scale, and clipping that
     /// engages: 3 steps leave the same parameters, masters and norms as the CPU, within fp32 rounding.
     func testFusedAdamWMatchesCPUStep() throws {
-        guard CUDAContext.isAvailable() else { throw XCTSkip("no usable CUDA GPU (driver, device, NVRTC)") }
-        let gpu = Device.cuda(0)
+        let gpu = try requireGPU("fused AdamW GPU test")
         let config = OptimizerParamScheduler.Configuration(maxLR: 1e-2, lrDecaySteps: 10, lrDecayStyle: .constant,
                                                            startWD: 0.1, endWD: 0.1, wdIncrSteps: 10)
         let scheduler = try OptimizerParamScheduler(config, groups: [ParamGroupOverride(), ParamGroupOverride(wdMult: 0)])
@@ -55,7 +55,7 @@ final class OptimizerGPUTests: XCTestCase {
 
     /// A non-finite gradient on the GPU skips the step and leaves the parameters alone.
     func testNonFiniteGradientSkipsTheStep() throws {
-        guard CUDAContext.isAvailable() else { throw XCTSkip("no usable CUDA GPU (driver, device, NVRTC)") }
+        try requireGPU("non-finite gradient GPU test")
         let p = onDevice(.cuda(0)) { parameter(Tensor(shape: [3], values: [1, 2, 3]).cast(to: .bfloat16)) }
         let optimizer = MixedPrecisionOptimizer(groups: [ParamGroup(parameters: [("p", p)])], rule: try AdamRule.adamW())
         let scheduler = try OptimizerParamScheduler(

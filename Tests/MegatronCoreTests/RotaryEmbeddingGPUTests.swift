@@ -3,44 +3,15 @@ import XCTest
 import MegatronAutograd
 import MegatronTensor
 @testable import MegatronCore
+import MegatronTestSupport
 
 /// The fused rotary kernel (rope.cu) against the CPU loop: forward and backward in fp32, bf16 and
 /// fp16, on strided views of a fused QKV tensor, on the vectorized path (head dims 64 and 128,
 /// full and half rotary dims) and the element-wise one (head dim 12), with shared and per-row tables.
 final class RotaryEmbeddingGPUTests: XCTestCase {
-    func requireGPU() throws -> Device {
-        do {
-            _ = try CUDAContext.shared(ordinal: 0)
-            return .cuda(0)
-        } catch {
-            throw XCTSkip("no usable CUDA device here, fused rotary GPU tests skipped: \(error)")
-        }
-    }
-
-    /// Largest |gpu - cpu| beyond `absolute + relative * |cpu|`, with the index; 0 when all agree.
-    func worstExcess(_ gpu: Tensor, _ cpu: Tensor, relative: Float, absolute: Float) -> (Float, Int) {
-        let (g, c) = (gpu.floats(), cpu.floats())
-        var worst: (Float, Int) = (0, -1)
-        for i in 0..<c.count {
-            let excess = abs(g[i] - c[i]) - (absolute + relative * abs(c[i]))
-            if !(excess <= worst.0) { worst = (excess.isNaN ? .infinity : excess, i) }
-        }
-        return worst
-    }
-
-    /// GPU and CPU differ by the GPU's fused multiply-adds (fp32) and then at most one unit in the
-    /// last place of the result's format.
-    func tolerance(_ dtype: DType) -> Float {
-        switch dtype {
-        case .bfloat16: 1e-2
-        case .float16: 2e-3
-        default: 1e-5
-        }
-    }
-
     func checkParity(dtype: DType, headDim d: Int, rotaryPercent: Float, perRow: Bool, file: StaticString = #filePath,
                      line: UInt = #line) throws {
-        let device = try requireGPU()
+        let device = try requireGPU("fused rotary GPU tests")
         let (b, s, g, p) = (2, 37, 2, 3)
         let label = "\(dtype) d\(d) rotary \(rotaryPercent)\(perRow ? " per-row" : "")"
         let rope = RotaryEmbedding(kvChannels: d, rotaryPercent: rotaryPercent, base: 10000)
@@ -61,8 +32,7 @@ final class RotaryEmbeddingGPUTests: XCTestCase {
             XCTAssertEqual(pair.gpu.device, device)
             XCTAssertEqual(pair.gpu.shape, [b, g, p, s, d])
             XCTAssertEqual(pair.gpu.dtype, dtype)
-            let (excess, index) = worstExcess(pair.gpu, pair.cpu, relative: tolerance(dtype), absolute: tolerance(dtype))
-            XCTAssertLessThanOrEqual(excess, 0, "\(label) \(name): element \(index) differs", file: file, line: line)
+            assertParity(pair.gpu, pair.cpu, "\(label) \(name)", file: file, line: line)
         }
     }
 
@@ -90,7 +60,7 @@ final class RotaryEmbeddingGPUTests: XCTestCase {
     /// The module path end to end: SelfAttention-style q through `RotaryEmbedding` with autograd,
     /// GPU gradients of the fused QKV tensor equal the CPU's.
     func testAutogradThroughTheModuleMatchesTheCPU() throws {
-        let device = try requireGPU()
+        let device = try requireGPU("fused rotary GPU tests")
         let rope = RotaryEmbedding(kvChannels: 64, rotaryPercent: 1, base: 10000)
         let weights = Tensor.normal([2, 2, 3, 33, 64], generator: PhiloxGenerator(seed: 21)).cast(to: .bfloat16)
         func run(on target: Device) -> (Tensor, Tensor) {
@@ -102,7 +72,7 @@ final class RotaryEmbeddingGPUTests: XCTestCase {
             return (out, qkv.grad!)
         }
         let (gpu, cpu) = (run(on: device), run(on: .cpu))
-        XCTAssertLessThanOrEqual(worstExcess(gpu.0, cpu.0, relative: 1e-2, absolute: 1e-2).0, 0, "output")
-        XCTAssertLessThanOrEqual(worstExcess(gpu.1, cpu.1, relative: 1e-2, absolute: 2e-2).0, 0, "gradient")
+        assertParity(gpu.0, cpu.0, "output", tolerance: (relative: 1e-2, absolute: 1e-2))
+        assertParity(gpu.1, cpu.1, "gradient", tolerance: (relative: 1e-2, absolute: 2e-2))
     }
 }

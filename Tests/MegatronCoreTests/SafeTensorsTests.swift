@@ -2,16 +2,12 @@ import Foundation
 import XCTest
 import MegatronTensor
 @testable import MegatronCore
+import MegatronTestSupport
 
 final class SafeTensorsTests: XCTestCase {
     var directory: URL!
 
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("st-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
+    override func setUpWithError() throws { directory = try scratchDirectory("st") }
 
     func testRoundTripOfEveryDType() throws {
         let url = directory.appendingPathComponent("t.safetensors")

@@ -30,15 +30,15 @@ final class SchedulerTests: XCTestCase {
     struct Case: Decodable { var config: Config; var groups: [Group]; var increment: Int; var trajectory: [Row] }
     struct Load: Decodable {
         var rule: String, config: Config, error: String?
-        var stateAfterLoad: [String: JSONValue]?
+        var stateAfterLoad: [String: JSONScalar]?
         var trajectory: [Row]?
     }
     struct StateDictCases: Decodable {
         var savedConfig: Config
-        var stateDict: [String: JSONValue]
+        var stateDict: [String: JSONScalar]
         var loads: [Load]
-        var legacyStateDict: [String: JSONValue]
-        var legacyStateAfterLoad: [String: JSONValue]
+        var legacyStateDict: [String: JSONScalar]
+        var legacyStateAfterLoad: [String: JSONScalar]
     }
     struct Fixture: Decodable { var cases: [Case]; var stateDict: StateDictCases }
 
@@ -60,7 +60,7 @@ final class SchedulerTests: XCTestCase {
         let cases = try loadOptimFixture("schedulers", as: Fixture.self).stateDict
         var scheduler = try OptimizerParamScheduler(cases.savedConfig.configuration)
         for _ in 0..<10 { scheduler.step(4) }
-        let ours = try JSONDecoder().decode([String: JSONValue].self, from: JSONEncoder().encode(scheduler.state()))
+        let ours = try JSONDecoder().decode([String: JSONScalar].self, from: JSONEncoder().encode(scheduler.state()))
         XCTAssertEqual(ours, cases.stateDict)
     }
 
@@ -166,7 +166,7 @@ final class SchedulerTests: XCTestCase {
         }
     }
 
-    private func decodeState(_ dict: [String: JSONValue]) throws -> OptimizerParamScheduler.State {
+    private func decodeState(_ dict: [String: JSONScalar]) throws -> OptimizerParamScheduler.State {
         try JSONDecoder().decode(OptimizerParamScheduler.State.self, from: JSONEncoder().encode(dict))
     }
 }
@@ -181,7 +181,7 @@ extension ScheduleArguments {
 }
 
 /// A JSON scalar, to compare state dicts key by key (numbers compare by value: 12 == 12.0).
-enum JSONValue: Codable, Equatable {
+enum JSONScalar: Codable, Equatable {
     case number(Double), string(String), bool(Bool)
 
     init(from decoder: Decoder) throws {

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import MegatronData
+import MegatronTestSupport
 
 /// Locations of the committed fixtures (made by scripts/fixtures/make_dataset_fixtures.py from
 /// Megatron-LM's own code) and scratch directories for tests.
@@ -18,12 +19,7 @@ enum DatasetFixtures {
     static func bytes(_ path: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: path)) }
 
     /// A fresh empty directory, removed when the test ends.
-    static func scratch(_ test: XCTestCase) throws -> String {
-        let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("megatron-data-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        test.addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
-        return dir
-    }
+    static func scratch(_ test: XCTestCase) throws -> String { try test.scratchDirectory("megatron-data").path }
 
     /// The tokenizer the fixtures were made with: vocabulary 1000, EOD 999, no pad.
     static let tokenizer = DatasetTokenizerInfo(

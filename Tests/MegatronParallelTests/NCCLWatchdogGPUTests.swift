@@ -2,12 +2,13 @@ import Foundation
 @testable import MegatronParallel
 import MegatronTensor
 import XCTest
+import MegatronTestSupport
 
 /// The watchdog on a real NCCL communicator of one rank (one GPU suffices): the operations it tracks are seen
 /// complete from its own thread, and nothing is reported.
 final class NCCLWatchdogGPUTests: XCTestCase {
     func testTrackedOperationsCompleteAndNothingIsReported() throws {
-        guard CUDAContext.isAvailable(ordinal: 0) else { throw XCTSkip("needs a GPU") }
+        try requireGPU("NCCL watchdog GPU test")
         let id: NCCLUniqueID
         do {
             id = try NCCLUniqueID.make()

@@ -1,5 +1,6 @@
 import XCTest
 @testable import MegatronTensor
+import MegatronTestSupport
 
 /// The fused residual add + norm (`Ops.addLayerNorm`, `addRMSNorm` and their backwards) on `.cuda(0)`
 /// against the CPU's unfused add then norm, for each storage type, on GPT-2's width (a warp per

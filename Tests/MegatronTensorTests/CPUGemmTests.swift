@@ -1,5 +1,6 @@
 import XCTest
 @testable import MegatronTensor
+import MegatronTestSupport
 
 /// `cpuSgemm` against a straightforward double-precision GEMM, with an error bound from fp32 rounding.
 final class CPUGemmTests: XCTestCase {
@@ -162,18 +163,5 @@ final class CPUGemmTests: XCTestCase {
         cpuSgemm(transA: false, transB: true, m: 2, n: 2, k: 3, alpha: 1, a: a, lda: 3, b: b, ldb: 3,
                  beta: 0, c: &c, ldc: 2)
         XCTAssertEqual(c, [1, 2, 4, 5])
-    }
-
-    /// A small seeded generator (SplitMix64), so every run tests the same matrices.
-    struct SplitMix64 {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
     }
 }

@@ -1,5 +1,6 @@
 import XCTest
 @testable import MegatronTensor
+import MegatronTestSupport
 
 /// fp8 on the GPU against the CPU, bit for bit: casts from and to fp32 / bf16 / fp16 (the vectorized
 /// kernels of fp8.cu and, for strided views, tensor_ops.cu's generic copy), scaled casts and amax.

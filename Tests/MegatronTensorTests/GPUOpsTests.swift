@@ -1,5 +1,6 @@
 import XCTest
 @testable import MegatronTensor
+import MegatronTestSupport
 
 /// Every `Ops` function on `.cuda(0)` against the CPU reference on the same inputs. Skipped where
 /// there is no GPU (the skip message names what is missing).
@@ -144,7 +145,7 @@ final class GPUOpsTests: XCTestCase {
             let grad = randomTensor([5, 33], dtype: dtype, seed: 14)
             for op in ops {
                 let x = [.log, .sqrt, .rsqrt].contains(op) ? positive : signed
-                let tol: (Float, Float) = dtype == .float32 ? (2e-5, 2e-5) : tolerance(dtype)
+                let tol: (Float, Float) = dtype == .float32 ? (2e-5, 2e-5) : gpuTolerance(dtype)
                 assertParity(Ops.unary(x.to(gpu), op), Ops.unary(x, op), "\(op) \(dtype)", tolerance: tol)
                 assertParity(Ops.unaryBackward(x.to(gpu), gradOutput: grad.to(gpu), op),
                              Ops.unaryBackward(x, gradOutput: grad, op), "\(op) backward \(dtype)", tolerance: tol)
@@ -161,7 +162,7 @@ final class GPUOpsTests: XCTestCase {
             for dims in [[], [2], [0], [1, 2], [0, 2]] {
                 for op in [ReduceOp.sum, .mean, .max] {
                     for keep in [false, true] {
-                        let tol: (Float, Float) = dtype == .float32 ? (1e-5, 1e-4) : tolerance(dtype)
+                        let tol: (Float, Float) = dtype == .float32 ? (1e-5, 1e-4) : gpuTolerance(dtype)
                         assertParity(Ops.reduce(x.to(gpu), dims: dims, keepDim: keep, op), Ops.reduce(x, dims: dims, keepDim: keep, op),
                                      "\(op) over \(dims) keep \(keep) \(dtype)", tolerance: tol)
                     }

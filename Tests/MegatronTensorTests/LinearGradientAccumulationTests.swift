@@ -1,5 +1,6 @@
 import XCTest
 @testable import MegatronTensor
+import MegatronTestSupport
 
 /// `Ops.accumulateLinearWeightGradient`: the wgrad GEMM adding into an fp32 main grad. The CPU against
 /// the unfused product, and the GPU (cuBLASLt, C = D = main grad, beta 1, BGRADB) against the CPU.

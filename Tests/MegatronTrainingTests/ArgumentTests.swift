@@ -78,8 +78,8 @@ final class ArgumentTests: XCTestCase {
     /// Megatron's aliases and legacy spellings set what their modern spellings set; the spellings Megatron itself
     /// no longer takes are refused with their replacement.
     func testAliasesAndLegacySpellings() throws {
-        XCTAssertEqual(try parse(Self.required + " --use-rotary-position-embeddings").positionEmbeddingType, "rope")
-        XCTAssertEqual(try parse(Self.required + " --recompute-activations").resolvedRecomputeGranularity, "selective")
+        XCTAssertEqual(try parse(Self.required + " --use-rotary-position-embeddings").positionEmbeddingType, .rope)
+        XCTAssertEqual(try parse(Self.required + " --recompute-activations").resolvedRecomputeGranularity, .selective)
         XCTAssertEqual(try parse(Self.required + " --persistent-save-interval 7").saveInterval, 7)
         XCTAssertTrue(try parse(Self.required + " --use-checkpoint-opt-param-scheduler").useCheckpointOptParamScheduler)
         XCTAssertTrue(try parse(Self.required + " --override-opt_param-scheduler").overrideOptParamScheduler)
@@ -109,7 +109,7 @@ final class ArgumentTests: XCTestCase {
         ])
         XCTAssertEqual(parsed.arguments.distributedTimeoutMinutes, 30)
         XCTAssertEqual(parsed.arguments.timingLogLevel, 2)
-        XCTAssertEqual(parsed.arguments.transformerImpl, "local")
+        XCTAssertEqual(parsed.arguments.transformerImpl, .local)
         XCTAssertEqual(message("--timing-log-level 3"), "--timing-log-level must be one of 0, 1, 2, got 3")
         XCTAssertEqual(message("--distributed-backend gloo"), """
             pretrain-gpt does not support these Megatron-LM features yet (remove their flags or run them in Megatron-LM):

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import MegatronCore
 @testable import MegatronTraining
+import MegatronTestSupport
 
 /// The checkpoint metadata reader on thousands of random and mutated `metadata.json` and tracker files (a fixed
 /// seed): each one loads as a valid checkpoint or is refused with a `CheckpointError`; nothing traps.
@@ -12,15 +13,13 @@ final class CheckpointMetadataFuzzTests: XCTestCase {
     var trackerFile: URL { root.appendingPathComponent(CheckpointDirectory.trackerName) }
 
     override func setUpWithError() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-fuzz-\(UUID().uuidString)")
+        root = scratchPath("ckpt-fuzz")
         let args = try MegatronArgumentParser.parse(
             ("--num-layers 1 --hidden-size 8 --num-attention-heads 2 --seq-length 8 --max-position-embeddings 8 --micro-batch-size 1 "
              + "--global-batch-size 1 --lr 1e-3 --train-iters 1 --eval-iters 1 --device cpu --save \(root.path) --save-interval 1")
                 .split(separator: " ").map(String.init))
         _ = try Pretrainer(arguments: args) { _ in }.run()
     }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
 
     /// Everything a resume (and `megatron generate` / `convert`) reads from the metadata, as strictly as they read it.
     func readEverything() throws {
@@ -36,8 +35,8 @@ final class CheckpointMetadataFuzzTests: XCTestCase {
     }
 
     /// Counts of (valid, refused) over `cases`; any other error fails the test.
-    func outcomes(_ cases: Int, _ body: (inout SeededGenerator, Int) throws -> Void) throws -> (Int, Int) {
-        var generator = SeededGenerator(seed: 20_240_611)
+    func outcomes(_ cases: Int, _ body: (inout SplitMix64, Int) throws -> Void) throws -> (Int, Int) {
+        var generator = SplitMix64(seed: 20_240_611)
         var (valid, refused) = (0, 0)
         for index in 0..<cases {
             try body(&generator, index)
@@ -103,7 +102,7 @@ final class CheckpointMetadataFuzzTests: XCTestCase {
     }
 
     /// Byte-level damage: flips, truncation, insertion, random files, deep nesting.
-    static func mutatedBytes(_ original: Data, _ generator: inout SeededGenerator, _ index: Int) -> Data {
+    static func mutatedBytes(_ original: Data, _ generator: inout SplitMix64, _ index: Int) -> Data {
         var bytes = [UInt8](original)
         switch index % 6 {
         case 0:
@@ -121,7 +120,7 @@ final class CheckpointMetadataFuzzTests: XCTestCase {
     }
 
     /// Replaces or removes one member somewhere in `values` with a value of another kind.
-    static func mutate(_ values: inout [String: Any], _ generator: inout SeededGenerator, depth: Int) {
+    static func mutate(_ values: inout [String: Any], _ generator: inout SplitMix64, depth: Int) {
         guard !values.isEmpty else { return }
         let keys = values.keys.sorted()
         let key = keys[generator.next(below: keys.count)]
@@ -134,21 +133,4 @@ final class CheckpointMetadataFuzzTests: XCTestCase {
                                     ["a": 1], [[[[["deep"]]]]], 3_000_000_000, generator.next(below: 1 << 20)]
         values[key] = replacements[generator.next(below: replacements.count)]
     }
-}
-
-/// SplitMix64: a small seeded generator, so every run tries the same cases.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func next(below bound: Int) -> Int { bound <= 0 ? 0 : Int(next() % UInt64(bound)) }
 }

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import MegatronCore
 @testable import MegatronTraining
+import MegatronTestSupport
 
 /// pretrain-gpt's checkpoints as Megatron users rely on them: saved at the end and on every exit, one writer per
 /// directory, checked at start-up, strict about what they load.
@@ -9,11 +10,7 @@ final class CheckpointSafetyTests: XCTestCase {
     var root: URL!
     var store: CheckpointDirectory { CheckpointDirectory(root: root) }
 
-    override func setUpWithError() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-train-\(UUID().uuidString)")
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
+    override func setUpWithError() throws { root = scratchPath("ckpt-train") }
 
     static let model = "--num-layers 1 --hidden-size 16 --num-attention-heads 2 --seq-length 16"
 

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import MegatronCore
 @testable import MegatronTraining
+import MegatronTestSupport
 
 /// `kill -9` at random instants of saving, re-saving and pruning (the `megatron` executable as a child process,
 /// each one resumed from what the last one left) never costs the checkpoint the tracker names.
@@ -10,20 +11,9 @@ final class CrashSafetyTests: XCTestCase {
     var store: CheckpointDirectory { CheckpointDirectory(root: root) }
     let model = "--num-layers 1 --hidden-size 16 --num-attention-heads 2 --seq-length 8 --max-position-embeddings 8 --micro-batch-size 1 --global-batch-size 1"
 
-    override func setUpWithError() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("crash-\(UUID().uuidString)")
-    }
+    override func setUpWithError() throws { root = scratchPath("crash") }
 
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
-
-    func megatron() throws -> URL {
-        let binary = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("megatron")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            throw XCTSkip("the megatron executable is not built next to the tests")
-        }
-        return binary
-    }
+    func megatron() throws -> URL { try builtMegatronExecutable() }
 
     /// Starts `megatron arguments` on the CPU with its output discarded.
     func start(_ binary: URL, _ arguments: String) throws -> Process {
@@ -77,7 +67,7 @@ final class CrashSafetyTests: XCTestCase {
         let binary = try megatron()
         let flags = "pretrain-gpt \(model) --train-iters 1000000 --lr 1e-3 --log-interval 100000 --eval-iters 1 "
             + "--load \(root.path) --save \(root.path) --save-interval 1 --keep-last-checkpoints 3"
-        var generator = SeededGenerator(seed: 16)
+        var generator = SplitMix64(seed: 16)
         var interrupted = 0
         for round in 0..<12 {
             // Every third child resumes from the oldest of the three checkpoints kept, so it saves over the two newer
@@ -168,7 +158,7 @@ final class CrashSafetyTests: XCTestCase {
         let span = max(1000, Int(Date().timeIntervalSince(started) * 1_000_000))
         first.waitUntilExit()
         XCTAssertEqual(first.terminationStatus, 0)
-        var generator = SeededGenerator(seed: seed)
+        var generator = SplitMix64(seed: seed)
         var interrupted = 0
         for round in 0..<16 {
             let child = try start(binary, command)

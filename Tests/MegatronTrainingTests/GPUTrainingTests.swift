@@ -1,16 +1,13 @@
 import XCTest
 import MegatronTensor
 @testable import MegatronTraining
+import MegatronTestSupport
 
 /// The same run on the GPU and on the CPU: same weights (initialized on the CPU), same data, same dropout
 /// masks (Philox), so the losses agree up to fp32 rounding of different kernels.
 final class GPUTrainingTests: XCTestCase {
     func testGPUTrainingFollowsCPUTraining() throws {
-        do {
-            _ = try CUDAContext.shared(ordinal: 0)
-        } catch {
-            throw XCTSkip("no usable CUDA device here, GPU training test skipped: \(error)")
-        }
+        try requireGPU("GPU training test")
         func losses(_ device: String) throws -> [Double] {
             let args = try MegatronArgumentParser.parse(
                 ("--num-layers 2 --hidden-size 32 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 --micro-batch-size 4 "

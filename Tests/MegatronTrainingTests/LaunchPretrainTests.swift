@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MegatronTestSupport
 
 /// `megatron launch --nproc-per-node 4 -- pretrain-gpt ...` on the CPU (thread ranks), checked on its log
 /// against `megatron pretrain-gpt` on one rank.
@@ -30,11 +31,7 @@ final class LaunchPretrainTests: XCTestCase {
     }
 
     func testFourThreadRanksLogTheSingleRankLosses() throws {
-        let binary = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("megatron")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            throw XCTSkip("the megatron executable is not built next to the tests")
-        }
+        let binary = try builtMegatronExecutable()
         let flags = "--num-layers 1 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --max-position-embeddings 16 --micro-batch-size 2 "
             + "--global-batch-size 8 --train-iters 3 --lr 3e-3 --log-interval 1 --eval-iters 1 --hidden-dropout 0 "
             + "--attention-dropout 0 --mock-data --tokenizer-type NullTokenizer --vocab-size 511 --device cpu"

@@ -3,6 +3,7 @@ import XCTest
 import MegatronCore
 import MegatronParallel
 @testable import MegatronTraining
+import MegatronTestSupport
 
 /// Megatron's `--log-*` flags on real runs: the start-up and checkpoint lines in Megatron's order, the
 /// parameter norm and zero count (against the model itself, and across tensor- and data-parallel thread
@@ -18,11 +19,7 @@ final class LoggingFlagsTests: XCTestCase {
 
     private var root: URL!
 
-    override func setUpWithError() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("logging-\(UUID().uuidString)")
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
+    override func setUpWithError() throws { root = scratchPath("logging") }
 
     private func arguments(_ extra: String) throws -> PretrainArguments {
         try MegatronArgumentParser.parse((base + " " + extra).split(separator: " ").map(String.init))

@@ -81,18 +81,18 @@ final class MegatronLogFormatTests: XCTestCase {
     /// Megatron's timers.log block, (min, max) over two ranks.
     func testTimerReportPrintsAsMegatron() throws {
         let names = ["model-and-optimizer-setup", "train/valid/test-data-iterators-setup"]
-        let (text, maxima) = TrainingTimers.report(names, table: [[1.0229700, 0.19027], [1.02090, 0.292]], option: "minmax",
+        let (text, maxima) = TrainingTimers.report(names, table: [[1.0229700, 0.19027], [1.02090, 0.292]], option: .minmax,
                                                    normalizer: 1)
         XCTAssertEqual("INFO:megatron.core.timers:" + (text ?? ""), try line("INFO:megatron.core.timers", count: 3).joined(separator: "\n"))
         XCTAssertEqual(maxima.map(\.0), names)
         XCTAssertEqual(maxima[1].1, 0.292, accuracy: 1e-12)
         let perIteration = TrainingTimers.report(["forward-backward", "optimizer", "never-ran"],
-                                                 table: [[1.005, 0.125, 0], [1.0125, 0.12, 0]], option: "minmax", normalizer: 10)
+                                                 table: [[1.005, 0.125, 0], [1.0125, 0.12, 0]], option: .minmax, normalizer: 10)
         XCTAssertEqual(perIteration.text, "(min, max) time across ranks (ms):\n"
                        + (try line("    forward-backward", count: 2)).joined(separator: "\n"))
-        XCTAssertEqual(TrainingTimers.report(["optimizer"], table: [[0.5], [0.25]], option: "max", normalizer: 1).text,
+        XCTAssertEqual(TrainingTimers.report(["optimizer"], table: [[0.5], [0.25]], option: .max, normalizer: 1).text,
                        "max time across ranks (ms):\n    optimizer ......................................: 500.00")
-        XCTAssertEqual(TrainingTimers.report(["optimizer"], table: [[0.5], [0.25]], option: "all", normalizer: 1).text,
+        XCTAssertEqual(TrainingTimers.report(["optimizer"], table: [[0.5], [0.25]], option: .all, normalizer: 1).text,
                        "times across ranks (ms):\n  optimizer:\n     rank  0: 500.00\n     rank  1: 250.00")
     }
 

@@ -3,6 +3,7 @@ import XCTest
 import MegatronCUDA
 import MegatronTensor
 @testable import MegatronTraining
+import MegatronTestSupport
 
 final class MemoryReportTests: XCTestCase {
     /// Megatron's `report_memory` values are `bytes / 2**20` printed with `{:.2f}`:
@@ -58,11 +59,7 @@ final class MemoryReportTests: XCTestCase {
     /// optimizer state), with the allocator's numbers (model, gradients and Adam state are allocated, peaks at
     /// least the current values), and with `--log-memory-to-tensorboard` `mem-*` metrics on every iteration.
     func testGPURunReportsAllocatorMemoryAfterTheFirstTwoLogLines() throws {
-        do {
-            _ = try CUDAContext.shared(ordinal: 0)
-        } catch {
-            throw XCTSkip("no usable CUDA device here, GPU memory report test skipped: \(error)")
-        }
+        try requireGPU("GPU memory report test")
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mem-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         let (lines, metrics) = try train(device: "cuda", metricsDirectory: dir)

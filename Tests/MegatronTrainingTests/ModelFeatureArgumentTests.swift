@@ -57,7 +57,7 @@ final class ModelFeatureArgumentTests: XCTestCase {
     /// `--recompute-modules` (default core_attn); Megatron's modules of features absent here are refused by name.
     func testSelectiveRecomputeFlags() throws {
         let alias = try parse(base + "--recompute-granularity full --recompute-activations")
-        XCTAssertEqual(alias.resolvedRecomputeGranularity, "selective")
+        XCTAssertEqual(alias.resolvedRecomputeGranularity, .selective)
         XCTAssertEqual(try alias.selectiveRecomputeModules(), [.coreAttention])
         XCTAssertEqual(try parse(base + "--recompute-granularity selective --recompute-modules mlp core_attn")
             .selectiveRecomputeModules(), [.mlp, .coreAttention])
@@ -100,7 +100,7 @@ final class ModelFeatureArgumentTests: XCTestCase {
     }
 
     func testExitFlags() throws {
-        XCTAssertEqual(try parse(base + "--exit-signal SIGUSR1 --exit-on-missing-checkpoint").exitSignal, "SIGUSR1")
+        XCTAssertEqual(try parse(base + "--exit-signal SIGUSR1 --exit-on-missing-checkpoint").exitSignal, .sigusr1)
         XCTAssertTrue(message(base + "--exit-signal 10").hasPrefix("--exit-signal must be one of SIGHUP, SIGINT, SIGQUIT"),
                       message(base + "--exit-signal 10"))
     }

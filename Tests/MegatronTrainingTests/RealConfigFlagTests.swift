@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import MegatronCore
 @testable import MegatronTraining
+import MegatronTestSupport
 
 /// Flags real Megatron configs carry that pretrain-gpt honours as Megatron does, or accepts where they cannot
 /// matter: the checkpoint-format flags without `--save` / `--load`, `--save-retain-interval`,
@@ -13,11 +14,7 @@ final class RealConfigFlagTests: XCTestCase {
 
     var root: URL!
 
-    override func setUpWithError() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("real-config-\(UUID().uuidString)")
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
+    override func setUpWithError() throws { root = scratchPath("real-config") }
 
     func parse(_ extra: String) throws -> ParsedCommandLine {
         try MegatronArgumentParser.parseCommandLine((Self.required + " " + extra).split(separator: " ").map(String.init))

@@ -2,15 +2,12 @@ import Foundation
 import XCTest
 import MegatronCore
 @testable import MegatronTraining
+import MegatronTestSupport
 
 final class ResumeTests: XCTestCase {
     var root: URL!
 
-    override func setUpWithError() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("resume-\(UUID().uuidString)")
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
+    override func setUpWithError() throws { root = scratchPath("resume") }
 
     func arguments(_ extra: String) throws -> PretrainArguments {
         try MegatronArgumentParser.parse(

@@ -17,8 +17,10 @@ import MegatronTensor
 ///
 /// ```swift
 /// let store = CheckpointDirectory(root: URL(fileURLWithPath: "checkpoints"))
-/// try store.save(iteration: 100, tensors: state, metadata: ["consumed_samples": 800])
-/// let latest = try store.loadLatest()!   // latest.iteration, latest.tensors, latest.metadata
+/// var manifest = CheckpointManifest()
+/// manifest.consumedSamples = 800
+/// try store.save(iteration: 100, tensors: state, manifest: manifest)
+/// let latest = try store.loadLatest()!   // latest.iteration, latest.tensors, try latest.metadata.manifest()
 /// ```
 public struct CheckpointDirectory {
     public let root: URL
@@ -43,10 +45,11 @@ public struct CheckpointDirectory {
     static func deletingName(_ name: String) -> String { ".\(name).deleting" }
     static func shardName(rank: Int) -> String { String(format: "rank_%05d.safetensors", rank) }
 
-    /// Writes one rank's tensors and the metadata (JSON-serializable values) for `iteration`, publishes it, then
-    /// points the tracker at it. A `release` checkpoint (what conversions write) goes to `release/`.
-    public func save(iteration: Int, tensors: [String: Tensor], metadata: [String: Any], rank: Int = 0,
-                     release: Bool = false) throws {
+    /// Writes one rank's tensors and `manifest` (completed with the iteration, version and the shard's fingerprint)
+    /// for `iteration`, publishes it, then points the tracker at it. A `release` checkpoint (what conversions write)
+    /// goes to `release/`.
+    public func save(iteration: Int, tensors: [String: Tensor], manifest: CheckpointManifest = CheckpointManifest(),
+                     rank: Int = 0, release: Bool = false) throws {
         let fm = FileManager.default
         try fm.createDirectory(at: root, withIntermediateDirectories: true)
         let name = release ? Self.releaseName : Self.iterationName(iteration)
@@ -55,11 +58,11 @@ public struct CheckpointDirectory {
         try fm.createDirectory(at: staging, withIntermediateDirectories: false)
         let shardName = Self.shardName(rank: rank)
         try SafeTensors.write(tensors, to: staging.appendingPathComponent(shardName))
-        var meta = metadata
-        meta["iteration"] = iteration
-        meta["checkpoint_version"] = 3.0
-        meta["files"] = [shardName: try Self.fingerprint(staging.appendingPathComponent(shardName)).json]
-        try AtomicFile.writeSynced(try CheckpointMetadata.encode(meta), to: staging.appendingPathComponent("metadata.json"))
+        var manifest = manifest
+        manifest.iteration = iteration
+        manifest.checkpointVersion = 3.0
+        manifest.files = [shardName: try Self.fingerprint(staging.appendingPathComponent(shardName))]
+        try AtomicFile.writeSynced(try CheckpointMetadata.encode(manifest), to: staging.appendingPathComponent("metadata.json"))
         try AtomicFile.syncDirectory(staging)
         try publish(staging, as: name)
         try AtomicFile.write(Data((release ? Self.releaseName : "\(iteration)").utf8), to: root.appendingPathComponent(Self.trackerName))
@@ -200,10 +203,9 @@ public struct CheckpointDirectory {
     }
 
     /// A file's size and CRC-32C, as metadata.json records them.
-    struct Fingerprint: Codable, Equatable {
-        var bytes: Int
-        var crc32c: Int
-        var json: [String: Int] { ["bytes": bytes, "crc32c": crc32c] }
+    public struct Fingerprint: Codable, Equatable {
+        public var bytes: Int
+        public var crc32c: Int
     }
 
     /// The members every checkpoint's metadata.json has.

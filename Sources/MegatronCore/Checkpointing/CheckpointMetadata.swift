@@ -7,17 +7,16 @@ import Foundation
 /// through `Decodable` types: a missing or mistyped field is an error naming the field and the file.
 ///
 /// ```swift
-/// struct Progress: Decodable { var consumed_samples: Int }
+/// let manifest = try checkpoint.metadata.manifest()
+/// struct Progress: Decodable { var consumed_samples: Int }   // or only the fields one reader needs
 /// let progress = try checkpoint.metadata.decode(Progress.self)
 /// ```
 public struct CheckpointMetadata {
-    /// The file's members (the checksum member included).
-    public let values: [String: Any]
+    /// The file's members as JSON parsed them (the checksum member included), for locating a field in a message.
+    let values: [String: Any]
     /// Where the metadata was read from, for messages.
     public let file: URL
     let json: Data
-
-    public subscript(key: String) -> Any? { values[key] }
 
     static let checksumKey = "metadata_crc32c"
     /// A member inside the checksummed part saying a checksum goes with it, so deleting the checksum is detected.
@@ -27,7 +26,15 @@ public struct CheckpointMetadata {
     static let checksumEnd = Data("\",".utf8)
     static let checksumDigits = 8
 
-    /// `values` as the bytes of a metadata.json (sorted keys, pretty-printed, the checksum first).
+    /// `manifest` as the bytes of a metadata.json.
+    static func encode(_ manifest: CheckpointManifest) throws -> Data {
+        guard let values = try JSONSerialization.jsonObject(with: JSONEncoder().encode(manifest)) as? [String: Any] else {
+            preconditionFailure("a CheckpointManifest encodes as a JSON object")
+        }
+        return try encode(values)
+    }
+
+    /// JSON members as the bytes of a metadata.json (sorted keys, pretty-printed, the checksum first).
     static func encode(_ values: [String: Any]) throws -> Data {
         precondition(values[checksumKey] == nil, "the checksum member is added here, never by the caller")
         var values = values
@@ -72,6 +79,9 @@ public struct CheckpointMetadata {
         else { throw CheckpointError("\(file.path): \(checksumKey) is not the file's first member as written; the file was edited") }
         return crc
     }
+
+    /// The whole manifest, every field checked against its type. Errors name the field and the file.
+    public func manifest() throws -> CheckpointManifest { try decode(CheckpointManifest.self) }
 
     /// The fields `T` declares (other members are ignored). Errors name the field (`rng.dropout_offset`) and the file.
     public func decode<T: Decodable>(_ type: T.Type) throws -> T {

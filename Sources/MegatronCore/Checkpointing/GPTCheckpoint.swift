@@ -92,41 +92,36 @@ public enum GPTCheckpoint {
         }
     }
 
-    /// Metadata describing `model`; pretraining checkpoints carry it too.
-    public static func description(of model: GPTModel, vocabSize: Int) throws -> [String: Any] {
-        [
-            "model_config": try JSONSerialization.jsonObject(with: JSONEncoder().encode(model.config)),
-            "vocab_size": vocabSize,
-            "padded_vocab_size": model.vocabSize,
-            "max_position_embeddings": model.maxSequenceLength,
-            "untie_embeddings_and_output_weights": model.outputLayer != nil,
-        ]
+    /// Records in `manifest` what rebuilds `model`; pretraining checkpoints carry it too.
+    public static func describe(_ model: GPTModel, vocabSize: Int, in manifest: inout CheckpointManifest) {
+        manifest.modelConfig = model.config
+        manifest.vocabSize = vocabSize
+        manifest.paddedVocabSize = model.vocabSize
+        manifest.maxPositionEmbeddings = model.maxSequenceLength
+        manifest.untieEmbeddingsAndOutputWeights = model.outputLayer != nil
     }
 
-    /// Saves the model's parameters as `model.<name>` tensors, with `extraMetadata` (the recorded tokenizer,
-    /// the Hugging Face architecture it came from) beside its description, holding the directory's
+    /// Saves the model's parameters as `model.<name>` tensors, with `manifest` (the recorded tokenizer, the Hugging
+    /// Face architecture it came from) completed by the model's description, holding the directory's
     /// `SaveDirectoryLock` meanwhile.
     public static func save(_ model: GPTModel, vocabSize: Int, to store: CheckpointDirectory, iteration: Int = 0,
-                            release: Bool = false, extraMetadata: [String: Any] = [:]) throws {
+                            release: Bool = false, manifest: CheckpointManifest = CheckpointManifest()) throws {
         try model.requireWhole(for: "GPTCheckpoint.save")
         let lock = try SaveDirectoryLock(directory: store.root)
         defer { lock.release() }
         try store.repairInterruptedSave()
         var tensors: [String: Tensor] = [:]
         for (name, p) in model.namedParameters() { tensors["model." + name] = p }
-        let metadata = try description(of: model, vocabSize: vocabSize).merging(extraMetadata) { own, _ in own }
-        try store.save(iteration: iteration, tensors: tensors, metadata: metadata, release: release)
+        var manifest = manifest
+        describe(model, vocabSize: vocabSize, in: &manifest)
+        try store.save(iteration: iteration, tensors: tensors, manifest: manifest, release: release)
     }
 
-    /// The metadata key naming the Hugging Face architecture (`model_type`) a converted checkpoint came from,
-    /// so that exporting it again writes the same one.
-    public static let huggingFaceArchitectureKey = "huggingface_architecture"
-
-    /// A checkpoint's model with its unpadded vocabulary size and the checkpoint's metadata.
+    /// A checkpoint's model with its unpadded vocabulary size and the checkpoint's manifest.
     public struct Loaded {
         public let model: GPTModel
         public let vocabSize: Int
-        public let metadata: [String: Any]
+        public let manifest: CheckpointManifest
     }
 
     /// Loads the `model.<name>` tensors of a checkpoint into `model`; errors name `source` and the key.
@@ -151,7 +146,8 @@ public enum GPTCheckpoint {
     /// The model `checkpoint` describes, on `device`, with its weights.
     static func model(of checkpoint: LoadedCheckpoint, device: Device = .cpu) throws -> Loaded {
         let description = try ModelDescription(of: checkpoint)
-        let config = try checkpoint.metadata.decode(WholeConfig.self).config
+        let manifest = try checkpoint.metadata.manifest()
+        guard let config = manifest.modelConfig else { throw checkpoint.metadata.invalid("model_config", "is missing") }
         do {
             try config.validate()
         } catch let error as ConfigError {
@@ -163,12 +159,6 @@ public enum GPTCheckpoint {
                      untieEmbeddingsAndOutputWeights: description.untieEmbeddingsAndOutputWeights)
         }
         try loadWeights(checkpoint.tensors, into: model, source: checkpoint.directory.path)
-        return Loaded(model: model, vocabSize: description.vocabSize, metadata: checkpoint.metadata.values)
-    }
-
-    /// The whole `model_config`, to rebuild the model.
-    struct WholeConfig: Decodable {
-        var config: TransformerConfig
-        enum CodingKeys: String, CodingKey { case config = "model_config" }
+        return Loaded(model: model, vocabSize: description.vocabSize, manifest: manifest)
     }
 }

@@ -3,7 +3,7 @@ import MegatronTensor
 /// Eight fp32 lanes: the vector width the optimizer kernels compute in.
 ///
 /// Kernels write `a + b * c`, not `addingProduct`: the package builds for baseline x86-64, which has
-/// no FMA instruction, so a fused multiply-add becomes a libm call per lane (about 10x slower here).
+/// no FMA instruction, so a fused multiply-add becomes a libm call per lane.
 /// torch's AVX2 / AVX-512 kernels do fuse, so results may differ from torch's in the last bit.
 typealias FloatLanes = SIMD8<Float>
 

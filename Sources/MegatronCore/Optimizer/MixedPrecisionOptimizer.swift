@@ -200,8 +200,8 @@ public final class MixedPrecisionOptimizer {
     /// tensor-parallel ranks count in the norm on TP rank 0 only (`gradStats`).
     private func fusedAdamWStep(_ adam: AdamRule, scheduler: OptimizerParamScheduler, clipGrad: Float,
                                 lossScale: Float, gradStats: GradientStatsGroups) throws -> StepReport {
-        // `parameters` is rebuilt on every access: read it once (indexing it per tensor made this step
-        // quadratic in the tensor count, 20 ms of host time per step at GPT 1.3B's 292 tensors).
+        // `parameters` is rebuilt on every access: read it once (indexing it per tensor would make this
+        // step quadratic in the tensor count).
         let parameters = self.parameters
         let grads = withoutGrad {
             parameters.map { p in (p.grad ?? Tensor.zeros(p.shape, device: p.device)).cast(to: .float32).contiguous() }

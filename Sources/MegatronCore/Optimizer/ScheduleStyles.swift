@@ -1,7 +1,7 @@
 import Foundation
 
 /// `--lr-decay-style`: how the learning rate falls after warmup.
-public enum LRDecayStyle: String, Codable, CaseIterable {
+public enum LRDecayStyle: String, Codable, CaseIterable, Sendable {
     case constant, linear, cosine
     case inverseSquareRoot = "inverse-square-root"
     /// Warmup-stable-decay: constant, then a final anneal of `--lr-wsd-decay-iters/-samples`.
@@ -9,13 +9,13 @@ public enum LRDecayStyle: String, Codable, CaseIterable {
 }
 
 /// `--lr-wsd-decay-style`: the shape of WSD's final anneal.
-public enum WSDDecayStyle: String, Codable, CaseIterable {
+public enum WSDDecayStyle: String, Codable, CaseIterable, Sendable {
     case exponential, linear, cosine
     case minusSqrt = "minus_sqrt"
 }
 
 /// `--weight-decay-incr-style`: how weight decay moves from `--start-weight-decay` to `--end-weight-decay`.
-public enum WeightDecayIncrementStyle: String, Codable, CaseIterable {
+public enum WeightDecayIncrementStyle: String, Codable, CaseIterable, Sendable {
     case constant, linear, cosine
 }
 

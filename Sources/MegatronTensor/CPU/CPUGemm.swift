@@ -50,14 +50,13 @@ struct CPUGemmProblem {
     let c: UnsafeMutablePointer<Float>
     let ldc: Int
 
-    /// Below these sizes packing and zero-padded edge tiles cost more than the micro-kernel wins.
-    /// Measured single-threaded (release, this repo's CPU): the packed path is already ahead at
-    /// 8 x 8 x 8 (0.33 us against 0.49 us) and at 512 x 2 x 512, but behind at 4 x 4 x 4 and for
-    /// 2- to 4-row products (2 x 512 x 512: 51 us direct, 122 us packed).
+    /// Below these sizes packing and zero-padded edge tiles cost more than the micro-kernel wins:
+    /// the packed path pays off from 8 x 8 x 8 and for 512 x 2 x 512, but not at 4 x 4 x 4 or for
+    /// 2- to 4-row products.
     static let directMaxFlops = 2 * 7 * 7 * 7
     static let directMaxRows = 4
 
-    /// Each worker gets at least this much arithmetic (about 100 us of one core), so that waking and
+    /// Each worker gets at least this much arithmetic, so that waking and
     /// joining threads stays a small part of the call.
     static let minFlopsPerWorker = 4_000_000
 

@@ -6,8 +6,8 @@ import MegatronCUDA
 ///     MEGATRON_ATTENTION=kernels megatron pretrain-gpt ...  // our FA2-style kernels
 ///     MEGATRON_ATTENTION=cudnn megatron pretrain-gpt ...    // cuDNN, and an error naming what to install without it
 ///
-/// cuDNN is the default because it measured faster on an H100 (causal fwd+bwd 0.385 against 0.695 ms at
-/// GPT-2's shape, 0.613 against 1.571 ms at d128). Whatever is chosen, problems cuDNN refuses and
+/// cuDNN is the default because it is the faster of the two (`megatron bench attention` compares them).
+/// Whatever is chosen, problems cuDNN refuses and
 /// deterministic runs (MEGATRON_DETERMINISTIC=1: cuDNN adds dQ atomically) take our kernels.
 public enum AttentionBackend: String, Sendable, CaseIterable {
     /// cuDNN when libcudnn.so.9 can be loaded, else our kernels (the default).

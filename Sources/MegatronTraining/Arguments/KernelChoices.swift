@@ -24,9 +24,9 @@ extension PretrainArguments {
     /// fused attention (Transformer Engine's meanings); nil leaves the choice to the program.
     var requestedAttentionBackend: AttentionBackend? {
         switch attentionBackend {
-        case "flash": .kernels
-        case "fused": .cudnn
-        default: nil
+        case .flash: .kernels
+        case .fused: .cudnn
+        case .auto, .unfused, .local: nil
         }
     }
 
@@ -43,7 +43,7 @@ extension PretrainArguments {
             throw ArgumentError("--deterministic-mode asks for MEGATRON_DETERMINISTIC=1, but the GPU was set up without it")
         }
         if let backend = requestedAttentionBackend, context.attentionBackend != backend {
-            throw ArgumentError("--attention-backend \(attentionBackend) asks for \(AttentionBackend.variable)=\(backend.rawValue), "
+            throw ArgumentError("--attention-backend \(attentionBackend.rawValue) asks for \(AttentionBackend.variable)=\(backend.rawValue), "
                 + "but the GPU was set up with \(AttentionBackend.variable)=\(context.attentionBackend.rawValue)")
         }
         if requestedGemmReductionPrecision == .fp32PartialSums && context.gemmReductionPrecision != .fp32PartialSums {

@@ -2,7 +2,7 @@ import MegatronCore
 
 extension PretrainArguments {
     /// `--recompute-granularity`, or `selective` with `--recompute-activations` (Megatron's alias, which wins).
-    public var resolvedRecomputeGranularity: String? { recomputeActivations ? "selective" : recomputeGranularity }
+    public var resolvedRecomputeGranularity: RecomputeGranularity? { recomputeActivations ? .selective : recomputeGranularity }
 
     /// The MLP's non-linearity as Megatron picks it: SiLU gated (`--swiglu`), relu² (`--squared-relu`), the
     /// fused bias + tanh-approximated GeLU, or, with that fusion off (`--no-bias-gelu-fusion`, or no bias, where
@@ -61,7 +61,7 @@ extension PretrainArguments {
 
     /// Megatron's checks of the model and training features (`validate_args`, `TransformerConfig`).
     func validateModelFeatures(dataParallelSize: Int) throws {
-        if !addPositionEmbedding && positionEmbeddingType != "rope" {
+        if !addPositionEmbedding && positionEmbeddingType != .rope {
             throw ArgumentError("--no-position-embedding is deprecated and only allowed with --position-embedding-type rope (as in Megatron); use --position-embedding-type none for a model without position embeddings")
         }
         if squaredRelu && swiglu { throw ArgumentError("--squared-relu and --swiglu cannot both be set") }
@@ -70,11 +70,11 @@ extension PretrainArguments {
         }
         _ = try batchSizeSchedule(dataParallelSize: dataParallelSize)
         switch resolvedRecomputeGranularity {
-        case "full":
+        case .full:
             if recomputeMethod == nil || recomputeNumLayers == nil {
                 throw ArgumentError("--recompute-granularity full needs --recompute-method and --recompute-num-layers")
             }
-        case "selective":
+        case .selective:
             if recomputeNumLayers != nil {
                 throw ArgumentError("--recompute-num-layers must not be set with --recompute-granularity selective (or --recompute-activations)")
             }

@@ -1,3 +1,6 @@
+import MegatronCore
+import MegatronData
+
 /// The settings of a `pretrain-gpt` run, named after Megatron-LM's flags (`--num-layers` -> `numLayers`).
 ///
 /// Defaults are Megatron's, except where Megatron requires a value (model shape, batch, iterations, lr):
@@ -13,10 +16,10 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var kvChannels: Int?
     public var seqLength = 128
     public var maxPositionEmbeddings: Int?
-    public var positionEmbeddingType = "learned_absolute"
+    public var positionEmbeddingType: TransformerConfig.PositionEmbedding = .learnedAbsolute
     public var rotaryBase: Float = 10000
     public var rotaryPercent: Float = 1
-    public var normalization = "LayerNorm"
+    public var normalization: TransformerConfig.Normalization = .layerNorm
     public var normEpsilon: Float = 1e-5
     public var swiglu = false
     public var addBiasLinear = true
@@ -57,29 +60,29 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var calculatePerTokenLoss = false
     public var exitOnMissingCheckpoint = false
     /// The signal `--exit-signal-handler` listens for, by name.
-    public var exitSignal = "SIGTERM"
+    public var exitSignal: ExitSignal = .sigterm
     /// Evaluate on the validation and test sets without training (`--skip-train`).
     public var skipTrain = false
     /// `--step-batch-size-schedule`: `THRESHOLD:BATCH ...`, the global batch from each threshold (tokens) on.
     public var stepBatchSizeSchedule: String?
 
     // Optimizer and learning-rate schedule.
-    public var optimizer = "adam"
+    public var optimizer: Optimizer = .adam
     public var lr: Float?
     public var minLR: Float = 0
-    public var lrDecayStyle = "linear"
+    public var lrDecayStyle: LRDecayStyle = .linear
     public var lrDecayIters: Int?
     public var lrWarmupIters = 0
     public var lrWarmupFraction: Float?
     public var lrWarmupSamples = 0
     public var lrWarmupInit: Float = 0
     public var lrDecaySamples: Int?
-    public var lrWSDDecayStyle = "exponential"
+    public var lrWSDDecayStyle: WSDDecayStyle = .exponential
     public var lrWSDDecayIters: Int?
     public var lrWSDDecaySamples: Int?
     public var startWeightDecay: Float?
     public var endWeightDecay: Float?
-    public var weightDecayIncrStyle = "constant"
+    public var weightDecayIncrStyle: WeightDecayIncrementStyle = .constant
     public var useCheckpointOptParamScheduler = false
     public var overrideOptParamScheduler = false
     public var weightDecay: Float = 0.01
@@ -103,8 +106,8 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var minLossScale: Float = 1
     public var lossScaleWindow = 1000
     public var hysteresis = 2
-    public var recomputeGranularity: String?
-    public var recomputeMethod: String?
+    public var recomputeGranularity: RecomputeGranularity?
+    public var recomputeMethod: RecomputeMethod?
     public var recomputeNumLayers: Int?
     /// Submodules `--recompute-granularity selective` recomputes; Megatron's default `core_attn` when nil.
     public var recomputeModules: [String]?
@@ -113,9 +116,9 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     /// Run-to-run identical kernels where a faster order-dependent one exists (`--deterministic-mode`).
     public var deterministicMode = false
     /// Megatron's layer implementation (`--transformer-impl`); the layers here are the same either way.
-    public var transformerImpl = "transformer_engine"
+    public var transformerImpl: TransformerImplementation = .transformerEngine
     /// Transformer Engine's attention choice (`--attention-backend`): flash picks our flash kernels, fused cuDNN's.
-    public var attentionBackend = "auto"
+    public var attentionBackend: AttentionBackendChoice = .auto
     /// `--grad-reduce-in-bf16`: with `--bf16`, gradients are accumulated and reduced in bf16 (the DDP grad buffer).
     public var gradReduceInBF16 = false
     /// `--disable-bf16-reduced-precision-matmul`: bf16 GEMMs may not reduce split-K partial sums in bf16.
@@ -156,8 +159,8 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     /// Megatron's timer detail (`--timing-log-level`): 0 the iteration time only, 1 also once-per-iteration
     /// phases, 2 also per-micro-batch phases.
     public var timingLogLevel = 0
-    /// `max`, `minmax` or `all`: what the timer report shows across ranks.
-    public var timingLogOption = "minmax"
+    /// What the timer report shows across ranks.
+    public var timingLogOption: TimingLogOption = .minmax
     public var barrierWithL1Time = true
     public var tensorboardLogInterval = 1
     public var tensorboardQueueSize = 1000
@@ -194,7 +197,7 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var split: String?
     public var dataCachePath: String?
     public var eodMaskLoss = false
-    public var tokenizerType: String?
+    public var tokenizerType: TokenizerOptions.Kind?
     public var vocabFile: String?
     public var mergeFile: String?
     public var tokenizerModel: String?
@@ -204,7 +207,7 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var paddedVocabSize: Int?
     public var tiktokenPattern: String?
     public var tiktokenNumSpecialTokens = 1000
-    public var device: String?
+    public var device: DeviceKind?
 
     public init() {}
 
@@ -220,7 +223,7 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
         a.trainIters = 200
         a.lr = 1e-3
         a.minLR = 1e-4
-        a.lrDecayStyle = "cosine"
+        a.lrDecayStyle = .cosine
         a.lrWarmupIters = 20
         a.hiddenDropout = 0
         a.attentionDropout = 0

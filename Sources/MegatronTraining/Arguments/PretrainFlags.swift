@@ -1,3 +1,4 @@
+import MegatronCore
 import MegatronData
 
 /// One supported command-line flag: how it sets `PretrainArguments`, and what `--help` and the start-up log say
@@ -59,6 +60,7 @@ struct Flag {
              defaultText: { $0[keyPath: key] })
     }
 
+    /// A choice kept as text; an enum-typed key (`FlagChoice`, FlagChoices.swift) is what code should compare.
     static func choice(_ name: String, _ key: WritableKeyPath<PretrainArguments, String>, _ choices: [String]) -> Flag {
         Flag(name: name, takesValue: true, apply: { $0[keyPath: key] = try checked(name, $1!, choices) },
              metavar: choices.joined(separator: "|"), defaultText: { $0[keyPath: key] })
@@ -158,10 +160,10 @@ enum PretrainFlags {
         .int("--kv-channels", \.kvChannels),
         .int("--seq-length", \.seqLength),
         .int("--max-position-embeddings", \.maxPositionEmbeddings),
-        .choice("--position-embedding-type", \.positionEmbeddingType, ["learned_absolute", "rope", "none"]),
+        .choice("--position-embedding-type", \.positionEmbeddingType, [.learnedAbsolute, .rope, .none]),
         .float("--rotary-base", \.rotaryBase),
         .float("--rotary-percent", \.rotaryPercent),
-        .choice("--normalization", \.normalization, ["LayerNorm", "RMSNorm"]),
+        .choice("--normalization", \.normalization, [.layerNorm, .rmsNorm]),
         .float("--norm-epsilon", \.normEpsilon),
         .set("--swiglu", \.swiglu),
         .set("--disable-bias-linear", \.addBiasLinear, to: false),
@@ -199,22 +201,22 @@ enum PretrainFlags {
         .set("--no-load-rng", \.noLoadRNG),
         .set("--finetune", \.finetune),
         .int("--keep-last-checkpoints", \.keepLastCheckpoints),
-        .choice("--optimizer", \.optimizer, ["adam", "sgd"]),
+        .choice("--optimizer", \.optimizer, PretrainArguments.Optimizer.allCases),
         .float("--lr", \.lr),
         .float("--min-lr", \.minLR),
-        .choice("--lr-decay-style", \.lrDecayStyle, ["constant", "linear", "cosine", "inverse-square-root", "WSD"]),
+        .choice("--lr-decay-style", \.lrDecayStyle, LRDecayStyle.allCases),
         .int("--lr-decay-iters", \.lrDecayIters),
         .int("--lr-warmup-iters", \.lrWarmupIters),
         .float("--lr-warmup-fraction", \.lrWarmupFraction),
         .int("--lr-warmup-samples", \.lrWarmupSamples),
         .float("--lr-warmup-init", \.lrWarmupInit),
         .int("--lr-decay-samples", \.lrDecaySamples),
-        .choice("--lr-wsd-decay-style", \.lrWSDDecayStyle, ["exponential", "linear", "cosine", "minus_sqrt"]),
+        .choice("--lr-wsd-decay-style", \.lrWSDDecayStyle, WSDDecayStyle.allCases),
         .int("--lr-wsd-decay-iters", \.lrWSDDecayIters),
         .int("--lr-wsd-decay-samples", \.lrWSDDecaySamples),
         .float("--start-weight-decay", \.startWeightDecay),
         .float("--end-weight-decay", \.endWeightDecay),
-        .choice("--weight-decay-incr-style", \.weightDecayIncrStyle, ["constant", "linear", "cosine"]),
+        .choice("--weight-decay-incr-style", \.weightDecayIncrStyle, WeightDecayIncrementStyle.allCases),
         .set("--use-checkpoint-opt_param-scheduler", \.useCheckpointOptParamScheduler),
         .set("--override-opt_param-scheduler", \.overrideOptParamScheduler),
         .float("--loss-scale", \.lossScale),
@@ -230,8 +232,8 @@ enum PretrainFlags {
         .float("--clip-grad", \.clipGrad),
         .set("--bf16", \.bf16),
         .set("--fp16", \.fp16),
-        .choice("--recompute-granularity", \.recomputeGranularity, ["full", "selective"]),
-        .choice("--recompute-method", \.recomputeMethod, ["uniform", "block"]),
+        .choice("--recompute-granularity", \.recomputeGranularity, PretrainArguments.RecomputeGranularity.allCases),
+        .choice("--recompute-method", \.recomputeMethod, PretrainArguments.RecomputeMethod.allCases),
         .int("--recompute-num-layers", \.recomputeNumLayers),
         .int("--log-interval", \.logInterval),
         .set("--log-throughput", \.logThroughput),
@@ -244,14 +246,14 @@ enum PretrainFlags {
         .string("--split", \.split),
         .string("--data-cache-path", \.dataCachePath),
         .set("--eod-mask-loss", \.eodMaskLoss),
-        .choice("--tokenizer-type", \.tokenizerType, TokenizerOptions.Kind.allCases.map(\.rawValue)),
+        .choice("--tokenizer-type", \.tokenizerType, TokenizerOptions.Kind.allCases),
         .string("--vocab-file", \.vocabFile),
         .string("--merge-file", \.mergeFile),
         .string("--tokenizer-model", \.tokenizerModel),
         .int("--vocab-size", \.vocabSize),
         .string("--tiktoken-pattern", \.tiktokenPattern),
         .int("--tiktoken-num-special-tokens", \.tiktokenNumSpecialTokens),
-        .choice("--device", \.device, ["cpu", "cuda"]),
+        .choice("--device", \.device, PretrainArguments.DeviceKind.allCases),
         // rope scaling
         .set("--use-rope-scaling", \.useRopeScaling),
         .float("--rope-scaling-factor", \.ropeScalingFactor),
@@ -269,16 +271,18 @@ enum PretrainFlags {
         .list("--recompute-modules", \.recomputeModules),
         .set("--recompute-activations", \.recomputeActivations),
         .set("--exit-on-missing-checkpoint", \.exitOnMissingCheckpoint),
-        .choice("--exit-signal", \.exitSignal, ExitSignal.names),
+        .choice("--exit-signal", \.exitSignal, ExitSignal.allCases),
         // cli-flags: Megatron's legacy spellings.
-        .set("--use-rotary-position-embeddings", \.positionEmbeddingType, to: "rope"),
+        .set("--use-rotary-position-embeddings", \.positionEmbeddingType, to: .rope),
         // cli-flags: implementation choices and no-ops, with a start-up note where the meaning differs from Megatron's.
         .ignored("--use-mcore-models"),
-        .choice("--transformer-impl", \.transformerImpl, ["transformer_engine", "local"]).noting { _ in
+        .choice("--transformer-impl", \.transformerImpl, PretrainArguments.TransformerImplementation.allCases).noting { _ in
             "the layers run on this build's own kernels; the model is the same"
         },
-        .choice("--attention-backend", \.attentionBackend, ["auto", "flash", "fused", "unfused", "local"]).noting(attentionNote),
-        .ignored("--use-flash-attn", note: attentionNote("flash")),
+        .choice("--attention-backend", \.attentionBackend, PretrainArguments.AttentionBackendChoice.allCases).noting {
+            attentionNote($0.flatMap(PretrainArguments.AttentionBackendChoice.init(rawValue:)))
+        },
+        .ignored("--use-flash-attn", note: attentionNote(.flash)),
         .ignored("--distributed-backend", choices: ["nccl"]),
         .ignored("--no-gradient-accumulation-fusion", note: fusionNote),
         .ignored("--no-masked-softmax-fusion", note: fusionNote),
@@ -310,7 +314,7 @@ enum PretrainFlags {
         .set("--log-params-norm", \.logParamsNorm),
         .set("--log-num-zeros-in-grad", \.logNumZerosInGrad),
         .set("--log-progress", \.logProgress),
-        .choice("--timing-log-option", \.timingLogOption, ["max", "minmax", "all"]),
+        .choice("--timing-log-option", \.timingLogOption, PretrainArguments.TimingLogOption.allCases),
         .set("--no-barrier-with-level-1-timing", \.barrierWithL1Time, to: false),
         .int("--tensorboard-log-interval", \.tensorboardLogInterval),
         .int("--tensorboard-queue-size", \.tensorboardQueueSize),
@@ -352,12 +356,12 @@ enum PretrainFlags {
     static let gcNote = "no effect: Swift frees memory by reference counting; there is no garbage collector to schedule"
 
     /// Where `--attention-backend` (Transformer Engine's choice) sends attention here.
-    static func attentionNote(_ value: String?) -> String? {
+    static func attentionNote(_ value: PretrainArguments.AttentionBackendChoice?) -> String? {
         switch value {
-        case "flash": "attention runs on this build's flash-attention kernels (as MEGATRON_ATTENTION=kernels)"
-        case "fused": "attention runs on cuDNN's fused attention (as MEGATRON_ATTENTION=cudnn)"
-        case "unfused", "local": "attention runs fused all the same (same math, without keeping [s, s] scores)"
-        default: nil
+        case .flash: "attention runs on this build's flash-attention kernels (as MEGATRON_ATTENTION=kernels)"
+        case .fused: "attention runs on cuDNN's fused attention (as MEGATRON_ATTENTION=cudnn)"
+        case .unfused, .local: "attention runs fused all the same (same math, without keeping [s, s] scores)"
+        case .auto, nil: nil
         }
     }
 

@@ -29,7 +29,7 @@ extension PretrainArguments {
         if lrWarmupFraction == nil && warmup > 0 && warmup >= decayLength {
             throw ArgumentError("--lr-warmup-\(unit) (\(warmup)) must be less than \(decayName)")
         }
-        if lrDecayStyle == "WSD", let anneal, anneal > decayLength {
+        if lrDecayStyle == .wsd, let anneal, anneal > decayLength {
             throw ArgumentError("--lr-wsd-decay-\(unit) (\(anneal)) must not exceed \(decayName)")
         }
     }

@@ -12,13 +12,13 @@ extension PretrainArguments {
             try require(numAttentionHeads % numQueryGroups == 0,
                         "--num-attention-heads (\(numAttentionHeads)) must be divisible by --num-query-groups (\(numQueryGroups))")
         }
-        if positionEmbeddingType == "rope" {
+        if positionEmbeddingType == .rope {
             let headSize = kvChannels ?? hiddenSize / numAttentionHeads
             let rotary = Int(Float(headSize) * rotaryPercent)
             try require(rotary % 2 == 0, "--position-embedding-type rope rotates pairs of channels, but the head size "
                             + "\(headSize) x --rotary-percent \(rotaryPercent) gives \(rotary)")
         }
-        if recomputeGranularity == "full", let layers = recomputeNumLayers {
+        if recomputeGranularity == .full, let layers = recomputeNumLayers {
             try require(layers <= numLayers, "--recompute-num-layers (\(layers)) must be between 1 and --num-layers (\(numLayers))")
         }
         try require(resolvedFFNHiddenSize > 0, "the default --ffn-hidden-size with --swiglu, int(8 x --hidden-size "

@@ -17,7 +17,7 @@ extension PretrainArguments {
         try require(global % (microBatchSize * dataParallelSize) == 0,
                     "--global-batch-size (\(global)) must be a multiple of --micro-batch-size (\(microBatchSize)) x data-parallel size (\(dataParallelSize))")
         try require(!(bf16 && fp16), "--bf16 and --fp16 cannot both be set")
-        if positionEmbeddingType == "learned_absolute" {
+        if positionEmbeddingType == .learnedAbsolute {
             try require(seqLength <= resolvedMaxPositionEmbeddings,
                         "--seq-length (\(seqLength)) exceeds --max-position-embeddings (\(resolvedMaxPositionEmbeddings))")
         }
@@ -79,8 +79,8 @@ extension PretrainArguments {
             throw ArgumentError("\(error)")
         }
         switch device {
-        case "cpu": return .cpu
-        case "cuda":
+        case .cpu: return .cpu
+        case .cuda:
             do {
                 try checkKernelChoices(CUDAContext.shared(ordinal: ordinal, environment: cudaEnvironment()))
             } catch let error as ArgumentError {
@@ -89,7 +89,7 @@ extension PretrainArguments {
                 throw ArgumentError("--device cuda: \(error)")
             }
             return .cuda(ordinal)
-        default:
+        case nil:
             guard let context = try? CUDAContext.shared(ordinal: ordinal, environment: cudaEnvironment()) else { return .cpu }
             try checkKernelChoices(context)
             return .cuda(ordinal)
@@ -98,7 +98,7 @@ extension PretrainArguments {
 
     /// The device a `--device` value (`cpu`, `cuda` or none) names, as `resolvedDevice()` picks it with no
     /// other flags.
-    public static func resolveDevice(_ device: String?) throws -> Device {
+    public static func resolveDevice(_ device: DeviceKind?) throws -> Device {
         var arguments = PretrainArguments()
         arguments.device = device
         return try arguments.resolvedDevice()
@@ -107,8 +107,8 @@ extension PretrainArguments {
     /// `--use-rope-scaling` as Megatron applies it: Llama 3 scaling by `--rope-scaling-factor`, on RoPE only.
     func ropeScaling() throws -> RopeScaling? {
         guard useRopeScaling else { return nil }
-        guard positionEmbeddingType == "rope" else {
-            throw ArgumentError("--use-rope-scaling scales rotary embeddings: it needs --position-embedding-type rope, not \(positionEmbeddingType)")
+        guard positionEmbeddingType == .rope else {
+            throw ArgumentError("--use-rope-scaling scales rotary embeddings: it needs --position-embedding-type rope, not \(positionEmbeddingType.rawValue)")
         }
         guard ropeScalingFactor > 0 else { throw ArgumentError("--rope-scaling-factor must be positive, got \(ropeScalingFactor)") }
         return .megatron(factor: ropeScalingFactor)
@@ -120,11 +120,11 @@ extension PretrainArguments {
             return try TransformerConfig(
                 numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
                 numQueryGroups: groupQueryAttention ? numQueryGroups : nil, kvChannels: kvChannels,
-                ffnHiddenSize: resolvedFFNHiddenSize, normalization: normalization == "RMSNorm" ? .rmsNorm : .layerNorm,
+                ffnHiddenSize: resolvedFFNHiddenSize, normalization: normalization,
                 layernormEpsilon: normEpsilon, gatedLinearUnit: swiglu, activation: mlpActivation,
                 addBiasLinear: addBiasLinear, addQKVBias: addQKVBias || addBiasLinear, qkLayernorm: qkLayernorm,
                 hiddenDropout: hiddenDropout, attentionDropout: attentionDropout,
-                positionEmbeddingType: TransformerConfig.PositionEmbedding(rawValue: positionEmbeddingType) ?? .none,
+                positionEmbeddingType: positionEmbeddingType,
                 rotaryBase: rotaryBase, rotaryPercent: rotaryPercent, initMethodStd: initMethodStd,
                 paramsDType: bf16 ? .bfloat16 : (fp16 ? .float16 : .float32),
                 ropeScaling: try ropeScaling(),

@@ -35,6 +35,7 @@ enum PythonText {
         case let number as Float: return float(number)
         case let number as Double: return float(number)
         case let list as [Any]: return "[" + list.map(repr).joined(separator: ", ") + "]"
+        case let choice as any FlagChoice: return choice.rawValue
         default: return "\(value)"
         }
     }

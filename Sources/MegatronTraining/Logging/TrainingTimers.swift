@@ -13,7 +13,7 @@ import MegatronTensor
 /// (min, max), over the ranks, or every rank's.
 ///
 /// ```swift
-/// let timers = TrainingTimers(level: 1, option: "minmax", device: .cpu, world: nil)
+/// let timers = TrainingTimers(level: 1, option: .minmax, device: .cpu, world: nil)
 /// try timers.time("optimizer", level: 1) { try step() }
 /// let running = try timers.start("forward-backward", level: 1)
 /// ...
@@ -22,7 +22,7 @@ import MegatronTensor
 /// ```
 final class TrainingTimers {
     let level: Int
-    let option: String
+    let option: PretrainArguments.TimingLogOption
     let barrier: Bool
     let device: Device
     let world: Communicator?
@@ -34,7 +34,7 @@ final class TrainingTimers {
             + (level >= 2 ? ["batch-generator", "forward-compute", "backward-compute"] : [])
     }
 
-    init(level: Int, option: String, barrier: Bool = true, device: Device, world: Communicator?) {
+    init(level: Int, option: PretrainArguments.TimingLogOption, barrier: Bool = true, device: Device, world: Communicator?) {
         self.level = level
         self.option = option
         self.barrier = barrier
@@ -105,7 +105,7 @@ final class TrainingTimers {
     }
 
     /// `report` of a gathered `[rank][name]` table of seconds.
-    static func report(_ names: [String], table: [[Double]], option: String,
+    static func report(_ names: [String], table: [[Double]], option: PretrainArguments.TimingLogOption,
                        normalizer: Double) -> (text: String?, maxima: [(String, Double)]) {
         var maxima: [(String, Double)] = []
         var lines: [String] = []
@@ -115,21 +115,21 @@ final class TrainingTimers {
             guard let high = ran.max(), let low = ran.min() else { continue }
             maxima.append((name, high / normalizer))
             switch option {
-            case "max": lines.append("    \(dotted(name)): \(milliseconds(high, normalizer))")
-            case "all":
+            case .max: lines.append("    \(dotted(name)): \(milliseconds(high, normalizer))")
+            case .all:
                 lines.append("  \(name):")
                 for (rank, value) in column.enumerated() where value > 0 {
                     lines.append("     rank \(MegatronLogLines.padded(rank, 2)): \(milliseconds(value, normalizer))")
                 }
-            default:
+            case .minmax:
                 lines.append("    \(dotted(name)): (\(milliseconds(low, normalizer)), \(milliseconds(high, normalizer)))")
             }
         }
         guard !lines.isEmpty else { return (nil, maxima) }
         let title = switch option {
-        case "max": "max time across ranks (ms):"
-        case "all": "times across ranks (ms):"
-        default: "(min, max) time across ranks (ms):"
+        case .max: "max time across ranks (ms):"
+        case .all: "times across ranks (ms):"
+        case .minmax: "(min, max) time across ranks (ms):"
         }
         return (([title] + lines).joined(separator: "\n"), maxima)
     }

@@ -19,34 +19,36 @@ extension Pretrainer {
         var tensors: [String: Tensor] = [:]
         for (name, p) in modelState { tensors["model." + name] = p }
         for (name, t) in optimizerState { tensors["optimizer." + name] = t }
-        let argsJSON = try JSONSerialization.jsonObject(with: JSONEncoder().encode(arguments))
-        var metadata: [String: Any] = [
-            "consumed_samples": consumedSamples,
-            "num_floating_point_operations_so_far": reporter.flopsSoFar,
-            "optimizer_steps": optimizer.stepCount,
-            // The tensor-parallel generator (split activations) advances as the shared one does on every rank,
-            // so one offset restores it on any rank.
-            "rng": ["dropout_seed": Int(model.dropoutGenerator.seed), "dropout_offset": Int(model.dropoutGenerator.offset),
-                    "tensor_parallel_dropout_offset": Int(model.dropoutRNG.tensorParallel.offset)],
-            "args": argsJSON,
-            // The state is saved whole (single-rank layout); this records the layout that wrote it.
-            "parallel": ["tensor_model_parallel_size": groups?.tensorParallelSize ?? 1, "pipeline_model_parallel_size": 1,
-                         "data_parallel_size": groups?.dataParallelSize ?? 1, "saved_layout": "whole"],
-            "shapes": tensors.mapValues { $0.shape },
-        ]
-        metadata["opt_param_scheduler"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(schedule.scheduler.state()))
-        if let dynamic = gradScaler as? DynamicGradScaler {
-            metadata["grad_scaler"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(dynamic.state()))
-        }
-        metadata.merge(try GPTCheckpoint.description(of: model, vocabSize: vocabularySize)) { a, _ in a }
         let previous = arguments.saveRetainInterval == nil ? nil : try store.latest()
-        try store.save(iteration: iteration, tensors: tensors.mapValues { $0.to(.cpu) }, metadata: metadata)
+        try store.save(iteration: iteration, tensors: tensors.mapValues { $0.to(.cpu) }, manifest: try manifest(shapes: tensors))
         if let keep = arguments.keepLastCheckpoints { try store.prune(keep: keep, newest: iteration) }
         log(MegatronLogLines.savedCheckpoint(iteration: iteration, directory: save,
                                              tensor: (groups?.tensor?.rank ?? 0, groups?.tensorParallelSize ?? 1)))
         if let retain = arguments.saveRetainInterval, let previous, !previous.isRelease {
             try deleteUnretained(previous.iteration, every: retain, from: store)
         }
+    }
+
+    /// What the checkpoint of this iteration records beside its tensors: training progress, optimizer, scheduler and
+    /// dropout positions, the run's arguments and layout, and the model's description.
+    func manifest(shapes tensors: [String: Tensor]) throws -> CheckpointManifest {
+        var manifest = CheckpointManifest()
+        manifest.consumedSamples = consumedSamples
+        manifest.numFloatingPointOperationsSoFar = reporter.flopsSoFar
+        manifest.optimizerSteps = optimizer.stepCount
+        manifest.rng = CheckpointManifest.DropoutRNG(dropoutOffset: Int(model.dropoutGenerator.offset),
+                                                     tensorParallelDropoutOffset: Int(model.dropoutRNG.tensorParallel.offset),
+                                                     dropoutSeed: Int(model.dropoutGenerator.seed))
+        manifest.args = try JSONValue(encoding: arguments)
+        // The state is saved whole (single-rank layout); this records the layout that wrote it.
+        manifest.parallel = CheckpointManifest.ParallelLayout(
+            tensorModelParallelSize: groups?.tensorParallelSize ?? 1, pipelineModelParallelSize: 1,
+            dataParallelSize: groups?.dataParallelSize ?? 1, savedLayout: "whole")
+        manifest.shapes = tensors.mapValues { $0.shape }
+        manifest.optParamScheduler = schedule.scheduler.state()
+        manifest.gradScaler = (gradScaler as? DynamicGradScaler)?.state()
+        GPTCheckpoint.describe(model, vocabSize: vocabularySize, in: &manifest)
+        return manifest
     }
 
     /// `--save-retain-interval`, as Megatron: the checkpoint the tracker named before this save goes, unless it
@@ -267,14 +269,7 @@ struct SavedOptimizer: Decodable {
 
 /// Where the dropout generators stood.
 struct SavedRNG: Decodable {
-    struct Offsets: Decodable {
-        var dropoutOffset: Int
-        var tensorParallelDropoutOffset: Int
-        enum CodingKeys: String, CodingKey {
-            case dropoutOffset = "dropout_offset", tensorParallelDropoutOffset = "tensor_parallel_dropout_offset"
-        }
-    }
-    var rng: Offsets
+    var rng: CheckpointManifest.DropoutRNG
 }
 
 /// Whether a termination signal asked training to save and stop (`--exit-signal-handler`).

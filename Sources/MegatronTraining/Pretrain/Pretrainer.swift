@@ -74,7 +74,7 @@ public final class Pretrainer {
         let vocab = try Self.modelVocabulary(realVocab, arguments: arguments, tensorParallelSize: tensorParallel.size)
         // Thread ranks exchange host memory: they train on the CPU.
         if groups?.world is ThreadCommunicator {
-            guard arguments.device != "cuda" else {
+            guard arguments.device != .cuda else {
                 throw ArgumentError("--device cuda: ranks run as threads (megatron launch --threads) train on the CPU; "
                     + "launch one process per GPU instead")
             }
@@ -158,7 +158,7 @@ public final class Pretrainer {
         log(MegatronLogLines.datetime("before the start of training step"))
         defer { reporter.flush() }
         var summary = Summary(iterations: iteration, intervalLosses: [])
-        let stop = StopRequest(listening: arguments.exitSignalHandler, signal: ExitSignal.numbers[arguments.exitSignal] ?? SIGTERM)
+        let stop = StopRequest(listening: arguments.exitSignalHandler, signal: arguments.exitSignal.number)
         var batchSize = schedule.batchSize(consumedSamples: consumedSamples)
         while !arguments.skipTrain && iteration < schedule.trainIters {
             // As Megatron: a checkpoint before the first iteration of each larger batch of a ramp-up or step schedule.
@@ -217,7 +217,7 @@ public final class Pretrainer {
             flags = agreed.floats()
         }
         if flags[0] > 0 { return "reached --exit-duration-in-mins \(minutes)" }
-        if flags[1] > 0 { return "received \(arguments.exitSignal)" }
+        if flags[1] > 0 { return "received \(arguments.exitSignal.rawValue)" }
         return nil
     }
 
@@ -319,14 +319,14 @@ struct StepOutcome {
 /// Marks the layers `--recompute-granularity full --recompute-method ... --recompute-num-layers N` recomputes,
 /// or the submodules of every layer `--recompute-granularity selective` (`--recompute-modules`) recomputes.
 func applyRecompute(_ arguments: PretrainArguments, to block: TransformerBlock) throws {
-    if arguments.resolvedRecomputeGranularity == "selective" {
+    if arguments.resolvedRecomputeGranularity == .selective {
         block.recomputedModules = try arguments.selectiveRecomputeModules()
         return
     }
-    guard arguments.resolvedRecomputeGranularity == "full", let n = arguments.recomputeNumLayers else { return }
+    guard arguments.resolvedRecomputeGranularity == .full, let n = arguments.recomputeNumLayers else { return }
     let layers = block.layers.count
     switch arguments.recomputeMethod {
-    case "uniform":
+    case .uniform:
         // Megatron's uniform method checkpoints every chunk of n layers; at layer granularity, all of them.
         block.recomputedLayers = Set(0..<layers)
     default:

@@ -58,8 +58,7 @@ struct DatasetSplitData: TrainingData {
 /// `--tokenizer-type`, Megatron data means GPT2BPETokenizer, `pretrain_gpt.py`'s default.
 func runTokenizer(_ a: PretrainArguments) throws -> (any Tokenizer, TokenizerOptions)? {
     if a.usesEmbeddedCorpus { return nil }
-    let name = a.tokenizerType ?? TokenizerOptions.Kind.gpt2BPE.rawValue
-    let options = TokenizerOptions(type: TokenizerOptions.Kind(rawValue: name)!, vocabFile: a.vocabFile,
+    let options = TokenizerOptions(type: a.tokenizerType ?? .gpt2BPE, vocabFile: a.vocabFile,
                                    mergeFile: a.mergeFile, tokenizerModel: a.tokenizerModel, vocabSize: a.vocabSize,
                                    tiktokenPattern: a.tiktokenPattern, tiktokenNumSpecialTokens: a.tiktokenNumSpecialTokens)
     do {

@@ -32,7 +32,7 @@ struct TrainingMemoryFloor {
         parameters = (Double(config.numLayers) * perLayer + vocabulary) / tp + positions
         let weight = Double(config.paramsDType.byteSize)
         let master: Double = config.paramsDType == .float32 ? 0 : 4
-        let state: Double = a.optimizer == "sgd" ? (a.sgdMomentum != 0 ? 4 : 0) : 8
+        let state: Double = a.optimizer == .sgd ? (a.sgdMomentum != 0 ? 4 : 0) : 8
         bytesPerParameter = weight + 4 + (master + state) / (a.useDistributedOptimizer ? Double(dataParallelSize) : 1)
         logitsBytes = Double(a.microBatchSize) * Double(a.seqLength) * Double(vocabSize) / tp * weight
     }

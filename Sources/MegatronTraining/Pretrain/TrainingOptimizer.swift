@@ -45,8 +45,8 @@ final class TrainingOptimizer {
         groups = try ParamGroup.megatronDefault(named, rule: groupRule, embeddingOrOutput: model.embeddingOrOutputParameterNames)
         let rule: UpdateRule
         switch a.optimizer {
-        case "sgd": rule = try SGDRule(momentum: Double(a.sgdMomentum))
-        default: rule = try AdamRule.adamW(beta1: Double(a.adamBeta1), beta2: Double(a.adamBeta2), eps: Double(a.adamEps))
+        case .sgd: rule = try SGDRule(momentum: Double(a.sgdMomentum))
+        case .adam: rule = try AdamRule.adamW(beta1: Double(a.adamBeta1), beta2: Double(a.adamBeta2), eps: Double(a.adamEps))
         }
         self.gradStats = gradStats
         self.partialGradients = partialGradients

@@ -33,13 +33,13 @@ struct TrainingSchedule {
         let arguments = ScheduleArguments(
             trainIters: a.trainIters, trainSamples: a.trainSamples, globalBatchSize: globalBatchSize,
             lr: Double(a.lr!), minLR: Double(a.minLR), lrWarmupInit: Double(a.lrWarmupInit),
-            lrDecayStyle: LRDecayStyle(rawValue: a.lrDecayStyle)!, lrDecayIters: a.lrDecayIters,
+            lrDecayStyle: a.lrDecayStyle, lrDecayIters: a.lrDecayIters,
             lrDecaySamples: a.lrDecaySamples, lrWarmupIters: a.lrWarmupIters, lrWarmupSamples: a.lrWarmupSamples,
             lrWarmupFraction: a.lrWarmupFraction.map(Double.init),
-            lrWSDDecayStyle: WSDDecayStyle(rawValue: a.lrWSDDecayStyle)!, lrWSDDecayIters: a.lrWSDDecayIters,
+            lrWSDDecayStyle: a.lrWSDDecayStyle, lrWSDDecayIters: a.lrWSDDecayIters,
             lrWSDDecaySamples: a.lrWSDDecaySamples, weightDecay: Double(a.weightDecay),
             startWeightDecay: a.startWeightDecay.map(Double.init), endWeightDecay: a.endWeightDecay.map(Double.init),
-            weightDecayIncrStyle: WeightDecayIncrementStyle(rawValue: a.weightDecayIncrStyle)!,
+            weightDecayIncrStyle: a.weightDecayIncrStyle,
             useCheckpointOptParamScheduler: a.useCheckpointOptParamScheduler,
             overrideOptParamScheduler: a.overrideOptParamScheduler)
         do {

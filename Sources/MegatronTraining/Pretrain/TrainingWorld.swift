@@ -31,7 +31,7 @@ public struct TrainingWorld {
                 return nil
             }
             let context = try? CUDAContext.shared(ordinal: env.localRank, environment: arguments.cudaEnvironment(environment))
-            guard context != nil, arguments.device != "cpu" else {
+            guard context != nil, arguments.device != .cpu else {
                 throw ArgumentError("a job of \(env.worldSize) processes needs one GPU per process (NCCL); on the CPU, "
                     + "run the ranks as threads: megatron launch --threads --nproc-per-node \(env.worldSize) -- pretrain-gpt ...")
             }

@@ -40,7 +40,7 @@ struct Convert: ParsableCommand {
         // What travels with the weights: the Hugging Face architecture and the tokenizer's files.
         var architecture: HuggingFaceGPT.Architecture?
         var tokenizerFolder: URL?
-        var carried: [String: Any] = [:]
+        var carried = CheckpointManifest()
         switch loader {
         case .hf:
             let loaded = try HuggingFaceGPT.load(directory: source)
@@ -49,9 +49,9 @@ struct Convert: ParsableCommand {
         case .megatron:
             let loaded = try GPTCheckpoint.load(from: CheckpointDirectory(root: source))
             (model, vocab) = (loaded.model, loaded.vocabSize)
-            architecture = (loaded.metadata[GPTCheckpoint.huggingFaceArchitectureKey] as? String).flatMap(HuggingFaceGPT.Architecture.init)
-            tokenizerFolder = CheckpointTokenizer.huggingFaceFolder(recordedIn: loaded.metadata, root: source)
-            carried["args"] = loaded.metadata["args"]
+            architecture = loaded.manifest.huggingfaceArchitecture.flatMap(HuggingFaceGPT.Architecture.init)
+            tokenizerFolder = CheckpointTokenizer.huggingFaceFolder(recordedIn: loaded.manifest, root: source)
+            carried.args = loaded.manifest.args
         }
         let parameters = model.namedParameters().map { $0.1.count }.reduce(0, +)
         print("> loaded \(parameters) parameters (\(model.config.numLayers) layers, vocabulary \(vocab)) from \(loadDir)")
@@ -63,14 +63,13 @@ struct Convert: ParsableCommand {
         case .megatron:
             if let tokenizerFolder,
                let record = try CheckpointTokenizer.recordHuggingFaceTokenizer(from: tokenizerFolder, checkpointRoot: target) {
-                carried.merge(record) { _, new in new }
+                carried.tokenizer = record
                 print("> copied the tokenizer into \(target.appendingPathComponent(CheckpointTokenizer.folderName).path)")
             } else if loader == .hf {
                 print("> \(loadDir) has no tokenizer.json: generate will need the tokenizer flags")
             }
-            carried[GPTCheckpoint.huggingFaceArchitectureKey] = architecture?.rawValue
-            try GPTCheckpoint.save(model, vocabSize: vocab, to: CheckpointDirectory(root: target), release: true,
-                                   extraMetadata: carried)
+            carried.huggingfaceArchitecture = architecture?.rawValue
+            try GPTCheckpoint.save(model, vocabSize: vocab, to: CheckpointDirectory(root: target), release: true, manifest: carried)
             print("> saved megatron checkpoint to \(saveDir)")
         }
     }

@@ -19,7 +19,6 @@ struct Generate: ParsableCommand {
             """)
 
     enum OutputFormat: String, ExpressibleByArgument { case text, json }
-    enum DeviceChoice: String, ExpressibleByArgument { case cpu, cuda }
 
     @Option(help: "Checkpoint directory.") var load: String
     @Option(help: "A prompt; repeat for several.") var prompt: [String] = []
@@ -33,7 +32,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Random seed of the sampling.") var seed: UInt64 = 1234
     @Option(help: "text (each prompt, then its continuation) or json (per prompt: ids, text and each token's log-probability).")
     var outputFormat = OutputFormat.text
-    @Option(help: "cpu or cuda (default: the GPU when one is usable, else the CPU).") var device: DeviceChoice?
+    @Option(help: "cpu or cuda (default: the GPU when one is usable, else the CPU).") var device: PretrainArguments.DeviceKind?
     @Option(help: "Megatron's --tokenizer-type (default: the tokenizer the checkpoint records).") var tokenizerType: String?
     @Option(help: "vocab.json of GPT2BPETokenizer.") var vocabFile: String?
     @Option(help: "merges.txt of GPT2BPETokenizer.") var mergeFile: String?
@@ -54,10 +53,10 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         let root = URL(fileURLWithPath: load)
-        let target = try PretrainArguments.resolveDevice(device?.rawValue)
+        let target = try PretrainArguments.resolveDevice(device)
         let loaded = try GPTCheckpoint.load(from: CheckpointDirectory(root: root), device: target)
         let model = loaded.model
-        let tokenizer = try checkpointTokenizer(loaded.metadata, root: root, vocab: loaded.vocabSize)
+        let tokenizer = try checkpointTokenizer(loaded.manifest, root: root, vocab: loaded.vocabSize)
         let ids = try prompt.enumerated().map { index, text in
             try fitted(try tokenizer?.encode(text) ?? ByteTokens.encode(text), prompt: index, vocab: loaded.vocabSize,
                        limit: model.maxSequenceLength)
@@ -83,7 +82,7 @@ struct Generate: ParsableCommand {
 
     /// The flags' tokenizer, else the one the checkpoint records, else nil for the embedded corpus's bytes
     /// (refused when the checkpoint's vocabulary is not theirs).
-    func checkpointTokenizer(_ metadata: [String: Any], root: URL, vocab: Int) throws -> (any Tokenizer)? {
+    func checkpointTokenizer(_ manifest: CheckpointManifest, root: URL, vocab: Int) throws -> (any Tokenizer)? {
         do {
             if let tokenizerType {
                 guard let kind = TokenizerOptions.Kind(rawValue: tokenizerType) else {
@@ -92,7 +91,7 @@ struct Generate: ParsableCommand {
                 return try buildTokenizer(TokenizerOptions(type: kind, vocabFile: vocabFile, mergeFile: mergeFile,
                                                            tokenizerModel: tokenizerModel, vocabSize: vocabSize))
             }
-            if let options = try CheckpointTokenizer.options(recordedIn: metadata, root: root) {
+            if let options = try CheckpointTokenizer.options(recordedIn: manifest, root: root) {
                 note("> tokenizer: \(options.type.rawValue)\(options.tokenizerModel.map { " from \($0)" } ?? ""), as the checkpoint records")
                 do {
                     return try buildTokenizer(options)
@@ -134,3 +133,5 @@ struct Generate: ParsableCommand {
         FileHandle.standardError.write(Data((text + "\n").utf8))
     }
 }
+
+extension PretrainArguments.DeviceKind: ExpressibleByArgument {}

@@ -3,6 +3,7 @@ import MegatronAutograd
 import MegatronParallel
 import MegatronTensor
 @testable import MegatronCore
+import MegatronTestSupport
 
 /// The distributed optimizer's multi-tensor step on a GPU (a data-parallel group of one over NCCL, so
 /// every bucket is one shard cut into parameter pieces) against `MixedPrecisionOptimizer`'s step on the
@@ -12,7 +13,7 @@ final class DistributedOptimizerGPUTests: XCTestCase {
     /// decay on one), and clipping that engages: 3 steps leave the same parameters, norms and
     /// optimizer state as the unsharded optimizer, within fp32 rounding (the norm sums in another order).
     func testShardedStepMatchesTheUnshardedOptimizer() throws {
-        guard CUDAContext.isAvailable() else { throw XCTSkip("no usable CUDA GPU (driver, device, NVRTC)") }
+        try requireGPU("distributed optimizer GPU test")
         let group: NCCLCommunicator
         do { group = try NCCLCommunicator.makeAll(ordinals: [0])[0] } catch { throw XCTSkip("NCCL not usable here: \(error)") }
         let gpu = Device.cuda(0)

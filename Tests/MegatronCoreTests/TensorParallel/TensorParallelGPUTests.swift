@@ -2,16 +2,13 @@ import XCTest
 import MegatronAutograd
 import MegatronTensor
 @testable import MegatronCore
+import MegatronTestSupport
 
 /// The tensor-parallel pieces that run their own tensor ops (not only collectives) on the GPU, against
 /// the CPU. Skipped without a CUDA device.
 final class TensorParallelGPUTests: XCTestCase {
     override func setUpWithError() throws {
-        do {
-            _ = try CUDAContext.shared(ordinal: 0)
-        } catch {
-            throw XCTSkip("no usable CUDA device here, tensor-parallel GPU tests skipped: \(error)")
-        }
+        try requireGPU("tensor-parallel GPU tests")
     }
 
     /// Which ids a rank owns and their local rows, computed on the device.
