@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import CCUDA
 @testable import MegatronCUDA
+import MegatronTestSupport
 
 /// `--disable-bf16-reduced-precision-matmul`: bf16 GEMMs' split-K partial sums stay in fp32. The preference
 /// mask is checked here without a GPU; on one, a long-K product (where cuBLASLt splits K) runs under it.
@@ -23,7 +24,7 @@ final class GemmReductionPrecisionTests: XCTestCase {
         let gpu = try GPUFixture.require()
         let gemm = try CublasLtGemm(device: gpu.device, allocator: gpu.allocator, reductionPrecision: .fp32PartialSums)
         let (m, n, k) = (16, 16, 8192)
-        var random = TestRandom(state: 11)
+        var random = SplitMix64(seed: 11)
         let aBits = random.floats(m * k).map(BF16.bits), bBits = random.floats(k * n).map(BF16.bits)
         let a = try gpu.upload(aBits), b = try gpu.upload(bBits)
         let d = try gpu.allocator.allocate(bytes: m * n * 4, stream: gpu.stream.allocatorKey)
