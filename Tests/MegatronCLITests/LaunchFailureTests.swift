@@ -101,6 +101,26 @@ final class LaunchFailureTests: XCTestCase {
         XCTAssertTrue(kill(trainer, 0) != 0 || isZombie(trainer), "rank \(trainer) outlived its launcher")
     }
 
+    /// A rank whose launcher exited before the rank got to follow it (it was re-parented already) ends at once
+    /// with a message instead of training on without a launcher; one started through a wrapper script, the
+    /// launcher further up its ancestors, runs.
+    func testARankWhoseLauncherIsGoneEndsAndAWrappedRankRuns() throws {
+        let megatron = try MegatronProcess.built()
+        let gone = Process()
+        gone.executableURL = URL(fileURLWithPath: "/bin/true")
+        try gone.run()
+        gone.waitUntilExit()
+        try megatron.assertCleanFailure(["pretrain-gpt", "--help"], mentions: ["(pid \(gone.processIdentifier)) has exited"],
+                                        environment: ["MEGATRON_LAUNCHER_PID": "\(gone.processIdentifier)"])
+        let wrapped = Process()
+        wrapped.executableURL = URL(fileURLWithPath: "/bin/sh")
+        wrapped.arguments = ["-c", "\"$0\" pretrain-gpt --help > /dev/null", megatron.binary.path]
+        wrapped.environment = ProcessInfo.processInfo.environment.merging(["MEGATRON_LAUNCHER_PID": "\(getpid())"]) { $1 }
+        try wrapped.run()
+        wrapped.waitUntilExit()
+        XCTAssertEqual(wrapped.terminationStatus, 0, "a rank under a wrapper of its launcher runs")
+    }
+
     /// A rank of a two-rank job whose other rank never comes waits in NCCL's join only as long as
     /// --distributed-timeout-minutes, then says what it waited for and exits 1 (one GPU is enough to see it).
     func testALoneRankEndsAtTheDistributedTimeout() throws {
