@@ -27,11 +27,7 @@ final class MegatronConfigCorpusTests: XCTestCase {
         "--rope-type": "gpt-oss", "--export-force-local-attention": "gpt-oss", "--quick-geglu": "gpt-oss",
         "--glu-linear-offset": "gpt-oss", "--softmax-type": "gpt-oss", "--window-attn-skip-freq": "gpt-oss",
         "--activation-func-clamp-value": "gpt-oss", "--window-size": "gpt-oss", "--enable-gpt-oss": "gpt-oss",
-        "--apply-wd-to-qk-layernorm": "weight decay on the QK layernorms", "--attention-output-gate": "gated attention",
-        "--experimental-attention-variant": "gated delta net", "--linear-attention-freq": "gated delta net",
-        "--linear-conv-kernel-dim": "gated delta net", "--linear-key-head-dim": "gated delta net",
-        "--linear-value-head-dim": "gated delta net", "--linear-num-key-heads": "gated delta net",
-        "--linear-num-value-heads": "gated delta net",
+        "--apply-wd-to-qk-layernorm": "weight decay on the QK layernorms",
     ]
 
     /// A tiny valid run that a blocker's flags are added to, to see whether they still fail on their own.

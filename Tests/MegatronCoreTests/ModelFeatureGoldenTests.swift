@@ -8,7 +8,7 @@ import MegatronTensor
 /// semantics (fixtures from scripts/fixtures/make_model_feature_golden.py): logits, loss and every gradient.
 /// They cover zero-centred norms (`--apply-layernorm-1p`, LayerNorm and RMSNorm, q/k norms included),
 /// squared ReLU, the exact erf GeLU, RoPE on part of the channels, and `--kv-channels` unequal to
-/// hidden / heads (the QKV and output projections' shapes).
+/// hidden / heads (the QKV and output projections' shapes), and a Gated DeltaNet + gated attention hybrid.
 final class ModelFeatureGoldenTests: XCTestCase {
     static let layerNorm1pRoPESquaredReLU = try! TransformerConfig(
         numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, numQueryGroups: 2, kvChannels: 12, ffnHiddenSize: 48,
@@ -18,6 +18,18 @@ final class ModelFeatureGoldenTests: XCTestCase {
         numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, kvChannels: 16, ffnHiddenSize: 48, normalization: .rmsNorm,
         activation: .geluExact, addBiasLinear: false, qkLayernorm: true, hiddenDropout: 0, attentionDropout: 0,
         layernormZeroCenteredGamma: true)
+
+    /// Layer 0 Gated DeltaNet, layer 1 attention with the output gate (scripts/fixtures/make_gated_delta_net_golden.py).
+    static let hybridGatedDeltaNet = try! TransformerConfig(
+        numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, numQueryGroups: 2, kvChannels: 8, ffnHiddenSize: 48,
+        gatedLinearUnit: true, activation: .silu, addBiasLinear: false, hiddenDropout: 0, attentionDropout: 0,
+        positionEmbeddingType: .rope, rotaryPercent: 0.5, layernormZeroCenteredGamma: true, attentionOutputGate: true,
+        gatedDeltaNet: GatedDeltaNetConfig(layers: [true, false], convKernelDim: 4, keyHeadDim: 8, valueHeadDim: 6,
+                                           numKeyHeads: 2, numValueHeads: 4))
+
+    func testGatedDeltaNetAndOutputGateMatchPyTorch() throws {
+        try compare("hybrid_gdn_gated_attention", config: Self.hybridGatedDeltaNet, untied: true)
+    }
 
     func testLayerNorm1pPartialRoPESquaredReLUAndWideHeadsMatchPyTorch() throws {
         try compare("layernorm1p_rope_squared_relu", config: Self.layerNorm1pRoPESquaredReLU, untied: true)
@@ -37,6 +49,8 @@ final class ModelFeatureGoldenTests: XCTestCase {
         try compare("layernorm1p_rope_squared_relu", config: Self.layerNorm1pRoPESquaredReLU, untied: true,
                     device: .cuda(0), tolerance: 1e-4)
         try compare("rmsnorm1p_qknorm_gelu_erf", config: Self.rmsNorm1pQKNormGeluErf, untied: false,
+                    device: .cuda(0), tolerance: 1e-4)
+        try compare("hybrid_gdn_gated_attention", config: Self.hybridGatedDeltaNet, untied: true,
                     device: .cuda(0), tolerance: 1e-4)
     }
 

@@ -182,6 +182,15 @@ enum FlagDescriptions {
         "--padded-vocab-size": "The model's vocabulary (embedding rows), instead of the tokenizer's padded one.",
         "--tiktoken-pattern": "Pre-tokenization pattern of a tiktoken tokenizer (v1 or v2).",
         "--tiktoken-num-special-tokens": "Special tokens reserved ahead of a tiktoken vocabulary.",
+        // gated delta net
+        "--experimental-attention-variant": "gated_delta_net (or gdn): a hybrid of Gated DeltaNet and attention layers.",
+        "--linear-attention-freq": "N: every N-th layer attention, the others Gated DeltaNet; or a list such as ([1]*3+[0]*1)*2.",
+        "--linear-conv-kernel-dim": "Width of Gated DeltaNet's causal convolution over q, k and v.",
+        "--linear-key-head-dim": "Width of a Gated DeltaNet query/key head.",
+        "--linear-value-head-dim": "Width of a Gated DeltaNet value head.",
+        "--linear-num-key-heads": "Gated DeltaNet query/key heads.",
+        "--linear-num-value-heads": "Gated DeltaNet value heads (a multiple of the key heads).",
+        "--attention-output-gate": "Scale each attention head's output by sigmoid of a gate from the QKV projection.",
         // This program's own.
         "--device": "Train on cpu or cuda; a GPU when one is found, when not given.",
     ]

@@ -331,6 +331,15 @@ enum PretrainFlags {
         .ignored("--profile", note: profileNote),
         .ignored("--profile-step-start", choices: nil, note: profileNote),
         .ignored("--profile-step-end", choices: nil, note: profileNote),
+        // gated delta net
+        .choice("--experimental-attention-variant", \.experimentalAttentionVariant, ["gated_delta_net", "gdn"]),
+        .string("--linear-attention-freq", \.linearAttentionFreq),
+        .int("--linear-conv-kernel-dim", \.linearConvKernelDim),
+        .int("--linear-key-head-dim", \.linearKeyHeadDim),
+        .int("--linear-value-head-dim", \.linearValueHeadDim),
+        .int("--linear-num-key-heads", \.linearNumKeyHeads),
+        .int("--linear-num-value-heads", \.linearNumValueHeads),
+        .set("--attention-output-gate", \.attentionOutputGate),
     ]
 
     static let fusionNote = "no effect: Megatron's kernel-fusion switches; this build runs its own fused kernels, with the same math"
