@@ -10,13 +10,8 @@ final class GatedDeltaNetArgumentTests: XCTestCase {
     let gdn = "--experimental-attention-variant gated_delta_net --linear-key-head-dim 8 --linear-value-head-dim 16 "
         + "--linear-num-key-heads 2 --linear-num-value-heads 4 --linear-conv-kernel-dim 3 "
 
-    func config(_ line: String) throws -> TransformerConfig {
-        let args = try MegatronArgumentParser.parse(line.split(separator: " ").map(String.init))
-        try args.validate()
-        return try args.transformerConfig()
-    }
-
-    func message(_ line: String) -> String { errorText { _ = try config(line) } }
+    func config(_ line: String) throws -> TransformerConfig { try validatedConfig(line) }
+    func message(_ line: String) -> String { errorText { _ = try validatedConfig(line) } }
 
     func testIntegerFrequencyMakesEveryNthLayerAttention() throws {
         let c = try config(base + gdn + "--linear-attention-freq 2 --attention-output-gate")
