@@ -31,6 +31,12 @@ final class ModelFeatureGoldenTests: XCTestCase {
         try compare("hybrid_gdn_gated_attention", config: Self.hybridGatedDeltaNet, untied: true)
     }
 
+    /// `--recompute-modules gdn_norm_out core_attn`: the same gradients from recomputed activations.
+    func testRecomputedGatedDeltaNetNormGivesTheSameGradients() throws {
+        try compare("hybrid_gdn_gated_attention", config: Self.hybridGatedDeltaNet, untied: true,
+                    recomputing: [.gdnNormOut, .coreAttention])
+    }
+
     func testLayerNorm1pPartialRoPESquaredReLUAndWideHeadsMatchPyTorch() throws {
         try compare("layernorm1p_rope_squared_relu", config: Self.layerNorm1pRoPESquaredReLU, untied: true)
     }
@@ -55,7 +61,7 @@ final class ModelFeatureGoldenTests: XCTestCase {
     }
 
     func compare(_ name: String, config: TransformerConfig, untied: Bool, device: Device = .cpu, tolerance: Float = 1e-5,
-                 file: StaticString = #filePath, line: UInt = #line) throws {
+                 recomputing: Set<RecomputedModule> = [], file: StaticString = #filePath, line: UInt = #line) throws {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("Fixtures/model_features/\(name).safetensors")
         let golden = try SafeTensors.read(url).tensors
@@ -65,6 +71,7 @@ final class ModelFeatureGoldenTests: XCTestCase {
         var state: [String: Tensor] = [:]
         for (key, t) in golden where key.hasPrefix("param.") { state[String(key.dropFirst(6))] = t }
         try model.loadStateDict(state)
+        model.decoder.recomputedModules = recomputing
 
         let logits = model(golden["input_ids"]!.to(device))
         assertClose(logits.floats(), golden["logits"]!.floats(), tolerance, "\(name) logits", file: file, line: line)

@@ -29,6 +29,8 @@ public final class GatedDeltaNet: Module, SequenceMixer {
     /// Key heads and value heads on this rank.
     let localKeyHeads: Int
     let localValueHeads: Int
+    /// Recompute the output norm and gate in backward instead of keeping their activations (`gdn_norm_out`).
+    public var recomputeNormOut = false
 
     /// Builds this rank's part; `TensorParallelGroup.validate` has checked that the heads divide by its size.
     public init(config: TransformerConfig, generator: PhiloxGenerator, tensorParallel: TensorParallelGroup = .single) {
@@ -80,9 +82,16 @@ public final class GatedDeltaNet: Module, SequenceMixer {
         let beta = parts[2].sigmoid().to(.float32)
         let core = Functional.gatedDeltaRule(q: qAndK[0], k: qAndK[1], v: value, g: g, beta: beta,
                                              scale: 1 / Float(dk).squareRoot())
-        let gate = parts[1].reshape([b, s, heads, dv]).to(.float32).apply(activation)
-        let gated = (outNorm(core.to(x.dtype)).to(.float32) * gate).to(x.dtype)
+        let z = parts[1].reshape([b, s, heads, dv])
+        let gated = recomputeNormOut
+            ? checkpoint([core, z]) { [self.gatedNorm($0[0], z: $0[1], dtype: x.dtype)] }[0]
+            : gatedNorm(core, z: z, dtype: x.dtype)
         return outProj(gated.reshape([b, s, v]))
+    }
+
+    /// Megatron's `_apply_gated_norm`: `out_norm` of each head's output (in the model's dtype) times act(z), in fp32.
+    private func gatedNorm(_ core: Tensor, z: Tensor, dtype: DType) -> Tensor {
+        (outNorm(core.to(dtype)).to(.float32) * z.to(.float32).apply(activation)).to(dtype)
     }
 
     /// Megatron's `config.activation_func` for the convolution and the output gate: SiLU with `--swiglu`,

@@ -22,7 +22,10 @@ public final class TransformerLayer: Module {
     let hiddenDropout: Dropout
     /// Submodules recomputed in backward (selective recompute).
     public var recomputedModules: Set<RecomputedModule> = [] {
-        didSet { attention?.recomputeCoreAttention = recomputedModules.contains(.coreAttention) }
+        didSet {
+            attention?.recomputeCoreAttention = recomputedModules.contains(.coreAttention)
+            (selfAttention as? GatedDeltaNet)?.recomputeNormOut = recomputedModules.contains(.gdnNormOut)
+        }
     }
 
     public convenience init(config: TransformerConfig, generator: PhiloxGenerator, dropoutGenerator: PhiloxGenerator) {
