@@ -17,12 +17,37 @@ final class GatedDeltaRuleTests: XCTestCase {
 
     /// The CUDA kernels against the same numbers (one thread per state column, atomics over the columns).
     func testGPUKernelsMatchPyTorch() throws {
+        try requireGPU()
+        try check(on: .cuda(0), tolerance: 1e-4)
+    }
+
+    /// Megatron's head sizes (64 keys, 128 values: four warps of columns) over three of the backward's chunks,
+    /// the GPU against the CPU.
+    func testGPUKernelsMatchTheCPUAtModelSizes() throws {
+        try requireGPU()
+        let (b, t, h, dk, dv) = (1, 150, 2, 64, 128)
+        let rng = PhiloxGenerator(seed: 3)
+        func unit(_ x: Tensor) -> Tensor { x / (x * x).sum(dims: [3], keepDim: true).sqrt() }
+        let operands = [unit(Tensor.normal([b, t, h, dk], generator: rng)), unit(Tensor.normal([b, t, h, dk], generator: rng)),
+                        Tensor.normal([b, t, h, dv], generator: rng), Tensor.uniform([b, t, h], low: -0.5, high: 0, generator: rng),
+                        Tensor.uniform([b, t, h], generator: rng), Tensor.normal([b, t, h, dv], generator: rng)]
+        func run(_ x: [Tensor]) -> [Tensor] {
+            let o = Ops.gatedDeltaRule(q: x[0], k: x[1], v: x[2], g: x[3], beta: x[4], scale: 0.125)
+            let d = Ops.gatedDeltaRuleBackward(q: x[0], k: x[1], v: x[2], g: x[3], beta: x[4], scale: 0.125, gradOutput: x[5])
+            return [o, d.q, d.k, d.v, d.g, d.beta]
+        }
+        let (cpu, gpu) = (run(operands), run(operands.map { $0.to(.cuda(0)) }))
+        for (i, name) in ["o", "dq", "dk", "dv", "dg", "dbeta"].enumerated() {
+            assertClose(gpu[i].to(.cpu), cpu[i], 1e-4, "\(name) GPU vs CPU")
+        }
+    }
+
+    func requireGPU() throws {
         do {
             _ = try CUDAContext.shared(ordinal: 0)
         } catch {
             throw XCTSkip("no usable CUDA device here, GPU gated delta rule test skipped: \(error)")
         }
-        try check(on: .cuda(0), tolerance: 1e-4)
     }
 
     func check(on device: Device, tolerance: Float) throws {
