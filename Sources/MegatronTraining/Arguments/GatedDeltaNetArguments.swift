@@ -1,4 +1,17 @@
 import MegatronCore
+import MegatronCUDA
+import MegatronTensor
+
+/// On a GPU, Gated DeltaNet sizes its CUDA kernels take (one thread carries a state column of at most 256 keys,
+/// a block at most 1024 value columns); refused at start-up otherwise.
+func checkGatedDeltaNetKernels(_ config: TransformerConfig, on device: Device) throws {
+    guard device != .cpu, let gdn = config.gatedDeltaNet, gdn.layers.contains(true) else { return }
+    if gdn.keyHeadDim > GatedDeltaRuleProblem.maxKeyDim || gdn.valueHeadDim > GatedDeltaRuleProblem.maxValueDim {
+        throw ArgumentError("--linear-key-head-dim \(gdn.keyHeadDim) / --linear-value-head-dim \(gdn.valueHeadDim): the GPU "
+            + "kernels take at most \(GatedDeltaRuleProblem.maxKeyDim) / \(GatedDeltaRuleProblem.maxValueDim); "
+            + "choose smaller heads, or train on the CPU (--device cpu)")
+    }
+}
 
 extension PretrainArguments {
     /// The Gated DeltaNet layers `--experimental-attention-variant gated_delta_net` (or `gdn`) asks for, with
