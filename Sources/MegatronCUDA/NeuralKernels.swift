@@ -1,7 +1,8 @@
 import Foundation
 
 /// The fused neural-network kernels (Kernels/softmax.cu, norm.cu, cross_entropy.cu,
-/// embedding.cu, dropout.cu, activation.cu, cast.cu, optimizer.cu, flash_attention.cu, fp8.cu, rope.cu),
+/// embedding.cu, dropout.cu, activation.cu, cast.cu, optimizer.cu, flash_attention.cu, fp8.cu, rope.cu,
+/// gated_delta_rule.cu),
 /// compiled for the device and launched over raw device pointers on a stream. Activations may be fp32, bf16
 /// or fp16 (`KernelElementType`); arithmetic is fp32 throughout. Launchers validate sizes and
 /// throw `CUDAError.invalidArgument` naming the problem; they never synchronize.
@@ -43,7 +44,8 @@ public final class NeuralKernels {
 
     /// The kernel files, each compiled into its own module.
     public static let files = ["softmax.cu", "norm.cu", "cross_entropy.cu", "embedding.cu", "dropout.cu",
-                               "activation.cu", "cast.cu", "optimizer.cu", "flash_attention.cu", "fp8.cu", "rope.cu"]
+                               "activation.cu", "cast.cu", "optimizer.cu", "flash_attention.cu", "fp8.cu", "rope.cu",
+                               "gated_delta_rule.cu"]
 
     /// Starts compiling the kernel files (see `KernelLoading`); throws when NVRTC cannot be loaded,
     /// and with `.eager`, any file's compile error.

@@ -21,11 +21,6 @@ final class MegatronConfigCorpusTests: XCTestCase {
         "--rope-type": "gpt-oss", "--export-force-local-attention": "gpt-oss", "--quick-geglu": "gpt-oss",
         "--glu-linear-offset": "gpt-oss", "--softmax-type": "gpt-oss", "--window-attn-skip-freq": "gpt-oss",
         "--activation-func-clamp-value": "gpt-oss", "--window-size": "gpt-oss", "--enable-gpt-oss": "gpt-oss",
-        "--attention-output-gate": "gated attention",
-        "--experimental-attention-variant": "gated delta net", "--linear-attention-freq": "gated delta net",
-        "--linear-conv-kernel-dim": "gated delta net", "--linear-key-head-dim": "gated delta net",
-        "--linear-value-head-dim": "gated delta net", "--linear-num-key-heads": "gated delta net",
-        "--linear-num-value-heads": "gated delta net",
     ]
 
     /// Configs that Megatron itself (d98e8a64dd) refuses once their left-out features are gone: the flags its

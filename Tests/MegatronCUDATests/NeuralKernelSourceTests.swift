@@ -36,6 +36,7 @@ final class NeuralKernelSourceTests: XCTestCase {
                        "FOR_EACH_FLOAT_TYPE(FP8_E4M3_KERNELS)", "FOR_EACH_FLOAT_TYPE(FP8_E5M2_KERNELS)",
                        "FOR_EACH_FLOAT_TYPE(AMAX_KERNEL)"] + FP8Format.allCases.map { "(SUFFIX, T, \($0.rawValue)," },
             "rope.cu": ["rope_##SUFFIX(", "FOR_EACH_FLOAT_TYPE(ROPE_KERNELS)"],
+            "gated_delta_rule.cu": ["void gated_delta_rule_forward(", "void gated_delta_rule_backward("],
         ]
         XCTAssertEqual(Set(expected.keys), Set(NeuralKernels.files))
         for (file, names) in expected {

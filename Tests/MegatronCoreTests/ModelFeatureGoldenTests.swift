@@ -9,7 +9,7 @@ import MegatronTestSupport
 /// semantics (fixtures from scripts/fixtures/make_model_feature_golden.py): logits, loss and every gradient.
 /// They cover zero-centred norms (`--apply-layernorm-1p`, LayerNorm and RMSNorm, q/k norms included),
 /// squared ReLU, the exact erf GeLU, RoPE on part of the channels, and `--kv-channels` unequal to
-/// hidden / heads (the QKV and output projections' shapes).
+/// hidden / heads (the QKV and output projections' shapes), and a Gated DeltaNet + gated attention hybrid.
 final class ModelFeatureGoldenTests: XCTestCase {
     static let layerNorm1pRoPESquaredReLU = try! TransformerConfig(
         numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, numQueryGroups: 2, kvChannels: 12, ffnHiddenSize: 48,
@@ -19,6 +19,24 @@ final class ModelFeatureGoldenTests: XCTestCase {
         numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, kvChannels: 16, ffnHiddenSize: 48, normalization: .rmsNorm,
         activation: .geluExact, addBiasLinear: false, qkLayernorm: true, hiddenDropout: 0, attentionDropout: 0,
         layernormZeroCenteredGamma: true)
+
+    /// Layer 0 Gated DeltaNet, layer 1 attention with the output gate (scripts/fixtures/make_gated_delta_net_golden.py).
+    static let hybridGatedDeltaNet = try! TransformerConfig(
+        numLayers: 2, hiddenSize: 32, numAttentionHeads: 4, numQueryGroups: 2, kvChannels: 8, ffnHiddenSize: 48,
+        gatedLinearUnit: true, activation: .silu, addBiasLinear: false, hiddenDropout: 0, attentionDropout: 0,
+        positionEmbeddingType: .rope, rotaryPercent: 0.5, layernormZeroCenteredGamma: true, attentionOutputGate: true,
+        gatedDeltaNet: GatedDeltaNetConfig(layers: [true, false], convKernelDim: 4, keyHeadDim: 8, valueHeadDim: 6,
+                                           numKeyHeads: 2, numValueHeads: 4))
+
+    func testGatedDeltaNetAndOutputGateMatchPyTorch() throws {
+        try compare("hybrid_gdn_gated_attention", config: Self.hybridGatedDeltaNet, untied: true)
+    }
+
+    /// `--recompute-modules gdn_norm_out core_attn`: the same gradients from recomputed activations.
+    func testRecomputedGatedDeltaNetNormGivesTheSameGradients() throws {
+        try compare("hybrid_gdn_gated_attention", config: Self.hybridGatedDeltaNet, untied: true,
+                    recomputing: [.gdnNormOut, .coreAttention])
+    }
 
     func testLayerNorm1pPartialRoPESquaredReLUAndWideHeadsMatchPyTorch() throws {
         try compare("layernorm1p_rope_squared_relu", config: Self.layerNorm1pRoPESquaredReLU, untied: true)
@@ -35,10 +53,12 @@ final class ModelFeatureGoldenTests: XCTestCase {
                     device: .cuda(0), tolerance: 1e-4)
         try compare("rmsnorm1p_qknorm_gelu_erf", config: Self.rmsNorm1pQKNormGeluErf, untied: false,
                     device: .cuda(0), tolerance: 1e-4)
+        try compare("hybrid_gdn_gated_attention", config: Self.hybridGatedDeltaNet, untied: true,
+                    device: .cuda(0), tolerance: 1e-4)
     }
 
     func compare(_ name: String, config: TransformerConfig, untied: Bool, device: Device = .cpu, tolerance: Float = 1e-5,
-                 file: StaticString = #filePath, line: UInt = #line) throws {
+                 recomputing: Set<RecomputedModule> = [], file: StaticString = #filePath, line: UInt = #line) throws {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("Fixtures/model_features/\(name).safetensors")
         let golden = try SafeTensors.read(url).tensors
@@ -48,6 +68,7 @@ final class ModelFeatureGoldenTests: XCTestCase {
         var state: [String: Tensor] = [:]
         for (key, t) in golden where key.hasPrefix("param.") { state[String(key.dropFirst(6))] = t }
         try model.loadStateDict(state)
+        model.decoder.recomputedModules = recomputing
 
         let logits = model(golden["input_ids"]!.to(device))
         assertScaledClose(logits.floats(), golden["logits"]!.floats(), tolerance: tolerance, "\(name) logits", file: file, line: line)

@@ -77,8 +77,8 @@ final class ModelFeatureTests: XCTestCase {
         XCTAssertEqual(std(model.wordEmbeddings.weight), 0.5, accuracy: 0.01)
         XCTAssertEqual(std(model.positionEmbeddings!.weight), 0.5, accuracy: 0.01)
         XCTAssertEqual(std(model.outputLayer!.weight), 0.02, accuracy: 0.001)
-        XCTAssertEqual(std(model.decoder.layers[0].selfAttention.linearQKV.weight), 0.02, accuracy: 0.001)
-        XCTAssertEqual(std(model.decoder.layers[0].selfAttention.linearProj.weight), 0.01, accuracy: 0.0005)
+        XCTAssertEqual(std(model.decoder.layers[0].attention!.linearQKV.weight), 0.02, accuracy: 0.001)
+        XCTAssertEqual(std(model.decoder.layers[0].attention!.linearProj.weight), 0.01, accuracy: 0.0005)
     }
 
     /// `--init-method-xavier-uniform`: every weight matrix U(-a, a), a = sqrt(6 / (fan_in + fan_out)) of the whole
@@ -88,8 +88,8 @@ final class ModelFeatureTests: XCTestCase {
                              untieEmbeddingsAndOutputWeights: true)
         let layer = model.decoder.layers[1]
         for (name, weight) in [("word embeddings", model.wordEmbeddings.weight), ("positions", model.positionEmbeddings!.weight),
-                               ("linear_qkv", layer.selfAttention.linearQKV.weight),
-                               ("linear_proj", layer.selfAttention.linearProj.weight),
+                               ("linear_qkv", layer.attention!.linearQKV.weight),
+                               ("linear_proj", layer.attention!.linearProj.weight),
                                ("linear_fc1", layer.mlp.linearFC1.weight), ("linear_fc2", layer.mlp.linearFC2.weight),
                                ("output_layer", model.outputLayer!.weight)] {
             let bound = Float((6 / Double(weight.shape[0] + weight.shape[1])).squareRoot())
@@ -108,7 +108,7 @@ final class ModelFeatureTests: XCTestCase {
             $0.kvChannels = 24
             $0.numQueryGroups = 2
         }, vocabSize: 32, maxSequenceLength: 8)
-        let attention = model.decoder.layers[0].selfAttention
+        let attention = model.decoder.layers[0].attention!
         XCTAssertEqual(attention.linearQKV.weight.shape, [(4 + 2 * 2) * 24, 64])
         XCTAssertEqual(attention.linearProj.weight.shape, [64, 4 * 24])
         XCTAssertEqual(model(Tensor(shape: [1, 8], ints: Array(0..<8))).shape, [1, 8, 32])

@@ -51,7 +51,7 @@ final class ModuleTests: XCTestCase {
             return (v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(v.count)).squareRoot()
         }
         let layer = model.decoder.layers[0]
-        XCTAssertEqual(std(layer.selfAttention.linearQKV.weight), 0.02, accuracy: 0.001)
+        XCTAssertEqual(std(layer.attention!.linearQKV.weight), 0.02, accuracy: 0.001)
         XCTAssertEqual(std(layer.mlp.linearFC2.weight), 0.02 / 4, accuracy: 0.0003)
         XCTAssertEqual(layer.mlp.linearFC1.bias!.floats().max(), 0)
     }

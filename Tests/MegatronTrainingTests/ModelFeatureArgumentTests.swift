@@ -66,7 +66,7 @@ final class ModelFeatureArgumentTests: XCTestCase {
         XCTAssertTrue(message(base + "--recompute-activations --recompute-modules moe_act")
             .contains("mixture of experts is not implemented"))
         XCTAssertEqual(message(base + "--recompute-granularity selective --recompute-modules attn"),
-                       "--recompute-modules: unknown module 'attn'; supported: core_attn, mlp")
+                       "--recompute-modules: unknown module 'attn'; supported: core_attn, mlp, gdn_norm_out")
         XCTAssertEqual(message(base + "--recompute-granularity selective --recompute-num-layers 1"),
                        "--recompute-num-layers must not be set with --recompute-granularity selective (or --recompute-activations)")
         // Megatron ignores a method without a granularity, and with selective.

@@ -25,11 +25,33 @@ public enum GPTCheckpoint {
         public var addQKVBias: Bool
         public var qkLayernorm: Bool
         public var positionEmbeddingType: TransformerConfig.PositionEmbedding
+        /// Absent from checkpoints written before these features: off.
+        var attentionOutputGate: Bool?
+        var gatedDeltaNet: GatedDeltaNetConfig?
 
         public init(_ c: TransformerConfig) {
             (numLayers, hiddenSize, numAttentionHeads, numQueryGroups) = (c.numLayers, c.hiddenSize, c.numAttentionHeads, c.numQueryGroups)
             (kvChannels, ffnHiddenSize, normalization, gatedLinearUnit) = (c.kvChannels, c.ffnHiddenSize, c.normalization, c.gatedLinearUnit)
             (addBiasLinear, addQKVBias, qkLayernorm, positionEmbeddingType) = (c.addBiasLinear, c.addQKVBias, c.qkLayernorm, c.positionEmbeddingType)
+            (attentionOutputGate, gatedDeltaNet) = (c.attentionOutputGate, c.gatedDeltaNet)
+        }
+
+        public var hasAttentionOutputGate: Bool { attentionOutputGate ?? false }
+
+        /// The Gated DeltaNet layers and sizes in words ("none" without them), for comparing flags with a checkpoint.
+        public var gatedDeltaNetLayout: String {
+            guard let g = gatedDeltaNet else { return "none" }
+            return "layers \(g.layers.map { $0 ? "1" : "0" }.joined()), key heads \(g.numKeyHeads)x\(g.keyHeadDim), "
+                + "value heads \(g.numValueHeads)x\(g.valueHeadDim), conv \(g.convKernelDim)"
+        }
+
+        /// Layer 0's input projection: `in_proj` of a Gated DeltaNet layer, else `linear_qkv`, and its rows.
+        var firstMixerProjection: (name: String, rows: Double) {
+            if let g = gatedDeltaNet, g.layers.first == true {
+                return ("self_attention.in_proj.weight", Double(2 * g.keyDim + 2 * g.valueDim + 2 * g.numValueHeads))
+            }
+            let queryAndGate = Double(numAttentionHeads) * (hasAttentionOutputGate ? 2 : 1)
+            return ("self_attention.linear_qkv.weight", (queryAndGate + 2 * Double(numQueryGroups)) * Double(kvChannels))
         }
     }
 
@@ -66,10 +88,10 @@ public enum GPTCheckpoint {
         /// must not overflow.)
         func requireSizes(of checkpoint: LoadedCheckpoint) throws {
             let c = shape
-            let (hidden, heads, groups) = (Double(c.hiddenSize), Double(c.numAttentionHeads), Double(c.numQueryGroups))
+            let hidden = Double(c.hiddenSize)
             var expected: [(String, [Double])] = [
                 ("embedding.word_embeddings.weight", [Double(paddedVocabSize), hidden]),
-                ("decoder.layers.0.self_attention.linear_qkv.weight", [(heads + 2 * groups) * Double(c.kvChannels), hidden]),
+                ("decoder.layers.0." + c.firstMixerProjection.name, [c.firstMixerProjection.rows, hidden]),
                 ("decoder.layers.0.mlp.linear_fc1.weight", [(c.gatedLinearUnit ? 2 : 1) * Double(c.ffnHiddenSize), hidden]),
             ]
             if c.positionEmbeddingType == .learnedAbsolute {

@@ -19,6 +19,8 @@ extension HuggingFaceGPT {
         func require(_ ok: Bool, _ what: String) { if !ok { found.append(what) } }
         // Every architecture applies norm weights as stored.
         require(!c.layernormZeroCenteredGamma, "zero-centred norms (--apply-layernorm-1p: weights applied as 1 + w)")
+        require(!c.attentionOutputGate, "an attention output gate (--attention-output-gate)")
+        require(c.gatedDeltaNet == nil, "Gated DeltaNet layers (--experimental-attention-variant)")
         switch architecture {
         case .gpt2:
             require(c.normalization == .layerNorm, "RMSNorm instead of LayerNorm")

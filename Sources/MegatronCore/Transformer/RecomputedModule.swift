@@ -10,4 +10,6 @@ public enum RecomputedModule: String, Sendable, CaseIterable {
     case coreAttention = "core_attn"
     /// The dense MLP, which then keeps only its input.
     case mlp
+    /// Gated DeltaNet's output norm and gate, which then keep only their inputs.
+    case gdnNormOut = "gdn_norm_out"
 }

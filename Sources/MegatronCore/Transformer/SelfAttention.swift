@@ -36,7 +36,8 @@ public final class SelfAttention: Module {
         self.tensorParallel = tensorParallel
         localHeads = config.numAttentionHeads / tensorParallel.size
         localGroups = config.numQueryGroups / tensorParallel.size
-        let qkvWidth = (config.numAttentionHeads + 2 * config.numQueryGroups) * config.kvChannels
+        let gateWidth = config.attentionOutputGate ? config.numAttentionHeads : 0
+        let qkvWidth = (config.numAttentionHeads + gateWidth + 2 * config.numQueryGroups) * config.kvChannels
         linearQKV = ColumnParallelLinear(inFeatures: config.hiddenSize, outFeatures: qkvWidth, bias: config.addQKVBias,
                                          initMethod: config.initMethod, dtype: config.paramsDType,
                                          group: tensorParallel, generator: generator)
@@ -67,8 +68,12 @@ public final class SelfAttention: Module {
         let (b, s) = (qkvOut.size(0), qkvOut.size(1))
         let (groups, heads, d) = (localGroups, localHeads, config.kvChannels)
         let perGroup = heads / groups
-        // [b, s, groups, perGroup + 2, d] -> [b, groups, perGroup + 2, s, d]
-        let parts = qkvOut.reshape([b, s, groups, perGroup + 2, d]).split([perGroup, 1, 1], dim: 3)
+        // With the output gate each group's query heads are followed by as many gate heads (Megatron's layout).
+        let gateHeads = config.attentionOutputGate ? perGroup : 0
+        // [b, s, groups, perGroup + gateHeads + 2, d] -> [b, groups, perGroup + 2, s, d]
+        var parts = qkvOut.reshape([b, s, groups, perGroup + gateHeads + 2, d])
+            .split(config.attentionOutputGate ? [perGroup, gateHeads, 1, 1] : [perGroup, 1, 1], dim: 3)
+        let gate = config.attentionOutputGate ? parts.remove(at: 1) : nil
         var q = parts[0].permute([0, 2, 3, 1, 4])                   // [b, g, perGroup, s, d]
         var k = parts[1].permute([0, 2, 3, 1, 4])                   // [b, g, 1, s, d]
         let v = parts[2].permute([0, 2, 3, 1, 4])
@@ -94,7 +99,10 @@ public final class SelfAttention: Module {
             }[0]
             : coreAttention(q: q, k: keys, v: values, keyMask: keyMask)   // [b, g, perGroup, s, d]
         // [b, s, g, perGroup, d]: a free view of the fused kernels' output, which is laid out so.
-        let merged = context.permute([0, 3, 1, 2, 4]).reshape([b, s, heads * d])
+        var merged = context.permute([0, 3, 1, 2, 4]).reshape([b, s, heads * d])
+        if let gate {   // Megatron's _apply_output_gate: sigmoid in fp32, rounded back
+            merged = (merged.to(.float32) * gate.reshape([b, s, heads * d]).to(.float32).sigmoid()).to(merged.dtype)
+        }
         return linearProj(merged)
     }
 

@@ -43,6 +43,11 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
     public var embeddingInitMethodStd: Float?
     /// Xavier-uniform instead of normal init for every weight matrix (`--init-method-xavier-uniform`).
     public var initMethodXavierUniform: Bool
+    // gated delta net
+    /// Each attention head's output scaled by sigmoid of a gate that `linear_qkv` also produces (`--attention-output-gate`).
+    public var attentionOutputGate: Bool
+    /// The Gated DeltaNet layers of a hybrid model; nil: every layer is attention.
+    public var gatedDeltaNet: GatedDeltaNetConfig?
 
     public init(
         numLayers: Int, hiddenSize: Int, numAttentionHeads: Int, numQueryGroups: Int? = nil,
@@ -54,7 +59,8 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         rotaryPercent: Float = 1, initMethodStd: Float = 0.02, paramsDType: DType = .float32,
         ropeScaling: RopeScaling? = nil,
         layernormZeroCenteredGamma: Bool = false, embeddingInitMethodStd: Float? = nil,
-        initMethodXavierUniform: Bool = false
+        initMethodXavierUniform: Bool = false, attentionOutputGate: Bool = false,
+        gatedDeltaNet: GatedDeltaNetConfig? = nil
     ) throws {
         self.numLayers = numLayers
         self.hiddenSize = hiddenSize
@@ -80,6 +86,8 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         self.layernormZeroCenteredGamma = layernormZeroCenteredGamma
         self.embeddingInitMethodStd = embeddingInitMethodStd
         self.initMethodXavierUniform = initMethodXavierUniform
+        self.attentionOutputGate = attentionOutputGate
+        self.gatedDeltaNet = gatedDeltaNet
         if kvChannels == nil && numAttentionHeads > 0 && hiddenSize % numAttentionHeads != 0 {
             throw ConfigError("hidden_size (\(hiddenSize)) must be divisible by num_attention_heads (\(numAttentionHeads)) unless kv_channels is given")
         }
@@ -124,7 +132,11 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
             try require(positionEmbeddingType == .rope, "rope scaling needs position_embedding_type rope")
             try ropeScaling.validate()
         }
+        try gatedDeltaNet?.validate(numLayers: numLayers)
     }
+
+    /// Whether layer `index` is a Gated DeltaNet layer rather than attention.
+    public func isGatedDeltaNetLayer(_ index: Int) -> Bool { gatedDeltaNet?.layers[index] ?? false }
 }
 
 /// An invalid model or training configuration, with the reason.
@@ -139,10 +151,11 @@ extension TransformerConfig {
         case layernormEpsilon, gatedLinearUnit, activation, addBiasLinear, addQKVBias, qkLayernorm, hiddenDropout
         case attentionDropout, positionEmbeddingType, rotaryBase, rotaryPercent, initMethodStd, paramsDType
         case ropeScaling, layernormZeroCenteredGamma, embeddingInitMethodStd, initMethodXavierUniform
+        case attentionOutputGate, gatedDeltaNet
     }
 
     /// Decodes a config as encoded; the fields added after checkpoints first recorded it (RoPE scaling,
-    /// zero-centered norms, the init variants) take their defaults when absent, so those checkpoints still load.
+    /// zero-centered norms, the init variants, the output gate, Gated DeltaNet) take their defaults when absent, so those checkpoints still load.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         numLayers = try c.decode(Int.self, forKey: .numLayers)
@@ -169,5 +182,7 @@ extension TransformerConfig {
         layernormZeroCenteredGamma = try c.decodeIfPresent(Bool.self, forKey: .layernormZeroCenteredGamma) ?? false
         embeddingInitMethodStd = try c.decodeIfPresent(Float.self, forKey: .embeddingInitMethodStd)
         initMethodXavierUniform = try c.decodeIfPresent(Bool.self, forKey: .initMethodXavierUniform) ?? false
+        attentionOutputGate = try c.decodeIfPresent(Bool.self, forKey: .attentionOutputGate) ?? false
+        gatedDeltaNet = try c.decodeIfPresent(GatedDeltaNetConfig.self, forKey: .gatedDeltaNet)
     }
 }

@@ -13,23 +13,32 @@ import MegatronTensor
 /// positions, so the hidden dropout draws from the split generator.
 public final class TransformerLayer: Module {
     public let inputLayernorm: Module & NormLayer
-    public let selfAttention: SelfAttention
+    /// Attention, or Gated DeltaNet in a hybrid model's linear-attention layers.
+    public let selfAttention: SequenceMixer
+    /// `selfAttention` when it is softmax attention.
+    public var attention: SelfAttention? { selfAttention as? SelfAttention }
     public let preMLPLayernorm: Module & NormLayer
     public let mlp: MLP
     let hiddenDropout: Dropout
     /// Submodules recomputed in backward (selective recompute).
     public var recomputedModules: Set<RecomputedModule> = [] {
-        didSet { selfAttention.recomputeCoreAttention = recomputedModules.contains(.coreAttention) }
+        didSet {
+            attention?.recomputeCoreAttention = recomputedModules.contains(.coreAttention)
+            (selfAttention as? GatedDeltaNet)?.recomputeNormOut = recomputedModules.contains(.gdnNormOut)
+        }
     }
 
     public convenience init(config: TransformerConfig, generator: PhiloxGenerator, dropoutGenerator: PhiloxGenerator) {
         self.init(config: config, generator: generator, dropout: ModelParallelRNG(single: dropoutGenerator))
     }
 
+    /// `gatedDeltaNet`: this layer's `self_attention` is Gated DeltaNet rather than attention.
     public init(config: TransformerConfig, generator: PhiloxGenerator, dropout: ModelParallelRNG,
-                tensorParallel: TensorParallelGroup = .single) {
+                tensorParallel: TensorParallelGroup = .single, gatedDeltaNet: Bool = false) {
         inputLayernorm = makeNorm(config)
-        selfAttention = SelfAttention(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel)
+        selfAttention = gatedDeltaNet
+            ? GatedDeltaNet(config: config, generator: generator, tensorParallel: tensorParallel)
+            : SelfAttention(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel)
         preMLPLayernorm = makeNorm(config)
         mlp = MLP(config: config, generator: generator, tensorParallel: tensorParallel)
         hiddenDropout = Dropout(config.hiddenDropout, generator: dropout.generator(split: tensorParallel.sequenceParallel))
@@ -77,8 +86,9 @@ public final class TransformerBlock: Module {
 
     public init(config: TransformerConfig, generator: PhiloxGenerator, dropout: ModelParallelRNG,
                 tensorParallel: TensorParallelGroup = .single) {
-        layers = (0..<config.numLayers).map { _ in
-            TransformerLayer(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel)
+        layers = (0..<config.numLayers).map {
+            TransformerLayer(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel,
+                             gatedDeltaNet: config.isGatedDeltaNetLayer($0))
         }
         finalLayernorm = makeNorm(config)
         self.dropout = dropout

@@ -190,6 +190,15 @@ enum FlagDescriptions {
         "--disable-bf16-reduced-precision-matmul": "With --bf16: GEMMs reduce split-K partial sums in fp32, never in bf16.",
         "--tp-comm-overlap": "Megatron's TP communication / GEMM overlap; accepted, not overlapped here (needs --sequence-parallel).",
         "--tp-comm-overlap-cfg": "Userbuffers YAML of --tp-comm-overlap (read only with it, as in Megatron); must exist and parse.",
+        // gated delta net
+        "--experimental-attention-variant": "gated_delta_net (or gdn): a hybrid of Gated DeltaNet and attention layers.",
+        "--linear-attention-freq": "N: every N-th layer attention, the others Gated DeltaNet; or a list such as ([1]*3+[0]*1)*2.",
+        "--linear-conv-kernel-dim": "Width of Gated DeltaNet's causal convolution over q, k and v.",
+        "--linear-key-head-dim": "Width of a Gated DeltaNet query/key head.",
+        "--linear-value-head-dim": "Width of a Gated DeltaNet value head.",
+        "--linear-num-key-heads": "Gated DeltaNet query/key heads.",
+        "--linear-num-value-heads": "Gated DeltaNet value heads (a multiple of the key heads).",
+        "--attention-output-gate": "Scale each attention head's output by sigmoid of a gate from the QKV projection.",
         // This program's own.
         "--device": "Train on cpu or cuda; a GPU when one is found, when not given.",
     ]

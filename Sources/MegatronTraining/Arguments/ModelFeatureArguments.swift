@@ -42,18 +42,21 @@ extension PretrainArguments {
             "moe_act": "mixture of experts is not implemented", "moe": "mixture of experts is not implemented",
             "shared_experts": "mixture of experts is not implemented",
             "mla_up_proj": "multi-latent attention is not implemented",
-            "gdn_norm_out": "gated delta net attention is not implemented",
             "gdp_in_proj": "gated delta product attention is not implemented",
             "gdp_qkv": "gated delta product attention is not implemented", "mhc": "hyper-connections are not implemented",
         ]
         var modules = Set<RecomputedModule>()
-        for name in recomputeModules ?? ["core_attn"] {
+        let names = recomputeModules ?? ["core_attn"]
+        if names.contains("gdn_norm_out") && experimentalAttentionVariant == nil {
+            throw ArgumentError("--recompute-modules gdn_norm_out needs Gated DeltaNet layers (--experimental-attention-variant gated_delta_net), as in Megatron")
+        }
+        for name in names {
             if let module = RecomputedModule(rawValue: name) {
                 modules.insert(module)
             } else if let reason = unavailable[name] {
-                throw ArgumentError("--recompute-modules \(name): not supported here (\(reason)); supported: core_attn, mlp")
+                throw ArgumentError("--recompute-modules \(name): not supported here (\(reason)); supported: core_attn, mlp, gdn_norm_out")
             } else {
-                throw ArgumentError("--recompute-modules: unknown module '\(name)'; supported: core_attn, mlp")
+                throw ArgumentError("--recompute-modules: unknown module '\(name)'; supported: core_attn, mlp, gdn_norm_out")
             }
         }
         return modules

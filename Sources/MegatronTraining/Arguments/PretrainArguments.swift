@@ -42,6 +42,18 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var addPositionEmbedding = true
     public var embeddingInitMethodStd: Float?
     public var initMethodXavierUniform = false
+    // gated delta net
+    /// `gated_delta_net` or `gdn`: the layers `--linear-attention-freq` picks are Gated DeltaNet (`--linear-*` sizes).
+    public var experimentalAttentionVariant: String?
+    /// An integer N (every N-th layer attention, the others Gated DeltaNet) or a list expression of 1s and 0s.
+    public var linearAttentionFreq: String?
+    public var linearConvKernelDim = 4
+    public var linearKeyHeadDim = 128
+    public var linearValueHeadDim = 128
+    public var linearNumKeyHeads = 16
+    public var linearNumValueHeads = 32
+    /// Attention heads scaled by sigmoid of a gate from `linear_qkv` (`--attention-output-gate`).
+    public var attentionOutputGate = false
 
     // Batch and iterations.
     public var microBatchSize = 8

@@ -348,6 +348,15 @@ enum PretrainFlags {
             "tensor-parallel communication is not overlapped with the GEMMs here (no userbuffers); the run is otherwise identical"
         },
         .string("--tp-comm-overlap-cfg", \.tpCommOverlapCfg),
+        // gated delta net
+        .choice("--experimental-attention-variant", \.experimentalAttentionVariant, ["gated_delta_net", "gdn"]),
+        .string("--linear-attention-freq", \.linearAttentionFreq),
+        .int("--linear-conv-kernel-dim", \.linearConvKernelDim),
+        .int("--linear-key-head-dim", \.linearKeyHeadDim),
+        .int("--linear-value-head-dim", \.linearValueHeadDim),
+        .int("--linear-num-key-heads", \.linearNumKeyHeads),
+        .int("--linear-num-value-heads", \.linearNumValueHeads),
+        .set("--attention-output-gate", \.attentionOutputGate),
     ]
 
     static let fusionNote = "no effect: Megatron's kernel-fusion switches; this build runs its own fused kernels, with the same math"

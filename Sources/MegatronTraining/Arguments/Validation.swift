@@ -129,7 +129,8 @@ extension PretrainArguments {
                 paramsDType: bf16 ? .bfloat16 : (fp16 ? .float16 : .float32),
                 ropeScaling: try ropeScaling(),
                 layernormZeroCenteredGamma: applyLayernorm1p, embeddingInitMethodStd: embeddingInitMethodStd,
-                initMethodXavierUniform: initMethodXavierUniform)
+                initMethodXavierUniform: initMethodXavierUniform, attentionOutputGate: attentionOutputGate,
+                gatedDeltaNet: try gatedDeltaNetConfig())
         } catch let error as ConfigError {
             throw ArgumentError(error.description)
         }

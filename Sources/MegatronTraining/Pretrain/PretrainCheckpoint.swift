@@ -179,6 +179,9 @@ extension Pretrainer {
         ("--num-query-groups", \.numQueryGroups), ("--kv-channels", \.kvChannels), ("--ffn-hidden-size", \.ffnHiddenSize),
         ("--normalization", \.normalization), ("--swiglu", \.gatedLinearUnit), ("bias in linear layers (--disable-bias-linear)", \.addBiasLinear),
         ("--add-qkv-bias", \.addQKVBias), ("--qk-layernorm", \.qkLayernorm), ("--position-embedding-type", \.positionEmbeddingType),
+        // gated delta net
+        ("--attention-output-gate", \.hasAttentionOutputGate),
+        ("Gated DeltaNet (--experimental-attention-variant, --linear-*)", \.gatedDeltaNetLayout),
     ]
 
     /// The `shapes` the metadata records match the shard's tensors.

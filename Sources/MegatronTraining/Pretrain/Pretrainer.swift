@@ -84,6 +84,7 @@ public final class Pretrainer {
         }
         try TrainingMemoryFloor.check(arguments, config: config, vocabSize: vocab, device: device, groups: groups)
         if let note = try fusedAttentionNote(config, on: device) { self.log(note) }
+        try checkGatedDeltaNetKernels(config, on: device)
         reporter = try TrainingReporter(arguments: arguments, log: self.log,
                                         rankLog: (groups?.dataParallelRank ?? 0) == 0 ? log : { _ in },
                                         groups: groups, device: device)

@@ -56,6 +56,10 @@ struct Generate: ParsableCommand {
         let target = try PretrainArguments.resolveDevice(device)
         let loaded = try GPTCheckpoint.load(from: CheckpointDirectory(root: root), device: target)
         let model = loaded.model
+        if model.config.gatedDeltaNet?.layers.contains(true) == true {
+            throw ValidationError("\(load) holds a model with Gated DeltaNet layers, which generation does not support yet "
+                + "(it keeps no recurrent-state cache)")
+        }
         let tokenizer = try checkpointTokenizer(loaded.manifest, root: root, vocab: loaded.vocabSize)
         let ids = try prompt.enumerated().map { index, text in
             try fitted(try tokenizer?.encode(text) ?? ByteTokens.encode(text), prompt: index, vocab: loaded.vocabSize,

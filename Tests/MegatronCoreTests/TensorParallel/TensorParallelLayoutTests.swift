@@ -46,7 +46,7 @@ final class TensorParallelLayoutTests: XCTestCase {
     func testFusedQKVShardHoldsWholeQueryGroups() throws {
         let config = try TinyGPT.llama()   // 8 heads, 4 groups, kv channels 4: 2 query heads + k + v = 16 rows a group
         let model = try TinyGPT.model(config, untied: true)
-        let full = model.decoder.layers[0].selfAttention.linearQKV.weight
+        let full = model.decoder.layers[0].attention!.linearQKV.weight
         let rowsPerGroup = (config.numAttentionHeads / config.numQueryGroups + 2) * config.kvChannels
         let shards = try TensorParallelResharding.split(model.stateDict(), shardings: model.tensorParallelShardings(), size: 2)
         let rank1 = shards[1]["decoder.layers.0.self_attention.linear_qkv.weight"]!

@@ -168,7 +168,7 @@ final class TensorParallelMappingTests: XCTestCase {
                 let model = try GPTModel(config: config, vocabSize: 32, maxSequenceLength: 8, seed: 100,
                                          tensorParallel: TensorParallelGroup(comm, sequenceParallel: sequenceParallel))
                 let layer = model.decoder.layers[0]
-                return [layer.selfAttention.attentionDropout.generator.seed, layer.hiddenDropout.generator.seed,
+                return [layer.attention!.attentionDropout.generator.seed, layer.hiddenDropout.generator.seed,
                         model.embeddingDropout.generator.seed]
             }
             XCTAssertEqual(seeds[0][0], 101 + 2718, "attention dropout: seed + 2718 + rank")

@@ -68,6 +68,16 @@ final class TensorParallelModelTests: XCTestCase {
         try checkForwardAndBackward(TinyGPT.llama(), untied: true, "LLaMA")
     }
 
+    /// Gated DeltaNet's sectioned in_proj and conv1d, its per-head A_log / dt_bias and out_norm, and the
+    /// attention output gate split by query groups.
+    func testGatedDeltaNetHybridWithOutputGateMatchesSingleRank() throws {
+        var config = try TinyGPT.llama()
+        config.attentionOutputGate = true
+        config.gatedDeltaNet = GatedDeltaNetConfig(layers: [true, false], convKernelDim: 3, keyHeadDim: 4, valueHeadDim: 6,
+                                                   numKeyHeads: 4, numValueHeads: 8)
+        try checkForwardAndBackward(config, untied: true, "GDN hybrid")
+    }
+
     /// Query/key norms act per head, so their gradients are partial per rank even without sequence parallelism.
     func testQKLayernormGradientsAreSummedOverTheGroup() throws {
         try checkForwardAndBackward(TinyGPT.llama(qkLayernorm: true), untied: true, "LLaMA+QK-norm")

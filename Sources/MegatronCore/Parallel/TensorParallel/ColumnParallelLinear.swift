@@ -17,20 +17,24 @@ public final class ColumnParallelLinear: Module {
     public let weight: Tensor
     public let bias: Tensor?
     public let group: TensorParallelGroup
-    /// `.split(dim: 0)`, or `.splitHalves(dim: 0)` when the outputs are two halves split separately (SwiGLU).
+    /// `.split(dim: 0)`, `.splitHalves(dim: 0)` when the outputs are two halves split separately (SwiGLU), or
+    /// `.splitSections` for outputs of several sections each split separately (Gated DeltaNet's `in_proj`).
     public let sharding: TensorParallelSharding
     /// Whether to all-gather the outputs so every rank gets all of them.
     public let gatherOutput: Bool
 
-    public init(inFeatures: Int, outFeatures: Int, bias: Bool = true, splitHalves: Bool = false,
+    /// `sections` (whole lengths adding up to `outFeatures`) splits each section separately.
+    public init(inFeatures: Int, outFeatures: Int, bias: Bool = true, splitHalves: Bool = false, sections: [Int]? = nil,
                 gatherOutput: Bool = false, initMethod: InitMethod = .normal(std: 0.02), dtype: DType = .float32,
                 group: TensorParallelGroup = .single, generator: PhiloxGenerator) {
         let blocks = splitHalves ? 2 * group.size : group.size
         precondition(outFeatures % blocks == 0,
                      "column-parallel output features (\(outFeatures)) must split into \(blocks) equal blocks")
+        precondition(sections.map { $0.reduce(0, +) == outFeatures && $0.allSatisfy { $0 % group.size == 0 } } ?? true,
+                     "column-parallel sections \(sections ?? []) must add up to \(outFeatures) and each split into \(group.size) blocks")
         self.group = group
         self.gatherOutput = gatherOutput
-        sharding = splitHalves ? .splitHalves(dim: 0) : .split(dim: 0)
+        sharding = sections.map { .splitSections(dim: 0, lengths: $0) } ?? (splitHalves ? .splitHalves(dim: 0) : .split(dim: 0))
         let master = initMethod.draw([outFeatures, inFeatures], dtype: dtype, generator: generator)
         weight = parameter(try! sharding.shard(master, rank: group.rank, size: group.size))
         self.bias = bias ? parameter(Tensor.zeros([outFeatures / group.size], dtype: dtype)) : nil

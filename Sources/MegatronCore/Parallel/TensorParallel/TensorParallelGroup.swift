@@ -43,6 +43,10 @@ public struct TensorParallelGroup {
         _ = try partition(config.numAttentionHeads, "num_attention_heads")
         _ = try partition(config.numQueryGroups, "num_query_groups")
         _ = try partition(config.ffnHiddenSize, "ffn_hidden_size")
+        if let gdn = config.gatedDeltaNet {
+            _ = try partition(gdn.numKeyHeads, "linear_num_key_heads")
+            _ = try partition(gdn.numValueHeads, "linear_num_value_heads")
+        }
         guard vocabSize % size == 0 else {
             throw ConfigError("padded vocab size (\(vocabSize)) must be divisible by the tensor-parallel size (\(size)); "
                 + "Megatron pads the vocabulary to a multiple of make_vocab_size_divisible_by x TP, e.g. "

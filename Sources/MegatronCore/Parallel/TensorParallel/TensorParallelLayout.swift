@@ -49,13 +49,14 @@ extension Module {
     /// layer-norm step of `finalize_model_grads`):
     /// - under sequence parallelism, the weights and biases of every norm and the biases of row-parallel
     ///   layers, which see only this rank's positions;
-    /// - with more than one rank, the query and key norms, which see only this rank's heads.
+    /// - with more than one rank, the per-head norms (query and key norms, Gated DeltaNet's `out_norm`), which
+    ///   see only this rank's heads.
     public func parametersWithPartialGradients(_ group: TensorParallelGroup) -> [(String, Tensor)] {
         guard group.size > 1 else { return [] }
         var result: [(String, Tensor)] = []
         visitParameters { module, childName, local, path, tensor in
             let isNorm = module is NormLayer
-            let perHeadNorm = isNorm && (childName == "q_layernorm" || childName == "k_layernorm")
+            let perHeadNorm = isNorm && ["q_layernorm", "k_layernorm", "out_norm"].contains(childName)
             let rowParallelBias = module is RowParallelLinear && local == "bias"
             if perHeadNorm || (group.sequenceParallel && (isNorm || rowParallelBias)) { result.append((path, tensor)) }
         }

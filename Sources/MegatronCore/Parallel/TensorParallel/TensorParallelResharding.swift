@@ -92,10 +92,10 @@ public enum TensorParallelResharding {
                 result[name] = freshCopy(local)
             case .split(let dim):
                 result[name] = comm.allGathered(local, dim: dim)
-            case .splitHalves(let dim):
-                let half = local.size(dim) / 2
-                let halves = [local.narrowed(dim, start: 0, length: half), local.narrowed(dim, start: half, length: half)]
-                result[name] = Ops.concat(halves.map { comm.allGathered($0, dim: dim) }, dim: dim)
+            case let sectioned:
+                let (dim, lengths) = try! sectioned.localSectioning(local, size: comm.size)
+                let sections = try! TensorParallelSharding.sections(local, dim: dim, lengths: lengths)
+                result[name] = Ops.concat(sections.map { comm.allGathered($0, dim: dim) }, dim: dim)
             }
         }
         return result

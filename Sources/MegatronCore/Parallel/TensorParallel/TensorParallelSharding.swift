@@ -11,12 +11,16 @@ public enum TensorParallelSharding: Equatable, Sendable, CustomStringConvertible
     /// into `size` blocks; rank r holds its gate block followed by its up block, so that its local
     /// activation sees matching gate and up channels.
     case splitHalves(dim: Int)
+    /// The parameter is sections of the given whole `lengths` along `dim` (Gated DeltaNet's `in_proj`: q, k, v,
+    /// z, beta, alpha), each split into `size` blocks; rank r holds its block of every section, in order.
+    case splitSections(dim: Int, lengths: [Int])
 
     public var description: String {
         switch self {
         case .duplicated: "duplicated"
         case .split(let dim): "split along dim \(dim)"
         case .splitHalves(let dim): "split per half along dim \(dim)"
+        case .splitSections(let dim, let lengths): "split per section \(lengths) along dim \(dim)"
         }
     }
 
@@ -27,9 +31,9 @@ public enum TensorParallelSharding: Equatable, Sendable, CustomStringConvertible
             return freshCopy(full)
         case .split(let dim):
             return freshCopy(try Self.block(full, dim: dim, index: rank, count: size))
-        case .splitHalves(let dim):
-            let halves = try Self.halves(full, dim: dim)
-            let parts = try halves.map { try Self.block($0, dim: dim, index: rank, count: size) }
+        case .splitHalves, .splitSections:
+            let (dim, lengths) = try sectioning(full)
+            let parts = try Self.sections(full, dim: dim, lengths: lengths).map { try Self.block($0, dim: dim, index: rank, count: size) }
             return Ops.concat(parts, dim: dim)
         }
     }
@@ -45,9 +49,46 @@ public enum TensorParallelSharding: Equatable, Sendable, CustomStringConvertible
             return freshCopy(first)
         case .split(let dim):
             return Ops.concat(shards, dim: dim)
+        case .splitHalves, .splitSections:
+            let (dim, lengths) = try localSectioning(first, size: shards.count)
+            let parts = try shards.map { try Self.sections($0, dim: dim, lengths: lengths) }
+            return Ops.concat(lengths.indices.flatMap { section in parts.map { $0[section] } }, dim: dim)
+        }
+    }
+
+    /// The dim and section lengths of a sectioned parameter `full` (halves: two equal ones).
+    private func sectioning(_ full: Tensor) throws -> (dim: Int, lengths: [Int]) {
+        switch self {
         case .splitHalves(let dim):
-            let halves = try shards.map { try Self.halves($0, dim: dim) }
-            return Ops.concat(halves.map { $0[0] } + halves.map { $0[1] }, dim: dim)
+            guard dim < full.rank, full.size(dim) % 2 == 0 else {
+                throw ConfigError("a parameter of shape \(full.shape) does not split into halves along dim \(dim)")
+            }
+            return (dim, [full.size(dim) / 2, full.size(dim) / 2])
+        case .splitSections(let dim, let lengths): return (dim, lengths)
+        case .duplicated, .split: preconditionFailure("\(self) has no sections")
+        }
+    }
+
+    /// The dim and section lengths of one rank's part `local` of a sectioned parameter split over `size` ranks.
+    func localSectioning(_ local: Tensor, size: Int) throws -> (dim: Int, lengths: [Int]) {
+        if case .splitSections(let dim, let lengths) = self {
+            guard lengths.allSatisfy({ $0 % size == 0 }) else {
+                throw ConfigError("sections \(lengths) do not split into \(size) equal blocks each")
+            }
+            return (dim, lengths.map { $0 / size })
+        }
+        return try sectioning(local)
+    }
+
+    /// `t` cut along `dim` into consecutive sections of `lengths`.
+    static func sections(_ t: Tensor, dim: Int, lengths: [Int]) throws -> [Tensor] {
+        guard dim < t.rank, lengths.reduce(0, +) == t.size(dim), lengths.allSatisfy({ $0 >= 0 }) else {
+            throw ConfigError("a parameter of shape \(t.shape) does not hold sections \(lengths) along dim \(dim)")
+        }
+        var start = 0
+        return lengths.map { length in
+            defer { start += length }
+            return t.narrowed(dim, start: start, length: length)
         }
     }
 
@@ -57,9 +98,5 @@ public enum TensorParallelSharding: Equatable, Sendable, CustomStringConvertible
         }
         let length = t.size(dim) / count
         return t.narrowed(dim, start: index * length, length: length)
-    }
-
-    private static func halves(_ t: Tensor, dim: Int) throws -> [Tensor] {
-        [try block(t, dim: dim, index: 0, count: 2), try block(t, dim: dim, index: 1, count: 2)]
     }
 }

@@ -1,0 +1,15 @@
+import MegatronTensor
+
+/// What fills a transformer layer's `self_attention` slot: softmax attention (`SelfAttention`) or, in a hybrid
+/// model's linear-attention layers, Gated DeltaNet (`GatedDeltaNet`).
+public protocol SequenceMixer: Module {
+    /// `x [batch, seq, hidden] -> [batch, seq, hidden]`; `cache` continues a cached sequence (attention only).
+    func callAsFunction(_ x: Tensor, cache: KVCache.Layer?) -> Tensor
+}
+
+extension SequenceMixer {
+    /// The mixer on a whole sequence, without a cache.
+    public func callAsFunction(_ x: Tensor) -> Tensor { self(x, cache: nil) }
+}
+
+extension SelfAttention: SequenceMixer {}

@@ -1,0 +1,87 @@
+/// Megatron's layer-pattern values (`--linear-attention-freq`, evaluated by Python there): an integer, or a
+/// list expression built from `[a, b, ...]`, `+` (concatenation), `*` (repetition) and parentheses.
+///
+/// ```swift
+/// try LayerPattern.evaluate("([1]*3+[0]*1)*2", flag: "--linear-attention-freq")   // .list([1, 1, 1, 0, 1, 1, 1, 0])
+/// ```
+enum LayerPattern: Equatable {
+    case int(Int)
+    case list([Int])
+
+    static func evaluate(_ text: String, flag: String) throws -> LayerPattern {
+        var parser = Parser(characters: Array(text.filter { !$0.isWhitespace }), text: text, flag: flag)
+        let value = try parser.sum()
+        guard parser.position == parser.characters.count else { throw parser.error("unexpected '\(parser.characters[parser.position])'") }
+        return value
+    }
+
+    private struct Parser {
+        let characters: [Character]
+        let text: String, flag: String
+        var position = 0
+
+        func error(_ what: String) -> ArgumentError {
+            ArgumentError("\(flag) '\(text)': \(what); give an integer or a list such as ([1]*3+[0]*1)*2")
+        }
+
+        mutating func take(_ c: Character) -> Bool {
+            guard position < characters.count, characters[position] == c else { return false }
+            position += 1
+            return true
+        }
+
+        mutating func sum() throws -> LayerPattern {
+            var value = try product()
+            while take("+") {
+                switch (value, try product()) {
+                case (.int(let a), .int(let b)): value = .int(a + b)
+                case (.list(let a), .list(let b)): value = .list(a + b)
+                default: throw error("'+' joins two lists or adds two integers")
+                }
+            }
+            return value
+        }
+
+        mutating func product() throws -> LayerPattern {
+            var value = try atom()
+            while take("*") {
+                switch (value, try atom()) {
+                case (.int(let a), .int(let b)): value = .int(a * b)
+                case (.list(let a), .int(let n)), (.int(let n), .list(let a)):
+                    guard n >= 0 && n <= 1 << 16 else { throw error("repeat count \(n) out of range") }
+                    value = .list(Array([[Int]](repeating: a, count: n).joined()))
+                default: throw error("'*' repeats a list by an integer")
+                }
+            }
+            return value
+        }
+
+        mutating func atom() throws -> LayerPattern {
+            if take("(") {
+                let value = try sum()
+                guard take(")") else { throw error("missing ')'") }
+                return value
+            }
+            if take("[") {
+                var items: [Int] = []
+                if take("]") { return .list(items) }
+                repeat {
+                    guard case .int(let n) = try integer() else { throw error("lists hold integers") }
+                    items.append(n)
+                } while take(",")
+                guard take("]") else { throw error("missing ']'") }
+                return .list(items)
+            }
+            return try integer()
+        }
+
+        mutating func integer() throws -> LayerPattern {
+            let start = position
+            while position < characters.count, characters[position].isNumber { position += 1 }
+            guard position > start, let n = Int(String(characters[start..<position])) else {
+                throw error(position < characters.count ? "unexpected '\(characters[position])'" : "unexpected end")
+            }
+            return .int(n)
+        }
+    }
+}
