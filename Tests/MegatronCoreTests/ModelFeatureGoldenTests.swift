@@ -41,9 +41,9 @@ final class ModelFeatureGoldenTests: XCTestCase {
     }
 
     func compare(_ name: String, config: TransformerConfig, untied: Bool, device: Device = .cpu, tolerance: Float = 1e-5,
-                 file: StaticString = #filePath, line: UInt = #line) throws {
+                 directory: String = "model_features", file: StaticString = #filePath, line: UInt = #line) throws {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/model_features/\(name).safetensors")
+            .appendingPathComponent("Fixtures/\(directory)/\(name).safetensors")
         let golden = try SafeTensors.read(url).tensors
         let model = onDevice(device) {
             GPTModel(config: config, vocabSize: 64, maxSequenceLength: 10, untieEmbeddingsAndOutputWeights: untied)

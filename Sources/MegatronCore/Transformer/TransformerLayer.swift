@@ -26,10 +26,12 @@ public final class TransformerLayer: Module {
         self.init(config: config, generator: generator, dropout: ModelParallelRNG(single: dropoutGenerator))
     }
 
+    /// `layerNumber` is 1-based, as Megatron numbers layers (it picks the windowed ones).
     public init(config: TransformerConfig, generator: PhiloxGenerator, dropout: ModelParallelRNG,
-                tensorParallel: TensorParallelGroup = .single) {
+                tensorParallel: TensorParallelGroup = .single, layerNumber: Int = 1) {
         inputLayernorm = makeNorm(config)
-        selfAttention = SelfAttention(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel)
+        selfAttention = SelfAttention(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel,
+                                      layerNumber: layerNumber)
         preMLPLayernorm = makeNorm(config)
         mlp = MLP(config: config, generator: generator, tensorParallel: tensorParallel)
         hiddenDropout = Dropout(config.hiddenDropout, generator: dropout.generator(split: tensorParallel.sequenceParallel))
@@ -77,8 +79,9 @@ public final class TransformerBlock: Module {
 
     public init(config: TransformerConfig, generator: PhiloxGenerator, dropout: ModelParallelRNG,
                 tensorParallel: TensorParallelGroup = .single) {
-        layers = (0..<config.numLayers).map { _ in
-            TransformerLayer(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel)
+        layers = (0..<config.numLayers).map { index in
+            TransformerLayer(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel,
+                             layerNumber: index + 1)
         }
         finalLayernorm = makeNorm(config)
         self.dropout = dropout
