@@ -120,15 +120,19 @@ extension PretrainArguments {
                 numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
                 numQueryGroups: groupQueryAttention ? numQueryGroups : nil, kvChannels: kvChannels,
                 ffnHiddenSize: resolvedFFNHiddenSize, normalization: normalization == "RMSNorm" ? .rmsNorm : .layerNorm,
-                layernormEpsilon: normEpsilon, gatedLinearUnit: swiglu, activation: mlpActivation,
+                layernormEpsilon: normEpsilon, gatedLinearUnit: swiglu || quickGeglu, activation: mlpActivation,
                 addBiasLinear: addBiasLinear, addQKVBias: addQKVBias || addBiasLinear, qkLayernorm: qkLayernorm,
                 hiddenDropout: hiddenDropout, attentionDropout: attentionDropout,
-                positionEmbeddingType: TransformerConfig.PositionEmbedding(rawValue: positionEmbeddingType) ?? .none,
+                positionEmbeddingType: positionEmbeddingType == "yarn" ? .rope
+                    : TransformerConfig.PositionEmbedding(rawValue: positionEmbeddingType) ?? .none,
                 rotaryBase: rotaryBase, rotaryPercent: rotaryPercent, initMethodStd: initMethodStd,
                 paramsDType: bf16 ? .bfloat16 : (fp16 ? .float16 : .float32),
                 ropeScaling: try ropeScaling(),
                 layernormZeroCenteredGamma: applyLayernorm1p, embeddingInitMethodStd: embeddingInitMethodStd,
-                initMethodXavierUniform: initMethodXavierUniform)
+                initMethodXavierUniform: initMethodXavierUniform,
+                gluLinearOffset: gluLinearOffset, activationFuncClampValue: activationFuncClampValue,
+                softmaxType: attentionSoftmax, slidingWindow: try slidingWindow(), windowAttnSkipFreq: try windowAttnPattern(),
+                yarn: yarnScaling())
         } catch let error as ConfigError {
             throw ArgumentError(error.description)
         }
