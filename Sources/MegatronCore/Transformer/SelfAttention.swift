@@ -147,7 +147,9 @@ public final class SelfAttention: Module {
     private func softmax(_ scores: Tensor) -> Tensor {
         guard let sinks else { return Functional.softmax(scores) }
         let shape = scores.shape, t = shape[4]
-        let sink = sinks.logits.to(scores.dtype).reshape([1, shape[1], shape[2], 1, 1])
+        // Off-by-one's zeros are no parameter: they stay where the model was built.
+        let logits = sinks.logits.device == scores.device ? sinks.logits : sinks.logits.detached().to(scores.device)
+        let sink = logits.to(scores.dtype).reshape([1, shape[1], shape[2], 1, 1])
             .expand(to: [shape[0], shape[1], shape[2], shape[3], 1])
         return Functional.softmax(concat([scores, sink], dim: 4)).narrow(4, start: 0, length: t)
     }
