@@ -26,6 +26,8 @@ import sys
 KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Sources", "MegatronCUDA", "Kernels")
 # Compiled without neural.cuh (CUDAKernels.swift, TensorKernels.swift); every other .cu also gets it.
 COMMON_ONLY = {"elementwise.cu", "reduce.cu", "tensor_ops.cu"}
+# What goes in front of flash_attention.cu (NeuralKernels.programSource).
+FLASH_ATTENTION_PARTS = ["flash_attention_masks.cuh"]
 OPTIONS = ["--std=c++17", "-default-device", "-lineinfo"]   # KernelCompiler.baseOptions
 
 
@@ -49,7 +51,9 @@ def load_nvrtc():
 
 
 def source_of(name):
-    parts = ["common.cuh"] + ([] if name in COMMON_ONLY else ["neural.cuh"]) + ["fp8.cuh", name]
+    parts = ["common.cuh"] + ([] if name in COMMON_ONLY else ["neural.cuh"]) + ["fp8.cuh"]
+    parts += FLASH_ATTENTION_PARTS if name == "flash_attention.cu" else []
+    parts.append(name)
     return "\n".join(open(os.path.join(KERNELS, p), encoding="utf-8").read() for p in parts)
 
 

@@ -18,20 +18,31 @@ extension Functional {
     ///
     ///     let o = Functional.scaledDotProductAttention(q, k, v, causal: true)       // [b, heads, s, d]
     ///     let merged = o.permute([0, 2, 1, 3]).reshape([b, s, heads * d])           // no copy
+    ///
+    /// With a sliding `window` and / or `sinks` (one logit per query head, any float dtype, a parameter or
+    /// not; `AttentionMasking`), gpt-oss's attention: the sinks get their gradient too.
     public static func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, causal: Bool = true,
                                                  scale: Float? = nil,
-                                                 dropout: (probability: Float, generator: PhiloxGenerator)? = nil) -> Tensor {
+                                                 dropout: (probability: Float, generator: PhiloxGenerator)? = nil,
+                                                 window: Int? = nil, sinks: Tensor? = nil) -> Tensor {
         let scale = scale ?? 1 / Float(q.shape.last!).squareRoot()
         let (qs, ks, vs) = (q.detached(), k.detached(), v.detached())
         let drop = dropout.flatMap { p, generator in
             p > 0 ? AttentionDropout(probability: p, seed: generator.seed, offset: generator.nextOffset()) : nil
         }
-        let r = Ops.attention(q: qs, k: ks, v: vs, causal: causal, scale: scale, dropout: drop)
+        let sinkLogits = sinks.map { $0.detached().cast(to: .float32) }
+        let masking = AttentionMasking(window: window, sinks: sinkLogits)
+        let r = Ops.attention(q: qs, k: ks, v: vs, causal: causal, scale: scale, dropout: drop, masking: masking)
         let output = r.output
-        return record("scaledDotProductAttention", inputs: [q, k, v], output: output) { g in
+        return record("scaledDotProductAttention", inputs: [q, k, v] + (sinks.map { [$0] } ?? []), output: output) { g in
             let grads = Ops.attentionBackward(gradOutput: g, q: qs, k: ks, v: vs, output: output, logSumExp: r.logSumExp,
-                                              causal: causal, scale: scale, dropout: drop)
-            return [grads.gradQ, grads.gradK, grads.gradV]
+                                              causal: causal, scale: scale, dropout: drop, masking: masking)
+            var inputGradients = [grads.gradQ, grads.gradK, grads.gradV]
+            if let sinks, let sinkLogits {
+                inputGradients.append(Ops.attentionSinkGradient(gradOutput: g, output: output, logSumExp: r.logSumExp,
+                                                                sinks: sinkLogits).cast(to: sinks.dtype))
+            }
+            return inputGradients
         }
     }
 }

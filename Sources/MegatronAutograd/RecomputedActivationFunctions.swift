@@ -5,20 +5,23 @@ import MegatronTensor
 public enum RecomputedActivation: Equatable, CustomStringConvertible {
     /// GeLU (tanh or erf form), SiLU, ...: any `UnaryOp` with a backward.
     case unary(UnaryOp)
-    /// `silu(gate) * up` over `[gate, up]` halves of the last dimension.
-    case swiglu
+    /// A gated linear unit over `[gate, linear]` halves of the last dimension (SwiGLU, quick GeGLU).
+    case glu(GatedLinearUnit)
+
+    /// `silu(gate) * up`.
+    public static let swiglu = RecomputedActivation.glu(.swiglu)
 
     public func forward(_ x: Tensor) -> Tensor {
         switch self {
         case .unary(let op): Ops.unary(x, op)
-        case .swiglu: Ops.swiglu(x)
+        case .glu(let unit): Ops.gatedLinearUnit(x, unit)
         }
     }
 
     public func backward(_ x: Tensor, gradOutput: Tensor) -> Tensor {
         switch self {
         case .unary(let op): Ops.unaryBackward(x, gradOutput: gradOutput, op)
-        case .swiglu: Ops.swigluBackward(x, gradOutput: gradOutput)
+        case .glu(let unit): Ops.gatedLinearUnitBackward(x, gradOutput: gradOutput, unit)
         }
     }
 
@@ -35,7 +38,7 @@ public enum RecomputedActivation: Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .unary(let op): "\(op)"
-        case .swiglu: "swiglu"
+        case .glu(let unit): "\(unit)"
         }
     }
 }

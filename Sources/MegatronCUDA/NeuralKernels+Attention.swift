@@ -33,12 +33,16 @@ public struct AttentionProblem: Sendable, Equatable {
     /// keys]` is element ((b · heads + h) · queries + i) · keys + j of the draw (MegatronTensor's
     /// AttentionDropout). cuDNN draws its own numbers from the draw's seed and offset instead (`CuDNNAttention`).
     public var dropout: DropoutDraw?
+    /// A sliding window (causal only): query i sees keys i + (keys - queries) - window ... i + (keys - queries);
+    /// nil sees every earlier key.
+    public var window: Int?
 
     public init(batch: Int, groups: Int, perGroup: Int, queries: Int, keys: Int, headDim: Int, causal: Bool, scale: Float,
-                dropout: DropoutDraw? = nil) {
+                dropout: DropoutDraw? = nil, window: Int? = nil) {
         (self.batch, self.groups, self.perGroup, self.queries, self.keys, self.headDim, self.causal, self.scale) =
             (batch, groups, perGroup, queries, keys, headDim, causal, scale)
         self.dropout = dropout
+        self.window = window
     }
 
     public var heads: Int { groups * perGroup }
@@ -67,7 +71,7 @@ extension NeuralKernels {
         let aligned = operands.allSatisfy { op in
             op.address % 16 == 0 && [op.batchStride, op.groupStride, op.headStride, op.rowStride].allSatisfy { $0 % 8 == 0 }
         }
-        return aligned && problem.queries <= problem.keys && problem.keys < Int(Int32.max) / 2
+        return aligned && problem.queries <= problem.keys && (problem.window == nil || problem.causal) && problem.keys < Int(Int32.max) / 2
             && problem.heads <= 65535 && problem.batch <= 65535 && problem.heads * problem.queries < Int(Int32.max)
     }
 
@@ -116,12 +120,14 @@ extension NeuralKernels {
 
     /// Flash-attention forward: writes `output` (addressed like the queries) and the natural-log
     /// row log-sum-exp of the scaled scores, `logSumExp` fp32 `[batch, heads, queries]` contiguous
-    /// (with `problem.dropout`, that of the undropped scores).
+    /// (with `problem.dropout`, that of the undropped scores). `sinks` (fp32 `[heads]`, 0 for none) adds one
+    /// logit per head to every row's softmax denominator; the log-sum-exp then counts it.
     ///
     ///     try nn.attentionForward(output: o, logSumExp: lse, q: q, k: k, v: v, problem: problem,
     ///                             type: .bfloat16, stream: stream)
     public func attentionForward(output: AttentionOperand, logSumExp: UInt64, q: AttentionOperand, k: AttentionOperand,
-                                 v: AttentionOperand, problem: AttentionProblem, type: KernelElementType, stream: CUDAStream) throws {
+                                 v: AttentionOperand, problem: AttentionProblem, sinks: UInt64 = 0, type: KernelElementType,
+                                 stream: CUDAStream) throws {
         let kernel = Self.attentionKernel("flash_forward", problem, type)
         try Self.requireAttention(kernel, problem, type: type, [output, q, k, v])
         try Self.requirePointers(kernel, ["logSumExp": logSumExp])
@@ -130,7 +136,7 @@ extension NeuralKernels {
                    block: .init(128), sharedMemoryBytes: tiling.sharedBytes(headDim: p.headDim).forward, stream: stream,
                    q.queryArguments + k.keyArguments + v.keyArguments + output.queryArguments
                        + [.pointer(logSumExp)] + Self.sizeArguments(p) + [.float32(p.scale * Self.log2e), .int32(p.causal ? 1 : 0)]
-                       + Self.dropoutArguments(p))
+                       + Self.dropoutArguments(p) + [.int32(Self.windowArgument(p)), .pointer(sinks)])
     }
 
     /// Flash-attention backward from the forward's `output` and `logSumExp` and the output gradient
@@ -158,7 +164,7 @@ extension NeuralKernels {
         let operands = q.queryArguments + k.keyArguments + v.keyArguments + gradient.queryArguments
             + [.pointer(logSumExp), .pointer(delta)]
         let tail: [KernelArgument] = Self.sizeArguments(p) + [.float32(p.scale * Self.log2e), .float32(p.scale), .int32(p.causal ? 1 : 0)]
-            + Self.dropoutArguments(p)
+            + Self.dropoutArguments(p) + [.int32(Self.windowArgument(p))]
         let tiling = AttentionTiling.forHeadDim(p.headDim), shared = tiling.sharedBytes(headDim: p.headDim)
         let keyBlocks = LaunchDimensions(Self.blocks(p.keys, tiling.dkdvKeys), p.groups, p.batch)
         let keyOutputs = gradK.keyArguments + gradV.keyArguments
@@ -192,6 +198,9 @@ extension NeuralKernels {
 
     /// The dropout arguments every flash-attention kernel takes (ignored by the kernels without dropout).
     private static func dropoutArguments(_ p: AttentionProblem) -> [KernelArgument] { (p.dropout ?? .none).arguments }
+
+    /// The window as the kernels take it: -1 for none.
+    private static func windowArgument(_ p: AttentionProblem) -> Int32 { Int32(clamping: p.window ?? -1) }
 
     private static func blocks(_ rows: Int, _ perBlock: Int) -> Int { (rows + perBlock - 1) / perBlock }
 

@@ -119,13 +119,13 @@ public final class NeuralKernels {
 
     /// A program's source: the file's (`source`); for `file[type]`, the headers, then
     /// `FOR_EACH_FLOAT_TYPE` narrowed to that type, then the file; for a flash-attention program, the
-    /// headers, then its head dim, tiling and type, then the file.
+    /// headers, then its head dim, tiling and type, then its masks (flash_attention_masks.cuh) and the file.
     static func programSource(_ program: String) throws -> String {
         if let (d, type) = attentionProgramParts(program) {
             return try CUDAKernels.joinedSources(["common.cuh", "neural.cuh", "fp8.cuh"])
                 + "\n#define FA_HEAD_DIM \(d)\n" + AttentionTiling.forHeadDim(d).macroDefinition + "\n"
                 + "#define FA_TYPES(MACRO) MACRO(\(type.rawValue), \(type.rawValue))\n"
-                + (try CUDAKernels.joinedSources(["flash_attention.cu"]))
+                + (try CUDAKernels.joinedSources(["flash_attention_masks.cuh", "flash_attention.cu"]))
         }
         guard let type = KernelElementType.allCases.first(where: { program.hasSuffix("[\($0.rawValue)]") }) else {
             return try source(program)

@@ -146,7 +146,8 @@ enum OutOfScopeFeatures {
         ("pipeline parallelism", #"^--(num-layers-per-virtual-pipeline-stage|num-virtual-stages-per-pipeline-rank|virtual-pipeline-model-parallel-size|decoder-(first|last)-pipeline-num-layers|account-for-.*-in-pipeline-split|microbatch-group-size-per-virtual-pipeline-stage|overlap-p2p-communication.*|pipeline-model-parallel-layout)$"#),
         ("context parallelism", #"^--(cp-comm-type|hierarchical-context-parallel-sizes)$"#),
         ("mixture of experts", #"^--(num-experts|moe-.*)$"#),
-        ("multi-latent attention", #"^--(multi-latent-attention|q-lora-rank|kv-lora-rank|qk-head-dim|qk-pos-emb-head-dim|v-head-dim|rotary-scaling-factor|mscale|mscale-all-dim|cache-mla-latents)$"#),
+        // --rotary-scaling-factor, --mscale and --mscale-all-dim are also YaRN's settings, which work here.
+        ("multi-latent attention", #"^--(multi-latent-attention|q-lora-rank|kv-lora-rank|qk-head-dim|qk-pos-emb-head-dim|v-head-dim|cache-mla-latents)$"#),
         ("FP8", #"^--fp8-.*$"#),
         (checkpointFormats, #"^--(ckpt-format|auto-detect-ckpt-format|dist-ckpt-.*|use-dist-ckpt|async-save|async-strategy|async-ckpt-.*|use-persistent-ckpt-worker|ckpt-fully-parallel-.*|no-ckpt-fully-parallel-save|ckpt-assume-constant-structure|non-persistent-.*)$"#),
         ("checkpoint conversion", #"^--ckpt-convert-.*$"#),

@@ -17,11 +17,7 @@ final class MegatronConfigCorpusTests: XCTestCase {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/megatron-configs")
 
     /// Flag (or flag and value) to what would make it run here; none of this session's helpers owns them.
-    static let knownBlockers: [String: String] = [
-        "--rope-type": "gpt-oss", "--export-force-local-attention": "gpt-oss", "--quick-geglu": "gpt-oss",
-        "--glu-linear-offset": "gpt-oss", "--softmax-type": "gpt-oss", "--window-attn-skip-freq": "gpt-oss",
-        "--activation-func-clamp-value": "gpt-oss", "--window-size": "gpt-oss", "--enable-gpt-oss": "gpt-oss",
-    ]
+    static let knownBlockers: [String: String] = [:]
 
     /// Configs that Megatron itself (d98e8a64dd) refuses once their left-out features are gone: the flags its
     /// error names, and the one whose removal (from the config and its scale-down) lets the config run.

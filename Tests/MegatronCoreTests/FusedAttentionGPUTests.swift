@@ -47,4 +47,35 @@ final class FusedAttentionGPUTests: XCTestCase {
         // The fused output is laid out [b, s, heads, d]: merging heads for the projection is a view.
         XCTAssertTrue(fused.output.permuted([0, 3, 1, 2, 4]).isContiguous)
     }
+
+    /// gpt-oss's attention (learnable sinks, a sliding window) on the fused path against the materialized one:
+    /// outputs, QKV gradients and the sinks' gradient.
+    func testSinksAndWindowOnTheFusedPathMatchMaterialized() throws {
+        try requireGPU()
+        let config = try TransformerConfig(numLayers: 1, hiddenSize: 256, numAttentionHeads: 4, numQueryGroups: 2,
+                                           attentionDropout: 0, initMethodStd: 1, paramsDType: .bfloat16,
+                                           softmaxType: .learnable, slidingWindow: 9)
+        let attention = onDevice(.cuda(0)) {
+            SelfAttention(config: config, generator: PhiloxGenerator(seed: 1), dropoutGenerator: PhiloxGenerator(seed: 2))
+        }
+        let sinks = try XCTUnwrap(attention.sinks)
+        let (b, s, g, p, d) = (2, 77, 2, 2, 64)
+        let weights = Tensor.normal([b, g, p, s, d], dtype: .bfloat16, generator: PhiloxGenerator(seed: 4)).to(.cuda(0))
+        func run(fused: Bool) -> (output: Tensor, grad: Tensor, sinkGrad: Tensor) {
+            var qkv = Tensor.normal([b, s, g, p + 2, d], dtype: .bfloat16, generator: PhiloxGenerator(seed: 3)).to(.cuda(0))
+            qkv.requiresGrad = true
+            sinks.logits.grad = nil
+            let view = qkv.permute([0, 2, 3, 1, 4])
+            let q = view.narrow(2, start: 0, length: p), k = view.narrow(2, start: p, length: 1)
+            let v = view.narrow(2, start: p + 1, length: 1)
+            let out = fused ? attention.coreAttention(q: q, k: k, v: v) : attention.materializedAttention(q: q, k: k, v: v)
+            (out * weights).sum().backward()
+            return (out, qkv.grad!, sinks.logits.grad!)
+        }
+        attention.eval()
+        let fused = run(fused: true), materialized = run(fused: false)
+        XCTAssertLessThan(relativeError(fused.output, materialized.output), 1e-2)
+        XCTAssertLessThan(relativeError(fused.grad, materialized.grad), 2e-2)
+        XCTAssertLessThan(relativeError(fused.sinkGrad, materialized.sinkGrad), 2e-2)
+    }
 }

@@ -58,9 +58,10 @@ final class ModelFeatureGoldenTests: XCTestCase {
     }
 
     func compare(_ name: String, config: TransformerConfig, untied: Bool, device: Device = .cpu, tolerance: Float = 1e-5,
-                 recomputing: Set<RecomputedModule> = [], file: StaticString = #filePath, line: UInt = #line) throws {
+                 recomputing: Set<RecomputedModule> = [], directory: String = "model_features",
+                 file: StaticString = #filePath, line: UInt = #line) throws {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/model_features/\(name).safetensors")
+            .appendingPathComponent("Fixtures/\(directory)/\(name).safetensors")
         let golden = try SafeTensors.read(url).tensors
         let model = onDevice(device) {
             GPTModel(config: config, vocabSize: 64, maxSequenceLength: 10, untieEmbeddingsAndOutputWeights: untied)

@@ -301,6 +301,11 @@ final class GPUOpsTests: XCTestCase {
             assertParity(Ops.swiglu(x.to(gpu)), Ops.swiglu(x), "swiglu \(dtype)", tolerance: tol)
             assertParity(Ops.swigluBackward(x.to(gpu), gradOutput: half.to(gpu)), Ops.swigluBackward(x, gradOutput: half),
                          "swiglu backward \(dtype)", tolerance: tol)
+            let quickGeGLU = GatedLinearUnit(gate: .quickGelu, linearOffset: 1, clampValue: 0.8)   // gpt-oss's MLP
+            assertParity(Ops.gatedLinearUnit(x.to(gpu), quickGeGLU), Ops.gatedLinearUnit(x, quickGeGLU), "\(quickGeGLU) \(dtype)",
+                         tolerance: tol)
+            assertParity(Ops.gatedLinearUnitBackward(x.to(gpu), gradOutput: half.to(gpu), quickGeGLU),
+                         Ops.gatedLinearUnitBackward(x, gradOutput: half, quickGeGLU), "\(quickGeGLU) backward \(dtype)", tolerance: tol)
             for op in [UnaryOp.geluTanh, .geluErf, .silu] {
                 assertParity(Ops.unary(x.to(gpu), op), Ops.unary(x, op), "\(op) \(dtype)", tolerance: tol)
                 assertParity(Ops.unaryBackward(x.to(gpu), gradOutput: g.to(gpu), op), Ops.unaryBackward(x, gradOutput: g, op),

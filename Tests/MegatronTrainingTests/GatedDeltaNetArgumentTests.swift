@@ -25,11 +25,11 @@ final class GatedDeltaNetArgumentTests: XCTestCase {
     func testListPatternsAreEvaluatedAsPythonWould() throws {
         XCTAssertEqual(try config(base + gdn + "--linear-attention-freq ([1]*3+[0]*1)").gatedDeltaNet?.layers, [true, true, true, false])
         XCTAssertEqual(try config(base + gdn + "--linear-attention-freq [0]+[1]*3").gatedDeltaNet?.layers, [false, true, true, true])
-        XCTAssertEqual(try LayerPattern.evaluate("([1]*3+[0]*2)*2", flag: "f"), .list([1, 1, 1, 0, 0, 1, 1, 1, 0, 0]))
-        XCTAssertEqual(try LayerPattern.evaluate("2*[1, 0]", flag: "f"), .list([1, 0, 1, 0]))
-        XCTAssertEqual(try LayerPattern.evaluate(" 3 ", flag: "f"), .int(3))
+        XCTAssertEqual(try LayerPatternExpression.evaluate("([1]*3+[0]*2)*2", flag: "f"), .list([1, 1, 1, 0, 0, 1, 1, 1, 0, 0]))
+        XCTAssertEqual(try LayerPatternExpression.evaluate("2*[1, 0]", flag: "f"), .list([1, 0, 1, 0]))
+        XCTAssertEqual(try LayerPatternExpression.evaluate(" 3 ", flag: "f"), .int(3))
         for bad in ["[1,", "([1]*2", "[1]+2", "[1]*[2]", "x"] {
-            XCTAssertThrowsError(try LayerPattern.evaluate(bad, flag: "--linear-attention-freq"), bad) {
+            XCTAssertThrowsError(try LayerPatternExpression.evaluate(bad, flag: "--linear-attention-freq"), bad) {
                 XCTAssertTrue("\($0)".contains("--linear-attention-freq '\(bad)'"), "\($0)")
             }
         }

@@ -1,4 +1,4 @@
-// GeLU (tanh approximation and exact erf), SiLU and SwiGLU, forward and backward, computed in
+// GeLU (tanh approximation and exact erf), SiLU, SwiGLU and quick GeGLU, forward and backward, computed in
 // fp32 with 16-byte loads and stores where the pointers allow (the host passes `vec`).
 
 // Both GeLUs write 0.5 (1 + f) in forms that keep their accuracy in the far negative tail,
@@ -36,11 +36,35 @@ struct Silu {
     }
 };
 
-// SwiGLU on [rows, 2 * half] -> [rows, half]: out = silu(a) * b with a = in[:, :half], b = in[:, half:]
-// (Megatron's chunk of the fc1 output). Backward writes d_in = [g * b * silu'(a), g * silu(a)].
-// Vectorized when half % 8 == 0 and the pointers are 16-byte aligned.
-template <class T>
-__device__ void swiglu_forward(T *out, const T *in, long long rows, int half, int vectorized) {
+// quick_gelu(x) = x * sigmoid(1.702 x) (Megatron's quick_gelu, the gate of gpt-oss's quick GeGLU).
+struct QuickGelu {
+    static __device__ __forceinline__ float forward(float x) { return x * Silu::sigmoid(1.702f * x); }
+    static __device__ __forceinline__ float derivative(float x) {
+        const float s = Silu::sigmoid(1.702f * x);
+        return s * (1.0f + 1.702f * x * (1.0f - s));
+    }
+};
+
+// A gated linear unit on [rows, 2 * half] -> [rows, half] (Megatron's chunk of the fc1 output into gate a
+// and linear b): out = F(min(a, c)) * (clamp(b, -c, c) + offset), c = `clamp` (+inf: none); F is SiLU
+// (SwiGLU) or quick GeLU (gate 1). Backward writes d_in = [g * (b' + offset) * F'(a'), g * F(a')], zero where
+// a clamp cut the input off (torch's clamp backward). Vectorized when half % 8 == 0 and the pointers are
+// 16-byte aligned.
+template <class F>
+__device__ __forceinline__ float glu_value(float a, float b, float offset, float clamp) {
+    return F::forward(fminf(a, clamp)) * (fminf(fmaxf(b, -clamp), clamp) + offset);
+}
+
+template <class F>
+__device__ __forceinline__ void glu_gradient(float &a, float &b, float g, float offset, float clamp) {
+    const float ac = fminf(a, clamp), bc = fminf(fmaxf(b, -clamp), clamp);
+    const float da = a <= clamp ? g * (bc + offset) * F::derivative(ac) : 0.0f;
+    const float db = b >= -clamp && b <= clamp ? g * F::forward(ac) : 0.0f;
+    a = da, b = db;
+}
+
+template <class T, class F>
+__device__ void glu_forward(T *out, const T *in, long long rows, int half, int vectorized, float offset, float clamp) {
     const int step = vectorized ? 8 : 1;
     const long long per_row = half / step;
     for (long long i = global_thread_index(); i < rows * per_row; i += grid_stride()) {
@@ -52,16 +76,17 @@ __device__ void swiglu_forward(T *out, const T *in, long long rows, int half, in
             load8(a, av);
             load8(b, bv);
 #pragma unroll
-            for (int k = 0; k < 8; k++) av[k] = Silu::forward(av[k]) * bv[k];
+            for (int k = 0; k < 8; k++) av[k] = glu_value<F>(av[k], bv[k], offset, clamp);
             store8(y, av);
         } else {
-            *y = from_float<T>(Silu::forward(to_float(*a)) * to_float(*b));
+            *y = from_float<T>(glu_value<F>(to_float(*a), to_float(*b), offset, clamp));
         }
     }
 }
 
-template <class T>
-__device__ void swiglu_backward(T *din, const T *grad, const T *in, long long rows, int half, int vectorized) {
+template <class T, class F>
+__device__ void glu_backward(T *din, const T *grad, const T *in, long long rows, int half, int vectorized, float offset,
+                             float clamp) {
     const int step = vectorized ? 8 : 1;
     const long long per_row = half / step;
     for (long long i = global_thread_index(); i < rows * per_row; i += grid_stride()) {
@@ -74,17 +99,14 @@ __device__ void swiglu_backward(T *din, const T *grad, const T *in, long long ro
             load8(in + a_index + half, bv);
             load8(g, gv);
 #pragma unroll
-            for (int k = 0; k < 8; k++) {
-                const float silu = Silu::forward(av[k]);
-                av[k] = gv[k] * bv[k] * Silu::derivative(av[k]);
-                bv[k] = gv[k] * silu;
-            }
+            for (int k = 0; k < 8; k++) glu_gradient<F>(av[k], bv[k], gv[k], offset, clamp);
             store8(din + a_index, av);
             store8(din + a_index + half, bv);
         } else {
-            const float a = to_float(in[a_index]), b = to_float(in[a_index + half]), gv = to_float(*g);
-            din[a_index] = from_float<T>(gv * b * Silu::derivative(a));
-            din[a_index + half] = from_float<T>(gv * Silu::forward(a));
+            float a = to_float(in[a_index]), b = to_float(in[a_index + half]);
+            glu_gradient<F>(a, b, to_float(*g), offset, clamp);
+            din[a_index] = from_float<T>(a);
+            din[a_index + half] = from_float<T>(b);
         }
     }
 }
@@ -98,14 +120,21 @@ __device__ void swiglu_backward(T *din, const T *grad, const T *in, long long ro
         map_binary(dx, g, x, n, vec, [](float gv, float v) { return gv * FUNCTOR::derivative(v); });             \
     }
 
+// For each gated unit G and type: G_forward_T(out, in, rows, half, vec, offset, clamp) and its backward.
+#define GLU_KERNELS_FOR(NAME, FUNCTOR, SUFFIX, TYPE)                                                              \
+    extern "C" __global__ void NAME##_forward_##SUFFIX(TYPE *out, const TYPE *in, long long rows, int half, int vec, \
+                                                       float offset, float clamp) {                               \
+        glu_forward<TYPE, FUNCTOR>(out, in, rows, half, vec, offset, clamp);                                      \
+    }                                                                                                             \
+    extern "C" __global__ void NAME##_backward_##SUFFIX(TYPE *din, const TYPE *g, const TYPE *in, long long rows,   \
+                                                        int half, int vec, float offset, float clamp) {           \
+        glu_backward<TYPE, FUNCTOR>(din, g, in, rows, half, vec, offset, clamp);                                  \
+    }
+
 #define ACTIVATION_KERNELS(SUFFIX, TYPE)                                                                          \
     ACTIVATION_KERNELS_FOR(gelu_tanh, GeluTanh, SUFFIX, TYPE)                                                     \
     ACTIVATION_KERNELS_FOR(gelu_erf, GeluErf, SUFFIX, TYPE)                                                       \
     ACTIVATION_KERNELS_FOR(silu, Silu, SUFFIX, TYPE)                                                              \
-    extern "C" __global__ void swiglu_forward_##SUFFIX(TYPE *out, const TYPE *in, long long rows, int half, int vec) { \
-        swiglu_forward<TYPE>(out, in, rows, half, vec);                                                          \
-    }                                                                                                             \
-    extern "C" __global__ void swiglu_backward_##SUFFIX(TYPE *din, const TYPE *g, const TYPE *in, long long rows, int half, int vec) { \
-        swiglu_backward<TYPE>(din, g, in, rows, half, vec);                                                      \
-    }
+    GLU_KERNELS_FOR(swiglu, Silu, SUFFIX, TYPE)                                                                   \
+    GLU_KERNELS_FOR(quick_geglu, QuickGelu, SUFFIX, TYPE)
 FOR_EACH_FLOAT_TYPE(ACTIVATION_KERNELS)

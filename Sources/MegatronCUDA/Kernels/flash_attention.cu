@@ -33,6 +33,13 @@
 // CPU reference, drawn again in the backward. The forward drops P before P V (the row sums and the
 // log-sum-exp stay undropped) and folds 1 / (1 - p) into the output; the backward forms
 // dV = (P ∘ M)ᵀ dO / (1 - p) and dS = P ∘ (dP ∘ M / (1 - p) - delta).
+//
+// gpt-oss's attention (AttentionMasking.swift): `window` >= 0 hides the keys before position
+// i + (t - s) - window from query i (a sliding window; -1: none), and key blocks wholly outside a block's
+// windows are skipped. `sinks` (fp32 [heads], null: none) adds one logit per head to every row's softmax
+// denominator, unscaled and with no value: the forward folds it into the row sum and the log-sum-exp, so
+// the backward, which recomputes P from that log-sum-exp, needs nothing more (the sinks' own gradient,
+// -Σ P_sink · delta, is formed outside these kernels).
 
 #define FA_THREADS 128
 #define FA_LOG2E 1.4426950408889634f
@@ -219,90 +226,6 @@ __device__ __forceinline__ void fa_store_rows(unsigned short *base, long long st
         }
 }
 
-// One past the last key any query of [q0, q0 + rows) may see.
-__device__ __forceinline__ int fa_key_end(int q0, int rows, int s, int t, int causal) {
-    return causal ? min(t, min(s - 1, q0 + rows - 1) + (t - s) + 1) : t;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Attention dropout's mask (see the top of the file). `head_rows` is (b * heads + h) * s for the query
-// head at hand, so query row i's probabilities start at index (head_rows + i) * t.
-struct FaDropout {
-    float p, scale;
-    uint2 key;
-    unsigned long long offset;
-    long long head_rows;
-    int t;
-};
-
-__device__ __forceinline__ FaDropout fa_dropout(float p, float scale, unsigned long long seed, unsigned long long offset,
-                                                long long head_rows, int t) {
-    FaDropout d;
-    d.p = p, d.scale = scale, d.key = make_uint2((unsigned)seed, (unsigned)(seed >> 32)), d.offset = offset;
-    d.head_rows = head_rows, d.t = t;
-    return d;
-}
-
-// The keep test of mask index `index`, its Philox block drawn for it alone.
-__device__ __forceinline__ bool fa_keeps(const FaDropout &d, unsigned long long index) {
-    const uint4 r = philox_block((long long)(index >> 2), d.offset, d.key);
-    const int word = (int)(index & 3);
-    return dropout_keep(word == 0 ? r.x : word == 1 ? r.y : word == 2 ? r.z : r.w, d.p);
-}
-
-// Keep bits (bit e for accumulator element e) of a 16 x 8 accumulator tile whose rows are queries
-// (this thread's `row` and row + 8) and columns keys (col0 + tq * 2 + (e & 1)). When t % 4 == 0 a
-// Philox block is keys 4m..4m+3 of one query, which a lane pair (tq, tq ^ 1) holds: the even lane
-// draws row `row`'s block and the odd lane row + 8's, and they swap the halves the other holds, one
-// block per four probabilities. Otherwise each probability draws its own block.
-__device__ __forceinline__ unsigned fa_keep_bits_rows(const FaDropout &d, int row, int col0) {
-    const int tq = threadIdx.x & 3;
-    if ((d.t & 3) == 0) {
-        const bool odd = tq & 1;
-        const unsigned long long index = (unsigned long long)(d.head_rows + row + (odd ? 8 : 0)) * d.t + col0 + (tq >> 1) * 4;
-        const uint4 r = philox_block((long long)(index >> 2), d.offset, d.key);
-        const unsigned got0 = __shfl_xor_sync(0xffffffffu, odd ? r.x : r.z, 1);
-        const unsigned got1 = __shfl_xor_sync(0xffffffffu, odd ? r.y : r.w, 1);
-        const unsigned w0 = odd ? got0 : r.x, w1 = odd ? got1 : r.y, w2 = odd ? r.z : got0, w3 = odd ? r.w : got1;
-        return (unsigned)dropout_keep(w0, d.p) | (unsigned)dropout_keep(w1, d.p) << 1 | (unsigned)dropout_keep(w2, d.p) << 2
-               | (unsigned)dropout_keep(w3, d.p) << 3;
-    }
-    unsigned bits = 0;
-#pragma unroll
-    for (int e = 0; e < 4; e++)
-        bits |= (unsigned)fa_keeps(d, (unsigned long long)(d.head_rows + row + (e >> 1) * 8) * d.t + col0 + tq * 2 + (e & 1)) << e;
-    return bits;
-}
-
-// Keep bits of a 16 x 8 accumulator tile whose rows are keys (this thread's `key` and key + 8) and
-// columns queries (col0 + tq * 2 + (e & 1)), as the dK/dV kernel holds Pᵀ. When t % 4 == 0 a Philox
-// block is keys 4m..4m+3 of one query, which the four lanes g = 4m'..4m'+3 of one tq hold: lane x = g % 4
-// draws the block of element x (key half x / 2, query x % 2) and three shuffles give each lane its
-// word of the other three blocks.
-__device__ __forceinline__ unsigned fa_keep_bits_cols(const FaDropout &d, int key, int col0) {
-    const int lane = threadIdx.x & 31, tq = lane & 3, x = (lane >> 2) & 3;
-    if ((d.t & 3) == 0) {
-        const unsigned long long index = (unsigned long long)(d.head_rows + col0 + tq * 2 + (x & 1)) * d.t + key - x + (x >> 1) * 8;
-        const uint4 r = philox_block((long long)(index >> 2), d.offset, d.key);
-        unsigned bits = 0;
-#pragma unroll
-        for (int round = 0; round < 4; round++) {
-            // Round r: lane x reads lane x ^ r, which hands over word x of its block (its own x ^ r): the
-            // word of lane x's key in the block of element x ^ r.
-            const int word = x ^ round;
-            unsigned w = word == 0 ? r.x : word == 1 ? r.y : word == 2 ? r.z : r.w;
-            if (round) w = __shfl_xor_sync(0xffffffffu, w, round << 2);
-            bits |= (unsigned)dropout_keep(w, d.p) << (x ^ round);
-        }
-        return bits;
-    }
-    unsigned bits = 0;
-#pragma unroll
-    for (int e = 0; e < 4; e++)
-        bits |= (unsigned)fa_keeps(d, (unsigned long long)(d.head_rows + col0 + tq * 2 + (e & 1)) * d.t + key + (e >> 1) * 8) << e;
-    return bits;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Forward: each warp owns MT x 16 query rows, the CTA 4 x MT x 16; BN keys per step.
 // Grid (ceil(s / rows per CTA), heads, batch); heavy causal query blocks start first.
@@ -312,7 +235,8 @@ __device__ void flash_forward(const T *q, long long q_b, long long q_g, long lon
                               const T *v, long long v_b, long long v_g, long long v_s,
                               T *o, long long o_b, long long o_g, long long o_p, long long o_s,
                               float *lse, int groups, int per_group, int s, int t, float scale_log2, int causal,
-                              float dropout_p, float dropout_scale, unsigned long long philox_seed, unsigned long long philox_offset) {
+                              float dropout_p, float dropout_scale, unsigned long long philox_seed, unsigned long long philox_offset,
+                              int window, const float *sinks) {
     constexpr int DP = (D + 15) / 16 * 16, P = DP + 8, WM = 16 * MT, BM = 4 * WM, NT = BN / 8;
     extern __shared__ __align__(16) unsigned char fa_shared[];
     unsigned short *qs = reinterpret_cast<unsigned short *>(fa_shared);
@@ -325,12 +249,12 @@ __device__ void flash_forward(const T *q, long long q_b, long long q_g, long lon
     const unsigned short *qh = reinterpret_cast<const unsigned short *>(q) + b * q_b + group * q_g + p * q_p;
     const unsigned short *kh = reinterpret_cast<const unsigned short *>(k) + b * k_b + group * k_g;
     const unsigned short *vh = reinterpret_cast<const unsigned short *>(v) + b * v_b + group * v_g;
-    const int blocks = (fa_key_end(q0, BM, s, t, causal) + BN - 1) / BN;
+    const int blocks = (fa_key_end(q0, BM, s, t, causal) + BN - 1) / BN, first = fa_key_begin(q0, s, t, window) / BN;
     const FaDropout drop = fa_dropout(dropout_p, dropout_scale, philox_seed, philox_offset, ((long long)b * gridDim.y + h) * s, t);
 
     fa_load_tile<D, DP, BM>(qs, qh, q_s, q0, s);
-    fa_load_tile<D, DP, BN>(ks, kh, k_s, 0, t);
-    fa_load_tile<D, DP, BN>(vs, vh, v_s, 0, t);
+    fa_load_tile<D, DP, BN>(ks + (first & 1) * BN * P, kh, k_s, first * BN, t);
+    fa_load_tile<D, DP, BN>(vs + (first & 1) * BN * P, vh, v_s, first * BN, t);
     fa_cp_async_commit();
 
     float acc[MT][DP / 8][4] = {};
@@ -339,7 +263,7 @@ __device__ void flash_forward(const T *q, long long q_b, long long q_g, long lon
     for (int mt = 0; mt < MT; mt++) row_max[mt][0] = row_max[mt][1] = NEG_INFINITY;
     const int row_a = q0 + warp * WM + g;   // this thread's query rows: row_a + mt * 16 + r * 8
 
-    for (int j = 0; j < blocks; j++) {
+    for (int j = first; j < blocks; j++) {
         if (j + 1 < blocks) {
             fa_load_tile<D, DP, BN>(ks + ((j + 1) & 1) * BN * P, kh, k_s, (j + 1) * BN, t);
             fa_load_tile<D, DP, BN>(vs + ((j + 1) & 1) * BN * P, vh, v_s, (j + 1) * BN, t);
@@ -354,9 +278,9 @@ __device__ void flash_forward(const T *q, long long q_b, long long q_g, long lon
         float sc[MT][NT][4] = {};
         fa_gemm_abt<T, DP, NT, P, MT>(sc, qs, warp * WM, kt);
 
-        // Only blocks crossing the diagonal or the end of the keys need a mask (on the raw scores).
+        // Only blocks crossing the diagonal, a window's edge or the end of the keys need a mask (on the raw scores).
         const int k0 = j * BN;
-        if (k0 + BN > t || (causal && k0 + BN - 1 > q0 + offset)) {
+        if (k0 + BN > t || (causal && k0 + BN - 1 > q0 + offset) || (window >= 0 && k0 < q0 + BM - 1 + offset - window)) {
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -364,7 +288,7 @@ __device__ void flash_forward(const T *q, long long q_b, long long q_g, long lon
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         const int key = k0 + nt * 8 + tq * 2 + (e & 1), row = row_a + mt * 16 + (e >> 1) * 8;
-                        if (key >= t || (causal && key > row + offset)) sc[mt][nt][e] = NEG_INFINITY;
+                        if (fa_hidden(key, row, offset, t, causal, window)) sc[mt][nt][e] = NEG_INFINITY;
                     }
         }
         // row_max is kept scaled (log2 domain): max(scale * x) = scale * max(x) for scale > 0.
@@ -413,8 +337,14 @@ __device__ void flash_forward(const T *q, long long q_b, long long q_g, long lon
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-            const float total = fa_quad_sum(row_sum[mt][r]);
-            inverse[mt][r] = total > 0.0f ? (DROPOUT ? drop.scale : 1.0f) / total : 0.0f;
+            float total = fa_quad_sum(row_sum[mt][r]), factor = 1.0f;
+            if (sinks) {   // the sink joins the denominator; rescale to max(row max, sink) so neither overflows
+                const float sink = sinks[h] * FA_LOG2E, m = fmaxf(row_max[mt][r], sink);
+                factor = fa_exp2(row_max[mt][r] - m);
+                total = total * factor + fa_exp2(sink - m);
+                row_max[mt][r] = m;
+            }
+            inverse[mt][r] = total > 0.0f ? (DROPOUT ? drop.scale : 1.0f) * factor / total : 0.0f;
             const int row = row_a + mt * 16 + r * 8;
             if (tq == 0 && row < s)
                 lse[((long long)b * gridDim.y + h) * s + row] = total > 0.0f ? (row_max[mt][r] + log2f(total)) * FA_LN2 : NEG_INFINITY;
@@ -512,7 +442,8 @@ __device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, lo
                                     T *dk, long long dk_b, long long dk_g, long long dk_s,
                                     T *dv, long long dv_b, long long dv_g, long long dv_s, float *dq_acc,
                                     int groups, int per_group, int s, int t, float scale_log2, float scale, int causal,
-                                    float dropout_p, float dropout_scale, unsigned long long philox_seed, unsigned long long philox_offset) {
+                                    float dropout_p, float dropout_scale, unsigned long long philox_seed, unsigned long long philox_offset,
+                                    int window) {
     constexpr int DP = (D + 15) / 16 * 16, P = DP + 8, WN = 16 * MT, BN = 4 * WN, NT = BQ / 8, PQ = BQ + 8;
     extern __shared__ __align__(16) unsigned char fa_shared[];
     unsigned short *ks = reinterpret_cast<unsigned short *>(fa_shared);
@@ -527,9 +458,11 @@ __device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, lo
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
     const unsigned short *kh = reinterpret_cast<const unsigned short *>(k) + b * k_b + group * k_g;
     const unsigned short *vh = reinterpret_cast<const unsigned short *>(v) + b * v_b + group * v_g;
-    // Queries before k0 - offset see none of these keys.
+    // Queries before k0 - offset see none of these keys, nor (with a window) those after k0 + BN - 1 - offset + window.
     const int first = causal ? max(0, k0 - offset) / BQ : 0;
-    const int per_head = max(0, (s + BQ - 1) / BQ - first), steps = per_group * per_head;
+    const int query_blocks = (s + BQ - 1) / BQ, last = k0 + BN - 1 - offset + window;
+    const int end = window < 0 ? query_blocks : last < 0 ? 0 : min(query_blocks, last / BQ + 1);
+    const int per_head = max(0, end - first), steps = per_group * per_head;
 
     // Queues step `step`'s query tile, output-gradient tile and per-row statistics into buffer `buffer`.
     auto load_step = [&](int step, int buffer) {
@@ -571,8 +504,10 @@ __device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, lo
 
         float pt[MT][NT][4] = {};   // Pᵀ: this warp's keys x BQ queries
         fa_gemm_abt<T, DP, NT, P, MT>(pt, ks, warp * WN, qt);
-        // Only steps whose first query precedes this warp's last key cross the diagonal.
-        const bool diagonal = causal && k0 + warp * WN + WN - 1 > q0 + offset;
+        // Only steps whose first query precedes this warp's last key cross the diagonal, and only those
+        // whose last query's window starts past this warp's first key cross a window's edge.
+        const bool diagonal = (causal && k0 + warp * WN + WN - 1 > q0 + offset)
+                              || (window >= 0 && k0 + warp * WN < q0 + BQ - 1 + offset - window);
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -581,7 +516,7 @@ __device__ void flash_backward_dkdv(const T *q, long long q_b, long long q_g, lo
                 for (int e = 0; e < 4; e++) {
                     const int col = nt * 8 + tq * 2 + (e & 1), key = key_a + mt * 16 + (e >> 1) * 8;
                     const float p = fa_exp2(fmaf(pt[mt][nt][e], scale_log2, -lt[col]));
-                    pt[mt][nt][e] = diagonal && key > q0 + col + offset ? 0.0f : p;
+                    pt[mt][nt][e] = diagonal && fa_hidden(key, q0 + col, offset, t, causal, window) ? 0.0f : p;
                 }
         float dpt[MT][NT][4] = {};  // dPᵀ = V dOᵀ
         if constexpr (DROPOUT) {
@@ -666,7 +601,8 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
                                   const float *lse, const float *delta,
                                   T *dq, long long dq_b, long long dq_g, long long dq_p, long long dq_s, int groups, int per_group,
                                   int s, int t, float scale_log2, float scale, int causal,
-                                  float dropout_p, float dropout_scale, unsigned long long philox_seed, unsigned long long philox_offset) {
+                                  float dropout_p, float dropout_scale, unsigned long long philox_seed, unsigned long long philox_offset,
+                                  int window) {
     constexpr int DP = (D + 15) / 16 * 16, P = DP + 8, WM = 16 * MT, BM = 4 * WM, NT = BN / 8;
     extern __shared__ __align__(16) unsigned char fa_shared[];
     unsigned short *qs = reinterpret_cast<unsigned short *>(fa_shared);
@@ -681,12 +617,12 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
     const unsigned short *dh = reinterpret_cast<const unsigned short *>(dout) + b * d_b + group * d_g + p * d_p;
     const unsigned short *kh = reinterpret_cast<const unsigned short *>(k) + b * k_b + group * k_g;
     const unsigned short *vh = reinterpret_cast<const unsigned short *>(v) + b * v_b + group * v_g;
-    const int blocks = (fa_key_end(q0, BM, s, t, causal) + BN - 1) / BN;
+    const int blocks = (fa_key_end(q0, BM, s, t, causal) + BN - 1) / BN, first = fa_key_begin(q0, s, t, window) / BN;
 
     fa_load_tile<D, DP, BM>(qs, qh, q_s, q0, s);
     fa_load_tile<D, DP, BM>(dos, dh, d_s, q0, s);
-    fa_load_tile<D, DP, BN>(ks, kh, k_s, 0, t);
-    fa_load_tile<D, DP, BN>(vs, vh, v_s, 0, t);
+    fa_load_tile<D, DP, BN>(ks + (first & 1) * BN * P, kh, k_s, first * BN, t);
+    fa_load_tile<D, DP, BN>(vs + (first & 1) * BN * P, vh, v_s, first * BN, t);
     fa_cp_async_commit();
 
     const int row_a = q0 + warp * WM + g;   // this thread's query rows: row_a + mt * 16 + r * 8
@@ -703,7 +639,7 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
         }
     float acc[MT][DP / 8][4] = {};
 
-    for (int j = 0; j < blocks; j++) {
+    for (int j = first; j < blocks; j++) {
         if (j + 1 < blocks) {
             fa_load_tile<D, DP, BN>(ks + ((j + 1) & 1) * BN * P, kh, k_s, (j + 1) * BN, t);
             fa_load_tile<D, DP, BN>(vs + ((j + 1) & 1) * BN * P, vh, v_s, (j + 1) * BN, t);
@@ -718,7 +654,8 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
 
         float pr[MT][NT][4] = {};
         fa_gemm_abt<T, DP, NT, P, MT>(pr, qs, warp * WM, kt);
-        const bool edge = k0 + BN > t || (causal && k0 + BN - 1 > q0 + warp * WM + offset);
+        const bool edge = k0 + BN > t || (causal && k0 + BN - 1 > q0 + warp * WM + offset)
+                          || (window >= 0 && k0 < q0 + warp * WM + WM - 1 + offset - window);
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -727,7 +664,7 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
                 for (int e = 0; e < 4; e++) {
                     const int key = k0 + nt * 8 + tq * 2 + (e & 1), row = row_a + mt * 16 + (e >> 1) * 8;
                     const float p = fa_exp2(fmaf(pr[mt][nt][e], scale_log2, -row_lse[mt][e >> 1]));
-                    pr[mt][nt][e] = edge && (key >= t || (causal && key > row + offset)) ? 0.0f : p;
+                    pr[mt][nt][e] = edge && fa_hidden(key, row, offset, t, causal, window) ? 0.0f : p;
                 }
         float dp[MT][NT][4] = {};
         fa_gemm_abt<T, DP, NT, P, MT>(dp, dos, warp * WM, vt);
@@ -768,10 +705,10 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
         FA_Q_ARGS(TYPE), FA_KV_ARGS(TYPE), FA_DO_ARGS(TYPE), const float *lse, const float *delta, TYPE *dk,         \
         long long dk_b, long long dk_g, long long dk_s, TYPE *dv, long long dv_b, long long dv_g, long long dv_s,    \
         float *dq_acc, int groups, int per_group, int s, int t, float scale_log2, float scale, int causal,          \
-        FA_DROPOUT_ARGS) {                                                                                         \
+        FA_DROPOUT_ARGS, int window) {                                                                             \
         flash_backward_dkdv<TYPE, D, MT, BQ, ATOMIC, DROPOUT>(FA_BACKWARD_PASS, lse, delta, dk, dk_b, dk_g, dk_s,    \
                                                               dv, dv_b, dv_g, dv_s, dq_acc, groups, per_group, s,   \
-                                                              t, scale_log2, scale, causal, FA_DROPOUT_PASS);       \
+                                                              t, scale_log2, scale, causal, FA_DROPOUT_PASS, window); \
     }
 
 // The forward, dK/dV, dK/dV + atomic dQ and dQ kernels of one head dim, named with VARIANT (empty or
@@ -779,19 +716,20 @@ __device__ void flash_backward_dq(const T *q, long long q_b, long long q_g, long
 #define FA_VARIANT_KERNELS(SUFFIX, TYPE, D, VARIANT, DROPOUT, F_MT, F_BN, KV_MT, KV_BQ, Q_MT, Q_BN)                \
     extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_forward##VARIANT##_d##D##_##SUFFIX(             \
         FA_Q_ARGS(TYPE), FA_KV_ARGS(TYPE), TYPE *o, long long o_b, long long o_g, long long o_p, long long o_s,     \
-        float *lse, int groups, int per_group, int s, int t, float scale_log2, int causal, FA_DROPOUT_ARGS) {      \
+        float *lse, int groups, int per_group, int s, int t, float scale_log2, int causal, FA_DROPOUT_ARGS,        \
+        int window, const float *sinks) {                                                                          \
         flash_forward<TYPE, D, F_MT, F_BN, DROPOUT>(FA_FORWARD_PASS, o, o_b, o_g, o_p, o_s, lse, groups, per_group, \
-                                                    s, t, scale_log2, causal, FA_DROPOUT_PASS);                    \
+                                                    s, t, scale_log2, causal, FA_DROPOUT_PASS, window, sinks);     \
     }                                                                                                              \
     FA_DKDV_KERNEL(flash_backward_dkdv##VARIANT##_d##D##_##SUFFIX, TYPE, D, KV_MT, KV_BQ, false, DROPOUT)           \
     FA_DKDV_KERNEL(flash_backward_dkdvdq##VARIANT##_d##D##_##SUFFIX, TYPE, D, KV_MT, KV_BQ, true, DROPOUT)          \
     extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_backward_dq##VARIANT##_d##D##_##SUFFIX(         \
         FA_Q_ARGS(TYPE), FA_KV_ARGS(TYPE), FA_DO_ARGS(TYPE), const float *lse, const float *delta, TYPE *dq,         \
         long long dq_b, long long dq_g, long long dq_p, long long dq_s, int groups, int per_group, int s, int t,      \
-        float scale_log2, float scale, int causal, FA_DROPOUT_ARGS) {                                              \
+        float scale_log2, float scale, int causal, FA_DROPOUT_ARGS, int window) {                                  \
         flash_backward_dq<TYPE, D, Q_MT, Q_BN, DROPOUT>(FA_BACKWARD_PASS, lse, delta, dq, dq_b, dq_g, dq_p, dq_s,    \
                                                         groups, per_group, s, t, scale_log2, scale, causal,         \
-                                                        FA_DROPOUT_PASS);                                          \
+                                                        FA_DROPOUT_PASS, window);                                  \
     }
 
 // One head dim's kernels of one type: both variants, and the delta and dQ-rounding passes (named for

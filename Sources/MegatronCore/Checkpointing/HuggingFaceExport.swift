@@ -21,6 +21,11 @@ extension HuggingFaceGPT {
         require(!c.layernormZeroCenteredGamma, "zero-centred norms (--apply-layernorm-1p: weights applied as 1 + w)")
         require(!c.attentionOutputGate, "an attention output gate (--attention-output-gate)")
         require(c.gatedDeltaNet == nil, "Gated DeltaNet layers (--experimental-attention-variant)")
+        // gpt-oss's attention and MLP features: no architecture here has them.
+        require(c.softmaxType == .vanilla, "attention sinks (--softmax-type \(c.softmaxType.rawValue))")
+        require(c.slidingWindow == nil, "sliding-window attention (--window-size)")
+        require(c.yarn == nil, "YaRN rotary embeddings")
+        require(c.gluLinearOffset == 0 && c.activationFuncClampValue == nil, "a gated unit's linear offset or clamp")
         switch architecture {
         case .gpt2:
             require(c.normalization == .layerNorm, "RMSNorm instead of LayerNorm")

@@ -101,6 +101,7 @@ public final class GatedDeltaNet: Module, SequenceMixer {
         case .silu: .silu
         case .squaredRelu: .squaredRelu
         case .gelu, .geluExact: .geluErf
+        case .quickGelu: preconditionFailure("Gated DeltaNet with quick_gelu is refused by TransformerConfig.validate")
         }
     }
 

@@ -1,7 +1,8 @@
 import MegatronAutograd
 import MegatronTensor
 
-/// The feed-forward block: `linear_fc1`, activation (or SwiGLU when gated), `linear_fc2`.
+/// The feed-forward block: `linear_fc1`, activation (or a gated unit: SwiGLU, gpt-oss's clamped quick GeGLU
+/// with its linear offset), `linear_fc2`.
 ///
 /// With a tensor-parallel group, `linear_fc1` is column-parallel and `linear_fc2` row-parallel over
 /// `ffn_hidden_size`. A gated `linear_fc1` splits its gate half and its up half separately, as Megatron
@@ -33,8 +34,8 @@ public final class MLP: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         if !config.gatedLinearUnit, config.activation == .gelu { return geluMLP(x) }
         let h = linearFC1(x)
+        if let unit = config.gatedUnit { return linearFC2(activationOf: h, .glu(unit)) }
         switch (config.gatedLinearUnit, config.activation) {
-        case (true, .silu): return linearFC2(activationOf: h, .swiglu)
         case (true, let act):
             let parts = h.chunk(2, dim: -1)
             return linearFC2(parts[0].apply(Self.unaryOp(act)) * parts[1])
@@ -60,6 +61,7 @@ public final class MLP: Module {
         case .geluExact: .geluErf
         case .silu: .silu
         case .squaredRelu: .squaredRelu
+        case .quickGelu: preconditionFailure("quick_gelu runs gated only (TransformerConfig.validate)")
         }
     }
 }

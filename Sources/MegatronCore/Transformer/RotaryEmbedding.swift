@@ -11,19 +11,25 @@ public struct RotaryEmbedding {
     public let rotaryDim: Int
     public let base: Float
     public let scaling: RopeScaling?
+    /// YaRN (`--position-embedding-type yarn`): its frequencies, every channel rotated, cos / sin scaled.
+    public let yarn: YarnScaling?
     /// One inverse frequency per pair of rotated channels, in fp32 as PyTorch makes them.
     let inverseFrequencies: [Float]
+    /// What the cos / sin tables are multiplied by (YaRN's concentration factor; 1 otherwise).
+    let tableScale: Float
     /// Tables of the last position range asked for, per dtype and device: every training step asks for
     /// the same `0..<seq`, so they are computed and uploaded once.
     private let cache = TableCache()
 
-    public init(kvChannels: Int, rotaryPercent: Float, base: Float, scaling: RopeScaling? = nil) {
-        rotaryDim = Int(Float(kvChannels) * rotaryPercent)
+    public init(kvChannels: Int, rotaryPercent: Float, base: Float, scaling: RopeScaling? = nil, yarn: YarnScaling? = nil) {
+        rotaryDim = yarn == nil ? Int(Float(kvChannels) * rotaryPercent) : kvChannels
         self.base = base
         self.scaling = scaling
+        self.yarn = yarn
         let dim = rotaryDim
         let plain = (0..<dim / 2).map { i in Float(1 / Foundation.pow(Double(base), Double(2 * i) / Double(dim))) }
-        inverseFrequencies = scaling?.apply(to: plain) ?? plain
+        inverseFrequencies = yarn?.inverseFrequencies(dim: dim, base: base) ?? scaling?.apply(to: plain) ?? plain
+        tableScale = yarn?.concentrationFactor ?? 1
     }
 
     /// cos and sin tables `[positions.count, rotaryDim]` for the given positions.
@@ -35,8 +41,8 @@ public struct RotaryEmbedding {
             for i in 0..<half {
                 let angle = Double(pos) * Double(inverseFrequencies[i])
                 for j in [i, i + half] {
-                    cosValues[row * rotaryDim + j] = Float(Foundation.cos(angle))
-                    sinValues[row * rotaryDim + j] = Float(Foundation.sin(angle))
+                    cosValues[row * rotaryDim + j] = Float(Foundation.cos(angle)) * tableScale
+                    sinValues[row * rotaryDim + j] = Float(Foundation.sin(angle)) * tableScale
                 }
             }
         }

@@ -15,6 +15,10 @@ public final class SelfAttention: Module {
     public let tensorParallel: TensorParallelGroup
     let rotary: RotaryEmbedding?
     let attentionDropout: Dropout
+    /// The sink logits of `--softmax-type off-by-one` / `learnable`, nil for `vanilla`.
+    public let sinks: AttentionSinks?
+    /// This layer's sliding window (`TransformerConfig.slidingWindow(layerNumber:)`), nil for full attention.
+    public let window: Int?
     /// Query heads and key/value groups on this rank (all of them on a single rank).
     let localHeads: Int
     let localGroups: Int
@@ -28,8 +32,9 @@ public final class SelfAttention: Module {
     /// With a tensor-parallel group, each rank holds `heads / size` query heads and `groups / size` key/value
     /// groups: `linear_qkv` is column-parallel (whole query groups per rank, as Megatron's fused layout
     /// allows) and `linear_proj` row-parallel. Attention dropout then draws from the split generator.
+    /// `layerNumber` (1-based) decides whether a sliding window applies (`--window-attn-skip-freq`).
     public init(config: TransformerConfig, generator: PhiloxGenerator, dropout: ModelParallelRNG,
-                tensorParallel: TensorParallelGroup = .single) {
+                tensorParallel: TensorParallelGroup = .single, layerNumber: Int = 1) {
         precondition(config.numAttentionHeads % tensorParallel.size == 0 && config.numQueryGroups % tensorParallel.size == 0,
                      "num_attention_heads (\(config.numAttentionHeads)) and num_query_groups (\(config.numQueryGroups)) must be divisible by the tensor-parallel size (\(tensorParallel.size))")
         self.config = config
@@ -48,15 +53,18 @@ public final class SelfAttention: Module {
         kLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels) : nil
         rotary = config.positionEmbeddingType == .rope
             ? RotaryEmbedding(kvChannels: config.kvChannels, rotaryPercent: config.rotaryPercent, base: config.rotaryBase,
-                              scaling: config.ropeScaling)
+                              scaling: config.ropeScaling, yarn: config.yarn)
             : nil
         attentionDropout = Dropout(config.attentionDropout, generator: dropout.generator(split: true))
+        sinks = config.softmaxType == .vanilla ? nil : AttentionSinks(config: config, generator: generator, tensorParallel: tensorParallel)
+        window = config.slidingWindow(layerNumber: layerNumber)
     }
 
     override public var children: [(String, Module)] {
         var list: [(String, Module)] = [("linear_qkv", linearQKV), ("linear_proj", linearProj),
                                         ("attention_dropout", attentionDropout)]
         if let qLayernorm, let kLayernorm { list += [("q_layernorm", qLayernorm), ("k_layernorm", kLayernorm)] }
+        if let sinks { list.append(("core_attention", sinks)) }
         return list
     }
 
@@ -118,9 +126,12 @@ public final class SelfAttention: Module {
     /// `keyMask` (true: hidden), broadcast over the scores `[b, g, perGroup, s, t]`, hides more keys per
     /// batch row: the pad keys of left-padded prompts (`LeftPadding.keyMask`). The fused kernels know
     /// only the causal mask, so a masked call (generation, no dropout) takes the materialized path.
+    ///
+    /// gpt-oss's sliding window (`window`) and sinks (`sinks`) run inside the fused kernels too.
     func coreAttention(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor? = nil) -> Tensor {
         if keyMask == nil && q.device != .cpu && Ops.attentionIsFused(q: q, k: k, v: v) {
-            return Functional.scaledDotProductAttention(q, k, v, causal: true, dropout: attentionDropout.activeDraw)
+            return Functional.scaledDotProductAttention(q, k, v, causal: true, dropout: attentionDropout.activeDraw,
+                                                        window: window, sinks: sinks?.logits)
         }
         return materializedAttention(q: q, k: k, v: v, keyMask: keyMask)
     }
@@ -130,11 +141,24 @@ public final class SelfAttention: Module {
         let s = q.size(-2), t = k.size(-2), d = q.size(-1)
         let scores = q.matmul(k.transpose(-1, -2)) * (1 / Float(d).squareRoot())
         // Key j is in query i's future when j > i + (t - s); built where the scores are.
-        let future = Ops.compare(Tensor.arange(0, t, device: q.device).reshaped([1, t]),
-                                 Tensor.arange(t - s, t, device: q.device).reshaped([s, 1]), .greater)
-        var masked = scores.maskedFill(future, -.infinity)
+        let (keys, positions) = (Tensor.arange(0, t, device: q.device).reshaped([1, t]), Tensor.arange(t - s, t, device: q.device).reshaped([s, 1]))
+        var masked = scores.maskedFill(Ops.compare(keys, positions, .greater), -.infinity)
+        if let window {   // and before its window when j < i + (t - s) - window
+            masked = masked.maskedFill(Ops.compare(keys, Ops.binary(positions, Tensor(scalar: Float(window)), .sub), .less), -.infinity)
+        }
         if let keyMask { masked = masked.maskedFill(keyMask, -.infinity) }
-        let probabilities = attentionDropout(Functional.softmax(masked))
-        return probabilities.matmul(v)
+        return attentionDropout(softmax(masked)).matmul(v)
+    }
+
+    /// The softmax over each row of `scores [b, g, perGroup, s, t]`; with sinks, over the row and its head's sink
+    /// logit, whose probability is then dropped (Megatron's `SoftmaxOne`).
+    private func softmax(_ scores: Tensor) -> Tensor {
+        guard let sinks else { return Functional.softmax(scores) }
+        let shape = scores.shape, t = shape[4]
+        // Off-by-one's zeros are no parameter: they stay where the model was built.
+        let logits = sinks.logits.device == scores.device ? sinks.logits : sinks.logits.detached().to(scores.device)
+        let sink = logits.to(scores.dtype).reshape([1, shape[1], shape[2], 1, 1])
+            .expand(to: [shape[0], shape[1], shape[2], shape[3], 1])
+        return Functional.softmax(concat([scores, sink], dim: 4)).narrow(4, start: 0, length: t)
     }
 }

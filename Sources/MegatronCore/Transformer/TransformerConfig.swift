@@ -9,7 +9,13 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
     public enum Normalization: String, Sendable, Codable { case layerNorm = "LayerNorm", rmsNorm = "RMSNorm" }
     /// The MLP's non-linearity: `gelu` is the tanh approximation (Megatron's fused bias-GeLU), `geluExact`
     /// the erf form (`F.gelu`, used when that fusion is off), `squaredRelu` relu(x)² (`--squared-relu`).
-    public enum Activation: String, Sendable, Codable { case gelu, geluExact = "gelu_exact", silu, squaredRelu = "squared_relu" }
+    /// `quickGelu` is x·sigmoid(1.702x), the gate of `--quick-geglu`.
+    public enum Activation: String, Sendable, Codable {
+        case gelu, geluExact = "gelu_exact", silu, squaredRelu = "squared_relu", quickGelu = "quick_gelu"
+    }
+    /// The attention softmax (`--softmax-type`): plain, with a zero sink logit per head (`off-by-one`), or
+    /// with a learned one (`learnable`, the parameter `core_attention.softmax_offset`).
+    public enum SoftmaxType: String, Sendable, Codable { case vanilla, offByOne = "off-by-one", learnable }
     public enum PositionEmbedding: String, Sendable, Codable { case learnedAbsolute = "learned_absolute", rope, none }
 
     public var numLayers: Int
@@ -48,6 +54,19 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
     public var attentionOutputGate: Bool
     /// The Gated DeltaNet layers of a hybrid model; nil: every layer is attention.
     public var gatedDeltaNet: GatedDeltaNetConfig?
+    // gpt-oss
+    /// Added to the linear half of a gated unit: `act(gate) * (linear + offset)` (`--glu-linear-offset`).
+    public var gluLinearOffset: Float = 0
+    /// A gated unit's gate clamped to at most this, its linear half to ±this (`--activation-func-clamp-value`).
+    public var activationFuncClampValue: Float?
+    public var softmaxType: SoftmaxType = .vanilla
+    /// Keys before `window` positions back are hidden from each query in windowed layers (`--window-size W,0`);
+    /// nil: no sliding window.
+    public var slidingWindow: Int?
+    /// Which layers the window applies to (`--window-attn-skip-freq`); nil: every layer.
+    public var windowAttnSkipFreq: LayerPattern?
+    /// YaRN rotary embeddings (`--position-embedding-type yarn`; `positionEmbeddingType` is then `rope`).
+    public var yarn: YarnScaling?
 
     public init(
         numLayers: Int, hiddenSize: Int, numAttentionHeads: Int, numQueryGroups: Int? = nil,
@@ -60,7 +79,9 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         ropeScaling: RopeScaling? = nil,
         layernormZeroCenteredGamma: Bool = false, embeddingInitMethodStd: Float? = nil,
         initMethodXavierUniform: Bool = false, attentionOutputGate: Bool = false,
-        gatedDeltaNet: GatedDeltaNetConfig? = nil
+        gatedDeltaNet: GatedDeltaNetConfig? = nil,
+        gluLinearOffset: Float = 0, activationFuncClampValue: Float? = nil, softmaxType: SoftmaxType = .vanilla,
+        slidingWindow: Int? = nil, windowAttnSkipFreq: LayerPattern? = nil, yarn: YarnScaling? = nil
     ) throws {
         self.numLayers = numLayers
         self.hiddenSize = hiddenSize
@@ -88,10 +109,33 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         self.initMethodXavierUniform = initMethodXavierUniform
         self.attentionOutputGate = attentionOutputGate
         self.gatedDeltaNet = gatedDeltaNet
+        self.gluLinearOffset = gluLinearOffset
+        self.activationFuncClampValue = activationFuncClampValue
+        self.softmaxType = softmaxType
+        self.slidingWindow = slidingWindow
+        self.windowAttnSkipFreq = windowAttnSkipFreq
+        self.yarn = yarn
         if kvChannels == nil && numAttentionHeads > 0 && hiddenSize % numAttentionHeads != 0 {
             throw ConfigError("hidden_size (\(hiddenSize)) must be divisible by num_attention_heads (\(numAttentionHeads)) unless kv_channels is given")
         }
         try validate()
+    }
+
+    /// The sliding window of layer `layerNumber` (1-based, Megatron's `is_layer_window_attention`): the window
+    /// unless the skip pattern makes it a full-attention layer.
+    public func slidingWindow(layerNumber: Int) -> Int? {
+        guard let slidingWindow else { return nil }
+        return windowAttnSkipFreq?.isWindowed(layerNumber: layerNumber) ?? true ? slidingWindow : nil
+    }
+
+    /// The MLP's gated unit when `gatedLinearUnit` is set and its activation has a fused one.
+    public var gatedUnit: GatedLinearUnit? {
+        guard gatedLinearUnit else { return nil }
+        switch activation {
+        case .silu: return GatedLinearUnit(gate: .silu, linearOffset: gluLinearOffset, clampValue: activationFuncClampValue)
+        case .quickGelu: return GatedLinearUnit(gate: .quickGelu, linearOffset: gluLinearOffset, clampValue: activationFuncClampValue)
+        default: return nil
+        }
     }
 
     /// The init of every weight matrix but the output projections and the embeddings (`linear_qkv`,
@@ -133,6 +177,19 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
             try ropeScaling.validate()
         }
         try gatedDeltaNet?.validate(numLayers: numLayers)
+        if let slidingWindow { try require(slidingWindow >= 0, "window_size must be >= 0, got \(slidingWindow)") }
+        try windowAttnSkipFreq?.validate(numLayers: numLayers)
+        if let yarn {
+            try require(positionEmbeddingType == .rope && ropeScaling == nil, "YaRN replaces RoPE's frequencies: it needs rope positions and no other rope scaling")
+            try require(kvChannels % 2 == 0, "YaRN rotates every channel: kv_channels (\(kvChannels)) must be even")
+            try yarn.validate()
+        }
+        try require(softmaxType != .learnable || !initMethodXavierUniform,
+                    "softmax_type learnable: its 1-D softmax_offset has no fans for xavier uniform init (as in Megatron)")
+        try require(activationFuncClampValue.map { $0 > 0 } ?? true, "activation_func_clamp_value must be positive")
+        try require(activation != .quickGelu || gatedLinearUnit, "quick_gelu is used gated only (quick GeGLU)")
+        try require(gatedDeltaNet == nil || activation != .quickGelu,
+                    "Gated DeltaNet layers take their gate activation from the MLP's; quick GeGLU (--quick-geglu) is not supported with them")
     }
 
     /// Whether layer `index` is a Gated DeltaNet layer rather than attention.
@@ -152,6 +209,7 @@ extension TransformerConfig {
         case attentionDropout, positionEmbeddingType, rotaryBase, rotaryPercent, initMethodStd, paramsDType
         case ropeScaling, layernormZeroCenteredGamma, embeddingInitMethodStd, initMethodXavierUniform
         case attentionOutputGate, gatedDeltaNet
+        case gluLinearOffset, activationFuncClampValue, softmaxType, slidingWindow, windowAttnSkipFreq, yarn
     }
 
     /// Decodes a config as encoded; the fields added after checkpoints first recorded it (RoPE scaling,
@@ -184,5 +242,38 @@ extension TransformerConfig {
         initMethodXavierUniform = try c.decodeIfPresent(Bool.self, forKey: .initMethodXavierUniform) ?? false
         attentionOutputGate = try c.decodeIfPresent(Bool.self, forKey: .attentionOutputGate) ?? false
         gatedDeltaNet = try c.decodeIfPresent(GatedDeltaNetConfig.self, forKey: .gatedDeltaNet)
+        gluLinearOffset = try c.decodeIfPresent(Float.self, forKey: .gluLinearOffset) ?? 0
+        activationFuncClampValue = try c.decodeIfPresent(Float.self, forKey: .activationFuncClampValue)
+        softmaxType = try c.decodeIfPresent(SoftmaxType.self, forKey: .softmaxType) ?? .vanilla
+        slidingWindow = try c.decodeIfPresent(Int.self, forKey: .slidingWindow)
+        windowAttnSkipFreq = try c.decodeIfPresent(LayerPattern.self, forKey: .windowAttnSkipFreq)
+        yarn = try c.decodeIfPresent(YarnScaling.self, forKey: .yarn)
+    }
+}
+
+/// Which layers a per-layer feature applies to, as Megatron writes it (`--window-attn-skip-freq`): every
+/// layer but each `n`-th (`frequency(n)`: (n-1) windowed layers, then one full), or a list with one entry per
+/// layer, 1 where it applies.
+public enum LayerPattern: Sendable, Equatable, Codable {
+    case frequency(Int)
+    case list([Int])
+
+    /// Whether layer `layerNumber` (1-based) is windowed.
+    public func isWindowed(layerNumber: Int) -> Bool {
+        switch self {
+        case .frequency(let n): layerNumber % n != 0
+        case .list(let flags): flags[layerNumber - 1] != 0
+        }
+    }
+
+    func validate(numLayers: Int) throws {
+        switch self {
+        case .frequency(let n):
+            guard n > 0 else { throw ConfigError("window_attn_skip_freq must be positive, got \(n)") }
+        case .list(let flags):
+            guard flags.count == numLayers else {
+                throw ConfigError("window_attn_skip_freq lists \(flags.count) layers; the model has num_layers \(numLayers)")
+            }
+        }
     }
 }

@@ -32,13 +32,15 @@ public final class TransformerLayer: Module {
         self.init(config: config, generator: generator, dropout: ModelParallelRNG(single: dropoutGenerator))
     }
 
-    /// `gatedDeltaNet`: this layer's `self_attention` is Gated DeltaNet rather than attention.
+    /// `layerNumber` is 1-based, as Megatron numbers layers (it picks the windowed ones); `gatedDeltaNet`: this
+    /// layer's `self_attention` is Gated DeltaNet rather than attention.
     public init(config: TransformerConfig, generator: PhiloxGenerator, dropout: ModelParallelRNG,
-                tensorParallel: TensorParallelGroup = .single, gatedDeltaNet: Bool = false) {
+                tensorParallel: TensorParallelGroup = .single, layerNumber: Int = 1, gatedDeltaNet: Bool = false) {
         inputLayernorm = makeNorm(config)
         selfAttention = gatedDeltaNet
             ? GatedDeltaNet(config: config, generator: generator, tensorParallel: tensorParallel)
-            : SelfAttention(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel)
+            : SelfAttention(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel,
+                            layerNumber: layerNumber)
         preMLPLayernorm = makeNorm(config)
         mlp = MLP(config: config, generator: generator, tensorParallel: tensorParallel)
         hiddenDropout = Dropout(config.hiddenDropout, generator: dropout.generator(split: tensorParallel.sequenceParallel))
@@ -86,9 +88,9 @@ public final class TransformerBlock: Module {
 
     public init(config: TransformerConfig, generator: PhiloxGenerator, dropout: ModelParallelRNG,
                 tensorParallel: TensorParallelGroup = .single) {
-        layers = (0..<config.numLayers).map {
+        layers = (0..<config.numLayers).map { index in
             TransformerLayer(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel,
-                             gatedDeltaNet: config.isGatedDeltaNetLayer($0))
+                             layerNumber: index + 1, gatedDeltaNet: config.isGatedDeltaNetLayer(index))
         }
         finalLayernorm = makeNorm(config)
         self.dropout = dropout

@@ -12,21 +12,28 @@ extension Ops {
     /// With `dropout`, the probabilities are dropped before their product with v (`AttentionDropout`
     /// says which); the log-sum-exp is that of the undropped scores.
     ///
+    /// `masking` narrows what each query sees to a sliding window of keys and adds one sink logit per
+    /// head to every row's softmax (`AttentionMasking`); the log-sum-exp then counts the sink.
+    ///
     ///     let (o, lse) = Ops.attention(q: q, k: k, v: v, causal: true, scale: 1 / 8)
     public static func attention(q: Tensor, k: Tensor, v: Tensor, causal: Bool, scale: Float,
-                                 dropout: AttentionDropout? = nil) -> (output: Tensor, logSumExp: Tensor) {
+                                 dropout: AttentionDropout? = nil,
+                                 masking: AttentionMasking = .none) -> (output: Tensor, logSumExp: Tensor) {
         let layout = AttentionLayout(q: q, k: k, v: v)
         precondition(q.dtype == k.dtype && q.dtype == v.dtype, "attention: q, k, v dtypes differ (\(q.dtype), \(k.dtype), \(v.dtype))")
+        masking.check(layout, causal: causal)
         if let device = cudaDevice(q, k, v, op: "attention") {
-            if let r = CUDAAttention.forward(q: q, k: k, v: v, layout: layout, causal: causal, scale: scale, dropout: dropout) {
+            if let r = CUDAAttention.forward(q: q, k: k, v: v, layout: layout, causal: causal, scale: scale, dropout: dropout,
+                                             masking: masking) {
                 return r
             }
             // What the fused kernels do not take (fp32, head dims that are not multiples of 8 up to 256,
             // unaligned rows, a given dropout mask): the CPU implementation on host copies (correct, not fast).
-            let r = attention(q: q.to(.cpu), k: k.to(.cpu), v: v.to(.cpu), causal: causal, scale: scale, dropout: dropout)
+            let r = attention(q: q.to(.cpu), k: k.to(.cpu), v: v.to(.cpu), causal: causal, scale: scale, dropout: dropout,
+                              masking: masking.to(.cpu))
             return (r.output.to(device), r.logSumExp.to(device))
         }
-        let math = AttentionMath(layout: layout, causal: causal, scale: scale, dropout: dropout,
+        let math = AttentionMath(layout: layout, causal: causal, scale: scale, dropout: dropout, masking: masking,
                                  q: layout.groupedQueries(q).floats(), k: AttentionLayout.groupedKeys(k).floats(),
                                  v: AttentionLayout.groupedKeys(v).floats())
         var lse = [Float](repeating: 0, count: layout.batch * layout.heads * layout.queries)
@@ -38,25 +45,27 @@ extension Ops {
 
     /// Gradients of `attention` for q, k and v (contiguous, in the shapes and dtype given), from the
     /// forward's `output` and `logSumExp` and the output's gradient (any strides). Key/value
-    /// gradients sum over the query heads of their group. `dropout` must be the forward's.
+    /// gradients sum over the query heads of their group. `dropout` and `masking` must be the forward's
+    /// (the sinks are in the log-sum-exp; their own gradient is `attentionSinkGradient`).
     public static func attentionBackward(gradOutput: Tensor, q: Tensor, k: Tensor, v: Tensor, output: Tensor, logSumExp: Tensor,
-                                         causal: Bool, scale: Float,
-                                         dropout: AttentionDropout? = nil) -> (gradQ: Tensor, gradK: Tensor, gradV: Tensor) {
+                                         causal: Bool, scale: Float, dropout: AttentionDropout? = nil,
+                                         masking: AttentionMasking = .none) -> (gradQ: Tensor, gradK: Tensor, gradV: Tensor) {
         let layout = AttentionLayout(q: q, k: k, v: v)
+        masking.check(layout, causal: causal)
         precondition(gradOutput.shape == layout.queryShape && output.shape == layout.queryShape,
                      "attentionBackward: output \(output.shape) and its gradient \(gradOutput.shape) must have q's shape \(layout.queryShape)")
         precondition(logSumExp.shape == layout.logSumExpShape, "attentionBackward: logSumExp \(logSumExp.shape) is not \(layout.logSumExpShape)")
         if let device = cudaDevice(gradOutput, q, k, v, output, logSumExp, op: "attentionBackward") {
             if let r = CUDAAttention.backward(gradOutput: gradOutput, q: q, k: k, v: v, output: output, logSumExp: logSumExp,
-                                              layout: layout, causal: causal, scale: scale, dropout: dropout) {
+                                              layout: layout, causal: causal, scale: scale, dropout: dropout, masking: masking) {
                 return r
             }
             let r = attentionBackward(gradOutput: gradOutput.to(.cpu), q: q.to(.cpu), k: k.to(.cpu), v: v.to(.cpu),
                                       output: output.to(.cpu), logSumExp: logSumExp.to(.cpu), causal: causal, scale: scale,
-                                      dropout: dropout)
+                                      dropout: dropout, masking: masking.to(.cpu))
             return (r.gradQ.to(device), r.gradK.to(device), r.gradV.to(device))
         }
-        let math = AttentionMath(layout: layout, causal: causal, scale: scale, dropout: dropout,
+        let math = AttentionMath(layout: layout, causal: causal, scale: scale, dropout: dropout, masking: masking,
                                  q: layout.groupedQueries(q).floats(), k: AttentionLayout.groupedKeys(k).floats(),
                                  v: AttentionLayout.groupedKeys(v).floats())
         let grouped = math.backward(gradOutput: layout.groupedQueries(gradOutput).floats(),
@@ -77,7 +86,17 @@ struct AttentionMath {
     let causal: Bool
     let scale: Float
     let dropout: AttentionDropout?
+    let window: Int?
+    /// One sink logit per query head (`AttentionMasking.sinks`), nil without.
+    let sinks: [Float]?
     let q: [Float], k: [Float], v: [Float]
+
+    init(layout: AttentionLayout, causal: Bool, scale: Float, dropout: AttentionDropout?, masking: AttentionMasking,
+         q: [Float], k: [Float], v: [Float]) {
+        (self.layout, self.causal, self.scale, self.dropout, self.q, self.k, self.v) = (layout, causal, scale, dropout, q, k, v)
+        window = masking.window
+        sinks = masking.sinks?.floats()
+    }
 
     /// What the probability of query row `row` and key `j` is multiplied by before its product with v:
     /// 1 without dropout, else 0 (dropped) or `1 / (1 - p)` (kept).
@@ -86,11 +105,18 @@ struct AttentionMath {
         return dropout.keeps(row * layout.keys + j) ? dropout.scale : 0
     }
 
-    /// Keys query row `i` sees.
+    /// One past the last key query row `i` sees.
     func visibleKeys(_ i: Int) -> Int { causal ? min(layout.keys, i + layout.causalOffset + 1) : layout.keys }
 
-    /// The first query row that sees key `j`.
-    func firstQuery(seeing j: Int) -> Int { causal ? max(0, j - layout.causalOffset) : 0 }
+    /// The first key query row `i` sees: the window's left edge, 0 without a window.
+    func firstKey(_ i: Int) -> Int { window.map { max(0, i + layout.causalOffset - $0) } ?? 0 }
+
+    /// The query rows that see key `j`.
+    func queries(seeing j: Int) -> Range<Int> {
+        let first = causal ? max(0, j - layout.causalOffset) : 0
+        let end = window.map { min(layout.queries, max(first, j - layout.causalOffset + $0 + 1)) } ?? layout.queries
+        return first..<end
+    }
 
     /// The key/value head of query row `row` (an index into q's rows).
     func keyHead(ofRow row: Int) -> Int { row / (layout.perGroup * layout.queries) }
@@ -102,14 +128,15 @@ struct AttentionMath {
             Ops.parallelRows(layout.batch * heads * s, t * d) { row in
                 let (bh, i) = row.quotientAndRemainder(dividingBy: s)
                 let (b, h) = bh.quotientAndRemainder(dividingBy: heads)
-                let kv = keyHead(ofRow: row), count = visibleKeys(i)
+                let kv = keyHead(ofRow: row), keys = firstKey(i)..<visibleKeys(i)
                 let qRow = q.baseAddress! + row * d
-                let x = (0..<count).map { j in Self.dot(qRow, k.baseAddress! + (kv * t + j) * d, d) * scale }
-                let lse = x.withUnsafeBufferPointer { Ops.logSumExp($0.baseAddress!, count) }
+                // The sink is one more logit of the row's softmax, with no value: it only takes probability.
+                let x = keys.map { j in Self.dot(qRow, k.baseAddress! + (kv * t + j) * d, d) * scale } + (sinks.map { [$0[h]] } ?? [])
+                let lse = x.withUnsafeBufferPointer { Ops.logSumExp($0.baseAddress!, x.count) }
                 logSumExp[row] = lse
                 let o = output.baseAddress! + ((b * s + i) * heads + h) * d
-                for j in 0..<count {
-                    let p = Foundation.exp(x[j] - lse) * dropoutFactor(row, j), value = v.baseAddress! + (kv * t + j) * d
+                for (n, j) in keys.enumerated() {
+                    let p = Foundation.exp(x[n] - lse) * dropoutFactor(row, j), value = v.baseAddress! + (kv * t + j) * d
                     for c in 0..<d { o[c] += p * value[c] }
                 }
             }
@@ -139,7 +166,7 @@ struct AttentionMath {
             dq.withUnsafeMutableBufferPointer { dq in
                 Ops.parallelRows(q.count / d, t * d) { row in
                     let kv = keyHead(ofRow: row), out = dq.baseAddress! + row * d
-                    for j in 0..<visibleKeys(row % s) {
+                    for j in firstKey(row % s)..<visibleKeys(row % s) {
                         let ds = gradScore(row, kv, j).ds, key = kb + (kv * t + j) * d
                         for c in 0..<d { out[c] += ds * key[c] }
                     }
@@ -150,7 +177,7 @@ struct AttentionMath {
                     let (kv, j) = keyRow.quotientAndRemainder(dividingBy: t)
                     let (dkRow, dvRow) = (dk.baseAddress! + keyRow * d, dv.baseAddress! + keyRow * d)
                     for head in 0..<p {
-                        for i in firstQuery(seeing: j)..<s {
+                        for i in queries(seeing: j) {
                             let row = (kv * p + head) * s + i
                             let (ds, prob) = gradScore(row, kv, j)
                             for c in 0..<d {

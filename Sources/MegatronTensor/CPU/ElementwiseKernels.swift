@@ -180,27 +180,3 @@ extension Ops {
         }
     }
 }
-
-extension Ops {
-    /// SwiGLU as Megatron's gated MLP: `x [..., 2h]` holds [gate, up]; returns `silu(gate) * up [..., h]`,
-    /// one fused kernel on the GPU.
-    public static func swiglu(_ x: Tensor) -> Tensor {
-        let half = x.shape.last! / 2
-        precondition(x.shape.last! == 2 * half, "swiglu: last dimension \(x.shape.last!) is odd")
-        if cudaDevice(x, op: "swiglu") != nil, let y = CUDAFusedOps.swiglu(x) { return y }
-        let gate = x.narrowed(x.rank - 1, start: 0, length: half), up = x.narrowed(x.rank - 1, start: half, length: half)
-        return binary(unary(gate, .silu), up, .mul)
-    }
-
-    /// The gradient of `swiglu` with respect to `x`: `[g * up * silu'(gate), g * silu(gate)]`.
-    public static func swigluBackward(_ x: Tensor, gradOutput: Tensor) -> Tensor {
-        if cudaDevice(x, gradOutput, op: "swiglu backward") != nil, let dx = CUDAFusedOps.swigluBackward(x, gradOutput: gradOutput) {
-            return dx
-        }
-        let half = x.shape.last! / 2, d = x.rank - 1
-        let gate = x.narrowed(d, start: 0, length: half), up = x.narrowed(d, start: half, length: half)
-        let gradGate = unaryBackward(gate, gradOutput: binary(gradOutput, up, .mul), .silu)
-        let gradUp = binary(gradOutput, unary(gate, .silu), .mul)
-        return concat([gradGate.cast(to: x.dtype), gradUp.cast(to: x.dtype)], dim: d)
-    }
-}

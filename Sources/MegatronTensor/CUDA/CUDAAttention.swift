@@ -18,18 +18,21 @@ enum CUDAAttention {
 
     /// `backend` (default: the context's MEGATRON_ATTENTION setting) picks cuDNN or our kernels. A
     /// given dropout mask (`AttentionDropout(probability:keeping:)`) is the CPU reference's alone: nil.
+    /// A sliding window or sinks (`masking`) run on our kernels: cuDNN's graph here has neither.
     static func forward(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, causal: Bool, scale: Float,
-                        dropout: AttentionDropout? = nil, backend: AttentionBackend? = nil) -> (output: Tensor, logSumExp: Tensor)? {
+                        dropout: AttentionDropout? = nil, masking: AttentionMasking = .none,
+                        backend: AttentionBackend? = nil) -> (output: Tensor, logSumExp: Tensor)? {
         guard supports(q: q, k: k, v: v, layout: layout), let type = q.dtype.kernelElementType,
               let inputs = operands(q: q, k: k, v: v, layout: layout), dropout == nil || dropout?.philox != nil else { return nil }
+        let sinks = masking.sinks.map { $0.to(q.device).contiguous() }
         let bshd = Tensor.empty([layout.batch, layout.queries, layout.heads, layout.headDim], dtype: q.dtype, device: q.device)
         let output = layout.outputView(of: bshd)
         let lse = Tensor.empty(layout.logSumExpShape, dtype: .float32, device: q.device)
         guard let out = queryOperand(layout.groupedQueries(output)) else { return nil }
-        let p = problem(layout, causal: causal, scale: scale, dropout: dropout)
+        let p = problem(layout, causal: causal, scale: scale, dropout: dropout, window: masking.window)
         run("attention", on: q.device) { context, stream in
             let operands: [SDPARole: AttentionOperand] = [.q: inputs[0], .k: inputs[1], .v: inputs[2], .o: out]
-            if let cudnn = try engine(backend, context, p, type, operands) {
+            if sinks == nil, let cudnn = try engine(backend, context, p, type, operands) {
                 let ran = try runUnlessRefused(required: p.dropout != nil) {
                     try cudnn.attentionForwardCuDNN(output: out, logSumExp: lse.deviceAddress, q: inputs[0], k: inputs[1],
                                                     v: inputs[2], problem: p, type: type, stream: stream)
@@ -37,7 +40,8 @@ enum CUDAAttention {
                 if ran { return }
             }
             try context.neural().attentionForward(output: out, logSumExp: lse.deviceAddress, q: inputs[0], k: inputs[1],
-                                                  v: inputs[2], problem: p, type: type, stream: stream)
+                                                  v: inputs[2], problem: p, sinks: sinks?.deviceAddress ?? 0, type: type,
+                                                  stream: stream)
         }
         return (output, lse)
     }
@@ -47,7 +51,8 @@ enum CUDAAttention {
     /// implementation, which the context's setting chose, runs again whatever `deterministic` says).
     static func backward(gradOutput: Tensor, q: Tensor, k: Tensor, v: Tensor, output: Tensor, logSumExp: Tensor,
                          layout: AttentionLayout, causal: Bool, scale: Float, dropout: AttentionDropout? = nil,
-                         deterministic: Bool? = nil, backend: AttentionBackend? = nil) -> (gradQ: Tensor, gradK: Tensor, gradV: Tensor)? {
+                         masking: AttentionMasking = .none, deterministic: Bool? = nil,
+                         backend: AttentionBackend? = nil) -> (gradQ: Tensor, gradK: Tensor, gradV: Tensor)? {
         guard supports(q: q, k: k, v: v, layout: layout), let type = q.dtype.kernelElementType,
               gradOutput.dtype == q.dtype, output.dtype == q.dtype, dropout == nil || dropout?.philox != nil,
               let inputs = operands(q: q, k: k, v: v, layout: layout) else { return nil }
@@ -55,7 +60,7 @@ enum CUDAAttention {
         // ([b, s, heads, d]), our kernels want the last dim contiguous.
         let g = dropout != nil && gradOutput.strides != output.strides ? laidOutLikeOutput(gradOutput, layout)
             : gradOutput.strides.last == 1 ? gradOutput : gradOutput.contiguous()
-        let p = problem(layout, causal: causal, scale: scale, dropout: dropout)
+        let p = problem(layout, causal: causal, scale: scale, dropout: dropout, window: masking.window)
         guard let gradient = queryOperand(layout.groupedQueries(g)), let out = queryOperand(layout.groupedQueries(output)),
               NeuralKernels.supportsAttention(p, type: type, operands: [gradient, out])
         else { return nil }
@@ -68,7 +73,8 @@ enum CUDAAttention {
                                                           .dQ: gq, .dK: gk, .dV: gv]
             // cuDNN sums dQ with atomics; a deterministic backward without dropout stays on our fixed-order kernels.
             let wantsDeterministic = deterministic ?? context.deterministic
-            if p.dropout != nil || !wantsDeterministic, let cudnn = try engine(backend, context, p, type, operands) {
+            // With sinks the forward ran on our kernels (cuDNN's graph here has none): so does the backward.
+            if masking.sinks == nil, p.dropout != nil || !wantsDeterministic, let cudnn = try engine(backend, context, p, type, operands) {
                 let ran = try runUnlessRefused(required: p.dropout != nil) {
                     try cudnn.attentionBackwardCuDNN(gradQ: gq, gradK: gk, gradV: gv, gradient: gradient, output: out,
                                                      logSumExp: lse.deviceAddress, q: inputs[0], k: inputs[1], v: inputs[2],
@@ -111,10 +117,12 @@ enum CUDAAttention {
                 Tensor.empty(v.shape, dtype: v.dtype, device: v.device))
     }
 
-    private static func problem(_ layout: AttentionLayout, causal: Bool, scale: Float, dropout: AttentionDropout?) -> AttentionProblem {
+    private static func problem(_ layout: AttentionLayout, causal: Bool, scale: Float, dropout: AttentionDropout?,
+                                window: Int? = nil) -> AttentionProblem {
         AttentionProblem(batch: layout.batch, groups: layout.groups, perGroup: layout.perGroup, queries: layout.queries,
                          keys: layout.keys, headDim: layout.headDim, causal: causal, scale: scale,
-                         dropout: dropout.flatMap { d in d.philox.map { DropoutDraw(probability: d.probability, seed: $0.seed, offset: $0.offset) } })
+                         dropout: dropout.flatMap { d in d.philox.map { DropoutDraw(probability: d.probability, seed: $0.seed, offset: $0.offset) } },
+                         window: window)
     }
 
     /// q, k, v as kernel operands, or nil when a last dim is not contiguous.
@@ -152,7 +160,7 @@ enum CUDAAttention {
     private static func engine(_ backend: AttentionBackend?, _ context: CUDAContext, _ problem: AttentionProblem,
                                _ type: KernelElementType, _ operands: [SDPARole: AttentionOperand]) throws -> CuDNNAttention? {
         let chosen = backend ?? context.attentionBackend
-        guard chosen != .kernels, let cudnn = try context.cudnnAttention(required: chosen == .cudnn),
+        guard chosen != .kernels, problem.window == nil, let cudnn = try context.cudnnAttention(required: chosen == .cudnn),
               CuDNNAttention.shape(problem, type: type, operands: operands) != nil else { return nil }
         guard problem.dropout != nil else { return cudnn }
         let forward = operands.filter { [.q, .k, .v, .o].contains($0.key) }

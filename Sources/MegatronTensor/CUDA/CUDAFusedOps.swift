@@ -95,24 +95,27 @@ enum CUDAFusedOps {
         return dx
     }
 
-    static func swiglu(_ x: Tensor) -> Tensor? {
+    static func gatedLinearUnit(_ x: Tensor, _ unit: GatedLinearUnit) -> Tensor? {
         guard x.isContiguous, let type = x.dtype.kernelElementType, x.count > 0 else { return nil }
         let half = x.shape.last! / 2, rows = x.count / (2 * half)
         let out = Tensor.empty(Array(x.shape.dropLast()) + [half], dtype: x.dtype, device: x.device)
-        run("swiglu \(x.dtype) \(x.shape)", on: x.device) { nn, stream in
-            try nn.swigluForward(out.deviceAddress, input: x.deviceAddress, rows: rows, half: half, type: type, stream: stream)
+        run("\(unit) \(x.dtype) \(x.shape)", on: x.device) { nn, stream in
+            try nn.gatedLinearUnitForward(out.deviceAddress, input: x.deviceAddress, rows: rows, half: half,
+                                          quickGelu: unit.gate == .quickGelu, linearOffset: unit.linearOffset,
+                                          clampValue: unit.clampValue, type: type, stream: stream)
         }
         return out
     }
 
-    static func swigluBackward(_ x: Tensor, gradOutput: Tensor) -> Tensor? {
+    static func gatedLinearUnitBackward(_ x: Tensor, gradOutput: Tensor, _ unit: GatedLinearUnit) -> Tensor? {
         guard x.isContiguous, x.dtype == gradOutput.dtype, let type = x.dtype.kernelElementType, x.count > 0 else { return nil }
         let half = x.shape.last! / 2, rows = x.count / (2 * half)
         let gradient = gradOutput.contiguous()
         let dx = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
-        run("swiglu backward \(x.dtype) \(x.shape)", on: x.device) { nn, stream in
-            try nn.swigluBackward(dx.deviceAddress, gradient: gradient.deviceAddress, input: x.deviceAddress, rows: rows,
-                                  half: half, type: type, stream: stream)
+        run("\(unit) backward \(x.dtype) \(x.shape)", on: x.device) { nn, stream in
+            try nn.gatedLinearUnitBackward(dx.deviceAddress, gradient: gradient.deviceAddress, input: x.deviceAddress, rows: rows,
+                                           half: half, quickGelu: unit.gate == .quickGelu, linearOffset: unit.linearOffset,
+                                           clampValue: unit.clampValue, type: type, stream: stream)
         }
         return dx
     }

@@ -5,7 +5,7 @@ import MegatronData
 /// compares cases, never text, and printed (`--help`, the arguments dump, `args` in a checkpoint) as Megatron spells it.
 public protocol FlagChoice: RawRepresentable, Codable, Equatable, Sendable where RawValue == String {}
 
-extension TransformerConfig.PositionEmbedding: FlagChoice {}
+extension TransformerConfig.SoftmaxType: FlagChoice {}
 extension TransformerConfig.Normalization: FlagChoice {}
 extension LRDecayStyle: FlagChoice {}
 extension WSDDecayStyle: FlagChoice {}
@@ -13,6 +13,20 @@ extension WeightDecayIncrementStyle: FlagChoice {}
 extension TokenizerOptions.Kind: FlagChoice {}
 
 extension PretrainArguments {
+    /// `--position-embedding-type`: the model's positions; `yarn` is rotary embeddings with YaRN's frequencies.
+    public enum PositionEmbeddingChoice: String, FlagChoice, CaseIterable {
+        case learnedAbsolute = "learned_absolute", rope, yarn, none
+
+        /// The model's position embedding: YaRN's is rotary.
+        public var transformerConfig: TransformerConfig.PositionEmbedding {
+            switch self {
+            case .learnedAbsolute: .learnedAbsolute
+            case .rope, .yarn: .rope
+            case .none: .none
+            }
+        }
+    }
+
     /// `--optimizer`.
     public enum Optimizer: String, FlagChoice, CaseIterable { case adam, sgd }
 

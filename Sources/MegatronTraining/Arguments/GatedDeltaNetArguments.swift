@@ -46,7 +46,7 @@ extension PretrainArguments {
     /// attention; a list (Python's syntax, e.g. `([1]*3+[0]*1)*3`) gives 1 (Gated DeltaNet) or 0 per layer.
     private func linearAttentionLayers(_ text: String) throws -> [Bool] {
         let flag = "--linear-attention-freq"
-        switch try LayerPattern.evaluate(text, flag: flag) {
+        switch try LayerPatternExpression.evaluate(text, flag: flag) {
         case .int(let frequency):
             guard frequency > 0 else { throw ArgumentError("\(flag) must be positive, got \(frequency)") }
             return GatedDeltaNetConfig.pattern(frequency: frequency, numLayers: numLayers)

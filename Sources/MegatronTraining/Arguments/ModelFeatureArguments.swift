@@ -10,6 +10,7 @@ extension PretrainArguments {
     var mlpActivation: TransformerConfig.Activation {
         if swiglu { return .silu }
         if squaredRelu { return .squaredRelu }
+        if quickGeglu { return .quickGelu }
         return biasGeluFusion && addBiasLinear ? .gelu : .geluExact
     }
 
@@ -85,5 +86,6 @@ extension PretrainArguments {
         default:
             break
         }
+        try validateGptOss()
     }
 }

@@ -16,7 +16,7 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var kvChannels: Int?
     public var seqLength = 128
     public var maxPositionEmbeddings: Int?
-    public var positionEmbeddingType: TransformerConfig.PositionEmbedding = .learnedAbsolute
+    public var positionEmbeddingType: PositionEmbeddingChoice = .learnedAbsolute
     public var rotaryBase: Float = 10000
     public var rotaryPercent: Float = 1
     public var normalization: TransformerConfig.Normalization = .layerNorm
@@ -54,6 +54,28 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var linearNumValueHeads = 32
     /// Attention heads scaled by sigmoid of a gate from `linear_qkv` (`--attention-output-gate`).
     public var attentionOutputGate = false
+    // gpt-oss
+    /// `rope` (the only type Megatron's common attention takes; `yarn` is multi-latent attention's).
+    public var ropeType: String?
+    /// A gated MLP with x·sigmoid(1.702x) on its gate half (`--quick-geglu`).
+    public var quickGeglu = false
+    public var gluLinearOffset: Float = 0
+    public var activationFuncClampValue: Float?
+    public var softmaxType: TransformerConfig.SoftmaxType = .vanilla
+    /// `--window-size` as given (`"127,0"`): the sliding window's left and right extents.
+    public var windowSize: String?
+    /// `--window-attn-skip-freq` as given: `N` or a Python list expression (`"[1,1,0]*2"`).
+    public var windowAttnSkipFreq: String?
+    /// ModelOpt's `--enable-gpt-oss` (YaRN settings in its model builder only; accepted, see `PretrainFlags`).
+    public var enableGptOss = false
+    /// YaRN (`--position-embedding-type yarn`): `--rotary-scaling-factor` and the rest, Megatron's defaults when nil.
+    public var rotaryScalingFactor: Float = 1
+    public var yarnOriginalMaxPositionEmbeddings: Int?
+    public var yarnBetaFast: Float?
+    public var yarnBetaSlow: Float?
+    public var yarnCorrectionRangeRoundToInt: Bool?
+    public var mscale: Float = 1
+    public var mscaleAllDim: Float = 0
 
     // Batch and iterations.
     public var microBatchSize = 8

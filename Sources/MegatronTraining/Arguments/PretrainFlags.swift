@@ -160,7 +160,7 @@ enum PretrainFlags {
         .int("--kv-channels", \.kvChannels),
         .int("--seq-length", \.seqLength),
         .int("--max-position-embeddings", \.maxPositionEmbeddings),
-        .choice("--position-embedding-type", \.positionEmbeddingType, [.learnedAbsolute, .rope, .none]),
+        .choice("--position-embedding-type", \.positionEmbeddingType, [.learnedAbsolute, .rope, .yarn, .none]),
         .float("--rotary-base", \.rotaryBase),
         .float("--rotary-percent", \.rotaryPercent),
         .choice("--normalization", \.normalization, [.layerNorm, .rmsNorm]),
@@ -357,6 +357,34 @@ enum PretrainFlags {
         .int("--linear-num-key-heads", \.linearNumKeyHeads),
         .int("--linear-num-value-heads", \.linearNumValueHeads),
         .set("--attention-output-gate", \.attentionOutputGate),
+        // gpt-oss
+        Flag(name: "--rope-type", takesValue: true, apply: { args, value in
+            guard value == "rope" else {
+                throw ArgumentError("--rope-type \(value!): common attention takes only rope (Megatron asserts so; yarn is "
+                    + "multi-latent attention's); for YaRN positions use --position-embedding-type yarn")
+            }
+            args.ropeType = value
+        }, metavar: "rope"),
+        .set("--quick-geglu", \.quickGeglu),
+        .float("--glu-linear-offset", \.gluLinearOffset),
+        .float("--activation-func-clamp-value", \.activationFuncClampValue),
+        .choice("--softmax-type", \.softmaxType, [.vanilla, .offByOne, .learnable]),
+        .string("--window-size", \.windowSize),
+        .string("--window-attn-skip-freq", \.windowAttnSkipFreq),
+        .ignored("--export-force-local-attention", note: "attention runs on this build's fused kernels, with the math of "
+                 + "Megatron's local DotProductAttention (which the flag picks for ModelOpt's model builder)"),
+        .set("--enable-gpt-oss", \.enableGptOss).noting { _ in
+            "no effect: Megatron applies its gpt-oss YaRN settings only in ModelOpt's model builder (a ModelOpt checkpoint "
+                + "or distillation), not in pretrain_gpt's; positions follow --position-embedding-type (yarn for YaRN)"
+        },
+        .float("--rotary-scaling-factor", \.rotaryScalingFactor),
+        .int("--yarn-original-max-position-embeddings", \.yarnOriginalMaxPositionEmbeddings),
+        .float("--yarn-beta-fast", \.yarnBetaFast),
+        .float("--yarn-beta-slow", \.yarnBetaSlow),
+        .set("--yarn-correction-range-round-to-int", \.yarnCorrectionRangeRoundToInt, to: true),
+        .set("--no-yarn-correction-range-round-to-int", \.yarnCorrectionRangeRoundToInt, to: false),
+        .float("--mscale", \.mscale),
+        .float("--mscale-all-dim", \.mscaleAllDim),
     ]
 
     static let fusionNote = "no effect: Megatron's kernel-fusion switches; this build runs its own fused kernels, with the same math"

@@ -121,16 +121,19 @@ extension PretrainArguments {
                 numLayers: numLayers, hiddenSize: hiddenSize, numAttentionHeads: numAttentionHeads,
                 numQueryGroups: groupQueryAttention ? numQueryGroups : nil, kvChannels: kvChannels,
                 ffnHiddenSize: resolvedFFNHiddenSize, normalization: normalization,
-                layernormEpsilon: normEpsilon, gatedLinearUnit: swiglu, activation: mlpActivation,
+                layernormEpsilon: normEpsilon, gatedLinearUnit: swiglu || quickGeglu, activation: mlpActivation,
                 addBiasLinear: addBiasLinear, addQKVBias: addQKVBias || addBiasLinear, qkLayernorm: qkLayernorm,
                 hiddenDropout: hiddenDropout, attentionDropout: attentionDropout,
-                positionEmbeddingType: positionEmbeddingType,
+                positionEmbeddingType: positionEmbeddingType.transformerConfig,
                 rotaryBase: rotaryBase, rotaryPercent: rotaryPercent, initMethodStd: initMethodStd,
                 paramsDType: bf16 ? .bfloat16 : (fp16 ? .float16 : .float32),
                 ropeScaling: try ropeScaling(),
                 layernormZeroCenteredGamma: applyLayernorm1p, embeddingInitMethodStd: embeddingInitMethodStd,
                 initMethodXavierUniform: initMethodXavierUniform, attentionOutputGate: attentionOutputGate,
-                gatedDeltaNet: try gatedDeltaNetConfig())
+                gatedDeltaNet: try gatedDeltaNetConfig(),
+                gluLinearOffset: gluLinearOffset, activationFuncClampValue: activationFuncClampValue,
+                softmaxType: softmaxType, slidingWindow: try slidingWindow(), windowAttnSkipFreq: try windowAttnPattern(),
+                yarn: yarnScaling())
         } catch let error as ConfigError {
             throw ArgumentError(error.description)
         }

@@ -1,14 +1,14 @@
-/// Megatron's layer-pattern values (`--linear-attention-freq`, evaluated by Python there): an integer, or a
+/// Megatron's layer-pattern values (`--linear-attention-freq`, `--window-attn-skip-freq`, evaluated by Python there): an integer, or a
 /// list expression built from `[a, b, ...]`, `+` (concatenation), `*` (repetition) and parentheses.
 ///
 /// ```swift
-/// try LayerPattern.evaluate("([1]*3+[0]*1)*2", flag: "--linear-attention-freq")   // .list([1, 1, 1, 0, 1, 1, 1, 0])
+/// try LayerPatternExpression.evaluate("([1]*3+[0]*1)*2", flag: "--linear-attention-freq")   // .list([1, 1, 1, 0, 1, 1, 1, 0])
 /// ```
-enum LayerPattern: Equatable {
+enum LayerPatternExpression: Equatable {
     case int(Int)
     case list([Int])
 
-    static func evaluate(_ text: String, flag: String) throws -> LayerPattern {
+    static func evaluate(_ text: String, flag: String) throws -> LayerPatternExpression {
         var parser = Parser(characters: Array(text.filter { !$0.isWhitespace }), text: text, flag: flag)
         let value = try parser.sum()
         guard parser.position == parser.characters.count else { throw parser.error("unexpected '\(parser.characters[parser.position])'") }
@@ -30,7 +30,7 @@ enum LayerPattern: Equatable {
             return true
         }
 
-        mutating func sum() throws -> LayerPattern {
+        mutating func sum() throws -> LayerPatternExpression {
             var value = try product()
             while take("+") {
                 switch (value, try product()) {
@@ -42,7 +42,7 @@ enum LayerPattern: Equatable {
             return value
         }
 
-        mutating func product() throws -> LayerPattern {
+        mutating func product() throws -> LayerPatternExpression {
             var value = try atom()
             while take("*") {
                 switch (value, try atom()) {
@@ -56,7 +56,7 @@ enum LayerPattern: Equatable {
             return value
         }
 
-        mutating func atom() throws -> LayerPattern {
+        mutating func atom() throws -> LayerPatternExpression {
             if take("(") {
                 let value = try sum()
                 guard take(")") else { throw error("missing ')'") }
@@ -64,18 +64,20 @@ enum LayerPattern: Equatable {
             }
             if take("[") {
                 var items: [Int] = []
-                if take("]") { return .list(items) }
-                repeat {
+                while !take("]") {
+                    if !items.isEmpty {
+                        guard take(",") else { throw error("missing ',' or ']'") }
+                        if take("]") { break }   // a trailing comma, as Python allows
+                    }
                     guard case .int(let n) = try integer() else { throw error("lists hold integers") }
                     items.append(n)
-                } while take(",")
-                guard take("]") else { throw error("missing ']'") }
+                }
                 return .list(items)
             }
             return try integer()
         }
 
-        mutating func integer() throws -> LayerPattern {
+        mutating func integer() throws -> LayerPatternExpression {
             let start = position
             while position < characters.count, characters[position].isNumber { position += 1 }
             guard position > start, let n = Int(String(characters[start..<position])) else {
