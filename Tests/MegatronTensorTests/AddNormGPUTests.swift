@@ -79,4 +79,52 @@ final class AddNormGPUTests: XCTestCase {
             }
         }
     }
+
+    /// The backward with the residual's dropout fused in (the add_dropout_ backward kernels): the
+    /// residual's gradient is bit for bit the CPU's `Ops.dropout` of the GPU's own input gradient, which
+    /// is bit for bit the input gradient without dropout; both match the CPU's unfused backward.
+    func testResidualDropoutBackwardIsOpsDropoutOfTheInputGradient() throws {
+        let gpu = try requireGPU()
+        for dtype in [DType.bfloat16, .float16, .float32] {
+            let tol: (Float, Float) = dtype == .float32 ? (1e-4, 1e-4) : (dtype == .bfloat16 ? (2e-2, 2e-2) : (4e-3, 4e-3))
+            for shape in [[4, 33, 768], [5, 4096], [7, 101]] {
+                let width = shape.last!, label = "\(dtype) \(shape)"
+                let x = randomTensor(shape, dtype: dtype, seed: 61), r = randomTensor(shape, dtype: dtype, seed: 62)
+                let g = randomTensor(shape, dtype: dtype, seed: 63), gs = randomTensor(shape, dtype: dtype, seed: 64)
+                let w = randomTensor([width], dtype: dtype, seed: 65, shift: 1), b = randomTensor([width], dtype: dtype, seed: 66)
+                let drop: Ops.ResidualDropout = (0.1, 77, 3)
+                let (xG, rG, gG, gsG, wG) = (x.to(gpu), r.to(gpu), g.to(gpu), gs.to(gpu), w.to(gpu))
+
+                let ln = Ops.addLayerNorm(x, residual: r, residualDropout: drop, weight: w, bias: b, epsilon: 1e-5)
+                let lnGPU = Ops.addLayerNorm(xG, residual: rG, residualDropout: drop, weight: wG, bias: b.to(gpu), epsilon: 1e-5)
+                let back = Ops.addLayerNormBackward(g, gradSum: gs, sum: ln.sum, mean: ln.mean, rstd: ln.rstd, weight: w,
+                                                    residualDropout: drop)
+                let fused = Ops.addLayerNormBackward(gG, gradSum: gsG, sum: lnGPU.sum, mean: lnGPU.mean, rstd: lnGPU.rstd,
+                                                     weight: wG, residualDropout: drop)
+                let plain = Ops.addLayerNormBackward(gG, gradSum: gsG, sum: lnGPU.sum, mean: lnGPU.mean, rstd: lnGPU.rstd, weight: wG)
+                assertDroppedGradient(fused.gradInput, fused.gradResidual, plain: plain.gradInput,
+                                      cpu: (back.gradInput, back.gradResidual), drop, "LN \(label)", tol)
+                assertParity(fused.gradWeight, back.gradWeight, "LN weight \(label)", tolerance: tol)
+
+                let rms = Ops.addRMSNorm(x, residual: r, residualDropout: drop, weight: w, epsilon: 1e-5)
+                let rmsGPU = Ops.addRMSNorm(xG, residual: rG, residualDropout: drop, weight: wG, epsilon: 1e-5)
+                let rmsBack = Ops.addRMSNormBackward(g, gradSum: gs, sum: rms.sum, rstd: rms.rstd, weight: w, residualDropout: drop)
+                let rmsFused = Ops.addRMSNormBackward(gG, gradSum: gsG, sum: rmsGPU.sum, rstd: rmsGPU.rstd, weight: wG,
+                                                      residualDropout: drop)
+                let rmsPlain = Ops.addRMSNormBackward(gG, gradSum: gsG, sum: rmsGPU.sum, rstd: rmsGPU.rstd, weight: wG)
+                assertDroppedGradient(rmsFused.gradInput, rmsFused.gradResidual, plain: rmsPlain.gradInput,
+                                      cpu: (rmsBack.gradInput, rmsBack.gradResidual), drop, "RMS \(label)", tol)
+            }
+        }
+    }
+
+    private func assertDroppedGradient(_ gradInput: Tensor, _ gradResidual: Tensor, plain: Tensor,
+                                       cpu: (gradInput: Tensor, gradResidual: Tensor), _ drop: Ops.ResidualDropout,
+                                       _ label: String, _ tol: (Float, Float)) {
+        assertParity(gradInput, plain, "\(label): input gradient as without dropout", tolerance: (0, 0))
+        let expected = Ops.dropout(gradInput.to(.cpu), p: drop.p, seed: drop.seed, offset: drop.offset)
+        assertParity(gradResidual, expected, "\(label): residual gradient is dropout of the input gradient", tolerance: (0, 0))
+        assertParity(gradResidual, cpu.gradResidual, "\(label): residual gradient against the CPU", tolerance: tol)
+        XCTAssertNotEqual(gradResidual.floats(), gradInput.floats(), "\(label): something was dropped")
+    }
 }
