@@ -7,7 +7,8 @@ import Foundation
 /// cuDNN: a refused shape throws `isNotSupported`), causal or not, GQA, and dropout. The plans of
 /// up to `tunedCandidates` engine configs are cached per `SDPAShape` (sizes, strides, type, causal,
 /// scale, dropout probability); the first call of a shape times them and keeps the fastest
-/// (`CuDNNPlanChoice`). Workspaces come from the caching allocator for each call.
+/// (`CuDNNPlanChoice`; with one candidate the heuristic's first config always runs, the same engine
+/// run to run). Workspaces come from the caching allocator for each call.
 ///
 /// Dropout draws its mask from cuDNN's own generator, so its bits differ from our kernels' (and the
 /// CPU reference's) Philox mask: the same keep probability, other elements. The backward must run
@@ -27,7 +28,8 @@ public final class CuDNNAttention {
 
     /// Engine configs planned per shape and timed on its first call, in the heuristic's order (each
     /// costs a plan build, often an NVRTC compile, once per shape).
-    public static let tunedCandidates = 4
+    public let tunedCandidates: Int
+    public static let defaultTunedCandidates = 4
 
     /// Shapes planned at most: each new shape costs cuDNN a plan build (often an NVRTC compile, up to
     /// seconds), so a caller whose shapes keep changing (generation's growing key count) gets
@@ -39,8 +41,10 @@ public final class CuDNNAttention {
         var shape: SDPAShape
     }
 
-    /// Opens cuDNN (throws `CUDAError.libraryUnavailable` naming what to install) and creates a handle on `device`.
-    public init(device: CUDADevice, allocator: CachingAllocator) throws {
+    /// Opens cuDNN (throws `CUDAError.libraryUnavailable` naming what to install) and creates a handle on `device`;
+    /// `tunedCandidates` (default `defaultTunedCandidates`) engine configs are timed per shape.
+    public init(device: CUDADevice, allocator: CachingAllocator, tunedCandidates: Int? = nil) throws {
+        self.tunedCandidates = max(1, tunedCandidates ?? Self.defaultTunedCandidates)
         let cudnn = try CuDNNLibrary.load()
         try device.makeCurrent()
         var made: cudnnHandle_t?
@@ -205,7 +209,7 @@ public final class CuDNNAttention {
         let made: Result<CuDNNPlanChoice, CuDNNError>
         do {
             made = .success(CuDNNPlanChoice(try CuDNNGraphBuilder.plans(spec, cudnn: cudnn, handle: handle,
-                                                                        limit: Self.tunedCandidates)))
+                                                                        limit: tunedCandidates)))
         } catch let error as CuDNNError {
             made = .failure(error)
         }
