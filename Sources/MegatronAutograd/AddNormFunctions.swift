@@ -7,7 +7,8 @@ extension Functional {
     /// Same values and gradients as `x + residual` followed by `layerNorm`. With `residualDropout` (a
     /// probability and the generator of its mask, one draw per call) the residual is dropped first, as
     /// `dropout(residual, ...)` then the add would (Megatron's bias-dropout-add; on the GPU inside the
-    /// same pass); the residual's gradient is the sum's gradient dropped by the same mask.
+    /// same pass); the residual's gradient is the sum's gradient dropped by the same mask (on the GPU inside the
+    /// backward's pass).
     ///
     /// ```swift
     /// let (h, normed) = Functional.addLayerNorm(x, residual: attentionOut, weight: gamma, bias: beta)
@@ -21,8 +22,9 @@ extension Functional {
                                  bias: bias?.detached(), epsilon: epsilon)
         let inputs = [x, residual] + [weight, bias].compactMap { $0 }
         let outputs = record("addLayerNorm", inputs: inputs, outputs: [r.sum, r.output]) { g in
-            let b = Ops.addLayerNormBackward(g[1], gradSum: g[0], sum: r.sum, mean: r.mean, rstd: r.rstd, weight: ws)
-            return [b.gradInput, residualGradient(b.gradInput, drop)] + (weight == nil ? [] : [b.gradWeight])
+            let b = Ops.addLayerNormBackward(g[1], gradSum: g[0], sum: r.sum, mean: r.mean, rstd: r.rstd, weight: ws,
+                                             residualDropout: drop)
+            return [b.gradInput, b.gradResidual] + (weight == nil ? [] : [b.gradWeight])
                 + (bias == nil ? [] : [b.gradBias])
         }
         return (outputs[0], outputs[1])
@@ -36,8 +38,8 @@ extension Functional {
         let r = Ops.addRMSNorm(x.detached(), residual: residual.detached(), residualDropout: drop, weight: ws, epsilon: epsilon)
         let inputs = [x, residual] + [weight].compactMap { $0 }
         let outputs = record("addRMSNorm", inputs: inputs, outputs: [r.sum, r.output]) { g in
-            let b = Ops.addRMSNormBackward(g[1], gradSum: g[0], sum: r.sum, rstd: r.rstd, weight: ws)
-            return [b.gradInput, residualGradient(b.gradInput, drop)] + (weight == nil ? [] : [b.gradWeight])
+            let b = Ops.addRMSNormBackward(g[1], gradSum: g[0], sum: r.sum, rstd: r.rstd, weight: ws, residualDropout: drop)
+            return [b.gradInput, b.gradResidual] + (weight == nil ? [] : [b.gradWeight])
         }
         return (outputs[0], outputs[1])
     }
@@ -46,10 +48,5 @@ extension Functional {
     private static func draw(_ dropout: (probability: Float, generator: PhiloxGenerator)?) -> Ops.ResidualDropout? {
         guard let (p, generator) = dropout, p > 0 else { return nil }
         return (p, generator.seed, generator.nextOffset())
-    }
-
-    /// The residual's gradient: the sum's, dropped by the forward's mask.
-    private static func residualGradient(_ gradient: Tensor, _ dropout: Ops.ResidualDropout?) -> Tensor {
-        dropout.map { Ops.dropout(gradient, p: $0.p, seed: $0.seed, offset: $0.offset) } ?? gradient
     }
 }

@@ -49,6 +49,15 @@ extension NeuralKernels {
                     .int32(Int32(plan.team))] + (residualDropout ?? .none).arguments)
     }
 
+    /// The backward kernel's name prefix: none, `add_` with a sum gradient, `add_dropout_` with the
+    /// residual's dropout too (which needs the sum gradient and comes with a residual gradient output).
+    private static func normBackwardPrefix(sumGradient: UInt64, residualGradient: UInt64, dropout: DropoutDraw?) throws -> String {
+        try require((dropout == nil) == (residualGradient == 0),
+                    "norm backward: residualGradient and residualDropout go together (both or neither)")
+        try require(dropout == nil || sumGradient != 0, "norm backward: residualDropout needs sumGradient (the fused residual add)")
+        return sumGradient == 0 ? "" : dropout == nil ? "add_" : "add_dropout_"
+    }
+
     /// fp32 elements of scratch the norm backward needs: one partial row of parameter gradients
     /// per block (twice with a bias). Depends on `normThreads`: allocate after setting it.
     public func normBackwardScratchCount(rows: Int, columns: Int, withBias: Bool) -> Int {
@@ -63,41 +72,49 @@ extension NeuralKernels {
     /// (`normBackwardScratchCount` floats), and a second launch adds the partials in block order.
     ///
     /// `sumGradient` (0 = none), the gradient that reached the norm's input directly (the residual
-    /// stream of `layerNormForward(residual:sum:)`), is added to dx in the same pass.
+    /// stream of `layerNormForward(residual:sum:)`), is added to dx in the same pass. With
+    /// `residualDropout` (the forward's draw; needs `sumGradient`) `residualGradient` gets the gradient
+    /// of the dropped residual in the same pass too: dx dropped by that draw, the same values as
+    /// `dropout` on the stored dx, with no mask stored or dx read back.
     public func layerNormBackward(_ dx: UInt64, weightGradient: UInt64, biasGradient: UInt64, gradient: UInt64,
-                                  sumGradient: UInt64 = 0, input: UInt64, weight: UInt64, mean: UInt64, rstd: UInt64,
-                                  rows: Int, columns: Int, scratch: UInt64, type: KernelElementType,
-                                  stream: CUDAStream) throws {
-        let kernel = (sumGradient != 0 ? "add_" : "") + "layer_norm_backward_" + type.rawValue
+                                  sumGradient: UInt64 = 0, residualGradient: UInt64 = 0, residualDropout: DropoutDraw? = nil,
+                                  input: UInt64, weight: UInt64, mean: UInt64, rstd: UInt64, rows: Int, columns: Int,
+                                  scratch: UInt64, type: KernelElementType, stream: CUDAStream) throws {
+        let kernel = try Self.normBackwardPrefix(sumGradient: sumGradient, residualGradient: residualGradient,
+                                                 dropout: residualDropout) + "layer_norm_backward_" + type.rawValue
         try Self.requirePointers(kernel, ["dx": dx, "weightGradient": weightGradient, "gradient": gradient, "input": input,
                                           "weight": weight, "mean": mean, "rstd": rstd, "scratch": scratch])
         let withBias = biasGradient != 0
         let plan = try normPlan(kernel, rows: rows, columns: columns, backward: true)
         let biasPartials = withBias ? scratch + UInt64(plan.blocks * columns * 4) : 0
-        let vectorized = Self.vectorizable(columns: columns, dx, gradient, sumGradient, input, weight)
+        let vectorized = Self.vectorizable(columns: columns, dx, residualGradient, gradient, sumGradient, input, weight)
         try launch("norm.cu", "\(kernel)_\(plan.slots)", grid: .init(plan.blocks), block: .init(plan.threads),
                    sharedMemoryBytes: plan.sharedMemoryBytes, stream: stream,
-                   [.pointer(dx), .pointer(scratch), .pointer(biasPartials), .pointer(gradient), .pointer(sumGradient),
-                    .pointer(input), .pointer(weight), .pointer(mean), .pointer(rstd), .int64(Int64(rows)),
-                    .int32(Int32(columns)), .int32(vectorized ? 1 : 0), .int32(Int32(plan.team))])
+                   [.pointer(dx), .pointer(residualGradient), .pointer(scratch), .pointer(biasPartials), .pointer(gradient),
+                    .pointer(sumGradient), .pointer(input), .pointer(weight), .pointer(mean), .pointer(rstd),
+                    .int64(Int64(rows)), .int32(Int32(columns)), .int32(vectorized ? 1 : 0), .int32(Int32(plan.team))]
+                    + (residualDropout ?? .none).arguments)
         try columnSums([weightGradient] + (withBias ? [biasGradient] : []), partials: scratch, blocks: plan.blocks,
                        columns: columns, type: type, stream: stream)
     }
 
-    /// RMS norm backward: dx and the (overwritten, deterministic) weight gradient, as `layerNormBackward`.
+    /// RMS norm backward: dx and the (overwritten, deterministic) weight gradient, as `layerNormBackward`
+    /// (`sumGradient`, `residualGradient` and `residualDropout` too).
     public func rmsNormBackward(_ dx: UInt64, weightGradient: UInt64, gradient: UInt64, sumGradient: UInt64 = 0,
-                                input: UInt64, weight: UInt64, rstd: UInt64, rows: Int, columns: Int, scratch: UInt64,
+                                residualGradient: UInt64 = 0, residualDropout: DropoutDraw? = nil, input: UInt64,
+                                weight: UInt64, rstd: UInt64, rows: Int, columns: Int, scratch: UInt64,
                                 type: KernelElementType, stream: CUDAStream) throws {
-        let kernel = (sumGradient != 0 ? "add_" : "") + "rms_norm_backward_" + type.rawValue
+        let kernel = try Self.normBackwardPrefix(sumGradient: sumGradient, residualGradient: residualGradient,
+                                                 dropout: residualDropout) + "rms_norm_backward_" + type.rawValue
         try Self.requirePointers(kernel, ["dx": dx, "weightGradient": weightGradient, "gradient": gradient, "input": input,
                                           "weight": weight, "rstd": rstd, "scratch": scratch])
         let plan = try normPlan(kernel, rows: rows, columns: columns, backward: true)
-        let vectorized = Self.vectorizable(columns: columns, dx, gradient, sumGradient, input, weight)
+        let vectorized = Self.vectorizable(columns: columns, dx, residualGradient, gradient, sumGradient, input, weight)
         try launch("norm.cu", "\(kernel)_\(plan.slots)", grid: .init(plan.blocks), block: .init(plan.threads),
                    sharedMemoryBytes: plan.sharedMemoryBytes, stream: stream,
-                   [.pointer(dx), .pointer(scratch), .pointer(gradient), .pointer(sumGradient), .pointer(input),
-                    .pointer(weight), .pointer(rstd), .int64(Int64(rows)), .int32(Int32(columns)),
-                    .int32(vectorized ? 1 : 0), .int32(Int32(plan.team))])
+                   [.pointer(dx), .pointer(residualGradient), .pointer(scratch), .pointer(gradient), .pointer(sumGradient),
+                    .pointer(input), .pointer(weight), .pointer(rstd), .int64(Int64(rows)), .int32(Int32(columns)),
+                    .int32(vectorized ? 1 : 0), .int32(Int32(plan.team))] + (residualDropout ?? .none).arguments)
         try columnSums([weightGradient], partials: scratch, blocks: plan.blocks, columns: columns, type: type, stream: stream)
     }
 }

@@ -48,6 +48,11 @@ final class CuDNNAttentionGPUTests: XCTestCase {
                                                               scale: scale, backend: .cudnn), file: file, line: line)
         let failures = try context.cudnnAttention().planFailures
         XCTAssertEqual(failures, [], "cuDNN took every shape (else our kernels ran)", file: file, line: line)
+        // Shapes with several engine configs ran the fastest after timing each; the results below are the chosen one's.
+        for timing in try context.cudnnAttention().planTimings {
+            XCTAssertEqual(timing.filter { $0 == "*" }.count, 1, "one config chosen: \(timing)", file: file, line: line)
+            print("cuDNN engine configs, \(timing)")
+        }
 
         AttentionGPUTests.compare(c, .cudnn, (fused.output, fused.logSumExp, fusedGrads.gradQ, fusedGrads.gradK, fusedGrads.gradV),
                                   (reference.output, reference.logSumExp, referenceGrads.gradQ, referenceGrads.gradK, referenceGrads.gradV),

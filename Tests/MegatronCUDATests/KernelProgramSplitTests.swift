@@ -57,6 +57,7 @@ final class KernelProgramSplitTests: XCTestCase {
         for type in KernelElementType.allCases {
             for name in ["layer_norm_forward_\(type.rawValue)_1", "add_rms_norm_forward_\(type.rawValue)_4",
                          "layer_norm_backward_\(type.rawValue)_3", "add_rms_norm_backward_\(type.rawValue)_2",
+                         "add_dropout_layer_norm_backward_\(type.rawValue)_1",
                          "column_sum_\(type.rawValue)"] {
                 XCTAssertEqual(NeuralKernels.program(file: "norm.cu", kernel: name), "norm.cu[\(type.rawValue)]", name)
             }

@@ -66,7 +66,7 @@ final class NormLaunchPlanTests: XCTestCase {
         XCTAssertFalse(source.contains("NORM_FORWARD_KERNELS(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE, \(NormLaunchPlan.forwardMaxSlots + 1))"))
         XCTAssertEqual(Set(NormLaunchPlan.backwardMinBlocks.keys), Set(1...NormLaunchPlan.backwardMaxSlots))
         for (slots, blocks) in NormLaunchPlan.backwardMinBlocks {
-            XCTAssertTrue(source.contains("NORM_BACKWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, \(slots))"), "backward, \(slots) slots")
+            XCTAssertTrue(source.contains("NORM_BACKWARD_KERNELS(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE, \(slots))"), "backward, \(slots) slots")
             XCTAssertTrue(source.contains("#define NORM_BACKWARD_MIN_BLOCKS_\(slots) \(blocks)\n"), "backward, \(slots) slots")
         }
         XCTAssertTrue(source.contains("__launch_bounds__(\(NormLaunchPlan.forwardMaxThreads))"))

@@ -4,9 +4,11 @@ import Foundation
 /// Flash attention through cuDNN's fused SDPA engines (forward with log-sum-exp, and backward),
 /// taking the same operands as `NeuralKernels.attentionForward` / `attentionBackward`: bf16 or fp16,
 /// head dims that are multiples of 8 up to 256 (which of them an engine takes depends on the GPU and
-/// cuDNN: a refused shape throws `isNotSupported`), causal or not, GQA, and dropout. One finalized
-/// plan is cached per `SDPAShape` (sizes, strides, type, causal, scale, dropout probability);
-/// workspaces come from the caching allocator for each call.
+/// cuDNN: a refused shape throws `isNotSupported`), causal or not, GQA, and dropout. The plans of
+/// up to `tunedCandidates` engine configs are cached per `SDPAShape` (sizes, strides, type, causal,
+/// scale, dropout probability); the first call of a shape times them and keeps the fastest
+/// (`CuDNNPlanChoice`; with one candidate the heuristic's first config always runs, the same engine
+/// run to run). Workspaces come from the caching allocator for each call.
 ///
 /// Dropout draws its mask from cuDNN's own generator, so its bits differ from our kernels' (and the
 /// CPU reference's) Philox mask: the same keep probability, other elements. The backward must run
@@ -22,7 +24,12 @@ public final class CuDNNAttention {
     private let allocator: CachingAllocator
     private let lock = NSLock()
     /// Plans by direction and shape; a shape no engine takes is remembered as its error, so it is not retried.
-    private var plans: [PlanKey: Result<CuDNNExecutionPlan, CuDNNError>] = [:]
+    private var plans: [PlanKey: Result<CuDNNPlanChoice, CuDNNError>] = [:]
+
+    /// Engine configs planned per shape and timed on its first call, in the heuristic's order (each
+    /// costs a plan build, often an NVRTC compile, once per shape).
+    public let tunedCandidates: Int
+    public static let defaultTunedCandidates = 4
 
     /// Shapes planned at most: each new shape costs cuDNN a plan build (often an NVRTC compile, up to
     /// seconds), so a caller whose shapes keep changing (generation's growing key count) gets
@@ -34,8 +41,10 @@ public final class CuDNNAttention {
         var shape: SDPAShape
     }
 
-    /// Opens cuDNN (throws `CUDAError.libraryUnavailable` naming what to install) and creates a handle on `device`.
-    public init(device: CUDADevice, allocator: CachingAllocator) throws {
+    /// Opens cuDNN (throws `CUDAError.libraryUnavailable` naming what to install) and creates a handle on `device`;
+    /// `tunedCandidates` (default `defaultTunedCandidates`) engine configs are timed per shape.
+    public init(device: CUDADevice, allocator: CachingAllocator, tunedCandidates: Int? = nil) throws {
+        self.tunedCandidates = max(1, tunedCandidates ?? Self.defaultTunedCandidates)
         let cudnn = try CuDNNLibrary.load()
         try device.makeCurrent()
         var made: cudnnHandle_t?
@@ -64,10 +73,25 @@ public final class CuDNNAttention {
         defer { lock.unlock() }
         return plans.compactMap { key, result in
             guard case .failure(let error) = result else { return nil }
-            let s = key.shape
-            return "\(key.backward ? "backward" : "forward") b\(s.batch) h\(s.heads)/\(s.kvHeads) s\(s.queries) t\(s.keys) "
-                + "d\(s.headDim) \(s.dataType) causal \(s.causal): \(error)"
+            return "\(Self.describe(key)): \(error)"
         }
+    }
+
+    /// Each timed shape's candidates: "forward b16 h12/12 s1024 t1024 d64 causal true dropout 0.1: 0.412 0.388* ms"
+    /// (per run, in the heuristic's order, the chosen one starred).
+    public var planTimings: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return plans.compactMap { key, result in
+            guard case .success(let choice) = result, let timings = choice.timings else { return nil }
+            return "\(Self.describe(key)) dropout \(key.shape.dropout): \(timings)"
+        }.sorted()
+    }
+
+    private static func describe(_ key: PlanKey) -> String {
+        let s = key.shape
+        return "\(key.backward ? "backward" : "forward") b\(s.batch) h\(s.heads)/\(s.kvHeads) s\(s.queries) t\(s.keys) "
+            + "d\(s.headDim) \(s.dataType) causal \(s.causal)"
     }
 
     /// The problem as cuDNN's 4-D `[batch, head, row, dim]` tensors, or nil where cuDNN cannot take it:
@@ -169,8 +193,8 @@ public final class CuDNNAttention {
 
     private static func aligned(_ bytes: Int) -> Int { (bytes + 255) / 256 * 256 }
 
-    /// The cached plan for `shape`, built on first use.
-    private func plan(backward: Bool, _ shape: SDPAShape) throws -> CuDNNExecutionPlan {
+    /// The cached plans for `shape`, built on first use.
+    private func plan(backward: Bool, _ shape: SDPAShape) throws -> CuDNNPlanChoice {
         lock.lock()
         defer { lock.unlock() }
         let key = PlanKey(backward: backward, shape: shape)
@@ -182,9 +206,10 @@ public final class CuDNNAttention {
         try device.makeCurrent()
         let maskValue = SDPAGraphs.maskValue(cudnnVersion: cudnn.version)
         let spec = backward ? SDPAGraphs.backward(shape, maskValue: maskValue) : SDPAGraphs.forward(shape, maskValue: maskValue)
-        let made: Result<CuDNNExecutionPlan, CuDNNError>
+        let made: Result<CuDNNPlanChoice, CuDNNError>
         do {
-            made = .success(try CuDNNGraphBuilder.plan(spec, cudnn: cudnn, handle: handle))
+            made = .success(CuDNNPlanChoice(try CuDNNGraphBuilder.plans(spec, cudnn: cudnn, handle: handle,
+                                                                        limit: tunedCandidates)))
         } catch let error as CuDNNError {
             made = .failure(error)
         }
@@ -193,31 +218,38 @@ public final class CuDNNAttention {
     }
 
     /// Takes a workspace of the plan's size plus `scratchBytes` (scratch first) for the call, enqueues
-    /// the plan on `stream` and returns the block to the allocator (later work on the stream may reuse it).
+    /// the chosen plan on `stream` (on a shape's first call, after timing each candidate on the same
+    /// operands) and returns the block to the allocator (later work on the stream may reuse it).
     /// With `dropout`, 256 more bytes after the scratch hold the generator's seed and offset, written
-    /// on the stream just before the plan runs.
-    private func run(_ plan: CuDNNExecutionPlan, stream: CUDAStream, scratchBytes: Int, dropout: DropoutDraw?,
+    /// on the stream just before the plan runs. `addresses` binds the operands for each run (and
+    /// clears what a run needs cleared).
+    private func run(_ choice: CuDNNPlanChoice, stream: CUDAStream, scratchBytes: Int, dropout: DropoutDraw?,
                      addresses: (UInt64) throws -> [Int64: UInt64]) throws {
         try device.makeCurrent()
         let generatorBytes = dropout == nil ? 0 : 256
-        let total = scratchBytes + generatorBytes + plan.workspaceBytes
+        let workspaceBytes = choice.workspaceBytes
+        let total = scratchBytes + generatorBytes + workspaceBytes
         let block = total > 0 ? try allocator.allocate(bytes: total, stream: stream.allocatorKey) : nil
         defer { block.map(allocator.free) }
         let base = block?.address ?? 0
-        var bound = try addresses(base)
-        if let dropout {
-            let state = base + UInt64(scratchBytes)
-            // From pageable memory the driver stages the 16 bytes at once and writes them in stream order.
-            let values: [Int64] = [Self.generatorSeed(dropout), 0]
-            try values.withUnsafeBytes {
-                try check(device.driver.cuMemcpyHtoDAsync(state, $0.baseAddress!, 16, stream.handle), "cuMemcpyHtoDAsync(dropout seed)")
-            }
-            bound[SDPARole.dropoutSeed.rawValue] = state
-            bound[SDPARole.dropoutOffset.rawValue] = state + 8
-        }
         try cudnn.check(cudnn.table.cudnnSetStream(handle, stream.handle), "cudnnSetStream")
-        let workspace = base + UInt64(scratchBytes + generatorBytes)
-        try plan.execute(handle: handle, addresses: bound, workspace: plan.workspaceBytes > 0 ? workspace : 0)
+        func enqueue(_ plan: CuDNNExecutionPlan) throws {
+            var bound = try addresses(base)
+            if let dropout {
+                let state = base + UInt64(scratchBytes)
+                // From pageable memory the driver stages the 16 bytes at once and writes them in stream order.
+                let values: [Int64] = [Self.generatorSeed(dropout), 0]
+                try values.withUnsafeBytes {
+                    try check(device.driver.cuMemcpyHtoDAsync(state, $0.baseAddress!, 16, stream.handle),
+                              "cuMemcpyHtoDAsync(dropout seed)")
+                }
+                bound[SDPARole.dropoutSeed.rawValue] = state
+                bound[SDPARole.dropoutOffset.rawValue] = state + 8
+            }
+            let workspace = base + UInt64(scratchBytes + generatorBytes)
+            try plan.execute(handle: handle, addresses: bound, workspace: plan.workspaceBytes > 0 ? workspace : 0)
+        }
+        try enqueue(try choice.plan(stream: stream, enqueue: enqueue))
     }
 
     /// cuDNN's generator seed for one dropout draw: our (seed, offset) mixed into one 64-bit value

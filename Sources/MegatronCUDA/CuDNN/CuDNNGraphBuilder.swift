@@ -1,15 +1,16 @@
 import CCUDA
 
-/// Turns a `CuDNNGraphSpec` into backend descriptors and a finalized execution plan: tensors,
-/// operations, the operation graph, engine configs from heuristic mode A, and the first config
-/// whose plan finalizes (cudnn-frontend's default policy).
-///
-/// NOTE: written without a GPU; never yet run against cuDNN (see the cudnn-sdpa branch report).
+/// Turns a `CuDNNGraphSpec` into backend descriptors and finalized execution plans: tensors,
+/// operations, the operation graph, engine configs from heuristic mode A, and the first `limit`
+/// configs whose plans finalize, in the heuristic's order (limit 1 is cudnn-frontend's default
+/// policy; more are candidates for timing them, as cudnn-frontend's autotune does).
 enum CuDNNGraphBuilder {
-    static func plan(_ spec: CuDNNGraphSpec, cudnn: CuDNNLibrary, handle: cudnnHandle_t) throws -> CuDNNExecutionPlan {
+    static func plans(_ spec: CuDNNGraphSpec, cudnn: CuDNNLibrary, handle: cudnnHandle_t, limit: Int = 1) throws
+        -> [CuDNNExecutionPlan] {
         let (graph, keep) = try operationGraph(spec, cudnn: cudnn, handle: handle)
-        let (plan, workspace) = try choosePlan(graph, cudnn: cudnn, handle: handle)
-        return CuDNNExecutionPlan(cudnn: cudnn, plan: plan, workspaceBytes: workspace, spec: spec, keepAlive: keep + [graph])
+        return try finalizedPlans(graph, cudnn: cudnn, handle: handle, limit: limit).map { plan, workspace in
+            CuDNNExecutionPlan(cudnn: cudnn, plan: plan, workspaceBytes: workspace, spec: spec, keepAlive: keep + [graph])
+        }
     }
 
     /// The finalized operation graph and every descriptor it refers to (which must outlive it).
@@ -120,9 +121,10 @@ enum CuDNNGraphBuilder {
         }
     }
 
-    /// Asks heuristic mode A for engine configs, best first, and keeps the first that finalizes into
-    /// a plan; throws with every config's failure when none does.
-    static func choosePlan(_ graph: CuDNNDescriptor, cudnn: CuDNNLibrary, handle: cudnnHandle_t) throws -> (CuDNNDescriptor, Int) {
+    /// Asks heuristic mode A for engine configs, best first, and keeps the first `limit` that finalize
+    /// into plans (with their workspace bytes); throws with every config's failure when none does.
+    static func finalizedPlans(_ graph: CuDNNDescriptor, cudnn: CuDNNLibrary, handle: cudnnHandle_t, limit: Int) throws
+        -> [(CuDNNDescriptor, Int)] {
         let heuristics = try CuDNNDescriptor(cudnn, .engineHeuristics)
         try heuristics.set(.engineHeuristicsOperationGraph, descriptors: [graph])
         try heuristics.set(.engineHeuristicsMode, .heuristicMode, [CuDNNBackend.heuristicModeA])
@@ -139,18 +141,19 @@ enum CuDNNGraphBuilder {
         var returned: Int64 = 0
         try cudnn.check(cudnn.table.cudnnBackendGetAttribute(heuristics.pointer, results, resultType, available, &returned, &pointers),
                         "cudnnBackendGetAttribute(engine heuristics results)")
-        var failures: [String] = []
-        for config in configs.prefix(Int(returned)) {
+        var failures: [String] = [], plans: [(CuDNNDescriptor, Int)] = []
+        for config in configs.prefix(Int(returned)) where plans.count < limit {
             do {
                 let plan = try CuDNNDescriptor(cudnn, .executionPlan)
                 try plan.set(.executionPlanHandle, handle: handle)
                 try plan.set(.executionPlanEngineConfig, descriptors: [config])
                 try plan.finalize()
-                return (plan, Int(try plan.int64(.executionPlanWorkspaceSize)))
+                plans.append((plan, Int(try plan.int64(.executionPlanWorkspaceSize))))
             } catch let error as CuDNNError {
                 failures.append(error.description)
             }
         }
+        if !plans.isEmpty { return plans }
         throw CuDNNError(call: "execution plan", status: CuDNNBackend.statusNotSupported,
                          message: "none of \(returned) engine configs finalized: " + failures.joined(separator: "; "))
     }

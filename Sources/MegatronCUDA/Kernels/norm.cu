@@ -1,8 +1,9 @@
 // Layer norm and RMS norm over the last dimension of [rows, cols], forward and backward, optionally
 // fused with the residual add before the norm (forward: sum = x + residual is written too and
-// normalized; backward: the gradient reaching `sum` directly is added to dx), and in the forward
-// optionally with inverted dropout on `residual` first (the add_dropout_ kernels: Megatron's
-// bias-dropout-add, with the numbers Ops.dropout draws on the whole [rows, cols] branch).
+// normalized; backward: the gradient reaching `sum` directly is added to dx), and optionally with
+// inverted dropout on `residual` first (the add_dropout_ kernels: Megatron's bias-dropout-add, with the
+// numbers Ops.dropout draws on the whole [rows, cols] branch; their backward writes the residual's
+// gradient, dx dropped by the same numbers drawn again, in the same pass).
 //
 // Each row belongs to a team of `team` threads (a multiple of 32 dividing blockDim.x; a block holds
 // blockDim.x / team rows) that keeps the row in registers, so x and dy are read from memory exactly
@@ -151,7 +152,7 @@ template <class V, class Op> __device__ __forceinline__ V team_all_reduce(V valu
     return value;
 }
 
-// Inverted dropout on chunk j of a residual row (flat index `index` of its first element in [rows, cols]):
+// Inverted dropout on chunk j of a residual row (or of its gradient: the same call drops dx's rounded values) (flat index `index` of its first element in [rows, cols]):
 // element i is kept iff the Philox uniform of index i in draw (seed, offset) is >= p (dropout.cu's numbers),
 // kept values scaled and rounded to T as an unfused dropout stores them. Two Philox blocks when the
 // chunk starts a block (cols % 4 == 0), else one block per element.
@@ -336,11 +337,14 @@ template <class T, int SLOTS> struct BackwardRow {
 //   LN:  dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)) + g_sum,  dw += g * xhat, db += g
 //   RMS: dx = rstd * (gw - xhat * mean(gw * xhat)) + g_sum,             dw += g * xhat
 // g_sum (grad_sum, may be null) is the gradient reaching the norm's input by the residual path.
+// With DROPOUT (the backward of the add_dropout_ forward) d_residual = dropout(dx) as well, with the
+// forward's draw: dx rounded to T, then drop_chunk, so the residual's gradient is bit for bit what a
+// separate dropout of the stored dx gives, without reading dx back or storing a mask.
 // partials: [gridDim.x, cols] for dweight, then (LN, when bias_partials is non-null) the same for dbias.
-template <class T, bool RMS, bool FUSED, int SLOTS>
-__device__ void norm_backward(T *dx, float *weight_partials, float *bias_partials, const T *grad, const T *grad_sum,
-                              const T *x, const T *weight, const float *mean_in, const float *rstd_in,
-                              long long rows, int cols, int vectorized, int team) {
+template <class T, bool RMS, bool FUSED, bool DROPOUT, int SLOTS>
+__device__ void norm_backward(T *dx, T *d_residual, float *weight_partials, float *bias_partials, const T *grad,
+                              const T *grad_sum, const T *x, const T *weight, const float *mean_in, const float *rstd_in,
+                              long long rows, int cols, int vectorized, int team, NormDropout drop) {
     extern __shared__ float column_sums[];   // [cols] when a block holds several teams
     // With up to 2 slots the registers hold the next row and the weights as well; with 3 (narrow
     // rows on a warp, or the widest rows) they would spill, so the row is loaded when its turn comes.
@@ -425,7 +429,13 @@ __device__ void norm_backward(T *dx, float *weight_partials, float *bias_partial
 #pragma unroll
                 for (int k = 0; k < 8; k++)
                     out[k] += rstd * (g[k] * wv[k] - mean_gw - (xv[k] - mean) * rstd * mean_gw_xhat);
-                store_chunk(dx + row * cols, j, cols, vectorized, out);
+                const Raw8<T> rounded = pack<T>(out);
+                store_chunk(dx + row * cols, j, cols, vectorized, rounded);
+                if constexpr (DROPOUT) {
+                    unpack(rounded, out);
+                    drop_chunk<T>(out, row * cols + 8 * j, drop);
+                    store_chunk(d_residual + row * cols, j, cols, vectorized, out);
+                }
             }
         }
         if (pipelined) current = next;
@@ -479,26 +489,36 @@ __device__ void column_sum(T *out0, T *out1, const float *partials, int blocks, 
     }
 
 // Backward kernels, one per slot count and per residual gradient (the add_ kernels, FUSED: g_sum
-// non-null), at most 512 threads, with NORM_BACKWARD_MIN_BLOCKS_<SLOTS> blocks of 512 threads
-// guaranteed to fit an SM (the register cap that sets): the host sizes its persistent grid from it
-// (NormLaunchPlan.backwardMinBlocks).
+// non-null; the add_dropout_ kernels also write d_residual, dx dropped by the forward's draw), at most
+// 512 threads, with NORM_BACKWARD_MIN_BLOCKS_<SLOTS> blocks of 512 threads guaranteed to fit an SM (the
+// register cap that sets): the host sizes its persistent grid from it (NormLaunchPlan.backwardMinBlocks).
+// Every backward kernel takes d_residual and the dropout arguments; only the add_dropout_ kernels use them.
 #define NORM_BACKWARD_MIN_BLOCKS_1 2
 #define NORM_BACKWARD_MIN_BLOCKS_2 1
 #define NORM_BACKWARD_MIN_BLOCKS_3 1
-#define NORM_BACKWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, SLOTS)                                                  \
+#define NORM_BACKWARD_KERNELS(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE, SLOTS)                                         \
     extern "C" __global__ void __launch_bounds__(512, NORM_BACKWARD_MIN_BLOCKS_##SLOTS)                            \
-    PREFIX##layer_norm_backward_##SUFFIX##_##SLOTS(TYPE *dx, float *dw_partials, float *db_partials, const TYPE *g, \
-            const TYPE *g_sum, const TYPE *x, const TYPE *w, const float *mean, const float *rstd, long long rows,  \
-            int cols, int vec, int team) {                                                                          \
-        norm_backward<TYPE, false, FUSED, SLOTS>(dx, dw_partials, db_partials, g, g_sum, x, w, mean, rstd, rows,   \
-                                                 cols, vec, team);                                                  \
+    PREFIX##layer_norm_backward_##SUFFIX##_##SLOTS(TYPE *dx, TYPE *d_residual, float *dw_partials,                 \
+            float *db_partials, const TYPE *g, const TYPE *g_sum, const TYPE *x, const TYPE *w, const float *mean,  \
+            const float *rstd, long long rows, int cols, int vec, int team, float p, float scale,                  \
+            unsigned long long seed, unsigned long long offset) {                                                   \
+        norm_backward<TYPE, false, FUSED, DROPOUT, SLOTS>(dx, d_residual, dw_partials, db_partials, g, g_sum, x, w, \
+                                                          mean, rstd, rows, cols, vec, team,                        \
+                                                          norm_dropout(p, scale, seed, offset));                    \
     }                                                                                                               \
     extern "C" __global__ void __launch_bounds__(512, NORM_BACKWARD_MIN_BLOCKS_##SLOTS)                            \
-    PREFIX##rms_norm_backward_##SUFFIX##_##SLOTS(TYPE *dx, float *dw_partials, const TYPE *g, const TYPE *g_sum,  \
-            const TYPE *x, const TYPE *w, const float *rstd, long long rows, int cols, int vec, int team) {        \
-        norm_backward<TYPE, true, FUSED, SLOTS>(dx, dw_partials, nullptr, g, g_sum, x, w, nullptr, rstd, rows, cols, \
-                                                vec, team);                                                         \
+    PREFIX##rms_norm_backward_##SUFFIX##_##SLOTS(TYPE *dx, TYPE *d_residual, float *dw_partials, const TYPE *g,   \
+            const TYPE *g_sum, const TYPE *x, const TYPE *w, const float *rstd, long long rows, int cols, int vec,  \
+            int team, float p, float scale, unsigned long long seed, unsigned long long offset) {                  \
+        norm_backward<TYPE, true, FUSED, DROPOUT, SLOTS>(dx, d_residual, dw_partials, nullptr, g, g_sum, x, w,     \
+                                                         nullptr, rstd, rows, cols, vec, team,                      \
+                                                         norm_dropout(p, scale, seed, offset));                     \
     }
+
+#define NORM_BACKWARD_KERNELS_OF(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE)                                            \
+    NORM_BACKWARD_KERNELS(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE, 1)                                                 \
+    NORM_BACKWARD_KERNELS(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE, 2)                                                 \
+    NORM_BACKWARD_KERNELS(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE, 3)
 
 #define NORM_FORWARD_KERNELS_OF(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE)                                             \
     NORM_FORWARD_KERNELS(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE, 1)                                                  \
@@ -506,16 +526,14 @@ __device__ void column_sum(T *out0, T *out1, const float *partials, int blocks, 
     NORM_FORWARD_KERNELS(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE, 3)                                                  \
     NORM_FORWARD_KERNELS(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE, 4)
 
-#define NORM_KERNELS_OF(PREFIX, FUSED, SUFFIX, TYPE)                                                               \
-    NORM_FORWARD_KERNELS_OF(PREFIX, FUSED, false, SUFFIX, TYPE)                                                    \
-    NORM_BACKWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 1)                                                          \
-    NORM_BACKWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 2)                                                          \
-    NORM_BACKWARD_KERNELS(PREFIX, FUSED, SUFFIX, TYPE, 3)
+#define NORM_KERNELS_OF(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE)                                                      \
+    NORM_FORWARD_KERNELS_OF(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE)                                                  \
+    NORM_BACKWARD_KERNELS_OF(PREFIX, FUSED, DROPOUT, SUFFIX, TYPE)
 
 #define NORM_KERNELS(SUFFIX, TYPE)                                                                                 \
-    NORM_KERNELS_OF(, false, SUFFIX, TYPE)                                                                         \
-    NORM_KERNELS_OF(add_, true, SUFFIX, TYPE)                                                                      \
-    NORM_FORWARD_KERNELS_OF(add_dropout_, true, true, SUFFIX, TYPE)                                                \
+    NORM_KERNELS_OF(, false, false, SUFFIX, TYPE)                                                                  \
+    NORM_KERNELS_OF(add_, true, false, SUFFIX, TYPE)                                                               \
+    NORM_KERNELS_OF(add_dropout_, true, true, SUFFIX, TYPE)                                                        \
     extern "C" __global__ void column_sum_##SUFFIX(TYPE *out0, TYPE *out1, const float *partials, int blocks,       \
             int cols) {                                                                                             \
         column_sum<TYPE>(out0, out1, partials, blocks, cols);                                                      \

@@ -39,31 +39,39 @@ extension Ops {
         return (sum, r.output, r.rstd)
     }
 
-    /// Backward of `addLayerNorm`: the gradient of both x and residual (they are the same), which is
-    /// the norm's input gradient plus `gradSum`, the gradient that reached the sum directly; and the
-    /// weight and bias gradients. `sum`, `mean` and `rstd` are what the forward returned.
+    /// Backward of `addLayerNorm`: the gradient of x, which is the norm's input gradient plus
+    /// `gradSum`, the gradient that reached the sum directly; the residual's gradient (the same, or with
+    /// `residualDropout`, the forward's draw, that gradient dropped by the same mask: on the GPU in the
+    /// same pass); and the weight and bias gradients. `sum`, `mean` and `rstd` are what the forward returned.
     public static func addLayerNormBackward(_ gradOutput: Tensor, gradSum: Tensor, sum: Tensor, mean: Tensor, rstd: Tensor,
-                                            weight: Tensor?) -> (gradInput: Tensor, gradWeight: Tensor, gradBias: Tensor) {
+                                            weight: Tensor?, residualDropout: ResidualDropout? = nil)
+        -> (gradInput: Tensor, gradResidual: Tensor, gradWeight: Tensor, gradBias: Tensor)
+    {
         requireSameShape(gradSum, sum, op: "addLayerNormBackward")
         if cudaDevice(gradOutput, gradSum, sum, mean, rstd, weight, op: "addLayerNormBackward") != nil,
-           let r = CUDAFusedOps.layerNormBackward(gradOutput, gradSum: gradSum, x: sum, mean: mean, rstd: rstd, weight: weight) {
-            return r
+           let r = CUDAFusedOps.layerNormBackward(gradOutput, gradSum: gradSum, residualDropout: residualDropout.map(draw), x: sum,
+                                                  mean: mean, rstd: rstd, weight: weight) {
+            return (r.gradInput, r.gradResidual ?? r.gradInput, r.gradWeight, r.gradBias)
         }
         let r = layerNormBackward(gradOutput, x: sum, mean: mean, rstd: rstd, weight: weight)
-        return (binary(r.gradInput, gradSum, .add), r.gradWeight, r.gradBias)
+        let gradInput = binary(r.gradInput, gradSum, .add)
+        return (gradInput, dropped(gradInput, residualDropout), r.gradWeight, r.gradBias)
     }
 
     /// Backward of `addRMSNorm`, as `addLayerNormBackward`.
-    public static func addRMSNormBackward(_ gradOutput: Tensor, gradSum: Tensor, sum: Tensor, rstd: Tensor, weight: Tensor?)
-        -> (gradInput: Tensor, gradWeight: Tensor)
+    public static func addRMSNormBackward(_ gradOutput: Tensor, gradSum: Tensor, sum: Tensor, rstd: Tensor, weight: Tensor?,
+                                          residualDropout: ResidualDropout? = nil)
+        -> (gradInput: Tensor, gradResidual: Tensor, gradWeight: Tensor)
     {
         requireSameShape(gradSum, sum, op: "addRMSNormBackward")
         if cudaDevice(gradOutput, gradSum, sum, rstd, weight, op: "addRMSNormBackward") != nil,
-           let r = CUDAFusedOps.rmsNormBackward(gradOutput, gradSum: gradSum, x: sum, rstd: rstd, weight: weight) {
-            return r
+           let r = CUDAFusedOps.rmsNormBackward(gradOutput, gradSum: gradSum, residualDropout: residualDropout.map(draw), x: sum,
+                                                rstd: rstd, weight: weight) {
+            return (r.gradInput, r.gradResidual ?? r.gradInput, r.gradWeight)
         }
         let r = rmsNormBackward(gradOutput, x: sum, rstd: rstd, weight: weight)
-        return (binary(r.gradInput, gradSum, .add), r.gradWeight)
+        let gradInput = binary(r.gradInput, gradSum, .add)
+        return (gradInput, dropped(gradInput, residualDropout), r.gradWeight)
     }
 
     /// Inverted dropout on the residual of `addLayerNorm` / `addRMSNorm`: `Ops.dropout`'s probability and draw.

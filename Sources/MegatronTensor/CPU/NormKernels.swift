@@ -42,7 +42,9 @@ extension Ops {
         -> (gradInput: Tensor, gradWeight: Tensor, gradBias: Tensor)
     {
         if let device = cudaDevice(gradOutput, x, mean, rstd, weight, op: "layerNormBackward") {
-            if let r = CUDAFusedOps.layerNormBackward(gradOutput, x: x, mean: mean, rstd: rstd, weight: weight) { return r }
+            if let r = CUDAFusedOps.layerNormBackward(gradOutput, x: x, mean: mean, rstd: rstd, weight: weight) {
+                return (r.gradInput, r.gradWeight, r.gradBias)
+            }
             // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
             let r = layerNormBackward(gradOutput.to(.cpu), x: x.to(.cpu), mean: mean.to(.cpu), rstd: rstd.to(.cpu),
                                       weight: weight?.to(.cpu))
@@ -84,7 +86,7 @@ extension Ops {
         -> (gradInput: Tensor, gradWeight: Tensor)
     {
         if let device = cudaDevice(gradOutput, x, rstd, weight, op: "rmsNormBackward") {
-            if let r = CUDAFusedOps.rmsNormBackward(gradOutput, x: x, rstd: rstd, weight: weight) { return r }
+            if let r = CUDAFusedOps.rmsNormBackward(gradOutput, x: x, rstd: rstd, weight: weight) { return (r.gradInput, r.gradWeight) }
             // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
             let r = rmsNormBackward(gradOutput.to(.cpu), x: x.to(.cpu), rstd: rstd.to(.cpu), weight: weight?.to(.cpu))
             return (r.gradInput.to(device), r.gradWeight.to(device))

@@ -87,7 +87,8 @@ public final class CUDAContext: @unchecked Sendable {
         lazyLock.lock()
         defer { lazyLock.unlock() }
         if let cudnnAttentionHandle { return try cudnnAttentionHandle.get() }
-        let made = Result { try CuDNNAttention(device: device, allocator: allocator) }
+        // A deterministic run keeps the heuristic's first engine: timing could pick another one run to run.
+        let made = Result { try CuDNNAttention(device: device, allocator: allocator, tunedCandidates: deterministic ? 1 : nil) }
         cudnnAttentionHandle = made
         return try made.get()
     }

@@ -34,9 +34,13 @@ extension CUDAFusedOps {
         return (y, sum, mean, rstd)
     }
 
-    /// Layer norm backward; with `gradSum` (the gradient that reached the norm's input directly) added to the input gradient.
-    static func layerNormBackward(_ gradOutput: Tensor, gradSum: Tensor? = nil, x: Tensor, mean: Tensor, rstd: Tensor,
-                                  weight: Tensor?) -> (gradInput: Tensor, gradWeight: Tensor, gradBias: Tensor)? {
+    /// Layer norm backward; with `gradSum` (the gradient that reached the norm's input directly) added to the input
+    /// gradient, and with `residualDropout` (the forward's draw; needs `gradSum`) also the dropped residual's gradient,
+    /// the input gradient dropped by that draw (nil without it).
+    static func layerNormBackward(_ gradOutput: Tensor, gradSum: Tensor? = nil, residualDropout: DropoutDraw? = nil, x: Tensor,
+                                  mean: Tensor, rstd: Tensor, weight: Tensor?)
+        -> (gradInput: Tensor, gradResidual: Tensor?, gradWeight: Tensor, gradBias: Tensor)?
+    {
         guard let (type, width, rows) = normShape(x, rowsLike: [gradOutput, gradSum], parameters: [weight]) else { return nil }
         let (input, gradient, direct) = (x.contiguous(), gradOutput.contiguous(), gradSum?.contiguous())
         let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).contiguous()
@@ -44,16 +48,18 @@ extension CUDAFusedOps {
         let dx = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
         let dw = Tensor.empty([width], dtype: x.dtype, device: x.device)
         let db = Tensor.empty([width], dtype: x.dtype, device: x.device)
+        let dr = residualGradient(residualDropout, like: x)
         run(gradSum == nil ? "layerNormBackward" : "addLayerNormBackward", on: x.device) { nn, stream in
             let scratch = Tensor.empty([nn.normBackwardScratchCount(rows: rows, columns: width, withBias: true)],
                                        dtype: .float32, device: x.device)
             try nn.layerNormBackward(dx.deviceAddress, weightGradient: dw.deviceAddress, biasGradient: db.deviceAddress,
                                      gradient: gradient.deviceAddress, sumGradient: direct?.deviceAddress ?? 0,
+                                     residualGradient: dr?.deviceAddress ?? 0, residualDropout: residualDropout,
                                      input: input.deviceAddress, weight: w.deviceAddress, mean: m.deviceAddress,
                                      rstd: r.deviceAddress, rows: rows, columns: width, scratch: scratch.deviceAddress,
                                      type: type, stream: stream)
         }
-        return (dx, dw, db)
+        return (dx, dr, dw, db)
     }
 
     /// RMS norm of `x`, or of `x + residual` (returned as `sum`) when a residual is given, the residual
@@ -75,9 +81,9 @@ extension CUDAFusedOps {
         return (y, sum, rstd)
     }
 
-    /// RMS norm backward; with `gradSum` added to the input gradient as in `layerNormBackward`.
-    static func rmsNormBackward(_ gradOutput: Tensor, gradSum: Tensor? = nil, x: Tensor, rstd: Tensor, weight: Tensor?)
-        -> (gradInput: Tensor, gradWeight: Tensor)?
+    /// RMS norm backward; with `gradSum` and `residualDropout` as in `layerNormBackward`.
+    static func rmsNormBackward(_ gradOutput: Tensor, gradSum: Tensor? = nil, residualDropout: DropoutDraw? = nil, x: Tensor,
+                                rstd: Tensor, weight: Tensor?) -> (gradInput: Tensor, gradResidual: Tensor?, gradWeight: Tensor)?
     {
         guard let (type, width, rows) = normShape(x, rowsLike: [gradOutput, gradSum], parameters: [weight]) else { return nil }
         let (input, gradient, direct) = (x.contiguous(), gradOutput.contiguous(), gradSum?.contiguous())
@@ -85,14 +91,21 @@ extension CUDAFusedOps {
         let r = rstd.cast(to: .float32).contiguous()
         let dx = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
         let dw = Tensor.empty([width], dtype: x.dtype, device: x.device)
+        let dr = residualGradient(residualDropout, like: x)
         run(gradSum == nil ? "rmsNormBackward" : "addRMSNormBackward", on: x.device) { nn, stream in
             let scratch = Tensor.empty([nn.normBackwardScratchCount(rows: rows, columns: width, withBias: false)],
                                        dtype: .float32, device: x.device)
             try nn.rmsNormBackward(dx.deviceAddress, weightGradient: dw.deviceAddress, gradient: gradient.deviceAddress,
-                                   sumGradient: direct?.deviceAddress ?? 0, input: input.deviceAddress,
+                                   sumGradient: direct?.deviceAddress ?? 0, residualGradient: dr?.deviceAddress ?? 0,
+                                   residualDropout: residualDropout, input: input.deviceAddress,
                                    weight: w.deviceAddress, rstd: r.deviceAddress, rows: rows, columns: width,
                                    scratch: scratch.deviceAddress, type: type, stream: stream)
         }
-        return (dx, dw)
+        return (dx, dr, dw)
+    }
+
+    /// The residual gradient a fused dropout backward writes: a tensor like `x` with `dropout`, else none.
+    private static func residualGradient(_ dropout: DropoutDraw?, like x: Tensor) -> Tensor? {
+        dropout.map { _ in Tensor.empty(x.shape, dtype: x.dtype, device: x.device) }
     }
 }

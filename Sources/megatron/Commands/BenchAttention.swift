@@ -103,6 +103,7 @@ struct BenchAttention: ParsableCommand {
             try stream.synchronize()
             [q, k, v, o, dO, dq, dk, dv, lse, delta, dqSum].forEach(allocator.free)
         }
+        for timing in cudnn?.planTimings ?? [] { print("cuDNN engine configs, " + timing) }
     }
 
     /// Median milliseconds per call of `body` over `trials` trials of about `trialMs` each.
