@@ -27,6 +27,9 @@ extension PretrainArguments {
         }
     }
 
+    /// `--experimental-attention-variant`: both spellings are Gated DeltaNet.
+    public enum ExperimentalAttentionVariant: String, FlagChoice, CaseIterable { case gatedDeltaNet = "gated_delta_net", gdn }
+
     /// `--optimizer`.
     public enum Optimizer: String, FlagChoice, CaseIterable { case adam, sgd }
 

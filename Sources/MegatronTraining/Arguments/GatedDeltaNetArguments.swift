@@ -20,7 +20,7 @@ extension PretrainArguments {
     func gatedDeltaNetConfig() throws -> GatedDeltaNetConfig? {
         guard let variant = experimentalAttentionVariant else { return nil }
         guard let frequency = linearAttentionFreq else {
-            throw ArgumentError("--experimental-attention-variant \(variant) needs --linear-attention-freq (which layers are "
+            throw ArgumentError("--experimental-attention-variant \(variant.rawValue) needs --linear-attention-freq (which layers are "
                 + "Gated DeltaNet and which attention), as in Megatron")
         }
         let config = GatedDeltaNetConfig(layers: try linearAttentionLayers(frequency), convKernelDim: linearConvKernelDim,

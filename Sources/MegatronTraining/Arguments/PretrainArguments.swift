@@ -44,7 +44,7 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var initMethodXavierUniform = false
     // gated delta net
     /// `gated_delta_net` or `gdn`: the layers `--linear-attention-freq` picks are Gated DeltaNet (`--linear-*` sizes).
-    public var experimentalAttentionVariant: String?
+    public var experimentalAttentionVariant: ExperimentalAttentionVariant?
     /// An integer N (every N-th layer attention, the others Gated DeltaNet) or a list expression of 1s and 0s.
     public var linearAttentionFreq: String?
     public var linearConvKernelDim = 4

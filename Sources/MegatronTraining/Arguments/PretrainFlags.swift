@@ -60,17 +60,6 @@ struct Flag {
              defaultText: { $0[keyPath: key] })
     }
 
-    /// A choice kept as text; an enum-typed key (`FlagChoice`, FlagChoices.swift) is what code should compare.
-    static func choice(_ name: String, _ key: WritableKeyPath<PretrainArguments, String>, _ choices: [String]) -> Flag {
-        Flag(name: name, takesValue: true, apply: { $0[keyPath: key] = try checked(name, $1!, choices) },
-             metavar: choices.joined(separator: "|"), defaultText: { $0[keyPath: key] })
-    }
-
-    static func choice(_ name: String, _ key: WritableKeyPath<PretrainArguments, String?>, _ choices: [String]) -> Flag {
-        Flag(name: name, takesValue: true, apply: { $0[keyPath: key] = try checked(name, $1!, choices) },
-             metavar: choices.joined(separator: "|"), defaultText: { $0[keyPath: key] })
-    }
-
     /// A switch that sets `key` to `value` (`store_true` / `store_false`).
     static func set(_ name: String, _ key: WritableKeyPath<PretrainArguments, Bool>, to value: Bool = true) -> Flag {
         Flag(name: name, takesValue: false) { args, _ in args[keyPath: key] = value }
@@ -349,7 +338,7 @@ enum PretrainFlags {
         },
         .string("--tp-comm-overlap-cfg", \.tpCommOverlapCfg),
         // gated delta net
-        .choice("--experimental-attention-variant", \.experimentalAttentionVariant, ["gated_delta_net", "gdn"]),
+        .choice("--experimental-attention-variant", \.experimentalAttentionVariant, [.gatedDeltaNet, .gdn]),
         .string("--linear-attention-freq", \.linearAttentionFreq),
         .int("--linear-conv-kernel-dim", \.linearConvKernelDim),
         .int("--linear-key-head-dim", \.linearKeyHeadDim),
