@@ -222,6 +222,16 @@ final class ConfigFileTests: XCTestCase {
         }
     }
 
+    /// Functional-test YAML writes `$NAME` as well as `${NAME}` (its harness runs envsubst); a `$` before no name stays.
+    func testBareDollarVariablesExpandAsEnvsubstDoes() {
+        var expander = VariableExpander(environment: ["DATA_BLEND": "/d/blend", "A_1": "x"])
+        XCTAssertEqual(expander.expand("$DATA_BLEND"), "/d/blend")
+        XCTAssertEqual(expander.expand("${A_1}/$A_1-y $ 5$ $1 ${"), "x/x-y $ 5$ $1 ${")
+        XCTAssertTrue(expander.missing.isEmpty)
+        XCTAssertEqual(expander.expand("$MISSING/z"), "$MISSING/z")
+        XCTAssertEqual(expander.missing, ["MISSING"])
+    }
+
     func testBadFilesAndKeysAreNamed() throws {
         XCTAssertThrowsError(try parse(["--config", "/nonexistent.yaml"])) {
             XCTAssertEqual("\($0)", "--config: cannot read /nonexistent.yaml")

@@ -162,7 +162,7 @@ enum ConfigFile {
     }
 }
 
-/// Replaces `${NAME}` in YAML strings with the environment's value, as Megatron's YAML loader does, and
+/// Replaces `${NAME}` and `$NAME` in YAML strings with the environment's value, as Megatron's YAML loader does, and
 /// remembers the names the environment lacks.
 struct VariableExpander {
     let environment: [String: String]
@@ -177,18 +177,34 @@ struct VariableExpander {
         }
     }
 
+    /// `${NAME}` and `$NAME` (as envsubst, which Megatron's functional tests run their YAML through) become the
+    /// environment's value; a `$` before anything else stays as written.
     mutating func expand(_ string: String) -> String {
         var result = "", rest = Substring(string)
-        while let open = rest.range(of: "${"), let close = rest[open.upperBound...].firstIndex(of: "}") {
-            let name = String(rest[open.upperBound..<close])
-            result += rest[..<open.lowerBound]
-            if let value = environment[name] {
+        while let dollar = rest.firstIndex(of: "$") {
+            result += rest[..<dollar]
+            let after = rest[rest.index(after: dollar)...]
+            let name: Substring, end: Substring.Index
+            if after.first == "{", let close = after.firstIndex(of: "}") {
+                name = after[after.index(after: after.startIndex)..<close]
+                end = after.index(after: close)
+            } else {
+                let nameEnd = after.firstIndex { !($0 == "_" || $0.isASCII && ($0.isLetter || $0.isNumber)) } ?? after.endIndex
+                name = after[..<nameEnd]
+                end = nameEnd
+                if name.isEmpty || name.first!.isNumber {
+                    result += "$"
+                    rest = after
+                    continue
+                }
+            }
+            if let value = environment[String(name)] {
                 result += value
             } else {
-                missing.insert(name)
-                result += "${\(name)}"
+                missing.insert(String(name))
+                result += rest[dollar..<end]
             }
-            rest = rest[rest.index(after: close)...]
+            rest = rest[end...]
         }
         return result + rest
     }
