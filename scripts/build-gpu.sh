@@ -36,6 +36,9 @@ done
 ldd "$debug_bin/MegatronPackageTests.xctest" | awk -v dir="$toolchain_libs" 'index($3, dir) == 1 { print $3 }' |
     while read -r library; do cp "$library" "$stage/lib/"; done
 
+# Symbols and debug info would take the bundle past what a device call carries (64 MiB with the baseline).
+strip --strip-all "$stage/bin/megatron"
+strip --strip-debug "$stage/bin/MegatronPackageTests.xctest" "$stage"/lib/*.so* 2>/dev/null || true
 mkdir -p "$out"
 tar -C "$stage" -cf - bin lib | xz -T0 -6 > "$out/bundle.tar.xz"
 cp scripts/bench_torch_gemm.py "$out/"
