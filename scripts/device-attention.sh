@@ -29,6 +29,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 if [ $tests = 1 ]; then
     classes=MegatronTensorTests.AddNormGPUTests,MegatronCUDATests.AttentionGPUTests,MegatronCUDATests.CuDNNAttentionGPUTests,MegatronCUDATests.CuDNNDescriptorTests,MegatronCoreTests.FusedAttentionGPUTests
     classes=$classes,MegatronCUDATests.RowKernelGPUTests,MegatronCUDATests.ElementwiseNeuralGPUTests
+    classes=$classes,MegatronCUDATests.AttentionMaskingGPUTests,MegatronCUDATests.GemmReductionPrecisionTests
+    classes=$classes,MegatronCoreTests.GatedDeltaRuleTests,MegatronCoreTests.ModelFeatureGoldenTests
+    classes=$classes,MegatronCoreTests.RotaryEmbeddingGPUTests,MegatronTensorTests.GPUOpsTests
     LD_LIBRARY_PATH=/tmp/g/lib timeout ${TESTS_TIMEOUT:-240} /tmp/g/bin/MegatronPackageTests.xctest "$classes" > "$OUT/tests.log" 2>&1
     echo "tests: $(grep -E "Executed [0-9]+ tests?," "$OUT/tests.log" | tail -1 | sed 's/^[[:space:]]*//')"
     grep -E "error:|Fatal error|kept .* visible" "$OUT/tests.log" | head -12

@@ -15,6 +15,9 @@ import MegatronTensor
 public final class Pretrainer {
     public let arguments: PretrainArguments
     public let model: GPTModel
+    /// Builds a model of the run's shape for `group` (the sample after training decodes with a KV cache,
+    /// which sequence parallelism does not take).
+    private let makeModel: (TensorParallelGroup) throws -> GPTModel
     /// Where the model and its batches live (`--device`, else a GPU when one is found).
     public let device: Device
     let optimizer: TrainingOptimizer
@@ -92,11 +95,15 @@ public final class Pretrainer {
         self.log("building GPT model ...")
         // Every tensor-parallel rank draws the whole weights from the seed and keeps its slice, so any TP size
         // starts from the single-rank model.
-        let model = try onDevice(device) {
-            try GPTModel(config: config, vocabSize: vocab, maxSequenceLength: arguments.resolvedMaxPositionEmbeddings,
-                         untieEmbeddingsAndOutputWeights: arguments.untieEmbeddingsAndOutputWeights,
-                         seed: UInt64(arguments.seed), tensorParallel: tensorParallel)
+        let placement = device
+        makeModel = { group in
+            try onDevice(placement) {
+                try GPTModel(config: config, vocabSize: vocab, maxSequenceLength: arguments.resolvedMaxPositionEmbeddings,
+                             untieEmbeddingsAndOutputWeights: arguments.untieEmbeddingsAndOutputWeights,
+                             seed: UInt64(arguments.seed), tensorParallel: group)
+            }
         }
+        let model = try makeModel(tensorParallel)
         self.model = model
         reporter.rankLog(MegatronLogLines.parameterCount(tensorRank: tensorParallel.rank,
                                                           count: model.namedParameters().map { $0.1.count }.reduce(0, +)))
@@ -302,8 +309,13 @@ public final class Pretrainer {
     }
 
     /// Text the trained model writes after `prompt` (the embedded corpus is byte-tokenized).
-    public func sample(prompt: String, maxNewTokens: Int = 200) -> String {
-        let ids = model.generate(prompt: ByteTokens.encode(prompt), vocabSize: ByteTokens.vocabularySize, maxNewTokens: maxNewTokens,
+    public func sample(prompt: String, maxNewTokens: Int = 200) throws -> String {
+        var decoder = model
+        if model.tensorParallel.sequenceParallel {
+            decoder = try makeModel(TensorParallelGroup(model.tensorParallel.communicator))
+            try decoder.loadStateDict(model.stateDict())
+        }
+        let ids = decoder.generate(prompt: ByteTokens.encode(prompt), vocabSize: ByteTokens.vocabularySize, maxNewTokens: maxNewTokens,
                                  stopToken: ByteTokens.endOfDocument,
                                  options: SamplingOptions(temperature: 0.7, topK: 10, seed: UInt64(arguments.seed)))
         return prompt + ByteTokens.decode(ids.tokens)

@@ -55,7 +55,7 @@ struct PretrainGPT: ParsableCommand {
         // Generation has no cache for Gated DeltaNet layers yet, so those models write no sample.
         if arguments.usesEmbeddedCorpus && arguments.experimentalAttentionVariant == nil {
             // Every rank decodes (a tensor-parallel model needs all its ranks); rank 0 prints.
-            let text = trainer.sample(prompt: "The cat")
+            let text = try trainer.sample(prompt: "The cat")
             if isRankZero { print("\n> sample from the trained model:\n\n" + text) }
         }
     }
