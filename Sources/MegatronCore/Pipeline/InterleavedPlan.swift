@@ -1,0 +1,89 @@
+/// Megatron's interleaved 1F1B for one rank, with batched transfers (no p2p overlap): the schedule table of
+/// virtual micro-batches, the warm-up count, and which transfers each step pairs.
+struct InterleavedPlan {
+    let stages: Int, rank: Int, microBatches: Int, chunks: Int
+    let table: [PipelineWork]
+    let warmup: Int
+    let allWarmup: Bool
+
+    init(stages: Int, rank: Int, microBatches: Int, chunks: Int, groupSize: Int) throws {
+        guard chunks >= 1 else {
+            throw PipelineScheduleError(description: "an interleaved schedule needs at least one model chunk per rank, got \(chunks)")
+        }
+        guard groupSize >= stages, groupSize <= microBatches else {
+            throw PipelineScheduleError(description: "the micro-batches of a group per virtual pipeline stage "
+                + "(--microbatch-group-size-per-virtual-pipeline-stage \(groupSize)) must lie in [PP=\(stages), M=\(microBatches)]")
+        }
+        let remainder = microBatches % groupSize
+        guard remainder == 0 || remainder >= stages else {
+            throw PipelineScheduleError(description: "\(microBatches) micro-batches in groups of \(groupSize) leave a last group of "
+                + "\(remainder), fewer than the \(stages) pipeline stages: choose a micro-batch count whose remainder is 0 or at least \(stages)")
+        }
+        self.stages = stages
+        self.rank = rank
+        self.microBatches = microBatches
+        self.chunks = chunks
+        table = PipelineSchedule.table(microBatches: microBatches, chunks: chunks, groupSize: groupSize)
+        let total = microBatches * chunks
+        let wanted = stages > 1 ? (stages - rank - 1) * 2 + (chunks - 1) * groupSize : 0
+        allWarmup = wanted >= total
+        warmup = min(wanted, total)
+    }
+
+    var total: Int { microBatches * chunks }
+
+    /// The pass a virtual micro-batch runs: forwards walk the chunks up, backwards down.
+    func work(_ k: Int, forward: Bool) -> PipelineWork {
+        let entry = table[k % total]
+        return PipelineWork(microBatch: entry.microBatch, chunk: forward ? entry.chunk : chunks - 1 - entry.chunk)
+    }
+
+    /// Whether a chunk's forward starts the whole model (nothing to receive) or its output ends it.
+    func startsModel(_ chunk: Int) -> Bool { chunk == 0 && rank == 0 }
+    func endsModel(_ chunk: Int) -> Bool { chunk == chunks - 1 && rank == stages - 1 }
+
+    /// Whether the neighbour sends something for the step after virtual micro-batch `k` (Megatron's
+    /// `recv_tensor_from_previous_stage`): the leading stage of a direction runs `stages - 1` steps ahead of
+    /// the stage that feeds it, and the chunk that ends the model in that direction sends nothing.
+    func receives(after k: Int, forward: Bool) -> Bool {
+        let leading = forward ? rank == 0 : rank == stages - 1
+        guard leading else { return true }
+        guard k >= stages - 1 else { return false }
+        let lastChunk = forward ? chunks - 1 : 0
+        return work(k - (stages - 1), forward: forward).chunk != lastChunk
+    }
+
+    func steps() -> [PipelineStep] {
+        var steps = PipelineStepList()
+        steps.exchange(receiveForward: !startsModel(0))
+        for k in 0..<warmup {
+            let forward = work(k, forward: true)
+            let receive = receives(after: k, forward: true) && k != total - 1
+            steps.append(.forward(forward))
+            let send = endsModel(forward.chunk) ? nil : forward
+            if k == warmup - 1 && !allWarmup {
+                steps.exchange(receiveForward: receive, sendForward: send, receiveBackward: rank != stages - 1)
+            } else {
+                steps.exchange(receiveForward: receive, sendForward: send)
+            }
+        }
+        let remaining = total - warmup
+        for k in 0..<remaining {
+            let forward = work(k + warmup, forward: true), backward = work(k, forward: false)
+            steps.append(.forward(forward))
+            steps.append(.backward(backward))
+            steps.exchange(sendBackward: startsModel(backward.chunk) ? nil : backward,
+                           receiveForward: receives(after: k + warmup, forward: true) && k != remaining - 1,
+                           sendForward: endsModel(forward.chunk) ? nil : forward,
+                           receiveBackward: receives(after: k, forward: false))
+        }
+        if allWarmup { steps.exchange(receiveBackward: !endsModel(chunks - 1)) }
+        for k in remaining..<total {
+            let backward = work(k, forward: false)
+            steps.append(.backward(backward))
+            steps.exchange(sendBackward: startsModel(backward.chunk) ? nil : backward,
+                           receiveBackward: receives(after: k, forward: false) && k != total - 1)
+        }
+        return steps.steps
+    }
+}
