@@ -56,6 +56,9 @@ public protocol Communicator: AnyObject {
     func send(_ tensor: Tensor, to peer: Int) throws -> CollectiveWork
     /// Receives into `tensor` what group rank `peer` sends.
     func recv(into tensor: Tensor, from peer: Int) throws -> CollectiveWork
+    /// Issues the sends and receives together (`torch.distributed.batch_isend_irecv`): neighbours that each send
+    /// to and receive from one another in one batch cannot deadlock, whatever order they list them in.
+    func batchSendRecv(_ transfers: [PointToPoint]) throws -> CollectiveWork
     /// Rank r's j-th row block of `input` (of `size` equal blocks) becomes rank j's r-th row block of `output`.
     func allToAll(_ input: Tensor, into output: Tensor) throws -> CollectiveWork
     /// Returns once every rank of the group has called it.
@@ -64,6 +67,30 @@ public protocol Communicator: AnyObject {
     /// Splits the group as `MPI_Comm_split` / `ncclCommSplit`: every rank calls it; ranks passing the same
     /// `color` form one new group, ordered by `key` (then by their rank here).
     func split(color: Int, key: Int) throws -> Communicator
+}
+
+/// One transfer of a `batchSendRecv` batch; peers are ranks of the group.
+public enum PointToPoint {
+    case send(Tensor, to: Int)
+    case recv(into: Tensor, from: Int)
+}
+
+extension Communicator {
+    /// Sends first, then receives: right for backends whose sends never wait for the receiver (thread ranks
+    /// post to mailboxes). NCCL groups the batch instead.
+    public func batchSendRecv(_ transfers: [PointToPoint]) throws -> CollectiveWork {
+        var works: [CollectiveWork] = []
+        for case .send(let tensor, let peer) in transfers { works.append(try send(tensor, to: peer)) }
+        for case .recv(let tensor, let peer) in transfers { works.append(try recv(into: tensor, from: peer)) }
+        return CollectiveWorks(works)
+    }
+}
+
+/// Several operations waited for as one.
+final class CollectiveWorks: CollectiveWork {
+    let works: [CollectiveWork]
+    init(_ works: [CollectiveWork]) { self.works = works }
+    func wait() throws { for work in works { try work.wait() } }
 }
 
 extension CollectiveWork {

@@ -94,6 +94,13 @@ final class NCCLCommunicatorTests: XCTestCase {
             }
             seen["ring"] = received.floats()
 
+            // Both directions of the ring in one batch, every rank listing its sends first.
+            let fromPrevious = Tensor.zeros([2], device: device), fromNext = Tensor.zeros([2], device: device)
+            try comm.batchSendRecv([.send(Tensor(shape: [2], values: [r, 1]).to(device), to: next),
+                                    .send(Tensor(shape: [2], values: [r, -1]).to(device), to: previous),
+                                    .recv(into: fromPrevious, from: previous), .recv(into: fromNext, from: next)]).wait()
+            seen["batch"] = fromPrevious.floats() + fromNext.floats()
+
             let half = try comm.split(color: comm.rank % 2, key: -comm.rank)
             let y = Tensor(shape: [1], values: [r]).to(device)
             try half.allReduce(y, op: .sum).wait()
@@ -117,6 +124,7 @@ final class NCCLCommunicatorTests: XCTestCase {
             XCTAssertEqual(seen["broadcast"], [Float(n - 1), 7, Float(2 * (n - 1))])
             XCTAssertEqual(seen["allToAll"], (0..<n).map { Float(10 * $0 + rank) })
             XCTAssertEqual(seen["ring"], [Float((rank + n - 1) % n), 42])
+            XCTAssertEqual(seen["batch"], [Float((rank + n - 1) % n), 1, Float((rank + 1) % n), -1])
             let sameParity = (0..<n).filter { $0 % 2 == rank % 2 }
             let position = Array(sameParity.reversed()).firstIndex(of: rank)!
             XCTAssertEqual(seen["split"], [Float(position), Float(sameParity.count), Float(sameParity.reduce(0, +))],

@@ -156,6 +156,24 @@ final class ThreadCommunicatorTests: XCTestCase {
         }
     }
 
+    /// Both directions of a ring in one batch: each rank lists its receives before its sends and still gets
+    /// both neighbours' messages (a pipeline stage's forward-and-backward exchange).
+    func testBatchSendRecvBothWays() throws {
+        for n in [2, 3] {
+            let results = try ThreadCommunicator.run(worldSize: n, timeout: 20) { comm -> [Float] in
+                let next = (comm.rank + 1) % n, previous = (comm.rank + n - 1) % n, r = Float(comm.rank)
+                let fromPrevious = Tensor.zeros([2]), fromNext = Tensor.zeros([2])
+                try comm.batchSendRecv([.recv(into: fromPrevious, from: previous), .recv(into: fromNext, from: next),
+                                        .send(Tensor(shape: [2], values: [r, 1]), to: next),
+                                        .send(Tensor(shape: [2], values: [r, -1]), to: previous)]).wait()
+                return fromPrevious.floats() + fromNext.floats()
+            }
+            for (rank, value) in results.enumerated() {
+                XCTAssertEqual(value, [Float((rank + n - 1) % n), 1, Float((rank + 1) % n), -1])
+            }
+        }
+    }
+
     func testBarrierOrdersSideEffects() throws {
         let counter = LockedCounter()
         let seen = try ThreadCommunicator.run(worldSize: 4, timeout: 20) { comm -> Int in

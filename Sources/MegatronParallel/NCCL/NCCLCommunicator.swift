@@ -146,6 +146,28 @@ public final class NCCLCommunicator: Communicator, AbortableCommunicator {
         }
     }
 
+    /// One NCCL group of the batch's sends and receives, so neighbours exchanging both ways make progress.
+    public func batchSendRecv(_ transfers: [PointToPoint]) throws -> CollectiveWork {
+        let tensors = transfers.map { transfer -> Tensor in
+            switch transfer { case .send(let t, _), .recv(let t, _): t }
+        }
+        for case .send(_, let peer) in transfers { try checkPeer(peer, "batchSendRecv") }
+        for case .recv(_, let peer) in transfers { try checkPeer(peer, "batchSendRecv") }
+        return try enqueue("batchSendRecv(\(transfers.count) transfers)", tensors) { stream in
+            var status = nccl.ncclGroupStart()
+            for transfer in transfers where status == 0 {
+                switch transfer {
+                case .send(let t, let peer):
+                    status = nccl.ncclSend(address(t), t.count, NCCLLibrary.dataType(t.dtype), Int32(peer), comm, stream)
+                case .recv(let t, let peer):
+                    status = nccl.ncclRecv(address(t), t.count, NCCLLibrary.dataType(t.dtype), Int32(peer), comm, stream)
+                }
+            }
+            let end = nccl.ncclGroupEnd()
+            return status != 0 ? status : end
+        }
+    }
+
     /// NCCL has no all-to-all: one grouped send and receive per peer.
     public func allToAll(_ input: Tensor, into output: Tensor) throws -> CollectiveWork {
         guard input.shape == output.shape, input.dtype == output.dtype, input.count % size == 0 else {
