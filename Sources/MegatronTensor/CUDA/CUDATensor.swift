@@ -47,6 +47,7 @@ extension Tensor {
             let source = contiguous()
             let out = Tensor.empty(shape, dtype: dtype, device: target)
             let context = CUDAContext.of(.cuda(ordinal))
+            context.hostCopies.countHostToDevice()
             context.run("copy host to \(target), \(count * dtype.byteSize) bytes") {
                 try context.staging.copyToDevice(UnsafeRawBufferPointer(start: source.pointer(as: UInt8.self),
                                                                         count: count * dtype.byteSize),
@@ -56,6 +57,7 @@ extension Tensor {
         case (.cuda, .cpu):
             let source = contiguous()
             let context = CUDAContext.of(device)
+            context.hostCopies.countDeviceToHost()
             let bytes: [UInt8] = context.run("copy \(device) to host, \(count * dtype.byteSize) bytes") {
                 try context.staging.copyToHost(from: source.deviceAddress, count: count * dtype.byteSize, stream: context.stream)
             }
@@ -116,6 +118,7 @@ extension Tensor {
         let source = contiguous()
         let context = CUDAContext.of(device)
         let byteCount = count * dtype.byteSize
+        context.hostCopies.countDeviceToHost()
         let copy = context.run("copy \(device) to host later, \(byteCount) bytes") {
             try context.staging.startCopyToHost(from: source.deviceAddress, byteCount: byteCount, stream: context.stream)
         }
