@@ -7,11 +7,6 @@ import Foundation
 public struct TensorKernelArgument {
     public static let maxRank = 8
 
-    /// Dtype codes shared with tensor_ops.cu (`enum DTypeCode`).
-    public enum DTypeCode: Int32 {
-        case float32 = 0, bfloat16 = 1, float16 = 2, float8E4M3 = 3, float8E5M2 = 4, int32 = 5, int64 = 6, bool = 7
-    }
-
     public var address: UInt64
     public var shape: [Int]
     public var strides: [Int]

@@ -130,16 +130,16 @@ extension Tensor {
 }
 
 extension DType {
-    /// The dtype code of tensor_ops.cu.
-    var kernelCode: TensorKernelArgument.DTypeCode {
+    /// The dtype's code in tensor_ops.cu (`DTypeCode`, generated from Kernels/kernel_codes.cuh).
+    var kernelCode: DTypeCode {
         switch self {
-        case .float32: .float32
-        case .bfloat16: .bfloat16
-        case .float16: .float16
-        case .float8E4M3: .float8E4M3
-        case .float8E5M2: .float8E5M2
-        case .int32: .int32
-        case .int64: .int64
+        case .float32: .f32
+        case .bfloat16: .bf16
+        case .float16: .f16
+        case .float8E4M3: .f8e4m3
+        case .float8E5M2: .f8e5m2
+        case .int32: .i32
+        case .int64: .i64
         case .bool: .bool
         }
     }
