@@ -1,5 +1,5 @@
 import XCTest
-import MegatronCUDA
+@testable import MegatronCUDA
 @testable import MegatronTensor
 
 /// What the CUDA ops hand their kernels, checked without a GPU.
@@ -48,5 +48,27 @@ final class GPUKernelSourceTests: XCTestCase {
         let tooDeep = TensorKernelArgument(address: 0, shape: [Int](repeating: 1, count: 9), strides: [Int](repeating: 1, count: 9),
                                            dtype: .f32)
         XCTAssertThrowsError(try tooDeep.bytes()) { XCTAssertTrue("\($0)".contains("at most 8 dimensions"), "\($0)") }
+    }
+}
+
+/// How every kernel's arguments reach the driver (`CUDAFunction.launch`), checked without a GPU.
+final class KernelParameterLayoutTests: XCTestCase {
+    /// Scalars and pointers take 8-byte slots (a 4-byte value in the low bytes), a tensor operand its
+    /// 144-byte struct; an operand of too many dimensions is a thrown error.
+    func testArgumentsTakeEightByteSlotsAndTensorsTheirStruct() throws {
+        let tensor = TensorKernelArgument(address: 0x2000, shape: [4, 5], strides: [5, 1], dtype: .bf16)
+        let parameters = try KernelParameters([.pointer(0xABCD), .int32(-2), .tensor(tensor), .float32(1.5), .int64(1 << 40)])
+        XCTAssertEqual(parameters.offsets, [0, 8, 16, 160, 168])
+        XCTAssertEqual(parameters.pointers.count, 5)
+        func load<T>(_ offset: Int, _ type: T.Type) -> T { parameters.buffer.load(fromByteOffset: offset, as: type) }
+        XCTAssertEqual(load(0, UInt64.self), 0xABCD)
+        XCTAssertEqual(load(8, Int32.self), -2)
+        XCTAssertEqual(load(16, UInt64.self), 0x2000)
+        XCTAssertEqual(load(16 + 8, Int64.self), 4)
+        XCTAssertEqual(load(16 + 140, Int32.self), DTypeCode.bf16.rawValue)
+        XCTAssertEqual(load(160, Float.self), 1.5)
+        XCTAssertEqual(load(168, Int64.self), 1 << 40)
+        let deep = TensorKernelArgument(address: 0, shape: [Int](repeating: 1, count: 9), strides: [Int](repeating: 1, count: 9), dtype: .f32)
+        XCTAssertThrowsError(try KernelParameters([.int32(1), .tensor(deep)]))
     }
 }

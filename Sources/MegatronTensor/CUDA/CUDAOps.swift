@@ -20,7 +20,7 @@ enum CUDAOps {
         return device
     }
 
-    static func launch(_ name: String, elements: Int, on device: Device, _ parameters: [TensorKernelParameter],
+    static func launch(_ name: String, elements: Int, on device: Device, _ parameters: [KernelArgument],
                        label: @autoclosure () -> String = "") {
         let context = CUDAContext.of(device)
         context.run("\(name)\(label().isEmpty ? "" : " " + label())") { try context.kernels.launch(name, elements: elements, stream: context.stream, parameters) }
@@ -48,7 +48,7 @@ enum CUDAOps {
               layout.strides.allSatisfy({ $0.dropLast().allSatisfy { ($0 * size) % 16 == 0 } }),
               destination.deviceAddress % 16 == 0, source.deviceAddress % 16 == 0 else { return false }
         let operands = [destination, source].enumerated().map { i, t in
-            TensorKernelParameter.tensor(TensorKernelArgument(address: t.deviceAddress, shape: layout.shape,
+            KernelArgument.tensor(TensorKernelArgument(address: t.deviceAddress, shape: layout.shape,
                                                               strides: layout.strides[i], dtype: t.dtype.kernelCode))
         }
         let vectors = destination.count / vector
