@@ -12,7 +12,7 @@ __launch_bounds__ and launcher assume.
 --define passes -D options as a program's source would define them, e.g. flash attention's head dim
 and tiling (NeuralKernels.programSource): --define FA_HEAD_DIM=80 --define "FA_TILING=2, 32, 1, 32, 1, 32".
 
-Files compiled by CUDAKernels / TensorKernels get common.cuh and fp8.cuh in front; the NeuralKernels
+Files compiled by CUDAKernels / TensorKernels get common.cuh, kernel_codes.cuh and fp8.cuh in front; the NeuralKernels
 files get common.cuh, neural.cuh, then fp8.cuh (CUDAKernels.source, NeuralKernels.source). Exits
 non-zero on any error.
 """
@@ -51,7 +51,7 @@ def load_nvrtc():
 
 
 def source_of(name):
-    parts = ["common.cuh"] + ([] if name in COMMON_ONLY else ["neural.cuh"]) + ["fp8.cuh"]
+    parts = ["common.cuh"] + (["kernel_codes.cuh"] if name in COMMON_ONLY else ["neural.cuh"]) + ["fp8.cuh"]
     parts += FLASH_ATTENTION_PARTS if name == "flash_attention.cu" else []
     parts.append(name)
     return "\n".join(open(os.path.join(KERNELS, p), encoding="utf-8").read() for p in parts)

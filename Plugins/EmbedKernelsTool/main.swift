@@ -2,7 +2,9 @@ import Foundation
 
 // Usage: EmbedKernelsTool OUTPUT.swift INPUT.cu...
 // Writes `enum EmbeddedKernels { static let sources: [String: String] }`, keyed by file name,
-// each source as a raw string literal so backslashes and quotes need no escaping.
+// each source as a raw string literal so backslashes and quotes need no escaping; and from each
+// `enum Name { PREFIX_CASE = value, ... };` of kernel_codes.cuh, a public Swift enum `Name: Int32`
+// (case `PREFIX_GELU_TANH` becomes `geluTanh`), so the kernels and their launchers share one definition.
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let outputPath = arguments.first else {
@@ -15,6 +17,35 @@ func rawDelimiter(for text: String) -> String {
     var hashes = "#"
     while text.contains("\"\"\"" + hashes) || text.contains("\"" + hashes) { hashes += "#" }
     return hashes
+}
+
+/// `PREFIX_GELU_TANH` -> `geluTanh`: the words after the first underscore, in lowerCamelCase.
+func caseName(_ constant: String) -> String {
+    let words = constant.split(separator: "_").dropFirst().map { $0.lowercased() }
+    return words.enumerated().map { $0.offset == 0 ? $0.element : $0.element.prefix(1).uppercased() + $0.element.dropFirst() }.joined()
+}
+
+/// A public Swift enum of Int32 raw values for each C enum of `header`; explicit values are required.
+func codeEnums(_ header: String) -> String {
+    let withoutComments = header.split(separator: "\n").map { $0.split(separator: "/", maxSplits: 1).first.map(String.init) ?? "" }
+        .joined(separator: " ")
+    var out = ""
+    for declaration in withoutComments.split(separator: ";") {
+        let parts = declaration.split(separator: "{", maxSplits: 1)
+        guard parts.count == 2, let name = parts[0].split(separator: " ").last, parts[0].contains("enum") else { continue }
+        out += "\n/// Codes of `enum \(name)` in Kernels/kernel_codes.cuh (generated; edit the header).\n"
+        out += "public enum \(name): Int32, CaseIterable, Sendable {\n"
+        for item in parts[1].replacingOccurrences(of: "}", with: "").split(separator: ",") {
+            let pair = item.split(separator: "=").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard pair.count == 2 else {
+                FileHandle.standardError.write("EmbedKernelsTool: \(name): give \(item) an explicit value\n".data(using: .utf8)!)
+                exit(1)
+            }
+            out += "    case \(caseName(pair[0])) = \(pair[1])\n"
+        }
+        out += "}\n"
+    }
+    return out
 }
 
 var generated = """
@@ -38,6 +69,9 @@ for path in arguments.dropFirst() {
     generated += "        \"\(name)\": \(hashes)\"\"\"\n\(text)\n\"\"\"\(hashes),\n"
 }
 generated += "    ]\n}\n"
+if let codes = arguments.dropFirst().first(where: { $0.hasSuffix("/kernel_codes.cuh") }) {
+    generated += codeEnums(try! String(contentsOfFile: codes, encoding: .utf8))
+}
 
 // Rewrite only on change, so an unchanged kernel set does not recompile the target.
 if (try? String(contentsOfFile: outputPath, encoding: .utf8)) != generated {

@@ -47,9 +47,9 @@ public final class CUDAKernels {
                                            compiledCount: images.count - cached, cachedCount: cached)
     }
 
-    /// A kernel file with the shared headers (common.cuh, then fp8.cuh) in front, as NVRTC compiles it.
+    /// A kernel file with the shared headers (common.cuh, kernel_codes.cuh, then fp8.cuh) in front, as NVRTC compiles it.
     public static func source(_ file: String) throws -> String {
-        try joinedSources(["common.cuh", "fp8.cuh", file])
+        try joinedSources(["common.cuh", "kernel_codes.cuh", "fp8.cuh", file])
     }
 
     /// The embedded files `names` joined by newlines; throws naming a missing file.

@@ -7,11 +7,6 @@ import Foundation
 public struct TensorKernelArgument {
     public static let maxRank = 8
 
-    /// Dtype codes shared with tensor_ops.cu (`enum DTypeCode`).
-    public enum DTypeCode: Int32 {
-        case float32 = 0, bfloat16 = 1, float16 = 2, float8E4M3 = 3, float8E5M2 = 4, int32 = 5, int64 = 6, bool = 7
-    }
-
     public var address: UInt64
     public var shape: [Int]
     public var strides: [Int]
@@ -20,6 +15,9 @@ public struct TensorKernelArgument {
     public init(address: UInt64, shape: [Int], strides: [Int], dtype: DTypeCode) {
         (self.address, self.shape, self.strides, self.dtype) = (address, shape, strides, dtype)
     }
+
+    /// Size of `struct TensorArg`, a multiple of 8.
+    public static let byteCount = 144
 
     /// The 144 bytes of `struct TensorArg { void *data; long long shape[8], strides[8]; int rank, dtype; }`.
     public func bytes() throws -> [UInt8] {
@@ -36,28 +34,8 @@ public struct TensorKernelArgument {
     }
 }
 
-/// One kernel parameter as the bytes the kernel's parameter list declares (a scalar, a pointer or
-/// a struct passed by value).
-public enum TensorKernelParameter {
-    case tensor(TensorKernelArgument)
-    case pointer(UInt64)
-    case int32(Int32)
-    case int64(Int64)
-    case float32(Float)
-
-    func bytes() throws -> [UInt8] {
-        switch self {
-        case .tensor(let t): return try t.bytes()
-        case .pointer(let v): return withUnsafeBytes(of: v) { Array($0) }
-        case .int32(let v): return withUnsafeBytes(of: v) { Array($0) }
-        case .int64(let v): return withUnsafeBytes(of: v) { Array($0) }
-        case .float32(let v): return withUnsafeBytes(of: v) { Array($0) }
-        }
-    }
-}
-
-/// The kernels of Kernels/tensor_ops.cu compiled for one device, and a launcher that passes
-/// struct parameters by value (CUDAFunction.launch passes 8-byte scalars only). Construction starts
+/// The kernels of Kernels/tensor_ops.cu compiled for one device, launched by name through
+/// `CUDAFunction.launch` (tensor operands are `KernelArgument.tensor`). Construction starts
 /// the compilation in the background and returns (`KernelLoading`); the first launch waits for it.
 ///
 ///     let kernels = try TensorKernels(device: device)
@@ -84,30 +62,15 @@ public final class TensorKernels {
     public var fromCache: Bool { modules.timings().first?.fromCache ?? false }
 
     /// A grid-stride launch of `name` over `elements` work items (threads), at most 32 blocks per SM.
-    public func launch(_ name: String, elements: Int, stream: CUDAStream, _ parameters: [TensorKernelParameter]) throws {
+    public func launch(_ name: String, elements: Int, stream: CUDAStream, _ parameters: [KernelArgument]) throws {
         guard elements > 0 else { return }
         let blocks = min((elements + Self.blockSize - 1) / Self.blockSize, 32 * device.properties.multiprocessorCount)
         try launch(name, grid: blocks, block: Self.blockSize, stream: stream, parameters)
     }
 
     /// Enqueues `name` with explicit grid and block sizes.
-    public func launch(_ name: String, grid: Int, block: Int, stream: CUDAStream, _ parameters: [TensorKernelParameter]) throws {
-        let function = try self.function(name)
-        // The driver copies each parameter's bytes from its pointer; keep them in one block, each 8-byte aligned.
-        let buffers = try parameters.map { try $0.bytes() }
-        let offsets = buffers.reduce(into: [0]) { $0.append($0.last! + ($1.count + 7) / 8 * 8) }
-        let packed = UnsafeMutableRawPointer.allocate(byteCount: max(offsets.last!, 8), alignment: 16)
-        defer { packed.deallocate() }
-        for (buffer, offset) in zip(buffers, offsets) {
-            buffer.withUnsafeBytes { (packed + offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        }
-        var pointers: [UnsafeMutableRawPointer?] = offsets.dropLast().map { packed + $0 }
-        try device.makeCurrent()
-        let status = pointers.withUnsafeMutableBufferPointer {
-            device.driver.cuLaunchKernel(function.handle, UInt32(grid), 1, 1, UInt32(block), 1, 1, 0,
-                                         stream.handle, $0.baseAddress, nil)
-        }
-        try check(status, "cuLaunchKernel(\(name))")
+    public func launch(_ name: String, grid: Int, block: Int, stream: CUDAStream, _ parameters: [KernelArgument]) throws {
+        try function(name).launch(grid: .init(grid), block: .init(block), stream: stream, arguments: parameters)
     }
 
     private func function(_ name: String) throws -> CUDAFunction {

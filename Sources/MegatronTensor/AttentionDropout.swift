@@ -30,8 +30,8 @@ public struct AttentionDropout: Sendable, Equatable {
         mask = .philox(seed: seed, offset: offset)
     }
 
-    /// Dropout with a fixed mask, `[batch, heads, queries, keys]` row-major (true: kept). Only the CPU
-    /// reference takes it (CUDA tensors run the reference on host copies): tests use it to check a
+    /// Dropout with a fixed mask, `[batch, heads, queries, keys]` row-major (true: kept). The fused
+    /// kernels do not take it (CUDA tensors run `ComposedAttention`, the mask uploaded): tests use it to check a
     /// backend whose random numbers are its own against the mask it drew.
     public init(probability: Float, keeping mask: [Bool]) {
         precondition(probability >= 0 && probability < 1, "attention dropout probability \(probability) outside [0, 1)")

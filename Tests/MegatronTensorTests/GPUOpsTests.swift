@@ -290,7 +290,7 @@ final class GPUOpsTests: XCTestCase {
         assertParity(i, ic, "topk bf16 indices", tolerance: (0, 0))
     }
 
-    /// Fused ops (NeuralKernels for fp32 / bf16 / fp16; the CPU on host copies for other dtype mixes).
+    /// Fused ops (NeuralKernels for fp32 / bf16 / fp16; the general device paths for other dtype mixes).
     func testFusedOpsOnGPUTensors() throws {
         let gpu = try requireGPU()
         for dtype in floatTypes {
@@ -357,7 +357,7 @@ final class GPUOpsTests: XCTestCase {
             assertParity(Ops.dropout(x.to(gpu), p: 0.3, seed: 5, offset: 2), Ops.dropout(x, p: 0.3, seed: 5, offset: 2),
                          "dropout \(dtype)", tolerance: (0, 0))
         }
-        // Mixed dtypes (bf16 activations, fp32 weight) take the host path and still agree.
+        // Mixed dtypes (bf16 activations, fp32 weight) take the general device path and still agree.
         let x = randomTensor([3, 16], dtype: .bfloat16, seed: 33), w = randomTensor([16], seed: 34)
         assertParity(Ops.rmsNorm(x.to(gpu), weight: w.to(gpu), epsilon: 1e-6).output, Ops.rmsNorm(x, weight: w, epsilon: 1e-6).output,
                      "rmsNorm bf16 x fp32 weight")

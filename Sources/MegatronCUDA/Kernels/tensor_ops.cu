@@ -13,11 +13,10 @@ struct TensorArg {
     long long shape[TENSOR_MAX_RANK];
     long long strides[TENSOR_MAX_RANK];
     int rank;
-    int dtype;   // DTypeCode below
+    int dtype;   // DTypeCode (kernel_codes.cuh)
 };
 
-// Matches TensorKernels.DTypeCode (Swift).
-enum DTypeCode { DT_F32 = 0, DT_BF16 = 1, DT_F16 = 2, DT_F8E4M3 = 3, DT_F8E5M2 = 4, DT_I32 = 5, DT_I64 = 6, DT_BOOL = 7 };
+// The dtype and op codes (DTypeCode, BinaryOpCode, ...) come from kernel_codes.cuh, compiled in front.
 
 __device__ __forceinline__ float f16_to_float(unsigned short h) {
     float f;
@@ -164,27 +163,28 @@ extern "C" __global__ void tensor_copy_rows16(TensorArg out, TensorArg in, long 
 
 // ---------------------------------------------------------------- elementwise
 
-// Codes match BinaryOp / CompareOp / UnaryOp's `kernelCode` (Swift).
+// `op` is a BinaryOpCode.
 __device__ __forceinline__ float binary_apply(int op, float x, float y) {
     switch (op) {
-    case 0: return x + y;
-    case 1: return x - y;
-    case 2: return x * y;
-    case 3: return x / y;
-    case 4: return (is_nan(x) || is_nan(y)) ? __int_as_float(0x7fc00000) : fmaxf(x, y);
-    case 5: return (is_nan(x) || is_nan(y)) ? __int_as_float(0x7fc00000) : fminf(x, y);
-    default: return powf(x, y);
+    case BINARY_ADD: return x + y;
+    case BINARY_SUB: return x - y;
+    case BINARY_MUL: return x * y;
+    case BINARY_DIV: return x / y;
+    case BINARY_MAXIMUM: return (is_nan(x) || is_nan(y)) ? __int_as_float(0x7fc00000) : fmaxf(x, y);
+    case BINARY_MINIMUM: return (is_nan(x) || is_nan(y)) ? __int_as_float(0x7fc00000) : fminf(x, y);
+    default: return powf(x, y);   // BINARY_POW
     }
 }
 
+// `op` is a CompareOpCode.
 __device__ __forceinline__ bool compare_apply(int op, float x, float y) {
     switch (op) {
-    case 0: return x == y;
-    case 1: return x != y;
-    case 2: return x < y;
-    case 3: return x <= y;
-    case 4: return x > y;
-    default: return x >= y;
+    case COMPARE_EQUAL: return x == y;
+    case COMPARE_NOT_EQUAL: return x != y;
+    case COMPARE_LESS: return x < y;
+    case COMPARE_LESS_EQUAL: return x <= y;
+    case COMPARE_GREATER: return x > y;
+    default: return x >= y;   // COMPARE_GREATER_EQUAL
     }
 }
 
@@ -195,42 +195,43 @@ __device__ __forceinline__ bool compare_apply(int op, float x, float y) {
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+// `op` is a UnaryOpCode.
 __device__ __forceinline__ float unary_apply(int op, float x) {
     switch (op) {
-    case 0: return -x;
-    case 1: return expf(x);
-    case 2: return logf(x);
-    case 3: return tanhf(x);
-    case 4: return sqrtf(x);
-    case 5: return 1.0f / sqrtf(x);
-    case 6: return fabsf(x);
-    case 7: return sigmoid(x);
-    case 8: return x > 0.0f ? x : 0.0f;
-    case 9: return x * sigmoid(x);
-    case 10: return 0.5f * x * (1.0f + tanhf(GELU_K0 * (x + GELU_K1 * x * x * x)));
-    case 12: return x > 0.0f ? x * x : 0.0f;
-    default: return 0.5f * x * (1.0f + erff(x * INV_SQRT2));
+    case UNARY_NEG: return -x;
+    case UNARY_EXP: return expf(x);
+    case UNARY_LOG: return logf(x);
+    case UNARY_TANH: return tanhf(x);
+    case UNARY_SQRT: return sqrtf(x);
+    case UNARY_RSQRT: return 1.0f / sqrtf(x);
+    case UNARY_ABS: return fabsf(x);
+    case UNARY_SIGMOID: return sigmoid(x);
+    case UNARY_RELU: return x > 0.0f ? x : 0.0f;
+    case UNARY_SILU: return x * sigmoid(x);
+    case UNARY_GELU_TANH: return 0.5f * x * (1.0f + tanhf(GELU_K0 * (x + GELU_K1 * x * x * x)));
+    case UNARY_SQUARED_RELU: return x > 0.0f ? x * x : 0.0f;
+    default: return 0.5f * x * (1.0f + erff(x * INV_SQRT2));   // UNARY_GELU_ERF
     }
 }
 
 __device__ __forceinline__ float unary_derivative(int op, float x) {
     switch (op) {
-    case 0: return -1.0f;
-    case 1: return expf(x);
-    case 2: return 1.0f / x;
-    case 3: { const float t = tanhf(x); return 1.0f - t * t; }
-    case 4: return 0.5f / sqrtf(x);
-    case 5: return -0.5f / (x * sqrtf(x));
-    case 6: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
-    case 7: { const float s = sigmoid(x); return s * (1.0f - s); }
-    case 8: return x > 0.0f ? 1.0f : 0.0f;
-    case 9: { const float s = sigmoid(x); return s * (1.0f + x * (1.0f - s)); }
-    case 10: {
+    case UNARY_NEG: return -1.0f;
+    case UNARY_EXP: return expf(x);
+    case UNARY_LOG: return 1.0f / x;
+    case UNARY_TANH: { const float t = tanhf(x); return 1.0f - t * t; }
+    case UNARY_SQRT: return 0.5f / sqrtf(x);
+    case UNARY_RSQRT: return -0.5f / (x * sqrtf(x));
+    case UNARY_ABS: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
+    case UNARY_SIGMOID: { const float s = sigmoid(x); return s * (1.0f - s); }
+    case UNARY_RELU: return x > 0.0f ? 1.0f : 0.0f;
+    case UNARY_SILU: { const float s = sigmoid(x); return s * (1.0f + x * (1.0f - s)); }
+    case UNARY_GELU_TANH: {
         const float t = tanhf(GELU_K0 * (x + GELU_K1 * x * x * x));
         return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_K0 * (1.0f + 3.0f * GELU_K1 * x * x);
     }
-    case 12: return x > 0.0f ? 2.0f * x : 0.0f;
-    default: return 0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
+    case UNARY_SQUARED_RELU: return x > 0.0f ? 2.0f * x : 0.0f;
+    default: return 0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);   // UNARY_GELU_ERF
     }
 }
 
@@ -319,18 +320,18 @@ extern "C" __global__ void tensor_where(TensorArg out, TensorArg condition, Tens
 // of `width` elements starting at `base`, by the 32 lanes of one warp; every lane gets the result.
 __device__ __forceinline__ float warp_reduce_span(const TensorArg &x, long long base, long long width, int op) {
     const int lane = threadIdx.x & 31;
-    float acc = op == 2 ? -__int_as_float(0x7f800000) : 0.0f;
+    float acc = op == REDUCE_MAX ? -__int_as_float(0x7f800000) : 0.0f;
     bool nan = false;
     for (long long j = lane; j < width; j += 32) {
         const float v = load_float(x, base + j);
-        if (op == 2) { nan |= is_nan(v); acc = fmaxf(acc, v); } else { acc += v; }
+        if (op == REDUCE_MAX) { nan |= is_nan(v); acc = fmaxf(acc, v); } else { acc += v; }
     }
     for (int step = 16; step > 0; step >>= 1) {
         const float other = __shfl_xor_sync(0xffffffffu, acc, step);
         nan |= __shfl_xor_sync(0xffffffffu, (int)nan, step) != 0;
-        acc = op == 2 ? fmaxf(acc, other) : acc + other;
+        acc = op == REDUCE_MAX ? fmaxf(acc, other) : acc + other;
     }
-    return op == 2 && nan ? __int_as_float(0x7fc00000) : acc;
+    return op == REDUCE_MAX && nan ? __int_as_float(0x7fc00000) : acc;
 }
 
 // One warp per contiguous row of `width` elements.
@@ -339,7 +340,7 @@ extern "C" __global__ void tensor_reduce_rows(TensorArg out, TensorArg x, long l
     const long long warps = ((long long)gridDim.x * blockDim.x) >> 5;
     for (long long row = global_thread_index() >> 5; row < rows; row += warps) {
         const float r = warp_reduce_span(x, row * width, width, op);
-        if ((threadIdx.x & 31) == 0) store_float(out, row, op == 1 ? r / (float)divisor : r);
+        if ((threadIdx.x & 31) == 0) store_float(out, row, op == REDUCE_MEAN ? r / (float)divisor : r);
     }
 }
 
@@ -354,7 +355,7 @@ extern "C" __global__ void tensor_reduce_rows_partial(float *partial, TensorArg 
     for (long long piece = global_thread_index() >> 5; piece < rows * chunks; piece += warps) {
         const long long row = piece / chunks, c = piece % chunks;
         const long long start = c * chunk, length = min(chunk, width - start);
-        const float r = warp_reduce_span(x, row * width + start, length, op == 1 ? 0 : op);
+        const float r = warp_reduce_span(x, row * width + start, length, op == REDUCE_MEAN ? REDUCE_SUM : op);
         if ((threadIdx.x & 31) == 0) partial[piece] = r;
     }
 }
@@ -369,11 +370,11 @@ extern "C" __global__ void tensor_reduce_columns_partial(float *partial, TensorA
     for (long long i = global_thread_index(); i < pieces * columns; i += grid_stride()) {
         const long long c = i % columns, piece = i / columns;
         const long long end = min(rows, (piece + 1) * chunk);
-        float acc = op == 2 ? -__int_as_float(0x7f800000) : 0.0f;
+        float acc = op == REDUCE_MAX ? -__int_as_float(0x7f800000) : 0.0f;
         bool nan = false;
         for (long long r = piece * chunk; r < end; r++) {
             const float v = load_float(x, r * columns + c);
-            if (op == 2) { nan |= is_nan(v); acc = fmaxf(acc, v); } else { acc += v; }
+            if (op == REDUCE_MAX) { nan |= is_nan(v); acc = fmaxf(acc, v); } else { acc += v; }
         }
         partial[i] = nan ? __int_as_float(0x7fc00000) : acc;
     }
@@ -382,13 +383,13 @@ extern "C" __global__ void tensor_reduce_columns_partial(float *partial, TensorA
 extern "C" __global__ void tensor_reduce_columns_final(TensorArg out, const float *partial, long long pieces,
                                                        long long columns, int op, long long divisor) {
     for (long long c = global_thread_index(); c < columns; c += grid_stride()) {
-        float acc = op == 2 ? -__int_as_float(0x7f800000) : 0.0f;
+        float acc = op == REDUCE_MAX ? -__int_as_float(0x7f800000) : 0.0f;
         bool nan = false;
         for (long long piece = 0; piece < pieces; piece++) {
             const float v = partial[piece * columns + c];
-            if (op == 2) { nan |= is_nan(v); acc = fmaxf(acc, v); } else { acc += v; }
+            if (op == REDUCE_MAX) { nan |= is_nan(v); acc = fmaxf(acc, v); } else { acc += v; }
         }
-        if (op == 1) acc /= (float)divisor;
+        if (op == REDUCE_MEAN) acc /= (float)divisor;
         store_float(out, c, nan ? __int_as_float(0x7fc00000) : acc);
     }
 }

@@ -22,16 +22,15 @@ extension Ops {
         let layout = AttentionLayout(q: q, k: k, v: v)
         precondition(q.dtype == k.dtype && q.dtype == v.dtype, "attention: q, k, v dtypes differ (\(q.dtype), \(k.dtype), \(v.dtype))")
         masking.check(layout, causal: causal)
-        if let device = cudaDevice(q, k, v, op: "attention") {
+        if cudaDevice(q, k, v, op: "attention") != nil {
             if let r = CUDAAttention.forward(q: q, k: k, v: v, layout: layout, causal: causal, scale: scale, dropout: dropout,
                                              masking: masking) {
                 return r
             }
             // What the fused kernels do not take (fp32, head dims that are not multiples of 8 up to 256,
-            // unaligned rows, a given dropout mask): the CPU implementation on host copies (correct, not fast).
-            let r = attention(q: q.to(.cpu), k: k.to(.cpu), v: v.to(.cpu), causal: causal, scale: scale, dropout: dropout,
-                              masking: masking.to(.cpu))
-            return (r.output.to(device), r.logSumExp.to(device))
+            // unaligned rows, a given dropout mask): the general path on the device.
+            return ComposedAttention(layout: layout, causal: causal, scale: scale, dropout: dropout, masking: masking)
+                .forward(q: q, k: k, v: v)
         }
         let math = AttentionMath(layout: layout, causal: causal, scale: scale, dropout: dropout, masking: masking,
                                  q: layout.groupedQueries(q).floats(), k: AttentionLayout.groupedKeys(k).floats(),
@@ -55,15 +54,13 @@ extension Ops {
         precondition(gradOutput.shape == layout.queryShape && output.shape == layout.queryShape,
                      "attentionBackward: output \(output.shape) and its gradient \(gradOutput.shape) must have q's shape \(layout.queryShape)")
         precondition(logSumExp.shape == layout.logSumExpShape, "attentionBackward: logSumExp \(logSumExp.shape) is not \(layout.logSumExpShape)")
-        if let device = cudaDevice(gradOutput, q, k, v, output, logSumExp, op: "attentionBackward") {
+        if cudaDevice(gradOutput, q, k, v, output, logSumExp, op: "attentionBackward") != nil {
             if let r = CUDAAttention.backward(gradOutput: gradOutput, q: q, k: k, v: v, output: output, logSumExp: logSumExp,
                                               layout: layout, causal: causal, scale: scale, dropout: dropout, masking: masking) {
                 return r
             }
-            let r = attentionBackward(gradOutput: gradOutput.to(.cpu), q: q.to(.cpu), k: k.to(.cpu), v: v.to(.cpu),
-                                      output: output.to(.cpu), logSumExp: logSumExp.to(.cpu), causal: causal, scale: scale,
-                                      dropout: dropout, masking: masking.to(.cpu))
-            return (r.gradQ.to(device), r.gradK.to(device), r.gradV.to(device))
+            return ComposedAttention(layout: layout, causal: causal, scale: scale, dropout: dropout, masking: masking)
+                .backward(gradOutput: gradOutput, q: q, k: k, v: v, output: output, logSumExp: logSumExp)
         }
         let math = AttentionMath(layout: layout, causal: causal, scale: scale, dropout: dropout, masking: masking,
                                  q: layout.groupedQueries(q).floats(), k: AttentionLayout.groupedKeys(k).floats(),

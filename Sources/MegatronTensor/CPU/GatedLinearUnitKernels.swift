@@ -66,7 +66,7 @@ extension Ops {
     public static func gatedLinearUnit(_ x: Tensor, _ unit: GatedLinearUnit) -> Tensor {
         let half = x.shape.last! / 2
         precondition(x.shape.last! == 2 * half, "gated linear unit: last dimension \(x.shape.last!) is odd")
-        if cudaDevice(x, op: "\(unit)") != nil, let y = CUDAFusedOps.gatedLinearUnit(x, unit) { return y }
+        if cudaDevice(x, op: "\(unit)") != nil { return CUDAFusedOps.gatedLinearUnit(x, unit) }
         let input = x.contiguous().floats(), rows = x.count / max(2 * half, 1)
         return Tensor.computed(shape: Array(x.shape.dropLast()) + [half], dtype: x.dtype) { out in
             parallelChunks(rows, grain: max(1, 8192 / max(half, 1))) { r in
@@ -81,9 +81,8 @@ extension Ops {
 
     /// The gradient of `gatedLinearUnit(x, unit)` with respect to `x`, from the output's gradient.
     public static func gatedLinearUnitBackward(_ x: Tensor, gradOutput: Tensor, _ unit: GatedLinearUnit) -> Tensor {
-        if cudaDevice(x, gradOutput, op: "\(unit) backward") != nil,
-           let dx = CUDAFusedOps.gatedLinearUnitBackward(x, gradOutput: gradOutput, unit) {
-            return dx
+        if cudaDevice(x, gradOutput, op: "\(unit) backward") != nil {
+            return CUDAFusedOps.gatedLinearUnitBackward(x, gradOutput: gradOutput, unit)
         }
         let half = x.shape.last! / 2, rows = x.count / max(2 * half, 1)
         let input = x.contiguous().floats(), g = gradOutput.contiguous().floats()

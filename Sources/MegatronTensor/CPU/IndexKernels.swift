@@ -151,11 +151,7 @@ extension Ops {
     /// rest by `1 / (1 - p)`. The same draw applied to the output gradient is the backward pass.
     public static func dropout(_ x: Tensor, p: Float, seed: UInt64, offset: UInt64) -> Tensor {
         precondition(p >= 0 && p < 1, "dropout probability \(p) outside [0, 1)")
-        if let device = cudaDevice(x, op: "dropout") {
-            if let y = CUDAFusedOps.dropout(x, p: p, seed: seed, offset: offset) { return y }
-            // Dtypes the fused kernel lacks: the CPU implementation on a host copy (the same Philox draw).
-            return dropout(x.to(.cpu), p: p, seed: seed, offset: offset).to(device)
-        }
+        if cudaDevice(x, op: "dropout") != nil { return CUDAFusedOps.dropout(x, p: p, seed: seed, offset: offset) }
         let scale = 1 / (1 - p)
         var uniform = [Float](repeating: 0, count: x.count)
         uniform.withUnsafeMutableBufferPointer { Philox.fillUniform($0, seed: seed, offset: offset) }

@@ -3,11 +3,11 @@ extension Ops {
     public static func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Float)
         -> (output: Tensor, mean: Tensor, rstd: Tensor)
     {
-        if let device = cudaDevice(x, weight, bias, op: "layerNorm") {
+        if cudaDevice(x, weight, bias, op: "layerNorm") != nil {
             if let r = CUDAFusedOps.layerNorm(x, weight: weight, bias: bias, epsilon: epsilon) { return (r.output, r.mean, r.rstd) }
-            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
-            let r = layerNorm(x.to(.cpu), weight: weight?.to(.cpu), bias: bias?.to(.cpu), epsilon: epsilon)
-            return (r.output.to(device), r.mean.to(device), r.rstd.to(device))
+            // Rows wider than the fused kernel holds, mixed dtypes, fp8: the general path on the device.
+            let r = ComposedNorms.forward(x, weight: weight, bias: bias, epsilon: epsilon, centered: true)
+            return (r.output, r.mean!, r.rstd)
         }
         let width = x.shape.last!, rows = x.count / width
         var means = [Float](repeating: 0, count: rows), rstds = [Float](repeating: 0, count: rows)
@@ -41,25 +41,22 @@ extension Ops {
     public static func layerNormBackward(_ gradOutput: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor?)
         -> (gradInput: Tensor, gradWeight: Tensor, gradBias: Tensor)
     {
-        if let device = cudaDevice(gradOutput, x, mean, rstd, weight, op: "layerNormBackward") {
+        if cudaDevice(gradOutput, x, mean, rstd, weight, op: "layerNormBackward") != nil {
             if let r = CUDAFusedOps.layerNormBackward(gradOutput, x: x, mean: mean, rstd: rstd, weight: weight) {
                 return (r.gradInput, r.gradWeight, r.gradBias)
             }
-            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
-            let r = layerNormBackward(gradOutput.to(.cpu), x: x.to(.cpu), mean: mean.to(.cpu), rstd: rstd.to(.cpu),
-                                      weight: weight?.to(.cpu))
-            return (r.gradInput.to(device), r.gradWeight.to(device), r.gradBias.to(device))
+            return ComposedNorms.backward(gradOutput, x: x, mean: mean, rstd: rstd, weight: weight)
         }
         return normBackward(gradOutput, x: x, mean: mean.floats(), rstd: rstd.floats(), weight: weight)
     }
 
     /// RMS norm over the last dimension: `x / sqrt(mean(x^2) + eps) * weight`. Returns 1/rms per row too.
     public static func rmsNorm(_ x: Tensor, weight: Tensor?, epsilon: Float) -> (output: Tensor, rstd: Tensor) {
-        if let device = cudaDevice(x, weight, op: "rmsNorm") {
+        if cudaDevice(x, weight, op: "rmsNorm") != nil {
             if let r = CUDAFusedOps.rmsNorm(x, weight: weight, epsilon: epsilon) { return (r.output, r.rstd) }
-            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
-            let r = rmsNorm(x.to(.cpu), weight: weight?.to(.cpu), epsilon: epsilon)
-            return (r.output.to(device), r.rstd.to(device))
+            // Rows wider than the fused kernel holds, mixed dtypes, fp8: the general path on the device.
+            let r = ComposedNorms.forward(x, weight: weight, bias: nil, epsilon: epsilon, centered: false)
+            return (r.output, r.rstd)
         }
         let width = x.shape.last!, rows = x.count / width
         var rstds = [Float](repeating: 0, count: rows)
@@ -85,11 +82,10 @@ extension Ops {
     public static func rmsNormBackward(_ gradOutput: Tensor, x: Tensor, rstd: Tensor, weight: Tensor?)
         -> (gradInput: Tensor, gradWeight: Tensor)
     {
-        if let device = cudaDevice(gradOutput, x, rstd, weight, op: "rmsNormBackward") {
+        if cudaDevice(gradOutput, x, rstd, weight, op: "rmsNormBackward") != nil {
             if let r = CUDAFusedOps.rmsNormBackward(gradOutput, x: x, rstd: rstd, weight: weight) { return (r.gradInput, r.gradWeight) }
-            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
-            let r = rmsNormBackward(gradOutput.to(.cpu), x: x.to(.cpu), rstd: rstd.to(.cpu), weight: weight?.to(.cpu))
-            return (r.gradInput.to(device), r.gradWeight.to(device))
+            let r = ComposedNorms.backward(gradOutput, x: x, mean: nil, rstd: rstd, weight: weight)
+            return (r.gradInput, r.gradWeight)
         }
         let rows = x.count / x.shape.last!
         let r = normBackward(gradOutput, x: x, mean: [Float](repeating: .nan, count: rows),

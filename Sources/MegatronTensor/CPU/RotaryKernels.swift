@@ -14,10 +14,8 @@ extension Ops {
     public static func rotaryEmbedding(_ x: Tensor, cos: Tensor, sin: Tensor, backward: Bool = false) -> Tensor {
         let geometry = RotaryGeometry(x: x, cos: cos, sin: sin)
         let (cos, sin) = (cos.cast(to: x.dtype), sin.cast(to: x.dtype))
-        if let device = cudaDevice(x, cos, sin, op: "rotaryEmbedding") {
-            if let out = CUDARotary.rotaryEmbedding(x, cos: cos, sin: sin, geometry: geometry, backward: backward) { return out }
-            // Dtypes the fused kernel lacks: the CPU implementation on host copies (correct, not fast).
-            return rotaryEmbedding(x.to(.cpu), cos: cos.to(.cpu), sin: sin.to(.cpu), backward: backward).to(device)
+        if cudaDevice(x, cos, sin, op: "rotaryEmbedding") != nil {
+            return CUDARotary.rotaryEmbedding(x, cos: cos, sin: sin, geometry: geometry, backward: backward)
         }
         let (cosValues, sinValues) = (cos.floats(), sin.floats())
         let (width, rotary, half) = (geometry.headDim, geometry.rotaryDim, geometry.rotaryDim / 2)

@@ -3,11 +3,7 @@ import Foundation
 extension Ops {
     /// Softmax along the last dimension (`log: true` gives log-softmax).
     public static func softmax(_ x: Tensor, log: Bool = false) -> Tensor {
-        if let device = cudaDevice(x, op: "softmax") {
-            if let y = CUDAFusedOps.softmax(x, log: log) { return y }
-            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
-            return softmax(x.to(.cpu), log: log).to(device)
-        }
+        if cudaDevice(x, op: "softmax") != nil { return CUDAFusedOps.softmax(x, log: log) }
         let width = x.shape.last ?? 1
         return x.withFloats { src in
             Tensor.computed(shape: x.shape, dtype: x.dtype) { out in
@@ -22,10 +18,8 @@ extension Ops {
 
     /// Backward of softmax (`log: false`, `y` the softmax) or log-softmax (`log: true`, `y` the log-softmax).
     public static func softmaxBackward(_ y: Tensor, gradOutput: Tensor, log: Bool = false) -> Tensor {
-        if let device = cudaDevice(y, gradOutput, op: "softmaxBackward") {
-            if let dx = CUDAFusedOps.softmaxBackward(y, gradOutput: gradOutput, log: log) { return dx }
-            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
-            return softmaxBackward(y.to(.cpu), gradOutput: gradOutput.to(.cpu), log: log).to(device)
+        if cudaDevice(y, gradOutput, op: "softmaxBackward") != nil {
+            return CUDAFusedOps.softmaxBackward(y, gradOutput: gradOutput, log: log)
         }
         let width = y.shape.last ?? 1
         return y.withFloats { ys in
@@ -55,13 +49,8 @@ extension Ops {
     /// backward pass. With label smoothing ε the target is `(1 - ε) * onehot + ε / V`, as `torch.nn.functional.cross_entropy`.
     public static func crossEntropy(_ logits: Tensor, labels: Tensor, ignoreIndex: Int = -100,
                                     labelSmoothing: Float = 0) -> (loss: Tensor, logSumExp: Tensor) {
-        if let device = cudaDevice(logits, labels, op: "crossEntropy") {
-            if let r = CUDAFusedOps.crossEntropy(logits, labels: labels, ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing) {
-                return r
-            }
-            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
-            let r = crossEntropy(logits.to(.cpu), labels: labels.to(.cpu), ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing)
-            return (r.loss.to(device), r.logSumExp.to(device))
+        if cudaDevice(logits, labels, op: "crossEntropy") != nil {
+            return CUDAFusedOps.crossEntropy(logits, labels: labels, ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing)
         }
         precondition(logits.rank == 2 && labels.shape == [logits.shape[0]],
                      "crossEntropy wants logits [N, V] and labels [N], got \(logits.shape) and \(labels.shape)")
@@ -98,16 +87,10 @@ extension Ops {
     public static func crossEntropyBackward(_ logits: Tensor, labels: Tensor, logSumExp: Tensor, gradLoss: Tensor,
                                             ignoreIndex: Int = -100, labelSmoothing: Float = 0,
                                             overwritingLogits: Bool = false) -> Tensor {
-        if let device = cudaDevice(logits, labels, logSumExp, gradLoss, op: "crossEntropyBackward") {
-            if let d = CUDAFusedOps.crossEntropyBackward(logits, labels: labels, logSumExp: logSumExp, gradLoss: gradLoss,
-                                                         ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing,
-                                                         inPlace: overwritingLogits) {
-                return d
-            }
-            // Dtypes the fused kernels lack: the CPU implementation on host copies (correct, not fast).
-            return crossEntropyBackward(logits.to(.cpu), labels: labels.to(.cpu), logSumExp: logSumExp.to(.cpu),
-                                        gradLoss: gradLoss.to(.cpu), ignoreIndex: ignoreIndex,
-                                        labelSmoothing: labelSmoothing).to(device)
+        if cudaDevice(logits, labels, logSumExp, gradLoss, op: "crossEntropyBackward") != nil {
+            return CUDAFusedOps.crossEntropyBackward(logits, labels: labels, logSumExp: logSumExp, gradLoss: gradLoss,
+                                                     ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing,
+                                                     inPlace: overwritingLogits)
         }
         let (n, v) = (logits.shape[0], logits.shape[1])
         let ids = labels.ints(), lse = logSumExp.floats(), g = gradLoss.floats()

@@ -3,7 +3,7 @@ import MegatronCUDA
 /// `Ops.attention` and its backward on CUDA tensors through the flash-attention kernels of
 /// NeuralKernels (bf16 / fp16, head dims that are multiples of 8 up to 256), or cuDNN's fused SDPA
 /// when the context's `attentionBackend` allows it (`AttentionBackend`) and cuDNN takes the problem.
-/// Each returns nil where neither applies; `Ops` then runs the CPU reference on host copies.
+/// Each returns nil where neither applies; `Ops` then runs `ComposedAttention` on the device.
 ///
 /// With dropout, forward and backward must run on the same implementation (each draws the mask
 /// itself): `engine` decides from the problem alone, the same way both times. Our kernels draw the

@@ -17,6 +17,8 @@ public final class CUDAContext: @unchecked Sendable {
     public let allocator: CachingAllocator
     public let staging: PinnedStaging
     public let kernels: TensorKernels
+    /// The copies between host memory and this GPU so far (`HostCopyCounter`).
+    public let hostCopies = HostCopyCounter()
     /// True when MEGATRON_DETERMINISTIC=1: kernels that have an order-dependent fast variant
     /// (atomic scatter-add) take their ordered, run-to-run identical one instead.
     public let deterministic: Bool

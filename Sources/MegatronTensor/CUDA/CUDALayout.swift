@@ -36,7 +36,7 @@ struct CollapsedLayout {
     }
 
     /// Kernel operands for `tensors` (all of this layout's shape before collapsing), in order.
-    static func arguments(_ tensors: [Tensor]) -> [TensorKernelParameter] {
+    static func arguments(_ tensors: [Tensor]) -> [KernelArgument] {
         let layout = CollapsedLayout(shape: tensors[0].shape, strides: tensors.map(\.strides))
         return tensors.indices.map { i in
             .tensor(TensorKernelArgument(address: tensors[i].deviceAddress, shape: layout.shape, strides: layout.strides[i],

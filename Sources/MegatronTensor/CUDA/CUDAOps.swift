@@ -20,7 +20,7 @@ enum CUDAOps {
         return device
     }
 
-    static func launch(_ name: String, elements: Int, on device: Device, _ parameters: [TensorKernelParameter],
+    static func launch(_ name: String, elements: Int, on device: Device, _ parameters: [KernelArgument],
                        label: @autoclosure () -> String = "") {
         let context = CUDAContext.of(device)
         context.run("\(name)\(label().isEmpty ? "" : " " + label())") { try context.kernels.launch(name, elements: elements, stream: context.stream, parameters) }
@@ -48,7 +48,7 @@ enum CUDAOps {
               layout.strides.allSatisfy({ $0.dropLast().allSatisfy { ($0 * size) % 16 == 0 } }),
               destination.deviceAddress % 16 == 0, source.deviceAddress % 16 == 0 else { return false }
         let operands = [destination, source].enumerated().map { i, t in
-            TensorKernelParameter.tensor(TensorKernelArgument(address: t.deviceAddress, shape: layout.shape,
+            KernelArgument.tensor(TensorKernelArgument(address: t.deviceAddress, shape: layout.shape,
                                                               strides: layout.strides[i], dtype: t.dtype.kernelCode))
         }
         let vectors = destination.count / vector
@@ -323,62 +323,66 @@ enum CUDAOps {
 }
 
 extension BinaryOp {
-    /// The op's code in tensor_ops.cu (`binary_apply`).
+    /// The op's code in tensor_ops.cu (`BinaryOpCode`, generated from Kernels/kernel_codes.cuh; `binary_apply`).
     var kernelCode: Int32 {
-        switch self {
-        case .add: 0
-        case .sub: 1
-        case .mul: 2
-        case .div: 3
-        case .maximum: 4
-        case .minimum: 5
-        case .pow: 6
+        let code: BinaryOpCode = switch self {
+        case .add: .add
+        case .sub: .sub
+        case .mul: .mul
+        case .div: .div
+        case .maximum: .maximum
+        case .minimum: .minimum
+        case .pow: .pow
         }
+        return code.rawValue
     }
 }
 
 extension CompareOp {
-    /// The op's code in tensor_ops.cu (`compare_apply`).
+    /// The op's code in tensor_ops.cu (`CompareOpCode`, generated from Kernels/kernel_codes.cuh; `compare_apply`).
     var kernelCode: Int32 {
-        switch self {
-        case .equal: 0
-        case .notEqual: 1
-        case .less: 2
-        case .lessEqual: 3
-        case .greater: 4
-        case .greaterEqual: 5
+        let code: CompareOpCode = switch self {
+        case .equal: .equal
+        case .notEqual: .notEqual
+        case .less: .less
+        case .lessEqual: .lessEqual
+        case .greater: .greater
+        case .greaterEqual: .greaterEqual
         }
+        return code.rawValue
     }
 }
 
 extension UnaryOp {
-    /// The op's code in tensor_ops.cu (`unary_apply`, `unary_derivative`).
+    /// The op's code in tensor_ops.cu (`UnaryOpCode`, generated from Kernels/kernel_codes.cuh; `unary_apply`).
     var kernelCode: Int32 {
-        switch self {
-        case .neg: 0
-        case .exp: 1
-        case .log: 2
-        case .tanh: 3
-        case .sqrt: 4
-        case .rsqrt: 5
-        case .abs: 6
-        case .sigmoid: 7
-        case .relu: 8
-        case .silu: 9
-        case .geluTanh: 10
-        case .geluErf: 11
-        case .squaredRelu: 12
+        let code: UnaryOpCode = switch self {
+        case .neg: .neg
+        case .exp: .exp
+        case .log: .log
+        case .tanh: .tanh
+        case .sqrt: .sqrt
+        case .rsqrt: .rsqrt
+        case .abs: .abs
+        case .sigmoid: .sigmoid
+        case .relu: .relu
+        case .silu: .silu
+        case .geluTanh: .geluTanh
+        case .geluErf: .geluErf
+        case .squaredRelu: .squaredRelu
         }
+        return code.rawValue
     }
 }
 
 extension ReduceOp {
-    /// The op's code in tensor_ops.cu (`tensor_reduce_rows`).
+    /// The op's code in tensor_ops.cu (`ReduceOpCode`, generated from Kernels/kernel_codes.cuh; `tensor_reduce_rows`).
     var kernelCode: Int32 {
-        switch self {
-        case .sum: 0
-        case .mean: 1
-        case .max: 2
+        let code: ReduceOpCode = switch self {
+        case .sum: .sum
+        case .mean: .mean
+        case .max: .max
         }
+        return code.rawValue
     }
 }

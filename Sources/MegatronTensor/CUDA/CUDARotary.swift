@@ -1,11 +1,15 @@
 import MegatronCUDA
 
 /// `Ops.rotaryEmbedding` on CUDA tensors: one NeuralKernels launch reading x through its strides
-/// (q and k are strided views of the fused QKV projection) and writing a contiguous result. Nil
-/// where the kernel does not apply (a dtype it lacks); `Ops` then runs the CPU loop on host copies.
+/// (q and k are strided views of the fused QKV projection) and writing a contiguous result. A dtype
+/// the kernel lacks (fp8) runs the fp32 kernel on fp32 casts made on the device, rounded once to x's dtype.
 enum CUDARotary {
-    static func rotaryEmbedding(_ x: Tensor, cos: Tensor, sin: Tensor, geometry g: RotaryGeometry, backward: Bool) -> Tensor? {
-        guard let type = x.dtype.kernelElementType, cos.dtype == x.dtype, sin.dtype == x.dtype else { return nil }
+    /// `cos` and `sin` are in x's dtype (`Ops.rotaryEmbedding` casts them).
+    static func rotaryEmbedding(_ x: Tensor, cos: Tensor, sin: Tensor, geometry g: RotaryGeometry, backward: Bool) -> Tensor {
+        guard let type = x.dtype.kernelElementType, cos.dtype == x.dtype, sin.dtype == x.dtype else {
+            let (x32, cos32, sin32) = (x.cast(to: .float32), cos.cast(to: .float32), sin.cast(to: .float32))
+            return rotaryEmbedding(x32, cos: cos32, sin: sin32, geometry: g, backward: backward).cast(to: x.dtype)
+        }
         let out = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
         if x.count == 0 { return out }
         // The kernel wants the channels contiguous; every other dim may have any stride.

@@ -47,6 +47,7 @@ extension Tensor {
             let source = contiguous()
             let out = Tensor.empty(shape, dtype: dtype, device: target)
             let context = CUDAContext.of(.cuda(ordinal))
+            context.hostCopies.countHostToDevice()
             context.run("copy host to \(target), \(count * dtype.byteSize) bytes") {
                 try context.staging.copyToDevice(UnsafeRawBufferPointer(start: source.pointer(as: UInt8.self),
                                                                         count: count * dtype.byteSize),
@@ -56,6 +57,7 @@ extension Tensor {
         case (.cuda, .cpu):
             let source = contiguous()
             let context = CUDAContext.of(device)
+            context.hostCopies.countDeviceToHost()
             let bytes: [UInt8] = context.run("copy \(device) to host, \(count * dtype.byteSize) bytes") {
                 try context.staging.copyToHost(from: source.deviceAddress, count: count * dtype.byteSize, stream: context.stream)
             }
@@ -116,6 +118,7 @@ extension Tensor {
         let source = contiguous()
         let context = CUDAContext.of(device)
         let byteCount = count * dtype.byteSize
+        context.hostCopies.countDeviceToHost()
         let copy = context.run("copy \(device) to host later, \(byteCount) bytes") {
             try context.staging.startCopyToHost(from: source.deviceAddress, byteCount: byteCount, stream: context.stream)
         }
@@ -127,16 +130,16 @@ extension Tensor {
 }
 
 extension DType {
-    /// The dtype code of tensor_ops.cu.
-    var kernelCode: TensorKernelArgument.DTypeCode {
+    /// The dtype's code in tensor_ops.cu (`DTypeCode`, generated from Kernels/kernel_codes.cuh).
+    var kernelCode: DTypeCode {
         switch self {
-        case .float32: .float32
-        case .bfloat16: .bfloat16
-        case .float16: .float16
-        case .float8E4M3: .float8E4M3
-        case .float8E5M2: .float8E5M2
-        case .int32: .int32
-        case .int64: .int64
+        case .float32: .f32
+        case .bfloat16: .bf16
+        case .float16: .f16
+        case .float8E4M3: .f8e4m3
+        case .float8E5M2: .f8e5m2
+        case .int32: .i32
+        case .int64: .i64
         case .bool: .bool
         }
     }

@@ -21,12 +21,12 @@ extension KernelBench {
         let narrow = try buffer(tokens * columns, .bfloat16), wide = try buffer(tokens * columns, .float32)
         let table = try buffer(vocab * columns, .float32)
         defer { free(ids, narrow, wide, table) }
-        let idArgument = TensorKernelArgument(address: ids.address, shape: [tokens], strides: [1], dtype: .int64)
+        let idArgument = TensorKernelArgument(address: ids.address, shape: [tokens], strides: [1], dtype: .i64)
         let tableBytes = vocab * columns * 4
         return [
             try measure("embedding bwd atomic", shape, traffic: tokens * columns * 2 + tokens * 8 + tableBytes) {
                 let gradient = TensorKernelArgument(address: narrow.address, shape: [tokens, columns], strides: [columns, 1],
-                                                    dtype: .bfloat16)
+                                                    dtype: .bf16)
                 try tensorKernels.launch("tensor_embedding_backward_atomic", elements: tokens * columns, stream: stream,
                                          [.pointer(table.address), .tensor(gradient), .tensor(idArgument), .int64(Int64(tokens)),
                                           .int64(Int64(columns)), .int64(Int64(vocab))])
