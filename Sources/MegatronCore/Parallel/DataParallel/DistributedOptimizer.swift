@@ -7,8 +7,9 @@ import MegatronTensor
 ///
 /// A step: the reduce-scattered shard gradients (`DistributedDataParallel.finishGradSync`) are unscaled and
 /// checked for inf/NaN (any rank non-finite: every rank skips), the global norm is summed over the
-/// data-parallel group and the model-parallel groups of `modelParallelStats`, the shard is clipped and
-/// updated, written into the parameter buffer, and every bucket is all-gathered back into the parameters.
+/// data-parallel group and the model-parallel groups of `modelParallelStats` (`GradientClipping`, as in
+/// `MixedPrecisionOptimizer`), the shard is clipped and updated (`UpdateRule.step`), written into the
+/// parameter buffer, and every bucket is all-gathered back into the parameters.
 /// With `overlapParamGather` the step only starts the all-gathers; `DistributedDataParallel.zeroGradBuffer`
 /// (or `finishParamGather`) waits for them before the next forward, or each forward stage for its own
 /// (`DistributedDataParallel.waitForParamGathersInForward`).
