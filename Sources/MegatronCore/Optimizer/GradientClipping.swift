@@ -12,9 +12,8 @@ import MegatronTensor
 ///
 /// ```swift
 /// let clipping = GradientClipping(gradStats: GradientStatsGroups())
-/// let outcome = try clipping.check(all: grads, counted: grads, lossScale: 1, clipGrad: 1)
-/// if !outcome.skip { rule.step(operands, hyper: UpdateHyperparameters(step: 1, lr: lr, weightDecay: wd,
-///                                                                     gradientScale: outcome.gradientScale), ...) }
+/// let outcome = try clipping.check(all: grads, counted: grads, lossScale: 1024, clipGrad: 1)
+/// if !outcome.skip { /* update, multiplying the gradients by outcome.gradientScale */ }
 /// ```
 public struct GradientClipping {
     /// The ranks the norm and the inf/NaN flag span, and the parameters counted on this rank.

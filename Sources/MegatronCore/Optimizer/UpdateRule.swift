@@ -5,8 +5,10 @@ import MegatronTensor
 /// How one optimizer (SGD, Adam, AdamW) changes fp32 parameters from fp32 gradients and its state buffers.
 ///
 /// A rule writes its formula twice, once per backend: on host buffers (the CPU reference, with torch's
-/// operation order and fp32 roundings) and in tensor ops (each a device kernel). Optimizers do not call
-/// either directly: `step(_:hyper:backend:)` runs a rule over a whole parameter group and picks the backend.
+/// operation order and fp32 roundings) and in tensor ops (each a device kernel); AdamW on a GPU runs the
+/// multi-tensor CUDA kernel (`MultiTensorOps.adamW`) instead of its tensor ops. Optimizers do not call
+/// either directly: `step(_:step:scheduler:gradientScale:backend:)` runs a rule over every parameter group,
+/// on the backend `UpdateBackend.choose` picks from the tensors' device.
 public protocol UpdateRule {
     /// fp32 state buffers kept per parameter (momentum: 1; Adam: 2).
     var stateCount: Int { get }
