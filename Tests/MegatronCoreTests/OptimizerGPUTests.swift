@@ -4,24 +4,38 @@ import MegatronTensor
 @testable import MegatronCore
 import MegatronTestSupport
 
-/// The GPU optimizer step (multi-tensor AdamW and global norm) against the CPU step.
+/// The GPU optimizer step (multi-tensor AdamW and global norm kernels, tensor-op SGD) against the CPU step.
 final class OptimizerGPUTests: XCTestCase {
     /// bf16 and fp32 parameters in two groups (weight decay on one), a loss scale, and clipping that
     /// engages: 3 steps leave the same parameters, masters and norms as the CPU, within fp32 rounding.
-    func testFusedAdamWMatchesCPUStep() throws {
-        let gpu = try requireGPU("fused AdamW GPU test")
+    func testMultiTensorAdamWMatchesCPUStep() throws {
+        try compareWithCPU(rule: try AdamRule.adamW(beta2: 0.95), half: .bfloat16)
+    }
+
+    /// fp16 parameters (`--fp16`): the AdamW kernel updates the fp32 masters, a cast writes the fp16 weights.
+    func testMultiTensorAdamWOverFP16ParametersMatchesCPUStep() throws {
+        try compareWithCPU(rule: try AdamRule.adamW(beta2: 0.95), half: .float16)
+    }
+
+    /// `--optimizer sgd` on a GPU: the norm kernel, then SGD with momentum in tensor ops.
+    func testSGDMatchesCPUStep() throws {
+        try compareWithCPU(rule: try SGDRule(momentum: 0.9), half: .bfloat16)
+    }
+
+    private func compareWithCPU(rule: UpdateRule, half: DType, file: StaticString = #filePath, line: UInt = #line) throws {
+        let gpu = try requireGPU("optimizer step GPU test (\(type(of: rule)), \(half) parameters)")
         let config = OptimizerParamScheduler.Configuration(maxLR: 1e-2, lrDecaySteps: 10, lrDecayStyle: .constant,
                                                            startWD: 0.1, endWD: 0.1, wdIncrSteps: 10)
         let scheduler = try OptimizerParamScheduler(config, groups: [ParamGroupOverride(), ParamGroupOverride(wdMult: 0)])
         func make(_ device: Device) -> (MixedPrecisionOptimizer, [Tensor]) {
             let params = onDevice(device) {
-                [parameter(Tensor.normal([300, 7], generator: PhiloxGenerator(seed: 1)).cast(to: .bfloat16)),
+                [parameter(Tensor.normal([300, 7], generator: PhiloxGenerator(seed: 1)).cast(to: half)),
                  parameter(Tensor.normal([70_000], generator: PhiloxGenerator(seed: 2))),
-                 parameter(Tensor.normal([5], generator: PhiloxGenerator(seed: 3)).cast(to: .bfloat16))]
+                 parameter(Tensor.normal([5], generator: PhiloxGenerator(seed: 3)).cast(to: half))]
             }
             let groups = [ParamGroup(parameters: [("w", params[0]), ("big", params[1])]),
                           ParamGroup(parameters: [("b", params[2])], override: ParamGroupOverride(wdMult: 0))]
-            return (MixedPrecisionOptimizer(groups: groups, rule: try! AdamRule.adamW(beta2: 0.95)), params)
+            return (MixedPrecisionOptimizer(groups: groups, rule: rule), params)
         }
         let (cpuOptimizer, cpuParams) = make(.cpu)
         let (gpuOptimizer, gpuParams) = make(gpu)
@@ -37,19 +51,23 @@ final class OptimizerGPUTests: XCTestCase {
             }
             let expected = cpuOptimizer.step(scheduler: scheduler, clipGrad: 1, lossScale: lossScale)
             let found = gpuOptimizer.step(scheduler: scheduler, clipGrad: 1, lossScale: lossScale)
-            XCTAssertTrue(found.updated)
-            XCTAssertEqual(found.gradNorm, expected.gradNorm, accuracy: 1e-5 * expected.gradNorm, "norm at step \(step)")
+            XCTAssertTrue(found.updated, file: file, line: line)
+            XCTAssertEqual(found.gradNorm, expected.gradNorm, accuracy: 1e-5 * expected.gradNorm, "norm at step \(step)",
+                           file: file, line: line)
         }
         for (c, g) in zip(cpuParams, gpuParams) {
-            XCTAssertEqual(g.dtype, c.dtype)
+            XCTAssertEqual(g.dtype, c.dtype, file: file, line: line)
             let (expected, found) = (c.floats(), g.floats())
-            let tolerance: Float = c.dtype == .bfloat16 ? 8e-3 : 1e-5
-            for (e, f) in zip(expected, found) { XCTAssertEqual(f, e, accuracy: tolerance * max(1, abs(e))) }
+            let tolerance: Float = c.dtype == .bfloat16 ? 8e-3 : c.dtype == .float16 ? 1e-3 : 1e-5
+            for (e, f) in zip(expected, found) { XCTAssertEqual(f, e, accuracy: tolerance * max(1, abs(e)), file: file, line: line) }
         }
         let masters = (cpuOptimizer.stateTensors(), gpuOptimizer.stateTensors())
+        XCTAssertEqual(Set(masters.0.keys), Set(masters.1.keys), file: file, line: line)
         for (key, expected) in masters.0 {
             let found = masters.1[key]!.floats()
-            for (e, f) in zip(expected.floats(), found) { XCTAssertEqual(f, e, accuracy: 1e-5 * max(1, abs(e)), key) }
+            for (e, f) in zip(expected.floats(), found) {
+                XCTAssertEqual(f, e, accuracy: 1e-5 * max(1, abs(e)), key, file: file, line: line)
+            }
         }
     }
 

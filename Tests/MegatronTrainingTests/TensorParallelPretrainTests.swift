@@ -36,6 +36,17 @@ final class TensorParallelPretrainTests: XCTestCase {
         }
     }
 
+    /// `--fp16` (loss scaling, the norm's inf/NaN check across the tensor-parallel ranks) trains at TP 2 as on
+    /// one rank; fp16 activations round differently per shard, hence the looser tolerance.
+    func testFP16OnTensorParallelRanksMatchesOneRank() throws {
+        let extra = "--train-iters 2 --fp16 --initial-loss-scale 4096"
+        let single = try run(world: 1, extra)
+        let losses = try run(world: 2, extra + " --tensor-model-parallel-size 2")
+        XCTAssertEqual(losses.count, 2)
+        XCTAssertGreaterThan(single[0], single[1], "the first step updated the weights: \(single)")
+        for (a, b) in zip(losses, single) { XCTAssertEqual(a, b, accuracy: 2e-3 * b, "\(losses) vs \(single)") }
+    }
+
     /// Saved at TP2 x DP2, resumed at TP1 x DP4, saved, resumed at TP4: the losses continue the straight run.
     func testCheckpointsMoveBetweenLayouts() throws {
         let straight = try run(world: 1, "--train-iters 4")

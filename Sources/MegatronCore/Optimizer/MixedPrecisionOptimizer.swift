@@ -1,15 +1,5 @@
 import MegatronAutograd
-import MegatronCUDA
 import MegatronTensor
-
-/// How one optimizer (SGD, Adam, AdamW) changes fp32 parameters from fp32 gradients and its state buffers.
-public protocol UpdateRule {
-    /// fp32 state buffers kept per parameter (momentum: 1; Adam: 2).
-    var stateCount: Int { get }
-    /// Updates `param` in place; `step` counts from 1.
-    func update(param: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
-                state: [UnsafeMutableBufferPointer<Float>], step: Int, lr: Float, weightDecay: Float)
-}
 
 /// Parameters that share the scheduler's per-group overrides (Megatron's `param_groups`).
 public struct ParamGroup {
@@ -63,8 +53,6 @@ public final class MixedPrecisionOptimizer {
         self.rule = rule
         self.ownsMainGrads = ownsMainGrads
         for (_, p) in groups.flatMap(\.parameters) {
-            precondition(p.device == .cpu || rule is DeviceUpdateRule,
-                         "\(type(of: rule)) has no tensor-op update; parameters on \(p.device) need a DeviceUpdateRule")
             masters.append(p.dtype == .float32 ? p : Self.fp32Copy(p))
             states.append((0..<rule.stateCount).map { _ in Tensor.zeros(p.shape, device: p.device) })
         }
@@ -119,87 +107,11 @@ public final class MixedPrecisionOptimizer {
     }
 
     /// `step` for gradients spread over ranks: the norm and the inf/NaN check span `gradStats`' groups
-    /// (e.g. the model-parallel group), so every rank clips by the same global norm and skips together.
+    /// (e.g. the model-parallel group), so every rank clips by the same global norm and skips together;
+    /// parameters duplicated across tensor-parallel ranks count in the norm on TP rank 0 only.
     @discardableResult
     public func step(scheduler: OptimizerParamScheduler, clipGrad: Float = 0, lossScale: Float = 1,
                      gradStats: GradientStatsGroups) throws -> StepReport {
-        if parameters.first?.device ?? .cpu != .cpu {
-            if let adam = FusedAdamW.rule(rule, parameterTypes: parameters.map(\.dtype)) {
-                return try fusedAdamWStep(adam, scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale, gradStats: gradStats)
-            }
-            return try stepWithTensorOps(scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale, gradStats: gradStats)
-        }
-        let grads = parameters.map { $0.grad ?? Tensor.zeros($0.shape) }.map { $0.cast(to: .float32).contiguous() }
-        let buffers = grads.map { UnsafeMutableBufferPointer(start: $0.pointer(as: Float.self), count: $0.count) }
-        let localNonFinite = lossScale != 1
-            ? NonFiniteGradients.unscaleAndCheck(buffers, inverseScale: 1 / lossScale)
-            : NonFiniteGradients.containsNonFinite(buffers.map { UnsafeBufferPointer($0) })
-        let names = groups.flatMap(\.parameters).map(\.name)
-        let counted = zip(names, buffers).filter { gradStats.countsInNorm($0.0) }.map { UnsafeBufferPointer($0.1) }
-        let localSquares = counted.reduce(0.0) { $0 + GradientNorm.sumOfSquares($1) }
-        let total = try gradStats.reduce(squares: localSquares, nonFinite: localNonFinite, device: .cpu)
-        if total.nonFinite { return StepReport(gradNorm: .infinity, updated: false) }
-        let norm = total.squares.squareRoot()
-        if clipGrad > 0 { _ = GradientNorm.clip(buffers, maxNorm: Double(clipGrad), totalNorm: norm) }
-        stepCount += 1
-        var index = 0
-        for (g, group) in groups.enumerated() {
-            let lr = Float(scheduler.learningRate(group: g)), wd = Float(scheduler.weightDecay(group: g))
-            for (_, p) in group.parameters {
-                apply(index, grad: grads[index], lr: lr, weightDecay: wd)
-                if p.dtype != .float32 { withoutGrad { Ops.copy(masters[index], into: p) } }
-                index += 1
-            }
-        }
-        return StepReport(gradNorm: Float(norm), updated: true)
-    }
-
-    /// The step on the parameters' device for rules without a multi-tensor kernel (SGD; Adam over fp16
-    /// parameters; AdamW over fp32 / bf16 takes `fusedAdamWStep`): tensor ops and one host sync for the norm,
-    /// which spans `gradStats`' ranks (parameters duplicated across tensor-parallel ranks count on rank 0 only).
-    func stepWithTensorOps(scheduler: OptimizerParamScheduler, clipGrad: Float, lossScale: Float,
-                           gradStats: GradientStatsGroups) throws -> StepReport {
-        let parameters = self.parameters
-        let device = parameters.first?.device ?? .cpu
-        return try withoutGrad {
-            var grads = parameters.map { p in (p.grad ?? Tensor.zeros(p.shape, device: p.device)).cast(to: .float32) }
-            if lossScale != 1 { grads = grads.map { Ops.binary($0, Tensor(scalar: 1 / lossScale), .mul) } }
-            func sumOfSquares(_ tensors: [Tensor]) -> Tensor {
-                let each = tensors.map { Ops.reduce(Ops.binary($0, $0, .mul), dims: [], .sum).reshaped([1]) }
-                return each.isEmpty ? Tensor.zeros([1], device: device) : Ops.reduce(Ops.concat(each, dim: 0), dims: [], .sum).reshaped([1])
-            }
-            let names = groups.flatMap(\.parameters).map(\.name)
-            let counted = zip(names, grads).filter { gradStats.countsInNorm($0.0) }.map(\.1)
-            // Every gradient decides inf/NaN; those counted on this rank make its share of the norm.
-            let all = sumOfSquares(grads)
-            let local = Ops.concat([all, counted.count == grads.count ? all : sumOfSquares(counted)], dim: 0).floats()
-            let total = try gradStats.reduce(squares: Double(local[1]), nonFinite: !local[0].isFinite, device: device)
-            let norm = total.squares.squareRoot()
-            guard !total.nonFinite, norm.isFinite else { return StepReport(gradNorm: .infinity, updated: false) }
-            let coefficient = GradientNorm.clipCoefficient(maxNorm: Double(clipGrad), totalNorm: norm)
-            if clipGrad > 0 && coefficient < 1 {
-                grads = grads.map { Ops.binary($0, Tensor(scalar: Float(coefficient)), .mul) }
-            }
-            stepCount += 1
-            let deviceRule = rule as! DeviceUpdateRule
-            var index = 0
-            for (g, group) in groups.enumerated() {
-                let lr = Float(scheduler.learningRate(group: g)), wd = Float(scheduler.weightDecay(group: g))
-                for (_, p) in group.parameters {
-                    deviceRule.update(param: masters[index], grad: grads[index], state: states[index],
-                                      step: stepCount, lr: lr, weightDecay: wd)
-                    if p.dtype != .float32 { Ops.copy(masters[index], into: p) }
-                    index += 1
-                }
-            }
-            return StepReport(gradNorm: Float(norm), updated: true)
-        }
-    }
-
-    /// The multi-tensor AdamW step (`FusedAdamW`) over whole parameters; parameters duplicated across
-    /// tensor-parallel ranks count in the norm on TP rank 0 only (`gradStats`).
-    private func fusedAdamWStep(_ adam: AdamRule, scheduler: OptimizerParamScheduler, clipGrad: Float,
-                                lossScale: Float, gradStats: GradientStatsGroups) throws -> StepReport {
         // `parameters` is rebuilt on every access: read it once (indexing it per tensor would make this
         // step quadratic in the tensor count).
         let parameters = self.parameters
@@ -207,22 +119,29 @@ public final class MixedPrecisionOptimizer {
             parameters.map { p in (p.grad ?? Tensor.zeros(p.shape, device: p.device)).cast(to: .float32).contiguous() }
         }
         let names = groups.flatMap(\.parameters).map(\.name)
-        var operands: [FusedAdamW.Operands] = []
+        let counted = zip(names, grads).filter { gradStats.countsInNorm($0.0) }.map(\.1)
+        let outcome = try GradientClipping(gradStats: gradStats).check(all: grads, counted: counted, lossScale: lossScale,
+                                                                        clipGrad: clipGrad)
+        if outcome.skip { return StepReport(gradNorm: outcome.gradNorm, updated: false) }
+        stepCount += 1
+        let backend = updateBackend ?? UpdateBackend.choose(for: rule, on: parameters.first?.device ?? .cpu)
         var first = 0
-        for group in groups {
-            let range = first..<(first + group.parameters.count)
-            first = range.upperBound
-            operands.append(FusedAdamW.Operands(masters: Array(masters[range]), grads: Array(grads[range]),
-                                                expAvg: range.map { states[$0][0] }, expAvgSq: range.map { states[$0][1] },
-                                                copies: range.map { parameters[$0].dtype == .float32 ? nil : parameters[$0] }))
+        let operands = groups.map { group in
+            var operands = UpdateOperands()
+            for i in first..<(first + group.parameters.count) {
+                operands.append(master: masters[i], grad: grads[i], state: states[i],
+                                copy: parameters[i].dtype == .float32 ? nil : parameters[i])
+            }
+            first += group.parameters.count
+            return operands
         }
-        let fused = FusedAdamW(rule: adam, groups: operands, all: grads,
-                               counted: zip(names, grads).filter { gradStats.countsInNorm($0.0) }.map(\.1))
-        let report = try fused.run(step: stepCount + 1, scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale,
-                                   gradStats: gradStats)
-        if report.updated { stepCount += 1 }
-        return report
+        rule.step(operands, step: stepCount, scheduler: scheduler, gradientScale: outcome.gradientScale, backend: backend)
+        return StepReport(gradNorm: outcome.gradNorm, updated: true)
     }
+
+    /// Where the update runs; nil: chosen from the parameters' device. Tests set `.tensorOps` to run the
+    /// device path on the CPU.
+    var updateBackend: UpdateBackend?
 
     /// fp32 masters (for non-fp32 parameters) and state buffers by name, for checkpoints:
     /// `master.<param>` and `state<k>.<param>`.
@@ -249,13 +168,5 @@ public final class MixedPrecisionOptimizer {
             }
         }
         self.stepCount = stepCount
-    }
-
-    private func apply(_ i: Int, grad: Tensor, lr: Float, weightDecay: Float) {
-        let m = masters[i]
-        let param = UnsafeMutableBufferPointer(start: m.pointer(as: Float.self), count: m.count)
-        let g = UnsafeBufferPointer(start: grad.pointer(as: Float.self), count: grad.count)
-        let state = states[i].map { UnsafeMutableBufferPointer(start: $0.pointer(as: Float.self), count: $0.count) }
-        rule.update(param: param, grad: g, state: state, step: stepCount, lr: lr, weightDecay: weightDecay)
     }
 }

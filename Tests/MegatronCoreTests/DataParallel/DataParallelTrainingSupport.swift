@@ -153,7 +153,7 @@ enum DPTraining {
             let groups = try ParamGroup.megatronDefault(named)
             if config.useDistributedOptimizer {
                 distributed = try DistributedOptimizer(ddp: ddp, groups: groups, rule: try adamW())
-                distributed!.useTensorOps = setup.tensorOps
+                if setup.tensorOps { distributed!.updateBackend = .tensorOps }
                 plain = nil
             } else {
                 plain = MixedPrecisionOptimizer(groups: groups, rule: try adamW(), ownsMainGrads: false)

@@ -1,5 +1,4 @@
 import MegatronAutograd
-import MegatronCUDA
 import MegatronParallel
 import MegatronTensor
 
@@ -8,8 +7,9 @@ import MegatronTensor
 ///
 /// A step: the reduce-scattered shard gradients (`DistributedDataParallel.finishGradSync`) are unscaled and
 /// checked for inf/NaN (any rank non-finite: every rank skips), the global norm is summed over the
-/// data-parallel group and the model-parallel groups of `modelParallelStats`, the shard is clipped and
-/// updated, written into the parameter buffer, and every bucket is all-gathered back into the parameters.
+/// data-parallel group and the model-parallel groups of `modelParallelStats` (`GradientClipping`, as in
+/// `MixedPrecisionOptimizer`), the shard is clipped and updated (`UpdateRule.step`), written into the
+/// parameter buffer, and every bucket is all-gathered back into the parameters.
 /// With `overlapParamGather` the step only starts the all-gathers; `DistributedDataParallel.zeroGradBuffer`
 /// (or `finishParamGather`) waits for them before the next forward, or each forward stage for its own
 /// (`DistributedDataParallel.waitForParamGathersInForward`).
@@ -108,66 +108,50 @@ public final class DistributedOptimizer {
                      lossScale: Float = 1) throws -> MixedPrecisionOptimizer.StepReport {
         try ddp.finishGradSync()
         copyReducedGradsToMainGrads()
-        if let fused {
-            // AdamW over fp32 / bf16 parameters on a GPU: the multi-tensor kernels over the shard pieces.
-            let report = try fused.run(step: stepCount + 1, scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale,
-                                       gradStats: gradStats)
-            guard report.updated else { return report }
-            stepCount += 1
-            try gatherParameters()
-            return report
-        }
-        let grads = shards.map { $0.map(\.mainGrad) }
-        let onHost = !useTensorOps && ddp.buffers.allSatisfy { $0.device == .cpu }
-        let local = onHost ? hostStatistics(grads, lossScale: lossScale) : tensorStatistics(grads, lossScale: lossScale)
-        let device = ddp.buffers.first?.device ?? .cpu
-        let total = try gradStats.reduce(squares: local.squares, nonFinite: local.nonFinite, device: device)
-        if total.nonFinite { return MixedPrecisionOptimizer.StepReport(gradNorm: .infinity, updated: false) }
-        let norm = total.squares.squareRoot()
-        let coefficient = GradientNorm.clipCoefficient(maxNorm: Double(clipGrad), totalNorm: norm)
-        if clipGrad > 0 && coefficient < 1 {
-            for grad in grads.joined() { ParamAndGradBuffer.scale(grad, by: Float(coefficient)) }
-        }
+        let outcome = try GradientClipping(gradStats: gradStats).check(all: shardGrads.all, counted: shardGrads.counted,
+                                                                        lossScale: lossScale, clipGrad: clipGrad)
+        if outcome.skip { return MixedPrecisionOptimizer.StepReport(gradNorm: outcome.gradNorm, updated: false) }
         stepCount += 1
-        for (b, list) in shards.enumerated() {
-            for (k, shard) in list.enumerated() {
-                if onHost { hostUpdate(shard, grad: grads[b][k], scheduler: scheduler) }
-                else { tensorUpdate(shard, grad: grads[b][k], scheduler: scheduler) }
-            }
-        }
-        writeMastersIntoParameterBuffer()
+        let backend = updateBackend ?? UpdateBackend.choose(for: rule, on: ddp.buffers.first?.device ?? .cpu)
+        rule.step(groupOperands, step: stepCount, scheduler: scheduler, gradientScale: outcome.gradientScale, backend: backend)
         try gatherParameters()
-        return MixedPrecisionOptimizer.StepReport(gradNorm: Float(norm), updated: true)
+        return MixedPrecisionOptimizer.StepReport(gradNorm: outcome.gradNorm, updated: true)
     }
 
-    /// Runs the step with tensor ops (the path for GPU parameters without the fused kernels) even on the
-    /// CPU, so tests can check it.
-    var useTensorOps = false
+    /// Where the update runs; nil: chosen from the buffers' device. Tests set `.tensorOps` to run the device
+    /// path on the CPU.
+    var updateBackend: UpdateBackend?
 
-    /// The multi-tensor step's operands, one entry per parameter piece of this rank's shards (views that stay
-    /// valid for the optimizer's life), built at the first step: the bf16 copies land in this rank's shard of
-    /// the parameter buffer, which the all-gather sends, so no separate copy of the masters is needed.
-    private lazy var fused: FusedAdamW? = {
-        guard ddp.buffers.allSatisfy({ $0.device != .cpu }),
-              let adam = FusedAdamW.rule(rule, parameterTypes: ddp.buffers.map(\.paramDType)) else { return nil }
-        var operands = Array(repeating: FusedAdamW.Operands(), count: groups.count)
+    /// This rank's fp32 shard gradients (any inf/NaN in them skips the step) and the pieces of them that count
+    /// in its share of the norm.
+    private lazy var shardGrads: (all: [Tensor], counted: [Tensor]) = {
         var all: [Tensor] = [], counted: [Tensor] = []
+        for shard in shards.joined() {
+            all.append(shard.mainGrad)
+            for piece in shard.pieces where gradStats.countsInNorm(piece.name) {
+                counted.append(ParamAndGradBuffer.view(shard.mainGrad, piece.shardRange))
+            }
+        }
+        return (all, counted)
+    }()
+
+    /// The update's operands per parameter group, one entry per parameter piece of this rank's shards (views
+    /// that stay valid for the optimizer's life): masters, fp32 main grads and state, and for non-fp32
+    /// parameters the piece of this rank's shard of the parameter buffer, which the all-gather sends.
+    private lazy var groupOperands: [UpdateOperands] = {
+        var operands = Array(repeating: UpdateOperands(), count: groups.count)
         for (b, buffer) in ddp.buffers.enumerated() {
             for shard in shards[b] {
-                let shardGrad = shard.mainGrad
-                all.append(shardGrad)
                 for piece in shard.pieces {
-                    let r = piece.shardRange, grad = ParamAndGradBuffer.view(shardGrad, r)
-                    if gradStats.countsInNorm(piece.name) { counted.append(grad) }
-                    operands[piece.group].masters.append(ParamAndGradBuffer.view(shard.master, r))
-                    operands[piece.group].grads.append(grad)
-                    operands[piece.group].expAvg.append(ParamAndGradBuffer.view(shard.states[0], r))
-                    operands[piece.group].expAvgSq.append(ParamAndGradBuffer.view(shard.states[1], r))
-                    operands[piece.group].copies.append(buffer.paramDType == .float32 ? nil : ParamAndGradBuffer.view(shard.params, r))
+                    let r = piece.shardRange
+                    operands[piece.group].append(master: ParamAndGradBuffer.view(shard.master, r),
+                                                 grad: ParamAndGradBuffer.view(shard.mainGrad, r),
+                                                 state: shard.states.map { ParamAndGradBuffer.view($0, r) },
+                                                 copy: buffer.paramDType == .float32 ? nil : ParamAndGradBuffer.view(shard.params, r))
                 }
             }
         }
-        return FusedAdamW(rule: adam, groups: operands, all: all, counted: counted)
+        return operands
     }()
 
     /// Copies the reduced gradient shards into their fp32 main grads where the grad buffers are not fp32.
@@ -179,90 +163,10 @@ public final class DistributedOptimizer {
         }
     }
 
-    /// Unscales the shard grads; returns whether any was inf/NaN and this rank's share of the squared norm.
-    private func hostStatistics(_ grads: [[Tensor]], lossScale: Float) -> (nonFinite: Bool, squares: Double) {
-        let all = grads.joined().map(floats)
-        let nonFinite = lossScale != 1
-            ? NonFiniteGradients.unscaleAndCheck(all, inverseScale: 1 / lossScale)
-            : NonFiniteGradients.containsNonFinite(all.map { UnsafeBufferPointer($0) })
-        var squares = 0.0
-        for (b, list) in shards.enumerated() {
-            for (k, shard) in list.enumerated() {
-                let grad = floats(grads[b][k])
-                for piece in shard.pieces where gradStats.countsInNorm(piece.name) {
-                    squares += GradientNorm.sumOfSquares(UnsafeBufferPointer(rebasing: grad[piece.shardRange]))
-                }
-            }
-        }
-        return (nonFinite, squares)
-    }
-
-    /// `hostStatistics` with tensor ops: one host read for both numbers. A non-finite gradient shows as a
-    /// non-finite sum of squares over the whole shard.
-    private func tensorStatistics(_ grads: [[Tensor]], lossScale: Float) -> (nonFinite: Bool, squares: Double) {
-        withoutGrad {
-            if lossScale != 1 { for grad in grads.joined() { ParamAndGradBuffer.scale(grad, by: 1 / lossScale) } }
-            func squares(_ t: Tensor) -> Tensor { Ops.reduce(Ops.binary(t, t, .mul), dims: [], .sum).reshaped([1]) }
-            var all: [Tensor] = [], counted: [Tensor] = []
-            for (b, list) in shards.enumerated() {
-                for (k, shard) in list.enumerated() {
-                    all.append(squares(grads[b][k]))
-                    for piece in shard.pieces where gradStats.countsInNorm(piece.name) {
-                        counted.append(squares(ParamAndGradBuffer.view(grads[b][k], piece.shardRange)))
-                    }
-                }
-            }
-            func total(_ parts: [Tensor]) -> Tensor {
-                parts.isEmpty ? Tensor.zeros([1]) : Ops.reduce(Ops.concat(parts, dim: 0), dims: [], .sum).reshaped([1]).to(.cpu)
-            }
-            let both = Ops.concat([total(all), total(counted)], dim: 0).floats()
-            return (!both[0].isFinite, Double(both[1]))
-        }
-    }
-
-    private func hostUpdate(_ shard: OwnedShard, grad: Tensor, scheduler: OptimizerParamScheduler) {
-        let master = floats(shard.master), g = floats(grad)
-        let states = shard.states.map(floats)
-        for piece in shard.pieces {
-            let r = piece.shardRange
-            rule.update(param: UnsafeMutableBufferPointer(rebasing: master[r]),
-                        grad: UnsafeBufferPointer(rebasing: g[r]),
-                        state: states.map { UnsafeMutableBufferPointer(rebasing: $0[r]) }, step: stepCount,
-                        lr: Float(scheduler.learningRate(group: piece.group)),
-                        weightDecay: Float(scheduler.weightDecay(group: piece.group)))
-        }
-    }
-
-    private func tensorUpdate(_ shard: OwnedShard, grad: Tensor, scheduler: OptimizerParamScheduler) {
-        guard let deviceRule = rule as? DeviceUpdateRule else {
-            preconditionFailure("\(type(of: rule)) has no tensor-op update; GPU parameters need a DeviceUpdateRule")
-        }
-        withoutGrad {
-            for piece in shard.pieces {
-                let r = piece.shardRange
-                deviceRule.update(param: ParamAndGradBuffer.view(shard.master, r), grad: ParamAndGradBuffer.view(grad, r),
-                                  state: shard.states.map { ParamAndGradBuffer.view($0, r) }, step: stepCount,
-                                  lr: Float(scheduler.learningRate(group: piece.group)),
-                                  weightDecay: Float(scheduler.weightDecay(group: piece.group)))
-            }
-        }
-    }
-
-    /// Writes the updated fp32 masters of non-fp32 parameters into the parameter buffer's shards.
-    private func writeMastersIntoParameterBuffer() {
-        for (b, buffer) in ddp.buffers.enumerated() where buffer.paramDType != .float32 {
-            for shard in shards[b] { withoutGrad { Ops.copy(shard.master, into: shard.params) } }
-        }
-    }
-
     /// All-gathers every bucket of the parameter buffer (waiting for it unless `overlapParamGather`).
     private func gatherParameters() throws {
         try ddp.startParamGather()
         if !ddp.config.overlapParamGather { try ddp.finishParamGather() }
-    }
-
-    private func floats(_ t: Tensor) -> UnsafeMutableBufferPointer<Float> {
-        UnsafeMutableBufferPointer(start: t.pointer(as: Float.self), count: t.count)
     }
 
     // MARK: - Full (unsharded) state

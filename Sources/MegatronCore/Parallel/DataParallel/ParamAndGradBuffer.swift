@@ -131,14 +131,4 @@ public final class ParamAndGradBuffer {
     static func view(_ flat: Tensor, _ range: Range<Int>) -> Tensor {
         flat.narrowed(0, start: range.lowerBound, length: range.count)
     }
-
-    /// Multiplies a tensor by `factor` in place.
-    static func scale(_ t: Tensor, by factor: Float) {
-        guard factor != 1 else { return }
-        if t.device == .cpu && t.dtype == .float32 && t.isContiguous {
-            GradientNorm.scale(UnsafeMutableBufferPointer(start: t.pointer(as: Float.self), count: t.count), by: factor)
-        } else {
-            Ops.copy(Ops.binary(t, Tensor(scalar: factor), .mul), into: t)
-        }
-    }
 }

@@ -1,13 +1,10 @@
 import Foundation
 import MegatronTensor
 
-/// An update rule that can also run on accelerator tensors, written with tensor ops (each a device kernel).
-public protocol DeviceUpdateRule: UpdateRule {
-    /// Updates the fp32 `param` and `state` tensors in place on their device; `step` counts from 1.
-    func update(param: Tensor, grad: Tensor, state: [Tensor], step: Int, lr: Float, weightDecay: Float)
-}
+// The rules' tensor-op forms: the backend for devices without a multi-tensor kernel for the rule (SGD,
+// Adam with L2 weight decay), each op a device kernel.
 
-extension AdamRule: DeviceUpdateRule {
+extension AdamRule {
     /// torch's Adam / AdamW formula (`p *= 1 - lr wd`; moments; `p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)`),
     /// with the moments blended as `b m + (1 - b) g` rather than torch's `lerp` (equal up to rounding).
     public func update(param: Tensor, grad: Tensor, state: [Tensor], step: Int, lr: Float, weightDecay: Float) {
@@ -33,7 +30,7 @@ extension AdamRule: DeviceUpdateRule {
     }
 }
 
-extension SGDRule: DeviceUpdateRule {
+extension SGDRule {
     /// torch's SGD (see the type's formula) in tensor ops: L2 weight decay into the gradient, the momentum
     /// buffer set to the gradient on step 1 and blended after, Nesterov's look-ahead, then `p -= lr d`.
     public func update(param: Tensor, grad: Tensor, state: [Tensor], step: Int, lr: Float, weightDecay: Float) {

@@ -4,7 +4,9 @@ import MegatronParallel
 import MegatronTensor
 @testable import MegatronCore
 
-final class DeviceUpdateRuleTests: XCTestCase {
+/// The rules' tensor-op forms (the update backend for GPU rules without a multi-tensor kernel) against their
+/// host forms, which OptimizerRuleTests holds to torch's golden numbers.
+final class TensorOpUpdateTests: XCTestCase {
     /// The tensor-op AdamW / Adam (what runs on GPUs) follows the fixture-tested buffer rule within fp32 rounding.
     func testTensorFormMatchesBufferFormOverSteps() throws {
         for rule in [try AdamRule.adamW(), try AdamRule.adam()] {
@@ -50,8 +52,8 @@ final class DeviceUpdateRuleTests: XCTestCase {
                     lr: lr, weightDecay: weightDecay)
     }
 
-    /// The tensor-op step (SGD, or Adam over fp16 parameters, on a GPU) equals the host step when the grad norm
-    /// spans tensor-parallel ranks: both clip by one norm, with the duplicated `norm` parameter counted once.
+    /// The tensor-op update (SGD on a GPU) equals the host update when the grad norm spans tensor-parallel
+    /// ranks: `GradientClipping` clips both by one norm, with the duplicated `norm` parameter counted once.
     /// Rank r's gradients are sharded = [r + 1, 2 (r + 1)], norm = [3, 4]: norm^2 = 1 + 4 + 4 + 16 + 9 + 16 = 50.
     func testTensorOpStepEqualsHostStepWithTheNormAcrossTensorParallelRanks() throws {
         let results = try ThreadCommunicator.run(worldSize: 2) { tp -> [[Float]] in
@@ -62,15 +64,14 @@ final class DeviceUpdateRuleTests: XCTestCase {
                 norm.requiresGrad = true
                 let groups = [ParamGroup(parameters: [(name: "sharded", tensor: sharded), (name: "norm", tensor: norm)])]
                 let optimizer = MixedPrecisionOptimizer(groups: groups, rule: try SGDRule(momentum: 0.9))
+                if tensorOps { optimizer.updateBackend = .tensorOps }
                 let scheduler = try DPTraining.scheduler(groups)
                 var norms: [Float] = []
                 for _ in 0..<2 {
                     optimizer.zeroGrad()
                     let t = Float(tp.rank + 1)
                     ((sharded * Tensor(shape: [2], values: [t, 2 * t])).sum() + (norm * Tensor(shape: [2], values: [3, 4])).sum()).backward()
-                    let report = tensorOps
-                        ? try optimizer.stepWithTensorOps(scheduler: scheduler, clipGrad: 1, lossScale: 1, gradStats: stats)
-                        : try optimizer.step(scheduler: scheduler, clipGrad: 1, gradStats: stats)
+                    let report = try optimizer.step(scheduler: scheduler, clipGrad: 1, gradStats: stats)
                     norms.append(report.gradNorm)
                 }
                 return norms + sharded.floats() + norm.floats()
