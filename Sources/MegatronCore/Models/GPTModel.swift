@@ -80,9 +80,9 @@ public final class GPTModel: Module {
         outputLayer == nil ? ["embedding.word_embeddings.weight"] : ["embedding.word_embeddings.weight", "output_layer.weight"]
     }
 
-    /// The modules whose forwards run one after another, in that order, each with `willForward()` called as it
-    /// begins: the embeddings, each decoder layer, the final norm and the output layer. Between them they hold
-    /// every parameter, so `DistributedDataParallel` can wait for each one's parameters just before its forward.
+    /// The modules whose forwards run one after another, in that order: the embeddings, each decoder layer,
+    /// the final norm and the output layer. Between them they hold every parameter, so
+    /// `DistributedDataParallel` can wait for each one's parameters in a pre-forward hook on it.
     public var forwardStages: [Module] {
         [wordEmbeddings] + (positionEmbeddings.map { [$0] } ?? []) + decoder.layers + [decoder.finalLayernorm]
             + (outputLayer.map { [$0] } ?? [])
@@ -97,13 +97,16 @@ public final class GPTModel: Module {
 
     /// This rank's slice of the logits `[batch, seq, vocab / size]`.
     public func localLogits(_ tokens: Tensor, cache: KVCache? = nil) -> Tensor {
+        runForward { logits(tokens, cache: cache) }
+    }
+
+    private func logits(_ tokens: Tensor, cache: KVCache?) -> Tensor {
         let seq = tokens.size(1), offset = cache?.length ?? 0
         let lastPosition = cache?.padding?.lastPosition(from: offset, count: seq) ?? offset + seq - 1
         precondition(lastPosition < maxSequenceLength || positionEmbeddings == nil,
                      "sequence length \(lastPosition + 1) exceeds max_position_embeddings \(maxSequenceLength)")
         let h = decoder(embed(tokens, offset: offset, cache: cache), cache: cache)
-        outputLayer?.willForward()
-        return ColumnParallelLinear.forward(h, weight: outputLayer?.weight ?? wordEmbeddings.weight, group: tensorParallel)
+        return outputLayer.map { $0(h) } ?? ColumnParallelLinear.forward(h, weight: wordEmbeddings.weight, group: tensorParallel)
     }
 
     /// Word plus position embeddings after dropout; under sequence parallelism only this rank's positions.
@@ -114,8 +117,6 @@ public final class GPTModel: Module {
             precondition(tokens.size(1) % tensorParallel.size == 0,
                          "sequence length \(tokens.size(1)) must be divisible by the tensor-parallel size \(tensorParallel.size) under sequence parallelism")
         }
-        wordEmbeddings.willForward()
-        positionEmbeddings?.willForward()
         var h: Tensor
         if let positionEmbeddings {
             let seq = tokens.size(1)

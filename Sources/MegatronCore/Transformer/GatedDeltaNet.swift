@@ -69,6 +69,10 @@ public final class GatedDeltaNet: Module, SequenceMixer {
     /// There is no recurrent-state cache: generation refuses models with these layers before it starts.
     public func callAsFunction(_ x: Tensor, cache: KVCache.Layer?) -> Tensor {
         precondition(cache == nil, "Gated DeltaNet layers keep no inference cache")
+        return runForward { mix(x) }
+    }
+
+    private func mix(_ x: Tensor) -> Tensor {
         let projected = inProj(x)   // the whole sequence, this rank's heads
         let (b, s) = (projected.size(0), projected.size(1))
         let (dk, dv) = (sizes.keyHeadDim, sizes.valueHeadDim)
@@ -151,10 +155,12 @@ public final class CausalConv1d: Module, TensorParallelLayer {
 
     /// The convolution as `kernel` shifted copies of x scaled per channel and summed.
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let (b, s, c, kernel) = (x.size(0), x.size(1), x.size(2), weight.size(2))
-        let padded = concat([Tensor.zeros([b, kernel - 1, c], dtype: x.dtype, device: x.device), x], dim: 1)
-        let terms = (0..<kernel).map { j in padded.narrow(1, start: j, length: s) * weight.narrow(2, start: j, length: 1).reshape([c]) }
-        return terms.dropFirst().reduce(terms[0], +)
+        runForward {
+            let (b, s, c, kernel) = (x.size(0), x.size(1), x.size(2), weight.size(2))
+            let padded = concat([Tensor.zeros([b, kernel - 1, c], dtype: x.dtype, device: x.device), x], dim: 1)
+            let terms = (0..<kernel).map { j in padded.narrow(1, start: j, length: s) * weight.narrow(2, start: j, length: 1).reshape([c]) }
+            return terms.dropFirst().reduce(terms[0], +)
+        }
     }
 }
 

@@ -72,6 +72,10 @@ public final class SelfAttention: Module {
     /// its keys and values are appended and its queries attend to everything before them. Under sequence
     /// parallelism `x` and the result hold this rank's `seq / size` positions.
     public func callAsFunction(_ x: Tensor, cache: KVCache.Layer? = nil) -> Tensor {
+        runForward { attend(x, cache: cache) }
+    }
+
+    private func attend(_ x: Tensor, cache: KVCache.Layer?) -> Tensor {
         let qkvOut = linearQKV(x)   // the whole sequence, this rank's query groups
         let (b, s) = (qkvOut.size(0), qkvOut.size(1))
         let (groups, heads, d) = (localGroups, localHeads, config.kvChannels)

@@ -61,7 +61,10 @@ public final class TransformerLayer: Module {
     /// nor added yet, so that the next norm can fuse both (every layer's hidden dropout is the same
     /// probability and generator, so the next layer's drops it).
     func forward(stream: Tensor, pending: Tensor?, cache: KVCache.Layer?) -> (stream: Tensor, pending: Tensor) {
-        willForward()
+        runForward { layerForward(stream: stream, pending: pending, cache: cache) }
+    }
+
+    private func layerForward(stream: Tensor, pending: Tensor?, cache: KVCache.Layer?) -> (stream: Tensor, pending: Tensor) {
         let (x, normed) = pending.map { inputLayernorm.addNorm(stream, residual: $0, dropout: hiddenDropout) }
             ?? (stream, inputLayernorm(stream))
         let (h, normedH) = preMLPLayernorm.addNorm(x, residual: selfAttention(normed, cache: cache), dropout: hiddenDropout)
@@ -101,6 +104,10 @@ public final class TransformerBlock: Module {
     }
 
     public func callAsFunction(_ x: Tensor, cache: KVCache? = nil) -> Tensor {
+        runForward { stack(x, cache: cache) }
+    }
+
+    private func stack(_ x: Tensor, cache: KVCache?) -> Tensor {
         // The residual stream between layers is stream + pending (see TransformerLayer.forward).
         var stream = x, pending: Tensor?
         for (i, layer) in layers.enumerated() {
@@ -113,7 +120,6 @@ public final class TransformerBlock: Module {
                 (stream, pending) = layer.forward(stream: stream, pending: pending, cache: cache?.layers[i])
             }
         }
-        finalLayernorm.willForward()
         guard let pending else { return finalLayernorm(stream) }
         return finalLayernorm.addNorm(stream, residual: pending, dropout: layers.last?.hiddenDropout).normed
     }

@@ -45,8 +45,10 @@ public final class ColumnParallelLinear: Module {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let y = Functional.linear(Self.enter(x, group), weight: weight, bias: bias)
-        return gatherOutput ? TensorParallelMappings.gatherFromRegion(y, group) : y
+        runForward {
+            let y = Functional.linear(Self.enter(x, group), weight: weight, bias: bias)
+            return gatherOutput ? TensorParallelMappings.gatherFromRegion(y, group) : y
+        }
     }
 
     /// The column-parallel product of `x` with a weight held elsewhere (the output layer tied to the

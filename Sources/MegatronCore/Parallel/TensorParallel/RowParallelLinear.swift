@@ -45,14 +45,17 @@ public final class RowParallelLinear: Module {
     }
 
     /// The local product `linear(bias)` summed over the group, then the bias. `linear` gets the bias
-    /// only on one rank (nil otherwise); the MLP passes its fused GeLU MLP here.
+    /// only on one rank (nil otherwise); the MLP passes its fused GeLU MLP here. This layer's forward hooks
+    /// run around it.
     func forward(_ linear: (Tensor?) -> Tensor) -> Tensor {
-        // One rank has nothing to sum, so the bias can ride in the GEMM's epilogue.
-        guard group.size > 1 else { return linear(bias) }
-        let partial = linear(nil)
-        let y = group.sequenceParallel
-            ? TensorParallelMappings.reduceScatterToSequenceParallelRegion(partial, group)
-            : TensorParallelMappings.reduceFromRegion(partial, group)
-        return bias.map { y + $0 } ?? y
+        runForward {
+            // One rank has nothing to sum, so the bias can ride in the GEMM's epilogue.
+            guard group.size > 1 else { return linear(bias) }
+            let partial = linear(nil)
+            let y = group.sequenceParallel
+                ? TensorParallelMappings.reduceScatterToSequenceParallelRegion(partial, group)
+                : TensorParallelMappings.reduceFromRegion(partial, group)
+            return bias.map { y + $0 } ?? y
+        }
     }
 }

@@ -34,6 +34,10 @@ public final class VocabParallelEmbedding: Module {
     /// Embeddings of integer `ids [batch, seq]`: `[batch, seq, dimension]`, or with `reduceScatter`
     /// `[batch, seq / size, dimension]`.
     public func callAsFunction(_ ids: Tensor, reduceScatter: Bool = false) -> Tensor {
+        runForward { lookUp(ids, reduceScatter: reduceScatter) }
+    }
+
+    private func lookUp(_ ids: Tensor, reduceScatter: Bool) -> Tensor {
         guard group.size > 1 else { return Functional.embedding(ids, weight: weight) }
         let slice = VocabSlice(start: vocabStart, count: weight.size(0), ids: ids)
         // The mask in the weight's dtype: an fp32 mask would widen every activation after it to fp32.
