@@ -65,6 +65,8 @@ public final class GPTModel: Module {
             : nil
         embeddingDropout = Dropout(config.hiddenDropout,
                                    generator: dropoutRNG.generator(split: tensorParallel.sequenceParallel))
+        super.init()
+        wordEmbeddings.setAttributes(ofParameter: "weight") { $0.shared = !untieEmbeddingsAndOutputWeights }
     }
 
     override public var children: [(String, Module)] {

@@ -19,6 +19,8 @@ open class Module {
     /// Hooks run as this module's forward ends, in registration order (`registerForwardHook`).
     private var forwardPostHooks: [(handle: ForwardHookHandle, hook: (Module) -> Void)] = []
     private var nextHookID = 0
+    /// The attributes of this module's own parameters, by local name; absent: the defaults.
+    private var parameterAttributes: [String: ParameterAttributes] = [:]
 
     public init() {}
 
@@ -69,6 +71,21 @@ open class Module {
     private func makeHookHandle() -> ForwardHookHandle {
         defer { nextHookID += 1 }
         return ForwardHookHandle(id: nextHookID)
+    }
+
+    /// The attributes of this module's own parameter `name` (`ParameterAttributes`).
+    public func attributes(ofParameter name: String) -> ParameterAttributes { parameterAttributes[name] ?? ParameterAttributes() }
+
+    /// Changes the attributes of this module's own parameter `name`; the module that creates the parameter
+    /// calls it where it creates it (or its parent, where it creates the module: a norm's use decides whether
+    /// its gradient is partial).
+    public func setAttributes(ofParameter name: String, _ change: (inout ParameterAttributes) -> Void) {
+        change(&parameterAttributes[name, default: ParameterAttributes()])
+    }
+
+    /// Changes the attributes of every parameter of this module's own.
+    public func setAttributesOfParameters(_ change: (inout ParameterAttributes) -> Void) {
+        for (name, _) in parameters { setAttributes(ofParameter: name, change) }
     }
 
     /// This module's own parameters, by local name.

@@ -53,10 +53,14 @@ public final class GatedDeltaNet: Module, SequenceMixer {
         // Megatron's reset_parameters: dt_bias ones, A drawn uniformly from [1, 16].
         dtBias = parameter(Tensor.ones([localValueHeads], dtype: config.paramsDType))
         aLog = parameter(slice(Tensor.uniform([heads], low: 1, high: 16, generator: generator).log().cast(to: config.paramsDType)))
-        outNorm = makeNorm(config, dimension: sizes.valueHeadDim)
+        // Per head: on more than one rank it sees only this rank's heads.
+        outNorm = makeNorm(config, dimension: sizes.valueHeadDim, partialGradient: tp > 1)
         outProj = RowParallelLinear(inFeatures: v, outFeatures: config.hiddenSize, bias: false,
                                     initMethod: config.outputLayerInitMethod, dtype: config.paramsDType,
                                     group: tensorParallel, generator: generator)
+        super.init()
+        // `A_log` and `dt_bias` follow the value heads.
+        setAttributesOfParameters { $0.tensorParallel = .split(dim: 0) }
     }
 
     override public var parameters: [(String, Tensor)] { [("A_log", aLog), ("dt_bias", dtBias)] }
@@ -136,22 +140,20 @@ public final class GatedDeltaNet: Module, SequenceMixer {
 ///
 /// The weight `[channels, 1, kernel]` is drawn whole as `nn.Conv1d` does (uniform in ±1/sqrt(kernel)) and
 /// split per section over a tensor-parallel group, like the q, k and v sections of `in_proj` it follows.
-public final class CausalConv1d: Module, TensorParallelLayer {
+public final class CausalConv1d: Module {
     public let weight: Tensor
-    let sections: [Int]
 
     public init(sections: [Int], kernelSize: Int, dtype: DType, group: TensorParallelGroup, generator: PhiloxGenerator) {
-        self.sections = sections
         let bound = 1 / Float(kernelSize).squareRoot()
         let whole = Tensor.uniform([sections.reduce(0, +), 1, kernelSize], low: -bound, high: bound, dtype: dtype,
                                    generator: generator)
         weight = parameter(try! TensorParallelSharding.splitSections(dim: 0, lengths: sections)
             .shard(whole, rank: group.rank, size: group.size))
+        super.init()
+        setAttributes(ofParameter: "weight") { $0.tensorParallel = .splitSections(dim: 0, lengths: sections) }
     }
 
     override public var parameters: [(String, Tensor)] { [("weight", weight)] }
-
-    public func sharding(ofParameter name: String) -> TensorParallelSharding { .splitSections(dim: 0, lengths: sections) }
 
     /// The convolution as `kernel` shifted copies of x scaled per channel and summed.
     public func callAsFunction(_ x: Tensor) -> Tensor {
@@ -162,9 +164,4 @@ public final class CausalConv1d: Module, TensorParallelLayer {
             return terms.dropFirst().reduce(terms[0], +)
         }
     }
-}
-
-extension GatedDeltaNet: TensorParallelLayer {
-    /// `A_log` and `dt_bias` follow the value heads.
-    public func sharding(ofParameter name: String) -> TensorParallelSharding { .split(dim: 0) }
 }

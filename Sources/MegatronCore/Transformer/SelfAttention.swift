@@ -49,8 +49,10 @@ public final class SelfAttention: Module {
         linearProj = RowParallelLinear(inFeatures: config.numAttentionHeads * config.kvChannels, outFeatures: config.hiddenSize,
                                        bias: config.addBiasLinear, initMethod: config.outputLayerInitMethod,
                                        dtype: config.paramsDType, group: tensorParallel, generator: generator)
-        qLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels) : nil
-        kLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels) : nil
+        // Per head: on more than one rank they see only this rank's heads.
+        let perHeadPartial = tensorParallel.size > 1
+        qLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels, partialGradient: perHeadPartial) : nil
+        kLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels, partialGradient: perHeadPartial) : nil
         rotary = config.positionEmbeddingType == .rope
             ? RotaryEmbedding(kvChannels: config.kvChannels, rotaryPercent: config.rotaryPercent, base: config.rotaryBase,
                               scaling: config.ropeScaling, yarn: config.yarn)

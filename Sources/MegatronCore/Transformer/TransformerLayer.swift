@@ -36,12 +36,12 @@ public final class TransformerLayer: Module {
     /// layer's `self_attention` is Gated DeltaNet rather than attention.
     public init(config: TransformerConfig, generator: PhiloxGenerator, dropout: ModelParallelRNG,
                 tensorParallel: TensorParallelGroup = .single, layerNumber: Int = 1, gatedDeltaNet: Bool = false) {
-        inputLayernorm = makeNorm(config)
+        inputLayernorm = makeNorm(config, partialGradient: tensorParallel.sequenceParallel)
         selfAttention = gatedDeltaNet
             ? GatedDeltaNet(config: config, generator: generator, tensorParallel: tensorParallel)
             : SelfAttention(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel,
                             layerNumber: layerNumber)
-        preMLPLayernorm = makeNorm(config)
+        preMLPLayernorm = makeNorm(config, partialGradient: tensorParallel.sequenceParallel)
         mlp = MLP(config: config, generator: generator, tensorParallel: tensorParallel)
         hiddenDropout = Dropout(config.hiddenDropout, generator: dropout.generator(split: tensorParallel.sequenceParallel))
     }
@@ -95,7 +95,7 @@ public final class TransformerBlock: Module {
             TransformerLayer(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel,
                              layerNumber: index + 1, gatedDeltaNet: config.isGatedDeltaNetLayer(index))
         }
-        finalLayernorm = makeNorm(config)
+        finalLayernorm = makeNorm(config, partialGradient: tensorParallel.sequenceParallel)
         self.dropout = dropout
     }
 

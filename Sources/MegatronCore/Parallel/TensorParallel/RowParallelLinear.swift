@@ -28,6 +28,10 @@ public final class RowParallelLinear: Module {
         let master = initMethod.draw([outFeatures, inFeatures], dtype: dtype, generator: generator)
         weight = parameter(try! TensorParallelSharding.split(dim: 1).shard(master, rank: group.rank, size: group.size))
         self.bias = bias ? parameter(Tensor.zeros([outFeatures], dtype: dtype)) : nil
+        super.init()
+        setAttributes(ofParameter: "weight") { $0.tensorParallel = .split(dim: 1) }
+        // Whole on every rank and added after the sum: under sequence parallelism to this rank's positions only.
+        if bias { setAttributes(ofParameter: "bias") { $0.partialGradient = group.sequenceParallel } }
     }
 
     override public var parameters: [(String, Tensor)] {

@@ -27,6 +27,8 @@ public final class VocabParallelEmbedding: Module {
         vocabStart = group.rank * (count / group.size)
         let master = initMethod.draw([count, dimension], dtype: dtype, generator: generator)
         weight = parameter(try! TensorParallelSharding.split(dim: 0).shard(master, rank: group.rank, size: group.size))
+        super.init()
+        setAttributes(ofParameter: "weight") { $0.tensorParallel = .split(dim: 0) }
     }
 
     override public var parameters: [(String, Tensor)] { [("weight", weight)] }
