@@ -22,6 +22,8 @@ public final class GPTModel: Module {
     public let wordEmbeddings: VocabParallelEmbedding
     public let positionEmbeddings: Embedding?
     public let decoder: TransformerBlock
+    /// What each decoder layer is built from (`TransformerBlockSpec.gpt(config)` unless given).
+    public let decoderSpec: TransformerBlockSpec
     public let outputLayer: ColumnParallelLinear?
     let embeddingDropout: Dropout
     /// The dropout generators of this rank; their offsets are part of the training state.
@@ -39,11 +41,17 @@ public final class GPTModel: Module {
     }
 
     /// This rank's part of the model for `tensorParallel`; throws when heads, query groups, the MLP width or
-    /// the padded vocabulary do not divide by the group size.
+    /// the padded vocabulary do not divide by the group size. `decoderSpec` (one layer spec per
+    /// `config.numLayers`) replaces the layers the config describes, e.g. with another attention or MLP.
     public init(config: TransformerConfig, vocabSize: Int, maxSequenceLength: Int,
                 untieEmbeddingsAndOutputWeights: Bool = false, seed: UInt64 = 1234,
-                tensorParallel: TensorParallelGroup) throws {
+                tensorParallel: TensorParallelGroup, decoderSpec: TransformerBlockSpec? = nil) throws {
         try tensorParallel.validate(config, vocabSize: vocabSize)
+        let decoderSpec = decoderSpec ?? .gpt(config)
+        guard decoderSpec.layers.count == config.numLayers else {
+            throw ConfigError("the decoder spec lists \(decoderSpec.layers.count) layers but num_layers is \(config.numLayers)")
+        }
+        self.decoderSpec = decoderSpec
         self.config = config
         self.vocabSize = vocabSize
         self.maxSequenceLength = maxSequenceLength
@@ -57,7 +65,8 @@ public final class GPTModel: Module {
             ? Embedding(count: maxSequenceLength, dimension: config.hiddenSize, initMethod: config.embeddingInitMethod,
                         dtype: config.paramsDType, generator: initRNG)
             : nil
-        decoder = TransformerBlock(config: config, generator: initRNG, dropout: dropoutRNG, tensorParallel: tensorParallel)
+        decoder = TransformerBlock(config: config, generator: initRNG, dropout: dropoutRNG, tensorParallel: tensorParallel,
+                                   spec: decoderSpec)
         outputLayer = untieEmbeddingsAndOutputWeights
             ? ColumnParallelLinear(inFeatures: config.hiddenSize, outFeatures: vocabSize, bias: false,
                                    initMethod: config.initMethod, dtype: config.paramsDType,

@@ -32,6 +32,8 @@ public final class GatedDeltaNet: Module, SequenceMixer {
     /// Recompute the output norm and gate in backward instead of keeping their activations (`gdn_norm_out`).
     public var recomputeNormOut = false
 
+    public func recompute(_ modules: Set<RecomputedModule>) { recomputeNormOut = modules.contains(.gdnNormOut) }
+
     /// Builds this rank's part; `TensorParallelGroup.validate` has checked that the heads divide by its size.
     public init(config: TransformerConfig, generator: PhiloxGenerator, tensorParallel: TensorParallelGroup = .single) {
         guard let sizes = config.gatedDeltaNet else { preconditionFailure("GatedDeltaNet needs config.gatedDeltaNet") }
