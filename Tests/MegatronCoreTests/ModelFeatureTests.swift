@@ -90,7 +90,7 @@ final class ModelFeatureTests: XCTestCase {
         for (name, weight) in [("word embeddings", model.wordEmbeddings.weight), ("positions", model.positionEmbeddings!.weight),
                                ("linear_qkv", layer.attention!.linearQKV.weight),
                                ("linear_proj", layer.attention!.linearProj.weight),
-                               ("linear_fc1", layer.mlp.linearFC1.weight), ("linear_fc2", layer.mlp.linearFC2.weight),
+                               ("linear_fc1", (layer.mlp as! MLP).linearFC1.weight), ("linear_fc2", (layer.mlp as! MLP).linearFC2.weight),
                                ("output_layer", model.outputLayer!.weight)] {
             let bound = Float((6 / Double(weight.shape[0] + weight.shape[1])).squareRoot())
             let values = weight.floats()
@@ -98,7 +98,7 @@ final class ModelFeatureTests: XCTestCase {
             XCTAssertGreaterThan(values.map(abs).max()!, 0.95 * bound, name)
             XCTAssertEqual(std(weight), bound / Float(3).squareRoot(), accuracy: 0.05 * bound, name)
         }
-        XCTAssertEqual(Set(layer.mlp.linearFC1.bias!.floats()), [0])
+        XCTAssertEqual(Set((layer.mlp as! MLP).linearFC1.bias!.floats()), [0])
     }
 
     /// `--kv-channels` unequal to hidden / heads: QKV is `(heads + 2 groups) x kv` wide and the output

@@ -52,15 +52,15 @@ final class ModuleTests: XCTestCase {
         }
         let layer = model.decoder.layers[0]
         XCTAssertEqual(std(layer.attention!.linearQKV.weight), 0.02, accuracy: 0.001)
-        XCTAssertEqual(std(layer.mlp.linearFC2.weight), 0.02 / 4, accuracy: 0.0003)
-        XCTAssertEqual(layer.mlp.linearFC1.bias!.floats().max(), 0)
+        XCTAssertEqual(std((layer.mlp as! MLP).linearFC2.weight), 0.02 / 4, accuracy: 0.0003)
+        XCTAssertEqual((layer.mlp as! MLP).linearFC1.bias!.floats().max(), 0)
     }
 
     func testStateDictRoundTripAndErrorsNameTheKey() throws {
         let a = GPTModel(config: try tinyConfig(), vocabSize: 32, maxSequenceLength: 8, seed: 1)
         let b = GPTModel(config: try tinyConfig(), vocabSize: 32, maxSequenceLength: 8, seed: 2)
         try b.loadStateDict(a.stateDict())
-        XCTAssertEqual(b.decoder.layers[1].mlp.linearFC1.weight.floats(), a.decoder.layers[1].mlp.linearFC1.weight.floats())
+        XCTAssertEqual((b.decoder.layers[1].mlp as! MLP).linearFC1.weight.floats(), (a.decoder.layers[1].mlp as! MLP).linearFC1.weight.floats())
         var state = a.stateDict()
         state["decoder.final_layernorm.bias"] = Tensor.zeros([3])
         XCTAssertThrowsError(try b.loadStateDict(state)) { error in

@@ -22,6 +22,8 @@ public final class GPTModel: Module {
     public let wordEmbeddings: VocabParallelEmbedding
     public let positionEmbeddings: Embedding?
     public let decoder: TransformerBlock
+    /// What each decoder layer is built from (`TransformerBlockSpec.gpt(config)` unless given).
+    public let decoderSpec: TransformerBlockSpec
     public let outputLayer: ColumnParallelLinear?
     let embeddingDropout: Dropout
     /// The dropout generators of this rank; their offsets are part of the training state.
@@ -39,11 +41,17 @@ public final class GPTModel: Module {
     }
 
     /// This rank's part of the model for `tensorParallel`; throws when heads, query groups, the MLP width or
-    /// the padded vocabulary do not divide by the group size.
+    /// the padded vocabulary do not divide by the group size. `decoderSpec` (one layer spec per
+    /// `config.numLayers`) replaces the layers the config describes, e.g. with another attention or MLP.
     public init(config: TransformerConfig, vocabSize: Int, maxSequenceLength: Int,
                 untieEmbeddingsAndOutputWeights: Bool = false, seed: UInt64 = 1234,
-                tensorParallel: TensorParallelGroup) throws {
+                tensorParallel: TensorParallelGroup, decoderSpec: TransformerBlockSpec? = nil) throws {
         try tensorParallel.validate(config, vocabSize: vocabSize)
+        let decoderSpec = decoderSpec ?? .gpt(config)
+        guard decoderSpec.layers.count == config.numLayers else {
+            throw ConfigError("the decoder spec lists \(decoderSpec.layers.count) layers but num_layers is \(config.numLayers)")
+        }
+        self.decoderSpec = decoderSpec
         self.config = config
         self.vocabSize = vocabSize
         self.maxSequenceLength = maxSequenceLength
@@ -57,7 +65,8 @@ public final class GPTModel: Module {
             ? Embedding(count: maxSequenceLength, dimension: config.hiddenSize, initMethod: config.embeddingInitMethod,
                         dtype: config.paramsDType, generator: initRNG)
             : nil
-        decoder = TransformerBlock(config: config, generator: initRNG, dropout: dropoutRNG, tensorParallel: tensorParallel)
+        decoder = TransformerBlock(config: config, generator: initRNG, dropout: dropoutRNG, tensorParallel: tensorParallel,
+                                   spec: decoderSpec)
         outputLayer = untieEmbeddingsAndOutputWeights
             ? ColumnParallelLinear(inFeatures: config.hiddenSize, outFeatures: vocabSize, bias: false,
                                    initMethod: config.initMethod, dtype: config.paramsDType,
@@ -65,6 +74,8 @@ public final class GPTModel: Module {
             : nil
         embeddingDropout = Dropout(config.hiddenDropout,
                                    generator: dropoutRNG.generator(split: tensorParallel.sequenceParallel))
+        super.init()
+        wordEmbeddings.setAttributes(ofParameter: "weight") { $0.shared = !untieEmbeddingsAndOutputWeights }
     }
 
     override public var children: [(String, Module)] {
@@ -80,9 +91,9 @@ public final class GPTModel: Module {
         outputLayer == nil ? ["embedding.word_embeddings.weight"] : ["embedding.word_embeddings.weight", "output_layer.weight"]
     }
 
-    /// The modules whose forwards run one after another, in that order, each with `willForward()` called as it
-    /// begins: the embeddings, each decoder layer, the final norm and the output layer. Between them they hold
-    /// every parameter, so `DistributedDataParallel` can wait for each one's parameters just before its forward.
+    /// The modules whose forwards run one after another, in that order: the embeddings, each decoder layer,
+    /// the final norm and the output layer. Between them they hold every parameter, so
+    /// `DistributedDataParallel` can wait for each one's parameters in a pre-forward hook on it.
     public var forwardStages: [Module] {
         [wordEmbeddings] + (positionEmbeddings.map { [$0] } ?? []) + decoder.layers + [decoder.finalLayernorm]
             + (outputLayer.map { [$0] } ?? [])
@@ -97,13 +108,16 @@ public final class GPTModel: Module {
 
     /// This rank's slice of the logits `[batch, seq, vocab / size]`.
     public func localLogits(_ tokens: Tensor, cache: KVCache? = nil) -> Tensor {
+        runForward { logits(tokens, cache: cache) }
+    }
+
+    private func logits(_ tokens: Tensor, cache: KVCache?) -> Tensor {
         let seq = tokens.size(1), offset = cache?.length ?? 0
         let lastPosition = cache?.padding?.lastPosition(from: offset, count: seq) ?? offset + seq - 1
         precondition(lastPosition < maxSequenceLength || positionEmbeddings == nil,
                      "sequence length \(lastPosition + 1) exceeds max_position_embeddings \(maxSequenceLength)")
         let h = decoder(embed(tokens, offset: offset, cache: cache), cache: cache)
-        outputLayer?.willForward()
-        return ColumnParallelLinear.forward(h, weight: outputLayer?.weight ?? wordEmbeddings.weight, group: tensorParallel)
+        return outputLayer.map { $0(h) } ?? ColumnParallelLinear.forward(h, weight: wordEmbeddings.weight, group: tensorParallel)
     }
 
     /// Word plus position embeddings after dropout; under sequence parallelism only this rank's positions.
@@ -114,8 +128,6 @@ public final class GPTModel: Module {
             precondition(tokens.size(1) % tensorParallel.size == 0,
                          "sequence length \(tokens.size(1)) must be divisible by the tensor-parallel size \(tensorParallel.size) under sequence parallelism")
         }
-        wordEmbeddings.willForward()
-        positionEmbeddings?.willForward()
         var h: Tensor
         if let positionEmbeddings {
             let seq = tokens.size(1)

@@ -13,7 +13,7 @@ public final class Dropout: Module {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        isTraining ? Functional.dropout(x, p: probability, generator: generator) : x
+        runForward { isTraining ? Functional.dropout(x, p: probability, generator: generator) : x }
     }
 
     /// The probability and generator a fused kernel draws this dropout with, nil when it drops nothing

@@ -12,5 +12,5 @@ public final class Embedding: Module {
 
     override public var parameters: [(String, Tensor)] { [("weight", weight)] }
 
-    public func callAsFunction(_ ids: Tensor) -> Tensor { Functional.embedding(ids, weight: weight) }
+    public func callAsFunction(_ ids: Tensor) -> Tensor { runForward { Functional.embedding(ids, weight: weight) } }
 }

@@ -16,5 +16,5 @@ public final class Linear: Module {
         [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { Functional.linear(x, weight: weight, bias: bias) }
+    public func callAsFunction(_ x: Tensor) -> Tensor { runForward { Functional.linear(x, weight: weight, bias: bias) } }
 }

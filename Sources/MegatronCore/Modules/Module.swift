@@ -14,15 +14,79 @@ open class Module {
     /// Whether dropout and similar train-only behaviour is on; set with `train()` / `eval()`.
     public private(set) var isTraining = true
 
-    /// Runs as this module's forward begins, where its model calls `willForward` (at the forward stages a
-    /// model names, e.g. `GPTModel.forwardStages`). `DistributedDataParallel` sets it with
-    /// `overlapParamGather` to wait for this module's parameters' all-gather there (Megatron's forward pre-hook).
-    public var forwardPreHook: ((Module) -> Void)?
+    /// Hooks run as this module's forward begins, in registration order (`registerForwardPreHook`).
+    private var forwardPreHooks: [(handle: ForwardHookHandle, hook: (Module) -> Void)] = []
+    /// Hooks run as this module's forward ends, in registration order (`registerForwardHook`).
+    private var forwardPostHooks: [(handle: ForwardHookHandle, hook: (Module) -> Void)] = []
+    private var nextHookID = 0
+    /// The attributes of this module's own parameters, by local name; absent: the defaults.
+    private var parameterAttributes: [String: ParameterAttributes] = [:]
 
     public init() {}
 
-    /// Runs `forwardPreHook`; a model calls it on each of its forward stages before that stage's forward.
-    public func willForward() { forwardPreHook?(self) }
+    /// Runs `body`, this module's forward, between its pre- and post-forward hooks. Every forward entry point
+    /// of a module (`callAsFunction`, a norm's `addNorm`, ...) runs its body through here, as PyTorch's
+    /// `Module.__call__` does, so hooks registered on a module see each of its forwards, the replay of a
+    /// recomputed segment included. A module whose parent computes with its weights directly (the MLP's fused
+    /// GeLU path) runs no forward of its own: register on the parent.
+    @inline(__always)
+    public func runForward<Output>(_ body: () throws -> Output) rethrows -> Output {
+        for (_, hook) in forwardPreHooks { hook(self) }
+        let output = try body()
+        for (_, hook) in forwardPostHooks { hook(self) }
+        return output
+    }
+
+    /// Registers `hook` to run as each forward of this module begins (Megatron's forward pre-hooks, by which
+    /// `DistributedDataParallel` waits for a module's parameter all-gathers); remove it with `removeHook`.
+    ///
+    /// ```swift
+    /// let handle = layer.registerForwardPreHook { module in print("entering", module) }
+    /// layer.removeHook(handle)
+    /// ```
+    @discardableResult
+    public func registerForwardPreHook(_ hook: @escaping (Module) -> Void) -> ForwardHookHandle {
+        let handle = makeHookHandle()
+        forwardPreHooks.append((handle, hook))
+        return handle
+    }
+
+    /// Registers `hook` to run as each forward of this module ends; remove it with `removeHook`.
+    @discardableResult
+    public func registerForwardHook(_ hook: @escaping (Module) -> Void) -> ForwardHookHandle {
+        let handle = makeHookHandle()
+        forwardPostHooks.append((handle, hook))
+        return handle
+    }
+
+    /// Removes the hook `handle` names (from this module's registrations); a removed handle is ignored.
+    public func removeHook(_ handle: ForwardHookHandle) {
+        forwardPreHooks.removeAll { $0.handle == handle }
+        forwardPostHooks.removeAll { $0.handle == handle }
+    }
+
+    /// How many forward hooks (pre and post) this module holds.
+    public var forwardHookCount: Int { forwardPreHooks.count + forwardPostHooks.count }
+
+    private func makeHookHandle() -> ForwardHookHandle {
+        defer { nextHookID += 1 }
+        return ForwardHookHandle(id: nextHookID)
+    }
+
+    /// The attributes of this module's own parameter `name` (`ParameterAttributes`).
+    public func attributes(ofParameter name: String) -> ParameterAttributes { parameterAttributes[name] ?? ParameterAttributes() }
+
+    /// Changes the attributes of this module's own parameter `name`; the module that creates the parameter
+    /// calls it where it creates it (or its parent, where it creates the module: a norm's use decides whether
+    /// its gradient is partial).
+    public func setAttributes(ofParameter name: String, _ change: (inout ParameterAttributes) -> Void) {
+        change(&parameterAttributes[name, default: ParameterAttributes()])
+    }
+
+    /// Changes the attributes of every parameter of this module's own.
+    public func setAttributesOfParameters(_ change: (inout ParameterAttributes) -> Void) {
+        for (name, _) in parameters { setAttributes(ofParameter: name, change) }
+    }
 
     /// This module's own parameters, by local name.
     open var parameters: [(String, Tensor)] { [] }
@@ -70,6 +134,11 @@ open class Module {
         }
         withoutGrad { for (name, param) in own { Ops.copy(state[name]!, into: param) } }
     }
+}
+
+/// Names one hook registered on a module, to remove it (`Module.removeHook`).
+public struct ForwardHookHandle: Hashable, Sendable {
+    let id: Int
 }
 
 /// Why a state dict did not load.

@@ -24,13 +24,15 @@ public final class LayerNorm: Module {
     public var gamma: Tensor { zeroCenteredGamma ? weight + 1 : weight }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        Functional.layerNorm(x, weight: gamma, bias: bias, epsilon: epsilon)
+        runForward { Functional.layerNorm(x, weight: gamma, bias: bias, epsilon: epsilon) }
     }
 
     /// `x + dropout(residual)` and the norm of that sum, in one fused pass (`Functional.addLayerNorm`).
     public func addNorm(_ x: Tensor, residual: Tensor, dropout: Dropout?) -> (sum: Tensor, normed: Tensor) {
-        Functional.addLayerNorm(x, residual: residual, weight: gamma, bias: bias, epsilon: epsilon,
-                                residualDropout: dropout?.activeDraw)
+        runForward {
+            Functional.addLayerNorm(x, residual: residual, weight: gamma, bias: bias, epsilon: epsilon,
+                                    residualDropout: dropout?.activeDraw)
+        }
     }
 }
 
@@ -51,10 +53,10 @@ public final class RMSNorm: Module {
     /// The scale the norm applies: `weight`, or `1 + weight` when zero-centered.
     public var gamma: Tensor { zeroCenteredGamma ? weight + 1 : weight }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { Functional.rmsNorm(x, weight: gamma, epsilon: epsilon) }
+    public func callAsFunction(_ x: Tensor) -> Tensor { runForward { Functional.rmsNorm(x, weight: gamma, epsilon: epsilon) } }
 
     /// `x + dropout(residual)` and the norm of that sum, in one fused pass (`Functional.addRMSNorm`).
     public func addNorm(_ x: Tensor, residual: Tensor, dropout: Dropout?) -> (sum: Tensor, normed: Tensor) {
-        Functional.addRMSNorm(x, residual: residual, weight: gamma, epsilon: epsilon, residualDropout: dropout?.activeDraw)
+        runForward { Functional.addRMSNorm(x, residual: residual, weight: gamma, epsilon: epsilon, residualDropout: dropout?.activeDraw) }
     }
 }

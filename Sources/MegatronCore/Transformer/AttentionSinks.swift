@@ -10,7 +10,7 @@ import MegatronTensor
 /// let sinks = AttentionSinks(config: config, generator: rng)     // config.softmaxType == .learnable
 /// let o = Functional.scaledDotProductAttention(q, k, v, sinks: sinks.logits)
 /// ```
-public final class AttentionSinks: Module, TensorParallelLayer {
+public final class AttentionSinks: Module {
     /// `[heads on this rank]`, in the parameters' dtype.
     public let logits: Tensor
     let learnable: Bool
@@ -24,9 +24,9 @@ public final class AttentionSinks: Module, TensorParallelLayer {
         } else {
             logits = Tensor.zeros([heads / tensorParallel.size], dtype: config.paramsDType).to(DevicePlacement.current)
         }
+        super.init()
+        setAttributesOfParameters { $0.tensorParallel = .split(dim: 0) }
     }
 
     override public var parameters: [(String, Tensor)] { learnable ? [("softmax_offset", logits)] : [] }
-
-    public func sharding(ofParameter name: String) -> TensorParallelSharding { .split(dim: 0) }
 }

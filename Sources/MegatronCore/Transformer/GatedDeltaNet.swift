@@ -32,6 +32,8 @@ public final class GatedDeltaNet: Module, SequenceMixer {
     /// Recompute the output norm and gate in backward instead of keeping their activations (`gdn_norm_out`).
     public var recomputeNormOut = false
 
+    public func recompute(_ modules: Set<RecomputedModule>) { recomputeNormOut = modules.contains(.gdnNormOut) }
+
     /// Builds this rank's part; `TensorParallelGroup.validate` has checked that the heads divide by its size.
     public init(config: TransformerConfig, generator: PhiloxGenerator, tensorParallel: TensorParallelGroup = .single) {
         guard let sizes = config.gatedDeltaNet else { preconditionFailure("GatedDeltaNet needs config.gatedDeltaNet") }
@@ -53,10 +55,14 @@ public final class GatedDeltaNet: Module, SequenceMixer {
         // Megatron's reset_parameters: dt_bias ones, A drawn uniformly from [1, 16].
         dtBias = parameter(Tensor.ones([localValueHeads], dtype: config.paramsDType))
         aLog = parameter(slice(Tensor.uniform([heads], low: 1, high: 16, generator: generator).log().cast(to: config.paramsDType)))
-        outNorm = makeNorm(config, dimension: sizes.valueHeadDim)
+        // Per head: on more than one rank it sees only this rank's heads.
+        outNorm = makeNorm(config, dimension: sizes.valueHeadDim, partialGradient: tp > 1)
         outProj = RowParallelLinear(inFeatures: v, outFeatures: config.hiddenSize, bias: false,
                                     initMethod: config.outputLayerInitMethod, dtype: config.paramsDType,
                                     group: tensorParallel, generator: generator)
+        super.init()
+        // `A_log` and `dt_bias` follow the value heads.
+        setAttributesOfParameters { $0.tensorParallel = .split(dim: 0) }
     }
 
     override public var parameters: [(String, Tensor)] { [("A_log", aLog), ("dt_bias", dtBias)] }
@@ -69,6 +75,10 @@ public final class GatedDeltaNet: Module, SequenceMixer {
     /// There is no recurrent-state cache: generation refuses models with these layers before it starts.
     public func callAsFunction(_ x: Tensor, cache: KVCache.Layer?) -> Tensor {
         precondition(cache == nil, "Gated DeltaNet layers keep no inference cache")
+        return runForward { mix(x) }
+    }
+
+    private func mix(_ x: Tensor) -> Tensor {
         let projected = inProj(x)   // the whole sequence, this rank's heads
         let (b, s) = (projected.size(0), projected.size(1))
         let (dk, dv) = (sizes.keyHeadDim, sizes.valueHeadDim)
@@ -132,33 +142,28 @@ public final class GatedDeltaNet: Module, SequenceMixer {
 ///
 /// The weight `[channels, 1, kernel]` is drawn whole as `nn.Conv1d` does (uniform in ±1/sqrt(kernel)) and
 /// split per section over a tensor-parallel group, like the q, k and v sections of `in_proj` it follows.
-public final class CausalConv1d: Module, TensorParallelLayer {
+public final class CausalConv1d: Module {
     public let weight: Tensor
-    let sections: [Int]
 
     public init(sections: [Int], kernelSize: Int, dtype: DType, group: TensorParallelGroup, generator: PhiloxGenerator) {
-        self.sections = sections
         let bound = 1 / Float(kernelSize).squareRoot()
         let whole = Tensor.uniform([sections.reduce(0, +), 1, kernelSize], low: -bound, high: bound, dtype: dtype,
                                    generator: generator)
         weight = parameter(try! TensorParallelSharding.splitSections(dim: 0, lengths: sections)
             .shard(whole, rank: group.rank, size: group.size))
+        super.init()
+        setAttributes(ofParameter: "weight") { $0.tensorParallel = .splitSections(dim: 0, lengths: sections) }
     }
 
     override public var parameters: [(String, Tensor)] { [("weight", weight)] }
 
-    public func sharding(ofParameter name: String) -> TensorParallelSharding { .splitSections(dim: 0, lengths: sections) }
-
     /// The convolution as `kernel` shifted copies of x scaled per channel and summed.
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let (b, s, c, kernel) = (x.size(0), x.size(1), x.size(2), weight.size(2))
-        let padded = concat([Tensor.zeros([b, kernel - 1, c], dtype: x.dtype, device: x.device), x], dim: 1)
-        let terms = (0..<kernel).map { j in padded.narrow(1, start: j, length: s) * weight.narrow(2, start: j, length: 1).reshape([c]) }
-        return terms.dropFirst().reduce(terms[0], +)
+        runForward {
+            let (b, s, c, kernel) = (x.size(0), x.size(1), x.size(2), weight.size(2))
+            let padded = concat([Tensor.zeros([b, kernel - 1, c], dtype: x.dtype, device: x.device), x], dim: 1)
+            let terms = (0..<kernel).map { j in padded.narrow(1, start: j, length: s) * weight.narrow(2, start: j, length: 1).reshape([c]) }
+            return terms.dropFirst().reduce(terms[0], +)
+        }
     }
-}
-
-extension GatedDeltaNet: TensorParallelLayer {
-    /// `A_log` and `dt_bias` follow the value heads.
-    public func sharding(ofParameter name: String) -> TensorParallelSharding { .split(dim: 0) }
 }

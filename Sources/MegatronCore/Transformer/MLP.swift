@@ -31,7 +31,9 @@ public final class MLP: Module {
     /// output (one elementwise pass), which halves the MLP's activation memory. Tanh GeLU runs as one
     /// primitive (`Functional.geluMLP`) between the layers' communication, so on the GPU the activation
     /// and its gradient ride in the GEMM epilogues.
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    public func callAsFunction(_ x: Tensor) -> Tensor { runForward { feedForward(x) } }
+
+    private func feedForward(_ x: Tensor) -> Tensor {
         if !config.gatedLinearUnit, config.activation == .gelu { return geluMLP(x) }
         let h = linearFC1(x)
         if let unit = config.gatedUnit { return linearFC2(activationOf: h, .glu(unit)) }
@@ -45,7 +47,8 @@ public final class MLP: Module {
 
     /// `linear_fc2(gelu(linear_fc1(x)))` with each layer's communication around the fused local product:
     /// fc1's input is gathered (or copied) as `ColumnParallelLinear` does, fc2's partial output reduced
-    /// (or reduce-scattered) and its bias added as `RowParallelLinear` does.
+    /// (or reduce-scattered) and its bias added as `RowParallelLinear` does. `linear_fc2`'s hooks run around
+    /// the fused product; `linear_fc1` runs no forward of its own here.
     private func geluMLP(_ x: Tensor) -> Tensor {
         precondition(!linearFC1.gatherOutput, "the MLP's linear_fc1 keeps its outputs split")
         let input = ColumnParallelLinear.enter(x, linearFC1.group)

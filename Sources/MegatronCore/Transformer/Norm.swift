@@ -2,16 +2,20 @@ import MegatronTensor
 
 /// Builds the normalization the config names (LayerNorm or RMSNorm) over `dimension` values; zero-centered
 /// (`1 + w`) for every norm of the model with `layernormZeroCenteredGamma`, as Transformer Engine's norms.
-func makeNorm(_ config: TransformerConfig, dimension: Int? = nil) -> Module & NormLayer {
+/// `partialGradient`: each rank computes only part of the norm's gradients, from its positions (sequence
+/// parallelism) or its heads (a per-head norm on several ranks): `ParameterAttributes.partialGradient`.
+func makeNorm(_ config: TransformerConfig, dimension: Int? = nil, partialGradient: Bool) -> Module & NormLayer {
     let d = dimension ?? config.hiddenSize
-    switch config.normalization {
+    let norm: Module & NormLayer = switch config.normalization {
     case .layerNorm:
-        return LayerNorm(d, epsilon: config.layernormEpsilon, dtype: config.paramsDType,
-                         zeroCenteredGamma: config.layernormZeroCenteredGamma)
+        LayerNorm(d, epsilon: config.layernormEpsilon, dtype: config.paramsDType,
+                  zeroCenteredGamma: config.layernormZeroCenteredGamma)
     case .rmsNorm:
-        return RMSNorm(d, epsilon: config.layernormEpsilon, dtype: config.paramsDType,
-                       zeroCenteredGamma: config.layernormZeroCenteredGamma)
+        RMSNorm(d, epsilon: config.layernormEpsilon, dtype: config.paramsDType,
+                zeroCenteredGamma: config.layernormZeroCenteredGamma)
     }
+    norm.setAttributesOfParameters { $0.partialGradient = partialGradient }
+    return norm
 }
 
 /// A normalization layer, whichever kind.

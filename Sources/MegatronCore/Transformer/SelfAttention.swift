@@ -17,7 +17,7 @@ public final class SelfAttention: Module {
     let attentionDropout: Dropout
     /// The sink logits of `--softmax-type off-by-one` / `learnable`, nil for `vanilla`.
     public let sinks: AttentionSinks?
-    /// This layer's sliding window (`TransformerConfig.slidingWindow(layerNumber:)`), nil for full attention.
+    /// How many earlier keys each query sees besides itself (a sliding window), nil for full attention.
     public let window: Int?
     /// Query heads and key/value groups on this rank (all of them on a single rank).
     let localHeads: Int
@@ -26,15 +26,16 @@ public final class SelfAttention: Module {
     public var recomputeCoreAttention = false
 
     public convenience init(config: TransformerConfig, generator: PhiloxGenerator, dropoutGenerator: PhiloxGenerator) {
-        self.init(config: config, generator: generator, dropout: ModelParallelRNG(single: dropoutGenerator))
+        self.init(config: config, generator: generator, dropout: ModelParallelRNG(single: dropoutGenerator),
+                  window: config.slidingWindow(layerNumber: 1))
     }
 
     /// With a tensor-parallel group, each rank holds `heads / size` query heads and `groups / size` key/value
     /// groups: `linear_qkv` is column-parallel (whole query groups per rank, as Megatron's fused layout
     /// allows) and `linear_proj` row-parallel. Attention dropout then draws from the split generator.
-    /// `layerNumber` (1-based) decides whether a sliding window applies (`--window-attn-skip-freq`).
+    /// `window`: this layer's sliding window (`TransformerConfig.slidingWindow(layerNumber:)` picks it per layer).
     public init(config: TransformerConfig, generator: PhiloxGenerator, dropout: ModelParallelRNG,
-                tensorParallel: TensorParallelGroup = .single, layerNumber: Int = 1) {
+                tensorParallel: TensorParallelGroup = .single, window: Int? = nil) {
         precondition(config.numAttentionHeads % tensorParallel.size == 0 && config.numQueryGroups % tensorParallel.size == 0,
                      "num_attention_heads (\(config.numAttentionHeads)) and num_query_groups (\(config.numQueryGroups)) must be divisible by the tensor-parallel size (\(tensorParallel.size))")
         self.config = config
@@ -49,15 +50,17 @@ public final class SelfAttention: Module {
         linearProj = RowParallelLinear(inFeatures: config.numAttentionHeads * config.kvChannels, outFeatures: config.hiddenSize,
                                        bias: config.addBiasLinear, initMethod: config.outputLayerInitMethod,
                                        dtype: config.paramsDType, group: tensorParallel, generator: generator)
-        qLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels) : nil
-        kLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels) : nil
+        // Per head: on more than one rank they see only this rank's heads.
+        let perHeadPartial = tensorParallel.size > 1
+        qLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels, partialGradient: perHeadPartial) : nil
+        kLayernorm = config.qkLayernorm ? makeNorm(config, dimension: config.kvChannels, partialGradient: perHeadPartial) : nil
         rotary = config.positionEmbeddingType == .rope
             ? RotaryEmbedding(kvChannels: config.kvChannels, rotaryPercent: config.rotaryPercent, base: config.rotaryBase,
                               scaling: config.ropeScaling, yarn: config.yarn)
             : nil
         attentionDropout = Dropout(config.attentionDropout, generator: dropout.generator(split: true))
         sinks = config.softmaxType == .vanilla ? nil : AttentionSinks(config: config, generator: generator, tensorParallel: tensorParallel)
-        window = config.slidingWindow(layerNumber: layerNumber)
+        self.window = window
     }
 
     override public var children: [(String, Module)] {
@@ -72,6 +75,10 @@ public final class SelfAttention: Module {
     /// its keys and values are appended and its queries attend to everything before them. Under sequence
     /// parallelism `x` and the result hold this rank's `seq / size` positions.
     public func callAsFunction(_ x: Tensor, cache: KVCache.Layer? = nil) -> Tensor {
+        runForward { attend(x, cache: cache) }
+    }
+
+    private func attend(_ x: Tensor, cache: KVCache.Layer?) -> Tensor {
         let qkvOut = linearQKV(x)   // the whole sequence, this rank's query groups
         let (b, s) = (qkvOut.size(0), qkvOut.size(1))
         let (groups, heads, d) = (localGroups, localHeads, config.kvChannels)

@@ -5,6 +5,8 @@ import MegatronTensor
 public protocol SequenceMixer: Module {
     /// `x [batch, seq, hidden] -> [batch, seq, hidden]`; `cache` continues a cached sequence (attention only).
     func callAsFunction(_ x: Tensor, cache: KVCache.Layer?) -> Tensor
+    /// Recomputes in backward the parts of `modules` this mixer has, instead of keeping their activations.
+    func recompute(_ modules: Set<RecomputedModule>)
 }
 
 extension SequenceMixer {
@@ -12,4 +14,6 @@ extension SequenceMixer {
     public func callAsFunction(_ x: Tensor) -> Tensor { self(x, cache: nil) }
 }
 
-extension SelfAttention: SequenceMixer {}
+extension SelfAttention: SequenceMixer {
+    public func recompute(_ modules: Set<RecomputedModule>) { recomputeCoreAttention = modules.contains(.coreAttention) }
+}

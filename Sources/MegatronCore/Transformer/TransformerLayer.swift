@@ -13,37 +13,32 @@ import MegatronTensor
 /// positions, so the hidden dropout draws from the split generator.
 public final class TransformerLayer: Module {
     public let inputLayernorm: Module & NormLayer
-    /// Attention, or Gated DeltaNet in a hybrid model's linear-attention layers.
+    /// Attention, or another sequence mixer (Gated DeltaNet in a hybrid model's linear-attention layers).
     public let selfAttention: SequenceMixer
     /// `selfAttention` when it is softmax attention.
     public var attention: SelfAttention? { selfAttention as? SelfAttention }
     public let preMLPLayernorm: Module & NormLayer
-    public let mlp: MLP
+    /// The dense MLP, or another feed-forward block.
+    public let mlp: FeedForward
     let hiddenDropout: Dropout
     /// Submodules recomputed in backward (selective recompute).
     public var recomputedModules: Set<RecomputedModule> = [] {
-        didSet {
-            attention?.recomputeCoreAttention = recomputedModules.contains(.coreAttention)
-            (selfAttention as? GatedDeltaNet)?.recomputeNormOut = recomputedModules.contains(.gdnNormOut)
-        }
+        didSet { selfAttention.recompute(recomputedModules) }
     }
 
-    public convenience init(config: TransformerConfig, generator: PhiloxGenerator, dropoutGenerator: PhiloxGenerator) {
-        self.init(config: config, generator: generator, dropout: ModelParallelRNG(single: dropoutGenerator))
-    }
-
-    /// `layerNumber` is 1-based, as Megatron numbers layers (it picks the windowed ones); `gatedDeltaNet`: this
-    /// layer's `self_attention` is Gated DeltaNet rather than attention.
-    public init(config: TransformerConfig, generator: PhiloxGenerator, dropout: ModelParallelRNG,
-                tensorParallel: TensorParallelGroup = .single, layerNumber: Int = 1, gatedDeltaNet: Bool = false) {
-        inputLayernorm = makeNorm(config)
-        selfAttention = gatedDeltaNet
-            ? GatedDeltaNet(config: config, generator: generator, tensorParallel: tensorParallel)
-            : SelfAttention(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel,
-                            layerNumber: layerNumber)
-        preMLPLayernorm = makeNorm(config)
-        mlp = MLP(config: config, generator: generator, tensorParallel: tensorParallel)
-        hiddenDropout = Dropout(config.hiddenDropout, generator: dropout.generator(split: tensorParallel.sequenceParallel))
+    /// Builds each slot as `spec` says, in slot order, for layer `context.layerNumber`.
+    ///
+    /// ```swift
+    /// let context = LayerBuildContext(config: config, generator: gen, dropout: rng, layerNumber: 1)
+    /// let layer = TransformerLayer(spec: TransformerLayerSpec(selfAttention: .selfAttention(window: nil)), context: context)
+    /// ```
+    public init(spec: TransformerLayerSpec, context: LayerBuildContext) {
+        inputLayernorm = spec.inputLayernorm.build(context)
+        selfAttention = spec.selfAttention.build(context)
+        preMLPLayernorm = spec.preMLPLayernorm.build(context)
+        mlp = spec.mlp.build(context)
+        hiddenDropout = Dropout(context.config.hiddenDropout,
+                                generator: context.dropout.generator(split: context.tensorParallel.sequenceParallel))
     }
 
     override public var children: [(String, Module)] {
@@ -61,7 +56,10 @@ public final class TransformerLayer: Module {
     /// nor added yet, so that the next norm can fuse both (every layer's hidden dropout is the same
     /// probability and generator, so the next layer's drops it).
     func forward(stream: Tensor, pending: Tensor?, cache: KVCache.Layer?) -> (stream: Tensor, pending: Tensor) {
-        willForward()
+        runForward { layerForward(stream: stream, pending: pending, cache: cache) }
+    }
+
+    private func layerForward(stream: Tensor, pending: Tensor?, cache: KVCache.Layer?) -> (stream: Tensor, pending: Tensor) {
         let (x, normed) = pending.map { inputLayernorm.addNorm(stream, residual: $0, dropout: hiddenDropout) }
             ?? (stream, inputLayernorm(stream))
         let (h, normedH) = preMLPLayernorm.addNorm(x, residual: selfAttention(normed, cache: cache), dropout: hiddenDropout)
@@ -70,7 +68,8 @@ public final class TransformerLayer: Module {
     }
 }
 
-/// The decoder stack: `num_layers` transformer layers and a final norm, with optional full recomputation.
+/// The decoder stack: transformer layers, each built from its spec (`TransformerBlockSpec`), and a final norm,
+/// with optional full recomputation.
 public final class TransformerBlock: Module {
     public let layers: [TransformerLayer]
     public let finalLayernorm: Module & NormLayer
@@ -86,13 +85,16 @@ public final class TransformerBlock: Module {
         self.init(config: config, generator: generator, dropout: ModelParallelRNG(single: dropoutGenerator))
     }
 
+    /// The decoder `spec` describes (by default the GPT decoder of `config`, `TransformerBlockSpec.gpt`).
     public init(config: TransformerConfig, generator: PhiloxGenerator, dropout: ModelParallelRNG,
-                tensorParallel: TensorParallelGroup = .single) {
-        layers = (0..<config.numLayers).map { index in
-            TransformerLayer(config: config, generator: generator, dropout: dropout, tensorParallel: tensorParallel,
-                             layerNumber: index + 1, gatedDeltaNet: config.isGatedDeltaNetLayer(index))
+                tensorParallel: TensorParallelGroup = .single, spec: TransformerBlockSpec? = nil) {
+        let spec = spec ?? .gpt(config)
+        layers = spec.layers.enumerated().map { index, layerSpec in
+            TransformerLayer(spec: layerSpec, context: LayerBuildContext(config: config, generator: generator, dropout: dropout,
+                                                                         tensorParallel: tensorParallel, layerNumber: index + 1))
         }
-        finalLayernorm = makeNorm(config)
+        finalLayernorm = spec.finalLayernorm.build(LayerBuildContext(config: config, generator: generator, dropout: dropout,
+                                                                     tensorParallel: tensorParallel, layerNumber: spec.layers.count))
         self.dropout = dropout
     }
 
@@ -101,6 +103,10 @@ public final class TransformerBlock: Module {
     }
 
     public func callAsFunction(_ x: Tensor, cache: KVCache? = nil) -> Tensor {
+        runForward { stack(x, cache: cache) }
+    }
+
+    private func stack(_ x: Tensor, cache: KVCache?) -> Tensor {
         // The residual stream between layers is stream + pending (see TransformerLayer.forward).
         var stream = x, pending: Tensor?
         for (i, layer) in layers.enumerated() {
@@ -113,7 +119,6 @@ public final class TransformerBlock: Module {
                 (stream, pending) = layer.forward(stream: stream, pending: pending, cache: cache?.layers[i])
             }
         }
-        finalLayernorm.willForward()
         guard let pending else { return finalLayernorm(stream) }
         return finalLayernorm.addNorm(stream, residual: pending, dropout: layers.last?.hiddenDropout).normed
     }

@@ -190,6 +190,8 @@ final class DistributedDataParallelTests: XCTestCase {
             config.bucketSize = 4000
             let ddp = try DistributedDataParallel(parameters: named, config: config, dataParallelGroup: dp)
             ddp.waitForParamGathersInForward(of: model.forwardStages)
+            ddp.waitForParamGathersInForward(of: model.forwardStages)   // replaces the first call's hooks
+            let hooksPerStage = Set(model.forwardStages.map(\.forwardHookCount))
             let groups = try ParamGroup.megatronDefault(named)
             let optimizer = try DistributedOptimizer(ddp: ddp, groups: groups, rule: try DPTraining.adamW())
             try ddp.zeroGradBuffer()
@@ -197,14 +199,15 @@ final class DistributedDataParallelTests: XCTestCase {
             try optimizer.step(scheduler: try DPTraining.scheduler(groups))
             try ddp.zeroGradBuffer()
             let afterZero = ddp.pendingParamGathers
-            model.decoder.layers[1].willForward()
+            let hidden = Tensor.zeros([1, 4, model.config.hiddenSize])
+            _ = model.decoder.layers[1](hidden)
             let afterLayer = ddp.pendingParamGathers
             let batch = DPTraining.batch(step: 0, samples: 0..<1)
             _ = model.loss(tokens: batch.tokens, labels: batch.labels)
             let layout = ddp.buffers[0].layout
             let layer1 = Set(ddp.buffers[0].parameters.indices.filter { ddp.buffers[0].parameters[$0].name.hasPrefix("decoder.layers.1.") }
                 .map { layout.parameterBuckets[$0] })
-            return [ddp.bucketCount, afterZero, afterLayer, ddp.pendingParamGathers, layer1.count]
+            return [ddp.bucketCount, afterZero, afterLayer, ddp.pendingParamGathers, layer1.count, hooksPerStage == [1] ? 1 : 0]
         }
         for counts in results {
             let (buckets, afterZero, afterLayer, afterForward, layer1) = (counts[0], counts[1], counts[2], counts[3], counts[4])
@@ -212,6 +215,7 @@ final class DistributedDataParallelTests: XCTestCase {
             XCTAssertEqual(afterZero, buckets, "zeroGradBuffer leaves every gather to the forward stages")
             XCTAssertEqual(afterLayer, buckets - layer1, "layer 1's forward waits for its own buckets only")
             XCTAssertEqual(afterForward, 0, "a whole forward waits for every bucket")
+            XCTAssertEqual(counts[5], 1, "each stage holds one pre-forward hook after two registrations")
         }
     }
 

@@ -159,7 +159,7 @@ final class TensorParallelLayoutTests: XCTestCase {
     func testPartialGradientParameters() throws {
         let config = try TinyGPT.llama(qkLayernorm: true)
         let names = { (g: TensorParallelGroup) throws -> [String] in
-            try TinyGPT.model(config, untied: true, group: g).parametersWithPartialGradients(g).map(\.0)
+            try TinyGPT.model(config, untied: true, group: g).parametersWithPartialGradients().map(\.0)
         }
         XCTAssertEqual(try names(.single), [])
         XCTAssertEqual(try names(group(0, 2)), [
@@ -167,7 +167,7 @@ final class TensorParallelLayoutTests: XCTestCase {
             "decoder.layers.1.self_attention.q_layernorm.weight", "decoder.layers.1.self_attention.k_layernorm.weight",
         ])
         let sequenceParallel = try TinyGPT.model(TinyGPT.gpt2(), untied: false, group: group(1, 2, sequenceParallel: true))
-            .parametersWithPartialGradients(group(1, 2, sequenceParallel: true)).map(\.0)
+            .parametersWithPartialGradients().map(\.0)
         XCTAssertEqual(sequenceParallel.filter { $0.hasPrefix("decoder.layers.0.") }, [
             "decoder.layers.0.input_layernorm.weight", "decoder.layers.0.input_layernorm.bias",
             "decoder.layers.0.self_attention.linear_proj.bias",
@@ -175,6 +175,27 @@ final class TensorParallelLayoutTests: XCTestCase {
             "decoder.layers.0.mlp.linear_fc2.bias",
         ])
         XCTAssertEqual(sequenceParallel.suffix(2), ["decoder.final_layernorm.weight", "decoder.final_layernorm.bias"])
+    }
+
+    /// Attributes set where parameters are created: the tied word embeddings are shared (the untied ones
+    /// not), Gated DeltaNet's per-head `out_norm` has partial gradients on two ranks, and its `A_log` follows
+    /// the value heads.
+    func testParameterAttributesAreSetWhereParametersAreCreated() throws {
+        let attributes = { (model: GPTModel) in
+            Dictionary(uniqueKeysWithValues: model.namedParameterAttributes().map { ($0.name, $0.attributes) })
+        }
+        XCTAssertEqual(attributes(try TinyGPT.model(TinyGPT.gpt2(), untied: false))["embedding.word_embeddings.weight"]?.shared, true)
+        let untied = attributes(try TinyGPT.model(TinyGPT.llama(), untied: true))
+        XCTAssertEqual(untied.filter { $0.value.shared }.keys.sorted(), [])
+        var config = try TinyGPT.llama()
+        config.gatedDeltaNet = GatedDeltaNetConfig(layers: [true, false], convKernelDim: 3, keyHeadDim: 4, valueHeadDim: 6,
+                                                   numKeyHeads: 4, numValueHeads: 8)
+        let hybrid = attributes(try TinyGPT.model(config, untied: true, group: group(0, 2)))
+        XCTAssertEqual(hybrid.filter { $0.value.partialGradient }.keys.sorted(), ["decoder.layers.0.self_attention.out_norm.weight"])
+        XCTAssertEqual(hybrid["decoder.layers.0.self_attention.A_log"]?.tensorParallel, .split(dim: 0))
+        XCTAssertEqual(hybrid["decoder.layers.0.self_attention.conv1d.weight"]?.tensorParallel,
+                       .splitSections(dim: 0, lengths: [16, 16, 48]))
+        XCTAssertFalse(hybrid.values.contains { $0.expert }, "no layer creates expert parameters yet")
     }
 
     /// On a single rank the vocabulary-parallel loss is the fused cross-entropy, values and gradients.

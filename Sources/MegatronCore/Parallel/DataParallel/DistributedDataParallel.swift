@@ -44,6 +44,8 @@ public final class DistributedDataParallel {
     private var paramGathers: [BucketID: CollectiveWork] = [:]
     /// The buckets whose all-gather a forward stage waits for (`waitForParamGathersInForward`); nil: none.
     private var bucketsWaitedInForward: Set<BucketID>?
+    /// The pre-forward hooks registered on the forward stages, to remove them again.
+    private var forwardHooks: [(stage: Module, handle: ForwardHookHandle)] = []
 
     private struct BucketID: Hashable {
         let buffer: Int
@@ -122,14 +124,15 @@ public final class DistributedDataParallel {
         resetBucketState()
     }
 
-    /// With `overlapParamGather`, makes each of `stages` wait, as its forward begins (`Module.willForward`),
-    /// for the all-gathers of the buckets that hold its parameters, instead of `zeroGradBuffer` waiting for
-    /// all of them: the parameters of later layers then arrive while earlier layers run (Megatron's forward
-    /// pre-hooks). `stages` are modules whose forward calls `willForward()` first, e.g.
-    /// `GPTModel.forwardStages`; buckets holding no stage's parameters are still waited for in
+    /// With `overlapParamGather`, makes each of `stages` wait, as its forward begins, for the all-gathers of the
+    /// buckets that hold its parameters, instead of `zeroGradBuffer` waiting for all of them: the parameters of
+    /// later layers then arrive while earlier layers run (Megatron's forward pre-hooks). The waits are forward
+    /// pre-hooks registered on the stages (`Module.registerForwardPreHook`), e.g. on `GPTModel.forwardStages`;
+    /// a second call replaces the first's. Buckets holding no stage's parameters are still waited for in
     /// `zeroGradBuffer`. A failed wait is thrown by the next `finishGradSync`.
     public func waitForParamGathersInForward(of stages: [Module]) {
         guard config.overlapParamGather else { return }
+        removeForwardHooks()
         // Parameters are found by storage, so a stage holding a view of a parameter waits for it too.
         var bucketsOf: [ObjectIdentifier: Set<BucketID>] = [:]
         for (b, buffer) in buffers.enumerated() {
@@ -141,12 +144,21 @@ public final class DistributedDataParallel {
         for stage in stages {
             let ids = stage.namedParameters().reduce(into: Set<BucketID>()) { $0.formUnion(bucketsOf[ObjectIdentifier($1.1.storage)] ?? []) }
             waited.formUnion(ids)
-            stage.forwardPreHook = { [weak self] _ in
+            let handle = stage.registerForwardPreHook { [weak self] _ in
                 guard let self else { return }
                 do { try finishParamGather(ids) } catch { hookError = hookError ?? error }
             }
+            forwardHooks.append((stage, handle))
         }
         bucketsWaitedInForward = waited
+    }
+
+    deinit { removeForwardHooks() }
+
+    /// Removes the pre-forward hooks `waitForParamGathersInForward` registered.
+    private func removeForwardHooks() {
+        for (stage, handle) in forwardHooks { stage.removeHook(handle) }
+        forwardHooks = []
     }
 
     /// Runs `body` (the forward and backward of a micro-batch that is not the last) without starting any

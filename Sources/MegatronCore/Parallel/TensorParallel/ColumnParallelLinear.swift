@@ -38,6 +38,9 @@ public final class ColumnParallelLinear: Module {
         let master = initMethod.draw([outFeatures, inFeatures], dtype: dtype, generator: generator)
         weight = parameter(try! sharding.shard(master, rank: group.rank, size: group.size))
         self.bias = bias ? parameter(Tensor.zeros([outFeatures / group.size], dtype: dtype)) : nil
+        super.init()
+        // The bias follows the output features, as the weight's rows.
+        setAttributesOfParameters { [sharding] in $0.tensorParallel = sharding }
     }
 
     override public var parameters: [(String, Tensor)] {
@@ -45,8 +48,10 @@ public final class ColumnParallelLinear: Module {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let y = Functional.linear(Self.enter(x, group), weight: weight, bias: bias)
-        return gatherOutput ? TensorParallelMappings.gatherFromRegion(y, group) : y
+        runForward {
+            let y = Functional.linear(Self.enter(x, group), weight: weight, bias: bias)
+            return gatherOutput ? TensorParallelMappings.gatherFromRegion(y, group) : y
+        }
     }
 
     /// The column-parallel product of `x` with a weight held elsewhere (the output layer tied to the

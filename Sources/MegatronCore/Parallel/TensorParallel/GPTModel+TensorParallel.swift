@@ -21,7 +21,8 @@ extension GPTModel {
             throw ConfigError("padded vocab size \(vocab) is smaller than the model's vocabulary \(vocabSize)")
         }
         let part = try GPTModel(config: config, vocabSize: vocab, maxSequenceLength: maxSequenceLength,
-                                untieEmbeddingsAndOutputWeights: outputLayer != nil, seed: seed, tensorParallel: group)
+                                untieEmbeddingsAndOutputWeights: outputLayer != nil, seed: seed, tensorParallel: group,
+                                decoderSpec: decoderSpec)
         var state = stateDict()
         for name in ["embedding.word_embeddings.weight", "output_layer.weight"] where state[name] != nil {
             state[name] = Self.zeroPadRows(state[name]!, to: vocab)
@@ -37,8 +38,9 @@ extension GPTModel {
         guard parts.count == first.tensorParallel.size else {
             throw ConfigError("\(parts.count) parts for a model split over \(first.tensorParallel.size) ranks")
         }
-        let whole = GPTModel(config: first.config, vocabSize: first.vocabSize, maxSequenceLength: first.maxSequenceLength,
-                             untieEmbeddingsAndOutputWeights: first.outputLayer != nil, seed: seed)
+        let whole = try GPTModel(config: first.config, vocabSize: first.vocabSize, maxSequenceLength: first.maxSequenceLength,
+                                 untieEmbeddingsAndOutputWeights: first.outputLayer != nil, seed: seed, tensorParallel: .single,
+                                 decoderSpec: first.decoderSpec)
         try whole.loadStateDict(TensorParallelResharding.merge(parts.map { $0.stateDict() },
                                                                shardings: first.tensorParallelShardings()))
         return whole

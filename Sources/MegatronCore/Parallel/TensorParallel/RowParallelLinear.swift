@@ -28,6 +28,10 @@ public final class RowParallelLinear: Module {
         let master = initMethod.draw([outFeatures, inFeatures], dtype: dtype, generator: generator)
         weight = parameter(try! TensorParallelSharding.split(dim: 1).shard(master, rank: group.rank, size: group.size))
         self.bias = bias ? parameter(Tensor.zeros([outFeatures], dtype: dtype)) : nil
+        super.init()
+        setAttributes(ofParameter: "weight") { $0.tensorParallel = .split(dim: 1) }
+        // Whole on every rank and added after the sum: under sequence parallelism to this rank's positions only.
+        if bias { setAttributes(ofParameter: "bias") { $0.partialGradient = group.sequenceParallel } }
     }
 
     override public var parameters: [(String, Tensor)] {
@@ -45,14 +49,17 @@ public final class RowParallelLinear: Module {
     }
 
     /// The local product `linear(bias)` summed over the group, then the bias. `linear` gets the bias
-    /// only on one rank (nil otherwise); the MLP passes its fused GeLU MLP here.
+    /// only on one rank (nil otherwise); the MLP passes its fused GeLU MLP here. This layer's forward hooks
+    /// run around it.
     func forward(_ linear: (Tensor?) -> Tensor) -> Tensor {
-        // One rank has nothing to sum, so the bias can ride in the GEMM's epilogue.
-        guard group.size > 1 else { return linear(bias) }
-        let partial = linear(nil)
-        let y = group.sequenceParallel
-            ? TensorParallelMappings.reduceScatterToSequenceParallelRegion(partial, group)
-            : TensorParallelMappings.reduceFromRegion(partial, group)
-        return bias.map { y + $0 } ?? y
+        runForward {
+            // One rank has nothing to sum, so the bias can ride in the GEMM's epilogue.
+            guard group.size > 1 else { return linear(bias) }
+            let partial = linear(nil)
+            let y = group.sequenceParallel
+                ? TensorParallelMappings.reduceScatterToSequenceParallelRegion(partial, group)
+                : TensorParallelMappings.reduceFromRegion(partial, group)
+            return bias.map { y + $0 } ?? y
+        }
     }
 }

@@ -27,6 +27,8 @@ public final class VocabParallelEmbedding: Module {
         vocabStart = group.rank * (count / group.size)
         let master = initMethod.draw([count, dimension], dtype: dtype, generator: generator)
         weight = parameter(try! TensorParallelSharding.split(dim: 0).shard(master, rank: group.rank, size: group.size))
+        super.init()
+        setAttributes(ofParameter: "weight") { $0.tensorParallel = .split(dim: 0) }
     }
 
     override public var parameters: [(String, Tensor)] { [("weight", weight)] }
@@ -34,6 +36,10 @@ public final class VocabParallelEmbedding: Module {
     /// Embeddings of integer `ids [batch, seq]`: `[batch, seq, dimension]`, or with `reduceScatter`
     /// `[batch, seq / size, dimension]`.
     public func callAsFunction(_ ids: Tensor, reduceScatter: Bool = false) -> Tensor {
+        runForward { lookUp(ids, reduceScatter: reduceScatter) }
+    }
+
+    private func lookUp(_ ids: Tensor, reduceScatter: Bool) -> Tensor {
         guard group.size > 1 else { return Functional.embedding(ids, weight: weight) }
         let slice = VocabSlice(start: vocabStart, count: weight.size(0), ids: ids)
         // The mask in the weight's dtype: an fp32 mask would widen every activation after it to fp32.
