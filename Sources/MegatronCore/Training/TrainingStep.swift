@@ -41,6 +41,17 @@ public final class TrainingStep {
     public var clipGrad: Float
     public var perTokenLoss: Bool
     public var timers: (any StepTimers)?
+    /// Called at each `Point` of an iteration: gradients can be inspected there (tests, debugging) without
+    /// re-implementing the step.
+    public var observer: ((Point) throws -> Void)?
+
+    /// Where in an iteration `observer` is called.
+    public enum Point {
+        /// Every micro-batch's backward has run; the data-parallel reduction may still be in flight.
+        case backwardDone
+        /// The gradients the optimizer steps on are final (reduced, partial sums added); the step comes next.
+        case gradientsFinalized
+    }
 
     public init(model: GPTModel, optimizer: TrainingOptimizer, parallel: ParallelState, clipGrad: Float = 0,
                 perTokenLoss: Bool = false, timers: (any StepTimers)? = nil) {
@@ -87,9 +98,11 @@ public final class TrainingStep {
         // Gradients are finalized within forward-backward, as Megatron's schedules call `finalize_model_grads`.
         let onHost = try time("forward-backward", level: 1) { () -> PendingHostTensor in
             try schedule.run(passes)
+            try observer?(.backwardDone)
             guard let totals else { throw TrainingStepError("the schedule ran no micro-batch (\(microBatches) requested)") }
             let onHost = try totals.startCopyToHost()
             try finalizeGradients()
+            try observer?(.gradientsFinalized)
             return onHost
         }
         // Per-token loss: Megatron divides the reduced gradients by the global batch's unmasked tokens before
