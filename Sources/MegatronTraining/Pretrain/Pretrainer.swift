@@ -267,7 +267,7 @@ public final class Pretrainer {
     public func sample(prompt: String, maxNewTokens: Int = 200) throws -> String {
         var decoder = model
         if model.tensorParallel.sequenceParallel {
-            decoder = try makeModel(TensorParallelGroup(model.tensorParallel.communicator))
+            decoder = try makeModel(TensorParallelGroup(parallel))
             try decoder.loadStateDict(model.stateDict())
         }
         let ids = decoder.generate(prompt: ByteTokens.encode(prompt), vocabSize: ByteTokens.vocabularySize, maxNewTokens: maxNewTokens,
