@@ -19,7 +19,7 @@ final class DataParallelPretrainTests: XCTestCase {
         let args = try arguments(extra)
         let results = try ThreadCommunicator.run(worldSize: dp) { world -> ([Double], [String: [Float]], [String]) in
             var lines: [String] = []
-            let trainer = try Pretrainer(arguments: args, groups: TrainingGroups(world: world, data: world)) { lines.append($0) }
+            let trainer = try Pretrainer(arguments: args, parallel: try ParallelState(layout: ParallelLayout(worldSize: world.size), world: world)) { lines.append($0) }
             let summary = try trainer.run()
             let parameters = Dictionary(uniqueKeysWithValues: trainer.model.namedParameters().map { ($0.0, $0.1.floats()) })
             return (summary.intervalLosses, parameters, lines)
@@ -47,7 +47,7 @@ final class DataParallelPretrainTests: XCTestCase {
     func testGlobalBatchMustDivideOverDataParallelRanks() throws {
         let args = try arguments("--global-batch-size 6")
         XCTAssertThrowsError(try ThreadCommunicator.run(worldSize: 4) { world in
-            _ = try Pretrainer(arguments: args, groups: TrainingGroups(world: world, data: world)) { _ in }
+            _ = try Pretrainer(arguments: args, parallel: try ParallelState(layout: ParallelLayout(worldSize: world.size), world: world)) { _ in }
         }) { XCTAssertTrue("\($0)".contains("--global-batch-size (6) must be a multiple of --micro-batch-size (2) x data-parallel size (4)"), "\($0)") }
     }
 }

@@ -39,7 +39,7 @@ final class LoggingFlagsTests: XCTestCase {
         return try ThreadCommunicator.run(worldSize: world) { comm -> [String] in
             var lines: [String] = []
             let training = try TrainingWorld.make(args, world: comm)
-            _ = try Pretrainer(arguments: args, groups: training.groups) { lines.append($0) }.run()
+            _ = try Pretrainer(arguments: args, parallel: training.parallel) { lines.append($0) }.run()
             return lines
         }
     }

@@ -117,7 +117,7 @@ final class MegatronLogFormatTests: XCTestCase {
                        try line("  successfully loaded")[0])
         var printed: [String] = []
         let reporter = try TrainingReporter(arguments: PretrainArguments(), log: { printed.append($0) }, rankLog: { _ in },
-                                            groups: nil, device: .cpu)
+                                            parallel: .singleRank(), device: .cpu)
         reporter.evaluationFinished(loss: 9.87654, name: "validation", prefix: "iteration 10 on validation set", iteration: 10,
                                     consumedSamples: 80)
         XCTAssertEqual(printed, try line("-----------------------------------", count: 3))

@@ -51,15 +51,15 @@ final class ModelFeatureTrainingTests: XCTestCase {
         let trainer = try Pretrainer(arguments: args) { _ in }
         let batches = try [0, 2].map { try trainer.trainData.batch(startingAt: $0, size: 2) }
         XCTAssertNotEqual(batches[0].maskedTokens, batches[1].maskedTokens, "the test needs unequal token counts")
-        func gradients(_ loss: ([(Tensor, Int)]) -> Tensor) -> [String: [Float]] {
+        func gradients(_ loss: ([MicroBatchLoss]) -> Tensor) -> [String: [Float]] {
             for (_, p) in trainer.model.namedParameters() { p.grad = nil }
-            loss(batches.map { trainer.maskedLoss($0) }).backward()
+            loss(batches.map { trainer.model.maskedLoss($0) }).backward()
             defer { for (_, p) in trainer.model.namedParameters() { p.grad = nil } }
             return Dictionary(uniqueKeysWithValues: trainer.model.namedParameters().map { ($0.0, $0.1.grad!.floats()) })
         }
         let total = Float(batches.map(\.maskedTokens).reduce(0, +))
-        let perToken = gradients { ($0[0].0 + $0[1].0) * (1 / total) }
-        let perMicroBatch = gradients { $0.map { $0.0 * (1 / Float(2 * $0.1)) }.reduce(Tensor(scalar: 0), +) }
+        let perToken = gradients { ($0[0].sum + $0[1].sum) * (1 / total) }
+        let perMicroBatch = gradients { $0.map { $0.sum * (1 / Float(2 * $0.tokens)) }.reduce(Tensor(scalar: 0), +) }
         let before = Dictionary(uniqueKeysWithValues: trainer.model.namedParameters().map { ($0.0, $0.1.floats()) })
         _ = try trainer.run()
         var separated = false
@@ -77,7 +77,7 @@ final class ModelFeatureTrainingTests: XCTestCase {
         let args = try parse(model + maskedData() + "--global-batch-size 8 --train-iters 2 --calculate-per-token-loss")
         func run(dp: Int) throws -> ([Double], [String: [Float]]) {
             try ThreadCommunicator.run(worldSize: dp) { world -> ([Double], [String: [Float]]) in
-                let trainer = try Pretrainer(arguments: args, groups: TrainingGroups(world: world, data: world)) { _ in }
+                let trainer = try Pretrainer(arguments: args, parallel: try ParallelState(layout: ParallelLayout(worldSize: world.size), world: world)) { _ in }
                 let summary = try trainer.run()
                 return (summary.intervalLosses, Dictionary(uniqueKeysWithValues: trainer.model.namedParameters().map { ($0.0, $0.1.floats()) }))
             }[0]
@@ -146,7 +146,7 @@ final class ModelFeatureTrainingTests: XCTestCase {
                                  + "--tensor-model-parallel-size 2 --sequence-parallel " + extra)
             return try ThreadCommunicator.run(worldSize: 2) { comm -> [Double] in
                 let training = try TrainingWorld.make(args, world: comm)
-                return try Pretrainer(arguments: args, groups: training.groups) { _ in }.run().intervalLosses
+                return try Pretrainer(arguments: args, parallel: training.parallel) { _ in }.run().intervalLosses
             }[0]
         }
         let plain = try losses("")
@@ -175,7 +175,7 @@ final class ModelFeatureTrainingTests: XCTestCase {
         let args = try parse(model + "--global-batch-size 4 --train-iters 50 --exit-duration-in-mins 0.025")
         let iterations = try ThreadCommunicator.run(worldSize: 2) { world -> Int in
             if world.rank == 1 { Thread.sleep(forTimeInterval: 2) }
-            let trainer = try Pretrainer(arguments: args, groups: TrainingGroups(world: world, data: world)) { _ in }
+            let trainer = try Pretrainer(arguments: args, parallel: try ParallelState(layout: ParallelLayout(worldSize: world.size), world: world)) { _ in }
             return try trainer.run().iterations
         }
         XCTAssertEqual(iterations, [1, 1])

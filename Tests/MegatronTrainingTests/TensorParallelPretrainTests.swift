@@ -22,7 +22,7 @@ final class TensorParallelPretrainTests: XCTestCase {
         let args = try arguments(extra)
         return try ThreadCommunicator.run(worldSize: world) { comm -> [Double] in
             let training = try TrainingWorld.make(args, world: comm)
-            return try Pretrainer(arguments: args, groups: training.groups) { _ in }.run().intervalLosses
+            return try Pretrainer(arguments: args, parallel: training.parallel) { _ in }.run().intervalLosses
         }[0]
     }
 

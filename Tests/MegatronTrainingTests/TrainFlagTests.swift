@@ -31,7 +31,7 @@ final class TrainFlagTests: XCTestCase {
     func testGradReduceInBF16Trains() throws {
         let args = try parse("--bf16 --grad-reduce-in-bf16 --global-batch-size 8 --train-iters 8 --use-distributed-optimizer")
         let results = try ThreadCommunicator.run(worldSize: 2) { world -> ([Double], Set<DType>) in
-            let trainer = try Pretrainer(arguments: args, groups: TrainingGroups(world: world, data: world)) { _ in }
+            let trainer = try Pretrainer(arguments: args, parallel: try ParallelState(layout: ParallelLayout(worldSize: world.size), world: world)) { _ in }
             let losses = try trainer.run().intervalLosses
             return (losses, Set(trainer.model.namedParameters().compactMap { $0.1.grad?.dtype }))
         }

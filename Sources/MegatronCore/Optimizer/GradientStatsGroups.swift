@@ -10,8 +10,7 @@ import MegatronTensor
 /// Megatron's `param_is_not_tensor_parallel_duplicate`, so it is not counted once per rank.
 ///
 /// ```swift
-/// let stats = GradientStatsGroups(groups: [dp, modelParallel], tensorParallelRank: tp.rank,
-///                                 duplicatedParameters: ["decoder.final_layernorm.weight"])
+/// let stats = GradientStatsGroups(state, duplicatedParameters: ["decoder.final_layernorm.weight"])
 /// let (squares, nonFinite) = try stats.reduce(squares: localSumOfSquares, nonFinite: false, device: .cpu)
 /// let total = squares.squareRoot()
 /// ```
@@ -25,6 +24,14 @@ public struct GradientStatsGroups {
         self.groups = groups
         self.tensorParallelRank = tensorParallelRank
         self.duplicatedParameters = duplicatedParameters
+    }
+
+    /// The groups of a model's gradient norm under `state`: its model-parallel group (Megatron's
+    /// `get_model_parallel_group`; the distributed optimizer adds its data-parallel group), where that group
+    /// spans more than this rank.
+    public init(_ state: ParallelState, duplicatedParameters: Set<String> = []) {
+        self.init(groups: state.modelParallel.size > 1 ? [state.modelParallel] : [], tensorParallelRank: state.tensorRank,
+                  duplicatedParameters: duplicatedParameters)
     }
 
     /// Whether parameter `name`'s gradient enters this rank's share of the norm.

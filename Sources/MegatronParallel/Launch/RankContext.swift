@@ -7,7 +7,7 @@ import Foundation
 ///
 /// ```swift
 /// if let context = RankContext.current {            // inside `megatron launch --threads ...`
-///     let groups = try ProcessGroups(layout: layout, world: context.world)
+///     let state = try ParallelState(layout: layout, world: context.world)
 /// }
 /// ```
 public struct RankContext {

@@ -13,7 +13,7 @@ extension Pretrainer {
         try optimizer.finishParameterUpdates()
         let (modelState, optimizerState) = try ParallelCheckpoint.gather(model: model, optimizerState: try optimizer.stateTensors())
         lastSavedIteration = iteration
-        guard (groups?.world.rank ?? 0) == 0 else { return }
+        guard parallel.world.rank == 0 else { return }
         log(MegatronLogLines.savingCheckpoint(iteration: iteration, directory: save, format: "safetensors"))
         let store = CheckpointDirectory(root: URL(fileURLWithPath: save))
         var tensors: [String: Tensor] = [:]
@@ -23,7 +23,7 @@ extension Pretrainer {
         try store.save(iteration: iteration, tensors: tensors.mapValues { $0.to(.cpu) }, manifest: try manifest(shapes: tensors))
         if let keep = arguments.keepLastCheckpoints { try store.prune(keep: keep, newest: iteration) }
         log(MegatronLogLines.savedCheckpoint(iteration: iteration, directory: save,
-                                             tensor: (groups?.tensor?.rank ?? 0, groups?.tensorParallelSize ?? 1)))
+                                             tensor: (parallel.tensorRank, parallel.tensor.size)))
         if let retain = arguments.saveRetainInterval, let previous, !previous.isRelease {
             try deleteUnretained(previous.iteration, every: retain, from: store)
         }
@@ -42,8 +42,8 @@ extension Pretrainer {
         manifest.args = try JSONValue(encoding: arguments)
         // The state is saved whole (single-rank layout); this records the layout that wrote it.
         manifest.parallel = CheckpointManifest.ParallelLayout(
-            tensorModelParallelSize: groups?.tensorParallelSize ?? 1, pipelineModelParallelSize: 1,
-            dataParallelSize: groups?.dataParallelSize ?? 1, savedLayout: "whole")
+            tensorModelParallelSize: parallel.tensor.size, pipelineModelParallelSize: 1,
+            dataParallelSize: parallel.data.size, savedLayout: "whole")
         manifest.shapes = tensors.mapValues { $0.shape }
         manifest.optParamScheduler = schedule.scheduler.state()
         manifest.gradScaler = (gradScaler as? DynamicGradScaler)?.state()
@@ -111,7 +111,7 @@ extension Pretrainer {
             lastSavedIteration = iteration
         }
         log(MegatronLogLines.loadedCheckpoint(directory: store.root.path, iteration: checkpoint.iteration,
-                                              tensor: (groups?.tensor?.rank ?? 0, groups?.tensorParallelSize ?? 1))
+                                              tensor: (parallel.tensorRank, parallel.tensor.size))
             + (arguments.noLoadOptim ? " (model only: --no-load-optim)" : ""))
     }
 

@@ -7,7 +7,7 @@ extension Pretrainer {
     /// line or TensorBoard scalars show them, by every rank (their sums span the ranks); a skipped step has no
     /// zero count, as in Megatron.
     /// `batchSize` is the iteration's global batch (smaller during `--rampup-batch-size`).
-    func iterationReport(_ step: StepOutcome, lr: Float, seconds: Double, batchSize: Int) throws -> IterationReport {
+    func iterationReport(_ step: TrainingStepResult, lr: Float, seconds: Double, batchSize: Int) throws -> IterationReport {
         let measured = reporter.measuresStatistics(iteration, of: schedule.trainIters)
         let paramsNorm = arguments.logParamsNorm && measured ? try optimizer.parameterNorm() : nil
         let zeros = arguments.logNumZerosInGrad && measured && step.updated

@@ -21,8 +21,10 @@ public final class Pretrainer {
     /// Where the model and its batches live (`--device`, else a GPU when one is found).
     public let device: Device
     let optimizer: TrainingOptimizer
-    /// The run's parallel groups; nil on one rank.
-    public let groups: TrainingGroups?
+    /// The run's parallel groups (every one a single rank on one rank).
+    public let parallel: ParallelState
+    /// The iteration driver: micro-batches, loss totals, gradient finalization, optimizer step.
+    let step: TrainingStep
     var schedule: TrainingSchedule
     var gradScaler: (any GradScaler)?
     let trainData: TrainingData
@@ -54,15 +56,16 @@ public final class Pretrainer {
         public var testLoss: Double?
     }
 
-    /// With `groups`, this is one rank of a parallel run: only world rank 0 logs and writes files.
-    public init(arguments: PretrainArguments, groups: TrainingGroups? = nil, log: @escaping (String) -> Void) throws {
-        try arguments.validate(dataParallelSize: groups?.dataParallelSize ?? 1)
+    /// With `parallel`, this is one rank of a parallel run: only world rank 0 logs and writes files.
+    public init(arguments: PretrainArguments, parallel: ParallelState? = nil, log: @escaping (String) -> Void) throws {
+        let parallel = parallel ?? .singleRank()
+        try arguments.validate(dataParallelSize: parallel.data.size)
         self.arguments = arguments
-        self.groups = groups
-        let logging = (groups?.world.rank ?? 0) == 0
+        self.parallel = parallel
+        let logging = parallel.world.rank == 0
         self.log = logging ? log : { _ in }
-        let world = ArgumentsDump.World(rank: groups?.world.rank ?? 0, size: groups?.world.size ?? 1,
-                                        dataParallelSize: groups?.dataParallelSize ?? 1)
+        let world = ArgumentsDump.World(rank: parallel.world.rank, size: parallel.world.size,
+                                        dataParallelSize: parallel.data.size)
         for line in ArgumentsDump(arguments, world: world).lines() { self.log(line) }
         // An unusable --save or --load stops here, before the model and the data are built.
         saveLock = logging ? try Self.lockSaveDirectory(arguments.save) : nil
@@ -72,11 +75,11 @@ public final class Pretrainer {
         let tokenizerAndOptions = try runTokenizer(arguments)
         tokenizer = tokenizerAndOptions?.0
         // Megatron pads the vocabulary to a multiple of make_vocab_size_divisible_by x TP.
-        let tensorParallel = TensorParallelGroup(groups?.tensor, sequenceParallel: groups?.sequenceParallel ?? false)
+        let tensorParallel = TensorParallelGroup(parallel, sequenceParallel: arguments.effectiveSequenceParallel)
         let realVocab = tokenizer?.vocabSize ?? ByteTokens.vocabularySize
         let vocab = try Self.modelVocabulary(realVocab, arguments: arguments, tensorParallelSize: tensorParallel.size)
         // Thread ranks exchange host memory: they train on the CPU.
-        if groups?.world is ThreadCommunicator {
+        if parallel.world is ThreadCommunicator {
             guard arguments.device != .cuda else {
                 throw ArgumentError("--device cuda: ranks run as threads (megatron launch --threads) train on the CPU; "
                     + "launch one process per GPU instead")
@@ -85,12 +88,12 @@ public final class Pretrainer {
         } else {
             device = try arguments.resolvedDevice()
         }
-        try TrainingMemoryFloor.check(arguments, config: config, vocabSize: vocab, device: device, groups: groups)
+        try TrainingMemoryFloor.check(arguments, config: config, vocabSize: vocab, device: device, parallel: parallel)
         if let note = try fusedAttentionNote(config, on: device) { self.log(note) }
         try checkGatedDeltaNetKernels(config, on: device)
         reporter = try TrainingReporter(arguments: arguments, log: self.log,
-                                        rankLog: (groups?.dataParallelRank ?? 0) == 0 ? log : { _ in },
-                                        groups: groups, device: device)
+                                        rankLog: parallel.dataRank == 0 ? log : { _ in },
+                                        parallel: parallel, device: device)
         if arguments.paddedVocabSize == nil { self.log(MegatronLogLines.paddedVocabulary(size: realVocab, padded: vocab)) }
         self.log("building GPT model ...")
         // Every tensor-parallel rank draws the whole weights from the seed and keeps its slice, so any TP size
@@ -109,14 +112,10 @@ public final class Pretrainer {
                                                           count: model.namedParameters().map { $0.1.count }.reduce(0, +)))
         self.log("> device: \(device)")
         try applyRecompute(arguments, to: model.decoder)
-        // Duplicated parameters count once in the grad norm; partial gradients (sequence-parallel norms) are
-        // summed over the tensor-parallel ranks before the step.
-        let gradStats = GradientStatsGroups(groups: groups?.tensor.map { [$0] } ?? [], tensorParallelRank: tensorParallel.rank,
-                                            duplicatedParameters: model.tensorParallelDuplicatedParameters())
-        optimizer = try TrainingOptimizer(arguments, model: model, groups: groups, gradStats: gradStats) {
-            TensorParallelGradients.allReducePartial(model, group: tensorParallel)
-        }
-        schedule = try TrainingSchedule(arguments, groups: optimizer.groups, dataParallelSize: groups?.dataParallelSize ?? 1)
+        optimizer = try TrainingOptimizer(arguments, model: model, parallel: parallel)
+        step = TrainingStep(model: model, optimizer: optimizer, parallel: parallel, clipGrad: arguments.clipGrad,
+                            perTokenLoss: arguments.calculatePerTokenLoss, timers: reporter.timers)
+        schedule = try TrainingSchedule(arguments, groups: optimizer.groups, dataParallelSize: parallel.data.size)
         gradScaler = try makeGradScaler(arguments)
         let modelSetup = Date().timeIntervalSince(setupStarted)
         let dataStarted = Date()
@@ -219,9 +218,9 @@ public final class Pretrainer {
         guard arguments.exitDurationInMins != nil || arguments.exitSignalHandler else { return nil }
         let minutes = arguments.exitDurationInMins ?? .infinity
         var flags: [Float] = [Date().timeIntervalSince(createdAt) > Double(minutes) * 60 ? 1 : 0, stop.requested ? 1 : 0]
-        if let world = groups?.world, world.size > 1 {
+        if parallel.world.size > 1 {
             let agreed = Tensor(shape: [2], values: flags).to(device)
-            try world.allReduce(agreed, op: .max).wait()
+            try parallel.world.allReduce(agreed, op: .max).wait()
             flags = agreed.floats()
         }
         if flags[0] > 0 { return "reached --exit-duration-in-mins \(minutes)" }
@@ -236,57 +235,13 @@ public final class Pretrainer {
     /// With data parallelism, each rank takes its `1 / dp` of every slice of `micro-batch x dp` samples
     /// (Megatron's sampler), gradients are averaged over the ranks, and the logged loss is token-weighted
     /// over all of them.
-    func trainStep(consumedSamples: Int, batchSize: Int) throws -> StepOutcome {
-        model.train()
-        try optimizer.zeroGrad()
-        let (dp, dpRank) = (groups?.dataParallelSize ?? 1, groups?.dataParallelRank ?? 0)
-        let microBatches = batchSize / (arguments.microBatchSize * dp)
-        let perTokenLoss = arguments.calculatePerTokenLoss
-        let lossScale = gradScaler?.scale ?? 1
-        var lossSum: Tensor?, tokens = 0, totals: TrainingOptimizer.LossTotals?
-        let timers = reporter.timers
-        let forwardBackward = try timers.start("forward-backward", level: 1)
-        for m in 0..<microBatches {
-            let start = consumedSamples + (m * dp + dpRank) * arguments.microBatchSize
-            let batch = try timers.time("batch-generator", level: 2) {
-                try trainData.batch(startingAt: start, size: arguments.microBatchSize).to(device)
-            }
-            try optimizer.microBatch(m, of: microBatches) {
-                let (lossTotal, count) = try timers.time("forward-compute", level: 2) { maskedLoss(batch) }
-                lossSum = lossSum.map { $0 + lossTotal.detached() } ?? lossTotal.detached()
-                tokens += count
-                // Summed over the ranks during the last backward, copied after it and read after the optimizer
-                // step: the read then waits for nothing else, and the GPU runs the step while the host prepares
-                // the next one.
-                if m == microBatches - 1 { totals = try optimizer.startLossTotals(lossSum!, tokens: tokens) }
-                // Megatron: each micro-batch's loss averaged over its unmasked tokens, divided by the micro-batches;
-                // with --calculate-per-token-loss the token sum itself (the step divides by the tokens).
-                let divisor = perTokenLoss ? 1 : Float(max(count, 1) * microBatches)
-                try timers.time("backward-compute", level: 2) { (lossTotal * (lossScale / divisor)).backward() }
-            }
+    func trainStep(consumedSamples: Int, batchSize: Int) throws -> TrainingStepResult {
+        let (dp, dpRank, microBatchSize) = (parallel.data.size, parallel.dataRank, arguments.microBatchSize)
+        let (data, device) = (trainData, device)
+        return try step.run(microBatches: batchSize / (microBatchSize * dp), samples: batchSize,
+                            scheduler: &schedule.scheduler, gradScaler: &gradScaler) { m in
+            try data.batch(startingAt: consumedSamples + (m * dp + dpRank) * microBatchSize, size: microBatchSize).to(device)
         }
-        try timers.stop(forwardBackward)
-        let onHost = try totals!.startCopyToHost()
-        // Per-token loss: Megatron divides the reduced gradients by the global batch's unmasked tokens (summed
-        // over the data-parallel ranks) before clipping. The reduction here already divided them by dp, and
-        // the step divides by this factor as it unscales.
-        let gradientDivisor = perTokenLoss
-            ? max(dp == 1 ? Float(tokens) : onHost.tensor().floats()[1], 1) / Float(dp)
-            : 1
-        let report = try timers.time("optimizer", level: 1) {
-            try optimizer.step(scheduler: schedule.scheduler, clipGrad: arguments.clipGrad, lossScale: lossScale * gradientDivisor)
-        }
-        gradScaler?.update(foundInf: !report.updated)
-        if report.updated { schedule.scheduler.step(batchSize) }
-        let summed = onHost.tensor().floats()
-        return StepOutcome(loss: Double(summed[0]) / Double(summed[1]), gradNorm: report.gradNorm, updated: report.updated)
-    }
-
-    /// Sum of the per-token losses under the loss mask, and the number of tokens it keeps.
-    func maskedLoss(_ batch: TrainingBatch) -> (Tensor, Int) {
-        let losses = model.loss(tokens: batch.tokens, labels: batch.labels)
-        guard let mask = batch.lossMask else { return (losses.sum(), losses.count) }
-        return ((losses * mask).sum(), batch.maskedTokens)
     }
 
     /// Token-weighted loss over `eval-iters` validation batches; prints Megatron's validation line. None with
@@ -299,9 +254,9 @@ public final class Pretrainer {
         var total = 0.0, tokens = 0
         for b in 0..<batches {
             let batch = try data.batch(startingAt: b * arguments.microBatchSize, size: arguments.microBatchSize).to(device)
-            let (sum, count) = withoutGrad { maskedLoss(batch) }
-            total += Double(sum.item())
-            tokens += count
+            let loss = withoutGrad { model.maskedLoss(batch) }
+            total += Double(loss.sum.item())
+            tokens += loss.tokens
         }
         let loss = total / Double(max(tokens, 1))
         reporter.evaluationFinished(loss: loss, name: name, prefix: prefix, iteration: iteration, consumedSamples: consumedSamples)
@@ -312,7 +267,7 @@ public final class Pretrainer {
     public func sample(prompt: String, maxNewTokens: Int = 200) throws -> String {
         var decoder = model
         if model.tensorParallel.sequenceParallel {
-            decoder = try makeModel(TensorParallelGroup(model.tensorParallel.communicator))
+            decoder = try makeModel(TensorParallelGroup(parallel))
             try decoder.loadStateDict(model.stateDict())
         }
         let ids = decoder.generate(prompt: ByteTokens.encode(prompt), vocabSize: ByteTokens.vocabularySize, maxNewTokens: maxNewTokens,
@@ -322,12 +277,8 @@ public final class Pretrainer {
     }
 }
 
-/// Result of one training iteration.
-struct StepOutcome {
-    var loss: Double
-    var gradNorm: Float
-    var updated: Bool
-}
+/// The run's timers time the step driver's phases.
+extension TrainingTimers: StepTimers {}
 
 /// Marks the layers `--recompute-granularity full --recompute-method ... --recompute-num-layers N` recomputes,
 /// or the submodules of every layer `--recompute-granularity selective` (`--recompute-modules`) recomputes.

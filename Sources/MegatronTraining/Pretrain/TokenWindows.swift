@@ -1,3 +1,4 @@
+import MegatronCore
 import MegatronTensor
 
 /// Fixed-length training samples cut from one token stream, GPTDataset-style: each sample holds

@@ -2,31 +2,6 @@ import MegatronCore
 import MegatronData
 import MegatronTensor
 
-/// One micro-batch as tensors: token ids and next-token labels `[batch, seq]`, and the loss mask (nil: all ones).
-struct TrainingBatch {
-    var tokens: Tensor
-    var labels: Tensor
-    var lossMask: Tensor?
-    /// Tokens the loss counts (the loss mask's sum; every token without one), counted where the batch is
-    /// made, on the host: reading it back from the GPU in the step would drain the GPU's queue.
-    let maskedTokens: Int
-
-    init(tokens: Tensor, labels: Tensor, lossMask: Tensor?) {
-        self.init(tokens: tokens, labels: labels, lossMask: lossMask,
-                  maskedTokens: lossMask.map { Int($0.sum().item().rounded()) } ?? tokens.count)
-    }
-
-    private init(tokens: Tensor, labels: Tensor, lossMask: Tensor?, maskedTokens: Int) {
-        (self.tokens, self.labels, self.lossMask, self.maskedTokens) = (tokens, labels, lossMask, maskedTokens)
-    }
-
-    /// The batch's tensors on `device`.
-    func to(_ device: Device) -> TrainingBatch {
-        TrainingBatch(tokens: tokens.to(device), labels: labels.to(device), lossMask: lossMask?.to(device),
-                      maskedTokens: maskedTokens)
-    }
-}
-
 /// Where a run's micro-batches come from: global sample ids in order, as Megatron's pretraining sampler.
 protocol TrainingData {
     var count: Int { get }

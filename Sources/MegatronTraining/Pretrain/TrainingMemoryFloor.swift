@@ -51,17 +51,17 @@ struct TrainingMemoryFloor {
     /// Checks a run's model on `device` against the memory a rank there can use: the GPU's, or the host's
     /// shared by the thread ranks on it.
     static func check(_ a: PretrainArguments, config: TransformerConfig, vocabSize: Int, device: Device,
-                      groups: TrainingGroups?) throws {
+                      parallel: ParallelState) throws {
         let capacity: Int
         if let ordinal = device.ordinal {
             guard let context = try? CUDAContext.shared(ordinal: ordinal) else { return }
             capacity = context.device.properties.totalMemoryBytes
         } else {
-            let ranks = groups?.world is ThreadCommunicator ? groups!.world.size : 1
+            let ranks = parallel.world is ThreadCommunicator ? parallel.world.size : 1
             capacity = Int(clamping: ProcessInfo.processInfo.physicalMemory) / ranks
         }
-        try TrainingMemoryFloor(a, config: config, vocabSize: vocabSize, tensorParallelSize: groups?.tensorParallelSize ?? 1,
-                                dataParallelSize: groups?.dataParallelSize ?? 1).check(capacity: capacity, on: "\(device)")
+        try TrainingMemoryFloor(a, config: config, vocabSize: vocabSize, tensorParallelSize: parallel.tensor.size,
+                                dataParallelSize: parallel.data.size).check(capacity: capacity, on: "\(device)")
     }
 
     private static func format(_ bytes: Double) -> String {

@@ -1,4 +1,5 @@
 import Foundation
+import MegatronCore
 import MegatronParallel
 import MegatronTensor
 
@@ -31,16 +32,16 @@ final class TrainingReporter {
     private var reportsMemory = true
 
     init(arguments: PretrainArguments, log: @escaping (String) -> Void, rankLog: @escaping (String) -> Void,
-         groups: TrainingGroups?, device: Device) throws {
+         parallel: ParallelState, device: Device) throws {
         self.arguments = arguments
         self.log = log
         self.rankLog = rankLog
-        rank = groups?.world.rank ?? 0
-        let worldSize = groups?.world.size ?? 1
+        rank = parallel.world.rank
+        let worldSize = parallel.world.size
         self.worldSize = worldSize
         self.device = device
         timers = TrainingTimers(level: arguments.timingLogLevel, option: arguments.timingLogOption,
-                                barrier: arguments.barrierWithL1Time, device: device, world: groups?.world)
+                                barrier: arguments.barrierWithL1Time, device: device, world: parallel.world)
         let writes = rank == 0
         if writes, let directory = arguments.tensorboardDir {
             log("> setting tensorboard ...")
@@ -171,7 +172,7 @@ struct IterationReport {
     var trainIters: Int
     var consumedSamples: Int
     var globalBatchSize: Int
-    var step: StepOutcome
+    var step: TrainingStepResult
     var learningRate: Float
     var lossScale: Float
     var seconds: Double
@@ -193,7 +194,7 @@ struct IntervalStats {
     /// Loss averaged over the iterations that updated the model.
     var meanLoss: Double { lossTotal / Double(max(advanced, 1)) }
 
-    mutating func add(_ step: StepOutcome, seconds: Double) {
+    mutating func add(_ step: TrainingStepResult, seconds: Double) {
         iterations += 1
         self.seconds += seconds
         if !step.loss.isFinite { nan += 1 }

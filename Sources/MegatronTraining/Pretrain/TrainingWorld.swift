@@ -8,13 +8,13 @@ import MegatronTensor
 ///
 /// ```swift
 /// let world = try TrainingWorld.current(arguments)   // nil when the job has one rank
-/// let trainer = try Pretrainer(arguments: arguments, groups: world?.groups, log: { print($0) })
+/// let trainer = try Pretrainer(arguments: arguments, parallel: world?.parallel, log: { print($0) })
 /// ```
 public struct TrainingWorld {
-    public let groups: TrainingGroups
-    public let processGroups: ProcessGroups
+    /// Every group of this rank, built once for the run.
+    public let parallel: ParallelState
 
-    /// The groups of this rank for `arguments`' parallel sizes; nil for a one-rank job.
+    /// The parallel state of this rank for `arguments`' parallel sizes; nil for a one-rank job.
     public static func current(_ arguments: PretrainArguments,
                                environment: [String: String] = ProcessInfo.processInfo.environment) throws -> TrainingWorld? {
         let world: Communicator
@@ -42,7 +42,7 @@ public struct TrainingWorld {
         return try make(arguments, world: world)
     }
 
-    /// The groups of `world` for `arguments`' parallel sizes.
+    /// The parallel state of `world` for `arguments`' parallel sizes.
     public static func make(_ arguments: PretrainArguments, world: Communicator) throws -> TrainingWorld {
         let layout: ParallelLayout
         do {
@@ -52,10 +52,6 @@ public struct TrainingWorld {
         } catch let error as ParallelLayoutError {
             throw ArgumentError(error.description)
         }
-        let groups = try ProcessGroups(layout: layout, world: world)
-        let training = TrainingGroups(world: world, tensor: layout.tensor > 1 ? groups.tensor : nil,
-                                      data: layout.data > 1 ? groups.data : nil,
-                                      sequenceParallel: arguments.effectiveSequenceParallel)
-        return TrainingWorld(groups: training, processGroups: groups)
+        return TrainingWorld(parallel: try ParallelState(layout: layout, world: world))
     }
 }

@@ -21,9 +21,9 @@ struct BenchTrain: ParsableCommand {
         let arguments = try MegatronArgumentParser.parse(flags.isEmpty ? [] : defaults + flags)
         // Under `megatron launch` each rank times its part; rank 0 prints.
         let world = try TrainingWorld.current(arguments)
-        let trainer = try Pretrainer(arguments: arguments, groups: world?.groups) { _ in }
+        let trainer = try Pretrainer(arguments: arguments, parallel: world?.parallel) { _ in }
         let result = try trainer.benchmark(warmup: warmup, iterations: iterations)
-        guard (world?.groups.world.rank ?? 0) == 0 else { return }
+        guard (world?.parallel.world.rank ?? 0) == 0 else { return }
         let c = trainer.model.config
         print("model: \(c.numLayers) layers, hidden \(c.hiddenSize), heads \(c.numAttentionHeads), seq \(arguments.seqLength), "
               + "global batch \(arguments.globalBatchSize ?? arguments.microBatchSize), params \(c.paramsDType), device \(trainer.device)")

@@ -34,12 +34,12 @@ struct PretrainGPT: ParsableCommand {
         } catch let error as ArgumentError {
             throw ValidationError(error.description)
         }
-        let isRankZero = (world?.groups.world.rank ?? 0) == 0
+        let isRankZero = (world?.parallel.world.rank ?? 0) == 0
         if isRankZero { (parsed.notes + environmentNotes).forEach { print($0) } }
         // On a terminal, a progress line redrawn in place between Megatron's log lines (rank 0 only).
         let live = isatty(STDOUT_FILENO) != 0 && isRankZero
         let clear = live ? "\r\u{1B}[K" : ""
-        let trainer = try Pretrainer(arguments: arguments, groups: world?.groups) { line in
+        let trainer = try Pretrainer(arguments: arguments, parallel: world?.parallel) { line in
             print(clear + line)
             fflush(stdout)
         }

@@ -8,8 +8,8 @@ import MegatronTensor
 /// thread ranks, so the runs can be compared.
 ///
 /// The global batch of 8 sequences is cut into `dp` contiguous slices; each rank runs its slice as 2
-/// micro-batches (gradient accumulation), each micro-batch's loss averaged over its tokens and divided
-/// by the number of micro-batches, as Megatron's training loop does. Dropout is off so the runs see
+/// micro-batches (gradient accumulation) through `TrainingStep`, each micro-batch's loss averaged over its
+/// tokens and divided by the number of micro-batches, as Megatron's training loop does. Dropout is off so the runs see
 /// the same function.
 enum DPTraining {
     static let globalBatch = 8, sequence = 8, vocab = 64, microBatches = 2, steps = 3
@@ -94,28 +94,12 @@ enum DPTraining {
     /// agree with a data-parallel run to fp32 tolerance must see the same micro-batches: `8 / dp / 2`
     /// samples each. Only the fp32 accumulation order of the main grads then differs.
     static func reference(_ setup: Setup, microBatchSizes: [Int]? = nil) throws -> RankResult {
-        let sizes = microBatchSizes ?? Array(repeating: globalBatch / microBatches, count: setup.steps)
-        let model = try model(setup.paramsDType)
-        let named = model.namedParameters()
-        let groups = try ParamGroup.megatronDefault(named)
-        let optimizer = MixedPrecisionOptimizer(groups: groups, rule: try adamW())
-        var scheduler = try scheduler(groups)
+        let trainer = try Trainer(model: try model(setup.paramsDType), setup: setup, parallel: .singleRank())
         var result = RankResult()
         for step in 0..<setup.steps {
-            optimizer.zeroGrad()
-            var lossSum = 0.0
-            let microBatchSize = sizes[step], count = globalBatch / microBatchSize
-            for m in 0..<count {
-                lossSum += microStep(model, step: step, samples: (m * microBatchSize)..<((m + 1) * microBatchSize), of: count)
-            }
-            result.losses.append(lossSum / Double(globalBatch * sequence))
-            result.lastGrads = named.map { ($0.0, 0..<$0.1.count, $0.1.grad!.floats()) }
-            let report = optimizer.step(scheduler: scheduler, clipGrad: clipGrad)
-            result.gradNorms.append(report.gradNorm)
-            scheduler.step(globalBatch)
+            try trainer.train(step: step, microBatchSize: microBatchSizes?[step], into: &result)
         }
-        result.parameters = Dictionary(uniqueKeysWithValues: named.map { ($0.0, $0.1.floats()) })
-        result.masters = masters(optimizer.stateTensors())
+        try trainer.finish(into: &result)
         return result
     }
 
@@ -125,103 +109,87 @@ enum DPTraining {
 
     /// One data-parallel rank of `setup`, over group `dp`.
     static func rank(_ setup: Setup, dp: Communicator) throws -> RankResult {
-        var trainer = try Trainer(model: try model(setup.paramsDType), setup: setup, dp: dp)
+        let trainer = try Trainer(model: try model(setup.paramsDType), setup: setup, dp: dp)
         var result = RankResult()
         for step in 0..<setup.steps { try trainer.train(step: step, into: &result) }
         try trainer.finish(into: &result)
         return result
     }
 
-    /// DDP with either optimizer, driven the way a training loop drives it.
-    struct Trainer {
+    /// A model trained through `TrainingStep` over the parallel state of a data-parallel group: the plain
+    /// optimizer on one rank, DDP with either optimizer on several.
+    final class Trainer {
         let model: GPTModel
-        let setup: Setup
-        let dp: Communicator
-        let ddp: DistributedDataParallel
-        let plain: MixedPrecisionOptimizer?
-        let distributed: DistributedOptimizer?
+        let parallel: ParallelState
+        let optimizer: TrainingOptimizer
+        let step: TrainingStep
         var scheduler: OptimizerParamScheduler
 
-        init(model: GPTModel, setup: Setup, dp: Communicator) throws {
+        convenience init(model: GPTModel, setup: Setup, dp: Communicator) throws {
+            try self.init(model: model, setup: setup,
+                          parallel: try ParallelState(layout: ParallelLayout(worldSize: dp.size), world: dp))
+        }
+
+        init(model: GPTModel, setup: Setup, parallel: ParallelState) throws {
             self.model = model
-            self.setup = setup
-            self.dp = dp
-            let named = model.namedParameters()
+            self.parallel = parallel
             var config = setup.ddp ?? DistributedDataParallelConfig()
             config.bucketSize = setup.bucketSize
-            ddp = try DistributedDataParallel(parameters: named, config: config, dataParallelGroup: dp)
-            let groups = try ParamGroup.megatronDefault(named)
-            if config.useDistributedOptimizer {
-                distributed = try DistributedOptimizer(ddp: ddp, groups: groups, rule: try adamW())
-                if setup.tensorOps { distributed!.updateBackend = .tensorOps }
-                plain = nil
-            } else {
-                plain = MixedPrecisionOptimizer(groups: groups, rule: try adamW(), ownsMainGrads: false)
-                distributed = nil
-            }
+            let groups = try ParamGroup.megatronDefault(model.namedParameters())
+            optimizer = try TrainingOptimizer(model: model, groups: groups, rule: try adamW(), parallel: parallel, ddpConfig: config)
+            if setup.tensorOps { optimizer.distributed?.updateBackend = .tensorOps }
+            step = TrainingStep(model: model, optimizer: optimizer, parallel: parallel, clipGrad: clipGrad)
             scheduler = try DPTraining.scheduler(groups)
         }
 
-        mutating func train(step: Int, into result: inout RankResult) throws {
-            try ddp.zeroGradBuffer()
-            var lossSum = 0.0
-            for m in 0..<microBatches {
-                let samples = microBatch(rank: dp.rank, dataParallelSize: dp.size, m: m)
-                if m < microBatches - 1 {
-                    lossSum += ddp.noSync { microStep(model, step: step, samples: samples) }
-                } else {
-                    lossSum += microStep(model, step: step, samples: samples)
+        /// Step `s` in micro-batches of `microBatchSize` samples (default: this rank's share in 2 micro-batches).
+        func train(step s: Int, microBatchSize: Int? = nil, into result: inout RankResult) throws {
+            let (dp, rank) = (parallel.data.size, parallel.dataRank)
+            let size = microBatchSize ?? globalBatch / dp / microBatches
+            var started = 0, grads: [(name: String, range: Range<Int>, values: [Float])] = []
+            step.observer = { [self] point in
+                switch point {
+                case .backwardDone: started = optimizer.ddp?.startedReductions ?? 0
+                case .gradientsFinalized: grads = reducedGrads()
                 }
             }
-            result.buckets = ddp.bucketCount
-            result.startedDuringBackward.append(ddp.startedReductions)
-            try ddp.finishGradSync()
-            let localLoss = Float(lossSum / Double(globalBatch / dp.size * sequence))
-            result.losses.append(Double(try ddp.averageAcrossDataParallelGroup([localLoss])[0]))
-            result.lastGrads = reducedGrads()
-            let report: MixedPrecisionOptimizer.StepReport
-            if let distributed {
-                report = try distributed.step(scheduler: scheduler, clipGrad: clipGrad)
-            } else {
-                report = try plain!.step(scheduler: scheduler, clipGrad: clipGrad, gradStats: GradientStatsGroups())
+            let report = try step.run(microBatches: globalBatch / dp / size, samples: globalBatch, scheduler: &scheduler) { m in
+                let first = rank * (globalBatch / dp) + m * size
+                let (tokens, labels) = batch(step: s, samples: first..<(first + size))
+                return TrainingBatch(tokens: tokens, labels: labels)
             }
+            result.losses.append(report.loss)
             result.gradNorms.append(report.gradNorm)
-            scheduler.step(globalBatch)
+            result.buckets = optimizer.ddp?.bucketCount ?? 0
+            result.startedDuringBackward.append(started)
+            result.lastGrads = grads
         }
 
         /// Waits for pending parameter all-gathers and records the final parameters and masters.
         func finish(into result: inout RankResult) throws {
-            try ddp.finishParamGather()   // with overlapParamGather the last step's all-gather is still pending
+            try optimizer.finishParameterUpdates()   // with overlapParamGather the last step's all-gather is still pending
             result.parameters = Dictionary(uniqueKeysWithValues: model.namedParameters().map { ($0.0, $0.1.floats()) })
-            result.masters = masters(try fullOptimizerState())
-        }
-
-        /// The optimizer state in full, as a checkpoint saves it (a collective with the distributed optimizer).
-        func fullOptimizerState() throws -> [String: Tensor] {
-            try distributed?.fullStateDict() ?? plain!.stateTensors()
+            result.masters = masters(try optimizer.stateTensors())
         }
 
         /// Continues from a checkpoint taken after `steps` steps: model parameters, then the optimizer state.
-        mutating func load(parameters: [String: Tensor], optimizerState: [String: Tensor], steps: Int) throws {
+        func load(parameters: [String: Tensor], optimizerState: [String: Tensor], steps: Int) throws {
             try model.loadStateDict(parameters)
-            if let distributed {
-                try distributed.loadFullStateDict(optimizerState, stepCount: steps)
-            } else {
-                try plain!.loadState(optimizerState, stepCount: steps)
-            }
+            try optimizer.loadState(optimizerState, stepCount: steps)
             for _ in 0..<steps { scheduler.step(globalBatch) }
         }
 
         /// The reduced gradients this rank holds: every parameter's, or its shard pieces with the distributed optimizer.
         func reducedGrads() -> [(name: String, range: Range<Int>, values: [Float])] {
-            guard distributed != nil else {
+            guard optimizer.distributed != nil, let ddp = optimizer.ddp else {
                 return model.namedParameters().map { ($0.0, 0..<$0.1.count, $0.1.grad!.floats()) }
             }
+            let (dp, rank) = (parallel.dataWithContext.size, parallel.dataWithContext.rank)
             var out: [(name: String, range: Range<Int>, values: [Float])] = []
             for (b, buffer) in ddp.buffers.enumerated() {
                 for k in buffer.layout.buckets.indices {
                     let shard = ddp.shardGrad(buffer: b, bucket: k).floats()
-                    for piece in buffer.layout.shardPieces(bucket: k, rank: dp.rank, dataParallelSize: dp.size) {
+                    for piece in buffer.layout.shardPieces(bucket: k, rank: rank, dataParallelSize: dp) {
                         out.append((buffer.parameters[piece.parameterIndex].name, piece.parameterRange,
                                     Array(shard[piece.shardRange])))
                     }

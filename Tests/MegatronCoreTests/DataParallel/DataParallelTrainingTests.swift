@@ -89,12 +89,12 @@ final class DataParallelTrainingTests: XCTestCase {
                                              ddp: DistributedDataParallelConfig(overlapGradReduce: true, useDistributedOptimizer: true))
             saveSetup.steps = 2
             let saved = try Self.runRanks(2) { dp -> ([String: Tensor], [String: Tensor]) in
-                var trainer = try DPTraining.Trainer(model: try DPTraining.model(dtype), setup: saveSetup, dp: dp)
+                let trainer = try DPTraining.Trainer(model: try DPTraining.model(dtype), setup: saveSetup, dp: dp)
                 var result = DPTraining.RankResult()
                 for step in 0..<2 { try trainer.train(step: step, into: &result) }
-                try trainer.ddp.finishParamGather()
+                try trainer.optimizer.finishParameterUpdates()
                 let parameters = trainer.model.stateDict().mapValues { $0.contiguous().cast(to: .float32).cast(to: dtype) }
-                return (parameters, try trainer.fullOptimizerState())
+                return (parameters, try trainer.optimizer.stateTensors())
             }[0]
             XCTAssertEqual(saved.1.keys.filter { $0.hasPrefix("state0.") }.count, saved.0.count)
             XCTAssertEqual(saved.1.keys.filter { $0.hasPrefix("master.") }.count, dtype == .float32 ? 0 : saved.0.count)
@@ -106,7 +106,7 @@ final class DataParallelTrainingTests: XCTestCase {
                 let resumeSetup = DPTraining.Setup(dataParallelSize: dp, paramsDType: dtype,
                                                    ddp: DistributedDataParallelConfig(useDistributedOptimizer: distributed))
                 let runs = try Self.runRanks(dp) { group -> DPTraining.RankResult in
-                    var trainer = try DPTraining.Trainer(model: try DPTraining.model(dtype), setup: resumeSetup, dp: group)
+                    let trainer = try DPTraining.Trainer(model: try DPTraining.model(dtype), setup: resumeSetup, dp: group)
                     try trainer.load(parameters: saved.0, optimizerState: saved.1, steps: 2)
                     var result = DPTraining.RankResult()
                     try trainer.train(step: 2, into: &result)

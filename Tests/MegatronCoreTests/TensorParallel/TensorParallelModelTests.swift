@@ -129,28 +129,33 @@ final class TensorParallelModelTests: XCTestCase {
         assertClose(merged, reference.grads, tolerance: 1e-6, "recomputed TP=2 +SP gradients")
     }
 
-    /// A model with its optimizer (Megatron's default parameter groups) stepping on the fixed batch.
+    /// A model with its optimizer (Megatron's default parameter groups) stepping through `TrainingStep` on the
+    /// fixed batch, over a job that is the model's tensor-parallel group.
     final class Trainer {
         let model: GPTModel
-        let optimizer: MixedPrecisionOptimizer
-        let scheduler: OptimizerParamScheduler
+        let optimizer: TrainingOptimizer
+        let step: TrainingStep
+        var scheduler: OptimizerParamScheduler
 
         init(_ model: GPTModel, rule: UpdateRule) throws {
             self.model = model
+            let parallel = try model.tensorParallel.communicator.map {
+                try ParallelState(layout: ParallelLayout(worldSize: $0.size, tensor: $0.size), world: $0)
+            } ?? .singleRank()
             let groups = try ParamGroup.megatronDefault(model.namedParameters())
-            optimizer = MixedPrecisionOptimizer(groups: groups, rule: rule)
+            optimizer = try TrainingOptimizer(model: model, groups: groups, rule: rule, parallel: parallel)
+            step = TrainingStep(model: model, optimizer: optimizer, parallel: parallel)
             scheduler = try OptimizerParamScheduler(
                 .init(maxLR: 1e-2, lrDecaySteps: 10, lrDecayStyle: .constant, startWD: 0.1, endWD: 0.1, wdIncrSteps: 10),
                 groups: groups.map(\.override))
         }
 
-        func steps(_ count: Int) {
+        func steps(_ count: Int) throws {
             let (tokens, labels) = TinyGPT.batch()
             for _ in 0..<count {
-                optimizer.zeroGrad()
-                model.loss(tokens: tokens, labels: labels).mean().backward()
-                TensorParallelGradients.allReducePartial(model, group: model.tensorParallel)
-                optimizer.step(scheduler: scheduler)
+                _ = try step.run(microBatches: 1, samples: tokens.shape[0], scheduler: &scheduler) { _ in
+                    TrainingBatch(tokens: tokens, labels: labels)
+                }
             }
         }
     }
@@ -187,8 +192,8 @@ final class TensorParallelModelTests: XCTestCase {
         let saved = try runRanks(2) { comm in
             let part = try start.tensorParallelShard(for: TensorParallelGroup(comm, sequenceParallel: true), seed: 7)
             let trainer = try Trainer(part, rule: rule())
-            trainer.steps(3)
-            return (model: part.stateDict(), optimizer: trainer.optimizer.stateTensors(), steps: trainer.optimizer.stepCount)
+            try trainer.steps(3)
+            return (model: part.stateDict(), optimizer: try trainer.optimizer.stateTensors(), steps: trainer.optimizer.stepCount)
         }
         let shardings = start.tensorParallelShardings()
         let model = try TensorParallelResharding.merge(saved.map(\.model), shardings: shardings)
@@ -204,7 +209,7 @@ final class TensorParallelModelTests: XCTestCase {
             try trainer.optimizer.loadState(
                 TensorParallelResharding.shard(optimizer, shardings: optimizerShardings, rank: comm.rank, size: 4),
                 stepCount: saved[0].steps)
-            trainer.steps(1)
+            try trainer.steps(1)
             return part.stateDict()
         }
         let merged = try TensorParallelResharding.merge(resumed, shardings: shardings)
