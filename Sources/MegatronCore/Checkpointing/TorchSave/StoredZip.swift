@@ -9,7 +9,7 @@ import Foundation
 /// ```
 public struct StoredZip {
     /// Entry names and where their data lies in `data`.
-    public private(set) var entries: [(name: String, range: Range<Int>)] = []
+    public private(set) var entries: [(name: String, range: Range<Int>, crc32: UInt32)] = []
     let data: Data
     let source: String
 
@@ -54,7 +54,7 @@ public struct StoredZip {
             guard try uint(local, 4) == 0x0403_4b50 else { throw fail("\(name)'s local header is missing") }
             let start = local + 30 + (try uint(local + 26, 2)) + (try uint(local + 28, 2))
             guard start + size <= data.count else { throw fail("\(name)'s data runs past the end") }
-            entries.append((name, start..<(start + size)))
+            entries.append((name, start..<(start + size), UInt32(try uint(at + 16, 4))))
             at += 46 + nameLength + extraLength + commentLength
         }
     }
@@ -81,14 +81,21 @@ public struct StoredZip {
         throw fail("ZIP64 sizes without a ZIP64 extra field")
     }
 
-    /// The bytes of the entry called `name`.
+    /// The bytes of the entry called `name`, checked against their CRC-32.
     public func entry(named name: String) throws -> Data {
-        guard let e = entries.first(where: { $0.name == name }) else { throw fail("no entry \(name)") }
-        return data[e.range]
+        guard let bytes = try entryIfPresent(name) else { throw fail("no entry \(name)") }
+        return bytes
     }
 
-    /// The bytes of the entry called `name`, or nil.
-    public func entryIfPresent(_ name: String) -> Data? { entries.first { $0.name == name }.map { data[$0.range] } }
+    /// The bytes of the entry called `name` (checked against their CRC-32), or nil.
+    public func entryIfPresent(_ name: String) throws -> Data? {
+        guard let e = entries.first(where: { $0.name == name }) else { return nil }
+        let bytes = data[e.range]
+        guard CRC32.checksum(bytes) == e.crc32 else {
+            throw CheckpointError("\(source): \(name) does not match its CRC-32; the file is corrupt")
+        }
+        return bytes
+    }
 
     /// An archive of `entries` (name, bytes), stored, each entry's data aligned to 64 bytes from the archive's start.
     public static func write(_ entries: [(String, Data)]) throws -> Data {

@@ -18,7 +18,7 @@ public enum TorchSave {
             throw CheckpointError("\(source): not a torch.save archive: no <prefix>/data.pkl")
         }
         let prefix = String(pickle.name.dropLast("data.pkl".count))
-        if let order = zip.entryIfPresent(prefix + "byteorder"), String(decoding: order, as: UTF8.self) != "little" {
+        if let order = try zip.entryIfPresent(prefix + "byteorder"), String(decoding: order, as: UTF8.self) != "little" {
             throw CheckpointError("\(source): saved on a big-endian machine, which this build does not read")
         }
         let value: PickleValue
@@ -28,7 +28,7 @@ public enum TorchSave {
             throw CheckpointError("\(source): \(pickle.name): \(error.description)")
         }
         return try resolveTensors(value) { key in
-            guard let bytes = zip.entryIfPresent(prefix + "data/" + key) else {
+            guard let bytes = try zip.entryIfPresent(prefix + "data/" + key) else {
                 throw CheckpointError("\(source): the pickle refers to storage \(key), which the archive lacks")
             }
             return bytes
