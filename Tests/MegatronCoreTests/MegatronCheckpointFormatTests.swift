@@ -82,6 +82,22 @@ final class MegatronCheckpointFormatTests: XCTestCase {
         }
     }
 
+    /// What `convert --saver megatron` writes by default: a release torch_dist checkpoint that rebuilds the model,
+    /// tokenizer record included, with the same logits.
+    func testReleaseTorchDistRebuildsTheModel() throws {
+        let source = try GPTCheckpoint.load(from: CheckpointDirectory(root: Self.fixtures.appendingPathComponent("torch")))
+        let store = CheckpointDirectory(root: scratchPath("release-dist"))
+        var carried = CheckpointManifest()
+        carried.tokenizer = .init(tokenizerType: "HuggingFaceTokenizer", tokenizerModel: "tokenizer")
+        try GPTCheckpoint.save(source.model, vocabSize: 300, to: store, release: true, manifest: carried, torchDist: true)
+        XCTAssertTrue(DistributedCheckpoint.isDistributedCheckpoint(store.root.appendingPathComponent("release")))
+        let back = try GPTCheckpoint.load(from: store)
+        XCTAssertEqual(back.vocabSize, 300)
+        XCTAssertEqual(back.manifest.tokenizer?.tokenizerType, "HuggingFaceTokenizer")
+        let golden = try Self.golden()
+        XCTAssertEqual(Self.logits(back.model, golden), Self.logits(source.model, golden))
+    }
+
     /// `MEGATRON_CKPT_ORACLE_OUT=<dir>`: the round trip writes its checkpoint and logits there for
     /// `make_megatron_checkpoints.py check <dir>`.
     static var oracleDirectory: URL? {
