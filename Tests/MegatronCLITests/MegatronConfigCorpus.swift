@@ -149,7 +149,8 @@ enum OutOfScopeFeatures {
         // --rotary-scaling-factor, --mscale and --mscale-all-dim are also YaRN's settings, which work here.
         ("multi-latent attention", #"^--(multi-latent-attention|q-lora-rank|kv-lora-rank|qk-head-dim|qk-pos-emb-head-dim|v-head-dim|cache-mla-latents)$"#),
         ("FP8", #"^--fp8-.*$"#),
-        (checkpointFormats, #"^--(ckpt-format|auto-detect-ckpt-format|dist-ckpt-.*|use-dist-ckpt|async-save|async-strategy|async-ckpt-.*|use-persistent-ckpt-worker|ckpt-fully-parallel-.*|no-ckpt-fully-parallel-save|ckpt-assume-constant-structure|non-persistent-.*)$"#),
+        // --ckpt-format torch_dist works; Megatron's other formats (torch, torch_dcp...) are not written here.
+        (checkpointFormats, #"^--(auto-detect-ckpt-format|dist-ckpt-.*|use-dist-ckpt|async-save|async-strategy|async-ckpt-.*|use-persistent-ckpt-worker|ckpt-fully-parallel-.*|no-ckpt-fully-parallel-save|ckpt-assume-constant-structure|non-persistent-.*)$"#),
         ("checkpoint conversion", #"^--ckpt-convert-.*$"#),
         ("Weights & Biases", #"^--wandb-.*$"#),
     ]
@@ -167,6 +168,8 @@ enum OutOfScopeFeatures {
         for (name, values) in config.flags where values != ["false"] {
             if sizes.contains(name) {
                 if let size = values.first.flatMap({ Int($0) }), size > 1 { out.insert(name) }
+            } else if name == "--ckpt-format" {
+                if checkpoints, values != ["torch_dist"] { out.insert(name) }
             } else if let feature = patterns.first(where: { name.range(of: $0.pattern, options: .regularExpression) != nil })?.feature,
                       feature != checkpointFormats || checkpoints {
                 out.insert(name)

@@ -59,7 +59,7 @@ final class ArgumentTests: XCTestCase {
                        pretrain-gpt does not support these Megatron-LM features yet (remove their flags or run them in Megatron-LM):
                          mixture of experts: --num-experts 8, --moe-router-topk 2
                          FP8: --fp8-format hybrid
-                         checkpoint formats (--ckpt-format): --ckpt-format torch_dist, --async-save
+                         checkpoint formats (--ckpt-format): --async-save
                          context parallelism: --hierarchical-context-parallel-sizes 2 4
                          pipeline parallelism: --pipeline-model-parallel-size 2
                          Weights & Biases logging (use --tensorboard-dir): --wandb-project run

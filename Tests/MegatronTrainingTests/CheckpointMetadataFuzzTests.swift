@@ -16,7 +16,7 @@ final class CheckpointMetadataFuzzTests: XCTestCase {
         root = scratchPath("ckpt-fuzz")
         let args = try MegatronArgumentParser.parse(
             ("--num-layers 1 --hidden-size 8 --num-attention-heads 2 --seq-length 8 --max-position-embeddings 8 --micro-batch-size 1 "
-             + "--global-batch-size 1 --lr 1e-3 --train-iters 1 --eval-iters 1 --device cpu --save \(root.path) --save-interval 1")
+             + "--global-batch-size 1 --lr 1e-3 --train-iters 1 --eval-iters 1 --device cpu --ckpt-format safetensors --save \(root.path) --save-interval 1")
                 .split(separator: " ").map(String.init))
         _ = try Pretrainer(arguments: args) { _ in }.run()
     }

@@ -17,7 +17,7 @@ final class CheckpointSafetyTests: XCTestCase {
     func arguments(_ extra: String, model: String = model) throws -> PretrainArguments {
         try MegatronArgumentParser.parse(
             (model + " --max-position-embeddings 16 --micro-batch-size 2 --global-batch-size 4 --lr 1e-2 --lr-decay-iters 100 "
-             + "--log-interval 1 --eval-iters 1 --device cpu " + extra).split(separator: " ").map(String.init))
+             + "--log-interval 1 --eval-iters 1 --device cpu --ckpt-format safetensors " + extra).split(separator: " ").map(String.init))
     }
 
     /// Runs a trainer to its end and returns its log.

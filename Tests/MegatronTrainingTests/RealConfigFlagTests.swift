@@ -26,30 +26,37 @@ final class RealConfigFlagTests: XCTestCase {
         let formats = "--ckpt-format torch_dist --async-save --use-persistent-ckpt-worker --dist-ckpt-strictness log_all "
             + "--ckpt-fully-parallel-load --ckpt-assume-constant-structure --non-persistent-save-interval 5"
         let parsed = try parse(formats)
-        XCTAssertEqual(parsed.notes, ["> --ckpt-format torch_dist, --async-save, --use-persistent-ckpt-worker, --dist-ckpt-strictness log_all, "
+        // --ckpt-format torch_dist is implemented (the default); the rest are not.
+        XCTAssertEqual(parsed.notes, ["> --async-save, --use-persistent-ckpt-worker, --dist-ckpt-strictness log_all, "
             + "--ckpt-fully-parallel-load, --ckpt-assume-constant-structure, --non-persistent-save-interval 5: "
             + CommandLineParse.checkpointFormatNote])
         XCTAssertEqual(parsed.arguments, try parse("").arguments, "they change no setting")
-        let refused = "  checkpoint formats (--ckpt-format): --ckpt-format torch_dist, --async-save, --use-persistent-ckpt-worker, "
+        let refused = "  checkpoint formats (--ckpt-format): --async-save, --use-persistent-ckpt-worker, "
             + "--dist-ckpt-strictness log_all, --ckpt-fully-parallel-load, --ckpt-assume-constant-structure, --non-persistent-save-interval 5"
         XCTAssertEqual(message(formats + " --save ckpt --save-interval 1"), Self.refusal + refused)
         XCTAssertEqual(message("--load ckpt " + formats), Self.refusal + refused, "--load given before them counts too")
         // In order with the other features of the line.
-        XCTAssertEqual(message("--num-experts 2 --ckpt-format torch --fp8-format hybrid --save ckpt --save-interval 1"), Self.refusal
-            + "  mixture of experts: --num-experts 2\n  checkpoint formats (--ckpt-format): --ckpt-format torch\n  FP8: --fp8-format hybrid")
+        XCTAssertEqual(message("--num-experts 2 --async-save --fp8-format hybrid --save ckpt --save-interval 1"), Self.refusal
+            + "  mixture of experts: --num-experts 2\n  checkpoint formats (--ckpt-format): --async-save\n  FP8: --fp8-format hybrid")
+        // Megatron's legacy torch format is read, not written.
+        XCTAssertEqual(message("--ckpt-format torch --save ckpt --save-interval 1"), Self.refusal
+            + "  checkpoint formats (--ckpt-format): --ckpt-format torch")
+        XCTAssertEqual(try parse("--ckpt-format torch").notes.count, 1, "accepted with the note when nothing is saved or loaded")
         // A conversion writes a checkpoint by itself: refused without --save as well.
         XCTAssertEqual(message("--ckpt-convert-format torch --ckpt-convert-save out --ckpt-format torch"), Self.refusal
             + "  checkpoint formats (--ckpt-format): --ckpt-convert-format torch, --ckpt-convert-save out")
-        XCTAssertEqual(message("--ckpt-format zarr"), "--ckpt-format must be one of torch, torch_dist, torch_dcp, fsdp_dtensor, got 'zarr'")
+        XCTAssertEqual(message("--ckpt-format zarr"), "--ckpt-format must be one of torch_dist, safetensors, got 'zarr'")
+        XCTAssertEqual(try parse("--ckpt-format safetensors --save ckpt --save-interval 1").arguments.ckptFormat, .safetensors)
+        XCTAssertEqual(try parse("--save ckpt --save-interval 1").arguments.ckptFormat, .torchDist, "Megatron's default")
     }
 
     func testCheckpointFormatFlagsOfAYAMLFileFollowTheSameRule() throws {
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         let file = root.appendingPathComponent("model_config.yaml")
-        try "MODEL_ARGS:\n  --ckpt-format: torch_dist\n  --async-save: true\n".write(to: file, atomically: true, encoding: .utf8)
+        try "MODEL_ARGS:\n  --ckpt-format: torch_dist\n  --async-save: true\n  --dist-ckpt-strictness: log_all\n".write(to: file, atomically: true, encoding: .utf8)
         XCTAssertEqual(try parse("--yaml-cfg \(file.path)").notes.count, 1)
         XCTAssertEqual(message("--yaml-cfg \(file.path) --save ckpt --save-interval 1"),
-                       Self.refusal + "  checkpoint formats (--ckpt-format): --async-save, --ckpt-format torch_dist")
+                       Self.refusal + "  checkpoint formats (--ckpt-format): --async-save, --dist-ckpt-strictness log_all")
     }
 
     /// PyYAML (Megatron's reader) keeps the last value of a key written twice; so does pretrain-gpt, and says so.

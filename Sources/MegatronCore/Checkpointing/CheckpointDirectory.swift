@@ -138,6 +138,7 @@ public struct CheckpointDirectory {
     }
 
     func load(_ name: CheckpointName, from directory: URL, rank: Int) throws -> LoadedCheckpoint {
+        if let megatron = try MegatronCheckpointFormat.loadIfMegatron(name, from: directory) { return megatron }
         let metaURL = directory.appendingPathComponent("metadata.json")
         guard let data = try? Data(contentsOf: metaURL) else {
             throw CheckpointError("\(metaURL.path): missing or unreadable; the checkpoint is incomplete")
@@ -237,6 +238,9 @@ public struct LoadedCheckpoint {
     public let directory: URL
     public let tensors: [String: Tensor]
     public let metadata: CheckpointMetadata
+    /// The format, when Megatron-LM wrote it (`torch_dist`, `torch`): weights, iteration and progress only; its
+    /// optimizer and RNG state are not carried.
+    public var writtenByMegatron: String? = nil
 
     public var iteration: Int { name.iteration }
     public var isRelease: Bool { name.isRelease }

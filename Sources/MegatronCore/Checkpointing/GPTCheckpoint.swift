@@ -123,11 +123,11 @@ public enum GPTCheckpoint {
         manifest.untieEmbeddingsAndOutputWeights = model.outputLayer != nil
     }
 
-    /// Saves the model's parameters as `model.<name>` tensors, with `manifest` (the recorded tokenizer, the Hugging
-    /// Face architecture it came from) completed by the model's description, holding the directory's
-    /// `SaveDirectoryLock` meanwhile.
+    /// Saves the model's parameters as `model.<name>` tensors (or, with `torchDist`, as Megatron-LM's torch_dist
+    /// checkpoint), with `manifest` (the recorded tokenizer, the Hugging Face architecture it came from) completed by
+    /// the model's description, holding the directory's `SaveDirectoryLock` meanwhile.
     public static func save(_ model: GPTModel, vocabSize: Int, to store: CheckpointDirectory, iteration: Int = 0,
-                            release: Bool = false, manifest: CheckpointManifest = CheckpointManifest()) throws {
+                            release: Bool = false, manifest: CheckpointManifest = CheckpointManifest(), torchDist: Bool = false) throws {
         try model.requireWhole(for: "GPTCheckpoint.save")
         let lock = try SaveDirectoryLock(directory: store.root)
         defer { lock.release() }
@@ -136,7 +136,12 @@ public enum GPTCheckpoint {
         for (name, p) in model.namedParameters() { tensors["model." + name] = p }
         var manifest = manifest
         describe(model, vocabSize: vocabSize, in: &manifest)
-        try store.save(iteration: iteration, tensors: tensors, manifest: manifest, release: release)
+        if torchDist {
+            try MegatronCheckpointFormat.save(to: store, iteration: iteration, model: model.namedParameters().reduce(into: [:]) { $0[$1.0] = $1.1 },
+                                              optimizer: [:], manifest: manifest, release: release)
+        } else {
+            try store.save(iteration: iteration, tensors: tensors, manifest: manifest, release: release)
+        }
     }
 
     /// A checkpoint's model with its unpadded vocabulary size and the checkpoint's manifest.

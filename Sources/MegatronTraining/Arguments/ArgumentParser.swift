@@ -137,7 +137,12 @@ struct CommandLineParse {
             given.insert(flag.name)
             if let text = flag.note(value) { notes.append((flag.takesValue ? "\(name) \(value!)" : name, text)) }
         } catch let unsupported as UnsupportedFeature {
-            problems.unsupported.append(unsupported)
+            if let format = Self.unwrittenCheckpointFormat(unsupported, as: name) {
+                checkpointFormatFlags.append(problems.unsupported.count)
+                problems.unsupported.append(format)
+            } else {
+                problems.unsupported.append(unsupported)
+            }
         } catch {
             problems.other.append("\(error)")
         }

@@ -71,6 +71,8 @@ enum FlagDescriptions {
         "--no-load-optim": "Resume the weights without the optimizer state.",
         "--no-load-rng": "Resume without the random-number state.",
         "--finetune": "Load the weights only and start at step 0.",
+        "--ckpt-format": "What --save writes: torch_dist (Megatron-LM's) or safetensors (this build's own); --load reads either, "
+            + "and Megatron-LM's legacy torch format.",
         "--exit-on-missing-checkpoint": "Stop with an error when --load holds no checkpoint, instead of starting afresh.",
         "--keep-last-checkpoints": "Delete all but the newest K checkpoints after each save.",
         "--save-retain-interval": "Keep only the newest checkpoint and those of multiples of this iteration.",

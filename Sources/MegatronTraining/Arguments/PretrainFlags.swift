@@ -189,6 +189,7 @@ enum PretrainFlags {
         .set("--no-load-optim", \.noLoadOptim),
         .set("--no-load-rng", \.noLoadRNG),
         .set("--finetune", \.finetune),
+        .choice("--ckpt-format", \.ckptFormat, PretrainArguments.CheckpointFormat.allCases),
         .int("--keep-last-checkpoints", \.keepLastCheckpoints),
         .choice("--optimizer", \.optimizer, PretrainArguments.Optimizer.allCases),
         .float("--lr", \.lr),

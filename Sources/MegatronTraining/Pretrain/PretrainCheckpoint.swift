@@ -7,20 +7,28 @@ extension Pretrainer {
     /// Saves model, optimizer, RNG and progress as `<save>/iter_XXXXXXX/` and updates the tracker.
     ///
     /// In a data-parallel run every rank takes part (the distributed optimizer gathers its shards) and
-    /// world rank 0 writes the whole state, which any data-parallel size loads.
+    /// world rank 0 writes the whole state, which any data-parallel size loads: as Megatron-LM's `torch_dist`
+    /// (`--ckpt-format`, the default) or as this build's safetensors layout.
     func saveCheckpoint() throws {
         guard let save = arguments.save else { return }
         try optimizer.finishParameterUpdates()
         let (modelState, optimizerState) = try ParallelCheckpoint.gather(model: model, optimizerState: try optimizer.stateTensors())
         lastSavedIteration = iteration
         guard parallel.world.rank == 0 else { return }
-        log(MegatronLogLines.savingCheckpoint(iteration: iteration, directory: save, format: "safetensors"))
+        log(MegatronLogLines.savingCheckpoint(iteration: iteration, directory: save, format: arguments.ckptFormat.rawValue))
         let store = CheckpointDirectory(root: URL(fileURLWithPath: save))
         var tensors: [String: Tensor] = [:]
         for (name, p) in modelState { tensors["model." + name] = p }
         for (name, t) in optimizerState { tensors["optimizer." + name] = t }
         let previous = arguments.saveRetainInterval == nil ? nil : try store.latest()
-        try store.save(iteration: iteration, tensors: tensors.mapValues { $0.to(.cpu) }, manifest: try manifest(shapes: tensors))
+        switch arguments.ckptFormat {
+        case .safetensors:
+            try store.save(iteration: iteration, tensors: tensors.mapValues { $0.to(.cpu) }, manifest: try manifest(shapes: tensors))
+        case .torchDist:
+            try MegatronCheckpointFormat.save(to: store, iteration: iteration, model: modelState, optimizer: optimizerState,
+                                              stateNames: arguments.optimizer == .sgd ? ["momentum_buffer"] : ["exp_avg", "exp_avg_sq"],
+                                              manifest: try manifest(shapes: tensors), megatronArgs: megatronArgs)
+        }
         if let keep = arguments.keepLastCheckpoints { try store.prune(keep: keep, newest: iteration) }
         log(MegatronLogLines.savedCheckpoint(iteration: iteration, directory: save,
                                              tensor: (parallel.tensorRank, parallel.tensor.size)))
@@ -66,6 +74,17 @@ extension Pretrainer {
         try reporter.progress?.append("Deleted checkpoint\tIteration: \(previous)")
     }
 
+    /// The training fields of Megatron-LM's `args` a torch_dist checkpoint records beside the model's.
+    var megatronArgs: [(String, PickleValue)] {
+        let a = arguments
+        return [("seq_length", .int(a.seqLength)), ("micro_batch_size", .int(a.microBatchSize)),
+                ("global_batch_size", a.globalBatchSize.map(PickleValue.int) ?? .none), ("train_iters", a.trainIters.map(PickleValue.int) ?? .none),
+                ("lr", a.lr.map { .float(Double($0)) } ?? .none), ("min_lr", .float(Double(a.minLR))), ("seed", .int(a.seed)),
+                ("iteration", .int(iteration)), ("make_vocab_size_divisible_by", .int(a.makeVocabSizeDivisibleBy)),
+                ("tokenizer_type", a.tokenizerType.map { .string($0.rawValue) } ?? .none),
+                ("world_size", .int(parallel.world.size)), ("data_parallel_size", .int(parallel.data.size))]
+    }
+
     /// The tokenizer's vocabulary before padding (byte tokens on the embedded corpus).
     var vocabularySize: Int { tokenizer?.vocabSize ?? ByteTokens.vocabularySize }
 
@@ -101,8 +120,13 @@ extension Pretrainer {
         if let flops = progress.floatingPointOperationsSoFar, flops < 0 {
             throw checkpoint.metadata.invalid("num_floating_point_operations_so_far", "is \(flops)")
         }
-        if !arguments.noLoadOptim { try restoreOptimizer(checkpoint) }
-        if !arguments.noLoadRNG { try restoreRNG(checkpoint) }
+        if let format = checkpoint.writtenByMegatron {
+            log("  a Megatron-LM \(format) checkpoint: weights, iteration and consumed samples are carried; its optimizer, "
+                + "scheduler and RNG state are not (starting them fresh, as --no-load-optim --no-load-rng)")
+        } else {
+            if !arguments.noLoadOptim { try restoreOptimizer(checkpoint) }
+            if !arguments.noLoadRNG { try restoreRNG(checkpoint) }
+        }
         iteration = checkpoint.iteration
         consumedSamples = progress.consumedSamples
         // Checkpoints written before the count was recorded start it again at 0.
@@ -163,7 +187,9 @@ extension Pretrainer {
             differences.append("--max-position-embeddings: checkpoint \(saved.maxPositionEmbeddings), flags \(model.maxSequenceLength)")
         }
         // A converted Hugging Face model (release) may have more embedding rows than its tokenizer has tokens.
-        let vocabularyFits = checkpoint.isRelease ? saved.vocabSize >= vocabularySize : saved.vocabSize == vocabularySize
+        // So may a Megatron-LM checkpoint, whose args record the padded size only.
+        let vocabularyFits = checkpoint.isRelease || checkpoint.writtenByMegatron != nil ? saved.vocabSize >= vocabularySize
+            : saved.vocabSize == vocabularySize
         if !vocabularyFits {
             differences.append("vocabulary size (the tokenizer's): checkpoint \(saved.vocabSize), flags \(vocabularySize)")
         }

@@ -10,8 +10,10 @@ struct Convert: ParsableCommand {
             --loader hf reads a Hugging Face directory (config.json and model.safetensors, or sharded with \
             model.safetensors.index.json) of GPT-2, LLaMA (2, 3.x with rope_scaling), Mistral, Qwen2 or Qwen3; \
             config.json fields that would change the model and are not supported are refused by name. \
-            --saver megatron writes a release checkpoint that pretrain-gpt --load and generate read, with the \
-            directory's tokenizer files copied into its tokenizer/ folder; --saver hf writes config.json and \
+            --saver megatron writes a release checkpoint that pretrain-gpt --load, generate and Megatron-LM read \
+            (--ckpt-format torch_dist, the default; safetensors for this build's own layout), with the \
+            directory's tokenizer files copied into its tokenizer/ folder; --loader megatron reads either, and \
+            Megatron-LM's torch_dist and legacy torch checkpoints; --saver hf writes config.json and \
             model.safetensors in the architecture the model came from (else the one that holds it).
             """)
 
@@ -22,6 +24,8 @@ struct Convert: ParsableCommand {
     @Option(help: "Format of --save-dir: hf or megatron.") var saver: Format
     @Option(help: "Directory to read.") var loadDir: String
     @Option(help: "Directory to write.") var saveDir: String
+    @Option(help: "Format --saver megatron writes: torch_dist (Megatron-LM's) or safetensors (this build's own).")
+    var ckptFormat = "torch_dist"
     @Option(help: "Tensor-parallel size of the saved checkpoint (only 1 until tensor parallelism lands).")
     var targetTensorParallelSize = 1
     @Option(help: "Pipeline-parallel size of the saved checkpoint (only 1 until pipeline parallelism lands).")
@@ -29,6 +33,9 @@ struct Convert: ParsableCommand {
 
     func validate() throws {
         guard modelType == "GPT" else { throw ValidationError("--model-type \(modelType) is not supported; only GPT") }
+        guard ["torch_dist", "safetensors"].contains(ckptFormat) else {
+            throw ValidationError("--ckpt-format must be torch_dist or safetensors, got '\(ckptFormat)'")
+        }
         guard targetTensorParallelSize == 1, targetPipelineParallelSize == 1 else {
             throw ValidationError("this build saves unsharded checkpoints only: --target-tensor-parallel-size and --target-pipeline-parallel-size must be 1")
         }
@@ -69,8 +76,9 @@ struct Convert: ParsableCommand {
                 print("> \(loadDir) has no tokenizer.json: generate will need the tokenizer flags")
             }
             carried.huggingfaceArchitecture = architecture?.rawValue
-            try GPTCheckpoint.save(model, vocabSize: vocab, to: CheckpointDirectory(root: target), release: true, manifest: carried)
-            print("> saved megatron checkpoint to \(saveDir)")
+            try GPTCheckpoint.save(model, vocabSize: vocab, to: CheckpointDirectory(root: target), release: true, manifest: carried,
+                                   torchDist: ckptFormat == "torch_dist")
+            print("> saved megatron checkpoint (\(ckptFormat)) to \(saveDir)")
         }
     }
 }

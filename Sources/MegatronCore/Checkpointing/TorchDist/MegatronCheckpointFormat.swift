@@ -1,0 +1,147 @@
+import Foundation
+import MegatronTensor
+
+/// Megatron-LM's checkpoint formats in a checkpoint directory (tracker, `iter_XXXXXXX/`): `torch_dist` written and
+/// read, the legacy `torch` format (`mp_rank_00/model_optim_rng.pt`, one tensor- and pipeline-parallel rank) read.
+///
+/// A `torch_dist` checkpoint written here holds the model under Megatron's keys, `args` (with `no_save_optim` and
+/// `no_save_rng` set, so Megatron-LM loads the weights, iteration and args and starts its own optimizer), and this
+/// build's own manifest and optimizer state (`optimizer.state.<exp_avg|exp_avg_sq|fp32_param>.<key>`, the
+/// fully-reshardable naming), which resume here exactly. A checkpoint Megatron-LM wrote gives weights, iteration,
+/// consumed samples and the model description; its optimizer and RNG state are not carried.
+///
+/// ```swift
+/// try MegatronCheckpointFormat.save(to: store, iteration: 100, model: model.stateDict(), optimizer: [:], manifest: manifest)
+/// let loaded = try store.loadLatest()   // reads torch_dist, torch and safetensors checkpoints alike
+/// ```
+public enum MegatronCheckpointFormat {
+    /// Where a torch_dist checkpoint written here keeps its manifest (metadata.json belongs to Megatron's format).
+    public static let manifestKey = "megatron_swift_metadata"
+    static let optimizerPrefix = "optimizer.state."
+
+    /// Writes `model` (our parameter names, whole) and `optimizer` (`master.<p>`, `state<k>.<p>`) for `iteration`
+    /// as a torch_dist checkpoint, staged, renamed into place and then named by the tracker. `stateNames` names the
+    /// optimizer's state buffers in Megatron's terms (`exp_avg`, `exp_avg_sq` for Adam).
+    public static func save(to store: CheckpointDirectory, iteration: Int, model: [String: Tensor], optimizer: [String: Tensor],
+                            stateNames: [String] = ["exp_avg", "exp_avg_sq"], manifest: CheckpointManifest,
+                            megatronArgs: [(String, PickleValue)] = [], release: Bool = false) throws {
+        guard let config = manifest.modelConfig else { throw CheckpointError("a torch_dist checkpoint needs the model's description") }
+        let fm = FileManager.default
+        try fm.createDirectory(at: store.root, withIntermediateDirectories: true)
+        let name = release ? CheckpointDirectory.releaseName : CheckpointDirectory.iterationName(iteration)
+        let staging = store.root.appendingPathComponent(CheckpointDirectory.stagingName(name))
+        try? fm.removeItem(at: staging)
+        try fm.createDirectory(at: staging, withIntermediateDirectories: false)
+
+        var manifest = manifest
+        manifest.iteration = iteration
+        manifest.checkpointVersion = 3.0
+        var tensors = try MegatronGPTLayout.sharded(model.mapValues { $0.to(.cpu) }, numLayers: config.numLayers)
+        for (kind, state) in try optimizerGroups(optimizer, stateNames: stateNames) {
+            for (key, t) in try MegatronGPTLayout.sharded(state.mapValues { $0.to(.cpu) }, numLayers: config.numLayers) {
+                tensors[optimizerPrefix + kind + "." + key] = t
+            }
+        }
+        let metadata = String(decoding: try CheckpointMetadata.encode(manifest), as: UTF8.self)
+        let common = PickleValue.stringDict([
+            ("args", MegatronArgs.namespace(manifest, extra: megatronArgs)), ("checkpoint_version", .float(3.0)),
+            ("iteration", .int(iteration)),
+            ("num_floating_point_operations_so_far", .float(manifest.numFloatingPointOperationsSoFar ?? 0)),
+            (manifestKey, .string(metadata)),
+        ])
+        try DistributedCheckpoint.write(.init(tensors: tensors, objects: MegatronGPTLayout.extraStateObjects(numLayers: config.numLayers),
+                                              common: common), to: staging)
+        try AtomicFile.syncDirectory(staging)
+        try store.publish(staging, as: name)
+        try AtomicFile.write(Data((release ? CheckpointDirectory.releaseName : "\(iteration)").utf8),
+                             to: store.root.appendingPathComponent(CheckpointDirectory.trackerName))
+    }
+
+    /// The optimizer tensors grouped by Megatron's state name: `fp32_param` (masters), then the state buffers.
+    static func optimizerGroups(_ optimizer: [String: Tensor], stateNames: [String]) throws -> [String: [String: Tensor]] {
+        var groups: [String: [String: Tensor]] = [:]
+        for (key, t) in optimizer {
+            guard let dot = key.firstIndex(of: ".") else { throw CheckpointError("optimizer state \(key) has no parameter name") }
+            let (kind, parameter) = (String(key[..<dot]), String(key[key.index(after: dot)...]))
+            groups[megatronStateName(kind, stateNames), default: [:]][parameter] = t
+        }
+        return groups
+    }
+
+    static func megatronStateName(_ kind: String, _ stateNames: [String]) -> String {
+        if kind == "master" { return "fp32_param" }
+        if kind.hasPrefix("state"), let k = Int(kind.dropFirst(5)), stateNames.indices.contains(k) { return stateNames[k] }
+        return kind
+    }
+
+    // MARK: Read
+
+    /// The checkpoint in `directory` if it is one of Megatron's formats (nil for this build's safetensors layout).
+    public static func loadIfMegatron(_ name: CheckpointName, from directory: URL, stateNames: [String] = ["exp_avg", "exp_avg_sq"])
+        throws -> LoadedCheckpoint? {
+        if DistributedCheckpoint.isDistributedCheckpoint(directory) {
+            return try loadDistributed(name, from: directory, stateNames: stateNames)
+        }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        let ranks = names.filter { $0.hasPrefix("mp_rank_") }.sorted()
+        guard !ranks.isEmpty else { return nil }
+        guard ranks == ["mp_rank_00"] else {
+            throw CheckpointError("\(directory.path): a legacy torch checkpoint of \(ranks.count) model-parallel ranks (\(ranks.joined(separator: ", "))); "
+                + "this build reads one (tensor and pipeline parallel size 1): convert it with Megatron-LM's tools/checkpoint/convert.py --target-tensor-parallel-size 1 --target-pipeline-parallel-size 1 first")
+        }
+        return try loadLegacy(name, from: directory.appendingPathComponent("mp_rank_00/model_optim_rng.pt"), directory: directory)
+    }
+
+    static func loadDistributed(_ name: CheckpointName, from directory: URL, stateNames: [String]) throws -> LoadedCheckpoint {
+        let contents = try DistributedCheckpoint.read(directory)
+        var tensors: [String: Tensor] = [:]
+        var model: [String: Tensor] = [:], optimizer: [String: [String: Tensor]] = [:]
+        for (key, t) in contents.tensors {
+            if key.hasPrefix(optimizerPrefix) {
+                let rest = key.dropFirst(optimizerPrefix.count)
+                guard let dot = rest.firstIndex(of: ".") else { continue }
+                optimizer[String(rest[..<dot]), default: [:]][String(rest[rest.index(after: dot)...])] = t
+            } else if !key.hasPrefix("optimizer.") {
+                model[key] = t
+            }
+        }
+        for (n, t) in MegatronGPTLayout.unsharded(model) { tensors["model." + n] = t }
+        let kinds = ["master"] + stateNames.indices.map { "state\($0)" }
+        for (megatronKind, state) in optimizer {
+            let kind = kinds.first { megatronStateName($0, stateNames) == megatronKind } ?? megatronKind
+            for (n, t) in MegatronGPTLayout.unsharded(state) { tensors["optimizer.\(kind).\(n)"] = t }
+        }
+        let metadataURL = directory.appendingPathComponent(".metadata")
+        if let ours = contents.common[manifestKey]?.stringValue {
+            let metadata = try CheckpointMetadata.decode(Data(ours.utf8), file: metadataURL)
+            return LoadedCheckpoint(name: name, directory: directory, tensors: tensors, metadata: metadata)
+        }
+        return try foreign(name, directory: directory, tensors: tensors, common: contents.common, format: "torch_dist", file: metadataURL)
+    }
+
+    static func loadLegacy(_ name: CheckpointName, from file: URL, directory: URL) throws -> LoadedCheckpoint {
+        let state = try TorchSave.read(Data(contentsOf: file, options: .alwaysMapped), source: file.path)
+        guard let model = state["model"] else {
+            throw CheckpointError("\(file.path): holds no 'model' (a checkpoint of several virtual pipeline stages is not read)")
+        }
+        var tensors: [String: Tensor] = [:]
+        for (n, t) in try MegatronGPTLayout.legacyModel(model, source: file.path) { tensors["model." + n] = t }
+        return try foreign(name, directory: directory, tensors: tensors, common: state, format: "torch", file: file)
+    }
+
+    /// A checkpoint Megatron-LM wrote: its manifest rebuilt from `args`, marked foreign so that its optimizer and RNG
+    /// state are not looked for.
+    static func foreign(_ name: CheckpointName, directory: URL, tensors: [String: Tensor], common: PickleValue, format: String,
+                        file: URL) throws -> LoadedCheckpoint {
+        guard let args = common["args"] else { throw CheckpointError("\(file.path): holds no args") }
+        var manifest = try MegatronArgs.manifest(args, source: file.path)
+        manifest.iteration = common["iteration"]?.intValue ?? name.iteration
+        manifest.checkpointVersion = common["checkpoint_version"]?.doubleValue ?? 3.0
+        manifest.numFloatingPointOperationsSoFar = common["num_floating_point_operations_so_far"]?.doubleValue
+        manifest.shapes = tensors.mapValues(\.shape)
+        let metadata = try CheckpointMetadata.decode(try CheckpointMetadata.encode(manifest), file: file)
+        var loaded = LoadedCheckpoint(name: name, directory: directory, tensors: tensors, metadata: metadata)
+        loaded.writtenByMegatron = format
+        return loaded
+    }
+}

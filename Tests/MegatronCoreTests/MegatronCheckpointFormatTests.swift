@@ -1,0 +1,115 @@
+import Foundation
+import MegatronCore
+import MegatronTensor
+import MegatronTestSupport
+import XCTest
+
+/// Megatron-LM's own checkpoints of a tiny GPTModel (scripts/fixtures/make_megatron_checkpoints.py: Megatron Core's
+/// `dist_checkpointing.save` and its legacy torch.save layout, on CPU) load here with Megatron's logits; ours
+/// round-trip bit for bit. (The same script's `check` mode loads ours with Megatron's `dist_checkpointing.load`.)
+final class MegatronCheckpointFormatTests: XCTestCase {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/megatron")
+
+    struct Golden: Decodable {
+        var tokens: [[Int]]
+        var shape: [Int]
+        var logits: [Float]
+    }
+
+    static func golden() throws -> Golden {
+        try JSONDecoder().decode(Golden.self, from: Data(contentsOf: fixtures.appendingPathComponent("logits.json")))
+    }
+
+    static func logits(_ model: GPTModel, _ golden: Golden) -> [Float] {
+        let ids = Tensor(shape: [golden.tokens.count, golden.tokens[0].count], ints: golden.tokens.flatMap { $0 })
+        return withoutGrad { model(ids) }.floats()
+    }
+
+    func assertMegatronLogits(_ format: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let store = CheckpointDirectory(root: Self.fixtures.appendingPathComponent(format))
+        let checkpoint = try XCTUnwrap(try store.loadLatest())
+        XCTAssertEqual(checkpoint.writtenByMegatron, format, file: file, line: line)
+        XCTAssertEqual(checkpoint.iteration, 7, file: file, line: line)
+        XCTAssertEqual(try checkpoint.metadata.manifest().consumedSamples, 56, file: file, line: line)
+        let loaded = try GPTCheckpoint.load(from: store)
+        XCTAssertEqual(loaded.model.config.numLayers, 2, file: file, line: line)
+        XCTAssertEqual(loaded.model.config.activation, .geluExact, "bias_gelu_fusion=False is F.gelu", file: file, line: line)
+        let golden = try Self.golden()
+        assertScaledClose(Self.logits(loaded.model, golden), golden.logits, tolerance: 2e-6, "\(format) logits", file: file, line: line)
+    }
+
+    func testMegatronTorchDistCheckpointGivesMegatronsLogits() throws { try assertMegatronLogits("torch_dist") }
+
+    func testMegatronLegacyTorchCheckpointGivesMegatronsLogits() throws { try assertMegatronLogits("torch") }
+
+    /// Saved here as torch_dist and read back: every tensor bit for bit (stacked layers un-stacked, TE norm names
+    /// mapped back), the optimizer state under its Megatron names, the manifest whole.
+    func testTorchDistRoundTripIsExact() throws {
+        let source = try GPTCheckpoint.load(from: CheckpointDirectory(root: Self.fixtures.appendingPathComponent("torch_dist")))
+        let model = source.model.stateDict()
+        var optimizer: [String: Tensor] = [:]
+        for (name, p) in model {
+            let values = p.floats()
+            optimizer["state0." + name] = Tensor(shape: p.shape, values: values.map { $0 * 0.5 })
+            optimizer["state1." + name] = Tensor(shape: p.shape, values: values.map { $0 * $0 })
+        }
+        var manifest = CheckpointManifest()
+        GPTCheckpoint.describe(source.model, vocabSize: 100, in: &manifest)
+        manifest.consumedSamples = 96
+        let root = Self.oracleDirectory ?? scratchPath("torch-dist")
+        let store = CheckpointDirectory(root: root)
+        try MegatronCheckpointFormat.save(to: store, iteration: 12, model: model, optimizer: optimizer, manifest: manifest)
+        let iterationDirectory = root.appendingPathComponent("iter_0000012")
+        XCTAssertTrue(DistributedCheckpoint.isDistributedCheckpoint(iterationDirectory))
+        let back = try XCTUnwrap(try store.loadLatest())
+        XCTAssertNil(back.writtenByMegatron)
+        XCTAssertEqual(try back.metadata.manifest().consumedSamples, 96)
+        XCTAssertEqual(try back.metadata.manifest().vocabSize, 100)
+        XCTAssertEqual(Set(back.tensors.keys), Set(model.keys.map { "model." + $0 } + optimizer.keys.map { "optimizer." + $0 }))
+        for (name, t) in model { XCTAssertEqual(back.tensors["model." + name]?.floats(), t.floats(), name) }
+        for (name, t) in optimizer { XCTAssertEqual(back.tensors["optimizer." + name]?.floats(), t.floats(), name) }
+        // The files are Megatron's: stacked layer keys under TE names, the optimizer's fully-reshardable names.
+        let contents = try DistributedCheckpoint.read(iterationDirectory)
+        XCTAssertEqual(contents.tensors["decoder.layers.self_attention.linear_qkv.layer_norm_weight"]?.shape, [2, 16])
+        XCTAssertEqual(contents.tensors["optimizer.state.exp_avg.decoder.layers.mlp.linear_fc1.weight"]?.shape, [2, 64, 16])
+        XCTAssertEqual(contents.common["args"]?.attribute("num_layers")?.intValue, 2)
+        XCTAssertEqual(contents.common["iteration"]?.intValue, 12)
+        if let oracle = Self.oracleDirectory {
+            let golden = try Self.golden()
+            let logits = Self.logits(source.model, golden)
+            let json = try JSONSerialization.data(withJSONObject: ["logits": logits.map(Double.init)])
+            try json.write(to: oracle.appendingPathComponent("logits.json"))
+        }
+    }
+
+    /// What `convert --saver megatron` writes by default: a release torch_dist checkpoint that rebuilds the model,
+    /// tokenizer record included, with the same logits.
+    func testReleaseTorchDistRebuildsTheModel() throws {
+        let source = try GPTCheckpoint.load(from: CheckpointDirectory(root: Self.fixtures.appendingPathComponent("torch")))
+        let store = CheckpointDirectory(root: scratchPath("release-dist"))
+        var carried = CheckpointManifest()
+        carried.tokenizer = .init(tokenizerType: "HuggingFaceTokenizer", tokenizerModel: "tokenizer")
+        try GPTCheckpoint.save(source.model, vocabSize: 300, to: store, release: true, manifest: carried, torchDist: true)
+        XCTAssertTrue(DistributedCheckpoint.isDistributedCheckpoint(store.root.appendingPathComponent("release")))
+        let back = try GPTCheckpoint.load(from: store)
+        XCTAssertEqual(back.vocabSize, 300)
+        XCTAssertEqual(back.manifest.tokenizer?.tokenizerType, "HuggingFaceTokenizer")
+        let golden = try Self.golden()
+        XCTAssertEqual(Self.logits(back.model, golden), Self.logits(source.model, golden))
+    }
+
+    /// `MEGATRON_CKPT_ORACLE_OUT=<dir>`: the round trip writes its checkpoint and logits there for
+    /// `make_megatron_checkpoints.py check <dir>`.
+    static var oracleDirectory: URL? {
+        ProcessInfo.processInfo.environment["MEGATRON_CKPT_ORACLE_OUT"].map { URL(fileURLWithPath: $0) }
+    }
+
+    func testMegatronFormatErrorsNameTheFile() throws {
+        let root = try scratchDirectory("bad-dist")
+        let directory = root.appendingPathComponent("iter_0000001")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try DistributedCheckpoint.metadataJSON.write(to: directory.appendingPathComponent("metadata.json"))
+        try Data("1".utf8).write(to: root.appendingPathComponent(CheckpointDirectory.trackerName))
+        XCTAssertThrowsError(try CheckpointDirectory(root: root).loadLatest()) { XCTAssertTrue("\($0)".contains(".metadata"), "\($0)") }
+    }
+}
