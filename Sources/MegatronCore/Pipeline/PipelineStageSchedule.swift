@@ -1,0 +1,147 @@
+import MegatronAutograd
+import MegatronParallel
+import MegatronTensor
+
+/// Runs one pipeline rank's schedule (`PipelineSchedule.oneFOneB`'s steps) on its stage of the model: each
+/// forward starts from the activation received from the previous stage (or the tokens on the first), each
+/// backward from the output gradient received from the next stage (or the loss on the last); exchanges go
+/// through `Communicator.batchSendRecv` on the pipeline group, in Megatron's batch order. A micro-batch's
+/// activations are dropped as soon as its backward has run, so only 1F1B's in-flight micro-batches are alive.
+///
+/// Activations travel as `activationShape` tensors of `dtype` (`GPTModel.stageActivationShape`, the same on
+/// every stage). The last stage reports the loss; the other stages report zero, so that the step's sum over
+/// the pipeline group gives every rank the last stage's loss.
+///
+/// ```swift
+/// let steps = try PipelineSchedule.oneFOneB(stages: pp.size, rank: pp.rank, microBatches: 8)
+/// step.schedule = PipelineStageSchedule(steps: steps, pipeline: state.pipeline,
+///                                       activationShape: model.stageActivationShape(batch: 2, seq: 128),
+///                                       dtype: config.paramsDType, device: device)
+/// ```
+public final class PipelineStageSchedule: ForwardBackwardSchedule {
+    public let steps: [PipelineStep]
+    public let pipeline: Communicator
+    public let activationShape: [Int]
+    public let dtype: DType
+    public let device: Device
+    /// The most micro-batches whose activations were alive at once in the last `run` (the 1F1B bound is the
+    /// number of stages from this one to the last).
+    public private(set) var peakLiveMicroBatches = 0
+
+    public init(steps: [PipelineStep], pipeline: Communicator, activationShape: [Int], dtype: DType, device: Device) {
+        self.steps = steps
+        self.pipeline = pipeline
+        self.activationShape = activationShape
+        self.dtype = dtype
+        self.device = device
+    }
+
+    /// A micro-batch between its forward and its backward.
+    private struct InFlight {
+        /// The received activation (a leaf requiring grad); nil on the first stage.
+        var input: Tensor?
+        var output: PipelineStageOutput
+    }
+
+    /// What one run keeps between steps.
+    private struct RunState {
+        var inFlight: [Int: InFlight] = [:]
+        var receivedActivations: [Tensor] = []
+        var receivedGradients: [Tensor] = []
+        var outgoingActivations: [Int: Tensor] = [:]
+        var outgoingGradients: [Int: Tensor] = [:]
+        var lossSum: Tensor?
+        var tokens = 0
+        var peak = 0
+    }
+
+    public func run(_ passes: ForwardBackwardPasses) throws {
+        var state = RunState()
+        for step in steps {
+            switch step {
+            case .forward(let work): try forward(work.microBatch, passes, &state)
+            case .backward(let work): try backward(work.microBatch, passes, &state)
+            case .exchange(let exchange): try self.exchange(exchange, &state)
+            }
+        }
+        peakLiveMicroBatches = state.peak
+        guard state.inFlight.isEmpty else {
+            throw PipelineScheduleError(description: "the pipeline schedule left \(state.inFlight.count) micro-batches without a backward")
+        }
+        if state.lossSum == nil {
+            try passes.lossesComputed(Tensor.zeros([1], dtype: .float32, device: device), 0)
+        }
+    }
+
+    private func forward(_ m: Int, _ passes: ForwardBackwardPasses, _ state: inout RunState) throws {
+        var input: Tensor?
+        if pipeline.rank > 0 {
+            guard !state.receivedActivations.isEmpty else {
+                throw PipelineScheduleError(description: "forward of micro-batch \(m) before its activation arrived")
+            }
+            var received = state.receivedActivations.removeFirst()
+            received.requiresGrad = true
+            input = received
+        }
+        let output = try passes.stageForward(m, input)
+        switch output {
+        case .activation(let hidden): state.outgoingActivations[m] = hidden.detached().contiguous()
+        case .loss(let loss):
+            state.lossSum = state.lossSum.map { $0 + loss.sum.detached() } ?? loss.sum.detached()
+            state.tokens += loss.tokens
+            if m == passes.count - 1 { try passes.lossesComputed(state.lossSum!, state.tokens) }
+        }
+        state.inFlight[m] = InFlight(input: input, output: output)
+        state.peak = max(state.peak, state.inFlight.count)
+    }
+
+    private func backward(_ m: Int, _ passes: ForwardBackwardPasses, _ state: inout RunState) throws {
+        guard let live = state.inFlight.removeValue(forKey: m) else {
+            throw PipelineScheduleError(description: "backward of micro-batch \(m) before its forward")
+        }
+        try passes.gradientSync(m) {
+            switch live.output {
+            case .loss(let loss): try passes.backward(loss)
+            case .activation(let hidden):
+                guard !state.receivedGradients.isEmpty else {
+                    throw PipelineScheduleError(description: "backward of micro-batch \(m) before its output gradient arrived")
+                }
+                hidden.backward(gradient: state.receivedGradients.removeFirst())
+            }
+        }
+        if let input = live.input {
+            state.outgoingGradients[m] = input.grad ?? Tensor.zeros(activationShape, dtype: dtype, device: device)
+        }
+    }
+
+    /// One batch of transfers in Megatron's order: gradient to the previous stage, activation from it,
+    /// activation to the next stage, gradient from it.
+    private func exchange(_ x: PipelineExchange, _ state: inout RunState) throws {
+        let previous = pipeline.rank - 1, next = pipeline.rank + 1
+        var transfers: [PointToPoint] = []
+        var activation: Tensor?, gradient: Tensor?
+        if let work = x.sendBackward {
+            guard let g = state.outgoingGradients.removeValue(forKey: work.microBatch) else {
+                throw PipelineScheduleError(description: "no input gradient of micro-batch \(work.microBatch) to send")
+            }
+            transfers.append(.send(g, to: previous))
+        }
+        if x.receiveForward {
+            activation = Tensor.zeros(activationShape, dtype: dtype, device: device)
+            transfers.append(.recv(into: activation!, from: previous))
+        }
+        if let work = x.sendForward {
+            guard let h = state.outgoingActivations.removeValue(forKey: work.microBatch) else {
+                throw PipelineScheduleError(description: "no activation of micro-batch \(work.microBatch) to send")
+            }
+            transfers.append(.send(h, to: next))
+        }
+        if x.receiveBackward {
+            gradient = Tensor.zeros(activationShape, dtype: dtype, device: device)
+            transfers.append(.recv(into: gradient!, from: next))
+        }
+        try pipeline.batchSendRecv(transfers).wait()
+        if let activation { state.receivedActivations.append(activation) }
+        if let gradient { state.receivedGradients.append(gradient) }
+    }
+}
