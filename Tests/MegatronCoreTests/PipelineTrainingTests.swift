@@ -109,9 +109,7 @@ final class PipelineTrainingTests: XCTestCase {
                                               ddpConfig: DistributedDataParallelConfig(useDistributedOptimizer: shape.distributedOptimizer))
         let step = TrainingStep(model: model, optimizer: optimizer, parallel: parallel, clipGrad: 1)
         let dp = parallel.dataWithContext.size, microBatchSize = 1, microBatches = globalBatch / dp / microBatchSize
-        let schedule = PipelineStageSchedule(
-            steps: try PipelineSchedule.oneFOneB(stages: shape.pipeline, rank: parallel.pipelineRank, microBatches: microBatches),
-            pipeline: parallel.pipeline, activationShape: model.stageActivationShape(batch: microBatchSize, seq: sequence),
+        let schedule = PipelineStageSchedule(pipeline: parallel.pipeline, activationShape: model.stageActivationShape(batch: microBatchSize, seq: sequence),
             dtype: config.paramsDType, device: .cpu)
         if shape.pipeline > 1 { step.schedule = schedule }
         let schedulerConfig = OptimizerParamScheduler.Configuration(maxLR: 1e-2, lrDecaySteps: 100, lrDecayStyle: .constant,

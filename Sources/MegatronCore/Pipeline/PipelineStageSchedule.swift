@@ -2,7 +2,7 @@ import MegatronAutograd
 import MegatronParallel
 import MegatronTensor
 
-/// Runs one pipeline rank's schedule (`PipelineSchedule.oneFOneB`'s steps) on its stage of the model: each
+/// Runs one pipeline rank's 1F1B schedule (`PipelineSchedule.oneFOneB`'s steps) on its stage of the model: each
 /// forward starts from the activation received from the previous stage (or the tokens on the first), each
 /// backward from the output gradient received from the next stage (or the loss on the last); exchanges go
 /// through `Communicator.batchSendRecv` on the pipeline group, in Megatron's batch order. A micro-batch's
@@ -13,13 +13,11 @@ import MegatronTensor
 /// the pipeline group gives every rank the last stage's loss.
 ///
 /// ```swift
-/// let steps = try PipelineSchedule.oneFOneB(stages: pp.size, rank: pp.rank, microBatches: 8)
-/// step.schedule = PipelineStageSchedule(steps: steps, pipeline: state.pipeline,
+/// step.schedule = PipelineStageSchedule(pipeline: state.pipeline,
 ///                                       activationShape: model.stageActivationShape(batch: 2, seq: 128),
 ///                                       dtype: config.paramsDType, device: device)
 /// ```
 public final class PipelineStageSchedule: ForwardBackwardSchedule {
-    public let steps: [PipelineStep]
     public let pipeline: Communicator
     public let activationShape: [Int]
     public let dtype: DType
@@ -28,8 +26,7 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
     /// number of stages from this one to the last).
     public private(set) var peakLiveMicroBatches = 0
 
-    public init(steps: [PipelineStep], pipeline: Communicator, activationShape: [Int], dtype: DType, device: Device) {
-        self.steps = steps
+    public init(pipeline: Communicator, activationShape: [Int], dtype: DType, device: Device) {
         self.pipeline = pipeline
         self.activationShape = activationShape
         self.dtype = dtype
@@ -57,6 +54,7 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
 
     public func run(_ passes: ForwardBackwardPasses) throws {
         var state = RunState()
+        let steps = try PipelineSchedule.oneFOneB(stages: pipeline.size, rank: pipeline.rank, microBatches: passes.count)
         for step in steps {
             switch step {
             case .forward(let work): try forward(work.microBatch, passes, &state)
@@ -73,6 +71,27 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
         }
     }
 
+    /// One micro-batch's forward without gradients (evaluation): receives the previous stage's activation,
+    /// runs `forward` on it (nil on the first stage) and sends the result on. Returns the last stage's
+    /// [loss sum, tokens], summed over the pipeline group so every stage gets them.
+    public func forwardOnly(_ forward: (Tensor?) -> PipelineStageOutput) throws -> (lossSum: Double, tokens: Int) {
+        var input: Tensor?
+        if pipeline.rank > 0 {
+            let received = Tensor.zeros(activationShape, dtype: dtype, device: device)
+            try pipeline.batchSendRecv([.recv(into: received, from: pipeline.rank - 1)]).wait()
+            input = received
+        }
+        var totals: [Float] = [0, 0]
+        switch withoutGrad({ forward(input) }) {
+        case .activation(let hidden): try pipeline.batchSendRecv([.send(hidden.contiguous(), to: pipeline.rank + 1)]).wait()
+        case .loss(let loss): totals = [loss.sum.cast(to: .float32).item(), Float(loss.tokens)]
+        }
+        let summed = Tensor(shape: [2], values: totals).to(device)
+        try pipeline.allReduce(summed, op: .sum).wait()
+        let values = summed.to(.cpu).floats()
+        return (Double(values[0]), Int(values[1].rounded()))
+    }
+
     private func forward(_ m: Int, _ passes: ForwardBackwardPasses, _ state: inout RunState) throws {
         var input: Tensor?
         if pipeline.rank > 0 {
@@ -85,7 +104,12 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
         }
         let output = try passes.stageForward(m, input)
         switch output {
-        case .activation(let hidden): state.outgoingActivations[m] = hidden.detached().contiguous()
+        case .activation(let hidden):
+            guard hidden.shape == activationShape, hidden.dtype == dtype else {
+                throw PipelineScheduleError(description: "stage output \(hidden.shape) \(hidden.dtype) differs from the "
+                    + "activation the next stage expects, \(activationShape) \(dtype)")
+            }
+            state.outgoingActivations[m] = hidden.detached().contiguous()
         case .loss(let loss):
             state.lossSum = state.lossSum.map { $0 + loss.sum.detached() } ?? loss.sum.detached()
             state.tokens += loss.tokens

@@ -37,7 +37,7 @@ enum FlagDescriptions {
         "--use-rotary-position-embeddings": "Megatron's older spelling of --position-embedding-type rope.",
         // Parallelism.
         "--tensor-model-parallel-size": "Ranks each layer's weights are split over (needs megatron launch or torchrun).",
-        "--pipeline-model-parallel-size": "Pipeline stages; only 1 for now.",
+        "--pipeline-model-parallel-size": "Pipeline stages (1F1B schedule); checkpoints need 1 for now.",
         "--context-parallel-size": "Ranks the sequence is split over; only 1 for now.",
         "--expert-model-parallel-size": "Ranks the MoE experts are split over; only 1 for now.",
         "--sequence-parallel": "Split norms and dropout over the sequence across tensor-parallel ranks.",
