@@ -23,6 +23,8 @@ final class PipelineArgumentTests: XCTestCase {
         XCTAssertEqual(message("--pipeline-model-parallel-size 3"), "--num-layers 4 is not divisible by --pipeline-model-parallel-size 3")
         XCTAssertEqual(message("--pipeline-model-parallel-size 3 --account-for-embedding-in-pipeline-split --account-for-loss-in-pipeline-split"),
                        "no error")   // 4 layers + embedding + loss = 6 split over 3 stages
+        XCTAssertTrue(message("--pipeline-model-parallel-size 2 --overlap-grad-reduce").hasPrefix("--overlap-grad-reduce with --pipeline-model-parallel-size 2 and tied embeddings"))
+        XCTAssertEqual(message("--pipeline-model-parallel-size 2 --overlap-grad-reduce --untie-embeddings-and-output-weights"), "no error")
         XCTAssertEqual(message("--pipeline-model-parallel-size 2 --decoder-first-pipeline-num-layers 3 --decoder-last-pipeline-num-layers 3"),
                        "--decoder-first-pipeline-num-layers and --decoder-last-pipeline-num-layers take more than the 4 layers")
     }

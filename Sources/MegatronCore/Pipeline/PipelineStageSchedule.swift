@@ -143,27 +143,23 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
     private func exchange(_ x: PipelineExchange, _ state: inout RunState) throws {
         let previous = pipeline.rank - 1, next = pipeline.rank + 1
         var transfers: [PointToPoint] = []
-        var activation: Tensor?, gradient: Tensor?
-        if let work = x.sendBackward {
-            guard let g = state.outgoingGradients.removeValue(forKey: work.microBatch) else {
-                throw PipelineScheduleError(description: "no input gradient of micro-batch \(work.microBatch) to send")
+        func send(_ work: PipelineWork?, from outgoing: inout [Int: Tensor], to peer: Int, what: String) throws {
+            guard let work else { return }
+            guard let tensor = outgoing.removeValue(forKey: work.microBatch) else {
+                throw PipelineScheduleError(description: "no \(what) of micro-batch \(work.microBatch) to send")
             }
-            transfers.append(.send(g, to: previous))
+            transfers.append(.send(tensor, to: peer))
         }
-        if x.receiveForward {
-            activation = Tensor.zeros(activationShape, dtype: dtype, device: device)
-            transfers.append(.recv(into: activation!, from: previous))
+        func receive(_ wanted: Bool, from peer: Int) -> Tensor? {
+            guard wanted else { return nil }
+            let tensor = Tensor.zeros(activationShape, dtype: dtype, device: device)
+            transfers.append(.recv(into: tensor, from: peer))
+            return tensor
         }
-        if let work = x.sendForward {
-            guard let h = state.outgoingActivations.removeValue(forKey: work.microBatch) else {
-                throw PipelineScheduleError(description: "no activation of micro-batch \(work.microBatch) to send")
-            }
-            transfers.append(.send(h, to: next))
-        }
-        if x.receiveBackward {
-            gradient = Tensor.zeros(activationShape, dtype: dtype, device: device)
-            transfers.append(.recv(into: gradient!, from: next))
-        }
+        try send(x.sendBackward, from: &state.outgoingGradients, to: previous, what: "input gradient")
+        let activation = receive(x.receiveForward, from: previous)
+        try send(x.sendForward, from: &state.outgoingActivations, to: next, what: "activation")
+        let gradient = receive(x.receiveBackward, from: next)
         try pipeline.batchSendRecv(transfers).wait()
         if let activation { state.receivedActivations.append(activation) }
         if let gradient { state.receivedGradients.append(gradient) }
