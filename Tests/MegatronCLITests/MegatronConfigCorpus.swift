@@ -143,7 +143,7 @@ struct CorpusConfig {
 /// (`--ckpt-convert-*`) writes a checkpoint by itself and always counts.
 enum OutOfScopeFeatures {
     static let patterns: [(feature: String, pattern: String)] = [
-        ("pipeline parallelism", #"^--(num-layers-per-virtual-pipeline-stage|num-virtual-stages-per-pipeline-rank|virtual-pipeline-model-parallel-size|decoder-(first|last)-pipeline-num-layers|account-for-.*-in-pipeline-split|microbatch-group-size-per-virtual-pipeline-stage|overlap-p2p-communication.*|pipeline-model-parallel-layout)$"#),
+        ("pipeline parallelism", #"^--(num-layers-per-virtual-pipeline-stage|num-virtual-stages-per-pipeline-rank|virtual-pipeline-model-parallel-size|microbatch-group-size-per-virtual-pipeline-stage|overlap-p2p-communication.*|pipeline-model-parallel-layout)$"#),
         ("context parallelism", #"^--(cp-comm-type|hierarchical-context-parallel-sizes)$"#),
         ("mixture of experts", #"^--(num-experts|moe-.*)$"#),
         // --rotary-scaling-factor, --mscale and --mscale-all-dim are also YaRN's settings, which work here.
@@ -156,7 +156,7 @@ enum OutOfScopeFeatures {
     ]
 
     /// Parallel sizes that ask for a left-out feature only above 1.
-    static let sizes: Set<String> = ["--pipeline-model-parallel-size", "--context-parallel-size",
+    static let sizes: Set<String> = ["--context-parallel-size",
                                      "--expert-model-parallel-size", "--expert-tensor-parallel-size"]
 
     static let checkpointFormats = "checkpoint formats"
@@ -166,7 +166,10 @@ enum OutOfScopeFeatures {
         let checkpoints = config.flags.contains { $0.name == "--save" || $0.name == "--load" }
         var out: Set<String> = []
         for (name, values) in config.flags where values != ["false"] {
-            if sizes.contains(name) {
+            if name == "--pipeline-model-parallel-size" {
+                // Pipeline parallelism trains; its checkpoints are left to the checkpoint issue.
+                if checkpoints, let size = values.first.flatMap({ Int($0) }), size > 1 { out.insert(name) }
+            } else if sizes.contains(name) {
                 if let size = values.first.flatMap({ Int($0) }), size > 1 { out.insert(name) }
             } else if name == "--ckpt-format" {
                 if checkpoints, values != ["torch_dist"] { out.insert(name) }

@@ -74,7 +74,7 @@ final class ModelFeatureTests: XCTestCase {
     func testEmbeddingInitStdAppliesToTheEmbeddingsOnly() throws {
         let model = GPTModel(config: try config { $0.embeddingInitMethodStd = 0.5 }, vocabSize: 512, maxSequenceLength: 256,
                              untieEmbeddingsAndOutputWeights: true)
-        XCTAssertEqual(std(model.wordEmbeddings.weight), 0.5, accuracy: 0.01)
+        XCTAssertEqual(std(model.wordEmbeddings!.weight), 0.5, accuracy: 0.01)
         XCTAssertEqual(std(model.positionEmbeddings!.weight), 0.5, accuracy: 0.01)
         XCTAssertEqual(std(model.outputLayer!.weight), 0.02, accuracy: 0.001)
         XCTAssertEqual(std(model.decoder.layers[0].attention!.linearQKV.weight), 0.02, accuracy: 0.001)
@@ -87,7 +87,7 @@ final class ModelFeatureTests: XCTestCase {
         let model = GPTModel(config: try config { $0.initMethodXavierUniform = true }, vocabSize: 256, maxSequenceLength: 64,
                              untieEmbeddingsAndOutputWeights: true)
         let layer = model.decoder.layers[1]
-        for (name, weight) in [("word embeddings", model.wordEmbeddings.weight), ("positions", model.positionEmbeddings!.weight),
+        for (name, weight) in [("word embeddings", model.wordEmbeddings!.weight), ("positions", model.positionEmbeddings!.weight),
                                ("linear_qkv", layer.attention!.linearQKV.weight),
                                ("linear_proj", layer.attention!.linearProj.weight),
                                ("linear_fc1", (layer.mlp as! MLP).linearFC1.weight), ("linear_fc2", (layer.mlp as! MLP).linearFC2.weight),

@@ -43,7 +43,7 @@ final class ResidualNormFusionTests: XCTestCase {
                 let a = h + layer.hiddenDropout(layer.selfAttention(layer.inputLayernorm(h)))
                 h = a + layer.hiddenDropout(layer.mlp(layer.preMLPLayernorm(a)))
             }
-            return block.finalLayernorm(h)
+            return block.finalLayernorm!(h)
         }
         XCTAssertEqual(fused[0], unfused[0], "\(label): output")
         XCTAssertEqual(fused[1], unfused[1], "\(label): input gradient")

@@ -53,7 +53,7 @@ final class ArgumentTests: XCTestCase {
     /// problems of the line; the values of refused flags are skipped, not taken for flags.
     func testUnsupportedFlagsAreReportedTogetherByFeature() {
         XCTAssertEqual(message("--num-experts 8 --fp8-format hybrid --moe-router-topk 2 --ckpt-format torch_dist --async-save "
-                               + "--hierarchical-context-parallel-sizes 2 4 --pipeline-model-parallel-size 2 --wandb-project run --multi-latent-attention "
+                               + "--hierarchical-context-parallel-sizes 2 4 --num-layers-per-virtual-pipeline-stage 2 --wandb-project run --multi-latent-attention "
                                + "--save ckpt --save-interval 1"),
                        """
                        pretrain-gpt does not support these Megatron-LM features yet (remove their flags or run them in Megatron-LM):
@@ -61,7 +61,7 @@ final class ArgumentTests: XCTestCase {
                          FP8: --fp8-format hybrid
                          checkpoint formats (--ckpt-format): --async-save
                          context parallelism: --hierarchical-context-parallel-sizes 2 4
-                         pipeline parallelism: --pipeline-model-parallel-size 2
+                         pipeline parallelism: --num-layers-per-virtual-pipeline-stage 2
                          Weights & Biases logging (use --tensorboard-dir): --wandb-project run
                          multi-latent attention: --multi-latent-attention
                        """)

@@ -142,7 +142,6 @@ final class ConfigFileTests: XCTestCase {
     func testNestedYAMLRefusesFeaturesItTurnsOn() throws {
         let path = try write("""
             language_model: {num_layers: 2, hidden_size: 64, num_attention_heads: 4, num_moe_experts: 8, fp8: hybrid}
-            model_parallel: {pipeline_model_parallel_size: 2}
             micro_batch_size: 1
             seq_length: 16
             max_position_embeddings: 16
@@ -156,7 +155,6 @@ final class ConfigFileTests: XCTestCase {
                   batch-size ramp-up: --decrease-batch-size-if-needed
                   FP8: --fp8-format hybrid
                   mixture of experts: --num-experts 8
-                  pipeline parallelism: --pipeline-model-parallel-size 2
                 """)
         }
         let geglu = try write("language_model: {gated_linear_unit: true, activation_func: gelu}\n")

@@ -44,4 +44,26 @@ final class LaunchPretrainTests: XCTestCase {
             XCTAssertEqual(Double(a)!, Double(b)!, accuracy: 2e-5, "launched \(launched)")
         }
     }
+
+    func testPipelineStagesOnThreadRanksLogTheSingleRankLosses() throws {
+        let binary = try builtMegatronExecutable()
+        let flags = "--num-layers 3 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --max-position-embeddings 16 --micro-batch-size 2 "
+            + "--global-batch-size 8 --train-iters 3 --lr 3e-3 --log-interval 1 --eval-iters 1 --eval-interval 3 --hidden-dropout 0 "
+            + "--attention-dropout 0 --mock-data --tokenizer-type NullTokenizer --vocab-size 511 --device cpu"
+        let single = try output(binary, "pretrain-gpt " + flags)
+        let launched = try output(binary, "launch --threads --nproc-per-node 4 -- pretrain-gpt " + flags
+                                  + " --pipeline-model-parallel-size 2 --decoder-first-pipeline-num-layers 1 "
+                                  + "--decoder-last-pipeline-num-layers 2 --use-distributed-optimizer")
+        // The training lines, then the validation loss (forward only through the stages).
+        func logged(_ log: String) -> [String] {
+            losses(log) + log.split(separator: "\n").compactMap { line in
+                line.range(of: "lm loss value: ").map { String(line[$0.upperBound...].prefix(12)) }
+            }
+        }
+        XCTAssertGreaterThan(logged(single).count, 3, single)
+        XCTAssertEqual(logged(launched).count, logged(single).count, "rank 0 alone logs: \(launched)")
+        for (a, b) in zip(logged(launched), logged(single)) {
+            XCTAssertEqual(Double(a)!, Double(b)!, accuracy: 2e-5, "launched \(launched)")
+        }
+    }
 }

@@ -85,7 +85,7 @@ extension GPTModel {
         var step = zip(padding.counts, trimmed).map { [Int](repeating: 0, count: $0) + $1 }
         while maxNewTokens > 0 && !batch.isEmpty {
             let input = Tensor(shape: [batch.count, step[0].count], ints: step.flatMap { $0 })
-                .to(wordEmbeddings.weight.device)
+                .to(wordEmbeddings!.weight.device)
             let logits = withoutGrad { self(input, cache: cache) }
             let last = logits.selected(1, step[0].count - 1).floats()     // [batch, vocab]
             let vocab = last.count / batch.count

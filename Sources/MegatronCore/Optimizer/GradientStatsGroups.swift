@@ -19,6 +19,9 @@ public struct GradientStatsGroups {
     public var tensorParallelRank: Int
     /// Names of parameters whose gradients are the same on every tensor-parallel rank.
     public var duplicatedParameters: Set<String>
+    /// Names of parameters this rank holds as a copy of another pipeline stage's (the tied embeddings on the
+    /// last stage), which count on the stage that owns them only (Megatron's `param_is_not_shared`).
+    public var pipelineCopies: Set<String> = []
 
     public init(groups: [Communicator] = [], tensorParallelRank: Int = 0, duplicatedParameters: Set<String> = []) {
         self.groups = groups
@@ -36,7 +39,7 @@ public struct GradientStatsGroups {
 
     /// Whether parameter `name`'s gradient enters this rank's share of the norm.
     public func countsInNorm(_ name: String) -> Bool {
-        tensorParallelRank == 0 || !duplicatedParameters.contains(name)
+        !pipelineCopies.contains(name) && (tensorParallelRank == 0 || !duplicatedParameters.contains(name))
     }
 
     /// This rank's share of the squared norm summed, and its inf/NaN flag OR-ed, over every group: one

@@ -41,8 +41,17 @@ public struct MicroBatchLoss {
 extension GPTModel {
     /// The sum of `batch`'s per-token losses under its loss mask, and the tokens it keeps.
     public func maskedLoss(_ batch: TrainingBatch) -> MicroBatchLoss {
-        let losses = loss(tokens: batch.tokens, labels: batch.labels)
-        guard let mask = batch.lossMask else { return MicroBatchLoss(sum: losses.sum(), tokens: losses.count) }
-        return MicroBatchLoss(sum: (losses * mask).sum(), tokens: batch.maskedTokens)
+        MicroBatchLoss(losses: loss(tokens: batch.tokens, labels: batch.labels), batch: batch)
+    }
+}
+
+extension MicroBatchLoss {
+    /// The sum of per-token `losses` `[batch, seq]` under `batch`'s loss mask, and the tokens it keeps.
+    init(losses: Tensor, batch: TrainingBatch) {
+        guard let mask = batch.lossMask else {
+            self.init(sum: losses.sum(), tokens: losses.count)
+            return
+        }
+        self.init(sum: (losses * mask).sum(), tokens: batch.maskedTokens)
     }
 }

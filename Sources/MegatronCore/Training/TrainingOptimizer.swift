@@ -29,7 +29,9 @@ public final class TrainingOptimizer {
     public init(model: GPTModel, groups: [ParamGroup], rule: UpdateRule, parallel: ParallelState,
                 ddpConfig: DistributedDataParallelConfig = DistributedDataParallelConfig()) throws {
         self.groups = groups
-        gradStats = GradientStatsGroups(parallel, duplicatedParameters: model.tensorParallelDuplicatedParameters())
+        var gradStats = GradientStatsGroups(parallel, duplicatedParameters: model.tensorParallelDuplicatedParameters())
+        gradStats.pipelineCopies = model.pipelineCopiedParameterNames
+        self.gradStats = gradStats
         let dataGroup = parallel.dataWithContext
         guard dataGroup.size > 1 else {
             plain = MixedPrecisionOptimizer(groups: groups, rule: rule,

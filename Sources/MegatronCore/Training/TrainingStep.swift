@@ -86,6 +86,10 @@ public final class TrainingStep {
                 let inputs = try time("batch-generator", level: 2) { try batch(m) }
                 return try time("forward-compute", level: 2) { model.maskedLoss(inputs) }
             },
+            stageForward: { [self] m, input in
+                let inputs = try time("batch-generator", level: 2) { try batch(m) }
+                return try time("forward-compute", level: 2) { model.stageForward(inputs, input: input) }
+            },
             backward: { [self] loss in
                 let divisor = perTokenLoss ? 1 : Float(max(loss.tokens, 1) * microBatches)
                 try time("backward-compute", level: 2) { (loss.sum * (lossScale / divisor)).backward() }
@@ -110,7 +114,7 @@ public final class TrainingStep {
         // it unscales.
         let dp = parallel.dataWithContext.size
         let gradientDivisor = perTokenLoss
-            ? max(dp == 1 ? Float(localTokens) : onHost.tensor().floats()[1], 1) / Float(dp)
+            ? max(dp == 1 && parallel.pipeline.size == 1 ? Float(localTokens) : onHost.tensor().floats()[1], 1) / Float(dp)
             : 1
         let report = try time("optimizer", level: 1) {
             try optimizer.step(scheduler: scheduler, clipGrad: clipGrad, lossScale: lossScale * gradientDivisor)
@@ -126,6 +130,7 @@ public final class TrainingStep {
     /// the data-parallel reduction: every rank then holds the gradients its optimizer steps on.
     func finalizeGradients() throws {
         TensorParallelGradients.allReducePartial(model, group: model.tensorParallel)
+        try model.allReduceTiedEmbeddingGradient(over: parallel.embedding)
         try optimizer.finishGradientReduction()
     }
 
@@ -133,10 +138,14 @@ public final class TrainingStep {
     struct LossTotals {
         let totals: Tensor
         let reduction: CollectiveWork?
+        /// The pipeline group, where the last stage's totals reach the other stages (which add zeros).
+        let pipeline: Communicator?
 
         /// Orders the caller's stream after the sum and starts the copy to the host, read with `tensor()`.
+        /// Called after the schedule: a pipeline-wide sum inside it would wait on stages still running.
         func startCopyToHost() throws -> PendingHostTensor {
             try reduction?.wait()
+            if let pipeline { try pipeline.allReduce(totals, op: .sum).wait() }
             return totals.startCopyToHost()
         }
     }
@@ -150,7 +159,8 @@ public final class TrainingStep {
                        dim: 0)
         }
         let group = parallel.dataWithContext
-        return LossTotals(totals: totals, reduction: group.size > 1 ? try group.allReduce(totals, op: .sum) : nil)
+        return LossTotals(totals: totals, reduction: group.size > 1 ? try group.allReduce(totals, op: .sum) : nil,
+                          pipeline: parallel.pipeline.size > 1 ? parallel.pipeline : nil)
     }
 
     private func time<R>(_ name: String, level: Int, _ body: () throws -> R) throws -> R {

@@ -72,7 +72,11 @@ public final class TransformerLayer: Module {
 /// with optional full recomputation.
 public final class TransformerBlock: Module {
     public let layers: [TransformerLayer]
-    public let finalLayernorm: Module & NormLayer
+    /// The index in the whole decoder of `layers[0]`: a pipeline stage holds a slice of the layers, named by
+    /// their global index so checkpoints keep the whole model's names.
+    public let layerOffset: Int
+    /// The final norm; nil on a pipeline stage that does not end the decoder.
+    public let finalLayernorm: (Module & NormLayer)?
     /// Layers whose activations are recomputed in backward (`--recompute-granularity full`).
     public var recomputedLayers: Set<Int> = []
     /// Submodules of every layer recomputed in backward (`--recompute-granularity selective`).
@@ -85,21 +89,34 @@ public final class TransformerBlock: Module {
         self.init(config: config, generator: generator, dropout: ModelParallelRNG(single: dropoutGenerator))
     }
 
-    /// The decoder `spec` describes (by default the GPT decoder of `config`, `TransformerBlockSpec.gpt`).
+    /// The decoder `spec` describes (by default the GPT decoder of `config`, `TransformerBlockSpec.gpt`); a
+    /// pipeline stage keeps only the layers in `keeping` (all by default) and the final norm if `finalNorm`.
+    /// Weights are drawn from `generator` in the whole decoder's order (layers before the kept ones are built
+    /// and dropped), so a stage's layers equal the single-rank model's.
     public init(config: TransformerConfig, generator: PhiloxGenerator, dropout: ModelParallelRNG,
-                tensorParallel: TensorParallelGroup = .single, spec: TransformerBlockSpec? = nil) {
+                tensorParallel: TensorParallelGroup = .single, spec: TransformerBlockSpec? = nil,
+                keeping kept: Range<Int>? = nil, finalNorm: Bool = true) {
         let spec = spec ?? .gpt(config)
-        layers = spec.layers.enumerated().map { index, layerSpec in
-            TransformerLayer(spec: layerSpec, context: LayerBuildContext(config: config, generator: generator, dropout: dropout,
-                                                                         tensorParallel: tensorParallel, layerNumber: index + 1))
+        let kept = kept ?? 0..<spec.layers.count
+        let drawn = finalNorm ? spec.layers.count : kept.upperBound
+        var layers: [TransformerLayer] = []
+        for (index, layerSpec) in spec.layers.prefix(drawn).enumerated() {
+            let layer = TransformerLayer(spec: layerSpec, context: LayerBuildContext(config: config, generator: generator, dropout: dropout,
+                                                                                     tensorParallel: tensorParallel, layerNumber: index + 1))
+            if kept.contains(index) { layers.append(layer) }
         }
-        finalLayernorm = spec.finalLayernorm.build(LayerBuildContext(config: config, generator: generator, dropout: dropout,
-                                                                     tensorParallel: tensorParallel, layerNumber: spec.layers.count))
+        self.layers = layers
+        layerOffset = kept.lowerBound
+        finalLayernorm = finalNorm
+            ? spec.finalLayernorm.build(LayerBuildContext(config: config, generator: generator, dropout: dropout,
+                                                          tensorParallel: tensorParallel, layerNumber: spec.layers.count))
+            : nil
         self.dropout = dropout
     }
 
     override public var children: [(String, Module)] {
-        layers.enumerated().map { ("layers.\($0.offset)", $0.element) } + [("final_layernorm", finalLayernorm)]
+        layers.enumerated().map { ("layers.\($0.offset + layerOffset)", $0.element) }
+            + (finalLayernorm.map { [("final_layernorm", $0)] } ?? [])
     }
 
     public func callAsFunction(_ x: Tensor, cache: KVCache? = nil) -> Tensor {
@@ -119,6 +136,8 @@ public final class TransformerBlock: Module {
                 (stream, pending) = layer.forward(stream: stream, pending: pending, cache: cache?.layers[i])
             }
         }
+        // A pipeline stage without the final norm hands on the residual stream itself.
+        guard let finalLayernorm else { return pending.map { stream + layers.last!.hiddenDropout($0) } ?? stream }
         guard let pending else { return finalLayernorm(stream) }
         return finalLayernorm.addNorm(stream, residual: pending, dropout: layers.last?.hiddenDropout).normed
     }

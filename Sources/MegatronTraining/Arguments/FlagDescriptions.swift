@@ -37,7 +37,11 @@ enum FlagDescriptions {
         "--use-rotary-position-embeddings": "Megatron's older spelling of --position-embedding-type rope.",
         // Parallelism.
         "--tensor-model-parallel-size": "Ranks each layer's weights are split over (needs megatron launch or torchrun).",
-        "--pipeline-model-parallel-size": "Pipeline stages; only 1 for now.",
+        "--pipeline-model-parallel-size": "Pipeline stages (1F1B schedule); checkpoints need 1 for now.",
+        "--decoder-first-pipeline-num-layers": "Layers of the first pipeline stage (the rest split evenly).",
+        "--decoder-last-pipeline-num-layers": "Layers of the last pipeline stage (the rest split evenly).",
+        "--account-for-embedding-in-pipeline-split": "Count the embedding as a layer when splitting layers over stages.",
+        "--account-for-loss-in-pipeline-split": "Count the loss as a layer when splitting layers over stages.",
         "--context-parallel-size": "Ranks the sequence is split over; only 1 for now.",
         "--expert-model-parallel-size": "Ranks the MoE experts are split over; only 1 for now.",
         "--sequence-parallel": "Split norms and dropout over the sequence across tensor-parallel ranks.",

@@ -161,6 +161,13 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     // Parallelism (the world size comes from the launcher: `megatron launch` or torchrun / SLURM variables).
     public var tensorModelParallelSize = 1
     public var pipelineModelParallelSize = 1
+    /// Layers of the first / last pipeline stage when they differ from the even split
+    /// (`--decoder-first-pipeline-num-layers` / `--decoder-last-pipeline-num-layers`).
+    public var decoderFirstPipelineNumLayers: Int?
+    public var decoderLastPipelineNumLayers: Int?
+    /// Count the embedding / the loss as one layer each when splitting the layers over the pipeline stages.
+    public var accountForEmbeddingInPipelineSplit = false
+    public var accountForLossInPipelineSplit = false
     public var contextParallelSize = 1
     public var expertModelParallelSize = 1
     public var sequenceParallel = false

@@ -25,6 +25,8 @@ public final class Pretrainer {
     public let parallel: ParallelState
     /// The iteration driver: micro-batches, loss totals, gradient finalization, optimizer step.
     let step: TrainingStep
+    /// The 1F1B schedule of this rank's pipeline stage; nil without pipeline parallelism.
+    let pipelineSchedule: PipelineStageSchedule?
     var schedule: TrainingSchedule
     var gradScaler: (any GradScaler)?
     let trainData: TrainingData
@@ -59,6 +61,10 @@ public final class Pretrainer {
     /// With `parallel`, this is one rank of a parallel run: only world rank 0 logs and writes files.
     public init(arguments: PretrainArguments, parallel: ParallelState? = nil, log: @escaping (String) -> Void) throws {
         let parallel = parallel ?? .singleRank()
+        guard parallel.pipeline.size == arguments.pipelineModelParallelSize else {
+            throw ArgumentError("--pipeline-model-parallel-size \(arguments.pipelineModelParallelSize) but the parallel state has "
+                + "\(parallel.pipeline.size) pipeline stages: start the ranks with megatron launch")
+        }
         try arguments.validate(dataParallelSize: parallel.data.size)
         self.arguments = arguments
         self.parallel = parallel
@@ -99,22 +105,30 @@ public final class Pretrainer {
         // Every tensor-parallel rank draws the whole weights from the seed and keeps its slice, so any TP size
         // starts from the single-rank model.
         let placement = device
+        let stage = GPTModelStage(placement: try arguments.pipelinePlacement(), rank: parallel.pipelineRank)
         makeModel = { group in
             try onDevice(placement) {
                 try GPTModel(config: config, vocabSize: vocab, maxSequenceLength: arguments.resolvedMaxPositionEmbeddings,
                              untieEmbeddingsAndOutputWeights: arguments.untieEmbeddingsAndOutputWeights,
-                             seed: UInt64(arguments.seed), tensorParallel: group)
+                             seed: UInt64(arguments.seed), tensorParallel: group, stage: stage)
             }
         }
         let model = try makeModel(tensorParallel)
         self.model = model
-        reporter.rankLog(MegatronLogLines.parameterCount(tensorRank: tensorParallel.rank,
+        reporter.rankLog(MegatronLogLines.parameterCount(tensorRank: tensorParallel.rank, pipelineRank: parallel.pipelineRank,
                                                           count: model.namedParameters().map { $0.1.count }.reduce(0, +)))
         self.log("> device: \(device)")
         try applyRecompute(arguments, to: model.decoder)
         optimizer = try TrainingOptimizer(arguments, model: model, parallel: parallel)
         step = TrainingStep(model: model, optimizer: optimizer, parallel: parallel, clipGrad: arguments.clipGrad,
                             perTokenLoss: arguments.calculatePerTokenLoss, timers: reporter.timers)
+        pipelineSchedule = parallel.pipeline.size > 1
+            ? PipelineStageSchedule(pipeline: parallel.pipeline,
+                                    activationShape: model.stageActivationShape(batch: arguments.microBatchSize,
+                                                                                seq: arguments.seqLength),
+                                    dtype: config.paramsDType, device: device)
+            : nil
+        if let pipelineSchedule { step.schedule = pipelineSchedule }
         schedule = try TrainingSchedule(arguments, groups: optimizer.groups, dataParallelSize: parallel.data.size)
         gradScaler = try makeGradScaler(arguments)
         let modelSetup = Date().timeIntervalSince(setupStarted)
@@ -254,6 +268,12 @@ public final class Pretrainer {
         var total = 0.0, tokens = 0
         for b in 0..<batches {
             let batch = try data.batch(startingAt: b * arguments.microBatchSize, size: arguments.microBatchSize).to(device)
+            if let pipelineSchedule {
+                let loss = try pipelineSchedule.forwardOnly { [model] in model.stageForward(batch, input: $0) }
+                total += loss.lossSum
+                tokens += loss.tokens
+                continue
+            }
             let loss = withoutGrad { model.maskedLoss(batch) }
             total += Double(loss.sum.item())
             tokens += loss.tokens
@@ -265,6 +285,9 @@ public final class Pretrainer {
 
     /// Text the trained model writes after `prompt` (the embedded corpus is byte-tokenized).
     public func sample(prompt: String, maxNewTokens: Int = 200) throws -> String {
+        guard model.stage.isWhole else {
+            throw ArgumentError("sampling needs the whole model; this rank holds pipeline stage \(parallel.pipelineRank)")
+        }
         var decoder = model
         if model.tensorParallel.sequenceParallel {
             decoder = try makeModel(TensorParallelGroup(parallel))

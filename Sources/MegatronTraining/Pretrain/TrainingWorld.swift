@@ -23,10 +23,14 @@ public struct TrainingWorld {
         } else {
             let env = try DistributedEnvironment(environment)
             guard env.worldSize > 1 else {
-                let tp = arguments.tensorModelParallelSize
+                let tp = arguments.tensorModelParallelSize, pp = arguments.pipelineModelParallelSize
                 guard tp == 1 else {
                     throw ArgumentError("--tensor-model-parallel-size \(tp) needs \(tp) ranks, but this process runs alone: start it "
                         + "with megatron launch --nproc-per-node \(tp) -- pretrain-gpt ... (on a CPU the ranks are threads), or torchrun")
+                }
+                guard pp == 1 else {
+                    throw ArgumentError("--pipeline-model-parallel-size \(pp) needs \(pp) ranks, but this process runs alone: start it "
+                        + "with megatron launch --nproc-per-node \(pp) -- pretrain-gpt ... (on a CPU the ranks are threads), or torchrun")
                 }
                 return nil
             }

@@ -52,8 +52,8 @@ struct PretrainGPT: ParsableCommand {
         }
         _ = try trainer.run()
         if live { print(clear, terminator: "") }
-        // Generation has no cache for Gated DeltaNet layers yet, so those models write no sample.
-        if arguments.usesEmbeddedCorpus && arguments.experimentalAttentionVariant == nil {
+        // Generation has no cache for Gated DeltaNet layers yet, and no pipeline schedule, so those models write no sample.
+        if arguments.usesEmbeddedCorpus && arguments.experimentalAttentionVariant == nil && arguments.pipelineModelParallelSize == 1 {
             // Every rank decodes (a tensor-parallel model needs all its ranks); rank 0 prints.
             let text = try trainer.sample(prompt: "The cat")
             if isRankZero { print("\n> sample from the trained model:\n\n" + text) }

@@ -97,12 +97,12 @@ final class TensorParallelLayoutTests: XCTestCase {
         XCTAssertEqual(padded, 96)
         let last = try whole.tensorParallelShard(for: group(1, 2), paddedVocabSize: padded)
         XCTAssertEqual(last.vocabSize, 96)
-        XCTAssertEqual(last.wordEmbeddings.weight.shape, [48, 32])
-        XCTAssertEqual(last.wordEmbeddings.vocabStart, 48)
-        let rows = last.wordEmbeddings.weight.floats()
+        XCTAssertEqual(last.wordEmbeddings!.weight.shape, [48, 32])
+        XCTAssertEqual(last.wordEmbeddings!.vocabStart, 48)
+        let rows = last.wordEmbeddings!.weight.floats()
         XCTAssertEqual(Array(rows[(16 * 32)...]), [Float](repeating: 0, count: 32 * 32), "rows 64..<96 are padding")
         XCTAssertEqual(Array(rows[..<(16 * 32)]),
-                       whole.wordEmbeddings.weight.narrowed(0, start: 48, length: 16).contiguous().floats())
+                       whole.wordEmbeddings!.weight.narrowed(0, start: 48, length: 16).contiguous().floats())
     }
 
     func testSavingOneRanksPartIsRefused() throws {
