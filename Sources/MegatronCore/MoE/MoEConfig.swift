@@ -98,6 +98,8 @@ public struct MoEConfig: Sendable, Equatable, Codable {
         try require(ffnHiddenSize > 0, "moe_ffn_hidden_size must be positive, got \(ffnHiddenSize)")
         try require(topk > 0 && topk <= numExperts,
                     "moe_router_topk (\(topk)) must lie in 1...num_experts (\(numExperts))")
+        try require(topk > 1 || scoreFunction != .softmax || preSoftmax,
+                    "moe_router_topk 1 with softmax scores needs moe_router_pre_softmax (as in Megatron)")
         try require((numGroups == nil) == (groupTopk == nil),
                     "group-limited routing needs both moe_router_num_groups and moe_router_group_topk")
         if let numGroups, let groupTopk {
