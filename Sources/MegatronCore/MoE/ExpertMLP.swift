@@ -26,7 +26,12 @@ public final class ExpertMLP: Module {
         runForward {
             let h = linearFC1(tokens)
             var activated: Tensor
-            if config.gatedLinearUnit {
+            if let unit = config.gatedUnit {
+                // SwiGLU, or gpt-oss's clamped quick GeGLU with its linear offset, over [gate; linear] halves.
+                activated = record("gatedLinearUnit", inputs: [h], output: Ops.gatedLinearUnit(h.detached(), unit)) { g in
+                    [Ops.gatedLinearUnitBackward(h.detached(), gradOutput: g, unit)]
+                }
+            } else if config.gatedLinearUnit {
                 // dim 1, not -1: the split's backward indexes strides by the dimension as given.
                 let parts = h.chunk(2, dim: 1)
                 activated = parts[0].apply(MLP.unaryOp(config.activation)) * parts[1]

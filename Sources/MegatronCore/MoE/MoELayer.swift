@@ -19,14 +19,22 @@ public final class MoELayer: Module, FeedForward {
     public let experts: SequentialExperts
     public let sharedExperts: ExpertMLP?
 
-    public init(config: TransformerConfig, moe: MoEConfig, generator: PhiloxGenerator) {
+    /// Under sequence parallelism every tensor-parallel rank holds the router and all experts whole and routes
+    /// its own positions (the same results as Megatron's tensor-parallel experts); their gradients are then
+    /// partial, summed over the group after backward.
+    public init(config: TransformerConfig, moe: MoEConfig, generator: PhiloxGenerator, tensorParallel: TensorParallelGroup = .single) {
         self.moe = moe
-        router = TopKRouter(config: config, moe: moe, generator: generator)
+        router = TopKRouter(config: config, moe: moe, generator: generator, tensorParallel: tensorParallel)
         experts = SequentialExperts((0..<moe.numExperts).map { _ in
             ExpertMLP(config: config, ffnHiddenSize: moe.ffnHiddenSize, isExpert: true, generator: generator)
         })
         sharedExperts = moe.sharedExpertIntermediateSize.map {
             ExpertMLP(config: config, ffnHiddenSize: $0, isExpert: false, generator: generator)
+        }
+        if tensorParallel.sequenceParallel {
+            for module in [router, experts] as [Module] + (sharedExperts.map { [$0] } ?? []) {
+                module.setAttributesOfAllParameters { $0.partialGradient = true }
+            }
         }
     }
 
@@ -51,14 +59,21 @@ public final class MoELayer: Module, FeedForward {
         let map = routed.routingMap.floats(), count = moe.numExperts
         var outputs: [Tensor] = [], rows: [Int] = []
         for (e, expert) in experts.localExperts.enumerated() {
-            let chosen = (0..<tokens.size(0)).filter { map[$0 * count + e] != 0 }
-            guard !chosen.isEmpty else { continue }
+            var chosen = (0..<tokens.size(0)).filter { map[$0 * count + e] != 0 }
+            var probs: Tensor
+            if chosen.isEmpty {
+                // An expert no token chose still runs, on one token at probability 0: it adds exactly 0 and gets
+                // zero gradients, as Megatron's empty expert does, so every rank reduces the same gradients.
+                chosen = [0]
+                probs = Tensor.zeros([1, 1], dtype: routed.probs.dtype, device: tokens.device)
+            } else {
+                probs = TokenPermutation.select(routed.probs.narrow(1, start: e, length: 1),
+                                                rows: Tensor(shape: [chosen.count], ints: chosen).to(tokens.device))
+            }
             let index = Tensor(shape: [chosen.count], ints: chosen).to(tokens.device)
-            let probs = TokenPermutation.select(routed.probs.narrow(1, start: e, length: 1), rows: index)
             outputs.append(expert(TokenPermutation.select(tokens, rows: index), probs: probs))
             rows += chosen
         }
-        guard !outputs.isEmpty else { return tokens * 0 }
         let index = Tensor(shape: [rows.count], ints: rows).to(tokens.device)
         return TokenPermutation.combine(concat(outputs, dim: 0), rows: index, tokens: tokens.size(0))
     }
@@ -91,12 +106,18 @@ extension ModuleSpec where Built == any FeedForward {
     public static var moe: Self {
         Self { context in
             guard let moe = context.config.moe else { preconditionFailure("the MoE spec needs config.moe") }
-            return MoELayer(config: context.config, moe: moe, generator: context.generator)
+            return MoELayer(config: context.config, moe: moe, generator: context.generator, tensorParallel: context.tensorParallel)
         }
     }
 }
 
 extension Module {
+    /// Changes the attributes of every parameter of this module and the modules below it.
+    func setAttributesOfAllParameters(_ change: (inout ParameterAttributes) -> Void) {
+        setAttributesOfParameters(change)
+        for (_, child) in children { child.setAttributesOfAllParameters(change) }
+    }
+
     /// The MoE layers below this module, first layer first.
     public var moeLayers: [MoELayer] {
         children.flatMap { _, child in (child as? MoELayer).map { [$0] } ?? child.moeLayers }

@@ -24,11 +24,18 @@ public final class TopKRouter: Module {
     /// The gradient the aux losses inject per unit of loss (Megatron's `main_loss_backward_scale`): the
     /// training step sets it to the main loss's backward scale.
     public var auxLossBackwardScale: Float = 1
+    /// With `--calculate-per-token-loss` Megatron multiplies the aux losses by the router's token count, as the
+    /// gradients are divided by the global batch's tokens afterwards.
+    public var auxLossPerToken = false
     /// Sums of the detached logged values (loss / coefficient) by Megatron's metric name, since the last take.
     private var tracked: [String: Tensor] = [:]
+    /// Under sequence parallelism each rank routes its own positions; the load-balancing counts and token
+    /// totals are summed over the group, and the z-loss averaged (Megatron's `tp_cp_group`).
+    let tensorParallel: TensorParallelGroup
 
-    public init(config: TransformerConfig, moe: MoEConfig, generator: PhiloxGenerator) {
+    public init(config: TransformerConfig, moe: MoEConfig, generator: PhiloxGenerator, tensorParallel: TensorParallelGroup = .single) {
         self.moe = moe
+        self.tensorParallel = tensorParallel
         weight = parameter(config.initMethod.draw([moe.numExperts, config.hiddenSize], dtype: config.paramsDType,
                                                   generator: generator))
         if moe.expertBias {
@@ -48,7 +55,8 @@ public final class TopKRouter: Module {
     private func route(_ tokens: Tensor, batch: Int) -> RouterOutput {
         var logits = Functional.linear(tokens.to(.float32), weight: weight.to(.float32), bias: nil)
         let training = isTraining && GradMode.isEnabled
-        if training, let coefficient = moe.zLossCoefficient {
+        if training, let zCoefficient = moe.zLossCoefficient {
+            let coefficient = zCoefficient / Float(tensorParallel.size)
             let z = TopKRouting.zLoss(logits, coefficient: coefficient)
             track("z_loss", z / coefficient)
             logits = attach(z, to: logits)
@@ -71,13 +79,16 @@ public final class TopKRouter: Module {
             let value: Tensor
             switch loss.kind {
             case .auxLoss:
-                value = TopKRouting.switchLoss(scores: scores, routingMap: map, topk: moe.topk, experts: moe.numExperts,
-                                               coefficient: loss.coefficient)
+                value = TopKRouting.switchLoss(scores: scores, tokensPerExpert: countOverGroup(map),
+                                               totalTokens: scores.size(0) * tensorParallel.size, topk: moe.topk,
+                                               experts: moe.numExperts, coefficient: loss.coefficient)
             case .seqAuxLoss:
                 // Per sequence: the batch folds into the expert axis, and the sum over sequences is averaged.
                 let sequence = scores.size(0) / batch
-                value = TopKRouting.switchLoss(scores: scores.reshape([sequence, -1]), routingMap: map.reshaped([sequence, -1]),
-                                               topk: moe.topk, experts: moe.numExperts, coefficient: loss.coefficient)
+                value = TopKRouting.switchLoss(scores: scores.reshape([sequence, -1]),
+                                               tokensPerExpert: countOverGroup(map.reshaped([sequence, -1])),
+                                               totalTokens: sequence * tensorParallel.size, topk: moe.topk,
+                                               experts: moe.numExperts, coefficient: loss.coefficient)
                     / Float(batch)
             }
             track(loss.kind.loggedName, value / loss.coefficient)
@@ -86,10 +97,20 @@ public final class TopKRouter: Module {
         return probs
     }
 
+    /// Tokens per column of the 0/1 `map`, summed over the tensor-parallel group (`get_tokens_per_expert_and_token_count`).
+    private func countOverGroup(_ map: Tensor) -> Tensor {
+        let counts = Ops.reduce(map, dims: [0], keepDim: false, .sum)
+        if let communicator = tensorParallel.communicator, communicator.size > 1 {
+            // A communication failure here is a broken process group, not a user error.
+            do { try communicator.allReduce(counts, op: .sum).wait() } catch { preconditionFailure("MoE token counts: \(error)") }
+        }
+        return counts
+    }
+
     /// `activation` unchanged, with `loss` riding on it: when the activation's gradient flows back, `loss`
     /// gets gradient `auxLossBackwardScale` (Megatron's `MoEAuxLossAutoScaler`).
     private func attach(_ loss: Tensor, to activation: Tensor) -> Tensor {
-        let scale = auxLossBackwardScale
+        let scale = auxLossBackwardScale * (auxLossPerToken ? Float(activation.size(0)) : 1)
         return record("auxLossAutoScaler", inputs: [activation, loss], output: activation.detached()) { g in
             [g, Tensor.full([], scale, dtype: loss.dtype, device: g.device)]
         }

@@ -94,10 +94,11 @@ enum TopKRouting {
     }
 
     /// Switch-style load balancing (`switch_load_balancing_loss_func`):
-    /// `coeff · E / (k · T²) · Σ_e (Σ_t p[t,e]) · n_e`.
-    static func switchLoss(scores: Tensor, routingMap: Tensor, topk: Int, experts: Int, coefficient: Float) -> Tensor {
-        let tokens = Float(scores.size(0))
-        let tokensPerExpert = Ops.reduce(routingMap, dims: [0], keepDim: false, .sum)
+    /// `coeff · E / (k · T²) · Σ_e (Σ_t p[t,e]) · n_e`, the probabilities this rank's, the counts `n` and the
+    /// token total `T` over the sequence-parallel ranks.
+    static func switchLoss(scores: Tensor, tokensPerExpert: Tensor, totalTokens: Int, topk: Int, experts: Int,
+                           coefficient: Float) -> Tensor {
+        let tokens = Float(totalTokens)
         let perExpert = scores.sum(dims: [0]) * tokensPerExpert
         return perExpert.sum() * (Float(experts) * coefficient / (Float(topk) * tokens * tokens))
     }

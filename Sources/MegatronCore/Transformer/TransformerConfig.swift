@@ -196,8 +196,6 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
                     "Gated DeltaNet layers take their gate activation from the MLP's; quick GeGLU (--quick-geglu) is not supported with them")
         try moe?.validate(numLayers: numLayers)
         try require(moe == nil || !addBiasLinear, "MoE experts without biases only: pass --disable-bias-linear")
-        try require(moe == nil || (activation != .quickGelu && gluLinearOffset == 0 && activationFuncClampValue == nil),
-                    "MoE experts with a clamped or offset gated unit (gpt-oss) are not supported yet")
     }
 
     /// Whether layer `index` (0-based) has a mixture-of-experts MLP.
