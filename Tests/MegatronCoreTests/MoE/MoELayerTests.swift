@@ -21,15 +21,7 @@ final class MoELayerTests: XCTestCase {
         var grads: [String: [Float]]
     }
 
-    static func cases() throws -> [Case] {
-        guard let url = Bundle.module.url(forResource: "layer", withExtension: "json", subdirectory: "Fixtures/moe") else {
-            throw XCTSkip("Fixtures/moe/layer.json is missing from the test bundle")
-        }
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        struct File: Decodable { var cases: [Case] }
-        return try decoder.decode(File.self, from: Data(contentsOf: url)).cases
-    }
+    static func cases() throws -> [Case] { try loadMoEFixtureCases("layer", as: Case.self) }
 
     static func layer(_ fixture: Case) throws -> MoELayer {
         var moe = MoEConfig(numExperts: fixture.experts, ffnHiddenSize: fixture.ffn, layers: [true])
@@ -62,12 +54,12 @@ final class MoELayerTests: XCTestCase {
             let upstream = Tensor(shape: [s, b, h], values: fixture.upstream).transposed(0, 1).contiguous()
             (out * upstream).sum().backward()
             let name = fixture.name
-            assertClose(out.detached().transposed(0, 1).contiguous().floats(), fixture.output, 1e-5, "\(name): output")
-            assertClose(try XCTUnwrap(x.grad).transposed(0, 1).contiguous().floats(), fixture.gradX, 1e-5, "\(name): grad x")
+            assertMoEClose(out.detached().transposed(0, 1).contiguous().floats(), fixture.output, 1e-5, "\(name): output")
+            assertMoEClose(try XCTUnwrap(x.grad).transposed(0, 1).contiguous().floats(), fixture.gradX, 1e-5, "\(name): grad x")
             for (parameter, tensor) in layer.namedParameters() {
                 let expected = try XCTUnwrap(fixture.grads[parameter])
                 let actual = tensor.grad?.floats() ?? Array(repeating: 0, count: tensor.count)
-                assertClose(actual, expected, 1e-5, "\(name): grad \(parameter)")
+                assertMoEClose(actual, expected, 1e-5, "\(name): grad \(parameter)")
             }
         }
     }
@@ -98,12 +90,5 @@ final class MoELayerTests: XCTestCase {
             let minus = objective().item()
             XCTAssertEqual(analytic, (plus - minus) / (2 * eps), accuracy: 2e-3 * max(1, abs(analytic)))
         }
-    }
-
-    private func assertClose(_ actual: [Float], _ expected: [Float], _ tolerance: Float, _ message: String,
-                             file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(actual.count, expected.count, message, file: file, line: line)
-        let worst = zip(actual, expected).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
-        XCTAssertLessThanOrEqual(worst, tolerance, message, file: file, line: line)
     }
 }

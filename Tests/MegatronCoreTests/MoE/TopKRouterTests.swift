@@ -49,15 +49,7 @@ final class TopKRouterTests: XCTestCase {
         }
     }
 
-    static func cases() throws -> [Case] {
-        guard let url = Bundle.module.url(forResource: "router", withExtension: "json", subdirectory: "Fixtures/moe") else {
-            throw XCTSkip("Fixtures/moe/router.json is missing from the test bundle")
-        }
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        struct File: Decodable { var cases: [Case] }
-        return try decoder.decode(File.self, from: Data(contentsOf: url)).cases
-    }
+    static func cases() throws -> [Case] { try loadMoEFixtureCases("router", as: Case.self) }
 
     func testRouterMatchesMegatron() throws {
         for fixture in try Self.cases() {
@@ -80,19 +72,19 @@ final class TopKRouterTests: XCTestCase {
                 continue
             }
             XCTAssertEqual(routed.routingMap.floats().map { Int($0) }, fixture.routingMap, "\(name): routing map")
-            assertClose(routed.probs.floats(), fixture.probs, 2e-6, "\(name): probs")
+            assertMoEClose(routed.probs.floats(), fixture.probs, 2e-6, "\(name): probs")
             let losses = router.takeTrackedLosses().mapValues { $0.item() }
             XCTAssertEqual(Set(losses.keys), Set(fixture.losses.keys), "\(name): logged losses")
             for (key, value) in fixture.losses {
                 XCTAssertEqual(losses[key] ?? .nan, value, accuracy: 2e-6 * max(1, abs(value)), "\(name): \(key)")
             }
-            assertClose(try XCTUnwrap(x.grad).floats(), fixture.gradX, 1e-5, "\(name): grad x")
-            assertClose(try XCTUnwrap(router.weight.grad).floats(), fixture.gradWeight, 1e-5, "\(name): grad weight")
+            assertMoEClose(try XCTUnwrap(x.grad).floats(), fixture.gradX, 1e-5, "\(name): grad x")
+            assertMoEClose(try XCTUnwrap(router.weight.grad).floats(), fixture.gradWeight, 1e-5, "\(name): grad weight")
             if let counts = fixture.tokensPerExpert, let updated = fixture.updatedExpertBias {
                 let routedCounts = try XCTUnwrap(router.tokensPerExpert)
                 XCTAssertEqual(routedCounts.floats(), counts, "\(name): tokens per expert")
                 router.updateExpertBias(counts: routedCounts)
-                assertClose(try XCTUnwrap(router.expertBias).floats(), updated, 1e-7, "\(name): updated bias")
+                assertMoEClose(try XCTUnwrap(router.expertBias).floats(), updated, 1e-7, "\(name): updated bias")
             }
         }
     }
@@ -108,12 +100,5 @@ final class TopKRouterTests: XCTestCase {
 
     private func columnSums(_ map: [Int], _ width: Int) -> [Int] {
         (0..<width).map { column in stride(from: column, to: map.count, by: width).reduce(0) { $0 + map[$1] } }
-    }
-
-    private func assertClose(_ actual: [Float], _ expected: [Float], _ tolerance: Float, _ message: String,
-                             file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(actual.count, expected.count, message, file: file, line: line)
-        let worst = zip(actual, expected).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
-        XCTAssertLessThanOrEqual(worst, tolerance, message, file: file, line: line)
     }
 }
