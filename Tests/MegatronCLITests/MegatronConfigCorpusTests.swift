@@ -27,6 +27,8 @@ final class MegatronConfigCorpusTests: XCTestCase {
         "gpt3_weekly_mcore_tp2_pp2_current_scaling_native_fp8_tp_pp_sp_tp_overlap": (
             ["--deterministic-mode", "--tp-comm-overlap"], "--deterministic-mode",
             "determinism.py: --deterministic-mode requires tp_comm_overlap=False"),
+        "deepseek_v2_lite": (["--moe-layer-freq", "--num-layers"], "--moe-layer-freq",
+                             "gpt_layer_specs.py: Invalid length of moe_layer_pattern (its 27 layers against the scale-down's 2)"),
     ]
 
     /// A tiny valid run that a blocker's flags are added to, to see whether they still fail on their own.

@@ -36,7 +36,7 @@ final class PretrainHelpTests: XCTestCase {
         let groups = help.split(separator: "\n").filter { !$0.hasPrefix(" ") && $0.hasSuffix(":") }.map(String.init)
         XCTAssertEqual(groups, ["transformer configuration:", "network size:", "regularization:", "profiling:", "training:",
                                 "RNG and initialization:", "learning rate and weight decay:", "checkpointing:", "mixed precision:",
-                                "distributed init:", "validation:", "data and dataloader:", "tokenizer:", "mla:", "experimental_attention_variant:",
+                                "distributed init:", "validation:", "data and dataloader:", "tokenizer:", "moe:", "mla:", "experimental_attention_variant:",
                                 "logging:", "one logger:", "this program's own flags:"])
         let ownGroup = help.components(separatedBy: "this program's own flags:")[1]
         for own in ["--device", "--keep-last-checkpoints", "--config, --yaml-cfg FILE", "-h, --help"] {

@@ -15,6 +15,8 @@ public struct TrainingStepResult {
     public var gradNorm: Float
     /// False when the step was skipped (inf/NaN gradients).
     public var updated: Bool
+    /// The MoE aux losses as Megatron logs them (`load_balancing_loss`, `z_loss`, ...); empty without MoE.
+    public var moeLosses: [String: Double] = [:]
 }
 
 /// One training iteration of a model: the micro-batches' forward and backward passes through a schedule,
@@ -44,6 +46,8 @@ public final class TrainingStep {
     /// Called at each `Point` of an iteration: gradients can be inspected there (tests, debugging) without
     /// re-implementing the step.
     public var observer: ((Point) throws -> Void)?
+    /// The model's MoE layers' part of the step (aux-loss scale, expert bias, logged losses).
+    let moe: MoETraining
 
     /// Where in an iteration `observer` is called.
     public enum Point {
@@ -61,6 +65,7 @@ public final class TrainingStep {
         self.clipGrad = clipGrad
         self.perTokenLoss = perTokenLoss
         self.timers = timers
+        moe = MoETraining(model: model)
     }
 
     /// Runs an iteration of `microBatches` micro-batches (`batch(m)` makes micro-batch `m` of this rank, on the
@@ -79,6 +84,8 @@ public final class TrainingStep {
         model.train()
         try optimizer.zeroGrad()
         let lossScale = gradScaler?.scale ?? 1
+        moe.setAuxLossScale(lossScale: lossScale, contextParallel: parallel.context.size, microBatches: microBatches,
+                            perTokenLoss: perTokenLoss)
         var localTokens = 0, totals: LossTotals?
         let passes = ForwardBackwardPasses(
             count: microBatches,
@@ -123,7 +130,9 @@ public final class TrainingStep {
         if report.updated { scheduler.step(samples) }
         let summed = onHost.tensor().floats()
         return TrainingStepResult(loss: Double(summed[0]) / Double(summed[1]), gradNorm: report.gradNorm,
-                                  updated: report.updated)
+                                  updated: report.updated,
+                                  moeLosses: try moe.takeLoggedLosses(microBatches: microBatches, group: parallel.tensorWithDataAndContext,
+                                                                      dataParallel: parallel.data.size))
     }
 
     /// Sums the partial gradients of sequence-parallel parameters over the tensor-parallel ranks and finishes
@@ -132,6 +141,7 @@ public final class TrainingStep {
         TensorParallelGradients.allReducePartial(model, group: model.tensorParallel)
         try model.allReduceTiedEmbeddingGradient(over: parallel.embedding)
         try optimizer.finishGradientReduction()
+        try moe.updateExpertBiases(group: parallel.tensorWithDataAndContext)
     }
 
     /// [loss sum, token count] of this rank's micro-batches, being summed over the data-parallel ranks.

@@ -67,6 +67,8 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
     public var windowAttnSkipFreq: LayerPattern?
     /// YaRN rotary embeddings (`--position-embedding-type yarn`; `positionEmbeddingType` is then `rope`).
     public var yarn: YarnScaling?
+    /// The mixture-of-experts layers (`--num-experts`, `--moe-*`); nil: every MLP is dense.
+    public var moe: MoEConfig?
 
     public init(
         numLayers: Int, hiddenSize: Int, numAttentionHeads: Int, numQueryGroups: Int? = nil,
@@ -81,7 +83,8 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         initMethodXavierUniform: Bool = false, attentionOutputGate: Bool = false,
         gatedDeltaNet: GatedDeltaNetConfig? = nil,
         gluLinearOffset: Float = 0, activationFuncClampValue: Float? = nil, softmaxType: SoftmaxType = .vanilla,
-        slidingWindow: Int? = nil, windowAttnSkipFreq: LayerPattern? = nil, yarn: YarnScaling? = nil
+        slidingWindow: Int? = nil, windowAttnSkipFreq: LayerPattern? = nil, yarn: YarnScaling? = nil,
+        moe: MoEConfig? = nil
     ) throws {
         self.numLayers = numLayers
         self.hiddenSize = hiddenSize
@@ -115,6 +118,7 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         self.slidingWindow = slidingWindow
         self.windowAttnSkipFreq = windowAttnSkipFreq
         self.yarn = yarn
+        self.moe = moe
         if kvChannels == nil && numAttentionHeads > 0 && hiddenSize % numAttentionHeads != 0 {
             throw ConfigError("hidden_size (\(hiddenSize)) must be divisible by num_attention_heads (\(numAttentionHeads)) unless kv_channels is given")
         }
@@ -190,7 +194,12 @@ public struct TransformerConfig: Sendable, Equatable, Codable {
         try require(activation != .quickGelu || gatedLinearUnit, "quick_gelu is used gated only (quick GeGLU)")
         try require(gatedDeltaNet == nil || activation != .quickGelu,
                     "Gated DeltaNet layers take their gate activation from the MLP's; quick GeGLU (--quick-geglu) is not supported with them")
+        try moe?.validate(numLayers: numLayers)
+        try require(moe == nil || !addBiasLinear, "MoE experts without biases only: pass --disable-bias-linear")
     }
+
+    /// Whether layer `index` (0-based) has a mixture-of-experts MLP.
+    public func isMoELayer(_ index: Int) -> Bool { moe?.layers[index] ?? false }
 
     /// Whether layer `index` is a Gated DeltaNet layer rather than attention.
     public func isGatedDeltaNetLayer(_ index: Int) -> Bool { gatedDeltaNet?.layers[index] ?? false }
@@ -210,6 +219,7 @@ extension TransformerConfig {
         case ropeScaling, layernormZeroCenteredGamma, embeddingInitMethodStd, initMethodXavierUniform
         case attentionOutputGate, gatedDeltaNet
         case gluLinearOffset, activationFuncClampValue, softmaxType, slidingWindow, windowAttnSkipFreq, yarn
+        case moe
     }
 
     /// Decodes a config as encoded; the fields added after checkpoints first recorded it (RoPE scaling,
@@ -248,6 +258,7 @@ extension TransformerConfig {
         slidingWindow = try c.decodeIfPresent(Int.self, forKey: .slidingWindow)
         windowAttnSkipFreq = try c.decodeIfPresent(LayerPattern.self, forKey: .windowAttnSkipFreq)
         yarn = try c.decodeIfPresent(YarnScaling.self, forKey: .yarn)
+        moe = try c.decodeIfPresent(MoEConfig.self, forKey: .moe)
     }
 }
 

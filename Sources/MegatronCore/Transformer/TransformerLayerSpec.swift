@@ -33,7 +33,7 @@ public struct ModuleSpec<Built> {
     public init(_ build: @escaping (LayerBuildContext) -> Built) { self.build = build }
 }
 
-/// What fills a transformer layer's `mlp` slot: the dense MLP now; a mixture of experts later.
+/// What fills a transformer layer's `mlp` slot: the dense MLP or a mixture of experts (`MoELayer`).
 public protocol FeedForward: Module {
     /// `x [batch, seq, hidden] -> [batch, seq, hidden]` (this rank's positions under sequence parallelism).
     func callAsFunction(_ x: Tensor) -> Tensor
@@ -107,12 +107,14 @@ public struct TransformerBlockSpec {
 
     /// The GPT decoder `config` describes (Megatron's `get_gpt_decoder_block_spec` with local layer specs):
     /// Gated DeltaNet where `--linear-attention-freq` puts it, elsewhere self-attention with the sliding
-    /// window where `--window-size` / `--window-attn-skip-freq` put it; a dense MLP in every layer.
+    /// window where `--window-size` / `--window-attn-skip-freq` put it; a mixture of experts where `--moe-layer-freq`
+    /// puts it, else a dense MLP.
     public static func gpt(_ config: TransformerConfig) -> TransformerBlockSpec {
         TransformerBlockSpec(layers: (0..<config.numLayers).map { index in
             TransformerLayerSpec(selfAttention: config.isGatedDeltaNetLayer(index)
                 ? .gatedDeltaNet
-                : .selfAttention(window: config.slidingWindow(layerNumber: index + 1)))
+                : .selfAttention(window: config.slidingWindow(layerNumber: index + 1)),
+                                 mlp: config.isMoELayer(index) ? .moe : .mlp)
         })
     }
 }

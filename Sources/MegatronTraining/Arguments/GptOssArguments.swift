@@ -53,7 +53,7 @@ extension PretrainArguments {
         if quickGeglu && (swiglu || squaredRelu) {
             throw ArgumentError("--quick-geglu cannot be combined with \(swiglu ? "--swiglu" : "--squared-relu")")
         }
-        if swiglu, let clamp = activationFuncClampValue {
+        if swiglu, let clamp = activationFuncClampValue, numExperts == nil {
             throw ArgumentError("--activation-func-clamp-value \(clamp) with --swiglu is only supported with mixture of experts (as in Megatron)")
         }
         if let clamp = activationFuncClampValue, clamp <= 0 {

@@ -76,6 +76,29 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var yarnCorrectionRangeRoundToInt: Bool?
     public var mscale: Float = 1
     public var mscaleAllDim: Float = 0
+    // mixture of experts
+    public var numExperts: Int?
+    public var moeFFNHiddenSize: Int?
+    public var moeRouterTopk = 2
+    /// `softmax` or `sigmoid` (`--moe-router-score-function`).
+    public var moeRouterScoreFunction = "softmax"
+    public var moeRouterPreSoftmax = false
+    public var moeRouterTopkScalingFactor: Float?
+    public var moeRouterNumGroups: Int?
+    public var moeRouterGroupTopk: Int?
+    /// `--moe-router-load-balancing-type` and `--moe-aux-loss-coeff` as given (one word or a list each).
+    public var moeRouterLoadBalancingType: [String]?
+    public var moeAuxLossCoeff: [String]?
+    public var moeZLossCoeff: Float?
+    public var moeRouterEnableExpertBias = false
+    public var moeRouterBiasUpdateRate: Float = 1e-3
+    /// `--moe-expert-capacity-factor` as given (kept as text so the capacity's ceiling sees Python's double).
+    public var moeExpertCapacityFactor: String?
+    public var moeTokenDropPolicy = "probs"
+    public var moePadExpertInputToCapacity = false
+    public var moeSharedExpertIntermediateSize: Int?
+    /// `--moe-layer-freq` as given: `N` or a Python list expression (`"([0]+[1]*23)"`).
+    public var moeLayerFreq: String?
 
     // Batch and iterations.
     public var microBatchSize = 8

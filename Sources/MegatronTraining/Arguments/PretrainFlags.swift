@@ -379,6 +379,35 @@ enum PretrainFlags {
         .set("--no-yarn-correction-range-round-to-int", \.yarnCorrectionRangeRoundToInt, to: false),
         .float("--mscale", \.mscale),
         .float("--mscale-all-dim", \.mscaleAllDim),
+        // mixture of experts (one rank's experts: expert parallelism stays refused)
+        .int("--num-experts", \.numExperts),
+        .int("--moe-ffn-hidden-size", \.moeFFNHiddenSize),
+        .int("--moe-router-topk", \.moeRouterTopk),
+        Flag(name: "--moe-router-score-function", takesValue: true, apply: { args, value in
+            args.moeRouterScoreFunction = try Flag.checked("--moe-router-score-function", value!, ["softmax", "sigmoid"])
+        }, metavar: "softmax|sigmoid", defaultText: { $0.moeRouterScoreFunction }),
+        .set("--moe-router-pre-softmax", \.moeRouterPreSoftmax),
+        .float("--moe-router-topk-scaling-factor", \.moeRouterTopkScalingFactor),
+        .int("--moe-router-num-groups", \.moeRouterNumGroups),
+        .int("--moe-router-group-topk", \.moeRouterGroupTopk),
+        .list("--moe-router-load-balancing-type", \.moeRouterLoadBalancingType),
+        .list("--moe-aux-loss-coeff", \.moeAuxLossCoeff),
+        .float("--moe-z-loss-coeff", \.moeZLossCoeff),
+        .set("--moe-router-enable-expert-bias", \.moeRouterEnableExpertBias),
+        .float("--moe-router-bias-update-rate", \.moeRouterBiasUpdateRate),
+        .ignored("--moe-router-dtype", choices: ["fp32"], note: "the router's logits and routing run in fp32 here"),
+        .string("--moe-expert-capacity-factor", \.moeExpertCapacityFactor),
+        Flag(name: "--moe-token-drop-policy", takesValue: true, apply: { args, value in
+            args.moeTokenDropPolicy = try Flag.checked("--moe-token-drop-policy", value!, ["probs", "position"])
+        }, metavar: "probs|position", defaultText: { $0.moeTokenDropPolicy }),
+        .set("--moe-pad-expert-input-to-capacity", \.moePadExpertInputToCapacity),
+        .int("--moe-shared-expert-intermediate-size", \.moeSharedExpertIntermediateSize),
+        .string("--moe-layer-freq", \.moeLayerFreq),
+        .ignored("--moe-grouped-gemm", note: "the experts run one after another on one rank (Megatron's SequentialMLP); "
+                 + "the same math as the grouped GEMM"),
+        .ignored("--moe-permute-fusion", note: "tokens are permuted unfused; the same result"),
+        .ignored("--moe-token-dispatcher-type", choices: ["allgather", "alltoall"],
+                 note: "with expert parallelism 1 every dispatcher keeps the tokens on their rank; the same result"),
     ]
 
     static let fusionNote = "no effect: Megatron's kernel-fusion switches; this build runs its own fused kernels, with the same math"

@@ -140,7 +140,7 @@ extension PretrainArguments {
                 gatedDeltaNet: try gatedDeltaNetConfig(),
                 gluLinearOffset: gluLinearOffset, activationFuncClampValue: activationFuncClampValue,
                 softmaxType: softmaxType, slidingWindow: try slidingWindow(), windowAttnSkipFreq: try windowAttnPattern(),
-                yarn: yarnScaling())
+                yarn: yarnScaling(), moe: try moeConfig())
         } catch let error as ConfigError {
             throw ArgumentError(error.description)
         }

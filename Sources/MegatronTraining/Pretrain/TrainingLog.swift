@@ -12,6 +12,8 @@ public struct TrainingLogEntry {
     public var learningRate: Float
     public var globalBatchSize: Int
     public var lmLoss: Double
+    /// Megatron's MoE loss items (`load_balancing_loss`, `z_loss`, ...) in its order, printed after the lm loss.
+    public var moeLosses: [(name: String, value: Double)] = []
     public var lossScale: Float
     public var gradNorm: Float?
     /// Zeros in the main gradients, with `--log-num-zeros-in-grad`.
@@ -31,6 +33,7 @@ public struct TrainingLogEntry {
         line += " learning rate: \(Self.scientific(Double(learningRate))) |"
         line += " global batch size: \(pad(globalBatchSize, 5)) |"
         line += " lm loss: \(Self.scientific(lmLoss)) |"
+        for (name, value) in moeLosses { line += " \(name): \(Self.scientific(value)) |" }
         line += " loss scale: \(String(format: "%.1f", lossScale)) |"
         if let gradNorm { line += " grad norm: \(String(format: "%.3f", gradNorm)) |" }
         // Megatron's count is a Python float that went through an fp32 tensor: `1234.0`.

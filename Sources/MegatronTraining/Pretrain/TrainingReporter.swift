@@ -88,7 +88,8 @@ final class TrainingReporter {
         let reset = !first || arguments.logInterval == 1
         let perIteration = interval.seconds / Double(max(interval.iterations, 1))
         let throughput = report.flops / Double(worldSize) / perIteration / 1e12
-        log(interval.entry(report, throughput: arguments.logThroughput ? throughput : nil).formatted())
+        log(interval.entry(report, throughput: arguments.logThroughput ? throughput : nil,
+                           moeLossNames: arguments.moeLoggedLossNames).formatted())
         let meanLoss = interval.meanLoss
         if reset { interval = IntervalStats() }
         reportMemory(after: report.iteration)
@@ -190,6 +191,8 @@ struct IntervalStats {
     var seconds = 0.0
     var skipped = 0
     var nan = 0
+    /// The MoE loss items summed over every iteration (Megatron adds them even for skipped ones).
+    var moeLossTotals: [String: Double] = [:]
 
     /// Loss averaged over the iterations that updated the model.
     var meanLoss: Double { lossTotal / Double(max(advanced, 1)) }
@@ -197,6 +200,7 @@ struct IntervalStats {
     mutating func add(_ step: TrainingStepResult, seconds: Double) {
         iterations += 1
         self.seconds += seconds
+        for (name, value) in step.moeLosses { moeLossTotals[name, default: 0] += value }
         if !step.loss.isFinite { nan += 1 }
         if step.updated {
             advanced += 1
@@ -208,12 +212,14 @@ struct IntervalStats {
 
     /// The line for the interval ending at `report`'s iteration: the last iteration's grad norm (none when it
     /// was skipped) and statistics, the interval's means.
-    func entry(_ report: IterationReport, throughput: Double?) -> TrainingLogEntry {
-        TrainingLogEntry(
+    func entry(_ report: IterationReport, throughput: Double?, moeLossNames: [String] = []) -> TrainingLogEntry {
+        var entry = TrainingLogEntry(
             iteration: report.iteration, trainIters: report.trainIters, consumedSamples: report.consumedSamples,
             elapsedMillisecondsPerIteration: seconds / Double(max(iterations, 1)) * 1000, throughput: throughput,
             learningRate: report.learningRate, globalBatchSize: report.globalBatchSize, lmLoss: meanLoss,
             lossScale: report.lossScale, gradNorm: report.step.updated ? report.step.gradNorm : nil,
             numZeros: report.numZeros, paramsNorm: report.paramsNorm, skippedIterations: skipped, nanIterations: nan)
+        entry.moeLosses = moeLossNames.map { ($0, (moeLossTotals[$0] ?? 0) / Double(max(advanced, 1))) }
+        return entry
     }
 }
