@@ -6,28 +6,32 @@ import MegatronTensor
 extension Pretrainer {
     /// Saves model, optimizer, RNG and progress as `<save>/iter_XXXXXXX/` and updates the tracker.
     ///
-    /// In a data-parallel run every rank takes part (the distributed optimizer gathers its shards) and
-    /// world rank 0 writes the whole state, which any data-parallel size loads: as Megatron-LM's `torch_dist`
-    /// (`--ckpt-format`, the default) or as this build's safetensors layout.
+    /// As Megatron-LM's `torch_dist` (`--ckpt-format`, the default) every rank writes only what it owns, in
+    /// parallel: its tensor-parallel slice of each weight, its distributed-optimizer shard (a replicated tensor is
+    /// written by one rank of its group), and any layout loads it. The safetensors layout gathers the whole
+    /// state and world rank 0 writes it.
     func saveCheckpoint() throws {
         guard let save = arguments.save else { return }
         try optimizer.finishParameterUpdates()
-        let (modelState, optimizerState) = try ParallelCheckpoint.gather(model: model, optimizerState: try optimizer.stateTensors())
         lastSavedIteration = iteration
-        guard parallel.world.rank == 0 else { return }
-        log(MegatronLogLines.savingCheckpoint(iteration: iteration, directory: save, format: arguments.ckptFormat.rawValue))
         let store = CheckpointDirectory(root: URL(fileURLWithPath: save))
-        var tensors: [String: Tensor] = [:]
-        for (name, p) in modelState { tensors["model." + name] = p }
-        for (name, t) in optimizerState { tensors["optimizer." + name] = t }
-        let previous = arguments.saveRetainInterval == nil ? nil : try store.latest()
+        let previous = parallel.world.rank == 0 && arguments.saveRetainInterval != nil ? try store.latest() : nil
+        if parallel.world.rank == 0 {
+            log(MegatronLogLines.savingCheckpoint(iteration: iteration, directory: save, format: arguments.ckptFormat.rawValue))
+        }
         switch arguments.ckptFormat {
         case .safetensors:
+            let (modelState, optimizerState) = try ParallelCheckpoint.gather(model: model, optimizerState: try optimizer.stateTensors())
+            guard parallel.world.rank == 0 else { return }
+            var tensors: [String: Tensor] = [:]
+            for (name, p) in modelState { tensors["model." + name] = p }
+            for (name, t) in optimizerState { tensors["optimizer." + name] = t }
             try store.save(iteration: iteration, tensors: tensors.mapValues { $0.to(.cpu) }, manifest: try manifest(shapes: tensors))
         case .torchDist:
-            try MegatronCheckpointFormat.save(to: store, iteration: iteration, model: modelState, optimizer: optimizerState,
-                                              stateNames: arguments.optimizer == .sgd ? ["momentum_buffer"] : ["exp_avg", "exp_avg_sq"],
-                                              manifest: try manifest(shapes: tensors), megatronArgs: megatronArgs)
+            let chunks = try ParallelCheckpoint.chunks(model: model, optimizer: optimizer, parallel: parallel, stateNames: optimizerStateNames)
+            try MegatronCheckpointFormat.saveSharded(to: store, iteration: iteration, chunks: chunks, world: parallel.world,
+                                                     device: device, manifest: try manifest(shapes: [:], savedLayout: "sharded"), megatronArgs: megatronArgs)
+            guard parallel.world.rank == 0 else { return }
         }
         if let keep = arguments.keepLastCheckpoints { try store.prune(keep: keep, newest: iteration) }
         log(MegatronLogLines.savedCheckpoint(iteration: iteration, directory: save,
@@ -37,9 +41,13 @@ extension Pretrainer {
         }
     }
 
+    /// Megatron's names of the optimizer's state buffers.
+    var optimizerStateNames: [String] { arguments.optimizer == .sgd ? ["momentum_buffer"] : ["exp_avg", "exp_avg_sq"] }
+
     /// What the checkpoint of this iteration records beside its tensors: training progress, optimizer, scheduler and
-    /// dropout positions, the run's arguments and layout, and the model's description.
-    func manifest(shapes tensors: [String: Tensor]) throws -> CheckpointManifest {
+    /// dropout positions, the run's arguments and layout, and the model's description. `savedLayout`: "whole" (the
+    /// single-rank layout, `tensors` its shapes) or "sharded" (torch_dist boxes; no shapes recorded here).
+    func manifest(shapes tensors: [String: Tensor], savedLayout: String = "whole") throws -> CheckpointManifest {
         var manifest = CheckpointManifest()
         manifest.consumedSamples = consumedSamples
         manifest.numFloatingPointOperationsSoFar = reporter.flopsSoFar
@@ -48,11 +56,10 @@ extension Pretrainer {
                                                      tensorParallelDropoutOffset: Int(model.dropoutRNG.tensorParallel.offset),
                                                      dropoutSeed: Int(model.dropoutGenerator.seed))
         manifest.args = try JSONValue(encoding: arguments)
-        // The state is saved whole (single-rank layout); this records the layout that wrote it.
         manifest.parallel = CheckpointManifest.ParallelLayout(
             tensorModelParallelSize: parallel.tensor.size, pipelineModelParallelSize: 1,
-            dataParallelSize: parallel.data.size, savedLayout: "whole")
-        manifest.shapes = tensors.mapValues { $0.shape }
+            dataParallelSize: parallel.data.size, savedLayout: savedLayout)
+        manifest.shapes = tensors.isEmpty ? nil : tensors.mapValues { $0.shape }
         manifest.optParamScheduler = schedule.scheduler.state()
         manifest.gradScaler = (gradScaler as? DynamicGradScaler)?.state()
         GPTCheckpoint.describe(model, vocabSize: vocabularySize, in: &manifest)
@@ -92,7 +99,8 @@ extension Pretrainer {
     /// (what `megatron convert` writes) give the weights only, from iteration 0; `--no-load-optim` keeps the
     /// iteration but starts a fresh optimizer and scheduler; `--no-load-rng` keeps this run's dropout stream.
     func restore(from store: CheckpointDirectory) throws {
-        guard let checkpoint = try store.loadLatest() else {
+        let sharded = try store.openLatestSharded()
+        guard let checkpoint = try sharded?.checkpoint ?? store.loadLatest() else {
             if arguments.exitOnMissingCheckpoint {
                 throw CheckpointError("--load \(store.root.path): no checkpoint to load (no \(CheckpointDirectory.trackerName)), "
                     + "and --exit-on-missing-checkpoint is set")
@@ -104,10 +112,15 @@ extension Pretrainer {
         try requireSameModel(try GPTCheckpoint.ModelDescription(of: checkpoint), checkpoint: checkpoint)
         let source = "\(checkpoint.directory.path)"
         // Conversions write no shapes (and no training state); pretraining checkpoints always do.
-        if !checkpoint.isRelease { try Self.requireRecordedShapes(checkpoint) }
-        var modelState: [String: Tensor] = [:]
-        for (key, t) in checkpoint.tensors where key.hasPrefix("model.") { modelState[String(key.dropFirst(6))] = t }
-        let slice = try ParallelCheckpoint.modelSlice(modelState, for: model)
+        if !checkpoint.isRelease, sharded == nil { try Self.requireRecordedShapes(checkpoint) }
+        let slice: [String: Tensor]
+        if let reader = sharded?.reader {
+            slice = try ShardedGPTCheckpoint.readModel(reader, layout: try shardedLayout(), model: model)
+        } else {
+            var modelState: [String: Tensor] = [:]
+            for (key, t) in checkpoint.tensors where key.hasPrefix("model.") { modelState[String(key.dropFirst(6))] = t }
+            slice = try ParallelCheckpoint.modelSlice(modelState, for: model)
+        }
         try GPTCheckpoint.loadWeights(Dictionary(uniqueKeysWithValues: slice.map { ("model." + $0.key, $0.value) }), into: model,
                                       source: source)
         if arguments.finetune || checkpoint.isRelease {
@@ -124,7 +137,7 @@ extension Pretrainer {
             log("  a Megatron-LM \(format) checkpoint: weights, iteration and consumed samples are carried; its optimizer, "
                 + "scheduler and RNG state are not (starting them fresh, as --no-load-optim --no-load-rng)")
         } else {
-            if !arguments.noLoadOptim { try restoreOptimizer(checkpoint) }
+            if !arguments.noLoadOptim { try restoreOptimizer(checkpoint, reader: sharded?.reader) }
             if !arguments.noLoadRNG { try restoreRNG(checkpoint) }
         }
         iteration = checkpoint.iteration
@@ -140,14 +153,20 @@ extension Pretrainer {
     }
 
     /// Optimizer state, its step count, the scheduler and the dynamic loss scale.
-    func restoreOptimizer(_ checkpoint: LoadedCheckpoint) throws {
+    /// `reader`: the checkpoint's torch_dist boxes (a sharded checkpoint), read for this rank's shard only.
+    func restoreOptimizer(_ checkpoint: LoadedCheckpoint, reader: DistributedCheckpointReader? = nil) throws {
         let saved = try checkpoint.metadata.decode(SavedOptimizer.self)
         guard saved.optimizerSteps >= 0 else { throw checkpoint.metadata.invalid("optimizer_steps", "is \(saved.optimizerSteps)") }
-        var optimizerState: [String: Tensor] = [:]
-        for (key, t) in checkpoint.tensors where key.hasPrefix("optimizer.") { optimizerState[String(key.dropFirst(10))] = t }
         let source = checkpoint.directory.path
         do {
-            try optimizer.loadState(try ParallelCheckpoint.optimizerSlice(optimizerState, for: model), stepCount: saved.optimizerSteps)
+            if let reader {
+                try ShardedGPTCheckpoint.loadOptimizer(optimizer, from: reader, layout: try shardedLayout(), stepCount: saved.optimizerSteps,
+                                                       stateNames: optimizerStateNames)
+            } else {
+                var optimizerState: [String: Tensor] = [:]
+                for (key, t) in checkpoint.tensors where key.hasPrefix("optimizer.") { optimizerState[String(key.dropFirst(10))] = t }
+                try optimizer.loadState(try ParallelCheckpoint.optimizerSlice(optimizerState, for: model), stepCount: saved.optimizerSteps)
+            }
             try schedule.scheduler.load(saved.scheduler)
             if var dynamic = gradScaler as? DynamicGradScaler, let state = saved.gradScaler {
                 try dynamic.load(state)
@@ -325,5 +344,12 @@ final class StopRequest: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return flag
+    }
+}
+
+extension Pretrainer {
+    /// Where this rank's parameters lie in a sharded checkpoint.
+    func shardedLayout() throws -> ShardedGPTLayout {
+        try ShardedGPTLayout(model: model, tensorRank: parallel.tensorRank, tensorSize: parallel.tensor.size)
     }
 }
