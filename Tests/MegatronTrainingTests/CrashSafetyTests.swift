@@ -104,6 +104,31 @@ final class CrashSafetyTests: XCTestCase {
         XCTAssertEqual(try store.latestIteration(), resumedFrom + 1)
     }
 
+    /// With `--async-save` training goes on while a background thread writes each checkpoint: a kill at any instant
+    /// of that write leaves the checkpoint the tracker names loadable.
+    func testKillsDuringAsyncSavesLoseNothing() throws {
+        let binary = try megatron()
+        let flags = "pretrain-gpt \(model) --train-iters 1000000 --lr 1e-3 --log-interval 100000 --eval-iters 1 --async-save "
+            + "--load \(root.path) --save \(root.path) --save-interval 1 --keep-last-checkpoints 2"
+        var generator = SplitMix64(seed: 19)
+        var interrupted = 0
+        for round in 0..<6 {
+            let before = tracker
+            let child = try start(binary, flags)
+            wait { saving }
+            let started = Date()
+            wait { tracker != before }
+            let span = max(1000, Int(Date().timeIntervalSince(started) * 1_000_000))
+            wait { saving }
+            let delay = generator.next(below: span)
+            usleep(useconds_t(delay))
+            killed(child)
+            XCTAssertGreaterThan(try requireLoadable("round \(round), killed \(delay) µs into an async save of about \(span) µs"), 0)
+            if try FileManager.default.contentsOfDirectory(atPath: root.path).contains(where: { $0.hasPrefix(".") }) { interrupted += 1 }
+        }
+        XCTAssertGreaterThan(interrupted, 0, "kills that landed inside a save (timing decides how many)")
+    }
+
     func testKillsWhileReSavingTheIterationTheTrackerNamesLoseNothing() throws {
         let binary = try megatron()
         let source = root.appendingPathComponent("source").path, target = root.appendingPathComponent("target")

@@ -7,12 +7,13 @@ import MegatronTensor
 /// hold the whole state: saving gathers every rank's slices, loading cuts this rank's slices out. Either way the
 /// vocabulary padding, which depends on TP, is trimmed or zero-padded to the loading model's.
 enum ParallelCheckpoint {
-    /// What this rank writes of a sharded checkpoint (no collective).
+    /// What this rank writes of a sharded checkpoint (no collective); `copied`: host copies the training may not touch.
     static func chunks(model: GPTModel, optimizer: TrainingOptimizer, parallel: ParallelState,
-                       stateNames: [String]) throws -> [DistributedCheckpoint.Chunk] {
+                       stateNames: [String], copied: Bool) throws -> [DistributedCheckpoint.Chunk] {
         let layout = try ShardedGPTLayout(model: model, tensorRank: parallel.tensorRank, tensorSize: parallel.tensor.size)
         return try ShardedGPTCheckpoint.chunks(model: model, optimizer: optimizer, layout: layout,
-                                               firstReplica: parallel.dataWithContext.rank == 0, stateNames: stateNames)
+                                               firstReplica: parallel.dataWithContext.rank == 0, stateNames: stateNames,
+                                               copied: copied)
     }
 
     static let vocabularyParameters = ["embedding.word_embeddings.weight", "output_layer.weight"]

@@ -28,16 +28,32 @@ extension Pretrainer {
             for (name, t) in optimizerState { tensors["optimizer." + name] = t }
             try store.save(iteration: iteration, tensors: tensors.mapValues { $0.to(.cpu) }, manifest: try manifest(shapes: tensors))
         case .torchDist:
-            let chunks = try ParallelCheckpoint.chunks(model: model, optimizer: optimizer, parallel: parallel, stateNames: optimizerStateNames)
-            try MegatronCheckpointFormat.saveSharded(to: store, iteration: iteration, chunks: chunks, world: parallel.world,
-                                                     device: device, manifest: try manifest(shapes: [:], savedLayout: "sharded"), megatronArgs: megatronArgs)
-            guard parallel.world.rank == 0 else { return }
+            // The previous asynchronous save completes (or its error surfaces) before this one starts.
+            try asyncSaves?.wait()
+            let chunks = try ParallelCheckpoint.chunks(model: model, optimizer: optimizer, parallel: parallel, stateNames: optimizerStateNames,
+                                                       copied: asyncSaves != nil)
+            let job = try MegatronCheckpointFormat.prepareSharded(to: store, iteration: iteration, chunks: chunks, world: parallel.world, device: device,
+                                                                  manifest: try manifest(shapes: [:], savedLayout: "sharded"),
+                                                                  megatronArgs: megatronArgs)
+            let finish = { [self, iteration] in
+                try job.run()
+                if parallel.world.rank == 0 { try afterSave(iteration: iteration, save: save, previous: previous) }
+            }
+            if let asyncSaves { asyncSaves.submit(job.name, finish) } else { try MegatronCheckpointFormat.agree(parallel.world, device, finish) }
+            return
         }
+        try afterSave(iteration: iteration, save: save, previous: previous)
+    }
+
+    /// Rank 0's steps once checkpoint `iteration` is complete (on the background writer with `--async-save`):
+    /// pruning, the log line, `--save-retain-interval`.
+    func afterSave(iteration: Int, save: String, previous: CheckpointName?) throws {
+        let store = CheckpointDirectory(root: URL(fileURLWithPath: save))
         if let keep = arguments.keepLastCheckpoints { try store.prune(keep: keep, newest: iteration) }
         log(MegatronLogLines.savedCheckpoint(iteration: iteration, directory: save,
                                              tensor: (parallel.tensorRank, parallel.tensor.size)))
         if let retain = arguments.saveRetainInterval, let previous, !previous.isRelease {
-            try deleteUnretained(previous.iteration, every: retain, from: store)
+            try deleteUnretained(previous.iteration, every: retain, from: store, current: iteration)
         }
     }
 
@@ -68,8 +84,8 @@ extension Pretrainer {
 
     /// `--save-retain-interval`, as Megatron: the checkpoint the tracker named before this save goes, unless it
     /// is a multiple of the interval (or this one). A failed deletion is reported, never fatal.
-    func deleteUnretained(_ previous: Int, every retain: Int, from store: CheckpointDirectory) throws {
-        guard previous > 0, previous != iteration, previous % retain != 0 else { return }
+    func deleteUnretained(_ previous: Int, every retain: Int, from store: CheckpointDirectory, current: Int) throws {
+        guard previous > 0, previous != current, previous % retain != 0 else { return }
         do {
             try store.delete(iteration: previous)
         } catch {
@@ -230,7 +246,10 @@ extension Pretrainer {
     ]
 
     /// The `shapes` the metadata records match the shard's tensors.
+    /// A sharded torch_dist checkpoint records none: its `.metadata` gives every tensor's shape and chunks, which the
+    /// reader checks.
     static func requireRecordedShapes(_ checkpoint: LoadedCheckpoint) throws {
+        if try checkpoint.metadata.decode(SavedLayout.self).parallel?.savedLayout == "sharded" { return }
         let shapes = try checkpoint.metadata.decode(SavedShapes.self).shapes
         for (name, tensor) in checkpoint.tensors where shapes[name] != tensor.shape {
             throw checkpoint.metadata.invalid("shapes", "gives \(name) as \(shapes[name].map { "\($0)" } ?? "nothing"), "
@@ -298,6 +317,11 @@ struct SavedProgress: Decodable {
     enum CodingKeys: String, CodingKey {
         case consumedSamples = "consumed_samples", floatingPointOperationsSoFar = "num_floating_point_operations_so_far"
     }
+}
+
+/// How the state was saved: "whole" (the single-rank layout) or "sharded" (torch_dist boxes).
+struct SavedLayout: Decodable {
+    var parallel: CheckpointManifest.ParallelLayout?
 }
 
 /// Each tensor's shape, as the save recorded it.

@@ -92,7 +92,7 @@ extension MegatronCheckpointFormat {
 
     /// Runs `step` on this rank, then waits for every rank's: throws this rank's error, or names the ranks that
     /// failed, so that no rank goes on to a step another could not reach.
-    static func agree(_ world: Communicator, _ device: Device, _ step: () throws -> Void) throws {
+    public static func agree(_ world: Communicator, _ device: Device, _ step: () throws -> Void) throws {
         var failure: Error?
         do { try step() } catch { failure = error }
         let failed = Tensor(shape: [1], values: [failure == nil ? 0 : 1]).to(device)

@@ -14,14 +14,16 @@ import MegatronTensor
 /// ```
 public enum ShardedGPTCheckpoint {
     /// The chunks this rank writes. `firstReplica`: this rank is the first of the ranks holding the same model
-    /// slice (data-parallel rank 0).
+    /// slice (data-parallel rank 0). `copied`: every chunk is a host copy sharing nothing with the live state, so
+    /// that training may go on while it is written (`--async-save`; device tensors are always copied to the host,
+    /// through the pinned staging buffers).
     public static func chunks(model: GPTModel, optimizer: TrainingOptimizer, layout: ShardedGPTLayout, firstReplica: Bool,
-                              stateNames: [String]) throws -> [DistributedCheckpoint.Chunk] {
+                              stateNames: [String], copied: Bool = false) throws -> [DistributedCheckpoint.Chunk] {
         var chunks: [DistributedCheckpoint.Chunk] = []
         let writesDuplicated = layout.tensorRank == 0
         if firstReplica {
             for (name, p) in model.namedParameters() where writesDuplicated || !layout.isDuplicated(name) {
-                chunks += pieces("", name, ShardBox(whole: p.shape), values: p, layout)
+                chunks += pieces("", name, ShardBox(whole: p.shape), values: p, layout, copied)
             }
         }
         if let distributed = optimizer.distributed {
@@ -30,7 +32,7 @@ public enum ShardedGPTCheckpoint {
                 var start = 0
                 for box in ShardBox.covering(flat: piece.parameterRange, of: piece.parameterShape) {
                     let values = piece.values.narrowed(0, start: start, length: box.count).reshaped(box.sizes)
-                    chunks += pieces(prefix, piece.parameter, box, values: values, layout)
+                    chunks += pieces(prefix, piece.parameter, box, values: values, layout, copied)
                     start += box.count
                 }
             }
@@ -38,7 +40,7 @@ public enum ShardedGPTCheckpoint {
             for (key, t) in try optimizer.stateTensors().sorted(by: { $0.key < $1.key }) {
                 let name = try parameterName(key)
                 guard writesDuplicated || !layout.isDuplicated(name) else { continue }
-                chunks += pieces(try optimizerPrefix(key, stateNames), name, ShardBox(whole: t.shape), values: t, layout)
+                chunks += pieces(try optimizerPrefix(key, stateNames), name, ShardBox(whole: t.shape), values: t, layout, copied)
             }
         }
         return chunks
@@ -46,9 +48,11 @@ public enum ShardedGPTCheckpoint {
 
     /// The chunks of `values`, the `box` of this rank's tensor of parameter `name`.
     static func pieces(_ prefix: String, _ name: String, _ box: ShardBox, values: Tensor,
-                       _ layout: ShardedGPTLayout) -> [DistributedCheckpoint.Chunk] {
+                       _ layout: ShardedGPTLayout, _ copied: Bool) -> [DistributedCheckpoint.Chunk] {
         layout.pieces(of: name, localBox: box).map { local, global in
-            let data = local.relative(to: box.offsets).view(of: values).to(.cpu).contiguous().reshaped(global.sizes)
+            let view = local.relative(to: box.offsets).view(of: values)
+            let host = view.device != .cpu ? view.to(.cpu) : copied ? freshCopy(view) : view.contiguous()
+            let data = host.reshaped(global.sizes)
             return DistributedCheckpoint.Chunk(key: prefix + layout.key(of: name), globalShape: layout.globalShape(of: name), box: global,
                                                tensor: data)
         }
