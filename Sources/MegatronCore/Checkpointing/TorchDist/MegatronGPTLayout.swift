@@ -65,12 +65,9 @@ public enum MegatronGPTLayout {
     public static func unsharded(_ tensors: [String: Tensor]) -> [String: Tensor] {
         var out: [String: Tensor] = [:]
         for (key, t) in tensors {
-            guard key.hasPrefix(layerPrefix) else { out[key] = t; continue }
-            if let (layer, rest) = splitLayer(key) {
-                out["\(layerPrefix)\(layer).\(localName(rest))"] = t
-            } else {
-                let rest = localName(String(key.dropFirst(layerPrefix.count)))
-                for i in 0..<t.size(0) { out["\(layerPrefix)\(i).\(rest)"] = t.narrowed(0, start: i, length: 1).contiguous().reshaped(Array(t.shape.dropFirst())) }
+            let (names, stacked) = localNames(key, shape: t.shape)
+            for (i, name) in names.enumerated() {
+                out[name] = stacked ? t.narrowed(0, start: i, length: 1).contiguous().reshaped(Array(t.shape.dropFirst())) : t
             }
         }
         return out
@@ -80,15 +77,18 @@ public enum MegatronGPTLayout {
     public static func unshardedShapes(_ shapes: [String: [Int]]) -> [String: [Int]] {
         var out: [String: [Int]] = [:]
         for (key, shape) in shapes {
-            guard key.hasPrefix(layerPrefix) else { out[key] = shape; continue }
-            if let (layer, rest) = splitLayer(key) {
-                out["\(layerPrefix)\(layer).\(localName(rest))"] = shape
-            } else {
-                let rest = localName(String(key.dropFirst(layerPrefix.count)))
-                for i in 0..<(shape.first ?? 0) { out["\(layerPrefix)\(i).\(rest)"] = Array(shape.dropFirst()) }
-            }
+            let (names, stacked) = localNames(key, shape: shape)
+            for name in names { out[name] = stacked ? Array(shape.dropFirst()) : shape }
         }
         return out
+    }
+
+    /// Our names for the torch_dist tensor `key` of `shape`: one, or for a stacked key one per entry of its layer axis.
+    static func localNames(_ key: String, shape: [Int]) -> (names: [String], stacked: Bool) {
+        guard key.hasPrefix(layerPrefix) else { return ([key], false) }
+        if let (layer, rest) = splitLayer(key) { return (["\(layerPrefix)\(layer).\(localName(rest))"], false) }
+        let rest = localName(String(key.dropFirst(layerPrefix.count)))
+        return ((0..<(shape.first ?? 0)).map { "\(layerPrefix)\($0).\(rest)" }, true)
     }
 
     /// The legacy `torch` format's model dict (our names already: local spec, per layer) without `_extra_state`.
