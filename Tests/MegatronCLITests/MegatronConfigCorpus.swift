@@ -150,8 +150,8 @@ enum OutOfScopeFeatures {
         // --rotary-scaling-factor, --mscale and --mscale-all-dim are also YaRN's settings, which work here.
         ("multi-latent attention", #"^--(multi-latent-attention|q-lora-rank|kv-lora-rank|qk-head-dim|qk-pos-emb-head-dim|v-head-dim|cache-mla-latents)$"#),
         ("FP8", #"^--fp8-.*$"#),
-        // --ckpt-format torch_dist works; Megatron's other formats (torch, torch_dcp...) are not written here.
-        (checkpointFormats, #"^--(auto-detect-ckpt-format|dist-ckpt-.*|use-dist-ckpt|async-save|async-strategy|async-ckpt-.*|use-persistent-ckpt-worker|ckpt-fully-parallel-.*|no-ckpt-fully-parallel-save|ckpt-assume-constant-structure|non-persistent-.*)$"#),
+        // --ckpt-format torch_dist and --async-save work; Megatron's other formats (torch, torch_dcp...) are not written here.
+        (checkpointFormats, #"^--(auto-detect-ckpt-format|dist-ckpt-.*|use-dist-ckpt|async-strategy|async-ckpt-.*|use-persistent-ckpt-worker|ckpt-fully-parallel-.*|no-ckpt-fully-parallel-save|ckpt-assume-constant-structure|non-persistent-.*)$"#),
         ("checkpoint conversion", #"^--ckpt-convert-.*$"#),
         ("Weights & Biases", #"^--wandb-.*$"#),
     ]

@@ -64,22 +64,48 @@ final class CrashSafetyTests: XCTestCase {
     }
 
     func testKillsWhileTrainingSavesAndPrunesLoseNothing() throws {
-        let binary = try megatron()
         let flags = "pretrain-gpt \(model) --train-iters 1000000 --lr 1e-3 --log-interval 100000 --eval-iters 1 "
             + "--load \(root.path) --save \(root.path) --save-interval 1 --keep-last-checkpoints 3"
-        var generator = SplitMix64(seed: 16)
-        var interrupted = 0
-        for round in 0..<12 {
+        let interrupted = try killDuringTraining(flags, rounds: 12, seed: 16) { round in
             // Every third child resumes from the oldest of the three checkpoints kept, so it saves over the two newer
             // ones (the kill lands in the second: the first one is timed).
             let kept = (try? store.iterations()) ?? []
             if round % 3 == 2, kept.count == 3 {
                 try "\(kept[0])".write(to: root.appendingPathComponent(CheckpointDirectory.trackerName), atomically: true, encoding: .utf8)
             }
+        }
+        XCTAssertGreaterThan(interrupted, 2, "kills that landed inside a save or a prune (timing decides how many)")
+        // The lock of the last killed child names a dead process: a new run takes it over and resumes.
+        let resumedFrom = try requireLoadable("after the kills")
+        let args = try MegatronArgumentParser.parse(
+            (model + " --train-iters 1000000 --exit-interval \(resumedFrom + 1) --lr 1e-3 --log-interval 1 --eval-iters 1 --device cpu "
+             + "--load \(root.path) --save \(root.path) --save-interval 100").split(separator: " ").map(String.init))
+        let summary = try Pretrainer(arguments: args) { _ in }.run()
+        XCTAssertEqual(summary.iterations, resumedFrom + 1)
+        XCTAssertEqual(try store.latestIteration(), resumedFrom + 1)
+    }
+
+    /// With `--async-save` training goes on while a background thread writes each checkpoint: a kill at any instant
+    /// of that write leaves the checkpoint the tracker names loadable.
+    func testKillsDuringAsyncSavesLoseNothing() throws {
+        let flags = "pretrain-gpt \(model) --train-iters 1000000 --lr 1e-3 --log-interval 100000 --eval-iters 1 --async-save "
+            + "--load \(root.path) --save \(root.path) --save-interval 1 --keep-last-checkpoints 2"
+        let interrupted = try killDuringTraining(flags, rounds: 6, seed: 19) { _ in }
+        XCTAssertGreaterThan(interrupted, 0, "kills that landed inside a save (timing decides how many)")
+    }
+
+    /// `rounds` children of `megatron flags`, each resuming from what the last left (after `prepare(round)`), each
+    /// killed at a random instant of a save (from its staging directory to the tracker, the span measured on the
+    /// child's first save); the tracker must name a loadable checkpoint after each kill. Returns how many kills
+    /// landed inside a save or a prune.
+    func killDuringTraining(_ flags: String, rounds: Int, seed: UInt64, prepare: (Int) throws -> Void) throws -> Int {
+        let binary = try megatron()
+        var generator = SplitMix64(seed: seed)
+        var interrupted = 0
+        for round in 0..<rounds {
+            try prepare(round)
             let before = tracker
             let child = try start(binary, flags)
-            // Kill at a random instant of a save (from its staging directory to the tracker), the span measured
-            // on the child's first save.
             wait { saving }
             let started = Date()
             wait { tracker != before }
@@ -93,15 +119,7 @@ final class CrashSafetyTests: XCTestCase {
             // Hidden names left behind: the kill landed inside a save or a prune.
             if try FileManager.default.contentsOfDirectory(atPath: root.path).contains(where: { $0.hasPrefix(".") }) { interrupted += 1 }
         }
-        XCTAssertGreaterThan(interrupted, 2, "kills that landed inside a save or a prune (timing decides how many)")
-        // The lock of the last killed child names a dead process: a new run takes it over and resumes.
-        let resumedFrom = try requireLoadable("after the kills")
-        let args = try MegatronArgumentParser.parse(
-            (model + " --train-iters 1000000 --exit-interval \(resumedFrom + 1) --lr 1e-3 --log-interval 1 --eval-iters 1 --device cpu "
-             + "--load \(root.path) --save \(root.path) --save-interval 100").split(separator: " ").map(String.init))
-        let summary = try Pretrainer(arguments: args) { _ in }.run()
-        XCTAssertEqual(summary.iterations, resumedFrom + 1)
-        XCTAssertEqual(try store.latestIteration(), resumedFrom + 1)
+        return interrupted
     }
 
     func testKillsWhileReSavingTheIterationTheTrackerNamesLoseNothing() throws {

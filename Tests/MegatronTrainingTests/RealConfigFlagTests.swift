@@ -23,21 +23,21 @@ final class RealConfigFlagTests: XCTestCase {
     func message(_ extra: String) -> String { errorText { _ = try parse(extra) } }
 
     func testCheckpointFormatFlagsAreAcceptedOnlyWhenNothingIsSavedOrLoaded() throws {
-        let formats = "--ckpt-format torch_dist --async-save --use-persistent-ckpt-worker --dist-ckpt-strictness log_all "
+        let formats = "--ckpt-format torch_dist --use-persistent-ckpt-worker --dist-ckpt-strictness log_all "
             + "--ckpt-fully-parallel-load --ckpt-assume-constant-structure --non-persistent-save-interval 5"
         let parsed = try parse(formats)
         // --ckpt-format torch_dist is implemented (the default); the rest are not.
-        XCTAssertEqual(parsed.notes, ["> --async-save, --use-persistent-ckpt-worker, --dist-ckpt-strictness log_all, "
+        XCTAssertEqual(parsed.notes, ["> --use-persistent-ckpt-worker, --dist-ckpt-strictness log_all, "
             + "--ckpt-fully-parallel-load, --ckpt-assume-constant-structure, --non-persistent-save-interval 5: "
             + CommandLineParse.checkpointFormatNote])
         XCTAssertEqual(parsed.arguments, try parse("").arguments, "they change no setting")
-        let refused = "  checkpoint formats (--ckpt-format): --async-save, --use-persistent-ckpt-worker, "
+        let refused = "  checkpoint formats (--ckpt-format): --use-persistent-ckpt-worker, "
             + "--dist-ckpt-strictness log_all, --ckpt-fully-parallel-load, --ckpt-assume-constant-structure, --non-persistent-save-interval 5"
         XCTAssertEqual(message(formats + " --save ckpt --save-interval 1"), Self.refusal + refused)
         XCTAssertEqual(message("--load ckpt " + formats), Self.refusal + refused, "--load given before them counts too")
         // In order with the other features of the line.
-        XCTAssertEqual(message("--expert-model-parallel-size 2 --async-save --fp8-format hybrid --save ckpt --save-interval 1"), Self.refusal
-            + "  mixture of experts: --expert-model-parallel-size 2\n  checkpoint formats (--ckpt-format): --async-save\n  FP8: --fp8-format hybrid")
+        XCTAssertEqual(message("--expert-model-parallel-size 2 --ckpt-assume-constant-structure --fp8-format hybrid --save ckpt --save-interval 1"), Self.refusal
+            + "  mixture of experts: --expert-model-parallel-size 2\n  checkpoint formats (--ckpt-format): --ckpt-assume-constant-structure\n  FP8: --fp8-format hybrid")
         // Megatron's legacy torch format is read, not written.
         XCTAssertEqual(message("--ckpt-format torch --save ckpt --save-interval 1"), Self.refusal
             + "  checkpoint formats (--ckpt-format): --ckpt-format torch")
@@ -53,10 +53,10 @@ final class RealConfigFlagTests: XCTestCase {
     func testCheckpointFormatFlagsOfAYAMLFileFollowTheSameRule() throws {
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         let file = root.appendingPathComponent("model_config.yaml")
-        try "MODEL_ARGS:\n  --ckpt-format: torch_dist\n  --async-save: true\n  --dist-ckpt-strictness: log_all\n".write(to: file, atomically: true, encoding: .utf8)
+        try "MODEL_ARGS:\n  --ckpt-format: torch_dist\n  --ckpt-assume-constant-structure: true\n  --dist-ckpt-strictness: log_all\n".write(to: file, atomically: true, encoding: .utf8)
         XCTAssertEqual(try parse("--yaml-cfg \(file.path)").notes.count, 1)
         XCTAssertEqual(message("--yaml-cfg \(file.path) --save ckpt --save-interval 1"),
-                       Self.refusal + "  checkpoint formats (--ckpt-format): --async-save, --dist-ckpt-strictness log_all")
+                       Self.refusal + "  checkpoint formats (--ckpt-format): --ckpt-assume-constant-structure, --dist-ckpt-strictness log_all")
     }
 
     /// PyYAML (Megatron's reader) keeps the last value of a key written twice; so does pretrain-gpt, and says so.

@@ -242,6 +242,11 @@ public struct LoadedCheckpoint {
     /// optimizer and RNG state are not carried.
     public var writtenByMegatron: String? = nil
 
+    /// The shapes of the checkpoint's tensors (model and optimizer), whether read (`tensors`) or, for a sharded
+    /// checkpoint opened for reading by boxes, as its metadata describes them.
+    public var shapes: [String: [Int]] { recordedShapes ?? tensors.mapValues(\.shape) }
+    var recordedShapes: [String: [Int]]? = nil
+
     public var iteration: Int { name.iteration }
     public var isRelease: Bool { name.isRelease }
 }

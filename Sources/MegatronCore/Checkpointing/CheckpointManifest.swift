@@ -98,7 +98,8 @@ public struct CheckpointManifest: Codable, Equatable {
         }
     }
 
-    /// The parallel layout that wrote the checkpoint; the state itself is saved whole (`savedLayout` "whole").
+    /// The parallel layout that wrote the checkpoint; the state is saved whole (`savedLayout` "whole", the single-rank
+    /// layout) or as each rank's torch_dist boxes ("sharded").
     public struct ParallelLayout: Codable, Equatable {
         public var tensorModelParallelSize: Int
         public var pipelineModelParallelSize: Int

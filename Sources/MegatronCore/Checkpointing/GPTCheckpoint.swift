@@ -98,13 +98,13 @@ public enum GPTCheckpoint {
                 expected.append(("embedding.position_embeddings.weight", [Double(maxPositionEmbeddings), hidden]))
             }
             for (name, shape) in expected {
-                let found = checkpoint.tensors["model." + name]?.shape
+                let found = checkpoint.shapes["model." + name]
                 guard found?.map(Double.init) == shape else {
                     throw checkpoint.metadata.invalid("model_config", "describes model.\(name) as \(shape.map { Int(exactly: $0) ?? -1 }), "
                         + "but the shard holds " + (found.map { "\($0)" } ?? "no such tensor"))
                 }
             }
-            let layers = Set(checkpoint.tensors.keys.compactMap { key -> Int? in
+            let layers = Set(checkpoint.shapes.keys.compactMap { key -> Int? in
                 guard key.hasPrefix("model.decoder.layers.") else { return nil }
                 return Int(key.dropFirst("model.decoder.layers.".count).prefix { $0 != "." })
             })

@@ -7,7 +7,7 @@ extension PretrainArguments {
     }
 }
 
-/// Megatron's other checkpoint-format flags (`--async-save`, `--dist-ckpt-strictness`, `--ckpt-fully-parallel-save`,
+/// Megatron's other checkpoint-format flags (`--dist-ckpt-strictness`, `--ckpt-fully-parallel-save`, `--async-strategy`,
 /// ...) choose how checkpoints are written and read in ways this build does not implement (issue #20), so they are
 /// refused, by feature, when the run saves or loads (`--save`, `--load`); without either, nothing is written or
 /// read, the format cannot matter, and they are accepted with a start-up note. Real configs carry them whether

@@ -77,6 +77,8 @@ enum FlagDescriptions {
         "--finetune": "Load the weights only and start at step 0.",
         "--ckpt-format": "What --save writes: torch_dist (Megatron-LM's) or safetensors (this build's own); --load reads either, "
             + "and Megatron-LM's legacy torch format.",
+        "--async-save": "Copy the state at each save and write it on a background thread while training goes on "
+            + "(torch_dist); the next save and the end of training wait for it.",
         "--exit-on-missing-checkpoint": "Stop with an error when --load holds no checkpoint, instead of starting afresh.",
         "--keep-last-checkpoints": "Delete all but the newest K checkpoints after each save.",
         "--save-retain-interval": "Keep only the newest checkpoint and those of multiples of this iteration.",

@@ -248,6 +248,8 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var finetune = false
     /// `--ckpt-format`: how `--save` writes (loading reads whichever format it finds).
     public var ckptFormat: CheckpointFormat = .torchDist
+    /// `--async-save`: each save copies the state and a background thread writes it while training goes on.
+    public var asyncSave = false
     /// Ours, not Megatron's: delete all but the newest K checkpoints after each save.
     public var keepLastCheckpoints: Int?
     /// Keep only the checkpoints of iterations that are multiples of this (and the newest): each save deletes

@@ -194,6 +194,7 @@ enum PretrainFlags {
         .set("--no-load-rng", \.noLoadRNG),
         .set("--finetune", \.finetune),
         .choice("--ckpt-format", \.ckptFormat, PretrainArguments.CheckpointFormat.allCases),
+        .set("--async-save", \.asyncSave),
         .int("--keep-last-checkpoints", \.keepLastCheckpoints),
         .choice("--optimizer", \.optimizer, PretrainArguments.Optimizer.allCases),
         .float("--lr", \.lr),

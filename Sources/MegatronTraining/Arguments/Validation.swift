@@ -23,6 +23,7 @@ extension PretrainArguments {
         }
         try require(lrWarmupFraction == nil || lrWarmupIters == 0, "--lr-warmup-fraction and --lr-warmup-iters are mutually exclusive")
         try require(save == nil || (saveInterval ?? 0) > 0, "--save-interval is required (and positive) when --save is given")
+        try require(!asyncSave || ckptFormat == .torchDist, "--async-save writes --ckpt-format torch_dist only (as Megatron-LM)")
         try require(keepLastCheckpoints == nil || keepLastCheckpoints! > 0, "--keep-last-checkpoints must be positive")
         if let retain = saveRetainInterval, let every = saveInterval, save != nil {
             try require(retain > 0 && retain % every == 0,

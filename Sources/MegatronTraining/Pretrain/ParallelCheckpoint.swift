@@ -2,11 +2,20 @@ import MegatronCore
 import MegatronParallel
 import MegatronTensor
 
-/// Checkpoints of tensor-parallel runs hold the whole model and optimizer state in the single-rank
-/// layout: saving gathers every rank's slices, loading cuts this rank's slices out. So a run saved at
-/// one (TP, DP) layout loads into any other; the vocabulary padding, which depends on TP, is trimmed or
-/// zero-padded to the loading model's.
+/// Checkpoints of parallel runs load into any (TP, DP) layout. torch_dist ones are sharded: each rank writes its
+/// own boxes of the single-rank layout's tensors (`chunks`) and reads the boxes its layout needs. Safetensors ones
+/// hold the whole state: saving gathers every rank's slices, loading cuts this rank's slices out. Either way the
+/// vocabulary padding, which depends on TP, is trimmed or zero-padded to the loading model's.
 enum ParallelCheckpoint {
+    /// What this rank writes of a sharded checkpoint (no collective); `copied`: host copies the training may not touch.
+    static func chunks(model: GPTModel, optimizer: TrainingOptimizer, parallel: ParallelState,
+                       stateNames: [String], copied: Bool) throws -> [DistributedCheckpoint.Chunk] {
+        let layout = try ShardedGPTLayout(model: model, tensorRank: parallel.tensorRank, tensorSize: parallel.tensor.size)
+        return try ShardedGPTCheckpoint.chunks(model: model, optimizer: optimizer, layout: layout,
+                                               firstReplica: parallel.dataWithContext.rank == 0, stateNames: stateNames,
+                                               copied: copied)
+    }
+
     static let vocabularyParameters = ["embedding.word_embeddings.weight", "output_layer.weight"]
 
     /// This rank's model parameters and optimizer state in full (a collective over the tensor-parallel group).

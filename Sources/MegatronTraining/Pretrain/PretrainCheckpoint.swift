@@ -6,40 +6,64 @@ import MegatronTensor
 extension Pretrainer {
     /// Saves model, optimizer, RNG and progress as `<save>/iter_XXXXXXX/` and updates the tracker.
     ///
-    /// In a data-parallel run every rank takes part (the distributed optimizer gathers its shards) and
-    /// world rank 0 writes the whole state, which any data-parallel size loads: as Megatron-LM's `torch_dist`
-    /// (`--ckpt-format`, the default) or as this build's safetensors layout.
+    /// As Megatron-LM's `torch_dist` (`--ckpt-format`, the default) every rank writes only what it owns, in
+    /// parallel: its tensor-parallel slice of each weight, its distributed-optimizer shard (a replicated tensor is
+    /// written by one rank of its group), and any layout loads it. The safetensors layout gathers the whole
+    /// state and world rank 0 writes it.
     func saveCheckpoint() throws {
         guard let save = arguments.save else { return }
         try optimizer.finishParameterUpdates()
-        let (modelState, optimizerState) = try ParallelCheckpoint.gather(model: model, optimizerState: try optimizer.stateTensors())
         lastSavedIteration = iteration
-        guard parallel.world.rank == 0 else { return }
-        log(MegatronLogLines.savingCheckpoint(iteration: iteration, directory: save, format: arguments.ckptFormat.rawValue))
         let store = CheckpointDirectory(root: URL(fileURLWithPath: save))
-        var tensors: [String: Tensor] = [:]
-        for (name, p) in modelState { tensors["model." + name] = p }
-        for (name, t) in optimizerState { tensors["optimizer." + name] = t }
-        let previous = arguments.saveRetainInterval == nil ? nil : try store.latest()
+        let previous = parallel.world.rank == 0 && arguments.saveRetainInterval != nil ? try store.latest() : nil
+        if parallel.world.rank == 0 {
+            log(MegatronLogLines.savingCheckpoint(iteration: iteration, directory: save, format: arguments.ckptFormat.rawValue))
+        }
         switch arguments.ckptFormat {
         case .safetensors:
+            let (modelState, optimizerState) = try ParallelCheckpoint.gather(model: model, optimizerState: try optimizer.stateTensors())
+            guard parallel.world.rank == 0 else { return }
+            var tensors: [String: Tensor] = [:]
+            for (name, p) in modelState { tensors["model." + name] = p }
+            for (name, t) in optimizerState { tensors["optimizer." + name] = t }
             try store.save(iteration: iteration, tensors: tensors.mapValues { $0.to(.cpu) }, manifest: try manifest(shapes: tensors))
         case .torchDist:
-            try MegatronCheckpointFormat.save(to: store, iteration: iteration, model: modelState, optimizer: optimizerState,
-                                              stateNames: arguments.optimizer == .sgd ? ["momentum_buffer"] : ["exp_avg", "exp_avg_sq"],
-                                              manifest: try manifest(shapes: tensors), megatronArgs: megatronArgs)
+            // The previous asynchronous save completes (or its error surfaces) before this one starts.
+            try asyncSaves?.wait()
+            let chunks = try ParallelCheckpoint.chunks(model: model, optimizer: optimizer, parallel: parallel, stateNames: optimizerStateNames,
+                                                       copied: asyncSaves != nil)
+            let job = try MegatronCheckpointFormat.prepareSharded(to: store, iteration: iteration, chunks: chunks, world: parallel.world, device: device,
+                                                                  manifest: try manifest(shapes: [:], savedLayout: "sharded"),
+                                                                  megatronArgs: megatronArgs)
+            let finish = { [self, iteration] in
+                try job.run()
+                if parallel.world.rank == 0 { try afterSave(iteration: iteration, save: save, previous: previous) }
+            }
+            if let asyncSaves { asyncSaves.submit(job.name, finish) } else { try MegatronCheckpointFormat.agree(parallel.world, device, finish) }
+            return
         }
+        try afterSave(iteration: iteration, save: save, previous: previous)
+    }
+
+    /// Rank 0's steps once checkpoint `iteration` is complete (on the background writer with `--async-save`):
+    /// pruning, the log line, `--save-retain-interval`.
+    func afterSave(iteration: Int, save: String, previous: CheckpointName?) throws {
+        let store = CheckpointDirectory(root: URL(fileURLWithPath: save))
         if let keep = arguments.keepLastCheckpoints { try store.prune(keep: keep, newest: iteration) }
         log(MegatronLogLines.savedCheckpoint(iteration: iteration, directory: save,
                                              tensor: (parallel.tensorRank, parallel.tensor.size)))
         if let retain = arguments.saveRetainInterval, let previous, !previous.isRelease {
-            try deleteUnretained(previous.iteration, every: retain, from: store)
+            try deleteUnretained(previous.iteration, every: retain, from: store, current: iteration)
         }
     }
 
+    /// Megatron's names of the optimizer's state buffers.
+    var optimizerStateNames: [String] { arguments.optimizer == .sgd ? ["momentum_buffer"] : ["exp_avg", "exp_avg_sq"] }
+
     /// What the checkpoint of this iteration records beside its tensors: training progress, optimizer, scheduler and
-    /// dropout positions, the run's arguments and layout, and the model's description.
-    func manifest(shapes tensors: [String: Tensor]) throws -> CheckpointManifest {
+    /// dropout positions, the run's arguments and layout, and the model's description. `savedLayout`: "whole" (the
+    /// single-rank layout, `tensors` its shapes) or "sharded" (torch_dist boxes; no shapes recorded here).
+    func manifest(shapes tensors: [String: Tensor], savedLayout: String = "whole") throws -> CheckpointManifest {
         var manifest = CheckpointManifest()
         manifest.consumedSamples = consumedSamples
         manifest.numFloatingPointOperationsSoFar = reporter.flopsSoFar
@@ -48,11 +72,10 @@ extension Pretrainer {
                                                      tensorParallelDropoutOffset: Int(model.dropoutRNG.tensorParallel.offset),
                                                      dropoutSeed: Int(model.dropoutGenerator.seed))
         manifest.args = try JSONValue(encoding: arguments)
-        // The state is saved whole (single-rank layout); this records the layout that wrote it.
         manifest.parallel = CheckpointManifest.ParallelLayout(
             tensorModelParallelSize: parallel.tensor.size, pipelineModelParallelSize: 1,
-            dataParallelSize: parallel.data.size, savedLayout: "whole")
-        manifest.shapes = tensors.mapValues { $0.shape }
+            dataParallelSize: parallel.data.size, savedLayout: savedLayout)
+        manifest.shapes = tensors.isEmpty ? nil : tensors.mapValues { $0.shape }
         manifest.optParamScheduler = schedule.scheduler.state()
         manifest.gradScaler = (gradScaler as? DynamicGradScaler)?.state()
         GPTCheckpoint.describe(model, vocabSize: vocabularySize, in: &manifest)
@@ -61,8 +84,8 @@ extension Pretrainer {
 
     /// `--save-retain-interval`, as Megatron: the checkpoint the tracker named before this save goes, unless it
     /// is a multiple of the interval (or this one). A failed deletion is reported, never fatal.
-    func deleteUnretained(_ previous: Int, every retain: Int, from store: CheckpointDirectory) throws {
-        guard previous > 0, previous != iteration, previous % retain != 0 else { return }
+    func deleteUnretained(_ previous: Int, every retain: Int, from store: CheckpointDirectory, current: Int) throws {
+        guard previous > 0, previous != current, previous % retain != 0 else { return }
         do {
             try store.delete(iteration: previous)
         } catch {
@@ -92,7 +115,8 @@ extension Pretrainer {
     /// (what `megatron convert` writes) give the weights only, from iteration 0; `--no-load-optim` keeps the
     /// iteration but starts a fresh optimizer and scheduler; `--no-load-rng` keeps this run's dropout stream.
     func restore(from store: CheckpointDirectory) throws {
-        guard let checkpoint = try store.loadLatest() else {
+        let sharded = try store.openLatestSharded()
+        guard let checkpoint = try sharded?.checkpoint ?? store.loadLatest() else {
             if arguments.exitOnMissingCheckpoint {
                 throw CheckpointError("--load \(store.root.path): no checkpoint to load (no \(CheckpointDirectory.trackerName)), "
                     + "and --exit-on-missing-checkpoint is set")
@@ -104,10 +128,15 @@ extension Pretrainer {
         try requireSameModel(try GPTCheckpoint.ModelDescription(of: checkpoint), checkpoint: checkpoint)
         let source = "\(checkpoint.directory.path)"
         // Conversions write no shapes (and no training state); pretraining checkpoints always do.
-        if !checkpoint.isRelease { try Self.requireRecordedShapes(checkpoint) }
-        var modelState: [String: Tensor] = [:]
-        for (key, t) in checkpoint.tensors where key.hasPrefix("model.") { modelState[String(key.dropFirst(6))] = t }
-        let slice = try ParallelCheckpoint.modelSlice(modelState, for: model)
+        if !checkpoint.isRelease, sharded == nil { try Self.requireRecordedShapes(checkpoint) }
+        let slice: [String: Tensor]
+        if let reader = sharded?.reader {
+            slice = try ShardedGPTCheckpoint.readModel(reader, layout: try shardedLayout(), model: model)
+        } else {
+            var modelState: [String: Tensor] = [:]
+            for (key, t) in checkpoint.tensors where key.hasPrefix("model.") { modelState[String(key.dropFirst(6))] = t }
+            slice = try ParallelCheckpoint.modelSlice(modelState, for: model)
+        }
         try GPTCheckpoint.loadWeights(Dictionary(uniqueKeysWithValues: slice.map { ("model." + $0.key, $0.value) }), into: model,
                                       source: source)
         if arguments.finetune || checkpoint.isRelease {
@@ -124,7 +153,7 @@ extension Pretrainer {
             log("  a Megatron-LM \(format) checkpoint: weights, iteration and consumed samples are carried; its optimizer, "
                 + "scheduler and RNG state are not (starting them fresh, as --no-load-optim --no-load-rng)")
         } else {
-            if !arguments.noLoadOptim { try restoreOptimizer(checkpoint) }
+            if !arguments.noLoadOptim { try restoreOptimizer(checkpoint, reader: sharded?.reader) }
             if !arguments.noLoadRNG { try restoreRNG(checkpoint) }
         }
         iteration = checkpoint.iteration
@@ -140,14 +169,20 @@ extension Pretrainer {
     }
 
     /// Optimizer state, its step count, the scheduler and the dynamic loss scale.
-    func restoreOptimizer(_ checkpoint: LoadedCheckpoint) throws {
+    /// `reader`: the checkpoint's torch_dist boxes (a sharded checkpoint), read for this rank's shard only.
+    func restoreOptimizer(_ checkpoint: LoadedCheckpoint, reader: DistributedCheckpointReader? = nil) throws {
         let saved = try checkpoint.metadata.decode(SavedOptimizer.self)
         guard saved.optimizerSteps >= 0 else { throw checkpoint.metadata.invalid("optimizer_steps", "is \(saved.optimizerSteps)") }
-        var optimizerState: [String: Tensor] = [:]
-        for (key, t) in checkpoint.tensors where key.hasPrefix("optimizer.") { optimizerState[String(key.dropFirst(10))] = t }
         let source = checkpoint.directory.path
         do {
-            try optimizer.loadState(try ParallelCheckpoint.optimizerSlice(optimizerState, for: model), stepCount: saved.optimizerSteps)
+            if let reader {
+                try ShardedGPTCheckpoint.loadOptimizer(optimizer, from: reader, layout: try shardedLayout(), stepCount: saved.optimizerSteps,
+                                                       stateNames: optimizerStateNames)
+            } else {
+                var optimizerState: [String: Tensor] = [:]
+                for (key, t) in checkpoint.tensors where key.hasPrefix("optimizer.") { optimizerState[String(key.dropFirst(10))] = t }
+                try optimizer.loadState(try ParallelCheckpoint.optimizerSlice(optimizerState, for: model), stepCount: saved.optimizerSteps)
+            }
             try schedule.scheduler.load(saved.scheduler)
             if var dynamic = gradScaler as? DynamicGradScaler, let state = saved.gradScaler {
                 try dynamic.load(state)
@@ -211,7 +246,10 @@ extension Pretrainer {
     ]
 
     /// The `shapes` the metadata records match the shard's tensors.
+    /// A sharded torch_dist checkpoint records none: its `.metadata` gives every tensor's shape and chunks, which the
+    /// reader checks.
     static func requireRecordedShapes(_ checkpoint: LoadedCheckpoint) throws {
+        if try checkpoint.metadata.decode(SavedLayout.self).parallel?.savedLayout == "sharded" { return }
         let shapes = try checkpoint.metadata.decode(SavedShapes.self).shapes
         for (name, tensor) in checkpoint.tensors where shapes[name] != tensor.shape {
             throw checkpoint.metadata.invalid("shapes", "gives \(name) as \(shapes[name].map { "\($0)" } ?? "nothing"), "
@@ -281,6 +319,11 @@ struct SavedProgress: Decodable {
     }
 }
 
+/// How the state was saved: "whole" (the single-rank layout) or "sharded" (torch_dist boxes).
+struct SavedLayout: Decodable {
+    var parallel: CheckpointManifest.ParallelLayout?
+}
+
 /// Each tensor's shape, as the save recorded it.
 struct SavedShapes: Decodable {
     var shapes: [String: [Int]]
@@ -325,5 +368,12 @@ final class StopRequest: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return flag
+    }
+}
+
+extension Pretrainer {
+    /// Where this rank's parameters lie in a sharded checkpoint.
+    func shardedLayout() throws -> ShardedGPTLayout {
+        try ShardedGPTLayout(model: model, tensorRank: parallel.tensorRank, tensorSize: parallel.tensor.size)
     }
 }

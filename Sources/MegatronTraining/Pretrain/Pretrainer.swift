@@ -48,6 +48,8 @@ public final class Pretrainer {
     let saveLock: SaveDirectoryLock?
     /// The iteration the `--save` directory last received (saved, or loaded from it), so none is saved twice.
     var lastSavedIteration: Int?
+    /// The background writer of `--async-save` (nil: saves are synchronous).
+    let asyncSaves: AsyncCheckpointWriter?
 
     /// What a finished run reports.
     public struct Summary {
@@ -75,6 +77,7 @@ public final class Pretrainer {
         for line in ArgumentsDump(arguments, world: world).lines() { self.log(line) }
         // An unusable --save or --load stops here, before the model and the data are built.
         saveLock = logging ? try Self.lockSaveDirectory(arguments.save) : nil
+        asyncSaves = arguments.asyncSave ? AsyncCheckpointWriter() : nil
         try Self.requireCheckpointDirectory(arguments.load)
         let setupStarted = Date()
         let config = try arguments.transformerConfig()
@@ -172,8 +175,19 @@ public final class Pretrainer {
         return given
     }
 
-    /// Trains for the configured iterations and returns the logged losses.
+    /// Trains for the configured iterations and returns the logged losses. With `--async-save` it returns once the
+    /// last checkpoint is written, throwing the background write's error if it failed.
     public func run() throws -> Summary {
+        let summary: Summary
+        do { summary = try train() } catch {
+            try? asyncSaves?.wait()
+            throw error
+        }
+        try asyncSaves?.wait()
+        return summary
+    }
+
+    func train() throws -> Summary {
         log(arguments.skipTrain ? "skipping training (--skip-train is on) ..." : "training ...")
         try reporter.trainingStarts(at: iteration)
         log(MegatronLogLines.datetime("before the start of training step"))

@@ -38,31 +38,85 @@ public enum DistributedCheckpoint {
 
     // MARK: Write
 
+    /// One item of a `.distcp` file: where it lies, and for a tensor chunk its box, dtype and tensor's global shape.
+    public struct StorageEntry: Codable, Equatable, Sendable {
+        public var fqn: String
+        /// The chunk's box in the global tensor; nil for a byte object.
+        public var offsets: [Int]?
+        public var sizes: [Int]?
+        public var globalShape: [Int]?
+        public var dtype: String?
+        public var file: String
+        public var offset: Int
+        public var length: Int
+    }
+
+    /// One tensor chunk to write: `tensor` is the `box` of the tensor `key`, whose whole shape is `globalShape`.
+    public struct Chunk {
+        public var key: String
+        public var globalShape: [Int]
+        public var box: ShardBox
+        public var tensor: Tensor
+
+        public init(key: String, globalShape: [Int], box: ShardBox, tensor: Tensor) {
+            (self.key, self.globalShape, self.box, self.tensor) = (key, globalShape, box, tensor)
+        }
+    }
+
     /// Writes `contents` into the existing `directory` as one rank's file (each tensor one chunk covering it whole),
     /// the `.metadata`, then `metadata.json`; every file synced.
     public static func write(_ contents: Contents, to directory: URL) throws {
-        var file = Data()
-        var storage: [PickleValue.Pair] = []
-        var entries: [PickleValue.Pair] = []
-        func item(_ bytes: Data, fqn: String, offsets: [Int]?) {
-            storage.append(.init(metadataIndex(fqn, offsets: offsets), storageInfo(offset: file.count, length: bytes.count)))
-            file.append(bytes)
+        let chunks = contents.tensors.sorted { $0.key < $1.key }.map { key, t in
+            Chunk(key: key, globalShape: t.shape, box: ShardBox(whole: t.shape), tensor: t)
         }
-        // Objects first, then tensors, as DCP orders a file's items.
         let objects = [(commonKey, PickleValue.list([contents.common]))] + contents.objects.sorted { $0.key < $1.key }
+        let entries = try writeFile(dataFile, objects: objects, chunks: chunks, in: directory)
+        try writeMetadata(entries, to: directory)
+    }
+
+    /// Writes one `.distcp` file named `file` in `directory`: `objects` (each a `torch.save` archive of its value),
+    /// then `chunks` (each a `torch.save` archive of its tensor), as DCP orders a file's items; synced. Returns where
+    /// each item lies, for the `.metadata`.
+    public static func writeFile(_ file: String, objects: [(String, PickleValue)], chunks: [Chunk], in directory: URL) throws -> [StorageEntry] {
+        var data = Data()
+        var entries: [StorageEntry] = []
         for (key, value) in objects {
-            item(try TorchSave.write(value), fqn: key, offsets: nil)
-            entries.append(.init(.string(key), newObject("metadata", "BytesStorageMetadata", .dict([]))))
+            let bytes = try TorchSave.write(value)
+            entries.append(StorageEntry(fqn: key, file: file, offset: data.count, length: bytes.count))
+            data.append(bytes)
         }
-        for (key, tensor) in contents.tensors.sorted(by: { $0.key < $1.key }) {
-            let zeros = [Int](repeating: 0, count: tensor.rank)
-            item(try TorchSave.write(.tensor(tensor)), fqn: key, offsets: zeros)
-            entries.append(.init(.string(key), try tensorMetadata(tensor)))
+        for chunk in chunks {
+            guard let dtype = chunk.tensor.dtype.torchName else { throw CheckpointError("dtype \(chunk.tensor.dtype) has no torch name") }
+            precondition(chunk.tensor.shape == chunk.box.sizes, "\(chunk.key): a chunk of \(chunk.tensor.shape) for box \(chunk.box)")
+            let bytes = try TorchSave.write(.tensor(chunk.tensor.to(.cpu).contiguous()))
+            entries.append(StorageEntry(fqn: chunk.key, offsets: chunk.box.offsets, sizes: chunk.box.sizes, globalShape: chunk.globalShape,
+                                        dtype: dtype.rawValue, file: file, offset: data.count, length: bytes.count))
+            data.append(bytes)
+        }
+        try AtomicFile.writeSynced(data, to: directory.appendingPathComponent(file))
+        return entries
+    }
+
+    /// Writes the `.metadata` describing every rank's `entries` (each tensor's global size, dtype and chunks; where
+    /// each chunk and object lies), then `metadata.json`, which marks the checkpoint complete.
+    public static func writeMetadata(_ entries: [StorageEntry], to directory: URL) throws {
+        var storage: [PickleValue.Pair] = []
+        var tensors: [String: [StorageEntry]] = [:]
+        var described: [PickleValue.Pair] = []
+        for entry in entries {
+            storage.append(.init(metadataIndex(entry.fqn, offsets: entry.offsets), storageInfo(entry)))
+            if entry.offsets == nil {
+                described.append(.init(.string(entry.fqn), newObject("metadata", "BytesStorageMetadata", .dict([]))))
+            } else {
+                tensors[entry.fqn, default: []].append(entry)
+            }
+        }
+        for (key, chunks) in tensors.sorted(by: { $0.key < $1.key }) {
+            described.append(.init(.string(key), try tensorMetadata(chunks)))
         }
         let metadata = newObject("metadata", "Metadata", .stringDict([
-            ("state_dict_metadata", .dict(entries)), ("planner_data", .none), ("storage_data", .dict(storage)),
+            ("state_dict_metadata", .dict(described)), ("planner_data", .none), ("storage_data", .dict(storage)),
         ]))
-        try AtomicFile.writeSynced(file, to: directory.appendingPathComponent(dataFile))
         try AtomicFile.writeSynced(try PickleWriter.write(metadata), to: directory.appendingPathComponent(".metadata"))
         try AtomicFile.writeSynced(metadataJSON, to: directory.appendingPathComponent("metadata.json"))
     }
@@ -79,25 +133,30 @@ public enum DistributedCheckpoint {
         newObject("metadata", "MetadataIndex", .stringDict([("fqn", .string(fqn)), ("offset", offsets.map(size) ?? .none), ("index", .none)]))
     }
 
-    static func storageInfo(offset: Int, length: Int) -> PickleValue {
+    static func storageInfo(_ entry: StorageEntry) -> PickleValue {
         newObject("filesystem", "_StorageInfo", .stringDict([
-            ("relative_path", .string(dataFile)), ("offset", .int(offset)), ("length", .int(length)),
+            ("relative_path", .string(entry.file)), ("offset", .int(entry.offset)), ("length", .int(entry.length)),
         ]))
     }
 
-    static func tensorMetadata(_ t: Tensor) throws -> PickleValue {
-        guard let dtype = t.dtype.torchName else { throw CheckpointError("dtype \(t.dtype) has no torch name") }
+    /// The TensorStorageMetadata of one tensor from its chunks' entries (each naming the same shape and dtype).
+    static func tensorMetadata(_ chunks: [StorageEntry]) throws -> PickleValue {
+        let first = chunks[0]
+        guard let shape = first.globalShape, let dtype = first.dtype,
+              chunks.allSatisfy({ $0.globalShape == shape && $0.dtype == dtype }) else {
+            throw CheckpointError("\(first.fqn): its chunks disagree on the tensor's shape or dtype")
+        }
         let properties = newObject("metadata", "TensorProperties", .tuple([
-            .global(PickleGlobal("torch", dtype.rawValue)),
+            .global(PickleGlobal("torch", dtype)),
             .object(PickleObject(PickleGlobals.getLayout, arguments: [.string("torch.strided")])), .bool(false),
             .object(PickleObject(PickleGlobal("\(PickleGlobals.dcp).metadata", "_MEM_FORMAT_ENCODING"), arguments: [.int(0)])),
             .bool(false),
         ]))
-        let chunk = newObject("metadata", "ChunkStorageMetadata", .stringDict([
-            ("offsets", size([Int](repeating: 0, count: t.rank))), ("sizes", size(t.shape)),
-        ]))
+        let described = chunks.sorted { ($0.offsets ?? []).lexicographicallyPrecedes($1.offsets ?? []) }.map { chunk in
+            newObject("metadata", "ChunkStorageMetadata", .stringDict([("offsets", size(chunk.offsets ?? [])), ("sizes", size(chunk.sizes ?? []))]))
+        }
         return newObject("metadata", "TensorStorageMetadata", .stringDict([
-            ("properties", properties), ("size", size(t.shape)), ("chunks", .list([chunk])),
+            ("properties", properties), ("size", size(shape)), ("chunks", .list(described)),
         ]))
     }
 
@@ -105,94 +164,11 @@ public enum DistributedCheckpoint {
 
     /// Reads every tensor (assembled from its chunks), object and the common state of `directory`.
     public static func read(_ directory: URL) throws -> Contents {
-        let metadataURL = directory.appendingPathComponent(".metadata")
-        guard let metadataBytes = try? Data(contentsOf: metadataURL) else {
-            throw CheckpointError("\(metadataURL.path): missing or unreadable; the torch_dist checkpoint is incomplete")
-        }
-        let metadata: PickleValue
-        do { metadata = try PickleReader.read(metadataBytes) } catch let error as PickleError {
-            throw CheckpointError("\(metadataURL.path): \(error.description)")
-        }
-        func invalid(_ why: String) -> CheckpointError { CheckpointError("\(metadataURL.path): \(why)") }
-        guard let entries = metadata.attribute("state_dict_metadata")?.pairs, let storage = metadata.attribute("storage_data")?.pairs else {
-            throw invalid("is not a DCP Metadata (no state_dict_metadata / storage_data)")
-        }
-        var locations: [String: (file: String, offset: Int, length: Int)] = [:]
-        for pair in storage {
-            guard let fqn = pair.key.attribute("fqn")?.stringValue, let path = pair.value.attribute("relative_path")?.stringValue,
-                  let offset = pair.value.attribute("offset")?.intValue, let length = pair.value.attribute("length")?.intValue,
-                  !path.contains("/"), offset >= 0, length >= 0
-            else { throw invalid("a storage_data entry of unexpected form") }
-            locations[locationKey(fqn, pair.key.attribute("offset")?.intArray)] = (path, offset, length)
-        }
-        var files: [String: Data] = [:]
-        func slice(_ fqn: String, _ offsets: [Int]?) throws -> (Data, String) {
-            guard let at = locations[locationKey(fqn, offsets)] else { throw invalid("\(fqn) has no storage entry") }
-            if files[at.file] == nil {
-                let url = directory.appendingPathComponent(at.file)
-                guard let data = try? Data(contentsOf: url, options: .alwaysMapped) else { throw CheckpointError("\(url.path): missing") }
-                files[at.file] = data
-            }
-            let data = files[at.file]!
-            guard at.offset + at.length <= data.count else {
-                throw CheckpointError("\(directory.appendingPathComponent(at.file).path): \(fqn) lies past the end of the file")
-            }
-            return (data.subdata(in: at.offset..<(at.offset + at.length)), "\(directory.appendingPathComponent(at.file).path) (\(fqn))")
-        }
-        var contents = Contents(tensors: [:], common: .none)
-        for entry in entries {
-            guard let fqn = entry.key.stringValue, case .object(let o) = entry.value else { throw invalid("an entry of unexpected form") }
-            switch o.callable.name {
-            case "TensorStorageMetadata": contents.tensors[fqn] = try assemble(fqn, entry.value, slice: slice, invalid: invalid)
-            case "BytesStorageMetadata":
-                let (bytes, source) = try slice(fqn, nil)
-                contents.objects[fqn] = try TorchSave.read(bytes, source: source)
-            default: throw invalid("\(fqn) is described by \(o.callable), not tensor or bytes metadata")
-            }
-        }
-        let legacyCommon = directory.appendingPathComponent("common.pt")
-        if FileManager.default.fileExists(atPath: legacyCommon.path) {
-            contents.common = try TorchSave.read(Data(contentsOf: legacyCommon), source: legacyCommon.path)
-        } else if let common = contents.objects.removeValue(forKey: commonKey)?[0] {
-            contents.common = common
-        } else {
-            throw invalid("holds no \(commonKey) and the directory no common.pt: args and iteration are missing")
-        }
+        let reader = try DistributedCheckpointReader(directory: directory)
+        var contents = Contents(tensors: [:], common: try reader.common())
+        for key in reader.tensorKeys { contents.tensors[key] = try reader.read(key, box: ShardBox(whole: reader.shape(of: key)!)) }
+        for key in reader.objectKeys where key != commonKey { contents.objects[key] = try reader.object(key) }
         return contents
-    }
-
-    static func locationKey(_ fqn: String, _ offsets: [Int]?) -> String {
-        fqn + "@" + (offsets?.map(String.init).joined(separator: ",") ?? "bytes")
-    }
-
-    /// The tensor `fqn` whole, its chunks copied into their boxes.
-    static func assemble(_ fqn: String, _ meta: PickleValue, slice: (String, [Int]?) throws -> (Data, String),
-                         invalid: (String) -> CheckpointError) throws -> Tensor {
-        guard let shape = meta.attribute("size")?.intArray, shape.allSatisfy({ $0 >= 0 }),
-              let dtypeValue = meta.attribute("properties")?.objectState?[0],
-              let name = PickleGlobals.dtype(dtypeValue), let dtype = DType(torch: name),
-              let chunks = meta.attribute("chunks")?.elements
-        else { throw invalid("\(fqn): tensor metadata of unexpected form (or a dtype this build does not hold)") }
-        let whole = Tensor(zeros: shape, dtype: dtype)
-        var covered = 0
-        for chunk in chunks {
-            guard let offsets = chunk.attribute("offsets")?.intArray, let sizes = chunk.attribute("sizes")?.intArray,
-                  offsets.count == shape.count, sizes.count == shape.count,
-                  zip(zip(offsets, sizes), shape).allSatisfy({ $0.0 >= 0 && $0.1 >= 0 && $0.0 + $0.1 <= $1 })
-            else { throw invalid("\(fqn): a chunk outside the tensor's \(shape)") }
-            let (bytes, source) = try slice(fqn, offsets)
-            guard let piece = try TorchSave.read(bytes, source: source).tensorValue, piece.shape == sizes else {
-                throw CheckpointError("\(source): not a tensor of the chunk's size \(sizes)")
-            }
-            var box = whole
-            for d in 0..<shape.count { box = box.narrowed(d, start: offsets[d], length: sizes[d]) }
-            Ops.copy(piece.dtype == dtype ? piece : piece.cast(to: dtype), into: box)
-            covered += sizes.reduce(1, *)
-        }
-        guard covered == shape.reduce(1, *) else {
-            throw invalid("\(fqn): its chunks cover \(covered) of \(shape.reduce(1, *)) elements")
-        }
-        return whole
     }
 }
 

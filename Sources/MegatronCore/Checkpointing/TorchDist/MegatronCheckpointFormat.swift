@@ -42,19 +42,24 @@ public enum MegatronCheckpointFormat {
                 tensors[optimizerPrefix + kind + "." + key] = t
             }
         }
-        let metadata = String(decoding: try CheckpointMetadata.encode(manifest), as: UTF8.self)
-        let common = PickleValue.stringDict([
-            ("args", MegatronArgs.namespace(manifest, extra: megatronArgs)), ("checkpoint_version", .float(3.0)),
-            ("iteration", .int(iteration)),
-            ("num_floating_point_operations_so_far", .float(manifest.numFloatingPointOperationsSoFar ?? 0)),
-            (manifestKey, .string(metadata)),
-        ])
         try DistributedCheckpoint.write(.init(tensors: tensors, objects: MegatronGPTLayout.extraStateObjects(numLayers: config.numLayers),
-                                              common: common), to: staging)
+                                              common: try commonState(manifest, megatronArgs: megatronArgs)), to: staging)
         try AtomicFile.syncDirectory(staging)
         try store.publish(staging, as: name)
         try AtomicFile.write(Data((release ? CheckpointDirectory.releaseName : "\(iteration)").utf8),
                              to: store.root.appendingPathComponent(CheckpointDirectory.trackerName))
+    }
+
+    /// The non-sharded state Megatron-LM reads (`args`, iteration, version, FLOPs so far) and this build's manifest
+    /// (iteration and version set).
+    static func commonState(_ manifest: CheckpointManifest, megatronArgs: [(String, PickleValue)]) throws -> PickleValue {
+        let metadata = String(decoding: try CheckpointMetadata.encode(manifest), as: UTF8.self)
+        return .stringDict([
+            ("args", MegatronArgs.namespace(manifest, extra: megatronArgs)), ("checkpoint_version", .float(3.0)),
+            ("iteration", .int(manifest.iteration ?? 0)),
+            ("num_floating_point_operations_so_far", .float(manifest.numFloatingPointOperationsSoFar ?? 0)),
+            (manifestKey, .string(metadata)),
+        ])
     }
 
     /// The optimizer tensors grouped by Megatron's state name: `fp32_param` (masters), then the state buffers.

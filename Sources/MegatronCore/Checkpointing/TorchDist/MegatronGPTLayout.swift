@@ -18,23 +18,45 @@ public enum MegatronGPTLayout {
     static let extraStateModules = ["self_attention.linear_qkv", "self_attention.linear_proj", "self_attention.core_attention",
                                     "mlp.linear_fc1", "mlp.linear_fc2"]
 
+    /// Where a parameter lies in torch_dist: its key, and for a stacked layer parameter its index on the
+    /// prepended layer axis (the tensor's global shape is then `[numLayers] + shape`).
+    public struct Placement: Equatable, Sendable {
+        public var key: String
+        public var layer: Int?
+    }
+
+    /// The torch_dist placement of every parameter of `shapes` (our names, per layer, global shapes): the layers
+    /// stacked when every layer present has the same parameters and shapes, else kept per layer. A pipeline stage
+    /// passes its own layers (global indices): they are its boxes of the layer axis.
+    public static func placements(_ shapes: [String: [Int]], numLayers: Int) throws -> [String: Placement] {
+        var layers = [String: [Int: [Int]]]()
+        var perLayer = [Int: Set<String>]()
+        for (name, shape) in shapes {
+            guard let (layer, rest) = splitLayer(name) else { continue }
+            guard layer < numLayers else { throw CheckpointError("\(name): layer \(layer) of a \(numLayers)-layer model") }
+            layers[teName(rest), default: [:]][layer] = shape
+            perLayer[layer, default: []].insert(teName(rest))
+        }
+        let homogeneous = Set(perLayer.values).count <= 1 && layers.values.allSatisfy { Set($0.values).count == 1 }
+        var out: [String: Placement] = [:]
+        for name in shapes.keys {
+            guard let (layer, rest) = splitLayer(name) else { out[name] = Placement(key: name, layer: nil); continue }
+            out[name] = homogeneous ? Placement(key: layerPrefix + teName(rest), layer: layer)
+                : Placement(key: "\(layerPrefix)\(layer).\(teName(rest))", layer: nil)
+        }
+        return out
+    }
+
     /// `state` (our names, per layer) as torch_dist keys and tensors.
     public static func sharded(_ state: [String: Tensor], numLayers: Int) throws -> [String: Tensor] {
         var out: [String: Tensor] = [:]
-        var layers = [[String: Tensor]](repeating: [:], count: numLayers)
-        for (name, t) in state {
-            guard let (layer, rest) = splitLayer(name) else { out[name] = t; continue }
-            guard layer < numLayers else { throw CheckpointError("\(name): layer \(layer) of a \(numLayers)-layer model") }
-            layers[layer][teName(rest)] = t
+        var stacks: [String: [Int: Tensor]] = [:]
+        for (name, placement) in try placements(state.mapValues(\.shape), numLayers: numLayers) {
+            let t = state[name]!
+            if let layer = placement.layer { stacks[placement.key, default: [:]][layer] = t } else { out[placement.key] = t }
         }
-        let homogeneous = layers.allSatisfy { Set($0.keys) == Set(layers[0].keys) && $0.allSatisfy { layers[0][$0.key]?.shape == $0.value.shape } }
-        for (i, layer) in layers.enumerated() {
-            for (rest, t) in layer where !homogeneous { out["\(layerPrefix)\(i).\(rest)"] = t }
-        }
-        if homogeneous, numLayers > 0 {
-            for rest in layers[0].keys {
-                out[layerPrefix + rest] = Ops.concat(layers.map { $0[rest]!.to(.cpu).contiguous().reshaped([1] + $0[rest]!.shape) }, dim: 0)
-            }
+        for (key, layers) in stacks {
+            out[key] = Ops.concat(layers.keys.sorted().map { layers[$0]!.to(.cpu).contiguous().reshaped([1] + layers[$0]!.shape) }, dim: 0)
         }
         return out
     }
@@ -43,15 +65,30 @@ public enum MegatronGPTLayout {
     public static func unsharded(_ tensors: [String: Tensor]) -> [String: Tensor] {
         var out: [String: Tensor] = [:]
         for (key, t) in tensors {
-            guard key.hasPrefix(layerPrefix) else { out[key] = t; continue }
-            if let (layer, rest) = splitLayer(key) {
-                out["\(layerPrefix)\(layer).\(localName(rest))"] = t
-            } else {
-                let rest = localName(String(key.dropFirst(layerPrefix.count)))
-                for i in 0..<t.size(0) { out["\(layerPrefix)\(i).\(rest)"] = t.narrowed(0, start: i, length: 1).contiguous().reshaped(Array(t.shape.dropFirst())) }
+            let (names, stacked) = localNames(key, shape: t.shape)
+            for (i, name) in names.enumerated() {
+                out[name] = stacked ? t.narrowed(0, start: i, length: 1).contiguous().reshaped(Array(t.shape.dropFirst())) : t
             }
         }
         return out
+    }
+
+    /// The per-layer names and shapes `unsharded` gives for torch_dist tensors of `shapes`, without reading them.
+    public static func unshardedShapes(_ shapes: [String: [Int]]) -> [String: [Int]] {
+        var out: [String: [Int]] = [:]
+        for (key, shape) in shapes {
+            let (names, stacked) = localNames(key, shape: shape)
+            for name in names { out[name] = stacked ? Array(shape.dropFirst()) : shape }
+        }
+        return out
+    }
+
+    /// Our names for the torch_dist tensor `key` of `shape`: one, or for a stacked key one per entry of its layer axis.
+    static func localNames(_ key: String, shape: [Int]) -> (names: [String], stacked: Bool) {
+        guard key.hasPrefix(layerPrefix) else { return ([key], false) }
+        if let (layer, rest) = splitLayer(key) { return (["\(layerPrefix)\(layer).\(localName(rest))"], false) }
+        let rest = localName(String(key.dropFirst(layerPrefix.count)))
+        return ((0..<(shape.first ?? 0)).map { "\(layerPrefix)\($0).\(rest)" }, true)
     }
 
     /// The legacy `torch` format's model dict (our names already: local spec, per layer) without `_extra_state`.

@@ -203,6 +203,17 @@ public final class DistributedOptimizer {
     /// or `MixedPrecisionOptimizer.stateTensors`) and the number of steps taken. Load the model's parameters
     /// first: fp32 parameters are their own masters and are read from the model here.
     public func loadFullStateDict(_ tensors: [String: Tensor], stepCount: Int) throws {
+        try loadOwnedState(stepCount: stepCount) { key, parameterRange, shape in
+            guard let saved = tensors[key] else { throw StateDictError.missingKey(key) }
+            guard saved.shape == shape else { throw StateDictError.shapeMismatch(key: key, expected: shape, found: saved.shape) }
+            return ParamAndGradBuffer.view(saved.contiguous().reshaped([-1]), parameterRange)
+        }
+    }
+
+    /// Loads this rank's shard piece by piece: `read(key, parameterRange, parameterShape)` gives the elements
+    /// `parameterRange` of the flattened state `key` (`state<k>.<param>`, `master.<param>`), e.g. from a sharded
+    /// checkpoint's boxes. Load the model's parameters first.
+    public func loadOwnedState(stepCount: Int, read: (String, Range<Int>, [Int]) throws -> Tensor) throws {
         for (b, buffer) in ddp.buffers.enumerated() {
             buffer.copyParametersIntoParamBuffer()
             for shard in shards[b] {
@@ -210,13 +221,7 @@ public final class DistributedOptimizer {
                 if buffer.paramDType != .float32 { roles.append(("master.", shard.master)) }
                 for (prefix, target) in roles {
                     for piece in shard.pieces {
-                        let key = prefix + piece.name
-                        guard let saved = tensors[key] else { throw StateDictError.missingKey(key) }
-                        let shape = buffer.parameters[piece.parameter].tensor.shape
-                        guard saved.shape == shape else {
-                            throw StateDictError.shapeMismatch(key: key, expected: shape, found: saved.shape)
-                        }
-                        let source = ParamAndGradBuffer.view(saved.contiguous().reshaped([-1]), piece.parameterRange)
+                        let source = try read(prefix + piece.name, piece.parameterRange, buffer.parameters[piece.parameter].tensor.shape)
                         withoutGrad { Ops.copy(source, into: ParamAndGradBuffer.view(target, piece.shardRange)) }
                     }
                 }

@@ -1,0 +1,34 @@
+import MegatronTensor
+
+extension DistributedOptimizer {
+    /// One piece of this rank's optimizer shard: the elements `parameterRange` of the flattened state `key`
+    /// (`state<k>.<param>`, `master.<param>` for non-fp32 parameters), as a view of the shard (`values`).
+    public struct OwnedStatePiece {
+        public let key: String
+        public let parameter: String
+        public let parameterShape: [Int]
+        public let parameterRange: Range<Int>
+        public let values: Tensor
+    }
+
+    /// What this rank owns of the optimizer state, without any collective: a sharded checkpoint writes exactly
+    /// these pieces (the inverse of `loadOwnedState`).
+    public func ownedState() -> [OwnedStatePiece] {
+        var out: [OwnedStatePiece] = []
+        for (b, buffer) in ddp.buffers.enumerated() {
+            for shard in shards[b] {
+                var roles = shard.states.enumerated().map { ("state\($0.offset).", $0.element) }
+                if buffer.paramDType != .float32 { roles.append(("master.", shard.master)) }
+                for (prefix, state) in roles {
+                    for piece in shard.pieces where !piece.parameterRange.isEmpty {
+                        out.append(OwnedStatePiece(key: prefix + piece.name, parameter: piece.name,
+                                                   parameterShape: buffer.parameters[piece.parameter].tensor.shape,
+                                                   parameterRange: piece.parameterRange,
+                                                   values: ParamAndGradBuffer.view(state, piece.shardRange)))
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

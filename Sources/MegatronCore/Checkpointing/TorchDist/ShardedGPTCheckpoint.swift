@@ -1,0 +1,113 @@
+import Foundation
+import MegatronTensor
+
+/// One rank's part of a GPT training checkpoint in torch_dist, written and read without gathering anything: the
+/// rank's tensor-parallel slice of each parameter (a parameter every rank of a replica group holds is written by
+/// its first rank), its distributed-optimizer shard of the fp32 masters and moments (as boxes of the
+/// fully-reshardable `optimizer.state.<exp_avg|exp_avg_sq|fp32_param>.<key>` tensors), or, without the distributed
+/// optimizer, the first data-parallel rank's whole local optimizer state.
+///
+/// ```swift
+/// let layout = try ShardedGPTLayout(model: model, tensorRank: tp.rank, tensorSize: tp.size)
+/// let chunks = try ShardedGPTCheckpoint.chunks(model: model, optimizer: optimizer, layout: layout, firstReplica: dp.rank == 0)
+/// let weights = try ShardedGPTCheckpoint.readModel(reader, layout: layout, model: model)
+/// ```
+public enum ShardedGPTCheckpoint {
+    /// The chunks this rank writes. `firstReplica`: this rank is the first of the ranks holding the same model
+    /// slice (data-parallel rank 0). `copied`: every chunk is a host copy sharing nothing with the live state, so
+    /// that training may go on while it is written (`--async-save`; device tensors are always copied to the host,
+    /// through the pinned staging buffers).
+    public static func chunks(model: GPTModel, optimizer: TrainingOptimizer, layout: ShardedGPTLayout, firstReplica: Bool,
+                              stateNames: [String], copied: Bool = false) throws -> [DistributedCheckpoint.Chunk] {
+        var chunks: [DistributedCheckpoint.Chunk] = []
+        let writesDuplicated = layout.tensorRank == 0
+        if firstReplica {
+            for (name, p) in model.namedParameters() where writesDuplicated || !layout.isDuplicated(name) {
+                chunks += pieces("", name, ShardBox(whole: p.shape), values: p, layout, copied)
+            }
+        }
+        if let distributed = optimizer.distributed {
+            for piece in distributed.ownedState() where writesDuplicated || !layout.isDuplicated(piece.parameter) {
+                let prefix = try optimizerPrefix(piece.key, stateNames)
+                var start = 0
+                for box in ShardBox.covering(flat: piece.parameterRange, of: piece.parameterShape) {
+                    let values = piece.values.narrowed(0, start: start, length: box.count).reshaped(box.sizes)
+                    chunks += pieces(prefix, piece.parameter, box, values: values, layout, copied)
+                    start += box.count
+                }
+            }
+        } else if firstReplica {
+            for (key, t) in try optimizer.stateTensors().sorted(by: { $0.key < $1.key }) {
+                let name = try parameterName(key)
+                guard writesDuplicated || !layout.isDuplicated(name) else { continue }
+                chunks += pieces(try optimizerPrefix(key, stateNames), name, ShardBox(whole: t.shape), values: t, layout, copied)
+            }
+        }
+        return chunks
+    }
+
+    /// The chunks of `values`, the `box` of this rank's tensor of parameter `name`.
+    static func pieces(_ prefix: String, _ name: String, _ box: ShardBox, values: Tensor,
+                       _ layout: ShardedGPTLayout, _ copied: Bool) -> [DistributedCheckpoint.Chunk] {
+        layout.pieces(of: name, localBox: box).map { local, global in
+            let view = local.relative(to: box.offsets).view(of: values)
+            let host = view.device != .cpu ? view.to(.cpu) : copied ? freshCopy(view) : view.contiguous()
+            let data = host.reshaped(global.sizes)
+            return DistributedCheckpoint.Chunk(key: prefix + layout.key(of: name), globalShape: layout.globalShape(of: name), box: global,
+                                               tensor: data)
+        }
+    }
+
+    /// This rank's model parameters (local shapes, `model.`-less names) read from `reader`'s boxes. Rows of a
+    /// vocabulary padded beyond the saved one are zero; rows past this model's padding are not read.
+    public static func readModel(_ reader: DistributedCheckpointReader, layout: ShardedGPTLayout, model: GPTModel) throws -> [String: Tensor] {
+        var state: [String: Tensor] = [:]
+        for (name, p) in model.namedParameters() {
+            state[name] = try readBox("", name, ShardBox(whole: p.shape), dtype: p.dtype, reader, layout)
+        }
+        return state
+    }
+
+    /// Loads this rank's optimizer state from `reader`: the distributed optimizer reads only its shard's boxes.
+    public static func loadOptimizer(_ optimizer: TrainingOptimizer, from reader: DistributedCheckpointReader, layout: ShardedGPTLayout,
+                                     stepCount: Int, stateNames: [String]) throws {
+        if let distributed = optimizer.distributed {
+            try distributed.loadOwnedState(stepCount: stepCount) { key, range, shape in
+                let prefix = try optimizerPrefix(key, stateNames), name = try parameterName(key)
+                let boxes = try ShardBox.covering(flat: range, of: shape).map {
+                    try readBox(prefix, name, $0, dtype: .float32, reader, layout).reshaped([-1])
+                }
+                return boxes.count == 1 ? boxes[0] : Ops.concat(boxes, dim: 0)
+            }
+            return
+        }
+        var state: [String: Tensor] = [:]
+        for (key, t) in try optimizer.stateTensors() {
+            state[key] = try readBox(try optimizerPrefix(key, stateNames), try parameterName(key), ShardBox(whole: t.shape), dtype: t.dtype,
+                                     reader, layout)
+        }
+        try optimizer.loadState(state, stepCount: stepCount)
+    }
+
+    /// The `box` of this rank's tensor `prefix` + parameter `name`, assembled from the global boxes it is.
+    static func readBox(_ prefix: String, _ name: String, _ box: ShardBox, dtype: DType, _ reader: DistributedCheckpointReader,
+                        _ layout: ShardedGPTLayout) throws -> Tensor {
+        let result = Tensor(zeros: box.sizes, dtype: dtype)
+        for (local, global) in layout.pieces(of: name, localBox: box) {
+            let piece = try reader.read(prefix + layout.key(of: name), box: global, dtype: dtype)
+            Ops.copy(piece.reshaped(local.sizes), into: local.relative(to: box.offsets).view(of: result))
+        }
+        return result
+    }
+
+    /// `optimizer.state.<Megatron state name>.` for optimizer state key `<role>.<param>`.
+    static func optimizerPrefix(_ key: String, _ stateNames: [String]) throws -> String {
+        guard let dot = key.firstIndex(of: ".") else { throw CheckpointError("optimizer state \(key) has no parameter name") }
+        return MegatronCheckpointFormat.optimizerPrefix + MegatronCheckpointFormat.megatronStateName(String(key[..<dot]), stateNames) + "."
+    }
+
+    static func parameterName(_ key: String) throws -> String {
+        guard let dot = key.firstIndex(of: ".") else { throw CheckpointError("optimizer state \(key) has no parameter name") }
+        return String(key[key.index(after: dot)...])
+    }
+}

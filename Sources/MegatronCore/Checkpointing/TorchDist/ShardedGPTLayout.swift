@@ -1,0 +1,98 @@
+import MegatronTensor
+
+/// Where one tensor-parallel rank's parameters lie in a GPT model's torch_dist checkpoint: each parameter's key,
+/// its global shape (the single-rank one, layers stacked) and, for any box of the rank's local tensor, the boxes of
+/// the global tensor it is. Saving writes those boxes; loading reads them back at whatever layout saved them.
+///
+/// ```swift
+/// let layout = try ShardedGPTLayout(model: model, tensorRank: 1, tensorSize: 2)
+/// let w = "decoder.layers.0.mlp.linear_fc2.weight"
+/// layout.pieces(of: w, localBox: ShardBox(whole: localShape))   // [(local box, [0, 0, 64] + ...)]
+/// ```
+public struct ShardedGPTLayout {
+    public let tensorRank: Int
+    public let tensorSize: Int
+    let numLayers: Int
+    let shardings: [String: TensorParallelSharding]
+    let localShapes: [String: [Int]]
+    let placements: [String: MegatronGPTLayout.Placement]
+    let parameterShapes: [String: [Int]]
+
+    public init(model: GPTModel, tensorRank: Int, tensorSize: Int) throws {
+        (self.tensorRank, self.tensorSize, numLayers) = (tensorRank, tensorSize, model.config.numLayers)
+        shardings = model.tensorParallelShardings()
+        localShapes = Dictionary(model.namedParameters().map { ($0.0, $0.1.shape) }, uniquingKeysWith: { a, _ in a })
+        var global: [String: [Int]] = [:]
+        for (name, shape) in localShapes {
+            var shape = shape
+            if let dim = shardings[name]?.splitDimension { shape[dim] *= tensorSize }
+            global[name] = shape
+        }
+        parameterShapes = global
+        placements = try MegatronGPTLayout.placements(global, numLayers: numLayers)
+    }
+
+    /// The parameters of this rank, by name.
+    public var parameterNames: [String] { localShapes.keys.sorted() }
+
+    /// Whether every tensor-parallel rank holds parameter `name` whole (one of them writes it).
+    public func isDuplicated(_ name: String) -> Bool { (shardings[name] ?? .duplicated) == .duplicated }
+
+    /// The torch_dist key of parameter `name`.
+    public func key(of name: String) -> String { placements[name]!.key }
+
+    /// The global shape of `name`'s torch_dist tensor (`[numLayers] + shape` when stacked).
+    public func globalShape(of name: String) -> [Int] {
+        placements[name]!.layer == nil ? parameterShapes[name]! : [numLayers] + parameterShapes[name]!
+    }
+
+    /// The parts of `localBox` (a box of this rank's tensor of `name`) and the global boxes they are: one, or one per
+    /// section a sectioned parameter's box spans. A stacked parameter's global box has the layer axis (length 1)
+    /// in front.
+    public func pieces(of name: String, localBox: ShardBox) -> [(local: ShardBox, global: ShardBox)] {
+        let local = localShapes[name]!
+        var pieces: [(local: ShardBox, global: ShardBox)]
+        switch shardings[name] ?? .duplicated {
+        case .duplicated:
+            pieces = [(localBox, localBox)]
+        case .split(let dim):
+            var global = localBox
+            global.offsets[dim] += tensorRank * local[dim]
+            pieces = [(localBox, global)]
+        case .splitHalves(let dim):
+            pieces = sectioned(localBox, dim: dim, localLengths: [local[dim] / 2, local[dim] / 2])
+        case .splitSections(let dim, let lengths):
+            pieces = sectioned(localBox, dim: dim, localLengths: lengths.map { $0 / tensorSize })
+        }
+        guard let layer = placements[name]!.layer else { return pieces }
+        return pieces.map { ($0.local, ShardBox(offsets: [layer] + $0.global.offsets, sizes: [1] + $0.global.sizes)) }
+    }
+
+    /// `box` cut at the local section boundaries along `dim`; section s of rank r lies at the section's global
+    /// start plus r blocks.
+    private func sectioned(_ box: ShardBox, dim: Int, localLengths: [Int]) -> [(local: ShardBox, global: ShardBox)] {
+        var pieces: [(local: ShardBox, global: ShardBox)] = []
+        var (localStart, globalStart) = (0, 0)
+        for length in localLengths {
+            defer { (localStart, globalStart) = (localStart + length, globalStart + length * tensorSize) }
+            let start = max(box.offsets[dim], localStart), end = min(box.offsets[dim] + box.sizes[dim], localStart + length)
+            guard end > start else { continue }
+            var local = box
+            (local.offsets[dim], local.sizes[dim]) = (start, end - start)
+            var global = local
+            global.offsets[dim] = globalStart + tensorRank * length + (start - localStart)
+            pieces.append((local, global))
+        }
+        return pieces
+    }
+}
+
+extension TensorParallelSharding {
+    /// The dimension split over the ranks, nil when every rank holds the whole parameter.
+    var splitDimension: Int? {
+        switch self {
+        case .duplicated: nil
+        case .split(let dim), .splitHalves(let dim), .splitSections(let dim, _): dim
+        }
+    }
+}
