@@ -47,6 +47,8 @@ extension Tensor {
     /// piece's gradient into its slice of one buffer (a fused QKV projection gets its gradient without
     /// padding each piece to the full size and summing).
     public func split(_ sizes: [Int], dim: Int) -> [Tensor] {
+        // Backward indexes strides by `dim`: a negative one (counted from the end) is made positive once here.
+        let dim = dim < 0 ? dim + rank : dim
         precondition(sizes.reduce(0, +) == size(dim), "split sizes \(sizes) do not add up to \(size(dim))")
         let starts = sizes.indices.map { sizes[..<$0].reduce(0, +) }
         let base = detached()

@@ -22,6 +22,11 @@ final class ShapeGradientTests: XCTestCase {
             let parts = input[0].split([1, 3], dim: 2)
             return parts[0] * parts[1].sum(dims: [2], keepDim: true)
         }
+        // A dimension counted from the end, its pieces' gradients in separate buffers (not one tiled buffer).
+        checkGradients([x]) { input in
+            let halves = input[0].chunk(2, dim: -1)
+            return halves[0] * halves[1] * 2
+        }
     }
 
     func testReductions() {
