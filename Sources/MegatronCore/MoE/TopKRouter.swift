@@ -100,11 +100,8 @@ public final class TopKRouter: Module {
     /// Tokens per column of the 0/1 `map`, summed over the tensor-parallel group (`get_tokens_per_expert_and_token_count`).
     private func countOverGroup(_ map: Tensor) -> Tensor {
         let counts = Ops.reduce(map, dims: [0], keepDim: false, .sum)
-        if let communicator = tensorParallel.communicator, communicator.size > 1 {
-            // A communication failure here is a broken process group, not a user error.
-            do { try communicator.allReduce(counts, op: .sum).wait() } catch { preconditionFailure("MoE token counts: \(error)") }
-        }
-        return counts
+        guard let communicator = tensorParallel.communicator, communicator.size > 1 else { return counts }
+        return communicator.allReduced(counts)
     }
 
     /// `activation` unchanged, with `loss` riding on it: when the activation's gradient flows back, `loss`
