@@ -124,9 +124,10 @@ public struct ShardedSaveJob {
             let entries = try DistributedCheckpoint.writeFile(file, objects: [], chunks: chunks, in: staging)
             let index = MegatronCheckpointFormat.RankFileIndex(
                 entries: entries, file: file, fingerprint: try CheckpointDirectory.fingerprint(staging.appendingPathComponent(file)))
-            try AtomicFile.writeSynced(try JSONEncoder().encode(index), to: staging.appendingPathComponent(MegatronCheckpointFormat.indexName(rank)))
+            // Renamed into place, not written there: rank 0 polls for the name and must never read a half-written index.
+            try AtomicFile.write(try JSONEncoder().encode(index), to: staging.appendingPathComponent(MegatronCheckpointFormat.indexName(rank)))
         } catch {
-            try? Data("\(error)".utf8).write(to: staging.appendingPathComponent(MegatronCheckpointFormat.failureName(rank)))
+            try? AtomicFile.write(Data("\(error)".utf8), to: staging.appendingPathComponent(MegatronCheckpointFormat.failureName(rank)))
             throw error
         }
         guard rank == 0 else { return }
