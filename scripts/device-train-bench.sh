@@ -4,9 +4,10 @@
 # the same call. With --profile each config is repeated under MEGATRON_PROFILE=1 (op table), and torch's
 # run (with --torch) prints its top kernels. With --timeline each config is repeated under
 # MEGATRON_PROFILE=timeline (where the GPU sat idle, and before which op). --only NAME (gpt2, gpt13, llama;
-# repeatable) picks configs.
+# repeatable) picks configs. --baseline FILE.xz times an earlier build (an xz-packed megatron) right after
+# ours on each config, --rounds N repeats ours and the baseline N times, alternating, for a before/after.
 #   usage (on the device, repository root, bundle unpacked in /tmp/g):
-#     bash scripts/device-train-bench.sh [--torch] [--profile] [--timeline] [--only NAME ...]
+#     bash scripts/device-train-bench.sh [--torch] [--profile] [--timeline] [--baseline FILE.xz] [--rounds N] [--only NAME ...]
 set -uo pipefail
 M=${MEGATRON:-/tmp/g/bin/megatron}
 common="--bf16 --mock-data --tokenizer-type NullTokenizer --vocab-size 50257 --hidden-dropout 0 --attention-dropout 0"
@@ -15,17 +16,24 @@ gpt13="--num-layers 24 --hidden-size 2048 --num-attention-heads 16 --seq-length 
 llama="--num-layers 16 --hidden-size 2048 --num-attention-heads 32 --num-query-groups 8 --ffn-hidden-size 8192 --swiglu
   --normalization RMSNorm --position-embedding-type rope --untie-embeddings-and-output-weights --seq-length 2048 --micro-batch-size 4"
 llama_ours="--group-query-attention --disable-bias-linear --max-position-embeddings 2048"
-torch=0; profile=0; timeline=0; names=""
+torch=0; profile=0; timeline=0; names=""; baseline=""; rounds=1
 while [ $# -gt 0 ]; do
-    case $1 in --torch) torch=1 ;; --profile) profile=1 ;; --timeline) timeline=1 ;; --only) names="$names $2"; shift ;; esac
+    case $1 in --torch) torch=1 ;; --profile) profile=1 ;; --timeline) timeline=1 ;; --only) names="$names $2"; shift ;;
+        --baseline) baseline=$2; shift ;; --rounds) rounds=$2; shift ;; esac
     shift
 done
+if [ -n "$baseline" ]; then xz -dc "$baseline" > /tmp/megatron-baseline && chmod +x /tmp/megatron-baseline; fi
 tprofile=""; [ $profile = 1 ] && tprofile=--profile
 
 for name in ${names:-gpt2 gpt13 llama}; do
     flags=${!name}; extra=""; [ $name = llama ] && extra=$llama_ours
-    echo "== $name: ours"
-    timeout 150 $M bench train --warmup 3 --iterations 8 $flags $extra $common 2>&1 | tail -1
+    for round in $(seq "$rounds"); do
+        for build in ours ${baseline:+baseline}; do
+            binary=$M; [ $build = baseline ] && binary=/tmp/megatron-baseline
+            echo "== $name: $build"
+            timeout 150 $binary bench train --warmup 3 --iterations 8 $flags $extra $common 2>&1 | tail -1
+        done
+    done
     if [ $torch = 1 ]; then
         echo "== $name: torch.compile"
         tflags=$(echo $flags | sed 's/--max-position-embeddings [0-9]*//')
