@@ -121,6 +121,20 @@ final class FlagValidationTests: XCTestCase {
                        4 * arguments.microBatchSize)
     }
 
+    /// Megatron trains whole global batches of --train-samples (train_samples // global_batch_size iterations).
+    func testSampleBasedTrainingRunsWholeGlobalBatches() throws {
+        let withoutIters = base.prefix(12) + ["--lr", "1e-3", "--global-batch-size", "4"]
+        func iterations(_ samples: Int) throws -> Int {
+            let arguments = try MegatronArgumentParser.parse(withoutIters + ["--train-samples", "\(samples)"])
+            return try TrainingSchedule(arguments, groups: []).trainIters
+        }
+        XCTAssertEqual(try iterations(8), 2)
+        XCTAssertEqual(try iterations(11), 2)
+        XCTAssertThrowsError(try iterations(3)) {
+            XCTAssertEqual("\($0)", "--train-samples (3) is less than one global batch (4): no iteration would run")
+        }
+    }
+
     func testValuesThatWouldOverflowAreRefused() {
         assertRefused([
             ("--hidden-size 100000000000", "--hidden-size 100000000000 is too large: at most 2147483647"),

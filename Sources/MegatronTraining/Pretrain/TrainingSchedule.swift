@@ -20,8 +20,14 @@ struct TrainingSchedule {
         microBatchTimesDataParallel = a.microBatchSize * dataParallelSize
         if let batchSizes, let samples = a.trainSamples {
             trainIters = batchSizes.iterations(trainSamples: samples)
+        } else if let iterations = a.trainIters {
+            trainIters = iterations
         } else {
-            trainIters = a.trainIters ?? (a.trainSamples! + globalBatchSize - 1) / globalBatchSize
+            // Megatron's update_train_iters: whole global batches only; the remainder of the samples is not trained.
+            trainIters = a.trainSamples! / globalBatchSize
+            guard trainIters > 0 else {
+                throw ArgumentError("--train-samples (\(a.trainSamples!)) is less than one global batch (\(globalBatchSize)): no iteration would run")
+            }
         }
         scheduler = try Self.scheduler(a, globalBatchSize: globalBatchSize, groups: groups.map(\.override))
     }
