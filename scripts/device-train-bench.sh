@@ -4,10 +4,10 @@
 # the same call. With --profile each config is repeated under MEGATRON_PROFILE=1 (op table), and torch's
 # run (with --torch) prints its top kernels. With --timeline each config is repeated under
 # MEGATRON_PROFILE=timeline (where the GPU sat idle, and before which op). --only NAME (gpt2, gpt13, llama;
-# repeatable) picks configs. --baseline FILE.xz times an earlier build (an xz-packed megatron) right after
+# repeatable) picks configs. --baseline FILE times an earlier build (a megatron binary, or one packed as FILE.xz) right after
 # ours on each config, --rounds N repeats ours and the baseline N times, alternating, for a before/after.
 #   usage (on the device, repository root, bundle unpacked in /tmp/g):
-#     bash scripts/device-train-bench.sh [--torch] [--profile] [--timeline] [--baseline FILE.xz] [--rounds N] [--only NAME ...]
+#     bash scripts/device-train-bench.sh [--torch] [--profile] [--timeline] [--baseline FILE[.xz]] [--rounds N] [--only NAME ...]
 set -uo pipefail
 M=${MEGATRON:-/tmp/g/bin/megatron}
 common="--bf16 --mock-data --tokenizer-type NullTokenizer --vocab-size 50257 --hidden-dropout 0 --attention-dropout 0"
@@ -22,7 +22,9 @@ while [ $# -gt 0 ]; do
         --baseline) baseline=$2; shift ;; --rounds) rounds=$2; shift ;; esac
     shift
 done
-if [ -n "$baseline" ]; then xz -dc "$baseline" > /tmp/megatron-baseline && chmod +x /tmp/megatron-baseline; fi
+case $baseline in   # an xz-packed build is unpacked first; a plain one runs as it is
+    "") ;; *.xz) xz -dc "$baseline" > /tmp/megatron-baseline && chmod +x /tmp/megatron-baseline ;; *) cp "$baseline" /tmp/megatron-baseline ;;
+esac
 tprofile=""; [ $profile = 1 ] && tprofile=--profile
 
 for name in ${names:-gpt2 gpt13 llama}; do
