@@ -27,7 +27,8 @@ KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Source
 # Compiled without neural.cuh (CUDAKernels.swift, TensorKernels.swift); every other .cu also gets it.
 COMMON_ONLY = {"elementwise.cu", "reduce.cu", "tensor_ops.cu"}
 # What goes in front of flash_attention.cu (NeuralKernels.programSource).
-FLASH_ATTENTION_PARTS = ["flash_attention_masks.cuh"]
+FLASH_ATTENTION_PARTS = ["flash_attention_masks.cuh", "flash_attention_common.cuh", "flash_attention_forward.cuh",
+                         "flash_attention_backward.cuh"]
 OPTIONS = ["--std=c++17", "-default-device", "-lineinfo"]   # KernelCompiler.baseOptions
 
 

@@ -86,6 +86,11 @@ public final class NeuralKernels {
         return filesSplitByType.contains(file) ? KernelElementType.allCases.map { "\(file)[\($0.rawValue)]" } : [file]
     }
 
+    /// What a flash-attention program puts between its definitions and flash_attention.cu (the kernels' entry
+    /// points): the masks, the shared tile helpers, the forward pass, then the backward passes.
+    static let attentionParts = ["flash_attention_masks.cuh", "flash_attention_common.cuh", "flash_attention_forward.cuh",
+                                 "flash_attention_backward.cuh"]
+
     /// The program of flash_attention.cu's kernels for one head dim and type: `flash_attention.cu[d80_bf16]`.
     static func attentionProgram(headDim: Int, type: KernelElementType) -> String {
         "flash_attention.cu[d\(headDim)_\(type.rawValue)]"
@@ -119,13 +124,13 @@ public final class NeuralKernels {
 
     /// A program's source: the file's (`source`); for `file[type]`, the headers, then
     /// `FOR_EACH_FLOAT_TYPE` narrowed to that type, then the file; for a flash-attention program, the
-    /// headers, then its head dim, tiling and type, then its masks (flash_attention_masks.cuh) and the file.
+    /// headers, then its head dim, tiling and type, then `attentionParts` and the file.
     static func programSource(_ program: String) throws -> String {
         if let (d, type) = attentionProgramParts(program) {
             return try CUDAKernels.joinedSources(["common.cuh", "neural.cuh", "fp8.cuh"])
                 + "\n#define FA_HEAD_DIM \(d)\n" + AttentionTiling.forHeadDim(d).macroDefinition + "\n"
                 + "#define FA_TYPES(MACRO) MACRO(\(type.rawValue), \(type.rawValue))\n"
-                + (try CUDAKernels.joinedSources(["flash_attention_masks.cuh", "flash_attention.cu"]))
+                + (try CUDAKernels.joinedSources(attentionParts + ["flash_attention.cu"]))
         }
         guard let type = KernelElementType.allCases.first(where: { program.hasSuffix("[\($0.rawValue)]") }) else {
             return try source(program)

@@ -28,6 +28,9 @@ final class KernelProgramSplitTests: XCTestCase {
         }
         let source = try NeuralKernels.programSource("flash_attention.cu[d200_bf16]")
         XCTAssertTrue(source.hasSuffix(EmbeddedKernels.sources["flash_attention.cu"]!))
+        // The masks, shared helpers, forward and backward halves come before the entry points, in that order.
+        let starts = try NeuralKernels.attentionParts.map { try XCTUnwrap(source.range(of: EmbeddedKernels.sources[$0]!), $0).lowerBound }
+        XCTAssertEqual(starts, starts.sorted())
         for line in ["#define FA_HEAD_DIM 200\n", NeuralKernels.AttentionTiling.forHeadDim(200).macroDefinition + "\n",
                      "#define FA_TYPES(MACRO) MACRO(bf16, bf16)\n"] {
             XCTAssertTrue(source.contains(line), line)
