@@ -10,10 +10,10 @@ such as sm_90a, which compiles to a CUBIN), e.g. to check that a kernel keeps th
 __launch_bounds__ and launcher assume.
 
 --define passes -D options as a program's source would define them, e.g. flash attention's head dim
-and tiling (NeuralKernels.programSource): --define FA_HEAD_DIM=80 --define "FA_TILING=2, 32, 1, 32, 1, 32".
+and tiling (CUDAKernels.programSource): --define FA_HEAD_DIM=80 --define "FA_TILING=2, 32, 1, 32, 1, 32".
 
-Files compiled by CUDAKernels / TensorKernels get common.cuh, kernel_codes.cuh and fp8.cuh in front; the NeuralKernels
-files get common.cuh, neural.cuh, then fp8.cuh (CUDAKernels.source, NeuralKernels.source). Exits
+The buffer and tensor-op files (CUDAKernels.codeHeaderFiles) get common.cuh, kernel_codes.cuh and fp8.cuh in front;
+the others get common.cuh, neural.cuh, then fp8.cuh (CUDAKernels.headers). Exits
 non-zero on any error.
 """
 import argparse
@@ -24,9 +24,9 @@ import re
 import sys
 
 KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Sources", "MegatronCUDA", "Kernels")
-# Compiled without neural.cuh (CUDAKernels.swift, TensorKernels.swift); every other .cu also gets it.
+# Compiled without neural.cuh (CUDAKernels.codeHeaderFiles); every other .cu also gets it.
 COMMON_ONLY = {"elementwise.cu", "reduce.cu", "tensor_ops.cu"}
-# What goes in front of flash_attention.cu (NeuralKernels.programSource).
+# What goes in front of flash_attention.cu (CUDAKernels.programSource).
 FLASH_ATTENTION_PARTS = ["flash_attention_masks.cuh", "flash_attention_common.cuh", "flash_attention_forward.cuh",
                          "flash_attention_backward.cuh"]
 OPTIONS = ["--std=c++17", "-default-device", "-lineinfo"]   # KernelCompiler.baseOptions

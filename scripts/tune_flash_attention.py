@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Times the flash-attention kernels (Sources/MegatronCUDA/Kernels/flash_attention.cu) under several
 tilings, through CuPy's NVRTC, to choose FA_TILING_D64 / FA_TILING_D128 (and the matching
-NeuralKernels.AttentionTiling). Each kernel (forward, dK/dV, dQ) is timed on its own with CUDA
+CUDAKernels.AttentionTiling). Each kernel (forward, dK/dV, dQ) is timed on its own with CUDA
 events, bf16, causal, q/k/v/o in the model's [b, s, heads, d] layout.
 
     python3 scripts/tune_flash_attention.py [--shapes 16x12x1024x64,4x16x2048x128] \

@@ -7,7 +7,7 @@ extension Ops {
     /// `cos` and `sin` are `[seq, rotaryDim]` (shared by every row) or `[x.size(0), seq, rotaryDim]`
     /// (a table per batch row: left-padded prompts), cast to x's dtype first as Megatron does. Math
     /// is fp32 with one rounding of the result. With `backward`, applies the transposed rotation, which
-    /// maps the output's gradient to x's. One fused kernel on the GPU (NeuralKernels.rotaryEmbedding).
+    /// maps the output's gradient to x's. One fused kernel on the GPU (CUDAKernels.rotaryEmbedding).
     ///
     ///     let (cos, sin) = tables(positions: Array(0..<seq))             // [seq, rotaryDim]
     ///     let rotated = Ops.rotaryEmbedding(q, cos: cos, sin: sin)       // q [b, heads, seq, d]

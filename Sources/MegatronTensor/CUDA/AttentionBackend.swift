@@ -12,7 +12,7 @@ import MegatronCUDA
 public enum AttentionBackend: String, Sendable, CaseIterable {
     /// cuDNN when libcudnn.so.9 can be loaded, else our kernels (the default).
     case auto
-    /// The FA2-style kernels of NeuralKernels (flash_attention.cu).
+    /// The FA2-style kernels of CUDAKernels (flash_attention.cu).
     case kernels
     /// cuDNN 9's fused SDPA graphs (`CuDNNAttention`); a missing cuDNN is an error.
     case cudnn

@@ -1,7 +1,7 @@
 import MegatronCUDA
 
 /// `Ops.attention` and its backward on CUDA tensors through the flash-attention kernels of
-/// NeuralKernels (bf16 / fp16, head dims that are multiples of 8 up to 256), or cuDNN's fused SDPA
+/// CUDAKernels (bf16 / fp16, head dims that are multiples of 8 up to 256), or cuDNN's fused SDPA
 /// when the context's `attentionBackend` allows it (`AttentionBackend`) and cuDNN takes the problem.
 /// Each returns nil where neither applies; `Ops` then runs `ComposedAttention` on the device.
 ///
@@ -13,7 +13,7 @@ enum CUDAAttention {
     static func supports(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout) -> Bool {
         guard q.device != .cpu, q.dtype == k.dtype, q.dtype == v.dtype, let type = q.dtype.kernelElementType,
               let operands = operands(q: q, k: k, v: v, layout: layout) else { return false }
-        return NeuralKernels.supportsAttention(problem(layout, causal: false, scale: 1, dropout: nil), type: type, operands: operands)
+        return CUDAKernels.supportsAttention(problem(layout, causal: false, scale: 1, dropout: nil), type: type, operands: operands)
     }
 
     /// `backend` (default: the context's MEGATRON_ATTENTION setting) picks cuDNN or our kernels. A
@@ -39,7 +39,7 @@ enum CUDAAttention {
                 }
                 if ran { return }
             }
-            try context.neural().attentionForward(output: out, logSumExp: lse.deviceAddress, q: inputs[0], k: inputs[1],
+            try context.kernels.attentionForward(output: out, logSumExp: lse.deviceAddress, q: inputs[0], k: inputs[1],
                                                   v: inputs[2], problem: p, sinks: sinks?.deviceAddress ?? 0, type: type,
                                                   stream: stream)
         }
@@ -62,7 +62,7 @@ enum CUDAAttention {
             : gradOutput.strides.last == 1 ? gradOutput : gradOutput.contiguous()
         let p = problem(layout, causal: causal, scale: scale, dropout: dropout, window: masking.window)
         guard let gradient = queryOperand(layout.groupedQueries(g)), let out = queryOperand(layout.groupedQueries(output)),
-              NeuralKernels.supportsAttention(p, type: type, operands: [gradient, out])
+              CUDAKernels.supportsAttention(p, type: type, operands: [gradient, out])
         else { return nil }
         let lse = logSumExp.cast(to: .float32).contiguous()
         let (dq, dk, dv) = gradientBuffers(q: q, k: k, v: v)
@@ -85,7 +85,7 @@ enum CUDAAttention {
             let delta = Tensor.empty(layout.logSumExpShape, dtype: .float32, device: q.device)
             let accumulator = wantsDeterministic ? nil
                 : Tensor.zeros([layout.batch, layout.heads, layout.queries, layout.headDim], dtype: .float32, device: q.device)
-            try context.neural().attentionBackward(gradQ: gq, gradK: gk, gradV: gv, delta: delta.deviceAddress,
+            try context.kernels.attentionBackward(gradQ: gq, gradK: gk, gradV: gv, delta: delta.deviceAddress,
                                                    dqAccumulator: accumulator?.deviceAddress, gradient: gradient, output: out,
                                                    logSumExp: lse.deviceAddress, q: inputs[0], k: inputs[1], v: inputs[2],
                                                    problem: p, type: type, stream: stream)
@@ -191,7 +191,7 @@ extension Ops {
     /// materialize its [s, t] scores), nil when it can: fused attention takes bf16 and fp16, and head
     /// dims that are multiples of 8 up to 256. A training program checks this at start-up.
     public static func fusedAttentionProblem(headDim: Int, dtype: DType) -> String? {
-        if let problem = NeuralKernels.attentionHeadDimProblem(headDim) { return problem }
+        if let problem = CUDAKernels.attentionHeadDimProblem(headDim) { return problem }
         return dtype == .bfloat16 || dtype == .float16 ? nil : "fused attention takes bf16 and fp16, not \(dtype)"
     }
 }

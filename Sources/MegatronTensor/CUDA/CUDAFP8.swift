@@ -1,6 +1,6 @@
 import MegatronCUDA
 
-/// FP8 casts and amax on CUDA tensors through NeuralKernels' fp8.cu: contiguous, vectorized, with the
+/// FP8 casts and amax on CUDA tensors through CUDAKernels' fp8.cu: contiguous, vectorized, with the
 /// per-tensor scale read on the device. Pairs those kernels lack (fp8 to fp8, a saturating cast to a
 /// wide type) compose the generic ops, with the same fp32 arithmetic and hence the same bits.
 extension CUDAFusedOps {

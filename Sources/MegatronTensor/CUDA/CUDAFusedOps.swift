@@ -1,7 +1,7 @@
 import MegatronCUDA
 
 /// The fused `Ops` (softmax, norms, cross-entropy, dropout) on CUDA tensors through MegatronCUDA's
-/// NeuralKernels. Softmax, cross-entropy and dropout take every dtype: one the kernels lack (fp8, integers)
+/// CUDAKernels. Softmax, cross-entropy and dropout take every dtype: one the kernels lack (fp8, integers)
 /// or operands of different dtypes run the fp32 kernel on fp32 casts made on the device, with the result
 /// rounded once to its dtype, as the CPU computes. The norms and activations return nil where their
 /// kernels do not apply; `Ops` then takes its general device path.
@@ -157,9 +157,9 @@ enum CUDAFusedOps {
         return (type, width, x.count / width)
     }
 
-    static func run(_ op: String, on device: Device, _ body: (NeuralKernels, CUDAStream) throws -> Void) {
+    static func run(_ op: String, on device: Device, _ body: (CUDAKernels, CUDAStream) throws -> Void) {
         let context = CUDAContext.of(device)
-        context.run("fused \(op)") { try body(try context.neural(), context.stream) }
+        context.run("fused \(op)") { try body(context.kernels, context.stream) }
     }
 }
 
@@ -176,7 +176,7 @@ extension UnaryOp {
 }
 
 extension DType {
-    /// The NeuralKernels element type of this dtype, if those kernels take it.
+    /// The CUDAKernels element type of this dtype, if those kernels take it.
     var kernelElementType: KernelElementType? {
         switch self {
         case .float32: .float32

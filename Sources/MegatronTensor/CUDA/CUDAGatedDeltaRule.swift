@@ -1,6 +1,6 @@
 import MegatronCUDA
 
-/// `Ops.gatedDeltaRule` and its backward on CUDA tensors: one NeuralKernels launch each over contiguous fp32
+/// `Ops.gatedDeltaRule` and its backward on CUDA tensors: one CUDAKernels launch each over contiguous fp32
 /// operands (the backward with its scratch from the caching allocator).
 enum CUDAGatedDeltaRule {
     static func forward(_ operands: [Tensor], shape s: GatedDeltaRuleShape, scale: Float) -> Tensor {

@@ -2,12 +2,12 @@ import MegatronCUDA
 
 /// Layer norm and RMS norm on CUDA tensors (norm.cu), optionally fused with the residual add before
 /// them. Each returns nil where the kernels do not apply (a dtype they lack, operands of different
-/// dtypes, rows wider than `NeuralKernels.normMaxColumns`); `Ops` then takes `ComposedNorms` on the device.
+/// dtypes, rows wider than `CUDAKernels.normMaxColumns`); `Ops` then takes `ComposedNorms` on the device.
 extension CUDAFusedOps {
     /// The norm's row layout when the kernels take these operands: `rowsLike` of x's shape, `parameters`
     /// of its width, all of its dtype.
     static func normShape(_ x: Tensor, rowsLike: [Tensor?], parameters: [Tensor?]) -> (KernelElementType, Int, Int)? {
-        guard let shape = rowShape(x, sameType: rowsLike + parameters), shape.1 <= NeuralKernels.normMaxColumns,
+        guard let shape = rowShape(x, sameType: rowsLike + parameters), shape.1 <= CUDAKernels.normMaxColumns,
               rowsLike.allSatisfy({ $0 == nil || $0!.shape == x.shape }) else { return nil }
         return shape
     }

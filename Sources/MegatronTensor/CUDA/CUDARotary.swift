@@ -1,6 +1,6 @@
 import MegatronCUDA
 
-/// `Ops.rotaryEmbedding` on CUDA tensors: one NeuralKernels launch reading x through its strides
+/// `Ops.rotaryEmbedding` on CUDA tensors: one CUDAKernels launch reading x through its strides
 /// (q and k are strided views of the fused QKV projection) and writing a contiguous result. A dtype
 /// the kernel lacks (fp8) runs the fp32 kernel on fp32 casts made on the device, rounded once to x's dtype.
 enum CUDARotary {

@@ -15,11 +15,11 @@ public enum MultiTensorOps {
     public static func globalNorm(_ tensors: [Tensor]) -> Tensor {
         let device = checked(tensors, "globalNorm")
         let out = Tensor.empty([2], dtype: .float32, device: device)
-        let words = NeuralKernels.normTable(tensors.map { (address: $0.deviceAddress, count: $0.count) })
+        let words = CUDAKernels.normTable(tensors.map { (address: $0.deviceAddress, count: $0.count) })
         let table = upload(words, to: device)
         let context = CUDAContext.of(device)
         context.run("multi-tensor global norm, \(tensors.count) tensors") {
-            let nn = try context.neural()
+            let nn = context.kernels
             let descriptor = DeviceTensorTable(address: table.deviceAddress, tensorCount: tensors.count,
                                                largestCount: tensors.map(\.count).max() ?? 0)
             let scratch = Tensor.empty([nn.gradNormScratchCount(descriptor)], dtype: .float32, device: device)
@@ -47,7 +47,7 @@ public enum MultiTensorOps {
         let table = upload(AdamWTensor.table(slots), to: device)
         let context = CUDAContext.of(device)
         context.run("multi-tensor adamW, \(params.count) tensors") {
-            try context.neural().adamW(DeviceTensorTable(address: table.deviceAddress, tensorCount: params.count,
+            try context.kernels.adamW(DeviceTensorTable(address: table.deviceAddress, tensorCount: params.count,
                                                          largestCount: params.map(\.count).max()!),
                                        gradientType: .float32, step: step, stream: context.stream)
         }

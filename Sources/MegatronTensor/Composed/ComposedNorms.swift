@@ -1,6 +1,6 @@
 /// Layer norm and RMS norm composed of elementwise ops and row reductions in fp32, on the tensors'
 /// device: the general GPU path where the fused norm kernels do not apply (rows wider than
-/// `NeuralKernels.normMaxColumns`, operands of different dtypes, a dtype they lack). Results have the
+/// `CUDAKernels.normMaxColumns`, operands of different dtypes, a dtype they lack). Results have the
 /// CPU kernels' dtypes and agree with them up to fp32 summation order.
 enum ComposedNorms {
     /// The normalized `x` (x's dtype), and per row fp32 the mean (nil for RMS norm) and 1/std. `centered`:

@@ -18,7 +18,7 @@ public struct GatedDeltaRuleProblem: Sendable, Equatable {
     public var chunkStateFloats: Int { batch * heads * Self.chunk * keyDim * valueDim }
 }
 
-extension NeuralKernels {
+extension CUDAKernels {
     /// The gated delta rule's output `out [batch, time, heads, valueDim]`: one block per (batch row, head),
     /// one thread per state column, sequential over time.
     ///

@@ -48,7 +48,7 @@ public struct AttentionProblem: Sendable, Equatable {
     public var heads: Int { groups * perGroup }
 }
 
-extension NeuralKernels {
+extension CUDAKernels {
     /// The largest head dim the flash-attention kernels (and cuDNN's on Hopper) take.
     public static let maxAttentionHeadDim = 256
 

@@ -22,7 +22,7 @@ public struct RotaryProblem: Sendable, Equatable {
     public var rows: Int { outer.reduce(sequence, *) }
 }
 
-extension NeuralKernels {
+extension CUDAKernels {
     /// Rotary position embedding in one kernel: `out = x * cos + rotate_half(x) * sin` on the first
     /// `rotaryDim` channels (Megatron's non-interleaved halves, `rotate_half(x) = [-x2, x1]`), the
     /// other channels copied; with `problem.backward`, the transposed rotation of a gradient. Math

@@ -1,4 +1,4 @@
-extension NeuralKernels {
+extension CUDAKernels {
     /// Widest rows the norm kernels take: each row lives in the registers of a team of at most 512
     /// threads, 3 chunks of 8 elements each in the backward (`NormLaunchPlan.backwardMaxSlots`).
     public static let normMaxColumns = 512 * 3 * 8
@@ -165,7 +165,7 @@ struct NormLaunchPlan {
     }
 }
 
-extension NeuralKernels {
+extension CUDAKernels {
     /// Checks the shape (and that `residual` and `sum` come together) and lays out the launch
     /// (`NormLaunchPlan.layout`): a row per block for wide rows, `normThreads` per block (whole warps)
     /// for rows that fit a warp; forward one block per row group; backward as many blocks as its

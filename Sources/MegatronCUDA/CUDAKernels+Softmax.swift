@@ -1,4 +1,4 @@
-extension NeuralKernels {
+extension CUDAKernels {
     /// Softmax (or log-softmax with `log: true`) over the last dimension of a [rows, columns]
     /// tensor: `out` and `input` have `type` elements and may be the same buffer.
     ///

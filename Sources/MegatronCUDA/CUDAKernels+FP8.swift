@@ -6,7 +6,7 @@ public enum FP8Format: String, Sendable, CaseIterable {
     case e5m2
 }
 
-extension NeuralKernels {
+extension CUDAKernels {
     /// out (fp8) = fp8(input * scale) over `count` elements, rounding to nearest even. `scale` is the
     /// device address of one fp32 (0: no scaling). Without `saturate`, overflow gives NaN (e4m3) or
     /// infinity (e5m2) as PyTorch's casts; with it, the largest finite value of that sign.

@@ -1,4 +1,4 @@
-extension NeuralKernels {
+extension CUDAKernels {
     /// Embedding lookup: out[t, :] = table[ids[t], :] for `tokens` int64 ids into a
     /// [vocabulary, width] table of `type`. An id outside [0, vocabulary) yields a NaN row.
     ///

@@ -10,7 +10,7 @@ public enum Activation: String, Sendable, CaseIterable {
 
 /// One draw of inverted dropout inside a fused kernel (flash attention, the residual add before a norm):
 /// element i of the draw is kept iff the Philox uniform of index i in (`seed`, `offset`) is at least
-/// `probability` (the numbering of `NeuralKernels.dropout` and the CPU's `Philox.fillUniform`), and kept
+/// `probability` (the numbering of `CUDAKernels.dropout` and the CPU's `Philox.fillUniform`), and kept
 /// elements are multiplied by `scale`, 1 / (1 - probability) in fp32.
 public struct DropoutDraw: Sendable, Equatable {
     public var probability: Float, scale: Float
@@ -26,7 +26,7 @@ public struct DropoutDraw: Sendable, Equatable {
     static let none = DropoutDraw(probability: 0, seed: 0, offset: 0)
 }
 
-extension NeuralKernels {
+extension CUDAKernels {
     /// out = activation(input) over `count` elements (may be in place).
     ///
     ///     try nn.activationForward(.geluTanh, out: h, input: h, count: n, type: .bfloat16, stream: stream)

@@ -1,4 +1,4 @@
-extension NeuralKernels {
+extension CUDAKernels {
     /// Fused softmax cross-entropy over [rows, vocabulary] logits and int64 `labels` (`rows`):
     /// writes the per-row `loss` and `logSumExp` (fp32, `rows` each) without a second
     /// vocabulary-sized tensor. With label smoothing eps,

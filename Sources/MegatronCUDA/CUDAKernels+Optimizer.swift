@@ -11,7 +11,7 @@ public struct AdamWTensor: Equatable, Sendable {
         (self.param, self.gradient, self.expAvg, self.expAvgSq, self.copy, self.count) = (param, gradient, expAvg, expAvgSq, copy, count)
     }
 
-    /// The device table `NeuralKernels.adamW` reads: six 64-bit words per tensor, in the layout of
+    /// The device table `CUDAKernels.adamW` reads: six 64-bit words per tensor, in the layout of
     /// optimizer.cu's AdamWSlot. Upload it once while the buffers stay put (Megatron's
     /// contiguous parameter and gradient buffers do).
     public static func table(_ tensors: [AdamWTensor]) -> [UInt64] {
@@ -39,7 +39,7 @@ public struct AdamWStep: Sendable {
 
 /// A tensor-descriptor table already on the device, with what the launch grid needs.
 public struct DeviceTensorTable: Sendable {
-    /// Device address of the table (`AdamWTensor.table` or `NeuralKernels.normTable` words).
+    /// Device address of the table (`AdamWTensor.table` or `CUDAKernels.normTable` words).
     public var address: UInt64
     public var tensorCount: Int
     /// Elements of the largest tensor: sizes the grid.
@@ -50,7 +50,7 @@ public struct DeviceTensorTable: Sendable {
     }
 }
 
-extension NeuralKernels {
+extension CUDAKernels {
     /// One fused AdamW step over every tensor of `table` (built by `AdamWTensor.table`), one launch:
     /// p *= 1 - lr * wd; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
     /// p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), with g = gradient * gradientScale.
