@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compiles every kernel source in Sources/MegatronCUDA/Kernels with NVRTC, as the program does at run
+"""Compiles every kernel source under Sources/MegatronCUDA/Kernels (its op-family folders) with NVRTC, as the program does at run
 time (same prefix headers, same options), without a GPU: a syntax and type check before a device run.
 
     pip install nvidia-cuda-nvrtc-cu12     # or -cu13
@@ -51,11 +51,17 @@ def load_nvrtc():
     sys.exit("libnvrtc not found: pip install nvidia-cuda-nvrtc-cu12")
 
 
+def kernel_paths():
+    """Every .cu / .cuh under KERNELS by file name (names are unique across the op-family folders)."""
+    return {os.path.basename(p): p for p in glob.glob(os.path.join(KERNELS, "**", "*.cu*"), recursive=True)}
+
+
 def source_of(name):
     parts = ["common.cuh"] + (["kernel_codes.cuh"] if name in COMMON_ONLY else ["neural.cuh"]) + ["fp8.cuh"]
     parts += FLASH_ATTENTION_PARTS if name == "flash_attention.cu" else []
     parts.append(name)
-    return "\n".join(open(os.path.join(KERNELS, p), encoding="utf-8").read() for p in parts)
+    paths = kernel_paths()
+    return "\n".join(open(paths[p], encoding="utf-8").read() for p in parts)
 
 
 def compile_one(nvrtc, name, arch, verbose=False, defines=()):
@@ -98,7 +104,7 @@ def main():
     nvrtc = load_nvrtc()
     major, minor = ctypes.c_int(), ctypes.c_int()
     nvrtc.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
-    files = args.files or sorted(os.path.basename(p) for p in glob.glob(os.path.join(KERNELS, "*.cu")))
+    files = args.files or sorted(name for name in kernel_paths() if name.endswith(".cu"))
     failed = 0
     for name in files:
         status, log = compile_one(nvrtc, name, args.arch, args.verbose, args.define)

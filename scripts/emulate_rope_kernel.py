@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs Sources/MegatronCUDA/Kernels/rope.cu on the host, without a GPU: the kernel body compiled with
+"""Runs Sources/MegatronCUDA/Kernels/Rope/rope.cu on the host, without a GPU: the kernel body compiled with
 g++ behind small shims (thread indices as globals, fp32 loads), every (block, thread) of a launch run
 in turn, the result checked against a numpy rotary embedding. It exercises the kernel's row
 decomposition, strides, per-row tables, the vectorized and element-wise paths and the grid-stride
@@ -16,7 +16,7 @@ import tempfile
 
 import numpy as np
 
-KERNEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Sources", "MegatronCUDA", "Kernels", "rope.cu")
+KERNEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Sources", "MegatronCUDA", "Kernels", "Rope", "rope.cu")
 
 HARNESS = r"""
 #include <cmath>

@@ -240,6 +240,12 @@ public final class CUDAKernels {
         columns % 8 == 0 && pointers.allSatisfy { $0 % 16 == 0 }
     }
 
+    /// False for an empty tensor (nothing to launch); throws for a negative count.
+    func checkCount(_ kernel: String, _ count: Int) throws -> Bool {
+        try Self.require(count >= 0, "\(kernel): negative element count \(count)")
+        return count > 0
+    }
+
     static func require(_ condition: Bool, _ message: @autoclosure () -> String) throws {
         if !condition { throw CUDAError.invalidArgument(message()) }
     }

@@ -1,4 +1,4 @@
-/// Whole-buffer kernels (Kernels/elementwise.cu, reduce.cu): fill, uniform random values, axpby, a
+/// Whole-buffer kernels (elementwise.cu, reduce.cu, beside this file): fill, uniform random values, axpby, a
 /// float32 sum. Grid-stride launches of `elementwiseBlock` threads, at most 32 blocks per SM.
 ///
 ///     try kernels.fill(out, count: n, value: 1, type: .bfloat16, stream: stream)

@@ -29,7 +29,7 @@ extension Ops {
     ///     S = exp(g_t) S;  u_t = beta_t (v_t - S^T k_t);  S += k_t u_t^T;  o_t = S^T (scale q_t)
     ///
     /// Returns o `[batch, time, heads, valueDim]` (fp32). q and k are used as given (Megatron L2-normalizes
-    /// them before). On the GPU one kernel thread carries one state column over time (Kernels/gated_delta_rule.cu).
+    /// them before). On the GPU one kernel thread carries one state column over time (MegatronCUDA/Kernels/GatedDeltaRule/gated_delta_rule.cu).
     public static func gatedDeltaRule(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: Float) -> Tensor {
         let shape = GatedDeltaRuleShape(q: q, k: k, v: v, g: g, beta: beta)
         let operands = [q, k, v, g, beta].map { $0.contiguous() }

@@ -1,7 +1,7 @@
 import CCUDA
 import Foundation
 
-/// A tensor operand of the kernels in Kernels/tensor_ops.cu: device address of element [0, 0, ...],
+/// A tensor operand of the kernels in tensor_ops.cu (beside this file): device address of element [0, 0, ...],
 /// dtype code, and shape and strides (in elements) of up to `maxRank` dimensions. Passed to the
 /// kernel by value as `struct TensorArg`, so views are read and written in place.
 public struct TensorKernelArgument {
@@ -34,7 +34,7 @@ public struct TensorKernelArgument {
     }
 }
 
-/// The strided tensor ops of Kernels/tensor_ops.cu (copy, binary and unary ops, reductions, indexing),
+/// The strided tensor ops of tensor_ops.cu (beside this file) (copy, binary and unary ops, reductions, indexing),
 /// launched by name; tensor operands are `KernelArgument.tensor`.
 ///
 ///     try kernels.launchTensorOp("tensor_copy", elements: n, stream: stream,

@@ -3,7 +3,8 @@
 /// Every function takes and returns tensors; floating-point math runs in fp32 and results keep the input's
 /// floating dtype. MegatronAutograd builds the differentiable API on these. Each op dispatches on
 /// `Tensor.device`: CPU tensors run the CPU kernels (the reference), `.cuda(i)` tensors enqueue
-/// CUDA kernels on that device's stream (CUDA/CUDAOps.swift). Inputs on different devices are an error.
+/// CUDA kernels on that device's stream (the family's launcher beside it in Ops/<Family>/, the strided tensor ops in
+/// CUDA/CUDAOps.swift). Inputs on different devices are an error.
 public enum Ops {
     /// The dtype of a result of mixing `a` and `b`: the wider float wins, then floats over ints.
     static func resultType(_ a: DType, _ b: DType) -> DType {

@@ -1,4 +1,4 @@
-/// The sizes of one gated delta rule launch (Kernels/gated_delta_rule.cu): q, k `[batch, time, heads, keyDim]`,
+/// The sizes of one gated delta rule launch (gated_delta_rule.cu, beside this file): q, k `[batch, time, heads, keyDim]`,
 /// v `[batch, time, heads, valueDim]`, g and beta `[batch, time, heads]`, all contiguous fp32.
 public struct GatedDeltaRuleProblem: Sendable, Equatable {
     public var batch: Int, time: Int, heads: Int, keyDim: Int, valueDim: Int

@@ -1,4 +1,4 @@
-/// The sizes and strides of one rotary-embedding launch (Kernels/rope.cu): the input is
+/// The sizes and strides of one rotary-embedding launch (rope.cu, beside this file): the input is
 /// `[outer[0], outer[1], outer[2], sequence, headDim]` with element `strides` for its first four
 /// dims (the last is contiguous); the output is contiguous in that shape. The cos and sin tables
 /// are `[sequence, rotaryDim]`, one per `outer[0]` index `tableStride` elements apart (0: one
