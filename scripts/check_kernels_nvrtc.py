@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compiles every kernel source in Sources/MegatronCUDA/Kernels with NVRTC, as the program does at run
+"""Compiles every kernel source under Sources/MegatronCUDA/Kernels (its op-family folders) with NVRTC, as the program does at run
 time (same prefix headers, same options), without a GPU: a syntax and type check before a device run.
 
     pip install nvidia-cuda-nvrtc-cu12     # or -cu13
@@ -10,10 +10,10 @@ such as sm_90a, which compiles to a CUBIN), e.g. to check that a kernel keeps th
 __launch_bounds__ and launcher assume.
 
 --define passes -D options as a program's source would define them, e.g. flash attention's head dim
-and tiling (NeuralKernels.programSource): --define FA_HEAD_DIM=80 --define "FA_TILING=2, 32, 1, 32, 1, 32".
+and tiling (CUDAKernels.programSource): --define FA_HEAD_DIM=80 --define "FA_TILING=2, 32, 1, 32, 1, 32".
 
-Files compiled by CUDAKernels / TensorKernels get common.cuh, kernel_codes.cuh and fp8.cuh in front; the NeuralKernels
-files get common.cuh, neural.cuh, then fp8.cuh (CUDAKernels.source, NeuralKernels.source). Exits
+The buffer and tensor-op files (CUDAKernels.codeHeaderFiles) get common.cuh, kernel_codes.cuh and fp8.cuh in front;
+the others get common.cuh, neural.cuh, then fp8.cuh (CUDAKernels.headers). Exits
 non-zero on any error.
 """
 import argparse
@@ -24,10 +24,11 @@ import re
 import sys
 
 KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Sources", "MegatronCUDA", "Kernels")
-# Compiled without neural.cuh (CUDAKernels.swift, TensorKernels.swift); every other .cu also gets it.
+# Compiled without neural.cuh (CUDAKernels.codeHeaderFiles); every other .cu also gets it.
 COMMON_ONLY = {"elementwise.cu", "reduce.cu", "tensor_ops.cu"}
-# What goes in front of flash_attention.cu (NeuralKernels.programSource).
-FLASH_ATTENTION_PARTS = ["flash_attention_masks.cuh"]
+# What goes in front of flash_attention.cu (CUDAKernels.programSource).
+FLASH_ATTENTION_PARTS = ["flash_attention_masks.cuh", "flash_attention_common.cuh", "flash_attention_forward.cuh",
+                         "flash_attention_backward.cuh"]
 OPTIONS = ["--std=c++17", "-default-device", "-lineinfo"]   # KernelCompiler.baseOptions
 
 
@@ -50,11 +51,17 @@ def load_nvrtc():
     sys.exit("libnvrtc not found: pip install nvidia-cuda-nvrtc-cu12")
 
 
+def kernel_paths():
+    """Every .cu / .cuh under KERNELS by file name (names are unique across the op-family folders)."""
+    return {os.path.basename(p): p for p in glob.glob(os.path.join(KERNELS, "**", "*.cu*"), recursive=True)}
+
+
 def source_of(name):
     parts = ["common.cuh"] + (["kernel_codes.cuh"] if name in COMMON_ONLY else ["neural.cuh"]) + ["fp8.cuh"]
     parts += FLASH_ATTENTION_PARTS if name == "flash_attention.cu" else []
     parts.append(name)
-    return "\n".join(open(os.path.join(KERNELS, p), encoding="utf-8").read() for p in parts)
+    paths = kernel_paths()
+    return "\n".join(open(paths[p], encoding="utf-8").read() for p in parts)
 
 
 def compile_one(nvrtc, name, arch, verbose=False, defines=()):
@@ -97,7 +104,7 @@ def main():
     nvrtc = load_nvrtc()
     major, minor = ctypes.c_int(), ctypes.c_int()
     nvrtc.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
-    files = args.files or sorted(os.path.basename(p) for p in glob.glob(os.path.join(KERNELS, "*.cu")))
+    files = args.files or sorted(name for name in kernel_paths() if name.endswith(".cu"))
     failed = 0
     for name in files:
         status, log = compile_one(nvrtc, name, args.arch, args.verbose, args.define)

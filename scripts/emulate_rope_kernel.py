@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Runs Sources/MegatronCUDA/Kernels/rope.cu on the host, without a GPU: the kernel body compiled with
+"""Runs Sources/MegatronCUDA/Kernels/Rope/rope.cu on the host, without a GPU: the kernel body compiled with
 g++ behind small shims (thread indices as globals, fp32 loads), every (block, thread) of a launch run
 in turn, the result checked against a numpy rotary embedding. It exercises the kernel's row
 decomposition, strides, per-row tables, the vectorized and element-wise paths and the grid-stride
-loop with the launch geometry NeuralKernels+Rope.swift and CUDARotary.swift choose.
+loop with the launch geometry CUDAKernels+Rope.swift and CUDARotary.swift choose.
 
     pip install numpy
     python3 scripts/emulate_rope_kernel.py
@@ -16,7 +16,7 @@ import tempfile
 
 import numpy as np
 
-KERNEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Sources", "MegatronCUDA", "Kernels", "rope.cu")
+KERNEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Sources", "MegatronCUDA", "Kernels", "Rope", "rope.cu")
 
 HARNESS = r"""
 #include <cmath>
@@ -68,7 +68,7 @@ def reference(x, cos, sin, backward):
 
 
 def launch(binary, storage, shape, strides, offset, cos, sin, backward, grid=3):
-    """The launch CUDARotary / NeuralKernels.rotaryEmbedding make for this view, run on the host."""
+    """The launch CUDARotary / CUDAKernels.rotaryEmbedding make for this view, run on the host."""
     lead = len(shape) - 2
     outer = list(shape[:lead]) + [1] * (3 - lead)
     row_strides = list(strides[:lead]) + [0] * (3 - lead) + [strides[lead]]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Times the flash-attention kernels (Sources/MegatronCUDA/Kernels/flash_attention.cu) under several
+"""Times the flash-attention kernels (Sources/MegatronCUDA/Kernels/Attention/flash_attention*.cu*) under several
 tilings, through CuPy's NVRTC, to choose FA_TILING_D64 / FA_TILING_D128 (and the matching
-NeuralKernels.AttentionTiling). Each kernel (forward, dK/dV, dQ) is timed on its own with CUDA
+CUDAKernels.AttentionTiling). Each kernel (forward, dK/dV, dQ) is timed on its own with CUDA
 events, bf16, causal, q/k/v/o in the model's [b, s, heads, d] layout.
 
     python3 scripts/tune_flash_attention.py [--shapes 16x12x1024x64,4x16x2048x128] \
@@ -10,6 +10,7 @@ events, bf16, causal, q/k/v/o in the model's [b, s, heads, d] layout.
 A tiling is "forward MT, BN, dK/dV MT, BQ, dQ MT, BN" (MT: 16-row tiles per warp; 4 warps a CTA).
 """
 import argparse
+import glob
 import math
 import os
 import statistics
@@ -21,7 +22,11 @@ KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Source
 
 
 def source(folder):
-    return "\n".join(open(os.path.join(folder, name)).read() for name in ["common.cuh", "neural.cuh", "flash_attention.cu"])
+    """The flash-attention program's text, its parts found anywhere under `folder` (the op-family folders)."""
+    paths = {os.path.basename(p): p for p in glob.glob(os.path.join(folder, "**", "*.cu*"), recursive=True)}
+    names = ["common.cuh", "neural.cuh", "fp8.cuh", "flash_attention_masks.cuh", "flash_attention_common.cuh",
+             "flash_attention_forward.cuh", "flash_attention_backward.cuh", "flash_attention.cu"]
+    return "\n".join(open(paths[name]).read() for name in names)
 
 
 def median_ms(launch, trials=5, runs=20):

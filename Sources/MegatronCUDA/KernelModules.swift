@@ -1,6 +1,6 @@
 import Foundation
 
-/// When the kernel files of `NeuralKernels` and `TensorKernels` are compiled.
+/// When the kernel programs of `CUDAKernels` are compiled.
 public enum KernelLoading: Sendable {
     /// Every file starts compiling on background threads at construction, all at once; a launch
     /// waits only for its own file's module. A file's compile error is thrown by each launch that
@@ -12,7 +12,7 @@ public enum KernelLoading: Sendable {
 
 /// How long one kernel file took to become an image, and where it came from.
 public struct KernelModuleTiming: Sendable {
-    /// The file, or program of a file split by type (`norm.cu[bf16]`, see `NeuralKernels.programs`).
+    /// The file, or program of a file split by type (`norm.cu[bf16]`, see `CUDAKernels.programs`).
     public var file: String
     /// This file's NVRTC compilation (or disk cache read) alone.
     public var milliseconds: Double
@@ -25,7 +25,7 @@ public struct KernelModuleTiming: Sendable {
 /// disk cache), each loaded into the device the first time a launch asks for it. Programs that
 /// `compilesOnDemand` accepts (flash attention's rarer head dims) are compiled when first asked for.
 ///
-///     let modules = KernelModules(files: ["softmax.cu", "norm.cu"], compiler: compiler, source: NeuralKernels.source)
+///     let modules = KernelModules(files: ["softmax.cu", "norm.cu"], compiler: compiler, source: CUDAKernels.source)
 ///     let module = try modules.module("norm.cu", device: device)   // waits for norm.cu only
 final class KernelModules {
     private struct Compiled {

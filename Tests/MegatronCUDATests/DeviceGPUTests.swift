@@ -22,7 +22,7 @@ final class DeviceGPUTests: XCTestCase {
 
     func testEventsTimeWorkOnAStream() throws {
         let gpu = try GPUFixture.require()
-        let kernels = try CUDAKernels(device: gpu.device)
+        let kernels = gpu.kernels
         let count = 64 << 20
         let buffer = try gpu.allocator.allocate(bytes: count * 4, stream: gpu.stream.allocatorKey)
         defer { gpu.free(buffer) }
@@ -41,7 +41,7 @@ final class DeviceGPUTests: XCTestCase {
 
     func testStreamsOrderedByEvents() throws {
         let gpu = try GPUFixture.require()
-        let kernels = try CUDAKernels(device: gpu.device)
+        let kernels = gpu.kernels
         let other = try CUDAStream(device: gpu.device)
         let count = 1 << 20
         let buffer = try gpu.allocator.allocate(bytes: count * 4, stream: gpu.stream.allocatorKey)

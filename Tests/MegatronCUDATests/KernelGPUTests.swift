@@ -39,7 +39,7 @@ final class KernelGPUTests: XCTestCase {
 
     func testFillAndUniform() throws {
         let gpu = try GPUFixture.require()
-        let kernels = try CUDAKernels(device: gpu.device)
+        let kernels = gpu.kernels
         let count = 1000
         let f32 = try gpu.allocator.allocate(bytes: count * 4, stream: gpu.stream.allocatorKey)
         let bf16 = try gpu.allocator.allocate(bytes: count * 2, stream: gpu.stream.allocatorKey)
@@ -58,7 +58,7 @@ final class KernelGPUTests: XCTestCase {
 
     func testVectorizedAxpbyMatchesCPU() throws {
         let gpu = try GPUFixture.require()
-        let kernels = try CUDAKernels(device: gpu.device)
+        let kernels = gpu.kernels
         var random = SplitMix64(seed: 3)
         for count in [1, 7, 8, 1003, 100_000] {   // tails of every length and a multi-block size
             let a = random.floats(count), b = random.floats(count)
@@ -84,7 +84,7 @@ final class KernelGPUTests: XCTestCase {
 
     func testMisalignedVectorPointerIsRejected() throws {
         let gpu = try GPUFixture.require()
-        let kernels = try CUDAKernels(device: gpu.device)
+        let kernels = gpu.kernels
         XCTAssertThrowsError(try kernels.axpby(0x1004, 0x2000, 0x3000, alpha: 1, beta: 1, count: 4, type: .float32, stream: gpu.stream)) {
             XCTAssertTrue("\($0)".contains("16-byte aligned"))
         }
@@ -92,7 +92,7 @@ final class KernelGPUTests: XCTestCase {
 
     func testBlockReductionSumMatchesCPU() throws {
         let gpu = try GPUFixture.require()
-        let kernels = try CUDAKernels(device: gpu.device)
+        let kernels = gpu.kernels
         var random = SplitMix64(seed: 11)
         let scratch = try gpu.allocator.allocate(bytes: kernels.sumScratchCount * 4, stream: gpu.stream.allocatorKey)
         let out = try gpu.allocator.allocate(bytes: 4, stream: gpu.stream.allocatorKey)

@@ -23,7 +23,7 @@ final class KernelModulesNVRTCTests: XCTestCase {
     func testCompileErrorReachesTheCallerAndOtherFilesStillCompile() throws {
         try requireNVRTC()
         let cache = KernelCache(directory: scratchPath("kernels"))
-        let sources = ["rope.cu": try NeuralKernels.source("rope.cu"), "broken.cu": Self.broken]
+        let sources = ["rope.cu": try CUDAKernels.source("rope.cu"), "broken.cu": Self.broken]
         func modules() throws -> KernelModules {
             KernelModules(files: ["rope.cu", "broken.cu"], compiler: try KernelCompiler(architecture: Self.architecture, cache: cache),
                           source: { sources[$0]! })
@@ -52,7 +52,7 @@ final class KernelModulesNVRTCTests: XCTestCase {
         try requireNVRTC()
         let files = ["softmax.cu", "cross_entropy.cu", "embedding.cu", "dropout.cu"]
         let modules = KernelModules(files: files, compiler: try KernelCompiler(architecture: Self.architecture, cache: nil),
-                                    source: NeuralKernels.source)
+                                    source: CUDAKernels.source)
         let timings = modules.timings()
         XCTAssertEqual(timings.map(\.file), files)
         let sum = timings.map(\.milliseconds).reduce(0, +)
@@ -76,7 +76,7 @@ final class KernelModulesNVRTCTests: XCTestCase {
             let cache = KernelCache(directory: URL(fileURLWithPath: path))
             _ = KernelModules(files: ["softmax.cu", "activation.cu"],
                               compiler: try KernelCompiler(architecture: Self.architecture, cache: cache),
-                              source: NeuralKernels.source)
+                              source: CUDAKernels.source)
             Thread.sleep(forTimeInterval: 0.7)
             exit(0)
         }

@@ -23,9 +23,14 @@ final class KernelSourceTests: XCTestCase {
         guard FileManager.default.fileExists(atPath: kernels.path) else {
             throw XCTSkip("the source tree (\(kernels.path)) is not on this machine")
         }
-        for (name, text) in EmbeddedKernels.sources {
-            let onDisk = try String(contentsOf: kernels.appendingPathComponent(name), encoding: .utf8)
-            XCTAssertEqual(text, onDisk, name)
+        // Op families keep their kernel files in folders under Kernels/; names are unique across them.
+        let files = FileManager.default.enumerator(at: kernels, includingPropertiesForKeys: nil)!.compactMap { $0 as? URL }
+            .filter { ["cu", "cuh"].contains($0.pathExtension) }
+        XCTAssertEqual(Set(files.map(\.lastPathComponent)), Set(EmbeddedKernels.sources.keys))
+        XCTAssertEqual(files.count, EmbeddedKernels.sources.count, "kernel file names are unique")
+        for file in files {
+            let onDisk = try String(contentsOf: file, encoding: .utf8)
+            XCTAssertEqual(EmbeddedKernels.sources[file.lastPathComponent], onDisk, file.path)
         }
     }
 

@@ -4,12 +4,14 @@ import XCTest
 /// What the neural-network launchers rely on, checked without a GPU.
 final class NeuralKernelSourceTests: XCTestCase {
     func testEverySourceIsEmbeddedWithBothHeadersInFront() throws {
-        for file in NeuralKernels.files {
-            let source = try NeuralKernels.source(file)
-            XCTAssertTrue(source.hasPrefix(EmbeddedKernels.sources["common.cuh"]! + "\n" + EmbeddedKernels.sources["neural.cuh"]!), file)
+        for file in CUDAKernels.files {
+            let source = try CUDAKernels.source(file)
+            let second = CUDAKernels.codeHeaderFiles.contains(file) ? "kernel_codes.cuh" : "neural.cuh"
+            XCTAssertTrue(source.hasPrefix(EmbeddedKernels.sources["common.cuh"]! + "\n" + EmbeddedKernels.sources[second]!), file)
             XCTAssertTrue(source.hasSuffix(EmbeddedKernels.sources[file]!), file)
         }
-        XCTAssertThrowsError(try NeuralKernels.source("missing.cu")) { XCTAssertTrue("\($0)".contains("missing.cu")) }
+        XCTAssertEqual(CUDAKernels.codeHeaderFiles, ["elementwise.cu", "reduce.cu", "tensor_ops.cu"])
+        XCTAssertThrowsError(try CUDAKernels.source("missing.cu")) { XCTAssertTrue("\($0)".contains("missing.cu")) }
     }
 
     /// The launchers' kernel names exist: either spelled out or made by a macro whose pattern is in the file.
@@ -38,7 +40,7 @@ final class NeuralKernelSourceTests: XCTestCase {
             "rope.cu": ["rope_##SUFFIX(", "FOR_EACH_FLOAT_TYPE(ROPE_KERNELS)"],
             "gated_delta_rule.cu": ["void gated_delta_rule_forward(", "void gated_delta_rule_backward("],
         ]
-        XCTAssertEqual(Set(expected.keys), Set(NeuralKernels.files))
+        XCTAssertEqual(Set(expected.keys), Set(CUDAKernels.files).subtracting(CUDAKernels.codeHeaderFiles))
         for (file, names) in expected {
             let source = EmbeddedKernels.sources[file]!
             for name in names { XCTAssertTrue(source.contains(name), "\(file) defines \(name)") }
@@ -48,19 +50,19 @@ final class NeuralKernelSourceTests: XCTestCase {
     }
 
     func testRowBlockSizeFollowsTheRowWidth() {
-        XCTAssertEqual(NeuralKernels.rowBlock(columns: 1, vectorized: false).x, 64)
-        XCTAssertEqual(NeuralKernels.rowBlock(columns: 1000, vectorized: true).x, 128)     // 125 vectors -> 4 warps
-        XCTAssertEqual(NeuralKernels.rowBlock(columns: 4096, vectorized: true).x, 512)
-        XCTAssertEqual(NeuralKernels.rowBlock(columns: 4096, vectorized: true, limit: 128).x, 128)
-        XCTAssertEqual(NeuralKernels.rowBlock(columns: 50304, vectorized: true, limit: 1000).x, 992)   // whole warps
-        XCTAssertEqual(NeuralKernels.rowBlock(columns: 77, vectorized: false).x, 96)
-        XCTAssertEqual(NeuralKernels.rowBlock(columns: 77, vectorized: false, limit: 40).x, 64)       // at least 2 warps
+        XCTAssertEqual(CUDAKernels.rowBlock(columns: 1, vectorized: false).x, 64)
+        XCTAssertEqual(CUDAKernels.rowBlock(columns: 1000, vectorized: true).x, 128)     // 125 vectors -> 4 warps
+        XCTAssertEqual(CUDAKernels.rowBlock(columns: 4096, vectorized: true).x, 512)
+        XCTAssertEqual(CUDAKernels.rowBlock(columns: 4096, vectorized: true, limit: 128).x, 128)
+        XCTAssertEqual(CUDAKernels.rowBlock(columns: 50304, vectorized: true, limit: 1000).x, 992)   // whole warps
+        XCTAssertEqual(CUDAKernels.rowBlock(columns: 77, vectorized: false).x, 96)
+        XCTAssertEqual(CUDAKernels.rowBlock(columns: 77, vectorized: false, limit: 40).x, 64)       // at least 2 warps
     }
 
     func testVectorizationNeedsWholeVectorsAndAlignedPointers() {
-        XCTAssertTrue(NeuralKernels.vectorizable(columns: 1024, 0x1000, 0x2010, 0))
-        XCTAssertFalse(NeuralKernels.vectorizable(columns: 1020, 0x1000))
-        XCTAssertFalse(NeuralKernels.vectorizable(columns: 1024, 0x1000, 0x2008))
+        XCTAssertTrue(CUDAKernels.vectorizable(columns: 1024, 0x1000, 0x2010, 0))
+        XCTAssertFalse(CUDAKernels.vectorizable(columns: 1020, 0x1000))
+        XCTAssertFalse(CUDAKernels.vectorizable(columns: 1024, 0x1000, 0x2008))
     }
 
     /// Bias corrections as torch computes them (in double from the fp32 hyperparameters), e.g.
@@ -78,7 +80,7 @@ final class NeuralKernelSourceTests: XCTestCase {
         let tensors = [AdamWTensor(param: 1, gradient: 2, expAvg: 3, expAvgSq: 4, copy: 5, count: 6),
                        AdamWTensor(param: 7, gradient: 8, expAvg: 9, expAvgSq: 10, count: 11)]
         XCTAssertEqual(AdamWTensor.table(tensors), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 11])
-        XCTAssertEqual(NeuralKernels.normTable([(address: 0x100, count: 3), (address: 0x200, count: 5)]), [0x100, 3, 0x200, 5])
+        XCTAssertEqual(CUDAKernels.normTable([(address: 0x100, count: 3), (address: 0x200, count: 5)]), [0x100, 3, 0x200, 5])
         let source = EmbeddedKernels.sources["optimizer.cu"]!
         XCTAssertTrue(source.contains("float *param;\n    const void *grad;\n    float *exp_avg;\n    float *exp_avg_sq;\n    bf16 *copy;\n    long long count;"))
     }

@@ -3,18 +3,11 @@ import XCTest
 @testable import MegatronCUDA
 import MegatronTestSupport
 
-/// One NeuralKernels instance for the test process (compiled once; the disk cache serves later runs).
+/// The kernel catalog of the GPU context training uses, with the test fixture.
 enum NeuralFixture {
-    private static let shared: Result<NeuralKernels, Error> = Result {
-        try NeuralKernels(device: try GPUFixture.require().device)
-    }
-
-    static func require() throws -> (GPUFixture, NeuralKernels) {
+    static func require() throws -> (GPUFixture, CUDAKernels) {
         let gpu = try GPUFixture.require()
-        switch shared {
-        case .success(let kernels): return (gpu, kernels)
-        case .failure(let error): throw error
-        }
+        return (gpu, gpu.kernels)
     }
 }
 

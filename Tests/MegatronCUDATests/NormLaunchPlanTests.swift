@@ -37,15 +37,15 @@ final class NormLaunchPlanTests: XCTestCase {
 
     func testWidestRows() {
         XCTAssertEqual(backward(12288), [512, 3])
-        XCTAssertEqual(backward(NeuralKernels.normMaxColumns), [512, 3])
-        XCTAssertNil(backward(NeuralKernels.normMaxColumns + 8))
+        XCTAssertEqual(backward(CUDAKernels.normMaxColumns), [512, 3])
+        XCTAssertNil(backward(CUDAKernels.normMaxColumns + 8))
         XCTAssertEqual(forward(32768), [1024, 4])
         XCTAssertNil(forward(32776))
     }
 
     /// Every slot count a layout picks has a compiled kernel and, backward, a guaranteed occupancy.
     func testLayoutsUseCompiledSlotCounts() {
-        for columns in stride(from: 8, through: NeuralKernels.normMaxColumns, by: 8) {
+        for columns in stride(from: 8, through: CUDAKernels.normMaxColumns, by: 8) {
             for threads in [32, 128, 512] {
                 guard let f = forward(columns, threads: threads), let b = backward(columns, threads: threads) else {
                     return XCTFail("\(columns) columns, \(threads) threads: no layout")

@@ -13,7 +13,7 @@ final class OptimizerGPUTests: XCTestCase {
         let values = counts.map { random.floats($0, -2, 2) }
         let buffers = try values.map { try gpu.upload($0) }
         defer { buffers.forEach(gpu.allocator.free) }
-        let words = NeuralKernels.normTable(zip(buffers, counts).map { ($0.address, $1) })
+        let words = CUDAKernels.normTable(zip(buffers, counts).map { ($0.address, $1) })
         let table = try gpu.upload(words)
         let device = DeviceTensorTable(address: table.address, tensorCount: counts.count, largestCount: counts.max()!)
         let scratch = try gpu.poisoned(nn.gradNormScratchCount(device)), out = try gpu.poisoned(2)

@@ -99,7 +99,7 @@ final class RowKernelGPUTests: XCTestCase {
 
     func testNormRejectsRowsWiderThanRegisters() throws {
         let (gpu, nn) = try NeuralFixture.require()
-        let columns = NeuralKernels.normMaxColumns + 8
+        let columns = CUDAKernels.normMaxColumns + 8
         XCTAssertThrowsError(try nn.rmsNormBackward(16, weightGradient: 16, gradient: 16, input: 16, weight: 16, rstd: 16,
                                                     rows: 1, columns: columns, scratch: 16, type: .float32, stream: gpu.stream)) {
             XCTAssertTrue("\($0)".contains("registers"), "\($0)")
@@ -228,7 +228,7 @@ final class RowKernelGPUTests: XCTestCase {
     private struct NormResult { var y, sum, mean, rstd, dx, dw, db: [Float] }
 
     /// Forward then backward of one norm; with `residual` (and then `gradSum`) the fused residual add.
-    private func runNorm(_ gpu: GPUFixture, _ nn: NeuralKernels, rms: Bool, type: KernelElementType, rows: Int, columns: Int,
+    private func runNorm(_ gpu: GPUFixture, _ nn: CUDAKernels, rms: Bool, type: KernelElementType, rows: Int, columns: Int,
                          x: [Float], g: [Float], w: [Float], b: [Float]?, residual: [Float]? = nil,
                          gradSum: [Float]? = nil) throws -> NormResult {
         let count = rows * columns

@@ -1,24 +1,25 @@
 import Foundation
 import XCTest
 @testable import MegatronCUDA
+import MegatronTensor
 
-/// One device, stream, allocator and staging pool shared by every GPU test of the process, or
-/// the reason there is none (tests then skip with it).
+/// The device, stream, allocator, staging pool and kernel catalog of the GPU context training uses
+/// (`CUDAContext`), shared by every GPU test of the process, or the reason there is none (tests then skip with it).
 final class GPUFixture {
     let device: CUDADevice
     let stream: CUDAStream
     let allocator: CachingAllocator
     let staging: PinnedStaging
+    let kernels: CUDAKernels
 
     private static let shared: Result<GPUFixture, Error> = Result {
-        let device = try CUDADevice.select()
-        return GPUFixture(device: device, stream: try CUDAStream(device: device),
-                          allocator: CachingAllocator(source: DriverMemorySource(device: device)),
-                          staging: PinnedStaging(device: device))
+        let environment = ProcessInfo.processInfo.environment
+        return GPUFixture(try CUDAContext.shared(ordinal: try CUDADevice.ordinal(index: nil, environment: environment)))
     }
 
-    private init(device: CUDADevice, stream: CUDAStream, allocator: CachingAllocator, staging: PinnedStaging) {
-        (self.device, self.stream, self.allocator, self.staging) = (device, stream, allocator, staging)
+    private init(_ context: CUDAContext) {
+        (device, stream, allocator, staging, kernels) = (context.device, context.stream, context.allocator, context.staging,
+                                                         context.kernels)
     }
 
     /// The fixture, or an XCTSkip naming why this machine cannot run GPU tests.

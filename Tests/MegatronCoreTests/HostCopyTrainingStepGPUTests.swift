@@ -19,7 +19,7 @@ final class HostCopyTrainingStepGPUTests: XCTestCase {
                                   attentionDropout: 0.1, positionEmbeddingType: normalization == .rmsNorm ? .rope : .learnedAbsolute,
                                   paramsDType: dtype)
         }
-        // Rows of 12,416 (wider than NeuralKernels.normMaxColumns) for every norm, at a few thousand parameters
+        // Rows of 12,416 (wider than CUDAKernels.normMaxColumns) for every norm, at a few thousand parameters
         // a matrix: one 8-wide head, an 8-wide MLP.
         let wide = { (dtype: DType) in
             try TransformerConfig(numLayers: 1, hiddenSize: 12_416, numAttentionHeads: 1, kvChannels: 8, ffnHiddenSize: 8,

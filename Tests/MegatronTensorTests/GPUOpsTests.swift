@@ -290,7 +290,7 @@ final class GPUOpsTests: XCTestCase {
         assertParity(i, ic, "topk bf16 indices", tolerance: (0, 0))
     }
 
-    /// Fused ops (NeuralKernels for fp32 / bf16 / fp16; the general device paths for other dtype mixes).
+    /// Fused ops (CUDAKernels for fp32 / bf16 / fp16; the general device paths for other dtype mixes).
     func testFusedOpsOnGPUTensors() throws {
         let gpu = try requireGPU()
         for dtype in floatTypes {

@@ -8,12 +8,12 @@ import MegatronTestSupport
 /// nothing goes through the host. Their arithmetic runs here on the CPU against the CPU kernels; the GPU
 /// tests check the same ops on a device with its host copies counted.
 final class GeneralDevicePathTests: XCTestCase {
-    let wide = NeuralKernels.normMaxColumns + 64
+    let wide = CUDAKernels.normMaxColumns + 64
 
     /// The fused norms take rows up to `normMaxColumns` wide in one dtype; wider rows and mixed dtypes go
     /// to `ComposedNorms`.
     func testNormDispatchSendsWideRowsAndMixedDtypesToTheGeneralPath() {
-        let widest = Tensor(zeros: [2, NeuralKernels.normMaxColumns], dtype: .bfloat16)
+        let widest = Tensor(zeros: [2, CUDAKernels.normMaxColumns], dtype: .bfloat16)
         let tooWide = Tensor(zeros: [2, wide], dtype: .bfloat16)
         XCTAssertNotNil(CUDAFusedOps.normShape(widest, rowsLike: [], parameters: [Tensor(zeros: [widest.shape[1]], dtype: .bfloat16)]))
         XCTAssertNil(CUDAFusedOps.normShape(tooWide, rowsLike: [], parameters: [Tensor(zeros: [wide], dtype: .bfloat16)]))

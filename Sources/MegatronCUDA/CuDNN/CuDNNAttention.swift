@@ -2,7 +2,7 @@ import CCUDA
 import Foundation
 
 /// Flash attention through cuDNN's fused SDPA engines (forward with log-sum-exp, and backward),
-/// taking the same operands as `NeuralKernels.attentionForward` / `attentionBackward`: bf16 or fp16,
+/// taking the same operands as `CUDAKernels.attentionForward` / `attentionBackward`: bf16 or fp16,
 /// head dims that are multiples of 8 up to 256 (which of them an engine takes depends on the GPU and
 /// cuDNN: a refused shape throws `isNotSupported`), causal or not, GQA, and dropout. The plans of
 /// up to `tunedCandidates` engine configs are cached per `SDPAShape` (sizes, strides, type, causal,
@@ -99,7 +99,7 @@ public final class CuDNNAttention {
     /// whose group and in-group strides do not fold into one head stride (e.g. q interleaved with k and
     /// v per group), or dropout with fewer queries than keys (cuDNN's bottom-right diagonal takes no dropout).
     public static func shape(_ problem: AttentionProblem, type: KernelElementType, operands: [SDPARole: AttentionOperand]) -> SDPAShape? {
-        guard type != .float32, NeuralKernels.supportsAttentionHeadDim(problem.headDim),
+        guard type != .float32, CUDAKernels.supportsAttentionHeadDim(problem.headDim),
               problem.queries <= problem.keys, problem.dropout == nil || problem.queries == problem.keys else { return nil }
         var strides: [SDPARole: [Int]] = [:]
         for (role, operand) in operands {
@@ -185,7 +185,7 @@ public final class CuDNNAttention {
         }
         guard let shape = shape(p, type: type, operands: operands) else {
             throw CUDAError.invalidArgument("cuDNN attention: unsupported problem \(p) for \(type) (needs bf16/fp16, a head dim "
-                + "that is a multiple of 8 up to \(NeuralKernels.maxAttentionHeadDim), 16-byte aligned rows, queries <= keys "
+                + "that is a multiple of 8 up to \(CUDAKernels.maxAttentionHeadDim), 16-byte aligned rows, queries <= keys "
                 + "(equal with dropout), query heads addressable with one head stride)")
         }
         return shape

@@ -3,7 +3,7 @@ import MegatronCUDA
 
 /// Everything tensors on one GPU share: the device, its default stream (all ops on `.cuda(i)` are
 /// enqueued there, in program order, so no op needs to synchronize), the caching allocator their
-/// storage comes from, pinned staging for host copies, the compiled kernels and the GEMM handle.
+/// storage comes from, pinned staging for host copies, the kernel catalog and the GEMM handle.
 ///
 /// Created on first use of `.cuda(i)`; ask for one explicitly to get a thrown error instead of a
 /// trap when there is no GPU:
@@ -16,7 +16,9 @@ public final class CUDAContext: @unchecked Sendable {
     public let stream: CUDAStream
     public let allocator: CachingAllocator
     public let staging: PinnedStaging
-    public let kernels: TensorKernels
+    /// The kernel catalog: every launch of every op on this GPU goes through it. Its programs start
+    /// compiling in the background when the context is made (`KernelLoading`).
+    public let kernels: CUDAKernels
     /// The copies between host memory and this GPU so far (`HostCopyCounter`).
     public let hostCopies = HostCopyCounter()
     /// True when MEGATRON_DETERMINISTIC=1: kernels that have an order-dependent fast variant
@@ -32,7 +34,6 @@ public final class CUDAContext: @unchecked Sendable {
     public let gemmReductionPrecision: GemmReductionPrecision
     private let lazyLock = NSLock()
     private var gemmHandle: CublasLtGemm?
-    private var neuralKernels: NeuralKernels?
     private var cudnnAttentionHandle: Result<CuDNNAttention, Error>?
 
     init(ordinal: Int, environment: [String: String]) throws {
@@ -40,7 +41,7 @@ public final class CUDAContext: @unchecked Sendable {
         stream = try CUDAStream(device: device)
         allocator = CachingAllocator(source: DriverMemorySource(device: device))
         staging = PinnedStaging(device: device)
-        kernels = try TensorKernels(device: device)
+        kernels = try CUDAKernels(device: device)
         deterministic = environment["MEGATRON_DETERMINISTIC"] == "1"
         gemmReductionPrecision = Self.gemmReductionPrecision(environment: environment)
         profile = makeOpProfiler(environment["MEGATRON_PROFILE"], device: device)
@@ -71,16 +72,6 @@ public final class CUDAContext: @unchecked Sendable {
     /// The GEMM reduction precision an environment asks for (allowed unless the variable is 0).
     public static func gemmReductionPrecision(environment: [String: String]) -> GemmReductionPrecision {
         environment[bf16ReducedPrecisionReductionVariable] == "0" ? .fp32PartialSums : .reducedAllowed
-    }
-
-    /// The fused neural-network kernels (softmax, norms, cross-entropy, dropout), compiled on first use.
-    public func neural() throws -> NeuralKernels {
-        lazyLock.lock()
-        defer { lazyLock.unlock() }
-        if let neuralKernels { return neuralKernels }
-        let made = try NeuralKernels(device: device)
-        neuralKernels = made
-        return made
     }
 
     /// cuDNN's fused attention, opened on first use; throws `CUDAError.libraryUnavailable` naming what

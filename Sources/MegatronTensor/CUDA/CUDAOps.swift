@@ -23,7 +23,7 @@ enum CUDAOps {
     static func launch(_ name: String, elements: Int, on device: Device, _ parameters: [KernelArgument],
                        label: @autoclosure () -> String = "") {
         let context = CUDAContext.of(device)
-        context.run("\(name)\(label().isEmpty ? "" : " " + label())") { try context.kernels.launch(name, elements: elements, stream: context.stream, parameters) }
+        context.run("\(name)\(label().isEmpty ? "" : " " + label())") { try context.kernels.launchTensorOp(name, elements: elements, stream: context.stream, parameters) }
     }
 
     // MARK: - Copies
@@ -280,7 +280,7 @@ enum CUDAOps {
             table = Tensor.empty([vocabulary, width], dtype: .float32, device: device)
             let (source, index) = (contiguousCopy(gradient, dtype: .float32), ids.cast(to: .int64).contiguous())
             context.run("embedding backward (ordered) \(tokens)x\(width)") {
-                try context.neural().embeddingBackward(tableGradient: table.deviceAddress, gradient: source.deviceAddress,
+                try context.kernels.embeddingBackward(tableGradient: table.deviceAddress, gradient: source.deviceAddress,
                                                        ids: index.deviceAddress, tokens: tokens, vocabulary: vocabulary,
                                                        width: width, type: .float32, stream: context.stream)
             }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MegatronCUDA
+import MegatronTensor
 
 /// `megatron bench attention`: the flash-attention kernels, forward and forward + backward, bf16,
 /// on `batch x heads x seq x headDim` shapes, timed with CUDA events (median of trials). TFLOP/s
@@ -28,11 +29,9 @@ struct BenchAttention: ParsableCommand {
     @Option(help: "Timed trials per case; the median is reported.") var trials = 5
 
     func run() throws {
-        let gpu = try CUDADevice.select(index: device)
-        let nn = try NeuralKernels(device: gpu)
-        let stream = try CUDAStream(device: gpu)
-        let allocator = CachingAllocator(source: DriverMemorySource(device: gpu))
-        let kernels = try CUDAKernels(device: gpu)
+        // The GPU context training uses: its stream, allocator and kernel catalog.
+        let context = try CUDAContext.shared(ordinal: try CUDADevice.ordinal(index: device, environment: ProcessInfo.processInfo.environment))
+        let (gpu, stream, allocator, kernels) = (context.device, context.stream, context.allocator, context.kernels)
         guard ["kernels", "cudnn"].contains(backend) else { throw ValidationError("--backend is kernels or cudnn, got '\(backend)'") }
         guard (0..<1).contains(dropout) else { throw ValidationError("--dropout must lie in [0, 1), got \(dropout)") }
         let cudnn = backend == "cudnn" ? try CuDNNAttention(device: gpu, allocator: allocator) : nil
@@ -77,7 +76,7 @@ struct BenchAttention: ParsableCommand {
                                                            k: keyOperand(k), v: keyOperand(v), problem: problem, type: .bfloat16,
                                                            stream: stream)
                 }
-                try nn.attentionForward(output: queryOperand(o), logSumExp: lse.address, q: queryOperand(q), k: keyOperand(k),
+                try kernels.attentionForward(output: queryOperand(o), logSumExp: lse.address, q: queryOperand(q), k: keyOperand(k),
                                         v: keyOperand(v), problem: problem, type: .bfloat16, stream: stream)
             }
             func backward() throws {
@@ -88,7 +87,7 @@ struct BenchAttention: ParsableCommand {
                                                             type: .bfloat16, stream: stream)
                 }
                 if !deterministic { try gpu.zero(dqSum.address, bytes: qCount * 4, stream: stream) }
-                try nn.attentionBackward(gradQ: queryOperand(dq), gradK: keyOperand(dk), gradV: keyOperand(dv), delta: delta.address,
+                try kernels.attentionBackward(gradQ: queryOperand(dq), gradK: keyOperand(dk), gradV: keyOperand(dv), delta: delta.address,
                                          dqAccumulator: deterministic ? nil : dqSum.address,
                                          gradient: queryOperand(dO), output: queryOperand(o), logSumExp: lse.address,
                                          q: queryOperand(q), k: keyOperand(k), v: keyOperand(v), problem: problem,

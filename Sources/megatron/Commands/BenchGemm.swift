@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MegatronCUDA
+import MegatronTensor
 
 /// `megatron bench gemm`: bf16 GEMMs of GPT training shapes through cuBLASLt, timed with CUDA events.
 ///
@@ -37,10 +38,9 @@ struct BenchGemm: ParsableCommand {
                 + GemmBenchShape.gptTraining(tokens: 1, hidden: 1, ffn: 1, vocab: 1).map(\.name).joined(separator: ","))
         }
         let start = Date()
-        let gpu = try CUDADevice.select(index: device)
-        let stream = try CUDAStream(device: gpu)
-        let allocator = CachingAllocator(source: DriverMemorySource(device: gpu))
-        let kernels = try CUDAKernels(device: gpu)
+        // The GPU context training uses: its stream, allocator and kernel catalog (GEMM handle of its own: --autotune).
+        let context = try CUDAContext.shared(ordinal: try CUDADevice.ordinal(index: device, environment: ProcessInfo.processInfo.environment))
+        let (gpu, stream, allocator, kernels) = (context.device, context.stream, context.allocator, context.kernels)
         let gemm = try CublasLtGemm(device: gpu, allocator: allocator, autotune: autotune)
         let report = kernels.loadReport
         print("device \(gpu.ordinal): \(gpu.properties.name), \(gpu.properties.multiprocessorCount) SMs, "

@@ -27,16 +27,16 @@ extension KernelBench {
             try measure("embedding bwd atomic", shape, traffic: tokens * columns * 2 + tokens * 8 + tableBytes) {
                 let gradient = TensorKernelArgument(address: narrow.address, shape: [tokens, columns], strides: [columns, 1],
                                                     dtype: .bf16)
-                try tensorKernels.launch("tensor_embedding_backward_atomic", elements: tokens * columns, stream: stream,
+                try kernels.launchTensorOp("tensor_embedding_backward_atomic", elements: tokens * columns, stream: stream,
                                          [.pointer(table.address), .tensor(gradient), .tensor(idArgument), .int64(Int64(tokens)),
                                           .int64(Int64(columns)), .int64(Int64(vocab))])
             },
             try measure("embedding bwd ordered", shape, traffic: tokens * columns * 4 + tokens * 8 + tableBytes) {
-                try nn.embeddingBackward(tableGradient: table.address, gradient: wide.address, ids: ids.address, tokens: tokens,
+                try kernels.embeddingBackward(tableGradient: table.address, gradient: wide.address, ids: ids.address, tokens: tokens,
                                          vocabulary: vocab, width: columns, type: .float32, stream: stream)
             },
             try measure("index_add f32 (Ops)", shape, traffic: tokens * columns * 4 + tokens * 8 + tableBytes) {
-                try tensorKernels.launch("tensor_index_add", elements: columns, stream: stream,
+                try kernels.launchTensorOp("tensor_index_add", elements: columns, stream: stream,
                                          [.pointer(table.address), .pointer(wide.address), .tensor(idArgument), .int64(1),
                                           .int64(Int64(vocab)), .int64(Int64(tokens)), .int64(Int64(columns))])
             },

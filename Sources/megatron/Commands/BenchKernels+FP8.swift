@@ -10,19 +10,19 @@ extension KernelBench {
         defer { free(bf16, wide, fp8, scale, amax) }
         return [
             try measure("cast bf16->e4m3 scaled", "[\(count)]", traffic: count * 3 + 4) {
-                try nn.quantize(fp8.address, format: .e4m3, input: bf16.address, from: .bfloat16, count: count,
+                try kernels.quantize(fp8.address, format: .e4m3, input: bf16.address, from: .bfloat16, count: count,
                                 scale: scale.address, saturate: true, stream: stream)
             },
             try measure("cast f32->e4m3 scaled", "[\(count)]", traffic: count * 5 + 4) {
-                try nn.quantize(fp8.address, format: .e4m3, input: wide.address, from: .float32, count: count,
+                try kernels.quantize(fp8.address, format: .e4m3, input: wide.address, from: .float32, count: count,
                                 scale: scale.address, saturate: true, stream: stream)
             },
             try measure("cast e4m3->bf16 scaled", "[\(count)]", traffic: count * 3 + 4) {
-                try nn.dequantize(bf16.address, to: .bfloat16, input: fp8.address, format: .e4m3, count: count,
+                try kernels.dequantize(bf16.address, to: .bfloat16, input: fp8.address, format: .e4m3, count: count,
                                   scale: scale.address, stream: stream)
             },
             try measure("amax bf16", "[\(count)]", traffic: count * 2 + 4) {
-                try nn.absMax(amax.address, input: bf16.address, type: .bfloat16, count: count, stream: stream)
+                try kernels.absMax(amax.address, input: bf16.address, type: .bfloat16, count: count, stream: stream)
             },
         ]
     }

@@ -28,11 +28,11 @@ extension KernelBench {
         transposed.backward = true
         return [
             try measure("rope fwd q (qkv view)", shape, traffic: traffic) {
-                try nn.rotaryEmbedding(out.address, input: qkv.address, cos: cos.address, sin: sin.address, problem: view,
+                try kernels.rotaryEmbedding(out.address, input: qkv.address, cos: cos.address, sin: sin.address, problem: view,
                                        type: .bfloat16, stream: stream)
             },
             try measure("rope bwd q", shape, traffic: traffic) {
-                try nn.rotaryEmbedding(out.address, input: gradient.address, cos: cos.address, sin: sin.address,
+                try kernels.rotaryEmbedding(out.address, input: gradient.address, cos: cos.address, sin: sin.address,
                                        problem: transposed, type: .bfloat16, stream: stream)
             },
         ]

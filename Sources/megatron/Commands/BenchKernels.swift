@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MegatronCUDA
+import MegatronTensor
 
 /// `megatron bench kernels`: the memory-bound neural-network kernels (layer / RMS norm, softmax,
 /// GeLU, SwiGLU, dropout, casts, cross-entropy, AdamW, embedding backward, fp8 casts and amax, rotary embedding) on
@@ -45,12 +46,13 @@ struct BenchKernels: ParsableCommand {
     }
 
     func run() throws {
-        let gpu = try CUDADevice.select(index: device)
-        let bench = try KernelBench(device: gpu, warmupMs: warmupMs, trialMs: trialMs, trials: trials)
+        let context = try CUDAContext.shared(ordinal: try CUDADevice.ordinal(index: device, environment: ProcessInfo.processInfo.environment))
+        let gpu = context.device
+        let bench = KernelBench(context: context, warmupMs: warmupMs, trialMs: trialMs, trials: trials)
         print("device \(gpu.ordinal): \(gpu.properties.name), \(gpu.properties.multiprocessorCount) SMs, "
-              + "\(gpu.properties.architecture); neural kernels loaded in "
-              + String(format: "%.1f ms (%d compiled, %d from cache)", bench.nn.loadReport.milliseconds,
-                       bench.nn.loadReport.compiledCount, bench.nn.loadReport.cachedCount))
+              + "\(gpu.properties.architecture); kernels loaded in "
+              + String(format: "%.1f ms (%d compiled, %d from cache)", bench.kernels.loadReport.milliseconds,
+                       bench.kernels.loadReport.compiledCount, bench.kernels.loadReport.cachedCount))
         let size = megabytes << 20
         let copy = try bench.copy(bytes: size)
         print(String(format: "device-to-device copy of %d MiB: %.3f ms, %.0f GB/s (read + write)", megabytes, copy.ms, copy.gbPerSecond))
@@ -67,9 +69,9 @@ struct BenchKernels: ParsableCommand {
         var results: [KernelBenchResult] = []
         for threads in threadCounts {
             if let threads {
-                bench.nn.rowThreads = threads
-                bench.nn.rowBackwardThreads = threads
-                bench.nn.normThreads = threads
+                bench.kernels.rowThreads = threads
+                bench.kernels.rowBackwardThreads = threads
+                bench.kernels.normThreads = threads
             }
             let norms = try [(rows: size / (columns * 2), columns: columns)] + extraNormShapes()
             results += try bench.rowCases(bytes: size, columns: columns, vocab: vocab, normShapes: norms).map {
@@ -106,18 +108,12 @@ final class KernelBench {
     let stream: CUDAStream
     let allocator: CachingAllocator
     let kernels: CUDAKernels
-    let nn: NeuralKernels
-    let tensorKernels: TensorKernels
     let warmupMs: Double, trialMs: Double, trials: Int
     private var seed: UInt64 = 1
 
-    init(device: CUDADevice, warmupMs: Double, trialMs: Double, trials: Int) throws {
-        self.device = device
-        self.stream = try CUDAStream(device: device)
-        self.allocator = CachingAllocator(source: DriverMemorySource(device: device))
-        self.kernels = try CUDAKernels(device: device)
-        self.nn = try NeuralKernels(device: device)
-        self.tensorKernels = try TensorKernels(device: device)
+    /// Times on the GPU context training uses: its stream, allocator and kernel catalog.
+    init(context: CUDAContext, warmupMs: Double, trialMs: Double, trials: Int) {
+        (device, stream, allocator, kernels) = (context.device, context.stream, context.allocator, context.kernels)
         (self.warmupMs, self.trialMs, self.trials) = (warmupMs, trialMs, trials)
     }
 
@@ -142,10 +138,10 @@ final class KernelBench {
             let x = try buffer(n, bf16), y = try buffer(n, bf16), g = try buffer(n, bf16), dx = try buffer(n, bf16)
             defer { free(x, y, g, dx) }
             results.append(try measure("softmax fwd bf16", shape, traffic: 2 * s) {
-                try nn.softmaxForward(y.address, input: x.address, rows: rows, columns: columns, type: bf16, stream: stream)
+                try kernels.softmaxForward(y.address, input: x.address, rows: rows, columns: columns, type: bf16, stream: stream)
             })
             results.append(try measure("softmax bwd bf16", shape, traffic: 3 * s) {
-                try nn.softmaxBackward(dx.address, gradient: g.address, output: y.address, rows: rows, columns: columns,
+                try kernels.softmaxBackward(dx.address, gradient: g.address, output: y.address, rows: rows, columns: columns,
                                        type: bf16, stream: stream)
             })
         }
@@ -157,11 +153,11 @@ final class KernelBench {
             defer { free(logits, dlogits, labels, loss, lse, grad) }
             try kernels.fill(labels.address, count: rows * 2, value: 0, type: .float32, stream: stream)
             results.append(try measure("cross_entropy fwd bf16", "[\(rows), \(vocab)]", traffic: count * 2 + rows * 16) {
-                try nn.crossEntropyForward(loss: loss.address, logSumExp: lse.address, logits: logits.address, labels: labels.address,
+                try kernels.crossEntropyForward(loss: loss.address, logSumExp: lse.address, logits: logits.address, labels: labels.address,
                                            rows: rows, vocabulary: vocab, labelSmoothing: 0.1, type: bf16, stream: stream)
             })
             results.append(try measure("cross_entropy bwd bf16", "[\(rows), \(vocab)]", traffic: count * 4 + rows * 16) {
-                try nn.crossEntropyBackward(dlogits.address, gradient: grad.address, logits: logits.address, logSumExp: lse.address,
+                try kernels.crossEntropyBackward(dlogits.address, gradient: grad.address, logits: logits.address, logSumExp: lse.address,
                                             labels: labels.address, rows: rows, vocabulary: vocab, labelSmoothing: 0.1, type: bf16,
                                             stream: stream)
             })
@@ -180,29 +176,29 @@ final class KernelBench {
         let g = try buffer(n, bf16), gs = try buffer(n, bf16), dx = try buffer(n, bf16)
         let w = try buffer(columns, bf16), b = try buffer(columns, bf16), dw = try buffer(columns, bf16), db = try buffer(columns, bf16)
         let mean = try buffer(rows, .float32), rstd = try buffer(rows, .float32)
-        let scratch = try buffer(nn.normBackwardScratchCount(rows: rows, columns: columns, withBias: true), .float32)
+        let scratch = try buffer(kernels.normBackwardScratchCount(rows: rows, columns: columns, withBias: true), .float32)
         defer { free(x, residual, sum, y, g, gs, dx, w, b, dw, db, mean, rstd, scratch) }
         for fused in [false, true] {
             // Row tensors each direction reads and writes: fused forward x, residual -> sum, y; backward g, g_sum, x -> dx.
             let prefix = fused ? "add+" : "", (forwardTensors, backwardTensors) = fused ? (4, 4) : (2, 3)
             let (r, out, direct) = fused ? (residual.address, sum.address, gs.address) : (0, 0, 0)
             results.append(try measure(prefix + "layer_norm fwd bf16", shape, traffic: forwardTensors * s + rows * 8) {
-                try nn.layerNormForward(y.address, mean: mean.address, rstd: rstd.address, input: x.address, weight: w.address,
+                try kernels.layerNormForward(y.address, mean: mean.address, rstd: rstd.address, input: x.address, weight: w.address,
                                         bias: b.address, residual: r, sum: out, rows: rows, columns: columns, epsilon: 1e-5,
                                         type: bf16, stream: stream)
             })
             results.append(try measure(prefix + "layer_norm bwd bf16", shape, traffic: backwardTensors * s + rows * 8) {
-                try nn.layerNormBackward(dx.address, weightGradient: dw.address, biasGradient: db.address, gradient: g.address,
+                try kernels.layerNormBackward(dx.address, weightGradient: dw.address, biasGradient: db.address, gradient: g.address,
                                          sumGradient: direct, input: x.address, weight: w.address, mean: mean.address,
                                          rstd: rstd.address, rows: rows, columns: columns, scratch: scratch.address, type: bf16,
                                          stream: stream)
             })
             results.append(try measure(prefix + "rms_norm fwd bf16", shape, traffic: forwardTensors * s + rows * 4) {
-                try nn.rmsNormForward(y.address, rstd: rstd.address, input: x.address, weight: w.address, residual: r, sum: out,
+                try kernels.rmsNormForward(y.address, rstd: rstd.address, input: x.address, weight: w.address, residual: r, sum: out,
                                       rows: rows, columns: columns, epsilon: 1e-5, type: bf16, stream: stream)
             })
             results.append(try measure(prefix + "rms_norm bwd bf16", shape, traffic: backwardTensors * s + rows * 4) {
-                try nn.rmsNormBackward(dx.address, weightGradient: dw.address, gradient: g.address, sumGradient: direct,
+                try kernels.rmsNormBackward(dx.address, weightGradient: dw.address, gradient: g.address, sumGradient: direct,
                                        input: x.address, weight: w.address, rstd: rstd.address, rows: rows, columns: columns,
                                        scratch: scratch.address, type: bf16, stream: stream)
             })
@@ -220,17 +216,17 @@ final class KernelBench {
             let x = try buffer(n, bf16), y = try buffer(n, bf16), g = try buffer(n, bf16), dx = try buffer(n, bf16)
             defer { free(x, y, g, dx) }
             results.append(try measure("gelu_tanh fwd bf16", "[\(n)]", traffic: 2 * s) {
-                try nn.activationForward(.geluTanh, out: y.address, input: x.address, count: n, type: bf16, stream: stream)
+                try kernels.activationForward(.geluTanh, out: y.address, input: x.address, count: n, type: bf16, stream: stream)
             })
             results.append(try measure("gelu_tanh bwd bf16", "[\(n)]", traffic: 3 * s) {
-                try nn.activationBackward(.geluTanh, dx: dx.address, gradient: g.address, input: x.address, count: n, type: bf16,
+                try kernels.activationBackward(.geluTanh, dx: dx.address, gradient: g.address, input: x.address, count: n, type: bf16,
                                           stream: stream)
             })
             results.append(try measure("swiglu fwd bf16", "[\(rows / 2), 2x\(columns)]", traffic: s + s / 2) {
-                try nn.swigluForward(y.address, input: x.address, rows: rows / 2, half: columns, type: bf16, stream: stream)
+                try kernels.swigluForward(y.address, input: x.address, rows: rows / 2, half: columns, type: bf16, stream: stream)
             })
             results.append(try measure("dropout p=0.1 bf16", "[\(n)]", traffic: 2 * s) {
-                try nn.dropout(y.address, input: x.address, count: n, probability: 0.1, seed: 1234, offset: 5, type: bf16, stream: stream)
+                try kernels.dropout(y.address, input: x.address, count: n, probability: 0.1, seed: 1234, offset: 5, type: bf16, stream: stream)
             })
         }
         do {   // casts: fp32 [bytes / 4] <-> bf16
@@ -238,10 +234,10 @@ final class KernelBench {
             let wide = try buffer(count, .float32), narrow = try buffer(count, bf16)
             defer { free(wide, narrow) }
             results.append(try measure("cast f32->bf16", "[\(count)]", traffic: count * 6) {
-                try nn.cast(narrow.address, to: bf16, input: wide.address, from: .float32, count: count, stream: stream)
+                try kernels.cast(narrow.address, to: bf16, input: wide.address, from: .float32, count: count, stream: stream)
             })
             results.append(try measure("cast bf16->f32", "[\(count)]", traffic: count * 6) {
-                try nn.cast(wide.address, to: .float32, input: narrow.address, from: bf16, count: count, stream: stream)
+                try kernels.cast(wide.address, to: .float32, input: narrow.address, from: bf16, count: count, stream: stream)
             })
         }
         do {   // AdamW: fp32 params of `bytes`, fp32 grads and moments, bf16 copy, as 4 tensors in one launch
@@ -262,7 +258,7 @@ final class KernelBench {
             var step = 0
             results.append(try measure("adamw f32 + bf16 copy", "\(parts) x [\(part)]", traffic: parts * part * 30) {
                 step += 1
-                try nn.adamW(deviceTable, gradientType: .float32, step: AdamWStep(learningRate: 1e-4, step: step), stream: stream)
+                try kernels.adamW(deviceTable, gradientType: .float32, step: AdamWStep(learningRate: 1e-4, step: step), stream: stream)
             })
         }
         return results
