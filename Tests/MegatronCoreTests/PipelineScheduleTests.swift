@@ -52,6 +52,35 @@ final class PipelineScheduleTests: XCTestCase {
         }
     }
 
+    /// With p2p overlap (Megatron's default for the interleaved schedule) the passes run in the batched
+    /// schedule's order; only the transfers differ: each exchange moves one direction, posted right after the
+    /// pass whose result it sends, and every rank still receives as many tensors as its neighbours send it.
+    func testOverlappedInterleavedKeepsThePassOrder() throws {
+        for (pp, microBatches) in [(2, 4), (2, 6), (4, 8)] {
+            var sentForward = 0, receivedForward = 0, sentBackward = 0, receivedBackward = 0
+            for rank in 0..<pp {
+                let batched = try PipelineSchedule.interleaved(stages: pp, rank: rank, microBatches: microBatches, chunks: 2)
+                let overlapped = try PipelineSchedule.interleaved(stages: pp, rank: rank, microBatches: microBatches, chunks: 2,
+                                                                  overlapCommunication: true)
+                func passes(_ steps: [PipelineStep]) -> [PipelineStep] {
+                    steps.filter { if case .exchange = $0 { false } else { true } }
+                }
+                XCTAssertEqual(passes(overlapped), passes(batched), "pp \(pp) rank \(rank)")
+                for case .exchange(let x) in overlapped {
+                    let forward = x.sendForward != nil || x.receiveForward, backward = x.sendBackward != nil || x.receiveBackward
+                    XCTAssertFalse(forward && backward, "pp \(pp) rank \(rank): \(PipelineStep.exchange(x))")
+                    sentForward += x.sendForward == nil ? 0 : 1
+                    receivedForward += x.receiveForward ? 1 : 0
+                    sentBackward += x.sendBackward == nil ? 0 : 1
+                    receivedBackward += x.receiveBackward ? 1 : 0
+                }
+            }
+            XCTAssertEqual(sentForward, receivedForward, "pp \(pp)")
+            XCTAssertEqual(sentBackward, receivedBackward, "pp \(pp)")
+            XCTAssertEqual(sentForward, (pp * 2 - 1) * microBatches, "pp \(pp)")
+        }
+    }
+
     func testLayerPlacementEqualsMegatrons() throws {
         let cases = try fixture().placement
         XCTAssertGreaterThan(cases.count, 15)
