@@ -40,7 +40,8 @@ final class PipelineArgumentTests: XCTestCase {
         XCTAssertEqual(message("--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1 --num-virtual-stages-per-pipeline-rank 2"),
                        "no more than one of --num-layers-per-virtual-pipeline-stage and --num-virtual-stages-per-pipeline-rank can be set")
         XCTAssertEqual(message("--num-layers-per-virtual-pipeline-stage 1"),
-                       "the interleaved schedule (virtual pipeline size 4) needs --pipeline-model-parallel-size greater than 1")
+                       "--num-layers-per-virtual-pipeline-stage 1 asks for the interleaved schedule (4 virtual stages), which needs "
+                        + "--pipeline-model-parallel-size greater than 1")
         XCTAssertTrue(message("--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1 --no-overlap-p2p-communication")
             .hasPrefix("the interleaved schedule with --no-overlap-p2p-communication needs --pipeline-model-parallel-size greater than 2"))
         XCTAssertTrue(message("--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1 --decoder-first-pipeline-num-layers 2")

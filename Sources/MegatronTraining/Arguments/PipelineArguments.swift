@@ -44,8 +44,10 @@ extension PretrainArguments {
         }
         guard let size, size > 1 else { return nil }
         if overlapP2PCommunication {
-            try require(pipelineModelParallelSize > 1, "the interleaved schedule (virtual pipeline size \(size)) needs "
-                + "--pipeline-model-parallel-size greater than 1")
+            let given = numLayersPerVirtualPipelineStage.map { "--num-layers-per-virtual-pipeline-stage \($0)" }
+                ?? "--num-virtual-stages-per-pipeline-rank \(size)"
+            try require(pipelineModelParallelSize > 1, "\(given) asks for the interleaved schedule (\(size) virtual stages), "
+                + "which needs --pipeline-model-parallel-size greater than 1")
         } else {
             try require(pipelineModelParallelSize > 2, "the interleaved schedule with --no-overlap-p2p-communication needs "
                 + "--pipeline-model-parallel-size greater than 2 (two stages would send and receive twice between the same "
