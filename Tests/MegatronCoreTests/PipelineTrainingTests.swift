@@ -90,9 +90,12 @@ final class PipelineTrainingTests: XCTestCase {
         try assertMatchesSingleRank(Layout(pipeline: 2, layers: 6, firstStageLayers: 2, virtualStages: 2))
     }
 
-    func testInterleavedBatchedTransfersMatchSingleRank() throws {
+    func testInterleavedBatchedTransfersMatchSingleRankAndBoundActivations() throws {
         // Without p2p overlap, as Megatron requires, more than two stages: both directions in one batch.
-        try assertMatchesSingleRank(Layout(pipeline: 4, layers: 8, virtualStages: 2, overlapP2P: false))
+        let runs = try assertMatchesSingleRank(Layout(pipeline: 4, layers: 8, virtualStages: 2, overlapP2P: false))
+        // Interleaving keeps Megatron's warm-up plus one of the 8 x 2 passes alive on stage 0: 2 x 3 + 4 + 1.
+        XCTAssertEqual(runs.first { $0.pipelineRank == 0 }?.peakLive, 11)
+        XCTAssertEqual(runs.first { $0.pipelineRank == 3 }?.peakLive, 5)
     }
 
     func testInterleavedWithDataParallelOverlappedGradReduceMatchesSingleRank() throws {
