@@ -29,7 +29,14 @@ final class MegatronConfigCorpusTests: XCTestCase {
             "determinism.py: --deterministic-mode requires tp_comm_overlap=False"),
         "deepseek_v2_lite": (["--moe-layer-freq", "--num-layers"], "--moe-layer-freq",
                              "gpt_layer_specs.py: Invalid length of moe_layer_pattern (its 27 layers against the scale-down's 2)"),
+        // Without their pipeline stages (left out with their checkpoints) these keep two virtual stages on one.
+        "gpt3_mcore_te_tp1_pp4_vp1_decoupled_lr": vpWithoutPipeline,
+        "gpt3_mcore_te_tp1_pp4_vp1_calculate_per_token_loss": vpWithoutPipeline,
     ]
+
+    static let vpWithoutPipeline: (flags: Set<String>, drop: String, reason: String) = (
+        ["--num-layers-per-virtual-pipeline-stage", "--pipeline-model-parallel-size"], "--num-layers-per-virtual-pipeline-stage",
+        "arguments.py: When interleaved schedule is used, pipeline-model-parallel size should be greater than 1")
 
     /// A tiny valid run that a blocker's flags are added to, to see whether they still fail on their own.
     static let probeBase = "--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "

@@ -3,7 +3,7 @@ import MegatronCore
 import XCTest
 
 /// Pipeline schedules and layer placement against Megatron-LM's own code: the fixture records what
-/// Megatron's 1F1B and interleaved schedules run and send, rank by rank, and where its placement functions put
+/// Megatron's 1F1B and interleaved schedules (batched and p2p-overlapped) run and send, rank by rank, and where its placement functions put
 /// the layers (scripts/fixtures/megatron_pipeline_schedules.py).
 final class PipelineScheduleTests: XCTestCase {
     struct Fixture: Decodable {
@@ -15,6 +15,7 @@ final class PipelineScheduleTests: XCTestCase {
         }
         let oneFOneB: [OneFOneB]
         let interleaved: [Interleaved]
+        let interleavedOverlapped: [Interleaved]
         let placement: [Placement]
     }
 
@@ -35,18 +36,28 @@ final class PipelineScheduleTests: XCTestCase {
     }
 
     func testInterleavedEqualsMegatrons() throws {
-        let cases = try fixture().interleaved
+        try assertInterleavedEqualsMegatrons(try fixture().interleaved, overlapCommunication: false)
+    }
+
+    /// With p2p overlap (`overlap_p2p_comm`, Megatron's default for the interleaved schedule) each direction is
+    /// exchanged after the pass that produces it.
+    func testOverlappedInterleavedEqualsMegatrons() throws {
+        try assertInterleavedEqualsMegatrons(try fixture().interleavedOverlapped, overlapCommunication: true)
+    }
+
+    private func assertInterleavedEqualsMegatrons(_ cases: [Fixture.Interleaved], overlapCommunication: Bool) throws {
         XCTAssertGreaterThan(cases.count, 8)
         for c in cases {
             for rank in 0..<c.pp {
-                let label = "pp \(c.pp) vp \(c.vp) micro-batches \(c.microBatches) group \(c.groupSize) rank \(rank)"
+                let label = "pp \(c.pp) vp \(c.vp) micro-batches \(c.microBatches) group \(c.groupSize) rank \(rank) overlap \(overlapCommunication)"
                 guard let ranks = c.ranks else {
                     XCTAssertThrowsError(try PipelineSchedule.interleaved(stages: c.pp, rank: rank, microBatches: c.microBatches,
-                                                                         chunks: c.vp, groupSize: c.groupSize), label)
+                                                                         chunks: c.vp, groupSize: c.groupSize,
+                                                                         overlapCommunication: overlapCommunication), label)
                     continue
                 }
                 let steps = try PipelineSchedule.interleaved(stages: c.pp, rank: rank, microBatches: c.microBatches,
-                                                             chunks: c.vp, groupSize: c.groupSize)
+                                                             chunks: c.vp, groupSize: c.groupSize, overlapCommunication: overlapCommunication)
                 XCTAssertEqual(steps.map(\.description), ranks[rank], label)
             }
         }

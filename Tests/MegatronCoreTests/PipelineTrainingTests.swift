@@ -5,8 +5,8 @@ import MegatronTensor
 @testable import MegatronCore
 
 /// Pipeline-parallel training on CPU thread ranks against the single-rank run: a tiny GPT split into stages
-/// by `PipelineLayerPlacement`, trained 3 steps through `TrainingStep` with `PipelineStageSchedule` (1F1B),
-/// must log the same losses and gradient norms as the whole model trained on one rank.
+/// (and model chunks, interleaved) by `PipelineLayerPlacement`, trained 3 steps through `TrainingStep` with
+/// `PipelineStageSchedule`, must log the same losses and gradient norms as the whole model trained on one rank.
 final class PipelineTrainingTests: XCTestCase {
     static let globalBatch = 8, sequence = 8, vocab = 64, steps = 3
 
@@ -16,6 +16,10 @@ final class PipelineTrainingTests: XCTestCase {
         var untied = false
         var distributedOptimizer = false
         var firstStageLayers: Int?, lastStageLayers: Int?
+        /// Model chunks per pipeline rank (interleaved 1F1B); nil: 1F1B.
+        var virtualStages: Int?
+        var overlapP2P = true
+        var overlapGradReduce = false
         var worldSize: Int { tensor * pipeline * data }
     }
 
@@ -26,7 +30,9 @@ final class PipelineTrainingTests: XCTestCase {
 
     func testStagesHoldTheWholeModelsWeightsUnderItsNames() throws {
         let config = try TransformerConfig(numLayers: 4, hiddenSize: 16, numAttentionHeads: 2)
-        let placement = try PipelineLayerPlacement(layers: 4, stages: 2, firstStageLayers: 1, lastStageLayers: 3)
+        let placements = [try PipelineLayerPlacement(layers: 4, stages: 2, firstStageLayers: 1, lastStageLayers: 3),
+                          try PipelineLayerPlacement(layers: 4, stages: 2, virtualStages: 2)]
+        for placement in placements {
         for untied in [false, true] {
             let whole = GPTModel(config: config, vocabSize: Self.vocab, maxSequenceLength: Self.sequence,
                                  untieEmbeddingsAndOutputWeights: untied, seed: 5)
@@ -48,6 +54,11 @@ final class PipelineTrainingTests: XCTestCase {
             // Tied: the last stage keeps a copy of the word embeddings for its output layer.
             XCTAssertEqual(names[1].contains("embedding.word_embeddings.weight"), !untied)
         }
+        }
+        // Interleaved, Megatron's placement: rank 0 holds layers 0 and 2, rank 1 layers 1 and 3.
+        let interleaved = GPTModelStage(placement: placements[1], rank: 0)
+        XCTAssertEqual(interleaved.chunks, [0..<1, 2..<3])
+        XCTAssertEqual(GPTModelStage(placement: placements[1], rank: 1).chunks, [1..<2, 3..<4])
     }
 
     func testTwoStagesTiedMatchesSingleRank() throws { try assertMatchesSingleRank(Layout(pipeline: 2)) }
@@ -67,6 +78,35 @@ final class PipelineTrainingTests: XCTestCase {
 
     func testPipelineWithTensorParallelMatchesSingleRank() throws {
         try assertMatchesSingleRank(Layout(tensor: 2, pipeline: 2))
+    }
+
+    func testInterleavedTwoStagesMatchSingleRank() throws {
+        try assertMatchesSingleRank(Layout(pipeline: 2, virtualStages: 2))
+        try assertMatchesSingleRank(Layout(pipeline: 2, untied: true, virtualStages: 2))
+    }
+
+    func testInterleavedUnevenFirstStageMatchesSingleRank() throws {
+        // Megatron's uneven virtual placement: rank 0 holds layers 0 | 3, rank 1 layers 1-2 | 4-5.
+        try assertMatchesSingleRank(Layout(pipeline: 2, layers: 6, firstStageLayers: 2, virtualStages: 2))
+    }
+
+    func testInterleavedBatchedTransfersMatchSingleRankAndBoundActivations() throws {
+        // Without p2p overlap, as Megatron requires, more than two stages: both directions in one batch.
+        let runs = try assertMatchesSingleRank(Layout(pipeline: 4, layers: 8, virtualStages: 2, overlapP2P: false))
+        // Interleaving keeps Megatron's warm-up plus one of the 8 x 2 passes alive on stage 0: 2 x 3 + 4 + 1.
+        XCTAssertEqual(runs.first { $0.pipelineRank == 0 }?.peakLive, 11)
+        XCTAssertEqual(runs.first { $0.pipelineRank == 3 }?.peakLive, 5)
+    }
+
+    func testInterleavedWithDataParallelOverlappedGradReduceMatchesSingleRank() throws {
+        try assertMatchesSingleRank(Layout(pipeline: 2, data: 2, virtualStages: 2, overlapGradReduce: true))
+    }
+
+    /// The tied embeddings' gradient is summed over the first and last stages after the data-parallel
+    /// reduction, which `--overlap-grad-reduce` starts during the backward.
+    func testTiedEmbeddingsWithOverlappedGradReduceMatchSingleRank() throws {
+        try assertMatchesSingleRank(Layout(pipeline: 2, data: 2, overlapGradReduce: true))
+        try assertMatchesSingleRank(Layout(pipeline: 2, data: 2, distributedOptimizer: true, overlapGradReduce: true))
     }
 
     func testPipelineWithDistributedOptimizerMatchesSingleRank() throws {
@@ -95,7 +135,7 @@ final class PipelineTrainingTests: XCTestCase {
         let shape = pipelined ? layout : Layout(layers: layout.layers, untied: layout.untied)
         let parallel = try ParallelState(layout: ParallelLayout(worldSize: world.size, tensor: shape.tensor, pipeline: shape.pipeline),
                                          world: world)
-        let placement = try PipelineLayerPlacement(layers: layout.layers, stages: shape.pipeline,
+        let placement = try PipelineLayerPlacement(layers: layout.layers, stages: shape.pipeline, virtualStages: shape.virtualStages,
                                                    firstStageLayers: shape.firstStageLayers, lastStageLayers: shape.lastStageLayers)
         let config = try TransformerConfig(numLayers: layout.layers, hiddenSize: 16, numAttentionHeads: 2, hiddenDropout: 0,
                                            attentionDropout: 0)
@@ -106,11 +146,14 @@ final class PipelineTrainingTests: XCTestCase {
         let groups = try ParamGroup.megatronDefault(model.namedParameters())
         let optimizer = try TrainingOptimizer(model: model, groups: groups, rule: try AdamRule.adamW(beta1: 0.9, beta2: 0.95, eps: 1e-8),
                                               parallel: parallel,
-                                              ddpConfig: DistributedDataParallelConfig(useDistributedOptimizer: shape.distributedOptimizer))
+                                              ddpConfig: DistributedDataParallelConfig(overlapGradReduce: shape.overlapGradReduce,
+                                                                                       useDistributedOptimizer: shape.distributedOptimizer))
         let step = TrainingStep(model: model, optimizer: optimizer, parallel: parallel, clipGrad: 1)
         let dp = parallel.dataWithContext.size, microBatchSize = 1, microBatches = globalBatch / dp / microBatchSize
-        let schedule = PipelineStageSchedule(pipeline: parallel.pipeline, activationShape: model.stageActivationShape(batch: microBatchSize, seq: sequence),
-            dtype: config.paramsDType, device: .cpu)
+        let schedule = try PipelineStageSchedule(pipeline: parallel.pipeline,
+                                                 activationShape: model.stageActivationShape(batch: microBatchSize, seq: sequence),
+                                                 dtype: config.paramsDType, device: .cpu, chunks: model.stage.chunks.count,
+                                                 overlapCommunication: shape.overlapP2P)
         if shape.pipeline > 1 { step.schedule = schedule }
         let schedulerConfig = OptimizerParamScheduler.Configuration(maxLR: 1e-2, lrDecaySteps: 100, lrDecayStyle: .constant,
                                                                     startWD: 0.1, endWD: 0.1, wdIncrSteps: 100)

@@ -156,6 +156,22 @@ final class ThreadCommunicatorTests: XCTestCase {
         }
     }
 
+    /// Receives posted before the messages exist take them in posting order, whatever order they are waited
+    /// in (the pipeline schedule posts receives ahead and waits for each when it uses it).
+    func testPostedReceivesMatchInPostingOrder() throws {
+        let results = try ThreadCommunicator.run(worldSize: 2, timeout: 20) { comm -> [Float] in
+            guard comm.rank == 1 else {
+                for message in 0..<3 { _ = try comm.send(Tensor(shape: [1], values: [Float(message)]), to: 1) }
+                return []
+            }
+            let received = (0..<3).map { _ in Tensor.zeros([1]) }
+            let works = try received.map { try comm.recv(into: $0, from: 0) }
+            for work in works.reversed() { try work.wait() }
+            return received.flatMap { $0.floats() }
+        }
+        XCTAssertEqual(results[1], [0, 1, 2])
+    }
+
     /// Both directions of a ring in one batch: each rank lists its receives before its sends and still gets
     /// both neighbours' messages (a pipeline stage's forward-and-backward exchange).
     func testBatchSendRecvBothWays() throws {

@@ -1,8 +1,8 @@
 import XCTest
 @testable import MegatronTraining
 
-/// The pipeline flags of `pretrain-gpt`: layouts Megatron refuses are errors naming the flags; checkpoints of
-/// pipeline stages are refused with the other unsupported features.
+/// The pipeline flags of `pretrain-gpt`: layouts Megatron refuses are errors naming the flags, virtual stages
+/// derived as Megatron derives them; checkpoints of pipeline stages are refused with the other unsupported features.
 final class PipelineArgumentTests: XCTestCase {
     private let base = "--num-layers 4 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
         + "--micro-batch-size 1 --train-iters 2 --lr 1e-4"
@@ -23,10 +23,33 @@ final class PipelineArgumentTests: XCTestCase {
         XCTAssertEqual(message("--pipeline-model-parallel-size 3"), "--num-layers 4 is not divisible by --pipeline-model-parallel-size 3")
         XCTAssertEqual(message("--pipeline-model-parallel-size 3 --account-for-embedding-in-pipeline-split --account-for-loss-in-pipeline-split"),
                        "no error")   // 4 layers + embedding + loss = 6 split over 3 stages
-        XCTAssertTrue(message("--pipeline-model-parallel-size 2 --overlap-grad-reduce").hasPrefix("--overlap-grad-reduce with --pipeline-model-parallel-size 2 and tied embeddings"))
+        XCTAssertEqual(message("--pipeline-model-parallel-size 2 --overlap-grad-reduce"), "no error")
         XCTAssertEqual(message("--pipeline-model-parallel-size 2 --overlap-grad-reduce --untie-embeddings-and-output-weights"), "no error")
         XCTAssertEqual(message("--pipeline-model-parallel-size 2 --decoder-first-pipeline-num-layers 3 --decoder-last-pipeline-num-layers 3"),
                        "--decoder-first-pipeline-num-layers and --decoder-last-pipeline-num-layers take more than the 4 layers")
+    }
+
+    func testVirtualStagesAsMegatronDerivesAndRefusesThem() throws {
+        func chunks(_ flags: String) throws -> Int? {
+            try MegatronArgumentParser.parse((base + " " + flags).split(separator: " ").map(String.init)).virtualPipelineSize()
+        }
+        XCTAssertEqual(try chunks("--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1"), 2)
+        XCTAssertEqual(try chunks("--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 2"), nil)   // one chunk: 1F1B
+        XCTAssertEqual(try chunks("--pipeline-model-parallel-size 2 --num-virtual-stages-per-pipeline-rank 2"), 2)
+        XCTAssertEqual(message("--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1 --global-batch-size 4"), "no error")
+        XCTAssertEqual(message("--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1 --num-virtual-stages-per-pipeline-rank 2"),
+                       "no more than one of --num-layers-per-virtual-pipeline-stage and --num-virtual-stages-per-pipeline-rank can be set")
+        XCTAssertEqual(message("--num-layers-per-virtual-pipeline-stage 1"),
+                       "--num-layers-per-virtual-pipeline-stage 1 asks for the interleaved schedule (4 virtual stages), which needs "
+                        + "--pipeline-model-parallel-size greater than 1")
+        XCTAssertTrue(message("--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1 --no-overlap-p2p-communication")
+            .hasPrefix("the interleaved schedule with --no-overlap-p2p-communication needs --pipeline-model-parallel-size greater than 2"))
+        XCTAssertTrue(message("--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1 --decoder-first-pipeline-num-layers 2")
+            .hasPrefix("with uneven pipeline stages"))
+        XCTAssertEqual(message("--pipeline-model-parallel-size 2 --num-virtual-stages-per-pipeline-rank 2 --decoder-first-pipeline-num-layers 2"
+                               + " --global-batch-size 2"), "no error")
+        // One micro-batch is fewer than the pipeline's two stages: Megatron's group-size check.
+        XCTAssertTrue(message("--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1").contains("1 micro-batches"))
     }
 
     func testCheckpointsOfPipelineStagesAreRefused() {

@@ -11,18 +11,21 @@ public enum PipelineStageOutput {
 }
 
 extension GPTModel {
-    /// This stage's forward of one micro-batch: the first stage embeds `batch.tokens`, a later one starts from
-    /// `input` (the previous stage's activation, of shape `stageActivationShape`); the last stage returns the
-    /// masked loss of `batch.labels`, the others the activation to send on.
+    /// The forward of one micro-batch through model chunk `chunk` of this stage: the first chunk of the first
+    /// stage embeds `batch.tokens`, any other starts from `input` (the previous stage's activation, of shape
+    /// `stageActivationShape`); the last chunk of the last stage returns the masked loss of `batch.labels`,
+    /// the others the activation to send on.
     ///
     /// ```swift
-    /// let out = model.stageForward(batch, input: received)   // .activation(h) or .loss(loss)
+    /// let out = model.stageForward(batch, input: received, chunk: 1)   // .activation(h) or .loss(loss)
     /// ```
-    public func stageForward(_ batch: TrainingBatch, input: Tensor?) -> PipelineStageOutput {
+    public func stageForward(_ batch: TrainingBatch, input: Tensor?, chunk: Int = 0) -> PipelineStageOutput {
         runForward {
-            precondition(stage.preProcess || input != nil, "a pipeline stage after the first needs its input activation")
-            let hidden = decoder(stage.preProcess ? embed(batch.tokens, offset: 0, cache: nil) : input!)
-            guard stage.postProcess else { return .activation(hidden) }
+            let embeds = stage.embeds(inChunk: chunk), endsModel = stage.computesLoss(inChunk: chunk)
+            precondition(embeds || input != nil, "a pipeline model chunk after the first needs its input activation")
+            let hidden = decoder.forward(embeds ? embed(batch.tokens, offset: 0, cache: nil) : input!,
+                                         positions: stage.positions(ofChunk: chunk), finalNorm: endsModel)
+            guard endsModel else { return .activation(hidden) }
             let logits = outputLogits(hidden)
             let losses = tensorParallel.size > 1
                 ? VocabParallelCrossEntropy.loss(logits, labels: batch.labels, group: tensorParallel)
@@ -46,15 +49,12 @@ extension GPTModel {
         !stage.preProcess && wordEmbeddings != nil ? ["embedding.word_embeddings.weight"] : []
     }
 
-    /// Sums the tied word embeddings' gradient over `embeddingGroup` (the first and last pipeline stages),
-    /// so both copies take the same step (Megatron's `_allreduce_word_embedding_grads`). Nothing to do on a
-    /// whole model or with an untied output layer.
-    public func allReduceTiedEmbeddingGradient(over embeddingGroup: Communicator?) throws {
-        guard let embeddingGroup, embeddingGroup.size > 1, !untieEmbeddingsAndOutputWeights, !stage.isWhole,
-              let weight = wordEmbeddings?.weight else { return }
-        guard let grad = weight.grad else {
-            throw TrainingStepError("the tied word embeddings have no gradient to all-reduce over the embedding group")
-        }
-        try embeddingGroup.allReduce(grad, op: .sum).wait()
+    /// The word embeddings tied to an output layer on another pipeline stage (Megatron's `shared_embedding`):
+    /// on the first stage and, as a copy, on the last; nil on a whole model, a middle stage or when untied.
+    /// Their gradient is summed over the embedding group (`TrainingStep`), and with the distributed optimizer
+    /// they get a gradient bucket of their own so both stages shard them alike.
+    public var pipelineSharedEmbedding: (name: String, weight: Tensor)? {
+        guard !untieEmbeddingsAndOutputWeights, !(stage.preProcess && stage.postProcess), let weight = wordEmbeddings?.weight else { return nil }
+        return ("embedding.word_embeddings.weight", weight)
     }
 }

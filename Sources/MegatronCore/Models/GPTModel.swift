@@ -60,8 +60,8 @@ public final class GPTModel: Module {
             throw ConfigError("the decoder spec lists \(decoderSpec.layers.count) layers but num_layers is \(config.numLayers)")
         }
         let stage = stage ?? .whole(layers: config.numLayers)
-        guard stage.layers.upperBound <= config.numLayers else {
-            throw ConfigError("pipeline stage layers \(stage.layers) exceed num_layers \(config.numLayers)")
+        guard stage.chunks.allSatisfy({ $0.upperBound <= config.numLayers }) else {
+            throw ConfigError("pipeline stage layers \(stage.chunks) exceed num_layers \(config.numLayers)")
         }
         self.stage = stage
         self.untieEmbeddingsAndOutputWeights = untieEmbeddingsAndOutputWeights

@@ -1,12 +1,15 @@
-/// Megatron's interleaved 1F1B for one rank, with batched transfers (no p2p overlap): the schedule table of
-/// virtual micro-batches, the warm-up count, and which transfers each step pairs.
+/// Megatron's interleaved 1F1B for one rank: the schedule table of virtual micro-batches, the warm-up count,
+/// and which transfers each step pairs, batched (`--no-overlap-p2p-communication`) or overlapped.
 struct InterleavedPlan {
     let stages: Int, rank: Int, microBatches: Int, chunks: Int
     let table: [PipelineWork]
     let warmup: Int
     let allWarmup: Bool
+    /// Megatron's `overlap_p2p_comm`: each direction's transfers are posted right after the pass that
+    /// produces them and waited for only before the pass that uses them.
+    let overlapCommunication: Bool
 
-    init(stages: Int, rank: Int, microBatches: Int, chunks: Int, groupSize: Int) throws {
+    init(stages: Int, rank: Int, microBatches: Int, chunks: Int, groupSize: Int, overlapCommunication: Bool = false) throws {
         guard chunks >= 1 else {
             throw PipelineScheduleError(description: "an interleaved schedule needs at least one model chunk per rank, got \(chunks)")
         }
@@ -23,6 +26,7 @@ struct InterleavedPlan {
         self.rank = rank
         self.microBatches = microBatches
         self.chunks = chunks
+        self.overlapCommunication = overlapCommunication
         table = PipelineSchedule.table(microBatches: microBatches, chunks: chunks, groupSize: groupSize)
         let total = microBatches * chunks
         let wanted = stages > 1 ? (stages - rank - 1) * 2 + (chunks - 1) * groupSize : 0
@@ -56,6 +60,23 @@ struct InterleavedPlan {
     func steps() -> [PipelineStep] {
         var steps = PipelineStepList()
         steps.exchange(receiveForward: !startsModel(0))
+        if overlapCommunication {
+            overlappedWarmupAndSteadyState(&steps)
+        } else {
+            batchedWarmupAndSteadyState(&steps)
+        }
+        if allWarmup { steps.exchange(receiveBackward: !endsModel(chunks - 1)) }
+        for k in (total - warmup)..<total {
+            let backward = work(k, forward: false)
+            steps.append(.backward(backward))
+            steps.exchange(sendBackward: startsModel(backward.chunk) ? nil : backward,
+                           receiveBackward: receives(after: k, forward: false) && k != total - 1)
+        }
+        return steps.steps
+    }
+
+    /// Each exchange pairs both directions (`send_forward_backward_recv_forward_backward`).
+    private func batchedWarmupAndSteadyState(_ steps: inout PipelineStepList) {
         for k in 0..<warmup {
             let forward = work(k, forward: true)
             let receive = receives(after: k, forward: true) && k != total - 1
@@ -77,13 +98,27 @@ struct InterleavedPlan {
                            sendForward: endsModel(forward.chunk) ? nil : forward,
                            receiveBackward: receives(after: k, forward: false))
         }
-        if allWarmup { steps.exchange(receiveBackward: !endsModel(chunks - 1)) }
-        for k in remaining..<total {
-            let backward = work(k, forward: false)
+    }
+
+    /// Forward transfers follow each forward and backward transfers each backward (Megatron's
+    /// `pp_post_forward` / `pp_post_backward`); the first gradient is asked for at the end of the warm-up.
+    private func overlappedWarmupAndSteadyState(_ steps: inout PipelineStepList) {
+        for k in 0..<warmup {
+            let forward = work(k, forward: true)
+            steps.append(.forward(forward))
+            steps.exchange(receiveForward: receives(after: k, forward: true) && k != total - 1,
+                           sendForward: endsModel(forward.chunk) ? nil : forward)
+            if k == warmup - 1 && !allWarmup { steps.exchange(receiveBackward: rank != stages - 1) }
+        }
+        let remaining = total - warmup
+        for k in 0..<remaining {
+            let forward = work(k + warmup, forward: true), backward = work(k, forward: false)
+            steps.append(.forward(forward))
+            steps.exchange(receiveForward: receives(after: k + warmup, forward: true) && k != remaining - 1,
+                           sendForward: endsModel(forward.chunk) ? nil : forward)
             steps.append(.backward(backward))
             steps.exchange(sendBackward: startsModel(backward.chunk) ? nil : backward,
-                           receiveBackward: receives(after: k, forward: false) && k != total - 1)
+                           receiveBackward: receives(after: k, forward: false))
         }
-        return steps.steps
     }
 }

@@ -49,14 +49,16 @@ public enum PipelineSchedule {
         return steps.steps
     }
 
-    /// Interleaved 1F1B (`forward_backward_pipelining_with_interleaving`, batched transfers): each rank holds
-    /// `chunks` model chunks; micro-batches run in groups of `groupSize` per chunk (Megatron's
-    /// `--microbatch-group-size-per-virtual-pipeline-stage`, default `stages`).
+    /// Interleaved 1F1B (`forward_backward_pipelining_with_interleaving`): each rank holds `chunks` model
+    /// chunks; micro-batches run in groups of `groupSize` per chunk (Megatron's
+    /// `--microbatch-group-size-per-virtual-pipeline-stage`, default `stages`). Transfers are batched, both
+    /// directions in one exchange, or with `overlapCommunication` (Megatron's default for this schedule) one
+    /// exchange per direction right after the pass whose result it sends, its receives waited for only when used.
     public static func interleaved(stages: Int, rank: Int, microBatches: Int, chunks: Int,
-                                   groupSize: Int? = nil) throws -> [PipelineStep] {
+                                   groupSize: Int? = nil, overlapCommunication: Bool = false) throws -> [PipelineStep] {
         try checkRank(stages: stages, rank: rank, microBatches: microBatches)
         let plan = try InterleavedPlan(stages: stages, rank: rank, microBatches: microBatches, chunks: chunks,
-                                       groupSize: groupSize ?? stages)
+                                       groupSize: groupSize ?? stages, overlapCommunication: overlapCommunication)
         return plan.steps()
     }
 

@@ -8,9 +8,10 @@ public struct ForwardBackwardPasses {
     public let count: Int
     /// The forward of micro-batch `m`: its loss (batch fetching included).
     public let forward: (_ m: Int) throws -> MicroBatchLoss
-    /// The forward of micro-batch `m` on a pipeline stage, from `input` (the activation received from the
-    /// previous stage; nil on the first): the activation to send on, or on the last stage the loss.
-    public let stageForward: (_ m: Int, _ input: Tensor?) throws -> PipelineStageOutput
+    /// The forward of micro-batch `m` through model chunk `chunk` of a pipeline stage, from `input` (the
+    /// activation received from the previous stage; nil in the chunk that embeds the tokens): the activation
+    /// to send on, or in the chunk that ends the model the loss.
+    public let stageForward: (_ m: Int, _ chunk: Int, _ input: Tensor?) throws -> PipelineStageOutput
     /// The backward of a micro-batch's loss, scaled as the step asks; gradients accumulate.
     public let backward: (MicroBatchLoss) throws -> Void
     /// Runs micro-batch `m`'s passes with the data-parallel gradient reduction on for the last one only.

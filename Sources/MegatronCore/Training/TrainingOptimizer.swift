@@ -40,7 +40,8 @@ public final class TrainingOptimizer {
             return
         }
         let wrapper = try DistributedDataParallel(parameters: model.namedParameters(), config: ddpConfig,
-                                                  dataParallelGroup: dataGroup)
+                                                  dataParallelGroup: dataGroup,
+                                                  sharedEmbeddings: Set(model.pipelineSharedEmbedding.map { [$0.name] } ?? []))
         wrapper.waitForParamGathersInForward(of: model.forwardStages)
         ddp = wrapper
         if ddpConfig.useDistributedOptimizer {
@@ -69,6 +70,14 @@ public final class TrainingOptimizer {
 
     /// Waits for the data-parallel gradient reduction (DDP all-reduce or reduce-scatter).
     public func finishGradientReduction() throws { try ddp?.finishGradSync() }
+
+    /// Where parameter `name`'s gradient (`parameter`'s) is once the reduction finished: its view of the DDP
+    /// buffer, or with the distributed optimizer this rank's reduced shard of it.
+    public func reducedGradient(of name: String, _ parameter: Tensor) throws -> Tensor {
+        if let ddp { return try ddp.reducedGradient(ofParameter: name) }
+        guard let grad = parameter.grad else { throw TrainingStepError("parameter '\(name)' has no gradient") }
+        return grad
+    }
 
     /// Unscales by `lossScale`, computes the global gradient norm, skips on inf/NaN, clips and updates.
     public func step(scheduler: OptimizerParamScheduler, clipGrad: Float, lossScale: Float) throws -> MixedPrecisionOptimizer.StepReport {

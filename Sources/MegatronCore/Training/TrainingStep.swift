@@ -93,9 +93,9 @@ public final class TrainingStep {
                 let inputs = try time("batch-generator", level: 2) { try batch(m) }
                 return try time("forward-compute", level: 2) { model.maskedLoss(inputs) }
             },
-            stageForward: { [self] m, input in
+            stageForward: { [self] m, chunk, input in
                 let inputs = try time("batch-generator", level: 2) { try batch(m) }
-                return try time("forward-compute", level: 2) { model.stageForward(inputs, input: input) }
+                return try time("forward-compute", level: 2) { model.stageForward(inputs, input: input, chunk: chunk) }
             },
             backward: { [self] loss in
                 let divisor = perTokenLoss ? 1 : Float(max(loss.tokens, 1) * microBatches)
@@ -135,12 +135,17 @@ public final class TrainingStep {
                                                                       dataParallel: parallel.data.size))
     }
 
-    /// Sums the partial gradients of sequence-parallel parameters over the tensor-parallel ranks and finishes
-    /// the data-parallel reduction: every rank then holds the gradients its optimizer steps on.
+    /// Sums the partial gradients of sequence-parallel parameters over the tensor-parallel ranks, finishes the
+    /// data-parallel reduction and sums the tied embeddings' gradient over the pipeline's first and last
+    /// stages: every rank then holds the gradients its optimizer steps on.
     func finalizeGradients() throws {
         TensorParallelGradients.allReducePartial(model, group: model.tensorParallel)
-        try model.allReduceTiedEmbeddingGradient(over: parallel.embedding)
         try optimizer.finishGradientReduction()
+        // As Megatron's `finalize_model_grads`: the tied embeddings' gradient is summed over the first and last
+        // stages after the data-parallel reduction, which `--overlap-grad-reduce` starts during the backward.
+        if let embedding = parallel.embedding, embedding.size > 1, let (name, weight) = model.pipelineSharedEmbedding {
+            try embedding.allReduce(try optimizer.reducedGradient(of: name, weight), op: .sum).wait()
+        }
         try moe.updateExpertBiases(group: parallel.tensorWithDataAndContext)
     }
 

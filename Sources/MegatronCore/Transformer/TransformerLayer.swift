@@ -72,12 +72,13 @@ public final class TransformerLayer: Module {
 /// with optional full recomputation.
 public final class TransformerBlock: Module {
     public let layers: [TransformerLayer]
-    /// The index in the whole decoder of `layers[0]`: a pipeline stage holds a slice of the layers, named by
-    /// their global index so checkpoints keep the whole model's names.
-    public let layerOffset: Int
+    /// The index in the whole decoder of each of `layers`: a pipeline stage holds some of the layers (one
+    /// slice per model chunk), named by their global index so checkpoints keep the whole model's names.
+    public let layerIndices: [Int]
     /// The final norm; nil on a pipeline stage that does not end the decoder.
     public let finalLayernorm: (Module & NormLayer)?
-    /// Layers whose activations are recomputed in backward (`--recompute-granularity full`).
+    /// Layers whose activations are recomputed in backward (`--recompute-granularity full`), by position in
+    /// their model chunk (in `layers` for the whole model), as Megatron counts them per chunk.
     public var recomputedLayers: Set<Int> = []
     /// Submodules of every layer recomputed in backward (`--recompute-granularity selective`).
     public var recomputedModules: Set<RecomputedModule> = [] {
@@ -95,10 +96,10 @@ public final class TransformerBlock: Module {
     /// and dropped), so a stage's layers equal the single-rank model's.
     public init(config: TransformerConfig, generator: PhiloxGenerator, dropout: ModelParallelRNG,
                 tensorParallel: TensorParallelGroup = .single, spec: TransformerBlockSpec? = nil,
-                keeping kept: Range<Int>? = nil, finalNorm: Bool = true) {
+                keeping kept: [Int]? = nil, finalNorm: Bool = true) {
         let spec = spec ?? .gpt(config)
-        let kept = kept ?? 0..<spec.layers.count
-        let drawn = finalNorm ? spec.layers.count : kept.upperBound
+        let kept = Set(kept ?? Array(0..<spec.layers.count))
+        let drawn = finalNorm ? spec.layers.count : (kept.max().map { $0 + 1 } ?? 0)
         var layers: [TransformerLayer] = []
         for (index, layerSpec) in spec.layers.prefix(drawn).enumerated() {
             let layer = TransformerLayer(spec: layerSpec, context: LayerBuildContext(config: config, generator: generator, dropout: dropout,
@@ -106,7 +107,7 @@ public final class TransformerBlock: Module {
             if kept.contains(index) { layers.append(layer) }
         }
         self.layers = layers
-        layerOffset = kept.lowerBound
+        layerIndices = (0..<drawn).filter { kept.contains($0) }
         finalLayernorm = finalNorm
             ? spec.finalLayernorm.build(LayerBuildContext(config: config, generator: generator, dropout: dropout,
                                                           tensorParallel: tensorParallel, layerNumber: spec.layers.count))
@@ -115,19 +116,27 @@ public final class TransformerBlock: Module {
     }
 
     override public var children: [(String, Module)] {
-        layers.enumerated().map { ("layers.\($0.offset + layerOffset)", $0.element) }
+        zip(layerIndices, layers).map { ("layers.\($0.0)", $0.1) }
             + (finalLayernorm.map { [("final_layernorm", $0)] } ?? [])
     }
 
     public func callAsFunction(_ x: Tensor, cache: KVCache? = nil) -> Tensor {
-        runForward { stack(x, cache: cache) }
+        runForward { stack(x, cache: cache, positions: layers.indices, finalNorm: finalLayernorm != nil) }
     }
 
-    private func stack(_ x: Tensor, cache: KVCache?) -> Tensor {
+    /// One model chunk of a pipeline stage: the layers at `positions` of `layers`, then the final norm if
+    /// `finalNorm` (the chunk that ends the decoder).
+    public func forward(_ x: Tensor, positions: Range<Int>, finalNorm: Bool) -> Tensor {
+        precondition(!finalNorm || finalLayernorm != nil, "only the stage that ends the decoder holds the final norm")
+        return runForward { stack(x, cache: nil, positions: positions, finalNorm: finalNorm) }
+    }
+
+    private func stack(_ x: Tensor, cache: KVCache?, positions: Range<Int>, finalNorm: Bool) -> Tensor {
         // The residual stream between layers is stream + pending (see TransformerLayer.forward).
         var stream = x, pending: Tensor?
-        for (i, layer) in layers.enumerated() {
-            if cache == nil && recomputedLayers.contains(i) {
+        for i in positions {
+            let layer = layers[i]
+            if cache == nil && recomputedLayers.contains(i - positions.lowerBound) {
                 // A recomputed layer keeps only its one input for backward: the pending dropout and add happen here.
                 let input = pending.map { stream + layer.hiddenDropout($0) } ?? stream
                 stream = checkpoint([input], generators: dropout.all) { [layer($0[0])] }[0]
@@ -136,9 +145,10 @@ public final class TransformerBlock: Module {
                 (stream, pending) = layer.forward(stream: stream, pending: pending, cache: cache?.layers[i])
             }
         }
-        // A pipeline stage without the final norm hands on the residual stream itself.
-        guard let finalLayernorm else { return pending.map { stream + layers.last!.hiddenDropout($0) } ?? stream }
+        // A model chunk without the final norm hands on the residual stream itself.
+        let last = positions.last.map { layers[$0] }
+        guard finalNorm, let finalLayernorm else { return pending.map { stream + last!.hiddenDropout($0) } ?? stream }
         guard let pending else { return finalLayernorm(stream) }
-        return finalLayernorm.addNorm(stream, residual: pending, dropout: layers.last?.hiddenDropout).normed
+        return finalLayernorm.addNorm(stream, residual: pending, dropout: last?.hiddenDropout).normed
     }
 }

@@ -6,7 +6,9 @@ import MegatronTensor
 ///
 /// Collectives complete before they return (their work handle's `wait()` does nothing). Reductions add in
 /// rank order, so every rank gets bit-identical results; 16-bit types reduce in fp32. `send` is buffered and
-/// returns at once; `recv` blocks until the matching message arrives.
+/// returns at once; `recv` takes its place in line at once and blocks in its work's `wait()` until the
+/// matching message arrives (the n-th receive from a peer gets the n-th message it sent), so receives can be
+/// posted ahead of their use as on NCCL.
 ///
 /// ```swift
 /// let sums = try ThreadCommunicator.run(worldSize: 4) { comm in
@@ -153,7 +155,11 @@ public final class ThreadCommunicator: Communicator {
         let message = try HostBuffer(tensor, operation: operation)
         world.condition.lock()
         defer { world.condition.unlock() }
-        group.mailboxes[ThreadMailboxKey(source: rank, destination: peer), default: []].append(message)
+        let key = ThreadMailboxKey(source: rank, destination: peer)
+        var mailbox = group.mailboxes.removeValue(forKey: key) ?? ThreadMailbox()
+        mailbox.messages[mailbox.sent] = message
+        mailbox.sent += 1
+        group.mailboxes[key] = mailbox
         world.condition.broadcast()
         return CompletedWork()
     }
@@ -165,15 +171,20 @@ public final class ThreadCommunicator: Communicator {
         let key = ThreadMailboxKey(source: peer, destination: rank)
         world.condition.lock()
         defer { world.condition.unlock() }
-        try world.wait(operation: "\(operation) on rank \(rank)", ready: { !(group.mailboxes[key] ?? []).isEmpty },
-                       waitingFor: { "a message from rank \(peer) (world rank \(group.worldRanks[peer]))" })
-        let message = group.mailboxes[key]!.removeFirst()
-        guard message.shape == tensor.shape, message.dtype == tensor.dtype else {
-            throw CommunicatorError(operation, "rank \(peer) sent \(message.shape) \(message.dtype), "
-                + "rank \(rank) receives into \(tensor.shape) \(tensor.dtype)")
+        let ticket = group.mailboxes[key]?.posted ?? 0
+        group.mailboxes[key, default: ThreadMailbox()].posted += 1
+        return ThreadReceive { [world, group, rank] in
+            world.condition.lock()
+            defer { world.condition.unlock() }
+            try world.wait(operation: "\(operation) on rank \(rank)", ready: { group.mailboxes[key]?.messages[ticket] != nil },
+                           waitingFor: { "a message from rank \(peer) (world rank \(group.worldRanks[peer]))" })
+            let message = group.mailboxes[key]!.messages.removeValue(forKey: ticket)!
+            guard message.shape == tensor.shape, message.dtype == tensor.dtype else {
+                throw CommunicatorError(operation, "rank \(peer) sent \(message.shape) \(message.dtype), "
+                    + "rank \(rank) receives into \(tensor.shape) \(tensor.dtype)")
+            }
+            HostBuffer.write(message.bytes[...], into: tensor)
         }
-        HostBuffer.write(message.bytes[...], into: tensor)
-        return CompletedWork()
     }
 
     // MARK: Rendezvous
@@ -252,4 +263,16 @@ private final class ResultSlots<T>: @unchecked Sendable {
     init(count: Int) { slots = Array(repeating: nil, count: count) }
     func set(_ index: Int, _ value: T) { lock.withLock { slots[index] = value } }
     func values() -> [T] { lock.withLock { slots.map { $0! } } }
+}
+
+/// A posted receive: its message is taken and written when it is first waited for.
+private final class ThreadReceive: CollectiveWork {
+    private var complete: (() throws -> Void)?
+    init(_ complete: @escaping () throws -> Void) { self.complete = complete }
+
+    func wait() throws {
+        guard let complete else { return }
+        self.complete = nil
+        try complete()
+    }
 }

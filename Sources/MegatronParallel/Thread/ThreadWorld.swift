@@ -90,8 +90,8 @@ final class ThreadGroupState {
     /// World rank of each group rank, for messages and for `ThreadCommunicator.worldRanks`.
     let worldRanks: [Int]
     var rounds: [Int: ThreadRound] = [:]
-    /// FIFO of sent messages per (source, destination) group rank pair.
-    var mailboxes: [ThreadMailboxKey: [HostBuffer]] = [:]
+    /// Sent messages per (source, destination) group rank pair, in send order.
+    var mailboxes: [ThreadMailboxKey: ThreadMailbox] = [:]
 
     init(worldRanks: [Int]) { self.worldRanks = worldRanks }
     var size: Int { worldRanks.count }
@@ -100,6 +100,14 @@ final class ThreadGroupState {
 struct ThreadMailboxKey: Hashable {
     var source: Int
     var destination: Int
+}
+
+/// The messages from one rank to another: the n-th receive posted takes the n-th message sent, whenever it
+/// is waited for (as NCCL matches point-to-point operations in issue order).
+struct ThreadMailbox {
+    var messages: [Int: HostBuffer] = [:]
+    var sent = 0
+    var posted = 0
 }
 
 /// One collective call: what each rank contributed, and objects the ranks create together (split's groups).

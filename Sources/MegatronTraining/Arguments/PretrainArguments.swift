@@ -191,6 +191,15 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     /// Count the embedding / the loss as one layer each when splitting the layers over the pipeline stages.
     public var accountForEmbeddingInPipelineSplit = false
     public var accountForLossInPipelineSplit = false
+    /// Interleaved 1F1B: layers per model chunk (`--num-layers-per-virtual-pipeline-stage`) or model chunks
+    /// per pipeline rank (`--num-virtual-stages-per-pipeline-rank`), at most one of them.
+    public var numLayersPerVirtualPipelineStage: Int?
+    public var numVirtualStagesPerPipelineRank: Int?
+    /// Micro-batches each model chunk runs in a row in the interleaved schedule (default: the pipeline size).
+    public var microbatchGroupSizePerVirtualPipelineStage: Int?
+    /// Megatron's `overlap_p2p_comm`: the interleaved schedule posts its transfers and waits for them only
+    /// when it uses them (on by default; `--no-overlap-p2p-communication` batches them). 1F1B always batches.
+    public var overlapP2PCommunication = true
     public var contextParallelSize = 1
     public var expertModelParallelSize = 1
     public var sequenceParallel = false

@@ -10,6 +10,9 @@ extension PretrainArguments {
         try validateScheduleLengths()
         let batch = globalBatchSize ?? microBatchSize * dataParallelSize
         try validateSampleCounts(globalBatchSize: batch)
+        if batch % (microBatchSize * dataParallelSize) == 0 {
+            try validateInterleaving(microBatches: batch / (microBatchSize * dataParallelSize))
+        }
         _ = try TrainingSchedule.scheduler(self, globalBatchSize: batch)
     }
 

@@ -54,10 +54,6 @@ extension PretrainArguments {
             try require(seconds > 0, "--distributed-timeout-seconds-after-init must be positive, got \(seconds)")
         }
         _ = try pipelinePlacement()
-        try require(pipelineModelParallelSize == 1 || untieEmbeddingsAndOutputWeights || !overlapGradReduce,
-                    "--overlap-grad-reduce with --pipeline-model-parallel-size \(pipelineModelParallelSize) and tied embeddings is not "
-                        + "implemented yet (the embedding gradient would be summed over the stages after its bucket's reduction "
-                        + "started): drop --overlap-grad-reduce or add --untie-embeddings-and-output-weights")
         try require(pipelineModelParallelSize == 1 || (save == nil && load == nil),
                     "--save / --load with --pipeline-model-parallel-size \(pipelineModelParallelSize): checkpoints of pipeline "
                         + "stages are not implemented yet; train without --save and --load, or with --pipeline-model-parallel-size 1")

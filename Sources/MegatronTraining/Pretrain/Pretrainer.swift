@@ -121,15 +121,17 @@ public final class Pretrainer {
         reporter.rankLog(MegatronLogLines.parameterCount(tensorRank: tensorParallel.rank, pipelineRank: parallel.pipelineRank,
                                                           count: model.namedParameters().map { $0.1.count }.reduce(0, +)))
         self.log("> device: \(device)")
-        try applyRecompute(arguments, to: model.decoder)
+        try applyRecompute(arguments, to: model.decoder, chunkLayers: stage.chunks.map(\.count).max() ?? 0)
         optimizer = try TrainingOptimizer(arguments, model: model, parallel: parallel)
         step = TrainingStep(model: model, optimizer: optimizer, parallel: parallel, clipGrad: arguments.clipGrad,
                             perTokenLoss: arguments.calculatePerTokenLoss, timers: reporter.timers)
         pipelineSchedule = parallel.pipeline.size > 1
-            ? PipelineStageSchedule(pipeline: parallel.pipeline,
-                                    activationShape: model.stageActivationShape(batch: arguments.microBatchSize,
-                                                                                seq: arguments.seqLength),
-                                    dtype: config.paramsDType, device: device)
+            ? try PipelineStageSchedule(pipeline: parallel.pipeline,
+                                        activationShape: model.stageActivationShape(batch: arguments.microBatchSize,
+                                                                                    seq: arguments.seqLength),
+                                        dtype: config.paramsDType, device: device, chunks: stage.chunks.count,
+                                        microBatchGroupSize: arguments.microbatchGroupSizePerVirtualPipelineStage,
+                                        overlapCommunication: arguments.overlapP2PCommunication)
             : nil
         if let pipelineSchedule { step.schedule = pipelineSchedule }
         schedule = try TrainingSchedule(arguments, groups: optimizer.groups, dataParallelSize: parallel.data.size)
@@ -283,7 +285,7 @@ public final class Pretrainer {
         for b in 0..<batches {
             let batch = try data.batch(startingAt: b * arguments.microBatchSize, size: arguments.microBatchSize).to(device)
             if let pipelineSchedule {
-                let loss = try pipelineSchedule.forwardOnly { [model] in model.stageForward(batch, input: $0) }
+                let loss = try pipelineSchedule.forwardOnly { [model] in model.stageForward(batch, input: $1, chunk: $0) }
                 total += loss.lossSum
                 tokens += loss.tokens
                 continue
@@ -319,13 +321,15 @@ extension TrainingTimers: StepTimers {}
 
 /// Marks the layers `--recompute-granularity full --recompute-method ... --recompute-num-layers N` recomputes,
 /// or the submodules of every layer `--recompute-granularity selective` (`--recompute-modules`) recomputes.
-func applyRecompute(_ arguments: PretrainArguments, to block: TransformerBlock) throws {
+/// Layers count within each model chunk (`chunkLayers` layers each; the whole decoder without interleaving),
+/// as Megatron's per-chunk blocks count them.
+func applyRecompute(_ arguments: PretrainArguments, to block: TransformerBlock, chunkLayers: Int) throws {
     if arguments.resolvedRecomputeGranularity == .selective {
         block.recomputedModules = try arguments.selectiveRecomputeModules()
         return
     }
     guard arguments.resolvedRecomputeGranularity == .full, let n = arguments.recomputeNumLayers else { return }
-    let layers = block.layers.count
+    let layers = chunkLayers
     switch arguments.recomputeMethod {
     case .uniform:
         // Megatron's uniform method checkpoints every chunk of n layers; at layer granularity, all of them.

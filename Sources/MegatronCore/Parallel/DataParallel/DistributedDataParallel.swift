@@ -195,6 +195,24 @@ public final class DistributedDataParallel {
         gradSyncFinished = true
     }
 
+    /// Parameter `name`'s reduced gradient after `finishGradSync`: its view of the grad buffer, or with the
+    /// distributed optimizer this rank's shard of its bucket, which must hold it alone (`sharedEmbeddings`).
+    public func reducedGradient(ofParameter name: String) throws -> Tensor {
+        for (b, buffer) in buffers.enumerated() {
+            guard let i = buffer.parameters.firstIndex(where: { $0.name == name }) else { continue }
+            guard config.useDistributedOptimizer else {
+                guard let grad = buffer.parameters[i].tensor.grad else { throw DataParallelError.invalidConfig("'\(name)' has no gradient") }
+                return grad
+            }
+            let k = buffer.layout.parameterBuckets[i]
+            guard buffer.layout.buckets[k].parameterIndices == [i] else {
+                throw DataParallelError.invalidConfig("'\(name)' shares its gradient bucket: pass it in sharedEmbeddings to reduce it on its own")
+            }
+            return shardGrad(buffer: b, bucket: k)
+        }
+        throw DataParallelError.invalidConfig("no parameter '\(name)' in the gradient buffers")
+    }
+
     /// How many buckets' collectives have started this iteration (with overlap: during backward).
     public var startedReductions: Int { buckets.joined().filter { $0.work != nil }.count }
 
