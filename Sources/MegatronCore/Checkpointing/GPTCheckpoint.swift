@@ -28,12 +28,13 @@ public enum GPTCheckpoint {
         /// Absent from checkpoints written before these features: off.
         var attentionOutputGate: Bool?
         var gatedDeltaNet: GatedDeltaNetConfig?
+        var moe: MoEConfig?
 
         public init(_ c: TransformerConfig) {
             (numLayers, hiddenSize, numAttentionHeads, numQueryGroups) = (c.numLayers, c.hiddenSize, c.numAttentionHeads, c.numQueryGroups)
             (kvChannels, ffnHiddenSize, normalization, gatedLinearUnit) = (c.kvChannels, c.ffnHiddenSize, c.normalization, c.gatedLinearUnit)
             (addBiasLinear, addQKVBias, qkLayernorm, positionEmbeddingType) = (c.addBiasLinear, c.addQKVBias, c.qkLayernorm, c.positionEmbeddingType)
-            (attentionOutputGate, gatedDeltaNet) = (c.attentionOutputGate, c.gatedDeltaNet)
+            (attentionOutputGate, gatedDeltaNet, moe) = (c.attentionOutputGate, c.gatedDeltaNet, c.moe)
         }
 
         public var hasAttentionOutputGate: Bool { attentionOutputGate ?? false }
@@ -52,6 +53,15 @@ public enum GPTCheckpoint {
             }
             let queryAndGate = Double(numAttentionHeads) * (hasAttentionOutputGate ? 2 : 1)
             return ("self_attention.linear_qkv.weight", (queryAndGate + 2 * Double(numQueryGroups)) * Double(kvChannels))
+        }
+
+        /// Layer 0's MLP input projection (its first expert's when it is a mixture of experts) and its rows.
+        var firstMLPProjection: (name: String, rows: Double) {
+            let units: Double = gatedLinearUnit ? 2 : 1
+            if let moe, moe.layers.first == true {
+                return ("mlp.experts.local_experts.0.linear_fc1.weight", units * Double(moe.ffnHiddenSize))
+            }
+            return ("mlp.linear_fc1.weight", units * Double(ffnHiddenSize))
         }
     }
 
@@ -92,7 +102,7 @@ public enum GPTCheckpoint {
             var expected: [(String, [Double])] = [
                 ("embedding.word_embeddings.weight", [Double(paddedVocabSize), hidden]),
                 ("decoder.layers.0." + c.firstMixerProjection.name, [c.firstMixerProjection.rows, hidden]),
-                ("decoder.layers.0.mlp.linear_fc1.weight", [(c.gatedLinearUnit ? 2 : 1) * Double(c.ffnHiddenSize), hidden]),
+                ("decoder.layers.0." + c.firstMLPProjection.name, [c.firstMLPProjection.rows, hidden]),
             ]
             if c.positionEmbeddingType == .learnedAbsolute {
                 expected.append(("embedding.position_embeddings.weight", [Double(maxPositionEmbeddings), hidden]))
