@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MegatronCore
 import MegatronTestSupport
 
 /// `megatron convert` and `megatron generate` run as a user runs them, on the tiny Hugging Face models of
@@ -65,6 +66,8 @@ final class ConvertGenerateInputTests: XCTestCase {
             ("llama", { $0["model_type"] = "falcon" }, ["model_type 'falcon'"]),
             ("llama", { $0["num_hidden_layers"] = "two" }, ["num_hidden_layers", "must be a positive integer"]),
             ("llama", { $0["hidden_size"] = 32 }, ["embed_tokens.weight", "[100, 16]", "[100, 32]"]),
+            ("mixtral", { $0["router_jitter_noise"] = 0.1 }, ["router_jitter_noise"]),
+            ("qwen2_moe", { $0["moe_intermediate_size"] = 4 }, ["experts.0.gate_proj.weight", "[4, 16]", "[8, 16]"]),
         ]
         for (index, (arch, edit, mentions)) in rows.enumerated() {
             let directory = try huggingFaceDirectory(arch, "row\(index)", edit: edit)
@@ -139,6 +142,28 @@ final class ConvertGenerateInputTests: XCTestCase {
         try FileManager.default.removeItem(atPath: checkpoint + "/tokenizer")
         try megatron.assertCleanFailure(["generate", "--load", checkpoint, "--prompt", "the", "--device", "cpu"],
                                         mentions: ["tokenizer", "does not exist", "--tokenizer-type"])
+    }
+
+    /// Mixtral, Qwen2-MoE and Qwen3-MoE converted to Megatron checkpoints: `generate` continues transformers'
+    /// greedy prompt (ids through NullTokenizer) token for token, and `convert` writes them back as their own class.
+    func testMixtureOfExpertsConvertAndGenerateAsTransformers() throws {
+        let megatron = try MegatronProcess.built()
+        for (arch, modelClass) in [("mixtral", "MixtralForCausalLM"), ("qwen2_moe", "Qwen2MoeForCausalLM"), ("qwen3_moe", "Qwen3MoeForCausalLM")] {
+            let golden = try SafeTensors.read(Self.fixture(arch).appendingPathComponent("golden.safetensors")).tensors
+            let expected = try XCTUnwrap(golden["greedy_tokens"]).ints()
+            let prompt = try XCTUnwrap(golden["greedy_prompt"]).ints().map(String.init).joined(separator: " ")
+            let checkpoint = try converted(arch, megatron).path
+            let run = try megatron.run(["generate", "--load", checkpoint, "--prompt", prompt, "--greedy", "--device", "cpu",
+                                        "--tokenizer-type", "NullTokenizer", "--vocab-size", "100",
+                                        "--tokens-to-generate", "\(expected.count)", "--output-format", "json"])
+            XCTAssertEqual(run.status, 0, run.output)
+            let results = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [[String: Any]], run.output)
+            XCTAssertEqual(results.first?["tokens"] as? [Int], expected, arch)
+            let back = try megatron.run(["convert", "--loader", "megatron", "--saver", "hf", "--load-dir", checkpoint,
+                                         "--save-dir", scratch.appendingPathComponent("\(arch)-hf").path])
+            XCTAssertEqual(back.status, 0, back.output)
+            XCTAssertTrue(back.stdout.contains("saved hf checkpoint (\(modelClass))"), back.output)
+        }
     }
 
     func testGenerateRefusesWhatItCannotServe() throws {

@@ -9,7 +9,9 @@ extension HuggingFaceGPT {
         let fits = Architecture.allCases.filter { differences(config, $0).isEmpty }
         if let preferred, fits.contains(preferred) { return preferred }
         if let first = fits.first { return first }
-        let nearest = Architecture.allCases.min { differences(config, $0).count < differences(config, $1).count }!
+        // The nearest among those with the same kind of MLP: a mixture of experts is never "nearly" dense.
+        let sameKind = Architecture.allCases.filter { $0.isMixtureOfExperts == (config.moe != nil) }
+        let nearest = sameKind.min { differences(config, $0).count < differences(config, $1).count }!
         throw CheckpointError("no Hugging Face architecture holds this model; the nearest, \(nearest.rawValue), differs in: \(differences(config, nearest).joined(separator: ", "))")
     }
 
