@@ -166,6 +166,22 @@ final class ConvertGenerateInputTests: XCTestCase {
         }
     }
 
+    /// pretrain-gpt --load of a converted Qwen2-MoE: flags without its shared expert's gate (--moe-shared-expert-gate)
+    /// are refused with the difference named, not trained as another model that drops the gate's weights.
+    func testPretrainRefusesFlagsWithoutTheCheckpointsExperts() throws {
+        let megatron = try MegatronProcess.built()
+        let checkpoint = try converted("qwen2_moe", megatron).path
+        let flags = ["pretrain-gpt", "--num-layers", "2", "--hidden-size", "16", "--num-attention-heads", "2", "--ffn-hidden-size", "32",
+                     "--num-experts", "8", "--moe-router-topk", "2", "--moe-ffn-hidden-size", "8", "--moe-layer-freq", "[0,1]",
+                     "--moe-router-pre-softmax", "--moe-shared-expert-intermediate-size", "16", "--add-qkv-bias",
+                     "--normalization", "RMSNorm", "--swiglu", "--position-embedding-type", "rope",
+                     "--untie-embeddings-and-output-weights", "--disable-bias-linear", "--seq-length", "16",
+                     "--max-position-embeddings", "32", "--micro-batch-size", "1", "--train-iters", "1", "--lr", "1e-4",
+                     "--mock-data", "--tokenizer-type", "NullTokenizer", "--vocab-size", "100", "--device", "cpu",
+                     "--load", checkpoint, "--finetune"]
+        try megatron.assertCleanFailure(flags, mentions: ["--num-experts", "shared expert of 16 with a sigmoid gate (--moe-shared-expert-gate)"])
+    }
+
     func testGenerateRefusesWhatItCannotServe() throws {
         let megatron = try MegatronProcess.built()
         // Qwen2's fixture has no tokenizer.json: the checkpoint records none, and its vocabulary is not bytes.

@@ -46,6 +46,17 @@ public enum GPTCheckpoint {
                 + "value heads \(g.numValueHeads)x\(g.valueHeadDim), conv \(g.convKernelDim)"
         }
 
+        /// The mixture-of-experts layers and sizes in words ("none" without them), for comparing flags with a checkpoint.
+        public var moeLayout: String {
+            guard let m = moe else { return "none" }
+            var words = "layers \(m.layers.map { $0 ? "1" : "0" }.joined()), \(m.numExperts) experts of \(m.ffnHiddenSize)"
+            if let shared = m.sharedExpertIntermediateSize {
+                words += ", shared expert of \(shared)"
+                if m.sharedExpertGate == true { words += " with a sigmoid gate (--moe-shared-expert-gate)" }
+            }
+            return words
+        }
+
         /// Layer 0's input projection: `in_proj` of a Gated DeltaNet layer, else `linear_qkv`, and its rows.
         var firstMixerProjection: (name: String, rows: Double) {
             if let g = gatedDeltaNet, g.layers.first == true {
