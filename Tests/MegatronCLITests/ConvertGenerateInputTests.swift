@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import MegatronCore
 import MegatronTestSupport
 
 /// `megatron convert` and `megatron generate` run as a user runs them, on the tiny Hugging Face models of
@@ -65,6 +66,8 @@ final class ConvertGenerateInputTests: XCTestCase {
             ("llama", { $0["model_type"] = "falcon" }, ["model_type 'falcon'"]),
             ("llama", { $0["num_hidden_layers"] = "two" }, ["num_hidden_layers", "must be a positive integer"]),
             ("llama", { $0["hidden_size"] = 32 }, ["embed_tokens.weight", "[100, 16]", "[100, 32]"]),
+            ("mixtral", { $0["router_jitter_noise"] = 0.1 }, ["router_jitter_noise"]),
+            ("qwen2_moe", { $0["moe_intermediate_size"] = 4 }, ["experts.0.gate_proj.weight", "[4, 16]", "[8, 16]"]),
         ]
         for (index, (arch, edit, mentions)) in rows.enumerated() {
             let directory = try huggingFaceDirectory(arch, "row\(index)", edit: edit)
@@ -139,6 +142,44 @@ final class ConvertGenerateInputTests: XCTestCase {
         try FileManager.default.removeItem(atPath: checkpoint + "/tokenizer")
         try megatron.assertCleanFailure(["generate", "--load", checkpoint, "--prompt", "the", "--device", "cpu"],
                                         mentions: ["tokenizer", "does not exist", "--tokenizer-type"])
+    }
+
+    /// Mixtral, Qwen2-MoE and Qwen3-MoE converted to Megatron checkpoints: `generate` continues transformers'
+    /// greedy prompt (ids through NullTokenizer) token for token, and `convert` writes them back as their own class.
+    func testMixtureOfExpertsConvertAndGenerateAsTransformers() throws {
+        let megatron = try MegatronProcess.built()
+        for (arch, modelClass) in [("mixtral", "MixtralForCausalLM"), ("qwen2_moe", "Qwen2MoeForCausalLM"), ("qwen3_moe", "Qwen3MoeForCausalLM")] {
+            let golden = try SafeTensors.read(Self.fixture(arch).appendingPathComponent("golden.safetensors")).tensors
+            let expected = try XCTUnwrap(golden["greedy_tokens"]).ints()
+            let prompt = try XCTUnwrap(golden["greedy_prompt"]).ints().map(String.init).joined(separator: " ")
+            let checkpoint = try converted(arch, megatron).path
+            let run = try megatron.run(["generate", "--load", checkpoint, "--prompt", prompt, "--greedy", "--device", "cpu",
+                                        "--tokenizer-type", "NullTokenizer", "--vocab-size", "100",
+                                        "--tokens-to-generate", "\(expected.count)", "--output-format", "json"])
+            XCTAssertEqual(run.status, 0, run.output)
+            let results = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [[String: Any]], run.output)
+            XCTAssertEqual(results.first?["tokens"] as? [Int], expected, arch)
+            let back = try megatron.run(["convert", "--loader", "megatron", "--saver", "hf", "--load-dir", checkpoint,
+                                         "--save-dir", scratch.appendingPathComponent("\(arch)-hf").path])
+            XCTAssertEqual(back.status, 0, back.output)
+            XCTAssertTrue(back.stdout.contains("saved hf checkpoint (\(modelClass))"), back.output)
+        }
+    }
+
+    /// pretrain-gpt --load of a converted Qwen2-MoE: flags without its shared expert's gate (--moe-shared-expert-gate)
+    /// are refused with the difference named, not trained as another model that drops the gate's weights.
+    func testPretrainRefusesFlagsWithoutTheCheckpointsExperts() throws {
+        let megatron = try MegatronProcess.built()
+        let checkpoint = try converted("qwen2_moe", megatron).path
+        let flags = ["pretrain-gpt", "--num-layers", "2", "--hidden-size", "16", "--num-attention-heads", "2", "--ffn-hidden-size", "32",
+                     "--num-experts", "8", "--moe-router-topk", "2", "--moe-ffn-hidden-size", "8", "--moe-layer-freq", "[0,1]",
+                     "--moe-router-pre-softmax", "--moe-shared-expert-intermediate-size", "16", "--add-qkv-bias",
+                     "--normalization", "RMSNorm", "--swiglu", "--position-embedding-type", "rope",
+                     "--untie-embeddings-and-output-weights", "--disable-bias-linear", "--seq-length", "16",
+                     "--max-position-embeddings", "32", "--micro-batch-size", "1", "--train-iters", "1", "--lr", "1e-4",
+                     "--mock-data", "--tokenizer-type", "NullTokenizer", "--vocab-size", "100", "--device", "cpu",
+                     "--load", checkpoint, "--finetune"]
+        try megatron.assertCleanFailure(flags, mentions: ["--num-experts", "shared expert of 16 with a sigmoid gate (--moe-shared-expert-gate)"])
     }
 
     func testGenerateRefusesWhatItCannotServe() throws {

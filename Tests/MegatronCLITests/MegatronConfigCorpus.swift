@@ -146,7 +146,7 @@ enum OutOfScopeFeatures {
         ("pipeline parallelism", #"^--(virtual-pipeline-model-parallel-size|overlap-p2p-communication.*|pipeline-model-parallel-layout)$"#),
         ("context parallelism", #"^--(cp-comm-type|hierarchical-context-parallel-sizes)$"#),
         // The router, experts, shared experts and --moe-layer-freq work on one rank (expert parallelism does not).
-        ("mixture of experts", #"^--moe-(?!(ffn-hidden-size|router-(topk|score-function|pre-softmax|topk-scaling-factor|num-groups|group-topk|load-balancing-type|enable-expert-bias|bias-update-rate|dtype)|aux-loss-coeff|z-loss-coeff|expert-capacity-factor|token-drop-policy|pad-expert-input-to-capacity|shared-expert-intermediate-size|layer-freq|grouped-gemm|permute-fusion|token-dispatcher-type)$).*$"#),
+        ("mixture of experts", #"^--moe-(?!(ffn-hidden-size|router-(topk|score-function|pre-softmax|topk-scaling-factor|num-groups|group-topk|load-balancing-type|enable-expert-bias|bias-update-rate|dtype)|aux-loss-coeff|z-loss-coeff|expert-capacity-factor|token-drop-policy|pad-expert-input-to-capacity|shared-expert-intermediate-size|shared-expert-gate|layer-freq|grouped-gemm|permute-fusion|token-dispatcher-type)$).*$"#),
         // --rotary-scaling-factor, --mscale and --mscale-all-dim are also YaRN's settings, which work here.
         ("multi-latent attention", #"^--(multi-latent-attention|q-lora-rank|kv-lora-rank|qk-head-dim|qk-pos-emb-head-dim|v-head-dim|cache-mla-latents)$"#),
         ("FP8", #"^--fp8-.*$"#),

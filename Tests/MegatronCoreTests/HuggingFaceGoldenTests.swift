@@ -7,7 +7,7 @@ import MegatronTestSupport
 
 /// The tiny random Hugging Face models of scripts/fixtures/make_hf_golden.py, one per architecture the import reads.
 enum HuggingFaceFixtures {
-    static let architectures = ["gpt2", "llama", "llama3", "mistral", "qwen2", "qwen3"]
+    static let architectures = ["gpt2", "llama", "llama3", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe"]
 
     static func directory(_ arch: String) -> URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/hf/\(arch)")
@@ -20,7 +20,7 @@ enum HuggingFaceFixtures {
 
 /// Our GPTModel against Hugging Face transformers on tiny random models: logits, loss, every parameter
 /// gradient and a greedy continuation, for GPT-2, LLaMA (GQA), Llama 3.x (rope_scaling llama3, tied, sharded),
-/// Mistral, Qwen2 (q/k/v biases) and Qwen3 (q/k norm).
+/// Mistral, Qwen2 (q/k/v biases), Qwen3 (q/k norm) and the mixtures of experts Mixtral, Qwen2-MoE and Qwen3-MoE.
 final class HuggingFaceGoldenTests: XCTestCase {
     func testGPT2MatchesTransformers() throws { try compare("gpt2") }
 
@@ -39,6 +39,41 @@ final class HuggingFaceGoldenTests: XCTestCase {
     func testQwen2WithQKVBiasesMatchesTransformers() throws { try compare("qwen2") }
 
     func testQwen3WithQKNormMatchesTransformers() throws { try compare("qwen3") }
+
+    /// 4 experts, top-2, the top-k probabilities renormalised (Megatron's softmax over the top-k logits).
+    func testMixtralMatchesTransformers() throws {
+        let moe = try XCTUnwrap(try HuggingFaceConfig.read(HuggingFaceFixtures.directory("mixtral")).transformer.moe)
+        XCTAssertEqual([moe.numExperts, moe.topk, moe.ffnHiddenSize], [4, 2, 16])
+        XCTAssertEqual(moe.layers, [true, true])
+        XCTAssertFalse(moe.preSoftmax)
+        XCTAssertEqual(moe.loadBalancing, [.init(kind: .auxLoss, coefficient: 0.02)])
+        try compare("mixtral")
+    }
+
+    /// decoder_sparse_step 2 (layer 0 dense, layer 1 MoE), 8 experts, top-2 not renormalised (Megatron's
+    /// pre-softmax), a shared expert with its sigmoid gate, q/k/v biases.
+    func testQwen2MoEWithGatedSharedExpertMatchesTransformers() throws {
+        let config = try HuggingFaceConfig.read(HuggingFaceFixtures.directory("qwen2_moe")).transformer
+        let moe = try XCTUnwrap(config.moe)
+        XCTAssertEqual(moe.layers, [false, true])
+        XCTAssertEqual([moe.numExperts, moe.topk, moe.ffnHiddenSize, config.ffnHiddenSize], [8, 2, 8, 32])
+        XCTAssertTrue(moe.preSoftmax)
+        XCTAssertEqual(moe.sharedExpertIntermediateSize, 16)
+        XCTAssertEqual(moe.sharedExpertGate, true)
+        XCTAssertTrue(config.addQKVBias)
+        try compare("qwen2_moe")
+    }
+
+    /// 8 experts, top-2 renormalised (norm_topk_prob), q/k norm.
+    func testQwen3MoEMatchesTransformers() throws {
+        let config = try HuggingFaceConfig.read(HuggingFaceFixtures.directory("qwen3_moe")).transformer
+        let moe = try XCTUnwrap(config.moe)
+        XCTAssertEqual(moe.layers, [true, true])
+        XCTAssertFalse(moe.preSoftmax)
+        XCTAssertNil(moe.sharedExpertIntermediateSize)
+        XCTAssertTrue(config.qkLayernorm)
+        try compare("qwen3_moe")
+    }
 
     /// The rotary frequencies of Llama 3 scaling are transformers' own: those of the fixture (all three
     /// bands: kept, blended, stretched) and those of Llama-3.1-8B's shape, which Megatron's
@@ -86,6 +121,9 @@ final class HuggingFaceGoldenTests: XCTestCase {
         XCTAssertEqual(loaded.architecture.rawValue, arch == "llama3" ? "llama" : arch, file: file, line: line)
         let golden = try HuggingFaceFixtures.golden(arch)
         let ids = golden["input_ids"]!.to(device), labels = golden["labels"]!.to(device)
+        // transformers' gradients are of the language-model loss alone (it adds its router loss only with
+        // output_router_logits): the aux loss, at router_aux_loss_coef, injects none here.
+        for layer in loaded.model.moeLayers { layer.router.auxLossBackwardScale = 0 }
         let logits = loaded.model(ids).narrow(-1, start: 0, length: loaded.vocabSize)
         assertScaledClose(logits.floats(), golden["logits"]!.floats(), tolerance: 1e-4, "\(arch) logits", file: file, line: line)
         let loss = Functional.crossEntropy(logits, labels: labels).mean()

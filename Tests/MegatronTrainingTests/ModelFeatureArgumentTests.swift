@@ -17,6 +17,16 @@ final class ModelFeatureArgumentTests: XCTestCase {
 
     func message(_ line: String) -> String { errorText { _ = try parse(line) } }
 
+    /// `--moe-shared-expert-gate` gates the shared expert (Qwen2-MoE's); as in Megatron it takes effect only with
+    /// `--moe-shared-expert-intermediate-size`.
+    func testSharedExpertGateNeedsASharedExpert() throws {
+        let moe = base + "--disable-bias-linear --num-experts 4 --moe-shared-expert-gate "
+        XCTAssertEqual(try parse(moe + "--moe-shared-expert-intermediate-size 32").transformerConfig().moe?.sharedExpertGate, true)
+        XCTAssertNil(try parse(moe).transformerConfig().moe?.sharedExpertGate)
+        XCTAssertNil(try parse(base + "--disable-bias-linear --num-experts 4 --moe-shared-expert-intermediate-size 32")
+            .transformerConfig().moe?.sharedExpertGate)
+    }
+
     /// The MLP's GeLU is Megatron's fused tanh approximation only while the bias-GeLU fusion applies; with
     /// `--no-bias-gelu-fusion`, or without biases (Megatron turns the fusion off), it is the exact erf GeLU.
     func testGeLUFormFollowsTheBiasGeLUFusion() throws {

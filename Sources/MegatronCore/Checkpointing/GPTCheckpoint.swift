@@ -28,12 +28,13 @@ public enum GPTCheckpoint {
         /// Absent from checkpoints written before these features: off.
         var attentionOutputGate: Bool?
         var gatedDeltaNet: GatedDeltaNetConfig?
+        var moe: MoEConfig?
 
         public init(_ c: TransformerConfig) {
             (numLayers, hiddenSize, numAttentionHeads, numQueryGroups) = (c.numLayers, c.hiddenSize, c.numAttentionHeads, c.numQueryGroups)
             (kvChannels, ffnHiddenSize, normalization, gatedLinearUnit) = (c.kvChannels, c.ffnHiddenSize, c.normalization, c.gatedLinearUnit)
             (addBiasLinear, addQKVBias, qkLayernorm, positionEmbeddingType) = (c.addBiasLinear, c.addQKVBias, c.qkLayernorm, c.positionEmbeddingType)
-            (attentionOutputGate, gatedDeltaNet) = (c.attentionOutputGate, c.gatedDeltaNet)
+            (attentionOutputGate, gatedDeltaNet, moe) = (c.attentionOutputGate, c.gatedDeltaNet, c.moe)
         }
 
         public var hasAttentionOutputGate: Bool { attentionOutputGate ?? false }
@@ -45,6 +46,17 @@ public enum GPTCheckpoint {
                 + "value heads \(g.numValueHeads)x\(g.valueHeadDim), conv \(g.convKernelDim)"
         }
 
+        /// The mixture-of-experts layers and sizes in words ("none" without them), for comparing flags with a checkpoint.
+        public var moeLayout: String {
+            guard let m = moe else { return "none" }
+            var words = "layers \(m.layers.map { $0 ? "1" : "0" }.joined()), \(m.numExperts) experts of \(m.ffnHiddenSize)"
+            if let shared = m.sharedExpertIntermediateSize {
+                words += ", shared expert of \(shared)"
+                if m.sharedExpertGate == true { words += " with a sigmoid gate (--moe-shared-expert-gate)" }
+            }
+            return words
+        }
+
         /// Layer 0's input projection: `in_proj` of a Gated DeltaNet layer, else `linear_qkv`, and its rows.
         var firstMixerProjection: (name: String, rows: Double) {
             if let g = gatedDeltaNet, g.layers.first == true {
@@ -52,6 +64,15 @@ public enum GPTCheckpoint {
             }
             let queryAndGate = Double(numAttentionHeads) * (hasAttentionOutputGate ? 2 : 1)
             return ("self_attention.linear_qkv.weight", (queryAndGate + 2 * Double(numQueryGroups)) * Double(kvChannels))
+        }
+
+        /// Layer 0's MLP input projection (its first expert's when it is a mixture of experts) and its rows.
+        var firstMLPProjection: (name: String, rows: Double) {
+            let units: Double = gatedLinearUnit ? 2 : 1
+            if let moe, moe.layers.first == true {
+                return ("mlp.experts.local_experts.0.linear_fc1.weight", units * Double(moe.ffnHiddenSize))
+            }
+            return ("mlp.linear_fc1.weight", units * Double(ffnHiddenSize))
         }
     }
 
@@ -92,7 +113,7 @@ public enum GPTCheckpoint {
             var expected: [(String, [Double])] = [
                 ("embedding.word_embeddings.weight", [Double(paddedVocabSize), hidden]),
                 ("decoder.layers.0." + c.firstMixerProjection.name, [c.firstMixerProjection.rows, hidden]),
-                ("decoder.layers.0.mlp.linear_fc1.weight", [(c.gatedLinearUnit ? 2 : 1) * Double(c.ffnHiddenSize), hidden]),
+                ("decoder.layers.0." + c.firstMLPProjection.name, [c.firstMLPProjection.rows, hidden]),
             ]
             if c.positionEmbeddingType == .learnedAbsolute {
                 expected.append(("embedding.position_embeddings.weight", [Double(maxPositionEmbeddings), hidden]))

@@ -4,7 +4,8 @@ import Foundation
 ///
 /// Every field that would change the math and that this build does not implement is refused by name
 /// (`rope_scaling` types other than linear and llama3, an active `sliding_window`, `attention_bias`,
-/// `mlp_bias`, other activations, `partial_rotary_factor`, ...), so an import never runs a different model
+/// `mlp_bias`, other activations, `partial_rotary_factor`, Mixtral's `router_jitter_noise`, ...), so an import
+/// never runs a different model
 /// than the one the file describes. Fields that only choose an implementation or that no math reads
 /// (`torch_dtype`, token ids, `use_cache`, ...) are ignored.
 ///
@@ -48,7 +49,7 @@ public struct HuggingFaceConfig {
                 transformer = try Self.gpt2(fields)
                 (vocabSize, maxPositionEmbeddings) = (try fields.int("vocab_size"), try fields.int("n_positions"))
                 tiedEmbeddings = try fields.bool("tie_word_embeddings", default: true)
-            case .llama, .mistral, .qwen2, .qwen3:
+            case .llama, .mistral, .qwen2, .qwen3, .mixtral, .qwen2MoE, .qwen3MoE:
                 transformer = try Self.llamaFamily(fields, architecture)
                 (vocabSize, maxPositionEmbeddings) = (try fields.int("vocab_size"), try fields.int("max_position_embeddings"))
                 tiedEmbeddings = try fields.bool("tie_word_embeddings", default: false)
@@ -85,14 +86,15 @@ public struct HuggingFaceConfig {
     }
 
     /// LLaMA and its relatives: RMSNorm, SwiGLU, RoPE, no linear biases; Qwen2 adds q/k/v biases, Qwen3 a
-    /// per-head RMSNorm of queries and keys.
+    /// per-head RMSNorm of queries and keys; Mixtral, Qwen2-MoE and Qwen3-MoE are Mistral, Qwen2 and Qwen3 with
+    /// mixture-of-experts MLPs (`mixtureOfExperts`).
     static func llamaFamily(_ f: ConfigFields, _ architecture: HuggingFaceGPT.Architecture) throws -> TransformerConfig {
         switch try f.string("hidden_act", default: "silu") {
         case "silu", "swish": break
         case let other: throw f.refusal("hidden_act", "'\(other)' is not supported (silu)")
         }
         // Qwen2's q/k/v biases are built in; LLaMA and Qwen3 add them (and o_proj's) with attention_bias.
-        if architecture != .qwen2 && architecture != .mistral, try f.bool("attention_bias", default: false) {
+        if [.llama, .qwen3, .qwen3MoE].contains(architecture), try f.bool("attention_bias", default: false) {
             throw f.refusal("attention_bias", "true (biases on q/k/v/o projections without MLP biases) is not supported")
         }
         if architecture == .llama, try f.bool("mlp_bias", default: false) {
@@ -104,14 +106,17 @@ public struct HuggingFaceConfig {
             throw f.refusal("head_dim", "is absent and hidden_size \(hidden) is not divisible by num_attention_heads \(heads)")
         }
         let (base, scaling) = try rope(f)
+        let numLayers = try f.int("num_hidden_layers")
+        // Qwen2-MoE's q/k/v biases are on unless qkv_bias says otherwise.
+        let qkvBias = try architecture == .qwen2 || (architecture == .qwen2MoE && f.bool("qkv_bias", default: true))
         return try TransformerConfig(
-            numLayers: try f.int("num_hidden_layers"), hiddenSize: hidden, numAttentionHeads: heads,
+            numLayers: numLayers, hiddenSize: hidden, numAttentionHeads: heads,
             numQueryGroups: try f.optionalInt("num_key_value_heads") ?? heads, kvChannels: headDim,
             ffnHiddenSize: try f.int("intermediate_size"), normalization: .rmsNorm,
             layernormEpsilon: Float(try f.double("rms_norm_eps", default: 1e-6)), gatedLinearUnit: true,
-            activation: .silu, addBiasLinear: false, addQKVBias: architecture == .qwen2, qkLayernorm: architecture == .qwen3,
+            activation: .silu, addBiasLinear: false, addQKVBias: qkvBias, qkLayernorm: architecture.hasQKNorm,
             hiddenDropout: 0, attentionDropout: 0, positionEmbeddingType: .rope, rotaryBase: Float(base),
-            ropeScaling: scaling)
+            ropeScaling: scaling, moe: try mixtureOfExperts(f, architecture, numLayers: numLayers))
     }
 
     /// `rope_theta` and `rope_scaling` (transformers 4), or `rope_parameters` holding both (transformers 5).
@@ -146,9 +151,9 @@ public struct HuggingFaceConfig {
         guard let window = try f.optionalInt("sliding_window"), window < maxPositionEmbeddings else { return }
         let why = "sliding-window attention (sliding_window \(window) < max_position_embeddings \(maxPositionEmbeddings)) is not supported"
         switch architecture {
-        case .mistral:
+        case .mistral, .mixtral:
             throw f.refusal("sliding_window", "is set: \(why)")
-        case .qwen2, .qwen3:
+        case .qwen2, .qwen3, .qwen2MoE, .qwen3MoE:
             let fullLayers = try f.optionalInt("max_window_layers") ?? 0
             if try f.bool("use_sliding_window", default: false), fullLayers < transformer.numLayers {
                 throw f.refusal("use_sliding_window", "is true: \(why)")

@@ -8,7 +8,8 @@ enum HuggingFaceConfigSizes {
     /// The size keys of the architectures `HuggingFaceGPT` reads.
     static let keys = ["vocab_size", "n_embd", "n_layer", "n_head", "n_inner", "n_positions", "hidden_size",
                        "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size",
-                       "max_position_embeddings", "head_dim"]
+                       "max_position_embeddings", "head_dim", "num_local_experts", "num_experts", "num_experts_per_tok",
+                       "moe_intermediate_size", "shared_expert_intermediate_size", "decoder_sparse_step"]
 
     /// Throws when a size in `config` (read from `path`) is not a positive integer below 2^31, or when the model
     /// it describes needs more memory than `memoryBytes`.
@@ -47,7 +48,10 @@ enum HuggingFaceConfigSizes {
         // Learned position embeddings (GPT-2's n_positions); RoPE models keep no table for their positions.
         let positions = s["n_positions"] ?? 0
         let attention = hidden * headDim * (heads + 2 * groups) + heads * headDim * hidden
-        let mlp = (s["intermediate_size"] != nil ? 3 : 2) * hidden * ffn
+        // Mixtures of experts (counted as if every layer were one): Mixtral's experts are intermediate_size wide.
+        let experts = s["num_local_experts"] ?? s["num_experts"] ?? 0
+        let expertFFN = s["moe_intermediate_size"] ?? ffn, sharedFFN = s["shared_expert_intermediate_size"] ?? 0
+        let mlp = (s["intermediate_size"] != nil ? 3 : 2) * hidden * ffn + 3 * hidden * (experts * expertFFN + sharedFFN)
         return vocab * hidden * (tied ? 1 : 2) + positions * hidden + layers * (attention + mlp)
     }
 }

@@ -9,7 +9,9 @@ extension HuggingFaceGPT {
         let fits = Architecture.allCases.filter { differences(config, $0).isEmpty }
         if let preferred, fits.contains(preferred) { return preferred }
         if let first = fits.first { return first }
-        let nearest = Architecture.allCases.min { differences(config, $0).count < differences(config, $1).count }!
+        // The nearest among those with the same kind of MLP: a mixture of experts is never "nearly" dense.
+        let sameKind = Architecture.allCases.filter { $0.isMixtureOfExperts == (config.moe != nil) }
+        let nearest = sameKind.min { differences(config, $0).count < differences(config, $1).count }!
         throw CheckpointError("no Hugging Face architecture holds this model; the nearest, \(nearest.rawValue), differs in: \(differences(config, nearest).joined(separator: ", "))")
     }
 
@@ -35,16 +37,17 @@ extension HuggingFaceGPT {
             require(!c.qkLayernorm, "a query/key norm")
             require(c.numQueryGroups == c.numAttentionHeads, "grouped-query attention")
             require(c.kvChannels * c.numAttentionHeads == c.hiddenSize, "kv_channels x heads other than hidden_size")
-        case .llama, .mistral, .qwen2, .qwen3:
+        case .llama, .mistral, .qwen2, .qwen3, .mixtral, .qwen2MoE, .qwen3MoE:
             require(c.normalization == .rmsNorm, "LayerNorm instead of RMSNorm")
             require(c.gatedLinearUnit && c.activation == .silu, "an MLP other than SwiGLU")
             require(c.positionEmbeddingType == .rope, "positions other than RoPE")
             require(c.rotaryPercent == 1, "RoPE on part of each head (rotary_percent \(c.rotaryPercent))")
             require(!c.addBiasLinear, "biases on the output projection and the MLP")
-            require(c.addQKVBias == (architecture == .qwen2), c.addQKVBias ? "q/k/v biases" : "no q/k/v biases")
-            require(c.qkLayernorm == (architecture == .qwen3), c.qkLayernorm ? "a query/key norm" : "no query/key norm")
+            // Qwen2-MoE's config.json says whether it has them (qkv_bias).
+            require(architecture == .qwen2MoE || c.addQKVBias == architecture.hasQKVBias, c.addQKVBias ? "q/k/v biases" : "no q/k/v biases")
+            require(c.qkLayernorm == architecture.hasQKNorm, c.qkLayernorm ? "a query/key norm" : "no query/key norm")
         }
-        return found
+        return found + moeDifferences(c, architecture)
     }
 
     /// Megatron-named tensors renamed and split back into Hugging Face's names and layouts, with the
@@ -77,7 +80,7 @@ extension HuggingFaceGPT {
                 out[p + "mlp.c_fc.bias"] = try get(m + "mlp.linear_fc1.bias")
                 out[p + "mlp.c_proj.weight"] = try transposed(m + "mlp.linear_fc2.weight")
                 out[p + "mlp.c_proj.bias"] = try get(m + "mlp.linear_fc2.bias")
-            case .llama, .mistral, .qwen2, .qwen3:
+            case .llama, .mistral, .qwen2, .qwen3, .mixtral, .qwen2MoE, .qwen3MoE:
                 let p = "model.layers.\(i)."
                 out[p + "input_layernorm.weight"] = try get(m + "input_layernorm.weight")
                 (out[p + "self_attn.q_proj.weight"], out[p + "self_attn.k_proj.weight"], out[p + "self_attn.v_proj.weight"]) = (q, k, v)
@@ -91,11 +94,11 @@ extension HuggingFaceGPT {
                 }
                 out[p + "self_attn.o_proj.weight"] = try get(m + "self_attention.linear_proj.weight")
                 out[p + "post_attention_layernorm.weight"] = try get(m + "pre_mlp_layernorm.weight")
-                let fc1 = try get(m + "mlp.linear_fc1.weight")
-                let half = fc1.shape[0] / 2
-                out[p + "mlp.gate_proj.weight"] = fc1.narrowed(0, start: 0, length: half).contiguous()
-                out[p + "mlp.up_proj.weight"] = fc1.narrowed(0, start: half, length: half).contiguous()
-                out[p + "mlp.down_proj.weight"] = try get(m + "mlp.linear_fc2.weight")
+                if let moe = config.moe, moe.layers[i] {
+                    try putMoE(get, layer: i, moe, architecture, into: &out)
+                } else {
+                    try putSwiGLU(get, m + "mlp.", as: p + "mlp.", ["gate_proj", "up_proj", "down_proj"], into: &out)
+                }
             }
         }
         switch architecture {
@@ -104,7 +107,7 @@ extension HuggingFaceGPT {
             out["transformer.wpe.weight"] = try get("embedding.position_embeddings.weight")
             out["transformer.ln_f.weight"] = try get("decoder.final_layernorm.weight")
             out["transformer.ln_f.bias"] = try get("decoder.final_layernorm.bias")
-        case .llama, .mistral, .qwen2, .qwen3:
+        case .llama, .mistral, .qwen2, .qwen3, .mixtral, .qwen2MoE, .qwen3MoE:
             out["model.embed_tokens.weight"] = word
             out["model.norm.weight"] = try get("decoder.final_layernorm.weight")
         }
@@ -136,7 +139,7 @@ extension HuggingFaceGPT {
 
     /// The `config.json` transformers needs to rebuild the model as `architecture`: every field that the
     /// import reads, written explicitly (`rope_scaling`, biases, query/key norm, sliding windows off, tying,
-    /// dtype) so no transformers default can change the math.
+    /// dtype, the experts and their routing) so no transformers default can change the math.
     public static func configJSON(architecture: Architecture, config: TransformerConfig, vocabSize: Int,
                                   maxPositions: Int, tied: Bool) -> [String: Any] {
         var json: [String: Any] = [
@@ -153,7 +156,7 @@ extension HuggingFaceGPT {
                 "resid_pdrop": decimal(config.hiddenDropout), "embd_pdrop": decimal(config.hiddenDropout),
                 "attn_pdrop": decimal(config.attentionDropout), "scale_attn_weights": true,
             ]) { a, _ in a }
-        case .llama, .mistral, .qwen2, .qwen3:
+        case .llama, .mistral, .qwen2, .qwen3, .mixtral, .qwen2MoE, .qwen3MoE:
             json.merge([
                 "hidden_size": config.hiddenSize, "intermediate_size": config.ffnHiddenSize,
                 "num_hidden_layers": config.numLayers, "num_attention_heads": config.numAttentionHeads,
@@ -166,12 +169,12 @@ extension HuggingFaceGPT {
         switch architecture {
         case .gpt2: break
         case .llama: json.merge(["attention_bias": false, "mlp_bias": false]) { a, _ in a }
-        case .mistral: json["sliding_window"] = NSNull()
-        case .qwen2, .qwen3:
+        case .mistral, .mixtral: json["sliding_window"] = NSNull()
+        case .qwen2, .qwen3, .qwen2MoE, .qwen3MoE:
             json.merge(["use_sliding_window": false, "sliding_window": NSNull(), "max_window_layers": config.numLayers]) { a, _ in a }
-            if architecture == .qwen3 { json["attention_bias"] = false }
+            if architecture.hasQKNorm { json["attention_bias"] = false }
         }
-        return json
+        return json.merging(moeConfigJSON(architecture, config)) { _, moe in moe }
     }
 
     /// `rope_scaling` as transformers reads it (null without scaling).

@@ -2,9 +2,9 @@ import Foundation
 import MegatronAutograd
 import MegatronTensor
 
-/// Hugging Face checkpoints of GPT-2, LLaMA (2 and 3.x, with its `rope_scaling`), Mistral, Qwen2 and Qwen3
-/// (`config.json` + `model.safetensors`, or shards listed by `model.safetensors.index.json`) mapped to and
-/// from `GPTModel`'s Megatron parameter names.
+/// Hugging Face checkpoints of GPT-2, LLaMA (2 and 3.x, with its `rope_scaling`), Mistral, Qwen2 and Qwen3,
+/// and the mixtures of experts Mixtral, Qwen2-MoE and Qwen3-MoE (`config.json` + `model.safetensors`, or shards
+/// listed by `model.safetensors.index.json`) mapped to and from `GPTModel`'s Megatron parameter names.
 ///
 /// ```swift
 /// let hf = try HuggingFaceGPT.load(directory: URL(fileURLWithPath: "llama-tiny"))
@@ -14,6 +14,9 @@ public enum HuggingFaceGPT {
     /// The Hugging Face architectures (`model_type`) this build reads and writes.
     public enum Architecture: String, CaseIterable, Sendable {
         case gpt2, llama, mistral, qwen2, qwen3
+        case mixtral
+        case qwen2MoE = "qwen2_moe"
+        case qwen3MoE = "qwen3_moe"
 
         /// The class `architectures` names in `config.json`.
         public var modelClass: String {
@@ -23,8 +26,20 @@ public enum HuggingFaceGPT {
             case .mistral: "MistralForCausalLM"
             case .qwen2: "Qwen2ForCausalLM"
             case .qwen3: "Qwen3ForCausalLM"
+            case .mixtral: "MixtralForCausalLM"
+            case .qwen2MoE: "Qwen2MoeForCausalLM"
+            case .qwen3MoE: "Qwen3MoeForCausalLM"
             }
         }
+
+        /// Whether the architecture's MLPs are mixtures of experts.
+        public var isMixtureOfExperts: Bool { [.mixtral, .qwen2MoE, .qwen3MoE].contains(self) }
+
+        /// Q/K/V biases: Qwen2's always; Qwen2-MoE's unless its config.json sets `qkv_bias` false.
+        var hasQKVBias: Bool { self == .qwen2 || self == .qwen2MoE }
+
+        /// A per-head RMSNorm of queries and keys (Qwen3's).
+        var hasQKNorm: Bool { self == .qwen3 || self == .qwen3MoE }
     }
 
     /// A model built from a Hugging Face directory, with the unpadded vocabulary size.
@@ -97,7 +112,7 @@ public enum HuggingFaceGPT {
         switch config.architecture {
         case .gpt2:
             try gpt2State(&weights, config, into: &out)
-        case .llama, .mistral, .qwen2, .qwen3:
+        case .llama, .mistral, .qwen2, .qwen3, .mixtral, .qwen2MoE, .qwen3MoE:
             try llamaState(&weights, config, into: &out)
         }
         if !config.tiedEmbeddings {
@@ -160,12 +175,23 @@ public enum HuggingFaceGPT {
             }
             out[m + "self_attention.linear_proj.weight"] = try w.take(p + "self_attn.o_proj.weight", [h, rows["q_proj"]!])
             out[m + "pre_mlp_layernorm.weight"] = try w.take(p + "post_attention_layernorm.weight", [h])
-            out[m + "mlp.linear_fc1.weight"] = Ops.concat([try w.take(p + "mlp.gate_proj.weight", [ffn, h]),
-                                                           try w.take(p + "mlp.up_proj.weight", [ffn, h])], dim: 0)
-            out[m + "mlp.linear_fc2.weight"] = try w.take(p + "mlp.down_proj.weight", [h, ffn])
+            if let moe = config.moe, moe.layers[i] {
+                try takeMoE(&w, layer: i, moe, hf.architecture, hidden: h, into: &out)
+            } else {
+                try takeSwiGLU(&w, p + "mlp.", ["gate_proj", "up_proj", "down_proj"], hidden: h, ffn: ffn, as: m + "mlp.", into: &out)
+            }
             w.ignore(p + "self_attn.rotary_emb.inv_freq")   // a buffer older checkpoints saved
         }
         out["decoder.final_layernorm.weight"] = try w.take("norm.weight", [h])
+    }
+
+    /// A SwiGLU MLP's `gate`, `up`, `down` projections under `prefix` (`names` in that order) as Megatron's
+    /// `linear_fc1` ([gate; up]) and `linear_fc2` under `target`.
+    static func takeSwiGLU(_ w: inout HuggingFaceTensors, _ prefix: String, _ names: [String], hidden h: Int, ffn: Int,
+                           as target: String, into out: inout [String: Tensor]) throws {
+        out[target + "linear_fc1.weight"] = Ops.concat([try w.take(prefix + names[0] + ".weight", [ffn, h]),
+                                                        try w.take(prefix + names[1] + ".weight", [ffn, h])], dim: 0)
+        out[target + "linear_fc2.weight"] = try w.take(prefix + names[2] + ".weight", [h, ffn])
     }
 
     /// Interleaves separate Q, K, V (rows = output features) into Megatron's per-group [q heads, k, v] rows.

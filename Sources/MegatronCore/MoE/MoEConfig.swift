@@ -73,6 +73,9 @@ public struct MoEConfig: Sendable, Equatable, Codable {
     /// The size of the shared expert every token also goes through (`--moe-shared-expert-intermediate-size`);
     /// nil: none.
     public var sharedExpertIntermediateSize: Int?
+    /// The shared expert's output scaled by a per-token sigmoid gate (Megatron's `moe_shared_expert_gate`, as
+    /// Qwen2-MoE); nil (checkpoints written before it) or false: ungated.
+    public var sharedExpertGate: Bool?
 
     public init(numExperts: Int, ffnHiddenSize: Int, layers: [Bool]) {
         self.numExperts = numExperts
@@ -116,5 +119,7 @@ public struct MoEConfig: Sendable, Equatable, Codable {
                     "moe_pad_expert_input_to_capacity needs a positive moe_expert_capacity_factor")
         try require(sharedExpertIntermediateSize.map { $0 > 0 } ?? true,
                     "moe_shared_expert_intermediate_size must be positive")
+        try require(sharedExpertGate != true || sharedExpertIntermediateSize != nil,
+                    "moe_shared_expert_gate needs a shared expert (moe_shared_expert_intermediate_size)")
     }
 }

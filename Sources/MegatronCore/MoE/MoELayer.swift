@@ -17,7 +17,7 @@ public final class MoELayer: Module, FeedForward {
     public let router: TopKRouter
     /// All experts, on one rank.
     public let experts: SequentialExperts
-    public let sharedExperts: ExpertMLP?
+    public let sharedExperts: SharedExpertMLP?
 
     /// Under sequence parallelism every tensor-parallel rank holds the router and all experts whole and routes
     /// its own positions (the same results as Megatron's tensor-parallel experts); their gradients are then
@@ -29,7 +29,7 @@ public final class MoELayer: Module, FeedForward {
             ExpertMLP(config: config, ffnHiddenSize: moe.ffnHiddenSize, isExpert: true, generator: generator)
         })
         sharedExperts = moe.sharedExpertIntermediateSize.map {
-            ExpertMLP(config: config, ffnHiddenSize: $0, isExpert: false, generator: generator)
+            SharedExpertMLP(config: config, ffnHiddenSize: $0, gated: moe.sharedExpertGate == true, generator: generator)
         }
         if tensorParallel.sequenceParallel {
             for module in [router, experts] as [Module] + (sharedExperts.map { [$0] } ?? []) {

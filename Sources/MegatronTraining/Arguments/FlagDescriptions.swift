@@ -247,6 +247,7 @@ enum FlagDescriptions {
         "--moe-expert-capacity-factor": "Caps each expert at this factor of an even share; drops the rest.",
         "--moe-token-drop-policy": "Which tokens an over-capacity expert keeps: probs or position.",
         "--moe-pad-expert-input-to-capacity": "Every expert takes exactly its capacity, padded.",
+        "--moe-shared-expert-gate": "Scale the shared expert's output per token by a sigmoid gate (as Qwen2-MoE).",
         "--moe-shared-expert-intermediate-size": "Hidden size of a shared expert every token goes through.",
         "--moe-layer-freq": "MoE layers: every N-th from the first, or a list such as ([0]+[1]*3).",
         "--moe-grouped-gemm": "Accepted: the experts run one after another; the same result.",

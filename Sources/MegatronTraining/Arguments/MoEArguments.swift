@@ -28,6 +28,8 @@ extension PretrainArguments {
         moe.dropPolicy = MoEConfig.DropPolicy(rawValue: moeTokenDropPolicy) ?? .probs
         moe.padToCapacity = moePadExpertInputToCapacity
         moe.sharedExpertIntermediateSize = moeSharedExpertIntermediateSize
+        // As in Megatron, the gate only takes effect on a shared expert.
+        if moeSharedExpertGate && moeSharedExpertIntermediateSize != nil { moe.sharedExpertGate = true }
         return moe
     }
 

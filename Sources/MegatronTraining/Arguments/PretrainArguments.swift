@@ -97,6 +97,7 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var moeTokenDropPolicy = "probs"
     public var moePadExpertInputToCapacity = false
     public var moeSharedExpertIntermediateSize: Int?
+    public var moeSharedExpertGate = false
     /// `--moe-layer-freq` as given: `N` or a Python list expression (`"([0]+[1]*23)"`).
     public var moeLayerFreq: String?
 

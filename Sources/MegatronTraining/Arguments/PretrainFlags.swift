@@ -407,6 +407,7 @@ enum PretrainFlags {
         }, metavar: "probs|position", defaultText: { $0.moeTokenDropPolicy }),
         .set("--moe-pad-expert-input-to-capacity", \.moePadExpertInputToCapacity),
         .int("--moe-shared-expert-intermediate-size", \.moeSharedExpertIntermediateSize),
+        .set("--moe-shared-expert-gate", \.moeSharedExpertGate),
         .string("--moe-layer-freq", \.moeLayerFreq),
         .ignored("--moe-grouped-gemm", note: "the experts run one after another on one rank (Megatron's SequentialMLP); "
                  + "the same math as the grouped GEMM"),

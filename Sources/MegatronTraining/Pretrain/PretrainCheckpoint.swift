@@ -243,6 +243,7 @@ extension Pretrainer {
         // gated delta net
         ("--attention-output-gate", \.hasAttentionOutputGate),
         ("Gated DeltaNet (--experimental-attention-variant, --linear-*)", \.gatedDeltaNetLayout),
+        ("MoE (--num-experts, --moe-ffn-hidden-size, --moe-layer-freq, --moe-shared-expert-intermediate-size)", \.moeLayout),
     ]
 
     /// The `shapes` the metadata records match the shard's tensors.

@@ -8,7 +8,8 @@ struct Convert: ParsableCommand {
         abstract: "Convert GPT checkpoints between Hugging Face and Megatron layouts.",
         discussion: """
             --loader hf reads a Hugging Face directory (config.json and model.safetensors, or sharded with \
-            model.safetensors.index.json) of GPT-2, LLaMA (2, 3.x with rope_scaling), Mistral, Qwen2 or Qwen3; \
+            model.safetensors.index.json) of GPT-2, LLaMA (2, 3.x with rope_scaling), Mistral, Qwen2, Qwen3, \
+            Mixtral, Qwen2-MoE or Qwen3-MoE; \
             config.json fields that would change the model and are not supported are refused by name. \
             --saver megatron writes a release checkpoint that pretrain-gpt --load, generate and Megatron-LM read \
             (--ckpt-format torch_dist, the default; safetensors for this build's own layout), with the \
