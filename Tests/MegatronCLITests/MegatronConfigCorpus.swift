@@ -167,10 +167,7 @@ enum OutOfScopeFeatures {
         let checkpoints = config.flags.contains { $0.name == "--save" || $0.name == "--load" }
         var out: Set<String> = []
         for (name, values) in config.flags where values != ["false"] {
-            if name == "--pipeline-model-parallel-size" {
-                // Pipeline parallelism trains; its checkpoints are left to the checkpoint issue.
-                if checkpoints, let size = values.first.flatMap({ Int($0) }), size > 1 { out.insert(name) }
-            } else if sizes.contains(name) {
+            if sizes.contains(name) {
                 if let size = values.first.flatMap({ Int($0) }), size > 1 { out.insert(name) }
             } else if name == "--ckpt-format" {
                 if checkpoints, values != ["torch_dist"] { out.insert(name) }

@@ -2,7 +2,8 @@ import XCTest
 @testable import MegatronTraining
 
 /// The pipeline flags of `pretrain-gpt`: layouts Megatron refuses are errors naming the flags, virtual stages
-/// derived as Megatron derives them; checkpoints of pipeline stages are refused with the other unsupported features.
+/// derived as Megatron derives them; checkpoints of pipeline stages are saved in torch_dist, not in the one-file
+/// safetensors layout.
 final class PipelineArgumentTests: XCTestCase {
     private let base = "--num-layers 4 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
         + "--micro-batch-size 1 --train-iters 2 --lr 1e-4"
@@ -52,11 +53,15 @@ final class PipelineArgumentTests: XCTestCase {
         XCTAssertTrue(message("--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1").contains("1 micro-batches"))
     }
 
-    func testCheckpointsOfPipelineStagesAreRefused() {
-        XCTAssertEqual(message("--pipeline-model-parallel-size 2 --save ckpt --save-interval 1"), """
+    func testPipelineCheckpointsAreTorchDist() {
+        XCTAssertEqual(message("--pipeline-model-parallel-size 2 --save ckpt --save-interval 1 --load ckpt"), "no error")
+        XCTAssertEqual(message("--pipeline-model-parallel-size 2 --load ckpt --ckpt-format safetensors"), "no error")
+        XCTAssertTrue(message("--pipeline-model-parallel-size 2 --save ckpt --save-interval 1 --ckpt-format safetensors")
+            .hasPrefix("--ckpt-format safetensors with --pipeline-model-parallel-size 2: that layout is one file of the whole model"))
+        XCTAssertEqual(message("--pipeline-model-parallel-size 1 --save ckpt --save-interval 1 --ckpt-format safetensors"), "no error")
+        XCTAssertEqual(message("--pipeline-model-parallel-size 2 --save ckpt --save-interval 1 --ckpt-format torch"), """
             pretrain-gpt does not support these Megatron-LM features yet (remove their flags or run them in Megatron-LM):
-              checkpoints of pipeline stages (--save, --load): --pipeline-model-parallel-size 2
+              checkpoint formats (--ckpt-format): --ckpt-format torch
             """)
-        XCTAssertEqual(message("--pipeline-model-parallel-size 1 --save ckpt --save-interval 1"), "no error")
     }
 }

@@ -141,7 +141,8 @@ public enum GPTCheckpoint {
         manifest.vocabSize = vocabSize
         manifest.paddedVocabSize = model.vocabSize
         manifest.maxPositionEmbeddings = model.maxSequenceLength
-        manifest.untieEmbeddingsAndOutputWeights = model.outputLayer != nil
+        // Not `outputLayer != nil`: a pipeline stage other than the last has no output layer either way.
+        manifest.untieEmbeddingsAndOutputWeights = model.untieEmbeddingsAndOutputWeights
     }
 
     /// Saves the model's parameters as `model.<name>` tensors (or, with `torchDist`, as Megatron-LM's torch_dist

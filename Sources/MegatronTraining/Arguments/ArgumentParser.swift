@@ -38,7 +38,6 @@ public enum MegatronArgumentParser {
         var parse = CommandLineParse(reader: FlagReader(words: expansion.words))
         while let word = parse.reader.next() { parse.read(word) }
         parse.settleCheckpointFormatFlags()
-        parse.refusePipelineCheckpoints()
         parse.checkRequired()
         if let error = parse.problems.error { throw error }
         return ParsedCommandLine(arguments: parse.arguments, notes: expansion.notes + groupedNotes(parse.notes),

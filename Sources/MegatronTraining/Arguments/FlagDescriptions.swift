@@ -37,7 +37,7 @@ enum FlagDescriptions {
         "--use-rotary-position-embeddings": "Megatron's older spelling of --position-embedding-type rope.",
         // Parallelism.
         "--tensor-model-parallel-size": "Ranks each layer's weights are split over (needs megatron launch or torchrun).",
-        "--pipeline-model-parallel-size": "Pipeline stages (1F1B, or interleaved with virtual stages); checkpoints need 1 for now.",
+        "--pipeline-model-parallel-size": "Pipeline stages (1F1B, or interleaved with virtual stages); torch_dist checkpoints load into any pipeline size.",
         "--decoder-first-pipeline-num-layers": "Layers of the first pipeline stage (the rest split evenly).",
         "--decoder-last-pipeline-num-layers": "Layers of the last pipeline stage (the rest split evenly).",
         "--account-for-embedding-in-pipeline-split": "Count the embedding as a layer when splitting layers over stages.",

@@ -68,14 +68,3 @@ extension PretrainArguments {
         }
     }
 }
-
-extension CommandLineParse {
-    /// Once the whole line is read: a pipeline-parallel run that saves or loads is refused with the other
-    /// unsupported features, since checkpoints of pipeline stages are not written or read yet.
-    mutating func refusePipelineCheckpoints() {
-        let pp = arguments.pipelineModelParallelSize
-        guard pp > 1, arguments.save != nil || arguments.load != nil else { return }
-        problems.unsupported.append(UnsupportedFeature(feature: "checkpoints of pipeline stages (--save, --load)",
-                                                       usage: "--pipeline-model-parallel-size \(pp)"))
-    }
-}

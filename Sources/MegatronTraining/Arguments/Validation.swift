@@ -54,9 +54,10 @@ extension PretrainArguments {
             try require(seconds > 0, "--distributed-timeout-seconds-after-init must be positive, got \(seconds)")
         }
         _ = try pipelinePlacement()
-        try require(pipelineModelParallelSize == 1 || (save == nil && load == nil),
-                    "--save / --load with --pipeline-model-parallel-size \(pipelineModelParallelSize): checkpoints of pipeline "
-                        + "stages are not implemented yet; train without --save and --load, or with --pipeline-model-parallel-size 1")
+        try require(pipelineModelParallelSize == 1 || save == nil || ckptFormat != .safetensors,
+                    "--ckpt-format safetensors with --pipeline-model-parallel-size \(pipelineModelParallelSize): that layout is one file "
+                        + "of the whole model, which no rank holds under pipelining; save with --ckpt-format torch_dist (the default), "
+                        + "which each stage writes its part of")
         try require(contextParallelSize == 1, "--context-parallel-size \(contextParallelSize): context parallelism is not implemented yet")
         try require(expertModelParallelSize == 1, "--expert-model-parallel-size \(expertModelParallelSize): expert parallelism is not implemented yet")
         let tp = tensorModelParallelSize

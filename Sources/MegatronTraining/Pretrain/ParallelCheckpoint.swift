@@ -18,6 +18,34 @@ enum ParallelCheckpoint {
 
     static let vocabularyParameters = ["embedding.word_embeddings.weight", "output_layer.weight"]
 
+    /// Under pipeline parallelism, this rank's stage's dropout generator positions as a sharded object (the stage's
+    /// first tensor- and data-parallel rank writes it; Megatron keeps `rng_state` per stage so): each stage has
+    /// drawn its own dropout masks. None without pipelining: the manifest's `rng` holds the one model's.
+    static func stageRNGObjects(model: GPTModel, parallel: ParallelState) -> [(String, PickleValue)] {
+        guard parallel.pipeline.size > 1, parallel.tensorRank == 0, parallel.dataWithContext.rank == 0 else { return [] }
+        let value = PickleValue.stringDict([
+            ("dropout_offset", .int(Int(model.dropoutGenerator.offset))),
+            ("tensor_parallel_dropout_offset", .int(Int(model.dropoutRNG.tensorParallel.offset))),
+            ("dropout_seed", .int(Int(model.dropoutGenerator.seed))),
+        ])
+        return [(stageRNGKey(stage: parallel.pipelineRank, stages: parallel.pipeline.size), value)]
+    }
+
+    /// Stage `stage`'s dropout generator positions, as `stageRNGObjects` wrote them.
+    static func stageRNG(_ reader: DistributedCheckpointReader, stage: Int, stages: Int) throws -> CheckpointManifest.DropoutRNG {
+        let key = stageRNGKey(stage: stage, stages: stages)
+        let saved = try reader.object(key)
+        guard let dropout = saved["dropout_offset"]?.intValue, let tensorParallel = saved["tensor_parallel_dropout_offset"]?.intValue,
+              let seed = saved["dropout_seed"]?.intValue else {
+            throw CheckpointError("\(reader.directory.path): \(key) is not a stage's dropout RNG state (--no-load-rng skips it)")
+        }
+        return CheckpointManifest.DropoutRNG(dropoutOffset: dropout, tensorParallelDropoutOffset: tensorParallel, dropoutSeed: seed)
+    }
+
+    /// A sharded object's unique key, as Megatron's `ShardedObject` names them: offset and global shape in the
+    /// pipeline axis.
+    static func stageRNGKey(stage: Int, stages: Int) -> String { "megatron_swift_rng/shard_\(stage)_\(stages)" }
+
     /// This rank's model parameters and optimizer state in full (a collective over the tensor-parallel group).
     static func gather(model: GPTModel, optimizerState: [String: Tensor]) throws -> (model: [String: Tensor], optimizer: [String: Tensor]) {
         guard let comm = model.tensorParallel.communicator, comm.size > 1 else {
@@ -41,7 +69,7 @@ enum ParallelCheckpoint {
 
     /// This rank's slices of a full model state (vocabulary rows fitted to the model's padding first).
     static func modelSlice(_ full: [String: Tensor], for model: GPTModel) throws -> [String: Tensor] {
-        var state = full
+        var state = stagePart(full, of: model) { $0 }
         let rows = model.vocabSize
         for name in vocabularyParameters where state[name] != nil { state[name] = fitRows(state[name]!, to: rows) }
         let group = model.tensorParallel
@@ -51,8 +79,8 @@ enum ParallelCheckpoint {
 
     /// This rank's slices of a full optimizer state (`master.<param>`, `state<k>.<param>`).
     static func optimizerSlice(_ full: [String: Tensor], for model: GPTModel) throws -> [String: Tensor] {
-        var state = full
-        for (key, t) in full where vocabularyParameters.contains(where: { key.hasSuffix("." + $0) }) {
+        var state = stagePart(full, of: model) { key in key.firstIndex(of: ".").map { String(key[key.index(after: $0)...]) } ?? key }
+        for (key, t) in state where vocabularyParameters.contains(where: { key.hasSuffix("." + $0) }) {
             state[key] = fitRows(t, to: model.vocabSize)
         }
         let group = model.tensorParallel
@@ -60,6 +88,13 @@ enum ParallelCheckpoint {
         let shardings = try TensorParallelResharding.optimizerStateShardings(keys: state.keys,
                                                                              parameterShardings: model.tensorParallelShardings())
         return try TensorParallelResharding.shard(state, shardings: shardings, rank: group.rank, size: group.size)
+    }
+
+    /// The entries of a whole model's `state` for `model`'s pipeline stage: those whose `parameter` it holds.
+    static func stagePart(_ state: [String: Tensor], of model: GPTModel, parameter: (String) -> String) -> [String: Tensor] {
+        guard !model.stage.isWhole else { return state }
+        let held = Set(model.namedParameters().map(\.0))
+        return state.filter { held.contains(parameter($0.key)) }
     }
 
     /// `t` with `rows` rows: padding rows past the real vocabulary dropped, or zero rows added.

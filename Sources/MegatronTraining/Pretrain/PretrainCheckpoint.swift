@@ -32,7 +32,9 @@ extension Pretrainer {
             try asyncSaves?.wait()
             let chunks = try ParallelCheckpoint.chunks(model: model, optimizer: optimizer, parallel: parallel, stateNames: optimizerStateNames,
                                                        copied: asyncSaves != nil)
-            let job = try MegatronCheckpointFormat.prepareSharded(to: store, iteration: iteration, chunks: chunks, world: parallel.world, device: device,
+            let job = try MegatronCheckpointFormat.prepareSharded(to: store, iteration: iteration, chunks: chunks,
+                                                                  objects: ParallelCheckpoint.stageRNGObjects(model: model, parallel: parallel),
+                                                                  world: parallel.world, device: device,
                                                                   manifest: try manifest(shapes: [:], savedLayout: "sharded"),
                                                                   megatronArgs: megatronArgs)
             let finish = { [self, iteration] in
@@ -51,7 +53,8 @@ extension Pretrainer {
         let store = CheckpointDirectory(root: URL(fileURLWithPath: save))
         if let keep = arguments.keepLastCheckpoints { try store.prune(keep: keep, newest: iteration) }
         log(MegatronLogLines.savedCheckpoint(iteration: iteration, directory: save,
-                                             tensor: (parallel.tensorRank, parallel.tensor.size)))
+                                             tensor: (parallel.tensorRank, parallel.tensor.size),
+                                             pipeline: (parallel.pipelineRank, parallel.pipeline.size)))
         if let retain = arguments.saveRetainInterval, let previous, !previous.isRelease {
             try deleteUnretained(previous.iteration, every: retain, from: store, current: iteration)
         }
@@ -73,7 +76,7 @@ extension Pretrainer {
                                                      dropoutSeed: Int(model.dropoutGenerator.seed))
         manifest.args = try JSONValue(encoding: arguments)
         manifest.parallel = CheckpointManifest.ParallelLayout(
-            tensorModelParallelSize: parallel.tensor.size, pipelineModelParallelSize: 1,
+            tensorModelParallelSize: parallel.tensor.size, pipelineModelParallelSize: parallel.pipeline.size,
             dataParallelSize: parallel.data.size, savedLayout: savedLayout)
         manifest.shapes = tensors.isEmpty ? nil : tensors.mapValues { $0.shape }
         manifest.optParamScheduler = schedule.scheduler.state()
@@ -154,7 +157,7 @@ extension Pretrainer {
                 + "scheduler and RNG state are not (starting them fresh, as --no-load-optim --no-load-rng)")
         } else {
             if !arguments.noLoadOptim { try restoreOptimizer(checkpoint, reader: sharded?.reader) }
-            if !arguments.noLoadRNG { try restoreRNG(checkpoint) }
+            if !arguments.noLoadRNG { try restoreRNG(checkpoint, reader: sharded?.reader) }
         }
         iteration = checkpoint.iteration
         consumedSamples = progress.consumedSamples
@@ -164,7 +167,8 @@ extension Pretrainer {
             lastSavedIteration = iteration
         }
         log(MegatronLogLines.loadedCheckpoint(directory: store.root.path, iteration: checkpoint.iteration,
-                                              tensor: (parallel.tensorRank, parallel.tensor.size))
+                                              tensor: (parallel.tensorRank, parallel.tensor.size),
+                                              pipeline: (parallel.pipelineRank, parallel.pipeline.size))
             + (arguments.noLoadOptim ? " (model only: --no-load-optim)" : ""))
     }
 
@@ -195,9 +199,23 @@ extension Pretrainer {
         }
     }
 
-    /// The dropout generators' positions.
-    func restoreRNG(_ checkpoint: LoadedCheckpoint) throws {
-        let rng = try checkpoint.metadata.decode(SavedRNG.self).rng
+    /// The dropout generators' positions: the manifest's, or under pipeline parallelism this stage's (`reader`'s
+    /// sharded object). Each stage's stand elsewhere, so a checkpoint of another pipeline size gives none and the
+    /// run keeps its own, as Megatron-LM ignores the RNG state when (TP, PP) changed.
+    func restoreRNG(_ checkpoint: LoadedCheckpoint, reader: DistributedCheckpointReader? = nil) throws {
+        let savedStages = try checkpoint.metadata.decode(SavedLayout.self).parallel?.pipelineModelParallelSize ?? 1
+        guard savedStages == parallel.pipeline.size else {
+            log("WARNING: --pipeline-model-parallel-size \(parallel.pipeline.size) but the checkpoint was saved with \(savedStages): "
+                + "RNG state will be ignored")
+            return
+        }
+        let rng: CheckpointManifest.DropoutRNG
+        if savedStages > 1 {
+            guard let reader else { throw checkpoint.metadata.invalid("pipeline_model_parallel_size", "is \(savedStages) in a checkpoint not sharded") }
+            rng = try ParallelCheckpoint.stageRNG(reader, stage: parallel.pipelineRank, stages: savedStages)
+        } else {
+            rng = try checkpoint.metadata.decode(SavedRNG.self).rng
+        }
         guard rng.dropoutOffset >= 0, rng.tensorParallelDropoutOffset >= 0 else {
             throw checkpoint.metadata.invalid("rng", "holds a negative offset")
         }

@@ -27,8 +27,9 @@ public enum MegatronGPTLayout {
 
     /// The torch_dist placement of every parameter of `shapes` (our names, per layer, global shapes): the layers
     /// stacked when every layer present has the same parameters and shapes, else kept per layer. A pipeline stage
-    /// passes its own layers (global indices): they are its boxes of the layer axis.
-    public static func placements(_ shapes: [String: [Int]], numLayers: Int) throws -> [String: Placement] {
+    /// passes its own layers (global indices): they are its boxes of the layer axis; and `homogeneous`, whether the
+    /// whole model's layers are alike, since the few it holds may be alike where the model's are not.
+    public static func placements(_ shapes: [String: [Int]], numLayers: Int, homogeneous wholeModel: Bool? = nil) throws -> [String: Placement] {
         var layers = [String: [Int: [Int]]]()
         var perLayer = [Int: Set<String>]()
         for (name, shape) in shapes {
@@ -37,7 +38,7 @@ public enum MegatronGPTLayout {
             layers[teName(rest), default: [:]][layer] = shape
             perLayer[layer, default: []].insert(teName(rest))
         }
-        let homogeneous = Set(perLayer.values).count <= 1 && layers.values.allSatisfy { Set($0.values).count == 1 }
+        let homogeneous = wholeModel ?? (Set(perLayer.values).count <= 1 && layers.values.allSatisfy { Set($0.values).count == 1 })
         var out: [String: Placement] = [:]
         for name in shapes.keys {
             guard let (layer, rest) = splitLayer(name) else { out[name] = Placement(key: name, layer: nil); continue }

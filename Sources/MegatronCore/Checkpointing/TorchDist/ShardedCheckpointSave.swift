@@ -29,7 +29,9 @@ extension MegatronCheckpointFormat {
 
     /// The collective first step of a sharded save (rank 0 makes the staging directory, every rank waits for it)
     /// and the rest, which needs no collective: `ShardedSaveJob.run`, on a background thread for `--async-save`.
-    public static func prepareSharded(to store: CheckpointDirectory, iteration: Int, chunks: [DistributedCheckpoint.Chunk], world: Communicator,
+    /// `objects`: this rank's own non-tensor state (Megatron's sharded objects, keys unique over the ranks).
+    public static func prepareSharded(to store: CheckpointDirectory, iteration: Int, chunks: [DistributedCheckpoint.Chunk],
+                                      objects: [(String, PickleValue)] = [], world: Communicator,
                                       device: Device = .cpu, manifest: CheckpointManifest,
                                       megatronArgs: [(String, PickleValue)] = []) throws -> ShardedSaveJob {
         let name = CheckpointDirectory.iterationName(iteration)
@@ -41,7 +43,7 @@ extension MegatronCheckpointFormat {
             try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: false)
         }
         return ShardedSaveJob(store: store, name: name, staging: staging, rank: world.rank, ranks: world.size, iteration: iteration,
-                              chunks: chunks, manifest: manifest, megatronArgs: megatronArgs)
+                              chunks: chunks, objects: objects, manifest: manifest, megatronArgs: megatronArgs)
     }
 
     static func indexName(_ rank: Int) -> String { ".__\(rank)_0.index.json" }
@@ -112,6 +114,7 @@ public struct ShardedSaveJob {
     let staging: URL
     let rank: Int, ranks: Int, iteration: Int
     let chunks: [DistributedCheckpoint.Chunk]
+    let objects: [(String, PickleValue)]
     let manifest: CheckpointManifest
     let megatronArgs: [(String, PickleValue)]
 
@@ -121,7 +124,7 @@ public struct ShardedSaveJob {
     public func run() throws {
         let file = "__\(rank)_0.distcp"
         do {
-            let entries = try DistributedCheckpoint.writeFile(file, objects: [], chunks: chunks, in: staging)
+            let entries = try DistributedCheckpoint.writeFile(file, objects: objects, chunks: chunks, in: staging)
             let index = MegatronCheckpointFormat.RankFileIndex(
                 entries: entries, file: file, fingerprint: try CheckpointDirectory.fingerprint(staging.appendingPathComponent(file)))
             // Renamed into place, not written there: rank 0 polls for the name and must never read a half-written index.

@@ -20,14 +20,13 @@ public enum ShardedGPTCheckpoint {
     public static func chunks(model: GPTModel, optimizer: TrainingOptimizer, layout: ShardedGPTLayout, firstReplica: Bool,
                               stateNames: [String], copied: Bool = false) throws -> [DistributedCheckpoint.Chunk] {
         var chunks: [DistributedCheckpoint.Chunk] = []
-        let writesDuplicated = layout.tensorRank == 0
         if firstReplica {
-            for (name, p) in model.namedParameters() where writesDuplicated || !layout.isDuplicated(name) {
+            for (name, p) in model.namedParameters() where layout.writes(name) {
                 chunks += pieces("", name, ShardBox(whole: p.shape), values: p, layout, copied)
             }
         }
         if let distributed = optimizer.distributed {
-            for piece in distributed.ownedState() where writesDuplicated || !layout.isDuplicated(piece.parameter) {
+            for piece in distributed.ownedState() where layout.writes(piece.parameter) {
                 let prefix = try optimizerPrefix(piece.key, stateNames)
                 var start = 0
                 for box in ShardBox.covering(flat: piece.parameterRange, of: piece.parameterShape) {
@@ -39,7 +38,7 @@ public enum ShardedGPTCheckpoint {
         } else if firstReplica {
             for (key, t) in try optimizer.stateTensors().sorted(by: { $0.key < $1.key }) {
                 let name = try parameterName(key)
-                guard writesDuplicated || !layout.isDuplicated(name) else { continue }
+                guard layout.writes(name) else { continue }
                 chunks += pieces(try optimizerPrefix(key, stateNames), name, ShardBox(whole: t.shape), values: t, layout, copied)
             }
         }

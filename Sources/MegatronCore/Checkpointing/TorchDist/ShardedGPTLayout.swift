@@ -3,6 +3,7 @@ import MegatronTensor
 /// Where one tensor-parallel rank's parameters lie in a GPT model's torch_dist checkpoint: each parameter's key,
 /// its global shape (the single-rank one, layers stacked) and, for any box of the rank's local tensor, the boxes of
 /// the global tensor it is. Saving writes those boxes; loading reads them back at whatever layout saved them.
+/// A pipeline stage's layers keep their global numbers, so every pipeline layout writes the single-rank checkpoint.
 ///
 /// ```swift
 /// let layout = try ShardedGPTLayout(model: model, tensorRank: 1, tensorSize: 2)
@@ -17,6 +18,9 @@ public struct ShardedGPTLayout {
     let localShapes: [String: [Int]]
     let placements: [String: MegatronGPTLayout.Placement]
     let parameterShapes: [String: [Int]]
+    /// Parameters this rank holds as a copy of another stage's, which that stage writes: the last stage's word
+    /// embeddings when the output layer is tied to them (Megatron saves them once, from the first stage).
+    let copiesOfOtherStages: Set<String>
 
     public init(model: GPTModel, tensorRank: Int, tensorSize: Int) throws {
         (self.tensorRank, self.tensorSize, numLayers) = (tensorRank, tensorSize, model.config.numLayers)
@@ -29,7 +33,15 @@ public struct ShardedGPTLayout {
             global[name] = shape
         }
         parameterShapes = global
-        placements = try MegatronGPTLayout.placements(global, numLayers: numLayers)
+        placements = try MegatronGPTLayout.placements(global, numLayers: numLayers,
+                                                      homogeneous: model.stage.isWhole ? nil : Self.layersAlike(model.config))
+        copiesOfOtherStages = model.stage.preProcess || model.wordEmbeddings == nil ? [] : ["embedding.word_embeddings.weight"]
+    }
+
+    /// Whether every layer of a `config` model has the same parameters (no mixture-of-experts or Gated DeltaNet
+    /// layers among other kinds), as `MegatronGPTLayout.placements` decides from a whole model's shapes.
+    static func layersAlike(_ config: TransformerConfig) -> Bool {
+        Set((0..<config.numLayers).map { [config.isMoELayer($0), config.isGatedDeltaNetLayer($0)] }).count <= 1
     }
 
     /// The parameters of this rank, by name.
@@ -37,6 +49,13 @@ public struct ShardedGPTLayout {
 
     /// Whether every tensor-parallel rank holds parameter `name` whole (one of them writes it).
     public func isDuplicated(_ name: String) -> Bool { (shardings[name] ?? .duplicated) == .duplicated }
+
+    /// Whether this rank writes its boxes of parameter `name` (and of its optimizer state), given that its data-parallel
+    /// replica group writes it: the first tensor-parallel rank writes a duplicated parameter, and the stage owning a
+    /// tied copy writes it, not the copy's.
+    public func writes(_ name: String) -> Bool {
+        (tensorRank == 0 || !isDuplicated(name)) && !copiesOfOtherStages.contains(name)
+    }
 
     /// The torch_dist key of parameter `name`.
     public func key(of name: String) -> String { placements[name]!.key }
