@@ -1,8 +1,9 @@
 /// Conversions between fp32 and the narrow floating-point storage formats, all rounding to nearest even.
 ///
 /// bf16 is the top half of an fp32; fp8 follows the OCP formats as PyTorch's `float8_e4m3fn` (no infinities,
-/// one NaN pattern per sign, max 448) and `float8_e5m2` (IEEE-like, max 57344). Overflow gives NaN for e4m3
-/// and infinity for e5m2, as PyTorch's casts do.
+/// one NaN pattern per sign, max 448) and `float8_e5m2` (IEEE-like, max 57344); NaN is written as 0x7F / 0xFF in
+/// both, as PyTorch writes it. Overflow gives NaN for e4m3 and infinity for e5m2 (PyTorch 2.13's CPU cast saturates
+/// e4m3 instead, as the saturating `Ops.scaledCast` does: FP8ReferenceTests).
 public enum FloatFormats {
     /// fp32 -> bf16 bits, round to nearest even; NaN stays a quiet NaN.
     @inline(__always)
@@ -27,8 +28,7 @@ public enum FloatFormats {
     /// fp32 -> fp8 with `exponentBits` / `mantissaBits`; e4m3fn when `hasInfinity` is false.
     static func float8Bits(_ x: Float, exponentBits: Int, mantissaBits: Int, hasInfinity: Bool) -> UInt8 {
         let sign: UInt8 = x.sign == .minus ? 0x80 : 0
-        let nanBits: UInt8 = hasInfinity ? 0x7E : 0x7F
-        if x.isNaN { return sign | nanBits }
+        if x.isNaN { return sign | 0x7F }   // both formats' NaN code as PyTorch writes it
         let bias = (1 << (exponentBits - 1)) - 1
         let maxExponentField = hasInfinity ? (1 << exponentBits) - 2 : (1 << exponentBits) - 1
         let maxMantissaAtTop = hasInfinity ? (1 << mantissaBits) - 1 : (1 << mantissaBits) - 2

@@ -149,7 +149,8 @@ enum OutOfScopeFeatures {
         ("mixture of experts", #"^--moe-(?!(ffn-hidden-size|router-(topk|score-function|pre-softmax|topk-scaling-factor|num-groups|group-topk|load-balancing-type|enable-expert-bias|bias-update-rate|dtype)|aux-loss-coeff|z-loss-coeff|expert-capacity-factor|token-drop-policy|pad-expert-input-to-capacity|shared-expert-intermediate-size|shared-expert-gate|layer-freq|grouped-gemm|permute-fusion|token-dispatcher-type)$).*$"#),
         // --rotary-scaling-factor, --mscale and --mscale-all-dim are also YaRN's settings, which work here.
         ("multi-latent attention", #"^--(multi-latent-attention|q-lora-rank|kv-lora-rank|qk-head-dim|qk-pos-emb-head-dim|v-head-dim|cache-mla-latents)$"#),
-        ("FP8", #"^--fp8-.*$"#),
+        // --fp8-format, --fp8-recipe delayed / tensorwise, --fp8-margin and the amax flags work (FP8Arguments.swift).
+        ("FP8", #"^--fp8-(param-gather|interval|quantizer-factory|output-proj)$"#),
         // --ckpt-format torch_dist and --async-save work; Megatron's other formats (torch, torch_dcp...) are not written here.
         (checkpointFormats, #"^--(auto-detect-ckpt-format|dist-ckpt-.*|use-dist-ckpt|async-strategy|async-ckpt-.*|use-persistent-ckpt-worker|ckpt-fully-parallel-.*|no-ckpt-fully-parallel-save|ckpt-assume-constant-structure|non-persistent-.*)$"#),
         ("checkpoint conversion", #"^--ckpt-convert-.*$"#),

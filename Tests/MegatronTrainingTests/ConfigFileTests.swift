@@ -141,7 +141,7 @@ final class ConfigFileTests: XCTestCase {
     /// In the nested shape, a field set away from its default asks for its feature: refused with the others.
     func testNestedYAMLRefusesFeaturesItTurnsOn() throws {
         let path = try write("""
-            language_model: {num_layers: 2, hidden_size: 64, num_attention_heads: 4, fp8: hybrid}
+            language_model: {num_layers: 2, hidden_size: 64, num_attention_heads: 4, fp8: hybrid, fp8_interval: 2}
             model_parallel: {expert_model_parallel_size: 8}
             micro_batch_size: 1
             seq_length: 16
@@ -154,7 +154,7 @@ final class ConfigFileTests: XCTestCase {
             XCTAssertEqual("\($0)", """
                 pretrain-gpt does not support these Megatron-LM features yet (remove their flags or run them in Megatron-LM):
                   batch-size ramp-up: --decrease-batch-size-if-needed
-                  FP8: --fp8-format hybrid
+                  FP8: --fp8-interval 2
                   mixture of experts: --expert-model-parallel-size 8
                 """)
         }

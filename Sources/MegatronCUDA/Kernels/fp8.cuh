@@ -12,7 +12,7 @@ template <int EXPONENT_BITS, int MANTISSA_BITS, bool HAS_INFINITY>
 __device__ __forceinline__ unsigned char float_to_fp8(float x) {
     const int bias = (1 << (EXPONENT_BITS - 1)) - 1;
     const int min_normal_exponent = 1 - bias;
-    const unsigned char nan_code = HAS_INFINITY ? 0x7e : 0x7f;
+    const unsigned char nan_code = 0x7f;   // both formats' NaN code as PyTorch writes it (S.1111.111, S.11111.11)
     const unsigned char overflow_code = HAS_INFINITY ? 0x7c : 0x7f;
     const float max_finite = HAS_INFINITY ? 57344.0f : 448.0f;
     const unsigned int bits = __float_as_uint(x);

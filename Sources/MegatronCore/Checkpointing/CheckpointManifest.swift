@@ -45,6 +45,8 @@ public struct CheckpointManifest: Codable, Equatable {
     public var shapes: [String: [Int]]?
     public var optParamScheduler: OptimizerParamScheduler.State?
     public var gradScaler: DynamicGradScaler.State?
+    /// Delayed FP8 scaling's per-tensor states (amax history, scale) by `<linear layer path>.<input|weight|grad_output>`.
+    public var fp8Scaling: [String: FP8ScalingState]?
 
     public init() {}
 
@@ -57,6 +59,7 @@ public struct CheckpointManifest: Codable, Equatable {
         case consumedSamples = "consumed_samples", numFloatingPointOperationsSoFar = "num_floating_point_operations_so_far"
         case optimizerSteps = "optimizer_steps", rng, args, parallel, shapes
         case optParamScheduler = "opt_param_scheduler", gradScaler = "grad_scaler"
+        case fp8Scaling = "fp8_scaling"
     }
 
     /// The tokenizer a conversion copied into the checkpoint: its type and its files, relative to the checkpoint's root.

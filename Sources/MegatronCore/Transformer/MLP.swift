@@ -34,7 +34,8 @@ public final class MLP: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor { runForward { feedForward(x) } }
 
     private func feedForward(_ x: Tensor) -> Tensor {
-        if !config.gatedLinearUnit, config.activation == .gelu { return geluMLP(x) }
+        // FP8 layers quantize between the GEMMs, so the GeLU cannot ride in their epilogues.
+        if !config.gatedLinearUnit, config.activation == .gelu, linearFC1.fp8 == nil, linearFC2.fp8 == nil { return geluMLP(x) }
         let h = linearFC1(x)
         if let unit = config.gatedUnit { return linearFC2(activationOf: h, .glu(unit)) }
         switch (config.gatedLinearUnit, config.activation) {

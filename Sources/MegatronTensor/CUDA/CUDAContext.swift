@@ -34,6 +34,7 @@ public final class CUDAContext: @unchecked Sendable {
     public let gemmReductionPrecision: GemmReductionPrecision
     private let lazyLock = NSLock()
     private var gemmHandle: CublasLtGemm?
+    private var fp8GemmHandle: CublasLtFP8Gemm?
     private var cudnnAttentionHandle: Result<CuDNNAttention, Error>?
 
     init(ordinal: Int, environment: [String: String]) throws {
@@ -63,6 +64,16 @@ public final class CUDAContext: @unchecked Sendable {
         if let gemmHandle { return gemmHandle }
         let made = try CublasLtGemm(device: device, allocator: allocator, reductionPrecision: gemmReductionPrecision)
         gemmHandle = made
+        return made
+    }
+
+    /// cuBLASLt's FP8 GEMMs, opened on the first FP8 product.
+    public func fp8Gemm() throws -> CublasLtFP8Gemm {
+        lazyLock.lock()
+        defer { lazyLock.unlock() }
+        if let fp8GemmHandle { return fp8GemmHandle }
+        let made = try CublasLtFP8Gemm(device: device, allocator: allocator)
+        fp8GemmHandle = made
         return made
     }
 

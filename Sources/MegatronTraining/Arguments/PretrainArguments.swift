@@ -101,6 +101,19 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     /// `--moe-layer-freq` as given: `N` or a Python list expression (`"([0]+[1]*23)"`).
     public var moeLayerFreq: String?
 
+    // FP8 (FP8Arguments.swift).
+    /// `--fp8-format`: FP8 is off without it.
+    public var fp8Format: FP8Recipe.Format?
+    public var fp8Recipe: FP8Recipe.Scaling = .delayed
+    public var fp8Margin = 0
+    public var fp8AmaxHistoryLen = 1
+    public var fp8AmaxComputeAlgo: FP8Recipe.AmaxComputeAlgo = .mostRecent
+    /// Off with `--no-fp8-wgrad`.
+    public var fp8Wgrad = true
+    public var firstLastLayersBF16 = false
+    public var numLayersAtStartInBF16 = 1
+    public var numLayersAtEndInBF16 = 1
+
     // Batch and iterations.
     public var microBatchSize = 8
     public var globalBatchSize: Int?

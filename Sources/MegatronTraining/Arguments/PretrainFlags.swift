@@ -414,7 +414,7 @@ enum PretrainFlags {
         .ignored("--moe-permute-fusion", note: "tokens are permuted unfused; the same result"),
         .ignored("--moe-token-dispatcher-type", choices: ["allgather", "alltoall"],
                  note: "with expert parallelism 1 every dispatcher keeps the tokens on their rank; the same result"),
-    ]
+    ] + fp8
 
     static let fusionNote = "no effect: Megatron's kernel-fusion switches; this build runs its own fused kernels, with the same math"
     static let profileNote = "no effect: this build opens no CUDA profiler range; profile the whole run (nsys without "

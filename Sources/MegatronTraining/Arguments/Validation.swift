@@ -36,6 +36,7 @@ extension PretrainArguments {
         try validateLogging()
         try validateCommunicationOverlap()
         _ = try transformerConfig()
+        _ = try fp8TrainingRecipe()
     }
 
     /// The parallel settings on their own (the world size is checked where the world is known).

@@ -13,6 +13,7 @@ extension Pretrainer {
     func saveCheckpoint() throws {
         guard let save = arguments.save else { return }
         try optimizer.finishParameterUpdates()
+        settleFP8Scaling()
         lastSavedIteration = iteration
         let store = CheckpointDirectory(root: URL(fileURLWithPath: save))
         let previous = parallel.world.rank == 0 && arguments.saveRetainInterval != nil ? try store.latest() : nil
@@ -81,6 +82,7 @@ extension Pretrainer {
         manifest.shapes = tensors.isEmpty ? nil : tensors.mapValues { $0.shape }
         manifest.optParamScheduler = schedule.scheduler.state()
         manifest.gradScaler = (gradScaler as? DynamicGradScaler)?.state()
+        manifest.fp8Scaling = fp8ScalingForCheckpoint()
         GPTCheckpoint.describe(model, vocabSize: vocabularySize, in: &manifest)
         return manifest
     }
@@ -158,6 +160,7 @@ extension Pretrainer {
         } else {
             if !arguments.noLoadOptim { try restoreOptimizer(checkpoint, reader: sharded?.reader) }
             if !arguments.noLoadRNG { try restoreRNG(checkpoint, reader: sharded?.reader) }
+            try restoreFP8Scaling(checkpoint)
         }
         iteration = checkpoint.iteration
         consumedSamples = progress.consumedSamples

@@ -118,6 +118,7 @@ public final class Pretrainer {
         }
         let model = try makeModel(tensorParallel)
         self.model = model
+        try Self.enableFP8(arguments, on: model, device: device, parallel: parallel, log: self.log)
         reporter.rankLog(MegatronLogLines.parameterCount(tensorRank: tensorParallel.rank, pipelineRank: parallel.pipelineRank,
                                                           count: model.namedParameters().map { $0.1.count }.reduce(0, +)))
         self.log("> device: \(device)")

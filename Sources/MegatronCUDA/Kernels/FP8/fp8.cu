@@ -108,3 +108,44 @@ __device__ __forceinline__ void abs_max(unsigned int *out, const T *in, long lon
         abs_max(out, in, n, vectorized);                                                                      \
     }
 FOR_EACH_FLOAT_TYPE(AMAX_KERNEL)
+
+// Per-tensor scale updates (FP8ScaleKernels.swift), one thread each, the math of FP8ScaleMath on the host.
+// Delayed scaling (Transformer Engine's delayed_scaling.cu): `history` is the amax window with *amax the step's
+// amax in its slot 0; the amax scaled by is that (use_max 0) or the window's maximum (use_max 1); new_history
+// is the window rolled one slot toward its front (new[i] = old[i+1], new[last] = old[0]) with slot 0 zeroed;
+// the scale becomes (fp8_max / amax) / 2^margin when amax is finite and positive, else stays.
+extern "C" __global__ void fp8_delayed_scale_update(float *new_history, float *new_scale, float *new_scale_inv,
+                                                    const float *history, const float *amax, const float *scale,
+                                                    int length, float fp8_max, float margin, int use_max) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    const float latest = *amax;
+    float window = latest;
+    if (use_max) {
+        bool nan = latest != latest;   // fmaxf drops NaNs; a NaN in the window keeps the scale, as on the host
+        for (int i = 1; i < length; i++) {
+            window = fmaxf(window, history[i]);
+            nan = nan || history[i] != history[i];
+        }
+        if (nan) window = __int_as_float(0x7fc00000);
+    }
+    for (int i = 0; i + 1 < length; i++) new_history[i] = history[i + 1];
+    new_history[length - 1] = latest;
+    new_history[0] = 0.0f;
+    float s = *scale;
+    if (isfinite(window) && window > 0.0f) {
+        s = __fdiv_rn(__fdiv_rn(fp8_max, window), exp2f(margin));
+        if (isinf(s)) s = 3.402823466e38f;
+    }
+    *new_scale = s;
+    *new_scale_inv = __frcp_rn(s);
+}
+
+// Current (tensorwise) scaling (TE's compute_scale_from_amax): fp8_max / amax, 1 when amax is 0, inf or NaN.
+extern "C" __global__ void fp8_current_scale(float *scale, float *scale_inv, const float *amax, float fp8_max) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    const float a = fmaxf(*amax, 0.0f);
+    float s = isfinite(a) && a > 0.0f ? __fdiv_rn(fp8_max, a) : 1.0f;
+    if (isinf(s)) s = 3.402823466e38f;
+    *scale = s;
+    *scale_inv = __frcp_rn(s);
+}

@@ -22,6 +22,8 @@ public final class ColumnParallelLinear: Module {
     public let sharding: TensorParallelSharding
     /// Whether to all-gather the outputs so every rank gets all of them.
     public let gatherOutput: Bool
+    /// The FP8 scaling of this layer's GEMMs when it runs in FP8 (`GPTModel.enableFP8`); nil: in its dtype.
+    public var fp8: FP8LinearQuantizer?
 
     /// `sections` (whole lengths adding up to `outFeatures`) splits each section separately.
     public init(inFeatures: Int, outFeatures: Int, bias: Bool = true, splitHalves: Bool = false, sections: [Int]? = nil,
@@ -49,7 +51,9 @@ public final class ColumnParallelLinear: Module {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         runForward {
-            let y = Functional.linear(Self.enter(x, group), weight: weight, bias: bias)
+            let input = Self.enter(x, group)
+            let y = fp8.map { Functional.fp8Linear(input, weight: weight, bias: bias, quantizer: $0) }
+                ?? Functional.linear(input, weight: weight, bias: bias)
             return gatherOutput ? TensorParallelMappings.gatherFromRegion(y, group) : y
         }
     }

@@ -19,6 +19,8 @@ public final class RowParallelLinear: Module {
     public let weight: Tensor
     public let bias: Tensor?
     public let group: TensorParallelGroup
+    /// The FP8 scaling of this layer's GEMMs when it runs in FP8 (`GPTModel.enableFP8`); nil: in its dtype.
+    public var fp8: FP8LinearQuantizer?
 
     public init(inFeatures: Int, outFeatures: Int, bias: Bool = true, initMethod: InitMethod = .normal(std: 0.02),
                 dtype: DType = .float32, group: TensorParallelGroup = .single, generator: PhiloxGenerator) {
@@ -39,13 +41,19 @@ public final class RowParallelLinear: Module {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        forward { Functional.linear(x, weight: weight, bias: $0) }
+        forward { bias in
+            fp8.map { Functional.fp8Linear(x, weight: weight, bias: bias, quantizer: $0) }
+                ?? Functional.linear(x, weight: weight, bias: bias)
+        }
     }
 
     /// `self(activation(x))` with the activation recomputed in backward rather than kept
     /// (`Functional.linear(activationOf:)`): the MLP's `linear_fc2` over `linear_fc1`'s output.
     public func callAsFunction(activationOf x: Tensor, _ activation: RecomputedActivation) -> Tensor {
-        forward { Functional.linear(activationOf: x, activation, weight: weight, bias: $0) }
+        forward { bias in
+            fp8.map { Functional.fp8Linear(x, activation: activation, weight: weight, bias: bias, quantizer: $0) }
+                ?? Functional.linear(activationOf: x, activation, weight: weight, bias: bias)
+        }
     }
 
     /// The local product `linear(bias)` summed over the group, then the bias. `linear` gets the bias
