@@ -12,7 +12,7 @@ extension GPTModel {
     /// ```
     public func enableFP8(_ recipe: FP8Recipe, amaxGroup: Communicator?) {
         for (local, layer) in decoder.layers.enumerated()
-        where recipe.runsInFP8(layer: decoder.layerOffset + local, of: config.numLayers) {
+        where recipe.runsInFP8(layer: decoder.layerIndices[local], of: config.numLayers) {
             if let attention = layer.attention {
                 attention.linearQKV.fp8 = FP8LinearScaling(recipe: recipe, amaxGroup: amaxGroup)
                 attention.linearProj.fp8 = FP8LinearScaling(recipe: recipe, amaxGroup: amaxGroup)
@@ -28,7 +28,7 @@ extension GPTModel {
     /// (`decoder.layers.3.mlp.linear_fc1`).
     public var fp8Layers: [(String, FP8LinearScaling)] {
         decoder.layers.enumerated().flatMap { local, layer -> [(String, FP8LinearScaling)] in
-            let prefix = "decoder.layers.\(decoder.layerOffset + local)."
+            let prefix = "decoder.layers.\(decoder.layerIndices[local])."
             var found: [(String, FP8LinearQuantizer?)] = []
             if let attention = layer.attention {
                 found += [("self_attention.linear_qkv", attention.linearQKV.fp8), ("self_attention.linear_proj", attention.linearProj.fp8)]
