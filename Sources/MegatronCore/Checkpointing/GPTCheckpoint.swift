@@ -28,6 +28,7 @@ public enum GPTCheckpoint {
         /// Absent from checkpoints written before these features: off.
         var attentionOutputGate: Bool?
         var gatedDeltaNet: GatedDeltaNetConfig?
+        var moe: MoEConfig?
 
         public init(_ c: TransformerConfig) {
             (numLayers, hiddenSize, numAttentionHeads, numQueryGroups) = (c.numLayers, c.hiddenSize, c.numAttentionHeads, c.numQueryGroups)
@@ -46,6 +47,16 @@ public enum GPTCheckpoint {
         }
 
         /// Layer 0's input projection: `in_proj` of a Gated DeltaNet layer, else `linear_qkv`, and its rows.
+        /// Layer 0's first MLP weight and its shape: the dense MLP's, or expert 0's in a MoE layer.
+        var firstMLPProjection: (String, [Double]) {
+            let units = gatedLinearUnit ? 2.0 : 1.0
+            if let moe, moe.layers.first == true {
+                return ("decoder.layers.0.mlp.experts.local_experts.0.linear_fc1.weight",
+                        [units * Double(moe.ffnHiddenSize), Double(hiddenSize)])
+            }
+            return ("decoder.layers.0.mlp.linear_fc1.weight", [units * Double(ffnHiddenSize), Double(hiddenSize)])
+        }
+
         var firstMixerProjection: (name: String, rows: Double) {
             if let g = gatedDeltaNet, g.layers.first == true {
                 return ("self_attention.in_proj.weight", Double(2 * g.keyDim + 2 * g.valueDim + 2 * g.numValueHeads))
@@ -92,7 +103,7 @@ public enum GPTCheckpoint {
             var expected: [(String, [Double])] = [
                 ("embedding.word_embeddings.weight", [Double(paddedVocabSize), hidden]),
                 ("decoder.layers.0." + c.firstMixerProjection.name, [c.firstMixerProjection.rows, hidden]),
-                ("decoder.layers.0.mlp.linear_fc1.weight", [(c.gatedLinearUnit ? 2 : 1) * Double(c.ffnHiddenSize), hidden]),
+                c.firstMLPProjection,
             ]
             if c.positionEmbeddingType == .learnedAbsolute {
                 expected.append(("embedding.position_embeddings.weight", [Double(maxPositionEmbeddings), hidden]))

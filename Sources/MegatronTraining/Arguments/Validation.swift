@@ -62,7 +62,7 @@ extension PretrainArguments {
                     "--save / --load with --pipeline-model-parallel-size \(pipelineModelParallelSize): checkpoints of pipeline "
                         + "stages are not implemented yet; train without --save and --load, or with --pipeline-model-parallel-size 1")
         try require(contextParallelSize == 1, "--context-parallel-size \(contextParallelSize): context parallelism is not implemented yet")
-        try require(expertModelParallelSize == 1, "--expert-model-parallel-size \(expertModelParallelSize): expert parallelism is not implemented yet")
+        try validateExpertParallelism()
         let tp = tensorModelParallelSize
         try require(numAttentionHeads % tp == 0,
                     "--num-attention-heads (\(numAttentionHeads)) must be divisible by --tensor-model-parallel-size (\(tp))")
