@@ -61,6 +61,11 @@ public protocol Communicator: AnyObject {
     func batchSendRecv(_ transfers: [PointToPoint]) throws -> CollectiveWork
     /// Rank r's j-th row block of `input` (of `size` equal blocks) becomes rank j's r-th row block of `output`.
     func allToAll(_ input: Tensor, into output: Tensor) throws -> CollectiveWork
+    /// All-to-all with uneven row blocks (`torch.distributed.all_to_all_single` with split sizes): this rank's
+    /// rows `inputSplits[j]` (the j-th run of `input`'s rows) go to rank j, and `output`'s j-th run of
+    /// `outputSplits[j]` rows comes from rank j. Rank j's `inputSplits[r]` must equal rank r's `outputSplits[j]`.
+    /// The default issues one `batchSendRecv`.
+    func allToAll(_ input: Tensor, inputSplits: [Int], into output: Tensor, outputSplits: [Int]) throws -> CollectiveWork
     /// Returns once every rank of the group has called it.
     func barrier() throws
 

@@ -145,7 +145,7 @@ enum OutOfScopeFeatures {
     static let patterns: [(feature: String, pattern: String)] = [
         ("pipeline parallelism", #"^--(virtual-pipeline-model-parallel-size|overlap-p2p-communication.*|pipeline-model-parallel-layout)$"#),
         ("context parallelism", #"^--(cp-comm-type|hierarchical-context-parallel-sizes)$"#),
-        // The router, experts, shared experts and --moe-layer-freq work on one rank (expert parallelism does not).
+        // The router, experts, shared experts, --moe-layer-freq and expert parallelism work.
         ("mixture of experts", #"^--moe-(?!(ffn-hidden-size|router-(topk|score-function|pre-softmax|topk-scaling-factor|num-groups|group-topk|load-balancing-type|enable-expert-bias|bias-update-rate|dtype)|aux-loss-coeff|z-loss-coeff|expert-capacity-factor|token-drop-policy|pad-expert-input-to-capacity|shared-expert-intermediate-size|shared-expert-gate|layer-freq|grouped-gemm|permute-fusion|token-dispatcher-type)$).*$"#),
         // --rotary-scaling-factor, --mscale and --mscale-all-dim are also YaRN's settings, which work here.
         ("multi-latent attention", #"^--(multi-latent-attention|q-lora-rank|kv-lora-rank|qk-head-dim|qk-pos-emb-head-dim|v-head-dim|cache-mla-latents)$"#),
@@ -158,8 +158,7 @@ enum OutOfScopeFeatures {
     ]
 
     /// Parallel sizes that ask for a left-out feature only above 1.
-    static let sizes: Set<String> = ["--context-parallel-size",
-                                     "--expert-model-parallel-size", "--expert-tensor-parallel-size"]
+    static let sizes: Set<String> = ["--context-parallel-size"]
 
     static let checkpointFormats = "checkpoint formats"
 

@@ -80,6 +80,12 @@ final class NCCLCommunicatorTests: XCTestCase {
             try comm.allToAll(Tensor(shape: [n], values: (0..<n).map { 10 * r + Float($0) }).to(device),
                               into: exchanged).wait()
             seen["allToAll"] = exchanged.floats()
+            // Uneven blocks: rank r sends rank j (r + j) % 2 rows holding 10r + j; empty blocks are skipped.
+            let splits = (0..<n).map { (comm.rank + $0) % 2 }
+            let uneven = Tensor.zeros([splits.reduce(0, +)], device: device)
+            try comm.allToAll(Tensor(shape: [splits.reduce(0, +)], values: (0..<n).filter { splits[$0] > 0 }.map { 10 * r + Float($0) }).to(device),
+                              inputSplits: splits, into: uneven, outputSplits: splits).wait()
+            seen["allToAllV"] = uneven.floats()
 
             let received = Tensor.zeros([2], device: device)
             let next = (comm.rank + 1) % n, previous = (comm.rank + n - 1) % n
@@ -123,6 +129,7 @@ final class NCCLCommunicatorTests: XCTestCase {
             XCTAssertEqual(seen["reduceScatter"], [base + Float(n * 2 * rank), base + Float(n * (2 * rank + 1))])
             XCTAssertEqual(seen["broadcast"], [Float(n - 1), 7, Float(2 * (n - 1))])
             XCTAssertEqual(seen["allToAll"], (0..<n).map { Float(10 * $0 + rank) })
+            XCTAssertEqual(seen["allToAllV"], (0..<n).filter { ($0 + rank) % 2 == 1 }.map { Float(10 * $0 + rank) })
             XCTAssertEqual(seen["ring"], [Float((rank + n - 1) % n), 42])
             XCTAssertEqual(seen["batch"], [Float((rank + n - 1) % n), 1, Float((rank + 1) % n), -1])
             let sameParity = (0..<n).filter { $0 % 2 == rank % 2 }

@@ -133,6 +133,27 @@ final class ThreadCommunicatorTests: XCTestCase {
         }
     }
 
+    /// Uneven blocks, some empty: rank r sends rank j `(r + j) % 3` rows of [r, j, row]; what arrives is each
+    /// peer's block for this rank, in peer order.
+    func testAllToAllWithUnevenSplits() throws {
+        let n = 3
+        func rows(from r: Int, to j: Int) -> [Float] { (0..<((r + j) % 3)).flatMap { [Float(r), Float(j), Float($0)] } }
+        let results = try ThreadCommunicator.run(worldSize: n, timeout: 20) { comm -> [Float] in
+            let r = comm.rank
+            let splits = (0..<n).map { (r + $0) % 3 }
+            let input = Tensor(shape: [splits.reduce(0, +), 3], values: (0..<n).flatMap { rows(from: r, to: $0) })
+            let output = Tensor.zeros([splits.reduce(0, +), 3])
+            try comm.allToAll(input, inputSplits: splits, into: output, outputSplits: splits).wait()
+            return output.floats()
+        }
+        for (j, value) in results.enumerated() {
+            XCTAssertEqual(value, (0..<n).flatMap { rows(from: $0, to: j) }, "rank \(j)")
+        }
+        XCTAssertThrowsError(try ThreadCommunicator.run(worldSize: 2, timeout: 20) { comm in
+            try comm.allToAll(Tensor.zeros([2, 1]), inputSplits: [1, 2], into: Tensor.zeros([3, 1]), outputSplits: [1, 2]).wait()
+        }) { XCTAssertTrue("\($0)".contains("summing to their rows"), "\($0)") }
+    }
+
     /// A ring: every rank sends to the next and receives from the previous, twice, keeping message order.
     func testSendRecvRing() throws {
         for n in [2, 4] {

@@ -52,13 +52,13 @@ final class ArgumentTests: XCTestCase {
     /// Every flag of a feature this build lacks is reported in one error, grouped by its feature, with the other
     /// problems of the line; the values of refused flags are skipped, not taken for flags.
     func testUnsupportedFlagsAreReportedTogetherByFeature() {
-        XCTAssertEqual(message("--expert-model-parallel-size 8 --fp8-param-gather --moe-input-jitter-eps 2 --ckpt-format torch_dist --ckpt-assume-constant-structure "
+        XCTAssertEqual(message("--fp8-param-gather --moe-input-jitter-eps 2 --ckpt-format torch_dist --ckpt-assume-constant-structure "
                                + "--hierarchical-context-parallel-sizes 2 4 --num-layers-per-virtual-pipeline-stage 2 --wandb-project run --multi-latent-attention "
                                + "--save ckpt --save-interval 1"),
                        """
                        pretrain-gpt does not support these Megatron-LM features yet (remove their flags or run them in Megatron-LM):
-                         mixture of experts: --expert-model-parallel-size 8, --moe-input-jitter-eps 2
                          FP8: --fp8-param-gather
+                         mixture of experts: --moe-input-jitter-eps 2
                          checkpoint formats (--ckpt-format): --ckpt-assume-constant-structure
                          context parallelism: --hierarchical-context-parallel-sizes 2 4
                          pipeline parallelism: --num-layers-per-virtual-pipeline-stage 2

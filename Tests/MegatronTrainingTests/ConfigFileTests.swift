@@ -142,7 +142,7 @@ final class ConfigFileTests: XCTestCase {
     func testNestedYAMLRefusesFeaturesItTurnsOn() throws {
         let path = try write("""
             language_model: {num_layers: 2, hidden_size: 64, num_attention_heads: 4, fp8: hybrid, fp8_interval: 2}
-            model_parallel: {expert_model_parallel_size: 8}
+            model_parallel: {context_parallel_size: 2}
             micro_batch_size: 1
             seq_length: 16
             max_position_embeddings: 16
@@ -155,7 +155,7 @@ final class ConfigFileTests: XCTestCase {
                 pretrain-gpt does not support these Megatron-LM features yet (remove their flags or run them in Megatron-LM):
                   batch-size ramp-up: --decrease-batch-size-if-needed
                   FP8: --fp8-interval 2
-                  mixture of experts: --expert-model-parallel-size 8
+                  context parallelism: --context-parallel-size 2
                 """)
         }
         let geglu = try write("language_model: {gated_linear_unit: true, activation_func: gelu}\n")

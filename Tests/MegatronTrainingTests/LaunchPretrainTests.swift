@@ -72,4 +72,35 @@ final class LaunchPretrainTests: XCTestCase {
             }
         }
     }
+
+    /// Expert parallelism through `launch`: EP=2 x DP=2 with the alltoall dispatcher logs the single-rank lm and
+    /// load-balancing losses; its checkpoint (experts by their global numbers) then resumes on one rank, every
+    /// expert whole there, and the next iteration logs what the uninterrupted single-rank run logs.
+    func testExpertParallelRanksMatchOneRankAndTheirCheckpointResumesOnOne() throws {
+        let binary = try builtMegatronExecutable()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ep-ckpt-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let flags = "--num-layers 2 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --max-position-embeddings 16 --micro-batch-size 2 "
+            + "--global-batch-size 8 --lr 3e-3 --log-interval 1 --eval-iters 0 --hidden-dropout 0 --attention-dropout 0 --mock-data "
+            + "--tokenizer-type NullTokenizer --vocab-size 511 --device cpu --num-experts 4 --moe-router-topk 2 --moe-aux-loss-coeff 0.01 --lr-decay-style constant --lr-decay-iters 4 "
+            + "--moe-ffn-hidden-size 24 --use-distributed-optimizer --disable-bias-linear"
+        func logged(_ log: String) -> [String] {
+            log.split(separator: "\n").compactMap { line in
+                guard let lm = line.range(of: "lm loss: "), let lb = line.range(of: "load_balancing_loss: ") else { return nil }
+                return String(line[lm.upperBound...].prefix(12)) + " " + String(line[lb.upperBound...].prefix(12))
+            }
+        }
+        let single = logged(try output(binary, "pretrain-gpt --train-iters 4 " + flags))
+        let launched = logged(try output(binary, "launch --threads --nproc-per-node 4 -- pretrain-gpt --train-iters 3 " + flags
+                                         + " --expert-model-parallel-size 2 --moe-token-dispatcher-type alltoall --save \(directory.path) --save-interval 3"))
+        let resumed = logged(try output(binary, "pretrain-gpt --train-iters 4 " + flags + " --load \(directory.path) --use-checkpoint-opt_param-scheduler"))
+        XCTAssertEqual(single.count, 4)
+        XCTAssertEqual(launched.count, 3, "rank 0 alone logs")
+        XCTAssertEqual(resumed.count, 1, "only iteration 4 runs after the load")
+        for (found, expected) in zip(launched + resumed, single) {
+            for (a, b) in zip(found.split(separator: " "), expected.split(separator: " ")) {
+                XCTAssertEqual(Double(a)!, Double(b)!, accuracy: 2e-5, "\(launched + resumed) against \(single)")
+            }
+        }
+    }
 }

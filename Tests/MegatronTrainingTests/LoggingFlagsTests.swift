@@ -113,6 +113,26 @@ final class LoggingFlagsTests: XCTestCase {
         }
     }
 
+    /// Megatron's MoE tracker writes the aux losses under their log names at every iteration; at --log-interval 1
+    /// the scalars are the values the lines print.
+    func testMoELossesAreTensorBoardScalarsEveryIteration() throws {
+        let directory = root.appendingPathComponent("moe")
+        let (lines, _) = try train("--train-iters 3 --log-interval 1 --tensorboard-dir \(directory.path) --tensorboard-log-interval 2 "
+                                   + "--num-experts 4 --moe-router-topk 2 --moe-aux-loss-coeff 0.01 --moe-z-loss-coeff 0.001 --disable-bias-linear")
+        let scalars = try TensorBoardEventReader.scalars(in: directory)
+        for name in ["load_balancing_loss", "z_loss"] {
+            XCTAssertEqual(scalars[name]?.map(\.step), [1, 2, 3], name)
+            let printed = lines.filter { $0.contains("] iteration ") }.compactMap { line in
+                line.range(of: " \(name): ").map { Double(line[$0.upperBound...].prefix { $0 != " " })! }
+            }
+            XCTAssertEqual(printed.count, 3, name)
+            for (value, shown) in zip(scalars[name]!.map(\.value), printed) {
+                XCTAssertEqual(Double(value), shown, accuracy: abs(shown) * 1e-5, name)
+            }
+        }
+        XCTAssertEqual(scalars["lm loss"]?.map(\.step), [2], "the other scalars keep --tensorboard-log-interval")
+    }
+
     func testTensorBoardScalarsFollowTheFlags() throws {
         let on = root.appendingPathComponent("on"), off = root.appendingPathComponent("off")
         _ = try train("--train-iters 4 --log-interval 2 --eval-interval 2 --tensorboard-dir \(on.path) --log-params-norm "

@@ -36,8 +36,8 @@ final class RealConfigFlagTests: XCTestCase {
         XCTAssertEqual(message(formats + " --save ckpt --save-interval 1"), Self.refusal + refused)
         XCTAssertEqual(message("--load ckpt " + formats), Self.refusal + refused, "--load given before them counts too")
         // In order with the other features of the line.
-        XCTAssertEqual(message("--expert-model-parallel-size 2 --ckpt-assume-constant-structure --fp8-param-gather --save ckpt --save-interval 1"), Self.refusal
-            + "  mixture of experts: --expert-model-parallel-size 2\n  checkpoint formats (--ckpt-format): --ckpt-assume-constant-structure\n  FP8: --fp8-param-gather")
+        XCTAssertEqual(message("--moe-input-jitter-eps 2 --ckpt-assume-constant-structure --fp8-param-gather --save ckpt --save-interval 1"), Self.refusal
+            + "  mixture of experts: --moe-input-jitter-eps 2\n  checkpoint formats (--ckpt-format): --ckpt-assume-constant-structure\n  FP8: --fp8-param-gather")
         // Megatron's legacy torch format is read, not written.
         XCTAssertEqual(message("--ckpt-format torch --save ckpt --save-interval 1"), Self.refusal
             + "  checkpoint formats (--ckpt-format): --ckpt-format torch")

@@ -15,8 +15,10 @@ import MegatronTensor
 public final class MoELayer: Module, FeedForward {
     public let moe: MoEConfig
     public let router: TopKRouter
-    /// All experts, on one rank.
-    public let experts: SequentialExperts
+    /// This rank's experts: all of them, or its share after `Module.distributeExperts`.
+    public private(set) var experts: SequentialExperts
+    /// The ranks the experts are split over (`.single` until `Module.distributeExperts`).
+    public private(set) var expertParallel = ExpertParallelGroup.single
     public let sharedExperts: SharedExpertMLP?
 
     /// Under sequence parallelism every tensor-parallel rank holds the router and all experts whole and routes
@@ -52,41 +54,71 @@ public final class MoELayer: Module, FeedForward {
         }
     }
 
-    /// Every expert on the tokens routed to it (token order kept within each expert, as Megatron's permute),
-    /// the outputs summed back per token.
+    /// This rank's experts on the tokens routed to them, the outputs summed back per token: on one rank
+    /// directly, else through the expert-parallel group's dispatcher.
     private func routedExperts(_ tokens: Tensor, batch: Int) -> Tensor {
         let routed = router(tokens, batch: batch)
-        let map = routed.routingMap.floats(), count = moe.numExperts
+        guard let comm = expertParallel.communicator, comm.size > 1 else {
+            return localExperts(tokens, probs: routed.probs, map: routed.routingMap.floats())
+        }
+        switch expertParallel.dispatcher {
+        case .allgather:
+            let all = localExperts(ExpertCollectives.allGather(tokens, over: comm),
+                                   probs: ExpertCollectives.allGather(routed.probs, over: comm),
+                                   map: comm.allGathered(routed.routingMap, dim: 0).floats())
+            return ExpertCollectives.reduceScatter(all, over: comm)
+        case .alltoall:
+            return AllToAllDispatch(layer: self, comm: comm, tokens: tokens, routed: routed).run()
+        }
+    }
+
+    /// Every local expert on the rows of `tokens [N, hidden]` that `map` (`[N, experts]` row-major, 0/1) routes
+    /// to it (token order kept within each expert, as Megatron's permute), the outputs summed back per row.
+    private func localExperts(_ tokens: Tensor, probs: Tensor, map: [Float]) -> Tensor {
+        let count = moe.numExperts, first = firstLocalExpert
         var outputs: [Tensor] = [], rows: [Int] = []
-        for (e, expert) in experts.localExperts.enumerated() {
-            var chosen = (0..<tokens.size(0)).filter { map[$0 * count + e] != 0 }
-            var probs: Tensor
+        for (l, expert) in experts.localExperts.enumerated() {
+            var chosen = (0..<tokens.size(0)).filter { map[$0 * count + first + l] != 0 }
+            var expertProbs: Tensor
             if chosen.isEmpty {
                 // An expert no token chose still runs, on one token at probability 0: it adds exactly 0 and gets
                 // zero gradients, as Megatron's empty expert does, so every rank reduces the same gradients.
                 chosen = [0]
-                probs = Tensor.zeros([1, 1], dtype: routed.probs.dtype, device: tokens.device)
+                expertProbs = Tensor.zeros([1, 1], dtype: probs.dtype, device: tokens.device)
             } else {
-                probs = TokenPermutation.select(routed.probs.narrow(1, start: e, length: 1),
-                                                rows: Tensor(shape: [chosen.count], ints: chosen).to(tokens.device))
+                expertProbs = TokenPermutation.select(probs.narrow(1, start: first + l, length: 1),
+                                                      rows: TokenPermutation.index(chosen, on: tokens.device))
             }
-            let index = Tensor(shape: [chosen.count], ints: chosen).to(tokens.device)
-            outputs.append(expert(TokenPermutation.select(tokens, rows: index), probs: probs))
+            outputs.append(expert(TokenPermutation.select(tokens, rows: TokenPermutation.index(chosen, on: tokens.device)),
+                                  probs: expertProbs))
             rows += chosen
         }
-        let index = Tensor(shape: [rows.count], ints: rows).to(tokens.device)
-        return TokenPermutation.combine(concat(outputs, dim: 0), rows: index, tokens: tokens.size(0))
+        return TokenPermutation.combine(concat(outputs, dim: 0), rows: TokenPermutation.index(rows, on: tokens.device),
+                                        tokens: tokens.size(0))
     }
+
+    /// Keeps only `group`'s share of the experts (`Module.distributeExperts`).
+    func distribute(over group: ExpertParallelGroup) {
+        precondition(experts.localExperts.count == moe.numExperts, "the experts are distributed already")
+        let local = group.localExperts(of: moe.numExperts)
+        experts = SequentialExperts(Array(experts.localExperts[local]), firstNumber: local.lowerBound)
+        expertParallel = group
+        if !group.expertTensorParallel { experts.setAttributesOfAllParameters { $0.partialGradient = false } }
+    }
+
+    /// The global number of this rank's first expert (Megatron's `local_expert_indices[0]`).
+    public var firstLocalExpert: Int { expertParallel.localExperts(of: moe.numExperts).lowerBound }
 }
 
-/// Megatron's `SequentialMLP`: the local experts, named `local_experts.N`.
+/// Megatron's `SequentialMLP`: the local experts, named `local_experts.N` by their global number N (the number
+/// Megatron's checkpoints give them), so a checkpoint reshards across expert-parallel sizes by name.
 public final class SequentialExperts: Module {
     public let localExperts: [ExpertMLP]
     private let list: ModuleList
 
-    init(_ experts: [ExpertMLP]) {
+    init(_ experts: [ExpertMLP], firstNumber: Int = 0) {
         localExperts = experts
-        list = ModuleList(experts)
+        list = ModuleList(experts, firstNumber: firstNumber)
     }
 
     override public var children: [(String, Module)] { [("local_experts", list)] }
@@ -95,10 +127,14 @@ public final class SequentialExperts: Module {
 /// Modules named by their position (PyTorch's `ModuleList`).
 final class ModuleList: Module {
     let modules: [Module]
+    let firstNumber: Int
 
-    init(_ modules: [Module]) { self.modules = modules }
+    init(_ modules: [Module], firstNumber: Int = 0) {
+        self.modules = modules
+        self.firstNumber = firstNumber
+    }
 
-    override var children: [(String, Module)] { modules.enumerated().map { ("\($0.offset)", $0.element) } }
+    override var children: [(String, Module)] { modules.enumerated().map { ("\(firstNumber + $0.offset)", $0.element) } }
 }
 
 extension ModuleSpec where Built == any FeedForward {

@@ -18,4 +18,9 @@ enum TokenPermutation {
             [Ops.embedding(g, ids: rows)]
         }
     }
+
+    /// `rows` as an int64 index tensor on `device`.
+    static func index(_ rows: [Int], on device: Device) -> Tensor {
+        Tensor(shape: [rows.count], ints: rows).to(device)
+    }
 }

@@ -22,6 +22,13 @@ public struct GradientStatsGroups {
     /// Names of parameters this rank holds as a copy of another pipeline stage's (the tied embeddings on the
     /// last stage), which count on the stage that owns them only (Megatron's `param_is_not_shared`).
     public var pipelineCopies: Set<String> = []
+    /// With expert parallelism: the expert parameters' names, and whether this rank's dense and expert
+    /// gradients count (not where another data-parallel rank holds the same ones). `groups` then spans every
+    /// rank (the world), so experts on other expert-parallel ranks count, and the data-parallel group is in it.
+    public var expertParameters: Set<String> = []
+    public var countsDense = true, countsExperts = true
+    /// `groups` already reaches every data-parallel rank (the distributed optimizer adds none).
+    public var spansDataParallel = false
 
     public init(groups: [Communicator] = [], tensorParallelRank: Int = 0, duplicatedParameters: Set<String> = []) {
         self.groups = groups
@@ -40,6 +47,7 @@ public struct GradientStatsGroups {
     /// Whether parameter `name`'s gradient enters this rank's share of the norm.
     public func countsInNorm(_ name: String) -> Bool {
         !pipelineCopies.contains(name) && (tensorParallelRank == 0 || !duplicatedParameters.contains(name))
+            && (expertParameters.contains(name) ? countsExperts : countsDense)
     }
 
     /// This rank's share of the squared norm summed, and its inf/NaN flag OR-ed, over every group: one
@@ -60,5 +68,20 @@ public struct GradientStatsGroups {
         let t = Tensor(shape: [1], ints: [count]).to(device)
         for group in groups { try group.allReduce(t, op: .sum).wait() }
         return t.to(.cpu).ints()[0]
+    }
+}
+
+extension GradientStatsGroups {
+    /// Counts `experts` as Megatron's expert optimizer does under expert parallelism: the squares sum over
+    /// every rank; dense gradients count on data-parallel rank 0 and expert gradients on expert-data-parallel
+    /// rank 0 (every rank when `sharded`: the distributed optimizer's shards differ); experts repeated whole
+    /// over the tensor-parallel group (expert-tensor-parallel size = TP) count on its rank 0, the others everywhere.
+    mutating func expertParallel(_ state: ParallelState, experts: Set<String>, sharded: Bool) {
+        groups = state.world.size > 1 ? [state.world] : []
+        spansDataParallel = true
+        expertParameters = experts
+        countsDense = sharded || state.dataWithContext.rank == 0
+        countsExperts = sharded || state.expertData.rank == 0
+        if state.expertTensor.size == 1 { duplicatedParameters.subtract(experts) }
     }
 }

@@ -29,8 +29,12 @@ public final class TrainingOptimizer {
     public init(model: GPTModel, groups: [ParamGroup], rule: UpdateRule, parallel: ParallelState,
                 ddpConfig: DistributedDataParallelConfig = DistributedDataParallelConfig()) throws {
         self.groups = groups
+        let experts = parallel.expert.size > 1 ? model.expertParameterNames() : []
         var gradStats = GradientStatsGroups(parallel, duplicatedParameters: model.tensorParallelDuplicatedParameters())
         gradStats.pipelineCopies = model.pipelineCopiedParameterNames
+        if !experts.isEmpty {
+            gradStats.expertParallel(parallel, experts: experts, sharded: ddpConfig.useDistributedOptimizer)
+        }
         self.gradStats = gradStats
         let dataGroup = parallel.dataWithContext
         guard dataGroup.size > 1 else {
@@ -41,7 +45,9 @@ public final class TrainingOptimizer {
         }
         let wrapper = try DistributedDataParallel(parameters: model.namedParameters(), config: ddpConfig,
                                                   dataParallelGroup: dataGroup,
-                                                  sharedEmbeddings: Set(model.pipelineSharedEmbedding.map { [$0.name] } ?? []))
+                                                  sharedEmbeddings: Set(model.pipelineSharedEmbedding.map { [$0.name] } ?? []),
+                                                  expertParameters: experts,
+                                                  expertDataParallelGroup: experts.isEmpty ? nil : parallel.expertData)
         wrapper.waitForParamGathersInForward(of: model.forwardStages)
         ddp = wrapper
         if ddpConfig.useDistributedOptimizer {

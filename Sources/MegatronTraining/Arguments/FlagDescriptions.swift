@@ -47,7 +47,8 @@ enum FlagDescriptions {
         "--microbatch-group-size-per-virtual-pipeline-stage": "Micro-batches each model chunk runs in a row (default: the pipeline size).",
         "--no-overlap-p2p-communication": "Interleaved schedule: batch both directions' transfers instead of overlapping them (needs PP > 2).",
         "--context-parallel-size": "Ranks the sequence is split over; only 1 for now.",
-        "--expert-model-parallel-size": "Ranks the MoE experts are split over; only 1 for now.",
+        "--expert-model-parallel-size": "Ranks the MoE experts are split over (within the data-parallel ranks).",
+        "--expert-tensor-parallel-size": "Tensor-parallel size of the experts: 1 or --tensor-model-parallel-size (default).",
         "--sequence-parallel": "Split norms and dropout over the sequence across tensor-parallel ranks.",
         "--use-distributed-optimizer": "Shard the optimizer state over the data-parallel ranks.",
         "--overlap-grad-reduce": "Reduce gradient buckets while backward still runs.",
@@ -252,7 +253,7 @@ enum FlagDescriptions {
         "--moe-layer-freq": "MoE layers: every N-th from the first, or a list such as ([0]+[1]*3).",
         "--moe-grouped-gemm": "Accepted: the experts run one after another; the same result.",
         "--moe-permute-fusion": "Accepted: tokens are permuted unfused; the same result.",
-        "--moe-token-dispatcher-type": "allgather or alltoall; the same with one expert-parallel rank.",
+        "--moe-token-dispatcher-type": "How tokens reach other ranks' experts: allgather (default) or alltoall.",
         // This program's own.
         "--device": "Train on cpu or cuda; a GPU when one is found, when not given.",
     ]

@@ -1,4 +1,5 @@
 import MegatronCore
+import MegatronParallel
 
 extension PretrainArguments {
     /// The mixture of experts `--num-experts` and the `--moe-*` flags ask for, with Megatron's checks; nil
@@ -98,5 +99,37 @@ extension PretrainArguments {
         if has("seq_aux_loss") { names.append("seq_load_balancing_loss") }
         if moeZLossCoeff != nil { names.append("z_loss") }
         return names
+    }
+}
+
+extension PretrainArguments {
+    /// Megatron's checks of `--expert-model-parallel-size` and `--expert-tensor-parallel-size`.
+    func validateExpertParallelism() throws {
+        func require(_ ok: Bool, _ message: @autoclosure () -> String) throws {
+            if !ok { throw ArgumentError(message()) }
+        }
+        let ep = expertModelParallelSize
+        if let etp = expertTensorParallelSize {
+            try require(etp >= 1, "--expert-tensor-parallel-size must be at least 1, got \(etp)")
+            try require(etp == 1 || etp == tensorModelParallelSize,
+                        "--expert-tensor-parallel-size \(etp): only 1 or the --tensor-model-parallel-size "
+                            + "(\(tensorModelParallelSize)) is implemented")
+        }
+        guard ep > 1 else { return }
+        guard let numExperts else {
+            throw ArgumentError("--expert-model-parallel-size \(ep) needs --num-experts (as in Megatron)")
+        }
+        try require(numExperts % ep == 0,
+                    "--num-experts (\(numExperts)) must be divisible by --expert-model-parallel-size (\(ep)), as in Megatron")
+        try require(ckptFormat != .safetensors || (save == nil && load == nil),
+                    "--ckpt-format safetensors with --expert-model-parallel-size \(ep): whole-state checkpoints do not gather "
+                        + "the experts of other ranks yet; use --ckpt-format torch_dist (the default)")
+    }
+
+    /// The expert-parallel group the model's experts are split over; nil with one expert-parallel rank.
+    func expertParallelGroup(_ parallel: ParallelState) -> ExpertParallelGroup? {
+        guard parallel.expert.size > 1 else { return nil }
+        return ExpertParallelGroup(parallel.expert, dispatcher: TokenDispatcherType(rawValue: moeTokenDispatcherType) ?? .allgather,
+                                   expertTensorParallel: parallel.expertTensor.size > 1)
     }
 }

@@ -216,6 +216,10 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var overlapP2PCommunication = true
     public var contextParallelSize = 1
     public var expertModelParallelSize = 1
+    /// `--expert-tensor-parallel-size`: nil follows `--tensor-model-parallel-size`, as in Megatron.
+    public var expertTensorParallelSize: Int?
+    /// `--moe-token-dispatcher-type`: allgather (Megatron's default) or alltoall.
+    public var moeTokenDispatcherType = "allgather"
     public var sequenceParallel = false
     public var useDistributedOptimizer = false
     public var overlapGradReduce = false

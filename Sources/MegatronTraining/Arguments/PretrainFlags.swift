@@ -174,7 +174,8 @@ enum PretrainFlags {
         .int("--microbatch-group-size-per-virtual-pipeline-stage", \.microbatchGroupSizePerVirtualPipelineStage),
         .set("--no-overlap-p2p-communication", \.overlapP2PCommunication, to: false),
         .int("--context-parallel-size", \.contextParallelSize).unsupported(above: 1, "context parallelism"),
-        .int("--expert-model-parallel-size", \.expertModelParallelSize).unsupported(above: 1, "mixture of experts"),
+        .int("--expert-model-parallel-size", \.expertModelParallelSize),
+        .int("--expert-tensor-parallel-size", \.expertTensorParallelSize),
         .set("--sequence-parallel", \.sequenceParallel),
         .set("--use-distributed-optimizer", \.useDistributedOptimizer),
         .set("--overlap-grad-reduce", \.overlapGradReduce),
@@ -384,7 +385,7 @@ enum PretrainFlags {
         .set("--no-yarn-correction-range-round-to-int", \.yarnCorrectionRangeRoundToInt, to: false),
         .float("--mscale", \.mscale),
         .float("--mscale-all-dim", \.mscaleAllDim),
-        // mixture of experts (one rank's experts: expert parallelism stays refused)
+        // mixture of experts
         .int("--num-experts", \.numExperts),
         .int("--moe-ffn-hidden-size", \.moeFFNHiddenSize),
         .int("--moe-router-topk", \.moeRouterTopk),
@@ -412,8 +413,9 @@ enum PretrainFlags {
         .ignored("--moe-grouped-gemm", note: "the experts run one after another on one rank (Megatron's SequentialMLP); "
                  + "the same math as the grouped GEMM"),
         .ignored("--moe-permute-fusion", note: "tokens are permuted unfused; the same result"),
-        .ignored("--moe-token-dispatcher-type", choices: ["allgather", "alltoall"],
-                 note: "with expert parallelism 1 every dispatcher keeps the tokens on their rank; the same result"),
+        Flag(name: "--moe-token-dispatcher-type", takesValue: true, apply: { args, value in
+            args.moeTokenDispatcherType = try Flag.checked("--moe-token-dispatcher-type", value!, ["allgather", "alltoall"])
+        }, metavar: "allgather|alltoall", defaultText: { $0.moeTokenDispatcherType }),
     ] + fp8
 
     static let fusionNote = "no effect: Megatron's kernel-fusion switches; this build runs its own fused kernels, with the same math"

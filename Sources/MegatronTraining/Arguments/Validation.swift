@@ -60,7 +60,7 @@ extension PretrainArguments {
                         + "of the whole model, which no rank holds under pipelining; save with --ckpt-format torch_dist (the default), "
                         + "which each stage writes its part of")
         try require(contextParallelSize == 1, "--context-parallel-size \(contextParallelSize): context parallelism is not implemented yet")
-        try require(expertModelParallelSize == 1, "--expert-model-parallel-size \(expertModelParallelSize): expert parallelism is not implemented yet")
+        try validateExpertParallelism()
         let tp = tensorModelParallelSize
         try require(numAttentionHeads % tp == 0,
                     "--num-attention-heads (\(numAttentionHeads)) must be divisible by --tensor-model-parallel-size (\(tp))")

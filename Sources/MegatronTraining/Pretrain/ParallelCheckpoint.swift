@@ -11,9 +11,13 @@ enum ParallelCheckpoint {
     static func chunks(model: GPTModel, optimizer: TrainingOptimizer, parallel: ParallelState,
                        stateNames: [String], copied: Bool) throws -> [DistributedCheckpoint.Chunk] {
         let layout = try ShardedGPTLayout(model: model, tensorRank: parallel.tensorRank, tensorSize: parallel.tensor.size)
+        let experts = parallel.expert.size > 1
+            ? ExpertWriters(names: model.expertParameterNames(), firstReplica: parallel.expertData.rank == 0,
+                            writesWhole: parallel.expertTensor.rank == 0)
+            : nil
         return try ShardedGPTCheckpoint.chunks(model: model, optimizer: optimizer, layout: layout,
                                                firstReplica: parallel.dataWithContext.rank == 0, stateNames: stateNames,
-                                               copied: copied)
+                                               copied: copied, experts: experts)
     }
 
     static let vocabularyParameters = ["embedding.word_embeddings.weight", "output_layer.weight"]

@@ -109,11 +109,14 @@ public final class Pretrainer {
         // starts from the single-rank model.
         let placement = device
         let stage = GPTModelStage(placement: try arguments.pipelinePlacement(), rank: parallel.pipelineRank)
+        let experts = arguments.expertParallelGroup(parallel)
         makeModel = { group in
             try onDevice(placement) {
-                try GPTModel(config: config, vocabSize: vocab, maxSequenceLength: arguments.resolvedMaxPositionEmbeddings,
-                             untieEmbeddingsAndOutputWeights: arguments.untieEmbeddingsAndOutputWeights,
-                             seed: UInt64(arguments.seed), tensorParallel: group, stage: stage)
+                let model = try GPTModel(config: config, vocabSize: vocab, maxSequenceLength: arguments.resolvedMaxPositionEmbeddings,
+                                         untieEmbeddingsAndOutputWeights: arguments.untieEmbeddingsAndOutputWeights,
+                                         seed: UInt64(arguments.seed), tensorParallel: group, stage: stage)
+                if let experts { try model.distributeExperts(over: experts) }
+                return model
             }
         }
         let model = try makeModel(tensorParallel)

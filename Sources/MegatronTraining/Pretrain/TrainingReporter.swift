@@ -80,6 +80,7 @@ final class TrainingReporter {
         interval.add(report.step, seconds: report.seconds)
         flopsSoFar += report.flops
         if recordsScalars(report.iteration) { recordScalars(report) }
+        recordMoELosses(report)
         guard printsLine(report.iteration, of: report.trainIters) else { return nil }
         // As Megatron, the job's first line does not restart the averages, so the first interval's line covers
         // the whole interval; at --log-interval 1 each line is its own iteration (Megatron's second line would
@@ -155,6 +156,14 @@ final class TrainingReporter {
         let againstSamples = Set(values.map(\.0))
         if arguments.logMemoryToTensorboard { values += MemoryReport.current(on: device)?.scalars ?? [] }
         metrics?.record(values, iteration: report.iteration, samples: report.consumedSamples, againstSamples: againstSamples)
+    }
+
+    /// Megatron's MoE metrics tracker writes the iteration's aux losses (`load_balancing_loss`, `z_loss`, ...)
+    /// under their own names at every iteration, whatever `--tensorboard-log-interval`.
+    private func recordMoELosses(_ report: IterationReport) {
+        let names = arguments.moeLoggedLossNames
+        guard !names.isEmpty else { return }
+        metrics?.record(names.map { ($0, report.step.moeLosses[$0] ?? 0) }, iteration: report.iteration)
     }
 
     /// `report_memory` after the job's first logged iteration and the next logged one (the optimizer state

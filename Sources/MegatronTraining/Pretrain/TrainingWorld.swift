@@ -52,7 +52,8 @@ public struct TrainingWorld {
         do {
             layout = try ParallelLayout(worldSize: world.size, tensor: arguments.tensorModelParallelSize,
                                         pipeline: arguments.pipelineModelParallelSize, context: arguments.contextParallelSize,
-                                        expert: arguments.expertModelParallelSize)
+                                        expert: arguments.expertModelParallelSize,
+                                        expertTensor: arguments.expertTensorParallelSize)
         } catch let error as ParallelLayoutError {
             throw ArgumentError(error.description)
         }

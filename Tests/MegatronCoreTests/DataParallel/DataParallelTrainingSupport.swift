@@ -33,6 +33,8 @@ enum DPTraining {
     struct RankResult {
         var losses: [Double] = []
         var gradNorms: [Float] = []
+        /// The MoE log items of every step (empty without MoE layers).
+        var moeLosses: [[String: Double]] = []
         /// Buckets, and how many of them had started their collective when the last backward returned.
         var buckets = 0, startedDuringBackward: [Int] = []
         var parameters: [String: [Float]] = [:]
@@ -160,6 +162,7 @@ enum DPTraining {
             }
             result.losses.append(report.loss)
             result.gradNorms.append(report.gradNorm)
+            result.moeLosses.append(report.moeLosses)
             result.buckets = optimizer.ddp?.bucketCount ?? 0
             result.startedDuringBackward.append(started)
             result.lastGrads = grads
@@ -184,9 +187,9 @@ enum DPTraining {
             guard optimizer.distributed != nil, let ddp = optimizer.ddp else {
                 return model.namedParameters().map { ($0.0, 0..<$0.1.count, $0.1.grad!.floats()) }
             }
-            let (dp, rank) = (parallel.dataWithContext.size, parallel.dataWithContext.rank)
             var out: [(name: String, range: Range<Int>, values: [Float])] = []
             for (b, buffer) in ddp.buffers.enumerated() {
+                let (dp, rank) = (ddp.bufferGroups[b].size, ddp.bufferGroups[b].rank)
                 for k in buffer.layout.buckets.indices {
                     let shard = ddp.shardGrad(buffer: b, bucket: k).floats()
                     for piece in buffer.layout.shardPieces(bucket: k, rank: rank, dataParallelSize: dp) {

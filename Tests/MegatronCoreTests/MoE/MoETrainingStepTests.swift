@@ -91,4 +91,33 @@ final class MoETrainingStepTests: XCTestCase {
         XCTAssertEqual(router.expertBias!.floats(), expected)
         XCTAssertEqual(router.tokensPerExpert!.floats(), [0, 0, 0, 0], "the counts restart after the update")
     }
+
+    /// Full recompute: the first forward runs without the tape, so the aux losses, their log values and the
+    /// expert-bias counts come once, from the replay; gradients, logged losses and the bias match the plain run.
+    func testFullRecomputeMatchesThePlainStep() throws {
+        func run(recompute: Bool, expertBias: Bool) throws -> (grads: [String: [Float]], losses: [String: Double], bias: [Float]?) {
+            let model = try Self.model(expertBias: expertBias)
+            if recompute { model.decoder.recomputedLayers = [0, 1] }
+            let step = try step(model)
+            var grads: [String: [Float]] = [:]
+            step.observer = { point in
+                guard case .backwardDone = point else { return }
+                for (name, p) in model.namedParameters() { grads[name] = p.grad?.floats() }
+            }
+            var scheduler = try DPTraining.scheduler(try ParamGroup.megatronDefault(model.namedParameters()))
+            let result = try step.run(microBatches: 2, samples: 4, scheduler: &scheduler, batch: Self.batch)
+            return (grads, result.moeLosses, model.moeLayers[0].router.expertBias?.floats())
+        }
+        for expertBias in [false, true] {
+            let plain = try run(recompute: false, expertBias: expertBias), recomputed = try run(recompute: true, expertBias: expertBias)
+            XCTAssertEqual(Set(recomputed.grads.keys), Set(plain.grads.keys))
+            for (name, expected) in plain.grads {
+                let worst = zip(expected, recomputed.grads[name]!).map { abs($0 - $1) }.max() ?? 0
+                XCTAssertLessThan(worst, 1e-6, name)
+            }
+            XCTAssertEqual(recomputed.losses.keys.sorted(), plain.losses.keys.sorted())
+            for (name, value) in plain.losses { XCTAssertEqual(recomputed.losses[name]!, value, accuracy: 1e-6, name) }
+            XCTAssertEqual(recomputed.bias, plain.bias, "the bias moves once per step, from counts taken once")
+        }
+    }
 }

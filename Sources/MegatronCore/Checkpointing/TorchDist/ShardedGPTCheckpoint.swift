@@ -17,16 +17,23 @@ public enum ShardedGPTCheckpoint {
     /// slice (data-parallel rank 0). `copied`: every chunk is a host copy sharing nothing with the live state, so
     /// that training may go on while it is written (`--async-save`; device tensors are always copied to the host,
     /// through the pinned staging buffers).
+    /// `experts`: under expert parallelism, who writes the expert parameters (`ExpertWriters`) instead.
     public static func chunks(model: GPTModel, optimizer: TrainingOptimizer, layout: ShardedGPTLayout, firstReplica: Bool,
-                              stateNames: [String], copied: Bool = false) throws -> [DistributedCheckpoint.Chunk] {
+                              stateNames: [String], copied: Bool = false,
+                              experts: ExpertWriters? = nil) throws -> [DistributedCheckpoint.Chunk] {
         var chunks: [DistributedCheckpoint.Chunk] = []
-        if firstReplica {
-            for (name, p) in model.namedParameters() where layout.writes(name) {
-                chunks += pieces("", name, ShardBox(whole: p.shape), values: p, layout, copied)
+        // Whether this rank writes parameter `name`'s state; `replicated`: it is not sharded over data parallelism.
+        func writes(_ name: String, replicated: Bool) -> Bool {
+            if let experts, experts.names.contains(name) {
+                return (!replicated || experts.firstReplica) && (experts.writesWhole || !layout.isDuplicated(name))
             }
+            return (!replicated || firstReplica) && layout.writes(name)
+        }
+        for (name, p) in model.namedParameters() where writes(name, replicated: true) {
+            chunks += pieces("", name, ShardBox(whole: p.shape), values: p, layout, copied)
         }
         if let distributed = optimizer.distributed {
-            for piece in distributed.ownedState() where layout.writes(piece.parameter) {
+            for piece in distributed.ownedState() where writes(piece.parameter, replicated: false) {
                 let prefix = try optimizerPrefix(piece.key, stateNames)
                 var start = 0
                 for box in ShardBox.covering(flat: piece.parameterRange, of: piece.parameterShape) {
@@ -35,10 +42,10 @@ public enum ShardedGPTCheckpoint {
                     start += box.count
                 }
             }
-        } else if firstReplica {
+        } else if firstReplica || experts?.firstReplica == true {
             for (key, t) in try optimizer.stateTensors().sorted(by: { $0.key < $1.key }) {
                 let name = try parameterName(key)
-                guard layout.writes(name) else { continue }
+                guard writes(name, replicated: true) else { continue }
                 chunks += pieces(try optimizerPrefix(key, stateNames), name, ShardBox(whole: t.shape), values: t, layout, copied)
             }
         }
@@ -108,5 +115,20 @@ public enum ShardedGPTCheckpoint {
     static func parameterName(_ key: String) throws -> String {
         guard let dot = key.firstIndex(of: ".") else { throw CheckpointError("optimizer state \(key) has no parameter name") }
         return String(key[key.index(after: dot)...])
+    }
+}
+
+/// Which ranks write the expert parameters of a checkpoint under expert parallelism: each expert is held by
+/// one expert-parallel rank per expert-data-parallel replica (and, with expert-tensor-parallel size = TP, whole
+/// on every tensor-parallel rank).
+public struct ExpertWriters {
+    public var names: Set<String>
+    /// This rank is expert-data-parallel rank 0.
+    public var firstReplica: Bool
+    /// This rank writes the experts it holds whole (expert-tensor-parallel rank 0).
+    public var writesWhole: Bool
+
+    public init(names: Set<String>, firstReplica: Bool, writesWhole: Bool) {
+        (self.names, self.firstReplica, self.writesWhole) = (names, firstReplica, writesWhole)
     }
 }

@@ -12,6 +12,10 @@ import MegatronTensor
 /// reduce-scatters in place into the grad buffer; here the shard lands in its own `[bucket / dp]` tensor, as
 /// not every backend allows an output that aliases the input (this costs 4 / dp bytes per parameter).
 ///
+/// With expert parallelism the experts' parameters get buffers of their own, reduced over the expert
+/// data-parallel group (Megatron's `expert_parallel_buffers`): pre-scaled by `1/dp` of the dense group all the
+/// same and summed over the expert group, as Megatron does.
+///
 /// A parameter's hook fires once per backward pass that produced its gradient; a parameter whose gradient
 /// arrives in two passes of one iteration (e.g. used both inside and outside a recomputed segment whose
 /// replay runs its own pass) is reported by `finishGradSync` rather than reduced twice.
@@ -34,8 +38,11 @@ import MegatronTensor
 public final class DistributedDataParallel {
     public let config: DistributedDataParallelConfig
     public let dataParallelGroup: Communicator
-    /// One buffer per parameter dtype, in order of first appearance.
+    /// One buffer per parameter dtype, in order of first appearance; then, with an expert data-parallel
+    /// group, one per dtype of the expert parameters.
     public let buffers: [ParamAndGradBuffer]
+    /// The group each buffer is reduced and gathered over: `dataParallelGroup`, or the expert data-parallel group.
+    public let bufferGroups: [Communicator]
     private var buckets: [[BucketSync]]
     private var syncEnabled = true
     private var gradSyncFinished = false
@@ -71,21 +78,29 @@ public final class DistributedDataParallel {
     ///     optimizer each gets a bucket of its own, as Megatron.
     ///   - disableBucketing: one bucket whatever the bucket size; Megatron does this on pipeline stages after
     ///     the first, whose reduction is off the critical path.
+    ///   - expertParameters: names of the expert parameters reduced over `expertDataParallelGroup` (when given).
     public init(parameters: [(String, Tensor)], config: DistributedDataParallelConfig, dataParallelGroup: Communicator,
-                sharedEmbeddings: Set<String> = [], disableBucketing: Bool = false) throws {
+                sharedEmbeddings: Set<String> = [], disableBucketing: Bool = false,
+                expertParameters: Set<String> = [], expertDataParallelGroup: Communicator? = nil) throws {
         try config.validate()
         self.config = config
         self.dataParallelGroup = dataParallelGroup
-        let dp = dataParallelGroup.size
-        var dtypes: [DType] = []
-        for (name, p) in parameters {
-            guard p.isLeaf && p.requiresGrad else {
-                throw DataParallelError.invalidConfig("parameter '\(name)' is not a leaf that requires grad")
-            }
-            if !dtypes.contains(p.dtype) { dtypes.append(p.dtype) }
+        for (name, p) in parameters where !(p.isLeaf && p.requiresGrad) {
+            throw DataParallelError.invalidConfig("parameter '\(name)' is not a leaf that requires grad")
         }
-        buffers = dtypes.map { dtype in
-            let members = parameters.filter { $0.1.dtype == dtype }.map { (name: $0.0, tensor: $0.1) }
+        // (parameters, group) per buffer: the dense ones by dtype, then the experts' by dtype.
+        var sets: [(parameters: [(String, Tensor)], group: Communicator)] = []
+        let isExpert = { (name: String) in expertDataParallelGroup != nil && expertParameters.contains(name) }
+        for (expert, group) in [(false, dataParallelGroup), (true, expertDataParallelGroup ?? dataParallelGroup)] {
+            let members = parameters.filter { isExpert($0.0) == expert }
+            var dtypes: [DType] = []
+            for (_, p) in members where !dtypes.contains(p.dtype) { dtypes.append(p.dtype) }
+            sets += dtypes.map { dtype in (members.filter { $0.1.dtype == dtype }, group) }
+        }
+        bufferGroups = sets.map(\.group)
+        buffers = sets.map { set in
+            let members = set.parameters.map { (name: $0.0, tensor: $0.1) }, dtype = members[0].tensor.dtype
+            let dp = set.group.size
             let layout = BufferLayout(
                 elementCounts: members.map(\.tensor.count),
                 bucketSize: disableBucketing ? nil : config.effectiveBucketSize(dataParallelSize: dp),
@@ -95,10 +110,10 @@ public final class DistributedDataParallel {
             return ParamAndGradBuffer(parameters: members, layout: layout, withParamData: config.useDistributedOptimizer,
                                       gradDType: config.gradDType(forParameters: dtype))
         }
-        buckets = buffers.map { buffer in
+        buckets = zip(buffers, bufferGroups).map { buffer, group in
             buffer.layout.buckets.map { bucket in
                 BucketSync(parameterIndices: bucket.parameterIndices,
-                           shardSize: config.useDistributedOptimizer ? bucket.range.count / dp : nil,
+                           shardSize: config.useDistributedOptimizer ? bucket.range.count / group.size : nil,
                            dtype: buffer.gradDType, device: buffer.device)
             }
         }
@@ -241,8 +256,8 @@ public final class DistributedDataParallel {
 
     /// Copies rank 0's parameters to every rank of the data-parallel group (Megatron's `broadcast_params`).
     public func broadcastParameters() throws {
-        for buffer in buffers {
-            for (_, p) in buffer.parameters { try dataParallelGroup.broadcast(p.detached(), root: 0).wait() }
+        for (buffer, group) in zip(buffers, bufferGroups) {
+            for (_, p) in buffer.parameters { try group.broadcast(p.detached(), root: 0).wait() }
             buffer.copyParametersIntoParamBuffer()
         }
     }
@@ -251,12 +266,12 @@ public final class DistributedDataParallel {
     /// (distributed optimizer, after the optimizer wrote its updated shard there), in place: a rank's shard
     /// is already its block of the gathered bucket.
     public func startParamGather() throws {
-        let dp = dataParallelGroup.size, rank = dataParallelGroup.rank
         for (b, buffer) in buffers.enumerated() where buffer.paramData != nil {
+            let group = bufferGroups[b], dp = group.size, rank = group.rank
             // In forward order: buffers are laid out last layer first, so the first layers are in the last bucket.
             for k in buffer.layout.buckets.indices.reversed() {
                 let shard = buffer.shardParams(k, rank: rank, dataParallelSize: dp)
-                paramGathers[BucketID(buffer: b, bucket: k)] = try dataParallelGroup.allGather(shard, into: buffer.bucketParams(k))
+                paramGathers[BucketID(buffer: b, bucket: k)] = try group.allGather(shard, into: buffer.bucketParams(k))
             }
         }
     }
@@ -292,12 +307,15 @@ public final class DistributedDataParallel {
     private func launchReduction(buffer b: Int, bucket k: Int) throws {
         let grads = buffers[b].bucketGrad(k)
         // Megatron's pre-scaling by 1/dp, done by the collective as it reads each rank's grads: no pass of its own.
-        let op: MegatronParallel.ReduceOp = config.averageInCollective ? .average : .scaledSum(1 / Float(dataParallelGroup.size))
+        // Expert buffers are scaled by the dense group's 1/dp too, then summed over their own group.
+        let group = bufferGroups[b]
+        let op: MegatronParallel.ReduceOp = config.averageInCollective && group === dataParallelGroup
+            ? .average : .scaledSum(1 / Float(dataParallelGroup.size))
         let sync = buckets[b][k]
         if let shard = sync.shardGrad {
-            sync.work = try dataParallelGroup.reduceScatter(grads, into: shard, op: op)
+            sync.work = try group.reduceScatter(grads, into: shard, op: op)
         } else {
-            sync.work = try dataParallelGroup.allReduce(grads, op: op)
+            sync.work = try group.allReduce(grads, op: op)
         }
     }
 

@@ -72,13 +72,13 @@ public final class DistributedOptimizer {
         self.groups = groups
         self.rule = rule
         var stats = modelParallelStats
-        stats.groups.insert(ddp.dataParallelGroup, at: 0)
+        if !stats.spansDataParallel { stats.groups.insert(ddp.dataParallelGroup, at: 0) }
         gradStats = stats
         var groupOf: [String: Int] = [:]
         for (g, group) in groups.enumerated() { for (name, _) in group.parameters { groupOf[name] = g } }
-        let dp = ddp.dataParallelGroup.size, rank = ddp.dataParallelGroup.rank
         shards = try ddp.buffers.enumerated().map { b, buffer in
-            try buffer.layout.buckets.indices.map { k in
+            let dp = ddp.bufferGroups[b].size, rank = ddp.bufferGroups[b].rank
+            return try buffer.layout.buckets.indices.map { k in
                 let pieces = try buffer.layout.shardPieces(bucket: k, rank: rank, dataParallelSize: dp).map { piece in
                     let name = buffer.parameters[piece.parameterIndex].name
                     guard let g = groupOf[name] else {
@@ -177,15 +177,15 @@ public final class DistributedOptimizer {
     /// data-parallel group must call it; every rank gets the full state.
     public func fullStateDict() throws -> [String: Tensor] {
         var out: [String: Tensor] = [:]
-        let dp = ddp.dataParallelGroup.size
         for (b, buffer) in ddp.buffers.enumerated() {
+            let group = ddp.bufferGroups[b], dp = group.size
             for (k, bucket) in buffer.layout.buckets.enumerated() {
                 let shard = shards[b][k]
                 var roles = shard.states.enumerated().map { ("state\($0.offset).", $0.element) }
                 if buffer.paramDType != .float32 { roles.append(("master.", shard.master)) }
                 for (prefix, local) in roles {
                     let full = Tensor.zeros([local.count * dp], device: buffer.device)
-                    try ddp.dataParallelGroup.allGather(local, into: full).wait()
+                    try group.allGather(local, into: full).wait()
                     for i in bucket.parameterIndices {
                         let (name, p) = buffer.parameters[i]
                         let range = buffer.layout.parameterRanges[i]
