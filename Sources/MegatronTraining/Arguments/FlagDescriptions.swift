@@ -254,6 +254,15 @@ enum FlagDescriptions {
         "--moe-grouped-gemm": "Accepted: the experts run one after another; the same result.",
         "--moe-permute-fusion": "Accepted: tokens are permuted unfused; the same result.",
         "--moe-token-dispatcher-type": "How tokens reach other ranks' experts: allgather (default) or alltoall.",
+        "--fp8-format": "Runs the transformer layers' linear GEMMs in FP8: e4m3, or hybrid (e5m2 gradients).",
+        "--fp8-recipe": "Where FP8 scales come from: delayed (amax history) or tensorwise (each tensor's amax).",
+        "--fp8-margin": "Delayed scaling: scales divided by 2^margin.",
+        "--fp8-amax-history-len": "Delayed scaling: steps of amax history a scale looks back on.",
+        "--fp8-amax-compute-algo": "Delayed scaling: the amax a scale uses, most_recent or the history's max.",
+        "--no-fp8-wgrad": "Weight gradients in the layers' own precision, not FP8.",
+        "--first-last-layers-bf16": "Keeps the first and last layers out of FP8 (not with --fp8-recipe delayed).",
+        "--num-layers-at-start-in-bf16": "With --first-last-layers-bf16: layers at the start kept out of FP8.",
+        "--num-layers-at-end-in-bf16": "With --first-last-layers-bf16: layers at the end kept out of FP8.",
         // This program's own.
         "--device": "Train on cpu or cuda; a GPU when one is found, when not given.",
     ]
