@@ -1,4 +1,4 @@
-// Shared helpers of the neural-network kernels (NeuralKernels.swift): storage types, 8-wide
+// Shared helpers of the neural-network kernels (CUDAKernels.swift): storage types, 8-wide
 // vector access, block reductions and row loops. Prepended after common.cuh. Activations are
 // stored as fp32, bf16 or fp16 and always computed in fp32.
 #pragma once

@@ -60,8 +60,8 @@
         flash_backward_dq_finalize<TYPE>(dq_acc, dq, q_b, q_g, q_p, q_s, groups, per_group, s, dim, scale);        \
     }
 
-// What the program builds (NeuralKernels.programSource defines these before the file): the head dim,
-// its tiling (forward MT, BN, dK/dV MT, BQ, dQ MT, BN; NeuralKernels.AttentionTiling) and the types.
+// What the program builds (CUDAKernels.programSource defines these before the file): the head dim,
+// its tiling (forward MT, BN, dK/dV MT, BQ, dQ MT, BN; CUDAKernels.AttentionTiling) and the types.
 #ifndef FA_HEAD_DIM
 #define FA_HEAD_DIM 64
 #endif

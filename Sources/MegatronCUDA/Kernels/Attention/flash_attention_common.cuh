@@ -2,12 +2,12 @@
 // of 8 up to 256: softmax(q kᵀ * scale + causal mask) v without materializing the [s, t] scores, and
 // its backward, optionally with dropout on the probabilities (the `_dropout` kernels).
 //
-// One NVRTC program per head dim and type (NeuralKernels.programSource): it defines FA_HEAD_DIM, the
+// One NVRTC program per head dim and type (CUDAKernels.programSource): it defines FA_HEAD_DIM, the
 // tiling FA_TILING and FA_TYPES before this file; without them (scripts/check_kernels_nvrtc.py) the
 // file builds D = 64 for both types. A D that is not a multiple of 16 computes on DP = D rounded up to
 // 16: tiles are zero-filled past column D and nothing past it is stored.
 //
-// Layout (the launcher in NeuralKernels+Attention.swift documents it too): q, o and dO are addressed
+// Layout (the launcher in CUDAKernels+Attention.swift documents it too): q, o and dO are addressed
 // as [batch, group, headInGroup, row, dim] and k, v as [batch, group, row, dim] through strides in
 // elements, the last dim contiguous (16-byte aligned rows), so the model's slices of its fused QKV
 // projection need no copy. Query head h = group * perGroup + headInGroup reads key/value head `group`

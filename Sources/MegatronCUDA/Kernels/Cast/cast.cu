@@ -6,7 +6,7 @@
 // 32-byte sectors (with 8 elements per thread each 16-byte store would fill half of 32 sectors);
 // 4 loads in flight per thread before any store; and streaming stores (st.global.cs), since the
 // output is not read back soon and should not push the input out of L2. The host launches one wave
-// of blocks (NeuralKernels.cast).
+// of blocks (CUDAKernels.cast).
 
 #define CAST_KERNEL(FROM_SUFFIX, FROM, TO_SUFFIX, TO)                                                           \
     extern "C" __global__ void cast_##FROM_SUFFIX##_##TO_SUFFIX(TO *out, const FROM *in, long long n, int vec) { \

@@ -1,4 +1,4 @@
-// FP8 with per-tensor scaling (NeuralKernels+FP8.swift): quantize fp32 / bf16 / fp16 to e4m3 / e5m2
+// FP8 with per-tensor scaling (CUDAKernels+FP8.swift): quantize fp32 / bf16 / fp16 to e4m3 / e5m2
 // as fp8(x * scale), dequantize as fp8 * scale, and the amax (largest |x|) that delayed scaling
 // records. `scale` points to one fp32 on the device (null: 1), so a scale computed on the GPU needs no
 // host sync. Conversions give fp8.cuh's results, bit for bit the CPU's; 8 elements per step (16-byte accesses

@@ -1,5 +1,5 @@
 // Multi-tensor AdamW over fp32 master weights, and the global L2 norm of many fp32 gradients.
-// Both take a device array of per-tensor slots (NeuralKernels.swift builds it); launch grid.y
+// Both take a device array of per-tensor slots (CUDAKernels+Optimizer.swift builds it); launch grid.y
 // is the tensor, grid.x blocks stride over that tensor's elements.
 
 // One tensor of an AdamW step. `copy` (may be 0) receives the updated parameters as bf16.

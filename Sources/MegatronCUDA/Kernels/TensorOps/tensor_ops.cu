@@ -4,7 +4,7 @@
 // and up to 8 dimensions of shape and strides (in elements), so views (transposes, narrows,
 // broadcasts with stride 0) are read and written in place. Math runs in fp32, as on the CPU.
 //
-// The host (TensorKernels.swift) lays TensorArg out byte for byte; keep the two in step.
+// The host (CUDAKernels+TensorOps.swift) lays TensorArg out byte for byte; keep the two in step.
 
 #define TENSOR_MAX_RANK 8
 
