@@ -9,9 +9,9 @@ final class FlagSurfaceTests: XCTestCase {
 
     func testUnsupportedFlagsAreRefusedTogetherWithTheirFeatures() throws {
         try MegatronProcess.built().assertCleanFailure(
-            ["pretrain-gpt"] + required + ["--expert-model-parallel-size", "8", "--fp8-param-gather", "--use-persistent-ckpt-worker",
+            ["pretrain-gpt"] + required + ["--moe-input-jitter-eps", "2", "--fp8-param-gather", "--use-persistent-ckpt-worker",
                                            "--wandb-project", "x", "--context-parallel-size", "2", "--save", "ckpt", "--save-interval", "1"],
-            mentions: ["mixture of experts: --expert-model-parallel-size 8", "FP8: --fp8-param-gather",
+            mentions: ["mixture of experts: --moe-input-jitter-eps 2", "FP8: --fp8-param-gather",
                        "checkpoint formats (--ckpt-format): --use-persistent-ckpt-worker", "Weights & Biases logging (use --tensorboard-dir): --wandb-project x",
                        "context parallelism: --context-parallel-size 2"])
     }

@@ -29,14 +29,7 @@ final class MegatronConfigCorpusTests: XCTestCase {
             "determinism.py: --deterministic-mode requires tp_comm_overlap=False"),
         "deepseek_v2_lite": (["--moe-layer-freq", "--num-layers"], "--moe-layer-freq",
                              "gpt_layer_specs.py: Invalid length of moe_layer_pattern (its 27 layers against the scale-down's 2)"),
-        // Without their pipeline stages (left out with their checkpoints) these keep two virtual stages on one.
-        "gpt3_mcore_te_tp1_pp4_vp1_decoupled_lr": vpWithoutPipeline,
-        "gpt3_mcore_te_tp1_pp4_vp1_calculate_per_token_loss": vpWithoutPipeline,
     ]
-
-    static let vpWithoutPipeline: (flags: Set<String>, drop: String, reason: String) = (
-        ["--num-layers-per-virtual-pipeline-stage", "--pipeline-model-parallel-size"], "--num-layers-per-virtual-pipeline-stage",
-        "arguments.py: When interleaved schedule is used, pipeline-model-parallel size should be greater than 1")
 
     /// A tiny valid run that a blocker's flags are added to, to see whether they still fail on their own.
     static let probeBase = "--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
@@ -118,30 +111,33 @@ final class MegatronConfigCorpusTests: XCTestCase {
                 XCTAssertTrue(named.isSubset(of: allowed),
                               "\(config.name) fails on \(named.subtracting(allowed).sorted()), not a known blocker or left-out feature:\n"
                               + "\(command)\n\(outcome.output.suffix(3000))")
-            } else if refused.isEmpty {
-                report.append("\(config.name): trains")
-                XCTAssertTrue(trained, "\(config.name) does not train:\n\(command)\n\(outcome.output.suffix(4000))")
-                XCTAssertFalse(outcome.output.contains("lm loss: nan") || outcome.output.contains("lm loss: inf"), config.name)
             } else {
-                report.append("\(config.name): refused for \(refused.sorted().joined(separator: " "))")
-                XCTAssertNotEqual(outcome.status, 0, "\(config.name) is not refused:\n\(outcome.output.suffix(3000))")
-                XCTAssertEqual(named, refused, "\(config.name) must name exactly its left-out features' flags:\n\(outcome.output.suffix(3000))")
-                guard !config.flags.contains(where: { $0.name == "--mock-data" }) else { continue }
-                let rest = try config.without(refused, writingTo: workspace.root.appendingPathComponent("without/\(config.name)"))
-                let second = try workspace.run(rest, attempt: "without-left-out-features")
-                if let megatron = Self.refusedByMegatron[config.name] {
-                    report[report.count - 1] += "; then as Megatron (\(megatron.reason)); trains without \(megatron.drop)"
-                    XCTAssertNotEqual(second.status, 0, "\(config.name) is not refused as Megatron refuses it (\(megatron.reason))")
-                    XCTAssertEqual(Self.named(in: second.output, of: config), megatron.flags,
-                                   "\(config.name) must be refused as Megatron refuses it (\(megatron.reason)):\n\(second.output.suffix(3000))")
-                    let third = try workspace.run(try rest.without([megatron.drop], writingTo: workspace.root.appendingPathComponent("without-\(megatron.drop)/\(config.name)")),
-                                                  attempt: "without-\(megatron.drop)")
-                    XCTAssertTrue(third.status == 0 && third.output.contains(" iteration        2/       2 |"),
-                                  "\(config.name) without \(refused.sorted()) and \(megatron.drop) does not train:\n\(third.output.suffix(4000))")
+                // The config as written, or without its left-out features once they are refused as such.
+                var (rest, run, label) = (config, outcome, "")
+                if refused.isEmpty {
+                    report.append("\(config.name): trains")
                 } else {
-                    XCTAssertTrue(second.status == 0 && second.output.contains(" iteration        2/       2 |"),
-                                  "\(config.name) without \(refused.sorted()) does not train:\n\(second.output.suffix(4000))")
+                    report.append("\(config.name): refused for \(refused.sorted().joined(separator: " "))")
+                    XCTAssertNotEqual(outcome.status, 0, "\(config.name) is not refused:\n\(outcome.output.suffix(3000))")
+                    XCTAssertEqual(named, refused, "\(config.name) must name exactly its left-out features' flags:\n\(outcome.output.suffix(3000))")
+                    guard !config.flags.contains(where: { $0.name == "--mock-data" }) else { continue }
+                    rest = try config.without(refused, writingTo: workspace.root.appendingPathComponent("without/\(config.name)"))
+                    run = try workspace.run(rest, attempt: "without-left-out-features")
+                    label = " without \(refused.sorted())"
                 }
+                if let megatron = Self.refusedByMegatron[config.name] {
+                    report[report.count - 1] = report[report.count - 1].replacingOccurrences(of: ": trains", with: ":")
+                        + (refused.isEmpty ? " " : "; then ") + "as Megatron (\(megatron.reason)); trains without \(megatron.drop)"
+                    XCTAssertNotEqual(run.status, 0, "\(config.name)\(label) is not refused as Megatron refuses it (\(megatron.reason))")
+                    XCTAssertEqual(Self.named(in: run.output, of: config), megatron.flags,
+                                   "\(config.name) must be refused as Megatron refuses it (\(megatron.reason)):\n\(run.output.suffix(3000))")
+                    run = try workspace.run(try rest.without([megatron.drop], writingTo: workspace.root.appendingPathComponent("without-\(megatron.drop)/\(config.name)")),
+                                            attempt: "without-\(megatron.drop)")
+                    label += " and without \(megatron.drop)"
+                }
+                XCTAssertTrue(run.status == 0 && run.output.contains(" iteration        2/       2 |"),
+                              "\(config.name)\(label) does not train:\n\(command)\n\(run.output.suffix(4000))")
+                XCTAssertFalse(run.output.contains("lm loss: nan") || run.output.contains("lm loss: inf"), config.name)
             }
         }
         print("Megatron config corpus:\n  " + report.joined(separator: "\n  "))
