@@ -6,6 +6,8 @@
 #     so the baseline adds a few MB instead of ~17;
 #   - tests.tar.xz: the test bundle MegatronPackageTests.xctest (not static) with its resource bundles and the
 #     toolchain's shared libraries that ldd lists under .../usr/lib/swift/linux/.
+# Build in the checkout the device call runs from (/work/main): the tests find their fixtures by the source path
+# they were compiled at (#filePath), so a bundle built in another worktree misses every fixture there.
 # What a call carries is capped at 64 MiB with the working tree (~7 MB): both archives together stay near 45 MB.
 #
 # Usage: [BASELINE=FILE[.xz]] scripts/build-gpu.sh [OUT_DIR]   (default: .gpu/ of this checkout; git-ignored)

@@ -5,8 +5,8 @@ import MegatronTestSupport
 @testable import MegatronCore
 
 /// An FP8 linear layer on the GPU (fp8.cu casts and amax, cuBLASLt FP8 GEMMs) against the same layer on the
-/// CPU reference: same quantized operands (the casts agree bit for bit), products within fp32 accumulation
-/// order, over three steps so delayed scaling's updates are exercised too. Skips without a GPU.
+/// CPU reference: same quantized operands (the casts agree bit for bit), products within the FP8 tensor cores'
+/// accumulation precision, over three steps so delayed scaling's updates are exercised too. Skips without a GPU.
 final class FP8LinearGPUTests: XCTestCase {
     func testFP8LinearOnTheGPUFollowsTheCPU() throws {
         let gpu = try requireGPU("FP8 linear GPU tests")
@@ -29,7 +29,9 @@ final class FP8LinearGPUTests: XCTestCase {
                 let (onCPU, onGPU) = (run(.cpu, cpuScaling), run(gpu, gpuScaling))
                 for (name, (c, d)) in zip(["y", "dx", "dw", "db"], zip(onCPU, onGPU)) {
                     let scale = Ops.absMax(c).item()
-                    XCTAssertLessThan(Ops.absMax(Ops.binary(c, d, .sub)).item(), 1e-4 * scale, "\(scaling) step \(step) \(name)")
+                    // FP8 tensor cores accumulate with fewer bits than fp32 (~2^-13 of the running sum on an H100:
+                    // up to 1.6e-4 of the largest element was seen), hence 2^-10 of it.
+                    XCTAssertLessThan(Ops.absMax(Ops.binary(c, d, .sub)).item(), scale / 1024, "\(scaling) step \(step) \(name)")
                 }
                 XCTAssertEqual(gpuScaling.input.scale.to(.cpu).item(), cpuScaling.input.scale.item(), "\(scaling) step \(step)")
                 XCTAssertEqual(gpuScaling.gradOutput.scale.to(.cpu).item(), cpuScaling.gradOutput.scale.item(), "\(scaling) step \(step)")
