@@ -74,8 +74,9 @@ final class LaunchPretrainTests: XCTestCase {
     }
 
     /// Expert parallelism through `launch`: EP=2 x DP=2 with the alltoall dispatcher logs the single-rank lm and
-    /// load-balancing losses; its checkpoint (experts by their global numbers) then resumes on one rank, every
-    /// expert whole there, and the next iteration logs what the uninterrupted single-rank run logs.
+    /// load-balancing losses; its checkpoint (experts by their global numbers), torch_dist or safetensors, then
+    /// resumes on one rank, every expert whole there, and the next iteration logs what the uninterrupted single-rank
+    /// run logs.
     func testExpertParallelRanksMatchOneRankAndTheirCheckpointResumesOnOne() throws {
         let binary = try builtMegatronExecutable()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ep-ckpt-\(UUID().uuidString)")
@@ -91,15 +92,21 @@ final class LaunchPretrainTests: XCTestCase {
             }
         }
         let single = logged(try output(binary, "pretrain-gpt --train-iters 4 " + flags))
-        let launched = logged(try output(binary, "launch --threads --nproc-per-node 4 -- pretrain-gpt --train-iters 3 " + flags
-                                         + " --expert-model-parallel-size 2 --moe-token-dispatcher-type alltoall --save \(directory.path) --save-interval 3"))
-        let resumed = logged(try output(binary, "pretrain-gpt --train-iters 4 " + flags + " --load \(directory.path) --use-checkpoint-opt_param-scheduler"))
         XCTAssertEqual(single.count, 4)
-        XCTAssertEqual(launched.count, 3, "rank 0 alone logs")
-        XCTAssertEqual(resumed.count, 1, "only iteration 4 runs after the load")
-        for (found, expected) in zip(launched + resumed, single) {
-            for (a, b) in zip(found.split(separator: " "), expected.split(separator: " ")) {
-                XCTAssertEqual(Double(a)!, Double(b)!, accuracy: 2e-5, "\(launched + resumed) against \(single)")
+        // torch_dist: each rank writes its experts' boxes; safetensors: rank 0 writes the experts gathered.
+        for format in ["torch_dist", "safetensors"] {
+            let save = directory.appendingPathComponent(format).path
+            let launched = logged(try output(binary, "launch --threads --nproc-per-node 4 -- pretrain-gpt --train-iters 3 " + flags
+                                             + " --expert-model-parallel-size 2 --moe-token-dispatcher-type alltoall --ckpt-format \(format) "
+                                             + "--save \(save) --save-interval 3"))
+            let resumed = logged(try output(binary, "pretrain-gpt --train-iters 4 " + flags + " --ckpt-format \(format) --load \(save) "
+                                            + "--use-checkpoint-opt_param-scheduler"))
+            XCTAssertEqual(launched.count, 3, "\(format): rank 0 alone logs")
+            XCTAssertEqual(resumed.count, 1, "\(format): only iteration 4 runs after the load")
+            for (found, expected) in zip(launched + resumed, single) {
+                for (a, b) in zip(found.split(separator: " "), expected.split(separator: " ")) {
+                    XCTAssertEqual(Double(a)!, Double(b)!, accuracy: 2e-5, "\(format): \(launched + resumed) against \(single)")
+                }
             }
         }
     }

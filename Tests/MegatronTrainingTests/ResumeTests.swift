@@ -37,6 +37,32 @@ final class ResumeTests: XCTestCase {
         XCTAssertTrue(second.contains { $0.contains("loaded checkpoint from") })
     }
 
+    /// Aux-loss-free routing (`--moe-router-enable-expert-bias`): the bias moves after every step and is not a
+    /// parameter; saved and restored in both layouts, the resumed run routes, and so logs, as the uninterrupted one.
+    func testExpertBiasResumesExactlyInBothFormats() throws {
+        let moe = "--num-experts 4 --moe-router-topk 2 --moe-ffn-hidden-size 8 --moe-router-score-function sigmoid "
+            + "--moe-router-enable-expert-bias --moe-router-bias-update-rate 0.05 --moe-router-load-balancing-type none --disable-bias-linear"
+        var straight: [String] = []
+        _ = try Pretrainer(arguments: try arguments(moe)) { straight.append($0) }.run()
+        XCTAssertEqual(losses(straight).count, 6)
+        for format in ["torch_dist", "safetensors"] {
+            let directory = root.appendingPathComponent(format)
+            var first: [String] = [], second: [String] = []
+            let save = "\(moe) --ckpt-format \(format) --save \(directory.path) --save-interval 100 --exit-interval 3"
+            _ = try Pretrainer(arguments: try arguments(save)) { first.append($0) }.run()
+            if format == "torch_dist" {
+                // Each rank's boxes under Megatron Core's MoE keys (the TE spec's name of the pre-MLP norm too).
+                let keys = try DistributedCheckpointReader(directory: directory.appendingPathComponent("iter_0000003")).tensorKeys
+                for key in ["decoder.layers.mlp.experts.experts.linear_fc1.weight", "decoder.layers.mlp.router.expert_bias",
+                            "decoder.layers.mlp.linear_fc1.layer_norm_weight", "decoder.layers.pre_mlp_layernorm.weight"] {
+                    XCTAssertTrue(keys.contains(key), "\(key) in \(keys)")
+                }
+            }
+            _ = try Pretrainer(arguments: try arguments("\(moe) --ckpt-format \(format) --load \(directory.path)")) { second.append($0) }.run()
+            XCTAssertEqual(losses(first) + losses(second), losses(straight), format)
+        }
+    }
+
     func testSaveWithoutIntervalIsRefused() throws {
         XCTAssertThrowsError(try arguments("--save /tmp/x").validate()) {
             XCTAssertEqual("\($0)", "--save-interval is required (and positive) when --save is given")

@@ -154,13 +154,14 @@ public enum GPTCheckpoint {
         let lock = try SaveDirectoryLock(directory: store.root)
         defer { lock.release() }
         try store.repairInterruptedSave()
+        var state: [String: Tensor] = [:]
+        for (name, t) in model.namedParameters() + model.checkpointBuffers() { state[name] = t }
         var tensors: [String: Tensor] = [:]
-        for (name, p) in model.namedParameters() { tensors["model." + name] = p }
+        for (name, t) in state { tensors["model." + name] = t }
         var manifest = manifest
         describe(model, vocabSize: vocabSize, in: &manifest)
         if torchDist {
-            try MegatronCheckpointFormat.save(to: store, iteration: iteration, model: model.namedParameters().reduce(into: [:]) { $0[$1.0] = $1.1 },
-                                              optimizer: [:], manifest: manifest, release: release)
+            try MegatronCheckpointFormat.save(to: store, iteration: iteration, model: state, optimizer: [:], manifest: manifest, release: release)
         } else {
             try store.save(iteration: iteration, tensors: tensors, manifest: manifest, release: release)
         }
@@ -173,12 +174,15 @@ public enum GPTCheckpoint {
         public let manifest: CheckpointManifest
     }
 
-    /// Loads the `model.<name>` tensors of a checkpoint into `model`; errors name `source` and the key.
+    /// Loads the `model.<name>` tensors of a checkpoint into `model` (parameters, and buffers such as the expert
+    /// bias); errors name `source` and the key.
     public static func loadWeights(_ tensors: [String: Tensor], into model: GPTModel, source: String) throws {
         var state: [String: Tensor] = [:]
         for (key, t) in tensors where key.hasPrefix("model.") { state[String(key.dropFirst(6))] = t }
+        let (parameters, buffers) = GPTModel.splitBuffers(state)
+        try model.loadCheckpointBuffers(buffers, source: source)
         do {
-            try model.loadStateDict(state)
+            try model.loadStateDict(parameters)
         } catch let error as StateDictError {
             throw CheckpointError("\(source): \(error.description)")
         }

@@ -121,9 +121,6 @@ extension PretrainArguments {
         }
         try require(numExperts % ep == 0,
                     "--num-experts (\(numExperts)) must be divisible by --expert-model-parallel-size (\(ep)), as in Megatron")
-        try require(ckptFormat != .safetensors || (save == nil && load == nil),
-                    "--ckpt-format safetensors with --expert-model-parallel-size \(ep): whole-state checkpoints do not gather "
-                        + "the experts of other ranks yet; use --ckpt-format torch_dist (the default)")
     }
 
     /// The expert-parallel group the model's experts are split over; nil with one expert-parallel rank.

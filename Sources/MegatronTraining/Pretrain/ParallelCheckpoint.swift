@@ -71,14 +71,18 @@ enum ParallelCheckpoint {
         return (fullModel, try TensorParallelResharding.merge(pieces, shardings: shardings))
     }
 
-    /// This rank's slices of a full model state (vocabulary rows fitted to the model's padding first).
+    /// This rank's slices of a full model state (vocabulary rows fitted to the model's padding first); checkpoint
+    /// buffers (the expert bias), which every rank holds whole, pass as they are.
     static func modelSlice(_ full: [String: Tensor], for model: GPTModel) throws -> [String: Tensor] {
-        var state = stagePart(full, of: model) { $0 }
+        let (parameters, buffers) = GPTModel.splitBuffers(full)
+        var state = stagePart(parameters, of: model) { $0 }
         let rows = model.vocabSize
         for name in vocabularyParameters where state[name] != nil { state[name] = fitRows(state[name]!, to: rows) }
         let group = model.tensorParallel
-        guard group.size > 1 else { return state }
-        return try TensorParallelResharding.shard(state, shardings: model.tensorParallelShardings(), rank: group.rank, size: group.size)
+        if group.size > 1 {
+            state = try TensorParallelResharding.shard(state, shardings: model.tensorParallelShardings(), rank: group.rank, size: group.size)
+        }
+        return state.merging(buffers) { parameter, _ in parameter }
     }
 
     /// This rank's slices of a full optimizer state (`master.<param>`, `state<k>.<param>`).
@@ -94,9 +98,9 @@ enum ParallelCheckpoint {
         return try TensorParallelResharding.shard(state, shardings: shardings, rank: group.rank, size: group.size)
     }
 
-    /// The entries of a whole model's `state` for `model`'s pipeline stage: those whose `parameter` it holds.
+    /// The entries of a whole model's `state` for `model`'s pipeline stage and experts: those whose `parameter` it holds.
     static func stagePart(_ state: [String: Tensor], of model: GPTModel, parameter: (String) -> String) -> [String: Tensor] {
-        guard !model.stage.isWhole else { return state }
+        guard !model.stage.isWhole || model.moeLayers.contains(where: { $0.expertParallel.size > 1 }) else { return state }
         let held = Set(model.namedParameters().map(\.0))
         return state.filter { held.contains(parameter($0.key)) }
     }

@@ -22,10 +22,15 @@ extension Pretrainer {
         }
         switch arguments.ckptFormat {
         case .safetensors:
-            let (modelState, optimizerState) = try ParallelCheckpoint.gather(model: model, optimizerState: try optimizer.stateTensors())
+            var (modelState, optimizerState) = try ParallelCheckpoint.gather(model: model, optimizerState: try optimizer.stateTensors())
+            if let moe = model.config.moe {
+                modelState = try ParallelCheckpoint.gatherExperts(modelState, group: parallel.expert, numExperts: moe.numExperts)
+                optimizerState = try ParallelCheckpoint.gatherExperts(optimizerState, group: parallel.expert, numExperts: moe.numExperts)
+            }
             guard parallel.world.rank == 0 else { return }
             var tensors: [String: Tensor] = [:]
             for (name, p) in modelState { tensors["model." + name] = p }
+            for (name, b) in model.checkpointBuffers() { tensors["model." + name] = b }
             for (name, t) in optimizerState { tensors["optimizer." + name] = t }
             try store.save(iteration: iteration, tensors: tensors.mapValues { $0.to(.cpu) }, manifest: try manifest(shapes: tensors))
         case .torchDist:

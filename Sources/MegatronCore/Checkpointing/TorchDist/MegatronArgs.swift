@@ -30,6 +30,7 @@ public enum MegatronArgs {
             ("consumed_train_samples", .int(manifest.consumedSamples ?? 0)), ("consumed_valid_samples", .int(0)),
             ("no_save_optim", .bool(true)), ("no_save_rng", .bool(true)), ("ckpt_format", .string("torch_dist")),
         ]
+        fields += moeFields(c.moe)
         let names = Set(extra.map(\.0))
         fields.removeAll { names.contains($0.0) }
         return .object(PickleObject(PickleGlobals.namespace, state: .stringDict(fields + extra), isNewObject: true))
@@ -52,10 +53,12 @@ public enum MegatronArgs {
         else { throw CheckpointError("\(source): args.normalization or args.position_embedding_type is one this build does not build") }
         let dtype: DType = flag("bf16", false) ? .bfloat16 : (flag("fp16", false) ? .float16 : .float32)
         let addBias = flag("add_bias_linear", true)
+        let layers = try int("num_layers")
+        let moe = try self.moe(args, numLayers: layers, ffnHiddenSize: optionalInt("ffn_hidden_size") ?? 4 * (try int("hidden_size")), source: source)
         let config: TransformerConfig
         do {
             config = try TransformerConfig(
-                numLayers: try int("num_layers"), hiddenSize: try int("hidden_size"), numAttentionHeads: heads,
+                numLayers: layers, hiddenSize: try int("hidden_size"), numAttentionHeads: heads,
                 numQueryGroups: flag("group_query_attention", false) ? optionalInt("num_query_groups") : nil,
                 kvChannels: optionalInt("kv_channels"), ffnHiddenSize: optionalInt("ffn_hidden_size"), normalization: normalization,
                 layernormEpsilon: number("norm_epsilon") ?? 1e-5, gatedLinearUnit: swiglu,
@@ -63,7 +66,7 @@ public enum MegatronArgs {
                 addBiasLinear: addBias, addQKVBias: flag("add_qkv_bias", false) || addBias, qkLayernorm: flag("qk_layernorm", false),
                 hiddenDropout: number("hidden_dropout") ?? 0.1, attentionDropout: number("attention_dropout") ?? 0.1,
                 positionEmbeddingType: position, rotaryBase: number("rotary_base") ?? 10000, rotaryPercent: number("rotary_percent") ?? 1,
-                paramsDType: dtype, layernormZeroCenteredGamma: flag("apply_layernorm_1p", false))
+                paramsDType: dtype, layernormZeroCenteredGamma: flag("apply_layernorm_1p", false), moe: moe)
         } catch let error as ConfigError {
             throw CheckpointError("\(source): args describe no model this build builds: \(error.description)")
         }

@@ -36,13 +36,15 @@ public enum MegatronCheckpointFormat {
         var manifest = manifest
         manifest.iteration = iteration
         manifest.checkpointVersion = 3.0
-        var tensors = try MegatronGPTLayout.sharded(model.mapValues { $0.to(.cpu) }, numLayers: config.numLayers)
+        let experts = config.moe?.numExperts
+        var tensors = try MegatronGPTLayout.sharded(model.mapValues { $0.to(.cpu) }, numLayers: config.numLayers, numExperts: experts)
         for (kind, state) in try optimizerGroups(optimizer, stateNames: stateNames) {
-            for (key, t) in try MegatronGPTLayout.sharded(state.mapValues { $0.to(.cpu) }, numLayers: config.numLayers) {
+            for (key, t) in try MegatronGPTLayout.sharded(state.mapValues { $0.to(.cpu) }, numLayers: config.numLayers, numExperts: experts,
+                                                          aliases: false) {
                 tensors[optimizerPrefix + kind + "." + key] = t
             }
         }
-        try DistributedCheckpoint.write(.init(tensors: tensors, objects: MegatronGPTLayout.extraStateObjects(numLayers: config.numLayers),
+        try DistributedCheckpoint.write(.init(tensors: tensors, objects: MegatronGPTLayout.extraStateObjects(config),
                                               common: try commonState(manifest, megatronArgs: megatronArgs)), to: staging)
         try AtomicFile.syncDirectory(staging)
         try store.publish(staging, as: name)

@@ -66,7 +66,7 @@ extension MegatronCheckpointFormat {
         }
         guard let config = manifest.modelConfig else { throw CheckpointError("a torch_dist checkpoint needs the model's description") }
         let objects = [(DistributedCheckpoint.commonKey, PickleValue.list([try commonState(manifest, megatronArgs: megatronArgs)]))]
-            + MegatronGPTLayout.extraStateObjects(numLayers: config.numLayers).sorted { $0.key < $1.key }
+            + MegatronGPTLayout.extraStateObjects(config).sorted { $0.key < $1.key }
         entries = try DistributedCheckpoint.writeFile("__0_1.distcp", objects: objects, chunks: [], in: staging) + entries
         try DistributedCheckpoint.writeMetadata(entries, to: staging)
         try AtomicFile.syncDirectory(staging)

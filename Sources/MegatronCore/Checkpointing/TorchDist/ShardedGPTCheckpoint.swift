@@ -29,8 +29,10 @@ public enum ShardedGPTCheckpoint {
             }
             return (!replicated || firstReplica) && layout.writes(name)
         }
-        for (name, p) in model.namedParameters() where writes(name, replicated: true) {
-            chunks += pieces("", name, ShardBox(whole: p.shape), values: p, layout, copied)
+        for (name, p) in model.namedParameters() + model.checkpointBuffers() where writes(name, replicated: true) {
+            let own = pieces("", name, ShardBox(whole: p.shape), values: p, layout, copied)
+            chunks += own
+            if let alias = layout.alias(of: name) { chunks += own.map { var chunk = $0; chunk.key = alias; return chunk } }
         }
         if let distributed = optimizer.distributed {
             for piece in distributed.ownedState() where writes(piece.parameter, replicated: false) {
@@ -64,14 +66,26 @@ public enum ShardedGPTCheckpoint {
         }
     }
 
-    /// This rank's model parameters (local shapes, `model.`-less names) read from `reader`'s boxes. Rows of a
-    /// vocabulary padded beyond the saved one are zero; rows past this model's padding are not read.
+    /// This rank's model parameters and checkpoint buffers (local shapes, `model.`-less names) read from `reader`'s
+    /// boxes. Rows of a vocabulary padded beyond the saved one are zero; rows past this model's padding are not read.
     public static func readModel(_ reader: DistributedCheckpointReader, layout: ShardedGPTLayout, model: GPTModel) throws -> [String: Tensor] {
+        try requireMegatronExpertLayout(reader)
         var state: [String: Tensor] = [:]
-        for (name, p) in model.namedParameters() {
+        for (name, p) in model.namedParameters() + model.checkpointBuffers() {
             state[name] = try readBox("", name, ShardBox(whole: p.shape), dtype: p.dtype, reader, layout)
         }
         return state
+    }
+
+    /// Refuses a checkpoint of earlier builds, which kept one key per routed expert (`…mlp.experts.local_experts.<n>.…`)
+    /// where Megatron keeps one key with an expert axis (`…mlp.experts.experts.…`): its boxes are not where this
+    /// build looks. Read whole (`convert`, `generate`) it still loads.
+    static func requireMegatronExpertLayout(_ reader: DistributedCheckpointReader) throws {
+        guard let old = reader.tensorKeys.first(where: { $0.contains(MegatronGPTLayout.localExpertsInfix) }) else { return }
+        throw CheckpointError("\(reader.directory.path): its experts are saved one key per expert (\(old)), the layout of earlier "
+            + "builds; this build resumes Megatron's layout (one ...mlp.experts.experts... key with an expert axis). Resume it with the "
+            + "build that wrote it, or rewrite its weights: megatron convert --model-type GPT --loader megatron --saver megatron "
+            + "--load-dir <its --save directory> --save-dir <new directory>, then --load that with --finetune")
     }
 
     /// Loads this rank's optimizer state from `reader`: the distributed optimizer reads only its shard's boxes.

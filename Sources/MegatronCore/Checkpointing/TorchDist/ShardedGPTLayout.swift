@@ -25,7 +25,8 @@ public struct ShardedGPTLayout {
     public init(model: GPTModel, tensorRank: Int, tensorSize: Int) throws {
         (self.tensorRank, self.tensorSize, numLayers) = (tensorRank, tensorSize, model.config.numLayers)
         shardings = model.tensorParallelShardings()
-        localShapes = Dictionary(model.namedParameters().map { ($0.0, $0.1.shape) }, uniquingKeysWith: { a, _ in a })
+        localShapes = Dictionary((model.namedParameters() + model.checkpointBuffers()).map { ($0.0, $0.1.shape) },
+                                 uniquingKeysWith: { a, _ in a })
         var global: [String: [Int]] = [:]
         for (name, shape) in localShapes {
             var shape = shape
@@ -33,7 +34,7 @@ public struct ShardedGPTLayout {
             global[name] = shape
         }
         parameterShapes = global
-        placements = try MegatronGPTLayout.placements(global, numLayers: numLayers,
+        placements = try MegatronGPTLayout.placements(global, numLayers: numLayers, numExperts: model.config.moe?.numExperts,
                                                       homogeneous: model.stage.isWhole ? nil : Self.layersAlike(model.config))
         copiesOfOtherStages = model.stage.preProcess || model.wordEmbeddings == nil ? [] : ["embedding.word_embeddings.weight"]
     }
@@ -44,7 +45,7 @@ public struct ShardedGPTLayout {
         Set((0..<config.numLayers).map { [config.isMoELayer($0), config.isGatedDeltaNetLayer($0)] }).count <= 1
     }
 
-    /// The parameters of this rank, by name.
+    /// The parameters (and checkpoint buffers: the expert bias) of this rank, by name.
     public var parameterNames: [String] { localShapes.keys.sorted() }
 
     /// Whether every tensor-parallel rank holds parameter `name` whole (one of them writes it).
@@ -60,14 +61,16 @@ public struct ShardedGPTLayout {
     /// The torch_dist key of parameter `name`.
     public func key(of name: String) -> String { placements[name]!.key }
 
-    /// The global shape of `name`'s torch_dist tensor (`[numLayers] + shape` when stacked).
-    public func globalShape(of name: String) -> [Int] {
-        placements[name]!.layer == nil ? parameterShapes[name]! : [numLayers] + parameterShapes[name]!
-    }
+    /// The Transformer Engine spec's key for parameter `name` where it differs (`MegatronGPTLayout.Placement.alias`).
+    public func alias(of name: String) -> String? { placements[name]!.alias }
+
+    /// The global shape of `name`'s torch_dist tensor (`[numLayers] + shape` when stacked, `[numExperts]` further
+    /// prepended for a routed expert's weight).
+    public func globalShape(of name: String) -> [Int] { placements[name]!.leadingShape + parameterShapes[name]! }
 
     /// The parts of `localBox` (a box of this rank's tensor of `name`) and the global boxes they are: one, or one per
     /// section a sectioned parameter's box spans. A stacked parameter's global box has the layer axis (length 1)
-    /// in front.
+    /// in front, an expert's the expert axis (length 1) after it.
     public func pieces(of name: String, localBox: ShardBox) -> [(local: ShardBox, global: ShardBox)] {
         let local = localShapes[name]!
         var pieces: [(local: ShardBox, global: ShardBox)]
@@ -83,8 +86,8 @@ public struct ShardedGPTLayout {
         case .splitSections(let dim, let lengths):
             pieces = sectioned(localBox, dim: dim, localLengths: lengths.map { $0 / tensorSize })
         }
-        guard let layer = placements[name]!.layer else { return pieces }
-        return pieces.map { ($0.local, ShardBox(offsets: [layer] + $0.global.offsets, sizes: [1] + $0.global.sizes)) }
+        let leading = placements[name]!.leading
+        return pieces.map { ($0.local, ShardBox(offsets: leading + $0.global.offsets, sizes: leading.map { _ in 1 } + $0.global.sizes)) }
     }
 
     /// `box` cut at the local section boundaries along `dim`; section s of rank r lies at the section's global
