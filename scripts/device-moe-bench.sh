@@ -9,6 +9,8 @@
 # (18 bytes a parameter here, 16 in torch) fit one 80 GB H100 beside the activations.
 #   usage (on the device, repository root, bundle unpacked in /tmp/g):
 #     bash scripts/device-moe-bench.sh [--only mixtral|fine] [--no-torch] [--no-sequential]
+# Each run has its own timeout (ours 120 s, torch 200 s); should the whole go past a device call's 10 minutes, run
+# it as two calls, --only mixtral and --only fine.
 set -uo pipefail
 M=${MEGATRON:-/tmp/g/bin/megatron}
 export PYTHONUNBUFFERED=1
@@ -45,13 +47,13 @@ for name in ${names:-mixtral fine}; do
     for build in $builds; do
         extra=""; [ $build = grouped ] && extra="--moe-grouped-gemm"
         echo "== $name: ours, $build experts"
-        timeout 150 "$M" bench train --warmup 2 --iterations 5 $llama $ours_only $moe $common $extra > /tmp/moe-$name-$build.txt 2>&1
+        timeout 120 "$M" bench train --warmup 2 --iterations 5 $llama $ours_only $moe $common $extra > /tmp/moe-$name-$build.txt 2>&1
         tail -2 /tmp/moe-$name-$build.txt
         record "$name" "ours-$build" /tmp/moe-$name-$build.txt
     done
     if [ $torch = 1 ]; then
         echo "== $name: torch.compile"
-        (cd scripts && timeout 220 python3 bench_torch_moe.py $llama $moe --warmup 3 --iterations 6) > /tmp/moe-$name-torch.txt 2>&1
+        (cd scripts && timeout 200 python3 bench_torch_moe.py $llama $moe --warmup 3 --iterations 6) > /tmp/moe-$name-torch.txt 2>&1
         grep -v "^\s*$" /tmp/moe-$name-torch.txt | tail -3
         record "$name" torch /tmp/moe-$name-torch.txt
     fi
