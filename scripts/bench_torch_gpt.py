@@ -28,7 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def parse():
+def parse(add_arguments=None):
+    """Megatron-style flags; `add_arguments(parser)` adds a caller's own (bench_torch_moe.py's MoE flags)."""
     p = argparse.ArgumentParser()
     p.add_argument("--num-layers", type=int, default=12)
     p.add_argument("--hidden-size", type=int, default=768)
@@ -48,6 +49,8 @@ def parse():
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--profile", action="store_true", help="after timing, print the top GPU kernels of 2 steps")
+    if add_arguments:
+        add_arguments(p)
     return p.parse_args()
 
 
@@ -61,10 +64,8 @@ class Block(nn.Module):
         self.norm1, self.norm2 = norm(h), norm(h)
         self.qkv = nn.Linear(h, (self.heads + 2 * self.groups) * self.d, bias=not a.swiglu)
         self.proj = nn.Linear(h, h, bias=not a.swiglu)
-        ffn = a.ffn_hidden_size or 4 * h
         self.swiglu = a.swiglu
-        self.fc1 = nn.Linear(h, 2 * ffn if a.swiglu else ffn, bias=not a.swiglu)
-        self.fc2 = nn.Linear(ffn, h, bias=not a.swiglu)
+        self.make_mlp(a)
         self.rope = a.position_embedding_type == "rope"
         self.drop = nn.Dropout(a.hidden_dropout)
         self.attention_dropout = a.attention_dropout
@@ -81,13 +82,24 @@ class Block(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.groups != self.heads,
                                            dropout_p=self.attention_dropout if self.training else 0.0)
         x = x + self.drop(self.proj(y.transpose(1, 2).reshape(b, s, -1)))
-        hidden = self.fc1(self.norm2(x))
-        if self.swiglu:
-            gate, up = hidden.chunk(2, dim=-1)
-            hidden = F.silu(gate) * up
-        else:
-            hidden = F.gelu(hidden, approximate="tanh")
-        return x + self.drop(self.fc2(hidden))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+    def make_mlp(self, a):
+        """The dense MLP; bench_torch_moe.py's block makes its experts here instead."""
+        ffn = a.ffn_hidden_size or 4 * a.hidden_size
+        self.fc1 = nn.Linear(a.hidden_size, 2 * ffn if a.swiglu else ffn, bias=not a.swiglu)
+        self.fc2 = nn.Linear(ffn, a.hidden_size, bias=not a.swiglu)
+
+    def mlp(self, x):
+        return self.fc2(activate(self.fc1(x), self.swiglu))
+
+
+def activate(hidden, swiglu):
+    """SwiGLU over [gate; up] halves, or tanh GeLU."""
+    if swiglu:
+        gate, up = hidden.chunk(2, dim=-1)
+        return F.silu(gate) * up
+    return F.gelu(hidden, approximate="tanh")
 
 
 def rotate(x, cos, sin):
@@ -97,11 +109,11 @@ def rotate(x, cos, sin):
 
 
 class GPT(nn.Module):
-    def __init__(self, a):
+    def __init__(self, a, block=Block):
         super().__init__()
         self.embed = nn.Embedding(a.vocab_size, a.hidden_size)
         self.positions = nn.Embedding(a.seq_length, a.hidden_size) if a.position_embedding_type != "rope" else None
-        self.blocks = nn.ModuleList(Block(a) for _ in range(a.num_layers))
+        self.blocks = nn.ModuleList(block(a) for _ in range(a.num_layers))
         norm = nn.LayerNorm if a.normalization == "LayerNorm" else nn.RMSNorm
         self.norm = norm(a.hidden_size)
         self.head = nn.Linear(a.hidden_size, a.vocab_size, bias=False)
@@ -126,18 +138,20 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1))
 
 
-def megatron_flops(a, batch):
-    """Megatron's num_floating_point_operations for a dense GPT, as `trainingFLOPs` in FLOPs.swift."""
+def megatron_flops(a, batch, mlp_units=None):
+    """Megatron's num_floating_point_operations, as `trainingFLOPs` in FLOPs.swift; `mlp_units` is the MLP's
+    active width summed over layers (an MoE model's routed and shared experts), the dense ffn size by default."""
     h, layers, s, v = a.hidden_size, a.num_layers, a.seq_length, a.vocab_size
     d = h // a.num_attention_heads
     q, kv = d * a.num_attention_heads, d * (a.num_query_groups or a.num_attention_heads)
-    ffn = (a.ffn_hidden_size or 4 * h) * (3 if a.swiglu else 2)
-    per_token = h * ffn * layers + layers * (h * (q + 2 * kv) + q * h) + h * v
+    units = mlp_units if mlp_units is not None else (a.ffn_hidden_size or 4 * h) * layers
+    per_token = h * units * (3 if a.swiglu else 2) + layers * (h * (q + 2 * kv) + q * h) + h * v
     return batch * s * 6 * per_token + batch * s * s * 6 * q * layers
 
 
-def main():
-    a = parse()
+def main(a=None, model=None, flops=None, label=""):
+    """Trains and times `model` (the dense GPT of `a` by default); `flops(a, batch)` counts its FLOPs per step."""
+    a = a or parse()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1:
@@ -145,7 +159,7 @@ def main():
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = True
-    model = GPT(a).cuda()
+    model = (model or GPT(a)).cuda()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
     step_model = model if a.no_compile else torch.compile(model)
     if world > 1:
@@ -176,11 +190,11 @@ def main():
     params = sum(p.numel() for p in model.parameters())
     if rank != 0:
         return
-    print(f"torch {torch.__version__} {'compiled' if not a.no_compile else 'eager'}{f' DDP x{world}' if world > 1 else ''}, "
+    print(f"torch {torch.__version__} {'compiled' if not a.no_compile else 'eager'}{f' DDP x{world}' if world > 1 else ''}{label}, "
           f"dropout {a.hidden_dropout}/{a.attention_dropout}, "
           f"{params / 1e6:.1f}M params: "
           f"{seconds * 1000:.1f} ms/iter | {tokens_per_iter / seconds:.0f} tokens/s | "
-          f"{megatron_flops(a, a.micro_batch_size) / seconds / 1e12:.3f} TFLOP/s per GPU | "
+          f"{(flops or megatron_flops)(a, a.micro_batch_size) / seconds / 1e12:.3f} TFLOP/s per GPU | "
           f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB allocated, "
           f"{torch.cuda.max_memory_reserved() / 2**20:.0f} MiB reserved")
     if a.profile:

@@ -38,3 +38,22 @@ final class PretrainerTests: XCTestCase {
         XCTAssertEqual(ours / closed, 1, accuracy: 1e-12)
     }
 }
+
+extension PretrainerTests {
+    /// An MoE layer counts its routed experts' and shared expert's FLOPs (Megatron's `num_floating_point_operations`):
+    /// with `--moe-layer-freq` [1, 0], layer 0 has top-2 experts of 1024 plus a shared 512, layer 1 the dense 4096.
+    func testFLOPsCountTheActiveExperts() throws {
+        var moe = MoEConfig(numExperts: 8, ffnHiddenSize: 1024, layers: [true, false])
+        moe.sharedExpertIntermediateSize = 512
+        let config = try TransformerConfig(numLayers: 2, hiddenSize: 256, numAttentionHeads: 4, ffnHiddenSize: 4096,
+                                           gatedLinearUnit: true, activation: .silu, addBiasLinear: false, moe: moe)
+        let dense = try TransformerConfig(numLayers: 2, hiddenSize: 256, numAttentionHeads: 4, ffnHiddenSize: 4096,
+                                          gatedLinearUnit: true, activation: .silu, addBiasLinear: false)
+        let (b, s) = (2.0, 64.0)
+        // Only layer 0's MLP differs: 2 x 1024 + 512 = 2560 active units in place of 4096, 3 GEMMs each.
+        let difference = b * s * 6 * 256 * 3 * (4096 - 2560)
+        let moeFLOPs = trainingFLOPs(config: config, vocabSize: 1000, sequenceLength: 64, batchSize: 2)
+        XCTAssertEqual(trainingFLOPs(config: dense, vocabSize: 1000, sequenceLength: 64, batchSize: 2) - moeFLOPs, difference,
+                       accuracy: 1e-6 * moeFLOPs)
+    }
+}

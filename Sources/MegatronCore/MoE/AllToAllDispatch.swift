@@ -56,17 +56,8 @@ struct AllToAllDispatch {
             }
             offset += 1
         }
-        let firstPadding = outputSplits[0] - 1
-        var outputs: [Tensor] = [], order: [Int] = []
-        for (l, expert) in layer.experts.localExperts.enumerated() {
-            let chosen = positions[l].isEmpty ? [firstPadding] : positions[l]
-            let index = TokenPermutation.index(chosen, on: device)
-            outputs.append(expert(TokenPermutation.select(received, rows: index),
-                                  probs: TokenPermutation.select(receivedProbs, rows: index)))
-            order += chosen
-        }
-        let arrivalOrder = TokenPermutation.combine(concat(outputs, dim: 0), rows: TokenPermutation.index(order, on: device),
-                                                    tokens: received.size(0))
+        let arrivalOrder = layer.runExperts(received, rows: positions, probs: receivedProbs, probRows: positions,
+                                            padding: outputSplits[0] - 1)
         let returned = ExpertCollectives.allToAll(arrivalOrder, inputSplits: outputSplits, outputSplits: inputSplits, over: comm)
         return TokenPermutation.combine(returned, rows: rowIndex, tokens: tokenCount)
     }

@@ -24,22 +24,27 @@ public final class ExpertMLP: Module {
     /// `tokens [n, hidden] -> [n, hidden]`, the activation scaled by `probs [n, 1]` (fp32) when given.
     public func callAsFunction(_ tokens: Tensor, probs: Tensor? = nil) -> Tensor {
         runForward {
-            let h = linearFC1(tokens)
-            var activated: Tensor
-            if let unit = config.gatedUnit {
-                // SwiGLU, or gpt-oss's clamped quick GeGLU with its linear offset, over [gate; linear] halves.
-                activated = record("gatedLinearUnit", inputs: [h], output: Ops.gatedLinearUnit(h.detached(), unit)) { g in
-                    [Ops.gatedLinearUnitBackward(h.detached(), gradOutput: g, unit)]
-                }
-            } else if config.gatedLinearUnit {
-                // dim 1, not -1: the split's backward indexes strides by the dimension as given.
-                let parts = h.chunk(2, dim: 1)
-                activated = parts[0].apply(MLP.unaryOp(config.activation)) * parts[1]
-            } else {
-                activated = h.apply(MLP.unaryOp(config.activation))
-            }
-            if let probs { activated = (activated * probs).to(tokens.dtype) }
-            return linearFC2(activated)
+            linearFC2(Self.activation(linearFC1(tokens), probs: probs, config: config, dtype: tokens.dtype))
         }
+    }
+
+    /// FC1's output `h [n, fc1Width]` through the config's activation or gated unit, scaled by `probs [n, 1]`
+    /// when given, in `dtype`: what lies between an expert's two GEMMs (also for all experts' rows at once).
+    static func activation(_ h: Tensor, probs: Tensor?, config: TransformerConfig, dtype: DType) -> Tensor {
+        var activated: Tensor
+        if let unit = config.gatedUnit {
+            // SwiGLU, or gpt-oss's clamped quick GeGLU with its linear offset, over [gate; linear] halves.
+            activated = record("gatedLinearUnit", inputs: [h], output: Ops.gatedLinearUnit(h.detached(), unit)) { g in
+                [Ops.gatedLinearUnitBackward(h.detached(), gradOutput: g, unit)]
+            }
+        } else if config.gatedLinearUnit {
+            // dim 1, not -1: the split's backward indexes strides by the dimension as given.
+            let parts = h.chunk(2, dim: 1)
+            activated = parts[0].apply(MLP.unaryOp(config.activation)) * parts[1]
+        } else {
+            activated = h.apply(MLP.unaryOp(config.activation))
+        }
+        if let probs { activated = (activated * probs).to(dtype) }
+        return activated
     }
 }

@@ -73,35 +73,38 @@ public final class MoELayer: Module, FeedForward {
     }
 
     /// Every local expert on the rows of `tokens [N, hidden]` that `map` (`[N, experts]` row-major, 0/1) routes
-    /// to it (token order kept within each expert, as Megatron's permute), the outputs summed back per row.
+    /// to it, each row scaled by its probability in `probs [N, experts]`, the outputs summed back per row.
     private func localExperts(_ tokens: Tensor, probs: Tensor, map: [Float]) -> Tensor {
-        let count = moe.numExperts, first = firstLocalExpert
-        var outputs: [Tensor] = [], rows: [Int] = []
-        for (l, expert) in experts.localExperts.enumerated() {
-            var chosen = (0..<tokens.size(0)).filter { map[$0 * count + first + l] != 0 }
-            var expertProbs: Tensor
-            if chosen.isEmpty {
-                // An expert no token chose still runs, on one token at probability 0: it adds exactly 0 and gets
-                // zero gradients, as Megatron's empty expert does, so every rank reduces the same gradients.
-                chosen = [0]
-                expertProbs = Tensor.zeros([1, 1], dtype: probs.dtype, device: tokens.device)
-            } else {
-                expertProbs = TokenPermutation.select(probs.narrow(1, start: first + l, length: 1),
-                                                      rows: TokenPermutation.index(chosen, on: tokens.device))
-            }
-            outputs.append(expert(TokenPermutation.select(tokens, rows: TokenPermutation.index(chosen, on: tokens.device)),
-                                  probs: expertProbs))
-            rows += chosen
-        }
-        return TokenPermutation.combine(concat(outputs, dim: 0), rows: TokenPermutation.index(rows, on: tokens.device),
-                                        tokens: tokens.size(0))
+        let count = moe.numExperts, first = firstLocalExpert, n = tokens.size(0)
+        let rows = experts.localExperts.indices.map { l in (0..<n).filter { map[$0 * count + first + l] != 0 } }
+        let probRows = rows.enumerated().map { l, chosen in chosen.map { $0 * count + first + l } }
+        return runExperts(tokens, rows: rows, probs: probs.reshape([n * count, 1]), probRows: probRows, padding: 0)
+    }
+
+    /// The local experts on the rows of `input [N, hidden]` that `rows` lists per local expert (token order kept
+    /// within each, as Megatron's permute), row `rows[l][i]` scaled by row `probRows[l][i]` of `probs [P, 1]`;
+    /// the outputs summed back per row of `input`. An expert given no rows runs on row `padding` at probability
+    /// 0: it adds exactly 0 and gets zero gradients, as Megatron's empty expert does, so every rank reduces the
+    /// same gradients.
+    func runExperts(_ input: Tensor, rows: [[Int]], probs: Tensor, probRows: [[Int]], padding: Int) -> Tensor {
+        let device = input.device, zeroProbability = probs.size(0)
+        let anyEmpty = rows.contains { $0.isEmpty }
+        let probSource = anyEmpty ? concat([probs, Tensor.zeros([1, 1], dtype: probs.dtype, device: device)], dim: 0) : probs
+        let order = TokenPermutation.index(rows.flatMap { $0.isEmpty ? [padding] : $0 }, on: device)
+        let probOrder = zip(rows, probRows).flatMap { $0.isEmpty ? [zeroProbability] : $1 }
+        let out = experts(TokenPermutation.select(input, rows: order),
+                          probs: TokenPermutation.select(probSource, rows: TokenPermutation.index(probOrder, on: device)),
+                          counts: rows.map { max($0.count, 1) })
+        return TokenPermutation.combine(out, rows: order, tokens: input.size(0))
     }
 
     /// Keeps only `group`'s share of the experts (`Module.distributeExperts`).
     func distribute(over group: ExpertParallelGroup) {
         precondition(experts.localExperts.count == moe.numExperts, "the experts are distributed already")
         let local = group.localExperts(of: moe.numExperts)
+        let grouped = experts.groupedGemm
         experts = SequentialExperts(Array(experts.localExperts[local]), firstNumber: local.lowerBound)
+        experts.groupedGemm = grouped
         expertParallel = group
         if !group.expertTensorParallel { experts.setAttributesOfAllParameters { $0.partialGradient = false } }
     }
@@ -112,8 +115,15 @@ public final class MoELayer: Module, FeedForward {
 
 /// Megatron's `SequentialMLP`: the local experts, named `local_experts.N` by their global number N (the number
 /// Megatron's checkpoints give them), so a checkpoint reshards across expert-parallel sizes by name.
+///
+/// With `groupedGemm` (`--moe-grouped-gemm`) all experts' FC1 and FC2 run as grouped GEMMs over the permuted
+/// tokens instead of one expert after another: the same math (on the CPU the same numbers), far fewer and fuller
+/// launches on a GPU. It is an execution choice only: the parameters keep these names and shapes (Megatron's
+/// `TEGroupedMLP` names its weights `linear_fc1.weight0`..., a layout this build does not use).
 public final class SequentialExperts: Module {
     public let localExperts: [ExpertMLP]
+    /// Whether the experts run as grouped GEMMs (`--moe-grouped-gemm`).
+    public var groupedGemm = false
     private let list: ModuleList
 
     init(_ experts: [ExpertMLP], firstNumber: Int = 0) {
@@ -122,6 +132,29 @@ public final class SequentialExperts: Module {
     }
 
     override public var children: [(String, Module)] { [("local_experts", list)] }
+
+    /// `permuted [R, hidden]`: rows in consecutive groups of `counts`, one group per local expert, each row's
+    /// activation scaled by its `probs [R, 1]`; returns each row's expert output, `[R, hidden]`.
+    func callAsFunction(_ permuted: Tensor, probs: Tensor, counts: [Int]) -> Tensor {
+        runForward { groupedGemm ? grouped(permuted, probs: probs, counts: counts) : sequential(permuted, probs: probs, counts: counts) }
+    }
+
+    /// Megatron's `SequentialMLP`: each expert on its own rows.
+    private func sequential(_ permuted: Tensor, probs: Tensor, counts: [Int]) -> Tensor {
+        let outputs = zip(localExperts, Ops.groupRanges(counts)).compactMap { expert, rows -> Tensor? in
+            guard !rows.isEmpty else { return nil }
+            return expert(permuted.narrow(0, start: rows.lowerBound, length: rows.count),
+                          probs: probs.narrow(0, start: rows.lowerBound, length: rows.count))
+        }
+        return concat(outputs, dim: 0)
+    }
+
+    /// All experts at once: FC1 as one grouped GEMM, the activation over every row, FC2 as one grouped GEMM.
+    private func grouped(_ permuted: Tensor, probs: Tensor, counts: [Int]) -> Tensor {
+        let h = Functional.groupedLinear(permuted, weights: localExperts.map(\.linearFC1.weight), counts: counts)
+        let activated = ExpertMLP.activation(h, probs: probs, config: localExperts[0].config, dtype: permuted.dtype)
+        return Functional.groupedLinear(activated, weights: localExperts.map(\.linearFC2.weight), counts: counts)
+    }
 }
 
 /// Modules named by their position (PyTorch's `ModuleList`).
@@ -152,6 +185,12 @@ extension Module {
     func setAttributesOfAllParameters(_ change: (inout ParameterAttributes) -> Void) {
         setAttributesOfParameters(change)
         for (_, child) in children { child.setAttributesOfAllParameters(change) }
+    }
+
+    /// Runs the experts of every MoE layer below this module as grouped GEMMs (`--moe-grouped-gemm`), or one
+    /// after another; the same results either way.
+    public func setMoEGroupedGemm(_ grouped: Bool) {
+        for layer in moeLayers { layer.experts.groupedGemm = grouped }
     }
 
     /// The MoE layers below this module, first layer first.

@@ -35,6 +35,7 @@ public final class CUDAContext: @unchecked Sendable {
     private let lazyLock = NSLock()
     private var gemmHandle: CublasLtGemm?
     private var fp8GemmHandle: CublasLtFP8Gemm?
+    private var groupedGemmHandle: GroupedGemm?
     private var cudnnAttentionHandle: Result<CuDNNAttention, Error>?
 
     init(ordinal: Int, environment: [String: String]) throws {
@@ -66,6 +67,19 @@ public final class CUDAContext: @unchecked Sendable {
         gemmHandle = made
         return made
     }
+
+    /// The side streams grouped GEMMs (an MoE layer's experts) run on, made on the first grouped GEMM.
+    public func groupedGemm() throws -> GroupedGemm {
+        lazyLock.lock()
+        defer { lazyLock.unlock() }
+        if let groupedGemmHandle { return groupedGemmHandle }
+        let made = try GroupedGemm(device: device, streams: Self.groupedGemmStreams)
+        groupedGemmHandle = made
+        return made
+    }
+
+    /// Side streams of a grouped GEMM (Transformer Engine's default number of GEMM streams).
+    static let groupedGemmStreams = 4
 
     /// cuBLASLt's FP8 GEMMs, opened on the first FP8 product.
     public func fp8Gemm() throws -> CublasLtFP8Gemm {

@@ -410,9 +410,8 @@ enum PretrainFlags {
         .int("--moe-shared-expert-intermediate-size", \.moeSharedExpertIntermediateSize),
         .set("--moe-shared-expert-gate", \.moeSharedExpertGate),
         .string("--moe-layer-freq", \.moeLayerFreq),
-        .ignored("--moe-grouped-gemm", note: "the experts run one after another on one rank (Megatron's SequentialMLP); "
-                 + "the same math as the grouped GEMM"),
-        .ignored("--moe-permute-fusion", note: "tokens are permuted unfused; the same result"),
+        .set("--moe-grouped-gemm", \.moeGroupedGemm),
+        .ignored("--moe-permute-fusion", note: "tokens are permuted by one gather and put back by one index-add, unfused; the same result"),
         Flag(name: "--moe-token-dispatcher-type", takesValue: true, apply: { args, value in
             args.moeTokenDispatcherType = try Flag.checked("--moe-token-dispatcher-type", value!, ["allgather", "alltoall"])
         }, metavar: "allgather|alltoall", defaultText: { $0.moeTokenDispatcherType }),

@@ -116,6 +116,7 @@ public final class Pretrainer {
                                          untieEmbeddingsAndOutputWeights: arguments.untieEmbeddingsAndOutputWeights,
                                          seed: UInt64(arguments.seed), tensorParallel: group, stage: stage)
                 if let experts { try model.distributeExperts(over: experts) }
+                model.setMoEGroupedGemm(arguments.moeGroupedGemm)
                 return model
             }
         }

@@ -5,7 +5,8 @@ import MegatronTraining
 struct BenchTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Time training iterations (forward, backward, clip, optimizer) for a model given by Megatron flags.")
+        abstract: "Time training iterations (forward, backward, clip, optimizer) for a model given by Megatron flags "
+            + "(MoE ones too: --num-experts, --moe-*; TFLOP/s count the active experts).")
 
     @Option(help: "Untimed iterations first.") var warmup = 2
     @Option(help: "Timed iterations.") var iterations = 5
@@ -25,8 +26,14 @@ struct BenchTrain: ParsableCommand {
         let result = try trainer.benchmark(warmup: warmup, iterations: iterations)
         guard (world?.parallel.world.rank ?? 0) == 0 else { return }
         let c = trainer.model.config
+        let experts = c.moe.map { moe in
+            ", \(moe.numExperts) experts of \(moe.ffnHiddenSize) top-\(moe.topk)"
+                + (moe.sharedExpertIntermediateSize.map { " + shared \($0)" } ?? "")
+                + (arguments.moeGroupedGemm ? " (grouped GEMM)" : " (one expert after another)")
+        } ?? ""
         print("model: \(c.numLayers) layers, hidden \(c.hiddenSize), heads \(c.numAttentionHeads), seq \(arguments.seqLength), "
-              + "global batch \(arguments.globalBatchSize ?? arguments.microBatchSize), params \(c.paramsDType), device \(trainer.device)")
+              + "global batch \(arguments.globalBatchSize ?? arguments.microBatchSize), params \(c.paramsDType)\(experts), "
+              + "device \(trainer.device)")
         print(result.summary)
     }
 }
