@@ -25,8 +25,12 @@ struct BenchTrain: ParsableCommand {
         let result = try trainer.benchmark(warmup: warmup, iterations: iterations)
         guard (world?.parallel.world.rank ?? 0) == 0 else { return }
         let c = trainer.model.config
+        // Which GEMMs ran in FP8, so a timing cannot be mistaken for the BF16 one.
+        let fp8 = try arguments.fp8TrainingRecipe().map {
+            ", FP8 \($0.format.rawValue) \($0.scaling.rawValue) in \(trainer.model.fp8Layers.count) linear layers"
+        } ?? ""
         print("model: \(c.numLayers) layers, hidden \(c.hiddenSize), heads \(c.numAttentionHeads), seq \(arguments.seqLength), "
-              + "global batch \(arguments.globalBatchSize ?? arguments.microBatchSize), params \(c.paramsDType), device \(trainer.device)")
+              + "global batch \(arguments.globalBatchSize ?? arguments.microBatchSize), params \(c.paramsDType)\(fp8), device \(trainer.device)")
         print(result.summary)
     }
 }
