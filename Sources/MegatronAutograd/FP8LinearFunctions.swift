@@ -14,10 +14,13 @@ extension Functional {
     public static func fp8Linear(_ x: Tensor, activation: RecomputedActivation? = nil, weight: Tensor, bias: Tensor?,
                                  quantizer: FP8LinearQuantizer) -> Tensor {
         let (inFeatures, outFeatures) = (weight.shape[1], weight.shape[0])
-        precondition(x.shape.last == inFeatures, "fp8Linear: input \(x.shape) does not match weight \(weight.shape) ([out, in])")
-        let rows = x.count / max(inFeatures, 1)
-        let xs = x.detached().contiguous().reshaped([rows, inFeatures])
+        // With a gated activation (SwiGLU) x is twice the layer's input width: the activation halves it.
+        let width = x.shape.last ?? 1
+        let rows = x.count / max(width, 1)
+        let xs = x.detached().contiguous().reshaped([rows, width])
         let h = activation.map { $0.forward(xs) } ?? xs
+        precondition(h.shape[1] == inFeatures, "fp8Linear: input \(x.shape)\(activation.map { " through \($0)" } ?? "") "
+                     + "does not match weight \(weight.shape) ([out, in])")
         let qx = quantizer.quantizeInput(h)
         let qw = quantizer.quantizeWeight(weight.detached())
         var y = Ops.fp8Matmul(qx, qw, outputType: x.dtype)
