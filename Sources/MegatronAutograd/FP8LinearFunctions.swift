@@ -28,7 +28,8 @@ extension Functional {
         // serve the forward product only.
         let qx = quantizer.quantizeInput(h, transposed: fp8WeightGradient)
         let qw = quantizer.quantizeWeight(weight.detached(), transposed: needX)
-        var y = Ops.fp8Matmul(qx.rowwise, qw.rowwise, outputType: x.dtype)
+        // Fast accumulation in forward only, as Transformer Engine's linear layers.
+        var y = Ops.fp8Matmul(qx.rowwise, qw.rowwise, outputType: x.dtype, fastAccumulation: true)
         if let bias { y = Ops.binary(y, bias.detached(), .add) }
         y = y.reshaped(Array(x.shape.dropLast()) + [outFeatures])
         let (inputTransposed, weightTransposed) = (qx.transposed, qw.transposed)

@@ -89,6 +89,27 @@ final class FP8GPUTests: XCTestCase {
         }
     }
 
+    /// Forward GEMMs' fast accumulation (Transformer Engine's choice) on a long reduction: no fp32 promotions
+    /// between the tensor cores' partial sums (about 14 bits), so its error grows with K, to at most about K / 32
+    /// roundings of 2^-14 of the running sum (2^-8 at K = 2048); each element is held to 2^-7 of its products'
+    /// magnitudes, twice that. The split-accumulation product of the same operands keeps the tighter 2^-10.
+    func testFastAccumulationStaysWithinItsPrecision() throws {
+        let gpu = try requireGPU("FP8 fast-accumulation GPU test")
+        let (m, n, k) = (32, 48, 2048)
+        let a = FP8Tensor.quantize(Tensor.normal([m, k], std: 2, generator: PhiloxGenerator(seed: 3)), to: .float8E4M3, scale: Tensor(scalar: 64))
+        let b = FP8Tensor.quantize(Tensor.normal([n, k], std: 0.01, generator: PhiloxGenerator(seed: 4)), to: .float8E4M3, scale: Tensor(scalar: 8192))
+        let (onGPU, bOnGPU) = (FP8Tensor(data: a.data.to(gpu), scaleInverse: a.scaleInverse.to(gpu)),
+                               FP8Tensor(data: b.data.to(gpu), scaleInverse: b.scaleInverse.to(gpu)))
+        let want = Ops.fp8Matmul(a, b, outputType: .float32).floats()
+        let magnitudes = Self.absoluteProducts(a.dequantized().floats(), b.dequantized().floats(), m: m, n: n, k: k)
+        for (fast, divisor) in [(true, Float(128)), (false, 1024)] {
+            let got = Ops.fp8Matmul(onGPU, bOnGPU, outputType: .float32, fastAccumulation: fast).to(.cpu).floats()
+            for ((g, w), sum) in zip(zip(got, want), magnitudes) {
+                XCTAssertEqual(g, w, accuracy: sum / divisor, "fast accumulation \(fast)")
+            }
+        }
+    }
+
     private func checkProducts(m: Int, n: Int, k: Int, pairs: [(DType, DType)], on gpu: Device) throws {
         for (aType, bType) in pairs {
             let a = FP8Tensor.quantize(Tensor.normal([m, k], std: 2, generator: PhiloxGenerator(seed: 1)), to: aType, scale: Tensor(scalar: 64))
