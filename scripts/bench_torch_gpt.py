@@ -11,6 +11,12 @@
 --hidden-dropout / --attention-dropout (default 0, as the timings so far) drop as Megatron does: the
 embeddings and each residual branch before its add, and the attention probabilities inside SDPA.
 
+--float8 trains the transformer layers' linear layers (QKV, projection, FC1, FC2; not the output layer,
+as Megatron's FP8) through torchao's float8 training with tensorwise (current) scaling
+(`convert_to_float8_training`, torchao's default recipe: e4m3 operands, dynamic per-tensor scales) under
+torch.compile: the PyTorch reference for `bench train --fp8-format hybrid`. torchao is a pip wheel
+(scripts/device-fp8-bench.sh installs it).
+
 Prints one line like ours: ms/iter | tokens/s | TFLOP/s (Megatron's formula) | peak GPU memory.
 Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel, one micro-batch per GPU, and rank 0
 prints the job's tokens/s (the weak-scaling figure):
@@ -22,6 +28,7 @@ import os
 import argparse
 import math
 import time
+from importlib.metadata import version
 
 import torch
 import torch.nn as nn
@@ -48,6 +55,7 @@ def parse(add_arguments=None):
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--float8", action="store_true", help="the block linears in float8 (torchao, tensorwise scaling)")
     p.add_argument("--profile", action="store_true", help="after timing, print the top GPU kernels of 2 steps")
     if add_arguments:
         add_arguments(p)
@@ -149,6 +157,15 @@ def megatron_flops(a, batch, mlp_units=None):
     return batch * s * 6 * per_token + batch * s * s * 6 * q * layers
 
 
+def convert_block_linears_to_float8(model):
+    """torchao's float8 training for the blocks' nn.Linear layers; the output layer stays bf16 as in Megatron."""
+    from torchao.float8 import Float8LinearConfig, convert_to_float8_training
+    convert_to_float8_training(model, config=Float8LinearConfig.from_recipe_name("tensorwise"),
+                               module_filter_fn=lambda module, fqn: fqn.startswith("blocks."))
+    converted = sum(type(m).__name__ == "Float8Linear" for m in model.modules())
+    assert converted == 4 * len(model.blocks), f"torchao converted {converted} linear layers"
+
+
 def main(a=None, model=None, flops=None, label=""):
     """Trains and times `model` (the dense GPT of `a` by default); `flops(a, batch)` counts its FLOPs per step."""
     a = a or parse()
@@ -160,6 +177,8 @@ def main(a=None, model=None, flops=None, label=""):
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = True
     model = (model or GPT(a)).cuda()
+    if a.float8:
+        convert_block_linears_to_float8(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
     step_model = model if a.no_compile else torch.compile(model)
     if world > 1:
@@ -190,7 +209,8 @@ def main(a=None, model=None, flops=None, label=""):
     params = sum(p.numel() for p in model.parameters())
     if rank != 0:
         return
-    print(f"torch {torch.__version__} {'compiled' if not a.no_compile else 'eager'}{f' DDP x{world}' if world > 1 else ''}{label}, "
+    precision = f"float8 (torchao {version('torchao')}, tensorwise)" if a.float8 else "bf16"
+    print(f"torch {torch.__version__} {precision} {'compiled' if not a.no_compile else 'eager'}{f' DDP x{world}' if world > 1 else ''}{label}, "
           f"dropout {a.hidden_dropout}/{a.attention_dropout}, "
           f"{params / 1e6:.1f}M params: "
           f"{seconds * 1000:.1f} ms/iter | {tokens_per_iter / seconds:.0f} tokens/s | "

@@ -10,12 +10,7 @@
 #     bash scripts/device-train-bench.sh [--torch] [--profile] [--timeline] [--baseline FILE[.xz]] [--rounds N] [--only NAME ...]
 set -uo pipefail
 M=${MEGATRON:-/tmp/g/bin/megatron}
-common="--bf16 --mock-data --tokenizer-type NullTokenizer --vocab-size 50257 --hidden-dropout 0 --attention-dropout 0"
-gpt2="--num-layers 12 --hidden-size 768 --num-attention-heads 12 --seq-length 1024 --max-position-embeddings 1024 --micro-batch-size 16"
-gpt13="--num-layers 24 --hidden-size 2048 --num-attention-heads 16 --seq-length 2048 --max-position-embeddings 2048 --micro-batch-size 4"
-llama="--num-layers 16 --hidden-size 2048 --num-attention-heads 32 --num-query-groups 8 --ffn-hidden-size 8192 --swiglu
-  --normalization RMSNorm --position-embedding-type rope --untie-embeddings-and-output-weights --seq-length 2048 --micro-batch-size 4"
-llama_ours="--group-query-attention --disable-bias-linear --max-position-embeddings 2048"
+. "$(dirname "$0")/bench-configs.sh"
 torch=0; profile=0; timeline=0; names=""; baseline=""; rounds=1
 while [ $# -gt 0 ]; do
     case $1 in --torch) torch=1 ;; --profile) profile=1 ;; --timeline) timeline=1 ;; --only) names="$names $2"; shift ;;
@@ -28,26 +23,25 @@ esac
 tprofile=""; [ $profile = 1 ] && tprofile=--profile
 
 for name in ${names:-gpt2 gpt13 llama}; do
-    flags=${!name}; extra=""; [ $name = llama ] && extra=$llama_ours
+    flags=$(megatron_flags $name)
     for round in $(seq "$rounds"); do
         for build in ours ${baseline:+baseline}; do
             binary=$M; [ $build = baseline ] && binary=/tmp/megatron-baseline
             echo "== $name: $build"
-            timeout 150 $binary bench train --warmup 3 --iterations 8 $flags $extra $common 2>&1 | tail -1
+            timeout 150 $binary bench train --warmup 3 --iterations 8 $flags 2>&1 | tail -1
         done
     done
     if [ $torch = 1 ]; then
         echo "== $name: torch.compile"
-        tflags=$(echo $flags | sed 's/--max-position-embeddings [0-9]*//')
-        PYTHONUNBUFFERED=1 timeout 240 python3 scripts/bench_torch_gpt.py $tflags --iterations 10 --warmup 4 $tprofile 2>&1 \
+        PYTHONUNBUFFERED=1 timeout 240 python3 scripts/bench_torch_gpt.py $(torch_flags $name) --iterations 10 --warmup 4 $tprofile 2>&1 \
             | grep -v "^\s*$" | tail -$([ $profile = 1 ] && echo 40 || echo 1)
     fi
     if [ $profile = 1 ]; then
         echo "== $name: op profile"
-        MEGATRON_PROFILE=1 timeout 150 $M bench train --warmup 2 --iterations 3 $flags $extra $common 2>&1 | tail -41 | head -34
+        MEGATRON_PROFILE=1 timeout 150 $M bench train --warmup 2 --iterations 3 $flags 2>&1 | tail -41 | head -34
     fi
     if [ $timeline = 1 ]; then
         echo "== $name: timeline"
-        MEGATRON_PROFILE=timeline timeout 150 $M bench train --warmup 2 --iterations 3 $flags $extra $common 2>&1 | tail -40
+        MEGATRON_PROFILE=timeline timeout 150 $M bench train --warmup 2 --iterations 3 $flags 2>&1 | tail -40
     fi
 done

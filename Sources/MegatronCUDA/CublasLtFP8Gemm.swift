@@ -74,14 +74,8 @@ public final class CublasLtFP8Gemm {
         plans[problem] = plan
         // cuBLASLt's column-major view: its A is our B (op T), its B our A (op N), D transposed.
         try plan.setScales(cublasA: bScaleInverse, cublasB: aScaleInverse)
-        var alpha: Float = 1, beta: Float = 0, algorithm = plan.algorithm
-        let status = lt.cublasLtMatmul(handle, plan.descriptor, &alpha,
-                                       UnsafeRawPointer(bitPattern: UInt(b))!, plan.layoutA,
-                                       UnsafeRawPointer(bitPattern: UInt(a))!, plan.layoutB,
-                                       &beta, UnsafeRawPointer(bitPattern: UInt(d)), plan.layoutD,
-                                       UnsafeMutableRawPointer(bitPattern: UInt(d))!, plan.layoutD,
-                                       &algorithm, UnsafeMutableRawPointer(bitPattern: UInt(workspace.address)),
-                                       CublasLtGemm.workspaceBytes, stream.handle)
+        let status = plan.enqueue(handle, plan.algorithm, a: a, b: b, d: d, alpha: 1, beta: 0, workspace: workspace.address,
+                                  stream: stream)
         try CublasLtGemm.check(lt, status, "cublasLtMatmul(fp8 \(problem.m)x\(problem.n)x\(problem.k))")
     }
 
@@ -104,73 +98,21 @@ enum FP8CublasConstants {
     static func dataType(_ format: FP8Format) -> Int32 { format == .e4m3 ? dataTypeE4M3 : dataTypeE5M2 }
 }
 
-/// Descriptors and the heuristic's algorithm of one FP8 problem.
-private final class FP8GemmPlan {
-    let lt: CCUDACublasLt
-    let descriptor: cublasLtMatmulDesc_t
-    let layoutA: cublasLtMatrixLayout_t, layoutB: cublasLtMatrixLayout_t, layoutD: cublasLtMatrixLayout_t
-    var algorithm = cublasLtMatmulAlgo_t()
-
+/// Descriptors and the heuristic's algorithm of one FP8 problem; the scale pointers are set per call.
+private final class FP8GemmPlan: CublasLtMatmulPlan {
     init(lt: CCUDACublasLt, handle: cublasLtHandle_t, problem p: FP8GemmProblem) throws {
-        self.lt = lt
-        var descriptor: cublasLtMatmulDesc_t?
-        try CublasLtGemm.check(lt, lt.cublasLtMatmulDescCreate(&descriptor, Int32(CCUBLAS_COMPUTE_32F), Int32(CCUDA_R_32F)),
-                               "cublasLtMatmulDescCreate")
-        self.descriptor = descriptor!
-        func layout(_ type: Int32, rows: Int, cols: Int, ld: Int) throws -> cublasLtMatrixLayout_t {
-            var layout: cublasLtMatrixLayout_t?
-            try CublasLtGemm.check(lt, lt.cublasLtMatrixLayoutCreate(&layout, type, UInt64(rows), UInt64(cols), Int64(ld)),
-                                   "cublasLtMatrixLayoutCreate")
-            return layout!
-        }
         // Column-major: A' = our B stored K x N (ld K), B' = our A stored K x M (ld K), D' = N x M (ld N).
-        layoutA = try layout(FP8CublasConstants.dataType(p.bFormat), rows: p.k, cols: p.n, ld: p.k)
-        layoutB = try layout(FP8CublasConstants.dataType(p.aFormat), rows: p.k, cols: p.m, ld: p.k)
-        layoutD = try layout(p.outputType.cudaDataType, rows: p.n, cols: p.m, ld: p.n)
-        var transA = Int32(CCUBLAS_OP_T), transB = Int32(CCUBLAS_OP_N)
+        try super.init(lt: lt, a: Layout(type: FP8CublasConstants.dataType(p.bFormat), rows: p.k, cols: p.n, ld: p.k),
+                       b: Layout(type: FP8CublasConstants.dataType(p.aFormat), rows: p.k, cols: p.m, ld: p.k),
+                       d: Layout(type: p.outputType.cudaDataType, rows: p.n, cols: p.m, ld: p.n), transA: true, transB: false)
         var fast: Int8 = p.fastAccumulation ? 1 : 0
-        try set(Int(CCUBLASLT_MATMUL_DESC_TRANSA), &transA, "transA")
-        try set(Int(CCUBLASLT_MATMUL_DESC_TRANSB), &transB, "transB")
         try set(FP8CublasConstants.fastAccumulation, &fast, "fast accumulation")
-        algorithm = try heuristic(handle)
-    }
-
-    deinit {
-        _ = lt.cublasLtMatrixLayoutDestroy(layoutA)
-        _ = lt.cublasLtMatrixLayoutDestroy(layoutB)
-        _ = lt.cublasLtMatrixLayoutDestroy(layoutD)
-        _ = lt.cublasLtMatmulDescDestroy(descriptor)
+        algorithm = try heuristicAlgorithms(handle, count: 1, problem: "FP8 \(p) (FP8 GEMMs need Hopper or Ada, sm_89 or newer)")[0]
     }
 
     func setScales(cublasA: UInt64, cublasB: UInt64) throws {
         var a = cublasA, b = cublasB
         try set(FP8CublasConstants.aScalePointer, &a, "A scale pointer")
         try set(FP8CublasConstants.bScalePointer, &b, "B scale pointer")
-    }
-
-    private func heuristic(_ handle: cublasLtHandle_t) throws -> cublasLtMatmulAlgo_t {
-        var preference: cublasLtMatmulPreference_t?
-        try CublasLtGemm.check(lt, lt.cublasLtMatmulPreferenceCreate(&preference), "cublasLtMatmulPreferenceCreate")
-        defer { _ = lt.cublasLtMatmulPreferenceDestroy(preference!) }
-        var limit = UInt64(CublasLtGemm.workspaceBytes)
-        try CublasLtGemm.check(lt, lt.cublasLtMatmulPreferenceSetAttribute(
-            preference!, Int32(CCUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES), &limit, 8), "cublasLtMatmulPreferenceSetAttribute")
-        var result = cublasLtMatmulHeuristicResult_t()
-        var returned: Int32 = 0
-        try CublasLtGemm.check(lt, lt.cublasLtMatmulAlgoGetHeuristic(handle, descriptor, layoutA, layoutB, layoutD, layoutD,
-                                                                      preference!, 1, &result, &returned),
-                               "cublasLtMatmulAlgoGetHeuristic")
-        guard returned > 0, result.state == 0 else {
-            throw CUDAError.cublas(call: "cublasLtMatmulAlgoGetHeuristic", status: 15,
-                                   message: "no FP8 algorithm (needs Hopper or Ada, sm_89 or newer)")
-        }
-        return result.algo
-    }
-
-    private func set<T: BitwiseCopyable>(_ attribute: Int, _ value: inout T, _ label: String) throws {
-        let status = withUnsafeBytes(of: value) {
-            lt.cublasLtMatmulDescSetAttribute(descriptor, Int32(attribute), $0.baseAddress!, $0.count)
-        }
-        try CublasLtGemm.check(lt, status, "cublasLtMatmulDescSetAttribute(\(label))")
     }
 }

@@ -92,17 +92,10 @@ public final class CublasLtGemm {
         var stream: CUDAStream
     }
 
-    /// cuBLASLt's A is our B and its B our A (see ColumnMajorGemm); C is D, for accumulation.
+    /// One call of the plan: cuBLASLt's A is our B and its B our A (see ColumnMajorGemm); C is D, for accumulation.
     private func enqueue(_ plan: GemmPlan, _ algorithm: cublasLtMatmulAlgo_t, _ o: Operands,
                          alpha: Float, beta: Float) -> cublasStatus_t {
-        var alpha = alpha, beta = beta, algorithm = algorithm
-        return lt.cublasLtMatmul(handle, plan.descriptor, &alpha,
-                                 UnsafeRawPointer(bitPattern: UInt(o.b))!, plan.layoutA,
-                                 UnsafeRawPointer(bitPattern: UInt(o.a))!, plan.layoutB,
-                                 &beta, UnsafeRawPointer(bitPattern: UInt(o.d)), plan.layoutD,
-                                 UnsafeMutableRawPointer(bitPattern: UInt(o.d))!, plan.layoutD,
-                                 &algorithm, UnsafeMutableRawPointer(bitPattern: UInt(o.workspace)),
-                                 Self.workspaceBytes, o.stream.handle)
+        plan.enqueue(handle, algorithm, a: o.a, b: o.b, d: o.d, alpha: alpha, beta: beta, workspace: o.workspace, stream: o.stream)
     }
 
     private func workspace(for stream: CUDAStream) throws -> DeviceAllocation {
@@ -127,31 +120,8 @@ public final class CublasLtGemm {
 
     /// The heuristic's best `count` algorithms for the plan, best first.
     private func heuristicAlgorithms(_ plan: GemmPlan, count: Int) throws -> [cublasLtMatmulAlgo_t] {
-        var preference: cublasLtMatmulPreference_t?
-        try Self.check(lt, lt.cublasLtMatmulPreferenceCreate(&preference), "cublasLtMatmulPreferenceCreate")
-        defer { _ = lt.cublasLtMatmulPreferenceDestroy(preference!) }
-        var workspaceLimit = UInt64(Self.workspaceBytes)
-        try Self.check(lt, lt.cublasLtMatmulPreferenceSetAttribute(
-            preference!, Int32(CCUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES), &workspaceLimit, 8), "cublasLtMatmulPreferenceSetAttribute")
-        if var schemes = reductionPrecision.reductionSchemeMask(for: plan.problem) {
-            try Self.check(lt, lt.cublasLtMatmulPreferenceSetAttribute(
-                preference!, Int32(CCUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK), &schemes, 4), "cublasLtMatmulPreferenceSetAttribute")
-        }
-        var results = [cublasLtMatmulHeuristicResult_t](repeating: cublasLtMatmulHeuristicResult_t(), count: count)
-        var returned: Int32 = 0
-        try Self.check(lt, lt.cublasLtMatmulAlgoGetHeuristic(handle, plan.descriptor, plan.layoutA, plan.layoutB,
-                                                              plan.layoutD, plan.layoutD, preference!, Int32(count), &results, &returned),
-                       "cublasLtMatmulAlgoGetHeuristic")
-        guard returned > 0 else {
-            throw CUDAError.cublas(call: "cublasLtMatmulAlgoGetHeuristic", status: 15,
-                                   message: "no algorithm for \(plan.problem) (unsupported type/epilogue/alignment combination)")
-        }
-        let usable = results.prefix(Int(returned)).filter { $0.state == 0 }.map(\.algo)
-        guard !usable.isEmpty else {
-            throw CUDAError.cublas(call: "cublasLtMatmulAlgoGetHeuristic", status: results[0].state,
-                                   message: "no usable algorithm for \(plan.problem)")
-        }
-        return usable
+        try plan.heuristicAlgorithms(handle, count: count, reductionSchemes: reductionPrecision.reductionSchemeMask(for: plan.problem),
+                                     problem: "\(plan.problem)")
     }
 
     /// Times each candidate on the call's own operands and returns the fastest; candidates that
@@ -204,44 +174,19 @@ private struct PlanKey: Hashable {
     var accumulate: Bool
 }
 
-/// Descriptors and the chosen algorithm of one problem; destroyed with the cache entry.
-private final class GemmPlan {
-    let lt: CCUDACublasLt
+/// Descriptors and the chosen algorithm of one problem, with its epilogue's attributes; destroyed with the cache entry.
+private final class GemmPlan: CublasLtMatmulPlan {
     let problem: GemmProblem
-    let descriptor: cublasLtMatmulDesc_t
-    let layoutA: cublasLtMatrixLayout_t, layoutB: cublasLtMatrixLayout_t, layoutD: cublasLtMatrixLayout_t
-    var algorithm = cublasLtMatmulAlgo_t()
 
     init(lt: CCUDACublasLt, problem: GemmProblem) throws {
-        self.lt = lt
         self.problem = problem
         let view = ColumnMajorGemm(problem)
-        var descriptor: cublasLtMatmulDesc_t?
-        try CublasLtGemm.check(lt, lt.cublasLtMatmulDescCreate(&descriptor, Int32(CCUBLAS_COMPUTE_32F), Int32(CCUDA_R_32F)),
-                               "cublasLtMatmulDescCreate")
-        self.descriptor = descriptor!
-        func layout(_ l: ColumnMajorGemm.Layout, _ type: GemmDataType) throws -> cublasLtMatrixLayout_t {
-            var layout: cublasLtMatrixLayout_t?
-            try CublasLtGemm.check(lt, lt.cublasLtMatrixLayoutCreate(&layout, type.cudaDataType, UInt64(l.rows), UInt64(l.cols), Int64(l.ld)),
-                                   "cublasLtMatrixLayoutCreate")
-            if problem.batchCount > 1 {
-                var count = Int32(problem.batchCount)
-                var stride = Int64(l.batchStride)
-                try CublasLtGemm.check(lt, lt.cublasLtMatrixLayoutSetAttribute(layout!, Int32(CCUBLASLT_MATRIX_LAYOUT_BATCH_COUNT), &count, 4),
-                                       "cublasLtMatrixLayoutSetAttribute(batch count)")
-                try CublasLtGemm.check(lt, lt.cublasLtMatrixLayoutSetAttribute(layout!, Int32(CCUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET), &stride, 8),
-                                       "cublasLtMatrixLayoutSetAttribute(batch stride)")
-            }
-            return layout!
+        func layout(_ l: ColumnMajorGemm.Layout, _ type: GemmDataType) -> Layout {
+            Layout(type: type.cudaDataType, rows: l.rows, cols: l.cols, ld: l.ld, batchCount: problem.batchCount, batchStride: l.batchStride)
         }
-        layoutA = try layout(view.a, problem.inputType)
-        layoutB = try layout(view.b, problem.inputType)
-        layoutD = try layout(view.d, problem.outputType)
-        var transA = Int32(view.transA ? CCUBLAS_OP_T : CCUBLAS_OP_N)
-        var transB = Int32(view.transB ? CCUBLAS_OP_T : CCUBLAS_OP_N)
+        try super.init(lt: lt, a: layout(view.a, problem.inputType), b: layout(view.b, problem.inputType),
+                       d: layout(view.d, problem.outputType), transA: view.transA, transB: view.transB)
         var epilogue = problem.epilogue.cublasValue
-        try set(CCUBLASLT_MATMUL_DESC_TRANSA, &transA, "transA")
-        try set(CCUBLASLT_MATMUL_DESC_TRANSB, &transB, "transB")
         try set(CCUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, "epilogue")
         if problem.epilogue.usesAux {
             var ld = Int64(problem.effectiveAuxLd)
@@ -253,13 +198,6 @@ private final class GemmPlan {
         }
     }
 
-    deinit {
-        _ = lt.cublasLtMatrixLayoutDestroy(layoutA)
-        _ = lt.cublasLtMatrixLayoutDestroy(layoutB)
-        _ = lt.cublasLtMatrixLayoutDestroy(layoutD)
-        _ = lt.cublasLtMatmulDescDestroy(descriptor)
-    }
-
     func setPointers(bias: UInt64, aux: UInt64) throws {
         if problem.epilogue.usesBiasPointer {
             var pointer = bias
@@ -269,12 +207,5 @@ private final class GemmPlan {
             var pointer = aux
             try set(CCUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &pointer, "aux pointer")
         }
-    }
-
-    private func set<T: BitwiseCopyable>(_ attribute: Int, _ value: inout T, _ label: String) throws {
-        let status = withUnsafeBytes(of: value) {
-            lt.cublasLtMatmulDescSetAttribute(descriptor, Int32(attribute), $0.baseAddress!, $0.count)
-        }
-        try CublasLtGemm.check(lt, status, "cublasLtMatmulDescSetAttribute(\(label))")
     }
 }

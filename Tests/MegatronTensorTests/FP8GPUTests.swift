@@ -3,7 +3,7 @@ import XCTest
 import MegatronTestSupport
 
 /// The FP8 GPU path against the CPU reference (itself checked against torch: FP8ReferenceTests): fp8.cu's
-/// scale updates bit for bit, cuBLASLt's FP8 GEMM against the dequantized fp32 product for every operand pairing
+/// scale updates and cast-transpose bit for bit, cuBLASLt's FP8 GEMM against the dequantized fp32 product for every operand pairing
 /// Transformer Engine uses and both output types. Skips without a GPU; needs compute capability 8.9+ for the GEMM.
 final class FP8GPUTests: XCTestCase {
     /// A sequence of amaxes with zero, tiny (the scale overflows), infinite and NaN ones, through fp8.cu's kernels
@@ -38,12 +38,75 @@ final class FP8GPUTests: XCTestCase {
         }
     }
 
+    /// fp8.cu's cast_transpose (the codes, their transpose and the amax in one pass) against the CPU's quantize,
+    /// transposedCopy and absMax: bit for bit, for every input dtype and fp8 format, ragged tiles, saturating
+    /// scales, infinities, subnormals and (in one matrix) a NaN; and without the transpose and amax.
+    func testQuantizeTransposingMatchesTheCPUBitForBit() throws {
+        let gpu = try requireGPU("FP8 cast-transpose GPU tests")
+        for (rows, columns, withNaN) in [(33, 70, false), (64, 96, true), (1, 5, false), (130, 8, false)] {
+            var values = Tensor.normal([rows * columns], std: 3, generator: PhiloxGenerator(seed: UInt64(rows))).floats()
+            let specials: [Float] = [.infinity, -.infinity, -0, 1e-30, -3e-3, -600, 70000] + (withNaN ? [.nan] : [])
+            for (i, v) in specials.enumerated() where i * 5 < values.count { values[i * 5] = v }
+            for dtype in [DType.float32, .bfloat16, .float16] {
+                let x = Tensor(shape: [rows, columns], values: values).cast(to: dtype)
+                for format in [DType.float8E4M3, .float8E5M2] {
+                    for scale: Float in [1, 200] {
+                        let (s, inverse) = (Tensor(shape: [1], values: [scale]), Tensor(shape: [1], values: [1 / scale]))
+                        let label = "\(rows)x\(columns) \(dtype) -> \(format) scale \(scale)"
+                        let want = Ops.fp8Quantize(x, to: format, scale: s, scaleInverse: inverse, transposed: true, recordAmax: true)
+                        let got = Ops.fp8Quantize(x.to(gpu), to: format, scale: s.to(gpu), scaleInverse: inverse.to(gpu),
+                                                  transposed: true, recordAmax: true)
+                        XCTAssertEqual(Self.codes(got.operand.rowwise.data), Self.codes(want.operand.rowwise.data), label)
+                        XCTAssertEqual(got.operand.transposed?.shape, [columns, rows], label)
+                        XCTAssertEqual(Self.codes(got.operand.transposed!.data), Self.codes(want.operand.transposed!.data), label)
+                        XCTAssertEqual(got.operand.transposed?.scaleInverse.to(.cpu).item(), 1 / scale, label)
+                        let (gotAmax, wantAmax) = (got.amax!.to(.cpu).item(), want.amax!.item())
+                        XCTAssertEqual(gotAmax.isNaN, withNaN, label)
+                        if !withNaN { XCTAssertEqual(gotAmax.bitPattern, wantAmax.bitPattern, label) }
+                        let plain = Ops.fp8Quantize(x.to(gpu), to: format, scale: s.to(gpu), scaleInverse: inverse.to(gpu),
+                                                    transposed: false, recordAmax: false)
+                        XCTAssertNil(plain.operand.transposed, label)
+                        XCTAssertNil(plain.amax, label)
+                        XCTAssertEqual(Self.codes(plain.operand.rowwise.data), Self.codes(want.operand.rowwise.data), label)
+                    }
+                }
+            }
+        }
+    }
+
+    /// An fp8 tensor's codes, on the host.
+    private static func codes(_ t: Tensor) -> [UInt8] {
+        let c = t.to(.cpu).contiguous()
+        return Array(UnsafeBufferPointer(start: c.pointer(as: UInt8.self), count: c.count))
+    }
+
     func testFP8GemmMatchesTheCPUReference() throws {
         let gpu = try requireGPU("FP8 GEMM GPU tests")
         // 40 x 12 is not a cuBLASLt FP8 shape (K % 16): the dequantized product on the GPU.
         let pairs = [(DType.float8E4M3, DType.float8E4M3), (.float8E5M2, .float8E4M3), (.float8E4M3, .float8E5M2)]
         for (m, n, k) in [(80, 48, 96), (5, 12, 40)] {
             try checkProducts(m: m, n: n, k: k, pairs: pairs, on: gpu)
+        }
+    }
+
+    /// Forward GEMMs' fast accumulation (Transformer Engine's choice) on a long reduction: no fp32 promotions
+    /// between the tensor cores' partial sums (about 14 bits), so its error grows with K, to at most about K / 32
+    /// roundings of 2^-14 of the running sum (2^-8 at K = 2048); each element is held to 2^-7 of its products'
+    /// magnitudes, twice that. The split-accumulation product of the same operands keeps the tighter 2^-10.
+    func testFastAccumulationStaysWithinItsPrecision() throws {
+        let gpu = try requireGPU("FP8 fast-accumulation GPU test")
+        let (m, n, k) = (32, 48, 2048)
+        let a = FP8Tensor.quantize(Tensor.normal([m, k], std: 2, generator: PhiloxGenerator(seed: 3)), to: .float8E4M3, scale: Tensor(scalar: 64))
+        let b = FP8Tensor.quantize(Tensor.normal([n, k], std: 0.01, generator: PhiloxGenerator(seed: 4)), to: .float8E4M3, scale: Tensor(scalar: 8192))
+        let (onGPU, bOnGPU) = (FP8Tensor(data: a.data.to(gpu), scaleInverse: a.scaleInverse.to(gpu)),
+                               FP8Tensor(data: b.data.to(gpu), scaleInverse: b.scaleInverse.to(gpu)))
+        let want = Ops.fp8Matmul(a, b, outputType: .float32).floats()
+        let magnitudes = Self.absoluteProducts(a.dequantized().floats(), b.dequantized().floats(), m: m, n: n, k: k)
+        for (fast, divisor) in [(true, Float(128)), (false, 1024)] {
+            let got = Ops.fp8Matmul(onGPU, bOnGPU, outputType: .float32, fastAccumulation: fast).to(.cpu).floats()
+            for ((g, w), sum) in zip(zip(got, want), magnitudes) {
+                XCTAssertEqual(g, w, accuracy: sum / divisor, "fast accumulation \(fast)")
+            }
         }
     }
 

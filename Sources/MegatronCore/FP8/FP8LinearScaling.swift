@@ -16,9 +16,11 @@ public final class FP8LinearScaling: FP8LinearQuantizer {
         fp8WeightGradient = recipe.fp8WeightGradient
     }
 
-    public func quantizeInput(_ x: Tensor) -> FP8Tensor { input.quantize(x) }
-    public func quantizeWeight(_ weight: Tensor) -> FP8Tensor { self.weight.quantize(weight) }
-    public func quantizeGradOutput(_ gradOutput: Tensor) -> FP8Tensor { self.gradOutput.quantize(gradOutput) }
+    public func quantizeInput(_ x: Tensor, transposed: Bool) -> FP8Operand { input.quantize(x, transposed: transposed) }
+    public func quantizeWeight(_ weight: Tensor, transposed: Bool) -> FP8Operand { self.weight.quantize(weight, transposed: transposed) }
+    public func quantizeGradOutput(_ gradOutput: Tensor, transposed: Bool) -> FP8Operand {
+        self.gradOutput.quantize(gradOutput, transposed: transposed)
+    }
 
     /// The three tensors by the names checkpoints give them.
     public var tensors: [(String, FP8TensorScaling)] { [("input", input), ("weight", weight), ("grad_output", gradOutput)] }

@@ -31,17 +31,24 @@ public final class FP8TensorScaling {
     var largestFinite: Float { FloatFormats.largestFinite(dtype) }
 
     /// `x` cast to this tensor's fp8 dtype with the recipe's scale.
-    public func quantize(_ x: Tensor) -> FP8Tensor {
-        let amax = Ops.absMax(x)
+    public func quantize(_ x: Tensor) -> FP8Tensor { quantize(x, transposed: false).rowwise }
+
+    /// `x` cast to this tensor's fp8 dtype with the recipe's scale, and its transposed copy when `transposed` (x a
+    /// matrix). Delayed scaling records x's amax in the same pass over x as the cast (`Ops.fp8Quantize`); tensorwise
+    /// needs it before the cast, hence a pass of its own.
+    public func quantize(_ x: Tensor, transposed: Bool) -> FP8Operand {
         switch recipe.scaling {
         case .tensorwise:
-            let current = Ops.fp8CurrentScale(amax: amax, fp8Max: largestFinite)
-            return FP8Tensor.quantize(x, to: dtype, scale: current.scale, scaleInverse: current.scaleInverse)
+            let current = Ops.fp8CurrentScale(amax: Ops.absMax(x), fp8Max: largestFinite)
+            return Ops.fp8Quantize(x, to: dtype, scale: current.scale, scaleInverse: current.scaleInverse, transposed: transposed,
+                                   recordAmax: false).operand
         case .delayed:
             moveState(to: x.device)
             foldPendingAmax()
+            let (operand, amax) = Ops.fp8Quantize(x, to: dtype, scale: scale, scaleInverse: scaleInverse, transposed: transposed,
+                                                  recordAmax: true)
             pendingAmax = amax
-            return FP8Tensor.quantize(x, to: dtype, scale: scale, scaleInverse: scaleInverse)
+            return operand
         }
     }
 

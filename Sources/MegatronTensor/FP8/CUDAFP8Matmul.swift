@@ -2,14 +2,15 @@ import MegatronCUDA
 
 /// The CUDA side of the FP8 ops: cuBLASLt's FP8 GEMM and the scale kernels of fp8.cu.
 enum CUDAFP8Matmul {
-    static func product(_ a: FP8Tensor, _ b: FP8Tensor, outputType: DType, on device: Device) -> Tensor {
+    static func product(_ a: FP8Tensor, _ b: FP8Tensor, outputType: DType, fastAccumulation: Bool, on device: Device) -> Tensor {
         guard let output = outputType.gemmDataType, let aFormat = a.data.dtype.fp8Format, let bFormat = b.data.dtype.fp8Format else {
             preconditionFailure("fp8Matmul writes fp32, bf16 or fp16 from fp8 operands, got \(outputType)")
         }
         let (m, n, k) = (a.shape[0], b.shape[0], a.shape[1])
         let out = Tensor.empty([m, n], dtype: outputType, device: device)
         let context = CUDAContext.of(device)
-        let problem = FP8GemmProblem(m: m, n: n, k: k, aFormat: aFormat, bFormat: bFormat, outputType: output)
+        let problem = FP8GemmProblem(m: m, n: n, k: k, aFormat: aFormat, bFormat: bFormat, outputType: output,
+                                     fastAccumulation: fastAccumulation)
         let (qa, qb) = (a.data.contiguous(), b.data.contiguous())
         let (sa, sb) = (a.scaleInverse.to(device).contiguous(), b.scaleInverse.to(device).contiguous())
         context.run("fp8 matmul \(aFormat)x\(bFormat) \(m)x\(k)x\(n)") {

@@ -31,8 +31,12 @@ struct BenchTrain: ParsableCommand {
                 + (moe.sharedExpertIntermediateSize.map { " + shared \($0)" } ?? "")
                 + (arguments.moeGroupedGemm ? " (grouped GEMM)" : " (one expert after another)")
         } ?? ""
+        // Which GEMMs ran in FP8, so a timing cannot be mistaken for the BF16 one.
+        let fp8 = try arguments.fp8TrainingRecipe().map {
+            ", FP8 \($0.format.rawValue) \($0.scaling.rawValue) in \(trainer.model.fp8Layers.count) linear layers"
+        } ?? ""
         print("model: \(c.numLayers) layers, hidden \(c.hiddenSize), heads \(c.numAttentionHeads), seq \(arguments.seqLength), "
-              + "global batch \(arguments.globalBatchSize ?? arguments.microBatchSize), params \(c.paramsDType)\(experts), "
+              + "global batch \(arguments.globalBatchSize ?? arguments.microBatchSize), params \(c.paramsDType)\(experts)\(fp8), "
               + "device \(trainer.device)")
         print(result.summary)
     }

@@ -42,6 +42,27 @@ final class FP8LinearTests: XCTestCase {
         XCTAssertLessThan(Ops.absMax(Ops.binary(y, exact, .sub)).item(), 0.1 * Ops.absMax(exact).item())
     }
 
+    /// The MLP's linear_fc2 with SwiGLU: x holds [gate, up] halves, twice the weight's input width; the layer's
+    /// input is silu(gate) · up, quantized, and x's gradient goes back through the activation.
+    func testGatedActivationHalvesTheInput() {
+        var recipe = FP8Recipe(format: .hybrid)
+        recipe.scaling = .tensorwise
+        var x = tensor([2, 3, 64], seed: 11), w = tensor([16, 32], seed: 12, scale: 0.05)
+        (x.requiresGrad, w.requiresGrad) = (true, true)
+        let y = Functional.fp8Linear(x, activation: .swiglu, weight: w, bias: nil, quantizer: FP8LinearScaling(recipe: recipe, amaxGroup: nil))
+        let g = tensor([2, 3, 16], seed: 13, scale: 1e-3)
+        y.backward(gradient: g)
+
+        let xs = x.detached().reshaped([6, 64])
+        let h = RecomputedActivation.swiglu.forward(xs)
+        let (qh, qw, qg) = (reference(h, .float8E4M3), reference(w.detached(), .float8E4M3), reference(g.reshaped([6, 16]), .float8E5M2))
+        XCTAssertEqual(y.shape, [2, 3, 16])
+        XCTAssertEqual(y.floats(), Ops.matmul(qh, qw.transposed(0, 1)).floats())
+        XCTAssertEqual(x.grad!.shape, [2, 3, 64])
+        XCTAssertEqual(x.grad!.floats(), RecomputedActivation.swiglu.backward(xs, gradOutput: Ops.matmul(qg, qw)).floats())
+        XCTAssertEqual(w.grad!.floats(), Ops.matmul(qg.transposed(0, 1), qh).floats())
+    }
+
     /// `--no-fp8-wgrad`: the weight gradient from the high-precision input and gradient.
     func testWeightGradientInHighPrecision() {
         var recipe = FP8Recipe(format: .e4m3)

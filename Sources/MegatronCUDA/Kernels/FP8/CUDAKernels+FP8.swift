@@ -24,6 +24,27 @@ extension CUDAKernels {
                                     .int32(vectorized ? 1 : 0), .int32(saturate ? 1 : 0)])
     }
 
+    /// The [rows, columns] matrix `input` quantized as `quantize` does into `out`, in one pass that also writes
+    /// its transposed codes ([columns, rows]) to `transposed` and max |input| (as `absMax`: NaN when any input is
+    /// NaN) to the fp32 at `amax`, each where its address is not 0 (fp8.cu `cast_transpose`). Zeroes `amax` first.
+    ///
+    ///     try nn.quantizeTransposing(q, transposed: qT, format: .e4m3, input: x, from: .bfloat16, rows: t, columns: h,
+    ///                                scale: scale, amax: amax, saturate: true, stream: stream)
+    public func quantizeTransposing(_ out: UInt64, transposed: UInt64, format: FP8Format, input: UInt64, from type: KernelElementType,
+                                    rows: Int, columns: Int, scale: UInt64 = 0, amax: UInt64 = 0, saturate: Bool = false,
+                                    stream: CUDAStream) throws {
+        let kernel = "cast_transpose_\(type.rawValue)_\(format.rawValue)"
+        try Self.require(rows >= 0 && columns >= 0, "\(kernel): negative shape \(rows) x \(columns)")
+        if amax != 0 { try device.zero(amax, bytes: 4, stream: stream) }
+        guard rows > 0, columns > 0 else { return }
+        try Self.requirePointers(kernel, ["out": out, "input": input])
+        let tiles = ((rows + 31) / 32) * ((columns + 31) / 32)   // 32 x 32 tiles, blocks of 32 x 8 threads
+        try launch("fp8.cu", kernel, grid: .init(max(1, min(tiles, 32 * device.properties.multiprocessorCount))),
+                   block: .init(32, 8), stream: stream,
+                   [.pointer(out), .pointer(transposed), .pointer(input), .pointer(scale), .pointer(amax),
+                    .int64(Int64(rows)), .int64(Int64(columns)), .int32(saturate ? 1 : 0)])
+    }
+
     /// out = fp8 input * scale over `count` elements (`scale`: one fp32 on the device, 0: none), rounded
     /// to nearest even into `type`.
     public func dequantize(_ out: UInt64, to type: KernelElementType, input: UInt64, format: FP8Format, count: Int,

@@ -1,6 +1,6 @@
 // FP8 with per-tensor scaling (CUDAKernels+FP8.swift): quantize fp32 / bf16 / fp16 to e4m3 / e5m2
 // as fp8(x * scale), dequantize as fp8 * scale, and the amax (largest |x|) that delayed scaling
-// records. `scale` points to one fp32 on the device (null: 1), so a scale computed on the GPU needs no
+// records; a matrix's quantize, transpose and amax in one pass (cast_transpose). `scale` points to one fp32 on the device (null: 1), so a scale computed on the GPU needs no
 // host sync. Conversions give fp8.cuh's results, bit for bit the CPU's; 8 elements per step (16-byte accesses
 // of the wide side, 8-byte of the fp8 side) when the host found the pointers aligned.
 
@@ -83,8 +83,22 @@ __device__ __forceinline__ unsigned int magnitude_bits(float v) {
     return bits > 0x7f800000u ? 0x7fc00000u : bits;
 }
 
-// *out = max(*out, max |in|) as fp32 bits; the host zeroes *out first. The maximum does not depend on
-// the order of the atomics, so the result is deterministic.
+// *out = max(*out, the block's largest `largest`), the block's threads (1-D or 2-D, whole warps) all calling it.
+// The maximum does not depend on the order of the atomics, so the result is deterministic.
+__device__ __forceinline__ void block_atomic_max(unsigned int *out, unsigned int largest) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) largest = max(largest, __shfl_xor_sync(0xffffffffu, largest, offset));
+    __shared__ unsigned int warp_largest[32];
+    const int thread = threadIdx.y * blockDim.x + threadIdx.x, warps = blockDim.x * blockDim.y / 32;
+    if (thread % 32 == 0) warp_largest[thread / 32] = largest;
+    __syncthreads();
+    if (thread == 0) {
+        for (int w = 1; w < warps; w++) largest = max(largest, warp_largest[w]);
+        atomicMax(out, largest);
+    }
+}
+
+// *out = max(*out, max |in|) as fp32 bits; the host zeroes *out first.
 template <class T>
 __device__ __forceinline__ void abs_max(unsigned int *out, const T *in, long long n, int vectorized) {
     unsigned int largest = 0;
@@ -92,15 +106,7 @@ __device__ __forceinline__ void abs_max(unsigned int *out, const T *in, long lon
         largest = max(largest, magnitude_bits(v));
         return 0.0f;
     });
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) largest = max(largest, __shfl_xor_sync(0xffffffffu, largest, offset));
-    __shared__ unsigned int warp_largest[32];
-    if (threadIdx.x % 32 == 0) warp_largest[threadIdx.x / 32] = largest;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int w = 1; w < (int)(blockDim.x / 32); w++) largest = max(largest, warp_largest[w]);
-        atomicMax(out, largest);
-    }
+    block_atomic_max(out, largest);
 }
 
 #define AMAX_KERNEL(SUFFIX, T)                                                                                \
@@ -108,6 +114,58 @@ __device__ __forceinline__ void abs_max(unsigned int *out, const T *in, long lon
         abs_max(out, in, n, vectorized);                                                                      \
     }
 FOR_EACH_FLOAT_TYPE(AMAX_KERNEL)
+
+// A [rows, cols] matrix cast as cast_<T>_<FORMAT> does (fp8(x * scale), saturating as asked) in one pass that
+// also writes, when `out_t` is not null, the transposed codes ([cols, rows]: the copy FP8 GEMMs read in backward)
+// and, when `amax` is not null, max |in| as abs_max does (the host zeroes it first): what delayed scaling records.
+// Blocks of 32 x 8 threads stride over 32 x 32 tiles: a warp reads a tile row's 32 inputs, writes their codes, and
+// after a barrier writes 32 consecutive codes of a transposed row from shared memory.
+#define CAST_TILE 32
+#define CAST_BLOCK_ROWS 8   // blockDim.y; blockDim.x is CAST_TILE
+template <class T, class FORMAT>
+__device__ __forceinline__ void cast_transpose(FORMAT *out, FORMAT *out_t, const T *in, const float *scale, unsigned int *amax,
+                                               long long rows, long long cols, int saturate, float limit) {
+    __shared__ unsigned char tile[CAST_TILE][CAST_TILE + 1];   // the padding spreads a column over the banks
+    const float s = scale ? *scale : 1.0f;
+    const long long tiles_across = (cols + CAST_TILE - 1) / CAST_TILE;
+    const long long tiles = tiles_across * ((rows + CAST_TILE - 1) / CAST_TILE);
+    unsigned int largest = 0;
+    for (long long t = blockIdx.x; t < tiles; t += gridDim.x) {
+        const long long r0 = t / tiles_across * CAST_TILE, c0 = t % tiles_across * CAST_TILE;
+#pragma unroll
+        for (int k = threadIdx.y; k < CAST_TILE; k += CAST_BLOCK_ROWS) {   // four loads in flight a thread
+            const long long r = r0 + k, c = c0 + threadIdx.x;
+            if (r < rows && c < cols) {
+                const float v = to_float(in[r * cols + c]);
+                largest = max(largest, magnitude_bits(v));
+                const FORMAT q = from_float<FORMAT>(scaled(v, s, saturate, limit));
+                out[r * cols + c] = q;
+                tile[k][threadIdx.x] = q.bits;
+            }
+        }
+        if (out_t) {
+            __syncthreads();
+#pragma unroll
+            for (int k = threadIdx.y; k < CAST_TILE; k += CAST_BLOCK_ROWS) {
+                const long long c = c0 + k, r = r0 + threadIdx.x;
+                if (c < cols && r < rows) out_t[c * rows + r].bits = tile[threadIdx.x][k];
+            }
+            __syncthreads();   // the tile is refilled by the next iteration
+        }
+    }
+    if (amax) block_atomic_max(amax, largest);
+}
+
+#define CAST_TRANSPOSE_KERNEL(SUFFIX, T, FORMAT, LIMIT)                                                                      \
+    extern "C" __global__ void cast_transpose_##SUFFIX##_##FORMAT(FORMAT *out, FORMAT *out_t, const T *in, const float *scale, \
+                                                                  unsigned int *amax, long long rows, long long cols,        \
+                                                                  int saturate) {                                            \
+        cast_transpose(out, out_t, in, scale, amax, rows, cols, saturate, LIMIT);                                            \
+    }
+#define CAST_TRANSPOSE_E4M3(SUFFIX, T) CAST_TRANSPOSE_KERNEL(SUFFIX, T, e4m3, 448.0f)
+#define CAST_TRANSPOSE_E5M2(SUFFIX, T) CAST_TRANSPOSE_KERNEL(SUFFIX, T, e5m2, 57344.0f)
+FOR_EACH_FLOAT_TYPE(CAST_TRANSPOSE_E4M3)
+FOR_EACH_FLOAT_TYPE(CAST_TRANSPOSE_E5M2)
 
 // Per-tensor scale updates (FP8ScaleKernels.swift), one thread each, the math of FP8ScaleMath on the host.
 // Delayed scaling (Transformer Engine's delayed_scaling.cu): `history` is the amax window with *amax the step's

@@ -39,6 +39,27 @@ extension CUDAFusedOps {
         return nil
     }
 
+    /// `Ops.fp8Quantize` by one `cast_transpose` kernel: x viewed as [count / last dim, last dim] (a matrix when
+    /// `transposed`); nil where that kernel does not take x's dtype or `format`.
+    static func fp8QuantizeTransposing(_ x: Tensor, to format: DType, scale: Tensor, scaleInverse: Tensor, transposed: Bool,
+                                       recordAmax: Bool) -> (operand: FP8Operand, amax: Tensor?)? {
+        guard let fp8 = format.fp8Format, let type = x.dtype.kernelElementType else { return nil }
+        let input = x.contiguous(), factor = scale.cast(to: .float32).contiguous()
+        let columns = x.rank == 0 ? 1 : x.shape[x.rank - 1]
+        let rows = columns == 0 ? 0 : x.count / columns
+        let out = Tensor.empty(x.shape, dtype: format, device: x.device)
+        let outT = transposed ? Tensor.empty([columns, rows], dtype: format, device: x.device) : nil
+        let amax = recordAmax ? Tensor.empty([], dtype: .float32, device: x.device) : nil
+        run("cast to \(format)\(transposed ? " and transpose" : "")", on: x.device) { nn, stream in
+            try nn.quantizeTransposing(out.deviceAddress, transposed: outT?.deviceAddress ?? 0, format: fp8, input: input.deviceAddress,
+                                       from: type, rows: rows, columns: columns, scale: factor.deviceAddress,
+                                       amax: amax?.deviceAddress ?? 0, saturate: true, stream: stream)
+        }
+        let inverse = scaleInverse.reshaped([1])
+        return (FP8Operand(rowwise: FP8Tensor(data: out, scaleInverse: inverse),
+                           transposed: outT.map { FP8Tensor(data: $0, scaleInverse: inverse) }), amax)
+    }
+
     /// max |x| as a rank-0 fp32 tensor on x's device (NaN if any element is NaN).
     static func absMax(_ x: Tensor) -> Tensor {
         let input = x.dtype.kernelElementType == nil ? x.cast(to: .float32) : x.contiguous()
