@@ -16,7 +16,7 @@ extension Functional {
         let (inFeatures, outFeatures) = (weight.shape[1], weight.shape[0])
         precondition(x.shape.last == inFeatures, "fp8Linear: input \(x.shape) does not match weight \(weight.shape) ([out, in])")
         let rows = x.count / max(inFeatures, 1)
-        let xs = x.detached().contiguous().reshaped([rows, inFeatures])
+        let xs = x.detached().madeContiguous().reshaped([rows, inFeatures])
         let h = activation.map { $0.forward(xs) } ?? xs
         let qx = quantizer.quantizeInput(h)
         let qw = quantizer.quantizeWeight(weight.detached())
@@ -31,7 +31,7 @@ extension Functional {
         // The activation's input, for its backward; a plain layer keeps only the fp8 input.
         let preActivation = activation == nil ? nil : xs
         return recordAccumulating("fp8Linear", inputs: inputs, output: y) { g, buffers in
-            let g2 = g.contiguous().reshaped([rows, outFeatures])
+            let g2 = g.madeContiguous().reshaped([rows, outFeatures])
             let qg = quantizer.quantizeGradOutput(g2)
             var gx: Tensor?
             if needX {

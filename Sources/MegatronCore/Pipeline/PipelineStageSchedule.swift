@@ -130,7 +130,7 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
                 input = received
             }
             switch withoutGrad({ forward(chunk, input) }) {
-            case .activation(let hidden): try pipeline.batchSendRecv([.send(hidden.contiguous(), to: nextRank)]).wait()
+            case .activation(let hidden): try pipeline.batchSendRecv([.send(hidden.madeContiguous(), to: nextRank)]).wait()
             case .loss(let loss): totals = [loss.sum.cast(to: .float32).item(), Float(loss.tokens)]
             }
         }
@@ -162,7 +162,7 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
                 throw PipelineScheduleError(description: "stage output \(hidden.shape) \(hidden.dtype) differs from the "
                     + "activation the next stage expects, \(activationShape) \(dtype)")
             }
-            state.outgoingActivations[work] = hidden.detached().contiguous()
+            state.outgoingActivations[work] = hidden.detached().madeContiguous()
         case .loss(let loss):
             state.lossSum = state.lossSum.map { $0 + loss.sum.detached() } ?? loss.sum.detached()
             state.tokens += loss.tokens

@@ -57,7 +57,7 @@ public enum MegatronGPTLayout {
             if let layer = placement.layer { stacks[placement.key, default: [:]][layer] = t } else { out[placement.key] = t }
         }
         for (key, layers) in stacks {
-            out[key] = Ops.concat(layers.keys.sorted().map { layers[$0]!.to(.cpu).contiguous().reshaped([1] + layers[$0]!.shape) }, dim: 0)
+            out[key] = Ops.concat(layers.keys.sorted().map { layers[$0]!.to(.cpu).madeContiguous().reshaped([1] + layers[$0]!.shape) }, dim: 0)
         }
         return out
     }
@@ -68,7 +68,7 @@ public enum MegatronGPTLayout {
         for (key, t) in tensors {
             let (names, stacked) = localNames(key, shape: t.shape)
             for (i, name) in names.enumerated() {
-                out[name] = stacked ? t.narrowed(0, start: i, length: 1).contiguous().reshaped(Array(t.shape.dropFirst())) : t
+                out[name] = stacked ? t.narrowed(0, start: i, length: 1).madeContiguous().reshaped(Array(t.shape.dropFirst())) : t
             }
         }
         return out
