@@ -56,6 +56,20 @@ final class MegatronCheckpointFormatTests: XCTestCase {
         for (name, t) in whole.tensors { XCTAssertEqual(stages.tensors[name]?.floats(), t.floats(), name) }
     }
 
+    /// A 4-layer model saved by Megatron whole and as two stages of two model chunks (`model0`, `model1`; rank 0
+    /// holds layers 0 and 2, rank 1 layers 1 and 3, each chunk numbering its one layer 0): the same tensors.
+    func testMegatronLegacyVirtualPipelineCheckpointReadsAsTheWholeModel() throws {
+        func load(_ directory: String) throws -> LoadedCheckpoint {
+            try XCTUnwrap(try CheckpointDirectory(root: Self.fixtures.appendingPathComponent(directory)).loadLatest())
+        }
+        let (chunks, whole) = (try load("torch_4layers_pp2_vp2"), try load("torch_4layers"))
+        XCTAssertEqual(Set(chunks.tensors.keys), Set(whole.tensors.keys))
+        XCTAssertNotNil(whole.tensors["model.decoder.layers.3.self_attention.linear_qkv.weight"])
+        for (name, t) in whole.tensors { XCTAssertEqual(chunks.tensors[name]?.floats(), t.floats(), name) }
+        XCTAssertEqual(try GPTCheckpoint.load(from: CheckpointDirectory(root: Self.fixtures.appendingPathComponent("torch_4layers_pp2_vp2")))
+            .model.config.numLayers, 4)
+    }
+
     /// Tensor-parallel ranks, and stage files whose args say another pipeline size, are refused naming the checkpoint.
     func testLegacyLayoutsNotReadAreNamed() throws {
         let fm = FileManager.default

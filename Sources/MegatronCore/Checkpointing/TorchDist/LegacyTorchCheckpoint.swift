@@ -5,10 +5,12 @@ import MegatronTensor
 /// rank, `mp_rank_TT/model_optim_rng.pt`, or `mp_rank_TT_PPP/model_optim_rng.pt` under pipeline parallelism (PPP the
 /// pipeline rank; Megatron's `checkpointing.get_checkpoint_name`). Tensor-parallel size 1 is read, any pipeline size.
 ///
-/// A stage's `model` numbers its transformer layers from 0 (they are its `TransformerBlock.layers`), so the stages
-/// are joined in pipeline order with each one's layers renumbered after the layers of the stages before it; with
-/// tied embeddings the last stage's copy of the word embeddings (`output_layer.weight`, which Megatron keeps equal
-/// to the first stage's) is left out, as in a checkpoint of one stage.
+/// A stage's `model` (with virtual pipeline stages: `model0`, `model1`, ..., one per model chunk) numbers its
+/// transformer layers from 0 (they are its `TransformerBlock.layers`), so the chunks are joined in the model's order
+/// (chunk 0 of every stage in pipeline order, then chunk 1, ...: Megatron's layer placement) with each one's layers
+/// renumbered after the layers of those before it; with tied embeddings the last chunk's copy of the word embeddings
+/// (`output_layer.weight`, which Megatron keeps equal to the first stage's) is left out, as in a checkpoint of one
+/// stage.
 enum LegacyTorchCheckpoint {
     static let fileName = "model_optim_rng.pt"
 
@@ -30,28 +32,48 @@ enum LegacyTorchCheckpoint {
     /// The whole model (`model.` and our names, layers numbered over the whole model) and the first stage's
     /// non-model state (args, iteration...).
     static func read(_ files: [URL]) throws -> (tensors: [String: Tensor], common: PickleValue) {
-        var tensors: [String: Tensor] = [:]
+        var stages: [[[String: Tensor]]] = []
         var common: PickleValue?
-        var layersBefore = 0
-        for (stage, file) in files.enumerated() {
+        for file in files {
             let state = try TorchSave.read(Data(contentsOf: file, options: .alwaysMapped), source: file.path)
-            if stage == 0 { try checkPipelineSize(state, stages: files.count, file: file) }
-            common = common ?? state
-            guard let model = state["model"] else {
-                throw CheckpointError("\(file.path): holds no 'model' (a checkpoint of several virtual pipeline stages is not read)")
+            if common == nil {
+                try checkPipelineSize(state, stages: files.count, file: file)
+                common = state
             }
-            let local = try MegatronGPTLayout.legacyModel(model, source: file.path)
-            let tiedCopy = files.count > 1 && stage == files.count - 1 && !(state["args"]?.attribute("untie_embeddings_and_output_weights")?.boolValue ?? false)
-            for (name, t) in local where !(tiedCopy && name == "output_layer.weight") {
-                tensors["model." + renumbered(name, after: layersBefore)] = t
+            stages.append(try modelChunks(state, file: file))
+        }
+        let chunks = stages[0].count
+        guard stages.allSatisfy({ $0.count == chunks }) else {
+            throw CheckpointError("\(files[0].path): its stages hold \(stages.map(\.count)) model chunks, not the same number")
+        }
+        let tied = files.count > 1 && !(common?["args"]?.attribute("untie_embeddings_and_output_weights")?.boolValue ?? false)
+        var tensors: [String: Tensor] = [:]
+        var layersBefore = 0
+        for chunk in 0..<chunks {
+            for (stage, local) in stages.map({ $0[chunk] }).enumerated() {
+                let holdsTiedCopy = tied && stage == files.count - 1 && chunk == chunks - 1
+                for (name, t) in local where !(holdsTiedCopy && name == "output_layer.weight") {
+                    tensors["model." + renumbered(name, after: layersBefore)] = t
+                }
+                layersBefore += try layerCount(local, file: files[stage])
             }
-            layersBefore += try layerCount(local, file: file)
         }
         if let layers = common?["args"]?.attribute("num_layers")?.intValue, layers != layersBefore {
-            throw CheckpointError("\(files[0].deletingLastPathComponent().deletingLastPathComponent().path): its \(files.count) stage(s) "
-                + "hold \(layersBefore) transformer layers, its args.num_layers says \(layers)")
+            throw CheckpointError("\(files[0].path): its \(files.count) stage(s) hold \(layersBefore) transformer layers, "
+                + "its args.num_layers says \(layers)")
         }
         return (tensors, common!)
+    }
+
+    /// A stage file's model chunks: `model`, or `model0`, `model1`, ... with virtual pipeline stages.
+    static func modelChunks(_ state: PickleValue, file: URL) throws -> [[String: Tensor]] {
+        if let model = state["model"] { return [try MegatronGPTLayout.legacyModel(model, source: file.path)] }
+        var chunks: [[String: Tensor]] = []
+        while let model = state["model\(chunks.count)"] {
+            chunks.append(try MegatronGPTLayout.legacyModel(model, source: "\(file.path) (model\(chunks.count))"))
+        }
+        guard !chunks.isEmpty else { throw CheckpointError("\(file.path): holds no 'model' (nor 'model0', 'model1', ... of model chunks)") }
+        return chunks
     }
 
     /// Directories `mp_rank_00_XXX` are pipeline stages only when args say so: Megatron names expert-parallel
