@@ -131,7 +131,7 @@ struct BackwardPass {
         if let existing = meta.gradBuffer() {
             Ops.accumulate(gradient, into: existing)
         } else {
-            meta.grad = gradient.contiguous().detached()
+            meta.grad = gradient.madeContiguous().detached()
         }
         gradReady(meta)
     }

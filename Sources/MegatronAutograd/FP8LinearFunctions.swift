@@ -18,7 +18,7 @@ extension Functional {
         // With a gated activation (SwiGLU) x is twice the layer's input width: the activation halves it.
         let width = x.shape.last ?? 1
         let rows = x.count / max(width, 1)
-        let xs = x.detached().contiguous().reshaped([rows, width])
+        let xs = x.detached().madeContiguous().reshaped([rows, width])
         let h = activation.map { $0.forward(xs) } ?? xs
         precondition(h.shape[1] == inFeatures, "fp8Linear: input \(x.shape)\(activation.map { " through \($0)" } ?? "") "
                      + "does not match weight \(weight.shape) ([out, in])")
@@ -40,7 +40,7 @@ extension Functional {
         // The activation's input, for its backward; a plain layer keeps only the fp8 input.
         let preActivation = activation == nil ? nil : xs
         return recordAccumulating("fp8Linear", inputs: inputs, output: y) { g, buffers in
-            let g2 = g.contiguous().reshaped([rows, outFeatures])
+            let g2 = g.madeContiguous().reshaped([rows, outFeatures])
             let qg = quantizer.quantizeGradOutput(g2, transposed: fp8WeightGradient)
             var gx: Tensor?
             if needX {

@@ -37,7 +37,7 @@ extension Tensor {
         return record("\(op)", inputs: [self], output: out) { g in
             var g = g.reshaped(keptShape)
             if scale != 1 { g = Ops.binary(g, Tensor(scalar: 1 / scale), .mul) }
-            return [g.expanded(to: inputShape).contiguous()]
+            return [g.expanded(to: inputShape).madeContiguous()]
         }
     }
 }

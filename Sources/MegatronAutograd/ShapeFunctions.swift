@@ -8,6 +8,13 @@ extension Tensor {
         return record("reshape", inputs: [self], output: detached().reshaped(newShape)) { g in [g.reshaped(old)] }
     }
 
+    /// This tensor, or a row-major copy of it when its layout is not row-major; the gradient passes through
+    /// unchanged (it has the input's shape, in whatever layout it arrives).
+    public func contiguous() -> Tensor {
+        if isContiguous { return self }
+        return record("contiguous", inputs: [self], output: detached().madeContiguous()) { g in [g] }
+    }
+
     public func transpose(_ d0: Int, _ d1: Int) -> Tensor {
         record("transpose", inputs: [self], output: detached().transposed(d0, d1)) { g in [g.transposed(d0, d1)] }
     }

@@ -6,7 +6,7 @@
 /// ```swift
 /// let x = Tensor(shape: [2, 3], values: [1, 2, 3, 4, 5, 6])
 /// let xt = x.transposed(0, 1)          // a view: no copy
-/// print(xt.contiguous().floats())       // [1, 4, 2, 5, 3, 6]
+/// print(xt.madeContiguous().floats())  // [1, 4, 2, 5, 3, 6]
 /// ```
 public struct Tensor: @unchecked Sendable {
     public let storage: Storage

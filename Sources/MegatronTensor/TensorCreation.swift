@@ -43,7 +43,7 @@ extension Tensor {
 
     /// `value` everywhere; on a GPU one kernel broadcasts the scalar (no host buffer of `shape`).
     public static func full(_ shape: [Int], _ value: Float, dtype: DType = .float32, device: Device = .cpu) -> Tensor {
-        if device != .cpu { return Tensor(scalar: value, dtype: dtype).to(device).expanded(to: shape).contiguous() }
+        if device != .cpu { return Tensor(scalar: value, dtype: dtype).to(device).expanded(to: shape).madeContiguous() }
         return computed(shape: shape, dtype: dtype) { $0.update(repeating: value) }
     }
 

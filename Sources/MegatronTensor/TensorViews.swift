@@ -8,7 +8,7 @@ extension Tensor {
     /// The same data with a new shape; `-1` in one place is inferred. Copies only when not contiguous.
     public func reshaped(_ newShape: [Int]) -> Tensor {
         let resolved = Shape.resolve(newShape, count: count)
-        let base = isContiguous ? self : contiguous()
+        let base = isContiguous ? self : madeContiguous()
         return Tensor(storage: base.storage, shape: resolved, strides: Shape.contiguousStrides(resolved),
                       offset: base.offset, dtype: dtype)
     }
@@ -77,7 +77,10 @@ extension Tensor {
     }
 
     /// This tensor, or a row-major copy of it when its layout is not row-major.
-    public func contiguous() -> Tensor {
+    ///
+    /// Not recorded by autograd: the copy is detached from whatever made `self`. On a tensor that needs
+    /// gradients use MegatronAutograd's `contiguous()`, which passes the gradient through.
+    public func madeContiguous() -> Tensor {
         if isContiguous { return self }
         if device != .cpu { return CUDAOps.contiguousCopy(self, dtype: dtype) }
         let out = Tensor(zeros: shape, dtype: dtype, device: device)

@@ -46,7 +46,7 @@ final class AttentionGradientTests: XCTestCase {
         let q = qkv.narrowed(2, start: 0, length: p), k = qkv.narrowed(2, start: p, length: 1), v = qkv.narrowed(2, start: p + 1, length: 1)
         XCTAssertFalse(q.isContiguous)
         assertClose(Functional.scaledDotProductAttention(q, k, v),
-                    Functional.scaledDotProductAttention(q.contiguous(), k.contiguous(), v.contiguous()), absolute: 1e-5, "strided")
+                    Functional.scaledDotProductAttention(q.madeContiguous(), k.madeContiguous(), v.madeContiguous()), absolute: 1e-5, "strided")
     }
 
     func testGradientsByFiniteDifferences() {
@@ -78,7 +78,7 @@ final class AttentionGradientTests: XCTestCase {
         let g = sample([1, 3, 2, 4], seed: 18)   // [b, s, heads, d] memory, viewed as [b, heads, s, d]
         let strided = Ops.attentionBackward(gradOutput: g.permuted([0, 2, 1, 3]), q: q, k: k, v: v, output: r.output,
                                             logSumExp: r.logSumExp, causal: true, scale: 0.5)
-        let copied = Ops.attentionBackward(gradOutput: g.permuted([0, 2, 1, 3]).contiguous(), q: q, k: k, v: v, output: r.output,
+        let copied = Ops.attentionBackward(gradOutput: g.permuted([0, 2, 1, 3]).madeContiguous(), q: q, k: k, v: v, output: r.output,
                                            logSumExp: r.logSumExp, causal: true, scale: 0.5)
         assertClose(strided.gradQ, copied.gradQ, absolute: 1e-5, "dq")
         assertClose(strided.gradK, copied.gradK, absolute: 1e-5, "dk")

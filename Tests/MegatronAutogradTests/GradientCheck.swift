@@ -6,7 +6,7 @@ import MegatronTensor
 func checkGradients(_ inputs: [Tensor], tolerance: Float = 1e-2, epsilon: Float = 1e-2,
                     file: StaticString = #filePath, line: UInt = #line, _ f: ([Tensor]) -> Tensor) {
     let leaves = inputs.map { t -> Tensor in
-        var leaf = t.contiguous().detached()
+        var leaf = t.madeContiguous().detached()
         leaf.requiresGrad = true
         return leaf
     }

@@ -14,6 +14,25 @@ final class ShapeGradientTests: XCTestCase {
         checkGradients([x]) { $0[0].unsqueeze(1).squeeze(1) }
     }
 
+    /// A row-major copy of a view stays on the tape (MegatronTensor's `madeContiguous()` would detach it): the
+    /// gradient passes through to the view's input, in the input's layout.
+    func testContiguousCopyPassesGradients() {
+        checkGradients([x]) { $0[0].transpose(0, 2).contiguous() }
+        checkGradients([x]) { $0[0].narrow(1, start: 1, length: 2).contiguous() * $0[0].narrow(1, start: 0, length: 2) }
+
+        var leaf = x.madeContiguous().detached()
+        leaf.requiresGrad = true
+        let y = leaf.permute([2, 0, 1]).contiguous()
+        XCTAssertTrue(y.isContiguous)
+        XCTAssertEqual(y.floats(), x.permuted([2, 0, 1]).madeContiguous().floats())
+        let weights = sample([4, 2, 3], seed: 21)
+        (y * weights).sum().backward()
+        XCTAssertEqual(leaf.grad?.shape, [2, 3, 4])
+        XCTAssertEqual(leaf.grad?.madeContiguous().floats(), weights.permuted([1, 2, 0]).madeContiguous().floats())
+        // Already row-major: the same tensor, no node of its own.
+        XCTAssertTrue(leaf.contiguous().isLeaf)
+    }
+
     func testJoinsAndSplits() {
         let y = sample([2, 2, 4], seed: 13)
         checkGradients([x, y]) { concat([$0[0], $0[1]], dim: 1) }
@@ -67,7 +86,7 @@ final class ShapeGradientTests: XCTestCase {
         XCTAssertTrue(full?.storage === buffer.storage)
         XCTAssertEqual(full?.floats(), buffer.floats())
         XCTAssertNil(Tensor.tiledBy([pieces[1], pieces[0], pieces[2]], fullShape: [2, 6], dim: 1, starts: [0, 3, 5]), "out of order")
-        XCTAssertNil(Tensor.tiledBy([pieces[0], pieces[1].contiguous(), pieces[2]], fullShape: [2, 6], dim: 1, starts: [0, 3, 5]),
+        XCTAssertNil(Tensor.tiledBy([pieces[0], pieces[1].madeContiguous(), pieces[2]], fullShape: [2, 6], dim: 1, starts: [0, 3, 5]),
                      "another buffer")
 
         var x = Tensor(shape: [2, 6], values: (0..<12).map { Float($0) / 3 })

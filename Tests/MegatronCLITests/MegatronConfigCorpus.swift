@@ -143,7 +143,7 @@ struct CorpusConfig {
 /// (`--ckpt-convert-*`) writes a checkpoint by itself and always counts.
 enum OutOfScopeFeatures {
     static let patterns: [(feature: String, pattern: String)] = [
-        ("pipeline parallelism", #"^--(virtual-pipeline-model-parallel-size|overlap-p2p-communication.*|pipeline-model-parallel-layout)$"#),
+        ("pipeline parallelism", #"^--(virtual-pipeline-model-parallel-size|pipeline-model-parallel-layout)$"#),
         ("context parallelism", #"^--(cp-comm-type|hierarchical-context-parallel-sizes)$"#),
         // The router, experts, shared experts, --moe-layer-freq and expert parallelism work.
         ("mixture of experts", #"^--moe-(?!(ffn-hidden-size|router-(topk|score-function|pre-softmax|topk-scaling-factor|num-groups|group-topk|load-balancing-type|enable-expert-bias|bias-update-rate|dtype)|aux-loss-coeff|z-loss-coeff|expert-capacity-factor|token-drop-policy|pad-expert-input-to-capacity|shared-expert-intermediate-size|shared-expert-gate|layer-freq|grouped-gemm|permute-fusion|token-dispatcher-type)$).*$"#),

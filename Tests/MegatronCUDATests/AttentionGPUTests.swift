@@ -164,7 +164,7 @@ final class AttentionGPUTests: XCTestCase {
                                                 scale: 0.125, backend: .kernels))
         }
         let strided = try forward(q, k, v)
-        let copied = try forward(q.contiguous(), k.contiguous(), v.contiguous())
+        let copied = try forward(q.madeContiguous(), k.madeContiguous(), v.madeContiguous())
         XCTAssertEqual(strided.output.floats(), copied.output.floats())
         XCTAssertEqual(strided.output.shape, [b, g, p, s, d])
 

@@ -5,8 +5,8 @@ import MegatronTestSupport
 import XCTest
 
 /// Megatron-LM's own checkpoints of a tiny GPTModel (scripts/fixtures/make_megatron_checkpoints.py: Megatron Core's
-/// `dist_checkpointing.save` and its legacy torch.save layout, on CPU) load here with Megatron's logits; ours
-/// round-trip bit for bit. (The same script's `check` mode loads ours with Megatron's `dist_checkpointing.load`.)
+/// `dist_checkpointing.save` and its legacy torch.save layout, on CPU, also as two pipeline stages) load here with
+/// Megatron's logits; ours round-trip bit for bit. (The same script's `check` mode loads ours with Megatron's `dist_checkpointing.load`.)
 final class MegatronCheckpointFormatTests: XCTestCase {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/megatron")
 
@@ -25,8 +25,10 @@ final class MegatronCheckpointFormatTests: XCTestCase {
         return withoutGrad { model(ids) }.floats()
     }
 
-    func assertMegatronLogits(_ format: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let store = CheckpointDirectory(root: Self.fixtures.appendingPathComponent(format))
+    @discardableResult
+    func assertMegatronLogits(_ format: String, directory: String? = nil, file: StaticString = #filePath, line: UInt = #line)
+        throws -> LoadedCheckpoint {
+        let store = CheckpointDirectory(root: Self.fixtures.appendingPathComponent(directory ?? format))
         let checkpoint = try XCTUnwrap(try store.loadLatest())
         XCTAssertEqual(checkpoint.writtenByMegatron, format, file: file, line: line)
         XCTAssertEqual(checkpoint.iteration, 7, file: file, line: line)
@@ -36,11 +38,57 @@ final class MegatronCheckpointFormatTests: XCTestCase {
         XCTAssertEqual(loaded.model.config.activation, .geluExact, "bias_gelu_fusion=False is F.gelu", file: file, line: line)
         let golden = try Self.golden()
         assertScaledClose(Self.logits(loaded.model, golden), golden.logits, tolerance: 2e-6, "\(format) logits", file: file, line: line)
+        return checkpoint
     }
 
     func testMegatronTorchDistCheckpointGivesMegatronsLogits() throws { try assertMegatronLogits("torch_dist") }
 
     func testMegatronLegacyTorchCheckpointGivesMegatronsLogits() throws { try assertMegatronLogits("torch") }
+
+    /// The same model saved by Megatron as two pipeline stages (`mp_rank_00_000`, `mp_rank_00_001`, each numbering
+    /// its layers from 0, the last holding the tied output weight's copy) reads as the one-stage checkpoint: the
+    /// same names and every tensor bit for bit.
+    func testMegatronLegacyPipelineCheckpointReadsAsTheWholeModel() throws {
+        let stages = try assertMegatronLogits("torch", directory: "torch_pp2")
+        let whole = try XCTUnwrap(try CheckpointDirectory(root: Self.fixtures.appendingPathComponent("torch")).loadLatest())
+        XCTAssertEqual(Set(stages.tensors.keys), Set(whole.tensors.keys))
+        XCTAssertNotNil(stages.tensors["model.decoder.layers.1.mlp.linear_fc1.weight"])
+        for (name, t) in whole.tensors { XCTAssertEqual(stages.tensors[name]?.floats(), t.floats(), name) }
+    }
+
+    /// A 4-layer model saved by Megatron whole and as two stages of two model chunks (`model0`, `model1`; rank 0
+    /// holds layers 0 and 2, rank 1 layers 1 and 3, each chunk numbering its one layer 0): the same tensors.
+    func testMegatronLegacyVirtualPipelineCheckpointReadsAsTheWholeModel() throws {
+        func load(_ directory: String) throws -> LoadedCheckpoint {
+            try XCTUnwrap(try CheckpointDirectory(root: Self.fixtures.appendingPathComponent(directory)).loadLatest())
+        }
+        let (chunks, whole) = (try load("torch_4layers_pp2_vp2"), try load("torch_4layers"))
+        XCTAssertEqual(Set(chunks.tensors.keys), Set(whole.tensors.keys))
+        XCTAssertNotNil(whole.tensors["model.decoder.layers.3.self_attention.linear_qkv.weight"])
+        for (name, t) in whole.tensors { XCTAssertEqual(chunks.tensors[name]?.floats(), t.floats(), name) }
+        XCTAssertEqual(try GPTCheckpoint.load(from: CheckpointDirectory(root: Self.fixtures.appendingPathComponent("torch_4layers_pp2_vp2")))
+            .model.config.numLayers, 4)
+    }
+
+    /// Tensor-parallel ranks, and stage files whose args say another pipeline size, are refused naming the checkpoint.
+    func testLegacyLayoutsNotReadAreNamed() throws {
+        let fm = FileManager.default
+        func copy(_ name: String) throws -> URL {
+            let root = scratchPath(name)
+            try fm.copyItem(at: Self.fixtures.appendingPathComponent("torch_pp2"), to: root)
+            return root
+        }
+        let tensorParallel = try copy("legacy-tp")
+        try fm.createDirectory(at: tensorParallel.appendingPathComponent("iter_0000007/mp_rank_01_000"), withIntermediateDirectories: true)
+        XCTAssertThrowsError(try CheckpointDirectory(root: tensorParallel).loadLatest()) {
+            XCTAssertTrue("\($0)".contains("mp_rank_01_000") && "\($0)".contains("--target-tensor-parallel-size 1"), "\($0)")
+        }
+        let missingStage = try copy("legacy-missing-stage")
+        try fm.removeItem(at: missingStage.appendingPathComponent("iter_0000007/mp_rank_00_001"))
+        XCTAssertThrowsError(try CheckpointDirectory(root: missingStage).loadLatest()) {
+            XCTAssertTrue("\($0)".contains("args.pipeline_model_parallel_size 2"), "\($0)")
+        }
+    }
 
     /// Saved here as torch_dist and read back: every tensor bit for bit (stacked layers un-stacked, TE norm names
     /// mapped back), the optimizer state under its Megatron names, the manifest whole.

@@ -21,7 +21,7 @@ final class ModuleTests: XCTestCase {
         XCTAssertEqual(first.floats(), second.floats())
         XCTAssertEqual(first.narrowed(2, start: 0, length: 1).floats(), x.narrowed(2, start: 0, length: 1).floats())
         XCTAssertNotEqual(first.narrowed(2, start: 1, length: 1).floats(), x.narrowed(2, start: 1, length: 1).floats())
-        let tail = x.narrowed(2, start: 2, length: 3).contiguous()
+        let tail = x.narrowed(2, start: 2, length: 3).madeContiguous()
         XCTAssertEqual(rope(tail, offset: 2).floats(), first.narrowed(2, start: 2, length: 3).floats())
     }
 

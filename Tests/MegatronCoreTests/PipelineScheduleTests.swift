@@ -3,7 +3,7 @@ import MegatronCore
 import XCTest
 
 /// Pipeline schedules and layer placement against Megatron-LM's own code: the fixture records what
-/// Megatron's 1F1B and interleaved schedules (batched and p2p-overlapped) run and send, rank by rank, and where its placement functions put
+/// Megatron's 1F1B and interleaved schedules (batched, p2p-overlapped, and overlapped in warm-up and flush too) run and send, rank by rank, and where its placement functions put
 /// the layers (scripts/fixtures/megatron_pipeline_schedules.py).
 final class PipelineScheduleTests: XCTestCase {
     struct Fixture: Decodable {
@@ -16,6 +16,7 @@ final class PipelineScheduleTests: XCTestCase {
         let oneFOneB: [OneFOneB]
         let interleaved: [Interleaved]
         let interleavedOverlapped: [Interleaved]
+        let interleavedWarmupFlush: [Interleaved]
         let placement: [Placement]
     }
 
@@ -45,20 +46,32 @@ final class PipelineScheduleTests: XCTestCase {
         try assertInterleavedEqualsMegatrons(try fixture().interleavedOverlapped, overlapCommunication: true)
     }
 
-    private func assertInterleavedEqualsMegatrons(_ cases: [Fixture.Interleaved], overlapCommunication: Bool) throws {
+    /// With `overlap_p2p_comm_warmup_flush` the warm-up asks for each next activation before the forward (but on
+    /// the first stage) and the flush for each next gradient before the backward (but on the last stage).
+    func testWarmupFlushInterleavedEqualsMegatrons() throws {
+        try assertInterleavedEqualsMegatrons(try fixture().interleavedWarmupFlush, overlapCommunication: true, warmupFlush: true)
+        XCTAssertThrowsError(try PipelineSchedule.interleaved(stages: 4, rank: 0, microBatches: 8, chunks: 2, overlapWarmupFlush: true)) { error in
+            XCTAssertTrue("\(error)".contains("--overlap-p2p-communication-warmup-flush"), "\(error)")
+        }
+    }
+
+    private func assertInterleavedEqualsMegatrons(_ cases: [Fixture.Interleaved], overlapCommunication: Bool,
+                                                  warmupFlush: Bool = false) throws {
         XCTAssertGreaterThan(cases.count, 8)
         for c in cases {
             for rank in 0..<c.pp {
-                let label = "pp \(c.pp) vp \(c.vp) micro-batches \(c.microBatches) group \(c.groupSize) rank \(rank) overlap \(overlapCommunication)"
+                let label = "pp \(c.pp) vp \(c.vp) micro-batches \(c.microBatches) group \(c.groupSize) rank \(rank) "
+                    + "overlap \(overlapCommunication) warm-up flush \(warmupFlush)"
+                let schedule = {
+                    try PipelineSchedule.interleaved(stages: c.pp, rank: rank, microBatches: c.microBatches, chunks: c.vp,
+                                                     groupSize: c.groupSize, overlapCommunication: overlapCommunication,
+                                                     overlapWarmupFlush: warmupFlush)
+                }
                 guard let ranks = c.ranks else {
-                    XCTAssertThrowsError(try PipelineSchedule.interleaved(stages: c.pp, rank: rank, microBatches: c.microBatches,
-                                                                         chunks: c.vp, groupSize: c.groupSize,
-                                                                         overlapCommunication: overlapCommunication), label)
+                    XCTAssertThrowsError(try schedule(), label)
                     continue
                 }
-                let steps = try PipelineSchedule.interleaved(stages: c.pp, rank: rank, microBatches: c.microBatches,
-                                                             chunks: c.vp, groupSize: c.groupSize, overlapCommunication: overlapCommunication)
-                XCTAssertEqual(steps.map(\.description), ranks[rank], label)
+                XCTAssertEqual(try schedule().map(\.description), ranks[rank], label)
             }
         }
     }

@@ -19,6 +19,7 @@ final class PipelineTrainingTests: XCTestCase {
         /// Model chunks per pipeline rank (interleaved 1F1B); nil: 1F1B.
         var virtualStages: Int?
         var overlapP2P = true
+        var overlapWarmupFlush = false
         var overlapGradReduce = false
         var worldSize: Int { tensor * pipeline * data }
     }
@@ -98,6 +99,19 @@ final class PipelineTrainingTests: XCTestCase {
         XCTAssertEqual(runs.first { $0.pipelineRank == 3 }?.peakLive, 5)
     }
 
+    /// `--overlap-p2p-communication-warmup-flush` only moves where receives are posted: the same losses and
+    /// gradient norms as the run without it, bit for bit (and as the single rank).
+    func testInterleavedWarmupFlushMatchesTheOverlappedRunExactly() throws {
+        for layout in [Layout(pipeline: 2, virtualStages: 2), Layout(pipeline: 4, layers: 8, virtualStages: 2)] {
+            var flushed = layout
+            flushed.overlapWarmupFlush = true
+            let with = try assertMatchesSingleRank(flushed)
+            let without = try ThreadCommunicator.run(worldSize: layout.worldSize, timeout: 60) { try Self.train(layout, pipelined: true, world: $0) }
+            XCTAssertEqual(with.map(\.losses), without.map(\.losses))
+            XCTAssertEqual(with.map(\.gradNorms), without.map(\.gradNorms))
+        }
+    }
+
     func testInterleavedWithDataParallelOverlappedGradReduceMatchesSingleRank() throws {
         try assertMatchesSingleRank(Layout(pipeline: 2, data: 2, virtualStages: 2, overlapGradReduce: true))
     }
@@ -153,7 +167,7 @@ final class PipelineTrainingTests: XCTestCase {
         let schedule = try PipelineStageSchedule(pipeline: parallel.pipeline,
                                                  activationShape: model.stageActivationShape(batch: microBatchSize, seq: sequence),
                                                  dtype: config.paramsDType, device: .cpu, chunks: model.stage.chunks.count,
-                                                 overlapCommunication: shape.overlapP2P)
+                                                 overlapCommunication: shape.overlapP2P, overlapWarmupFlush: shape.overlapWarmupFlush)
         if shape.pipeline > 1 { step.schedule = schedule }
         let schedulerConfig = OptimizerParamScheduler.Configuration(maxLR: 1e-2, lrDecaySteps: 100, lrDecayStyle: .constant,
                                                                     startWD: 0.1, endWD: 0.1, wdIncrSteps: 100)

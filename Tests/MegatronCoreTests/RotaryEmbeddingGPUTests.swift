@@ -23,7 +23,7 @@ final class RotaryEmbeddingGPUTests: XCTestCase {
         let gradient = Tensor.normal([b, g, p, s, d], dtype: dtype, generator: PhiloxGenerator(seed: 12))
         // q as the attention slices it, on both devices; the gradient as a strided view too.
         func q(_ t: Tensor) -> Tensor { t.permuted([0, 2, 3, 1, 4]).narrowed(2, start: 0, length: p) }
-        let gradView = gradient.to(device).permuted([0, 1, 3, 2, 4]).contiguous().permuted([0, 1, 3, 2, 4])
+        let gradView = gradient.to(device).permuted([0, 1, 3, 2, 4]).madeContiguous().permuted([0, 1, 3, 2, 4])
         let forward = (gpu: Ops.rotaryEmbedding(q(qkv.to(device)), cos: cos.to(device), sin: sin.to(device)),
                        cpu: Ops.rotaryEmbedding(q(qkv), cos: cos, sin: sin))
         let backward = (gpu: Ops.rotaryEmbedding(gradView, cos: cos.to(device), sin: sin.to(device), backward: true),

@@ -73,7 +73,7 @@ final class RotaryEmbeddingTests: XCTestCase {
             let out = rope(t, offset: 2)
             XCTAssertEqual(out.shape, t.shape)
             XCTAssertTrue(out.isContiguous)
-            XCTAssertEqual(out.floats(), rope(t.contiguous(), offset: 2).floats())
+            XCTAssertEqual(out.floats(), rope(t.madeContiguous(), offset: 2).floats())
         }
     }
 

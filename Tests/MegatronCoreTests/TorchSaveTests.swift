@@ -12,7 +12,7 @@ final class TorchSaveTests: XCTestCase {
 
     func floats(_ t: Tensor?) -> [Float] {
         guard let t else { return [] }
-        let f = t.cast(to: .float32).contiguous()
+        let f = t.cast(to: .float32).madeContiguous()
         return Array(UnsafeBufferPointer(start: f.pointer(as: Float.self), count: f.count))
     }
 

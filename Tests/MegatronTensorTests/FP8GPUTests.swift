@@ -76,7 +76,7 @@ final class FP8GPUTests: XCTestCase {
 
     /// An fp8 tensor's codes, on the host.
     private static func codes(_ t: Tensor) -> [UInt8] {
-        let c = t.to(.cpu).contiguous()
+        let c = t.to(.cpu).madeContiguous()
         return Array(UnsafeBufferPointer(start: c.pointer(as: UInt8.self), count: c.count))
     }
 

@@ -31,7 +31,7 @@ final class FP8ReferenceTests: XCTestCase {
     private var fixture: Fixture { get throws { try Self.loaded.get() } }
 
     private func codes(_ t: Tensor) -> [UInt8] {
-        let c = t.contiguous()
+        let c = t.madeContiguous()
         return Array(UnsafeBufferPointer(start: c.pointer(as: UInt8.self), count: c.count))
     }
 

@@ -4,7 +4,7 @@ import XCTest
 /// FP8 scaling on the CPU (the reference the GPU kernels are compared against).
 final class FP8ScalingTests: XCTestCase {
     private func codes(_ t: Tensor) -> [UInt8] {
-        Array(UnsafeBufferPointer(start: t.contiguous().pointer(as: UInt8.self), count: t.count))
+        Array(UnsafeBufferPointer(start: t.madeContiguous().pointer(as: UInt8.self), count: t.count))
     }
 
     /// Overflow: e4m3 gives NaN (0x7F / 0xFF) and e5m2 infinity (0x7C / 0xFC) unless saturating, which

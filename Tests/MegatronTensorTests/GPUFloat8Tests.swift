@@ -18,7 +18,7 @@ final class GPUFloat8Tests: XCTestCase {
 
     /// The raw bytes of `t`'s elements in row-major order (any device, any layout).
     private func rawBytes(_ t: Tensor) -> [UInt8] {
-        let host = t.to(.cpu).contiguous()
+        let host = t.to(.cpu).madeContiguous()
         return Array(UnsafeRawBufferPointer(start: host.pointer(as: UInt8.self), count: host.count * host.dtype.byteSize))
     }
 

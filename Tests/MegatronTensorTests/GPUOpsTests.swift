@@ -54,10 +54,10 @@ final class GPUOpsTests: XCTestCase {
         let gpu = try requireGPU()
         let x = randomTensor([3, 4, 5], seed: 2, scale: 3)
         let xg = x.to(gpu)
-        assertParity(xg.permuted([2, 0, 1]).contiguous(), x.permuted([2, 0, 1]).contiguous(), "permuted contiguous")
-        assertParity(xg.narrowed(1, start: 1, length: 2).contiguous(), x.narrowed(1, start: 1, length: 2).contiguous(), "narrowed")
-        assertParity(xg.selected(0, 1).unsqueezed(0).expanded(to: [2, 4, 5]).contiguous(),
-                     x.selected(0, 1).unsqueezed(0).expanded(to: [2, 4, 5]).contiguous(), "expanded")
+        assertParity(xg.permuted([2, 0, 1]).madeContiguous(), x.permuted([2, 0, 1]).madeContiguous(), "permuted contiguous")
+        assertParity(xg.narrowed(1, start: 1, length: 2).madeContiguous(), x.narrowed(1, start: 1, length: 2).madeContiguous(), "narrowed")
+        assertParity(xg.selected(0, 1).unsqueezed(0).expanded(to: [2, 4, 5]).madeContiguous(),
+                     x.selected(0, 1).unsqueezed(0).expanded(to: [2, 4, 5]).madeContiguous(), "expanded")
         assertParity(xg.transposed(0, 2).reshaped([-1]), x.transposed(0, 2).reshaped([-1]), "reshape of a view")
         let all: [DType] = [.float32, .bfloat16, .float16, .int32, .int64, .bool]
         for from in all {
@@ -82,7 +82,7 @@ final class GPUOpsTests: XCTestCase {
             Ops.copy(heads.permuted([0, 2, 1, 3]), into: fused.narrowed(3, start: 1, length: 1).squeezed(3))
             Ops.copy(heads.to(gpu).permuted([0, 2, 1, 3]), into: fusedGPU.narrowed(3, start: 1, length: 1).squeezed(3))
             assertParity(fusedGPU, fused, "head rows into a fused buffer \(dtype)", tolerance: (0, 0))
-            assertParity(fusedGPU.permuted([0, 2, 3, 1, 4]).contiguous(), fused.permuted([0, 2, 3, 1, 4]).contiguous(),
+            assertParity(fusedGPU.permuted([0, 2, 3, 1, 4]).madeContiguous(), fused.permuted([0, 2, 3, 1, 4]).madeContiguous(),
                          "fused buffer out to heads \(dtype)", tolerance: (0, 0))
         }
         let parts = [randomTensor([2, 3], seed: 4), randomTensor([2, 1], seed: 5), randomTensor([2, 4], dtype: .bfloat16, seed: 6)]
@@ -215,8 +215,8 @@ final class GPUOpsTests: XCTestCase {
             ("2-D", { a, b, _ in (a.selected(0, 0).selected(0, 0), b.selected(0, 0).selected(0, 0)) }),
             ("batched", { a, b, _ in (a, b) }),
             ("x . W^T (shared transposed weight)", { a, _, w in (a, w.transposed(0, 1)) }),
-            ("A^T view", { a, b, _ in (a.transposed(2, 3).contiguous().transposed(2, 3), b) }),
-            ("B^T view per batch", { a, b, _ in (a, b.transposed(2, 3).contiguous().transposed(2, 3)) }),
+            ("A^T view", { a, b, _ in (a.transposed(2, 3).madeContiguous().transposed(2, 3), b) }),
+            ("B^T view per batch", { a, b, _ in (a, b.transposed(2, 3).madeContiguous().transposed(2, 3)) }),
             ("broadcast left operand", { a, b, _ in (a.selected(0, 1).selected(0, 2), b) }),
             ("permuted batch dims", { a, b, _ in (a.permuted([1, 0, 2, 3]), b.permuted([1, 0, 2, 3])) }),
             ("narrowed rows", { a, b, _ in (a.narrowed(2, start: 3, length: 20), b) }),
@@ -385,7 +385,7 @@ final class GPUOpsTests: XCTestCase {
         let a = randomTensor([n], dtype: .bfloat16, seed: 40).to(gpu), b = randomTensor([n], dtype: .bfloat16, seed: 41).to(gpu)
         try time("add bf16 16M contiguous", bytes: Double(n) * 6) { _ = Ops.binary(a, b, .add) }
         let m = a.reshaped([4096, 4096])
-        try time("transpose copy bf16 4096^2", bytes: Double(n) * 4) { _ = m.transposed(0, 1).contiguous() }
+        try time("transpose copy bf16 4096^2", bytes: Double(n) * 4) { _ = m.transposed(0, 1).madeContiguous() }
         try time("broadcast add bf16 4096^2 + row", bytes: Double(n) * 4) { _ = Ops.binary(m, b.narrowed(0, start: 0, length: 4096), .add) }
         try time("sum rows bf16 4096x4096", bytes: Double(n) * 2) { _ = Ops.reduce(m, dims: [1], .sum) }
         let one = Tensor(scalar: 1, dtype: .bfloat16).to(gpu)

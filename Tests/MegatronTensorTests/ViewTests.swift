@@ -10,7 +10,7 @@ final class ViewTests: XCTestCase {
         XCTAssertFalse(t.isContiguous)
         XCTAssertEqual(t.shape, [3, 2])
         XCTAssertEqual(t.floats(), [1, 4, 2, 5, 3, 6])
-        XCTAssertFalse(t.contiguous().storage === x.storage)
+        XCTAssertFalse(t.madeContiguous().storage === x.storage)
     }
 
     func testReshapeInfersAndSharesStorage() {

@@ -53,7 +53,7 @@ final class ArgumentTests: XCTestCase {
     /// problems of the line; the values of refused flags are skipped, not taken for flags.
     func testUnsupportedFlagsAreReportedTogetherByFeature() {
         XCTAssertEqual(message("--fp8-param-gather --moe-input-jitter-eps 2 --ckpt-format torch_dist --ckpt-assume-constant-structure "
-                               + "--hierarchical-context-parallel-sizes 2 4 --overlap-p2p-communication-warmup-flush --wandb-project run --multi-latent-attention "
+                               + "--hierarchical-context-parallel-sizes 2 4 --use-ring-exchange-p2p --wandb-project run --multi-latent-attention "
                                + "--save ckpt --save-interval 1"),
                        """
                        pretrain-gpt does not support these Megatron-LM features yet (remove their flags or run them in Megatron-LM):
@@ -61,7 +61,7 @@ final class ArgumentTests: XCTestCase {
                          mixture of experts: --moe-input-jitter-eps 2
                          checkpoint formats (--ckpt-format): --ckpt-assume-constant-structure
                          context parallelism: --hierarchical-context-parallel-sizes 2 4
-                         pipeline parallelism: --overlap-p2p-communication-warmup-flush
+                         pipeline parallelism: --use-ring-exchange-p2p
                          Weights & Biases logging (use --tensorboard-dir): --wandb-project run
                          multi-latent attention: --multi-latent-attention
                        """)

@@ -27,6 +27,17 @@ final class ModelFeatureArgumentTests: XCTestCase {
             .transformerConfig().moe?.sharedExpertGate)
     }
 
+    /// `--moe-layer-freq`: an integer N makes every N-th layer MoE (from layer 0), a list gives 1 (MoE) or 0 per layer.
+    func testMoELayerFrequency() throws {
+        let moe = base + "--disable-bias-linear --num-experts 4 "
+        XCTAssertEqual(try parse(moe).transformerConfig().moe?.layers, [true, true])
+        XCTAssertEqual(try parse(moe + "--moe-layer-freq 2").transformerConfig().moe?.layers, [true, false])
+        XCTAssertEqual(try parse(moe + "--moe-layer-freq [0]*1+[1]").transformerConfig().moe?.layers, [false, true])
+        XCTAssertEqual(message(moe + "--moe-layer-freq 0"), "--moe-layer-freq must be positive, got 0")
+        XCTAssertEqual(message(moe + "--moe-layer-freq [1,0,1]"), "--moe-layer-freq gives 3 layers, but --num-layers is 2")
+        XCTAssertEqual(message(moe + "--moe-layer-freq [1,2]"), "--moe-layer-freq must list 1 (MoE) or 0 (dense) per layer, got [1, 2]")
+    }
+
     /// The MLP's GeLU is Megatron's fused tanh approximation only while the bias-GeLU fusion applies; with
     /// `--no-bias-gelu-fusion`, or without biases (Megatron turns the fusion off), it is the exact erf GeLU.
     func testGeLUFormFollowsTheBiasGeLUFusion() throws {

@@ -8,7 +8,8 @@ final class PipelineArgumentTests: XCTestCase {
     private let base = "--num-layers 4 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
         + "--micro-batch-size 1 --train-iters 2 --lr 1e-4"
 
-    private func message(_ flags: String) -> String {
+    private func message(_ flags: String, layers: Int = 4) -> String {
+        let base = self.base.replacingOccurrences(of: "--num-layers 4 ", with: "--num-layers \(layers) ")
         do {
             try MegatronArgumentParser.parse((base + " " + flags).split(separator: " ").map(String.init)).validate()
             return "no error"
@@ -49,6 +50,13 @@ final class PipelineArgumentTests: XCTestCase {
             .hasPrefix("with uneven pipeline stages"))
         XCTAssertEqual(message("--pipeline-model-parallel-size 2 --num-virtual-stages-per-pipeline-rank 2 --decoder-first-pipeline-num-layers 2"
                                + " --global-batch-size 2"), "no error")
+        XCTAssertEqual(message("--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1 --global-batch-size 4 "
+                               + "--overlap-p2p-communication-warmup-flush"), "no error")
+        XCTAssertTrue(message("--pipeline-model-parallel-size 2 --overlap-p2p-communication-warmup-flush")
+            .hasPrefix("--overlap-p2p-communication-warmup-flush applies to the interleaved pipeline schedule"))
+        XCTAssertEqual(message("--pipeline-model-parallel-size 4 --num-layers-per-virtual-pipeline-stage 1 --global-batch-size 4 "
+                               + "--no-overlap-p2p-communication --overlap-p2p-communication-warmup-flush", layers: 8),
+                       "--overlap-p2p-communication-warmup-flush needs overlapped transfers: drop --no-overlap-p2p-communication")
         // One micro-batch is fewer than the pipeline's two stages: Megatron's group-size check.
         XCTAssertTrue(message("--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1").contains("1 micro-batches"))
     }

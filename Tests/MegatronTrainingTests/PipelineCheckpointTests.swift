@@ -65,7 +65,7 @@ final class PipelineCheckpointTests: XCTestCase {
     /// 512 at TP=2: vocabulary tensors are compared on their real rows.
     static func realVocabulary(_ t: Tensor) -> [Float] {
         let vocabulary = ByteTokens.vocabularySize
-        return (t.shape.count == 2 && t.size(0) > vocabulary ? t.narrowed(0, start: 0, length: vocabulary) : t).to(.cpu).contiguous().floats()
+        return (t.shape.count == 2 && t.size(0) > vocabulary ? t.narrowed(0, start: 0, length: vocabulary) : t).to(.cpu).madeContiguous().floats()
     }
 
     private func assertSame(_ a: [String: [Float]], _ b: [String: [Float]], _ what: String) {

@@ -42,8 +42,8 @@ final class ShardedCheckpointTests: XCTestCase {
             let training = try TrainingWorld.make(args, world: comm)
             let pretrainer = try Pretrainer(arguments: args, parallel: training.parallel) { _ in }
             let (model, optimizer) = try ParallelCheckpoint.gather(model: pretrainer.model, optimizerState: try pretrainer.optimizer.stateTensors())
-            var state = model.mapValues { $0.to(.cpu).contiguous().floats() }
-            for (key, t) in optimizer { state["optimizer." + key] = t.to(.cpu).contiguous().floats() }
+            var state = model.mapValues { $0.to(.cpu).madeContiguous().floats() }
+            for (key, t) in optimizer { state["optimizer." + key] = t.to(.cpu).madeContiguous().floats() }
             state["steps"] = [Float(pretrainer.optimizer.stepCount), Float(pretrainer.iteration)]
             return state
         }[0]

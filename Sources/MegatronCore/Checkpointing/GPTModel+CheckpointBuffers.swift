@@ -30,7 +30,7 @@ extension GPTModel {
             guard bias.shape == [router.moe.numExperts] else {
                 throw CheckpointError("\(source): \(name) has shape \(bias.shape), expected [\(router.moe.numExperts)] (--num-experts)")
             }
-            router.loadExpertBias(bias.dtype == .float32 ? bias.contiguous() : bias.cast(to: .float32))
+            router.loadExpertBias(bias.dtype == .float32 ? bias.madeContiguous() : bias.cast(to: .float32))
         }
     }
 

@@ -58,9 +58,9 @@ extension HuggingFaceGPT {
             guard let t = state[name] else { throw CheckpointError("model has no tensor '\(name)'") }
             return t
         }
-        func transposed(_ name: String) throws -> Tensor { try get(name).transposed(0, 1).contiguous() }
+        func transposed(_ name: String) throws -> Tensor { try get(name).transposed(0, 1).madeContiguous() }
         var out: [String: Tensor] = [:]
-        let word = try get("embedding.word_embeddings.weight").narrowed(0, start: 0, length: vocabSize).contiguous()
+        let word = try get("embedding.word_embeddings.weight").narrowed(0, start: 0, length: vocabSize).madeContiguous()
         for i in 0..<config.numLayers {
             let m = "decoder.layers.\(i)."
             let (q, k, v) = splitQKV(try get(m + "self_attention.linear_qkv.weight"), config)
@@ -69,7 +69,7 @@ extension HuggingFaceGPT {
                 let p = "transformer.h.\(i)."
                 out[p + "ln_1.weight"] = try get(m + "input_layernorm.weight")
                 out[p + "ln_1.bias"] = try get(m + "input_layernorm.bias")
-                out[p + "attn.c_attn.weight"] = Ops.concat([q, k, v], dim: 0).transposed(0, 1).contiguous()
+                out[p + "attn.c_attn.weight"] = Ops.concat([q, k, v], dim: 0).transposed(0, 1).madeContiguous()
                 let (qb, kb, vb) = splitQKV(try get(m + "self_attention.linear_qkv.bias"), config)
                 out[p + "attn.c_attn.bias"] = Ops.concat([qb, kb, vb], dim: 0)
                 out[p + "attn.c_proj.weight"] = try transposed(m + "self_attention.linear_proj.weight")
@@ -112,7 +112,7 @@ extension HuggingFaceGPT {
             out["model.norm.weight"] = try get("decoder.final_layernorm.weight")
         }
         if !tied {
-            out["lm_head.weight"] = try get("output_layer.weight").narrowed(0, start: 0, length: vocabSize).contiguous()
+            out["lm_head.weight"] = try get("output_layer.weight").narrowed(0, start: 0, length: vocabSize).madeContiguous()
         }
         return out
     }

@@ -110,8 +110,8 @@ extension HuggingFaceGPT {
                           into out: inout [String: Tensor]) throws {
         let fc1 = try get(source + "linear_fc1.weight")
         let half = fc1.shape[0] / 2
-        out[target + names[0] + ".weight"] = fc1.narrowed(0, start: 0, length: half).contiguous()
-        out[target + names[1] + ".weight"] = fc1.narrowed(0, start: half, length: half).contiguous()
+        out[target + names[0] + ".weight"] = fc1.narrowed(0, start: 0, length: half).madeContiguous()
+        out[target + names[1] + ".weight"] = fc1.narrowed(0, start: half, length: half).madeContiguous()
         out[target + names[2] + ".weight"] = try get(source + "linear_fc2.weight")
     }
 

@@ -146,7 +146,7 @@ public enum SafeTensors {
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(json)
         for name in names {
-            let t = tensors[name]!.contiguous()
+            let t = tensors[name]!.madeContiguous()
             out.append(contentsOf: UnsafeRawBufferPointer(start: t.pointer(as: UInt8.self), count: t.count * t.dtype.byteSize))
         }
         try AtomicFile.write(out, to: url)

@@ -26,8 +26,8 @@ public final class KVCache {
 
         /// Appends this step's keys and values and returns all of them.
         func append(keys k: Tensor, values v: Tensor) -> (Tensor, Tensor) {
-            keys = keys.map { Ops.concat([$0, k.detached()], dim: 3) } ?? k.detached().contiguous()
-            values = values.map { Ops.concat([$0, v.detached()], dim: 3) } ?? v.detached().contiguous()
+            keys = keys.map { Ops.concat([$0, k.detached()], dim: 3) } ?? k.detached().madeContiguous()
+            values = values.map { Ops.concat([$0, v.detached()], dim: 3) } ?? v.detached().madeContiguous()
             return (keys!, values!)
         }
 

@@ -22,7 +22,7 @@ public struct MoETraining {
     public func updateExpertBiases(group: Communicator) throws {
         for router in layers.map(\.router) {
             guard let counts = router.tokensPerExpert else { continue }
-            let summed = counts.contiguous()
+            let summed = counts.madeContiguous()
             if group.size > 1 { try group.allReduce(summed, op: .sum).wait() }
             router.updateExpertBias(counts: summed)
         }

@@ -65,9 +65,9 @@ enum TopKRouting {
         let kept = withoutGrad { () -> Tensor in
             guard capacity <= tokens else { return Tensor.full([tokens, experts], 1, device: routed.probs.device) }
             // Top-capacity over the token axis: by probability, or by the 0/1 map, earliest tokens first.
-            let ranked = (config.dropPolicy == .probs ? routed.probs.detached() : routed.routingMap).transposed(0, 1).contiguous()
+            let ranked = (config.dropPolicy == .probs ? routed.probs.detached() : routed.routingMap).transposed(0, 1).madeContiguous()
             return mapOf(Ops.topk(ranked, k: capacity).indices, shape: [experts, tokens], device: ranked.device)
-                .transposed(0, 1).contiguous()
+                .transposed(0, 1).madeContiguous()
         }
         let map = config.padToCapacity ? kept : Ops.binary(routed.routingMap, kept, .mul)
         return RouterOutput(probs: routed.probs * map, routingMap: map)

@@ -160,7 +160,7 @@ public enum StateDictError: Error, CustomStringConvertible, Equatable {
 
 /// A fresh leaf tensor that requires grad: a trainable parameter, on the device of the enclosing `onDevice`.
 public func parameter(_ t: Tensor) -> Tensor {
-    var p = t.contiguous().detached().to(DevicePlacement.current)
+    var p = t.madeContiguous().detached().to(DevicePlacement.current)
     p.requiresGrad = true
     return p
 }

@@ -116,7 +116,7 @@ public final class MixedPrecisionOptimizer {
         // step quadratic in the tensor count).
         let parameters = self.parameters
         let grads = withoutGrad {
-            parameters.map { p in (p.grad ?? Tensor.zeros(p.shape, device: p.device)).cast(to: .float32).contiguous() }
+            parameters.map { p in (p.grad ?? Tensor.zeros(p.shape, device: p.device)).cast(to: .float32).madeContiguous() }
         }
         let names = groups.flatMap(\.parameters).map(\.name)
         let counted = zip(names, grads).filter { gradStats.countsInNorm($0.0) }.map(\.1)

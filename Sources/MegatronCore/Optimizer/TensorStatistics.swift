@@ -15,7 +15,7 @@ public enum TensorStatistics {
     public static func sumOfSquares(_ tensors: [Tensor]) -> Double {
         guard let device = tensors.first?.device, device != .cpu else {
             return tensors.reduce(0.0) { total, t in
-                let c = t.cast(to: .float32).contiguous()
+                let c = t.cast(to: .float32).madeContiguous()
                 return total + GradientNorm.sumOfSquares(UnsafeBufferPointer(start: c.pointer(as: Float.self), count: c.count))
             }
         }

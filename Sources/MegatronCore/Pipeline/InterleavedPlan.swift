@@ -1,5 +1,6 @@
 /// Megatron's interleaved 1F1B for one rank: the schedule table of virtual micro-batches, the warm-up count,
-/// and which transfers each step pairs, batched (`--no-overlap-p2p-communication`) or overlapped.
+/// and which transfers each step pairs, batched (`--no-overlap-p2p-communication`) or overlapped, in the steady
+/// state only or also in the warm-up and flush (`--overlap-p2p-communication-warmup-flush`).
 struct InterleavedPlan {
     let stages: Int, rank: Int, microBatches: Int, chunks: Int
     let table: [PipelineWork]
@@ -8,8 +9,17 @@ struct InterleavedPlan {
     /// Megatron's `overlap_p2p_comm`: each direction's transfers are posted right after the pass that
     /// produces them and waited for only before the pass that uses them.
     let overlapCommunication: Bool
+    /// Megatron's `overlap_p2p_comm_warmup_flush`: in the warm-up every stage but the first asks for its next
+    /// activation before running a forward, and in the flush every stage but the last asks for its next gradient
+    /// before running a backward, so that the transfer overlaps the pass instead of following it.
+    let warmupFlush: Bool
 
-    init(stages: Int, rank: Int, microBatches: Int, chunks: Int, groupSize: Int, overlapCommunication: Bool = false) throws {
+    init(stages: Int, rank: Int, microBatches: Int, chunks: Int, groupSize: Int, overlapCommunication: Bool = false,
+         warmupFlush: Bool = false) throws {
+        guard !warmupFlush || overlapCommunication else {
+            throw PipelineScheduleError(description: "overlapping the warm-up and flush transfers (--overlap-p2p-communication-warmup-flush) "
+                + "needs overlapped transfers: drop --no-overlap-p2p-communication")
+        }
         guard chunks >= 1 else {
             throw PipelineScheduleError(description: "an interleaved schedule needs at least one model chunk per rank, got \(chunks)")
         }
@@ -27,6 +37,7 @@ struct InterleavedPlan {
         self.microBatches = microBatches
         self.chunks = chunks
         self.overlapCommunication = overlapCommunication
+        self.warmupFlush = warmupFlush
         table = PipelineSchedule.table(microBatches: microBatches, chunks: chunks, groupSize: groupSize)
         let total = microBatches * chunks
         let wanted = stages > 1 ? (stages - rank - 1) * 2 + (chunks - 1) * groupSize : 0
@@ -66,11 +77,13 @@ struct InterleavedPlan {
             batchedWarmupAndSteadyState(&steps)
         }
         if allWarmup { steps.exchange(receiveBackward: !endsModel(chunks - 1)) }
+        let prefetchGradients = warmupFlush && rank != stages - 1
         for k in (total - warmup)..<total {
             let backward = work(k, forward: false)
+            let receive = receives(after: k, forward: false) && k != total - 1
+            if prefetchGradients { steps.exchange(receiveBackward: receive) }
             steps.append(.backward(backward))
-            steps.exchange(sendBackward: startsModel(backward.chunk) ? nil : backward,
-                           receiveBackward: receives(after: k, forward: false) && k != total - 1)
+            steps.exchange(sendBackward: startsModel(backward.chunk) ? nil : backward, receiveBackward: receive && !prefetchGradients)
         }
         return steps.steps
     }
@@ -101,13 +114,17 @@ struct InterleavedPlan {
     }
 
     /// Forward transfers follow each forward and backward transfers each backward (Megatron's
-    /// `pp_post_forward` / `pp_post_backward`); the first gradient is asked for at the end of the warm-up.
+    /// `pp_post_forward` / `pp_post_backward`); the first gradient is asked for at the end of the warm-up. With
+    /// `warmupFlush` a warm-up forward's next activation is asked for before the forward, except on the first
+    /// stage, which asks after it as before.
     private func overlappedWarmupAndSteadyState(_ steps: inout PipelineStepList) {
+        let prefetchActivations = warmupFlush && rank != 0
         for k in 0..<warmup {
             let forward = work(k, forward: true)
+            let receive = receives(after: k, forward: true) && k != total - 1
+            if prefetchActivations { steps.exchange(receiveForward: receive) }
             steps.append(.forward(forward))
-            steps.exchange(receiveForward: receives(after: k, forward: true) && k != total - 1,
-                           sendForward: endsModel(forward.chunk) ? nil : forward)
+            steps.exchange(receiveForward: receive && !prefetchActivations, sendForward: endsModel(forward.chunk) ? nil : forward)
             if k == warmup - 1 && !allWarmup { steps.exchange(receiveBackward: rank != stages - 1) }
         }
         let remaining = total - warmup

@@ -53,12 +53,15 @@ public enum PipelineSchedule {
     /// chunks; micro-batches run in groups of `groupSize` per chunk (Megatron's
     /// `--microbatch-group-size-per-virtual-pipeline-stage`, default `stages`). Transfers are batched, both
     /// directions in one exchange, or with `overlapCommunication` (Megatron's default for this schedule) one
-    /// exchange per direction right after the pass whose result it sends, its receives waited for only when used.
-    public static func interleaved(stages: Int, rank: Int, microBatches: Int, chunks: Int,
-                                   groupSize: Int? = nil, overlapCommunication: Bool = false) throws -> [PipelineStep] {
+    /// exchange per direction right after the pass whose result it sends, its receives waited for only when used;
+    /// `overlapWarmupFlush` (Megatron's `overlap_p2p_comm_warmup_flush`, which needs `overlapCommunication`) also
+    /// asks for the warm-up's activations and the flush's gradients before the passes that precede their use.
+    public static func interleaved(stages: Int, rank: Int, microBatches: Int, chunks: Int, groupSize: Int? = nil,
+                                   overlapCommunication: Bool = false, overlapWarmupFlush: Bool = false) throws -> [PipelineStep] {
         try checkRank(stages: stages, rank: rank, microBatches: microBatches)
         let plan = try InterleavedPlan(stages: stages, rank: rank, microBatches: microBatches, chunks: chunks,
-                                       groupSize: groupSize ?? stages, overlapCommunication: overlapCommunication)
+                                       groupSize: groupSize ?? stages, overlapCommunication: overlapCommunication,
+                                       warmupFlush: overlapWarmupFlush)
         return plan.steps()
     }
 

@@ -12,7 +12,8 @@ import MegatronTensor
 ///
 /// With `overlapCommunication` (Megatron's `overlap_p2p_comm`, interleaved only) transfers are posted as the
 /// schedule reaches them and a received tensor is waited for only when a pass uses it; otherwise each exchange
-/// completes before the next step.
+/// completes before the next step. `overlapWarmupFlush` (`overlap_p2p_comm_warmup_flush`) posts the warm-up's and
+/// the flush's receives one pass earlier as well; the results are the same, only the waiting moves.
 ///
 /// Activations travel as `activationShape` tensors of `dtype` (`GPTModel.stageActivationShape`, the same on
 /// every stage). The last stage reports the loss; the other stages report zero, so that the step's sum over
@@ -38,6 +39,8 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
     /// `--microbatch-group-size-per-virtual-pipeline-stage`; nil: the pipeline size.
     public let microBatchGroupSize: Int?
     public let overlapCommunication: Bool
+    /// Whether the warm-up and flush post their receives ahead too (interleaved, with `overlapCommunication`).
+    public let overlapWarmupFlush: Bool
     /// The most micro-batches (over all chunks) whose activations were alive at once in the last `run` (the
     /// 1F1B bound is the number of stages from this one to the last).
     public private(set) var peakLiveMicroBatches = 0
@@ -45,7 +48,7 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
     /// Splits the pipeline group once more when two stages run several chunks (every pipeline rank must
     /// build its schedule then).
     public init(pipeline: Communicator, activationShape: [Int], dtype: DType, device: Device, chunks: Int = 1,
-                microBatchGroupSize: Int? = nil, overlapCommunication: Bool = false) throws {
+                microBatchGroupSize: Int? = nil, overlapCommunication: Bool = false, overlapWarmupFlush: Bool = false) throws {
         guard chunks >= 1 else { throw PipelineScheduleError(description: "a pipeline rank needs at least one model chunk, got \(chunks)") }
         self.pipeline = pipeline
         self.activationShape = activationShape
@@ -54,6 +57,7 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
         self.chunks = chunks
         self.microBatchGroupSize = microBatchGroupSize
         self.overlapCommunication = overlapCommunication && chunks > 1
+        self.overlapWarmupFlush = overlapWarmupFlush && chunks > 1
         gradientLink = chunks > 1 && pipeline.size == 2 ? try pipeline.split(color: 0, key: pipeline.rank) : pipeline
     }
 
@@ -61,7 +65,8 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
     public func steps(microBatches: Int) throws -> [PipelineStep] {
         guard chunks > 1 else { return try PipelineSchedule.oneFOneB(stages: pipeline.size, rank: pipeline.rank, microBatches: microBatches) }
         return try PipelineSchedule.interleaved(stages: pipeline.size, rank: pipeline.rank, microBatches: microBatches, chunks: chunks,
-                                                groupSize: microBatchGroupSize, overlapCommunication: overlapCommunication)
+                                                groupSize: microBatchGroupSize, overlapCommunication: overlapCommunication,
+                                                overlapWarmupFlush: overlapWarmupFlush)
     }
 
     /// A pass between its forward and its backward.
@@ -130,7 +135,7 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
                 input = received
             }
             switch withoutGrad({ forward(chunk, input) }) {
-            case .activation(let hidden): try pipeline.batchSendRecv([.send(hidden.contiguous(), to: nextRank)]).wait()
+            case .activation(let hidden): try pipeline.batchSendRecv([.send(hidden.madeContiguous(), to: nextRank)]).wait()
             case .loss(let loss): totals = [loss.sum.cast(to: .float32).item(), Float(loss.tokens)]
             }
         }
@@ -162,7 +167,7 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
                 throw PipelineScheduleError(description: "stage output \(hidden.shape) \(hidden.dtype) differs from the "
                     + "activation the next stage expects, \(activationShape) \(dtype)")
             }
-            state.outgoingActivations[work] = hidden.detached().contiguous()
+            state.outgoingActivations[work] = hidden.detached().madeContiguous()
         case .loss(let loss):
             state.lossSum = state.lossSum.map { $0 + loss.sum.detached() } ?? loss.sum.detached()
             state.tokens += loss.tokens

@@ -60,7 +60,7 @@ extension Tensor {
     /// All elements in row-major order as Float (any dtype, any layout).
     public func floats() -> [Float] {
         if device != .cpu { return to(.cpu).floats() }
-        let c = contiguous()
+        let c = madeContiguous()
         var out = [Float](repeating: 0, count: count)
         out.withUnsafeMutableBufferPointer { Conversion.toFloat(c.pointer(as: UInt8.self), dtype, $0.baseAddress!, count) }
         return out
@@ -69,7 +69,7 @@ extension Tensor {
     /// All elements in row-major order as Int (floats truncate toward zero).
     public func ints() -> [Int] {
         if device != .cpu { return to(.cpu).ints() }
-        let c = contiguous()
+        let c = madeContiguous()
         return Conversion.toInt(c.pointer(as: UInt8.self), dtype, count)
     }
 

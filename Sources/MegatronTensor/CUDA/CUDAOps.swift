@@ -278,7 +278,7 @@ enum CUDAOps {
         if context.deterministic {
             // The ordered kernel writes every row (no zeroing first), summing in token order.
             table = Tensor.empty([vocabulary, width], dtype: .float32, device: device)
-            let (source, index) = (contiguousCopy(gradient, dtype: .float32), ids.cast(to: .int64).contiguous())
+            let (source, index) = (contiguousCopy(gradient, dtype: .float32), ids.cast(to: .int64).madeContiguous())
             context.run("embedding backward (ordered) \(tokens)x\(width)") {
                 try context.kernels.embeddingBackward(tableGradient: table.deviceAddress, gradient: source.deviceAddress,
                                                        ids: index.deviceAddress, tokens: tokens, vocabulary: vocabulary,
@@ -309,7 +309,7 @@ enum CUDAOps {
     /// a block-per-row selection kernel instead.
     static func topk(_ x: Tensor, k: Int, largest: Bool) -> (values: Tensor, indices: Tensor) {
         let width = x.shape.last!, rows = x.count / max(width, 1)
-        let source = x.isContiguous ? x : x.contiguous()
+        let source = x.isContiguous ? x : x.madeContiguous()
         let shape = Array(x.shape.dropLast()) + [k]
         let values = Tensor.empty(shape, dtype: x.dtype, device: x.device)
         let indices = Tensor.empty(shape, dtype: .int64, device: x.device)

@@ -44,7 +44,7 @@ extension Tensor {
         if target == device { return self }
         switch (device, target) {
         case (.cpu, .cuda(let ordinal)):
-            let source = contiguous()
+            let source = madeContiguous()
             let out = Tensor.empty(shape, dtype: dtype, device: target)
             let context = CUDAContext.of(.cuda(ordinal))
             context.hostCopies.countHostToDevice()
@@ -55,7 +55,7 @@ extension Tensor {
             }
             return out
         case (.cuda, .cpu):
-            let source = contiguous()
+            let source = madeContiguous()
             let context = CUDAContext.of(device)
             context.hostCopies.countDeviceToHost()
             let bytes: [UInt8] = context.run("copy \(device) to host, \(count * dtype.byteSize) bytes") {
@@ -114,8 +114,8 @@ extension Tensor {
     ///     ... backward, optimizer step ...
     ///     print(loss.tensor().item())
     public func startCopyToHost() -> PendingHostTensor {
-        guard case .cuda = device else { return PendingHostTensor(contiguous().to(.cpu)) }
-        let source = contiguous()
+        guard case .cuda = device else { return PendingHostTensor(madeContiguous().to(.cpu)) }
+        let source = madeContiguous()
         let context = CUDAContext.of(device)
         let byteCount = count * dtype.byteSize
         context.hostCopies.countDeviceToHost()

@@ -11,8 +11,8 @@ enum CUDAFP8Matmul {
         let context = CUDAContext.of(device)
         let problem = FP8GemmProblem(m: m, n: n, k: k, aFormat: aFormat, bFormat: bFormat, outputType: output,
                                      fastAccumulation: fastAccumulation)
-        let (qa, qb) = (a.data.contiguous(), b.data.contiguous())
-        let (sa, sb) = (a.scaleInverse.to(device).contiguous(), b.scaleInverse.to(device).contiguous())
+        let (qa, qb) = (a.data.madeContiguous(), b.data.madeContiguous())
+        let (sa, sb) = (a.scaleInverse.to(device).madeContiguous(), b.scaleInverse.to(device).madeContiguous())
         context.run("fp8 matmul \(aFormat)x\(bFormat) \(m)x\(k)x\(n)") {
             try context.fp8Gemm().run(problem, a: qa.deviceAddress, aScaleInverse: sa.deviceAddress,
                                       b: qb.deviceAddress, bScaleInverse: sb.deviceAddress, d: out.deviceAddress,
@@ -25,7 +25,7 @@ enum CUDAFP8Matmul {
                               algo: FP8AmaxComputeAlgo, on device: Device) -> (history: Tensor, scale: Tensor, scaleInverse: Tensor) {
         let newHistory = Tensor.empty(history.shape, dtype: .float32, device: device)
         let (newScale, newInverse) = (Tensor.empty([1], dtype: .float32, device: device), Tensor.empty([1], dtype: .float32, device: device))
-        let (h, a, s) = (history.contiguous(), amax.contiguous(), scale.contiguous())
+        let (h, a, s) = (history.madeContiguous(), amax.madeContiguous(), scale.madeContiguous())
         CUDAFusedOps.run("fp8 delayed scale update", on: device) { nn, stream in
             try nn.fp8DelayedScaleUpdate(newHistory: newHistory.deviceAddress, newScale: newScale.deviceAddress,
                                          newScaleInverse: newInverse.deviceAddress, history: h.deviceAddress,
@@ -37,7 +37,7 @@ enum CUDAFP8Matmul {
 
     static func currentScale(amax: Tensor, fp8Max: Float, on device: Device) -> (scale: Tensor, scaleInverse: Tensor) {
         let (scale, inverse) = (Tensor.empty([1], dtype: .float32, device: device), Tensor.empty([1], dtype: .float32, device: device))
-        let a = amax.contiguous()
+        let a = amax.madeContiguous()
         CUDAFusedOps.run("fp8 current scale", on: device) { nn, stream in
             try nn.fp8CurrentScale(scale: scale.deviceAddress, scaleInverse: inverse.deviceAddress, amax: a.deviceAddress,
                                    fp8Max: fp8Max, stream: stream)

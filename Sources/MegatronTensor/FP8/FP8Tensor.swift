@@ -23,7 +23,7 @@ public struct FP8Tensor {
     /// Transformer Engine's casts do; `scaleInverse` defaults to 1 / scale (rounded to nearest).
     public static func quantize(_ x: Tensor, to format: DType, scale: Tensor, scaleInverse: Tensor? = nil) -> FP8Tensor {
         let inverse = scaleInverse ?? Ops.binary(Tensor(scalar: 1).to(scale.device), scale.cast(to: .float32).reshaped([]), .div)
-        return FP8Tensor(data: Ops.scaledCast(x.contiguous(), to: format, scale: scale, saturate: true),
+        return FP8Tensor(data: Ops.scaledCast(x.madeContiguous(), to: format, scale: scale, saturate: true),
                          scaleInverse: inverse.reshaped([1]))
     }
 
@@ -38,6 +38,6 @@ public struct FP8Tensor {
     /// of backward read, since FP8 GEMMs take both operands with the reduced dimension innermost.
     public func transposedCopy() -> FP8Tensor {
         precondition(data.rank == 2, "transposedCopy of a rank-\(data.rank) FP8 tensor; it is for matrices")
-        return FP8Tensor(data: data.transposed(0, 1).contiguous(), scaleInverse: scaleInverse)
+        return FP8Tensor(data: data.transposed(0, 1).madeContiguous(), scaleInverse: scaleInverse)
     }
 }

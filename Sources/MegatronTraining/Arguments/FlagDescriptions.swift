@@ -46,6 +46,7 @@ enum FlagDescriptions {
         "--num-virtual-stages-per-pipeline-rank": "Model chunks per pipeline rank (interleaved 1F1B); also with uneven stages.",
         "--microbatch-group-size-per-virtual-pipeline-stage": "Micro-batches each model chunk runs in a row (default: the pipeline size).",
         "--no-overlap-p2p-communication": "Interleaved schedule: batch both directions' transfers instead of overlapping them (needs PP > 2).",
+        "--overlap-p2p-communication-warmup-flush": "Interleaved schedule: overlap the warm-up's and flush's transfers with the passes too.",
         "--context-parallel-size": "Ranks the sequence is split over; only 1 for now.",
         "--expert-model-parallel-size": "Ranks the MoE experts are split over (within the data-parallel ranks).",
         "--expert-tensor-parallel-size": "Tensor-parallel size of the experts: 1 or --tensor-model-parallel-size (default).",

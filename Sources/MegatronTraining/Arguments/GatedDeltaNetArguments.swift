@@ -45,19 +45,7 @@ extension PretrainArguments {
     /// Per layer, whether `--linear-attention-freq` makes it Gated DeltaNet: an integer N makes every N-th layer
     /// attention; a list (Python's syntax, e.g. `([1]*3+[0]*1)*3`) gives 1 (Gated DeltaNet) or 0 per layer.
     private func linearAttentionLayers(_ text: String) throws -> [Bool] {
-        let flag = "--linear-attention-freq"
-        switch try LayerPatternExpression.evaluate(text, flag: flag) {
-        case .int(let frequency):
-            guard frequency > 0 else { throw ArgumentError("\(flag) must be positive, got \(frequency)") }
-            return GatedDeltaNetConfig.pattern(frequency: frequency, numLayers: numLayers)
-        case .list(let values):
-            guard values.count == numLayers else {
-                throw ArgumentError("\(flag) gives \(values.count) layers, but --num-layers is \(numLayers)")
-            }
-            guard values.allSatisfy({ $0 == 0 || $0 == 1 }) else {
-                throw ArgumentError("\(flag) must list 1 (Gated DeltaNet) or 0 (attention) per layer, got \(values)")
-            }
-            return values.map { $0 == 1 }
-        }
+        try LayerPatternExpression.layers(text, flag: "--linear-attention-freq", numLayers: numLayers, one: "Gated DeltaNet",
+                                          zero: "attention") { GatedDeltaNetConfig.pattern(frequency: $0, numLayers: numLayers) }
     }
 }

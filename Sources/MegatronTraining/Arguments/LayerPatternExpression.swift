@@ -1,4 +1,4 @@
-/// Megatron's layer-pattern values (`--linear-attention-freq`, `--window-attn-skip-freq`, evaluated by Python there): an integer, or a
+/// Megatron's layer-pattern values (`--linear-attention-freq`, `--moe-layer-freq`, `--window-attn-skip-freq`, evaluated by Python there): an integer, or a
 /// list expression built from `[a, b, ...]`, `+` (concatenation), `*` (repetition) and parentheses.
 ///
 /// ```swift
@@ -13,6 +13,25 @@ enum LayerPatternExpression: Equatable {
         let value = try parser.sum()
         guard parser.position == parser.characters.count else { throw parser.error("unexpected '\(parser.characters[parser.position])'") }
         return value
+    }
+
+    /// Per layer of `numLayers`, whether `flag`'s value `text` selects it: an integer N gives `frequency(N)`; a
+    /// list gives 1 (`one`, selected) or 0 (`zero`) per layer.
+    static func layers(_ text: String, flag: String, numLayers: Int, one: String, zero: String,
+                       frequency: (Int) -> [Bool]) throws -> [Bool] {
+        switch try evaluate(text, flag: flag) {
+        case .int(let n):
+            guard n > 0 else { throw ArgumentError("\(flag) must be positive, got \(n)") }
+            return frequency(n)
+        case .list(let values):
+            guard values.count == numLayers else {
+                throw ArgumentError("\(flag) gives \(values.count) layers, but --num-layers is \(numLayers)")
+            }
+            guard values.allSatisfy({ $0 == 0 || $0 == 1 }) else {
+                throw ArgumentError("\(flag) must list 1 (\(one)) or 0 (\(zero)) per layer, got \(values)")
+            }
+            return values.map { $0 == 1 }
+        }
     }
 
     private struct Parser {

@@ -38,13 +38,13 @@ struct MegatronFlag: Equatable {
     }
 }
 
-/// Megatron-LM's flags, from the table `scripts/generate_megatron_flag_names.py` writes.
+/// Megatron-LM's flags, from the tables `scripts/generate_megatron_flag_names.py` writes (`MegatronFlagTable`).
 ///
 /// ```swift
 /// MegatronFlagCatalog.byName["--num-experts"]?.feature   // "mixture of experts"
 /// ```
 enum MegatronFlagCatalog {
-    static let all: [MegatronFlag] = table.split(separator: "\n").map { line in
+    static let all: [MegatronFlag] = MegatronFlagTable.groups.flatMap { $0.split(separator: "\n") }.map { line in
         let field = line.trimmingPrefix { $0 == " " }.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
         precondition(field.count == 7, "malformed Megatron flag table line: \(line)")
         return MegatronFlag(names: field[0].split(separator: " ").map(String.init), dest: field[1], group: field[2],

@@ -68,20 +68,9 @@ extension PretrainArguments {
     /// Per layer, whether `--moe-layer-freq` makes it MoE: an integer N makes layer i MoE iff `i % N == 0`; a
     /// list (Python's syntax) gives 1 (MoE) or 0 (dense) per layer. Every layer without the flag.
     private func moeLayers() throws -> [Bool] {
-        let flag = "--moe-layer-freq"
         guard let text = moeLayerFreq else { return MoEConfig.pattern(frequency: 1, numLayers: numLayers) }
-        switch try LayerPatternExpression.evaluate(text, flag: flag) {
-        case .int(let frequency):
-            guard frequency > 0 else { throw ArgumentError("\(flag) must be positive, got \(frequency)") }
-            return MoEConfig.pattern(frequency: frequency, numLayers: numLayers)
-        case .list(let values):
-            guard values.count == numLayers else {
-                throw ArgumentError("\(flag) gives \(values.count) layers, but --num-layers is \(numLayers)")
-            }
-            guard values.allSatisfy({ $0 == 0 || $0 == 1 }) else {
-                throw ArgumentError("\(flag) must list 1 (MoE) or 0 (dense) per layer, got \(values)")
-            }
-            return values.map { $0 == 1 }
+        return try LayerPatternExpression.layers(text, flag: "--moe-layer-freq", numLayers: numLayers, one: "MoE", zero: "dense") {
+            MoEConfig.pattern(frequency: $0, numLayers: numLayers)
         }
     }
 }

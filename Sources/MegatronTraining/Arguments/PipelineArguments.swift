@@ -56,6 +56,19 @@ extension PretrainArguments {
         return size
     }
 
+    /// `--overlap-p2p-communication-warmup-flush` changes the interleaved schedule's overlapped transfers: Megatron
+    /// refuses it where they are batched (1F1B, or `--no-overlap-p2p-communication`).
+    func validateWarmupFlush() throws {
+        guard overlapP2PCommunicationWarmupFlush else { return }
+        guard try virtualPipelineSize() != nil else {
+            throw ArgumentError("--overlap-p2p-communication-warmup-flush applies to the interleaved pipeline schedule: give "
+                + "--num-layers-per-virtual-pipeline-stage or --num-virtual-stages-per-pipeline-rank (1F1B batches its transfers)")
+        }
+        guard overlapP2PCommunication else {
+            throw ArgumentError("--overlap-p2p-communication-warmup-flush needs overlapped transfers: drop --no-overlap-p2p-communication")
+        }
+    }
+
     /// Checks that `microBatches` per iteration fit the interleaved schedule's micro-batch groups.
     func validateInterleaving(microBatches: Int) throws {
         guard let chunks = try virtualPipelineSize() else { return }

@@ -216,6 +216,9 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     /// Megatron's `overlap_p2p_comm`: the interleaved schedule posts its transfers and waits for them only
     /// when it uses them (on by default; `--no-overlap-p2p-communication` batches them). 1F1B always batches.
     public var overlapP2PCommunication = true
+    /// Megatron's `overlap_p2p_comm_warmup_flush` (`--overlap-p2p-communication-warmup-flush`): the interleaved
+    /// schedule's warm-up and flush post their receives a pass ahead as well (needs `overlapP2PCommunication`).
+    public var overlapP2PCommunicationWarmupFlush = false
     public var contextParallelSize = 1
     public var expertModelParallelSize = 1
     /// `--expert-tensor-parallel-size`: nil follows `--tensor-model-parallel-size`, as in Megatron.

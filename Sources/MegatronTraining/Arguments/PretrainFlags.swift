@@ -173,6 +173,7 @@ enum PretrainFlags {
         .int("--num-virtual-stages-per-pipeline-rank", \.numVirtualStagesPerPipelineRank),
         .int("--microbatch-group-size-per-virtual-pipeline-stage", \.microbatchGroupSizePerVirtualPipelineStage),
         .set("--no-overlap-p2p-communication", \.overlapP2PCommunication, to: false),
+        .set("--overlap-p2p-communication-warmup-flush", \.overlapP2PCommunicationWarmupFlush),
         .int("--context-parallel-size", \.contextParallelSize).unsupported(above: 1, "context parallelism"),
         .int("--expert-model-parallel-size", \.expertModelParallelSize),
         .int("--expert-tensor-parallel-size", \.expertTensorParallelSize),

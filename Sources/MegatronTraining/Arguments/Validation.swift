@@ -55,6 +55,7 @@ extension PretrainArguments {
             try require(seconds > 0, "--distributed-timeout-seconds-after-init must be positive, got \(seconds)")
         }
         _ = try pipelinePlacement()
+        try validateWarmupFlush()
         try require(pipelineModelParallelSize == 1 || save == nil || ckptFormat != .safetensors,
                     "--ckpt-format safetensors with --pipeline-model-parallel-size \(pipelineModelParallelSize): that layout is one file "
                         + "of the whole model, which no rank holds under pipelining; save with --ckpt-format torch_dist (the default), "

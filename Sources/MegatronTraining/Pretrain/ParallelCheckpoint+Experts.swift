@@ -14,7 +14,7 @@ extension ParallelCheckpoint {
         // By local index, so that every rank of the group gathers the same keys in the same order.
         let local = state.compactMap { key, t in expertNumber(key).map { (renumbered(key, $0 - first), t) } }.sorted { $0.0 < $1.0 }
         for (key, t) in local {
-            let flat = t.contiguous().reshaped([-1])
+            let flat = t.madeContiguous().reshaped([-1])
             let all = Tensor.zeros([group.size * flat.count], dtype: flat.dtype, device: flat.device)
             try group.allGather(flat, into: all).wait()
             let index = expertNumber(key)!

@@ -61,7 +61,7 @@ enum ParallelCheckpoint {
                                                                              parameterShardings: parameterShardings)
         var pieces = [[String: Tensor]](repeating: [:], count: comm.size)
         for key in optimizerState.keys.sorted() {
-            let local = optimizerState[key]!.contiguous()
+            let local = optimizerState[key]!.madeContiguous()
             let all = Tensor.zeros([comm.size * local.count], dtype: local.dtype, device: local.device)
             try comm.allGather(local.reshaped([-1]), into: all).wait()
             for r in 0..<comm.size {
@@ -107,6 +107,6 @@ enum ParallelCheckpoint {
 
     /// `t` with `rows` rows: padding rows past the real vocabulary dropped, or zero rows added.
     static func fitRows(_ t: Tensor, to rows: Int) -> Tensor {
-        t.size(0) > rows ? t.narrowed(0, start: 0, length: rows).contiguous() : GPTModel.zeroPadRows(t, to: rows)
+        t.size(0) > rows ? t.narrowed(0, start: 0, length: rows).madeContiguous() : GPTModel.zeroPadRows(t, to: rows)
     }
 }

@@ -136,7 +136,8 @@ public final class Pretrainer {
                                                                                     seq: arguments.seqLength),
                                         dtype: config.paramsDType, device: device, chunks: stage.chunks.count,
                                         microBatchGroupSize: arguments.microbatchGroupSizePerVirtualPipelineStage,
-                                        overlapCommunication: arguments.overlapP2PCommunication)
+                                        overlapCommunication: arguments.overlapP2PCommunication,
+                                        overlapWarmupFlush: arguments.overlapP2PCommunicationWarmupFlush)
             : nil
         if let pipelineSchedule { step.schedule = pipelineSchedule }
         schedule = try TrainingSchedule(arguments, groups: optimizer.groups, dataParallelSize: parallel.data.size)

@@ -93,7 +93,7 @@ final class DataParallelTrainingTests: XCTestCase {
                 var result = DPTraining.RankResult()
                 for step in 0..<2 { try trainer.train(step: step, into: &result) }
                 try trainer.optimizer.finishParameterUpdates()
-                let parameters = trainer.model.stateDict().mapValues { $0.contiguous().cast(to: .float32).cast(to: dtype) }
+                let parameters = trainer.model.stateDict().mapValues { $0.madeContiguous().cast(to: .float32).cast(to: dtype) }
                 return (parameters, try trainer.optimizer.stateTensors())
             }[0]
             XCTAssertEqual(saved.1.keys.filter { $0.hasPrefix("state0.") }.count, saved.0.count)

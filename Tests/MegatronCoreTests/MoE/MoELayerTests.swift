@@ -48,14 +48,14 @@ final class MoELayerTests: XCTestCase {
             let layer = try Self.layer(fixture)
             let (s, b, h) = (fixture.seq, fixture.batch, fixture.hidden)
             // Megatron's [s, b, h] is this model's [b, s, h] transposed.
-            var x = Tensor(shape: [s, b, h], values: fixture.x).transposed(0, 1).contiguous()
+            var x = Tensor(shape: [s, b, h], values: fixture.x).transposed(0, 1).madeContiguous()
             x.requiresGrad = true
             let out = layer(x)
-            let upstream = Tensor(shape: [s, b, h], values: fixture.upstream).transposed(0, 1).contiguous()
+            let upstream = Tensor(shape: [s, b, h], values: fixture.upstream).transposed(0, 1).madeContiguous()
             (out * upstream).sum().backward()
             let name = fixture.name
-            assertMoEClose(out.detached().transposed(0, 1).contiguous().floats(), fixture.output, 1e-5, "\(name): output")
-            assertMoEClose(try XCTUnwrap(x.grad).transposed(0, 1).contiguous().floats(), fixture.gradX, 1e-5, "\(name): grad x")
+            assertMoEClose(out.detached().transposed(0, 1).madeContiguous().floats(), fixture.output, 1e-5, "\(name): output")
+            assertMoEClose(try XCTUnwrap(x.grad).transposed(0, 1).madeContiguous().floats(), fixture.gradX, 1e-5, "\(name): grad x")
             for (parameter, tensor) in layer.namedParameters() {
                 let expected = try XCTUnwrap(fixture.grads[parameter])
                 let actual = tensor.grad?.floats() ?? Array(repeating: 0, count: tensor.count)
@@ -69,8 +69,8 @@ final class MoELayerTests: XCTestCase {
         let fixture = try XCTUnwrap(Self.cases().first)
         let layer = try Self.layer(fixture)
         let (s, b, h) = (fixture.seq, fixture.batch, fixture.hidden)
-        let x = Tensor(shape: [s, b, h], values: fixture.x).transposed(0, 1).contiguous()
-        let upstream = Tensor(shape: [s, b, h], values: fixture.upstream).transposed(0, 1).contiguous()
+        let x = Tensor(shape: [s, b, h], values: fixture.x).transposed(0, 1).madeContiguous()
+        let upstream = Tensor(shape: [s, b, h], values: fixture.upstream).transposed(0, 1).madeContiguous()
         func objective() -> Tensor {
             let out = (layer(x) * upstream).sum()
             let auxiliary = layer.router.takeTrackedLosses()

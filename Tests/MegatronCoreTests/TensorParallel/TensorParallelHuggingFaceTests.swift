@@ -77,7 +77,7 @@ final class TensorParallelHuggingFaceTests: XCTestCase {
         var merged = try TensorParallelResharding.merge(ranks.map(\.grads), shardings: ranks[0].shardings)
         for name in ["embedding.word_embeddings.weight", "output_layer.weight"] where merged[name] != nil {
             XCTAssertEqual(merged[name]!.size(0), padded)
-            merged[name] = merged[name]!.narrowed(0, start: 0, length: vocab).contiguous()
+            merged[name] = merged[name]!.narrowed(0, start: 0, length: vocab).madeContiguous()
         }
         var hfGrads: [String: Tensor] = [:]
         for (name, g) in golden where name.hasPrefix("grad.") { hfGrads[String(name.dropFirst(5))] = g }

@@ -51,7 +51,7 @@ final class TensorParallelLayoutTests: XCTestCase {
         let shards = try TensorParallelResharding.split(model.stateDict(), shardings: model.tensorParallelShardings(), size: 2)
         let rank1 = shards[1]["decoder.layers.0.self_attention.linear_qkv.weight"]!
         XCTAssertEqual(rank1.shape, [2 * rowsPerGroup, config.hiddenSize])
-        XCTAssertEqual(rank1.floats(), full.narrowed(0, start: 2 * rowsPerGroup, length: 2 * rowsPerGroup).contiguous().floats())
+        XCTAssertEqual(rank1.floats(), full.narrowed(0, start: 2 * rowsPerGroup, length: 2 * rowsPerGroup).madeContiguous().floats())
     }
 
     /// SwiGLU: rank r holds [gate block r; up block r], as Megatron's linear_fc1 shards do.
@@ -102,7 +102,7 @@ final class TensorParallelLayoutTests: XCTestCase {
         let rows = last.wordEmbeddings!.weight.floats()
         XCTAssertEqual(Array(rows[(16 * 32)...]), [Float](repeating: 0, count: 32 * 32), "rows 64..<96 are padding")
         XCTAssertEqual(Array(rows[..<(16 * 32)]),
-                       whole.wordEmbeddings!.weight.narrowed(0, start: 48, length: 16).contiguous().floats())
+                       whole.wordEmbeddings!.weight.narrowed(0, start: 48, length: 16).madeContiguous().floats())
     }
 
     func testSavingOneRanksPartIsRefused() throws {

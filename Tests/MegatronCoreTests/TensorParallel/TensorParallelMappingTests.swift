@@ -51,12 +51,12 @@ final class TensorParallelMappingTests: XCTestCase {
         for (rank, r) in gather.enumerated() {
             XCTAssertEqual(r.out.shape, [2, 4, 18])
             XCTAssertEqual(r.out.floats(), whole.floats())
-            let mine = Self.gradWeights([2, 4, 18], rank: rank).narrowed(2, start: 6 * rank, length: 6).contiguous()
+            let mine = Self.gradWeights([2, 4, 18], rank: rank).narrowed(2, start: 6 * rank, length: 6).madeContiguous()
             XCTAssertEqual(r.grad.floats(), mine.floats(), "backward keeps this rank's block")
         }
         let scatter = try run(3, TensorParallelMappings.scatterToRegion)
         for (rank, r) in scatter.enumerated() {
-            XCTAssertEqual(r.out.floats(), Self.input(rank: rank).narrowed(2, start: 2 * rank, length: 2).contiguous().floats())
+            XCTAssertEqual(r.out.floats(), Self.input(rank: rank).narrowed(2, start: 2 * rank, length: 2).madeContiguous().floats())
             let gathered = concat((0..<3).map { Self.gradWeights([2, 4, 2], rank: $0) }, dim: 2)
             XCTAssertEqual(r.grad.floats(), gathered.floats(), "backward all-gathers")
         }
@@ -68,19 +68,19 @@ final class TensorParallelMappingTests: XCTestCase {
         let allGradWeights = sum((0..<2).map { Self.gradWeights([2, 8, 6], rank: $0) })
         for (rank, r) in gather.enumerated() {
             XCTAssertEqual(r.out.floats(), concat((0..<2).map { Self.input(rank: $0) }, dim: 1).floats())
-            XCTAssertEqual(r.grad.floats(), allGradWeights.narrowed(1, start: 4 * rank, length: 4).contiguous().floats(),
+            XCTAssertEqual(r.grad.floats(), allGradWeights.narrowed(1, start: 4 * rank, length: 4).madeContiguous().floats(),
                            "backward reduce-scatters")
         }
         let reduceScatter = try run(2, TensorParallelMappings.reduceScatterToSequenceParallelRegion)
         let allInputs = sum((0..<2).map { Self.input(rank: $0) })
         for (rank, r) in reduceScatter.enumerated() {
-            XCTAssertEqual(r.out.floats(), allInputs.narrowed(1, start: 2 * rank, length: 2).contiguous().floats())
+            XCTAssertEqual(r.out.floats(), allInputs.narrowed(1, start: 2 * rank, length: 2).madeContiguous().floats())
             XCTAssertEqual(r.grad.floats(), concat((0..<2).map { Self.gradWeights([2, 2, 6], rank: $0) }, dim: 1).floats(),
                            "backward all-gathers")
         }
         let scatter = try run(2, TensorParallelMappings.scatterToSequenceParallelRegion)
         for (rank, r) in scatter.enumerated() {
-            XCTAssertEqual(r.out.floats(), Self.input(rank: rank).narrowed(1, start: 2 * rank, length: 2).contiguous().floats())
+            XCTAssertEqual(r.out.floats(), Self.input(rank: rank).narrowed(1, start: 2 * rank, length: 2).madeContiguous().floats())
             XCTAssertEqual(r.grad.floats(), concat((0..<2).map { Self.gradWeights([2, 2, 6], rank: $0) }, dim: 1).floats())
         }
     }
@@ -88,7 +88,7 @@ final class TensorParallelMappingTests: XCTestCase {
     /// With one sequence per batch the sequence blocks are contiguous and skip the transposing copies.
     func testSequenceParallelMappingsWithABatchOfOne() throws {
         let ranks = try runRanks(2) { comm in
-            var x = Self.input(rank: comm.rank).narrowed(0, start: 1, length: 1).contiguous()   // [1, 4, 6]
+            var x = Self.input(rank: comm.rank).narrowed(0, start: 1, length: 1).madeContiguous()   // [1, 4, 6]
             x.requiresGrad = true
             let group = TensorParallelGroup(comm)
             let gathered = TensorParallelMappings.gatherFromSequenceParallelRegion(x, group)
@@ -96,12 +96,12 @@ final class TensorParallelMappingTests: XCTestCase {
             (scattered * Self.gradWeights(scattered.shape, rank: comm.rank)).sum().backward()
             return (gathered.detached(), scattered.detached(), x.grad!)
         }
-        let inputs = (0..<2).map { Self.input(rank: $0).narrowed(0, start: 1, length: 1).contiguous() }
+        let inputs = (0..<2).map { Self.input(rank: $0).narrowed(0, start: 1, length: 1).madeContiguous() }
         let whole = concat(inputs, dim: 1)   // [1, 8, 6]
         for (rank, r) in ranks.enumerated() {
             XCTAssertEqual(r.0.floats(), whole.floats())
             XCTAssertEqual(r.1.floats(), Ops.binary(whole, Tensor(scalar: 2), .mul).narrowed(1, start: 4 * rank, length: 4)
-                .contiguous().floats(), "reduce-scatter of the same whole sequence on both ranks")
+                .madeContiguous().floats(), "reduce-scatter of the same whole sequence on both ranks")
             // Backward all-gathers both ranks' [1, 4, 6] weights, then reduce-scatters the two identical
             // gathered copies: twice this rank's own weights.
             let expected = Ops.binary(Self.gradWeights([1, 4, 6], rank: rank), Tensor(scalar: 2), .mul)
@@ -122,7 +122,7 @@ final class TensorParallelMappingTests: XCTestCase {
         for size in [2, 4] {
             let ranks = try runRanks(size) { comm in
                 let width = vocab / size
-                var local = logits.detached().narrowed(2, start: comm.rank * width, length: width).contiguous()
+                var local = logits.detached().narrowed(2, start: comm.rank * width, length: width).madeContiguous()
                 local.requiresGrad = true
                 let loss = VocabParallelCrossEntropy.loss(local, labels: labels, group: TensorParallelGroup(comm))
                 (loss * weights).sum().backward()
@@ -148,7 +148,7 @@ final class TensorParallelMappingTests: XCTestCase {
                 let part = VocabParallelEmbedding(count: 16, dimension: 3, group: TensorParallelGroup(comm),
                                                   generator: PhiloxGenerator(seed: 5))
                 let out = part(ids, reduceScatter: reduceScatter)
-                let mine = reduceScatter ? weights.narrowed(1, start: comm.rank, length: 1).contiguous() : weights
+                let mine = reduceScatter ? weights.narrowed(1, start: comm.rank, length: 1).madeContiguous() : weights
                 (out * mine).sum().backward()
                 return (out.detached(), part.weight.grad!)
             }

@@ -88,7 +88,7 @@ public enum DistributedCheckpoint {
         for chunk in chunks {
             guard let dtype = chunk.tensor.dtype.torchName else { throw CheckpointError("dtype \(chunk.tensor.dtype) has no torch name") }
             precondition(chunk.tensor.shape == chunk.box.sizes, "\(chunk.key): a chunk of \(chunk.tensor.shape) for box \(chunk.box)")
-            let bytes = try TorchSave.write(.tensor(chunk.tensor.to(.cpu).contiguous()))
+            let bytes = try TorchSave.write(.tensor(chunk.tensor.to(.cpu).madeContiguous()))
             entries.append(StorageEntry(fqn: chunk.key, offsets: chunk.box.offsets, sizes: chunk.box.sizes, globalShape: chunk.globalShape,
                                         dtype: dtype.rawValue, file: file, offset: data.count, length: bytes.count))
             data.append(bytes)

@@ -2,7 +2,7 @@ import Foundation
 import MegatronTensor
 
 /// Megatron-LM's checkpoint formats in a checkpoint directory (tracker, `iter_XXXXXXX/`): `torch_dist` written and
-/// read, the legacy `torch` format (`mp_rank_00/model_optim_rng.pt`, one tensor- and pipeline-parallel rank) read.
+/// read, the legacy `torch` format (`mp_rank_00/model_optim_rng.pt`, or one `mp_rank_00_XXX/` per pipeline stage) read.
 ///
 /// A `torch_dist` checkpoint written here holds the model under Megatron's keys, `args` (with `no_save_optim` and
 /// `no_save_rng` set, so Megatron-LM loads the weights, iteration and args and starts its own optimizer), and this
@@ -89,14 +89,9 @@ public enum MegatronCheckpointFormat {
         if DistributedCheckpoint.isDistributedCheckpoint(directory) {
             return try loadDistributed(name, from: directory, stateNames: stateNames)
         }
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        let ranks = names.filter { $0.hasPrefix("mp_rank_") }.sorted()
-        guard !ranks.isEmpty else { return nil }
-        guard ranks == ["mp_rank_00"] else {
-            throw CheckpointError("\(directory.path): a legacy torch checkpoint of \(ranks.count) model-parallel ranks (\(ranks.joined(separator: ", "))); "
-                + "this build reads one (tensor and pipeline parallel size 1): convert it with Megatron-LM's tools/checkpoint/convert.py --target-tensor-parallel-size 1 --target-pipeline-parallel-size 1 first")
-        }
-        return try loadLegacy(name, from: directory.appendingPathComponent("mp_rank_00/model_optim_rng.pt"), directory: directory)
+        guard let stages = try LegacyTorchCheckpoint.stageFiles(in: directory) else { return nil }
+        let (tensors, common) = try LegacyTorchCheckpoint.read(stages)
+        return try foreign(name, directory: directory, tensors: tensors, common: common, format: "torch", file: stages[0])
     }
 
     static func loadDistributed(_ name: CheckpointName, from directory: URL, stateNames: [String]) throws -> LoadedCheckpoint {
@@ -124,16 +119,6 @@ public enum MegatronCheckpointFormat {
             return LoadedCheckpoint(name: name, directory: directory, tensors: tensors, metadata: metadata)
         }
         return try foreign(name, directory: directory, tensors: tensors, common: contents.common, format: "torch_dist", file: metadataURL)
-    }
-
-    static func loadLegacy(_ name: CheckpointName, from file: URL, directory: URL) throws -> LoadedCheckpoint {
-        let state = try TorchSave.read(Data(contentsOf: file, options: .alwaysMapped), source: file.path)
-        guard let model = state["model"] else {
-            throw CheckpointError("\(file.path): holds no 'model' (a checkpoint of several virtual pipeline stages is not read)")
-        }
-        var tensors: [String: Tensor] = [:]
-        for (n, t) in try MegatronGPTLayout.legacyModel(model, source: file.path) { tensors["model." + n] = t }
-        return try foreign(name, directory: directory, tensors: tensors, common: state, format: "torch", file: file)
     }
 
     /// A checkpoint Megatron-LM wrote: its manifest rebuilt from `args`, marked foreign so that its optimizer and RNG

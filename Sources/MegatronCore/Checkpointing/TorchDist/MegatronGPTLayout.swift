@@ -100,7 +100,7 @@ public enum MegatronGPTLayout {
             guard stack.entries.count == count, let first = stack.entries[0] else {
                 throw CheckpointError("\(key): \(stack.entries.count) of its \(count) layers or experts are given; a whole-model save needs them all")
             }
-            let parts = (0..<count).map { stack.entries[$0]!.to(.cpu).contiguous().reshaped([1] + first.shape) }
+            let parts = (0..<count).map { stack.entries[$0]!.to(.cpu).madeContiguous().reshaped([1] + first.shape) }
             out[key] = Ops.concat(parts, dim: 0).reshaped(stack.shape + first.shape)
         }
         return out
@@ -113,8 +113,8 @@ public enum MegatronGPTLayout {
             let (names, axes) = localNames(key, shape: t.shape)
             guard axes > 0 else { out[names[0]] = t; continue }
             let rest = Array(t.shape.dropFirst(axes))
-            let rows = t.contiguous().reshaped([names.count] + rest)
-            for (i, name) in names.enumerated() { out[name] = rows.narrowed(0, start: i, length: 1).contiguous().reshaped(rest) }
+            let rows = t.madeContiguous().reshaped([names.count] + rest)
+            for (i, name) in names.enumerated() { out[name] = rows.narrowed(0, start: i, length: 1).madeContiguous().reshaped(rest) }
         }
         return out
     }

@@ -59,7 +59,7 @@ public enum ShardedGPTCheckpoint {
                        _ layout: ShardedGPTLayout, _ copied: Bool) -> [DistributedCheckpoint.Chunk] {
         layout.pieces(of: name, localBox: box).map { local, global in
             let view = local.relative(to: box.offsets).view(of: values)
-            let host = view.device != .cpu ? view.to(.cpu) : copied ? freshCopy(view) : view.contiguous()
+            let host = view.device != .cpu ? view.to(.cpu) : copied ? freshCopy(view) : view.madeContiguous()
             let data = host.reshaped(global.sizes)
             return DistributedCheckpoint.Chunk(key: prefix + layout.key(of: name), globalShape: layout.globalShape(of: name), box: global,
                                                tensor: data)

@@ -80,7 +80,7 @@ public enum TorchSave {
               shape.contains(0) || last < numel else {
             throw PickleError("a tensor of shape \(shape), strides \(strides) at offset \(offset) exceeds its storage of \(numel)")
         }
-        return Tensor(storage: flat.storage, shape: shape, strides: strides, offset: offset, dtype: dtype).contiguous()
+        return Tensor(storage: flat.storage, shape: shape, strides: strides, offset: offset, dtype: dtype).madeContiguous()
     }
 
     /// `value` as torch.save writes it, under `prefix` (torch uses `archive` for streams and the file's stem for
@@ -88,7 +88,7 @@ public enum TorchSave {
     public static func write(_ value: PickleValue, prefix: String = "archive") throws -> Data {
         var storages: [Data] = []
         let pickle = try PickleWriter.write(value) { t in
-            let host = t.to(.cpu).contiguous()
+            let host = t.to(.cpu).madeContiguous()
             guard let name = host.dtype.torchName, let storageClass = PickleGlobals.storages.first(where: { $0.1 == name })?.0 else {
                 throw PickleError("dtype \(host.dtype) has no torch storage")
             }

@@ -88,7 +88,7 @@ public final class DistributedOptimizer {
                                  parameterRange: piece.parameterRange)
                 }
                 let owned = buffer.shardParams(k, rank: rank, dataParallelSize: dp)
-                let master = buffer.paramDType == .float32 ? owned : owned.cast(to: .float32).contiguous()
+                let master = buffer.paramDType == .float32 ? owned : owned.cast(to: .float32).madeContiguous()
                 let states = (0..<rule.stateCount).map { _ in Tensor.zeros([owned.count], device: buffer.device) }
                 let reduced = ddp.shardGrad(buffer: b, bucket: k)
                 let mainGrad = reduced.dtype == .float32 ? reduced : Tensor.zeros([reduced.count], device: buffer.device)
@@ -191,7 +191,7 @@ public final class DistributedOptimizer {
                         let range = buffer.layout.parameterRanges[i]
                         let start = range.lowerBound - bucket.range.lowerBound
                         out[prefix + name] = ParamAndGradBuffer.view(full, start..<(start + range.count))
-                            .reshaped(p.shape).contiguous()
+                            .reshaped(p.shape).madeContiguous()
                     }
                 }
             }
@@ -206,7 +206,7 @@ public final class DistributedOptimizer {
         try loadOwnedState(stepCount: stepCount) { key, parameterRange, shape in
             guard let saved = tensors[key] else { throw StateDictError.missingKey(key) }
             guard saved.shape == shape else { throw StateDictError.shapeMismatch(key: key, expected: shape, found: saved.shape) }
-            return ParamAndGradBuffer.view(saved.contiguous().reshaped([-1]), parameterRange)
+            return ParamAndGradBuffer.view(saved.madeContiguous().reshaped([-1]), parameterRange)
         }
     }
 

@@ -16,7 +16,7 @@ extension CUDAFusedOps {
     static func activationBackward(_ x: Tensor, gradOutput: Tensor, _ op: UnaryOp) -> Tensor? {
         guard let activation = op.activation, x.dtype == gradOutput.dtype, let type = x.dtype.kernelElementType,
               x.isContiguous else { return nil }
-        let gradient = gradOutput.contiguous()
+        let gradient = gradOutput.madeContiguous()
         let dx = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
         run("\(op) backward \(x.dtype) \(x.shape)", on: x.device) { nn, stream in
             try nn.activationBackward(activation, dx: dx.deviceAddress, gradient: gradient.deviceAddress, input: x.deviceAddress,
@@ -29,7 +29,7 @@ extension CUDAFusedOps {
     static func gatedLinearUnit(_ x: Tensor, _ unit: GatedLinearUnit) -> Tensor {
         guard let type = x.dtype.kernelElementType else { return gatedLinearUnit(x.cast(to: .float32), unit).cast(to: x.dtype) }
         let half = x.shape.last! / 2, rows = x.count / max(2 * half, 1)
-        let input = x.contiguous()
+        let input = x.madeContiguous()
         let out = Tensor.empty(Array(x.shape.dropLast()) + [half], dtype: x.dtype, device: x.device)
         if out.count == 0 { return out }
         run("\(unit) \(x.dtype) \(x.shape)", on: x.device) { nn, stream in
@@ -47,7 +47,7 @@ extension CUDAFusedOps {
             return gatedLinearUnitBackward(x.cast(to: .float32), gradOutput: gradOutput.cast(to: .float32), unit).cast(to: x.dtype)
         }
         let half = x.shape.last! / 2, rows = x.count / max(2 * half, 1)
-        let (input, gradient) = (x.contiguous(), gradOutput.contiguous())
+        let (input, gradient) = (x.madeContiguous(), gradOutput.madeContiguous())
         let dx = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
         if dx.count == 0 { return dx }
         run("\(unit) backward \(x.dtype) \(x.shape)", on: x.device) { nn, stream in

@@ -67,7 +67,7 @@ extension Ops {
         let half = x.shape.last! / 2
         precondition(x.shape.last! == 2 * half, "gated linear unit: last dimension \(x.shape.last!) is odd")
         if cudaDevice(x, op: "\(unit)") != nil { return CUDAFusedOps.gatedLinearUnit(x, unit) }
-        let input = x.contiguous().floats(), rows = x.count / max(2 * half, 1)
+        let input = x.madeContiguous().floats(), rows = x.count / max(2 * half, 1)
         return Tensor.computed(shape: Array(x.shape.dropLast()) + [half], dtype: x.dtype) { out in
             parallelChunks(rows, grain: max(1, 8192 / max(half, 1))) { r in
                 for row in r {
@@ -85,7 +85,7 @@ extension Ops {
             return CUDAFusedOps.gatedLinearUnitBackward(x, gradOutput: gradOutput, unit)
         }
         let half = x.shape.last! / 2, rows = x.count / max(2 * half, 1)
-        let input = x.contiguous().floats(), g = gradOutput.contiguous().floats()
+        let input = x.madeContiguous().floats(), g = gradOutput.madeContiguous().floats()
         return Tensor.computed(shape: x.shape, dtype: x.dtype) { out in
             parallelChunks(rows, grain: max(1, 8192 / max(half, 1))) { r in
                 for row in r {

@@ -24,7 +24,7 @@ enum CUDAAttention {
                         backend: AttentionBackend? = nil) -> (output: Tensor, logSumExp: Tensor)? {
         guard supports(q: q, k: k, v: v, layout: layout), let type = q.dtype.kernelElementType,
               let inputs = operands(q: q, k: k, v: v, layout: layout), dropout == nil || dropout?.philox != nil else { return nil }
-        let sinks = masking.sinks.map { $0.to(q.device).contiguous() }
+        let sinks = masking.sinks.map { $0.to(q.device).madeContiguous() }
         let bshd = Tensor.empty([layout.batch, layout.queries, layout.heads, layout.headDim], dtype: q.dtype, device: q.device)
         let output = layout.outputView(of: bshd)
         let lse = Tensor.empty(layout.logSumExpShape, dtype: .float32, device: q.device)
@@ -59,12 +59,12 @@ enum CUDAAttention {
         // The output gradient may arrive with any strides; cuDNN's dropout plan was made for the output's
         // ([b, s, heads, d]), our kernels want the last dim contiguous.
         let g = dropout != nil && gradOutput.strides != output.strides ? laidOutLikeOutput(gradOutput, layout)
-            : gradOutput.strides.last == 1 ? gradOutput : gradOutput.contiguous()
+            : gradOutput.strides.last == 1 ? gradOutput : gradOutput.madeContiguous()
         let p = problem(layout, causal: causal, scale: scale, dropout: dropout, window: masking.window)
         guard let gradient = queryOperand(layout.groupedQueries(g)), let out = queryOperand(layout.groupedQueries(output)),
               CUDAKernels.supportsAttention(p, type: type, operands: [gradient, out])
         else { return nil }
-        let lse = logSumExp.cast(to: .float32).contiguous()
+        let lse = logSumExp.cast(to: .float32).madeContiguous()
         let (dq, dk, dv) = gradientBuffers(q: q, k: k, v: v)
         guard let gq = queryOperand(layout.groupedQueries(dq)), let gk = keyOperand(AttentionLayout.groupedKeys(dk)),
               let gv = keyOperand(AttentionLayout.groupedKeys(dv)) else { return nil }
@@ -96,7 +96,7 @@ enum CUDAAttention {
     /// `gradient` (q's logical shape) copied into the attention output's memory layout, `[b, s, heads, d]`.
     private static func laidOutLikeOutput(_ gradient: Tensor, _ layout: AttentionLayout) -> Tensor {
         let order = layout.queryRank == 4 ? [0, 2, 1, 3] : [0, 3, 1, 2, 4]
-        let bshd = gradient.permuted(order).contiguous().reshaped([layout.batch, layout.queries, layout.heads, layout.headDim])
+        let bshd = gradient.permuted(order).madeContiguous().reshaped([layout.batch, layout.queries, layout.heads, layout.headDim])
         return layout.outputView(of: bshd)
     }
 

@@ -24,7 +24,7 @@ struct ComposedAttention {
         let probabilities = dropped(Ops.unary(Ops.binary(scores, lse, .sub), .exp))
         let output = Ops.matmul(grouped(probabilities), v3)   // [b, g, p * s, d]
         let bshd = output.reshaped([layout.batch, layout.heads, layout.queries, layout.headDim]).permuted([0, 2, 1, 3])
-        return (layout.outputView(of: bshd.contiguous().cast(to: q.dtype).contiguous()), lse.reshaped(layout.logSumExpShape))
+        return (layout.outputView(of: bshd.madeContiguous().cast(to: q.dtype).madeContiguous()), lse.reshaped(layout.logSumExpShape))
     }
 
     /// Gradients for q, k and v (contiguous, in their shapes and dtypes). With dropout (`O = (P ∘ M s) V`):
@@ -48,7 +48,7 @@ struct ComposedAttention {
 
     /// Queries (or a tensor of their shape) as contiguous fp32 `[b, g, p * s, d]`: a group's heads share its keys.
     private func queries(_ x: Tensor) -> Tensor {
-        layout.groupedQueries(x).cast(to: .float32).contiguous()
+        layout.groupedQueries(x).cast(to: .float32).madeContiguous()
             .reshaped([layout.batch, layout.groups, layout.perGroup * layout.queries, layout.headDim])
     }
 
@@ -85,7 +85,7 @@ struct ComposedAttention {
     /// `[b, heads, s, t]` probabilities (or their gradient) with the dropout mask applied and the kept ones scaled.
     private func dropped(_ x: Tensor) -> Tensor {
         guard let dropout else { return x }
-        if let draw = dropout.philox { return Ops.dropout(x.contiguous(), p: dropout.probability, seed: draw.seed, offset: draw.offset) }
+        if let draw = dropout.philox { return Ops.dropout(x.madeContiguous(), p: dropout.probability, seed: draw.seed, offset: draw.offset) }
         let factors = (0..<x.count).map { dropout.keeps($0) ? dropout.scale : 0 }
         return Ops.binary(x, Tensor(shape: x.shape, values: factors).to(x.device), .mul)
     }

@@ -7,7 +7,7 @@ extension CUDAFusedOps {
         guard let type = x.dtype.kernelElementType else {
             return dropout(x.cast(to: .float32), p: p, seed: seed, offset: offset).cast(to: x.dtype)
         }
-        let input = x.contiguous()
+        let input = x.madeContiguous()
         let out = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
         if x.count == 0 { return out }
         run("dropout", on: x.device) { nn, stream in

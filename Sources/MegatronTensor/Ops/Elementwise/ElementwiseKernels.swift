@@ -159,9 +159,9 @@ extension Ops {
         let outShape = Shape.broadcast(condition.shape, Shape.broadcast(a.shape, b.shape))
         let dtype = resultType(a, b)
         if cudaDevice(condition, a, b, op: "where", allowingCPUScalars: true) != nil { return CUDAOps.where(condition, a, b, dtype: dtype) }
-        let c = condition.cast(to: .float32).expanded(to: outShape).contiguous()
-        let av = a.cast(to: .float32).expanded(to: outShape).contiguous()
-        let bv = b.cast(to: .float32).expanded(to: outShape).contiguous()
+        let c = condition.cast(to: .float32).expanded(to: outShape).madeContiguous()
+        let av = a.cast(to: .float32).expanded(to: outShape).madeContiguous()
+        let bv = b.cast(to: .float32).expanded(to: outShape).madeContiguous()
         let pc = c.pointer(as: Float.self), pa = av.pointer(as: Float.self), pb = bv.pointer(as: Float.self)
         return Tensor.computed(shape: outShape, dtype: dtype) { out in
             for i in 0..<out.count { out[i] = pc[i] != 0 ? pa[i] : pb[i] }

@@ -95,7 +95,7 @@ extension Ops {
         let reduced = Set((dims.isEmpty ? Array(0..<x.rank) : dims).map { Shape.normalize($0, rank: x.rank) })
         let kept = (0..<x.rank).filter { !reduced.contains($0) }
         let order = kept + reduced.sorted()
-        let moved = x.permuted(order).contiguous()
+        let moved = x.permuted(order).madeContiguous()
         let width = reduced.map { x.shape[$0] }.reduce(1, *)
         let outShape = kept.map { x.shape[$0] }
         let keptShape = (0..<x.rank).map { reduced.contains($0) ? 1 : x.shape[$0] }

@@ -5,8 +5,8 @@ import MegatronCUDA
 /// wide type) compose the generic ops, with the same fp32 arithmetic and hence the same bits.
 extension CUDAFusedOps {
     static func scaledCast(_ x: Tensor, to dtype: DType, scale: Tensor, saturate: Bool) -> Tensor {
-        let factor = scale.cast(to: .float32).contiguous()
-        if let out = fp8Cast(x.contiguous(), to: dtype, scale: factor, saturate: saturate) { return out }
+        let factor = scale.cast(to: .float32).madeContiguous()
+        if let out = fp8Cast(x.madeContiguous(), to: dtype, scale: factor, saturate: saturate) { return out }
         var scaled = Ops.binary(x.cast(to: .float32), factor.reshaped([]), .mul)
         if saturate {
             let limit = FloatFormats.largestFinite(dtype)
@@ -44,7 +44,7 @@ extension CUDAFusedOps {
     static func fp8QuantizeTransposing(_ x: Tensor, to format: DType, scale: Tensor, scaleInverse: Tensor, transposed: Bool,
                                        recordAmax: Bool) -> (operand: FP8Operand, amax: Tensor?)? {
         guard let fp8 = format.fp8Format, let type = x.dtype.kernelElementType else { return nil }
-        let input = x.contiguous(), factor = scale.cast(to: .float32).contiguous()
+        let input = x.madeContiguous(), factor = scale.cast(to: .float32).madeContiguous()
         let columns = x.rank == 0 ? 1 : x.shape[x.rank - 1]
         let rows = columns == 0 ? 0 : x.count / columns
         let out = Tensor.empty(x.shape, dtype: format, device: x.device)
@@ -62,7 +62,7 @@ extension CUDAFusedOps {
 
     /// max |x| as a rank-0 fp32 tensor on x's device (NaN if any element is NaN).
     static func absMax(_ x: Tensor) -> Tensor {
-        let input = x.dtype.kernelElementType == nil ? x.cast(to: .float32) : x.contiguous()
+        let input = x.dtype.kernelElementType == nil ? x.cast(to: .float32) : x.madeContiguous()
         let out = Tensor.empty([], dtype: .float32, device: x.device)
         run("absMax", on: x.device) { nn, stream in
             try nn.absMax(out.deviceAddress, input: input.deviceAddress, type: input.dtype.kernelElementType!,

@@ -32,7 +32,7 @@ extension Ops {
     /// them before). On the GPU one kernel thread carries one state column over time (MegatronCUDA/Kernels/GatedDeltaRule/gated_delta_rule.cu).
     public static func gatedDeltaRule(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: Float) -> Tensor {
         let shape = GatedDeltaRuleShape(q: q, k: k, v: v, g: g, beta: beta)
-        let operands = [q, k, v, g, beta].map { $0.contiguous() }
+        let operands = [q, k, v, g, beta].map { $0.madeContiguous() }
         if cudaDevice(operands, op: "gatedDeltaRule") != nil {
             return CUDAGatedDeltaRule.forward(operands, shape: shape, scale: scale)
         }
@@ -63,7 +63,7 @@ extension Ops {
     public static func gatedDeltaRuleBackward(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: Float,
                                               gradOutput: Tensor) -> GatedDeltaRuleGradients {
         let shape = GatedDeltaRuleShape(q: q, k: k, v: v, g: g, beta: beta)
-        let operands = [q, k, v, g, beta, gradOutput.cast(to: .float32)].map { $0.contiguous() }
+        let operands = [q, k, v, g, beta, gradOutput.cast(to: .float32)].map { $0.madeContiguous() }
         if cudaDevice(operands, op: "gatedDeltaRuleBackward") != nil {
             return CUDAGatedDeltaRule.backward(operands, shape: shape, scale: scale)
         }

@@ -63,7 +63,7 @@ extension Ops {
     public static func gather(_ x: Tensor, dim: Int, index: Tensor) -> Tensor {
         let d = Shape.normalize(dim, rank: x.rank)
         if cudaDevice(x, index, op: "gather") != nil { return CUDAOps.gather(x, dim: d, index: index) }
-        let xs = x.contiguous().floats(), idx = index.ints()
+        let xs = x.madeContiguous().floats(), idx = index.ints()
         let xStrides = Shape.contiguousStrides(x.shape), iStrides = Shape.contiguousStrides(index.shape)
         return Tensor.computed(shape: index.shape, dtype: x.dtype) { out in
             for flat in 0..<idx.count {
@@ -84,7 +84,7 @@ extension Ops {
         if cudaDevice(x, index, source, op: "scatterAdd") != nil {
             return CUDAOps.scatterAdd(x, dim: d, index: index, source: source)
         }
-        let idx = index.ints(), src = source.contiguous().floats()
+        let idx = index.ints(), src = source.madeContiguous().floats()
         let xStrides = Shape.contiguousStrides(x.shape), iStrides = Shape.contiguousStrides(index.shape)
         let sStrides = Shape.contiguousStrides(source.shape)
         return x.withFloats { xs in

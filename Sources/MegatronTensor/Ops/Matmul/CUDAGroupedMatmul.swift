@@ -7,7 +7,7 @@ extension CUDAOps {
     static func groupedLinear(_ x: Tensor, weights: [Tensor], counts: [Int]) -> Tensor? {
         guard let dataType = groupedGemmType([x] + weights) else { return nil }
         let (out, inFeatures) = (weights[0].shape[0], weights[0].shape[1])
-        let input = x.contiguous(), w = weights.map { $0.contiguous() }
+        let input = x.madeContiguous(), w = weights.map { $0.madeContiguous() }
         let y = Tensor.empty([x.shape[0], out], dtype: x.dtype, device: x.device)
         let calls = groups(counts).map { g, rows in
             GroupedGemmCall(GemmProblem(m: rows.count, n: out, k: inFeatures, transposeB: true, inputType: dataType, outputType: dataType),
@@ -20,7 +20,7 @@ extension CUDAOps {
     static func groupedLinearInputGradient(_ g: Tensor, weights: [Tensor], counts: [Int]) -> Tensor? {
         guard let dataType = groupedGemmType([g] + weights) else { return nil }
         let (out, inFeatures) = (weights[0].shape[0], weights[0].shape[1])
-        let dy = g.contiguous(), w = weights.map { $0.contiguous() }
+        let dy = g.madeContiguous(), w = weights.map { $0.madeContiguous() }
         let gx = Tensor.empty([g.shape[0], inFeatures], dtype: g.dtype, device: g.device)
         let calls = groups(counts).map { e, rows in
             GroupedGemmCall(GemmProblem(m: rows.count, n: inFeatures, k: out, inputType: dataType, outputType: dataType),
@@ -35,7 +35,7 @@ extension CUDAOps {
     static func groupedLinearWeightGradients(_ g: Tensor, _ x: Tensor, counts: [Int], into targets: [Tensor?]) -> [Tensor?]? {
         guard let dataType = groupedGemmType([g, x]) else { return nil }
         let (out, inFeatures) = (g.shape[1], x.shape[1])
-        let dy = g.contiguous(), input = x.contiguous()
+        let dy = g.madeContiguous(), input = x.madeContiguous()
         let results: [Tensor?] = zip(counts, targets).map { count, target in
             guard target == nil else { return nil }
             return count == 0 ? Tensor.zeros([out, inFeatures], dtype: g.dtype, device: g.device)

@@ -82,7 +82,7 @@ extension CUDAOps {
               let dataType = x.dtype.gemmDataType, x.count > 0 else { return nil }
         let (out, inFeatures) = (weight.shape[0], weight.shape[1])
         let tokens = x.count / inFeatures
-        let input = x.contiguous(), w = weight.contiguous(), b = bias?.contiguous()
+        let input = x.madeContiguous(), w = weight.madeContiguous(), b = bias?.madeContiguous()
         let y = Tensor.empty(Array(x.shape.dropLast()) + [out], dtype: x.dtype, device: x.device)
         var problem = GemmProblem(m: tokens, n: out, k: inFeatures, transposeB: true, inputType: dataType,
                                   outputType: dataType)
@@ -130,7 +130,7 @@ extension CUDAOps {
     private static func weightGradientGemm(_ g: Tensor, _ x: Tensor, into weightGradient: Tensor, accumulate: Bool,
                                            biasGradient: Tensor?) {
         let (tokens, out, inFeatures) = (g.shape[0], g.shape[1], x.shape[1])
-        let (dy, input) = (g.contiguous(), x.contiguous())
+        let (dy, input) = (g.madeContiguous(), x.madeContiguous())
         var problem = GemmProblem(m: out, n: inFeatures, k: tokens, transposeA: true, inputType: g.dtype.gemmDataType!,
                                   outputType: weightGradient.dtype.gemmDataType!)
         problem.epilogue = biasGradient == nil ? .none : .biasGradientFromA
@@ -158,7 +158,7 @@ extension CUDAOps {
         guard x.dtype == weight.dtype, bias == nil || bias!.dtype == x.dtype, x.count > 0,
               geluEpilogueApplies(features: features, dtype: x.dtype), let dataType = x.dtype.gemmDataType else { return nil }
         let tokens = x.count / inFeatures
-        let input = x.contiguous(), w = weight.contiguous(), b = bias?.contiguous()
+        let input = x.madeContiguous(), w = weight.madeContiguous(), b = bias?.madeContiguous()
         let shape = Array(x.shape.dropLast()) + [features]
         let h = Tensor.empty(shape, dtype: x.dtype, device: x.device)
         let pre = Tensor.empty(shape, dtype: x.dtype, device: x.device)
@@ -179,7 +179,7 @@ extension CUDAOps {
         guard g.dtype == weight.dtype, pre.dtype == g.dtype, g.count > 0,
               geluEpilogueApplies(features: features, dtype: g.dtype), let dataType = g.dtype.gemmDataType else { return nil }
         let tokens = g.count / out
-        let dy = g.contiguous(), w = weight.contiguous(), aux = pre.contiguous()
+        let dy = g.madeContiguous(), w = weight.madeContiguous(), aux = pre.madeContiguous()
         let gradient = Tensor.empty(pre.shape, dtype: g.dtype, device: g.device)
         var problem = GemmProblem(m: tokens, n: features, k: out, inputType: dataType, outputType: dataType)
         problem.epilogue = .dgelu(biasGradient: false)

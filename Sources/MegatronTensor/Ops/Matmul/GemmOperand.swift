@@ -16,7 +16,7 @@ struct GemmOperand {
         } else if (rowStride == 1 || rows == 1) && (colStride >= rows || cols == 1) {
             (base, transposed, leading) = (t, true, max(colStride, rows))
         } else {
-            (base, transposed, leading) = (t.contiguous(), false, cols)
+            (base, transposed, leading) = (t.madeContiguous(), false, cols)
         }
         let batchShape = Array(t.shape.dropLast(2))
         let batchStrides = Array(base.strides.dropLast(2))

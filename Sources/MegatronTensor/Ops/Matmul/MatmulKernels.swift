@@ -84,7 +84,7 @@ extension Ops {
             accumulate(r.weight, into: weightGradient)
             return r.bias?.cast(to: .float32)
         }
-        let (gf, xf) = (g.cast(to: .float32).contiguous(), x.cast(to: .float32).contiguous())
+        let (gf, xf) = (g.cast(to: .float32).madeContiguous(), x.cast(to: .float32).madeContiguous())
         withExtendedLifetime((gf, xf, weightGradient)) {
             cpuSgemm(transA: true, transB: false, m: out, n: inFeatures, k: g.shape[0], alpha: 1,
                      a: gf.pointer(as: Float.self), lda: out, b: xf.pointer(as: Float.self), ldb: inFeatures,

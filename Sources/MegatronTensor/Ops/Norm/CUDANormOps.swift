@@ -18,9 +18,9 @@ extension CUDAFusedOps {
                           epsilon: Float) -> (output: Tensor, sum: Tensor?, mean: Tensor, rstd: Tensor)?
     {
         guard let (type, width, rows) = normShape(x, rowsLike: [residual], parameters: [weight, bias]) else { return nil }
-        let (input, r) = (x.contiguous(), residual?.contiguous())
-        let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).contiguous()
-        let b = bias?.contiguous()
+        let (input, r) = (x.madeContiguous(), residual?.madeContiguous())
+        let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).madeContiguous()
+        let b = bias?.madeContiguous()
         let y = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
         let sum = residual.map { _ in Tensor.empty(x.shape, dtype: x.dtype, device: x.device) }
         let mean = Tensor.empty([rows], dtype: .float32, device: x.device)
@@ -42,9 +42,9 @@ extension CUDAFusedOps {
         -> (gradInput: Tensor, gradResidual: Tensor?, gradWeight: Tensor, gradBias: Tensor)?
     {
         guard let (type, width, rows) = normShape(x, rowsLike: [gradOutput, gradSum], parameters: [weight]) else { return nil }
-        let (input, gradient, direct) = (x.contiguous(), gradOutput.contiguous(), gradSum?.contiguous())
-        let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).contiguous()
-        let (m, r) = (mean.cast(to: .float32).contiguous(), rstd.cast(to: .float32).contiguous())
+        let (input, gradient, direct) = (x.madeContiguous(), gradOutput.madeContiguous(), gradSum?.madeContiguous())
+        let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).madeContiguous()
+        let (m, r) = (mean.cast(to: .float32).madeContiguous(), rstd.cast(to: .float32).madeContiguous())
         let dx = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
         let dw = Tensor.empty([width], dtype: x.dtype, device: x.device)
         let db = Tensor.empty([width], dtype: x.dtype, device: x.device)
@@ -68,8 +68,8 @@ extension CUDAFusedOps {
         -> (output: Tensor, sum: Tensor?, rstd: Tensor)?
     {
         guard let (type, width, rows) = normShape(x, rowsLike: [residual], parameters: [weight]) else { return nil }
-        let (input, r) = (x.contiguous(), residual?.contiguous())
-        let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).contiguous()
+        let (input, r) = (x.madeContiguous(), residual?.madeContiguous())
+        let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).madeContiguous()
         let y = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
         let sum = residual.map { _ in Tensor.empty(x.shape, dtype: x.dtype, device: x.device) }
         let rstd = Tensor.empty([rows], dtype: .float32, device: x.device)
@@ -86,9 +86,9 @@ extension CUDAFusedOps {
                                 rstd: Tensor, weight: Tensor?) -> (gradInput: Tensor, gradResidual: Tensor?, gradWeight: Tensor)?
     {
         guard let (type, width, rows) = normShape(x, rowsLike: [gradOutput, gradSum], parameters: [weight]) else { return nil }
-        let (input, gradient, direct) = (x.contiguous(), gradOutput.contiguous(), gradSum?.contiguous())
-        let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).contiguous()
-        let r = rstd.cast(to: .float32).contiguous()
+        let (input, gradient, direct) = (x.madeContiguous(), gradOutput.madeContiguous(), gradSum?.madeContiguous())
+        let w = (weight ?? Tensor.ones([width], dtype: x.dtype, device: x.device)).madeContiguous()
+        let r = rstd.cast(to: .float32).madeContiguous()
         let dx = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
         let dw = Tensor.empty([width], dtype: x.dtype, device: x.device)
         let dr = residualGradient(residualDropout, like: x)

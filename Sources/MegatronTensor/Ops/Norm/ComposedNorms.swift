@@ -49,6 +49,6 @@ enum ComposedNorms {
 
     /// `x` as contiguous fp32 `[rows, width]`.
     private static func float32Rows(_ x: Tensor, _ rows: Int, _ width: Int) -> Tensor {
-        x.cast(to: .float32).contiguous().reshaped([rows, width])
+        x.cast(to: .float32).madeContiguous().reshaped([rows, width])
     }
 }

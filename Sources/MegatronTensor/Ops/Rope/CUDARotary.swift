@@ -13,8 +13,8 @@ enum CUDARotary {
         let out = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
         if x.count == 0 { return out }
         // The kernel wants the channels contiguous; every other dim may have any stride.
-        let input = x.strides.last == 1 || g.headDim == 1 ? x : x.contiguous()
-        let (cosTable, sinTable) = (cos.contiguous(), sin.contiguous())
+        let input = x.strides.last == 1 || g.headDim == 1 ? x : x.madeContiguous()
+        let (cosTable, sinTable) = (cos.madeContiguous(), sin.madeContiguous())
         let lead = input.rank - 2, padding = 3 - lead
         let problem = RotaryProblem(outer: Array(input.shape.prefix(lead)) + Array(repeating: 1, count: padding),
                                     sequence: g.sequence, headDim: g.headDim, rotaryDim: g.rotaryDim,

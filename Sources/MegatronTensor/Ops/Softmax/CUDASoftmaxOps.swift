@@ -5,7 +5,7 @@ extension CUDAFusedOps {
     static func softmax(_ x: Tensor, log: Bool) -> Tensor {
         guard let type = x.dtype.kernelElementType else { return softmax(x.cast(to: .float32), log: log).cast(to: x.dtype) }
         let width = x.shape.last ?? 1
-        let input = x.contiguous()
+        let input = x.madeContiguous()
         let out = Tensor.empty(x.shape, dtype: x.dtype, device: x.device)
         if x.count == 0 { return out }
         run("softmax", on: x.device) { nn, stream in
@@ -21,7 +21,7 @@ extension CUDAFusedOps {
                 .cast(to: gradOutput.dtype)
         }
         let width = y.shape.last ?? 1
-        let (output, gradient) = (y.contiguous(), gradOutput.contiguous())
+        let (output, gradient) = (y.madeContiguous(), gradOutput.madeContiguous())
         let dx = Tensor.empty(y.shape, dtype: gradOutput.dtype, device: y.device)
         if y.count == 0 { return dx }
         run("softmaxBackward", on: y.device) { nn, stream in
@@ -38,7 +38,7 @@ extension CUDAFusedOps {
             return crossEntropy(logits.cast(to: .float32), labels: labels, ignoreIndex: ignoreIndex, labelSmoothing: labelSmoothing)
         }
         let (rows, vocabulary) = (logits.shape[0], logits.shape[1])
-        let (input, ids) = (logits.contiguous(), labels.cast(to: .int64).contiguous())
+        let (input, ids) = (logits.madeContiguous(), labels.cast(to: .int64).madeContiguous())
         let loss = Tensor.empty([rows], dtype: .float32, device: logits.device)
         let lse = Tensor.empty([rows], dtype: .float32, device: logits.device)
         if logits.count == 0 { return (loss, lse) }
@@ -61,8 +61,8 @@ extension CUDAFusedOps {
                 .cast(to: logits.dtype)
         }
         let (rows, vocabulary) = (logits.shape[0], logits.shape[1])
-        let (input, ids) = (logits.contiguous(), labels.cast(to: .int64).contiguous())
-        let (lse, g) = (logSumExp.cast(to: .float32).contiguous(), gradLoss.cast(to: .float32).contiguous())
+        let (input, ids) = (logits.madeContiguous(), labels.cast(to: .int64).madeContiguous())
+        let (lse, g) = (logSumExp.cast(to: .float32).madeContiguous(), gradLoss.cast(to: .float32).madeContiguous())
         let dlogits = inPlace && logits.isContiguous ? logits : Tensor.empty(logits.shape, dtype: logits.dtype, device: logits.device)
         if logits.count == 0 { return dlogits }
         run("crossEntropyBackward", on: logits.device) { nn, stream in
