@@ -94,59 +94,75 @@ public enum MegatronCheckpointFormat {
             throw CheckpointError("\(directory.path): a legacy torch checkpoint of \(ranks.count) model-parallel ranks (\(ranks.joined(separator: ", "))); "
                 + "this build reads one (tensor and pipeline parallel size 1): convert it with Megatron-LM's tools/checkpoint/convert.py --target-tensor-parallel-size 1 --target-pipeline-parallel-size 1 first")
         }
-        return try loadLegacy(name, from: directory.appendingPathComponent("mp_rank_00/model_optim_rng.pt"), directory: directory)
+        return try loadLegacy(name, from: directory.appendingPathComponent("mp_rank_00/model_optim_rng.pt"), directory: directory,
+                              stateNames: stateNames)
     }
 
     static func loadDistributed(_ name: CheckpointName, from directory: URL, stateNames: [String]) throws -> LoadedCheckpoint {
         let contents = try DistributedCheckpoint.read(directory)
         var tensors: [String: Tensor] = [:]
-        var model: [String: Tensor] = [:], optimizer: [String: [String: Tensor]] = [:]
-        for (key, t) in contents.tensors {
-            if key.hasPrefix(optimizerPrefix) {
+        var model: [String: Tensor] = [:]
+        for (key, t) in contents.tensors where !key.hasPrefix("optimizer.") { model[key] = t }
+        for (n, t) in MegatronGPTLayout.unsharded(model) { tensors["model." + n] = t }
+        let metadataURL = directory.appendingPathComponent(".metadata")
+        if let ours = contents.common[manifestKey]?.stringValue {
+            var optimizer: [String: [String: Tensor]] = [:]
+            for (key, t) in contents.tensors where key.hasPrefix(optimizerPrefix) {
                 let rest = key.dropFirst(optimizerPrefix.count)
                 guard let dot = rest.firstIndex(of: ".") else { continue }
                 optimizer[String(rest[..<dot]), default: [:]][String(rest[rest.index(after: dot)...])] = t
-            } else if !key.hasPrefix("optimizer.") {
-                model[key] = t
             }
-        }
-        for (n, t) in MegatronGPTLayout.unsharded(model) { tensors["model." + n] = t }
-        let kinds = ["master"] + stateNames.indices.map { "state\($0)" }
-        for (megatronKind, state) in optimizer {
-            let kind = kinds.first { megatronStateName($0, stateNames) == megatronKind } ?? megatronKind
-            for (n, t) in MegatronGPTLayout.unsharded(state) { tensors["optimizer.\(kind).\(n)"] = t }
-        }
-        let metadataURL = directory.appendingPathComponent(".metadata")
-        if let ours = contents.common[manifestKey]?.stringValue {
+            let kinds = ["master"] + stateNames.indices.map { "state\($0)" }
+            for (megatronKind, state) in optimizer {
+                let kind = kinds.first { megatronStateName($0, stateNames) == megatronKind } ?? megatronKind
+                for (n, t) in MegatronGPTLayout.unsharded(state) { tensors["optimizer.\(kind).\(n)"] = t }
+            }
             let metadata = try CheckpointMetadata.decode(Data(ours.utf8), file: metadataURL)
             return LoadedCheckpoint(name: name, directory: directory, tensors: tensors, metadata: metadata)
         }
-        return try foreign(name, directory: directory, tensors: tensors, common: contents.common, format: "torch_dist", file: metadataURL)
+        let reader = try DistributedCheckpointReader(directory: directory)
+        let parameters = tensors.map { (String($0.key.dropFirst(6)), $0.value.shape) }
+        let lowPrecision = model.values.contains { $0.dtype != .float32 }
+        let optimizer = try MegatronOptimizerState.fromDistributed(contents, reader: reader, parameters: parameters,
+                                                                   lowPrecision: lowPrecision, stateNames: stateNames)
+        return try foreign(name, directory: directory, tensors: tensors, common: contents.common, optimizer: optimizer,
+                           format: "torch_dist", file: metadataURL)
     }
 
-    static func loadLegacy(_ name: CheckpointName, from file: URL, directory: URL) throws -> LoadedCheckpoint {
+    static func loadLegacy(_ name: CheckpointName, from file: URL, directory: URL, stateNames: [String]) throws -> LoadedCheckpoint {
         let state = try TorchSave.read(Data(contentsOf: file, options: .alwaysMapped), source: file.path)
         guard let model = state["model"] else {
             throw CheckpointError("\(file.path): holds no 'model' (a checkpoint of several virtual pipeline stages is not read)")
         }
         var tensors: [String: Tensor] = [:]
-        for (n, t) in try MegatronGPTLayout.legacyModel(model, source: file.path) { tensors["model." + n] = t }
-        return try foreign(name, directory: directory, tensors: tensors, common: state, format: "torch", file: file)
+        let weights = try MegatronGPTLayout.legacyModel(model, source: file.path)
+        for (n, t) in weights { tensors["model." + n] = t }
+        // The model dict keeps Megatron's registration order, which the optimizer's parameter ids follow.
+        let order = (model.pairs ?? []).compactMap { $0.key.stringValue }.compactMap { key in weights[key].map { (key, $0.shape) } }
+        let optimizer = try MegatronOptimizerState.fromLegacy(state, modelOrder: order, stateNames: stateNames)
+        return try foreign(name, directory: directory, tensors: tensors, common: state, optimizer: optimizer, format: "torch", file: file)
     }
 
-    /// A checkpoint Megatron-LM wrote: its manifest rebuilt from `args`, marked foreign so that its optimizer and RNG
-    /// state are not looked for.
-    static func foreign(_ name: CheckpointName, directory: URL, tensors: [String: Tensor], common: PickleValue, format: String,
-                        file: URL) throws -> LoadedCheckpoint {
+    /// A checkpoint Megatron-LM wrote: its manifest rebuilt from `args`, marked foreign (its RNG state is not looked
+    /// for), with the optimizer state, step count and scheduler its layout gave.
+    static func foreign(_ name: CheckpointName, directory: URL, tensors: [String: Tensor], common: PickleValue,
+                        optimizer: MegatronOptimizerState.Carried, format: String, file: URL) throws -> LoadedCheckpoint {
         guard let args = common["args"] else { throw CheckpointError("\(file.path): holds no args") }
         var manifest = try MegatronArgs.manifest(args, source: file.path)
         manifest.iteration = common["iteration"]?.intValue ?? name.iteration
         manifest.checkpointVersion = common["checkpoint_version"]?.doubleValue ?? 3.0
         manifest.numFloatingPointOperationsSoFar = common["num_floating_point_operations_so_far"]?.doubleValue
-        manifest.shapes = tensors.mapValues(\.shape)
+        let carried = optimizer.notCarried == nil && !optimizer.tensors.isEmpty
+        if carried {
+            manifest.optimizerSteps = optimizer.steps
+            manifest.optParamScheduler = optimizer.scheduler
+        }
+        let all = carried ? tensors.merging(optimizer.tensors) { a, _ in a } : tensors
+        manifest.shapes = all.mapValues(\.shape)
         let metadata = try CheckpointMetadata.decode(try CheckpointMetadata.encode(manifest), file: file)
-        var loaded = LoadedCheckpoint(name: name, directory: directory, tensors: tensors, metadata: metadata)
+        var loaded = LoadedCheckpoint(name: name, directory: directory, tensors: all, metadata: metadata)
         loaded.writtenByMegatron = format
+        loaded.optimizerNotCarried = optimizer.notCarried
         return loaded
     }
 }
