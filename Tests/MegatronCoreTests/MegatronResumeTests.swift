@@ -2,6 +2,7 @@ import Foundation
 import MegatronCore
 import MegatronParallel
 import MegatronTensor
+import MegatronTestSupport
 import XCTest
 
 /// Megatron-LM trained a tiny GPTModel three steps on CPU and saved it in each optimizer layout it writes
@@ -49,25 +50,78 @@ final class MegatronResumeTests: XCTestCase {
         let checkpoint = try XCTUnwrap(try store.loadLatest())
         XCTAssertNil(checkpoint.optimizerNotCarried)
         XCTAssertEqual(checkpoint.iteration, iteration)
-        let manifest = try checkpoint.metadata.manifest()
-        let model = try GPTCheckpoint.load(from: store).model
-        let groups = try ParamGroup.megatronDefault(model.namedParameters())
-        let parallel = ParallelState.singleRank()
-        let optimizer = try TrainingOptimizer(model: model, groups: groups, rule: try AdamRule.adamW(beta1: 0.9, beta2: 0.95, eps: 1e-8),
-                                              parallel: parallel)
-        var scheduler = try OptimizerParamScheduler(.init(maxLR: 1e-3, minLR: 1e-4, lrWarmupSteps: 4, lrDecaySteps: 20, lrDecayStyle: .cosine,
-                                                          startWD: 0.1, endWD: 0.1, wdIncrSteps: 20), groups: groups.map(\.override))
-        if withOptimizerState {
-            var state: [String: Tensor] = [:]
-            for (key, t) in checkpoint.tensors where key.hasPrefix("optimizer.") { state[String(key.dropFirst(10))] = t }
-            XCTAssertEqual(Set(state.keys), Set(model.namedParameters().flatMap { ["state0." + $0.0, "state1." + $0.0] }))
-            try optimizer.loadState(state, stepCount: try XCTUnwrap(manifest.optimizerSteps))
-            try scheduler.load(try XCTUnwrap(manifest.optParamScheduler))
-        } else {
-            scheduler.step(2 * iteration)
+        let run = try Run(store: store, withOptimizerState: withOptimizerState)
+        return try record.batches[iteration...].map { try run.train($0) }
+    }
+
+    /// Ours, after a step here from Megatron's checkpoint, saved in Megatron's fully reshardable layout with its
+    /// optimizer state: read back here it gives the losses the uninterrupted run does. With
+    /// `MEGATRON_CKPT_ORACLE_OUT=<dir>` it is written there with those losses (`resume.json`) for
+    /// `make_megatron_checkpoints.py continue <dir>`, where Megatron-LM resumes from it.
+    func testOurCheckpointCarriesOptimizerStateInMegatronsLayout() throws {
+        let record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: Self.root.appendingPathComponent("losses.json")))
+        let run = try Run(layout: "dist_fully_reshardable")
+        let batches = Array(record.batches[3...]) + [record.batches[3]]
+        _ = try run.train(batches[0])
+        let root = MegatronCheckpointFormatTests.oracleDirectory ?? scratchPath("ours-with-optimizer")
+        let store = CheckpointDirectory(root: root)
+        var manifest = CheckpointManifest()
+        GPTCheckpoint.describe(run.model, vocabSize: 384, in: &manifest)
+        manifest.optimizerSteps = run.optimizer.stepCount
+        manifest.optParamScheduler = run.scheduler.state()
+        let megatron = MegatronOptimizerCommon.entries(scheduler: run.scheduler, adam: .init(beta1: 0.9, beta2: 0.95, eps: 1e-8),
+                                                       steps: run.optimizer.stepCount)
+        try MegatronCheckpointFormat.save(to: store, iteration: 4, model: run.model.stateDict(), optimizer: try run.optimizer.stateTensors(),
+                                          manifest: manifest, megatronArgs: megatron.args, megatronCommon: megatron.common)
+        let straight = try batches[1...].map { try run.train($0) }
+        // The files are Megatron's fully reshardable layout: an fp32 parameter's main copy is the parameter.
+        let contents = try DistributedCheckpoint.read(root.appendingPathComponent("iter_0000004"))
+        XCTAssertEqual(contents.tensors["optimizer.state.param.decoder.layers.mlp.linear_fc1.weight"]?.floats(),
+                       try XCTUnwrap(contents.tensors["decoder.layers.mlp.linear_fc1.weight"]).floats())
+        XCTAssertEqual(contents.common["optimizer"]?["param_state_sharding_type"]?.stringValue, "fully_reshardable")
+        XCTAssertEqual(contents.common["args"]?.attribute("no_save_optim")?.boolValue, false)
+        let resumed = try Run(store: store)
+        XCTAssertEqual(try batches[1...].map { try resumed.train($0) }, straight)
+        if let oracle = MegatronCheckpointFormatTests.oracleDirectory {
+            let json = try JSONSerialization.data(withJSONObject: ["batches": Array(record.batches[..<3]) + batches, "losses_after": straight])
+            try json.write(to: oracle.appendingPathComponent("resume.json"))
         }
-        let step = TrainingStep(model: model, optimizer: optimizer, parallel: parallel, clipGrad: 1)
-        return try record.batches[iteration...].map { rows in
+    }
+
+    /// A model and Adam (Megatron's hyperparameters of the fixtures) resumed from a checkpoint with its optimizer state.
+    final class Run {
+        let model: GPTModel
+        let optimizer: TrainingOptimizer
+        var scheduler: OptimizerParamScheduler
+        let step: TrainingStep
+
+        convenience init(layout: String) throws { try self.init(store: CheckpointDirectory(root: MegatronResumeTests.root.appendingPathComponent(layout))) }
+
+        /// `withOptimizerState` false: the weights only, a fresh optimizer, the scheduler advanced to the iteration.
+        init(store: CheckpointDirectory, withOptimizerState: Bool = true) throws {
+            let checkpoint = try XCTUnwrap(try store.loadLatest())
+            let manifest = try checkpoint.metadata.manifest()
+            model = try GPTCheckpoint.load(from: store).model
+            let groups = try ParamGroup.megatronDefault(model.namedParameters())
+            let parallel = ParallelState.singleRank()
+            optimizer = try TrainingOptimizer(model: model, groups: groups, rule: try AdamRule.adamW(beta1: 0.9, beta2: 0.95, eps: 1e-8),
+                                              parallel: parallel)
+            scheduler = try OptimizerParamScheduler(.init(maxLR: 1e-3, minLR: 1e-4, lrWarmupSteps: 4, lrDecaySteps: 20, lrDecayStyle: .cosine,
+                                                          startWD: 0.1, endWD: 0.1, wdIncrSteps: 20), groups: groups.map(\.override))
+            if withOptimizerState {
+                var state: [String: Tensor] = [:]
+                for (key, t) in checkpoint.tensors where key.hasPrefix("optimizer.") { state[String(key.dropFirst(10))] = t }
+                XCTAssertEqual(Set(state.keys), Set(model.namedParameters().flatMap { ["state0." + $0.0, "state1." + $0.0] }))
+                try optimizer.loadState(state, stepCount: try XCTUnwrap(manifest.optimizerSteps))
+                try scheduler.load(try XCTUnwrap(manifest.optParamScheduler))
+            } else {
+                scheduler.step(2 * checkpoint.iteration)
+            }
+            step = TrainingStep(model: model, optimizer: optimizer, parallel: parallel, clipGrad: 1)
+        }
+
+        /// One step on `rows` (token sequences; each position predicts the next); its loss.
+        func train(_ rows: [[Int]]) throws -> Double {
             let tokens = Tensor(shape: [rows.count, rows[0].count - 1], ints: rows.flatMap { $0.dropLast() })
             let labels = Tensor(shape: [rows.count, rows[0].count - 1], ints: rows.flatMap { $0.dropFirst() })
             return try step.run(microBatches: 1, samples: rows.count, scheduler: &scheduler) { _ in

@@ -37,7 +37,8 @@ extension Pretrainer {
                                                                   objects: ParallelCheckpoint.stageRNGObjects(model: model, parallel: parallel),
                                                                   world: parallel.world, device: device,
                                                                   manifest: try manifest(shapes: [:], savedLayout: "sharded"),
-                                                                  megatronArgs: megatronArgs)
+                                                                  megatronArgs: megatronArgs + (megatronOptimizer?.args ?? []),
+                                                                  megatronCommon: megatronOptimizer?.common ?? [])
             let finish = { [self, iteration] in
                 try job.run()
                 if parallel.world.rank == 0 { try afterSave(iteration: iteration, save: save, previous: previous) }
@@ -59,6 +60,15 @@ extension Pretrainer {
         if let retain = arguments.saveRetainInterval, let previous, !previous.isRelease {
             try deleteUnretained(previous.iteration, every: retain, from: store, current: iteration)
         }
+    }
+
+    /// What Megatron-LM's loader needs to resume this run's Adam state from the checkpoint (its param groups, the
+    /// scheduler, the layout's name); nil for SGD, whose state Megatron keeps otherwise (Megatron then starts its own).
+    var megatronOptimizer: (common: [(String, PickleValue)], args: [(String, PickleValue)])? {
+        guard arguments.optimizer != .sgd else { return nil }
+        let adam = MegatronOptimizerCommon.Adam(beta1: Double(arguments.adamBeta1), beta2: Double(arguments.adamBeta2),
+                                                eps: Double(arguments.adamEps))
+        return MegatronOptimizerCommon.entries(scheduler: schedule.scheduler, adam: adam, steps: optimizer.stepCount)
     }
 
     /// Megatron's names of the optimizer's state buffers.

@@ -4,11 +4,12 @@ import MegatronTensor
 /// Megatron-LM's checkpoint formats in a checkpoint directory (tracker, `iter_XXXXXXX/`): `torch_dist` written and
 /// read, the legacy `torch` format (`mp_rank_00/model_optim_rng.pt`, one tensor- and pipeline-parallel rank) read.
 ///
-/// A `torch_dist` checkpoint written here holds the model under Megatron's keys, `args` (with `no_save_optim` and
-/// `no_save_rng` set, so Megatron-LM loads the weights, iteration and args and starts its own optimizer), and this
-/// build's own manifest and optimizer state (`optimizer.state.<exp_avg|exp_avg_sq|fp32_param>.<key>`, the
-/// fully-reshardable naming), which resume here exactly. A checkpoint Megatron-LM wrote gives weights, iteration,
-/// consumed samples and the model description; its optimizer and RNG state are not carried.
+/// A `torch_dist` checkpoint written here holds the model under Megatron's keys, `args`, this build's own manifest
+/// and the optimizer state in the distributed optimizer's `fully_reshardable` layout
+/// (`optimizer.state.<param|exp_avg|exp_avg_sq>.<key>`; with `MegatronOptimizerCommon`'s common entries Megatron-LM
+/// resumes from it, else `args.no_save_optim` is set and Megatron-LM starts its own optimizer), which resumes here
+/// exactly. A checkpoint Megatron-LM wrote gives weights, iteration, consumed samples, the model description and,
+/// where its layout is read, optimizer and scheduler state (`MegatronOptimizerState`); its RNG state is not carried.
 ///
 /// ```swift
 /// try MegatronCheckpointFormat.save(to: store, iteration: 100, model: model.stateDict(), optimizer: [:], manifest: manifest)
@@ -18,13 +19,16 @@ public enum MegatronCheckpointFormat {
     /// Where a torch_dist checkpoint written here keeps its manifest (metadata.json belongs to Megatron's format).
     public static let manifestKey = "megatron_swift_metadata"
     static let optimizerPrefix = "optimizer.state."
+    /// What builds before the fully reshardable naming called the masters.
+    static let legacyMasterName = "fp32_param"
 
     /// Writes `model` (our parameter names, whole) and `optimizer` (`master.<p>`, `state<k>.<p>`) for `iteration`
     /// as a torch_dist checkpoint, staged, renamed into place and then named by the tracker. `stateNames` names the
     /// optimizer's state buffers in Megatron's terms (`exp_avg`, `exp_avg_sq` for Adam).
     public static func save(to store: CheckpointDirectory, iteration: Int, model: [String: Tensor], optimizer: [String: Tensor],
                             stateNames: [String] = ["exp_avg", "exp_avg_sq"], manifest: CheckpointManifest,
-                            megatronArgs: [(String, PickleValue)] = [], release: Bool = false) throws {
+                            megatronArgs: [(String, PickleValue)] = [], megatronCommon: [(String, PickleValue)] = [],
+                            release: Bool = false) throws {
         guard let config = manifest.modelConfig else { throw CheckpointError("a torch_dist checkpoint needs the model's description") }
         let fm = FileManager.default
         try fm.createDirectory(at: store.root, withIntermediateDirectories: true)
@@ -37,32 +41,39 @@ public enum MegatronCheckpointFormat {
         manifest.iteration = iteration
         manifest.checkpointVersion = 3.0
         var tensors = try MegatronGPTLayout.sharded(model.mapValues { $0.to(.cpu) }, numLayers: config.numLayers)
+        var optimizer = optimizer
+        if !optimizer.isEmpty {
+            // The layout holds every parameter's fp32 main copy; an fp32 parameter's is itself.
+            for (name, p) in model where p.dtype == .float32 && optimizer["master." + name] == nil { optimizer["master." + name] = p }
+        }
         for (kind, state) in try optimizerGroups(optimizer, stateNames: stateNames) {
             for (key, t) in try MegatronGPTLayout.sharded(state.mapValues { $0.to(.cpu) }, numLayers: config.numLayers) {
                 tensors[optimizerPrefix + kind + "." + key] = t
             }
         }
         try DistributedCheckpoint.write(.init(tensors: tensors, objects: MegatronGPTLayout.extraStateObjects(numLayers: config.numLayers),
-                                              common: try commonState(manifest, megatronArgs: megatronArgs)), to: staging)
+                                              common: try commonState(manifest, megatronArgs: megatronArgs,
+                                                                      megatronCommon: megatronCommon)), to: staging)
         try AtomicFile.syncDirectory(staging)
         try store.publish(staging, as: name)
         try AtomicFile.write(Data((release ? CheckpointDirectory.releaseName : "\(iteration)").utf8),
                              to: store.root.appendingPathComponent(CheckpointDirectory.trackerName))
     }
 
-    /// The non-sharded state Megatron-LM reads (`args`, iteration, version, FLOPs so far) and this build's manifest
-    /// (iteration and version set).
-    static func commonState(_ manifest: CheckpointManifest, megatronArgs: [(String, PickleValue)]) throws -> PickleValue {
+    /// The non-sharded state Megatron-LM reads (`args`, iteration, version, FLOPs so far, then `megatronCommon`: its
+    /// optimizer's and scheduler's) and this build's manifest (iteration and version set).
+    static func commonState(_ manifest: CheckpointManifest, megatronArgs: [(String, PickleValue)],
+                            megatronCommon: [(String, PickleValue)] = []) throws -> PickleValue {
         let metadata = String(decoding: try CheckpointMetadata.encode(manifest), as: UTF8.self)
         return .stringDict([
             ("args", MegatronArgs.namespace(manifest, extra: megatronArgs)), ("checkpoint_version", .float(3.0)),
             ("iteration", .int(manifest.iteration ?? 0)),
             ("num_floating_point_operations_so_far", .float(manifest.numFloatingPointOperationsSoFar ?? 0)),
             (manifestKey, .string(metadata)),
-        ])
+        ] + megatronCommon)
     }
 
-    /// The optimizer tensors grouped by Megatron's state name: `fp32_param` (masters), then the state buffers.
+    /// The optimizer tensors grouped by Megatron's state name: `param` (fp32 main parameters), then the state buffers.
     static func optimizerGroups(_ optimizer: [String: Tensor], stateNames: [String]) throws -> [String: [String: Tensor]] {
         var groups: [String: [String: Tensor]] = [:]
         for (key, t) in optimizer {
@@ -74,7 +85,7 @@ public enum MegatronCheckpointFormat {
     }
 
     static func megatronStateName(_ kind: String, _ stateNames: [String]) -> String {
-        if kind == "master" { return "fp32_param" }
+        if kind == "master" { return "param" }
         if kind.hasPrefix("state"), let k = Int(kind.dropFirst(5)), stateNames.indices.contains(k) { return stateNames[k] }
         return kind
     }
@@ -114,8 +125,14 @@ public enum MegatronCheckpointFormat {
             }
             let kinds = ["master"] + stateNames.indices.map { "state\($0)" }
             for (megatronKind, state) in optimizer {
-                let kind = kinds.first { megatronStateName($0, stateNames) == megatronKind } ?? megatronKind
-                for (n, t) in MegatronGPTLayout.unsharded(state) { tensors["optimizer.\(kind).\(n)"] = t }
+                // Earlier builds named the masters `fp32_param`.
+                let kind = megatronKind == legacyMasterName ? "master"
+                    : kinds.first { megatronStateName($0, stateNames) == megatronKind } ?? megatronKind
+                for (n, t) in MegatronGPTLayout.unsharded(state) {
+                    // An fp32 parameter is its own master: the optimizer keeps none.
+                    if kind == "master", tensors["model." + n]?.dtype == .float32 { continue }
+                    tensors["optimizer.\(kind).\(n)"] = t
+                }
             }
             let metadata = try CheckpointMetadata.decode(Data(ours.utf8), file: metadataURL)
             return LoadedCheckpoint(name: name, directory: directory, tensors: tensors, metadata: metadata)
