@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue #20's device acceptance, in one device call (at most 350 s: each part is cut off by its timeout): GPT 1.3B (bf16, the distributed optimizer's
-# flags, mock data) trained two steps and saved as torch_dist, synchronously and with --async-save; each save's time
+# Issue #20's device acceptance, in one device call (at most 350 s: each part has its timeout): GPT 1.3B (bf16,
+# the distributed optimizer's flags, mock data) trained two steps and saved as torch_dist, synchronously and with --async-save; each save's time
 # in the training loop (the save-checkpoint timer: the whole save, or the async stall), its wall time to "successfully
 # saved", and the peak host / GPU memory while saving (scripts/ckpt_bench.py samples them); then, in the same call,
 # torch.distributed.checkpoint.save of the same state in PyTorch (bf16 parameters, fp32 main copies, two Adam moments).
