@@ -1,10 +1,12 @@
 import Foundation
+import MegatronTensor
 
 /// The non-sharded optimizer state of a torch_dist checkpoint as Megatron-LM's distributed optimizer writes it in
 /// its `fully_reshardable` layout (the tensors, `optimizer.state.<param|exp_avg|exp_avg_sq>.<key>`, are written by
 /// every rank's chunks): the param groups with their step, the scheduler, and the content metadata that makes
-/// Megatron's loader read that layout, at any data-, tensor- or pipeline-parallel size
-/// (`make_megatron_checkpoints.py continue` resumes from one of ours).
+/// Megatron's loader read that layout, at any data-, tensor- or pipeline-parallel size; Megatron-LM without the
+/// distributed optimizer resumes from the same entries and tensors (`make_megatron_checkpoints.py continue` resumes
+/// from one of ours both ways).
 public enum MegatronOptimizerCommon {
     /// Adam's hyperparameters as torch's AdamW records them in each param group.
     public struct Adam {
@@ -17,7 +19,7 @@ public enum MegatronOptimizerCommon {
     public static func entries(scheduler: OptimizerParamScheduler, adam: Adam, steps: Int)
         -> (common: [(String, PickleValue)], args: [(String, PickleValue)]) {
         let config = scheduler.configuration
-        var groups: [PickleValue] = []
+        var groups: [[(String, PickleValue)]] = []
         var seen = Set<ParamGroupOverride>()
         for (g, override) in scheduler.groups.enumerated() where seen.insert(override).inserted {
             var fields: [(String, PickleValue)] = [
@@ -33,12 +35,17 @@ public enum MegatronOptimizerCommon {
                 ("amsgrad", .bool(false)), ("maximize", .bool(false)), ("foreach", .none), ("capturable", .bool(false)),
                 ("differentiable", .bool(false)), ("fused", .none), ("decoupled_weight_decay", .bool(true)),
                 // Transformer Engine's fused Adam, what Megatron runs on GPUs, reads these.
-                ("bias_correction", .bool(true)), ("step", .int(steps)),
+                ("bias_correction", .bool(true)),
             ]
-            groups.append(.stringDict(fields))
+            groups.append(fields)
         }
+        // The distributed optimizer's entries (its groups carry the step), then the plain optimizer's (`param_groups`
+        // and the step shared by every parameter), which Megatron-LM without the distributed optimizer reads.
         let optimizer = PickleValue.stringDict([
-            ("optimizer", .stringDict([("param_groups", .list(groups))])), ("param_state_sharding_type", .string("fully_reshardable")),
+            ("optimizer", .stringDict([("param_groups", .list(groups.map { .stringDict($0 + [("step", .int(steps))]) }))])),
+            ("param_state_sharding_type", .string("fully_reshardable")),
+            ("state", .stringDict([("common_step", .tensor(Tensor(shape: [], values: [Float(steps)])))])),
+            ("param_groups", .list(groups.map { .stringDict($0) })),
         ])
         let metadata = PickleValue.stringDict([
             ("singleton_local_shards", .bool(false)), ("chained_optim_avoid_prefix", .bool(true)),
