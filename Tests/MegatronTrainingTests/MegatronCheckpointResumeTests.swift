@@ -69,4 +69,25 @@ final class MegatronCheckpointResumeTests: XCTestCase {
         let (lines, _) = try train(flags + " --no-load-optim")
         XCTAssertTrue(lines.contains { $0.contains("its optimizer state is not (--no-load-optim)") }, "\(lines)")
     }
+
+    /// pretrain-gpt's torch_dist save holds Adam's state as Megatron-LM resumes from it (the distributed optimizer's
+    /// fully reshardable layout; make_megatron_checkpoints.py continue resumes from such a checkpoint in Megatron):
+    /// every parameter's main copy and moments, the param groups with the step, the scheduler with the flags' rates.
+    func testOurSaveHoldsMegatronsOptimizerLayout() throws {
+        let save = try scratchDirectory("megatron-optimizer-layout")
+        _ = try train("--train-iters 2 --save-interval 2 --save \(save.path)")
+        let contents = try DistributedCheckpoint.read(save.appendingPathComponent("iter_0000002"))
+        XCTAssertEqual(contents.common["optimizer"]?["param_state_sharding_type"]?.stringValue, "fully_reshardable")
+        XCTAssertEqual(contents.common["content_metadata"]?["distrib_optim_sharding_type"]?.stringValue, "fully_reshardable")
+        XCTAssertEqual(contents.common["args"]?.attribute("no_save_optim")?.boolValue, false)
+        XCTAssertEqual(contents.common["opt_param_scheduler"]?["max_lr"]?.doubleValue, 0.001, "--lr 1e-3 as Megatron holds it")
+        let groups = contents.common["optimizer"]?["optimizer"]?["param_groups"]?.elements ?? []
+        XCTAssertEqual(groups.compactMap { $0["step"]?.intValue }, [2, 2])
+        XCTAssertEqual(Set(groups.compactMap { $0["wd_mult"]?.doubleValue }), [0, 1])
+        for kind in ["param", "exp_avg", "exp_avg_sq"] {
+            XCTAssertEqual(contents.tensors["optimizer.state.\(kind).decoder.layers.mlp.linear_fc1.weight"]?.shape, [2, 64, 16], kind)
+        }
+        XCTAssertEqual(contents.tensors["optimizer.state.param.decoder.layers.mlp.linear_fc1.weight"]?.floats(),
+                       contents.tensors["decoder.layers.mlp.linear_fc1.weight"]?.floats(), "an fp32 parameter is its own main copy")
+    }
 }

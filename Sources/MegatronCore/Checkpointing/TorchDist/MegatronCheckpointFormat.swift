@@ -140,7 +140,7 @@ public enum MegatronCheckpointFormat {
         let reader = try DistributedCheckpointReader(directory: directory)
         let parameters = tensors.map { (String($0.key.dropFirst(6)), $0.value.shape) }
         let lowPrecision = model.values.contains { $0.dtype != .float32 }
-        let optimizer = try MegatronOptimizerState.fromDistributed(contents, reader: reader, parameters: parameters,
+        let optimizer = MegatronOptimizerState.fromDistributed(contents, reader: reader, parameters: parameters,
                                                                    lowPrecision: lowPrecision, stateNames: stateNames)
         return try foreign(name, directory: directory, tensors: tensors, common: contents.common, optimizer: optimizer,
                            format: "torch_dist", file: metadataURL)
@@ -156,7 +156,7 @@ public enum MegatronCheckpointFormat {
         for (n, t) in weights { tensors["model." + n] = t }
         // The model dict keeps Megatron's registration order, which the optimizer's parameter ids follow.
         let order = (model.pairs ?? []).compactMap { $0.key.stringValue }.compactMap { key in weights[key].map { (key, $0.shape) } }
-        let optimizer = try MegatronOptimizerState.fromLegacy(state, modelOrder: order, stateNames: stateNames)
+        let optimizer = MegatronOptimizerState.fromLegacy(state, modelOrder: order, stateNames: stateNames)
         return try foreign(name, directory: directory, tensors: tensors, common: state, optimizer: optimizer, format: "torch", file: file)
     }
 

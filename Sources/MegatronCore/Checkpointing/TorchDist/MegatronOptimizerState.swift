@@ -34,9 +34,25 @@ enum MegatronOptimizerState {
     /// The optimizer state of a torch_dist checkpoint Megatron-LM wrote. `parameters`: our names and shapes of the
     /// model's parameters; `lowPrecision`: whether they are bf16 / fp16 (so that the fp32 copies are kept).
     static func fromDistributed(_ contents: DistributedCheckpoint.Contents, reader: DistributedCheckpointReader,
-                                parameters: [(String, [Int])], lowPrecision: Bool, stateNames: [String]) throws -> Carried {
-        var carried = Carried(scheduler: try scheduler(contents.common["opt_param_scheduler"]))
+                                parameters: [(String, [Int])], lowPrecision: Bool, stateNames: [String]) -> Carried {
+        var carried = Carried()
         guard let optimizer = contents.common["optimizer"] else { return carried }
+        do {
+            carried.scheduler = try scheduler(contents.common["opt_param_scheduler"])
+            try readDistributed(optimizer, contents, reader, parameters: parameters, lowPrecision: lowPrecision, stateNames: stateNames,
+                                into: &carried)
+        } catch let why as NotCarried {
+            carried.notCarried = "its optimizer state \(why.reason)"
+        } catch {
+            carried.notCarried = "its optimizer state could not be read: \(error)"
+        }
+        if carried.notCarried == nil, carried.steps == nil { carried.notCarried = "its optimizer state records no step count" }
+        return carried
+    }
+
+    /// The layouts of `fromDistributed`, named by the common state's `param_state_sharding_type`.
+    static func readDistributed(_ optimizer: PickleValue, _ contents: DistributedCheckpoint.Contents, _ reader: DistributedCheckpointReader,
+                                parameters: [(String, [Int])], lowPrecision: Bool, stateNames: [String], into carried: inout Carried) throws {
         let sharding = optimizer["param_state_sharding_type"]?.stringValue
         switch sharding {
         case nil, "fully_reshardable":
@@ -53,27 +69,20 @@ enum MegatronOptimizerState {
             }
             carried.steps = commonStep(optimizer["state"]?["common_step"]) ?? groupStep(optimizer["optimizer"]?["param_groups"])
         case "dp_reshardable":
-            do {
-                carried.tensors = try bucketState(reader, parameters: parameters, contents: contents, lowPrecision: lowPrecision,
-                                                  stateNames: stateNames)
-                let groups = try reader.object("\(bucketPrefix)dp_group_idx_0.optimizer/shard_0_1")[0]?["param_groups"]
-                carried.steps = groupStep(groups)
-            } catch let why as NotCarried {
-                carried.notCarried = "its distributed optimizer state (dp_reshardable) \(why.reason)"
-            }
+            carried.tensors = try bucketState(reader, parameters: parameters, contents: contents, lowPrecision: lowPrecision,
+                                              stateNames: stateNames)
+            carried.steps = groupStep(try reader.object("\(bucketPrefix)dp_group_idx_0.optimizer/shard_0_1")[0]?["param_groups"])
         default:
-            carried.notCarried = "its distributed optimizer state is in the \(sharding!) layout, which this build does not read"
+            throw NotCarried("is in the distributed optimizer's \(sharding!) layout, which this build does not read")
         }
-        if carried.notCarried == nil, carried.steps == nil { carried.notCarried = "its optimizer state records no step count" }
-        return carried
     }
 
     /// The optimizer state of a legacy torch checkpoint (`model_optim_rng.pt`): torch's optimizer state dict (inside
     /// `optimizer`, or `optimizer.optimizer` with fp32 copies in `fp32_from_fp16_params` for bf16 / fp16), its
     /// parameter ids following the param groups, each group holding the model's parameters with (`wd_mult` > 0) or
     /// without weight decay, in the model's order (`modelOrder`: the checkpoint's own).
-    static func fromLegacy(_ state: PickleValue, modelOrder: [(String, [Int])], stateNames: [String]) throws -> Carried {
-        var carried = Carried(scheduler: try scheduler(state["opt_param_scheduler"]))
+    static func fromLegacy(_ state: PickleValue, modelOrder: [(String, [Int])], stateNames: [String]) -> Carried {
+        var carried = Carried()
         guard let optimizer = state["optimizer"] else { return carried }
         guard optimizer["param_state_sharding_type"] == nil, optimizer["param_groups"] != nil || optimizer["optimizer"]?["param_groups"] != nil else {
             carried.notCarried = "its distributed optimizer state lies in distrib_optim.pt, which this build does not read"
@@ -81,6 +90,7 @@ enum MegatronOptimizerState {
         }
         let inner = optimizer["param_groups"] != nil ? optimizer : optimizer["optimizer"]!
         do {
+            carried.scheduler = try scheduler(state["opt_param_scheduler"])
             let groups = try legacyGroups(inner["param_groups"], modelOrder: modelOrder)
             for (g, members) in groups.enumerated() {
                 for (i, (id, name, shape)) in members.enumerated() {
@@ -97,6 +107,8 @@ enum MegatronOptimizerState {
             carried.steps = carried.steps ?? groupStep(inner["param_groups"])
         } catch let why as NotCarried {
             carried.notCarried = "its optimizer state \(why.reason)"
+        } catch {
+            carried.notCarried = "its optimizer state could not be read: \(error)"
         }
         return carried
     }
