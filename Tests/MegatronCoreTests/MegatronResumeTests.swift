@@ -1,5 +1,5 @@
 import Foundation
-import MegatronCore
+@testable import MegatronCore
 import MegatronParallel
 import MegatronTensor
 import MegatronTestSupport
@@ -52,6 +52,22 @@ final class MegatronResumeTests: XCTestCase {
         XCTAssertEqual(checkpoint.iteration, iteration)
         let run = try Run(store: store, withOptimizerState: withOptimizerState)
         return try record.batches[iteration...].map { try run.train($0) }
+    }
+
+    /// The distributed optimizer's default layout follows the parameters' registration order, which depends on the
+    /// layer spec: Transformer Engine creates the fused input norm inside linear_qkv, after linear_proj. A parameter
+    /// outside the dense GPT layout has no known place, and the state is not read (the load says why).
+    func testBucketOrderFollowsTheLayerSpec() throws {
+        let names = ["decoder.layers.0.self_attention.linear_proj.weight", "decoder.layers.0.input_layernorm.weight",
+                     "decoder.final_layernorm.weight", "embedding.word_embeddings.weight"]
+        XCTAssertEqual(try MegatronOptimizerState.registrationOrder(names, transformerEngine: false),
+                       [names[3], names[1], names[0], names[2]])
+        XCTAssertEqual(try MegatronOptimizerState.registrationOrder(names, transformerEngine: true),
+                       [names[3], names[0], names[1], names[2]])
+        XCTAssertThrowsError(try MegatronOptimizerState.registrationOrder(["decoder.layers.0.mlp.experts.linear_fc1.weight0"],
+                                                                          transformerEngine: false)) {
+            XCTAssertTrue("\($0)".contains("experts"), "\($0)")
+        }
     }
 
     /// Ours, after a step here from Megatron's checkpoint, saved in Megatron's fully reshardable layout with its

@@ -15,11 +15,24 @@ extension MegatronOptimizerState {
         "pre_mlp_layernorm.weight", "pre_mlp_layernorm.bias",
         "mlp.linear_fc1.weight", "mlp.linear_fc1.bias", "mlp.linear_fc2.weight", "mlp.linear_fc2.bias",
     ]
+    /// The same under the Transformer Engine spec (Megatron's default `--transformer-impl`): the input norms are
+    /// fused into `linear_qkv` / `linear_fc1`, whose modules create them before their weights. (Read from
+    /// Transformer Engine's `LayerNormLinear`; only the local spec is checked against a checkpoint Megatron wrote.)
+    static let transformerEngineLayerOrder = [
+        "self_attention.linear_proj.weight", "self_attention.linear_proj.bias",
+        "input_layernorm.weight", "input_layernorm.bias", "self_attention.linear_qkv.weight", "self_attention.linear_qkv.bias",
+        "self_attention.q_layernorm.weight", "self_attention.q_layernorm.bias",
+        "self_attention.k_layernorm.weight", "self_attention.k_layernorm.bias",
+        "pre_mlp_layernorm.weight", "pre_mlp_layernorm.bias",
+        "mlp.linear_fc1.weight", "mlp.linear_fc1.bias", "mlp.linear_fc2.weight", "mlp.linear_fc2.bias",
+    ]
     static let before = ["embedding.word_embeddings.weight", "embedding.position_embeddings.weight"]
     static let after = ["decoder.final_layernorm.weight", "decoder.final_layernorm.bias", "output_layer.weight"]
 
-    /// `names` (our parameter names) in Megatron's registration order; a name outside the dense GPT layout throws.
-    static func registrationOrder(_ names: [String]) throws -> [String] {
+    /// `names` (our parameter names) in Megatron's registration order under the local or the Transformer Engine
+    /// spec; a name outside the dense GPT layout throws.
+    static func registrationOrder(_ names: [String], transformerEngine: Bool) throws -> [String] {
+        let layerOrder = transformerEngine ? transformerEngineLayerOrder : layerOrder
         func rank(_ name: String) throws -> [Int] {
             if let i = before.firstIndex(of: name) { return [0, i] }
             if let i = after.firstIndex(of: name) { return [2, i] }
@@ -31,7 +44,8 @@ extension MegatronOptimizerState {
 
     /// The distributed optimizer's `dp_reshardable` state: per bucket `optimizer.distributed.dp_group_idx_0.gbuf_idx_0
     /// .dtype_<…>.bucket_idx_<b>.<param|exp_avg|exp_avg_sq>`, flat, holding the parameters in reverse registration
-    /// order, each at the next multiple of 64 elements, a bucket ending where its last parameter does. Each
+    /// order (of the layer spec `args.transformer_impl` names), each at the next multiple of 64 elements, a bucket
+    /// ending where its last parameter does. Each
     /// parameter was saved as its own chunk: a parameter expected where no chunk of its size starts means another
     /// order (another layer spec), and nothing is read.
     static func bucketState(_ reader: DistributedCheckpointReader, parameters: [(String, [Int])], contents: DistributedCheckpoint.Contents,
@@ -43,7 +57,10 @@ extension MegatronOptimizerState {
                 + "this build reads one (a run without tensor, pipeline or expert parallelism, one dtype)")
         }
         let shapes = Dictionary(uniqueKeysWithValues: parameters)
-        var order = try registrationOrder(parameters.map(\.0)).reversed().makeIterator()
+        // Megatron's default implementation when its args do not say.
+        let impl = contents.common["args"]?.attribute("transformer_impl")?.stringValue ?? "transformer_engine"
+        let spec = impl == "transformer_engine" ? "Transformer Engine" : "local"
+        var order = try registrationOrder(parameters.map(\.0), transformerEngine: impl == "transformer_engine").reversed().makeIterator()
         var out: [String: Tensor] = [:]
         var next = order.next()
         for bucket in 0... {
@@ -57,7 +74,7 @@ extension MegatronOptimizerState {
                 let count = shapes[name]!.reduce(1, *)
                 position = (position + 63) / 64 * 64
                 guard chunks.contains([position, count]) else {
-                    throw NotCarried("does not hold \(name) where Megatron's local-spec parameter order puts it (bucket \(bucket), "
+                    throw NotCarried("does not hold \(name) where Megatron's \(spec)-spec parameter order puts it (bucket \(bucket), "
                         + "element \(position)); save it with --dist-ckpt-optim-fully-reshardable")
                 }
                 for kind in kinds {
