@@ -81,6 +81,32 @@ final class TorchSaveTests: XCTestCase {
         XCTAssertEqual(back["args"]?.attribute("k")?.intValue, 3)
     }
 
+    /// Past 4 GiB (an entry, an offset) or 65535 entries torch.save's zip needs ZIP64 records; with the bound
+    /// lowered every entry and the directory get them, and the archive reads back whole. (Python's zipfile and
+    /// torch.load read such an archive too: `MEGATRON_ZIP64_OUT=<file>` writes it for them.)
+    func testZip64ArchiveReadsBack() throws {
+        let t = Tensor(shape: [3, 5], values: (0..<15).map(Float.init))
+        let value = PickleValue.stringDict([("w", .tensor(t)), ("n", .int(7))])
+        let plain = try TorchSave.write(value)
+        let wide = try TorchSave.write(value, zip64Above: 0)
+        if let out = ProcessInfo.processInfo.environment["MEGATRON_ZIP64_OUT"] { try wide.write(to: URL(fileURLWithPath: out)) }
+        func hasRecord(_ data: Data, _ signature: [UInt8]) -> Bool { data.range(of: Data(signature)) != nil }
+        XCTAssertFalse(hasRecord(plain, [0x50, 0x4b, 0x06, 0x06]))
+        XCTAssertTrue(hasRecord(wide, [0x50, 0x4b, 0x06, 0x06]), "ZIP64 end of central directory")
+        XCTAssertTrue(hasRecord(wide, [0x50, 0x4b, 0x06, 0x07]), "ZIP64 locator")
+        let zip = try StoredZip(wide, source: "zip64")
+        XCTAssertEqual(zip.entries.map(\.name), try StoredZip(plain, source: "plain").entries.map(\.name))
+        for entry in zip.entries where entry.name.contains("/data/") { XCTAssertEqual(entry.range.lowerBound % 64, 0) }
+        let back = try TorchSave.read(wide, source: "zip64")
+        XCTAssertEqual(floats(back["w"]?.tensorValue), (0..<15).map(Float.init))
+        XCTAssertEqual(back["n"]?.intValue, 7)
+        // The 65535-entry bound alone turns the directory ZIP64.
+        let many = try StoredZip.write((0..<70_000).map { ("e\($0)", Data([UInt8($0 % 251)])) })
+        let read = try StoredZip(many, source: "many")
+        XCTAssertEqual(read.entries.count, 70_000)
+        XCTAssertEqual(try read.entry(named: "e69999"), Data([UInt8(69_999 % 251)]))
+    }
+
     func testTruncatedAndMalformedPicklesAreErrors() {
         XCTAssertThrowsError(try PickleReader.read(Data([0x80, 2, 0x4b])))          // BININT1 without its byte
         XCTAssertThrowsError(try PickleReader.read(Data([0x80, 2, 0x61, 0x2e])))    // APPEND on an empty stack

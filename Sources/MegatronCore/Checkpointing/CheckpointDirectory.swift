@@ -238,9 +238,11 @@ public struct LoadedCheckpoint {
     public let directory: URL
     public let tensors: [String: Tensor]
     public let metadata: CheckpointMetadata
-    /// The format, when Megatron-LM wrote it (`torch_dist`, `torch`): weights, iteration and progress only; its
-    /// optimizer and RNG state are not carried.
+    /// The format, when Megatron-LM wrote it (`torch_dist`, `torch`): weights, iteration, progress and, where its
+    /// layout allows, optimizer and scheduler state (`optimizer.*` tensors); its RNG state is not carried.
     public var writtenByMegatron: String? = nil
+    /// Why the optimizer state of a checkpoint Megatron-LM wrote cannot be resumed from, when it holds some.
+    public var optimizerNotCarried: String? = nil
 
     /// The shapes of the checkpoint's tensors (model and optimizer), whether read (`tensors`) or, for a sharded
     /// checkpoint opened for reading by boxes, as its metadata describes them.

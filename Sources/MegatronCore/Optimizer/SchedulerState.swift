@@ -113,8 +113,18 @@ extension OptimizerParamScheduler {
 
     /// Megatron's `_check_and_set`.
     private func checked<T: Equatable>(_ mine: T, _ saved: T, _ name: String) throws -> T {
+        try checked(mine, saved, name, equal: mine == saved)
+    }
+
+    /// A rate: this build's flags hold it in single precision, Megatron-LM's checkpoints in double (`--lr 1e-3` is
+    /// 0.0010000000474974513 here, 0.001 there), so the two match when they are the same float.
+    private func checked(_ mine: Double, _ saved: Double, _ name: String) throws -> Double {
+        try checked(mine, saved, name, equal: Float(mine) == Float(saved))
+    }
+
+    private func checked<T>(_ mine: T, _ saved: T, _ name: String, equal: Bool) throws -> T {
         if configuration.overrideOptParamScheduler { return mine }
-        if !configuration.useCheckpointOptParamScheduler && mine != saved {
+        if !configuration.useCheckpointOptParamScheduler && !equal {
             throw OptimizerSetupError("OptimizerParamScheduler: this run's \(name) \(mine) and the checkpoint's \(saved) "
                 + "do not match (pass --use-checkpoint-opt_param-scheduler or --override-opt_param-scheduler)")
         }

@@ -42,7 +42,8 @@ extension Pretrainer {
                                                                   objects: ParallelCheckpoint.stageRNGObjects(model: model, parallel: parallel),
                                                                   world: parallel.world, device: device,
                                                                   manifest: try manifest(shapes: [:], savedLayout: "sharded"),
-                                                                  megatronArgs: megatronArgs)
+                                                                  megatronArgs: megatronArgs + (megatronOptimizer?.args ?? []),
+                                                                  megatronCommon: megatronOptimizer?.common ?? [])
             let finish = { [self, iteration] in
                 try job.run()
                 if parallel.world.rank == 0 { try afterSave(iteration: iteration, save: save, previous: previous) }
@@ -64,6 +65,15 @@ extension Pretrainer {
         if let retain = arguments.saveRetainInterval, let previous, !previous.isRelease {
             try deleteUnretained(previous.iteration, every: retain, from: store, current: iteration)
         }
+    }
+
+    /// What Megatron-LM's loader needs to resume this run's Adam state from the checkpoint (its param groups, the
+    /// scheduler, the layout's name); nil for SGD, whose state Megatron keeps otherwise (Megatron then starts its own).
+    var megatronOptimizer: (common: [(String, PickleValue)], args: [(String, PickleValue)])? {
+        guard arguments.optimizer != .sgd else { return nil }
+        let adam = MegatronOptimizerCommon.Adam(beta1: Double(arguments.adamBeta1), beta2: Double(arguments.adamBeta2),
+                                                eps: Double(arguments.adamEps))
+        return MegatronOptimizerCommon.entries(scheduler: schedule.scheduler, adam: adam, steps: optimizer.stepCount)
     }
 
     /// Megatron's names of the optimizer's state buffers.
@@ -160,8 +170,7 @@ extension Pretrainer {
             throw checkpoint.metadata.invalid("num_floating_point_operations_so_far", "is \(flops)")
         }
         if let format = checkpoint.writtenByMegatron {
-            log("  a Megatron-LM \(format) checkpoint: weights, iteration and consumed samples are carried; its optimizer, "
-                + "scheduler and RNG state are not (starting them fresh, as --no-load-optim --no-load-rng)")
+            try restoreMegatronOptimizer(checkpoint, format: format)
         } else {
             if !arguments.noLoadOptim { try restoreOptimizer(checkpoint, reader: sharded?.reader) }
             if !arguments.noLoadRNG { try restoreRNG(checkpoint, reader: sharded?.reader) }
@@ -178,6 +187,23 @@ extension Pretrainer {
                                               tensor: (parallel.tensorRank, parallel.tensor.size),
                                               pipeline: (parallel.pipelineRank, parallel.pipeline.size))
             + (arguments.noLoadOptim ? " (model only: --no-load-optim)" : ""))
+    }
+
+    /// A checkpoint Megatron-LM wrote: its optimizer state (Adam's moments, step count, scheduler) where its layout
+    /// could be read, unless `--no-load-optim`; a layout that could not is an error naming the flag that starts afresh.
+    /// Its RNG state is never carried (torch's generators are not this build's).
+    func restoreMegatronOptimizer(_ checkpoint: LoadedCheckpoint, format: String) throws {
+        let holdsOptimizer = checkpoint.tensors.keys.contains { $0.hasPrefix("optimizer.") }
+        if !arguments.noLoadOptim, let why = checkpoint.optimizerNotCarried {
+            throw CheckpointError("\(checkpoint.directory.path): a Megatron-LM \(format) checkpoint: \(why); pass --no-load-optim to "
+                + "start a fresh optimizer and scheduler from its weights")
+        }
+        if !arguments.noLoadOptim, holdsOptimizer { try restoreOptimizer(checkpoint) }
+        let optimizer = arguments.noLoadOptim ? "its optimizer state is not (--no-load-optim)"
+            : holdsOptimizer ? "so are its optimizer state (Adam's moments, step count) and scheduler"
+            : "it holds no optimizer state (a fresh optimizer and scheduler start)"
+        log("  a Megatron-LM \(format) checkpoint: weights, iteration and consumed samples are carried; \(optimizer); "
+            + "its RNG state is not (dropout draws here are this build's own)")
     }
 
     /// Optimizer state, its step count, the scheduler and the dynamic loss scale.

@@ -59,6 +59,9 @@ public final class DistributedCheckpointReader {
     /// The global shape of tensor `key`, or nil when the checkpoint has no such tensor.
     public func shape(of key: String) -> [Int]? { tensors[key]?.shape }
 
+    /// The boxes of tensor `key`'s saved chunks (empty when there is no such tensor).
+    public func chunkBoxes(of key: String) -> [ShardBox] { tensors[key]?.chunks.map(\.box) ?? [] }
+
     /// The `box` of tensor `key` (in the checkpoint's dtype, or cast to `dtype`): every saved chunk overlapping it
     /// copied in. Parts of the box outside the saved tensor stay zero (a vocabulary padded for another layout); parts
     /// inside it that no chunk covers are an error.

@@ -2,7 +2,8 @@ import MegatronTensor
 
 extension DistributedOptimizer {
     /// One piece of this rank's optimizer shard: the elements `parameterRange` of the flattened state `key`
-    /// (`state<k>.<param>`, `master.<param>` for non-fp32 parameters), as a view of the shard (`values`).
+    /// (`state<k>.<param>`, `master.<param>`: the fp32 main parameter, an fp32 parameter's own values), as a view of
+    /// the shard (`values`).
     public struct OwnedStatePiece {
         public let key: String
         public let parameter: String
@@ -17,8 +18,8 @@ extension DistributedOptimizer {
         var out: [OwnedStatePiece] = []
         for (b, buffer) in ddp.buffers.enumerated() {
             for shard in shards[b] {
-                var roles = shard.states.enumerated().map { ("state\($0.offset).", $0.element) }
-                if buffer.paramDType != .float32 { roles.append(("master.", shard.master)) }
+                // Megatron's fully reshardable layout holds every parameter's main copy, fp32 ones included.
+                let roles = shard.states.enumerated().map { ("state\($0.offset).", $0.element) } + [("master.", shard.master)]
                 for (prefix, state) in roles {
                     for piece in shard.pieces where !piece.parameterRange.isEmpty {
                         out.append(OwnedStatePiece(key: prefix + piece.name, parameter: piece.name,

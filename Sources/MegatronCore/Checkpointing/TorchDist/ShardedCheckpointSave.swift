@@ -21,19 +21,22 @@ extension MegatronCheckpointFormat {
     /// try MegatronCheckpointFormat.saveSharded(to: store, iteration: 10, chunks: mine, world: world, device: .cpu, manifest: manifest)
     /// ```
     public static func saveSharded(to store: CheckpointDirectory, iteration: Int, chunks: [DistributedCheckpoint.Chunk], world: Communicator,
-                                   device: Device = .cpu, manifest: CheckpointManifest, megatronArgs: [(String, PickleValue)] = []) throws {
+                                   device: Device = .cpu, manifest: CheckpointManifest, megatronArgs: [(String, PickleValue)] = [],
+                                   megatronCommon: [(String, PickleValue)] = []) throws {
         let job = try prepareSharded(to: store, iteration: iteration, chunks: chunks, world: world, device: device, manifest: manifest,
-                                     megatronArgs: megatronArgs)
+                                     megatronArgs: megatronArgs, megatronCommon: megatronCommon)
         try agree(world, device) { try job.run() }
     }
 
     /// The collective first step of a sharded save (rank 0 makes the staging directory, every rank waits for it)
     /// and the rest, which needs no collective: `ShardedSaveJob.run`, on a background thread for `--async-save`.
     /// `objects`: this rank's own non-tensor state (Megatron's sharded objects, keys unique over the ranks).
+    /// `megatronCommon`: common-state entries for Megatron-LM's loader (`MegatronOptimizerCommon`).
     public static func prepareSharded(to store: CheckpointDirectory, iteration: Int, chunks: [DistributedCheckpoint.Chunk],
                                       objects: [(String, PickleValue)] = [], world: Communicator,
                                       device: Device = .cpu, manifest: CheckpointManifest,
-                                      megatronArgs: [(String, PickleValue)] = []) throws -> ShardedSaveJob {
+                                      megatronArgs: [(String, PickleValue)] = [],
+                                      megatronCommon: [(String, PickleValue)] = []) throws -> ShardedSaveJob {
         let name = CheckpointDirectory.iterationName(iteration)
         let staging = store.root.appendingPathComponent(CheckpointDirectory.stagingName(name))
         try agree(world, device) {
@@ -43,7 +46,8 @@ extension MegatronCheckpointFormat {
             try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: false)
         }
         return ShardedSaveJob(store: store, name: name, staging: staging, rank: world.rank, ranks: world.size, iteration: iteration,
-                              chunks: chunks, objects: objects, manifest: manifest, megatronArgs: megatronArgs)
+                              chunks: chunks, objects: objects, manifest: manifest, megatronArgs: megatronArgs,
+                              megatronCommon: megatronCommon)
     }
 
     static func indexName(_ rank: Int) -> String { ".__\(rank)_0.index.json" }
@@ -51,7 +55,7 @@ extension MegatronCheckpointFormat {
 
     /// Rank 0's last step: the common state, the `.metadata` and `metadata.json`, the rename, the tracker.
     static func finalize(_ store: CheckpointDirectory, name: String, staging: URL, ranks: Int, iteration: Int, manifest: CheckpointManifest,
-                         megatronArgs: [(String, PickleValue)]) throws {
+                         megatronArgs: [(String, PickleValue)], megatronCommon: [(String, PickleValue)]) throws {
         var entries: [DistributedCheckpoint.StorageEntry] = []
         var manifest = manifest
         manifest.iteration = iteration
@@ -65,7 +69,8 @@ extension MegatronCheckpointFormat {
             try FileManager.default.removeItem(at: url)
         }
         guard let config = manifest.modelConfig else { throw CheckpointError("a torch_dist checkpoint needs the model's description") }
-        let objects = [(DistributedCheckpoint.commonKey, PickleValue.list([try commonState(manifest, megatronArgs: megatronArgs)]))]
+        let objects = [(DistributedCheckpoint.commonKey, PickleValue.list([try commonState(manifest, megatronArgs: megatronArgs,
+                                                                                           megatronCommon: megatronCommon)]))]
             + MegatronGPTLayout.extraStateObjects(config).sorted { $0.key < $1.key }
         entries = try DistributedCheckpoint.writeFile("__0_1.distcp", objects: objects, chunks: [], in: staging) + entries
         try DistributedCheckpoint.writeMetadata(entries, to: staging)
@@ -117,6 +122,7 @@ public struct ShardedSaveJob {
     let objects: [(String, PickleValue)]
     let manifest: CheckpointManifest
     let megatronArgs: [(String, PickleValue)]
+    let megatronCommon: [(String, PickleValue)]
 
     /// The bytes of tensor data this rank writes (its shard: what it holds while saving).
     public var shardBytes: Int { chunks.reduce(0) { $0 + $1.tensor.count * $1.tensor.dtype.byteSize } }
@@ -135,7 +141,7 @@ public struct ShardedSaveJob {
         }
         guard rank == 0 else { return }
         try MegatronCheckpointFormat.finalize(store, name: name, staging: staging, ranks: ranks, iteration: iteration, manifest: manifest,
-                                              megatronArgs: megatronArgs)
+                                              megatronArgs: megatronArgs, megatronCommon: megatronCommon)
     }
 }
 

@@ -4,7 +4,7 @@ import MegatronTensor
 /// One rank's part of a GPT training checkpoint in torch_dist, written and read without gathering anything: the
 /// rank's tensor-parallel slice of each parameter (a parameter every rank of a replica group holds is written by
 /// its first rank), its distributed-optimizer shard of the fp32 masters and moments (as boxes of the
-/// fully-reshardable `optimizer.state.<exp_avg|exp_avg_sq|fp32_param>.<key>` tensors), or, without the distributed
+/// fully-reshardable `optimizer.state.<exp_avg|exp_avg_sq|param>.<key>` tensors), or, without the distributed
 /// optimizer, the first data-parallel rank's whole local optimizer state.
 ///
 /// ```swift
@@ -45,7 +45,10 @@ public enum ShardedGPTCheckpoint {
                 }
             }
         } else if firstReplica || experts?.firstReplica == true {
-            for (key, t) in try optimizer.stateTensors().sorted(by: { $0.key < $1.key }) {
+            var state = try optimizer.stateTensors()
+            // Megatron's fully reshardable layout holds every parameter's main copy: an fp32 parameter's is itself.
+            for (name, p) in model.namedParameters() where p.dtype == .float32 && state["master." + name] == nil { state["master." + name] = p }
+            for (key, t) in state.sorted(by: { $0.key < $1.key }) {
                 let name = try parameterName(key)
                 guard writes(name, replicated: true) else { continue }
                 chunks += pieces(try optimizerPrefix(key, stateNames), name, ShardBox(whole: t.shape), values: t, layout, copied)
@@ -93,7 +96,7 @@ public enum ShardedGPTCheckpoint {
                                      stepCount: Int, stateNames: [String]) throws {
         if let distributed = optimizer.distributed {
             try distributed.loadOwnedState(stepCount: stepCount) { key, range, shape in
-                let prefix = try optimizerPrefix(key, stateNames), name = try parameterName(key)
+                let name = try parameterName(key), prefix = try savedPrefix(key, name, stateNames, reader, layout)
                 let boxes = try ShardBox.covering(flat: range, of: shape).map {
                     try readBox(prefix, name, $0, dtype: .float32, reader, layout).reshaped([-1])
                 }
@@ -103,7 +106,8 @@ public enum ShardedGPTCheckpoint {
         }
         var state: [String: Tensor] = [:]
         for (key, t) in try optimizer.stateTensors() {
-            state[key] = try readBox(try optimizerPrefix(key, stateNames), try parameterName(key), ShardBox(whole: t.shape), dtype: t.dtype,
+            let name = try parameterName(key)
+            state[key] = try readBox(try savedPrefix(key, name, stateNames, reader, layout), name, ShardBox(whole: t.shape), dtype: t.dtype,
                                      reader, layout)
         }
         try optimizer.loadState(state, stepCount: stepCount)
@@ -124,6 +128,16 @@ public enum ShardedGPTCheckpoint {
     static func optimizerPrefix(_ key: String, _ stateNames: [String]) throws -> String {
         guard let dot = key.firstIndex(of: ".") else { throw CheckpointError("optimizer state \(key) has no parameter name") }
         return MegatronCheckpointFormat.optimizerPrefix + MegatronCheckpointFormat.megatronStateName(String(key[..<dot]), stateNames) + "."
+    }
+
+    /// The prefix state `key` of parameter `name` was saved under: earlier builds named the masters `fp32_param`.
+    static func savedPrefix(_ key: String, _ name: String, _ stateNames: [String], _ reader: DistributedCheckpointReader,
+                            _ layout: ShardedGPTLayout) throws -> String {
+        let prefix = try optimizerPrefix(key, stateNames)
+        let legacy = MegatronCheckpointFormat.optimizerPrefix + MegatronCheckpointFormat.legacyMasterName + "."
+        guard key.hasPrefix("master."), reader.shape(of: prefix + layout.key(of: name)) == nil,
+              reader.shape(of: legacy + layout.key(of: name)) != nil else { return prefix }
+        return legacy
     }
 
     static func parameterName(_ key: String) throws -> String {

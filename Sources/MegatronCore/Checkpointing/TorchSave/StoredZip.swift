@@ -98,40 +98,56 @@ public struct StoredZip {
     }
 
     /// An archive of `entries` (name, bytes), stored, each entry's data aligned to 64 bytes from the archive's start.
-    public static func write(_ entries: [(String, Data)]) throws -> Data {
+    /// An entry of `zip64Above` bytes or more, or lying that far in, gets ZIP64 sizes and offset (as torch writes
+    /// them); so does the directory when it lies that far in or has 65535 entries or more. (Tests lower the bound
+    /// to write ZIP64 without gigabytes.)
+    public static func write(_ entries: [(String, Data)], zip64Above limit: Int = 0xFFFF_FFFF) throws -> Data {
         var out = Data()
         var central = Data()
         for (name, content) in entries {
             let nameBytes = Array(name.utf8)
             let offset = out.count
-            guard offset + 30 + nameBytes.count + 68 + content.count < 0xFFFF_FFFF else {
-                throw CheckpointError("\(name): a torch.save archive past 4 GiB needs ZIP64, which this build does not write")
-            }
-            let padding = (64 - (offset + 30 + nameBytes.count + 4) % 64) % 64
+            let wide = content.count >= limit || offset >= limit
+            let localExtra = wide ? 20 : 0
+            let padding = (64 - (offset + 30 + nameBytes.count + localExtra + 4) % 64) % 64
             let crc = CRC32.checksum(content)
+            let size = wide ? 0xFFFF_FFFF : content.count
             var header = Data()
-            header.append(le: 0x0403_4b50, 4); header.append(le: 20, 2); header.append(le: 0, 2); header.append(le: 0, 2)
+            header.append(le: 0x0403_4b50, 4); header.append(le: wide ? 45 : 20, 2); header.append(le: 0, 2); header.append(le: 0, 2)
             header.append(le: 0, 4)  // time, date
-            header.append(le: Int(crc), 4); header.append(le: content.count, 4); header.append(le: content.count, 4)
-            header.append(le: nameBytes.count, 2); header.append(le: 4 + padding, 2)
+            header.append(le: Int(crc), 4); header.append(le: size, 4); header.append(le: size, 4)
+            header.append(le: nameBytes.count, 2); header.append(le: localExtra + 4 + padding, 2)
             header.append(contentsOf: nameBytes)
+            if wide { header.append(le: 1, 2); header.append(le: 16, 2); header.append(le: content.count, 8); header.append(le: content.count, 8) }
             header.append(le: 0x4246, 2); header.append(le: padding, 2)  // torch's padding field "FB"
             header.append(Data(repeating: 0x5a, count: padding))
             out.append(header)
             out.append(content)
-            central.append(le: 0x0201_4b50, 4); central.append(le: 20, 2); central.append(le: 20, 2); central.append(le: 0, 2)
-            central.append(le: 0, 2); central.append(le: 0, 4)
-            central.append(le: Int(crc), 4); central.append(le: content.count, 4); central.append(le: content.count, 4)
-            central.append(le: nameBytes.count, 2); central.append(le: 0, 2); central.append(le: 0, 2); central.append(le: 0, 2)
-            central.append(le: 0, 2); central.append(le: 0, 4); central.append(le: offset, 4)
+            central.append(le: 0x0201_4b50, 4); central.append(le: wide ? 45 : 20, 2); central.append(le: wide ? 45 : 20, 2)
+            central.append(le: 0, 2); central.append(le: 0, 2); central.append(le: 0, 4)
+            central.append(le: Int(crc), 4); central.append(le: size, 4); central.append(le: size, 4)
+            central.append(le: nameBytes.count, 2); central.append(le: wide ? 28 : 0, 2); central.append(le: 0, 2); central.append(le: 0, 2)
+            central.append(le: 0, 2); central.append(le: 0, 4); central.append(le: wide ? 0xFFFF_FFFF : offset, 4)
             central.append(contentsOf: nameBytes)
+            if wide {
+                central.append(le: 1, 2); central.append(le: 24, 2)
+                central.append(le: content.count, 8); central.append(le: content.count, 8); central.append(le: offset, 8)
+            }
         }
-        guard entries.count < 0xFFFF else { throw CheckpointError("a torch.save archive of \(entries.count) entries needs ZIP64") }
         let directoryOffset = out.count
         out.append(central)
+        let wide = entries.count >= min(limit, 0xFFFF) || directoryOffset >= limit || central.count >= limit
+        if wide {
+            let record = out.count
+            out.append(le: 0x0606_4b50, 4); out.append(le: 44, 8); out.append(le: 45, 2); out.append(le: 45, 2)
+            out.append(le: 0, 4); out.append(le: 0, 4); out.append(le: entries.count, 8); out.append(le: entries.count, 8)
+            out.append(le: central.count, 8); out.append(le: directoryOffset, 8)
+            out.append(le: 0x0706_4b50, 4); out.append(le: 0, 4); out.append(le: record, 8); out.append(le: 1, 4)
+        }
+        let count = wide ? 0xFFFF : entries.count
         out.append(le: 0x0605_4b50, 4); out.append(le: 0, 2); out.append(le: 0, 2)
-        out.append(le: entries.count, 2); out.append(le: entries.count, 2)
-        out.append(le: central.count, 4); out.append(le: directoryOffset, 4); out.append(le: 0, 2)
+        out.append(le: count, 2); out.append(le: count, 2)
+        out.append(le: wide ? 0xFFFF_FFFF : central.count, 4); out.append(le: wide ? 0xFFFF_FFFF : directoryOffset, 4); out.append(le: 0, 2)
         return out
     }
 }

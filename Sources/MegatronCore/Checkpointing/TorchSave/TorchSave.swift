@@ -84,8 +84,8 @@ public enum TorchSave {
     }
 
     /// `value` as torch.save writes it, under `prefix` (torch uses `archive` for streams and the file's stem for
-    /// files). Tensors are copied to the host, one storage each.
-    public static func write(_ value: PickleValue, prefix: String = "archive") throws -> Data {
+    /// files). Tensors are copied to the host, one storage each. `zip64Above`: see `StoredZip.write`.
+    public static func write(_ value: PickleValue, prefix: String = "archive", zip64Above: Int = 0xFFFF_FFFF) throws -> Data {
         var storages: [Data] = []
         let pickle = try PickleWriter.write(value) { t in
             let host = t.to(.cpu).madeContiguous()
@@ -106,7 +106,7 @@ public enum TorchSave {
                                          ("\(prefix)/.storage_alignment", Data("64".utf8)), ("\(prefix)/byteorder", Data("little".utf8))]
         entries += storages.enumerated().map { ("\(prefix)/data/\($0.offset)", $0.element) }
         entries.append(("\(prefix)/version", Data("3\n".utf8)))
-        return try StoredZip.write(entries)
+        return try StoredZip.write(entries, zip64Above: zip64Above)
     }
 }
 
