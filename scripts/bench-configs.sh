@@ -1,5 +1,5 @@
-# The model configs the device benchmarks time (sourced by device-train-bench.sh and device-fp8-bench.sh), as
-# Megatron flags: GPT-2 124M, GPT 1.3B and a LLaMA-style 1B. `llama_ours` holds the flags only `megatron`
+# The model configs the device benchmarks time (sourced by device-train-bench.sh, device-fp8-bench.sh and
+# device-ckpt-bench.sh), as Megatron flags: GPT-2 124M, GPT 1.3B and a LLaMA-style 1B. `llama_ours` holds the flags only `megatron`
 # takes (scripts/bench_torch_gpt.py reads GQA from --num-query-groups and drops biases with --swiglu).
 common="--bf16 --mock-data --tokenizer-type NullTokenizer --vocab-size 50257 --hidden-dropout 0 --attention-dropout 0"
 gpt2="--num-layers 12 --hidden-size 768 --num-attention-heads 12 --seq-length 1024 --max-position-embeddings 1024 --micro-batch-size 16"

@@ -11,9 +11,8 @@ set -uo pipefail
 out=${1:-/tmp/out}; mkdir -p "$out"
 M=${MEGATRON:-/tmp/g/bin/megatron}
 ckpt=${CKPT_DIR:-/tmp/ckpt-bench}
-gpt13="--num-layers 24 --hidden-size 2048 --num-attention-heads 16 --seq-length 2048 --max-position-embeddings 2048 --micro-batch-size 4"
-common="--bf16 --mock-data --tokenizer-type NullTokenizer --vocab-size 50257 --hidden-dropout 0 --attention-dropout 0
-  --use-distributed-optimizer --lr 1e-4 --log-interval 1 --eval-iters 0 --ckpt-format torch_dist"
+. "$(dirname "$0")/bench-configs.sh"   # gpt13, common
+common="$common --use-distributed-optimizer --lr 1e-4 --log-interval 1 --eval-iters 0 --ckpt-format torch_dist"
 df -h "$(dirname "$ckpt")" | tail -1
 for mode in sync async; do
     rm -rf "$ckpt"
