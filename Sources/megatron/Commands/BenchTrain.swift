@@ -23,10 +23,13 @@ struct BenchTrain: ParsableCommand {
         let world = try TrainingWorld.current(arguments)
         let trainer = try Pretrainer(arguments: arguments, parallel: world?.parallel) { _ in }
         let result = try trainer.benchmark(warmup: warmup, iterations: iterations)
+        // Every rank's figures travel to rank 0 (a collective), which prints them under its own.
+        let report = try trainer.rankReport(result)
         guard (world?.parallel.world.rank ?? 0) == 0 else { return }
         let c = trainer.model.config
         print("model: \(c.numLayers) layers, hidden \(c.hiddenSize), heads \(c.numAttentionHeads), seq \(arguments.seqLength), "
               + "global batch \(arguments.globalBatchSize ?? arguments.microBatchSize), params \(c.paramsDType), device \(trainer.device)")
         print(result.summary)
+        if let report { print(report) }
     }
 }
