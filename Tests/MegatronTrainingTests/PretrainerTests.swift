@@ -37,4 +37,20 @@ final class PretrainerTests: XCTestCase {
         let ours = trainingFLOPs(config: config, vocabSize: 50304, sequenceLength: 2048, batchSize: 4)
         XCTAssertEqual(ours / closed, 1, accuracy: 1e-12)
     }
+
+    /// An MoE layer counts the experts a token goes to and the shared expert (the active parameters): top-2 of
+    /// experts 768 wide plus a shared expert 512 wide is a dense MLP 2048 wide; layers left dense keep theirs.
+    func testMoEFLOPsCountTheActiveExperts() throws {
+        func config(ffn: Int, moe: MoEConfig?) throws -> TransformerConfig {
+            try TransformerConfig(numLayers: 4, hiddenSize: 256, numAttentionHeads: 4, ffnHiddenSize: ffn, gatedLinearUnit: true,
+                                  activation: .silu, addBiasLinear: false, moe: moe)
+        }
+        func flops(_ c: TransformerConfig) -> Double { trainingFLOPs(config: c, vocabSize: 1000, sequenceLength: 128, batchSize: 2) }
+        var moe = MoEConfig(numExperts: 8, ffnHiddenSize: 768, layers: [true, true, true, true])
+        moe.sharedExpertIntermediateSize = 512
+        XCTAssertEqual(flops(try config(ffn: 1024, moe: moe)) / flops(try config(ffn: 2048, moe: nil)), 1, accuracy: 1e-12)
+        moe.layers = [false, true, false, true]
+        let half = flops(try config(ffn: 1024, moe: moe))
+        XCTAssertEqual(half, (flops(try config(ffn: 1024, moe: nil)) + flops(try config(ffn: 2048, moe: nil))) / 2, accuracy: half * 1e-12)
+    }
 }
