@@ -16,18 +16,8 @@
 # CPU dry run here (thread ranks, tiny sizes, every launch checked by --check-nccl-order):
 #   DRY_RUN=1 GPUS=4 M=.build/debug/megatron bash scripts/device-multigpu-ep.sh /tmp/ep-dry
 set -uo pipefail
-out=${1:-/tmp/out}; mkdir -p "$out"; shift || true
-sections=" ${*:-perf scale loss torch} "
-want() { [[ "$sections" == *" $1 "* ]]; }
-M=${M:-/tmp/g/bin/megatron}
-dry=${DRY_RUN:-0}
-gpus=${GPUS:-$(nvidia-smi -L 2>/dev/null | wc -l)}
-budget=${TIME_BUDGET:-540}
-# Seconds one run may take (a dry run on a CPU takes minutes).
-run_timeout=${RUN_TIMEOUT:-150}
-export NCCL_NVLS_ENABLE=0
-started=$(date +%s)
-echo "== $gpus GPUs ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)), budget ${budget}s, dry run: $dry"
+default_sections="perf scale loss torch"
+source "$(dirname "$0")/multigpu-common.sh"
 
 common="--mock-data --tokenizer-type NullTokenizer --vocab-size 32000 --hidden-dropout 0 --attention-dropout 0 --seed 1234
   --swiglu --normalization RMSNorm --position-embedding-type rope --disable-bias-linear --untie-embeddings-and-output-weights
@@ -36,46 +26,24 @@ shape="--num-layers 8 --hidden-size 2048 --num-attention-heads 16 --num-query-gr
 mixtral="--num-experts 8 --moe-router-topk 2 --moe-ffn-hidden-size 5632"
 fine="--num-experts 64 --moe-router-topk 6 --moe-ffn-hidden-size 1408 --moe-shared-expert-intermediate-size 2816"
 small="--num-layers 4 --hidden-size 1024 --num-attention-heads 16 --num-query-groups 8 --seq-length 1024 --max-position-embeddings 1024"
-precision="--bf16"; mbs=4
+precision="--bf16"; mbs=4; expert_ffn=5632
 if [ "$dry" = 1 ]; then
     common="${common/--vocab-size 32000/--vocab-size 128}"
     shape="--num-layers 2 --hidden-size 32 --num-attention-heads 4 --num-query-groups 2 --seq-length 16 --max-position-embeddings 16"
     small="$shape"
     mixtral="--num-experts 8 --moe-router-topk 2 --moe-ffn-hidden-size 48"
     fine="--num-experts 64 --moe-router-topk 6 --moe-ffn-hidden-size 16 --moe-shared-expert-intermediate-size 32"
-    precision=""; mbs=1
+    precision=""; mbs=1; expert_ffn=48
 fi
-
-launch() {
-    if [ "$dry" = 1 ]; then echo "$M launch --check-nccl-order --nproc-per-node $1 --"; else echo "$M launch --nproc-per-node $1 --"; fi
-}
-in_budget() {
-    local used=$(( $(date +%s) - started ))
-    if [ "$used" -ge "$budget" ]; then echo "skipped (time budget, ${used}s used): $1"; return 1; fi
-}
-# verdict LOG: in a dry run, the NCCL order check's verdict on the run (launch prints it, or why it failed).
-verdict() {
-    [ "$dry" = 1 ] || return 0
-    grep -hE "NCCL order check" "$1" | sed 's/^> launch: /    /; s/^launch: /    /' | cut -c1-200
-}
-iterations() { if [ "$dry" = 1 ]; then echo "--warmup 0 --iterations 1"; else echo "--warmup 2 --iterations 4"; fi; }
 
 # bench NAME RANKS FLAGS...: one bench train run (on one GPU without launch); prints its bench: line with the
 # peak reserved memory of the rank that reserved most; the whole output stays in $out.
 bench() {
-    local name=$1 ranks=$2; shift 2
-    in_budget "$name" || return 0
-    local log="$out/bench-${name// /_}.log" t0=$(date +%s) command=$M
-    [ "$ranks" -gt 1 ] && command=$(launch "$ranks")
-    timeout $run_timeout $command bench train $(iterations) "$@" > "$log" 2>&1
-    local rc=$?
-    local line=$(grep "^bench:" "$log" | tail -1)
-    if [ -z "$line" ]; then
-        echo "$name: FAILED rc=$rc after $(( $(date +%s) - t0 ))s: $(grep -iE "error|fail|refus|out of memory" "$log" | head -2 | tr '\n' ' ')"
-        return 0
-    fi
+    local name=$1
+    bench_run "$@" || return 0
+    local line=$bench_line log=$bench_log
     local reserved=$(awk '$1 ~ /^[0-9]+$/ && NF >= 13 && $12 != "-" && $12 > max { max = $12 } END { print max ? max : "-" }' "$log")
-    printf "%-30s %s peak_reserved_mib_max=%s (%ds)\n" "$name" "${line#bench: }" "$reserved" $(( $(date +%s) - t0 ))
+    printf "%-30s %s peak_reserved_mib_max=%s (%ds)\n" "$name" "${line#bench: }" "$reserved" $(( $(date +%s) - bench_started ))
     verdict "$log"
 }
 
@@ -97,7 +65,7 @@ if want scale; then
     results="$out/scaling.txt"; : > "$results"
     for n in 1 2 4 8; do
         [ "$n" -le "$gpus" ] || continue
-        flags="$shape $common $precision --num-experts $((2 * n)) --moe-router-topk 2 --moe-ffn-hidden-size 5632
+        flags="$shape $common $precision --num-experts $((2 * n)) --moe-router-topk 2 --moe-ffn-hidden-size $expert_ffn
           --micro-batch-size $mbs --global-batch-size $((mbs * n * 2)) --moe-token-dispatcher-type alltoall"
         [ "$n" -gt 1 ] && flags="$flags --expert-model-parallel-size $n"
         bench "EP$n" "$n" $flags | tee -a "$results"
@@ -106,7 +74,6 @@ if want scale; then
                                    if (!base) base = t; printf "  %s: %s tokens/s per GPU, %.1f%% of EP=1\n", $1, t, 100 * t / base }' "$results"
 fi
 
-losses() { grep -o "lm loss: [0-9.E+-]*" "$1" | awk '{ print $3 }'; }
 if want loss; then
     iters=20; [ "$dry" = 1 ] && iters=3
     gb=$((2 * gpus))
@@ -124,12 +91,7 @@ if want loss; then
         in_budget "losses $name" || continue
         log="$out/loss-${name// /_}.log"
         timeout $run_timeout $(launch "$gpus") pretrain-gpt $train $flags > "$log" 2>&1
-        n=$(losses "$log" | wc -l)
-        if [ "$n" -eq 0 ]; then echo "  $name: no losses logged: $(grep -iE "error|fail" "$log" | head -2 | tr '\n' ' ')"; continue; fi
-        paste <(losses "$log") <(losses "$out/loss-ep1.log") | awk -v name="$name" -v n="$n" '
-            { d = ($1 - $2) / $2; if (d < 0) d = -d; if (d > max) max = d; last = $1; ref = $2 }
-            END { printf "  %-20s %d iterations, max relative difference from EP=1 %.2e (last %s vs %s)\n", name, n, max, last, ref }'
-        verdict "$log"
+        compare_logs "$name" "$log" "$out/loss-ep1.log"
     done
 fi
 

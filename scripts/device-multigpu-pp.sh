@@ -15,20 +15,10 @@
 # layouts that do not divide, and communication that would hang on NCCL):
 #   DRY_RUN=1 GPUS=4 M=.build/debug/megatron bash scripts/device-multigpu-pp.sh /tmp/pp-dry perf correct
 set -uo pipefail
-out=${1:-/tmp/out}; mkdir -p "$out"; shift || true
-sections=" ${*:-perf correct} "
-want() { [[ "$sections" == *" $1 "* ]]; }
-M=${M:-/tmp/g/bin/megatron}
-dry=${DRY_RUN:-0}
-gpus=${GPUS:-$(nvidia-smi -L 2>/dev/null | wc -l)}
-budget=${TIME_BUDGET:-540}
-# Seconds one run may take (a dry run on a CPU takes minutes).
-run_timeout=${RUN_TIMEOUT:-150}
-export NCCL_NVLS_ENABLE=0
-started=$(date +%s)
+default_sections="perf correct"
+source "$(dirname "$0")/multigpu-common.sh"
 # bf16 dense peak of one H100 / H200 SXM (TFLOP/s), for MFU.
 peak=${PEAK_TFLOPS:-989}
-echo "== $gpus GPUs ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)), budget ${budget}s, dry run: $dry"
 
 common="--mock-data --tokenizer-type NullTokenizer --vocab-size 50257 --hidden-dropout 0 --attention-dropout 0 --seed 1234"
 gpt13="--num-layers 24 --hidden-size 2048 --num-attention-heads 16 --seq-length 2048 --max-position-embeddings 2048"
@@ -49,39 +39,15 @@ if [ "$dry" = 1 ]; then
     precision=""
 fi
 
-# launch N: the launcher prefix for N ranks (thread ranks with the NCCL order check in a dry run).
-launch() {
-    if [ "$dry" = 1 ]; then echo "$M launch --check-nccl-order --nproc-per-node $1 --"; else echo "$M launch --nproc-per-node $1 --"; fi
-}
-# in_budget NAME: whether a run may still start; says so when it may not.
-in_budget() {
-    local used=$(( $(date +%s) - started ))
-    if [ "$used" -ge "$budget" ]; then echo "skipped (time budget, ${used}s used): $1"; return 1; fi
-}
-# verdict LOG: in a dry run, the NCCL order check's verdict on the run (launch prints it, or why it failed).
-verdict() {
-    [ "$dry" = 1 ] || return 0
-    grep -hE "NCCL order check" "$1" | sed 's/^> launch: /    /; s/^launch: /    /' | cut -c1-200
-}
-iterations() { if [ "$dry" = 1 ]; then echo "--warmup 0 --iterations 1"; else echo "--warmup 2 --iterations 4"; fi; }
-
 # bench NAME RANKS FLAGS...: one bench train run; prints its bench: line with MFU, then per pipeline stage the
 # slowest rank's transfer wait and the largest peak allocation; keeps the whole output in $out.
 bench() {
-    local name=$1 ranks=$2; shift 2
-    in_budget "$name" || return 0
-    local log="$out/bench-${name// /_}.log"
-    local t0=$(date +%s)
-    timeout $run_timeout $(launch "$ranks") bench train $(iterations) "$@" > "$log" 2>&1
-    local rc=$?
-    local line=$(grep "^bench:" "$log" | tail -1)
-    if [ -z "$line" ]; then
-        echo "$name: FAILED rc=$rc after $(( $(date +%s) - t0 ))s: $(grep -iE "error|fail|refus|out of memory" "$log" | head -2 | tr '\n' ' ')"
-        return 0
-    fi
+    local name=$1
+    bench_run "$@" || return 0
+    local line=$bench_line log=$bench_log
     local tflops=$(sed 's/.*tflops_per_gpu=\([0-9.]*\).*/\1/' <<< "$line")
     printf "%-22s %s mfu=%.1f%% (%ds)\n" "$name" "${line#bench: }" "$(awk -v t="$tflops" -v p="$peak" 'BEGIN { print 100 * t / p }')" \
-        $(( $(date +%s) - t0 ))
+        $(( $(date +%s) - bench_started ))
     grep "^pipeline:" "$log" | sed 's/^/    /'
     verdict "$log"
     # Rows: rank tp pp dp ep ms p2p-wait wait% a2a-wait a2a% peak-alloc peak-reserved host.
@@ -127,17 +93,6 @@ if want perf; then
         awk '{ printf "  MFU %5.1f%%  %s\n", $1, substr($0, index($0, " ") + 1) }'
 fi
 
-# losses LOG: the lm loss of every logged iteration, one per line.
-losses() { grep -o "lm loss: [0-9.E+-]*" "$1" | awk '{ print $3 }'; }
-# compare NAME LOG REF: the largest relative difference of NAME's losses from REF's, over the iterations both log.
-compare() {
-    local n=$(losses "$2" | wc -l)
-    if [ "$n" -eq 0 ]; then echo "  $1: no losses logged: $(grep -iE "error|fail" "$2" | head -2 | tr '\n' ' ')"; return; fi
-    paste <(losses "$2") <(losses "$3") | awk -v name="$1" -v n="$n" '
-        { d = ($1 - $2) / $2; if (d < 0) d = -d; if (d > max) max = d; last = $1; ref = $2 }
-        END { printf "  %-28s %d iterations, max relative difference %.2e (last %s vs %s)\n", name, n, max, last, ref }'
-}
-
 if want correct; then
     iters=20; [ "$dry" = 1 ] && iters=3
     # fp32, so that the layouts differ only in the order of their reductions.
@@ -155,8 +110,7 @@ if want correct; then
         in_budget "losses $name" || continue
         log="$out/loss-${name// /_}.log"
         timeout $run_timeout $(launch "$ranks") pretrain-gpt $train $flags > "$log" 2>&1
-        compare "$name" "$log" "$out/loss-1gpu.log"
-        verdict "$log"
+        compare_logs "$name" "$log" "$out/loss-1gpu.log"
     done
 
     echo "== a killed rank of a PP=$gpus run ends the job"
@@ -201,9 +155,7 @@ if want correct; then
             log="$out/ckpt-resume-${name// /_}.log"
             timeout $run_timeout $(launch "$gpus") pretrain-gpt $ck $flags --load "$ckpt" > "$log" 2>&1
             losses "$log" > "$log.losses"
-            paste "$log.losses" "$out/ckpt-tail.txt" | awk -v name="$name" '
-                { d = ($1 - $2) / $2; if (d < 0) d = -d; if (d > max) max = d; n++ }
-                END { printf "  resumed at %-10s %d steps, max relative difference from the uninterrupted run %.2e\n", name, n, max }'
+            compare "resumed at $name" "$log.losses" "$out/ckpt-tail.txt"
             verdict "$log"
         done
     fi
