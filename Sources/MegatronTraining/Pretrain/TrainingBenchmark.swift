@@ -45,7 +45,7 @@ extension Pretrainer {
         for _ in 0..<warmup { try step() }
         let waitClock = try pipelineSchedule.map { _ in try CommunicationWaitClock(device: device) }
         pipelineSchedule?.waitClock = waitClock
-        let expertLayers = parallel.expert.size > 1 ? model.moeLayers : []
+        let expertLayers = parallel.expert.size > 1 ? model.moeLayers.filter { $0.expertParallel.dispatcher == .alltoall } : []
         let dispatchClock = try expertLayers.isEmpty ? nil : CommunicationWaitClock(device: device)
         for layer in expertLayers { layer.dispatchWaitClock = dispatchClock }
         defer {
