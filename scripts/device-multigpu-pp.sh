@@ -27,7 +27,9 @@ mid="--num-layers 8 --hidden-size 1024 --num-attention-heads 16 --seq-length 102
 precision="--bf16"
 batch13="--micro-batch-size 2 --global-batch-size 32"
 batch67="--micro-batch-size 1 --global-batch-size 16"
+batch_mid="--micro-batch-size 2 --global-batch-size 16"
 if [ "$dry" = 1 ]; then
+    batch_mid="--micro-batch-size 1 --global-batch-size 8"
     batch13="--micro-batch-size 1 --global-batch-size 8"
     batch67="--micro-batch-size 1 --global-batch-size 8"
     # Tiny widths and the fewest layers that split as the device's layouts do (24 and 32 layers divide alike
@@ -96,9 +98,9 @@ fi
 if want correct; then
     iters=20; [ "$dry" = 1 ] && iters=3
     # fp32, so that the layouts differ only in the order of their reductions.
-    train="$mid $common --micro-batch-size 2 --global-batch-size 16 --lr 3e-4 --lr-decay-style constant --min-lr 3e-4
+    train="$mid $common $batch_mid --lr 3e-4 --lr-decay-style constant --min-lr 3e-4
       --log-interval 1 --eval-iters 0 --train-iters $iters"
-    echo "== losses over $iters steps (8 layers, hidden 1024, seq 1024, global batch 16, fp32): PP layouts against one GPU and TP only"
+    echo "== losses over $iters steps (8 layers, hidden 1024, seq 1024, $batch_mid, fp32): PP layouts against one GPU and TP only"
     in_budget "one GPU" && timeout $run_timeout $M pretrain-gpt $train > "$out/loss-1gpu.log" 2>&1
     echo "  one GPU: $(losses "$out/loss-1gpu.log" | tr '\n' ' ' | cut -c1-160)"
     runs=("TP2|2|--tensor-model-parallel-size 2 --sequence-parallel")
