@@ -99,9 +99,10 @@ if want correct; then
     iters=20; [ "$dry" = 1 ] && iters=3
     # fp32, so that the layouts differ only in the order of their reductions.
     train="$mid $common $batch_mid --lr 3e-4 --lr-decay-style constant --min-lr 3e-4
-      --log-interval 1 --eval-iters 0 --train-iters $iters"
+      --log-interval 1 --eval-iters 0"
+    steps="--train-iters $iters"
     echo "== losses over $iters steps (8 layers, hidden 1024, seq 1024, $batch_mid, fp32): PP layouts against one GPU and TP only"
-    in_budget "one GPU" && timeout $run_timeout $M pretrain-gpt $train > "$out/loss-1gpu.log" 2>&1
+    in_budget "one GPU" && timeout $run_timeout $M pretrain-gpt $train $steps > "$out/loss-1gpu.log" 2>&1
     echo "  one GPU: $(losses "$out/loss-1gpu.log" | tr '\n' ' ' | cut -c1-160)"
     runs=("TP2|2|--tensor-model-parallel-size 2 --sequence-parallel")
     for p in 2 4 8; do [ "$p" -le "$gpus" ] && runs+=("PP$p|$p|--pipeline-model-parallel-size $p"); done
@@ -111,7 +112,7 @@ if want correct; then
         IFS='|' read -r name ranks flags <<< "$entry"
         in_budget "losses $name" || continue
         log="$out/loss-${name// /_}.log"
-        timeout $run_timeout $(launch "$ranks") pretrain-gpt $train $flags > "$log" 2>&1
+        timeout $run_timeout $(launch "$ranks") pretrain-gpt $train $steps $flags > "$log" 2>&1
         compare_logs "$name" "$log" "$out/loss-1gpu.log"
     done
 
@@ -144,7 +145,7 @@ if want correct; then
         saved="--pipeline-model-parallel-size 2"; resumes=("TP2|--tensor-model-parallel-size 2 --sequence-parallel")
     fi
     ckpt="$out/ckpt-pp"; rm -rf "$ckpt"
-    ck="$train --use-distributed-optimizer"
+    ck="$train $steps --use-distributed-optimizer"
     if in_budget "checkpoint save"; then
         timeout $run_timeout $(launch "$gpus") pretrain-gpt $ck $saved --save "$ckpt" --save-interval $((iters / 2)) \
             --exit-interval $((iters / 2)) > "$out/ckpt-save.log" 2>&1
