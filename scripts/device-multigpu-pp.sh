@@ -10,7 +10,7 @@
 #            a PP run ends the job within 30 s naming it; a TP2 x PP2 x DP2 checkpoint resumed at PP4 (x DP2) and
 #            TP4 x DP2 logs the uninterrupted run's losses
 # Usage on the device (bundle of scripts/build-gpu.sh unpacked in /tmp/g, repository root):
-#   bash scripts/device-multigpu-pp.sh OUT_DIR [perf] [correct]        (default: both)
+#   bash scripts/device-multigpu-pp.sh OUT_DIR [perf] [correct | loss kill ckpt]        (default: perf correct)
 # CPU dry run here (thread ranks, tiny sizes, every launch checked by --check-nccl-order; catches flag typos,
 # layouts that do not divide, and communication that would hang on NCCL):
 #   DRY_RUN=1 GPUS=4 M=.build/debug/megatron bash scripts/device-multigpu-pp.sh /tmp/pp-dry perf correct
@@ -28,7 +28,11 @@ precision="--bf16"
 batch13="--micro-batch-size 2 --global-batch-size 32"
 batch67="--micro-batch-size 1 --global-batch-size 16"
 batch_mid="--micro-batch-size 2 --global-batch-size 16"
+# The correctness runs pin the vocabulary: padding it to a multiple of 128 x TP would give each TP size a model
+# of its own (other rows, other logits).
+vocab_mid="--padded-vocab-size 50304"
 if [ "$dry" = 1 ]; then
+    vocab_mid="--padded-vocab-size 128"
     batch_mid="--micro-batch-size 1 --global-batch-size 8"
     batch13="--micro-batch-size 1 --global-batch-size 8"
     batch67="--micro-batch-size 1 --global-batch-size 8"
@@ -95,12 +99,16 @@ if want perf; then
         awk '{ printf "  MFU %5.1f%%  %s\n", $1, substr($0, index($0, " ") + 1) }'
 fi
 
-if want correct; then
+# correct = loss + kill + ckpt
+part() { want correct || want "$1"; }
+if part loss || part kill || part ckpt; then
     iters=20; [ "$dry" = 1 ] && iters=3
     # fp32, so that the layouts differ only in the order of their reductions.
-    train="$mid $common $batch_mid --lr 3e-4 --lr-decay-style constant --min-lr 3e-4
+    train="$mid $common $vocab_mid $batch_mid --lr 3e-4 --lr-decay-style constant --min-lr 3e-4
       --log-interval 1 --eval-iters 0"
     steps="--train-iters $iters"
+fi
+if part loss; then
     echo "== losses over $iters steps (8 layers, hidden 1024, seq 1024, $batch_mid, fp32): PP layouts against one GPU and TP only"
     in_budget "one GPU" && timeout $run_timeout $M pretrain-gpt $train $steps > "$out/loss-1gpu.log" 2>&1
     echo "  one GPU: $(losses "$out/loss-1gpu.log" | tr '\n' ' ' | cut -c1-160)"
@@ -116,6 +124,8 @@ if want correct; then
         compare_logs "$name" "$log" "$out/loss-1gpu.log"
     done
 
+fi
+if part kill; then
     echo "== a killed rank of a PP=$gpus run ends the job"
     if [ "$dry" = 1 ]; then
         echo "  (not in a dry run: thread ranks have no process to kill)"
@@ -134,6 +144,8 @@ if want correct; then
         grep -vE "^ *iteration|^-|validation" "$log" | tail -3 | sed 's/^/    /'
     fi
 
+fi
+if part ckpt; then
     echo "== checkpoint: TP2 x PP2 x DP2 saved at step $((iters / 2)), resumed at other layouts, against the uninterrupted run"
     if [ "$gpus" -ge 8 ]; then
         saved="--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 --sequence-parallel"
