@@ -47,7 +47,8 @@ final class LaunchPretrainTests: XCTestCase {
 
     /// 1F1B with uneven stages and the distributed optimizer; then interleaved 1F1B (two model chunks per rank,
     /// p2p overlapped as Megatron's default) with tied embeddings and the data-parallel reduction overlapped
-    /// with the backward. Both against one single-rank run.
+    /// with the backward. Both against one single-rank run, their communication checked against NCCL's ordering
+    /// rules (`--check-nccl-order`: training, evaluation and setup as they would run on GPUs).
     func testPipelineStagesOnThreadRanksLogTheSingleRankLosses() throws {
         let binary = try builtMegatronExecutable()
         let flags = "--num-layers 4 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --max-position-embeddings 16 "
@@ -65,7 +66,8 @@ final class LaunchPretrainTests: XCTestCase {
                             + "--use-distributed-optimizer",
                          "--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1 --use-distributed-optimizer "
                             + "--overlap-grad-reduce"] {
-            let launched = try output(binary, "launch --threads --nproc-per-node 4 -- pretrain-gpt " + flags + " " + pipeline)
+            let launched = try output(binary, "launch --check-nccl-order --nproc-per-node 4 -- pretrain-gpt " + flags + " " + pipeline)
+            XCTAssertTrue(launched.contains("NCCL order check: ") && launched.contains("free of deadlock"), launched)
             XCTAssertEqual(logged(launched).count, single.count, "rank 0 alone logs: \(launched)")
             for (a, b) in zip(logged(launched), single) {
                 XCTAssertEqual(Double(a)!, Double(b)!, accuracy: 2e-5, "\(pipeline): launched \(launched)")
@@ -96,9 +98,11 @@ final class LaunchPretrainTests: XCTestCase {
         // torch_dist: each rank writes its experts' boxes; safetensors: rank 0 writes the experts gathered.
         for format in ["torch_dist", "safetensors"] {
             let save = directory.appendingPathComponent(format).path
-            let launched = logged(try output(binary, "launch --threads --nproc-per-node 4 -- pretrain-gpt --train-iters 3 " + flags
-                                             + " --expert-model-parallel-size 2 --moe-token-dispatcher-type alltoall --ckpt-format \(format) "
-                                             + "--save \(save) --save-interval 3"))
+            let launchLog = try output(binary, "launch --check-nccl-order --nproc-per-node 4 -- pretrain-gpt --train-iters 3 " + flags
+                                       + " --expert-model-parallel-size 2 --moe-token-dispatcher-type alltoall --ckpt-format \(format) "
+                                       + "--save \(save) --save-interval 3")
+            XCTAssertTrue(launchLog.contains("free of deadlock"), "\(format): \(launchLog)")
+            let launched = logged(launchLog)
             let resumed = logged(try output(binary, "pretrain-gpt --train-iters 4 " + flags + " --ckpt-format \(format) --load \(save) "
                                             + "--use-checkpoint-opt_param-scheduler"))
             XCTAssertEqual(launched.count, 3, "\(format): rank 0 alone logs")

@@ -41,10 +41,13 @@ struct AllToAllDispatch {
         let outputSplits = (0..<comm.size).map { j in local.map { allCounts[j * experts + $0] }.reduce(1, +) }
 
         let rowIndex = TokenPermutation.index(rows, on: device)
+        // On NCCL the first all-to-all between two ranks connects them with both hosts in the call: every rank
+        // reaches it right after reading the all-gathered counts on the host, so the hosts meet there.
+        let clock = layer.dispatchWaitClock
         let received = ExpertCollectives.allToAll(TokenPermutation.select(tokens, rows: rowIndex), inputSplits: inputSplits,
-                                                  outputSplits: outputSplits, over: comm)
+                                                  outputSplits: outputSplits, over: comm, clock: clock)
         let receivedProbs = ExpertCollectives.allToAll(concat(probs, dim: 0), inputSplits: inputSplits,
-                                                       outputSplits: outputSplits, over: comm)
+                                                       outputSplits: outputSplits, over: comm, clock: clock)
         // Arrival order is [source rank][local expert] (then one padding row per source); regroup by local expert.
         var positions = [[Int]](repeating: [], count: local.count)
         var offset = 0
@@ -58,7 +61,8 @@ struct AllToAllDispatch {
         }
         let arrivalOrder = layer.runExperts(received, rows: positions, probs: receivedProbs, probRows: positions,
                                             padding: outputSplits[0] - 1)
-        let returned = ExpertCollectives.allToAll(arrivalOrder, inputSplits: outputSplits, outputSplits: inputSplits, over: comm)
+        let returned = ExpertCollectives.allToAll(arrivalOrder, inputSplits: outputSplits, outputSplits: inputSplits, over: comm,
+                                                  clock: clock)
         return TokenPermutation.combine(returned, rows: rowIndex, tokens: tokenCount)
     }
 }

@@ -67,11 +67,12 @@ extension Module {
 /// Differentiable moves of rows between expert-parallel ranks.
 enum ExpertCollectives {
     /// `x`'s row runs `inputSplits[j]` to rank j; returns the runs `outputSplits[j]` from rank j. The gradient
-    /// goes back by the reverse all-to-all.
-    static func allToAll(_ x: Tensor, inputSplits: [Int], outputSplits: [Int], over comm: Communicator) -> Tensor {
-        let out = exchange(x.detached(), inputSplits: inputSplits, outputSplits: outputSplits, comm)
+    /// goes back by the reverse all-to-all. `clock` times the compute's waits on both.
+    static func allToAll(_ x: Tensor, inputSplits: [Int], outputSplits: [Int], over comm: Communicator,
+                         clock: CommunicationWaitClock? = nil) -> Tensor {
+        let out = exchange(x.detached(), inputSplits: inputSplits, outputSplits: outputSplits, comm, clock)
         return record("expertAllToAll", inputs: [x], output: out) { g in
-            [exchange(g, inputSplits: outputSplits, outputSplits: inputSplits, comm)]
+            [exchange(g, inputSplits: outputSplits, outputSplits: inputSplits, comm, clock)]
         }
     }
 
@@ -89,13 +90,15 @@ enum ExpertCollectives {
         }
     }
 
-    private static func exchange(_ x: Tensor, inputSplits: [Int], outputSplits: [Int], _ comm: Communicator) -> Tensor {
+    private static func exchange(_ x: Tensor, inputSplits: [Int], outputSplits: [Int], _ comm: Communicator,
+                                 _ clock: CommunicationWaitClock?) -> Tensor {
         let input = freshCopy(x)
         var shape = x.shape
         shape[0] = outputSplits.reduce(0, +)
         let out = Tensor.zeros(shape, dtype: x.dtype, device: x.device)
         do {
-            try comm.allToAll(input, inputSplits: inputSplits, into: out, outputSplits: outputSplits).wait()
+            let work = try comm.allToAll(input, inputSplits: inputSplits, into: out, outputSplits: outputSplits)
+            if let clock { try clock.measure { try work.wait() } } else { try work.wait() }
         } catch {
             exitWithError("expert-parallel all-to-all over \(comm.size) ranks (rank \(comm.rank)) failed: \(error)")
         }

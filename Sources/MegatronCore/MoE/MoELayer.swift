@@ -19,6 +19,9 @@ public final class MoELayer: Module, FeedForward {
     public private(set) var experts: SequentialExperts
     /// The ranks the experts are split over (`.single` until `Module.distributeExperts`).
     public private(set) var expertParallel = ExpertParallelGroup.single
+    /// When set, times how long the compute waits for the all-to-all dispatcher's transfers, forward and
+    /// backward (`bench train` reports it as the all-to-all share of the step).
+    public var dispatchWaitClock: CommunicationWaitClock?
     public let sharedExperts: SharedExpertMLP?
 
     /// Under sequence parallelism every tensor-parallel rank holds the router and all experts whole and routes

@@ -19,6 +19,24 @@ import MegatronTensor
 /// every stage). The last stage reports the loss; the other stages report zero, so that the step's sum over
 /// the pipeline group gives every rank the last stage's loss.
 ///
+/// On NCCL (one communicator per group, each on its own stream) the transfers cannot deadlock or cross:
+/// - Each exchange is one `batchSendRecv` per communicator, one NCCL group, so a rank that sends to and
+///   receives from a neighbour in the same step does both at once (separate calls would each wait for the
+///   other rank's matching call, which waits behind its own first call: Megatron's reason for batching).
+/// - The schedules pair exchanges: whatever rank r sends to r+1 in an exchange, r+1 receives in the exchange
+///   at the same place of its own schedule (the schedule tests check the tables), so each rank's batches on a
+///   communicator run in the same order as their partners' and every batch's partners are in flight together.
+/// - NCCL pairs two ranks' sends and receives in issue order. With two stages and several chunks both
+///   neighbours are one rank, so an activation and a gradient to it in one batch would cross; the gradients
+///   take a group of their own (`gradientLink`). Its batch and the activations' batch of one exchange are on
+///   two streams with no order between them, so issuing them in either order is safe.
+/// - NCCL connects two ranks for point-to-point transfers at their first transfer, with both hosts inside
+///   the call; a host that blocks there while its neighbour's host waits on a value from it would hang.
+///   `init` connects every link once, all ranks together, before any schedule runs.
+/// - The loss totals and the gradient reductions that follow the schedule (pipeline, data-parallel and
+///   embedding groups) are issued by every member of each group in the same order after its last exchange.
+/// `NCCLOrderCheck` replays a thread-rank run's calls under these rules (`PipelineCommunicationOrderTests`).
+///
 /// ```swift
 /// step.schedule = try PipelineStageSchedule(pipeline: state.pipeline,
 ///                                           activationShape: model.stageActivationShape(batch: 2, seq: 128),
@@ -44,9 +62,12 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
     /// The most micro-batches (over all chunks) whose activations were alive at once in the last `run` (the
     /// 1F1B bound is the number of stages from this one to the last).
     public private(set) var peakLiveMicroBatches = 0
+    /// When set, times how long this rank's compute waits for the transfers of its exchanges (`bench train`
+    /// reports it per stage: the pipeline bubble plus the transfer time not hidden behind compute).
+    public var waitClock: CommunicationWaitClock?
 
-    /// Splits the pipeline group once more when two stages run several chunks (every pipeline rank must
-    /// build its schedule then).
+    /// Splits the pipeline group once more when two stages run several chunks, and connects the neighbours'
+    /// links (every pipeline rank must build its schedule then, as for a collective).
     public init(pipeline: Communicator, activationShape: [Int], dtype: DType, device: Device, chunks: Int = 1,
                 microBatchGroupSize: Int? = nil, overlapCommunication: Bool = false, overlapWarmupFlush: Bool = false) throws {
         guard chunks >= 1 else { throw PipelineScheduleError(description: "a pipeline rank needs at least one model chunk, got \(chunks)") }
@@ -59,6 +80,19 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
         self.overlapCommunication = overlapCommunication && chunks > 1
         self.overlapWarmupFlush = overlapWarmupFlush && chunks > 1
         gradientLink = chunks > 1 && pipeline.size == 2 ? try pipeline.split(color: 0, key: pipeline.rank) : pipeline
+        try connectNeighbours()
+    }
+
+    /// One tiny exchange with both ring neighbours on every link, all pipeline ranks at once, so that NCCL
+    /// makes its point-to-point connections here and never inside the schedule, where a host waiting in a
+    /// connection for a neighbour that waits on something else would hang (see the type's notes).
+    private func connectNeighbours() throws {
+        guard pipeline.size > 1 else { return }
+        for link in gradientLink === pipeline ? [pipeline] : [pipeline, gradientLink] {
+            func token() -> Tensor { Tensor.zeros([1], dtype: dtype, device: device) }
+            try link.batchSendRecv([.send(token(), to: nextRank), .recv(into: token(), from: previousRank),
+                                    .send(token(), to: previousRank), .recv(into: token(), from: nextRank)]).wait()
+        }
     }
 
     /// This rank's steps for an iteration of `microBatches` micro-batches.
@@ -80,11 +114,20 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
     private struct Arrival {
         let tensor: Tensor
         let transfers: [CollectiveWork]
+    }
 
-        func take() throws -> Tensor {
+    private func take(_ arrival: Arrival) throws -> Tensor {
+        try wait(for: arrival.transfers)
+        return arrival.tensor
+    }
+
+    /// Orders this rank's compute after `transfers`, timed by `waitClock` when there is one.
+    private func wait(for transfers: [CollectiveWork]) throws {
+        guard let waitClock else {
             for transfer in transfers { try transfer.wait() }
-            return tensor
+            return
         }
+        try waitClock.measure { for transfer in transfers { try transfer.wait() } }
     }
 
     /// What one run keeps between steps.
@@ -110,7 +153,7 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
             case .exchange(let exchange): try self.exchange(exchange, &state)
             }
         }
-        for transfer in state.posted { try transfer.wait() }
+        try wait(for: state.posted)
         peakLiveMicroBatches = state.peak
         guard state.inFlight.isEmpty, state.activations.isEmpty, state.gradients.isEmpty else {
             throw PipelineScheduleError(description: "the pipeline schedule left \(state.inFlight.count) passes without a backward "
@@ -156,7 +199,7 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
             guard !state.activations.isEmpty else {
                 throw PipelineScheduleError(description: "forward \(work) before its activation arrived")
             }
-            var received = try state.activations.removeFirst().take()
+            var received = try take(state.activations.removeFirst())
             received.requiresGrad = true
             input = received
         }
@@ -189,7 +232,7 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
                 guard !state.gradients.isEmpty else {
                     throw PipelineScheduleError(description: "backward \(work) before its output gradient arrived")
                 }
-                hidden.backward(gradient: try state.gradients.removeFirst().take())
+                hidden.backward(gradient: try take(state.gradients.removeFirst()))
             }
         }
         if let input = live.input {
@@ -228,7 +271,7 @@ public final class PipelineStageSchedule: ForwardBackwardSchedule {
         if overlapCommunication {
             state.posted += transfers
         } else {
-            for transfer in transfers { try transfer.wait() }
+            try wait(for: transfers)
         }
         if let activation { state.activations.append(Arrival(tensor: activation, transfers: transfers)) }
         if let gradient { state.gradients.append(Arrival(tensor: gradient, transfers: transfers)) }

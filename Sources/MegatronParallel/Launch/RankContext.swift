@@ -36,10 +36,12 @@ public struct RankContext {
     }
 
     /// Runs `body` for each of `worldSize` ranks as threads of this process over `ThreadCommunicator`, with
-    /// each thread's `current` set; the first failure is rethrown naming its rank.
-    public static func runThreads(worldSize: Int, timeout: TimeInterval = 300,
+    /// each thread's `current` set; the first failure is rethrown naming its rank. With `log`, the ranks'
+    /// communicators record into it (`RecordingCommunicator`).
+    public static func runThreads(worldSize: Int, timeout: TimeInterval = 300, log: CommunicationLog? = nil,
                                   _ body: @escaping (RankContext) throws -> Void) throws {
-        _ = try ThreadCommunicator.run(worldSize: worldSize, timeout: timeout) { world in
+        _ = try ThreadCommunicator.run(worldSize: worldSize, timeout: timeout) { threads in
+            let world: Communicator = log.map { RecordingCommunicator(world: threads, log: $0) } ?? threads
             let environment = DistributedEnvironment(rank: world.rank, worldSize: worldSize, localRank: world.rank,
                                                      masterAddress: "127.0.0.1",
                                                      masterPort: DistributedEnvironment.defaultPort)

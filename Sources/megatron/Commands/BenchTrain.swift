@@ -24,6 +24,8 @@ struct BenchTrain: ParsableCommand {
         let world = try TrainingWorld.current(arguments)
         let trainer = try Pretrainer(arguments: arguments, parallel: world?.parallel) { _ in }
         let result = try trainer.benchmark(warmup: warmup, iterations: iterations)
+        // Every rank's figures travel to rank 0 (a collective), which prints them under its own.
+        let report = try trainer.rankReport(result)
         guard (world?.parallel.world.rank ?? 0) == 0 else { return }
         let c = trainer.model.config
         let experts = c.moe.map { moe in
@@ -39,5 +41,6 @@ struct BenchTrain: ParsableCommand {
               + "global batch \(arguments.globalBatchSize ?? arguments.microBatchSize), params \(c.paramsDType)\(experts)\(fp8), "
               + "device \(trainer.device)")
         print(result.summary)
+        if let report { print(report) }
     }
 }

@@ -45,6 +45,8 @@ struct Launch: ParsableCommand {
     var gracePeriod = 10.0
     @Flag(help: "Run the ranks as threads of this process (the default when there is no GPU).") var threads = false
     @Flag(help: "The command after -- is a program to run per rank, not a megatron subcommand.") var exec = false
+    @Flag(help: "Run thread ranks, record their communication and check it against NCCL's ordering rules (what would mismatch or hang on GPUs): a CPU dry run of a multi-GPU command at tiny sizes.")
+    var checkNcclOrder = false
     @Argument(parsing: .captureForPassthrough,
               help: "The subcommand (or, with --exec, the program) and its arguments; pretrain_gpt.py is pretrain-gpt.")
     var command: [String] = []
@@ -83,6 +85,9 @@ struct Launch: ParsableCommand {
         if standalone && nodes != 1 { throw ValidationError("--standalone runs one node; --nnodes must be 1") }
         if threads && exec { throw ValidationError("--exec runs programs as processes; it cannot be used with --threads") }
         if threads && nodes != 1 { throw ValidationError("--threads runs one node; --nnodes must be 1") }
+        if checkNcclOrder && (exec || nodes != 1) {
+            throw ValidationError("--check-nccl-order records thread ranks: it needs one node and no --exec")
+        }
     }
 
     /// `--nnodes N`, or torchrun's elastic `MIN:MAX` when both are the same.
@@ -116,7 +121,7 @@ struct Launch: ParsableCommand {
 
     func run() throws {
         let nodes = try nodeCount()
-        let useThreads = threads || (!exec && nodes == 1 && !CUDAContext.isAvailable(ordinal: 0))
+        let useThreads = threads || checkNcclOrder || (!exec && nodes == 1 && !CUDAContext.isAvailable(ordinal: 0))
         if useThreads { return try runThreads() }
         if !exec, let gpus = try? CUDADevice.count(), nprocPerNode > gpus {
             throw ValidationError("--nproc-per-node \(nprocPerNode) starts one process per GPU, but this node has \(gpus); "
@@ -139,13 +144,21 @@ struct Launch: ParsableCommand {
         // Parse once here so a usage error is reported once, in ArgumentParser's words, before any rank starts.
         _ = try Megatron.parseAsRoot(arguments)
         print("> launch: \(nprocPerNode) ranks as threads of this process")
+        let log = checkNcclOrder ? CommunicationLog(worldSize: nprocPerNode) : nil
         do {
-            try RankContext.runThreads(worldSize: nprocPerNode) { _ in
+            try RankContext.runThreads(worldSize: nprocPerNode, log: log) { _ in
                 var subcommand = try Megatron.parseAsRoot(arguments)
                 try subcommand.run()
             }
         } catch let failure as ThreadRankFailure {
             FileHandle.standardError.write(Data("launch: rank \(failure.rank) failed: \(Megatron.message(for: failure.error))\n".utf8))
+            throw ExitCode.failure
+        }
+        guard let log else { return }
+        do {
+            print("> launch: NCCL order check: \(try NCCLOrderCheck.check(log))")
+        } catch let error as CommunicationOrderError {
+            FileHandle.standardError.write(Data("launch: NCCL order check failed: \(error)\n".utf8))
             throw ExitCode.failure
         }
     }

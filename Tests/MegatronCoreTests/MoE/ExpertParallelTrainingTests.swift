@@ -37,21 +37,24 @@ final class ExpertParallelTrainingTests: XCTestCase {
     }
 
     static func run(_ layout: Layout) throws -> [DPTraining.RankResult] {
-        try ThreadCommunicator.run(worldSize: layout.world) { world in
-            let parallel = try ParallelState(layout: ParallelLayout(worldSize: world.size, tensor: layout.tensor, expert: layout.expert,
-                                                                    expertTensor: layout.expertTensor), world: world)
-            var model = try MoETrainingStepTests.model()
-            if layout.tensor > 1 {
-                model = try model.tensorParallelShard(for: TensorParallelGroup(parallel.tensor, sequenceParallel: true), seed: 7)
-            }
-            try model.distributeExperts(over: ExpertParallelGroup(parallel.expert, dispatcher: layout.dispatcher,
-                                                                  expertTensorParallel: layout.expertTensor > 1))
-            XCTAssertEqual(model.moeLayers[0].experts.localExperts.count, 4 / layout.expert)
-            let trainer = try DPTraining.Trainer(model: model, setup: setup(layout), parallel: parallel)
-            var result = DPTraining.RankResult()
-            for step in 0..<DPTraining.steps { try trainer.train(step: step, into: &result) }
-            return result
+        try ThreadCommunicator.run(worldSize: layout.world) { world in try train(layout, world: world) }
+    }
+
+    /// One rank's 3 steps of `layout` over `world`.
+    static func train(_ layout: Layout, world: Communicator) throws -> DPTraining.RankResult {
+        let parallel = try ParallelState(layout: ParallelLayout(worldSize: world.size, tensor: layout.tensor, expert: layout.expert,
+                                                                expertTensor: layout.expertTensor), world: world)
+        var model = try MoETrainingStepTests.model()
+        if layout.tensor > 1 {
+            model = try model.tensorParallelShard(for: TensorParallelGroup(parallel.tensor, sequenceParallel: true), seed: 7)
         }
+        try model.distributeExperts(over: ExpertParallelGroup(parallel.expert, dispatcher: layout.dispatcher,
+                                                              expertTensorParallel: layout.expertTensor > 1))
+        XCTAssertEqual(model.moeLayers[0].experts.localExperts.count, 4 / layout.expert)
+        let trainer = try DPTraining.Trainer(model: model, setup: setup(layout), parallel: parallel)
+        var result = DPTraining.RankResult()
+        for step in 0..<DPTraining.steps { try trainer.train(step: step, into: &result) }
+        return result
     }
 
     func check(_ layouts: [Layout]) throws {
