@@ -49,11 +49,31 @@ final class MegatronCheckpointFormatTests: XCTestCase {
     /// its layers from 0, the last holding the tied output weight's copy) reads as the one-stage checkpoint: the
     /// same names and every tensor bit for bit.
     func testMegatronLegacyPipelineCheckpointReadsAsTheWholeModel() throws {
-        let stages = try assertMegatronLogits("torch", directory: "torch_pp2")
+        try assertReadsAsTheWholeModel("torch_pp2")
+    }
+
+    /// The same model saved by Megatron at tensor-parallel size 2 (`mp_rank_00`, `mp_rank_01`: each rank's slice as
+    /// Megatron's sharded state dict cuts it) and at 2 x pipeline size 2 (`mp_rank_TT_PPP`) reads as the one-rank
+    /// checkpoint: the rank files hold halves (the vocabulary, two of four query groups, fc1 rows, proj and fc2
+    /// columns), joined back bit for bit, with Megatron's logits.
+    func testMegatronLegacyTensorParallelCheckpointReadsAsTheWholeModel() throws {
+        let rank0 = try TorchSave.read(Data(contentsOf: Self.fixtures.appendingPathComponent("torch_tp2/iter_0000007/mp_rank_00/model_optim_rng.pt")),
+                                       source: "mp_rank_00")
+        XCTAssertEqual(try MegatronGPTLayout.legacyModel(XCTUnwrap(rank0["model"]), source: "mp_rank_00")["decoder.layers.0.self_attention.linear_qkv.weight"]?.shape,
+                       [24, 16], "each rank file holds half the fused QKV rows")
+        try assertReadsAsTheWholeModel("torch_tp2")
+        try assertReadsAsTheWholeModel("torch_tp2_pp2")
+    }
+
+    func assertReadsAsTheWholeModel(_ directory: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let parts = try assertMegatronLogits("torch", directory: directory, file: file, line: line)
         let whole = try XCTUnwrap(try CheckpointDirectory(root: Self.fixtures.appendingPathComponent("torch")).loadLatest())
-        XCTAssertEqual(Set(stages.tensors.keys), Set(whole.tensors.keys))
-        XCTAssertNotNil(stages.tensors["model.decoder.layers.1.mlp.linear_fc1.weight"])
-        for (name, t) in whole.tensors { XCTAssertEqual(stages.tensors[name]?.floats(), t.floats(), name) }
+        XCTAssertEqual(Set(parts.tensors.keys), Set(whole.tensors.keys), directory, file: file, line: line)
+        XCTAssertNotNil(parts.tensors["model.decoder.layers.1.mlp.linear_fc1.weight"], directory, file: file, line: line)
+        for (name, t) in whole.tensors {
+            XCTAssertEqual(parts.tensors[name]?.shape, t.shape, "\(directory) \(name)", file: file, line: line)
+            XCTAssertEqual(parts.tensors[name]?.floats(), t.floats(), "\(directory) \(name)", file: file, line: line)
+        }
     }
 
     /// A 4-layer model saved by Megatron whole and as two stages of two model chunks (`model0`, `model1`; rank 0
@@ -70,23 +90,35 @@ final class MegatronCheckpointFormatTests: XCTestCase {
             .model.config.numLayers, 4)
     }
 
-    /// Tensor-parallel ranks, and stage files whose args say another pipeline size, are refused naming the checkpoint.
+    /// A grid of rank files with a hole, and rank files whose args say another tensor or pipeline size, are refused
+    /// naming the files.
     func testLegacyLayoutsNotReadAreNamed() throws {
         let fm = FileManager.default
-        func copy(_ name: String) throws -> URL {
+        func copy(_ name: String, of fixture: String = "torch_pp2") throws -> URL {
             let root = scratchPath(name)
-            try fm.copyItem(at: Self.fixtures.appendingPathComponent("torch_pp2"), to: root)
+            try fm.copyItem(at: Self.fixtures.appendingPathComponent(fixture), to: root)
             return root
         }
-        let tensorParallel = try copy("legacy-tp")
-        try fm.createDirectory(at: tensorParallel.appendingPathComponent("iter_0000007/mp_rank_01_000"), withIntermediateDirectories: true)
-        XCTAssertThrowsError(try CheckpointDirectory(root: tensorParallel).loadLatest()) {
-            XCTAssertTrue("\($0)".contains("mp_rank_01_000") && "\($0)".contains("--target-tensor-parallel-size 1"), "\($0)")
+        let missingRank = try copy("legacy-missing-rank", of: "torch_tp2_pp2")
+        try fm.removeItem(at: missingRank.appendingPathComponent("iter_0000007/mp_rank_01_001"))
+        XCTAssertThrowsError(try CheckpointDirectory(root: missingRank).loadLatest()) {
+            XCTAssertTrue("\($0)".contains("mp_rank_00_000, mp_rank_00_001, mp_rank_01_000 lacks mp_rank_01_001"), "\($0)")
+        }
+        let lostTensorRank = try copy("legacy-lost-tensor-rank", of: "torch_tp2")
+        try fm.removeItem(at: lostTensorRank.appendingPathComponent("iter_0000007/mp_rank_01"))
+        XCTAssertThrowsError(try CheckpointDirectory(root: lostTensorRank).loadLatest()) {
+            XCTAssertTrue("\($0)".contains("mp_rank_00/model_optim_rng.pt: args.tensor_model_parallel_size 2")
+                && "\($0)".contains("1 tensor-parallel x 1 pipeline ranks"), "\($0)")
+        }
+        let mixedNames = try copy("legacy-mixed-names")
+        try fm.createDirectory(at: mixedNames.appendingPathComponent("iter_0000007/mp_rank_01"), withIntermediateDirectories: true)
+        XCTAssertThrowsError(try CheckpointDirectory(root: mixedNames).loadLatest()) {
+            XCTAssertTrue("\($0)".contains("mp_rank_00_000, mp_rank_00_001, mp_rank_01 are not all"), "\($0)")
         }
         let missingStage = try copy("legacy-missing-stage")
         try fm.removeItem(at: missingStage.appendingPathComponent("iter_0000007/mp_rank_00_001"))
         XCTAssertThrowsError(try CheckpointDirectory(root: missingStage).loadLatest()) {
-            XCTAssertTrue("\($0)".contains("args.pipeline_model_parallel_size 2"), "\($0)")
+            XCTAssertTrue("\($0)".contains("pipeline_model_parallel_size 2 and"), "\($0)")
         }
     }
 

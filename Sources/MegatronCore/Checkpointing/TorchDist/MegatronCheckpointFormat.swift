@@ -2,7 +2,8 @@ import Foundation
 import MegatronTensor
 
 /// Megatron-LM's checkpoint formats in a checkpoint directory (tracker, `iter_XXXXXXX/`): `torch_dist` written and
-/// read, the legacy `torch` format (`mp_rank_00/model_optim_rng.pt`, or one `mp_rank_00_XXX/` per pipeline stage) read.
+/// read, the legacy `torch` format (`mp_rank_TT/model_optim_rng.pt` per tensor-parallel rank, `mp_rank_TT_PPP/` with
+/// pipeline stages) read.
 ///
 /// A `torch_dist` checkpoint written here holds the model under Megatron's keys, `args`, this build's own manifest
 /// and the optimizer state in the distributed optimizer's `fully_reshardable` layout
@@ -100,8 +101,8 @@ public enum MegatronCheckpointFormat {
         if DistributedCheckpoint.isDistributedCheckpoint(directory) {
             return try loadDistributed(name, from: directory, stateNames: stateNames)
         }
-        guard let stages = try LegacyTorchCheckpoint.stageFiles(in: directory) else { return nil }
-        return try loadLegacy(name, stages: stages, directory: directory, stateNames: stateNames)
+        guard let ranks = try LegacyTorchCheckpoint.rankFiles(in: directory) else { return nil }
+        return try loadLegacy(name, ranks: ranks, directory: directory, stateNames: stateNames)
     }
 
     static func loadDistributed(_ name: CheckpointName, from directory: URL, stateNames: [String]) throws -> LoadedCheckpoint {
@@ -141,22 +142,25 @@ public enum MegatronCheckpointFormat {
                            format: "torch_dist", file: metadataURL)
     }
 
-    /// A legacy `torch` checkpoint (`LegacyTorchCheckpoint`), with its optimizer state when it is one stage's: the
-    /// state of several pipeline stages numbers each stage's parameters on its own.
-    static func loadLegacy(_ name: CheckpointName, stages: [URL], directory: URL, stateNames: [String]) throws -> LoadedCheckpoint {
-        let (tensors, common) = try LegacyTorchCheckpoint.read(stages)
+    /// A legacy `torch` checkpoint (`LegacyTorchCheckpoint`, `ranks[stage][tensorRank]`), with its optimizer state
+    /// when it is one rank's: the state of several model-parallel ranks numbers each rank's parameters (its slices) on
+    /// its own.
+    static func loadLegacy(_ name: CheckpointName, ranks: [[URL]], directory: URL, stateNames: [String]) throws -> LoadedCheckpoint {
+        let (tensors, common) = try LegacyTorchCheckpoint.read(ranks)
         var optimizer = MegatronOptimizerState.Carried()
-        if stages.count == 1, let model = common["model"] {
+        let (stages, tensorSize) = (ranks.count, ranks[0].count)
+        if stages == 1, tensorSize == 1, let model = common["model"] {
             // The model dict keeps Megatron's registration order, which the optimizer's parameter ids follow.
             let order = (model.pairs ?? []).compactMap { $0.key.stringValue }.compactMap { key in
                 tensors["model." + key].map { (key, $0.shape) }
             }
             optimizer = MegatronOptimizerState.fromLegacy(common, modelOrder: order, stateNames: stateNames)
         } else if common["optimizer"] != nil {
-            optimizer.notCarried = "its optimizer state is kept per pipeline stage (\(stages.count) stages), which this build does not read"
+            optimizer.notCarried = "its optimizer state is kept per model-parallel rank (\(tensorSize) tensor-parallel x \(stages) "
+                + "pipeline ranks), which this build does not read"
         }
         return try foreign(name, directory: directory, tensors: tensors, common: common, optimizer: optimizer, format: "torch",
-                           file: stages[0])
+                           file: ranks[0][0])
     }
 
     /// A checkpoint Megatron-LM wrote: its manifest rebuilt from `args`, marked foreign (its RNG state is not looked
