@@ -5,7 +5,7 @@ import MegatronTestSupport
 import XCTest
 
 /// Megatron-LM's own checkpoints of a tiny GPTModel (scripts/fixtures/make_megatron_checkpoints.py: Megatron Core's
-/// `dist_checkpointing.save` and its legacy torch.save layout, on CPU, also as two pipeline stages) load here with
+/// `dist_checkpointing.save` and its legacy torch.save layout, on CPU, also as pipeline stages and tensor-parallel ranks) load here with
 /// Megatron's logits; ours round-trip bit for bit. (The same script's `check` mode loads ours with Megatron's `dist_checkpointing.load`.)
 final class MegatronCheckpointFormatTests: XCTestCase {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/megatron")
@@ -16,8 +16,8 @@ final class MegatronCheckpointFormatTests: XCTestCase {
         var logits: [Float]
     }
 
-    static func golden() throws -> Golden {
-        try JSONDecoder().decode(Golden.self, from: Data(contentsOf: fixtures.appendingPathComponent("logits.json")))
+    static func golden(in root: URL = fixtures) throws -> Golden {
+        try JSONDecoder().decode(Golden.self, from: Data(contentsOf: root.appendingPathComponent("logits.json")))
     }
 
     static func logits(_ model: GPTModel, _ golden: Golden) -> [Float] {
@@ -49,6 +49,7 @@ final class MegatronCheckpointFormatTests: XCTestCase {
     /// its layers from 0, the last holding the tied output weight's copy) reads as the one-stage checkpoint: the
     /// same names and every tensor bit for bit.
     func testMegatronLegacyPipelineCheckpointReadsAsTheWholeModel() throws {
+        try assertMegatronLogits("torch", directory: "torch_pp2")
         try assertReadsAsTheWholeModel("torch_pp2")
     }
 
@@ -61,13 +62,28 @@ final class MegatronCheckpointFormatTests: XCTestCase {
                                        source: "mp_rank_00")
         XCTAssertEqual(try MegatronGPTLayout.legacyModel(XCTUnwrap(rank0["model"]), source: "mp_rank_00")["decoder.layers.0.self_attention.linear_qkv.weight"]?.shape,
                        [24, 16], "each rank file holds half the fused QKV rows")
-        try assertReadsAsTheWholeModel("torch_tp2")
-        try assertReadsAsTheWholeModel("torch_tp2_pp2")
+        for directory in ["torch_tp2", "torch_tp2_pp2"] {
+            try assertMegatronLogits("torch", directory: directory)
+            try assertReadsAsTheWholeModel(directory)
+        }
     }
 
-    func assertReadsAsTheWholeModel(_ directory: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let parts = try assertMegatronLogits("torch", directory: directory, file: file, line: line)
-        let whole = try XCTUnwrap(try CheckpointDirectory(root: Self.fixtures.appendingPathComponent("torch")).loadLatest())
+    /// A SwiGLU model saved by Megatron at tensor-parallel size 2: rank r's `linear_fc1` is `[gate_r; up_r]`, joined
+    /// into the whole `[gate; up]` (plain concatenation would interleave them), with Megatron's logits.
+    func testMegatronLegacyTensorParallelSwiGLUCheckpointReadsAsTheWholeModel() throws {
+        let root = Self.fixtures.deletingLastPathComponent().appendingPathComponent("megatron-swiglu")
+        try assertReadsAsTheWholeModel("torch_tp2", in: root)
+        let loaded = try GPTCheckpoint.load(from: CheckpointDirectory(root: root.appendingPathComponent("torch_tp2")))
+        XCTAssertTrue(loaded.model.config.gatedLinearUnit)
+        let golden = try Self.golden(in: root)
+        assertScaledClose(Self.logits(loaded.model, golden), golden.logits, tolerance: 2e-6, "SwiGLU logits")
+    }
+
+    /// The checkpoint in `directory` holds the tensors of the one in `whole`, every one bit for bit.
+    func assertReadsAsTheWholeModel(_ directory: String, whole wholeDirectory: String = "torch", in root: URL = fixtures,
+                                    file: StaticString = #filePath, line: UInt = #line) throws {
+        let parts = try XCTUnwrap(try CheckpointDirectory(root: root.appendingPathComponent(directory)).loadLatest(), file: file, line: line)
+        let whole = try XCTUnwrap(try CheckpointDirectory(root: root.appendingPathComponent(wholeDirectory)).loadLatest())
         XCTAssertEqual(Set(parts.tensors.keys), Set(whole.tensors.keys), directory, file: file, line: line)
         XCTAssertNotNil(parts.tensors["model.decoder.layers.1.mlp.linear_fc1.weight"], directory, file: file, line: line)
         for (name, t) in whole.tensors {
@@ -79,13 +95,7 @@ final class MegatronCheckpointFormatTests: XCTestCase {
     /// A 4-layer model saved by Megatron whole and as two stages of two model chunks (`model0`, `model1`; rank 0
     /// holds layers 0 and 2, rank 1 layers 1 and 3, each chunk numbering its one layer 0): the same tensors.
     func testMegatronLegacyVirtualPipelineCheckpointReadsAsTheWholeModel() throws {
-        func load(_ directory: String) throws -> LoadedCheckpoint {
-            try XCTUnwrap(try CheckpointDirectory(root: Self.fixtures.appendingPathComponent(directory)).loadLatest())
-        }
-        let (chunks, whole) = (try load("torch_4layers_pp2_vp2"), try load("torch_4layers"))
-        XCTAssertEqual(Set(chunks.tensors.keys), Set(whole.tensors.keys))
-        XCTAssertNotNil(whole.tensors["model.decoder.layers.3.self_attention.linear_qkv.weight"])
-        for (name, t) in whole.tensors { XCTAssertEqual(chunks.tensors[name]?.floats(), t.floats(), name) }
+        try assertReadsAsTheWholeModel("torch_4layers_pp2_vp2", whole: "torch_4layers")
         XCTAssertEqual(try GPTCheckpoint.load(from: CheckpointDirectory(root: Self.fixtures.appendingPathComponent("torch_4layers_pp2_vp2")))
             .model.config.numLayers, 4)
     }

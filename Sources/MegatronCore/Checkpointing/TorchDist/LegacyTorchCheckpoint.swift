@@ -34,7 +34,7 @@ enum LegacyTorchCheckpoint {
         let tensorSize = parsed.map { $0[0]! }.max()! + 1
         let pipelineSize = piped ? parsed.map { $0[1]! }.max()! + 1 : 1
         let grid = (0..<pipelineSize).map { stage in
-            (0..<tensorSize).map { tp in String(format: "%@%02d", rankPrefix, tp) + (piped ? String(format: "_%03d", stage) : "") }
+            (0..<tensorSize).map { tp in rankPrefix + String(format: "%02d", tp) + (piped ? String(format: "_%03d", stage) : "") }
         }
         let missing = Set(grid.joined()).subtracting(ranks).sorted()
         guard missing.isEmpty else {
