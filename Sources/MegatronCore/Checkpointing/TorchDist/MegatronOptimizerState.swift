@@ -5,10 +5,12 @@ import MegatronTensor
 /// optimizer's buffers (Adam's `exp_avg`, `exp_avg_sq`), `master.<param>` for the fp32 copy of a bf16 / fp16
 /// parameter, with the optimizer's step count and the scheduler's state.
 ///
-/// Layouts read (each checked against a Megatron-LM run that resumed from it, `make_megatron_checkpoints.py resume`):
+/// Layouts read (each checked against a Megatron-LM run that resumed from it, `make_megatron_checkpoints.py resume`,
+/// in fp32 and with `--bf16`, whose fp32 main copies are the `param` / `fp32_param` entries):
 /// * torch_dist, distributed optimizer, `fully_reshardable`: `optimizer.state.<param|exp_avg|exp_avg_sq>.<key>`, the
 ///   model tensor's own layout, and the step in the common state's `param_groups`;
-/// * torch_dist, plain optimizer: `optimizer.state.<exp_avg|exp_avg_sq|fp32_param>.<key>` and `common_step`;
+/// * torch_dist, plain optimizer: `optimizer.state.<exp_avg|exp_avg_sq|fp32_param>.<key>` and `common_step` (under
+///   `optimizer` when bf16 / fp16);
 /// * torch_dist, distributed optimizer, `dp_reshardable` (Megatron's default): one flat tensor per gradient bucket,
 ///   the parameters in the reverse of the model's registration order, each starting on a 64-element boundary; the
 ///   order is checked against the chunks the checkpoint records for each parameter;
@@ -67,7 +69,11 @@ enum MegatronOptimizerState {
                     if let ours = ourName(kind, stateNames, lowPrecision: lowPrecision) { carried.tensors["optimizer.\(ours).\(name)"] = t }
                 }
             }
-            carried.steps = commonStep(optimizer["state"]?["common_step"]) ?? groupStep(optimizer["optimizer"]?["param_groups"])
+            // The plain fp32 optimizer's state dict is torch's; the bf16 / fp16 one keeps torch's under `optimizer`
+            // (beside the main copies); the distributed optimizer keeps the step in its param groups.
+            let inner = optimizer["optimizer"]
+            carried.steps = commonStep(optimizer["state"]?["common_step"]) ?? commonStep(inner?["state"]?["common_step"])
+                ?? groupStep(inner?["param_groups"])
         case "dp_reshardable":
             carried.tensors = try bucketState(reader, parameters: parameters, contents: contents, lowPrecision: lowPrecision,
                                               stateNames: stateNames)
