@@ -17,6 +17,8 @@ final class MegatronResumeTests: XCTestCase {
         struct Layout: Decodable {
             var iteration: Int
             var losses_after: [Double]
+            /// fp16: Megatron's loss scaler after the resumed steps.
+            var grad_scaler_after: DynamicGradScaler.State?
         }
         var batches: [[[Int]]]
         var layouts: [String: Layout]
@@ -55,11 +57,12 @@ final class MegatronResumeTests: XCTestCase {
     }
 
     static let bf16Root = root.appendingPathComponent("bf16")
-    /// How far a loss after resuming a bf16 run may be from Megatron's. The first loss here equals Megatron's bit for
-    /// bit (the same bf16 weights; this build's CPU bf16 kernels round where torch's do); the second was 4.8e-6 off
-    /// in every layout (2026-12-08): a few fp32 gradient sums, added in another order, round to another bf16 value.
-    /// Resuming with the bf16 weights as their own main copies misses it by 9.1e-4, 18 times this.
-    static let bf16Tolerance = 5e-5
+    /// How far a loss after resuming a bf16 / fp16 run may be from Megatron's. The first loss here equals Megatron's
+    /// bit for bit (the same weights; this build's CPU bf16 / fp16 kernels round where torch's do); the second was
+    /// 4.8e-6 off in every bf16 layout, 8.1e-6 in fp16 (2026-12-08): a few fp32 gradient sums, added in another order,
+    /// round to another 16-bit value. Resuming bf16 with its weights as their own main copies misses it by 9.1e-4,
+    /// 18 times this.
+    static let reducedPrecisionTolerance = 5e-5
 
     func testBF16DistributedOptimizerDefaultLayoutResumesWithMegatronsLosses() throws { try assertResumesInBF16("dist_dp_reshardable") }
 
@@ -83,12 +86,33 @@ final class MegatronResumeTests: XCTestCase {
         XCTAssertEqual(Set(model.namedParameters().map(\.1.dtype)), [.bfloat16], file: file, line: line)
         let resumed = try losses(directory, record, iteration: expected.iteration)
         for (ours, theirs) in zip(resumed, expected.losses_after) {
-            XCTAssertEqual(ours, theirs, accuracy: Self.bf16Tolerance, "\(layout): losses \(resumed), Megatron's \(expected.losses_after)",
+            XCTAssertEqual(ours, theirs, accuracy: Self.reducedPrecisionTolerance, "\(layout): losses \(resumed), Megatron's \(expected.losses_after)",
                            file: file, line: line)
         }
         let withoutMainCopies = try losses(directory, record, iteration: expected.iteration, state: .withoutMainCopies)
-        XCTAssertGreaterThan(abs(withoutMainCopies[1] - expected.losses_after[1]), 10 * Self.bf16Tolerance, "\(layout): \(withoutMainCopies)",
+        XCTAssertGreaterThan(abs(withoutMainCopies[1] - expected.losses_after[1]), 10 * Self.reducedPrecisionTolerance, "\(layout): \(withoutMainCopies)",
                              file: file, line: line)
+    }
+
+    func testFP16DistributedOptimizerResumesWithMegatronsLossScale() throws { try assertResumesInFP16("dist_dp_reshardable") }
+
+    func testFP16PlainOptimizerLegacyTorchResumesWithMegatronsLossScale() throws { try assertResumesInFP16("adam_torch") }
+
+    /// Megatron-LM trained with `--fp16` and its dynamic loss scaler (`--initial-loss-scale 65536
+    /// --loss-scale-window 2`: the scale grew twice before the save): resumed here, the scaler continues from the
+    /// checkpoint's scale and trackers and ends where Megatron's did (a fresh one would stand at 131072 with its
+    /// growth tracker at 0), with Megatron's losses.
+    func assertResumesInFP16(_ layout: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let root = Self.root.appendingPathComponent("fp16")
+        let record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: root.appendingPathComponent("losses.json")))
+        let expected = try XCTUnwrap(record.layouts[layout])
+        let run = try Run(store: CheckpointDirectory(root: root.appendingPathComponent(layout)))
+        let resumed = try record.batches[expected.iteration...].map { try run.train($0) }
+        for (ours, theirs) in zip(resumed, expected.losses_after) {
+            XCTAssertEqual(ours, theirs, accuracy: Self.reducedPrecisionTolerance, "\(layout): losses \(resumed), Megatron's \(expected.losses_after)",
+                           file: file, line: line)
+        }
+        XCTAssertEqual((run.gradScaler as? DynamicGradScaler)?.state(), expected.grad_scaler_after, file: file, line: line)
     }
 
     /// The distributed optimizer's default layout follows the parameters' registration order, which depends on the
@@ -146,6 +170,8 @@ final class MegatronResumeTests: XCTestCase {
         let model: GPTModel
         let optimizer: TrainingOptimizer
         var scheduler: OptimizerParamScheduler
+        /// fp16: the dynamic loss scaler of the fixtures (Megatron's, from 65536 with a growth window of 2).
+        var gradScaler: (any GradScaler)?
         let step: TrainingStep
 
         convenience init(layout: String) throws { try self.init(store: CheckpointDirectory(root: MegatronResumeTests.root.appendingPathComponent(layout))) }
@@ -166,6 +192,9 @@ final class MegatronResumeTests: XCTestCase {
             model = try GPTCheckpoint.load(from: store).model
             let groups = try ParamGroup.megatronDefault(model.namedParameters())
             let parallel = ParallelState.singleRank()
+            if model.namedParameters().contains(where: { $0.1.dtype == .float16 }) {
+                gradScaler = try DynamicGradScaler(initialScale: 65536, growthInterval: 2, hysteresis: 2)
+            }
             optimizer = try TrainingOptimizer(model: model, groups: groups, rule: try AdamRule.adamW(beta1: 0.9, beta2: 0.95, eps: 1e-8),
                                               parallel: parallel)
             scheduler = try OptimizerParamScheduler(.init(maxLR: 1e-3, minLR: 1e-4, lrWarmupSteps: 4, lrDecaySteps: 20, lrDecayStyle: .cosine,
@@ -182,6 +211,10 @@ final class MegatronResumeTests: XCTestCase {
                 }
                 try optimizer.loadState(state, stepCount: try XCTUnwrap(manifest.optimizerSteps))
                 try scheduler.load(try XCTUnwrap(manifest.optParamScheduler))
+                if var dynamic = gradScaler as? DynamicGradScaler {
+                    try dynamic.load(try XCTUnwrap(manifest.gradScaler))
+                    gradScaler = dynamic
+                }
             } else {
                 scheduler.step(2 * checkpoint.iteration)
             }
@@ -192,7 +225,7 @@ final class MegatronResumeTests: XCTestCase {
         func train(_ rows: [[Int]]) throws -> Double {
             let tokens = Tensor(shape: [rows.count, rows[0].count - 1], ints: rows.flatMap { $0.dropLast() })
             let labels = Tensor(shape: [rows.count, rows[0].count - 1], ints: rows.flatMap { $0.dropFirst() })
-            return try step.run(microBatches: 1, samples: rows.count, scheduler: &scheduler) { _ in
+            return try step.run(microBatches: 1, samples: rows.count, scheduler: &scheduler, gradScaler: &gradScaler) { _ in
                 TrainingBatch(tokens: tokens, labels: labels)
             }.loss
         }
