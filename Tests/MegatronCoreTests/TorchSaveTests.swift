@@ -1,5 +1,5 @@
 import Foundation
-import MegatronCore
+@testable import MegatronCore
 import MegatronTensor
 import XCTest
 
@@ -55,6 +55,26 @@ final class TorchSaveTests: XCTestCase {
         XCTAssertThrowsError(try TorchSave.read(Data(contentsOf: url), source: url.path)) { error in
             XCTAssertTrue("\(error)".contains("posix.system"), "\(error)")
         }
+    }
+
+    /// torch.save pickles a tensor with Python attributes (Megatron's fp32 main copies keep their parameter's
+    /// tensor-parallel markers) as `_rebuild_from_type_v2(_rebuild_tensor_v2, torch.Tensor, args, attributes)`: read as
+    /// the tensor (here a main copy from MegatronResumeTests' bf16 fixture, which rounds to its bf16 weight). Another
+    /// tensor type in that call is an error.
+    func testReadsATensorWithAttributes() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/megatron/resume/bf16/adam_torch/iter_0000003/mp_rank_00/model_optim_rng.pt")
+        let state = try TorchSave.read(Data(contentsOf: url), source: url.path)
+        let main = try XCTUnwrap(state["optimizer"]?["fp32_from_fp16_params"]?[0]?[0]?.tensorValue)
+        let weight = try XCTUnwrap(state["model"]?["embedding.word_embeddings.weight"]?.tensorValue)
+        XCTAssertEqual(main.dtype, .float32)
+        XCTAssertEqual(main.shape, weight.shape)
+        XCTAssertEqual(floats(main.cast(to: .bfloat16)), floats(weight))
+        XCTAssertNotEqual(floats(main), floats(weight))
+        let subclass = PickleObject(PickleGlobals.rebuildFromType, arguments: [
+            .global(PickleGlobals.rebuildTensor), .global(PickleGlobal("torch.nn.parameter", "Parameter")), .tuple([]), .dict([]),
+        ])
+        XCTAssertThrowsError(try TorchSave.plainTensorRebuild(subclass)) { XCTAssertTrue("\($0)".contains("_rebuild_from_type_v2"), "\($0)") }
     }
 
     func testWrittenArchiveReadsBackAligned() throws {

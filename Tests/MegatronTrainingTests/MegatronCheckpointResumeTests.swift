@@ -50,6 +50,25 @@ final class MegatronCheckpointResumeTests: XCTestCase {
         }
     }
 
+    /// The same run under `--bf16` (each layout's fp32 main copies) and `--fp16` (the dynamic loss scaler's state too,
+    /// saved at 131072 with one clean step toward the growth window of 2, so the next iteration doubles it, where a
+    /// fresh scaler would log 65536); MegatronResumeTests checks both give Megatron's next losses.
+    func testResumesMegatronsBF16AndFP16OptimizerState() throws {
+        let schedule = "--train-iters 10 --lr-warmup-iters 2 --lr-decay-iters 10 --lr-decay-style cosine --min-lr 1e-4 --weight-decay 0.1 "
+            + "--adam-beta2 0.95 --clip-grad 1 --global-batch-size 2 --micro-batch-size 2"
+        for layout in ["dist_dp_reshardable", "dist_fully_reshardable", "adam_torch_dist", "adam_torch"] {
+            let (lines, summary) = try train("\(schedule) --bf16 --load \(Self.fixtures.appendingPathComponent("resume/bf16/\(layout)").path)")
+            XCTAssertEqual(summary.iterations, 10, layout)
+            XCTAssertTrue(lines.contains { $0.contains("so are its optimizer state") }, "\(layout): \(lines)")
+        }
+        for layout in ["dist_dp_reshardable", "adam_torch"] {
+            let load = Self.fixtures.appendingPathComponent("resume/fp16/\(layout)").path
+            let (lines, _) = try train("\(schedule) --fp16 --initial-loss-scale 65536 --loss-scale-window 2 --load \(load)")
+            XCTAssertTrue(lines.contains { $0.contains("with its loss scale 131072") }, "\(layout): \(lines)")
+            XCTAssertTrue(lines.contains { $0.contains("iteration        4/") && $0.contains("loss scale: 262144.0 |") }, "\(layout): \(lines)")
+        }
+    }
+
     /// Optimizer state in a layout this build does not read (here the legacy distributed optimizer's, kept in
     /// distrib_optim.pt) stops the resume with the flag that starts afresh; with that flag the weights load.
     func testUnreadableMegatronOptimizerStateNamesNoLoadOptim() throws {

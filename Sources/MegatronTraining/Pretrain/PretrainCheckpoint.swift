@@ -189,9 +189,10 @@ extension Pretrainer {
             + (arguments.noLoadOptim ? " (model only: --no-load-optim)" : ""))
     }
 
-    /// A checkpoint Megatron-LM wrote: its optimizer state (Adam's moments, step count, scheduler) where its layout
-    /// could be read, unless `--no-load-optim`; a layout that could not is an error naming the flag that starts afresh.
-    /// Its RNG state is never carried (torch's generators are not this build's).
+    /// A checkpoint Megatron-LM wrote: its optimizer state (Adam's moments, the fp32 main copies of bf16 / fp16
+    /// parameters, step count, scheduler, fp16 loss scale) where its layout could be read, unless `--no-load-optim`; a
+    /// layout that could not is an error naming the flag that starts afresh. Its RNG state is never carried (torch's
+    /// generators are not this build's).
     func restoreMegatronOptimizer(_ checkpoint: LoadedCheckpoint, format: String) throws {
         let holdsOptimizer = checkpoint.tensors.keys.contains { $0.hasPrefix("optimizer.") }
         if !arguments.noLoadOptim, let why = checkpoint.optimizerNotCarried {
@@ -200,10 +201,19 @@ extension Pretrainer {
         }
         if !arguments.noLoadOptim, holdsOptimizer { try restoreOptimizer(checkpoint) }
         let optimizer = arguments.noLoadOptim ? "its optimizer state is not (--no-load-optim)"
-            : holdsOptimizer ? "so are its optimizer state (Adam's moments, step count) and scheduler"
+            : holdsOptimizer ? "so are its optimizer state (Adam's moments, step count) and scheduler" + lossScaleNote(checkpoint)
             : "it holds no optimizer state (a fresh optimizer and scheduler start)"
         log("  a Megatron-LM \(format) checkpoint: weights, iteration and consumed samples are carried; \(optimizer); "
             + "its RNG state is not (dropout draws here are this build's own)")
+    }
+
+    /// What of the fp16 dynamic loss scaler a Megatron-LM checkpoint carried, said when this run has one.
+    func lossScaleNote(_ checkpoint: LoadedCheckpoint) -> String {
+        guard gradScaler is DynamicGradScaler else { return "" }
+        guard let saved = try? checkpoint.metadata.decode(SavedOptimizer.self).gradScaler else {
+            return "; it holds no loss scale (the scaler starts at --initial-loss-scale)"
+        }
+        return ", with its loss scale \(saved.scale)"
     }
 
     /// Optimizer state, its step count, the scheduler and the dynamic loss scale.

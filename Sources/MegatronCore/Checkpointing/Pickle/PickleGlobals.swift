@@ -4,6 +4,10 @@
 public enum PickleGlobals {
     public static let rebuildTensor = PickleGlobal("torch._utils", "_rebuild_tensor_v2")
     public static let rebuildParameter = PickleGlobal("torch._utils", "_rebuild_parameter")
+    /// `_rebuild_from_type_v2(_rebuild_tensor_v2, torch.Tensor, args, attributes)`: how torch.save pickles a tensor
+    /// carrying Python attributes (Megatron's fp32 main copies keep their parameter's tensor-parallel attributes).
+    public static let rebuildFromType = PickleGlobal("torch._tensor", "_rebuild_from_type_v2")
+    public static let torchTensor = PickleGlobal("torch", "Tensor")
     public static let torchSize = PickleGlobal("torch", "Size")
     public static let getLayout = PickleGlobal("torch.serialization", "_get_layout")
     public static let orderedDict = PickleGlobal("collections", "OrderedDict")
@@ -27,7 +31,7 @@ public enum PickleGlobals {
 
     static let dcp = "torch.distributed.checkpoint"
     static let allowed: Set<PickleGlobal> = {
-        var names: [PickleGlobal] = [rebuildTensor, rebuildParameter, torchSize, getLayout, orderedDict, namespace, codecsEncode,
+        var names: [PickleGlobal] = [rebuildTensor, rebuildParameter, rebuildFromType, torchTensor, torchSize, getLayout, orderedDict, namespace, codecsEncode,
                                      PickleGlobal("torch", "device"), PickleGlobal("torch._C", "Generator")]
         names += storages.map { PickleGlobal("torch", $0.0) }
         names += DTypeName.allCases.map { PickleGlobal("torch", $0.rawValue) }

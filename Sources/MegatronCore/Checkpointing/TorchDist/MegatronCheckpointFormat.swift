@@ -176,6 +176,7 @@ public enum MegatronCheckpointFormat {
         if carried {
             manifest.optimizerSteps = optimizer.steps
             manifest.optParamScheduler = optimizer.scheduler
+            manifest.gradScaler = optimizer.gradScaler
         }
         let all = carried ? tensors.merging(optimizer.tensors) { a, _ in a } : tensors
         manifest.shapes = all.mapValues(\.shape)

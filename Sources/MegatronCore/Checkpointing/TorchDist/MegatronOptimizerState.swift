@@ -5,10 +5,12 @@ import MegatronTensor
 /// optimizer's buffers (Adam's `exp_avg`, `exp_avg_sq`), `master.<param>` for the fp32 copy of a bf16 / fp16
 /// parameter, with the optimizer's step count and the scheduler's state.
 ///
-/// Layouts read (each checked against a Megatron-LM run that resumed from it, `make_megatron_checkpoints.py resume`):
+/// Layouts read (each checked against a Megatron-LM run that resumed from it, `make_megatron_checkpoints.py resume`,
+/// in fp32 and with `--bf16`, whose fp32 main copies are the `param` / `fp32_param` entries):
 /// * torch_dist, distributed optimizer, `fully_reshardable`: `optimizer.state.<param|exp_avg|exp_avg_sq>.<key>`, the
 ///   model tensor's own layout, and the step in the common state's `param_groups`;
-/// * torch_dist, plain optimizer: `optimizer.state.<exp_avg|exp_avg_sq|fp32_param>.<key>` and `common_step`;
+/// * torch_dist, plain optimizer: `optimizer.state.<exp_avg|exp_avg_sq|fp32_param>.<key>` and `common_step` (under
+///   `optimizer` when bf16 / fp16);
 /// * torch_dist, distributed optimizer, `dp_reshardable` (Megatron's default): one flat tensor per gradient bucket,
 ///   the parameters in the reverse of the model's registration order, each starting on a 64-element boundary; the
 ///   order is checked against the chunks the checkpoint records for each parameter;
@@ -16,14 +18,16 @@ import MegatronTensor
 ///
 /// Not read, with the reason recorded (`Carried.notCarried`): a `dp_reshardable` state of a model-parallel run (one
 /// flat tensor per model-parallel rank), one of several gradient buffers (MoE experts, mixed dtypes), the legacy
-/// distributed optimizer's `distrib_optim.pt`, and any other layout. Megatron's RNG and loss-scaler state are never
-/// carried (its generators are not this build's).
+/// distributed optimizer's `distrib_optim.pt`, and any other layout. The fp16 dynamic loss scaler's state
+/// (`grad_scaler`) is carried with the rest; Megatron's RNG state never is (its generators are not this build's).
 enum MegatronOptimizerState {
     struct Carried {
         /// `optimizer.state<k>.<param>`, `optimizer.master.<param>`.
         var tensors: [String: Tensor] = [:]
         var steps: Int?
         var scheduler: OptimizerParamScheduler.State?
+        /// The fp16 dynamic loss scaler's scale and trackers (`grad_scaler`); nil without one.
+        var gradScaler: DynamicGradScaler.State?
         /// Why the checkpoint's optimizer state cannot be resumed from, when it holds some.
         var notCarried: String?
     }
@@ -67,11 +71,19 @@ enum MegatronOptimizerState {
                     if let ours = ourName(kind, stateNames, lowPrecision: lowPrecision) { carried.tensors["optimizer.\(ours).\(name)"] = t }
                 }
             }
-            carried.steps = commonStep(optimizer["state"]?["common_step"]) ?? groupStep(optimizer["optimizer"]?["param_groups"])
+            // The plain fp32 optimizer's state dict is torch's; the bf16 / fp16 one keeps torch's under `optimizer`
+            // (beside the main copies); the distributed optimizer keeps the step in its param groups.
+            let inner = optimizer["optimizer"]
+            carried.steps = count(optimizer["state"]?["common_step"]) ?? count(inner?["state"]?["common_step"])
+                ?? groupStep(inner?["param_groups"])
+            carried.gradScaler = try gradScaler(optimizer["grad_scaler"])
         case "dp_reshardable":
             carried.tensors = try bucketState(reader, parameters: parameters, contents: contents, lowPrecision: lowPrecision,
                                               stateNames: stateNames)
             carried.steps = groupStep(try reader.object("\(bucketPrefix)dp_group_idx_0.optimizer/shard_0_1")[0]?["param_groups"])
+            // Each entry of the optimizer's state dict is its own object in this layout.
+            let scaler = "\(bucketPrefix)dp_group_idx_0.grad_scaler/shard_0_1"
+            if reader.objectKeys.contains(scaler) { carried.gradScaler = try gradScaler(try reader.object(scaler)[0]) }
         default:
             throw NotCarried("is in the distributed optimizer's \(sharding!) layout, which this build does not read")
         }
@@ -100,11 +112,12 @@ enum MegatronOptimizerState {
                         guard t.shape == shape else { throw NotCarried("\(stateName) of \(name) is \(t.shape), the parameter \(shape)") }
                         carried.tensors["optimizer.state\(k).\(name)"] = t
                     }
-                    carried.steps = carried.steps ?? commonStep(entry["step"])
+                    carried.steps = carried.steps ?? count(entry["step"])
                     if let master = optimizer["fp32_from_fp16_params"]?[g]?[i]?.tensorValue { carried.tensors["optimizer.master.\(name)"] = master }
                 }
             }
             carried.steps = carried.steps ?? groupStep(inner["param_groups"])
+            carried.gradScaler = try gradScaler(optimizer["grad_scaler"])
         } catch let why as NotCarried {
             carried.notCarried = "its optimizer state \(why.reason)"
         } catch {
@@ -124,16 +137,27 @@ enum MegatronOptimizerState {
         return stateNames.firstIndex(of: kind).map { "state\($0)" }
     }
 
-    /// The step count of Adam's per-parameter `step` or MCore's `common_step` (a number or a 0-d tensor).
-    static func commonStep(_ value: PickleValue?) -> Int? {
+    /// A count saved as a number or a one-element tensor: Adam's per-parameter `step`, MCore's `common_step`, the
+    /// loss scaler's trackers.
+    static func count(_ value: PickleValue?) -> Int? {
         if let t = value?.tensorValue, t.count == 1 { return Int(t.to(.cpu).cast(to: .float32).floats()[0]) }
         return value?.doubleValue.map { Int($0) }
     }
 
     /// The step every param group records (Megatron keeps it there for Adam).
     static func groupStep(_ groups: PickleValue?) -> Int? {
-        let steps = Set((groups?.elements ?? []).compactMap { commonStep($0["step"]) })
+        let steps = Set((groups?.elements ?? []).compactMap { count($0["step"]) })
         return steps.count == 1 ? steps.first : nil
+    }
+
+    /// Megatron's `DynamicGradScaler` state dict (`scale`, a one-element tensor, and the trackers); nil when absent or
+    /// empty (a constant scaler's).
+    static func gradScaler(_ value: PickleValue?) throws -> DynamicGradScaler.State? {
+        guard let value, value.pairs?.isEmpty == false else { return nil }
+        guard let scale = value["scale"]?.tensorValue, scale.count == 1, let growth = count(value["growth_tracker"]),
+              let hysteresis = count(value["hysteresis_tracker"])
+        else { throw NotCarried("has a grad_scaler without a one-element scale and integer trackers") }
+        return DynamicGradScaler.State(scale: scale.to(.cpu).cast(to: .float32).floats()[0], growthTracker: growth, hysteresisTracker: hysteresis)
     }
 
     /// Megatron's `opt_param_scheduler` state dict, whose keys are `State`'s.

@@ -36,7 +36,8 @@ public enum TorchSave {
     }
 
     /// `value` with each `_rebuild_tensor_v2(storage, offset, size, stride, ...)` of a known dtype made a tensor
-    /// (and `_rebuild_parameter(tensor, ...)` its tensor).
+    /// (and `_rebuild_parameter(tensor, ...)` its tensor, `_rebuild_from_type_v2` of a plain tensor with attributes
+    /// the tensor without them).
     static func resolveTensors(_ value: PickleValue, storage: (String) throws -> Data) throws -> PickleValue {
         func walk(_ v: PickleValue) throws -> PickleValue {
             switch v {
@@ -47,6 +48,8 @@ public enum TorchSave {
                 return try tensor(o, storage: storage).map(PickleValue.tensor) ?? v
             case .object(let o) where o.callable == PickleGlobals.rebuildParameter:
                 return try o.arguments.first.map(walk) ?? v
+            case .object(let o) where o.callable == PickleGlobals.rebuildFromType:
+                return try walk(.object(try plainTensorRebuild(o)))
             case .object(var o):
                 o.arguments = try o.arguments.map(walk)
                 o.state = try o.state.map(walk)
@@ -55,6 +58,15 @@ public enum TorchSave {
             }
         }
         return try walk(value)
+    }
+
+    /// The `_rebuild_tensor_v2` call inside `_rebuild_from_type_v2(_rebuild_tensor_v2, torch.Tensor, args, attributes)`;
+    /// the attributes (Megatron's tensor-parallel markers) are not kept. Another function or tensor type is an error.
+    static func plainTensorRebuild(_ o: PickleObject) throws -> PickleObject {
+        guard o.arguments.count == 4, case .global(let function) = o.arguments[0], function == PickleGlobals.rebuildTensor,
+              case .global(let type) = o.arguments[1], type == PickleGlobals.torchTensor, let arguments = o.arguments[2].elements
+        else { throw PickleError("a tensor rebuilt with attributes (_rebuild_from_type_v2) of unexpected form") }
+        return PickleObject(PickleGlobals.rebuildTensor, arguments: arguments)
     }
 
     /// The tensor a rebuild call describes, or nil when its dtype is not one this build holds.
