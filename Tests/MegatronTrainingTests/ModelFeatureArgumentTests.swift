@@ -27,6 +27,19 @@ final class ModelFeatureArgumentTests: XCTestCase {
             .transformerConfig().moe?.sharedExpertGate)
     }
 
+    /// `--moe-shared-expert-overlap` is accepted (the same model: only Megatron's scheduling differs), and with a
+    /// shared expert it needs the alltoall dispatcher, as Megatron's TransformerConfig checks.
+    func testSharedExpertOverlapNeedsTheAllToAllDispatcher() throws {
+        let moe = base + "--disable-bias-linear --num-experts 4 --moe-shared-expert-overlap "
+        let overlapped = try parse(moe + "--moe-shared-expert-intermediate-size 32 --moe-token-dispatcher-type alltoall")
+        XCTAssertTrue(overlapped.moeSharedExpertOverlap)
+        XCTAssertEqual(try overlapped.transformerConfig().moe?.sharedExpertIntermediateSize, 32)
+        XCTAssertNoThrow(try parse(moe).transformerConfig())
+        XCTAssertEqual(message(moe + "--moe-shared-expert-intermediate-size 32"),
+                       "--moe-shared-expert-overlap works with the alltoall (or flex) token dispatcher only (as in Megatron), "
+                       + "got --moe-token-dispatcher-type allgather")
+    }
+
     /// `--moe-layer-freq`: an integer N makes every N-th layer MoE (from layer 0), a list gives 1 (MoE) or 0 per layer.
     func testMoELayerFrequency() throws {
         let moe = base + "--disable-bias-linear --num-experts 4 "

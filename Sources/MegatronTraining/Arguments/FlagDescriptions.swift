@@ -253,6 +253,7 @@ enum FlagDescriptions {
         "--moe-shared-expert-intermediate-size": "Hidden size of a shared expert every token goes through.",
         "--moe-layer-freq": "MoE layers: every N-th from the first, or a list such as ([0]+[1]*3).",
         "--moe-grouped-gemm": "Run all local experts' FC1 and FC2 as grouped GEMMs (concurrent cuBLASLt GEMMs on a GPU); the same result. Parameters keep SequentialMLP's names (local_experts.N), not TEGroupedMLP's weight0..N-1.",
+        "--moe-shared-expert-overlap": "Megatron overlaps the shared expert with the alltoall dispatch; accepted, run in sequence here: the same result.",
         "--moe-permute-fusion": "Accepted: tokens are permuted by one gather and put back by one index-add, unfused; the same result.",
         "--moe-token-dispatcher-type": "How tokens reach other ranks' experts: allgather (default) or alltoall.",
         "--fp8-format": "Runs the transformer layers' linear GEMMs in FP8: e4m3, or hybrid (e5m2 gradients).",

@@ -29,6 +29,10 @@ extension PretrainArguments {
         moe.dropPolicy = MoEConfig.DropPolicy(rawValue: moeTokenDropPolicy) ?? .probs
         moe.padToCapacity = moePadExpertInputToCapacity
         moe.sharedExpertIntermediateSize = moeSharedExpertIntermediateSize
+        if moeSharedExpertOverlap, moeSharedExpertIntermediateSize != nil, moeTokenDispatcherType != "alltoall" {
+            throw ArgumentError("--moe-shared-expert-overlap works with the alltoall (or flex) token dispatcher only (as in Megatron), "
+                + "got --moe-token-dispatcher-type \(moeTokenDispatcherType)")
+        }
         // As in Megatron, the gate only takes effect on a shared expert.
         if moeSharedExpertGate && moeSharedExpertIntermediateSize != nil { moe.sharedExpertGate = true }
         return moe

@@ -98,6 +98,8 @@ public struct PretrainArguments: Equatable, Sendable, Codable {
     public var moePadExpertInputToCapacity = false
     public var moeSharedExpertIntermediateSize: Int?
     public var moeSharedExpertGate = false
+    /// `--moe-shared-expert-overlap`: Megatron overlaps the shared expert with the token dispatch; the same result.
+    public var moeSharedExpertOverlap = false
     /// `--moe-grouped-gemm`: the experts' FC1 and FC2 as grouped GEMMs; the parameters keep SequentialMLP's names.
     public var moeGroupedGemm = false
     /// `--moe-layer-freq` as given: `N` or a Python list expression (`"([0]+[1]*23)"`).

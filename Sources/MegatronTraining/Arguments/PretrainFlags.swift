@@ -412,6 +412,9 @@ enum PretrainFlags {
         .set("--moe-shared-expert-gate", \.moeSharedExpertGate),
         .string("--moe-layer-freq", \.moeLayerFreq),
         .set("--moe-grouped-gemm", \.moeGroupedGemm),
+        .set("--moe-shared-expert-overlap", \.moeSharedExpertOverlap).noting { _ in
+            "the shared expert runs after the token dispatch here, not overlapped with its communication; the same result"
+        },
         .ignored("--moe-permute-fusion", note: "tokens are permuted by one gather and put back by one index-add, unfused; the same result"),
         Flag(name: "--moe-token-dispatcher-type", takesValue: true, apply: { args, value in
             args.moeTokenDispatcherType = try Flag.checked("--moe-token-dispatcher-type", value!, ["allgather", "alltoall"])
