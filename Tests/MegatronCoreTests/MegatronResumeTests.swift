@@ -134,13 +134,24 @@ final class MegatronResumeTests: XCTestCase {
     /// Ours, after a step here from Megatron's checkpoint, saved in Megatron's fully reshardable layout with its
     /// optimizer state: read back here it gives the losses the uninterrupted run does. With
     /// `MEGATRON_CKPT_ORACLE_OUT=<dir>` it is written there with those losses (`resume.json`) for
-    /// `make_megatron_checkpoints.py continue <dir>`, where Megatron-LM resumes from it.
+    /// `make_megatron_checkpoints.py continue <dir>`, where Megatron-LM resumes from it (the bf16 run's into <dir>/bf16).
     func testOurCheckpointCarriesOptimizerStateInMegatronsLayout() throws {
-        let record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: Self.root.appendingPathComponent("losses.json")))
-        let run = try Run(layout: "dist_fully_reshardable")
+        try assertOurCheckpointCarriesOptimizerState(fixtures: Self.root, precision: "fp32")
+    }
+
+    /// The same from Megatron's bf16 run: the main copies saved are the fp32 masters, not the bf16 weights.
+    func testOurBF16CheckpointCarriesTheMainCopiesInMegatronsLayout() throws {
+        try assertOurCheckpointCarriesOptimizerState(fixtures: Self.bf16Root, precision: "bf16")
+    }
+
+    func assertOurCheckpointCarriesOptimizerState(fixtures: URL, precision: String, file: StaticString = #filePath,
+                                                  line: UInt = #line) throws {
+        let record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: fixtures.appendingPathComponent("losses.json")))
+        let run = try Run(store: CheckpointDirectory(root: fixtures.appendingPathComponent("dist_fully_reshardable")))
         let batches = Array(record.batches[3...]) + [record.batches[3]]
         _ = try run.train(batches[0])
-        let root = MegatronCheckpointFormatTests.oracleDirectory ?? scratchPath("ours-with-optimizer")
+        let oracle = MegatronCheckpointFormatTests.oracleDirectory.map { precision == "fp32" ? $0 : $0.appendingPathComponent(precision) }
+        let root = oracle ?? scratchPath("ours-with-optimizer-\(precision)")
         let store = CheckpointDirectory(root: root)
         var manifest = CheckpointManifest()
         GPTCheckpoint.describe(run.model, vocabSize: 384, in: &manifest)
@@ -148,19 +159,31 @@ final class MegatronResumeTests: XCTestCase {
         manifest.optParamScheduler = run.scheduler.state()
         let megatron = MegatronOptimizerCommon.entries(scheduler: run.scheduler, adam: .init(beta1: 0.9, beta2: 0.95, eps: 1e-8),
                                                        steps: run.optimizer.stepCount)
-        try MegatronCheckpointFormat.save(to: store, iteration: 4, model: run.model.stateDict(), optimizer: try run.optimizer.stateTensors(),
+        let optimizerState = try run.optimizer.stateTensors()
+        try MegatronCheckpointFormat.save(to: store, iteration: 4, model: run.model.stateDict(), optimizer: optimizerState,
                                           manifest: manifest, megatronArgs: megatron.args, megatronCommon: megatron.common)
         let straight = try batches[1...].map { try run.train($0) }
-        // The files are Megatron's fully reshardable layout: an fp32 parameter's main copy is the parameter.
+        // The files are Megatron's fully reshardable layout: each parameter's fp32 main copy under `param` (an fp32
+        // parameter's is the parameter itself, a bf16 one's the optimizer's master, not its rounded weight).
         let contents = try DistributedCheckpoint.read(root.appendingPathComponent("iter_0000004"))
-        XCTAssertEqual(contents.tensors["optimizer.state.param.decoder.layers.mlp.linear_fc1.weight"]?.floats(),
-                       try XCTUnwrap(contents.tensors["decoder.layers.mlp.linear_fc1.weight"]).floats())
-        XCTAssertEqual(contents.common["optimizer"]?["param_state_sharding_type"]?.stringValue, "fully_reshardable")
-        XCTAssertEqual(contents.common["args"]?.attribute("no_save_optim")?.boolValue, false)
+        let name = "decoder.layers.mlp.linear_fc1.weight"
+        let main = try XCTUnwrap(contents.tensors["optimizer.state.param." + name], file: file, line: line)
+        XCTAssertEqual(main.dtype, .float32, file: file, line: line)
+        let weight = try XCTUnwrap(contents.tensors[name], file: file, line: line)
+        if precision == "fp32" {
+            XCTAssertEqual(main.floats(), weight.floats(), file: file, line: line)
+        } else {
+            XCTAssertEqual(weight.dtype, .bfloat16, file: file, line: line)
+            XCTAssertEqual(main.cast(to: .bfloat16).floats(), weight.floats(), "the main copy rounds to the weight", file: file, line: line)
+            XCTAssertNotEqual(main.floats(), weight.floats(), "the main copy is not the rounded weight", file: file, line: line)
+        }
+        XCTAssertEqual(contents.common["optimizer"]?["param_state_sharding_type"]?.stringValue, "fully_reshardable", file: file, line: line)
+        XCTAssertEqual(contents.common["args"]?.attribute("no_save_optim")?.boolValue, false, file: file, line: line)
         let resumed = try Run(store: store)
-        XCTAssertEqual(try batches[1...].map { try resumed.train($0) }, straight)
-        if let oracle = MegatronCheckpointFormatTests.oracleDirectory {
-            let json = try JSONSerialization.data(withJSONObject: ["batches": Array(record.batches[..<3]) + batches, "losses_after": straight])
+        XCTAssertEqual(try batches[1...].map { try resumed.train($0) }, straight, file: file, line: line)
+        if let oracle {
+            let json = try JSONSerialization.data(withJSONObject: ["batches": Array(record.batches[..<3]) + batches, "losses_after": straight,
+                                                                   "precision": precision])
             try json.write(to: oracle.appendingPathComponent("resume.json"))
         }
     }
